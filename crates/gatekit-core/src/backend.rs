@@ -1,0 +1,158 @@
+//! Backends: the services a route's rules send requests to, looked up by name.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::poll_fn;
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::{Body, BoxError};
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+/// A type-erased backend: a single address, or a balanced upstream from `gatekit-lb`.
+///
+/// Cloning is one atomic increment and calling takes `&self`, so one `Backend` is shared
+/// by every connection and every route that names it. This is the one erasure point on
+/// the request path: each call boxes its response future once.
+///
+/// # Readiness
+///
+/// A `Backend` is always ready. The wrapped service is cloned per call and driven to
+/// readiness inside the response future, so backpressure or fail-fast belong to the
+/// wrapped service (a balancer fails fast with "no healthy endpoint").
+#[derive(Clone)]
+pub struct Backend {
+    inner: Arc<dyn Call>,
+}
+
+trait Call: Send + Sync {
+    fn call(&self, req: Request<Body>) -> BoxFuture;
+}
+
+struct Erased<S>(S);
+
+impl<S> Call for Erased<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    fn call(&self, req: Request<Body>) -> BoxFuture {
+        let mut svc = self.0.clone();
+        Box::pin(async move {
+            poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
+            svc.call(req).await.map_err(Into::into)
+        })
+    }
+}
+
+impl Backend {
+    /// Wraps a service as a backend. The service is cloned per request, so it should be
+    /// cheap to clone (an `Arc` inside).
+    pub fn new<S>(service: S) -> Self
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        Self {
+            inner: Arc::new(Erased(service)),
+        }
+    }
+
+    /// Sends a request to the backend.
+    pub fn send(&self, req: Request<Body>) -> ResponseFuture {
+        ResponseFuture {
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend").finish_non_exhaustive()
+    }
+}
+
+impl Service<Request<Body>> for Backend {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> ResponseFuture {
+        self.send(req)
+    }
+}
+
+/// The response future of a [`Backend`].
+pub struct ResponseFuture {
+    inner: BoxFuture,
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// Where a route table finds the backends its rules name.
+pub trait Backends {
+    /// The backend called `name`, or `None` when no such backend exists (the rule's
+    /// share of traffic for it then gets a 500, as the Gateway API specifies).
+    fn backend(&self, name: &str) -> Option<Backend>;
+}
+
+impl<S: BuildHasher> Backends for HashMap<String, Backend, S> {
+    fn backend(&self, name: &str) -> Option<Backend> {
+        self.get(name).cloned()
+    }
+}
+
+impl<F> Backends for F
+where
+    F: Fn(&str) -> Option<Backend>,
+{
+    fn backend(&self, name: &str) -> Option<Backend> {
+        self(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn backend_calls_the_wrapped_service_after_readiness() {
+        let svc = tower::service_fn(|req: Request<Body>| async move {
+            Ok::<_, BoxError>(Response::new(Body::from(req.uri().path().to_owned())))
+        });
+        let backend = Backend::new(svc);
+        let rsp = backend
+            .send(Request::get("/hello").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let body = http_body_util::BodyExt::collect(rsp.into_body())
+            .await
+            .unwrap();
+        assert_eq!(&body.to_bytes()[..], b"/hello");
+    }
+}

@@ -1,0 +1,179 @@
+//! The body type that flows through gatekit services.
+
+use std::any::Any;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+
+use crate::BoxError;
+
+/// A streaming HTTP body: empty, a single buffer, a body received by hyper, or any other
+/// body (boxed).
+///
+/// Bodies received from hyper (`hyper::body::Incoming`) and fixed buffers are carried
+/// without a heap allocation; only foreign body types are boxed. This is the request and
+/// response body of [`Router`](crate::Router), [`Backend`](crate::Backend) and the
+/// upstream client.
+pub struct Body {
+    kind: Kind,
+}
+
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Incoming(hyper::body::Incoming),
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl Body {
+    /// Wraps any body. `hyper::body::Incoming` and `Body` itself are taken as they are;
+    /// other types are boxed.
+    pub fn new<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut slot = Some(body);
+        let any = &mut slot as &mut dyn Any;
+        if let Some(slot) = any.downcast_mut::<Option<Body>>()
+            && let Some(body) = slot.take()
+        {
+            return body;
+        }
+        if let Some(slot) = any.downcast_mut::<Option<hyper::body::Incoming>>()
+            && let Some(body) = slot.take()
+        {
+            return Self::from(body);
+        }
+        match slot {
+            Some(body) => Self {
+                kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
+            },
+            None => Self::empty(),
+        }
+    }
+
+    /// An empty body.
+    pub const fn empty() -> Self {
+        Self { kind: Kind::Empty }
+    }
+
+    /// A body of one buffer.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        if data.is_empty() {
+            return Self::empty();
+        }
+        Self {
+            kind: Kind::Full(Some(data)),
+        }
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl From<hyper::body::Incoming> for Body {
+    fn from(body: hyper::body::Incoming) -> Self {
+        Self {
+            kind: Kind::Incoming(body),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(data: Bytes) -> Self {
+        Self::full(data)
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(data: &'static str) -> Self {
+        Self::full(Bytes::from_static(data.as_bytes()))
+    }
+}
+
+impl From<String> for Body {
+    fn from(data: String) -> Self {
+        Self::full(data)
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Empty => "Empty",
+            Kind::Full(_) => "Full",
+            Kind::Incoming(_) => "Incoming",
+            Kind::Boxed(_) => "Boxed",
+        };
+        f.debug_tuple("Body").field(&kind).finish()
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(data) => data.is_none(),
+            Kind::Incoming(body) => body.is_end_stream(),
+            Kind::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Incoming(body) => body.size_hint(),
+            Kind::Boxed(body) => body.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    #[tokio::test]
+    async fn full_body_yields_its_bytes_once() {
+        let body = Body::full("hello");
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(5));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn foreign_bodies_are_boxed_and_body_is_not_rewrapped() {
+        let body = Body::new(Full::new(Bytes::from_static(b"abc")));
+        assert_eq!(format!("{body:?}"), "Body(\"Boxed\")");
+        let again = Body::new(body);
+        assert_eq!(format!("{again:?}"), "Body(\"Boxed\")");
+        assert_eq!(&again.collect().await.unwrap().to_bytes()[..], b"abc");
+        assert!(http_body::Body::is_end_stream(&Body::full("")));
+    }
+}

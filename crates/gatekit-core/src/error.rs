@@ -1,0 +1,377 @@
+//! Request-path errors and the one place that turns them into responses.
+//!
+//! Every layer passes errors on as [`BoxError`] so stacks compose. Leaf errors that
+//! gatekit raises are [`Error`]s: they say what happened ([`ErrorKind`]), which side
+//! failed ([`Side`]) and whether a retry is safe. [`error_response`] walks an error's
+//! cause chain, finds the most specific known cause and picks the status: 4xx for the
+//! client's fault, 502/503/504 for the upstream's.
+
+use std::fmt;
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::Body;
+
+/// A type-erased error, as tower services pass them on.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `Result` with gatekit's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which party caused a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Side {
+    /// The client sent something wrong or asked for something that does not exist.
+    Client,
+    /// An upstream (backend) failed or could not be reached.
+    Upstream,
+    /// The gateway itself refused the request (limits, configuration).
+    Gateway,
+}
+
+/// What went wrong on the request path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No route matches the request (404).
+    NoRoute,
+    /// The request is malformed (400).
+    BadRequest,
+    /// The matched rule has no valid backend for this share of traffic (500, as the
+    /// Gateway API specifies).
+    InvalidBackend,
+    /// The upstream has no endpoint that may take requests (503).
+    NoHealthyEndpoint,
+    /// Connecting to the endpoint failed: refused, unreachable, TLS handshake (503).
+    /// The request was not sent, so a retry is safe.
+    Connect,
+    /// The upstream did not answer in time (504).
+    Timeout,
+    /// The upstream broke the protocol or reset the stream (502).
+    UpstreamProtocol,
+    /// The gateway is at its concurrency or queue limit (503).
+    Overloaded,
+    /// A circuit breaker is open for the upstream (503).
+    CircuitOpen,
+    /// A rate limit refused the request (429).
+    RateLimited,
+}
+
+impl ErrorKind {
+    /// The status code a response for this kind carries.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::InvalidBackend => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NoHealthyEndpoint | Self::Connect | Self::Overloaded | Self::CircuitOpen => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    /// The party that caused errors of this kind.
+    pub const fn side(self) -> Side {
+        match self {
+            Self::NoRoute | Self::BadRequest | Self::RateLimited => Side::Client,
+            Self::InvalidBackend | Self::Overloaded | Self::CircuitOpen => Side::Gateway,
+            Self::NoHealthyEndpoint | Self::Connect | Self::Timeout | Self::UpstreamProtocol => {
+                Side::Upstream
+            }
+        }
+    }
+
+    /// A short, stable name, used in the `x-gatekit-error` response header and in metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NoRoute => "no-route",
+            Self::BadRequest => "bad-request",
+            Self::InvalidBackend => "invalid-backend",
+            Self::NoHealthyEndpoint => "no-healthy-endpoint",
+            Self::Connect => "upstream-connect",
+            Self::Timeout => "upstream-timeout",
+            Self::UpstreamProtocol => "upstream-protocol",
+            Self::Overloaded => "overloaded",
+            Self::CircuitOpen => "circuit-open",
+            Self::RateLimited => "rate-limited",
+        }
+    }
+
+    const fn reason(self) -> &'static str {
+        match self {
+            Self::NoRoute => "no route matches the request\n",
+            Self::BadRequest => "malformed request\n",
+            Self::InvalidBackend => "the route has no valid backend\n",
+            Self::NoHealthyEndpoint => "no healthy upstream endpoint\n",
+            Self::Connect => "could not connect to the upstream\n",
+            Self::Timeout => "upstream timed out\n",
+            Self::UpstreamProtocol => "upstream protocol error or reset\n",
+            Self::Overloaded => "gateway overloaded\n",
+            Self::CircuitOpen => "upstream circuit breaker open\n",
+            Self::RateLimited => "rate limited\n",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request-path error raised by gatekit.
+///
+/// Opaque: ask it with [`kind`](Self::kind), [`side`](Self::side) and
+/// [`is_retry_safe`](Self::is_retry_safe); its cause, if any, is its
+/// [`source`](std::error::Error::source).
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    retry_safe: bool,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    /// An error of `kind` with no cause. Retry safety follows the kind: only
+    /// [`ErrorKind::Connect`] and [`ErrorKind::NoHealthyEndpoint`] are safe by default.
+    pub fn new(kind: ErrorKind) -> Self {
+        let retry_safe = matches!(kind, ErrorKind::Connect | ErrorKind::NoHealthyEndpoint);
+        Self {
+            kind,
+            retry_safe,
+            source: None,
+        }
+    }
+
+    /// An error of `kind` caused by `source`.
+    pub fn with_source(kind: ErrorKind, source: impl Into<BoxError>) -> Self {
+        let mut err = Self::new(kind);
+        err.source = Some(source.into());
+        err
+    }
+
+    /// Marks whether the request can be retried without risk: true only when the
+    /// upstream is known not to have processed it (for example an HTTP/2 stream refused
+    /// before processing).
+    #[must_use]
+    pub fn retry_safe(mut self, safe: bool) -> Self {
+        self.retry_safe = safe;
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Which party caused it.
+    pub fn side(&self) -> Side {
+        self.kind.side()
+    }
+
+    /// Whether the upstream cannot have processed the request, so sending it again is
+    /// safe whatever its method.
+    pub fn is_retry_safe(&self) -> bool {
+        self.retry_safe
+    }
+
+    /// Finds the first gatekit [`Error`] in `err`'s cause chain (including `err`).
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = cur {
+            if let Some(found) = e.downcast_ref::<Error>() {
+                return Some(found);
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.reason().trim_end())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Classifies any error from a gatekit stack: the first gatekit [`Error`] in the chain
+/// decides; otherwise well-known foreign causes (tower's `Elapsed`, I/O timeouts and
+/// refusals, hyper errors) are recognised; anything else is an upstream protocol error.
+pub fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    if let Some(e) = Error::find(err) {
+        return e.kind();
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
+            return ErrorKind::Timeout;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as Io;
+            match io.kind() {
+                Io::TimedOut => return ErrorKind::Timeout,
+                Io::ConnectionRefused
+                | Io::HostUnreachable
+                | Io::NetworkUnreachable
+                | Io::AddrNotAvailable => return ErrorKind::Connect,
+                _ => {}
+            }
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && h.is_timeout()
+        {
+            return ErrorKind::Timeout;
+        }
+        cur = e.source();
+    }
+    ErrorKind::UpstreamProtocol
+}
+
+/// Builds the response for a failed request: the status of the error's kind, a short
+/// plain-text reason as the body, and an `x-gatekit-error` header naming the kind.
+pub fn error_response(err: &(dyn std::error::Error + 'static)) -> Response<Body> {
+    kind_response(classify(err))
+}
+
+pub(crate) fn kind_response(kind: ErrorKind) -> Response<Body> {
+    let mut rsp = Response::new(Body::from(kind.reason()));
+    *rsp.status_mut() = kind.status();
+    let headers = rsp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        http::HeaderName::from_static("x-gatekit-error"),
+        HeaderValue::from_static(kind.as_str()),
+    );
+    rsp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapper")]
+    struct Wrapper(#[source] BoxError);
+
+    #[test]
+    fn gatekit_error_deep_in_the_chain_decides_the_status() {
+        let inner = Error::with_source(
+            ErrorKind::Connect,
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        );
+        let outer: BoxError = Box::new(Wrapper(Box::new(inner)));
+        let rsp = error_response(&*outer);
+        assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(rsp.headers()["x-gatekit-error"], "upstream-connect");
+        assert!(Error::find(&*outer).unwrap().is_retry_safe());
+    }
+
+    #[test]
+    fn foreign_causes_are_recognised() {
+        let elapsed: BoxError = Box::new(Wrapper(Box::new(tower::timeout::error::Elapsed::new())));
+        assert_eq!(classify(&*elapsed), ErrorKind::Timeout);
+        let refused: BoxError =
+            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(classify(&*refused), ErrorKind::Connect);
+        let other: BoxError = "boom".into();
+        assert_eq!(classify(&*other), ErrorKind::UpstreamProtocol);
+        assert_eq!(error_response(&*other).status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn kinds_map_to_the_documented_status_and_side() {
+        assert_eq!(ErrorKind::NoRoute.status(), 404);
+        assert_eq!(ErrorKind::InvalidBackend.status(), 500);
+        assert_eq!(ErrorKind::Timeout.status(), 504);
+        assert_eq!(ErrorKind::UpstreamProtocol.side(), Side::Upstream);
+        assert_eq!(ErrorKind::RateLimited.side(), Side::Client);
+        assert!(!Error::new(ErrorKind::Timeout).is_retry_safe());
+    }
+}
+
+/// A configuration that cannot be served: where it is wrong and why.
+///
+/// `route` names the route (when known), `field` is a path into it in the Gateway API's
+/// own spelling (`rules[0].matches[1].path.value`), `reason` says what is wrong. The same
+/// value feeds log lines and Kubernetes status conditions.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{field}: {reason}", route_prefix(.route))]
+pub struct ConfigError {
+    route: Option<crate::route::RouteId>,
+    field: String,
+    reason: String,
+}
+
+fn route_prefix(route: &Option<crate::route::RouteId>) -> String {
+    route
+        .as_ref()
+        .map(|r| format!("route {r}: "))
+        .unwrap_or_default()
+}
+
+impl ConfigError {
+    /// An error at `field` for `reason`, not yet tied to a route.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            route: None,
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Prefixes the field path, as an outer structure adds where it holds the value:
+    /// `ConfigError::new("path.value", ..).within("rules[0].matches[1]")` names
+    /// `rules[0].matches[1].path.value`.
+    #[must_use]
+    pub fn within(mut self, prefix: &str) -> Self {
+        self.field = if self.field.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{}", self.field)
+        };
+        self
+    }
+
+    /// Ties the error to a route.
+    #[must_use]
+    pub fn for_route(mut self, route: crate::route::RouteId) -> Self {
+        self.route = Some(route);
+        self
+    }
+
+    /// The route the error is in, if known.
+    pub fn route(&self) -> Option<&crate::route::RouteId> {
+        self.route.as_ref()
+    }
+
+    /// The field path.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What is wrong.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}

@@ -1,0 +1,55 @@
+//! gatekit-core: the data plane of the gatekit gateway toolkit.
+//!
+//! This crate owns the shared vocabulary of gatekit and everything a request touches on
+//! its way through a gateway, except the choice of an endpoint:
+//!
+//! - [`Body`], the one body type that flows through gatekit services;
+//! - [`Error`], the typed request-path error, and [`error_response`], the one place that
+//!   turns any error into a 4xx/5xx response;
+//! - [`Endpoint`] and [`Change`], the endpoint vocabulary that discovery produces and
+//!   balancers (in `gatekit-lb`) consume;
+//! - the route model ([`route`]) with Gateway API HTTPRoute semantics, compiled into an
+//!   immutable [`RouteTable`] and served by the [`Router`] tower service;
+//! - HTTP filters ([`filter`]): header modifiers, redirects, URL rewrites, mirrors;
+//! - the upstream HTTP client and proxying helpers ([`client`], [`proxy`]).
+//!
+//! It knows nothing of Kubernetes and of balancing algorithms: a [`Backend`] is any
+//! service that takes a request, looked up by name when a route table is built.
+//!
+//! # A minimal composition
+//!
+//! ```text
+//! # async fn run() -> Result<(), gatekit_core::BoxError> {
+//! use gatekit_core::{route, Backend, Router, RouteTable, client::Client};
+//! use std::collections::HashMap;
+//!
+//! let client = Client::new(Default::default());
+//! let mut backends = HashMap::new();
+//! backends.insert("echo".to_string(), Backend::single(&client, "127.0.0.1:3000".parse()?));
+//!
+//! let mut rule = route::Rule::default();
+//! rule.backends.push(route::BackendRef::new("echo", 1));
+//! let mut r = route::Route::new(route::RouteId::new("default", "echo"));
+//! r.rules.push(rule);
+//!
+//! let table = RouteTable::build(vec![r], &backends)?;
+//! let router = Router::new(table);
+//! // `router` is a `tower::Service<http::Request<B>>`; serve it with hyper-util.
+//! # let _ = router; Ok(()) }
+//! ```
+
+mod backend;
+mod body;
+mod connection;
+mod endpoint;
+mod error;
+pub mod filter;
+pub mod route;
+
+pub use crate::backend::{Backend, Backends};
+pub use crate::body::Body;
+pub use crate::connection::ConnectionInfo;
+pub use crate::endpoint::{Change, Endpoint, EndpointState};
+pub use crate::error::{
+    BoxError, ConfigError, Error, ErrorKind, Result, Side, classify, error_response,
+};

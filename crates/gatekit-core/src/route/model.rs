@@ -1,0 +1,271 @@
+//! gatekit's route model: plain data with Gateway API HTTPRoute semantics.
+//!
+//! Providers (Kubernetes, files, or code) build these values; [`RouteTable::build`]
+//! validates and compiles them. Nothing here is on the request path.
+//!
+//! [`RouteTable::build`]: crate::RouteTable::build
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Identifies a route: its kind, namespace and name (for Kubernetes routes) or any
+/// stable name a user picks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteId {
+    namespace: Arc<str>,
+    name: Arc<str>,
+}
+
+impl RouteId {
+    /// A route id from a namespace and a name.
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for RouteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A route: hostnames it serves and its rules.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Route {
+    /// Identity, also the last precedence tie-breaker (namespace/name, alphabetical).
+    pub id: RouteId,
+    /// Hostnames (exact like `api.example.com` or wildcard like `*.example.com`), already
+    /// intersected with the listener's. Empty matches every host.
+    pub hostnames: Vec<String>,
+    /// Creation time (for example Unix seconds of `metadata.creationTimestamp`); older
+    /// routes win precedence ties.
+    pub created: i64,
+    /// Rules, in order; earlier rules win ties within the route.
+    pub rules: Vec<Rule>,
+}
+
+impl Route {
+    /// An empty route with this id, every host, created at time 0.
+    pub fn new(id: RouteId) -> Self {
+        Self {
+            id,
+            hostnames: Vec::new(),
+            created: 0,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One rule of a route: when it matches, what filters run, where requests go.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Rule {
+    /// Optional rule name (Gateway API `name`), for status and metrics.
+    pub name: Option<String>,
+    /// The rule matches when any of these matches; empty means one match of path
+    /// prefix `/`.
+    pub matches: Vec<Match>,
+    /// Filters applied to every request the rule takes, in order.
+    pub filters: Vec<Filter>,
+    /// Weighted backends. A rule with none (and no redirect) answers 500.
+    pub backends: Vec<BackendRef>,
+    /// Timeouts; enforced by the resilience layers.
+    pub timeouts: Timeouts,
+}
+
+/// One match: every condition given must hold (AND).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Match {
+    /// Path condition; `None` means prefix `/`.
+    pub path: Option<PathMatch>,
+    /// Header conditions; names compare case-insensitively.
+    pub headers: Vec<HeaderMatch>,
+    /// Query parameter conditions; names compare exactly (case-sensitively).
+    pub query: Vec<QueryMatch>,
+    /// Method condition.
+    pub method: Option<http::Method>,
+}
+
+/// How a request path is matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The whole path equals this value.
+    Exact(String),
+    /// The path starts with this value on whole segments: `/foo` matches `/foo` and
+    /// `/foo/bar`, not `/foobar`. A trailing `/` in the value is ignored.
+    Prefix(String),
+    /// The whole path matches this regular expression (Rust `regex` syntax, anchored).
+    Regex(String),
+}
+
+/// How a header or query value is matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StringMatch {
+    /// Equal to this value.
+    Exact(String),
+    /// The whole value matches this regular expression (anchored).
+    Regex(String),
+}
+
+/// A header condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// Header name, case-insensitive.
+    pub name: String,
+    /// Value condition.
+    pub value: StringMatch,
+}
+
+/// A query parameter condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryMatch {
+    /// Parameter name, case-sensitive.
+    pub name: String,
+    /// Value condition (on the first occurrence of the parameter).
+    pub value: StringMatch,
+}
+
+/// A weighted reference to a backend, by name.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BackendRef {
+    /// The backend's name, looked up through [`Backends`](crate::Backends) when the table
+    /// is built. A name that does not resolve makes this share of traffic answer 500.
+    pub name: String,
+    /// Relative weight; 0 means never chosen.
+    pub weight: u32,
+    /// Filters applied only when this backend is chosen, after the rule's filters.
+    pub filters: Vec<Filter>,
+}
+
+impl BackendRef {
+    /// A reference to `name` with `weight` and no filters.
+    pub fn new(name: impl Into<String>, weight: u32) -> Self {
+        Self {
+            name: name.into(),
+            weight,
+            filters: Vec::new(),
+        }
+    }
+}
+
+/// Per-rule timeouts (Gateway API `HTTPRouteTimeouts`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Whole-request timeout, from the gateway receiving the request to the response.
+    pub request: Option<Duration>,
+    /// Timeout of each attempt to a backend.
+    pub backend_request: Option<Duration>,
+}
+
+/// An HTTP filter, as the Gateway API names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Filter {
+    /// Changes request headers before the backend sees them.
+    RequestHeaderModifier(HeaderModifier),
+    /// Changes response headers before the client sees them.
+    ResponseHeaderModifier(HeaderModifier),
+    /// Answers with a redirect; no backend is called.
+    RequestRedirect(Redirect),
+    /// Rewrites the host and/or path sent to the backend.
+    UrlRewrite(UrlRewrite),
+    /// Sends a copy of the request to another backend, fire and forget.
+    RequestMirror(Mirror),
+}
+
+/// Header changes: set (replace), add (append), remove. Names are case-insensitive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeaderModifier {
+    /// Headers set, replacing any existing values.
+    pub set: Vec<(String, String)>,
+    /// Headers added, keeping existing values.
+    pub add: Vec<(String, String)>,
+    /// Header names removed.
+    pub remove: Vec<String>,
+}
+
+/// How a redirect or rewrite changes the path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathModifier {
+    /// Replace the whole path with this value.
+    ReplaceFullPath(String),
+    /// Replace the part matched by the rule's path prefix with this value.
+    ReplacePrefixMatch(String),
+}
+
+/// A redirect answer (Gateway API `HTTPRequestRedirectFilter`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Redirect {
+    /// New scheme (`http` or `https`); unchanged when `None`.
+    pub scheme: Option<String>,
+    /// New host name; unchanged when `None`.
+    pub hostname: Option<String>,
+    /// New port; when `None` the spec's default-port rules apply.
+    pub port: Option<u16>,
+    /// New path; unchanged when `None`.
+    pub path: Option<PathModifier>,
+    /// Status code: 301, 302 (the default), 303, 307 or 308.
+    pub status: u16,
+}
+
+impl Default for Redirect {
+    fn default() -> Self {
+        Self {
+            scheme: None,
+            hostname: None,
+            port: None,
+            path: None,
+            status: 302,
+        }
+    }
+}
+
+/// A rewrite of what the backend receives (Gateway API `HTTPURLRewriteFilter`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UrlRewrite {
+    /// New Host header value.
+    pub hostname: Option<String>,
+    /// New path.
+    pub path: Option<PathModifier>,
+}
+
+/// A request mirror (Gateway API `HTTPRequestMirrorFilter`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Mirror {
+    /// The backend that receives copies, by name.
+    pub backend: String,
+    /// Share of requests mirrored, as numerator/denominator; `None` mirrors all.
+    pub fraction: Option<(u32, u32)>,
+}
+
+impl Mirror {
+    /// Mirrors every request to `backend`.
+    pub fn new(backend: impl Into<String>) -> Self {
+        Self {
+            backend: backend.into(),
+            fraction: None,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Test support for gatekit's end-to-end tests: echo backends and helpers.
