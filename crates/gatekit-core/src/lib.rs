@@ -45,6 +45,7 @@ mod endpoint;
 mod error;
 pub mod filter;
 pub mod route;
+pub mod server;
 
 pub use crate::backend::{Backend, Backends};
 pub use crate::body::Body;
