@@ -1022,3 +1022,42 @@ fn mirror_without_a_runtime_is_skipped() {
     assert_eq!(chain.mirror_stats().skipped, 1);
     assert_eq!(format!("{:?}", req.body()), "Body(\"Full\")");
 }
+
+#[tokio::test]
+async fn mirror_copy_ends_when_the_primary_reports_its_end_like_hyper_reads() {
+    // hyper stops polling a body once `is_end_stream` is true; the copy must end then.
+    let (backend, mut seen) = recording_backend();
+    let backends = HashMap::from([("shadow".to_string(), backend)]);
+    let chain = mirror_chain(
+        vec![mirror("shadow", None)],
+        &backends,
+        MirrorLimits::default(),
+    );
+    let mut req = Request::post("/").body(Body::from("one frame")).unwrap();
+    chain.apply_request(&mut req, &cx());
+    let mut body = req.into_body();
+    let frame = within(body.frame()).await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "one frame");
+    assert!(http_body::Body::is_end_stream(&body));
+    drop(body);
+    let got = within(seen.recv()).await.unwrap();
+    assert_eq!(&got.body.unwrap()[..], b"one frame");
+}
+
+#[tokio::test]
+async fn primary_dropped_early_fails_the_mirror_copy() {
+    let (backend, mut seen) = recording_backend();
+    let backends = HashMap::from([("shadow".to_string(), backend)]);
+    let chain = mirror_chain(
+        vec![mirror("shadow", None)],
+        &backends,
+        MirrorLimits::default(),
+    );
+    let (body, _) = chunked_body(4, 10);
+    let mut req = Request::post("/").body(body).unwrap();
+    chain.apply_request(&mut req, &cx());
+    let mut body = req.into_body();
+    within(body.frame()).await.unwrap().unwrap();
+    drop(body); // the client went away mid-body
+    assert!(within(seen.recv()).await.unwrap().body.is_err());
+}
