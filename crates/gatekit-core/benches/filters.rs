@@ -40,8 +40,7 @@ const CX: RequestContext<'static> = RequestContext {
 /// Building the request alone, the baseline the other figures include.
 #[divan::bench]
 fn baseline_request(b: Bencher<'_, '_>) {
-    b.with_inputs(request)
-        .bench_local_values(|req| black_box(req));
+    b.with_inputs(request).bench_local_values(black_box);
 }
 
 #[divan::bench]
