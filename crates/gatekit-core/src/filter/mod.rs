@@ -1,11 +1,75 @@
-//! HTTP filters, compiled from the route model's [`Filter`](crate::route::Filter)s.
+//! HTTP filters, compiled from the route model's [`Filter`]s: Gateway API HTTPRoute
+//! filters, compiled once and applied per request.
 //!
-//! PLACEHOLDER INTERFACE: the filters work fills this module in; the signatures below are
-//! what the route table and the router call.
+//! [`FilterChain::compile`] validates a rule's (or a backend reference's) filter list and
+//! turns it into ready-to-apply operations: header names and values parsed, paths
+//! checked, mirror backends resolved. Per request, [`FilterChain::apply_request`] walks the
+//! request filters in list order and [`FilterChain::apply_response`] the response
+//! filters; neither parses configuration, and the only allocations are those the protocol
+//! asks for (a redirect's `Location`, a rewritten path, a mirrored copy).
+//!
+//! # The filters
+//!
+//! - **`RequestHeaderModifier`, `ResponseHeaderModifier`** (spec `HTTPHeaderFilter`):
+//!   `set` replaces every value of a name, `add` appends a value, `remove` deletes a name;
+//!   names are case-insensitive and each appears at most once per list. The spec does not
+//!   order the three lists; gatekit applies **remove, then set, then add**, as Envoy does
+//!   (remove first, then the header options, set before add).
+//! - **`RequestRedirect`** (spec `HTTPRequestRedirectFilter`): answers with 301, 302,
+//!   303, 307 or 308 and a `Location` built from the configured scheme, hostname, port
+//!   and path, each defaulting to the request's. Without a configured port, a configured
+//!   scheme brings its well-known port (80, 443), otherwise the listener's port is used;
+//!   the port is left out when it is the scheme's default. The query is kept.
+//! - **`URLRewrite`** (spec `HTTPURLRewriteFilter`): replaces the `Host` header (and the
+//!   URI authority when the URI has one, as in HTTP/2) and the path; the query is kept.
+//! - **Path modifiers** (spec `HTTPPathModifier`, for the two above): `ReplaceFullPath`,
+//!   or `ReplacePrefixMatch`, which replaces the part the rule's `PathPrefix` matched
+//!   (from [`RequestContext::matched_prefix`]) following the spec's table: `/foo/bar`
+//!   with prefix `/foo` and replacement `/xyz` gives `/xyz/bar`, with `""` gives `/bar`;
+//!   `/foo` with `/foo` and `""` gives `/`.
+//! - **`RequestMirror`** (spec `HTTPRequestMirrorFilter`): sends a copy of the request,
+//!   for the configured fraction of requests, to another backend in a spawned task and
+//!   ignores the answer. The client's request never waits on a mirror: each mirror filter
+//!   has a cap of in-flight copies (over it, copies are skipped and counted), and a body
+//!   is copied through a *tee* that forwards every frame to the primary unchanged and
+//!   offers it, without waiting, to a bounded channel feeding the mirror. When that
+//!   channel is full or the copy exceeds a size limit, the mirror's body ends with an
+//!   error (the mirror request is abandoned, never sent truncated) and the primary goes
+//!   on. The bounds are [`MirrorLimits`]; the counters are [`FilterChain::mirror_stats`].
+//!   Mirroring needs a tokio runtime with timers (for the mirror timeout).
+//!
+//! # Validation
+//!
+//! Beyond each filter's own fields, the list is checked as the spec's validation rules
+//! say: a `RequestRedirect` and a `URLRewrite` cannot both appear, and each filter type
+//! except `RequestMirror` appears at most once. Errors name the field relative to the
+//! list, in the Gateway API's spelling: `[2].requestRedirect.statusCode`,
+//! `[0].requestHeaderModifier.set[1].name`.
+//!
+//! # Order
+//!
+//! Request filters run in list order; a redirect answers at once, so filters after it do
+//! not run. A mirror copies the request as the filters before it left it.
+
+mod header;
+mod mirror;
+mod path;
+mod redirect;
+mod rewrite;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
 
 use http::{Request, Response};
 
-use crate::error::ConfigError;
+pub use self::mirror::{MirrorLimits, MirrorStats};
+
+use self::header::HeaderOps;
+use self::mirror::{Counters, MirrorOp};
+use self::redirect::RedirectOp;
+use self::rewrite::RewriteOp;
+use crate::error::{ConfigError, ErrorKind, kind_response};
 use crate::route::Filter;
 use crate::{Backends, Body};
 
@@ -21,41 +85,192 @@ pub struct RequestContext<'a> {
     pub listener_port: Option<u16>,
 }
 
+/// Options for [`FilterChain::compile_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FilterOptions {
+    /// Bounds on request mirroring.
+    pub mirror: MirrorLimits,
+}
+
+impl FilterOptions {
+    /// Sets the mirror limits.
+    #[must_use]
+    pub fn with_mirror(mut self, limits: MirrorLimits) -> Self {
+        self.mirror = limits;
+        self
+    }
+}
+
 /// A compiled, immutable list of filters, applied in order.
+///
+/// Cloning is one reference-count increment; clones share the mirror limits' semaphores
+/// and the mirror counters.
 #[derive(Clone, Debug, Default)]
 pub struct FilterChain {
-    _filters: Vec<()>,
+    inner: Option<Arc<Inner>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    request: Box<[RequestOp]>,
+    response: Box<[HeaderOps]>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Debug)]
+enum RequestOp {
+    Headers(HeaderOps),
+    Redirect(RedirectOp),
+    Rewrite(RewriteOp),
+    Mirror(MirrorOp),
 }
 
 impl FilterChain {
-    /// Compiles filters, resolving mirror backends through `backends`.
+    /// Compiles filters with default [`FilterOptions`], resolving mirror backends through
+    /// `backends`.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] whose field path is relative to the list (`[2].requestRedirect.statusCode`).
     pub fn compile(filters: &[Filter], backends: &dyn Backends) -> Result<Self, ConfigError> {
-        let _ = (filters, backends);
-        Ok(Self::default())
+        Self::compile_with(filters, backends, &FilterOptions::default())
+    }
+
+    /// Compiles filters with `options`, resolving mirror backends through `backends`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] whose field path is relative to the list (`[2].requestRedirect.statusCode`):
+    /// an invalid header name or value, a header named twice in one list of a modifier, a
+    /// redirect status other than 301/302/303/307/308, a scheme other than `http`/`https`,
+    /// a port of 0, a hostname with a port or invalid characters, a path not starting
+    /// with `/`, a mirror backend that does not resolve, a fraction with denominator 0 or
+    /// numerator above the denominator, a `RequestRedirect` together with a `URLRewrite`,
+    /// or a filter type (other than `RequestMirror`) listed twice.
+    pub fn compile_with(
+        filters: &[Filter],
+        backends: &dyn Backends,
+        options: &FilterOptions,
+    ) -> Result<Self, ConfigError> {
+        if filters.is_empty() {
+            return Ok(Self::default());
+        }
+        let mut request = Vec::new();
+        let mut response = Vec::new();
+        // Index of the first filter of each once-only type, in `Filter`'s order.
+        let mut seen: [Option<usize>; 4] = [None; 4];
+        for (i, filter) in filters.iter().enumerate() {
+            let at = |e: ConfigError, field: &str| e.within(field).within(&format!("[{i}]"));
+            let (slot, field) = match filter {
+                Filter::RequestHeaderModifier(_) => (Some(0), "requestHeaderModifier"),
+                Filter::ResponseHeaderModifier(_) => (Some(1), "responseHeaderModifier"),
+                Filter::RequestRedirect(_) => (Some(2), "requestRedirect"),
+                Filter::UrlRewrite(_) => (Some(3), "urlRewrite"),
+                Filter::RequestMirror(_) => (None, "requestMirror"),
+            };
+            if let Some(slot) = slot {
+                if let Some(first) = seen[slot] {
+                    return Err(ConfigError::new(
+                        "type",
+                        format!(
+                            "{field} is already used by filter [{first}]; it cannot be repeated"
+                        ),
+                    )
+                    .within(&format!("[{i}]")));
+                }
+                seen[slot] = Some(i);
+            }
+            if let (Some(r), Some(w)) = (seen[2], seen[3]) {
+                let (other, other_field) = if i == r {
+                    (w, "urlRewrite")
+                } else {
+                    (r, "requestRedirect")
+                };
+                return Err(ConfigError::new(
+                    "type",
+                    format!(
+                        "{field} cannot be used together with {other_field} (filter [{other}]) in one rule"
+                    ),
+                )
+                .within(&format!("[{i}]")));
+            }
+            match filter {
+                Filter::RequestHeaderModifier(m) => request.push(RequestOp::Headers(
+                    HeaderOps::compile(m).map_err(|e| at(e, field))?,
+                )),
+                Filter::ResponseHeaderModifier(m) => {
+                    response.push(HeaderOps::compile(m).map_err(|e| at(e, field))?);
+                }
+                Filter::RequestRedirect(r) => request.push(RequestOp::Redirect(
+                    RedirectOp::compile(r).map_err(|e| at(e, field))?,
+                )),
+                Filter::UrlRewrite(w) => request.push(RequestOp::Rewrite(
+                    RewriteOp::compile(w).map_err(|e| at(e, field))?,
+                )),
+                Filter::RequestMirror(m) => request.push(RequestOp::Mirror(
+                    MirrorOp::compile(m, backends, &options.mirror).map_err(|e| at(e, field))?,
+                )),
+            }
+        }
+        Ok(Self {
+            inner: Some(Arc::new(Inner {
+                request: request.into_boxed_slice(),
+                response: response.into_boxed_slice(),
+                counters: Arc::default(),
+            })),
+        })
     }
 
     /// Whether the chain does nothing.
     pub fn is_empty(&self) -> bool {
-        self._filters.is_empty()
+        self.inner.is_none()
     }
 
-    /// Applies request filters. Returns a response when a filter answers the request
-    /// itself (a redirect); the backend is then not called.
+    /// Applies request filters, in list order. Returns a response when a filter answers
+    /// the request itself (a redirect, or a 400 in the unexpected case that a rewritten
+    /// URI is rejected); the backend is then not called, and the filters after it do not
+    /// run.
+    ///
+    /// A returned response has not been through the response filters: pass it to
+    /// [`apply_response`](Self::apply_response) like any other response.
     pub fn apply_request(
         &self,
         req: &mut Request<Body>,
         cx: &RequestContext<'_>,
     ) -> Option<Response<Body>> {
-        let _ = (req, cx);
+        let inner = self.inner.as_deref()?;
+        for op in &*inner.request {
+            match op {
+                RequestOp::Headers(h) => h.apply(req.headers_mut()),
+                RequestOp::Redirect(r) => return Some(r.respond(req, cx)),
+                RequestOp::Rewrite(w) => {
+                    if w.apply(req, cx).is_err() {
+                        tracing::debug!(uri = %req.uri(), "URL rewrite produced an invalid URI");
+                        return Some(kind_response(ErrorKind::BadRequest));
+                    }
+                }
+                RequestOp::Mirror(m) => m.apply(req, &inner.counters),
+            }
+        }
         None
     }
 
-    /// Applies response filters.
+    /// Applies response filters (`ResponseHeaderModifier`).
     pub fn apply_response(&self, rsp: &mut Response<Body>) {
-        let _ = rsp;
+        if let Some(inner) = &self.inner {
+            for h in &*inner.response {
+                h.apply(rsp.headers_mut());
+            }
+        }
+    }
+
+    /// The mirror counters of this chain (shared by its clones); zeros when it has no
+    /// mirror.
+    pub fn mirror_stats(&self) -> MirrorStats {
+        self.inner
+            .as_ref()
+            .map(|i| i.counters.snapshot())
+            .unwrap_or_default()
     }
 }
