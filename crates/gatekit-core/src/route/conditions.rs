@@ -33,10 +33,11 @@ pub(crate) enum ValueCond {
 }
 
 impl ValueCond {
-    fn compile(m: &StringMatch, field: &str) -> Result<Self, ConfigError> {
+    /// Compiles a value condition; errors name the field `value`.
+    fn compile(m: &StringMatch) -> Result<Self, ConfigError> {
         match m {
             StringMatch::Exact(v) => Ok(Self::Exact(v.as_str().into())),
-            StringMatch::Regex(r) => Ok(Self::Regex(anchored(r, field)?)),
+            StringMatch::Regex(r) => Ok(Self::Regex(anchored(r, "value")?)),
         }
     }
 }
@@ -70,25 +71,27 @@ impl Conditions {
                     format!("header `{name}` is already matched by headers[{first}]"),
                 ));
             }
-            let value = ValueCond::compile(&h.value, &format!("headers[{i}].value"))?;
+            let value =
+                ValueCond::compile(&h.value).map_err(|e| e.within(&format!("headers[{i}]")))?;
             hs.push((name, value));
         }
         let mut qs: Vec<(Box<str>, ValueCond)> = Vec::with_capacity(query.len());
         for (i, q) in query.iter().enumerate() {
-            let field = format!("queryParams[{i}].name");
+            let field = || format!("queryParams[{i}].name");
             if q.name.is_empty() {
-                return Err(ConfigError::new(field, "query parameter name is empty"));
+                return Err(ConfigError::new(field(), "query parameter name is empty"));
             }
             if let Some(first) = qs.iter().position(|(n, _)| **n == *q.name) {
                 return Err(ConfigError::new(
-                    field,
+                    field(),
                     format!(
                         "query parameter `{}` is already matched by queryParams[{first}]",
                         q.name
                     ),
                 ));
             }
-            let value = ValueCond::compile(&q.value, &format!("queryParams[{i}].value"))?;
+            let value =
+                ValueCond::compile(&q.value).map_err(|e| e.within(&format!("queryParams[{i}]")))?;
             qs.push((q.name.as_str().into(), value));
         }
         Ok(Self {

@@ -47,10 +47,11 @@ impl CompiledRule {
         let mut cumulative = Vec::with_capacity(rule.backends.len());
         let mut total = 0u64;
         for (j, b) in rule.backends.iter().enumerate() {
-            let prefix = format!("backendRefs[{j}].filters");
-            check_replace_prefix(rule, &b.filters, &prefix)?;
+            let prefix = || format!("backendRefs[{j}].filters");
+            check_replace_prefix(rule, &b.filters, "filters")
+                .map_err(|e| nest_list_error(e, &format!("backendRefs[{j}]")))?;
             let filters = FilterChain::compile(&b.filters, backends)
-                .map_err(|e| nest_list_error(e, &prefix))?;
+                .map_err(|e| nest_list_error(e, &prefix()))?;
             total += u64::from(b.weight);
             cumulative.push(total);
             compiled.push(WeightedBackend {

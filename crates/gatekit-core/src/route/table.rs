@@ -55,22 +55,29 @@ struct Candidate {
 /// host"), indexed by path. Every list is sorted by precedence steps 3 to 8.
 #[derive(Debug, Default)]
 struct Bucket {
-    exact: FastMap<Box<str>, Box<[Candidate]>>,
-    prefix: FastMap<Box<str>, Box<[Candidate]>>,
+    exact: FastMap<Box<str>, Vec<Candidate>>,
+    prefix: FastMap<Box<str>, Vec<Candidate>>,
     prefix_max_len: usize,
-    regex: Box<[(Regex, Candidate)]>,
+    regex: Vec<(Regex, Candidate)>,
 }
 
 /// Precedence steps 3 to 5 (method, header count, query count), larger first. Steps 6 to 8
-/// (route age, route name, rule and match order) are the order candidates are added in,
-/// kept by a stable sort.
+/// (route age, route name, rule and match order) are the order candidates are added in;
+/// [`insert_sorted`] keeps that order among equal keys.
 type ListKey = (Reverse<bool>, Reverse<usize>, Reverse<usize>);
 
-#[derive(Default)]
-struct BucketBuilder {
-    exact: FastMap<Box<str>, Vec<(ListKey, Candidate)>>,
-    prefix: FastMap<Box<str>, Vec<(ListKey, Candidate)>>,
-    regex: Vec<(ListKey, Regex, Candidate)>,
+fn list_key(c: &Conditions) -> ListKey {
+    (
+        Reverse(c.has_method()),
+        Reverse(c.header_count()),
+        Reverse(c.query_count()),
+    )
+}
+
+/// Inserts after every candidate whose key is not greater (a stable insertion sort).
+fn insert_sorted<T>(list: &mut Vec<T>, item: T, key: ListKey, key_of: impl Fn(&T) -> ListKey) {
+    let at = list.partition_point(|c| key_of(c) <= key);
+    list.insert(at, item);
 }
 
 /// A route that passed validation.
@@ -140,8 +147,8 @@ impl RouteTable {
 
     fn assemble(routes: Vec<CompiledRoute>) -> RouteTable {
         let mut rules = Vec::new();
-        let mut conditions = Vec::new();
-        let mut builders: Vec<BucketBuilder> = Vec::new();
+        let mut conditions: Vec<Conditions> = Vec::new();
+        let mut buckets: Vec<Bucket> = Vec::new();
         let mut exact_hosts: FastMap<Box<str>, u32> = FastMap::default();
         let mut wildcard_hosts: FastMap<Box<str>, u32> = FastMap::default();
         let mut any_host = None;
@@ -153,13 +160,13 @@ impl RouteTable {
             rules.extend(route.rules);
             bucket_ids.clear();
             if route.hosts.is_empty() {
-                bucket_ids.push(bucket_for(&mut any_host, &mut builders));
+                bucket_ids.push(bucket_for(&mut any_host, &mut buckets));
             }
-            for h in &route.hosts {
+            for h in route.hosts {
                 let id = match h {
-                    HostPattern::Exact(name) => bucket_in(&mut exact_hosts, name, &mut builders),
+                    HostPattern::Exact(name) => bucket_in(&mut exact_hosts, name, &mut buckets),
                     HostPattern::Wildcard(suffix) => {
-                        bucket_in(&mut wildcard_hosts, suffix, &mut builders)
+                        bucket_in(&mut wildcard_hosts, suffix, &mut buckets)
                     }
                 };
                 // A route listing `a.com` twice goes into its bucket once.
@@ -168,36 +175,37 @@ impl RouteTable {
                 }
             }
             for (rule, path, conds) in route.matches {
-                let key: ListKey = (
-                    Reverse(conds.has_method()),
-                    Reverse(conds.header_count()),
-                    Reverse(conds.query_count()),
-                );
+                let key = list_key(&conds);
                 let cand = Candidate {
                     conditions: index_u32(conditions.len()),
                     rule: index_u32(rule_base + rule),
                 };
                 conditions.push(conds);
+                let key_of = |c: &Candidate| list_key(&conditions[c.conditions as usize]);
                 for &b in &bucket_ids {
-                    let builder = &mut builders[b as usize];
-                    match &path {
-                        PathCond::Exact(p) => builder
-                            .exact
-                            .entry(p.clone())
-                            .or_default()
-                            .push((key, cand)),
-                        PathCond::Prefix(p) => builder
-                            .prefix
-                            .entry(p.clone())
-                            .or_default()
-                            .push((key, cand)),
-                        PathCond::Regex(re) => builder.regex.push((key, re.clone(), cand)),
+                    let bucket = &mut buckets[b as usize];
+                    let (map, p) = match &path {
+                        PathCond::Exact(p) => (&mut bucket.exact, p),
+                        PathCond::Prefix(p) => {
+                            bucket.prefix_max_len = bucket.prefix_max_len.max(p.len());
+                            (&mut bucket.prefix, p)
+                        }
+                        PathCond::Regex(re) => {
+                            let key_of = |(_, c): &(Regex, Candidate)| key_of(c);
+                            insert_sorted(&mut bucket.regex, (re.clone(), cand), key, key_of);
+                            continue;
+                        }
+                    };
+                    match map.get_mut(&**p) {
+                        Some(list) => insert_sorted(list, cand, key, key_of),
+                        None => {
+                            map.insert(p.clone(), vec![cand]);
+                        }
                     }
                 }
             }
         }
 
-        let buckets = builders.into_iter().map(BucketBuilder::finish).collect();
         let wildcard_max_len = wildcard_hosts.keys().map(|k| k.len()).max().unwrap_or(0);
         RouteTable {
             rules,
@@ -339,24 +347,20 @@ fn index_u32(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
 
-fn bucket_for(slot: &mut Option<u32>, builders: &mut Vec<BucketBuilder>) -> u32 {
+fn bucket_for(slot: &mut Option<u32>, buckets: &mut Vec<Bucket>) -> u32 {
     *slot.get_or_insert_with(|| {
-        builders.push(BucketBuilder::default());
-        index_u32(builders.len() - 1)
+        buckets.push(Bucket::default());
+        index_u32(buckets.len() - 1)
     })
 }
 
-fn bucket_in(
-    map: &mut FastMap<Box<str>, u32>,
-    key: &str,
-    builders: &mut Vec<BucketBuilder>,
-) -> u32 {
-    if let Some(&b) = map.get(key) {
+fn bucket_in(map: &mut FastMap<Box<str>, u32>, key: Box<str>, buckets: &mut Vec<Bucket>) -> u32 {
+    if let Some(&b) = map.get(&*key) {
         return b;
     }
-    builders.push(BucketBuilder::default());
-    let b = index_u32(builders.len() - 1);
-    map.insert(key.into(), b);
+    buckets.push(Bucket::default());
+    let b = index_u32(buckets.len() - 1);
+    map.insert(key, b);
     b
 }
 
@@ -371,34 +375,6 @@ pub(crate) fn cmp_route_names(a: &RouteId, b: &RouteId) -> Ordering {
             .chain(id.name().bytes())
     }
     joined(a).cmp(joined(b))
-}
-
-// === impl BucketBuilder ===
-
-impl BucketBuilder {
-    fn finish(self) -> Bucket {
-        fn sorted(mut v: Vec<(ListKey, Candidate)>) -> Box<[Candidate]> {
-            v.sort_by_key(|(k, _)| *k);
-            v.into_iter().map(|(_, c)| c).collect()
-        }
-        let prefix_max_len = self.prefix.keys().map(|k| k.len()).max().unwrap_or(0);
-        let mut regex = self.regex;
-        regex.sort_by_key(|(k, _, _)| *k);
-        Bucket {
-            exact: self
-                .exact
-                .into_iter()
-                .map(|(k, v)| (k, sorted(v)))
-                .collect(),
-            prefix: self
-                .prefix
-                .into_iter()
-                .map(|(k, v)| (k, sorted(v)))
-                .collect(),
-            prefix_max_len,
-            regex: regex.into_iter().map(|(_, re, c)| (re, c)).collect(),
-        }
-    }
 }
 
 // === compile a route ===
@@ -416,19 +392,19 @@ fn compile_route(route: &Route, backends: &dyn Backends) -> Result<CompiledRoute
     let mut rules = Vec::with_capacity(route.rules.len());
     let mut matches = Vec::new();
     for (i, rule) in route.rules.iter().enumerate() {
-        let at = format!("rules[{i}]");
+        let at = || format!("rules[{i}]");
         if rule.matches.is_empty() {
             matches.push((i, PathCond::Prefix("".into()), Conditions::default()));
         }
         for (k, m) in rule.matches.iter().enumerate() {
-            let within = |e: ConfigError| e.within(&format!("{at}.matches[{k}]"));
+            let within = |e: ConfigError| e.within(&format!("{}.matches[{k}]", at()));
             let path = PathCond::compile(m.path.as_ref()).map_err(within)?;
             let conds =
                 Conditions::compile(m.method.as_ref(), &m.headers, &m.query).map_err(within)?;
             matches.push((i, path, conds));
         }
         let compiled =
-            CompiledRule::compile(&route.id, i, rule, backends).map_err(|e| e.within(&at))?;
+            CompiledRule::compile(&route.id, i, rule, backends).map_err(|e| e.within(&at()))?;
         rules.push(Arc::new(compiled));
     }
     Ok(CompiledRoute {
