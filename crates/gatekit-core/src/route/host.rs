@@ -10,7 +10,8 @@
 //! The request host comes from the URI authority when the request has one (HTTP/2
 //! `:authority`, absolute-form HTTP/1.1 targets), else from the `Host` header. Its port is
 //! dropped and it is compared case-insensitively. A host longer than 253 bytes cannot be a
-//! DNS name and matches only routes without hostnames.
+//! DNS name, and a `Host` header that is not visible ASCII is treated as absent: such
+//! requests match only routes without hostnames.
 
 use http::{HeaderMap, Uri};
 
@@ -37,11 +38,7 @@ impl HostPattern {
             None => (false, lower.as_str()),
         };
         validate_dns_name(name).map_err(|reason| ConfigError::new("", reason))?;
-        if !wildcard
-            && name
-                .split('.')
-                .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
-        {
+        if !wildcard && name.parse::<std::net::Ipv4Addr>().is_ok() {
             return Err(ConfigError::new(
                 "",
                 "IP addresses are not allowed as hostnames",
@@ -174,6 +171,9 @@ mod tests {
             );
         }
         assert!(HostPattern::parse(&"a".repeat(64)).is_err());
+        // Numeric labels are fine when the whole name is not an IPv4 address.
+        assert!(HostPattern::parse("123").is_ok());
+        assert!(HostPattern::parse("1.2.3.example.com").is_ok());
     }
 
     #[test]

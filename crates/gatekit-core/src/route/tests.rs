@@ -127,6 +127,13 @@ fn build(routes: Vec<Route>) -> RouteTable {
 // === match kinds ===
 
 #[test]
+fn tables_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<RouteTable>();
+    assert_send_sync::<std::sync::Arc<CompiledRule>>();
+}
+
+#[test]
 fn empty_table_finds_nothing() {
     let t = RouteTable::default();
     assert_eq!(t.route_count(), 0);
@@ -240,6 +247,23 @@ fn hosts_match_exactly_or_by_wildcard_case_insensitively_without_port() {
     assert_eq!(hit(&t, &req("example.com", "/")), None);
     assert_eq!(hit(&t, &req("other.org", "/")), None);
     assert_eq!(hit(&t, &req("", "/")), None);
+}
+
+#[test]
+fn unusable_hosts_match_only_routes_without_hostnames() {
+    let t = build(vec![
+        route("ns", "named", &["*.example.com"], vec![rule(vec![])]),
+        route("ns", "any", &[], vec![rule(vec![exact("/x")])]),
+    ]);
+    let long = format!("{}.example.com", "a.".repeat(130));
+    assert_eq!(hit(&t, &req(&long, "/")), None);
+    assert_eq!(hit(&t, &req(&long, "/x")), Some("ns/any#0".into()));
+    let mut r = req("", "/x");
+    r.headers.insert(
+        http::header::HOST,
+        http::HeaderValue::from_bytes(b"\xe4.example.com").unwrap(),
+    );
+    assert_eq!(hit(&t, &r), Some("ns/any#0".into()));
 }
 
 #[test]
