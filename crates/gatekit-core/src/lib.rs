@@ -54,3 +54,4 @@ pub use crate::endpoint::{Change, Endpoint, EndpointState};
 pub use crate::error::{
     BoxError, ConfigError, Error, ErrorKind, Result, Side, classify, error_response,
 };
+pub use crate::route::RouteTable;

@@ -1,0 +1,312 @@
+//! A compiled rule: what the router needs once a request matched it.
+
+use std::fmt;
+
+use super::model::{Filter, PathModifier, RouteId, Rule, Timeouts};
+use crate::error::ConfigError;
+use crate::filter::FilterChain;
+use crate::{Backend, Backends};
+
+/// A rule of a route, compiled: its filters, timeouts and weighted backends.
+///
+/// Shared (`Arc`) by every host bucket and path index entry that leads to it.
+pub struct CompiledRule {
+    route_id: RouteId,
+    rule_index: usize,
+    name: Option<Box<str>>,
+    filters: FilterChain,
+    timeouts: Timeouts,
+    backends: Box<[WeightedBackend]>,
+    /// `cumulative[i]` is the sum of the weights of `backends[..=i]`.
+    cumulative: Box<[u64]>,
+}
+
+/// One backendRef of a rule: a name, a weight, the resolved backend and its own filters.
+pub struct WeightedBackend {
+    name: Box<str>,
+    weight: u32,
+    backend: Option<Backend>,
+    filters: FilterChain,
+}
+
+// === impl CompiledRule ===
+
+impl CompiledRule {
+    /// Compiles `rule` (the `index`th of route `route_id`). Field paths are relative to the
+    /// rule (`filters[0]...`, `backendRefs[1].filters[0]...`).
+    pub(crate) fn compile(
+        route_id: &RouteId,
+        index: usize,
+        rule: &Rule,
+        backends: &dyn Backends,
+    ) -> Result<Self, ConfigError> {
+        check_replace_prefix(rule, &rule.filters, "filters")?;
+        let filters = FilterChain::compile(&rule.filters, backends)
+            .map_err(|e| nest_list_error(e, "filters"))?;
+        let mut compiled = Vec::with_capacity(rule.backends.len());
+        let mut cumulative = Vec::with_capacity(rule.backends.len());
+        let mut total = 0u64;
+        for (j, b) in rule.backends.iter().enumerate() {
+            let prefix = || format!("backendRefs[{j}].filters");
+            check_replace_prefix(rule, &b.filters, "filters")
+                .map_err(|e| nest_list_error(e, &format!("backendRefs[{j}]")))?;
+            let filters = FilterChain::compile(&b.filters, backends)
+                .map_err(|e| nest_list_error(e, &prefix()))?;
+            total += u64::from(b.weight);
+            cumulative.push(total);
+            compiled.push(WeightedBackend {
+                name: b.name.as_str().into(),
+                weight: b.weight,
+                backend: backends.backend(&b.name),
+                filters,
+            });
+        }
+        Ok(Self {
+            route_id: route_id.clone(),
+            rule_index: index,
+            name: rule.name.as_deref().map(Into::into),
+            filters,
+            timeouts: rule.timeouts,
+            backends: compiled.into(),
+            cumulative: cumulative.into(),
+        })
+    }
+
+    /// The route this rule belongs to.
+    pub fn route_id(&self) -> &RouteId {
+        &self.route_id
+    }
+
+    /// The rule's position in its route's `rules`.
+    pub fn rule_index(&self) -> usize {
+        self.rule_index
+    }
+
+    /// The rule's name (Gateway API `name`), if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The rule's filters, applied to every request the rule takes.
+    pub fn filters(&self) -> &FilterChain {
+        &self.filters
+    }
+
+    /// The rule's timeouts.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// Every backendRef of the rule, in order (including those of weight 0).
+    pub fn backends(&self) -> &[WeightedBackend] {
+        &self.backends
+    }
+
+    /// A weighted random choice among the backendRefs with weight > 0 (one `fastrand`
+    /// draw and a binary search over the cumulative weights). `None` when the rule has no
+    /// backendRefs or their weights sum to 0: the Gateway API then answers 500.
+    pub fn pick_backend(&self) -> Option<&WeightedBackend> {
+        let total = self.cumulative.last().copied().unwrap_or(0);
+        if total == 0 {
+            return None;
+        }
+        self.pick_at(fastrand::u64(0..total))
+    }
+
+    /// The backend whose cumulative weight range holds `point` (`0 <= point < total`).
+    fn pick_at(&self, point: u64) -> Option<&WeightedBackend> {
+        let i = self.cumulative.partition_point(|&c| c <= point);
+        self.backends.get(i)
+    }
+}
+
+impl fmt::Debug for CompiledRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledRule")
+            .field("route_id", &self.route_id)
+            .field("rule_index", &self.rule_index)
+            .field("name", &self.name)
+            .field("filters", &self.filters)
+            .field("timeouts", &self.timeouts)
+            .field("backends", &self.backends)
+            .finish()
+    }
+}
+
+/// Prefixes a filter-list error: `[2].requestRedirect` within `filters` reads
+/// `filters[2].requestRedirect`.
+fn nest_list_error(e: ConfigError, list: &str) -> ConfigError {
+    if e.field().starts_with('[') || e.field().is_empty() {
+        ConfigError::new(format!("{list}{}", e.field()), e.reason())
+    } else {
+        e.within(list)
+    }
+}
+
+/// `ReplacePrefixMatch` needs a path prefix to replace: the Gateway API makes a rule that
+/// uses it with any other match type invalid. A rule without matches matches prefix `/`.
+fn check_replace_prefix(rule: &Rule, filters: &[Filter], list: &str) -> Result<(), ConfigError> {
+    use super::model::PathMatch;
+    for (k, f) in filters.iter().enumerate() {
+        let field = match f {
+            Filter::UrlRewrite(u)
+                if matches!(u.path, Some(PathModifier::ReplacePrefixMatch(_))) =>
+            {
+                "urlRewrite.path"
+            }
+            Filter::RequestRedirect(r)
+                if matches!(r.path, Some(PathModifier::ReplacePrefixMatch(_))) =>
+            {
+                "requestRedirect.path"
+            }
+            _ => continue,
+        };
+        let bad = rule.matches.iter().position(|m| {
+            matches!(
+                m.path,
+                Some(PathMatch::Exact(_)) | Some(PathMatch::Regex(_))
+            )
+        });
+        if let Some(m) = bad {
+            return Err(ConfigError::new(
+                format!("{list}[{k}].{field}"),
+                format!(
+                    "ReplacePrefixMatch needs every match of the rule to be a PathPrefix \
+                     match, but matches[{m}] is not"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+// === impl WeightedBackend ===
+
+impl WeightedBackend {
+    /// The backendRef's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backendRef's weight.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// The backend, or `None` when the name did not resolve when the table was built
+    /// (this share of traffic answers 500).
+    pub fn backend(&self) -> Option<&Backend> {
+        self.backend.as_ref()
+    }
+
+    /// The backendRef's own filters, applied after the rule's.
+    pub fn filters(&self) -> &FilterChain {
+        &self.filters
+    }
+}
+
+impl fmt::Debug for WeightedBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeightedBackend")
+            .field("name", &self.name)
+            .field("weight", &self.weight)
+            .field("resolved", &self.backend.is_some())
+            .field("filters", &self.filters)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::model::{BackendRef, Match, PathMatch, UrlRewrite};
+    use super::*;
+
+    fn rule_with(weights: &[u32]) -> CompiledRule {
+        let mut rule = Rule::default();
+        for (i, w) in weights.iter().enumerate() {
+            rule.backends.push(BackendRef::new(format!("b{i}"), *w));
+        }
+        let backends: HashMap<String, Backend> = HashMap::new();
+        CompiledRule::compile(&RouteId::new("ns", "r"), 0, &rule, &backends).unwrap()
+    }
+
+    #[test]
+    fn pick_skips_zero_weights_and_covers_ranges() {
+        let r = rule_with(&[0, 3, 0, 1]);
+        let names: Vec<_> = (0..4).map(|p| r.pick_at(p).unwrap().name()).collect();
+        assert_eq!(names, ["b1", "b1", "b1", "b3"]);
+        assert!(r.pick_backend().unwrap().weight() > 0);
+        assert!(rule_with(&[0, 0]).pick_backend().is_none());
+        assert!(rule_with(&[]).pick_backend().is_none());
+    }
+
+    #[test]
+    fn pick_follows_the_weights() {
+        let r = rule_with(&[1, 3]);
+        let n = 20_000;
+        let b1 = (0..n)
+            .filter(|_| r.pick_backend().unwrap().name() == "b1")
+            .count();
+        // Expect 15000; 5 sigma is about 300.
+        assert!(
+            (14_300..15_700).contains(&b1),
+            "b1 chosen {b1} times of {n}"
+        );
+    }
+
+    #[test]
+    fn unresolved_backends_are_kept_without_a_service() {
+        let r = rule_with(&[1]);
+        let b = r.pick_backend().unwrap();
+        assert_eq!(b.name(), "b0");
+        assert!(b.backend().is_none());
+    }
+
+    #[test]
+    fn replace_prefix_match_needs_prefix_matches() {
+        let mut rule = Rule::default();
+        rule.matches.push(Match {
+            path: Some(PathMatch::Prefix("/a".into())),
+            ..Match::default()
+        });
+        rule.matches.push(Match {
+            path: Some(PathMatch::Exact("/b".into())),
+            ..Match::default()
+        });
+        let rewrite = UrlRewrite {
+            path: Some(PathModifier::ReplacePrefixMatch("/x".into())),
+            ..UrlRewrite::default()
+        };
+        rule.filters.push(Filter::UrlRewrite(rewrite.clone()));
+        let backends: HashMap<String, Backend> = HashMap::new();
+        let id = RouteId::new("ns", "r");
+        let e = CompiledRule::compile(&id, 0, &rule, &backends).unwrap_err();
+        assert_eq!(e.field(), "filters[0].urlRewrite.path");
+        assert!(e.reason().contains("matches[1]"), "{}", e.reason());
+
+        rule.filters.clear();
+        let mut b = BackendRef::new("b", 1);
+        b.filters.push(Filter::UrlRewrite(rewrite));
+        rule.backends.push(b);
+        let e = CompiledRule::compile(&id, 0, &rule, &backends).unwrap_err();
+        assert_eq!(e.field(), "backendRefs[0].filters[0].urlRewrite.path");
+
+        rule.matches.truncate(1);
+        assert!(CompiledRule::compile(&id, 0, &rule, &backends).is_ok());
+        rule.matches.clear();
+        assert!(CompiledRule::compile(&id, 0, &rule, &backends).is_ok());
+    }
+
+    #[test]
+    fn list_errors_nest_without_a_dot() {
+        let e = nest_list_error(
+            ConfigError::new("[2].requestRedirect.statusCode", "x"),
+            "filters",
+        );
+        assert_eq!(e.field(), "filters[2].requestRedirect.statusCode");
+        let e = nest_list_error(ConfigError::new("statusCode", "x"), "filters");
+        assert_eq!(e.field(), "filters.statusCode");
+    }
+}

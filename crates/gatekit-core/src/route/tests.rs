@@ -1,0 +1,895 @@
+//! Route table tests: each match kind, each precedence step, validation errors, and a
+//! property test against a linear reference implementation.
+
+use std::collections::HashMap;
+
+use http::{HeaderMap, Method, Uri};
+use proptest::prelude::*;
+
+use super::*;
+use crate::{Backend, Body, BoxError};
+
+// === helpers ===
+
+fn backends() -> HashMap<String, Backend> {
+    let svc = tower::service_fn(|_req: http::Request<Body>| async {
+        Ok::<_, BoxError>(http::Response::new(Body::empty()))
+    });
+    let mut m = HashMap::new();
+    m.insert("svc".to_string(), Backend::new(svc));
+    m
+}
+
+fn route(ns: &str, name: &str, hosts: &[&str], rules: Vec<Rule>) -> Route {
+    let mut r = Route::new(RouteId::new(ns, name));
+    r.hostnames = hosts.iter().map(|h| h.to_string()).collect();
+    r.rules = rules;
+    r
+}
+
+fn rule(matches: Vec<Match>) -> Rule {
+    Rule {
+        matches,
+        backends: vec![BackendRef::new("svc", 1)],
+        ..Rule::default()
+    }
+}
+
+fn path(p: PathMatch) -> Match {
+    Match {
+        path: Some(p),
+        ..Match::default()
+    }
+}
+
+fn exact(p: &str) -> Match {
+    path(PathMatch::Exact(p.into()))
+}
+
+fn prefix(p: &str) -> Match {
+    path(PathMatch::Prefix(p.into()))
+}
+
+fn regex(p: &str) -> Match {
+    path(PathMatch::Regex(p.into()))
+}
+
+fn header(mut m: Match, name: &str, value: &str) -> Match {
+    m.headers.push(HeaderMatch {
+        name: name.into(),
+        value: StringMatch::Exact(value.into()),
+    });
+    m
+}
+
+fn query(mut m: Match, name: &str, value: &str) -> Match {
+    m.query.push(QueryMatch {
+        name: name.into(),
+        value: StringMatch::Exact(value.into()),
+    });
+    m
+}
+
+fn method(mut m: Match, method: Method) -> Match {
+    m.method = Some(method);
+    m
+}
+
+#[derive(Debug)]
+struct Req {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+fn req(host: &str, uri: &str) -> Req {
+    let mut headers = HeaderMap::new();
+    if !host.is_empty() {
+        headers.insert(http::header::HOST, host.parse().unwrap());
+    }
+    Req {
+        method: Method::GET,
+        uri: uri.parse().unwrap(),
+        headers,
+    }
+}
+
+impl Req {
+    fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.append(name, value.parse().unwrap());
+        self
+    }
+
+    fn method(mut self, m: Method) -> Self {
+        self.method = m;
+        self
+    }
+}
+
+/// `"ns/name#rule"` and the matched prefix, or `None`.
+fn find(table: &RouteTable, r: &Req) -> Option<(String, Option<String>)> {
+    table.find(&r.method, &r.uri, &r.headers).map(|m| {
+        (
+            format!("{}#{}", m.rule.route_id(), m.rule.rule_index()),
+            m.matched_prefix.map(str::to_owned),
+        )
+    })
+}
+
+fn hit(table: &RouteTable, r: &Req) -> Option<String> {
+    find(table, r).map(|(id, _)| id)
+}
+
+fn build(routes: Vec<Route>) -> RouteTable {
+    RouteTable::build(routes, &backends()).unwrap()
+}
+
+// === match kinds ===
+
+#[test]
+fn tables_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<RouteTable>();
+    assert_send_sync::<std::sync::Arc<CompiledRule>>();
+}
+
+#[test]
+fn empty_table_finds_nothing() {
+    let t = RouteTable::default();
+    assert_eq!(t.route_count(), 0);
+    assert_eq!(hit(&t, &req("a.com", "/")), None);
+}
+
+#[test]
+fn rule_without_matches_takes_every_path_as_prefix_root() {
+    let t = build(vec![route("ns", "all", &[], vec![rule(vec![])])]);
+    assert_eq!(
+        find(&t, &req("", "/any/thing?x=1")),
+        Some(("ns/all#0".into(), Some(String::new())))
+    );
+}
+
+#[test]
+fn exact_path_matches_only_the_whole_path() {
+    let t = build(vec![route("ns", "r", &[], vec![rule(vec![exact("/foo")])])]);
+    assert_eq!(
+        find(&t, &req("", "/foo?q=1")),
+        Some(("ns/r#0".into(), None))
+    );
+    assert_eq!(hit(&t, &req("", "/foo/")), None);
+    assert_eq!(hit(&t, &req("", "/fo")), None);
+}
+
+#[test]
+fn prefix_matches_whole_segments() {
+    let t = build(vec![route(
+        "ns",
+        "r",
+        &[],
+        vec![rule(vec![prefix("/foo/")])],
+    )]);
+    for p in ["/foo", "/foo/", "/foo/bar", "/foo/bar/baz?x"] {
+        assert_eq!(
+            find(&t, &req("", p)),
+            Some(("ns/r#0".into(), Some("/foo".into()))),
+            "{p}"
+        );
+    }
+    assert_eq!(hit(&t, &req("", "/foobar")), None);
+    assert_eq!(hit(&t, &req("", "/")), None);
+}
+
+#[test]
+fn regex_matches_the_whole_path() {
+    let t = build(vec![route(
+        "ns",
+        "r",
+        &[],
+        vec![rule(vec![regex("/v[0-9]+/.*")])],
+    )]);
+    assert_eq!(find(&t, &req("", "/v12/x")), Some(("ns/r#0".into(), None)));
+    assert_eq!(hit(&t, &req("", "/api/v12/x")), None);
+    assert_eq!(hit(&t, &req("", "/v1")), None);
+}
+
+#[test]
+fn header_query_and_method_conditions_all_apply() {
+    let m = method(
+        query(header(prefix("/"), "X-Env", "canary"), "debug", "1"),
+        Method::POST,
+    );
+    let t = build(vec![route("ns", "r", &[], vec![rule(vec![m])])]);
+    let ok = || {
+        req("", "/x?debug=1")
+            .header("x-env", "canary")
+            .method(Method::POST)
+    };
+    assert_eq!(hit(&t, &ok()), Some("ns/r#0".into()));
+    assert_eq!(hit(&t, &ok().method(Method::GET)), None);
+    assert_eq!(hit(&t, &req("", "/x?debug=1").method(Method::POST)), None);
+    let no_query = req("", "/x?debug=2")
+        .header("x-env", "canary")
+        .method(Method::POST);
+    assert_eq!(hit(&t, &no_query), None);
+}
+
+#[test]
+fn any_match_of_a_rule_suffices() {
+    let t = build(vec![route(
+        "ns",
+        "r",
+        &[],
+        vec![rule(vec![exact("/a"), exact("/b")])],
+    )]);
+    assert_eq!(hit(&t, &req("", "/b")), Some("ns/r#0".into()));
+}
+
+// === hosts ===
+
+#[test]
+fn hosts_match_exactly_or_by_wildcard_case_insensitively_without_port() {
+    let t = build(vec![
+        route("ns", "exact", &["api.example.com"], vec![rule(vec![])]),
+        route("ns", "wild", &["*.example.com"], vec![rule(vec![])]),
+    ]);
+    assert_eq!(
+        hit(&t, &req("API.Example.COM:8443", "/")),
+        Some("ns/exact#0".into())
+    );
+    assert_eq!(
+        hit(&t, &req("a.example.com", "/")),
+        Some("ns/wild#0".into())
+    );
+    assert_eq!(
+        hit(&t, &req("a.b.example.com", "/")),
+        Some("ns/wild#0".into())
+    );
+    assert_eq!(hit(&t, &req("example.com", "/")), None);
+    assert_eq!(hit(&t, &req("other.org", "/")), None);
+    assert_eq!(hit(&t, &req("", "/")), None);
+}
+
+#[test]
+fn unusable_hosts_match_only_routes_without_hostnames() {
+    let t = build(vec![
+        route("ns", "named", &["*.example.com"], vec![rule(vec![])]),
+        route("ns", "any", &[], vec![rule(vec![exact("/x")])]),
+    ]);
+    let long = format!("{}.example.com", "a.".repeat(130));
+    assert_eq!(hit(&t, &req(&long, "/")), None);
+    assert_eq!(hit(&t, &req(&long, "/x")), Some("ns/any#0".into()));
+    let mut r = req("", "/x");
+    r.headers.insert(
+        http::header::HOST,
+        http::HeaderValue::from_bytes(b"\xe4.example.com").unwrap(),
+    );
+    assert_eq!(hit(&t, &r), Some("ns/any#0".into()));
+}
+
+#[test]
+fn uri_authority_beats_host_header() {
+    let t = build(vec![route("ns", "r", &["a.com"], vec![rule(vec![])])]);
+    assert_eq!(
+        hit(&t, &req("b.com", "http://a.com:80/x")),
+        Some("ns/r#0".into())
+    );
+    assert_eq!(hit(&t, &req("a.com", "http://b.com/x")), None);
+}
+
+#[test]
+fn host_specificity_comes_first_then_falls_through() {
+    let t = build(vec![
+        route("ns", "any", &[], vec![rule(vec![exact("/x"), prefix("/")])]),
+        route(
+            "ns",
+            "short",
+            &["*.example.com"],
+            vec![rule(vec![prefix("/a")])],
+        ),
+        route(
+            "ns",
+            "long",
+            &["*.b.example.com"],
+            vec![rule(vec![prefix("/a/b")])],
+        ),
+        route(
+            "ns",
+            "exact",
+            &["c.b.example.com"],
+            vec![rule(vec![prefix("/a/b/c")])],
+        ),
+    ]);
+    // The exact host wins even though "any" has an Exact path match.
+    let h = "c.b.example.com";
+    assert_eq!(hit(&t, &req(h, "/a/b/c")), Some("ns/exact#0".into()));
+    // Nothing for /a/b/x in the exact bucket: the longest wildcard takes it.
+    assert_eq!(hit(&t, &req(h, "/a/b/x")), Some("ns/long#0".into()));
+    assert_eq!(hit(&t, &req(h, "/a/x")), Some("ns/short#0".into()));
+    assert_eq!(hit(&t, &req(h, "/x")), Some("ns/any#0".into()));
+    assert_eq!(
+        hit(&t, &req("z.example.com", "/a/b/c")),
+        Some("ns/short#0".into())
+    );
+}
+
+#[test]
+fn a_route_with_several_hostnames_uses_its_most_specific_match() {
+    let t = build(vec![
+        route(
+            "ns",
+            "both",
+            &["*.example.com", "a.example.com"],
+            vec![rule(vec![exact("/")])],
+        ),
+        route(
+            "ns",
+            "other",
+            &["a.example.com"],
+            vec![rule(vec![prefix("/")])],
+        ),
+    ]);
+    // Both have an exact hostname match for a.example.com; Exact path wins.
+    assert_eq!(
+        hit(&t, &req("a.example.com", "/")),
+        Some("ns/both#0".into())
+    );
+    assert_eq!(
+        hit(&t, &req("b.example.com", "/")),
+        Some("ns/both#0".into())
+    );
+    assert_eq!(
+        hit(&t, &req("a.example.com", "/z")),
+        Some("ns/other#0".into())
+    );
+}
+
+// === precedence steps ===
+
+#[test]
+fn exact_path_beats_prefix_even_with_more_headers() {
+    let t = build(vec![
+        route(
+            "ns",
+            "p",
+            &[],
+            vec![rule(vec![header(prefix("/foo"), "x", "1")])],
+        ),
+        route("ns", "e", &[], vec![rule(vec![exact("/foo")])]),
+    ]);
+    assert_eq!(
+        hit(&t, &req("", "/foo").header("x", "1")),
+        Some("ns/e#0".into())
+    );
+}
+
+#[test]
+fn longest_prefix_wins_and_prefix_beats_regex() {
+    let t = build(vec![
+        route("ns", "re", &[], vec![rule(vec![regex("/a/.*")])]),
+        route(
+            "ns",
+            "short",
+            &[],
+            vec![rule(vec![header(prefix("/a"), "x", "1")])],
+        ),
+        route("ns", "long", &[], vec![rule(vec![prefix("/a/b")])]),
+    ]);
+    assert_eq!(
+        find(&t, &req("", "/a/b/c").header("x", "1")),
+        Some(("ns/long#0".into(), Some("/a/b".into())))
+    );
+    assert_eq!(
+        hit(&t, &req("", "/a/c").header("x", "1")),
+        Some("ns/short#0".into())
+    );
+    assert_eq!(hit(&t, &req("", "/a/c")), Some("ns/re#0".into()));
+}
+
+#[test]
+fn method_beats_headers_beats_query() {
+    let t = build(vec![
+        route(
+            "ns",
+            "q",
+            &[],
+            vec![rule(vec![query(query(prefix("/"), "a", "1"), "b", "1")])],
+        ),
+        route(
+            "ns",
+            "h",
+            &[],
+            vec![rule(vec![header(prefix("/"), "x", "1")])],
+        ),
+        route(
+            "ns",
+            "m",
+            &[],
+            vec![rule(vec![method(prefix("/"), Method::GET)])],
+        ),
+    ]);
+    let r = || req("", "/?a=1&b=1").header("x", "1");
+    assert_eq!(hit(&t, &r()), Some("ns/m#0".into()));
+    assert_eq!(hit(&t, &r().method(Method::PUT)), Some("ns/h#0".into()));
+    assert_eq!(
+        hit(&t, &req("", "/?a=1&b=1").method(Method::PUT)),
+        Some("ns/q#0".into())
+    );
+}
+
+#[test]
+fn more_headers_and_more_query_params_win() {
+    let t = build(vec![
+        route(
+            "ns",
+            "one",
+            &[],
+            vec![rule(vec![header(prefix("/"), "x", "1")])],
+        ),
+        route(
+            "ns",
+            "two",
+            &[],
+            vec![rule(vec![header(header(prefix("/"), "x", "1"), "y", "1")])],
+        ),
+    ]);
+    assert_eq!(
+        hit(&t, &req("", "/").header("x", "1").header("y", "1")),
+        Some("ns/two#0".into())
+    );
+    assert_eq!(
+        hit(&t, &req("", "/").header("x", "1")),
+        Some("ns/one#0".into())
+    );
+}
+
+#[test]
+fn oldest_route_then_name_then_rule_order_break_ties() {
+    let mut young = route("a", "young", &[], vec![rule(vec![prefix("/")])]);
+    young.created = 10;
+    let mut old = route("z", "old", &[], vec![rule(vec![prefix("/")])]);
+    old.created = 5;
+    let t = build(vec![young, old]);
+    assert_eq!(hit(&t, &req("", "/")), Some("z/old#0".into()));
+
+    // Same age: "{namespace}/{name}" order, where "a-b/x" < "a/x" since '-' < '/'.
+    let t = build(vec![
+        route("a", "x", &[], vec![rule(vec![prefix("/")])]),
+        route("a-b", "x", &[], vec![rule(vec![prefix("/")])]),
+    ]);
+    assert_eq!(hit(&t, &req("", "/")), Some("a-b/x#0".into()));
+
+    // Within a route: the first rule.
+    let t = build(vec![route(
+        "ns",
+        "r",
+        &[],
+        vec![rule(vec![prefix("/")]), rule(vec![prefix("/")])],
+    )]);
+    assert_eq!(hit(&t, &req("", "/")), Some("ns/r#0".into()));
+}
+
+#[test]
+fn conditions_that_fail_fall_through_to_the_next_candidate() {
+    let t = build(vec![
+        route(
+            "ns",
+            "h",
+            &[],
+            vec![rule(vec![header(exact("/a"), "x", "1")])],
+        ),
+        route("ns", "e", &[], vec![rule(vec![exact("/a")])]),
+        route("ns", "p", &[], vec![rule(vec![prefix("/")])]),
+    ]);
+    assert_eq!(
+        hit(&t, &req("", "/a").header("x", "1")),
+        Some("ns/h#0".into())
+    );
+    assert_eq!(
+        hit(&t, &req("", "/a").header("x", "2")),
+        Some("ns/e#0".into())
+    );
+    assert_eq!(hit(&t, &req("", "/b")), Some("ns/p#0".into()));
+}
+
+#[test]
+fn compiled_rule_exposes_its_parts() {
+    let mut r = rule(vec![]);
+    r.name = Some("main".into());
+    r.backends.push(BackendRef::new("missing", 0));
+    let t = build(vec![route("ns", "r", &[], vec![r])]);
+    let m = t
+        .find(&Method::GET, &"/".parse().unwrap(), &HeaderMap::new())
+        .unwrap();
+    assert_eq!(m.rule.name(), Some("main"));
+    assert_eq!(m.rule.backends().len(), 2);
+    assert!(m.rule.backends()[1].backend().is_none());
+    let b = m.rule.pick_backend().unwrap();
+    assert_eq!(b.name(), "svc");
+    assert!(b.backend().is_some());
+    assert!(b.filters().is_empty());
+    assert!(m.rule.filters().is_empty());
+    assert_eq!(m.rule.timeouts(), Timeouts::default());
+}
+
+// === validation ===
+
+fn build_err(r: Route) -> crate::ConfigError {
+    RouteTable::build(vec![r], &backends()).unwrap_err()
+}
+
+#[test]
+fn invalid_config_names_route_and_field() {
+    let e = build_err(route(
+        "ns",
+        "r",
+        &[],
+        vec![rule(vec![exact("/a"), regex("(")])],
+    ));
+    assert_eq!(e.field(), "rules[0].matches[1].path.value");
+    assert_eq!(e.route(), Some(&RouteId::new("ns", "r")));
+
+    let e = build_err(route(
+        "ns",
+        "r",
+        &[],
+        vec![rule(vec![]), rule(vec![prefix("a")])],
+    ));
+    assert_eq!(e.field(), "rules[1].matches[0].path.value");
+
+    let e = build_err(route(
+        "ns",
+        "r",
+        &[],
+        vec![rule(vec![header(prefix("/"), "a b", "1")])],
+    ));
+    assert_eq!(e.field(), "rules[0].matches[0].headers[0].name");
+
+    let dup = header(header(prefix("/"), "X-A", "1"), "x-a", "2");
+    let e = build_err(route("ns", "r", &[], vec![rule(vec![dup])]));
+    assert_eq!(e.field(), "rules[0].matches[0].headers[1].name");
+
+    let e = build_err(route("ns", "r", &["ok.com", "a.*.com"], vec![rule(vec![])]));
+    assert_eq!(e.field(), "hostnames[1]");
+
+    let mut r = rule(vec![exact("/a")]);
+    r.filters.push(Filter::RequestRedirect(Redirect {
+        path: Some(PathModifier::ReplacePrefixMatch("/b".into())),
+        ..Redirect::default()
+    }));
+    let e = build_err(route("ns", "r", &[], vec![rule(vec![]), r]));
+    assert_eq!(e.field(), "rules[1].filters[0].requestRedirect.path");
+}
+
+#[test]
+fn build_partial_keeps_the_valid_routes_and_reports_the_rest() {
+    let (t, errors) = RouteTable::build_partial(
+        vec![
+            route("ns", "bad", &[], vec![rule(vec![exact("nope")])]),
+            route("ns", "good", &[], vec![rule(vec![prefix("/")])]),
+            route("ns", "bad2", &["*"], vec![rule(vec![])]),
+        ],
+        &backends(),
+    );
+    assert_eq!(t.route_count(), 1);
+    assert_eq!(hit(&t, &req("", "/x")), Some("ns/good#0".into()));
+    let ids: Vec<_> = errors
+        .iter()
+        .map(|e| e.route().unwrap().name().to_owned())
+        .collect();
+    assert_eq!(ids, ["bad", "bad2"]);
+    // Unresolvable backends are not errors.
+    let mut r = rule(vec![]);
+    r.backends = vec![BackendRef::new("nowhere", 1)];
+    assert!(RouteTable::build(vec![route("ns", "r", &[], vec![r])], &backends()).is_ok());
+}
+
+// === property test against a linear reference ===
+
+/// The reference: every (route, rule, match) that matches, ranked by the full precedence
+/// key, written as plainly as possible (allocating freely).
+fn reference(routes: &[Route], r: &Req) -> Option<(String, Option<String>)> {
+    let raw_host = r.uri.host().map(str::to_owned).or_else(|| {
+        let h = r.headers.get(http::header::HOST)?.to_str().ok()?;
+        Some(h.split(':').next().unwrap_or("").to_owned())
+    });
+    let host = raw_host
+        .filter(|h| h.len() <= 253)
+        .map(|h| h.to_ascii_lowercase());
+    let path = r.uri.path();
+    let params: Vec<(Vec<u8>, Vec<u8>)> = r
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .map(|p| {
+            let (n, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(n), decode(v))
+        })
+        .filter(|(n, _)| !n.is_empty())
+        .collect();
+
+    type Key = (
+        (u8, usize),
+        (u8, usize),
+        bool,
+        usize,
+        usize,
+        std::cmp::Reverse<(i64, String, usize, usize, usize)>,
+    );
+    let mut best: Option<(Key, String, Option<String>)> = None;
+    for (ri, route) in routes.iter().enumerate() {
+        let host_score = if route.hostnames.is_empty() {
+            Some((0u8, 0usize))
+        } else {
+            route
+                .hostnames
+                .iter()
+                .filter_map(|h| {
+                    let h = h.to_ascii_lowercase();
+                    let host = host.as_deref()?;
+                    if let Some(suffix) = h.strip_prefix("*.") {
+                        let ok = host.len() > suffix.len() + 1
+                            && host.ends_with(suffix)
+                            && host.as_bytes()[host.len() - suffix.len() - 1] == b'.';
+                        ok.then_some((1, h.len()))
+                    } else {
+                        (h == host).then_some((2, h.len()))
+                    }
+                })
+                .max()
+        };
+        let Some(host_score) = host_score else {
+            continue;
+        };
+        for (rule_i, rule) in route.rules.iter().enumerate() {
+            let default = vec![Match::default()];
+            let matches = if rule.matches.is_empty() {
+                &default
+            } else {
+                &rule.matches
+            };
+            for (mi, m) in matches.iter().enumerate() {
+                let (path_score, matched_prefix) = match &m.path {
+                    None => ((1, 0), Some(String::new())),
+                    Some(PathMatch::Exact(p)) if p == path => ((2, 0), None),
+                    Some(PathMatch::Prefix(p)) => {
+                        let p = p.trim_end_matches('/');
+                        let ok = p.is_empty() || path == p || path.starts_with(&format!("{p}/"));
+                        if !ok {
+                            continue;
+                        }
+                        ((1, p.len()), Some(p.to_owned()))
+                    }
+                    Some(PathMatch::Regex(re)) => {
+                        let re = regex::Regex::new(&format!("^(?:{re})$")).unwrap();
+                        if !re.is_match(path) {
+                            continue;
+                        }
+                        ((0, 0), None)
+                    }
+                    Some(PathMatch::Exact(_)) => continue,
+                };
+                if m.method.as_ref().is_some_and(|want| *want != r.method) {
+                    continue;
+                }
+                let headers_ok = m.headers.iter().all(|h| {
+                    let Some(v) = r.headers.get(h.name.as_str()) else {
+                        return false;
+                    };
+                    value_ok(&h.value, v.as_bytes())
+                });
+                let query_ok = m.query.iter().all(|q| {
+                    params
+                        .iter()
+                        .find(|(n, _)| n == q.name.as_bytes())
+                        .is_some_and(|(_, v)| value_ok(&q.value, v))
+                });
+                if !headers_ok || !query_ok {
+                    continue;
+                }
+                let key: Key = (
+                    host_score,
+                    path_score,
+                    m.method.is_some(),
+                    m.headers.len(),
+                    m.query.len(),
+                    std::cmp::Reverse((
+                        route.created,
+                        format!("{}/{}", route.id.namespace(), route.id.name()),
+                        ri,
+                        rule_i,
+                        mi,
+                    )),
+                );
+                let id = format!("{}#{}", route.id, rule_i);
+                if best.as_ref().is_none_or(|(k, _, _)| key > *k) {
+                    best = Some((key, id, matched_prefix));
+                }
+            }
+        }
+    }
+    best.map(|(_, id, p)| (id, p))
+}
+
+fn decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let pair = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz");
+            if pair.bytes().all(|c| c.is_ascii_hexdigit()) {
+                out.push(u8::from_str_radix(pair, 16).unwrap());
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+fn value_ok(m: &StringMatch, v: &[u8]) -> bool {
+    match m {
+        StringMatch::Exact(e) => e.as_bytes() == v,
+        StringMatch::Regex(re) => {
+            let re = regex::Regex::new(&format!("^(?:{re})$")).unwrap();
+            std::str::from_utf8(v).is_ok_and(|s| re.is_match(s))
+        }
+    }
+}
+
+const PATHS: &[&str] = &["/", "/a", "/a/", "/a/b", "/ab", "/a/b/c", "/b", "/b/a"];
+
+fn string_match(
+    exacts: &'static [&'static str],
+    regexes: &'static [&'static str],
+) -> impl Strategy<Value = StringMatch> {
+    prop_oneof![
+        prop::sample::select(exacts).prop_map(|s| StringMatch::Exact(s.into())),
+        prop::sample::select(regexes).prop_map(|s| StringMatch::Regex(s.into())),
+    ]
+}
+
+fn match_strategy() -> impl Strategy<Value = Match> {
+    let path = prop_oneof![
+        Just(None),
+        prop::sample::select(PATHS).prop_map(|p| Some(PathMatch::Exact(p.into()))),
+        prop::sample::select(PATHS).prop_map(|p| Some(PathMatch::Prefix(p.into()))),
+        prop::sample::select(&["/a.*", "/a/[bc]+", ".*", "/b"][..])
+            .prop_map(|p| Some(PathMatch::Regex(p.into()))),
+    ];
+    let headers = prop::sample::subsequence(vec!["x-a", "X-B"], 0..=2).prop_flat_map(|names| {
+        names
+            .into_iter()
+            .map(|n| {
+                string_match(&["1", "2"], &["[12]", "1|3"]).prop_map(move |value| HeaderMatch {
+                    name: n.into(),
+                    value,
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let query = prop::sample::subsequence(vec!["q", "r"], 0..=2).prop_flat_map(|names| {
+        names
+            .into_iter()
+            .map(|n| {
+                string_match(&["1", "2", "a b"], &["[12]", "a.b"]).prop_map(move |value| {
+                    QueryMatch {
+                        name: n.into(),
+                        value,
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let method = prop::option::of(prop::sample::select(vec![Method::GET, Method::POST]));
+    (path, headers, query, method).prop_map(|(path, headers, query, method)| Match {
+        path,
+        headers,
+        query,
+        method,
+    })
+}
+
+fn routes_strategy() -> impl Strategy<Value = Vec<Route>> {
+    let hosts = prop::collection::vec(
+        prop::sample::select(vec![
+            "a.example.com",
+            "b.example.com",
+            "x.a.example.com",
+            "*.example.com",
+            "*.a.example.com",
+            "example.com",
+            "A.Example.com",
+        ]),
+        0..3,
+    );
+    let rules = prop::collection::vec(prop::collection::vec(match_strategy(), 0..3), 1..3);
+    let one = (
+        hosts,
+        rules,
+        0i64..3,
+        prop::sample::select(vec!["a", "a-b", "b"]),
+    );
+    prop::collection::vec(one, 1..12).prop_map(|rs| {
+        rs.into_iter()
+            .enumerate()
+            .map(|(i, (hosts, rules, created, ns))| {
+                let mut r = route(
+                    ns,
+                    &format!("r{i}"),
+                    &hosts,
+                    rules.into_iter().map(rule).collect(),
+                );
+                r.created = created;
+                r
+            })
+            .collect()
+    })
+}
+
+fn request_strategy() -> impl Strategy<Value = Req> {
+    let host = prop::sample::select(vec![
+        "",
+        "a.example.com",
+        "A.EXAMPLE.com:8080",
+        "x.a.example.com",
+        "y.b.example.com",
+        "example.com",
+        "other.org",
+    ]);
+    let authority = any::<bool>();
+    let path = prop::sample::select(vec![
+        "/", "/a", "/a/", "/a/b", "/ab", "/a/b/c", "/a/b/c/d", "/b", "/abc", "/a//b", "/b/a",
+    ]);
+    let query = prop::sample::select(vec![
+        "",
+        "?q=1",
+        "?q=2&r=1",
+        "?r=a%20b&q=1",
+        "?q=3&q=1",
+        "?Q=1",
+        "?r=a+b",
+        "?%71=2",
+    ]);
+    let headers = prop::collection::vec(
+        (
+            prop::sample::select(vec!["x-a", "x-b"]),
+            prop::sample::select(vec!["1", "2", "3"]),
+        ),
+        0..4,
+    );
+    let method = prop::sample::select(vec![Method::GET, Method::POST, Method::PUT]);
+    (host, authority, path, query, headers, method).prop_map(
+        |(host, authority, path, query, headers, method)| {
+            let uri = if authority && !host.is_empty() {
+                format!("http://{host}{path}{query}")
+            } else {
+                format!("{path}{query}")
+            };
+            let mut r = req(if authority { "ignored.org" } else { host }, &uri);
+            for (n, v) in headers {
+                r = r.header(n, v);
+            }
+            r.method(method)
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn find_agrees_with_the_linear_reference(
+        routes in routes_strategy(),
+        requests in prop::collection::vec(request_strategy(), 1..16),
+    ) {
+        let table = RouteTable::build(routes.clone(), &backends()).unwrap();
+        prop_assert_eq!(table.route_count(), routes.len());
+        for r in &requests {
+            prop_assert_eq!(find(&table, r), reference(&routes, r), "uri {} headers {:?}", r.uri, r.headers);
+        }
+    }
+}
