@@ -106,17 +106,29 @@ impl CompiledRule {
     /// draw and a binary search over the cumulative weights). `None` when the rule has no
     /// backendRefs or their weights sum to 0: the Gateway API then answers 500.
     pub fn pick_backend(&self) -> Option<&WeightedBackend> {
+        self.pick_backend_index().and_then(|i| self.backends.get(i))
+    }
+
+    /// Like [`pick_backend`](Self::pick_backend), as an index into
+    /// [`backends`](Self::backends), for callers that keep the rule in an `Arc` across an
+    /// `.await` and look the backend up again with [`backend_at`](Self::backend_at).
+    pub fn pick_backend_index(&self) -> Option<usize> {
         let total = self.cumulative.last().copied().unwrap_or(0);
         if total == 0 {
             return None;
         }
-        self.pick_at(fastrand::u64(0..total))
+        Some(self.index_at(fastrand::u64(0..total)))
     }
 
-    /// The backend whose cumulative weight range holds `point` (`0 <= point < total`).
-    fn pick_at(&self, point: u64) -> Option<&WeightedBackend> {
-        let i = self.cumulative.partition_point(|&c| c <= point);
-        self.backends.get(i)
+    /// The backendRef at `index`, if there is one.
+    pub fn backend_at(&self, index: usize) -> Option<&WeightedBackend> {
+        self.backends.get(index)
+    }
+
+    /// The index of the backend whose cumulative weight range holds `point`
+    /// (`0 <= point < total`).
+    fn index_at(&self, point: u64) -> usize {
+        self.cumulative.partition_point(|&c| c <= point)
     }
 }
 
@@ -235,7 +247,9 @@ mod tests {
     #[test]
     fn pick_skips_zero_weights_and_covers_ranges() {
         let r = rule_with(&[0, 3, 0, 1]);
-        let names: Vec<_> = (0..4).map(|p| r.pick_at(p).unwrap().name()).collect();
+        let names: Vec<_> = (0..4)
+            .map(|p| r.backend_at(r.index_at(p)).unwrap().name())
+            .collect();
         assert_eq!(names, ["b1", "b1", "b1", "b3"]);
         assert!(r.pick_backend().unwrap().weight() > 0);
         assert!(rule_with(&[0, 0]).pick_backend().is_none());
