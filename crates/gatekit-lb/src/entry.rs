@@ -60,7 +60,9 @@ impl<S> Entry<S> {
     pub(crate) fn acquire(&self) {
         // Relaxed: a statistic read by pickers; no other memory depends on it.
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.tracking.total_in_flight.fetch_add(1, Ordering::Relaxed);
+        self.tracking
+            .total_in_flight
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn release(&self) {
@@ -143,11 +145,7 @@ mod tests {
             ewma_default_ns: 5e6,
             observer: None,
         });
-        Entry::new(
-            Endpoint::new("127.0.0.1:1".parse().unwrap()),
-            (),
-            tracking,
-        )
+        Entry::new(Endpoint::new("127.0.0.1:1".parse().unwrap()), (), tracking)
     }
 
     #[test]
@@ -161,7 +159,10 @@ mod tests {
         // One decay period later a low sample pulls the estimate ~63% of the way.
         e.observe_rtt(1_000_002_000, 10e6, 1e9);
         let est = e.ewma(1_000_002_000, 1e9);
-        assert!((est - (50e6 / std::f64::consts::E + 10e6 * (1.0 - 1.0 / std::f64::consts::E))).abs() < 1.0);
+        assert!(
+            (est - (50e6 / std::f64::consts::E + 10e6 * (1.0 - 1.0 / std::f64::consts::E))).abs()
+                < 1.0
+        );
         // Without samples it decays towards zero.
         assert!(e.ewma(5_000_002_000, 1e9) < est / 50.0);
     }

@@ -93,7 +93,10 @@ where
                         return Poll::Ready(Err(finish_err(this.picked.take(), e.into())));
                     }
                     let Some(req) = req.take() else {
-                        return Poll::Ready(Err(Error::new(gatekit_core::ErrorKind::InvalidBackend).into()));
+                        return Poll::Ready(Err(Error::new(
+                            gatekit_core::ErrorKind::InvalidBackend,
+                        )
+                        .into()));
                     };
                     let fut = svc.call(req);
                     this.state.set(State::Called { fut });

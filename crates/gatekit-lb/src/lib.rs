@@ -61,7 +61,7 @@
 //! | `round-robin` | one atomic cursor, next usable endpoint | a ramping endpoint is taken with probability = its factor, else the cursor moves on |
 //! | `weighted-round-robin` | cursor over a smooth schedule built at update (nginx's smooth WRR: 5,1,1 → `a a b a c a a`) | as round-robin |
 //! | `least-request` | fewest in flight per weight: exact scan up to 16 endpoints, power of two choices above | weight × factor |
-//! | `peak-ewma` | as least-request, cost = peak-EWMA latency × (in flight + 1) / weight (tower's `PeakEwma`, in atomics) | weight × factor |
+//! | `peak-ewma` | power of two choices drawn by weight, cost = peak-EWMA latency × (in flight + 1) (tower's `PeakEwma`, kept in atomics) | cost / factor, draws admitted by factor |
 //! | `ip-hash` | Maglev table on the client IP | a ramping endpoint takes only the keys whose key fraction is below its factor (stable per key) |
 //! | `consistent-hash` | Maglev table on a [`HashKey`] (IP, header, cookie, query); optional bounded load | as ip-hash |
 //! | `random` | weighted random | as round-robin |

@@ -252,20 +252,4 @@ impl<S> Snapshot<S> {
             .position(|c| r < c.load(Ordering::Relaxed))
             .unwrap_or(0)
     }
-
-    /// Traffic shares per level (for tests and introspection).
-    #[cfg(test)]
-    pub(crate) fn level_shares(&self) -> Vec<f64> {
-        let mut prev = 0;
-        self.view
-            .level_cum
-            .iter()
-            .map(|c| {
-                let v = c.load(Ordering::Relaxed);
-                let s = f64::from(v - prev.min(v)) / f64::from(SHARE_ONE);
-                prev = v;
-                s
-            })
-            .collect()
-    }
 }

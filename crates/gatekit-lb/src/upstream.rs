@@ -156,7 +156,9 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         let mut set = self.shared.set.lock();
         let now = Instant::now();
         let ramp = self.shared.config.slow_start.is_some()
-            && set.values().any(|m| m.endpoint.state() == EndpointState::Ready);
+            && set
+                .values()
+                .any(|m| m.endpoint.state() == EndpointState::Ready);
         let mut changed = false;
         for change in changes {
             match change {

@@ -63,10 +63,7 @@ pub(crate) fn request_hash<B>(key: &HashKey, req: &Request<B>) -> Option<u64> {
             .extensions()
             .get::<ConnectionInfo>()
             .map(|c| hash_ip(c.remote_addr().ip())),
-        HashKey::Header(name) => req
-            .headers()
-            .get(name)
-            .map(|v| hash_bytes(0, v.as_bytes())),
+        HashKey::Header(name) => req.headers().get(name).map(|v| hash_bytes(0, v.as_bytes())),
         HashKey::Cookie(name) => req
             .headers()
             .get_all(COOKIE)
@@ -122,8 +119,14 @@ mod tests {
             request_hash(&HashKey::Header(HeaderName::from_static("x-user")), &r),
             Some(bob)
         );
-        assert_eq!(request_hash(&HashKey::Cookie(Arc::from("sid")), &r), Some(bob));
-        assert_eq!(request_hash(&HashKey::Query(Arc::from("user")), &r), Some(bob));
+        assert_eq!(
+            request_hash(&HashKey::Cookie(Arc::from("sid")), &r),
+            Some(bob)
+        );
+        assert_eq!(
+            request_hash(&HashKey::Query(Arc::from("user")), &r),
+            Some(bob)
+        );
         assert_eq!(request_hash(&HashKey::Query(Arc::from("nope")), &r), None);
         assert_eq!(request_hash(&HashKey::Cookie(Arc::from("nope")), &r), None);
         // Same IP, another port: same key.
@@ -138,6 +141,9 @@ mod tests {
             request_hash(&HashKey::SourceIp, &r),
             request_hash(&HashKey::SourceIp, &r2)
         );
-        assert_eq!(request_hash(&HashKey::SourceIp, &req("/").body(()).unwrap()), None);
+        assert_eq!(
+            request_hash(&HashKey::SourceIp, &req("/").body(()).unwrap()),
+            None
+        );
     }
 }

@@ -100,16 +100,7 @@ pub(crate) fn pick<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Ar
             _ => round_robin(pool, ctx),
         },
         Algorithm::LeastRequest => least_cost(pool, ctx, |s, _| s.entry.in_flight() as f64),
-        Algorithm::PeakEwma => {
-            let decay = ctx
-                .config
-                .ewma_decay
-                .as_nanos()
-                .min(u128::from(u64::MAX)) as f64;
-            least_cost(pool, ctx, |s, ctx| {
-                s.entry.ewma(ctx.now_ns, decay) * (s.entry.in_flight() as f64 + 1.0)
-            })
-        }
+        Algorithm::PeakEwma => peak_ewma(pool, ctx),
         Algorithm::IpHash | Algorithm::ConsistentHash => match (&pool.table, ctx.hash) {
             (Table::Maglev(t), Some(h)) if !t.is_empty() => hashed(pool, t, h, ctx),
             _ => random(pool, ctx),
@@ -233,6 +224,26 @@ fn least_cost<'p, S>(
     let weighted = |s: &Slot<S>| cost(s, ctx) / (f64::from(s.weight) * ctx.ramp(s));
     match b {
         Some(b) if weighted(b) < weighted(a) => Some(b),
+        _ => Some(a),
+    }
+}
+
+/// Power of two choices on peak-EWMA cost (tower's `PeakEwma` and `p2c`): two distinct
+/// candidates drawn by weight (slow start admitting), the one with the lower
+/// `latency × (in flight + 1) / slow-start factor` wins; a tie goes to the first draw,
+/// so idle endpoints share traffic by weight. Always P2C, even for small pools: an exact
+/// argmin would send every idle request to the single fastest endpoint.
+fn peak_ewma<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Slot<S>> {
+    let decay = ctx.config.ewma_decay.as_nanos().min(u128::from(u64::MAX)) as f64;
+    let a = random(pool, ctx)?;
+    let b = (0..RANDOM_TRIES)
+        .filter_map(|_| random(pool, ctx))
+        .find(|b| !std::ptr::eq(*b, a));
+    let cost = |s: &Slot<S>| {
+        s.entry.ewma(ctx.now_ns, decay) * (s.entry.in_flight() as f64 + 1.0) / ctx.ramp(s)
+    };
+    match b {
+        Some(b) if cost(b) < cost(a) => Some(b),
         _ => Some(a),
     }
 }

@@ -61,7 +61,9 @@ pub(crate) fn build(weights: &[u32]) -> Option<Box<[u32]>> {
             .collect();
         let mut picks = vec![1u128; n];
         while out.len() < total as usize {
-            let Some(Reverse((_, i))) = heap.pop() else { break };
+            let Some(Reverse((_, i))) = heap.pop() else {
+                break;
+            };
             out.push(i);
             let iu = i as usize;
             picks[iu] += 1;
