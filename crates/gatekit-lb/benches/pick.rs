@@ -22,7 +22,15 @@ fn main() {
 const SIZES: [usize; 4] = [10, 100, 1000, 10_000];
 
 fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from(([10, (i / 62500) as u8, (i / 250 % 250) as u8, (i % 250) as u8 + 1], 8080))
+    SocketAddr::from((
+        [
+            10,
+            (i / 62500) as u8,
+            (i / 250 % 250) as u8,
+            (i % 250) as u8 + 1,
+        ],
+        8080,
+    ))
 }
 
 fn upstream(alg: Algorithm, n: usize) -> Upstream<()> {
@@ -99,7 +107,9 @@ fn tower_p2c_pending_requests(b: Bencher<'_, '_>, n: usize) {
     let svcs: Vec<_> = (0..n)
         .map(|_| {
             PendingRequests::new(
-                tower::service_fn(|_: ()| std::future::ready(Ok::<_, std::convert::Infallible>(()))),
+                tower::service_fn(|_: ()| {
+                    std::future::ready(Ok::<_, std::convert::Infallible>(()))
+                }),
                 CompleteOnResponse::default(),
             )
         })

@@ -14,6 +14,8 @@ use crate::observe::OutcomeObserver;
 /// bounded load), peak-EWMA parameters and the outcome observer. Reached through the
 /// entry so a request holds one `Arc`.
 pub(crate) struct Tracking {
+    /// Counted only with bounded load (it is one more contended atomic per request).
+    pub(crate) count_total: bool,
     pub(crate) total_in_flight: AtomicUsize,
     /// Peak-EWMA decay time constant in ns; `None` unless the algorithm is peak-EWMA.
     pub(crate) ewma_decay_ns: Option<f64>,
@@ -67,9 +69,11 @@ impl<S> Entry<S> {
 
     pub(crate) fn release(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.tracking
-            .total_in_flight
-            .fetch_sub(1, Ordering::Relaxed);
+        if self.tracking.count_total {
+            self.tracking
+                .total_in_flight
+                .fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn start_ramp(&self, now_ns: u64) {
@@ -140,6 +144,7 @@ mod tests {
 
     fn entry() -> Entry<()> {
         let tracking = Arc::new(Tracking {
+            count_total: true,
             total_in_flight: AtomicUsize::new(0),
             ewma_decay_ns: Some(1e9),
             ewma_default_ns: 5e6,

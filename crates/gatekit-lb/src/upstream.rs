@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
@@ -114,6 +114,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         N: NewEndpoint<Service = S>,
     {
         let tracking = Arc::new(Tracking {
+            count_total: config.bounded_load.is_some(),
             total_in_flight: AtomicUsize::new(0),
             ewma_decay_ns: (config.algorithm == crate::Algorithm::PeakEwma)
                 .then(|| config.ewma_decay.as_nanos().min(u128::from(u64::MAX)) as f64),
@@ -316,9 +317,16 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         snap.member(addr).map(|(_, e)| e.in_flight())
     }
 
-    /// Requests in flight over all endpoints, removed ones included.
+    /// Requests in flight over the endpoints in the set (requests still running on
+    /// removed endpoints are not included). O(endpoints).
     pub fn total_in_flight(&self) -> usize {
-        self.shared.tracking.total_in_flight.load(Ordering::Relaxed)
+        self.shared
+            .snapshot
+            .load()
+            .members
+            .iter()
+            .map(|(_, e)| e.in_flight())
+            .sum()
     }
 
     /// The generation of the endpoint set: 0 when empty-new, +1 per effective update.

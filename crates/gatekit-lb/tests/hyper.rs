@@ -19,11 +19,17 @@ async fn server() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
-                    Ok::<_, BoxError>(Response::new(Body::from(addr.to_string())))
-                });
+                let svc = hyper::service::service_fn(
+                    move |_req: Request<hyper::body::Incoming>| async move {
+                        Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(addr.to_string()),
+                        )))
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -42,10 +48,14 @@ struct Client {
 impl tower::Service<Request<Body>> for Client {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>,
+    >;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -55,7 +65,8 @@ impl tower::Service<Request<Body>> for Client {
             let stream = TcpStream::connect(addr).await.map_err(|e| {
                 BoxError::from(gatekit_core::Error::with_source(ErrorKind::Connect, e))
             })?;
-            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(conn);
             let rsp = send.send_request(req).await?;
             Ok(rsp.map(Body::from))
@@ -69,20 +80,28 @@ async fn balances_real_hyper_servers_through_a_backend() {
     for _ in 0..3 {
         addrs.push(server().await);
     }
-    let up = Upstream::new(UpstreamConfig::new(Algorithm::LeastRequest), |ep: &Endpoint| Client {
-        addr: ep.addr(),
-    });
-    up.apply(Change::Replace(addrs.iter().map(|a| Endpoint::new(*a)).collect()));
+    let up = Upstream::new(
+        UpstreamConfig::new(Algorithm::LeastRequest),
+        |ep: &Endpoint| Client { addr: ep.addr() },
+    );
+    up.apply(Change::Replace(
+        addrs.iter().map(|a| Endpoint::new(*a)).collect(),
+    ));
     let backend = Backend::new(up.clone());
     let mut hits: HashMap<String, usize> = HashMap::new();
     for _ in 0..30 {
-        let rsp = tokio::time::timeout(Duration::from_secs(5), backend.send(Request::new(Body::empty())))
-            .await
-            .unwrap()
-            .unwrap();
+        let rsp = tokio::time::timeout(
+            Duration::from_secs(5),
+            backend.send(Request::new(Body::empty())),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         assert!(rsp.status().is_success());
         let body = rsp.into_body().collect().await.unwrap().to_bytes();
-        *hits.entry(String::from_utf8(body.to_vec()).unwrap()).or_default() += 1;
+        *hits
+            .entry(String::from_utf8(body.to_vec()).unwrap())
+            .or_default() += 1;
     }
     assert_eq!(hits.len(), 3, "{hits:?}");
     assert!(hits.values().all(|&v| v >= 3), "{hits:?}");
