@@ -77,7 +77,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn is_prime(n: usize) -> bool {
-        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+        n >= 2
+            && (2..)
+                .take_while(|d| d * d <= n)
+                .all(|d| !n.is_multiple_of(d))
     }
 
     fn addrs(n: usize) -> Vec<(SocketAddr, u32)> {

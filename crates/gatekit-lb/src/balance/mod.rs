@@ -257,13 +257,13 @@ fn hashed<'p, S>(
     let m = table.len();
     let n = pool.slots.len();
     let pos = (h % m as u64) as usize;
-    let cap = ctx.config.bounded_load.and_then(|eps| {
+    let cap = ctx.config.bounded_load.map(|eps| {
         let total = pool.slots[0]
             .entry
             .tracking
             .total_in_flight
             .load(Ordering::Relaxed);
-        Some(((1.0 + eps) * (total as f64 + 1.0) / n as f64).ceil() as usize)
+        ((1.0 + eps) * (total as f64 + 1.0) / n as f64).ceil() as usize
     });
     let mut spare = None;
     for i in 0..m.min(n * 8 + 16) {
