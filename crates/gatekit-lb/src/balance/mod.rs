@@ -193,6 +193,22 @@ fn least_cost<'p, S>(
     cost: impl Fn(&Slot<S>, &PickCtx<'_>) -> f64,
 ) -> Option<&'p Slot<S>> {
     let n = pool.slots.len();
+    if n <= EXACT_MAX && matches!(pool.table, Table::None) && ctx.config.slow_start.is_none() {
+        // Equal weights, no ramp: a random start breaks ties without a draw per tie.
+        let start = fastrand::usize(..n);
+        let mut best: Option<(&Slot<S>, f64)> = None;
+        for i in 0..n {
+            let s = &pool.slots[(start + i) % n];
+            if !ctx.usable(s) {
+                continue;
+            }
+            let c = cost(s, ctx);
+            if best.is_none_or(|(_, b)| c < b) {
+                best = Some((s, c));
+            }
+        }
+        return best.map(|(s, _)| s);
+    }
     if n <= EXACT_MAX {
         let mut best: Option<&Slot<S>> = None;
         let mut best_cost = f64::INFINITY;
