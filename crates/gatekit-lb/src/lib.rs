@@ -1,8 +1,101 @@
 //! gatekit-lb: endpoint sets, balancers, health checking and outlier detection.
 //!
-//! Turns a stream of endpoint changes ([`gatekit_core::Change`]) into a tower service that
-//! picks one healthy endpoint per request. No HTTP routing here.
+//! Turns a stream of endpoint changes ([`gatekit_core::Change`]) into a tower service —
+//! the [`Upstream`] — that picks one usable endpoint per request and calls that
+//! endpoint's service. No HTTP routing here.
+//!
+//! ```
+//! # async fn run() {
+//! use gatekit_core::{Backend, Body, BoxError, Change, Endpoint};
+//! use gatekit_lb::{Algorithm, Upstream, UpstreamConfig};
+//!
+//! // One service per endpoint (in gatekit: core's pooled client for that address).
+//! let upstream = Upstream::new(UpstreamConfig::new(Algorithm::LeastRequest), |ep: &Endpoint| {
+//!     let addr = ep.addr();
+//!     tower::service_fn(move |_req: http::Request<Body>| async move {
+//!         Ok::<_, BoxError>(http::Response::new(Body::from(addr.to_string())))
+//!     })
+//! });
+//! upstream.apply(Change::Replace(vec![
+//!     Endpoint::new("127.0.0.1:8001".parse().unwrap()),
+//!     Endpoint::new("127.0.0.1:8002".parse().unwrap()).with_weight(2),
+//! ]));
+//! let backend = Backend::new(upstream.clone());
+//! let rsp = backend.send(http::Request::new(Body::empty())).await.unwrap();
+//! assert!(rsp.status().is_success());
+//! # }
+//! ```
+//!
+//! # The endpoint set
+//!
+//! Changes are applied by an updater (serialised by a lock picks never take) that keeps
+//! per-endpoint state by address — the endpoint's service, in-flight count, peak-EWMA
+//! latency, [`EndpointHealth`], slow-start clock — and builds an immutable snapshot with
+//! every derived table (locality levels, weighted schedules, Maglev tables), swapped in
+//! with `arc-swap`. A pick loads the snapshot, does index arithmetic and atomic loads,
+//! and allocates nothing. Re-sending the same endpoints changes nothing.
+//!
+//! Which endpoints a pick considers:
+//!
+//! - `Ready` endpoints with weight > 0, grouped into locality levels ([`Locality`]); a
+//!   level takes `min(100%, available share × 1.4)` of the traffic, the rest spills to the
+//!   next level (Envoy's priority load with overprovisioning).
+//! - If fewer than the panic threshold (default 50%) of ready endpoints are available,
+//!   health is ignored and all ready endpoints share the traffic (Envoy's panic mode).
+//! - `Terminating` endpoints (and ready ones of weight 0) only when no ready endpoint is
+//!   available; `NotReady` endpoints never.
+//! - Nothing usable: the request fails at once with
+//!   [`ErrorKind::NoHealthyEndpoint`](gatekit_core::ErrorKind) (503).
+//!
+//! Each pick checks its candidate's own health atomics, so a newly unhealthy endpoint is
+//! avoided at once; the aggregate view (panic mode, level shares, noticing recoveries) is
+//! recomputed at most every 10 ms by whichever pick finds it stale
+//! ([`UpstreamConfig::with_health_refresh`], [`Upstream::refresh_health`]).
+//!
+//! # Algorithms
+//!
+//! Selected by [`Algorithm`] (`"peak-ewma".parse()`):
+//!
+//! | name | pick | slow start |
+//! |------|------|------------|
+//! | `round-robin` | one atomic cursor, next usable endpoint | a ramping endpoint is taken with probability = its factor, else the cursor moves on |
+//! | `weighted-round-robin` | cursor over a smooth schedule built at update (nginx's smooth WRR: 5,1,1 → `a a b a c a a`) | as round-robin |
+//! | `least-request` | fewest in flight per weight: exact scan up to 16 endpoints, power of two choices above | weight × factor |
+//! | `peak-ewma` | power of two choices drawn by weight, cost = peak-EWMA latency × (in flight + 1) (tower's `PeakEwma`, kept in atomics) | cost / factor, draws admitted by factor |
+//! | `ip-hash` | Maglev table on the client IP | a ramping endpoint takes only the keys whose key fraction is below its factor (stable per key) |
+//! | `consistent-hash` | Maglev table on a [`HashKey`] (IP, header, cookie, query); optional bounded load | as ip-hash |
+//! | `random` | weighted random | as round-robin |
+//!
+//! Skipping an unavailable endpoint: round-robin variants move to the next one, random
+//! variants draw again (then scan), hash variants walk the Maglev table (the key's
+//! next preference), least-cost variants ignore it.
+//!
+//! Slow start ([`SlowStart`]) applies to an endpoint that joins a non-empty set, turns
+//! from not ready to ready, or becomes available again after being unhealthy or ejected.
+//!
+//! # Health
+//!
+//! [`EndpointHealth`] is shared with the active health checker and passive outlier
+//! detection, which follow the set through [`Upstream::endpoints`] and
+//! [`Upstream::subscribe`], and see each request's outcome through an
+//! [`OutcomeObserver`].
 
+mod balance;
+mod clock;
+mod config;
+mod entry;
+mod error;
+mod future;
 mod health_state;
+mod layer;
+mod observe;
+mod snapshot;
+mod upstream;
 
+pub use crate::config::{Algorithm, HashKey, Locality, SlowStart, UpstreamConfig};
+pub use crate::error::ParseAlgorithmError;
+pub use crate::future::ResponseFuture;
 pub use crate::health_state::EndpointHealth;
+pub use crate::layer::UpstreamLayer;
+pub use crate::observe::{Outcome, OutcomeObserver};
+pub use crate::upstream::{NewEndpoint, Picked, Upstream};

@@ -1,0 +1,127 @@
+//! Pick cost per algorithm at 10 to 10,000 endpoints (pick + release of the in-flight
+//! guard), with allocation counts, next to tower's p2c over `PendingRequests`.
+//!
+//! `cargo bench -p gatekit-lb --bench pick -- --sample-count 20`
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use divan::{AllocProfiler, Bencher};
+use gatekit_core::{Change, ConnectionInfo, Endpoint};
+use gatekit_lb::{Algorithm, Upstream, UpstreamConfig};
+use http::Request;
+
+#[global_allocator]
+static ALLOC: AllocProfiler = AllocProfiler::system();
+
+fn main() {
+    divan::main();
+}
+
+const SIZES: [usize; 4] = [10, 100, 1000, 10_000];
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from((
+        [
+            10,
+            (i / 62500) as u8,
+            (i / 250 % 250) as u8,
+            (i % 250) as u8 + 1,
+        ],
+        8080,
+    ))
+}
+
+fn upstream(alg: Algorithm, n: usize) -> Upstream<()> {
+    let up = Upstream::new(UpstreamConfig::new(alg), |_: &Endpoint| ());
+    up.apply(Change::Replace(
+        (0..n)
+            .map(|i| Endpoint::new(addr(i)).with_weight(1 + (i % 3) as u32))
+            .collect(),
+    ));
+    up
+}
+
+fn request() -> Request<()> {
+    let mut r = Request::new(());
+    r.extensions_mut().insert(ConnectionInfo::new(
+        "192.168.7.9:50000".parse().unwrap(),
+        "127.0.0.1:80".parse().unwrap(),
+        false,
+    ));
+    r
+}
+
+fn bench_alg(bencher: Bencher<'_, '_>, alg: Algorithm, n: usize) {
+    let up = upstream(alg, n);
+    let req = request();
+    bencher.bench_local(|| drop(divan::black_box(up.pick(&req).unwrap())));
+}
+
+#[divan::bench(args = SIZES)]
+fn round_robin(b: Bencher<'_, '_>, n: usize) {
+    bench_alg(b, Algorithm::RoundRobin, n);
+}
+
+#[divan::bench(args = SIZES)]
+fn weighted_round_robin(b: Bencher<'_, '_>, n: usize) {
+    bench_alg(b, Algorithm::WeightedRoundRobin, n);
+}
+
+#[divan::bench(args = SIZES)]
+fn least_request(b: Bencher<'_, '_>, n: usize) {
+    bench_alg(b, Algorithm::LeastRequest, n);
+}
+
+#[divan::bench(args = SIZES)]
+fn ip_hash(b: Bencher<'_, '_>, n: usize) {
+    bench_alg(b, Algorithm::IpHash, n);
+}
+
+#[divan::bench(args = SIZES)]
+fn consistent_hash(b: Bencher<'_, '_>, n: usize) {
+    bench_alg(b, Algorithm::ConsistentHash, n);
+}
+
+#[divan::bench(args = SIZES)]
+fn peak_ewma(b: Bencher<'_, '_>, n: usize) {
+    bench_alg(b, Algorithm::PeakEwma, n);
+}
+
+#[divan::bench(args = SIZES)]
+fn random(b: Bencher<'_, '_>, n: usize) {
+    bench_alg(b, Algorithm::Random, n);
+}
+
+/// tower's p2c balancer over `PendingRequests`-wrapped always-ready services: one
+/// `poll_ready` (the pick) plus `call` and dropping the response future (releasing the
+/// pending count), the nearest equivalent of `Upstream::pick` + drop.
+#[divan::bench(args = SIZES)]
+fn tower_p2c_pending_requests(b: Bencher<'_, '_>, n: usize) {
+    use tower::Service;
+    use tower::balance::p2c::Balance;
+    use tower::discover::ServiceList;
+    use tower::load::{CompleteOnResponse, PendingRequests};
+
+    let svcs: Vec<_> = (0..n)
+        .map(|_| {
+            PendingRequests::new(
+                tower::service_fn(|_: ()| {
+                    std::future::ready(Ok::<_, std::convert::Infallible>(()))
+                }),
+                CompleteOnResponse::default(),
+            )
+        })
+        .collect();
+    let mut bal = Balance::new(ServiceList::new(svcs));
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    // Let the balancer discover every service.
+    assert!(matches!(bal.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    b.bench_local(|| {
+        let ready = bal.poll_ready(&mut cx);
+        assert!(matches!(ready, Poll::Ready(Ok(()))));
+        drop(divan::black_box(bal.call(())));
+    });
+}

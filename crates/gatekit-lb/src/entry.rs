@@ -1,0 +1,191 @@
+//! Per-endpoint state, carried over by address across endpoint-set updates: the
+//! endpoint's service, its health, in-flight count, latency estimate and slow-start clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use gatekit_core::Endpoint;
+
+use crate::EndpointHealth;
+use crate::observe::OutcomeObserver;
+
+/// What every entry of one upstream shares: the upstream-wide in-flight total (for
+/// bounded load), peak-EWMA parameters and the outcome observer. Reached through the
+/// entry so a request holds one `Arc`.
+pub(crate) struct Tracking {
+    /// Counted only with bounded load (it is one more contended atomic per request).
+    pub(crate) count_total: bool,
+    pub(crate) total_in_flight: AtomicUsize,
+    /// Peak-EWMA decay time constant in ns; `None` unless the algorithm is peak-EWMA.
+    pub(crate) ewma_decay_ns: Option<f64>,
+    pub(crate) ewma_default_ns: f64,
+    pub(crate) observer: Option<Arc<dyn OutcomeObserver>>,
+}
+
+/// One endpoint's state.
+pub(crate) struct Entry<S> {
+    pub(crate) endpoint: ArcSwap<Endpoint>,
+    pub(crate) svc: S,
+    pub(crate) health: Arc<EndpointHealth>,
+    pub(crate) tracking: Arc<Tracking>,
+    in_flight: AtomicUsize,
+    /// Peak-EWMA latency estimate in ns (f64 bits) and when it was last updated (ns since
+    /// the clock origin; 0 = no sample yet).
+    ewma_bits: AtomicU64,
+    ewma_at: AtomicU64,
+    /// When slow start began (ns since the clock origin; 0 = not ramping).
+    ramp_from: AtomicU64,
+    /// Health as last seen by the aggregate refresh, to notice recoveries.
+    pub(crate) was_available: AtomicBool,
+}
+
+impl<S> Entry<S> {
+    pub(crate) fn new(endpoint: Endpoint, svc: S, tracking: Arc<Tracking>) -> Self {
+        Self {
+            endpoint: ArcSwap::from_pointee(endpoint),
+            svc,
+            health: Arc::new(EndpointHealth::new()),
+            tracking,
+            in_flight: AtomicUsize::new(0),
+            ewma_bits: AtomicU64::new(0),
+            ewma_at: AtomicU64::new(0),
+            ramp_from: AtomicU64::new(0),
+            was_available: AtomicBool::new(true),
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn acquire(&self) {
+        // Relaxed: a statistic read by pickers; no other memory depends on it.
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.tracking
+            .total_in_flight
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.tracking.count_total {
+            self.tracking
+                .total_in_flight
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn start_ramp(&self, now_ns: u64) {
+        self.ramp_from.store(now_ns, Ordering::Relaxed);
+    }
+
+    /// Slow-start factor at `now_ns` (1.0 when not ramping).
+    #[inline]
+    pub(crate) fn ramp(&self, now_ns: u64, slow_start: Option<&crate::SlowStart>) -> f64 {
+        let Some(ss) = slow_start else { return 1.0 };
+        let from = self.ramp_from.load(Ordering::Relaxed);
+        if from == 0 {
+            return 1.0;
+        }
+        let elapsed = std::time::Duration::from_nanos(now_ns.saturating_sub(from));
+        if elapsed >= ss.window() {
+            // Done: stop paying for the computation. A racing `start_ramp` may be lost,
+            // which only shortens a ramp that was restarted in the same instant.
+            self.ramp_from.store(0, Ordering::Relaxed);
+            return 1.0;
+        }
+        ss.factor(elapsed)
+    }
+
+    /// The peak-EWMA latency estimate at `now_ns`, decayed towards zero since its last
+    /// update (as tower's `PeakEwma` does), in ns.
+    #[inline]
+    pub(crate) fn ewma(&self, now_ns: u64, decay_ns: f64) -> f64 {
+        let at = self.ewma_at.load(Ordering::Relaxed);
+        if at == 0 {
+            return self.tracking.ewma_default_ns;
+        }
+        let est = f64::from_bits(self.ewma_bits.load(Ordering::Relaxed));
+        let elapsed = now_ns.saturating_sub(at) as f64;
+        if elapsed <= 0.0 {
+            est
+        } else {
+            est * (-elapsed / decay_ns).exp()
+        }
+    }
+
+    /// Records a latency sample. Racy on purpose: load, compute, store, without a
+    /// compare-and-swap loop. Two responses completing at the same instant may lose one
+    /// sample; the estimate is still a value some response produced, so the error is
+    /// bounded by one sample's weight, and no response ever spins or waits.
+    pub(crate) fn observe_rtt(&self, now_ns: u64, rtt_ns: f64, decay_ns: f64) {
+        let at = self.ewma_at.load(Ordering::Relaxed);
+        let next = if at == 0 {
+            rtt_ns
+        } else {
+            let prev = f64::from_bits(self.ewma_bits.load(Ordering::Relaxed));
+            if rtt_ns > prev {
+                rtt_ns
+            } else {
+                let elapsed = now_ns.saturating_sub(at) as f64;
+                let decay = (-elapsed / decay_ns).exp();
+                prev * decay + rtt_ns * (1.0 - decay)
+            }
+        };
+        self.ewma_bits.store(next.to_bits(), Ordering::Relaxed);
+        self.ewma_at.store(now_ns.max(1), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry<()> {
+        let tracking = Arc::new(Tracking {
+            count_total: true,
+            total_in_flight: AtomicUsize::new(0),
+            ewma_decay_ns: Some(1e9),
+            ewma_default_ns: 5e6,
+            observer: None,
+        });
+        Entry::new(Endpoint::new("127.0.0.1:1".parse().unwrap()), (), tracking)
+    }
+
+    #[test]
+    fn ewma_takes_peaks_at_once_and_decays_towards_lower_samples() {
+        let e = entry();
+        assert_eq!(e.ewma(10, 1e9), 5e6, "default before any sample");
+        e.observe_rtt(1_000, 10e6, 1e9);
+        assert_eq!(e.ewma(1_000, 1e9), 10e6);
+        e.observe_rtt(2_000, 50e6, 1e9);
+        assert_eq!(e.ewma(2_000, 1e9), 50e6, "peak is taken at once");
+        // One decay period later a low sample pulls the estimate ~63% of the way.
+        e.observe_rtt(1_000_002_000, 10e6, 1e9);
+        let est = e.ewma(1_000_002_000, 1e9);
+        assert!(
+            (est - (50e6 / std::f64::consts::E + 10e6 * (1.0 - 1.0 / std::f64::consts::E))).abs()
+                < 1.0
+        );
+        // Without samples it decays towards zero.
+        assert!(e.ewma(5_000_002_000, 1e9) < est / 50.0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ewma_stays_within_the_samples(samples in proptest::collection::vec((1u64..1_000_000_000, 1.0f64..1e9), 1..50)) {
+            let e = entry();
+            let mut now = 1;
+            let (mut lo, mut hi) = (f64::MAX, 0.0f64);
+            for (dt, rtt) in samples {
+                now += dt;
+                e.observe_rtt(now, rtt, 1e9);
+                lo = lo.min(rtt);
+                hi = hi.max(rtt);
+                let est = e.ewma(now, 1e9);
+                proptest::prop_assert!(est >= lo * (1.0 - 1e-9) && est <= hi * (1.0 + 1e-9));
+            }
+        }
+    }
+}

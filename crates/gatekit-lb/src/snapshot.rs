@@ -1,0 +1,255 @@
+//! The immutable endpoint-set snapshot a pick reads, with every derived table built at
+//! update time, and the cached aggregate health view.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use gatekit_core::{Endpoint, EndpointState};
+use tokio::time::Instant;
+
+use crate::balance::Table;
+use crate::config::UpstreamConfig;
+use crate::entry::Entry;
+
+/// Traffic shares are fixed point out of this.
+pub(crate) const SHARE_ONE: u32 = 1 << 16;
+
+/// One endpoint as the updater holds it: its latest description and carried state.
+pub(crate) struct Member<S> {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) entry: Arc<Entry<S>>,
+}
+
+/// An endpoint in a pool, with the weight the pool balances by.
+pub(crate) struct Slot<S> {
+    pub(crate) entry: Arc<Entry<S>>,
+    pub(crate) weight: u32,
+}
+
+/// A set of endpoints balanced together, with its algorithm's table.
+pub(crate) struct Pool<S> {
+    pub(crate) slots: Box<[Slot<S>]>,
+    pub(crate) table: Table,
+}
+
+impl<S> Pool<S> {
+    fn new(slots: Vec<Slot<S>>, config: &UpstreamConfig) -> Self {
+        let table = Table::build(config.algorithm, &slots);
+        Self {
+            slots: slots.into_boxed_slice(),
+            table,
+        }
+    }
+}
+
+/// What the aggregate health view decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Locality levels, health respected.
+    Normal = 0,
+    /// Too few ready endpoints available: all ready endpoints, health ignored.
+    Panic = 1,
+    /// No ready endpoint available but some terminating (or weight-0) one is.
+    Fallback = 2,
+}
+
+/// Aggregate health, recomputed at most every `health_refresh` by whichever pick finds
+/// it stale (one at a time; others use the previous values meanwhile).
+pub(crate) struct View {
+    refreshed_at: AtomicU64,
+    refreshing: AtomicBool,
+    mode: AtomicU8,
+    /// Cumulative traffic share of each level, out of [`SHARE_ONE`].
+    level_cum: Box<[AtomicU32]>,
+}
+
+/// The endpoint set at one generation.
+pub(crate) struct Snapshot<S> {
+    pub(crate) generation: u64,
+    /// Every member (NotReady included), sorted by address.
+    pub(crate) members: Box<[(Endpoint, Arc<Entry<S>>)]>,
+    /// Ready endpoints with weight > 0, by locality priority (most local first).
+    pub(crate) levels: Box<[Pool<S>]>,
+    /// All ready endpoints, when there is more than one level (for panic mode).
+    pub(crate) all: Option<Pool<S>>,
+    /// Terminating endpoints and ready ones of weight 0.
+    pub(crate) fallback: Pool<S>,
+    pub(crate) view: View,
+}
+
+impl<S> Snapshot<S> {
+    pub(crate) fn build(
+        generation: u64,
+        set: &BTreeMap<SocketAddr, Member<S>>,
+        config: &UpstreamConfig,
+        now: Instant,
+    ) -> Self {
+        let mut levels: [Vec<Slot<S>>; 4] = Default::default();
+        let mut all = Vec::new();
+        let mut fallback = Vec::new();
+        let mut members = Vec::with_capacity(set.len());
+        for m in set.values() {
+            members.push((m.endpoint.clone(), m.entry.clone()));
+            let ep = &m.endpoint;
+            match ep.state() {
+                EndpointState::Ready if ep.weight() > 0 => {
+                    let p = usize::from(config.locality.priority(ep)).min(3);
+                    levels[p].push(Slot {
+                        entry: m.entry.clone(),
+                        weight: ep.weight(),
+                    });
+                    all.push(Slot {
+                        entry: m.entry.clone(),
+                        weight: ep.weight(),
+                    });
+                }
+                EndpointState::Ready | EndpointState::Terminating => fallback.push(Slot {
+                    entry: m.entry.clone(),
+                    weight: ep.weight().max(1),
+                }),
+                _ => {}
+            }
+        }
+        let levels: Vec<Pool<S>> = levels
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| Pool::new(l, config))
+            .collect();
+        let all = (levels.len() > 1).then(|| Pool::new(all, config));
+        let view = View {
+            refreshed_at: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+            mode: AtomicU8::new(Mode::Normal as u8),
+            level_cum: levels.iter().map(|_| AtomicU32::new(SHARE_ONE)).collect(),
+        };
+        let snap = Self {
+            generation,
+            members: members.into_boxed_slice(),
+            levels: levels.into_boxed_slice(),
+            all,
+            fallback: Pool::new(fallback, config),
+            view,
+        };
+        snap.refresh(now, crate::clock::nanos(now), config);
+        snap
+    }
+
+    /// All ready endpoints (for panic mode).
+    pub(crate) fn all_ready(&self) -> Option<&Pool<S>> {
+        self.all.as_ref().or_else(|| self.levels.first())
+    }
+
+    pub(crate) fn member(&self, addr: SocketAddr) -> Option<&(Endpoint, Arc<Entry<S>>)> {
+        self.members
+            .binary_search_by(|(ep, _)| ep.addr().cmp(&addr))
+            .ok()
+            .map(|i| &self.members[i])
+    }
+
+    /// Refreshes the view if it is older than the configured period.
+    #[inline]
+    pub(crate) fn maybe_refresh(&self, now: Instant, now_ns: u64, config: &UpstreamConfig) {
+        let at = self.view.refreshed_at.load(Ordering::Relaxed);
+        let period = u64::try_from(config.health_refresh.as_nanos()).unwrap_or(u64::MAX);
+        if now_ns.saturating_sub(at) >= period
+            && self
+                .view
+                .refreshing
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.refresh(now, now_ns, config);
+            self.view.refreshing.store(false, Ordering::Release);
+        }
+    }
+
+    /// Recomputes the aggregate view: mode, level shares, and the start of slow start for
+    /// endpoints that became available again.
+    pub(crate) fn refresh(&self, now: Instant, now_ns: u64, config: &UpstreamConfig) {
+        let slow = config.slow_start.is_some();
+        let scan = |pool: &Pool<S>| -> (u64, u64) {
+            let mut avail = 0;
+            for s in pool.slots.iter() {
+                let ok = s.entry.health.is_available(now);
+                let was = s.entry.was_available.swap(ok, Ordering::Relaxed);
+                if ok && !was && slow {
+                    s.entry.start_ramp(now_ns);
+                }
+                avail += u64::from(ok);
+            }
+            (avail, pool.slots.len() as u64)
+        };
+        let mut ready_total = 0;
+        let mut ready_avail = 0;
+        let mut shares = [0f64; 4];
+        for (i, level) in self.levels.iter().enumerate() {
+            let (avail, total) = scan(level);
+            ready_total += total;
+            ready_avail += avail;
+            if total > 0 {
+                shares[i] =
+                    (avail as f64 / total as f64 * config.locality.overprovisioning()).min(1.0);
+            }
+        }
+        let (fallback_avail, _) = scan(&self.fallback);
+        let mode = if ready_avail == 0 && fallback_avail > 0 {
+            Mode::Fallback
+        } else if ready_total > 0
+            && (ready_avail as f64) < config.panic_threshold * ready_total as f64
+        {
+            Mode::Panic
+        } else {
+            Mode::Normal
+        };
+        // Envoy's priority load: each level takes what its health allows of what the
+        // more local levels left; if the sum falls short, scale up proportionally.
+        let mut loads = [0f64; 4];
+        let mut left = 1.0f64;
+        for i in 0..self.levels.len() {
+            loads[i] = shares[i].min(left);
+            left -= loads[i];
+        }
+        let sum: f64 = loads.iter().sum();
+        let mut cum = 0f64;
+        for (i, slot) in self.view.level_cum.iter().enumerate() {
+            cum += if sum > 0.0 {
+                loads[i] / sum
+            } else {
+                // Nothing available anywhere: keep the most local level.
+                f64::from(u8::from(i == 0))
+            };
+            let fixed = (cum * f64::from(SHARE_ONE)).round() as u32;
+            slot.store(fixed.min(SHARE_ONE), Ordering::Relaxed);
+        }
+        if let Some(last) = self.view.level_cum.last() {
+            last.store(SHARE_ONE, Ordering::Relaxed);
+        }
+        self.view.mode.store(mode as u8, Ordering::Relaxed);
+        self.view.refreshed_at.store(now_ns, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn mode(&self) -> Mode {
+        match self.view.mode.load(Ordering::Relaxed) {
+            1 => Mode::Panic,
+            2 => Mode::Fallback,
+            _ => Mode::Normal,
+        }
+    }
+
+    /// The level a pick should use, drawn by the levels' traffic shares.
+    #[inline]
+    pub(crate) fn pick_level(&self) -> usize {
+        if self.levels.len() <= 1 {
+            return 0;
+        }
+        let r = fastrand::u32(..SHARE_ONE);
+        self.view
+            .level_cum
+            .iter()
+            .position(|c| r < c.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+}

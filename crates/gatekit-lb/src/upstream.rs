@@ -1,0 +1,508 @@
+//! The [`Upstream`]: an endpoint set fed by changes, and the balancing service over it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use futures_util::{FutureExt, Stream, StreamExt};
+use gatekit_core::{BoxError, Change, Endpoint, EndpointState, Error, ErrorKind};
+use http::{Request, Response};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::EndpointHealth;
+use crate::balance::{self, PickCtx, hash};
+use crate::clock;
+use crate::config::UpstreamConfig;
+use crate::entry::{Entry, Tracking};
+use crate::future::ResponseFuture;
+use crate::observe::Outcome;
+use crate::snapshot::{Member, Mode, Snapshot};
+
+/// Makes the service that talks to one endpoint (for gatekit, core's `EndpointClient`).
+///
+/// Implemented for closures `Fn(&Endpoint) -> S`. Called once per address when it joins
+/// the set; an update of an endpoint already in the set keeps its service.
+pub trait NewEndpoint: Send + Sync + 'static {
+    /// The per-endpoint service.
+    type Service;
+
+    /// Makes the service for `endpoint`.
+    fn new_endpoint(&self, endpoint: &Endpoint) -> Self::Service;
+}
+
+impl<F, S> NewEndpoint for F
+where
+    F: Fn(&Endpoint) -> S + Send + Sync + 'static,
+{
+    type Service = S;
+
+    fn new_endpoint(&self, endpoint: &Endpoint) -> S {
+        self(endpoint)
+    }
+}
+
+/// A balanced set of endpoints, and the tower service that sends each request to one.
+///
+/// Cloning is one atomic increment: every clone shares the set, its per-endpoint state
+/// and its update side. Feed it with [`apply`](Self::apply) /
+/// [`apply_all`](Self::apply_all), or hand a stream of changes to
+/// [`drive`](Self::drive) (or a `tower::discover::Discover` to
+/// [`drive_discover`](Self::drive_discover)).
+///
+/// # Readiness
+///
+/// One `Upstream` is shared by every connection, so it is always ready:
+/// [`poll_ready`](Service::poll_ready) returns `Ready(Ok(()))` at once. `call` picks an
+/// endpoint; when no endpoint is usable the response future fails at once with
+/// [`ErrorKind::NoHealthyEndpoint`] (503) instead of waiting for one. The picked
+/// endpoint's service is then driven to readiness inside the response future (gatekit's
+/// endpoint clients are always ready, so this costs nothing; other services apply their
+/// own backpressure there, counted as in flight on that endpoint).
+///
+/// # In-flight accounting
+///
+/// A pick increments the endpoint's in-flight count; it is decremented when the
+/// response head arrives, the request fails, or the response future is dropped. Streaming
+/// response bodies are not counted (counting them would box every body).
+pub struct Upstream<S> {
+    shared: Arc<Shared<S>>,
+}
+
+struct Shared<S> {
+    config: UpstreamConfig,
+    new_endpoint: Box<dyn NewEndpoint<Service = S>>,
+    snapshot: ArcSwap<Snapshot<S>>,
+    set: Mutex<BTreeMap<SocketAddr, Member<S>>>,
+    generation: watch::Sender<u64>,
+    cursor: AtomicUsize,
+    tracking: Arc<Tracking>,
+}
+
+impl<S> Clone for Upstream<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Upstream<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snap = self.shared.snapshot.load();
+        f.debug_struct("Upstream")
+            .field("algorithm", &self.shared.config.algorithm)
+            .field("generation", &snap.generation)
+            .field("endpoints", &snap.members.len())
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Upstream ===
+
+impl<S: Send + Sync + 'static> Upstream<S> {
+    /// An empty upstream balancing by `config`, making each endpoint's service with
+    /// `new_endpoint`.
+    pub fn new<N>(config: UpstreamConfig, new_endpoint: N) -> Self
+    where
+        N: NewEndpoint<Service = S>,
+    {
+        let tracking = Arc::new(Tracking {
+            count_total: config.bounded_load.is_some(),
+            total_in_flight: AtomicUsize::new(0),
+            ewma_decay_ns: (config.algorithm == crate::Algorithm::PeakEwma)
+                .then(|| config.ewma_decay.as_nanos().min(u128::from(u64::MAX)) as f64),
+            ewma_default_ns: config.ewma_default_rtt.as_nanos().min(u128::from(u64::MAX)) as f64,
+            observer: config.observer.clone(),
+        });
+        let set = BTreeMap::new();
+        let snapshot = Snapshot::build(0, &set, &config, Instant::now());
+        let (generation, _) = watch::channel(0);
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                new_endpoint: Box::new(new_endpoint),
+                snapshot: ArcSwap::from_pointee(snapshot),
+                set: Mutex::new(set),
+                generation,
+                cursor: AtomicUsize::new(0),
+                tracking,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.shared.config
+    }
+
+    /// Applies one change. See [`apply_all`](Self::apply_all).
+    pub fn apply(&self, change: Change) {
+        self.apply_all([change]);
+    }
+
+    /// Applies changes as one update: the new set is built (derived tables included) and
+    /// swapped in once, without blocking picks. Endpoints keep their state (in-flight
+    /// count, latency estimate, health, service) by address; a removed endpoint's
+    /// requests in flight complete. An update that changes nothing swaps nothing.
+    ///
+    /// Updates are serialised by a lock that picks never take.
+    pub fn apply_all(&self, changes: impl IntoIterator<Item = Change>) {
+        let mut set = self.shared.set.lock();
+        let now = Instant::now();
+        let ramp = self.shared.config.slow_start.is_some()
+            && set
+                .values()
+                .any(|m| m.endpoint.state() == EndpointState::Ready);
+        let mut changed = false;
+        for change in changes {
+            match change {
+                Change::Insert(ep) => changed |= self.insert(&mut set, ep, None, ramp, now),
+                Change::Remove(addr) => changed |= set.remove(&addr).is_some(),
+                Change::Replace(eps) => {
+                    let mut old = std::mem::take(&mut *set);
+                    for ep in eps {
+                        if let Some(m) = old.remove(&ep.addr()) {
+                            set.insert(ep.addr(), m);
+                        }
+                        changed |= self.insert(&mut set, ep, None, ramp, now);
+                    }
+                    changed |= !old.is_empty();
+                }
+                _ => {}
+            }
+        }
+        if changed {
+            self.publish(&set, now);
+        }
+    }
+
+    /// Adds (or updates) `endpoint` with a ready-made service instead of one from the
+    /// factory. An endpoint already in the set gets the new service (and fresh in-flight
+    /// and latency state); its health is kept.
+    pub fn insert_with_service(&self, endpoint: Endpoint, service: S) {
+        let mut set = self.shared.set.lock();
+        let now = Instant::now();
+        let ramp = self.shared.config.slow_start.is_some() && !set.is_empty();
+        self.insert(&mut set, endpoint, Some(service), ramp, now);
+        self.publish(&set, now);
+    }
+
+    fn insert(
+        &self,
+        set: &mut BTreeMap<SocketAddr, Member<S>>,
+        ep: Endpoint,
+        svc: Option<S>,
+        ramp: bool,
+        now: Instant,
+    ) -> bool {
+        let addr = ep.addr();
+        let now_ns = clock::nanos(now);
+        if let Some(m) = set.get_mut(&addr) {
+            if let Some(svc) = svc {
+                let mut entry = Entry::new(ep.clone(), svc, self.shared.tracking.clone());
+                entry.health = m.entry.health.clone();
+                m.entry = Arc::new(entry);
+                m.endpoint = ep;
+                return true;
+            }
+            if m.endpoint == ep {
+                return false;
+            }
+            let became_ready =
+                m.endpoint.state() != EndpointState::Ready && ep.state() == EndpointState::Ready;
+            if ramp && became_ready {
+                m.entry.start_ramp(now_ns);
+            }
+            m.entry.endpoint.store(Arc::new(ep.clone()));
+            m.endpoint = ep;
+            return true;
+        }
+        let svc = match svc {
+            Some(svc) => svc,
+            None => self.shared.new_endpoint.new_endpoint(&ep),
+        };
+        let entry = Entry::new(ep.clone(), svc, self.shared.tracking.clone());
+        if ramp && ep.state() == EndpointState::Ready {
+            entry.start_ramp(now_ns);
+        }
+        set.insert(
+            addr,
+            Member {
+                endpoint: ep,
+                entry: Arc::new(entry),
+            },
+        );
+        true
+    }
+
+    fn publish(&self, set: &BTreeMap<SocketAddr, Member<S>>, now: Instant) {
+        let generation = self.shared.snapshot.load().generation + 1;
+        let snap = Snapshot::build(generation, set, &self.shared.config, now);
+        self.shared.snapshot.store(Arc::new(snap));
+        self.shared.generation.send_replace(generation);
+    }
+
+    /// Applies every change `changes` yields until it ends. Changes that are ready
+    /// together are applied as one update (up to 1,024 at a time).
+    pub async fn drive<St>(&self, changes: St)
+    where
+        St: Stream<Item = Change>,
+    {
+        let mut changes = std::pin::pin!(changes);
+        while let Some(first) = changes.next().await {
+            let mut batch = vec![first];
+            while batch.len() < 1024 {
+                match changes.next().now_or_never() {
+                    Some(Some(c)) => batch.push(c),
+                    _ => break,
+                }
+            }
+            self.apply_all(batch);
+        }
+    }
+
+    /// Follows a `tower::discover::Discover` stream until it ends: `Insert(key, svc)`
+    /// adds or replaces the endpoint `to_endpoint(&key)` with `svc`; `Remove(key)`
+    /// removes it.
+    ///
+    /// # Errors
+    ///
+    /// The first error the stream yields; changes before it stay applied.
+    pub async fn drive_discover<D, F>(&self, discover: D, to_endpoint: F) -> Result<(), D::Error>
+    where
+        D: tower::discover::Discover<Service = S>,
+        F: Fn(&D::Key) -> Endpoint,
+    {
+        use tower::discover::Change as D;
+        let mut discover = std::pin::pin!(discover);
+        while let Some(change) =
+            futures_util::future::poll_fn(|cx| discover.as_mut().poll_discover(cx)).await
+        {
+            match change? {
+                D::Insert(key, svc) => self.insert_with_service(to_endpoint(&key), svc),
+                D::Remove(key) => self.apply(Change::Remove(to_endpoint(&key).addr())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every endpoint in the set (NotReady ones included) with its shared health, in
+    /// address order: what an active health checker checks.
+    pub fn endpoints(&self) -> Vec<(Endpoint, Arc<EndpointHealth>)> {
+        self.shared
+            .snapshot
+            .load()
+            .members
+            .iter()
+            .map(|(ep, e)| (ep.clone(), e.health.clone()))
+            .collect()
+    }
+
+    /// The shared health of the endpoint at `addr`, if it is in the set.
+    pub fn health_of(&self, addr: SocketAddr) -> Option<Arc<EndpointHealth>> {
+        let snap = self.shared.snapshot.load();
+        snap.member(addr).map(|(_, e)| e.health.clone())
+    }
+
+    /// Requests in flight to the endpoint at `addr`, if it is in the set.
+    pub fn in_flight(&self, addr: SocketAddr) -> Option<usize> {
+        let snap = self.shared.snapshot.load();
+        snap.member(addr).map(|(_, e)| e.in_flight())
+    }
+
+    /// Requests in flight over the endpoints in the set (requests still running on
+    /// removed endpoints are not included). O(endpoints).
+    pub fn total_in_flight(&self) -> usize {
+        self.shared
+            .snapshot
+            .load()
+            .members
+            .iter()
+            .map(|(_, e)| e.in_flight())
+            .sum()
+    }
+
+    /// The generation of the endpoint set: 0 when empty-new, +1 per effective update.
+    pub fn generation(&self) -> u64 {
+        self.shared.snapshot.load().generation
+    }
+
+    /// A receiver of the set's generation, changed after each effective update (the new
+    /// set is visible to [`endpoints`](Self::endpoints) by then). A health checker
+    /// follows the set with it.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.generation.subscribe()
+    }
+
+    /// Recomputes aggregate health now (panic mode, locality shares, recoveries for slow
+    /// start) instead of at the next refresh period. Health checkers may call it after
+    /// changing an endpoint's health; individual picks see health changes at once anyway.
+    pub fn refresh_health(&self) {
+        let now = Instant::now();
+        self.shared
+            .snapshot
+            .load()
+            .refresh(now, clock::nanos(now), &self.shared.config);
+    }
+
+    /// Picks an endpoint for `req` and counts a request in flight on it until the
+    /// returned [`Picked`] is dropped (or [`finish`](Picked::finish)ed).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NoHealthyEndpoint`] when no endpoint is usable.
+    pub fn pick<B>(&self, req: &Request<B>) -> Result<Picked<S>, Error> {
+        let config = &self.shared.config;
+        let key = match config.algorithm {
+            crate::Algorithm::IpHash => hash::request_hash(&crate::HashKey::SourceIp, req),
+            crate::Algorithm::ConsistentHash => hash::request_hash(&config.hash_key, req),
+            _ => None,
+        };
+        self.pick_hash(key)
+    }
+
+    fn pick_hash(&self, hash: Option<u64>) -> Result<Picked<S>, Error> {
+        let shared = &*self.shared;
+        let snap = shared.snapshot.load();
+        let now = Instant::now();
+        let now_ns = clock::nanos(now);
+        snap.maybe_refresh(now, now_ns, &shared.config);
+        let mut ctx = PickCtx {
+            now,
+            now_ns,
+            ignore_health: false,
+            hash,
+            cursor: &shared.cursor,
+            config: &shared.config,
+        };
+        let found = match snap.mode() {
+            Mode::Normal => {
+                let level = snap.pick_level();
+                snap.levels
+                    .get(level)
+                    .and_then(|p| balance::pick(p, &ctx))
+                    // The view is a little stale: try every level, then the fallback.
+                    .or_else(|| snap.levels.iter().find_map(|p| balance::pick(p, &ctx)))
+                    .or_else(|| balance::pick(&snap.fallback, &ctx))
+            }
+            Mode::Panic => {
+                ctx.ignore_health = true;
+                snap.all_ready().and_then(|p| balance::pick(p, &ctx))
+            }
+            Mode::Fallback => balance::pick(&snap.fallback, &ctx)
+                .or_else(|| snap.levels.iter().find_map(|p| balance::pick(p, &ctx))),
+        };
+        match found {
+            Some(entry) => {
+                entry.acquire();
+                Ok(Picked {
+                    entry: entry.clone(),
+                    start: now,
+                    done: false,
+                })
+            }
+            None => Err(Error::new(ErrorKind::NoHealthyEndpoint)),
+        }
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Upstream<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match self.pick(&req) {
+            Ok(picked) => ResponseFuture::new(picked, req),
+            Err(e) => ResponseFuture::failed(e),
+        }
+    }
+}
+
+// === impl Picked ===
+
+/// An endpoint picked for one request, counted in flight until dropped.
+pub struct Picked<S> {
+    entry: Arc<Entry<S>>,
+    start: Instant,
+    done: bool,
+}
+
+impl<S> fmt::Debug for Picked<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Picked")
+            .field("addr", &self.addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Picked<S> {
+    /// The endpoint's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.entry.endpoint.load().addr()
+    }
+
+    /// The endpoint as last updated.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::clone(&self.entry.endpoint.load())
+    }
+
+    /// The endpoint's service.
+    pub fn service(&self) -> &S {
+        &self.entry.svc
+    }
+
+    /// The endpoint's shared health.
+    pub fn health(&self) -> &Arc<EndpointHealth> {
+        &self.entry.health
+    }
+
+    /// When the pick was made.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
+    /// Ends the request with `result`: releases the in-flight count, feeds the latency
+    /// estimate and tells the outcome observer.
+    pub fn finish(mut self, result: Result<http::StatusCode, ErrorKind>) {
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(self.start);
+        let tracking = &self.entry.tracking;
+        if let Some(decay) = tracking.ewma_decay_ns {
+            self.entry
+                .observe_rtt(clock::nanos(now), latency.as_nanos() as f64, decay);
+        }
+        self.entry.release();
+        self.done = true;
+        if let Some(obs) = &tracking.observer {
+            let outcome = match result {
+                Ok(status) => Outcome::status(status, latency),
+                Err(kind) => Outcome::error(kind, latency),
+            };
+            obs.on_outcome(&self.entry.endpoint.load(), &self.entry.health, outcome);
+        }
+    }
+}
+
+impl<S> Drop for Picked<S> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.entry.release();
+        }
+    }
+}
