@@ -270,3 +270,40 @@ impl GrpcCheck {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_stay_within_jitter_and_vary() {
+        let c = HealthCheckConfig::default()
+            .interval(Duration::from_millis(1000))
+            .jitter(0.1);
+        let waits: Vec<_> = (0..1000).map(|_| c.next_wait()).collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| *w >= Duration::from_millis(900) && *w <= Duration::from_millis(1100))
+        );
+        let (min, max) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(
+            *max - *min > Duration::from_millis(100),
+            "jitter spreads waits"
+        );
+        assert!((0..1000).all(|_| c.first_wait() <= Duration::from_millis(100)));
+        let none = c.jitter(f64::NAN);
+        assert_eq!(none.next_wait(), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn status_ranges() {
+        let check = HttpCheck::default();
+        assert!(check.is_expected(StatusCode::OK));
+        assert!(check.is_expected(StatusCode::PERMANENT_REDIRECT));
+        assert!(!check.is_expected(StatusCode::BAD_REQUEST));
+        let odd = check.expected_statuses([204..=204, 500..=503]);
+        assert!(!odd.is_expected(StatusCode::OK));
+        assert!(odd.is_expected(StatusCode::SERVICE_UNAVAILABLE));
+    }
+}

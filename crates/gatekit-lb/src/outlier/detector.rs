@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use gatekit_core::{Endpoint, ErrorKind};
@@ -38,6 +39,11 @@ struct Inner {
     /// Taken on the rare paths only: ejecting, returning, updating the set. Counting
     /// outcomes is lock-free (atomics in `EndpointHealth`).
     state: Mutex<State>,
+    /// Copies of `State::ejected` and the set's size, written under the lock, read
+    /// without it: an endpoint over its threshold whose ejection the percentage refuses
+    /// retries on every failure, and must not take the lock each time.
+    ejected_hint: AtomicUsize,
+    total_hint: AtomicUsize,
     follower: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -99,6 +105,8 @@ impl OutlierDetector {
                     ejected: 0,
                     timers: HashMap::new(),
                 }),
+                ejected_hint: AtomicUsize::new(0),
+                total_hint: AtomicUsize::new(0),
                 follower: Mutex::new(None),
             }),
         }
@@ -251,6 +259,14 @@ impl Inner {
         count: u32,
         what: &str,
     ) {
+        // Lock-free pre-check; the decision is made again under the lock.
+        let (ejected, total) = (
+            self.ejected_hint.load(Ordering::Relaxed),
+            self.total_hint.load(Ordering::Relaxed),
+        );
+        if !self.config.may_eject(ejected, total) {
+            return;
+        }
         let mut state = self.state.lock();
         if health.is_ejected(now) {
             return; // A concurrent failure got here first.
@@ -269,6 +285,7 @@ impl Inner {
         let n = health.eject_until(until);
         health.reset_outlier_counters();
         state.ejected += 1;
+        self.ejected_hint.store(state.ejected, Ordering::Relaxed);
         if let Some(timer) = self.spawn_timer(addr, until, n)
             && let Some(old) = state.timers.insert(addr, timer)
         {
@@ -289,6 +306,7 @@ impl Inner {
         {
             let mut state = self.state.lock();
             state.ejected = state.ejected.saturating_sub(1);
+            self.ejected_hint.store(state.ejected, Ordering::Relaxed);
         }
         health.reset_outlier_counters();
         tracing::info!(%addr, "ejected endpoint returned");
@@ -361,6 +379,8 @@ impl Inner {
             }
         }
         state.ejected = ejected;
+        self.ejected_hint.store(ejected, Ordering::Relaxed);
+        self.total_hint.store(endpoints.len(), Ordering::Relaxed);
         state.endpoints = endpoints;
         drop(state);
         for addr in returned {
