@@ -110,7 +110,8 @@ impl HealthChecker {
     /// [`EndpointHealth`], its loop writes to the new one from now on (and copies the
     /// current verdict into it).
     ///
-    /// May be called from any thread.
+    /// Every endpoint given is checked, whatever its [`EndpointState`](gatekit_core::EndpointState):
+    /// a terminating endpoint may still be the last resort. May be called from any thread.
     pub fn update(&self, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
         self.inner.update(endpoints);
     }
