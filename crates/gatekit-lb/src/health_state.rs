@@ -15,6 +15,9 @@ pub struct EndpointHealth {
     active_healthy: AtomicBool,
     ejected_until_ms: AtomicU64,
     ejections: AtomicU32,
+    // Passive outlier detection's consecutive-failure counters (see `crate::outlier`).
+    consecutive_5xx: AtomicU32,
+    consecutive_gateway: AtomicU32,
 }
 
 impl Default for EndpointHealth {
@@ -30,6 +33,8 @@ impl EndpointHealth {
             active_healthy: AtomicBool::new(true),
             ejected_until_ms: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
+            consecutive_5xx: AtomicU32::new(0),
+            consecutive_gateway: AtomicU32::new(0),
         }
     }
 
@@ -78,12 +83,74 @@ impl EndpointHealth {
     pub fn reset_ejections(&self) {
         self.ejections.store(0, Ordering::Relaxed);
     }
+
+    /// When the current (or last, not yet noticed) ejection ends; `None` when the endpoint
+    /// is not ejected or its expired ejection has been noticed.
+    pub fn ejection_deadline(&self) -> Option<Instant> {
+        match self.ejected_until_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(origin() + std::time::Duration::from_millis(ms)),
+        }
+    }
+
+    /// Marks an expired ejection as over. Returns true for exactly one caller per
+    /// ejection (compare-and-swap), so exactly one "returned" event is emitted.
+    pub(crate) fn take_expired_ejection(&self, now: Instant) -> bool {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        if until == 0 || millis_since_origin(now) < until {
+            return false;
+        }
+        self.ejected_until_ms
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Consecutive 5xx outcomes seen by outlier detection since the last success.
+    pub fn consecutive_5xx(&self) -> u32 {
+        self.consecutive_5xx.load(Ordering::Relaxed)
+    }
+
+    /// Consecutive gateway errors (502/503/504, connect failures, timeouts, resets) seen
+    /// by outlier detection since the last non-gateway outcome.
+    pub fn consecutive_gateway_errors(&self) -> u32 {
+        self.consecutive_gateway.load(Ordering::Relaxed)
+    }
+
+    /// Counts one 5xx outcome; returns the new consecutive count.
+    pub(crate) fn incr_5xx(&self) -> u32 {
+        self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts one gateway error; returns the new consecutive count.
+    pub(crate) fn incr_gateway(&self) -> u32 {
+        self.consecutive_gateway.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Resets the consecutive gateway-error count (a non-gateway 5xx).
+    pub(crate) fn reset_gateway(&self) {
+        // Load first: the common case is "already 0", and a load keeps the cache line
+        // shared between cores instead of bouncing it on every response.
+        if self.consecutive_gateway.load(Ordering::Relaxed) != 0 {
+            self.consecutive_gateway.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Resets both outlier counters (a success, an ejection or a return).
+    pub(crate) fn reset_outlier_counters(&self) {
+        if self.consecutive_5xx.load(Ordering::Relaxed) != 0 {
+            self.consecutive_5xx.store(0, Ordering::Relaxed);
+        }
+        self.reset_gateway();
+    }
+}
+
+fn origin() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(|| Instant::now() - std::time::Duration::from_secs(1))
 }
 
 fn millis_since_origin(t: Instant) -> u64 {
-    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let origin = *ORIGIN.get_or_init(|| Instant::now() - std::time::Duration::from_secs(1));
-    u64::try_from(t.saturating_duration_since(origin).as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(t.saturating_duration_since(origin()).as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

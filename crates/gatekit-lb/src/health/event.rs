@@ -1,0 +1,102 @@
+//! Observable health: state-change events and point-in-time snapshots.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Capacity of each event channel. A receiver that falls further behind gets
+/// `RecvError::Lagged` and misses the oldest events; snapshots stay exact.
+pub(crate) const EVENT_CAPACITY: usize = 1024;
+
+/// One change of an endpoint's health, sent on a `tokio::sync::broadcast` channel (for
+/// logs and metrics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthEvent {
+    addr: SocketAddr,
+    kind: HealthEventKind,
+    reason: Option<Arc<str>>,
+}
+
+impl HealthEvent {
+    pub(crate) fn new(addr: SocketAddr, kind: HealthEventKind, reason: Option<Arc<str>>) -> Self {
+        Self { addr, kind, reason }
+    }
+
+    /// The endpoint's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What changed.
+    pub fn kind(&self) -> HealthEventKind {
+        self.kind
+    }
+
+    /// Why, when known: the last check error for
+    /// [`BecameUnhealthy`](HealthEventKind::BecameUnhealthy), the detector that fired for
+    /// [`Ejected`](HealthEventKind::Ejected).
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+}
+
+/// What a [`HealthEvent`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HealthEventKind {
+    /// Active checks passed the healthy threshold: the endpoint takes traffic again.
+    BecameHealthy,
+    /// Active checks failed the unhealthy threshold: the endpoint leaves the set.
+    BecameUnhealthy,
+    /// Outlier detection ejected the endpoint.
+    Ejected,
+    /// The endpoint's ejection ended.
+    Returned,
+}
+
+/// The health of one endpoint at one moment, as [`HealthChecker::snapshot`] and
+/// [`OutlierDetector::snapshot`] report it (for an admin endpoint or a metrics scrape).
+///
+/// [`HealthChecker::snapshot`]: super::HealthChecker::snapshot
+/// [`OutlierDetector::snapshot`]: crate::outlier::OutlierDetector::snapshot
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointHealthSnapshot {
+    /// The endpoint's address.
+    pub addr: SocketAddr,
+    /// The active checker's verdict.
+    pub active_healthy: bool,
+    /// Whether outlier detection has it ejected now.
+    pub ejected: bool,
+    /// How many times it has been ejected (the ejection-time multiplier).
+    pub ejections: u32,
+    /// Consecutive failed active checks (0 without an active checker).
+    pub consecutive_failures: u32,
+    /// Consecutive passed active checks (0 without an active checker).
+    pub consecutive_successes: u32,
+    /// Consecutive 5xx outcomes seen by outlier detection.
+    pub consecutive_5xx: u32,
+    /// Consecutive gateway errors seen by outlier detection.
+    pub consecutive_gateway_errors: u32,
+    /// The last active check error, if any check ever failed.
+    pub last_error: Option<Arc<str>>,
+}
+
+impl EndpointHealthSnapshot {
+    pub(crate) fn of(
+        addr: SocketAddr,
+        health: &crate::EndpointHealth,
+        now: tokio::time::Instant,
+    ) -> Self {
+        Self {
+            addr,
+            active_healthy: health.is_active_healthy(),
+            ejected: health.is_ejected(now),
+            ejections: health.ejections(),
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            consecutive_5xx: health.consecutive_5xx(),
+            consecutive_gateway_errors: health.consecutive_gateway_errors(),
+            last_error: None,
+        }
+    }
+}

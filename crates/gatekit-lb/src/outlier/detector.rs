@@ -1,0 +1,392 @@
+//! The outlier detector: per-request outcomes in, ejections out.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use gatekit_core::{Endpoint, ErrorKind};
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use tokio::sync::{broadcast, watch};
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::Instant;
+
+use super::OutlierConfig;
+use crate::health::{EVENT_CAPACITY, EndpointHealthSnapshot, HealthEvent, HealthEventKind};
+use crate::{EndpointHealth, Outcome, OutcomeObserver};
+
+/// Passive health checking: watches every request's [`Outcome`] and ejects endpoints that
+/// fail too often in a row, for `base × number of ejections` (capped), never more than
+/// [`max_ejection_percent`](OutlierConfig::max_ejection_percent) of the set at once.
+///
+/// Share it (in an `Arc`) as the upstream's [`OutcomeObserver`], and keep it told of the
+/// endpoint set with [`update`](Self::update) or [`follow`](Self::follow): it only ejects
+/// endpoints of that set, and the set's size is the base of the percentage.
+///
+/// Ejected endpoints return by themselves: [`EndpointHealth::is_ejected`] compares a
+/// deadline. The detector notices the return with a timer (or on the endpoint's next
+/// outcome, whichever comes first), sends [`HealthEventKind::Returned`] and resets the
+/// endpoint's counters. Dropping the detector cancels its timers.
+pub struct OutlierDetector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: OutlierConfig,
+    events: broadcast::Sender<HealthEvent>,
+    /// Taken on the rare paths only: ejecting, returning, updating the set. Counting
+    /// outcomes is lock-free (atomics in `EndpointHealth`).
+    state: Mutex<State>,
+    /// Copies of `State::ejected` and the set's size, written under the lock, read
+    /// without it: an endpoint over its threshold whose ejection the percentage refuses
+    /// retries on every failure, and must not take the lock each time.
+    ejected_hint: AtomicUsize,
+    total_hint: AtomicUsize,
+    follower: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct State {
+    endpoints: HashMap<SocketAddr, Arc<EndpointHealth>>,
+    /// Ejections not yet noticed as over.
+    ejected: usize,
+    /// Each ejected endpoint's return timer (then its ejection-count decay timer).
+    timers: HashMap<SocketAddr, AbortHandle>,
+}
+
+/// How an outcome counts.
+enum Class {
+    Success,
+    /// A 5xx; `gateway` for 502/503/504 and transport failures.
+    Failure {
+        gateway: bool,
+    },
+    /// Not the endpoint's doing (a gateway-side refusal): counts for nothing.
+    Ignore,
+}
+
+fn classify(outcome: &Outcome) -> Class {
+    if let Some(status) = outcome.status_code() {
+        return match status.as_u16() {
+            502..=504 => Class::Failure { gateway: true },
+            500..=599 => Class::Failure { gateway: false },
+            _ => Class::Success,
+        };
+    }
+    match outcome.error_kind() {
+        // Envoy maps local-origin failures to 503/504 and counts them as gateway errors.
+        Some(ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::UpstreamProtocol) => {
+            Class::Failure { gateway: true }
+        }
+        _ => Class::Ignore,
+    }
+}
+
+// === impl OutlierDetector ===
+
+impl OutlierDetector {
+    /// A detector with its own event channel. Call [`update`](Self::update) or
+    /// [`follow`](Self::follow) to give it the endpoint set.
+    pub fn new(config: OutlierConfig) -> Self {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Self::with_events(config, events)
+    }
+
+    /// A detector that sends its events on `events` (for example the sender a
+    /// [`HealthChecker`](crate::HealthChecker) uses too).
+    pub fn with_events(config: OutlierConfig, events: broadcast::Sender<HealthEvent>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                events,
+                state: Mutex::new(State {
+                    endpoints: HashMap::new(),
+                    ejected: 0,
+                    timers: HashMap::new(),
+                }),
+                ejected_hint: AtomicUsize::new(0),
+                total_hint: AtomicUsize::new(0),
+                follower: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Sets the endpoint set: the endpoints that may be ejected and the total the
+    /// ejection percentage is taken of. Ejections that have ended are noticed (and
+    /// reported); timers of removed endpoints are cancelled.
+    pub fn update(&self, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
+        self.inner.update(endpoints);
+    }
+
+    /// Calls [`update`](Self::update) with `endpoints()` now and after every change of
+    /// `generations` (the upstream's generation watch), until the detector is dropped or
+    /// the watch closes. A second call replaces the first.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime.
+    pub fn follow<F>(&self, mut generations: watch::Receiver<u64>, endpoints: F)
+    where
+        F: Fn() -> Vec<(Endpoint, Arc<EndpointHealth>)> + Send + Sync + 'static,
+    {
+        let weak = Arc::downgrade(&self.inner);
+        let task = tokio::spawn(async move {
+            loop {
+                generations.borrow_and_update();
+                match weak.upgrade() {
+                    Some(inner) => inner.update(endpoints()),
+                    None => return,
+                }
+                if generations.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        if let Some(old) = self.inner.follower.lock().replace(task) {
+            old.abort();
+        }
+    }
+
+    /// A receiver of every ejection and return from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// How many endpoints of the set are ejected now.
+    pub fn ejected_count(&self) -> usize {
+        let now = Instant::now();
+        let state = self.inner.state.lock();
+        state
+            .endpoints
+            .values()
+            .filter(|h| h.is_ejected(now))
+            .count()
+    }
+
+    /// The health of every endpoint of the set, sorted by address (the active-check
+    /// counters are 0: see [`HealthChecker::snapshot`](crate::HealthChecker::snapshot)).
+    pub fn snapshot(&self) -> Vec<EndpointHealthSnapshot> {
+        let now = Instant::now();
+        let state = self.inner.state.lock();
+        let mut out: Vec<_> = state
+            .endpoints
+            .iter()
+            .map(|(addr, h)| EndpointHealthSnapshot::of(*addr, h, now))
+            .collect();
+        drop(state);
+        out.sort_by_key(|s| s.addr);
+        out
+    }
+
+    /// The configuration the detector runs with.
+    pub fn config(&self) -> &OutlierConfig {
+        &self.inner.config
+    }
+}
+
+impl OutcomeObserver for OutlierDetector {
+    fn on_outcome(&self, ep: &Endpoint, health: &EndpointHealth, outcome: Outcome) {
+        let class = classify(&outcome);
+        if matches!(class, Class::Ignore) {
+            return;
+        }
+        let now = Instant::now();
+        if health.is_ejected(now) {
+            // Requests that were in flight when it was ejected: they say nothing new.
+            return;
+        }
+        if health.take_expired_ejection(now) {
+            self.inner.returned(ep.addr(), health);
+        }
+        let Class::Failure { gateway } = class else {
+            health.reset_outlier_counters();
+            return;
+        };
+        let config = &self.inner.config;
+        let n5xx = health.incr_5xx();
+        let ngw = if gateway {
+            health.incr_gateway()
+        } else {
+            health.reset_gateway();
+            0
+        };
+        let reason = if config.consecutive_gateway_errors.is_some_and(|t| ngw >= t) {
+            Some((ngw, "gateway errors"))
+        } else if config.consecutive_5xx.is_some_and(|t| n5xx >= t) {
+            Some((n5xx, "5xx"))
+        } else {
+            None
+        };
+        if let Some((n, what)) = reason {
+            self.inner.try_eject(ep.addr(), health, now, n, what);
+        }
+    }
+}
+
+impl Drop for OutlierDetector {
+    fn drop(&mut self) {
+        if let Some(follower) = self.inner.follower.lock().take() {
+            follower.abort();
+        }
+        for (_, timer) in self.inner.state.lock().timers.drain() {
+            timer.abort();
+        }
+    }
+}
+
+impl fmt::Debug for OutlierDetector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.state.lock();
+        f.debug_struct("OutlierDetector")
+            .field("config", &self.inner.config)
+            .field("endpoints", &state.endpoints.len())
+            .field("ejected", &state.ejected)
+            .finish()
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// Ejects `health` if it is in the set and the percentage allows; otherwise its
+    /// counters stay at the threshold and the next failure tries again.
+    fn try_eject(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        health: &EndpointHealth,
+        now: Instant,
+        count: u32,
+        what: &str,
+    ) {
+        // Lock-free pre-check; the decision is made again under the lock.
+        let (ejected, total) = (
+            self.ejected_hint.load(Ordering::Relaxed),
+            self.total_hint.load(Ordering::Relaxed),
+        );
+        if !self.config.may_eject(ejected, total) {
+            return;
+        }
+        let mut state = self.state.lock();
+        if health.is_ejected(now) {
+            return; // A concurrent failure got here first.
+        }
+        if !state.endpoints.contains_key(&addr) {
+            return;
+        }
+        if !self.config.may_eject(state.ejected, state.endpoints.len()) {
+            tracing::debug!(%addr, ejected = state.ejected, "outlier ejection refused: max ejection percent");
+            return;
+        }
+        let time = self
+            .config
+            .ejection_time(health.ejections().saturating_add(1));
+        let until = now + time;
+        let n = health.eject_until(until);
+        health.reset_outlier_counters();
+        state.ejected += 1;
+        self.ejected_hint.store(state.ejected, Ordering::Relaxed);
+        if let Some(timer) = self.spawn_timer(addr, until, n)
+            && let Some(old) = state.timers.insert(addr, timer)
+        {
+            old.abort();
+        }
+        drop(state);
+        let reason: Arc<str> = format!("{count} consecutive {what}; ejected for {time:?}").into();
+        tracing::warn!(%addr, %reason, ejections = n, "endpoint ejected");
+        let _ = self.events.send(HealthEvent::new(
+            addr,
+            HealthEventKind::Ejected,
+            Some(reason),
+        ));
+    }
+
+    /// Reports a noticed return (the caller won `take_expired_ejection`).
+    fn returned(&self, addr: SocketAddr, health: &EndpointHealth) {
+        {
+            let mut state = self.state.lock();
+            state.ejected = state.ejected.saturating_sub(1);
+            self.ejected_hint.store(state.ejected, Ordering::Relaxed);
+        }
+        health.reset_outlier_counters();
+        tracing::info!(%addr, "ejected endpoint returned");
+        let _ = self
+            .events
+            .send(HealthEvent::new(addr, HealthEventKind::Returned, None));
+    }
+
+    /// A timer that notices the return at `until`, then resets the ejection count if the
+    /// endpoint stays un-ejected for `max_ejection_time`. `None` outside a runtime (the
+    /// return is then noticed on the next outcome or update).
+    fn spawn_timer(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        until: Instant,
+        n: u32,
+    ) -> Option<AbortHandle> {
+        let runtime = Handle::try_current().ok()?;
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let decay = self
+            .config
+            .max_ejection_time
+            .max(self.config.base_ejection_time);
+        let task = runtime.spawn(async move {
+            tokio::time::sleep_until(until).await;
+            let health = {
+                let Some(inner) = weak.upgrade() else { return };
+                let health = inner.state.lock().endpoints.get(&addr).cloned();
+                let Some(health) = health else { return };
+                if health.take_expired_ejection(Instant::now()) {
+                    inner.returned(addr, &health);
+                }
+                health
+            };
+            tokio::time::sleep(decay).await;
+            if health.ejections() == n && health.ejection_deadline().is_none() {
+                health.reset_ejections();
+            }
+        });
+        Some(task.abort_handle())
+    }
+
+    fn update(self: &Arc<Self>, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
+        let now = Instant::now();
+        let endpoints: HashMap<_, _> = endpoints
+            .into_iter()
+            .map(|(ep, health)| (ep.addr(), health))
+            .collect();
+        let mut returned = Vec::new();
+        let mut state = self.state.lock();
+        state.timers.retain(|addr, timer| {
+            let keep = endpoints.contains_key(addr);
+            if !keep {
+                timer.abort();
+            }
+            keep
+        });
+        let mut ejected = 0;
+        for (addr, health) in &endpoints {
+            if health.take_expired_ejection(now) {
+                health.reset_outlier_counters();
+                returned.push(*addr);
+            } else if let Some(until) = health.ejection_deadline() {
+                ejected += 1;
+                if !state.timers.contains_key(addr)
+                    && let Some(timer) = self.spawn_timer(*addr, until, health.ejections())
+                {
+                    state.timers.insert(*addr, timer);
+                }
+            }
+        }
+        state.ejected = ejected;
+        self.ejected_hint.store(ejected, Ordering::Relaxed);
+        self.total_hint.store(endpoints.len(), Ordering::Relaxed);
+        state.endpoints = endpoints;
+        drop(state);
+        for addr in returned {
+            let _ = self
+                .events
+                .send(HealthEvent::new(addr, HealthEventKind::Returned, None));
+        }
+    }
+}
