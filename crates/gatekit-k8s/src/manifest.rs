@@ -380,13 +380,19 @@ impl ResourceSet {
         let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
         let gw = |v: &str| v == "v1" || v == "v1beta1";
         match (group, version, kind) {
-            ("gateway.networking.k8s.io", v, "GatewayClass") if gw(v) => {
-                push(&cx, doc, false, seen, errors, &mut self.gateway_classes, |r| {
+            ("gateway.networking.k8s.io", v, "GatewayClass") if gw(v) => push(
+                &cx,
+                doc,
+                false,
+                seen,
+                errors,
+                &mut self.gateway_classes,
+                |r| &mut r.metadata,
+            ),
+            ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => {
+                push(&cx, doc, true, seen, errors, &mut self.gateways, |r| {
                     &mut r.metadata
                 })
-            }
-            ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => {
-                push(&cx, doc, true, seen, errors, &mut self.gateways, |r| &mut r.metadata)
             }
             ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => {
                 push(&cx, doc, true, seen, errors, &mut self.http_routes, |r| {
@@ -398,32 +404,44 @@ impl ResourceSet {
                     &mut r.metadata
                 })
             }
-            ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => {
-                push(&cx, doc, true, seen, errors, &mut self.reference_grants, |r| {
-                    &mut r.metadata
-                })
-            }
-            ("", "v1", "Service") => {
-                push(&cx, doc, true, seen, errors, &mut self.services, |r| &mut r.metadata)
-            }
+            ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                errors,
+                &mut self.reference_grants,
+                |r| &mut r.metadata,
+            ),
+            ("", "v1", "Service") => push(&cx, doc, true, seen, errors, &mut self.services, |r| {
+                &mut r.metadata
+            }),
             ("", "v1", "Namespace") => {
                 push(&cx, doc, false, seen, errors, &mut self.namespaces, |r| {
                     &mut r.metadata
                 })
             }
-            ("", "v1", "Secret") => {
-                push(&cx, doc, true, seen, errors, &mut self.secrets, |r| &mut r.metadata)
-            }
-            ("discovery.k8s.io", "v1", "EndpointSlice") => {
-                push(&cx, doc, true, seen, errors, &mut self.endpoint_slices, |r| {
-                    &mut r.metadata
-                })
-            }
-            ("gatekit.io", "v1alpha1", "BackendPolicy") => {
-                push(&cx, doc, true, seen, errors, &mut self.backend_policies, |r| {
-                    &mut r.metadata
-                })
-            }
+            ("", "v1", "Secret") => push(&cx, doc, true, seen, errors, &mut self.secrets, |r| {
+                &mut r.metadata
+            }),
+            ("discovery.k8s.io", "v1", "EndpointSlice") => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                errors,
+                &mut self.endpoint_slices,
+                |r| &mut r.metadata,
+            ),
+            ("gatekit.io", "v1alpha1", "BackendPolicy") => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                errors,
+                &mut self.backend_policies,
+                |r| &mut r.metadata,
+            ),
             _ => warnings.push(Warning {
                 file: file.to_owned(),
                 document: index,
@@ -511,7 +529,11 @@ fn parse_text(file: &str, text: &str, errors: &mut Vec<ManifestError>) -> Vec<(u
             Ok(v) => docs.push((index, v)),
             Err(e) => {
                 // After a syntax error the rest of the stream cannot be trusted.
-                errors.push(ManifestError::in_doc(file, index, format!("invalid YAML: {e}")));
+                errors.push(ManifestError::in_doc(
+                    file,
+                    index,
+                    format!("invalid YAML: {e}"),
+                ));
                 break;
             }
         }

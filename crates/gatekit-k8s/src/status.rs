@@ -156,7 +156,13 @@ impl Condition {
 
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={} ({})", self.type_, self.status.as_str(), self.reason)?;
+        write!(
+            f,
+            "{}={} ({})",
+            self.type_,
+            self.status.as_str(),
+            self.reason
+        )?;
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
         }

@@ -109,7 +109,8 @@ impl<'a> Context<'a> {
             cx.namespaces.insert(name_of(&n.metadata), n);
         }
         for s in &resources.secrets {
-            cx.secrets.insert((ns_of(&s.metadata), name_of(&s.metadata)), s);
+            cx.secrets
+                .insert((ns_of(&s.metadata), name_of(&s.metadata)), s);
         }
         for g in &resources.reference_grants {
             cx.grants.entry(ns_of(&g.metadata)).or_default().push(g);
@@ -187,13 +188,13 @@ impl<'a> Context<'a> {
         if !group.is_empty() || kind != "Service" {
             return Err(Unresolved {
                 reason: reason::INVALID_KIND,
-                message: format!("backendRef kind {group}/{kind} is not supported (only core Services)"),
+                message: format!(
+                    "backendRef kind {group}/{kind} is not supported (only core Services)"
+                ),
             });
         }
         let ns = r.namespace.unwrap_or(route_ns);
-        if ns != route_ns
-            && !self.grant_allows(route_kind, route_ns, "", "Service", ns, r.name)
-        {
+        if ns != route_ns && !self.grant_allows(route_kind, route_ns, "", "Service", ns, r.name) {
             return Err(Unresolved {
                 reason: reason::REF_NOT_PERMITTED,
                 message: format!(
@@ -247,7 +248,10 @@ impl<'a> Context<'a> {
             }
             return;
         }
-        let Some(service) = self.services.get(&(w.namespace.as_str(), w.service.as_str())) else {
+        let Some(service) = self
+            .services
+            .get(&(w.namespace.as_str(), w.service.as_str()))
+        else {
             return;
         };
         let Some(sp) = service_port(service, i32::from(w.port)) else {
@@ -379,8 +383,10 @@ impl<'a> Context<'a> {
             let ns = ns_of(&p.metadata);
             let name = name_of(&p.metadata);
             let generation = p.metadata.generation;
-            let mut status =
-                ResourceStatus::new(ResourceRef::new("BackendPolicy", Some(ns), name), generation);
+            let mut status = ResourceStatus::new(
+                ResourceRef::new("BackendPolicy", Some(ns), name),
+                generation,
+            );
             if let Err(errs) = p.spec.validate() {
                 let msg = errs
                     .iter()
@@ -432,7 +438,13 @@ impl<'a> Context<'a> {
                     generation,
                 )
             } else {
-                Condition::new(reason::ACCEPTED, false, failure, problems.join("; "), generation)
+                Condition::new(
+                    reason::ACCEPTED,
+                    false,
+                    failure,
+                    problems.join("; "),
+                    generation,
+                )
             };
             status.push_condition(c);
             statuses.push(status);

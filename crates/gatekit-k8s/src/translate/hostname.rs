@@ -57,7 +57,9 @@ fn matches(pattern: &str, host: &str) -> bool {
 /// Intersects a listener hostname with a route's hostnames; `None` when they do not
 /// intersect.
 pub(crate) fn intersect(listener: Option<&str>, route: &[String]) -> Option<Hosts> {
-    let listener = listener.filter(|l| !l.is_empty()).map(str::to_ascii_lowercase);
+    let listener = listener
+        .filter(|l| !l.is_empty())
+        .map(str::to_ascii_lowercase);
     let route: Vec<String> = route.iter().map(|h| h.to_ascii_lowercase()).collect();
     match listener {
         None if route.is_empty() => Some(Hosts::All),
@@ -112,7 +114,10 @@ mod tests {
             Some(Hosts::Some(s(&["x.com"])))
         );
         assert_eq!(
-            intersect(Some("*.example.com"), &s(&["a.example.com", "a.b.example.com", "example.com"])),
+            intersect(
+                Some("*.example.com"),
+                &s(&["a.example.com", "a.b.example.com", "example.com"])
+            ),
             Some(Hosts::Some(s(&["a.example.com", "a.b.example.com"])))
         );
         assert_eq!(

@@ -171,7 +171,10 @@ pub(crate) fn listeners<'a>(
                 reason::ACCEPTED,
                 true,
                 reason::LISTENERS_NOT_VALID,
-                format!("{} of {total} listeners are not valid", total - programmed_count),
+                format!(
+                    "{} of {total} listeners are not valid",
+                    total - programmed_count
+                ),
                 generation,
             )
         } else {
@@ -291,7 +294,12 @@ fn listener<'a>(
         }
     }
     let resolved = match &refs_problem {
-        None => cond(reason::RESOLVED_REFS, true, reason::RESOLVED_REFS, String::new()),
+        None => cond(
+            reason::RESOLVED_REFS,
+            true,
+            reason::RESOLVED_REFS,
+            String::new(),
+        ),
         Some((r, m)) => cond(reason::RESOLVED_REFS, false, r, m.clone()),
     };
 
@@ -301,7 +309,12 @@ fn listener<'a>(
         .as_deref()
         .filter(|h| !h.is_empty())
         .map(str::to_ascii_lowercase);
-    let mut conflicted = cond(reason::CONFLICTED, false, reason::NO_CONFLICTS, String::new());
+    let mut conflicted = cond(
+        reason::CONFLICTED,
+        false,
+        reason::NO_CONFLICTS,
+        String::new(),
+    );
     if accepted.is_true() {
         match ports.get_mut(&port) {
             Some((p, _)) if *p != protocol => {
@@ -345,7 +358,11 @@ fn listener<'a>(
         )
     };
 
-    let allowed = match l.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref()) {
+    let allowed = match l
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref())
+    {
         None => Allowed::Same,
         Some(n) => match n.from {
             None | Some(GatewayListenersAllowedRoutesNamespacesFrom::Same) => Allowed::Same,

@@ -280,7 +280,12 @@ impl Translation {
 
     /// The status of one resource: `kind` as in manifests (`HTTPRoute`, `Gateway`, ...),
     /// `namespace` `None` for cluster-scoped kinds.
-    pub fn status(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<&ResourceStatus> {
+    pub fn status(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<&ResourceStatus> {
         self.statuses.iter().find(|s| {
             let r = s.resource();
             r.kind() == kind && r.namespace() == namespace && r.name() == name

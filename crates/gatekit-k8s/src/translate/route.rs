@@ -15,7 +15,8 @@ use gatekit_core::route::{
 };
 use gateway_api::grpcroutes::{GrpcRoute, GrpcRouteRulesMatchesMethodType};
 use gateway_api::httproutes::{
-    HttpRoute, HttpRouteRulesFilters, HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
+    HttpRoute, HttpRouteRulesFilters,
+    HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
     HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as FilterType,
     HttpRouteRulesFiltersUrlRewritePathType as RewritePathType, HttpRouteRulesMatches,
     HttpRouteRulesMatchesHeadersType, HttpRouteRulesMatchesMethod as Method,
@@ -152,7 +153,13 @@ fn attach(
         generation,
     );
     let resolved = match conv.unresolved.first() {
-        None => Condition::new(reason::RESOLVED_REFS, true, reason::RESOLVED_REFS, "", generation),
+        None => Condition::new(
+            reason::RESOLVED_REFS,
+            true,
+            reason::RESOLVED_REFS,
+            "",
+            generation,
+        ),
         Some(first) => Condition::new(
             reason::RESOLVED_REFS,
             false,
@@ -168,7 +175,9 @@ fn attach(
     let mut per_port: BTreeMap<u16, Hosts> = BTreeMap::new();
     let mut attached_listeners: HashSet<(usize, usize)> = HashSet::new();
     for p in &view.parents {
-        if p.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP || p.kind.unwrap_or("Gateway") != "Gateway" {
+        if p.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP
+            || p.kind.unwrap_or("Gateway") != "Gateway"
+        {
             continue;
         }
         let gw_ns = p.namespace.unwrap_or(view.ns);
@@ -302,11 +311,7 @@ fn attach(
 }
 
 /// Whether a Gateway with this namespace/name is one gatekit serves (its status exists).
-fn gateway_served(
-    statuses: &[ResourceStatus],
-    ns: &str,
-    name: &str,
-) -> bool {
+fn gateway_served(statuses: &[ResourceStatus], ns: &str, name: &str) -> bool {
     statuses.iter().any(|s| {
         let r = s.resource();
         r.kind() == "Gateway" && r.namespace() == Some(ns) && r.name() == name
@@ -357,10 +362,7 @@ impl RuleWork<'_, '_> {
     }
 }
 
-fn convert_filter(
-    w: &mut RuleWork<'_, '_>,
-    f: &HttpRouteRulesFilters,
-) -> Result<Filter, String> {
+fn convert_filter(w: &mut RuleWork<'_, '_>, f: &HttpRouteRulesFilters) -> Result<Filter, String> {
     let missing = |what: &str| format!("type {what} needs its {what} field");
     Ok(match f.r#type {
         FilterType::RequestHeaderModifier => {
@@ -417,12 +419,19 @@ fn convert_filter(
             let code = r.status_code.unwrap_or(302);
             out.status = match code {
                 301 | 302 | 303 | 307 | 308 => code as u16,
-                _ => return Err(format!("requestRedirect.statusCode {code} is not supported")),
+                _ => {
+                    return Err(format!(
+                        "requestRedirect.statusCode {code} is not supported"
+                    ));
+                }
             };
             Filter::RequestRedirect(out)
         }
         FilterType::UrlRewrite => {
-            let r = f.url_rewrite.as_ref().ok_or_else(|| missing("urlRewrite"))?;
+            let r = f
+                .url_rewrite
+                .as_ref()
+                .ok_or_else(|| missing("urlRewrite"))?;
             let mut out = UrlRewrite::default();
             out.hostname = r.hostname.clone();
             if let Some(p) = &r.path {
@@ -436,17 +445,18 @@ fn convert_filter(
             Filter::UrlRewrite(out)
         }
         FilterType::RequestMirror => {
-            let m = f.request_mirror.as_ref().ok_or_else(|| missing("requestMirror"))?;
+            let m = f
+                .request_mirror
+                .as_ref()
+                .ok_or_else(|| missing("requestMirror"))?;
             let b = &m.backend_ref;
-            let name = w.backend(
-                &RefSpec {
-                    group: b.group.as_deref(),
-                    kind: b.kind.as_deref(),
-                    name: &b.name,
-                    namespace: b.namespace.as_deref(),
-                    port: b.port,
-                },
-            );
+            let name = w.backend(&RefSpec {
+                group: b.group.as_deref(),
+                kind: b.kind.as_deref(),
+                name: &b.name,
+                namespace: b.namespace.as_deref(),
+                port: b.port,
+            });
             let mut out = Mirror::new(name);
             out.fraction = match (m.percent, &m.fraction) {
                 (Some(_), Some(_)) => {
@@ -794,9 +804,7 @@ fn grpc_path(
         (None, None, _) => None,
         (Some(s), Some(m), false) => Some(PathMatch::Exact(format!("/{s}/{m}"))),
         (Some(s), None, false) => Some(PathMatch::Prefix(format!("/{s}"))),
-        (None, Some(m), false) => {
-            Some(PathMatch::Regex(format!("/[^/]+/{}", regex::escape(m))))
-        }
+        (None, Some(m), false) => Some(PathMatch::Regex(format!("/[^/]+/{}", regex::escape(m)))),
         (s, m, true) => Some(PathMatch::Regex(format!(
             "/(?:{})/(?:{})",
             s.unwrap_or("[^/]+"),

@@ -230,7 +230,11 @@ pub struct StatusRange {
 #[serde(rename_all = "camelCase")]
 pub struct PassiveHealthCheck {
     /// Consecutive 5xx responses that eject an endpoint.
-    #[serde(default, rename = "consecutive5xx", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "consecutive5xx",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub consecutive_5xx: Option<u32>,
     /// Consecutive gateway errors (502, 503, 504, connect failures) that eject an endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,7 +273,10 @@ impl BackendPolicySpec {
             );
         }
         if let Some(active) = self.health_check.as_ref().and_then(|h| h.active.as_ref()) {
-            dur("spec.healthCheck.active.interval", active.interval.as_deref());
+            dur(
+                "spec.healthCheck.active.interval",
+                active.interval.as_deref(),
+            );
             dur("spec.healthCheck.active.timeout", active.timeout.as_deref());
         }
         if let Some(passive) = self.health_check.as_ref().and_then(|h| h.passive.as_ref()) {
@@ -302,7 +309,11 @@ impl BackendPolicySpec {
                 .and_then(|h| h.passive.as_ref())
                 .and_then(|p| p.max_ejection_percent),
         );
-        if let Some(key) = self.load_balancer.as_ref().and_then(|lb| lb.hash_key.as_ref()) {
+        if let Some(key) = self
+            .load_balancer
+            .as_ref()
+            .and_then(|lb| lb.hash_key.as_ref())
+        {
             match (key.type_, &key.name) {
                 (HashKeyType::SourceIp, Some(_)) => errors.push(ConfigError::new(
                     "spec.loadBalancer.hashKey.name",
@@ -324,11 +335,13 @@ impl BackendPolicySpec {
         {
             for (i, r) in ranges.iter().enumerate() {
                 let end = r.end.unwrap_or(r.start);
-                if !(100..=599).contains(&r.start) || !(100..=599).contains(&end) || end < r.start
-                {
+                if !(100..=599).contains(&r.start) || !(100..=599).contains(&end) || end < r.start {
                     errors.push(ConfigError::new(
                         format!("spec.healthCheck.active.expectedStatuses[{i}]"),
-                        format!("{}-{end} is not a range of HTTP statuses (100-599)", r.start),
+                        format!(
+                            "{}-{end} is not a range of HTTP statuses (100-599)",
+                            r.start
+                        ),
                     ));
                 }
             }
@@ -344,7 +357,11 @@ impl BackendPolicySpec {
                 ));
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -393,4 +410,16 @@ impl PassiveHealthCheck {
             .map(duration::parse)
             .transpose()
     }
+}
+
+/// The `BackendPolicy` CustomResourceDefinition as YAML, exactly as committed in
+/// `deploy/crds/gatekit.io_backendpolicies.yaml`.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = BackendPolicy::crd();
+    let body = serde_norway::to_string(&crd).unwrap_or_else(|e| format!("# error: {e}\n"));
+    format!(
+        "# Generated from gatekit_k8s::types::policy::BackendPolicySpec; do not edit.\n\
+         # Regenerate: GATEKIT_BLESS=1 cargo test -p gatekit-k8s --test crd\n{body}"
+    )
 }
