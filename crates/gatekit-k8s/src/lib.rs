@@ -7,7 +7,7 @@
 //!   crate, core types from `k8s-openapi`) and gatekit's own [`BackendPolicy`] CRD;
 //! - [`manifest`]: loading `*.yaml`/`*.yml`/`*.json` files (multi-document YAML) into a
 //!   typed [`ResourceSet`], with errors that name file, document, resource and field;
-//! - [`translate`]: turning a [`ResourceSet`] into listeners, core
+//! - [`translate`](mod@translate): turning a [`ResourceSet`] into listeners, core
 //!   [`Route`](gatekit_core::route::Route)s, upstream definitions with their endpoints, and
 //!   the status conditions every resource would carry, to the Gateway API rules;
 //! - [`status`]: gatekit's condition model (convertible to Kubernetes conditions).

@@ -134,7 +134,7 @@ fn from_dirs_walks_yaml_yml_json_and_skips_hidden_entries() {
     std::fs::write(dir.join("notes.txt"), "not: yaml: at: all").unwrap();
     // A ConfigMap-volume style hidden copy would be a duplicate if it were read.
     std::fs::write(dir.join("..data/a.yaml"), svc("a")).unwrap();
-    let (set, warnings) = ResourceSet::from_dirs(&[dir.clone()]).unwrap();
+    let (set, warnings) = ResourceSet::from_dirs(std::slice::from_ref(&dir)).unwrap();
     let mut names: Vec<_> = set
         .services
         .iter()
@@ -149,7 +149,7 @@ fn from_dirs_walks_yaml_yml_json_and_skips_hidden_entries() {
         "apiVersion: v1\nkind: Service\nmetadata: { name: [x] }\n",
     )
     .unwrap();
-    let errors = ResourceSet::from_dirs(&[dir.clone()]).unwrap_err();
+    let errors = ResourceSet::from_dirs(std::slice::from_ref(&dir)).unwrap_err();
     assert!(
         errors[0].file().ends_with("sub/broken.yaml"),
         "{}",
