@@ -1,5 +1,53 @@
 //! gatekit-k8s: Kubernetes resources, their translation into gatekit-core's route model,
-//! and the providers that feed them (API servers, or a directory of manifests).
+//! and (later) the providers that feed them (API servers, or a directory of manifests).
 //!
-//! Nothing is here yet: the standalone and Kubernetes provider work fills this crate in.
+//! What is here today:
+//!
+//! - [`types`]: the Kubernetes types gatekit reads (Gateway API from the `gateway-api`
+//!   crate, core types from `k8s-openapi`) and gatekit's own [`BackendPolicy`] CRD;
+//! - [`manifest`]: loading `*.yaml`/`*.yml`/`*.json` files (multi-document YAML) into a
+//!   typed [`ResourceSet`], with errors that name file, document, resource and field;
+//! - [`translate`](mod@translate): turning a [`ResourceSet`] into listeners, core
+//!   [`Route`](gatekit_core::route::Route)s, upstream definitions with their endpoints, and
+//!   the status conditions every resource would carry, to the Gateway API rules;
+//! - [`status`]: gatekit's condition model (convertible to Kubernetes conditions).
+//!
+//! What is not here: a Kubernetes client, watches, file watching, TLS listeners; those
+//! build on this crate.
+//!
 //! Kubernetes types never leak into `gatekit-core`; they are translated here once.
+//!
+//! # Kubernetes versions
+//!
+//! `k8s-openapi` needs exactly one Kubernetes version feature (`v1_32` … `v1_36`,
+//! `latest`) enabled in the final build. This library enables none: a binary or test
+//! crate that depends on it must enable one (`k8s-openapi = { features = ["latest"] }`).
+//!
+//! # Example
+//!
+//! ```
+//! use gatekit_k8s::{ResourceSet, translate::{translate, TranslateOptions}};
+//!
+//! let yaml = r#"
+//! apiVersion: gateway.networking.k8s.io/v1
+//! kind: Gateway
+//! metadata: { name: gw }
+//! spec:
+//!   gatewayClassName: gatekit
+//!   listeners: [{ name: http, port: 8080, protocol: HTTP }]
+//! "#;
+//! let (resources, warnings) = ResourceSet::from_documents([("gw.yaml", yaml)]).unwrap();
+//! assert!(warnings.is_empty());
+//! let translation = translate(&resources, &TranslateOptions::default());
+//! assert_eq!(translation.listeners()[0].port(), 8080);
+//! ```
+
+pub mod duration;
+pub mod manifest;
+pub mod status;
+pub mod translate;
+pub mod types;
+
+pub use crate::manifest::{ManifestError, ResourceSet, Warning};
+pub use crate::translate::{TranslateOptions, Translation, translate};
+pub use crate::types::policy::BackendPolicy;

@@ -1,0 +1,575 @@
+//! Loading Kubernetes manifests from files into a typed [`ResourceSet`].
+//!
+//! Files are `*.yaml`, `*.yml` (any number of `---`-separated documents) and `*.json`
+//! (one document). Each document is parsed into a JSON value, then deserialized into the
+//! type its `apiVersion` and `kind` name, with [`serde_path_to_error`] tracking where in
+//! the document a type error occurred. A `v1` `List` is flattened into its `items`.
+//!
+//! Error reporting is the point of this module: every [`ManifestError`] names the file,
+//! the document index (0-based, counting every `---`-separated document in the file),
+//! the resource's kind/namespace/name when the document got far enough to have them, the
+//! field path (for example `spec.listeners[0].port`) and the reason. Loading does not
+//! stop at the first error: all files are read and every error is returned, so
+//! `gatekit validate` can show them all at once.
+//!
+//! Documents of kinds gatekit does not read (ConfigMaps, Deployments, ...) are skipped
+//! with a [`Warning`], so whole application manifests can be pointed at. Namespaced
+//! resources without `metadata.namespace` are put in `default`, as `kubectl apply` does.
+//! Two documents with the same kind, namespace and name are an error (which one should
+//! win is not knowable).
+//!
+//! Directory walks skip entries whose name starts with `.`: Kubernetes ConfigMap and
+//! Secret volumes hold `..data` and `..<timestamp>` entries that would otherwise make
+//! every file appear twice.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::types::{
+    BackendPolicy, EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace,
+    ObjectMeta, ReferenceGrant, Secret, Service,
+};
+
+/// Every resource gatekit reads, by kind.
+///
+/// Built by [`ResourceSet::from_dirs`] or [`ResourceSet::from_documents`], or by hand
+/// (fields are public; namespaced resources must carry a namespace).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ResourceSet {
+    /// `gateway.networking.k8s.io` GatewayClasses.
+    pub gateway_classes: Vec<GatewayClass>,
+    /// `gateway.networking.k8s.io` Gateways.
+    pub gateways: Vec<Gateway>,
+    /// `gateway.networking.k8s.io` HTTPRoutes.
+    pub http_routes: Vec<HttpRoute>,
+    /// `gateway.networking.k8s.io` GRPCRoutes.
+    pub grpc_routes: Vec<GrpcRoute>,
+    /// `gateway.networking.k8s.io` ReferenceGrants (`v1` and `v1beta1`).
+    pub reference_grants: Vec<ReferenceGrant>,
+    /// Core Services.
+    pub services: Vec<Service>,
+    /// Core Namespaces (their labels feed `allowedRoutes` selectors).
+    pub namespaces: Vec<Namespace>,
+    /// `discovery.k8s.io/v1` EndpointSlices.
+    pub endpoint_slices: Vec<EndpointSlice>,
+    /// Core Secrets (TLS certificates).
+    pub secrets: Vec<Secret>,
+    /// `gatekit.io/v1alpha1` BackendPolicies.
+    pub backend_policies: Vec<BackendPolicy>,
+}
+
+/// A document that was skipped, with why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    file: String,
+    document: usize,
+    api_version: String,
+    kind: String,
+    name: Option<String>,
+    message: String,
+}
+
+impl Warning {
+    /// The file (or source name) the document came from.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The document's 0-based index in the file.
+    pub fn document(&self) -> usize {
+        self.document
+    }
+
+    /// The document's kind.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// What happened.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (document {}): {}/{}",
+            self.file, self.document, self.api_version, self.kind
+        )?;
+        if let Some(name) = &self.name {
+            write!(f, " {name}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Why a file or document could not be loaded.
+///
+/// Displays as `file (document N): Kind ns/name: field path: reason`, leaving out the
+/// parts that are not known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestError {
+    file: String,
+    document: Option<usize>,
+    kind: Option<String>,
+    namespace: Option<String>,
+    name: Option<String>,
+    field: Option<String>,
+    reason: String,
+}
+
+impl ManifestError {
+    fn in_file(file: &str, reason: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            document: None,
+            kind: None,
+            namespace: None,
+            name: None,
+            field: None,
+            reason: reason.into(),
+        }
+    }
+
+    fn in_doc(file: &str, document: usize, reason: impl Into<String>) -> Self {
+        Self {
+            document: Some(document),
+            ..Self::in_file(file, reason)
+        }
+    }
+
+    fn with_field(mut self, field: impl Into<String>) -> Self {
+        let field = field.into();
+        if !field.is_empty() && field != "." {
+            self.field = Some(field);
+        }
+        self
+    }
+
+    /// The file (or source name).
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The 0-based document index in the file, when the error is in one document.
+    pub fn document(&self) -> Option<usize> {
+        self.document
+    }
+
+    /// The resource's kind, when known.
+    pub fn kind(&self) -> Option<&str> {
+        self.kind.as_deref()
+    }
+
+    /// The resource's namespace, when known.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The resource's name, when known.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The field path in the document (`spec.listeners[0].port`), when known.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// What is wrong.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(d) = self.document {
+            write!(f, " (document {d})")?;
+        }
+        if let Some(kind) = &self.kind {
+            write!(f, ": {kind}")?;
+            match (&self.namespace, &self.name) {
+                (Some(ns), Some(n)) => write!(f, " {ns}/{n}")?,
+                (None, Some(n)) => write!(f, " {n}")?,
+                _ => {}
+            }
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Where a document came from and what it says it is.
+struct DocContext<'a> {
+    file: &'a str,
+    index: usize,
+    api_version: String,
+    kind: String,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+impl DocContext<'_> {
+    fn error(&self, field: impl Into<String>, reason: impl Into<String>) -> ManifestError {
+        ManifestError {
+            kind: Some(self.kind.clone()),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            ..ManifestError::in_doc(self.file, self.index, reason)
+        }
+        .with_field(field)
+    }
+}
+
+type Seen = HashMap<(&'static str, Option<String>, String), (String, usize)>;
+
+// === impl ResourceSet ===
+
+impl ResourceSet {
+    /// Loads every `*.yaml`, `*.yml` and `*.json` file under these directories (walked
+    /// recursively in name order, skipping names that start with `.`). A path that is a
+    /// file is loaded as is.
+    ///
+    /// # Errors
+    ///
+    /// Every unreadable file and every invalid document; nothing is returned when there
+    /// is any error.
+    pub fn from_dirs(dirs: &[PathBuf]) -> Result<(ResourceSet, Vec<Warning>), Vec<ManifestError>> {
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        for dir in dirs {
+            if dir.is_file() {
+                files.push(dir.clone());
+            } else {
+                collect_files(dir, &mut files, &mut errors);
+            }
+        }
+        let mut texts = Vec::with_capacity(files.len());
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => texts.push((file.display().to_string(), text)),
+                Err(e) => errors.push(ManifestError::in_file(
+                    &file.display().to_string(),
+                    format!("cannot read: {e}"),
+                )),
+            }
+        }
+        match Self::from_documents(texts) {
+            Ok(ok) if errors.is_empty() => Ok(ok),
+            Ok(_) => Err(errors),
+            Err(more) => {
+                errors.extend(more);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Loads documents from `(source name, text)` pairs: the text is JSON when the name
+    /// ends in `.json`, YAML (possibly multi-document) otherwise. For tests and fuzzing;
+    /// [`from_dirs`](Self::from_dirs) reads files and calls this.
+    ///
+    /// # Errors
+    ///
+    /// Every invalid document, as for [`from_dirs`](Self::from_dirs).
+    pub fn from_documents<I, S, T>(
+        documents: I,
+    ) -> Result<(ResourceSet, Vec<Warning>), Vec<ManifestError>>
+    where
+        I: IntoIterator<Item = (S, T)>,
+        S: AsRef<str>,
+        T: AsRef<str>,
+    {
+        let mut set = ResourceSet::default();
+        let mut warnings = Vec::new();
+        let mut errors = Vec::new();
+        let mut seen = Seen::new();
+        for (source, text) in documents {
+            let source = source.as_ref();
+            for (index, doc) in parse_text(source, text.as_ref(), &mut errors) {
+                set.add_document(source, index, doc, &mut seen, &mut warnings, &mut errors);
+            }
+        }
+        if errors.is_empty() {
+            Ok((set, warnings))
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn add_document(
+        &mut self,
+        file: &str,
+        index: usize,
+        doc: Value,
+        seen: &mut Seen,
+        warnings: &mut Vec<Warning>,
+        errors: &mut Vec<ManifestError>,
+    ) {
+        let Value::Object(map) = &doc else {
+            errors.push(ManifestError::in_doc(
+                file,
+                index,
+                "the document is not a mapping (expected a Kubernetes object)",
+            ));
+            return;
+        };
+        let api_version = map.get("apiVersion").and_then(Value::as_str);
+        let kind = map.get("kind").and_then(Value::as_str);
+        let (Some(api_version), Some(kind)) = (api_version, kind) else {
+            let field = if api_version.is_none() {
+                "apiVersion"
+            } else {
+                "kind"
+            };
+            errors.push(
+                ManifestError::in_doc(file, index, "missing (or not a string)").with_field(field),
+            );
+            return;
+        };
+        let meta = map.get("metadata");
+        let name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let namespace = meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let cx = DocContext {
+            file,
+            index,
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            namespace,
+            name,
+        };
+
+        if api_version == "v1" && kind == "List" {
+            let Some(items) = map.get("items").and_then(Value::as_array) else {
+                errors.push(cx.error("items", "a List needs an array of items"));
+                return;
+            };
+            for (i, item) in items.iter().enumerate() {
+                let before = errors.len();
+                self.add_document(file, index, item.clone(), seen, warnings, errors);
+                for e in &mut errors[before..] {
+                    e.field = Some(match e.field.take() {
+                        Some(f) => format!("items[{i}].{f}"),
+                        None => format!("items[{i}]"),
+                    });
+                }
+            }
+            return;
+        }
+
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
+        let gw = |v: &str| v == "v1" || v == "v1beta1";
+        match (group, version, kind) {
+            ("gateway.networking.k8s.io", v, "GatewayClass") if gw(v) => push(
+                &cx,
+                doc,
+                false,
+                seen,
+                errors,
+                &mut self.gateway_classes,
+                |r| &mut r.metadata,
+            ),
+            ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => {
+                push(&cx, doc, true, seen, errors, &mut self.gateways, |r| {
+                    &mut r.metadata
+                })
+            }
+            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => {
+                push(&cx, doc, true, seen, errors, &mut self.http_routes, |r| {
+                    &mut r.metadata
+                })
+            }
+            ("gateway.networking.k8s.io", "v1", "GRPCRoute") => {
+                push(&cx, doc, true, seen, errors, &mut self.grpc_routes, |r| {
+                    &mut r.metadata
+                })
+            }
+            ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                errors,
+                &mut self.reference_grants,
+                |r| &mut r.metadata,
+            ),
+            ("", "v1", "Service") => push(&cx, doc, true, seen, errors, &mut self.services, |r| {
+                &mut r.metadata
+            }),
+            ("", "v1", "Namespace") => {
+                push(&cx, doc, false, seen, errors, &mut self.namespaces, |r| {
+                    &mut r.metadata
+                })
+            }
+            ("", "v1", "Secret") => push(&cx, doc, true, seen, errors, &mut self.secrets, |r| {
+                &mut r.metadata
+            }),
+            ("discovery.k8s.io", "v1", "EndpointSlice") => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                errors,
+                &mut self.endpoint_slices,
+                |r| &mut r.metadata,
+            ),
+            ("gatekit.io", "v1alpha1", "BackendPolicy") => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                errors,
+                &mut self.backend_policies,
+                |r| &mut r.metadata,
+            ),
+            _ => warnings.push(Warning {
+                file: file.to_owned(),
+                document: index,
+                api_version: cx.api_version.clone(),
+                kind: cx.kind.clone(),
+                name: cx.name.clone(),
+                message: "kind not read by gatekit; skipped".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Deserializes `doc` as `T`, defaults its namespace, checks for duplicates and pushes it.
+fn push<T: DeserializeOwned>(
+    cx: &DocContext<'_>,
+    doc: Value,
+    namespaced: bool,
+    seen: &mut Seen,
+    errors: &mut Vec<ManifestError>,
+    into: &mut Vec<T>,
+    meta: impl Fn(&mut T) -> &mut ObjectMeta,
+) {
+    let mut resource: T = match serde_path_to_error::deserialize(doc) {
+        Ok(r) => r,
+        Err(e) => {
+            let field = e.path().to_string();
+            errors.push(cx.error(field, e.into_inner().to_string()));
+            return;
+        }
+    };
+    let m = meta(&mut resource);
+    let Some(name) = m.name.clone().filter(|n| !n.is_empty()) else {
+        errors.push(cx.error("metadata.name", "missing"));
+        return;
+    };
+    if namespaced {
+        m.namespace.get_or_insert_with(|| "default".to_owned());
+    } else if m.namespace.is_some() {
+        m.namespace = None;
+    }
+    // `kind` strings of interest are 'static; intern through a match to keep the key small.
+    let kind: &'static str = kind_static(&cx.kind);
+    let key = (kind, m.namespace.clone(), name);
+    if let Some((file, index)) = seen.get(&key) {
+        errors.push(cx.error(
+            "metadata.name",
+            format!("duplicate: the same resource is also defined in {file} (document {index})"),
+        ));
+        return;
+    }
+    seen.insert(key, (cx.file.to_owned(), cx.index));
+    into.push(resource);
+}
+
+fn kind_static(kind: &str) -> &'static str {
+    match kind {
+        "GatewayClass" => "GatewayClass",
+        "Gateway" => "Gateway",
+        "HTTPRoute" => "HTTPRoute",
+        "GRPCRoute" => "GRPCRoute",
+        "ReferenceGrant" => "ReferenceGrant",
+        "Service" => "Service",
+        "Namespace" => "Namespace",
+        "Secret" => "Secret",
+        "EndpointSlice" => "EndpointSlice",
+        "BackendPolicy" => "BackendPolicy",
+        _ => "Other",
+    }
+}
+
+/// Splits a file's text into documents (JSON values). Empty YAML documents are skipped
+/// but still counted, so indices match what an editor shows between `---` lines.
+fn parse_text(file: &str, text: &str, errors: &mut Vec<ManifestError>) -> Vec<(usize, Value)> {
+    let mut docs = Vec::new();
+    if file.ends_with(".json") {
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => docs.push((0, v)),
+            Err(e) => errors.push(ManifestError::in_doc(file, 0, format!("invalid JSON: {e}"))),
+        }
+        return docs;
+    }
+    for (index, de) in serde_norway::Deserializer::from_str(text).enumerate() {
+        match Value::deserialize(de) {
+            Ok(Value::Null) => {}
+            Ok(v) => docs.push((index, v)),
+            Err(e) => {
+                // After a syntax error the rest of the stream cannot be trusted.
+                errors.push(ManifestError::in_doc(
+                    file,
+                    index,
+                    format!("invalid YAML: {e}"),
+                ));
+                break;
+            }
+        }
+    }
+    docs
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ManifestError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            errors.push(ManifestError::in_file(
+                &dir.display().to_string(),
+                format!("cannot read directory: {e}"),
+            ));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            collect_files(&path, files, errors);
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        {
+            files.push(path);
+        }
+    }
+}

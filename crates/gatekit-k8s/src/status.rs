@@ -1,0 +1,381 @@
+//! Status conditions, as translation computes them.
+//!
+//! gatekit keeps its own small model ([`Condition`], [`ResourceStatus`]) rather than
+//! Kubernetes' `metav1.Condition`: translation is pure (no clock, so no
+//! `lastTransitionTime`), and the same values feed `gatekit validate`, the admin API and,
+//! in a cluster, the status writer, which adds timestamps when it converts them.
+//!
+//! Shapes follow the Gateway API status structs:
+//!
+//! - Gateway: conditions `Accepted`, `Programmed`; per listener `Accepted`,
+//!   `ResolvedRefs`, `Programmed`, `Conflicted` and the number of attached routes.
+//! - HTTPRoute / GRPCRoute: one [`ParentStatus`] per parentRef gatekit handles, with
+//!   `Accepted`, `ResolvedRefs` and, when some rules were dropped, `PartiallyInvalid`.
+//! - GatewayClass: `Accepted`. BackendPolicy: `Accepted` (GEP-713 reasons).
+
+use std::fmt;
+
+/// Condition types and reasons, spelled as the Gateway API spells them.
+pub mod reason {
+    /// Condition type: the resource was accepted.
+    pub const ACCEPTED: &str = "Accepted";
+    /// Condition type: the resource's references resolved.
+    pub const RESOLVED_REFS: &str = "ResolvedRefs";
+    /// Condition type: the resource is programmed in the data plane.
+    pub const PROGRAMMED: &str = "Programmed";
+    /// Condition type: a listener conflicts with another one.
+    pub const CONFLICTED: &str = "Conflicted";
+    /// Condition type: part of a route was dropped.
+    pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
+
+    /// Reason: listener or route kinds list an unsupported kind.
+    pub const INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
+    /// Reason: a certificate reference does not resolve to a usable TLS Secret.
+    pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
+    /// Reason: a cross-namespace reference has no ReferenceGrant.
+    pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
+    /// Reason: the listener protocol is not supported.
+    pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
+    /// Reason: the listener port cannot be used.
+    pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
+    /// Reason: the resource is invalid.
+    pub const INVALID: &str = "Invalid";
+    /// Reason: no listener conflicts.
+    pub const NO_CONFLICTS: &str = "NoConflicts";
+    /// Reason: two listeners on one port share a hostname.
+    pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
+    /// Reason: two listeners on one port use different protocols.
+    pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";
+    /// Reason: some of a Gateway's listeners are invalid.
+    pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
+    /// Reason: no listener allows the route (namespace or kind).
+    pub const NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
+    /// Reason: no listener hostname intersects the route's hostnames.
+    pub const NO_MATCHING_LISTENER_HOSTNAME: &str = "NoMatchingListenerHostname";
+    /// Reason: the parentRef matches no Gateway or listener.
+    pub const NO_MATCHING_PARENT: &str = "NoMatchingParent";
+    /// Reason: a field has a value gatekit does not support.
+    pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
+    /// Reason: a backendRef names a Service (or port) that does not exist.
+    pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
+    /// Reason: a backendRef names a kind other than Service.
+    pub const INVALID_KIND: &str = "InvalidKind";
+    /// Reason (policies): another policy already targets the object.
+    pub const CONFLICTED_POLICY: &str = "Conflicted";
+    /// Reason (GatewayClass): gatekit does not serve this class.
+    pub const UNSUPPORTED: &str = "Unsupported";
+    /// Reason (policies): the target does not exist.
+    pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+}
+
+/// The status of a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionStatus {
+    /// The condition holds.
+    True,
+    /// The condition does not hold.
+    False,
+    /// Not known yet.
+    Unknown,
+}
+
+impl ConditionStatus {
+    /// `"True"`, `"False"` or `"Unknown"`, as Kubernetes spells them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(b: bool) -> Self {
+        if b { Self::True } else { Self::False }
+    }
+}
+
+/// One condition: type, status, reason, message and the generation it describes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    type_: &'static str,
+    status: ConditionStatus,
+    reason: &'static str,
+    message: String,
+    observed_generation: Option<i64>,
+}
+
+impl Condition {
+    pub(crate) fn new(
+        type_: &'static str,
+        status: impl Into<ConditionStatus>,
+        reason: &'static str,
+        message: impl Into<String>,
+        observed_generation: Option<i64>,
+    ) -> Self {
+        Self {
+            type_,
+            status: status.into(),
+            reason,
+            message: message.into(),
+            observed_generation,
+        }
+    }
+
+    /// The condition type (`Accepted`, `ResolvedRefs`, ...).
+    pub fn type_(&self) -> &str {
+        self.type_
+    }
+
+    /// The status.
+    pub fn status(&self) -> ConditionStatus {
+        self.status
+    }
+
+    /// Whether the status is `True`.
+    pub fn is_true(&self) -> bool {
+        self.status == ConditionStatus::True
+    }
+
+    /// The reason, a CamelCase word from [`reason`].
+    pub fn reason(&self) -> &str {
+        self.reason
+    }
+
+    /// A human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The resource generation this condition was computed from.
+    pub fn observed_generation(&self) -> Option<i64> {
+        self.observed_generation
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={} ({})",
+            self.type_,
+            self.status.as_str(),
+            self.reason
+        )?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds a condition by type.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Identifies a resource: kind, namespace (for namespaced kinds) and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceRef {
+    kind: &'static str,
+    namespace: Option<String>,
+    name: String,
+}
+
+impl ResourceRef {
+    pub(crate) fn new(kind: &'static str, namespace: Option<&str>, name: &str) -> Self {
+        Self {
+            kind,
+            namespace: namespace.map(str::to_owned),
+            name: name.to_owned(),
+        }
+    }
+
+    /// The kind (`Gateway`, `HTTPRoute`, ...).
+    pub fn kind(&self) -> &str {
+        self.kind
+    }
+
+    /// The namespace, for namespaced kinds.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// A route's parentRef, as written (with defaults filled in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentRef {
+    /// Gateway namespace (defaulted to the route's).
+    pub namespace: String,
+    /// Gateway name.
+    pub name: String,
+    /// Listener name, if the ref names one.
+    pub section_name: Option<String>,
+    /// Listener port, if the ref names one.
+    pub port: Option<u16>,
+}
+
+/// A route's status towards one parent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentStatus {
+    parent: ParentRef,
+    conditions: Vec<Condition>,
+}
+
+impl ParentStatus {
+    pub(crate) fn new(parent: ParentRef, conditions: Vec<Condition>) -> Self {
+        Self { parent, conditions }
+    }
+
+    /// The parentRef.
+    pub fn parent(&self) -> &ParentRef {
+        &self.parent
+    }
+
+    /// The conditions (`Accepted`, `ResolvedRefs`, maybe `PartiallyInvalid`).
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// The condition of this type.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        find(&self.conditions, type_)
+    }
+}
+
+/// A Gateway listener's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerStatus {
+    name: String,
+    attached_routes: u32,
+    supported_kinds: Vec<&'static str>,
+    conditions: Vec<Condition>,
+}
+
+impl ListenerStatus {
+    pub(crate) fn new(name: &str, supported_kinds: Vec<&'static str>) -> Self {
+        Self {
+            name: name.to_owned(),
+            attached_routes: 0,
+            supported_kinds,
+            conditions: Vec::new(),
+        }
+    }
+
+    pub(crate) fn set_conditions(&mut self, conditions: Vec<Condition>) {
+        self.conditions = conditions;
+    }
+
+    pub(crate) fn add_attached(&mut self) {
+        self.attached_routes += 1;
+    }
+
+    /// The listener name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many routes are attached (with `Accepted=True`).
+    pub fn attached_routes(&self) -> u32 {
+        self.attached_routes
+    }
+
+    /// Route kinds the listener accepts.
+    pub fn supported_kinds(&self) -> &[&'static str] {
+        &self.supported_kinds
+    }
+
+    /// The conditions (`Accepted`, `ResolvedRefs`, `Programmed`, `Conflicted`).
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// The condition of this type.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        find(&self.conditions, type_)
+    }
+}
+
+/// Everything translation says about one resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceStatus {
+    resource: ResourceRef,
+    generation: Option<i64>,
+    conditions: Vec<Condition>,
+    parents: Vec<ParentStatus>,
+    listeners: Vec<ListenerStatus>,
+}
+
+impl ResourceStatus {
+    pub(crate) fn new(resource: ResourceRef, generation: Option<i64>) -> Self {
+        Self {
+            resource,
+            generation,
+            conditions: Vec::new(),
+            parents: Vec::new(),
+            listeners: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push_condition(&mut self, c: Condition) {
+        self.conditions.push(c);
+    }
+
+    pub(crate) fn push_parent(&mut self, p: ParentStatus) {
+        self.parents.push(p);
+    }
+
+    pub(crate) fn listeners_mut(&mut self) -> &mut Vec<ListenerStatus> {
+        &mut self.listeners
+    }
+
+    /// The resource.
+    pub fn resource(&self) -> &ResourceRef {
+        &self.resource
+    }
+
+    /// `metadata.generation` of the resource, if it had one.
+    pub fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    /// Resource-level conditions (Gateway, GatewayClass, BackendPolicy).
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// The resource-level condition of this type.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        find(&self.conditions, type_)
+    }
+
+    /// Per-parent statuses (routes).
+    pub fn parents(&self) -> &[ParentStatus] {
+        &self.parents
+    }
+
+    /// Per-listener statuses (Gateways).
+    pub fn listeners(&self) -> &[ListenerStatus] {
+        &self.listeners
+    }
+
+    /// The status of the listener with this name.
+    pub fn listener(&self, name: &str) -> Option<&ListenerStatus> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}

@@ -1,0 +1,471 @@
+//! Backend resolution: Services, ReferenceGrants, EndpointSlices, BackendPolicies.
+//!
+//! EndpointSlices are joined to a Service by the `kubernetes.io/service-name` label in
+//! the Service's namespace. A backendRef names a Service *port number*; the Service port
+//! with that number gives a port name (empty for a single unnamed port), and each slice's
+//! port with that name and protocol gives the endpoints' port (it may differ per slice).
+//! A slice without ports (hand-written manifests) falls back to the Service port's
+//! numeric `targetPort`, or the port itself. `FQDN` slices are ignored (no defined
+//! semantics; kube-proxy ignores them too). Conditions map as the spec and kube-proxy
+//! read them: `ready` (unset = true), `serving` (unset = ready), `terminating`
+//! (unset = false); terminating-but-serving is [`EndpointState::Terminating`],
+//! ready is [`EndpointState::Ready`], anything else [`EndpointState::NotReady`]. An
+//! address present in two slices (during rebalancing) is kept once, in its best state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+use gatekit_core::{ConfigError, Endpoint, EndpointState};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{AppProtocol, UpstreamSpec};
+use crate::manifest::ResourceSet;
+use crate::status::{Condition, ResourceRef, ResourceStatus, reason};
+use crate::types::{
+    APP_PROTOCOL_H2C, BackendPolicySpec, EndpointSlice, Namespace, ReferenceGrant,
+    SERVICE_NAME_LABEL, Secret, Service,
+};
+
+/// Backend names that start with this never resolve: translation gives them to
+/// backendRefs it refused, so their share of traffic answers 500. Never register a
+/// backend under such a name.
+pub const INVALID_BACKEND_PREFIX: &str = "!invalid:";
+
+/// The backend name of a Service port: `"<namespace>/<service>:<port>"`.
+pub fn backend_name(namespace: &str, service: &str, port: u16) -> String {
+    format!("{namespace}/{service}:{port}")
+}
+
+/// A backendRef that translation refused: why, for `ResolvedRefs`.
+#[derive(Clone, Debug)]
+pub(crate) struct Unresolved {
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
+}
+
+/// A resolved Service port, to be turned into an upstream if the route is attached.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Wanted {
+    pub(crate) namespace: String,
+    pub(crate) service: String,
+    pub(crate) port: u16,
+    pub(crate) grpc: bool,
+}
+
+/// What a backendRef-shaped reference says, defaults not yet applied.
+pub(crate) struct RefSpec<'a> {
+    pub(crate) group: Option<&'a str>,
+    pub(crate) kind: Option<&'a str>,
+    pub(crate) name: &'a str,
+    pub(crate) namespace: Option<&'a str>,
+    pub(crate) port: Option<i32>,
+}
+
+/// Indexed resources plus what translation accumulates.
+pub(crate) struct Context<'a> {
+    pub(crate) resources: &'a ResourceSet,
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    namespaces: HashMap<&'a str, &'a Namespace>,
+    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    grants: HashMap<&'a str, Vec<&'a ReferenceGrant>>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    policies: HashMap<(String, String), BackendPolicySpec>,
+    pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
+    pub(crate) errors: Vec<ConfigError>,
+}
+
+pub(crate) fn ns_of(meta: &crate::types::ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("default")
+}
+
+pub(crate) fn name_of(meta: &crate::types::ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or("")
+}
+
+pub(crate) fn created_of(meta: &crate::types::ObjectMeta) -> i64 {
+    meta.creation_timestamp
+        .as_ref()
+        .map_or(0, |t| t.0.as_second())
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(resources: &'a ResourceSet) -> Self {
+        let mut cx = Self {
+            resources,
+            services: HashMap::new(),
+            namespaces: HashMap::new(),
+            secrets: HashMap::new(),
+            grants: HashMap::new(),
+            slices: HashMap::new(),
+            policies: HashMap::new(),
+            upstreams: BTreeMap::new(),
+            errors: Vec::new(),
+        };
+        for s in &resources.services {
+            cx.services
+                .insert((ns_of(&s.metadata), name_of(&s.metadata)), s);
+        }
+        for n in &resources.namespaces {
+            cx.namespaces.insert(name_of(&n.metadata), n);
+        }
+        for s in &resources.secrets {
+            cx.secrets
+                .insert((ns_of(&s.metadata), name_of(&s.metadata)), s);
+        }
+        for g in &resources.reference_grants {
+            cx.grants.entry(ns_of(&g.metadata)).or_default().push(g);
+        }
+        for s in &resources.endpoint_slices {
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            {
+                cx.slices
+                    .entry((ns_of(&s.metadata), svc.as_str()))
+                    .or_default()
+                    .push(s);
+            }
+        }
+        cx
+    }
+
+    /// Labels of a namespace; a namespace without an object has only
+    /// `kubernetes.io/metadata.name`.
+    pub(crate) fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .namespaces
+            .get(ns)
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        labels
+            .entry(crate::types::NAMESPACE_NAME_LABEL.to_owned())
+            .or_insert_with(|| ns.to_owned());
+        labels
+    }
+
+    pub(crate) fn secret(&self, ns: &str, name: &str) -> Option<&'a Secret> {
+        self.secrets.get(&(ns, name)).copied()
+    }
+
+    /// Whether a ReferenceGrant in `to_ns` lets `from_kind` objects in `from_ns`
+    /// reference the `to_group`/`to_kind` object `to_name`.
+    pub(crate) fn grant_allows(
+        &self,
+        from_kind: &str,
+        from_ns: &str,
+        to_group: &str,
+        to_kind: &str,
+        to_ns: &str,
+        to_name: &str,
+    ) -> bool {
+        self.grants.get(to_ns).is_some_and(|grants| {
+            grants.iter().any(|g| {
+                g.spec.from.iter().any(|f| {
+                    f.group == crate::types::GATEWAY_GROUP
+                        && f.kind == from_kind
+                        && f.namespace == from_ns
+                }) && g.spec.to.iter().any(|t| {
+                    t.group == to_group
+                        && t.kind == to_kind
+                        && t.name.as_deref().is_none_or(|n| n == to_name)
+                })
+            })
+        })
+    }
+
+    /// Resolves a backendRef of a `route_kind` in `route_ns` to a Service port.
+    pub(crate) fn resolve(
+        &self,
+        route_kind: &str,
+        route_ns: &str,
+        r: &RefSpec<'_>,
+        grpc: bool,
+    ) -> Result<Wanted, Unresolved> {
+        let group = r.group.unwrap_or("");
+        let kind = r.kind.unwrap_or("Service");
+        if !group.is_empty() || kind != "Service" {
+            return Err(Unresolved {
+                reason: reason::INVALID_KIND,
+                message: format!(
+                    "backendRef kind {group}/{kind} is not supported (only core Services)"
+                ),
+            });
+        }
+        let ns = r.namespace.unwrap_or(route_ns);
+        if ns != route_ns && !self.grant_allows(route_kind, route_ns, "", "Service", ns, r.name) {
+            return Err(Unresolved {
+                reason: reason::REF_NOT_PERMITTED,
+                message: format!(
+                    "backendRef to Service {ns}/{} is not permitted by any ReferenceGrant in namespace {ns}",
+                    r.name
+                ),
+            });
+        }
+        let Some(port) = r.port else {
+            return Err(Unresolved {
+                reason: reason::BACKEND_NOT_FOUND,
+                message: format!("backendRef to Service {ns}/{} has no port", r.name),
+            });
+        };
+        let Some(service) = self.services.get(&(ns, r.name)) else {
+            return Err(Unresolved {
+                reason: reason::BACKEND_NOT_FOUND,
+                message: format!("Service {ns}/{} not found", r.name),
+            });
+        };
+        let Some(sp) = service_port(service, port) else {
+            return Err(Unresolved {
+                reason: reason::BACKEND_NOT_FOUND,
+                message: format!("Service {ns}/{} has no port {port}", r.name),
+            });
+        };
+        let protocol = sp.protocol.as_deref().unwrap_or("TCP");
+        if protocol != "TCP" {
+            return Err(Unresolved {
+                reason: reason::UNSUPPORTED_PROTOCOL,
+                message: format!("Service {ns}/{} port {port} is {protocol}, not TCP", r.name),
+            });
+        }
+        Ok(Wanted {
+            namespace: ns.to_owned(),
+            service: r.name.to_owned(),
+            port: u16::try_from(sp.port).unwrap_or(0),
+            grpc,
+        })
+    }
+
+    /// Creates (or upgrades to h2c) the upstream for `w` and returns its name.
+    pub(crate) fn materialize(&mut self, w: &Wanted) {
+        let name = backend_name(&w.namespace, &w.service, w.port);
+        if self.upstreams.contains_key(&name) {
+            let upgrade = w.grpc && !self.service_declares_protocol(w);
+            if let Some(existing) = self.upstreams.get_mut(&name)
+                && upgrade
+            {
+                existing.app_protocol = AppProtocol::H2c;
+            }
+            return;
+        }
+        let Some(service) = self
+            .services
+            .get(&(w.namespace.as_str(), w.service.as_str()))
+        else {
+            return;
+        };
+        let Some(sp) = service_port(service, i32::from(w.port)) else {
+            return;
+        };
+        let app_protocol = match sp.app_protocol.as_deref() {
+            Some(APP_PROTOCOL_H2C | "grpc" | "h2c") => AppProtocol::H2c,
+            Some(_) => AppProtocol::Http1,
+            None if w.grpc => AppProtocol::H2c,
+            None => AppProtocol::Http1,
+        };
+        let endpoints = self.endpoints(&w.namespace, &w.service, sp);
+        let policy = self
+            .policies
+            .get(&(w.namespace.clone(), w.service.clone()))
+            .cloned();
+        self.upstreams.insert(
+            name,
+            UpstreamSpec {
+                service: ResourceRef::new("Service", Some(&w.namespace), &w.service),
+                port: w.port,
+                endpoints,
+                app_protocol,
+                policy,
+            },
+        );
+    }
+
+    fn service_declares_protocol(&self, w: &Wanted) -> bool {
+        self.services
+            .get(&(w.namespace.as_str(), w.service.as_str()))
+            .and_then(|s| service_port(s, i32::from(w.port)))
+            .is_some_and(|p| p.app_protocol.is_some())
+    }
+
+    fn endpoints(
+        &mut self,
+        ns: &str,
+        service: &str,
+        sp: &k8s_openapi::api::core::v1::ServicePort,
+    ) -> Vec<Endpoint> {
+        let want_name = sp.name.as_deref().unwrap_or("");
+        let want_protocol = sp.protocol.as_deref().unwrap_or("TCP");
+        let fallback_port = match &sp.target_port {
+            Some(IntOrString::Int(p)) => *p,
+            _ => sp.port,
+        };
+        let mut by_addr: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
+        let slices = self.slices.get(&(ns, service)).cloned().unwrap_or_default();
+        for slice in slices {
+            if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
+                continue;
+            }
+            let ports = slice.ports.as_deref().unwrap_or(&[]);
+            let port = if ports.is_empty() {
+                Some(fallback_port)
+            } else {
+                ports
+                    .iter()
+                    .find(|p| {
+                        p.name.as_deref().unwrap_or("") == want_name
+                            && p.protocol.as_deref().unwrap_or("TCP") == want_protocol
+                    })
+                    .and_then(|p| p.port)
+            };
+            let Some(port) = port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) else {
+                continue;
+            };
+            let slice_name = name_of(&slice.metadata);
+            for (i, ep) in slice.endpoints.iter().flatten().enumerate() {
+                let Some(first) = ep.addresses.first() else {
+                    continue;
+                };
+                let ip: IpAddr = match first.parse() {
+                    Ok(ip) => ip,
+                    Err(_) => {
+                        self.errors.push(ConfigError::new(
+                            format!("endpoints[{i}].addresses[0]"),
+                            format!("EndpointSlice {ns}/{slice_name}: {first:?} is not an IP address; endpoint ignored"),
+                        ));
+                        continue;
+                    }
+                };
+                let addr = SocketAddr::new(ip, port);
+                let c = ep.conditions.as_ref();
+                let ready = c.and_then(|c| c.ready).unwrap_or(true);
+                let serving = c.and_then(|c| c.serving).unwrap_or(ready);
+                let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+                let state = if terminating {
+                    if serving {
+                        EndpointState::Terminating
+                    } else {
+                        EndpointState::NotReady
+                    }
+                } else if ready {
+                    EndpointState::Ready
+                } else {
+                    EndpointState::NotReady
+                };
+                let mut e = Endpoint::new(addr).with_state(state);
+                if let Some(zone) = &ep.zone {
+                    e = e.with_zone(zone.as_str());
+                }
+                if let Some(h) = &ep.hostname {
+                    e = e.with_hostname(h.as_str());
+                }
+                match by_addr.get(&addr) {
+                    Some(old) if rank(old.state()) >= rank(state) => {}
+                    _ => {
+                        by_addr.insert(addr, e);
+                    }
+                }
+            }
+        }
+        by_addr.into_values().collect()
+    }
+
+    /// Validates BackendPolicies and attaches each to its target Services.
+    pub(crate) fn attach_policies(&mut self, statuses: &mut Vec<ResourceStatus>) {
+        let mut policies: Vec<_> = self.resources.backend_policies.iter().collect();
+        policies.sort_by_key(|p| {
+            (
+                created_of(&p.metadata),
+                ns_of(&p.metadata).to_owned(),
+                name_of(&p.metadata).to_owned(),
+            )
+        });
+        for p in policies {
+            let ns = ns_of(&p.metadata);
+            let name = name_of(&p.metadata);
+            let generation = p.metadata.generation;
+            let mut status = ResourceStatus::new(
+                ResourceRef::new("BackendPolicy", Some(ns), name),
+                generation,
+            );
+            if let Err(errs) = p.spec.validate() {
+                let msg = errs
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field(), e.reason()))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                for e in errs {
+                    self.errors.push(ConfigError::new(
+                        e.field(),
+                        format!("BackendPolicy {ns}/{name}: {}", e.reason()),
+                    ));
+                }
+                status.push_condition(Condition::new(
+                    reason::ACCEPTED,
+                    false,
+                    reason::INVALID,
+                    msg,
+                    generation,
+                ));
+                statuses.push(status);
+                continue;
+            }
+            let mut attached = 0;
+            let mut problems = Vec::new();
+            let mut failure = reason::TARGET_NOT_FOUND;
+            for t in &p.spec.target_refs {
+                if !self.services.contains_key(&(ns, t.name.as_str())) {
+                    problems.push(format!("Service {ns}/{} not found", t.name));
+                    continue;
+                }
+                let key = (ns.to_owned(), t.name.clone());
+                if self.policies.contains_key(&key) {
+                    problems.push(format!(
+                        "Service {ns}/{} already has an older BackendPolicy",
+                        t.name
+                    ));
+                    failure = reason::CONFLICTED_POLICY;
+                    continue;
+                }
+                self.policies.insert(key, p.spec.clone());
+                attached += 1;
+            }
+            let c = if attached > 0 {
+                Condition::new(
+                    reason::ACCEPTED,
+                    true,
+                    reason::ACCEPTED,
+                    problems.join("; "),
+                    generation,
+                )
+            } else {
+                Condition::new(
+                    reason::ACCEPTED,
+                    false,
+                    failure,
+                    problems.join("; "),
+                    generation,
+                )
+            };
+            status.push_condition(c);
+            statuses.push(status);
+        }
+    }
+}
+
+fn rank(s: EndpointState) -> u8 {
+    match s {
+        EndpointState::Ready => 2,
+        EndpointState::Terminating => 1,
+        _ => 0,
+    }
+}
+
+fn service_port(service: &Service, port: i32) -> Option<&k8s_openapi::api::core::v1::ServicePort> {
+    service
+        .spec
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.port == port)
+}

@@ -1,0 +1,318 @@
+//! Translation of Kubernetes resources into gatekit's core model, to the Gateway API rules.
+//!
+//! [`translate`] is a pure function of a [`ResourceSet`]: no clock, no I/O. It runs in
+//! four passes:
+//!
+//! 1. **Policies.** Each `BackendPolicy` is validated and attached to the Services its
+//!    `targetRefs` name (oldest policy wins a Service; later ones are `Conflicted`).
+//! 2. **Listeners.** Gateways whose `gatewayClassName` is the configured class are
+//!    served (a `GatewayClass` object is not required). Their listeners are grouped by
+//!    port across all Gateways: one socket per port. A listener is programmed when its
+//!    protocol is HTTP or HTTPS, its certificates resolve (Secrets of type
+//!    `kubernetes.io/tls`, cross-namespace only with a ReferenceGrant), its route kinds
+//!    are supported, and it does not conflict with an earlier listener on the same port
+//!    (different protocol, or same hostname). Earlier means older Gateway, then listener
+//!    order.
+//! 3. **Routes.** Each HTTPRoute and GRPCRoute is converted once to core
+//!    [`Rule`](gatekit_core::route::Rule)s, then attached through each parentRef: the
+//!    Gateway (namespace defaults to the route's), `sectionName` and `port` pick
+//!    listeners, `allowedRoutes` (namespaces Same/All/Selector and kinds) filters them,
+//!    and hostnames are intersected. A route attached to several listeners of one port
+//!    becomes one [`Route`] there, with the union of the intersected hostnames.
+//! 4. **Backends.** A backendRef to a Service port becomes an upstream named
+//!    `"<namespace>/<service>:<port>"` (see [`backend_name`]) whose endpoints come from
+//!    the Service's EndpointSlices. A backendRef that cannot be used (missing Service or
+//!    port, cross-namespace without ReferenceGrant, wrong kind) stays in the rule under a
+//!    name starting with [`INVALID_BACKEND_PREFIX`], which never resolves: that share of
+//!    traffic answers 500, as the spec requires, and the route's `ResolvedRefs` says why.
+//!
+//! Rules that use something gatekit cannot do (ExtensionRef or CORS filters, unsupported
+//! values) are kept but lose their backends and filters, so requests they match answer
+//! 500 instead of falling through to another route; the route reports
+//! `PartiallyInvalid`, or `Accepted=False/UnsupportedValue` when every rule is invalid.
+//!
+//! The result is not validated against the core route table here (regexes, paths):
+//! callers build a table per port from [`Translation::routes_for_port`] and report
+//! what the table refuses.
+
+mod backend;
+mod hostname;
+mod listener;
+mod route;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gatekit_core::route::Route;
+use gatekit_core::{ConfigError, Endpoint};
+
+use crate::manifest::ResourceSet;
+use crate::status::{ResourceRef, ResourceStatus};
+use crate::types::BackendPolicySpec;
+
+pub use self::backend::{INVALID_BACKEND_PREFIX, backend_name};
+
+/// Translation settings.
+#[derive(Clone, Debug)]
+pub struct TranslateOptions {
+    gateway_class_name: String,
+    controller_name: String,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        Self {
+            gateway_class_name: "gatekit".to_owned(),
+            controller_name: "gatekit.io/gateway-controller".to_owned(),
+        }
+    }
+}
+
+impl TranslateOptions {
+    /// Sets the GatewayClass name whose Gateways are served (default `gatekit`).
+    #[must_use]
+    pub fn gateway_class_name(mut self, name: impl Into<String>) -> Self {
+        self.gateway_class_name = name.into();
+        self
+    }
+
+    /// Sets the controller name GatewayClasses are matched against (default
+    /// `gatekit.io/gateway-controller`).
+    #[must_use]
+    pub fn controller_name(mut self, name: impl Into<String>) -> Self {
+        self.controller_name = name.into();
+        self
+    }
+}
+
+/// The protocol clients speak to a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// Cleartext HTTP (HTTP/1.1, and h2c when the server offers it).
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+/// A TLS certificate and key from a `kubernetes.io/tls` Secret, as PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Certificate {
+    secret: ResourceRef,
+    cert_pem: Arc<[u8]>,
+    key_pem: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("secret", &self.secret)
+            .field("cert_pem_len", &self.cert_pem.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Certificate {
+    /// The Secret it came from.
+    pub fn secret(&self) -> &ResourceRef {
+        &self.secret
+    }
+
+    /// The certificate chain (`tls.crt`), PEM.
+    pub fn cert_pem(&self) -> &[u8] {
+        &self.cert_pem
+    }
+
+    /// The private key (`tls.key`), PEM (PKCS#1, PKCS#8 or SEC1, as written).
+    pub fn key_pem(&self) -> &[u8] {
+        &self.key_pem
+    }
+}
+
+/// One programmed Gateway listener.
+#[derive(Clone, Debug)]
+pub struct ListenerSpec {
+    gateway: ResourceRef,
+    name: String,
+    hostname: Option<String>,
+    certificates: Vec<Certificate>,
+}
+
+impl ListenerSpec {
+    /// The Gateway it belongs to.
+    pub fn gateway(&self) -> &ResourceRef {
+        &self.gateway
+    }
+
+    /// The listener name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The hostname (exact or wildcard, lowercase); `None` matches every host.
+    pub fn hostname(&self) -> Option<&str> {
+        self.hostname.as_deref()
+    }
+
+    /// Certificates (HTTPS only), in `certificateRefs` order, invalid ones left out.
+    pub fn certificates(&self) -> &[Certificate] {
+        &self.certificates
+    }
+}
+
+/// Everything served on one port: the protocol, the listeners sharing it, the routes.
+#[derive(Clone, Debug)]
+pub struct PortListeners {
+    port: u16,
+    protocol: Protocol,
+    listeners: Vec<ListenerSpec>,
+    routes: Vec<Route>,
+}
+
+impl PortListeners {
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The protocol every listener on the port speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The listeners sharing the port (several Gateways may contribute).
+    pub fn listeners(&self) -> &[ListenerSpec] {
+        &self.listeners
+    }
+
+    /// The routes attached to the port's listeners, hostnames already intersected.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+}
+
+/// The protocol gatekit speaks to an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AppProtocol {
+    /// HTTP/1.1.
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge.
+    H2c,
+}
+
+/// An upstream: one Service port, its endpoints and its policy.
+#[derive(Clone, Debug)]
+pub struct UpstreamSpec {
+    service: ResourceRef,
+    port: u16,
+    endpoints: Vec<Endpoint>,
+    app_protocol: AppProtocol,
+    policy: Option<BackendPolicySpec>,
+}
+
+impl UpstreamSpec {
+    /// The Service.
+    pub fn service(&self) -> &ResourceRef {
+        &self.service
+    }
+
+    /// The Service port (not the target port).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Endpoints from every EndpointSlice of the Service, deduplicated by address,
+    /// sorted by address.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// The protocol to speak to endpoints: `H2c` when the Service port's `appProtocol`
+    /// is `kubernetes.io/h2c` (or `grpc`), or when it has none and a GRPCRoute uses
+    /// it (gRPC needs HTTP/2); HTTP/1.1 otherwise.
+    pub fn app_protocol(&self) -> AppProtocol {
+        self.app_protocol
+    }
+
+    /// The BackendPolicy attached to the Service, if any.
+    pub fn policy(&self) -> Option<&BackendPolicySpec> {
+        self.policy.as_ref()
+    }
+}
+
+/// The result of [`translate`].
+#[derive(Clone, Debug, Default)]
+pub struct Translation {
+    listeners: Vec<PortListeners>,
+    upstreams: BTreeMap<String, UpstreamSpec>,
+    statuses: Vec<ResourceStatus>,
+    errors: Vec<ConfigError>,
+}
+
+impl Translation {
+    /// Programmed listeners, by port (ascending).
+    pub fn listeners(&self) -> &[PortListeners] {
+        &self.listeners
+    }
+
+    /// What is served on `port`, if anything.
+    pub fn port(&self, port: u16) -> Option<&PortListeners> {
+        self.listeners.iter().find(|p| p.port == port)
+    }
+
+    /// The routes for one port, ready for the caller to build a route table from
+    /// (with backends named as in [`upstreams`](Self::upstreams)). Empty when nothing
+    /// listens on `port`.
+    pub fn routes_for_port(&self, port: u16) -> &[Route] {
+        self.port(port).map_or(&[], |p| &p.routes)
+    }
+
+    /// Upstreams by backend name (see [`backend_name`]).
+    pub fn upstreams(&self) -> &BTreeMap<String, UpstreamSpec> {
+        &self.upstreams
+    }
+
+    /// The conditions of every resource gatekit handles.
+    pub fn statuses(&self) -> &[ResourceStatus] {
+        &self.statuses
+    }
+
+    /// The status of one resource: `kind` as in manifests (`HTTPRoute`, `Gateway`, ...),
+    /// `namespace` `None` for cluster-scoped kinds.
+    pub fn status(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<&ResourceStatus> {
+        self.statuses.iter().find(|s| {
+            let r = s.resource();
+            r.kind() == kind && r.namespace() == namespace && r.name() == name
+        })
+    }
+
+    /// Problems that made part of a route (or listener, or policy) unusable, each with
+    /// its field path.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.errors
+    }
+}
+
+/// Translates resources into listeners, routes, upstreams and statuses.
+pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Translation {
+    let mut cx = backend::Context::new(resources);
+    let mut statuses = Vec::new();
+    listener::gateway_classes(resources, options, &mut statuses);
+    cx.attach_policies(&mut statuses);
+    let (listeners, listener_errors) = listener::listeners(&cx, options, &mut statuses);
+    cx.errors.extend(listener_errors);
+    let ports = route::attach_routes(&mut cx, &listeners, &mut statuses);
+    let programmed = listener::finish(listeners, ports);
+    Translation {
+        listeners: programmed,
+        upstreams: cx.upstreams,
+        statuses,
+        errors: cx.errors,
+    }
+}

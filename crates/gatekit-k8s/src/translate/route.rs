@@ -1,0 +1,814 @@
+//! HTTPRoute and GRPCRoute: conversion to core rules, attachment to listeners.
+//!
+//! GRPCRoute method matches become path matches on `/<service>/<method>`: service and
+//! method `Exact` → `PathMatch::Exact`, service only → `PathMatch::Prefix("/<service>")`
+//! (whole segments), method only or `RegularExpression` → `PathMatch::Regex`. GRPCRoutes
+//! get route ids named `grpc:<name>` so they never collide with an HTTPRoute of the same
+//! name (Kubernetes names cannot contain `:`).
+
+use std::collections::{BTreeMap, HashSet};
+
+use gatekit_core::ConfigError;
+use gatekit_core::route::{
+    BackendRef, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch, PathModifier,
+    QueryMatch, Redirect, Route, RouteId, Rule, StringMatch, Timeouts, UrlRewrite,
+};
+use gateway_api::grpcroutes::{GrpcRoute, GrpcRouteRulesMatchesMethodType};
+use gateway_api::httproutes::{
+    HttpRoute, HttpRouteRulesFilters,
+    HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
+    HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as FilterType,
+    HttpRouteRulesFiltersUrlRewritePathType as RewritePathType, HttpRouteRulesMatches,
+    HttpRouteRulesMatchesHeadersType, HttpRouteRulesMatchesMethod as Method,
+    HttpRouteRulesMatchesPathType, HttpRouteRulesMatchesQueryParamsType,
+};
+use serde::Serialize;
+
+use super::backend::{
+    Context, INVALID_BACKEND_PREFIX, RefSpec, Unresolved, Wanted, backend_name, created_of,
+    name_of, ns_of,
+};
+use super::hostname::{Hosts, intersect};
+use super::listener::Listener;
+use crate::duration;
+use crate::status::{Condition, ParentRef, ParentStatus, ResourceRef, ResourceStatus, reason};
+use crate::types::GATEWAY_GROUP;
+
+/// A route converted once, attached per parentRef.
+struct Converted {
+    rules: Vec<Rule>,
+    wanted: Vec<Wanted>,
+    unresolved: Vec<Unresolved>,
+    dropped: Vec<String>,
+    all_dropped: bool,
+    errors: Vec<ConfigError>,
+}
+
+/// A parentRef as written.
+struct RawParent<'a> {
+    group: Option<&'a str>,
+    kind: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    section: Option<&'a str>,
+    port: Option<i32>,
+}
+
+/// What both route kinds share for attachment.
+struct RouteView<'a> {
+    kind: &'static str,
+    ns: &'a str,
+    name: &'a str,
+    generation: Option<i64>,
+    id: RouteId,
+    created: i64,
+    hostnames: &'a [String],
+    parents: Vec<RawParent<'a>>,
+}
+
+/// Converts and attaches every route; returns each port's routes.
+pub(crate) fn attach_routes(
+    cx: &mut Context<'_>,
+    listeners: &[Listener<'_>],
+    statuses: &mut Vec<ResourceStatus>,
+) -> BTreeMap<u16, Vec<Route>> {
+    let mut ports: BTreeMap<u16, Vec<Route>> = BTreeMap::new();
+    let resources = cx.resources;
+    let mut http: Vec<&HttpRoute> = resources.http_routes.iter().collect();
+    http.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
+    for r in http {
+        let ns = ns_of(&r.metadata);
+        let name = name_of(&r.metadata);
+        let view = RouteView {
+            kind: "HTTPRoute",
+            ns,
+            name,
+            generation: r.metadata.generation,
+            id: RouteId::new(ns, name),
+            created: created_of(&r.metadata),
+            hostnames: r.spec.hostnames.as_deref().unwrap_or(&[]),
+            parents: r
+                .spec
+                .parent_refs
+                .iter()
+                .flatten()
+                .map(|p| RawParent {
+                    group: p.group.as_deref(),
+                    kind: p.kind.as_deref(),
+                    namespace: p.namespace.as_deref(),
+                    name: &p.name,
+                    section: p.section_name.as_deref(),
+                    port: p.port,
+                })
+                .collect(),
+        };
+        let conv = convert_http(cx, &view, r);
+        attach(cx, listeners, statuses, &mut ports, view, conv);
+    }
+    let mut grpc: Vec<&GrpcRoute> = resources.grpc_routes.iter().collect();
+    grpc.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
+    for r in grpc {
+        let ns = ns_of(&r.metadata);
+        let name = name_of(&r.metadata);
+        let view = RouteView {
+            kind: "GRPCRoute",
+            ns,
+            name,
+            generation: r.metadata.generation,
+            id: RouteId::new(ns, format!("grpc:{name}")),
+            created: created_of(&r.metadata),
+            hostnames: r.spec.hostnames.as_deref().unwrap_or(&[]),
+            parents: r
+                .spec
+                .parent_refs
+                .iter()
+                .flatten()
+                .map(|p| RawParent {
+                    group: p.group.as_deref(),
+                    kind: p.kind.as_deref(),
+                    namespace: p.namespace.as_deref(),
+                    name: &p.name,
+                    section: p.section_name.as_deref(),
+                    port: p.port,
+                })
+                .collect(),
+        };
+        let conv = convert_grpc(cx, &view, r);
+        attach(cx, listeners, statuses, &mut ports, view, conv);
+    }
+    ports
+}
+
+fn attach(
+    cx: &mut Context<'_>,
+    listeners: &[Listener<'_>],
+    statuses: &mut Vec<ResourceStatus>,
+    ports: &mut BTreeMap<u16, Vec<Route>>,
+    view: RouteView<'_>,
+    conv: Converted,
+) {
+    let generation = view.generation;
+    let mut status = ResourceStatus::new(
+        ResourceRef::new(view.kind, Some(view.ns), view.name),
+        generation,
+    );
+    let resolved = match conv.unresolved.first() {
+        None => Condition::new(
+            reason::RESOLVED_REFS,
+            true,
+            reason::RESOLVED_REFS,
+            "",
+            generation,
+        ),
+        Some(first) => Condition::new(
+            reason::RESOLVED_REFS,
+            false,
+            first.reason,
+            conv.unresolved
+                .iter()
+                .map(|u| u.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            generation,
+        ),
+    };
+    let mut per_port: BTreeMap<u16, Hosts> = BTreeMap::new();
+    let mut attached_listeners: HashSet<(usize, usize)> = HashSet::new();
+    for p in &view.parents {
+        if p.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP
+            || p.kind.unwrap_or("Gateway") != "Gateway"
+        {
+            continue;
+        }
+        let gw_ns = p.namespace.unwrap_or(view.ns);
+        let parent = ParentRef {
+            namespace: gw_ns.to_owned(),
+            name: p.name.to_owned(),
+            section_name: p.section.map(str::to_owned),
+            port: p.port.and_then(|p| u16::try_from(p).ok()),
+        };
+        let exists = cx
+            .resources
+            .gateways
+            .iter()
+            .any(|g| ns_of(&g.metadata) == gw_ns && name_of(&g.metadata) == p.name);
+        let ours: Vec<&Listener<'_>> = listeners
+            .iter()
+            .filter(|l| l.gateway_ns == gw_ns && l.gateway_name == p.name)
+            .collect();
+        if exists && ours.is_empty() && !gateway_served(statuses, gw_ns, p.name) {
+            // Another controller's Gateway: not ours to report on.
+            continue;
+        }
+        let not_accepted = |r: &'static str, m: String| {
+            ParentStatus::new(
+                parent.clone(),
+                vec![
+                    Condition::new(reason::ACCEPTED, false, r, m, generation),
+                    resolved.clone(),
+                ],
+            )
+        };
+        if !exists {
+            status.push_parent(not_accepted(
+                reason::NO_MATCHING_PARENT,
+                format!("Gateway {gw_ns}/{} not found", p.name),
+            ));
+            continue;
+        }
+        let candidates: Vec<&&Listener<'_>> = ours
+            .iter()
+            .filter(|l| p.section.is_none_or(|s| s == l.name))
+            .filter(|l| p.port.is_none_or(|port| port == i32::from(l.port)))
+            .collect();
+        if candidates.is_empty() {
+            status.push_parent(not_accepted(
+                reason::NO_MATCHING_PARENT,
+                "no listener matches the parentRef's sectionName/port".to_owned(),
+            ));
+            continue;
+        }
+        let programmed: Vec<_> = candidates.iter().filter(|l| l.programmed).collect();
+        if programmed.is_empty() {
+            status.push_parent(not_accepted(
+                reason::NO_MATCHING_PARENT,
+                "the matching listeners are not valid".to_owned(),
+            ));
+            continue;
+        }
+        let allowed: Vec<_> = programmed
+            .iter()
+            .filter(|l| l.kinds.contains(&view.kind) && l.allows_namespace(cx, view.ns))
+            .collect();
+        if allowed.is_empty() {
+            status.push_parent(not_accepted(
+                reason::NOT_ALLOWED_BY_LISTENERS,
+                format!(
+                    "no listener allows {} from namespace {}",
+                    view.kind, view.ns
+                ),
+            ));
+            continue;
+        }
+        let matched: Vec<_> = allowed
+            .iter()
+            .filter_map(|l| intersect(l.hostname.as_deref(), view.hostnames).map(|h| (l, h)))
+            .collect();
+        if matched.is_empty() {
+            status.push_parent(not_accepted(
+                reason::NO_MATCHING_LISTENER_HOSTNAME,
+                "no listener hostname intersects the route's hostnames".to_owned(),
+            ));
+            continue;
+        }
+        if conv.all_dropped {
+            status.push_parent(not_accepted(
+                reason::UNSUPPORTED_VALUE,
+                conv.dropped.join("; "),
+            ));
+            continue;
+        }
+        for (l, hosts) in matched {
+            match per_port.get_mut(&l.port) {
+                Some(h) => h.merge(hosts),
+                None => {
+                    per_port.insert(l.port, hosts);
+                }
+            }
+            if attached_listeners.insert((l.status_index, l.listener_index)) {
+                statuses[l.status_index].listeners_mut()[l.listener_index].add_attached();
+            }
+        }
+        let mut conditions = vec![
+            Condition::new(reason::ACCEPTED, true, reason::ACCEPTED, "", generation),
+            resolved.clone(),
+        ];
+        if !conv.dropped.is_empty() {
+            conditions.push(Condition::new(
+                reason::PARTIALLY_INVALID,
+                true,
+                reason::UNSUPPORTED_VALUE,
+                format!("Dropped Rule(s): {}", conv.dropped.join("; ")),
+                generation,
+            ));
+        }
+        status.push_parent(ParentStatus::new(parent, conditions));
+    }
+    if !per_port.is_empty() {
+        for w in &conv.wanted {
+            cx.materialize(w);
+        }
+    }
+    cx.errors.extend(conv.errors);
+    for (port, hosts) in per_port {
+        let mut route = Route::new(view.id.clone());
+        route.hostnames = hosts.into_vec();
+        route.created = view.created;
+        route.rules = conv.rules.clone();
+        ports.entry(port).or_default().push(route);
+    }
+    statuses.push(status);
+}
+
+/// Whether a Gateway with this namespace/name is one gatekit serves (its status exists).
+fn gateway_served(statuses: &[ResourceStatus], ns: &str, name: &str) -> bool {
+    statuses.iter().any(|s| {
+        let r = s.resource();
+        r.kind() == "Gateway" && r.namespace() == Some(ns) && r.name() == name
+    })
+}
+
+/// Per-rule accumulation while converting.
+struct RuleWork<'c, 'a> {
+    cx: &'c Context<'a>,
+    view_kind: &'static str,
+    ns: &'c str,
+    grpc: bool,
+    wanted: Vec<Wanted>,
+    unresolved: Vec<Unresolved>,
+    problems: Vec<(String, String)>,
+}
+
+impl RuleWork<'_, '_> {
+    /// Resolves a reference; an unresolved one is recorded (it does not drop the rule)
+    /// and named so that it never resolves.
+    fn backend(&mut self, r: &RefSpec<'_>) -> String {
+        match self.cx.resolve(self.view_kind, self.ns, r, self.grpc) {
+            Ok(w) => {
+                let name = backend_name(&w.namespace, &w.service, w.port);
+                self.wanted.push(w);
+                name
+            }
+            Err(u) => {
+                self.unresolved.push(u);
+                let ns = r.namespace.unwrap_or(self.ns);
+                format!(
+                    "{INVALID_BACKEND_PREFIX}{ns}/{}:{}",
+                    r.name,
+                    r.port.unwrap_or(0)
+                )
+            }
+        }
+    }
+
+    fn filter(&mut self, f: &HttpRouteRulesFilters, field: &str) -> Option<Filter> {
+        match convert_filter(self, f) {
+            Ok(f) => Some(f),
+            Err(reason) => {
+                self.problems.push((field.to_owned(), reason));
+                None
+            }
+        }
+    }
+}
+
+fn convert_filter(w: &mut RuleWork<'_, '_>, f: &HttpRouteRulesFilters) -> Result<Filter, String> {
+    let missing = |what: &str| format!("type {what} needs its {what} field");
+    Ok(match f.r#type {
+        FilterType::RequestHeaderModifier => {
+            let m = f
+                .request_header_modifier
+                .as_ref()
+                .ok_or_else(|| missing("requestHeaderModifier"))?;
+            Filter::RequestHeaderModifier(header_modifier(
+                m.set.iter().flatten().map(|h| (&h.name, &h.value)),
+                m.add.iter().flatten().map(|h| (&h.name, &h.value)),
+                m.remove.as_deref(),
+            ))
+        }
+        FilterType::ResponseHeaderModifier => {
+            let m = f
+                .response_header_modifier
+                .as_ref()
+                .ok_or_else(|| missing("responseHeaderModifier"))?;
+            Filter::ResponseHeaderModifier(header_modifier(
+                m.set.iter().flatten().map(|h| (&h.name, &h.value)),
+                m.add.iter().flatten().map(|h| (&h.name, &h.value)),
+                m.remove.as_deref(),
+            ))
+        }
+        FilterType::RequestRedirect => {
+            let r = f
+                .request_redirect
+                .as_ref()
+                .ok_or_else(|| missing("requestRedirect"))?;
+            let mut out = Redirect::default();
+            out.scheme = match &r.scheme {
+                None => None,
+                Some(Scheme::Http) => Some("http".to_owned()),
+                Some(Scheme::Https) => Some("https".to_owned()),
+            };
+            out.hostname = r.hostname.clone();
+            out.port = match r.port {
+                None => None,
+                Some(p) => Some(
+                    u16::try_from(p)
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| format!("requestRedirect.port {p} is not a port"))?,
+                ),
+            };
+            if let Some(p) = &r.path {
+                out.path = Some(path_modifier(
+                    matches!(p.r#type, RedirectPathType::ReplaceFullPath),
+                    p.replace_full_path.as_deref(),
+                    p.replace_prefix_match.as_deref(),
+                    "requestRedirect.path",
+                )?);
+            }
+            let code = r.status_code.unwrap_or(302);
+            out.status = match code {
+                301 | 302 | 303 | 307 | 308 => code as u16,
+                _ => {
+                    return Err(format!(
+                        "requestRedirect.statusCode {code} is not supported"
+                    ));
+                }
+            };
+            Filter::RequestRedirect(out)
+        }
+        FilterType::UrlRewrite => {
+            let r = f
+                .url_rewrite
+                .as_ref()
+                .ok_or_else(|| missing("urlRewrite"))?;
+            let mut out = UrlRewrite::default();
+            out.hostname = r.hostname.clone();
+            if let Some(p) = &r.path {
+                out.path = Some(path_modifier(
+                    matches!(p.r#type, RewritePathType::ReplaceFullPath),
+                    p.replace_full_path.as_deref(),
+                    p.replace_prefix_match.as_deref(),
+                    "urlRewrite.path",
+                )?);
+            }
+            Filter::UrlRewrite(out)
+        }
+        FilterType::RequestMirror => {
+            let m = f
+                .request_mirror
+                .as_ref()
+                .ok_or_else(|| missing("requestMirror"))?;
+            let b = &m.backend_ref;
+            let name = w.backend(&RefSpec {
+                group: b.group.as_deref(),
+                kind: b.kind.as_deref(),
+                name: &b.name,
+                namespace: b.namespace.as_deref(),
+                port: b.port,
+            });
+            let mut out = Mirror::new(name);
+            out.fraction = match (m.percent, &m.fraction) {
+                (Some(_), Some(_)) => {
+                    return Err("requestMirror: set percent or fraction, not both".to_owned());
+                }
+                (Some(p), None) => Some((
+                    u32::try_from(p)
+                        .ok()
+                        .filter(|p| *p <= 100)
+                        .ok_or_else(|| format!("requestMirror.percent {p} is not 0-100"))?,
+                    100,
+                )),
+                (None, Some(fr)) => {
+                    let d = fr.denominator.unwrap_or(100);
+                    match (u32::try_from(fr.numerator), u32::try_from(d)) {
+                        (Ok(n), Ok(d)) if d > 0 && n <= d => Some((n, d)),
+                        _ => {
+                            return Err(format!(
+                                "requestMirror.fraction {}/{d} is not a fraction",
+                                fr.numerator
+                            ));
+                        }
+                    }
+                }
+                (None, None) => None,
+            };
+            Filter::RequestMirror(out)
+        }
+        FilterType::ExtensionRef => {
+            return Err("ExtensionRef filters are not supported".to_owned());
+        }
+        FilterType::Cors => return Err("CORS filters are not supported".to_owned()),
+    })
+}
+
+fn header_modifier<'a>(
+    set: impl Iterator<Item = (&'a String, &'a String)>,
+    add: impl Iterator<Item = (&'a String, &'a String)>,
+    remove: Option<&[String]>,
+) -> HeaderModifier {
+    let mut m = HeaderModifier::default();
+    m.set = set.map(|(n, v)| (n.clone(), v.clone())).collect();
+    m.add = add.map(|(n, v)| (n.clone(), v.clone())).collect();
+    m.remove = remove.map(<[String]>::to_vec).unwrap_or_default();
+    m
+}
+
+fn path_modifier(
+    full: bool,
+    full_path: Option<&str>,
+    prefix: Option<&str>,
+    field: &str,
+) -> Result<PathModifier, String> {
+    if full {
+        full_path
+            .map(|p| PathModifier::ReplaceFullPath(p.to_owned()))
+            .ok_or_else(|| format!("{field}.replaceFullPath is required for type ReplaceFullPath"))
+    } else {
+        prefix
+            .map(|p| PathModifier::ReplacePrefixMatch(p.to_owned()))
+            .ok_or_else(|| {
+                format!("{field}.replacePrefixMatch is required for type ReplacePrefixMatch")
+            })
+    }
+}
+
+/// Re-reads a filter of another route or level as an HTTPRoute rule filter (the
+/// generated types differ only in name; the JSON shapes are the same).
+fn as_http_filter<T: Serialize>(f: &T) -> Result<HttpRouteRulesFilters, String> {
+    serde_json::to_value(f)
+        .and_then(serde_json::from_value)
+        .map_err(|e| format!("filter not understood: {e}"))
+}
+
+fn http_match(m: &HttpRouteRulesMatches) -> Match {
+    let mut out = Match::default();
+    if let Some(p) = &m.path {
+        let value = p.value.clone().unwrap_or_else(|| "/".to_owned());
+        out.path = Some(match p.r#type {
+            Some(HttpRouteRulesMatchesPathType::Exact) => PathMatch::Exact(value),
+            None | Some(HttpRouteRulesMatchesPathType::PathPrefix) => PathMatch::Prefix(value),
+            Some(HttpRouteRulesMatchesPathType::RegularExpression) => PathMatch::Regex(value),
+        });
+    }
+    for h in m.headers.iter().flatten() {
+        out.headers.push(HeaderMatch {
+            name: h.name.clone(),
+            value: match h.r#type {
+                Some(HttpRouteRulesMatchesHeadersType::RegularExpression) => {
+                    StringMatch::Regex(h.value.clone())
+                }
+                _ => StringMatch::Exact(h.value.clone()),
+            },
+        });
+    }
+    for q in m.query_params.iter().flatten() {
+        out.query.push(QueryMatch {
+            name: q.name.clone(),
+            value: match q.r#type {
+                Some(HttpRouteRulesMatchesQueryParamsType::RegularExpression) => {
+                    StringMatch::Regex(q.value.clone())
+                }
+                _ => StringMatch::Exact(q.value.clone()),
+            },
+        });
+    }
+    out.method = m.method.as_ref().map(|m| match m {
+        Method::Get => http::Method::GET,
+        Method::Head => http::Method::HEAD,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Delete => http::Method::DELETE,
+        Method::Connect => http::Method::CONNECT,
+        Method::Options => http::Method::OPTIONS,
+        Method::Trace => http::Method::TRACE,
+        Method::Patch => http::Method::PATCH,
+    });
+    out
+}
+
+fn duration_of(s: Option<&str>) -> Result<Option<std::time::Duration>, String> {
+    match s {
+        None => Ok(None),
+        Some(s) => {
+            let d = duration::parse(s).map_err(|e| e.to_string())?;
+            // "0s" disables the timeout.
+            Ok((!d.is_zero()).then_some(d))
+        }
+    }
+}
+
+/// Shared tail of rule conversion: records problems, drops the rule if any.
+fn finish_rule(
+    conv: &mut Converted,
+    view: &RouteView<'_>,
+    i: usize,
+    mut rule: Rule,
+    work: RuleWork<'_, '_>,
+) {
+    for (field, reason) in &work.problems {
+        conv.errors
+            .push(ConfigError::new(field.clone(), reason.clone()).for_route(view.id.clone()));
+    }
+    for u in &work.unresolved {
+        conv.errors.push(
+            ConfigError::new(format!("spec.rules[{i}]"), u.message.clone())
+                .for_route(view.id.clone()),
+        );
+    }
+    conv.unresolved.extend(work.unresolved);
+    if work.problems.is_empty() {
+        conv.wanted.extend(work.wanted);
+    } else {
+        let reasons: Vec<_> = work
+            .problems
+            .iter()
+            .map(|(f, r)| format!("{f}: {r}"))
+            .collect();
+        conv.dropped.push(reasons.join("; "));
+        // Keep the matches so requests do not fall through to another route; with no
+        // filters and no backends the rule answers 500.
+        rule.filters.clear();
+        rule.backends.clear();
+        rule.timeouts = Timeouts::default();
+    }
+    conv.rules.push(rule);
+}
+
+fn new_converted() -> Converted {
+    Converted {
+        rules: Vec::new(),
+        wanted: Vec::new(),
+        unresolved: Vec::new(),
+        dropped: Vec::new(),
+        all_dropped: false,
+        errors: Vec::new(),
+    }
+}
+
+fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Converted {
+    let mut conv = new_converted();
+    let rules = route.spec.rules.as_deref().unwrap_or(&[]);
+    for (i, r) in rules.iter().enumerate() {
+        let field = format!("spec.rules[{i}]");
+        let mut work = RuleWork {
+            cx,
+            view_kind: view.kind,
+            ns: view.ns,
+            grpc: false,
+            wanted: Vec::new(),
+            unresolved: Vec::new(),
+            problems: Vec::new(),
+        };
+        let mut rule = Rule::default();
+        rule.name = r.name.clone();
+        rule.matches = r.matches.iter().flatten().map(http_match).collect();
+        for (j, f) in r.filters.iter().flatten().enumerate() {
+            if let Some(f) = work.filter(f, &format!("{field}.filters[{j}]")) {
+                rule.filters.push(f);
+            }
+        }
+        if let Some(t) = &r.timeouts {
+            match duration_of(t.request.as_deref()) {
+                Ok(d) => rule.timeouts.request = d,
+                Err(e) => work.problems.push((format!("{field}.timeouts.request"), e)),
+            }
+            match duration_of(t.backend_request.as_deref()) {
+                Ok(d) => rule.timeouts.backend_request = d,
+                Err(e) => work
+                    .problems
+                    .push((format!("{field}.timeouts.backendRequest"), e)),
+            }
+        }
+        for (j, b) in r.backend_refs.iter().flatten().enumerate() {
+            let bfield = format!("{field}.backendRefs[{j}]");
+            let spec = RefSpec {
+                group: b.group.as_deref(),
+                kind: b.kind.as_deref(),
+                name: &b.name,
+                namespace: b.namespace.as_deref(),
+                port: b.port,
+            };
+            let mut filters = Vec::new();
+            for (k, f) in b.filters.iter().flatten().enumerate() {
+                let ffield = format!("{bfield}.filters[{k}]");
+                match as_http_filter(f) {
+                    Ok(f) => filters.extend(work.filter(&f, &ffield)),
+                    Err(e) => work.problems.push((ffield, e)),
+                }
+            }
+            backend_ref(&mut work, &mut rule, &spec, b.weight, filters, &bfield);
+        }
+        finish_rule(&mut conv, view, i, rule, work);
+    }
+    conv.all_dropped = !rules.is_empty() && conv.dropped.len() == rules.len();
+    conv
+}
+
+fn backend_ref(
+    work: &mut RuleWork<'_, '_>,
+    rule: &mut Rule,
+    spec: &RefSpec<'_>,
+    weight: Option<i32>,
+    filters: Vec<Filter>,
+    field: &str,
+) {
+    let weight = match u32::try_from(weight.unwrap_or(1)) {
+        Ok(w) => w,
+        Err(_) => {
+            work.problems
+                .push((format!("{field}.weight"), "must not be negative".to_owned()));
+            0
+        }
+    };
+    let name = work.backend(spec);
+    let mut b = BackendRef::new(name, weight);
+    b.filters = filters;
+    rule.backends.push(b);
+}
+
+fn convert_grpc(cx: &Context<'_>, view: &RouteView<'_>, route: &GrpcRoute) -> Converted {
+    let mut conv = new_converted();
+    let rules = route.spec.rules.as_deref().unwrap_or(&[]);
+    for (i, r) in rules.iter().enumerate() {
+        let field = format!("spec.rules[{i}]");
+        let mut work = RuleWork {
+            cx,
+            view_kind: view.kind,
+            ns: view.ns,
+            grpc: true,
+            wanted: Vec::new(),
+            unresolved: Vec::new(),
+            problems: Vec::new(),
+        };
+        let mut rule = Rule::default();
+        rule.name = r.name.clone();
+        for (j, m) in r.matches.iter().flatten().enumerate() {
+            let mut out = Match::default();
+            if let Some(method) = &m.method {
+                let regex = matches!(
+                    method.r#type,
+                    Some(GrpcRouteRulesMatchesMethodType::RegularExpression)
+                );
+                match grpc_path(method.service.as_deref(), method.method.as_deref(), regex) {
+                    Ok(p) => out.path = p,
+                    Err(e) => work
+                        .problems
+                        .push((format!("{field}.matches[{j}].method"), e)),
+                }
+            }
+            for h in m.headers.iter().flatten() {
+                out.headers.push(HeaderMatch {
+                    name: h.name.clone(),
+                    value: match h.r#type {
+                        Some(gateway_api::grpcroutes::GrpcRouteRulesMatchesHeadersType::RegularExpression) => {
+                            StringMatch::Regex(h.value.clone())
+                        }
+                        _ => StringMatch::Exact(h.value.clone()),
+                    },
+                });
+            }
+            rule.matches.push(out);
+        }
+        for (j, f) in r.filters.iter().flatten().enumerate() {
+            let ffield = format!("{field}.filters[{j}]");
+            match as_http_filter(f) {
+                Ok(f) => rule.filters.extend(work.filter(&f, &ffield)),
+                Err(e) => work.problems.push((ffield, e)),
+            }
+        }
+        for (j, b) in r.backend_refs.iter().flatten().enumerate() {
+            let bfield = format!("{field}.backendRefs[{j}]");
+            let spec = RefSpec {
+                group: b.group.as_deref(),
+                kind: b.kind.as_deref(),
+                name: &b.name,
+                namespace: b.namespace.as_deref(),
+                port: b.port,
+            };
+            let mut filters = Vec::new();
+            for (k, f) in b.filters.iter().flatten().enumerate() {
+                let ffield = format!("{bfield}.filters[{k}]");
+                match as_http_filter(f) {
+                    Ok(f) => filters.extend(work.filter(&f, &ffield)),
+                    Err(e) => work.problems.push((ffield, e)),
+                }
+            }
+            backend_ref(&mut work, &mut rule, &spec, b.weight, filters, &bfield);
+        }
+        finish_rule(&mut conv, view, i, rule, work);
+    }
+    conv.all_dropped = !rules.is_empty() && conv.dropped.len() == rules.len();
+    conv
+}
+
+/// The core path match for a GRPCRoute method match.
+fn grpc_path(
+    service: Option<&str>,
+    method: Option<&str>,
+    regex: bool,
+) -> Result<Option<PathMatch>, String> {
+    let service = service.filter(|s| !s.is_empty());
+    let method = method.filter(|s| !s.is_empty());
+    Ok(match (service, method, regex) {
+        (None, None, _) => None,
+        (Some(s), Some(m), false) => Some(PathMatch::Exact(format!("/{s}/{m}"))),
+        (Some(s), None, false) => Some(PathMatch::Prefix(format!("/{s}"))),
+        (None, Some(m), false) => Some(PathMatch::Regex(format!("/[^/]+/{}", regex::escape(m)))),
+        (s, m, true) => Some(PathMatch::Regex(format!(
+            "/(?:{})/(?:{})",
+            s.unwrap_or("[^/]+"),
+            m.unwrap_or("[^/]+")
+        ))),
+    })
+}

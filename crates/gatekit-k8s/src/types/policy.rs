@@ -1,0 +1,425 @@
+//! gatekit's `BackendPolicy` (`gatekit.io/v1alpha1`): how traffic to a Service is
+//! balanced and health-checked.
+//!
+//! A policy attaches to Services in its own namespace through `targetRefs` (the
+//! Gateway API policy-attachment pattern, GEP-713) and applies to every port of the
+//! Service. When several policies target one Service, the oldest (by
+//! `creationTimestamp`, then name) wins and the others are reported `Conflicted`.
+//!
+//! Durations are Gateway API duration strings (`"5s"`, `"100ms"`); they are checked by
+//! [`BackendPolicySpec::validate`] at translation, so a policy with a bad value is
+//! refused as a whole (status `Accepted=False`, reason `Invalid`) rather than half applied.
+//!
+//! The CRD generated from these types is committed as
+//! `deploy/crds/gatekit.io_backendpolicies.yaml`; a test checks that it is current.
+
+use std::time::Duration;
+
+use gatekit_core::ConfigError;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration;
+
+/// The spec of a `BackendPolicy`.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "gatekit.io",
+    version = "v1alpha1",
+    kind = "BackendPolicy",
+    plural = "backendpolicies",
+    shortname = "gkbp",
+    namespaced,
+    derive = "Default",
+    derive = "PartialEq",
+    doc = "A gatekit BackendPolicy: load balancing and health checking for Services."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendPolicySpec {
+    /// The Services this policy applies to (in the policy's namespace).
+    pub target_refs: Vec<PolicyTargetRef>,
+    /// How requests are spread over the Service's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancer>,
+    /// Active and passive health checking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A reference to the object a policy applies to.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTargetRef {
+    /// API group of the target; `""` (the core group) for Services.
+    #[serde(default)]
+    pub group: String,
+    /// Kind of the target; only `Service` is supported.
+    #[serde(default = "service_kind")]
+    pub kind: String,
+    /// Name of the target, in the policy's namespace.
+    pub name: String,
+}
+
+fn service_kind() -> String {
+    "Service".to_owned()
+}
+
+/// Load-balancing settings.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    /// The algorithm; round-robin when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<Algorithm>,
+    /// What the hash-based algorithms (`ip-hash`, `consistent-hash`) hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<HashKey>,
+    /// Ramps traffic to new endpoints up over a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<SlowStart>,
+    /// Zone-aware routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
+    /// Percentage (0-100) of healthy endpoints below which health is ignored and every
+    /// endpoint is used ("panic mode").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_threshold: Option<u32>,
+}
+
+/// A balancing algorithm.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// Each endpoint in turn, in proportion to its weight.
+    WeightedRoundRobin,
+    /// The endpoint with the fewest requests in flight (of two picked at random).
+    LeastRequest,
+    /// A hash of the client IP picks the endpoint.
+    IpHash,
+    /// A consistent-hash ring over the configured `hashKey`.
+    ConsistentHash,
+    /// Power of two choices over a peak-EWMA latency estimate.
+    PeakEwma,
+    /// Uniformly random.
+    Random,
+}
+
+/// What a hash-based algorithm hashes (a discriminated union on `type`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HashKey {
+    /// The source of the key.
+    #[serde(rename = "type")]
+    pub type_: HashKeyType,
+    /// Header, cookie or query parameter name; required unless `type` is `SourceIP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The source of a hash key.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashKeyType {
+    /// The client's IP address.
+    #[serde(rename = "SourceIP")]
+    SourceIp,
+    /// A request header's value.
+    Header,
+    /// A cookie's value.
+    Cookie,
+    /// A query parameter's value.
+    QueryParameter,
+}
+
+/// Slow start: new endpoints get a growing share of traffic over `window`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SlowStart {
+    /// The ramp-up window, as a duration string (`"30s"`).
+    pub window: String,
+}
+
+/// Zone-aware routing settings.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Locality {
+    /// The zone to prefer; the gateway's own zone when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer_zone: Option<String>,
+    /// Percentage (0-100) of healthy endpoints in the preferred zone below which traffic
+    /// fails over to other zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_threshold: Option<u32>,
+}
+
+/// Health checking.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// Probes sent to every endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveHealthCheck>,
+    /// Outlier detection from real traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive: Option<PassiveHealthCheck>,
+}
+
+/// Active health checking: periodic probes.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveHealthCheck {
+    /// The probe's protocol.
+    #[serde(rename = "type")]
+    pub type_: ProbeType,
+    /// HTTP path probed (`/` when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// HTTP method (`GET` when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Host header of HTTP probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Statuses counted healthy (200-399 when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_statuses: Option<Vec<StatusRange>>,
+    /// Time between probes, as a duration string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Time a probe may take, as a duration string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Consecutive successes that make an endpoint healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    /// Consecutive failures that make an endpoint unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Service name sent in gRPC health checks (`grpc.health.v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_service: Option<String>,
+}
+
+/// The protocol of an active probe.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeType {
+    /// An HTTP request; healthy when the status is expected.
+    Http,
+    /// A TCP connect; healthy when it succeeds.
+    Tcp,
+    /// A gRPC `grpc.health.v1.Health/Check`; healthy when `SERVING`.
+    Grpc,
+}
+
+/// An inclusive range of HTTP statuses.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusRange {
+    /// First status of the range.
+    pub start: u16,
+    /// Last status of the range; `start` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<u16>,
+}
+
+/// Passive health checking (outlier detection).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PassiveHealthCheck {
+    /// Consecutive 5xx responses that eject an endpoint.
+    #[serde(
+        default,
+        rename = "consecutive5xx",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub consecutive_5xx: Option<u32>,
+    /// Consecutive gateway errors (502, 503, 504, connect failures) that eject an endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway_errors: Option<u32>,
+    /// How long a first ejection lasts (multiplied by the number of ejections), as a
+    /// duration string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_ejection_time: Option<String>,
+    /// Upper bound (0-100) on the share of endpoints ejected at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ejection_percent: Option<u32>,
+}
+
+// === impl BackendPolicySpec ===
+
+impl BackendPolicySpec {
+    /// Checks what the schema cannot: duration strings, percentages, hash keys, status
+    /// ranges. Field paths use the manifest's spelling (`spec.loadBalancer...`).
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, each with its field path.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut dur = |field: &str, value: Option<&str>| {
+            if let Some(v) = value
+                && let Err(e) = duration::parse(v)
+            {
+                errors.push(ConfigError::new(field, e.to_string()));
+            }
+        };
+        if let Some(lb) = &self.load_balancer {
+            dur(
+                "spec.loadBalancer.slowStart.window",
+                lb.slow_start.as_ref().map(|s| s.window.as_str()),
+            );
+        }
+        if let Some(active) = self.health_check.as_ref().and_then(|h| h.active.as_ref()) {
+            dur(
+                "spec.healthCheck.active.interval",
+                active.interval.as_deref(),
+            );
+            dur("spec.healthCheck.active.timeout", active.timeout.as_deref());
+        }
+        if let Some(passive) = self.health_check.as_ref().and_then(|h| h.passive.as_ref()) {
+            dur(
+                "spec.healthCheck.passive.baseEjectionTime",
+                passive.base_ejection_time.as_deref(),
+            );
+        }
+        let mut percent = |field: &str, value: Option<u32>| {
+            if let Some(v) = value
+                && v > 100
+            {
+                errors.push(ConfigError::new(
+                    field,
+                    format!("{v} is not a percentage (0-100)"),
+                ));
+            }
+        };
+        if let Some(lb) = &self.load_balancer {
+            percent("spec.loadBalancer.panicThreshold", lb.panic_threshold);
+            percent(
+                "spec.loadBalancer.locality.failoverThreshold",
+                lb.locality.as_ref().and_then(|l| l.failover_threshold),
+            );
+        }
+        percent(
+            "spec.healthCheck.passive.maxEjectionPercent",
+            self.health_check
+                .as_ref()
+                .and_then(|h| h.passive.as_ref())
+                .and_then(|p| p.max_ejection_percent),
+        );
+        if let Some(key) = self
+            .load_balancer
+            .as_ref()
+            .and_then(|lb| lb.hash_key.as_ref())
+        {
+            match (key.type_, &key.name) {
+                (HashKeyType::SourceIp, Some(_)) => errors.push(ConfigError::new(
+                    "spec.loadBalancer.hashKey.name",
+                    "must be omitted when type is SourceIP",
+                )),
+                (HashKeyType::SourceIp, None) => {}
+                (_, Some(n)) if !n.is_empty() => {}
+                (t, _) => errors.push(ConfigError::new(
+                    "spec.loadBalancer.hashKey.name",
+                    format!("is required when type is {t:?}"),
+                )),
+            }
+        }
+        if let Some(ranges) = self
+            .health_check
+            .as_ref()
+            .and_then(|h| h.active.as_ref())
+            .and_then(|a| a.expected_statuses.as_ref())
+        {
+            for (i, r) in ranges.iter().enumerate() {
+                let end = r.end.unwrap_or(r.start);
+                if !(100..=599).contains(&r.start) || !(100..=599).contains(&end) || end < r.start {
+                    errors.push(ConfigError::new(
+                        format!("spec.healthCheck.active.expectedStatuses[{i}]"),
+                        format!(
+                            "{}-{end} is not a range of HTTP statuses (100-599)",
+                            r.start
+                        ),
+                    ));
+                }
+            }
+        }
+        for (i, t) in self.target_refs.iter().enumerate() {
+            if !t.group.is_empty() || t.kind != "Service" {
+                errors.push(ConfigError::new(
+                    format!("spec.targetRefs[{i}]"),
+                    format!(
+                        "only core Services can be targeted, not {}/{}",
+                        t.group, t.kind
+                    ),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+// === typed accessors for duration strings ===
+
+impl SlowStart {
+    /// The window as a [`Duration`].
+    ///
+    /// # Errors
+    ///
+    /// When the string is not a Gateway API duration.
+    pub fn window(&self) -> Result<Duration, duration::DurationError> {
+        duration::parse(&self.window)
+    }
+}
+
+impl ActiveHealthCheck {
+    /// The probe interval, if set.
+    ///
+    /// # Errors
+    ///
+    /// When the string is not a Gateway API duration.
+    pub fn interval(&self) -> Result<Option<Duration>, duration::DurationError> {
+        self.interval.as_deref().map(duration::parse).transpose()
+    }
+
+    /// The probe timeout, if set.
+    ///
+    /// # Errors
+    ///
+    /// When the string is not a Gateway API duration.
+    pub fn timeout(&self) -> Result<Option<Duration>, duration::DurationError> {
+        self.timeout.as_deref().map(duration::parse).transpose()
+    }
+}
+
+impl PassiveHealthCheck {
+    /// The base ejection time, if set.
+    ///
+    /// # Errors
+    ///
+    /// When the string is not a Gateway API duration.
+    pub fn base_ejection_time(&self) -> Result<Option<Duration>, duration::DurationError> {
+        self.base_ejection_time
+            .as_deref()
+            .map(duration::parse)
+            .transpose()
+    }
+}
+
+/// The `BackendPolicy` CustomResourceDefinition as YAML, exactly as committed in
+/// `deploy/crds/gatekit.io_backendpolicies.yaml`.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = BackendPolicy::crd();
+    let body = serde_norway::to_string(&crd).unwrap_or_else(|e| format!("# error: {e}\n"));
+    format!(
+        "# Generated from gatekit_k8s::types::policy::BackendPolicySpec; do not edit.\n\
+         # Regenerate: GATEKIT_BLESS=1 cargo test -p gatekit-k8s --test crd\n{body}"
+    )
+}
