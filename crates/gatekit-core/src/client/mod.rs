@@ -38,8 +38,9 @@
 //!   bytes both ways between the client's and the upstream's upgraded connections.
 //!
 //! The per-request cost is one boxed response future (hyper's `send_request` future
-//! cannot be named), one `Arc` increment for the body wrapper, and for HTTP/1 the boxed
-//! body wrapper.
+//! cannot be named; rare paths such as connecting and upgrades are boxed separately so
+//! they do not inflate it) and, for HTTP/1, one `Arc` increment for the body wrapper,
+//! which [`Body`] carries without boxing.
 //!
 //! # Request form
 //!
@@ -82,6 +83,7 @@ mod transport;
 mod upgrade;
 
 pub use self::transport::{Protocol, TlsSettings, Transport};
+pub(crate) use self::pool::PooledBody;
 pub(crate) use self::upgrade::is_upgrade as is_upgrade_request;
 
 use self::pool::{EndpointPool, Settings};

@@ -217,7 +217,7 @@ impl EndpointPool {
     /// Sends one request over a pooled or new connection.
     pub(crate) async fn send(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, Error> {
         if self.transport().protocol() != Protocol::Http2 && super::upgrade::is_upgrade(&req) {
-            return super::upgrade::send(self, req).await;
+            return Box::pin(super::upgrade::send(self, req)).await;
         }
         // Relaxed: a hint; a stale read only sends one more request the HTTP/1 way,
         // whose connect then finds h2.
@@ -243,6 +243,14 @@ impl EndpointPool {
                 },
             }
         }
+        // The rare path is boxed so its connect state does not bloat every request's
+        // future (the response future is boxed once per request and sized by its
+        // largest state).
+        Box::pin(self.send_h1_fresh(req)).await
+    }
+
+    /// Sends on a new connection (nothing pooled, or the pooled one was dead).
+    async fn send_h1_fresh(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, Error> {
         match self.connector.connect(false).await? {
             Conn::H1(mut tx) => match tx.try_send_request(req).await {
                 Ok(rsp) => Ok(self.finish_h1(rsp, tx)),
@@ -297,7 +305,7 @@ impl EndpointPool {
             return rsp.map(Body::from);
         }
         rsp.map(|body| {
-            Body::new(PooledBody {
+            Body::from(PooledBody {
                 inner: body,
                 conn: Some((tx, self)),
             })
@@ -552,7 +560,7 @@ fn to_absolute_form(req: &mut Request<Body>, tls: bool, addr: SocketAddr) -> Res
 /// An HTTP/1.1 response body that returns its connection to the pool when it reaches
 /// end of stream. On an error, or when dropped before the end, the connection is closed
 /// (its state is unknown or it still has response bytes in flight).
-struct PooledBody {
+pub(crate) struct PooledBody {
     inner: Incoming,
     conn: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
 }
