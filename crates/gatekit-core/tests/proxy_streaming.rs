@@ -48,7 +48,7 @@ where
         if let Ok(data) = frame.unwrap().into_data() {
             total += data.len() as u64;
             frames += 1;
-            if frames % 256 == 0 {
+            if frames.is_multiple_of(256) {
                 PEAK_RSS.fetch_max(rss_bytes(), Ordering::Relaxed);
             }
         }
@@ -58,17 +58,20 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gibibyte_streams_both_ways_in_bounded_memory() {
-    let upstream = backend(Mode::Http1, |req: Request<hyper::body::Incoming>| async move {
-        if req.uri().path() == "/download" {
-            return Response::builder()
-                .header("content-length", TOTAL.to_string())
-                .body(generated_body())
-                .unwrap();
-        }
-        // Upload: count what arrives, answer with the count.
-        let received = count(req.into_body()).await;
-        Response::new(Body::from(received.to_string()))
-    })
+    let upstream = backend(
+        Mode::Http1,
+        |req: Request<hyper::body::Incoming>| async move {
+            if req.uri().path() == "/download" {
+                return Response::builder()
+                    .header("content-length", TOTAL.to_string())
+                    .body(generated_body())
+                    .unwrap();
+            }
+            // Upload: count what arrives, answer with the count.
+            let received = count(req.into_body()).await;
+            Response::new(Body::from(received.to_string()))
+        },
+    )
     .await;
     let client = Client::default();
     let gw = gateway(Backend::single(&client, upstream.addr)).await;

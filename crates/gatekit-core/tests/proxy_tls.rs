@@ -6,7 +6,7 @@ mod support;
 
 use std::net::SocketAddr;
 
-use gatekit_core::client::{Client, Protocol, TlsSettings, Transport};
+use gatekit_core::client::{Client, ClientConfig, Protocol, TlsSettings, Transport};
 use gatekit_core::{Backend, Body};
 use http::{Request, Response};
 use support::{Mode, TestPki, body_bytes, gateway, h1_client, pki, tls_server_config, within};
@@ -159,4 +159,35 @@ fn invalid_tls_settings_are_config_errors() {
         .server_name("bad name!")
         .unwrap_err();
     assert_eq!(err.field(), "hostname");
+}
+
+#[tokio::test]
+async fn a_silent_tls_handshake_hits_the_connect_timeout() {
+    // Accepts TCP connections and never answers the ClientHello.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let connect_timeout = std::time::Duration::from_millis(150);
+    let client = Client::new(ClientConfig::default().connect_timeout(connect_timeout));
+    let pki = pki("backend.test");
+    let tls = TlsSettings::from_ca_pem(pki.ca_pem.as_bytes())
+        .unwrap()
+        .server_name("backend.test")
+        .unwrap();
+    let ep = client.endpoint(addr, Transport::http1().with_tls(tls));
+
+    let started = tokio::time::Instant::now();
+    let err = within(ep.send(Request::get("/").body(Body::empty()).unwrap()))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() >= connect_timeout);
+    let err = gatekit_core::Error::find(&*err).unwrap();
+    assert_eq!(err.kind(), gatekit_core::ErrorKind::Connect);
+    assert!(err.is_retry_safe());
+    assert_eq!(gatekit_core::error_response(err).status(), 503);
 }

@@ -82,8 +82,8 @@ mod pool;
 mod transport;
 mod upgrade;
 
-pub use self::transport::{Protocol, TlsSettings, Transport};
 pub(crate) use self::pool::PooledBody;
+pub use self::transport::{Protocol, TlsSettings, Transport};
 pub(crate) use self::upgrade::is_upgrade as is_upgrade_request;
 
 use self::pool::{EndpointPool, Settings};
@@ -127,9 +127,9 @@ impl ClientConfig {
     }
 
     /// How long an HTTP/1.1 connection may stay idle in the pool before it is closed
-    /// (default 90 s, a little below common upstream keep-alive timeouts would be
-    /// better, but 90 s matches Go's and Envoy-style defaults; lower it when upstreams
-    /// close idle connections sooner).
+    /// (default 90 s, as Go's `http.Transport` and hyper-util's pool). Keep it below the
+    /// upstreams' own keep-alive timeout, so the gateway closes idle connections before
+    /// an upstream does and requests rarely meet a connection closing under them.
     #[must_use]
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pool_idle_timeout = timeout;
