@@ -18,10 +18,13 @@
 //!
 //! - **HTTP/1.1**: a per-endpoint LIFO stack of idle `SendRequest`s behind a
 //!   `parking_lot` mutex held only for a `push`/`pop`. A request pops the most recently
-//!   used connection (warm, least likely to have been closed by the upstream), skips
-//!   closed ones, and sends with `try_send_request`. The connection returns to the stack
-//!   when its response body reaches end of stream (the body is wrapped to do that) and
-//!   only if it is still open; a body dropped early or failed closes the connection. If
+//!   used connection (warm, least likely to have been closed by the upstream), drops
+//!   ones that are no longer ready (closing), and sends with `try_send_request`; the
+//!   checkout never waits. The connection returns to the stack when its response body
+//!   reaches end of stream (the body is wrapped to do that) and only if it is open and
+//!   ready for the next request (in the rare case hyper's connection task has not gone
+//!   idle yet, a small task waits for it off the request path); a body dropped early or
+//!   failed closes the connection. If
 //!   a pooled connection turns out dead *before* the request was written, hyper hands
 //!   the request back and it is sent once more on a fresh connection: nothing reached
 //!   the upstream, so this is safe for any method.

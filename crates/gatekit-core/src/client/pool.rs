@@ -232,7 +232,7 @@ impl EndpointPool {
 
     async fn send_h1(self: Arc<Self>, mut req: Request<Body>) -> Result<Response<Body>, Error> {
         to_origin_form(&mut req, self.addr());
-        if let Some(mut tx) = self.checkout().await {
+        if let Some(mut tx) = self.checkout() {
             match tx.try_send_request(req).await {
                 Ok(rsp) => return Ok(self.finish_h1(rsp, tx)),
                 Err(mut err) => match err.take_message() {
@@ -271,9 +271,10 @@ impl EndpointPool {
         }
     }
 
-    /// Pops the most recently returned live connection, dropping expired and closed
-    /// ones on the way.
-    async fn checkout(&self) -> Option<http1::SendRequest<Body>> {
+    /// Pops the most recently returned connection that is ready for a request, dropping
+    /// expired and closed ones on the way. Never waits: only ready connections are put
+    /// on the stack, so one that is not ready any more is closing.
+    fn checkout(&self) -> Option<http1::SendRequest<Body>> {
         let timeout = self.config().pool_idle_timeout;
         loop {
             let idle = self.h1.lock().stack.pop()?;
@@ -283,12 +284,8 @@ impl EndpointPool {
                 drop(expired);
                 return None;
             }
-            let mut tx = idle.tx;
-            if tx.is_closed() {
-                continue;
-            }
-            if tx.ready().await.is_ok() {
-                return Some(tx);
+            if idle.tx.is_ready() {
+                return Some(idle.tx);
             }
         }
     }
@@ -313,8 +310,21 @@ impl EndpointPool {
     }
 
     /// Returns a connection to the idle stack, if it is open and the stack has room.
-    fn put(self: &Arc<Self>, tx: http1::SendRequest<Body>) {
+    fn put(self: &Arc<Self>, mut tx: http1::SendRequest<Body>) {
         if tx.is_closed() {
+            return;
+        }
+        if !tx.is_ready() {
+            // Rare (the response ended before the connection task went idle, or the
+            // request body is still being sent): wait off the request path.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let pool = self.clone();
+                runtime.spawn(async move {
+                    if tx.ready().await.is_ok() && tx.is_ready() {
+                        pool.put(tx);
+                    }
+                });
+            }
             return;
         }
         let max = self.config().pool_max_idle_per_endpoint;
