@@ -27,6 +27,8 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Incoming(hyper::body::Incoming),
+    /// An upstream HTTP/1.1 response body that returns its connection to the pool.
+    Pooled(crate::client::PooledBody),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -75,6 +77,14 @@ impl Body {
     }
 }
 
+impl From<crate::client::PooledBody> for Body {
+    fn from(body: crate::client::PooledBody) -> Self {
+        Self {
+            kind: Kind::Pooled(body),
+        }
+    }
+}
+
 impl Default for Body {
     fn default() -> Self {
         Self::empty()
@@ -112,7 +122,7 @@ impl fmt::Debug for Body {
         let kind = match &self.kind {
             Kind::Empty => "Empty",
             Kind::Full(_) => "Full",
-            Kind::Incoming(_) => "Incoming",
+            Kind::Incoming(_) | Kind::Pooled(_) => "Incoming",
             Kind::Boxed(_) => "Boxed",
         };
         f.debug_tuple("Body").field(&kind).finish()
@@ -131,6 +141,7 @@ impl http_body::Body for Body {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Kind::Pooled(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
     }
@@ -140,6 +151,7 @@ impl http_body::Body for Body {
             Kind::Empty => true,
             Kind::Full(data) => data.is_none(),
             Kind::Incoming(body) => body.is_end_stream(),
+            Kind::Pooled(body) => body.is_end_stream(),
             Kind::Boxed(body) => body.is_end_stream(),
         }
     }
@@ -149,6 +161,7 @@ impl http_body::Body for Body {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Incoming(body) => body.size_hint(),
+            Kind::Pooled(body) => body.size_hint(),
             Kind::Boxed(body) => body.size_hint(),
         }
     }

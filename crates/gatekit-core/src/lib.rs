@@ -40,10 +40,12 @@
 
 mod backend;
 mod body;
+pub mod client;
 mod connection;
 mod endpoint;
 mod error;
 pub mod filter;
+pub mod proxy;
 pub mod route;
 pub mod server;
 

@@ -1,0 +1,620 @@
+//! One endpoint's connections: connecting, the HTTP/1.1 idle stack, the shared HTTP/2
+//! connection, and the body wrapper that returns HTTP/1.1 connections to the stack.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, ready};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::transport::Protocol;
+use super::{ClientConfig, Transport};
+use crate::{Body, Error, ErrorKind};
+
+/// What every pool of a client shares: the configuration and prebuilt hyper builders.
+pub(crate) struct Settings {
+    pub(crate) config: ClientConfig,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl Settings {
+    pub(crate) fn new(config: ClientConfig) -> Self {
+        let h1 = http1::Builder::new();
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .initial_stream_window_size(config.http2_initial_stream_window_size)
+            .initial_connection_window_size(config.http2_initial_connection_window_size)
+            .keep_alive_interval(config.http2_keep_alive_interval)
+            .keep_alive_timeout(config.http2_keep_alive_timeout);
+        Self { config, h1, h2 }
+    }
+}
+
+/// A freshly opened connection, HTTP/1.1 or HTTP/2 (as ALPN decided for `Auto`).
+pub(crate) enum Conn {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+/// Opens connections to one address. Kept apart from the pool so an HTTP/2 connect
+/// future shared by waiters holds no reference to the pool.
+struct Connector {
+    addr: SocketAddr,
+    transport: Transport,
+    settings: Arc<Settings>,
+}
+
+impl Connector {
+    /// TCP connect (with TCP_NODELAY), TLS handshake when configured, then the HTTP
+    /// handshake. `upgrades` spawns an HTTP/1.1 connection that supports upgrades.
+    async fn connect(&self, upgrades: bool) -> Result<Conn, Error> {
+        let timeout = self.settings.config.connect_timeout;
+        match tokio::time::timeout(timeout, self.connect_inner(upgrades)).await {
+            Ok(conn) => conn,
+            Err(elapsed) => Err(Error::with_source(ErrorKind::Connect, elapsed)),
+        }
+    }
+
+    async fn connect_inner(&self, upgrades: bool) -> Result<Conn, Error> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| Error::with_source(ErrorKind::Connect, e))?;
+        // Not fatal: the connection works without it, only with more latency.
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = self.transport.tls() else {
+            return match self.transport.protocol() {
+                Protocol::Http2 => self.handshake_h2(tcp).await,
+                Protocol::Http1 | Protocol::Auto => self.handshake_h1(tcp, upgrades).await,
+            };
+        };
+        let name = match &tls.server_name {
+            Some(name) => name.clone(),
+            None => self.addr.ip().into(),
+        };
+        let stream = tls
+            .connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Error::with_source(ErrorKind::Connect, e))?;
+        let h2 = match self.transport.protocol() {
+            Protocol::Http2 => true,
+            Protocol::Http1 => false,
+            Protocol::Auto => stream.get_ref().1.alpn_protocol() == Some(b"h2"),
+        };
+        if h2 {
+            self.handshake_h2(stream).await
+        } else {
+            self.handshake_h1(stream, upgrades).await
+        }
+    }
+
+    async fn handshake_h1<I>(&self, io: I, upgrades: bool) -> Result<Conn, Error>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, conn) = self
+            .settings
+            .h1
+            .handshake::<_, Body>(TokioIo::new(io))
+            .await
+            .map_err(|e| Error::with_source(ErrorKind::Connect, e))?;
+        if upgrades {
+            tokio::spawn(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(error = %e, "upstream connection ended with an error");
+                }
+            });
+        } else {
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream connection ended with an error");
+                }
+            });
+        }
+        Ok(Conn::H1(tx))
+    }
+
+    async fn handshake_h2<I>(&self, io: I) -> Result<Conn, Error>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, conn) = self
+            .settings
+            .h2
+            .handshake::<_, Body>(TokioIo::new(io))
+            .await
+            .map_err(|e| Error::with_source(ErrorKind::Connect, e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream h2 connection ended with an error");
+            }
+        });
+        Ok(Conn::H2(tx))
+    }
+}
+
+type SharedConnect = Shared<BoxFuture<'static, Result<http2::SendRequest<Body>, Arc<Error>>>>;
+
+enum H2Slot {
+    Empty,
+    Connecting(SharedConnect),
+    Ready(http2::SendRequest<Body>),
+}
+
+struct Idle {
+    tx: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+struct H1Idle {
+    /// Ordered by `since`: pushed on return, popped from the top (LIFO), so the oldest
+    /// entries are at the bottom, where the reaper removes them.
+    stack: Vec<Idle>,
+    reaper_running: bool,
+}
+
+/// The pool of one (address, transport).
+pub(crate) struct EndpointPool {
+    connector: Arc<Connector>,
+    h1: parking_lot::Mutex<H1Idle>,
+    h2: parking_lot::Mutex<H2Slot>,
+    /// `Auto` over TLS: set once an upstream connection negotiated h2, after which
+    /// requests go the HTTP/2 way.
+    prefers_h2: AtomicBool,
+}
+
+impl EndpointPool {
+    pub(crate) fn new(addr: SocketAddr, transport: Transport, settings: Arc<Settings>) -> Self {
+        let prefers_h2 = transport.protocol() == Protocol::Http2;
+        Self {
+            connector: Arc::new(Connector {
+                addr,
+                transport,
+                settings,
+            }),
+            h1: parking_lot::Mutex::new(H1Idle {
+                stack: Vec::new(),
+                reaper_running: false,
+            }),
+            h2: parking_lot::Mutex::new(H2Slot::Empty),
+            prefers_h2: AtomicBool::new(prefers_h2),
+        }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.connector.addr
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.connector.transport
+    }
+
+    pub(crate) fn idle_count(&self) -> usize {
+        self.h1.lock().stack.len()
+    }
+
+    fn config(&self) -> &ClientConfig {
+        &self.connector.settings.config
+    }
+
+    pub(crate) fn connect_upgradable(&self) -> impl Future<Output = Result<Conn, Error>> + '_ {
+        self.connector.connect(true)
+    }
+
+    /// Sends one request over a pooled or new connection.
+    pub(crate) async fn send(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, Error> {
+        if self.transport().protocol() != Protocol::Http2 && super::upgrade::is_upgrade(&req) {
+            return Box::pin(super::upgrade::send(self, req)).await;
+        }
+        // Relaxed: a hint; a stale read only sends one more request the HTTP/1 way,
+        // whose connect then finds h2.
+        if self.prefers_h2.load(Ordering::Relaxed) {
+            self.send_h2(req).await
+        } else {
+            self.send_h1(req).await
+        }
+    }
+
+    // --- HTTP/1.1 ---
+
+    async fn send_h1(self: Arc<Self>, mut req: Request<Body>) -> Result<Response<Body>, Error> {
+        to_origin_form(&mut req, self.addr());
+        if let Some(mut tx) = self.checkout() {
+            match tx.try_send_request(req).await {
+                Ok(rsp) => return Ok(self.finish_h1(rsp, tx)),
+                Err(mut err) => match err.take_message() {
+                    // The pooled connection died before the request was written:
+                    // nothing was sent, so sending it once more is safe.
+                    Some(unsent) => req = unsent,
+                    None => return Err(send_error(err.into_error(), false)),
+                },
+            }
+        }
+        // The rare path is boxed so its connect state does not bloat every request's
+        // future (the response future is boxed once per request and sized by its
+        // largest state).
+        Box::pin(self.send_h1_fresh(req)).await
+    }
+
+    /// Sends on a new connection (nothing pooled, or the pooled one was dead).
+    async fn send_h1_fresh(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, Error> {
+        match self.connector.connect(false).await? {
+            Conn::H1(mut tx) => match tx.try_send_request(req).await {
+                Ok(rsp) => Ok(self.finish_h1(rsp, tx)),
+                Err(err) => {
+                    let unsent = err.message().is_some();
+                    Err(send_error(err.into_error(), unsent))
+                }
+            },
+            Conn::H2(tx) => {
+                // `Auto` over TLS and the upstream chose h2: keep this connection as
+                // the endpoint's shared one and go the HTTP/2 way from now on.
+                self.prefers_h2.store(true, Ordering::Relaxed);
+                *self.h2.lock() = H2Slot::Ready(tx.clone());
+                send_on_h2(tx, req, self.transport().is_tls(), self.addr())
+                    .await
+                    .map_err(|(e, _)| e)
+            }
+        }
+    }
+
+    /// Pops the most recently returned connection that is ready for a request, dropping
+    /// expired and closed ones on the way. Never waits: only ready connections are put
+    /// on the stack, so one that is not ready any more is closing.
+    fn checkout(&self) -> Option<http1::SendRequest<Body>> {
+        let timeout = self.config().pool_idle_timeout;
+        loop {
+            let idle = self.h1.lock().stack.pop()?;
+            if idle.since.elapsed() >= timeout {
+                // The stack is ordered by age: everything below is older still.
+                let expired = std::mem::take(&mut self.h1.lock().stack);
+                drop(expired);
+                return None;
+            }
+            if idle.tx.is_ready() {
+                return Some(idle.tx);
+            }
+        }
+    }
+
+    /// Wraps the response body so the connection returns to the pool at end of stream.
+    fn finish_h1(
+        self: Arc<Self>,
+        rsp: Response<Incoming>,
+        tx: http1::SendRequest<Body>,
+    ) -> Response<Body> {
+        if http_body::Body::is_end_stream(rsp.body()) {
+            // Nothing more to read: hyper is done with this response already.
+            self.put(tx);
+            return rsp.map(Body::from);
+        }
+        rsp.map(|body| {
+            Body::from(PooledBody {
+                inner: body,
+                conn: Some((tx, self)),
+            })
+        })
+    }
+
+    /// Returns a connection to the idle stack, if it is open and the stack has room.
+    fn put(self: &Arc<Self>, mut tx: http1::SendRequest<Body>) {
+        if tx.is_closed() {
+            return;
+        }
+        if !tx.is_ready() {
+            // Rare (the response ended before the connection task went idle, or the
+            // request body is still being sent): wait off the request path.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let pool = self.clone();
+                runtime.spawn(async move {
+                    if tx.ready().await.is_ok() && tx.is_ready() {
+                        pool.put(tx);
+                    }
+                });
+            }
+            return;
+        }
+        let max = self.config().pool_max_idle_per_endpoint;
+        let since = Instant::now();
+        let mut idle = self.h1.lock();
+        if idle.stack.len() >= max {
+            drop(idle);
+            drop(tx);
+            return;
+        }
+        idle.stack.push(Idle { tx, since });
+        if !idle.reaper_running {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                // No runtime to run the reaper on: do not keep the connection.
+                let _ = idle.stack.pop();
+                return;
+            };
+            idle.reaper_running = true;
+            drop(idle);
+            runtime.spawn(reap(Arc::downgrade(self)));
+        }
+    }
+
+    // --- HTTP/2 ---
+
+    async fn send_h2(self: Arc<Self>, mut req: Request<Body>) -> Result<Response<Body>, Error> {
+        let tls = self.transport().is_tls();
+        for attempt in 0..2 {
+            let tx = self.h2_sender().await?;
+            match send_on_h2(tx, req, tls, self.addr()).await {
+                Ok(rsp) => return Ok(rsp),
+                // The shared connection was closing and handed the request back: try
+                // once more on a new connection.
+                Err((err, Some(unsent))) if attempt == 0 => {
+                    drop(err);
+                    self.clear_h2_if_closed();
+                    req = unsent;
+                }
+                Err((err, _)) => return Err(err),
+            }
+        }
+        Err(Error::new(ErrorKind::UpstreamProtocol))
+    }
+
+    fn clear_h2_if_closed(&self) {
+        let mut slot = self.h2.lock();
+        if let H2Slot::Ready(tx) = &*slot
+            && tx.is_closed()
+        {
+            *slot = H2Slot::Empty;
+        }
+    }
+
+    /// The endpoint's shared HTTP/2 connection, connecting if there is none; concurrent
+    /// callers share one connect attempt.
+    async fn h2_sender(&self) -> Result<http2::SendRequest<Body>, Error> {
+        let connect = {
+            let mut slot = self.h2.lock();
+            match &*slot {
+                H2Slot::Ready(tx) if !tx.is_closed() => return Ok(tx.clone()),
+                H2Slot::Connecting(connect) => connect.clone(),
+                H2Slot::Ready(_) | H2Slot::Empty => {
+                    let connector = self.connector.clone();
+                    let connect = async move {
+                        match connector.connect(false).await {
+                            Ok(Conn::H2(tx)) => Ok(tx),
+                            Ok(Conn::H1(_)) => Err(Arc::new(Error::with_source(
+                                ErrorKind::Connect,
+                                "the upstream did not negotiate h2",
+                            ))),
+                            Err(e) => Err(Arc::new(e)),
+                        }
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = H2Slot::Connecting(connect.clone());
+                    connect
+                }
+            }
+        };
+        let result = connect.clone().await;
+        let mut slot = self.h2.lock();
+        if let H2Slot::Connecting(current) = &*slot
+            && current.ptr_eq(&connect)
+        {
+            *slot = match &result {
+                Ok(tx) => H2Slot::Ready(tx.clone()),
+                Err(_) => H2Slot::Empty,
+            };
+        }
+        drop(slot);
+        result.map_err(|e| Error::with_source(e.kind(), e).retry_safe(true))
+    }
+}
+
+impl fmt::Debug for EndpointPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointPool")
+            .field("addr", &self.addr())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Closes HTTP/1.1 connections idle longer than the idle timeout. Runs while the stack
+/// is not empty; holds only a weak reference, so a dropped pool ends it.
+async fn reap(pool: Weak<EndpointPool>) {
+    loop {
+        let deadline = {
+            let Some(pool) = pool.upgrade() else { return };
+            let timeout = pool.config().pool_idle_timeout;
+            let mut idle = pool.h1.lock();
+            match idle.stack.first() {
+                Some(oldest) => oldest.since + timeout,
+                None => {
+                    idle.reaper_running = false;
+                    return;
+                }
+            }
+        };
+        tokio::time::sleep_until(deadline).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let timeout = pool.config().pool_idle_timeout;
+        let now = Instant::now();
+        let expired: Vec<Idle> = {
+            let mut idle = pool.h1.lock();
+            let n = idle
+                .stack
+                .partition_point(|i| now.saturating_duration_since(i.since) >= timeout);
+            idle.stack.drain(..n).collect()
+        };
+        // Dropping the senders closes the idle connections, outside the lock.
+        drop(expired);
+    }
+}
+
+/// Sends on an HTTP/2 connection. On failure, hands the request back if it was not sent.
+async fn send_on_h2(
+    mut tx: http2::SendRequest<Body>,
+    mut req: Request<Body>,
+    tls: bool,
+    addr: SocketAddr,
+) -> Result<Response<Body>, (Error, Option<Request<Body>>)> {
+    to_absolute_form(&mut req, tls, addr).map_err(|e| (e, None))?;
+    match tx.try_send_request(req).await {
+        Ok(rsp) => Ok(rsp.map(Body::from)),
+        Err(mut err) => {
+            let unsent = err.take_message();
+            let error = send_error(err.into_error(), unsent.is_some());
+            Err((error, unsent))
+        }
+    }
+}
+
+/// Classifies an error from sending a request: a protocol error (502), retry-safe when
+/// the request was not sent or the h2 stream was refused before processing.
+fn send_error(err: hyper::Error, unsent: bool) -> Error {
+    let refused = is_refused_stream(&err);
+    let kind = if err.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::UpstreamProtocol
+    };
+    Error::with_source(kind, err).retry_safe(unsent || refused)
+}
+
+fn is_refused_stream(err: &hyper::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        cur = e.source();
+    }
+    false
+}
+
+// --- request forms ---
+
+/// HTTP/1.1 upstream: origin-form target and a `Host` header.
+pub(crate) fn to_origin_form(req: &mut Request<Body>, addr: SocketAddr) {
+    *req.version_mut() = Version::HTTP_11;
+    let uri = req.uri();
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        if !req.headers().contains_key(header::HOST) {
+            insert_host_from_addr(req, addr);
+        }
+        return;
+    }
+    if !req.headers().contains_key(header::HOST) {
+        let host = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(strip_userinfo(a.as_str())).ok());
+        match host {
+            Some(host) => {
+                req.headers_mut().insert(header::HOST, host);
+            }
+            None => insert_host_from_addr(req, addr),
+        }
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(path);
+}
+
+fn insert_host_from_addr(req: &mut Request<Body>, addr: SocketAddr) {
+    if let Ok(host) = HeaderValue::try_from(addr.to_string()) {
+        req.headers_mut().insert(header::HOST, host);
+    }
+}
+
+fn strip_userinfo(authority: &str) -> &str {
+    authority.rsplit('@').next().unwrap_or(authority)
+}
+
+/// HTTP/2 upstream: absolute URI with the `Host` as authority, no `Host` header.
+fn to_absolute_form(req: &mut Request<Body>, tls: bool, addr: SocketAddr) -> Result<(), Error> {
+    *req.version_mut() = Version::HTTP_2;
+    let authority = match req.headers_mut().remove(header::HOST) {
+        Some(host) => Authority::try_from(host.as_bytes())
+            .map_err(|e| Error::with_source(ErrorKind::BadRequest, e))?,
+        None => match req.uri().authority() {
+            Some(authority) => authority.clone(),
+            None => Authority::try_from(addr.to_string())
+                .map_err(|e| Error::with_source(ErrorKind::BadRequest, e))?,
+        },
+    };
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() =
+        Uri::from_parts(parts).map_err(|e| Error::with_source(ErrorKind::BadRequest, e))?;
+    Ok(())
+}
+
+// --- the pooled response body ---
+
+/// An HTTP/1.1 response body that returns its connection to the pool when it reaches
+/// end of stream. On an error, or when dropped before the end, the connection is closed
+/// (its state is unknown or it still has response bytes in flight).
+pub(crate) struct PooledBody {
+    inner: Incoming,
+    conn: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some((tx, pool)) = self.conn.take() {
+            pool.put(tx);
+        }
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if this.inner.is_end_stream() {
+                    this.release();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                this.conn = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            None => {
+                this.release();
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,83 @@
+//! HTTP/1.1 upgrades (WebSocket and the like) through the proxy.
+//!
+//! The request goes to the upstream on a fresh, unpooled HTTP/1.1 connection that
+//! supports upgrades. When the upstream answers `101 Switching Protocols`, a task awaits
+//! both sides' upgraded connections (the client's from the request, the upstream's from
+//! the response) and copies bytes both ways until either side closes. The 101 response
+//! itself goes back to the client, whose server then completes its side of the upgrade.
+//! Any other answer is returned as a normal response.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+
+use super::pool::{Conn, EndpointPool, to_origin_form};
+use crate::{Body, Error, ErrorKind};
+
+/// Whether the request asks for a protocol upgrade: `Connection` names `upgrade` and an
+/// `Upgrade` header is present.
+pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"upgrade"))
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+pub(super) async fn send(
+    pool: Arc<EndpointPool>,
+    mut req: Request<Body>,
+) -> Result<Response<Body>, Error> {
+    let downstream = hyper::upgrade::on(&mut req);
+    to_origin_form(&mut req, pool.addr());
+    let mut tx = match pool.connect_upgradable().await? {
+        Conn::H1(tx) => tx,
+        Conn::H2(_) => {
+            return Err(Error::with_source(
+                ErrorKind::UpstreamProtocol,
+                "the upstream negotiated h2 for an HTTP/1.1 upgrade request",
+            ));
+        }
+    };
+    let mut rsp = match tx.try_send_request(req).await {
+        Ok(rsp) => rsp,
+        Err(err) => {
+            let unsent = err.message().is_some();
+            return Err(
+                Error::with_source(ErrorKind::UpstreamProtocol, err.into_error())
+                    .retry_safe(unsent),
+            );
+        }
+    };
+    if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream = hyper::upgrade::on(&mut rsp);
+        tokio::spawn(async move {
+            let (downstream, upstream) = tokio::join!(downstream, upstream);
+            match (downstream, upstream) {
+                (Ok(down), Ok(up)) => {
+                    let mut down = TokioIo::new(down);
+                    let mut up = TokioIo::new(up);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+                        tracing::debug!(error = %e, "upgraded connection ended with an error");
+                    }
+                }
+                (down, up) => {
+                    tracing::debug!(
+                        downstream_ok = down.is_ok(),
+                        upstream_ok = up.is_ok(),
+                        "upgrade failed"
+                    );
+                }
+            }
+        });
+    }
+    Ok(rsp.map(Body::from))
+}
