@@ -18,7 +18,7 @@
 //!
 //! # A minimal composition
 //!
-//! ```text
+//! ```no_run
 //! # async fn run() -> Result<(), gatekit_core::BoxError> {
 //! use gatekit_core::{route, Backend, Router, RouteTable, client::Client};
 //! use std::collections::HashMap;
@@ -45,8 +45,10 @@ mod connection;
 mod endpoint;
 mod error;
 pub mod filter;
+mod handle_error;
 pub mod proxy;
 pub mod route;
+mod router;
 pub mod server;
 
 pub use crate::backend::{Backend, Backends};
@@ -56,4 +58,6 @@ pub use crate::endpoint::{Change, Endpoint, EndpointState};
 pub use crate::error::{
     BoxError, ConfigError, Error, ErrorKind, Result, Side, classify, error_response,
 };
+pub use crate::handle_error::{HandleError, HandleErrorLayer};
 pub use crate::route::RouteTable;
+pub use crate::router::{MatchedRoute, ResponseFuture, Router};

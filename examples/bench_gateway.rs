@@ -1,0 +1,43 @@
+//! Benchmark harness part: gatekit's Router and upstream client in front of one backend,
+//! as `scripts/bench-proxy.sh` measures it. One current-thread runtime, so the process
+//! can be pinned to one core and compared with a one-worker NGINX.
+//!
+//! ```text
+//! cargo run --release -p gatekit-examples --example bench_gateway -- 127.0.0.1:18081 127.0.0.1:18080
+//! ```
+
+use std::collections::HashMap;
+
+use gatekit_core::client::Client;
+use gatekit_core::route::{BackendRef, Match, PathMatch, Route, RouteId, Rule};
+use gatekit_core::{Backend, RouteTable, Router};
+
+fn main() -> anyhow::Result<()> {
+    let listen = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18081".into());
+    let backend: std::net::SocketAddr = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "127.0.0.1:18080".into())
+        .parse()?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let client = Client::new(Default::default());
+            let mut backends = HashMap::new();
+            backends.insert("app".to_string(), Backend::single(&client, backend));
+            let mut rule = Rule::default();
+            let mut m = Match::default();
+            m.path = Some(PathMatch::Prefix("/".into()));
+            rule.matches.push(m);
+            rule.backends.push(BackendRef::new("app", 1));
+            let mut route = Route::new(RouteId::new("bench", "app"));
+            route.rules.push(rule);
+            let router = Router::new(RouteTable::build(vec![route], &backends)?);
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            gatekit_core::server::serve(listener, router, gatekit_examples::ctrl_c())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+        })
+}
