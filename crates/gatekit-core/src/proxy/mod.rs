@@ -175,9 +175,11 @@ fn remove_connection_named(headers: &mut HeaderMap, upgrade: bool) {
                 || token.eq_ignore_ascii_case(b"close")
                 || token.eq_ignore_ascii_case(b"keep-alive")
                 || token.eq_ignore_ascii_case(b"upgrade")
+                || token.eq_ignore_ascii_case(b"te")
             {
-                // `keep-alive` is removed anyway; `close` and `upgrade` name no header
-                // to drop (the `Upgrade` header is handled with the others).
+                // `keep-alive` is removed anyway; `close` names no header; `Upgrade`
+                // and `TE` are handled with the others (an HTTP/1.1 client must name
+                // `TE` in `Connection` when it sends `TE: trailers`, which is kept).
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token)
@@ -283,6 +285,7 @@ mod tests {
             .header("x-secret", "1")
             .header("proxy-authorization", "Basic abc")
             .header("te", "trailers, gzip")
+            .header("connection", "TE")
             .header("upgrade", "h2c")
             .header("x-end-to-end", "kept")
             .body(Body::empty())
