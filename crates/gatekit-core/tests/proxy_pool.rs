@@ -161,3 +161,47 @@ async fn the_idle_stack_is_bounded() {
     }
     assert_eq!(ep.idle_connections(), 2);
 }
+
+#[tokio::test]
+async fn the_h2_connection_is_reestablished_after_the_upstream_closes_it() {
+    // An h2c backend that answers, then shuts its connection down gracefully (GOAWAY).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let accepts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepts.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                let answered = std::sync::Arc::new(tokio::sync::Notify::new());
+                let notify = answered.clone();
+                let svc = hyper::service::service_fn(move |_req| {
+                    notify.notify_one();
+                    async { Ok::<_, std::convert::Infallible>(Response::new(Body::from("h2"))) }
+                });
+                let builder =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    () = answered.notified() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+                let _ = closed_tx.send(());
+            });
+        }
+    });
+
+    let client = Client::default();
+    let ep = client.endpoint(addr, Transport::http2());
+    assert_eq!(&fetch(&ep, "/").await[..], b"h2");
+    within(closed_rx.recv()).await.unwrap();
+    assert_eq!(&fetch(&ep, "/").await[..], b"h2");
+    assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -69,8 +69,8 @@ pub fn prepare_request(req: &mut Request<Body>, conn: Option<&ConnectionInfo>) {
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
-    if !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), request_id());
+    if let header::Entry::Vacant(slot) = headers.entry(&X_REQUEST_ID) {
+        slot.insert(request_id());
     }
 }
 
@@ -175,9 +175,11 @@ fn remove_connection_named(headers: &mut HeaderMap, upgrade: bool) {
                 || token.eq_ignore_ascii_case(b"close")
                 || token.eq_ignore_ascii_case(b"keep-alive")
                 || token.eq_ignore_ascii_case(b"upgrade")
+                || token.eq_ignore_ascii_case(b"te")
             {
-                // `keep-alive` is removed anyway; `close` and `upgrade` name no header
-                // to drop (the `Upgrade` header is handled with the others).
+                // `keep-alive` is removed anyway; `close` names no header; `Upgrade`
+                // and `TE` are handled with the others (an HTTP/1.1 client must name
+                // `TE` in `Connection` when it sends `TE: trailers`, which is kept).
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token)
@@ -218,10 +220,31 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: std::net::IpAddr) {
 }
 
 /// Formats an IP address into `buf` without allocating (IPv4-mapped IPv6 addresses are
-/// shown as IPv4).
+/// shown as IPv4). IPv4, the common case, is formatted by hand: `fmt` costs more than
+/// the rest of the header work.
 fn format_ip(ip: std::net::IpAddr, buf: &mut [u8; 64]) -> &[u8] {
     use std::io::Write;
     let ip = ip.to_canonical();
+    if let std::net::IpAddr::V4(v4) = ip {
+        let mut len = 0;
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                buf[len] = b'.';
+                len += 1;
+            }
+            if octet >= 100 {
+                buf[len] = b'0' + octet / 100;
+                len += 1;
+            }
+            if octet >= 10 {
+                buf[len] = b'0' + (octet / 10) % 10;
+                len += 1;
+            }
+            buf[len] = b'0' + octet % 10;
+            len += 1;
+        }
+        return &buf[..len];
+    }
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     // 64 bytes hold the longest IPv6 text form (45 bytes): the write cannot fail.
     let _ = write!(cursor, "{ip}");
@@ -262,6 +285,7 @@ mod tests {
             .header("x-secret", "1")
             .header("proxy-authorization", "Basic abc")
             .header("te", "trailers, gzip")
+            .header("connection", "TE")
             .header("upgrade", "h2c")
             .header("x-end-to-end", "kept")
             .body(Body::empty())
@@ -356,5 +380,9 @@ mod tests {
         assert_eq!(format_ip(v6, &mut buf), b"2001:db8::1");
         let mapped: std::net::IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(format_ip(mapped, &mut buf), b"10.0.0.1");
+        for ip in ["0.0.0.0", "255.255.255.255", "10.100.9.99", "1.20.199.250"] {
+            let parsed: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(format_ip(parsed, &mut buf), ip.as_bytes());
+        }
     }
 }
