@@ -2,8 +2,11 @@
 //! as `scripts/bench-proxy.sh` measures it. One current-thread runtime, so the process
 //! can be pinned to one core and compared with a one-worker NGINX.
 //!
+//! With a third argument `bare`, the router is left out: the hyper server hands each
+//! request straight to gatekit's upstream client, which shows what routing costs on top.
+//!
 //! ```text
-//! cargo run --release -p gatekit-examples --example bench_gateway -- 127.0.0.1:18081 127.0.0.1:18080
+//! cargo run --release -p gatekit-examples --example bench_gateway -- 127.0.0.1:18081 127.0.0.1:18080 [bare]
 //! ```
 
 use std::collections::HashMap;
@@ -20,6 +23,7 @@ fn main() -> anyhow::Result<()> {
         .nth(2)
         .unwrap_or_else(|| "127.0.0.1:18080".into())
         .parse()?;
+    let bare = std::env::args().nth(3).as_deref() == Some("bare");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -36,6 +40,21 @@ fn main() -> anyhow::Result<()> {
             route.rules.push(rule);
             let router = Router::new(RouteTable::build(vec![route], &backends)?);
             let listener = tokio::net::TcpListener::bind(&listen).await?;
+            if bare {
+                let ep = client.endpoint(backend, Default::default());
+                let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let f = ep.send(req.map(gatekit_core::Body::from));
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            f.await
+                                .unwrap_or_else(|e| gatekit_core::error_response(&*e)),
+                        )
+                    }
+                });
+                return gatekit_core::server::serve(listener, svc, gatekit_examples::ctrl_c())
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e));
+            }
             gatekit_core::server::serve(listener, router, gatekit_examples::ctrl_c())
                 .await
                 .map_err(|e| anyhow::anyhow!(e))

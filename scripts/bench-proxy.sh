@@ -6,6 +6,8 @@
 # target: requests/s, p99 latency, and CPU time per request of the proxy process (utime +
 # stime from /proc/PID/stat over the run, divided by completed requests) — the figure that
 # is stable on a shared machine. Rounds are interleaved; the median round is reported.
+# `bare` is gatekit's upstream client behind a plain hyper server with no router: the
+# difference to `gatekit` is what routing, filters and header handling cost.
 #
 # Usage: scripts/bench-proxy.sh [seconds-per-run=10] [rounds=3] [connections=64]
 # Needs root once to install wrk and nginx from Debian's packages if they are missing.
@@ -19,6 +21,7 @@ CONNS=${3:-64}
 BACKEND=127.0.0.1:18080
 GATEKIT=127.0.0.1:18081
 NGINX_PORT=18082
+BARE=127.0.0.1:18083
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -34,6 +37,7 @@ BIN=target/release/examples
 
 taskset -c 1 "$BIN/bench_backend" "$BACKEND" & PIDS+=($!)
 taskset -c 0 "$BIN/bench_gateway" "$GATEKIT" "$BACKEND" & GATEKIT_PID=$!; PIDS+=($GATEKIT_PID)
+taskset -c 0 "$BIN/bench_gateway" "$BARE" "$BACKEND" bare & BARE_PID=$!; PIDS+=($BARE_PID)
 
 mkdir -p "$WORK/nginx/logs"
 cat > "$WORK/nginx/nginx.conf" <<CONF
@@ -59,9 +63,9 @@ CONF
 taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
 
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port 18080; wait_port 18081; wait_port $NGINX_PORT
+wait_port 18080; wait_port 18081; wait_port 18083; wait_port $NGINX_PORT
 # NGINX's worker is the child of the master we started.
-NGINX_WORKER=$(pgrep -P "${PIDS[2]}" nginx | head -1)
+NGINX_WORKER=$(pgrep -P "${PIDS[3]}" nginx | head -1)
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK=$(getconf CLK_TCK)
@@ -81,19 +85,20 @@ run() { # name url pid(or -)
 }
 
 # Warm up each path once, then interleave rounds.
-for url in "http://$BACKEND/" "http://$GATEKIT/" "http://127.0.0.1:$NGINX_PORT/"; do
+for url in "http://$BACKEND/" "http://$GATEKIT/" "http://$BARE/" "http://127.0.0.1:$NGINX_PORT/"; do
   taskset -c 1 wrk -t1 -c"$CONNS" -d2s "$url" > /dev/null
 done
 for r in $(seq "$ROUNDS"); do
   run direct "http://$BACKEND/" -
   run gatekit "http://$GATEKIT/" "$GATEKIT_PID"
+  run bare "http://$BARE/" "$BARE_PID"
   run nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX_WORKER"
 done
 
 echo
 echo "HTTP/1.1, $CONNS connections, ${DURATION}s x $ROUNDS rounds (median round by CPU/request)"
 printf '%-8s %12s %10s %16s\n' target "requests/s" p99 "CPU µs/request"
-for t in direct gatekit nginx; do
+for t in direct gatekit bare nginx; do
   grep "^$t " "$WORK/results" | sort -k4 -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { printf "%-8s %12s %10s %16s\n", $1, $2, $3, $4 }'
 done
 echo

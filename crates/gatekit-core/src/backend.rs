@@ -6,7 +6,7 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::future::poll_fn;
 use http::{Request, Response};
@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use crate::{Body, BoxError};
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
 
 /// A type-erased backend: a single address, or a balanced upstream from `gatekit-lb`.
 ///
@@ -32,7 +32,7 @@ pub struct Backend {
     inner: Arc<dyn Call>,
 }
 
-trait Call: Send + Sync {
+pub(crate) trait Call: Send + Sync {
     fn call(&self, req: Request<Body>) -> BoxFuture;
 }
 
@@ -46,10 +46,23 @@ where
 {
     fn call(&self, req: Request<Body>) -> BoxFuture {
         let mut svc = self.0.clone();
-        Box::pin(async move {
-            poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
-            svc.call(req).await.map_err(Into::into)
-        })
+        // Shared services are ready at once (see `Backend`'s docs): then box only their
+        // response future. Otherwise drive readiness inside the boxed future.
+        let mut cx = Context::from_waker(Waker::noop());
+        match svc.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => {
+                let fut = svc.call(req);
+                Box::pin(async move { fut.await.map_err(Into::into) })
+            }
+            Poll::Ready(Err(err)) => {
+                let err = err.into();
+                Box::pin(async move { Err(err) })
+            }
+            Poll::Pending => Box::pin(async move {
+                poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
+                svc.call(req).await.map_err(Into::into)
+            }),
+        }
     }
 }
 
@@ -64,6 +77,13 @@ impl Backend {
     {
         Self {
             inner: Arc::new(Erased(service)),
+        }
+    }
+
+    /// A backend from a type that hands out its own boxed future (no second box).
+    pub(crate) fn from_call(call: impl Call + 'static) -> Self {
+        Self {
+            inner: Arc::new(call),
         }
     }
 

@@ -272,9 +272,8 @@ pub struct EndpointClient {
 impl EndpointClient {
     /// Sends a request to the endpoint.
     pub fn send(&self, req: Request<Body>) -> ResponseFuture {
-        let pool = self.pool.clone();
         ResponseFuture {
-            inner: Box::pin(async move { pool.send(req).await.map_err(BoxError::from) }),
+            inner: self.pool.start(req),
         }
     }
 
@@ -312,11 +311,9 @@ impl Service<Request<Body>> for EndpointClient {
     }
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
-
 /// The response future of an [`EndpointClient`].
 pub struct ResponseFuture {
-    inner: BoxFuture,
+    inner: crate::backend::BoxFuture,
 }
 
 impl fmt::Debug for ResponseFuture {
@@ -343,6 +340,14 @@ impl Backend {
 
     /// A backend that sends every request to one address over `transport`.
     pub fn single_with(client: &Client, addr: SocketAddr, transport: Transport) -> Backend {
-        Backend::new(client.endpoint(addr, transport))
+        Backend::from_call(client.endpoint(addr, transport))
+    }
+}
+
+// The backend takes the client's own boxed future as its box: one allocation per
+// request, not two.
+impl crate::backend::Call for EndpointClient {
+    fn call(&self, req: Request<Body>) -> crate::backend::BoxFuture {
+        self.pool.start(req)
     }
 }
