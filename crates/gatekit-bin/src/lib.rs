@@ -1,0 +1,1 @@
+//! gatekit-bin: the process half of the `gatekit` binary.
