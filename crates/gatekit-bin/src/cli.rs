@@ -41,19 +41,26 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 #[non_exhaustive]
 pub enum Command {
-    /// Run a gateway from Gateway API manifests (Gateway, HTTPRoute, GRPCRoute, Service,
-    /// EndpointSlice, Secret, ...) in one or more directories, reloading on change.
+    /// Run a gateway from Gateway API manifests on disk
+    ///
+    /// Serves the Gateway, HTTPRoute, GRPCRoute, Service, EndpointSlice, Secret and
+    /// BackendPolicy resources found in one or more directories, and reloads them when
+    /// they change.
     #[command(
         after_help = "Stops gracefully on SIGTERM or SIGINT: not ready, stop accepting, drain in-flight requests (drainTimeout), exit 0."
     )]
     Run(RunArgs),
-    /// Check manifests without serving them: prints readable errors and each resource's
-    /// conditions, exits non-zero when something is wrong.
+    /// Check manifests without serving them
+    ///
+    /// Prints readable errors and each resource's conditions; exits non-zero when
+    /// something is wrong.
     Validate(ValidateArgs),
-    /// Start three in-process demo backends and a gateway on 127.0.0.1:8080 (weighted
-    /// split, header match, health checks) and print curl commands to try.
+    /// Start a demo gateway on 127.0.0.1:8080 and print curl commands to try
+    ///
+    /// Starts three in-process demo backends and a gateway with a weighted split, a header
+    /// match and health checks.
     Demo,
-    /// Print the version.
+    /// Print the version
     Version,
 }
 
@@ -61,14 +68,14 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[non_exhaustive]
 pub struct RunArgs {
-    /// A directory of manifests (*.yaml, *.yml, *.json; multi-document YAML allowed).
-    /// Repeat for several directories.
+    /// A directory of manifests (*.yaml, *.yml, *.json; multi-document YAML allowed);
+    /// repeat for several
     #[arg(long = "resources", value_name = "DIR", required = true)]
     pub resources: Vec<PathBuf>,
-    /// Process settings (admin address, log format, limits, drain timeout) in YAML.
+    /// Process settings in YAML: admin address, log format, limits, drain timeout
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The address Gateway listeners bind on; ports come from the Gateways.
+    /// The address Gateway listeners bind on (their ports come from the Gateways)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     pub bind: IpAddr,
 }
@@ -77,7 +84,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 #[non_exhaustive]
 pub struct ValidateArgs {
-    /// Directories of manifests to check.
+    /// Directories of manifests to check
     #[arg(value_name = "DIR", required = true)]
     pub dirs: Vec<PathBuf>,
 }

@@ -1,27 +1,4 @@
-//! Gateway listeners: one TCP socket per port, plain or TLS, serving a tower service with
-//! connection limits, header deadlines and graceful draining.
-//!
-//! # Per connection
-//!
-//! ```text
-//! accept ─▶ over maxConnections? close at once (counted)
-//!        ─▶ [TLS handshake under a deadline, certificate by SNI from a CertStore]
-//!        ─▶ hyper-util auto builder (HTTP/1.1 or HTTP/2; h2 by preface or ALPN)
-//!        ─▶ each request gets ConnectionInfo, then a clone of the listener's service
-//! ```
-//!
-//! The service passed to [`Listeners::add`] is cloned per connection and per request, so
-//! it should be an `Arc` inside. To change routing without rebinding, pass a service that
-//! reads its configuration from an `ArcSwap` (as gatekit-core's router does); sockets,
-//! limits and connections are untouched by a reload.
-//!
-//! # Draining
-//!
-//! Every connection is watched by one hyper-util [`GracefulShutdown`]. [`Listeners::drain`]
-//! stops every accept loop (the sockets close, so new connections are refused), asks every
-//! connection to finish gracefully (HTTP/1: close after the in-flight response; HTTP/2:
-//! GOAWAY, in-flight streams complete), and waits for them up to a deadline, after which the
-//! remaining connections are dropped.
+//! Gateway listeners: sockets, TLS, limits and draining (see [`Listeners`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -157,7 +134,31 @@ pub enum DrainOutcome {
     },
 }
 
-/// The gateway's listening sockets and their connections. See the [module docs](self).
+/// The gateway's listening sockets and their connections: one TCP socket per port, plain
+/// or TLS, serving a tower service with connection limits, header deadlines and graceful
+/// draining.
+///
+/// # Per connection
+///
+/// ```text
+/// accept ─▶ over maxConnections? close at once (counted)
+///        ─▶ [TLS handshake under a deadline, certificate by SNI from a CertStore]
+///        ─▶ hyper-util auto builder (HTTP/1.1 or HTTP/2; h2 by preface or ALPN)
+///        ─▶ each request gets ConnectionInfo, then a clone of the listener's service
+/// ```
+///
+/// The service passed to [`add`](Self::add) is cloned per connection and per request, so
+/// it should be an `Arc` inside. To change routing without rebinding, pass a service that
+/// reads its configuration from an `ArcSwap` (as gatekit-core's router does); sockets,
+/// limits and connections are untouched by a reload.
+///
+/// # Draining
+///
+/// Every connection is watched by one hyper-util [`GracefulShutdown`]. [`drain`](Self::drain)
+/// stops every accept loop (the sockets close, so new connections are refused), asks every
+/// connection to finish gracefully (HTTP/1: close after the in-flight response; HTTP/2:
+/// GOAWAY, in-flight streams complete), and waits for them up to a deadline, after which the
+/// remaining connections are dropped.
 pub struct Listeners {
     settings: ListenerSettings,
     builder: auto::Builder<TokioExecutor>,
@@ -313,8 +314,7 @@ impl Listeners {
     }
 
     /// Stops every listener ([`close`](Self::close)), lets open connections finish
-    /// gracefully for up to `timeout`, then drops the rest. See the [module
-    /// docs](self#draining).
+    /// gracefully for up to `timeout`, then drops the rest. See [draining](Listeners#draining).
     pub async fn drain(mut self, timeout: Duration) -> DrainOutcome {
         self.close().await;
         // Every accept loop has ended, so this is the last reference.

@@ -1,19 +1,5 @@
-//! The process: admin server, listeners, readiness, and the shutdown sequence.
-//!
-//! # Shutdown sequence
-//!
-//! On the shutdown signal (SIGTERM or SIGINT in the binary; any future in tests):
-//!
-//! 1. [`Phase::NotReady`]: `/readyz` answers 503, so load balancers and Kubernetes stop
-//!    sending new connections;
-//! 2. every listener stops accepting and closes its socket (new connections are refused);
-//!    [`Phase::Draining`];
-//! 3. open connections are asked to finish (HTTP/1 closes after the in-flight response,
-//!    HTTP/2 sends GOAWAY) and waited for up to the drain timeout, then dropped;
-//! 4. [`Phase::Stopped`]; the admin server stops; the caller exits.
-//!
-//! The admin server keeps answering during the drain, so `/readyz` shows 503 and
-//! `/metrics` shows the connections going down.
+//! The process: admin server, listeners, readiness and the shutdown sequence (see
+//! [`Process`]).
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +39,21 @@ pub enum ProcessError {
 ///   for `/config`;
 /// - [`metrics`](Self::metrics) for reload counts, the config generation, per-route
 ///   request handles and endpoint health gauges.
+///
+/// # Shutdown sequence
+///
+/// On the shutdown signal (SIGTERM or SIGINT in the binary; any future in tests):
+///
+/// 1. [`Phase::NotReady`]: `/readyz` answers 503, so load balancers and Kubernetes stop
+///    sending new connections;
+/// 2. every listener stops accepting and closes its socket (new connections are refused);
+///    [`Phase::Draining`];
+/// 3. open connections are asked to finish (HTTP/1 closes after the in-flight response,
+///    HTTP/2 sends GOAWAY) and waited for up to the drain timeout, then dropped;
+/// 4. [`Phase::Stopped`]; the admin server stops; the caller exits.
+///
+/// The admin server keeps answering during the drain, so `/readyz` shows 503 and
+/// `/metrics` shows the connections going down.
 #[derive(Debug)]
 pub struct Process {
     settings: Settings,
@@ -145,13 +146,13 @@ impl Process {
         &mut self.listeners
     }
 
-    /// Serves until `shutdown` completes, then runs the [shutdown sequence](self).
+    /// Serves until `shutdown` completes, then runs the [shutdown sequence](Process#shutdown-sequence).
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> DrainOutcome {
         shutdown.await;
         self.shutdown().await
     }
 
-    /// Runs the [shutdown sequence](self) now.
+    /// Runs the [shutdown sequence](Process#shutdown-sequence) now.
     pub async fn shutdown(mut self) -> DrainOutcome {
         tracing::info!("shutting down: not ready");
         self.readiness.advance(Phase::NotReady);
