@@ -141,8 +141,18 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
         return ExitCode::from(EXIT_FAILURE);
     }
     logging::init(settings.log.format);
-    if let Err(error) = process::raise_nofile_limit() {
-        tracing::warn!(%error, "cannot raise the open files limit");
+    match process::raise_nofile_limit() {
+        Ok(limits) => {
+            let max = u64::try_from(settings.limits.max_connections).unwrap_or(u64::MAX);
+            if limits.soft < max {
+                tracing::warn!(
+                    open_files = limits.soft,
+                    max_connections = settings.limits.max_connections,
+                    "the open files limit is below limits.maxConnections; accepts will fail before the connection limit is reached"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
     }
     let mut process = match Process::start(settings, args.bind).await {
         Ok(process) => process,
