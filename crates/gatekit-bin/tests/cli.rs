@@ -131,3 +131,44 @@ fn commands_needing_the_translation_say_so_and_exit_2() {
         );
     }
 }
+
+#[test]
+fn json_logs_report_the_open_files_limits() {
+    let dir = temp_dir("json-logs");
+    let config = dir.join("gatekit.yaml");
+    std::fs::write(
+        &config,
+        "admin: { address: '127.0.0.1:0' }\nlog: { format: json }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gatekit"))
+        .args(["run", "--resources", dir.to_str().unwrap(), "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "not wired yet");
+    let err = stderr(&out);
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let limits = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "open files limit")
+        .unwrap_or_else(|| panic!("no open files line in\n{err}"));
+    let soft = limits["fields"]["soft"].as_u64().unwrap();
+    let hard = limits["fields"]["hard"].as_u64().unwrap();
+    assert!(limits["fields"]["soft_before"].as_u64().unwrap() <= soft);
+    // An unlimited hard limit cannot be the soft one (the kernel caps descriptors).
+    if hard != u64::MAX {
+        assert_eq!(soft, hard, "soft limit raised to the hard limit");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "admin API listening"),
+        "{err}"
+    );
+}
