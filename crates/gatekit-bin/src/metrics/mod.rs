@@ -22,8 +22,9 @@
 //!   [`Metrics::set_config_generation`] (a reload is rare; the label sets are prebuilt).
 //!
 //! Series of removed routes and endpoints are not forgotten automatically; call
-//! [`Metrics::forget_request_metrics`] / [`Metrics::forget_endpoint`] when a reload drops
-//! them, so `/metrics` does not grow without bound under churn.
+//! [`Metrics::forget_request_metrics`], [`Metrics::forget_route`] and
+//! [`Metrics::forget_endpoint`] when a reload drops them, so `/metrics` does not grow
+//! without bound under churn.
 //!
 //! [`Metrics::encode`] renders the OpenMetrics text exposition (which Prometheus scrapes
 //! as its text format) for the admin server's `/metrics`.
@@ -194,8 +195,9 @@ impl Metrics {
         }
     }
 
-    /// Drops the series of (`route`, `backend`) from `/metrics` (the route's latency
-    /// histogram too). Handles still held keep working but are no longer exported.
+    /// Drops the request counters of (`route`, `backend`) from `/metrics`. Handles still
+    /// held keep working but are no longer exported. The route's latency histogram is
+    /// shared by its backends; drop it with [`forget_route`](Self::forget_route).
     pub fn forget_request_metrics(&self, route: &str, backend: &str) {
         let route: Arc<str> = Arc::from(route);
         let backend: Arc<str> = Arc::from(backend);
@@ -206,7 +208,14 @@ impl Metrics {
                 status_class,
             });
         }
-        self.inner.durations.remove(&RouteLabels { route });
+    }
+
+    /// Drops the latency histogram of `route` from `/metrics` (once no backend of the
+    /// route is served any more).
+    pub fn forget_route(&self, route: &str) {
+        self.inner.durations.remove(&RouteLabels {
+            route: Arc::from(route),
+        });
     }
 
     /// The health gauge of `endpoint` in `upstream` (set it to 1 or 0).
@@ -365,6 +374,18 @@ mod tests {
         }
 
         metrics.forget_request_metrics("default/web", "web:80");
-        assert!(!metrics.encode().contains("default/web"));
+        let text = metrics.encode();
+        assert!(
+            !text.contains("gatekit_requests_total{route=\"default/web\""),
+            "{text}"
+        );
+        assert!(text.contains("gatekit_request_duration_seconds_count{route=\"default/web\"} 3"));
+        metrics.forget_route("default/web");
+        metrics.forget_endpoint("web", "10.0.0.1:80".parse().unwrap());
+        let text = metrics.encode();
+        assert!(
+            !text.contains("default/web") && !text.contains("10.0.0.1"),
+            "{text}"
+        );
     }
 }
