@@ -1,6 +1,7 @@
-//! The `gatekit` binary. Until the standalone binary lands it only prints its version;
-//! run `cargo run -p gatekit-examples --example demo` for a working gateway.
+//! The `gatekit` binary. All logic lives in the `gatekit_bin` library; see `gatekit --help`.
 
-fn main() {
-    println!("gatekit {}", env!("CARGO_PKG_VERSION"));
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    gatekit_bin::main(gatekit_bin::Cli::parse())
 }

@@ -11,7 +11,9 @@
 //! - the route model ([`route`]) with Gateway API HTTPRoute semantics, compiled into an
 //!   immutable [`RouteTable`] and served by the [`Router`] tower service;
 //! - HTTP filters ([`filter`]): header modifiers, redirects, URL rewrites, mirrors;
-//! - the upstream HTTP client and proxying helpers ([`client`], [`proxy`]).
+//! - the upstream HTTP client and proxying helpers ([`client`], [`proxy`]);
+//! - TLS termination helpers ([`tls`]): PEM loading, SNI certificate selection, rustls
+//!   server settings.
 //!
 //! It knows nothing of Kubernetes and of balancing algorithms: a [`Backend`] is any
 //! service that takes a request, looked up by name when a route table is built.
@@ -50,6 +52,7 @@ pub mod proxy;
 pub mod route;
 mod router;
 pub mod server;
+pub mod tls;
 
 pub use crate::backend::{Backend, Backends};
 pub use crate::body::Body;

@@ -1,0 +1,58 @@
+//! Cost of recording a request: the `RequestMetrics` handle alone, and a whole
+//! `MetricsService` call around an always-ready service. Allocations are counted.
+//!
+//! `cargo bench -p gatekit-bin --bench metrics -- --sample-count 20`
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use divan::AllocProfiler;
+use gatekit_bin::{Metrics, MetricsLayer};
+use http::{Request, Response, StatusCode};
+use tower::{Layer, Service};
+
+#[global_allocator]
+static ALLOC: AllocProfiler = AllocProfiler::system();
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench]
+fn record_handle(bencher: divan::Bencher<'_, '_>) {
+    let metrics = Metrics::new();
+    let handle = metrics.request_metrics("default/web", "web:80");
+    bencher.bench_local(|| handle.record(StatusCode::OK, Duration::from_micros(250)));
+}
+
+#[divan::bench(args = [false, true])]
+fn service_call(bencher: divan::Bencher<'_, '_>, closure_source: bool) {
+    let metrics = Metrics::new();
+    let handle = metrics.request_metrics("default/web", "web:80");
+    let inner = tower::service_fn(|_req: Request<()>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(())))
+    });
+    let mut cx = Context::from_waker(Waker::noop());
+    if closure_source {
+        let source = move |_: &Request<()>| handle.clone();
+        let mut svc = MetricsLayer::new(source).layer(inner);
+        bencher
+            .with_inputs(|| Request::new(()))
+            .bench_local_values(|req| {
+                let fut = pin!(svc.call(req));
+                matches!(fut.poll(&mut cx), Poll::Ready(Ok(_)))
+            });
+    } else {
+        let mut svc = MetricsLayer::new(handle).layer(inner);
+        bencher
+            .with_inputs(|| Request::new(()))
+            .bench_local_values(|req| {
+                let fut = pin!(svc.call(req));
+                matches!(fut.poll(&mut cx), Poll::Ready(Ok(_)))
+            });
+    }
+}

@@ -1,0 +1,243 @@
+//! The command line: `gatekit run | validate | demo | version`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{Process, Settings, logging, process, wiring};
+
+const EXAMPLES: &str = "\
+Examples:
+  gatekit demo
+      Start three demo backends and a gateway on 127.0.0.1:8080, and print curl commands.
+  gatekit run --resources ./manifests
+      Serve the Gateways, HTTPRoutes, Services and EndpointSlices found in ./manifests.
+  gatekit run --resources ./gateway --resources ./apps --config gatekit.yaml --bind 0.0.0.0
+      Several directories, process settings from a file, listeners on every interface.
+  gatekit validate ./manifests
+      Check manifests and print each resource's conditions; exits non-zero on errors.
+
+Admin API (127.0.0.1:9901 by default): /healthz /readyz /metrics /config";
+
+/// gatekit: a Kubernetes-aware API gateway. Serves Gateway API manifests from disk,
+/// with no cluster.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatekit",
+    version,
+    about = "A Kubernetes-aware API gateway that serves Gateway API manifests from disk, no cluster needed",
+    after_help = EXAMPLES,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+pub enum Command {
+    /// Run a gateway from Gateway API manifests on disk
+    ///
+    /// Serves the Gateway, HTTPRoute, GRPCRoute, Service, EndpointSlice, Secret and
+    /// BackendPolicy resources found in one or more directories, and reloads them when
+    /// they change.
+    #[command(
+        after_help = "Stops gracefully on SIGTERM or SIGINT: not ready, stop accepting, drain in-flight requests (drainTimeout), exit 0."
+    )]
+    Run(RunArgs),
+    /// Check manifests without serving them
+    ///
+    /// Prints readable errors and each resource's conditions; exits non-zero when
+    /// something is wrong.
+    Validate(ValidateArgs),
+    /// Start a demo gateway on 127.0.0.1:8080 and print curl commands to try
+    ///
+    /// Starts three in-process demo backends and a gateway with a weighted split, a header
+    /// match and health checks.
+    Demo,
+    /// Print the version
+    Version,
+}
+
+/// `gatekit run`.
+#[derive(Debug, Args)]
+#[non_exhaustive]
+pub struct RunArgs {
+    /// A directory of manifests (*.yaml, *.yml, *.json; multi-document YAML allowed);
+    /// repeat for several
+    #[arg(long = "resources", value_name = "DIR", required = true)]
+    pub resources: Vec<PathBuf>,
+    /// Process settings in YAML: admin address, log format, limits, drain timeout
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The address Gateway listeners bind on (their ports come from the Gateways)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+}
+
+/// `gatekit validate`.
+#[derive(Debug, Args)]
+#[non_exhaustive]
+pub struct ValidateArgs {
+    /// Directories of manifests to check
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+}
+
+/// Exit status for a failure the user must fix (bad settings, unreadable directory,
+/// runtime error).
+const EXIT_FAILURE: u8 = 1;
+/// Exit status for a usage problem, as clap uses, and for a command not available yet.
+const EXIT_USAGE: u8 = 2;
+
+/// Runs a parsed command line to its exit status.
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Version => {
+            println!("gatekit {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: cannot start the async runtime: {error}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
+            runtime.block_on(run(args, process::shutdown_signal()))
+        }
+        Command::Validate(args) => validate(&args),
+        Command::Demo => {
+            report(&wiring::WiringError::NotWired("demo"));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// `gatekit run`, until `shutdown` completes: loads settings, sets up logging and the
+/// open-files limit, starts the process and hands it to the configuration wiring.
+pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>) -> ExitCode {
+    let settings = match &args.config {
+        Some(path) => match Settings::load(path) {
+            Ok(settings) => settings,
+            Err(error) => {
+                report(&error);
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        },
+        None => Settings::default(),
+    };
+    if let Err(error) = check_dirs(&args.resources) {
+        eprintln!("error: {error}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    logging::init(settings.log.format);
+    match process::raise_nofile_limit() {
+        Ok(limits) => {
+            let max = u64::try_from(settings.limits.max_connections).unwrap_or(u64::MAX);
+            if limits.soft < max {
+                tracing::warn!(
+                    open_files = limits.soft,
+                    max_connections = settings.limits.max_connections,
+                    "the open files limit is below limits.maxConnections; accepts will fail before the connection limit is reached"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
+    }
+    let mut process = match Process::start(settings, args.bind).await {
+        Ok(process) => process,
+        Err(error) => {
+            report(&error);
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    if let Err(error) = wiring::start(&mut process, &args.resources).await {
+        report(&error);
+        process.shutdown().await;
+        return ExitCode::from(match error {
+            wiring::WiringError::NotWired(_) => EXIT_USAGE,
+        });
+    }
+    process.run_until(shutdown).await;
+    ExitCode::SUCCESS
+}
+
+fn validate(args: &ValidateArgs) -> ExitCode {
+    if let Err(error) = check_dirs(&args.dirs) {
+        eprintln!("error: {error}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    report(&wiring::WiringError::NotWired("validate"));
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn check_dirs(dirs: &[PathBuf]) -> Result<(), String> {
+    for dir in dirs {
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(format!("{} is not a directory", dir.display())),
+            Err(error) => return Err(format!("cannot read {}: {error}", dir.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Prints an error and its causes on stderr.
+fn report(error: &dyn std::error::Error) {
+    eprintln!("error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_repeated_resources() {
+        let cli = Cli::try_parse_from([
+            "gatekit",
+            "run",
+            "--resources",
+            "a",
+            "--resources",
+            "b",
+            "--bind",
+            "0.0.0.0",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.resources, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(args.bind, "0.0.0.0".parse::<IpAddr>().unwrap());
+        assert!(
+            Cli::try_parse_from(["gatekit", "run"]).is_err(),
+            "--resources is required"
+        );
+        assert!(
+            Cli::try_parse_from(["gatekit", "validate"]).is_err(),
+            "a DIR is required"
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! Prometheus metrics of the gateway process, and the [`MetricsLayer`] that records
+//! requests.
+//!
+//! # Recording without per-request formatting
+//!
+//! prometheus-client keeps each metric family as a map from label set to metric, and its
+//! counters, gauges and histograms are handles (an `Arc` around atomics). gatekit looks a
+//! label set up **once**, when the configuration that needs it is built, and keeps the
+//! handle:
+//!
+//! - [`Metrics::request_metrics`] returns a [`RequestMetrics`] for one (route, backend):
+//!   one counter per status class (1xx–5xx) and the route's latency histogram. Hold it
+//!   next to the compiled route or rule (or in a map built at swap time) and hand it to
+//!   [`MetricsLayer`]; recording a request is then an array index, an atomic add and a
+//!   histogram observation — no hashing, no lock, no `String`.
+//! - [`Metrics::endpoint_health`] returns the [`Gauge`] for one upstream endpoint; the
+//!   health checker sets it to 1 or 0.
+//! - [`Metrics::connection_gauge`] returns the active-connections gauge of one listener
+//!   port; the listener increments it per accepted connection and decrements it when the
+//!   connection ends.
+//! - reloads and the config generation are recorded with [`Metrics::record_reload`] and
+//!   [`Metrics::set_config_generation`] (a reload is rare; the label sets are prebuilt).
+//!
+//! Series of removed routes and endpoints are not forgotten automatically; call
+//! [`Metrics::forget_request_metrics`], [`Metrics::forget_route`] and
+//! [`Metrics::forget_endpoint`] when a reload drops them, so `/metrics` does not grow
+//! without bound under churn.
+//!
+//! [`Metrics::encode`] renders the OpenMetrics text exposition (which Prometheus scrapes
+//! as its text format) for the admin server's `/metrics`.
+
+mod layer;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub use self::layer::{LabelSource, MetricsLayer, MetricsService, ResponseFuture};
+
+/// The status classes requests are counted by.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Latency buckets in seconds: 1 ms to about 33 s, doubling.
+fn duration_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 16,
+    ))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: Arc<str>,
+    backend: Arc<str>,
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    port: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    upstream: Arc<str>,
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// The process's metric registry and families. Cheap to clone (one `Arc`); every clone
+/// records into the same registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    connections: Family<ListenerLabels, Gauge>,
+    connections_rejected: Counter,
+    endpoint_health: Family<EndpointLabels, Gauge>,
+    reloads_ok: Counter,
+    reloads_failed: Counter,
+    config_generation: Gauge,
+}
+
+impl Metrics {
+    /// A registry with gatekit's metric families (all prefixed `gatekit_`).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gatekit");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route, backend and status class",
+            requests.clone(),
+        );
+        let durations = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
+        registry.register_with_unit(
+            "request_duration",
+            "Time from request to response headers, by route",
+            prometheus_client::registry::Unit::Seconds,
+            durations.clone(),
+        );
+        let connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "active_connections",
+            "Open client connections, by listener port",
+            connections.clone(),
+        );
+        let connections_rejected = Counter::default();
+        registry.register(
+            "connections_rejected",
+            "Client connections closed at once because the connection limit was reached",
+            connections_rejected.clone(),
+        );
+        let endpoint_health = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "endpoint_healthy",
+            "Endpoint health (1 healthy, 0 not), by upstream and endpoint address",
+            endpoint_health.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Configuration reloads, by result (ok, failed)",
+            reloads.clone(),
+        );
+        let reloads_ok = reloads.get_or_create_owned(&ResultLabels { result: "ok" });
+        let reloads_failed = reloads.get_or_create_owned(&ResultLabels { result: "failed" });
+        let config_generation = Gauge::default();
+        registry.register(
+            "config_generation",
+            "Generation of the configuration snapshot being served",
+            config_generation.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                durations,
+                connections,
+                connections_rejected,
+                endpoint_health,
+                reloads_ok,
+                reloads_failed,
+                config_generation,
+            }),
+        }
+    }
+
+    /// The handle to record requests of `route` sent to `backend` (see the [module
+    /// docs](self)). Creates the series on first use; later calls with the same names
+    /// return handles to the same series. Call it when building configuration, not per
+    /// request.
+    pub fn request_metrics(&self, route: &str, backend: &str) -> RequestMetrics {
+        let route: Arc<str> = Arc::from(route);
+        let backend: Arc<str> = Arc::from(backend);
+        let by_class = STATUS_CLASSES.map(|status_class| {
+            self.inner.requests.get_or_create_owned(&RequestLabels {
+                route: route.clone(),
+                backend: backend.clone(),
+                status_class,
+            })
+        });
+        let duration = self.inner.durations.get_or_create_owned(&RouteLabels {
+            route: route.clone(),
+        });
+        RequestMetrics {
+            inner: Arc::new(RequestInner {
+                route,
+                backend,
+                by_class,
+                duration,
+            }),
+        }
+    }
+
+    /// Drops the request counters of (`route`, `backend`) from `/metrics`. Handles still
+    /// held keep working but are no longer exported. The route's latency histogram is
+    /// shared by its backends; drop it with [`forget_route`](Self::forget_route).
+    pub fn forget_request_metrics(&self, route: &str, backend: &str) {
+        let route: Arc<str> = Arc::from(route);
+        let backend: Arc<str> = Arc::from(backend);
+        for status_class in STATUS_CLASSES {
+            self.inner.requests.remove(&RequestLabels {
+                route: route.clone(),
+                backend: backend.clone(),
+                status_class,
+            });
+        }
+    }
+
+    /// Drops the latency histogram of `route` from `/metrics` (once no backend of the
+    /// route is served any more).
+    pub fn forget_route(&self, route: &str) {
+        self.inner.durations.remove(&RouteLabels {
+            route: Arc::from(route),
+        });
+    }
+
+    /// The health gauge of `endpoint` in `upstream` (set it to 1 or 0).
+    pub fn endpoint_health(&self, upstream: &str, endpoint: SocketAddr) -> Gauge {
+        self.inner
+            .endpoint_health
+            .get_or_create_owned(&EndpointLabels {
+                upstream: Arc::from(upstream),
+                endpoint: endpoint.to_string(),
+            })
+    }
+
+    /// Drops the health series of `endpoint` in `upstream`.
+    pub fn forget_endpoint(&self, upstream: &str, endpoint: SocketAddr) {
+        self.inner.endpoint_health.remove(&EndpointLabels {
+            upstream: Arc::from(upstream),
+            endpoint: endpoint.to_string(),
+        });
+    }
+
+    /// The active-connections gauge of the listener on `port`.
+    pub fn connection_gauge(&self, port: u16) -> Gauge {
+        self.inner
+            .connections
+            .get_or_create_owned(&ListenerLabels { port })
+    }
+
+    /// Counts a connection closed because the connection limit was reached.
+    pub fn record_rejected_connection(&self) {
+        self.inner.connections_rejected.inc();
+    }
+
+    /// Counts a configuration reload that succeeded (`ok`) or was refused.
+    pub fn record_reload(&self, ok: bool) {
+        if ok {
+            self.inner.reloads_ok.inc();
+        } else {
+            self.inner.reloads_failed.inc();
+        }
+    }
+
+    /// Sets the generation of the configuration being served.
+    pub fn set_config_generation(&self, generation: u64) {
+        self.inner
+            .config_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail; an encoding error would leave a partial text,
+        // which is still better than none for an operator.
+        if let Err(error) =
+            prometheus_client::encoding::text::encode(&mut text, &self.inner.registry)
+        {
+            tracing::warn!(%error, "encoding metrics failed");
+        }
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Cached metric handles for requests of one (route, backend); see the [module
+/// docs](self). Cloning is one atomic increment.
+#[derive(Clone)]
+pub struct RequestMetrics {
+    inner: Arc<RequestInner>,
+}
+
+struct RequestInner {
+    route: Arc<str>,
+    backend: Arc<str>,
+    by_class: [Counter; 5],
+    duration: Histogram,
+}
+
+impl RequestMetrics {
+    /// Records one answered request: its status and the time to its response headers.
+    pub fn record(&self, status: http::StatusCode, elapsed: Duration) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.inner.by_class[class].inc();
+        self.inner.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// The route label.
+    pub fn route(&self) -> &str {
+        &self.inner.route
+    }
+
+    /// The backend label.
+    pub fn backend(&self) -> &str {
+        &self.inner.backend
+    }
+}
+
+impl fmt::Debug for RequestMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestMetrics")
+            .field("route", &self.inner.route)
+            .field("backend", &self.inner.backend)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_record_into_the_exported_families() {
+        let metrics = Metrics::new();
+        let h = metrics.request_metrics("default/web", "web:80");
+        h.record(http::StatusCode::OK, Duration::from_millis(3));
+        h.record(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_millis(3),
+        );
+        // A second handle for the same names shares the series.
+        metrics
+            .request_metrics("default/web", "web:80")
+            .record(http::StatusCode::NO_CONTENT, Duration::from_millis(1));
+        metrics.record_reload(true);
+        metrics.record_reload(false);
+        metrics.record_reload(false);
+        metrics.set_config_generation(7);
+        metrics
+            .endpoint_health("web", "10.0.0.1:80".parse().unwrap())
+            .set(1);
+        metrics.connection_gauge(8080).inc();
+
+        let text = metrics.encode();
+        for line in [
+            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="2xx"} 2"#,
+            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="5xx"} 1"#,
+            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="4xx"} 0"#,
+            r#"gatekit_request_duration_seconds_count{route="default/web"} 3"#,
+            r#"gatekit_reloads_total{result="ok"} 1"#,
+            r#"gatekit_reloads_total{result="failed"} 2"#,
+            "gatekit_config_generation 7",
+            r#"gatekit_endpoint_healthy{upstream="web",endpoint="10.0.0.1:80"} 1"#,
+            r#"gatekit_active_connections{port="8080"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+
+        metrics.forget_request_metrics("default/web", "web:80");
+        let text = metrics.encode();
+        assert!(
+            !text.contains("gatekit_requests_total{route=\"default/web\""),
+            "{text}"
+        );
+        assert!(text.contains("gatekit_request_duration_seconds_count{route=\"default/web\"} 3"));
+        metrics.forget_route("default/web");
+        metrics.forget_endpoint("web", "10.0.0.1:80".parse().unwrap());
+        let text = metrics.encode();
+        assert!(
+            !text.contains("default/web") && !text.contains("10.0.0.1"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! The process: admin server, listeners, readiness and the shutdown sequence (see
+//! [`Process`]).
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::admin::{AdminService, ConfigDump, Phase, Readiness};
+use crate::listener::{DrainOutcome, ListenerSettings, Listeners};
+use crate::{Metrics, Settings};
+
+/// Why the process could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The admin address could not be bound.
+    #[error("cannot serve the admin API on {addr}: {source}")]
+    #[non_exhaustive]
+    AdminBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway process: the admin server is up, listeners can be added, and the
+/// handles the configuration wiring needs are at hand:
+///
+/// - [`listeners_mut`](Self::listeners_mut) to bind a port per Gateway listener with its
+///   router service ([`Listeners::add`]) and to remove it;
+/// - [`readiness`](Self::readiness) to [`mark_served`](Readiness::mark_served) once the
+///   first snapshot serves;
+/// - [`config_dump`](Self::config_dump) to publish the served snapshot and conditions
+///   for `/config`;
+/// - [`metrics`](Self::metrics) for reload counts, the config generation, per-route
+///   request handles and endpoint health gauges.
+///
+/// # Shutdown sequence
+///
+/// On the shutdown signal (SIGTERM or SIGINT in the binary; any future in tests):
+///
+/// 1. [`Phase::NotReady`]: `/readyz` answers 503, so load balancers and Kubernetes stop
+///    sending new connections;
+/// 2. every listener stops accepting and closes its socket (new connections are refused);
+///    [`Phase::Draining`];
+/// 3. open connections are asked to finish (HTTP/1 closes after the in-flight response,
+///    HTTP/2 sends GOAWAY) and waited for up to the drain timeout, then dropped;
+/// 4. [`Phase::Stopped`]; the admin server stops; the caller exits.
+///
+/// The admin server keeps answering during the drain, so `/readyz` shows 503 and
+/// `/metrics` shows the connections going down.
+#[derive(Debug)]
+pub struct Process {
+    settings: Settings,
+    metrics: Metrics,
+    readiness: Readiness,
+    config: ConfigDump,
+    listeners: Listeners,
+    admin_addr: SocketAddr,
+    admin_stop: oneshot::Sender<()>,
+    admin_task: JoinHandle<()>,
+}
+
+impl Process {
+    /// Serves the admin API on `settings.admin.address` and prepares listeners binding on
+    /// `bind`. The process starts not ready ([`Phase::Starting`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::AdminBind`] if the admin address cannot be bound.
+    pub async fn start(settings: Settings, bind: IpAddr) -> Result<Self, ProcessError> {
+        let metrics = Metrics::new();
+        let readiness = Readiness::new();
+        let config = ConfigDump::new();
+        let addr = settings.admin.address;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProcessError::AdminBind { addr, source })?;
+        let admin_addr = listener
+            .local_addr()
+            .map_err(|source| ProcessError::AdminBind { addr, source })?;
+        let service = AdminService::new(readiness.clone(), metrics.clone(), config.clone());
+        let (admin_stop, stopped) = oneshot::channel::<()>();
+        let admin_task = tokio::spawn(async move {
+            let stopped = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = crate::admin::serve_admin(listener, service, stopped).await {
+                tracing::error!(%error, "admin server failed");
+            }
+        });
+        tracing::info!(%admin_addr, "admin API listening");
+        let listeners = Listeners::new(
+            ListenerSettings::from_settings(&settings, bind),
+            metrics.clone(),
+        );
+        Ok(Self {
+            settings,
+            metrics,
+            readiness,
+            config,
+            listeners,
+            admin_addr,
+            admin_stop,
+            admin_task,
+        })
+    }
+
+    /// The settings the process runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The readiness handle.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// What `/config` serves.
+    pub fn config_dump(&self) -> &ConfigDump {
+        &self.config
+    }
+
+    /// The admin server's bound address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The gateway listeners.
+    pub fn listeners(&self) -> &Listeners {
+        &self.listeners
+    }
+
+    /// The gateway listeners, to add or remove ports.
+    pub fn listeners_mut(&mut self) -> &mut Listeners {
+        &mut self.listeners
+    }
+
+    /// Serves until `shutdown` completes, then runs the [shutdown sequence](Process#shutdown-sequence).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> DrainOutcome {
+        shutdown.await;
+        self.shutdown().await
+    }
+
+    /// Runs the [shutdown sequence](Process#shutdown-sequence) now.
+    pub async fn shutdown(mut self) -> DrainOutcome {
+        tracing::info!("shutting down: not ready");
+        self.readiness.advance(Phase::NotReady);
+        self.listeners.close().await;
+        self.readiness.advance(Phase::Draining);
+        let outcome = self.listeners.drain(self.settings.drain_timeout).await;
+        match outcome {
+            DrainOutcome::Complete => tracing::info!("drained"),
+            DrainOutcome::TimedOut { dropped } => {
+                tracing::warn!(dropped, "drain timed out");
+            }
+        }
+        self.readiness.advance(Phase::Stopped);
+        let _ = self.admin_stop.send(());
+        let _ = self.admin_task.await;
+        outcome
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// The open-files limits before and after [`raise_nofile_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NofileLimits {
+    /// The soft limit at start.
+    pub soft_before: u64,
+    /// The soft limit now.
+    pub soft: u64,
+    /// The hard limit (the ceiling for the soft one).
+    pub hard: u64,
+}
+
+/// Raises the open-files soft limit to the hard limit and logs both: every connection is a
+/// file descriptor, and the usual soft limit of 1024 takes a gateway down long before its
+/// memory or CPU would.
+///
+/// # Errors
+///
+/// The I/O error of reading or setting the limit.
+pub fn raise_nofile_limit() -> std::io::Result<NofileLimits> {
+    let (soft_before, hard) = rlimit::Resource::NOFILE.get()?;
+    let soft = rlimit::increase_nofile_limit(hard)?;
+    tracing::info!(soft_before, soft, hard, "open files limit");
+    Ok(NofileLimits {
+        soft_before,
+        soft,
+        hard,
+    })
+}

@@ -1,0 +1,370 @@
+//! The process settings file (`--config gatekit.yaml`).
+//!
+//! These are the binary's own settings — where the admin server listens, how it logs,
+//! connection limits, how long a shutdown may drain — not gateway configuration, which
+//! comes from Kubernetes manifests. Every field is optional; unknown fields are rejected
+//! so a typo never silently falls back to a default.
+//!
+//! ```yaml
+//! admin:
+//!   address: 127.0.0.1:9901   # loopback only unless allowPublic: true
+//!   allowPublic: false
+//! log:
+//!   format: text              # or json
+//!   accessLog: false
+//! limits:
+//!   maxConnections: 100000    # across all listeners
+//!   headerReadTimeout: 10s    # HTTP/1 request head deadline (slowloris)
+//!   tlsHandshakeTimeout: 10s
+//! drainTimeout: 30s           # in-flight requests may finish this long after SIGTERM
+//! gatewayClassName: gatekit   # Gateways of this class are served
+//! ```
+//!
+//! Durations are written as Gateway API durations: one or more `<integer><unit>` with unit
+//! `h`, `m`, `s` or `ms` (`1m30s`, `500ms`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the settings file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// The file could not be read.
+    #[error("cannot read settings file {path}: {source}")]
+    #[non_exhaustive]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML is malformed, has an unknown field or a value of the wrong type. The
+    /// message names the field (and the line and column).
+    #[error("invalid settings in {origin}: {source}")]
+    #[non_exhaustive]
+    Parse {
+        /// The file or other origin.
+        origin: String,
+        /// The parser's error.
+        #[source]
+        source: serde_norway::Error,
+    },
+    /// A value parses but is not acceptable.
+    #[error("invalid settings in {origin}: {field}: {reason}")]
+    #[non_exhaustive]
+    Invalid {
+        /// The file or other origin.
+        origin: String,
+        /// The field path, e.g. `admin.address`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The binary's settings. Build with [`Settings::default`], [`Settings::from_yaml`] or
+/// [`Settings::load`].
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct Settings {
+    /// The admin server.
+    pub admin: AdminSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Connection limits.
+    pub limits: Limits,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    #[serde(with = "duration")]
+    pub drain_timeout: Duration,
+    /// Gateways whose `gatewayClassName` is this are served.
+    pub gateway_class_name: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            admin: AdminSettings::default(),
+            log: LogSettings::default(),
+            limits: Limits::default(),
+            drain_timeout: Duration::from_secs(30),
+            gateway_class_name: "gatekit".to_owned(),
+        }
+    }
+}
+
+/// Admin server settings.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct AdminSettings {
+    /// Where `/healthz`, `/readyz`, `/metrics` and `/config` are served.
+    pub address: SocketAddr,
+    /// Allows a non-loopback `address`. The admin API exposes the whole configuration.
+    pub allow_public: bool,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            allow_public: false,
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// Logs one line per request (target `gatekit::access`).
+    pub access_log: bool,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Connection limits of the gateway listeners.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Open client connections across all listeners; beyond it new connections are closed
+    /// at once.
+    pub max_connections: usize,
+    /// How long a client may take to send a complete HTTP/1 request head.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to complete a TLS handshake.
+    #[serde(with = "duration")]
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 100_000,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: gatekit_core::tls::DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+impl Settings {
+    /// Parses and validates settings from YAML; `origin` names the source in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`SettingsError::Parse`] for malformed YAML, unknown fields and wrong types;
+    /// [`SettingsError::Invalid`] for values that parse but cannot be used.
+    pub fn from_yaml(yaml: &str, origin: &str) -> Result<Self, SettingsError> {
+        // An empty file is all defaults (serde_norway reads it as null, not a mapping).
+        let settings = if yaml.trim().is_empty() {
+            Self::default()
+        } else {
+            serde_norway::from_str(yaml).map_err(|source| SettingsError::Parse {
+                origin: origin.to_owned(),
+                source,
+            })?
+        };
+        settings.validate(origin)?;
+        Ok(settings)
+    }
+
+    /// Reads, parses and validates the settings file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`SettingsError::Read`] when the file cannot be read, otherwise as
+    /// [`from_yaml`](Self::from_yaml).
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let yaml = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&yaml, &path.display().to_string())
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), SettingsError> {
+        let invalid = |field, reason: &str| SettingsError::Invalid {
+            origin: origin.to_owned(),
+            field,
+            reason: reason.to_owned(),
+        };
+        if !self.admin.address.ip().is_loopback() && !self.admin.allow_public {
+            return Err(invalid(
+                "admin.address",
+                "not a loopback address; the admin API exposes the configuration, set admin.allowPublic: true to serve it there anyway",
+            ));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(invalid("limits.maxConnections", "must be at least 1"));
+        }
+        if self.limits.header_read_timeout.is_zero() {
+            return Err(invalid("limits.headerReadTimeout", "must be longer than 0"));
+        }
+        if self.limits.tls_handshake_timeout.is_zero() {
+            return Err(invalid(
+                "limits.tlsHandshakeTimeout",
+                "must be longer than 0",
+            ));
+        }
+        if self.gateway_class_name.is_empty() {
+            return Err(invalid("gatewayClassName", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+/// Gateway API durations (`1h`, `1m30s`, `500ms`) for serde.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(|reason| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?}: {reason} (write e.g. 30s, 1m30s, 500ms)"
+            ))
+        })
+    }
+
+    pub(super) fn parse(text: &str) -> Result<Duration, &'static str> {
+        if text.is_empty() {
+            return Err("empty");
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err("expected a number");
+            }
+            let value: u64 = rest[..digits].parse().map_err(|_| "number too large")?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit = match &rest[..unit_len] {
+                "h" => Duration::from_secs(3600),
+                "m" => Duration::from_secs(60),
+                "s" => Duration::from_secs(1),
+                "ms" => Duration::from_millis(1),
+                "" => return Err("missing unit (h, m, s or ms)"),
+                _ => return Err("unknown unit (use h, m, s or ms)"),
+            };
+            rest = &rest[unit_len..];
+            let part = u32::try_from(value)
+                .ok()
+                .and_then(|v| unit.checked_mul(v))
+                .ok_or("too long")?;
+            total = total.checked_add(part).ok_or("too long")?;
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults() {
+        let s = Settings::from_yaml("", "t").unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.admin.address, "127.0.0.1:9901".parse().unwrap());
+        assert_eq!(s.drain_timeout, Duration::from_secs(30));
+        assert_eq!(s.gateway_class_name, "gatekit");
+        assert_eq!(s.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let yaml = "
+admin: { address: '[::1]:9000' }
+log: { format: json, accessLog: true }
+limits: { maxConnections: 10, headerReadTimeout: 1m30s, tlsHandshakeTimeout: 500ms }
+drainTimeout: 5s
+gatewayClassName: edge
+";
+        let s = Settings::from_yaml(yaml, "t").unwrap();
+        assert_eq!(s.admin.address, "[::1]:9000".parse().unwrap());
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert!(s.log.access_log);
+        assert_eq!(s.limits.max_connections, 10);
+        assert_eq!(s.limits.header_read_timeout, Duration::from_secs(90));
+        assert_eq!(s.limits.tls_handshake_timeout, Duration::from_millis(500));
+        assert_eq!(s.drain_timeout, Duration::from_secs(5));
+        assert_eq!(s.gateway_class_name, "edge");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = Settings::from_yaml("drainTimout: 5s\n", "gatekit.yaml").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("gatekit.yaml") && msg.contains("drainTimout"),
+            "{msg}"
+        );
+        let err = Settings::from_yaml("admin:\n  adress: 1.2.3.4:1\n", "g").unwrap_err();
+        assert!(err.to_string().contains("adress"), "{err}");
+    }
+
+    #[test]
+    fn public_admin_needs_consent() {
+        let err = Settings::from_yaml("admin: { address: '0.0.0.0:9901' }", "g").unwrap_err();
+        assert!(err.to_string().contains("admin.address"), "{err}");
+        let yaml = "admin: { address: '0.0.0.0:9901', allowPublic: true }";
+        assert!(Settings::from_yaml(yaml, "g").is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for (yaml, needle) in [
+            ("drainTimeout: 5", "missing unit"),
+            (
+                "limits: { headerReadTimeout: 5x }",
+                "limits: invalid duration \"5x\"",
+            ),
+            ("limits: { maxConnections: -1 }", "limits.maxConnections"),
+            ("drainTimeout: 5x", "unknown unit"),
+            ("drainTimeout: s", "expected a number"),
+            ("limits: { maxConnections: 0 }", "limits.maxConnections"),
+            (
+                "limits: { headerReadTimeout: 0s }",
+                "limits.headerReadTimeout",
+            ),
+            ("log: { format: xml }", "xml"),
+        ] {
+            let err = Settings::from_yaml(yaml, "g").unwrap_err();
+            assert!(err.to_string().contains(needle), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            duration::parse("1h2m3s4ms"),
+            Ok(Duration::from_millis(3_723_004))
+        );
+        assert!(duration::parse("1.5s").is_err());
+        assert!(duration::parse("99999999999h").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! rustls server settings and the TLS accept path.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use rustls::ServerConfig;
+use rustls::server::ResolvesServerCert;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::server::TlsStream;
+use tower_service::Service;
+
+use super::TlsError;
+use crate::{BoxError, ConnectionInfo};
+
+/// How long [`TlsAcceptor`] waits for a client to finish its handshake unless told
+/// otherwise.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Server settings for terminating TLS: the `ring` provider, TLS 1.3 and 1.2 only, no
+/// client authentication, certificates chosen by `resolver` (usually a
+/// [`CertStore`](super::CertStore)), ALPN `h2` then `http/1.1`.
+///
+/// # Errors
+///
+/// [`TlsError::Config`] if rustls refuses the protocol versions for the provider (it
+/// does not with `ring`).
+pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Runs server-side TLS handshakes under a deadline. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct TlsAcceptor {
+    inner: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+}
+
+impl TlsAcceptor {
+    /// An acceptor for `config` with the [default handshake
+    /// timeout](DEFAULT_HANDSHAKE_TIMEOUT).
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self {
+            inner: tokio_rustls::TlsAcceptor::from(config),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// Sets how long a client may take to complete the handshake.
+    #[must_use]
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to complete the handshake.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// Completes the server side of a TLS handshake on `io`.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::HandshakeTimeout`] when the client is too slow,
+    /// [`TlsError::Handshake`] when the handshake fails (including an SNI name no
+    /// certificate serves).
+    pub async fn accept<IO>(&self, io: IO) -> Result<TlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        match tokio::time::timeout(self.handshake_timeout, self.inner.accept(io)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(error)) => Err(TlsError::Handshake(error)),
+            Err(_) => Err(TlsError::HandshakeTimeout(self.handshake_timeout)),
+        }
+    }
+}
+
+impl fmt::Debug for TlsAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsAcceptor")
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Terminates TLS on `io` with `acceptor`, then serves HTTP/1.1 or HTTP/2 (chosen by the
+/// client; ALPN `h2` leads hyper-util to see the HTTP/2 preface) with
+/// [`serve_connection`](crate::server::serve_connection). Requests carry `info` with
+/// [`is_tls`](ConnectionInfo::is_tls) set.
+///
+/// # Errors
+///
+/// The [`TlsError`] of the handshake, or the connection's I/O or protocol error.
+pub async fn serve_tls_connection<IO, S, B>(
+    io: IO,
+    acceptor: &TlsAcceptor,
+    info: ConnectionInfo,
+    service: S,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let stream = acceptor.accept(io).await?;
+    let info = ConnectionInfo::new(info.remote_addr(), info.local_addr(), true);
+    crate::server::serve_connection(stream, info, service).await
+}

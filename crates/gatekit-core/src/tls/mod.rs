@@ -1,0 +1,55 @@
+//! TLS termination: PEM loading, SNI certificate selection, rustls server settings and
+//! an accept path with a handshake deadline.
+//!
+//! # How a handshake finds its certificate
+//!
+//! A [`CertStore`] is a rustls [`ResolvesServerCert`](rustls::server::ResolvesServerCert)
+//! over an immutable [`CertSet`] held in an `ArcSwap`. For each ClientHello it loads the
+//! current set (one atomic load, no lock) and looks the SNI name up:
+//!
+//! 1. an exact hostname (`api.example.com`);
+//! 2. a wildcard covering exactly one leftmost label (`*.example.com` matches
+//!    `a.example.com`, not `example.com` nor `a.b.example.com`), looked up by the name's
+//!    suffix after its first label — one hash lookup, not a scan;
+//! 3. the default certificate, if the set has one (also used when the client sent no SNI).
+//!
+//! With no match and no default the resolver returns `None` and rustls aborts the
+//! handshake with an alert; no certificate for another host is ever shown.
+//!
+//! # Reloading without a restart
+//!
+//! [`CertStore::replace`] swaps in a whole new set atomically. Handshakes that already
+//! picked a certificate keep it; established connections are not touched (their keys were
+//! derived at handshake time); the next handshake sees the new set. Building a set (PEM
+//! parsing, key checks) happens before the swap, off the handshake path. A client that
+//! resumes a TLS session made before the swap is not shown a certificate at all (that is
+//! what resumption means); it sees the new one at its next full handshake.
+//!
+//! # Settings
+//!
+//! [`server_config`] builds a `rustls::ServerConfig` with the `ring` provider, TLS 1.3
+//! and 1.2 only, and ALPN `h2` then `http/1.1`, so hyper-util's automatic builder serves
+//! HTTP/2 to clients that negotiate it (it detects h2 by the connection preface).
+//!
+//! # Accepting
+//!
+//! [`TlsAcceptor::accept`] runs the handshake under a deadline (10 s by default) so a
+//! client that opens a socket and sends nothing cannot hold it forever;
+//! [`serve_tls_connection`] then serves HTTP on the TLS stream with
+//! [`serve_connection`](crate::server::serve_connection). Servers that need their own
+//! hyper builder (limits, graceful shutdown) call [`TlsAcceptor::accept`] and serve the
+//! returned [`TlsStream`] themselves.
+
+mod accept;
+mod error;
+mod pem;
+mod store;
+
+pub use self::accept::{
+    DEFAULT_HANDSHAKE_TIMEOUT, TlsAcceptor, serve_tls_connection, server_config,
+};
+pub use self::error::TlsError;
+pub use self::pem::{load_certified_key, load_certified_key_files, load_certs, load_private_key};
+pub use self::store::{CertSet, CertStore};
+pub use rustls::sign::CertifiedKey;
+pub use tokio_rustls::server::TlsStream;

@@ -1,0 +1,302 @@
+//! TLS termination over real sockets: SNI selection, wildcards, unknown names, certificate
+//! rotation, ALPN h2, handshake deadline, and PEM key formats.
+#![allow(clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatekit_core::ConnectionInfo;
+use gatekit_core::tls::{
+    CertSet, CertStore, CertifiedKey, TlsAcceptor, TlsError, load_certified_key,
+    load_certified_key_files, load_private_key, serve_tls_connection, server_config,
+};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+
+/// A test CA issuing leaf certificates, so clients verify chains for real.
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().clone();
+        Self { params, key, der }
+    }
+
+    /// A leaf for `names`, as (certified key, leaf DER).
+    fn leaf(&self, names: &[&str]) -> (Arc<CertifiedKey>, CertificateDer<'static>) {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let certified = load_certified_key(
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+            names[0],
+        )
+        .unwrap();
+        (certified, cert.der().clone())
+    }
+
+    fn connector(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // Each handshake must be a full one: a resumed session shows no certificate and the
+        // client reports the one it saw first.
+        config.resumption = rustls::client::Resumption::disabled();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+}
+
+/// Serves "hello" over TLS on a fresh port with `store`; returns its address.
+async fn tls_server(store: Arc<CertStore>, handshake_timeout: Duration) -> SocketAddr {
+    let config = Arc::new(server_config(store).unwrap());
+    let acceptor = TlsAcceptor::new(config).with_handshake_timeout(handshake_timeout);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let svc = tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let tls = req.extensions().get::<ConnectionInfo>().unwrap().is_tls();
+                let body = format!("hello {:?} tls={tls}", req.version());
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+            });
+            tokio::spawn(async move {
+                let info = ConnectionInfo::new(remote, local, false);
+                let _ = serve_tls_connection(tcp, &acceptor, info, svc).await;
+            });
+        }
+    });
+    local
+}
+
+async fn handshake(
+    connector: &tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+    sni: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    connector.connect(name, tcp).await
+}
+
+fn peer_leaf(stream: &tokio_rustls::client::TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
+}
+
+/// The SAN dNSName is an IA5String: its bytes appear verbatim in the certificate's DER.
+fn has_san(cert: &CertificateDer<'_>, name: &str) -> bool {
+    cert.windows(name.len()).any(|w| w == name.as_bytes())
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn http1(stream: tokio_rustls::client::TlsStream<TcpStream>) -> Sender {
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn get(sender: &mut Sender) -> String {
+    let req = Request::get("/").body(Empty::new()).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn sni_chooses_among_hostnames_and_wildcards() {
+    let ca = Ca::new();
+    let (a, a_der) = ca.leaf(&["a.test"]);
+    let (b, b_der) = ca.leaf(&["b.test"]);
+    let (w, w_der) = ca.leaf(&["*.wild.test"]);
+    let mut set = CertSet::new();
+    set.insert("a.test", a).unwrap();
+    set.insert("b.test", b).unwrap();
+    set.insert("*.wild.test", w).unwrap();
+    let addr = tls_server(Arc::new(CertStore::new(set)), Duration::from_secs(10)).await;
+    let connector = ca.connector(&[b"http/1.1"]);
+
+    for (sni, der, san) in [
+        ("a.test", &a_der, "a.test"),
+        ("b.test", &b_der, "b.test"),
+        ("x.wild.test", &w_der, "*.wild.test"),
+    ] {
+        let stream = handshake(&connector, addr, sni).await.unwrap();
+        let leaf = peer_leaf(&stream);
+        assert_eq!(&leaf, der, "{sni}");
+        assert!(has_san(&leaf, san), "{sni}");
+        let mut sender = http1(stream).await;
+        assert_eq!(get(&mut sender).await, "hello HTTP/1.1 tls=true");
+    }
+}
+
+#[tokio::test]
+async fn unknown_sni_without_default_fails_the_handshake() {
+    let ca = Ca::new();
+    let (a, _) = ca.leaf(&["a.test"]);
+    let (w, _) = ca.leaf(&["*.wild.test"]);
+    let mut set = CertSet::new();
+    set.insert("a.test", a).unwrap();
+    set.insert("*.wild.test", w).unwrap();
+    let addr = tls_server(Arc::new(CertStore::new(set)), Duration::from_secs(10)).await;
+    let connector = ca.connector(&[]);
+    for sni in ["unknown.test", "wild.test", "x.y.wild.test"] {
+        let err = handshake(&connector, addr, sni).await.unwrap_err();
+        // rustls surfaces the server's alert to the client.
+        assert!(err.to_string().contains("alert"), "{sni}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn replace_rotates_for_new_handshakes_and_keeps_open_connections() {
+    let ca = Ca::new();
+    let (old, old_der) = ca.leaf(&["a.test"]);
+    let (new, new_der) = ca.leaf(&["a.test"]);
+    let mut set = CertSet::new();
+    set.insert("a.test", old).unwrap();
+    let store = Arc::new(CertStore::new(set));
+    let addr = tls_server(store.clone(), Duration::from_secs(10)).await;
+    let connector = ca.connector(&[b"http/1.1"]);
+
+    let first = handshake(&connector, addr, "a.test").await.unwrap();
+    assert_eq!(peer_leaf(&first), old_der);
+    let mut first = http1(first).await;
+    get(&mut first).await;
+
+    let mut set = CertSet::new();
+    set.insert("a.test", new).unwrap();
+    store.replace(set);
+
+    let second = handshake(&connector, addr, "a.test").await.unwrap();
+    assert_eq!(peer_leaf(&second), new_der);
+    // The connection made before the swap still serves requests.
+    assert_eq!(get(&mut first).await, "hello HTTP/1.1 tls=true");
+}
+
+#[tokio::test]
+async fn alpn_h2_serves_http2() {
+    let ca = Ca::new();
+    let (a, _) = ca.leaf(&["a.test"]);
+    let store = CertStore::new(CertSet::new().with_default(a));
+    let addr = tls_server(Arc::new(store), Duration::from_secs(10)).await;
+    let stream = handshake(&ca.connector(&[b"h2"]), addr, "a.test")
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            Request::get("https://a.test/")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"hello HTTP/2.0 tls=true");
+}
+
+#[tokio::test]
+async fn silent_client_is_closed_after_the_handshake_timeout() {
+    let ca = Ca::new();
+    let (a, _) = ca.leaf(&["a.test"]);
+    let store = CertStore::new(CertSet::new().with_default(a));
+    let addr = tls_server(Arc::new(store), Duration::from_millis(200)).await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    // The server gives up on the handshake and closes: the read ends (EOF or reset)
+    // long before the outer bound.
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("server did not close the silent connection");
+    assert!(matches!(read, Ok(0) | Err(_)));
+}
+
+#[test]
+fn all_three_key_formats_load() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    // PKCS#1 RSA and SEC1 EC: fixed files generated once with openssl (see README.md there).
+    let rsa_pem = std::fs::read(data.join("rsa-pkcs1.key")).unwrap();
+    assert!(matches!(
+        load_private_key(&rsa_pem, "rsa").unwrap(),
+        PrivateKeyDer::Pkcs1(_)
+    ));
+    load_certified_key_files(&data.join("rsa.crt"), &data.join("rsa-pkcs1.key")).unwrap();
+
+    let ec_pem = std::fs::read(data.join("ec-sec1.key")).unwrap();
+    assert!(matches!(
+        load_private_key(&ec_pem, "ec").unwrap(),
+        PrivateKeyDer::Sec1(_)
+    ));
+    load_certified_key_files(&data.join("ec.crt"), &data.join("ec-sec1.key")).unwrap();
+
+    // PKCS#8: generated by rcgen.
+    let cert = rcgen::generate_simple_self_signed(vec!["p8.test".to_owned()]).unwrap();
+    let key_pem = cert.signing_key.serialize_pem();
+    assert!(matches!(
+        load_private_key(key_pem.as_bytes(), "p8").unwrap(),
+        PrivateKeyDer::Pkcs8(_)
+    ));
+    load_certified_key(cert.cert.pem().as_bytes(), key_pem.as_bytes(), "p8").unwrap();
+}
+
+#[test]
+fn load_errors_name_what_failed() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let rsa_crt = std::fs::read(data.join("rsa.crt")).unwrap();
+    let ec_key = std::fs::read(data.join("ec-sec1.key")).unwrap();
+
+    let err = load_certified_key(&rsa_crt, &ec_key, "secret default/mixed").unwrap_err();
+    assert!(matches!(err, TlsError::KeyRejected { .. }), "{err}");
+    assert!(err.to_string().contains("secret default/mixed"), "{err}");
+
+    let err = load_certified_key(b"", &ec_key, "secret default/empty").unwrap_err();
+    assert!(matches!(err, TlsError::NoCertificate { .. }), "{err}");
+    assert!(err.to_string().contains("secret default/empty"), "{err}");
+
+    let err = load_certified_key(&rsa_crt, b"not a key", "secret default/nokey").unwrap_err();
+    assert!(matches!(err, TlsError::PrivateKeyPem { .. }), "{err}");
+    assert!(err.to_string().contains("PKCS#8"), "{err}");
+
+    let missing = data.join("missing.crt");
+    let err = load_certified_key_files(&missing, &data.join("ec-sec1.key")).unwrap_err();
+    assert!(matches!(err, TlsError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("missing.crt"), "{err}");
+}
