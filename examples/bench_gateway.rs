@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use gatekit_core::client::Client;
 use gatekit_core::route::{BackendRef, Match, PathMatch, Route, RouteId, Rule};
+use gatekit_core::server::{ServerConfig, serve_with};
 use gatekit_core::{Backend, RouteTable, Router};
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +41,8 @@ fn main() -> anyhow::Result<()> {
             route.rules.push(rule);
             let router = Router::new(RouteTable::build(vec![route], &backends)?);
             let listener = tokio::net::TcpListener::bind(&listen).await?;
+            // HTTP/1 only, like the NGINX it is compared with: no h2 preface sniffing.
+            let config = ServerConfig::default().http2(false);
             if bare {
                 let ep = client.endpoint(backend, Default::default());
                 let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -51,11 +54,11 @@ fn main() -> anyhow::Result<()> {
                         )
                     }
                 });
-                return gatekit_core::server::serve(listener, svc, gatekit_examples::ctrl_c())
+                return serve_with(listener, svc, gatekit_examples::ctrl_c(), config)
                     .await
                     .map_err(|e| anyhow::anyhow!(e));
             }
-            gatekit_core::server::serve(listener, router, gatekit_examples::ctrl_c())
+            serve_with(listener, router, gatekit_examples::ctrl_c(), config)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))
         })
