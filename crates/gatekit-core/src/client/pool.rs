@@ -16,6 +16,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -247,10 +248,10 @@ impl EndpointPool {
             // hyper queues the request on the connection now; the future only waits.
             Some(mut tx) => {
                 let sent = tx.try_send_request(req);
-                Box::pin(async move {
-                    pool.finish_pooled(sent, tx)
-                        .await
-                        .map_err(crate::BoxError::from)
+                Box::pin(PooledResponse {
+                    sent,
+                    conn: Some((tx, pool)),
+                    retry: None,
                 })
             }
             None => {
@@ -605,6 +606,61 @@ fn to_absolute_form(req: &mut Request<Body>, tls: bool, addr: SocketAddr) -> Res
     *req.uri_mut() =
         Uri::from_parts(parts).map_err(|e| Error::with_source(ErrorKind::BadRequest, e))?;
     Ok(())
+}
+
+// --- the pooled request's response future ---
+
+pin_project! {
+    /// The response future of a request sent on a pooled HTTP/1.1 connection: the hot
+    /// path, written by hand because the `async` version was 1.9 KB (the compiler kept
+    /// separate slots for hyper's send future, each holding a 296-byte `Request`, in the
+    /// outer and inner state machines). That is past glibc's per-thread cache of small
+    /// blocks (1 KiB), so every request paid a slow-path `malloc` and a consolidation of
+    /// the free lists; this one is about 350 bytes.
+    struct PooledResponse<F> {
+        #[pin]
+        sent: F,
+        conn: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
+        // The pooled connection died before the request was written: the request is
+        // sent once more on a new connection (boxed: rare, and large).
+        retry: Option<crate::backend::BoxFuture>,
+    }
+}
+
+impl<F> Future for PooledResponse<F>
+where
+    F: Future<
+        Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>>,
+    >,
+{
+    type Output = Result<Response<Body>, crate::BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(retry) = this.retry {
+            return retry.as_mut().poll(cx);
+        }
+        let result = ready!(this.sent.poll(cx));
+        let Some((tx, pool)) = this.conn.take() else {
+            // Polled after completion: a caller's contract bug, answered with an error.
+            return Poll::Ready(Err(Error::new(ErrorKind::UpstreamProtocol).into()));
+        };
+        match result {
+            Ok(rsp) => Poll::Ready(Ok(pool.finish_h1(rsp, tx))),
+            Err(mut err) => match err.take_message() {
+                // Nothing was sent, so sending it once more is safe for any method.
+                Some(unsent) => {
+                    let retry = this.retry.insert(Box::pin(async move {
+                        pool.send_h1_fresh(unsent)
+                            .await
+                            .map_err(crate::BoxError::from)
+                    }));
+                    retry.as_mut().poll(cx)
+                }
+                None => Poll::Ready(Err(send_error(err.into_error(), false).into())),
+            },
+        }
+    }
 }
 
 // --- the pooled response body ---
