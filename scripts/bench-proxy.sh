@@ -7,7 +7,9 @@
 # stime from /proc/PID/stat over the run, divided by completed requests) — the figure that
 # is stable on a shared machine. Rounds are interleaved; the median round is reported.
 # `bare` is gatekit's upstream client behind a plain hyper server with no router: the
-# difference to `gatekit` is what routing, filters and header handling cost.
+# difference to `gatekit` is what routing, filters and header handling cost. Both gatekit
+# targets serve HTTP/1 only (`ServerConfig::http2(false)`), like the NGINX listener.
+# Method, figures and history: docs/benchmarks.md.
 #
 # Usage: scripts/bench-proxy.sh [seconds-per-run=10] [rounds=3] [connections=64]
 # Needs root once to install wrk and nginx from Debian's packages if they are missing.
