@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use gatekit_k8s::TranslateOptions;
+
 use crate::{Process, Settings, logging, process, wiring};
 
 const EXAMPLES: &str = "\
@@ -117,7 +119,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Validate(args) => validate(&args),
         Command::Demo => {
-            report(&wiring::WiringError::NotWired("demo"));
+            eprintln!("error: demo is not available yet");
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -161,15 +163,18 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    if let Err(error) = wiring::start(&mut process, &args.resources).await {
-        report(&error);
-        process.shutdown().await;
-        return ExitCode::from(match error {
-            wiring::WiringError::NotWired(_) => EXIT_USAGE,
-        });
+    let source = wiring::Source::Dirs(args.resources.clone());
+    match wiring::Wiring::start(&mut process, source, TranslateOptions::default()).await {
+        Ok(wiring) => {
+            wiring.serve(process, shutdown).await;
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            report(&error);
+            process.shutdown().await;
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
-    process.run_until(shutdown).await;
-    ExitCode::SUCCESS
 }
 
 fn validate(args: &ValidateArgs) -> ExitCode {
@@ -177,8 +182,15 @@ fn validate(args: &ValidateArgs) -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(EXIT_FAILURE);
     }
-    report(&wiring::WiringError::NotWired("validate"));
-    ExitCode::from(EXIT_USAGE)
+    if crate::validate::validate(
+        &args.dirs,
+        &TranslateOptions::default(),
+        &mut std::io::stdout(),
+    ) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
 }
 
 fn check_dirs(dirs: &[PathBuf]) -> Result<(), String> {
