@@ -407,3 +407,57 @@ async fn shutdown_drains_an_in_flight_request_through_the_wired_gateway() {
     );
     assert_eq!(stopping.await.unwrap(), DrainOutcome::Complete);
 }
+
+#[tokio::test]
+async fn demo_splits_70_20_10_and_routes_the_canary_header() {
+    let mut settings = gatekit_bin::Settings::default();
+    settings.admin.address = "127.0.0.1:0".parse().unwrap();
+    let port = free_port();
+    let demo = gatekit_bin::demo::Demo::start(settings, port)
+        .await
+        .unwrap();
+    let admin = demo.admin_addr();
+    assert!(
+        demo.instructions()
+            .contains(&format!("curl -s http://127.0.0.1:{port}/"))
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(demo.serve(async {
+        let _ = stopped.await;
+    }));
+
+    let client = TestClient::new();
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    for _ in 0..400 {
+        let rsp = client.get(&url).await;
+        assert_eq!(rsp.status, StatusCode::OK);
+        *counts
+            .entry(String::from_utf8_lossy(&rsp.body).trim().to_owned())
+            .or_default() += 1;
+    }
+    let (blue, green, canary) = (counts["blue"], counts["green"], counts["canary"]);
+    assert!(blue > green && green > canary && canary > 0, "{counts:?}");
+    assert!((220..=340).contains(&blue), "{counts:?}");
+
+    for _ in 0..10 {
+        let req = Request::get(&url)
+            .header("x-canary", "true")
+            .body(http_body_util::Full::default())
+            .unwrap();
+        let rsp = client.send(req).await;
+        assert_eq!(&rsp.body[..], b"canary\n");
+    }
+    let (_, body) = get_raw(admin, "/config", "admin").await;
+    let config: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        config["upstreams"]["default/blue:80"]["activeHealthCheck"],
+        true
+    );
+    assert_eq!(
+        config["upstreams"]["default/blue:80"]["algorithm"],
+        "least-request"
+    );
+    stop.send(()).unwrap();
+    assert_eq!(task.await.unwrap(), DrainOutcome::Complete);
+}

@@ -94,8 +94,6 @@ pub struct ValidateArgs {
 /// Exit status for a failure the user must fix (bad settings, unreadable directory,
 /// runtime error).
 const EXIT_FAILURE: u8 = 1;
-/// Exit status for a usage problem, as clap uses, and for a command not available yet.
-const EXIT_USAGE: u8 = 2;
 
 /// Runs a parsed command line to its exit status.
 pub fn main(cli: Cli) -> ExitCode {
@@ -119,8 +117,17 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Validate(args) => validate(&args),
         Command::Demo => {
-            eprintln!("error: demo is not available yet");
-            ExitCode::from(EXIT_USAGE)
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: cannot start the async runtime: {error}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
+            runtime.block_on(demo(process::shutdown_signal()))
         }
     }
 }
@@ -172,6 +179,23 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
         Err(error) => {
             report(&error);
             process.shutdown().await;
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `gatekit demo` until `shutdown` completes.
+async fn demo(shutdown: impl std::future::Future<Output = ()>) -> ExitCode {
+    let settings = Settings::default();
+    logging::init(settings.log.format);
+    match crate::demo::Demo::start(settings, 8080).await {
+        Ok(demo) => {
+            println!("{}", demo.instructions());
+            demo.serve(shutdown).await;
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            report(&error);
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -30,6 +30,7 @@
 
 mod admin;
 mod cli;
+pub mod demo;
 mod listener;
 mod logging;
 pub mod metrics;
