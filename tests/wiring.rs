@@ -461,3 +461,135 @@ async fn demo_splits_70_20_10_and_routes_the_canary_header() {
     stop.send(()).unwrap();
     assert_eq!(task.await.unwrap(), DrainOutcome::Complete);
 }
+
+/// A ConfigMap volume: files are symlinks through `..data`, which is swapped atomically
+/// to a new timestamped directory on update.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_configmap_style_symlink_swap_is_picked_up() {
+    use std::os::unix::fs::symlink;
+    let a = EchoBackend::start("a").await;
+    let b = EchoBackend::start("b").await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write_version = |version: &str, backend: &str| {
+        let data = root.join(version);
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("gateway.yaml"), gateway_http(port)).unwrap();
+        std::fs::write(
+            data.join("services.yaml"),
+            format!(
+                "{}---\n{}",
+                service("svc-a", a.addr),
+                service("svc-b", b.addr)
+            ),
+        )
+        .unwrap();
+        std::fs::write(data.join("route.yaml"), route("r", "/", backend)).unwrap();
+    };
+    write_version("..2026_01", "svc-a");
+    symlink("..2026_01", root.join("..data")).unwrap();
+    for file in ["gateway.yaml", "services.yaml", "route.yaml"] {
+        symlink(format!("..data/{file}"), root.join(file)).unwrap();
+    }
+    let wired = Wired::start(&[root.to_path_buf()]).await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let client = TestClient::new();
+    assert_eq!(client.get(&url).await.header("x-backend"), Some("a"));
+
+    // The kubelet's update: new directory, new symlink, atomic rename over ..data.
+    write_version("..2026_02", "svc-b");
+    symlink("..2026_02", root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    std::fs::remove_dir_all(root.join("..2026_01")).unwrap();
+    eventually(Duration::from_secs(2), "the swapped version serves", || {
+        let client = client.clone();
+        let url = url.clone();
+        async move { client.get(&url).await.header("x-backend") == Some("b") }
+    })
+    .await;
+    assert!(wired.config().await["lastReloadError"].is_null());
+}
+
+#[tokio::test]
+async fn active_health_checks_mark_a_dead_endpoint_in_metrics_and_config() {
+    let a = EchoBackend::start("a").await;
+    let dead = gatekit_tests::closed_port().await;
+    let port = free_port();
+    let slice = |addrs: &[std::net::SocketAddr]| {
+        let endpoints: Vec<String> = addrs
+            .iter()
+            .map(|a| format!("{{ addresses: [\"{}\"] }}", a.ip()))
+            .collect();
+        // One slice per port: the two endpoints listen on different ports.
+        addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                format!(
+                    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{ name: web-{i}, namespace: default, labels: {{ kubernetes.io/service-name: web }} }}\naddressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints: [{}]\n",
+                    addr.port(),
+                    endpoints[i]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("---\n")
+    };
+    let manifests = format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{ name: web, namespace: default }}
+spec:
+  ports: [{{ name: http, port: 80 }}]
+---
+{}---
+apiVersion: gatekit.io/v1alpha1
+kind: BackendPolicy
+metadata: {{ name: hc, namespace: default }}
+spec:
+  targetRefs: [{{ kind: Service, name: web }}]
+  healthCheck:
+    active: {{ type: http, path: /, interval: 20ms, timeout: 200ms, unhealthyThreshold: 2 }}
+"#,
+        slice(&[a.addr, dead])
+    );
+    let (_dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(port)),
+        ("web.yaml", manifests),
+        ("route.yaml", route("r", "/", "web")),
+    ]);
+    let wired = Wired::start(&dirs).await;
+    let dead_series =
+        format!(r#"gatekit_endpoint_healthy{{upstream="default/web:80",endpoint="{dead}"}}"#);
+    eventually(
+        Duration::from_secs(3),
+        "the dead endpoint is unhealthy in /metrics",
+        || async {
+            let (_, m) = wired.admin("/metrics").await;
+            metric(&m, &dead_series) == Some(0.0)
+        },
+    )
+    .await;
+    let (_, m) = wired.admin("/metrics").await;
+    let live = format!(
+        r#"gatekit_endpoint_healthy{{upstream="default/web:80",endpoint="{}"}}"#,
+        a.addr
+    );
+    assert_eq!(metric(&m, &live), Some(1.0));
+    let config = wired.config().await;
+    let endpoints = config["upstreams"]["default/web:80"]["endpoints"]
+        .as_array()
+        .unwrap();
+    let dead_entry = endpoints
+        .iter()
+        .find(|e| e["address"] == dead.to_string())
+        .unwrap();
+    assert_eq!(dead_entry["healthy"], false, "{config}");
+    // Traffic only reaches the live endpoint now.
+    let client = TestClient::new();
+    for _ in 0..10 {
+        let rsp = client.get(&format!("http://127.0.0.1:{port}/")).await;
+        assert_eq!(rsp.status, StatusCode::OK);
+    }
+}

@@ -208,6 +208,7 @@ impl Wiring {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> DrainOutcome {
         tokio::pin!(shutdown);
+        let health_changed = self.upstreams.health_changed();
         loop {
             let changed = async {
                 match self.watcher.as_mut() {
@@ -217,6 +218,7 @@ impl Wiring {
             };
             tokio::select! {
                 () = &mut shutdown => break,
+                () = health_changed.notified() => self.refresh_health(&process),
                 changed = changed => match changed {
                     Some(()) => {
                         let started = tokio::time::Instant::now();
@@ -411,6 +413,14 @@ impl Wiring {
             "configuration served"
         );
         bind_errors
+    }
+
+    /// Re-renders `/config`'s upstreams after a health change.
+    fn refresh_health(&mut self, process: &Process) {
+        if let serde_json::Value::Object(map) = &mut self.dump {
+            map.insert("upstreams".into(), self.upstreams.dump());
+            self.publish(process);
+        }
     }
 
     fn publish(&self, process: &Process) {

@@ -36,7 +36,7 @@ use gatekit_lb::{
     Algorithm, HashKey, HealthChecker, HealthEventKind, Locality, OutlierDetector, SlowStart,
     Upstream, UpstreamConfig,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::Metrics;
@@ -66,6 +66,8 @@ impl Drop for Entry {
 pub(crate) struct Upstreams {
     client: Client,
     metrics: Metrics,
+    /// Signalled on every health event, so `/config` can be refreshed.
+    health_changed: Arc<Notify>,
     entries: BTreeMap<String, Entry>,
 }
 
@@ -82,6 +84,7 @@ impl Upstreams {
         Self {
             client,
             metrics,
+            health_changed: Arc::new(Notify::new()),
             entries: BTreeMap::new(),
         }
     }
@@ -140,6 +143,11 @@ impl Upstreams {
                 }
             }
         }
+    }
+
+    /// Resolves after a health event of any upstream (one wake-up for a burst).
+    pub(crate) fn health_changed(&self) -> Arc<Notify> {
+        self.health_changed.clone()
     }
 
     /// The upstream of `name`, for route tables.
@@ -229,6 +237,7 @@ impl Upstreams {
             events.subscribe(),
             self.metrics.clone(),
             Arc::from(name),
+            self.health_changed.clone(),
         ));
         Entry {
             policy: policy.cloned(),
@@ -247,6 +256,7 @@ async fn follow_events(
     mut events: broadcast::Receiver<gatekit_lb::HealthEvent>,
     metrics: Metrics,
     name: Arc<str>,
+    changed: Arc<Notify>,
 ) {
     loop {
         match events.recv().await {
@@ -263,6 +273,7 @@ async fn follow_events(
                     "endpoint health changed"
                 );
                 metrics.endpoint_health(&name, event.addr()).set(healthy);
+                changed.notify_one();
             }
             Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => return,
