@@ -27,6 +27,7 @@ pub(crate) const DEBOUNCE_MAX: Duration = Duration::from_millis(60);
 pub(crate) struct DirWatcher {
     _watcher: RecommendedWatcher,
     events: mpsc::Receiver<()>,
+    debounce: Duration,
 }
 
 impl std::fmt::Debug for DirWatcher {
@@ -61,15 +62,24 @@ impl DirWatcher {
         Ok(Self {
             _watcher: watcher,
             events,
+            debounce: DEBOUNCE,
         })
+    }
+
+    /// Sets the quiet time (see [`DEBOUNCE`]).
+    pub(crate) fn set_debounce(&mut self, quiet: Duration) {
+        self.debounce = quiet;
     }
 
     /// Waits for a change, then for the debounce to settle. `None` if the watcher stopped.
     pub(crate) async fn changed(&mut self) -> Option<()> {
         self.events.recv().await?;
-        let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX;
+        if self.debounce.is_zero() {
+            return Some(());
+        }
+        let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX.max(self.debounce);
         loop {
-            let quiet = tokio::time::Instant::now() + DEBOUNCE;
+            let quiet = tokio::time::Instant::now() + self.debounce;
             match tokio::time::timeout_at(quiet.min(deadline), self.events.recv()).await {
                 Ok(Some(())) if tokio::time::Instant::now() < deadline => {}
                 Ok(None) => return None,
