@@ -136,6 +136,28 @@ pub struct Wiring {
     generation: u64,
     served: bool,
     watcher: Option<DirWatcher>,
+    /// `/config` fragments of the served snapshot, as JSON text.
+    rendered: Rendered,
+    /// `/config`'s `lastReloadError`, as JSON text.
+    last_error: String,
+}
+
+/// The parts of `/config` that change only on reload, rendered once as JSON text (a
+/// `serde_json::Value` of 5,000 routes costs tens of megabytes).
+struct Rendered {
+    listeners: String,
+    resources: String,
+    errors: String,
+}
+
+impl Default for Rendered {
+    fn default() -> Self {
+        Self {
+            listeners: "[]".to_owned(),
+            resources: "[]".to_owned(),
+            errors: "[]".to_owned(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Wiring {
@@ -177,6 +199,8 @@ impl Wiring {
             generation: 0,
             served: false,
             watcher,
+            rendered: Rendered::default(),
+            last_error: "null".to_owned(),
         };
         let bind_errors = wiring.reload(process).await;
         if let Some((port, reason)) = bind_errors.into_iter().next() {
@@ -293,19 +317,8 @@ impl Wiring {
             "message": "manifests refused; the last good configuration keeps serving",
             "errors": errors.iter().map(manifest_error_json).collect::<Vec<_>>(),
         });
-        // A copy of the served dump (a refusal is rare), with the error.
-        let mut dump = match &*process.config_dump().current() {
-            serde_json::Value::Object(map) => map.clone(),
-            _ => {
-                let mut map = serde_json::Map::new();
-                map.insert("generation".into(), 0.into());
-                map
-            }
-        };
-        dump.insert("lastReloadError".into(), error);
-        process
-            .config_dump()
-            .publish(serde_json::Value::Object(dump));
+        self.last_error = error.to_string();
+        self.publish(process);
     }
 
     async fn apply(
@@ -430,11 +443,9 @@ impl Wiring {
         self.generation += 1;
         metrics.record_reload(true);
         metrics.set_config_generation(self.generation);
-        let mut dump = self.snapshot_json(translation, &errors);
-        if let serde_json::Value::Object(map) = &mut dump {
-            map.insert("lastReloadError".into(), serde_json::Value::Null);
-        }
-        process.config_dump().publish(dump);
+        self.rendered = self.render(translation, &errors);
+        "null".clone_into(&mut self.last_error);
+        self.publish(process);
         if !self.served {
             self.served = true;
             process.readiness().mark_served();
@@ -451,47 +462,67 @@ impl Wiring {
 
     /// Re-renders `/config`'s upstreams after a health change.
     fn refresh_health(&self, process: &Process) {
-        if let serde_json::Value::Object(map) = &*process.config_dump().current() {
-            let mut map = map.clone();
-            map.insert("upstreams".into(), self.upstreams.dump());
-            process
-                .config_dump()
-                .publish(serde_json::Value::Object(map));
-        }
+        self.publish(process);
     }
 
-    fn snapshot_json(
-        &self,
-        translation: &Translation,
-        errors: &[ConfigError],
-    ) -> serde_json::Value {
-        let listeners: Vec<serde_json::Value> = translation
-            .listeners()
-            .iter()
-            .map(|port| {
-                serde_json::json!({
-                    "port": port.port(),
-                    "address": self.ports.get(&port.port()).map(|p| p.local.to_string()),
-                    "protocol": protocol_name(port.protocol()),
-                    "listeners": port.listeners().iter().map(|l| serde_json::json!({
-                        "gateway": l.gateway().to_string(),
-                        "name": l.name(),
-                        "hostname": l.hostname(),
-                        "certificates": l.certificates().iter()
-                            .map(|c| c.secret().to_string()).collect::<Vec<_>>(),
-                    })).collect::<Vec<_>>(),
-                    "routes": port.routes().iter().map(route_json).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "generation": self.generation,
-            "listeners": listeners,
-            "upstreams": self.upstreams.dump(),
-            "resources": translation.statuses().iter().map(status_json).collect::<Vec<_>>(),
-            "errors": errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        })
+    /// Publishes `/config`: the rendered snapshot, the upstreams' current health and the
+    /// last reload error.
+    fn publish(&self, process: &Process) {
+        let r = &self.rendered;
+        process.config_dump().publish_json(format!(
+            r#"{{"generation":{},"listeners":{},"upstreams":{},"resources":{},"errors":{},"lastReloadError":{}}}"#,
+            self.generation,
+            r.listeners,
+            self.upstreams.dump(),
+            r.resources,
+            r.errors,
+            self.last_error,
+        ));
     }
+
+    fn render(&self, translation: &Translation, errors: &[ConfigError]) -> Rendered {
+        let listeners = json_array(translation.listeners().iter().map(|port| {
+            let head = serde_json::json!({
+                "port": port.port(),
+                "address": self.ports.get(&port.port()).map(|p| p.local.to_string()),
+                "protocol": protocol_name(port.protocol()),
+                "listeners": port.listeners().iter().map(|l| serde_json::json!({
+                    "gateway": l.gateway().to_string(),
+                    "name": l.name(),
+                    "hostname": l.hostname(),
+                    "certificates": l.certificates().iter()
+                        .map(|c| c.secret().to_string()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+            .to_string();
+            // `head` is an object: splice the routes in before its closing brace.
+            let routes = json_array(port.routes().iter().map(route_json));
+            let head = head.strip_suffix('}').unwrap_or("{");
+            let sep = if head.len() > 1 { "," } else { "" };
+            format!(r#"{head}{sep}"routes":{routes}}}"#)
+        }));
+        Rendered {
+            listeners,
+            resources: json_array(translation.statuses().iter().map(status_json)),
+            errors: serde_json::Value::from(
+                errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            )
+            .to_string(),
+        }
+    }
+}
+
+/// A JSON array of the items' texts (each item rendered and dropped in turn).
+fn json_array<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&item.to_string());
+    }
+    out.push(']');
+    out
 }
 
 /// Every backend name a route's rules send to (invalid ones included: they never
