@@ -135,6 +135,10 @@ pub fn main(cli: Cli) -> ExitCode {
 /// `gatekit run`, until `shutdown` completes: loads settings, sets up logging and the
 /// open-files limit, starts the process and hands it to the configuration wiring.
 pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>) -> ExitCode {
+    let mut shutdown = std::pin::pin!(shutdown);
+    if install_early(shutdown.as_mut()).await {
+        return ExitCode::SUCCESS;
+    }
     let settings = match &args.config {
         Some(path) => match Settings::load(path) {
             Ok(settings) => settings,
@@ -184,8 +188,21 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
     }
 }
 
+/// Polls `shutdown` once, so a signal future installs its handlers before start-up (a
+/// SIGTERM while loading manifests then stops gracefully instead of killing the
+/// process). Returns whether it already completed.
+async fn install_early(
+    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> bool {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(shutdown.as_mut().poll(cx).is_ready())).await
+}
+
 /// `gatekit demo` until `shutdown` completes.
 async fn demo(shutdown: impl std::future::Future<Output = ()>) -> ExitCode {
+    let mut shutdown = std::pin::pin!(shutdown);
+    if install_early(shutdown.as_mut()).await {
+        return ExitCode::SUCCESS;
+    }
     let settings = Settings::default();
     logging::init(settings.log.format);
     match crate::demo::Demo::start(settings, 8080).await {

@@ -17,31 +17,17 @@ use gatekit_k8s::{ResourceSet, TranslateOptions, translate};
 /// route compiles.
 pub fn validate(dirs: &[PathBuf], options: &TranslateOptions, out: &mut dyn Write) -> bool {
     // Output errors (a closed pipe) do not change the verdict.
-    let _ = report(dirs, options, out).map_err(|e| tracing::debug!(%e, "writing the report"));
-    check(dirs, options)
+    match report(dirs, options, out) {
+        Ok(ok) => ok,
+        Err(error) => {
+            tracing::debug!(%error, "writing the report");
+            false
+        }
+    }
 }
 
 fn is_bad(c: &Condition) -> bool {
     matches!(c.type_(), "Accepted" | "ResolvedRefs") && c.status() != ConditionStatus::True
-}
-
-fn check(dirs: &[PathBuf], options: &TranslateOptions) -> bool {
-    let Ok((resources, _)) = ResourceSet::from_dirs(dirs) else {
-        return false;
-    };
-    let translation = translate(&resources, options);
-    let conditions_ok = translation.statuses().iter().all(|s| {
-        !s.conditions().iter().any(is_bad)
-            && !s
-                .parents()
-                .iter()
-                .any(|p| p.conditions().iter().any(is_bad))
-            && !s
-                .listeners()
-                .iter()
-                .any(|l| l.conditions().iter().any(is_bad))
-    });
-    conditions_ok && translation.errors().is_empty() && table_errors(&translation).is_empty()
 }
 
 fn table_errors(translation: &gatekit_k8s::Translation) -> Vec<String> {
@@ -54,11 +40,12 @@ fn table_errors(translation: &gatekit_k8s::Translation) -> Vec<String> {
     errors.into_iter().collect()
 }
 
+/// Writes the report; returns the verdict.
 fn report(
     dirs: &[PathBuf],
     options: &TranslateOptions,
     out: &mut dyn Write,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     let resources = match ResourceSet::from_dirs(dirs) {
         Ok((resources, warnings)) => {
             for warning in warnings {
@@ -75,10 +62,11 @@ fn report(
             for error in errors {
                 writeln!(out, "  error: {error}")?;
             }
-            return Ok(());
+            return Ok(false);
         }
     };
     let translation = translate(&resources, options);
+    let mut conditions_ok = true;
     for status in translation.statuses() {
         let bad = status.conditions().iter().any(is_bad)
             || status
@@ -89,6 +77,7 @@ fn report(
                 .listeners()
                 .iter()
                 .any(|l| l.conditions().iter().any(is_bad));
+        conditions_ok &= !bad;
         writeln!(out, "{} {}", if bad { "✗" } else { "✓" }, status.resource())?;
         for c in status.conditions() {
             writeln!(out, "    {c}")?;
@@ -129,9 +118,19 @@ fn report(
     problems.extend(table_errors(&translation));
     if !problems.is_empty() {
         writeln!(out, "{} problem(s):", problems.len())?;
-        for p in problems {
+        for p in &problems {
             writeln!(out, "  error: {p}")?;
         }
     }
-    Ok(())
+    let ok = conditions_ok && problems.is_empty();
+    writeln!(
+        out,
+        "{}",
+        if ok {
+            "valid: every resource is Accepted and ResolvedRefs"
+        } else {
+            "invalid: see the ✗ resources and errors above"
+        }
+    )?;
+    Ok(ok)
 }
