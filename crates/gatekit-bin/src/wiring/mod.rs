@@ -41,6 +41,7 @@
 //! If the first load fails, the process stays up and not ready (`/readyz` answers 503)
 //! and serves the snapshot as soon as a change makes it valid.
 
+mod cache;
 mod labels;
 pub(crate) mod upstreams;
 mod watch;
@@ -59,6 +60,7 @@ use gatekit_k8s::translate::{PortListeners, Protocol};
 use gatekit_k8s::{ManifestError, ResourceSet, TranslateOptions, Translation, translate};
 use tower_layer::Layer;
 
+use self::cache::FileCache;
 use self::labels::{ByRoute, Labelled};
 use self::upstreams::Upstreams;
 use self::watch::DirWatcher;
@@ -98,9 +100,9 @@ pub enum Source {
 /// The outcome of loading the manifests: the resources, or why they were refused.
 type Loaded = Result<ResourceSet, Vec<ManifestError>>;
 
-fn load(source: &Source) -> Loaded {
+fn load(source: &Source, cache: &mut FileCache) -> Loaded {
     let loaded = match source {
-        Source::Dirs(dirs) => ResourceSet::from_dirs(dirs),
+        Source::Dirs(dirs) => cache.load(dirs),
         Source::Documents(docs) => {
             ResourceSet::from_documents(docs.iter().map(|(n, t)| (n.as_str(), t.as_str())))
         }
@@ -136,6 +138,8 @@ pub struct Wiring {
     generation: u64,
     served: bool,
     watcher: Option<DirWatcher>,
+    /// Parsed files, so a reload parses only what changed.
+    cache: FileCache,
     /// `/config` fragments of the served snapshot, as JSON text.
     rendered: Rendered,
     /// `/config`'s `lastReloadError`, as JSON text.
@@ -199,6 +203,7 @@ impl Wiring {
             generation: 0,
             served: false,
             watcher,
+            cache: FileCache::default(),
             rendered: Rendered::default(),
             last_error: "null".to_owned(),
         };
@@ -270,8 +275,17 @@ impl Wiring {
     async fn reload(&mut self, process: &mut Process) -> Vec<(u16, String)> {
         let started = tokio::time::Instant::now();
         let source = self.source.clone();
-        let loaded = match tokio::task::spawn_blocking(move || load(&source)).await {
-            Ok(loaded) => loaded,
+        let mut cache = std::mem::take(&mut self.cache);
+        let loaded = match tokio::task::spawn_blocking(move || {
+            let loaded = load(&source, &mut cache);
+            (loaded, cache)
+        })
+        .await
+        {
+            Ok((loaded, cache)) => {
+                self.cache = cache;
+                loaded
+            }
             Err(error) => {
                 tracing::error!(%error, "loading manifests failed");
                 process.metrics().record_reload(false);
