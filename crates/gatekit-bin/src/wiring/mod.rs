@@ -42,6 +42,7 @@
 //! and serves the snapshot as soon as a change makes it valid.
 
 mod cache;
+mod dump;
 mod labels;
 pub(crate) mod upstreams;
 mod watch;
@@ -55,12 +56,12 @@ use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::route::{Route, RouteId};
 use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
 use gatekit_core::{Backend, ConfigError, HandleErrorLayer, RouteTable, Router};
-use gatekit_k8s::status::ResourceStatus;
 use gatekit_k8s::translate::{PortListeners, Protocol};
 use gatekit_k8s::{ManifestError, ResourceSet, TranslateOptions, Translation, translate};
 use tower_layer::Layer;
 
 use self::cache::FileCache;
+use self::dump::Rendered;
 use self::labels::{ByRoute, Labelled};
 use self::upstreams::Upstreams;
 use self::watch::DirWatcher;
@@ -144,24 +145,6 @@ pub struct Wiring {
     rendered: Rendered,
     /// `/config`'s `lastReloadError`, as JSON text.
     last_error: String,
-}
-
-/// The parts of `/config` that change only on reload, rendered once as JSON text (a
-/// `serde_json::Value` of 5,000 routes costs tens of megabytes).
-struct Rendered {
-    listeners: String,
-    resources: String,
-    errors: String,
-}
-
-impl Default for Rendered {
-    fn default() -> Self {
-        Self {
-            listeners: "[]".to_owned(),
-            resources: "[]".to_owned(),
-            errors: "[]".to_owned(),
-        }
-    }
 }
 
 impl std::fmt::Debug for Wiring {
@@ -327,11 +310,7 @@ impl Wiring {
             );
         }
         process.metrics().record_reload(false);
-        let error = serde_json::json!({
-            "message": "manifests refused; the last good configuration keeps serving",
-            "errors": errors.iter().map(manifest_error_json).collect::<Vec<_>>(),
-        });
-        self.last_error = error.to_string();
+        self.last_error = dump::refused(errors);
         self.publish(process);
     }
 
@@ -495,48 +474,13 @@ impl Wiring {
     }
 
     fn render(&self, translation: &Translation, errors: &[ConfigError]) -> Rendered {
-        let listeners = json_array(translation.listeners().iter().map(|port| {
-            let head = serde_json::json!({
-                "port": port.port(),
-                "address": self.ports.get(&port.port()).map(|p| p.local.to_string()),
-                "protocol": protocol_name(port.protocol()),
-                "listeners": port.listeners().iter().map(|l| serde_json::json!({
-                    "gateway": l.gateway().to_string(),
-                    "name": l.name(),
-                    "hostname": l.hostname(),
-                    "certificates": l.certificates().iter()
-                        .map(|c| c.secret().to_string()).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-            })
-            .to_string();
-            // `head` is an object: splice the routes in before its closing brace.
-            let routes = json_array(port.routes().iter().map(route_json));
-            let head = head.strip_suffix('}').unwrap_or("{");
-            let sep = if head.len() > 1 { "," } else { "" };
-            format!(r#"{head}{sep}"routes":{routes}}}"#)
-        }));
-        Rendered {
-            listeners,
-            resources: json_array(translation.statuses().iter().map(status_json)),
-            errors: serde_json::Value::from(
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            )
-            .to_string(),
-        }
+        let bound = self
+            .ports
+            .iter()
+            .map(|(p, port)| (*p, port.local))
+            .collect();
+        dump::render(translation, &bound, errors)
     }
-}
-
-/// A JSON array of the items' texts (each item rendered and dropped in turn).
-fn json_array<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
-    let mut out = String::from("[");
-    for (i, item) in items.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&item.to_string());
-    }
-    out.push(']');
-    out
 }
 
 /// Every backend name a route's rules send to (invalid ones included: they never
@@ -590,101 +534,4 @@ fn cert_set(port: &PortListeners, errors: &mut Vec<ConfigError>) -> CertSet {
         set.set_default(key);
     }
     set
-}
-
-fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Https => "HTTPS",
-        _ => "HTTP",
-    }
-}
-
-fn route_json(route: &Route) -> serde_json::Value {
-    serde_json::json!({
-        "route": route.id.to_string(),
-        "hostnames": route.hostnames,
-        "rules": route.rules.iter().map(|rule| serde_json::json!({
-            "name": rule.name,
-            "matches": rule.matches.iter().map(match_json).collect::<Vec<_>>(),
-            "backends": rule.backends.iter().map(|b| serde_json::json!({
-                "name": b.name,
-                "weight": b.weight,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn match_json(m: &gatekit_core::route::Match) -> serde_json::Value {
-    use gatekit_core::route::{PathMatch, StringMatch};
-    let string = |v: &StringMatch| match v {
-        StringMatch::Exact(v) => serde_json::json!({ "type": "Exact", "value": v }),
-        StringMatch::Regex(v) => serde_json::json!({ "type": "RegularExpression", "value": v }),
-    };
-    let path = m.path.as_ref().map(|p| match p {
-        PathMatch::Exact(v) => serde_json::json!({ "type": "Exact", "value": v }),
-        PathMatch::Prefix(v) => serde_json::json!({ "type": "PathPrefix", "value": v }),
-        PathMatch::Regex(v) => serde_json::json!({ "type": "RegularExpression", "value": v }),
-    });
-    serde_json::json!({
-        "path": path,
-        "headers": m.headers.iter().map(|h| {
-            let mut v = string(&h.value);
-            v["name"] = h.name.clone().into();
-            v
-        }).collect::<Vec<_>>(),
-        "queryParams": m.query.iter().map(|q| {
-            let mut v = string(&q.value);
-            v["name"] = q.name.clone().into();
-            v
-        }).collect::<Vec<_>>(),
-        "method": m.method.as_ref().map(http::Method::as_str),
-    })
-}
-
-fn conditions_json(conditions: &[gatekit_k8s::status::Condition]) -> Vec<serde_json::Value> {
-    conditions
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "type": c.type_(),
-                "status": c.status().as_str(),
-                "reason": c.reason(),
-                "message": c.message(),
-            })
-        })
-        .collect()
-}
-
-fn status_json(status: &ResourceStatus) -> serde_json::Value {
-    let r = status.resource();
-    serde_json::json!({
-        "kind": r.kind(),
-        "namespace": r.namespace(),
-        "name": r.name(),
-        "conditions": conditions_json(status.conditions()),
-        "parents": status.parents().iter().map(|p| serde_json::json!({
-            "gateway": format!("{}/{}", p.parent().namespace, p.parent().name),
-            "sectionName": p.parent().section_name,
-            "port": p.parent().port,
-            "conditions": conditions_json(p.conditions()),
-        })).collect::<Vec<_>>(),
-        "listeners": status.listeners().iter().map(|l| serde_json::json!({
-            "name": l.name(),
-            "attachedRoutes": l.attached_routes(),
-            "conditions": conditions_json(l.conditions()),
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn manifest_error_json(error: &ManifestError) -> serde_json::Value {
-    serde_json::json!({
-        "file": error.file(),
-        "document": error.document(),
-        "kind": error.kind(),
-        "namespace": error.namespace(),
-        "name": error.name(),
-        "field": error.field(),
-        "reason": error.reason(),
-        "message": error.to_string(),
-    })
 }
