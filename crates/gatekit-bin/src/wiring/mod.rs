@@ -15,7 +15,8 @@
 //!    error is logged with file, document, kind, name and field, `gatekit_reloads_total
 //!    {result="failed"}` is incremented and `/config` shows them under
 //!    `lastReloadError`. A half-read directory must never be served: it could drop every
-//!    route of a file that failed to parse.
+//!    route of a file that failed to parse. Only files whose text changed are parsed
+//!    again (a per-file cache, see `cache.rs`).
 //! 2. **Translate** ([`translate()`]). Problems *inside* well-formed resources (a
 //!    backendRef to a missing Service, a listener that conflicts, a route whose regex
 //!    does not compile) follow the Gateway API's per-resource semantics: the offending
