@@ -593,3 +593,114 @@ spec:
         assert_eq!(rsp.status, StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn reloads_bind_and_close_ports_and_rebuild_upstreams_on_policy_change() {
+    let a = EchoBackend::start("a").await;
+    let b = EchoBackend::start("b").await;
+    let (p1, p2) = (free_port(), free_port());
+    let (dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(p1)),
+        ("services.yaml", service("svc-a", a.addr)),
+        ("route.yaml", route("r", "/", "svc-a")),
+    ]);
+    let wired = Wired::start(&dirs).await;
+    let config = wired.config().await;
+    assert_eq!(
+        config["upstreams"]["default/svc-a:80"]["algorithm"],
+        "round-robin"
+    );
+
+    // A second listener port appears: bound on reload.
+    let two_ports = gateway_http(p1).replace(
+        "listeners: [{ name: http, port",
+        &format!("listeners: [{{ name: second, port: {p2}, protocol: HTTP }}, {{ name: http, port"),
+    );
+    write_atomic(dir.path(), "gateway.yaml", &two_ports);
+    eventually(
+        Duration::from_secs(2),
+        "the new port serves",
+        || async move {
+            match tokio::net::TcpStream::connect(("127.0.0.1", p2)).await {
+                Ok(_) => get_raw(([127, 0, 0, 1], p2).into(), "/", "x").await.0 == StatusCode::OK,
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+
+    // A BackendPolicy and a second endpoint: the upstream is rebuilt with the new
+    // algorithm and both endpoints take traffic.
+    let slice_b = service("svc-a", b.addr)
+        .split("---\n")
+        .nth(1)
+        .unwrap()
+        .replace("svc-a-1", "svc-a-2");
+    let policy = "apiVersion: gatekit.io/v1alpha1\nkind: BackendPolicy\nmetadata: { name: p, namespace: default }\nspec:\n  targetRefs: [{ kind: Service, name: svc-a }]\n  loadBalancer: { algorithm: least-request }\n";
+    write_atomic(
+        dir.path(),
+        "services.yaml",
+        &format!("{}---\n{slice_b}---\n{policy}", service("svc-a", a.addr)),
+    );
+    eventually(Duration::from_secs(2), "the policy applies", || async {
+        let config = wired.config().await;
+        config["upstreams"]["default/svc-a:80"]["algorithm"] == "least-request"
+            && config["upstreams"]["default/svc-a:80"]["endpoints"]
+                .as_array()
+                .is_some_and(|e| e.len() == 2)
+    })
+    .await;
+    let client = TestClient::new();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..40 {
+        let rsp = client.get(&format!("http://127.0.0.1:{p1}/")).await;
+        seen.insert(rsp.header("x-backend").unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // The second port disappears: closed on reload.
+    write_atomic(dir.path(), "gateway.yaml", &gateway_http(p1));
+    eventually(
+        Duration::from_secs(2),
+        "the removed port is closed",
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", p2))
+                .await
+                .is_err()
+        },
+    )
+    .await;
+    assert_eq!(
+        get_raw(([127, 0, 0, 1], p1).into(), "/", "x").await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_h2c_service_is_spoken_to_over_http2() {
+    let mut a = EchoBackend::start("a").await;
+    let port = free_port();
+    let h2c = service("svc-a", a.addr).replace(
+        "ports: [{ name: http, port: 80 }]",
+        "ports: [{ name: http, port: 80, appProtocol: kubernetes.io/h2c }]",
+    );
+    let (_dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(port)),
+        ("services.yaml", h2c),
+        ("route.yaml", route("r", "/", "svc-a")),
+    ]);
+    let wired = Wired::start(&dirs).await;
+    assert_eq!(
+        wired.config().await["upstreams"]["default/svc-a:80"]["protocol"],
+        "h2c"
+    );
+    let (status, _) = get_raw(([127, 0, 0, 1], port).into(), "/h2", "example.com").await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = a.next_seen().await;
+    // HTTP/2 carries the authority in the URI (`:authority`), HTTP/1.1 in `Host`.
+    assert_eq!(
+        seen.uri.authority().map(|a| a.as_str()),
+        Some("example.com")
+    );
+    assert_eq!(seen.uri.path(), "/h2");
+}
