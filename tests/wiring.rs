@@ -704,3 +704,62 @@ async fn an_h2c_service_is_spoken_to_over_http2() {
     );
     assert_eq!(seen.uri.path(), "/h2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_rewrites_are_read_once_the_file_is_closed() {
+    let a = EchoBackend::start("a").await;
+    let b = EchoBackend::start("b").await;
+    let port = free_port();
+    let (dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(port)),
+        (
+            "services.yaml",
+            format!(
+                "{}---\n{}",
+                service("svc-a", a.addr),
+                service("svc-b", b.addr)
+            ),
+        ),
+        ("route.yaml", route("r", "/", "svc-a")),
+    ]);
+    let wired = Wired::start(&dirs).await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, url) = (stop.clone(), url.clone());
+        tokio::spawn(async move {
+            let client = TestClient::new();
+            let mut failed = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let rsp = client.get(&url).await;
+                if rsp.status != StatusCode::OK {
+                    failed.push(rsp.status);
+                }
+            }
+            failed
+        })
+    };
+    let probe = TestClient::new();
+    for i in 0..20 {
+        let (svc, name) = if i % 2 == 0 {
+            ("svc-b", "b")
+        } else {
+            ("svc-a", "a")
+        };
+        // Truncate, write, close: the reload waits for the close.
+        std::fs::write(dir.path().join("route.yaml"), route("r", "/", svc)).unwrap();
+        eventually(Duration::from_secs(2), "the rewritten route serves", || {
+            let probe = probe.clone();
+            let url = url.clone();
+            async move { probe.get(&url).await.header("x-backend") == Some(name) }
+        })
+        .await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(load.await.unwrap(), Vec::<StatusCode>::new());
+    let (_, metrics) = wired.admin("/metrics").await;
+    assert_eq!(
+        metric(&metrics, r#"gatekit_reloads_total{result="failed"}"#),
+        Some(0.0)
+    );
+}

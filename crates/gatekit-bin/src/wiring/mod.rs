@@ -198,10 +198,11 @@ impl Wiring {
         Ok(wiring)
     }
 
-    /// Sets how long the directories must be quiet after a change before reloading
-    /// (default 20 ms, at most 60 ms of delay under a stream of events). Zero reloads on
-    /// the first event, which may read a file an editor is still writing; the next
-    /// event reloads again.
+    /// Sets how long the directories must be quiet after a change that leaves a write in
+    /// progress before reloading (default 20 ms; 3 ms after a completed write — a close
+    /// after writing, a rename; at most 60 ms of delay under a stream of events). Zero
+    /// reloads on the first event, which may read a file an editor is still writing; the
+    /// next event reloads again.
     pub fn set_debounce(&mut self, quiet: std::time::Duration) {
         if let Some(watcher) = &mut self.watcher {
             watcher.set_debounce(quiet);
