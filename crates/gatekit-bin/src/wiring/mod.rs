@@ -380,6 +380,7 @@ impl Wiring {
                         None => Transport::Plain,
                     };
                     let service = MetricsLayer::new(metrics.request_metrics(UNMATCHED, UNMATCHED))
+                        .with_access_log(process.settings().log.access_log)
                         .layer(HandleErrorLayer::new().layer(router.clone()));
                     match process
                         .listeners_mut()
