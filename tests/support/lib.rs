@@ -2,6 +2,8 @@
 //! received, a gateway served on a loopback port, and a plain HTTP client.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+pub mod wired;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use gatekit_core::Body;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -113,28 +114,36 @@ impl fmt::Debug for Readiness {
 
 /// The JSON `/config` serves: whatever the process last published (the wiring publishes
 /// the served snapshot and each resource's conditions). Cheap to clone; publishing is one
-/// atomic swap.
+/// atomic swap. Kept serialized: a `serde_json::Value` of a large configuration costs
+/// several times its text in memory (a map node per object).
 #[derive(Clone)]
 pub struct ConfigDump {
-    current: Arc<ArcSwap<serde_json::Value>>,
+    current: Arc<ArcSwap<Bytes>>,
 }
 
 impl ConfigDump {
     /// A dump that serves `null` until something is published.
     pub fn new() -> Self {
         Self {
-            current: Arc::new(ArcSwap::from_pointee(serde_json::Value::Null)),
+            current: Arc::new(ArcSwap::from_pointee(Bytes::from_static(b"null"))),
         }
     }
 
     /// Replaces what `/config` serves.
     pub fn publish(&self, value: serde_json::Value) {
-        self.current.store(Arc::new(value));
+        let text = serde_json::to_vec_pretty(&value).unwrap_or_else(|_| b"null".to_vec());
+        self.current.store(Arc::new(Bytes::from(text)));
     }
 
-    /// What `/config` serves now.
-    pub fn current(&self) -> Arc<serde_json::Value> {
-        self.current.load_full()
+    /// Replaces what `/config` serves with JSON text already rendered (the caller
+    /// guarantees it is valid JSON).
+    pub fn publish_json(&self, json: String) {
+        self.current.store(Arc::new(Bytes::from(json)));
+    }
+
+    /// What `/config` serves now, as JSON text.
+    pub fn current(&self) -> Bytes {
+        Bytes::clone(&self.current.load())
     }
 }
 
@@ -199,19 +208,13 @@ impl AdminService {
                 );
                 response
             }
-            "/config" => match serde_json::to_vec_pretty(&*self.inner.config.current()) {
-                Ok(json) => {
-                    let mut response = Response::new(Body::full(json));
-                    response
-                        .headers_mut()
-                        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    response
-                }
-                Err(error) => text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("cannot encode the configuration: {error}\n"),
-                ),
-            },
+            "/config" => {
+                let mut response = Response::new(Body::full(self.inner.config.current()));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response
+            }
             _ => text(
                 StatusCode::NOT_FOUND,
                 "not found; try /healthz, /readyz, /metrics or /config\n",

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use gatekit_k8s::TranslateOptions;
+
 use crate::{Process, Settings, logging, process, wiring};
 
 const EXAMPLES: &str = "\
@@ -92,8 +94,6 @@ pub struct ValidateArgs {
 /// Exit status for a failure the user must fix (bad settings, unreadable directory,
 /// runtime error).
 const EXIT_FAILURE: u8 = 1;
-/// Exit status for a usage problem, as clap uses, and for a command not available yet.
-const EXIT_USAGE: u8 = 2;
 
 /// Runs a parsed command line to its exit status.
 pub fn main(cli: Cli) -> ExitCode {
@@ -117,8 +117,17 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Validate(args) => validate(&args),
         Command::Demo => {
-            report(&wiring::WiringError::NotWired("demo"));
-            ExitCode::from(EXIT_USAGE)
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: cannot start the async runtime: {error}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
+            runtime.block_on(demo(process::shutdown_signal()))
         }
     }
 }
@@ -126,6 +135,10 @@ pub fn main(cli: Cli) -> ExitCode {
 /// `gatekit run`, until `shutdown` completes: loads settings, sets up logging and the
 /// open-files limit, starts the process and hands it to the configuration wiring.
 pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>) -> ExitCode {
+    let mut shutdown = std::pin::pin!(shutdown);
+    if install_early(shutdown.as_mut()).await {
+        return ExitCode::SUCCESS;
+    }
     let settings = match &args.config {
         Some(path) => match Settings::load(path) {
             Ok(settings) => settings,
@@ -161,15 +174,48 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    if let Err(error) = wiring::start(&mut process, &args.resources).await {
-        report(&error);
-        process.shutdown().await;
-        return ExitCode::from(match error {
-            wiring::WiringError::NotWired(_) => EXIT_USAGE,
-        });
+    let source = wiring::Source::Dirs(args.resources.clone());
+    match wiring::Wiring::start(&mut process, source, TranslateOptions::default()).await {
+        Ok(wiring) => {
+            wiring.serve(process, shutdown).await;
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            report(&error);
+            process.shutdown().await;
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
-    process.run_until(shutdown).await;
-    ExitCode::SUCCESS
+}
+
+/// Polls `shutdown` once, so a signal future installs its handlers before start-up (a
+/// SIGTERM while loading manifests then stops gracefully instead of killing the
+/// process). Returns whether it already completed.
+async fn install_early(
+    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> bool {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(shutdown.as_mut().poll(cx).is_ready())).await
+}
+
+/// `gatekit demo` until `shutdown` completes.
+async fn demo(shutdown: impl std::future::Future<Output = ()>) -> ExitCode {
+    let mut shutdown = std::pin::pin!(shutdown);
+    if install_early(shutdown.as_mut()).await {
+        return ExitCode::SUCCESS;
+    }
+    let settings = Settings::default();
+    logging::init(settings.log.format);
+    match crate::demo::Demo::start(settings, 8080).await {
+        Ok(demo) => {
+            println!("{}", demo.instructions());
+            demo.serve(shutdown).await;
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            report(&error);
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
 
 fn validate(args: &ValidateArgs) -> ExitCode {
@@ -177,8 +223,15 @@ fn validate(args: &ValidateArgs) -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(EXIT_FAILURE);
     }
-    report(&wiring::WiringError::NotWired("validate"));
-    ExitCode::from(EXIT_USAGE)
+    if crate::validate::validate(
+        &args.dirs,
+        &TranslateOptions::default(),
+        &mut std::io::stdout(),
+    ) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
 }
 
 fn check_dirs(dirs: &[PathBuf]) -> Result<(), String> {

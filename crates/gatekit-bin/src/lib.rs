@@ -30,12 +30,14 @@
 
 mod admin;
 mod cli;
+pub mod demo;
 mod listener;
 mod logging;
 pub mod metrics;
 mod process;
 mod settings;
-mod wiring;
+mod validate;
+pub mod wiring;
 
 pub use crate::admin::{AdminService, ConfigDump, Phase, Readiness, serve_admin};
 pub use crate::cli::{Cli, Command, RunArgs, ValidateArgs, main, run};
@@ -46,4 +48,6 @@ pub use crate::process::{
     NofileLimits, Process, ProcessError, raise_nofile_limit, shutdown_signal,
 };
 pub use crate::settings::{AdminSettings, Limits, LogFormat, LogSettings, Settings, SettingsError};
-pub use crate::wiring::WiringError;
+pub use crate::validate::validate;
+pub use crate::wiring::{Source, Wiring, WiringError};
+pub use gatekit_k8s::TranslateOptions;

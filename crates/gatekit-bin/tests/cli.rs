@@ -105,34 +105,85 @@ fn missing_resource_dir_exits_1() {
 }
 
 #[test]
-fn commands_needing_the_translation_say_so_and_exit_2() {
-    let dir = temp_dir("not-wired");
-    let config = dir.join("gatekit.yaml");
-    // Admin on an ephemeral port, so the process really starts and stops.
-    std::fs::write(&config, "admin: { address: '127.0.0.1:0' }\n").unwrap();
-    let dir_s = dir.to_str().unwrap();
-    for args in [
-        vec![
+fn validate_exits_0_on_valid_manifests_and_1_on_broken_ones() {
+    let dir = temp_dir("validate-ok");
+    std::fs::write(
+        dir.join("gw.yaml"),
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: { name: gw }\nspec:\n  gatewayClassName: gatekit\n  listeners: [{ name: http, port: 8080, protocol: HTTP }]\n",
+    )
+    .unwrap();
+    let out = gatekit(&["validate", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Gateway default/gw"),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::write(dir.join("broken.yaml"), "kind: HTTPRoute\nspec: [\n").unwrap();
+    let out = gatekit(&["validate", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("broken.yaml"), "{}", stdout(&out));
+}
+
+/// Starts `gatekit run` on an empty directory, waits for `until` on stderr, sends
+/// SIGTERM and returns (exit code, stderr).
+#[cfg(unix)]
+fn run_until_line(name: &str, config: &str, until: &str) -> (Option<i32>, String) {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir(name);
+    let config_path = dir.join("gatekit.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let resources = dir.join("manifests");
+    std::fs::create_dir_all(&resources).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatekit"))
+        .args([
             "run",
             "--resources",
-            dir_s,
+            resources.to_str().unwrap(),
             "--config",
-            config.to_str().unwrap(),
-        ],
-        vec!["validate", dir_s],
-        vec!["demo"],
-    ] {
-        let out = gatekit(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            stderr(&out).contains("not wired"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
+        ])
+        .arg(&config_path)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut err = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        err.push_str(&line);
+        err.push('\n');
+        if line.contains(until) {
+            break;
+        }
     }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for line in lines {
+        err.push_str(&line.unwrap());
+        err.push('\n');
+    }
+    (child.wait().unwrap().code(), err)
 }
 
 #[test]
+#[cfg(unix)]
+fn run_serves_then_stops_on_sigterm_with_exit_0() {
+    let (code, err) = run_until_line(
+        "run-sigterm",
+        "admin: { address: '127.0.0.1:0' }\n",
+        "configuration served",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("SIGTERM received"), "{err}");
+    assert!(err.contains("drained"), "{err}");
+}
+
+#[test]
+#[cfg(unix)]
 fn json_logs_report_the_open_files_limits() {
     let dir = temp_dir("json-logs");
     let config = dir.join("gatekit.yaml");
@@ -141,14 +192,12 @@ fn json_logs_report_the_open_files_limits() {
         "admin: { address: '127.0.0.1:0' }\nlog: { format: json }\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gatekit"))
-        .args(["run", "--resources", dir.to_str().unwrap(), "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "not wired yet");
-    let err = stderr(&out);
+    let (code, err) = run_until_line(
+        "json-logs-run",
+        &std::fs::read_to_string(&config).unwrap(),
+        "configuration served",
+    );
+    assert_eq!(code, Some(0), "{err}");
     let events: Vec<serde_json::Value> = err
         .lines()
         .filter(|l| l.starts_with('{'))

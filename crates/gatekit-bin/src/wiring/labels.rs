@@ -1,0 +1,93 @@
+//! Per-(route, backend) request metrics without per-request formatting.
+//!
+//! The [`Router`](gatekit_core::Router) knows the matched route only once it has routed,
+//! below the [`MetricsLayer`](crate::MetricsLayer) that records requests. So each backend a
+//! route table is built with is a [`Labelled`] upstream: it reads the
+//! [`MatchedRoute`] the router put in the request, finds the [`RequestMetrics`] handle of
+//! (that route, this backend) in a map built when the table was built, and puts it in
+//! the response's extensions, where the metrics layer looks first. A request that never
+//! reaches a backend (no route: 404; a rule without a usable backend: 500) is recorded
+//! under the listener's `(unmatched)` series.
+//!
+//! Upstream errors (no healthy endpoint, connect failure, timeout) become their error
+//! responses here rather than in the router, so they are counted under the right route
+//! and backend too; the response is the same [`error_response`] the router would give.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use gatekit_core::client::EndpointClient;
+use gatekit_core::route::RouteId;
+use gatekit_core::{Body, BoxError, MatchedRoute, error_response};
+use gatekit_lb::Upstream;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::RequestMetrics;
+
+/// The metrics handles of one backend, by route.
+pub(crate) type ByRoute = Arc<HashMap<RouteId, RequestMetrics>>;
+
+/// An upstream that labels its responses with the (route, backend) metrics handle.
+#[derive(Clone)]
+pub(crate) struct Labelled {
+    upstream: Upstream<EndpointClient>,
+    by_route: ByRoute,
+}
+
+impl Labelled {
+    pub(crate) fn new(upstream: Upstream<EndpointClient>, by_route: ByRoute) -> Self {
+        Self { upstream, by_route }
+    }
+}
+
+impl Service<Request<Body>> for Labelled {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = LabelledFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.upstream.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> LabelledFuture {
+        let metrics = req
+            .extensions()
+            .get::<MatchedRoute>()
+            .and_then(|m| self.by_route.get(m.route_id()))
+            .cloned();
+        LabelledFuture {
+            inner: self.upstream.call(req),
+            metrics,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Labelled`].
+    pub(crate) struct LabelledFuture {
+        #[pin]
+        inner: gatekit_lb::ResponseFuture<EndpointClient, Body>,
+        metrics: Option<RequestMetrics>,
+    }
+}
+
+impl Future for LabelledFuture {
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut rsp = match ready!(this.inner.poll(cx)) {
+            Ok(rsp) => rsp,
+            Err(error) => error_response(&*error),
+        };
+        if let Some(metrics) = this.metrics.take() {
+            rsp.extensions_mut().insert(metrics);
+        }
+        Poll::Ready(Ok(rsp))
+    }
+}

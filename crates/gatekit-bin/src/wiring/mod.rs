@@ -1,0 +1,540 @@
+//! The seam where Kubernetes manifests become served configuration: [`Wiring`].
+//!
+//! `gatekit run` starts a [`Process`] (admin server up, not ready, no listeners), then
+//! [`Wiring::start`] loads and serves the manifests, and [`Wiring::serve`] keeps them up
+//! to date until shutdown. `gatekit demo` does the same from in-memory manifests
+//! ([`Source::Documents`]).
+//!
+//! # A reload
+//!
+//! Every reload (the first one included) runs the same steps:
+//!
+//! 1. **Load** every manifest ([`ResourceSet::from_dirs`]). Any load error — an
+//!    unreadable file, YAML that does not parse, a document that does not fit its kind's
+//!    schema — **refuses the whole snapshot**: the last good one keeps serving, each
+//!    error is logged with file, document, kind, name and field, `gatekit_reloads_total
+//!    {result="failed"}` is incremented and `/config` shows them under
+//!    `lastReloadError`. A half-read directory must never be served: it could drop every
+//!    route of a file that failed to parse. Only files whose text changed are parsed
+//!    again (a per-file cache, see `cache.rs`).
+//! 2. **Translate** ([`translate()`]). Problems *inside* well-formed resources (a
+//!    backendRef to a missing Service, a listener that conflicts, a route whose regex
+//!    does not compile) follow the Gateway API's per-resource semantics: the offending
+//!    route, rule or listener is not served (or answers 500 for its invalid backends),
+//!    everything else is, and the problem is reported in the resource's conditions and
+//!    in `/config`'s `errors`. This is what a Kubernetes controller does, and what lets
+//!    one team's broken route not take down another team's.
+//! 3. **Upstreams** are updated in the upstream registry, which keeps each
+//!    upstream's per-endpoint state across reloads.
+//! 4. **Per port**: a route table is built ([`RouteTable::build_partial`]) and stored in
+//!    the port's [`Router`] (kept across reloads, so the swap is one atomic pointer
+//!    store: requests in flight finish on the table they were routed by); HTTPS ports get
+//!    a new certificate set in their [`CertStore`] (SNI by listener hostname; the
+//!    listener without a hostname, else the first one, is the default). Ports that
+//!    appear are bound, ports that disappear (or change protocol) are closed.
+//! 5. Upstreams no longer named are dropped, metric series of removed (route, backend)
+//!    pairs are forgotten, the generation is bumped, `/config` is published, the reload
+//!    is counted ok, and the first served snapshot marks the process ready.
+//!
+//! Certificate Secrets are manifests like any other: changing a Secret file reloads,
+//! and its listeners' certificate set is replaced (new handshakes use it at once).
+//!
+//! If the first load fails, the process stays up and not ready (`/readyz` answers 503)
+//! and serves the snapshot as soon as a change makes it valid.
+
+mod cache;
+mod dump;
+mod labels;
+pub(crate) mod upstreams;
+mod watch;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use gatekit_core::client::{Client, ClientConfig};
+use gatekit_core::route::{Route, RouteId};
+use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
+use gatekit_core::{Backend, ConfigError, HandleErrorLayer, RouteTable, Router};
+use gatekit_k8s::translate::{PortListeners, Protocol};
+use gatekit_k8s::{ManifestError, ResourceSet, TranslateOptions, Translation, translate};
+use tower_layer::Layer;
+
+use self::cache::FileCache;
+use self::dump::Rendered;
+use self::labels::{ByRoute, Labelled};
+use self::upstreams::Upstreams;
+use self::watch::DirWatcher;
+use crate::{DrainOutcome, MetricsLayer, Process, RequestMetrics, Transport};
+
+/// The route label of requests that matched no route (or no usable backend).
+const UNMATCHED: &str = "(unmatched)";
+
+/// Why the configuration could not be wired.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WiringError {
+    /// The resource directories cannot be watched.
+    #[error("cannot watch the resource directories: {0}")]
+    Watch(#[from] notify::Error),
+    /// A listener of the first snapshot could not be bound.
+    #[error("cannot listen on port {port}: {reason}")]
+    #[non_exhaustive]
+    Bind {
+        /// The port.
+        port: u16,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where the manifests come from.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Source {
+    /// Directories (or files) on disk, watched for changes.
+    Dirs(Vec<PathBuf>),
+    /// In-memory `(source name, text)` documents, served as they are (no reload).
+    Documents(Vec<(String, String)>),
+}
+
+/// The outcome of loading the manifests: the resources, or why they were refused.
+type Loaded = Result<ResourceSet, Vec<ManifestError>>;
+
+fn load(source: &Source, cache: &mut FileCache) -> Loaded {
+    let loaded = match source {
+        Source::Dirs(dirs) => cache.load(dirs),
+        Source::Documents(docs) => {
+            ResourceSet::from_documents(docs.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+        }
+    };
+    loaded.map(|(set, warnings)| {
+        for warning in warnings {
+            tracing::warn!(%warning, "manifest skipped");
+        }
+        set
+    })
+}
+
+/// What is served on one port.
+struct Port {
+    protocol: Protocol,
+    router: Router,
+    certs: Option<Arc<CertStore>>,
+    local: SocketAddr,
+}
+
+/// A (route, backend) pair with a metrics series.
+type SeriesKey = (String, String);
+
+/// Manifests wired to a [`Process`]: the upstream registry, a router per port, the file
+/// watcher (see the [module docs](self)).
+pub struct Wiring {
+    source: Source,
+    options: TranslateOptions,
+    upstreams: Upstreams,
+    ports: BTreeMap<u16, Port>,
+    series: BTreeMap<SeriesKey, RequestMetrics>,
+    routes_with_series: BTreeSet<String>,
+    generation: u64,
+    served: bool,
+    watcher: Option<DirWatcher>,
+    /// Parsed files, so a reload parses only what changed.
+    cache: FileCache,
+    /// `/config` fragments of the served snapshot, as JSON text.
+    rendered: Rendered,
+    /// `/config`'s `lastReloadError`, as JSON text.
+    last_error: String,
+}
+
+impl std::fmt::Debug for Wiring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wiring")
+            .field("source", &self.source)
+            .field("generation", &self.generation)
+            .field("ports", &self.ports.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wiring {
+    /// Loads `source` and serves it on `process` (ports bound, routers, certificates,
+    /// upstreams), and starts watching directories. A first snapshot that fails to load
+    /// is reported and the process stays not ready until a change fixes it.
+    ///
+    /// # Errors
+    ///
+    /// [`WiringError::Watch`] if the directories cannot be watched,
+    /// [`WiringError::Bind`] if a port of the first served snapshot cannot be bound.
+    pub async fn start(
+        process: &mut Process,
+        source: Source,
+        options: TranslateOptions,
+    ) -> Result<Self, WiringError> {
+        let watcher = match &source {
+            Source::Dirs(dirs) => Some(DirWatcher::new(dirs)?),
+            Source::Documents(_) => None,
+        };
+        let client = Client::new(ClientConfig::default());
+        let mut wiring = Self {
+            upstreams: Upstreams::new(client, process.metrics().clone()),
+            source,
+            options,
+            ports: BTreeMap::new(),
+            series: BTreeMap::new(),
+            routes_with_series: BTreeSet::new(),
+            generation: 0,
+            served: false,
+            watcher,
+            cache: FileCache::default(),
+            rendered: Rendered::default(),
+            last_error: "null".to_owned(),
+        };
+        let bind_errors = wiring.reload(process).await;
+        if let Some((port, reason)) = bind_errors.into_iter().next() {
+            return Err(WiringError::Bind { port, reason });
+        }
+        Ok(wiring)
+    }
+
+    /// Sets how long the directories must be quiet after a change that leaves a write in
+    /// progress before reloading (default 20 ms; 3 ms after a completed write — a close
+    /// after writing, a rename; at most 60 ms of delay under a stream of events). Zero
+    /// reloads on the first event, which may read a file an editor is still writing; the
+    /// next event reloads again.
+    pub fn set_debounce(&mut self, quiet: std::time::Duration) {
+        if let Some(watcher) = &mut self.watcher {
+            watcher.set_debounce(quiet);
+        }
+    }
+
+    /// The generation of the served snapshot (0 before the first one).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The bound address of every served port.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.ports.values().map(|p| p.local).collect()
+    }
+
+    /// Reloads on every change of the watched directories until `shutdown` completes,
+    /// then runs the process's shutdown sequence.
+    pub async fn serve(
+        mut self,
+        mut process: Process,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> DrainOutcome {
+        tokio::pin!(shutdown);
+        let health_changed = self.upstreams.health_changed();
+        loop {
+            let changed = async {
+                match self.watcher.as_mut() {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = health_changed.notified() => self.refresh_health(&process),
+                changed = changed => match changed {
+                    Some(()) => {
+                        let started = tokio::time::Instant::now();
+                        self.reload(&mut process).await;
+                        tracing::debug!(elapsed = ?started.elapsed(), "reload done");
+                    }
+                    None => {
+                        tracing::error!("the file watcher stopped; configuration is no longer reloaded");
+                        self.watcher = None;
+                    }
+                },
+            }
+        }
+        self.watcher = None;
+        process.shutdown().await
+    }
+
+    /// One reload (see the [module docs](self#a-reload)). Returns the ports that could
+    /// not be bound.
+    async fn reload(&mut self, process: &mut Process) -> Vec<(u16, String)> {
+        let started = tokio::time::Instant::now();
+        let source = self.source.clone();
+        let mut cache = std::mem::take(&mut self.cache);
+        let loaded = match tokio::task::spawn_blocking(move || {
+            let loaded = load(&source, &mut cache);
+            (loaded, cache)
+        })
+        .await
+        {
+            Ok((loaded, cache)) => {
+                self.cache = cache;
+                loaded
+            }
+            Err(error) => {
+                tracing::error!(%error, "loading manifests failed");
+                process.metrics().record_reload(false);
+                return Vec::new();
+            }
+        };
+        let resources = match loaded {
+            Ok(resources) => resources,
+            Err(errors) => {
+                self.refuse(process, &errors);
+                return Vec::new();
+            }
+        };
+        let loaded = started.elapsed();
+        let translation = translate(&resources, &self.options);
+        let translated = started.elapsed();
+        let bind_errors = self.apply(process, &translation).await;
+        tracing::info!(
+            generation = self.generation,
+            load_ms = loaded.as_secs_f64() * 1e3,
+            translate_ms = (translated - loaded).as_secs_f64() * 1e3,
+            apply_ms = (started.elapsed() - translated).as_secs_f64() * 1e3,
+            "reload timings"
+        );
+        bind_errors
+    }
+
+    fn refuse(&mut self, process: &Process, errors: &[ManifestError]) {
+        for error in errors {
+            tracing::error!(
+                file = error.file(),
+                document = error.document(),
+                kind = error.kind(),
+                namespace = error.namespace(),
+                name = error.name(),
+                field = error.field(),
+                reason = error.reason(),
+                "invalid manifest; keeping the last good configuration"
+            );
+        }
+        process.metrics().record_reload(false);
+        self.last_error = dump::refused(errors);
+        self.publish(process);
+    }
+
+    async fn apply(
+        &mut self,
+        process: &mut Process,
+        translation: &Translation,
+    ) -> Vec<(u16, String)> {
+        let metrics = process.metrics().clone();
+        let mut errors: Vec<ConfigError> = translation.errors().to_vec();
+        errors.extend(self.upstreams.update(translation.upstreams()));
+
+        // Metric handles per (route, backend), looked up once here.
+        let mut series = BTreeMap::new();
+        let mut by_backend: HashMap<String, HashMap<RouteId, RequestMetrics>> = HashMap::new();
+        for port in translation.listeners() {
+            for route in port.routes() {
+                for name in backend_names(route) {
+                    let key = (route.id.to_string(), name.to_owned());
+                    let handle = match self.series.get(&key) {
+                        Some(handle) => handle.clone(),
+                        None => metrics.request_metrics(&key.0, name),
+                    };
+                    series.insert(key, handle.clone());
+                    by_backend
+                        .entry(name.to_owned())
+                        .or_default()
+                        .insert(route.id.clone(), handle);
+                }
+            }
+        }
+        let by_backend: HashMap<String, ByRoute> = by_backend
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect();
+        let upstreams = &self.upstreams;
+        let lookup = |name: &str| -> Option<Backend> {
+            let upstream = upstreams.upstream(name)?.clone();
+            let by_route = by_backend.get(name).cloned().unwrap_or_default();
+            Some(Backend::new(Labelled::new(upstream, by_route)))
+        };
+
+        let mut bind_errors = Vec::new();
+        let mut wanted = BTreeSet::new();
+        for port in translation.listeners() {
+            wanted.insert(port.port());
+            let (table, table_errors) = RouteTable::build_partial(port.routes().to_vec(), &lookup);
+            errors.extend(table_errors);
+            let certs = (port.protocol() == Protocol::Https).then(|| cert_set(port, &mut errors));
+            match self.ports.get(&port.port()) {
+                Some(served) if served.protocol == port.protocol() => {
+                    served.router.store(table);
+                    if let (Some(store), Some(set)) = (&served.certs, certs) {
+                        store.replace(set);
+                    }
+                }
+                _ => {
+                    if self.ports.remove(&port.port()).is_some() {
+                        process.listeners_mut().remove(port.port()).await;
+                    }
+                    let router = Router::new(table);
+                    let store = certs.map(|set| Arc::new(CertStore::new(set)));
+                    let transport = match &store {
+                        Some(store) => Transport::Tls(store.clone()),
+                        None => Transport::Plain,
+                    };
+                    let service = MetricsLayer::new(metrics.request_metrics(UNMATCHED, UNMATCHED))
+                        .with_access_log(process.settings().log.access_log)
+                        .layer(HandleErrorLayer::new().layer(router.clone()));
+                    match process
+                        .listeners_mut()
+                        .add(port.port(), transport, service)
+                        .await
+                    {
+                        Ok(local) => {
+                            self.ports.insert(
+                                port.port(),
+                                Port {
+                                    protocol: port.protocol(),
+                                    router,
+                                    certs: store,
+                                    local,
+                                },
+                            );
+                        }
+                        Err(error) => {
+                            tracing::error!(port = port.port(), %error, "cannot listen");
+                            errors.push(ConfigError::new(
+                                format!("listeners[port={}]", port.port()),
+                                error.to_string(),
+                            ));
+                            bind_errors.push((port.port(), error.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        let gone: Vec<u16> = self
+            .ports
+            .keys()
+            .filter(|p| !wanted.contains(p))
+            .copied()
+            .collect();
+        for port in gone {
+            self.ports.remove(&port);
+            process.listeners_mut().remove(port).await;
+        }
+        self.upstreams.retain(translation.upstreams());
+
+        // Forget the series of (route, backend) pairs no longer served.
+        for (route, backend) in self.series.keys().filter(|k| !series.contains_key(*k)) {
+            metrics.forget_request_metrics(route, backend);
+        }
+        let routes: BTreeSet<String> = series.keys().map(|(r, _)| r.clone()).collect();
+        for route in self.routes_with_series.difference(&routes) {
+            metrics.forget_route(route);
+        }
+        self.series = series;
+        self.routes_with_series = routes;
+
+        for error in &errors {
+            tracing::warn!(%error, "configuration problem (the rest is served)");
+        }
+        self.generation += 1;
+        metrics.record_reload(true);
+        metrics.set_config_generation(self.generation);
+        self.rendered = self.render(translation, &errors);
+        "null".clone_into(&mut self.last_error);
+        self.publish(process);
+        if !self.served {
+            self.served = true;
+            process.readiness().mark_served();
+        }
+        tracing::info!(
+            generation = self.generation,
+            ports = self.ports.len(),
+            upstreams = translation.upstreams().len(),
+            problems = errors.len(),
+            "configuration served"
+        );
+        bind_errors
+    }
+
+    /// Re-renders `/config`'s upstreams after a health change.
+    fn refresh_health(&self, process: &Process) {
+        self.publish(process);
+    }
+
+    /// Publishes `/config`: the rendered snapshot, the upstreams' current health and the
+    /// last reload error.
+    fn publish(&self, process: &Process) {
+        let r = &self.rendered;
+        process.config_dump().publish_json(format!(
+            r#"{{"generation":{},"listeners":{},"upstreams":{},"resources":{},"errors":{},"lastReloadError":{}}}"#,
+            self.generation,
+            r.listeners,
+            self.upstreams.dump(),
+            r.resources,
+            r.errors,
+            self.last_error,
+        ));
+    }
+
+    fn render(&self, translation: &Translation, errors: &[ConfigError]) -> Rendered {
+        let bound = self
+            .ports
+            .iter()
+            .map(|(p, port)| (*p, port.local))
+            .collect();
+        dump::render(translation, &bound, errors)
+    }
+}
+
+/// Every backend name a route's rules send to (invalid ones included: they never
+/// resolve, and their series stay at zero).
+fn backend_names(route: &Route) -> BTreeSet<&str> {
+    route
+        .rules
+        .iter()
+        .flat_map(|r| r.backends.iter().map(|b| b.name.as_str()))
+        .collect()
+}
+
+/// The certificate set of an HTTPS port: each listener's first usable certificate under
+/// its hostname; the listener without a hostname (else the first listener) is the
+/// default for clients that send no or an unknown SNI name.
+fn cert_set(port: &PortListeners, errors: &mut Vec<ConfigError>) -> CertSet {
+    let mut set = CertSet::new();
+    let mut default = None;
+    let mut first = None;
+    for listener in port.listeners() {
+        let key = listener.certificates().iter().find_map(|cert| {
+            let origin = format!("secret {}", cert.secret());
+            match load_certified_key(cert.cert_pem(), cert.key_pem(), &origin) {
+                Ok(key) => Some(key),
+                Err(error) => {
+                    errors.push(ConfigError::new(
+                        format!("listeners[{}].tls.certificateRefs", listener.name()),
+                        error.to_string(),
+                    ));
+                    None
+                }
+            }
+        });
+        let Some(key) = key else { continue };
+        first.get_or_insert_with(|| key.clone());
+        match listener.hostname() {
+            Some(hostname) => {
+                if let Err(error) = set.insert(hostname, key) {
+                    errors.push(ConfigError::new(
+                        format!("listeners[{}].hostname", listener.name()),
+                        error.to_string(),
+                    ));
+                }
+            }
+            None => {
+                default.get_or_insert(key);
+            }
+        }
+    }
+    if let Some(key) = default.or(first) {
+        set.set_default(key);
+    }
+    set
+}

@@ -1,0 +1,411 @@
+//! The upstream registry: one [`Upstream`] per backend name (`<ns>/<svc>:<port>`), kept
+//! across reloads.
+//!
+//! A reload hands the registry the translation's upstream specs. For each name:
+//!
+//! - **same name, same policy and protocol**: the endpoints are applied with
+//!   `Change::Replace`, which keeps every surviving endpoint's state (in-flight counts,
+//!   EWMA, health, slow-start clock) — a route edit never resets balancing;
+//! - **same name, new policy or app protocol**: the upstream is rebuilt (a new
+//!   [`UpstreamConfig`] cannot be applied in place), with fresh health checking;
+//! - **new name**: created;
+//! - **gone**: kept until [`Upstreams::retain`] is called, which the wiring does only
+//!   after the new route tables are stored, so requests routed by the old tables still
+//!   find their upstream (they hold a clone of it anyway).
+//!
+//! Each upstream's per-endpoint service is the shared [`Client`]'s
+//! [`EndpointClient`] for that address (HTTP/1.1, or h2c prior knowledge for
+//! `kubernetes.io/h2c` / gRPC services). Active health checks ([`HealthChecker`]) and
+//! outlier detection ([`OutlierDetector`], the upstream's outcome observer) follow the
+//! upstream's endpoint set and share one event channel; a task turns their events into
+//! the `gatekit_endpoint_health` gauges.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use gatekit_core::client::{Client, EndpointClient, Transport};
+use gatekit_core::{Change, ConfigError};
+use gatekit_k8s::translate::{AppProtocol, UpstreamSpec};
+use gatekit_k8s::types::BackendPolicySpec;
+use gatekit_k8s::types::policy::{self, ProbeType};
+use gatekit_lb::health::{CheckKind, GrpcCheck, HealthCheckConfig, HttpCheck};
+use gatekit_lb::outlier::OutlierConfig;
+use gatekit_lb::{
+    Algorithm, HashKey, HealthChecker, HealthEventKind, Locality, OutlierDetector, SlowStart,
+    Upstream, UpstreamConfig,
+};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+
+use crate::Metrics;
+
+/// Capacity of an upstream's health event channel.
+const EVENT_CAPACITY: usize = 256;
+
+/// One backend name's upstream and what watches it.
+struct Entry {
+    policy: Option<BackendPolicySpec>,
+    app_protocol: AppProtocol,
+    upstream: Upstream<EndpointClient>,
+    checker: Option<HealthChecker>,
+    outlier: Option<Arc<OutlierDetector>>,
+    gauges: JoinHandle<()>,
+    endpoints: Vec<SocketAddr>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.gauges.abort();
+    }
+}
+
+/// The upstreams of the served configuration, by backend name (see the [module
+/// docs](self)).
+pub(crate) struct Upstreams {
+    client: Client,
+    metrics: Metrics,
+    /// Signalled on every health event, so `/config` can be refreshed.
+    health_changed: Arc<Notify>,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstreams")
+            .field("names", &self.entries.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstreams {
+    pub(crate) fn new(client: Client, metrics: Metrics) -> Self {
+        Self {
+            client,
+            metrics,
+            health_changed: Arc::new(Notify::new()),
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// Creates, updates or rebuilds the upstream of every spec. Returns the policy
+    /// errors (a policy the balancer cannot use makes its upstream run with defaults).
+    /// Names not in `specs` stay until [`retain`](Self::retain).
+    pub(crate) fn update(&mut self, specs: &BTreeMap<String, UpstreamSpec>) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for (name, spec) in specs {
+            let reuse = self.entries.get(name).is_some_and(|e| {
+                e.policy.as_ref() == spec.policy() && e.app_protocol == spec.app_protocol()
+            });
+            if !reuse {
+                let entry = self.build(name, spec, &mut errors);
+                // Drop the old one (its checker stops) after the new one exists.
+                self.entries.insert(name.clone(), entry);
+            }
+            let Some(entry) = self.entries.get_mut(name) else {
+                continue;
+            };
+            entry
+                .upstream
+                .apply(Change::Replace(spec.endpoints().to_vec()));
+            let now: Vec<SocketAddr> = spec.endpoints().iter().map(|e| e.addr()).collect();
+            for gone in entry.endpoints.iter().filter(|a| !now.contains(a)) {
+                self.metrics.forget_endpoint(name, *gone);
+            }
+            for addr in &now {
+                let healthy = entry
+                    .upstream
+                    .health_of(*addr)
+                    .is_none_or(|h| h.is_active_healthy());
+                self.metrics
+                    .endpoint_health(name, *addr)
+                    .set(i64::from(healthy));
+            }
+            entry.endpoints = now;
+        }
+        errors
+    }
+
+    /// Drops the upstreams whose names are not in `specs` (call once the tables that
+    /// no longer name them are served).
+    pub(crate) fn retain(&mut self, specs: &BTreeMap<String, UpstreamSpec>) {
+        let gone: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|n| !specs.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(entry) = self.entries.remove(&name) {
+                for addr in &entry.endpoints {
+                    self.metrics.forget_endpoint(&name, *addr);
+                }
+            }
+        }
+    }
+
+    /// Resolves after a health event of any upstream (one wake-up for a burst).
+    pub(crate) fn health_changed(&self) -> Arc<Notify> {
+        self.health_changed.clone()
+    }
+
+    /// The upstream of `name`, for route tables.
+    pub(crate) fn upstream(&self, name: &str) -> Option<&Upstream<EndpointClient>> {
+        self.entries.get(name).map(|e| &e.upstream)
+    }
+
+    /// `/config`'s view of every upstream: endpoints with state and health.
+    pub(crate) fn dump(&self) -> serde_json::Value {
+        let now = tokio::time::Instant::now();
+        let mut out = serde_json::Map::new();
+        for (name, entry) in &self.entries {
+            let endpoints: Vec<serde_json::Value> = entry
+                .upstream
+                .endpoints()
+                .into_iter()
+                .map(|(ep, health)| {
+                    serde_json::json!({
+                        "address": ep.addr().to_string(),
+                        "weight": ep.weight(),
+                        "state": format!("{:?}", ep.state()),
+                        "healthy": health.is_active_healthy(),
+                        "ejected": health.is_ejected(now),
+                        "inFlight": entry.upstream.in_flight(ep.addr()),
+                    })
+                })
+                .collect();
+            out.insert(
+                name.clone(),
+                serde_json::json!({
+                    "algorithm": entry.upstream.config().algorithm().to_string(),
+                    "protocol": match entry.app_protocol {
+                        AppProtocol::H2c => "h2c",
+                        _ => "http/1.1",
+                    },
+                    "activeHealthCheck": entry.checker.is_some(),
+                    "outlierDetection": entry.outlier.is_some(),
+                    "endpoints": endpoints,
+                }),
+            );
+        }
+        serde_json::Value::Object(out)
+    }
+
+    fn build(&self, name: &str, spec: &UpstreamSpec, errors: &mut Vec<ConfigError>) -> Entry {
+        let transport = match spec.app_protocol() {
+            AppProtocol::H2c => Transport::http2(),
+            _ => Transport::http1(),
+        };
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let policy = spec.policy();
+        let mut config = upstream_config(policy, errors, name);
+        let outlier = policy
+            .and_then(|p| p.health_check.as_ref())
+            .and_then(|h| h.passive.as_ref())
+            .map(|passive| {
+                Arc::new(OutlierDetector::with_events(
+                    outlier_config(passive),
+                    events.clone(),
+                ))
+            });
+        if let Some(outlier) = &outlier {
+            config = config.with_observer(outlier.clone());
+        }
+        let client = self.client.clone();
+        let upstream = Upstream::new(config, move |ep: &gatekit_core::Endpoint| {
+            client.endpoint(ep.addr(), transport.clone())
+        });
+        let checker = policy
+            .and_then(|p| p.health_check.as_ref())
+            .and_then(|h| h.active.as_ref())
+            .map(|active| {
+                let checker = HealthChecker::spawn_with_events(
+                    health_config(active, spec.app_protocol()),
+                    Vec::new(),
+                    events.clone(),
+                );
+                let source = upstream.clone();
+                checker.follow(upstream.subscribe(), move || source.endpoints());
+                checker
+            });
+        if let Some(outlier) = &outlier {
+            let source = upstream.clone();
+            outlier.follow(upstream.subscribe(), move || source.endpoints());
+        }
+        let gauges = tokio::spawn(follow_events(
+            events.subscribe(),
+            self.metrics.clone(),
+            Arc::from(name),
+            self.health_changed.clone(),
+        ));
+        Entry {
+            policy: policy.cloned(),
+            app_protocol: spec.app_protocol(),
+            upstream,
+            checker,
+            outlier,
+            gauges,
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+/// Sets the endpoint-health gauges from an upstream's health events.
+async fn follow_events(
+    mut events: broadcast::Receiver<gatekit_lb::HealthEvent>,
+    metrics: Metrics,
+    name: Arc<str>,
+    changed: Arc<Notify>,
+) {
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                let healthy = match event.kind() {
+                    HealthEventKind::BecameHealthy | HealthEventKind::Returned => 1,
+                    _ => 0,
+                };
+                tracing::info!(
+                    upstream = %name,
+                    endpoint = %event.addr(),
+                    kind = ?event.kind(),
+                    reason = event.reason().unwrap_or(""),
+                    "endpoint health changed"
+                );
+                metrics.endpoint_health(&name, event.addr()).set(healthy);
+                changed.notify_one();
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The balancer configuration of a policy. A setting the balancer cannot use is
+/// reported and left at its default (the policy was validated at translation, so this
+/// is rare: e.g. an invalid header name for a hash key).
+fn upstream_config(
+    policy: Option<&BackendPolicySpec>,
+    errors: &mut Vec<ConfigError>,
+    name: &str,
+) -> UpstreamConfig {
+    let Some(lb) = policy.and_then(|p| p.load_balancer.as_ref()) else {
+        return UpstreamConfig::new(Algorithm::RoundRobin);
+    };
+    let algorithm = match lb.algorithm {
+        None | Some(policy::Algorithm::RoundRobin) => Algorithm::RoundRobin,
+        Some(policy::Algorithm::WeightedRoundRobin) => Algorithm::WeightedRoundRobin,
+        Some(policy::Algorithm::LeastRequest) => Algorithm::LeastRequest,
+        Some(policy::Algorithm::IpHash) => Algorithm::IpHash,
+        Some(policy::Algorithm::ConsistentHash) => Algorithm::ConsistentHash,
+        Some(policy::Algorithm::PeakEwma) => Algorithm::PeakEwma,
+        Some(policy::Algorithm::Random) => Algorithm::Random,
+    };
+    let mut config = UpstreamConfig::new(algorithm);
+    if let Some(key) = &lb.hash_key {
+        let name_of = || key.name.clone().unwrap_or_default();
+        let hash_key = match key.type_ {
+            policy::HashKeyType::SourceIp => Some(HashKey::SourceIp),
+            policy::HashKeyType::Header => http::HeaderName::from_str(&name_of())
+                .ok()
+                .map(HashKey::Header),
+            policy::HashKeyType::Cookie => Some(HashKey::Cookie(name_of().into())),
+            policy::HashKeyType::QueryParameter => Some(HashKey::Query(name_of().into())),
+        };
+        match hash_key {
+            Some(k) => config = config.with_hash_key(k),
+            None => errors.push(ConfigError::new(
+                "spec.loadBalancer.hashKey.name",
+                format!("not a valid header name (upstream {name})"),
+            )),
+        }
+    }
+    if let Some(slow) = &lb.slow_start {
+        match slow.window() {
+            Ok(window) => config = config.with_slow_start(SlowStart::new(window)),
+            Err(e) => errors.push(ConfigError::new(
+                "spec.loadBalancer.slowStart.window",
+                e.to_string(),
+            )),
+        }
+    }
+    if let Some(loc) = &lb.locality {
+        let mut locality = Locality::default();
+        if let Some(zone) = &loc.prefer_zone {
+            locality = locality.with_zone(zone.as_str());
+        }
+        if let Some(threshold) = loc.failover_threshold.filter(|t| *t > 0) {
+            // A level keeps all its traffic while available share × factor ≥ 1.
+            locality = locality.with_overprovisioning(100.0 / f64::from(threshold.min(100)));
+        }
+        config = config.with_locality(locality);
+    }
+    if let Some(panic) = lb.panic_threshold {
+        config = config.with_panic_threshold(f64::from(panic.min(100)) / 100.0);
+    }
+    config
+}
+
+fn health_config(active: &policy::ActiveHealthCheck, protocol: AppProtocol) -> HealthCheckConfig {
+    let mut config = HealthCheckConfig::default();
+    if let Ok(Some(interval)) = active.interval() {
+        config = config.interval(interval);
+    }
+    if let Ok(Some(timeout)) = active.timeout() {
+        config = config.timeout(timeout);
+    }
+    if let Some(n) = active.healthy_threshold {
+        config = config.healthy_threshold(n);
+    }
+    if let Some(n) = active.unhealthy_threshold {
+        config = config.unhealthy_threshold(n);
+    }
+    let kind = match active.type_ {
+        ProbeType::Tcp => CheckKind::Tcp,
+        ProbeType::Grpc => {
+            let mut check = GrpcCheck::default();
+            if let Some(service) = &active.grpc_service {
+                check = check.service(service.as_str());
+            }
+            CheckKind::Grpc(check)
+        }
+        _ => {
+            let mut check = HttpCheck::default().http2(protocol == AppProtocol::H2c);
+            if let Some(path) = &active.path {
+                check = check.path(path.as_str());
+            }
+            if let Some(method) = active
+                .method
+                .as_deref()
+                .and_then(|m| http::Method::from_str(m).ok())
+            {
+                check = check.method(method);
+            }
+            if let Some(host) = &active.host {
+                check = check.host(host.as_str());
+            }
+            if let Some(ranges) = &active.expected_statuses {
+                check = check
+                    .expected_statuses(ranges.iter().map(|r| r.start..=r.end.unwrap_or(r.start)));
+            }
+            CheckKind::Http(check)
+        }
+    };
+    config.kind(kind)
+}
+
+fn outlier_config(passive: &policy::PassiveHealthCheck) -> OutlierConfig {
+    let mut config = OutlierConfig::default();
+    if passive.consecutive_5xx.is_some() || passive.consecutive_gateway_errors.is_some() {
+        config = config
+            .consecutive_5xx(passive.consecutive_5xx)
+            .consecutive_gateway_errors(passive.consecutive_gateway_errors);
+    }
+    if let Ok(Some(time)) = passive.base_ejection_time() {
+        config = config.base_ejection_time(time);
+    }
+    if let Some(percent) = passive.max_ejection_percent {
+        config = config.max_ejection_percent(u8::try_from(percent.min(100)).unwrap_or(100));
+    }
+    config
+}

@@ -1,0 +1,129 @@
+//! Watching the resource directories.
+//!
+//! One `notify` [`RecommendedWatcher`] (inotify on Linux, FSEvents/kqueue elsewhere)
+//! watches every directory recursively. Any event other than a read access (reading
+//! files during a reload must not trigger the next one) marks the configuration dirty
+//! through a channel of capacity one, so a burst of events costs one pending reload.
+//!
+//! The reload loop debounces: after the first event it waits until the directories have
+//! been quiet for a while, then reloads everything. How long depends on what the last
+//! event says about the writer:
+//!
+//! - the last event *completes* a write — a file closed after writing (inotify
+//!   `IN_CLOSE_WRITE`), a rename (an atomic replace, a ConfigMap `..data` swap), a
+//!   removal: [`SETTLE`] (3 ms) of quiet suffices, so a finished edit is served within
+//!   a few milliseconds;
+//! - otherwise (a file created or being written, still open): [`DEBOUNCE`] (20 ms) of
+//!   quiet, so a half-written file is not read.
+//!
+//! Either way a stream of events delays a reload by at most [`DEBOUNCE_MAX`]. Reading a
+//! half-written file anyway (a writer slower than that) is safe: an unparsable file
+//! refuses the snapshot, and the writer's next event reloads again.
+//!
+//! Reloading the whole set on any change, rather than the changed file, is what makes
+//! ConfigMap-style mounts work: there the visible files are symlinks through `..data`,
+//! and an update is an atomic rename of `..data` to a new timestamped directory — an
+//! event on a name the loader never reads, but the files it reads changed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+/// Quiet time after an event that leaves a write in progress.
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(20);
+/// Quiet time after an event that completes a write (close after writing, rename,
+/// removal).
+pub(crate) const SETTLE: Duration = Duration::from_millis(3);
+/// Longest a stream of events can delay a reload.
+pub(crate) const DEBOUNCE_MAX: Duration = Duration::from_millis(60);
+
+/// A running watcher; dropping it stops watching.
+pub(crate) struct DirWatcher {
+    _watcher: RecommendedWatcher,
+    events: mpsc::Receiver<()>,
+    /// Whether the last event completed a write.
+    settled: Arc<AtomicBool>,
+    debounce: Duration,
+}
+
+impl std::fmt::Debug for DirWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirWatcher").finish_non_exhaustive()
+    }
+}
+
+impl DirWatcher {
+    /// Watches `paths` (directories recursively; a file path on its own).
+    pub(crate) fn new(paths: &[PathBuf]) -> notify::Result<Self> {
+        let (tx, events) = mpsc::channel(1);
+        let settled = Arc::new(AtomicBool::new(false));
+        let last = settled.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let kind = match event {
+                    Ok(event) => event.kind,
+                    Err(error) => {
+                        tracing::warn!(%error, "file watch error");
+                        return;
+                    }
+                };
+                let completes = match kind {
+                    EventKind::Access(AccessKind::Close(AccessMode::Write))
+                    | EventKind::Modify(ModifyKind::Name(_))
+                    | EventKind::Remove(_) => true,
+                    EventKind::Access(_) => return,
+                    _ => false,
+                };
+                last.store(completes, Ordering::Release);
+                // Full means a reload is already pending; it will see this change.
+                let _ = tx.try_send(());
+            })?;
+        for path in paths {
+            let mode = if path.is_dir() {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            watcher.watch(path, mode)?;
+        }
+        Ok(Self {
+            _watcher: watcher,
+            events,
+            settled,
+            debounce: DEBOUNCE,
+        })
+    }
+
+    /// Sets the quiet time after an event that leaves a write in progress (see
+    /// [`DEBOUNCE`]; [`SETTLE`] applies after a completed write unless this is shorter).
+    pub(crate) fn set_debounce(&mut self, quiet: Duration) {
+        self.debounce = quiet;
+    }
+
+    /// Waits for a change, then for the debounce to settle. `None` if the watcher stopped.
+    pub(crate) async fn changed(&mut self) -> Option<()> {
+        self.events.recv().await?;
+        if self.debounce.is_zero() {
+            return Some(());
+        }
+        let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX.max(self.debounce);
+        loop {
+            let wait = if self.settled.load(Ordering::Acquire) {
+                SETTLE.min(self.debounce)
+            } else {
+                self.debounce
+            };
+            let quiet = tokio::time::Instant::now() + wait;
+            match tokio::time::timeout_at(quiet.min(deadline), self.events.recv()).await {
+                Ok(Some(())) if tokio::time::Instant::now() < deadline => {}
+                Ok(None) => return None,
+                _ => return Some(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The wired gateway (`gatekit run`'s library entry point) on a temp dir of manifests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatekit_bin::{DrainOutcome, Process, Settings, Source, TranslateOptions, Wiring};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A port that was free a moment ago (Gateway listeners bind on the ports as written).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `text` to `dir/name` atomically (a hidden temp file renamed over it), as
+/// editors and `kubectl`-style tools do.
+pub fn write_atomic(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+pub fn gateway_http(port: u16) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: default }}
+spec:
+  gatewayClassName: gatekit
+  listeners: [{{ name: http, port: {port}, protocol: HTTP }}]
+"#
+    )
+}
+
+/// A Service `name` (port 80) with an EndpointSlice pointing at `addr`.
+pub fn service(name: &str, addr: SocketAddr) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{ name: {name}, namespace: default }}
+spec:
+  ports: [{{ name: http, port: 80 }}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{ name: {name}-1, namespace: default, labels: {{ kubernetes.io/service-name: {name} }} }}
+addressType: IPv4
+ports: [{{ name: http, port: {port} }}]
+endpoints: [{{ addresses: ["{ip}"] }}]
+"#,
+        port = addr.port(),
+        ip = addr.ip()
+    )
+}
+
+/// An HTTPRoute `name` on Gateway `gw` sending `path` (prefix) to Service `backend`.
+pub fn route(name: &str, path: &str, backend: &str) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: {name}, namespace: default }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  rules:
+  - matches: [{{ path: {{ type: PathPrefix, value: "{path}" }} }}]
+    backendRefs: [{{ name: {backend}, port: 80 }}]
+"#
+    )
+}
+
+/// A `kubernetes.io/tls` Secret.
+pub fn secret(name: &str, cert_pem: &str, key_pem: &str) -> String {
+    let indent = |s: &str| s.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{ name: {name}, namespace: default }}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(cert_pem),
+        indent(key_pem)
+    )
+}
+
+/// A gateway process wired to a directory, served until [`stop`](Self::stop).
+#[derive(Debug)]
+pub struct Wired {
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<DrainOutcome>,
+}
+
+impl Wired {
+    /// Starts the process (admin on an ephemeral port) and the wiring on `dirs`.
+    pub async fn start(dirs: &[PathBuf]) -> Self {
+        Self::start_with(dirs, Settings::default()).await
+    }
+
+    pub async fn start_with(dirs: &[PathBuf], mut settings: Settings) -> Self {
+        settings.admin.address = "127.0.0.1:0".parse().unwrap();
+        let mut process = Process::start(settings, "127.0.0.1".parse().unwrap())
+            .await
+            .unwrap();
+        let admin = process.admin_addr();
+        let wiring = Wiring::start(
+            &mut process,
+            Source::Dirs(dirs.to_vec()),
+            TranslateOptions::default(),
+        )
+        .await
+        .unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(wiring.serve(process, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            admin,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Runs the shutdown sequence and waits for it.
+    pub async fn stop(mut self) -> DrainOutcome {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// GET on the admin API: (status, body).
+    pub async fn admin(&self, path: &str) -> (http::StatusCode, String) {
+        get_raw(self.admin, path, "admin").await
+    }
+
+    /// `/config` as JSON.
+    pub async fn config(&self) -> serde_json::Value {
+        let (status, body) = self.admin("/config").await;
+        assert_eq!(status, http::StatusCode::OK);
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Wired {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One HTTP/1.1 GET on a fresh connection: (status, body).
+pub async fn get_raw(addr: SocketAddr, path: &str, host: &str) -> (http::StatusCode, String) {
+    let io = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let rsp = sender.send_request(req).await.unwrap();
+    let status = rsp.status();
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Polls `check` every 2 ms until it returns true; panics after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A test CA issuing PEM leaf certificates.
+#[allow(missing_debug_implementations)]
+pub struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    der: CertificateDer<'static>,
+}
+
+impl Default for Ca {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ca {
+    pub fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().clone();
+        Self { params, key, der }
+    }
+
+    /// A leaf for `name`: (cert PEM, key PEM, leaf DER).
+    pub fn leaf(&self, name: &str) -> (String, String, CertificateDer<'static>) {
+        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().clone())
+    }
+
+    pub fn connector(&self) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = rustls::client::Resumption::disabled();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+}
+
+/// A TLS handshake with `sni`; returns the leaf certificate the server presented and a
+/// GET of `path` over that connection.
+pub async fn tls_get(
+    connector: &tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+    sni: &str,
+    path: &str,
+) -> (CertificateDer<'static>, http::StatusCode, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp)
+        .await
+        .unwrap();
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", sni)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let rsp = sender.send_request(req).await.unwrap();
+    let status = rsp.status();
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    (leaf, status, String::from_utf8_lossy(&body).into_owned())
+}

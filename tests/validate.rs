@@ -1,0 +1,145 @@
+//! `gatekit validate` on broken references: readable output naming the resource, the
+//! condition and the reason, and a failing verdict (exit 1 in the binary).
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::PathBuf;
+
+use gatekit_bin::TranslateOptions;
+
+fn validate(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("all.yaml"), yaml).unwrap();
+    let mut out = Vec::new();
+    let ok = gatekit_bin::validate(
+        &[PathBuf::from(dir.path())],
+        &TranslateOptions::default(),
+        &mut out,
+    );
+    (ok, String::from_utf8(out).unwrap())
+}
+
+const BASE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: infra }
+spec:
+  gatewayClassName: gatekit
+  listeners: [{ name: http, port: 8080, protocol: HTTP, allowedRoutes: { namespaces: { from: All } } }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: app }
+spec:
+  ports: [{ name: http, port: 80 }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: db, namespace: other }
+spec:
+  ports: [{ name: http, port: 80 }]
+"#;
+
+fn with_route(route: &str) -> String {
+    format!("{BASE}---\n{route}")
+}
+
+#[test]
+fn valid_manifests_pass() {
+    let (ok, out) = validate(&with_route(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: app }
+spec:
+  parentRefs: [{ name: gw, namespace: infra }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }] }]
+"#,
+    ));
+    assert!(ok, "{out}");
+    assert!(out.contains("✓ HTTPRoute app/r"), "{out}");
+    assert!(out.contains("ResolvedRefs=True"), "{out}");
+}
+
+#[test]
+fn a_missing_service_is_reported_and_fails() {
+    let (ok, out) = validate(&with_route(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: app }
+spec:
+  parentRefs: [{ name: gw, namespace: infra }]
+  rules: [{ backendRefs: [{ name: nope, port: 80 }] }]
+"#,
+    ));
+    assert!(!ok, "{out}");
+    assert!(out.contains("✗ HTTPRoute app/r"), "{out}");
+    assert!(
+        out.contains("ResolvedRefs=False (BackendNotFound)"),
+        "{out}"
+    );
+    assert!(out.contains("nope"), "{out}");
+}
+
+#[test]
+fn a_cross_namespace_backend_without_reference_grant_is_reported_and_fails() {
+    let route = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: app }
+spec:
+  parentRefs: [{ name: gw, namespace: infra }]
+  rules: [{ backendRefs: [{ name: db, namespace: other, port: 80 }] }]
+"#;
+    let (ok, out) = validate(&with_route(route));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("ResolvedRefs=False (RefNotPermitted)"),
+        "{out}"
+    );
+
+    // With the grant it passes.
+    let grant = r#"---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: { name: allow-app, namespace: other }
+spec:
+  from: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: app }]
+  to: [{ group: "", kind: Service }]
+"#;
+    let (ok, out) = validate(&format!("{}{grant}", with_route(route)));
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn an_unknown_listener_section_name_is_reported_and_fails() {
+    let (ok, out) = validate(&with_route(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: app }
+spec:
+  parentRefs: [{ name: gw, namespace: infra, sectionName: https }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }] }]
+"#,
+    ));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("parent Gateway infra/gw sectionName=https"),
+        "{out}"
+    );
+    assert!(out.contains("Accepted=False (NoMatchingParent)"), "{out}");
+}
+
+#[test]
+fn an_unparsable_file_is_named_with_document_and_field() {
+    let (ok, out) = validate(&with_route(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: app }
+spec:
+  parentRefs: [{ name: gw, namespace: infra }]
+  rules: [{ backendRefs: [{ name: web, port: eighty }] }]
+"#,
+    ));
+    assert!(!ok);
+    assert!(
+        out.contains("all.yaml (document 3): HTTPRoute app/r: spec.rules"),
+        "{out}"
+    );
+}
