@@ -1,10 +1,11 @@
-//! A working gateway in one command, with no files to write: two local backends ("blue"
-//! and "green") behind gatekit's router on 127.0.0.1:8080, with a weighted split, a
-//! header match, a prefix redirect and a URL rewrite. Prints curl commands to try.
+//! Routes built in code, served by a plain hyper server: two local backends ("blue" and
+//! "green") behind gatekit's router on 127.0.0.1:8082, with a weighted split, a header
+//! match, a prefix redirect and a URL rewrite — the library without the binary or any
+//! manifest. Prints curl commands to try.
 //!
 //! ```text
-//! cargo run -p gatekit-examples --example demo            # listens on 127.0.0.1:8080
-//! cargo run -p gatekit-examples --example demo -- 127.0.0.1:9000
+//! cargo run -p gatekit-examples --example routes_in_code            # listens on 127.0.0.1:8082
+//! cargo run -p gatekit-examples --example routes_in_code -- 127.0.0.1:9000
 //! ```
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let addr = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
+        .unwrap_or_else(|| "127.0.0.1:8082".into());
 
     let client = Client::new(Default::default());
     let mut backends = HashMap::new();
@@ -34,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let router = Router::new(RouteTable::build(vec![demo_route()], &backends)?);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
-        "gatekit demo listening on http://{addr}\n\n\
+        "gatekit routes-in-code example listening on http://{addr}\n\n\
          curl -s http://{addr}/                        # 80% blue, 20% green\n\
          curl -s -H 'x-canary: true' http://{addr}/    # always green\n\
          curl -si http://{addr}/old/page               # 301 to /new/page\n\
