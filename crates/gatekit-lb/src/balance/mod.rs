@@ -32,7 +32,7 @@ pub(crate) enum Table {
     /// random draws uniformly from it).
     Schedule(Box<[u32]>),
     /// A Maglev lookup table of slot indices.
-    Maglev(Box<[u32]>),
+    Maglev(maglev::Lookup),
 }
 
 impl Table {
@@ -266,7 +266,7 @@ fn peak_ewma<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Slot<S>>
 
 fn hashed<'p, S>(
     pool: &'p Pool<S>,
-    table: &[u32],
+    table: &maglev::Lookup,
     h: u64,
     ctx: &PickCtx<'_>,
 ) -> Option<&'p Slot<S>> {
@@ -283,7 +283,7 @@ fn hashed<'p, S>(
     });
     let mut spare = None;
     for i in 0..m.min(n * 8 + 16) {
-        let s = &pool.slots[table[(pos + i) % m] as usize];
+        let s = &pool.slots[table.get((pos + i) % m)];
         if !ctx.usable(s) {
             continue;
         }
