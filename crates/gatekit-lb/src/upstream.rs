@@ -165,16 +165,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             match change {
                 Change::Insert(ep) => changed |= self.insert(&mut set, ep, None, ramp, now),
                 Change::Remove(addr) => changed |= set.remove(&addr).is_some(),
-                Change::Replace(eps) => {
-                    let mut old = std::mem::take(&mut *set);
-                    for ep in eps {
-                        if let Some(m) = old.remove(&ep.addr()) {
-                            set.insert(ep.addr(), m);
-                        }
-                        changed |= self.insert(&mut set, ep, None, ramp, now);
-                    }
-                    changed |= !old.is_empty();
-                }
+                Change::Replace(eps) => changed |= self.replace(&mut set, eps, ramp, now),
                 _ => {}
             }
         }
@@ -202,44 +193,101 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         ramp: bool,
         now: Instant,
     ) -> bool {
-        let addr = ep.addr();
-        let now_ns = clock::nanos(now);
-        if let Some(m) = set.get_mut(&addr) {
-            if let Some(svc) = svc {
-                let mut entry = Entry::new(ep.clone(), svc, self.shared.tracking.clone());
-                entry.health = m.entry.health.clone();
-                m.entry = Arc::new(entry);
-                m.endpoint = ep;
-                return true;
+        if let Some(m) = set.get_mut(&ep.addr()) {
+            return self.update(m, ep, svc, ramp, now);
+        }
+        set.insert(ep.addr(), self.create(ep, svc, ramp, now));
+        true
+    }
+
+    /// Replaces the set by `eps` (the last of duplicate addresses wins), carrying each
+    /// kept endpoint's state. One merge of the sorted input with the old set and a bulk
+    /// build of the new map, instead of a removal and an insertion by key per endpoint.
+    fn replace(
+        &self,
+        set: &mut BTreeMap<SocketAddr, Member<S>>,
+        mut eps: Vec<Endpoint>,
+        ramp: bool,
+        now: Instant,
+    ) -> bool {
+        // Stable: duplicates stay in input order. Linear on already sorted input.
+        eps.sort_by_key(Endpoint::addr);
+        let mut changed = false;
+        let mut old = std::mem::take(set).into_iter().peekable();
+        let mut merged: Vec<(SocketAddr, Member<S>)> = Vec::with_capacity(eps.len());
+        for ep in eps {
+            let addr = ep.addr();
+            if let Some((last, m)) = merged.last_mut()
+                && *last == addr
+            {
+                changed |= self.update(m, ep, None, ramp, now);
+                continue;
             }
-            if m.endpoint == ep {
-                return false;
+            // Old members before `addr` are not in the new set.
+            while old.next_if(|(a, _)| *a < addr).is_some() {
+                changed = true;
             }
-            let became_ready =
-                m.endpoint.state() != EndpointState::Ready && ep.state() == EndpointState::Ready;
-            if ramp && became_ready {
-                m.entry.start_ramp(now_ns);
+            match old.next_if(|(a, _)| *a == addr) {
+                Some((_, mut m)) => {
+                    changed |= self.update(&mut m, ep, None, ramp, now);
+                    merged.push((addr, m));
+                }
+                None => {
+                    merged.push((addr, self.create(ep, None, ramp, now)));
+                    changed = true;
+                }
             }
-            m.entry.endpoint.store(Arc::new(ep.clone()));
+        }
+        changed |= old.next().is_some();
+        // Sorted and unique: the map is built bottom-up in one pass.
+        *set = merged.into_iter().collect();
+        changed
+    }
+
+    /// Updates the member in place to `ep` (with a new service if `svc` is given);
+    /// whether anything changed.
+    fn update(
+        &self,
+        m: &mut Member<S>,
+        ep: Endpoint,
+        svc: Option<S>,
+        ramp: bool,
+        now: Instant,
+    ) -> bool {
+        if let Some(svc) = svc {
+            let mut entry = Entry::new(ep.clone(), svc, self.shared.tracking.clone());
+            entry.health = m.entry.health.clone();
+            m.entry = Arc::new(entry);
             m.endpoint = ep;
             return true;
         }
+        if m.endpoint == ep {
+            return false;
+        }
+        let became_ready =
+            m.endpoint.state() != EndpointState::Ready && ep.state() == EndpointState::Ready;
+        if ramp && became_ready {
+            m.entry.start_ramp(clock::nanos(now));
+        }
+        m.entry.endpoint.store(Arc::new(ep.clone()));
+        m.endpoint = ep;
+        true
+    }
+
+    /// A new member for `ep`, its service from `svc` or the factory.
+    fn create(&self, ep: Endpoint, svc: Option<S>, ramp: bool, now: Instant) -> Member<S> {
         let svc = match svc {
             Some(svc) => svc,
             None => self.shared.new_endpoint.new_endpoint(&ep),
         };
         let entry = Entry::new(ep.clone(), svc, self.shared.tracking.clone());
         if ramp && ep.state() == EndpointState::Ready {
-            entry.start_ramp(now_ns);
+            entry.start_ramp(clock::nanos(now));
         }
-        set.insert(
-            addr,
-            Member {
-                endpoint: ep,
-                entry: Arc::new(entry),
-            },
-        );
-        true
+        Member {
+            endpoint: ep,
+            entry: Arc::new(entry),
+        }
     }
 
     fn publish(&self, set: &BTreeMap<SocketAddr, Member<S>>, now: Instant) {
