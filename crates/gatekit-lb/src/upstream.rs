@@ -122,7 +122,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             observer: config.observer.clone(),
         });
         let set = BTreeMap::new();
-        let snapshot = Snapshot::build(0, &set, &config, Instant::now());
+        let snapshot = Snapshot::build(0, &set, &config, Instant::now(), None);
         let (generation, _) = watch::channel(0);
         Self {
             shared: Arc::new(Shared {
@@ -291,8 +291,16 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     }
 
     fn publish(&self, set: &BTreeMap<SocketAddr, Member<S>>, now: Instant) {
-        let generation = self.shared.snapshot.load().generation + 1;
-        let snap = Snapshot::build(generation, set, &self.shared.config, now);
+        let prev = self.shared.snapshot.load();
+        let snap = Snapshot::build(
+            prev.generation + 1,
+            set,
+            &self.shared.config,
+            now,
+            Some(&prev),
+        );
+        let generation = snap.generation;
+        drop(prev);
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.generation.send_replace(generation);
     }
@@ -552,5 +560,62 @@ impl<S> Drop for Picked<S> {
         if !self.done {
             self.entry.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Algorithm;
+    use crate::balance::Table;
+
+    fn addr(i: usize) -> SocketAddr {
+        SocketAddr::from(([10, 1, 0, i as u8 + 1], 8080))
+    }
+
+    fn eps(n: usize) -> Vec<Endpoint> {
+        (0..n).map(|i| Endpoint::new(addr(i))).collect()
+    }
+
+    fn table(up: &Upstream<()>) -> Arc<Table> {
+        up.shared.snapshot.load().levels[0].table.clone()
+    }
+
+    fn slots(t: &Table) -> Vec<usize> {
+        match t {
+            Table::Maglev(l) => (0..l.len()).map(|i| l.get(i)).collect(),
+            _ => panic!("not a Maglev table"),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_pool_keeps_its_table_and_a_changed_one_is_rebuilt() {
+        let config = UpstreamConfig::new(Algorithm::ConsistentHash);
+        let up = Upstream::new(config.clone(), |_: &Endpoint| ());
+        up.apply(Change::Replace(eps(20)));
+        let t0 = table(&up);
+        let picks: Vec<_> = (0..200u64)
+            .map(|k| up.pick_hash(Some(hash::mix(k))).unwrap().addr())
+            .collect();
+        // A not-ready endpoint joins: a new generation, the same ready pool and table.
+        up.apply(Change::Insert(
+            Endpoint::new(addr(50)).with_state(EndpointState::NotReady),
+        ));
+        assert_eq!(up.generation(), 2);
+        assert!(Arc::ptr_eq(&t0, &table(&up)));
+        let again: Vec<_> = (0..200u64)
+            .map(|k| up.pick_hash(Some(hash::mix(k))).unwrap().addr())
+            .collect();
+        assert_eq!(picks, again);
+        // A weight changes: rebuilt, exactly as a fresh upstream builds it.
+        let mut weighted = eps(20);
+        weighted[3] = weighted[3].clone().with_weight(4);
+        up.apply(Change::Replace(weighted.clone()));
+        let t1 = table(&up);
+        assert!(!Arc::ptr_eq(&t0, &t1));
+        assert_ne!(slots(&t0), slots(&t1));
+        let fresh = Upstream::new(config, |_: &Endpoint| ());
+        fresh.apply(Change::Replace(weighted));
+        assert_eq!(slots(&t1), slots(&table(&fresh)));
     }
 }

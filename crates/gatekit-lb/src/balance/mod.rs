@@ -95,13 +95,13 @@ pub(crate) fn pick<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Ar
     }
     let slot = match ctx.config.algorithm {
         Algorithm::RoundRobin => round_robin(pool, ctx),
-        Algorithm::WeightedRoundRobin => match &pool.table {
+        Algorithm::WeightedRoundRobin => match &*pool.table {
             Table::Schedule(s) => weighted(pool, s, ctx),
             _ => round_robin(pool, ctx),
         },
         Algorithm::LeastRequest => least_cost(pool, ctx, |s, _| s.entry.in_flight() as f64),
         Algorithm::PeakEwma => peak_ewma(pool, ctx),
-        Algorithm::IpHash | Algorithm::ConsistentHash => match (&pool.table, ctx.hash) {
+        Algorithm::IpHash | Algorithm::ConsistentHash => match (&*pool.table, ctx.hash) {
             (Table::Maglev(t), Some(h)) if !t.is_empty() => hashed(pool, t, h, ctx),
             _ => random(pool, ctx),
         },
@@ -156,7 +156,7 @@ fn weighted<'p, S>(pool: &'p Pool<S>, sched: &[u32], ctx: &PickCtx<'_>) -> Optio
 fn random_usable<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Slot<S>> {
     let n = pool.slots.len();
     for _ in 0..RANDOM_TRIES {
-        let i = match &pool.table {
+        let i = match &*pool.table {
             Table::Schedule(s) => s[fastrand::usize(..s.len())] as usize,
             _ => fastrand::usize(..n),
         };
@@ -193,7 +193,7 @@ fn least_cost<'p, S>(
     cost: impl Fn(&Slot<S>, &PickCtx<'_>) -> f64,
 ) -> Option<&'p Slot<S>> {
     let n = pool.slots.len();
-    if n <= EXACT_MAX && matches!(pool.table, Table::None) && ctx.config.slow_start.is_none() {
+    if n <= EXACT_MAX && matches!(*pool.table, Table::None) && ctx.config.slow_start.is_none() {
         // Equal weights, no ramp: a random start breaks ties without a draw per tie.
         let start = fastrand::usize(..n);
         let mut best: Option<(&Slot<S>, f64)> = None;
