@@ -32,7 +32,7 @@ pub(crate) struct Slot<S> {
 pub(crate) struct Pool<S> {
     pub(crate) slots: Box<[Slot<S>]>,
     /// Shared with the previous snapshot's pool of the same endpoints and weights.
-    pub(crate) table: Arc<Table>,
+    pub(crate) table: Table,
 }
 
 impl<S> Pool<S> {
@@ -51,7 +51,7 @@ impl<S> Pool<S> {
                     .all(|(a, b)| a.weight == b.weight && Arc::ptr_eq(&a.entry, &b.entry))
         };
         let table = prev.and_then(|prev| prev.pools().find(same)).map_or_else(
-            || Arc::new(Table::build(config.algorithm, &slots)),
+            || Table::build(config.algorithm, &slots),
             |p| p.table.clone(),
         );
         Self {

@@ -8,6 +8,7 @@
 //! one array read. The table size is the prime 65,537.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::hash::hash_addr;
 
@@ -19,14 +20,17 @@ pub(crate) const TABLE_SIZE: usize = 65537;
 
 /// A built lookup table: each slot holds an index into the endpoints it was built from.
 /// Slots are `u16` when the endpoints fit (up to 65,535 of them, which is the common
-/// case), halving the table's memory and the build's memory traffic.
+/// case), halving the table's memory and the build's memory traffic. Shared (`Arc`) by
+/// consecutive snapshots whose pool is unchanged; the slice is read in place.
+#[derive(Clone)]
 pub(crate) enum Lookup {
     /// Up to 65,535 endpoints.
-    Small(Box<[u16]>),
+    Small(Arc<[u16]>),
     /// More endpoints.
-    Large(Box<[u32]>),
+    Large(Arc<[u32]>),
 }
 
+#[cfg(test)]
 impl Lookup {
     /// The number of slots (0 for an empty endpoint set).
     #[inline]
@@ -100,10 +104,10 @@ pub(crate) fn build(endpoints: &[(SocketAddr, u32)]) -> Lookup {
 /// their next free preferred slot until every slot is taken. About `m ln m` probes in
 /// all; the probe loop keeps the walk in registers, so consecutive table reads are
 /// independent and overlap.
-fn fill<T: Index>(endpoints: &[(SocketAddr, u32)]) -> Box<[T]> {
+fn fill<T: Index>(endpoints: &[(SocketAddr, u32)]) -> Arc<[T]> {
     let n = endpoints.len();
     if n == 0 {
-        return Box::new([]);
+        return Arc::new([]);
     }
     let m = TABLE_SIZE.max(n);
     let m64 = m as u64;
@@ -151,7 +155,7 @@ fn fill<T: Index>(endpoints: &[(SocketAddr, u32)]) -> Box<[T]> {
         }
         round += 1;
     }
-    table.into_boxed_slice()
+    table.into()
 }
 
 #[cfg(test)]
@@ -253,7 +257,7 @@ mod tests {
     fn wide_slots_give_the_same_table() {
         let eps = addrs(300);
         let narrow: Vec<u32> = fill::<u16>(&eps).iter().map(|&x| u32::from(x)).collect();
-        assert_eq!(narrow, fill::<u32>(&eps).into_vec());
+        assert_eq!(narrow, fill::<u32>(&eps).to_vec());
     }
 
     #[test]

@@ -24,13 +24,15 @@ pub(crate) const EXACT_MAX: usize = 16;
 /// Random candidates drawn before falling back to a linear pass.
 const RANDOM_TRIES: usize = 8;
 
-/// A pool's algorithm table.
+/// A pool's algorithm table. Cloning shares it (consecutive snapshots reuse the table of
+/// an unchanged pool); a pick reads the slice in place.
+#[derive(Clone)]
 pub(crate) enum Table {
     /// No table: plain index arithmetic.
     None,
     /// A smooth weighted schedule of slot indices (weighted round robin; weighted
     /// random draws uniformly from it).
-    Schedule(Box<[u32]>),
+    Schedule(Arc<[u32]>),
     /// A Maglev lookup table of slot indices.
     Maglev(maglev::Lookup),
 }
@@ -43,7 +45,7 @@ impl Table {
             | Algorithm::LeastRequest
             | Algorithm::PeakEwma => {
                 let weights: Vec<u32> = slots.iter().map(|s| s.weight).collect();
-                schedule::build(&weights).map_or(Self::None, Self::Schedule)
+                schedule::build(&weights).map_or(Self::None, |s| Self::Schedule(s.into()))
             }
             Algorithm::IpHash | Algorithm::ConsistentHash => {
                 let eps: Vec<_> = slots
@@ -95,14 +97,19 @@ pub(crate) fn pick<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Ar
     }
     let slot = match ctx.config.algorithm {
         Algorithm::RoundRobin => round_robin(pool, ctx),
-        Algorithm::WeightedRoundRobin => match &*pool.table {
+        Algorithm::WeightedRoundRobin => match &pool.table {
             Table::Schedule(s) => weighted(pool, s, ctx),
             _ => round_robin(pool, ctx),
         },
         Algorithm::LeastRequest => least_cost(pool, ctx, |s, _| s.entry.in_flight() as f64),
         Algorithm::PeakEwma => peak_ewma(pool, ctx),
-        Algorithm::IpHash | Algorithm::ConsistentHash => match (&*pool.table, ctx.hash) {
-            (Table::Maglev(t), Some(h)) if !t.is_empty() => hashed(pool, t, h, ctx),
+        Algorithm::IpHash | Algorithm::ConsistentHash => match (&pool.table, ctx.hash) {
+            (Table::Maglev(maglev::Lookup::Small(t)), Some(h)) if !t.is_empty() => {
+                hashed(pool, t, usize::from, h, ctx)
+            }
+            (Table::Maglev(maglev::Lookup::Large(t)), Some(h)) if !t.is_empty() => {
+                hashed(pool, t, |x: u32| x as usize, h, ctx)
+            }
             _ => random(pool, ctx),
         },
         _ => random(pool, ctx),
@@ -156,7 +163,7 @@ fn weighted<'p, S>(pool: &'p Pool<S>, sched: &[u32], ctx: &PickCtx<'_>) -> Optio
 fn random_usable<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Slot<S>> {
     let n = pool.slots.len();
     for _ in 0..RANDOM_TRIES {
-        let i = match &*pool.table {
+        let i = match &pool.table {
             Table::Schedule(s) => s[fastrand::usize(..s.len())] as usize,
             _ => fastrand::usize(..n),
         };
@@ -193,7 +200,7 @@ fn least_cost<'p, S>(
     cost: impl Fn(&Slot<S>, &PickCtx<'_>) -> f64,
 ) -> Option<&'p Slot<S>> {
     let n = pool.slots.len();
-    if n <= EXACT_MAX && matches!(*pool.table, Table::None) && ctx.config.slow_start.is_none() {
+    if n <= EXACT_MAX && matches!(pool.table, Table::None) && ctx.config.slow_start.is_none() {
         // Equal weights, no ramp: a random start breaks ties without a draw per tie.
         let start = fastrand::usize(..n);
         let mut best: Option<(&Slot<S>, f64)> = None;
@@ -264,9 +271,13 @@ fn peak_ewma<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Slot<S>>
     }
 }
 
-fn hashed<'p, S>(
+/// Walks the Maglev `table` (entries turned into slot indices by `index`) from the
+/// key's position.
+#[inline]
+fn hashed<'p, S, T: Copy>(
     pool: &'p Pool<S>,
-    table: &maglev::Lookup,
+    table: &[T],
+    index: impl Fn(T) -> usize,
     h: u64,
     ctx: &PickCtx<'_>,
 ) -> Option<&'p Slot<S>> {
@@ -283,7 +294,7 @@ fn hashed<'p, S>(
     });
     let mut spare = None;
     for i in 0..m.min(n * 8 + 16) {
-        let s = &pool.slots[table.get((pos + i) % m)];
+        let s = &pool.slots[index(table[(pos + i) % m])];
         if !ctx.usable(s) {
             continue;
         }
