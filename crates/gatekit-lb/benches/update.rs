@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use divan::{AllocProfiler, Bencher};
-use gatekit_core::{Change, Endpoint};
+use gatekit_core::{Change, Endpoint, EndpointState};
 use gatekit_lb::{Algorithm, Upstream, UpstreamConfig};
 
 #[global_allocator]
@@ -55,6 +55,24 @@ fn replace_10k_one_changed(b: Bencher<'_, '_>, alg: Algorithm) {
     b.with_inputs(|| {
         flip = if flip == 1 { 2 } else { 1 };
         Change::Replace(set(flip))
+    })
+    .bench_local_values(|c| up.apply(c));
+}
+
+/// A Replace where only a not-ready endpoint comes and goes: a new snapshot, but the
+/// ready pool is unchanged, so its table (Maglev for consistent-hash) is kept.
+#[divan::bench(args = [Algorithm::RoundRobin, Algorithm::ConsistentHash])]
+fn replace_10k_not_ready_changed(b: Bencher<'_, '_>, alg: Algorithm) {
+    let up = Upstream::new(UpstreamConfig::new(alg), |_: &Endpoint| ());
+    up.apply(Change::Replace(set(1)));
+    let mut with = false;
+    b.with_inputs(|| {
+        with = !with;
+        let mut s = set(1);
+        if with {
+            s.push(Endpoint::new(addr(N)).with_state(EndpointState::NotReady));
+        }
+        Change::Replace(s)
     })
     .bench_local_values(|c| up.apply(c));
 }

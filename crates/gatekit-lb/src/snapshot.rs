@@ -31,12 +31,29 @@ pub(crate) struct Slot<S> {
 /// A set of endpoints balanced together, with its algorithm's table.
 pub(crate) struct Pool<S> {
     pub(crate) slots: Box<[Slot<S>]>,
+    /// Shared with the previous snapshot's pool of the same endpoints and weights.
     pub(crate) table: Table,
 }
 
 impl<S> Pool<S> {
-    fn new(slots: Vec<Slot<S>>, config: &UpstreamConfig) -> Self {
-        let table = Table::build(config.algorithm, &slots);
+    /// A pool of `slots`. The table is taken from a pool of `prev` that has the same
+    /// endpoints (by identity, hence address) with the same weights in the same order,
+    /// since it would be built identically; otherwise it is built. An update that
+    /// leaves a pool as it was (a not-ready endpoint added or removed, a change in
+    /// another locality level or in the fallback) thus costs no table build: a Maglev
+    /// table of 65,537 slots is the most expensive part of an update.
+    fn new(slots: Vec<Slot<S>>, config: &UpstreamConfig, prev: Option<&Snapshot<S>>) -> Self {
+        let same = |p: &&Pool<S>| {
+            p.slots.len() == slots.len()
+                && p.slots
+                    .iter()
+                    .zip(&slots)
+                    .all(|(a, b)| a.weight == b.weight && Arc::ptr_eq(&a.entry, &b.entry))
+        };
+        let table = prev.and_then(|prev| prev.pools().find(same)).map_or_else(
+            || Table::build(config.algorithm, &slots),
+            |p| p.table.clone(),
+        );
         Self {
             slots: slots.into_boxed_slice(),
             table,
@@ -80,11 +97,14 @@ pub(crate) struct Snapshot<S> {
 }
 
 impl<S> Snapshot<S> {
+    /// The snapshot of `set`, reusing the tables of `prev` (the current snapshot) where
+    /// a pool is unchanged.
     pub(crate) fn build(
         generation: u64,
         set: &BTreeMap<SocketAddr, Member<S>>,
         config: &UpstreamConfig,
         now: Instant,
+        prev: Option<&Self>,
     ) -> Self {
         let mut levels: [Vec<Slot<S>>; 4] = Default::default();
         let mut all = Vec::new();
@@ -115,9 +135,9 @@ impl<S> Snapshot<S> {
         let levels: Vec<Pool<S>> = levels
             .into_iter()
             .filter(|l| !l.is_empty())
-            .map(|l| Pool::new(l, config))
+            .map(|l| Pool::new(l, config, prev))
             .collect();
-        let all = (levels.len() > 1).then(|| Pool::new(all, config));
+        let all = (levels.len() > 1).then(|| Pool::new(all, config, prev));
         let view = View {
             refreshed_at: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
@@ -129,11 +149,19 @@ impl<S> Snapshot<S> {
             members: members.into_boxed_slice(),
             levels: levels.into_boxed_slice(),
             all,
-            fallback: Pool::new(fallback, config),
+            fallback: Pool::new(fallback, config, prev),
             view,
         };
         snap.refresh(now, crate::clock::nanos(now), config);
         snap
+    }
+
+    /// Every pool (levels, all ready, fallback).
+    fn pools(&self) -> impl Iterator<Item = &Pool<S>> {
+        self.levels
+            .iter()
+            .chain(self.all.as_ref())
+            .chain(std::iter::once(&self.fallback))
     }
 
     /// All ready endpoints (for panic mode).

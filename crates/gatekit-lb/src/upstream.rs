@@ -122,7 +122,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             observer: config.observer.clone(),
         });
         let set = BTreeMap::new();
-        let snapshot = Snapshot::build(0, &set, &config, Instant::now());
+        let snapshot = Snapshot::build(0, &set, &config, Instant::now(), None);
         let (generation, _) = watch::channel(0);
         Self {
             shared: Arc::new(Shared {
@@ -165,16 +165,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             match change {
                 Change::Insert(ep) => changed |= self.insert(&mut set, ep, None, ramp, now),
                 Change::Remove(addr) => changed |= set.remove(&addr).is_some(),
-                Change::Replace(eps) => {
-                    let mut old = std::mem::take(&mut *set);
-                    for ep in eps {
-                        if let Some(m) = old.remove(&ep.addr()) {
-                            set.insert(ep.addr(), m);
-                        }
-                        changed |= self.insert(&mut set, ep, None, ramp, now);
-                    }
-                    changed |= !old.is_empty();
-                }
+                Change::Replace(eps) => changed |= self.replace(&mut set, eps, ramp, now),
                 _ => {}
             }
         }
@@ -202,49 +193,114 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         ramp: bool,
         now: Instant,
     ) -> bool {
-        let addr = ep.addr();
-        let now_ns = clock::nanos(now);
-        if let Some(m) = set.get_mut(&addr) {
-            if let Some(svc) = svc {
-                let mut entry = Entry::new(ep.clone(), svc, self.shared.tracking.clone());
-                entry.health = m.entry.health.clone();
-                m.entry = Arc::new(entry);
-                m.endpoint = ep;
-                return true;
+        if let Some(m) = set.get_mut(&ep.addr()) {
+            return self.update(m, ep, svc, ramp, now);
+        }
+        set.insert(ep.addr(), self.create(ep, svc, ramp, now));
+        true
+    }
+
+    /// Replaces the set by `eps` (the last of duplicate addresses wins), carrying each
+    /// kept endpoint's state. One merge of the sorted input with the old set and a bulk
+    /// build of the new map, instead of a removal and an insertion by key per endpoint.
+    fn replace(
+        &self,
+        set: &mut BTreeMap<SocketAddr, Member<S>>,
+        mut eps: Vec<Endpoint>,
+        ramp: bool,
+        now: Instant,
+    ) -> bool {
+        // Stable: duplicates stay in input order. Linear on already sorted input.
+        eps.sort_by_key(Endpoint::addr);
+        let mut changed = false;
+        let mut old = std::mem::take(set).into_iter().peekable();
+        let mut merged: Vec<(SocketAddr, Member<S>)> = Vec::with_capacity(eps.len());
+        for ep in eps {
+            let addr = ep.addr();
+            if let Some((last, m)) = merged.last_mut()
+                && *last == addr
+            {
+                changed |= self.update(m, ep, None, ramp, now);
+                continue;
             }
-            if m.endpoint == ep {
-                return false;
+            // Old members before `addr` are not in the new set.
+            while old.next_if(|(a, _)| *a < addr).is_some() {
+                changed = true;
             }
-            let became_ready =
-                m.endpoint.state() != EndpointState::Ready && ep.state() == EndpointState::Ready;
-            if ramp && became_ready {
-                m.entry.start_ramp(now_ns);
+            match old.next_if(|(a, _)| *a == addr) {
+                Some((_, mut m)) => {
+                    changed |= self.update(&mut m, ep, None, ramp, now);
+                    merged.push((addr, m));
+                }
+                None => {
+                    merged.push((addr, self.create(ep, None, ramp, now)));
+                    changed = true;
+                }
             }
-            m.entry.endpoint.store(Arc::new(ep.clone()));
+        }
+        changed |= old.next().is_some();
+        // Sorted and unique: the map is built bottom-up in one pass.
+        *set = merged.into_iter().collect();
+        changed
+    }
+
+    /// Updates the member in place to `ep` (with a new service if `svc` is given);
+    /// whether anything changed.
+    fn update(
+        &self,
+        m: &mut Member<S>,
+        ep: Endpoint,
+        svc: Option<S>,
+        ramp: bool,
+        now: Instant,
+    ) -> bool {
+        if let Some(svc) = svc {
+            let mut entry = Entry::new(ep.clone(), svc, self.shared.tracking.clone());
+            entry.health = m.entry.health.clone();
+            m.entry = Arc::new(entry);
             m.endpoint = ep;
             return true;
         }
+        if m.endpoint == ep {
+            return false;
+        }
+        let became_ready =
+            m.endpoint.state() != EndpointState::Ready && ep.state() == EndpointState::Ready;
+        if ramp && became_ready {
+            m.entry.start_ramp(clock::nanos(now));
+        }
+        m.entry.endpoint.store(Arc::new(ep.clone()));
+        m.endpoint = ep;
+        true
+    }
+
+    /// A new member for `ep`, its service from `svc` or the factory.
+    fn create(&self, ep: Endpoint, svc: Option<S>, ramp: bool, now: Instant) -> Member<S> {
         let svc = match svc {
             Some(svc) => svc,
             None => self.shared.new_endpoint.new_endpoint(&ep),
         };
         let entry = Entry::new(ep.clone(), svc, self.shared.tracking.clone());
         if ramp && ep.state() == EndpointState::Ready {
-            entry.start_ramp(now_ns);
+            entry.start_ramp(clock::nanos(now));
         }
-        set.insert(
-            addr,
-            Member {
-                endpoint: ep,
-                entry: Arc::new(entry),
-            },
-        );
-        true
+        Member {
+            endpoint: ep,
+            entry: Arc::new(entry),
+        }
     }
 
     fn publish(&self, set: &BTreeMap<SocketAddr, Member<S>>, now: Instant) {
-        let generation = self.shared.snapshot.load().generation + 1;
-        let snap = Snapshot::build(generation, set, &self.shared.config, now);
+        let prev = self.shared.snapshot.load();
+        let snap = Snapshot::build(
+            prev.generation + 1,
+            set,
+            &self.shared.config,
+            now,
+            Some(&prev),
+        );
+        let generation = snap.generation;
+        drop(prev);
         self.shared.snapshot.store(Arc::new(snap));
         self.shared.generation.send_replace(generation);
     }
@@ -504,5 +560,71 @@ impl<S> Drop for Picked<S> {
         if !self.done {
             self.entry.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Algorithm;
+    use crate::balance::Table;
+    use crate::balance::maglev::Lookup;
+
+    fn addr(i: usize) -> SocketAddr {
+        SocketAddr::from(([10, 1, 0, i as u8 + 1], 8080))
+    }
+
+    fn eps(n: usize) -> Vec<Endpoint> {
+        (0..n).map(|i| Endpoint::new(addr(i))).collect()
+    }
+
+    fn table(up: &Upstream<()>) -> Table {
+        up.shared.snapshot.load().levels[0].table.clone()
+    }
+
+    /// Whether two tables share their storage.
+    fn shared(a: &Table, b: &Table) -> bool {
+        match (a, b) {
+            (Table::Maglev(Lookup::Small(a)), Table::Maglev(Lookup::Small(b))) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    fn slots(t: &Table) -> Vec<usize> {
+        match t {
+            Table::Maglev(l) => (0..l.len()).map(|i| l.get(i)).collect(),
+            _ => panic!("not a Maglev table"),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_pool_keeps_its_table_and_a_changed_one_is_rebuilt() {
+        let config = UpstreamConfig::new(Algorithm::ConsistentHash);
+        let up = Upstream::new(config.clone(), |_: &Endpoint| ());
+        up.apply(Change::Replace(eps(20)));
+        let t0 = table(&up);
+        let picks: Vec<_> = (0..200u64)
+            .map(|k| up.pick_hash(Some(hash::mix(k))).unwrap().addr())
+            .collect();
+        // A not-ready endpoint joins: a new generation, the same ready pool and table.
+        up.apply(Change::Insert(
+            Endpoint::new(addr(50)).with_state(EndpointState::NotReady),
+        ));
+        assert_eq!(up.generation(), 2);
+        assert!(shared(&t0, &table(&up)));
+        let again: Vec<_> = (0..200u64)
+            .map(|k| up.pick_hash(Some(hash::mix(k))).unwrap().addr())
+            .collect();
+        assert_eq!(picks, again);
+        // A weight changes: rebuilt, exactly as a fresh upstream builds it.
+        let mut weighted = eps(20);
+        weighted[3] = weighted[3].clone().with_weight(4);
+        up.apply(Change::Replace(weighted.clone()));
+        let t1 = table(&up);
+        assert!(!shared(&t0, &t1));
+        assert_ne!(slots(&t0), slots(&t1));
+        let fresh = Upstream::new(config, |_: &Endpoint| ());
+        fresh.apply(Change::Replace(weighted));
+        assert_eq!(slots(&t1), slots(&table(&fresh)));
     }
 }

@@ -468,6 +468,44 @@ fn state_survives_a_re_sent_update() {
 }
 
 #[test]
+fn a_replace_in_any_order_carries_state_by_address_and_the_last_duplicate_wins() {
+    let up = upstream(UpstreamConfig::new(Algorithm::RoundRobin), eps(6));
+    let kept = up.health_of(addr(4)).unwrap();
+    let gen0 = up.generation();
+    // The same set in reverse order: nothing changes.
+    let mut reversed = eps(6);
+    reversed.reverse();
+    up.apply(Change::Replace(reversed));
+    assert_eq!(up.generation(), gen0);
+    // Unsorted, a duplicate (the last wins), 0, 2 and 5 dropped, 7 added.
+    up.apply(Change::Replace(vec![
+        Endpoint::new(addr(7)),
+        Endpoint::new(addr(4)).with_weight(5),
+        Endpoint::new(addr(1)),
+        Endpoint::new(addr(4)).with_weight(2),
+        Endpoint::new(addr(3)),
+    ]));
+    assert_eq!(up.generation(), gen0 + 1);
+    let got: Vec<_> = up
+        .endpoints()
+        .into_iter()
+        .map(|(e, _)| (e.addr(), e.weight()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(addr(1), 1), (addr(3), 1), (addr(4), 2), (addr(7), 1)]
+    );
+    assert!(Arc::ptr_eq(&up.health_of(addr(4)).unwrap(), &kept));
+    // Removals only (the last members): still a change.
+    up.apply(Change::Replace(vec![
+        Endpoint::new(addr(3)),
+        Endpoint::new(addr(1)),
+    ]));
+    assert_eq!(up.generation(), gen0 + 2);
+    assert_eq!(up.endpoints().len(), 2);
+}
+
+#[test]
 fn removed_endpoints_finish_their_requests() {
     let up = upstream(UpstreamConfig::new(Algorithm::RoundRobin), eps(2));
     let p = up.pick(&req()).unwrap();

@@ -24,15 +24,17 @@ pub(crate) const EXACT_MAX: usize = 16;
 /// Random candidates drawn before falling back to a linear pass.
 const RANDOM_TRIES: usize = 8;
 
-/// A pool's algorithm table.
+/// A pool's algorithm table. Cloning shares it (consecutive snapshots reuse the table of
+/// an unchanged pool); a pick reads the slice in place.
+#[derive(Clone)]
 pub(crate) enum Table {
     /// No table: plain index arithmetic.
     None,
     /// A smooth weighted schedule of slot indices (weighted round robin; weighted
     /// random draws uniformly from it).
-    Schedule(Box<[u32]>),
+    Schedule(Arc<[u32]>),
     /// A Maglev lookup table of slot indices.
-    Maglev(Box<[u32]>),
+    Maglev(maglev::Lookup),
 }
 
 impl Table {
@@ -43,7 +45,7 @@ impl Table {
             | Algorithm::LeastRequest
             | Algorithm::PeakEwma => {
                 let weights: Vec<u32> = slots.iter().map(|s| s.weight).collect();
-                schedule::build(&weights).map_or(Self::None, Self::Schedule)
+                schedule::build(&weights).map_or(Self::None, |s| Self::Schedule(s.into()))
             }
             Algorithm::IpHash | Algorithm::ConsistentHash => {
                 let eps: Vec<_> = slots
@@ -102,7 +104,12 @@ pub(crate) fn pick<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Ar
         Algorithm::LeastRequest => least_cost(pool, ctx, |s, _| s.entry.in_flight() as f64),
         Algorithm::PeakEwma => peak_ewma(pool, ctx),
         Algorithm::IpHash | Algorithm::ConsistentHash => match (&pool.table, ctx.hash) {
-            (Table::Maglev(t), Some(h)) if !t.is_empty() => hashed(pool, t, h, ctx),
+            (Table::Maglev(maglev::Lookup::Small(t)), Some(h)) if !t.is_empty() => {
+                hashed(pool, t, usize::from, h, ctx)
+            }
+            (Table::Maglev(maglev::Lookup::Large(t)), Some(h)) if !t.is_empty() => {
+                hashed(pool, t, |x: u32| x as usize, h, ctx)
+            }
             _ => random(pool, ctx),
         },
         _ => random(pool, ctx),
@@ -264,9 +271,13 @@ fn peak_ewma<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Slot<S>>
     }
 }
 
-fn hashed<'p, S>(
+/// Walks the Maglev `table` (entries turned into slot indices by `index`) from the
+/// key's position.
+#[inline]
+fn hashed<'p, S, T: Copy>(
     pool: &'p Pool<S>,
-    table: &[u32],
+    table: &[T],
+    index: impl Fn(T) -> usize,
     h: u64,
     ctx: &PickCtx<'_>,
 ) -> Option<&'p Slot<S>> {
@@ -283,7 +294,7 @@ fn hashed<'p, S>(
     });
     let mut spare = None;
     for i in 0..m.min(n * 8 + 16) {
-        let s = &pool.slots[table[(pos + i) % m] as usize];
+        let s = &pool.slots[index(table[(pos + i) % m])];
         if !ctx.usable(s) {
             continue;
         }
