@@ -33,8 +33,16 @@
 //!    listener without a hostname, else the first one, is the default). Ports that
 //!    appear are bound, ports that disappear (or change protocol) are closed.
 //! 5. Upstreams no longer named are dropped, metric series of removed (route, backend)
-//!    pairs are forgotten, the generation is bumped, `/config` is published, the reload
-//!    is counted ok, and the first served snapshot marks the process ready.
+//!    pairs are forgotten, the generation is bumped, the reload is counted ok, and the
+//!    first served snapshot marks the process ready.
+//! 6. `/config` is rendered **off the reload path**, on a blocking thread that also
+//!    drops the translation and the loaded resources (for 5,000 routes, rendering and
+//!    freeing take several milliseconds: the next reload, or the requests sharing the
+//!    reload's worker thread, need not wait for them). The serve loop publishes the
+//!    result when it is ready; until then `/config` shows the previous snapshot,
+//!    complete and with its own generation. A newer reload replaces a pending render
+//!    (the older result is discarded). The first snapshot ([`Wiring::start`]) is
+//!    published before `start` returns.
 //!
 //! Certificate Secrets are manifests like any other: changing a Secret file reloads,
 //! and its listeners' certificate set is replaced (new handshakes use it at once).
@@ -142,8 +150,11 @@ pub struct Wiring {
     watcher: Option<DirWatcher>,
     /// Parsed files, so a reload parses only what changed.
     cache: FileCache,
-    /// `/config` fragments of the served snapshot, as JSON text.
+    /// `/config` fragments of the last rendered snapshot, as JSON text.
     rendered: Rendered,
+    /// The render of the served snapshot, if still running (see step 6 of the
+    /// [module docs](self#a-reload)).
+    rendering: Option<tokio::task::JoinHandle<Rendered>>,
     /// `/config`'s `lastReloadError`, as JSON text.
     last_error: String,
 }
@@ -189,9 +200,13 @@ impl Wiring {
             watcher,
             cache: FileCache::default(),
             rendered: Rendered::default(),
+            rendering: None,
             last_error: "null".to_owned(),
         };
         let bind_errors = wiring.reload(process).await;
+        if let Some(rendering) = wiring.rendering.take() {
+            wiring.rendered(process, rendering.await);
+        }
         if let Some((port, reason)) = bind_errors.into_iter().next() {
             return Err(WiringError::Bind { port, reason });
         }
@@ -229,14 +244,26 @@ impl Wiring {
         tokio::pin!(shutdown);
         let health_changed = self.upstreams.health_changed();
         loop {
+            let watcher = &mut self.watcher;
             let changed = async {
-                match self.watcher.as_mut() {
+                match watcher.as_mut() {
                     Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let pending = &mut self.rendering;
+            let rendering = async {
+                match pending.as_mut() {
+                    Some(task) => task.await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 () = &mut shutdown => break,
+                rendered = rendering => {
+                    self.rendering = None;
+                    self.rendered(&process, rendered);
+                }
                 () = health_changed.notified() => self.refresh_health(&process),
                 changed = changed => match changed {
                     Some(()) => {
@@ -287,7 +314,18 @@ impl Wiring {
         let loaded = started.elapsed();
         let translation = translate(&resources, &self.options);
         let translated = started.elapsed();
-        let bind_errors = self.apply(process, &translation).await;
+        let (bind_errors, errors) = self.apply(process, &translation).await;
+        let bound: BTreeMap<u16, SocketAddr> = self
+            .ports
+            .iter()
+            .map(|(p, port)| (*p, port.local))
+            .collect();
+        let generation = self.generation;
+        self.rendering = Some(tokio::task::spawn_blocking(move || {
+            let rendered = dump::render(generation, &translation, &bound, &errors);
+            drop((translation, resources));
+            rendered
+        }));
         tracing::info!(
             generation = self.generation,
             load_ms = loaded.as_secs_f64() * 1e3,
@@ -316,11 +354,13 @@ impl Wiring {
         self.publish(process);
     }
 
+    /// Serves `translation`. Returns the ports that could not be bound and every
+    /// configuration problem (for `/config`).
     async fn apply(
         &mut self,
         process: &mut Process,
         translation: &Translation,
-    ) -> Vec<(u16, String)> {
+    ) -> (Vec<(u16, String)>, Vec<ConfigError>) {
         let metrics = process.metrics().clone();
         let mut errors: Vec<ConfigError> = translation.errors().to_vec();
         errors.extend(self.upstreams.update(translation.upstreams()));
@@ -439,9 +479,7 @@ impl Wiring {
         self.generation += 1;
         metrics.record_reload(true);
         metrics.set_config_generation(self.generation);
-        self.rendered = self.render(translation, &errors);
         "null".clone_into(&mut self.last_error);
-        self.publish(process);
         if !self.served {
             self.served = true;
             process.readiness().mark_served();
@@ -453,7 +491,19 @@ impl Wiring {
             problems = errors.len(),
             "configuration served"
         );
-        bind_errors
+        (bind_errors, errors)
+    }
+
+    /// Publishes a finished render (a render that panicked is logged; `/config` keeps
+    /// the previous snapshot).
+    fn rendered(&mut self, process: &Process, rendered: Result<Rendered, tokio::task::JoinError>) {
+        match rendered {
+            Ok(rendered) => {
+                self.rendered = rendered;
+                self.publish(process);
+            }
+            Err(error) => tracing::error!(%error, "rendering /config failed"),
+        }
     }
 
     /// Re-renders `/config`'s upstreams after a health change.
@@ -467,22 +517,13 @@ impl Wiring {
         let r = &self.rendered;
         process.config_dump().publish_json(format!(
             r#"{{"generation":{},"listeners":{},"upstreams":{},"resources":{},"errors":{},"lastReloadError":{}}}"#,
-            self.generation,
+            r.generation,
             r.listeners,
             self.upstreams.dump(),
             r.resources,
             r.errors,
             self.last_error,
         ));
-    }
-
-    fn render(&self, translation: &Translation, errors: &[ConfigError]) -> Rendered {
-        let bound = self
-            .ports
-            .iter()
-            .map(|(p, port)| (*p, port.local))
-            .collect();
-        dump::render(translation, &bound, errors)
     }
 }
 
