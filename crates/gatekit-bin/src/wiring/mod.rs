@@ -377,10 +377,12 @@ impl Wiring {
                         None => metrics.request_metrics(&key.0, name),
                     };
                     series.insert(key, handle.clone());
-                    by_backend
-                        .entry(name.to_owned())
-                        .or_default()
-                        .insert(route.id.clone(), handle);
+                    // `get_mut` first: no key allocation per route for a known backend.
+                    let routes = match by_backend.get_mut(name) {
+                        Some(routes) => routes,
+                        None => by_backend.entry(name.to_owned()).or_default(),
+                    };
+                    routes.insert(route.id.clone(), handle);
                 }
             }
         }
