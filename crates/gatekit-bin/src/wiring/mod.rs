@@ -36,8 +36,8 @@
 //!    pairs are forgotten, the generation is bumped, the reload is counted ok, and the
 //!    first served snapshot marks the process ready.
 //! 6. `/config` is rendered **off the reload path**, on a blocking thread that also
-//!    drops the translation and the loaded resources (for 5,000 routes, rendering and
-//!    freeing take several milliseconds: the next reload, or the requests sharing the
+//!    drops the translation (for 5,000 routes, rendering and freeing take several
+//!    milliseconds: the next reload, or the requests sharing the
 //!    reload's worker thread, need not wait for them). The serve loop publishes the
 //!    result when it is ready; until then `/config` shows the previous snapshot,
 //!    complete and with its own generation. A newer reload replaces a pending render
@@ -107,22 +107,22 @@ pub enum Source {
     Documents(Vec<(String, String)>),
 }
 
-/// The outcome of loading the manifests: the resources, or why they were refused.
-type Loaded = Result<ResourceSet, Vec<ManifestError>>;
-
-fn load(source: &Source, cache: &mut FileCache) -> Loaded {
-    let loaded = match source {
-        Source::Dirs(dirs) => cache.load(dirs),
+/// Loads the manifests into `cache` ([`FileCache::resources`]), or says why they were
+/// refused.
+fn load(source: &Source, cache: &mut FileCache) -> Result<(), Vec<ManifestError>> {
+    let warnings = match source {
+        Source::Dirs(dirs) => cache.load(dirs)?,
         Source::Documents(docs) => {
-            ResourceSet::from_documents(docs.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+            let (set, warnings) =
+                ResourceSet::from_documents(docs.iter().map(|(n, t)| (n.as_str(), t.as_str())))?;
+            cache.set(set);
+            warnings
         }
     };
-    loaded.map(|(set, warnings)| {
-        for warning in warnings {
-            tracing::warn!(%warning, "manifest skipped");
-        }
-        set
-    })
+    for warning in warnings {
+        tracing::warn!(%warning, "manifest skipped");
+    }
+    Ok(())
 }
 
 /// What is served on one port.
@@ -304,15 +304,12 @@ impl Wiring {
                 return Vec::new();
             }
         };
-        let resources = match loaded {
-            Ok(resources) => resources,
-            Err(errors) => {
-                self.refuse(process, &errors);
-                return Vec::new();
-            }
-        };
+        if let Err(errors) = loaded {
+            self.refuse(process, &errors);
+            return Vec::new();
+        }
         let loaded = started.elapsed();
-        let translation = translate(&resources, &self.options);
+        let translation = translate(self.cache.resources(), &self.options);
         let translated = started.elapsed();
         let (bind_errors, errors) = self.apply(process, &translation).await;
         let bound: BTreeMap<u16, SocketAddr> = self
@@ -323,7 +320,7 @@ impl Wiring {
         let generation = self.generation;
         self.rendering = Some(tokio::task::spawn_blocking(move || {
             let rendered = dump::render(generation, &translation, &bound, &errors);
-            drop((translation, resources));
+            drop(translation);
             rendered
         }));
         tracing::info!(
