@@ -41,8 +41,13 @@
 //!    reload's worker thread, need not wait for them). The serve loop publishes the
 //!    result when it is ready; until then `/config` shows the previous snapshot,
 //!    complete and with its own generation. A newer reload replaces a pending render
-//!    (the older result is discarded). The first snapshot ([`Wiring::start`]) is
-//!    published before `start` returns.
+//!    (the older result is discarded).
+//!
+//! Until a snapshot is served (the first reload, and any after a refused first load),
+//! loading and rendering run on the reload's own thread, not on blocking threads: nothing
+//! is served yet, and with glibc's per-thread arenas the garbage of parsing 5,000 routes
+//! otherwise stays resident in a second arena (RSS 73 MB → 57 MB). The first snapshot
+//! ([`Wiring::start`]) is thus published before `start` returns.
 //!
 //! Certificate Secrets are manifests like any other: changing a Secret file reloads,
 //! and its listeners' certificate set is replaced (new handshakes use it at once).
@@ -204,9 +209,6 @@ impl Wiring {
             last_error: "null".to_owned(),
         };
         let bind_errors = wiring.reload(process).await;
-        if let Some(rendering) = wiring.rendering.take() {
-            wiring.rendered(process, rendering.await);
-        }
         if let Some((port, reason)) = bind_errors.into_iter().next() {
             return Err(WiringError::Bind { port, reason });
         }
@@ -288,20 +290,30 @@ impl Wiring {
         let started = tokio::time::Instant::now();
         let source = self.source.clone();
         let mut cache = std::mem::take(&mut self.cache);
-        let loaded = match tokio::task::spawn_blocking(move || {
+        // The first load runs on this thread: nothing is served yet, and with glibc the
+        // parse's garbage then stays in the arena the long-lived state is allocated in
+        // (a blocking thread's arena kept ~15 MB resident for 5,000 routes).
+        let first = !self.served;
+        let loaded = if first {
             let loaded = load(&source, &mut cache);
-            (loaded, cache)
-        })
-        .await
-        {
-            Ok((loaded, cache)) => {
-                self.cache = cache;
-                loaded
-            }
-            Err(error) => {
-                tracing::error!(%error, "loading manifests failed");
-                process.metrics().record_reload(false);
-                return Vec::new();
+            self.cache = cache;
+            loaded
+        } else {
+            match tokio::task::spawn_blocking(move || {
+                let loaded = load(&source, &mut cache);
+                (loaded, cache)
+            })
+            .await
+            {
+                Ok((loaded, cache)) => {
+                    self.cache = cache;
+                    loaded
+                }
+                Err(error) => {
+                    tracing::error!(%error, "loading manifests failed");
+                    process.metrics().record_reload(false);
+                    return Vec::new();
+                }
             }
         };
         if let Err(errors) = loaded {
@@ -318,11 +330,19 @@ impl Wiring {
             .map(|(p, port)| (*p, port.local))
             .collect();
         let generation = self.generation;
-        self.rendering = Some(tokio::task::spawn_blocking(move || {
-            let rendered = dump::render(generation, &translation, &bound, &errors);
+        if first {
+            // Like the first load, on this thread (see above); nothing waits for it yet.
+            self.rendering = None;
+            self.rendered = dump::render(generation, &translation, &bound, &errors);
             drop(translation);
-            rendered
-        }));
+            self.publish(process);
+        } else {
+            self.rendering = Some(tokio::task::spawn_blocking(move || {
+                let rendered = dump::render(generation, &translation, &bound, &errors);
+                drop(translation);
+                rendered
+            }));
+        }
         tracing::info!(
             generation = self.generation,
             load_ms = loaded.as_secs_f64() * 1e3,
