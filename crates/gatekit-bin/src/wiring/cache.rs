@@ -12,8 +12,15 @@
 //! that cannot be read or parsed, and the same resource defined in two files (a
 //! cross-file check the per-file parse cannot make).
 //!
-//! Cost: the cache holds every file's text and parsed resources (for 5,000 routes, a few
-//! megabytes), and the merge clones the resources once per reload.
+//! The merged set is kept (not one set per file): each file remembers how many resources
+//! of each kind it contributed, so a reload splits the previous merged set back into
+//! per-file chunks by moving them (from the back, `Vec::split_off`), swaps in the chunks
+//! of the re-parsed files and appends them again in file order. No resource is cloned:
+//! for 5,000 HTTPRoutes, cloning the whole set took 7–13 ms of every reload.
+//!
+//! Cost: the cache holds every file's text and the merged resources (for 5,000 routes, a
+//! few megabytes). After a load that failed, the cache is empty and the next load parses
+//! every file.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,17 +28,23 @@ use std::path::{Path, PathBuf};
 use gatekit_k8s::types::ObjectMeta;
 use gatekit_k8s::{ManifestError, ResourceSet, Warning};
 
-/// One file's text and what it parsed to.
+/// How many resources of each kind (in [`counts`] order) a file contributed.
+type Counts = [usize; 10];
+
+/// One file's text and what it parsed to (its resources live in the merged set).
 struct Cached {
     text: String,
-    set: ResourceSet,
+    counts: Counts,
     warnings: Vec<Warning>,
 }
 
-/// Parsed files by path (see the [module docs](self)).
+/// Parsed files by path, and their merged resources (see the [module docs](self)).
 #[derive(Default)]
 pub(crate) struct FileCache {
+    /// Every file of `merged`, in merge order; empty if `merged` was not built here.
+    order: Vec<PathBuf>,
     files: HashMap<PathBuf, Cached>,
+    merged: ResourceSet,
 }
 
 impl std::fmt::Debug for FileCache {
@@ -42,21 +55,39 @@ impl std::fmt::Debug for FileCache {
     }
 }
 
-type Loaded = Result<(ResourceSet, Vec<Warning>), Vec<ManifestError>>;
+type Loaded = Result<Vec<Warning>, Vec<ManifestError>>;
 
 impl FileCache {
-    /// Loads `dirs` as [`ResourceSet::from_dirs`] would, parsing only changed files.
+    /// Loads `dirs` as [`ResourceSet::from_dirs`] would, parsing only changed files; the
+    /// result is then [`FileCache::resources`].
     pub(crate) fn load(&mut self, dirs: &[PathBuf]) -> Loaded {
         match self.load_incremental(dirs) {
-            Some(loaded) => Ok(loaded),
+            Some(warnings) => Ok(warnings),
             None => {
                 self.files.clear();
-                ResourceSet::from_dirs(dirs)
+                self.order.clear();
+                self.merged = ResourceSet::default();
+                let (set, warnings) = ResourceSet::from_dirs(dirs)?;
+                self.merged = set;
+                Ok(warnings)
             }
         }
     }
 
-    fn load_incremental(&mut self, dirs: &[PathBuf]) -> Option<(ResourceSet, Vec<Warning>)> {
+    /// Replaces the resources with `set`, which no file backs (the next
+    /// [`FileCache::load`] parses every file).
+    pub(crate) fn set(&mut self, set: ResourceSet) {
+        self.files.clear();
+        self.order.clear();
+        self.merged = set;
+    }
+
+    /// The resources of the last successful load.
+    pub(crate) fn resources(&self) -> &ResourceSet {
+        &self.merged
+    }
+
+    fn load_incremental(&mut self, dirs: &[PathBuf]) -> Option<Vec<Warning>> {
         let mut files = Vec::new();
         for dir in dirs {
             if dir.is_file() {
@@ -65,33 +96,54 @@ impl FileCache {
                 collect_files(dir, &mut files)?;
             }
         }
-        let mut next = HashMap::with_capacity(files.len());
-        let mut merged = ResourceSet::default();
+        // Read everything and parse what changed before touching the merged set.
+        let mut fresh: HashMap<usize, (String, ResourceSet, Vec<Warning>)> = HashMap::new();
+        for (i, file) in files.iter().enumerate() {
+            let text = std::fs::read_to_string(file).ok()?;
+            if self.files.get(file).is_some_and(|c| c.text == text) {
+                continue;
+            }
+            let name = file.display().to_string();
+            let (set, warnings) =
+                ResourceSet::from_documents([(name.as_str(), text.as_str())]).ok()?;
+            fresh.insert(i, (text, set, warnings));
+        }
+        // The previous merged set back into per-file chunks (moved, from the back).
+        let mut old = std::mem::take(&mut self.merged);
+        let mut chunks: HashMap<PathBuf, ResourceSet> = HashMap::with_capacity(self.order.len());
+        for file in self.order.drain(..).rev() {
+            if let Some(cached) = self.files.get(&file) {
+                chunks.insert(file, split_tail(&mut old, &cached.counts));
+            }
+        }
+        let mut files_next = HashMap::with_capacity(files.len());
         let mut warnings = Vec::new();
-        for file in files {
-            let text = std::fs::read_to_string(&file).ok()?;
-            let cached = match self.files.remove(&file) {
-                Some(cached) if cached.text == text => cached,
-                _ => {
-                    let name = file.display().to_string();
-                    let (set, warnings) =
-                        ResourceSet::from_documents([(name.as_str(), text.as_str())]).ok()?;
+        for (i, file) in files.iter().enumerate() {
+            let (cached, chunk) = match fresh.remove(&i) {
+                Some((text, set, warnings)) => (
                     Cached {
                         text,
-                        set,
+                        counts: counts(&set),
                         warnings,
-                    }
+                    },
+                    set,
+                ),
+                None => {
+                    let cached = self.files.remove(file)?;
+                    let chunk = chunks.remove(file)?;
+                    (cached, chunk)
                 }
             };
-            extend(&mut merged, &cached.set);
+            append(&mut self.merged, chunk);
             warnings.extend(cached.warnings.iter().cloned());
-            next.insert(file, cached);
+            files_next.insert(file.clone(), cached);
         }
-        if has_duplicates(&merged) {
+        if has_duplicates(&self.merged) {
             return None;
         }
-        self.files = next;
-        Some((merged, warnings))
+        self.files = files_next;
+        self.order = files;
+        Some(warnings)
     }
 }
 
@@ -123,23 +175,55 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Option<()> {
     Some(())
 }
 
-/// Appends every resource of `from` to `into`. Lists every field of [`ResourceSet`]; the
-/// test `incremental_load_matches_from_dirs` fails if one is forgotten.
-fn extend(into: &mut ResourceSet, from: &ResourceSet) {
-    into.gateway_classes
-        .extend(from.gateway_classes.iter().cloned());
-    into.gateways.extend(from.gateways.iter().cloned());
-    into.http_routes.extend(from.http_routes.iter().cloned());
-    into.grpc_routes.extend(from.grpc_routes.iter().cloned());
-    into.reference_grants
-        .extend(from.reference_grants.iter().cloned());
-    into.services.extend(from.services.iter().cloned());
-    into.namespaces.extend(from.namespaces.iter().cloned());
-    into.endpoint_slices
-        .extend(from.endpoint_slices.iter().cloned());
-    into.secrets.extend(from.secrets.iter().cloned());
-    into.backend_policies
-        .extend(from.backend_policies.iter().cloned());
+/// How many resources of each kind `set` holds. [`counts`], [`split_tail`] and
+/// [`append`] list every field of [`ResourceSet`] in the same order; the test
+/// `incremental_load_matches_from_dirs` fails if one is forgotten.
+fn counts(set: &ResourceSet) -> Counts {
+    [
+        set.gateway_classes.len(),
+        set.gateways.len(),
+        set.http_routes.len(),
+        set.grpc_routes.len(),
+        set.reference_grants.len(),
+        set.services.len(),
+        set.namespaces.len(),
+        set.endpoint_slices.len(),
+        set.secrets.len(),
+        set.backend_policies.len(),
+    ]
+}
+
+/// Moves the last `counts` resources of each kind out of `set`.
+fn split_tail(set: &mut ResourceSet, counts: &Counts) -> ResourceSet {
+    fn tail<T>(items: &mut Vec<T>, n: usize) -> Vec<T> {
+        items.split_off(items.len().saturating_sub(n))
+    }
+    let mut chunk = ResourceSet::default();
+    chunk.gateway_classes = tail(&mut set.gateway_classes, counts[0]);
+    chunk.gateways = tail(&mut set.gateways, counts[1]);
+    chunk.http_routes = tail(&mut set.http_routes, counts[2]);
+    chunk.grpc_routes = tail(&mut set.grpc_routes, counts[3]);
+    chunk.reference_grants = tail(&mut set.reference_grants, counts[4]);
+    chunk.services = tail(&mut set.services, counts[5]);
+    chunk.namespaces = tail(&mut set.namespaces, counts[6]);
+    chunk.endpoint_slices = tail(&mut set.endpoint_slices, counts[7]);
+    chunk.secrets = tail(&mut set.secrets, counts[8]);
+    chunk.backend_policies = tail(&mut set.backend_policies, counts[9]);
+    chunk
+}
+
+/// Moves every resource of `from` to the end of `into`.
+fn append(into: &mut ResourceSet, mut from: ResourceSet) {
+    into.gateway_classes.append(&mut from.gateway_classes);
+    into.gateways.append(&mut from.gateways);
+    into.http_routes.append(&mut from.http_routes);
+    into.grpc_routes.append(&mut from.grpc_routes);
+    into.reference_grants.append(&mut from.reference_grants);
+    into.services.append(&mut from.services);
+    into.namespaces.append(&mut from.namespaces);
+    into.endpoint_slices.append(&mut from.endpoint_slices);
+    into.secrets.append(&mut from.secrets);
+    into.backend_policies.append(&mut from.backend_policies);
 }
 
 /// Whether a (kind, namespace, name) appears twice (then the full load reports it).
@@ -240,7 +324,8 @@ spec: { targetRefs: [{ kind: Service, name: web }] }
         let dirs = vec![dir.path().to_path_buf()];
         let full = ResourceSet::from_dirs(&dirs).unwrap().0;
         let mut cache = FileCache::default();
-        let first = cache.load(&dirs).unwrap().0;
+        cache.load(&dirs).unwrap();
+        let first = cache.resources().clone();
         assert_eq!(format!("{first:?}"), format!("{full:?}"));
         assert_eq!(cache.files.len(), 3);
         // Every kind is present, so a field `extend` forgot would show above.
@@ -262,9 +347,32 @@ spec: { targetRefs: [{ kind: Service, name: web }] }
             ROUTE.replace("name: r", "name: r2"),
         )
         .unwrap();
-        let second = cache.load(&dirs).unwrap().0;
+        cache.load(&dirs).unwrap();
         let full = ResourceSet::from_dirs(&dirs).unwrap().0;
-        assert_eq!(format!("{second:?}"), format!("{full:?}"));
+        assert_eq!(format!("{:?}", cache.resources()), format!("{full:?}"));
+
+        // A file added before a cached one, one removed, one changed: the cached chunks
+        // are moved into the new order.
+        std::fs::write(
+            dir.path().join("sub/a.yml"),
+            ROUTE.replace("name: r", "name: r0"),
+        )
+        .unwrap();
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        std::fs::write(
+            dir.path().join("c.yaml"),
+            REST.replace("name: web", "name: web2"),
+        )
+        .unwrap();
+        cache.load(&dirs).unwrap();
+        let full = ResourceSet::from_dirs(&dirs).unwrap().0;
+        assert_eq!(format!("{:?}", cache.resources()), format!("{full:?}"));
+        assert_eq!(cache.files.len(), 3);
+        assert_eq!(cache.resources().http_routes.len(), 2);
+
+        // Nothing changed: the same set again.
+        cache.load(&dirs).unwrap();
+        assert_eq!(format!("{:?}", cache.resources()), format!("{full:?}"));
     }
 
     #[test]

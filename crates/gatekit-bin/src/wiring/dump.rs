@@ -16,6 +16,8 @@ use serde::Serialize;
 
 /// The parts of `/config` that change only on reload, as JSON text.
 pub(crate) struct Rendered {
+    /// The generation of the rendered snapshot.
+    pub(crate) generation: u64,
     pub(crate) listeners: String,
     pub(crate) resources: String,
     pub(crate) errors: String,
@@ -24,6 +26,7 @@ pub(crate) struct Rendered {
 impl Default for Rendered {
     fn default() -> Self {
         Self {
+            generation: 0,
             listeners: "[]".to_owned(),
             resources: "[]".to_owned(),
             errors: "[]".to_owned(),
@@ -38,6 +41,7 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
 
 /// Renders the listeners (with their routes), resource conditions and problems.
 pub(crate) fn render(
+    generation: u64,
     translation: &Translation,
     bound: &BTreeMap<u16, SocketAddr>,
     errors: &[ConfigError],
@@ -73,6 +77,7 @@ pub(crate) fn render(
         translation.statuses().iter().map(StatusJson::new).collect();
     let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
     Rendered {
+        generation,
         listeners: to_json(&ports),
         resources: to_json(&statuses),
         errors: to_json(&errors),

@@ -33,8 +33,21 @@
 //!    listener without a hostname, else the first one, is the default). Ports that
 //!    appear are bound, ports that disappear (or change protocol) are closed.
 //! 5. Upstreams no longer named are dropped, metric series of removed (route, backend)
-//!    pairs are forgotten, the generation is bumped, `/config` is published, the reload
-//!    is counted ok, and the first served snapshot marks the process ready.
+//!    pairs are forgotten, the generation is bumped, the reload is counted ok, and the
+//!    first served snapshot marks the process ready.
+//! 6. `/config` is rendered **off the reload path**, on a blocking thread that also
+//!    drops the translation (for 5,000 routes, rendering and freeing take several
+//!    milliseconds: the next reload, or the requests sharing the
+//!    reload's worker thread, need not wait for them). The serve loop publishes the
+//!    result when it is ready; until then `/config` shows the previous snapshot,
+//!    complete and with its own generation. A newer reload replaces a pending render
+//!    (the older result is discarded).
+//!
+//! Until a snapshot is served (the first reload, and any after a refused first load),
+//! loading and rendering run on the reload's own thread, not on blocking threads: nothing
+//! is served yet, and with glibc's per-thread arenas the garbage of parsing 5,000 routes
+//! otherwise stays resident in a second arena (RSS 73 MB → 57 MB). The first snapshot
+//! ([`Wiring::start`]) is thus published before `start` returns.
 //!
 //! Certificate Secrets are manifests like any other: changing a Secret file reloads,
 //! and its listeners' certificate set is replaced (new handshakes use it at once).
@@ -99,22 +112,22 @@ pub enum Source {
     Documents(Vec<(String, String)>),
 }
 
-/// The outcome of loading the manifests: the resources, or why they were refused.
-type Loaded = Result<ResourceSet, Vec<ManifestError>>;
-
-fn load(source: &Source, cache: &mut FileCache) -> Loaded {
-    let loaded = match source {
-        Source::Dirs(dirs) => cache.load(dirs),
+/// Loads the manifests into `cache` ([`FileCache::resources`]), or says why they were
+/// refused.
+fn load(source: &Source, cache: &mut FileCache) -> Result<(), Vec<ManifestError>> {
+    let warnings = match source {
+        Source::Dirs(dirs) => cache.load(dirs)?,
         Source::Documents(docs) => {
-            ResourceSet::from_documents(docs.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+            let (set, warnings) =
+                ResourceSet::from_documents(docs.iter().map(|(n, t)| (n.as_str(), t.as_str())))?;
+            cache.set(set);
+            warnings
         }
     };
-    loaded.map(|(set, warnings)| {
-        for warning in warnings {
-            tracing::warn!(%warning, "manifest skipped");
-        }
-        set
-    })
+    for warning in warnings {
+        tracing::warn!(%warning, "manifest skipped");
+    }
+    Ok(())
 }
 
 /// What is served on one port.
@@ -142,8 +155,11 @@ pub struct Wiring {
     watcher: Option<DirWatcher>,
     /// Parsed files, so a reload parses only what changed.
     cache: FileCache,
-    /// `/config` fragments of the served snapshot, as JSON text.
+    /// `/config` fragments of the last rendered snapshot, as JSON text.
     rendered: Rendered,
+    /// The render of the served snapshot, if still running (see step 6 of the
+    /// [module docs](self#a-reload)).
+    rendering: Option<tokio::task::JoinHandle<Rendered>>,
     /// `/config`'s `lastReloadError`, as JSON text.
     last_error: String,
 }
@@ -189,6 +205,7 @@ impl Wiring {
             watcher,
             cache: FileCache::default(),
             rendered: Rendered::default(),
+            rendering: None,
             last_error: "null".to_owned(),
         };
         let bind_errors = wiring.reload(process).await;
@@ -229,14 +246,26 @@ impl Wiring {
         tokio::pin!(shutdown);
         let health_changed = self.upstreams.health_changed();
         loop {
+            let watcher = &mut self.watcher;
             let changed = async {
-                match self.watcher.as_mut() {
+                match watcher.as_mut() {
                     Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let pending = &mut self.rendering;
+            let rendering = async {
+                match pending.as_mut() {
+                    Some(task) => task.await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 () = &mut shutdown => break,
+                rendered = rendering => {
+                    self.rendering = None;
+                    self.rendered(&process, rendered);
+                }
                 () = health_changed.notified() => self.refresh_health(&process),
                 changed = changed => match changed {
                     Some(()) => {
@@ -261,33 +290,59 @@ impl Wiring {
         let started = tokio::time::Instant::now();
         let source = self.source.clone();
         let mut cache = std::mem::take(&mut self.cache);
-        let loaded = match tokio::task::spawn_blocking(move || {
+        // The first load runs on this thread: nothing is served yet, and with glibc the
+        // parse's garbage then stays in the arena the long-lived state is allocated in
+        // (a blocking thread's arena kept ~15 MB resident for 5,000 routes).
+        let first = !self.served;
+        let loaded = if first {
             let loaded = load(&source, &mut cache);
-            (loaded, cache)
-        })
-        .await
-        {
-            Ok((loaded, cache)) => {
-                self.cache = cache;
-                loaded
-            }
-            Err(error) => {
-                tracing::error!(%error, "loading manifests failed");
-                process.metrics().record_reload(false);
-                return Vec::new();
+            self.cache = cache;
+            loaded
+        } else {
+            match tokio::task::spawn_blocking(move || {
+                let loaded = load(&source, &mut cache);
+                (loaded, cache)
+            })
+            .await
+            {
+                Ok((loaded, cache)) => {
+                    self.cache = cache;
+                    loaded
+                }
+                Err(error) => {
+                    tracing::error!(%error, "loading manifests failed");
+                    process.metrics().record_reload(false);
+                    return Vec::new();
+                }
             }
         };
-        let resources = match loaded {
-            Ok(resources) => resources,
-            Err(errors) => {
-                self.refuse(process, &errors);
-                return Vec::new();
-            }
-        };
+        if let Err(errors) = loaded {
+            self.refuse(process, &errors);
+            return Vec::new();
+        }
         let loaded = started.elapsed();
-        let translation = translate(&resources, &self.options);
+        let translation = translate(self.cache.resources(), &self.options);
         let translated = started.elapsed();
-        let bind_errors = self.apply(process, &translation).await;
+        let (bind_errors, errors) = self.apply(process, &translation).await;
+        let bound: BTreeMap<u16, SocketAddr> = self
+            .ports
+            .iter()
+            .map(|(p, port)| (*p, port.local))
+            .collect();
+        let generation = self.generation;
+        if first {
+            // Like the first load, on this thread (see above); nothing waits for it yet.
+            self.rendering = None;
+            self.rendered = dump::render(generation, &translation, &bound, &errors);
+            drop(translation);
+            self.publish(process);
+        } else {
+            self.rendering = Some(tokio::task::spawn_blocking(move || {
+                let rendered = dump::render(generation, &translation, &bound, &errors);
+                drop(translation);
+                rendered
+            }));
+        }
         tracing::info!(
             generation = self.generation,
             load_ms = loaded.as_secs_f64() * 1e3,
@@ -316,11 +371,13 @@ impl Wiring {
         self.publish(process);
     }
 
+    /// Serves `translation`. Returns the ports that could not be bound and every
+    /// configuration problem (for `/config`).
     async fn apply(
         &mut self,
         process: &mut Process,
         translation: &Translation,
-    ) -> Vec<(u16, String)> {
+    ) -> (Vec<(u16, String)>, Vec<ConfigError>) {
         let metrics = process.metrics().clone();
         let mut errors: Vec<ConfigError> = translation.errors().to_vec();
         errors.extend(self.upstreams.update(translation.upstreams()));
@@ -337,10 +394,12 @@ impl Wiring {
                         None => metrics.request_metrics(&key.0, name),
                     };
                     series.insert(key, handle.clone());
-                    by_backend
-                        .entry(name.to_owned())
-                        .or_default()
-                        .insert(route.id.clone(), handle);
+                    // `get_mut` first: no key allocation per route for a known backend.
+                    let routes = match by_backend.get_mut(name) {
+                        Some(routes) => routes,
+                        None => by_backend.entry(name.to_owned()).or_default(),
+                    };
+                    routes.insert(route.id.clone(), handle);
                 }
             }
         }
@@ -439,9 +498,7 @@ impl Wiring {
         self.generation += 1;
         metrics.record_reload(true);
         metrics.set_config_generation(self.generation);
-        self.rendered = self.render(translation, &errors);
         "null".clone_into(&mut self.last_error);
-        self.publish(process);
         if !self.served {
             self.served = true;
             process.readiness().mark_served();
@@ -453,7 +510,19 @@ impl Wiring {
             problems = errors.len(),
             "configuration served"
         );
-        bind_errors
+        (bind_errors, errors)
+    }
+
+    /// Publishes a finished render (a render that panicked is logged; `/config` keeps
+    /// the previous snapshot).
+    fn rendered(&mut self, process: &Process, rendered: Result<Rendered, tokio::task::JoinError>) {
+        match rendered {
+            Ok(rendered) => {
+                self.rendered = rendered;
+                self.publish(process);
+            }
+            Err(error) => tracing::error!(%error, "rendering /config failed"),
+        }
     }
 
     /// Re-renders `/config`'s upstreams after a health change.
@@ -467,22 +536,13 @@ impl Wiring {
         let r = &self.rendered;
         process.config_dump().publish_json(format!(
             r#"{{"generation":{},"listeners":{},"upstreams":{},"resources":{},"errors":{},"lastReloadError":{}}}"#,
-            self.generation,
+            r.generation,
             r.listeners,
             self.upstreams.dump(),
             r.resources,
             r.errors,
             self.last_error,
         ));
-    }
-
-    fn render(&self, translation: &Translation, errors: &[ConfigError]) -> Rendered {
-        let bound = self
-            .ports
-            .iter()
-            .map(|(p, port)| (*p, port.local))
-            .collect();
-        dump::render(translation, &bound, errors)
     }
 }
 

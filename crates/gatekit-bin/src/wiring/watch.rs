@@ -49,6 +49,8 @@ pub(crate) struct DirWatcher {
     /// Whether the last event completed a write.
     settled: Arc<AtomicBool>,
     debounce: Duration,
+    /// The deadline of a change being debounced by a `changed` call that was dropped.
+    pending: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for DirWatcher {
@@ -96,6 +98,7 @@ impl DirWatcher {
             events,
             settled,
             debounce: DEBOUNCE,
+            pending: None,
         })
     }
 
@@ -106,12 +109,28 @@ impl DirWatcher {
     }
 
     /// Waits for a change, then for the debounce to settle. `None` if the watcher stopped.
+    ///
+    /// Cancel-safe: a change seen by a call that is dropped while debouncing is kept
+    /// (with its deadline) and reported by the next call.
     pub(crate) async fn changed(&mut self) -> Option<()> {
-        self.events.recv().await?;
+        let deadline = match self.pending {
+            Some(deadline) => deadline,
+            None => {
+                self.events.recv().await?;
+                let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX.max(self.debounce);
+                self.pending = Some(deadline);
+                deadline
+            }
+        };
+        let changed = self.settle(deadline).await;
+        self.pending = None;
+        changed
+    }
+
+    async fn settle(&mut self, deadline: tokio::time::Instant) -> Option<()> {
         if self.debounce.is_zero() {
             return Some(());
         }
-        let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX.max(self.debounce);
         loop {
             let wait = if self.settled.load(Ordering::Acquire) {
                 SETTLE.min(self.debounce)
@@ -125,5 +144,30 @@ impl DirWatcher {
                 _ => return Some(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The serve loop drops `changed` whenever another branch wins (a finished
+    /// `/config` render, a health change): a change it had already received must still
+    /// be reported.
+    #[tokio::test]
+    async fn a_change_survives_a_dropped_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut watcher = DirWatcher::new(&[dir.path().to_path_buf()]).unwrap();
+        watcher.set_debounce(Duration::from_millis(300));
+        // Created and left open: a write in progress, so the full debounce applies.
+        let file = std::fs::File::create(dir.path().join("a.yaml")).unwrap();
+        let first = tokio::time::timeout(Duration::from_millis(100), watcher.changed()).await;
+        assert!(first.is_err(), "still debouncing: {first:?}");
+        assert!(watcher.pending.is_some(), "the change was received");
+        // No further event: only the kept change can end this call.
+        let second = tokio::time::timeout(Duration::from_secs(2), watcher.changed()).await;
+        assert_eq!(second, Ok(Some(())));
+        assert!(watcher.pending.is_none());
+        drop(file);
     }
 }
