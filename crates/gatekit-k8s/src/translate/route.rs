@@ -671,7 +671,6 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
             }
         }
         for (j, b) in r.backend_refs.iter().flatten().enumerate() {
-            let bfield = format!("{field}.backendRefs[{j}]");
             let spec = RefSpec {
                 group: b.group.as_deref(),
                 kind: b.kind.as_deref(),
@@ -679,15 +678,15 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
                 namespace: b.namespace.as_deref(),
                 port: b.port,
             };
-            let mut filters = Vec::new();
-            for (k, f) in b.filters.iter().flatten().enumerate() {
-                let ffield = format!("{bfield}.filters[{k}]");
-                match as_http_filter(f) {
-                    Ok(f) => filters.extend(work.filter(&f, &ffield)),
-                    Err(e) => work.problems.push((ffield, e)),
-                }
-            }
-            backend_ref(&mut work, &mut rule, &spec, b.weight, filters, &bfield);
+            let bfield = format!("{field}.backendRefs[{j}]");
+            backend_ref(
+                &mut work,
+                &mut rule,
+                &spec,
+                b.weight,
+                b.filters.as_deref(),
+                &bfield,
+            );
         }
         finish_rule(&mut conv, view, i, rule, work);
     }
@@ -695,14 +694,24 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
     conv
 }
 
-fn backend_ref(
+/// Adds one backendRef (of an HTTPRoute or a GRPCRoute: their filters share the HTTP
+/// filter schema) to `rule`.
+fn backend_ref<F: Serialize>(
     work: &mut RuleWork<'_, '_>,
     rule: &mut Rule,
     spec: &RefSpec<'_>,
     weight: Option<i32>,
-    filters: Vec<Filter>,
+    ref_filters: Option<&[F]>,
     field: &str,
 ) {
+    let mut filters = Vec::new();
+    for (k, f) in ref_filters.unwrap_or_default().iter().enumerate() {
+        let ffield = format!("{field}.filters[{k}]");
+        match as_http_filter(f) {
+            Ok(f) => filters.extend(work.filter(&f, &ffield)),
+            Err(e) => work.problems.push((ffield, e)),
+        }
+    }
     let weight = match u32::try_from(weight.unwrap_or(1)) {
         Ok(w) => w,
         Err(_) => {
@@ -768,7 +777,6 @@ fn convert_grpc(cx: &Context<'_>, view: &RouteView<'_>, route: &GrpcRoute) -> Co
             }
         }
         for (j, b) in r.backend_refs.iter().flatten().enumerate() {
-            let bfield = format!("{field}.backendRefs[{j}]");
             let spec = RefSpec {
                 group: b.group.as_deref(),
                 kind: b.kind.as_deref(),
@@ -776,15 +784,15 @@ fn convert_grpc(cx: &Context<'_>, view: &RouteView<'_>, route: &GrpcRoute) -> Co
                 namespace: b.namespace.as_deref(),
                 port: b.port,
             };
-            let mut filters = Vec::new();
-            for (k, f) in b.filters.iter().flatten().enumerate() {
-                let ffield = format!("{bfield}.filters[{k}]");
-                match as_http_filter(f) {
-                    Ok(f) => filters.extend(work.filter(&f, &ffield)),
-                    Err(e) => work.problems.push((ffield, e)),
-                }
-            }
-            backend_ref(&mut work, &mut rule, &spec, b.weight, filters, &bfield);
+            let bfield = format!("{field}.backendRefs[{j}]");
+            backend_ref(
+                &mut work,
+                &mut rule,
+                &spec,
+                b.weight,
+                b.filters.as_deref(),
+                &bfield,
+            );
         }
         finish_rule(&mut conv, view, i, rule, work);
     }
