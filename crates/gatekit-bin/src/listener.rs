@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gatekit_core::server::{ServerConfig, with_connection_info};
 use gatekit_core::tls::{CertStore, TlsAcceptor, TlsError};
 use gatekit_core::{BoxError, ConnectionInfo};
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use prometheus_client::metrics::gauge::Gauge;
@@ -21,36 +22,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
-use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::Metrics;
 use crate::settings::Settings;
-
-/// At most this many concurrent HTTP/2 streams per client connection: bounds the work one
-/// connection can queue. RFC 9113 recommends at least 100; 256 leaves room for busy
-/// multiplexing clients (gRPC) while keeping one connection from monopolising the proxy.
-const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 256;
-
-/// Largest HTTP/2 header list accepted, measured decoded (HPACK-expanded): 64 KiB, the
-/// order of Envoy's 60 KiB and nginx's request header buffers. A HPACK bomb is cut here.
-const HTTP2_MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
-
-/// Streams a client may open and reset before we accept them, before the connection gets
-/// a GOAWAY: the "Rapid Reset" defence (CVE-2023-44487). 20 is the h2 crate's default,
-/// written down so an upgrade cannot silently change it.
-const HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
-
-/// Streams we may reset because of client protocol errors before the connection gets a
-/// GOAWAY (RUSTSEC-2024-0003 and "MadeYouReset"). hyper's default, written down.
-const HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
-
-/// How often an idle HTTP/2 connection is pinged, so dead peers do not hold a connection
-/// slot forever.
-const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-
-/// How long a keep-alive ping may go unanswered before the connection is closed.
-const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an accept loop pauses after an accept error (typically running out of file
 /// descriptors) so it does not spin while the condition lasts.
@@ -180,23 +155,11 @@ struct Bound {
 impl Listeners {
     /// No listeners yet; connections will be recorded in `metrics`.
     pub fn new(settings: ListenerSettings, metrics: Metrics) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // writev(false): the small messages most requests are cost less copied into one
-        // buffer than gathered (measured in docs/benchmarks.md).
-        builder
-            .http1()
-            .writev(false)
-            .timer(TokioTimer::new())
-            .header_read_timeout(settings.header_read_timeout);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
-            .max_header_list_size(HTTP2_MAX_HEADER_LIST_SIZE)
-            .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS)
-            .max_local_error_reset_streams(HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS)
-            .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
-            .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT);
+        // Header read timeout, HTTP/2 limits and write strategy are core's: the same
+        // hardened settings a library user gets from `gatekit_core::server`.
+        let builder = ServerConfig::default()
+            .header_read_timeout(settings.header_read_timeout)
+            .auto_builder();
         let limit = Arc::new(Semaphore::new(
             settings.max_connections.min(Semaphore::MAX_PERMITS),
         ));
@@ -514,10 +477,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let svc = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(info);
-        service.clone().oneshot(request)
-    });
+    let svc = with_connection_info(service, info);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     watcher.watch(conn).await
 }

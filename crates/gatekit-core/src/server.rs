@@ -15,6 +15,15 @@
 //! [`serve_connection_with`]: hyper's HTTP/1 server directly, about 2% less CPU per
 //! request on the proxy benchmark (`docs/benchmarks.md`).
 //!
+//! # Limits
+//!
+//! Every connection is served with explicit limits rather than library defaults left by
+//! accident: an HTTP/1 header read timeout (slowloris) and the HTTP/2 limits below
+//! (stream count, decoded header size, the "Rapid Reset" and "MadeYouReset" defences,
+//! keep-alive pings). A server that watches connections itself (graceful draining) takes
+//! the configured hyper builder from [`ServerConfig::auto_builder`] and wraps its service
+//! with [`with_connection_info`].
+//!
 //! HTTP/1 responses are written flattened (head and body copied into one buffer and
 //! written with one `write`) rather than as a vectored write of separate buffers: for the
 //! small messages most requests are, the copy is cheaper than `writev`'s per-buffer
@@ -23,12 +32,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -36,18 +46,51 @@ use tower_service::Service;
 
 use crate::{BoxError, ConnectionInfo};
 
+/// At most this many concurrent HTTP/2 streams per client connection: bounds the work one
+/// connection can queue. RFC 9113 recommends at least 100; 256 leaves room for busy
+/// multiplexing clients (gRPC) while keeping one connection from monopolising the proxy.
+const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Largest HTTP/2 header list accepted, measured decoded (HPACK-expanded): 64 KiB, the
+/// order of Envoy's 60 KiB and nginx's request header buffers. A HPACK bomb is cut here.
+const HTTP2_MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+
+/// Streams a client may open and reset before we accept them, before the connection gets
+/// a GOAWAY: the "Rapid Reset" defence (CVE-2023-44487). 20 is the h2 crate's default,
+/// written down so an upgrade cannot silently change it.
+const HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+
+/// Streams we may reset because of client protocol errors before the connection gets a
+/// GOAWAY (RUSTSEC-2024-0003 and "MadeYouReset"). hyper's default, written down.
+const HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+
+/// How often an idle HTTP/2 connection is pinged, so dead peers do not hold a connection
+/// slot forever.
+const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long a keep-alive ping may go unanswered before the connection is closed.
+const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default time a client has to send a whole HTTP/1 request head.
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 // === impl ServerConfig ===
 
 /// How [`serve_connection_with`] and [`serve_with`] serve connections. `Default` accepts
-/// HTTP/1.1 and HTTP/2.
+/// HTTP/1.1 and HTTP/2, with a 10 s header read timeout and the HTTP/2 limits of the
+/// [module docs](self#limits).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     http2: bool,
+    header_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { http2: true }
+        Self {
+            http2: true,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        }
     }
 }
 
@@ -62,6 +105,69 @@ impl ServerConfig {
         self.http2 = enabled;
         self
     }
+
+    /// How long a client may take to send an HTTP/1 request head (default 10 s); a
+    /// slower one (slowloris) has its connection closed.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// hyper's HTTP/1 server configured as this config says.
+    fn http1_builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder
+            .writev(false)
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        builder
+    }
+
+    /// hyper-util's automatic HTTP/1.1 + HTTP/2 server builder with this config's
+    /// settings and limits, for servers that drive connections themselves (for example
+    /// to watch them for a graceful drain). Serve through it with a service wrapped by
+    /// [`with_connection_info`].
+    pub fn auto_builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .writev(false)
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(HTTP2_MAX_HEADER_LIST_SIZE)
+            .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+            .max_local_error_reset_streams(HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS)
+            .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT);
+        builder
+    }
+}
+
+/// The per-connection service hyper serves: `service`, with `info` added to every
+/// request's extensions. Each request drives a clone of `service` to readiness before
+/// calling it (tower's contract; free for the always-ready gatekit services).
+pub fn with_connection_info<S, B>(
+    service: S,
+    info: ConnectionInfo,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<B>,
+    Error = Infallible,
+    Future = tower::util::Oneshot<S, Request<Incoming>>,
+> + Clone
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body,
+{
+    hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(info);
+        tower::util::Oneshot::new(service.clone(), req)
+    })
 }
 
 /// Serves one connection with `service`, adding `info` to each request's extensions.
@@ -110,22 +216,17 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(info);
-        let mut svc = service.clone();
-        svc.call(req)
-    });
+    let svc = with_connection_info(service, info);
     if !config.http2 {
-        return http1::Builder::new()
-            .writev(false)
+        return config
+            .http1_builder()
             .serve_connection(TokioIo::new(io), svc)
             .with_upgrades()
             .await
             .map_err(Into::into);
     }
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().writev(false);
-    builder
+    config
+        .auto_builder()
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .await
 }
