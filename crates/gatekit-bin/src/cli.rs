@@ -18,6 +18,9 @@ Examples:
       Serve the Gateways, HTTPRoutes, Services and EndpointSlices found in ./manifests.
   gatekit run --resources ./gateway --resources ./apps --config gatekit.yaml --bind 0.0.0.0
       Several directories, process settings from a file, listeners on every interface.
+  gatekit run --config gatekit.yaml
+      With a `kubernetes:` section in gatekit.yaml: serve Gateway API resources from one
+      or more clusters (see docs/kubernetes.md).
   gatekit validate ./manifests
       Check manifests and print each resource's conditions; exits non-zero on errors.
 
@@ -72,7 +75,7 @@ pub enum Command {
 pub struct RunArgs {
     /// A directory of manifests (*.yaml, *.yml, *.json; multi-document YAML allowed);
     /// repeat for several
-    #[arg(long = "resources", value_name = "DIR", required = true)]
+    #[arg(long = "resources", value_name = "DIR")]
     pub resources: Vec<PathBuf>,
     /// Process settings in YAML: admin address, log format, limits, drain timeout
     #[arg(long, value_name = "FILE")]
@@ -149,11 +152,28 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
         },
         None => Settings::default(),
     };
+    let kubernetes = settings.kubernetes.clone();
+    match (&kubernetes, args.resources.is_empty()) {
+        (Some(_), false) => {
+            eprintln!(
+                "error: --resources and a `kubernetes` section in the settings are exclusive; choose one source"
+            );
+            return ExitCode::from(EXIT_FAILURE);
+        }
+        (None, true) => {
+            eprintln!(
+                "error: nothing to serve: give --resources DIR, or a `kubernetes` section in --config"
+            );
+            return ExitCode::from(EXIT_FAILURE);
+        }
+        _ => {}
+    }
     if let Err(error) = check_dirs(&args.resources) {
         eprintln!("error: {error}");
         return ExitCode::from(EXIT_FAILURE);
     }
     logging::init(settings.log.format);
+    let mut options = TranslateOptions::default().gateway_class_name(&settings.gateway_class_name);
     match process::raise_nofile_limit() {
         Ok(limits) => {
             let max = u64::try_from(settings.limits.max_connections).unwrap_or(u64::MAX);
@@ -174,8 +194,21 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let source = wiring::Source::Dirs(args.resources.clone());
-    match wiring::Wiring::start(&mut process, source, TranslateOptions::default()).await {
+    let source = match &kubernetes {
+        Some(kubernetes) => {
+            options = options.global_namespaces(kubernetes.global_namespaces.iter().cloned());
+            match gatekit_k8s::Provider::start(kubernetes).await {
+                Ok(provider) => wiring::Source::Kubernetes(std::sync::Arc::new(provider)),
+                Err(error) => {
+                    report(&error);
+                    process.shutdown().await;
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+        }
+        None => wiring::Source::Dirs(args.resources.clone()),
+    };
+    match wiring::Wiring::start(&mut process, source, options).await {
         Ok(wiring) => {
             wiring.serve(process, shutdown).await;
             ExitCode::SUCCESS
@@ -266,6 +299,37 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    #[tokio::test]
+    async fn run_needs_exactly_one_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = dir.path().join("gatekit.yaml");
+        std::fs::write(
+            &settings,
+            "kubernetes:\n  clusters:\n    - { name: a, server: \"http://127.0.0.1:1\" }\n",
+        )
+        .unwrap();
+        let both = Cli::try_parse_from([
+            "gatekit".as_ref(),
+            "run".as_ref(),
+            "--resources".as_ref(),
+            dir.path().as_os_str(),
+            "--config".as_ref(),
+            settings.as_os_str(),
+        ])
+        .unwrap();
+        let none = Cli::try_parse_from(["gatekit", "run"]).unwrap();
+        for cli in [both, none] {
+            let Command::Run(args) = cli.command else {
+                panic!("not run")
+            };
+            let code = run(args, std::future::pending()).await;
+            assert_eq!(
+                format!("{code:?}"),
+                format!("{:?}", ExitCode::from(EXIT_FAILURE))
+            );
+        }
+    }
+
     #[test]
     fn run_takes_repeated_resources() {
         let cli = Cli::try_parse_from([
@@ -285,8 +349,8 @@ mod tests {
         assert_eq!(args.resources, [PathBuf::from("a"), PathBuf::from("b")]);
         assert_eq!(args.bind, "0.0.0.0".parse::<IpAddr>().unwrap());
         assert!(
-            Cli::try_parse_from(["gatekit", "run"]).is_err(),
-            "--resources is required"
+            Cli::try_parse_from(["gatekit", "run"]).is_ok(),
+            "the source may come from the settings' kubernetes section"
         );
         assert!(
             Cli::try_parse_from(["gatekit", "validate"]).is_err(),

@@ -156,6 +156,12 @@ impl Process {
     pub async fn shutdown(mut self) -> DrainOutcome {
         tracing::info!("shutting down: not ready");
         self.readiness.advance(Phase::NotReady);
+        if !self.settings.shutdown_delay.is_zero() {
+            // Still serving: clients are told to go elsewhere (/readyz fails) before
+            // the listeners close under them.
+            tracing::info!(delay = ?self.settings.shutdown_delay, "waiting before closing listeners");
+            tokio::time::sleep(self.settings.shutdown_delay).await;
+        }
         self.listeners.close().await;
         self.readiness.advance(Phase::Draining);
         let outcome = self.listeners.drain(self.settings.drain_timeout).await;

@@ -17,8 +17,15 @@
 //!   headerReadTimeout: 10s    # HTTP/1 request head deadline (slowloris)
 //!   tlsHandshakeTimeout: 10s
 //! drainTimeout: 30s           # in-flight requests may finish this long after SIGTERM
+//! shutdownDelay: 0s           # after SIGTERM: not ready for this long, still serving
 //! gatewayClassName: gatekit   # Gateways of this class are served
+//! kubernetes:                 # serve from API servers instead of --resources
+//!   clusters:
+//!     - { name: local, inCluster: true }
 //! ```
+//!
+//! `kubernetes` is [`ProviderSettings`] (clusters, local cluster, readiness, staleness,
+//! global namespaces, fleet); see `docs/kubernetes.md`.
 //!
 //! Durations are written as Gateway API durations: one or more `<integer><unit>` with unit
 //! `h`, `m`, `s` or `ms` (`1m30s`, `500ms`).
@@ -27,6 +34,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use gatekit_k8s::ProviderSettings;
 use serde::Deserialize;
 
 /// Why the settings file could not be used.
@@ -84,6 +92,13 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Gateways whose `gatewayClassName` is this are served.
     pub gateway_class_name: String,
+    /// After a shutdown signal, how long the process stays up and serving while
+    /// `/readyz` already fails, so load balancers and EndpointSlices stop sending new
+    /// connections before listeners close (Kubernetes' endpoint propagation delay).
+    #[serde(with = "duration")]
+    pub shutdown_delay: Duration,
+    /// Serve from Kubernetes API servers (see [`ProviderSettings`]).
+    pub kubernetes: Option<ProviderSettings>,
 }
 
 impl Default for Settings {
@@ -94,6 +109,8 @@ impl Default for Settings {
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
             gateway_class_name: "gatekit".to_owned(),
+            shutdown_delay: Duration::ZERO,
+            kubernetes: None,
         }
     }
 }
@@ -228,6 +245,15 @@ impl Settings {
         }
         if self.gateway_class_name.is_empty() {
             return Err(invalid("gatewayClassName", "must not be empty"));
+        }
+        if let Some(kubernetes) = &self.kubernetes {
+            kubernetes
+                .validate()
+                .map_err(|reason| SettingsError::Invalid {
+                    origin: origin.to_owned(),
+                    field: "kubernetes",
+                    reason,
+                })?;
         }
         Ok(())
     }

@@ -12,8 +12,11 @@
 //!   the status conditions every resource would carry, to the Gateway API rules;
 //! - [`status`]: gatekit's condition model (convertible to Kubernetes conditions).
 //!
-//! What is not here: a Kubernetes client, watches, file watching, TLS listeners; those
-//! build on this crate.
+//! - [`cluster`] and [`provider`]: live resources from one or more API servers
+//!   (kube-rs watchers, per-cluster stores, endpoint changes without retranslation,
+//!   readiness after sync, stale clusters).
+//!
+//! What is not here: file watching and listeners (the binary's).
 //!
 //! Kubernetes types never leak into `gatekit-core`; they are translated here once.
 //!
@@ -42,12 +45,16 @@
 //! assert_eq!(translation.listeners()[0].port(), 8080);
 //! ```
 
+pub mod cluster;
 pub mod duration;
 pub mod manifest;
+pub mod provider;
 pub mod status;
 pub mod translate;
 pub mod types;
 
+pub use crate::cluster::{ClusterSpec, Role};
 pub use crate::manifest::{ManifestError, ResourceSet, Warning};
+pub use crate::provider::{Provider, ProviderSettings};
 pub use crate::translate::{TranslateOptions, Translation, translate};
 pub use crate::types::policy::BackendPolicy;

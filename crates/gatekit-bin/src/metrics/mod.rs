@@ -100,6 +100,7 @@ struct Inner {
     reloads_ok: Counter,
     reloads_failed: Counter,
     config_generation: Gauge,
+    endpoint_updates: Histogram,
 }
 
 impl Metrics {
@@ -153,9 +154,19 @@ impl Metrics {
             "Generation of the configuration snapshot being served",
             config_generation.clone(),
         );
+        // Endpoint updates take well under a millisecond: buckets from 50 µs.
+        let endpoint_updates = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 14),
+        );
+        registry.register(
+            "endpoint_update_seconds",
+            "Time from receiving an EndpointSlice change to its endpoints being served",
+            endpoint_updates.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
+                endpoint_updates,
                 requests,
                 durations,
                 connections,
@@ -255,6 +266,11 @@ impl Metrics {
         } else {
             self.inner.reloads_failed.inc();
         }
+    }
+
+    /// Records how long an EndpointSlice change took to reach its upstreams.
+    pub fn record_endpoint_update(&self, latency: std::time::Duration) {
+        self.inner.endpoint_updates.observe(latency.as_secs_f64());
     }
 
     /// Sets the generation of the configuration being served.

@@ -70,8 +70,9 @@ use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::route::{Route, RouteId};
 use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
 use gatekit_core::{Backend, ConfigError, HandleErrorLayer, RouteTable, Router};
+use gatekit_k8s::provider::Changes;
 use gatekit_k8s::translate::{PortListeners, Protocol};
-use gatekit_k8s::{ManifestError, ResourceSet, TranslateOptions, Translation, translate};
+use gatekit_k8s::{ManifestError, Provider, ResourceSet, TranslateOptions, Translation, translate};
 use tower_layer::Layer;
 
 use self::cache::FileCache;
@@ -110,6 +111,10 @@ pub enum Source {
     Dirs(Vec<PathBuf>),
     /// In-memory `(source name, text)` documents, served as they are (no reload).
     Documents(Vec<(String, String)>),
+    /// Kubernetes API servers: a configuration change translates again, an
+    /// EndpointSlice change updates that Service's upstreams only (no route table is
+    /// rebuilt). The first snapshot waits for the provider's sync.
+    Kubernetes(Arc<Provider>),
 }
 
 /// Loads the manifests into `cache` ([`FileCache::resources`]), or says why they were
@@ -122,6 +127,10 @@ fn load(source: &Source, cache: &mut FileCache) -> Result<(), Vec<ManifestError>
                 ResourceSet::from_documents(docs.iter().map(|(n, t)| (n.as_str(), t.as_str())))?;
             cache.set(set);
             warnings
+        }
+        Source::Kubernetes(provider) => {
+            cache.set(provider.resources());
+            Vec::new()
         }
     };
     for warning in warnings {
@@ -162,6 +171,8 @@ pub struct Wiring {
     rendering: Option<tokio::task::JoinHandle<Rendered>>,
     /// `/config`'s `lastReloadError`, as JSON text.
     last_error: String,
+    /// The upstreams of each Service (namespace, name): (backend name, Service port).
+    service_upstreams: BTreeMap<(String, String), Vec<(String, u16)>>,
 }
 
 impl std::fmt::Debug for Wiring {
@@ -190,11 +201,22 @@ impl Wiring {
     ) -> Result<Self, WiringError> {
         let watcher = match &source {
             Source::Dirs(dirs) => Some(DirWatcher::new(dirs)?),
-            Source::Documents(_) => None,
+            Source::Documents(_) | Source::Kubernetes(_) => None,
         };
         let client = Client::new(ClientConfig::default());
+        let mut upstreams = Upstreams::new(client, process.metrics().clone());
+        if let Source::Kubernetes(provider) = &source {
+            upstreams.set_default_locality(default_locality(process));
+            // Not ready, and nothing served, until every store readiness needs is listed:
+            // a partial view would drop routes and endpoints that exist.
+            tracing::info!("waiting for the Kubernetes stores to sync");
+            provider.synced().await;
+            tracing::info!("Kubernetes stores synced");
+            // The first snapshot covers everything received so far.
+            let _ = provider.take_changes();
+        }
         let mut wiring = Self {
-            upstreams: Upstreams::new(client, process.metrics().clone()),
+            upstreams,
             source,
             options,
             ports: BTreeMap::new(),
@@ -207,6 +229,7 @@ impl Wiring {
             rendered: Rendered::default(),
             rendering: None,
             last_error: "null".to_owned(),
+            service_upstreams: BTreeMap::new(),
         };
         let bind_errors = wiring.reload(process).await;
         if let Some((port, reason)) = bind_errors.into_iter().next() {
@@ -245,7 +268,17 @@ impl Wiring {
     ) -> DrainOutcome {
         tokio::pin!(shutdown);
         let health_changed = self.upstreams.health_changed();
+        let provider = match &self.source {
+            Source::Kubernetes(provider) => Some(provider.clone()),
+            _ => None,
+        };
         loop {
+            let kube_changed = async {
+                match &provider {
+                    Some(p) => p.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             let watcher = &mut self.watcher;
             let changed = async {
                 match watcher.as_mut() {
@@ -267,6 +300,7 @@ impl Wiring {
                     self.rendered(&process, rendered);
                 }
                 () = health_changed.notified() => self.refresh_health(&process),
+                changes = kube_changed => self.kube_changed(&mut process, &changes).await,
                 changed = changed => match changed {
                     Some(()) => {
                         let started = tokio::time::Instant::now();
@@ -282,6 +316,46 @@ impl Wiring {
         }
         self.watcher = None;
         process.shutdown().await
+    }
+
+    /// Applies a batch of Kubernetes changes: a configuration change reloads (which
+    /// recomputes every endpoint too); otherwise each changed Service's upstreams get
+    /// their new endpoints, and nothing else is touched.
+    async fn kube_changed(&mut self, process: &mut Process, changes: &Changes) {
+        if changes.config {
+            self.reload(process).await;
+            tracing::debug!(latency = ?changes.since.elapsed(), "configuration change served");
+            return;
+        }
+        let Source::Kubernetes(provider) = &self.source else {
+            return;
+        };
+        let mut updated = 0;
+        for service in &changes.services {
+            let Some(upstreams) = self.service_upstreams.get(service) else {
+                continue;
+            };
+            for (name, port) in upstreams {
+                let (endpoints, errors) = provider.service_endpoints(&service.0, &service.1, *port);
+                for error in errors {
+                    tracing::warn!(%error, upstream = %name, "endpoint ignored");
+                }
+                if self.upstreams.set_endpoints(name, &endpoints) {
+                    updated += 1;
+                }
+            }
+        }
+        let latency = changes.since.elapsed();
+        process.metrics().record_endpoint_update(latency);
+        tracing::debug!(
+            services = changes.services.len(),
+            upstreams = updated,
+            ?latency,
+            "endpoints updated"
+        );
+        if updated > 0 {
+            self.publish(process);
+        }
     }
 
     /// One reload (see the [module docs](self#a-reload)). Returns the ports that could
@@ -480,6 +554,18 @@ impl Wiring {
             process.listeners_mut().remove(port).await;
         }
         self.upstreams.retain(translation.upstreams());
+        let mut service_upstreams: BTreeMap<(String, String), Vec<(String, u16)>> = BTreeMap::new();
+        for (name, spec) in translation.upstreams() {
+            let service = spec.service();
+            service_upstreams
+                .entry((
+                    service.namespace().unwrap_or_default().to_owned(),
+                    service.name().to_owned(),
+                ))
+                .or_default()
+                .push((name.clone(), spec.port()));
+        }
+        self.service_upstreams = service_upstreams;
 
         // Forget the series of (route, backend) pairs no longer served.
         for (route, backend) in self.series.keys().filter(|k| !series.contains_key(*k)) {
@@ -534,16 +620,36 @@ impl Wiring {
     /// last reload error.
     fn publish(&self, process: &Process) {
         let r = &self.rendered;
+        let clusters = match &self.source {
+            Source::Kubernetes(provider) => {
+                serde_json::to_string(&provider.clusters()).unwrap_or_else(|_| "null".to_owned())
+            }
+            _ => "null".to_owned(),
+        };
         process.config_dump().publish_json(format!(
-            r#"{{"generation":{},"listeners":{},"upstreams":{},"resources":{},"errors":{},"lastReloadError":{}}}"#,
+            r#"{{"generation":{},"listeners":{},"upstreams":{},"resources":{},"errors":{},"lastReloadError":{},"clusters":{}}}"#,
             r.generation,
             r.listeners,
             self.upstreams.dump(),
             r.resources,
             r.errors,
             self.last_error,
+            clusters,
         ));
     }
+}
+
+/// The locality of upstreams without a BackendPolicy locality: the local cluster's
+/// endpoints first, the others as failover below the configured threshold.
+fn default_locality(process: &Process) -> Option<gatekit_lb::Locality> {
+    let kubernetes = process.settings().kubernetes.as_ref()?;
+    let local = kubernetes.local_cluster.as_deref()?;
+    let threshold = kubernetes.failover_threshold.unwrap_or(70).clamp(1, 100);
+    Some(
+        gatekit_lb::Locality::default()
+            .with_cluster(local)
+            .with_overprovisioning(100.0 / f64::from(threshold)),
+    )
 }
 
 /// Every backend name a route's rules send to (invalid ones included: they never

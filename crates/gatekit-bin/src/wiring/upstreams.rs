@@ -69,6 +69,7 @@ pub(crate) struct Upstreams {
     /// Signalled on every health event, so `/config` can be refreshed.
     health_changed: Arc<Notify>,
     entries: BTreeMap<String, Entry>,
+    default_locality: Option<Locality>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -86,6 +87,7 @@ impl Upstreams {
             metrics,
             health_changed: Arc::new(Notify::new()),
             entries: BTreeMap::new(),
+            default_locality: None,
         }
     }
 
@@ -103,28 +105,43 @@ impl Upstreams {
                 // Drop the old one (its checker stops) after the new one exists.
                 self.entries.insert(name.clone(), entry);
             }
-            let Some(entry) = self.entries.get_mut(name) else {
-                continue;
-            };
-            entry
-                .upstream
-                .apply(Change::Replace(spec.endpoints().to_vec()));
-            let now: Vec<SocketAddr> = spec.endpoints().iter().map(|e| e.addr()).collect();
-            for gone in entry.endpoints.iter().filter(|a| !now.contains(a)) {
-                self.metrics.forget_endpoint(name, *gone);
-            }
-            for addr in &now {
-                let healthy = entry
-                    .upstream
-                    .health_of(*addr)
-                    .is_none_or(|h| h.is_active_healthy());
-                self.metrics
-                    .endpoint_health(name, *addr)
-                    .set(i64::from(healthy));
-            }
-            entry.endpoints = now;
+            self.set_endpoints(name, spec.endpoints());
         }
         errors
+    }
+
+    /// Replaces the endpoints of upstream `name` (keeping every surviving endpoint's
+    /// state). Returns false if there is no such upstream.
+    pub(crate) fn set_endpoints(
+        &mut self,
+        name: &str,
+        endpoints: &[gatekit_core::Endpoint],
+    ) -> bool {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return false;
+        };
+        entry.upstream.apply(Change::Replace(endpoints.to_vec()));
+        let now: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr()).collect();
+        for gone in entry.endpoints.iter().filter(|a| !now.contains(a)) {
+            self.metrics.forget_endpoint(name, *gone);
+        }
+        for addr in &now {
+            let healthy = entry
+                .upstream
+                .health_of(*addr)
+                .is_none_or(|h| h.is_active_healthy());
+            self.metrics
+                .endpoint_health(name, *addr)
+                .set(i64::from(healthy));
+        }
+        entry.endpoints = now;
+        true
+    }
+
+    /// Sets the locality of upstreams whose BackendPolicy says none (the local cluster,
+    /// for multi-cluster failover). Applies to upstreams built from now on.
+    pub(crate) fn set_default_locality(&mut self, locality: Option<Locality>) {
+        self.default_locality = locality;
     }
 
     /// Drops the upstreams whose names are not in `specs` (call once the tables that
@@ -200,6 +217,14 @@ impl Upstreams {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let policy = spec.policy();
         let mut config = upstream_config(policy, errors, name);
+        if let Some(locality) = &self.default_locality
+            && policy
+                .and_then(|p| p.load_balancer.as_ref())
+                .and_then(|lb| lb.locality.as_ref())
+                .is_none()
+        {
+            config = config.with_locality(locality.clone());
+        }
         let outlier = policy
             .and_then(|p| p.health_check.as_ref())
             .and_then(|h| h.passive.as_ref())

@@ -11,6 +11,12 @@
 //! (unset = false); terminating-but-serving is [`EndpointState::Terminating`],
 //! ready is [`EndpointState::Ready`], anything else [`EndpointState::NotReady`]. An
 //! address present in two slices (during rebalancing) is kept once, in its best state.
+//! A slice labelled [`CLUSTER_LABEL`] (the Kubernetes provider labels the slices of each
+//! cluster it watches) gives its endpoints that cluster, for locality-aware balancing.
+//!
+//! Scopes: a backendRef to another namespace needs a ReferenceGrant there; with
+//! [`TranslateOptions::global_namespaces`](super::TranslateOptions::global_namespaces)
+//! set, it must also point into one of those namespaces (see there).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +28,7 @@ use super::{AppProtocol, UpstreamSpec};
 use crate::manifest::ResourceSet;
 use crate::status::{Condition, ResourceRef, ResourceStatus, reason};
 use crate::types::{
-    APP_PROTOCOL_H2C, BackendPolicySpec, EndpointSlice, Namespace, ReferenceGrant,
+    APP_PROTOCOL_H2C, BackendPolicySpec, CLUSTER_LABEL, EndpointSlice, Namespace, ReferenceGrant,
     SERVICE_NAME_LABEL, Secret, Service,
 };
 
@@ -70,6 +76,7 @@ pub(crate) struct Context<'a> {
     grants: HashMap<&'a str, Vec<&'a ReferenceGrant>>,
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
     policies: HashMap<(String, String), BackendPolicySpec>,
+    global_namespaces: &'a [String],
     pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
     pub(crate) errors: Vec<ConfigError>,
 }
@@ -89,9 +96,10 @@ pub(crate) fn created_of(meta: &crate::types::ObjectMeta) -> i64 {
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(resources: &'a ResourceSet) -> Self {
+    pub(crate) fn new(resources: &'a ResourceSet, global_namespaces: &'a [String]) -> Self {
         let mut cx = Self {
             resources,
+            global_namespaces,
             services: HashMap::new(),
             namespaces: HashMap::new(),
             secrets: HashMap::new(),
@@ -194,6 +202,19 @@ impl<'a> Context<'a> {
             });
         }
         let ns = r.namespace.unwrap_or(route_ns);
+        if ns != route_ns
+            && !self.global_namespaces.is_empty()
+            && !self.global_namespaces.iter().any(|g| g == ns)
+        {
+            return Err(Unresolved {
+                reason: reason::REF_NOT_PERMITTED,
+                message: format!(
+                    "Service {ns}/{} is application-scoped to namespace {ns}; from other namespaces only Services in the global namespaces ({}) may be referenced",
+                    r.name,
+                    self.global_namespaces.join(", ")
+                ),
+            });
+        }
         if ns != route_ns && !self.grant_allows(route_kind, route_ns, "", "Service", ns, r.name) {
             return Err(Unresolved {
                 reason: reason::REF_NOT_PERMITTED,
@@ -263,7 +284,12 @@ impl<'a> Context<'a> {
             None if w.grpc => AppProtocol::H2c,
             None => AppProtocol::Http1,
         };
-        let endpoints = self.endpoints(&w.namespace, &w.service, sp);
+        let slices = self
+            .slices
+            .get(&(w.namespace.as_str(), w.service.as_str()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let endpoints = port_endpoints(sp, slices.iter().copied(), &mut self.errors);
         let policy = self
             .policies
             .get(&(w.namespace.clone(), w.service.clone()))
@@ -285,88 +311,6 @@ impl<'a> Context<'a> {
             .get(&(w.namespace.as_str(), w.service.as_str()))
             .and_then(|s| service_port(s, i32::from(w.port)))
             .is_some_and(|p| p.app_protocol.is_some())
-    }
-
-    fn endpoints(
-        &mut self,
-        ns: &str,
-        service: &str,
-        sp: &k8s_openapi::api::core::v1::ServicePort,
-    ) -> Vec<Endpoint> {
-        let want_name = sp.name.as_deref().unwrap_or("");
-        let want_protocol = sp.protocol.as_deref().unwrap_or("TCP");
-        let fallback_port = match &sp.target_port {
-            Some(IntOrString::Int(p)) => *p,
-            _ => sp.port,
-        };
-        let mut by_addr: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
-        let slices = self.slices.get(&(ns, service)).cloned().unwrap_or_default();
-        for slice in slices {
-            if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
-                continue;
-            }
-            let ports = slice.ports.as_deref().unwrap_or(&[]);
-            let port = if ports.is_empty() {
-                Some(fallback_port)
-            } else {
-                ports
-                    .iter()
-                    .find(|p| {
-                        p.name.as_deref().unwrap_or("") == want_name
-                            && p.protocol.as_deref().unwrap_or("TCP") == want_protocol
-                    })
-                    .and_then(|p| p.port)
-            };
-            let Some(port) = port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) else {
-                continue;
-            };
-            let slice_name = name_of(&slice.metadata);
-            for (i, ep) in slice.endpoints.iter().flatten().enumerate() {
-                let Some(first) = ep.addresses.first() else {
-                    continue;
-                };
-                let ip: IpAddr = match first.parse() {
-                    Ok(ip) => ip,
-                    Err(_) => {
-                        self.errors.push(ConfigError::new(
-                            format!("endpoints[{i}].addresses[0]"),
-                            format!("EndpointSlice {ns}/{slice_name}: {first:?} is not an IP address; endpoint ignored"),
-                        ));
-                        continue;
-                    }
-                };
-                let addr = SocketAddr::new(ip, port);
-                let c = ep.conditions.as_ref();
-                let ready = c.and_then(|c| c.ready).unwrap_or(true);
-                let serving = c.and_then(|c| c.serving).unwrap_or(ready);
-                let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
-                let state = if terminating {
-                    if serving {
-                        EndpointState::Terminating
-                    } else {
-                        EndpointState::NotReady
-                    }
-                } else if ready {
-                    EndpointState::Ready
-                } else {
-                    EndpointState::NotReady
-                };
-                let mut e = Endpoint::new(addr).with_state(state);
-                if let Some(zone) = &ep.zone {
-                    e = e.with_zone(zone.as_str());
-                }
-                if let Some(h) = &ep.hostname {
-                    e = e.with_hostname(h.as_str());
-                }
-                match by_addr.get(&addr) {
-                    Some(old) if rank(old.state()) >= rank(state) => {}
-                    _ => {
-                        by_addr.insert(addr, e);
-                    }
-                }
-            }
-        }
-        by_addr.into_values().collect()
     }
 
     /// Validates BackendPolicies and attaches each to its target Services.
@@ -450,6 +394,116 @@ impl<'a> Context<'a> {
             statuses.push(status);
         }
     }
+}
+
+/// The endpoints of `service`'s port `port` (the Service port number a backendRef
+/// names) from the Service's EndpointSlices (see the [module docs](self) for the
+/// rules). Slices of several clusters may be mixed: each endpoint gets its slice's
+/// [`CLUSTER_LABEL`]. Unusable entries (an address that is not an IP) are skipped and
+/// reported in `errors`. A port the Service does not have gives no endpoints.
+///
+/// This is what translation puts in [`UpstreamSpec::endpoints`]; the Kubernetes
+/// provider calls it directly when only EndpointSlices changed, without translating
+/// (and recompiling routes) again.
+pub fn service_endpoints<'s>(
+    service: &Service,
+    port: u16,
+    slices: impl IntoIterator<Item = &'s EndpointSlice>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Endpoint> {
+    match service_port(service, i32::from(port)) {
+        Some(sp) => port_endpoints(sp, slices, errors),
+        None => Vec::new(),
+    }
+}
+
+fn port_endpoints<'s>(
+    sp: &k8s_openapi::api::core::v1::ServicePort,
+    slices: impl IntoIterator<Item = &'s EndpointSlice>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Endpoint> {
+    let want_name = sp.name.as_deref().unwrap_or("");
+    let want_protocol = sp.protocol.as_deref().unwrap_or("TCP");
+    let fallback_port = match &sp.target_port {
+        Some(IntOrString::Int(p)) => *p,
+        _ => sp.port,
+    };
+    let mut by_addr: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
+    for slice in slices {
+        if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
+            continue;
+        }
+        let ports = slice.ports.as_deref().unwrap_or(&[]);
+        let port = if ports.is_empty() {
+            Some(fallback_port)
+        } else {
+            ports
+                .iter()
+                .find(|p| {
+                    p.name.as_deref().unwrap_or("") == want_name
+                        && p.protocol.as_deref().unwrap_or("TCP") == want_protocol
+                })
+                .and_then(|p| p.port)
+        };
+        let Some(port) = port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) else {
+            continue;
+        };
+        let ns = ns_of(&slice.metadata);
+        let slice_name = name_of(&slice.metadata);
+        let cluster = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(CLUSTER_LABEL));
+        for (i, ep) in slice.endpoints.iter().flatten().enumerate() {
+            let Some(first) = ep.addresses.first() else {
+                continue;
+            };
+            let ip: IpAddr = match first.parse() {
+                Ok(ip) => ip,
+                Err(_) => {
+                    errors.push(ConfigError::new(
+                        format!("endpoints[{i}].addresses[0]"),
+                        format!("EndpointSlice {ns}/{slice_name}: {first:?} is not an IP address; endpoint ignored"),
+                    ));
+                    continue;
+                }
+            };
+            let addr = SocketAddr::new(ip, port);
+            let c = ep.conditions.as_ref();
+            let ready = c.and_then(|c| c.ready).unwrap_or(true);
+            let serving = c.and_then(|c| c.serving).unwrap_or(ready);
+            let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+            let state = if terminating {
+                if serving {
+                    EndpointState::Terminating
+                } else {
+                    EndpointState::NotReady
+                }
+            } else if ready {
+                EndpointState::Ready
+            } else {
+                EndpointState::NotReady
+            };
+            let mut e = Endpoint::new(addr).with_state(state);
+            if let Some(zone) = &ep.zone {
+                e = e.with_zone(zone.as_str());
+            }
+            if let Some(h) = &ep.hostname {
+                e = e.with_hostname(h.as_str());
+            }
+            if let Some(cluster) = cluster {
+                e = e.with_cluster(cluster.as_str());
+            }
+            match by_addr.get(&addr) {
+                Some(old) if rank(old.state()) >= rank(state) => {}
+                _ => {
+                    by_addr.insert(addr, e);
+                }
+            }
+        }
+    }
+    by_addr.into_values().collect()
 }
 
 fn rank(s: EndpointState) -> u8 {

@@ -50,13 +50,14 @@ use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
 use crate::types::BackendPolicySpec;
 
-pub use self::backend::{INVALID_BACKEND_PREFIX, backend_name};
+pub use self::backend::{INVALID_BACKEND_PREFIX, backend_name, service_endpoints};
 
 /// Translation settings.
 #[derive(Clone, Debug)]
 pub struct TranslateOptions {
     gateway_class_name: String,
     controller_name: String,
+    pub(crate) global_namespaces: Vec<String>,
 }
 
 impl Default for TranslateOptions {
@@ -64,6 +65,7 @@ impl Default for TranslateOptions {
         Self {
             gateway_class_name: "gatekit".to_owned(),
             controller_name: "gatekit.io/gateway-controller".to_owned(),
+            global_namespaces: Vec::new(),
         }
     }
 }
@@ -81,6 +83,26 @@ impl TranslateOptions {
     #[must_use]
     pub fn controller_name(mut self, name: impl Into<String>) -> Self {
         self.controller_name = name.into();
+        self
+    }
+
+    /// Sets the namespaces whose Services are *global upstreams* (platform-owned,
+    /// shared by every team).
+    ///
+    /// Empty (the default) is the Gateway API's rule: a route may reference a Service in
+    /// another namespace wherever a ReferenceGrant in that namespace allows it. Non-empty
+    /// enforces gatekit's two-tier model: a route uses the Services of its own namespace
+    /// (*application-scoped* upstreams) and, where a ReferenceGrant allows it, Services in
+    /// these namespaces; a reference into any other team's namespace is refused
+    /// (`ResolvedRefs=False`, `RefNotPermitted`, 500 for its share) even if that team
+    /// wrote a grant, so one team's change cannot reach another team's backends.
+    #[must_use]
+    pub fn global_namespaces<I, S>(mut self, namespaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.global_namespaces = namespaces.into_iter().map(Into::into).collect();
         self
     }
 }
@@ -301,7 +323,7 @@ impl Translation {
 
 /// Translates resources into listeners, routes, upstreams and statuses.
 pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Translation {
-    let mut cx = backend::Context::new(resources);
+    let mut cx = backend::Context::new(resources, &options.global_namespaces);
     let mut statuses = Vec::new();
     listener::gateway_classes(resources, options, &mut statuses);
     cx.attach_policies(&mut statuses);

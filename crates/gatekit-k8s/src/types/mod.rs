@@ -31,6 +31,9 @@ pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 pub const GATEKIT_GROUP: &str = "gatekit.io";
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The label the Kubernetes provider puts on (its in-memory copies of) EndpointSlices:
+/// the name of the cluster they were read from.
+pub const CLUSTER_LABEL: &str = "gatekit.io/cluster";
 /// The label every Namespace carries with its own name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// The Secret type of TLS certificates.

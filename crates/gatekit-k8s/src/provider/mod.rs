@@ -1,0 +1,707 @@
+//! The Kubernetes provider: live resources from one or more API servers.
+//!
+//! [`Provider::start`] builds one kube-rs client per [`ClusterSpec`] and, per cluster,
+//! one kube-runtime watcher per kind its [roles](Role) need:
+//!
+//! | role | kinds |
+//! |---|---|
+//! | `config` | GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, Service |
+//! | `endpoints` | Service, EndpointSlice |
+//!
+//! Events land in per-cluster stores (see `store.rs`), and each one says what changed:
+//! anything but an EndpointSlice is a *configuration* change (the consumer translates
+//! the whole [`resources`](Provider::resources) again); an EndpointSlice change names
+//! its Service, and the consumer recomputes only that Service's endpoints
+//! ([`Provider::service_endpoints`]) and hands them to the upstream — no route table is
+//! rebuilt. A re-list (after a 410 Gone, or a reconnect) is diffed against the store:
+//! objects that come back unchanged change nothing, so an upstream is never emptied and
+//! refilled. [`Provider::changed`] waits for the next batch of changes (bursts coalesce
+//! while the consumer is busy).
+//!
+//! # Several clusters
+//!
+//! Configuration (routes, Gateways, grants, policies, certificates) is read from the
+//! `config` clusters only: a ReferenceGrant in an endpoints-only cluster grants nothing.
+//! A Service's endpoints are the union of its EndpointSlices in every `endpoints`
+//! cluster where it exists, each endpoint labelled with its cluster
+//! ([`CLUSTER_LABEL`](crate::types::CLUSTER_LABEL)); with a local cluster configured,
+//! balancers prefer local endpoints and fail over to the others (gatekit-lb's priority
+//! levels).
+//!
+//! # Losing a cluster
+//!
+//! Each cluster's API server is probed (`/version`) every `probeInterval`. A cluster
+//! whose probe or watches fail is *lost*: its stores are kept as they were and keep
+//! serving, marked stale ([`ClusterStatus`]), for up to `maxStaleness`; then its
+//! endpoints are dropped (its Services' endpoints are recomputed without them). When it
+//! comes back, the watches resume (from their last resourceVersion, or re-list on 410)
+//! and its endpoints return.
+//!
+//! # Readiness
+//!
+//! [`Provider::synced`] resolves once every store that readiness needs has completed its
+//! first list: all clusters' (the default), or only the config clusters'
+//! ([`Readiness::ConfigClusters`]: an endpoints cluster down at start then does not keep
+//! the gateway out of traffic; its endpoints join when it comes up).
+
+mod store;
+mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use gatekit_core::{ConfigError, Endpoint};
+use kube::{Api, Client};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use self::store::{Delta, Kind, Stores, Watched};
+use crate::cluster::{ClusterError, ClusterSpec, Role, opt_duration};
+use crate::manifest::ResourceSet;
+use crate::translate::service_endpoints;
+use crate::types::{CLUSTER_LABEL, EndpointSlice, Service};
+
+/// When the gateway counts as synced (and may become ready).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum Readiness {
+    /// Every cluster's stores have been listed.
+    #[default]
+    AllClusters,
+    /// The config clusters' stores have been listed; endpoints-only clusters may still
+    /// be unreachable.
+    ConfigClusters,
+}
+
+/// The `kubernetes:` section of the settings file.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ProviderSettings {
+    /// The clusters (at least one with the `config` role).
+    pub clusters: Vec<ClusterSpec>,
+    /// The cluster gatekit runs in: its endpoints are preferred.
+    #[serde(default)]
+    pub local_cluster: Option<String>,
+    /// Percentage of available local endpoints below which other clusters take a share
+    /// of the traffic (default 70).
+    #[serde(default)]
+    pub failover_threshold: Option<u8>,
+    /// What readiness waits for.
+    #[serde(default)]
+    pub readiness: Readiness,
+    /// How long a lost cluster's endpoints keep serving (default 5m).
+    #[serde(default, with = "opt_duration")]
+    pub max_staleness: Option<Duration>,
+    /// How often each API server is probed (default 2s).
+    #[serde(default, with = "opt_duration")]
+    pub probe_interval: Option<Duration>,
+    /// Namespaces of global (platform-owned) upstreams; see
+    /// [`TranslateOptions::global_namespaces`](crate::TranslateOptions::global_namespaces).
+    #[serde(default)]
+    pub global_namespaces: Vec<String>,
+    /// The fleet name replicas register under (membership Lease label; default
+    /// `gatekit`).
+    #[serde(default)]
+    pub fleet: Option<String>,
+    /// Whether the elected replica writes statuses back (default true).
+    #[serde(default)]
+    pub status_writeback: Option<bool>,
+    /// Watch retry backoff, first step (default 250ms).
+    #[serde(default, with = "opt_duration")]
+    pub backoff_min: Option<Duration>,
+    /// Watch retry backoff, cap (default 30s).
+    #[serde(default, with = "opt_duration")]
+    pub backoff_max: Option<Duration>,
+}
+
+impl ProviderSettings {
+    /// Settings for these clusters, everything else default.
+    pub fn new(clusters: Vec<ClusterSpec>) -> Self {
+        Self {
+            clusters,
+            local_cluster: None,
+            failover_threshold: None,
+            readiness: Readiness::default(),
+            max_staleness: None,
+            probe_interval: None,
+            global_namespaces: Vec::new(),
+            fleet: None,
+            status_writeback: None,
+            backoff_min: None,
+            backoff_max: None,
+        }
+    }
+
+    /// Checks the cluster list.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the field: no clusters, no config cluster, duplicate names, an
+    /// unknown local cluster, or an invalid cluster.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.clusters.iter().any(|c| c.has_role(Role::Config)) {
+            return Err(
+                "kubernetes.clusters: at least one cluster must have the config role".into(),
+            );
+        }
+        let mut names = BTreeSet::new();
+        for (i, c) in self.clusters.iter().enumerate() {
+            c.validate()
+                .map_err(|e| format!("kubernetes.clusters[{i}]: {e}"))?;
+            if !names.insert(c.name.as_str()) {
+                return Err(format!(
+                    "kubernetes.clusters[{i}].name: duplicate name {:?}",
+                    c.name
+                ));
+            }
+        }
+        if let Some(local) = &self.local_cluster
+            && !names.contains(local.as_str())
+        {
+            return Err(format!(
+                "kubernetes.localCluster: no cluster named {local:?}"
+            ));
+        }
+        if self.failover_threshold.is_some_and(|t| t > 100) {
+            return Err("kubernetes.failoverThreshold: a percentage, 0 to 100".into());
+        }
+        Ok(())
+    }
+
+    /// How long a lost cluster's endpoints keep serving.
+    pub fn max_staleness(&self) -> Duration {
+        self.max_staleness.unwrap_or(Duration::from_secs(300))
+    }
+
+    /// The fleet name.
+    pub fn fleet(&self) -> &str {
+        self.fleet.as_deref().unwrap_or("gatekit")
+    }
+}
+
+/// Why the provider could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The settings are inconsistent.
+    #[error("invalid Kubernetes settings: {0}")]
+    Settings(String),
+    /// A cluster's client could not be built.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// A batch of changes, from [`Provider::changed`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Changes {
+    /// Configuration changed: translate [`Provider::resources`] again.
+    pub config: bool,
+    /// Services (namespace, name) whose endpoints changed.
+    pub services: BTreeSet<(String, String)>,
+    /// When the first change of the batch was received.
+    pub since: Instant,
+}
+
+/// A cluster's state, for the admin API and metrics.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ClusterStatus {
+    /// The cluster's name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<&'static str>,
+    /// Whether its API server answers.
+    pub connected: bool,
+    /// Every store has completed a list.
+    pub synced: bool,
+    /// How long it has been unreachable (its data is stale), if it is.
+    pub stale_seconds: Option<f64>,
+    /// Its endpoints were dropped after `maxStaleness`.
+    pub endpoints_dropped: bool,
+    /// The last watch or probe error.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    config: bool,
+    services: BTreeSet<(String, String)>,
+    since: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Health {
+    connected: bool,
+    lost_since: Option<Instant>,
+    dropped: bool,
+    last_error: Option<String>,
+}
+
+pub(crate) struct Cluster {
+    pub(crate) name: String,
+    config: bool,
+    endpoints: bool,
+    client: Client,
+    pub(crate) stores: Stores,
+    health: Mutex<Health>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    fn kinds(&self) -> BTreeSet<Kind> {
+        let mut kinds = BTreeSet::new();
+        if self.config {
+            kinds.extend([
+                Kind::GatewayClass,
+                Kind::Gateway,
+                Kind::HttpRoute,
+                Kind::GrpcRoute,
+                Kind::ReferenceGrant,
+                Kind::Namespace,
+                Kind::Secret,
+                Kind::BackendPolicy,
+                Kind::Service,
+            ]);
+        }
+        if self.endpoints {
+            kinds.extend([Kind::Service, Kind::EndpointSlice]);
+        }
+        kinds
+    }
+
+    fn synced(&self) -> bool {
+        let s = &self.stores;
+        self.kinds().into_iter().all(|kind| match kind {
+            Kind::GatewayClass => s.gateway_classes.is_synced(),
+            Kind::Gateway => s.gateways.is_synced(),
+            Kind::HttpRoute => s.http_routes.is_synced(),
+            Kind::GrpcRoute => s.grpc_routes.is_synced(),
+            Kind::ReferenceGrant => s.reference_grants.is_synced(),
+            Kind::Service => s.services.is_synced(),
+            Kind::Namespace => s.namespaces.is_synced(),
+            Kind::EndpointSlice => s.endpoint_slices.is_synced(),
+            Kind::Secret => s.secrets.is_synced(),
+            Kind::BackendPolicy => s.backend_policies.is_synced(),
+        })
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn endpoints_usable(&self) -> bool {
+        self.endpoints && !self.health().dropped
+    }
+}
+
+/// Resolved settings the tasks read.
+#[derive(Debug)]
+pub(crate) struct Tuning {
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+    probe_interval: Duration,
+    max_staleness: Duration,
+    readiness: Readiness,
+}
+
+/// What the watch and probe tasks share with the [`Provider`].
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) settings: Tuning,
+    pub(crate) clusters: Vec<Cluster>,
+    pending: Mutex<Pending>,
+    changed: Notify,
+    synced: Notify,
+}
+
+impl Shared {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records what an event changed and wakes the consumer.
+    pub(crate) fn record(&self, cluster: usize, delta: Delta, first_sync: bool) {
+        let c = &self.clusters[cluster];
+        let mut changed = delta.config;
+        {
+            let mut pending = self.pending();
+            pending.config |= delta.config;
+            // Slices of a cluster whose endpoints were dropped are not served.
+            if c.endpoints_usable() {
+                for s in delta.services {
+                    pending.services.insert(s);
+                    changed = true;
+                }
+            }
+            if changed || first_sync {
+                pending.since.get_or_insert_with(Instant::now);
+            }
+        }
+        if changed {
+            self.changed.notify_one();
+        }
+        if first_sync {
+            self.synced.notify_waiters();
+        }
+    }
+
+    pub(crate) fn watch_failed(&self, cluster: usize, error: &str) {
+        let mut h = self.clusters[cluster].health();
+        h.last_error = Some(error.to_owned());
+        if h.connected {
+            h.connected = false;
+            h.lost_since = Some(Instant::now());
+        }
+    }
+
+    fn probed(&self, cluster: usize, result: Result<(), String>) {
+        let c = &self.clusters[cluster];
+        let now = Instant::now();
+        let mut touched = false;
+        {
+            let mut h = c.health();
+            match result {
+                Ok(()) => {
+                    if !h.connected {
+                        tracing::info!(cluster = %c.name, "API server reachable");
+                    }
+                    h.connected = true;
+                    h.lost_since = None;
+                    if h.dropped {
+                        h.dropped = false;
+                        touched = true;
+                        tracing::info!(cluster = %c.name, "endpoints restored");
+                    }
+                }
+                Err(error) => {
+                    if h.connected {
+                        tracing::warn!(cluster = %c.name, %error, "API server unreachable; serving its last known state");
+                        h.connected = false;
+                    }
+                    let since = *h.lost_since.get_or_insert(now);
+                    h.last_error = Some(error);
+                    if c.endpoints && !h.dropped && now - since >= self.settings.max_staleness {
+                        h.dropped = true;
+                        touched = true;
+                        tracing::warn!(cluster = %c.name, stale_for = ?(now - since), "dropping the endpoints of a lost cluster");
+                    }
+                }
+            }
+        }
+        if touched {
+            let services = c.stores.sliced_services();
+            let mut pending = self.pending();
+            pending.services.extend(services);
+            pending.since.get_or_insert(now);
+            drop(pending);
+            self.changed.notify_one();
+        }
+    }
+
+    fn is_synced(&self) -> bool {
+        self.clusters.iter().all(|c| {
+            let required = match self.settings.readiness {
+                Readiness::AllClusters => true,
+                Readiness::ConfigClusters => c.config,
+            };
+            !required || c.synced()
+        })
+    }
+}
+
+/// Live resources from one or more API servers (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Provider {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Provider {
+    /// Connects to every cluster and starts watching. Returns at once: watches run in
+    /// the background, and a cluster that cannot be reached is retried with backoff
+    /// without holding up the others.
+    ///
+    /// # Errors
+    ///
+    /// Invalid settings, or a cluster whose client cannot be built (unreadable CA,
+    /// kubeconfig, in-cluster environment).
+    pub async fn start(settings: &ProviderSettings) -> Result<Self, ProviderError> {
+        settings.validate().map_err(ProviderError::Settings)?;
+        let mut clusters = Vec::new();
+        for spec in &settings.clusters {
+            let client = spec.client().await?;
+            clusters.push(Cluster {
+                name: spec.name.clone(),
+                config: spec.has_role(Role::Config),
+                endpoints: spec.has_role(Role::Endpoints),
+                client,
+                stores: Stores::default(),
+                health: Mutex::new(Health {
+                    connected: true,
+                    lost_since: None,
+                    dropped: false,
+                    last_error: None,
+                }),
+            });
+        }
+        let shared = Arc::new(Shared {
+            settings: Tuning {
+                backoff_min: settings.backoff_min.unwrap_or(Duration::from_millis(250)),
+                backoff_max: settings.backoff_max.unwrap_or(Duration::from_secs(30)),
+                probe_interval: settings.probe_interval.unwrap_or(Duration::from_secs(2)),
+                max_staleness: settings.max_staleness(),
+                readiness: settings.readiness,
+            },
+            clusters,
+            pending: Mutex::new(Pending::default()),
+            changed: Notify::new(),
+            synced: Notify::new(),
+        });
+        let mut tasks = Vec::new();
+        for (i, cluster) in shared.clusters.iter().enumerate() {
+            for kind in cluster.kinds() {
+                tasks.push(spawn_watch(&shared, i, kind, cluster.client.clone()));
+            }
+            let (shared, client) = (shared.clone(), cluster.client.clone());
+            tasks.push(tokio::spawn(async move {
+                let interval = shared.settings.probe_interval;
+                loop {
+                    let result = match tokio::time::timeout(
+                        interval.max(Duration::from_secs(1)),
+                        client.apiserver_version(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("probe timed out".to_owned()),
+                    };
+                    shared.probed(i, result);
+                    tokio::time::sleep(interval).await;
+                }
+            }));
+        }
+        Ok(Self { shared, tasks })
+    }
+
+    /// Whether every store readiness needs has completed its first list.
+    pub fn is_synced(&self) -> bool {
+        self.shared.is_synced()
+    }
+
+    /// Resolves once [`is_synced`](Self::is_synced).
+    pub async fn synced(&self) {
+        loop {
+            let notified = self.shared.synced.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_synced() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for the next batch of changes and takes it.
+    pub async fn changed(&self) -> Changes {
+        loop {
+            let notified = self.shared.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(changes) = self.take_changes() {
+                return changes;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes the pending changes, if any.
+    pub fn take_changes(&self) -> Option<Changes> {
+        let mut pending = self.shared.pending();
+        if !pending.config && pending.services.is_empty() {
+            return None;
+        }
+        let taken = std::mem::take(&mut *pending);
+        Some(Changes {
+            config: taken.config,
+            services: taken.services,
+            since: taken.since.unwrap_or_else(Instant::now),
+        })
+    }
+
+    /// Every resource gatekit reads, merged across clusters: configuration kinds from
+    /// the config clusters (on a name clash the first cluster listed wins), Services
+    /// from every cluster, EndpointSlices from the endpoints clusters whose endpoints
+    /// are not dropped, each labelled with its cluster.
+    pub fn resources(&self) -> ResourceSet {
+        let mut set = ResourceSet::default();
+        let config: Vec<&Cluster> = self.shared.clusters.iter().filter(|c| c.config).collect();
+        set.gateway_classes = merged(&config, |s| &s.gateway_classes);
+        set.gateways = merged(&config, |s| &s.gateways);
+        set.http_routes = merged(&config, |s| &s.http_routes);
+        set.grpc_routes = merged(&config, |s| &s.grpc_routes);
+        set.reference_grants = merged(&config, |s| &s.reference_grants);
+        set.namespaces = merged(&config, |s| &s.namespaces);
+        set.secrets = merged(&config, |s| &s.secrets);
+        set.backend_policies = merged(&config, |s| &s.backend_policies);
+        let mut ordered: Vec<&Cluster> = config.clone();
+        ordered.extend(self.shared.clusters.iter().filter(|c| !c.config));
+        set.services = merged(&ordered, |s| &s.services);
+        for c in self.shared.clusters.iter().filter(|c| c.endpoints_usable()) {
+            for slice in c.stores.endpoint_slices.values() {
+                set.endpoint_slices.push(labelled(&slice, &c.name));
+            }
+        }
+        set
+    }
+
+    /// The endpoints of Service `namespace/service` port `port`, from its EndpointSlices
+    /// in every usable endpoints cluster (the same rules as translation). Problems with
+    /// individual endpoints go to the returned errors.
+    pub fn service_endpoints(
+        &self,
+        namespace: &str,
+        service: &str,
+        port: u16,
+    ) -> (Vec<Endpoint>, Vec<ConfigError>) {
+        let mut errors = Vec::new();
+        let Some(svc) = self.service(namespace, service) else {
+            return (Vec::new(), errors);
+        };
+        let mut slices: Vec<EndpointSlice> = Vec::new();
+        for c in self.shared.clusters.iter().filter(|c| c.endpoints_usable()) {
+            for slice in c.stores.slices_of(namespace, service) {
+                slices.push(labelled(&slice, &c.name));
+            }
+        }
+        let endpoints = service_endpoints(&svc, port, &slices, &mut errors);
+        (endpoints, errors)
+    }
+
+    fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        let key = (namespace.to_owned(), String::new(), name.to_owned());
+        let config = self.shared.clusters.iter().filter(|c| c.config);
+        let others = self.shared.clusters.iter().filter(|c| !c.config);
+        config
+            .chain(others)
+            .find_map(|c| c.stores.services.read().get(&key).cloned())
+    }
+
+    /// Each cluster's state.
+    pub fn clusters(&self) -> Vec<ClusterStatus> {
+        let now = Instant::now();
+        self.shared
+            .clusters
+            .iter()
+            .map(|c| {
+                let h = c.health();
+                let mut roles = Vec::new();
+                if c.config {
+                    roles.push("config");
+                }
+                if c.endpoints {
+                    roles.push("endpoints");
+                }
+                ClusterStatus {
+                    name: c.name.clone(),
+                    roles,
+                    connected: h.connected,
+                    synced: c.synced(),
+                    stale_seconds: h.lost_since.map(|t| (now - t).as_secs_f64()),
+                    endpoints_dropped: h.dropped,
+                    last_error: h.last_error.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// The client of the cluster named `name`.
+    pub fn client(&self, name: &str) -> Option<Client> {
+        self.shared
+            .clusters
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.client.clone())
+    }
+
+    /// The clients of the config clusters, by name, in settings order.
+    pub fn config_clients(&self) -> Vec<(String, Client)> {
+        self.shared
+            .clusters
+            .iter()
+            .filter(|c| c.config)
+            .map(|c| (c.name.clone(), c.client.clone()))
+            .collect()
+    }
+}
+
+fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client) -> JoinHandle<()> {
+    use crate::types::{
+        BackendPolicy, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace, ReferenceGrant,
+        Secret,
+    };
+    fn go<K: Watched>(shared: &Arc<Shared>, cluster: usize, client: Client) -> JoinHandle<()> {
+        tokio::spawn(watch::run::<K>(shared.clone(), cluster, Api::all(client)))
+    }
+    match kind {
+        Kind::GatewayClass => go::<GatewayClass>(shared, cluster, client),
+        Kind::Gateway => go::<Gateway>(shared, cluster, client),
+        Kind::HttpRoute => go::<HttpRoute>(shared, cluster, client),
+        Kind::GrpcRoute => go::<GrpcRoute>(shared, cluster, client),
+        Kind::ReferenceGrant => go::<ReferenceGrant>(shared, cluster, client),
+        Kind::Service => go::<Service>(shared, cluster, client),
+        Kind::Namespace => go::<Namespace>(shared, cluster, client),
+        Kind::EndpointSlice => go::<EndpointSlice>(shared, cluster, client),
+        Kind::Secret => go::<Secret>(shared, cluster, client),
+        Kind::BackendPolicy => go::<BackendPolicy>(shared, cluster, client),
+    }
+}
+
+/// The objects of one kind across `clusters`, first cluster wins on a name clash.
+fn merged<K: Watched>(
+    clusters: &[&Cluster],
+    store: impl Fn(&Stores) -> &store::Store<K>,
+) -> Vec<K> {
+    let mut out: BTreeMap<store::Key, Arc<K>> = BTreeMap::new();
+    for c in clusters {
+        for (key, obj) in store(&c.stores).read().iter() {
+            out.entry(key.clone()).or_insert_with(|| obj.clone());
+        }
+    }
+    out.into_values().map(|o| (*o).clone()).collect()
+}
+
+/// A copy of `slice` labelled with its cluster.
+fn labelled(slice: &EndpointSlice, cluster: &str) -> EndpointSlice {
+    let mut slice = slice.clone();
+    slice
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(CLUSTER_LABEL.to_owned(), cluster.to_owned());
+    slice
+}

@@ -1,0 +1,351 @@
+//! Per-cluster typed object stores, fed by watch events, and the record of what changed.
+//!
+//! A [`Store`] holds the objects of one kind from one cluster, by key. Watch events are
+//! applied as kube-runtime's reflector would (an `Apply`/`Delete` at once; `Init …
+//! InitDone` buffered and swapped in at `InitDone`), but every application also says
+//! *what changed*, so the provider can tell a route edit (translate again) from an
+//! EndpointSlice edit (recompute one Service's endpoints) — and so that a re-list after
+//! a 410 that returns the same objects changes nothing at all.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use kube::Resource;
+use serde::de::DeserializeOwned;
+
+use crate::types::{
+    BackendPolicy, EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace,
+    ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service,
+};
+
+/// A store key: namespace ("" for cluster-scoped kinds), a grouping ("" except for
+/// EndpointSlices: their Service's name, so a Service's slices are one range), name.
+pub(crate) type Key = (String, String, String);
+
+/// The kinds the provider watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    GatewayClass,
+    Gateway,
+    HttpRoute,
+    GrpcRoute,
+    ReferenceGrant,
+    Service,
+    Namespace,
+    EndpointSlice,
+    Secret,
+    BackendPolicy,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::GatewayClass => "GatewayClass",
+            Kind::Gateway => "Gateway",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::GrpcRoute => "GRPCRoute",
+            Kind::ReferenceGrant => "ReferenceGrant",
+            Kind::Service => "Service",
+            Kind::Namespace => "Namespace",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Secret => "Secret",
+            Kind::BackendPolicy => "BackendPolicy",
+        }
+    }
+
+    /// Kinds whose API may legitimately be missing from a cluster (a CRD not
+    /// installed): a 404 on their list counts as "synced, empty".
+    pub(crate) fn optional(self) -> bool {
+        matches!(
+            self,
+            Kind::BackendPolicy | Kind::GrpcRoute | Kind::ReferenceGrant | Kind::GatewayClass
+        )
+    }
+}
+
+/// What one event changed in a store.
+#[derive(Debug, Default)]
+pub(crate) struct Delta {
+    /// Something other than EndpointSlices changed.
+    pub(crate) config: bool,
+    /// Services (namespace, name) whose EndpointSlices changed.
+    pub(crate) services: Vec<(String, String)>,
+}
+
+/// A kind the provider watches: where its store is, and how it is keyed.
+pub(crate) trait Watched:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    const KIND: Kind;
+    fn store(stores: &Stores) -> &Store<Self>;
+    fn key(&self) -> Key {
+        let meta = self.meta();
+        (
+            meta.namespace.clone().unwrap_or_default(),
+            String::new(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+macro_rules! watched {
+    ($($ty:ty => $kind:ident, $field:ident;)*) => {
+        /// The stores of one cluster, one per kind.
+        #[derive(Debug, Default)]
+        pub(crate) struct Stores {
+            $(pub(crate) $field: Store<$ty>,)*
+            pub(crate) endpoint_slices: Store<EndpointSlice>,
+        }
+        $(impl Watched for $ty {
+            const KIND: Kind = Kind::$kind;
+            fn store(stores: &Stores) -> &Store<Self> {
+                &stores.$field
+            }
+        })*
+    };
+}
+
+watched! {
+    GatewayClass => GatewayClass, gateway_classes;
+    Gateway => Gateway, gateways;
+    HttpRoute => HttpRoute, http_routes;
+    GrpcRoute => GrpcRoute, grpc_routes;
+    ReferenceGrant => ReferenceGrant, reference_grants;
+    Service => Service, services;
+    Namespace => Namespace, namespaces;
+    Secret => Secret, secrets;
+    BackendPolicy => BackendPolicy, backend_policies;
+}
+
+/// EndpointSlices are keyed by their Service, so a Service's slices are one range.
+impl Watched for EndpointSlice {
+    const KIND: Kind = Kind::EndpointSlice;
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.endpoint_slices
+    }
+    fn key(&self) -> Key {
+        let meta = &self.metadata;
+        let service = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        (
+            meta.namespace.clone().unwrap_or_default(),
+            service,
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+/// The EndpointSlice store lives outside the macro (its key differs).
+impl Stores {
+    pub(crate) fn slices_of(&self, ns: &str, service: &str) -> Vec<Arc<EndpointSlice>> {
+        let lo = (ns.to_owned(), service.to_owned(), String::new());
+        let map = self.endpoint_slices.read();
+        map.range(lo..)
+            .take_while(|((n, s, _), _)| n == ns && s == service)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Every Service (namespace, name) that has slices here.
+    pub(crate) fn sliced_services(&self) -> Vec<(String, String)> {
+        let map = self.endpoint_slices.read();
+        let mut out: Vec<(String, String)> = map
+            .keys()
+            .map(|(ns, svc, _)| (ns.clone(), svc.clone()))
+            .collect();
+        out.dedup();
+        out
+    }
+}
+
+/// The objects of one kind from one cluster.
+#[derive(Debug)]
+pub(crate) struct Store<K> {
+    map: RwLock<BTreeMap<Key, Arc<K>>>,
+    synced: AtomicBool,
+}
+
+impl<K> Default for Store<K> {
+    fn default() -> Self {
+        Self {
+            map: RwLock::new(BTreeMap::new()),
+            synced: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<K: Watched> Store<K> {
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Key, Arc<K>>> {
+        // A poisoned lock only means a panic elsewhere mid-write of a plain map.
+        self.map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Key, Arc<K>>> {
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_synced(&self) {
+        self.synced.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn values(&self) -> Vec<Arc<K>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Applies an added or modified object.
+    pub(crate) fn apply(&self, obj: K) -> Delta {
+        let key = obj.key();
+        let mut delta = Delta::default();
+        let mut map = self.write();
+        // An object can move between Services (its label changed): drop the old key.
+        let moved: Option<Key> = if K::KIND == Kind::EndpointSlice {
+            map.keys()
+                .find(|(n, s, name)| *n == key.0 && *name == key.2 && *s != key.1)
+                .cloned()
+        } else {
+            None
+        };
+        if let Some(old_key) = moved {
+            map.remove(&old_key);
+            note(&mut delta, K::KIND, &old_key);
+        }
+        let same = map.get(&key).is_some_and(|old| same_version(&**old, &obj));
+        if !same {
+            map.insert(key.clone(), Arc::new(obj));
+            note(&mut delta, K::KIND, &key);
+        }
+        delta
+    }
+
+    /// Applies a deletion.
+    pub(crate) fn delete(&self, obj: &K) -> Delta {
+        let mut delta = Delta::default();
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let ns = obj.meta().namespace.clone().unwrap_or_default();
+        let mut map = self.write();
+        let key = map
+            .keys()
+            .find(|(n, _, nm)| *n == ns && *nm == name)
+            .cloned();
+        if let Some(key) = key {
+            map.remove(&key);
+            note(&mut delta, K::KIND, &key);
+        }
+        delta
+    }
+
+    /// Replaces the whole content (a completed list), reporting only real differences:
+    /// objects that appeared, disappeared or changed resourceVersion.
+    pub(crate) fn replace(&self, objects: Vec<K>) -> Delta {
+        let mut fresh: BTreeMap<Key, Arc<K>> = BTreeMap::new();
+        for obj in objects {
+            fresh.insert(obj.key(), Arc::new(obj));
+        }
+        let mut delta = Delta::default();
+        let mut map = self.write();
+        for (key, obj) in &fresh {
+            if !map.get(key).is_some_and(|old| same_version(&**old, &**obj)) {
+                note(&mut delta, K::KIND, key);
+            }
+        }
+        for key in map.keys() {
+            if !fresh.contains_key(key) {
+                note(&mut delta, K::KIND, key);
+            }
+        }
+        *map = fresh;
+        delta
+    }
+}
+
+fn same_version<K: Resource>(a: &K, b: &K) -> bool {
+    let (a, b) = (a.meta(), b.meta());
+    a.resource_version.is_some() && a.resource_version == b.resource_version && a.uid == b.uid
+}
+
+fn note(delta: &mut Delta, kind: Kind, key: &Key) {
+    if kind == Kind::EndpointSlice {
+        let service = (key.0.clone(), key.1.clone());
+        if !delta.services.contains(&service) {
+            delta.services.push(service);
+        }
+    } else {
+        delta.config = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ObjectMeta;
+
+    fn slice(name: &str, svc: &str, rv: &str) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some("ns".to_owned()),
+                resource_version: Some(rv.to_owned()),
+                labels: Some([(SERVICE_NAME_LABEL.to_owned(), svc.to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            address_type: "IPv4".to_owned(),
+            endpoints: None,
+            ports: None,
+        }
+    }
+
+    #[test]
+    fn slices_group_by_service_and_report_their_service() {
+        let stores = Stores::default();
+        let d = stores.endpoint_slices.apply(slice("a-1", "a", "1"));
+        assert!(!d.config);
+        assert_eq!(d.services, vec![("ns".to_owned(), "a".to_owned())]);
+        stores.endpoint_slices.apply(slice("a-2", "a", "2"));
+        stores.endpoint_slices.apply(slice("b-1", "b", "3"));
+        assert_eq!(stores.slices_of("ns", "a").len(), 2);
+        assert_eq!(stores.slices_of("ns", "b").len(), 1);
+        // The same version again changes nothing.
+        assert!(
+            stores
+                .endpoint_slices
+                .apply(slice("a-1", "a", "1"))
+                .services
+                .is_empty()
+        );
+        // A slice relabelled to another Service touches both.
+        let d = stores.endpoint_slices.apply(slice("a-2", "b", "4"));
+        assert_eq!(d.services.len(), 2);
+        assert_eq!(stores.slices_of("ns", "a").len(), 1);
+        assert_eq!(stores.slices_of("ns", "b").len(), 2);
+        let d = stores.endpoint_slices.delete(&slice("b-1", "b", "5"));
+        assert_eq!(d.services, vec![("ns".to_owned(), "b".to_owned())]);
+    }
+
+    #[test]
+    fn relist_reports_only_differences() {
+        let store: Store<EndpointSlice> = Store::default();
+        store.replace(vec![slice("a-1", "a", "1"), slice("b-1", "b", "2")]);
+        // Same objects again (a re-list after 410 with nothing changed): no delta.
+        let d = store.replace(vec![slice("a-1", "a", "1"), slice("b-1", "b", "2")]);
+        assert!(d.services.is_empty() && !d.config);
+        // b changed, c appeared, a vanished.
+        let d = store.replace(vec![slice("b-1", "b", "7"), slice("c-1", "c", "8")]);
+        let mut services: Vec<_> = d.services.into_iter().map(|(_, s)| s).collect();
+        services.sort();
+        assert_eq!(services, ["a", "b", "c"]);
+    }
+}

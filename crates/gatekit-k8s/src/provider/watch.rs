@@ -1,0 +1,128 @@
+//! One watch: kube-runtime's `watcher` on one kind in one cluster, applied to that
+//! cluster's store, with gatekit's own backoff.
+//!
+//! kube-runtime's `StreamBackoff` resets on every `Ok` item, and a ListWatch watcher
+//! yields `Ok(Init)` before every list attempt, so a LIST that keeps failing is retried
+//! at the first backoff step forever. Here the backoff grows on every error and resets
+//! only on progress: a completed list (`InitDone`) or a change (`Apply`, `Delete`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kube::Api;
+use kube::runtime::watcher::{self, Event};
+
+use super::Shared;
+use super::store::{Kind, Watched};
+
+/// Exponential backoff with full jitter: 250 ms doubling to 30 s.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            next: min,
+            min,
+            max,
+        }
+    }
+
+    /// The delay before the next attempt (jittered between half and all of the step).
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let step = self.next;
+        self.next = (self.next * 2).min(self.max);
+        step.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Watches `K` in cluster `cluster` until the provider is dropped.
+pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Api<K>) {
+    let mut config = watcher::Config::default();
+    if K::KIND == Kind::Secret {
+        // Only TLS certificates; every other Secret stays out of gatekit's memory.
+        config = config.fields("type=kubernetes.io/tls");
+    }
+    let name = shared.clusters[cluster].name.clone();
+    let store = K::store(&shared.clusters[cluster].stores);
+    let mut stream = watcher::watcher(api, config).boxed();
+    let mut backoff = Backoff::new(shared.settings.backoff_min, shared.settings.backoff_max);
+    let mut buffer: Vec<K> = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Init) => buffer.clear(),
+            Ok(Event::InitApply(mut obj)) => {
+                obj.meta_mut().managed_fields = None;
+                buffer.push(obj);
+            }
+            Ok(Event::InitDone) => {
+                let delta = store.replace(std::mem::take(&mut buffer));
+                let first = !store.is_synced();
+                store.mark_synced();
+                backoff.reset();
+                tracing::debug!(cluster = %name, kind = K::KIND.name(), count = store.read().len(), "listed");
+                shared.record(cluster, delta, first);
+            }
+            Ok(Event::Apply(mut obj)) => {
+                obj.meta_mut().managed_fields = None;
+                backoff.reset();
+                shared.record(cluster, store.apply(obj), false);
+            }
+            Ok(Event::Delete(obj)) => {
+                backoff.reset();
+                shared.record(cluster, store.delete(&obj), false);
+            }
+            Err(error) => {
+                if K::KIND.optional() && is_not_found(&error) && !store.is_synced() {
+                    // The CRD is not installed: nothing of this kind exists.
+                    store.mark_synced();
+                    shared.record(cluster, super::store::Delta::default(), true);
+                    tracing::info!(cluster = %name, kind = K::KIND.name(), "API not served by this cluster; treated as empty");
+                    // Look again now and then, in case it gets installed.
+                    tokio::time::sleep(shared.settings.backoff_max).await;
+                    continue;
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(cluster = %name, kind = K::KIND.name(), %error, retry_in = ?delay, "watch failed");
+                shared.watch_failed(cluster, &error.to_string());
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn is_not_found(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let first = b.next_delay();
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        let mut last = Duration::ZERO;
+        for _ in 0..10 {
+            last = b.next_delay();
+        }
+        assert!(last >= Duration::from_millis(500) && last <= Duration::from_secs(1));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}
