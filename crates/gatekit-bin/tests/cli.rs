@@ -66,9 +66,17 @@ fn version_prints_the_version() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = gatekit(&["run"]);
+    let out = gatekit(&["run", "--resourcez", "x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--resources"), "{}", stderr(&out));
+}
+
+#[test]
+fn run_without_a_source_says_which_to_give() {
+    let out = gatekit(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("--resources") && err.contains("kubernetes"), "{err}");
 }
 
 #[test]
