@@ -127,6 +127,36 @@ impl Wired {
         }
     }
 
+    /// Starts the process and, in the background, the wiring on a Kubernetes provider
+    /// built from `settings.kubernetes` (returns once the admin server is up: the
+    /// wiring waits for the provider's sync, and `/readyz` says when it is served).
+    pub async fn start_kube(mut settings: Settings) -> Self {
+        settings.admin.address = "127.0.0.1:0".parse().unwrap();
+        let kubernetes = settings.kubernetes.clone().expect("a kubernetes section");
+        let options = TranslateOptions::default()
+            .global_namespaces(kubernetes.global_namespaces.iter().cloned());
+        let mut process = Process::start(settings, "127.0.0.1".parse().unwrap())
+            .await
+            .unwrap();
+        let admin = process.admin_addr();
+        let provider = gatekit_k8s::Provider::start(&kubernetes).await.unwrap();
+        let source = Source::Kubernetes(std::sync::Arc::new(provider));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let wiring = Wiring::start(&mut process, source, options).await.unwrap();
+            wiring
+                .serve(process, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self {
+            admin,
+            stop: Some(stop),
+            task,
+        }
+    }
+
     /// Runs the shutdown sequence and waits for it.
     pub async fn stop(mut self) -> DrainOutcome {
         if let Some(stop) = self.stop.take() {

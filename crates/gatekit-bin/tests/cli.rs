@@ -76,7 +76,10 @@ fn run_without_a_source_says_which_to_give() {
     let out = gatekit(&["run"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("--resources") && err.contains("kubernetes"), "{err}");
+    assert!(
+        err.contains("--resources") && err.contains("kubernetes"),
+        "{err}"
+    );
 }
 
 #[test]

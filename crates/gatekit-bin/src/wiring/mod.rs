@@ -345,15 +345,17 @@ impl Wiring {
                 }
             }
         }
-        let latency = changes.since.elapsed();
-        process.metrics().record_endpoint_update(latency);
-        tracing::debug!(
-            services = changes.services.len(),
-            upstreams = updated,
-            ?latency,
-            "endpoints updated"
-        );
-        if updated > 0 {
+        if !changes.services.is_empty() {
+            let latency = changes.since.elapsed();
+            process.metrics().record_endpoint_update(latency);
+            tracing::debug!(
+                services = changes.services.len(),
+                upstreams = updated,
+                ?latency,
+                "endpoints updated"
+            );
+        }
+        if updated > 0 || changes.clusters {
             self.publish(process);
         }
     }

@@ -204,6 +204,9 @@ pub struct Changes {
     pub config: bool,
     /// Services (namespace, name) whose endpoints changed.
     pub services: BTreeSet<(String, String)>,
+    /// A cluster was lost, came back, or had its endpoints dropped
+    /// ([`Provider::clusters`] changed).
+    pub clusters: bool,
     /// When the first change of the batch was received.
     pub since: Instant,
 }
@@ -232,6 +235,7 @@ pub struct ClusterStatus {
 #[derive(Debug, Default)]
 struct Pending {
     config: bool,
+    clusters: bool,
     services: BTreeSet<(String, String)>,
     since: Option<Instant>,
 }
@@ -367,19 +371,31 @@ impl Shared {
         if h.connected {
             h.connected = false;
             h.lost_since = Some(Instant::now());
+            drop(h);
+            self.clusters_changed();
         }
+    }
+
+    fn clusters_changed(&self) {
+        let mut pending = self.pending();
+        pending.clusters = true;
+        pending.since.get_or_insert_with(Instant::now);
+        drop(pending);
+        self.changed.notify_one();
     }
 
     fn probed(&self, cluster: usize, result: Result<(), String>) {
         let c = &self.clusters[cluster];
         let now = Instant::now();
         let mut touched = false;
+        let mut flipped = false;
         {
             let mut h = c.health();
             match result {
                 Ok(()) => {
                     if !h.connected {
                         tracing::info!(cluster = %c.name, "API server reachable");
+                        flipped = true;
                     }
                     h.connected = true;
                     h.lost_since = None;
@@ -393,6 +409,7 @@ impl Shared {
                     if h.connected {
                         tracing::warn!(cluster = %c.name, %error, "API server unreachable; serving its last known state");
                         h.connected = false;
+                        flipped = true;
                     }
                     let since = *h.lost_since.get_or_insert(now);
                     h.last_error = Some(error);
@@ -404,9 +421,13 @@ impl Shared {
                 }
             }
         }
+        if flipped && !touched {
+            self.clusters_changed();
+        }
         if touched {
             let services = c.stores.sliced_services();
             let mut pending = self.pending();
+            pending.clusters = true;
             pending.services.extend(services);
             pending.since.get_or_insert(now);
             drop(pending);
@@ -542,12 +563,13 @@ impl Provider {
     /// Takes the pending changes, if any.
     pub fn take_changes(&self) -> Option<Changes> {
         let mut pending = self.shared.pending();
-        if !pending.config && pending.services.is_empty() {
+        if !pending.config && !pending.clusters && pending.services.is_empty() {
             return None;
         }
         let taken = std::mem::take(&mut *pending);
         Some(Changes {
             config: taken.config,
+            clusters: taken.clusters,
             services: taken.services,
             since: taken.since.unwrap_or_else(Instant::now),
         })

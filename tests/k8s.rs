@@ -1,0 +1,762 @@
+//! The gateway served from Kubernetes API servers: the real kube-rs client and watchers
+//! against the in-process API server of `gatekit-k8s-fake` (real list/watch protocol:
+//! resourceVersions, bookmarks, 410 Gone), real echo backends, real sockets.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use gatekit_bin::{DrainOutcome, Settings};
+use gatekit_k8s::provider::{ProviderSettings, Readiness};
+use gatekit_k8s::{ClusterSpec, Role};
+use gatekit_k8s_fake::FakeApiServer;
+use gatekit_tests::wired::{Wired, eventually, free_port};
+use gatekit_tests::{EchoBackend, TestClient};
+use http::StatusCode;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde_json::{Value, json};
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+fn cluster(fake: &FakeApiServer, name: &str, roles: &[Role]) -> ClusterSpec {
+    let mut spec = ClusterSpec::new(name, fake.url());
+    spec.ca_data = fake.ca_pem();
+    spec.roles = roles.to_vec();
+    spec
+}
+
+fn settings(clusters: Vec<ClusterSpec>) -> Settings {
+    let mut kubernetes = ProviderSettings::new(clusters);
+    kubernetes.probe_interval = Some(Duration::from_millis(100));
+    kubernetes.backoff_min = Some(Duration::from_millis(20));
+    kubernetes.backoff_max = Some(Duration::from_millis(200));
+    let mut settings = Settings::default();
+    settings.kubernetes = Some(kubernetes);
+    settings
+}
+
+fn gateway(port: u16) -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "infra"},
+        "spec": {"gatewayClassName": "gatekit", "listeners": [{
+            "name": "http", "port": port, "protocol": "HTTP",
+            "allowedRoutes": {"namespaces": {"from": "All"}}
+        }]}
+    })
+}
+
+/// A route in `ns` sending `path` to Service `backend_ns/backend:80`.
+fn route(ns: &str, name: &str, path: &str, backend_ns: &str, backend: &str) -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "parentRefs": [{"name": "gw", "namespace": "infra"}],
+            "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                "backendRefs": [{"name": backend, "namespace": backend_ns, "port": 80}]
+            }]
+        }
+    })
+}
+
+fn service(ns: &str, name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+    })
+}
+
+fn grant(ns: &str, from_ns: &str) -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+        "metadata": {"name": format!("from-{from_ns}"), "namespace": ns},
+        "spec": {
+            "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": from_ns}],
+            "to": [{"group": "", "kind": "Service"}]
+        }
+    })
+}
+
+#[derive(Clone, Copy)]
+enum State {
+    Ready,
+    Terminating,
+}
+
+/// One slice per endpoint (echo backends listen on different ports of 127.0.0.1, and a
+/// slice has one port list).
+fn slices(ns: &str, svc: &str, endpoints: &[(&str, SocketAddr, State)]) -> Vec<EndpointSlice> {
+    endpoints
+        .iter()
+        .map(|(id, addr, state)| {
+            let (ready, serving, terminating) = match state {
+                State::Ready => (true, true, false),
+                State::Terminating => (false, true, true),
+            };
+            serde_json::from_value(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {
+                    "name": format!("{svc}-{id}"), "namespace": ns,
+                    "labels": {"kubernetes.io/service-name": svc}
+                },
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": addr.port(), "protocol": "TCP"}],
+                "endpoints": [{
+                    "addresses": [addr.ip().to_string()],
+                    "conditions": {"ready": ready, "serving": serving, "terminating": terminating}
+                }]
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn backend_of(client: &TestClient, url: &str) -> (StatusCode, Option<String>) {
+    let rsp = client.get(url).await;
+    (rsp.status, rsp.header("x-backend").map(str::to_owned))
+}
+
+/// Waits until `url` is answered by `backend` (or, with `None`, with `status`).
+async fn until(client: &TestClient, url: &str, status: StatusCode, backend: Option<&str>) {
+    eventually(
+        WITHIN,
+        &format!("{url} -> {status} {backend:?}"),
+        || async {
+            let (s, b) = backend_of(client, url).await;
+            s == status && b.as_deref() == backend
+        },
+    )
+    .await;
+}
+
+async fn ready(wired: &Wired) {
+    eventually(WITHIN, "/readyz", || async {
+        wired.admin("/readyz").await.0 == StatusCode::OK
+    })
+    .await;
+}
+
+/// A gateway on one fake cluster with a route to `shop/cart`.
+async fn one_cluster(port: u16) -> (FakeApiServer, Wired) {
+    let fake = FakeApiServer::start().await;
+    fake.apply_json(gateway(port));
+    fake.apply_json(service("shop", "cart"));
+    fake.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
+    let wired = Wired::start_kube(settings(vec![cluster(
+        &fake,
+        "local",
+        &[Role::Config, Role::Endpoints],
+    )]))
+    .await;
+    ready(&wired).await;
+    (fake, wired)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_follow_slices_without_retranslating() {
+    let a = EchoBackend::start("a").await;
+    let b = EchoBackend::start("b").await;
+    let port = free_port();
+    let (fake, wired) = one_cluster(port).await;
+    let client = TestClient::new();
+    let url = format!("http://127.0.0.1:{port}/cart");
+    // The Service exists but has no endpoints: 503, as the spec says.
+    let (status, _) = backend_of(&client, &url).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let generation = wired.config().await["generation"].clone();
+
+    // Scale 0 -> 1 -> 2 -> 1 -> 0.
+    fake.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
+    );
+    until(&client, &url, StatusCode::OK, Some("a")).await;
+    fake.set_service_endpoints(
+        "shop",
+        "cart",
+        slices(
+            "shop",
+            "cart",
+            &[("a", a.addr, State::Ready), ("b", b.addr, State::Ready)],
+        ),
+    );
+    eventually(WITHIN, "both endpoints served", || async {
+        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.len() == 2)
+    })
+    .await;
+    let before = (a.hits(), b.hits());
+    for _ in 0..20 {
+        assert_eq!(backend_of(&client, &url).await.0, StatusCode::OK);
+    }
+    assert_eq!(a.hits() - before.0, 10, "round robin over both");
+    assert_eq!(b.hits() - before.1, 10);
+    fake.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("b", b.addr, State::Ready)]),
+    );
+    eventually(WITHIN, "a removed", || async {
+        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.len() == 1)
+    })
+    .await;
+    let a_hits = a.hits();
+    for _ in 0..10 {
+        assert_eq!(
+            backend_of(&client, &url).await,
+            (StatusCode::OK, Some("b".to_owned()))
+        );
+    }
+    assert_eq!(a.hits(), a_hits);
+    fake.set_service_endpoints("shop", "cart", Vec::new());
+    until(&client, &url, StatusCode::SERVICE_UNAVAILABLE, None).await;
+
+    // None of this translated the configuration again: same generation, and every
+    // change went through the endpoint path (its latency histogram counts them).
+    let config = wired.config().await;
+    assert_eq!(config["generation"], generation);
+    let (_, metrics) = wired.admin("/metrics").await;
+    let count = metric(&metrics, "gatekit_endpoint_update_seconds_count").unwrap();
+    let sum = metric(&metrics, "gatekit_endpoint_update_seconds_sum").unwrap();
+    assert!(count >= 4.0, "{metrics}");
+    println!(
+        "endpoint updates: {count} applied, mean {:.3} ms from watch event to served",
+        sum / count * 1e3
+    );
+    assert_eq!(wired.stop().await, DrainOutcome::Complete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_follow_the_cluster() {
+    let a = EchoBackend::start("a").await;
+    let port = free_port();
+    let (fake, wired) = one_cluster(port).await;
+    fake.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
+    );
+    let client = TestClient::new();
+    let base = format!("http://127.0.0.1:{port}");
+    until(&client, &format!("{base}/cart"), StatusCode::OK, Some("a")).await;
+    // Added.
+    fake.apply_json(route("shop", "basket", "/basket", "shop", "cart"));
+    until(
+        &client,
+        &format!("{base}/basket"),
+        StatusCode::OK,
+        Some("a"),
+    )
+    .await;
+    // Changed.
+    fake.apply_json(route("shop", "basket", "/trolley", "shop", "cart"));
+    until(
+        &client,
+        &format!("{base}/trolley"),
+        StatusCode::OK,
+        Some("a"),
+    )
+    .await;
+    assert_eq!(
+        backend_of(&client, &format!("{base}/basket")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Removed.
+    assert!(fake.delete::<gatekit_k8s::types::HttpRoute>(Some("shop"), "basket"));
+    until(
+        &client,
+        &format!("{base}/trolley"),
+        StatusCode::NOT_FOUND,
+        None,
+    )
+    .await;
+    assert_eq!(
+        backend_of(&client, &format!("{base}/cart")).await.0,
+        StatusCode::OK
+    );
+    drop(wired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_under_load_fails_no_request() {
+    let port = free_port();
+    let (fake, wired) = one_cluster(port).await;
+    let mut v1 = Vec::new();
+    for name in ["v1-0", "v1-1", "v1-2"] {
+        v1.push(Some(EchoBackend::start(name).await));
+    }
+    let mut v2 = Vec::new();
+    let mut current: Vec<(String, SocketAddr, State)> = v1
+        .iter()
+        .flatten()
+        .map(|b| (b.name.to_owned(), b.addr, State::Ready))
+        .collect();
+    let publish = |current: &[(String, SocketAddr, State)]| {
+        let eps: Vec<(&str, SocketAddr, State)> = current
+            .iter()
+            .map(|(n, a, s)| (n.as_str(), *a, *s))
+            .collect();
+        fake.set_service_endpoints("shop", "cart", slices("shop", "cart", &eps));
+    };
+    publish(&current);
+    let client = TestClient::new();
+    let url = format!("http://127.0.0.1:{port}/cart");
+    until(&client, &url, StatusCode::OK, Some("v1-0")).await;
+
+    // Steady load: two clients, until the rollout is done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..2 {
+        let (stop, sent, failed, url) = (stop.clone(), sent.clone(), failed.clone(), url.clone());
+        load.push(tokio::spawn(async move {
+            let client = TestClient::new();
+            while !stop.load(Ordering::Relaxed) {
+                let rsp = client.get(&url).await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if rsp.status != StatusCode::OK {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+
+    // The rollout, pod by pod, as the Deployment controller and kubelet do it: the new
+    // pod becomes ready; the old one turns terminating (not ready, still serving), then
+    // leaves the slice, then stops.
+    // Each step lets the load send a few requests on the state it made.
+    let progress = || {
+        let sent = sent.clone();
+        async move {
+            let mark = sent.load(Ordering::Relaxed);
+            eventually(WITHIN, "load progresses", || {
+                let sent = sent.clone();
+                async move { sent.load(Ordering::Relaxed) >= mark + 5 }
+            })
+            .await;
+        }
+    };
+    for (i, name) in ["v2-0", "v2-1", "v2-2"].into_iter().enumerate() {
+        let new = EchoBackend::start(name).await;
+        current.push((name.to_owned(), new.addr, State::Ready));
+        v2.push(new);
+        publish(&current);
+        progress().await;
+        current[0].2 = State::Terminating;
+        publish(&current);
+        progress().await;
+        let (old_name, old_addr, _) = current.remove(0);
+        publish(&current);
+        progress().await;
+        // The old pod stops only once the gateway no longer lists it.
+        eventually(WITHIN, "old endpoint gone", || async {
+            let config = wired.config().await;
+            !config["upstreams"]["shop/cart:80"]["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["address"] == old_addr.to_string())
+        })
+        .await;
+        assert_eq!(old_name, format!("v1-{i}"));
+        v1[i] = None;
+    }
+    // Let the load run on the new set for a moment: every v2 pod takes traffic.
+    let marks: Vec<usize> = v2.iter().map(EchoBackend::hits).collect();
+    eventually(WITHIN, "every new pod serves", || async {
+        v2.iter().zip(&marks).all(|(b, m)| b.hits() > *m)
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    println!("rolling update: {sent} requests, {failed} failed");
+    assert!(
+        sent >= 45,
+        "the load ran through every step ({sent} requests)"
+    );
+    assert_eq!(failed, 0);
+    drop(wired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_scoped_and_global_upstreams() {
+    let auth = EchoBackend::start("auth").await;
+    let blog = EchoBackend::start("blog").await;
+    let port = free_port();
+    let fake = FakeApiServer::start().await;
+    fake.apply_json(gateway(port));
+    for (ns, name, backend) in [("platform", "auth", &auth), ("blog", "posts", &blog)] {
+        fake.apply_json(service(ns, name));
+        fake.set_service_endpoints(
+            ns,
+            name,
+            slices(ns, name, &[("0", backend.addr, State::Ready)]),
+        );
+    }
+    // The shop team routes to the platform's global `auth`, and tries the blog team's
+    // `posts`, which the blog team even granted.
+    fake.apply_json(route("shop", "login", "/login", "platform", "auth"));
+    fake.apply_json(route("shop", "steal", "/steal", "blog", "posts"));
+    fake.apply_json(grant("blog", "shop"));
+    let mut s = settings(vec![cluster(
+        &fake,
+        "local",
+        &[Role::Config, Role::Endpoints],
+    )]);
+    s.kubernetes.as_mut().unwrap().global_namespaces = vec!["platform".to_owned()];
+    let wired = Wired::start_kube(s).await;
+    ready(&wired).await;
+    let client = TestClient::new();
+    let base = format!("http://127.0.0.1:{port}");
+    // No grant in `platform` yet: refused, 500 for the share.
+    assert_eq!(
+        backend_of(&client, &format!("{base}/login")).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let conditions = |config: &Value, route: &str| {
+        config["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "HTTPRoute" && r["namespace"] == "shop" && r["name"] == route)
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    };
+    let config = wired.config().await;
+    assert!(
+        conditions(&config, "login").contains("RefNotPermitted"),
+        "{config}"
+    );
+    // The platform team grants `shop`: served.
+    fake.apply_json(grant("platform", "shop"));
+    until(
+        &client,
+        &format!("{base}/login"),
+        StatusCode::OK,
+        Some("auth"),
+    )
+    .await;
+    // `blog` is not a global namespace: its grant does not open it to other teams.
+    assert_eq!(
+        backend_of(&client, &format!("{base}/steal")).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(blog.hits(), 0);
+    let config = wired.config().await;
+    let steal = conditions(&config, "steal");
+    assert!(
+        steal.contains("RefNotPermitted") && steal.contains("application-scoped"),
+        "{steal}"
+    );
+    drop(wired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_aggregate_with_local_first_and_fail_over() {
+    let local_backend = EchoBackend::start("local").await;
+    let remote_backend = EchoBackend::start("remote").await;
+    let port = free_port();
+    let local = FakeApiServer::start().await;
+    let remote = FakeApiServer::builder()
+        .token("remote-token")
+        .tls(true)
+        .start()
+        .await;
+    local.apply_json(gateway(port));
+    local.apply_json(service("shop", "cart"));
+    local.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
+    remote.apply_json(service("shop", "cart"));
+    local.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("l", local_backend.addr, State::Ready)]),
+    );
+    remote.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("r", remote_backend.addr, State::Ready)]),
+    );
+    // A grant in the endpoints-only cluster must grant nothing.
+    remote.apply_json(grant("platform", "shop"));
+    remote.apply_json(service("platform", "auth"));
+    local.apply_json(route("shop", "login", "/login", "platform", "auth"));
+
+    let mut remote_spec = cluster(&remote, "remote", &[Role::Endpoints]);
+    remote_spec.token = Some("remote-token".to_owned());
+    let mut s = settings(vec![
+        cluster(&local, "local", &[Role::Config, Role::Endpoints]),
+        remote_spec,
+    ]);
+    s.kubernetes.as_mut().unwrap().local_cluster = Some("local".to_owned());
+    let wired = Wired::start_kube(s).await;
+    ready(&wired).await;
+    let client = TestClient::new();
+    let url = format!("http://127.0.0.1:{port}/cart");
+    // Both clusters' endpoints are in the upstream, labelled; local takes all traffic.
+    eventually(WITHIN, "both clusters' endpoints", || async {
+        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.len() == 2)
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            backend_of(&client, &url).await,
+            (StatusCode::OK, Some("local".to_owned()))
+        );
+    }
+    assert_eq!(remote_backend.hits(), 0);
+    assert_eq!(
+        backend_of(&client, &format!("http://127.0.0.1:{port}/login"))
+            .await
+            .0,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "a grant in an endpoints-only cluster grants nothing"
+    );
+    // The local endpoints vanish: the remote cluster takes over.
+    local.set_service_endpoints("shop", "cart", Vec::new());
+    until(&client, &url, StatusCode::OK, Some("remote")).await;
+    // And back.
+    local.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("l", local_backend.addr, State::Ready)]),
+    );
+    until(&client, &url, StatusCode::OK, Some("local")).await;
+    drop(wired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_restart_keeps_serving_and_converges() {
+    let a = EchoBackend::start("a").await;
+    let b = EchoBackend::start("b").await;
+    let port = free_port();
+    let (fake, wired) = one_cluster(port).await;
+    fake.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
+    );
+    let client = TestClient::new();
+    let url = format!("http://127.0.0.1:{port}/cart");
+    until(&client, &url, StatusCode::OK, Some("a")).await;
+
+    fake.stop().await;
+    // The cluster is seen as lost, and everything it said keeps serving.
+    eventually(WITHIN, "cluster lost", || async {
+        wired.config().await["clusters"][0]["connected"] == false
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            backend_of(&client, &url).await,
+            (StatusCode::OK, Some("a".to_owned()))
+        );
+    }
+    // While it is down, the cluster changes (the fake's store is still writable).
+    fake.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("b", b.addr, State::Ready)]),
+    );
+    fake.resume().await;
+    until(&client, &url, StatusCode::OK, Some("b")).await;
+    eventually(WITHIN, "cluster back", || async {
+        wired.config().await["clusters"][0]["connected"] == true
+    })
+    .await;
+    drop(wired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relist_after_410_keeps_upstreams_and_catches_up() {
+    let a = EchoBackend::start("a").await;
+    let b = EchoBackend::start("b").await;
+    let port = free_port();
+    let (fake, wired) = one_cluster(port).await;
+    fake.set_service_endpoints(
+        "shop",
+        "cart",
+        slices(
+            "shop",
+            "cart",
+            &[("a", a.addr, State::Ready), ("b", b.addr, State::Ready)],
+        ),
+    );
+    let client = TestClient::new();
+    let url = format!("http://127.0.0.1:{port}/cart");
+    eventually(WITHIN, "both endpoints", || async {
+        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.len() == 2)
+    })
+    .await;
+    let generation = wired.config().await["generation"].clone();
+    // History is compacted past every watcher's resourceVersion (a write to a kind
+    // gatekit does not watch moves the head), and watches are cut: every watcher's
+    // resumed watch gets a 410 and re-lists.
+    fake.apply_json(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "unwatched", "namespace": "shop"}, "spec": {"containers": []}
+    }));
+    let lists_before = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::GET && !r.is_watch() && r.path.split('/').count() > 3)
+        .count();
+    fake.compact_all();
+    fake.drop_watches();
+    // Traffic meanwhile never fails.
+    let mut failures = 0;
+    let mut sent = 0;
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        sent += 1;
+        if backend_of(&client, &url).await.0 != StatusCode::OK {
+            failures += 1;
+        }
+        let lists = fake
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.method == http::Method::GET && !r.is_watch() && r.path.split('/').count() > 3
+            })
+            .count();
+        // Every kind re-listed (10 kinds on a config+endpoints cluster).
+        if lists >= lists_before + 10 && fake.active_watches("endpointslices") > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no re-list");
+    }
+    assert_eq!(failures, 0, "{sent} requests during the re-list");
+    // Identical objects re-listed changed nothing: no retranslation.
+    assert_eq!(wired.config().await["generation"], generation);
+    // A change right after the re-list is seen.
+    fake.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("b", b.addr, State::Ready)]),
+    );
+    eventually(WITHIN, "a removed", || async {
+        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.len() == 1)
+    })
+    .await;
+    drop(wired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_after_sync() {
+    let port = free_port();
+    let fake = FakeApiServer::start().await;
+    fake.apply_json(gateway(port));
+    // The first lists of routes fail a few times.
+    fake.fail_next(
+        Some(http::Method::GET),
+        "/apis/gateway.networking.k8s.io/v1/httproutes*",
+        4,
+        500,
+        None,
+    );
+    let wired = Wired::start_kube(settings(vec![cluster(
+        &fake,
+        "local",
+        &[Role::Config, Role::Endpoints],
+    )]))
+    .await;
+    assert_eq!(
+        wired.admin("/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    ready(&wired).await;
+    let lists = fake
+        .requests()
+        .iter()
+        .filter(|r| r.is_list_of("httproutes"))
+        .count();
+    assert!(
+        lists >= 5,
+        "readiness waited for the failing list to succeed ({lists} lists)"
+    );
+    drop(wired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_endpoints_cluster_is_stale_then_dropped() {
+    let local_backend = EchoBackend::start("local").await;
+    let remote_backend = EchoBackend::start("remote").await;
+    let port = free_port();
+    let local = FakeApiServer::start().await;
+    let remote = FakeApiServer::start().await;
+    local.apply_json(gateway(port));
+    local.apply_json(service("shop", "cart"));
+    local.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
+    remote.apply_json(service("shop", "cart"));
+    remote.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("r", remote_backend.addr, State::Ready)]),
+    );
+    let mut s = settings(vec![
+        cluster(&local, "local", &[Role::Config, Role::Endpoints]),
+        cluster(&remote, "remote", &[Role::Endpoints]),
+    ]);
+    let k = s.kubernetes.as_mut().unwrap();
+    k.local_cluster = Some("local".to_owned());
+    k.max_staleness = Some(Duration::from_millis(1500));
+    k.readiness = Readiness::ConfigClusters;
+    let wired = Wired::start_kube(s).await;
+    ready(&wired).await;
+    let client = TestClient::new();
+    let url = format!("http://127.0.0.1:{port}/cart");
+    until(&client, &url, StatusCode::OK, Some("remote")).await;
+    remote.stop().await;
+    // Stale but kept: still served.
+    eventually(WITHIN, "remote lost", || async {
+        wired.config().await["clusters"][1]["connected"] == false
+    })
+    .await;
+    assert_eq!(
+        backend_of(&client, &url).await,
+        (StatusCode::OK, Some("remote".to_owned()))
+    );
+    // After maxStaleness, dropped: nothing left for the Service.
+    until(&client, &url, StatusCode::SERVICE_UNAVAILABLE, None).await;
+    let config = wired.config().await;
+    assert_eq!(config["clusters"][1]["endpointsDropped"], true, "{config}");
+    // Local endpoints appear meanwhile, and the remote returns: both serve again.
+    local.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("l", local_backend.addr, State::Ready)]),
+    );
+    until(&client, &url, StatusCode::OK, Some("local")).await;
+    remote.resume().await;
+    eventually(WITHIN, "remote endpoints restored", || async {
+        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.len() == 2)
+    })
+    .await;
+    drop(wired);
+}
