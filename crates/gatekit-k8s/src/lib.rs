@@ -43,11 +43,16 @@
 //! ```
 
 pub mod duration;
+pub mod fleet;
+pub mod lease;
 pub mod manifest;
 pub mod status;
+pub mod status_write;
 pub mod translate;
 pub mod types;
 
+pub use crate::lease::{ElectionSpec, LeaderElector, MemberSpec, Membership};
 pub use crate::manifest::{ManifestError, ResourceSet, Warning};
+
 pub use crate::translate::{TranslateOptions, Translation, translate};
 pub use crate::types::policy::BackendPolicy;

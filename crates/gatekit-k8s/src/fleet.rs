@@ -1,0 +1,1 @@
+//! Fleet view (being written).

@@ -1,0 +1,1 @@
+//! Status write-back (being written).
