@@ -51,6 +51,7 @@ pub mod status_write;
 pub mod translate;
 pub mod types;
 
+pub use crate::fleet::FleetView;
 pub use crate::lease::{ElectionSpec, LeaderElector, MemberSpec, Membership};
 pub use crate::manifest::{ManifestError, ResourceSet, Warning};
 
