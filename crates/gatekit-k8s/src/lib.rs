@@ -55,5 +55,6 @@ pub use crate::fleet::FleetView;
 pub use crate::lease::{ElectionSpec, LeaderElector, MemberSpec, Membership};
 pub use crate::manifest::{ManifestError, ResourceSet, Warning};
 
+pub use crate::status_write::StatusWriter;
 pub use crate::translate::{TranslateOptions, Translation, translate};
 pub use crate::types::policy::BackendPolicy;
