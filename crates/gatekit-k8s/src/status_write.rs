@@ -125,6 +125,8 @@ pub struct WriteReport {
     pub missing: usize,
     /// Objects that could not be read or written (retried by the next pass).
     pub failed: usize,
+    /// Objects left alone because leadership was lost during the pass.
+    pub not_leader: usize,
 }
 
 impl WriteReport {
@@ -134,6 +136,7 @@ impl WriteReport {
             Outcome::Unchanged => self.unchanged += 1,
             Outcome::Missing => self.missing += 1,
             Outcome::Failed => self.failed += 1,
+            Outcome::NotLeader => self.not_leader += 1,
         }
     }
 }
@@ -143,6 +146,7 @@ enum Outcome {
     Unchanged,
     Missing,
     Failed,
+    NotLeader,
 }
 
 type Filter = Arc<dyn Fn(&ResourceRef) -> bool + Send + Sync>;
@@ -155,6 +159,8 @@ pub struct StatusWriter {
     clock: Clock,
     /// Desired status (without timestamps) last written or found in place, per object.
     cache: HashMap<ResourceRef, Value>,
+    /// While [`run`](Self::run)s: the leader flag, checked before every write.
+    gate: Option<watch::Receiver<bool>>,
 }
 
 impl fmt::Debug for StatusWriter {
@@ -172,6 +178,8 @@ struct Job {
     kind: Kind,
     resource: ResourceRef,
     desired: Value,
+    /// Cache the outcome (not for removals from routes translation no longer lists).
+    remember: bool,
 }
 
 impl StatusWriter {
@@ -183,6 +191,7 @@ impl StatusWriter {
             filter: None,
             clock: Clock::new(),
             cache: HashMap::new(),
+            gate: None,
         }
     }
 
@@ -224,6 +233,7 @@ impl StatusWriter {
                     kind,
                     resource: r.clone(),
                     desired: Value::Array(Vec::new()),
+                    remember: false,
                 })
             })
             .collect();
@@ -275,6 +285,7 @@ impl StatusWriter {
         mut leader: watch::Receiver<bool>,
     ) {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        self.gate = Some(leader.clone());
         loop {
             if !*leader.borrow_and_update() {
                 if leader.changed().await.is_err() {
@@ -334,6 +345,7 @@ impl StatusWriter {
                     kind,
                     resource: s.resource().clone(),
                     desired: desired_status(kind, s, &self.controller_name),
+                    remember: true,
                 })
             })
             .collect()
@@ -362,6 +374,7 @@ impl StatusWriter {
                     kind,
                     resource: r,
                     desired: Value::Array(Vec::new()),
+                    remember: false,
                 });
             }
         }
@@ -391,13 +404,11 @@ impl StatusWriter {
         for (job, outcome) in results {
             report.add(&outcome);
             match outcome {
-                Outcome::Written | Outcome::Unchanged => {
-                    // An emptied route entry list needs no memory.
-                    if !(job.kind.is_route() && job.desired.as_array().is_some_and(Vec::is_empty)) {
-                        self.cache.insert(job.resource, job.desired);
-                    }
+                Outcome::Written | Outcome::Unchanged if job.remember => {
+                    self.cache.insert(job.resource, job.desired);
                 }
-                Outcome::Missing | Outcome::Failed => {
+                Outcome::Written | Outcome::Unchanged => {}
+                Outcome::Missing | Outcome::Failed | Outcome::NotLeader => {
                     self.cache.remove(&job.resource);
                 }
             }
@@ -435,6 +446,9 @@ impl StatusWriter {
             };
             if new == old || (old.is_null() && is_empty_route_status(&new)) {
                 return Ok(Outcome::Unchanged);
+            }
+            if self.gate.as_ref().is_some_and(|g| !*g.borrow()) {
+                return Ok(Outcome::NotLeader);
             }
             if let Some(map) = obj.data.as_object_mut() {
                 map.insert("status".to_owned(), new);
