@@ -288,8 +288,10 @@ impl StatusWriter {
         self.gate = Some(leader.clone());
         loop {
             if !*leader.borrow_and_update() {
-                if leader.changed().await.is_err() {
-                    return;
+                // Follow: drop translations until leading (or either side goes away).
+                tokio::select! {
+                    r = leader.changed() => if r.is_err() { return },
+                    r = desired.changed() => if r.is_err() { return },
                 }
                 continue;
             }
