@@ -10,7 +10,13 @@
 //! - [`translate`](mod@translate): turning a [`ResourceSet`] into listeners, core
 //!   [`Route`](gatekit_core::route::Route)s, upstream definitions with their endpoints, and
 //!   the status conditions every resource would carry, to the Gateway API rules;
-//! - [`status`]: gatekit's condition model (convertible to Kubernetes conditions).
+//! - [`status`]: gatekit's condition model (convertible to Kubernetes conditions);
+//! - [`status_write`]: writing those conditions back to the objects' `/status`, by the
+//!   elected leader only ([`StatusWriter`]);
+//! - [`lease`]: per-replica membership Leases ([`Membership`]) and Lease-based leader
+//!   election ([`LeaderElector`]);
+//! - [`fleet`]: the live replicas of a fleet and their configuration drift
+//!   ([`FleetView`]).
 //!
 //! What is not here: a Kubernetes client, watches, file watching, TLS listeners; those
 //! build on this crate.
