@@ -356,7 +356,12 @@ impl StatusWriter {
     /// Routes carrying one of our entries that translation no longer mentions.
     async fn stale_routes(&self, kind: Kind, jobs: &[Job]) -> Result<Vec<Job>, kube::Error> {
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.api_resource());
-        let list = api.list(&ListParams::default()).await?;
+        let list = match api.list(&ListParams::default()).await {
+            Ok(list) => list,
+            // The kind is not installed (e.g. no GRPCRoute CRD): nothing to clean.
+            Err(e) if is_status(&e, 404) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
         let mut out = Vec::new();
         for obj in list.items {
             let (Some(ns), Some(name)) = (&obj.metadata.namespace, &obj.metadata.name) else {
