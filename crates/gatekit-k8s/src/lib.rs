@@ -10,8 +10,13 @@
 //! - [`translate`](mod@translate): turning a [`ResourceSet`] into listeners, core
 //!   [`Route`](gatekit_core::route::Route)s, upstream definitions with their endpoints, and
 //!   the status conditions every resource would carry, to the Gateway API rules;
-//! - [`status`]: gatekit's condition model (convertible to Kubernetes conditions).
-//!
+//! - [`status`]: gatekit's condition model (convertible to Kubernetes conditions);
+//! - [`status_write`]: writing those conditions back to the objects' `/status`, by the
+//!   elected leader only ([`StatusWriter`]);
+//! - [`lease`]: per-replica membership Leases ([`Membership`]) and Lease-based leader
+//!   election ([`LeaderElector`]);
+//! - [`fleet`]: the live replicas of a fleet and their configuration drift
+//!   ([`FleetView`]);
 //! - [`cluster`] and [`provider`]: live resources from one or more API servers
 //!   (kube-rs watchers, per-cluster stores, endpoint changes without retranslation,
 //!   readiness after sync, stale clusters).
@@ -47,14 +52,20 @@
 
 pub mod cluster;
 pub mod duration;
+pub mod fleet;
+pub mod lease;
 pub mod manifest;
 pub mod provider;
 pub mod status;
+pub mod status_write;
 pub mod translate;
 pub mod types;
 
 pub use crate::cluster::{ClusterSpec, Role};
+pub use crate::fleet::FleetView;
+pub use crate::lease::{ElectionSpec, LeaderElector, MemberSpec, Membership};
 pub use crate::manifest::{ManifestError, ResourceSet, Warning};
 pub use crate::provider::{Provider, ProviderSettings};
+pub use crate::status_write::StatusWriter;
 pub use crate::translate::{TranslateOptions, Translation, translate};
 pub use crate::types::policy::BackendPolicy;
