@@ -760,3 +760,138 @@ async fn lost_endpoints_cluster_is_stale_then_dropped() {
     .await;
     drop(wired);
 }
+
+fn lease(fake: &FakeApiServer, name: &str) -> Option<k8s_openapi::api::coordination::v1::Lease> {
+    fake.get(Some("gatekit"), name)
+}
+
+fn label(lease: &k8s_openapi::api::coordination::v1::Lease, key: &str) -> Option<String> {
+    lease.metadata.labels.as_ref()?.get(key).cloned()
+}
+
+fn status_writes(fake: &FakeApiServer) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| {
+            r.method != http::Method::GET
+                && r.path
+                    == "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/cart/status"
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_register_and_one_leader_writes_status() {
+    let a = EchoBackend::start("a").await;
+    let fake = FakeApiServer::start().await;
+    let port = free_port();
+    fake.apply_json(gateway(port));
+    fake.apply_json(service("shop", "cart"));
+    fake.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
+    fake.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
+    );
+    let replica = |name: &str| {
+        let mut s = settings(vec![cluster(
+            &fake,
+            "local",
+            &[Role::Config, Role::Endpoints],
+        )]);
+        let k = s.kubernetes.as_mut().unwrap();
+        let mut id = gatekit_k8s::provider::ReplicaIdentity::new(name, "gatekit");
+        id.uid = Some(format!("uid-{name}"));
+        k.replica = Some(id);
+        k.lease_duration = Some(Duration::from_secs(3));
+        s
+    };
+    // Two replicas on one port would clash: the second listens elsewhere via its own
+    // Gateway port? No: both serve the same Gateway; bind them on different addresses.
+    let gw0 = Wired::start_kube(replica("gw-0")).await;
+    ready(&gw0).await;
+    let mut second = replica("gw-1");
+    second.kubernetes.as_mut().unwrap().status_writeback = Some(true);
+    let gw1 = Wired::start_kube_on(second, "127.0.0.2".parse().unwrap()).await;
+    ready(&gw1).await;
+
+    // Each registered itself: holder, owner, fleet, and the same configuration labels.
+    eventually(
+        WITHIN,
+        "both Leases labelled with the served configuration",
+        || async {
+            let (Some(l0), Some(l1)) = (lease(&fake, "gw-0"), lease(&fake, "gw-1")) else {
+                return false;
+            };
+
+            let hash = |l| label(l, "gatekit.io/config-hash").filter(|h| !h.is_empty());
+            hash(&l0).is_some()
+                && hash(&l0) == hash(&l1)
+                && label(&l0, "gatekit.io/config-generation")
+                    == label(&l1, "gatekit.io/config-generation")
+        },
+    )
+    .await;
+    let l0 = lease(&fake, "gw-0").unwrap();
+    assert_eq!(
+        l0.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some("gw-0")
+    );
+    assert_eq!(label(&l0, "gatekit.io/fleet").as_deref(), Some("gatekit"));
+    let owner = &l0.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+        ("Pod", "gw-0", "uid-gw-0")
+    );
+
+    // The fleet view lists both, without drift.
+    eventually(WITHIN, "fleet of two", || async {
+        let (_, body) = gw1.admin("/fleet").await;
+        let fleet: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        fleet["replicas"].as_array().is_some_and(|r| r.len() == 2)
+            && fleet["drift"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+
+    // The route's status was written, by one replica, once.
+    eventually(WITHIN, "route status written", || async {
+        let route: Option<gatekit_k8s::types::HttpRoute> = fake.get(Some("shop"), "cart");
+        route.and_then(|r| r.status).is_some_and(|s| {
+            s.parents
+                .iter()
+                .any(|p| p.controller_name == "gatekit.io/gateway-controller")
+        })
+    })
+    .await;
+    assert_eq!(status_writes(&fake), 1);
+    // A change that leaves the route's status as it is: both replicas serve it (their
+    // Leases show the new generation), and nobody writes the status again.
+    let before = label(
+        &lease(&fake, "gw-0").unwrap(),
+        "gatekit.io/config-generation",
+    );
+    fake.apply_json(service("shop", "unrelated"));
+    eventually(WITHIN, "new generation on both", || async {
+        let g0 = lease(&fake, "gw-0").and_then(|l| label(&l, "gatekit.io/config-generation"));
+        let g1 = lease(&fake, "gw-1").and_then(|l| label(&l, "gatekit.io/config-generation"));
+        g0 != before && g0 == g1
+    })
+    .await;
+    assert_eq!(
+        status_writes(&fake),
+        1,
+        "an unchanged status is not written again"
+    );
+
+    // A replica that stops deletes its Lease; the other keeps (or takes) leadership.
+    assert_eq!(gw0.stop().await, DrainOutcome::Complete);
+    assert!(lease(&fake, "gw-0").is_none(), "Lease deleted on shutdown");
+    eventually(WITHIN, "gw-1 leads", || async {
+        lease(&fake, "gatekit-status-writer")
+            .and_then(|l| l.spec?.holder_identity)
+            .as_deref()
+            == Some("gw-1")
+    })
+    .await;
+    drop(gw1);
+}

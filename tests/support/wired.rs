@@ -130,14 +130,18 @@ impl Wired {
     /// Starts the process and, in the background, the wiring on a Kubernetes provider
     /// built from `settings.kubernetes` (returns once the admin server is up: the
     /// wiring waits for the provider's sync, and `/readyz` says when it is served).
-    pub async fn start_kube(mut settings: Settings) -> Self {
+    pub async fn start_kube(settings: Settings) -> Self {
+        Self::start_kube_on(settings, "127.0.0.1".parse().unwrap()).await
+    }
+
+    /// [`start_kube`](Self::start_kube) with listeners bound on `bind` (two replicas of
+    /// one Gateway on one machine need two loopback addresses).
+    pub async fn start_kube_on(mut settings: Settings, bind: std::net::IpAddr) -> Self {
         settings.admin.address = "127.0.0.1:0".parse().unwrap();
         let kubernetes = settings.kubernetes.clone().expect("a kubernetes section");
         let options = TranslateOptions::default()
             .global_namespaces(kubernetes.global_namespaces.iter().cloned());
-        let mut process = Process::start(settings, "127.0.0.1".parse().unwrap())
-            .await
-            .unwrap();
+        let mut process = Process::start(settings, bind).await.unwrap();
         let admin = process.admin_addr();
         let provider = gatekit_k8s::Provider::start(&kubernetes).await.unwrap();
         let source = Source::Kubernetes(std::sync::Arc::new(provider));

@@ -173,16 +173,30 @@ struct AdminState {
     readiness: Readiness,
     metrics: Metrics,
     config: ConfigDump,
+    fleet: ConfigDump,
 }
 
 impl AdminService {
     /// The admin API over these handles.
     pub fn new(readiness: Readiness, metrics: Metrics, config: ConfigDump) -> Self {
+        Self::with_fleet(readiness, metrics, config, ConfigDump::new())
+    }
+
+    /// The admin API with a fleet view: `/fleet` serves what is published to `fleet`
+    /// (the live replicas and their configuration drift, refreshed by the wiring when
+    /// running from Kubernetes; `null` otherwise).
+    pub fn with_fleet(
+        readiness: Readiness,
+        metrics: Metrics,
+        config: ConfigDump,
+        fleet: ConfigDump,
+    ) -> Self {
         Self {
             inner: Arc::new(AdminState {
                 readiness,
                 metrics,
                 config,
+                fleet,
             }),
         }
     }
@@ -208,19 +222,22 @@ impl AdminService {
                 );
                 response
             }
-            "/config" => {
-                let mut response = Response::new(Body::full(self.inner.config.current()));
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                response
-            }
+            "/config" => json(self.inner.config.current()),
+            "/fleet" => json(self.inner.fleet.current()),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found; try /healthz, /readyz, /metrics or /config\n",
+                "not found; try /healthz, /readyz, /metrics, /config or /fleet\n",
             ),
         }
     }
+}
+
+fn json(body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::full(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {

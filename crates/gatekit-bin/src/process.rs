@@ -60,6 +60,7 @@ pub struct Process {
     metrics: Metrics,
     readiness: Readiness,
     config: ConfigDump,
+    fleet: ConfigDump,
     listeners: Listeners,
     admin_addr: SocketAddr,
     admin_stop: oneshot::Sender<()>,
@@ -77,6 +78,7 @@ impl Process {
         let metrics = Metrics::new();
         let readiness = Readiness::new();
         let config = ConfigDump::new();
+        let fleet = ConfigDump::new();
         let addr = settings.admin.address;
         let listener = TcpListener::bind(addr)
             .await
@@ -84,7 +86,12 @@ impl Process {
         let admin_addr = listener
             .local_addr()
             .map_err(|source| ProcessError::AdminBind { addr, source })?;
-        let service = AdminService::new(readiness.clone(), metrics.clone(), config.clone());
+        let service = AdminService::with_fleet(
+            readiness.clone(),
+            metrics.clone(),
+            config.clone(),
+            fleet.clone(),
+        );
         let (admin_stop, stopped) = oneshot::channel::<()>();
         let admin_task = tokio::spawn(async move {
             let stopped = async {
@@ -104,6 +111,7 @@ impl Process {
             metrics,
             readiness,
             config,
+            fleet,
             listeners,
             admin_addr,
             admin_stop,
@@ -129,6 +137,11 @@ impl Process {
     /// What `/config` serves.
     pub fn config_dump(&self) -> &ConfigDump {
         &self.config
+    }
+
+    /// What `/fleet` serves.
+    pub fn fleet_dump(&self) -> &ConfigDump {
+        &self.fleet
     }
 
     /// The admin server's bound address.

@@ -58,6 +58,7 @@
 mod cache;
 mod dump;
 mod labels;
+mod replica;
 pub(crate) mod upstreams;
 mod watch;
 
@@ -78,6 +79,7 @@ use tower_layer::Layer;
 use self::cache::FileCache;
 use self::dump::Rendered;
 use self::labels::{ByRoute, Labelled};
+use self::replica::Replica;
 use self::upstreams::Upstreams;
 use self::watch::DirWatcher;
 use crate::{DrainOutcome, MetricsLayer, Process, RequestMetrics, Transport};
@@ -173,6 +175,12 @@ pub struct Wiring {
     last_error: String,
     /// The upstreams of each Service (namespace, name): (backend name, Service port).
     service_upstreams: BTreeMap<(String, String), Vec<(String, u16)>>,
+    /// Membership, fleet view and status write-back (Kubernetes only).
+    replica: Replica,
+    /// The input generation and output hash of the last translated snapshot
+    /// (Kubernetes only).
+    input_generation: u64,
+    config_hash: String,
 }
 
 impl std::fmt::Debug for Wiring {
@@ -215,6 +223,15 @@ impl Wiring {
             // The first snapshot covers everything received so far.
             let _ = provider.take_changes();
         }
+        let replica = match (&source, &process.settings().kubernetes) {
+            (Source::Kubernetes(provider), Some(kubernetes)) => Replica::start(
+                provider,
+                kubernetes,
+                options.controller(),
+                process.fleet_dump().clone(),
+            ),
+            _ => Replica::none(),
+        };
         let mut wiring = Self {
             upstreams,
             source,
@@ -230,6 +247,9 @@ impl Wiring {
             rendering: None,
             last_error: "null".to_owned(),
             service_upstreams: BTreeMap::new(),
+            replica,
+            input_generation: 0,
+            config_hash: String::new(),
         };
         let bind_errors = wiring.reload(process).await;
         if let Some((port, reason)) = bind_errors.into_iter().next() {
@@ -315,7 +335,11 @@ impl Wiring {
             }
         }
         self.watcher = None;
-        process.shutdown().await
+        let outcome = process.shutdown().await;
+        // After the drain: the fleet sees this replica until it stopped serving.
+        let replica = std::mem::replace(&mut self.replica, Replica::none());
+        replica.vacate().await;
+        outcome
     }
 
     /// Applies a batch of Kubernetes changes: a configuration change reloads (which
@@ -397,7 +421,13 @@ impl Wiring {
             return Vec::new();
         }
         let loaded = started.elapsed();
-        let translation = translate(self.cache.resources(), &self.options);
+        if matches!(self.source, Source::Kubernetes(_)) {
+            self.input_generation = replica::input_generation(self.cache.resources());
+        }
+        let translation = Arc::new(translate(self.cache.resources(), &self.options));
+        if matches!(self.source, Source::Kubernetes(_)) {
+            self.config_hash = replica::config_hash(&translation);
+        }
         let translated = started.elapsed();
         let (bind_errors, errors) = self.apply(process, &translation).await;
         let bound: BTreeMap<u16, SocketAddr> = self
@@ -406,12 +436,14 @@ impl Wiring {
             .map(|(p, port)| (*p, port.local))
             .collect();
         let generation = self.generation;
+        self.replica.served(&translation);
         if first {
             // Like the first load, on this thread (see above); nothing waits for it yet.
             self.rendering = None;
             self.rendered = dump::render(generation, &translation, &bound, &errors);
             drop(translation);
             self.publish(process);
+            self.report_config();
         } else {
             self.rendering = Some(tokio::task::spawn_blocking(move || {
                 let rendered = dump::render(generation, &translation, &bound, &errors);
@@ -608,9 +640,17 @@ impl Wiring {
             Ok(rendered) => {
                 self.rendered = rendered;
                 self.publish(process);
+                self.report_config();
             }
             Err(error) => tracing::error!(%error, "rendering /config failed"),
         }
+    }
+
+    /// Labels the membership Lease with the served configuration: its input
+    /// generation and output hash.
+    fn report_config(&self) {
+        self.replica
+            .set_config(self.input_generation, &self.config_hash);
     }
 
     /// Re-renders `/config`'s upstreams after a health change.

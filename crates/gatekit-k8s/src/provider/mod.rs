@@ -111,6 +111,15 @@ pub struct ProviderSettings {
     /// Whether the elected replica writes statuses back (default true).
     #[serde(default)]
     pub status_writeback: Option<bool>,
+    /// This replica's identity, for its membership Lease and leader election
+    /// (default: the downward API's `POD_NAME`, `POD_NAMESPACE`, `POD_UID` environment
+    /// variables). Without one, the replica neither registers nor writes statuses.
+    #[serde(default)]
+    pub replica: Option<ReplicaIdentity>,
+    /// Duration of the membership and leader Leases (default 15s); they are renewed
+    /// every third of it.
+    #[serde(default, with = "opt_duration")]
+    pub lease_duration: Option<Duration>,
     /// Watch retry backoff, first step (default 250ms).
     #[serde(default, with = "opt_duration")]
     pub backoff_min: Option<Duration>,
@@ -132,6 +141,8 @@ impl ProviderSettings {
             global_namespaces: Vec::new(),
             fleet: None,
             status_writeback: None,
+            replica: None,
+            lease_duration: None,
             backoff_min: None,
             backoff_max: None,
         }
@@ -181,6 +192,42 @@ impl ProviderSettings {
     /// The fleet name.
     pub fn fleet(&self) -> &str {
         self.fleet.as_deref().unwrap_or("gatekit")
+    }
+}
+
+/// Which pod this replica is.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ReplicaIdentity {
+    /// The pod's name (the membership Lease's name and holder).
+    pub name: String,
+    /// The pod's namespace (where the Leases live).
+    pub namespace: String,
+    /// The pod's UID (the Lease's ownerReference), if known.
+    #[serde(default)]
+    pub uid: Option<String>,
+}
+
+impl ReplicaIdentity {
+    /// An identity.
+    pub fn new(name: impl Into<String>, namespace: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            namespace: namespace.into(),
+            uid: None,
+        }
+    }
+
+    /// From the downward API's `POD_NAME`, `POD_NAMESPACE` and `POD_UID` environment
+    /// variables, if the first two are set.
+    pub fn from_env() -> Option<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Some(Self {
+            name: var("POD_NAME")?,
+            namespace: var("POD_NAMESPACE")?,
+            uid: var("POD_UID"),
+        })
     }
 }
 
@@ -668,6 +715,32 @@ impl Provider {
             .iter()
             .find(|c| c.name == name)
             .map(|c| c.client.clone())
+    }
+
+    /// Whether the config cluster `cluster` holds `resource` (a Gateway, GatewayClass,
+    /// HTTPRoute or GRPCRoute): status is written to the cluster a resource came from.
+    pub fn holds(&self, cluster: &str, resource: &crate::status::ResourceRef) -> bool {
+        let Some(c) = self
+            .shared
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster && c.config)
+        else {
+            return false;
+        };
+        let key = (
+            resource.namespace().unwrap_or_default().to_owned(),
+            String::new(),
+            resource.name().to_owned(),
+        );
+        let s = &c.stores;
+        match resource.kind() {
+            "Gateway" => s.gateways.read().contains_key(&key),
+            "GatewayClass" => s.gateway_classes.read().contains_key(&key),
+            "HTTPRoute" => s.http_routes.read().contains_key(&key),
+            "GRPCRoute" => s.grpc_routes.read().contains_key(&key),
+            _ => false,
+        }
     }
 
     /// The clients of the config clusters, by name, in settings order.

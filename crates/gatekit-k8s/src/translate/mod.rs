@@ -86,6 +86,11 @@ impl TranslateOptions {
         self
     }
 
+    /// The controller name GatewayClasses are matched against.
+    pub fn controller(&self) -> &str {
+        &self.controller_name
+    }
+
     /// Sets the namespaces whose Services are *global upstreams* (platform-owned,
     /// shared by every team).
     ///
