@@ -231,6 +231,18 @@ fn serve(
                     ));
                 }
                 let obj = parse_json(body)?;
+                if obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .is_some_and(|rv| !rv.is_empty())
+                {
+                    // What etcd3's store answers (as an internal error) on the real server.
+                    return Err(ApiError::new(
+                        500,
+                        "InternalError",
+                        "resourceVersion should not be set on objects to be created",
+                    ));
+                }
                 let v = shared.store.lock().create(res, ns, obj, dry_run, false)?;
                 Ok(json_response(201, &v))
             }
@@ -282,10 +294,14 @@ fn serve(
             } else {
                 parse_json(body)?
             };
-            match shared.store.lock().delete(res, ns, name, &opts, dry_run)? {
+            let (deleted, plural) = {
+                let mut store = shared.store.lock();
+                let plural = store.registry.get(res).ty.plural.clone();
+                (store.delete(res, ns, name, &opts, dry_run)?, plural)
+            };
+            match deleted {
                 Some(obj) => Ok(json_response(200, &obj)),
                 None => {
-                    let plural = shared.store.lock().registry.get(res).ty.plural.clone();
                     let mut s = status_object(200, "Success", "", "");
                     s["details"] = json!({"name": name, "kind": plural});
                     Ok(json_response(200, &s))

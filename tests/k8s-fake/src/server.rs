@@ -327,6 +327,21 @@ impl FakeApiServer {
         config
     }
 
+    /// The handler as an in-process `tower::Service` (no socket; see [`FakeService`](crate::FakeService)).
+    pub fn service(&self) -> crate::FakeService {
+        crate::FakeService::new(self.inner.shared.clone())
+    }
+
+    /// A kube client over [`service`](Self::service): no socket, no TLS, the token (if any)
+    /// sent as a header. Must be called inside a Tokio runtime.
+    pub fn in_process_client(&self) -> kube::Client {
+        let mut svc = self.service();
+        if let Some(t) = &self.inner.token {
+            svc = svc.with_bearer(t);
+        }
+        kube::Client::new(svc, "default")
+    }
+
     /// A kube client for this server (must be called inside a Tokio runtime).
     pub fn client(&self) -> kube::Client {
         kube::Client::try_from(self.kube_config())

@@ -450,13 +450,13 @@ impl Store {
         } else {
             self.snapshot(storage, snap_rv)
         };
-        let matching = snap.iter().filter(|((ns, _), o)| {
+        let matching = snap.iter().filter(|((ns, name), o)| {
             p.namespace.as_deref().is_none_or(|want| want == ns)
                 && p.labels.matches(o)
                 && p.fields.matches(o)
-                && after
-                    .as_ref()
-                    .is_none_or(|(ans, an)| (ns, _name_of(o)) > (ans, an.as_str()))
+                && after.as_ref().is_none_or(|(ans, an)| {
+                    (ns.as_str(), name.as_str()) > (ans.as_str(), an.as_str())
+                })
         });
         let limit = p.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let mut items = Vec::new();
@@ -966,6 +966,23 @@ impl Store {
             }
             Some(r) => {
                 let n = parse_rv(r)?;
+                if n > self.rv {
+                    // The apiserver waits up to 3 s for the RV to appear, then fails the
+                    // watch in-stream with 504; nothing can make this fake's RV grow by
+                    // waiting for a client, so fail at once.
+                    let status = ApiError::new(
+                        504,
+                        "Timeout",
+                        format!("Too large resource version: {n}, current: {}", self.rv),
+                    )
+                    .to_status();
+                    initial.push_back(event_line("ERROR", &status));
+                    return Ok(WatchStart {
+                        id,
+                        initial,
+                        rx: None,
+                    });
+                }
                 if n < self.floor() {
                     initial.push_back(expired_line(n, self.rv));
                     return Ok(WatchStart {
@@ -1086,10 +1103,6 @@ enum UpdateMode {
     Status,
     /// Test helpers: everything but system metadata is replaced.
     Full,
-}
-
-fn _name_of(o: &Value) -> &str {
-    meta_str(o, "name").unwrap_or("")
 }
 
 /// The line a watch with `filter` sees for `ev`, if any (selector transitions included).
