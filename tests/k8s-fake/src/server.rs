@@ -501,8 +501,16 @@ impl FakeApiServer {
 
     /// Aborts every watch connection without the final chunk (a dead connection).
     pub fn drop_watches(&self) {
-        self.inner.shared.store.lock().drop_watches();
+        self.inner.shared.store.lock().drop_watches(None);
         self.inner.shared.dropped.send_modify(|g| *g += 1);
+    }
+
+    /// [`drop_watches`](Self::drop_watches) for the watches on one resource (plural name,
+    /// e.g. `endpointslices`) only; returns how many were dropped.
+    pub fn drop_watches_for(&self, plural: &str) -> usize {
+        let n = self.inner.shared.store.lock().drop_watches(Some(plural));
+        self.inner.shared.dropped.send_modify(|g| *g += 1);
+        n
     }
 
     /// Ends every watch stream cleanly (as at `timeoutSeconds`).
@@ -551,9 +559,9 @@ impl FakeApiServer {
             let _ = r.shutdown.send(true);
             let _ = r.task.await;
         }
-        // Watches whose connections were dropped are unregistered by their guards; clear
-        // any left behind so active_watches() reads 0.
-        self.inner.shared.store.lock().drop_watches();
+        // Watches whose connections were dropped are unregistered by their guards; abort
+        // any left behind (in-process ones) so active_watches() reads 0.
+        self.drop_watches();
     }
 
     /// Listens again on the same address, with the same data and RV counter.

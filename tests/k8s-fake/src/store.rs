@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -97,6 +98,7 @@ struct Sub {
     filter: WatchFilter,
     bookmarks: bool,
     tx: mpsc::Sender<Msg>,
+    aborted: Arc<AtomicBool>,
 }
 
 /// Options of a list request.
@@ -126,6 +128,8 @@ pub(crate) struct WatchStart {
     pub(crate) id: u64,
     pub(crate) initial: VecDeque<Bytes>,
     pub(crate) rx: Option<mpsc::Receiver<Msg>>,
+    /// Set when the watch is dropped on purpose: the response must abort at once.
+    pub(crate) aborted: Arc<AtomicBool>,
 }
 
 type Key = (usize, String, String);
@@ -981,6 +985,7 @@ impl Store {
                         id,
                         initial,
                         rx: None,
+                        aborted: Arc::default(),
                     });
                 }
                 if n < self.floor() {
@@ -989,6 +994,7 @@ impl Store {
                         id,
                         initial,
                         rx: None,
+                        aborted: Arc::default(),
                     });
                 }
                 if p.send_initial_events {
@@ -1008,18 +1014,21 @@ impl Store {
             }
         }
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+        let aborted = Arc::new(AtomicBool::new(false));
         self.subs.push(Sub {
             id,
             storage,
             filter: p.filter,
             bookmarks: p.bookmarks,
             tx,
+            aborted: aborted.clone(),
         });
         self.watch_changed.notify_waiters();
         Ok(WatchStart {
             id,
             initial,
             rx: Some(rx),
+            aborted,
         })
     }
 
@@ -1070,10 +1079,23 @@ impl Store {
         ))
     }
 
-    /// Aborts every watch (their senders are dropped: responses end without the final chunk).
-    pub(crate) fn drop_watches(&mut self) {
-        self.subs.clear();
-        self.watch_changed.notify_waiters();
+    /// Marks every watch (or those on resources named `plural`) aborted and forgets them;
+    /// returns how many. The caller wakes the streams.
+    pub(crate) fn drop_watches(&mut self, plural: Option<&str>) -> usize {
+        let registry = &self.registry;
+        let before = self.subs.len();
+        self.subs.retain(|s| {
+            let hit = plural.is_none_or(|p| registry.get(s.filter.res).ty.plural == p);
+            if hit {
+                s.aborted.store(true, Ordering::Release);
+            }
+            !hit
+        });
+        let n = before - self.subs.len();
+        if n > 0 {
+            self.watch_changed.notify_waiters();
+        }
+        n
     }
 
     /// Ends every watch cleanly.
