@@ -131,10 +131,18 @@ where
         }
         _ => {}
     }
-    let target = {
+    let (target, discovery) = {
         let store = shared.store.lock();
-        parse_path(&store.registry, &path)
+        let target = parse_path(&store.registry, &path);
+        let discovery = match (&target, &method) {
+            (None, &Method::GET) => store.registry.discovery(&path, &shared.address),
+            _ => None,
+        };
+        (target, discovery)
     };
+    if let Some(doc) = discovery {
+        return Ok(json_response(200, &doc));
+    }
     let Some(target) = target else {
         return Ok(error_response(&ApiError::new(
             404,

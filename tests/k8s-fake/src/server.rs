@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) store: Mutex<Store>,
     pub(crate) control: Mutex<Control>,
     pub(crate) token: Option<String>,
+    /// `host:port`, for discovery's serverAddressByClientCIDRs.
+    pub(crate) address: String,
     pub(crate) stalled: watch::Sender<bool>,
     /// Bumped by `drop_watches`: every open watch aborts.
     pub(crate) dropped: watch::Sender<u64>,
@@ -105,6 +107,12 @@ impl Builder {
         for ty in self.extra {
             registry.register(ty);
         }
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("gatekit-k8s-fake: cannot bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("gatekit-k8s-fake: bound listener has an address");
         let watch_changed = Arc::new(Notify::new());
         let (stalled, _) = watch::channel(false);
         let (dropped, _) = watch::channel(0);
@@ -116,6 +124,7 @@ impl Builder {
             )),
             control: Mutex::new(Control::default()),
             token: self.token.clone(),
+            address: addr.to_string(),
             stalled,
             dropped,
             bookmarks_paused: AtomicBool::new(false),
@@ -126,12 +135,6 @@ impl Builder {
         } else {
             None
         };
-        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("gatekit-k8s-fake: cannot bind 127.0.0.1:0");
-        let addr = listener
-            .local_addr()
-            .expect("gatekit-k8s-fake: bound listener has an address");
         let bookmarks = tokio::spawn(bookmark_loop(
             Arc::downgrade(&shared),
             self.bookmark_interval,

@@ -799,3 +799,31 @@ async fn concurrent_writers_and_watchers_converge() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn discovery_with_kube() {
+    bounded(async {
+        let fake = FakeApiServer::start().await;
+        let client = fake.client();
+        let d = kube::Discovery::new(client.clone()).run().await.unwrap();
+        assert!(d.has_group("gateway.networking.k8s.io"));
+        assert!(d.has_group("gatekit.io"));
+        let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+        let (ar, caps) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+        assert_eq!(ar.plural, "httproutes");
+        assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+        let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "GatewayClass");
+        let (_, caps) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+        assert_eq!(caps.scope, kube::discovery::Scope::Cluster);
+        let g = kube::discovery::group(&client, "gateway.networking.k8s.io")
+            .await
+            .unwrap();
+        assert_eq!(g.preferred_version_or_latest(), "v1");
+        assert!(
+            kube::discovery::group(&client, "nope.example.com")
+                .await
+                .is_err()
+        );
+    })
+    .await;
+}
