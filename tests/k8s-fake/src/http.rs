@@ -158,6 +158,13 @@ where
         .to_owned();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(error_response(&ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("the request body is larger than {MAX_BODY} bytes"),
+            )));
+        }
         Err(e) => {
             return Ok(error_response(&ApiError::bad_request(format!(
                 "could not read the request body: {e}"
@@ -302,6 +309,12 @@ fn serve(
             } else {
                 parse_json(body)?
             };
+            // kube-rs sends DeleteOptions in the body, dryRun included.
+            let dry_run = dry_run
+                || opts
+                    .get("dryRun")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|v| v == "All"));
             let (deleted, plural) = {
                 let mut store = shared.store.lock();
                 let plural = store.registry.get(res).ty.plural.clone();

@@ -163,6 +163,20 @@ async fn dry_run_generate_name_and_create_rules() {
         assert_eq!(out.metadata.name.as_deref(), Some("dry"));
         assert_eq!(api_code(&api.get("dry").await.unwrap_err()), 404);
         assert_eq!(fake.current_rv(), rv, "a dry run writes nothing");
+        api.create(&PostParams::default(), &svc("default", "keep"))
+            .await
+            .unwrap();
+        let rv = fake.current_rv();
+        let dp = DeleteParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        api.delete("keep", &dp).await.unwrap();
+        assert!(
+            api.get("keep").await.is_ok(),
+            "a dry-run delete deletes nothing"
+        );
+        assert_eq!(fake.current_rv(), rv);
 
         let mut g = Service::default();
         g.metadata.generate_name = Some("web-".into());
@@ -359,6 +373,14 @@ async fn malformed_requests_are_answered_not_panicked() {
                 .unwrap_err();
             assert_eq!(api_code(&e), *want, "{m} {uri} {body}");
         }
+        let big = format!(
+            "{{\"metadata\":{{\"name\":\"big\"}},\"x\":\"{}\"}}",
+            "a".repeat(9 << 20)
+        );
+        let e = raw(&c, Method::POST, list, "application/json", &big)
+            .await
+            .unwrap_err();
+        assert_eq!(api_code(&e), 413);
         // Still serving.
         let api: Api<Service> = Api::all(c.clone());
         assert_eq!(
