@@ -403,4 +403,13 @@ mod tests {
         assert!(r.discovery("/apis/nope/v1", "x").is_none());
         assert!(r.discovery("/apis/gatekit.io", "x").is_some());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn path_parsing_never_panics(p in "[a-z0-9/.%-]{0,60}") {
+            let r = Registry::preloaded();
+            let _ = parse_path(&r, &p);
+            let _ = r.discovery(&p, "x");
+        }
+    }
 }
