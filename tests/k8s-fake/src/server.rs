@@ -388,6 +388,9 @@ impl FakeApiServer {
     }
 
     /// Deletes an object (honouring finalizers); `false` if it did not exist.
+    ///
+    /// # Panics
+    /// If `K` is not registered.
     pub fn delete<K>(&self, namespace: Option<&str>, name: &str) -> bool
     where
         K: Resource<DynamicType = ()>,
@@ -400,6 +403,10 @@ impl FakeApiServer {
     }
 
     /// The stored object, if any.
+    ///
+    /// # Panics
+    /// If `K` is not registered, or the stored JSON does not deserialise as `K` (an object
+    /// written through the API in a shape `K` rejects).
     pub fn get<K>(&self, namespace: Option<&str>, name: &str) -> Option<K>
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
@@ -410,6 +417,9 @@ impl FakeApiServer {
     }
 
     /// Every stored object of type `K`, sorted by namespace and name.
+    ///
+    /// # Panics
+    /// As [`get`](Self::get).
     pub fn list<K>(&self) -> Vec<K>
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
@@ -421,6 +431,9 @@ impl FakeApiServer {
 
     /// Merge-patches `.status` of an object (as a controller's status write would).
     /// Does nothing if the object does not exist.
+    ///
+    /// # Panics
+    /// If `K` is not registered.
     pub fn patch_status<K>(&self, namespace: Option<&str>, name: &str, status: Value)
     where
         K: Resource<DynamicType = ()>,

@@ -2,8 +2,9 @@
 //! (`kube::Client::new(fake.service(), "default")`).
 //!
 //! Same store, request log, faults and token check as the HTTP server; what it cannot show is
-//! anything about connections: `stop`/`resume` do not affect it and `drop_watches` ends its
-//! watch bodies with an error rather than a reset socket.
+//! anything about connections: requests keep being answered while the server is stopped
+//! (`stop` only aborts its open watches), and `drop_watches` ends watch bodies with an error
+//! rather than a reset socket.
 
 use std::convert::Infallible;
 use std::future::Future;
