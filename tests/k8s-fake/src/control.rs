@@ -100,13 +100,13 @@ pub(crate) fn glob_match(glob: &str, s: &str) -> bool {
     let (mut gi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while ti < t.len() {
-        if gi < g.len() && (g[gi] == '?' || g[gi] == t[ti]) {
-            gi += 1;
-            ti += 1;
-        } else if gi < g.len() && g[gi] == '*' {
+        if gi < g.len() && g[gi] == '*' {
             star = Some(gi);
             mark = ti;
             gi += 1;
+        } else if gi < g.len() && (g[gi] == '?' || g[gi] == t[ti]) {
+            gi += 1;
+            ti += 1;
         } else if let Some(s) = star {
             gi = s + 1;
             mark += 1;
@@ -163,6 +163,7 @@ mod tests {
     #[test]
     fn globs() {
         assert!(glob_match("*", "/api/v1/services"));
+        assert!(glob_match("*", "*x"), "a literal star in the path");
         assert!(glob_match("/api/v1/*", "/api/v1/namespaces/a/services"));
         assert!(glob_match("*/services", "/api/v1/services"));
         assert!(glob_match("/api/v?/services", "/api/v1/services"));
@@ -180,5 +181,19 @@ mod tests {
         assert_eq!(q[1], ("limit".into(), "5".into()));
         assert_eq!(q[2].1, "%G1");
         assert_eq!(q[3].1, "%4");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn query_and_glob_never_panic(q in ".{0,40}", g in "[a-z*?/]{0,10}", p in "[a-z/]{0,16}") {
+            let _ = parse_query(&q);
+            let _ = glob_match(&g, &p);
+        }
+
+        #[test]
+        fn star_matches_everything(p in ".{0,30}") {
+            proptest::prop_assert!(glob_match("*", &p));
+            proptest::prop_assert!(glob_match(&p.replace(['*', '?'], "x"), &p.replace(['*', '?'], "x")));
+        }
     }
 }

@@ -131,10 +131,18 @@ where
         }
         _ => {}
     }
-    let target = {
+    let (target, discovery) = {
         let store = shared.store.lock();
-        parse_path(&store.registry, &path)
+        let target = parse_path(&store.registry, &path);
+        let discovery = match (&target, &method) {
+            (None, &Method::GET) => store.registry.discovery(&path, &shared.address),
+            _ => None,
+        };
+        (target, discovery)
     };
+    if let Some(doc) = discovery {
+        return Ok(json_response(200, &doc));
+    }
     let Some(target) = target else {
         return Ok(error_response(&ApiError::new(
             404,
@@ -150,6 +158,13 @@ where
         .to_owned();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(error_response(&ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("the request body is larger than {MAX_BODY} bytes"),
+            )));
+        }
         Err(e) => {
             return Ok(error_response(&ApiError::bad_request(format!(
                 "could not read the request body: {e}"
@@ -231,6 +246,18 @@ fn serve(
                     ));
                 }
                 let obj = parse_json(body)?;
+                if obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .is_some_and(|rv| !rv.is_empty())
+                {
+                    // What etcd3's store answers (as an internal error) on the real server.
+                    return Err(ApiError::new(
+                        500,
+                        "InternalError",
+                        "resourceVersion should not be set on objects to be created",
+                    ));
+                }
                 let v = shared.store.lock().create(res, ns, obj, dry_run, false)?;
                 Ok(json_response(201, &v))
             }
@@ -282,10 +309,20 @@ fn serve(
             } else {
                 parse_json(body)?
             };
-            match shared.store.lock().delete(res, ns, name, &opts, dry_run)? {
+            // kube-rs sends DeleteOptions in the body, dryRun included.
+            let dry_run = dry_run
+                || opts
+                    .get("dryRun")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|v| v == "All"));
+            let (deleted, plural) = {
+                let mut store = shared.store.lock();
+                let plural = store.registry.get(res).ty.plural.clone();
+                (store.delete(res, ns, name, &opts, dry_run)?, plural)
+            };
+            match deleted {
                 Some(obj) => Ok(json_response(200, &obj)),
                 None => {
-                    let plural = shared.store.lock().registry.get(res).ty.plural.clone();
                     let mut s = status_object(200, "Success", "", "");
                     s["details"] = json!({"name": name, "kind": plural});
                     Ok(json_response(200, &s))

@@ -6,6 +6,11 @@
 //! one version is listed and watched through the other, as the real apiserver does for
 //! convertible versions. Objects are stored without `apiVersion`/`kind`; responses stamp the
 //! requested version's pair on the way out.
+//!
+//! Discovery (`/api`, `/apis`, `/apis/{group}`, `/api/v1`, `/apis/{group}/{version}`) is
+//! answered from the same table in the legacy (non-aggregated) format.
+
+use serde_json::{Value, json};
 
 /// One resource type the fake serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +180,115 @@ impl Registry {
     }
 }
 
+// === discovery ===
+
+impl Registry {
+    /// `GET /api`: the core versions.
+    pub(crate) fn core_versions(&self, server_address: &str) -> Value {
+        json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+        })
+    }
+
+    fn group_entry(&self, group: &str) -> Value {
+        let mut versions: Vec<&str> = Vec::new();
+        for e in self.entries.iter().filter(|e| e.ty.group == group) {
+            if !versions.contains(&e.ty.version.as_str()) {
+                versions.push(&e.ty.version);
+            }
+        }
+        let gv = |v: &str| json!({"groupVersion": format!("{group}/{v}"), "version": v});
+        json!({
+            "name": group,
+            "versions": versions.iter().map(|v| gv(v)).collect::<Vec<_>>(),
+            "preferredVersion": versions.first().map(|v| gv(v)),
+        })
+    }
+
+    /// `GET /apis`: every named group, preferred version first registered.
+    pub(crate) fn groups(&self) -> Value {
+        let mut names: Vec<&str> = Vec::new();
+        for e in self.entries.iter().filter(|e| !e.ty.group.is_empty()) {
+            if !names.contains(&e.ty.group.as_str()) {
+                names.push(&e.ty.group);
+            }
+        }
+        json!({
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": names.iter().map(|g| self.group_entry(g)).collect::<Vec<_>>(),
+        })
+    }
+
+    /// `GET /apis/{group}`.
+    pub(crate) fn group(&self, group: &str) -> Option<Value> {
+        if group.is_empty() || !self.entries.iter().any(|e| e.ty.group == group) {
+            return None;
+        }
+        let mut v = self.group_entry(group);
+        v["kind"] = json!("APIGroup");
+        v["apiVersion"] = json!("v1");
+        Some(v)
+    }
+
+    /// `GET /api/v1` or `GET /apis/{group}/{version}`: the resources of a group version.
+    pub(crate) fn resources(&self, group: &str, version: &str) -> Option<Value> {
+        let mut resources = Vec::new();
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.ty.group == group && e.ty.version == version)
+        {
+            let ty = &e.ty;
+            resources.push(json!({
+                "name": ty.plural,
+                "singularName": ty.kind.to_ascii_lowercase(),
+                "namespaced": ty.namespaced,
+                "kind": ty.kind,
+                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            }));
+            if ty.has_status {
+                resources.push(json!({
+                    "name": format!("{}/status", ty.plural),
+                    "singularName": "",
+                    "namespaced": ty.namespaced,
+                    "kind": ty.kind,
+                    "verbs": ["get", "patch", "update"],
+                }));
+            }
+        }
+        if resources.is_empty() {
+            return None;
+        }
+        let gv = if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
+        };
+        Some(json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": gv,
+            "resources": resources,
+        }))
+    }
+
+    /// A discovery document for `path`, if it is a discovery path.
+    pub(crate) fn discovery(&self, path: &str, server_address: &str) -> Option<Value> {
+        let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        match segs.as_slice() {
+            ["api"] => Some(self.core_versions(server_address)),
+            ["apis"] => Some(self.groups()),
+            ["api", v] => self.resources("", v),
+            ["apis", g] => self.group(g),
+            ["apis", g, v] => self.resources(g, v),
+            _ => None,
+        }
+    }
+}
+
 /// What a request path addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
@@ -264,5 +378,38 @@ mod tests {
         assert!(parse_path(&r, "/apis/gateway.networking.k8s.io/v1/gateways/x").is_none());
         assert!(parse_path(&r, "/apis/x/v1/things").is_none());
         assert!(parse_path(&r, "/api/v1/namespaces/a/namespaces").is_none());
+    }
+
+    #[test]
+    fn discovery_documents() {
+        let r = Registry::preloaded();
+        let groups = r.discovery("/apis", "x").unwrap();
+        let gw = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "gateway.networking.k8s.io")
+            .unwrap();
+        assert_eq!(gw["preferredVersion"]["version"], "v1");
+        assert_eq!(gw["versions"].as_array().unwrap().len(), 2);
+        let core = r.discovery("/api/v1", "x").unwrap();
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == "services/status")
+        );
+        assert!(r.discovery("/apis/nope/v1", "x").is_none());
+        assert!(r.discovery("/apis/gatekit.io", "x").is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn path_parsing_never_panics(p in "[a-z0-9/.%-]{0,60}") {
+            let r = Registry::preloaded();
+            let _ = parse_path(&r, &p);
+            let _ = r.discovery(&p, "x");
+        }
     }
 }

@@ -254,4 +254,17 @@ mod tests {
         assert!(FieldSelector::parse("type=Opaque", "Secret").is_ok());
         assert!(FieldSelector::parse("nonsense", "Service").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in ".{0,40}", kind in "[A-Za-z]{0,8}") {
+            let obj = json!({"metadata": {"name": "a", "labels": {"a": "b"}}});
+            if let Ok(sel) = LabelSelector::parse(&s) {
+                let _ = sel.matches(&obj);
+            }
+            if let Ok(sel) = FieldSelector::parse(&s, &kind) {
+                let _ = sel.matches(&obj);
+            }
+        }
+    }
 }

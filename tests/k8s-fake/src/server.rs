@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) store: Mutex<Store>,
     pub(crate) control: Mutex<Control>,
     pub(crate) token: Option<String>,
+    /// `host:port`, for discovery's serverAddressByClientCIDRs.
+    pub(crate) address: String,
     pub(crate) stalled: watch::Sender<bool>,
     /// Bumped by `drop_watches`: every open watch aborts.
     pub(crate) dropped: watch::Sender<u64>,
@@ -105,6 +107,12 @@ impl Builder {
         for ty in self.extra {
             registry.register(ty);
         }
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("gatekit-k8s-fake: cannot bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("gatekit-k8s-fake: bound listener has an address");
         let watch_changed = Arc::new(Notify::new());
         let (stalled, _) = watch::channel(false);
         let (dropped, _) = watch::channel(0);
@@ -116,6 +124,7 @@ impl Builder {
             )),
             control: Mutex::new(Control::default()),
             token: self.token.clone(),
+            address: addr.to_string(),
             stalled,
             dropped,
             bookmarks_paused: AtomicBool::new(false),
@@ -126,12 +135,6 @@ impl Builder {
         } else {
             None
         };
-        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("gatekit-k8s-fake: cannot bind 127.0.0.1:0");
-        let addr = listener
-            .local_addr()
-            .expect("gatekit-k8s-fake: bound listener has an address");
         let bookmarks = tokio::spawn(bookmark_loop(
             Arc::downgrade(&shared),
             self.bookmark_interval,
@@ -327,6 +330,21 @@ impl FakeApiServer {
         config
     }
 
+    /// The handler as an in-process `tower::Service` (no socket; see [`FakeService`](crate::FakeService)).
+    pub fn service(&self) -> crate::FakeService {
+        crate::FakeService::new(self.inner.shared.clone())
+    }
+
+    /// A kube client over [`service`](Self::service): no socket, no TLS, the token (if any)
+    /// sent as a header. Must be called inside a Tokio runtime.
+    pub fn in_process_client(&self) -> kube::Client {
+        let mut svc = self.service();
+        if let Some(t) = &self.inner.token {
+            svc = svc.with_bearer(t);
+        }
+        kube::Client::new(svc, "default")
+    }
+
     /// A kube client for this server (must be called inside a Tokio runtime).
     pub fn client(&self) -> kube::Client {
         kube::Client::try_from(self.kube_config())
@@ -370,6 +388,9 @@ impl FakeApiServer {
     }
 
     /// Deletes an object (honouring finalizers); `false` if it did not exist.
+    ///
+    /// # Panics
+    /// If `K` is not registered.
     pub fn delete<K>(&self, namespace: Option<&str>, name: &str) -> bool
     where
         K: Resource<DynamicType = ()>,
@@ -382,6 +403,10 @@ impl FakeApiServer {
     }
 
     /// The stored object, if any.
+    ///
+    /// # Panics
+    /// If `K` is not registered, or the stored JSON does not deserialise as `K` (an object
+    /// written through the API in a shape `K` rejects).
     pub fn get<K>(&self, namespace: Option<&str>, name: &str) -> Option<K>
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
@@ -392,6 +417,9 @@ impl FakeApiServer {
     }
 
     /// Every stored object of type `K`, sorted by namespace and name.
+    ///
+    /// # Panics
+    /// As [`get`](Self::get).
     pub fn list<K>(&self) -> Vec<K>
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
@@ -403,6 +431,9 @@ impl FakeApiServer {
 
     /// Merge-patches `.status` of an object (as a controller's status write would).
     /// Does nothing if the object does not exist.
+    ///
+    /// # Panics
+    /// If `K` is not registered.
     pub fn patch_status<K>(&self, namespace: Option<&str>, name: &str, status: Value)
     where
         K: Resource<DynamicType = ()>,
@@ -486,8 +517,16 @@ impl FakeApiServer {
 
     /// Aborts every watch connection without the final chunk (a dead connection).
     pub fn drop_watches(&self) {
-        self.inner.shared.store.lock().drop_watches();
+        self.inner.shared.store.lock().drop_watches(None);
         self.inner.shared.dropped.send_modify(|g| *g += 1);
+    }
+
+    /// [`drop_watches`](Self::drop_watches) for the watches on one resource (plural name,
+    /// e.g. `endpointslices`) only; returns how many were dropped.
+    pub fn drop_watches_for(&self, plural: &str) -> usize {
+        let n = self.inner.shared.store.lock().drop_watches(Some(plural));
+        self.inner.shared.dropped.send_modify(|g| *g += 1);
+        n
     }
 
     /// Ends every watch stream cleanly (as at `timeoutSeconds`).
@@ -536,9 +575,9 @@ impl FakeApiServer {
             let _ = r.shutdown.send(true);
             let _ = r.task.await;
         }
-        // Watches whose connections were dropped are unregistered by their guards; clear
-        // any left behind so active_watches() reads 0.
-        self.inner.shared.store.lock().drop_watches();
+        // Watches whose connections were dropped are unregistered by their guards; abort
+        // any left behind (in-process ones) so active_watches() reads 0.
+        self.drop_watches();
     }
 
     /// Listens again on the same address, with the same data and RV counter.

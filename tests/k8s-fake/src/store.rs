@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -97,6 +98,7 @@ struct Sub {
     filter: WatchFilter,
     bookmarks: bool,
     tx: mpsc::Sender<Msg>,
+    aborted: Arc<AtomicBool>,
 }
 
 /// Options of a list request.
@@ -126,6 +128,8 @@ pub(crate) struct WatchStart {
     pub(crate) id: u64,
     pub(crate) initial: VecDeque<Bytes>,
     pub(crate) rx: Option<mpsc::Receiver<Msg>>,
+    /// Set when the watch is dropped on purpose: the response must abort at once.
+    pub(crate) aborted: Arc<AtomicBool>,
 }
 
 type Key = (usize, String, String);
@@ -450,13 +454,13 @@ impl Store {
         } else {
             self.snapshot(storage, snap_rv)
         };
-        let matching = snap.iter().filter(|((ns, _), o)| {
+        let matching = snap.iter().filter(|((ns, name), o)| {
             p.namespace.as_deref().is_none_or(|want| want == ns)
                 && p.labels.matches(o)
                 && p.fields.matches(o)
-                && after
-                    .as_ref()
-                    .is_none_or(|(ans, an)| (ns, _name_of(o)) > (ans, an.as_str()))
+                && after.as_ref().is_none_or(|(ans, an)| {
+                    (ns.as_str(), name.as_str()) > (ans.as_str(), an.as_str())
+                })
         });
         let limit = p.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
         let mut items = Vec::new();
@@ -966,12 +970,31 @@ impl Store {
             }
             Some(r) => {
                 let n = parse_rv(r)?;
+                if n > self.rv {
+                    // The apiserver waits up to 3 s for the RV to appear, then fails the
+                    // watch in-stream with 504; nothing can make this fake's RV grow by
+                    // waiting for a client, so fail at once.
+                    let status = ApiError::new(
+                        504,
+                        "Timeout",
+                        format!("Too large resource version: {n}, current: {}", self.rv),
+                    )
+                    .to_status();
+                    initial.push_back(event_line("ERROR", &status));
+                    return Ok(WatchStart {
+                        id,
+                        initial,
+                        rx: None,
+                        aborted: Arc::default(),
+                    });
+                }
                 if n < self.floor() {
                     initial.push_back(expired_line(n, self.rv));
                     return Ok(WatchStart {
                         id,
                         initial,
                         rx: None,
+                        aborted: Arc::default(),
                     });
                 }
                 if p.send_initial_events {
@@ -991,18 +1014,21 @@ impl Store {
             }
         }
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+        let aborted = Arc::new(AtomicBool::new(false));
         self.subs.push(Sub {
             id,
             storage,
             filter: p.filter,
             bookmarks: p.bookmarks,
             tx,
+            aborted: aborted.clone(),
         });
         self.watch_changed.notify_waiters();
         Ok(WatchStart {
             id,
             initial,
             rx: Some(rx),
+            aborted,
         })
     }
 
@@ -1053,10 +1079,23 @@ impl Store {
         ))
     }
 
-    /// Aborts every watch (their senders are dropped: responses end without the final chunk).
-    pub(crate) fn drop_watches(&mut self) {
-        self.subs.clear();
-        self.watch_changed.notify_waiters();
+    /// Marks every watch (or those on resources named `plural`) aborted and forgets them;
+    /// returns how many. The caller wakes the streams.
+    pub(crate) fn drop_watches(&mut self, plural: Option<&str>) -> usize {
+        let registry = &self.registry;
+        let before = self.subs.len();
+        self.subs.retain(|s| {
+            let hit = plural.is_none_or(|p| registry.get(s.filter.res).ty.plural == p);
+            if hit {
+                s.aborted.store(true, Ordering::Release);
+            }
+            !hit
+        });
+        let n = before - self.subs.len();
+        if n > 0 {
+            self.watch_changed.notify_waiters();
+        }
+        n
     }
 
     /// Ends every watch cleanly.
@@ -1086,10 +1125,6 @@ enum UpdateMode {
     Status,
     /// Test helpers: everything but system metadata is replaced.
     Full,
-}
-
-fn _name_of(o: &Value) -> &str {
-    meta_str(o, "name").unwrap_or("")
 }
 
 /// The line a watch with `filter` sees for `ev`, if any (selector transitions included).

@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures_util::stream;
@@ -47,6 +48,7 @@ struct State {
     deadline: Instant,
     stalled: watch::Receiver<bool>,
     dropped: watch::Receiver<u64>,
+    aborted: Arc<AtomicBool>,
     done: bool,
 }
 
@@ -58,38 +60,42 @@ enum Step {
 
 impl State {
     async fn next(&mut self) -> Step {
-        if self.done {
-            return Step::End;
-        }
-        if self.dropped.has_changed().unwrap_or(true) {
-            return Step::Abort;
-        }
-        while *self.stalled.borrow_and_update() {
-            tokio::select! {
-                r = self.stalled.changed() => if r.is_err() { break },
-                _ = self.dropped.changed() => return Step::Abort,
-                () = sleep_until(self.deadline) => return Step::End,
+        loop {
+            if self.done {
+                return Step::End;
             }
-        }
-        if let Some(b) = self.initial.pop_front() {
-            return Step::Frame(b);
-        }
-        let Some(rx) = self.rx.as_mut() else {
-            return Step::End;
-        };
-        tokio::select! {
-            m = rx.recv() => match m {
-                Some(Msg::Line(b)) => Step::Frame(b),
-                Some(Msg::End) => Step::End,
-                None => Step::Abort,
-            },
-            _ = self.dropped.changed() => Step::Abort,
-            () = sleep_until(self.deadline) => {
-                self.done = true;
-                let last = self.guard.shared.store.lock().final_bookmark(self.guard.id);
-                match last {
-                    Some(b) => Step::Frame(b),
-                    None => Step::End,
+            if self.aborted.load(Ordering::Acquire) {
+                return Step::Abort;
+            }
+            if *self.stalled.borrow_and_update() {
+                tokio::select! {
+                    r = self.stalled.changed() => if r.is_err() { return Step::End },
+                    r = self.dropped.changed() => if r.is_err() { return Step::Abort },
+                    () = sleep_until(self.deadline) => return Step::End,
+                }
+                continue;
+            }
+            if let Some(b) = self.initial.pop_front() {
+                return Step::Frame(b);
+            }
+            let Some(rx) = self.rx.as_mut() else {
+                return Step::End;
+            };
+            tokio::select! {
+                m = rx.recv() => return match m {
+                    Some(Msg::Line(b)) => Step::Frame(b),
+                    Some(Msg::End) => Step::End,
+                    None => Step::Abort,
+                },
+                r = self.dropped.changed() => if r.is_err() { return Step::Abort },
+                r = self.stalled.changed() => if r.is_err() { return Step::End },
+                () = sleep_until(self.deadline) => {
+                    self.done = true;
+                    let last = self.guard.shared.store.lock().final_bookmark(self.guard.id);
+                    return match last {
+                        Some(b) => Step::Frame(b),
+                        None => Step::End,
+                    };
                 }
             }
         }
@@ -114,6 +120,7 @@ pub(crate) fn body(
         deadline: Instant::now() + timeout,
         stalled,
         dropped,
+        aborted: start.aborted,
         done: false,
     };
     let s = stream::unfold(Some(state), |state| async move {
