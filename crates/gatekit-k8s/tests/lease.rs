@@ -413,3 +413,57 @@ async fn fleet_lists_live_replicas_flags_drift_and_drops_expired() {
     m2.vacate().await;
     other.vacate().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn crashed_leader_is_replaced_after_expiry_in_paused_time() {
+    let fake = FakeApiServer::start().await;
+    let spec = |id: &str| {
+        ElectionSpec::new(NS, ELECTION, id)
+            .lease_duration(Duration::from_secs(5))
+            .renew_interval(Duration::from_millis(500))
+    };
+    let a = LeaderElector::start(fake.client(), spec("a"));
+    becomes(&a.leader(), true).await;
+    let b = LeaderElector::start(fake.client(), spec("b"));
+    // b looks a few times and follows while a renews.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!b.is_leader());
+    // a crashes: no release, its Lease runs out.
+    drop(a);
+    let crashed = tokio::time::Instant::now();
+    becomes(&b.leader(), true).await;
+    let waited = crashed.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited <= Duration::from_secs(6),
+        "took over when the Lease (5 s, last renewed < 0.5 s before the crash) expired, \
+         at the next look: after {waited:?}"
+    );
+    let l = lease(&fake, ELECTION).unwrap();
+    assert_eq!(spec_of(&l).holder_identity.as_deref(), Some("b"));
+    assert_eq!(spec_of(&l).lease_transitions, Some(1));
+    b.vacate().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn leader_that_cannot_renew_steps_down_before_expiry() {
+    let fake = FakeApiServer::start().await;
+    let e = LeaderElector::start(
+        fake.client(),
+        ElectionSpec::new(NS, ELECTION, "a")
+            .lease_duration(Duration::from_secs(6))
+            .renew_interval(Duration::from_millis(500)),
+    );
+    becomes(&e.leader(), true).await;
+    // The API server fails every Lease request from now on.
+    fake.fail_next(None, "*/leases/*", 10_000, 500, None);
+    let failing = tokio::time::Instant::now();
+    becomes(&e.leader(), false).await;
+    let waited = failing.elapsed();
+    // Default renew deadline: 2/3 of 6 s. Stepping down must happen before the Lease
+    // could expire for the others (6 s after the last renewal).
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(6),
+        "stepped down after {waited:?}"
+    );
+    drop(e);
+}
