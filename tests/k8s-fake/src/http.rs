@@ -282,7 +282,8 @@ fn serve(
             } else {
                 parse_json(body)?
             };
-            match shared.store.lock().delete(res, ns, name, &opts, dry_run)? {
+            let deleted = shared.store.lock().delete(res, ns, name, &opts, dry_run)?;
+            match deleted {
                 Some(obj) => Ok(json_response(200, &obj)),
                 None => {
                     let plural = shared.store.lock().registry.get(res).ty.plural.clone();
