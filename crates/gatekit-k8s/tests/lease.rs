@@ -240,16 +240,9 @@ async fn two_electors_exactly_one_leader_then_takeover_on_vacate() {
     let a = LeaderElector::start(fake.client(), election("a"));
     let b = LeaderElector::start(fake.client(), election("b"));
     let (la, lb) = (a.leader(), b.leader());
-    let mut any = la.clone();
     within("a leader", async {
-        loop {
-            if *la.borrow() || *lb.borrow() {
-                break;
-            }
-            tokio::select! {
-                _ = any.changed() => {}
-                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-            }
+        while !(*la.borrow() || *lb.borrow()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
@@ -466,4 +459,21 @@ async fn leader_that_cannot_renew_steps_down_before_expiry() {
         "stepped down after {waited:?}"
     );
     drop(e);
+}
+
+#[tokio::test]
+async fn membership_lease_deleted_by_someone_else_is_recreated() {
+    let fake = FakeApiServer::start().await;
+    let m = Membership::start(
+        fake.client(),
+        member("gk-4").renew_interval(Duration::from_secs(3600)),
+    );
+    writes_at_least(&m, 1).await;
+    assert!(fake.delete::<Lease>(Some(NS), "gk-4"));
+    m.set_config(5, "h5");
+    writes_at_least(&m, 2).await;
+    let l = lease(&fake, "gk-4").expect("recreated");
+    assert_eq!(labels(&l)[GENERATION_LABEL], "5");
+    assert_eq!(spec_of(&l).holder_identity.as_deref(), Some("gk-4"));
+    m.vacate().await;
 }
