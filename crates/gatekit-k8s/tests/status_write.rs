@@ -1,0 +1,420 @@
+//! Status write-back against the in-process API server (`gatekit-k8s-fake`) with kube's
+//! real Client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatekit_k8s::status_write::StatusWriter;
+use gatekit_k8s::types::{Gateway, GatewayClass, HttpRoute, Service};
+use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
+use gatekit_k8s_fake::FakeApiServer;
+use http::Method;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+const ME: &str = "gatekit.io/gateway-controller";
+const OTHER: &str = "example.com/other-controller";
+
+const FIXTURE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: { name: gatekit }
+spec: { controllerName: gatekit.io/gateway-controller }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: infra }
+spec:
+  gatewayClassName: gatekit
+  listeners:
+    - { name: http, port: 8080, protocol: HTTP, allowedRoutes: { namespaces: { from: All } } }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: theirs, namespace: infra }
+spec:
+  gatewayClassName: other
+  listeners: [{ name: http, port: 80, protocol: HTTP }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: app }
+spec: { ports: [{ port: 80 }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: web, namespace: app }
+spec:
+  parentRefs:
+    - { name: gw, namespace: infra }
+    - { name: theirs, namespace: infra }
+  rules:
+    - backendRefs: [{ name: web, port: 80 }]
+"#;
+
+/// Loads the fixture into the fake, with a foreign and a stale own entry in the route's
+/// status, as another controller and an earlier gatekit would have left them.
+async fn setup() -> FakeApiServer {
+    let fake = FakeApiServer::start().await;
+    for doc in FIXTURE.split("\n---\n") {
+        let v: Value = serde_norway::from_str(doc).unwrap();
+        fake.apply_json(v);
+    }
+    fake.patch_status::<HttpRoute>(
+        Some("app"),
+        "web",
+        json!({"parents": [
+            {"parentRef": {"name": "theirs", "namespace": "infra"}, "controllerName": OTHER,
+             "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                             "message": "", "lastTransitionTime": "2020-01-01T00:00:00Z"}]},
+            {"parentRef": {"name": "gone", "namespace": "infra"}, "controllerName": ME,
+             "conditions": []},
+        ]}),
+    );
+    fake
+}
+
+/// Translation of what the fake holds (as the provider would compute it).
+fn translation(fake: &FakeApiServer) -> Translation {
+    let mut set = ResourceSet::default();
+    set.gateway_classes = fake.list::<GatewayClass>();
+    set.gateways = fake.list::<Gateway>();
+    set.http_routes = fake.list::<HttpRoute>();
+    set.services = fake.list::<Service>();
+    translate(&set, &TranslateOptions::default())
+}
+
+fn status_json<K>(fake: &FakeApiServer, ns: Option<&str>, name: &str) -> Value
+where
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let obj = fake.get::<K>(ns, name).expect("object exists");
+    serde_json::to_value(obj).unwrap()["status"].clone()
+}
+
+fn count(fake: &FakeApiServer, method: Method, path_suffix: &str) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.ends_with(path_suffix))
+        .count()
+}
+
+fn gateway_api_requests(fake: &FakeApiServer) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/apis/gateway.networking.k8s.io/"))
+        .count()
+}
+
+fn own_parent(status: &Value) -> &Value {
+    status["parents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["controllerName"] == ME)
+        .expect("gatekit's entry")
+}
+
+fn condition<'a>(conditions: &'a Value, type_: &str) -> &'a Value {
+    conditions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} in {conditions}"))
+}
+
+#[tokio::test]
+async fn writes_route_gateway_and_class_status_keeping_foreign_entries() {
+    let fake = setup().await;
+    let t = translation(&fake);
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&t).await;
+    assert_eq!((report.written, report.failed), (3, 0), "{report:?}");
+
+    let route = status_json::<HttpRoute>(&fake, Some("app"), "web");
+    let parents = route["parents"].as_array().unwrap();
+    assert_eq!(parents.len(), 2, "foreign kept, stale own removed: {route}");
+    assert_eq!(parents[0]["controllerName"], OTHER);
+    assert_eq!(
+        parents[0]["conditions"][0]["lastTransitionTime"], "2020-01-01T00:00:00Z",
+        "foreign entry untouched"
+    );
+    let own = own_parent(&route);
+    assert_eq!(
+        own["parentRef"],
+        json!({"name": "gw", "namespace": "infra"}),
+        "parentRef copied from the spec"
+    );
+    let accepted = condition(&own["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "True");
+    assert!(accepted["lastTransitionTime"].is_string());
+    let generation = fake
+        .get::<HttpRoute>(Some("app"), "web")
+        .unwrap()
+        .metadata
+        .generation;
+    if let Some(g) = generation {
+        assert_eq!(accepted["observedGeneration"], g);
+    }
+    assert_eq!(
+        condition(&own["conditions"], "ResolvedRefs")["status"],
+        "True"
+    );
+
+    let gw = status_json::<Gateway>(&fake, Some("infra"), "gw");
+    assert_eq!(condition(&gw["conditions"], "Accepted")["status"], "True");
+    assert_eq!(condition(&gw["conditions"], "Programmed")["status"], "True");
+    let listener = &gw["listeners"][0];
+    assert_eq!(listener["name"], "http");
+    assert_eq!(listener["attachedRoutes"], 1);
+    assert!(
+        listener["supportedKinds"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"})),
+        "{listener}"
+    );
+    assert_eq!(
+        condition(&listener["conditions"], "Programmed")["status"],
+        "True"
+    );
+
+    let class = status_json::<GatewayClass>(&fake, None, "gatekit");
+    assert_eq!(
+        condition(&class["conditions"], "Accepted")["status"],
+        "True"
+    );
+
+    let theirs = fake.get::<Gateway>(Some("infra"), "theirs").unwrap();
+    assert!(
+        theirs.status.is_none(),
+        "another controller's Gateway untouched"
+    );
+}
+
+#[tokio::test]
+async fn second_identical_write_sends_no_put() {
+    let fake = setup().await;
+    let t = translation(&fake);
+    let mut writer = StatusWriter::new(fake.client());
+    assert_eq!(writer.resync(&t).await.written, 3);
+
+    // Same writer: nothing even read.
+    fake.clear_requests();
+    let report = writer.write(&t).await;
+    assert_eq!((report.cached, report.written), (3, 0), "{report:?}");
+    assert_eq!(gateway_api_requests(&fake), 0, "{:?}", fake.requests());
+
+    // A new writer (a new leader) reads everything, writes nothing: only timestamps
+    // could differ and they are kept.
+    let mut fresh = StatusWriter::new(fake.client());
+    fake.clear_requests();
+    let report = fresh.resync(&t).await;
+    assert_eq!((report.unchanged, report.written), (3, 0), "{report:?}");
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == Method::PUT)
+            .count(),
+        0,
+        "{:?}",
+        fake.requests()
+    );
+}
+
+#[tokio::test]
+async fn transition_time_kept_for_unchanged_conditions() {
+    let fake = setup().await;
+    let mut writer = StatusWriter::new(fake.client());
+    writer.resync(&translation(&fake)).await;
+    // Age gatekit's condition timestamps.
+    let mut route = status_json::<HttpRoute>(&fake, Some("app"), "web");
+    for p in route["parents"].as_array_mut().unwrap() {
+        if p["controllerName"] == ME {
+            for c in p["conditions"].as_array_mut().unwrap() {
+                c["lastTransitionTime"] = json!("2021-06-01T00:00:00Z");
+            }
+        }
+    }
+    fake.patch_status::<HttpRoute>(Some("app"), "web", route);
+
+    // The Service disappears: ResolvedRefs turns False, Accepted stays True.
+    fake.delete::<Service>(Some("app"), "web");
+    let report = writer.write(&translation(&fake)).await;
+    assert_eq!(report.written, 1, "only the route changed: {report:?}");
+    let route = status_json::<HttpRoute>(&fake, Some("app"), "web");
+    let own = own_parent(&route);
+    let accepted = condition(&own["conditions"], "Accepted");
+    assert_eq!(accepted["lastTransitionTime"], "2021-06-01T00:00:00Z");
+    let resolved = condition(&own["conditions"], "ResolvedRefs");
+    assert_eq!(resolved["status"], "False");
+    assert_eq!(resolved["reason"], "BackendNotFound");
+    assert_ne!(resolved["lastTransitionTime"], "2021-06-01T00:00:00Z");
+}
+
+#[tokio::test]
+async fn conflict_rereads_and_retries() {
+    let fake = setup().await;
+    fake.fail_next(Some(Method::PUT), "*/httproutes/web/status", 1, 409, None);
+    fake.clear_requests();
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&translation(&fake)).await;
+    assert_eq!((report.written, report.failed), (3, 0), "{report:?}");
+    assert_eq!(count(&fake, Method::PUT, "/httproutes/web/status"), 2);
+    assert_eq!(count(&fake, Method::GET, "/httproutes/web"), 2, "re-read");
+    let route = status_json::<HttpRoute>(&fake, Some("app"), "web");
+    assert_eq!(route["parents"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn filter_restricts_the_objects_written() {
+    let fake = setup().await;
+    let mut writer = StatusWriter::new(fake.client()).filter(|r| r.kind() == "Gateway");
+    let report = writer.resync(&translation(&fake)).await;
+    assert_eq!(report.written, 1, "{report:?}");
+    assert!(
+        fake.get::<Gateway>(Some("infra"), "gw")
+            .unwrap()
+            .status
+            .is_some()
+    );
+    let route = status_json::<HttpRoute>(&fake, Some("app"), "web");
+    assert_eq!(
+        route["parents"].as_array().unwrap().len(),
+        2,
+        "route untouched (its stale own entry too)"
+    );
+    assert!(
+        fake.get::<GatewayClass>(None, "gatekit")
+            .unwrap()
+            .status
+            .is_none_or(|s| s
+                .conditions
+                .as_ref()
+                .is_none_or(|c| c.iter().all(|c| c.status != "True")))
+    );
+}
+
+#[tokio::test]
+async fn resync_removes_own_entries_from_routes_no_longer_handled() {
+    let fake = setup().await;
+    // A route that now only attaches to another controller's Gateway, still carrying an
+    // entry gatekit wrote when it attached to gw.
+    fake.apply_json(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "moved", "namespace": "app"},
+        "spec": {"parentRefs": [{"name": "theirs", "namespace": "infra"}]},
+    }));
+    fake.patch_status::<HttpRoute>(
+        Some("app"),
+        "moved",
+        json!({"parents": [
+            {"parentRef": {"name": "gw", "namespace": "infra"}, "controllerName": ME, "conditions": []},
+            {"parentRef": {"name": "theirs", "namespace": "infra"}, "controllerName": OTHER, "conditions": []},
+        ]}),
+    );
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&translation(&fake)).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let moved = status_json::<HttpRoute>(&fake, Some("app"), "moved");
+    let parents = moved["parents"].as_array().unwrap();
+    assert_eq!(parents.len(), 1, "{moved}");
+    assert_eq!(parents[0]["controllerName"], OTHER);
+}
+
+#[tokio::test]
+async fn only_the_leader_writes_and_a_new_leader_writes_everything() {
+    let fake = setup().await;
+    let t = Arc::new(translation(&fake));
+    let (desired_tx, desired) = watch::channel(t.clone());
+    let (a_lead, a_rx) = watch::channel(false);
+    let (b_lead, b_rx) = watch::channel(false);
+    let a = tokio::spawn(StatusWriter::new(fake.client()).run(desired.clone(), a_rx));
+    let b = tokio::spawn(StatusWriter::new(fake.client()).run(desired.clone(), b_rx));
+
+    // Nobody leads: nothing is read or written.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(gateway_api_requests(&fake), 0, "{:?}", fake.requests());
+
+    a_lead.send_replace(true);
+    let wait_written = async {
+        loop {
+            let gw = fake.get::<Gateway>(Some("infra"), "gw").unwrap();
+            let route = status_json::<HttpRoute>(&fake, Some("app"), "web");
+            let class = fake.get::<GatewayClass>(None, "gatekit").unwrap();
+            if gw.status.is_some_and(|s| s.listeners.is_some())
+                && class.status.is_some_and(|s| s.conditions.is_some())
+                && route["parents"].as_array().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        p["controllerName"] == ME
+                            && p["conditions"].as_array().is_some_and(|c| !c.is_empty())
+                    })
+                })
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait_written)
+        .await
+        .expect("leader wrote status");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Exactly one writer's work: one read and one write per object.
+    assert_eq!(count(&fake, Method::GET, "/httproutes/web"), 1);
+    assert_eq!(count(&fake, Method::PUT, "/httproutes/web/status"), 1);
+    assert_eq!(count(&fake, Method::PUT, "/gateways/gw/status"), 1);
+    assert_eq!(
+        count(&fake, Method::PUT, "/gatewayclasses/gatekit/status"),
+        1
+    );
+
+    // Leadership moves to b: it reads everything (resync) and writes nothing new.
+    fake.clear_requests();
+    a_lead.send_replace(false);
+    b_lead.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while count(&fake, Method::GET, "/gateways/gw") == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("new leader resyncs");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.method == Method::PUT)
+            .count(),
+        0
+    );
+
+    // A new translation is written by b only (a follows now).
+    fake.delete::<Service>(Some("app"), "web");
+    fake.clear_requests();
+    desired_tx.send_replace(Arc::new(translation(&fake)));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while count(&fake, Method::PUT, "/httproutes/web/status") == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("leader writes the change");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        count(&fake, Method::GET, "/httproutes/web"),
+        1,
+        "one writer"
+    );
+    assert_eq!(count(&fake, Method::PUT, "/httproutes/web/status"), 1);
+
+    drop(desired_tx);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        a.await.unwrap();
+        b.await.unwrap();
+    })
+    .await
+    .expect("writers stop when the translation channel closes");
+}
