@@ -107,113 +107,412 @@ fn settings(f: impl FnOnce(&mut Settings)) -> Settings {
     s
 }
 
+/// `GET target` with `Connection: close` and the given extra header lines.
+fn get(target: &str, extra: &str) -> String {
+    format!("GET {target} HTTP/1.1\r\nHost: {HOST}\r\n{extra}Connection: close\r\n\r\n")
+}
+
 // === smuggling ===
 
 #[tokio::test]
-async fn smuggling_cl_te_probe() {
+async fn cl_with_te_is_framed_by_chunked_alone_and_the_connection_closed() {
     let mut fx = Fixture::start().await;
-    for (name, req) in [
-        (
-            "cl+te",
-            "POST /public/a HTTP/1.1\r\nHost: app.example\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: app.example\r\n\r\n",
-        ),
-        (
-            "te+cl",
-            "POST /public/a HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: app.example\r\n\r\n",
-        ),
-        (
-            "cl dup",
-            "POST /public/a HTTP/1.1\r\nHost: app.example\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcdeGET /public/smuggled HTTP/1.1\r\nHost: app.example\r\n\r\n",
-        ),
-        (
-            "cl list",
-            "POST /public/a HTTP/1.1\r\nHost: app.example\r\nContent-Length: 4, 5\r\n\r\nabcde",
-        ),
-        (
-            "cl same",
-            "POST /public/a HTTP/1.1\r\nHost: app.example\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd",
-        ),
-        (
-            "te gzip",
-            "POST /public/a HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: gzip\r\n\r\nabcd",
-        ),
-        (
-            "te chunked,identity",
-            "POST /public/a HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
-        ),
-        (
-            "te xchunked",
-            "POST /public/a HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
-        ),
-        (
-            "te http/1.0",
-            "POST /public/a HTTP/1.0\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        ),
-        (
-            "chunk overflow",
-            "POST /public/a HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: app.example\r\n\r\n",
-        ),
-        (
-            "chunk bad",
-            "POST /public/a HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n4;\x00\r\nabcd\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: app.example\r\n\r\n",
-        ),
-        (
-            "obs-fold",
-            "GET /public/a HTTP/1.1\r\nHost: app.example\r\nX-A: a\r\n b\r\n\r\n",
-        ),
-        (
-            "nul",
-            "GET /public/a HTTP/1.1\r\nHost: app.example\r\nX-A: a\x00b\r\n\r\n",
-        ),
-        (
-            "cr",
-            "GET /public/a HTTP/1.1\r\nHost: app.example\r\nX-A: a\rb\r\n\r\n",
-        ),
-        (
-            "name space",
-            "GET /public/a HTTP/1.1\r\nHost: app.example\r\nX A: b\r\n\r\n",
-        ),
-        (
-            "name paren",
-            "GET /public/a HTTP/1.1\r\nHost: app.example\r\nX(A): b\r\n\r\n",
-        ),
-        (
-            "space colon",
-            "GET /public/a HTTP/1.1\r\nHost : app.example\r\n\r\n",
-        ),
-        (
-            "backslash",
-            "GET /public\\..\\x HTTP/1.1\r\nHost: app.example\r\n\r\n",
-        ),
-        ("lf only", "GET /public/a HTTP/1.1\nHost: app.example\n\n"),
-        (
-            "abs evil",
-            "GET http://evil.example/public/a HTTP/1.1\r\nHost: app.example\r\n\r\n",
-        ),
-        (
-            "abs good",
-            "GET http://app.example/public/a HTTP/1.1\r\nHost: evil.example\r\n\r\n",
-        ),
-        (
-            "ws",
-            "GET /public/ws HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        ),
+    // Both header orders. If the Content-Length framed the body, the backend would get
+    // 4 (or 40) body bytes and the "smuggled" GET would become a request of its own.
+    for head in [
+        "Content-Length: 4\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked\r\nContent-Length: 40",
     ] {
-        let r = fx.raw(req).await;
-        let seen = fx.backend.drain_seen();
-        eprintln!(
-            "{name}: {:?} closed={} {:?}\n   backend: {:?}",
-            r.statuses(),
+        let req = format!(
+            "POST /public/a HTTP/1.1\r\nHost: {HOST}\r\n{head}\r\n\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+        );
+        let r = fx.raw(&req).await;
+        assert_eq!(r.statuses(), [200], "{head}: {}", r.text);
+        assert!(
             r.closed,
-            r.text.lines().next(),
-            seen.iter()
-                .map(|s| (
-                    s.uri.to_string(),
-                    s.headers.get("host").cloned(),
-                    s.body.len()
-                ))
-                .collect::<Vec<_>>()
+            "{head}: the connection must be closed after the response"
+        );
+        let seen = fx.backend.drain_seen();
+        assert_eq!(seen.len(), 1, "{head}");
+        assert_eq!(seen[0].uri.path(), "/public/a");
+        assert!(seen[0].body.is_empty(), "{head}: framed by Content-Length");
+        assert_ne!(
+            seen[0].headers.get("content-length").map(|v| v.as_bytes()),
+            Some(&b"4"[..])
         );
     }
+    fx.assert_serves().await;
+}
+
+#[tokio::test]
+async fn differing_content_lengths_are_400_and_closed() {
+    let mut fx = Fixture::start().await;
+    for head in [
+        "Content-Length: 4\r\nContent-Length: 5",
+        "Content-Length: 4, 5",
+        "Content-Length: -4",
+        "Content-Length: 4x",
+        "Content-Length: 99999999999999999999999",
+    ] {
+        let req = format!(
+            "POST /public/a HTTP/1.1\r\nHost: {HOST}\r\n{head}\r\n\r\nabcdeGET /public/smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+        );
+        let r = fx.raw(&req).await;
+        assert_eq!(r.statuses(), [400], "{head}: {}", r.text);
+        assert!(r.closed, "{head}");
+        assert_eq!(fx.backend_paths(), Vec::<String>::new(), "{head}");
+    }
+    // Repeated identical lengths are one length (RFC 9110 §8.6).
+    let req = format!(
+        "POST /public/a HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 4\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd"
+    );
+    let r = fx.raw(&req).await;
+    assert_eq!(r.statuses(), [200]);
+    let seen = fx.backend.drain_seen();
+    assert_eq!(&seen[0].body[..], b"abcd");
+    fx.assert_serves().await;
+}
+
+#[tokio::test]
+async fn transfer_codings_other_than_a_final_chunked_are_400_and_closed() {
+    let mut fx = Fixture::start().await;
+    for (version, te) in [
+        ("1.1", "gzip"),
+        ("1.1", "chunked, identity"),
+        ("1.1", "xchunked"),
+        ("1.1", "chunked\r\nTransfer-Encoding: gzip"),
+        ("1.0", "chunked"),
+    ] {
+        let req = format!(
+            "POST /public/a HTTP/{version}\r\nHost: {HOST}\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+        );
+        let r = fx.raw(&req).await;
+        assert_eq!(r.statuses(), [400], "{te}: {}", r.text);
+        assert!(r.closed, "{te}");
+        assert_eq!(fx.backend_paths(), Vec::<String>::new(), "{te}");
+    }
+    fx.assert_serves().await;
+}
+
+#[tokio::test]
+async fn a_chunk_size_overflow_is_400_and_closed_and_nothing_is_smuggled() {
+    let mut fx = Fixture::start().await;
+    for size in ["FFFFFFFFFFFFFFFFFFFF", "1000000000000000000", "zz"] {
+        let req = format!(
+            "POST /public/a HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nabc\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+        );
+        let r = fx.raw(&req).await;
+        assert_eq!(r.statuses(), [400], "{size}: {}", r.text);
+        assert!(r.closed, "{size}");
+        assert!(
+            !fx.backend_paths().iter().any(|p| p.contains("smuggled")),
+            "{size}"
+        );
+    }
+    fx.assert_serves().await;
+}
+
+// === malformed heads ===
+
+#[tokio::test]
+async fn obs_fold_and_invalid_header_bytes_are_400_and_closed() {
+    let mut fx = Fixture::start().await;
+    for line in [
+        "X-A: a\r\n b",       // obs-fold
+        "X-A: a\x00b",        // NUL
+        "X-A: a\rb",          // CR alone
+        "X A: b",             // space in a name
+        "X(A): b",            // non-token name character
+        "X-A\x7f: b",         // DEL in a name
+        "X-\u{e9}: b",        // non-ASCII in a name
+        "Host : app.example", // whitespace before the colon (RFC 9112 §5.1)
+        ": b",                // empty name
+    ] {
+        let req = format!("GET /public/a HTTP/1.1\r\nHost: {HOST}\r\n{line}\r\n\r\n");
+        let r = fx.raw(&req).await;
+        assert_eq!(r.statuses(), [400], "{line:?}: {}", r.text);
+        assert!(r.closed, "{line:?}");
+    }
+    for line in [
+        "GET /public/a HTTP/1.1 x",
+        "GET  /public/a HTTP/1.1",
+        "GET /public/a HTTP/9.9",
+        "G\x00T /public/a HTTP/1.1",
+    ] {
+        let r = fx.raw(&format!("{line}\r\nHost: {HOST}\r\n\r\n")).await;
+        assert_eq!(r.statuses(), [400], "{line:?}: {}", r.text);
+        assert!(r.closed, "{line:?}");
+    }
+    assert_eq!(fx.backend_paths(), Vec::<String>::new());
+    fx.assert_serves().await;
+}
+
+// === sizes ===
+
+#[tokio::test]
+async fn long_targets_are_414_and_large_or_numerous_headers_431() {
+    let mut fx = Fixture::start().await;
+    // Up to 8 KiB of target is served; beyond, 414 from the path layer.
+    let ok = format!("/public/{}", "a".repeat(8 * 1024 - 8));
+    let r = fx.raw(&get(&ok, "")).await;
+    assert_eq!(r.statuses(), [200]);
+    let long = format!("/public/{}", "a".repeat(8 * 1024));
+    let r = fx.raw(&get(&long, "")).await;
+    assert_eq!(r.statuses(), [414], "{}", &r.text[..r.text.len().min(200)]);
+    // A target longer than the whole 64 KiB head cap is cut by hyper first: 431.
+    let huge = format!("/public/{}", "a".repeat(70 * 1024));
+    let r = fx.raw(&get(&huge, "")).await;
+    assert_eq!(r.statuses(), [431]);
+    assert!(r.closed);
+    // One 70 KiB header: over the 64 KiB head cap.
+    let r = fx
+        .raw(&get(
+            "/public/a",
+            &format!("X-Big: {}\r\n", "b".repeat(70 * 1024)),
+        ))
+        .await;
+    assert_eq!(r.statuses(), [431]);
+    assert!(r.closed);
+    // 60 KiB of headers in 60 lines: under both limits.
+    let lines: String = (0..60)
+        .map(|i| format!("X-H{i}: {}\r\n", "c".repeat(1000)))
+        .collect();
+    let r = fx.raw(&get("/public/a", &lines)).await;
+    assert_eq!(r.statuses(), [200]);
+    // hyper's 100 header lines: 101 are refused. (96 lines are served here: the
+    // gateway adds four X-Forwarded-*/X-Request-Id lines, and the echo backend, a hyper
+    // server too, would refuse more than 100.)
+    let lines: String = (0..94).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let r = fx.raw(&get("/public/a", &lines)).await;
+    assert_eq!(r.statuses(), [200]);
+    let lines: String = (0..99).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let r = fx.raw(&get("/public/a", &lines)).await;
+    assert_eq!(r.statuses(), [431]);
+    assert!(r.closed);
+    let paths = fx.backend_paths();
+    assert_eq!(
+        paths.len(),
+        3,
+        "only the three accepted requests reach the backend"
+    );
+    fx.assert_serves().await;
+}
+
+// === absolute-form targets ===
+
+#[tokio::test]
+async fn absolute_form_routes_by_its_authority_and_is_never_an_open_proxy() {
+    let mut fx = Fixture::start().await;
+    let backend = fx.backend.addr;
+    for target in [
+        "http://evil.example/public/a".to_owned(),
+        format!("http://{backend}/public/a"),
+        format!("http://127.0.0.1:{}/public/a", fx.port),
+        "https://evil.example:443/public/a".to_owned(),
+    ] {
+        let r = fx.raw(&get(&target, "")).await;
+        assert_eq!(r.statuses(), [404], "{target}: {}", r.text);
+        assert!(r.text.contains("x-gatekit-error: no-route"), "{target}");
+    }
+    assert_eq!(fx.backend_paths(), Vec::<String>::new());
+    // The authority wins over a disagreeing Host (RFC 9112 §3.2.2), for routing and
+    // for what the upstream sees.
+    let req = "GET http://app.example/public/abs?q=1 HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    let r = fx.raw(req).await;
+    assert_eq!(r.statuses(), [200]);
+    let seen = fx.backend.drain_seen();
+    assert_eq!(seen[0].uri, "/public/abs?q=1", "origin-form upstream");
+    assert_eq!(seen[0].headers["host"], HOST);
+    // And a Host the gateway routes with an authority it does not: 404.
+    let req = "GET http://evil.example/public/a HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n";
+    assert_eq!(fx.raw(req).await.statuses(), [404]);
+    // CONNECT is not proxied anywhere.
+    let req = format!("CONNECT {backend} HTTP/1.1\r\nHost: {backend}\r\n\r\n");
+    let r = fx.raw(&req).await;
+    assert_eq!(r.statuses(), [404], "{}", r.text);
+    assert_eq!(fx.backend_paths(), Vec::<String>::new());
+    fx.assert_serves().await;
+}
+
+// === path traversal ===
+
+#[tokio::test]
+async fn traversal_is_normalised_before_routing_and_upstream_by_default() {
+    let mut fx = Fixture::start().await;
+    for (target, status, upstream) in [
+        ("/public/../public/a", 200, Some("/public/a")),
+        ("/x/../public/b?q=/../", 200, Some("/public/b?q=/../")),
+        ("/x/%2e%2e/public/c", 200, Some("/public/c")),
+        ("/x/%2E%2e/%2e/public/d", 200, Some("/public/d")),
+        ("/%70ublic/e", 200, Some("/public/e")),
+        ("/x\\..\\public/f", 200, Some("/public/f")),
+        ("/public/..%2Fadmin", 200, Some("/public/..%2Fadmin")),
+        ("/public/..%5cadmin", 200, Some("/public/..%5Cadmin")),
+        ("/public/../admin", 404, None),
+        ("/public/%2e%2e/admin", 404, None),
+        ("/public/.%2e/.%2E/etc/passwd", 404, None),
+        ("/public/../../../../etc/passwd", 404, None),
+        ("/public\\..\\admin", 404, None),
+        ("//public/g", 404, None),
+        ("/public/%zz", 400, None),
+        ("/public/%", 400, None),
+    ] {
+        let r = fx.raw(&get(target, "")).await;
+        assert_eq!(r.status(), Some(status), "{target}: {}", r.text);
+        assert_eq!(
+            fx.backend_paths().first().map(String::as_str),
+            upstream,
+            "{target}"
+        );
+    }
+    fx.assert_serves().await;
+}
+
+#[tokio::test]
+async fn a_strict_path_policy_rejects_escaped_slashes_and_merges_slashes() {
+    let mut fx = Fixture::with(settings(|s| {
+        s.paths = serde_yaml_paths("{ mergeSlashes: true, escapedSlashes: reject }");
+    }))
+    .await;
+    for (target, status, upstream) in [
+        ("/public/..%2Fadmin", 400, None),
+        ("/public/%5c", 400, None),
+        ("//public//a//", 200, Some("/public/a/")),
+        ("/x//..//public/b", 200, Some("/public/b")),
+    ] {
+        let r = fx.raw(&get(target, "")).await;
+        assert_eq!(r.status(), Some(status), "{target}: {}", r.text);
+        assert_eq!(
+            fx.backend_paths().first().map(String::as_str),
+            upstream,
+            "{target}"
+        );
+    }
+    fx.assert_serves().await;
+}
+
+fn serde_yaml_paths(yaml: &str) -> gatekit_bin::PathSettings {
+    Settings::from_yaml(&format!("paths: {yaml}"), "test")
+        .unwrap()
+        .paths
+}
+
+// === slow and many clients ===
+
+#[tokio::test]
+async fn slowloris_is_cut_by_the_header_read_timeout() {
+    let mut fx = Fixture::with(settings(|s| {
+        s.limits.header_read_timeout = Duration::from_millis(800);
+    }))
+    .await;
+    let mut tcp = TcpStream::connect(fx.addr()).await.unwrap();
+    let start = tokio::time::Instant::now();
+    let head = format!("GET /public/a HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ");
+    let (mut rd, mut wr) = tcp.split();
+    let trickle = async {
+        for b in head.bytes().chain(std::iter::repeat(b'x')) {
+            if wr.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let r = tokio::select! {
+        r = read_until_close(&mut rd, WITHIN) => r,
+        () = trickle => unreachable!("the trickle only ends when the connection does"),
+    };
+    let elapsed = start.elapsed();
+    assert!(r.closed, "still open after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(700) && elapsed < Duration::from_millis(2500),
+        "closed after {elapsed:?}, expected near the 800 ms header read timeout"
+    );
+    assert!(r.statuses().iter().all(|s| *s == 408), "{}", r.text);
+    assert_eq!(fx.backend_paths(), Vec::<String>::new());
+    fx.assert_serves().await;
+}
+
+/// A request on a fresh connection, without panicking when the gateway refuses it.
+async fn try_get(addr: std::net::SocketAddr) -> Option<u16> {
+    let mut tcp = TcpStream::connect(addr).await.ok()?;
+    tcp.write_all(get("/public/ok", "").as_bytes()).await.ok()?;
+    read_until_close(&mut tcp, WITHIN).await.status()
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_are_closed_and_service_resumes() {
+    let mut fx = Fixture::with(settings(|s| s.limits.max_connections = 3)).await;
+    // Three kept-alive connections, each proven accepted by a served request.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = TcpStream::connect(fx.addr()).await.unwrap();
+        let req = format!("GET /public/idle HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut tcp).await.0, 200);
+        idle.push(tcp);
+    }
+    // Over the limit: closed at once, without a byte of response.
+    for _ in 0..5 {
+        let r = fx.raw(&get("/public/over", "")).await;
+        assert!(r.closed);
+        assert!(r.text.is_empty(), "{}", r.text);
+        assert!(r.closed_after.unwrap() < Duration::from_secs(1));
+    }
+    assert!(!fx.backend_paths().iter().any(|p| p == "/public/over"));
+    drop(idle);
+    gatekit_tests::wired::eventually(
+        WITHIN,
+        "served once the idle connections are gone",
+        || async { try_get(fx.addr()).await == Some(200) },
+    )
+    .await;
+    fx.assert_serves().await;
+}
+
+// === upgrades ===
+
+#[tokio::test]
+async fn a_websocket_upgrade_to_a_non_upgrading_backend_is_not_a_tunnel() {
+    let mut fx = Fixture::start().await;
+    let mut tcp = TcpStream::connect(fx.addr()).await.unwrap();
+    let req = format!(
+        "GET /public/ws HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let (status, _, _) = read_response(&mut tcp).await;
+    assert_eq!(
+        status, 200,
+        "not a 101: the backend did not switch protocols"
+    );
+    // Still HTTP on this connection: the next request is parsed and routed ...
+    let req = format!("GET /public/after HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let (status, head, _) = read_response(&mut tcp).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("x-echo-path: /public/after"), "{head}");
+    // ... and WebSocket frame bytes are not relayed but refused as a malformed request.
+    tcp.write_all(&[
+        0x81,
+        0x85,
+        1,
+        2,
+        3,
+        4,
+        b'h' ^ 1,
+        b'e' ^ 2,
+        b'l' ^ 3,
+        b'l' ^ 4,
+        b'o' ^ 1,
+        b'\r',
+        b'\n',
+        b'\r',
+        b'\n',
+    ])
+    .await
+    .unwrap();
+    let r = read_until_close(&mut tcp, WITHIN).await;
+    assert_eq!(r.statuses(), [400], "{}", r.text);
+    assert!(r.closed);
+    assert_eq!(fx.backend_paths(), ["/public/ws", "/public/after"]);
     fx.assert_serves().await;
 }
