@@ -516,3 +516,181 @@ async fn a_websocket_upgrade_to_a_non_upgrading_backend_is_not_a_tunnel() {
     assert_eq!(fx.backend_paths(), ["/public/ws", "/public/after"]);
     fx.assert_serves().await;
 }
+
+// === HTTP/2 ===
+
+/// The resident memory may grow this much over a flood (KiB): the floods send tens of
+/// megabytes; a server buffering them would grow by as much.
+const FLOOD_RSS_BOUND_KIB: u64 = 48 * 1024;
+
+impl Fixture {
+    async fn assert_serves_h2(&mut self) {
+        assert_eq!(h2_get(self.addr(), "/public/ok", HOST).await, Some(200));
+        assert_eq!(self.backend_paths(), ["/public/ok"]);
+        self.assert_serves().await;
+    }
+}
+
+fn headers_frame(id: u32, flags: u8, path: &str) -> Vec<u8> {
+    h2_frame(frame::HEADERS, flags, id, &hpack_request(false, path, HOST))
+}
+
+#[tokio::test]
+async fn h2_rapid_reset_gets_goaway_enhance_your_calm() {
+    let mut fx = Fixture::start().await;
+    let rss = rss_kib();
+    // CVE-2023-44487: open and cancel streams as fast as possible.
+    let mut pairs = Vec::new();
+    for i in 0..5000u32 {
+        let id = 2 * i + 3;
+        pairs.extend(headers_frame(
+            id,
+            flag::END_HEADERS | flag::END_STREAM,
+            "/public/rr",
+        ));
+        pairs.extend(h2_frame(frame::RST_STREAM, 0, id, &CANCEL.to_be_bytes()));
+    }
+    let (seen, _) = h2_flood(fx.addr(), &pairs, &[], 0).await;
+    assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "{seen:?}");
+    let reached = fx.backend_paths().len();
+    assert!(
+        reached <= 20,
+        "{reached} of 5000 reset streams reached the backend"
+    );
+    assert!(rss_kib().saturating_sub(rss) < FLOOD_RSS_BOUND_KIB);
+    fx.assert_serves_h2().await;
+}
+
+#[tokio::test]
+async fn h2_settings_and_ping_floods_are_answered_in_bounded_memory() {
+    let mut fx = Fixture::start().await;
+    let rss = rss_kib();
+    // h2 has no flood limit for these: each is answered by one small ACK, and reading
+    // stops while ACKs wait to be written, so a client that does not read is stalled by
+    // TCP backpressure rather than buffered. Memory stays flat.
+    for (name, one) in [
+        ("SETTINGS", h2_frame(frame::SETTINGS, 0, 0, &[])),
+        (
+            "SETTINGS with values",
+            h2_frame(
+                frame::SETTINGS,
+                0,
+                0,
+                &[0, 3, 0, 0, 0, 100, 0, 4, 0, 1, 0, 0],
+            ),
+        ),
+        ("PING", h2_frame(frame::PING, 0, 0, &[7; 8])),
+    ] {
+        let (seen, written) = h2_flood(fx.addr(), &[], &one, 100_000).await;
+        assert_eq!(written, 100_000, "{name}");
+        assert!(seen.final_pong, "{name}: every frame processed: {seen:?}");
+        assert_eq!(seen.goaway, None, "{name}");
+        let acks = seen.frames.get(&if name == "PING" {
+            frame::PING
+        } else {
+            frame::SETTINGS
+        });
+        assert!(acks.is_some_and(|n| *n >= 100_000), "{name}: {acks:?}");
+    }
+    // A client that floods PINGs without reading: the server stops reading once its
+    // ACKs cannot be written; the writes stall instead of queueing in the gateway.
+    let mut tcp = gatekit_tests::raw::h2_connect(fx.addr()).await;
+    let batch = h2_frame(frame::PING, 0, 0, &[7; 8]).repeat(10_000);
+    let mut batches = 0;
+    while batches < 2_000 && write_lossy(&mut tcp, &batch).await {
+        batches += 1;
+    }
+    assert!(
+        batches < 2_000,
+        "170 MB of PINGs taken without reading an ACK"
+    );
+    drop(tcp);
+    assert!(
+        rss_kib().saturating_sub(rss) < FLOOD_RSS_BOUND_KIB,
+        "rss {rss} -> {} KiB",
+        rss_kib()
+    );
+    fx.assert_serves_h2().await;
+}
+
+#[tokio::test]
+async fn h2_empty_data_and_continuation_floods_get_goaway() {
+    let mut fx = Fixture::start().await;
+    let rss = rss_kib();
+    // Empty DATA frames on an open request stream (CVE-2019-9518).
+    let open = h2_frame(
+        frame::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &hpack_request(true, "/public/data", HOST),
+    );
+    let (seen, _) = h2_flood(fx.addr(), &open, &h2_frame(frame::DATA, 0, 1, &[]), 100_000).await;
+    assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "empty DATA: {seen:?}");
+    // CONTINUATION floods (CVE-2024-27316): a header block that never ends, with small
+    // fields or empty frames.
+    let mut small = Vec::new();
+    gatekit_tests::raw::hpack_literal(&mut small, b"x-c", b"v");
+    for (name, cont) in [
+        ("small fields", h2_frame(frame::CONTINUATION, 0, 1, &small)),
+        ("empty frames", h2_frame(frame::CONTINUATION, 0, 1, &[])),
+    ] {
+        let open = headers_frame(1, flag::END_STREAM, "/public/cont");
+        let (seen, written) = h2_flood(fx.addr(), &open, &cont, 200_000).await;
+        assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "{name}: {seen:?}");
+        assert!(!seen.final_pong, "{name}");
+        eprintln!("CONTINUATION {name}: GOAWAY after at most {written} frames written");
+    }
+    assert!(fx.backend_paths().is_empty());
+    assert!(rss_kib().saturating_sub(rss) < FLOOD_RSS_BOUND_KIB);
+    fx.assert_serves_h2().await;
+}
+
+#[tokio::test]
+async fn h2_huge_header_blocks_and_hpack_bombs_are_431() {
+    let mut fx = Fixture::start().await;
+    // 100 KiB of one header, over HEADERS + CONTINUATION frames: over the 64 KiB
+    // decoded header list limit.
+    let mut block = hpack_request(false, "/public/big", HOST);
+    gatekit_tests::raw::hpack_literal(&mut block, b"x-big", &vec![b'a'; 100 * 1024]);
+    let status = send_block(fx.addr(), &block).await;
+    assert_eq!(status.statuses, [431], "{status:?}");
+    // An HPACK bomb: one 4000-byte field put in the dynamic table, then referenced by
+    // its one-byte index 40 times: 300 bytes on the wire, 160 KB decoded.
+    let mut block = hpack_request(false, "/public/bomb", HOST);
+    block.push(0x40);
+    gatekit_tests::raw::hpack_string(&mut block, b"x-bomb");
+    gatekit_tests::raw::hpack_string(&mut block, &vec![b'b'; 4000]);
+    block.extend(std::iter::repeat_n(0xbe, 40));
+    let status = send_block(fx.addr(), &block).await;
+    assert_eq!(status.statuses, [431], "{status:?}");
+    assert!(fx.backend_paths().is_empty());
+    fx.assert_serves_h2().await;
+}
+
+/// Sends one request with `block` split over HEADERS and CONTINUATION frames of 16 KiB.
+async fn send_block(addr: std::net::SocketAddr, block: &[u8]) -> gatekit_tests::raw::H2Seen {
+    let mut tcp = gatekit_tests::raw::h2_connect(addr).await;
+    let mut frames = Vec::new();
+    let chunks: Vec<&[u8]> = block.chunks(16 * 1024).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let kind = if i == 0 {
+            frame::HEADERS
+        } else {
+            frame::CONTINUATION
+        };
+        let mut flags = if i == 0 { flag::END_STREAM } else { 0 };
+        if i + 1 == chunks.len() {
+            flags |= flag::END_HEADERS;
+        }
+        frames.extend(h2_frame(kind, flags, 1, c));
+    }
+    assert!(write_lossy(&mut tcp, &frames).await);
+    h2_read(&mut tcp, WITHIN, true, true).await
+}
+
+const CANCEL: u32 = 0x8;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+use gatekit_tests::raw::{
+    flag, frame, h2_flood, h2_frame, h2_get, h2_read, hpack_request, rss_kib, write_lossy,
+};

@@ -204,14 +204,24 @@ pub struct H2Seen {
     pub statuses: Vec<u16>,
     /// Whether the connection was closed.
     pub closed: bool,
+    /// The first HEADERS frame's header block.
+    pub first_headers: Option<Vec<u8>>,
+    /// Whether the ACK of the [`FINAL_PING`] came.
+    pub final_pong: bool,
 }
 
-/// Reads frames from `io` until the connection closes or `within` passes; stops early
-/// once a GOAWAY came and `stop_on_goaway`.
+/// The payload of the PING a flood ends with: its ACK tells the reader that every frame
+/// before it was processed.
+pub const FINAL_PING: [u8; 8] = *b"lastping";
+
+/// Reads frames from `io` until the connection closes, `within` passes, the ACK of a
+/// [`FINAL_PING`] comes, or (when `stop_on_goaway`) a GOAWAY or (when `stop_on_headers`)
+/// a HEADERS frame comes.
 pub async fn h2_read<IO: AsyncRead + Unpin>(
     io: &mut IO,
     within: Duration,
     stop_on_goaway: bool,
+    stop_on_headers: bool,
 ) -> H2Seen {
     let deadline = Instant::now() + within;
     let mut seen = H2Seen::default();
@@ -252,25 +262,67 @@ pub async fn h2_read<IO: AsyncRead + Unpin>(
                 ]));
             }
             frame::HEADERS => {
-                let statuses = [200, 204, 206, 304, 400, 404, 500];
-                if let Some(&b) = payload.first()
-                    && (0x88..=0x8e).contains(&b)
-                {
-                    seen.statuses.push(statuses[usize::from(b - 0x88)]);
-                } else if payload.len() >= 5 && payload[0] & 0xf0 == 0x00 && payload[0] & 0x0f == 8
-                {
-                    // literal :status (index 8), 3-digit value, no Huffman
-                    if payload[1] == 3 {
-                        if let Ok(code) = std::str::from_utf8(&payload[2..5]).unwrap_or("").parse()
-                        {
-                            seen.statuses.push(code);
-                        }
-                    }
+                if seen.first_headers.is_none() {
+                    seen.first_headers = Some(payload.clone());
                 }
+                if let Some(status) = hpack_status(&payload) {
+                    seen.statuses.push(status);
+                }
+                if stop_on_headers {
+                    return seen;
+                }
+            }
+            frame::PING if head[4] & flag::ACK != 0 && payload == FINAL_PING => {
+                seen.final_pong = true;
+                return seen;
             }
             _ => {}
         }
     }
+}
+
+/// The `:status` of a header block when it comes first, as h2 encodes it: a static
+/// table index (200, 204, 206, 304, 400, 404, 500) or a literal with name index 8, its
+/// value plain or Huffman-coded (digits only).
+pub fn hpack_status(block: &[u8]) -> Option<u16> {
+    let first = *block.first()?;
+    if (0x88..=0x8e).contains(&first) {
+        return Some([200, 204, 206, 304, 400, 404, 500][usize::from(first - 0x88)]);
+    }
+    let literal =
+        (first & 0xc0 == 0x40 && first & 0x3f == 8) || (first & 0xe0 == 0 && first & 0x0f == 8);
+    if !literal {
+        return None;
+    }
+    let len = usize::from(block.get(1)? & 0x7f);
+    let value = block.get(2..2 + len)?;
+    let text = if block[1] & 0x80 == 0 {
+        String::from_utf8(value.to_vec()).ok()?
+    } else {
+        // RFC 7541 Appendix B: '0'-'2' are 5-bit codes 0-2, '3'-'9' 6-bit codes 0x19-0x1f.
+        let bits: Vec<u8> = value
+            .iter()
+            .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+            .collect();
+        let mut at = 0;
+        let mut out = String::new();
+        while out.len() < 3 && at + 5 <= bits.len() {
+            let five = bits[at..at + 5].iter().fold(0u8, |v, b| v << 1 | b);
+            if five <= 2 {
+                out.push(char::from(b'0' + five));
+                at += 5;
+            } else {
+                let six = five << 1 | *bits.get(at + 5)?;
+                if !(0x19..=0x1f).contains(&six) {
+                    return None;
+                }
+                out.push(char::from(b'3' + six - 0x19));
+                at += 6;
+            }
+        }
+        out
+    };
+    text.parse().ok()
 }
 
 /// A raw HTTP/2 (prior knowledge) connection: the preface and an empty SETTINGS sent.
@@ -290,4 +342,50 @@ pub async fn write_lossy<IO: AsyncWrite + Unpin>(io: &mut IO, bytes: &[u8]) -> b
         tokio::time::timeout(Duration::from_secs(5), io.write_all(bytes)).await,
         Ok(Ok(()))
     )
+}
+
+/// Floods a fresh HTTP/2 connection: `setup` once, then `frame` `count` times (written
+/// in batches while a reader takes the server's frames), then a [`FINAL_PING`].
+/// Returns what the server sent (until GOAWAY, close, the final PING's ACK or 10 s) and
+/// how many flood frames were written before the server stopped taking them.
+pub async fn h2_flood(
+    addr: SocketAddr,
+    setup: &[u8],
+    frame: &[u8],
+    count: usize,
+) -> (H2Seen, usize) {
+    let tcp = h2_connect(addr).await;
+    let (mut rd, mut wr) = tcp.into_split();
+    let reader =
+        tokio::spawn(async move { h2_read(&mut rd, Duration::from_secs(10), true, false).await });
+    let mut written = 0;
+    if write_lossy(&mut wr, setup).await {
+        const BATCH: usize = 500;
+        let batch: Vec<u8> = frame.repeat(BATCH);
+        while written < count {
+            if !write_lossy(&mut wr, &batch).await {
+                break;
+            }
+            written += BATCH;
+        }
+        write_lossy(&mut wr, &h2_frame(frame::PING, 0, 0, &FINAL_PING)).await;
+    }
+    let seen = reader.await.unwrap();
+    (seen, written)
+}
+
+/// `GET path` on a fresh HTTP/2 connection: the response's status, if one came.
+pub async fn h2_get(addr: SocketAddr, path: &str, authority: &str) -> Option<u16> {
+    let mut tcp = h2_connect(addr).await;
+    let headers = h2_frame(
+        frame::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &hpack_request(false, path, authority),
+    );
+    if !write_lossy(&mut tcp, &headers).await {
+        return None;
+    }
+    let seen = h2_read(&mut tcp, Duration::from_secs(5), true, true).await;
+    seen.statuses.first().copied()
 }
