@@ -694,3 +694,194 @@ const ENHANCE_YOUR_CALM: u32 = 0xb;
 use gatekit_tests::raw::{
     flag, frame, h2_flood, h2_frame, h2_get, h2_read, hpack_request, rss_kib, write_lossy,
 };
+
+// === TLS ===
+
+fn gateway_https(port: u16) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: default }}
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - name: a
+    port: {port}
+    protocol: HTTPS
+    hostname: {HOST}
+    tls: {{ mode: Terminate, certificateRefs: [{{ name: cert }}] }}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: app, namespace: default }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  rules:
+  - matches: [{{ path: {{ type: PathPrefix, value: /public }} }}]
+    backendRefs: [{{ name: echo, port: 80 }}]
+"#
+    )
+}
+
+/// An HTTPS gateway whose only listener has the hostname `app.example` (so no default
+/// certificate: a handshake for another name is refused).
+struct TlsFixture {
+    fx: Fixture,
+    ca: Ca,
+    leaf: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl TlsFixture {
+    async fn start(settings: Settings) -> Self {
+        let backend = EchoBackend::start("echo").await;
+        let ca = Ca::new();
+        let (cert, key, leaf) = ca.leaf(HOST);
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("gw.yaml"), gateway_https(port)).unwrap();
+        std::fs::write(dir.path().join("svc.yaml"), service("echo", backend.addr)).unwrap();
+        std::fs::write(dir.path().join("cert.yaml"), secret("cert", &cert, &key)).unwrap();
+        let dirs: Vec<PathBuf> = vec![dir.path().to_path_buf()];
+        let wired = Wired::start_with(&dirs, settings).await;
+        assert_eq!(wired.admin("/readyz").await.0, StatusCode::OK);
+        let fx = Fixture {
+            port,
+            backend,
+            _wired: wired,
+            _dir: dir,
+        };
+        Self { fx, ca, leaf }
+    }
+
+    async fn assert_serves(&mut self) {
+        let (_, status, _) =
+            tls_get(&self.ca.connector(), self.fx.addr(), HOST, "/public/ok").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(self.fx.backend_paths(), ["/public/ok"]);
+    }
+}
+
+/// A reply that is nothing, or TLS alert records only (content type 21), never HTTP.
+fn assert_alert_or_nothing(r: &gatekit_tests::raw::RawReply, what: &str) {
+    assert!(r.closed, "{what}: still open");
+    let bytes = r.text.as_bytes();
+    assert!(
+        bytes.is_empty() || bytes[0] == 0x15,
+        "{what}: answered {:?}",
+        &r.text[..r.text.len().min(80)]
+    );
+    assert!(!r.text.contains("HTTP/1."), "{what}");
+}
+
+#[tokio::test]
+async fn tls_garbage_plain_http_and_unknown_sni_are_refused() {
+    let mut tls = TlsFixture::start(Settings::default()).await;
+    let addr = tls.fx.addr();
+    // A handshake record whose body is not a ClientHello.
+    let r = exchange(addr, b"\x16\x03\x01\x00\x08garbage!", WITHIN).await;
+    assert_alert_or_nothing(&r, "garbage ClientHello");
+    assert!(r.closed_after.unwrap() < Duration::from_secs(1));
+    // Not TLS at all.
+    let r = exchange(addr, &[0xff; 64], WITHIN).await;
+    assert_alert_or_nothing(&r, "random bytes");
+    // Plain HTTP on the TLS port: closed, no HTTP answer (no nginx-style 400 page).
+    let r = exchange(addr, get("/public/a", "").as_bytes(), WITHIN).await;
+    assert_alert_or_nothing(&r, "plain HTTP");
+    // An SNI no listener has: the port's default certificate is presented (the
+    // listener without a hostname, else the first: here app.example's), which a
+    // verifying client refuses ...
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("unknown.example").unwrap();
+    let err = tls.ca.connector().connect(name, tcp).await.unwrap_err();
+    assert!(err.to_string().contains("not valid for name"), "{err}");
+    // ... and a client that does not verify gets nothing routed for that host: 404.
+    for sni in ["unknown.example", "127.0.0.1"] {
+        let (leaf, status, _) = tls_get(&insecure_connector(), addr, sni, "/public/a").await;
+        assert_eq!(leaf, tls.leaf, "{sni}: the default certificate");
+        assert_eq!(status, StatusCode::NOT_FOUND, "{sni}");
+    }
+    assert!(tls.fx.backend_paths().is_empty());
+    tls.assert_serves().await;
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_cut_by_the_handshake_timeout() {
+    let mut tls = TlsFixture::start(settings(|s| {
+        s.limits.tls_handshake_timeout = Duration::from_millis(800);
+    }))
+    .await;
+    // The first bytes of a ClientHello record announcing 512 bytes, then nothing.
+    let mut tcp = TcpStream::connect(tls.fx.addr()).await.unwrap();
+    tcp.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        .await
+        .unwrap();
+    let r = read_until_close(&mut tcp, WITHIN).await;
+    let after = r.closed_after.expect("the stalled handshake is cut");
+    assert!(
+        after >= Duration::from_millis(700) && after < Duration::from_millis(2500),
+        "cut after {after:?}, expected near the 800 ms handshake timeout"
+    );
+    assert!(!r.text.contains("HTTP/1."));
+    tls.assert_serves().await;
+}
+
+use gatekit_tests::wired::{Ca, secret, tls_get};
+
+/// A TLS client that accepts any certificate (to see what an attacker gets past a
+/// certificate mismatch).
+fn insecure_connector() -> tokio_rustls::TlsConnector {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    #[derive(Debug)]
+    struct AnyCert(std::sync::Arc<rustls::crypto::CryptoProvider>);
+    impl ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
