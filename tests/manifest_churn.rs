@@ -48,7 +48,7 @@ enum Kind {
     HugeValues,
     DuplicateNames,
     RandomBytes,
-    UnknownKind,
+    UnknownResource,
     Empty,
 }
 
@@ -61,7 +61,7 @@ const KINDS: [Kind; 10] = [
     Kind::HugeValues,
     Kind::DuplicateNames,
     Kind::RandomBytes,
-    Kind::UnknownKind,
+    Kind::UnknownResource,
     Kind::Empty,
 ];
 
@@ -155,7 +155,7 @@ fn generate(rng: &mut fastrand::Rng, kind: Kind, i: usize) -> Vec<u8> {
             let len = rng.usize(0..4096);
             return std::iter::repeat_with(|| rng.u8(..)).take(len).collect();
         }
-        Kind::UnknownKind => {
+        Kind::UnknownResource => {
             let bad = [
                 "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRouteX\nmetadata: { name: x, namespace: default }\n",
                 "kind: HTTPRoute\nmetadata: { name: x }\n",
