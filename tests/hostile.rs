@@ -3,6 +3,20 @@
 //! oversized targets and heads, absolute-form targets, path traversal, slowloris,
 //! connection floods, HTTP/2 floods, upgrades to non-upgrading backends and broken TLS.
 //! Each case asserts the exact answer and that the gateway still serves afterwards.
+//!
+//! Decisions these tests pin down:
+//! - `Content-Length` with `Transfer-Encoding: chunked` is not a 400: hyper frames the
+//!   body by the chunked coding alone, drops the `Content-Length` and closes the
+//!   connection after the response (RFC 9112 §6.1 allows this or a rejection), so no
+//!   byte of the body can become a second request. Differing lengths, codings other than
+//!   a final `chunked`, `Transfer-Encoding` on HTTP/1.0 and malformed chunk sizes are 400
+//!   and closed.
+//! - Limits: request target 8 KiB (414, `paths.maxTargetLength`), HTTP/1 head 64 KiB
+//!   (431, core's `ServerConfig`), 100 header lines (431, hyper's fixed default), HTTP/2
+//!   decoded header list 64 KiB (431), header read and TLS handshake timeouts from the
+//!   settings.
+//! - An unknown SNI gets the port's default certificate (the listener without a
+//!   hostname, else the first one); nothing is routed for a host no route has (404).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::PathBuf;
