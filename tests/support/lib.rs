@@ -2,6 +2,7 @@
 //! received, a gateway served on a loopback port, and a plain HTTP client.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+pub mod raw;
 pub mod wired;
 
 use std::convert::Infallible;
@@ -96,6 +97,15 @@ impl EchoBackend {
     /// How many requests this backend has received.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Every request received and not yet taken, without waiting (path and query of each).
+    pub fn drain_seen(&mut self) -> Vec<Seen> {
+        let mut all = Vec::new();
+        while let Ok(seen) = self.seen.try_recv() {
+            all.push(seen);
+        }
+        all
     }
 
     /// The next request this backend receives (waits for it).

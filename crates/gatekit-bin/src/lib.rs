@@ -47,7 +47,10 @@ pub use crate::metrics::{LabelSource, Metrics, MetricsLayer, MetricsService, Req
 pub use crate::process::{
     NofileLimits, Process, ProcessError, raise_nofile_limit, shutdown_signal,
 };
-pub use crate::settings::{AdminSettings, Limits, LogFormat, LogSettings, Settings, SettingsError};
+pub use crate::settings::{
+    AdminSettings, EscapedSlashesSetting, Limits, LogFormat, LogSettings, PathSettings, Settings,
+    SettingsError,
+};
 pub use crate::validate::validate;
 pub use crate::wiring::{Source, Wiring, WiringError};
 pub use gatekit_k8s::TranslateOptions;

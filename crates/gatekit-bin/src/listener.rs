@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::server::{ServerConfig, with_connection_info};
 use gatekit_core::tls::{CertStore, TlsAcceptor, TlsError};
 use gatekit_core::{BoxError, ConnectionInfo};
@@ -65,6 +66,9 @@ pub struct ListenerSettings {
     pub header_read_timeout: Duration,
     /// How long a client may take to complete a TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// How request paths are checked and normalised before the listener's service
+    /// sees them (414 for long targets, 400 for refused paths).
+    pub path_policy: PathPolicy,
 }
 
 impl ListenerSettings {
@@ -75,6 +79,7 @@ impl ListenerSettings {
             max_connections: settings.limits.max_connections,
             header_read_timeout: settings.limits.header_read_timeout,
             tls_handshake_timeout: settings.limits.tls_handshake_timeout,
+            path_policy: settings.paths.policy(),
         }
     }
 }
@@ -119,7 +124,9 @@ pub enum DrainOutcome {
 /// accept ─▶ over maxConnections? close at once (counted)
 ///        ─▶ [TLS handshake under a deadline, certificate by SNI from a CertStore]
 ///        ─▶ hyper-util auto builder (HTTP/1.1 or HTTP/2; h2 by preface or ALPN)
-///        ─▶ each request gets ConnectionInfo, then a clone of the listener's service
+///        ─▶ each request gets ConnectionInfo; its target is checked and its path
+///           normalised (gatekit_core::path: 414, 400) before
+///        ─▶ a clone of the listener's service
 /// ```
 ///
 /// The service passed to [`add`](Self::add) is cloned per connection and per request, so
@@ -176,7 +183,8 @@ impl Listeners {
     }
 
     /// Binds `port` on the configured address and starts accepting, serving each
-    /// connection with a clone of `service`. Port 0 picks a free port. Returns the bound
+    /// connection with a clone of `service`, behind the settings' path policy
+    /// ([`NormalizePath`]; its refusals have an empty `B::default()` body). Port 0 picks a free port. Returns the bound
     /// address; the listener is known by its port from then on.
     ///
     /// # Errors
@@ -196,7 +204,7 @@ impl Listeners {
             + Send
             + 'static,
         S::Future: Send + 'static,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Default + Send + 'static,
         B::Error: Into<BoxError>,
     {
         if port != 0 && self.bound.contains_key(&port) {
@@ -224,7 +232,7 @@ impl Listeners {
             listener,
             local,
             tls: tls.clone(),
-            service,
+            service: NormalizePath::new(service, self.settings.path_policy),
             builder: self.builder.clone(),
             metrics: self.metrics.clone(),
             gauge: self.metrics.connection_gauge(local.port()),

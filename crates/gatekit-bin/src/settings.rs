@@ -22,6 +22,11 @@
 //! kubernetes:                 # serve from API servers instead of --resources
 //!   clusters:
 //!     - { name: local, inCluster: true }
+//! paths:                      # request path normalisation before routing
+//!   normalize: true           # dot segments, unreserved %-escapes, `\` as `/`
+//!   mergeSlashes: false
+//!   escapedSlashes: keep      # %2F and %5C: keep, reject (400) or decode
+//!   maxTargetLength: 8192     # longer request targets get 414
 //! ```
 //!
 //! `kubernetes` is [`ProviderSettings`] (clusters, local cluster, readiness, staleness,
@@ -99,6 +104,9 @@ pub struct Settings {
     pub shutdown_delay: Duration,
     /// Serve from Kubernetes API servers (see [`ProviderSettings`]).
     pub kubernetes: Option<ProviderSettings>,
+    // --- request path policy (hostile-input hardening) ---
+    /// How request paths are normalised before routing.
+    pub paths: PathSettings,
 }
 
 impl Default for Settings {
@@ -111,6 +119,7 @@ impl Default for Settings {
             gateway_class_name: "gatekit".to_owned(),
             shutdown_delay: Duration::ZERO,
             kubernetes: None,
+            paths: PathSettings::default(),
         }
     }
 }
@@ -255,9 +264,73 @@ impl Settings {
                     reason,
                 })?;
         }
+        if self.paths.max_target_length == 0 {
+            return Err(invalid("paths.maxTargetLength", "must be at least 1"));
+        }
         Ok(())
     }
 }
+
+// === request path policy ===
+
+/// How request paths are normalised before routing (see `gatekit_core::path`): the
+/// normalised path is what is routed and what is sent upstream.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct PathSettings {
+    /// RFC 3986 dot-segment removal, decoding of unreserved `%`-escapes, `\` as `/`.
+    pub normalize: bool,
+    /// `//` becomes `/`.
+    pub merge_slashes: bool,
+    /// What `%2F` and `%5C` become.
+    pub escaped_slashes: EscapedSlashesSetting,
+    /// Longest request target (path and query) accepted; longer ones get 414.
+    pub max_target_length: usize,
+}
+
+impl Default for PathSettings {
+    fn default() -> Self {
+        Self {
+            normalize: true,
+            merge_slashes: false,
+            escaped_slashes: EscapedSlashesSetting::Keep,
+            max_target_length: gatekit_core::path::DEFAULT_MAX_TARGET_LEN,
+        }
+    }
+}
+
+impl PathSettings {
+    /// The core policy these settings describe.
+    pub fn policy(&self) -> gatekit_core::path::PathPolicy {
+        use gatekit_core::path::{EscapedSlashes, PathPolicy};
+        PathPolicy::default()
+            .normalize(self.normalize)
+            .merge_slashes(self.merge_slashes)
+            .escaped_slashes(match self.escaped_slashes {
+                EscapedSlashesSetting::Keep => EscapedSlashes::Keep,
+                EscapedSlashesSetting::Reject => EscapedSlashes::Reject,
+                EscapedSlashesSetting::Decode => EscapedSlashes::Decode,
+            })
+            .with_max_target_len(self.max_target_length)
+    }
+}
+
+/// `paths.escapedSlashes`: what `%2F` and `%5C` in a path become.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum EscapedSlashesSetting {
+    /// Kept encoded (part of a segment).
+    #[default]
+    Keep,
+    /// The request is refused with 400.
+    Reject,
+    /// Decoded into path separators.
+    Decode,
+}
+
+// === durations ===
 
 /// Gateway API durations (`1h`, `1m30s`, `500ms`) for serde.
 mod duration {
@@ -382,6 +455,27 @@ gatewayClassName: edge
             let err = Settings::from_yaml(yaml, "g").unwrap_err();
             assert!(err.to_string().contains(needle), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn path_settings_parse_into_a_policy() {
+        use gatekit_core::path::{EscapedSlashes, PathPolicy};
+        let s = Settings::from_yaml(
+            "paths: { mergeSlashes: true, escapedSlashes: reject, maxTargetLength: 100 }",
+            "g",
+        )
+        .unwrap();
+        assert_eq!(
+            s.paths.policy(),
+            PathPolicy::default()
+                .merge_slashes(true)
+                .escaped_slashes(EscapedSlashes::Reject)
+                .with_max_target_len(100)
+        );
+        assert_eq!(Settings::default().paths.policy(), PathPolicy::default());
+        let err = Settings::from_yaml("paths: { maxTargetLength: 0 }", "g").unwrap_err();
+        assert!(err.to_string().contains("paths.maxTargetLength"), "{err}");
+        assert!(Settings::from_yaml("paths: { escapedSlashes: drop }", "g").is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!   immutable [`RouteTable`] and served by the [`Router`] tower service;
 //! - HTTP filters ([`filter`]): header modifiers, redirects, URL rewrites, mirrors;
 //! - the upstream HTTP client and proxying helpers ([`client`], [`proxy`]);
+//! - request path normalisation before routing ([`path`]);
 //! - TLS termination helpers ([`tls`]): PEM loading, SNI certificate selection, rustls
 //!   server settings.
 //!
@@ -48,6 +49,7 @@ mod endpoint;
 mod error;
 pub mod filter;
 mod handle_error;
+pub mod path;
 pub mod proxy;
 pub mod route;
 mod router;

@@ -18,7 +18,8 @@
 //! # Limits
 //!
 //! Every connection is served with explicit limits rather than library defaults left by
-//! accident: an HTTP/1 header read timeout (slowloris) and the HTTP/2 limits below
+//! accident: an HTTP/1 header read timeout (slowloris), a 64 KiB cap on an HTTP/1
+//! request head (431 beyond; at most 100 header lines, hyper's fixed default) and the HTTP/2 limits below
 //! (stream count, decoded header size, the "Rapid Reset" and "MadeYouReset" defences,
 //! keep-alive pings). A server that watches connections itself (graceful draining) takes
 //! the configured hyper builder from [`ServerConfig::auto_builder`] and wraps its service
@@ -71,6 +72,16 @@ const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a keep-alive ping may go unanswered before the connection is closed.
 const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest HTTP/1 request head (request line and headers) hyper buffers: 64 KiB, the
+/// order of Envoy's 60 KiB `max_request_headers_kb`. A larger head is answered
+/// `431 Request Header Fields Too Large` and the connection closed. (hyper's default is
+/// about 400 KiB; its `max_header_size` is not reachable through hyper-util's auto
+/// builder, so the read buffer's cap is the limit.) hyper also caps the number of
+/// header lines at 100 (a compile-time stack array, `431` beyond); setting a different
+/// count would move it to the heap for every request, so that default is kept, on
+/// purpose, and pinned by the hostile-input tests.
+const HTTP1_MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Default time a client has to send a whole HTTP/1 request head.
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -119,6 +130,7 @@ impl ServerConfig {
         let mut builder = http1::Builder::new();
         builder
             .writev(false)
+            .max_buf_size(HTTP1_MAX_HEAD_BYTES)
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout);
         builder
@@ -133,6 +145,7 @@ impl ServerConfig {
         builder
             .http1()
             .writev(false)
+            .max_buf_size(HTTP1_MAX_HEAD_BYTES)
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout);
         builder

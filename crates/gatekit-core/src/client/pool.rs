@@ -527,6 +527,12 @@ fn send_error(err: hyper::Error, unsent: bool) -> Error {
     let refused = is_refused_stream(&err);
     let kind = if err.is_timeout() {
         ErrorKind::Timeout
+    } else if err.is_user()
+        && std::error::Error::source(&err).is_some_and(|cause| cause.is::<hyper::Error>())
+    {
+        // The request body failed while being streamed upstream because reading it from
+        // the client failed (a malformed chunk, a bad length): the client's fault, 400.
+        ErrorKind::BadRequest
     } else {
         ErrorKind::UpstreamProtocol
     };

@@ -29,7 +29,9 @@
 //! - `X-Request-Id`: kept when present, else a random 128-bit id in hex (from
 //!   `fastrand`, formatted on the stack).
 //!
-//! `Host` is preserved.
+//! `Host` is preserved, except that an absolute-form target's (or HTTP/2 `:authority`'s)
+//! authority replaces a disagreeing `Host` (RFC 9112 §3.2.2): the upstream sees the host
+//! the request was routed by.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -52,11 +54,22 @@ pub fn prepare_request(req: &mut Request<Body>, conn: Option<&ConnectionInfo>) {
     let upgrade = crate::client::is_upgrade_request(req);
     let tls = conn.is_some_and(ConnectionInfo::is_tls)
         || req.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
-    let host = req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // RFC 9112 §3.2.2: a proxy receiving an absolute-form target ignores the received
+    // `Host` and replaces it with the target's authority (which is also what routed the
+    // request). HTTP/2's `:authority` wins over a `host` header the same way.
+    let authority = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let host = match authority {
+        Some(authority) => {
+            if req.headers().contains_key(header::HOST) {
+                req.headers_mut().insert(header::HOST, authority.clone());
+            }
+            Some(authority)
+        }
+        None => req.headers().get(header::HOST).cloned(),
+    };
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, upgrade);
     if let Some(conn) = conn {
@@ -308,6 +321,24 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.com");
         assert_eq!(h["x-request-id"].len(), 32);
+    }
+
+    #[test]
+    fn an_absolute_form_authority_replaces_a_disagreeing_host() {
+        let mut req = Request::get("http://app.example/x")
+            .header("host", "evil.example")
+            .body(Body::empty())
+            .unwrap();
+        prepare_request(&mut req, None);
+        assert_eq!(req.headers()["host"], "app.example");
+        assert_eq!(req.headers()["x-forwarded-host"], "app.example");
+        // HTTP/2 style: an authority and no host header; none is added.
+        let mut req = Request::get("http://app.example/x")
+            .body(Body::empty())
+            .unwrap();
+        prepare_request(&mut req, None);
+        assert!(!req.headers().contains_key("host"));
+        assert_eq!(req.headers()["x-forwarded-host"], "app.example");
     }
 
     #[test]
