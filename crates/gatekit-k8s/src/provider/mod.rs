@@ -24,7 +24,7 @@
 //! `config` clusters only: a ReferenceGrant in an endpoints-only cluster grants nothing.
 //! A Service's endpoints are the union of its EndpointSlices in every `endpoints`
 //! cluster where it exists, each endpoint labelled with its cluster
-//! ([`CLUSTER_LABEL`](crate::types::CLUSTER_LABEL)); with a local cluster configured,
+//! ([`CLUSTER_LABEL`]); with a local cluster configured,
 //! balancers prefer local endpoints and fail over to the others (gatekit-lb's priority
 //! levels).
 //!

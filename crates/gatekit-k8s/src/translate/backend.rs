@@ -397,7 +397,7 @@ impl<'a> Context<'a> {
 }
 
 /// The endpoints of `service`'s port `port` (the Service port number a backendRef
-/// names) from the Service's EndpointSlices (see the [module docs](self) for the
+/// names) from the Service's EndpointSlices (see the `translate` module docs for the
 /// rules). Slices of several clusters may be mixed: each endpoint gets its slice's
 /// [`CLUSTER_LABEL`]. Unusable entries (an address that is not an IP) are skipped and
 /// reported in `errors`. A port the Service does not have gives no endpoints.
