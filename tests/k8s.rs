@@ -853,6 +853,58 @@ async fn replicas_register_and_one_leader_writes_status() {
     })
     .await;
 
+    // `gatekit fleet` agrees (exit 0: no drift) ...
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatekit.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kubernetes:\n  clusters:\n    - name: local\n      server: {}\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let fleet = |config: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            let cli = <gatekit_bin::Cli as clap::Parser>::try_parse_from([
+                "gatekit".as_ref(),
+                "fleet".as_ref(),
+                "--config".as_ref(),
+                config.as_os_str(),
+                "--namespace".as_ref(),
+                "gatekit".as_ref(),
+            ])
+            .unwrap();
+            format!("{:?}", gatekit_bin::main(cli))
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        fleet(config.clone()).await,
+        format!("{:?}", std::process::ExitCode::SUCCESS)
+    );
+    // ... and flags a replica that serves something else for the same input (exit 3).
+    let mut odd = lease(&fake, "gw-1").unwrap();
+    odd.metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some("gw-odd".to_owned()),
+        namespace: Some("gatekit".to_owned()),
+        labels: odd.metadata.labels.clone().map(|mut l| {
+            l.insert(
+                "gatekit.io/config-hash".to_owned(),
+                "0000000000000000".to_owned(),
+            );
+            l
+        }),
+        ..Default::default()
+    };
+    fake.apply(&odd);
+    assert_eq!(
+        fleet(config.clone()).await,
+        format!("{:?}", std::process::ExitCode::from(3))
+    );
+    assert!(fake.delete::<k8s_openapi::api::coordination::v1::Lease>(Some("gatekit"), "gw-odd"));
+
     // The route's status was written, by one replica, once.
     eventually(WITHIN, "route status written", || async {
         let route: Option<gatekit_k8s::types::HttpRoute> = fake.get(Some("shop"), "cart");
@@ -894,4 +946,105 @@ async fn replicas_register_and_one_leader_writes_status() {
     })
     .await;
     drop(gw1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_cluster_down_at_start_blocks_readiness_only_when_required() {
+    let a = EchoBackend::start("a").await;
+    let port = free_port();
+    let local = FakeApiServer::start().await;
+    let remote = FakeApiServer::start().await;
+    local.apply_json(gateway(port));
+    local.apply_json(service("shop", "cart"));
+    local.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
+    local.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
+    );
+    remote.stop().await;
+    let two = |readiness| {
+        let mut s = settings(vec![
+            cluster(&local, "local", &[Role::Config, Role::Endpoints]),
+            cluster(&remote, "remote", &[Role::Endpoints]),
+        ]);
+        s.kubernetes.as_mut().unwrap().readiness = readiness;
+        s
+    };
+    // Endpoints clusters may be down: ready and serving from the local cluster.
+    let degraded = Wired::start_kube(two(Readiness::ConfigClusters)).await;
+    ready(&degraded).await;
+    let client = TestClient::new();
+    let url = format!("http://127.0.0.1:{port}/cart");
+    assert_eq!(
+        backend_of(&client, &url).await,
+        (StatusCode::OK, Some("a".to_owned()))
+    );
+    let config = degraded.config().await;
+    assert_eq!(config["clusters"][1]["synced"], false, "{config}");
+    drop(degraded);
+    // Every cluster required: not ready while one is down, ready once it is up.
+    let strict = Wired::start_kube(two(Readiness::AllClusters)).await;
+    // The local cluster syncs (every one of its 10 kinds listed and watched, by this
+    // replica as by the first one) and still the replica is not ready.
+    eventually(WITHIN, "local cluster synced", || async {
+        local.requests().iter().filter(|r| r.is_watch()).count() >= 20
+    })
+    .await;
+    assert_eq!(
+        strict.admin("/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    remote.resume().await;
+    ready(&strict).await;
+    drop(strict);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_list_failures_back_off() {
+    let fake = FakeApiServer::start().await;
+    fake.apply_json(gateway(free_port()));
+    // Every list of routes fails (500 is not retried by kube's client itself).
+    fake.fail_next(
+        Some(http::Method::GET),
+        "/apis/gateway.networking.k8s.io/v1/httproutes*",
+        10_000,
+        500,
+        None,
+    );
+    let mut s = settings(vec![cluster(
+        &fake,
+        "local",
+        &[Role::Config, Role::Endpoints],
+    )]);
+    let k = s.kubernetes.as_mut().unwrap();
+    k.backoff_min = Some(Duration::from_millis(50));
+    k.backoff_max = Some(Duration::from_secs(10));
+    let wired = Wired::start_kube(s).await;
+    let lists = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.is_list_of("httproutes"))
+            .count()
+    };
+    // Wait for 5 attempts: with doubling steps of 50 ms (jittered to half) they span at
+    // least 25+50+100+200 ms; then, in the next 400 ms, at most 2 more can come
+    // (the 6th step is 800-1600 ms away... minus jitter, at least 400 ms).
+    eventually(WITHIN, "five list attempts", || async { lists() >= 5 }).await;
+    let at_five = tokio::time::Instant::now();
+    eventually(Duration::from_secs(5), "the sixth attempt", || async {
+        lists() >= 6
+    })
+    .await;
+    let gap = at_five.elapsed();
+    assert!(
+        gap >= Duration::from_millis(300),
+        "backoff did not grow: the 6th list came {gap:?} after the 5th"
+    );
+    // Still failing, so still not ready.
+    assert_eq!(
+        wired.admin("/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    drop(wired);
 }

@@ -21,6 +21,8 @@ Examples:
   gatekit run --config gatekit.yaml
       With a `kubernetes:` section in gatekit.yaml: serve Gateway API resources from one
       or more clusters (see docs/kubernetes.md).
+  gatekit fleet --config gatekit.yaml
+      List the live replicas of the fleet (their membership Leases) and any drift.
   gatekit validate ./manifests
       Check manifests and print each resource's conditions; exits non-zero on errors.
 
@@ -60,6 +62,12 @@ pub enum Command {
     /// Prints readable errors and each resource's conditions; exits non-zero when
     /// something is wrong.
     Validate(ValidateArgs),
+    /// List the live gateway replicas registered in the cluster
+    ///
+    /// Reads the fleet's membership Leases: each replica with the configuration
+    /// generation and hash it serves. Exits 3 when replicas that read the same input
+    /// serve different configurations (drift).
+    Fleet(FleetArgs),
     /// Start a demo gateway on 127.0.0.1:8080 and print curl commands to try
     ///
     /// Starts three in-process demo backends and a gateway with a weighted split, a header
@@ -96,7 +104,26 @@ pub struct ValidateArgs {
 
 /// Exit status for a failure the user must fix (bad settings, unreadable directory,
 /// runtime error).
+/// `gatekit fleet` arguments.
+#[derive(Debug, Args)]
+#[non_exhaustive]
+pub struct FleetArgs {
+    /// Process settings with a `kubernetes` section (the Leases are read from its local
+    /// cluster, else its first config cluster)
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The namespace of the Leases (default: the replica identity's, POD_NAMESPACE, or
+    /// `gatekit`)
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
 const EXIT_FAILURE: u8 = 1;
+/// `gatekit fleet`: drift found.
+const EXIT_DRIFT: u8 = 3;
 
 /// Runs a parsed command line to its exit status.
 pub fn main(cli: Cli) -> ExitCode {
@@ -119,6 +146,19 @@ pub fn main(cli: Cli) -> ExitCode {
             runtime.block_on(run(args, process::shutdown_signal()))
         }
         Command::Validate(args) => validate(&args),
+        Command::Fleet(args) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: cannot start the async runtime: {error}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
+            runtime.block_on(fleet(&args))
+        }
         Command::Demo => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -243,6 +283,71 @@ async fn demo(shutdown: impl std::future::Future<Output = ()>) -> ExitCode {
             println!("{}", demo.instructions());
             demo.serve(shutdown).await;
             ExitCode::SUCCESS
+        }
+        Err(error) => {
+            report(&error);
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+async fn fleet(args: &FleetArgs) -> ExitCode {
+    let settings = match Settings::load(&args.config) {
+        Ok(settings) => settings,
+        Err(error) => {
+            report(&error);
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let Some(kubernetes) = settings.kubernetes else {
+        eprintln!(
+            "error: {} has no `kubernetes` section: there is no fleet without a cluster",
+            args.config.display()
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    };
+    let cluster = kubernetes
+        .local_cluster
+        .as_deref()
+        .and_then(|name| kubernetes.clusters.iter().find(|c| c.name == name))
+        .or_else(|| {
+            kubernetes
+                .clusters
+                .iter()
+                .find(|c| c.has_role(gatekit_k8s::Role::Config))
+        });
+    let Some(cluster) = cluster else {
+        eprintln!("error: no config cluster in the settings");
+        return ExitCode::from(EXIT_FAILURE);
+    };
+    let client = match cluster.client().await {
+        Ok(client) => client,
+        Err(error) => {
+            report(&error);
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| kubernetes.replica.as_ref().map(|r| r.namespace.clone()))
+        .or_else(|| gatekit_k8s::provider::ReplicaIdentity::from_env().map(|r| r.namespace))
+        .unwrap_or_else(|| "gatekit".to_owned());
+    match gatekit_k8s::FleetView::load(client, &namespace, kubernetes.fleet()).await {
+        Ok(view) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&view).unwrap_or_else(|_| "null".to_owned())
+                );
+            } else {
+                print!("{view}");
+            }
+            if view.drift().is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_DRIFT)
+            }
         }
         Err(error) => {
             report(&error);

@@ -40,7 +40,7 @@ mod validate;
 pub mod wiring;
 
 pub use crate::admin::{AdminService, ConfigDump, Phase, Readiness, serve_admin};
-pub use crate::cli::{Cli, Command, RunArgs, ValidateArgs, main, run};
+pub use crate::cli::{Cli, Command, FleetArgs, RunArgs, ValidateArgs, main, run};
 pub use crate::listener::{DrainOutcome, ListenError, ListenerSettings, Listeners, Transport};
 pub use crate::logging::init as init_logging;
 pub use crate::metrics::{LabelSource, Metrics, MetricsLayer, MetricsService, RequestMetrics};
