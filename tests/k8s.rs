@@ -744,6 +744,22 @@ async fn lost_endpoints_cluster_is_stale_then_dropped() {
     until(&client, &url, StatusCode::SERVICE_UNAVAILABLE, None).await;
     let config = wired.config().await;
     assert_eq!(config["clusters"][1]["endpointsDropped"], true, "{config}");
+    let (_, metrics) = wired.admin("/metrics").await;
+    assert_eq!(
+        metric(&metrics, r#"gatekit_cluster_connected{cluster="remote"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"gatekit_cluster_endpoints_dropped{cluster="remote"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, r#"gatekit_cluster_connected{cluster="local"}"#),
+        Some(1.0)
+    );
     // Local endpoints appear meanwhile, and the remote returns: both serve again.
     local.set_service_endpoints(
         "shop",

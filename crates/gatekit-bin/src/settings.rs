@@ -384,6 +384,39 @@ mod duration {
 mod tests {
     use super::*;
 
+    /// The settings `deploy/` ships must be settings this binary accepts.
+    #[test]
+    fn deploy_configmap_settings_parse() {
+        let configmap: serde_norway::Value =
+            serde_norway::from_str(include_str!("../../../deploy/config.yaml")).unwrap();
+        let yaml = configmap["data"]["gatekit.yaml"].as_str().unwrap();
+        let s = Settings::from_yaml(yaml, "deploy/config.yaml").unwrap();
+        let k = s.kubernetes.unwrap();
+        assert_eq!(k.clusters[0].name, "local");
+        assert!(k.clusters[0].in_cluster);
+        assert_eq!(k.local_cluster.as_deref(), Some("local"));
+        assert_eq!(k.global_namespaces, ["platform"]);
+        assert_eq!(s.shutdown_delay, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn kubernetes_settings_are_validated() {
+        let e = Settings::from_yaml(
+            "kubernetes:\n  clusters:\n    - { name: a, server: \"https://x\", roles: [endpoints] }\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("config role"), "{e}");
+        let e = Settings::from_yaml(
+            "kubernetes:\n  clusters:\n    - { name: a, server: \"https://x\" }\n  localCluster: b\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("localCluster"), "{e}");
+    }
+
     #[test]
     fn empty_file_is_defaults() {
         let s = Settings::from_yaml("", "t").unwrap();

@@ -79,6 +79,11 @@ struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -101,6 +106,8 @@ struct Inner {
     reloads_failed: Counter,
     config_generation: Gauge,
     endpoint_updates: Histogram,
+    cluster_connected: Family<ClusterLabels, Gauge>,
+    cluster_dropped: Family<ClusterLabels, Gauge>,
 }
 
 impl Metrics {
@@ -163,10 +170,24 @@ impl Metrics {
             "Time from receiving an EndpointSlice change to its endpoints being served",
             endpoint_updates.clone(),
         );
+        let cluster_connected = Family::<ClusterLabels, Gauge>::default();
+        registry.register(
+            "cluster_connected",
+            "Whether a Kubernetes cluster's API server answers (1) or not (0)",
+            cluster_connected.clone(),
+        );
+        let cluster_dropped = Family::<ClusterLabels, Gauge>::default();
+        registry.register(
+            "cluster_endpoints_dropped",
+            "Whether a lost cluster's endpoints were dropped after maxStaleness (1) or are still served (0)",
+            cluster_dropped.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
                 endpoint_updates,
+                cluster_connected,
+                cluster_dropped,
                 requests,
                 durations,
                 connections,
@@ -266,6 +287,23 @@ impl Metrics {
         } else {
             self.inner.reloads_failed.inc();
         }
+    }
+
+    /// Sets a Kubernetes cluster's state: whether its API server answers (while it does
+    /// not, its last known state is served, stale), and whether its endpoints were
+    /// dropped after the staleness bound.
+    pub fn set_cluster_state(&self, cluster: &str, connected: bool, endpoints_dropped: bool) {
+        let labels = ClusterLabels {
+            cluster: cluster.to_owned(),
+        };
+        self.inner
+            .cluster_connected
+            .get_or_create(&labels)
+            .set(i64::from(connected));
+        self.inner
+            .cluster_dropped
+            .get_or_create(&labels)
+            .set(i64::from(endpoints_dropped));
     }
 
     /// Records how long an EndpointSlice change took to reach its upstreams.

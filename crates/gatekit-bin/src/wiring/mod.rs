@@ -664,6 +664,11 @@ impl Wiring {
         let r = &self.rendered;
         let clusters = match &self.source {
             Source::Kubernetes(provider) => {
+                for c in provider.clusters() {
+                    process
+                        .metrics()
+                        .set_cluster_state(&c.name, c.connected, c.endpoints_dropped);
+                }
                 serde_json::to_string(&provider.clusters()).unwrap_or_else(|_| "null".to_owned())
             }
             _ => "null".to_owned(),
