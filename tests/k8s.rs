@@ -1064,3 +1064,52 @@ async fn persistent_list_failures_back_off() {
     );
     drop(wired);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_that_does_not_fit_is_skipped_not_fatal() {
+    let a = EchoBackend::start("a").await;
+    let port = free_port();
+    let fake = FakeApiServer::start().await;
+    fake.apply_json(gateway(port));
+    fake.apply_json(service("shop", "cart"));
+    fake.set_service_endpoints(
+        "shop",
+        "cart",
+        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
+    );
+    fake.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
+    // An HTTPRoute gatekit's types cannot read (a CRD version skew would look like this):
+    // it must not fail the whole list, or the replica would never become ready.
+    let mut broken = route("shop", "broken", "/broken", "shop", "cart");
+    broken["spec"]["rules"] = json!("not a list");
+    fake.apply_json(broken);
+    let wired = Wired::start_kube(settings(vec![cluster(
+        &fake,
+        "local",
+        &[Role::Config, Role::Endpoints],
+    )]))
+    .await;
+    ready(&wired).await;
+    let client = TestClient::new();
+    let base = format!("http://127.0.0.1:{port}");
+    until(&client, &format!("{base}/cart"), StatusCode::OK, Some("a")).await;
+    assert_eq!(
+        backend_of(&client, &format!("{base}/broken")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // A served route that turns unreadable keeps its last readable version.
+    let mut unreadable = route("shop", "cart", "/cart", "shop", "cart");
+    unreadable["spec"]["rules"] = json!(42);
+    fake.apply_json(unreadable);
+    eventually(WITHIN, "the skip is reported", || async {
+        wired.config().await["clusters"][0]["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("HTTPRoute shop/cart"))
+    })
+    .await;
+    assert_eq!(
+        backend_of(&client, &format!("{base}/cart")).await,
+        (StatusCode::OK, Some("a".to_owned()))
+    );
+    drop(wired);
+}

@@ -423,6 +423,15 @@ impl Shared {
         }
     }
 
+    /// An object that does not fit gatekit's types was skipped: shown as the cluster's
+    /// last error.
+    pub(crate) fn invalid_object(&self, cluster: usize, what: &str) {
+        let mut h = self.clusters[cluster].health();
+        h.last_error = Some(format!("invalid object skipped: {what}"));
+        drop(h);
+        self.clusters_changed();
+    }
+
     fn clusters_changed(&self) {
         let mut pending = self.pending();
         pending.clusters = true;

@@ -15,6 +15,8 @@ use std::sync::{Arc, RwLock};
 use kube::Resource;
 use serde::de::DeserializeOwned;
 
+use crate::types::ObjectMeta;
+
 use crate::types::{
     BackendPolicy, EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace,
     ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service,
@@ -231,11 +233,27 @@ impl<K: Watched> Store<K> {
         delta
     }
 
+    /// The stored object with this metadata's namespace and name.
+    pub(crate) fn get(&self, meta: &ObjectMeta) -> Option<K> {
+        let ns = meta.namespace.as_deref().unwrap_or_default();
+        let name = meta.name.as_deref().unwrap_or_default();
+        self.read()
+            .iter()
+            .find(|((n, _, nm), _)| n == ns && nm == name)
+            .map(|(_, v)| (**v).clone())
+    }
+
     /// Applies a deletion.
+    #[cfg(test)]
     pub(crate) fn delete(&self, obj: &K) -> Delta {
+        self.delete_meta(obj.meta())
+    }
+
+    /// Applies the deletion of the object with this metadata's namespace and name.
+    pub(crate) fn delete_meta(&self, meta: &ObjectMeta) -> Delta {
         let mut delta = Delta::default();
-        let name = obj.meta().name.clone().unwrap_or_default();
-        let ns = obj.meta().namespace.clone().unwrap_or_default();
+        let name = meta.name.clone().unwrap_or_default();
+        let ns = meta.namespace.clone().unwrap_or_default();
         let mut map = self.write();
         let key = map
             .keys()
@@ -291,7 +309,6 @@ fn note(delta: &mut Delta, kind: Kind, key: &Key) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::ObjectMeta;
 
     fn slice(name: &str, svc: &str, rv: &str) -> EndpointSlice {
         EndpointSlice {

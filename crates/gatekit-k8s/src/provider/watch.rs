@@ -5,12 +5,19 @@
 //! yields `Ok(Init)` before every list attempt, so a LIST that keeps failing is retried
 //! at the first backoff step forever. Here the backoff grows on every error and resets
 //! only on progress: a completed list (`InitDone`) or a change (`Apply`, `Delete`).
+//!
+//! Objects are read through kube's `DeserializeGuard`: one object that does not fit
+//! gatekit's types (a CRD version newer or older than the `gateway-api` crate's, a
+//! field of an unexpected type) does not fail the whole list, which would keep the
+//! replica from ever becoming ready. It is skipped with a warning, and if an earlier
+//! version of it was valid, that version keeps serving.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::watcher::{self, Event};
 
 use super::Shared;
@@ -46,7 +53,11 @@ impl Backoff {
 }
 
 /// Watches `K` in cluster `cluster` until the provider is dropped.
-pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Api<K>) {
+pub(crate) async fn run<K: Watched>(
+    shared: Arc<Shared>,
+    cluster: usize,
+    api: Api<DeserializeGuard<K>>,
+) {
     let mut config = watcher::Config::default();
     if K::KIND == Kind::Secret {
         // Only TLS certificates; every other Secret stays out of gatekit's memory.
@@ -60,10 +71,18 @@ pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Ap
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(mut obj)) => {
-                obj.meta_mut().managed_fields = None;
-                buffer.push(obj);
-            }
+            Ok(Event::InitApply(DeserializeGuard(obj))) => match obj {
+                Ok(mut obj) => {
+                    obj.meta_mut().managed_fields = None;
+                    buffer.push(obj);
+                }
+                Err(invalid) => {
+                    invalid_object(&shared, cluster, K::KIND, &invalid);
+                    if let Some(old) = store.get(&invalid.metadata) {
+                        buffer.push(old);
+                    }
+                }
+            },
             Ok(Event::InitDone) => {
                 let delta = store.replace(std::mem::take(&mut buffer));
                 let first = !store.is_synced();
@@ -72,14 +91,23 @@ pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Ap
                 tracing::debug!(cluster = %name, kind = K::KIND.name(), count = store.read().len(), "listed");
                 shared.record(cluster, delta, first);
             }
-            Ok(Event::Apply(mut obj)) => {
-                obj.meta_mut().managed_fields = None;
+            Ok(Event::Apply(DeserializeGuard(obj))) => {
                 backoff.reset();
-                shared.record(cluster, store.apply(obj), false);
+                match obj {
+                    Ok(mut obj) => {
+                        obj.meta_mut().managed_fields = None;
+                        shared.record(cluster, store.apply(obj), false);
+                    }
+                    Err(invalid) => invalid_object(&shared, cluster, K::KIND, &invalid),
+                }
             }
-            Ok(Event::Delete(obj)) => {
+            Ok(Event::Delete(DeserializeGuard(obj))) => {
                 backoff.reset();
-                shared.record(cluster, store.delete(&obj), false);
+                let meta = match &obj {
+                    Ok(obj) => obj.meta(),
+                    Err(invalid) => &invalid.metadata,
+                };
+                shared.record(cluster, store.delete_meta(meta), false);
             }
             Err(error) => {
                 if K::KIND.optional() && is_not_found(&error) && !store.is_synced() {
@@ -98,6 +126,31 @@ pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Ap
             }
         }
     }
+}
+
+fn invalid_object(
+    shared: &Shared,
+    cluster: usize,
+    kind: Kind,
+    invalid: &kube::core::error_boundary::InvalidObject,
+) {
+    let meta = &invalid.metadata;
+    let name = format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or(""),
+        meta.name.as_deref().unwrap_or("")
+    );
+    tracing::warn!(
+        cluster = %shared.clusters[cluster].name,
+        kind = kind.name(),
+        %name,
+        error = %invalid.error,
+        "object does not fit gatekit's types; skipped (a previous valid version keeps serving)"
+    );
+    shared.invalid_object(
+        cluster,
+        &format!("{} {name}: {}", kind.name(), invalid.error),
+    );
 }
 
 fn is_not_found(error: &watcher::Error) -> bool {
