@@ -116,6 +116,21 @@ fn slices(ns: &str, svc: &str, endpoints: &[(&str, SocketAddr, State)]) -> Vec<E
         .collect()
 }
 
+/// Publishes `shop/cart`'s endpoints in `fake`.
+fn set_cart(fake: &FakeApiServer, endpoints: &[(&str, SocketAddr, State)]) {
+    fake.set_service_endpoints("shop", "cart", slices("shop", "cart", endpoints));
+}
+
+/// Waits until the gateway serves `n` endpoints for `shop/cart:80`.
+async fn cart_endpoints(wired: &Wired, n: usize, what: &str) {
+    eventually(WITHIN, what, || async {
+        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.len() == n)
+    })
+    .await;
+}
+
 fn metric(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(prefix))
@@ -178,44 +193,21 @@ async fn endpoints_follow_slices_without_retranslating() {
     let generation = wired.config().await["generation"].clone();
 
     // Scale 0 -> 1 -> 2 -> 1 -> 0.
-    fake.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
-    );
+    set_cart(&fake, &[("a", a.addr, State::Ready)]);
     until(&client, &url, StatusCode::OK, Some("a")).await;
-    fake.set_service_endpoints(
-        "shop",
-        "cart",
-        slices(
-            "shop",
-            "cart",
-            &[("a", a.addr, State::Ready), ("b", b.addr, State::Ready)],
-        ),
+    set_cart(
+        &fake,
+        &[("a", a.addr, State::Ready), ("b", b.addr, State::Ready)],
     );
-    eventually(WITHIN, "both endpoints served", || async {
-        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
-            .as_array()
-            .is_some_and(|e| e.len() == 2)
-    })
-    .await;
+    cart_endpoints(&wired, 2, "both endpoints served").await;
     let before = (a.hits(), b.hits());
     for _ in 0..20 {
         assert_eq!(backend_of(&client, &url).await.0, StatusCode::OK);
     }
     assert_eq!(a.hits() - before.0, 10, "round robin over both");
     assert_eq!(b.hits() - before.1, 10);
-    fake.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("b", b.addr, State::Ready)]),
-    );
-    eventually(WITHIN, "a removed", || async {
-        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
-            .as_array()
-            .is_some_and(|e| e.len() == 1)
-    })
-    .await;
+    set_cart(&fake, &[("b", b.addr, State::Ready)]);
+    cart_endpoints(&wired, 1, "a removed").await;
     let a_hits = a.hits();
     for _ in 0..10 {
         assert_eq!(
@@ -247,11 +239,7 @@ async fn routes_follow_the_cluster() {
     let a = EchoBackend::start("a").await;
     let port = free_port();
     let (fake, wired) = one_cluster(port).await;
-    fake.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
-    );
+    set_cart(&fake, &[("a", a.addr, State::Ready)]);
     let client = TestClient::new();
     let base = format!("http://127.0.0.1:{port}");
     until(&client, &format!("{base}/cart"), StatusCode::OK, Some("a")).await;
@@ -485,16 +473,8 @@ async fn two_clusters_aggregate_with_local_first_and_fail_over() {
     local.apply_json(service("shop", "cart"));
     local.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
     remote.apply_json(service("shop", "cart"));
-    local.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("l", local_backend.addr, State::Ready)]),
-    );
-    remote.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("r", remote_backend.addr, State::Ready)]),
-    );
+    set_cart(&local, &[("l", local_backend.addr, State::Ready)]);
+    set_cart(&remote, &[("r", remote_backend.addr, State::Ready)]);
     // A grant in the endpoints-only cluster must grant nothing.
     remote.apply_json(grant("platform", "shop"));
     remote.apply_json(service("platform", "auth"));
@@ -512,12 +492,7 @@ async fn two_clusters_aggregate_with_local_first_and_fail_over() {
     let client = TestClient::new();
     let url = format!("http://127.0.0.1:{port}/cart");
     // Both clusters' endpoints are in the upstream, labelled; local takes all traffic.
-    eventually(WITHIN, "both clusters' endpoints", || async {
-        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
-            .as_array()
-            .is_some_and(|e| e.len() == 2)
-    })
-    .await;
+    cart_endpoints(&wired, 2, "both clusters' endpoints").await;
     for _ in 0..10 {
         assert_eq!(
             backend_of(&client, &url).await,
@@ -536,11 +511,7 @@ async fn two_clusters_aggregate_with_local_first_and_fail_over() {
     local.set_service_endpoints("shop", "cart", Vec::new());
     until(&client, &url, StatusCode::OK, Some("remote")).await;
     // And back.
-    local.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("l", local_backend.addr, State::Ready)]),
-    );
+    set_cart(&local, &[("l", local_backend.addr, State::Ready)]);
     until(&client, &url, StatusCode::OK, Some("local")).await;
     drop(wired);
 }
@@ -551,11 +522,7 @@ async fn api_server_restart_keeps_serving_and_converges() {
     let b = EchoBackend::start("b").await;
     let port = free_port();
     let (fake, wired) = one_cluster(port).await;
-    fake.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
-    );
+    set_cart(&fake, &[("a", a.addr, State::Ready)]);
     let client = TestClient::new();
     let url = format!("http://127.0.0.1:{port}/cart");
     until(&client, &url, StatusCode::OK, Some("a")).await;
@@ -573,11 +540,7 @@ async fn api_server_restart_keeps_serving_and_converges() {
         );
     }
     // While it is down, the cluster changes (the fake's store is still writable).
-    fake.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("b", b.addr, State::Ready)]),
-    );
+    set_cart(&fake, &[("b", b.addr, State::Ready)]);
     fake.resume().await;
     until(&client, &url, StatusCode::OK, Some("b")).await;
     eventually(WITHIN, "cluster back", || async {
@@ -593,23 +556,13 @@ async fn relist_after_410_keeps_upstreams_and_catches_up() {
     let b = EchoBackend::start("b").await;
     let port = free_port();
     let (fake, wired) = one_cluster(port).await;
-    fake.set_service_endpoints(
-        "shop",
-        "cart",
-        slices(
-            "shop",
-            "cart",
-            &[("a", a.addr, State::Ready), ("b", b.addr, State::Ready)],
-        ),
+    set_cart(
+        &fake,
+        &[("a", a.addr, State::Ready), ("b", b.addr, State::Ready)],
     );
     let client = TestClient::new();
     let url = format!("http://127.0.0.1:{port}/cart");
-    eventually(WITHIN, "both endpoints", || async {
-        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
-            .as_array()
-            .is_some_and(|e| e.len() == 2)
-    })
-    .await;
+    cart_endpoints(&wired, 2, "both endpoints").await;
     let generation = wired.config().await["generation"].clone();
     // History is compacted past every watcher's resourceVersion (a write to a kind
     // gatekit does not watch moves the head), and watches are cut: every watcher's
@@ -651,17 +604,8 @@ async fn relist_after_410_keeps_upstreams_and_catches_up() {
     // Identical objects re-listed changed nothing: no retranslation.
     assert_eq!(wired.config().await["generation"], generation);
     // A change right after the re-list is seen.
-    fake.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("b", b.addr, State::Ready)]),
-    );
-    eventually(WITHIN, "a removed", || async {
-        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
-            .as_array()
-            .is_some_and(|e| e.len() == 1)
-    })
-    .await;
+    set_cart(&fake, &[("b", b.addr, State::Ready)]);
+    cart_endpoints(&wired, 1, "a removed").await;
     drop(wired);
 }
 
@@ -712,11 +656,7 @@ async fn lost_endpoints_cluster_is_stale_then_dropped() {
     local.apply_json(service("shop", "cart"));
     local.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
     remote.apply_json(service("shop", "cart"));
-    remote.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("r", remote_backend.addr, State::Ready)]),
-    );
+    set_cart(&remote, &[("r", remote_backend.addr, State::Ready)]);
     let mut s = settings(vec![
         cluster(&local, "local", &[Role::Config, Role::Endpoints]),
         cluster(&remote, "remote", &[Role::Endpoints]),
@@ -761,19 +701,10 @@ async fn lost_endpoints_cluster_is_stale_then_dropped() {
         Some(1.0)
     );
     // Local endpoints appear meanwhile, and the remote returns: both serve again.
-    local.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("l", local_backend.addr, State::Ready)]),
-    );
+    set_cart(&local, &[("l", local_backend.addr, State::Ready)]);
     until(&client, &url, StatusCode::OK, Some("local")).await;
     remote.resume().await;
-    eventually(WITHIN, "remote endpoints restored", || async {
-        wired.config().await["upstreams"]["shop/cart:80"]["endpoints"]
-            .as_array()
-            .is_some_and(|e| e.len() == 2)
-    })
-    .await;
+    cart_endpoints(&wired, 2, "remote endpoints restored").await;
     drop(wired);
 }
 
@@ -804,11 +735,7 @@ async fn replicas_register_and_one_leader_writes_status() {
     fake.apply_json(gateway(port));
     fake.apply_json(service("shop", "cart"));
     fake.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
-    fake.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
-    );
+    set_cart(&fake, &[("a", a.addr, State::Ready)]);
     let replica = |name: &str| {
         let mut s = settings(vec![cluster(
             &fake,
@@ -973,11 +900,7 @@ async fn endpoints_cluster_down_at_start_blocks_readiness_only_when_required() {
     local.apply_json(gateway(port));
     local.apply_json(service("shop", "cart"));
     local.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
-    local.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
-    );
+    set_cart(&local, &[("a", a.addr, State::Ready)]);
     remote.stop().await;
     let two = |readiness| {
         let mut s = settings(vec![
@@ -1072,11 +995,7 @@ async fn an_object_that_does_not_fit_is_skipped_not_fatal() {
     let fake = FakeApiServer::start().await;
     fake.apply_json(gateway(port));
     fake.apply_json(service("shop", "cart"));
-    fake.set_service_endpoints(
-        "shop",
-        "cart",
-        slices("shop", "cart", &[("a", a.addr, State::Ready)]),
-    );
+    set_cart(&fake, &[("a", a.addr, State::Ready)]);
     fake.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
     // An HTTPRoute gatekit's types cannot read (a CRD version skew would look like this):
     // it must not fail the whole list, or the replica would never become ready.

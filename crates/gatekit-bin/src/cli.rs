@@ -132,45 +132,26 @@ pub fn main(cli: Cli) -> ExitCode {
             println!("gatekit {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Run(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("error: cannot start the async runtime: {error}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
-            };
-            runtime.block_on(run(args, process::shutdown_signal()))
-        }
+        Command::Run(args) => block_on(true, run(args, process::shutdown_signal())),
         Command::Validate(args) => validate(&args),
-        Command::Fleet(args) => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("error: cannot start the async runtime: {error}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
-            };
-            runtime.block_on(fleet(&args))
-        }
-        Command::Demo => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("error: cannot start the async runtime: {error}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
-            };
-            runtime.block_on(demo(process::shutdown_signal()))
+        Command::Fleet(args) => block_on(false, fleet(&args)),
+        Command::Demo => block_on(true, demo(process::shutdown_signal())),
+    }
+}
+
+/// Runs `command` on a new tokio runtime (multi-threaded for serving, current-thread
+/// for one-shot commands).
+fn block_on(multi_thread: bool, command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => runtime.block_on(command),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }

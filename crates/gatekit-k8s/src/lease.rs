@@ -62,6 +62,8 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+
+use crate::backoff::Backoff;
 use tokio::time::Instant;
 
 /// Label: the tool that manages the Lease (`gatekit`).
@@ -100,34 +102,6 @@ impl Clock {
         self.wall
             .checked_add(elapsed)
             .unwrap_or_else(|_| Timestamp::now())
-    }
-}
-
-/// Exponential backoff between failed attempts.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    next: Duration,
-    min: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            next: min,
-            min,
-            max: max.max(min),
-        }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = self.min;
-    }
-
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
     }
 }
 
@@ -792,17 +766,6 @@ mod tests {
         assert!(!expired(&spec(990, 15), now));
         assert!(expired(&spec(980, 15), now));
         assert!(expired(&LeaseSpec::default(), now));
-    }
-
-    #[test]
-    fn backoff_doubles_to_cap() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
-        assert_eq!(b.next_delay(), Duration::from_millis(200));
-        assert_eq!(b.next_delay(), Duration::from_millis(350));
-        assert_eq!(b.next_delay(), Duration::from_millis(350));
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
     }
 
     #[tokio::test(start_paused = true)]

@@ -50,6 +50,7 @@
 //! assert_eq!(translation.listeners()[0].port(), 8080);
 //! ```
 
+mod backoff;
 pub mod cluster;
 pub mod duration;
 pub mod fleet;

@@ -47,7 +47,8 @@ use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
-use crate::lease::{Backoff, Clock, is_status};
+use crate::backoff::Backoff;
+use crate::lease::{Clock, is_status};
 use crate::status::{Condition, ResourceRef, ResourceStatus};
 use crate::translate::Translation;
 use crate::types::GATEWAY_GROUP;

@@ -13,7 +13,6 @@
 //! version of it was valid, that version keeps serving.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::Api;
@@ -22,35 +21,7 @@ use kube::runtime::watcher::{self, Event};
 
 use super::Shared;
 use super::store::{Kind, Watched};
-
-/// Exponential backoff with full jitter: 250 ms doubling to 30 s.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    next: Duration,
-    min: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            next: min,
-            min,
-            max,
-        }
-    }
-
-    /// The delay before the next attempt (jittered between half and all of the step).
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let step = self.next;
-        self.next = (self.next * 2).min(self.max);
-        step.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
+use crate::backoff::Backoff;
 
 /// Watches `K` in cluster `cluster` until the provider is dropped.
 pub(crate) async fn run<K: Watched>(
@@ -66,7 +37,7 @@ pub(crate) async fn run<K: Watched>(
     let name = shared.clusters[cluster].name.clone();
     let store = K::store(&shared.clusters[cluster].stores);
     let mut stream = watcher::watcher(api, config).boxed();
-    let mut backoff = Backoff::new(shared.settings.backoff_min, shared.settings.backoff_max);
+    let mut backoff = Backoff::jittered(shared.settings.backoff_min, shared.settings.backoff_max);
     let mut buffer: Vec<K> = Vec::new();
     while let Some(event) = stream.next().await {
         match event {
@@ -158,24 +129,5 @@ fn is_not_found(error: &watcher::Error) -> bool {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
         | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let first = b.next_delay();
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        let mut last = Duration::ZERO;
-        for _ in 0..10 {
-            last = b.next_delay();
-        }
-        assert!(last >= Duration::from_millis(500) && last <= Duration::from_secs(1));
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 }
