@@ -34,14 +34,9 @@ const HOST: &str = "app.example";
 const WITHIN: Duration = Duration::from_secs(5);
 
 fn gateway(port: u16) -> String {
+    let gateway = gatekit_tests::wired::gateway_http(port);
     format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{ name: gw, namespace: default }}
-spec:
-  gatewayClassName: gatekit
-  listeners: [{{ name: http, port: {port}, protocol: HTTP }}]
----
+        r#"{gateway}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{ name: app, namespace: default }}

@@ -116,6 +116,27 @@ fn slices(ns: &str, svc: &str, endpoints: &[(&str, SocketAddr, State)]) -> Vec<E
         .collect()
 }
 
+/// A config+endpoints cluster `local` (Gateway on `port`, route `/cart` to
+/// `shop/cart`) and an endpoints-only cluster `remote` that also has `shop/cart`, with
+/// settings preferring `local`. The remote's spec is `remote_spec` (credentials).
+fn two_clusters(
+    port: u16,
+    local: &FakeApiServer,
+    remote: &FakeApiServer,
+    remote_spec: ClusterSpec,
+) -> Settings {
+    local.apply_json(gateway(port));
+    local.apply_json(service("shop", "cart"));
+    local.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
+    remote.apply_json(service("shop", "cart"));
+    let mut s = settings(vec![
+        cluster(local, "local", &[Role::Config, Role::Endpoints]),
+        remote_spec,
+    ]);
+    s.kubernetes.as_mut().unwrap().local_cluster = Some("local".to_owned());
+    s
+}
+
 /// Publishes `shop/cart`'s endpoints in `fake`.
 fn set_cart(fake: &FakeApiServer, endpoints: &[(&str, SocketAddr, State)]) {
     fake.set_service_endpoints("shop", "cart", slices("shop", "cart", endpoints));
@@ -469,24 +490,15 @@ async fn two_clusters_aggregate_with_local_first_and_fail_over() {
         .tls(true)
         .start()
         .await;
-    local.apply_json(gateway(port));
-    local.apply_json(service("shop", "cart"));
-    local.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
-    remote.apply_json(service("shop", "cart"));
+    let mut remote_spec = cluster(&remote, "remote", &[Role::Endpoints]);
+    remote_spec.token = Some("remote-token".to_owned());
+    let s = two_clusters(port, &local, &remote, remote_spec);
     set_cart(&local, &[("l", local_backend.addr, State::Ready)]);
     set_cart(&remote, &[("r", remote_backend.addr, State::Ready)]);
     // A grant in the endpoints-only cluster must grant nothing.
     remote.apply_json(grant("platform", "shop"));
     remote.apply_json(service("platform", "auth"));
     local.apply_json(route("shop", "login", "/login", "platform", "auth"));
-
-    let mut remote_spec = cluster(&remote, "remote", &[Role::Endpoints]);
-    remote_spec.token = Some("remote-token".to_owned());
-    let mut s = settings(vec![
-        cluster(&local, "local", &[Role::Config, Role::Endpoints]),
-        remote_spec,
-    ]);
-    s.kubernetes.as_mut().unwrap().local_cluster = Some("local".to_owned());
     let wired = Wired::start_kube(s).await;
     ready(&wired).await;
     let client = TestClient::new();
@@ -652,17 +664,14 @@ async fn lost_endpoints_cluster_is_stale_then_dropped() {
     let port = free_port();
     let local = FakeApiServer::start().await;
     let remote = FakeApiServer::start().await;
-    local.apply_json(gateway(port));
-    local.apply_json(service("shop", "cart"));
-    local.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
-    remote.apply_json(service("shop", "cart"));
-    set_cart(&remote, &[("r", remote_backend.addr, State::Ready)]);
-    let mut s = settings(vec![
-        cluster(&local, "local", &[Role::Config, Role::Endpoints]),
+    let mut s = two_clusters(
+        port,
+        &local,
+        &remote,
         cluster(&remote, "remote", &[Role::Endpoints]),
-    ]);
+    );
+    set_cart(&remote, &[("r", remote_backend.addr, State::Ready)]);
     let k = s.kubernetes.as_mut().unwrap();
-    k.local_cluster = Some("local".to_owned());
     k.max_staleness = Some(Duration::from_millis(1500));
     k.readiness = Readiness::ConfigClusters;
     let wired = Wired::start_kube(s).await;
@@ -897,16 +906,16 @@ async fn endpoints_cluster_down_at_start_blocks_readiness_only_when_required() {
     let port = free_port();
     let local = FakeApiServer::start().await;
     let remote = FakeApiServer::start().await;
-    local.apply_json(gateway(port));
-    local.apply_json(service("shop", "cart"));
-    local.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
+    let base = two_clusters(
+        port,
+        &local,
+        &remote,
+        cluster(&remote, "remote", &[Role::Endpoints]),
+    );
     set_cart(&local, &[("a", a.addr, State::Ready)]);
     remote.stop().await;
     let two = |readiness| {
-        let mut s = settings(vec![
-            cluster(&local, "local", &[Role::Config, Role::Endpoints]),
-            cluster(&remote, "remote", &[Role::Endpoints]),
-        ]);
+        let mut s = base.clone();
         s.kubernetes.as_mut().unwrap().readiness = readiness;
         s
     };
