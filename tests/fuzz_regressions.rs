@@ -18,5 +18,7 @@ fn every_target_accepts_trivial_inputs() {
         core_fuzz::hostname(data);
         core_fuzz::filters(data);
         core_fuzz::proxy_pipeline(data);
+        gatekit_lb::fuzzing::balancer(data);
+        gatekit_k8s::fuzzing::manifest(data);
     }
 }

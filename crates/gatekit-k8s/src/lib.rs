@@ -43,6 +43,8 @@
 //! ```
 
 pub mod duration;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod manifest;
 pub mod status;
 pub mod translate;
