@@ -9,8 +9,11 @@ use gatekit_core::fuzzing as core_fuzz;
 use gatekit_k8s::fuzzing as k8s_fuzz;
 use gatekit_lb::fuzzing as lb_fuzz;
 
+/// A fuzz target's library function.
+type Target = fn(&[u8]);
+
 /// The fuzz targets by name, as in `fuzz/Cargo.toml`.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Target)] = &[
     ("route_match", core_fuzz::route_match),
     ("hostname", core_fuzz::hostname),
     ("filters", core_fuzz::filters),
