@@ -1,5 +1,5 @@
 //! Fuzzing entry point (feature `fuzzing`): [`manifest`] feeds arbitrary or mutated
-//! Kubernetes manifests through [`ResourceSet::from_documents`] and [`translate`], and the
+//! Kubernetes manifests through [`ResourceSet::from_documents`] and [`translate()`], and the
 //! translated routes through the data plane's route table. The cargo-fuzz target in
 //! `fuzz/` is one line; `tests/fuzz_regressions.rs` replays crash inputs through the same
 //! function. See `docs/fuzzing.md`.
@@ -250,7 +250,7 @@ fn mutate(docs: &mut Vec<Value>, m: &Mutation) {
 /// Loading either succeeds or fails with errors that each say why; a loaded set
 /// translates (conditions and errors, never a panic), every error of the translation
 /// gives a reason, and each port's translated routes compile into a
-/// [`RouteTable`](gatekit_core::RouteTable) (leniently, invalid routes reported). The
+/// [`RouteTable`] (leniently, invalid routes reported). The
 /// unmutated fixture must load without errors and give routes.
 ///
 /// # Panics
