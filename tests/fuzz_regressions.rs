@@ -55,3 +55,17 @@ fn seed_corpora_pass() {
         assert!(seeds >= 3, "{name} has {seeds} seeds");
     }
 }
+
+// === crashes found ===
+
+/// `filters`: a redirect without a configured hostname copied the client's `Host: {`
+/// header into `Location: https://{:15733/`, which is not a URI. Fixed in gatekit-core's
+/// redirect filter: a `Host` header that is not a valid host gives a relative `Location`.
+#[test]
+fn filters_redirect_location_from_invalid_host_header() {
+    core_fuzz::filters(&[
+        46, 117, 197, 64, 216, 61, 152, 1, 97, 77, 33, 109, 234, 123, 224, 117, 197, 123, 61, 10,
+        0, 10, 172, 81, 244, 233, 82, 74, 227, 167, 152, 197, 117, 61, 152, 87, 49, 127, 252, 213,
+        83, 83,
+    ]);
+}

@@ -214,7 +214,8 @@ fn build_request(input: &Input) -> Option<Request<Body>> {
 /// names, values, hostnames and paths) is built; an arbitrary request that the route
 /// matches goes through the gateway's request preparation and the rule's filters.
 ///
-/// Checks: no panic; a redirect answers 301/302/303/307/308 with a `Location` that parses
+/// Checks: no panic; only a rewrite of an authority-form target is refused (400); a
+/// redirect answers 301/302/303/307/308 with a `Location` that parses
 /// as a URI (absolute with an `http`/`https` scheme and a host, or a path); otherwise the
 /// request keeps a valid origin-form path and query, and after a rewrite with a hostname
 /// its `Host` header and URI authority (those present, at least one) name that host;
@@ -285,6 +286,16 @@ pub fn filters(data: &[u8]) {
     let chain = found.rule.filters();
     match chain.apply_request(&mut req, &cx) {
         Some(mut rsp) => {
+            if rsp.status() == http::StatusCode::BAD_REQUEST {
+                // A rewrite of an authority-form target (`GET host:80`, valid only for
+                // CONNECT) cannot form a URI: refused, as it should be. Anything else
+                // that a route matched must be rewritable.
+                assert!(
+                    !original_uri.path().starts_with('/'),
+                    "rewrite of {original_uri} refused"
+                );
+                return;
+            }
             check_redirect(&rsp, &original_uri);
             chain.apply_response(&mut rsp);
             if let Some(m) = &response_mod {
@@ -339,13 +350,14 @@ fn check_request(req: &Request<Body>, original: &Uri, rewrite_host: Option<&str>
     let uri = req.uri();
     let path = uri.path();
     assert!(
-        path.starts_with('/') || (path == "*" && original.path() == "*"),
+        // `*` (OPTIONS) and authority-form targets have no path a filter would touch.
+        path.starts_with('/') || path == original.path(),
         "path {path:?} after filters (was {original})"
     );
     if let Some(pq) = uri.path_and_query() {
         let again = PathAndQuery::try_from(pq.as_str());
         assert!(
-            again.is_ok_and(|p| p == *pq),
+            again.is_ok_and(|p| p.as_str() == pq.as_str()),
             "path and query {pq} does not re-parse"
         );
     }

@@ -159,7 +159,10 @@ async fn run(data: &[u8], router: Router) {
 }
 
 fn check_output(input: &[u8], out: &[u8]) {
-    let statuses = match parse_responses(out) {
+    // A response to HEAD announces a length but has no body; without knowing which
+    // requests hyper parsed as HEAD, an empty body is accepted when the input says HEAD.
+    let head = input.windows(4).any(|w| w == b"HEAD");
+    let statuses = match parse_responses(out, head) {
         Ok(s) => s,
         Err(e) => panic!(
             "server output is not HTTP/1.1 responses: {e}\noutput: {:?}",
@@ -178,8 +181,9 @@ fn check_output(input: &[u8], out: &[u8]) {
     }
 }
 
-/// The status codes of the responses in `out`, or what is wrong with them.
-fn parse_responses(mut out: &[u8]) -> Result<Vec<u16>, String> {
+/// The status codes of the responses in `out`, or what is wrong with them. With
+/// `head_requests`, a response may lack its body (a response to HEAD).
+fn parse_responses(mut out: &[u8], head_requests: bool) -> Result<Vec<u16>, String> {
     let mut statuses = Vec::new();
     while !out.is_empty() {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -222,8 +226,8 @@ fn parse_responses(mut out: &[u8]) -> Result<Vec<u16>, String> {
         if (100..200).contains(&code) || code == 204 || code == 304 {
             continue;
         }
-        // A response to HEAD has a length but no body: the next response follows at once.
-        if out.starts_with(b"HTTP/1.") {
+        // A response to HEAD: the next response (or the end) follows at once.
+        if head_requests && (out.is_empty() || out.starts_with(b"HTTP/1.")) {
             continue;
         }
         out = if chunked {
