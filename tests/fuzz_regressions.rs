@@ -69,3 +69,15 @@ fn filters_redirect_location_from_invalid_host_header() {
         83, 83,
     ]);
 }
+
+/// `filters`: a redirect of an authority-form target (`GET host:port`, which has no path)
+/// whose host was unusable answered `Location: ""`. Fixed in gatekit-core's redirect
+/// filter: an empty request path is written as `/`.
+#[test]
+fn filters_redirect_of_authority_form_target_has_a_path() {
+    core_fuzz::filters(&[
+        224, 117, 197, 123, 120, 45, 97, 88, 87, 199, 58, 58, 58, 58, 58, 58, 58, 58, 61, 58, 119,
+        98, 39, 58, 58, 224, 58, 58, 186, 61, 126, 197, 123, 61, 103, 54, 224, 87, 199, 58, 58, 58,
+        58, 58, 58, 58, 186, 61, 33, 58, 224, 117, 58, 224, 58, 196, 58, 58, 58, 224, 117, 196, 58,
+    ]);
+}

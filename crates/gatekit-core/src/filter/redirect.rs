@@ -157,7 +157,12 @@ impl RedirectOp {
                 .unwrap_or(scheme.default_port()),
         };
 
-        let path = uri.path();
+        // An authority-form target (`GET host:80`) has no path; a Location needs one (the
+        // `filters` fuzz target found `Location: ""`).
+        let path = match uri.path() {
+            "" => "/",
+            p => p,
+        };
         let query = uri.query();
         let path_len = self.path.as_ref().map_or(path.len(), |p| p.len_hint(path));
         let mut location = String::with_capacity(
