@@ -48,6 +48,8 @@ mod connection;
 mod endpoint;
 mod error;
 pub mod filter;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod handle_error;
 pub mod path;
 pub mod proxy;

@@ -55,6 +55,8 @@ pub mod cluster;
 pub mod duration;
 pub mod fleet;
 pub mod lease;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod manifest;
 pub mod provider;
 pub mod status;

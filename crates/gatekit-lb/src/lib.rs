@@ -86,6 +86,8 @@ mod config;
 mod entry;
 mod error;
 mod future;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod health;
 mod health_state;
 mod layer;

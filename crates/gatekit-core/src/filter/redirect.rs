@@ -15,8 +15,9 @@
 //!   the request's; the query string is always kept.
 //! - **status**: 301, 302 (the default), 303, 307 or 308.
 //!
-//! A request with no host at all (HTTP/1.0 without `Host`) and no configured hostname gets
-//! a relative `Location` (path and query only).
+//! A request with no host at all (HTTP/1.0 without `Host`), or whose `Host` header is not
+//! a valid host, and no configured hostname gets a relative `Location` (path and query
+//! only).
 //!
 //! Everything configured is validated once; per request the only allocation besides the
 //! response itself is the `Location` string, which becomes the header value without a
@@ -130,8 +131,13 @@ impl RedirectOp {
                 .and_then(|v| v.to_str().ok())
             {
                 Some(h) => {
+                    // The Host header is the client's text: only a valid host goes into
+                    // the Location (the `filters` fuzz target found `Host: {` there).
                     let (host, port) = split_host_port(h);
-                    (Some(host), port)
+                    match check_hostname(host) {
+                        Ok(()) => (Some(host), port),
+                        Err(_) => (None, None),
+                    }
                 }
                 None => (None, None),
             },
@@ -151,7 +157,12 @@ impl RedirectOp {
                 .unwrap_or(scheme.default_port()),
         };
 
-        let path = uri.path();
+        // An authority-form target (`GET host:80`) has no path; a Location needs one (the
+        // `filters` fuzz target found `Location: ""`).
+        let path = match uri.path() {
+            "" => "/",
+            p => p,
+        };
         let query = uri.query();
         let path_len = self.path.as_ref().map_or(path.len(), |p| p.len_hint(path));
         let mut location = String::with_capacity(

@@ -108,7 +108,7 @@
 
 mod conditions;
 mod hash;
-mod host;
+pub(crate) mod host;
 mod model;
 mod path;
 mod rule;
