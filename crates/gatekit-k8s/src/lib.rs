@@ -25,6 +25,14 @@
 //!
 //! Kubernetes types never leak into `gatekit-core`; they are translated here once.
 //!
+//! # Features
+//!
+//! - `client` (default): everything that talks to an API server — [`cluster`],
+//!   [`provider`], [`lease`], [`fleet`], [`status_write`] — and the kube-rs client,
+//!   runtime and rustls they need. Without it the crate is types, manifest loading and
+//!   translation, with a much lighter build.
+//! - `fuzzing`: the fuzz entry points (`fuzzing`).
+//!
 //! # Kubernetes versions
 //!
 //! `k8s-openapi` needs exactly one Kubernetes version feature (`v1_32` … `v1_36`,
@@ -50,25 +58,36 @@
 //! assert_eq!(translation.listeners()[0].port(), 8080);
 //! ```
 
+#[cfg(feature = "client")]
 mod backoff;
+#[cfg(feature = "client")]
 pub mod cluster;
 pub mod duration;
+#[cfg(feature = "client")]
 pub mod fleet;
-pub mod lease;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[cfg(feature = "client")]
+pub mod lease;
 pub mod manifest;
+#[cfg(feature = "client")]
 pub mod provider;
 pub mod status;
+#[cfg(feature = "client")]
 pub mod status_write;
 pub mod translate;
 pub mod types;
 
+#[cfg(feature = "client")]
 pub use crate::cluster::{ClusterSpec, Role};
+#[cfg(feature = "client")]
 pub use crate::fleet::FleetView;
+#[cfg(feature = "client")]
 pub use crate::lease::{ElectionSpec, LeaderElector, MemberSpec, Membership};
 pub use crate::manifest::{ManifestError, ResourceSet, Warning};
+#[cfg(feature = "client")]
 pub use crate::provider::{Provider, ProviderSettings};
+#[cfg(feature = "client")]
 pub use crate::status_write::StatusWriter;
 pub use crate::translate::{TranslateOptions, Translation, translate};
 pub use crate::types::policy::BackendPolicy;
