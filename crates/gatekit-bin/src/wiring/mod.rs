@@ -59,6 +59,7 @@ mod cache;
 mod dump;
 mod labels;
 mod replica;
+mod trim;
 pub(crate) mod upstreams;
 mod watch;
 
@@ -444,6 +445,7 @@ impl Wiring {
             drop(translation);
             self.publish(process);
             self.report_config();
+            trim::release_free_memory_later();
         } else {
             self.rendering = Some(tokio::task::spawn_blocking(move || {
                 let rendered = dump::render(generation, &translation, &bound, &errors);
@@ -641,6 +643,8 @@ impl Wiring {
                 self.rendered = rendered;
                 self.publish(process);
                 self.report_config();
+                // The reload's garbage (translation, render) is freed by now.
+                trim::release_free_memory_later();
             }
             Err(error) => tracing::error!(%error, "rendering /config failed"),
         }
@@ -654,30 +658,35 @@ impl Wiring {
     }
 
     /// Re-renders `/config`'s upstreams after a health change.
-    fn refresh_health(&self, process: &Process) {
+    fn refresh_health(&mut self, process: &Process) {
         self.publish(process);
     }
 
     /// Publishes `/config`: the rendered snapshot, the upstreams' current health and the
     /// last reload error.
-    fn publish(&self, process: &Process) {
-        let r = &self.rendered;
+    fn publish(&mut self, process: &Process) {
         let clusters = match &self.source {
             Source::Kubernetes(provider) => {
                 serde_json::to_string(&provider.clusters()).unwrap_or_else(|_| "null".to_owned())
             }
             _ => "null".to_owned(),
         };
-        process.config_dump().publish_json(format!(
-            r#"{{"generation":{},"listeners":{},"upstreams":{},"resources":{},"errors":{},"lastReloadError":{},"clusters":{}}}"#,
-            r.generation,
-            r.listeners,
-            self.upstreams.dump(),
-            r.resources,
-            r.errors,
-            self.last_error,
-            clusters,
-        ));
+        let generation = self.rendered.generation.to_string();
+        let upstreams = self.upstreams.dump().to_string();
+        let (json, ranges) = self.rendered.document(&[
+            ("generation", Some(&generation)),
+            ("listeners", None),
+            ("upstreams", Some(&upstreams)),
+            ("resources", None),
+            ("errors", None),
+            ("lastReloadError", Some(&self.last_error)),
+            ("clusters", Some(&clusters)),
+        ]);
+        let ptr = json.as_ptr();
+        let dump = process.config_dump();
+        dump.publish_json(json);
+        // The render's parts are now held once, in the published document.
+        self.rendered.published(dump.current(), ptr, ranges);
     }
 }
 
