@@ -41,7 +41,12 @@
 //!    reload's worker thread, need not wait for them). The serve loop publishes the
 //!    result when it is ready; until then `/config` shows the previous snapshot,
 //!    complete and with its own generation. A newer reload replaces a pending render
-//!    (the older result is discarded).
+//!    (the older result is discarded). `/config`'s parts are then held once, inside
+//!    the published document (see `dump.rs`).
+//! 7. Once the reload's garbage is freed (after the first load, or when its render is
+//!    published), glibc is asked to return free pages to the kernel (`malloc_trim`,
+//!    on a blocking thread; see `trim.rs`): with 5,000 routes this is the difference
+//!    between 41 and 48 MB of RSS after the first load, 46 and 56 MB after a reload.
 //!
 //! Until a snapshot is served (the first reload, and any after a refused first load),
 //! loading and rendering run on the reload's own thread, not on blocking threads: nothing
