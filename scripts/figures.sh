@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Figures for the gatekit binary (release build, loopback):
 #   1. reload latency, write -> new route serving, with 10, 1,000 and 5,000 routes;
-#   2. idle RSS of `gatekit demo`, and RSS of `gatekit run` with 5,000 routes loaded;
+#   2. idle RSS of `gatekit demo`, and RSS of `gatekit run` with 5,000 routes loaded (and
+#      after one reload);
 #   3. requests/s through `gatekit run` vs straight to the backend (wrk).
 #
 # Usage: scripts/figures.sh [WRK_SECONDS]   (ports 8080, 9901, 18080, 19901 must be free)
@@ -58,6 +59,11 @@ wait_ready 127.0.0.1:19901
 for _ in $(seq 50); do curl -s http://127.0.0.1:18080/r4999 >/dev/null; done
 sleep 1
 echo "gatekit run, 5000 routes loaded: RSS $(rss_kb "$RUN") KB"
+# One reload (the probe route rewritten, as reload_latency does), then RSS again.
+printf -- '---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: { name: probe, namespace: default }\nspec:\n  parentRefs: [{ name: gw }]\n  rules: [{ matches: [{ path: { type: PathPrefix, value: "/probe-1" } }], backendRefs: [{ name: web, port: 80 }] }]\n' >"$WORK/m5000/.probe.tmp"
+mv "$WORK/m5000/.probe.tmp" "$WORK/m5000/probe.yaml"
+sleep 1.5
+echo "gatekit run, 5000 routes, after one reload: RSS $(rss_kb "$RUN") KB"
 kill -TERM "$RUN"; wait "$RUN" || true
 
 echo

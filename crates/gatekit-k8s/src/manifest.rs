@@ -2,7 +2,8 @@
 //!
 //! Files are `*.yaml`, `*.yml` (any number of `---`-separated documents) and `*.json`
 //! (one document). Each document is parsed into a JSON value, then deserialized into the
-//! type its `apiVersion` and `kind` name, with [`serde_path_to_error`] tracking where in
+//! type its `apiVersion` and `kind` name (one document at a time: the value is dropped
+//! before the next document is parsed), with [`serde_path_to_error`] tracking where in
 //! the document a type error occurred. A `v1` `List` is flattened into its `items`.
 //!
 //! Error reporting is the point of this module: every [`ManifestError`] names the file,
@@ -297,11 +298,24 @@ impl ResourceSet {
         let mut warnings = Vec::new();
         let mut errors = Vec::new();
         let mut seen = Seen::new();
+        let mut doc_errors = Vec::new();
         for (source, text) in documents {
             let source = source.as_ref();
-            for (index, doc) in parse_text(source, text.as_ref(), &mut errors) {
-                set.add_document(source, index, doc, &mut seen, &mut warnings, &mut errors);
-            }
+            // One document's tree at a time: parsed, converted, dropped. (Holding every
+            // document's tree of a 5,000-route file at once peaked at tens of megabytes,
+            // which the allocator then kept.) A file's syntax errors still come before
+            // its documents' errors.
+            for_each_document(source, text.as_ref(), &mut errors, |index, doc| {
+                set.add_document(
+                    source,
+                    index,
+                    doc,
+                    &mut seen,
+                    &mut warnings,
+                    &mut doc_errors,
+                );
+            });
+            errors.append(&mut doc_errors);
         }
         if errors.is_empty() {
             Ok((set, warnings))
@@ -512,21 +526,26 @@ fn kind_static(kind: &str) -> &'static str {
     }
 }
 
-/// Splits a file's text into documents (JSON values). Empty YAML documents are skipped
-/// but still counted, so indices match what an editor shows between `---` lines.
-fn parse_text(file: &str, text: &str, errors: &mut Vec<ManifestError>) -> Vec<(usize, Value)> {
-    let mut docs = Vec::new();
+/// Parses a file's text into documents (JSON values) and hands each to `f` as soon as it
+/// is parsed. Empty YAML documents are skipped but still counted, so indices match what
+/// an editor shows between `---` lines.
+fn for_each_document(
+    file: &str,
+    text: &str,
+    errors: &mut Vec<ManifestError>,
+    mut f: impl FnMut(usize, Value),
+) {
     if file.ends_with(".json") {
         match serde_json::from_str::<Value>(text) {
-            Ok(v) => docs.push((0, v)),
+            Ok(v) => f(0, v),
             Err(e) => errors.push(ManifestError::in_doc(file, 0, format!("invalid JSON: {e}"))),
         }
-        return docs;
+        return;
     }
     for (index, de) in serde_norway::Deserializer::from_str(text).enumerate() {
         match Value::deserialize(de) {
             Ok(Value::Null) => {}
-            Ok(v) => docs.push((index, v)),
+            Ok(v) => f(index, v),
             Err(e) => {
                 // After a syntax error the rest of the stream cannot be trusted.
                 errors.push(ManifestError::in_doc(
@@ -538,7 +557,6 @@ fn parse_text(file: &str, text: &str, errors: &mut Vec<ManifestError>) -> Vec<(u
             }
         }
     }
-    docs
 }
 
 fn collect_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ManifestError>) {

@@ -41,7 +41,12 @@
 //!    reload's worker thread, need not wait for them). The serve loop publishes the
 //!    result when it is ready; until then `/config` shows the previous snapshot,
 //!    complete and with its own generation. A newer reload replaces a pending render
-//!    (the older result is discarded).
+//!    (the older result is discarded). `/config`'s parts are then held once, inside
+//!    the published document (see `dump.rs`).
+//! 7. Once the reload's garbage is freed (after the first load, or when its render is
+//!    published), glibc is asked to return free pages to the kernel (`malloc_trim`,
+//!    on a blocking thread; see `trim.rs`): with 5,000 routes this is the difference
+//!    between 41 and 48 MB of RSS after the first load, 46 and 56 MB after a reload.
 //!
 //! Until a snapshot is served (the first reload, and any after a refused first load),
 //! loading and rendering run on the reload's own thread, not on blocking threads: nothing
@@ -59,6 +64,7 @@ mod cache;
 mod dump;
 mod labels;
 mod replica;
+mod trim;
 pub(crate) mod upstreams;
 mod watch;
 
@@ -444,6 +450,7 @@ impl Wiring {
             drop(translation);
             self.publish(process);
             self.report_config();
+            trim::release_free_memory_later();
         } else {
             self.rendering = Some(tokio::task::spawn_blocking(move || {
                 let rendered = dump::render(generation, &translation, &bound, &errors);
@@ -641,6 +648,8 @@ impl Wiring {
                 self.rendered = rendered;
                 self.publish(process);
                 self.report_config();
+                // The reload's garbage (translation, render) is freed by now.
+                trim::release_free_memory_later();
             }
             Err(error) => tracing::error!(%error, "rendering /config failed"),
         }
@@ -654,14 +663,13 @@ impl Wiring {
     }
 
     /// Re-renders `/config`'s upstreams after a health change.
-    fn refresh_health(&self, process: &Process) {
+    fn refresh_health(&mut self, process: &Process) {
         self.publish(process);
     }
 
     /// Publishes `/config`: the rendered snapshot, the upstreams' current health and the
     /// last reload error.
-    fn publish(&self, process: &Process) {
-        let r = &self.rendered;
+    fn publish(&mut self, process: &Process) {
         let clusters = match &self.source {
             Source::Kubernetes(provider) => {
                 for c in provider.clusters() {
@@ -673,16 +681,22 @@ impl Wiring {
             }
             _ => "null".to_owned(),
         };
-        process.config_dump().publish_json(format!(
-            r#"{{"generation":{},"listeners":{},"upstreams":{},"resources":{},"errors":{},"lastReloadError":{},"clusters":{}}}"#,
-            r.generation,
-            r.listeners,
-            self.upstreams.dump(),
-            r.resources,
-            r.errors,
-            self.last_error,
-            clusters,
-        ));
+        let generation = self.rendered.generation.to_string();
+        let upstreams = self.upstreams.dump().to_string();
+        let (json, ranges) = self.rendered.document(&[
+            ("generation", Some(&generation)),
+            ("listeners", None),
+            ("upstreams", Some(&upstreams)),
+            ("resources", None),
+            ("errors", None),
+            ("lastReloadError", Some(&self.last_error)),
+            ("clusters", Some(&clusters)),
+        ]);
+        let ptr = json.as_ptr();
+        let dump = process.config_dump();
+        dump.publish_json(json);
+        // The render's parts are now held once, in the published document.
+        self.rendered.published(dump.current(), ptr, ranges);
     }
 }
 

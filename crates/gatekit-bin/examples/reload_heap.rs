@@ -1,0 +1,188 @@
+//! Where the heap goes with N routes loaded (the manifests of `reload_latency`).
+//!
+//! ```sh
+//! cargo run --release -p gatekit-bin --example reload_heap -- 5000
+//! ```
+//!
+//! A counting global allocator ([`stats_alloc`]) gives the live bytes held by each
+//! stage on its own — the file text, the parsed [`ResourceSet`], the [`Translation`],
+//! the compiled route table — and then by the wired gateway (`Wiring::start` on a
+//! `Process`, as `gatekit run` does), after the first load and after reloads, with the
+//! process's RSS and the size of `/config`. A separate example from `reload_latency`
+//! so that the latency figures are not taken under a counting allocator.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::alloc::System;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use gatekit_bin::{Process, Settings, Source, TranslateOptions, Wiring};
+use gatekit_core::{Backend, Body, RouteTable};
+use gatekit_k8s::{ResourceSet, translate};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn live() -> isize {
+    let s = GLOBAL.stats();
+    s.bytes_allocated as isize - s.bytes_deallocated as isize
+}
+
+fn rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn mb(bytes: isize) -> String {
+    format!("{:7.2} MB", bytes as f64 / 1e6)
+}
+
+fn route(name: &str, path: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: {name}, namespace: default }}\nspec:\n  parentRefs: [{{ name: gw }}]\n  rules: [{{ matches: [{{ path: {{ type: PathPrefix, value: \"{path}\" }} }}], backendRefs: [{{ name: web, port: 80 }}] }}]\n"
+    )
+}
+
+fn write_manifests(dir: &Path, port: u16, backend: SocketAddr, routes: usize) {
+    let mut text = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: default }}
+spec:
+  gatewayClassName: gatekit
+  listeners: [{{ name: http, port: {port}, protocol: HTTP }}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{ name: web, namespace: default }}
+spec:
+  ports: [{{ name: http, port: 80 }}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{ name: web-1, namespace: default, labels: {{ kubernetes.io/service-name: web }} }}
+addressType: IPv4
+ports: [{{ name: http, port: {} }}]
+endpoints: [{{ addresses: ["{}"] }}]
+"#,
+        backend.port(),
+        backend.ip()
+    );
+    for i in 0..routes {
+        text.push_str(&route(&format!("r{i}"), &format!("/r{i}")));
+    }
+    std::fs::write(dir.join("base.yaml"), text).unwrap();
+    std::fs::write(dir.join("probe.yaml"), route("probe", "/probe-0")).unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn config_len(admin: SocketAddr) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut io = tokio::net::TcpStream::connect(admin).await.unwrap();
+    io.write_all(b"GET /config HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    io.read_to_end(&mut buf).await.unwrap();
+    let head = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+    buf.len() - head - 4
+}
+
+#[tokio::main]
+async fn main() {
+    let routes: usize = std::env::args().nth(1).map_or(5000, |a| a.parse().unwrap());
+    let dir = std::env::temp_dir().join(format!("gatekit-heap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    write_manifests(&dir, port, "127.0.0.1:9".parse().unwrap(), routes);
+    let dirs = vec![dir.clone()];
+    println!("{routes} routes; RSS at start {} KB", rss_kb());
+
+    // Each stage on its own, dropped before the next.
+    let base = live();
+    let text = std::fs::read_to_string(dir.join("base.yaml")).unwrap();
+    println!("file text                {}", mb(live() - base));
+    drop(text);
+    let base = live();
+    let (set, _) = ResourceSet::from_dirs(&dirs).unwrap();
+    let set_bytes = live() - base;
+    println!("ResourceSet              {}", mb(set_bytes));
+    let base = live();
+    let translation = translate(&set, &TranslateOptions::default());
+    println!("Translation              {}", mb(live() - base));
+    let base = live();
+    let routes_of_port = translation.listeners()[0].routes().to_vec();
+    let lookup = |_: &str| -> Option<Backend> {
+        Some(Backend::new(tower::service_fn(|_req| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        })))
+    };
+    let (table, _) = RouteTable::build_partial(routes_of_port, &lookup);
+    println!("RouteTable (+ its routes){}", mb(live() - base));
+    drop((table, translation, set));
+    let base = live();
+    let metrics = gatekit_bin::Metrics::new();
+    let handles: Vec<_> = (0..routes)
+        .map(|i| metrics.request_metrics(&format!("default/r{i}"), "default/web:80"))
+        .collect();
+    println!("request metrics          {}", mb(live() - base));
+    drop((handles, metrics));
+
+    // The wired gateway, as `gatekit run` holds it.
+    let rss0 = rss_kb();
+    let base = live();
+    let mut settings = Settings::default();
+    settings.admin.address = "127.0.0.1:0".parse().unwrap();
+    let mut process = Process::start(settings, [127, 0, 0, 1].into())
+        .await
+        .unwrap();
+    let admin = process.admin_addr();
+    let wiring = Wiring::start(
+        &mut process,
+        Source::Dirs(dirs.clone()),
+        TranslateOptions::default(),
+    )
+    .await
+    .unwrap();
+    println!(
+        "wired, first load        {}   RSS {} KB (+{} KB)   /config {} bytes",
+        mb(live() - base),
+        rss_kb(),
+        rss_kb() - rss0,
+        config_len(admin).await
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(wiring.serve(process, async {
+        let _ = stopped.await;
+    }));
+    for k in 1..=5 {
+        let tmp = dir.join(".probe.tmp");
+        std::fs::write(&tmp, route("probe", &format!("/probe-{k}"))).unwrap();
+        std::fs::rename(&tmp, dir.join("probe.yaml")).unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    println!(
+        "wired, after 5 reloads   {}   RSS {} KB (+{} KB)",
+        mb(live() - base),
+        rss_kb(),
+        rss_kb() - rss0
+    );
+    let _ = stop.send(());
+    let _ = task.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
