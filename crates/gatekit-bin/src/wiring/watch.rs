@@ -14,7 +14,11 @@
 //!   removal: [`SETTLE`] (3 ms) of quiet suffices, so a finished edit is served within
 //!   a few milliseconds;
 //! - otherwise (a file created or being written, still open): [`DEBOUNCE`] (20 ms) of
-//!   quiet, so a half-written file is not read.
+//!   quiet, so a half-written file is not read. A hidden file (`.name`) closed after
+//!   writing counts as a write in progress too: the loader never reads hidden files,
+//!   and an editor or `write-then-rename` writer closes its temporary file just before
+//!   the rename that completes the edit; reloading 3 ms after that close would read the
+//!   directory before the rename.
 //!
 //! Either way a stream of events delays a reload by at most [`DEBOUNCE_MAX`]. Reading a
 //! half-written file anyway (a writer slower than that) is safe: an unparsable file
@@ -67,17 +71,24 @@ impl DirWatcher {
         let last = settled.clone();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let kind = match event {
-                    Ok(event) => event.kind,
+                let (kind, hidden) = match event {
+                    Ok(event) => {
+                        let hidden = !event.paths.is_empty()
+                            && event.paths.iter().all(|p| {
+                                p.file_name()
+                                    .and_then(|n| n.to_str())
+                                    .is_some_and(|n| n.starts_with('.'))
+                            });
+                        (event.kind, hidden)
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "file watch error");
                         return;
                     }
                 };
                 let completes = match kind {
-                    EventKind::Access(AccessKind::Close(AccessMode::Write))
-                    | EventKind::Modify(ModifyKind::Name(_))
-                    | EventKind::Remove(_) => true,
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => !hidden,
+                    EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => true,
                     EventKind::Access(_) => return,
                     _ => false,
                 };
