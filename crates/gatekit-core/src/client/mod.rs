@@ -81,6 +81,7 @@ use tower_service::Service;
 
 use crate::{Backend, Body, BoxError};
 
+mod h1;
 mod pool;
 mod transport;
 mod upgrade;
