@@ -222,3 +222,117 @@ async fn malformed_framing_is_a_typed_502() {
         ErrorKind::UpstreamProtocol
     );
 }
+
+/// A body fed by a channel: frames as they are sent, pending until then.
+fn channel_body() -> (
+    tokio::sync::mpsc::Sender<http_body::Frame<bytes::Bytes>>,
+    Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<http_body::Frame<bytes::Bytes>>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|frame| (Ok::<_, std::convert::Infallible>(frame), rx))
+    });
+    (tx, Body::new(http_body_util::StreamBody::new(stream)))
+}
+
+/// A hyper backend that answers with the request's framing, body and `x-sum` trailer.
+async fn echo_backend() -> support::TestBackend {
+    support::backend(
+        support::Mode::Http1,
+        |req: Request<hyper::body::Incoming>| async move {
+            let framing = if req.headers().contains_key("transfer-encoding") {
+                "chunked".to_owned()
+            } else {
+                format!(
+                    "length {}",
+                    req.headers()["content-length"].to_str().unwrap()
+                )
+            };
+            let collected = req.into_body().collect().await.unwrap();
+            let sum = collected
+                .trailers()
+                .and_then(|t| t.get("x-sum"))
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let body = collected.to_bytes();
+            http::Response::builder()
+                .header("x-framing", framing)
+                .header("x-sum", sum)
+                .body(Body::from(body))
+                .unwrap()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn request_bodies_stream_chunked_or_sized_and_the_connection_is_reused() {
+    let upstream = echo_backend().await;
+    let ep = endpoint(upstream.addr);
+
+    // Unknown length: chunked, with trailers, sent as the frames arrive.
+    let (tx, body) = channel_body();
+    let mut req = Request::post("/up").body(body).unwrap();
+    req.headers_mut()
+        .insert("host", "codec.test".parse().unwrap());
+    let sending = tokio::spawn(async move {
+        for part in ["one ", "two ", "three"] {
+            tx.send(http_body::Frame::data(bytes::Bytes::from(part)))
+                .await
+                .unwrap();
+        }
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-sum", "42".parse().unwrap());
+        tx.send(http_body::Frame::trailers(trailers)).await.unwrap();
+    });
+    let rsp = within(ep.send(req)).await.unwrap();
+    within(sending).await.unwrap();
+    assert_eq!(rsp.headers()["x-framing"], "chunked");
+    assert_eq!(rsp.headers()["x-sum"], "42");
+    let body = within(rsp.into_body().collect()).await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"one two three");
+
+    // A known length: Content-Length, the body written with the head.
+    let req = Request::put("/up").body(Body::from("sized body")).unwrap();
+    let rsp = within(ep.send(req)).await.unwrap();
+    assert_eq!(rsp.headers()["x-framing"], "length 10");
+    let body = within(rsp.into_body().collect()).await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"sized body");
+
+    assert_eq!(upstream.accepted(), 1, "both on one connection");
+    assert_eq!(ep.idle_connections(), 1);
+}
+
+#[tokio::test]
+async fn an_early_response_ends_the_upload_and_the_connection_is_not_reused() {
+    // Answers 413 as soon as it has the head, without reading the body.
+    let (addr, _, seen) = scripted(
+        vec![b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 4\r\n\r\nbig!"],
+        false,
+    )
+    .await;
+    let ep = endpoint(addr);
+    let (tx, body) = channel_body();
+    let req = Request::post("/up")
+        .header("content-length", "1000000")
+        .body(body)
+        .unwrap();
+    tx.send(http_body::Frame::data(bytes::Bytes::from_static(b"first")))
+        .await
+        .unwrap();
+    // The rest of the body never comes: the response must not wait for it.
+    let rsp = within(ep.send(req)).await.unwrap();
+    assert_eq!(rsp.status(), 413);
+    let body = within(rsp.into_body().collect()).await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"big!");
+    assert_eq!(
+        ep.idle_connections(),
+        0,
+        "the upstream did not read the whole request"
+    );
+    assert!(tx.is_closed(), "the request body was dropped");
+    let seen = String::from_utf8(seen.lock().clone()).unwrap();
+    assert!(seen.contains("content-length: 1000000\r\n"), "{seen}");
+}

@@ -12,7 +12,15 @@
 //! caller's task instead, the way NGINX does it in one event handler:
 //!
 //! 1. The request head is encoded straight into the connection's reusable write buffer
-//!    and written with one `write` (no channel, no connection task, no oneshot).
+//!    and written with one `write` (no channel, no connection task, no oneshot). A
+//!    request body follows from the same buffer, framed by its `Content-Length` (or its
+//!    exact size, announced) or else chunked, trailers included; a body frame that is
+//!    ready at once (a small `POST`) goes out in the same `write` as the head. The next
+//!    frame is polled only once the previous one is written (backpressure), and while
+//!    the body or the socket is not ready the response side is watched: an upstream that
+//!    answers before it has the whole request (a `413`, an auth failure) gets its
+//!    response forwarded at once, the rest of the upload is dropped, and the connection
+//!    is not reused.
 //! 2. The response head is parsed with `httparse` (what hyper uses) from the
 //!    connection's read buffer. Header values are zero-copy slices of that buffer.
 //! 3. The body is framed by Content-Length, chunked encoding (with trailers) or the end
@@ -29,9 +37,10 @@
 //!
 //! # Scope and trade-offs
 //!
-//! Requests that carry a body, upgrades, TLS and HTTP/2 go the hyper way (see
-//! `pool.rs`): streaming a request body while watching for an early response is what
-//! hyper's dispatcher is for, and those requests are not the per-request hot path. An
+//! Upgrades, TLS and HTTP/2 go the hyper way (see `pool.rs`), as do requests with framing
+//! headers of their own (`Transfer-Encoding`, several or invalid `Content-Length`s):
+//! those are rare and hyper's checks are the reference. Request bodies are copied into
+//! the write buffer (like hyper's flattened writes) rather than written vectored. An
 //! idle connection has no task watching it: whether the upstream closed it is checked at
 //! checkout from the socket's readiness (tokio records the readiness the last epoll
 //! reported; a closed socket is readable), which costs no system call in the common case.
@@ -119,21 +128,53 @@ impl RawConn {
     }
 }
 
-/// Whether a request can take the fast path: no body (and no framing headers that
-/// announce one).
-pub(crate) fn is_eligible(req: &Request<Body>) -> bool {
-    if !http_body::Body::is_end_stream(req.body()) || req.headers().contains_key(TRANSFER_ENCODING)
-    {
-        return false;
+/// How a request's body is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes; `announce`: the header is not in the request yet.
+    Length { length: u64, announce: bool },
+    /// Chunked transfer coding (the length is unknown); the header is added.
+    Chunked,
+}
+
+/// Whether a request can take the fast path, and how its body is framed. `None`: it
+/// goes the hyper way (a `Transfer-Encoding` of its own, or an unusable
+/// `Content-Length`).
+pub(crate) fn plan(req: &Request<Body>) -> Option<Plan> {
+    if req.headers().contains_key(TRANSFER_ENCODING) {
+        return None;
     }
-    req.headers()
-        .get_all(CONTENT_LENGTH)
-        .iter()
-        .all(|v| v.as_bytes() == b"0")
+    let mut lengths = req.headers().get_all(CONTENT_LENGTH).iter();
+    let declared = match (lengths.next(), lengths.next()) {
+        (None, _) => None,
+        (Some(v), None) => Some(parse_decimal(v.as_bytes())?),
+        (Some(_), Some(_)) => return None,
+    };
+    let body = req.body();
+    if http_body::Body::is_end_stream(body) {
+        return match declared {
+            None | Some(0) => Some(Plan::Empty),
+            Some(_) => None,
+        };
+    }
+    Some(match (declared, http_body::Body::size_hint(body).exact()) {
+        (Some(0), _) => Plan::Empty,
+        (Some(length), _) => Plan::Length {
+            length,
+            announce: false,
+        },
+        (None, Some(length)) => Plan::Length {
+            length,
+            announce: true,
+        },
+        (None, None) => Plan::Chunked,
+    })
 }
 
 /// Encodes the request head (origin form, as `to_origin_form` prepared it) into `buf`.
-pub(crate) fn encode_head(req: &Request<Body>, buf: &mut Vec<u8>) {
+pub(crate) fn encode_head(req: &Request<Body>, plan: Plan, buf: &mut Vec<u8>) {
     buf.clear();
     buf.extend_from_slice(req.method().as_str().as_bytes());
     buf.push(b' ');
@@ -150,15 +191,148 @@ pub(crate) fn encode_head(req: &Request<Body>, buf: &mut Vec<u8>) {
         buf.extend_from_slice(value.as_bytes());
         buf.extend_from_slice(b"\r\n");
     }
-    // Like hyper: methods whose requests usually carry a body say that this one is empty.
-    let says_empty = !matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::CONNECT | Method::OPTIONS | Method::TRACE
-    );
-    if says_empty && !req.headers().contains_key(CONTENT_LENGTH) {
-        buf.extend_from_slice(b"content-length: 0\r\n");
+    match plan {
+        Plan::Empty => {
+            // Like hyper: methods whose requests usually carry a body say that this one
+            // is empty.
+            let says_empty = !matches!(
+                *req.method(),
+                Method::GET | Method::HEAD | Method::CONNECT | Method::OPTIONS | Method::TRACE
+            );
+            if says_empty && !req.headers().contains_key(CONTENT_LENGTH) {
+                buf.extend_from_slice(b"content-length: 0\r\n");
+            }
+        }
+        Plan::Length {
+            length,
+            announce: true,
+        } => {
+            buf.extend_from_slice(b"content-length: ");
+            push_decimal(buf, length);
+            buf.extend_from_slice(b"\r\n");
+        }
+        Plan::Length { .. } => {}
+        Plan::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     buf.extend_from_slice(b"\r\n");
+}
+
+fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+fn push_hex(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// The request body still to send and how it is framed.
+struct Upload {
+    body: Body,
+    /// `Some(remaining)` for a Content-Length body, `None` for chunked.
+    remaining: Option<u64>,
+}
+
+impl Upload {
+    /// Encodes one frame of the request body into `buf`; `true` when the body is done.
+    fn encode(&mut self, frame: Frame<Bytes>, buf: &mut Vec<u8>) -> Result<bool, Error> {
+        match frame.into_data() {
+            Ok(data) => match &mut self.remaining {
+                Some(remaining) => {
+                    if data.len() as u64 > *remaining {
+                        return Err(Error::with_source(
+                            ErrorKind::UpstreamProtocol,
+                            "the request body is longer than its content-length",
+                        ));
+                    }
+                    *remaining -= data.len() as u64;
+                    buf.extend_from_slice(&data);
+                    Ok(*remaining == 0)
+                }
+                None => {
+                    if !data.is_empty() {
+                        push_hex(buf, data.len() as u64);
+                        buf.extend_from_slice(b"\r\n");
+                        buf.extend_from_slice(&data);
+                        buf.extend_from_slice(b"\r\n");
+                    }
+                    Ok(false)
+                }
+            },
+            Err(frame) => {
+                // Trailers end the body. Chunked coding carries them; with a
+                // Content-Length there is nowhere to put them (hyper drops them too).
+                if self.remaining.is_some() {
+                    return self.end(buf).map(|()| true);
+                }
+                buf.extend_from_slice(b"0\r\n");
+                if let Ok(trailers) = frame.into_trailers() {
+                    for (name, value) in &trailers {
+                        buf.extend_from_slice(name.as_str().as_bytes());
+                        buf.extend_from_slice(b": ");
+                        buf.extend_from_slice(value.as_bytes());
+                        buf.extend_from_slice(b"\r\n");
+                    }
+                }
+                buf.extend_from_slice(b"\r\n");
+                Ok(true)
+            }
+        }
+    }
+
+    /// Encodes the end of the body.
+    fn end(&mut self, buf: &mut Vec<u8>) -> Result<(), Error> {
+        match self.remaining {
+            Some(0) => Ok(()),
+            Some(_) => Err(Error::with_source(
+                ErrorKind::UpstreamProtocol,
+                "the request body is shorter than its content-length",
+            )),
+            None => {
+                buf.extend_from_slice(b"0\r\n\r\n");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A request body that failed while being sent: the client's fault (400) when reading
+/// it from the client failed (a hyper error), else a 502.
+fn upload_error(err: BoxError) -> Error {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
+    let mut from_client = false;
+    while let Some(e) = cur {
+        if e.is::<hyper::Error>() {
+            from_client = true;
+            break;
+        }
+        cur = e.source();
+    }
+    let kind = if from_client {
+        ErrorKind::BadRequest
+    } else {
+        ErrorKind::UpstreamProtocol
+    };
+    Error::with_source(kind, err)
 }
 
 type Connecting = Pin<Box<dyn Future<Output = Result<TcpStream, Error>> + Send>>;
@@ -166,9 +340,9 @@ type Connecting = Pin<Box<dyn Future<Output = Result<TcpStream, Error>> + Send>>
 enum Stage {
     /// Opening a new connection; the encoded request waits in `Exchange::pending`.
     Connect(Connecting),
-    /// Writing the request head; `written` bytes are out.
-    Write,
-    /// Reading the response head.
+    /// Writing the request head and body, watching for an early response.
+    Send,
+    /// The request is out: reading the response head.
     Read,
     Done,
 }
@@ -180,10 +354,14 @@ pub(crate) struct Exchange {
     /// The encoded request while a connection is being opened.
     pending: Vec<u8>,
     stage: Stage,
+    /// Bytes of the connection's write buffer already written.
     written: usize,
+    /// Whether any byte of the request reached the socket.
+    sent: bool,
     /// The connection came from the pool (it may have died while idle).
     reused: bool,
     head: bool,
+    upload: Option<Upload>,
 }
 
 impl fmt::Debug for Exchange {
@@ -199,43 +377,104 @@ impl Exchange {
     pub(crate) fn start(
         pool: Arc<EndpointPool>,
         conn: Option<Box<RawConn>>,
-        req: &Request<Body>,
+        req: Request<Body>,
+        plan: Plan,
     ) -> Self {
         let head = req.method() == Method::HEAD;
-        match conn {
+        let reused = conn.is_some();
+        let (stage, conn, pending) = match conn {
             Some(mut conn) => {
-                encode_head(req, &mut conn.wbuf);
-                Self {
-                    pool,
-                    conn: Some(conn),
-                    pending: Vec::new(),
-                    stage: Stage::Write,
-                    written: 0,
-                    reused: true,
-                    head,
-                }
+                encode_head(&req, plan, &mut conn.wbuf);
+                (Stage::Send, Some(conn), Vec::new())
             }
             None => {
                 let mut pending = Vec::new();
-                encode_head(req, &mut pending);
-                let stage = Stage::Connect(pool.clone().connect_raw());
-                Self {
-                    pool,
-                    conn: None,
-                    pending,
-                    stage,
-                    written: 0,
-                    reused: false,
-                    head,
-                }
+                encode_head(&req, plan, &mut pending);
+                (Stage::Connect(pool.clone().connect_raw()), None, pending)
             }
+        };
+        let upload = match plan {
+            Plan::Empty => None,
+            Plan::Length { length, .. } => Some(Upload {
+                body: req.into_body(),
+                remaining: Some(length),
+            }),
+            Plan::Chunked => Some(Upload {
+                body: req.into_body(),
+                remaining: None,
+            }),
+        };
+        Self {
+            pool,
+            conn,
+            pending,
+            stage,
+            written: 0,
+            sent: false,
+            reused,
+            head,
+            upload,
         }
     }
 
     fn fail(&mut self, error: Error) -> Poll<Result<Response<Body>, BoxError>> {
         self.stage = Stage::Done;
         self.conn = None;
+        self.upload = None;
         Poll::Ready(Err(error.into()))
+    }
+
+    /// A connection failure while sending: a pooled connection that died while idle
+    /// before any byte was written is replaced (`Ok`); otherwise the error.
+    fn on_send_error(&mut self, error: io::Error) -> Result<(), Error> {
+        if self.reused && !self.sent {
+            tracing::debug!(%error, "pooled upstream connection dead; reconnecting");
+            if let Some(mut conn) = self.conn.take() {
+                self.pending = std::mem::take(&mut conn.wbuf);
+            }
+            self.written = 0;
+            self.reused = false;
+            self.stage = Stage::Connect(self.pool.clone().connect_raw());
+            return Ok(());
+        }
+        Err(Error::with_source(ErrorKind::UpstreamProtocol, error).retry_safe(!self.sent))
+    }
+
+    /// Writes what is buffered and encodes more of the request body. `Ready(Ok(true))`:
+    /// the whole request is out; `Ready(Ok(false))`: the stage changed (reconnecting).
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(Err(Error::new(ErrorKind::UpstreamProtocol)));
+            };
+            while self.written < conn.wbuf.len() {
+                let out = &conn.wbuf[self.written..];
+                match ready!(Pin::new(&mut conn.io).poll_write(cx, out)) {
+                    Ok(0) => {
+                        let e = io::Error::from(io::ErrorKind::WriteZero);
+                        return Poll::Ready(self.on_send_error(e).map(|()| false));
+                    }
+                    Ok(n) => {
+                        self.written += n;
+                        self.sent = true;
+                    }
+                    Err(e) => return Poll::Ready(self.on_send_error(e).map(|()| false)),
+                }
+            }
+            conn.wbuf.clear();
+            self.written = 0;
+            let Some(upload) = self.upload.as_mut() else {
+                return Poll::Ready(Ok(true));
+            };
+            let done = match ready!(http_body::Body::poll_frame(Pin::new(&mut upload.body), cx)) {
+                Some(Ok(frame)) => upload.encode(frame, &mut conn.wbuf)?,
+                None => upload.end(&mut conn.wbuf).map(|()| true)?,
+                Some(Err(e)) => return Poll::Ready(Err(upload_error(e))),
+            };
+            if done {
+                self.upload = None;
+            }
+        }
     }
 }
 
@@ -255,84 +494,84 @@ impl Future for Exchange {
                     conn.wbuf = std::mem::take(&mut this.pending);
                     this.conn = Some(conn);
                     this.written = 0;
-                    this.stage = Stage::Write;
+                    this.stage = Stage::Send;
                 }
-                Stage::Write => {
-                    let Some(conn) = this.conn.as_mut() else {
-                        return this.fail(Error::new(ErrorKind::UpstreamProtocol));
-                    };
-                    while this.written < conn.wbuf.len() {
-                        let out = &conn.wbuf[this.written..];
-                        match ready!(Pin::new(&mut conn.io).poll_write(cx, out)) {
-                            Ok(0) => {
-                                let e = io::Error::from(io::ErrorKind::WriteZero);
-                                let safe = this.written == 0;
-                                return this.fail(
-                                    Error::with_source(ErrorKind::UpstreamProtocol, e)
-                                        .retry_safe(safe),
-                                );
-                            }
-                            Ok(n) => this.written += n,
-                            Err(e) if this.reused && this.written == 0 => {
-                                // The pooled connection died while idle and nothing was
-                                // written: send the request on a new connection.
-                                tracing::debug!(error = %e, "pooled upstream connection dead; reconnecting");
-                                this.pending = std::mem::take(&mut conn.wbuf);
-                                this.conn = None;
-                                this.reused = false;
-                                this.stage = Stage::Connect(this.pool.clone().connect_raw());
-                                break;
-                            }
-                            Err(e) => {
-                                let safe = this.written == 0;
-                                return this.fail(
-                                    Error::with_source(ErrorKind::UpstreamProtocol, e)
-                                        .retry_safe(safe),
-                                );
-                            }
-                        }
-                    }
-                    if matches!(this.stage, Stage::Write) {
-                        this.stage = Stage::Read;
-                    }
-                }
-                Stage::Read => {
-                    let Some(conn) = this.conn.as_mut() else {
-                        return this.fail(Error::new(ErrorKind::UpstreamProtocol));
-                    };
-                    match parse_head(conn, this.head) {
-                        Ok(Some(head)) => {
-                            this.stage = Stage::Done;
-                            let Some(conn) = this.conn.take() else {
-                                return this.fail(Error::new(ErrorKind::UpstreamProtocol));
-                            };
-                            return Poll::Ready(Ok(finish(head, conn, &this.pool)));
-                        }
-                        Ok(None) => {}
-                        Err(e) => return this.fail(e),
-                    }
-                    if conn.rbuf.len() >= MAX_HEAD {
-                        return this.fail(Error::with_source(
-                            ErrorKind::UpstreamProtocol,
-                            "the upstream's response head is too large",
-                        ));
-                    }
-                    match ready!(conn.poll_fill(cx)) {
-                        Ok(0) => {
-                            return this.fail(Error::with_source(
-                                ErrorKind::UpstreamProtocol,
-                                "the upstream closed the connection before the response",
-                            ));
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            return this.fail(Error::with_source(ErrorKind::UpstreamProtocol, e));
-                        }
-                    }
-                }
+                Stage::Send => match this.poll_send(cx) {
+                    Poll::Ready(Ok(true)) => this.stage = Stage::Read,
+                    Poll::Ready(Ok(false)) => {}
+                    Poll::Ready(Err(e)) => return this.fail(e),
+                    // The body or the socket is not ready: the upstream may answer (or
+                    // close) before it has the whole request.
+                    Poll::Pending => return this.poll_response(cx, true),
+                },
+                Stage::Read => return this.poll_response(cx, false),
                 Stage::Done => {
                     // Polled after completion: a caller's contract bug.
                     return Poll::Ready(Err(Error::new(ErrorKind::UpstreamProtocol).into()));
+                }
+            }
+        }
+    }
+}
+
+impl Exchange {
+    /// Reads the response head. `early`: the request is not all sent yet; a response
+    /// now ends the upload and the connection is not reused.
+    fn poll_response(
+        &mut self,
+        cx: &mut Context<'_>,
+        early: bool,
+    ) -> Poll<Result<Response<Body>, BoxError>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return self.fail(Error::new(ErrorKind::UpstreamProtocol));
+            };
+            match parse_head(conn, self.head) {
+                Ok(Some(mut head)) => {
+                    self.stage = Stage::Done;
+                    if early {
+                        // The upstream did not wait for the rest of the request.
+                        head.keep_alive = false;
+                        self.upload = None;
+                    }
+                    let Some(conn) = self.conn.take() else {
+                        return self.fail(Error::new(ErrorKind::UpstreamProtocol));
+                    };
+                    return Poll::Ready(Ok(finish(head, conn, &self.pool)));
+                }
+                Ok(None) => {}
+                Err(e) => return self.fail(e),
+            }
+            if conn.rbuf.len() >= MAX_HEAD {
+                return self.fail(Error::with_source(
+                    ErrorKind::UpstreamProtocol,
+                    "the upstream's response head is too large",
+                ));
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the upstream closed the connection before the response",
+                    );
+                    if early {
+                        match self.on_send_error(e) {
+                            // Reconnecting: go on sending on the new connection.
+                            Ok(()) => return Pin::new(self).poll(cx),
+                            Err(e) => return self.fail(e),
+                        }
+                    }
+                    return self.fail(Error::with_source(ErrorKind::UpstreamProtocol, e));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if early {
+                        match self.on_send_error(e) {
+                            Ok(()) => return Pin::new(self).poll(cx),
+                            Err(e) => return self.fail(e),
+                        }
+                    }
+                    return self.fail(Error::with_source(ErrorKind::UpstreamProtocol, e));
                 }
             }
         }
@@ -878,13 +1117,105 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         let mut buf = Vec::new();
-        encode_head(&req, &mut buf);
+        assert_eq!(plan(&req), Some(Plan::Empty));
+        encode_head(&req, Plan::Empty, &mut buf);
         assert_eq!(
             buf,
             b"POST /a?b=1 HTTP/1.1\r\nhost: h.test\r\ncontent-length: 0\r\n\r\n"
         );
-        assert!(is_eligible(&req));
-        let req = Request::post("/").body(Body::full("x")).unwrap();
-        assert!(!is_eligible(&req));
+
+        let req = Request::post("/").body(Body::full("xyz")).unwrap();
+        let sized = plan(&req).unwrap();
+        assert_eq!(
+            sized,
+            Plan::Length {
+                length: 3,
+                announce: true
+            }
+        );
+        encode_head(&req, sized, &mut buf);
+        assert_eq!(buf, b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n");
+
+        let req = Request::put("/")
+            .header("content-length", "1234567890")
+            .body(Body::new(http_body_util::StreamBody::new(
+                futures_util::stream::empty::<Result<Frame<Bytes>, std::convert::Infallible>>(),
+            )))
+            .unwrap();
+        assert_eq!(
+            plan(&req),
+            Some(Plan::Length {
+                length: 1_234_567_890,
+                announce: false
+            })
+        );
+        let req = Request::post("/")
+            .body(Body::new(http_body_util::StreamBody::new(
+                futures_util::stream::empty::<Result<Frame<Bytes>, std::convert::Infallible>>(),
+            )))
+            .unwrap();
+        assert_eq!(plan(&req), Some(Plan::Chunked));
+        encode_head(&req, Plan::Chunked, &mut buf);
+        assert_eq!(
+            buf,
+            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+
+        // Framing headers of its own, or a body that contradicts a zero length: hyper.
+        let req = Request::post("/")
+            .header("transfer-encoding", "chunked")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(plan(&req), None);
+        let req = Request::post("/")
+            .header("content-length", "5")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(plan(&req), None);
+    }
+
+    #[test]
+    fn request_bodies_are_framed() {
+        let mut chunked = Upload {
+            body: Body::empty(),
+            remaining: None,
+        };
+        let mut buf = Vec::new();
+        assert!(
+            !chunked
+                .encode(
+                    Frame::data(Bytes::from_static(b"hello world, hello!")),
+                    &mut buf
+                )
+                .unwrap()
+        );
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-sum", HeaderValue::from_static("7"));
+        assert!(chunked.encode(Frame::trailers(trailers), &mut buf).unwrap());
+        assert_eq!(buf, b"13\r\nhello world, hello!\r\n0\r\nx-sum: 7\r\n\r\n");
+
+        let mut sized = Upload {
+            body: Body::empty(),
+            remaining: Some(4),
+        };
+        buf.clear();
+        assert!(
+            !sized
+                .encode(Frame::data(Bytes::from_static(b"ab")), &mut buf)
+                .unwrap()
+        );
+        assert!(sized.end(&mut buf).is_err(), "short");
+        assert!(
+            sized
+                .encode(Frame::data(Bytes::from_static(b"cde")), &mut buf)
+                .is_err(),
+            "long"
+        );
+        assert!(
+            sized
+                .encode(Frame::data(Bytes::from_static(b"cd")), &mut buf)
+                .unwrap()
+        );
+        assert_eq!(buf, b"abcd");
     }
 }

@@ -274,9 +274,11 @@ impl EndpointPool {
             return Box::pin(async move { pool.send(req).await.map_err(crate::BoxError::from) });
         }
         to_origin_form(&mut req, self.addr());
-        if self.fast && h1::is_eligible(&req) {
+        if self.fast
+            && let Some(plan) = h1::plan(&req)
+        {
             let conn = self.checkout_raw();
-            return Box::pin(h1::Exchange::start(pool, conn, &req));
+            return Box::pin(h1::Exchange::start(pool, conn, req, plan));
         }
         match self.checkout() {
             // hyper queues the request on the connection now; the future only waits.
