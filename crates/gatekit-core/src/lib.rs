@@ -54,7 +54,6 @@ pub mod proxy;
 pub mod route;
 mod router;
 pub mod server;
-mod timer;
 pub mod tls;
 
 pub use crate::backend::{Backend, Backends};

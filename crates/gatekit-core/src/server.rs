@@ -18,8 +18,7 @@
 //! # Limits
 //!
 //! Every connection is served with explicit limits rather than library defaults left by
-//! accident: an HTTP/1 header read timeout (slowloris; on a coarse timer that fires
-//! up to 250 ms late and costs no timer-wheel work per request, see `timer.rs`), a 64 KiB cap on an HTTP/1
+//! accident: an HTTP/1 header read timeout (slowloris), a 64 KiB cap on an HTTP/1
 //! request head (431 beyond; at most 100 header lines, hyper's fixed default) and the HTTP/2 limits below
 //! (stream count, decoded header size, the "Rapid Reset" and "MadeYouReset" defences,
 //! keep-alive pings). A server that watches connections itself (graceful draining) takes
@@ -46,7 +45,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
-use crate::timer::CoarseTimer;
 use crate::{BoxError, ConnectionInfo};
 
 /// At most this many concurrent HTTP/2 streams per client connection: bounds the work one
@@ -133,7 +131,7 @@ impl ServerConfig {
         builder
             .writev(false)
             .max_buf_size(HTTP1_MAX_HEAD_BYTES)
-            .timer(CoarseTimer)
+            .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout);
         builder
     }
@@ -148,7 +146,7 @@ impl ServerConfig {
             .http1()
             .writev(false)
             .max_buf_size(HTTP1_MAX_HEAD_BYTES)
-            .timer(CoarseTimer)
+            .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout);
         builder
             .http2()
@@ -389,42 +387,5 @@ mod tests {
             matches!(h2, Ok(Err(_))),
             "h2 must fail on an HTTP/1-only server"
         );
-    }
-
-    /// The header-read timeout (on the coarse timer) closes a connection whose request
-    /// head stays incomplete, on both server kinds, and spares one that completes in time.
-    #[tokio::test(start_paused = true)]
-    async fn an_incomplete_request_head_is_closed_after_the_header_read_timeout() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let timeout = std::time::Duration::from_secs(5);
-        for config in [
-            ServerConfig::default(),
-            ServerConfig::default().http2(false),
-        ] {
-            let (addr, _stop) = start(config.header_read_timeout(timeout)).await;
-
-            // A complete request after a pause shorter than the timeout is served, and
-            // the keep-alive connection then waits for its next head.
-            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            tcp.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-            tokio::time::sleep(timeout / 2).await;
-            tcp.write_all(b"host: x\r\n\r\n").await.unwrap();
-            let mut buf = vec![0u8; 1024];
-            let n = tcp.read(&mut buf).await.unwrap();
-            assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
-
-            // Then half a head and silence: closed once the deadline passes (up to a
-            // tick of the coarse timer later), not before.
-            let start = tokio::time::Instant::now();
-            tcp.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-            let read = tcp.read(&mut buf).await;
-            let waited = start.elapsed();
-            assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-            assert!(waited >= timeout, "closed after {waited:?}");
-            assert!(
-                waited <= timeout + crate::timer::TICK + std::time::Duration::from_millis(10),
-                "closed after {waited:?}"
-            );
-        }
     }
 }
