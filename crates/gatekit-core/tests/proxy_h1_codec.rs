@@ -336,3 +336,44 @@ async fn an_early_response_ends_the_upload_and_the_connection_is_not_reused() {
     let seen = String::from_utf8(seen.lock().clone()).unwrap();
     assert!(seen.contains("content-length: 1000000\r\n"), "{seen}");
 }
+
+#[tokio::test]
+async fn a_response_that_starts_before_the_upload_ends_streams_full_duplex() {
+    // The backend answers at once with a body that is the request body, streamed back as
+    // it arrives: each frame must make it through before the next one is sent.
+    let upstream = support::backend(
+        support::Mode::Http1,
+        |req: Request<hyper::body::Incoming>| async move {
+            http::Response::new(Body::from(req.into_body()))
+        },
+    )
+    .await;
+    let ep = endpoint(upstream.addr);
+    let (tx, body) = channel_body();
+    let req = Request::post("/duplex")
+        .header("host", "codec.test")
+        .body(body)
+        .unwrap();
+    tx.send(http_body::Frame::data(bytes::Bytes::from_static(b"ping 1")))
+        .await
+        .unwrap();
+    let rsp = within(ep.send(req)).await.unwrap();
+    let mut body = rsp.into_body();
+    for i in 1..=3 {
+        let frame = within(body.frame()).await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), format!("ping {i}").as_bytes());
+        if i < 3 {
+            let next = format!("ping {}", i + 1);
+            tx.send(http_body::Frame::data(bytes::Bytes::from(next)))
+                .await
+                .unwrap();
+        }
+    }
+    drop(tx);
+    assert!(within(body.frame()).await.is_none(), "ends with the upload");
+    assert_eq!(
+        ep.idle_connections(),
+        0,
+        "an early response's connection is not reused"
+    );
+}

@@ -18,9 +18,10 @@
 //!    ready at once (a small `POST`) goes out in the same `write` as the head. The next
 //!    frame is polled only once the previous one is written (backpressure), and while
 //!    the body or the socket is not ready the response side is watched: an upstream that
-//!    answers before it has the whole request (a `413`, an auth failure) gets its
-//!    response forwarded at once, the rest of the upload is dropped, and the connection
-//!    is not reused.
+//!    answers before it has the whole request (a `413`, an auth failure, or a streaming
+//!    echo) gets its response forwarded at once. The response body then goes on sending
+//!    the rest of the request as it is polled (full duplex, as with hyper); when the
+//!    response ends first the rest is dropped, and such a connection is never reused.
 //! 2. The response head is parsed with `httparse` (what hyper uses) from the
 //!    connection's read buffer. Header values are zero-copy slices of that buffer.
 //! 3. The body is framed by Content-Length, chunked encoding (with trailers) or the end
@@ -315,6 +316,57 @@ impl Upload {
     }
 }
 
+/// Why sending the request stopped.
+enum SendError {
+    /// Writing to the connection failed.
+    Io(io::Error),
+    /// The request body failed or contradicted its length.
+    Body(Error),
+}
+
+/// Writes the buffered request bytes and encodes more of the body, until the whole
+/// request is out (`Ready(Ok(true))`) or the socket or the body is not ready. The next
+/// frame is polled only when the previous one is written: backpressure both ways.
+/// `sent` records whether any byte reached the socket.
+fn poll_upload(
+    conn: &mut RawConn,
+    written: &mut usize,
+    upload: &mut Option<Upload>,
+    sent: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), SendError>> {
+    loop {
+        while *written < conn.wbuf.len() {
+            let out = &conn.wbuf[*written..];
+            match ready!(Pin::new(&mut conn.io).poll_write(cx, out)) {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Poll::Ready(Err(SendError::Io(e)));
+                }
+                Ok(n) => {
+                    *written += n;
+                    *sent = true;
+                }
+                Err(e) => return Poll::Ready(Err(SendError::Io(e))),
+            }
+        }
+        conn.wbuf.clear();
+        *written = 0;
+        let Some(body) = upload.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let done = match ready!(http_body::Body::poll_frame(Pin::new(&mut body.body), cx)) {
+            Some(Ok(frame)) => body.encode(frame, &mut conn.wbuf),
+            None => body.end(&mut conn.wbuf).map(|()| true),
+            Some(Err(e)) => Err(upload_error(e)),
+        }
+        .map_err(SendError::Body);
+        if done? {
+            *upload = None;
+        }
+    }
+}
+
 /// A request body that failed while being sent: the client's fault (400) when reading
 /// it from the client failed (a hyper error), else a 502.
 fn upload_error(err: BoxError) -> Error {
@@ -443,37 +495,19 @@ impl Exchange {
     /// Writes what is buffered and encodes more of the request body. `Ready(Ok(true))`:
     /// the whole request is out; `Ready(Ok(false))`: the stage changed (reconnecting).
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
-        loop {
-            let Some(conn) = self.conn.as_mut() else {
-                return Poll::Ready(Err(Error::new(ErrorKind::UpstreamProtocol)));
-            };
-            while self.written < conn.wbuf.len() {
-                let out = &conn.wbuf[self.written..];
-                match ready!(Pin::new(&mut conn.io).poll_write(cx, out)) {
-                    Ok(0) => {
-                        let e = io::Error::from(io::ErrorKind::WriteZero);
-                        return Poll::Ready(self.on_send_error(e).map(|()| false));
-                    }
-                    Ok(n) => {
-                        self.written += n;
-                        self.sent = true;
-                    }
-                    Err(e) => return Poll::Ready(self.on_send_error(e).map(|()| false)),
-                }
-            }
-            conn.wbuf.clear();
-            self.written = 0;
-            let Some(upload) = self.upload.as_mut() else {
-                return Poll::Ready(Ok(true));
-            };
-            let done = match ready!(http_body::Body::poll_frame(Pin::new(&mut upload.body), cx)) {
-                Some(Ok(frame)) => upload.encode(frame, &mut conn.wbuf)?,
-                None => upload.end(&mut conn.wbuf).map(|()| true)?,
-                Some(Err(e)) => return Poll::Ready(Err(upload_error(e))),
-            };
-            if done {
-                self.upload = None;
-            }
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Err(Error::new(ErrorKind::UpstreamProtocol)));
+        };
+        match ready!(poll_upload(
+            conn,
+            &mut self.written,
+            &mut self.upload,
+            &mut self.sent,
+            cx
+        )) {
+            Ok(()) => Poll::Ready(Ok(true)),
+            Err(SendError::Io(e)) => Poll::Ready(self.on_send_error(e).map(|()| false)),
+            Err(SendError::Body(e)) => Poll::Ready(Err(e)),
         }
     }
 }
@@ -515,8 +549,8 @@ impl Future for Exchange {
 }
 
 impl Exchange {
-    /// Reads the response head. `early`: the request is not all sent yet; a response
-    /// now ends the upload and the connection is not reused.
+    /// Reads the response head. `early`: the request is not all sent yet; the response
+    /// body then goes on sending it (see [`RawBody`]) and the connection is not reused.
     fn poll_response(
         &mut self,
         cx: &mut Context<'_>,
@@ -529,15 +563,23 @@ impl Exchange {
             match parse_head(conn, self.head) {
                 Ok(Some(mut head)) => {
                     self.stage = Stage::Done;
-                    if early {
-                        // The upstream did not wait for the rest of the request.
+                    let rest = if early {
+                        // The upstream answered before it had the whole request: the
+                        // rest goes on from the response body (full duplex, as with
+                        // hyper), and the connection is not reused, whichever side
+                        // ends first.
                         head.keep_alive = false;
-                        self.upload = None;
-                    }
+                        Some(Rest {
+                            upload: self.upload.take(),
+                            written: self.written,
+                        })
+                    } else {
+                        None
+                    };
                     let Some(conn) = self.conn.take() else {
                         return self.fail(Error::new(ErrorKind::UpstreamProtocol));
                     };
-                    return Poll::Ready(Ok(finish(head, conn, &self.pool)));
+                    return Poll::Ready(Ok(finish(head, conn, &self.pool, rest)));
                 }
                 Ok(None) => {}
                 Err(e) => return self.fail(e),
@@ -736,10 +778,29 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
+/// The unsent rest of a request whose response came early: the body left and how much
+/// of the connection's write buffer is already out.
+struct Rest {
+    upload: Option<Upload>,
+    written: usize,
+}
+
 /// Builds the response: the body is taken from the buffer when it is all there (the
-/// connection returns to the pool now), else read by a [`RawBody`].
-fn finish(head: Head, mut conn: Box<RawConn>, pool: &Arc<EndpointPool>) -> Response<Body> {
+/// connection returns to the pool now), else read by a [`RawBody`]. With `rest` (an
+/// early response) the response body also sends the rest of the request.
+fn finish(
+    head: Head,
+    mut conn: Box<RawConn>,
+    pool: &Arc<EndpointPool>,
+    rest: Option<Rest>,
+) -> Response<Body> {
+    let rest = rest.unwrap_or(Rest {
+        upload: None,
+        written: 0,
+    });
     let body = match head.framing {
+        // A complete response ends the exchange, also when the request was not all sent
+        // (the connection is not reused then: `keep_alive` is off).
         Framing::Length(n) if (conn.rbuf.len() as u64) >= n => {
             // `n` fits in usize: it is at most the buffer's length.
             let data = conn.rbuf.split_to(n as usize).freeze();
@@ -758,6 +819,8 @@ fn finish(head: Head, mut conn: Box<RawConn>, pool: &Arc<EndpointPool>) -> Respo
             },
             keep_alive: head.keep_alive,
             error: None,
+            // Boxed: rare, and a `Body` inside the body type needs the indirection.
+            rest: rest.upload.is_some().then(|| Box::new(rest)),
         })),
     };
     let mut rsp = Response::new(body);
@@ -808,6 +871,8 @@ pub(crate) struct RawBody {
     decoder: Decoder,
     keep_alive: bool,
     error: Option<BoxError>,
+    /// The rest of the request, when the response came before all of it was sent.
+    rest: Option<Box<Rest>>,
 }
 
 impl fmt::Debug for RawBody {
@@ -825,11 +890,30 @@ fn body_error(reason: &'static str) -> BoxError {
 impl RawBody {
     fn finish(&mut self) {
         self.decoder = Decoder::Done;
+        // The response is complete: what is left of an early-answered upload is dropped
+        // with the connection (`keep_alive` is off for those).
+        self.rest = None;
         if let Some(conn) = self.conn.take()
             && self.keep_alive
             && conn.rbuf.is_empty()
         {
             self.pool.put_raw(conn);
+        }
+    }
+
+    /// Sends more of the rest of the request, as far as the socket and the request body
+    /// allow. A failure only ends the upload: the response is still read.
+    fn pump_upload(&mut self, cx: &mut Context<'_>) {
+        let (Some(conn), Some(rest)) = (self.conn.as_mut(), self.rest.as_mut()) else {
+            return;
+        };
+        let mut sent = true;
+        let polled = poll_upload(conn, &mut rest.written, &mut rest.upload, &mut sent, cx);
+        if let Poll::Ready(result) = polled {
+            if let Err(SendError::Io(e)) = &result {
+                tracing::debug!(error = %e, "upstream stopped reading the request body");
+            }
+            self.rest = None;
         }
     }
 
@@ -861,6 +945,9 @@ impl RawBody {
                 }
                 Decoder::Failed => return Poll::Ready(self.error.take().map(Err)),
                 _ => {}
+            }
+            if self.rest.is_some() {
+                self.pump_upload(cx);
             }
             let Some(conn) = self.conn.as_mut() else {
                 return Poll::Ready(None);
