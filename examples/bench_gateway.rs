@@ -8,6 +8,9 @@
 //! ```text
 //! cargo run --release -p gatekit-examples --example bench_gateway -- 127.0.0.1:18081 127.0.0.1:18080 [bare]
 //! ```
+//!
+//! `BENCH_EVENT_INTERVAL` and `BENCH_GLOBAL_QUEUE_INTERVAL` in the environment set
+//! tokio's scheduler knobs, to measure them on one binary (`docs/benchmarks.md`).
 
 use std::collections::HashMap;
 
