@@ -28,6 +28,13 @@
 //!   a pooled connection turns out dead *before* the request was written, hyper hands
 //!   the request back and it is sent once more on a fresh connection: nothing reached
 //!   the upstream, so this is safe for any method.
+//! - **HTTP/1.1 fast path**: on a cleartext HTTP/1.1 endpoint, a request (with or
+//!   without a body; not an upgrade) does not use hyper at all: gatekit's own codec
+//!   (`h1.rs`) writes the request head from the connection's reusable buffer, parses the
+//!   response head with `httparse` and frames the body itself, all in the caller's task
+//!   (no connection task, no dispatch channel, no oneshot, no fresh 8 KiB read buffer per
+//!   message). Those connections sit on their own idle stack; upgrades, TLS, HTTP/2 and
+//!   requests with unusual framing headers take hyper's connections described above.
 //! - **Idle connections**: each idle entry records when it was returned. Checkout drops
 //!   expired entries; a per-endpoint reaper task, running only while the stack is not
 //!   empty, closes connections idle longer than [`ClientConfig::pool_idle_timeout`].
@@ -81,6 +88,7 @@ use tower_service::Service;
 
 use crate::{Backend, Body, BoxError};
 
+mod h1;
 mod pool;
 mod transport;
 mod upgrade;

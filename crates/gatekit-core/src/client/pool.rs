@@ -20,9 +20,10 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::h1::{self, RawBody, RawConn};
 use super::transport::Protocol;
 use super::{ClientConfig, Transport};
-use crate::{Body, Error, ErrorKind};
+use crate::{Body, BoxError, Error, ErrorKind};
 
 /// What every pool of a client shares: the configuration and prebuilt hyper builders.
 pub(crate) struct Settings {
@@ -164,11 +165,35 @@ struct Idle {
     since: Instant,
 }
 
+/// An idle connection of the fast path (gatekit's own HTTP/1.1 codec, see `h1.rs`).
+struct IdleRaw {
+    conn: Box<RawConn>,
+    since: Instant,
+}
+
 struct H1Idle {
     /// Ordered by `since`: pushed on return, popped from the top (LIFO), so the oldest
     /// entries are at the bottom, where the reaper removes them.
     stack: Vec<Idle>,
+    /// The same for fast-path connections.
+    raw: Vec<IdleRaw>,
     reaper_running: bool,
+}
+
+impl H1Idle {
+    fn len(&self) -> usize {
+        self.stack.len() + self.raw.len()
+    }
+
+    /// When the oldest idle connection was returned.
+    fn oldest(&self) -> Option<Instant> {
+        match (self.stack.first(), self.raw.first()) {
+            (Some(a), Some(b)) => Some(a.since.min(b.since)),
+            (Some(a), None) => Some(a.since),
+            (None, Some(b)) => Some(b.since),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The pool of one (address, transport).
@@ -179,11 +204,14 @@ pub(crate) struct EndpointPool {
     /// `Auto` over TLS: set once an upstream connection negotiated h2, after which
     /// requests go the HTTP/2 way.
     prefers_h2: AtomicBool,
+    /// Cleartext HTTP/1.1: bodiless requests take gatekit's own codec (`h1.rs`).
+    fast: bool,
 }
 
 impl EndpointPool {
     pub(crate) fn new(addr: SocketAddr, transport: Transport, settings: Arc<Settings>) -> Self {
         let prefers_h2 = transport.protocol() == Protocol::Http2;
+        let fast = transport.tls().is_none() && transport.protocol() != Protocol::Http2;
         Self {
             connector: Arc::new(Connector {
                 addr,
@@ -192,10 +220,12 @@ impl EndpointPool {
             }),
             h1: parking_lot::Mutex::new(H1Idle {
                 stack: Vec::new(),
+                raw: Vec::new(),
                 reaper_running: false,
             }),
             h2: parking_lot::Mutex::new(H2Slot::Empty),
             prefers_h2: AtomicBool::new(prefers_h2),
+            fast,
         }
     }
 
@@ -208,7 +238,7 @@ impl EndpointPool {
     }
 
     pub(crate) fn idle_count(&self) -> usize {
-        self.h1.lock().stack.len()
+        self.h1.lock().len()
     }
 
     fn config(&self) -> &ClientConfig {
@@ -244,6 +274,12 @@ impl EndpointPool {
             return Box::pin(async move { pool.send(req).await.map_err(crate::BoxError::from) });
         }
         to_origin_form(&mut req, self.addr());
+        if self.fast
+            && let Some(plan) = h1::plan(&req)
+        {
+            let conn = self.checkout_raw();
+            return Box::pin(h1::Exchange::start(pool, conn, req, plan));
+        }
         match self.checkout() {
             // hyper queues the request on the connection now; the future only waits.
             Some(mut tx) => {
@@ -333,6 +369,74 @@ impl EndpointPool {
         }
     }
 
+    /// Pops the most recently returned fast-path connection that the upstream has not
+    /// closed, dropping expired and dead ones on the way.
+    fn checkout_raw(&self) -> Option<Box<RawConn>> {
+        let timeout = self.config().pool_idle_timeout;
+        loop {
+            let idle = self.h1.lock().raw.pop()?;
+            if idle.since.elapsed() >= timeout {
+                // The stack is ordered by age: everything below is older still.
+                let expired = std::mem::take(&mut self.h1.lock().raw);
+                drop(expired);
+                return None;
+            }
+            if idle.conn.is_reusable() {
+                return Some(idle.conn);
+            }
+        }
+    }
+
+    /// Returns a fast-path connection (at the end of a response) to the idle stack, if
+    /// the stack has room.
+    pub(crate) fn put_raw(self: &Arc<Self>, conn: Box<RawConn>) {
+        let max = self.config().pool_max_idle_per_endpoint;
+        let since = Instant::now();
+        let mut idle = self.h1.lock();
+        if idle.len() >= max {
+            drop(idle);
+            drop(conn);
+            return;
+        }
+        idle.raw.push(IdleRaw { conn, since });
+        self.ensure_reaper(idle);
+    }
+
+    /// Opens a TCP connection for the fast path (connect timeout, TCP_NODELAY).
+    pub(crate) fn connect_raw(
+        self: Arc<Self>,
+    ) -> Pin<Box<dyn Future<Output = Result<TcpStream, Error>> + Send>> {
+        Box::pin(async move {
+            let timeout = self.config().connect_timeout;
+            let tcp = match tokio::time::timeout(timeout, TcpStream::connect(self.addr())).await {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(e)) => return Err(Error::with_source(ErrorKind::Connect, e)),
+                Err(elapsed) => return Err(Error::with_source(ErrorKind::Connect, elapsed)),
+            };
+            // Not fatal: the connection works without it, only with more latency.
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        })
+    }
+
+    /// Starts the idle reaper if it is not running (called with the idle lock held).
+    fn ensure_reaper(self: &Arc<Self>, mut idle: parking_lot::MutexGuard<'_, H1Idle>) {
+        if idle.reaper_running {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to run the reaper on: do not keep idle connections.
+            let stack = std::mem::take(&mut idle.stack);
+            let raw = std::mem::take(&mut idle.raw);
+            drop(idle);
+            drop((stack, raw));
+            return;
+        };
+        idle.reaper_running = true;
+        drop(idle);
+        runtime.spawn(reap(Arc::downgrade(self)));
+    }
+
     /// Wraps the response body so the connection returns to the pool at end of stream.
     fn finish_h1(
         self: Arc<Self>,
@@ -346,8 +450,10 @@ impl EndpointPool {
         }
         rsp.map(|body| {
             Body::from(PooledBody {
-                inner: body,
-                conn: Some((tx, self)),
+                kind: PooledKind::Hyper {
+                    inner: body,
+                    conn: Some((tx, self)),
+                },
             })
         })
     }
@@ -373,22 +479,13 @@ impl EndpointPool {
         let max = self.config().pool_max_idle_per_endpoint;
         let since = Instant::now();
         let mut idle = self.h1.lock();
-        if idle.stack.len() >= max {
+        if idle.len() >= max {
             drop(idle);
             drop(tx);
             return;
         }
         idle.stack.push(Idle { tx, since });
-        if !idle.reaper_running {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                // No runtime to run the reaper on: do not keep the connection.
-                let _ = idle.stack.pop();
-                return;
-            };
-            idle.reaper_running = true;
-            drop(idle);
-            runtime.spawn(reap(Arc::downgrade(self)));
-        }
+        self.ensure_reaper(idle);
     }
 
     // --- HTTP/2 ---
@@ -479,8 +576,8 @@ async fn reap(pool: Weak<EndpointPool>) {
             let Some(pool) = pool.upgrade() else { return };
             let timeout = pool.config().pool_idle_timeout;
             let mut idle = pool.h1.lock();
-            match idle.stack.first() {
-                Some(oldest) => oldest.since + timeout,
+            match idle.oldest() {
+                Some(oldest) => oldest + timeout,
                 None => {
                     idle.reaper_running = false;
                     return;
@@ -491,12 +588,18 @@ async fn reap(pool: Weak<EndpointPool>) {
         let Some(pool) = pool.upgrade() else { return };
         let timeout = pool.config().pool_idle_timeout;
         let now = Instant::now();
-        let expired: Vec<Idle> = {
+        let expired: (Vec<Idle>, Vec<IdleRaw>) = {
             let mut idle = pool.h1.lock();
             let n = idle
                 .stack
                 .partition_point(|i| now.saturating_duration_since(i.since) >= timeout);
-            idle.stack.drain(..n).collect()
+            let m = idle
+                .raw
+                .partition_point(|i| now.saturating_duration_since(i.since) >= timeout);
+            (
+                idle.stack.drain(..n).collect(),
+                idle.raw.drain(..m).collect(),
+            )
         };
         // Dropping the senders closes the idle connections, outside the lock.
         drop(expired);
@@ -675,50 +778,72 @@ where
 /// end of stream. On an error, or when dropped before the end, the connection is closed
 /// (its state is unknown or it still has response bytes in flight).
 pub(crate) struct PooledBody {
-    inner: Incoming,
-    conn: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
+    kind: PooledKind,
+}
+
+enum PooledKind {
+    /// From a hyper connection.
+    Hyper {
+        inner: Incoming,
+        conn: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
+    },
+    /// From a fast-path connection (`h1.rs`).
+    Raw(RawBody),
 }
 
 impl PooledBody {
-    fn release(&mut self) {
-        if let Some((tx, pool)) = self.conn.take() {
-            pool.put(tx);
+    pub(crate) fn raw(body: RawBody) -> Self {
+        Self {
+            kind: PooledKind::Raw(body),
         }
     }
 }
 
 impl http_body::Body for PooledBody {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<bytes::Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, BoxError>>> {
+        let (inner, conn) = match &mut self.kind {
+            PooledKind::Raw(body) => return body.poll_frame(cx),
+            PooledKind::Hyper { inner, conn } => (inner, conn),
+        };
+        match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
-                if this.inner.is_end_stream() {
-                    this.release();
+                if inner.is_end_stream()
+                    && let Some((tx, pool)) = conn.take()
+                {
+                    pool.put(tx);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(e)) => {
-                this.conn = None;
-                Poll::Ready(Some(Err(e)))
+                *conn = None;
+                Poll::Ready(Some(Err(e.into())))
             }
             None => {
-                this.release();
+                if let Some((tx, pool)) = conn.take() {
+                    pool.put(tx);
+                }
                 Poll::Ready(None)
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.kind {
+            PooledKind::Hyper { inner, .. } => inner.is_end_stream(),
+            PooledKind::Raw(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.kind {
+            PooledKind::Hyper { inner, .. } => inner.size_hint(),
+            PooledKind::Raw(body) => body.size_hint(),
+        }
     }
 }
