@@ -9,6 +9,9 @@
 # `bare` is gatekit's upstream client behind a plain hyper server with no router: the
 # difference to `gatekit` is what routing, filters and header handling cost. Both gatekit
 # targets serve HTTP/1 only (`ServerConfig::http2(false)`), like the NGINX listener.
+# `nginx` forwards with the minimal configuration (X-Forwarded-For only); `nginx-eq` is
+# the same NGINX worker on a second port adding the four headers gatekit adds
+# (X-Forwarded-For/-Proto/-Host, X-Request-Id): the same work per request.
 # Method, figures and history: docs/benchmarks.md.
 #
 # Usage: scripts/bench-proxy.sh [seconds-per-run=10] [rounds=3] [connections=64]
@@ -24,6 +27,7 @@ BACKEND=127.0.0.1:18080
 GATEKIT=127.0.0.1:18081
 NGINX_PORT=18082
 BARE=127.0.0.1:18083
+NGINX_EQ_PORT=18084
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -60,12 +64,24 @@ http {
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     }
   }
+  server {
+    listen 127.0.0.1:$NGINX_EQ_PORT;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$http_host;
+      proxy_set_header X-Request-Id \$request_id;
+    }
+  }
 }
 CONF
 taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
 
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-wait_port 18080; wait_port 18081; wait_port 18083; wait_port $NGINX_PORT
+wait_port 18080; wait_port 18081; wait_port 18083; wait_port $NGINX_PORT; wait_port $NGINX_EQ_PORT
 # NGINX's worker is the child of the master we started.
 NGINX_WORKER=$(pgrep -P "${PIDS[3]}" nginx | head -1)
 
@@ -87,7 +103,7 @@ run() { # name url pid(or -)
 }
 
 # Warm up each path once, then interleave rounds.
-for url in "http://$BACKEND/" "http://$GATEKIT/" "http://$BARE/" "http://127.0.0.1:$NGINX_PORT/"; do
+for url in "http://$BACKEND/" "http://$GATEKIT/" "http://$BARE/" "http://127.0.0.1:$NGINX_PORT/" "http://127.0.0.1:$NGINX_EQ_PORT/"; do
   taskset -c 1 wrk -t1 -c"$CONNS" -d2s "$url" > /dev/null
 done
 for r in $(seq "$ROUNDS"); do
@@ -95,12 +111,13 @@ for r in $(seq "$ROUNDS"); do
   run gatekit "http://$GATEKIT/" "$GATEKIT_PID"
   run bare "http://$BARE/" "$BARE_PID"
   run nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX_WORKER"
+  run nginx-eq "http://127.0.0.1:$NGINX_EQ_PORT/" "$NGINX_WORKER"
 done
 
 echo
 echo "HTTP/1.1, $CONNS connections, ${DURATION}s x $ROUNDS rounds (median round by CPU/request)"
 printf '%-8s %12s %10s %16s\n' target "requests/s" p99 "CPU µs/request"
-for t in direct gatekit bare nginx; do
+for t in direct gatekit bare nginx nginx-eq; do
   grep "^$t " "$WORK/results" | sort -k4 -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { printf "%-8s %12s %10s %16s\n", $1, $2, $3, $4 }'
 done
 echo
