@@ -81,3 +81,14 @@ fn filters_redirect_of_authority_form_target_has_a_path() {
         58, 58, 58, 58, 186, 61, 33, 58, 224, 117, 58, 224, 58, 196, 58, 58, 58, 224, 117, 196, 58,
     ]);
 }
+
+/// Found by the `filters` target in CI (crash-81fe63c0…): a redirect of an asterisk-form
+/// target (`OPTIONS *`) with no usable host answered `Location: *`. The redirect filter
+/// now uses `/` for any target without a path.
+#[test]
+fn filters_redirect_of_asterisk_form_target_has_a_path() {
+    gatekit_core::fuzzing::filters(&[
+        224, 117, 197, 41, 44, 20, 52, 179, 174, 14, 95, 8, 0, 0, 0, 0, 0, 0, 0, 182, 35, 13, 129,
+        131, 42, 250, 109, 119, 46, 114, 74, 212, 179, 46, 9, 9, 9, 9, 9, 9, 52,
+    ]);
+}

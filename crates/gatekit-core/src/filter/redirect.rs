@@ -157,11 +157,12 @@ impl RedirectOp {
                 .unwrap_or(scheme.default_port()),
         };
 
-        // An authority-form target (`GET host:80`) has no path; a Location needs one (the
-        // `filters` fuzz target found `Location: ""`).
+        // An authority-form target (`GET host:80`) has no path and an asterisk-form one
+        // (`OPTIONS *`) has `*`; a Location needs a path (the `filters` fuzz target found
+        // `Location: ""` and `Location: *`).
         let path = match uri.path() {
-            "" => "/",
-            p => p,
+            p if p.starts_with('/') => p,
+            _ => "/",
         };
         let query = uri.query();
         let path_len = self.path.as_ref().map_or(path.len(), |p| p.len_hint(path));
