@@ -23,6 +23,10 @@ use gatekit_core::{Backend, Body, RouteTable};
 use gatekit_k8s::{ResourceSet, translate};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
+#[path = "common/manifests.rs"]
+mod manifests;
+use manifests::{free_port, manifests, route};
+
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
@@ -44,50 +48,10 @@ fn mb(bytes: isize) -> String {
     format!("{:7.2} MB", bytes as f64 / 1e6)
 }
 
-fn route(name: &str, path: &str) -> String {
-    format!(
-        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: {name}, namespace: default }}\nspec:\n  parentRefs: [{{ name: gw }}]\n  rules: [{{ matches: [{{ path: {{ type: PathPrefix, value: \"{path}\" }} }}], backendRefs: [{{ name: web, port: 80 }}] }}]\n"
-    )
-}
-
 fn write_manifests(dir: &Path, port: u16, backend: SocketAddr, routes: usize) {
-    let mut text = format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{ name: gw, namespace: default }}
-spec:
-  gatewayClassName: gatekit
-  listeners: [{{ name: http, port: {port}, protocol: HTTP }}]
----
-apiVersion: v1
-kind: Service
-metadata: {{ name: web, namespace: default }}
-spec:
-  ports: [{{ name: http, port: 80 }}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{ name: web-1, namespace: default, labels: {{ kubernetes.io/service-name: web }} }}
-addressType: IPv4
-ports: [{{ name: http, port: {} }}]
-endpoints: [{{ addresses: ["{}"] }}]
-"#,
-        backend.port(),
-        backend.ip()
-    );
-    for i in 0..routes {
-        text.push_str(&route(&format!("r{i}"), &format!("/r{i}")));
-    }
+    let (text, probe) = manifests(port, backend, routes);
     std::fs::write(dir.join("base.yaml"), text).unwrap();
-    std::fs::write(dir.join("probe.yaml"), route("probe", "/probe-0")).unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::fs::write(dir.join("probe.yaml"), probe).unwrap();
 }
 
 async fn config_len(admin: SocketAddr) -> usize {

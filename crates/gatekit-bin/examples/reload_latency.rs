@@ -26,42 +26,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-fn manifests(port: u16, backend: SocketAddr, routes: usize) -> (String, String) {
-    let mut text = format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{ name: gw, namespace: default }}
-spec:
-  gatewayClassName: gatekit
-  listeners: [{{ name: http, port: {port}, protocol: HTTP }}]
----
-apiVersion: v1
-kind: Service
-metadata: {{ name: web, namespace: default }}
-spec:
-  ports: [{{ name: http, port: 80 }}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{ name: web-1, namespace: default, labels: {{ kubernetes.io/service-name: web }} }}
-addressType: IPv4
-ports: [{{ name: http, port: {} }}]
-endpoints: [{{ addresses: ["{}"] }}]
-"#,
-        backend.port(),
-        backend.ip()
-    );
-    for i in 0..routes {
-        text.push_str(&route(&format!("r{i}"), &format!("/r{i}")));
-    }
-    (text, route("probe", "/probe-0"))
-}
-
-fn route(name: &str, path: &str) -> String {
-    format!(
-        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: {name}, namespace: default }}\nspec:\n  parentRefs: [{{ name: gw }}]\n  rules: [{{ matches: [{{ path: {{ type: PathPrefix, value: \"{path}\" }} }}], backendRefs: [{{ name: web, port: 80 }}] }}]\n"
-    )
-}
+#[path = "common/manifests.rs"]
+mod manifests;
+use manifests::{free_port, manifests, route};
 
 fn write_atomic(dir: &Path, name: &str, text: &str) {
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -99,14 +66,6 @@ async fn backend() -> SocketAddr {
         std::future::pending(),
     ));
     addr
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn measure(routes: usize, debounce: Option<Duration>) -> (Duration, Duration, Duration) {
