@@ -400,7 +400,9 @@ impl Shared {
                     changed = true;
                 }
             }
-            if changed || first_sync {
+            // Only a change starts a batch's clock: a first sync with nothing new (an
+            // empty or missing kind) must not date the next endpoint change back to it.
+            if changed {
                 pending.since.get_or_insert_with(Instant::now);
             }
         }

@@ -213,14 +213,9 @@ impl<K: Watched> Store<K> {
         let key = obj.key();
         let mut delta = Delta::default();
         let mut map = self.write();
-        // An object can move between Services (its label changed): drop the old key.
-        let moved: Option<Key> = if K::KIND == Kind::EndpointSlice {
-            map.keys()
-                .find(|(n, s, name)| *n == key.0 && *name == key.2 && *s != key.1)
-                .cloned()
-        } else {
-            None
-        };
+        // An EndpointSlice can move between Services (its label changed): drop the old
+        // key.
+        let moved = locate::<K>(&map, &key.0, &key.2).filter(|old| *old != key);
         if let Some(old_key) = moved {
             map.remove(&old_key);
             note(&mut delta, K::KIND, &old_key);
@@ -237,10 +232,9 @@ impl<K: Watched> Store<K> {
     pub(crate) fn get(&self, meta: &ObjectMeta) -> Option<K> {
         let ns = meta.namespace.as_deref().unwrap_or_default();
         let name = meta.name.as_deref().unwrap_or_default();
-        self.read()
-            .iter()
-            .find(|((n, _, nm), _)| n == ns && nm == name)
-            .map(|(_, v)| (**v).clone())
+        let map = self.read();
+        let key = locate::<K>(&map, ns, name)?;
+        map.get(&key).map(|v| (**v).clone())
     }
 
     /// Applies a deletion.
@@ -252,14 +246,10 @@ impl<K: Watched> Store<K> {
     /// Applies the deletion of the object with this metadata's namespace and name.
     pub(crate) fn delete_meta(&self, meta: &ObjectMeta) -> Delta {
         let mut delta = Delta::default();
-        let name = meta.name.clone().unwrap_or_default();
-        let ns = meta.namespace.clone().unwrap_or_default();
+        let ns = meta.namespace.as_deref().unwrap_or_default();
+        let name = meta.name.as_deref().unwrap_or_default();
         let mut map = self.write();
-        let key = map
-            .keys()
-            .find(|(n, _, nm)| *n == ns && *nm == name)
-            .cloned();
-        if let Some(key) = key {
+        if let Some(key) = locate::<K>(&map, ns, name) {
             map.remove(&key);
             note(&mut delta, K::KIND, &key);
         }
@@ -288,6 +278,22 @@ impl<K: Watched> Store<K> {
         *map = fresh;
         delta
     }
+}
+
+/// The key of the object `namespace/name` in `map`, if stored: a direct lookup, except
+/// for EndpointSlices, whose key also holds their Service (searched within the
+/// namespace only).
+fn locate<K: Watched>(map: &BTreeMap<Key, Arc<K>>, namespace: &str, name: &str) -> Option<Key> {
+    if K::KIND != Kind::EndpointSlice {
+        let key = (namespace.to_owned(), String::new(), name.to_owned());
+        return map.contains_key(&key).then_some(key);
+    }
+    let start = (namespace.to_owned(), String::new(), String::new());
+    map.range(start..)
+        .map(|(k, _)| k)
+        .take_while(|(n, _, _)| n == namespace)
+        .find(|(_, _, nm)| nm == name)
+        .cloned()
 }
 
 fn same_version<K: Resource>(a: &K, b: &K) -> bool {
