@@ -256,6 +256,69 @@ async fn obs_fold_and_invalid_header_bytes_are_400_and_closed() {
     fx.assert_serves().await;
 }
 
+// === Host ===
+
+#[tokio::test]
+async fn two_hosts_are_400_and_closed_before_routing() {
+    let mut fx = Fixture::start().await;
+    // The gateway must not route on one name while the backend acts on the other.
+    for hosts in [
+        format!("Host: {HOST}\r\nHost: evil.example"),
+        format!("Host: evil.example\r\nHost: {HOST}"),
+        format!("Host: {HOST}\r\nHost: {HOST}"),
+    ] {
+        let r = fx
+            .raw(&format!("GET /public/a HTTP/1.1\r\n{hosts}\r\n\r\n"))
+            .await;
+        assert_eq!(r.statuses(), [400], "{hosts:?}: {}", r.text);
+        assert!(
+            r.text.contains("x-gatekit-error: duplicate-host"),
+            "{}",
+            r.text
+        );
+        assert!(r.closed, "{hosts:?}");
+    }
+    assert_eq!(fx.backend_paths(), Vec::<String>::new());
+    fx.assert_serves().await;
+}
+
+#[tokio::test]
+async fn a_missing_host_on_http_1_1_is_400_and_closed() {
+    let mut fx = Fixture::start().await;
+    let r = fx.raw("GET /public/a HTTP/1.1\r\nX-A: b\r\n\r\n").await;
+    assert_eq!(r.statuses(), [400], "{}", r.text);
+    assert!(
+        r.text.contains("x-gatekit-error: missing-host"),
+        "{}",
+        r.text
+    );
+    assert!(r.closed);
+    assert_eq!(fx.backend_paths(), Vec::<String>::new());
+    fx.assert_serves().await;
+}
+
+#[tokio::test]
+async fn an_invalid_host_is_400_and_closed() {
+    let mut fx = Fixture::start().await;
+    for host in [
+        "user@app.example",
+        "app.example/public",
+        "app.example:80:80",
+        "app.example:eighty",
+        "app example",
+        "[::1",
+    ] {
+        let r = fx
+            .raw(&format!("GET /public/a HTTP/1.1\r\nHost: {host}\r\n\r\n"))
+            .await;
+        // hyper refuses some of these itself; either way: 400 and closed.
+        assert_eq!(r.statuses(), [400], "{host:?}: {}", r.text);
+        assert!(r.closed, "{host:?}");
+    }
+    assert_eq!(fx.backend_paths(), Vec::<String>::new());
+    fx.assert_serves().await;
+}
+
 // === sizes ===
 
 #[tokio::test]

@@ -108,6 +108,7 @@ async fn drain_deadline_drops_what_is_left() {
     let mut slow = http1(TcpStream::connect(addr).await.unwrap()).await;
     let in_flight = tokio::spawn(async move {
         let req = Request::get("/slow")
+            .header(http::header::HOST, "gatekit.test")
             .body(http_body_util::Empty::new())
             .unwrap();
         slow.send_request(req).await

@@ -20,7 +20,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Inner { #[pin] fut: F },
-        Refused { status: StatusCode, reason: &'static str },
+        Refused { status: StatusCode, reason: &'static str, close: bool },
     }
 }
 
@@ -33,8 +33,20 @@ impl<F> ResponseFuture<F> {
 
     pub(super) fn refused(status: StatusCode, reason: &'static str) -> Self {
         Self {
-            state: State::Refused { status, reason },
+            state: State::Refused {
+                status,
+                reason,
+                close: false,
+            },
         }
+    }
+
+    /// A refusal that also asks the connection to close (`Connection: close`; HTTP/1 only).
+    pub(super) fn closing(mut self, close: bool) -> Self {
+        if let State::Refused { close: c, .. } = &mut self.state {
+            *c = close;
+        }
+        self
     }
 }
 
@@ -48,13 +60,21 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Inner { fut } => fut.poll(cx),
-            StateProj::Refused { status, reason } => {
+            StateProj::Refused {
+                status,
+                reason,
+                close,
+            } => {
                 let mut rsp = Response::new(B::default());
                 *rsp.status_mut() = *status;
                 rsp.headers_mut().insert(
                     http::HeaderName::from_static("x-gatekit-error"),
                     HeaderValue::from_static(reason),
                 );
+                if *close {
+                    rsp.headers_mut()
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 Poll::Ready(Ok(rsp))
             }
         }

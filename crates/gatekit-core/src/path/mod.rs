@@ -40,13 +40,15 @@
 
 mod error;
 mod future;
+mod host;
 mod layer;
 mod service;
 
 use std::borrow::Cow;
 
-pub use self::error::PathError;
+pub use self::error::{HostError, PathError};
 pub use self::future::ResponseFuture;
+pub use self::host::check_host;
 pub use self::layer::NormalizePathLayer;
 pub use self::service::NormalizePath;
 

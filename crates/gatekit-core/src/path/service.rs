@@ -4,15 +4,18 @@ use std::borrow::Cow;
 use std::task::{Context, Poll};
 
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use tower_service::Service;
 
-use super::{PathPolicy, ResponseFuture, normalize};
+use super::{PathPolicy, ResponseFuture, check_host, normalize};
 
 /// A service that checks and normalises each request's target before the inner service
 /// (usually the [`Router`](crate::Router)) sees it, so the normalised path is both what
 /// is routed and what is sent upstream.
 ///
+/// - A request whose `Host` [`check_host`] refuses (two of them, none on HTTP/1.1, a
+///   malformed one, one that contradicts HTTP/2's `:authority`) is answered
+///   `400 Bad Request`; on HTTP/1 with `Connection: close`.
 /// - A target (path and query as received) longer than
 ///   [`PathPolicy::max_target_len`] is answered `414 URI Too Long`.
 /// - A path that [`normalize`] refuses is answered `400 Bad Request`.
@@ -20,7 +23,8 @@ use super::{PathPolicy, ResponseFuture, normalize};
 ///   and authority of an absolute-form target are kept).
 ///
 /// Refusals carry an empty body (`B::default()`) and an `x-gatekit-error` header
-/// (`uri-too-long`, `invalid-path`). Readiness is the inner service's.
+/// (`duplicate-host`, `missing-host`, `invalid-host`, `conflicting-host`,
+/// `uri-too-long`, `invalid-path`). Readiness is the inner service's.
 #[derive(Clone, Debug)]
 pub struct NormalizePath<S> {
     inner: S,
@@ -63,6 +67,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        if let Err(e) = check_host(&req) {
+            // The connection's framing is suspect: an HTTP/1 connection closes after this.
+            let close = req.version() <= Version::HTTP_11;
+            return ResponseFuture::refused(StatusCode::BAD_REQUEST, e.kind()).closing(close);
+        }
         let Some(target) = req.uri().path_and_query() else {
             // Authority-form (CONNECT) or a bare authority: no path to normalise.
             return ResponseFuture::inner(self.inner.call(req));

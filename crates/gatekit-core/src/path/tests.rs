@@ -179,7 +179,10 @@ async fn the_service_routes_the_normal_form_and_refuses_bad_targets() {
     let svc =
         NormalizePathLayer::new(PathPolicy::default().with_max_target_len(32)).layer(echo_path());
     let call = |uri: &str| {
-        let req = Request::get(uri).body(()).unwrap();
+        let req = Request::get(uri)
+            .header(http::header::HOST, "example.com")
+            .body(())
+            .unwrap();
         svc.clone().oneshot(req)
     };
     let rsp = call("/a/%2e%2e/b?q=1").await.unwrap();
@@ -195,4 +198,30 @@ async fn the_service_routes_the_normal_form_and_refuses_bad_targets() {
     assert_eq!(rsp.status(), StatusCode::URI_TOO_LONG);
     let rsp = call(&format!("/{}", "a".repeat(31))).await.unwrap();
     assert_eq!(rsp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_service_refuses_a_bad_host_before_anything_else_and_closes() {
+    let svc = NormalizePathLayer::new(PathPolicy::default()).layer(echo_path());
+    let two = Request::get("/a")
+        .header(http::header::HOST, "a.example")
+        .header(http::header::HOST, "b.example")
+        .body(())
+        .unwrap();
+    let rsp = svc.clone().oneshot(two).await.unwrap();
+    assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(rsp.headers()["x-gatekit-error"], "duplicate-host");
+    assert_eq!(rsp.headers()["connection"], "close");
+    let none = Request::get("/a").body(()).unwrap();
+    let rsp = svc.clone().oneshot(none).await.unwrap();
+    assert_eq!(rsp.headers()["x-gatekit-error"], "missing-host");
+    // HTTP/2 carries no connection header.
+    let h2 = Request::get("https://a.example/a")
+        .version(http::Version::HTTP_2)
+        .header(http::header::HOST, "b.example")
+        .body(())
+        .unwrap();
+    let rsp = svc.clone().oneshot(h2).await.unwrap();
+    assert_eq!(rsp.headers()["x-gatekit-error"], "conflicting-host");
+    assert!(!rsp.headers().contains_key("connection"));
 }
