@@ -143,3 +143,36 @@ spec:
         "{out}"
     );
 }
+
+#[test]
+fn a_backend_that_asks_for_tls_is_reported_with_file_resource_and_field() {
+    let tls_service = r#"---
+apiVersion: v1
+kind: Service
+metadata: { name: secure, namespace: app }
+spec:
+  ports: [{ name: https, port: 443, appProtocol: https }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: app }
+spec:
+  parentRefs: [{ name: gw, namespace: infra }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }, { name: secure, port: 443 }] }]
+"#;
+    let (ok, out) = validate(&format!("{BASE}{tls_service}"));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("ResolvedRefs=False (UnsupportedProtocol)"),
+        "{out}"
+    );
+    // The file and document, the route and the field of the refused reference.
+    assert!(
+        out.contains("all.yaml (document 4): route app/r: spec.rules[0].backendRefs[1]:"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"Service app/secure port 443 has appProtocol "https""#),
+        "{out}"
+    );
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use gatekit_core::{Backend, RouteTable};
 use gatekit_k8s::status::{Condition, ConditionStatus};
-use gatekit_k8s::{ResourceSet, TranslateOptions, translate};
+use gatekit_k8s::{ResourceSet, Sources, TranslateOptions, translate};
 
 /// Checks the manifests under `dirs` and writes a report to `out`: load errors (file,
 /// document, resource, field, reason), then every resource with its conditions (and
@@ -40,18 +40,32 @@ fn table_errors(translation: &gatekit_k8s::Translation) -> Vec<String> {
     errors.into_iter().collect()
 }
 
+/// A translation error with the file and document of its route in front, when known:
+/// `routes.yaml (document 2): route app/r: spec.rules[0].backendRefs[0]: reason`.
+fn located(error: &gatekit_core::ConfigError, sources: &Sources) -> String {
+    let source = error.route().and_then(|r| {
+        ["HTTPRoute", "GRPCRoute"]
+            .into_iter()
+            .find_map(|kind| sources.of(kind, Some(r.namespace()), r.name()))
+    });
+    match source {
+        Some((file, document)) => format!("{file} (document {document}): {error}"),
+        None => error.to_string(),
+    }
+}
+
 /// Writes the report; returns the verdict.
 fn report(
     dirs: &[PathBuf],
     options: &TranslateOptions,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
-    let resources = match ResourceSet::from_dirs(dirs) {
-        Ok((resources, warnings)) => {
+    let (resources, sources) = match ResourceSet::from_dirs_with_sources(dirs) {
+        Ok((resources, warnings, sources)) => {
             for warning in warnings {
                 writeln!(out, "skipped: {warning}")?;
             }
-            resources
+            (resources, sources)
         }
         Err(errors) => {
             writeln!(
@@ -113,7 +127,7 @@ fn report(
     let mut problems: Vec<String> = translation
         .errors()
         .iter()
-        .map(ToString::to_string)
+        .map(|e| located(e, &sources))
         .collect();
     problems.extend(table_errors(&translation));
     if !problems.is_empty() {

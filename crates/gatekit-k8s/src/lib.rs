@@ -84,7 +84,7 @@ pub use crate::cluster::{ClusterSpec, Role};
 pub use crate::fleet::FleetView;
 #[cfg(feature = "client")]
 pub use crate::lease::{ElectionSpec, LeaderElector, MemberSpec, Membership};
-pub use crate::manifest::{ManifestError, ResourceSet, Warning};
+pub use crate::manifest::{ManifestError, ResourceSet, Sources, Warning};
 #[cfg(feature = "client")]
 pub use crate::provider::{Provider, ProviderSettings};
 #[cfg(feature = "client")]

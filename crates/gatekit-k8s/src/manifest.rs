@@ -238,6 +238,23 @@ impl DocContext<'_> {
 
 type Seen = HashMap<(&'static str, Option<String>, String), (String, usize)>;
 
+/// Where each loaded resource came from: its file and 0-based document index.
+#[derive(Clone, Debug, Default)]
+pub struct Sources(Seen);
+
+impl Sources {
+    /// The file and document of the resource `kind` `namespace/name` (no namespace for
+    /// cluster-scoped kinds), if it was loaded.
+    pub fn of(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<(&str, usize)> {
+        let key = (
+            kind_static(kind),
+            namespace.map(str::to_owned),
+            name.to_owned(),
+        );
+        self.0.get(&key).map(|(file, doc)| (file.as_str(), *doc))
+    }
+}
+
 // === impl ResourceSet ===
 
 impl ResourceSet {
@@ -250,6 +267,18 @@ impl ResourceSet {
     /// Every unreadable file and every invalid document; nothing is returned when there
     /// is any error.
     pub fn from_dirs(dirs: &[PathBuf]) -> Result<(ResourceSet, Vec<Warning>), Vec<ManifestError>> {
+        Self::from_dirs_with_sources(dirs).map(|(set, warnings, _)| (set, warnings))
+    }
+
+    /// [`from_dirs`](Self::from_dirs), also telling which file and document each
+    /// resource came from (what `gatekit validate` names beside a translation error).
+    ///
+    /// # Errors
+    ///
+    /// As [`from_dirs`](Self::from_dirs).
+    pub fn from_dirs_with_sources(
+        dirs: &[PathBuf],
+    ) -> Result<(ResourceSet, Vec<Warning>, Sources), Vec<ManifestError>> {
         let mut files = Vec::new();
         let mut errors = Vec::new();
         for dir in dirs {
@@ -269,7 +298,7 @@ impl ResourceSet {
                 )),
             }
         }
-        match Self::from_documents(texts) {
+        match Self::load(texts) {
             Ok(ok) if errors.is_empty() => Ok(ok),
             Ok(_) => Err(errors),
             Err(more) => {
@@ -289,6 +318,17 @@ impl ResourceSet {
     pub fn from_documents<I, S, T>(
         documents: I,
     ) -> Result<(ResourceSet, Vec<Warning>), Vec<ManifestError>>
+    where
+        I: IntoIterator<Item = (S, T)>,
+        S: AsRef<str>,
+        T: AsRef<str>,
+    {
+        Self::load(documents).map(|(set, warnings, _)| (set, warnings))
+    }
+
+    fn load<I, S, T>(
+        documents: I,
+    ) -> Result<(ResourceSet, Vec<Warning>, Sources), Vec<ManifestError>>
     where
         I: IntoIterator<Item = (S, T)>,
         S: AsRef<str>,
@@ -318,7 +358,7 @@ impl ResourceSet {
             errors.append(&mut doc_errors);
         }
         if errors.is_empty() {
-            Ok((set, warnings))
+            Ok((set, warnings, Sources(seen)))
         } else {
             Err(errors)
         }

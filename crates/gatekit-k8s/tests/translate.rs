@@ -474,7 +474,8 @@ fn cross_namespace_backend_needs_reference_grant() {
     assert!(
         t.errors()
             .iter()
-            .any(|e| e.field() == "spec.rules[0]" && e.reason().contains("ReferenceGrant"))
+            .any(|e| e.field() == "spec.rules[0].backendRefs[0]"
+                && e.reason().contains("ReferenceGrant"))
     );
 
     // A grant for a different Service does not allow it.

@@ -28,8 +28,8 @@ use super::{AppProtocol, UpstreamSpec};
 use crate::manifest::ResourceSet;
 use crate::status::{Condition, ResourceRef, ResourceStatus, reason};
 use crate::types::{
-    APP_PROTOCOL_H2C, BackendPolicySpec, CLUSTER_LABEL, EndpointSlice, Namespace, ReferenceGrant,
-    SERVICE_NAME_LABEL, Secret, Service,
+    APP_PROTOCOL_H2C, APP_PROTOCOL_WS, BackendPolicySpec, CLUSTER_LABEL, EndpointSlice, Namespace,
+    ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service,
 };
 
 /// Backend names that start with this never resolve: translation gives them to
@@ -249,6 +249,15 @@ impl<'a> Context<'a> {
                 message: format!("Service {ns}/{} port {port} is {protocol}, not TCP", r.name),
             });
         }
+        if let Err(value) = app_protocol(sp.app_protocol.as_deref(), grpc) {
+            return Err(Unresolved {
+                reason: reason::UNSUPPORTED_PROTOCOL,
+                message: format!(
+                    "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws); a backend that asks for TLS is refused rather than sent cleartext",
+                    r.name
+                ),
+            });
+        }
         Ok(Wanted {
             namespace: ns.to_owned(),
             service: r.name.to_owned(),
@@ -278,11 +287,9 @@ impl<'a> Context<'a> {
         let Some(sp) = service_port(service, i32::from(w.port)) else {
             return;
         };
-        let app_protocol = match sp.app_protocol.as_deref() {
-            Some(APP_PROTOCOL_H2C | "grpc" | "h2c") => AppProtocol::H2c,
-            Some(_) => AppProtocol::Http1,
-            None if w.grpc => AppProtocol::H2c,
-            None => AppProtocol::Http1,
+        // `resolve` refused every value this does not map.
+        let Ok(app_protocol) = app_protocol(sp.app_protocol.as_deref(), w.grpc) else {
+            return;
         };
         let slices = self
             .slices
@@ -511,6 +518,31 @@ fn rank(s: EndpointState) -> u8 {
         EndpointState::Ready => 2,
         EndpointState::Terminating => 1,
         _ => 0,
+    }
+}
+
+/// The protocol gatekit speaks to a Service port with this `appProtocol`, or the value
+/// back when gatekit does not speak it. Only values gatekit serves map: none (h2c for a
+/// GRPCRoute, HTTP/1.1 otherwise), `http` and `kubernetes.io/ws` (HTTP/1.1, upgrades
+/// pass through), `h2c`, `kubernetes.io/h2c` and `grpc` (h2c). Everything else —
+/// `https`, `kubernetes.io/wss`, values of other vendors — is refused: sending cleartext
+/// to a backend that asked for TLS, or guessing at an unknown protocol, is never the
+/// answer. Unprefixed values are IANA service names, which are case-insensitive.
+fn app_protocol(value: Option<&str>, grpc: bool) -> Result<AppProtocol, &str> {
+    let Some(value) = value else {
+        return Ok(if grpc {
+            AppProtocol::H2c
+        } else {
+            AppProtocol::Http1
+        });
+    };
+    let is = |name: &str| value.eq_ignore_ascii_case(name);
+    if is("http") || value == APP_PROTOCOL_WS {
+        Ok(AppProtocol::Http1)
+    } else if is("h2c") || is("grpc") || value == APP_PROTOCOL_H2C {
+        Ok(AppProtocol::H2c)
+    } else {
+        Err(value)
     }
 }
 

@@ -256,8 +256,10 @@ impl UpstreamSpec {
     }
 
     /// The protocol to speak to endpoints: `H2c` when the Service port's `appProtocol`
-    /// is `kubernetes.io/h2c` (or `grpc`), or when it has none and a GRPCRoute uses
-    /// it (gRPC needs HTTP/2); HTTP/1.1 otherwise.
+    /// is `h2c`, `kubernetes.io/h2c` or `grpc`, or when it has none and a GRPCRoute uses
+    /// it (gRPC needs HTTP/2); HTTP/1.1 for none, `http` and `kubernetes.io/ws`. A port
+    /// with any other value (`https`, `kubernetes.io/wss`, unknown) never becomes an
+    /// upstream: its backendRefs are refused with `UnsupportedProtocol`.
     pub fn app_protocol(&self) -> AppProtocol {
         self.app_protocol
     }

@@ -325,14 +325,16 @@ struct RuleWork<'c, 'a> {
     ns: &'c str,
     grpc: bool,
     wanted: Vec<Wanted>,
-    unresolved: Vec<Unresolved>,
+    /// Refused references with their field paths.
+    unresolved: Vec<(String, Unresolved)>,
     problems: Vec<(String, String)>,
 }
 
 impl RuleWork<'_, '_> {
     /// Resolves a reference; an unresolved one is recorded (it does not drop the rule)
     /// and named so that it never resolves.
-    fn backend(&mut self, r: &RefSpec<'_>) -> String {
+    /// `field` is the reference's path in the route, for the error it may give.
+    fn backend(&mut self, r: &RefSpec<'_>, field: &str) -> String {
         match self.cx.resolve(self.view_kind, self.ns, r, self.grpc) {
             Ok(w) => {
                 let name = backend_name(&w.namespace, &w.service, w.port);
@@ -340,7 +342,7 @@ impl RuleWork<'_, '_> {
                 name
             }
             Err(u) => {
-                self.unresolved.push(u);
+                self.unresolved.push((field.to_owned(), u));
                 let ns = r.namespace.unwrap_or(self.ns);
                 format!(
                     "{INVALID_BACKEND_PREFIX}{ns}/{}:{}",
@@ -352,7 +354,7 @@ impl RuleWork<'_, '_> {
     }
 
     fn filter(&mut self, f: &HttpRouteRulesFilters, field: &str) -> Option<Filter> {
-        match convert_filter(self, f) {
+        match convert_filter(self, f, field) {
             Ok(f) => Some(f),
             Err(reason) => {
                 self.problems.push((field.to_owned(), reason));
@@ -362,7 +364,11 @@ impl RuleWork<'_, '_> {
     }
 }
 
-fn convert_filter(w: &mut RuleWork<'_, '_>, f: &HttpRouteRulesFilters) -> Result<Filter, String> {
+fn convert_filter(
+    w: &mut RuleWork<'_, '_>,
+    f: &HttpRouteRulesFilters,
+    field: &str,
+) -> Result<Filter, String> {
     let missing = |what: &str| format!("type {what} needs its {what} field");
     Ok(match f.r#type {
         FilterType::RequestHeaderModifier => {
@@ -450,13 +456,16 @@ fn convert_filter(w: &mut RuleWork<'_, '_>, f: &HttpRouteRulesFilters) -> Result
                 .as_ref()
                 .ok_or_else(|| missing("requestMirror"))?;
             let b = &m.backend_ref;
-            let name = w.backend(&RefSpec {
-                group: b.group.as_deref(),
-                kind: b.kind.as_deref(),
-                name: &b.name,
-                namespace: b.namespace.as_deref(),
-                port: b.port,
-            });
+            let name = w.backend(
+                &RefSpec {
+                    group: b.group.as_deref(),
+                    kind: b.kind.as_deref(),
+                    name: &b.name,
+                    namespace: b.namespace.as_deref(),
+                    port: b.port,
+                },
+                &format!("{field}.requestMirror.backendRef"),
+            );
             let mut out = Mirror::new(name);
             out.fraction = match (m.percent, &m.fraction) {
                 (Some(_), Some(_)) => {
@@ -589,24 +598,17 @@ fn duration_of(s: Option<&str>) -> Result<Option<std::time::Duration>, String> {
 }
 
 /// Shared tail of rule conversion: records problems, drops the rule if any.
-fn finish_rule(
-    conv: &mut Converted,
-    view: &RouteView<'_>,
-    i: usize,
-    mut rule: Rule,
-    work: RuleWork<'_, '_>,
-) {
+fn finish_rule(conv: &mut Converted, view: &RouteView<'_>, mut rule: Rule, work: RuleWork<'_, '_>) {
     for (field, reason) in &work.problems {
         conv.errors
             .push(ConfigError::new(field.clone(), reason.clone()).for_route(view.id.clone()));
     }
-    for u in &work.unresolved {
-        conv.errors.push(
-            ConfigError::new(format!("spec.rules[{i}]"), u.message.clone())
-                .for_route(view.id.clone()),
-        );
+    for (field, u) in &work.unresolved {
+        conv.errors
+            .push(ConfigError::new(field.clone(), u.message.clone()).for_route(view.id.clone()));
     }
-    conv.unresolved.extend(work.unresolved);
+    conv.unresolved
+        .extend(work.unresolved.into_iter().map(|(_, u)| u));
     if work.problems.is_empty() {
         conv.wanted.extend(work.wanted);
     } else {
@@ -688,7 +690,7 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
                 &bfield,
             );
         }
-        finish_rule(&mut conv, view, i, rule, work);
+        finish_rule(&mut conv, view, rule, work);
     }
     conv.all_dropped = !rules.is_empty() && conv.dropped.len() == rules.len();
     conv
@@ -720,7 +722,7 @@ fn backend_ref<F: Serialize>(
             0
         }
     };
-    let name = work.backend(spec);
+    let name = work.backend(spec, field);
     let mut b = BackendRef::new(name, weight);
     b.filters = filters;
     rule.backends.push(b);
@@ -794,7 +796,7 @@ fn convert_grpc(cx: &Context<'_>, view: &RouteView<'_>, route: &GrpcRoute) -> Co
                 &bfield,
             );
         }
-        finish_rule(&mut conv, view, i, rule, work);
+        finish_rule(&mut conv, view, rule, work);
     }
     conv.all_dropped = !rules.is_empty() && conv.dropped.len() == rules.len();
     conv

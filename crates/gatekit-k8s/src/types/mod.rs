@@ -40,3 +40,5 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 /// The `appProtocol` value for cleartext HTTP/2 (prior knowledge).
 pub const APP_PROTOCOL_H2C: &str = "kubernetes.io/h2c";
+/// The `appProtocol` value for WebSocket over cleartext HTTP/1.1.
+pub const APP_PROTOCOL_WS: &str = "kubernetes.io/ws";
