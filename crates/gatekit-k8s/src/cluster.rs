@@ -21,6 +21,8 @@
 //! API server from `KUBERNETES_SERVICE_HOST`). A token file is re-read by kube-rs when it
 //! changes (projected service-account tokens rotate).
 
+pub use crate::error::ClusterError;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -94,28 +96,6 @@ pub struct ClusterSpec {
 
 fn all_roles() -> Vec<Role> {
     vec![Role::Config, Role::Endpoints]
-}
-
-/// Why a cluster's client could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("cluster {cluster}: {reason}")]
-pub struct ClusterError {
-    cluster: String,
-    reason: String,
-}
-
-impl ClusterError {
-    fn new(cluster: &str, reason: impl Into<String>) -> Self {
-        Self {
-            cluster: cluster.to_owned(),
-            reason: reason.into(),
-        }
-    }
-
-    /// The cluster's name.
-    pub fn cluster(&self) -> &str {
-        &self.cluster
-    }
 }
 
 impl ClusterSpec {

@@ -4,29 +4,9 @@
 //! number at most five digits. gatekit parses these strings itself (rather than through
 //! `gateway_api::Duration`) so every error says which part of the string is wrong.
 
+pub use crate::error::DurationError;
+
 use std::time::Duration;
-
-/// Why a duration string was rejected.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {reason} (expected e.g. \"5s\", \"100ms\", \"1m30s\")")]
-pub struct DurationError {
-    input: String,
-    reason: &'static str,
-}
-
-impl DurationError {
-    fn new(input: &str, reason: &'static str) -> Self {
-        Self {
-            input: input.to_owned(),
-            reason,
-        }
-    }
-
-    /// The string that was rejected.
-    pub fn input(&self) -> &str {
-        &self.input
-    }
-}
 
 /// Parses a Gateway API duration string.
 ///

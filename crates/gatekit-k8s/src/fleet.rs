@@ -14,6 +14,8 @@
 //! The view serializes to JSON (admin `/fleet`, `gatekit fleet --json`) and displays as
 //! a plain-text table.
 
+pub use crate::error::FleetError;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -26,16 +28,6 @@ use serde::Serialize;
 use crate::lease::{
     FLEET_LABEL, GENERATION_LABEL, HASH_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_value,
 };
-
-/// Loading the fleet view failed.
-#[derive(Debug, thiserror::Error)]
-#[error("listing the Leases of fleet {fleet:?} in namespace {namespace:?}")]
-pub struct FleetError {
-    fleet: String,
-    namespace: String,
-    #[source]
-    source: kube::Error,
-}
 
 /// One live replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -63,6 +63,7 @@ mod backoff;
 #[cfg(feature = "client")]
 pub mod cluster;
 pub mod duration;
+mod error;
 #[cfg(feature = "client")]
 pub mod fleet;
 #[cfg(feature = "fuzzing")]
@@ -80,6 +81,7 @@ pub mod types;
 
 #[cfg(feature = "client")]
 pub use crate::cluster::{ClusterSpec, Role};
+pub use crate::error::{Error, Result};
 #[cfg(feature = "client")]
 pub use crate::fleet::FleetView;
 #[cfg(feature = "client")]

@@ -23,6 +23,8 @@
 //! Secret volumes hold `..data` and `..<timestamp>` entries that would otherwise make
 //! every file appear twice.
 
+pub use crate::error::ManifestError;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -111,108 +113,6 @@ impl fmt::Display for Warning {
         write!(f, ": {}", self.message)
     }
 }
-
-/// Why a file or document could not be loaded.
-///
-/// Displays as `file (document N): Kind ns/name: field path: reason`, leaving out the
-/// parts that are not known.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManifestError {
-    file: String,
-    document: Option<usize>,
-    kind: Option<String>,
-    namespace: Option<String>,
-    name: Option<String>,
-    field: Option<String>,
-    reason: String,
-}
-
-impl ManifestError {
-    fn in_file(file: &str, reason: impl Into<String>) -> Self {
-        Self {
-            file: file.to_owned(),
-            document: None,
-            kind: None,
-            namespace: None,
-            name: None,
-            field: None,
-            reason: reason.into(),
-        }
-    }
-
-    fn in_doc(file: &str, document: usize, reason: impl Into<String>) -> Self {
-        Self {
-            document: Some(document),
-            ..Self::in_file(file, reason)
-        }
-    }
-
-    fn with_field(mut self, field: impl Into<String>) -> Self {
-        let field = field.into();
-        if !field.is_empty() && field != "." {
-            self.field = Some(field);
-        }
-        self
-    }
-
-    /// The file (or source name).
-    pub fn file(&self) -> &str {
-        &self.file
-    }
-
-    /// The 0-based document index in the file, when the error is in one document.
-    pub fn document(&self) -> Option<usize> {
-        self.document
-    }
-
-    /// The resource's kind, when known.
-    pub fn kind(&self) -> Option<&str> {
-        self.kind.as_deref()
-    }
-
-    /// The resource's namespace, when known.
-    pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
-    }
-
-    /// The resource's name, when known.
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
-    /// The field path in the document (`spec.listeners[0].port`), when known.
-    pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
-    }
-
-    /// What is wrong.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.file)?;
-        if let Some(d) = self.document {
-            write!(f, " (document {d})")?;
-        }
-        if let Some(kind) = &self.kind {
-            write!(f, ": {kind}")?;
-            match (&self.namespace, &self.name) {
-                (Some(ns), Some(n)) => write!(f, " {ns}/{n}")?,
-                (None, Some(n)) => write!(f, " {n}")?,
-                _ => {}
-            }
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
-        }
-        write!(f, ": {}", self.reason)
-    }
-}
-
-impl std::error::Error for ManifestError {}
 
 /// Where a document came from and what it says it is.
 struct DocContext<'a> {

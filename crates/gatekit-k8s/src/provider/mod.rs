@@ -47,6 +47,8 @@
 mod store;
 mod watch;
 
+pub use crate::error::ProviderError;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -59,7 +61,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use self::store::{Delta, Kind, Stores, Watched};
-use crate::cluster::{ClusterError, ClusterSpec, Role, opt_duration};
+use crate::cluster::{ClusterSpec, Role, opt_duration};
 use crate::manifest::ResourceSet;
 use crate::translate::service_endpoints;
 use crate::types::{CLUSTER_LABEL, EndpointSlice, Service};
@@ -229,18 +231,6 @@ impl ReplicaIdentity {
             uid: var("POD_UID"),
         })
     }
-}
-
-/// Why the provider could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProviderError {
-    /// The settings are inconsistent.
-    #[error("invalid Kubernetes settings: {0}")]
-    Settings(String),
-    /// A cluster's client could not be built.
-    #[error(transparent)]
-    Cluster(#[from] ClusterError),
 }
 
 /// A batch of changes, from [`Provider::changed`].
