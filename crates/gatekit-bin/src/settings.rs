@@ -332,7 +332,8 @@ pub enum EscapedSlashesSetting {
 
 // === durations ===
 
-/// Gateway API durations (`1h`, `1m30s`, `500ms`) for serde.
+/// Gateway API durations (`1h`, `1m30s`, `500ms`; GEP-2257, parsed by
+/// [`gatekit_k8s::duration`], the one parser of the workspace) for serde.
 mod duration {
     use std::time::Duration;
 
@@ -340,43 +341,7 @@ mod duration {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        parse(&text).map_err(|reason| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?}: {reason} (write e.g. 30s, 1m30s, 500ms)"
-            ))
-        })
-    }
-
-    pub(super) fn parse(text: &str) -> Result<Duration, &'static str> {
-        if text.is_empty() {
-            return Err("empty");
-        }
-        let mut total = Duration::ZERO;
-        let mut rest = text;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return Err("expected a number");
-            }
-            let value: u64 = rest[..digits].parse().map_err(|_| "number too large")?;
-            rest = &rest[digits..];
-            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-            let unit = match &rest[..unit_len] {
-                "h" => Duration::from_secs(3600),
-                "m" => Duration::from_secs(60),
-                "s" => Duration::from_secs(1),
-                "ms" => Duration::from_millis(1),
-                "" => return Err("missing unit (h, m, s or ms)"),
-                _ => return Err("unknown unit (use h, m, s or ms)"),
-            };
-            rest = &rest[unit_len..];
-            let part = u32::try_from(value)
-                .ok()
-                .and_then(|v| unit.checked_mul(v))
-                .ok_or("too long")?;
-            total = total.checked_add(part).ok_or("too long")?;
-        }
-        Ok(total)
+        gatekit_k8s::duration::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -470,7 +435,8 @@ gatewayClassName: edge
     #[test]
     fn bad_values_are_rejected() {
         for (yaml, needle) in [
-            ("drainTimeout: 5", "missing unit"),
+            ("drainTimeout: 5", "has no unit"),
+            ("drainTimeout: 123456s", "more than 5 digits"),
             (
                 "limits: { headerReadTimeout: 5x }",
                 "limits: invalid duration \"5x\"",
@@ -512,12 +478,9 @@ gatewayClassName: edge
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(
-            duration::parse("1h2m3s4ms"),
-            Ok(Duration::from_millis(3_723_004))
-        );
-        assert!(duration::parse("1.5s").is_err());
-        assert!(duration::parse("99999999999h").is_err());
+    fn durations_use_the_gateway_api_grammar() {
+        let s = Settings::from_yaml("drainTimeout: 1m30s\nshutdownDelay: 250ms", "g").unwrap();
+        assert_eq!(s.drain_timeout, Duration::from_secs(90));
+        assert_eq!(s.shutdown_delay, Duration::from_millis(250));
     }
 }
