@@ -1,6 +1,7 @@
-//! Benchmark harness part: the backend that `scripts/bench-proxy.sh` proxies to. A bare
-//! hyper HTTP/1.1 keep-alive server answering every request with a 128-byte body, on one
-//! current-thread runtime.
+//! Benchmark harness part: the backend that `scripts/bench-proxy.sh` and
+//! `scripts/bench-binary.sh` proxy to. A bare hyper server (HTTP/1.1 keep-alive, and h2c
+//! by preface) answering every request with a 128-byte body, on one current-thread
+//! runtime.
 //!
 //! ```text
 //! cargo run --release -p gatekit-examples --example bench_backend -- 127.0.0.1:18080
