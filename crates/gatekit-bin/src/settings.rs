@@ -39,6 +39,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use gatekit_gateway::{GatewayOptions, Limits, PathSettings};
 use gatekit_k8s::ProviderSettings;
 use serde::Deserialize;
 
@@ -93,14 +94,14 @@ pub struct Settings {
     /// Connection limits.
     pub limits: Limits,
     /// How long in-flight requests may take to finish after a shutdown signal.
-    #[serde(with = "duration")]
+    #[serde(deserialize_with = "gatekit_gateway::deserialize_duration")]
     pub drain_timeout: Duration,
     /// Gateways whose `gatewayClassName` is this are served.
     pub gateway_class_name: String,
     /// After a shutdown signal, how long the process stays up and serving while
     /// `/readyz` already fails, so load balancers and EndpointSlices stop sending new
     /// connections before listeners close (Kubernetes' endpoint propagation delay).
-    #[serde(with = "duration")]
+    #[serde(deserialize_with = "gatekit_gateway::deserialize_duration")]
     pub shutdown_delay: Duration,
     /// Serve from Kubernetes API servers (see [`ProviderSettings`]).
     pub kubernetes: Option<ProviderSettings>,
@@ -167,32 +168,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Connection limits of the gateway listeners.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-#[non_exhaustive]
-pub struct Limits {
-    /// Open client connections across all listeners; beyond it new connections are closed
-    /// at once.
-    pub max_connections: usize,
-    /// How long a client may take to send a complete HTTP/1 request head.
-    #[serde(with = "duration")]
-    pub header_read_timeout: Duration,
-    /// How long a client may take to complete a TLS handshake.
-    #[serde(with = "duration")]
-    pub tls_handshake_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 100_000,
-            header_read_timeout: Duration::from_secs(10),
-            tls_handshake_timeout: gatekit_core::tls::DEFAULT_HANDSHAKE_TIMEOUT,
-        }
-    }
-}
-
 impl Settings {
     /// Parses and validates settings from YAML; `origin` names the source in errors.
     ///
@@ -226,6 +201,15 @@ impl Settings {
             source,
         })?;
         Self::from_yaml(&yaml, &path.display().to_string())
+    }
+
+    /// The options of the gateway these settings run.
+    pub fn gateway_options(&self) -> GatewayOptions {
+        GatewayOptions::default()
+            .with_limits(self.limits.clone())
+            .with_paths(self.paths.clone())
+            .with_access_log(self.log.access_log)
+            .with_kubernetes(self.kubernetes.clone())
     }
 
     fn validate(&self, origin: &str) -> Result<(), SettingsError> {
@@ -268,115 +252,6 @@ impl Settings {
             return Err(invalid("paths.maxTargetLength", "must be at least 1"));
         }
         Ok(())
-    }
-}
-
-// === request path policy ===
-
-/// How request paths are normalised before routing (see `gatekit_core::path`): the
-/// normalised path is what is routed and what is sent upstream.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-#[non_exhaustive]
-pub struct PathSettings {
-    /// RFC 3986 dot-segment removal, decoding of unreserved `%`-escapes, `\` as `/`.
-    pub normalize: bool,
-    /// `//` becomes `/`.
-    pub merge_slashes: bool,
-    /// What `%2F` and `%5C` become.
-    pub escaped_slashes: EscapedSlashesSetting,
-    /// Longest request target (path and query) accepted; longer ones get 414.
-    pub max_target_length: usize,
-}
-
-impl Default for PathSettings {
-    fn default() -> Self {
-        Self {
-            normalize: true,
-            merge_slashes: false,
-            escaped_slashes: EscapedSlashesSetting::Keep,
-            max_target_length: gatekit_core::path::DEFAULT_MAX_TARGET_LEN,
-        }
-    }
-}
-
-impl PathSettings {
-    /// The core policy these settings describe.
-    pub fn policy(&self) -> gatekit_core::path::PathPolicy {
-        use gatekit_core::path::{EscapedSlashes, PathPolicy};
-        PathPolicy::default()
-            .normalize(self.normalize)
-            .merge_slashes(self.merge_slashes)
-            .escaped_slashes(match self.escaped_slashes {
-                EscapedSlashesSetting::Keep => EscapedSlashes::Keep,
-                EscapedSlashesSetting::Reject => EscapedSlashes::Reject,
-                EscapedSlashesSetting::Decode => EscapedSlashes::Decode,
-            })
-            .with_max_target_len(self.max_target_length)
-    }
-}
-
-/// `paths.escapedSlashes`: what `%2F` and `%5C` in a path become.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum EscapedSlashesSetting {
-    /// Kept encoded (part of a segment).
-    #[default]
-    Keep,
-    /// The request is refused with 400.
-    Reject,
-    /// Decoded into path separators.
-    Decode,
-}
-
-// === durations ===
-
-/// Gateway API durations (`1h`, `1m30s`, `500ms`) for serde.
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).map_err(|reason| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?}: {reason} (write e.g. 30s, 1m30s, 500ms)"
-            ))
-        })
-    }
-
-    pub(super) fn parse(text: &str) -> Result<Duration, &'static str> {
-        if text.is_empty() {
-            return Err("empty");
-        }
-        let mut total = Duration::ZERO;
-        let mut rest = text;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return Err("expected a number");
-            }
-            let value: u64 = rest[..digits].parse().map_err(|_| "number too large")?;
-            rest = &rest[digits..];
-            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-            let unit = match &rest[..unit_len] {
-                "h" => Duration::from_secs(3600),
-                "m" => Duration::from_secs(60),
-                "s" => Duration::from_secs(1),
-                "ms" => Duration::from_millis(1),
-                "" => return Err("missing unit (h, m, s or ms)"),
-                _ => return Err("unknown unit (use h, m, s or ms)"),
-            };
-            rest = &rest[unit_len..];
-            let part = u32::try_from(value)
-                .ok()
-                .and_then(|v| unit.checked_mul(v))
-                .ok_or("too long")?;
-            total = total.checked_add(part).ok_or("too long")?;
-        }
-        Ok(total)
     }
 }
 
@@ -509,15 +384,5 @@ gatewayClassName: edge
         let err = Settings::from_yaml("paths: { maxTargetLength: 0 }", "g").unwrap_err();
         assert!(err.to_string().contains("paths.maxTargetLength"), "{err}");
         assert!(Settings::from_yaml("paths: { escapedSlashes: drop }", "g").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            duration::parse("1h2m3s4ms"),
-            Ok(Duration::from_millis(3_723_004))
-        );
-        assert!(duration::parse("1.5s").is_err());
-        assert!(duration::parse("99999999999h").is_err());
     }
 }
