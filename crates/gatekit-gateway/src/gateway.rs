@@ -8,8 +8,11 @@ use crate::{ConfigDump, GatewayOptions, Metrics, Readiness};
 /// What a served configuration is written to: the listeners (one per Gateway port), the
 /// metrics registry, the readiness the first served snapshot marks, and the `/config`
 /// and `/fleet` documents. Whoever runs the gateway owns it, lends it to
-/// [`Wiring`](crate::Wiring) and, at the end, closes and drains
-/// [`listeners_mut`](Self::listeners_mut).
+/// [`Wiring`](crate::Wiring) and, at the end, closes the listeners
+/// ([`listeners_mut`](Self::listeners_mut), [`Listeners::close`]) and drains them
+/// ([`into_listeners`](Self::into_listeners), [`Listeners::drain`]). The `gatekit`
+/// binary's admin server reads [`readiness`](Self::readiness),
+/// [`metrics`](Self::metrics) and the dumps.
 ///
 /// A gateway built with [`Gateway::embedded`] binds no port: its routers are handed to
 /// the application's own server with [`Wiring::service`](crate::Wiring::service).
