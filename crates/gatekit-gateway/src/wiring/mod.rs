@@ -303,8 +303,10 @@ impl Wiring {
     /// swaps its route table; if the port is not (or no longer) in the manifests, every
     /// request gets 404.
     ///
-    /// In a gateway that binds its ports this is the listener's router while the port
-    /// is served with the same protocol.
+    /// In a gateway that binds its ports this is the router the port's listener serves
+    /// (also when the port is bound later, or again with another protocol); once the
+    /// port is gone from the manifests it keeps the last routes, as the closed
+    /// listener's open connections do.
     pub fn service(&mut self, port: u16) -> PortService {
         let router = match self.ports.get(&port) {
             Some(served) => served.router.clone(),
@@ -600,17 +602,25 @@ impl Wiring {
                     };
                     self.ports.insert(port.port(), served);
                 }
-                Some(served) if served.protocol == port.protocol() => {
+                Some(served) if served.protocol == port.protocol() && served.local.is_some() => {
                     served.router.store(table);
                     if let (Some(store), Some(set)) = (&served.certs, certs) {
                         store.replace(set);
                     }
                 }
                 _ => {
-                    if self.ports.remove(&port.port()).is_some() {
-                        gateway.listeners_mut().remove(port.port()).await;
-                    }
-                    let router = Router::new(table);
+                    // A router handed out by `service` (before the port was bound, or
+                    // while it served another protocol) stays the port's router.
+                    let router = match self.ports.remove(&port.port()) {
+                        Some(previous) => {
+                            if previous.local.is_some() {
+                                gateway.listeners_mut().remove(port.port()).await;
+                            }
+                            previous.router.store(table);
+                            previous.router
+                        }
+                        None => Router::new(table),
+                    };
                     let store = certs.map(|set| Arc::new(CertStore::new(set)));
                     let transport = match &store {
                         Some(store) => Transport::Tls(store.clone()),
@@ -634,6 +644,16 @@ impl Wiring {
                             );
                         }
                         Err(error) => {
+                            // Kept unbound: the next reload tries to bind it again.
+                            self.ports.insert(
+                                port.port(),
+                                Port {
+                                    protocol: port.protocol(),
+                                    router,
+                                    certs: None,
+                                    local: None,
+                                },
+                            );
                             tracing::error!(port = port.port(), %error, "cannot listen");
                             errors.push(ConfigError::new(
                                 format!("listeners[port={}]", port.port()),
