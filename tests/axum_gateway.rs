@@ -8,7 +8,9 @@ use std::time::Duration;
 use axum::routing::get;
 use gatekit_gateway::{Gateway, GatewayOptions, Phase, Source, TranslateOptions, Wiring};
 use gatekit_tests::EchoBackend;
-use gatekit_tests::wired::{eventually, gateway_http, get_raw, route, service, write_atomic};
+use gatekit_tests::wired::{
+    eventually, free_port, gateway_http, get_raw, route, service, write_atomic,
+};
 use http::StatusCode;
 
 #[tokio::test]
@@ -70,4 +72,48 @@ async fn axum_route_and_gateway_routes_answer_side_by_side() {
 
     serving.abort();
     server.abort();
+}
+
+/// On a gateway that binds its ports, a port's service handed out before the manifests
+/// name the port is the router its listener serves once they do.
+#[tokio::test]
+async fn a_service_handed_out_early_is_the_bound_listeners_router() {
+    use http_body_util::Empty;
+    use tower::ServiceExt;
+
+    let backend = EchoBackend::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(dir.path(), "service.yaml", &service("app", backend.addr));
+    write_atomic(dir.path(), "route.yaml", &route("api", "/api", "app"));
+    let mut gateway = Gateway::new(GatewayOptions::default(), "127.0.0.1".parse().unwrap());
+    let source = Source::Dirs(vec![dir.path().to_path_buf()]);
+    let mut wiring = Wiring::start(&mut gateway, source, TranslateOptions::default())
+        .await
+        .unwrap();
+    let port = free_port();
+    let early = wiring.service(port);
+    let get = |service: gatekit_gateway::PortService| async move {
+        let request = http::Request::get("/api")
+            .header("host", "example.test")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        service.oneshot(request).await.unwrap().status()
+    };
+    assert_eq!(get(early.clone()).await, StatusCode::NOT_FOUND);
+
+    let serving = tokio::spawn(async move {
+        wiring.serve(&mut gateway, std::future::pending()).await;
+    });
+    write_atomic(dir.path(), "gateway.yaml", &gateway_http(port));
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    eventually(Duration::from_secs(5), "the port is bound", || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    assert_eq!(
+        get_raw(addr, "/api", "example.test").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(get(early).await, StatusCode::OK);
+    serving.abort();
 }
