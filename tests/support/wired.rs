@@ -110,14 +110,14 @@ impl Wired {
             .unwrap();
         let admin = process.admin_addr();
         let wiring = Wiring::start(
-            &mut process,
+            process.gateway_mut(),
             Source::Dirs(dirs.to_vec()),
             TranslateOptions::default(),
         )
         .await
         .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(wiring.serve(process, async {
+        let task = tokio::spawn(process.serve(wiring, async {
             let _ = stopped.await;
         }));
         Self {
@@ -147,9 +147,11 @@ impl Wired {
         let source = Source::Kubernetes(std::sync::Arc::new(provider));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let wiring = Wiring::start(&mut process, source, options).await.unwrap();
-            wiring
-                .serve(process, async {
+            let wiring = Wiring::start(process.gateway_mut(), source, options)
+                .await
+                .unwrap();
+            process
+                .serve(wiring, async {
                     let _ = stopped.await;
                 })
                 .await

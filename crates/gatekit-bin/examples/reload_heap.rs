@@ -117,7 +117,7 @@ async fn main() {
         .unwrap();
     let admin = process.admin_addr();
     let wiring = Wiring::start(
-        &mut process,
+        process.gateway_mut(),
         Source::Dirs(dirs.clone()),
         TranslateOptions::default(),
     )
@@ -131,7 +131,7 @@ async fn main() {
         config_len(admin).await
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(wiring.serve(process, async {
+    let task = tokio::spawn(process.serve(wiring, async {
         let _ = stopped.await;
     }));
     for k in 1..=5 {

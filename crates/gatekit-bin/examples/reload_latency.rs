@@ -83,7 +83,7 @@ async fn measure(routes: usize, debounce: Option<Duration>) -> (Duration, Durati
         .unwrap();
     let started = Instant::now();
     let mut wiring = Wiring::start(
-        &mut process,
+        process.gateway_mut(),
         Source::Dirs(vec![dir.clone()]),
         TranslateOptions::default(),
     )
@@ -94,7 +94,7 @@ async fn measure(routes: usize, debounce: Option<Duration>) -> (Duration, Durati
         wiring.set_debounce(d);
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(wiring.serve(process, async {
+    let task = tokio::spawn(process.serve(wiring, async {
         let _ = stopped.await;
     }));
     assert_eq!(status(port, "/probe-0").await, 200);

@@ -12,152 +12,17 @@
 //! HTTP/1.1 and HTTP/2 (prior knowledge); it has no TLS and no authentication.
 
 use std::convert::Infallible;
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gatekit_core::Body;
+use gatekit_gateway::{ConfigDump, Metrics, Phase, Readiness};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tower_service::Service;
-
-use crate::Metrics;
-
-// === impl Readiness ===
-
-/// Where the process is in its life, as `/readyz` reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Phase {
-    /// Started; no configuration snapshot serves yet. Not ready.
-    Starting,
-    /// The first snapshot serves. Ready.
-    Ready,
-    /// A shutdown began: not ready, listeners still accepting while the change is
-    /// announced.
-    NotReady,
-    /// Listeners closed; in-flight requests are finishing. Not ready.
-    Draining,
-    /// Drained; the process is about to exit. Not ready.
-    Stopped,
-}
-
-/// The process's readiness, shared by whoever serves the first snapshot, the shutdown
-/// sequence and `/readyz`. Cheap to clone. Phases only move forward.
-#[derive(Clone)]
-pub struct Readiness {
-    phase: Arc<watch::Sender<Phase>>,
-}
-
-impl Readiness {
-    /// A process in [`Phase::Starting`].
-    pub fn new() -> Self {
-        Self {
-            phase: Arc::new(watch::Sender::new(Phase::Starting)),
-        }
-    }
-
-    /// Marks the first snapshot as served: `/readyz` answers 200 from now on (unless a
-    /// shutdown already began).
-    pub fn mark_served(&self) {
-        self.advance(Phase::Ready);
-    }
-
-    /// Moves to `phase` if it is later than the current one.
-    pub fn advance(&self, phase: Phase) {
-        self.phase.send_if_modified(|current| {
-            if phase > *current {
-                *current = phase;
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// The current phase.
-    pub fn phase(&self) -> Phase {
-        *self.phase.borrow()
-    }
-
-    /// Whether `/readyz` answers 200.
-    pub fn is_ready(&self) -> bool {
-        self.phase() == Phase::Ready
-    }
-
-    /// Resolves once the phase is `phase` or later.
-    pub async fn reached(&self, phase: Phase) {
-        let mut rx = self.phase.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = rx.wait_for(|current| *current >= phase).await;
-    }
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Debug for Readiness {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Readiness").field(&self.phase()).finish()
-    }
-}
-
-// === impl ConfigDump ===
-
-/// The JSON `/config` serves: whatever the process last published (the wiring publishes
-/// the served snapshot and each resource's conditions). Cheap to clone; publishing is one
-/// atomic swap. Kept serialized: a `serde_json::Value` of a large configuration costs
-/// several times its text in memory (a map node per object).
-#[derive(Clone)]
-pub struct ConfigDump {
-    current: Arc<ArcSwap<Bytes>>,
-}
-
-impl ConfigDump {
-    /// A dump that serves `null` until something is published.
-    pub fn new() -> Self {
-        Self {
-            current: Arc::new(ArcSwap::from_pointee(Bytes::from_static(b"null"))),
-        }
-    }
-
-    /// Replaces what `/config` serves.
-    pub fn publish(&self, value: serde_json::Value) {
-        let text = serde_json::to_vec_pretty(&value).unwrap_or_else(|_| b"null".to_vec());
-        self.current.store(Arc::new(Bytes::from(text)));
-    }
-
-    /// Replaces what `/config` serves with JSON text already rendered (the caller
-    /// guarantees it is valid JSON).
-    pub fn publish_json(&self, json: String) {
-        self.current.store(Arc::new(Bytes::from(json)));
-    }
-
-    /// What `/config` serves now, as JSON text.
-    pub fn current(&self) -> Bytes {
-        Bytes::clone(&self.current.load())
-    }
-}
-
-impl Default for ConfigDump {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Debug for ConfigDump {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConfigDump").finish_non_exhaustive()
-    }
-}
 
 // === impl AdminService ===
 

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use gatekit_k8s::TranslateOptions;
 
-use crate::{Process, Settings, logging, process, wiring};
+use crate::{Process, Settings, logging, process};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -219,7 +219,7 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
         Some(kubernetes) => {
             options = options.global_namespaces(kubernetes.global_namespaces.iter().cloned());
             match gatekit_k8s::Provider::start(kubernetes).await {
-                Ok(provider) => wiring::Source::Kubernetes(std::sync::Arc::new(provider)),
+                Ok(provider) => gatekit_gateway::Source::Kubernetes(std::sync::Arc::new(provider)),
                 Err(error) => {
                     report(&error);
                     process.shutdown().await;
@@ -227,11 +227,11 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
                 }
             }
         }
-        None => wiring::Source::Dirs(args.resources.clone()),
+        None => gatekit_gateway::Source::Dirs(args.resources.clone()),
     };
-    match wiring::Wiring::start(&mut process, source, options).await {
+    match gatekit_gateway::Wiring::start(process.gateway_mut(), source, options).await {
         Ok(wiring) => {
-            wiring.serve(process, shutdown).await;
+            process.serve(wiring, shutdown).await;
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -342,7 +342,7 @@ fn validate(args: &ValidateArgs) -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(EXIT_FAILURE);
     }
-    if crate::validate::validate(
+    if gatekit_gateway::validate(
         &args.dirs,
         &TranslateOptions::default(),
         &mut std::io::stdout(),

@@ -21,8 +21,8 @@ use http::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::wiring::{Source, Wiring, WiringError};
 use crate::{DrainOutcome, Process, ProcessError, Settings, TranslateOptions};
+use gatekit_gateway::{Source, Wiring, WiringError};
 
 /// The demo backends' names, in manifest order.
 pub const BACKENDS: [&str; 3] = ["blue", "green", "canary"];
@@ -133,13 +133,14 @@ impl Demo {
         let addrs: [SocketAddr; 3] = [addrs[0], addrs[1], addrs[2]];
         let mut process = Process::start(settings, [127, 0, 0, 1].into()).await?;
         let source = Source::Documents(manifests(port, addrs));
-        let wiring = match Wiring::start(&mut process, source, TranslateOptions::default()).await {
-            Ok(wiring) => wiring,
-            Err(error) => {
-                process.shutdown().await;
-                return Err(error.into());
-            }
-        };
+        let wiring =
+            match Wiring::start(process.gateway_mut(), source, TranslateOptions::default()).await {
+                Ok(wiring) => wiring,
+                Err(error) => {
+                    process.shutdown().await;
+                    return Err(error.into());
+                }
+            };
         Ok(Self {
             process,
             wiring,
@@ -174,7 +175,7 @@ Ctrl-C to stop.
 
     /// Serves until `shutdown` completes, then drains and stops.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> DrainOutcome {
-        self.wiring.serve(self.process, shutdown).await
+        self.process.serve(self.wiring, shutdown).await
     }
 }
 

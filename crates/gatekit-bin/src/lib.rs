@@ -1,14 +1,13 @@
 //! gatekit-bin: the process half of the `gatekit` binary.
 //!
-//! Everything the binary does that does not depend on Kubernetes: the command line
-//! ([`Cli`]), process settings ([`Settings`], from `--config gatekit.yaml`), the admin
-//! server ([`AdminService`]: `/healthz`, `/readyz`, `/metrics`, `/config`), Prometheus
-//! metrics ([`Metrics`], [`MetricsLayer`]), gateway listeners ([`Listeners`]: plain or TLS
-//! by SNI, connection limits, header deadlines), and the process life cycle ([`Process`]:
-//! readiness, graceful drain on SIGTERM/SIGINT, the open-files limit).
+//! The command line ([`Cli`]), process settings ([`Settings`], from `--config
+//! gatekit.yaml`), the admin server ([`AdminService`]: `/healthz`, `/readyz`,
+//! `/metrics`, `/config`, `/fleet`), logging, the demo, and the process life cycle
+//! ([`Process`]: graceful drain on SIGTERM/SIGINT, the open-files limit).
 //!
-//! The translation of manifests into route tables and upstreams is plugged in by the
-//! `wiring` module (see `gatekit run`).
+//! The gateway itself — manifests to hot-reloaded listeners, per-route metrics,
+//! `/config` — is `gatekit_gateway`'s ([`Wiring`], [`Listeners`], [`Metrics`]); its
+//! main types are re-exported here.
 //!
 //! # Serving a service by hand
 //!
@@ -31,26 +30,19 @@
 mod admin;
 mod cli;
 pub mod demo;
-mod listener;
 mod logging;
-pub mod metrics;
 mod process;
 mod settings;
-mod validate;
-pub mod wiring;
 
-pub use crate::admin::{AdminService, ConfigDump, Phase, Readiness, serve_admin};
+pub use crate::admin::{AdminService, serve_admin};
 pub use crate::cli::{Cli, Command, FleetArgs, RunArgs, ValidateArgs, main, run};
-pub use crate::listener::{DrainOutcome, ListenError, ListenerSettings, Listeners, Transport};
 pub use crate::logging::init as init_logging;
-pub use crate::metrics::{LabelSource, Metrics, MetricsLayer, MetricsService, RequestMetrics};
 pub use crate::process::{
     NofileLimits, Process, ProcessError, raise_nofile_limit, shutdown_signal,
 };
-pub use crate::settings::{
-    AdminSettings, EscapedSlashesSetting, Limits, LogFormat, LogSettings, PathSettings, Settings,
-    SettingsError,
+pub use crate::settings::{AdminSettings, LogFormat, LogSettings, Settings, SettingsError};
+pub use gatekit_gateway::{
+    ConfigDump, DrainOutcome, EscapedSlashesSetting, LabelSource, Limits, ListenError,
+    ListenerSettings, Listeners, Metrics, MetricsLayer, MetricsService, PathSettings, Phase,
+    Readiness, RequestMetrics, Source, TranslateOptions, Transport, Wiring, WiringError, validate,
 };
-pub use crate::validate::validate;
-pub use crate::wiring::{Source, Wiring, WiringError};
-pub use gatekit_k8s::TranslateOptions;

@@ -8,9 +8,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::admin::{AdminService, ConfigDump, Phase, Readiness};
-use crate::listener::{DrainOutcome, ListenerSettings, Listeners};
-use crate::{Metrics, Settings};
+use gatekit_gateway::{
+    ConfigDump, DrainOutcome, Gateway, Listeners, Metrics, Phase, Readiness, Wiring,
+};
+
+use crate::Settings;
+use crate::admin::AdminService;
 
 /// Why the process could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,17 +31,10 @@ pub enum ProcessError {
     },
 }
 
-/// A running gateway process: the admin server is up, listeners can be added, and the
-/// handles the configuration wiring needs are at hand:
-///
-/// - [`listeners_mut`](Self::listeners_mut) to bind a port per Gateway listener with its
-///   router service ([`Listeners::add`]) and to remove it;
-/// - [`readiness`](Self::readiness) to [`mark_served`](Readiness::mark_served) once the
-///   first snapshot serves;
-/// - [`config_dump`](Self::config_dump) to publish the served snapshot and conditions
-///   for `/config`;
-/// - [`metrics`](Self::metrics) for reload counts, the config generation, per-route
-///   request handles and endpoint health gauges.
+/// A running gateway process: the admin server is up over the [`Gateway`]'s handles
+/// (its readiness, metrics and published `/config` and `/fleet`), listeners can be
+/// added, and [`serve`](Self::serve) runs a [`Wiring`] on the gateway
+/// ([`gateway_mut`](Self::gateway_mut)) until shutdown.
 ///
 /// # Shutdown sequence
 ///
@@ -57,11 +53,7 @@ pub enum ProcessError {
 #[derive(Debug)]
 pub struct Process {
     settings: Settings,
-    metrics: Metrics,
-    readiness: Readiness,
-    config: ConfigDump,
-    fleet: ConfigDump,
-    listeners: Listeners,
+    gateway: Gateway,
     admin_addr: SocketAddr,
     admin_stop: oneshot::Sender<()>,
     admin_task: JoinHandle<()>,
@@ -75,10 +67,7 @@ impl Process {
     ///
     /// [`ProcessError::AdminBind`] if the admin address cannot be bound.
     pub async fn start(settings: Settings, bind: IpAddr) -> Result<Self, ProcessError> {
-        let metrics = Metrics::new();
-        let readiness = Readiness::new();
-        let config = ConfigDump::new();
-        let fleet = ConfigDump::new();
+        let gateway = Gateway::new(settings.gateway_options(), bind);
         let addr = settings.admin.address;
         let listener = TcpListener::bind(addr)
             .await
@@ -87,10 +76,10 @@ impl Process {
             .local_addr()
             .map_err(|source| ProcessError::AdminBind { addr, source })?;
         let service = AdminService::with_fleet(
-            readiness.clone(),
-            metrics.clone(),
-            config.clone(),
-            fleet.clone(),
+            gateway.readiness().clone(),
+            gateway.metrics().clone(),
+            gateway.config_dump().clone(),
+            gateway.fleet_dump().clone(),
         );
         let (admin_stop, stopped) = oneshot::channel::<()>();
         let admin_task = tokio::spawn(async move {
@@ -102,17 +91,9 @@ impl Process {
             }
         });
         tracing::info!(%admin_addr, "admin API listening");
-        let listeners = Listeners::new(
-            ListenerSettings::from_settings(&settings, bind),
-            metrics.clone(),
-        );
         Ok(Self {
             settings,
-            metrics,
-            readiness,
-            config,
-            fleet,
-            listeners,
+            gateway,
             admin_addr,
             admin_stop,
             admin_task,
@@ -124,24 +105,29 @@ impl Process {
         &self.settings
     }
 
+    /// The gateway the admin server reports on.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// The gateway, to start a [`Wiring`] on.
+    pub fn gateway_mut(&mut self) -> &mut Gateway {
+        &mut self.gateway
+    }
+
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        self.gateway.metrics()
     }
 
     /// The readiness handle.
     pub fn readiness(&self) -> &Readiness {
-        &self.readiness
+        self.gateway.readiness()
     }
 
     /// What `/config` serves.
     pub fn config_dump(&self) -> &ConfigDump {
-        &self.config
-    }
-
-    /// What `/fleet` serves.
-    pub fn fleet_dump(&self) -> &ConfigDump {
-        &self.fleet
+        self.gateway.config_dump()
     }
 
     /// The admin server's bound address.
@@ -151,12 +137,25 @@ impl Process {
 
     /// The gateway listeners.
     pub fn listeners(&self) -> &Listeners {
-        &self.listeners
+        self.gateway.listeners()
     }
 
     /// The gateway listeners, to add or remove ports.
     pub fn listeners_mut(&mut self) -> &mut Listeners {
-        &mut self.listeners
+        self.gateway.listeners_mut()
+    }
+
+    /// Runs `wiring` (reloads) until `shutdown` completes, then the
+    /// [shutdown sequence](Process#shutdown-sequence), then [`Wiring::stop`].
+    pub async fn serve(
+        mut self,
+        mut wiring: Wiring,
+        shutdown: impl Future<Output = ()>,
+    ) -> DrainOutcome {
+        wiring.serve(&mut self.gateway, shutdown).await;
+        let outcome = self.shutdown().await;
+        wiring.stop().await;
+        outcome
     }
 
     /// Serves until `shutdown` completes, then runs the [shutdown sequence](Process#shutdown-sequence).
@@ -168,23 +167,26 @@ impl Process {
     /// Runs the [shutdown sequence](Process#shutdown-sequence) now.
     pub async fn shutdown(mut self) -> DrainOutcome {
         tracing::info!("shutting down: not ready");
-        self.readiness.advance(Phase::NotReady);
+        self.gateway.readiness().advance(Phase::NotReady);
         if !self.settings.shutdown_delay.is_zero() {
             // Still serving: clients are told to go elsewhere (/readyz fails) before
             // the listeners close under them.
             tracing::info!(delay = ?self.settings.shutdown_delay, "waiting before closing listeners");
             tokio::time::sleep(self.settings.shutdown_delay).await;
         }
-        self.listeners.close().await;
-        self.readiness.advance(Phase::Draining);
-        let outcome = self.listeners.drain(self.settings.drain_timeout).await;
+        self.gateway.listeners_mut().close().await;
+        self.gateway.readiness().advance(Phase::Draining);
+        let readiness = self.gateway.readiness().clone();
+        let drain_timeout = self.settings.drain_timeout;
+        let outcome = self.gateway.into_listeners().drain(drain_timeout).await;
         match outcome {
             DrainOutcome::Complete => tracing::info!("drained"),
             DrainOutcome::TimedOut { dropped } => {
                 tracing::warn!(dropped, "drain timed out");
             }
+            _ => tracing::info!(?outcome, "drain ended"),
         }
-        self.readiness.advance(Phase::Stopped);
+        readiness.advance(Phase::Stopped);
         let _ = self.admin_stop.send(());
         let _ = self.admin_task.await;
         outcome

@@ -39,6 +39,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use gatekit_gateway::{GatewayOptions, Limits, PathSettings};
 use gatekit_k8s::ProviderSettings;
 use serde::Deserialize;
 
@@ -93,14 +94,14 @@ pub struct Settings {
     /// Connection limits.
     pub limits: Limits,
     /// How long in-flight requests may take to finish after a shutdown signal.
-    #[serde(with = "duration")]
+    #[serde(deserialize_with = "gatekit_gateway::deserialize_duration")]
     pub drain_timeout: Duration,
     /// Gateways whose `gatewayClassName` is this are served.
     pub gateway_class_name: String,
     /// After a shutdown signal, how long the process stays up and serving while
     /// `/readyz` already fails, so load balancers and EndpointSlices stop sending new
     /// connections before listeners close (Kubernetes' endpoint propagation delay).
-    #[serde(with = "duration")]
+    #[serde(deserialize_with = "gatekit_gateway::deserialize_duration")]
     pub shutdown_delay: Duration,
     /// Serve from Kubernetes API servers (see [`ProviderSettings`]).
     pub kubernetes: Option<ProviderSettings>,
@@ -167,32 +168,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Connection limits of the gateway listeners.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-#[non_exhaustive]
-pub struct Limits {
-    /// Open client connections across all listeners; beyond it new connections are closed
-    /// at once.
-    pub max_connections: usize,
-    /// How long a client may take to send a complete HTTP/1 request head.
-    #[serde(with = "duration")]
-    pub header_read_timeout: Duration,
-    /// How long a client may take to complete a TLS handshake.
-    #[serde(with = "duration")]
-    pub tls_handshake_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 100_000,
-            header_read_timeout: Duration::from_secs(10),
-            tls_handshake_timeout: gatekit_core::tls::DEFAULT_HANDSHAKE_TIMEOUT,
-        }
-    }
-}
-
 impl Settings {
     /// Parses and validates settings from YAML; `origin` names the source in errors.
     ///
@@ -226,6 +201,15 @@ impl Settings {
             source,
         })?;
         Self::from_yaml(&yaml, &path.display().to_string())
+    }
+
+    /// The options of the gateway these settings run.
+    pub fn gateway_options(&self) -> GatewayOptions {
+        GatewayOptions::default()
+            .with_limits(self.limits.clone())
+            .with_paths(self.paths.clone())
+            .with_access_log(self.log.access_log)
+            .with_kubernetes(self.kubernetes.clone())
     }
 
     fn validate(&self, origin: &str) -> Result<(), SettingsError> {
@@ -268,80 +252,6 @@ impl Settings {
             return Err(invalid("paths.maxTargetLength", "must be at least 1"));
         }
         Ok(())
-    }
-}
-
-// === request path policy ===
-
-/// How request paths are normalised before routing (see `gatekit_core::path`): the
-/// normalised path is what is routed and what is sent upstream.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-#[non_exhaustive]
-pub struct PathSettings {
-    /// RFC 3986 dot-segment removal, decoding of unreserved `%`-escapes, `\` as `/`.
-    pub normalize: bool,
-    /// `//` becomes `/`.
-    pub merge_slashes: bool,
-    /// What `%2F` and `%5C` become.
-    pub escaped_slashes: EscapedSlashesSetting,
-    /// Longest request target (path and query) accepted; longer ones get 414.
-    pub max_target_length: usize,
-}
-
-impl Default for PathSettings {
-    fn default() -> Self {
-        Self {
-            normalize: true,
-            merge_slashes: false,
-            escaped_slashes: EscapedSlashesSetting::Keep,
-            max_target_length: gatekit_core::path::DEFAULT_MAX_TARGET_LEN,
-        }
-    }
-}
-
-impl PathSettings {
-    /// The core policy these settings describe.
-    pub fn policy(&self) -> gatekit_core::path::PathPolicy {
-        use gatekit_core::path::{EscapedSlashes, PathPolicy};
-        PathPolicy::default()
-            .normalize(self.normalize)
-            .merge_slashes(self.merge_slashes)
-            .escaped_slashes(match self.escaped_slashes {
-                EscapedSlashesSetting::Keep => EscapedSlashes::Keep,
-                EscapedSlashesSetting::Reject => EscapedSlashes::Reject,
-                EscapedSlashesSetting::Decode => EscapedSlashes::Decode,
-            })
-            .with_max_target_len(self.max_target_length)
-    }
-}
-
-/// `paths.escapedSlashes`: what `%2F` and `%5C` in a path become.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum EscapedSlashesSetting {
-    /// Kept encoded (part of a segment).
-    #[default]
-    Keep,
-    /// The request is refused with 400.
-    Reject,
-    /// Decoded into path separators.
-    Decode,
-}
-
-// === durations ===
-
-/// Gateway API durations (`1h`, `1m30s`, `500ms`; GEP-2257, parsed by
-/// [`gatekit_k8s::duration`], the one parser of the workspace) for serde.
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        gatekit_k8s::duration::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -14,7 +14,9 @@ use crate::observe::OutcomeObserver;
 /// A balancing algorithm, selectable by name (`"least-request".parse()`).
 ///
 /// See the [`balance`](crate#algorithms) section of the crate docs for how each works and
-/// what slow start means for it.
+/// what slow start means for it. A Kubernetes BackendPolicy names the same algorithms in
+/// its own schema type (`gatekit_k8s::types::policy::Algorithm`, same names and docs);
+/// gatekit-gateway maps one to the other.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Algorithm {

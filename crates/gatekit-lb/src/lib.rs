@@ -96,6 +96,7 @@ pub mod outlier;
 mod snapshot;
 mod upstream;
 
+pub use crate::balance::hash::{FNV1A_OFFSET, fnv1a};
 pub use crate::config::{Algorithm, HashKey, Locality, SlowStart, UpstreamConfig};
 pub use crate::error::ParseAlgorithmError;
 pub use crate::future::ResponseFuture;

@@ -87,23 +87,29 @@ pub struct LoadBalancer {
     pub panic_threshold: Option<u32>,
 }
 
+// The CRD's own type (gatekit-k8s does not depend on gatekit-lb): each value maps to
+// the `gatekit_lb::Algorithm` of the same name in one exhaustive `match` in
+// gatekit-gateway (`wiring/upstreams.rs`). Keep the docs below (the CRD's descriptions)
+// in step with that enum's.
 /// A balancing algorithm.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Algorithm {
-    /// Each endpoint in turn.
+    /// `round-robin`: each usable endpoint in turn; ignores weights.
     RoundRobin,
-    /// Each endpoint in turn, in proportion to its weight.
+    /// `weighted-round-robin`: each endpoint in turn, in proportion to its weight, over a
+    /// smooth schedule (weights 5,1,1 give `a a b a c a a`, no bursts).
     WeightedRoundRobin,
-    /// The endpoint with the fewest requests in flight (of two picked at random).
+    /// `least-request`: the fewest outstanding requests per unit of weight; an exact
+    /// scan for small endpoint sets, power of two choices for large ones.
     LeastRequest,
-    /// A hash of the client IP picks the endpoint.
+    /// `ip-hash`: consistent hashing (Maglev) on the client's IP address.
     IpHash,
-    /// A consistent-hash ring over the configured `hashKey`.
+    /// `consistent-hash`: consistent hashing (Maglev) on the configured `hashKey`.
     ConsistentHash,
-    /// Power of two choices over a peak-EWMA latency estimate.
+    /// `peak-ewma`: power of two choices on peak-EWMA latency × (outstanding + 1).
     PeakEwma,
-    /// Uniformly random.
+    /// `random`: a weighted random pick.
     Random,
 }
 

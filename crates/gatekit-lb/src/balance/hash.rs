@@ -9,16 +9,28 @@ use http::header::COOKIE;
 
 use crate::HashKey;
 
+/// The FNV-1a 64-bit offset basis: the state a new [`fnv1a`] hash starts from.
+pub const FNV1A_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64 bits: folds `bytes` into `state` (start from [`FNV1A_OFFSET`]; chain calls
+/// to hash several parts). The workspace's one hand-written byte hash: the balancers'
+/// request keys and the fleet's configuration hashes both use it. The result depends
+/// only on the bytes (the same on every build, version and platform), so it may be
+/// compared across processes; it is not a defence against chosen inputs.
+#[inline]
+pub fn fnv1a(mut state: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        state ^= u64::from(*b);
+        state = state.wrapping_mul(0x0100_0000_01b3);
+    }
+    state
+}
+
 /// FNV-1a over `bytes` from `seed`, finished with murmur3's 64-bit mixer so that nearby
 /// inputs spread over the whole range.
 #[inline]
 pub(crate) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325_u64 ^ seed;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    mix(h)
+    mix(fnv1a(FNV1A_OFFSET ^ seed, bytes))
 }
 
 /// murmur3's fmix64.

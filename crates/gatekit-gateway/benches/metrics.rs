@@ -1,7 +1,7 @@
 //! Cost of recording a request: the `RequestMetrics` handle alone, and a whole
 //! `MetricsService` call around an always-ready service. Allocations are counted.
 //!
-//! `cargo bench -p gatekit-bin --bench metrics -- --sample-count 20`
+//! `cargo bench -p gatekit-gateway --bench metrics -- --sample-count 20`
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::convert::Infallible;
@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use divan::AllocProfiler;
-use gatekit_bin::{Metrics, MetricsLayer};
+use gatekit_gateway::{Metrics, MetricsLayer};
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service};
 

@@ -8,14 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatekit_bin::Transport;
 use gatekit_core::tls::{CertSet, CertStore};
+use gatekit_gateway::Transport;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{
-    Ca, closed_by_peer, get, hello_service, http1, process, send, settings, tls_connect,
-};
+use support::{Ca, closed_by_peer, gateway, get, hello_service, http1, options, send, tls_connect};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -29,22 +27,22 @@ async fn plain_and_tls_listeners_with_two_sni_certificates() {
     set.insert("b.test", b).unwrap();
     let store = Arc::new(CertStore::new(set));
 
-    let mut process = process(settings()).await;
-    let plain = process
+    let mut gw = gateway(options());
+    let plain = gw
         .listeners_mut()
         .add(0, Transport::Plain, hello_service())
         .await
         .unwrap();
-    let tls = process
+    let tls = gw
         .listeners_mut()
         .add(0, Transport::Tls(store.clone()), hello_service())
         .await
         .unwrap();
     assert_eq!(
-        process.listeners().local_addrs().len(),
+        gw.listeners().local_addrs().len(),
         2,
         "{:?}",
-        process.listeners()
+        gw.listeners()
     );
 
     assert_eq!(
@@ -83,8 +81,8 @@ async fn tls_listener_serves_http2_by_alpn() {
     let ca = Ca::new();
     let (a, _) = ca.leaf("a.test");
     let store = Arc::new(CertStore::new(CertSet::new().with_default(a)));
-    let mut process = process(settings()).await;
-    let tls = process
+    let mut gw = gateway(options());
+    let tls = gw
         .listeners_mut()
         .add(0, Transport::Tls(store), hello_service())
         .await
@@ -109,10 +107,10 @@ async fn tls_listener_serves_http2_by_alpn() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_are_closed() {
-    let mut settings = settings();
+    let mut settings = options();
     settings.limits.max_connections = 2;
-    let mut process = process(settings).await;
-    let addr = process
+    let mut gw = gateway(settings);
+    let addr = gw
         .listeners_mut()
         .add(0, Transport::Plain, hello_service())
         .await
@@ -123,7 +121,7 @@ async fn connections_beyond_the_limit_are_closed() {
     let mut second = http1(TcpStream::connect(addr).await.unwrap()).await;
     assert_eq!(send(&mut first, "/").await.0, StatusCode::OK);
     assert_eq!(send(&mut second, "/").await.0, StatusCode::OK);
-    assert_eq!(process.listeners().active_connections(), 2);
+    assert_eq!(gw.listeners().active_connections(), 2);
 
     // The third is closed at once, and counted.
     let mut third = TcpStream::connect(addr).await.unwrap();
@@ -131,7 +129,7 @@ async fn connections_beyond_the_limit_are_closed() {
         closed_by_peer(&mut third).await,
         "third connection not closed"
     );
-    let metrics = process.metrics().encode();
+    let metrics = gw.metrics().encode();
     assert!(
         metrics.contains("gatekit_connections_rejected_total 1"),
         "{metrics}"
@@ -149,21 +147,21 @@ async fn connections_beyond_the_limit_are_closed() {
     // Closing one frees a slot.
     drop(second);
     for _ in 0..500 {
-        if process.listeners().active_connections() < 2 {
+        if gw.listeners().active_connections() < 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(process.listeners().active_connections(), 1);
+    assert_eq!(gw.listeners().active_connections(), 1);
     assert_eq!(get(addr, "/").await.0, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn slowloris_is_closed_by_the_header_read_timeout() {
-    let mut settings = settings();
+    let mut settings = options();
     settings.limits.header_read_timeout = Duration::from_millis(300);
-    let mut process = process(settings).await;
-    let addr = process
+    let mut gw = gateway(settings);
+    let addr = gw
         .listeners_mut()
         .add(0, Transport::Plain, hello_service())
         .await
@@ -183,22 +181,21 @@ async fn slowloris_is_closed_by_the_header_read_timeout() {
 
 #[tokio::test]
 async fn removed_listener_refuses_and_port_can_be_rebound() {
-    let mut process = process(settings()).await;
-    let addr = process
+    let mut gw = gateway(options());
+    let addr = gw
         .listeners_mut()
         .add(0, Transport::Plain, hello_service())
         .await
         .unwrap();
     assert!(matches!(
-        process
-            .listeners_mut()
+        gw.listeners_mut()
             .add(addr.port(), Transport::Plain, hello_service())
             .await,
-        Err(gatekit_bin::ListenError::PortInUse(_))
+        Err(gatekit_gateway::ListenError::PortInUse(_))
     ));
-    assert!(process.listeners_mut().remove(addr.port()).await);
+    assert!(gw.listeners_mut().remove(addr.port()).await);
     assert!(TcpStream::connect(addr).await.is_err());
-    let again = process
+    let again = gw
         .listeners_mut()
         .add(addr.port(), Transport::Plain, hello_service())
         .await

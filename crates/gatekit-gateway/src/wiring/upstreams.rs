@@ -306,6 +306,20 @@ async fn follow_events(
     }
 }
 
+/// The balancer algorithm a BackendPolicy names: the one place the CRD's schema type
+/// meets gatekit-lb's (exhaustive: a new CRD value does not compile until it maps).
+fn algorithm(algorithm: policy::Algorithm) -> Algorithm {
+    match algorithm {
+        policy::Algorithm::RoundRobin => Algorithm::RoundRobin,
+        policy::Algorithm::WeightedRoundRobin => Algorithm::WeightedRoundRobin,
+        policy::Algorithm::LeastRequest => Algorithm::LeastRequest,
+        policy::Algorithm::IpHash => Algorithm::IpHash,
+        policy::Algorithm::ConsistentHash => Algorithm::ConsistentHash,
+        policy::Algorithm::PeakEwma => Algorithm::PeakEwma,
+        policy::Algorithm::Random => Algorithm::Random,
+    }
+}
+
 /// The balancer configuration of a policy. A setting the balancer cannot use is
 /// reported and left at its default (the policy was validated at translation, so this
 /// is rare: e.g. an invalid header name for a hash key).
@@ -317,16 +331,7 @@ fn upstream_config(
     let Some(lb) = policy.and_then(|p| p.load_balancer.as_ref()) else {
         return UpstreamConfig::new(Algorithm::RoundRobin);
     };
-    let algorithm = match lb.algorithm {
-        None | Some(policy::Algorithm::RoundRobin) => Algorithm::RoundRobin,
-        Some(policy::Algorithm::WeightedRoundRobin) => Algorithm::WeightedRoundRobin,
-        Some(policy::Algorithm::LeastRequest) => Algorithm::LeastRequest,
-        Some(policy::Algorithm::IpHash) => Algorithm::IpHash,
-        Some(policy::Algorithm::ConsistentHash) => Algorithm::ConsistentHash,
-        Some(policy::Algorithm::PeakEwma) => Algorithm::PeakEwma,
-        Some(policy::Algorithm::Random) => Algorithm::Random,
-    };
-    let mut config = UpstreamConfig::new(algorithm);
+    let mut config = UpstreamConfig::new(lb.algorithm.map(algorithm).unwrap_or_default());
     if let Some(key) = &lb.hash_key {
         let name_of = || key.name.clone().unwrap_or_default();
         let hash_key = match key.type_ {
@@ -433,4 +438,24 @@ fn outlier_config(passive: &policy::PassiveHealthCheck) -> OutlierConfig {
         config = config.max_ejection_percent(u8::try_from(percent.min(100)).unwrap_or(100));
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every CRD value maps to the balancer algorithm of the same name, and every
+    /// balancer algorithm can be named by a policy.
+    #[test]
+    fn policy_algorithms_map_by_name() {
+        let mut mapped = Vec::new();
+        for name in Algorithm::ALL.map(Algorithm::as_str) {
+            let value: policy::Algorithm =
+                serde_json::from_value(serde_json::Value::from(name)).unwrap();
+            let lb = algorithm(value);
+            assert_eq!(lb.as_str(), name);
+            mapped.push(lb);
+        }
+        assert_eq!(mapped, Algorithm::ALL);
+    }
 }

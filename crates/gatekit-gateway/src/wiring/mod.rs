@@ -1,9 +1,10 @@
 //! The seam where Kubernetes manifests become served configuration: [`Wiring`].
 //!
-//! `gatekit run` starts a [`Process`] (admin server up, not ready, no listeners), then
-//! [`Wiring::start`] loads and serves the manifests, and [`Wiring::serve`] keeps them up
-//! to date until shutdown. `gatekit demo` does the same from in-memory manifests
-//! ([`Source::Documents`]).
+//! `gatekit run` builds a [`Gateway`] (not ready, no listeners), then [`Wiring::start`]
+//! loads and serves the manifests, and [`Wiring::serve`] keeps them up to date until
+//! shutdown. `gatekit demo` does the same from in-memory manifests
+//! ([`Source::Documents`]). An application embeds the same thing in its own server with
+//! [`Gateway::embedded`] and [`Wiring::service`].
 //!
 //! # A reload
 //!
@@ -34,7 +35,7 @@
 //!    appear are bound, ports that disappear (or change protocol) are closed.
 //! 5. Upstreams no longer named are dropped, metric series of removed (route, backend)
 //!    pairs are forgotten, the generation is bumped, the reload is counted ok, and the
-//!    first served snapshot marks the process ready.
+//!    first served snapshot marks the gateway ready.
 //! 6. `/config` is rendered **off the reload path**, on a blocking thread that also
 //!    drops the translation (for 5,000 routes, rendering and freeing take several
 //!    milliseconds: the next reload, or the requests sharing the
@@ -57,7 +58,7 @@
 //! Certificate Secrets are manifests like any other: changing a Secret file reloads,
 //! and its listeners' certificate set is replaced (new handshakes use it at once).
 //!
-//! If the first load fails, the process stays up and not ready (`/readyz` answers 503)
+//! If the first load fails, the gateway stays up and not ready (`/readyz` answers 503)
 //! and serves the snapshot as soon as a change makes it valid.
 
 mod cache;
@@ -74,9 +75,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gatekit_core::client::{Client, ClientConfig};
+use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::route::{Route, RouteId};
 use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
-use gatekit_core::{Backend, ConfigError, HandleErrorLayer, RouteTable, Router};
+use gatekit_core::{
+    Backend, BoxError, ConfigError, HandleError, HandleErrorLayer, RouteTable, Router,
+};
 use gatekit_k8s::provider::Changes;
 use gatekit_k8s::translate::{PortListeners, Protocol};
 use gatekit_k8s::{ManifestError, Provider, ResourceSet, TranslateOptions, Translation, translate};
@@ -88,7 +92,7 @@ use self::labels::{ByRoute, Labelled};
 use self::replica::Replica;
 use self::upstreams::Upstreams;
 use self::watch::DirWatcher;
-use crate::{DrainOutcome, MetricsLayer, Process, RequestMetrics, Transport};
+use crate::{Gateway, Metrics, MetricsLayer, MetricsService, RequestMetrics, Transport};
 
 /// The route label of requests that matched no route (or no usable backend).
 const UNMATCHED: &str = "(unmatched)";
@@ -152,15 +156,20 @@ struct Port {
     protocol: Protocol,
     router: Router,
     certs: Option<Arc<CertStore>>,
-    local: SocketAddr,
+    /// The bound address (`None` in an [embedded](Gateway::embedded) gateway).
+    local: Option<SocketAddr>,
 }
 
 /// A (route, backend) pair with a metrics series.
 type SeriesKey = (String, String);
 
-/// Manifests wired to a [`Process`]: the upstream registry, a router per port, the file
+/// Manifests wired to a [`Gateway`]: the upstream registry, a router per port, the file
 /// watcher (see the [module docs](self)).
 pub struct Wiring {
+    /// The metrics of requests that match no route, and whether to log each request.
+    metrics: Metrics,
+    access_log: bool,
+    path_policy: PathPolicy,
     source: Source,
     options: TranslateOptions,
     upstreams: Upstreams,
@@ -200,16 +209,16 @@ impl std::fmt::Debug for Wiring {
 }
 
 impl Wiring {
-    /// Loads `source` and serves it on `process` (ports bound, routers, certificates,
+    /// Loads `source` and serves it on `gateway` (ports bound, routers, certificates,
     /// upstreams), and starts watching directories. A first snapshot that fails to load
-    /// is reported and the process stays not ready until a change fixes it.
+    /// is reported and the gateway stays not ready until a change fixes it.
     ///
     /// # Errors
     ///
     /// [`WiringError::Watch`] if the directories cannot be watched,
     /// [`WiringError::Bind`] if a port of the first served snapshot cannot be bound.
     pub async fn start(
-        process: &mut Process,
+        gateway: &mut Gateway,
         source: Source,
         options: TranslateOptions,
     ) -> Result<Self, WiringError> {
@@ -218,9 +227,9 @@ impl Wiring {
             Source::Documents(_) | Source::Kubernetes(_) => None,
         };
         let client = Client::new(ClientConfig::default());
-        let mut upstreams = Upstreams::new(client, process.metrics().clone());
+        let mut upstreams = Upstreams::new(client, gateway.metrics().clone());
         if let Source::Kubernetes(provider) = &source {
-            upstreams.set_default_locality(default_locality(process));
+            upstreams.set_default_locality(default_locality(gateway.options()));
             // Not ready, and nothing served, until every store readiness needs is listed:
             // a partial view would drop routes and endpoints that exist.
             tracing::info!("waiting for the Kubernetes stores to sync");
@@ -229,16 +238,19 @@ impl Wiring {
             // The first snapshot covers everything received so far.
             let _ = provider.take_changes();
         }
-        let replica = match (&source, &process.settings().kubernetes) {
+        let replica = match (&source, &gateway.options().kubernetes) {
             (Source::Kubernetes(provider), Some(kubernetes)) => Replica::start(
                 provider,
                 kubernetes,
                 options.controller(),
-                process.fleet_dump().clone(),
+                gateway.fleet_dump().clone(),
             ),
             _ => Replica::none(),
         };
         let mut wiring = Self {
+            metrics: gateway.metrics().clone(),
+            access_log: gateway.options().access_log,
+            path_policy: gateway.options().paths.policy(),
             upstreams,
             source,
             options,
@@ -257,7 +269,7 @@ impl Wiring {
             input_generation: 0,
             config_hash: String::new(),
         };
-        let bind_errors = wiring.reload(process).await;
+        let bind_errors = wiring.reload(gateway).await;
         if let Some((port, reason)) = bind_errors.into_iter().next() {
             return Err(WiringError::Bind { port, reason });
         }
@@ -282,16 +294,56 @@ impl Wiring {
 
     /// The bound address of every served port.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.ports.values().map(|p| p.local).collect()
+        self.ports.values().filter_map(|p| p.local).collect()
     }
 
-    /// Reloads on every change of the watched directories until `shutdown` completes,
-    /// then runs the process's shutdown sequence.
+    /// The service that routes `port`'s requests by the served configuration, for an
+    /// application's own server (an [embedded](Gateway::embedded) gateway): the port's
+    /// router behind the path policy, error responses and request metrics. Each reload
+    /// swaps its route table; if the port is not (or no longer) in the manifests, every
+    /// request gets 404.
+    ///
+    /// In a gateway that binds its ports this is the router the port's listener serves
+    /// (also when the port is bound later, or again with another protocol); once the
+    /// port is gone from the manifests it keeps the last routes, as the closed
+    /// listener's open connections do.
+    pub fn service(&mut self, port: u16) -> PortService {
+        let router = match self.ports.get(&port) {
+            Some(served) => served.router.clone(),
+            None => {
+                let router = Router::new(RouteTable::empty());
+                self.ports.insert(
+                    port,
+                    Port {
+                        protocol: Protocol::Http,
+                        router: router.clone(),
+                        certs: None,
+                        local: None,
+                    },
+                );
+                router
+            }
+        };
+        PortService {
+            inner: NormalizePath::new(self.port_service(router), self.path_policy),
+        }
+    }
+
+    /// A port's router behind error responses and request metrics.
+    fn port_service(&self, router: Router) -> RouterService {
+        MetricsLayer::new(self.metrics.request_metrics(UNMATCHED, UNMATCHED))
+            .with_access_log(self.access_log)
+            .layer(HandleErrorLayer::new().layer(router))
+    }
+
+    /// Reloads on every change of the watched directories (or the Kubernetes provider)
+    /// until `shutdown` completes. Then the caller closes and drains the listeners
+    /// ([`Gateway::listeners_mut`]) and calls [`stop`](Self::stop).
     pub async fn serve(
-        mut self,
-        mut process: Process,
+        &mut self,
+        gateway: &mut Gateway,
         shutdown: impl std::future::Future<Output = ()>,
-    ) -> DrainOutcome {
+    ) {
         tokio::pin!(shutdown);
         let health_changed = self.upstreams.health_changed();
         let provider = match &self.source {
@@ -323,14 +375,14 @@ impl Wiring {
                 () = &mut shutdown => break,
                 rendered = rendering => {
                     self.rendering = None;
-                    self.rendered(&process, rendered);
+                    self.rendered(gateway, rendered);
                 }
-                () = health_changed.notified() => self.refresh_health(&process),
-                changes = kube_changed => self.kube_changed(&mut process, &changes).await,
+                () = health_changed.notified() => self.refresh_health(gateway),
+                changes = kube_changed => self.kube_changed(gateway, &changes).await,
                 changed = changed => match changed {
                     Some(()) => {
                         let started = tokio::time::Instant::now();
-                        self.reload(&mut process).await;
+                        self.reload(gateway).await;
                         tracing::debug!(elapsed = ?started.elapsed(), "reload done");
                     }
                     None => {
@@ -341,19 +393,21 @@ impl Wiring {
             }
         }
         self.watcher = None;
-        let outcome = process.shutdown().await;
-        // After the drain: the fleet sees this replica until it stopped serving.
-        let replica = std::mem::replace(&mut self.replica, Replica::none());
-        replica.vacate().await;
-        outcome
+    }
+
+    /// Leaves the fleet (deletes the membership Lease, when serving from Kubernetes).
+    /// Call it after the listeners drained: the fleet sees this replica until it
+    /// stopped serving.
+    pub async fn stop(self) {
+        self.replica.vacate().await;
     }
 
     /// Applies a batch of Kubernetes changes: a configuration change reloads (which
     /// recomputes every endpoint too); otherwise each changed Service's upstreams get
     /// their new endpoints, and nothing else is touched.
-    async fn kube_changed(&mut self, process: &mut Process, changes: &Changes) {
+    async fn kube_changed(&mut self, gateway: &mut Gateway, changes: &Changes) {
         if changes.config {
-            self.reload(process).await;
+            self.reload(gateway).await;
             tracing::debug!(latency = ?changes.since.elapsed(), "configuration change served");
             return;
         }
@@ -377,7 +431,7 @@ impl Wiring {
         }
         if !changes.services.is_empty() {
             let latency = changes.since.elapsed();
-            process.metrics().record_endpoint_update(latency);
+            gateway.metrics().record_endpoint_update(latency);
             tracing::debug!(
                 services = changes.services.len(),
                 upstreams = updated,
@@ -386,13 +440,13 @@ impl Wiring {
             );
         }
         if updated > 0 || changes.clusters {
-            self.publish(process);
+            self.publish(gateway);
         }
     }
 
     /// One reload (see the [module docs](self#a-reload)). Returns the ports that could
     /// not be bound.
-    async fn reload(&mut self, process: &mut Process) -> Vec<(u16, String)> {
+    async fn reload(&mut self, gateway: &mut Gateway) -> Vec<(u16, String)> {
         let started = tokio::time::Instant::now();
         let source = self.source.clone();
         let mut cache = std::mem::take(&mut self.cache);
@@ -417,13 +471,13 @@ impl Wiring {
                 }
                 Err(error) => {
                     tracing::error!(%error, "loading manifests failed");
-                    process.metrics().record_reload(false);
+                    gateway.metrics().record_reload(false);
                     return Vec::new();
                 }
             }
         };
         if let Err(errors) = loaded {
-            self.refuse(process, &errors);
+            self.refuse(gateway, &errors);
             return Vec::new();
         }
         let loaded = started.elapsed();
@@ -435,11 +489,11 @@ impl Wiring {
             self.config_hash = replica::config_hash(&translation);
         }
         let translated = started.elapsed();
-        let (bind_errors, errors) = self.apply(process, &translation).await;
+        let (bind_errors, errors) = self.apply(gateway, &translation).await;
         let bound: BTreeMap<u16, SocketAddr> = self
             .ports
             .iter()
-            .map(|(p, port)| (*p, port.local))
+            .filter_map(|(p, port)| Some((*p, port.local?)))
             .collect();
         let generation = self.generation;
         self.replica.served(&translation);
@@ -448,7 +502,7 @@ impl Wiring {
             self.rendering = None;
             self.rendered = dump::render(generation, &translation, &bound, &errors);
             drop(translation);
-            self.publish(process);
+            self.publish(gateway);
             self.report_config();
             trim::release_free_memory_later();
         } else {
@@ -468,7 +522,7 @@ impl Wiring {
         bind_errors
     }
 
-    fn refuse(&mut self, process: &Process, errors: &[ManifestError]) {
+    fn refuse(&mut self, gateway: &Gateway, errors: &[ManifestError]) {
         for error in errors {
             tracing::error!(
                 file = error.file(),
@@ -481,19 +535,19 @@ impl Wiring {
                 "invalid manifest; keeping the last good configuration"
             );
         }
-        process.metrics().record_reload(false);
+        gateway.metrics().record_reload(false);
         self.last_error = dump::refused(errors);
-        self.publish(process);
+        self.publish(gateway);
     }
 
     /// Serves `translation`. Returns the ports that could not be bound and every
     /// configuration problem (for `/config`).
     async fn apply(
         &mut self,
-        process: &mut Process,
+        gateway: &mut Gateway,
         translation: &Translation,
     ) -> (Vec<(u16, String)>, Vec<ConfigError>) {
-        let metrics = process.metrics().clone();
+        let metrics = gateway.metrics().clone();
         let mut errors: Vec<ConfigError> = translation.errors().to_vec();
         errors.extend(self.upstreams.update(translation.upstreams()));
 
@@ -537,26 +591,43 @@ impl Wiring {
             errors.extend(table_errors);
             let certs = (port.protocol() == Protocol::Https).then(|| cert_set(port, &mut errors));
             match self.ports.get(&port.port()) {
-                Some(served) if served.protocol == port.protocol() => {
+                Some(served) if gateway.is_embedded() => served.router.store(table),
+                None if gateway.is_embedded() => {
+                    let router = Router::new(table);
+                    let served = Port {
+                        protocol: port.protocol(),
+                        router,
+                        certs: None,
+                        local: None,
+                    };
+                    self.ports.insert(port.port(), served);
+                }
+                Some(served) if served.protocol == port.protocol() && served.local.is_some() => {
                     served.router.store(table);
                     if let (Some(store), Some(set)) = (&served.certs, certs) {
                         store.replace(set);
                     }
                 }
                 _ => {
-                    if self.ports.remove(&port.port()).is_some() {
-                        process.listeners_mut().remove(port.port()).await;
-                    }
-                    let router = Router::new(table);
+                    // A router handed out by `service` (before the port was bound, or
+                    // while it served another protocol) stays the port's router.
+                    let router = match self.ports.remove(&port.port()) {
+                        Some(previous) => {
+                            if previous.local.is_some() {
+                                gateway.listeners_mut().remove(port.port()).await;
+                            }
+                            previous.router.store(table);
+                            previous.router
+                        }
+                        None => Router::new(table),
+                    };
                     let store = certs.map(|set| Arc::new(CertStore::new(set)));
                     let transport = match &store {
                         Some(store) => Transport::Tls(store.clone()),
                         None => Transport::Plain,
                     };
-                    let service = MetricsLayer::new(metrics.request_metrics(UNMATCHED, UNMATCHED))
-                        .with_access_log(process.settings().log.access_log)
-                        .layer(HandleErrorLayer::new().layer(router.clone()));
-                    match process
+                    let service = self.port_service(router.clone());
+                    match gateway
                         .listeners_mut()
                         .add(port.port(), transport, service)
                         .await
@@ -568,11 +639,21 @@ impl Wiring {
                                     protocol: port.protocol(),
                                     router,
                                     certs: store,
-                                    local,
+                                    local: Some(local),
                                 },
                             );
                         }
                         Err(error) => {
+                            // Kept unbound: the next reload tries to bind it again.
+                            self.ports.insert(
+                                port.port(),
+                                Port {
+                                    protocol: port.protocol(),
+                                    router,
+                                    certs: None,
+                                    local: None,
+                                },
+                            );
                             tracing::error!(port = port.port(), %error, "cannot listen");
                             errors.push(ConfigError::new(
                                 format!("listeners[port={}]", port.port()),
@@ -591,8 +672,15 @@ impl Wiring {
             .copied()
             .collect();
         for port in gone {
+            if gateway.is_embedded() {
+                // The application holds this port's service: it answers 404 from now on.
+                if let Some(served) = self.ports.get(&port) {
+                    served.router.store(RouteTable::empty());
+                }
+                continue;
+            }
             self.ports.remove(&port);
-            process.listeners_mut().remove(port).await;
+            gateway.listeners_mut().remove(port).await;
         }
         self.upstreams.retain(translation.upstreams());
         let mut service_upstreams: BTreeMap<(String, String), Vec<(String, u16)>> = BTreeMap::new();
@@ -628,7 +716,7 @@ impl Wiring {
         "null".clone_into(&mut self.last_error);
         if !self.served {
             self.served = true;
-            process.readiness().mark_served();
+            gateway.readiness().mark_served();
         }
         tracing::info!(
             generation = self.generation,
@@ -642,11 +730,11 @@ impl Wiring {
 
     /// Publishes a finished render (a render that panicked is logged; `/config` keeps
     /// the previous snapshot).
-    fn rendered(&mut self, process: &Process, rendered: Result<Rendered, tokio::task::JoinError>) {
+    fn rendered(&mut self, gateway: &Gateway, rendered: Result<Rendered, tokio::task::JoinError>) {
         match rendered {
             Ok(rendered) => {
                 self.rendered = rendered;
-                self.publish(process);
+                self.publish(gateway);
                 self.report_config();
                 // The reload's garbage (translation, render) is freed by now.
                 trim::release_free_memory_later();
@@ -663,17 +751,17 @@ impl Wiring {
     }
 
     /// Re-renders `/config`'s upstreams after a health change.
-    fn refresh_health(&mut self, process: &Process) {
-        self.publish(process);
+    fn refresh_health(&mut self, gateway: &Gateway) {
+        self.publish(gateway);
     }
 
     /// Publishes `/config`: the rendered snapshot, the upstreams' current health and the
     /// last reload error.
-    fn publish(&mut self, process: &Process) {
+    fn publish(&mut self, gateway: &Gateway) {
         let clusters = match &self.source {
             Source::Kubernetes(provider) => {
                 for c in provider.clusters() {
-                    process
+                    gateway
                         .metrics()
                         .set_cluster_state(&c.name, c.connected, c.endpoints_dropped);
                 }
@@ -693,7 +781,7 @@ impl Wiring {
             ("clusters", Some(&clusters)),
         ]);
         let ptr = json.as_ptr();
-        let dump = process.config_dump();
+        let dump = gateway.config_dump();
         dump.publish_json(json);
         // The render's parts are now held once, in the published document.
         self.rendered.published(dump.current(), ptr, ranges);
@@ -702,8 +790,8 @@ impl Wiring {
 
 /// The locality of upstreams without a BackendPolicy locality: the local cluster's
 /// endpoints first, the others as failover below the configured threshold.
-fn default_locality(process: &Process) -> Option<gatekit_lb::Locality> {
-    let kubernetes = process.settings().kubernetes.as_ref()?;
+fn default_locality(options: &crate::GatewayOptions) -> Option<gatekit_lb::Locality> {
+    let kubernetes = options.kubernetes.as_ref()?;
     let local = kubernetes.local_cluster.as_deref()?;
     let threshold = kubernetes.failover_threshold.unwrap_or(70).clamp(1, 100);
     Some(
@@ -764,4 +852,36 @@ fn cert_set(port: &PortListeners, errors: &mut Vec<ConfigError>) -> CertSet {
         set.set_default(key);
     }
     set
+}
+
+/// A port's router behind error responses and request metrics.
+type RouterService = MetricsService<HandleError<Router>, RequestMetrics>;
+
+/// The service of one port of an embedded gateway ([`Wiring::service`]): routes each
+/// request by the served configuration. Cheap to clone; always ready.
+#[derive(Clone, Debug)]
+pub struct PortService {
+    inner: NormalizePath<RouterService>,
+}
+
+impl<B> tower_service::Service<http::Request<B>> for PortService
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<gatekit_core::Body>;
+    type Error = std::convert::Infallible;
+    type Future =
+        <NormalizePath<RouterService> as tower_service::Service<http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<http::Request<B>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.inner.call(request)
+    }
 }

@@ -16,7 +16,7 @@
 //! them in again.
 //!
 //! This is the crate's only `unsafe` (an FFI call): the workspace forbids `unsafe`, and
-//! gatekit-bin denies it instead, allowing it here alone. Other allocators and C
+//! gatekit-gateway denies it instead, allowing it here alone. Other allocators and C
 //! libraries (musl) have no such call and need none: this is then a no-op.
 
 /// Asks the allocator to return free pages to the operating system.

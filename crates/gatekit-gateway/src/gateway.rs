@@ -1,0 +1,106 @@
+//! The handles a [`Wiring`](crate::Wiring) serves through: [`Gateway`].
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::listener::{ListenerSettings, Listeners};
+use crate::{ConfigDump, GatewayOptions, Metrics, Readiness};
+
+/// What a served configuration is written to: the listeners (one per Gateway port), the
+/// metrics registry, the readiness the first served snapshot marks, and the `/config`
+/// and `/fleet` documents. Whoever runs the gateway owns it, lends it to
+/// [`Wiring`](crate::Wiring) and, at the end, closes the listeners
+/// ([`listeners_mut`](Self::listeners_mut), [`Listeners::close`]) and drains them
+/// ([`into_listeners`](Self::into_listeners), [`Listeners::drain`]). The `gatekit`
+/// binary's admin server reads [`readiness`](Self::readiness),
+/// [`metrics`](Self::metrics) and the dumps.
+///
+/// A gateway built with [`Gateway::embedded`] binds no port: its routers are handed to
+/// the application's own server with [`Wiring::service`](crate::Wiring::service).
+#[derive(Debug)]
+pub struct Gateway {
+    options: GatewayOptions,
+    metrics: Metrics,
+    readiness: Readiness,
+    config: ConfigDump,
+    fleet: ConfigDump,
+    listeners: Listeners,
+    embedded: bool,
+}
+
+impl Gateway {
+    /// A gateway whose listeners bind on `bind` (the ports come from the manifests).
+    pub fn new(options: GatewayOptions, bind: IpAddr) -> Self {
+        Self::build(options, bind, false)
+    }
+
+    /// A gateway that binds no port: each port's router is served by the application
+    /// ([`Wiring::service`](crate::Wiring::service)); TLS, connection limits and
+    /// header deadlines are the application server's.
+    pub fn embedded(options: GatewayOptions) -> Self {
+        Self::build(options, IpAddr::V4(Ipv4Addr::LOCALHOST), true)
+    }
+
+    fn build(options: GatewayOptions, bind: IpAddr, embedded: bool) -> Self {
+        let metrics = Metrics::new();
+        let listeners = Listeners::new(
+            ListenerSettings::from_settings(&options, bind),
+            metrics.clone(),
+        );
+        Self {
+            options,
+            metrics,
+            readiness: Readiness::new(),
+            config: ConfigDump::new(),
+            fleet: ConfigDump::new(),
+            listeners,
+            embedded,
+        }
+    }
+
+    /// The options the gateway runs with.
+    pub fn options(&self) -> &GatewayOptions {
+        &self.options
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The readiness handle: [`Phase::Ready`](crate::Phase::Ready) once the first
+    /// snapshot serves.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// What `/config` serves: the served snapshot, each resource's conditions, the
+    /// upstreams' health and the last reload error.
+    pub fn config_dump(&self) -> &ConfigDump {
+        &self.config
+    }
+
+    /// What `/fleet` serves (the fleet's replicas, when serving from Kubernetes).
+    pub fn fleet_dump(&self) -> &ConfigDump {
+        &self.fleet
+    }
+
+    /// The listeners.
+    pub fn listeners(&self) -> &Listeners {
+        &self.listeners
+    }
+
+    /// The listeners, to add, remove, close or drain them.
+    pub fn listeners_mut(&mut self) -> &mut Listeners {
+        &mut self.listeners
+    }
+
+    /// The listeners, to [drain](Listeners::drain) them at the end.
+    pub fn into_listeners(self) -> Listeners {
+        self.listeners
+    }
+
+    /// Whether the gateway binds no port ([`Gateway::embedded`]).
+    pub fn is_embedded(&self) -> bool {
+        self.embedded
+    }
+}

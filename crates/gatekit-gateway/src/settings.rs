@@ -1,0 +1,156 @@
+//! What a [`Gateway`](crate::Gateway) needs to know that is not in the manifests:
+//! listener limits, the request path policy, access logging and, when serving from
+//! Kubernetes, the provider settings ([`GatewayOptions`]).
+//!
+//! [`Limits`] and [`PathSettings`] deserialize from the camelCase YAML of the `gatekit`
+//! binary's settings file (`limits:` and `paths:`), so an application can embed them in
+//! its own settings.
+
+use std::time::Duration;
+
+use gatekit_k8s::ProviderSettings;
+use serde::{Deserialize, Deserializer};
+
+/// The options of a [`Gateway`](crate::Gateway). Build with [`GatewayOptions::default`]
+/// and the `with_*` setters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GatewayOptions {
+    /// Connection limits of the listeners.
+    pub limits: Limits,
+    /// How request paths are normalised before routing.
+    pub paths: PathSettings,
+    /// Logs one line per request (target `gatekit::access`).
+    pub access_log: bool,
+    /// The Kubernetes provider settings, when serving from API servers: the local
+    /// cluster and failover threshold of upstreams, and the replica's fleet membership.
+    pub kubernetes: Option<ProviderSettings>,
+}
+
+impl GatewayOptions {
+    /// Sets the connection limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the request path policy.
+    #[must_use]
+    pub fn with_paths(mut self, paths: PathSettings) -> Self {
+        self.paths = paths;
+        self
+    }
+
+    /// Logs one line per request, or not (the default).
+    #[must_use]
+    pub fn with_access_log(mut self, access_log: bool) -> Self {
+        self.access_log = access_log;
+        self
+    }
+
+    /// Sets the Kubernetes provider settings (see [`GatewayOptions::kubernetes`]).
+    #[must_use]
+    pub fn with_kubernetes(mut self, kubernetes: Option<ProviderSettings>) -> Self {
+        self.kubernetes = kubernetes;
+        self
+    }
+}
+
+/// The name `listener.rs` knows the options by.
+pub(crate) type Settings = GatewayOptions;
+
+/// Connection limits of the gateway listeners.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Open client connections across all listeners; beyond it new connections are closed
+    /// at once.
+    pub max_connections: usize,
+    /// How long a client may take to send a complete HTTP/1 request head.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to complete a TLS handshake.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 100_000,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: gatekit_core::tls::DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// How request paths are normalised before routing (see `gatekit_core::path`): the
+/// normalised path is what is routed and what is sent upstream.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct PathSettings {
+    /// RFC 3986 dot-segment removal, decoding of unreserved `%`-escapes, `\` as `/`.
+    pub normalize: bool,
+    /// `//` becomes `/`.
+    pub merge_slashes: bool,
+    /// What `%2F` and `%5C` become.
+    pub escaped_slashes: EscapedSlashesSetting,
+    /// Longest request target (path and query) accepted; longer ones get 414.
+    pub max_target_length: usize,
+}
+
+impl Default for PathSettings {
+    fn default() -> Self {
+        Self {
+            normalize: true,
+            merge_slashes: false,
+            escaped_slashes: EscapedSlashesSetting::Keep,
+            max_target_length: gatekit_core::path::DEFAULT_MAX_TARGET_LEN,
+        }
+    }
+}
+
+impl PathSettings {
+    /// The core policy these settings describe.
+    pub fn policy(&self) -> gatekit_core::path::PathPolicy {
+        use gatekit_core::path::{EscapedSlashes, PathPolicy};
+        PathPolicy::default()
+            .normalize(self.normalize)
+            .merge_slashes(self.merge_slashes)
+            .escaped_slashes(match self.escaped_slashes {
+                EscapedSlashesSetting::Keep => EscapedSlashes::Keep,
+                EscapedSlashesSetting::Reject => EscapedSlashes::Reject,
+                EscapedSlashesSetting::Decode => EscapedSlashes::Decode,
+            })
+            .with_max_target_len(self.max_target_length)
+    }
+}
+
+/// `paths.escapedSlashes`: what `%2F` and `%5C` in a path become.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum EscapedSlashesSetting {
+    /// Kept encoded (part of a segment).
+    #[default]
+    Keep,
+    /// The request is refused with 400.
+    Reject,
+    /// Decoded into path separators.
+    Decode,
+}
+
+/// Deserializes a duration written as in the Gateway API (`1h`, `1m30s`, `500ms`; GEP-2257,
+/// parsed by [`gatekit_k8s::duration::parse`], the one duration parser of the workspace), for
+/// `#[serde(deserialize_with = "gatekit_gateway::deserialize_duration")]`.
+///
+/// # Errors
+///
+/// The deserializer's error, naming the text and what is wrong with it.
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    gatekit_k8s::duration::parse(&text).map_err(serde::de::Error::custom)
+}
