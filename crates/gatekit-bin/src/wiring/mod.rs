@@ -76,7 +76,7 @@ use std::sync::Arc;
 use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::route::{Route, RouteId};
 use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
-use gatekit_core::{Backend, ConfigError, HandleErrorLayer, RouteTable, Router};
+use gatekit_core::{Backend, ConfigError, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
 use gatekit_k8s::translate::{PortListeners, Protocol};
 use gatekit_k8s::{ManifestError, Provider, ResourceSet, TranslateOptions, Translation, translate};
@@ -555,7 +555,7 @@ impl Wiring {
                     };
                     let service = MetricsLayer::new(metrics.request_metrics(UNMATCHED, UNMATCHED))
                         .with_access_log(process.settings().log.access_log)
-                        .layer(HandleErrorLayer::new().layer(router.clone()));
+                        .layer(router.clone());
                     match process
                         .listeners_mut()
                         .add(port.port(), transport, service)
