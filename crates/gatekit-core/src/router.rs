@@ -286,8 +286,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rule_timeouts_become_504s_naming_the_timeout() {
-        let mut t = crate::route::Timeouts::default();
-        t.request = Some(Duration::from_millis(300));
+        let mut t = crate::route::Timeouts {
+            request: Some(Duration::from_millis(300)),
+            ..Default::default()
+        };
         let rsp = Router::new(table(t, hanging()))
             .oneshot(get())
             .await

@@ -678,9 +678,7 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
             {
                 work.problems.push((
                     format!("{field}.timeouts.backendRequest"),
-                    format!(
-                        "must not be longer than timeouts.request ({backend:?} > {request:?})"
-                    ),
+                    format!("must not be longer than timeouts.request ({backend:?} > {request:?})"),
                 ));
             }
         }
