@@ -48,6 +48,12 @@ pub enum ErrorKind {
     Connect,
     /// The upstream did not answer in time (504).
     Timeout,
+    /// The matched rule's whole-request timeout (HTTPRoute `timeouts.request`) expired
+    /// before the response head (504).
+    RequestTimeout,
+    /// One attempt to a backend outlived the matched rule's per-attempt timeout
+    /// (HTTPRoute `timeouts.backendRequest`) (504).
+    BackendRequestTimeout,
     /// The upstream broke the protocol or reset the stream (502).
     UpstreamProtocol,
     /// The gateway is at its concurrency or queue limit (503).
@@ -68,7 +74,9 @@ impl ErrorKind {
             Self::NoHealthyEndpoint | Self::Connect | Self::Overloaded | Self::CircuitOpen => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Timeout | Self::RequestTimeout | Self::BackendRequestTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
@@ -79,9 +87,12 @@ impl ErrorKind {
         match self {
             Self::NoRoute | Self::BadRequest | Self::RateLimited => Side::Client,
             Self::InvalidBackend | Self::Overloaded | Self::CircuitOpen => Side::Gateway,
-            Self::NoHealthyEndpoint | Self::Connect | Self::Timeout | Self::UpstreamProtocol => {
-                Side::Upstream
-            }
+            Self::NoHealthyEndpoint
+            | Self::Connect
+            | Self::Timeout
+            | Self::RequestTimeout
+            | Self::BackendRequestTimeout
+            | Self::UpstreamProtocol => Side::Upstream,
         }
     }
 
@@ -94,6 +105,8 @@ impl ErrorKind {
             Self::NoHealthyEndpoint => "no-healthy-endpoint",
             Self::Connect => "upstream-connect",
             Self::Timeout => "upstream-timeout",
+            Self::RequestTimeout => "request-timeout",
+            Self::BackendRequestTimeout => "backend-request-timeout",
             Self::UpstreamProtocol => "upstream-protocol",
             Self::Overloaded => "overloaded",
             Self::CircuitOpen => "circuit-open",
@@ -109,6 +122,8 @@ impl ErrorKind {
             Self::NoHealthyEndpoint => "no healthy upstream endpoint\n",
             Self::Connect => "could not connect to the upstream\n",
             Self::Timeout => "upstream timed out\n",
+            Self::RequestTimeout => "request timeout expired\n",
+            Self::BackendRequestTimeout => "backend request timeout expired\n",
             Self::UpstreamProtocol => "upstream protocol error or reset\n",
             Self::Overloaded => "gateway overloaded\n",
             Self::CircuitOpen => "upstream circuit breaker open\n",
@@ -246,9 +261,60 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
 }
 
 /// Builds the response for a failed request: the status of the error's kind, a short
-/// plain-text reason as the body, and an `x-gatekit-error` header naming the kind.
+/// plain-text reason as the body, and an `x-gatekit-error` header naming the kind. The
+/// extensions of every [`WithResponseExtensions`] in the cause chain are copied into the
+/// response.
+///
+/// This is the one function that turns errors into responses; the
+/// [`Router`](crate::Router) and [`HandleError`](crate::HandleError) call it at the top of
+/// their stacks.
 pub fn error_response(err: &(dyn std::error::Error + 'static)) -> Response<Body> {
-    kind_response(classify(err))
+    let mut rsp = kind_response(classify(err));
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(with) = e.downcast_ref::<WithResponseExtensions>() {
+            rsp.extensions_mut().extend(with.extensions.clone());
+        }
+        cur = e.source();
+    }
+    rsp
+}
+
+/// An error that carries extensions for the response it becomes: a layer that learns
+/// something about a failed request (such as the metrics handle of the route and backend
+/// it reached) wraps the error in this, and [`error_response`] puts the extensions into
+/// the error response. Classification sees through it: its source is the wrapped error.
+#[derive(Debug)]
+pub struct WithResponseExtensions {
+    source: BoxError,
+    extensions: http::Extensions,
+}
+
+impl WithResponseExtensions {
+    /// Wraps `source`, attaching `extensions`.
+    pub fn new(source: impl Into<BoxError>, extensions: http::Extensions) -> Self {
+        Self {
+            source: source.into(),
+            extensions,
+        }
+    }
+
+    /// The extensions the error response gets.
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
+    }
+}
+
+impl fmt::Display for WithResponseExtensions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl std::error::Error for WithResponseExtensions {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
 }
 
 pub(crate) fn kind_response(kind: ErrorKind) -> Response<Body> {
@@ -300,10 +366,31 @@ mod tests {
     }
 
     #[test]
+    fn response_extensions_survive_and_classification_sees_through() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Tag(u8);
+        let mut ext = http::Extensions::new();
+        ext.insert(Tag(7));
+        let err: BoxError = Box::new(WithResponseExtensions::new(
+            Error::new(ErrorKind::BackendRequestTimeout),
+            ext,
+        ));
+        let rsp = error_response(&*err);
+        assert_eq!(rsp.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(rsp.headers()["x-gatekit-error"], "backend-request-timeout");
+        assert_eq!(rsp.extensions().get::<Tag>(), Some(&Tag(7)));
+    }
+
+    #[test]
     fn kinds_map_to_the_documented_status_and_side() {
         assert_eq!(ErrorKind::NoRoute.status(), 404);
         assert_eq!(ErrorKind::InvalidBackend.status(), 500);
         assert_eq!(ErrorKind::Timeout.status(), 504);
+        assert_eq!(ErrorKind::RequestTimeout.status(), 504);
+        assert_eq!(
+            ErrorKind::BackendRequestTimeout.as_str(),
+            "backend-request-timeout"
+        );
         assert_eq!(ErrorKind::UpstreamProtocol.side(), Side::Upstream);
         assert_eq!(ErrorKind::RateLimited.side(), Side::Client);
         assert!(!Error::new(ErrorKind::Timeout).is_retry_safe());

@@ -4,7 +4,9 @@
 //! tower middlewares such as `Timeout` or `LoadShed` fail with an error; hyper would
 //! close the connection on it. [`HandleErrorLayer`] sits on top of such a stack and
 //! answers each error with [`error_response`](crate::error_response): 504 for a
-//! timeout, 503 for overload, and so on. Each call clones the inner service (as the
+//! timeout, 503 for overload, and so on. The [`Router`](crate::Router) needs none: it
+//! is infallible and answers its rules' errors itself, with the same function. Each
+//! call clones the inner service (as the
 //! [`Router`](crate::Router) and most tower stacks are cheap `Arc` clones) and drives its
 //! readiness inside the response future, so the layer itself is always ready.
 

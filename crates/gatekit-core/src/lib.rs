@@ -11,6 +11,9 @@
 //! - the route model ([`route`]) with Gateway API HTTPRoute semantics, compiled into an
 //!   immutable [`RouteTable`] and served by the [`Router`] tower service;
 //! - HTTP filters ([`filter`]): header modifiers, redirects, URL rewrites, mirrors;
+//! - the layers of a rule's stack, each usable alone: [`filter::FilterLayer`],
+//!   [`proxy::ProxyHeadersLayer`], [`timeout::TimeoutLayer`] (HTTPRoute `timeouts`) and
+//!   the weighted backend choice ([`weighted`]);
 //! - the upstream HTTP client and proxying helpers ([`client`], [`proxy`]);
 //! - request path normalisation before routing ([`path`]);
 //! - TLS termination helpers ([`tls`]): PEM loading, SNI certificate selection, rustls
@@ -56,14 +59,17 @@ pub mod proxy;
 pub mod route;
 mod router;
 pub mod server;
+pub mod timeout;
 pub mod tls;
+pub mod weighted;
 
 pub use crate::backend::{Backend, Backends};
 pub use crate::body::Body;
 pub use crate::connection::ConnectionInfo;
 pub use crate::endpoint::{Change, Endpoint, EndpointState};
 pub use crate::error::{
-    BoxError, ConfigError, Error, ErrorKind, Result, Side, classify, error_response,
+    BoxError, ConfigError, Error, ErrorKind, Result, Side, WithResponseExtensions, classify,
+    error_response,
 };
 pub use crate::handle_error::{HandleError, HandleErrorLayer};
 pub use crate::route::RouteTable;

@@ -1,11 +1,42 @@
-//! The [`Router`]: matches a request against the served [`RouteTable`], runs the matched
-//! rule's filters and sends the request to one of the rule's weighted backends.
+//! The [`Router`]: matches a request against the served [`RouteTable`] and hands it to
+//! the matched rule's service stack.
+//!
+//! # Match, then dispatch
+//!
+//! Per request the router takes one `ArcSwap` guard (released before any `.await`),
+//! walks the table's indices ([`RouteTable::find`]), inserts a [`MatchedRoute`] into the
+//! request's extensions (one `Arc` clone of the rule) and calls the rule's service. That
+//! is all it does: everything else is a tower layer in the rule's stack, built once per
+//! configuration when the table is built (in [`CompiledRule`]), outermost first:
+//!
+//! 1. [`TimeoutLayer::request`](crate::timeout::TimeoutLayer::request): HTTPRoute
+//!    `timeouts.request`, from dispatch to the response head;
+//! 2. [`ProxyHeadersLayer`](crate::proxy::ProxyHeadersLayer): hop-by-hop headers out,
+//!    `X-Forwarded-*` and `X-Request-Id` in (before the filters, so a rewrite does not
+//!    change `X-Forwarded-Host`);
+//! 3. [`FilterLayer`](crate::filter::FilterLayer): the rule's filters (a redirect answers
+//!    here);
+//! 4. [`TimeoutLayer::backend_request`](crate::timeout::TimeoutLayer::backend_request):
+//!    HTTPRoute `timeouts.backendRequest`, one attempt to a backend;
+//! 5. [`Weighted`](crate::weighted::Weighted): the weighted choice of backendRef, its
+//!    own filters, and the call to its [`Backend`](crate::Backend).
+//!
+//! The stack is type-erased once per rule (the route table's one erasure point): a call
+//! boxes the stack's response future once. State that must outlive a reload (balancers,
+//! health, connection pools) lives in the `Backend`s the stack refers to, not in it.
+//!
+//! # Errors
+//!
+//! The layers fail with typed errors ([`crate::Error`] with an [`ErrorKind`]); the
+//! router's response future turns them into responses with
+//! [`error_response`](crate::error_response), the one function that maps errors to
+//! statuses and `x-gatekit-error` values. A request nothing matches gets the 404 of
+//! [`ErrorKind::NoRoute`].
 //!
 //! The table is an immutable snapshot behind an [`ArcSwap`]: a config change builds a new
 //! table and [`Router::store`]s it; requests already routed keep the rule they matched
-//! (one `Arc` each) and finish on it, new requests see the new table at once. Per request
-//! the router takes one `ArcSwap` guard (released before any `.await`), walks the table's
-//! indices, clones one `Arc` and boxes the backend's response future once.
+//! (its stack holds what it needs) and finish on it, new requests see the new table at
+//! once.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -21,9 +52,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::error::kind_response;
-use crate::filter::RequestContext;
 use crate::route::{CompiledRule, RouteId};
-use crate::{Body, BoxError, ConnectionInfo, ErrorKind, RouteTable, backend, proxy};
+use crate::{Body, BoxError, ErrorKind, RouteTable, backend, error_response};
 
 /// A tower service that routes requests by the Gateway API rules of its [`RouteTable`].
 ///
@@ -31,15 +61,17 @@ use crate::{Body, BoxError, ConnectionInfo, ErrorKind, RouteTable, backend, prox
 ///
 /// # Readiness
 ///
-/// Always ready: backends are shared services that fail fast or apply backpressure inside
-/// their response futures. Errors never escape as `Err`: every failure becomes a response
-/// through [`error_response`](crate::error_response) (404 when nothing matches, 500 for a
-/// rule without a valid backend, 502/503/504 for upstream failures).
+/// Always ready: rule stacks and backends are shared services that fail fast or apply
+/// backpressure inside their response futures. Errors never escape as `Err`: every
+/// failure becomes a response through [`error_response`](crate::error_response) (404
+/// when nothing matches, 500 for a rule without a valid backend, 504 for an expired
+/// route timeout, 502/503/504 for upstream failures).
 ///
 /// # Request extensions
 ///
-/// Reads [`ConnectionInfo`] (for `X-Forwarded-*` and redirects) and adds [`MatchedRoute`]
-/// for layers below it (backends, balancers, metrics).
+/// Adds [`MatchedRoute`] for the layers below it (filters, backends, balancers,
+/// metrics); the rule's layers read [`ConnectionInfo`](crate::ConnectionInfo) (for
+/// `X-Forwarded-*` and redirects).
 #[derive(Clone)]
 pub struct Router {
     table: Arc<ArcSwap<RouteTable>>,
@@ -65,42 +97,18 @@ impl Router {
     }
 
     fn route(&self, mut req: Request<Body>) -> ResponseFuture {
-        let conn = req.extensions().get::<ConnectionInfo>().copied();
         let table = self.table.load();
         let Some(found) = table.find(req.method(), req.uri(), req.headers()) else {
             return ResponseFuture::ready(kind_response(ErrorKind::NoRoute));
         };
-        let rule = Arc::clone(found.rule);
-        let cx = RequestContext {
-            matched_prefix: found.matched_prefix,
-            tls: conn.is_some_and(|c| c.is_tls()),
-            listener_port: conn.map(|c| c.local_addr().port()),
-        };
-        proxy::prepare_request(&mut req, conn.as_ref());
+        let rule = found.rule;
         req.extensions_mut().insert(MatchedRoute {
-            rule: Arc::clone(&rule),
+            rule: Arc::clone(rule),
+            matched_prefix_len: found.matched_prefix.map(str::len),
         });
-        if let Some(mut rsp) = rule.filters().apply_request(&mut req, &cx) {
-            rule.filters().apply_response(&mut rsp);
-            return ResponseFuture::ready(rsp);
-        }
-        let Some(index) = rule.pick_backend_index() else {
-            return ResponseFuture::ready(kind_response(ErrorKind::InvalidBackend));
-        };
-        let Some(chosen) = rule.backend_at(index) else {
-            return ResponseFuture::ready(kind_response(ErrorKind::InvalidBackend));
-        };
-        if let Some(mut rsp) = chosen.filters().apply_request(&mut req, &cx) {
-            chosen.filters().apply_response(&mut rsp);
-            rule.filters().apply_response(&mut rsp);
-            return ResponseFuture::ready(rsp);
-        }
-        let Some(target) = chosen.backend() else {
-            return ResponseFuture::ready(kind_response(ErrorKind::InvalidBackend));
-        };
-        let fut = target.send(req);
+        let fut = rule.service().send(req);
         drop(table);
-        ResponseFuture::proxy(fut, rule, index)
+        ResponseFuture::dispatched(fut)
     }
 }
 
@@ -135,6 +143,9 @@ where
 #[derive(Clone)]
 pub struct MatchedRoute {
     rule: Arc<CompiledRule>,
+    /// For a `PathPrefix` match: the length of the matched prefix (without trailing
+    /// `/`), which the table matched at the start of the request's path.
+    matched_prefix_len: Option<usize>,
 }
 
 impl MatchedRoute {
@@ -156,6 +167,12 @@ impl MatchedRoute {
     /// The compiled rule (its timeouts and filters).
     pub fn rule(&self) -> &CompiledRule {
         &self.rule
+    }
+
+    /// For a `PathPrefix` match, the length of the matched prefix value without its
+    /// trailing `/`: the request path's first bytes, as routed.
+    pub(crate) fn matched_prefix_len(&self) -> Option<usize> {
+        self.matched_prefix_len
     }
 }
 
@@ -179,16 +196,10 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State {
-        // Answered without a backend (no route, redirect, invalid backend).
+        // Answered without a rule (no route).
         Ready { rsp: Option<Response<Body>> },
-        // Waiting on a backend; the rule and the chosen backend's index give the
-        // response filters.
-        Proxy {
-            #[pin]
-            fut: backend::ResponseFuture,
-            rule: Arc<CompiledRule>,
-            backend: usize,
-        },
+        // In the matched rule's stack.
+        Dispatched { #[pin] fut: backend::ResponseFuture },
     }
 }
 
@@ -199,9 +210,9 @@ impl ResponseFuture {
         }
     }
 
-    fn proxy(fut: backend::ResponseFuture, rule: Arc<CompiledRule>, backend: usize) -> Self {
+    fn dispatched(fut: backend::ResponseFuture) -> Self {
         Self {
-            state: State::Proxy { fut, rule, backend },
+            state: State::Dispatched { fut },
         }
     }
 }
@@ -210,7 +221,7 @@ impl fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Ready { .. } => "Ready",
-            State::Proxy { .. } => "Proxy",
+            State::Dispatched { .. } => "Dispatched",
         };
         f.debug_tuple("ResponseFuture").field(&state).finish()
     }
@@ -226,21 +237,100 @@ impl Future for ResponseFuture {
                 // with a 500 rather than a panic.
                 kind_response(ErrorKind::InvalidBackend)
             }))),
-            StateProj::Proxy { fut, rule, backend } => match fut.poll(cx) {
+            StateProj::Dispatched { fut } => match fut.poll(cx) {
                 Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(mut rsp)) => {
-                    proxy::prepare_response(&mut rsp);
-                    if let Some(chosen) = rule.backend_at(*backend) {
-                        chosen.filters().apply_response(&mut rsp);
-                    }
-                    rule.filters().apply_response(&mut rsp);
-                    Poll::Ready(Ok(rsp))
-                }
+                Poll::Ready(Ok(rsp)) => Poll::Ready(Ok(rsp)),
                 Poll::Ready(Err(err)) => {
-                    tracing::debug!(route = %rule.route_id(), error = %err, "backend failed");
-                    Poll::Ready(Ok(crate::error_response(&*err)))
+                    tracing::debug!(error = %err, "routed request failed");
+                    Poll::Ready(Ok(error_response(&*err)))
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::route::{BackendRef, Route, Rule};
+    use crate::{Backend, Body};
+
+    fn table(timeouts: crate::route::Timeouts, backend: Backend) -> RouteTable {
+        let mut backends = HashMap::new();
+        backends.insert("b".to_owned(), backend);
+        let mut rule = Rule::default();
+        rule.backends.push(BackendRef::new("b", 1));
+        rule.timeouts = timeouts;
+        let mut route = Route::new(RouteId::new("ns", "r"));
+        route.rules.push(rule);
+        RouteTable::build(vec![route], &backends).unwrap()
+    }
+
+    fn hanging() -> Backend {
+        Backend::new(tower::service_fn(|_req: Request<Body>| async {
+            std::future::pending::<()>().await;
+            Ok::<_, BoxError>(Response::new(Body::empty()))
+        }))
+    }
+
+    fn get() -> Request<Body> {
+        Request::get("http://example.com/x")
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rule_timeouts_become_504s_naming_the_timeout() {
+        let mut t = crate::route::Timeouts {
+            request: Some(Duration::from_millis(300)),
+            ..Default::default()
+        };
+        let rsp = Router::new(table(t, hanging()))
+            .oneshot(get())
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 504);
+        assert_eq!(rsp.headers()["x-gatekit-error"], "request-timeout");
+
+        t.backend_request = Some(Duration::from_millis(100));
+        let start = tokio::time::Instant::now();
+        let rsp = Router::new(table(t, hanging()))
+            .oneshot(get())
+            .await
+            .unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        assert_eq!(rsp.headers()["x-gatekit-error"], "backend-request-timeout");
+    }
+
+    #[tokio::test]
+    async fn the_backend_sees_the_matched_route_and_proxy_headers() {
+        let backend = Backend::new(tower::service_fn(|req: Request<Body>| async move {
+            let m = req.extensions().get::<MatchedRoute>().unwrap();
+            assert_eq!(m.route_id().name(), "r");
+            assert!(req.headers().contains_key("x-request-id"));
+            Ok::<_, BoxError>(Response::new(Body::empty()))
+        }));
+        let rsp = Router::new(table(Default::default(), backend))
+            .oneshot(get())
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 200);
+    }
+
+    #[test]
+    fn a_backend_request_timeout_longer_than_the_request_timeout_is_refused() {
+        let mut rule = Rule::default();
+        rule.timeouts.request = Some(Duration::from_secs(1));
+        rule.timeouts.backend_request = Some(Duration::from_secs(2));
+        let mut route = Route::new(RouteId::new("ns", "r"));
+        route.rules.push(rule);
+        let backends: HashMap<String, Backend> = HashMap::new();
+        let err = RouteTable::build(vec![route], &backends).unwrap_err();
+        assert!(err.field().ends_with("timeouts.backendRequest"), "{err}");
     }
 }

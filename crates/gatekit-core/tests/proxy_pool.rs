@@ -131,6 +131,57 @@ async fn a_connection_closed_by_the_upstream_while_idle_is_not_used() {
     assert_eq!(accepts.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
+/// What a timeout does to an upstream request: the response future is dropped while the
+/// request is in flight. The connection must close (the upstream sees EOF) and never go
+/// back to the pool.
+#[tokio::test]
+async fn a_request_dropped_in_flight_closes_its_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for n in 1.. {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    assert!(n > 0);
+                    head.extend_from_slice(&buf[..n]);
+                }
+                if head.starts_with(b"GET /hang ") {
+                    let _ = tx.send(("head", n));
+                    // Hang: the next read returns 0 once the client closes.
+                    let read = stream.read(&mut buf).await.unwrap_or(0);
+                    let _ = tx.send((if read == 0 { "eof" } else { "data" }, n));
+                } else {
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                    let _ = tx.send(("answered", n));
+                }
+            });
+        }
+    });
+
+    let client = Client::default();
+    let ep = client.endpoint(addr, Transport::http1());
+    let mut hung = Box::pin(ep.send(get("/hang")));
+    tokio::select! {
+        _ = &mut hung => panic!("the hanging request answered"),
+        event = events.recv() => assert_eq!(event, Some(("head", 1))),
+    }
+    drop(hung);
+    assert_eq!(within(events.recv()).await, Some(("eof", 1)));
+    assert_eq!(ep.idle_connections(), 0);
+    // The next request opens a new connection.
+    assert_eq!(&fetch(&ep, "/").await[..], b"ok");
+    assert_eq!(within(events.recv()).await, Some(("answered", 2)));
+}
+
 #[tokio::test]
 async fn endpoint_clients_for_the_same_address_share_a_pool() {
     let upstream = sized_backend().await;

@@ -940,6 +940,32 @@ spec:
 }
 
 #[test]
+fn a_backend_request_timeout_longer_than_the_request_timeout_is_refused() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  gatewayClassName: gatekit
+  listeners: [{ name: http, port: 80, protocol: HTTP }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: bad }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+  - timeouts: { request: 1s, backendRequest: 1m }
+  - timeouts: { request: 0s, backendRequest: 1m }
+"#;
+    let t = run(yaml);
+    assert_eq!(t.errors().len(), 1, "{:?}", t.errors());
+    let e = &t.errors()[0];
+    assert_eq!(e.field(), "spec.rules[0].timeouts.backendRequest");
+    assert!(e.reason().contains("timeouts.request"), "{}", e.reason());
+}
+
+#[test]
 fn backend_policy_attaches_to_its_service() {
     let yaml = r#"
 apiVersion: gateway.networking.k8s.io/v1

@@ -50,12 +50,22 @@
 //!
 //! Request filters run in list order; a redirect answers at once, so filters after it do
 //! not run. A mirror copies the request as the filters before it left it.
+//!
+//! # As a layer
+//!
+//! [`FilterLayer`] applies a chain around a service ([`Filters`]), taking the
+//! [`RequestContext`] from the request's extensions. A rule's stack in the route table
+//! has one for the rule's filters; the weighted backend choice applies the chosen
+//! backendRef's chain the same way (see [`Router`](crate::Router)).
 
+mod future;
 mod header;
+mod layer;
 mod mirror;
 mod path;
 mod redirect;
 mod rewrite;
+mod service;
 #[cfg(test)]
 mod tests;
 
@@ -63,7 +73,10 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 
+pub use self::future::ResponseFuture;
+pub use self::layer::FilterLayer;
 pub use self::mirror::{MirrorLimits, MirrorStats};
+pub use self::service::Filters;
 
 use self::header::HeaderOps;
 use self::mirror::{Counters, MirrorOp};
@@ -71,7 +84,7 @@ use self::redirect::RedirectOp;
 use self::rewrite::RewriteOp;
 use crate::error::{ConfigError, ErrorKind, kind_response};
 use crate::route::Filter;
-use crate::{Backends, Body};
+use crate::{Backends, Body, ConnectionInfo, MatchedRoute};
 
 /// What a filter needs to know about the request besides the request itself.
 #[derive(Clone, Copy, Debug)]
@@ -114,6 +127,8 @@ pub struct FilterChain {
 #[derive(Debug)]
 struct Inner {
     request: Box<[RequestOp]>,
+    /// Whether a redirect or rewrite may read [`RequestContext::matched_prefix`].
+    uses_prefix: bool,
     response: Box<[HeaderOps]>,
     counters: Arc<Counters>,
 }
@@ -215,6 +230,9 @@ impl FilterChain {
         }
         Ok(Self {
             inner: Some(Arc::new(Inner {
+                uses_prefix: request
+                    .iter()
+                    .any(|op| matches!(op, RequestOp::Redirect(_) | RequestOp::Rewrite(_))),
                 request: request.into_boxed_slice(),
                 response: response.into_boxed_slice(),
                 counters: Arc::default(),
@@ -254,6 +272,31 @@ impl FilterChain {
             }
         }
         None
+    }
+
+    /// Applies request filters like [`apply_request`](Self::apply_request), with the
+    /// [`RequestContext`] taken from the request's extensions ([`MatchedRoute`] and
+    /// [`ConnectionInfo`]). Does nothing (one branch) for an empty chain.
+    pub(crate) fn apply_routed(&self, req: &mut Request<Body>) -> Option<Response<Body>> {
+        let inner = self.inner.as_deref()?;
+        let conn = req.extensions().get::<ConnectionInfo>().copied();
+        // The table matched the prefix at the start of the path, so it is the path's
+        // first `len` bytes; a chain that builds a new path reads it from a copy of the
+        // URI (a reference-count increment), as the filters mutate the request.
+        let uri = if inner.uses_prefix {
+            req.extensions()
+                .get::<MatchedRoute>()
+                .and_then(MatchedRoute::matched_prefix_len)
+                .map(|len| (req.uri().clone(), len))
+        } else {
+            None
+        };
+        let cx = RequestContext {
+            matched_prefix: uri.as_ref().and_then(|(u, len)| u.path().get(..*len)),
+            tls: conn.is_some_and(|c| c.is_tls()),
+            listener_port: conn.map(|c| c.local_addr().port()),
+        };
+        self.apply_request(req, &cx)
     }
 
     /// Applies response filters (`ResponseHeaderModifier`).

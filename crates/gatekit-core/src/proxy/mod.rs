@@ -32,6 +32,19 @@
 //! `Host` is preserved, except that an absolute-form target's (or HTTP/2 `:authority`'s)
 //! authority replaces a disagreeing `Host` (RFC 9112 §3.2.2): the upstream sees the host
 //! the request was routed by.
+//!
+//! # As a layer
+//!
+//! [`ProxyHeadersLayer`] applies both functions around a service ([`ProxyHeaders`]); a
+//! rule's stack in the route table has one (see [`Router`](crate::Router)).
+
+mod future;
+mod layer;
+mod service;
+
+pub use self::future::ResponseFuture;
+pub use self::layer::ProxyHeadersLayer;
+pub use self::service::ProxyHeaders;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};

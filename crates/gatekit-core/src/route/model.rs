@@ -84,7 +84,8 @@ pub struct Rule {
     pub filters: Vec<Filter>,
     /// Weighted backends. A rule with none (and no redirect) answers 500.
     pub backends: Vec<BackendRef>,
-    /// Timeouts; enforced by the resilience layers.
+    /// Timeouts, enforced by [`TimeoutLayer`](crate::timeout::TimeoutLayer)s in the
+    /// rule's stack; `backend_request` must not exceed `request`.
     pub timeouts: Timeouts,
 }
 
@@ -169,9 +170,11 @@ impl BackendRef {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Timeouts {
-    /// Whole-request timeout, from the gateway receiving the request to the response.
+    /// Whole-request timeout, from the router's dispatch to the response head (504
+    /// `request-timeout`). `None` or zero: none.
     pub request: Option<Duration>,
-    /// Timeout of each attempt to a backend.
+    /// Timeout of each attempt to a backend, to its response head (504
+    /// `backend-request-timeout`). `None` or zero: none.
     pub backend_request: Option<Duration>,
 }
 

@@ -1,13 +1,21 @@
-//! A compiled rule: what the router needs once a request matched it.
+//! A compiled rule: what the router needs once a request matched it, including the
+//! rule's service stack, built here once per configuration.
 
 use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
 
 use super::model::{Filter, PathModifier, RouteId, Rule, Timeouts};
 use crate::error::ConfigError;
-use crate::filter::FilterChain;
+use crate::filter::{FilterChain, FilterLayer};
+use crate::proxy::ProxyHeadersLayer;
+use crate::timeout::TimeoutLayer;
+use crate::weighted::{Weighted, WeightedBackends};
 use crate::{Backend, Backends};
 
-/// A rule of a route, compiled: its filters, timeouts and weighted backends.
+/// A rule of a route, compiled: its filters, timeouts, weighted backends and the service
+/// stack the [`Router`](crate::Router) hands its requests to.
 ///
 /// Shared (`Arc`) by every host bucket and path index entry that leads to it.
 pub struct CompiledRule {
@@ -16,9 +24,30 @@ pub struct CompiledRule {
     name: Option<Box<str>>,
     filters: FilterChain,
     timeouts: Timeouts,
-    backends: Box<[WeightedBackend]>,
-    /// `cumulative[i]` is the sum of the weights of `backends[..=i]`.
-    cumulative: Box<[u64]>,
+    backends: Arc<WeightedBackends>,
+    service: Backend,
+}
+
+/// Builds a rule's stack, outermost first (see the [`Router`](crate::Router)'s docs):
+/// request timeout, proxy headers, the rule's filters, backend request timeout, weighted
+/// choice (which applies the chosen backendRef's filters and calls its backend).
+///
+/// Type-erased once, into the same cheap erasure as a [`Backend`]: a call clones the
+/// stack (a reference-count increment for the weighted table, one more when the rule
+/// has filters) and boxes its response future.
+fn rule_stack(
+    filters: &FilterChain,
+    timeouts: Timeouts,
+    backends: &Arc<WeightedBackends>,
+) -> Backend {
+    let weighted = Weighted::new(Arc::clone(backends));
+    let stack = TimeoutLayer::request(timeouts.request).layer(
+        ProxyHeadersLayer::new().layer(
+            FilterLayer::new(filters.clone())
+                .layer(TimeoutLayer::backend_request(timeouts.backend_request).layer(weighted)),
+        ),
+    );
+    Backend::new(stack)
 }
 
 /// One backendRef of a rule: a name, a weight, the resolved backend and its own filters.
@@ -44,16 +73,12 @@ impl CompiledRule {
         let filters = FilterChain::compile(&rule.filters, backends)
             .map_err(|e| nest_list_error(e, "filters"))?;
         let mut compiled = Vec::with_capacity(rule.backends.len());
-        let mut cumulative = Vec::with_capacity(rule.backends.len());
-        let mut total = 0u64;
         for (j, b) in rule.backends.iter().enumerate() {
             let prefix = || format!("backendRefs[{j}].filters");
             check_replace_prefix(rule, &b.filters, "filters")
                 .map_err(|e| nest_list_error(e, &format!("backendRefs[{j}]")))?;
             let filters = FilterChain::compile(&b.filters, backends)
                 .map_err(|e| nest_list_error(e, &prefix()))?;
-            total += u64::from(b.weight);
-            cumulative.push(total);
             compiled.push(WeightedBackend {
                 name: b.name.as_str().into(),
                 weight: b.weight,
@@ -61,14 +86,24 @@ impl CompiledRule {
                 filters,
             });
         }
+        let timeouts = rule.timeouts;
+        if let (Some(request), Some(backend)) = (timeouts.request, timeouts.backend_request)
+            && backend > request
+        {
+            return Err(ConfigError::new(
+                "timeouts.backendRequest",
+                format!("must not be longer than timeouts.request ({backend:?} > {request:?})"),
+            ));
+        }
+        let backends = Arc::new(WeightedBackends::new(compiled));
         Ok(Self {
             route_id: route_id.clone(),
             rule_index: index,
             name: rule.name.as_deref().map(Into::into),
+            service: rule_stack(&filters, timeouts, &backends),
             filters,
-            timeouts: rule.timeouts,
-            backends: compiled.into(),
-            cumulative: cumulative.into(),
+            timeouts,
+            backends,
         })
     }
 
@@ -99,7 +134,13 @@ impl CompiledRule {
 
     /// Every backendRef of the rule, in order (including those of weight 0).
     pub fn backends(&self) -> &[WeightedBackend] {
-        &self.backends
+        self.backends.as_slice()
+    }
+
+    /// The rule's service stack, type-erased: what the [`Router`](crate::Router) calls
+    /// with a request that matched this rule.
+    pub fn service(&self) -> &Backend {
+        &self.service
     }
 
     /// A weighted random choice among the backendRefs with weight > 0 (one `fastrand`
@@ -113,11 +154,7 @@ impl CompiledRule {
     /// [`backends`](Self::backends), for callers that keep the rule in an `Arc` across an
     /// `.await` and look the backend up again with [`backend_at`](Self::backend_at).
     pub fn pick_backend_index(&self) -> Option<usize> {
-        let total = self.cumulative.last().copied().unwrap_or(0);
-        if total == 0 {
-            return None;
-        }
-        Some(self.index_at(fastrand::u64(0..total)))
+        self.backends.pick_index()
     }
 
     /// The backendRef at `index`, if there is one.
@@ -125,10 +162,9 @@ impl CompiledRule {
         self.backends.get(index)
     }
 
-    /// The index of the backend whose cumulative weight range holds `point`
-    /// (`0 <= point < total`).
+    #[cfg(test)]
     fn index_at(&self, point: u64) -> usize {
-        self.cumulative.partition_point(|&c| c <= point)
+        self.backends.index_at(point)
     }
 }
 
@@ -195,6 +231,22 @@ fn check_replace_prefix(rule: &Rule, filters: &[Filter], list: &str) -> Result<(
 // === impl WeightedBackend ===
 
 impl WeightedBackend {
+    /// A backendRef called `name` with `weight`, its resolved `backend` (`None`: this
+    /// share of traffic answers 500) and its own `filters`.
+    pub fn new(
+        name: impl Into<Box<str>>,
+        weight: u32,
+        backend: Option<Backend>,
+        filters: FilterChain,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            weight,
+            backend,
+            filters,
+        }
+    }
+
     /// The backendRef's name.
     pub fn name(&self) -> &str {
         &self.name

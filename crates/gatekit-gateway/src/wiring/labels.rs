@@ -9,9 +9,10 @@
 //! reaches a backend (no route: 404; a rule without a usable backend: 500) is recorded
 //! under the listener's `(unmatched)` series.
 //!
-//! Upstream errors (no healthy endpoint, connect failure, timeout) become their error
-//! responses here rather than in the router, so they are counted under the right route
-//! and backend too; the response is the same [`error_response`] the router would give.
+//! Upstream errors (no healthy endpoint, connect failure, timeout) pass on as errors (the
+//! router turns them into responses, in one place), wrapped in a
+//! [`WithResponseExtensions`] carrying the handle, so they are counted under the right
+//! route and backend too.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,7 +22,7 @@ use std::task::{Context, Poll, ready};
 
 use gatekit_core::client::EndpointClient;
 use gatekit_core::route::RouteId;
-use gatekit_core::{Body, BoxError, MatchedRoute, error_response};
+use gatekit_core::{Body, BoxError, MatchedRoute, WithResponseExtensions};
 use gatekit_lb::Upstream;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -81,13 +82,20 @@ impl Future for LabelledFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut rsp = match ready!(this.inner.poll(cx)) {
-            Ok(rsp) => rsp,
-            Err(error) => error_response(&*error),
+        let result = ready!(this.inner.poll(cx));
+        let Some(metrics) = this.metrics.take() else {
+            return Poll::Ready(result);
         };
-        if let Some(metrics) = this.metrics.take() {
-            rsp.extensions_mut().insert(metrics);
-        }
-        Poll::Ready(Ok(rsp))
+        Poll::Ready(match result {
+            Ok(mut rsp) => {
+                rsp.extensions_mut().insert(metrics);
+                Ok(rsp)
+            }
+            Err(error) => {
+                let mut extensions = http::Extensions::new();
+                extensions.insert(metrics);
+                Err(Box::new(WithResponseExtensions::new(error, extensions)))
+            }
+        })
     }
 }

@@ -78,9 +78,7 @@ use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::route::{Route, RouteId};
 use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
-use gatekit_core::{
-    Backend, BoxError, ConfigError, HandleError, HandleErrorLayer, RouteTable, Router,
-};
+use gatekit_core::{Backend, BoxError, ConfigError, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
 use gatekit_k8s::translate::{PortListeners, Protocol};
 use gatekit_k8s::{ManifestError, Provider, ResourceSet, TranslateOptions, Translation, translate};
@@ -329,11 +327,11 @@ impl Wiring {
         }
     }
 
-    /// A port's router behind error responses and request metrics.
+    /// A port's router behind request metrics.
     fn port_service(&self, router: Router) -> RouterService {
         MetricsLayer::new(self.metrics.request_metrics(UNMATCHED, UNMATCHED))
             .with_access_log(self.access_log)
-            .layer(HandleErrorLayer::new().layer(router))
+            .layer(router)
     }
 
     /// Reloads on every change of the watched directories (or the Kubernetes provider)
@@ -854,8 +852,8 @@ fn cert_set(port: &PortListeners, errors: &mut Vec<ConfigError>) -> CertSet {
     set
 }
 
-/// A port's router behind error responses and request metrics.
-type RouterService = MetricsService<HandleError<Router>, RequestMetrics>;
+/// A port's router behind request metrics (the router answers errors itself).
+type RouterService = MetricsService<Router, RequestMetrics>;
 
 /// The service of one port of an embedded gateway ([`Wiring::service`]): routes each
 /// request by the served configuration. Cheap to clone; always ready.

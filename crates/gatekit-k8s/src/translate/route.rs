@@ -671,6 +671,16 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
                     .problems
                     .push((format!("{field}.timeouts.backendRequest"), e)),
             }
+            // GEP-1742: backendRequest must not exceed request (zero disables either).
+            if let Some((request, backend)) =
+                rule.timeouts.request.zip(rule.timeouts.backend_request)
+                && backend > request
+            {
+                work.problems.push((
+                    format!("{field}.timeouts.backendRequest"),
+                    format!("must not be longer than timeouts.request ({backend:?} > {request:?})"),
+                ));
+            }
         }
         for (j, b) in r.backend_refs.iter().flatten().enumerate() {
             let spec = RefSpec {

@@ -1,0 +1,61 @@
+//! [`Weighted`].
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::{ResponseFuture, WeightedBackends};
+use crate::{Body, BoxError, Error, ErrorKind};
+
+/// A service that sends each request to a weighted random choice of backendRef, after
+/// that backendRef's own filters (see the [module docs](super)).
+///
+/// Cloning is one reference-count increment. Always ready: [`Backend`](crate::Backend)s
+/// are shared services that fail fast or apply backpressure in their response futures.
+#[derive(Clone, Debug)]
+pub struct Weighted {
+    backends: Arc<WeightedBackends>,
+}
+
+impl Weighted {
+    /// A choice among `backends`.
+    pub fn new(backends: Arc<WeightedBackends>) -> Self {
+        Self { backends }
+    }
+
+    /// The backendRefs chosen among.
+    pub fn backends(&self) -> &Arc<WeightedBackends> {
+        &self.backends
+    }
+}
+
+impl Service<Request<Body>> for Weighted {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> ResponseFuture {
+        let Some(chosen) = self
+            .backends
+            .pick_index()
+            .and_then(|i| self.backends.get(i))
+        else {
+            return ResponseFuture::failed(Error::new(ErrorKind::InvalidBackend));
+        };
+        let filters = chosen.filters();
+        if let Some(mut rsp) = filters.apply_routed(&mut req) {
+            filters.apply_response(&mut rsp);
+            return ResponseFuture::answered(rsp);
+        }
+        let Some(backend) = chosen.backend() else {
+            return ResponseFuture::failed(Error::new(ErrorKind::InvalidBackend));
+        };
+        ResponseFuture::sent(backend.send(req), filters.clone())
+    }
+}

@@ -1,0 +1,77 @@
+use std::sync::Arc;
+
+use http::{Request, Response};
+use tower::ServiceExt;
+
+use super::*;
+use crate::filter::FilterChain;
+use crate::route::{Filter, HeaderModifier, WeightedBackend};
+use crate::{Backend, Body, BoxError, ErrorKind, classify};
+
+fn echo() -> Backend {
+    Backend::new(tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, BoxError>(Response::new(Body::from("ok")))
+    }))
+}
+
+fn get() -> Request<Body> {
+    Request::get("/").body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn no_positive_weight_or_an_unresolved_pick_is_an_invalid_backend() {
+    for refs in [
+        vec![],
+        vec![WeightedBackend::new(
+            "a",
+            0,
+            Some(echo()),
+            FilterChain::default(),
+        )],
+        vec![WeightedBackend::new(
+            "gone",
+            1,
+            None,
+            FilterChain::default(),
+        )],
+    ] {
+        let svc = Weighted::new(Arc::new(WeightedBackends::new(refs)));
+        let err = svc.oneshot(get()).await.unwrap_err();
+        assert_eq!(classify(&*err), ErrorKind::InvalidBackend);
+    }
+}
+
+#[tokio::test]
+async fn the_chosen_backend_ref_gets_its_own_filters() {
+    let add = |name: &str| {
+        let mut m = HeaderModifier::default();
+        m.set.push(("x-ref".into(), name.into()));
+        m
+    };
+    let backends: std::collections::HashMap<String, Backend> = Default::default();
+    let filters = FilterChain::compile(
+        &[
+            Filter::RequestHeaderModifier(add("req")),
+            Filter::ResponseHeaderModifier(add("rsp")),
+        ],
+        &backends,
+    )
+    .unwrap();
+    let seen = tower::service_fn(|req: Request<Body>| async move {
+        let mut rsp = Response::new(Body::empty());
+        if let Some(v) = req.headers().get("x-ref") {
+            rsp.headers_mut().insert("x-seen", v.clone());
+        }
+        Ok::<_, BoxError>(rsp)
+    });
+    let refs = vec![
+        WeightedBackend::new("zero", 0, Some(echo()), FilterChain::default()),
+        WeightedBackend::new("b", 1, Some(Backend::new(seen)), filters),
+    ];
+    let rsp = Weighted::new(Arc::new(WeightedBackends::new(refs)))
+        .oneshot(get())
+        .await
+        .unwrap();
+    assert_eq!(rsp.headers()["x-seen"], "req");
+    assert_eq!(rsp.headers()["x-ref"], "rsp");
+}
