@@ -183,6 +183,7 @@ impl Process {
             DrainOutcome::TimedOut { dropped } => {
                 tracing::warn!(dropped, "drain timed out");
             }
+            other => tracing::warn!(?other, "drain ended"),
         }
         self.readiness.advance(Phase::Stopped);
         let _ = self.admin_stop.send(());

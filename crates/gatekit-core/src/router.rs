@@ -65,7 +65,7 @@ impl Router {
     }
 
     fn route(&self, mut req: Request<Body>) -> ResponseFuture {
-        let conn = req.extensions().get::<ConnectionInfo>().copied();
+        let conn = req.extensions().get::<ConnectionInfo>().cloned();
         let table = self.table.load();
         let Some(found) = table.find(req.method(), req.uri(), req.headers()) else {
             return ResponseFuture::ready(kind_response(ErrorKind::NoRoute));
@@ -73,8 +73,8 @@ impl Router {
         let rule = Arc::clone(found.rule);
         let cx = RequestContext {
             matched_prefix: found.matched_prefix,
-            tls: conn.is_some_and(|c| c.is_tls()),
-            listener_port: conn.map(|c| c.local_addr().port()),
+            tls: conn.as_ref().is_some_and(ConnectionInfo::is_tls),
+            listener_port: conn.as_ref().map(|c| c.local_addr().port()),
         };
         proxy::prepare_request(&mut req, conn.as_ref());
         req.extensions_mut().insert(MatchedRoute {
