@@ -17,7 +17,9 @@
 //! - the upstream HTTP client and proxying helpers ([`client`], [`proxy`]);
 //! - request path normalisation before routing ([`path`]);
 //! - TLS termination helpers ([`tls`]): PEM loading, SNI certificate selection, rustls
-//!   server settings.
+//!   server settings;
+//! - the serving path ([`server`]): accepting, connection limits, TLS, HTTP/1.1 and
+//!   HTTP/2, request-head checks and graceful draining.
 //!
 //! It knows nothing of Kubernetes and of balancing algorithms: a [`Backend`] is any
 //! service that takes a request, looked up by name when a route table is built.
@@ -65,7 +67,7 @@ pub mod weighted;
 
 pub use crate::backend::{Backend, Backends};
 pub use crate::body::Body;
-pub use crate::connection::ConnectionInfo;
+pub use crate::connection::{ConnectionInfo, TlsInfo};
 pub use crate::endpoint::{Change, Endpoint, EndpointState};
 pub use crate::error::{
     BoxError, ConfigError, Error, ErrorKind, Result, Side, WithResponseExtensions, classify,

@@ -10,16 +10,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatekit_core::ConnectionInfo;
+use gatekit_core::server::{Server, ServerHandle};
 use gatekit_core::tls::{
     CertSet, CertStore, CertifiedKey, TlsAcceptor, TlsError, load_certified_key,
-    load_certified_key_files, load_private_key, serve_tls_connection, server_config,
+    load_certified_key_files, load_private_key, server_config,
 };
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// A test CA issuing leaf certificates, so clients verify chains for real.
 struct Ca {
@@ -72,28 +73,36 @@ impl Ca {
     }
 }
 
-/// Serves "hello" over TLS on a fresh port with `store`; returns its address.
-async fn tls_server(store: Arc<CertStore>, handshake_timeout: Duration) -> SocketAddr {
+/// Serves "hello" over TLS on a fresh port with `store`, through gatekit's [`Server`];
+/// each response names, in headers, the SNI name (`x-sni`), ALPN protocol (`x-alpn`) and
+/// client certificate count (`x-client-certs`) the request's `ConnectionInfo` carries.
+/// Returns the address and the handle that keeps the listener open.
+async fn tls_server(
+    store: Arc<CertStore>,
+    handshake_timeout: Duration,
+) -> (SocketAddr, ServerHandle) {
     let config = Arc::new(server_config(store).unwrap());
     let acceptor = TlsAcceptor::new(config).with_handshake_timeout(handshake_timeout);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let local = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, remote) = listener.accept().await.unwrap();
-            let acceptor = acceptor.clone();
-            let svc = tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let tls = req.extensions().get::<ConnectionInfo>().unwrap().is_tls();
-                let body = format!("hello {:?} tls={tls}", req.version());
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
-            });
-            tokio::spawn(async move {
-                let info = ConnectionInfo::new(remote, local, false);
-                let _ = serve_tls_connection(tcp, &acceptor, info, svc).await;
-            });
-        }
+    let svc = tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
+        let info = req.extensions().get::<ConnectionInfo>().unwrap();
+        let body = format!("hello {:?} tls={}", req.version(), info.is_tls());
+        let tls = info.tls().unwrap();
+        let alpn = String::from_utf8_lossy(tls.alpn_protocol().unwrap_or(b"none")).into_owned();
+        let certs = tls.peer_certificates().map_or(0, <[_]>::len);
+        let rsp = Response::builder()
+            .header("x-sni", tls.server_name().unwrap_or("none"))
+            .header("x-alpn", alpn)
+            .header("x-client-certs", certs)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        Ok::<_, Infallible>(rsp)
     });
-    local
+    let server = Server::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+        .tls(acceptor)
+        .serve(svc);
+    (server.local_addr(), server)
 }
 
 async fn handshake(
@@ -145,7 +154,7 @@ async fn sni_chooses_among_hostnames_and_wildcards() {
     set.insert("a.test", a).unwrap();
     set.insert("b.test", b).unwrap();
     set.insert("*.wild.test", w).unwrap();
-    let addr = tls_server(Arc::new(CertStore::new(set)), Duration::from_secs(10)).await;
+    let (addr, _server) = tls_server(Arc::new(CertStore::new(set)), Duration::from_secs(10)).await;
     let connector = ca.connector(&[b"http/1.1"]);
 
     for (sni, der, san) in [
@@ -170,7 +179,7 @@ async fn unknown_sni_without_default_fails_the_handshake() {
     let mut set = CertSet::new();
     set.insert("a.test", a).unwrap();
     set.insert("*.wild.test", w).unwrap();
-    let addr = tls_server(Arc::new(CertStore::new(set)), Duration::from_secs(10)).await;
+    let (addr, _server) = tls_server(Arc::new(CertStore::new(set)), Duration::from_secs(10)).await;
     let connector = ca.connector(&[]);
     for sni in ["unknown.test", "wild.test", "x.y.wild.test"] {
         let err = handshake(&connector, addr, sni).await.unwrap_err();
@@ -187,7 +196,7 @@ async fn replace_rotates_for_new_handshakes_and_keeps_open_connections() {
     let mut set = CertSet::new();
     set.insert("a.test", old).unwrap();
     let store = Arc::new(CertStore::new(set));
-    let addr = tls_server(store.clone(), Duration::from_secs(10)).await;
+    let (addr, _server) = tls_server(store.clone(), Duration::from_secs(10)).await;
     let connector = ca.connector(&[b"http/1.1"]);
 
     let first = handshake(&connector, addr, "a.test").await.unwrap();
@@ -210,7 +219,7 @@ async fn alpn_h2_serves_http2() {
     let ca = Ca::new();
     let (a, _) = ca.leaf(&["a.test"]);
     let store = CertStore::new(CertSet::new().with_default(a));
-    let addr = tls_server(Arc::new(store), Duration::from_secs(10)).await;
+    let (addr, _server) = tls_server(Arc::new(store), Duration::from_secs(10)).await;
     let stream = handshake(&ca.connector(&[b"h2"]), addr, "a.test")
         .await
         .unwrap();
@@ -233,12 +242,61 @@ async fn alpn_h2_serves_http2() {
     assert_eq!(&body[..], b"hello HTTP/2.0 tls=true");
 }
 
+/// One request on `stream` (HTTP/1.1 or h2 by its ALPN); the response's `x-sni`,
+/// `x-alpn` and `x-client-certs` headers.
+async fn connection_facts(
+    stream: tokio_rustls::client::TlsStream<TcpStream>,
+) -> (String, String, String) {
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let req = Request::get("https://a.test/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = if h2 {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    } else {
+        http1(stream).await.send_request(req).await.unwrap()
+    };
+    let header = |name: &str| resp.headers()[name].to_str().unwrap().to_owned();
+    (header("x-sni"), header("x-alpn"), header("x-client-certs"))
+}
+
+#[tokio::test]
+async fn connection_info_carries_sni_and_alpn_to_the_service() {
+    let ca = Ca::new();
+    let (a, _) = ca.leaf(&["a.test"]);
+    let (w, _) = ca.leaf(&["*.wild.test"]);
+    let mut set = CertSet::new();
+    set.insert("a.test", a).unwrap();
+    set.insert("*.wild.test", w).unwrap();
+    let (addr, _server) = tls_server(Arc::new(CertStore::new(set)), Duration::from_secs(10)).await;
+
+    for (sni, alpn, expected) in [
+        ("a.test", &[&b"h2"[..], b"http/1.1"][..], "h2"),
+        ("a.test", &[&b"http/1.1"[..]][..], "http/1.1"),
+        ("x.wild.test", &[&b"h2"[..]][..], "h2"),
+        ("x.wild.test", &[][..], "none"),
+    ] {
+        let stream = handshake(&ca.connector(alpn), addr, sni).await.unwrap();
+        // No client certificate is requested, so none is carried.
+        assert_eq!(
+            connection_facts(stream).await,
+            (sni.to_owned(), expected.to_owned(), "0".to_owned()),
+            "{sni} {expected}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn silent_client_is_closed_after_the_handshake_timeout() {
     let ca = Ca::new();
     let (a, _) = ca.leaf(&["a.test"]);
     let store = CertStore::new(CertSet::new().with_default(a));
-    let addr = tls_server(Arc::new(store), Duration::from_millis(200)).await;
+    let (addr, _server) = tls_server(Arc::new(store), Duration::from_millis(200)).await;
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let mut buf = [0u8; 16];
     // The server gives up on the handshake and closes: the read ends (EOF or reset)

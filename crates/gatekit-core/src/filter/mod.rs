@@ -279,7 +279,10 @@ impl FilterChain {
     /// [`ConnectionInfo`]). Does nothing (one branch) for an empty chain.
     pub(crate) fn apply_routed(&self, req: &mut Request<Body>) -> Option<Response<Body>> {
         let inner = self.inner.as_deref()?;
-        let conn = req.extensions().get::<ConnectionInfo>().copied();
+        let (tls, listener_port) = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map_or((false, None), |c| (c.is_tls(), Some(c.local_addr().port())));
         // The table matched the prefix at the start of the path, so it is the path's
         // first `len` bytes; a chain that builds a new path reads it from a copy of the
         // URI (a reference-count increment), as the filters mutate the request.
@@ -293,8 +296,8 @@ impl FilterChain {
         };
         let cx = RequestContext {
             matched_prefix: uri.as_ref().and_then(|(u, len)| u.path().get(..*len)),
-            tls: conn.is_some_and(|c| c.is_tls()),
-            listener_port: conn.map(|c| c.local_addr().port()),
+            tls,
+            listener_port,
         };
         self.apply_request(req, &cx)
     }

@@ -54,7 +54,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let conn = req.extensions().get::<ConnectionInfo>().copied();
+        // One reference-count increment at most (the TLS details are shared).
+        let conn = req.extensions().get::<ConnectionInfo>().cloned();
         prepare_request(&mut req, conn.as_ref());
         ResponseFuture::new(self.inner.call(req))
     }

@@ -1,21 +1,15 @@
 //! rustls server settings and the TLS accept path.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use hyper::body::Incoming;
 use rustls::ServerConfig;
 use rustls::server::ResolvesServerCert;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
-use tower_service::Service;
 
 use super::TlsError;
-use crate::{BoxError, ConnectionInfo};
 
 /// How long [`TlsAcceptor`] waits for a client to finish its handshake unless told
 /// otherwise.
@@ -94,33 +88,4 @@ impl fmt::Debug for TlsAcceptor {
             .field("handshake_timeout", &self.handshake_timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// Terminates TLS on `io` with `acceptor`, then serves HTTP/1.1 or HTTP/2 (chosen by the
-/// client; ALPN `h2` leads hyper-util to see the HTTP/2 preface) with
-/// [`serve_connection`](crate::server::serve_connection). Requests carry `info` with
-/// [`is_tls`](ConnectionInfo::is_tls) set.
-///
-/// # Errors
-///
-/// The [`TlsError`] of the handshake, or the connection's I/O or protocol error.
-pub async fn serve_tls_connection<IO, S, B>(
-    io: IO,
-    acceptor: &TlsAcceptor,
-    info: ConnectionInfo,
-    service: S,
-) -> Result<(), BoxError>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let stream = acceptor.accept(io).await?;
-    let info = ConnectionInfo::new(info.remote_addr(), info.local_addr(), true);
-    crate::server::serve_connection(stream, info, service).await
 }

@@ -34,20 +34,19 @@
 //! # Accepting
 //!
 //! [`TlsAcceptor::accept`] runs the handshake under a deadline (10 s by default) so a
-//! client that opens a socket and sends nothing cannot hold it forever;
-//! [`serve_tls_connection`] then serves HTTP on the TLS stream with
-//! [`serve_connection`](crate::server::serve_connection). Servers that need their own
-//! hyper builder (limits, graceful shutdown) call [`TlsAcceptor::accept`] and serve the
-//! returned [`TlsStream`] themselves.
+//! client that opens a socket and sends nothing cannot hold it forever. Give the
+//! acceptor to a [`Server`](crate::server::Server) with
+//! [`tls`](crate::server::Server::tls): it runs the handshake on each accepted
+//! connection and serves HTTP on the [`TlsStream`], with the handshake's SNI name, ALPN
+//! protocol and client certificates in each request's
+//! [`ConnectionInfo`](crate::ConnectionInfo).
 
 mod accept;
 mod error;
 mod pem;
 mod store;
 
-pub use self::accept::{
-    DEFAULT_HANDSHAKE_TIMEOUT, TlsAcceptor, serve_tls_connection, server_config,
-};
+pub use self::accept::{DEFAULT_HANDSHAKE_TIMEOUT, TlsAcceptor, server_config};
 pub use self::error::TlsError;
 pub use self::pem::{load_certified_key, load_certified_key_files, load_certs, load_private_key};
 pub use self::store::{CertSet, CertStore};

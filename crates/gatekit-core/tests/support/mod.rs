@@ -28,42 +28,33 @@ pub async fn within<F: Future>(fut: F) -> F::Output {
         .expect("test step timed out")
 }
 
-/// Starts a gateway in front of `backend`: hyper-util's auto (h1 + h2c) server with
-/// upgrades, whose service inserts `ConnectionInfo`, prepares the request, calls the
-/// backend, prepares the response, and turns errors into responses.
+/// Starts a gateway in front of `backend`: gatekit's server (h1 + h2c, upgrades, the
+/// request's `ConnectionInfo`), whose service prepares the request, calls the backend,
+/// prepares the response, and turns errors into responses.
 pub async fn gateway(backend: Backend) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, remote)) = listener.accept().await else {
-                return;
-            };
-            let info = ConnectionInfo::new(remote, addr, false);
-            let backend = backend.clone();
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let backend = backend.clone();
-                async move {
-                    let mut req = req.map(Body::from);
-                    req.extensions_mut().insert(info);
-                    proxy::prepare_request(&mut req, Some(&info));
-                    let rsp = match backend.send(req).await {
-                        Ok(mut rsp) => {
-                            proxy::prepare_response(&mut rsp);
-                            rsp
-                        }
-                        Err(e) => error_response(&*e),
-                    };
-                    Ok::<_, Infallible>(rsp)
+    let svc = tower::service_fn(move |req: Request<Incoming>| {
+        let backend = backend.clone();
+        async move {
+            let mut req = req.map(Body::from);
+            let info = req.extensions().get::<ConnectionInfo>().cloned();
+            proxy::prepare_request(&mut req, info.as_ref());
+            let rsp = match backend.send(req).await {
+                Ok(mut rsp) => {
+                    proxy::prepare_response(&mut rsp);
+                    rsp
                 }
-            });
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
-            });
+                Err(e) => error_response(&*e),
+            };
+            Ok::<_, Infallible>(rsp)
         }
     });
+    tokio::spawn(gatekit_core::server::serve(
+        listener,
+        svc,
+        std::future::pending(),
+    ));
     addr
 }
 

@@ -150,7 +150,7 @@ where
         let access = self.access_log.then(|| AccessEntry {
             method: request.method().clone(),
             uri: request.uri().clone(),
-            connection: request.extensions().get::<ConnectionInfo>().copied(),
+            connection: request.extensions().get::<ConnectionInfo>().cloned(),
         });
         ResponseFuture {
             inner: self.inner.call(request),
@@ -218,8 +218,8 @@ where
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 route = metrics.route(),
                 backend = metrics.backend(),
-                remote = ?entry.connection.map(|c| c.remote_addr()),
-                tls = entry.connection.is_some_and(|c| c.is_tls()),
+                remote = ?entry.connection.as_ref().map(|c| c.remote_addr()),
+                tls = entry.connection.as_ref().is_some_and(|c| c.is_tls()),
             );
         }
         Poll::Ready(result)

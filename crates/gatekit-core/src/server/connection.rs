@@ -1,0 +1,147 @@
+//! One connection, from an accepted socket to its end: the TLS handshake (if any), then
+//! HTTP/1.1 or HTTP/2 with the request-head checks, watched for a drain. Every way
+//! gatekit serves a connection ([`Server`](super::Server), [`serve_connection_with`](super::serve_connection_with),
+//! the fuzz targets) runs [`serve_http`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::future::Either;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower::util::Oneshot;
+use tower_service::Service;
+
+use super::config::Http;
+use super::drain::{DrainSignal, Phase};
+use crate::path::NormalizePath;
+use crate::tls::TlsAcceptor;
+use crate::{BoxError, ConnectionInfo, TlsInfo};
+
+/// Serves a freshly accepted connection from `remote` on `local`: terminates TLS with
+/// `tls` (under its handshake deadline) when given, then [`serve_http`].
+pub(super) async fn serve_accepted<IO, S, B>(
+    io: IO,
+    remote: SocketAddr,
+    local: SocketAddr,
+    tls: Option<&TlsAcceptor>,
+    http: &Http,
+    service: S,
+    drain: DrainSignal,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match tls {
+        None => {
+            let info = ConnectionInfo::new(remote, local, false);
+            serve_http(io, info, http, service, drain).await
+        }
+        Some(acceptor) => {
+            let stream = acceptor.accept(io).await?;
+            let facts = TlsInfo::from_connection(stream.get_ref().1);
+            let info = ConnectionInfo::with_tls(remote, local, facts);
+            serve_http(stream, info, http, service, drain).await
+        }
+    }
+}
+
+/// Serves HTTP on `io` as `http` says, with `info` in every request's extensions and
+/// the request-head checks of its path policy in front of `service`. When `drain`
+/// reaches [`Phase::Graceful`], the connection is asked to finish (HTTP/1: close after
+/// the in-flight response; HTTP/2: GOAWAY, open streams complete).
+pub(super) async fn serve_http<IO, S, B>(
+    io: IO,
+    info: ConnectionInfo,
+    http: &Http,
+    service: S,
+    drain: DrainSignal,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let svc = ConnService {
+        service,
+        info,
+        path_policy: http.path_policy,
+    };
+    let io = TokioIo::new(io);
+    match &http.auto {
+        Some(auto) => {
+            let conn = auto.serve_connection_with_upgrades(io, svc);
+            until_drained(conn, |c| c.graceful_shutdown(), drain).await
+        }
+        None => {
+            let conn = http.http1.serve_connection(io, svc).with_upgrades();
+            until_drained(conn, |c| c.graceful_shutdown(), drain).await
+        }
+    }
+}
+
+/// Drives `conn` to its end, calling `graceful` on it once `drain` turns graceful.
+async fn until_drained<C, E>(
+    conn: C,
+    graceful: fn(Pin<&mut C>),
+    mut drain: DrainSignal,
+) -> Result<(), BoxError>
+where
+    C: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => return result.map_err(Into::into),
+        () = drain.reached(Phase::Graceful) => graceful(conn.as_mut()),
+    }
+    conn.await.map_err(Into::into)
+}
+
+/// The per-connection service hyper serves: adds the connection's [`ConnectionInfo`] to
+/// each request, applies the path policy, and drives a clone of the service to
+/// readiness before calling it (tower's contract; free for the always-ready gatekit
+/// services).
+#[derive(Clone)]
+struct ConnService<S> {
+    service: S,
+    info: ConnectionInfo,
+    path_policy: Option<crate::path::PathPolicy>,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone,
+    B: Default,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future =
+        Either<Oneshot<NormalizePath<S>, Request<Incoming>>, Oneshot<S, Request<Incoming>>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.info.clone());
+        let service = self.service.clone();
+        match self.path_policy {
+            Some(policy) => Either::Left(Oneshot::new(NormalizePath::new(service, policy), req)),
+            None => Either::Right(Oneshot::new(service, req)),
+        }
+    }
+}

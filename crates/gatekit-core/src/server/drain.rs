@@ -1,0 +1,156 @@
+//! [`Drain`]: a shutdown group over listeners and their connections.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// Where a drain is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Phase {
+    /// Serving normally.
+    Serving,
+    /// Connections are asked to finish.
+    Graceful,
+    /// The deadline passed: connections are dropped.
+    Hard,
+}
+
+/// How [`Drain::drain`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DrainOutcome {
+    /// Every connection finished in time.
+    Complete,
+    /// The deadline passed; this many connections were dropped.
+    TimedOut {
+        /// Connections still open at the deadline.
+        dropped: usize,
+    },
+}
+
+/// A shutdown group: the listeners ([`Server`](super::Server)s) given it with
+/// [`Server::drain`](super::Server::drain) and every connection they accepted. Cheap to
+/// clone; clones are the same group.
+///
+/// [`drain`](Self::drain) stops every listener of the group (their sockets close, so new
+/// connections are refused), asks every connection to finish (HTTP/1: close after the
+/// in-flight response, idle keep-alive connections at once; HTTP/2: GOAWAY, open streams
+/// complete; a connection still in its TLS handshake is asked as soon as it is served),
+/// and waits for them up to a deadline, after which the rest are dropped.
+#[derive(Clone, Debug, Default)]
+pub struct Drain {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// `true` once listeners must stop accepting; each accept loop holds a receiver.
+    stop_accepting: watch::Sender<bool>,
+    /// Each connection holds a receiver until it ends.
+    phase: watch::Sender<Phase>,
+    /// Open connections.
+    active: AtomicUsize,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            stop_accepting: watch::Sender::new(false),
+            phase: watch::Sender::new(Phase::Serving),
+            active: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Drain {
+    /// A new group, with no listener yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Open connections of the group's listeners.
+    pub fn active_connections(&self) -> usize {
+        self.inner.active.load(Ordering::Relaxed)
+    }
+
+    /// Stops every listener of the group, lets open connections finish gracefully for up
+    /// to `timeout`, then drops the rest. Listeners given the group afterwards stop at
+    /// once.
+    pub async fn drain(&self, timeout: Duration) -> DrainOutcome {
+        self.inner.stop_accepting.send_replace(true);
+        // Every accept loop has closed its socket, and every connection it accepted
+        // holds a phase receiver.
+        self.inner.stop_accepting.closed().await;
+        tracing::info!(
+            connections = self.active_connections(),
+            ?timeout,
+            "draining connections"
+        );
+        self.inner.phase.send_replace(Phase::Graceful);
+        if tokio::time::timeout(timeout, self.inner.phase.closed())
+            .await
+            .is_ok()
+        {
+            return DrainOutcome::Complete;
+        }
+        let dropped = self.active_connections();
+        tracing::warn!(
+            connections = dropped,
+            "drain deadline passed; closing connections"
+        );
+        self.inner.phase.send_replace(Phase::Hard);
+        // Each connection task ends at its next poll.
+        self.inner.phase.closed().await;
+        DrainOutcome::TimedOut { dropped }
+    }
+
+    /// What an accept loop watches: `true` once it must stop.
+    pub(super) fn stop_accepting(&self) -> watch::Receiver<bool> {
+        self.inner.stop_accepting.subscribe()
+    }
+
+    /// Registers one accepted connection: counted until the returned value is dropped.
+    pub(super) fn connection(&self) -> Tracked {
+        self.inner.active.fetch_add(1, Ordering::Relaxed);
+        Tracked {
+            signal: DrainSignal(Some(self.inner.phase.subscribe())),
+            drain: self.clone(),
+        }
+    }
+}
+
+/// One connection registered with a [`Drain`].
+#[derive(Debug)]
+pub(super) struct Tracked {
+    pub(super) signal: DrainSignal,
+    drain: Drain,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drain.inner.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a connection watches to learn that it must finish; `none()` never fires.
+#[derive(Clone, Debug)]
+pub(super) struct DrainSignal(Option<watch::Receiver<Phase>>);
+
+impl DrainSignal {
+    /// A signal that never fires: a connection outside any drain group.
+    pub(super) const fn none() -> Self {
+        Self(None)
+    }
+
+    /// Resolves once the drain has reached `phase` (never, for [`none`](Self::none)).
+    pub(super) async fn reached(&mut self, phase: Phase) {
+        if let Some(rx) = &mut self.0
+            && rx.wait_for(|p| *p >= phase).await.is_ok()
+        {
+            return;
+        }
+        std::future::pending().await
+    }
+}

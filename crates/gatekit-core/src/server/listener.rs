@@ -1,0 +1,315 @@
+//! [`Server`]: a listening socket and its accept loop; [`ServerHandle`] to stop it.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::task::JoinHandle;
+use tower_service::Service;
+
+use super::ServerConfig;
+use super::config::Http;
+use super::connection::serve_accepted;
+use super::drain::{Drain, Phase, Tracked};
+use super::limit::{ConnectionLimit, ConnectionObserver};
+use crate::BoxError;
+use crate::tls::TlsAcceptor;
+
+/// How long an accept loop pauses after an accept error (typically running out of file
+/// descriptors) so it does not spin while the condition lasts.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
+
+/// One listening socket, configured with setters, then [served](Self::serve): see the
+/// [module docs](super) for what happens to each connection.
+///
+/// ```no_run
+/// # async fn run(store: std::sync::Arc<gatekit_core::tls::CertStore>) -> Result<(), gatekit_core::BoxError> {
+/// use std::time::Duration;
+/// use gatekit_core::server::{ConnectionLimit, Drain, Server, ServerConfig};
+/// use gatekit_core::tls::{TlsAcceptor, server_config};
+///
+/// # let router = gatekit_core::Router::new(gatekit_core::RouteTable::default());
+/// let drain = Drain::new();
+/// let limit = ConnectionLimit::new(10_000);
+/// let config = ServerConfig::default().path_policy(Some(Default::default()));
+/// let tls = TlsAcceptor::new(std::sync::Arc::new(server_config(store)?));
+/// let https = Server::bind("127.0.0.1:8443".parse()?)
+///     .await?
+///     .config(config)
+///     .tls(tls)
+///     .limit(limit.clone())
+///     .drain(&drain)
+///     .serve(router);
+/// println!("listening on {}", https.local_addr());
+/// // ... on SIGTERM:
+/// let outcome = drain.drain(Duration::from_secs(30)).await;
+/// # let _ = outcome; Ok(()) }
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    local: SocketAddr,
+    config: ServerConfig,
+    tls: Option<TlsAcceptor>,
+    limit: Option<ConnectionLimit>,
+    drain: Drain,
+    observer: Option<Arc<dyn ConnectionObserver>>,
+}
+
+impl Server {
+    /// Binds a TCP socket on `addr` (port 0 picks a free port).
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of binding.
+    pub async fn bind(addr: SocketAddr) -> io::Result<Self> {
+        Self::from_listener(TcpListener::bind(addr).await?)
+    }
+
+    /// Serves on an already bound `listener`.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of reading the listener's address.
+    pub fn from_listener(listener: TcpListener) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local,
+            config: ServerConfig::default(),
+            tls: None,
+            limit: None,
+            drain: Drain::new(),
+            observer: None,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// How connections are served (default [`ServerConfig::default`]).
+    #[must_use]
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Terminates TLS on every connection with `acceptor` (its handshake deadline
+    /// applies); requests carry the handshake's facts in their [`ConnectionInfo`](crate::ConnectionInfo).
+    #[must_use]
+    pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// Counts connections against `limit` (default: no limit), shared with every other
+    /// server given a clone.
+    #[must_use]
+    pub fn limit(mut self, limit: ConnectionLimit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Joins the shutdown group `drain` (default: a group of its own, which nobody
+    /// drains: [`ServerHandle::stop`] then leaves connections to end by themselves).
+    #[must_use]
+    pub fn drain(mut self, drain: &Drain) -> Self {
+        self.drain = drain.clone();
+        self
+    }
+
+    /// Tells `observer` of each connection opened, closed or rejected.
+    #[must_use]
+    pub fn observer(mut self, observer: Arc<dyn ConnectionObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Starts accepting on a task of its own, serving each connection with a clone of
+    /// `service` (cloned per connection and per request: keep it an `Arc` inside).
+    /// Refusals of the [path policy](ServerConfig::path_policy) carry an empty
+    /// `B::default()` body. Must be called within a tokio runtime.
+    pub fn serve<S, B>(self, service: S) -> ServerHandle
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Default + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (stop, stopped) = oneshot::channel();
+        let local = self.local;
+        let tls = self.tls.is_some();
+        let task = tokio::spawn(self.run(service, stopped));
+        tracing::debug!(%local, tls, "listening");
+        ServerHandle {
+            local,
+            tls,
+            stop,
+            task,
+        }
+    }
+
+    async fn run<S, B>(self, service: S, mut stopped: oneshot::Receiver<()>)
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Default + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let Self {
+            listener,
+            local,
+            config,
+            tls,
+            limit,
+            drain,
+            observer,
+        } = self;
+        let mut draining = drain.stop_accepting();
+        let http = Arc::new(Http::new(&config));
+        loop {
+            // A stop or a drain wins over a pending connection; `stopped` also fires
+            // when the handle is dropped.
+            let accepted = tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                _ = draining.wait_for(|stop| *stop) => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, remote) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, %local, "accept failed");
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        _ = draining.wait_for(|stop| *stop) => break,
+                        () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => continue,
+                    }
+                }
+            };
+            let permit = match &limit {
+                None => None,
+                Some(limit) => match limit.try_acquire() {
+                    Some(permit) => Some(permit),
+                    None => {
+                        if let Some(observer) = &observer {
+                            observer.rejected();
+                        }
+                        tracing::debug!(%remote, %local, "connection limit reached; closing");
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let guard = ConnectionGuard::new(drain.connection(), permit, observer.clone());
+            let mut hard_stop = guard.tracked.signal.clone();
+            let signal = guard.tracked.signal.clone();
+            let (tls, http, service) = (tls.clone(), http.clone(), service.clone());
+            tokio::spawn(async move {
+                let _guard = guard;
+                let serve =
+                    serve_accepted(tcp, remote, local, tls.as_ref(), &http, service, signal);
+                tokio::select! {
+                    result = serve => if let Err(error) = result {
+                        tracing::debug!(%error, %remote, "connection ended with an error");
+                    },
+                    () = hard_stop.reached(Phase::Hard) => {}
+                }
+            });
+        }
+        // The socket closes before the drain hears that this loop ended.
+        drop(listener);
+        drop(draining);
+        tracing::debug!(%local, "stopped listening");
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local", &self.local)
+            .field("config", &self.config)
+            .field("tls", &self.tls)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A listener started by [`Server::serve`]. Dropping it stops accepting, as
+/// [`stop`](Self::stop) does, without waiting for the socket to close.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local: SocketAddr,
+    tls: bool,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Whether the listener terminates TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Stops accepting and returns once the socket is closed (new connections are
+    /// refused). Open connections go on until they end or their [`Drain`] drains them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, local = %self.local, "accept loop failed");
+        }
+    }
+}
+
+/// One open connection: holds its slot under the limit and its place in the drain
+/// group, and tells the observer when it ends.
+struct ConnectionGuard {
+    tracked: Tracked,
+    _permit: Option<OwnedSemaphorePermit>,
+    observer: Option<Arc<dyn ConnectionObserver>>,
+}
+
+impl ConnectionGuard {
+    fn new(
+        tracked: Tracked,
+        permit: Option<OwnedSemaphorePermit>,
+        observer: Option<Arc<dyn ConnectionObserver>>,
+    ) -> Self {
+        if let Some(observer) = &observer {
+            observer.opened();
+        }
+        Self {
+            tracked,
+            _permit: permit,
+            observer,
+        }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if let Some(observer) = &self.observer {
+            observer.closed();
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Serving a tower service to clients: the one serving path of gatekit, used by the
+//! `gatekit` binary's listeners, the examples, the tests and the fuzz targets alike.
+//!
+//! # Per connection
+//!
+//! ```text
+//! Server: accept (a pause after an accept error)
+//!   ─▶ over the ConnectionLimit? close at once (counted, ConnectionObserver::rejected)
+//!   ─▶ [TLS handshake under a deadline; certificate by SNI from a CertStore]
+//!   ─▶ hyper-util auto builder (HTTP/1.1 or HTTP/2; h2 by preface, after ALPN on TLS)
+//!   ─▶ each request gets the connection's ConnectionInfo (addresses; SNI, ALPN and the
+//!      client's certificates on TLS); with a path policy, its Host and target are
+//!      checked and its path normalised (gatekit_core::path: 400, 414)
+//!   ─▶ a clone of the service
+//! ```
+//!
+//! A [`Server`] is one listening socket; [`Server::serve`] returns a [`ServerHandle`]
+//! that [stops](ServerHandle::stop) it. Listeners share a [`ConnectionLimit`] and a
+//! [`Drain`] group by being given clones. [`serve_connection_with`] serves one already
+//! accepted connection (any byte stream: a TLS stream, an in-memory duplex) through the
+//! same code; [`serve`] and [`serve_with`] are a listener served until a future
+//! completes, for examples and tests.
+//!
+//! # Draining
+//!
+//! [`Drain::drain`] stops the group's listeners (new connections are refused), asks
+//! every connection to finish (HTTP/1: close after the in-flight response; HTTP/2:
+//! GOAWAY, open streams complete) and waits up to a deadline, after which the rest are
+//! dropped; it reports a [`DrainOutcome`].
+//!
+//! # Cost
+//!
+//! The automatic detection reads the first bytes of every connection to look for the h2
+//! preface and then serves through one more layer of futures. A listener that needs no
+//! HTTP/2 (a plaintext listener without h2c, or a TLS connection whose ALPN chose
+//! `http/1.1`) can skip it with [`ServerConfig::http2`]`(false)`: hyper's HTTP/1 server
+//! directly, about 2% less CPU per request on the proxy benchmark (`docs/benchmarks.md`).
+//!
+//! # Limits
+//!
+//! Every connection is served with explicit limits rather than library defaults left by
+//! accident: an HTTP/1 header read timeout (slowloris), a 64 KiB cap on an HTTP/1
+//! request head (431 beyond; at most 100 header lines, hyper's fixed default) and the
+//! HTTP/2 limits of [`ServerConfig`] (stream count, decoded header size, the "Rapid
+//! Reset" and "MadeYouReset" defences, keep-alive pings).
+//!
+//! HTTP/1 responses are written flattened (head and body copied into one buffer and
+//! written with one `write`) rather than as a vectored write of separate buffers: for the
+//! small messages most requests are, the copy is cheaper than `writev`'s per-buffer
+//! bookkeeping in hyper and the kernel.
+
+mod config;
+mod connection;
+mod drain;
+mod limit;
+mod listener;
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+pub use self::config::ServerConfig;
+pub use self::drain::{Drain, DrainOutcome};
+pub use self::limit::{ConnectionLimit, ConnectionObserver};
+pub use self::listener::{Server, ServerHandle};
+use crate::{BoxError, ConnectionInfo};
+
+/// Serves one connection with `service`, adding `info` to each request's extensions.
+/// HTTP/1.1 and HTTP/2 are both accepted (see [`serve_connection_with`]).
+///
+/// # Errors
+///
+/// The connection's I/O or protocol error, if it ended with one.
+pub async fn serve_connection<S, B, IO>(
+    io: IO,
+    info: ConnectionInfo,
+    service: S,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    serve_connection_with(io, info, service, &ServerConfig::default()).await
+}
+
+/// Serves one already accepted connection with `service` as `config` says, adding
+/// `info` to each request's extensions: the code a [`Server`] runs for each connection
+/// after accepting it (and after the TLS handshake), outside any [`Drain`] group.
+/// Upgrades (WebSocket) are supported on HTTP/1.1.
+///
+/// # Errors
+///
+/// The connection's I/O or protocol error, if it ended with one.
+pub async fn serve_connection_with<S, B, IO>(
+    io: IO,
+    info: ConnectionInfo,
+    service: S,
+    config: &ServerConfig,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let http = config::Http::new(config);
+    connection::serve_http(io, info, &http, service, drain::DrainSignal::none()).await
+}
+
+/// Accepts connections on `listener` and serves each with a clone of `service` in its own
+/// task, until `shutdown` completes (connections already accepted run to their end).
+/// HTTP/1.1 and HTTP/2 are both accepted (see [`serve_with`]).
+///
+/// # Errors
+///
+/// Only if reading the listener's own address fails; accept errors are logged and the
+/// loop goes on.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BoxError>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    serve_with(listener, service, shutdown, ServerConfig::default()).await
+}
+
+/// [`serve`], with each connection served as `config` says: a [`Server`] on `listener`,
+/// [stopped](ServerHandle::stop) when `shutdown` completes.
+///
+/// # Errors
+///
+/// Only if reading the listener's own address fails; accept errors are logged and the
+/// loop goes on.
+pub async fn serve_with<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    config: ServerConfig,
+) -> Result<(), BoxError>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let handle = Server::from_listener(listener)?
+        .config(config)
+        .serve(service);
+    shutdown.await;
+    handle.stop().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
