@@ -10,7 +10,7 @@
 //!   case-insensitivity, port stripping, wildcards, IPv6 literals, no false positives.
 //! - [`filters`]: header modifiers, URL rewrites and redirects on arbitrary requests: the
 //!   result is a valid request (or redirect) with a consistent host.
-//! - [`proxy_pipeline`]: arbitrary bytes as an HTTP/1.1 client connection to
+//! - [`proxy_pipeline`]: arbitrary bytes as a client connection to
 //!   [`serve_connection_with`](crate::server::serve_connection_with) with a
 //!   [`Router`](crate::Router), filters and an in-process backend: the output is a
 //!   sequence of well-formed HTTP/1.1 responses, 4xx for malformed input.
