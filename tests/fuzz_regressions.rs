@@ -92,3 +92,16 @@ fn filters_redirect_of_asterisk_form_target_has_a_path() {
         131, 42, 250, 109, 119, 46, 114, 74, 212, 179, 46, 9, 9, 9, 9, 9, 9, 52,
     ]);
 }
+
+/// Found by `proxy_pipeline` once it served with the binary's HTTP/1 + h2 config: a head
+/// with a bare CR that never ends before EOF is closed without an answer (the HTTP/1-only
+/// server answered 400); either way nothing reaches a backend and nothing panics or hangs.
+#[test]
+fn proxy_pipeline_unterminated_heads_with_a_bare_cr() {
+    core_fuzz::proxy_pipeline(
+        b"POST /api HTTP/1.1\r\nHost: apmple.com\r\nCont\rent-Length* 5L\x00\x00\x00\x00\x00\x00\x00tion:zzzzzzzzzzzzz close\r\n:\x9a\xca\x00llo",
+    );
+    core_fuzz::proxy_pipeline(
+        b"POST / HTTP/1.1\r\nHost: a\r\xdc\nContent-Length: 4\r\nTransfer-Enco\x00inGET /admin HTTP/1.1\r\nHost: a\r\nHost: a\r\xdc\nContent-L\r\n",
+    );
+}

@@ -185,6 +185,13 @@ fn check_output(input: &[u8], out: &[u8]) {
     let mut req = httparse::Request::new(&mut headers);
     if let Err(e) = req.parse(input) {
         let Some(&first) = statuses.first() else {
+            // A head that never ends before the client's EOF may be closed without an
+            // answer (RFC 9112 §8: an incomplete message). hyper's HTTP/1-only server
+            // answers 400 to some of these (a bare CR in the head) where the binary's
+            // HTTP/1 + h2 server closes: both refuse the request, nothing is forwarded.
+            if !input.windows(4).any(|w| w == b"\r\n\r\n") {
+                return;
+            }
             panic!("no response to a malformed request ({e})");
         };
         let expected =
