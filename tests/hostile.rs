@@ -897,7 +897,7 @@ async fn a_stalled_tls_handshake_is_cut_by_the_handshake_timeout() {
     tls.assert_serves().await;
 }
 
-use gatekit_tests::wired::{Ca, secret, tls_get};
+use gatekit_tests::wired::{Ca, CaExt, secret, tls_get};
 
 /// A TLS client that accepts any certificate (to see what an attacker gets past a
 /// certificate mismatch).

@@ -11,8 +11,8 @@ use std::time::Duration;
 use gatekit_bin::DrainOutcome;
 use gatekit_core::Body;
 use gatekit_tests::wired::{
-    Ca, Wired, eventually, free_port, gateway_http, get_raw, route, secret, service, tls_get,
-    write_atomic,
+    Ca, CaExt, Wired, eventually, free_port, gateway_http, get_raw, route, secret, service,
+    tls_get, write_atomic,
 };
 use gatekit_tests::{EchoBackend, TestClient};
 use http::{Request, Response, StatusCode};

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -229,51 +228,23 @@ where
     }
 }
 
-/// A test CA issuing PEM leaf certificates.
-#[allow(missing_debug_implementations)]
-pub struct Ca {
-    params: rcgen::CertificateParams,
-    key: rcgen::KeyPair,
-    der: CertificateDer<'static>,
-}
+pub use gatekit_testkit::Ca;
 
-impl Default for Ca {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Ca {
-    pub fn new() -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let der = params.self_signed(&key).unwrap().der().clone();
-        Self { params, key, der }
-    }
-
+/// The end-to-end tests want PEM leaves (they go into Secrets) and HTTP/1.1 clients.
+pub trait CaExt {
     /// A leaf for `name`: (cert PEM, key PEM, leaf DER).
-    pub fn leaf(&self, name: &str) -> (String, String, CertificateDer<'static>) {
-        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem(), cert.der().clone())
+    fn leaf(&self, name: &str) -> (String, String, CertificateDer<'static>);
+    /// A client trusting the CA, offering `http/1.1`.
+    fn connector(&self) -> tokio_rustls::TlsConnector;
+}
+
+impl CaExt for Ca {
+    fn leaf(&self, name: &str) -> (String, String, CertificateDer<'static>) {
+        self.leaf_pem(&[name])
     }
 
-    pub fn connector(&self) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.resumption = rustls::client::Resumption::disabled();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
+    fn connector(&self) -> tokio_rustls::TlsConnector {
+        self.tls_connector(&[b"http/1.1"])
     }
 }
 

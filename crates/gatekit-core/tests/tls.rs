@@ -22,54 +22,24 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-/// A test CA issuing leaf certificates, so clients verify chains for real.
-struct Ca {
-    params: rcgen::CertificateParams,
-    key: rcgen::KeyPair,
-    der: CertificateDer<'static>,
+use gatekit_testkit::Ca;
+
+/// Leaves as rustls certified keys, and clients with ALPN.
+trait CaExt {
+    /// A leaf for `names`, as (certified key, leaf DER).
+    fn leaf(&self, names: &[&str]) -> (Arc<CertifiedKey>, CertificateDer<'static>);
+    fn connector(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector;
 }
 
-impl Ca {
-    fn new() -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let der = params.self_signed(&key).unwrap().der().clone();
-        Self { params, key, der }
-    }
-
-    /// A leaf for `names`, as (certified key, leaf DER).
+impl CaExt for Ca {
     fn leaf(&self, names: &[&str]) -> (Arc<CertifiedKey>, CertificateDer<'static>) {
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let certified = load_certified_key(
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-            names[0],
-        )
-        .unwrap();
-        (certified, cert.der().clone())
+        let (cert, key, der) = self.leaf_pem(names);
+        let certified = load_certified_key(cert.as_bytes(), key.as_bytes(), names[0]).unwrap();
+        (certified, der)
     }
 
     fn connector(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        // Each handshake must be a full one: a resumed session shows no certificate and the
-        // client reports the one it saw first.
-        config.resumption = rustls::client::Resumption::disabled();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
+        self.tls_connector(alpn)
     }
 }
 

@@ -13,7 +13,9 @@ use gatekit_gateway::Transport;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{Ca, closed_by_peer, gateway, get, hello_service, http1, options, send, tls_connect};
+use support::{
+    Ca, CaExt, closed_by_peer, gateway, get, hello_service, http1, options, send, tls_connect,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -1,16 +1,12 @@
 //! Shared test support: a process on ephemeral ports, small HTTP clients.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+// Each test binary uses part of this module (and of what it re-exports).
+#![allow(dead_code, unused_imports, unreachable_pub, clippy::unwrap_used)]
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 
-use bytes::Bytes;
 use gatekit_bin::{Process, Settings};
 use gatekit_core::{Body, ConnectionInfo};
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use http::{Request, Response};
 
 /// Settings with the admin API on an ephemeral loopback port.
 pub fn settings() -> Settings {
@@ -47,33 +43,4 @@ pub fn hello_service() -> impl tower::Service<
     })
 }
 
-pub type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-/// An HTTP/1.1 client connection on any stream.
-pub async fn http1<IO>(io: IO) -> Sender
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    sender
-}
-
-pub async fn send(sender: &mut Sender, path: &str) -> (StatusCode, String) {
-    let req = Request::get(path)
-        .header("host", "test")
-        .body(Empty::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(body.to_vec()).unwrap())
-}
-
-/// One GET on a fresh connection.
-pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
-    let mut sender = http1(TcpStream::connect(addr).await.unwrap()).await;
-    send(&mut sender, path).await
-}
+pub use gatekit_testkit::{Sender, get, http1, send};
