@@ -51,18 +51,21 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::uri::PathAndQuery;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header,
+};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::pool::EndpointPool;
 use crate::{Body, BoxError, Error, ErrorKind};
 
 /// The most header fields in a response head (hyper's default is 100 as well).
@@ -127,6 +130,47 @@ impl RawConn {
         let read = pin!(self.io.read_buf(&mut self.rbuf));
         read.poll(cx)
     }
+}
+
+// --- request form ---
+
+/// HTTP/1.1 upstream: origin-form target and a `Host` header.
+pub(super) fn to_origin_form(req: &mut Request<Body>, addr: SocketAddr) {
+    *req.version_mut() = Version::HTTP_11;
+    let uri = req.uri();
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        if !req.headers().contains_key(header::HOST) {
+            insert_host_from_addr(req, addr);
+        }
+        return;
+    }
+    if !req.headers().contains_key(header::HOST) {
+        let host = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(strip_userinfo(a.as_str())).ok());
+        match host {
+            Some(host) => {
+                req.headers_mut().insert(header::HOST, host);
+            }
+            None => insert_host_from_addr(req, addr),
+        }
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(path);
+}
+
+fn insert_host_from_addr(req: &mut Request<Body>, addr: SocketAddr) {
+    if let Ok(host) = HeaderValue::try_from(addr.to_string()) {
+        req.headers_mut().insert(header::HOST, host);
+    }
+}
+
+fn strip_userinfo(authority: &str) -> &str {
+    authority.rsplit('@').next().unwrap_or(authority)
 }
 
 /// How a request's body is sent.
@@ -387,7 +431,22 @@ fn upload_error(err: BoxError) -> Error {
     Error::with_source(kind, err)
 }
 
-type Connecting = Pin<Box<dyn Future<Output = Result<TcpStream, Error>> + Send>>;
+/// A TCP connection being opened.
+pub(crate) type Connecting = Pin<Box<dyn Future<Output = Result<TcpStream, Error>> + Send>>;
+
+/// What the codec needs from the owner of its connections (the pool implements it): a
+/// new connection, a place for a connection whose response ended cleanly, and a way to
+/// carry a streamed response body in a [`Body`].
+pub(crate) trait RawPool: Sized + Send + Sync + 'static {
+    /// Opens a TCP connection to the upstream.
+    fn connect(self: Arc<Self>) -> Connecting;
+
+    /// Takes back a connection that is ready for the next request.
+    fn put(self: &Arc<Self>, conn: Box<RawConn>);
+
+    /// Wraps a response body that is still being read from its connection.
+    fn body(body: RawBody<Self>) -> Body;
+}
 
 enum Stage {
     /// Opening a new connection; the encoded request waits in `Exchange::pending`.
@@ -400,8 +459,8 @@ enum Stage {
 }
 
 /// The response future of a request on the fast path.
-pub(crate) struct Exchange {
-    pool: Arc<EndpointPool>,
+pub(crate) struct Exchange<P> {
+    pool: Arc<P>,
     conn: Option<Box<RawConn>>,
     /// The encoded request while a connection is being opened.
     pending: Vec<u8>,
@@ -416,7 +475,7 @@ pub(crate) struct Exchange {
     upload: Option<Upload>,
 }
 
-impl fmt::Debug for Exchange {
+impl<P> fmt::Debug for Exchange<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Exchange")
             .field("reused", &self.reused)
@@ -424,10 +483,10 @@ impl fmt::Debug for Exchange {
     }
 }
 
-impl Exchange {
+impl<P: RawPool> Exchange<P> {
     /// Starts an exchange: on `conn` (from the pool) when given, else on a new connection.
     pub(crate) fn start(
-        pool: Arc<EndpointPool>,
+        pool: Arc<P>,
         conn: Option<Box<RawConn>>,
         req: Request<Body>,
         plan: Plan,
@@ -442,7 +501,7 @@ impl Exchange {
             None => {
                 let mut pending = Vec::new();
                 encode_head(&req, plan, &mut pending);
-                (Stage::Connect(pool.clone().connect_raw()), None, pending)
+                (Stage::Connect(pool.clone().connect()), None, pending)
             }
         };
         let upload = match plan {
@@ -486,7 +545,7 @@ impl Exchange {
             }
             self.written = 0;
             self.reused = false;
-            self.stage = Stage::Connect(self.pool.clone().connect_raw());
+            self.stage = Stage::Connect(self.pool.clone().connect());
             return Ok(());
         }
         Err(Error::with_source(ErrorKind::UpstreamProtocol, error).retry_safe(!self.sent))
@@ -512,7 +571,7 @@ impl Exchange {
     }
 }
 
-impl Future for Exchange {
+impl<P: RawPool> Future for Exchange<P> {
     type Output = Result<Response<Body>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -548,7 +607,7 @@ impl Future for Exchange {
     }
 }
 
-impl Exchange {
+impl<P: RawPool> Exchange<P> {
     /// Reads the response head. `early`: the request is not all sent yet; the response
     /// body then goes on sending it (see [`RawBody`]) and the connection is not reused.
     fn poll_response(
@@ -772,7 +831,8 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+/// Whether a comma-separated header value lists `token` (case-insensitive).
+pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
@@ -788,10 +848,10 @@ struct Rest {
 /// Builds the response: the body is taken from the buffer when it is all there (the
 /// connection returns to the pool now), else read by a [`RawBody`]. With `rest` (an
 /// early response) the response body also sends the rest of the request.
-fn finish(
+fn finish<P: RawPool>(
     head: Head,
     mut conn: Box<RawConn>,
-    pool: &Arc<EndpointPool>,
+    pool: &Arc<P>,
     rest: Option<Rest>,
 ) -> Response<Body> {
     let rest = rest.unwrap_or(Rest {
@@ -805,11 +865,11 @@ fn finish(
             // `n` fits in usize: it is at most the buffer's length.
             let data = conn.rbuf.split_to(n as usize).freeze();
             if head.keep_alive && conn.rbuf.is_empty() {
-                pool.put_raw(conn);
+                pool.put(conn);
             }
             Body::full(data)
         }
-        framing => Body::from(super::pool::PooledBody::raw(RawBody {
+        framing => P::body(RawBody {
             conn: Some(conn),
             pool: pool.clone(),
             decoder: match framing {
@@ -821,7 +881,7 @@ fn finish(
             error: None,
             // Boxed: rare, and a `Body` inside the body type needs the indirection.
             rest: rest.upload.is_some().then(|| Box::new(rest)),
-        })),
+        }),
     };
     let mut rsp = Response::new(body);
     *rsp.status_mut() = head.status;
@@ -865,9 +925,9 @@ enum Step {
 
 /// A response body read from a fast-path connection, which returns to the pool at the
 /// end of the body. Dropped before the end, or failed, the connection is closed.
-pub(crate) struct RawBody {
+pub(crate) struct RawBody<P> {
     conn: Option<Box<RawConn>>,
-    pool: Arc<EndpointPool>,
+    pool: Arc<P>,
     decoder: Decoder,
     keep_alive: bool,
     error: Option<BoxError>,
@@ -875,7 +935,7 @@ pub(crate) struct RawBody {
     rest: Option<Box<Rest>>,
 }
 
-impl fmt::Debug for RawBody {
+impl<P> fmt::Debug for RawBody<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawBody")
             .field("decoder", &self.decoder)
@@ -887,7 +947,7 @@ fn body_error(reason: &'static str) -> BoxError {
     Error::with_source(ErrorKind::UpstreamProtocol, reason).into()
 }
 
-impl RawBody {
+impl<P: RawPool> RawBody<P> {
     fn finish(&mut self) {
         self.decoder = Decoder::Done;
         // The response is complete: what is left of an early-answered upload is dropped
@@ -897,7 +957,7 @@ impl RawBody {
             && self.keep_alive
             && conn.rbuf.is_empty()
         {
-            self.pool.put_raw(conn);
+            self.pool.put(conn);
         }
     }
 

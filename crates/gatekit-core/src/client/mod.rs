@@ -281,8 +281,18 @@ impl EndpointClient {
     /// Sends a request to the endpoint.
     pub fn send(&self, req: Request<Body>) -> ResponseFuture {
         ResponseFuture {
-            inner: self.pool.start(req),
+            inner: self.start(req),
         }
+    }
+
+    /// Starts a request: an upgrade on a connection of its own (see `upgrade.rs`),
+    /// anything else through the pool.
+    fn start(&self, req: Request<Body>) -> crate::backend::BoxFuture {
+        if self.pool.transport().protocol() != Protocol::Http2 && upgrade::is_upgrade(&req) {
+            let pool = self.pool.clone();
+            return Box::pin(async move { upgrade::send(pool, req).await.map_err(BoxError::from) });
+        }
+        self.pool.start(req)
     }
 
     /// The endpoint's address.
@@ -356,6 +366,6 @@ impl Backend {
 // request, not two.
 impl crate::backend::Call for EndpointClient {
     fn call(&self, req: Request<Body>) -> crate::backend::BoxFuture {
-        self.pool.start(req)
+        self.start(req)
     }
 }

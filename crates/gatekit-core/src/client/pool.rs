@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http::{Request, Response, Uri, Version, header};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -20,7 +20,7 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::h1::{self, RawBody, RawConn};
+use super::h1::{self, RawBody, RawConn, to_origin_form};
 use super::transport::Protocol;
 use super::{ClientConfig, Transport};
 use crate::{Body, BoxError, Error, ErrorKind};
@@ -251,9 +251,6 @@ impl EndpointPool {
 
     /// Sends one request over a pooled or new connection.
     pub(crate) async fn send(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, Error> {
-        if self.transport().protocol() != Protocol::Http2 && super::upgrade::is_upgrade(&req) {
-            return Box::pin(super::upgrade::send(self, req)).await;
-        }
         // Relaxed: a hint; a stale read only sends one more request the HTTP/1 way,
         // whose connect then finds h2.
         if self.prefers_h2.load(Ordering::Relaxed) {
@@ -267,10 +264,10 @@ impl EndpointPool {
 
     /// Starts a request, choosing its path before any future exists, so the common case
     /// (a warm pooled HTTP/1.1 connection) gets a small future of its own instead of one
-    /// sized by every path's largest state (connecting, h2, upgrades: about 2 KB).
+    /// sized by every path's largest state (connecting, h2: about 2 KB).
     pub(crate) fn start(self: &Arc<Self>, mut req: Request<Body>) -> crate::backend::BoxFuture {
         let pool = self.clone();
-        if self.prefers_h2.load(Ordering::Relaxed) || super::upgrade::is_upgrade(&req) {
+        if self.prefers_h2.load(Ordering::Relaxed) {
             return Box::pin(async move { pool.send(req).await.map_err(crate::BoxError::from) });
         }
         to_origin_form(&mut req, self.addr());
@@ -389,7 +386,7 @@ impl EndpointPool {
 
     /// Returns a fast-path connection (at the end of a response) to the idle stack, if
     /// the stack has room.
-    pub(crate) fn put_raw(self: &Arc<Self>, conn: Box<RawConn>) {
+    fn put_raw(self: &Arc<Self>, conn: Box<RawConn>) {
         let max = self.config().pool_max_idle_per_endpoint;
         let since = Instant::now();
         let mut idle = self.h1.lock();
@@ -403,9 +400,7 @@ impl EndpointPool {
     }
 
     /// Opens a TCP connection for the fast path (connect timeout, TCP_NODELAY).
-    pub(crate) fn connect_raw(
-        self: Arc<Self>,
-    ) -> Pin<Box<dyn Future<Output = Result<TcpStream, Error>> + Send>> {
+    fn connect_raw(self: Arc<Self>) -> h1::Connecting {
         Box::pin(async move {
             let timeout = self.config().connect_timeout;
             let tcp = match tokio::time::timeout(timeout, TcpStream::connect(self.addr())).await {
@@ -560,6 +555,21 @@ impl EndpointPool {
     }
 }
 
+// The fast path's connections come from and return to this pool.
+impl h1::RawPool for EndpointPool {
+    fn connect(self: Arc<Self>) -> h1::Connecting {
+        self.connect_raw()
+    }
+
+    fn put(self: &Arc<Self>, conn: Box<RawConn>) {
+        self.put_raw(conn);
+    }
+
+    fn body(body: RawBody<Self>) -> Body {
+        Body::from(PooledBody::raw(body))
+    }
+}
+
 impl fmt::Debug for EndpointPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointPool")
@@ -655,45 +665,6 @@ fn is_refused_stream(err: &hyper::Error) -> bool {
 
 // --- request forms ---
 
-/// HTTP/1.1 upstream: origin-form target and a `Host` header.
-pub(crate) fn to_origin_form(req: &mut Request<Body>, addr: SocketAddr) {
-    *req.version_mut() = Version::HTTP_11;
-    let uri = req.uri();
-    if uri.scheme().is_none() && uri.authority().is_none() {
-        if !req.headers().contains_key(header::HOST) {
-            insert_host_from_addr(req, addr);
-        }
-        return;
-    }
-    if !req.headers().contains_key(header::HOST) {
-        let host = uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(strip_userinfo(a.as_str())).ok());
-        match host {
-            Some(host) => {
-                req.headers_mut().insert(header::HOST, host);
-            }
-            None => insert_host_from_addr(req, addr),
-        }
-    }
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::from(path);
-}
-
-fn insert_host_from_addr(req: &mut Request<Body>, addr: SocketAddr) {
-    if let Ok(host) = HeaderValue::try_from(addr.to_string()) {
-        req.headers_mut().insert(header::HOST, host);
-    }
-}
-
-fn strip_userinfo(authority: &str) -> &str {
-    authority.rsplit('@').next().unwrap_or(authority)
-}
-
 /// HTTP/2 upstream: absolute URI with the `Host` as authority, no `Host` header.
 fn to_absolute_form(req: &mut Request<Body>, tls: bool, addr: SocketAddr) -> Result<(), Error> {
     *req.version_mut() = Version::HTTP_2;
@@ -788,11 +759,11 @@ enum PooledKind {
         conn: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
     },
     /// From a fast-path connection (`h1.rs`).
-    Raw(RawBody),
+    Raw(RawBody<EndpointPool>),
 }
 
 impl PooledBody {
-    pub(crate) fn raw(body: RawBody) -> Self {
+    fn raw(body: RawBody<EndpointPool>) -> Self {
         Self {
             kind: PooledKind::Raw(body),
         }
