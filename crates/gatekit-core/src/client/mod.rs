@@ -93,7 +93,6 @@ mod pool;
 mod transport;
 mod upgrade;
 
-pub(crate) use self::pool::PooledBody;
 pub use self::transport::{Protocol, TlsSettings, Transport};
 pub(crate) use self::upgrade::is_upgrade as is_upgrade_request;
 

@@ -1,5 +1,6 @@
-//! One endpoint's connections: connecting, the HTTP/1.1 idle stack, the shared HTTP/2
-//! connection, and the body wrapper that returns HTTP/1.1 connections to the stack.
+//! One endpoint's connections: connecting, the HTTP/1.1 idle stacks (to which response
+//! bodies return their connections, through [`Recycle`]), and the shared HTTP/2
+//! connection.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -12,7 +13,6 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version, header};
-use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,10 +20,11 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::h1::{self, RawBody, RawConn, to_origin_form};
+use super::h1::{self, RawConn, to_origin_form};
 use super::transport::Protocol;
 use super::{ClientConfig, Transport};
-use crate::{Body, BoxError, Error, ErrorKind};
+use crate::body::{Pooled, Recycle};
+use crate::{Body, Error, ErrorKind};
 
 /// What every pool of a client shares: the configuration and prebuilt hyper builders.
 pub(crate) struct Settings {
@@ -443,14 +444,7 @@ impl EndpointPool {
             self.put(tx);
             return rsp.map(Body::from);
         }
-        rsp.map(|body| {
-            Body::from(PooledBody {
-                kind: PooledKind::Hyper {
-                    inner: body,
-                    conn: Some((tx, self)),
-                },
-            })
-        })
+        rsp.map(|body| Body::from(Pooled::hyper(body, tx, self)))
     }
 
     /// Returns a connection to the idle stack, if it is open and the stack has room.
@@ -564,9 +558,18 @@ impl h1::RawPool for EndpointPool {
     fn put(self: &Arc<Self>, conn: Box<RawConn>) {
         self.put_raw(conn);
     }
+}
 
-    fn body(body: RawBody<Self>) -> Body {
-        Body::from(PooledBody::raw(body))
+// Response bodies return their connections here (see `crate::body::Pooled`).
+impl Recycle<Box<RawConn>> for EndpointPool {
+    fn recycle(self: Arc<Self>, conn: Box<RawConn>) {
+        self.put_raw(conn);
+    }
+}
+
+impl Recycle<http1::SendRequest<Body>> for EndpointPool {
+    fn recycle(self: Arc<Self>, tx: http1::SendRequest<Body>) {
+        self.put(tx);
     }
 }
 
@@ -739,82 +742,6 @@ where
                 }
                 None => Poll::Ready(Err(send_error(err.into_error(), false).into())),
             },
-        }
-    }
-}
-
-// --- the pooled response body ---
-
-/// An HTTP/1.1 response body that returns its connection to the pool when it reaches
-/// end of stream. On an error, or when dropped before the end, the connection is closed
-/// (its state is unknown or it still has response bytes in flight).
-pub(crate) struct PooledBody {
-    kind: PooledKind,
-}
-
-enum PooledKind {
-    /// From a hyper connection.
-    Hyper {
-        inner: Incoming,
-        conn: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
-    },
-    /// From a fast-path connection (`h1.rs`).
-    Raw(RawBody<EndpointPool>),
-}
-
-impl PooledBody {
-    fn raw(body: RawBody<EndpointPool>) -> Self {
-        Self {
-            kind: PooledKind::Raw(body),
-        }
-    }
-}
-
-impl http_body::Body for PooledBody {
-    type Data = bytes::Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<bytes::Bytes>, BoxError>>> {
-        let (inner, conn) = match &mut self.kind {
-            PooledKind::Raw(body) => return body.poll_frame(cx),
-            PooledKind::Hyper { inner, conn } => (inner, conn),
-        };
-        match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                if inner.is_end_stream()
-                    && let Some((tx, pool)) = conn.take()
-                {
-                    pool.put(tx);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(e)) => {
-                *conn = None;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            None => {
-                if let Some((tx, pool)) = conn.take() {
-                    pool.put(tx);
-                }
-                Poll::Ready(None)
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            PooledKind::Hyper { inner, .. } => inner.is_end_stream(),
-            PooledKind::Raw(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            PooledKind::Hyper { inner, .. } => inner.size_hint(),
-            PooledKind::Raw(body) => body.size_hint(),
         }
     }
 }
