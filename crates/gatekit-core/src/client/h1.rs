@@ -38,9 +38,9 @@
 //!
 //! # Scope and trade-offs
 //!
-//! Upgrades, TLS and HTTP/2 go the hyper way (see `pool.rs`), as do requests with framing
-//! headers of their own (`Transfer-Encoding`, several or invalid `Content-Length`s):
-//! those are rare and hyper's checks are the reference. Request bodies are copied into
+//! Upgrades, TLS and HTTP/2 go the hyper way (see `pool.rs` and `upgrade.rs`), as do
+//! requests with framing headers of their own (`Transfer-Encoding`, several or invalid
+//! `Content-Length`s): those are rare and hyper's checks are the reference. Request bodies are copied into
 //! the write buffer (like hyper's flattened writes) rather than written vectored. An
 //! idle connection has no task watching it: whether the upstream closed it is checked at
 //! checkout from the socket's readiness (tokio records the readiness the last epoll

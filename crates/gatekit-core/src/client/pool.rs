@@ -20,9 +20,9 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::config::ClientConfig;
 use super::h1::{self, RawConn, to_origin_form};
-use super::transport::Protocol;
-use super::{ClientConfig, Transport};
+use super::transport::{Protocol, Transport};
 use crate::body::{Pooled, Recycle};
 use crate::{Body, Error, ErrorKind};
 
