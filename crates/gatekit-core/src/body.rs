@@ -12,6 +12,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::BoxError;
 
+mod pooled;
+
+pub(crate) use self::pooled::{ConnBody, Pooled, Recycle};
+
 /// A streaming HTTP body: empty, a single buffer, a body received by hyper, or any other
 /// body (boxed).
 ///
@@ -28,7 +32,7 @@ enum Kind {
     Full(Option<Bytes>),
     Incoming(hyper::body::Incoming),
     /// An upstream HTTP/1.1 response body that returns its connection to the pool.
-    Pooled(crate::client::PooledBody),
+    Pooled(Pooled),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -77,8 +81,8 @@ impl Body {
     }
 }
 
-impl From<crate::client::PooledBody> for Body {
-    fn from(body: crate::client::PooledBody) -> Self {
+impl From<Pooled> for Body {
+    fn from(body: Pooled) -> Self {
         Self {
             kind: Kind::Pooled(body),
         }
@@ -141,7 +145,7 @@ impl http_body::Body for Body {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            Kind::Pooled(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Kind::Pooled(body) => Pin::new(body).poll_frame(cx),
             Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
     }

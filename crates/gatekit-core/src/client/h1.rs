@@ -28,7 +28,7 @@
 //!    of the connection; 1xx responses are skipped; HEAD, 204 and 304 have no body. A
 //!    body that is already complete in the buffer (the common small response) becomes a
 //!    [`Body::full`] and the connection returns to the pool at once; otherwise a
-//!    [`RawBody`] reads the rest when polled (backpressure: nothing is read before the
+//!    the connection itself reads the rest as the body (its [`ConnBody`] impl) when polled (backpressure: nothing is read before the
 //!    consumer asks) and returns the connection at the end of the body.
 //!
 //! The read buffer is one `BytesMut` per connection. Frames and header values are split
@@ -38,9 +38,9 @@
 //!
 //! # Scope and trade-offs
 //!
-//! Upgrades, TLS and HTTP/2 go the hyper way (see `pool.rs`), as do requests with framing
-//! headers of their own (`Transfer-Encoding`, several or invalid `Content-Length`s):
-//! those are rare and hyper's checks are the reference. Request bodies are copied into
+//! Upgrades, TLS and HTTP/2 go the hyper way (see `pool.rs` and `upgrade.rs`), as do
+//! requests with framing headers of their own (`Transfer-Encoding`, several or invalid
+//! `Content-Length`s): those are rare and hyper's checks are the reference. Request bodies are copied into
 //! the write buffer (like hyper's flattened writes) rather than written vectored. An
 //! idle connection has no task watching it: whether the upstream closed it is checked at
 //! checkout from the socket's readiness (tokio records the readiness the last epoll
@@ -51,18 +51,22 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::uri::PathAndQuery;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header,
+};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::pool::EndpointPool;
+use crate::body::{ConnBody, Pooled, Recycle};
 use crate::{Body, BoxError, Error, ErrorKind};
 
 /// The most header fields in a response head (hyper's default is 100 as well).
@@ -81,6 +85,8 @@ pub(crate) struct RawConn {
     io: TcpStream,
     rbuf: BytesMut,
     wbuf: Vec<u8>,
+    /// The response whose body is being read, if any.
+    reading: Reading,
 }
 
 impl fmt::Debug for RawConn {
@@ -97,6 +103,7 @@ impl RawConn {
             io,
             rbuf: BytesMut::with_capacity(INITIAL_READ),
             wbuf: Vec::new(),
+            reading: Reading::IDLE,
         }
     }
 
@@ -127,6 +134,47 @@ impl RawConn {
         let read = pin!(self.io.read_buf(&mut self.rbuf));
         read.poll(cx)
     }
+}
+
+// --- request form ---
+
+/// HTTP/1.1 upstream: origin-form target and a `Host` header.
+pub(super) fn to_origin_form(req: &mut Request<Body>, addr: SocketAddr) {
+    *req.version_mut() = Version::HTTP_11;
+    let uri = req.uri();
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        if !req.headers().contains_key(header::HOST) {
+            insert_host_from_addr(req, addr);
+        }
+        return;
+    }
+    if !req.headers().contains_key(header::HOST) {
+        let host = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(strip_userinfo(a.as_str())).ok());
+        match host {
+            Some(host) => {
+                req.headers_mut().insert(header::HOST, host);
+            }
+            None => insert_host_from_addr(req, addr),
+        }
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(path);
+}
+
+fn insert_host_from_addr(req: &mut Request<Body>, addr: SocketAddr) {
+    if let Ok(host) = HeaderValue::try_from(addr.to_string()) {
+        req.headers_mut().insert(header::HOST, host);
+    }
+}
+
+fn strip_userinfo(authority: &str) -> &str {
+    authority.rsplit('@').next().unwrap_or(authority)
 }
 
 /// How a request's body is sent.
@@ -387,7 +435,20 @@ fn upload_error(err: BoxError) -> Error {
     Error::with_source(kind, err)
 }
 
-type Connecting = Pin<Box<dyn Future<Output = Result<TcpStream, Error>> + Send>>;
+/// A TCP connection being opened.
+pub(crate) type Connecting = Pin<Box<dyn Future<Output = Result<TcpStream, Error>> + Send>>;
+
+/// What the codec needs from the owner of its connections (the pool implements it): a
+/// new connection and a place for a connection whose response ended cleanly (also when
+/// its body is read after the exchange, through [`Recycle`]).
+pub(crate) trait RawPool: Recycle<Box<RawConn>> + Sized {
+    /// Opens a TCP connection to the upstream.
+    fn connect(self: Arc<Self>) -> Connecting;
+
+    /// Takes back a connection that is ready for the next request (as
+    /// [`Recycle::recycle`], without consuming an `Arc`).
+    fn put(self: &Arc<Self>, conn: Box<RawConn>);
+}
 
 enum Stage {
     /// Opening a new connection; the encoded request waits in `Exchange::pending`.
@@ -400,8 +461,8 @@ enum Stage {
 }
 
 /// The response future of a request on the fast path.
-pub(crate) struct Exchange {
-    pool: Arc<EndpointPool>,
+pub(crate) struct Exchange<P> {
+    pool: Arc<P>,
     conn: Option<Box<RawConn>>,
     /// The encoded request while a connection is being opened.
     pending: Vec<u8>,
@@ -416,7 +477,7 @@ pub(crate) struct Exchange {
     upload: Option<Upload>,
 }
 
-impl fmt::Debug for Exchange {
+impl<P> fmt::Debug for Exchange<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Exchange")
             .field("reused", &self.reused)
@@ -424,10 +485,10 @@ impl fmt::Debug for Exchange {
     }
 }
 
-impl Exchange {
+impl<P: RawPool> Exchange<P> {
     /// Starts an exchange: on `conn` (from the pool) when given, else on a new connection.
     pub(crate) fn start(
-        pool: Arc<EndpointPool>,
+        pool: Arc<P>,
         conn: Option<Box<RawConn>>,
         req: Request<Body>,
         plan: Plan,
@@ -442,7 +503,7 @@ impl Exchange {
             None => {
                 let mut pending = Vec::new();
                 encode_head(&req, plan, &mut pending);
-                (Stage::Connect(pool.clone().connect_raw()), None, pending)
+                (Stage::Connect(pool.clone().connect()), None, pending)
             }
         };
         let upload = match plan {
@@ -486,7 +547,7 @@ impl Exchange {
             }
             self.written = 0;
             self.reused = false;
-            self.stage = Stage::Connect(self.pool.clone().connect_raw());
+            self.stage = Stage::Connect(self.pool.clone().connect());
             return Ok(());
         }
         Err(Error::with_source(ErrorKind::UpstreamProtocol, error).retry_safe(!self.sent))
@@ -512,7 +573,7 @@ impl Exchange {
     }
 }
 
-impl Future for Exchange {
+impl<P: RawPool> Future for Exchange<P> {
     type Output = Result<Response<Body>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -548,9 +609,9 @@ impl Future for Exchange {
     }
 }
 
-impl Exchange {
+impl<P: RawPool> Exchange<P> {
     /// Reads the response head. `early`: the request is not all sent yet; the response
-    /// body then goes on sending it (see [`RawBody`]) and the connection is not reused.
+    /// body then goes on sending it (see the [`ConnBody`] impl of [`RawConn`]) and the connection is not reused.
     fn poll_response(
         &mut self,
         cx: &mut Context<'_>,
@@ -772,7 +833,8 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+/// Whether a comma-separated header value lists `token` (case-insensitive).
+pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
@@ -786,12 +848,13 @@ struct Rest {
 }
 
 /// Builds the response: the body is taken from the buffer when it is all there (the
-/// connection returns to the pool now), else read by a [`RawBody`]. With `rest` (an
+/// connection returns to the pool now), else read by the connection itself (its
+/// [`ConnBody`] impl). With `rest` (an
 /// early response) the response body also sends the rest of the request.
-fn finish(
+fn finish<P: RawPool>(
     head: Head,
     mut conn: Box<RawConn>,
-    pool: &Arc<EndpointPool>,
+    pool: &Arc<P>,
     rest: Option<Rest>,
 ) -> Response<Body> {
     let rest = rest.unwrap_or(Rest {
@@ -805,23 +868,25 @@ fn finish(
             // `n` fits in usize: it is at most the buffer's length.
             let data = conn.rbuf.split_to(n as usize).freeze();
             if head.keep_alive && conn.rbuf.is_empty() {
-                pool.put_raw(conn);
+                pool.put(conn);
             }
             Body::full(data)
         }
-        framing => Body::from(super::pool::PooledBody::raw(RawBody {
-            conn: Some(conn),
-            pool: pool.clone(),
-            decoder: match framing {
-                Framing::Length(n) => Decoder::Length(n),
-                Framing::Chunked => Decoder::Chunked(Chunk::Size),
-                Framing::Eof => Decoder::Eof,
-            },
-            keep_alive: head.keep_alive,
-            error: None,
-            // Boxed: rare, and a `Body` inside the body type needs the indirection.
-            rest: rest.upload.is_some().then(|| Box::new(rest)),
-        })),
+        framing => {
+            conn.reading = Reading {
+                decoder: match framing {
+                    Framing::Length(n) => Decoder::Length(n),
+                    Framing::Chunked => Decoder::Chunked(Chunk::Size),
+                    Framing::Eof => Decoder::Eof,
+                },
+                keep_alive: head.keep_alive,
+                // Boxed: rare, and a `Body` inside the connection needs the indirection.
+                rest: rest.upload.is_some().then(|| Box::new(rest)),
+                owner: Some(pool.clone()),
+            };
+            // The connection's own box carries the body: no allocation.
+            Body::from(Pooled::conn(conn))
+        }
     };
     let mut rsp = Response::new(body);
     *rsp.status_mut() = head.status;
@@ -838,8 +903,6 @@ enum Decoder {
     Chunked(Chunk),
     Eof,
     Done,
-    /// Failed: the error is reported on the next poll (see `RawBody::fail`).
-    Failed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -863,166 +926,151 @@ enum Step {
     End,
 }
 
-/// A response body read from a fast-path connection, which returns to the pool at the
-/// end of the body. Dropped before the end, or failed, the connection is closed.
-pub(crate) struct RawBody {
-    conn: Option<Box<RawConn>>,
-    pool: Arc<EndpointPool>,
+/// The response being read from a connection (its body, see [`ConnBody`]).
+struct Reading {
     decoder: Decoder,
     keep_alive: bool,
-    error: Option<BoxError>,
     /// The rest of the request, when the response came before all of it was sent.
     rest: Option<Box<Rest>>,
+    /// Where the connection goes at the end of the body: set while a body is read from
+    /// it, so an idle connection holds no reference to its pool.
+    owner: Option<Arc<dyn Recycle<Box<RawConn>>>>,
 }
 
-impl fmt::Debug for RawBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawBody")
-            .field("decoder", &self.decoder)
-            .finish_non_exhaustive()
-    }
+impl Reading {
+    /// No response is being read.
+    const IDLE: Self = Self {
+        decoder: Decoder::Done,
+        keep_alive: false,
+        rest: None,
+        owner: None,
+    };
 }
 
 fn body_error(reason: &'static str) -> BoxError {
     Error::with_source(ErrorKind::UpstreamProtocol, reason).into()
 }
 
-impl RawBody {
-    fn finish(&mut self) {
-        self.decoder = Decoder::Done;
+impl RawConn {
+    /// The body has been read.
+    fn end_body(&mut self) {
+        self.reading.decoder = Decoder::Done;
         // The response is complete: what is left of an early-answered upload is dropped
-        // with the connection (`keep_alive` is off for those).
-        self.rest = None;
-        if let Some(conn) = self.conn.take()
-            && self.keep_alive
-            && conn.rbuf.is_empty()
-        {
-            self.pool.put_raw(conn);
-        }
+        // (`keep_alive` is off for those, so the connection is closed too).
+        self.reading.rest = None;
     }
 
     /// Sends more of the rest of the request, as far as the socket and the request body
     /// allow. A failure only ends the upload: the response is still read.
     fn pump_upload(&mut self, cx: &mut Context<'_>) {
-        let (Some(conn), Some(rest)) = (self.conn.as_mut(), self.rest.as_mut()) else {
+        let Some(mut rest) = self.reading.rest.take() else {
             return;
         };
         let mut sent = true;
-        let polled = poll_upload(conn, &mut rest.written, &mut rest.upload, &mut sent, cx);
-        if let Poll::Ready(result) = polled {
-            if let Err(SendError::Io(e)) = &result {
-                tracing::debug!(error = %e, "upstream stopped reading the request body");
+        match poll_upload(self, &mut rest.written, &mut rest.upload, &mut sent, cx) {
+            Poll::Pending => self.reading.rest = Some(rest),
+            Poll::Ready(result) => {
+                if let Err(SendError::Io(e)) = &result {
+                    tracing::debug!(error = %e, "upstream stopped reading the request body");
+                }
             }
-            self.rest = None;
         }
     }
+}
 
-    /// Closes the connection and reports `error` on the next poll, after yielding once:
-    /// the consumer (a server writing the response) then flushes what it has before it
-    /// sees the error, as it would with a body fed by another task. A client thus gets
-    /// the status and the bytes that arrived, then the abort.
-    fn fail(
-        &mut self,
-        error: BoxError,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.decoder = Decoder::Failed;
-        self.conn = None;
-        self.error = Some(error);
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-
-    pub(crate) fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+/// A response body read from a fast-path connection; the connection returns to the pool
+/// at the end of the body ([`ConnBody::release`]). On an error, or dropped before the
+/// end, it is closed (see [`Pooled`]).
+impl ConnBody for RawConn {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
-            match self.decoder {
-                Decoder::Done => {
-                    self.finish();
-                    return Poll::Ready(None);
-                }
-                Decoder::Failed => return Poll::Ready(self.error.take().map(Err)),
-                _ => {}
+            if self.reading.decoder == Decoder::Done {
+                self.end_body();
+                return Poll::Ready(None);
             }
-            if self.rest.is_some() {
+            if self.reading.rest.is_some() {
                 self.pump_upload(cx);
             }
-            let Some(conn) = self.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            let step = match &mut self.decoder {
+            let step = match &mut self.reading.decoder {
                 Decoder::Length(remaining) => {
-                    if conn.rbuf.is_empty() {
+                    if self.rbuf.is_empty() {
                         Step::NeedMore
                     } else {
-                        let n = (*remaining).min(conn.rbuf.len() as u64) as usize;
+                        let n = (*remaining).min(self.rbuf.len() as u64) as usize;
                         *remaining -= n as u64;
-                        Step::Frame(Frame::data(conn.rbuf.split_to(n).freeze()))
+                        Step::Frame(Frame::data(self.rbuf.split_to(n).freeze()))
                     }
                 }
                 Decoder::Eof => {
-                    if conn.rbuf.is_empty() {
+                    if self.rbuf.is_empty() {
                         Step::NeedMore
                     } else {
-                        Step::Frame(Frame::data(conn.rbuf.split().freeze()))
+                        Step::Frame(Frame::data(self.rbuf.split().freeze()))
                     }
                 }
-                Decoder::Chunked(state) => match decode_chunked(&mut conn.rbuf, state) {
+                Decoder::Chunked(state) => match decode_chunked(&mut self.rbuf, state) {
                     Ok(step) => step,
-                    Err(e) => return self.fail(e, cx),
+                    Err(e) => return Poll::Ready(Some(Err(e))),
                 },
-                Decoder::Done | Decoder::Failed => Step::End,
+                Decoder::Done => Step::End,
             };
             match step {
                 Step::Frame(frame) => {
                     if matches!(
-                        self.decoder,
+                        self.reading.decoder,
                         Decoder::Length(0) | Decoder::Chunked(Chunk::End)
                     ) {
-                        // The last bytes: the connection goes back before the consumer
-                        // even asks for the end of the stream.
-                        self.finish();
+                        // The last bytes: the body ends with this frame.
+                        self.end_body();
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 Step::End => {
-                    self.finish();
+                    self.end_body();
                     return Poll::Ready(None);
                 }
-                Step::NeedMore => match ready!(conn.poll_fill(cx)) {
-                    Ok(0) if self.decoder == Decoder::Eof => {
+                Step::NeedMore => match ready!(self.poll_fill(cx)) {
+                    Ok(0) if self.reading.decoder == Decoder::Eof => {
                         // The end of a close-delimited body; the connection is done.
-                        self.keep_alive = false;
-                        self.finish();
+                        self.reading.keep_alive = false;
+                        self.end_body();
                         return Poll::Ready(None);
                     }
                     Ok(0) => {
-                        return self.fail(
-                            body_error("the upstream closed the connection before the body ended"),
-                            cx,
-                        );
+                        return Poll::Ready(Some(Err(body_error(
+                            "the upstream closed the connection before the body ended",
+                        ))));
                     }
                     Ok(_) => {}
                     Err(e) => {
                         let e = Error::with_source(ErrorKind::UpstreamProtocol, e);
-                        return self.fail(e.into(), cx);
+                        return Poll::Ready(Some(Err(e.into())));
                     }
                 },
             }
         }
     }
 
-    pub(crate) fn is_end_stream(&self) -> bool {
-        matches!(self.decoder, Decoder::Done | Decoder::Length(0))
+    fn is_end_stream(&self) -> bool {
+        matches!(self.reading.decoder, Decoder::Done | Decoder::Length(0))
     }
 
-    pub(crate) fn size_hint(&self) -> SizeHint {
-        match self.decoder {
+    fn size_hint(&self) -> SizeHint {
+        match self.reading.decoder {
             Decoder::Length(n) => SizeHint::with_exact(n),
             Decoder::Done => SizeHint::with_exact(0),
-            Decoder::Chunked(_) | Decoder::Eof | Decoder::Failed => SizeHint::default(),
+            Decoder::Chunked(_) | Decoder::Eof => SizeHint::default(),
+        }
+    }
+
+    fn release(mut self: Box<Self>) {
+        self.end_body();
+        let owner = self.reading.owner.take();
+        if let Some(owner) = owner
+            && self.reading.keep_alive
+            && self.rbuf.is_empty()
+        {
+            owner.recycle(self);
         }
     }
 }

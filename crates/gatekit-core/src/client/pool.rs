@@ -1,5 +1,6 @@
-//! One endpoint's connections: connecting, the HTTP/1.1 idle stack, the shared HTTP/2
-//! connection, and the body wrapper that returns HTTP/1.1 connections to the stack.
+//! One endpoint's connections: connecting, the HTTP/1.1 idle stacks (to which response
+//! bodies return their connections, through [`Recycle`]), and the shared HTTP/2
+//! connection.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,8 +12,7 @@ use std::task::{Context, Poll, ready};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version, header};
-use http_body::{Frame, SizeHint};
+use http::{Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,10 +20,11 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::h1::{self, RawBody, RawConn};
-use super::transport::Protocol;
-use super::{ClientConfig, Transport};
-use crate::{Body, BoxError, Error, ErrorKind};
+use super::config::ClientConfig;
+use super::h1::{self, RawConn, to_origin_form};
+use super::transport::{Protocol, Transport};
+use crate::body::{Pooled, Recycle};
+use crate::{Body, Error, ErrorKind};
 
 /// What every pool of a client shares: the configuration and prebuilt hyper builders.
 pub(crate) struct Settings {
@@ -251,9 +252,6 @@ impl EndpointPool {
 
     /// Sends one request over a pooled or new connection.
     pub(crate) async fn send(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, Error> {
-        if self.transport().protocol() != Protocol::Http2 && super::upgrade::is_upgrade(&req) {
-            return Box::pin(super::upgrade::send(self, req)).await;
-        }
         // Relaxed: a hint; a stale read only sends one more request the HTTP/1 way,
         // whose connect then finds h2.
         if self.prefers_h2.load(Ordering::Relaxed) {
@@ -267,10 +265,10 @@ impl EndpointPool {
 
     /// Starts a request, choosing its path before any future exists, so the common case
     /// (a warm pooled HTTP/1.1 connection) gets a small future of its own instead of one
-    /// sized by every path's largest state (connecting, h2, upgrades: about 2 KB).
+    /// sized by every path's largest state (connecting, h2: about 2 KB).
     pub(crate) fn start(self: &Arc<Self>, mut req: Request<Body>) -> crate::backend::BoxFuture {
         let pool = self.clone();
-        if self.prefers_h2.load(Ordering::Relaxed) || super::upgrade::is_upgrade(&req) {
+        if self.prefers_h2.load(Ordering::Relaxed) {
             return Box::pin(async move { pool.send(req).await.map_err(crate::BoxError::from) });
         }
         to_origin_form(&mut req, self.addr());
@@ -389,7 +387,7 @@ impl EndpointPool {
 
     /// Returns a fast-path connection (at the end of a response) to the idle stack, if
     /// the stack has room.
-    pub(crate) fn put_raw(self: &Arc<Self>, conn: Box<RawConn>) {
+    fn put_raw(self: &Arc<Self>, conn: Box<RawConn>) {
         let max = self.config().pool_max_idle_per_endpoint;
         let since = Instant::now();
         let mut idle = self.h1.lock();
@@ -403,9 +401,7 @@ impl EndpointPool {
     }
 
     /// Opens a TCP connection for the fast path (connect timeout, TCP_NODELAY).
-    pub(crate) fn connect_raw(
-        self: Arc<Self>,
-    ) -> Pin<Box<dyn Future<Output = Result<TcpStream, Error>> + Send>> {
+    fn connect_raw(self: Arc<Self>) -> h1::Connecting {
         Box::pin(async move {
             let timeout = self.config().connect_timeout;
             let tcp = match tokio::time::timeout(timeout, TcpStream::connect(self.addr())).await {
@@ -448,14 +444,7 @@ impl EndpointPool {
             self.put(tx);
             return rsp.map(Body::from);
         }
-        rsp.map(|body| {
-            Body::from(PooledBody {
-                kind: PooledKind::Hyper {
-                    inner: body,
-                    conn: Some((tx, self)),
-                },
-            })
-        })
+        rsp.map(|body| Body::from(Pooled::hyper(body, tx, self)))
     }
 
     /// Returns a connection to the idle stack, if it is open and the stack has room.
@@ -560,6 +549,30 @@ impl EndpointPool {
     }
 }
 
+// The fast path's connections come from and return to this pool.
+impl h1::RawPool for EndpointPool {
+    fn connect(self: Arc<Self>) -> h1::Connecting {
+        self.connect_raw()
+    }
+
+    fn put(self: &Arc<Self>, conn: Box<RawConn>) {
+        self.put_raw(conn);
+    }
+}
+
+// Response bodies return their connections here (see `crate::body::Pooled`).
+impl Recycle<Box<RawConn>> for EndpointPool {
+    fn recycle(self: Arc<Self>, conn: Box<RawConn>) {
+        self.put_raw(conn);
+    }
+}
+
+impl Recycle<http1::SendRequest<Body>> for EndpointPool {
+    fn recycle(self: Arc<Self>, tx: http1::SendRequest<Body>) {
+        self.put(tx);
+    }
+}
+
 impl fmt::Debug for EndpointPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointPool")
@@ -655,45 +668,6 @@ fn is_refused_stream(err: &hyper::Error) -> bool {
 
 // --- request forms ---
 
-/// HTTP/1.1 upstream: origin-form target and a `Host` header.
-pub(crate) fn to_origin_form(req: &mut Request<Body>, addr: SocketAddr) {
-    *req.version_mut() = Version::HTTP_11;
-    let uri = req.uri();
-    if uri.scheme().is_none() && uri.authority().is_none() {
-        if !req.headers().contains_key(header::HOST) {
-            insert_host_from_addr(req, addr);
-        }
-        return;
-    }
-    if !req.headers().contains_key(header::HOST) {
-        let host = uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(strip_userinfo(a.as_str())).ok());
-        match host {
-            Some(host) => {
-                req.headers_mut().insert(header::HOST, host);
-            }
-            None => insert_host_from_addr(req, addr),
-        }
-    }
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::from(path);
-}
-
-fn insert_host_from_addr(req: &mut Request<Body>, addr: SocketAddr) {
-    if let Ok(host) = HeaderValue::try_from(addr.to_string()) {
-        req.headers_mut().insert(header::HOST, host);
-    }
-}
-
-fn strip_userinfo(authority: &str) -> &str {
-    authority.rsplit('@').next().unwrap_or(authority)
-}
-
 /// HTTP/2 upstream: absolute URI with the `Host` as authority, no `Host` header.
 fn to_absolute_form(req: &mut Request<Body>, tls: bool, addr: SocketAddr) -> Result<(), Error> {
     *req.version_mut() = Version::HTTP_2;
@@ -768,82 +742,6 @@ where
                 }
                 None => Poll::Ready(Err(send_error(err.into_error(), false).into())),
             },
-        }
-    }
-}
-
-// --- the pooled response body ---
-
-/// An HTTP/1.1 response body that returns its connection to the pool when it reaches
-/// end of stream. On an error, or when dropped before the end, the connection is closed
-/// (its state is unknown or it still has response bytes in flight).
-pub(crate) struct PooledBody {
-    kind: PooledKind,
-}
-
-enum PooledKind {
-    /// From a hyper connection.
-    Hyper {
-        inner: Incoming,
-        conn: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
-    },
-    /// From a fast-path connection (`h1.rs`).
-    Raw(RawBody),
-}
-
-impl PooledBody {
-    pub(crate) fn raw(body: RawBody) -> Self {
-        Self {
-            kind: PooledKind::Raw(body),
-        }
-    }
-}
-
-impl http_body::Body for PooledBody {
-    type Data = bytes::Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<bytes::Bytes>, BoxError>>> {
-        let (inner, conn) = match &mut self.kind {
-            PooledKind::Raw(body) => return body.poll_frame(cx),
-            PooledKind::Hyper { inner, conn } => (inner, conn),
-        };
-        match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                if inner.is_end_stream()
-                    && let Some((tx, pool)) = conn.take()
-                {
-                    pool.put(tx);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(e)) => {
-                *conn = None;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            None => {
-                if let Some((tx, pool)) = conn.take() {
-                    pool.put(tx);
-                }
-                Poll::Ready(None)
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            PooledKind::Hyper { inner, .. } => inner.is_end_stream(),
-            PooledKind::Raw(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            PooledKind::Hyper { inner, .. } => inner.size_hint(),
-            PooledKind::Raw(body) => body.size_hint(),
         }
     }
 }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 
-use super::pool::{Conn, EndpointPool, to_origin_form};
+use super::h1::{has_token, to_origin_form};
+use super::pool::{Conn, EndpointPool};
 use crate::{Body, Error, ErrorKind};
 
 /// Whether the request asks for a protocol upgrade: `Connection` names `upgrade` and an
@@ -24,12 +25,6 @@ pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .any(|v| has_token(v.as_bytes(), b"upgrade"))
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 pub(super) async fn send(
