@@ -535,18 +535,31 @@ fn removed_endpoints_finish_their_requests() {
 async fn concurrent_picks_never_see_an_endpoint_after_its_removal_is_visible() {
     let up = upstream(UpstreamConfig::new(Algorithm::LeastRequest), eps(20));
     let removed: Arc<Vec<AtomicBool>> = Arc::new((0..20).map(|_| AtomicBool::new(false)).collect());
+    // Bumped before each re-insert: a pick that overlaps a re-insert may rightly return
+    // the endpoint, so only picks with no re-insert since the snapshot count.
+    let inserts: Arc<Vec<AtomicUsize>> = Arc::new((0..20).map(|_| AtomicUsize::new(0)).collect());
     let violations = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let (up, removed, violations) = (up.clone(), removed.clone(), violations.clone());
+        let (up, removed, inserts, violations) = (
+            up.clone(),
+            removed.clone(),
+            inserts.clone(),
+            violations.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut held = Vec::new();
             for i in 0..5000 {
-                // Snapshot the removal flags before picking.
-                let before: Vec<bool> = removed.iter().map(|f| f.load(Ordering::SeqCst)).collect();
+                // Snapshot the removal flags (and re-insert counts) before picking.
+                let before: Vec<(bool, usize)> = removed
+                    .iter()
+                    .zip(inserts.iter())
+                    .map(|(f, n)| (f.load(Ordering::SeqCst), n.load(Ordering::SeqCst)))
+                    .collect();
                 let Ok(p) = up.pick(&req()) else { continue };
                 let idx = (0..20).position(|j| addr(j) == p.addr()).unwrap();
-                if before[idx] {
+                let (was_removed, inserts_before) = before[idx];
+                if was_removed && inserts[idx].load(Ordering::SeqCst) == inserts_before {
                     violations.fetch_add(1, Ordering::Relaxed);
                 }
                 held.push(p);
@@ -558,13 +571,14 @@ async fn concurrent_picks_never_see_an_endpoint_after_its_removal_is_visible() {
         }));
     }
     let updater = {
-        let (up, removed) = (up.clone(), removed.clone());
+        let (up, removed, inserts) = (up.clone(), removed.clone(), inserts.clone());
         tokio::spawn(async move {
             for round in 0..200usize {
                 let j = round % 19 + 1;
                 up.apply(Change::Remove(addr(j)));
                 removed[j].store(true, Ordering::SeqCst);
                 tokio::task::yield_now().await;
+                inserts[j].fetch_add(1, Ordering::SeqCst);
                 removed[j].store(false, Ordering::SeqCst);
                 up.apply_all([Change::Insert(Endpoint::new(addr(j)))]);
             }
