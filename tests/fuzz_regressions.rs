@@ -104,4 +104,8 @@ fn proxy_pipeline_unterminated_heads_with_a_bare_cr() {
     core_fuzz::proxy_pipeline(
         b"POST / HTTP/1.1\r\nHost: a\r\xdc\nContent-Length: 4\r\nTransfer-Enco\x00inGET /admin HTTP/1.1\r\nHost: a\r\nHost: a\r\xdc\nContent-L\r\n",
     );
+    // Leading empty lines do not end the head.
+    core_fuzz::proxy_pipeline(
+        b"\r\n\r\nGET http://api.example.com/api HTTP/1.1\r\nHost: otherSSSSSSSSSSSSSS\x00\xca\x9a;SSSSGETT-------SSSS-----SG",
+    );
 }
