@@ -104,6 +104,11 @@ fn proxy_pipeline_unterminated_heads_with_a_bare_cr() {
     core_fuzz::proxy_pipeline(
         b"POST / HTTP/1.1\r\nHost: a\r\xdc\nContent-Length: 4\r\nTransfer-Enco\x00inGET /admin HTTP/1.1\r\nHost: a\r\nHost: a\r\xdc\nContent-L\r\n",
     );
+    // The h2 preface's request line after empty lines: hyper refuses it without an
+    // HTTP/1 answer (it is not an HTTP/1.x request), as it always did.
+    core_fuzz::proxy_pipeline(
+        b"\n\n\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\n\nPOST /x HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
     // Leading empty lines do not end the head.
     core_fuzz::proxy_pipeline(
         b"\r\n\r\nGET http://api.example.com/api HTTP/1.1\r\nHost: otherSSSSSSSSSSSSSS\x00\xca\x9a;SSSSGETT-------SSSS-----SG",

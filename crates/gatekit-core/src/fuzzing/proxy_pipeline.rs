@@ -171,6 +171,15 @@ fn check_output(input: &[u8], out: &[u8]) {
     if input.starts_with(H2_PREFACE) {
         return;
     }
+    // The preface's request line after empty lines is not an HTTP/1.x request either:
+    // hyper closes such a connection without an HTTP/1 answer.
+    let first_line = input
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .map_or(&input[..0], |i| &input[i..]);
+    if first_line.starts_with(b"PRI * HTTP/2.0") {
+        return;
+    }
     // A response to HEAD announces a length but has no body; without knowing which
     // requests hyper parsed as HEAD, an empty body is accepted when the input says HEAD.
     let head = input.windows(4).any(|w| w == b"HEAD");
