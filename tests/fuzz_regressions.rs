@@ -109,6 +109,8 @@ fn proxy_pipeline_unterminated_heads_with_a_bare_cr() {
     core_fuzz::proxy_pipeline(
         b"\n\n\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\n\nPOST /x HTTP/1.1\r\nHost: t\r\n\r\n",
     );
+    // Nothing but line breaks and bytes that are no request line.
+    core_fuzz::proxy_pipeline(b"\r\n\r\n\r\n\n\n\r\n\r\n\n\n\r\n\r\x80\r\n\x80\x80");
     // Leading empty lines do not end the head.
     core_fuzz::proxy_pipeline(
         b"\r\n\r\nGET http://api.example.com/api HTTP/1.1\r\nHost: otherSSSSSSSSSSSSSS\x00\xca\x9a;SSSSGETT-------SSSS-----SG",
