@@ -3,12 +3,12 @@
 //! gatekit serves a connection ([`Server`](super::Server), [`serve_connection_with`](super::serve_connection_with),
 //! the fuzz targets) runs [`serve_http`].
 
+use super::{HttpService, ResponseBody};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-use bytes::Bytes;
 use futures_util::future::Either;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -36,13 +36,8 @@ pub(super) async fn serve_accepted<IO, S, B>(
 ) -> Result<(), BoxError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     match tls {
         None => {
@@ -71,13 +66,8 @@ pub(super) async fn serve_http<IO, S, B>(
 ) -> Result<(), BoxError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let svc = ConnService {
         service,

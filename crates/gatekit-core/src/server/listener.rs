@@ -1,26 +1,21 @@
 //! [`Server`]: a listening socket and its accept loop; [`ServerHandle`] to stop it.
 
-use std::convert::Infallible;
+use super::{HttpService, ResponseBody};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
-use tower_service::Service;
 
 use super::ServerConfig;
 use super::config::Http;
 use super::connection::serve_accepted;
 use super::drain::{Drain, Phase, Tracked};
 use super::limit::{ConnectionLimit, ConnectionObserver};
-use crate::BoxError;
 use crate::tls::TlsAcceptor;
 
 /// How long an accept loop pauses after an accept error (typically running out of file
@@ -140,13 +135,8 @@ impl Server {
     /// `B::default()` body. Must be called within a tokio runtime.
     pub fn serve<S, B>(self, service: S) -> ServerHandle
     where
-        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = Bytes> + Default + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         let (stop, stopped) = oneshot::channel();
         let local = self.local;
@@ -163,13 +153,8 @@ impl Server {
 
     async fn run<S, B>(self, service: S, mut stopped: oneshot::Receiver<()>)
     where
-        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body<Data = Bytes> + Default + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         let Self {
             listener,

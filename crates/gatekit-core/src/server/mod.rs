@@ -71,6 +71,41 @@ pub use self::limit::{ConnectionLimit, ConnectionObserver};
 pub use self::listener::{Server, ServerHandle};
 use crate::{BoxError, ConnectionInfo};
 
+/// A service the server can run for every connection: answers
+/// `Request<Incoming>` with `Response<B>`, never fails (errors are responses), and is
+/// cloned into each connection's task. Implemented for every such service.
+pub trait HttpService<B>:
+    Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A response body the server can write: `Default` (the empty body of a refusal by the
+/// request-head checks). Implemented for every such body.
+pub trait ResponseBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Default + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Default + Send + 'static
+{
+}
+
 /// Serves one connection with `service`, adding `info` to each request's extensions.
 /// HTTP/1.1 and HTTP/2 are both accepted (see [`serve_connection_with`]).
 ///
@@ -84,13 +119,8 @@ pub async fn serve_connection<S, B, IO>(
 ) -> Result<(), BoxError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     serve_connection_with(io, info, service, &ServerConfig::default()).await
 }
@@ -111,13 +141,8 @@ pub async fn serve_connection_with<S, B, IO>(
 ) -> Result<(), BoxError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let http = config::Http::new(config);
     connection::serve_http(io, info, &http, service, drain::DrainSignal::none()).await
@@ -137,13 +162,8 @@ pub async fn serve<S, B>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BoxError>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     serve_with(listener, service, shutdown, ServerConfig::default()).await
 }
@@ -162,13 +182,8 @@ pub async fn serve_with<S, B>(
     config: ServerConfig,
 ) -> Result<(), BoxError>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Default + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let handle = Server::from_listener(listener)?
         .config(config)
