@@ -62,6 +62,8 @@ pub enum ErrorKind {
     CircuitOpen,
     /// A rate limit refused the request (429).
     RateLimited,
+    /// The request body is larger than the matched rule allows (413).
+    PayloadTooLarge,
 }
 
 impl ErrorKind {
@@ -79,13 +81,16 @@ impl ErrorKind {
             }
             Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
     /// The party that caused errors of this kind.
     pub const fn side(self) -> Side {
         match self {
-            Self::NoRoute | Self::BadRequest | Self::RateLimited => Side::Client,
+            Self::NoRoute | Self::BadRequest | Self::RateLimited | Self::PayloadTooLarge => {
+                Side::Client
+            }
             Self::InvalidBackend | Self::Overloaded | Self::CircuitOpen => Side::Gateway,
             Self::NoHealthyEndpoint
             | Self::Connect
@@ -111,6 +116,7 @@ impl ErrorKind {
             Self::Overloaded => "overloaded",
             Self::CircuitOpen => "circuit-open",
             Self::RateLimited => "rate-limited",
+            Self::PayloadTooLarge => "payload-too-large",
         }
     }
 
@@ -128,6 +134,7 @@ impl ErrorKind {
             Self::Overloaded => "gateway overloaded\n",
             Self::CircuitOpen => "upstream circuit breaker open\n",
             Self::RateLimited => "rate limited\n",
+            Self::PayloadTooLarge => "request body too large\n",
         }
     }
 }
@@ -148,6 +155,8 @@ pub struct Error {
     kind: ErrorKind,
     retry_safe: bool,
     source: Option<BoxError>,
+    /// Headers the error response carries (`Retry-After`, the breaker's name, ...).
+    headers: Option<Box<http::HeaderMap>>,
 }
 
 impl Error {
@@ -159,6 +168,7 @@ impl Error {
             kind,
             retry_safe,
             source: None,
+            headers: None,
         }
     }
 
@@ -176,6 +186,21 @@ impl Error {
     pub fn retry_safe(mut self, safe: bool) -> Self {
         self.retry_safe = safe;
         self
+    }
+
+    /// Adds a header to the response this error becomes (appended, so a name may
+    /// repeat): a rate limit's `Retry-After`, a circuit breaker's name.
+    #[must_use]
+    pub fn with_header(mut self, name: http::HeaderName, value: HeaderValue) -> Self {
+        self.headers
+            .get_or_insert_with(Default::default)
+            .append(name, value);
+        self
+    }
+
+    /// The headers the error response carries, if any.
+    pub fn headers(&self) -> Option<&http::HeaderMap> {
+        self.headers.as_deref()
     }
 
     /// What went wrong.
@@ -263,7 +288,7 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
 /// Builds the response for a failed request: the status of the error's kind, a short
 /// plain-text reason as the body, and an `x-gatekit-error` header naming the kind. The
 /// extensions of every [`WithResponseExtensions`] in the cause chain are copied into the
-/// response.
+/// response, and so are the [`headers`](Error::headers) of every gatekit [`Error`] in it.
 ///
 /// This is the one function that turns errors into responses; the
 /// [`Router`](crate::Router) and [`HandleError`](crate::HandleError) call it at the top of
@@ -274,6 +299,11 @@ pub fn error_response(err: &(dyn std::error::Error + 'static)) -> Response<Body>
     while let Some(e) = cur {
         if let Some(with) = e.downcast_ref::<WithResponseExtensions>() {
             rsp.extensions_mut().extend(with.extensions.clone());
+        }
+        if let Some(headers) = e.downcast_ref::<Error>().and_then(Error::headers) {
+            for (name, value) in headers {
+                rsp.headers_mut().append(name, value.clone());
+            }
         }
         cur = e.source();
     }
@@ -394,6 +424,20 @@ mod tests {
         assert_eq!(ErrorKind::UpstreamProtocol.side(), Side::Upstream);
         assert_eq!(ErrorKind::RateLimited.side(), Side::Client);
         assert!(!Error::new(ErrorKind::Timeout).is_retry_safe());
+        assert_eq!(ErrorKind::PayloadTooLarge.status(), 413);
+        assert_eq!(ErrorKind::PayloadTooLarge.side(), Side::Client);
+    }
+
+    #[test]
+    fn error_headers_reach_the_response() {
+        let err: BoxError = Box::new(Wrapper(Box::new(
+            Error::new(ErrorKind::RateLimited)
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("3")),
+        )));
+        let rsp = error_response(&*err);
+        assert_eq!(rsp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(rsp.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(rsp.headers()["x-gatekit-error"], "rate-limited");
     }
 }
 

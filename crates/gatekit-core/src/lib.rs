@@ -48,6 +48,7 @@
 
 mod backend;
 mod body;
+pub mod breaker;
 pub mod client;
 mod connection;
 mod endpoint;
@@ -56,8 +57,11 @@ pub mod filter;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod handle_error;
+pub mod limit;
 pub mod path;
 pub mod proxy;
+pub mod ratelimit;
+pub mod retry;
 pub mod route;
 mod router;
 pub mod server;

@@ -119,7 +119,7 @@ mod tests;
 
 pub use self::model::{
     BackendRef, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch, PathModifier,
-    QueryMatch, Redirect, Route, RouteId, Rule, StringMatch, Timeouts, UrlRewrite,
+    QueryMatch, Redirect, Route, RouteId, Rule, RulePolicy, StringMatch, Timeouts, UrlRewrite,
 };
 pub use self::rule::{CompiledRule, WeightedBackend};
 pub use self::table::{RouteTable, RuleMatch};

@@ -87,6 +87,20 @@ pub struct Rule {
     /// Timeouts, enforced by [`TimeoutLayer`](crate::timeout::TimeoutLayer)s in the
     /// rule's stack; `backend_request` must not exceed `request`.
     pub timeouts: Timeouts,
+    /// Traffic policy of the rule: retries, rate limits, request limits.
+    pub policy: RulePolicy,
+}
+
+/// A rule's traffic policy (HTTPRoute `retry`, gatekit's policies). Empty: none.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RulePolicy {
+    /// How failed attempts are retried; `None`: never.
+    pub retry: Option<crate::retry::RetryPolicy>,
+    /// Rate limits; a request must pass every one.
+    pub rate_limits: Vec<crate::ratelimit::RateLimitConfig>,
+    /// Concurrency and body-size limits.
+    pub limits: crate::limit::RequestLimits,
 }
 
 /// One match: every condition given must hold (AND).
@@ -153,6 +167,11 @@ pub struct BackendRef {
     pub weight: u32,
     /// Filters applied only when this backend is chosen, after the rule's filters.
     pub filters: Vec<Filter>,
+    /// The circuit breaker around this backendRef (from the backend's policy).
+    pub breaker: Option<crate::breaker::CircuitBreakerConfig>,
+    /// The retry budget of the backend (from the backend's policy); retries to it
+    /// without one are bounded by attempts alone.
+    pub retry_budget: Option<crate::retry::RetryBudgetConfig>,
 }
 
 impl BackendRef {
@@ -162,6 +181,8 @@ impl BackendRef {
             name: name.into(),
             weight,
             filters: Vec::new(),
+            breaker: None,
+            retry_budget: None,
         }
     }
 }
