@@ -233,9 +233,16 @@ async fn random_manifests_never_take_down_the_last_good_snapshot() {
     let mut outcomes: std::collections::BTreeMap<Kind, (u32, u32)> = Default::default();
     let (mut ok_before, mut failed_before) = reloads(&wired).await;
     let started = tokio::time::Instant::now();
+    let mut previous = marker(0).into_bytes();
     for i in 1..=MANIFESTS {
         let kind = KINDS[rng.usize(..KINDS.len())];
         let bytes = generate(&mut rng, kind, i);
+        if bytes == previous {
+            // The same text again (two empty files in a row): the gateway does not
+            // reload files that did not change, so there is no reload to wait for.
+            continue;
+        }
+        previous.clone_from(&bytes);
         let tmp = dir.path().join(".churn.yaml.tmp");
         std::fs::write(&tmp, &bytes).unwrap();
         std::fs::rename(&tmp, dir.path().join("churn.yaml")).unwrap();

@@ -57,6 +57,19 @@ pub(crate) struct FileCache {
     merged: ResourceSet,
     /// The keys of every [`Fingerprint`].
     hasher: std::collections::hash_map::RandomState,
+    /// The files of the last load (served or refused) and their fingerprints: a load
+    /// that finds the same is [`Load::Unchanged`].
+    attempted: Vec<(PathBuf, Fingerprint)>,
+}
+
+/// What a [`FileCache::load`] found.
+#[derive(Debug)]
+pub(crate) enum Load {
+    /// The files changed since the last load and were loaded (with these warnings).
+    Changed(Vec<Warning>),
+    /// Every file has the text it had at the last load, served or refused (a late or
+    /// duplicate watcher event): nothing to do.
+    Unchanged,
 }
 
 impl std::fmt::Debug for FileCache {
@@ -67,21 +80,42 @@ impl std::fmt::Debug for FileCache {
     }
 }
 
-type Loaded = Result<Vec<Warning>, Vec<ManifestError>>;
+type Loaded = Result<Load, Vec<ManifestError>>;
 
 impl FileCache {
     /// Loads `dirs` as [`ResourceSet::from_dirs`] would, parsing only changed files; the
-    /// result is then [`FileCache::resources`].
+    /// result is then [`FileCache::resources`]. When every file has the text it had at
+    /// the last load (whatever that load's outcome), nothing is parsed:
+    /// [`Load::Unchanged`].
     pub(crate) fn load(&mut self, dirs: &[PathBuf]) -> Loaded {
-        match self.load_incremental(dirs) {
-            Some(warnings) => Ok(warnings),
+        let listing = read_files(dirs);
+        if let Some(listing) = &listing {
+            let same = listing.len() == self.attempted.len()
+                && listing
+                    .iter()
+                    .zip(&self.attempted)
+                    .all(|((path, text), (was, print))| {
+                        path == was && fingerprint(&self.hasher, text) == *print
+                    });
+            if same {
+                return Ok(Load::Unchanged);
+            }
+            self.attempted = listing
+                .iter()
+                .map(|(path, text)| (path.clone(), fingerprint(&self.hasher, text)))
+                .collect();
+        } else {
+            self.attempted.clear();
+        }
+        match listing.and_then(|listing| self.load_incremental(listing)) {
+            Some(warnings) => Ok(Load::Changed(warnings)),
             None => {
                 self.files.clear();
                 self.order.clear();
                 self.merged = ResourceSet::default();
                 let (set, warnings) = ResourceSet::from_dirs(dirs)?;
                 self.merged = set;
-                Ok(warnings)
+                Ok(Load::Changed(warnings))
             }
         }
     }
@@ -91,6 +125,7 @@ impl FileCache {
     pub(crate) fn set(&mut self, set: ResourceSet) {
         self.files.clear();
         self.order.clear();
+        self.attempted.clear();
         self.merged = set;
     }
 
@@ -99,19 +134,13 @@ impl FileCache {
         &self.merged
     }
 
-    fn load_incremental(&mut self, dirs: &[PathBuf]) -> Option<Vec<Warning>> {
-        let mut files = Vec::new();
-        for dir in dirs {
-            if dir.is_file() {
-                files.push(dir.clone());
-            } else {
-                collect_files(dir, &mut files)?;
-            }
-        }
-        // Read everything and parse what changed before touching the merged set.
+    fn load_incremental(&mut self, listing: Vec<(PathBuf, String)>) -> Option<Vec<Warning>> {
+        // Parse what changed before touching the merged set.
+        let mut files = Vec::with_capacity(listing.len());
         let mut fresh: HashMap<usize, (Fingerprint, ResourceSet, Vec<Warning>)> = HashMap::new();
-        for (i, file) in files.iter().enumerate() {
-            let text = std::fs::read_to_string(file).ok()?;
+        for (i, (file, text)) in listing.into_iter().enumerate() {
+            files.push(file);
+            let file = &files[i];
             let print = fingerprint(&self.hasher, &text);
             if self.files.get(file).is_some_and(|c| c.text == print) {
                 continue;
@@ -158,6 +187,26 @@ impl FileCache {
         self.order = files;
         Some(warnings)
     }
+}
+
+/// Every file [`ResourceSet::from_dirs`] reads for `dirs`, in its order, with its text;
+/// `None` if a directory or a file cannot be read (the full load then says why).
+fn read_files(dirs: &[PathBuf]) -> Option<Vec<(PathBuf, String)>> {
+    let mut files = Vec::new();
+    for dir in dirs {
+        if dir.is_file() {
+            files.push(dir.clone());
+        } else {
+            collect_files(dir, &mut files)?;
+        }
+    }
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).ok()?;
+            Some((file, text))
+        })
+        .collect()
 }
 
 /// The files [`ResourceSet::from_dirs`] reads under `dir`, in its order: names sorted
@@ -337,7 +386,7 @@ spec: { targetRefs: [{ kind: Service, name: web }] }
         let dirs = vec![dir.path().to_path_buf()];
         let full = ResourceSet::from_dirs(&dirs).unwrap().0;
         let mut cache = FileCache::default();
-        cache.load(&dirs).unwrap();
+        assert!(matches!(cache.load(&dirs).unwrap(), Load::Changed(_)));
         let first = cache.resources().clone();
         assert_eq!(format!("{first:?}"), format!("{full:?}"));
         assert_eq!(cache.files.len(), 3);
@@ -360,7 +409,7 @@ spec: { targetRefs: [{ kind: Service, name: web }] }
             ROUTE.replace("name: r", "name: r2"),
         )
         .unwrap();
-        cache.load(&dirs).unwrap();
+        assert!(matches!(cache.load(&dirs).unwrap(), Load::Changed(_)));
         let full = ResourceSet::from_dirs(&dirs).unwrap().0;
         assert_eq!(format!("{:?}", cache.resources()), format!("{full:?}"));
 
@@ -377,15 +426,37 @@ spec: { targetRefs: [{ kind: Service, name: web }] }
             REST.replace("name: web", "name: web2"),
         )
         .unwrap();
-        cache.load(&dirs).unwrap();
+        assert!(matches!(cache.load(&dirs).unwrap(), Load::Changed(_)));
         let full = ResourceSet::from_dirs(&dirs).unwrap().0;
         assert_eq!(format!("{:?}", cache.resources()), format!("{full:?}"));
         assert_eq!(cache.files.len(), 3);
         assert_eq!(cache.resources().http_routes.len(), 2);
 
-        // Nothing changed: the same set again.
-        cache.load(&dirs).unwrap();
+        // Nothing changed: nothing loaded, the same set kept.
+        assert!(matches!(cache.load(&dirs).unwrap(), Load::Unchanged));
         assert_eq!(format!("{:?}", cache.resources()), format!("{full:?}"));
+    }
+
+    #[test]
+    fn the_same_files_again_are_unchanged_whatever_the_last_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), GW).unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        let mut cache = FileCache::default();
+        assert!(matches!(cache.load(&dirs).unwrap(), Load::Changed(_)));
+        assert!(matches!(cache.load(&dirs).unwrap(), Load::Unchanged));
+        // A refused load, then the same bad file again: unchanged, not a second refusal.
+        std::fs::write(dir.path().join("b.yaml"), "not: [yaml").unwrap();
+        assert!(cache.load(&dirs).is_err());
+        assert!(matches!(cache.load(&dirs).unwrap(), Load::Unchanged));
+        // Fixed: loaded again.
+        std::fs::write(dir.path().join("b.yaml"), ROUTE).unwrap();
+        assert!(matches!(cache.load(&dirs).unwrap(), Load::Changed(_)));
+        assert_eq!(cache.resources().http_routes.len(), 1);
+        // Removing a file is a change.
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        assert!(matches!(cache.load(&dirs).unwrap(), Load::Changed(_)));
+        assert!(cache.resources().http_routes.is_empty());
     }
 
     #[test]

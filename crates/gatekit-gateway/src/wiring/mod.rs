@@ -84,7 +84,7 @@ use gatekit_k8s::translate::{PortListeners, Protocol};
 use gatekit_k8s::{ManifestError, Provider, ResourceSet, TranslateOptions, Translation, translate};
 use tower_layer::Layer;
 
-use self::cache::FileCache;
+use self::cache::{FileCache, Load};
 use self::dump::Rendered;
 use self::labels::{ByRoute, Labelled};
 use self::replica::Replica;
@@ -129,9 +129,12 @@ pub enum Source {
 
 /// Loads the manifests into `cache` ([`FileCache::resources`]), or says why they were
 /// refused.
-fn load(source: &Source, cache: &mut FileCache) -> Result<(), Vec<ManifestError>> {
+fn load(source: &Source, cache: &mut FileCache) -> Result<Load, Vec<ManifestError>> {
     let warnings = match source {
-        Source::Dirs(dirs) => cache.load(dirs)?,
+        Source::Dirs(dirs) => match cache.load(dirs)? {
+            Load::Changed(warnings) => warnings,
+            Load::Unchanged => return Ok(Load::Unchanged),
+        },
         Source::Documents(docs) => {
             let (set, warnings) =
                 ResourceSet::from_documents(docs.iter().map(|(n, t)| (n.as_str(), t.as_str())))?;
@@ -146,7 +149,7 @@ fn load(source: &Source, cache: &mut FileCache) -> Result<(), Vec<ManifestError>
     for warning in warnings {
         tracing::warn!(%warning, "manifest skipped");
     }
-    Ok(())
+    Ok(Load::Changed(Vec::new()))
 }
 
 /// What is served on one port.
@@ -474,9 +477,14 @@ impl Wiring {
                 }
             }
         };
-        if let Err(errors) = loaded {
-            self.refuse(gateway, &errors);
-            return Vec::new();
+        match loaded {
+            Err(errors) => {
+                self.refuse(gateway, &errors);
+                return Vec::new();
+            }
+            // A late or repeated watcher event: the files are as last loaded.
+            Ok(Load::Unchanged) if !first => return Vec::new(),
+            Ok(_) => {}
         }
         let loaded = started.elapsed();
         if matches!(self.source, Source::Kubernetes(_)) {
