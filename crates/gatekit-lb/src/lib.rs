@@ -66,9 +66,10 @@
 //! | `consistent-hash` | Maglev table on a [`HashKey`] (IP, header, cookie, query); optional bounded load | as ip-hash |
 //! | `random` | weighted random | as round-robin |
 //!
-//! Skipping an unavailable endpoint: round-robin variants move to the next one, random
-//! variants draw again (then scan), hash variants walk the Maglev table (the key's
-//! next preference), least-cost variants ignore it.
+//! Skipping an unavailable endpoint (or one a retried request already tried, see
+//! [Health](#health)): round-robin variants move to the next one, random variants draw
+//! again (then scan), hash variants walk the Maglev table (the key's next preference),
+//! least-cost variants ignore it.
 //!
 //! Slow start ([`SlowStart`]) applies to an endpoint that joins a non-empty set, turns
 //! from not ready to ready, or becomes available again after being unhealthy or ejected.
@@ -79,6 +80,17 @@
 //! detection, which follow the set through [`Upstream::endpoints`] and
 //! [`Upstream::subscribe`], and see each request's outcome through an
 //! [`OutcomeObserver`].
+//!
+//! ## Retries
+//!
+//! A request carrying gatekit-core's
+//! [`TriedEndpoints`](gatekit_core::retry::TriedEndpoints) (the retry layer puts one in
+//! every attempt) avoids the endpoints earlier attempts went to while another usable
+//! endpoint exists — each algorithm skips them as it skips an unavailable endpoint,
+//! staying among the ready endpoints — and the endpoint picked is recorded in it for the
+//! next attempt. When every usable endpoint was tried, the pick is made as usual: a
+//! retry to the same endpoint is better than none. A request without the extension pays
+//! one extension lookup; a pick still allocates nothing.
 
 mod balance;
 mod clock;
