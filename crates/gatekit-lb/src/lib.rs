@@ -81,6 +81,18 @@
 //! [`Upstream::subscribe`], and see each request's outcome through an
 //! [`OutcomeObserver`].
 //!
+//! Outlier detection ([`outlier`], [`OutlierDetector`]) ejects an endpoint after a run of
+//! consecutive failures, counted by up to three detectors: 5xx responses, gateway errors
+//! (502/503/504 and transport failures), and connect failures only (refused,
+//! unreachable, TLS handshake, connect timeout; reset by any response). The last one
+//! alone, with short ejections that may take one of two endpoints, is
+//! [`OutlierConfig::connect_failures_only`](outlier::OutlierConfig::connect_failures_only):
+//! the default gatekit's gateway applies to every upstream whose policy does not enable
+//! passive health checking. An endpoint that is down then stops getting first attempts
+//! after two refused connections, and returns after 5 s (longer if it is ejected again).
+//! Panic mode still sends traffic if too few endpoints are left available, so ejection
+//! never empties an upstream.
+//!
 //! ## Retries
 //!
 //! A request carrying gatekit-core's
