@@ -1,7 +1,9 @@
 //! Pick cost per algorithm at 10 to 10,000 endpoints (pick + release of the in-flight
-//! guard), with allocation counts, next to tower's p2c over `PendingRequests`.
+//! guard), with allocation counts, next to tower's p2c over `PendingRequests`; and, in
+//! `retry`, the cost of avoiding a retried request's `TriedEndpoints`.
 //!
 //! `cargo bench -p gatekit-lb --bench pick -- --sample-count 20`
+//! (`-- retry --sample-count 50` for the retry group alone)
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::net::SocketAddr;
@@ -124,4 +126,51 @@ fn tower_p2c_pending_requests(b: Bencher<'_, '_>, n: usize) {
         assert!(matches!(ready, Poll::Ready(Ok(()))));
         drop(divan::black_box(bal.call(())));
     });
+}
+
+/// Retries (`TriedEndpoints` in the request), side by side per algorithm over 100
+/// endpoints: no extension (a first attempt without a retry layer), one endpoint tried
+/// (the retry avoids it and records its pick), and every endpoint of a 3-endpoint set
+/// tried (the avoiding pass finds nothing and the pick is made again without it).
+mod retry {
+    use divan::Bencher;
+    use gatekit_core::retry::TriedEndpoints;
+    use gatekit_lb::Algorithm;
+
+    use super::{addr, request, upstream};
+
+    const N: usize = 100;
+
+    /// A request whose `TriedEndpoints` holds `tried` (its list has room for one more
+    /// address, so recording the pick allocates nothing).
+    fn with_tried(tried: &[usize]) -> http::Request<()> {
+        let t = TriedEndpoints::new();
+        for i in tried {
+            t.record(addr(*i));
+        }
+        let mut r = request();
+        r.extensions_mut().insert(t);
+        r
+    }
+
+    #[divan::bench(args = Algorithm::ALL)]
+    fn absent(b: Bencher<'_, '_>, alg: Algorithm) {
+        let up = upstream(alg, N);
+        let req = request();
+        b.bench_local(|| drop(divan::black_box(up.pick(&req).unwrap())));
+    }
+
+    #[divan::bench(args = Algorithm::ALL)]
+    fn one_tried(b: Bencher<'_, '_>, alg: Algorithm) {
+        let up = upstream(alg, N);
+        b.with_inputs(|| with_tried(&[0]))
+            .bench_local_refs(|req| drop(divan::black_box(up.pick(req).unwrap())));
+    }
+
+    #[divan::bench(args = Algorithm::ALL)]
+    fn all_of_3_tried(b: Bencher<'_, '_>, alg: Algorithm) {
+        let up = upstream(alg, 3);
+        let req = with_tried(&[0, 1, 2]);
+        b.bench_local(|| drop(divan::black_box(up.pick(&req).unwrap())));
+    }
 }

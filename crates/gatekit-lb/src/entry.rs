@@ -1,6 +1,7 @@
 //! Per-endpoint state, carried over by address across endpoint-set updates: the
 //! endpoint's service, its health, in-flight count, latency estimate and slow-start clock.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -25,6 +26,9 @@ pub(crate) struct Tracking {
 
 /// One endpoint's state.
 pub(crate) struct Entry<S> {
+    /// The endpoint's address, fixed for the entry's life (the set is keyed by it);
+    /// read on the pick path without loading `endpoint`.
+    pub(crate) addr: SocketAddr,
     pub(crate) endpoint: ArcSwap<Endpoint>,
     pub(crate) svc: S,
     pub(crate) health: Arc<EndpointHealth>,
@@ -43,6 +47,7 @@ pub(crate) struct Entry<S> {
 impl<S> Entry<S> {
     pub(crate) fn new(endpoint: Endpoint, svc: S, tracking: Arc<Tracking>) -> Self {
         Self {
+            addr: endpoint.addr(),
             endpoint: ArcSwap::from_pointee(endpoint),
             svc,
             health: Arc::new(EndpointHealth::new()),

@@ -18,6 +18,7 @@ pub struct EndpointHealth {
     // Passive outlier detection's consecutive-failure counters (see `crate::outlier`).
     consecutive_5xx: AtomicU32,
     consecutive_gateway: AtomicU32,
+    consecutive_connect: AtomicU32,
 }
 
 impl Default for EndpointHealth {
@@ -35,6 +36,7 @@ impl EndpointHealth {
             ejections: AtomicU32::new(0),
             consecutive_5xx: AtomicU32::new(0),
             consecutive_gateway: AtomicU32::new(0),
+            consecutive_connect: AtomicU32::new(0),
         }
     }
 
@@ -116,6 +118,12 @@ impl EndpointHealth {
         self.consecutive_gateway.load(Ordering::Relaxed)
     }
 
+    /// Consecutive connect failures seen by outlier detection since the endpoint last
+    /// answered (with any status).
+    pub fn consecutive_connect_failures(&self) -> u32 {
+        self.consecutive_connect.load(Ordering::Relaxed)
+    }
+
     /// Counts one 5xx outcome; returns the new consecutive count.
     pub(crate) fn incr_5xx(&self) -> u32 {
         self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1
@@ -124,6 +132,18 @@ impl EndpointHealth {
     /// Counts one gateway error; returns the new consecutive count.
     pub(crate) fn incr_gateway(&self) -> u32 {
         self.consecutive_gateway.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts one connect failure; returns the new consecutive count.
+    pub(crate) fn incr_connect(&self) -> u32 {
+        self.consecutive_connect.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Resets the consecutive connect-failure count (the endpoint answered).
+    pub(crate) fn reset_connect(&self) {
+        if self.consecutive_connect.load(Ordering::Relaxed) != 0 {
+            self.consecutive_connect.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Resets the consecutive gateway-error count (a non-gateway 5xx).
@@ -135,12 +155,13 @@ impl EndpointHealth {
         }
     }
 
-    /// Resets both outlier counters (a success, an ejection or a return).
+    /// Resets every outlier counter (a success, an ejection or a return).
     pub(crate) fn reset_outlier_counters(&self) {
         if self.consecutive_5xx.load(Ordering::Relaxed) != 0 {
             self.consecutive_5xx.store(0, Ordering::Relaxed);
         }
         self.reset_gateway();
+        self.reset_connect();
     }
 }
 

@@ -66,9 +66,10 @@
 //! | `consistent-hash` | Maglev table on a [`HashKey`] (IP, header, cookie, query); optional bounded load | as ip-hash |
 //! | `random` | weighted random | as round-robin |
 //!
-//! Skipping an unavailable endpoint: round-robin variants move to the next one, random
-//! variants draw again (then scan), hash variants walk the Maglev table (the key's
-//! next preference), least-cost variants ignore it.
+//! Skipping an unavailable endpoint (or one a retried request already tried, see
+//! [Health](#health)): round-robin variants move to the next one, random variants draw
+//! again (then scan), hash variants walk the Maglev table (the key's next preference),
+//! least-cost variants ignore it.
 //!
 //! Slow start ([`SlowStart`]) applies to an endpoint that joins a non-empty set, turns
 //! from not ready to ready, or becomes available again after being unhealthy or ejected.
@@ -79,6 +80,29 @@
 //! detection, which follow the set through [`Upstream::endpoints`] and
 //! [`Upstream::subscribe`], and see each request's outcome through an
 //! [`OutcomeObserver`].
+//!
+//! Outlier detection ([`outlier`], [`OutlierDetector`]) ejects an endpoint after a run of
+//! consecutive failures, counted by up to three detectors: 5xx responses, gateway errors
+//! (502/503/504 and transport failures), and connect failures only (refused,
+//! unreachable, TLS handshake, connect timeout; reset by any response). The last one
+//! alone, with short ejections that may take one of two endpoints, is
+//! [`OutlierConfig::connect_failures_only`](outlier::OutlierConfig::connect_failures_only):
+//! the default gatekit's gateway applies to every upstream whose policy does not enable
+//! passive health checking. An endpoint that is down then stops getting first attempts
+//! after two refused connections, and returns after 5 s (longer if it is ejected again).
+//! Panic mode still sends traffic if too few endpoints are left available, so ejection
+//! never empties an upstream.
+//!
+//! ## Retries
+//!
+//! A request carrying gatekit-core's
+//! [`TriedEndpoints`](gatekit_core::retry::TriedEndpoints) (the retry layer puts one in
+//! every attempt) avoids the endpoints earlier attempts went to while another usable
+//! endpoint exists — each algorithm skips them as it skips an unavailable endpoint,
+//! staying among the ready endpoints — and the endpoint picked is recorded in it for the
+//! next attempt. When every usable endpoint was tried, the pick is made as usual: a
+//! retry to the same endpoint is better than none. A request without the extension pays
+//! one extension lookup; a pick still allocates nothing.
 
 mod balance;
 mod clock;

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use futures_util::{FutureExt, Stream, StreamExt};
+use gatekit_core::retry::TriedEndpoints;
 use gatekit_core::{BoxError, Change, Endpoint, EndpointState, Error, ErrorKind};
 use http::{Request, Response};
 use parking_lot::Mutex;
@@ -411,6 +412,17 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     /// Picks an endpoint for `req` and counts a request in flight on it until the
     /// returned [`Picked`] is dropped (or [`finish`](Picked::finish)ed).
     ///
+    /// # Retries
+    ///
+    /// When `req` carries [`TriedEndpoints`] (gatekit-core's retry layer puts them in
+    /// every attempt), the endpoints in it are skipped as if unavailable while another
+    /// usable endpoint exists — each algorithm skips as it skips an unhealthy endpoint
+    /// (see the [crate docs](crate#retries)) — and the picked endpoint is
+    /// [`record`](TriedEndpoints::record)ed in it, so the next attempt avoids it too. If
+    /// every usable endpoint was tried already, the pick is made as if nothing had been
+    /// tried: a retry to the same endpoint is better than none. Without the extension
+    /// the pick costs one extension lookup more.
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::NoHealthyEndpoint`] when no endpoint is usable.
@@ -421,40 +433,41 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             crate::Algorithm::ConsistentHash => hash::request_hash(&config.hash_key, req),
             _ => None,
         };
-        self.pick_hash(key)
+        let tried = req.extensions().get::<TriedEndpoints>();
+        let picked = self.pick_with(key, tried)?;
+        if let Some(tried) = tried {
+            tried.record(picked.addr());
+        }
+        Ok(picked)
     }
 
-    fn pick_hash(&self, hash: Option<u64>) -> Result<Picked<S>, Error> {
+    /// Picks by the key `hash`, avoiding the `tried` endpoints while any other is usable.
+    fn pick_with(
+        &self,
+        hash: Option<u64>,
+        tried: Option<&TriedEndpoints>,
+    ) -> Result<Picked<S>, Error> {
         let shared = &*self.shared;
         let snap = shared.snapshot.load();
         let now = Instant::now();
         let now_ns = clock::nanos(now);
         snap.maybe_refresh(now, now_ns, &shared.config);
+        let mode = snap.mode();
         let mut ctx = PickCtx {
             now,
             now_ns,
-            ignore_health: false,
+            ignore_health: mode == Mode::Panic,
             hash,
             cursor: &shared.cursor,
             config: &shared.config,
+            avoid: tried,
         };
-        let found = match snap.mode() {
-            Mode::Normal => {
-                let level = snap.pick_level();
-                snap.levels
-                    .get(level)
-                    .and_then(|p| balance::pick(p, &ctx))
-                    // The view is a little stale: try every level, then the fallback.
-                    .or_else(|| snap.levels.iter().find_map(|p| balance::pick(p, &ctx)))
-                    .or_else(|| balance::pick(&snap.fallback, &ctx))
-            }
-            Mode::Panic => {
-                ctx.ignore_health = true;
-                snap.all_ready().and_then(|p| balance::pick(p, &ctx))
-            }
-            Mode::Fallback => balance::pick(&snap.fallback, &ctx)
-                .or_else(|| snap.levels.iter().find_map(|p| balance::pick(p, &ctx))),
-        };
+        let mut found = tried.and_then(|_| find(&snap, mode, &ctx));
+        if found.is_none() {
+            // No retry, or every usable endpoint was tried: pick among all of them.
+            ctx.avoid = None;
+            found = find(&snap, mode, &ctx);
+        }
         match found {
             Some(entry) => {
                 entry.acquire();
@@ -466,6 +479,32 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             }
             None => Err(Error::new(ErrorKind::NoHealthyEndpoint)),
         }
+    }
+}
+
+/// The endpoint `ctx` picks from `snap` in `mode` (panic mode: `ctx` ignores health).
+///
+/// A pick that avoids tried endpoints stays among the ready endpoints in normal mode:
+/// retrying on a ready endpoint beats moving to a terminating one, which is only meant
+/// to take traffic when no ready endpoint is available.
+#[inline]
+fn find<'s, S>(snap: &'s Snapshot<S>, mode: Mode, ctx: &PickCtx<'_>) -> Option<&'s Arc<Entry<S>>> {
+    let any_level = || snap.levels.iter().find_map(|p| balance::pick(p, ctx));
+    match mode {
+        Mode::Normal => {
+            let found = snap
+                .levels
+                .get(snap.pick_level())
+                .and_then(|p| balance::pick(p, ctx))
+                // The view is a little stale: try every level, then the fallback.
+                .or_else(any_level);
+            match ctx.avoid {
+                Some(_) => found,
+                None => found.or_else(|| balance::pick(&snap.fallback, ctx)),
+            }
+        }
+        Mode::Panic => snap.all_ready().and_then(|p| balance::pick(p, ctx)),
+        Mode::Fallback => balance::pick(&snap.fallback, ctx).or_else(any_level),
     }
 }
 
@@ -510,7 +549,7 @@ impl<S> fmt::Debug for Picked<S> {
 impl<S> Picked<S> {
     /// The endpoint's address.
     pub fn addr(&self) -> SocketAddr {
-        self.entry.endpoint.load().addr()
+        self.entry.addr
     }
 
     /// The endpoint as last updated.
@@ -604,7 +643,7 @@ mod tests {
         up.apply(Change::Replace(eps(20)));
         let t0 = table(&up);
         let picks: Vec<_> = (0..200u64)
-            .map(|k| up.pick_hash(Some(hash::mix(k))).unwrap().addr())
+            .map(|k| up.pick_with(Some(hash::mix(k)), None).unwrap().addr())
             .collect();
         // A not-ready endpoint joins: a new generation, the same ready pool and table.
         up.apply(Change::Insert(
@@ -613,7 +652,7 @@ mod tests {
         assert_eq!(up.generation(), 2);
         assert!(shared(&t0, &table(&up)));
         let again: Vec<_> = (0..200u64)
-            .map(|k| up.pick_hash(Some(hash::mix(k))).unwrap().addr())
+            .map(|k| up.pick_with(Some(hash::mix(k)), None).unwrap().addr())
             .collect();
         assert_eq!(picks, again);
         // A weight changes: rebuilt, exactly as a fresh upstream builds it.

@@ -9,10 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatekit_core::{Endpoint, ErrorKind};
+use gatekit_core::client::{Client, ClientConfig, Transport};
+use gatekit_core::{Backend, Body, Change, Endpoint, ErrorKind, classify};
 use gatekit_lb::health::{CheckKind, HealthCheckConfig, HealthEvent, HealthEventKind, HttpCheck};
 use gatekit_lb::outlier::OutlierConfig;
-use gatekit_lb::{EndpointHealth, HealthChecker, Outcome, OutcomeObserver, OutlierDetector};
+use gatekit_lb::{
+    Algorithm, EndpointHealth, HealthChecker, Outcome, OutcomeObserver, OutlierDetector, Upstream,
+    UpstreamConfig,
+};
 use http::{Request, StatusCode};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
@@ -378,4 +382,209 @@ async fn checker_and_detector_share_one_event_stream_and_snapshot() {
     assert!(snap.ejected && !snap.active_healthy);
     assert_eq!(snap.ejections, 1);
     assert_eq!(detector.snapshot()[0].ejections, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_connect_failure_detector_counts_connect_failures_only() {
+    let endpoints = set(2);
+    let target = &endpoints[0];
+    let detector = OutlierDetector::new(OutlierConfig::connect_failures_only());
+    detector.update(endpoints.clone());
+    let mut events = detector.subscribe();
+    let h = &target.1;
+
+    // What the endpoint answers never ejects: the 5xx and gateway detectors are off.
+    feed(&detector, target, status(500), 20);
+    feed(&detector, target, status(503), 20);
+    assert!(!h.is_ejected(Instant::now()));
+    assert_eq!(h.consecutive_connect_failures(), 0);
+
+    // Any response resets the count, a 5xx included.
+    feed(&detector, target, error(ErrorKind::Connect), 1);
+    assert_eq!(h.consecutive_connect_failures(), 1);
+    feed(&detector, target, status(502), 1);
+    assert_eq!(h.consecutive_connect_failures(), 0);
+    // A timeout or reset after sending neither counts nor resets; gateway-side refusals
+    // count for nothing.
+    feed(&detector, target, error(ErrorKind::Connect), 1);
+    feed(&detector, target, error(ErrorKind::Timeout), 3);
+    feed(&detector, target, error(ErrorKind::UpstreamProtocol), 3);
+    feed(&detector, target, error(ErrorKind::Overloaded), 3);
+    assert_eq!(h.consecutive_connect_failures(), 1);
+    assert!(!h.is_ejected(Instant::now()));
+
+    // The second connect failure in a row ejects, for 5 s.
+    feed(&detector, target, error(ErrorKind::Connect), 1);
+    assert!(h.is_ejected(Instant::now()));
+    assert_eq!(h.consecutive_connect_failures(), 0, "reset on ejection");
+    let ev = next(&mut events);
+    assert_eq!(
+        (ev.kind(), ev.addr()),
+        (HealthEventKind::Ejected, target.0.addr())
+    );
+    assert!(
+        ev.reason()
+            .unwrap()
+            .contains("2 consecutive connect failures"),
+        "{:?}",
+        ev.reason()
+    );
+    let left = h.ejection_deadline().unwrap() - Instant::now();
+    assert!(
+        left <= Duration::from_secs(5) && left > Duration::from_millis(4990),
+        "{left:?}"
+    );
+
+    // Half of two: the other endpoint may not go while this one is out.
+    feed(&detector, &endpoints[1], error(ErrorKind::Connect), 5);
+    assert!(!endpoints[1].1.is_ejected(Instant::now()));
+    assert_eq!(detector.ejected_count(), 1);
+
+    tokio::time::advance(Duration::from_millis(5002)).await;
+    settle().await;
+    assert_eq!(next(&mut events).kind(), HealthEventKind::Returned);
+    // Back: the other one's next connect failure (still over its threshold) ejects it.
+    feed(&detector, &endpoints[1], error(ErrorKind::Connect), 1);
+    assert!(endpoints[1].1.is_ejected(Instant::now()));
+}
+
+#[test]
+fn connect_failures_only_is_the_documented_preset() {
+    let c = OutlierConfig::connect_failures_only();
+    assert_eq!(c.consecutive_5xx, None);
+    assert_eq!(c.consecutive_gateway_errors, None);
+    assert_eq!(c.consecutive_connect_failures, Some(2));
+    assert_eq!(c.base_ejection_time, Duration::from_secs(5));
+    assert_eq!(c.max_ejection_time, Duration::from_secs(60));
+    assert_eq!(c.max_ejection_percent, 50);
+    assert!(c.always_eject_one);
+    // Off unless asked for; the builder clamps 0 to 1 as the others do.
+    assert_eq!(OutlierConfig::default().consecutive_connect_failures, None);
+    let c = OutlierConfig::default().consecutive_connect_failures(Some(0));
+    assert_eq!(c.consecutive_connect_failures, Some(1));
+}
+
+/// A port nothing listens on: bound, then closed.
+fn refused_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A round-robin `Upstream` over gatekit's client, observed by a detector with
+/// `config`, as gatekit's gateway wires one.
+fn observed_upstream(
+    config: OutlierConfig,
+    endpoints: &[SocketAddr],
+) -> (
+    Upstream<gatekit_core::client::EndpointClient>,
+    Arc<OutlierDetector>,
+) {
+    let detector = Arc::new(OutlierDetector::new(config));
+    let client = Client::new(ClientConfig::default());
+    let up = Upstream::new(
+        UpstreamConfig::new(Algorithm::RoundRobin).with_observer(detector.clone()),
+        move |ep: &Endpoint| client.endpoint(ep.addr(), Transport::http1()),
+    );
+    up.apply(Change::Replace(
+        endpoints.iter().map(|a| Endpoint::new(*a)).collect(),
+    ));
+    detector.update(up.endpoints());
+    (up, detector)
+}
+
+/// One request through `backend`: its status, or the kind of its error.
+async fn send(backend: &Backend) -> Result<StatusCode, ErrorKind> {
+    let req = Request::get("/")
+        .header("host", "backend")
+        .body(Body::empty())
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), backend.send(req)).await {
+        Ok(Ok(rsp)) => Ok(rsp.status()),
+        Ok(Err(e)) => Err(classify(&*e)),
+        Err(_) => panic!("no answer in 10 s"),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_endpoint_is_ejected_after_two_connect_failures_and_tried_again_later() {
+    let live = HttpBackend::start().await;
+    let refused = refused_port();
+    let (up, detector) = observed_upstream(
+        OutlierConfig::connect_failures_only(),
+        &[live.addr, refused],
+    );
+    let mut events = detector.subscribe();
+    let backend = Backend::new(up.clone());
+    let h = up.health_of(refused).unwrap();
+
+    // Round robin alternates: the second request to the refused port ejects it.
+    let mut failures = 0;
+    for _ in 0..4 {
+        match send(&backend).await {
+            Ok(status) => assert_eq!(status, StatusCode::OK),
+            Err(kind) => {
+                assert_eq!(kind, ErrorKind::Connect);
+                failures += 1;
+            }
+        }
+    }
+    assert_eq!(failures, 2);
+    let ejected_at = Instant::now();
+    assert!(h.is_ejected(ejected_at));
+    let ev = next(&mut events);
+    assert_eq!((ev.kind(), ev.addr()), (HealthEventKind::Ejected, refused));
+    let deadline = h.ejection_deadline().unwrap();
+    assert!(deadline - ejected_at <= Duration::from_secs(5));
+
+    // Meanwhile every request goes to the live endpoint.
+    let hits = live.hits();
+    for _ in 0..20 {
+        assert_eq!(send(&backend).await, Ok(StatusCode::OK));
+    }
+    assert_eq!(live.hits() - hits, 20);
+    assert!(h.is_ejected(Instant::now()), "20 local requests took 5 s");
+
+    // The ejection time, in paused time (real sockets only before and after).
+    tokio::time::pause();
+    let almost = deadline.saturating_duration_since(Instant::now());
+    tokio::time::advance(almost.saturating_sub(Duration::from_millis(50))).await;
+    settle().await;
+    assert!(h.is_ejected(Instant::now()));
+    assert!(matches!(events.try_recv(), Err(TryRecvError::Empty)));
+    tokio::time::advance(Duration::from_millis(52)).await;
+    settle().await;
+    let ev = next(&mut events);
+    assert_eq!((ev.kind(), ev.addr()), (HealthEventKind::Returned, refused));
+    tokio::time::resume();
+
+    // Tried again: two more refusals eject it again, for twice as long.
+    let mut failures = 0;
+    for _ in 0..4 {
+        if send(&backend).await == Err(ErrorKind::Connect) {
+            failures += 1;
+        }
+    }
+    assert_eq!(failures, 2);
+    assert_eq!(next(&mut events).kind(), HealthEventKind::Ejected);
+    assert_eq!(h.ejections(), 2);
+    let left = h.ejection_deadline().unwrap() - Instant::now();
+    assert!(
+        left > Duration::from_secs(5) && left <= Duration::from_secs(10),
+        "{left:?}"
+    );
+}
+
+#[tokio::test]
+async fn panic_mode_still_sends_to_a_lone_ejected_endpoint() {
+    let refused = refused_port();
+    let (up, _detector) = observed_upstream(OutlierConfig::connect_failures_only(), &[refused]);
+    let backend = Backend::new(up.clone());
+    assert_eq!(send(&backend).await, Err(ErrorKind::Connect));
+    assert_eq!(send(&backend).await, Err(ErrorKind::Connect));
+    assert!(up.health_of(refused).unwrap().is_ejected(Instant::now()));
+    // The balancer's aggregate view notices within 10 ms; no need to wait for it here.
+    up.refresh_health();
+    // Ejected, but 0 of 1 available is below the panic threshold: the request is still
+    // sent (and refused), not failed with "no healthy endpoint".
+    assert_eq!(send(&backend).await, Err(ErrorKind::Connect));
 }

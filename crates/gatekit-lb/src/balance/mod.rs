@@ -2,8 +2,9 @@
 //!
 //! Every pick reads one pool (a locality level, all ready endpoints in panic mode, or the
 //! terminating fallback) and never allocates. Unavailable endpoints are skipped
-//! (unless health is ignored in panic mode); how skipping works depends on the
-//! algorithm and is bounded: at worst one linear pass over the pool.
+//! (unless health is ignored in panic mode), and so are the endpoints a retried
+//! request's earlier attempts went to ([`PickCtx::avoid`]); how skipping works depends on
+//! the algorithm and is bounded: at worst one linear pass over the pool.
 
 pub(crate) mod hash;
 pub(crate) mod maglev;
@@ -12,6 +13,7 @@ pub(crate) mod schedule;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use gatekit_core::retry::TriedEndpoints;
 use tokio::time::Instant;
 
 use crate::config::{Algorithm, UpstreamConfig};
@@ -48,10 +50,7 @@ impl Table {
                 schedule::build(&weights).map_or(Self::None, |s| Self::Schedule(s.into()))
             }
             Algorithm::IpHash | Algorithm::ConsistentHash => {
-                let eps: Vec<_> = slots
-                    .iter()
-                    .map(|s| (s.entry.endpoint.load().addr(), s.weight))
-                    .collect();
+                let eps: Vec<_> = slots.iter().map(|s| (s.entry.addr, s.weight)).collect();
                 Self::Maglev(maglev::build(&eps))
             }
             _ => Self::None,
@@ -68,12 +67,16 @@ pub(crate) struct PickCtx<'a> {
     pub(crate) hash: Option<u64>,
     pub(crate) cursor: &'a AtomicUsize,
     pub(crate) config: &'a UpstreamConfig,
+    /// Endpoints to skip as if unavailable: those earlier attempts of a retried request
+    /// went to. The caller picks again without them when this finds nothing.
+    pub(crate) avoid: Option<&'a TriedEndpoints>,
 }
 
 impl PickCtx<'_> {
     #[inline]
     fn usable<S>(&self, s: &Slot<S>) -> bool {
-        self.ignore_health || s.entry.health.is_available(self.now)
+        (self.ignore_health || s.entry.health.is_available(self.now))
+            && self.avoid.is_none_or(|tried| !tried.contains(s.entry.addr))
     }
 
     #[inline]

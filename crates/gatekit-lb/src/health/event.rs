@@ -77,6 +77,8 @@ pub struct EndpointHealthSnapshot {
     pub consecutive_5xx: u32,
     /// Consecutive gateway errors seen by outlier detection.
     pub consecutive_gateway_errors: u32,
+    /// Consecutive connect failures seen by outlier detection.
+    pub consecutive_connect_failures: u32,
     /// The last active check error, if any check ever failed.
     pub last_error: Option<Arc<str>>,
 }
@@ -96,6 +98,7 @@ impl EndpointHealthSnapshot {
             consecutive_successes: 0,
             consecutive_5xx: health.consecutive_5xx(),
             consecutive_gateway_errors: health.consecutive_gateway_errors(),
+            consecutive_connect_failures: health.consecutive_connect_failures(),
             last_error: None,
         }
     }

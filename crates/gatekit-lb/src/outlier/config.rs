@@ -22,6 +22,17 @@ pub struct OutlierConfig {
     /// Consecutive gateway errors (502/503/504 statuses, connect failures, timeouts,
     /// resets) that eject an endpoint; `None` disables this detector. Default `Some(5)`.
     pub consecutive_gateway_errors: Option<u32>,
+    /// Consecutive connect failures (refused, unreachable, TLS handshake failed, connect
+    /// timed out: outcomes of kind [`ErrorKind::Connect`]) that eject an endpoint;
+    /// `None` disables this detector. Default `None`.
+    ///
+    /// Envoy's `consecutive_local_origin_failure` with `split_external_local_origin_errors`:
+    /// it looks only at whether the endpoint can be reached, not at what it answers.
+    /// Reset by any response, 5xx included; a timeout or protocol error after the request
+    /// was sent neither counts nor resets (the connection may or may not have been made).
+    ///
+    /// [`ErrorKind::Connect`]: gatekit_core::ErrorKind::Connect
+    pub consecutive_connect_failures: Option<u32>,
     /// Ejection time of a first ejection; the n-th lasts `n × base`. Default 30 s.
     pub base_ejection_time: Duration,
     /// Cap on one ejection's time. Default 300 s. An endpoint that stays un-ejected this
@@ -43,6 +54,7 @@ impl Default for OutlierConfig {
         Self {
             consecutive_5xx: Some(5),
             consecutive_gateway_errors: Some(5),
+            consecutive_connect_failures: None,
             base_ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 10,
@@ -52,6 +64,41 @@ impl Default for OutlierConfig {
 }
 
 impl OutlierConfig {
+    /// The protective default gatekit's gateway applies to an upstream when no policy
+    /// enables passive health checking: eject an endpoint that refused (or could not be
+    /// reached by) 2 connections in a row, for 5 s (10 s, 15 s, ... on repeated
+    /// ejections, up to 60 s), never more than half of the set at once — but always
+    /// allowing one, so that even one of two endpoints may be ejected. What endpoints
+    /// answer, 5xx included, ejects nothing.
+    ///
+    /// | field | value |
+    /// |---|---|
+    /// | [`consecutive_5xx`](Self::consecutive_5xx) | `None` |
+    /// | [`consecutive_gateway_errors`](Self::consecutive_gateway_errors) | `None` |
+    /// | [`consecutive_connect_failures`](Self::consecutive_connect_failures) | `Some(2)` |
+    /// | [`base_ejection_time`](Self::base_ejection_time) | 5 s |
+    /// | [`max_ejection_time`](Self::max_ejection_time) | 60 s |
+    /// | [`max_ejection_percent`](Self::max_ejection_percent) | 50 |
+    /// | [`always_eject_one`](Self::always_eject_one) | `true` |
+    ///
+    /// Ejection never leaves an upstream without traffic: when fewer than the panic
+    /// threshold (by default 50%) of its ready endpoints are available — the lone
+    /// endpoint of a one-endpoint upstream ejected, or ejections and failed active checks
+    /// together taking out more than half — the balancer ignores health and sends to
+    /// all ready endpoints, ejected ones included
+    /// ([`UpstreamConfig::with_panic_threshold`](crate::UpstreamConfig::with_panic_threshold)).
+    pub fn connect_failures_only() -> Self {
+        Self {
+            consecutive_5xx: None,
+            consecutive_gateway_errors: None,
+            consecutive_connect_failures: Some(2),
+            base_ejection_time: Duration::from_secs(5),
+            max_ejection_time: Duration::from_secs(60),
+            max_ejection_percent: 50,
+            always_eject_one: true,
+        }
+    }
+
     /// Sets [`consecutive_5xx`](Self::consecutive_5xx) (a threshold of 0 counts as 1).
     #[must_use]
     pub fn consecutive_5xx(mut self, threshold: Option<u32>) -> Self {
@@ -64,6 +111,14 @@ impl OutlierConfig {
     #[must_use]
     pub fn consecutive_gateway_errors(mut self, threshold: Option<u32>) -> Self {
         self.consecutive_gateway_errors = threshold.map(|n| n.max(1));
+        self
+    }
+
+    /// Sets [`consecutive_connect_failures`](Self::consecutive_connect_failures) (a
+    /// threshold of 0 counts as 1).
+    #[must_use]
+    pub fn consecutive_connect_failures(mut self, threshold: Option<u32>) -> Self {
+        self.consecutive_connect_failures = threshold.map(|n| n.max(1));
         self
     }
 

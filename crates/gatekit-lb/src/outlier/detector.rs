@@ -57,28 +57,52 @@ struct State {
 
 /// How an outcome counts.
 enum Class {
+    /// A response below 500.
     Success,
     /// A 5xx; `gateway` for 502/503/504 and transport failures.
-    Failure {
-        gateway: bool,
-    },
+    Failure { gateway: bool, connect: Reach },
     /// Not the endpoint's doing (a gateway-side refusal): counts for nothing.
     Ignore,
 }
 
+/// What a failure says about reaching the endpoint (the connect-failure detector).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// The endpoint answered: resets the count.
+    Answered,
+    /// Connecting failed: counts.
+    Failed,
+    /// A timeout or protocol error after sending: unknown whether a connection was
+    /// made, so neither counts nor resets.
+    Unknown,
+}
+
 fn classify(outcome: &Outcome) -> Class {
     if let Some(status) = outcome.status_code() {
+        let connect = Reach::Answered;
         return match status.as_u16() {
-            502..=504 => Class::Failure { gateway: true },
-            500..=599 => Class::Failure { gateway: false },
+            502..=504 => Class::Failure {
+                gateway: true,
+                connect,
+            },
+            500..=599 => Class::Failure {
+                gateway: false,
+                connect,
+            },
             _ => Class::Success,
         };
     }
     match outcome.error_kind() {
         // Envoy maps local-origin failures to 503/504 and counts them as gateway errors.
-        Some(ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::UpstreamProtocol) => {
-            Class::Failure { gateway: true }
-        }
+        // gatekit's client reports a connect timeout as `Connect` too.
+        Some(ErrorKind::Connect) => Class::Failure {
+            gateway: true,
+            connect: Reach::Failed,
+        },
+        Some(ErrorKind::Timeout | ErrorKind::UpstreamProtocol) => Class::Failure {
+            gateway: true,
+            connect: Reach::Unknown,
+        },
         _ => Class::Ignore,
     }
 }
@@ -199,7 +223,7 @@ impl OutcomeObserver for OutlierDetector {
         if health.take_expired_ejection(now) {
             self.inner.returned(ep.addr(), health);
         }
-        let Class::Failure { gateway } = class else {
+        let Class::Failure { gateway, connect } = class else {
             health.reset_outlier_counters();
             return;
         };
@@ -211,7 +235,20 @@ impl OutcomeObserver for OutlierDetector {
             health.reset_gateway();
             0
         };
-        let reason = if config.consecutive_gateway_errors.is_some_and(|t| ngw >= t) {
+        let nconn = match connect {
+            Reach::Failed => health.incr_connect(),
+            Reach::Answered => {
+                health.reset_connect();
+                0
+            }
+            Reach::Unknown => 0,
+        };
+        let reason = if config
+            .consecutive_connect_failures
+            .is_some_and(|t| nconn >= t)
+        {
+            Some((nconn, "connect failures"))
+        } else if config.consecutive_gateway_errors.is_some_and(|t| ngw >= t) {
             Some((ngw, "gateway errors"))
         } else if config.consecutive_5xx.is_some_and(|t| n5xx >= t) {
             Some((n5xx, "5xx"))
