@@ -323,7 +323,9 @@ pub struct RetryRate {
 
 impl BackendPolicySpec {
     /// Checks what the schema cannot: duration strings, percentages, hash keys, status
-    /// ranges. Field paths use the manifest's spelling (`spec.loadBalancer...`).
+    /// ranges, circuit-breaker thresholds (at least 1), the retry budget, target kinds.
+    /// Field paths use the manifest's spelling (`spec.loadBalancer...`). The loaders call
+    /// it and refuse a policy that fails.
     ///
     /// # Errors
     ///
