@@ -4,9 +4,11 @@
 //! What is here today:
 //!
 //! - [`types`]: the Kubernetes types gatekit reads (Gateway API from the `gateway-api`
-//!   crate, core types from `k8s-openapi`) and gatekit's own [`BackendPolicy`] CRD;
+//!   crate, core types from `k8s-openapi`) and gatekit's own CRDs, [`BackendPolicy`]
+//!   (per Service) and [`TrafficPolicy`] (per Gateway, listener, route or rule);
 //! - [`manifest`]: loading `*.yaml`/`*.yml`/`*.json` files (multi-document YAML) into a
-//!   typed [`ResourceSet`], with errors that name file, document, resource and field;
+//!   typed [`ResourceSet`], with errors that name file, document, resource and field
+//!   (an invalid policy value is such an error too);
 //! - [`translate`](mod@translate): turning a [`ResourceSet`] into listeners, core
 //!   [`Route`](gatekit_core::route::Route)s, upstream definitions with their endpoints, and
 //!   the status conditions every resource would carry, to the Gateway API rules;
@@ -93,3 +95,4 @@ pub use crate::provider::{Provider, ProviderSettings};
 pub use crate::status_write::StatusWriter;
 pub use crate::translate::{TranslateOptions, Translation, translate};
 pub use crate::types::policy::BackendPolicy;
+pub use crate::types::traffic::TrafficPolicy;

@@ -6,6 +6,13 @@
 //! before the next document is parsed), with [`serde_path_to_error`] tracking where in
 //! the document a type error occurred. A `v1` `List` is flattened into its `items`.
 //!
+//! gatekit's policies (`BackendPolicy`, `TrafficPolicy`) are also checked beyond their
+//! schema as they are loaded ([`BackendPolicySpec::validate`](crate::types::BackendPolicySpec::validate),
+//! [`TrafficPolicySpec::validate`](crate::types::TrafficPolicySpec::validate)): an invalid
+//! value (a bad duration, a quota of 0 requests, a percentage above 100) is a load error
+//! like a type error, with its field path, because a policy that is silently not applied
+//! (a rate limit, a circuit breaker) is a security downgrade.
+//!
 //! Error reporting is the point of this module: every [`ManifestError`] names the file,
 //! the document index (0-based, counting every `---`-separated document in the file),
 //! the resource's kind/namespace/name when the document got far enough to have them, the
@@ -34,8 +41,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::types::{
-    BackendPolicy, EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace,
-    ObjectMeta, ReferenceGrant, Secret, Service,
+    BackendPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace,
+    ObjectMeta, ReferenceGrant, Secret, Service, TrafficPolicy,
 };
 
 /// Every resource gatekit reads, by kind.
@@ -65,6 +72,8 @@ pub struct ResourceSet {
     pub secrets: Vec<Secret>,
     /// `gatekit.io/v1alpha1` BackendPolicies.
     pub backend_policies: Vec<BackendPolicy>,
+    /// `gatekit.io/v1alpha1` TrafficPolicies.
+    pub traffic_policies: Vec<TrafficPolicy>,
 }
 
 /// A document that was skipped, with why.
@@ -396,6 +405,15 @@ impl ResourceSet {
                 &mut self.backend_policies,
                 |r| &mut r.metadata,
             ),
+            ("gatekit.io", "v1alpha1", "TrafficPolicy") => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                errors,
+                &mut self.traffic_policies,
+                |r| &mut r.metadata,
+            ),
             _ => warnings.push(Warning {
                 file: file.to_owned(),
                 document: index,
@@ -408,8 +426,9 @@ impl ResourceSet {
     }
 }
 
-/// Deserializes `doc` as `T`, defaults its namespace, checks for duplicates and pushes it.
-fn push<T: DeserializeOwned>(
+/// Deserializes `doc` as `T`, checks it ([`Check`]), defaults its namespace, checks for
+/// duplicates and pushes it.
+fn push<T: DeserializeOwned + Check>(
     cx: &DocContext<'_>,
     doc: Value,
     namespaced: bool,
@@ -436,6 +455,15 @@ fn push<T: DeserializeOwned>(
     } else if m.namespace.is_some() {
         m.namespace = None;
     }
+    let namespace = m.namespace.clone();
+    if let Err(invalid) = resource.check() {
+        errors.extend(invalid.into_iter().map(|e| ManifestError {
+            namespace: namespace.clone(),
+            ..cx.error(e.field(), e.reason())
+        }));
+        return;
+    }
+    let m = meta(&mut resource);
     // `kind` strings of interest are 'static; intern through a match to keep the key small.
     let kind: &'static str = kind_static(&cx.kind);
     let key = (kind, m.namespace.clone(), name);
@@ -462,6 +490,7 @@ fn kind_static(kind: &str) -> &'static str {
         "Secret" => "Secret",
         "EndpointSlice" => "EndpointSlice",
         "BackendPolicy" => "BackendPolicy",
+        "TrafficPolicy" => "TrafficPolicy",
         _ => "Other",
     }
 }

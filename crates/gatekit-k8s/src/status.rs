@@ -11,7 +11,8 @@
 //!   `ResolvedRefs`, `Programmed`, `Conflicted` and the number of attached routes.
 //! - HTTPRoute / GRPCRoute: one [`ParentStatus`] per parentRef gatekit handles, with
 //!   `Accepted`, `ResolvedRefs` and, when some rules were dropped, `PartiallyInvalid`.
-//! - GatewayClass: `Accepted`. BackendPolicy: `Accepted` (GEP-713 reasons).
+//! - GatewayClass: `Accepted`. BackendPolicy, TrafficPolicy: `Accepted` (GEP-713
+//!   reasons: `Accepted`, `Conflicted`, `TargetNotFound`, `Invalid`).
 
 use std::fmt;
 

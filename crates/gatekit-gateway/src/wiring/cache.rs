@@ -29,7 +29,7 @@ use gatekit_k8s::types::ObjectMeta;
 use gatekit_k8s::{ManifestError, ResourceSet, Warning};
 
 /// How many resources of each kind (in [`counts`] order) a file contributed.
-type Counts = [usize; 10];
+type Counts = [usize; 11];
 
 /// A file's text, fingerprinted: its length and a SipHash of it under this process's
 /// random keys (64 bits; an accidental collision is out of reach, and the keys are not
@@ -252,6 +252,7 @@ fn counts(set: &ResourceSet) -> Counts {
         set.endpoint_slices.len(),
         set.secrets.len(),
         set.backend_policies.len(),
+        set.traffic_policies.len(),
     ]
 }
 
@@ -271,6 +272,7 @@ fn split_tail(set: &mut ResourceSet, counts: &Counts) -> ResourceSet {
     chunk.endpoint_slices = tail(&mut set.endpoint_slices, counts[7]);
     chunk.secrets = tail(&mut set.secrets, counts[8]);
     chunk.backend_policies = tail(&mut set.backend_policies, counts[9]);
+    chunk.traffic_policies = tail(&mut set.traffic_policies, counts[10]);
     chunk
 }
 
@@ -286,6 +288,7 @@ fn append(into: &mut ResourceSet, mut from: ResourceSet) {
     into.endpoint_slices.append(&mut from.endpoint_slices);
     into.secrets.append(&mut from.secrets);
     into.backend_policies.append(&mut from.backend_policies);
+    into.traffic_policies.append(&mut from.traffic_policies);
 }
 
 /// Whether a (kind, namespace, name) appears twice (then the full load reports it).
@@ -313,6 +316,9 @@ fn has_duplicates(set: &ResourceSet) -> bool {
         .chain(keys("EndpointSlice", &set.endpoint_slices, |r| &r.metadata))
         .chain(keys("Secret", &set.secrets, |r| &r.metadata))
         .chain(keys("BackendPolicy", &set.backend_policies, |r| {
+            &r.metadata
+        }))
+        .chain(keys("TrafficPolicy", &set.traffic_policies, |r| {
             &r.metadata
         }));
     for key in all {
@@ -373,6 +379,11 @@ apiVersion: gatekit.io/v1alpha1
 kind: BackendPolicy
 metadata: { name: p }
 spec: { targetRefs: [{ kind: Service, name: web }] }
+---
+apiVersion: gatekit.io/v1alpha1
+kind: TrafficPolicy
+metadata: { name: tp }
+spec: { targetRefs: [{ kind: Gateway, name: gw }] }
 "#;
 
     #[test]
@@ -399,6 +410,7 @@ spec: { targetRefs: [{ kind: Service, name: web }] }
             ("endpoint_slices", full.endpoint_slices.len()),
             ("secrets", full.secrets.len()),
             ("backend_policies", full.backend_policies.len()),
+            ("traffic_policies", full.traffic_policies.len()),
         ] {
             assert_eq!(n, 1, "{kind}");
         }

@@ -5,7 +5,7 @@
 //!
 //! | role | kinds |
 //! |---|---|
-//! | `config` | GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, Service |
+//! | `config` | GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, TrafficPolicy, Service |
 //! | `endpoints` | Service, EndpointSlice |
 //!
 //! Events land in per-cluster stores (see `store.rs`), and each one says what changed:
@@ -17,6 +17,11 @@
 //! objects that come back unchanged change nothing, so an upstream is never emptied and
 //! refilled. [`Provider::changed`] waits for the next batch of changes (bursts coalesce
 //! while the consumer is busy).
+//!
+//! An object that does not fit gatekit's types, or a policy whose values are invalid
+//! (what a manifest load refuses with a located error), is skipped with a warning and
+//! shown as its cluster's `lastError`; if an earlier version of it was valid, that
+//! version keeps serving.
 //!
 //! # Several clusters
 //!
@@ -317,6 +322,7 @@ impl Cluster {
                 Kind::Namespace,
                 Kind::Secret,
                 Kind::BackendPolicy,
+                Kind::TrafficPolicy,
                 Kind::Service,
             ]);
         }
@@ -339,6 +345,7 @@ impl Cluster {
             Kind::EndpointSlice => s.endpoint_slices.is_synced(),
             Kind::Secret => s.secrets.is_synced(),
             Kind::BackendPolicy => s.backend_policies.is_synced(),
+            Kind::TrafficPolicy => s.traffic_policies.is_synced(),
         })
     }
 
@@ -638,6 +645,7 @@ impl Provider {
         set.namespaces = merged(&config, |s| &s.namespaces);
         set.secrets = merged(&config, |s| &s.secrets);
         set.backend_policies = merged(&config, |s| &s.backend_policies);
+        set.traffic_policies = merged(&config, |s| &s.traffic_policies);
         let mut ordered: Vec<&Cluster> = config.clone();
         ordered.extend(self.shared.clusters.iter().filter(|c| !c.config));
         set.services = merged(&ordered, |s| &s.services);
@@ -758,7 +766,7 @@ impl Provider {
 fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client) -> JoinHandle<()> {
     use crate::types::{
         BackendPolicy, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace, ReferenceGrant,
-        Secret,
+        Secret, TrafficPolicy,
     };
     fn go<K: Watched>(shared: &Arc<Shared>, cluster: usize, client: Client) -> JoinHandle<()> {
         tokio::spawn(watch::run::<K>(shared.clone(), cluster, Api::all(client)))
@@ -774,6 +782,7 @@ fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client)
         Kind::EndpointSlice => go::<EndpointSlice>(shared, cluster, client),
         Kind::Secret => go::<Secret>(shared, cluster, client),
         Kind::BackendPolicy => go::<BackendPolicy>(shared, cluster, client),
+        Kind::TrafficPolicy => go::<TrafficPolicy>(shared, cluster, client),
     }
 }
 

@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use crate::types::ObjectMeta;
 
 use crate::types::{
-    BackendPolicy, EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace,
-    ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service,
+    BackendPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace,
+    ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service, TrafficPolicy,
 };
 
 /// A store key: namespace ("" for cluster-scoped kinds), a grouping ("" except for
@@ -39,6 +39,7 @@ pub(crate) enum Kind {
     EndpointSlice,
     Secret,
     BackendPolicy,
+    TrafficPolicy,
 }
 
 impl Kind {
@@ -54,6 +55,7 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
             Kind::BackendPolicy => "BackendPolicy",
+            Kind::TrafficPolicy => "TrafficPolicy",
         }
     }
 
@@ -62,7 +64,11 @@ impl Kind {
     pub(crate) fn optional(self) -> bool {
         matches!(
             self,
-            Kind::BackendPolicy | Kind::GrpcRoute | Kind::ReferenceGrant | Kind::GatewayClass
+            Kind::BackendPolicy
+                | Kind::TrafficPolicy
+                | Kind::GrpcRoute
+                | Kind::ReferenceGrant
+                | Kind::GatewayClass
         )
     }
 }
@@ -76,9 +82,10 @@ pub(crate) struct Delta {
     pub(crate) services: Vec<(String, String)>,
 }
 
-/// A kind the provider watches: where its store is, and how it is keyed.
+/// A kind the provider watches: where its store is, and how it is keyed. An object
+/// that fails its [`Check`] is treated like one that does not fit the type.
 pub(crate) trait Watched:
-    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+    Resource<DynamicType = ()> + Check + Clone + DeserializeOwned + Debug + Send + Sync + 'static
 {
     const KIND: Kind;
     fn store(stores: &Stores) -> &Store<Self>;
@@ -119,6 +126,7 @@ watched! {
     Namespace => Namespace, namespaces;
     Secret => Secret, secrets;
     BackendPolicy => BackendPolicy, backend_policies;
+    TrafficPolicy => TrafficPolicy, traffic_policies;
 }
 
 /// EndpointSlices are keyed by their Service, so a Service's slices are one range.

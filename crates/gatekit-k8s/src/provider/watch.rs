@@ -10,18 +10,22 @@
 //! gatekit's types (a CRD version newer or older than the `gateway-api` crate's, a
 //! field of an unexpected type) does not fail the whole list, which would keep the
 //! replica from ever becoming ready. It is skipped with a warning, and if an earlier
-//! version of it was valid, that version keeps serving.
+//! version of it was valid, that version keeps serving. An object that parses but fails
+//! its [`Check`](crate::types::Check) (a policy with invalid values, which a manifest
+//! load refuses) is treated the same way.
 
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use kube::Api;
 use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::watcher::{self, Event};
 
 use super::Shared;
 use super::store::{Kind, Watched};
 use crate::backoff::Backoff;
+use crate::types::ObjectMeta;
 
 /// Watches `K` in cluster `cluster` until the provider is dropped.
 pub(crate) async fn run<K: Watched>(
@@ -42,14 +46,15 @@ pub(crate) async fn run<K: Watched>(
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(DeserializeGuard(obj))) => match obj {
+            Ok(Event::InitApply(DeserializeGuard(obj))) => match accepted(obj) {
                 Ok(mut obj) => {
                     obj.meta_mut().managed_fields = None;
                     buffer.push(obj);
                 }
                 Err(invalid) => {
-                    invalid_object(&shared, cluster, K::KIND, &invalid);
-                    if let Some(old) = store.get(&invalid.metadata) {
+                    let (meta, error) = *invalid;
+                    invalid_object(&shared, cluster, K::KIND, &meta, &error);
+                    if let Some(old) = store.get(&meta) {
                         buffer.push(old);
                     }
                 }
@@ -64,12 +69,14 @@ pub(crate) async fn run<K: Watched>(
             }
             Ok(Event::Apply(DeserializeGuard(obj))) => {
                 backoff.reset();
-                match obj {
+                match accepted(obj) {
                     Ok(mut obj) => {
                         obj.meta_mut().managed_fields = None;
                         shared.record(cluster, store.apply(obj), false);
                     }
-                    Err(invalid) => invalid_object(&shared, cluster, K::KIND, &invalid),
+                    Err(invalid) => {
+                        invalid_object(&shared, cluster, K::KIND, &invalid.0, &invalid.1);
+                    }
                 }
             }
             Ok(Event::Delete(DeserializeGuard(obj))) => {
@@ -99,13 +106,26 @@ pub(crate) async fn run<K: Watched>(
     }
 }
 
-fn invalid_object(
-    shared: &Shared,
-    cluster: usize,
-    kind: Kind,
-    invalid: &kube::core::error_boundary::InvalidObject,
-) {
-    let meta = &invalid.metadata;
+/// An object as gatekit takes it: deserialized and checked, or its metadata and why not
+/// (boxed: the rare path).
+fn accepted<K: Watched>(obj: Result<K, InvalidObject>) -> Result<K, Box<(ObjectMeta, String)>> {
+    match obj {
+        Ok(obj) => match obj.check() {
+            Ok(()) => Ok(obj),
+            Err(problems) => Err(Box::new((
+                obj.meta().clone(),
+                problems
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field(), e.reason()))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ))),
+        },
+        Err(invalid) => Err(Box::new((invalid.metadata, invalid.error))),
+    }
+}
+
+fn invalid_object(shared: &Shared, cluster: usize, kind: Kind, meta: &ObjectMeta, error: &str) {
     let name = format!(
         "{}/{}",
         meta.namespace.as_deref().unwrap_or(""),
@@ -115,13 +135,10 @@ fn invalid_object(
         cluster = %shared.clusters[cluster].name,
         kind = kind.name(),
         %name,
-        error = %invalid.error,
-        "object does not fit gatekit's types; skipped (a previous valid version keeps serving)"
+        %error,
+        "object does not fit gatekit's types or is invalid; skipped (a previous valid version keeps serving)"
     );
-    shared.invalid_object(
-        cluster,
-        &format!("{} {name}: {}", kind.name(), invalid.error),
-    );
+    shared.invalid_object(cluster, &format!("{} {name}: {error}", kind.name()));
 }
 
 fn is_not_found(error: &watcher::Error) -> bool {

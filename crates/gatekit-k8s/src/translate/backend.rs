@@ -24,9 +24,10 @@ use std::net::{IpAddr, SocketAddr};
 use gatekit_core::{ConfigError, Endpoint, EndpointState};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::policy::{Attachment, by_age, invalid};
 use super::{AppProtocol, UpstreamSpec};
 use crate::manifest::ResourceSet;
-use crate::status::{Condition, ResourceRef, ResourceStatus, reason};
+use crate::status::{ResourceRef, ResourceStatus, reason};
 use crate::types::{
     APP_PROTOCOL_H2C, APP_PROTOCOL_WS, BackendPolicySpec, CLUSTER_LABEL, EndpointSlice, Namespace,
     ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service,
@@ -76,6 +77,10 @@ pub(crate) struct Context<'a> {
     grants: HashMap<&'a str, Vec<&'a ReferenceGrant>>,
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
     policies: HashMap<(String, String), BackendPolicySpec>,
+    /// The name of the BackendPolicy attached to each Service.
+    policy_owners: HashMap<(String, String), String>,
+    /// TrafficPolicy values by target (see `policy.rs`).
+    pub(crate) traffic: HashMap<super::policy::TargetKey, super::policy::Claimed>,
     global_namespaces: &'a [String],
     pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
     pub(crate) errors: Vec<ConfigError>,
@@ -106,6 +111,8 @@ impl<'a> Context<'a> {
             grants: HashMap::new(),
             slices: HashMap::new(),
             policies: HashMap::new(),
+            policy_owners: HashMap::new(),
+            traffic: HashMap::new(),
             upstreams: BTreeMap::new(),
             errors: Vec::new(),
         };
@@ -320,85 +327,44 @@ impl<'a> Context<'a> {
             .is_some_and(|p| p.app_protocol.is_some())
     }
 
-    /// Validates BackendPolicies and attaches each to its target Services.
+    /// The BackendPolicy attached to Service `namespace/name`, if any.
+    pub(crate) fn backend_policy(&self, namespace: &str, name: &str) -> Option<&BackendPolicySpec> {
+        self.policies.get(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// Attaches each BackendPolicy to its target Services (oldest first; see
+    /// `policy.rs` for the statuses).
     pub(crate) fn attach_policies(&mut self, statuses: &mut Vec<ResourceStatus>) {
-        let mut policies: Vec<_> = self.resources.backend_policies.iter().collect();
-        policies.sort_by_key(|p| {
-            (
-                created_of(&p.metadata),
-                ns_of(&p.metadata).to_owned(),
-                name_of(&p.metadata).to_owned(),
-            )
-        });
-        for p in policies {
+        for p in by_age(&self.resources.backend_policies, |p| &p.metadata) {
             let ns = ns_of(&p.metadata);
             let name = name_of(&p.metadata);
             let generation = p.metadata.generation;
-            let mut status = ResourceStatus::new(
-                ResourceRef::new("BackendPolicy", Some(ns), name),
-                generation,
-            );
-            if let Err(errs) = p.spec.validate() {
-                let msg = errs
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field(), e.reason()))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                for e in errs {
-                    self.errors.push(ConfigError::new(
-                        e.field(),
-                        format!("BackendPolicy {ns}/{name}: {}", e.reason()),
-                    ));
-                }
-                status.push_condition(Condition::new(
-                    reason::ACCEPTED,
-                    false,
-                    reason::INVALID,
-                    msg,
-                    generation,
-                ));
-                statuses.push(status);
+            let resource = ResourceRef::new("BackendPolicy", Some(ns), name);
+            if let Err(problems) = p.spec.validate() {
+                statuses.push(invalid(resource, generation, problems, &mut self.errors));
                 continue;
             }
-            let mut attached = 0;
-            let mut problems = Vec::new();
-            let mut failure = reason::TARGET_NOT_FOUND;
+            let mut attachment = Attachment::new();
             for t in &p.spec.target_refs {
                 if !self.services.contains_key(&(ns, t.name.as_str())) {
-                    problems.push(format!("Service {ns}/{} not found", t.name));
+                    attachment.not_found(format!("Service {ns}/{} not found", t.name));
                     continue;
                 }
                 let key = (ns.to_owned(), t.name.clone());
-                if self.policies.contains_key(&key) {
-                    problems.push(format!(
-                        "Service {ns}/{} already has an older BackendPolicy",
+                if let Some(older) = self.policy_owners.get(&key)
+                    && older != name
+                {
+                    attachment.conflicted(format!(
+                        "Service {ns}/{} already has the older BackendPolicy {ns}/{older}",
                         t.name
                     ));
-                    failure = reason::CONFLICTED_POLICY;
                     continue;
                 }
+                self.policy_owners.insert(key.clone(), name.to_owned());
                 self.policies.insert(key, p.spec.clone());
-                attached += 1;
+                attachment.attached();
             }
-            let c = if attached > 0 {
-                Condition::new(
-                    reason::ACCEPTED,
-                    true,
-                    reason::ACCEPTED,
-                    problems.join("; "),
-                    generation,
-                )
-            } else {
-                Condition::new(
-                    reason::ACCEPTED,
-                    false,
-                    failure,
-                    problems.join("; "),
-                    generation,
-                )
-            };
-            status.push_condition(c);
-            statuses.push(status);
+            statuses.push(attachment.status(resource, generation));
         }
     }
 }

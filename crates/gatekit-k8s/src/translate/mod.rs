@@ -3,8 +3,10 @@
 //! [`translate`] is a pure function of a [`ResourceSet`]: no clock, no I/O. It runs in
 //! four passes:
 //!
-//! 1. **Policies.** Each `BackendPolicy` is validated and attached to the Services its
-//!    `targetRefs` name (oldest policy wins a Service; later ones are `Conflicted`).
+//! 1. **Policies.** Each `BackendPolicy` is attached to the Services its `targetRefs`
+//!    name (oldest policy wins a Service; later ones are `Conflicted`), each
+//!    `TrafficPolicy` to its Gateways, listeners, routes and rules (field by field; see
+//!    `policy.rs`). The loaders already refused invalid policies.
 //! 2. **Listeners.** Gateways whose `gatewayClassName` is the configured class are
 //!    served (a `GatewayClass` object is not required). Their listeners are grouped by
 //!    port across all Gateways: one socket per port. A listener is programmed when its
@@ -26,8 +28,19 @@
 //!    name starting with [`INVALID_BACKEND_PREFIX`], which never resolves: that share of
 //!    traffic answers 500, as the spec requires, and the route's `ResolvedRefs` says why.
 //!
-//! Rules that use something gatekit cannot do (ExtensionRef or CORS filters, unsupported
-//! values) are kept but lose their backends and filters, so requests they match answer
+//! HTTPRoute `retry` (GEP-1731) becomes the rule's
+//! [`RetryPolicy`](gatekit_core::retry::RetryPolicy): `attempts` retries (2 when unset,
+//! Envoy Gateway's default; 0 disables), on the `codes` listed (400-599; the
+//! gateway-error class 502/503/504 when unset), always also on requests that never
+//! reached a backend, connect failures, resets and per-attempt timeouts (the spec retries
+//! "after timing out"; a reset after the request was sent may replay it, which the spec
+//! asks implementations to document), waiting at least `backoff` (25 ms when unset)
+//! before each retry. TrafficPolicies fill in rules' retries, rate limits and request
+//! limits; a BackendPolicy's circuit breaker and retry budget go on every backendRef to
+//! its Service (not on mirrors).
+//!
+//! Rules that use something gatekit cannot do (ExtensionRef, CORS or ExternalAuth
+//! filters, unsupported values) are kept but lose their backends and filters, so requests they match answer
 //! 500 instead of falling through to another route; the route reports
 //! `PartiallyInvalid`, or `Accepted=False/UnsupportedValue` when every rule is invalid.
 //!
@@ -38,6 +51,7 @@
 mod backend;
 mod hostname;
 mod listener;
+mod policy;
 mod route;
 
 use std::collections::BTreeMap;
@@ -334,6 +348,7 @@ pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Transla
     let mut statuses = Vec::new();
     listener::gateway_classes(resources, options, &mut statuses);
     cx.attach_policies(&mut statuses);
+    cx.attach_traffic_policies(&mut statuses);
     let (listeners, listener_errors) = listener::listeners(&cx, options, &mut statuses);
     cx.errors.extend(listener_errors);
     let ports = route::attach_routes(&mut cx, &listeners, &mut statuses);

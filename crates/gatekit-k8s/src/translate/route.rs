@@ -9,19 +9,20 @@
 use std::collections::{BTreeMap, HashSet};
 
 use gatekit_core::ConfigError;
+use gatekit_core::retry::{Backoff, RetryPolicy};
 use gatekit_core::route::{
     BackendRef, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch, PathModifier,
-    QueryMatch, Redirect, Route, RouteId, Rule, StringMatch, Timeouts, UrlRewrite,
+    QueryMatch, Redirect, Route, RouteId, Rule, RulePolicy, StringMatch, Timeouts, UrlRewrite,
 };
-use gateway_api::grpcroutes::{GrpcRoute, GrpcRouteRulesMatchesMethodType};
-use gateway_api::httproutes::{
+use gateway_api::experimental::httproutes::{
     HttpRoute, HttpRouteRulesFilters,
     HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
     HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as FilterType,
     HttpRouteRulesFiltersUrlRewritePathType as RewritePathType, HttpRouteRulesMatches,
     HttpRouteRulesMatchesHeadersType, HttpRouteRulesMatchesMethod as Method,
-    HttpRouteRulesMatchesPathType, HttpRouteRulesMatchesQueryParamsType,
+    HttpRouteRulesMatchesPathType, HttpRouteRulesMatchesQueryParamsType, HttpRouteRulesRetry,
 };
+use gateway_api::grpcroutes::{GrpcRoute, GrpcRouteRulesMatchesMethodType};
 use serde::Serialize;
 
 use super::backend::{
@@ -33,6 +34,10 @@ use super::listener::Listener;
 use crate::duration;
 use crate::status::{Condition, ParentRef, ParentStatus, ResourceRef, ResourceStatus, reason};
 use crate::types::GATEWAY_GROUP;
+use crate::types::policy::BackendPolicySpec;
+use crate::types::traffic::{
+    DEFAULT_RETRY_ATTEMPTS, TrafficValues, connection_and_status_retries, retry_status,
+};
 
 /// A route converted once, attached per parentRef.
 struct Converted {
@@ -172,7 +177,8 @@ fn attach(
             generation,
         ),
     };
-    let mut per_port: BTreeMap<u16, Hosts> = BTreeMap::new();
+    // Per port, the listeners' hostnames grouped by what their policies set.
+    let mut per_port: BTreeMap<u16, Vec<(TrafficValues, Hosts)>> = BTreeMap::new();
     let mut attached_listeners: HashSet<(usize, usize)> = HashSet::new();
     for p in &view.parents {
         if p.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP
@@ -269,11 +275,11 @@ fn attach(
             continue;
         }
         for (l, hosts) in matched {
-            match per_port.get_mut(&l.port) {
-                Some(h) => h.merge(hosts),
-                None => {
-                    per_port.insert(l.port, hosts);
-                }
+            let traffic = cx.listener_traffic(l.gateway_ns, l.gateway_name, l.name);
+            let groups = per_port.entry(l.port).or_default();
+            match groups.iter_mut().find(|(t, _)| *t == traffic) {
+                Some((_, h)) => h.merge(hosts),
+                None => groups.push((traffic, hosts)),
             }
             if attached_listeners.insert((l.status_index, l.listener_index)) {
                 statuses[l.status_index].listeners_mut()[l.listener_index].add_attached();
@@ -300,12 +306,15 @@ fn attach(
         }
     }
     cx.errors.extend(conv.errors);
-    for (port, hosts) in per_port {
-        let mut route = Route::new(view.id.clone());
-        route.hostnames = hosts.into_vec();
-        route.created = view.created;
-        route.rules = conv.rules.clone();
-        ports.entry(port).or_default().push(route);
+    for (port, groups) in per_port {
+        for (traffic, hosts) in groups {
+            let mut route = Route::new(view.id.clone());
+            route.hostnames = hosts.into_vec();
+            route.created = view.created;
+            route.rules = conv.rules.clone();
+            cx.apply_traffic(view.kind, view.ns, view.name, &traffic, &mut route.rules);
+            ports.entry(port).or_default().push(route);
+        }
     }
     statuses.push(status);
 }
@@ -330,25 +339,32 @@ struct RuleWork<'c, 'a> {
     problems: Vec<(String, String)>,
 }
 
-impl RuleWork<'_, '_> {
+impl<'c> RuleWork<'c, '_> {
     /// Resolves a reference; an unresolved one is recorded (it does not drop the rule)
     /// and named so that it never resolves.
     /// `field` is the reference's path in the route, for the error it may give.
     fn backend(&mut self, r: &RefSpec<'_>, field: &str) -> String {
+        self.resolve(r, field).0
+    }
+
+    /// [`backend`](Self::backend), with the BackendPolicy of the Service it resolved to.
+    fn resolve(&mut self, r: &RefSpec<'_>, field: &str) -> (String, Option<&'c BackendPolicySpec>) {
         match self.cx.resolve(self.view_kind, self.ns, r, self.grpc) {
             Ok(w) => {
                 let name = backend_name(&w.namespace, &w.service, w.port);
+                let policy = self.cx.backend_policy(&w.namespace, &w.service);
                 self.wanted.push(w);
-                name
+                (name, policy)
             }
             Err(u) => {
                 self.unresolved.push((field.to_owned(), u));
                 let ns = r.namespace.unwrap_or(self.ns);
-                format!(
+                let name = format!(
                     "{INVALID_BACKEND_PREFIX}{ns}/{}:{}",
                     r.name,
                     r.port.unwrap_or(0)
-                )
+                );
+                (name, None)
             }
         }
     }
@@ -498,6 +514,9 @@ fn convert_filter(
             return Err("ExtensionRef filters are not supported".to_owned());
         }
         FilterType::Cors => return Err("CORS filters are not supported".to_owned()),
+        FilterType::ExternalAuth => {
+            return Err("ExternalAuth filters are not supported".to_owned());
+        }
     })
 }
 
@@ -623,6 +642,7 @@ fn finish_rule(conv: &mut Converted, view: &RouteView<'_>, mut rule: Rule, work:
         rule.filters.clear();
         rule.backends.clear();
         rule.timeouts = Timeouts::default();
+        rule.policy = RulePolicy::default();
     }
     conv.rules.push(rule);
 }
@@ -682,6 +702,12 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
                 ));
             }
         }
+        if let Some(retry) = &r.retry {
+            match route_retry(retry, &format!("{field}.retry")) {
+                Ok(p) => rule.policy.retry = Some(p),
+                Err(problems) => work.problems.extend(problems),
+            }
+        }
         for (j, b) in r.backend_refs.iter().flatten().enumerate() {
             let spec = RefSpec {
                 group: b.group.as_deref(),
@@ -704,6 +730,44 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
     }
     conv.all_dropped = !rules.is_empty() && conv.dropped.len() == rules.len();
     conv
+}
+
+/// HTTPRoute `retry` (GEP-1731) as a core retry policy (mapping in the
+/// [`translate`](super) module docs). `field` is `spec.rules[i].retry`.
+fn route_retry(r: &HttpRouteRulesRetry, field: &str) -> Result<RetryPolicy, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let attempts = match r.attempts {
+        None => DEFAULT_RETRY_ATTEMPTS,
+        Some(a) => u32::try_from(a).unwrap_or_else(|_| {
+            problems.push((
+                format!("{field}.attempts"),
+                format!("{a} is not a number of retries (0 or more)"),
+            ));
+            0
+        }),
+    };
+    let mut statuses = Vec::new();
+    for (j, c) in r.codes.iter().flatten().enumerate() {
+        match retry_status(*c, &format!("{field}.codes[{j}]")) {
+            Ok(s) if !statuses.contains(&s) => statuses.push(s),
+            Ok(_) => {}
+            Err(e) => problems.push((e.field().to_owned(), e.reason().to_owned())),
+        }
+    }
+    // `codes: []` retries on connection errors only; unset means the gateway-error class.
+    let on = connection_and_status_retries(r.codes.as_ref().map(|_| statuses));
+    let mut policy = RetryPolicy::new(attempts, on);
+    if let Some(b) = &r.backoff {
+        match duration::parse(b) {
+            Ok(d) => policy = policy.with_backoff(Backoff::new(d)),
+            Err(e) => problems.push((format!("{field}.backoff"), e.to_string())),
+        }
+    }
+    if problems.is_empty() {
+        Ok(policy)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Adds one backendRef (of an HTTPRoute or a GRPCRoute: their filters share the HTTP
@@ -732,9 +796,14 @@ fn backend_ref<F: Serialize>(
             0
         }
     };
-    let name = work.backend(spec, field);
+    let (name, policy) = work.resolve(spec, field);
     let mut b = BackendRef::new(name, weight);
     b.filters = filters;
+    if let Some(p) = policy {
+        b.breaker = p.circuit_breaker_config();
+        // Attached policies were validated (`attach_policies`).
+        b.retry_budget = p.retry_budget_config().ok().flatten();
+    }
     rule.backends.push(b);
 }
 

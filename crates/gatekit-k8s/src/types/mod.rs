@@ -7,9 +7,19 @@
 //!
 //! `ReferenceGrant` exists as `v1beta1` and `v1` with an identical schema; the crate
 //! only has the `v1` type, and gatekit reads `v1beta1` documents into it.
+//!
+//! `HTTPRoute` is the crate's *experimental* type, a superset of the standard one with
+//! the same names: it carries `spec.rules[].retry` (GEP-1731, Standard since Gateway
+//! API v1.7, which the crate's standard v1.5 types lack) and the experimental filters,
+//! so those are read rather than dropped, whether from files or from clusters.
+//!
+//! gatekit's own kinds: [`BackendPolicy`] (per Service) and [`TrafficPolicy`] (per
+//! Gateway, listener, route or rule).
 
 pub mod policy;
+pub mod traffic;
 
+pub use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteSpec};
 pub use gateway_api::gatewayclasses::{GatewayClass, GatewayClassSpec};
 pub use gateway_api::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutes,
@@ -17,13 +27,47 @@ pub use gateway_api::gateways::{
     GatewayListenersTlsCertificateRefs, GatewayListenersTlsMode, GatewaySpec,
 };
 pub use gateway_api::grpcroutes::{GrpcRoute, GrpcRouteSpec};
-pub use gateway_api::httproutes::{HttpRoute, HttpRouteSpec};
 pub use gateway_api::referencegrants::{ReferenceGrant, ReferenceGrantSpec};
 pub use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 pub use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use self::policy::{BackendPolicy, BackendPolicySpec};
+pub use self::traffic::{TrafficPolicy, TrafficPolicySpec};
+
+use gatekit_core::ConfigError;
+
+/// What a resource must satisfy beyond its schema. The loaders (manifests and the
+/// cluster watchers) refuse a resource that fails, exactly as they refuse one that does
+/// not parse; translation never sees it. Only gatekit's policies have such checks.
+pub(crate) trait Check {
+    /// Every problem, each with its field path (`spec...`).
+    fn check(&self) -> Result<(), Vec<ConfigError>> {
+        Ok(())
+    }
+}
+
+impl Check for GatewayClass {}
+impl Check for Gateway {}
+impl Check for HttpRoute {}
+impl Check for GrpcRoute {}
+impl Check for ReferenceGrant {}
+impl Check for Service {}
+impl Check for Namespace {}
+impl Check for EndpointSlice {}
+impl Check for Secret {}
+
+impl Check for BackendPolicy {
+    fn check(&self) -> Result<(), Vec<ConfigError>> {
+        self.spec.validate()
+    }
+}
+
+impl Check for TrafficPolicy {
+    fn check(&self) -> Result<(), Vec<ConfigError>> {
+        self.spec.validate()
+    }
+}
 
 /// The Gateway API group.
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";

@@ -1,14 +1,20 @@
 //! gatekit's `BackendPolicy` (`gatekit.io/v1alpha1`): how traffic to a Service is
-//! balanced and health-checked.
+//! balanced, health-checked, circuit-broken and retry-budgeted.
 //!
 //! A policy attaches to Services in its own namespace through `targetRefs` (the
 //! Gateway API policy-attachment pattern, GEP-713) and applies to every port of the
 //! Service. When several policies target one Service, the oldest (by
 //! `creationTimestamp`, then name) wins and the others are reported `Conflicted`.
 //!
-//! Durations are Gateway API duration strings (`"5s"`, `"100ms"`); they are checked by
-//! [`BackendPolicySpec::validate`] at translation, so a policy with a bad value is
-//! refused as a whole (status `Accepted=False`, reason `Invalid`) rather than half applied.
+//! `circuitBreaker` and `retryBudget` land on every route backendRef (HTTPRoute and
+//! GRPCRoute rules; not request mirrors, which are fire-and-forget) that resolves to a
+//! targeted Service.
+//!
+//! Durations are Gateway API duration strings (`"5s"`, `"100ms"`). Values are checked by
+//! [`BackendPolicySpec::validate`] when the policy is loaded: the loaders refuse a policy
+//! that fails it as they refuse a document that does not fit its schema (a load error
+//! naming the field; the last good configuration keeps serving), never half applied and
+//! never silently dropped (a dropped breaker would be a silent downgrade).
 //!
 //! The CRD generated from these types is committed as
 //! `deploy/crds/gatekit.io_backendpolicies.yaml`; a test checks that it is current.
@@ -16,6 +22,8 @@
 use std::time::Duration;
 
 use gatekit_core::ConfigError;
+use gatekit_core::breaker::CircuitBreakerConfig;
+use gatekit_core::retry::RetryBudgetConfig;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -45,6 +53,12 @@ pub struct BackendPolicySpec {
     /// Active and passive health checking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Envoy's circuit-breaker thresholds, per route backendRef to the Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// A budget bounding retries to the Service (GEP-3388).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
 }
 
 /// A reference to the object a policy applies to.
@@ -254,11 +268,64 @@ pub struct PassiveHealthCheck {
     pub max_ejection_percent: Option<u32>,
 }
 
+/// Circuit-breaker thresholds (Envoy's). Each is at least 1; omitted: no limit.
+///
+/// Over a request threshold a request fails at once with 503 and an
+/// `x-gatekit-breaker` header; the connection thresholds apply to the Service's
+/// connection pool.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreaker {
+    /// Most connections open to the Service's endpoints together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// Most requests waiting for a parallel-request slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_requests: Option<u32>,
+    /// Most requests in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel_requests: Option<u32>,
+    /// Most retries in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel_retries: Option<u32>,
+    /// Requests sent over one connection before it is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<u32>,
+}
+
+/// A retry budget (GEP-3388's shape): retries may add at most `percent` of the requests
+/// seen over `interval`, and at least `minRetryRate` retries are always allowed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryBudget {
+    /// Retries as a share of recent requests, 0-100 (20 when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
+    /// The window "recent" covers, as a duration string (`"10s"` when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Retries allowed whatever the share (10 per second when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_retry_rate: Option<RetryRate>,
+}
+
+/// A rate of retries: `count` per `interval`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryRate {
+    /// Retries per `interval`.
+    pub count: u32,
+    /// The interval, as a duration string (`"1s"`).
+    pub interval: String,
+}
+
 // === impl BackendPolicySpec ===
 
 impl BackendPolicySpec {
     /// Checks what the schema cannot: duration strings, percentages, hash keys, status
-    /// ranges. Field paths use the manifest's spelling (`spec.loadBalancer...`).
+    /// ranges, circuit-breaker thresholds (at least 1), the retry budget, target kinds.
+    /// Field paths use the manifest's spelling (`spec.loadBalancer...`). The loaders call
+    /// it and refuse a policy that fails.
     ///
     /// # Errors
     ///
@@ -352,6 +419,25 @@ impl BackendPolicySpec {
                 }
             }
         }
+        if let Some(cb) = &self.circuit_breaker {
+            for (field, value) in [
+                ("maxConnections", cb.max_connections),
+                ("maxPendingRequests", cb.max_pending_requests),
+                ("maxParallelRequests", cb.max_parallel_requests),
+                ("maxParallelRetries", cb.max_parallel_retries),
+                ("maxRequestsPerConnection", cb.max_requests_per_connection),
+            ] {
+                if value == Some(0) {
+                    errors.push(ConfigError::new(
+                        format!("spec.circuitBreaker.{field}"),
+                        "must be at least 1 (omit it for no limit)",
+                    ));
+                }
+            }
+        }
+        if let Err(e) = self.retry_budget_config() {
+            errors.extend(e);
+        }
         for (i, t) in self.target_refs.iter().enumerate() {
             if !t.group.is_empty() || t.kind != "Service" {
                 errors.push(ConfigError::new(
@@ -365,6 +451,76 @@ impl BackendPolicySpec {
         }
         if errors.is_empty() {
             Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The circuit breaker of every route backendRef to a targeted Service.
+    pub fn circuit_breaker_config(&self) -> Option<CircuitBreakerConfig> {
+        let cb = self.circuit_breaker.as_ref()?;
+        let mut out = CircuitBreakerConfig::default();
+        out.max_connections = cb.max_connections;
+        out.max_pending_requests = cb.max_pending_requests;
+        out.max_parallel_requests = cb.max_parallel_requests;
+        out.max_parallel_retries = cb.max_parallel_retries;
+        out.max_requests_per_connection = cb.max_requests_per_connection;
+        Some(out)
+    }
+
+    /// The retry budget of every route backendRef to a targeted Service: the defaults
+    /// of [`RetryBudgetConfig`] where a field is omitted; `minRetryRate` becomes retries
+    /// per second (`count` / `interval`), rounded up so that a non-zero rate stays
+    /// non-zero.
+    ///
+    /// # Errors
+    ///
+    /// A percentage above 100, a bad or zero duration, each with its field path.
+    pub fn retry_budget_config(&self) -> Result<Option<RetryBudgetConfig>, Vec<ConfigError>> {
+        let Some(b) = &self.retry_budget else {
+            return Ok(None);
+        };
+        let mut errors = Vec::new();
+        let mut out = RetryBudgetConfig::default();
+        if let Some(p) = b.percent {
+            if p > 100 {
+                errors.push(ConfigError::new(
+                    "spec.retryBudget.percent",
+                    format!("{p} is not a percentage (0-100)"),
+                ));
+            }
+            out.percent = f64::from(p);
+        }
+        let positive =
+            |field: &str, v: &str, errors: &mut Vec<ConfigError>| match duration::parse(v) {
+                Ok(d) if d.is_zero() => {
+                    errors.push(ConfigError::new(field, "must be longer than 0s"));
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(e) => {
+                    errors.push(ConfigError::new(field, e.to_string()));
+                    None
+                }
+            };
+        if let Some(i) = &b.interval
+            && let Some(d) = positive("spec.retryBudget.interval", i, &mut errors)
+        {
+            out.interval = d;
+        }
+        if let Some(rate) = &b.min_retry_rate
+            && let Some(d) = positive(
+                "spec.retryBudget.minRetryRate.interval",
+                &rate.interval,
+                &mut errors,
+            )
+        {
+            let per_second = (f64::from(rate.count) / d.as_secs_f64()).ceil();
+            // `as` saturates; a count is at most u32::MAX per at least 1 ms.
+            out.min_retries_per_second = per_second as u32;
+        }
+        if errors.is_empty() {
+            Ok(Some(out))
         } else {
             Err(errors)
         }

@@ -1,0 +1,300 @@
+//! Policy attachment (GEP-713): what BackendPolicies and TrafficPolicies share, and the
+//! TrafficPolicy hierarchy.
+//!
+//! Both kinds are attached oldest first (`creationTimestamp`, then namespace and name),
+//! so an older policy always wins a contested target. Each gets one `Accepted`
+//! condition: `True` when it applies to at least one target (the message lists the
+//! targets it does not apply to and why), else `False` with reason `TargetNotFound` or
+//! `Conflicted` (the message names the older policy that won). The loaders refuse
+//! invalid policies; a hand-built [`ResourceSet`](crate::ResourceSet) may still carry
+//! one, which is then refused alone (`Accepted=False`, reason `Invalid`, an error per
+//! field) and never half applied.
+//!
+//! # TrafficPolicy
+//!
+//! A TrafficPolicy targets a Gateway (or one listener, `sectionName`), an HTTPRoute or a
+//! GRPCRoute (or one rule, `sectionName` = the rule's `name`). Two policies may target
+//! the same object as long as they set different fields (`retry`, `rateLimit`,
+//! `limits.maxConcurrentRequests`, `limits.maxRequestBodyBytes`); when they share one,
+//! the newer one is not applied to that target at all (`Conflicted`). Each route rule
+//! then takes, field by field, the value of the most specific target that sets it:
+//! Gateway < listener < route < rule. An HTTPRoute rule's own `retry` beats every
+//! policy's. A route attached through listeners whose policies differ becomes one core
+//! route per distinct policy on a port, each with its listeners' hostnames.
+//!
+//! A rate limit is copied into every rule it reaches, so each rule has its own buckets,
+//! even when the policy targets a Gateway (Envoy Gateway's default; not one bucket
+//! shared by the Gateway's routes).
+
+use std::collections::{BTreeMap, HashMap};
+
+use gatekit_core::ConfigError;
+use gatekit_core::route::Rule;
+
+use super::backend::{Context, created_of, name_of, ns_of};
+use crate::status::{Condition, ResourceRef, ResourceStatus, reason};
+use crate::types::ObjectMeta;
+use crate::types::traffic::{TargetKind, TrafficValues};
+
+/// A TrafficPolicy target: kind, namespace, name, section.
+pub(crate) type TargetKey = (&'static str, String, String, Option<String>);
+
+/// What the policies attached to one target set, and which policy set each field.
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    pub(crate) values: TrafficValues,
+    owners: BTreeMap<&'static str, String>,
+}
+
+/// `items` oldest first (`creationTimestamp`, then namespace, then name).
+pub(crate) fn by_age<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T> {
+    let mut out: Vec<&T> = items.iter().collect();
+    out.sort_by_key(|p| {
+        let m = meta(p);
+        (created_of(m), ns_of(m), name_of(m))
+    });
+    out
+}
+
+/// Where one policy ended up, for its `Accepted` condition.
+#[derive(Debug)]
+pub(crate) struct Attachment {
+    attached: usize,
+    problems: Vec<String>,
+    failure: &'static str,
+}
+
+impl Attachment {
+    pub(crate) fn new() -> Self {
+        Self {
+            attached: 0,
+            problems: Vec::new(),
+            failure: reason::TARGET_NOT_FOUND,
+        }
+    }
+
+    /// The policy applies to one more target.
+    pub(crate) fn attached(&mut self) {
+        self.attached += 1;
+    }
+
+    /// A target does not exist.
+    pub(crate) fn not_found(&mut self, message: String) {
+        self.problems.push(message);
+    }
+
+    /// An older policy holds a target.
+    pub(crate) fn conflicted(&mut self, message: String) {
+        self.problems.push(message);
+        self.failure = reason::CONFLICTED_POLICY;
+    }
+
+    /// The policy's status: `Accepted`, see the [module docs](self).
+    pub(crate) fn status(self, resource: ResourceRef, generation: Option<i64>) -> ResourceStatus {
+        let mut status = ResourceStatus::new(resource, generation);
+        let message = self.problems.join("; ");
+        status.push_condition(if self.attached > 0 {
+            Condition::new(
+                reason::ACCEPTED,
+                true,
+                reason::ACCEPTED,
+                message,
+                generation,
+            )
+        } else {
+            Condition::new(reason::ACCEPTED, false, self.failure, message, generation)
+        });
+        status
+    }
+}
+
+/// The status of a policy refused for invalid values (see the [module docs](self)); each
+/// problem also goes to `errors`, naming the policy.
+pub(crate) fn invalid(
+    resource: ResourceRef,
+    generation: Option<i64>,
+    problems: Vec<ConfigError>,
+    errors: &mut Vec<ConfigError>,
+) -> ResourceStatus {
+    let message = problems
+        .iter()
+        .map(|e| format!("{}: {}", e.field(), e.reason()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    for e in problems {
+        errors.push(ConfigError::new(
+            e.field(),
+            format!("{resource}: {}", e.reason()),
+        ));
+    }
+    let mut status = ResourceStatus::new(resource, generation);
+    status.push_condition(Condition::new(
+        reason::ACCEPTED,
+        false,
+        reason::INVALID,
+        message,
+        generation,
+    ));
+    status
+}
+
+impl Context<'_> {
+    /// Attaches every TrafficPolicy to its targets (oldest first; see the
+    /// [module docs](self)).
+    pub(crate) fn attach_traffic_policies(&mut self, statuses: &mut Vec<ResourceStatus>) {
+        let resources = self.resources;
+        if resources.traffic_policies.is_empty() {
+            return;
+        }
+        // What each target kind's sections are: listener names, rule names.
+        let mut sections: HashMap<(&str, &str, &str), Vec<Option<&str>>> = HashMap::new();
+        for g in &resources.gateways {
+            sections.insert(
+                ("Gateway", ns_of(&g.metadata), name_of(&g.metadata)),
+                g.spec
+                    .listeners
+                    .iter()
+                    .map(|l| Some(l.name.as_str()))
+                    .collect(),
+            );
+        }
+        for r in &resources.http_routes {
+            sections.insert(
+                ("HTTPRoute", ns_of(&r.metadata), name_of(&r.metadata)),
+                r.spec
+                    .rules
+                    .iter()
+                    .flatten()
+                    .map(|r| r.name.as_deref())
+                    .collect(),
+            );
+        }
+        for r in &resources.grpc_routes {
+            sections.insert(
+                ("GRPCRoute", ns_of(&r.metadata), name_of(&r.metadata)),
+                r.spec
+                    .rules
+                    .iter()
+                    .flatten()
+                    .map(|r| r.name.as_deref())
+                    .collect(),
+            );
+        }
+        for p in by_age(&resources.traffic_policies, |p| &p.metadata) {
+            let ns = ns_of(&p.metadata);
+            let name = name_of(&p.metadata);
+            let owner = format!("{ns}/{name}");
+            let generation = p.metadata.generation;
+            let resource = ResourceRef::new("TrafficPolicy", Some(ns), name);
+            let values = match p.spec.values(&owner) {
+                Ok(v) => v,
+                Err(problems) => {
+                    statuses.push(invalid(resource, generation, problems, &mut self.errors));
+                    continue;
+                }
+            };
+            let fields = values.fields();
+            let mut attachment = Attachment::new();
+            for t in &p.spec.target_refs {
+                let kind = t.kind.as_str();
+                let section = t.section_name.as_deref();
+                let target = match section {
+                    Some(s) => format!("{kind} {ns}/{} section {s}", t.name),
+                    None => format!("{kind} {ns}/{}", t.name),
+                };
+                let exists = sections
+                    .get(&(kind, ns, t.name.as_str()))
+                    .is_some_and(|known| section.is_none_or(|s| known.contains(&Some(s))));
+                if !exists {
+                    attachment.not_found(format!("{target} not found"));
+                    continue;
+                }
+                let key: TargetKey = (kind, ns.to_owned(), t.name.clone(), t.section_name.clone());
+                let claimed = self.traffic.entry(key).or_default();
+                let taken: Vec<String> = fields
+                    .iter()
+                    .filter_map(|f| {
+                        claimed
+                            .owners
+                            .get(f)
+                            .filter(|o| **o != owner)
+                            .map(|o| format!("{f} (set by the older TrafficPolicy {o})"))
+                    })
+                    .collect();
+                if !taken.is_empty() {
+                    attachment.conflicted(format!("{target}: not applied, {}", taken.join(", ")));
+                    continue;
+                }
+                claimed.values.overlay(&values);
+                for f in &fields {
+                    claimed.owners.insert(f, owner.clone());
+                }
+                attachment.attached();
+            }
+            statuses.push(attachment.status(resource, generation));
+        }
+    }
+
+    fn traffic_of(
+        &self,
+        kind: &'static str,
+        ns: &str,
+        name: &str,
+        section: Option<&str>,
+    ) -> Option<&TrafficValues> {
+        if self.traffic.is_empty() {
+            return None;
+        }
+        let key: TargetKey = (
+            kind,
+            ns.to_owned(),
+            name.to_owned(),
+            section.map(str::to_owned),
+        );
+        self.traffic.get(&key).map(|c| &c.values)
+    }
+
+    /// What a Gateway listener's policies set: the Gateway's, overlaid with the
+    /// listener's.
+    pub(crate) fn listener_traffic(&self, gw_ns: &str, gw: &str, listener: &str) -> TrafficValues {
+        let kind = TargetKind::Gateway.as_str();
+        let mut out = TrafficValues::default();
+        for section in [None, Some(listener)] {
+            if let Some(v) = self.traffic_of(kind, gw_ns, gw, section) {
+                out.overlay(v);
+            }
+        }
+        out
+    }
+
+    /// Sets each rule's traffic policy from `parent` (what a listener's policies set),
+    /// overlaid with the route's and the rule's; a rule's own retry (HTTPRoute `retry`,
+    /// already in the rule) is kept.
+    pub(crate) fn apply_traffic(
+        &self,
+        kind: &'static str,
+        ns: &str,
+        name: &str,
+        parent: &TrafficValues,
+        rules: &mut [Rule],
+    ) {
+        let route = self.traffic_of(kind, ns, name, None);
+        for rule in rules {
+            let mut v = parent.clone();
+            if let Some(r) = route {
+                v.overlay(r);
+            }
+            if let Some(section) = rule.name.as_deref()
+                && let Some(r) = self.traffic_of(kind, ns, name, Some(section))
+            {
+                v.overlay(r);
+            }
+            if rule.policy.retry.is_none() {
+                rule.policy.retry = v.retry;
+            }
+            rule.policy.rate_limits = v.rate_limits.unwrap_or_default();
+            rule.policy.limits.max_concurrent_requests = v.max_concurrent_requests;
+            rule.policy.limits.max_request_body = v.max_request_body;
+        }
+    }
+}
