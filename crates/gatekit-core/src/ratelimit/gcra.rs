@@ -40,11 +40,11 @@ pub(super) struct Outcome {
 impl Gcra {
     pub(super) fn new(quota: Quota) -> Self {
         let interval = u64::try_from(quota.interval.as_nanos()).unwrap_or(u64::MAX);
-        let emission = if quota.requests == 0 {
-            interval.max(1)
-        } else {
-            (interval / quota.requests).max(1)
-        };
+        // A quota of 0 requests: one request "costs" the interval, and none is allowed.
+        let emission = interval
+            .checked_div(quota.requests)
+            .unwrap_or(interval)
+            .max(1);
         let burst = if quota.requests == 0 {
             0
         } else {

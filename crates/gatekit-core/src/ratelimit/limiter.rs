@@ -16,8 +16,8 @@ use super::{Quota, RateLimitConfig, Unkeyed};
 
 /// The number of distinct keys a [`RateLimiter`] tracks unless
 /// [`with_max_keys`](RateLimiter::with_max_keys) says otherwise: 917,504, that is 64
-/// shards of 14,336 keys, the most that fit in hash tables of 16,384 slots (about 18 MiB
-/// when full; see the [module docs](super#memory)).
+/// shards of 14,336 keys, the most that fit in hash tables of 16,384 slots (17 MiB when
+/// full; see the [module docs](super#memory)).
 pub const DEFAULT_MAX_KEYS: usize = 64 * 14_336;
 
 /// Shards of the key table: enough that 2–64 cores rarely meet on one lock.
@@ -421,58 +421,63 @@ impl Shard {
         }
     }
 
-    /// Before inserting a key into `map`: when the shard is at its cap, or its table is
-    /// about to grow, first drop the entries whose bucket is full again (the same as
-    /// absent). At the cap, if that freed less than an eighth of the shard, evict the
-    /// entries that owe least (see the module docs) until an eighth is free. Each pass
-    /// over the table thus frees room for many inserts.
+    /// Before inserting a key into `map`: when the shard is at its cap, or its table has
+    /// no free slot left (it would grow, or rehash its tombstones), the table is rebuilt
+    /// with only the entries whose bucket is not full again (a full bucket is the same as
+    /// an absent key). At the cap, if fewer than an eighth would be free after that,
+    /// the entries that owe least are evicted until an eighth is (see the module docs).
+    /// Below the cap the new table keeps its size when an eighth or more was dropped, and
+    /// doubles (up to the cap's size) otherwise. Each rebuild thus pays for many inserts,
+    /// and the table's size follows live keys: hashbrown's own growth, which doubles a
+    /// table full of tombstones, never runs.
     fn make_room(&self, map: &mut Map, now: u64) {
         let len = map.len();
         let at_cap = len >= self.cap;
         if !at_cap && len < map.capacity() {
             return;
         }
-        map.retain(|_, tat| *tat > now);
-        let freed = len - map.len();
-        if !at_cap {
-            if freed * 8 < len {
-                // Mostly live keys: let the table grow now rather than scan it again
-                // at the next insert.
-                let want = (map.capacity() + 1).min(self.cap);
-                map.reserve(want.saturating_sub(map.len()));
-            }
-            return;
-        }
-        let target = (self.cap / 8).max(1);
-        if map.len() + target <= self.cap {
-            return;
-        }
-        let need = map.len() + target - self.cap;
-        // An estimate of the debt below which `need` entries lie: the matching quantile
-        // of a sample (table order is hash order, unrelated to debt).
-        let mut sample = [0u64; SAMPLE];
-        let mut n = 0;
-        for (slot, &tat) in sample.iter_mut().zip(map.values()) {
-            *slot = tat;
-            n += 1;
-        }
-        let sample = &mut sample[..n];
-        sample.sort_unstable();
-        let Some(&threshold) =
-            sample.get((need.saturating_mul(n) / map.len().max(1)).min(n.saturating_sub(1)))
-        else {
-            return;
+        let live = map.values().filter(|&&tat| tat > now).count();
+        let (size, keep) = if at_cap {
+            (self.cap, self.cap - (self.cap / 8).max(1))
+        } else if live.saturating_mul(8) <= len.saturating_mul(7) {
+            (len, len)
+        } else {
+            (len.saturating_mul(2).clamp(4, self.cap), len)
         };
-        let mut left = need;
-        map.retain(|_, tat| {
-            if left > 0 && *tat <= threshold {
-                left -= 1;
-                false
-            } else {
-                true
+        let evict = live.saturating_sub(keep);
+        let threshold = if evict > 0 {
+            // An estimate of the debt below which `evict` live entries lie: the matching
+            // quantile of a sample (table order is hash order, unrelated to debt).
+            let mut sample = [0u64; SAMPLE];
+            let mut n = 0;
+            for (slot, &tat) in sample
+                .iter_mut()
+                .zip(map.values().filter(|&&tat| tat > now))
+            {
+                *slot = tat;
+                n += 1;
             }
-        });
-        self.evictions.fetch_add((need - left) as u64, Relaxed);
+            let sample = &mut sample[..n];
+            sample.sort_unstable();
+            let at = (evict.saturating_mul(n) / live.max(1)).min(n.saturating_sub(1));
+            sample.get(at).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let mut left = evict;
+        let mut table = Map::with_capacity_and_hasher(size, Default::default());
+        for (key, tat) in map.drain() {
+            if tat <= now {
+                continue;
+            }
+            if left > 0 && tat <= threshold {
+                left -= 1;
+                continue;
+            }
+            table.insert(key, tat);
+        }
+        *map = table;
+        self.evictions.fetch_add((evict - left) as u64, Relaxed);
     }
 }
 
