@@ -394,6 +394,22 @@ fn full_buckets_go_before_any_key_is_evicted() {
     assert_eq!(l.evictions(), evicted);
 }
 
+#[test]
+fn tables_grow_with_live_keys_not_with_every_key_seen() {
+    let l = RateLimiter::new(per_minute("churn", vec![], 5));
+    let mut now = Instant::now();
+    let mut fresh = (0u32..).map(|i| l.key_from_bytes(&i.to_be_bytes()));
+    // 20,000 distinct keys, 200 every 12 s: at most 200 owe anything at a time.
+    for _ in 0..100 {
+        for key in fresh.by_ref().take(200) {
+            assert!(l.check_key(key, now).is_allowed());
+        }
+        now += Duration::from_secs(12);
+    }
+    assert!(l.keys() <= 1_000, "{} keys tracked", l.keys());
+    assert_eq!(l.evictions(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn sweep_forgets_full_buckets_only() {
     let l = RateLimiter::new(per_minute("sweep", vec![], 6));
