@@ -113,11 +113,12 @@
 //!
 //! # Cost
 //!
-//! Measured with `cargo bench -p gatekit-core --bench ratelimit` (one core, medians):
-//! building a key takes 14 ns from the client address, 33 ns from a header; a decision
-//! takes 26 ns for a hot key (allowed or refused), 19 ns for a limit without key parts,
-//! 143 ns for one of a million tracked keys (cache misses), 84 ns for a new key into a
-//! full limiter (hashing and amortised eviction included). The [`RateLimit`] service
+//! Measured with `cargo bench -p gatekit-core --bench ratelimit` (one core of a shared
+//! machine, medians over two runs): building a key takes 14 ns from the client address,
+//! 33 ns from a header; a decision takes 25 ns for a hot key (allowed or refused), 19 ns
+//! for a limit without key parts, 110–145 ns for one of a million tracked keys (cache
+//! misses), 60–85 ns for a new key into a full limiter (hashing and amortised eviction
+//! included). The [`RateLimit`] service
 //! adds about 200 ns and one allocation (the `RateLimit` value) to an allowed request,
 //! with the clock read and both headers appended; no decision allocates.
 //!
