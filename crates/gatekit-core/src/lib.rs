@@ -16,6 +16,7 @@
 //!   the weighted backend choice ([`weighted`]);
 //! - the upstream HTTP client and proxying helpers ([`client`], [`proxy`]);
 //! - request path normalisation before routing ([`path`]);
+//! - rate limits whose state every connection and clone shares ([`ratelimit`]);
 //! - TLS termination helpers ([`tls`]): PEM loading, SNI certificate selection, rustls
 //!   server settings;
 //! - the serving path ([`server`]): accepting, connection limits, TLS, HTTP/1.1 and

@@ -1,0 +1,160 @@
+//! A request's rate-limit key: its [`KeyPart`]s hashed one after the other into 64 bits,
+//! without allocating.
+
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+
+use http::Request;
+
+use super::KeyPart;
+use crate::ConnectionInfo;
+
+/// The bucket a request goes to in one [`RateLimiter`](super::RateLimiter), built by
+/// [`RateLimiter::key`](super::RateLimiter::key) or
+/// [`RateLimiter::key_from_bytes`](super::RateLimiter::key_from_bytes).
+///
+/// A key is meaningful only to the limiter that built it: each limiter hashes with its
+/// own random seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key(pub(super) KeyRepr);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum KeyRepr {
+    /// A distinct key: the keyed hash of its parts.
+    Hashed(u64),
+    /// The limiter has no key parts: all its traffic shares one bucket.
+    All,
+    /// The request lacks a part and the limiter puts such requests in its shared default
+    /// bucket ([`Unkeyed::Shared`](super::Unkeyed::Shared)).
+    Unkeyed,
+}
+
+/// Hashes `req`'s key `parts` with `hasher`. `None` when the request lacks a part: no
+/// [`ConnectionInfo`] for [`KeyPart::ClientIp`], no such header for
+/// [`KeyPart::Header`].
+///
+/// The encoding is prefix-free (a tag per part, each header value length-prefixed, an
+/// end mark after a header's values), so distinct part values never hash as one input.
+/// IPv4-mapped IPv6 addresses count as their IPv4 address. A header that repeats
+/// contributes all its values, in order; an empty value is a value.
+pub(super) fn hash_parts<B>(
+    parts: &[KeyPart],
+    hasher: &RandomState,
+    req: &Request<B>,
+) -> Option<u64> {
+    let mut h = hasher.build_hasher();
+    for part in parts {
+        match part {
+            KeyPart::ClientIp => {
+                let info = req.extensions().get::<ConnectionInfo>()?;
+                h.write_u8(0);
+                info.remote_addr().ip().to_canonical().hash(&mut h);
+            }
+            KeyPart::Header(name) => {
+                let mut values = req.headers().get_all(name).iter().peekable();
+                values.peek()?;
+                h.write_u8(1);
+                for value in values {
+                    h.write_u8(2);
+                    value.as_bytes().hash(&mut h);
+                }
+                h.write_u8(3);
+            }
+        }
+    }
+    Some(h.finish())
+}
+
+/// Hashes caller-supplied key bytes (not a request's parts) with `hasher`.
+pub(super) fn hash_bytes(hasher: &RandomState, bytes: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write_u8(4);
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// A [`Hasher`] for keys that are already keyed 64-bit hashes: it passes them through.
+/// The maps of a limiter use it, so a request's key is hashed once, with the limiter's
+/// random seed (no HashDoS: a client cannot choose which bucket of the table its key
+/// lands in).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Maps of `u64` keys only call `write_u64`; fold anything else.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use http::HeaderName;
+
+    use super::*;
+
+    fn req(ip: Option<&str>, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::get("/");
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        let mut r = b.body(()).unwrap();
+        if let Some(ip) = ip {
+            let remote: SocketAddr = format!("{ip}:1234").parse().unwrap();
+            let local: SocketAddr = "127.0.0.1:80".parse().unwrap();
+            r.extensions_mut()
+                .insert(ConnectionInfo::new(remote, local, false));
+        }
+        r
+    }
+
+    #[test]
+    fn parts_combine_and_missing_parts_give_no_key() {
+        let s = RandomState::new();
+        let ip = [KeyPart::ClientIp];
+        let both = [
+            KeyPart::ClientIp,
+            KeyPart::Header(HeaderName::from_static("x-key")),
+        ];
+        let k = |parts: &[KeyPart], r: &Request<()>| hash_parts(parts, &s, r);
+        let a = req(Some("10.0.0.1"), &[("x-key", "a")]);
+        let b = req(Some("10.0.0.1"), &[("x-key", "b")]);
+        let other_ip = req(Some("10.0.0.2"), &[("x-key", "a")]);
+        assert_eq!(k(&ip, &a), k(&ip, &b));
+        assert_ne!(k(&both, &a), k(&both, &b));
+        assert_ne!(k(&both, &a), k(&both, &other_ip));
+        assert_eq!(k(&ip, &req(None, &[])), None);
+        assert_eq!(k(&both, &req(Some("10.0.0.1"), &[])), None);
+        // The port is not part of the client's address key.
+        let mut c = req(None, &[("x-key", "a")]);
+        c.extensions_mut().insert(ConnectionInfo::new(
+            "10.0.0.1:999".parse().unwrap(),
+            "127.0.0.1:80".parse().unwrap(),
+            false,
+        ));
+        assert_eq!(k(&both, &a), k(&both, &c));
+        // An IPv4-mapped IPv6 client is its IPv4 address.
+        assert_eq!(k(&ip, &a), k(&ip, &req(Some("[::ffff:10.0.0.1]"), &[])));
+    }
+
+    #[test]
+    fn repeated_header_values_are_framed() {
+        let s = RandomState::new();
+        let h = [KeyPart::Header(HeaderName::from_static("x-key"))];
+        let one = req(None, &[("x-key", "ab")]);
+        let two = req(None, &[("x-key", "a"), ("x-key", "b")]);
+        assert_ne!(hash_parts(&h, &s, &one), hash_parts(&h, &s, &two));
+        assert!(hash_parts(&h, &s, &req(None, &[("x-key", "")])).is_some());
+    }
+}
