@@ -12,7 +12,8 @@
 //!   immutable [`RouteTable`] and served by the [`Router`] tower service;
 //! - HTTP filters ([`filter`]): header modifiers, redirects, URL rewrites, mirrors;
 //! - the layers of a rule's stack, each usable alone: [`filter::FilterLayer`],
-//!   [`proxy::ProxyHeadersLayer`], [`timeout::TimeoutLayer`] (HTTPRoute `timeouts`) and
+//!   [`proxy::ProxyHeadersLayer`], [`timeout::TimeoutLayer`] (HTTPRoute `timeouts`),
+//!   [`retry::RetryLayer`] (HTTPRoute `retry`, with body replay and budgets) and
 //!   the weighted backend choice ([`weighted`]);
 //! - the upstream HTTP client and proxying helpers ([`client`], [`proxy`]);
 //! - request path normalisation before routing ([`path`]);

@@ -1,0 +1,238 @@
+//! The response future of [`Retry`](super::Retry): a hand-written state machine (no
+//! box), attempt → decide → backoff → readiness → attempt ...
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_service::Service;
+
+use super::body::Replay;
+use super::classify;
+use super::layer::Shared;
+use super::{Attempt, TriedEndpoints};
+use crate::{Body, BoxError};
+
+pin_project! {
+    /// The response future of [`Retry`](super::Retry).
+    ///
+    /// Dropping it (an outer deadline expiring, the client going away) drops the
+    /// attempt in flight or the backoff timer: nothing more is sent, and the kept copy
+    /// of the request body is released.
+    pub struct ResponseFuture<S>
+    where
+        S: Service<Request<Body>>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        // `None` when the policy allows no retry, and once the future completed.
+        retry: Option<Retrying<S>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // An attempt in flight.
+        Attempt { #[pin] fut: F },
+        // Waiting before the next attempt.
+        Backoff { #[pin] sleep: Sleep },
+        // Waiting for the inner service to be ready for the next attempt.
+        Ready,
+        Done,
+    }
+}
+
+/// What a retry needs: the inner service, the request's head, its body's replay
+/// handle, and the layer's policy, budget and counters.
+pub(super) struct Retrying<S> {
+    svc: S,
+    /// `None` once the last allowed retry took it.
+    head: Option<Parts>,
+    /// The list every attempt shares.
+    tried: TriedEndpoints,
+    /// `None`: the request has no body (a retry sends an empty one).
+    replay: Option<Replay>,
+    /// Attempts sent so far.
+    attempt: u32,
+    shared: Arc<Shared>,
+}
+
+impl<S: Service<Request<Body>>> ResponseFuture<S> {
+    pub(super) fn passthrough(fut: S::Future) -> Self {
+        Self {
+            state: State::Attempt { fut },
+            retry: None,
+        }
+    }
+
+    pub(super) fn retrying(fut: S::Future, retry: Retrying<S>) -> Self {
+        Self {
+            state: State::Attempt { fut },
+            retry: Some(retry),
+        }
+    }
+}
+
+impl<S> Future for ResponseFuture<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Attempt { fut } => {
+                    let result = ready!(fut.poll(cx)).map_err(Into::into);
+                    let wait = match this.retry.as_mut() {
+                        Some(retry) => retry.decide(result),
+                        None => Err(result),
+                    };
+                    match wait {
+                        Err(result) => {
+                            this.state.set(State::Done);
+                            // Releases the inner service and seals the body copy.
+                            *this.retry = None;
+                            return Poll::Ready(result);
+                        }
+                        Ok(wait) if wait.is_zero() => this.state.set(State::Ready),
+                        Ok(wait) => this.state.set(State::Backoff {
+                            sleep: tokio::time::sleep(wait),
+                        }),
+                    }
+                }
+                StateProj::Backoff { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Ready);
+                }
+                StateProj::Ready => {
+                    let Some(retry) = this.retry.as_mut() else {
+                        unreachable!("a retry without its state");
+                    };
+                    let ready = ready!(retry.svc.poll_ready(cx));
+                    let next = ready
+                        .map_err(Into::into)
+                        .and_then(|()| retry.next_request());
+                    match next {
+                        Ok(req) => {
+                            let fut = retry.svc.call(req);
+                            this.state.set(State::Attempt { fut });
+                        }
+                        Err(e) => {
+                            this.state.set(State::Done);
+                            *this.retry = None;
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                }
+                StateProj::Done => panic!("retry ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+impl<S: Service<Request<Body>>> fmt::Debug for ResponseFuture<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Attempt { .. } => "Attempt",
+            State::Backoff { .. } => "Backoff",
+            State::Ready => "Ready",
+            State::Done => "Done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempt", &self.retry.as_ref().map(|r| r.attempt))
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Retrying ===
+
+impl<S> Retrying<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+{
+    pub(super) fn new(
+        svc: S,
+        head: Parts,
+        tried: TriedEndpoints,
+        replay: Option<Replay>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            svc,
+            head: Some(head),
+            tried,
+            replay,
+            attempt: 1,
+            shared,
+        }
+    }
+
+    /// After an attempt: `Ok(wait)` to retry after `wait` (the budget was charged and
+    /// the failed attempt's response dropped), or `Err(result)` to return it as is.
+    #[allow(clippy::result_large_err)]
+    fn decide(
+        &mut self,
+        result: Result<Response<Body>, BoxError>,
+    ) -> Result<Duration, Result<Response<Body>, BoxError>> {
+        let shared = &*self.shared;
+        let policy = &*shared.policy;
+        let retriable = match &result {
+            Ok(rsp) => classify::response_is_retriable(&policy.on, rsp),
+            Err(e) => classify::error_is_retriable(&policy.on, &**e),
+        };
+        if !retriable || self.attempt > policy.attempts {
+            return Err(result);
+        }
+        if self.replay.as_ref().is_some_and(|r| !r.can_replay()) {
+            shared.stats.replay_overflow_once();
+            return Err(result);
+        }
+        let retry_after = result.as_ref().ok().and_then(classify::retry_after);
+        if retry_after.is_some_and(|after| after > policy.max_retry_after) {
+            return Err(result);
+        }
+        if let Some(budget) = &shared.budget
+            && !budget.withdraw()
+        {
+            shared.stats.budget_exhausted_once();
+            return Err(result);
+        }
+        drop(result);
+        let backoff = classify::backoff_delay(&policy.backoff, self.attempt);
+        Ok(backoff.max(retry_after.unwrap_or_default()))
+    }
+
+    /// The next attempt's request: the kept head (moved for the last allowed retry)
+    /// with its `Attempt` and the shared `TriedEndpoints`, and a replay of the body.
+    fn next_request(&mut self) -> Result<Request<Body>, BoxError> {
+        self.attempt = self.attempt.saturating_add(1);
+        let head = if self.attempt > self.shared.policy.attempts {
+            self.head.take()
+        } else {
+            self.head.clone()
+        };
+        let Some(mut head) = head else {
+            return Err("retry: the request head is gone".into());
+        };
+        head.extensions.insert(self.tried.clone());
+        head.extensions.insert(Attempt(self.attempt));
+        let body = match &self.replay {
+            Some(replay) => Body::new(replay.next()),
+            None => Body::empty(),
+        };
+        self.shared.stats.attempt(true);
+        Ok(Request::from_parts(head, body))
+    }
+}
