@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Buf;
@@ -23,6 +25,8 @@ pin_project! {
         inner: B,
         remaining: u64,
         failed: bool,
+        // Tells the request's response future that the body was cut off.
+        signal: Option<Arc<AtomicBool>>,
     }
 }
 
@@ -33,7 +37,15 @@ impl<B> LimitedBody<B> {
             inner,
             remaining: max,
             failed: false,
+            signal: None,
         }
+    }
+
+    /// As [`new`](Self::new), also setting `signal` when the body is cut off.
+    pub(super) fn with_signal(inner: B, max: u64, signal: Arc<AtomicBool>) -> Self {
+        let mut body = Self::new(inner, max);
+        body.signal = Some(signal);
+        body
     }
 
     /// How many more bytes may stream.
@@ -73,6 +85,11 @@ where
             let len = data.remaining() as u64;
             if len > *this.remaining {
                 *this.failed = true;
+                if let Some(signal) = this.signal {
+                    // Release: pairs with the response future's Acquire load; the
+                    // inner service learns of the error after this store.
+                    signal.store(true, Ordering::Release);
+                }
                 return Poll::Ready(Some(Err(Error::new(ErrorKind::PayloadTooLarge).into())));
             }
             *this.remaining -= len;
@@ -104,19 +121,4 @@ impl<B> fmt::Debug for LimitedBody<B> {
             .field("failed", &self.failed)
             .finish_non_exhaustive()
     }
-}
-
-/// Whether a gatekit error of kind [`ErrorKind::PayloadTooLarge`] is anywhere in `err`'s
-/// cause chain.
-pub(super) fn caused_by_limit(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if e.downcast_ref::<Error>()
-            .is_some_and(|e| e.kind() == ErrorKind::PayloadTooLarge)
-        {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }

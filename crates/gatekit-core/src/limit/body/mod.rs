@@ -14,15 +14,16 @@
 //!   in a [`LimitedBody`], which passes frames through as they come and, at the frame
 //!   that would take the total past the bound, yields a `PayloadTooLarge` error instead
 //!   (that frame is not passed on, so the upstream sees at most the bound). The upstream
-//!   client then fails the request, closing its upstream connection mid-request.
+//!   client then fails the request mid-way: it closes the upstream connection
+//!   (HTTP/1.1) or resets the stream (HTTP/2).
 //!
 //! Either way [`error_response`](crate::error_response) answers **413** with
-//! `x-gatekit-error: payload-too-large`. When the inner service reports the cut-off
-//! body as an error of its own that merely has the body's error among its causes (as
-//! gatekit's upstream client does, as an upstream protocol error), the response future
-//! puts `PayloadTooLarge` back on top, so the status is still 413. If the upstream
-//! answers before it read the whole body, its response stands (it chose not to read the
-//! rest).
+//! `x-gatekit-error: payload-too-large`. When the inner service fails after the body was
+//! cut off, the response future reports `PayloadTooLarge` (the inner error as its cause)
+//! whatever the inner error says: gatekit's HTTP/1.1 client reports a request body that
+//! failed as an upstream protocol error, and hyper's HTTP/2 client drops the body's error
+//! and reports the stream reset it sent. If the upstream answers before it read the whole
+//! body, its response stands (it chose not to read the rest).
 //!
 //! The error is the client's fault ([`Side::Client`](crate::Side::Client)) and never
 //! retry-safe: the body is consumed.
@@ -31,9 +32,9 @@
 //!
 //! No allocation for a request without a body or with a body whose size is known and
 //! within the bound (a `Content-Length` body read by hyper): it goes on unwrapped. A
-//! body of unknown length (HTTP/1.1 chunked, HTTP/2 without `content-length`) is boxed
-//! once with its counter, into a gatekit [`Body`](crate::Body). See
-//! `benches/limit.rs`.
+//! body of unknown length (HTTP/1.1 chunked, HTTP/2 without `content-length`) costs two:
+//! the counting body is boxed into a gatekit [`Body`](crate::Body), and the flag it
+//! shares with the response future is an `Arc`. See `benches/limit.rs`.
 
 mod future;
 mod layer;

@@ -1,5 +1,7 @@
 //! [`BodyLimit`].
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -77,13 +79,13 @@ where
         // bytes, as a `Content-Length` body read by hyper does (hyper enforces it).
         let bounded = hint.upper().is_some_and(|n| n <= self.max)
             || http_body::Body::is_end_stream(req.body());
-        let max = self.max;
-        let req = if bounded {
-            req.map(Body::new)
-        } else {
-            req.map(|body| Body::new(LimitedBody::new(body, max)))
-        };
-        ResponseFuture::called(self.inner.call(req))
+        if bounded {
+            return ResponseFuture::called(self.inner.call(req.map(Body::new)), None);
+        }
+        let cut = Arc::new(AtomicBool::new(false));
+        let body = |body| Body::new(LimitedBody::with_signal(body, self.max, cut.clone()));
+        let req = req.map(body);
+        ResponseFuture::called(self.inner.call(req), Some(cut))
     }
 }
 

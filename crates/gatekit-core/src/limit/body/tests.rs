@@ -33,9 +33,11 @@ struct Seen {
 }
 
 /// An inner service that reads the whole request body, records what it saw and answers
-/// 200, or fails with the body's error wrapped as an upstream protocol error (as
-/// gatekit's client does).
+/// 200; when the body fails, it fails with an upstream protocol error that has the
+/// body's error as its cause (as gatekit's HTTP/1.1 client does) or, without
+/// `keep_cause`, an error that lost it (as hyper's HTTP/2 client does: a stream reset).
 fn reader(
+    keep_cause: bool,
     calls: Arc<AtomicUsize>,
     seen: Arc<parking_lot::Mutex<Seen>>,
 ) -> impl Service<
@@ -55,7 +57,11 @@ fn reader(
                     Ok(frame) => seen.lock().bytes += frame.data_ref().map_or(0, Bytes::len),
                     Err(e) => {
                         seen.lock().error = Some(classify(&*e));
-                        return Err(Error::with_source(ErrorKind::UpstreamProtocol, e).into());
+                        return Err(if keep_cause {
+                            Error::with_source(ErrorKind::UpstreamProtocol, e).into()
+                        } else {
+                            "stream reset".into()
+                        });
                     }
                 }
             }
@@ -66,6 +72,7 @@ fn reader(
 
 fn limited(
     max: u64,
+    keep_cause: bool,
 ) -> (
     impl Service<Request<Body>, Response = Response<Body>, Error = BoxError>,
     Arc<AtomicUsize>,
@@ -73,13 +80,13 @@ fn limited(
 ) {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(parking_lot::Mutex::new(Seen::default()));
-    let svc = BodyLimitLayer::new(max).layer(reader(calls.clone(), seen.clone()));
+    let svc = BodyLimitLayer::new(max).layer(reader(keep_cause, calls.clone(), seen.clone()));
     (svc, calls, seen)
 }
 
 #[tokio::test]
 async fn a_content_length_over_the_bound_fails_at_once_without_calling_the_inner_service() {
-    let (mut svc, calls, _) = limited(1000);
+    let (mut svc, calls, _) = limited(1000, true);
     let req = Request::post("/")
         .header("content-length", "1001")
         .body(chunked(1, 1001))
@@ -105,29 +112,31 @@ async fn a_content_length_over_the_bound_fails_at_once_without_calling_the_inner
 
 #[tokio::test]
 async fn a_streamed_body_is_cut_off_at_the_frame_that_passes_the_bound() {
-    let (mut svc, calls, seen) = limited(1000);
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(chunked(4, 400)))
-        .await
-        .unwrap_err();
-    // Two frames (800 bytes) passed; the third would have made 1200 and was not passed.
-    let seen = seen.lock();
-    assert_eq!(seen.bytes, 800);
-    assert_eq!(seen.error, Some(ErrorKind::PayloadTooLarge));
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    // The inner service reported an upstream protocol error with the body's error as a
-    // cause: the layer puts the body's size back on top, so the client gets a 413.
-    let rsp = error_response(&*err);
-    assert_eq!(rsp.status(), 413);
-    assert_eq!(rsp.headers()["x-gatekit-error"], "payload-too-large");
+    // Whether the inner service keeps the body's error as a cause or loses it, the
+    // request failed for its body's size: 413.
+    for keep_cause in [true, false] {
+        let (mut svc, calls, seen) = limited(1000, keep_cause);
+        let err = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(post(chunked(4, 400)))
+            .await
+            .unwrap_err();
+        // Two frames (800 bytes) passed; the third would have made 1200 and was not passed.
+        let seen = seen.lock();
+        assert_eq!(seen.bytes, 800);
+        assert_eq!(seen.error, Some(ErrorKind::PayloadTooLarge));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let rsp = error_response(&*err);
+        assert_eq!(rsp.status(), 413, "keep_cause: {keep_cause}");
+        assert_eq!(rsp.headers()["x-gatekit-error"], "payload-too-large");
+    }
 }
 
 #[tokio::test]
 async fn bodies_within_the_bound_pass_and_bounded_ones_are_not_wrapped() {
-    let (mut svc, _, seen) = limited(1000);
+    let (mut svc, _, seen) = limited(1000, true);
     // Exactly the bound, of unknown length: wrapped, counted, passed whole.
     svc.ready()
         .await
