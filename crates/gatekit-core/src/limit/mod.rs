@@ -30,7 +30,7 @@
 //! use gatekit_core::limit::{BodyLimitLayer, ConcurrencyLimitLayer, InFlightLimit};
 //! use gatekit_core::{Body, BoxError, HandleErrorLayer};
 //! use http::{Request, Response};
-//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
@@ -39,7 +39,7 @@
 //! let backend = tower::service_fn(|_req: Request<Body>| async {
 //!     Ok::<_, BoxError>(Response::new(Body::from("ok")))
 //! });
-//! let mut svc = ServiceBuilder::new()
+//! let svc = ServiceBuilder::new()
 //!     .layer(HandleErrorLayer::new()) // errors become responses (a Router does this)
 //!     .layer(ConcurrencyLimitLayer::new(in_flight.clone()))
 //!     .layer(BodyLimitLayer::new(1024 * 1024))
@@ -48,11 +48,11 @@
 //! let too_large = Request::post("/upload")
 //!     .header("content-length", "2000000")
 //!     .body(Body::empty())?;
-//! let rsp = svc.ready().await?.call(too_large).await?;
+//! let rsp = svc.clone().oneshot(too_large).await?;
 //! assert_eq!(rsp.status(), 413);
 //! assert_eq!(rsp.headers()["x-gatekit-error"], "payload-too-large");
 //!
-//! let rsp = svc.ready().await?.call(Request::get("/").body(Body::empty())?).await?;
+//! let rsp = svc.clone().oneshot(Request::get("/").body(Body::empty())?).await?;
 //! assert_eq!(rsp.status(), 200);
 //! // The response body still streams: the request is in flight until it ends.
 //! assert_eq!(in_flight.in_flight(), 1);

@@ -77,9 +77,8 @@ where
         // A body that cannot pass the bound goes on as it is (no wrapper, no
         // allocation): an empty one, or one whose size hint promises at most `max`
         // bytes, as a `Content-Length` body read by hyper does (hyper enforces it).
-        let bounded = hint.upper().is_some_and(|n| n <= self.max)
-            || http_body::Body::is_end_stream(req.body());
-        if bounded {
+        if http_body::Body::is_end_stream(req.body()) || hint.upper().is_some_and(|n| n <= self.max)
+        {
             return ResponseFuture::called(self.inner.call(req.map(Body::new)), None);
         }
         let cut = Arc::new(AtomicBool::new(false));

@@ -1,5 +1,4 @@
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -23,10 +22,11 @@ fn post(body: Body) -> Request<Body> {
     Request::post("/").body(body).unwrap()
 }
 
-/// What the inner service saw: how the body arrived (`Debug` of the gatekit `Body`), the
+/// What the inner service saw: how often it was called, how the body arrived (`Debug` of the gatekit `Body`), the
 /// data it passed on, and the error that ended it, if any.
 #[derive(Debug, Default)]
 struct Seen {
+    calls: usize,
     kind: String,
     bytes: usize,
     error: Option<ErrorKind>,
@@ -38,7 +38,6 @@ struct Seen {
 /// `keep_cause`, an error that lost it (as hyper's HTTP/2 client does: a stream reset).
 fn reader(
     keep_cause: bool,
-    calls: Arc<AtomicUsize>,
     seen: Arc<parking_lot::Mutex<Seen>>,
 ) -> impl Service<
     Request<Body>,
@@ -47,7 +46,7 @@ fn reader(
     Future = impl Future<Output = Result<Response<Body>, BoxError>>,
 > + Clone {
     tower::service_fn(move |req: Request<Body>| {
-        calls.fetch_add(1, Ordering::SeqCst);
+        seen.lock().calls += 1;
         let seen = seen.clone();
         async move {
             let mut body = req.into_body();
@@ -75,18 +74,16 @@ fn limited(
     keep_cause: bool,
 ) -> (
     impl Service<Request<Body>, Response = Response<Body>, Error = BoxError>,
-    Arc<AtomicUsize>,
     Arc<parking_lot::Mutex<Seen>>,
 ) {
-    let calls = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(parking_lot::Mutex::new(Seen::default()));
-    let svc = BodyLimitLayer::new(max).layer(reader(keep_cause, calls.clone(), seen.clone()));
-    (svc, calls, seen)
+    let svc = BodyLimitLayer::new(max).layer(reader(keep_cause, seen.clone()));
+    (svc, seen)
 }
 
 #[tokio::test]
 async fn a_content_length_over_the_bound_fails_at_once_without_calling_the_inner_service() {
-    let (mut svc, calls, _) = limited(1000, true);
+    let (mut svc, seen) = limited(1000, true);
     let req = Request::post("/")
         .header("content-length", "1001")
         .body(chunked(1, 1001))
@@ -96,7 +93,7 @@ async fn a_content_length_over_the_bound_fails_at_once_without_calling_the_inner
     let rsp = error_response(&*err);
     assert_eq!(rsp.status(), 413);
     assert_eq!(rsp.headers()["x-gatekit-error"], "payload-too-large");
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(seen.lock().calls, 0);
 
     // A body whose size is known (no header) is refused the same way.
     let err = svc
@@ -107,7 +104,7 @@ async fn a_content_length_over_the_bound_fails_at_once_without_calling_the_inner
         .await
         .unwrap_err();
     assert_eq!(classify(&*err), ErrorKind::PayloadTooLarge);
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(seen.lock().calls, 0);
 }
 
 #[tokio::test]
@@ -115,7 +112,7 @@ async fn a_streamed_body_is_cut_off_at_the_frame_that_passes_the_bound() {
     // Whether the inner service keeps the body's error as a cause or loses it, the
     // request failed for its body's size: 413.
     for keep_cause in [true, false] {
-        let (mut svc, calls, seen) = limited(1000, keep_cause);
+        let (mut svc, seen) = limited(1000, keep_cause);
         let err = svc
             .ready()
             .await
@@ -127,7 +124,7 @@ async fn a_streamed_body_is_cut_off_at_the_frame_that_passes_the_bound() {
         let seen = seen.lock();
         assert_eq!(seen.bytes, 800);
         assert_eq!(seen.error, Some(ErrorKind::PayloadTooLarge));
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(seen.calls, 1);
         let rsp = error_response(&*err);
         assert_eq!(rsp.status(), 413, "keep_cause: {keep_cause}");
         assert_eq!(rsp.headers()["x-gatekit-error"], "payload-too-large");
@@ -136,7 +133,7 @@ async fn a_streamed_body_is_cut_off_at_the_frame_that_passes_the_bound() {
 
 #[tokio::test]
 async fn bodies_within_the_bound_pass_and_bounded_ones_are_not_wrapped() {
-    let (mut svc, _, seen) = limited(1000, true);
+    let (mut svc, seen) = limited(1000, true);
     // Exactly the bound, of unknown length: wrapped, counted, passed whole.
     svc.ready()
         .await

@@ -3,7 +3,7 @@
 //!
 //! # Algorithm
 //!
-//! An [`InFlightLimit`] is a counter and a maximum. [`ConcurrencyLimit::call`] admits a
+//! An [`InFlightLimit`] is a counter and a maximum. A [`ConcurrencyLimit`]'s `call` admits a
 //! request when the counter is below the maximum (one compare-and-swap) and otherwise
 //! fails at once with [`ErrorKind::Overloaded`](crate::ErrorKind::Overloaded), which
 //! [`error_response`](crate::error_response) answers with **503** and
