@@ -15,7 +15,7 @@ use super::ServerConfig;
 use super::config::Http;
 use super::connection::serve_accepted;
 use super::drain::{Drain, Phase, Tracked};
-use super::limit::{ConnectionLimit, ConnectionObserver};
+use super::limit::{ClientSlot, ConnectionLimit, ConnectionObserver, PerClientLimit};
 use crate::tls::TlsAcceptor;
 
 /// How long an accept loop pauses after an accept error (typically running out of file
@@ -28,12 +28,13 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
 /// ```no_run
 /// # async fn run(store: std::sync::Arc<gatekit_core::tls::CertStore>) -> Result<(), gatekit_core::BoxError> {
 /// use std::time::Duration;
-/// use gatekit_core::server::{ConnectionLimit, Drain, Server, ServerConfig};
+/// use gatekit_core::server::{ConnectionLimit, Drain, PerClientLimit, Server, ServerConfig};
 /// use gatekit_core::tls::{TlsAcceptor, server_config};
 ///
 /// # let router = gatekit_core::Router::new(gatekit_core::RouteTable::default());
 /// let drain = Drain::new();
 /// let limit = ConnectionLimit::new(10_000);
+/// let per_client = PerClientLimit::new(100);
 /// let config = ServerConfig::default().path_policy(Some(Default::default()));
 /// let tls = TlsAcceptor::new(std::sync::Arc::new(server_config(store)?));
 /// let https = Server::bind("127.0.0.1:8443".parse()?)
@@ -41,6 +42,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
 ///     .config(config)
 ///     .tls(tls)
 ///     .limit(limit.clone())
+///     .per_client_limit(per_client.clone())
 ///     .drain(&drain)
 ///     .serve(router);
 /// println!("listening on {}", https.local_addr());
@@ -54,6 +56,7 @@ pub struct Server {
     config: ServerConfig,
     tls: Option<TlsAcceptor>,
     limit: Option<ConnectionLimit>,
+    per_client: Option<PerClientLimit>,
     drain: Drain,
     observer: Option<Arc<dyn ConnectionObserver>>,
 }
@@ -81,6 +84,7 @@ impl Server {
             config: ServerConfig::default(),
             tls: None,
             limit: None,
+            per_client: None,
             drain: Drain::new(),
             observer: None,
         })
@@ -111,6 +115,15 @@ impl Server {
     #[must_use]
     pub fn limit(mut self, limit: ConnectionLimit) -> Self {
         self.limit = Some(limit);
+        self
+    }
+
+    /// Counts connections against `limit` per client IP address (default: no limit),
+    /// shared with every other server given a clone. A client over it has its new
+    /// connection closed at once, before the [`limit`](Self::limit) is consulted.
+    #[must_use]
+    pub fn per_client_limit(mut self, limit: PerClientLimit) -> Self {
+        self.per_client = Some(limit);
         self
     }
 
@@ -162,6 +175,7 @@ impl Server {
             config,
             tls,
             limit,
+            per_client,
             drain,
             observer,
         } = self;
@@ -187,6 +201,19 @@ impl Server {
                     }
                 }
             };
+            let client = match &per_client {
+                None => None,
+                Some(per_client) => match per_client.try_acquire(remote.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        if let Some(observer) = &observer {
+                            observer.rejected();
+                        }
+                        tracing::debug!(%remote, %local, "per-client connection limit reached; closing");
+                        continue;
+                    }
+                },
+            };
             let permit = match &limit {
                 None => None,
                 Some(limit) => match limit.try_acquire() {
@@ -201,7 +228,7 @@ impl Server {
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let guard = ConnectionGuard::new(drain.connection(), permit, observer.clone());
+            let guard = ConnectionGuard::new(drain.connection(), permit, client, observer.clone());
             let mut hard_stop = guard.tracked.signal.clone();
             let signal = guard.tracked.signal.clone();
             let (tls, http, service) = (tls.clone(), http.clone(), service.clone());
@@ -231,6 +258,7 @@ impl fmt::Debug for Server {
             .field("config", &self.config)
             .field("tls", &self.tls)
             .field("limit", &self.limit)
+            .field("per_client", &self.per_client)
             .finish_non_exhaustive()
     }
 }
@@ -266,11 +294,13 @@ impl ServerHandle {
     }
 }
 
-/// One open connection: holds its slot under the limit and its place in the drain
-/// group, and tells the observer when it ends.
+/// One open connection: holds its slots under the limits and its place in the drain
+/// group, and tells the observer when it ends (after freeing its slots, so an observer
+/// that hears `closed` finds them free).
 struct ConnectionGuard {
     tracked: Tracked,
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
+    client: Option<ClientSlot>,
     observer: Option<Arc<dyn ConnectionObserver>>,
 }
 
@@ -278,6 +308,7 @@ impl ConnectionGuard {
     fn new(
         tracked: Tracked,
         permit: Option<OwnedSemaphorePermit>,
+        client: Option<ClientSlot>,
         observer: Option<Arc<dyn ConnectionObserver>>,
     ) -> Self {
         if let Some(observer) = &observer {
@@ -285,7 +316,8 @@ impl ConnectionGuard {
         }
         Self {
             tracked,
-            _permit: permit,
+            permit,
+            client,
             observer,
         }
     }
@@ -293,6 +325,8 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        drop(self.permit.take());
+        drop(self.client.take());
         if let Some(observer) = &self.observer {
             observer.closed();
         }

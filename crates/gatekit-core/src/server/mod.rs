@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! Server: accept (a pause after an accept error)
-//!   ─▶ over the ConnectionLimit? close at once (counted, ConnectionObserver::rejected)
+//!   ─▶ over its client's PerClientLimit, or over the ConnectionLimit? close at once
+//!      (counted, ConnectionObserver::rejected)
 //!   ─▶ [TLS handshake under a deadline; certificate by SNI from a CertStore]
 //!   ─▶ hyper-util auto builder (HTTP/1.1 or HTTP/2; h2 by preface, after ALPN on TLS)
 //!   ─▶ each request gets the connection's ConnectionInfo (addresses; SNI, ALPN and the
@@ -15,8 +16,8 @@
 //! ```
 //!
 //! A [`Server`] is one listening socket; [`Server::serve`] returns a [`ServerHandle`]
-//! that [stops](ServerHandle::stop) it. Listeners share a [`ConnectionLimit`] and a
-//! [`Drain`] group by being given clones. [`serve_connection_with`] serves one already
+//! that [stops](ServerHandle::stop) it. Listeners share a [`ConnectionLimit`], a
+//! [`PerClientLimit`] and a [`Drain`] group by being given clones. [`serve_connection_with`] serves one already
 //! accepted connection (any byte stream: a TLS stream, an in-memory duplex) through the
 //! same code; [`serve`] and [`serve_with`] are a listener served until a future
 //! completes, for examples and tests.
@@ -37,6 +38,21 @@
 //! directly, about 2% less CPU per request on the proxy benchmark (`docs/benchmarks.md`).
 //!
 //! # Limits
+//!
+//! Connections are counted when accepted, before any byte is read or any TLS work done:
+//!
+//! - a [`ConnectionLimit`] bounds the open connections of every listener given a clone;
+//! - a [`PerClientLimit`] bounds the open connections from one client IP address, so
+//!   one client cannot take the whole connection budget (its map holds an entry only per
+//!   address with an open connection).
+//!
+//! A connection over either is closed at once, without an HTTP answer (nothing is read
+//! from it); the limit counts it
+//! ([`ConnectionLimit::rejected`], [`PerClientLimit::rejected`]) and the
+//! [`ConnectionObserver`] hears [`rejected`](ConnectionObserver::rejected). The
+//! per-client limit is checked first, so a client over its own limit does not count
+//! against the global one. Limits per request (concurrency, body size) are layers of a
+//! rule's stack: see [`crate::limit`].
 //!
 //! Every connection is served with explicit limits rather than library defaults left by
 //! accident: an HTTP/1 header read timeout (slowloris), a 64 KiB cap on an HTTP/1
@@ -67,7 +83,7 @@ use tower_service::Service;
 
 pub use self::config::ServerConfig;
 pub use self::drain::{Drain, DrainOutcome};
-pub use self::limit::{ConnectionLimit, ConnectionObserver};
+pub use self::limit::{ConnectionLimit, ConnectionObserver, PerClientLimit};
 pub use self::listener::{Server, ServerHandle};
 use crate::{BoxError, ConnectionInfo};
 

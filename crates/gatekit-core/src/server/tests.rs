@@ -6,7 +6,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::{http1 as client_h1, http2 as client_h2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::*;
@@ -281,4 +281,86 @@ async fn drain_deadline_drops_a_hung_request() {
         .unwrap()
         .unwrap();
     assert!(result.is_err());
+}
+
+/// A TCP connection to `addr` from the loopback address `from` (any of 127.0.0.0/8).
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+async fn h1_over(tcp: TcpStream) -> Sender {
+    let (tx, conn) = client_h1::handshake(TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    tx
+}
+
+#[tokio::test]
+async fn a_per_client_limit_closes_a_clients_connection_beyond_it_and_no_one_elses() {
+    let per_client = PerClientLimit::new(2);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    // Answers with the client address the request came from.
+    let svc = tower::service_fn(|req: Request<Incoming>| async move {
+        let info = req.extensions().get::<ConnectionInfo>().cloned();
+        let body = info.map_or("none".to_owned(), |i| i.remote_addr().ip().to_string());
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+    });
+    let server = Server::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+        .per_client_limit(per_client.clone())
+        .observer(Arc::new(Events(events_tx)))
+        .serve(svc);
+    let addr = server.local_addr();
+    let local: std::net::IpAddr = [127, 0, 0, 1].into();
+
+    // Two connections from 127.0.0.1, each proven accepted by a served request.
+    let mut first = h1_over(connect_from([127, 0, 0, 1], addr).await).await;
+    let mut second = h1_over(connect_from([127, 0, 0, 1], addr).await).await;
+    assert_eq!(send(&mut first, "/").await.unwrap(), "127.0.0.1");
+    assert_eq!(send(&mut second, "/").await.unwrap(), "127.0.0.1");
+    assert_eq!(per_client.active(local), 2);
+
+    // The third from the same address is closed at once, without an HTTP answer.
+    let mut third = connect_from([127, 0, 0, 1], addr).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer))
+        .await
+        .expect("third connection not closed");
+    assert!(read.is_err() || answer.is_empty(), "answered: {answer:?}");
+    assert_eq!(per_client.rejected(), 1);
+
+    // Another client address is not affected.
+    let mut other = h1_over(connect_from([127, 0, 0, 2], addr).await).await;
+    assert_eq!(send(&mut other, "/").await.unwrap(), "127.0.0.2");
+    assert_eq!(per_client.clients(), 2);
+    let seen: Vec<_> = [
+        events.recv().await,
+        events.recv().await,
+        events.recv().await,
+        events.recv().await,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert_eq!(seen, ["opened", "opened", "rejected", "opened"]);
+
+    // Closing one frees a slot for its client.
+    drop(second);
+    assert_eq!(events.recv().await, Some("closed"));
+    assert_eq!(per_client.active(local), 1);
+    let mut fourth = h1_over(connect_from([127, 0, 0, 1], addr).await).await;
+    assert_eq!(send(&mut fourth, "/").await.unwrap(), "127.0.0.1");
+    assert_eq!(send(&mut first, "/").await.unwrap(), "127.0.0.1");
+    assert_eq!(per_client.rejected(), 1);
+
+    // Entries go with a client's last connection: nothing is left once all are closed.
+    drop((first, fourth, other));
+    assert_eq!(events.recv().await, Some("opened"));
+    for _ in 0..3 {
+        assert_eq!(events.recv().await, Some("closed"));
+    }
+    assert_eq!(per_client.clients(), 0);
+    assert_eq!(per_client.active(local), 0);
 }
