@@ -10,12 +10,15 @@
 pub struct CircuitBreakerConfig {
     /// Most connections open to the upstream's endpoints together.
     pub max_connections: Option<u32>,
-    /// Most requests waiting for a parallel-request slot.
+    /// Most requests waiting for a parallel-request slot. `None` here means no queue:
+    /// over `max_parallel_requests` a request fails at once (see the
+    /// [module docs](super)).
     pub max_pending_requests: Option<u32>,
     /// Most requests in flight at once.
     pub max_parallel_requests: Option<u32>,
     /// Most retries in flight at once.
     pub max_parallel_retries: Option<u32>,
-    /// Requests sent over one connection before it is closed.
+    /// Requests sent over one connection before it is closed (`Some(0)`: no limit, as
+    /// Envoy reads 0).
     pub max_requests_per_connection: Option<u32>,
 }

@@ -66,6 +66,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
+use super::limits::ConnSlot;
 use crate::body::{ConnBody, Pooled, Recycle};
 use crate::{Body, BoxError, Error, ErrorKind};
 
@@ -87,6 +88,11 @@ pub(crate) struct RawConn {
     wbuf: Vec<u8>,
     /// The response whose body is being read, if any.
     reading: Reading,
+    /// Requests served, for `max_requests_per_connection`.
+    served: u32,
+    /// The connection's place under the upstream's connection cap: given back when the
+    /// connection is dropped (closed), whoever drops it.
+    _slot: ConnSlot,
 }
 
 impl fmt::Debug for RawConn {
@@ -98,13 +104,21 @@ impl fmt::Debug for RawConn {
 }
 
 impl RawConn {
-    pub(crate) fn new(io: TcpStream) -> Self {
+    pub(crate) fn new(io: TcpStream, slot: ConnSlot) -> Self {
         Self {
             io,
             rbuf: BytesMut::with_capacity(INITIAL_READ),
             wbuf: Vec::new(),
             reading: Reading::IDLE,
+            served: 0,
+            _slot: slot,
         }
+    }
+
+    /// Counts one more request served; returns the count.
+    pub(crate) fn count_request(&mut self) -> u32 {
+        self.served = self.served.saturating_add(1);
+        self.served
     }
 
     /// Whether an idle connection can take a request: the upstream has not closed it
@@ -435,8 +449,9 @@ fn upload_error(err: BoxError) -> Error {
     Error::with_source(kind, err)
 }
 
-/// A TCP connection being opened.
-pub(crate) type Connecting = Pin<Box<dyn Future<Output = Result<TcpStream, Error>> + Send>>;
+/// A TCP connection being opened, with its place under the connection cap.
+pub(crate) type Connecting =
+    Pin<Box<dyn Future<Output = Result<(TcpStream, ConnSlot), Error>> + Send>>;
 
 /// What the codec needs from the owner of its connections (the pool implements it): a
 /// new connection and a place for a connection whose response ended cleanly (also when
@@ -581,11 +596,11 @@ impl<P: RawPool> Future for Exchange<P> {
         loop {
             match &mut this.stage {
                 Stage::Connect(connecting) => {
-                    let io = match ready!(connecting.as_mut().poll(cx)) {
-                        Ok(io) => io,
+                    let (io, slot) = match ready!(connecting.as_mut().poll(cx)) {
+                        Ok(connected) => connected,
                         Err(e) => return this.fail(e),
                     };
-                    let mut conn = Box::new(RawConn::new(io));
+                    let mut conn = Box::new(RawConn::new(io, slot));
                     conn.wbuf = std::mem::take(&mut this.pending);
                     this.conn = Some(conn);
                     this.written = 0;

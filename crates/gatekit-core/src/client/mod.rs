@@ -89,11 +89,13 @@ use crate::{Backend, Body, BoxError};
 
 mod config;
 mod h1;
+mod limits;
 mod pool;
 mod transport;
 mod upgrade;
 
 pub use self::config::ClientConfig;
+pub use self::limits::{ConnectionCap, PoolLimits};
 pub use self::transport::{Protocol, TlsSettings, Transport};
 pub(crate) use self::upgrade::is_upgrade as is_upgrade_request;
 
@@ -116,8 +118,12 @@ struct ClientInner {
     pools: parking_lot::Mutex<Registry>,
 }
 
+/// A pool's key: endpoint clients share a pool when address, transport and limits are
+/// the same (limits by identity: the same cap, the same per-connection request limit).
+type PoolKey = (SocketAddr, Transport, (usize, u32));
+
 struct Registry {
-    pools: HashMap<(SocketAddr, Transport), Weak<EndpointPool>>,
+    pools: HashMap<PoolKey, Weak<EndpointPool>>,
     prune_at: usize,
 }
 
@@ -141,16 +147,37 @@ impl Client {
     /// connection pool, which lives as long as any of them. Call this when an endpoint
     /// appears, not per request.
     pub fn endpoint(&self, addr: SocketAddr, transport: Transport) -> EndpointClient {
+        self.endpoint_with(addr, transport, PoolLimits::default())
+    }
+
+    /// The client for one endpoint address of an upstream whose connections are
+    /// limited by `limits` (Envoy's connection thresholds, see [`PoolLimits`]).
+    ///
+    /// Endpoint clients for the same address, an equal [`Transport`] and the same
+    /// limits (the same [`ConnectionCap`], not an equal one) share one connection pool.
+    /// Give every endpoint client of an upstream a clone of one `PoolLimits`, so its
+    /// cap counts the connections of all its endpoints.
+    pub fn endpoint_with(
+        &self,
+        addr: SocketAddr,
+        transport: Transport,
+        limits: PoolLimits,
+    ) -> EndpointClient {
         let mut registry = self.inner.pools.lock();
-        let key = (addr, transport);
+        let key = (addr, transport, limits.key());
         if let Some(pool) = registry.pools.get(&key).and_then(Weak::upgrade) {
             return EndpointClient { pool };
         }
+        let cap = limits.max_connections().cloned();
         let pool = Arc::new(EndpointPool::new(
             addr,
             key.1.clone(),
             self.inner.settings.clone(),
+            limits,
         ));
+        if let Some(cap) = cap {
+            cap.register(&pool);
+        }
         registry.pools.insert(key, Arc::downgrade(&pool));
         if registry.pools.len() >= registry.prune_at {
             registry.pools.retain(|_, pool| pool.strong_count() > 0);

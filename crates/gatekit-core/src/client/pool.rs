@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, ready};
 
@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::config::ClientConfig;
 use super::h1::{self, RawConn, to_origin_form};
+use super::limits::{ConnSlot, PoolLimits};
 use super::transport::{Protocol, Transport};
 use crate::body::{Pooled, Recycle};
 use crate::{Body, Error, ErrorKind};
@@ -67,15 +68,21 @@ struct Connector {
 impl Connector {
     /// TCP connect (with TCP_NODELAY), TLS handshake when configured, then the HTTP
     /// handshake. `upgrades` spawns an HTTP/1.1 connection that supports upgrades.
-    async fn connect(&self, upgrades: bool) -> Result<Conn, Error> {
+    /// `hold` (the connection's [`ConnSlot`]) lives in the connection's task, so it is
+    /// dropped when the connection ends, or here if connecting fails.
+    async fn connect<H: Send + 'static>(&self, upgrades: bool, hold: H) -> Result<Conn, Error> {
         let timeout = self.settings.config.connect_timeout;
-        match tokio::time::timeout(timeout, self.connect_inner(upgrades)).await {
+        match tokio::time::timeout(timeout, self.connect_inner(upgrades, hold)).await {
             Ok(conn) => conn,
             Err(elapsed) => Err(Error::with_source(ErrorKind::Connect, elapsed)),
         }
     }
 
-    async fn connect_inner(&self, upgrades: bool) -> Result<Conn, Error> {
+    async fn connect_inner<H: Send + 'static>(
+        &self,
+        upgrades: bool,
+        hold: H,
+    ) -> Result<Conn, Error> {
         let tcp = TcpStream::connect(self.addr)
             .await
             .map_err(|e| Error::with_source(ErrorKind::Connect, e))?;
@@ -83,8 +90,8 @@ impl Connector {
         let _ = tcp.set_nodelay(true);
         let Some(tls) = self.transport.tls() else {
             return match self.transport.protocol() {
-                Protocol::Http2 => self.handshake_h2(tcp).await,
-                Protocol::Http1 | Protocol::Auto => self.handshake_h1(tcp, upgrades).await,
+                Protocol::Http2 => self.handshake_h2(tcp, hold).await,
+                Protocol::Http1 | Protocol::Auto => self.handshake_h1(tcp, upgrades, hold).await,
             };
         };
         let name = match &tls.server_name {
@@ -102,15 +109,16 @@ impl Connector {
             Protocol::Auto => stream.get_ref().1.alpn_protocol() == Some(b"h2"),
         };
         if h2 {
-            self.handshake_h2(stream).await
+            self.handshake_h2(stream, hold).await
         } else {
-            self.handshake_h1(stream, upgrades).await
+            self.handshake_h1(stream, upgrades, hold).await
         }
     }
 
-    async fn handshake_h1<I>(&self, io: I, upgrades: bool) -> Result<Conn, Error>
+    async fn handshake_h1<I, H>(&self, io: I, upgrades: bool, hold: H) -> Result<Conn, Error>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        H: Send + 'static,
     {
         let (tx, conn) = self
             .settings
@@ -120,12 +128,14 @@ impl Connector {
             .map_err(|e| Error::with_source(ErrorKind::Connect, e))?;
         if upgrades {
             tokio::spawn(async move {
+                let _hold = hold;
                 if let Err(e) = conn.with_upgrades().await {
                     tracing::debug!(error = %e, "upstream connection ended with an error");
                 }
             });
         } else {
             tokio::spawn(async move {
+                let _hold = hold;
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "upstream connection ended with an error");
                 }
@@ -134,9 +144,10 @@ impl Connector {
         Ok(Conn::H1(tx))
     }
 
-    async fn handshake_h2<I>(&self, io: I) -> Result<Conn, Error>
+    async fn handshake_h2<I, H>(&self, io: I, hold: H) -> Result<Conn, Error>
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        H: Send + 'static,
     {
         let (tx, conn) = self
             .settings
@@ -145,6 +156,7 @@ impl Connector {
             .await
             .map_err(|e| Error::with_source(ErrorKind::Connect, e))?;
         tokio::spawn(async move {
+            let _hold = hold;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream h2 connection ended with an error");
             }
@@ -158,12 +170,35 @@ type SharedConnect = Shared<BoxFuture<'static, Result<http2::SendRequest<Body>, 
 enum H2Slot {
     Empty,
     Connecting(SharedConnect),
+    /// The shared connection and the streams opened on it (counted for
+    /// `max_requests_per_connection`).
+    Ready {
+        tx: http2::SendRequest<Body>,
+        streams: u32,
+    },
+}
+
+/// What taking a stream on the shared HTTP/2 connection gave.
+enum H2Stream {
     Ready(http2::SendRequest<Body>),
+    Connect(SharedConnect),
 }
 
 struct Idle {
     tx: http1::SendRequest<Body>,
     since: Instant,
+    /// Its request count, when the pool retires connections (see [`Counted`]).
+    counted: Option<Arc<Counted>>,
+}
+
+/// The request count of one hyper HTTP/1.1 connection, when the pool retires
+/// connections after `max_requests_per_connection` requests. Its response bodies return
+/// the connection here rather than to the pool, so the count travels with it; one
+/// allocation per connection, none per request. Holds the pool weakly: idle entries
+/// hold it, and the pool holds them.
+pub(crate) struct Counted {
+    pool: Weak<EndpointPool>,
+    served: AtomicU32,
 }
 
 /// An idle connection of the fast path (gatekit's own HTTP/1.1 codec, see `h1.rs`).
@@ -197,9 +232,10 @@ impl H1Idle {
     }
 }
 
-/// The pool of one (address, transport).
+/// The pool of one (address, transport, limits).
 pub(crate) struct EndpointPool {
     connector: Arc<Connector>,
+    limits: PoolLimits,
     h1: parking_lot::Mutex<H1Idle>,
     h2: parking_lot::Mutex<H2Slot>,
     /// `Auto` over TLS: set once an upstream connection negotiated h2, after which
@@ -210,7 +246,12 @@ pub(crate) struct EndpointPool {
 }
 
 impl EndpointPool {
-    pub(crate) fn new(addr: SocketAddr, transport: Transport, settings: Arc<Settings>) -> Self {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        transport: Transport,
+        settings: Arc<Settings>,
+        limits: PoolLimits,
+    ) -> Self {
         let prefers_h2 = transport.protocol() == Protocol::Http2;
         let fast = transport.tls().is_none() && transport.protocol() != Protocol::Http2;
         Self {
@@ -219,6 +260,7 @@ impl EndpointPool {
                 transport,
                 settings,
             }),
+            limits,
             h1: parking_lot::Mutex::new(H1Idle {
                 stack: Vec::new(),
                 raw: Vec::new(),
@@ -246,8 +288,46 @@ impl EndpointPool {
         &self.connector.settings.config
     }
 
-    pub(crate) fn connect_upgradable(&self) -> impl Future<Output = Result<Conn, Error>> + '_ {
-        self.connector.connect(true)
+    /// Opens a connection for an upgrade. Its slot under the connection cap is shared
+    /// by the connection's task and the caller, who keeps it for as long as the
+    /// upgraded connection is copied.
+    pub(crate) async fn connect_upgradable(&self) -> Result<(Conn, Arc<ConnSlot>), Error> {
+        let slot = Arc::new(self.limits.connection_slot()?);
+        let conn = self.connector.connect(true, slot.clone()).await?;
+        Ok((conn, slot))
+    }
+
+    /// A new hyper HTTP/1.1 connection's request count, if connections are retired.
+    fn counted(self: &Arc<Self>) -> Option<Arc<Counted>> {
+        self.limits.max_requests_per_connection().map(|_| {
+            Arc::new(Counted {
+                pool: Arc::downgrade(self),
+                served: AtomicU32::new(0),
+            })
+        })
+    }
+
+    /// Closes this pool's oldest idle HTTP/1.1 connection to make room under the
+    /// connection cap: one of gatekit's own codec when `raw` (its slot frees at once),
+    /// else one of hyper's. Whether one was closed.
+    pub(crate) fn evict_idle(&self, raw: bool) -> bool {
+        let mut idle = self.h1.lock();
+        if raw {
+            if idle.raw.is_empty() {
+                return false;
+            }
+            let conn = idle.raw.remove(0);
+            drop(idle);
+            drop(conn);
+        } else {
+            if idle.stack.is_empty() {
+                return false;
+            }
+            let conn = idle.stack.remove(0);
+            drop(idle);
+            drop(conn);
+        }
+        true
     }
 
     /// Sends one request over a pooled or new connection.
@@ -280,11 +360,11 @@ impl EndpointPool {
         }
         match self.checkout() {
             // hyper queues the request on the connection now; the future only waits.
-            Some(mut tx) => {
+            Some((mut tx, counted)) => {
                 let sent = tx.try_send_request(req);
                 Box::pin(PooledResponse {
                     sent,
-                    conn: Some((tx, pool)),
+                    conn: Some((tx, pool, counted)),
                     retry: None,
                 })
             }
@@ -302,9 +382,10 @@ impl EndpointPool {
             Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>>,
         >,
         tx: http1::SendRequest<Body>,
+        counted: Option<Arc<Counted>>,
     ) -> Result<Response<Body>, Error> {
         match sent.await {
-            Ok(rsp) => Ok(self.finish_h1(rsp, tx)),
+            Ok(rsp) => Ok(self.finish_h1(rsp, tx, counted)),
             Err(mut err) => match err.take_message() {
                 // The pooled connection died before the request was written: nothing
                 // was sent, so sending it once more is safe.
@@ -316,9 +397,9 @@ impl EndpointPool {
 
     async fn send_h1(self: Arc<Self>, mut req: Request<Body>) -> Result<Response<Body>, Error> {
         to_origin_form(&mut req, self.addr());
-        if let Some(mut tx) = self.checkout() {
+        if let Some((mut tx, counted)) = self.checkout() {
             let sent = tx.try_send_request(req);
-            return self.finish_pooled(sent, tx).await;
+            return self.finish_pooled(sent, tx, counted).await;
         }
         // The rare path is boxed so its connect state does not bloat every request's
         // future (the response future is boxed once per request and sized by its
@@ -328,9 +409,13 @@ impl EndpointPool {
 
     /// Sends on a new connection (nothing pooled, or the pooled one was dead).
     async fn send_h1_fresh(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, Error> {
-        match self.connector.connect(false).await? {
+        let slot = self.limits.connection_slot()?;
+        match self.connector.connect(false, slot).await? {
             Conn::H1(mut tx) => match tx.try_send_request(req).await {
-                Ok(rsp) => Ok(self.finish_h1(rsp, tx)),
+                Ok(rsp) => {
+                    let counted = self.counted();
+                    Ok(self.finish_h1(rsp, tx, counted))
+                }
                 Err(err) => {
                     let unsent = err.message().is_some();
                     Err(send_error(err.into_error(), unsent))
@@ -340,7 +425,10 @@ impl EndpointPool {
                 // `Auto` over TLS and the upstream chose h2: keep this connection as
                 // the endpoint's shared one and go the HTTP/2 way from now on.
                 self.prefers_h2.store(true, Ordering::Relaxed);
-                *self.h2.lock() = H2Slot::Ready(tx.clone());
+                *self.h2.lock() = H2Slot::Ready {
+                    tx: tx.clone(),
+                    streams: 1,
+                };
                 send_on_h2(tx, req, self.transport().is_tls(), self.addr())
                     .await
                     .map_err(|(e, _)| e)
@@ -351,7 +439,7 @@ impl EndpointPool {
     /// Pops the most recently returned connection that is ready for a request, dropping
     /// expired and closed ones on the way. Never waits: only ready connections are put
     /// on the stack, so one that is not ready any more is closing.
-    fn checkout(&self) -> Option<http1::SendRequest<Body>> {
+    fn checkout(&self) -> Option<(http1::SendRequest<Body>, Option<Arc<Counted>>)> {
         let timeout = self.config().pool_idle_timeout;
         loop {
             let idle = self.h1.lock().stack.pop()?;
@@ -362,7 +450,7 @@ impl EndpointPool {
                 return None;
             }
             if idle.tx.is_ready() {
-                return Some(idle.tx);
+                return Some((idle.tx, idle.counted));
             }
         }
     }
@@ -386,8 +474,12 @@ impl EndpointPool {
     }
 
     /// Returns a fast-path connection (at the end of a response) to the idle stack, if
-    /// the stack has room.
-    fn put_raw(self: &Arc<Self>, conn: Box<RawConn>) {
+    /// the stack has room and the connection is not retired.
+    fn put_raw(self: &Arc<Self>, mut conn: Box<RawConn>) {
+        if self.limits.retires_after(conn.count_request()) {
+            // Served its share: dropping it closes it.
+            return;
+        }
         let max = self.config().pool_max_idle_per_endpoint;
         let since = Instant::now();
         let mut idle = self.h1.lock();
@@ -400,9 +492,13 @@ impl EndpointPool {
         self.ensure_reaper(idle);
     }
 
-    /// Opens a TCP connection for the fast path (connect timeout, TCP_NODELAY).
+    /// Opens a TCP connection for the fast path (connect timeout, TCP_NODELAY). The
+    /// slot under the connection cap is taken now: at the cap, the future fails on its
+    /// first poll, without any I/O.
     fn connect_raw(self: Arc<Self>) -> h1::Connecting {
+        let slot = self.limits.connection_slot();
         Box::pin(async move {
+            let slot = slot?;
             let timeout = self.config().connect_timeout;
             let tcp = match tokio::time::timeout(timeout, TcpStream::connect(self.addr())).await {
                 Ok(Ok(tcp)) => tcp,
@@ -411,7 +507,7 @@ impl EndpointPool {
             };
             // Not fatal: the connection works without it, only with more latency.
             let _ = tcp.set_nodelay(true);
-            Ok(tcp)
+            Ok((tcp, slot))
         })
     }
 
@@ -438,17 +534,34 @@ impl EndpointPool {
         self: Arc<Self>,
         rsp: Response<Incoming>,
         tx: http1::SendRequest<Body>,
+        counted: Option<Arc<Counted>>,
     ) -> Response<Body> {
         if http_body::Body::is_end_stream(rsp.body()) {
             // Nothing more to read: hyper is done with this response already.
-            self.put(tx);
+            self.put(tx, counted);
             return rsp.map(Body::from);
         }
-        rsp.map(|body| Body::from(Pooled::hyper(body, tx, self)))
+        let owner: Arc<dyn Recycle<http1::SendRequest<Body>>> = match counted {
+            Some(counted) => counted,
+            None => self,
+        };
+        rsp.map(|body| Body::from(Pooled::hyper(body, tx, owner)))
     }
 
-    /// Returns a connection to the idle stack, if it is open and the stack has room.
-    fn put(self: &Arc<Self>, mut tx: http1::SendRequest<Body>) {
+    /// Returns a connection whose response ended to the idle stack, if it is open, not
+    /// retired and the stack has room.
+    fn put(self: &Arc<Self>, tx: http1::SendRequest<Body>, counted: Option<Arc<Counted>>) {
+        if let Some(counted) = &counted {
+            let served = counted.served.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.limits.retires_after(served) {
+                // Served its share: dropping the sender closes the connection.
+                return;
+            }
+        }
+        self.put_idle(tx, counted);
+    }
+
+    fn put_idle(self: &Arc<Self>, mut tx: http1::SendRequest<Body>, counted: Option<Arc<Counted>>) {
         if tx.is_closed() {
             return;
         }
@@ -459,7 +572,7 @@ impl EndpointPool {
                 let pool = self.clone();
                 runtime.spawn(async move {
                     if tx.ready().await.is_ok() && tx.is_ready() {
-                        pool.put(tx);
+                        pool.put_idle(tx, counted);
                     }
                 });
             }
@@ -473,7 +586,7 @@ impl EndpointPool {
             drop(tx);
             return;
         }
-        idle.stack.push(Idle { tx, since });
+        idle.stack.push(Idle { tx, since, counted });
         self.ensure_reaper(idle);
     }
 
@@ -500,52 +613,79 @@ impl EndpointPool {
 
     fn clear_h2_if_closed(&self) {
         let mut slot = self.h2.lock();
-        if let H2Slot::Ready(tx) = &*slot
+        if let H2Slot::Ready { tx, .. } = &*slot
             && tx.is_closed()
         {
             *slot = H2Slot::Empty;
         }
     }
 
-    /// The endpoint's shared HTTP/2 connection, connecting if there is none; concurrent
-    /// callers share one connect attempt.
+    /// A stream on the endpoint's shared HTTP/2 connection, connecting if there is none;
+    /// concurrent callers share one connect attempt. A connection that has opened
+    /// `max_requests_per_connection` streams is retired: it takes no new ones, finishes
+    /// those it has, and closes.
     async fn h2_sender(&self) -> Result<http2::SendRequest<Body>, Error> {
-        let connect = {
-            let mut slot = self.h2.lock();
-            match &*slot {
-                H2Slot::Ready(tx) if !tx.is_closed() => return Ok(tx.clone()),
-                H2Slot::Connecting(connect) => connect.clone(),
-                H2Slot::Ready(_) | H2Slot::Empty => {
-                    let connector = self.connector.clone();
-                    let connect = async move {
-                        match connector.connect(false).await {
-                            Ok(Conn::H2(tx)) => Ok(tx),
-                            Ok(Conn::H1(_)) => Err(Arc::new(Error::with_source(
-                                ErrorKind::Connect,
-                                "the upstream did not negotiate h2",
-                            ))),
-                            Err(e) => Err(Arc::new(e)),
-                        }
-                    }
-                    .boxed()
-                    .shared();
-                    *slot = H2Slot::Connecting(connect.clone());
-                    connect
-                }
-            }
-        };
-        let result = connect.clone().await;
-        let mut slot = self.h2.lock();
-        if let H2Slot::Connecting(current) = &*slot
-            && current.ptr_eq(&connect)
-        {
-            *slot = match &result {
-                Ok(tx) => H2Slot::Ready(tx.clone()),
-                Err(_) => H2Slot::Empty,
+        let mut last = None;
+        // The stream is taken (and counted) after the connect, on the next pass; if
+        // other requests used up the new connection meanwhile, there is another connect.
+        // Past a few passes the request takes the connection it waited for, uncounted.
+        for _ in 0..3 {
+            let connect = match self.h2_stream()? {
+                H2Stream::Ready(tx) => return Ok(tx),
+                H2Stream::Connect(connect) => connect,
             };
+            let result = connect.clone().await;
+            let mut slot = self.h2.lock();
+            if let H2Slot::Connecting(current) = &*slot
+                && current.ptr_eq(&connect)
+            {
+                *slot = match &result {
+                    Ok(tx) => H2Slot::Ready {
+                        tx: tx.clone(),
+                        streams: 0,
+                    },
+                    Err(_) => H2Slot::Empty,
+                };
+            }
+            drop(slot);
+            last = Some(result.map_err(|e| Error::with_source(e.kind(), e).retry_safe(true))?);
         }
-        drop(slot);
-        result.map_err(|e| Error::with_source(e.kind(), e).retry_safe(true))
+        last.ok_or_else(|| Error::new(ErrorKind::UpstreamProtocol))
+    }
+
+    /// Takes a stream on the ready HTTP/2 connection, or the connect attempt to wait
+    /// for (starting one if needed: at the connection cap, the error).
+    fn h2_stream(&self) -> Result<H2Stream, Error> {
+        let mut slot = self.h2.lock();
+        if let H2Slot::Ready { tx, streams } = &mut *slot
+            && !tx.is_closed()
+        {
+            let tx = tx.clone();
+            *streams += 1;
+            if self.limits.retires_after(*streams) {
+                *slot = H2Slot::Empty;
+            }
+            return Ok(H2Stream::Ready(tx));
+        }
+        if let H2Slot::Connecting(connect) = &*slot {
+            return Ok(H2Stream::Connect(connect.clone()));
+        }
+        let conn_slot = self.limits.connection_slot()?;
+        let connector = self.connector.clone();
+        let connect = async move {
+            match connector.connect(false, conn_slot).await {
+                Ok(Conn::H2(tx)) => Ok(tx),
+                Ok(Conn::H1(_)) => Err(Arc::new(Error::with_source(
+                    ErrorKind::Connect,
+                    "the upstream did not negotiate h2",
+                ))),
+                Err(e) => Err(Arc::new(e)),
+            }
+        }
+        .boxed()
+        .shared();
+        *slot = H2Slot::Connecting(connect.clone());
+        Ok(H2Stream::Connect(connect))
     }
 }
 
@@ -569,7 +709,15 @@ impl Recycle<Box<RawConn>> for EndpointPool {
 
 impl Recycle<http1::SendRequest<Body>> for EndpointPool {
     fn recycle(self: Arc<Self>, tx: http1::SendRequest<Body>) {
-        self.put(tx);
+        self.put(tx, None);
+    }
+}
+
+impl Recycle<http1::SendRequest<Body>> for Counted {
+    fn recycle(self: Arc<Self>, tx: http1::SendRequest<Body>) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.put(tx, Some(self));
+        }
     }
 }
 
@@ -703,7 +851,7 @@ pin_project! {
     struct PooledResponse<F> {
         #[pin]
         sent: F,
-        conn: Option<(http1::SendRequest<Body>, Arc<EndpointPool>)>,
+        conn: Option<(http1::SendRequest<Body>, Arc<EndpointPool>, Option<Arc<Counted>>)>,
         // The pooled connection died before the request was written: the request is
         // sent once more on a new connection (boxed: rare, and large).
         retry: Option<crate::backend::BoxFuture>,
@@ -724,12 +872,12 @@ where
             return retry.as_mut().poll(cx);
         }
         let result = ready!(this.sent.poll(cx));
-        let Some((tx, pool)) = this.conn.take() else {
+        let Some((tx, pool, counted)) = this.conn.take() else {
             // Polled after completion: a caller's contract bug, answered with an error.
             return Poll::Ready(Err(Error::new(ErrorKind::UpstreamProtocol).into()));
         };
         match result {
-            Ok(rsp) => Poll::Ready(Ok(pool.finish_h1(rsp, tx))),
+            Ok(rsp) => Poll::Ready(Ok(pool.finish_h1(rsp, tx, counted))),
             Err(mut err) => match err.take_message() {
                 // Nothing was sent, so sending it once more is safe for any method.
                 Some(unsent) => {

@@ -33,7 +33,10 @@ pub(super) async fn send(
 ) -> Result<Response<Body>, Error> {
     let downstream = hyper::upgrade::on(&mut req);
     to_origin_form(&mut req, pool.addr());
-    let mut tx = match pool.connect_upgradable().await? {
+    // The connection's slot under the connection cap: shared with its hyper task, and
+    // kept by the copying task below for as long as the upgraded connection lives.
+    let (conn, slot) = pool.connect_upgradable().await?;
+    let mut tx = match conn {
         Conn::H1(tx) => tx,
         Conn::H2(_) => {
             return Err(Error::with_source(
@@ -55,6 +58,7 @@ pub(super) async fn send(
     if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut rsp);
         tokio::spawn(async move {
+            let _slot = slot;
             let (downstream, upstream) = tokio::join!(downstream, upstream);
             match (downstream, upstream) {
                 (Ok(down), Ok(up)) => {
