@@ -34,15 +34,23 @@ pin_project! {
             future: F,
             permit: Option<Permit>,
         },
+        // Boxed: waiting is the rare path, and a request inline would make every
+        // request's future as large as a `Request`.
         Queued {
-            waiter: Waiter,
-            service: Option<(S, Request<Body>)>,
-            retry: Option<RetrySlot>,
+            waiting: Option<Box<Queued<S>>>,
         },
         Refused {
             error: Option<Error>,
         },
     }
+}
+
+/// What a queued request keeps until its slot arrives.
+struct Queued<S> {
+    waiter: Waiter,
+    service: S,
+    req: Request<Body>,
+    retry: Option<RetrySlot>,
 }
 
 impl<S> ResponseFuture<S>
@@ -66,9 +74,12 @@ where
     ) -> Self {
         Self {
             state: State::Queued {
-                waiter,
-                service: Some((service, req)),
-                retry,
+                waiting: Some(Box::new(Queued {
+                    waiter,
+                    service,
+                    req,
+                    retry,
+                })),
             },
         }
     }
@@ -101,16 +112,23 @@ where
                         None => rsp,
                     }));
                 }
-                StateProj::Queued {
-                    waiter,
-                    service,
-                    retry,
-                } => {
-                    let slot = ready!(Pin::new(waiter).poll(cx))?;
-                    let Some((mut service, req)) = service.take() else {
+                StateProj::Queued { waiting } => {
+                    let Some(queued) = waiting else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    let permit = Permit::new(slot, retry.take());
+                    let slot = ready!(Pin::new(&mut queued.waiter).poll(cx))?;
+                    let Some(Queued {
+                        waiter,
+                        mut service,
+                        req,
+                        retry,
+                    }) = waiting.take().map(|queued| *queued)
+                    else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    // Leaves the queue's count of waiters; the slot is ours.
+                    drop(waiter);
+                    let permit = Permit::new(slot, retry);
                     let future = service.call(req);
                     state.set(State::Called {
                         future,

@@ -114,22 +114,26 @@ impl CircuitBreaker {
         &self.name
     }
 
-    /// The thresholds in force.
+    /// The thresholds in force. The connection thresholds (`max_connections`,
+    /// `max_requests_per_connection`) are only carried here: the upstream client
+    /// enforces them, see [`PoolLimits::from_config`](crate::client::PoolLimits::from_config).
     pub fn config(&self) -> CircuitBreakerConfig {
         let l = &self.limits;
-        let mut config = CircuitBreakerConfig::default();
-        config.max_parallel_requests = loaded(l.parallel.load(Ordering::Relaxed));
-        config.max_pending_requests = loaded(l.pending.load(Ordering::Relaxed));
-        config.max_parallel_retries = loaded(l.retries.load(Ordering::Relaxed));
-        config.max_connections = loaded(l.max_connections.load(Ordering::Relaxed));
-        config.max_requests_per_connection =
-            loaded(l.max_requests_per_connection.load(Ordering::Relaxed));
-        config
+        CircuitBreakerConfig {
+            max_parallel_requests: loaded(l.parallel.load(Ordering::Relaxed)),
+            max_pending_requests: loaded(l.pending.load(Ordering::Relaxed)),
+            max_parallel_retries: loaded(l.retries.load(Ordering::Relaxed)),
+            max_connections: loaded(l.max_connections.load(Ordering::Relaxed)),
+            max_requests_per_connection: loaded(
+                l.max_requests_per_connection.load(Ordering::Relaxed),
+            ),
+        }
     }
 
     /// Changes the thresholds in place (a reload). Requests in flight and waiting keep
     /// their places: a lower limit refuses new requests until enough have finished; a
-    /// higher one lets waiting requests through at once.
+    /// higher one lets waiting requests through at once. A connection cap changes with
+    /// [`ConnectionCap::set_max`](crate::client::ConnectionCap::set_max).
     pub fn set_config(self: &Arc<Self>, config: CircuitBreakerConfig) {
         let l = &self.limits;
         l.parallel

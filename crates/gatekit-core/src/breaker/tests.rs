@@ -18,6 +18,8 @@ use crate::{Body, BoxError, Error, ErrorKind};
 
 // === a backend the tests control ===
 
+type FrameSender = mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
+
 /// Counts the requests inside it (current and peak) and answers each only when the test
 /// opens the gate for it (one semaphore permit per answer).
 struct Gate {
@@ -26,7 +28,7 @@ struct Gate {
     order: parking_lot::Mutex<Vec<String>>,
     open: Semaphore,
     /// When set, answers carry a streamed body fed by the sender handed out here.
-    streaming: parking_lot::Mutex<Option<mpsc::Sender<Result<Frame<Bytes>, BoxError>>>>,
+    streaming: parking_lot::Mutex<Option<FrameSender>>,
     stream_next: std::sync::atomic::AtomicBool,
 }
 
@@ -116,11 +118,12 @@ fn config(
     pending: Option<u32>,
     retries: Option<u32>,
 ) -> CircuitBreakerConfig {
-    let mut config = CircuitBreakerConfig::default();
-    config.max_parallel_requests = parallel;
-    config.max_pending_requests = pending;
-    config.max_parallel_retries = retries;
-    config
+    CircuitBreakerConfig {
+        max_parallel_requests: parallel,
+        max_pending_requests: pending,
+        max_parallel_retries: retries,
+        ..Default::default()
+    }
 }
 
 fn breaker(config: CircuitBreakerConfig) -> Arc<CircuitBreaker> {

@@ -52,6 +52,27 @@
 //! they do not inflate it) and, for HTTP/1, one `Arc` increment for the body wrapper,
 //! which [`Body`] carries without boxing.
 //!
+//! # Limits (Envoy's connection thresholds)
+//!
+//! [`Client::endpoint_with`] binds an endpoint client to [`PoolLimits`], shared by the
+//! endpoint clients of one upstream (see the [`breaker`](crate::breaker) module for the
+//! request thresholds and the full table):
+//!
+//! - `max_connections`, a [`ConnectionCap`]: the upstream's open connections, counted
+//!   across its endpoints from connect to close on every path (this codec's, hyper's
+//!   HTTP/1.1 and HTTP/2, upgraded connections until both directions close). A request
+//!   that finds no usable idle connection at the cap first closes the upstream's
+//!   oldest idle connection; if there is none, it fails on its first poll, without I/O,
+//!   with [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen) (503,
+//!   `x-gatekit-breaker-threshold: max-connections`, not retry-safe).
+//! - `max_requests_per_connection`: an HTTP/1.1 connection that has served that many
+//!   responses is closed instead of pooled; an HTTP/2 connection that has opened that
+//!   many streams takes no new ones (the next request opens a new connection) and
+//!   closes once its streams end.
+//!
+//! Without limits ([`Client::endpoint`]) nothing is counted and nothing is allocated
+//! for them.
+//!
 //! # Request form
 //!
 //! An HTTP/1.1 upstream gets an origin-form target (`/path?query`) and a `Host` header
