@@ -14,8 +14,12 @@
 //!   accessLog: false
 //! limits:
 //!   maxConnections: 100000    # across all listeners
+//!   maxConnectionsPerClient: 256  # per client IP address (default: no limit)
 //!   headerReadTimeout: 10s    # HTTP/1 request head deadline (slowloris)
 //!   tlsHandshakeTimeout: 10s
+//! trafficDefaults:            # protection with no policy written
+//!   retryUnsent: true         # a request that never reached a backend is retried once
+//!   ejectRefusingEndpoints: true  # endpoints refusing connections leave rotation
 //! drainTimeout: 30s           # in-flight requests may finish this long after SIGTERM
 //! shutdownDelay: 0s           # after SIGTERM: not ready for this long, still serving
 //! gatewayClassName: gatekit   # Gateways of this class are served
@@ -39,7 +43,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use gatekit_gateway::{GatewayOptions, Limits, PathSettings};
+use gatekit_gateway::{GatewayOptions, Limits, PathSettings, TrafficDefaults};
 use gatekit_k8s::ProviderSettings;
 use serde::Deserialize;
 
@@ -108,6 +112,8 @@ pub struct Settings {
     // --- request path policy (hostile-input hardening) ---
     /// How request paths are normalised before routing.
     pub paths: PathSettings,
+    /// The protection applied where no policy says otherwise.
+    pub traffic_defaults: TrafficDefaults,
 }
 
 impl Default for Settings {
@@ -121,6 +127,7 @@ impl Default for Settings {
             shutdown_delay: Duration::ZERO,
             kubernetes: None,
             paths: PathSettings::default(),
+            traffic_defaults: TrafficDefaults::default(),
         }
     }
 }
@@ -210,6 +217,7 @@ impl Settings {
             .with_paths(self.paths.clone())
             .with_access_log(self.log.access_log)
             .with_kubernetes(self.kubernetes.clone())
+            .with_traffic_defaults(self.traffic_defaults)
     }
 
     fn validate(&self, origin: &str) -> Result<(), SettingsError> {
@@ -226,6 +234,12 @@ impl Settings {
         }
         if self.limits.max_connections == 0 {
             return Err(invalid("limits.maxConnections", "must be at least 1"));
+        }
+        if self.limits.max_connections_per_client == Some(0) {
+            return Err(invalid(
+                "limits.maxConnectionsPerClient",
+                "must be at least 1 (omit it for no per-client limit)",
+            ));
         }
         if self.limits.header_read_timeout.is_zero() {
             return Err(invalid("limits.headerReadTimeout", "must be longer than 0"));

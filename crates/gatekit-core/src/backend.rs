@@ -139,6 +139,13 @@ pub trait Backends {
     /// The backend called `name`, or `None` when no such backend exists (the rule's
     /// share of traffic for it then gets a 500, as the Gateway API specifies).
     fn backend(&self, name: &str) -> Option<Backend>;
+
+    /// Where rules keep the state of their traffic policies across table builds (rate
+    /// limiter buckets, breaker counts, retry budgets). `None`, the default: every build
+    /// starts with fresh state.
+    fn policy_state(&self) -> Option<&crate::route::PolicyState> {
+        None
+    }
 }
 
 impl<S: BuildHasher> Backends for HashMap<String, Backend, S> {

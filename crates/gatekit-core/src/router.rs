@@ -9,21 +9,36 @@
 //! is all it does: everything else is a tower layer in the rule's stack, built once per
 //! configuration when the table is built (in [`CompiledRule`]), outermost first:
 //!
-//! 1. [`TimeoutLayer::request`](crate::timeout::TimeoutLayer::request): HTTPRoute
-//!    `timeouts.request`, from dispatch to the response head;
-//! 2. [`ProxyHeadersLayer`](crate::proxy::ProxyHeadersLayer): hop-by-hop headers out,
+//! 1. [`RateLimitLayer`](crate::ratelimit::RateLimitLayer): the rule's rate limits
+//!    (429 with `Retry-After`), when its policy has any;
+//! 2. [`ConcurrencyLimitLayer`](crate::limit::ConcurrencyLimitLayer) and
+//!    [`BodyLimitLayer`](crate::limit::BodyLimitLayer): most requests in flight (503
+//!    `overloaded`) and largest body (413), when set;
+//! 3. [`TimeoutLayer::request`](crate::timeout::TimeoutLayer::request): HTTPRoute
+//!    `timeouts.request`, from dispatch to the response head, retries included;
+//! 4. [`ProxyHeadersLayer`](crate::proxy::ProxyHeadersLayer): hop-by-hop headers out,
 //!    `X-Forwarded-*` and `X-Request-Id` in (before the filters, so a rewrite does not
 //!    change `X-Forwarded-Host`);
-//! 3. [`FilterLayer`](crate::filter::FilterLayer): the rule's filters (a redirect answers
+//! 5. [`FilterLayer`](crate::filter::FilterLayer): the rule's filters (a redirect answers
 //!    here);
-//! 4. [`TimeoutLayer::backend_request`](crate::timeout::TimeoutLayer::backend_request):
-//!    HTTPRoute `timeouts.backendRequest`, one attempt to a backend;
-//! 5. [`Weighted`](crate::weighted::Weighted): the weighted choice of backendRef, its
-//!    own filters, and the call to its [`Backend`](crate::Backend).
+//! 6. [`Weighted`](crate::weighted::Weighted): the weighted choice of backendRef (once
+//!    per request: retries stay on the chosen backendRef, as Envoy's do), its own
+//!    filters, and the call to that backendRef's stack:
+//!    1. [`RetryLayer`](crate::retry::RetryLayer): the rule's retry policy with the
+//!       backend's budget; each attempt avoids the endpoints tried before;
+//!    2. [`TimeoutLayer::backend_request`](crate::timeout::TimeoutLayer::backend_request):
+//!       HTTPRoute `timeouts.backendRequest`, one attempt;
+//!    3. [`CircuitBreakerLayer`](crate::breaker::CircuitBreakerLayer): the backendRef's
+//!       breaker (503 `circuit-open` naming it);
+//!    4. the [`Backend`](crate::Backend) the name resolved to (a balanced upstream),
+//!       shared by every rule that names it.
 //!
-//! The stack is type-erased once per rule (the route table's one erasure point): a call
-//! boxes the stack's response future once. State that must outlive a reload (balancers,
-//! health, connection pools) lives in the `Backend`s the stack refers to, not in it.
+//! Layers a rule does not configure are left out. The rule's stack is type-erased once,
+//! and a backendRef's stack once when it has layers: a call boxes one response future
+//! per erased stack. State that must outlive a reload (balancers, health, connection
+//! pools) lives in the `Backend`s the stack refers to; limiter buckets, breaker counts
+//! and retry budgets in the [`PolicyState`](crate::route::PolicyState) the table was
+//! built with. Neither lives in the stack.
 //!
 //! # Errors
 //!

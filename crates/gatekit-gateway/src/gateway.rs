@@ -1,6 +1,9 @@
 //! The handles a [`Wiring`](crate::Wiring) serves through: [`Gateway`].
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use gatekit_core::route::PolicyState;
 
 use crate::listener::{ListenerSettings, Listeners};
 use crate::{ConfigDump, GatewayOptions, Metrics, Readiness};
@@ -25,6 +28,7 @@ pub struct Gateway {
     fleet: ConfigDump,
     listeners: Listeners,
     embedded: bool,
+    policy_state: Arc<PolicyState>,
 }
 
 impl Gateway {
@@ -41,7 +45,8 @@ impl Gateway {
     }
 
     fn build(options: GatewayOptions, bind: IpAddr, embedded: bool) -> Self {
-        let metrics = Metrics::new();
+        let policy_state = Arc::new(PolicyState::new());
+        let metrics = Metrics::with_policy_state(policy_state.clone());
         let listeners = Listeners::new(
             ListenerSettings::from_settings(&options, bind),
             metrics.clone(),
@@ -54,7 +59,15 @@ impl Gateway {
             fleet: ConfigDump::new(),
             listeners,
             embedded,
+            policy_state,
         }
+    }
+
+    /// The state of the traffic policies of the served route tables (rate limiter
+    /// buckets, breaker counts, retry budgets), kept across reloads; its counters are in
+    /// [`metrics`](Self::metrics).
+    pub fn policy_state(&self) -> &Arc<PolicyState> {
+        &self.policy_state
     }
 
     /// The options the gateway runs with.

@@ -47,7 +47,8 @@ pub use crate::listener::{DrainOutcome, ListenError, ListenerSettings, Listeners
 pub use crate::metrics::{LabelSource, Metrics, MetricsLayer, MetricsService, RequestMetrics};
 pub use crate::readiness::{Phase, Readiness};
 pub use crate::settings::{
-    EscapedSlashesSetting, GatewayOptions, Limits, PathSettings, deserialize_duration,
+    EscapedSlashesSetting, GatewayOptions, Limits, PathSettings, TrafficDefaults,
+    deserialize_duration,
 };
 pub use crate::validate::validate;
 pub use crate::wiring::{PortService, Source, Wiring, WiringError};

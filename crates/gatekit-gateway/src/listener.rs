@@ -13,7 +13,7 @@ use gatekit_core::BoxError;
 use gatekit_core::path::PathPolicy;
 pub use gatekit_core::server::DrainOutcome;
 use gatekit_core::server::{
-    ConnectionLimit, ConnectionObserver, Drain, Server, ServerConfig, ServerHandle,
+    ConnectionLimit, ConnectionObserver, Drain, PerClientLimit, Server, ServerConfig, ServerHandle,
 };
 use gatekit_core::tls::{CertStore, TlsAcceptor, TlsError};
 use http::{Request, Response};
@@ -58,6 +58,9 @@ pub struct ListenerSettings {
     pub header_read_timeout: Duration,
     /// How long a client may take to complete a TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// Open connections from one client IP address across all listeners (`None`: no
+    /// per-client limit).
+    pub max_connections_per_client: Option<usize>,
     /// How request paths are checked and normalised before the listener's service
     /// sees them (414 for long targets, 400 for refused paths).
     pub path_policy: PathPolicy,
@@ -71,6 +74,7 @@ impl ListenerSettings {
             max_connections: settings.limits.max_connections,
             header_read_timeout: settings.limits.header_read_timeout,
             tls_handshake_timeout: settings.limits.tls_handshake_timeout,
+            max_connections_per_client: settings.limits.max_connections_per_client,
             path_policy: settings.paths.policy(),
         }
     }
@@ -109,6 +113,7 @@ pub struct Listeners {
     config: ServerConfig,
     metrics: Metrics,
     limit: ConnectionLimit,
+    per_client: Option<PerClientLimit>,
     drain: Drain,
     bound: HashMap<u16, ServerHandle>,
 }
@@ -121,6 +126,7 @@ impl Listeners {
             .path_policy(Some(settings.path_policy));
         Self {
             limit: ConnectionLimit::new(settings.max_connections),
+            per_client: settings.max_connections_per_client.map(PerClientLimit::new),
             settings,
             config,
             metrics,
@@ -183,6 +189,9 @@ impl Listeners {
             .observer(Arc::new(observer));
         if let Some(tls) = tls {
             server = server.tls(tls);
+        }
+        if let Some(per_client) = &self.per_client {
+            server = server.per_client_limit(per_client.clone());
         }
         let handle = server.serve(service);
         tracing::info!(%local, tls = handle.is_tls(), "listening");

@@ -25,6 +25,8 @@ pub struct GatewayOptions {
     /// The Kubernetes provider settings, when serving from API servers: the local
     /// cluster and failover threshold of upstreams, and the replica's fleet membership.
     pub kubernetes: Option<ProviderSettings>,
+    /// The traffic policy applied where no policy says otherwise.
+    pub traffic_defaults: TrafficDefaults,
 }
 
 impl GatewayOptions {
@@ -49,11 +51,47 @@ impl GatewayOptions {
         self
     }
 
+    /// Sets the traffic defaults (see [`TrafficDefaults`]).
+    #[must_use]
+    pub fn with_traffic_defaults(mut self, defaults: TrafficDefaults) -> Self {
+        self.traffic_defaults = defaults;
+        self
+    }
+
     /// Sets the Kubernetes provider settings (see [`GatewayOptions::kubernetes`]).
     #[must_use]
     pub fn with_kubernetes(mut self, kubernetes: Option<ProviderSettings>) -> Self {
         self.kubernetes = kubernetes;
         self
+    }
+}
+
+/// What the gateway does to protect requests when no policy is written (the settings
+/// file's `trafficDefaults:`). Both are on by default; each can be switched off.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[non_exhaustive]
+pub struct TrafficDefaults {
+    /// A request that never reached a backend (connect refused or timed out, no
+    /// healthy endpoint) is retried once, on another endpoint when there is one,
+    /// whatever its method ([`RetryPolicy::unsent_once`]); rules with a retry policy
+    /// use theirs.
+    ///
+    /// [`RetryPolicy::unsent_once`]: gatekit_core::retry::RetryPolicy::unsent_once
+    pub retry_unsent: bool,
+    /// An endpoint that refuses 2 connections in a row is taken out of rotation for 5 s
+    /// (doubling on repeats, up to 60 s), even one of two; Services whose BackendPolicy
+    /// configures passive health checking use that instead
+    /// (`gatekit_lb::outlier::OutlierConfig::connect_failures_only`).
+    pub eject_refusing_endpoints: bool,
+}
+
+impl Default for TrafficDefaults {
+    fn default() -> Self {
+        Self {
+            retry_unsent: true,
+            eject_refusing_endpoints: true,
+        }
     }
 }
 
@@ -74,6 +112,10 @@ pub struct Limits {
     /// How long a client may take to complete a TLS handshake.
     #[serde(deserialize_with = "deserialize_duration")]
     pub tls_handshake_timeout: Duration,
+    /// Open connections from one client IP address across all listeners; beyond it
+    /// that client's new connections are closed at once. `None` (the default): no
+    /// per-client limit.
+    pub max_connections_per_client: Option<usize>,
 }
 
 impl Default for Limits {
@@ -82,6 +124,7 @@ impl Default for Limits {
             max_connections: 100_000,
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: gatekit_core::tls::DEFAULT_HANDSHAKE_TIMEOUT,
+            max_connections_per_client: None,
         }
     }
 }

@@ -112,6 +112,7 @@ pub(crate) mod host;
 mod model;
 mod path;
 mod rule;
+mod state;
 mod table;
 
 #[cfg(test)]
@@ -122,4 +123,5 @@ pub use self::model::{
     QueryMatch, Redirect, Route, RouteId, Rule, RulePolicy, StringMatch, Timeouts, UrlRewrite,
 };
 pub use self::rule::{CompiledRule, WeightedBackend};
+pub use self::state::PolicyState;
 pub use self::table::{RouteTable, RuleMatch};

@@ -4,12 +4,17 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tower_layer::Layer;
+use tower::ServiceBuilder;
 
-use super::model::{Filter, PathModifier, RouteId, Rule, Timeouts};
+use super::PolicyState;
+use super::model::{BackendRef, Filter, PathModifier, RouteId, Rule, RulePolicy, Timeouts};
+use crate::breaker::CircuitBreakerLayer;
 use crate::error::ConfigError;
 use crate::filter::{FilterChain, FilterLayer};
+use crate::limit::{BodyLimitLayer, ConcurrencyLimitLayer};
 use crate::proxy::ProxyHeadersLayer;
+use crate::ratelimit::RateLimitLayer;
+use crate::retry::{RetryLayer, RetryPolicy};
 use crate::timeout::TimeoutLayer;
 use crate::weighted::{Weighted, WeightedBackends};
 use crate::{Backend, Backends};
@@ -26,27 +31,82 @@ pub struct CompiledRule {
     timeouts: Timeouts,
     backends: Arc<WeightedBackends>,
     service: Backend,
+    policy: RulePolicy,
 }
 
 /// Builds a rule's stack, outermost first (see the [`Router`](crate::Router)'s docs):
-/// request timeout, proxy headers, the rule's filters, backend request timeout, weighted
-/// choice (which applies the chosen backendRef's filters and calls its backend).
+/// rate limits, concurrency limit, body limit (each only when the rule's policy sets
+/// it), request timeout, proxy headers, the rule's filters, then the weighted choice
+/// (which applies the chosen backendRef's filters and calls that backendRef's stack,
+/// [`backend_stack`]).
 ///
 /// Type-erased once, into the same cheap erasure as a [`Backend`]: a call clones the
-/// stack (a reference-count increment for the weighted table, one more when the rule
-/// has filters) and boxes its response future.
+/// stack (reference-count increments) and boxes its response future.
 fn rule_stack(
+    scope: &str,
+    rule: &Rule,
     filters: &FilterChain,
-    timeouts: Timeouts,
     backends: &Arc<WeightedBackends>,
+    state: &PolicyState,
 ) -> Backend {
-    let weighted = Weighted::new(Arc::clone(backends));
-    let stack = TimeoutLayer::request(timeouts.request).layer(
-        ProxyHeadersLayer::new().layer(
-            FilterLayer::new(filters.clone())
-                .layer(TimeoutLayer::backend_request(timeouts.backend_request).layer(weighted)),
-        ),
-    );
+    let policy = &rule.policy;
+    let limiters: Vec<_> = policy
+        .rate_limits
+        .iter()
+        .enumerate()
+        .map(|(i, limit)| state.rate_limiter(&format!("{scope}/rateLimits[{i}]"), limit))
+        .collect();
+    let rate_limit = (!limiters.is_empty()).then(|| RateLimitLayer::new(limiters));
+    let concurrency = policy
+        .limits
+        .max_concurrent_requests
+        .map(|max| ConcurrencyLimitLayer::new(state.in_flight(scope, max)));
+    let body = policy.limits.max_request_body.map(BodyLimitLayer::new);
+    let stack = ServiceBuilder::new()
+        .option_layer(rate_limit)
+        .option_layer(concurrency)
+        .option_layer(body)
+        .layer(TimeoutLayer::request(rule.timeouts.request))
+        .layer(ProxyHeadersLayer::new())
+        .layer(FilterLayer::new(filters.clone()))
+        .service(Weighted::new(Arc::clone(backends)));
+    Backend::new(stack)
+}
+
+/// Builds one backendRef's stack around its resolved backend, outermost first: retries
+/// (the rule's policy, with the backend's budget), the per-attempt timeout
+/// (`timeouts.backendRequest`), the backendRef's circuit breaker. Without any of them
+/// the backend itself, with no extra erasure.
+fn backend_stack(
+    rule_scope: &str,
+    scope: &str,
+    backend: Backend,
+    b: &BackendRef,
+    rule: &Rule,
+    retry: Option<&Arc<RetryPolicy>>,
+    state: &PolicyState,
+) -> Backend {
+    let per_try = rule.timeouts.backend_request.filter(|d| !d.is_zero());
+    if retry.is_none() && per_try.is_none() && b.breaker.is_none() {
+        return backend;
+    }
+    let retry = retry.map(|policy| {
+        let budget = b
+            .retry_budget
+            .as_ref()
+            .map(|c| state.retry_budget(&b.name, c));
+        let stats = state.retry_stats(rule_scope);
+        RetryLayer::new(Arc::clone(policy), budget).with_stats(stats)
+    });
+    let breaker = b
+        .breaker
+        .as_ref()
+        .map(|c| CircuitBreakerLayer::new(state.breaker(scope, c)));
+    let stack = ServiceBuilder::new()
+        .option_layer(retry)
+        .layer(TimeoutLayer::backend_request(per_try))
+        .option_layer(breaker)
+        .service(backend);
     Backend::new(stack)
 }
 
@@ -72,6 +132,16 @@ impl CompiledRule {
         check_replace_prefix(rule, &rule.filters, "filters")?;
         let filters = FilterChain::compile(&rule.filters, backends)
             .map_err(|e| nest_list_error(e, "filters"))?;
+        let fresh;
+        let state = match backends.policy_state() {
+            Some(state) => state,
+            None => {
+                fresh = PolicyState::new();
+                &fresh
+            }
+        };
+        let scope = format!("{route_id}/rules[{index}]");
+        let retry = rule.policy.retry.clone().map(Arc::new);
         let mut compiled = Vec::with_capacity(rule.backends.len());
         for (j, b) in rule.backends.iter().enumerate() {
             let prefix = || format!("backendRefs[{j}].filters");
@@ -79,10 +149,14 @@ impl CompiledRule {
                 .map_err(|e| nest_list_error(e, &format!("backendRefs[{j}]")))?;
             let filters = FilterChain::compile(&b.filters, backends)
                 .map_err(|e| nest_list_error(e, &prefix()))?;
+            let backend = backends.backend(&b.name).map(|backend| {
+                let ref_scope = format!("{scope}/backendRefs[{j}]");
+                backend_stack(&scope, &ref_scope, backend, b, rule, retry.as_ref(), state)
+            });
             compiled.push(WeightedBackend {
                 name: b.name.as_str().into(),
                 weight: b.weight,
-                backend: backends.backend(&b.name),
+                backend,
                 filters,
             });
         }
@@ -100,10 +174,11 @@ impl CompiledRule {
             route_id: route_id.clone(),
             rule_index: index,
             name: rule.name.as_deref().map(Into::into),
-            service: rule_stack(&filters, timeouts, &backends),
+            service: rule_stack(&scope, rule, &filters, &backends, state),
             filters,
             timeouts,
             backends,
+            policy: rule.policy.clone(),
         })
     }
 
@@ -130,6 +205,11 @@ impl CompiledRule {
     /// The rule's timeouts.
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
+    }
+
+    /// The rule's traffic policy, as configured.
+    pub fn policy(&self) -> &RulePolicy {
+        &self.policy
     }
 
     /// Every backendRef of the rule, in order (including those of weight 0).
@@ -176,6 +256,7 @@ impl fmt::Debug for CompiledRule {
             .field("name", &self.name)
             .field("filters", &self.filters)
             .field("timeouts", &self.timeouts)
+            .field("policy", &self.policy)
             .field("backends", &self.backends)
             .finish()
     }

@@ -30,6 +30,7 @@
 //! as its text format) for the admin server's `/metrics`.
 
 mod layer;
+mod policy;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -111,8 +112,19 @@ struct Inner {
 }
 
 impl Metrics {
+    /// A registry with gatekit's metric families (all prefixed `gatekit_`), including
+    /// those of the traffic-policy state `policy` (limiters, breakers, retries; see
+    /// the `policy` module docs), read at each scrape.
+    pub fn with_policy_state(policy: Arc<gatekit_core::route::PolicyState>) -> Self {
+        Self::build(Some(policy))
+    }
+
     /// A registry with gatekit's metric families (all prefixed `gatekit_`).
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    fn build(policy: Option<Arc<gatekit_core::route::PolicyState>>) -> Self {
         let mut registry = Registry::with_prefix("gatekit");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -182,6 +194,9 @@ impl Metrics {
             "Whether a lost cluster's endpoints were dropped after maxStaleness (1) or are still served (0)",
             cluster_dropped.clone(),
         );
+        if let Some(state) = policy {
+            registry.register_collector(Box::new(policy::PolicyCollector { state }));
+        }
         Self {
             inner: Arc::new(Inner {
                 registry,

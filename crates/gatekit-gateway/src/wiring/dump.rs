@@ -11,11 +11,15 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use gatekit_core::ConfigError;
-use gatekit_core::route::{Match, PathMatch, Route, StringMatch};
+use gatekit_core::breaker::CircuitBreakerConfig;
+use gatekit_core::retry::RetryBudgetConfig;
+use gatekit_core::route::{Match, PathMatch, Route, RulePolicy, StringMatch};
 use gatekit_k8s::status::{Condition, ResourceStatus};
 use gatekit_k8s::translate::Protocol;
 use gatekit_k8s::{ManifestError, Translation};
 use serde::Serialize;
+
+use crate::TrafficDefaults;
 
 /// The parts of `/config` that change only on reload, as JSON text: `listeners`,
 /// `resources` and `errors` are ranges of one buffer, `text`.
@@ -127,6 +131,7 @@ pub(crate) fn render(
     translation: &Translation,
     bound: &BTreeMap<u16, SocketAddr>,
     errors: &[ConfigError],
+    defaults: TrafficDefaults,
 ) -> Rendered {
     let ports: Vec<PortJson<'_>> = translation
         .listeners()
@@ -152,7 +157,11 @@ pub(crate) fn render(
                         .collect(),
                 })
                 .collect(),
-            routes: port.routes().iter().map(RouteJson::new).collect(),
+            routes: port
+                .routes()
+                .iter()
+                .map(|r| RouteJson::new(r, defaults))
+                .collect(),
         })
         .collect();
     let statuses: Vec<StatusJson<'_>> =
@@ -254,7 +263,7 @@ struct RouteJson<'a> {
 }
 
 impl<'a> RouteJson<'a> {
-    fn new(route: &'a Route) -> Self {
+    fn new(route: &'a Route, defaults: TrafficDefaults) -> Self {
         Self {
             route: route.id.to_string(),
             hostnames: &route.hostnames,
@@ -270,8 +279,11 @@ impl<'a> RouteJson<'a> {
                         .map(|b| BackendJson {
                             name: &b.name,
                             weight: b.weight,
+                            breaker: b.breaker.as_ref().map(BreakerJson::new),
+                            retry_budget: b.retry_budget.as_ref().map(BudgetJson::new),
                         })
                         .collect(),
+                    policy: PolicyJson::new(&rule.policy, defaults),
                 })
                 .collect(),
         }
@@ -283,12 +295,145 @@ struct RuleJson<'a> {
     name: Option<&'a str>,
     matches: Vec<MatchJson<'a>>,
     backends: Vec<BackendJson<'a>>,
+    policy: PolicyJson,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct BackendJson<'a> {
     name: &'a str,
     weight: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breaker: Option<BreakerJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_budget: Option<BudgetJson>,
+}
+
+/// A rule's effective traffic policy: what it configures, and the gateway's defaults
+/// where it configures nothing.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyJson {
+    /// `none`, `unsent-once (default)`, or the configured policy.
+    retry: serde_json::Value,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rate_limits: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrent_requests: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_request_body: Option<u64>,
+}
+
+impl PolicyJson {
+    fn new(policy: &RulePolicy, defaults: TrafficDefaults) -> Self {
+        use gatekit_core::ratelimit::{KeyPart, Unkeyed};
+        let retry = match &policy.retry {
+            Some(r) => {
+                let on = &r.on;
+                let classes: Vec<&str> = [
+                    (on.unsent, "unsent"),
+                    (on.connect_failure, "connect-failure"),
+                    (on.reset, "reset"),
+                    (on.timeout, "timeout"),
+                    (on.server_error, "5xx"),
+                    (on.gateway_error, "gateway-error"),
+                ]
+                .into_iter()
+                .filter_map(|(set, name)| set.then_some(name))
+                .collect();
+                serde_json::json!({
+                    "attempts": r.attempts,
+                    "retryOn": classes,
+                    "statusCodes": on.statuses.iter().map(|s| s.as_u16()).collect::<Vec<_>>(),
+                    "grpcStatusCodes": on.grpc,
+                    "backoff": {
+                        "base": format!("{:?}", r.backoff.base),
+                        "max": format!("{:?}", r.backoff.max),
+                    },
+                    "maxReplayBody": r.max_replay_body,
+                })
+            }
+            None if defaults.retry_unsent => serde_json::json!("unsent-once (default)"),
+            None => serde_json::json!("none"),
+        };
+        let quota = |q: &gatekit_core::ratelimit::Quota| {
+            serde_json::json!({
+                "requests": q.requests,
+                "interval": format!("{:?}", q.interval),
+                "burst": q.burst,
+            })
+        };
+        let rate_limits = policy
+            .rate_limits
+            .iter()
+            .map(|l| {
+                let key: Vec<String> = l
+                    .key
+                    .iter()
+                    .map(|k| match k {
+                        KeyPart::ClientIp => "clientIP".to_owned(),
+                        KeyPart::Header(h) => format!("header:{h}"),
+                        _ => "other".to_owned(),
+                    })
+                    .collect();
+                serde_json::json!({
+                    "name": l.name,
+                    "key": key,
+                    "limit": quota(&l.quota),
+                    "missingKey": match &l.unkeyed {
+                        Unkeyed::Shared(q) => quota(q),
+                        _ => serde_json::json!("not limited"),
+                    },
+                })
+            })
+            .collect();
+        Self {
+            retry,
+            rate_limits,
+            max_concurrent_requests: policy.limits.max_concurrent_requests,
+            max_request_body: policy.limits.max_request_body,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BreakerJson {
+    max_connections: Option<u32>,
+    max_pending_requests: Option<u32>,
+    max_parallel_requests: Option<u32>,
+    max_parallel_retries: Option<u32>,
+    max_requests_per_connection: Option<u32>,
+}
+
+impl BreakerJson {
+    fn new(c: &CircuitBreakerConfig) -> Self {
+        Self {
+            max_connections: c.max_connections,
+            max_pending_requests: c.max_pending_requests,
+            max_parallel_requests: c.max_parallel_requests,
+            max_parallel_retries: c.max_parallel_retries,
+            max_requests_per_connection: c.max_requests_per_connection,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BudgetJson {
+    percent: f64,
+    interval: String,
+    min_retries_per_second: u32,
+}
+
+impl BudgetJson {
+    fn new(c: &RetryBudgetConfig) -> Self {
+        Self {
+            percent: c.percent,
+            interval: format!("{:?}", c.interval),
+            min_retries_per_second: c.min_retries_per_second,
+        }
+    }
 }
 
 #[derive(Serialize)]

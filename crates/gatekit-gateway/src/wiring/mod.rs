@@ -76,7 +76,8 @@ use std::sync::Arc;
 
 use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::path::{NormalizePath, PathPolicy};
-use gatekit_core::route::{Route, RouteId};
+use gatekit_core::retry::RetryPolicy;
+use gatekit_core::route::{PolicyState, Route, RouteId};
 use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
 use gatekit_core::{Backend, BoxError, ConfigError, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
@@ -90,7 +91,9 @@ use self::labels::{ByRoute, Labelled};
 use self::replica::Replica;
 use self::upstreams::Upstreams;
 use self::watch::DirWatcher;
-use crate::{Gateway, Metrics, MetricsLayer, MetricsService, RequestMetrics, Transport};
+use crate::{
+    Gateway, Metrics, MetricsLayer, MetricsService, RequestMetrics, TrafficDefaults, Transport,
+};
 
 /// The route label of requests that matched no route (or no usable backend).
 const UNMATCHED: &str = "(unmatched)";
@@ -152,6 +155,43 @@ fn load(source: &Source, cache: &mut FileCache) -> Result<Load, Vec<ManifestErro
     Ok(Load::Changed(Vec::new()))
 }
 
+/// How often rate limiters drop the keys whose buckets are full again.
+const IDLE_KEY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Where a reload's route tables find their backends (each upstream, labelled with its
+/// metrics per route) and the state of their policies.
+struct Lookup<'a> {
+    upstreams: &'a Upstreams,
+    by_backend: &'a HashMap<String, ByRoute>,
+    state: &'a PolicyState,
+}
+
+impl gatekit_core::Backends for Lookup<'_> {
+    fn backend(&self, name: &str) -> Option<Backend> {
+        let upstream = self.upstreams.upstream(name)?.clone();
+        let by_route = self.by_backend.get(name).cloned().unwrap_or_default();
+        Some(Backend::new(Labelled::new(upstream, by_route)))
+    }
+
+    fn policy_state(&self) -> Option<&PolicyState> {
+        Some(self.state)
+    }
+}
+
+/// `routes` with the gateway's [`TrafficDefaults`] filled in where their rules set
+/// nothing: the routes a port's table is built from, and what `/config` shows.
+pub(crate) fn with_defaults(routes: &[Route], defaults: &TrafficDefaults) -> Vec<Route> {
+    let mut routes = routes.to_vec();
+    if defaults.retry_unsent {
+        for rule in routes.iter_mut().flat_map(|r| r.rules.iter_mut()) {
+            if rule.policy.retry.is_none() {
+                rule.policy.retry = Some(RetryPolicy::unsent_once());
+            }
+        }
+    }
+    routes
+}
+
 /// What is served on one port.
 struct Port {
     protocol: Protocol,
@@ -174,6 +214,10 @@ pub struct Wiring {
     source: Source,
     options: TranslateOptions,
     upstreams: Upstreams,
+    /// The state of traffic policies (limiter buckets, breakers, retry budgets), kept
+    /// across reloads by scope and configuration.
+    policy_state: Arc<PolicyState>,
+    traffic_defaults: TrafficDefaults,
     ports: BTreeMap<u16, Port>,
     series: BTreeMap<SeriesKey, RequestMetrics>,
     routes_with_series: BTreeSet<String>,
@@ -229,6 +273,7 @@ impl Wiring {
         };
         let client = Client::new(ClientConfig::default());
         let mut upstreams = Upstreams::new(client, gateway.metrics().clone());
+        upstreams.set_eject_refusing(gateway.options().traffic_defaults.eject_refusing_endpoints);
         if let Source::Kubernetes(provider) = &source {
             upstreams.set_default_locality(default_locality(gateway.options()));
             // Not ready, and nothing served, until every store readiness needs is listed:
@@ -253,6 +298,8 @@ impl Wiring {
             access_log: gateway.options().access_log,
             path_policy: gateway.options().paths.policy(),
             upstreams,
+            policy_state: gateway.policy_state().clone(),
+            traffic_defaults: gateway.options().traffic_defaults,
             source,
             options,
             ports: BTreeMap::new(),
@@ -347,6 +394,10 @@ impl Wiring {
     ) {
         tokio::pin!(shutdown);
         let health_changed = self.upstreams.health_changed();
+        // Rate limiters forget the keys whose buckets are full again, so the memory a
+        // burst of distinct clients took is returned.
+        let mut idle_keys = tokio::time::interval(IDLE_KEY_SWEEP);
+        idle_keys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let provider = match &self.source {
             Source::Kubernetes(provider) => Some(provider.clone()),
             _ => None,
@@ -379,6 +430,7 @@ impl Wiring {
                     self.rendered(gateway, rendered);
                 }
                 () = health_changed.notified() => self.refresh_health(gateway),
+                _ = idle_keys.tick() => self.policy_state.sweep_idle_keys(),
                 changes = kube_changed => self.kube_changed(gateway, &changes).await,
                 changed = changed => match changed {
                     Some(()) => {
@@ -502,18 +554,19 @@ impl Wiring {
             .filter_map(|(p, port)| Some((*p, port.local?)))
             .collect();
         let generation = self.generation;
+        let defaults = self.traffic_defaults;
         self.replica.served(&translation);
         if first {
             // Like the first load, on this thread (see above); nothing waits for it yet.
             self.rendering = None;
-            self.rendered = dump::render(generation, &translation, &bound, &errors);
+            self.rendered = dump::render(generation, &translation, &bound, &errors, defaults);
             drop(translation);
             self.publish(gateway);
             self.report_config();
             trim::release_free_memory_later();
         } else {
             self.rendering = Some(tokio::task::spawn_blocking(move || {
-                let rendered = dump::render(generation, &translation, &bound, &errors);
+                let rendered = dump::render(generation, &translation, &bound, &errors, defaults);
                 drop(translation);
                 rendered
             }));
@@ -582,18 +635,18 @@ impl Wiring {
             .into_iter()
             .map(|(k, v)| (k, Arc::new(v)))
             .collect();
-        let upstreams = &self.upstreams;
-        let lookup = |name: &str| -> Option<Backend> {
-            let upstream = upstreams.upstream(name)?.clone();
-            let by_route = by_backend.get(name).cloned().unwrap_or_default();
-            Some(Backend::new(Labelled::new(upstream, by_route)))
+        let lookup = Lookup {
+            upstreams: &self.upstreams,
+            by_backend: &by_backend,
+            state: &self.policy_state,
         };
 
         let mut bind_errors = Vec::new();
         let mut wanted = BTreeSet::new();
         for port in translation.listeners() {
             wanted.insert(port.port());
-            let (table, table_errors) = RouteTable::build_partial(port.routes().to_vec(), &lookup);
+            let routes = with_defaults(port.routes(), &self.traffic_defaults);
+            let (table, table_errors) = RouteTable::build_partial(routes, &lookup);
             errors.extend(table_errors);
             let certs = (port.protocol() == Protocol::Https).then(|| cert_set(port, &mut errors));
             match self.ports.get(&port.port()) {
@@ -689,6 +742,8 @@ impl Wiring {
             gateway.listeners_mut().remove(port).await;
         }
         self.upstreams.retain(translation.upstreams());
+        // Limiter buckets, breaker counts and budgets of policies no table names any more.
+        self.policy_state.sweep();
         let mut service_upstreams: BTreeMap<(String, String), Vec<(String, u16)>> = BTreeMap::new();
         for (name, spec) in translation.upstreams() {
             let service = spec.service();

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use gatekit_core::client::{Client, EndpointClient, Transport};
+use gatekit_core::client::{Client, EndpointClient, PoolLimits, Transport};
 use gatekit_core::{Change, ConfigError};
 use gatekit_k8s::translate::{AppProtocol, UpstreamSpec};
 use gatekit_k8s::types::BackendPolicySpec;
@@ -70,6 +70,9 @@ pub(crate) struct Upstreams {
     health_changed: Arc<Notify>,
     entries: BTreeMap<String, Entry>,
     default_locality: Option<Locality>,
+    /// Whether upstreams without passive health checking get
+    /// [`OutlierConfig::connect_failures_only`].
+    eject_refusing: bool,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -88,7 +91,15 @@ impl Upstreams {
             health_changed: Arc::new(Notify::new()),
             entries: BTreeMap::new(),
             default_locality: None,
+            eject_refusing: true,
         }
+    }
+
+    /// Whether upstreams whose policy sets no passive health check eject endpoints that
+    /// refuse connections (the gateway's `trafficDefaults.ejectRefusingEndpoints`).
+    /// Applies to upstreams built from now on.
+    pub(crate) fn set_eject_refusing(&mut self, eject: bool) {
+        self.eject_refusing = eject;
     }
 
     /// Creates, updates or rebuilds the upstream of every spec. Returns the policy
@@ -225,21 +236,29 @@ impl Upstreams {
         {
             config = config.with_locality(locality.clone());
         }
+        // A policy's passive health check, else (unless switched off) the protective
+        // default: endpoints that refuse connections leave rotation for a while.
         let outlier = policy
             .and_then(|p| p.health_check.as_ref())
             .and_then(|h| h.passive.as_ref())
-            .map(|passive| {
-                Arc::new(OutlierDetector::with_events(
-                    outlier_config(passive),
-                    events.clone(),
-                ))
-            });
+            .map(outlier_config)
+            .or_else(|| {
+                self.eject_refusing
+                    .then(OutlierConfig::connect_failures_only)
+            })
+            .map(|config| Arc::new(OutlierDetector::with_events(config, events.clone())));
         if let Some(outlier) = &outlier {
             config = config.with_observer(outlier.clone());
         }
+        // The connection thresholds of the policy's circuit breaker bound the pool of
+        // the whole upstream (every endpoint's connections together).
+        let limits = policy
+            .and_then(BackendPolicySpec::circuit_breaker_config)
+            .map(|breaker| PoolLimits::from_config(name, &breaker))
+            .unwrap_or_default();
         let client = self.client.clone();
         let upstream = Upstream::new(config, move |ep: &gatekit_core::Endpoint| {
-            client.endpoint(ep.addr(), transport.clone())
+            client.endpoint_with(ep.addr(), transport.clone(), limits.clone())
         });
         let checker = policy
             .and_then(|p| p.health_check.as_ref())

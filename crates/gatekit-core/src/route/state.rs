@@ -1,0 +1,210 @@
+//! [`PolicyState`]: the state of traffic policies that outlives a route table.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::breaker::{CircuitBreaker, CircuitBreakerConfig};
+use crate::limit::InFlightLimit;
+use crate::ratelimit::{RateLimitConfig, RateLimiter};
+use crate::retry::{RetryBudget, RetryBudgetConfig, RetryStats};
+
+/// The shared state of the traffic policies of route tables, kept across rebuilds: rate
+/// limiter buckets, circuit breaker counts, retry budgets and in-flight counts.
+///
+/// A route table is stateless and rebuilt on every configuration change; a limit that
+/// forgot its buckets on every change would not be a limit. When a table is built with
+/// a [`Backends`](crate::Backends) that offers a `PolicyState`, each rule asks it for
+/// its state by **scope** (where the policy applies: route, rule, backendRef, or the
+/// backend for a retry budget) and **configuration**: the same scope with the same
+/// configuration gets the same state back; a changed configuration starts afresh.
+/// [`sweep`](Self::sweep) after the new tables are served drops the state no build has
+/// asked for since the previous sweep.
+///
+/// Lookups take a lock: they happen while tables are built, never per request.
+#[derive(Default)]
+pub struct PolicyState {
+    inner: Mutex<Registries>,
+}
+
+#[derive(Default)]
+struct Registries {
+    generation: u64,
+    limiters: HashMap<String, Slot<RateLimitConfig, RateLimiter>>,
+    breakers: HashMap<String, Slot<CircuitBreakerConfig, CircuitBreaker>>,
+    budgets: HashMap<String, Slot<BudgetKey, RetryBudget>>,
+    in_flight: HashMap<String, Slot<u32, InFlightLimit>>,
+    retries: HashMap<String, Slot<(), RetryStats>>,
+}
+
+/// `RetryBudgetConfig` holds an `f64`: compared by its bits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct BudgetKey(u64, std::time::Duration, u32);
+
+impl BudgetKey {
+    fn new(c: &RetryBudgetConfig) -> Self {
+        Self(c.percent.to_bits(), c.interval, c.min_retries_per_second)
+    }
+}
+
+struct Slot<C, T> {
+    config: C,
+    state: Arc<T>,
+    used: u64,
+}
+
+fn get<C: PartialEq + Clone, T>(
+    map: &mut HashMap<String, Slot<C, T>>,
+    generation: u64,
+    scope: &str,
+    config: &C,
+    make: impl FnOnce() -> T,
+) -> Arc<T> {
+    match map.get_mut(scope) {
+        Some(slot) if slot.config == *config => {
+            slot.used = generation;
+            Arc::clone(&slot.state)
+        }
+        _ => {
+            let state = Arc::new(make());
+            map.insert(
+                scope.to_owned(),
+                Slot {
+                    config: config.clone(),
+                    state: Arc::clone(&state),
+                    used: generation,
+                },
+            );
+            state
+        }
+    }
+}
+
+impl PolicyState {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Registries) -> R) -> R {
+        // A panic while holding the lock cannot leave a registry half-updated (each
+        // update is one insert), so a poisoned lock is used as is.
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// The rate limiter of `config` at `scope`.
+    pub fn rate_limiter(&self, scope: &str, config: &RateLimitConfig) -> Arc<RateLimiter> {
+        self.with(|r| {
+            get(&mut r.limiters, r.generation, scope, config, || {
+                RateLimiter::new(config.clone())
+            })
+        })
+    }
+
+    /// The circuit breaker of `config` at `scope` (also its name in responses).
+    pub fn breaker(&self, scope: &str, config: &CircuitBreakerConfig) -> Arc<CircuitBreaker> {
+        self.with(|r| {
+            get(&mut r.breakers, r.generation, scope, config, || {
+                CircuitBreaker::new(scope, *config)
+            })
+        })
+    }
+
+    /// The retry budget of `config` for backend `backend`.
+    pub fn retry_budget(&self, backend: &str, config: &RetryBudgetConfig) -> Arc<RetryBudget> {
+        self.with(|r| {
+            get(
+                &mut r.budgets,
+                r.generation,
+                backend,
+                &BudgetKey::new(config),
+                || RetryBudget::new(*config),
+            )
+        })
+    }
+
+    /// The in-flight count of at most `max` requests at `scope`.
+    pub fn in_flight(&self, scope: &str, max: u32) -> Arc<InFlightLimit> {
+        self.with(|r| {
+            get(&mut r.in_flight, r.generation, scope, &max, || {
+                InFlightLimit::new(max as usize)
+            })
+        })
+    }
+
+    /// The retry counters of the rule at `scope` (they count across reloads).
+    pub fn retry_stats(&self, scope: &str) -> Arc<RetryStats> {
+        self.with(|r| get(&mut r.retries, r.generation, scope, &(), RetryStats::new))
+    }
+
+    /// Every rule's retry counters, by scope.
+    pub fn retry_counters(&self) -> Vec<(String, Arc<RetryStats>)> {
+        self.with(|r| list(&r.retries))
+    }
+
+    /// Forgets the idle keys of every rate limiter (keys whose bucket is full again), so
+    /// the memory a burst of distinct keys took is returned. Call every minute or so.
+    pub fn sweep_idle_keys(&self) {
+        for (_, limiter) in self.rate_limiters() {
+            limiter.sweep();
+        }
+    }
+
+    /// Drops the state no lookup asked for since the previous sweep. Call once every
+    /// table of a configuration is built and served (requests still running on older
+    /// tables keep their state alive through their `Arc`s).
+    pub fn sweep(&self) {
+        self.with(|r| {
+            let current = r.generation;
+            r.limiters.retain(|_, s| s.used == current);
+            r.breakers.retain(|_, s| s.used == current);
+            r.budgets.retain(|_, s| s.used == current);
+            r.in_flight.retain(|_, s| s.used == current);
+            r.retries.retain(|_, s| s.used == current);
+            r.generation += 1;
+        });
+    }
+
+    /// Every rate limiter, by scope (for metrics and `/config`).
+    pub fn rate_limiters(&self) -> Vec<(String, Arc<RateLimiter>)> {
+        self.with(|r| list(&r.limiters))
+    }
+
+    /// Every circuit breaker, by scope.
+    pub fn breakers(&self) -> Vec<(String, Arc<CircuitBreaker>)> {
+        self.with(|r| list(&r.breakers))
+    }
+
+    /// Every in-flight limit, by scope.
+    pub fn in_flight_limits(&self) -> Vec<(String, Arc<InFlightLimit>)> {
+        self.with(|r| list(&r.in_flight))
+    }
+
+    /// Every retry budget, by backend.
+    pub fn retry_budgets(&self) -> Vec<(String, Arc<RetryBudget>)> {
+        self.with(|r| list(&r.budgets))
+    }
+}
+
+fn list<C, T>(map: &HashMap<String, Slot<C, T>>) -> Vec<(String, Arc<T>)> {
+    let mut out: Vec<_> = map
+        .iter()
+        .map(|(k, s)| (k.clone(), Arc::clone(&s.state)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+impl fmt::Debug for PolicyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.with(|r| {
+            f.debug_struct("PolicyState")
+                .field("rate_limiters", &r.limiters.len())
+                .field("breakers", &r.breakers.len())
+                .field("retry_budgets", &r.budgets.len())
+                .field("in_flight", &r.in_flight.len())
+                .finish()
+        })
+    }
+}
