@@ -211,3 +211,44 @@ async fn a_streaming_response_holds_its_slot_until_its_body_ends() {
     assert_eq!(rsp.status(), 200);
     assert_eq!(&within(body_bytes(rsp.into_body())).await[..], b"quick");
 }
+
+/// The upstream client itself reports an upload cut off by a body limit as
+/// `PayloadTooLarge` (413, the client's fault), not as the endpoint's protocol error that
+/// outlier detection would count against it.
+#[tokio::test]
+async fn the_client_reports_a_cut_off_upload_as_payload_too_large() {
+    use gatekit_core::limit::body::LimitedBody;
+    let (backend, _received) = counting_backend(Mode::Http1).await;
+    let client = Client::new(Default::default());
+    let endpoint = client.endpoint(backend.addr, Transport::http1());
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            if tx
+                .send(Ok(Frame::data(Bytes::from(vec![b'x'; FRAME]))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let stream = StreamBody::new(tokio_stream_from(rx));
+    let body = Body::new(LimitedBody::new(stream, (2 * FRAME) as u64));
+    let req = Request::post(format!("http://{}/", backend.addr))
+        .body(body)
+        .unwrap();
+    let err = within(endpoint.send(req)).await.unwrap_err();
+    assert_eq!(
+        gatekit_core::classify(&*err),
+        gatekit_core::ErrorKind::PayloadTooLarge,
+        "{err:?}"
+    );
+}
+
+/// A stream over an mpsc receiver (no tokio-stream dependency).
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

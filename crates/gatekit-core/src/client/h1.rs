@@ -432,21 +432,7 @@ fn poll_upload(
 /// A request body that failed while being sent: the client's fault (400) when reading
 /// it from the client failed (a hyper error), else a 502.
 fn upload_error(err: BoxError) -> Error {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
-    let mut from_client = false;
-    while let Some(e) = cur {
-        if e.is::<hyper::Error>() {
-            from_client = true;
-            break;
-        }
-        cur = e.source();
-    }
-    let kind = if from_client {
-        ErrorKind::BadRequest
-    } else {
-        ErrorKind::UpstreamProtocol
-    };
-    Error::with_source(kind, err)
+    Error::with_source(super::request_body_error_kind(&*err), err)
 }
 
 /// A TCP connection being opened, with its place under the connection cap.

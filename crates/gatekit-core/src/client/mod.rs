@@ -323,3 +323,23 @@ impl crate::backend::Call for EndpointClient {
         self.start(req)
     }
 }
+
+/// What a request body's error while it was streamed upstream means: a gatekit
+/// [`Error`](crate::Error) in its causes keeps its kind (a body limit's
+/// [`PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge): 413, and not the endpoint's
+/// fault, so outlier detection does not count it); a hyper error means reading the body
+/// from the client failed (a malformed chunk, a bad length): the client's fault, 400;
+/// anything else is an upstream protocol error.
+pub(crate) fn request_body_error_kind(err: &(dyn std::error::Error + 'static)) -> crate::ErrorKind {
+    if let Some(e) = crate::Error::find(err) {
+        return e.kind();
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<hyper::Error>() {
+            return crate::ErrorKind::BadRequest;
+        }
+        cur = e.source();
+    }
+    crate::ErrorKind::UpstreamProtocol
+}

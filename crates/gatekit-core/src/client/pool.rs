@@ -792,11 +792,10 @@ fn send_error(err: hyper::Error, unsent: bool) -> Error {
     let kind = if err.is_timeout() {
         ErrorKind::Timeout
     } else if err.is_user()
-        && std::error::Error::source(&err).is_some_and(|cause| cause.is::<hyper::Error>())
+        && let Some(cause) = std::error::Error::source(&err)
     {
-        // The request body failed while being streamed upstream because reading it from
-        // the client failed (a malformed chunk, a bad length): the client's fault, 400.
-        ErrorKind::BadRequest
+        // The request body failed while being streamed upstream.
+        super::request_body_error_kind(cause)
     } else {
         ErrorKind::UpstreamProtocol
     };
