@@ -702,3 +702,126 @@ async fn kill_one_of_two(settings: Settings) -> (usize, usize) {
         failed_after.load(Ordering::SeqCst),
     )
 }
+
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits until the gateway has counted one more reload than `before`, `ok` or not;
+/// returns whether the last one was accepted.
+async fn next_reload(wired: &Wired, before: (f64, f64)) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = wired.admin("/metrics").await;
+        let ok = metric(&text, r#"gatekit_reloads_total{result="ok"}"#).unwrap_or(0.0);
+        let failed = metric(&text, r#"gatekit_reloads_total{result="failed"}"#).unwrap_or(0.0);
+        if ok + failed > before.0 + before.1 {
+            return ok > before.0;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no reload in 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn reload_counts(wired: &Wired) -> (f64, f64) {
+    let (_, text) = wired.admin("/metrics").await;
+    (
+        metric(&text, r#"gatekit_reloads_total{result="ok"}"#).unwrap_or(0.0),
+        metric(&text, r#"gatekit_reloads_total{result="failed"}"#).unwrap_or(0.0),
+    )
+}
+
+const MINUTE_LIMIT: &str = r#"apiVersion: gatekit.io/v1alpha1
+kind: TrafficPolicy
+metadata: { name: per-minute, namespace: default }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: r }]
+  rateLimit:
+    rules:
+    - limit: { requests: 3, unit: Minute }
+"#;
+
+/// A limit's buckets survive a reload that leaves it unchanged; an invalid policy is
+/// refused as a whole and the last good one (with its buckets) keeps serving; the
+/// effective policy and the limiter's counters are visible on the admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_survive_reloads_and_an_invalid_policy_never_replaces_a_good_one() {
+    let backend = Backend::start(|_| Act::Status(200)).await;
+    let (wired, port, dir) = start(&[
+        service("b", &[backend.addr]),
+        route("r", "/", "b", ""),
+        MINUTE_LIMIT.to_owned(),
+    ])
+    .await;
+    let client = client();
+    for _ in 0..3 {
+        assert_eq!(send(&client, get(port, "/")).await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        send(&client, get(port, "/")).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // An unrelated change: a new route in another file. The limit keeps its buckets.
+    let before = reload_counts(&wired).await;
+    std::fs::write(
+        dir.path().join("other.yaml"),
+        route("other", "/other", "b", ""),
+    )
+    .unwrap();
+    assert!(
+        next_reload(&wired, before).await,
+        "the new route was refused"
+    );
+    assert_eq!(send(&client, get(port, "/other")).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&client, get(port, "/")).await.0,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the reload reset the limit"
+    );
+
+    // An invalid policy (0 requests) in a new file: the whole change is refused and the
+    // good limit keeps applying.
+    let before = reload_counts(&wired).await;
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        MINUTE_LIMIT
+            .replace("per-minute", "broken")
+            .replace("requests: 3", "requests: 0"),
+    )
+    .unwrap();
+    assert!(
+        !next_reload(&wired, before).await,
+        "the invalid policy was accepted"
+    );
+    assert_eq!(
+        send(&client, get(port, "/")).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let config = wired.config().await;
+    let error = config["lastReloadError"].to_string();
+    assert!(error.contains("bad.yaml"), "{error}");
+    assert!(error.contains("TrafficPolicy"), "{error}");
+    assert!(
+        error.contains("spec.rateLimit.rules[0].limit.requests"),
+        "{error}"
+    );
+
+    // /config shows the effective policy of the rule, /metrics the limiter's decisions.
+    let listeners = config["listeners"].to_string();
+    assert!(listeners.contains("\"rateLimits\""), "{listeners}");
+    assert!(listeners.contains("unsent-once (default)"), "{listeners}");
+    let (_, metrics) = wired.admin("/metrics").await;
+    let limited = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gatekit_rate_limit_requests_total{")
+                && l.contains("default/r/rules[0]")
+                && l.contains("result=\"limited\"")
+        })
+        .unwrap_or_else(|| panic!("no limiter series in\n{metrics}"));
+    assert!(limited.ends_with(" 3"), "{limited}");
+}

@@ -176,3 +176,26 @@ spec:
         "{out}"
     );
 }
+
+#[test]
+fn an_invalid_traffic_policy_is_reported_with_file_resource_and_field() {
+    let (ok, out) = validate(&with_route(
+        r#"apiVersion: gatekit.io/v1alpha1
+kind: TrafficPolicy
+metadata: { name: limits, namespace: app }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: r }]
+  rateLimit:
+    rules:
+    - limit: { requests: 0, unit: Minute }
+"#,
+    ));
+    assert!(!ok, "{out}");
+    assert!(out.contains("all.yaml"), "{out}");
+    assert!(out.contains("TrafficPolicy"), "{out}");
+    assert!(out.contains("app/limits"), "{out}");
+    assert!(
+        out.contains("spec.rateLimit.rules[0].limit.requests"),
+        "{out}"
+    );
+}
