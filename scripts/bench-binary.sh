@@ -33,7 +33,15 @@
 #   env: ROUNDS, DURATION (override the arguments), CONNS=64, H2_CLIENTS=16, H2_STREAMS=16,
 #        GATEKIT_BINS="before=/path/gatekit after=target/release/gatekit" (default:
 #        "gatekit=target/release/gatekit", built here with cargo build --release --locked),
-#        BACKEND_BIN (default: the bench_backend example, built here), NO_H2=1, NO_HAPROXY=1
+#        BACKEND_BIN (default: the bench_backend example, built here), NO_H2=1, NO_HAPROXY=1,
+#        PROFILES="NAME=PROFILE ..." to run a binary of GATEKIT_BINS with other settings or
+#        policies (the same binary may appear under several names):
+#          default   the binary's defaults (trafficDefaults on: unsent requests retried
+#                    once, refusing endpoints ejected)
+#          bare      trafficDefaults off: no traffic policy at all
+#          policy    a traffic policy on the route: retry (2 attempts, gateway errors), a
+#                    rate limit by client address that never trips, a concurrency and a
+#                    body limit, and a circuit breaker with a retry budget on the Service
 # Needs root once to install wrk, nginx-light, nghttp2-client (h2load) and haproxy from
 # Debian's packages if missing. Traffic goes to 127.0.0.1 only, bounded by the run time.
 # Ports used: 19080-19099 (backends, NGINX, HAProxy), 19100+i (gatekit i), 19900+i (admin).
@@ -112,9 +120,38 @@ wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/nul
 wait_port 19080; wait_port 19081
 
 # --- gatekit manifests, one directory per binary (its own listener port) --------------
+declare -A GK_PROFILE=()
+for spec in ${PROFILES:-}; do GK_PROFILE[${spec%%=*}]=${spec#*=}; done
 for name in "${NAMES[@]}"; do
   d=$WORK/gk-$name; mkdir -p "$d/manifests"
   printf 'admin: { address: "127.0.0.1:%s" }\n' "${GK_ADMIN[$name]}" >"$d/gatekit.yaml"
+  case "${GK_PROFILE[$name]:-default}" in
+    default) ;;
+    bare) printf 'trafficDefaults: { retryUnsent: false, ejectRefusingEndpoints: false }\n' >>"$d/gatekit.yaml" ;;
+    policy) cat >"$d/manifests/policy.yaml" <<YAML
+apiVersion: gatekit.io/v1alpha1
+kind: TrafficPolicy
+metadata: { name: bench, namespace: default }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: bench }]
+  retry: { attempts: 2, retryOn: [gateway-error] }
+  rateLimit:
+    rules:
+    - clientSelectors: { clientIP: true }
+      limit: { requests: 1000000000, unit: Second }
+  limits: { maxConcurrentRequests: 100000, maxRequestBodyBytes: 1Mi }
+---
+apiVersion: gatekit.io/v1alpha1
+kind: BackendPolicy
+metadata: { name: bench, namespace: default }
+spec:
+  targetRefs: [{ kind: Service, name: backend }]
+  circuitBreaker: { maxParallelRequests: 100000, maxPendingRequests: 1024 }
+  retryBudget: { percent: 20, interval: 10s, minRetryRate: { count: 10, interval: 1s } }
+YAML
+    ;;
+    *) echo "unknown profile ${GK_PROFILE[$name]} for $name" >&2; exit 2 ;;
+  esac
   cat >"$d/manifests/bench.yaml" <<YAML
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
