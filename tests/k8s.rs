@@ -606,8 +606,8 @@ async fn relist_after_410_keeps_upstreams_and_catches_up() {
                 r.method == http::Method::GET && !r.is_watch() && r.path.split('/').count() > 3
             })
             .count();
-        // Every kind re-listed (10 kinds on a config+endpoints cluster).
-        if lists >= lists_before + 10 && fake.active_watches("endpointslices") > 0 {
+        // Every kind re-listed (11 kinds on a config+endpoints cluster).
+        if lists >= lists_before + 11 && fake.active_watches("endpointslices") > 0 {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no re-list");
@@ -707,7 +707,9 @@ async fn lost_endpoints_cluster_is_stale_then_dropped() {
     );
     assert_eq!(
         metric(&metrics, r#"gatekit_cluster_connected{cluster="local"}"#),
-        Some(1.0)
+        Some(1.0),
+        "{}",
+        config["clusters"]
     );
     // Local endpoints appear meanwhile, and the remote returns: both serve again.
     set_cart(&local, &[("l", local_backend.addr, State::Ready)]);
@@ -933,10 +935,10 @@ async fn endpoints_cluster_down_at_start_blocks_readiness_only_when_required() {
     drop(degraded);
     // Every cluster required: not ready while one is down, ready once it is up.
     let strict = Wired::start_kube(two(Readiness::AllClusters)).await;
-    // The local cluster syncs (every one of its 10 kinds listed and watched, by this
+    // The local cluster syncs (every one of its 11 kinds listed and watched, by this
     // replica as by the first one) and still the replica is not ready.
     eventually(WITHIN, "local cluster synced", || async {
-        local.requests().iter().filter(|r| r.is_watch()).count() >= 20
+        local.requests().iter().filter(|r| r.is_watch()).count() >= 22
     })
     .await;
     assert_eq!(

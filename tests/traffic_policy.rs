@@ -824,4 +824,16 @@ async fn limits_survive_reloads_and_an_invalid_policy_never_replaces_a_good_one(
         })
         .unwrap_or_else(|| panic!("no limiter series in\n{metrics}"));
     assert!(limited.ends_with(" 3"), "{limited}");
+    // The 429s are counted under their route (backend "(none)": no backend was asked),
+    // not under "(unmatched)".
+    let refused = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gatekit_requests_total{")
+                && l.contains("route=\"default/r\"")
+                && l.contains("backend=\"(none)\"")
+                && l.contains("status_class=\"4xx\"")
+        })
+        .unwrap_or_else(|| panic!("no (none) series in\n{metrics}"));
+    assert!(refused.ends_with(" 3"), "{refused}");
 }

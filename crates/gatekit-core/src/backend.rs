@@ -146,6 +146,15 @@ pub trait Backends {
     fn policy_state(&self) -> Option<&crate::route::PolicyState> {
         None
     }
+
+    /// Extensions for the error responses of `route`'s rules (for instance the
+    /// metrics series a refusal is counted in). A backend's own
+    /// [`WithResponseExtensions`](crate::WithResponseExtensions) take precedence over
+    /// them. `None`, the default: nothing is added.
+    fn error_extensions(&self, route: &crate::route::RouteId) -> Option<http::Extensions> {
+        let _ = route;
+        None
+    }
 }
 
 impl<S: BuildHasher> Backends for HashMap<String, Backend, S> {

@@ -44,7 +44,9 @@ pub mod wiring;
 pub use crate::config_dump::ConfigDump;
 pub use crate::gateway::Gateway;
 pub use crate::listener::{DrainOutcome, ListenError, ListenerSettings, Listeners, Transport};
-pub use crate::metrics::{LabelSource, Metrics, MetricsLayer, MetricsService, RequestMetrics};
+pub use crate::metrics::{
+    LabelSource, Metrics, MetricsLayer, MetricsService, NO_BACKEND, RequestMetrics, RouteFallback,
+};
 pub use crate::readiness::{Phase, Readiness};
 pub use crate::settings::{
     EscapedSlashesSetting, GatewayOptions, Limits, PathSettings, TrafficDefaults,

@@ -113,6 +113,14 @@ impl Registry {
                 true,
                 true,
             ),
+            ResourceType::new(
+                "gatekit.io",
+                "v1alpha1",
+                "trafficpolicies",
+                "TrafficPolicy",
+                true,
+                true,
+            ),
         ] {
             r.register(ty);
         }

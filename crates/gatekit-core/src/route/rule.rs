@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use tower::ServiceBuilder;
+use tower::util::MapErrLayer;
 
 use super::PolicyState;
 use super::model::{BackendRef, Filter, PathModifier, RouteId, Rule, RulePolicy, Timeouts};
@@ -17,7 +18,7 @@ use crate::ratelimit::RateLimitLayer;
 use crate::retry::{RetryLayer, RetryPolicy};
 use crate::timeout::TimeoutLayer;
 use crate::weighted::{Weighted, WeightedBackends};
-use crate::{Backend, Backends};
+use crate::{Backend, Backends, BoxError, WithResponseExtensions};
 
 /// A rule of a route, compiled: its filters, timeouts, weighted backends and the service
 /// stack the [`Router`](crate::Router) hands its requests to.
@@ -48,6 +49,7 @@ fn rule_stack(
     filters: &FilterChain,
     backends: &Arc<WeightedBackends>,
     state: &PolicyState,
+    error_extensions: Option<http::Extensions>,
 ) -> Backend {
     let policy = &rule.policy;
     let limiters: Vec<_> = policy
@@ -62,7 +64,16 @@ fn rule_stack(
         .max_concurrent_requests
         .map(|max| ConcurrencyLimitLayer::new(state.in_flight(scope, max)));
     let body = policy.limits.max_request_body.map(BodyLimitLayer::new);
+    // Errors carry the extensions the table was given for them (wrapped outermost, so
+    // a backend's own extensions, deeper in the cause chain, take precedence).
+    let on_error = error_extensions.map(|extensions| {
+        let extensions = Arc::new(extensions);
+        MapErrLayer::new(move |err: BoxError| -> BoxError {
+            Box::new(WithResponseExtensions::new(err, (*extensions).clone()))
+        })
+    });
     let stack = ServiceBuilder::new()
+        .option_layer(on_error)
         .option_layer(rate_limit)
         .option_layer(concurrency)
         .option_layer(body)
@@ -141,6 +152,7 @@ impl CompiledRule {
             }
         };
         let scope = format!("{route_id}/rules[{index}]");
+        let error_extensions = backends.error_extensions(route_id);
         let retry = rule.policy.retry.clone().map(Arc::new);
         let mut compiled = Vec::with_capacity(rule.backends.len());
         for (j, b) in rule.backends.iter().enumerate() {
@@ -174,7 +186,7 @@ impl CompiledRule {
             route_id: route_id.clone(),
             rule_index: index,
             name: rule.name.as_deref().map(Into::into),
-            service: rule_stack(&scope, rule, &filters, &backends, state),
+            service: rule_stack(&scope, rule, &filters, &backends, state, error_extensions),
             filters,
             timeouts,
             backends,

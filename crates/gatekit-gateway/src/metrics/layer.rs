@@ -199,13 +199,16 @@ where
         let elapsed = this.start.elapsed();
         // An error here becomes a 5xx further out.
         let (status, metrics) = match &result {
-            Ok(response) => (
-                response.status(),
-                response
-                    .extensions()
-                    .get::<RequestMetrics>()
-                    .unwrap_or(this.metrics),
-            ),
+            Ok(response) => {
+                let extensions = response.extensions();
+                let metrics = match extensions.get::<RequestMetrics>() {
+                    Some(metrics) => metrics,
+                    None => extensions
+                        .get::<super::RouteFallback>()
+                        .map_or(&*this.metrics, super::RouteFallback::request_metrics),
+                };
+                (response.status(), metrics)
+            }
             Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, &*this.metrics),
         };
         metrics.record(status, elapsed);

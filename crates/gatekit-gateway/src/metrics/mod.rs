@@ -260,6 +260,7 @@ impl Metrics {
     /// Drops the latency histogram of `route` from `/metrics` (once no backend of the
     /// route is served any more).
     pub fn forget_route(&self, route: &str) {
+        self.forget_request_metrics(route, NO_BACKEND);
         self.inner.durations.remove(&RouteLabels {
             route: Arc::from(route),
         });
@@ -356,6 +357,56 @@ impl Default for Metrics {
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The `backend` label of requests a route's rule answered before any backend: its
+/// policy refused them (rate limit, concurrency or body limit, circuit breaker) or its
+/// request timeout expired.
+pub const NO_BACKEND: &str = "(none)";
+
+/// A route's series for the answers its rules give before reaching a backend, created
+/// at the first such answer (most routes never have one: no series is exported until
+/// then). A route table puts it in the extensions of its rules' error responses
+/// (`gatekit_core::Backends::error_extensions`); [`MetricsLayer`] records a response
+/// that carries no [`RequestMetrics`] but this into `(route, "(none)")`.
+#[derive(Clone)]
+pub struct RouteFallback {
+    inner: Arc<FallbackInner>,
+}
+
+struct FallbackInner {
+    metrics: Metrics,
+    route: Arc<str>,
+    handle: std::sync::OnceLock<RequestMetrics>,
+}
+
+impl RouteFallback {
+    /// The fallback series of `route`, recorded in `metrics`.
+    pub fn new(metrics: Metrics, route: impl Into<Arc<str>>) -> Self {
+        Self {
+            inner: Arc::new(FallbackInner {
+                metrics,
+                route: route.into(),
+                handle: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The `(route, "(none)")` handle (looked up at the first call).
+    pub fn request_metrics(&self) -> &RequestMetrics {
+        let inner = &*self.inner;
+        inner
+            .handle
+            .get_or_init(|| inner.metrics.request_metrics(&inner.route, NO_BACKEND))
+    }
+}
+
+impl fmt::Debug for RouteFallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteFallback")
+            .field("route", &self.inner.route)
+            .finish()
     }
 }
 

@@ -92,7 +92,8 @@ use self::replica::Replica;
 use self::upstreams::Upstreams;
 use self::watch::DirWatcher;
 use crate::{
-    Gateway, Metrics, MetricsLayer, MetricsService, RequestMetrics, TrafficDefaults, Transport,
+    Gateway, Metrics, MetricsLayer, MetricsService, RequestMetrics, RouteFallback, TrafficDefaults,
+    Transport,
 };
 
 /// The route label of requests that matched no route (or no usable backend).
@@ -164,6 +165,7 @@ struct Lookup<'a> {
     upstreams: &'a Upstreams,
     by_backend: &'a HashMap<String, ByRoute>,
     state: &'a PolicyState,
+    metrics: &'a Metrics,
 }
 
 impl gatekit_core::Backends for Lookup<'_> {
@@ -175,6 +177,14 @@ impl gatekit_core::Backends for Lookup<'_> {
 
     fn policy_state(&self) -> Option<&PolicyState> {
         Some(self.state)
+    }
+
+    /// Answers a rule gives before any backend (a policy's refusal, the request
+    /// timeout) are counted under the route, backend `(none)`.
+    fn error_extensions(&self, route: &RouteId) -> Option<http::Extensions> {
+        let mut extensions = http::Extensions::new();
+        extensions.insert(RouteFallback::new(self.metrics.clone(), route.to_string()));
+        Some(extensions)
     }
 }
 
@@ -639,6 +649,7 @@ impl Wiring {
             upstreams: &self.upstreams,
             by_backend: &by_backend,
             state: &self.policy_state,
+            metrics: &metrics,
         };
 
         let mut bind_errors = Vec::new();
@@ -821,12 +832,14 @@ impl Wiring {
     fn publish(&mut self, gateway: &Gateway) {
         let clusters = match &self.source {
             Source::Kubernetes(provider) => {
-                for c in provider.clusters() {
+                // One read for both, so the metrics and `/config` agree.
+                let clusters = provider.clusters();
+                for c in &clusters {
                     gateway
                         .metrics()
                         .set_cluster_state(&c.name, c.connected, c.endpoints_dropped);
                 }
-                serde_json::to_string(&provider.clusters()).unwrap_or_else(|_| "null".to_owned())
+                serde_json::to_string(&clusters).unwrap_or_else(|_| "null".to_owned())
             }
             _ => "null".to_owned(),
         };

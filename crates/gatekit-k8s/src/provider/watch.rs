@@ -88,11 +88,15 @@ pub(crate) async fn run<K: Watched>(
                 shared.record(cluster, store.delete_meta(meta), false);
             }
             Err(error) => {
-                if K::KIND.optional() && is_not_found(&error) && !store.is_synced() {
-                    // The CRD is not installed: nothing of this kind exists.
-                    store.mark_synced();
-                    shared.record(cluster, super::store::Delta::default(), true);
-                    tracing::info!(cluster = %name, kind = K::KIND.name(), "API not served by this cluster; treated as empty");
+                if K::KIND.optional() && is_not_found(&error) {
+                    // The CRD is not installed: nothing of this kind exists. Not a
+                    // failure of the cluster, neither at the first list nor when the
+                    // watcher looks again later.
+                    if !store.is_synced() {
+                        store.mark_synced();
+                        shared.record(cluster, super::store::Delta::default(), true);
+                        tracing::info!(cluster = %name, kind = K::KIND.name(), "API not served by this cluster; treated as empty");
+                    }
                     // Look again now and then, in case it gets installed.
                     tokio::time::sleep(shared.settings.backoff_max).await;
                     continue;
