@@ -837,3 +837,74 @@ async fn limits_survive_reloads_and_an_invalid_policy_never_replaces_a_good_one(
         .unwrap_or_else(|| panic!("no (none) series in\n{metrics}"));
     assert!(refused.ends_with(" 3"), "{refused}");
 }
+
+/// `limits.maxConnectionsPerClient` in the settings file: a client address with that many
+/// open connections gets its next one closed without an answer; another address is
+/// served, and a closed connection frees a place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_client_connection_limit_of_the_settings_applies() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = Backend::start(|_| Act::Status(200)).await;
+    let mut settings = Settings::default();
+    settings.limits.max_connections_per_client = Some(2);
+    let (_wired, port, _dir) = start_with(
+        &[service("b", &[backend.addr]), route("r", "/", "b", "")],
+        settings,
+    )
+    .await;
+    let request = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    async fn exchange(conn: &mut tokio::net::TcpStream, request: &[u8]) -> Vec<u8> {
+        if conn.write_all(request).await.is_err() {
+            return Vec::new();
+        }
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        buf.truncate(n);
+        buf
+    }
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        exchange(&mut first, request)
+            .await
+            .starts_with(b"HTTP/1.1 200")
+    );
+    assert!(
+        exchange(&mut second, request)
+            .await
+            .starts_with(b"HTTP/1.1 200")
+    );
+    // The third from 127.0.0.1 is closed at once.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(exchange(&mut third, request).await, b"");
+    // Another client address is served.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(addr).await.unwrap();
+    assert!(
+        exchange(&mut other, request)
+            .await
+            .starts_with(b"HTTP/1.1 200")
+    );
+    // Closing one frees a place (the server sees the close before the next accept).
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+        if exchange(&mut again, request)
+            .await
+            .starts_with(b"HTTP/1.1 200")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
