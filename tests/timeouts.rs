@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gatekit_tests::wired::{Wired, free_port, gateway_http, service};
+use gatekit_tests::wired::{Wired, free_port, gateway_http, route_with, service};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -69,18 +69,7 @@ async fn hanging_backend() -> (SocketAddr, mpsc::UnboundedReceiver<Event>) {
 }
 
 fn route_with_timeouts(name: &str, path: &str, timeouts: &str) -> String {
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{ name: {name}, namespace: default }}
-spec:
-  parentRefs: [{{ name: gw }}]
-  rules:
-  - matches: [{{ path: {{ type: PathPrefix, value: "{path}" }} }}]
-    backendRefs: [{{ name: slow, port: 80 }}]
-    timeouts: {timeouts}
-"#
-    )
+    route_with(name, path, "slow", &format!("    timeouts: {timeouts}\n"))
 }
 
 async fn get(addr: SocketAddr, path: &str) -> Response<Incoming> {

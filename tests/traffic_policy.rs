@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatekit_bin::Settings;
-use gatekit_tests::wired::{Wired, free_port, gateway_http};
+use gatekit_tests::wired::{Wired, free_port, gateway_http, route_with as route};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -211,22 +211,6 @@ fn service(name: &str, addrs: &[SocketAddr]) -> String {
         ));
     }
     out
-}
-
-/// An HTTPRoute `name` sending `path` to Service `backend`, with `extra` YAML lines
-/// added to its one rule (indented by the caller as rule fields).
-fn route(name: &str, path: &str, backend: &str, extra: &str) -> String {
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{ name: {name}, namespace: default }}
-spec:
-  parentRefs: [{{ name: gw }}]
-  rules:
-  - matches: [{{ path: {{ type: PathPrefix, value: "{path}" }} }}]
-    backendRefs: [{{ name: {backend}, port: 80 }}]
-{extra}"#
-    )
 }
 
 /// Starts the wired gateway on `docs` (joined as one manifest file).

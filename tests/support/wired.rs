@@ -65,6 +65,12 @@ endpoints: [{{ addresses: ["{ip}"] }}]
 
 /// An HTTPRoute `name` on Gateway `gw` sending `path` (prefix) to Service `backend`.
 pub fn route(name: &str, path: &str, backend: &str) -> String {
+    route_with(name, path, backend, "")
+}
+
+/// [`route`] with `rule_fields` added to its one rule: YAML lines indented by four
+/// spaces, each ending with a newline (`"    timeouts: { request: 1s }\n"`).
+pub fn route_with(name: &str, path: &str, backend: &str, rule_fields: &str) -> String {
     format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -74,7 +80,7 @@ spec:
   rules:
   - matches: [{{ path: {{ type: PathPrefix, value: "{path}" }} }}]
     backendRefs: [{{ name: {backend}, port: 80 }}]
-"#
+{rule_fields}"#
     )
 }
 
