@@ -324,6 +324,18 @@ impl crate::backend::Call for EndpointClient {
     }
 }
 
+/// `error`, handing back `req` when the error is retry-safe: a failure before any byte
+/// of the request was written (a refused or timed-out connect), so a retry can resend it
+/// without a copy (see [`crate::Error::with_unsent_request`]). A refusal that is not
+/// retry-safe (the connection cap) drops the request.
+pub(crate) fn hand_back(error: crate::Error, req: Request<Body>) -> crate::Error {
+    if error.is_retry_safe() {
+        error.with_unsent_request(req)
+    } else {
+        error
+    }
+}
+
 /// What a request body's error while it was streamed upstream means: a gatekit
 /// [`Error`](crate::Error) in its causes keeps its kind (a body limit's
 /// [`PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge): 413, and not the endpoint's
