@@ -1,5 +1,10 @@
 //! The response future of [`Retry`](super::Retry): a hand-written state machine (no
 //! box), attempt → decide → backoff → readiness → attempt ...
+//!
+//! Two ways to have the request again for a retry: [`Retrying`] keeps a copy of its
+//! head and tees its body (any policy); [`Unsent`] keeps nothing and takes the request
+//! back from the error of an attempt that never sent it (a policy that retries only
+//! such failures, see [`RetryOn::needs_copy`](super::RetryOn::needs_copy)).
 
 use std::fmt;
 use std::future::Future;
@@ -18,6 +23,7 @@ use super::body::Replay;
 use super::classify;
 use super::layer::Shared;
 use super::{Attempt, TriedEndpoints};
+use crate::error::unsent_slot;
 use crate::{Body, BoxError};
 
 pin_project! {
@@ -33,8 +39,18 @@ pin_project! {
         #[pin]
         state: State<S::Future>,
         // `None` when the policy allows no retry, and once the future completed.
-        retry: Option<Retrying<S>>,
+        retry: Mode<S>,
     }
+}
+
+/// How a [`ResponseFuture`] would send a retry.
+enum Mode<S> {
+    /// It would not: the policy allows no retry, or the future completed.
+    None,
+    /// From its copy of the request.
+    Copy(Retrying<S>),
+    /// With the request an error hands back.
+    Unsent(Unsent<S>),
 }
 
 pin_project! {
@@ -65,18 +81,42 @@ pub(super) struct Retrying<S> {
     shared: Arc<Shared>,
 }
 
+/// What a zero-copy retry needs: the inner service, the layer's policy, budget and
+/// counters, and, between an attempt that failed unsent and its retry, the request that
+/// attempt's error handed back.
+pub(super) struct Unsent<S> {
+    svc: S,
+    /// Boxed: only retries pay for it, and the future stays small for the others.
+    next: Option<Box<Request<Body>>>,
+    /// Attempts sent so far.
+    attempt: u32,
+    shared: Arc<Shared>,
+}
+
 impl<S: Service<Request<Body>>> ResponseFuture<S> {
     pub(super) fn passthrough(fut: S::Future) -> Self {
         Self {
             state: State::Attempt { fut },
-            retry: None,
+            retry: Mode::None,
         }
     }
 
     pub(super) fn retrying(fut: S::Future, retry: Retrying<S>) -> Self {
         Self {
             state: State::Attempt { fut },
-            retry: Some(retry),
+            retry: Mode::Copy(retry),
+        }
+    }
+
+    pub(super) fn unsent(fut: S::Future, svc: S, shared: Arc<Shared>) -> Self {
+        Self {
+            state: State::Attempt { fut },
+            retry: Mode::Unsent(Unsent {
+                svc,
+                next: None,
+                attempt: 1,
+                shared,
+            }),
         }
     }
 }
@@ -94,15 +134,16 @@ where
             match this.state.as_mut().project() {
                 StateProj::Attempt { fut } => {
                     let result = ready!(fut.poll(cx)).map_err(Into::into);
-                    let wait = match this.retry.as_mut() {
-                        Some(retry) => retry.decide(result),
-                        None => Err(result),
+                    let wait = match this.retry {
+                        Mode::Copy(retry) => retry.decide(result),
+                        Mode::Unsent(retry) => retry.decide(result),
+                        Mode::None => Err(result),
                     };
                     match wait {
                         Err(result) => {
                             this.state.set(State::Done);
                             // Releases the inner service and seals the body copy.
-                            *this.retry = None;
+                            *this.retry = Mode::None;
                             return Poll::Ready(result);
                         }
                         Ok(wait) if wait.is_zero() => this.state.set(State::Ready),
@@ -116,21 +157,22 @@ where
                     this.state.set(State::Ready);
                 }
                 StateProj::Ready => {
-                    let Some(retry) = this.retry.as_mut() else {
-                        unreachable!("a retry without its state");
+                    let next = match this.retry {
+                        Mode::Copy(retry) => ready!(retry.svc.poll_ready(cx))
+                            .map_err(Into::into)
+                            .and_then(|()| retry.next_request())
+                            .map(|req| retry.svc.call(req)),
+                        Mode::Unsent(retry) => ready!(retry.svc.poll_ready(cx))
+                            .map_err(Into::into)
+                            .and_then(|()| retry.next_request())
+                            .map(|req| retry.svc.call(req)),
+                        Mode::None => unreachable!("a retry without its state"),
                     };
-                    let ready = ready!(retry.svc.poll_ready(cx));
-                    let next = ready
-                        .map_err(Into::into)
-                        .and_then(|()| retry.next_request());
                     match next {
-                        Ok(req) => {
-                            let fut = retry.svc.call(req);
-                            this.state.set(State::Attempt { fut });
-                        }
+                        Ok(fut) => this.state.set(State::Attempt { fut }),
                         Err(e) => {
                             this.state.set(State::Done);
-                            *this.retry = None;
+                            *this.retry = Mode::None;
                             return Poll::Ready(Err(e));
                         }
                     }
@@ -149,9 +191,15 @@ impl<S: Service<Request<Body>>> fmt::Debug for ResponseFuture<S> {
             State::Ready => "Ready",
             State::Done => "Done",
         };
+        let (mode, attempt) = match &self.retry {
+            Mode::None => ("none", None),
+            Mode::Copy(r) => ("copy", Some(r.attempt)),
+            Mode::Unsent(r) => ("unsent", Some(r.attempt)),
+        };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("attempt", &self.retry.as_ref().map(|r| r.attempt))
+            .field("mode", &mode)
+            .field("attempt", &attempt)
             .finish_non_exhaustive()
     }
 }
@@ -234,5 +282,66 @@ where
         };
         self.shared.stats.attempt(true);
         Ok(Request::from_parts(head, body))
+    }
+}
+
+// === impl Unsent ===
+
+impl<S> Unsent<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+{
+    /// After an attempt: `Ok(wait)` to retry after `wait` (the budget was charged, the
+    /// request taken back from the error, the error dropped), or `Err(result)` to
+    /// return it as is. Only errors are retried: the policy names no response class.
+    #[allow(clippy::result_large_err)]
+    fn decide(
+        &mut self,
+        result: Result<Response<Body>, BoxError>,
+    ) -> Result<Duration, Result<Response<Body>, BoxError>> {
+        let shared = &*self.shared;
+        let policy = &*shared.policy;
+        let req = match &result {
+            Ok(_) => None,
+            Err(_) if self.attempt > policy.attempts => None,
+            Err(e) if !classify::error_is_retriable(&policy.on, &**e) => None,
+            Err(e) => match unsent_slot::<Body>(&**e) {
+                None => {
+                    // Retriable, but nothing to send again: this path keeps no copy.
+                    shared.stats.unreturned_once();
+                    None
+                }
+                Some(slot) => {
+                    if let Some(budget) = &shared.budget
+                        && !budget.withdraw()
+                    {
+                        // Returned as it is, the request still in it.
+                        shared.stats.budget_exhausted_once();
+                        None
+                    } else {
+                        slot.lock().take()
+                    }
+                }
+            },
+        };
+        let Some(req) = req else {
+            return Err(result);
+        };
+        drop(result);
+        self.next = Some(Box::new(req));
+        Ok(classify::backoff_delay(&policy.backoff, self.attempt))
+    }
+
+    /// The next attempt's request: the one handed back, with its next `Attempt` (and
+    /// whatever the layers below put in it, such as the `TriedEndpoints` a balancer
+    /// recorded the failed endpoint in).
+    fn next_request(&mut self) -> Result<Request<Body>, BoxError> {
+        let Some(mut req) = self.next.take() else {
+            return Err("retry: the request is gone".into());
+        };
+        self.attempt = self.attempt.saturating_add(1);
+        req.extensions_mut().insert(Attempt(self.attempt));
+        self.shared.stats.attempt(true);
+        Ok(*req)
     }
 }

@@ -18,6 +18,12 @@ use crate::{Body, BoxError};
 /// Readiness is the inner service's. Each call keeps a clone of the inner service for
 /// the retries, which it drives to readiness itself before each one. Cloning a `Retry`
 /// clones the inner service and one `Arc`.
+///
+/// A policy whose classes retry only requests that never left
+/// ([`RetryOn::needs_copy`](super::RetryOn::needs_copy) is false, as for gatekit's
+/// default [`RetryPolicy::unsent_once`]) keeps no copy of a request: a retry sends the
+/// request an attempt's error hands back (see the
+/// [module docs](super#requests-that-never-left-no-copy)).
 #[derive(Clone, Debug)]
 pub struct Retry<S> {
     inner: S,
@@ -86,6 +92,12 @@ where
         shared.stats.attempt(false);
         if shared.policy.attempts == 0 {
             return ResponseFuture::passthrough(self.inner.call(req));
+        }
+        if !shared.copy {
+            // Only requests that never left are retried, and the error hands them back:
+            // nothing to keep, nothing added.
+            let fut = self.inner.call(req);
+            return ResponseFuture::unsent(fut, self.inner.clone(), self.shared.clone());
         }
 
         let (mut head, body) = req.into_parts();
