@@ -124,6 +124,28 @@ fn retry_budget(bencher: Bencher<'_, '_>, post: bool) {
     );
 }
 
+/// gatekit's default, `RetryPolicy::unsent_once()`: only requests that never left are
+/// retried, so nothing is kept (the error hands the request back).
+#[divan::bench(args = [false, true])]
+fn unsent_only(bencher: Bencher<'_, '_>, post: bool) {
+    run(
+        bencher,
+        RetryLayer::new(Arc::new(RetryPolicy::unsent_once()), None).layer(inner()),
+        post,
+    );
+}
+
+/// The same with a retry budget.
+#[divan::bench(args = [false, true])]
+fn unsent_only_budget(bencher: Bencher<'_, '_>, post: bool) {
+    let budget = Arc::new(RetryBudget::new(RetryBudgetConfig::default()));
+    run(
+        bencher,
+        RetryLayer::new(Arc::new(RetryPolicy::unsent_once()), Some(budget)).layer(inner()),
+        post,
+    );
+}
+
 /// `attempts: 0`: the pass-through.
 #[divan::bench(args = [false, true])]
 fn no_retries(bencher: Bencher<'_, '_>, post: bool) {

@@ -22,6 +22,7 @@ use tower_service::Service;
 use super::body::Replay;
 use super::classify;
 use super::layer::Shared;
+use super::service::Spare;
 use super::{Attempt, TriedEndpoints};
 use crate::error::unsent_slot;
 use crate::{Body, BoxError};
@@ -81,16 +82,18 @@ pub(super) struct Retrying<S> {
     shared: Arc<Shared>,
 }
 
-/// What a zero-copy retry needs: the inner service, the layer's policy, budget and
-/// counters, and, between an attempt that failed unsent and its retry, the request that
-/// attempt's error handed back.
+/// What a zero-copy retry needs: the service's spare (a clone of the inner service,
+/// the layer's policy, budget and counters: one `Arc` per request), and, once an
+/// attempt failed unsent, the service the retries go to and the request that attempt's
+/// error handed back.
 pub(super) struct Unsent<S> {
-    svc: S,
+    spare: Arc<Spare<S>>,
+    /// A clone of the spare service, made for the first retry.
+    svc: Option<S>,
     /// Boxed: only retries pay for it, and the future stays small for the others.
     next: Option<Box<Request<Body>>>,
     /// Attempts sent so far.
     attempt: u32,
-    shared: Arc<Shared>,
 }
 
 impl<S: Service<Request<Body>>> ResponseFuture<S> {
@@ -108,14 +111,14 @@ impl<S: Service<Request<Body>>> ResponseFuture<S> {
         }
     }
 
-    pub(super) fn unsent(fut: S::Future, svc: S, shared: Arc<Shared>) -> Self {
+    pub(super) fn unsent(fut: S::Future, spare: Arc<Spare<S>>) -> Self {
         Self {
             state: State::Attempt { fut },
             retry: Mode::Unsent(Unsent {
-                svc,
+                spare,
+                svc: None,
                 next: None,
                 attempt: 1,
-                shared,
             }),
         }
     }
@@ -123,7 +126,7 @@ impl<S: Service<Request<Body>>> ResponseFuture<S> {
 
 impl<S> Future for ResponseFuture<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>>,
+    S: Service<Request<Body>, Response = Response<Body>> + Clone,
     S::Error: Into<BoxError>,
 {
     type Output = Result<Response<Body>, BoxError>;
@@ -134,10 +137,16 @@ where
             match this.state.as_mut().project() {
                 StateProj::Attempt { fut } => {
                     let result = ready!(fut.poll(cx)).map_err(Into::into);
-                    let wait = match this.retry {
-                        Mode::Copy(retry) => retry.decide(result),
-                        Mode::Unsent(retry) => retry.decide(result),
-                        Mode::None => Err(result),
+                    let wait = match (&mut *this.retry, result) {
+                        (Mode::Copy(retry), result) => retry.decide(result),
+                        // Without a copy only errors are retried: a response goes back
+                        // at once (the hot path: nothing more is touched or moved).
+                        (Mode::Unsent(_) | Mode::None, Ok(rsp)) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(rsp));
+                        }
+                        (Mode::Unsent(retry), Err(e)) => retry.decide(e).map_err(Err),
+                        (Mode::None, Err(e)) => Err(Err(e)),
                     };
                     match wait {
                         Err(result) => {
@@ -162,10 +171,7 @@ where
                             .map_err(Into::into)
                             .and_then(|()| retry.next_request())
                             .map(|req| retry.svc.call(req)),
-                        Mode::Unsent(retry) => ready!(retry.svc.poll_ready(cx))
-                            .map_err(Into::into)
-                            .and_then(|()| retry.next_request())
-                            .map(|req| retry.svc.call(req)),
+                        Mode::Unsent(retry) => ready!(retry.poll_send(cx)),
                         Mode::None => unreachable!("a retry without its state"),
                     };
                     match next {
@@ -287,61 +293,64 @@ where
 
 // === impl Unsent ===
 
-impl<S> Unsent<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>>,
-{
-    /// After an attempt: `Ok(wait)` to retry after `wait` (the budget was charged, the
-    /// request taken back from the error, the error dropped), or `Err(result)` to
-    /// return it as is. Only errors are retried: the policy names no response class.
-    #[allow(clippy::result_large_err)]
-    fn decide(
-        &mut self,
-        result: Result<Response<Body>, BoxError>,
-    ) -> Result<Duration, Result<Response<Body>, BoxError>> {
-        let shared = &*self.shared;
+impl<S> Unsent<S> {
+    /// After an attempt failed with `err`: `Ok(wait)` to retry after `wait` (the budget
+    /// was charged, the request taken back from the error, the error dropped), or
+    /// `Err(err)` to return it as is. (Responses are never retried: the policy names no
+    /// response class.)
+    fn decide(&mut self, err: BoxError) -> Result<Duration, BoxError> {
+        let shared = &*self.spare.shared;
         let policy = &*shared.policy;
-        let req = match &result {
-            Ok(_) => None,
-            Err(_) if self.attempt > policy.attempts => None,
-            Err(e) if !classify::error_is_retriable(&policy.on, &**e) => None,
-            Err(e) => match unsent_slot::<Body>(&**e) {
-                None => {
-                    // Retriable, but nothing to send again: this path keeps no copy.
-                    shared.stats.unreturned_once();
-                    None
-                }
-                Some(slot) => {
-                    if let Some(budget) = &shared.budget
-                        && !budget.withdraw()
-                    {
-                        // Returned as it is, the request still in it.
-                        shared.stats.budget_exhausted_once();
+        let req =
+            if self.attempt > policy.attempts || !classify::error_is_retriable(&policy.on, &*err) {
+                None
+            } else {
+                match unsent_slot::<Body>(&*err) {
+                    None => {
+                        // Retriable, but nothing to send again: this path keeps no copy.
+                        shared.stats.unreturned_once();
                         None
-                    } else {
-                        slot.lock().take()
+                    }
+                    Some(slot) => {
+                        if let Some(budget) = &shared.budget
+                            && !budget.withdraw()
+                        {
+                            // Returned as it is, the request still in it.
+                            shared.stats.budget_exhausted_once();
+                            None
+                        } else {
+                            slot.lock().take()
+                        }
                     }
                 }
-            },
-        };
+            };
         let Some(req) = req else {
-            return Err(result);
+            return Err(err);
         };
-        drop(result);
+        drop(err);
         self.next = Some(Box::new(req));
         Ok(classify::backoff_delay(&policy.backoff, self.attempt))
     }
 
-    /// The next attempt's request: the one handed back, with its next `Attempt` (and
-    /// whatever the layers below put in it, such as the `TriedEndpoints` a balancer
-    /// recorded the failed endpoint in).
-    fn next_request(&mut self) -> Result<Request<Body>, BoxError> {
+    /// Drives the retries' service (a clone of the spare, made now for the first
+    /// retry) to readiness and sends the next attempt: the request handed back, with its
+    /// next `Attempt` (and whatever the layers below put in it, such as the
+    /// `TriedEndpoints` a balancer recorded the failed endpoint in).
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<S::Future, BoxError>>
+    where
+        S: Service<Request<Body>> + Clone,
+        S::Error: Into<BoxError>,
+    {
+        let svc = self.svc.get_or_insert_with(|| self.spare.svc.clone());
+        if let Err(e) = ready!(svc.poll_ready(cx)) {
+            return Poll::Ready(Err(e.into()));
+        }
         let Some(mut req) = self.next.take() else {
-            return Err("retry: the request is gone".into());
+            return Poll::Ready(Err("retry: the request is gone".into()));
         };
         self.attempt = self.attempt.saturating_add(1);
         req.extensions_mut().insert(Attempt(self.attempt));
-        self.shared.stats.attempt(true);
-        Ok(*req)
+        self.spare.shared.stats.attempt(true);
+        Poll::Ready(Ok(svc.call(*req)))
     }
 }
