@@ -45,6 +45,9 @@ pin_project! {
 }
 
 /// How a [`ResponseFuture`] would send a retry.
+// The copy state is inline: boxing it would add an allocation to every request of a
+// copying policy, to save a few bytes of a future that exists once per request.
+#[allow(clippy::large_enum_variant)]
 enum Mode<S> {
     /// It would not: the policy allows no retry, or the future completed.
     None,

@@ -996,9 +996,7 @@ async fn an_unsent_failure_without_the_request_is_not_retried_and_counted() {
 #[tokio::test(start_paused = true)]
 async fn unsent_retries_are_bounded_and_the_last_error_keeps_its_request() {
     let (svc, log) = unsent_inner(|_| Unsent::HandBack(ErrorKind::Connect));
-    let mut on = RetryOn::default();
-    on.unsent = true;
-    let layer = layer(RetryPolicy::new(2, on).with_backoff(Backoff::new(Duration::ZERO)));
+    let layer = layer(policy(2, |o| o.unsent = true).with_backoff(Backoff::new(Duration::ZERO)));
     let err = layer
         .layer(svc)
         .oneshot(tagged_post(Body::from("x")))
