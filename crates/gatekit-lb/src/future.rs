@@ -2,10 +2,9 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-
-use std::net::SocketAddr;
 
 use gatekit_core::retry::TriedEndpoints;
 use gatekit_core::{BoxError, Error, classify, update_unsent_request};
@@ -136,10 +135,11 @@ where
     }
 }
 
-/// Ends a failed request: `req` (not sent: the endpoint's service failed its readiness)
-/// goes back in a retry-safe gatekit error; a request handed back, by the endpoint's
-/// service or so, gets the picked endpoint recorded in its `TriedEndpoints`; the
-/// endpoint's in-flight count is released and the outcome reported.
+/// Ends a failed request: `req` (given when the endpoint's service failed its readiness,
+/// so nothing was sent) goes back in the error if that is a retry-safe gatekit error; a
+/// request the error hands back (that one, or one the endpoint's service handed back)
+/// gets the picked endpoint recorded in its `TriedEndpoints`; the endpoint's in-flight
+/// count is released and the outcome reported.
 fn finish_err<S, B: Send + 'static>(
     picked: Option<Picked<S>>,
     err: BoxError,
