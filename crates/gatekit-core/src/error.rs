@@ -5,10 +5,16 @@
 //! failed ([`Side`]) and whether a retry is safe. [`error_response`] walks an error's
 //! cause chain, finds the most specific known cause and picks the status: 4xx for the
 //! client's fault, 502/503/504 for the upstream's.
+//!
+//! A layer that fails a request before sending any byte of it (a refused connect, no
+//! healthy endpoint) hands the request back in its error
+//! ([`Error::with_unsent_request`]); a retry takes it out again with
+//! [`take_unsent_request`] and sends it elsewhere, without having kept a copy.
 
+use std::any::Any;
 use std::fmt;
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 
 use crate::Body;
 
@@ -150,14 +156,31 @@ impl fmt::Display for ErrorKind {
 /// Opaque: ask it with [`kind`](Self::kind), [`side`](Self::side) and
 /// [`is_retry_safe`](Self::is_retry_safe); its cause, if any, is its
 /// [`source`](std::error::Error::source).
-#[derive(Debug)]
+///
+/// # An unsent request handed back
+///
+/// An error that failed a request before any byte of it was sent may carry that request
+/// ([`with_unsent_request`](Self::with_unsent_request)): its head and its body, unread.
+/// A retry takes it out with [`take_unsent_request`] and sends it again, so it need not
+/// keep a copy of every request in case one fails. gatekit's upstream client hands back
+/// every request it fails to connect for (refused, timed out, TLS handshake), and those
+/// a pooled connection gave back unwritten; gatekit-lb's `Upstream` hands back a request
+/// it found no healthy endpoint for. Requests refused by a limit (the connection cap, a
+/// breaker) are not handed back: their errors are not retry-safe.
 pub struct Error {
     kind: ErrorKind,
     retry_safe: bool,
     source: Option<BoxError>,
     /// Headers the error response carries (`Retry-After`, the breaker's name, ...).
     headers: Option<Box<http::HeaderMap>>,
+    /// The request that was not sent: an [`UnsentSlot<B>`] (boxed: `Error` stays small,
+    /// and the slot is allocated only when a request is handed back).
+    unsent: Option<Box<dyn Any + Send + Sync>>,
 }
+
+/// Where an [`Error`] keeps an unsent request: behind a mutex, because errors are shared
+/// (`Sync`) and bodies are not, and so that whoever finds it through `&` can take it.
+pub(crate) type UnsentSlot<B> = parking_lot::Mutex<Option<Request<B>>>;
 
 impl Error {
     /// An error of `kind` with no cause. Retry safety follows the kind: only
@@ -169,6 +192,7 @@ impl Error {
             retry_safe,
             source: None,
             headers: None,
+            unsent: None,
         }
     }
 
@@ -196,6 +220,29 @@ impl Error {
             .get_or_insert_with(Default::default)
             .append(name, value);
         self
+    }
+
+    /// Hands back `req`, the request that failed without any byte of it sent: a retry
+    /// can take it out again with [`take_unsent_request`] and send it elsewhere.
+    ///
+    /// Only for a request that is whole: no byte of it written anywhere and its body
+    /// never polled (its head may have been normalised for the wire, as gatekit's client
+    /// puts an HTTP/1.1 request in origin form with a `Host`). Meaningful on a
+    /// [retry-safe](Self::is_retry_safe) error; the retry layer retries only what its
+    /// policy names, whatever an error carries. A request handed back earlier is
+    /// replaced.
+    ///
+    /// One allocation, on the failure path only.
+    #[must_use]
+    pub fn with_unsent_request<B: Send + 'static>(mut self, req: Request<B>) -> Self {
+        let slot: UnsentSlot<B> = parking_lot::Mutex::new(Some(req));
+        self.unsent = Some(Box::new(slot));
+        self
+    }
+
+    /// The slot of this error's unsent request, if it has one with a body of type `B`.
+    fn unsent_slot<B: Send + 'static>(&self) -> Option<&UnsentSlot<B>> {
+        self.unsent.as_deref()?.downcast_ref::<UnsentSlot<B>>()
     }
 
     /// The headers the error response carries, if any.
@@ -229,6 +276,77 @@ impl Error {
             cur = e.source();
         }
         None
+    }
+}
+
+/// The slot of the first unsent request with a body of type `B` in `err`'s cause chain
+/// (including `err`) that is still there.
+pub(crate) fn unsent_slot<'a, B: Send + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a UnsentSlot<B>> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(slot) = e.downcast_ref::<Error>().and_then(Error::unsent_slot::<B>)
+            && slot.lock().is_some()
+        {
+            return Some(slot);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// Takes the request handed back by an error in `err`'s cause chain (including `err`):
+/// the first gatekit [`Error`] that still carries one with a body of type `B` (for
+/// gatekit's stacks, [`Body`]). The error stays as it was otherwise (its kind, its
+/// cause), and carries no request any more.
+///
+/// `None` when no error in the chain carries one: the request was sent (or may have
+/// been), was refused by a limit, or a layer failed it without handing it back.
+///
+/// ```
+/// use gatekit_core::{Body, BoxError, Error, ErrorKind, take_unsent_request};
+///
+/// let req = http::Request::post("/items").body(Body::from("{}")).unwrap();
+/// let err: BoxError = Box::new(Error::new(ErrorKind::Connect).with_unsent_request(req));
+/// let back = take_unsent_request::<Body>(&*err).expect("handed back");
+/// assert_eq!(back.uri(), "/items");
+/// assert!(take_unsent_request::<Body>(&*err).is_none());
+/// ```
+pub fn take_unsent_request<B: Send + 'static>(
+    err: &(dyn std::error::Error + 'static),
+) -> Option<Request<B>> {
+    unsent_slot::<B>(err)?.lock().take()
+}
+
+/// Changes, in place, the request handed back by an error in `err`'s cause chain (the
+/// one [`take_unsent_request`] would take): a balancer records there which endpoint the
+/// request failed on, so a retry avoids it. Whether there was one.
+pub fn update_unsent_request<B: Send + 'static>(
+    err: &(dyn std::error::Error + 'static),
+    f: impl FnOnce(&mut Request<B>),
+) -> bool {
+    let Some(slot) = unsent_slot::<B>(err) else {
+        return false;
+    };
+    match slot.lock().as_mut() {
+        Some(req) => {
+            f(req);
+            true
+        }
+        None => false,
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("retry_safe", &self.retry_safe)
+            .field("source", &self.source)
+            .field("headers", &self.headers)
+            .field("unsent_request", &self.unsent.is_some())
+            .finish()
     }
 }
 
@@ -426,6 +544,43 @@ mod tests {
         assert!(!Error::new(ErrorKind::Timeout).is_retry_safe());
         assert_eq!(ErrorKind::PayloadTooLarge.status(), 413);
         assert_eq!(ErrorKind::PayloadTooLarge.side(), Side::Client);
+    }
+
+    #[test]
+    fn an_unsent_request_is_found_through_wrappers_taken_once_and_updated_in_place() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Tag(u8);
+        let mut req = Request::post("/items")
+            .header("x-id", "7")
+            .body(Body::from("payload"))
+            .unwrap();
+        req.extensions_mut().insert(Tag(1));
+        let inner = Error::with_source(
+            ErrorKind::Connect,
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        )
+        .with_unsent_request(req);
+        assert!(format!("{inner:?}").contains("unsent_request: true"));
+        let err: BoxError = Box::new(WithResponseExtensions::new(
+            Wrapper(Box::new(inner)),
+            http::Extensions::new(),
+        ));
+        // Another body type finds nothing.
+        assert!(take_unsent_request::<String>(&*err).is_none());
+        assert!(update_unsent_request::<Body>(&*err, |r| {
+            r.extensions_mut().insert(Tag(2));
+        }));
+        let back = take_unsent_request::<Body>(&*err).unwrap();
+        assert_eq!(back.method(), http::Method::POST);
+        assert_eq!(back.headers()["x-id"], "7");
+        assert_eq!(back.extensions().get::<Tag>(), Some(&Tag(2)));
+        assert!(take_unsent_request::<Body>(&*err).is_none());
+        assert!(!update_unsent_request::<Body>(&*err, |_| {}));
+        // The error is otherwise as it was.
+        assert_eq!(classify(&*err), ErrorKind::Connect);
+        assert!(Error::find(&*err).unwrap().is_retry_safe());
+        let plain: BoxError = Box::new(Error::new(ErrorKind::Connect));
+        assert!(take_unsent_request::<Body>(&*plain).is_none());
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub use crate::connection::{ConnectionInfo, TlsInfo};
 pub use crate::endpoint::{Change, Endpoint, EndpointState};
 pub use crate::error::{
     BoxError, ConfigError, Error, ErrorKind, Result, Side, WithResponseExtensions, classify,
-    error_response,
+    error_response, take_unsent_request, update_unsent_request,
 };
 pub use crate::handle_error::{HandleError, HandleErrorLayer};
 pub use crate::route::RouteTable;

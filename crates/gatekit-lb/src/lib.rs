@@ -103,6 +103,13 @@
 //! next attempt. When every usable endpoint was tried, the pick is made as usual: a
 //! retry to the same endpoint is better than none. A request without the extension pays
 //! one extension lookup; a pick still allocates nothing.
+//!
+//! A request that was not sent comes back in the error, for a retry that keeps no copy
+//! (see gatekit-core's [`Error::with_unsent_request`](gatekit_core::Error::with_unsent_request)):
+//! when no endpoint is usable, and when the picked endpoint's service hands it back (a
+//! refused connect) or fails its readiness with a retry-safe error. The picked endpoint
+//! is then recorded in the request's `TriedEndpoints`, inserted if the request had
+//! none, so the retry avoids it.
 
 mod balance;
 mod clock;

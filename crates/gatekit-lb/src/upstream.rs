@@ -62,7 +62,8 @@ where
 /// One `Upstream` is shared by every connection, so it is always ready:
 /// [`poll_ready`](Service::poll_ready) returns `Ready(Ok(()))` at once. `call` picks an
 /// endpoint; when no endpoint is usable the response future fails at once with
-/// [`ErrorKind::NoHealthyEndpoint`] (503) instead of waiting for one. The picked
+/// [`ErrorKind::NoHealthyEndpoint`] (503, retry-safe, the request handed back in it:
+/// see [`Error::with_unsent_request`]) instead of waiting for one. The picked
 /// endpoint's service is then driven to readiness inside the response future (gatekit's
 /// endpoint clients are always ready, so this costs nothing; other services apply their
 /// own backpressure there, counted as in flight on that endpoint).
@@ -512,6 +513,7 @@ impl<S, B, RB> Service<Request<B>> for Upstream<S>
 where
     S: Service<Request<B>, Response = Response<RB>> + Clone + Send + Sync + 'static,
     S::Error: Into<BoxError>,
+    B: Send + 'static,
 {
     type Response = Response<RB>;
     type Error = BoxError;
@@ -524,7 +526,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match self.pick(&req) {
             Ok(picked) => ResponseFuture::new(picked, req),
-            Err(e) => ResponseFuture::failed(e),
+            Err(e) => ResponseFuture::failed(e, req),
         }
     }
 }

@@ -3,12 +3,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use gatekit_core::retry::TriedEndpoints;
-use gatekit_core::{Backend, Body, BoxError, Change, ConnectionInfo, Endpoint, EndpointState};
+use gatekit_core::{
+    Backend, Body, BoxError, Change, ConnectionInfo, Endpoint, EndpointState, take_unsent_request,
+};
 use gatekit_lb::{Algorithm, Upstream, UpstreamConfig};
 use http::{Request, Response};
 use http_body_util::BodyExt;
+use tower::ServiceExt;
 
 fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, i as u8 + 1], 8080))
@@ -202,4 +206,194 @@ async fn the_service_avoids_and_records_through_call() {
     assert!(answered[..2].contains(&answered[2]));
     let recorded: Vec<String> = t.to_vec().iter().map(ToString::to_string).collect();
     assert_eq!(recorded, answered[..2]);
+}
+
+// === requests handed back unsent ===
+
+#[tokio::test]
+async fn no_healthy_endpoint_hands_the_request_back() {
+    let up = Upstream::new(
+        UpstreamConfig::new(Algorithm::RoundRobin),
+        |_: &Endpoint| {
+            tower::service_fn(|_req: Request<Body>| async {
+                Ok::<_, BoxError>(Response::new(Body::empty()))
+            })
+        },
+    );
+    let mut req = Request::post("/items").body(Body::from("payload")).unwrap();
+    req.extensions_mut().insert(7u8);
+    let err = up.oneshot(req).await.unwrap_err();
+    let gatekit = gatekit_core::Error::find(&*err).unwrap();
+    assert_eq!(gatekit.kind(), gatekit_core::ErrorKind::NoHealthyEndpoint);
+    assert!(gatekit.is_retry_safe());
+    let back = take_unsent_request::<Body>(&*err).unwrap();
+    assert_eq!(back.extensions().get::<u8>(), Some(&7));
+    // Nothing was picked: nothing recorded.
+    assert!(back.extensions().get::<TriedEndpoints>().is_none());
+    let body = back.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"payload");
+}
+
+/// An endpoint service that fails every request unsent, as the client does when the
+/// endpoint refuses connections: in its call, or already in its readiness.
+#[derive(Clone)]
+struct Refusing {
+    in_ready: bool,
+}
+
+fn refused() -> gatekit_core::Error {
+    gatekit_core::Error::new(gatekit_core::ErrorKind::Connect)
+}
+
+impl tower::Service<Request<Body>> for Refusing {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<Response<Body>, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(if self.in_ready {
+            Err(Box::new(refused()))
+        } else {
+            Ok(())
+        })
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        std::future::ready(Err(Box::new(refused().with_unsent_request(req))))
+    }
+}
+
+#[tokio::test]
+async fn a_request_handed_back_by_the_endpoint_records_it_as_tried() {
+    for in_ready in [false, true] {
+        let up = Upstream::new(
+            UpstreamConfig::new(Algorithm::RoundRobin),
+            move |_: &Endpoint| Refusing { in_ready },
+        );
+        up.apply(Change::Replace(vec![Endpoint::new(addr(0))]));
+        // Without TriedEndpoints: one is inserted. With one: the pick is recorded there.
+        for tried in [None, Some(tried(&[addr(5)]))] {
+            let mut req = Request::post("/items").body(Body::from("payload")).unwrap();
+            if let Some(t) = &tried {
+                req.extensions_mut().insert(t.clone());
+            }
+            let err = up.clone().oneshot(req).await.unwrap_err();
+            let back = take_unsent_request::<Body>(&*err).expect("handed back");
+            let recorded = back.extensions().get::<TriedEndpoints>().unwrap().to_vec();
+            match &tried {
+                None => assert_eq!(recorded, [addr(0)], "in_ready: {in_ready}"),
+                Some(t) => {
+                    assert_eq!(recorded, [addr(5), addr(0)]);
+                    assert_eq!(t.to_vec(), recorded, "the same list");
+                }
+            }
+            let body = back.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"payload");
+        }
+        assert_eq!(up.total_in_flight(), 0);
+    }
+}
+
+/// A hyper HTTP/1.1 server that echoes each request body, naming itself in
+/// `x-served-by`.
+async fn echo_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: Request<hyper::body::Incoming>| async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let mut rsp = Response::new(http_body_util::Full::new(body));
+                        rsp.headers_mut()
+                            .insert("x-served-by", addr.to_string().parse().unwrap());
+                        Ok::<_, hyper::Error>(rsp)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The default retry over a real `Upstream` and the real client, one endpoint refusing
+/// connections and one live: every POST reaches the live one with its body whole,
+/// whichever endpoint it was sent to first, with every algorithm.
+#[tokio::test]
+async fn the_default_retry_sends_posts_refused_by_one_endpoint_to_the_other() {
+    use gatekit_core::client::{Client, Transport};
+    use gatekit_core::retry::{RetryLayer, RetryPolicy};
+    use std::sync::Arc;
+    use tower::Layer;
+
+    let live = echo_server().await;
+    let refusing = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let client = Client::default();
+    for alg in Algorithm::ALL {
+        let up = Upstream::new(UpstreamConfig::new(alg), {
+            let client = client.clone();
+            move |ep: &Endpoint| client.endpoint(ep.addr(), Transport::http1())
+        });
+        up.apply(Change::Replace(vec![
+            Endpoint::new(refusing),
+            Endpoint::new(live),
+        ]));
+        let layer = RetryLayer::new(Arc::new(RetryPolicy::unsent_once()), None);
+        let svc = layer.layer(up.clone());
+        let mut ok = 0;
+        for i in 0..100u32 {
+            let payload = format!("{{\"request\":{i},\"algorithm\":\"{alg}\"}}");
+            // Sized bodies and streamed (chunked) ones.
+            let body = if i % 2 == 0 {
+                Body::from(payload.clone())
+            } else {
+                let frames = payload
+                    .as_bytes()
+                    .chunks(7)
+                    .map(|c| {
+                        Ok::<_, BoxError>(http_body::Frame::data(bytes::Bytes::copy_from_slice(c)))
+                    })
+                    .collect::<Vec<_>>();
+                Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+                    frames,
+                )))
+            };
+            let req = Request::post("/items")
+                .header(http::header::HOST, "api.example.com")
+                .body(body)
+                .unwrap();
+            let rsp = tokio::time::timeout(Duration::from_secs(10), svc.clone().oneshot(req))
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{alg}: request {i} lost: {e}"));
+            assert_eq!(rsp.status(), 200);
+            assert_eq!(rsp.headers()["x-served-by"], live.to_string().as_str());
+            let echoed = rsp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(echoed, payload.as_bytes(), "{alg}: request {i}");
+            ok += 1;
+        }
+        assert_eq!(ok, 100, "{alg}: no request lost");
+        let stats = layer.stats();
+        eprintln!("{alg}: {} retries", stats.retries());
+        if alg == Algorithm::RoundRobin {
+            // Every other request went to the refusing endpoint first.
+            assert!(stats.retries() >= 49, "{alg}: {}", stats.retries());
+        }
+        assert_eq!(stats.attempts(), 100 + stats.retries(), "{alg}");
+        assert_eq!(stats.unreturned(), 0, "{alg}");
+        assert_eq!(up.total_in_flight(), 0);
+    }
 }

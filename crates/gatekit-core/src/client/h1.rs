@@ -476,6 +476,10 @@ pub(crate) struct Exchange<P> {
     reused: bool,
     head: bool,
     upload: Option<Upload>,
+    /// The request's head (as prepared for the wire), kept while no byte of the request
+    /// is written: a request that fails before goes back whole in the error, its body
+    /// with it (see [`fail`](Self::fail)).
+    parts: Option<http::request::Parts>,
 }
 
 impl<P> fmt::Debug for Exchange<P> {
@@ -507,14 +511,16 @@ impl<P: RawPool> Exchange<P> {
                 (Stage::Connect(pool.clone().connect()), None, pending)
             }
         };
+        let (parts, body) = req.into_parts();
         let upload = match plan {
+            // Nothing of it is sent: a request handed back gets an empty body.
             Plan::Empty => None,
             Plan::Length { length, .. } => Some(Upload {
-                body: req.into_body(),
+                body,
                 remaining: Some(length),
             }),
             Plan::Chunked => Some(Upload {
-                body: req.into_body(),
+                body,
                 remaining: None,
             }),
         };
@@ -528,13 +534,25 @@ impl<P: RawPool> Exchange<P> {
             reused,
             head,
             upload,
+            parts: Some(parts),
         }
     }
 
+    /// Ends the exchange with `error`. A retry-safe error before any byte of the request
+    /// was written hands the request back (see [`Error::with_unsent_request`]): its body
+    /// was never polled either, since the body is polled only once everything buffered
+    /// before it, the head first, is written (`poll_upload`).
     fn fail(&mut self, error: Error) -> Poll<Result<Response<Body>, BoxError>> {
         self.stage = Stage::Done;
         self.conn = None;
-        self.upload = None;
+        let upload = self.upload.take();
+        let error = match self.parts.take() {
+            Some(parts) if !self.sent && error.is_retry_safe() => {
+                let body = upload.map_or_else(Body::empty, |upload| upload.body);
+                error.with_unsent_request(Request::from_parts(parts, body))
+            }
+            _ => error,
+        };
         Poll::Ready(Err(error.into()))
     }
 
@@ -1308,6 +1326,67 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         assert_eq!(plan(&req), None);
+    }
+
+    /// A pool whose upstream refuses new connections.
+    struct Refusing;
+
+    impl Recycle<Box<RawConn>> for Refusing {
+        fn recycle(self: Arc<Self>, _: Box<RawConn>) {}
+    }
+
+    impl RawPool for Refusing {
+        fn connect(self: Arc<Self>) -> Connecting {
+            Box::pin(async {
+                Err(Error::with_source(
+                    ErrorKind::Connect,
+                    io::Error::from(io::ErrorKind::ConnectionRefused),
+                ))
+            })
+        }
+
+        fn put(self: &Arc<Self>, _: Box<RawConn>) {}
+    }
+
+    /// A pooled connection that died while idle (the upstream reset it) is replaced;
+    /// when the new connection is refused, the request comes back whole in the error.
+    #[tokio::test]
+    async fn a_request_for_a_dead_pooled_connection_comes_back_when_reconnecting_fails() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let io = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        // Closed with a reset.
+        accepted.set_zero_linger().unwrap();
+        drop(accepted);
+        drop(listener);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let slot = super::super::limits::PoolLimits::default()
+            .connection_slot()
+            .unwrap();
+        let conn = Box::new(RawConn::new(io, slot));
+
+        let data = Bytes::from_static(b"a body nobody read");
+        let mut req = Request::post("/items")
+            .header("host", "h.test")
+            .body(Body::full(data.clone()))
+            .unwrap();
+        req.extensions_mut().insert(7u32);
+        let plan = plan(&req).unwrap();
+        let err = Exchange::start(Arc::new(Refusing), Some(conn), req, plan)
+            .await
+            .unwrap_err();
+        assert_eq!(crate::classify(&*err), ErrorKind::Connect);
+        let back = crate::take_unsent_request::<Body>(&*err).expect("handed back");
+        assert_eq!(back.method(), Method::POST);
+        assert_eq!(back.uri(), "/items");
+        assert_eq!(back.headers()["host"], "h.test");
+        assert_eq!(back.extensions().get::<u32>(), Some(&7));
+        let body = http_body_util::BodyExt::collect(back.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body, data);
     }
 
     #[test]

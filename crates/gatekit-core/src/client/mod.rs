@@ -94,6 +94,17 @@
 //!   [`ErrorKind::UpstreamProtocol`](crate::ErrorKind::UpstreamProtocol) (502), retry
 //!   safe only when hyper reports the request was not sent or the HTTP/2 stream was
 //!   refused (`REFUSED_STREAM`).
+//!
+//! A request that fails before any byte of it was written comes back whole in the
+//! error ([`crate::Error::with_unsent_request`]), so a retry can resend it without
+//! having copied it: a failed connect (refused, unreachable, timed out, TLS or HTTP
+//! handshake) on every path (gatekit's HTTP/1.1 codec, hyper's HTTP/1.1 and HTTP/2,
+//! upgrades), a request hyper gave back unwritten, and one whose pooled connection died
+//! before it was written and whose new connection then failed. Its head is as the client
+//! prepared it (an HTTP/1.1 request in origin form with a `Host`); its body was never
+//! polled (a body that the HTTP/1.1 codec would not send at all, under a
+//! `content-length: 0`, comes back empty). Not handed back: a refusal at the connection
+//! cap (not retry-safe), and an HTTP/2 stream refused after hyper took the request.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -321,6 +332,18 @@ impl Backend {
 impl crate::backend::Call for EndpointClient {
     fn call(&self, req: Request<Body>) -> crate::backend::BoxFuture {
         self.start(req)
+    }
+}
+
+/// `error`, handing back `req` when the error is retry-safe: a failure before any byte
+/// of the request was written (a refused or timed-out connect), so a retry can resend it
+/// without a copy (see [`crate::Error::with_unsent_request`]). A refusal that is not
+/// retry-safe (the connection cap) drops the request.
+pub(crate) fn hand_back(error: crate::Error, req: Request<Body>) -> crate::Error {
+    if error.is_retry_safe() {
+        error.with_unsent_request(req)
+    } else {
+        error
     }
 }
 

@@ -408,17 +408,24 @@ impl EndpointPool {
     }
 
     /// Sends on a new connection (nothing pooled, or the pooled one was dead).
+    /// A request that fails before any byte of it is written comes back in the error
+    /// (not at the connection cap: that refusal is not retry-safe).
     async fn send_h1_fresh(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, Error> {
         let slot = self.limits.connection_slot()?;
-        match self.connector.connect(false, slot).await? {
+        let conn = match self.connector.connect(false, slot).await {
+            Ok(conn) => conn,
+            Err(e) => return Err(super::hand_back(e, req)),
+        };
+        match conn {
             Conn::H1(mut tx) => match tx.try_send_request(req).await {
                 Ok(rsp) => {
                     let counted = self.counted();
                     Ok(self.finish_h1(rsp, tx, counted))
                 }
-                Err(err) => {
-                    let unsent = err.message().is_some();
-                    Err(send_error(err.into_error(), unsent))
+                Err(mut err) => {
+                    let unsent = err.take_message();
+                    let error = send_error(err.into_error(), unsent.is_some());
+                    Err(with_unsent(error, unsent))
                 }
             },
             Conn::H2(tx) => {
@@ -431,7 +438,7 @@ impl EndpointPool {
                 };
                 send_on_h2(tx, req, self.transport().is_tls(), self.addr())
                     .await
-                    .map_err(|(e, _)| e)
+                    .map_err(|(e, unsent)| with_unsent(e, unsent))
             }
         }
     }
@@ -595,7 +602,10 @@ impl EndpointPool {
     async fn send_h2(self: Arc<Self>, mut req: Request<Body>) -> Result<Response<Body>, Error> {
         let tls = self.transport().is_tls();
         for attempt in 0..2 {
-            let tx = self.h2_sender().await?;
+            let tx = match self.h2_sender().await {
+                Ok(tx) => tx,
+                Err(e) => return Err(super::hand_back(e, req)),
+            };
             match send_on_h2(tx, req, tls, self.addr()).await {
                 Ok(rsp) => return Ok(rsp),
                 // The shared connection was closing and handed the request back: try
@@ -605,7 +615,7 @@ impl EndpointPool {
                     self.clear_h2_if_closed();
                     req = unsent;
                 }
-                Err((err, _)) => return Err(err),
+                Err((err, unsent)) => return Err(with_unsent(err, unsent)),
             }
         }
         Err(Error::new(ErrorKind::UpstreamProtocol))
@@ -782,6 +792,14 @@ async fn send_on_h2(
             let error = send_error(err.into_error(), unsent.is_some());
             Err((error, unsent))
         }
+    }
+}
+
+/// `error`, carrying the request hyper handed back unsent, if any.
+fn with_unsent(error: Error, unsent: Option<Request<Body>>) -> Error {
+    match unsent {
+        Some(req) => error.with_unsent_request(req),
+        None => error,
     }
 }
 

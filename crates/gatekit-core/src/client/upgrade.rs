@@ -31,11 +31,15 @@ pub(super) async fn send(
     pool: Arc<EndpointPool>,
     mut req: Request<Body>,
 ) -> Result<Response<Body>, Error> {
-    let downstream = hyper::upgrade::on(&mut req);
     to_origin_form(&mut req, pool.addr());
     // The connection's slot under the connection cap: shared with its hyper task, and
     // kept by the copying task below for as long as the upgraded connection lives.
-    let (conn, slot) = pool.connect_upgradable().await?;
+    let (conn, slot) = match pool.connect_upgradable().await {
+        Ok(connected) => connected,
+        // A failed connect hands the request back whole, with the client's side of the
+        // upgrade still in it.
+        Err(e) => return Err(super::hand_back(e, req)),
+    };
     let mut tx = match conn {
         Conn::H1(tx) => tx,
         Conn::H2(_) => {
@@ -45,14 +49,21 @@ pub(super) async fn send(
             ));
         }
     };
+    let downstream = hyper::upgrade::on(&mut req);
     let mut rsp = match tx.try_send_request(req).await {
         Ok(rsp) => rsp,
-        Err(err) => {
-            let unsent = err.message().is_some();
-            return Err(
-                Error::with_source(ErrorKind::UpstreamProtocol, err.into_error())
-                    .retry_safe(unsent),
-            );
+        Err(mut err) => {
+            let unsent = err.take_message();
+            let error = Error::with_source(ErrorKind::UpstreamProtocol, err.into_error())
+                .retry_safe(unsent.is_some());
+            return Err(match unsent {
+                Some(mut req) => {
+                    // Not sent: the client's side of the upgrade goes back with it.
+                    req.extensions_mut().insert(downstream);
+                    error.with_unsent_request(req)
+                }
+                None => error,
+            });
         }
     };
     if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {

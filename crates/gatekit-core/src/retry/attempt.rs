@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 /// Which attempt of a request this is: 1 for the first, 2 for the first retry, ...
-/// Set by [`Retry`](super::Retry) on every attempt it sends; circuit breakers count
-/// attempts above 1 as retries.
+/// Set by [`Retry`](super::Retry) on every retry, and on the first attempt when it keeps
+/// a copy of the request (a policy that retries only requests that never left adds
+/// nothing to a first attempt). A request without one is a first attempt. Circuit
+/// breakers count attempts above 1 as retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attempt(pub u32);
 
@@ -18,9 +20,12 @@ impl Attempt {
 
 /// The endpoints earlier attempts of a request went to, shared by all its attempts.
 ///
-/// [`Retry`](super::Retry) puts one handle into every attempt's extensions; a balancer
-/// (gatekit-lb's `Upstream`) [`record`](Self::record)s the endpoint it picks and avoids
-/// the recorded ones while another endpoint is usable, so a retry goes elsewhere.
+/// [`Retry`](super::Retry) puts one handle into every attempt's extensions when it keeps
+/// a copy of the request; a balancer (gatekit-lb's `Upstream`)
+/// [`record`](Self::record)s the endpoint it picks and avoids the recorded ones while
+/// another endpoint is usable, so a retry goes elsewhere. Under a policy that retries
+/// only requests that never left, the first attempt carries none: the balancer inserts
+/// one, with the endpoint that failed, into a request it hands back in its error.
 #[derive(Clone, Debug, Default)]
 pub struct TriedEndpoints(Arc<Mutex<Vec<SocketAddr>>>);
 

@@ -94,7 +94,17 @@ impl RetryPolicy {
     }
 
     /// gatekit's default with no policy written: one retry, only of requests that never
-    /// reached a backend ([`RetryOn::unsent`]), whatever the method.
+    /// reached a backend ([`RetryOn::unsent`]), whatever the method, sent at once (no
+    /// backoff).
+    ///
+    /// No backoff because the failure cost the backend nothing (a refused or timed-out
+    /// connect, no healthy endpoint): there is no load to back off from, and the retry
+    /// goes to another endpoint (a balancer avoids the one that failed, see
+    /// [`TriedEndpoints`](super::TriedEndpoints)), as Envoy's connect-failure retries
+    /// pick another host. A policy written by hand keeps its own backoff.
+    ///
+    /// It needs no copy of the request ([`RetryOn::needs_copy`] is false): the layer
+    /// costs a first attempt almost nothing.
     pub fn unsent_once() -> Self {
         Self::new(
             1,
@@ -103,6 +113,7 @@ impl RetryPolicy {
                 ..RetryOn::default()
             },
         )
+        .with_backoff(Backoff::new(Duration::ZERO))
     }
 
     /// Sets the backoff.
@@ -117,6 +128,38 @@ impl RetryPolicy {
     pub fn with_max_replay_body(mut self, bytes: usize) -> Self {
         self.max_replay_body = bytes;
         self
+    }
+}
+
+// === impl RetryOn ===
+
+impl RetryOn {
+    /// Whether a retry under these classes may need the request after some of it was
+    /// sent, or after a response: any class but [`unsent`](Self::unsent) and
+    /// [`connect_failure`](Self::connect_failure). Then the retry layer keeps a copy of
+    /// every request (its head, and its body as it streams); otherwise it keeps nothing
+    /// and retries the requests that errors hand back (see the
+    /// [module docs](super#requests-that-never-left-no-copy)).
+    ///
+    /// A class added to `RetryOn` needs a copy unless it names only failures before any
+    /// byte of the request was sent.
+    pub fn needs_copy(&self) -> bool {
+        let Self {
+            unsent: _,
+            connect_failure: _,
+            reset,
+            timeout,
+            server_error,
+            gateway_error,
+            statuses,
+            grpc,
+        } = self;
+        *reset
+            || *timeout
+            || *server_error
+            || *gateway_error
+            || !statuses.is_empty()
+            || !grpc.is_empty()
     }
 }
 

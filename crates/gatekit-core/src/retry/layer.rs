@@ -20,6 +20,8 @@ pub(super) struct Shared {
     pub(super) policy: Arc<RetryPolicy>,
     pub(super) budget: Option<Arc<RetryBudget>>,
     pub(super) stats: Arc<RetryStats>,
+    /// The policy's [`RetryOn::needs_copy`](super::RetryOn::needs_copy), read once.
+    pub(super) copy: bool,
 }
 
 impl RetryLayer {
@@ -28,6 +30,7 @@ impl RetryLayer {
     pub fn new(policy: Arc<RetryPolicy>, budget: Option<Arc<RetryBudget>>) -> Self {
         Self {
             shared: Arc::new(Shared {
+                copy: policy.on.needs_copy(),
                 policy,
                 budget,
                 stats: Arc::default(),
@@ -44,6 +47,7 @@ impl RetryLayer {
                 policy: self.shared.policy.clone(),
                 budget: self.shared.budget.clone(),
                 stats,
+                copy: self.shared.copy,
             }),
         }
     }
@@ -64,7 +68,7 @@ impl RetryLayer {
     }
 }
 
-impl<S> Layer<S> for RetryLayer {
+impl<S: Clone> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {

@@ -16,23 +16,49 @@ use crate::{Body, BoxError};
 /// [module docs](super)).
 ///
 /// Readiness is the inner service's. Each call keeps a clone of the inner service for
-/// the retries, which it drives to readiness itself before each one. Cloning a `Retry`
-/// clones the inner service and one `Arc`.
+/// the retries, which it drives to readiness itself before each one (under a policy
+/// that keeps no copy, a clone of the one made with the `Retry`, taken only for a
+/// retry). Cloning a `Retry` clones the inner service and two `Arc`s.
+///
+/// A policy whose classes retry only requests that never left
+/// ([`RetryOn::needs_copy`](super::RetryOn::needs_copy) is false, as for gatekit's
+/// default [`RetryPolicy::unsent_once`]) keeps no copy of a request: a retry sends the
+/// request an attempt's error hands back (see the
+/// [module docs](super#requests-that-never-left-no-copy)).
 #[derive(Clone, Debug)]
 pub struct Retry<S> {
     inner: S,
     shared: Arc<Shared>,
+    spare: Arc<Spare<S>>,
 }
 
-impl<S> Retry<S> {
+/// What a zero-copy response future keeps, shared by every request of one [`Retry`]: a
+/// clone of the inner service (made when the `Retry` was, cloned again only for a
+/// retry) and the layer's state. One `Arc` increment per request, where a clone of the
+/// inner service and of the layer's `Arc` would cost an increment each (or more: an
+/// inner stack clones an `Arc` per layer).
+#[derive(Debug)]
+pub(super) struct Spare<S> {
+    pub(super) svc: S,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl<S: Clone> Retry<S> {
     /// Wraps `inner` with the policy, budget and counters of `layer`.
     pub fn new(inner: S, layer: RetryLayer) -> Self {
+        let spare = Arc::new(Spare {
+            svc: inner.clone(),
+            shared: layer.shared.clone(),
+        });
         Self {
             inner,
             shared: layer.shared,
+            spare,
         }
     }
+}
 
+impl<S> Retry<S> {
     /// The policy.
     pub fn policy(&self) -> &Arc<RetryPolicy> {
         &self.shared.policy
@@ -86,6 +112,12 @@ where
         shared.stats.attempt(false);
         if shared.policy.attempts == 0 {
             return ResponseFuture::passthrough(self.inner.call(req));
+        }
+        if !shared.copy {
+            // Only requests that never left are retried, and the error hands them back:
+            // nothing to keep, nothing added.
+            let fut = self.inner.call(req);
+            return ResponseFuture::unsent(fut, self.spare.clone());
         }
 
         let (mut head, body) = req.into_parts();

@@ -10,6 +10,7 @@ pub struct RetryStats {
     retries: AtomicU64,
     budget_exhausted: AtomicU64,
     replay_overflow: AtomicU64,
+    unreturned: AtomicU64,
 }
 
 impl RetryStats {
@@ -40,6 +41,14 @@ impl RetryStats {
         self.replay_overflow.load(Ordering::Relaxed)
     }
 
+    /// Retriable failures returned as they were because their error did not hand the
+    /// request back: under a policy that retries only requests that were never sent,
+    /// the layer keeps no copy of the request (see the [module docs](super#requests-that-never-left-no-copy)),
+    /// so a retry-safe error without the request in it cannot be retried.
+    pub fn unreturned(&self) -> u64 {
+        self.unreturned.load(Ordering::Relaxed)
+    }
+
     pub(super) fn attempt(&self, retry: bool) {
         self.attempts.fetch_add(1, Ordering::Relaxed);
         if retry {
@@ -53,5 +62,9 @@ impl RetryStats {
 
     pub(super) fn replay_overflow_once(&self) {
         self.replay_overflow.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn unreturned_once(&self) {
+        self.unreturned.fetch_add(1, Ordering::Relaxed);
     }
 }

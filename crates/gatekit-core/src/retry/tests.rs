@@ -385,11 +385,12 @@ async fn a_large_body_that_was_never_read_is_still_retried_when_unsent() {
     let req = Request::post("http://backend/upload")
         .body(Body::full(big.clone()))
         .unwrap();
-    let rsp = layer(RetryPolicy::unsent_once())
-        .layer(svc)
-        .oneshot(req)
-        .await
-        .unwrap();
+    // `reset` too: a policy that keeps a copy (the error hands nothing back here).
+    let p = policy(1, |o| {
+        o.unsent = true;
+        o.reset = true;
+    });
+    let rsp = layer(p).layer(svc).oneshot(req).await.unwrap();
     assert_eq!(rsp.status(), 200);
     let log = log.lock();
     assert_eq!(log.len(), 2);
@@ -777,4 +778,353 @@ async fn a_post_to_a_real_backend_is_retried_after_a_503() {
     assert_eq!(rsp.status(), 200);
     assert_eq!(*bodies.lock(), vec![data.clone(), data]);
     assert_eq!(layer.stats().retries(), 2);
+}
+
+// === requests that never left: no copy ===
+
+/// What the inner service saw of one attempt, without touching its body.
+#[derive(Debug)]
+struct Arrived {
+    attempt: Option<u32>,
+    tried: Option<Vec<SocketAddr>>,
+    extensions: usize,
+    at: Instant,
+}
+
+/// What an unsent-path inner service does with an attempt.
+#[derive(Clone, Copy, Debug)]
+enum Unsent {
+    /// Fails with a retry-safe error of this kind, handing the request back unread
+    /// (as a balancer would, after recording the endpoint it picked).
+    HandBack(ErrorKind),
+    /// Fails with an error of this kind, retry-safe or not, handing the request back.
+    HandBackAs(ErrorKind, bool),
+    /// Fails with a retry-safe error of this kind, without the request.
+    Keep(ErrorKind),
+    /// Reads the body and answers with this status and the body read.
+    Answer(u16),
+}
+
+type Arrivals = Arc<Mutex<Vec<Arrived>>>;
+
+/// An inner service scripted per attempt index (from 0). A request handed back has the
+/// attempt's endpoint (`addr(n)`) recorded in its `TriedEndpoints`, inserted if absent.
+#[allow(clippy::type_complexity)]
+fn unsent_inner(
+    script: impl Fn(usize) -> Unsent + Send + Sync + 'static,
+) -> (
+    impl Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = BoxError,
+        Future = impl Future<Output = Result<Response<Body>, BoxError>> + Send,
+    > + Clone
+    + Send
+    + 'static,
+    Arrivals,
+) {
+    let log = Arrivals::default();
+    let calls = Arc::new(AtomicU32::new(0));
+    let script = Arc::new(script);
+    let svc = tower::service_fn({
+        let log = log.clone();
+        move |mut req: Request<Body>| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) as usize;
+            let outcome = script(n);
+            let log = log.clone();
+            async move {
+                log.lock().push(Arrived {
+                    attempt: req.extensions().get::<Attempt>().map(|a| a.0),
+                    tried: req.extensions().get::<TriedEndpoints>().map(|t| t.to_vec()),
+                    extensions: req.extensions().len(),
+                    at: Instant::now(),
+                });
+                let mut hand_back = |kind: ErrorKind, safe: bool| {
+                    match req.extensions().get::<TriedEndpoints>() {
+                        Some(t) => t.record(addr(n)),
+                        None => {
+                            let t = TriedEndpoints::new();
+                            t.record(addr(n));
+                            req.extensions_mut().insert(t);
+                        }
+                    }
+                    Err(Box::new(
+                        Error::new(kind)
+                            .retry_safe(safe)
+                            .with_unsent_request(std::mem::take(&mut req)),
+                    ) as BoxError)
+                };
+                match outcome {
+                    Unsent::HandBack(kind) => hand_back(kind, true),
+                    Unsent::HandBackAs(kind, safe) => hand_back(kind, safe),
+                    Unsent::Keep(kind) => Err(Box::new(Error::new(kind)) as BoxError),
+                    Unsent::Answer(s) => {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let mut rsp = Response::new(Body::full(body));
+                        *rsp.status_mut() = StatusCode::from_u16(s).unwrap();
+                        Ok(rsp)
+                    }
+                }
+            }
+        }
+    });
+    (svc, log)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Tag(u8);
+
+fn tagged_post(body: Body) -> Request<Body> {
+    let mut req = Request::post("http://backend/items")
+        .header("x-request-id", "r-1")
+        .body(body)
+        .unwrap();
+    req.extensions_mut().insert(Tag(9));
+    req
+}
+
+#[test]
+fn only_classes_that_can_need_a_sent_request_need_a_copy() {
+    let on = |f: fn(&mut RetryOn)| {
+        let mut o = RetryOn::default();
+        f(&mut o);
+        o
+    };
+    assert!(!RetryOn::default().needs_copy());
+    assert!(!RetryPolicy::unsent_once().on.needs_copy());
+    assert!(!on(|o| o.connect_failure = true).needs_copy());
+    assert!(
+        !on(|o| {
+            o.unsent = true;
+            o.connect_failure = true;
+        })
+        .needs_copy()
+    );
+    assert!(on(|o| o.reset = true).needs_copy());
+    assert!(on(|o| o.timeout = true).needs_copy());
+    assert!(on(|o| o.server_error = true).needs_copy());
+    assert!(on(|o| o.gateway_error = true).needs_copy());
+    assert!(on(|o| o.statuses = vec![StatusCode::BAD_GATEWAY]).needs_copy());
+    assert!(on(|o| o.grpc = vec![14]).needs_copy());
+    // The default retries at once.
+    assert_eq!(RetryPolicy::unsent_once().backoff.base, Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unsent_policy_adds_nothing_and_retries_the_request_handed_back_at_once() {
+    let (svc, log) = unsent_inner(|n| {
+        if n == 0 {
+            Unsent::HandBack(ErrorKind::Connect)
+        } else {
+            Unsent::Answer(200)
+        }
+    });
+    let layer = layer(RetryPolicy::unsent_once());
+    let start = Instant::now();
+    let rsp = layer
+        .layer(svc)
+        .oneshot(tagged_post(Body::from("the payload")))
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(
+        &rsp.into_body().collect().await.unwrap().to_bytes()[..],
+        b"the payload"
+    );
+    // unsent_once has no backoff.
+    assert_eq!(start.elapsed(), Duration::ZERO);
+
+    let log = log.lock();
+    assert_eq!(log.len(), 2);
+    // The first attempt is the request as it came: no Attempt, no TriedEndpoints.
+    assert_eq!(log[0].attempt, None);
+    assert_eq!(log[0].tried, None);
+    assert_eq!(log[0].extensions, 1, "only the caller's Tag");
+    // The retry: its Attempt, and the TriedEndpoints the failed attempt recorded in.
+    assert_eq!(log[1].attempt, Some(2));
+    assert_eq!(log[1].tried, Some(vec![addr(0)]));
+    assert_eq!(log[1].extensions, 3);
+
+    let stats = layer.stats();
+    assert_eq!((stats.attempts(), stats.retries()), (2, 1));
+    assert_eq!(stats.unreturned(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_body_handed_back_unread_is_sent_whole_on_the_retry() {
+    let (svc, log) = unsent_inner(|n| {
+        if n == 0 {
+            Unsent::HandBack(ErrorKind::NoHealthyEndpoint)
+        } else {
+            Unsent::Answer(200)
+        }
+    });
+    let (tx, body) = channel_body();
+    let (frames, all) = ten_kib();
+    tokio::spawn(feed(tx, frames, Some(trailers())));
+    let rsp = layer(RetryPolicy::unsent_once())
+        .layer(svc)
+        .oneshot(tagged_post(body))
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(rsp.into_body().collect().await.unwrap().to_bytes(), all);
+    assert_eq!(log.lock().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unsent_failure_without_the_request_is_not_retried_and_counted() {
+    let (svc, log) = unsent_inner(|_| Unsent::Keep(ErrorKind::Connect));
+    let layer = layer(RetryPolicy::unsent_once());
+    let err = layer
+        .layer(svc)
+        .oneshot(tagged_post(Body::from("x")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        Error::find(&*err).map(Error::kind),
+        Some(ErrorKind::Connect)
+    );
+    assert_eq!(log.lock().len(), 1);
+    let stats = layer.stats();
+    assert_eq!(
+        (stats.attempts(), stats.retries(), stats.unreturned()),
+        (1, 0, 1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unsent_retries_are_bounded_and_the_last_error_keeps_its_request() {
+    let (svc, log) = unsent_inner(|_| Unsent::HandBack(ErrorKind::Connect));
+    let layer = layer(policy(2, |o| o.unsent = true).with_backoff(Backoff::new(Duration::ZERO)));
+    let err = layer
+        .layer(svc)
+        .oneshot(tagged_post(Body::from("x")))
+        .await
+        .unwrap_err();
+    let attempts: Vec<_> = log.lock().iter().map(|a| a.attempt).collect();
+    assert_eq!(attempts, [None, Some(2), Some(3)]);
+    let tried = log.lock()[2].tried.clone();
+    assert_eq!(tried, Some(vec![addr(0), addr(1)]));
+    // Returned as it is: the request still in it.
+    let back = crate::take_unsent_request::<Body>(&*err).unwrap();
+    assert_eq!(back.extensions().get::<Tag>(), Some(&Tag(9)));
+    assert_eq!(back.extensions().get::<Attempt>(), Some(&Attempt(3)));
+    let stats = layer.stats();
+    assert_eq!(
+        (stats.attempts(), stats.retries(), stats.unreturned()),
+        (3, 2, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unsent_retries_are_classified_first() {
+    // Retriable only when the policy names them; gateway refusals never.
+    for (outcome, on, retried) in [
+        // Not retry-safe: `unsent` does not name it, whatever it carries.
+        (
+            Unsent::HandBackAs(ErrorKind::UpstreamProtocol, false),
+            RetryPolicy::unsent_once(),
+            false,
+        ),
+        (
+            Unsent::HandBack(ErrorKind::CircuitOpen),
+            RetryPolicy::unsent_once(),
+            false,
+        ),
+        (
+            Unsent::HandBack(ErrorKind::Overloaded),
+            RetryPolicy::unsent_once(),
+            false,
+        ),
+        // `connect_failure` names connect errors, retry-safe or not.
+        (
+            Unsent::HandBackAs(ErrorKind::Connect, false),
+            policy(1, |o| o.connect_failure = true),
+            true,
+        ),
+        (
+            Unsent::HandBack(ErrorKind::NoHealthyEndpoint),
+            policy(1, |o| o.connect_failure = true),
+            false,
+        ),
+        // An empty policy retries nothing.
+        (
+            Unsent::HandBack(ErrorKind::Connect),
+            policy(1, |_| {}),
+            false,
+        ),
+    ] {
+        let (svc, log) = unsent_inner(move |n| if n == 0 { outcome } else { Unsent::Answer(200) });
+        let result = layer(on).layer(svc).oneshot(get()).await;
+        assert_eq!(result.is_ok(), retried, "{outcome:?}");
+        assert_eq!(log.lock().len(), if retried { 2 } else { 1 }, "{outcome:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unsent_policy_returns_responses_as_they_are() {
+    let (svc, log) = unsent_inner(|_| Unsent::Answer(503));
+    let rsp = layer(RetryPolicy::unsent_once())
+        .layer(svc)
+        .oneshot(get())
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 503);
+    assert_eq!(log.lock().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hand_written_unsent_policy_keeps_its_backoff() {
+    let (svc, log) = unsent_inner(|n| {
+        if n == 0 {
+            Unsent::HandBack(ErrorKind::Connect)
+        } else {
+            Unsent::Answer(200)
+        }
+    });
+    let p = policy(1, |o| o.unsent = true).with_backoff(Backoff::new(Duration::from_millis(100)));
+    let rsp = layer(p).layer(svc).oneshot(get()).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let log = log.lock();
+    let gap = log[1].at - log[0].at;
+    assert!(gap >= Duration::from_millis(100), "{gap:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_budget_returns_the_unsent_failure_with_its_request() {
+    let (svc, log) = unsent_inner(|_| Unsent::HandBack(ErrorKind::Connect));
+    let budget = Arc::new(RetryBudget::new(RetryBudgetConfig {
+        percent: 0.0,
+        min_retries_per_second: 0,
+        ..RetryBudgetConfig::default()
+    }));
+    let layer = RetryLayer::new(Arc::new(RetryPolicy::unsent_once()), Some(budget.clone()));
+    let err = layer
+        .layer(svc)
+        .oneshot(tagged_post(Body::from("x")))
+        .await
+        .unwrap_err();
+    assert_eq!(log.lock().len(), 1);
+    assert!(crate::take_unsent_request::<Body>(&*err).is_some());
+    let stats = layer.stats();
+    assert_eq!((stats.retries(), stats.budget_exhausted()), (0, 1));
+    assert_eq!(budget.counts(), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_an_unsent_retry_in_its_backoff_sends_nothing_more() {
+    let (svc, log) = unsent_inner(|_| Unsent::HandBack(ErrorKind::Connect));
+    let p = policy(3, |o| o.unsent = true).with_backoff(Backoff::new(Duration::from_secs(1)));
+    let layer = layer(p);
+    let mut call = Box::pin(layer.layer(svc).oneshot(get()));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), &mut call)
+            .await
+            .is_err()
+    );
+    drop(call);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(log.lock().len(), 1);
+    assert_eq!((layer.stats().attempts(), layer.stats().retries()), (1, 0));
 }

@@ -16,6 +16,7 @@
 //! | `gatekit_retries_total` | `rule` | retries sent |
 //! | `gatekit_retry_budget_exhausted_total` | `rule` | retries the budget refused |
 //! | `gatekit_retry_replay_overflow_total` | `rule` | bodies too large to replay |
+//! | `gatekit_retry_unreturned_total` | `rule` | unsent failures not retried: the error did not hand the request back |
 //! | `gatekit_concurrency_limit_rejected_total` | `rule` | requests shed (503 `overloaded`) |
 //!
 //! Scopes name where a policy applies: `namespace/route/rules[i]` for a rule,
@@ -181,6 +182,13 @@ impl Collector for PolicyCollector {
             "Requests not retried because their body outgrew the replay buffer",
             true,
             &rows(|s| s.replay_overflow()),
+        )?;
+        family(
+            &mut encoder,
+            "retry_unreturned",
+            "Retriable unsent failures not retried because the error did not hand the request back",
+            true,
+            &rows(|s| s.unreturned()),
         )?;
 
         let shed: Vec<_> = self
