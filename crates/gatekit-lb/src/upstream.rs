@@ -448,6 +448,8 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         hash: Option<u64>,
         tried: Option<&TriedEndpoints>,
     ) -> Result<Picked<S>, Error> {
+        // An empty list is a first attempt: picked as any request.
+        let tried = tried.filter(|t| !t.is_empty());
         let shared = &*self.shared;
         let snap = shared.snapshot.load();
         let now = Instant::now();

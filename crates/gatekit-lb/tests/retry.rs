@@ -397,3 +397,24 @@ async fn the_default_retry_sends_posts_refused_by_one_endpoint_to_the_other() {
         assert_eq!(up.total_in_flight(), 0);
     }
 }
+
+/// A retry does not take a round-robin turn: with two endpoints, each request's first
+/// attempt alternates between them whether or not the one before was retried (otherwise
+/// every first attempt after a retry lands on the same endpoint).
+#[test]
+fn a_retry_does_not_take_a_round_robin_turn() {
+    for alg in [Algorithm::RoundRobin, Algorithm::WeightedRoundRobin] {
+        let up = upstream(alg, vec![Endpoint::new(addr(0)), Endpoint::new(addr(1))]);
+        let mut firsts = Vec::new();
+        for _ in 0..10 {
+            let t = TriedEndpoints::new();
+            let first = up.pick(&req(1, &t)).unwrap().addr();
+            firsts.push(first);
+            // Every request is retried once, on the other endpoint.
+            let retry = up.pick(&req(1, &t)).unwrap().addr();
+            assert_ne!(retry, first, "{alg}");
+        }
+        let on_first = firsts.iter().filter(|a| **a == addr(0)).count();
+        assert_eq!(on_first, 5, "{alg}: first attempts {firsts:?}");
+    }
+}

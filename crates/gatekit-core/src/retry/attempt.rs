@@ -44,6 +44,11 @@ impl TriedEndpoints {
         }
     }
 
+    /// Whether no attempt was recorded yet (a first attempt).
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().is_ok_and(|tried| tried.is_empty())
+    }
+
     /// Whether an earlier attempt went to `addr`.
     pub fn contains(&self, addr: SocketAddr) -> bool {
         self.0.lock().is_ok_and(|tried| tried.contains(&addr))

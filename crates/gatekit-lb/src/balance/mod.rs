@@ -138,14 +138,27 @@ fn scan<'p, S>(pool: &'p Pool<S>, start: usize, ctx: &PickCtx<'_>) -> Option<&'p
     spare
 }
 
-fn round_robin<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Slot<S>> {
+/// Where a round-robin pick starts: the next cursor position, taken. A retry (a pick
+/// that avoids tried endpoints) reads the cursor without moving it, so the first attempts
+/// of later requests keep their turn: with one refusing endpoint of two, a retried
+/// request would otherwise move the cursor twice and every first attempt after it would
+/// land on the refusing endpoint again.
+#[inline]
+fn cursor_start(ctx: &PickCtx<'_>) -> usize {
     // Relaxed: the cursor only spreads picks; no memory is published through it.
-    let start = ctx.cursor.fetch_add(1, Ordering::Relaxed);
-    scan(pool, start, ctx)
+    if ctx.avoid.is_some() {
+        ctx.cursor.load(Ordering::Relaxed)
+    } else {
+        ctx.cursor.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+fn round_robin<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Slot<S>> {
+    scan(pool, cursor_start(ctx), ctx)
 }
 
 fn weighted<'p, S>(pool: &'p Pool<S>, sched: &[u32], ctx: &PickCtx<'_>) -> Option<&'p Slot<S>> {
-    let start = ctx.cursor.fetch_add(1, Ordering::Relaxed);
+    let start = cursor_start(ctx);
     let len = sched.len();
     let mut spare = None;
     // Walk the schedule from the cursor; bounded by one period, then by a linear pass.
