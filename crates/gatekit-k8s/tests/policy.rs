@@ -463,7 +463,9 @@ spec:
         "{message}"
     );
     // Per target (the policy status's `ancestors`): each its own verdict.
-    let s = t.status("TrafficPolicy", Some("default"), "partly").unwrap();
+    let s = t
+        .status("TrafficPolicy", Some("default"), "partly")
+        .unwrap();
     let per_target: Vec<(&str, &str, bool, &str)> = s
         .ancestors()
         .iter()
