@@ -552,3 +552,39 @@ async fn a_backend_policy_for_a_missing_service_is_target_not_found() {
         "{accepted}"
     );
 }
+
+#[tokio::test]
+async fn resync_removes_own_entries_from_policies_no_longer_translated() {
+    let fake = setup().await;
+    fake.apply_json(traffic_policy("refused", 2));
+    let route_ref = json!({"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                           "namespace": "app", "name": "web"});
+    let entry = |controller: &str| {
+        json!({"ancestorRef": route_ref, "controllerName": controller,
+               "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                               "message": "", "lastTransitionTime": "2020-01-01T00:00:00Z"}]})
+    };
+    fake.patch_status::<TrafficPolicy>(
+        Some("app"),
+        "refused",
+        json!({"ancestors": [entry(ME), entry(OTHER)]}),
+    );
+    // The policy is in the cluster but not in the translation (as when the loader
+    // refuses it): gatekit's verdict on it is withdrawn, the other controller's kept.
+    let mut t = translation(&fake);
+    assert!(t.status("TrafficPolicy", Some("app"), "refused").is_some());
+    let mut set = ResourceSet::default();
+    set.gateway_classes = fake.list::<GatewayClass>();
+    set.gateways = fake.list::<Gateway>();
+    set.http_routes = fake.list::<HttpRoute>();
+    set.services = fake.list::<Service>();
+    t = translate(&set, &TranslateOptions::default());
+
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&t).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let status = status_json::<TrafficPolicy>(&fake, Some("app"), "refused");
+    let ancestors = status["ancestors"].as_array().unwrap();
+    assert_eq!(ancestors.len(), 1, "{status}");
+    assert_eq!(ancestors[0]["controllerName"], OTHER);
+}
