@@ -12,7 +12,9 @@
 //! - HTTPRoute / GRPCRoute: one [`ParentStatus`] per parentRef gatekit handles, with
 //!   `Accepted`, `ResolvedRefs` and, when some rules were dropped, `PartiallyInvalid`.
 //! - GatewayClass: `Accepted`. BackendPolicy, TrafficPolicy: `Accepted` (GEP-713
-//!   reasons: `Accepted`, `Conflicted`, `TargetNotFound`, `Invalid`).
+//!   reasons: `Accepted`, `Conflicted`, `TargetNotFound`, `Invalid`) for the policy as a
+//!   whole, and the same condition per target ([`AncestorStatus`], the policy status's
+//!   `ancestors[]`).
 
 use std::fmt;
 
@@ -259,6 +261,53 @@ impl ParentStatus {
     }
 }
 
+/// A policy's target, as its `targetRefs` entry names it (GEP-713's ancestor: gatekit
+/// reports a policy's status against the object it targets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AncestorRef {
+    /// API group (`""` for Services).
+    pub group: &'static str,
+    /// Kind (`Service`, `Gateway`, `HTTPRoute`, `GRPCRoute`).
+    pub kind: String,
+    /// Namespace (the policy's).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The listener or rule, if the targetRef names one.
+    pub section_name: Option<String>,
+}
+
+/// A policy's status at one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AncestorStatus {
+    ancestor: AncestorRef,
+    conditions: Vec<Condition>,
+}
+
+impl AncestorStatus {
+    pub(crate) fn new(ancestor: AncestorRef, conditions: Vec<Condition>) -> Self {
+        Self {
+            ancestor,
+            conditions,
+        }
+    }
+
+    /// The target.
+    pub fn ancestor(&self) -> &AncestorRef {
+        &self.ancestor
+    }
+
+    /// The conditions (`Accepted`).
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// The condition of this type.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        find(&self.conditions, type_)
+    }
+}
+
 /// A Gateway listener's status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenerStatus {
@@ -320,6 +369,7 @@ pub struct ResourceStatus {
     conditions: Vec<Condition>,
     parents: Vec<ParentStatus>,
     listeners: Vec<ListenerStatus>,
+    ancestors: Vec<AncestorStatus>,
 }
 
 impl ResourceStatus {
@@ -330,6 +380,7 @@ impl ResourceStatus {
             conditions: Vec::new(),
             parents: Vec::new(),
             listeners: Vec::new(),
+            ancestors: Vec::new(),
         }
     }
 
@@ -339,6 +390,10 @@ impl ResourceStatus {
 
     pub(crate) fn push_parent(&mut self, p: ParentStatus) {
         self.parents.push(p);
+    }
+
+    pub(crate) fn push_ancestor(&mut self, a: AncestorStatus) {
+        self.ancestors.push(a);
     }
 
     pub(crate) fn listeners_mut(&mut self) -> &mut Vec<ListenerStatus> {
@@ -368,6 +423,11 @@ impl ResourceStatus {
     /// Per-parent statuses (routes).
     pub fn parents(&self) -> &[ParentStatus] {
         &self.parents
+    }
+
+    /// Per-target statuses (BackendPolicies, TrafficPolicies).
+    pub fn ancestors(&self) -> &[AncestorStatus] {
+        &self.ancestors
     }
 
     /// Per-listener statuses (Gateways).

@@ -2,7 +2,8 @@
 //!
 //! Translation computes what every resource's status should say
 //! ([`Translation::statuses`]); [`StatusWriter`] writes it to the `/status` subresource
-//! of HTTPRoutes, GRPCRoutes, Gateways and GatewayClasses:
+//! of HTTPRoutes, GRPCRoutes, Gateways, GatewayClasses and gatekit's BackendPolicies and
+//! TrafficPolicies:
 //!
 //! - **Routes**: `status.parents` is an *atomic* list shared by every controller that
 //!   handles one of the route's parents. gatekit replaces only the entries whose
@@ -12,6 +13,11 @@
 //! - **Gateways**: `conditions` (`Accepted`, `Programmed`) and `listeners[]` (name,
 //!   `supportedKinds`, `attachedRoutes`, conditions); other fields (`addresses`) are
 //!   kept. **GatewayClasses**: `conditions` (`Accepted`).
+//! - **Policies** (GEP-713): `status.ancestors` is shared like a route's
+//!   `status.parents`, and merged the same way: gatekit's entries (one per target, the
+//!   `ancestorRef` being the policy's targetRef, with one `Accepted` condition) are
+//!   replaced, foreign ones kept, and gatekit's entries for targets no longer named
+//!   dropped.
 //!
 //! Every write is a read-modify-write: GET the object, merge, and `replace_status` with
 //! the `resourceVersion` just read; a 409 Conflict (someone wrote in between) re-reads
@@ -24,7 +30,8 @@
 //! whose desired status equals what this writer last wrote or found in place is not
 //! even read. The second cache is cleared on every [`resync`](StatusWriter::resync),
 //! which [`run`](StatusWriter::run) does whenever this replica becomes leader; a resync
-//! also lists the routes to remove gatekit's entries from routes it no longer handles.
+//! also lists the routes and policies to remove gatekit's entries from those it no longer
+//! handles.
 //!
 //! Only one replica writes: [`run`](StatusWriter::run) is gated on a leader flag
 //! (from [`LeaderElector`](crate::lease::LeaderElector)). All replicas compute status;
@@ -51,7 +58,7 @@ use crate::backoff::Backoff;
 use crate::lease::{Clock, is_status};
 use crate::status::{Condition, ResourceRef, ResourceStatus};
 use crate::translate::Translation;
-use crate::types::GATEWAY_GROUP;
+use crate::types::{GATEKIT_GROUP, GATEWAY_GROUP};
 
 /// The default controller name (as in [`TranslateOptions`](crate::TranslateOptions)).
 pub const DEFAULT_CONTROLLER_NAME: &str = "gatekit.io/gateway-controller";
@@ -62,6 +69,9 @@ const CONCURRENCY: usize = 8;
 /// The Gateway API allows at most this many `status.parents` entries.
 const MAX_PARENTS: usize = 32;
 
+/// GEP-713 allows at most this many `status.ancestors` entries.
+const MAX_ANCESTORS: usize = 16;
+
 /// The kinds whose status gatekit writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
@@ -69,6 +79,8 @@ enum Kind {
     GrpcRoute,
     Gateway,
     GatewayClass,
+    BackendPolicy,
+    TrafficPolicy,
 }
 
 impl Kind {
@@ -78,6 +90,8 @@ impl Kind {
             "GRPCRoute" => Self::GrpcRoute,
             "Gateway" => Self::Gateway,
             "GatewayClass" => Self::GatewayClass,
+            "BackendPolicy" => Self::BackendPolicy,
+            "TrafficPolicy" => Self::TrafficPolicy,
             _ => return None,
         })
     }
@@ -88,6 +102,8 @@ impl Kind {
             Self::GrpcRoute => "GRPCRoute",
             Self::Gateway => "Gateway",
             Self::GatewayClass => "GatewayClass",
+            Self::BackendPolicy => "BackendPolicy",
+            Self::TrafficPolicy => "TrafficPolicy",
         }
     }
 
@@ -97,16 +113,28 @@ impl Kind {
             Self::GrpcRoute => "grpcroutes",
             Self::Gateway => "gateways",
             Self::GatewayClass => "gatewayclasses",
+            Self::BackendPolicy => "backendpolicies",
+            Self::TrafficPolicy => "trafficpolicies",
         }
     }
 
-    fn is_route(self) -> bool {
-        matches!(self, Self::HttpRoute | Self::GrpcRoute)
+    /// The status list shared with other controllers (`parents`, `ancestors`), for the
+    /// kinds that have one.
+    fn shared_list(self) -> Option<&'static str> {
+        match self {
+            Self::HttpRoute | Self::GrpcRoute => Some("parents"),
+            Self::BackendPolicy | Self::TrafficPolicy => Some("ancestors"),
+            Self::Gateway | Self::GatewayClass => None,
+        }
     }
 
     fn api_resource(self) -> ApiResource {
+        let (group, version) = match self {
+            Self::BackendPolicy | Self::TrafficPolicy => (GATEKIT_GROUP, "v1alpha1"),
+            _ => (GATEWAY_GROUP, "v1"),
+        };
         ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk(GATEWAY_GROUP, "v1", self.name()),
+            &GroupVersionKind::gvk(group, version, self.name()),
             self.plural(),
         )
     }
@@ -179,7 +207,7 @@ struct Job {
     kind: Kind,
     resource: ResourceRef,
     desired: Value,
-    /// Cache the outcome (not for removals from routes translation no longer lists).
+    /// Cache the outcome (not for removals from objects translation no longer lists).
     remember: bool,
 }
 
@@ -216,12 +244,12 @@ impl StatusWriter {
     }
 
     /// Writes what changed since the last pass: objects whose desired status differs
-    /// from what this writer last wrote, and gatekit's entries on routes that dropped
-    /// out of the translation (removed).
+    /// from what this writer last wrote, and gatekit's entries on routes and policies
+    /// that dropped out of the translation (removed).
     pub async fn write(&mut self, translation: &Translation) -> WriteReport {
         let mut jobs = self.jobs(translation);
         let mut report = WriteReport::default();
-        // Routes written before and absent now: remove our entries.
+        // Routes and policies written before and absent now: remove our entries.
         let present: std::collections::HashSet<&ResourceRef> =
             jobs.iter().map(|j| &j.resource).collect();
         let gone: Vec<Job> = self
@@ -229,7 +257,7 @@ impl StatusWriter {
             .keys()
             .filter(|r| !present.contains(r))
             .filter_map(|r| {
-                let kind = Kind::of(r.kind()).filter(|k| k.is_route())?;
+                let kind = Kind::of(r.kind()).filter(|k| k.shared_list().is_some())?;
                 Some(Job {
                     kind,
                     resource: r.clone(),
@@ -255,17 +283,23 @@ impl StatusWriter {
 
     /// Forgets what was written, writes every object again (reading each first, so
     /// unchanged ones are still not written), and removes gatekit's entries from every
-    /// route it no longer handles (one LIST per route kind). For a new leader.
+    /// route and policy it no longer handles (one LIST per route and policy kind). For a
+    /// new leader.
     pub async fn resync(&mut self, translation: &Translation) -> WriteReport {
         self.cache.clear();
         let mut jobs = self.jobs(translation);
         let mut report = WriteReport::default();
-        for kind in [Kind::HttpRoute, Kind::GrpcRoute] {
-            match self.stale_routes(kind, &jobs).await {
+        for kind in [
+            Kind::HttpRoute,
+            Kind::GrpcRoute,
+            Kind::BackendPolicy,
+            Kind::TrafficPolicy,
+        ] {
+            match self.stale_entries(kind, &jobs).await {
                 Ok(stale) => jobs.extend(stale),
                 Err(e) => {
                     report.failed += 1;
-                    tracing::warn!(kind = kind.name(), error = %e, "could not list routes for stale status entries");
+                    tracing::warn!(kind = kind.name(), error = %e, "could not list objects for stale status entries");
                 }
             }
         }
@@ -354,8 +388,11 @@ impl StatusWriter {
             .collect()
     }
 
-    /// Routes carrying one of our entries that translation no longer mentions.
-    async fn stale_routes(&self, kind: Kind, jobs: &[Job]) -> Result<Vec<Job>, kube::Error> {
+    /// Routes or policies carrying one of our entries that translation no longer mentions.
+    async fn stale_entries(&self, kind: Kind, jobs: &[Job]) -> Result<Vec<Job>, kube::Error> {
+        let Some(list_key) = kind.shared_list() else {
+            return Ok(Vec::new());
+        };
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.api_resource());
         let list = match api.list(&ListParams::default()).await {
             Ok(list) => list,
@@ -374,7 +411,8 @@ impl StatusWriter {
             }
             let ours = obj
                 .data
-                .pointer("/status/parents")
+                .get("status")
+                .and_then(|s| s.get(list_key))
                 .and_then(Value::as_array)
                 .is_some_and(|ps| ps.iter().any(|p| self.is_ours(p)));
             if ours {
@@ -441,10 +479,23 @@ impl StatusWriter {
             let new = match job.kind {
                 Kind::HttpRoute | Kind::GrpcRoute => {
                     let ns = job.resource.namespace().unwrap_or_default();
-                    merge_route(
+                    merge_shared(
                         &old,
                         &job.desired,
+                        Shared::PARENTS,
                         obj.data.pointer("/spec/parentRefs"),
+                        ns,
+                        &self.controller_name,
+                        &now,
+                    )
+                }
+                Kind::BackendPolicy | Kind::TrafficPolicy => {
+                    let ns = job.resource.namespace().unwrap_or_default();
+                    merge_shared(
+                        &old,
+                        &job.desired,
+                        Shared::ANCESTORS,
+                        None,
                         ns,
                         &self.controller_name,
                         &now,
@@ -452,7 +503,11 @@ impl StatusWriter {
                 }
                 Kind::Gateway | Kind::GatewayClass => merge_owned(&old, &job.desired, &now),
             };
-            if new == old || (old.is_null() && is_empty_route_status(&new)) {
+            let empty = job
+                .kind
+                .shared_list()
+                .is_some_and(|key| is_empty_list_status(&new, key));
+            if new == old || (old.is_null() && empty) {
                 return Ok(Outcome::Unchanged);
             }
             if self.gate.as_ref().is_some_and(|g| !*g.borrow()) {
@@ -499,8 +554,9 @@ fn log_report(what: &str, r: &WriteReport) {
     }
 }
 
-fn is_empty_route_status(v: &Value) -> bool {
-    v.get("parents")
+/// `{key: []}` and nothing else.
+fn is_empty_list_status(v: &Value, key: &str) -> bool {
+    v.get(key)
         .and_then(Value::as_array)
         .is_some_and(Vec::is_empty)
         && v.as_object().is_some_and(|m| m.len() == 1)
@@ -531,8 +587,8 @@ fn conditions_json(cs: &[Condition], generation: Option<i64>) -> Value {
     Value::Array(cs.iter().map(|c| condition_json(c, generation)).collect())
 }
 
-/// Routes: the array of our parent entries. Gateways: `{conditions, listeners}`.
-/// GatewayClasses: `{conditions}`.
+/// Routes: the array of our parent entries. Policies: the array of our ancestor entries.
+/// Gateways: `{conditions, listeners}`. GatewayClasses: `{conditions}`.
 fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
     let generation = s.generation();
     match kind {
@@ -574,6 +630,27 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
         Kind::GatewayClass => json!({
             "conditions": conditions_json(s.conditions(), generation),
         }),
+        Kind::BackendPolicy | Kind::TrafficPolicy => Value::Array(
+            s.ancestors()
+                .iter()
+                .map(|a| {
+                    let r = a.ancestor();
+                    let mut ar = Map::new();
+                    ar.insert("group".to_owned(), json!(r.group));
+                    ar.insert("kind".to_owned(), json!(r.kind));
+                    ar.insert("namespace".to_owned(), json!(r.namespace));
+                    ar.insert("name".to_owned(), json!(r.name));
+                    if let Some(sn) = &r.section_name {
+                        ar.insert("sectionName".to_owned(), json!(sn));
+                    }
+                    json!({
+                        "ancestorRef": Value::Object(ar),
+                        "controllerName": controller,
+                        "conditions": conditions_json(a.conditions(), generation),
+                    })
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -617,18 +694,49 @@ fn normalized_ref(r: &Value, route_ns: &str) -> (String, String, String, String,
     )
 }
 
-/// Route status: foreign entries kept in place, ours replaced by `desired` (an array
-/// of entries), each `parentRef` copied from the spec when it matches one.
-fn merge_route(
+/// A status list shared by controllers: its field, its entries' reference field, and how
+/// many entries the API allows.
+#[derive(Clone, Copy)]
+struct Shared {
+    list: &'static str,
+    reference: &'static str,
+    max: usize,
+}
+
+impl Shared {
+    /// A route's `status.parents[].parentRef`.
+    const PARENTS: Self = Self {
+        list: "parents",
+        reference: "parentRef",
+        max: MAX_PARENTS,
+    };
+    /// A policy's `status.ancestors[].ancestorRef` (GEP-713).
+    const ANCESTORS: Self = Self {
+        list: "ancestors",
+        reference: "ancestorRef",
+        max: MAX_ANCESTORS,
+    };
+}
+
+/// Route or policy status: foreign entries kept in place, ours replaced by `desired`
+/// (an array of entries), each reference copied from the spec when it matches one
+/// (routes' `spec.parentRefs`).
+fn merge_shared(
     old: &Value,
     desired: &Value,
+    shared: Shared,
     spec_refs: Option<&Value>,
     route_ns: &str,
     controller: &str,
     now: &str,
 ) -> Value {
+    let Shared {
+        list,
+        reference,
+        max,
+    } = shared;
     let old_parents: &[Value] = old
-        .get("parents")
+        .get(list)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice);
     let is_ours = |p: &Value| p.get("controllerName").and_then(Value::as_str) == Some(controller);
@@ -639,13 +747,11 @@ fn merge_route(
         .collect();
     let spec_refs = spec_refs.and_then(Value::as_array);
     for entry in desired.as_array().into_iter().flatten() {
-        if parents.len() >= MAX_PARENTS {
-            tracing::warn!(
-                "route status has {MAX_PARENTS} parents already; gatekit's entry left out"
-            );
+        if parents.len() >= max {
+            tracing::warn!("status has {max} {list} already; gatekit's entry left out");
             break;
         }
-        let Some(want) = entry.get("parentRef") else {
+        let Some(want) = entry.get(reference) else {
             continue;
         };
         let key = normalized_ref(want, route_ns);
@@ -655,11 +761,11 @@ fn merge_route(
             .clone();
         let prev = old_parents.iter().find(|p| {
             is_ours(p)
-                && p.get("parentRef")
+                && p.get(reference)
                     .is_some_and(|r| normalized_ref(r, route_ns) == key)
         });
         parents.push(json!({
-            "parentRef": parent_ref,
+            reference: parent_ref,
             "controllerName": controller,
             "conditions": timed(
                 entry.get("conditions").unwrap_or(&Value::Null),
@@ -669,7 +775,7 @@ fn merge_route(
         }));
     }
     let mut status = old.as_object().cloned().unwrap_or_default();
-    status.insert("parents".to_owned(), Value::Array(parents));
+    status.insert(list.to_owned(), Value::Array(parents));
     Value::Object(status)
 }
 
@@ -735,7 +841,7 @@ mod tests {
             "conditions": [cond("Accepted", "True"), cond("ResolvedRefs", "False")],
         }]);
         let spec = json!([{"name": "gw"}]);
-        let new = merge_route(&old, &desired, Some(&spec), "ns", ME, "T1");
+        let new = merge_shared(&old, &desired, Shared::PARENTS, Some(&spec), "ns", ME, "T1");
         let parents = new["parents"].as_array().unwrap();
         assert_eq!(parents.len(), 2);
         assert_eq!(parents[0]["controllerName"], "example.com/x");
@@ -744,7 +850,33 @@ mod tests {
         assert_eq!(parents[1]["conditions"][1]["lastTransitionTime"], "T1");
 
         // Merging again changes nothing.
-        let again = merge_route(&new, &desired, Some(&spec), "ns", ME, "T2");
+        let again = merge_shared(&new, &desired, Shared::PARENTS, Some(&spec), "ns", ME, "T2");
+        assert_eq!(again, new);
+    }
+
+    #[test]
+    fn policy_merge_keeps_foreign_ancestors_and_drops_stale_own() {
+        let target =
+            json!({"group": GATEWAY_GROUP, "kind": "HTTPRoute", "namespace": "ns", "name": "r"});
+        let old = json!({"ancestors": [
+            {"ancestorRef": target, "controllerName": "example.com/x", "conditions": []},
+            {"ancestorRef": {"group": GATEWAY_GROUP, "kind": "HTTPRoute", "namespace": "ns", "name": "gone"},
+             "controllerName": ME, "conditions": []},
+        ]});
+        let desired = json!([{
+            "ancestorRef": target,
+            "controllerName": ME,
+            "conditions": [cond("Accepted", "False")],
+        }]);
+        let new = merge_shared(&old, &desired, Shared::ANCESTORS, None, "ns", ME, "T1");
+        let ancestors = new["ancestors"].as_array().unwrap();
+        assert_eq!(ancestors.len(), 2, "{new}");
+        assert_eq!(ancestors[0]["controllerName"], "example.com/x");
+        assert_eq!(ancestors[1]["controllerName"], ME);
+        assert_eq!(ancestors[1]["ancestorRef"], target);
+        assert_eq!(ancestors[1]["conditions"][0]["lastTransitionTime"], "T1");
+        assert!(new.get("parents").is_none());
+        let again = merge_shared(&new, &desired, Shared::ANCESTORS, None, "ns", ME, "T2");
         assert_eq!(again, new);
     }
 

@@ -462,6 +462,30 @@ spec:
         message.contains("HTTPRoute default/gone not found"),
         "{message}"
     );
+    // Per target (the policy status's `ancestors`): each its own verdict.
+    let s = t
+        .status("TrafficPolicy", Some("default"), "partly")
+        .unwrap();
+    let per_target: Vec<(&str, &str, bool, &str)> = s
+        .ancestors()
+        .iter()
+        .map(|a| {
+            let c = a.condition("Accepted").unwrap();
+            (
+                a.ancestor().kind.as_str(),
+                a.ancestor().name.as_str(),
+                c.is_true(),
+                c.reason(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_target,
+        [
+            ("HTTPRoute", "other", true, "Accepted"),
+            ("HTTPRoute", "gone", false, "TargetNotFound"),
+        ]
+    );
     assert_eq!(
         rule(&t, "other", "only")
             .policy

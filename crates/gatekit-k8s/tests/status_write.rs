@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatekit_k8s::status_write::StatusWriter;
-use gatekit_k8s::types::{Gateway, GatewayClass, HttpRoute, Service};
+use gatekit_k8s::types::{BackendPolicy, Gateway, GatewayClass, HttpRoute, Service, TrafficPolicy};
 use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
 use gatekit_k8s_fake::FakeApiServer;
 use http::Method;
@@ -82,6 +82,8 @@ fn translation(fake: &FakeApiServer) -> Translation {
     set.gateways = fake.list::<Gateway>();
     set.http_routes = fake.list::<HttpRoute>();
     set.services = fake.list::<Service>();
+    set.backend_policies = fake.list::<BackendPolicy>();
+    set.traffic_policies = fake.list::<TrafficPolicy>();
     translate(&set, &TranslateOptions::default())
 }
 
@@ -417,4 +419,172 @@ async fn only_the_leader_writes_and_a_new_leader_writes_everything() {
     })
     .await
     .expect("writers stop when the translation channel closes");
+}
+
+fn own_ancestor(status: &Value) -> &Value {
+    status["ancestors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["controllerName"] == ME)
+        .unwrap_or_else(|| panic!("no gatekit ancestor in {status}"))
+}
+
+fn traffic_policy(name: &str, retry_attempts: u32) -> Value {
+    json!({
+        "apiVersion": "gatekit.io/v1alpha1", "kind": "TrafficPolicy",
+        "metadata": {"name": name, "namespace": "app"},
+        "spec": {
+            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "web"}],
+            "retry": {"attempts": retry_attempts},
+        },
+    })
+}
+
+#[tokio::test]
+async fn policy_statuses_say_which_policy_won_a_conflict() {
+    let fake = setup().await;
+    // Oldest first: by creationTimestamp (the fake stamps whole seconds), then name.
+    fake.apply_json(traffic_policy("a-older", 2));
+    fake.apply_json(traffic_policy("b-newer", 5));
+    // Another controller's verdict on the older policy, and an entry gatekit wrote when
+    // the policy named a route it no longer does.
+    let route_ref = json!({"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                           "namespace": "app", "name": "web"});
+    fake.patch_status::<TrafficPolicy>(
+        Some("app"),
+        "a-older",
+        json!({"ancestors": [
+            {"ancestorRef": route_ref, "controllerName": OTHER,
+             "conditions": [{"type": "Accepted", "status": "False", "reason": "Invalid",
+                             "message": "theirs", "lastTransitionTime": "2020-01-01T00:00:00Z"}]},
+            {"ancestorRef": {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                             "namespace": "app", "name": "gone"},
+             "controllerName": ME, "conditions": []},
+        ]}),
+    );
+
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&translation(&fake)).await;
+    assert_eq!(
+        (report.written, report.failed),
+        (5, 0),
+        "route, gateway, class and two policies: {report:?}"
+    );
+
+    let older = status_json::<TrafficPolicy>(&fake, Some("app"), "a-older");
+    let ancestors = older["ancestors"].as_array().unwrap();
+    assert_eq!(
+        ancestors.len(),
+        2,
+        "foreign kept, stale own dropped: {older}"
+    );
+    assert_eq!(ancestors[0]["controllerName"], OTHER);
+    assert_eq!(ancestors[0]["conditions"][0]["message"], "theirs");
+    let own = own_ancestor(&older);
+    assert_eq!(own["ancestorRef"], route_ref);
+    let accepted = condition(&own["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "True");
+    assert_eq!(accepted["reason"], "Accepted");
+    assert!(accepted["lastTransitionTime"].is_string());
+    assert_eq!(accepted["observedGeneration"], 1);
+
+    let newer = status_json::<TrafficPolicy>(&fake, Some("app"), "b-newer");
+    let entry = &newer["ancestors"][0];
+    assert_eq!(entry["controllerName"], ME);
+    assert_eq!(entry["ancestorRef"], route_ref);
+    let accepted = condition(&entry["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "False");
+    assert_eq!(accepted["reason"], "Conflicted");
+    let message = accepted["message"].as_str().unwrap();
+    assert!(
+        message.contains("app/a-older"),
+        "names the winner: {message}"
+    );
+
+    // Written once: a new leader reads, finds the same, writes nothing.
+    let mut fresh = StatusWriter::new(fake.client());
+    let report = fresh.resync(&translation(&fake)).await;
+    assert_eq!((report.unchanged, report.written), (5, 0), "{report:?}");
+
+    // The older policy goes away: the newer one now applies.
+    fake.delete::<TrafficPolicy>(Some("app"), "a-older");
+    let report = writer.write(&translation(&fake)).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let newer = status_json::<TrafficPolicy>(&fake, Some("app"), "b-newer");
+    let accepted = condition(&own_ancestor(&newer)["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "True", "{newer}");
+}
+
+#[tokio::test]
+async fn a_backend_policy_for_a_missing_service_is_target_not_found() {
+    let fake = setup().await;
+    fake.apply_json(json!({
+        "apiVersion": "gatekit.io/v1alpha1", "kind": "BackendPolicy",
+        "metadata": {"name": "lb", "namespace": "app"},
+        "spec": {"targetRefs": [{"kind": "Service", "name": "web"}, {"kind": "Service", "name": "nosuch"}]},
+    }));
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&translation(&fake)).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+
+    let status = status_json::<BackendPolicy>(&fake, Some("app"), "lb");
+    let ancestors = status["ancestors"].as_array().unwrap();
+    assert_eq!(ancestors.len(), 2, "{status}");
+    assert_eq!(
+        ancestors[0]["ancestorRef"],
+        json!({"group": "", "kind": "Service", "namespace": "app", "name": "web"})
+    );
+    assert_eq!(
+        condition(&ancestors[0]["conditions"], "Accepted")["status"],
+        "True"
+    );
+    assert_eq!(ancestors[1]["ancestorRef"]["name"], "nosuch");
+    assert_eq!(ancestors[1]["controllerName"], ME);
+    let accepted = condition(&ancestors[1]["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "False");
+    assert_eq!(accepted["reason"], "TargetNotFound");
+    assert!(
+        accepted["message"]
+            .as_str()
+            .unwrap()
+            .contains("Service app/nosuch not found"),
+        "{accepted}"
+    );
+}
+
+#[tokio::test]
+async fn resync_removes_own_entries_from_policies_no_longer_translated() {
+    let fake = setup().await;
+    fake.apply_json(traffic_policy("refused", 2));
+    let route_ref = json!({"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                           "namespace": "app", "name": "web"});
+    let entry = |controller: &str| {
+        json!({"ancestorRef": route_ref, "controllerName": controller,
+               "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                               "message": "", "lastTransitionTime": "2020-01-01T00:00:00Z"}]})
+    };
+    fake.patch_status::<TrafficPolicy>(
+        Some("app"),
+        "refused",
+        json!({"ancestors": [entry(ME), entry(OTHER)]}),
+    );
+    // The policy is in the cluster but not in the translation (as when the loader
+    // refuses it): gatekit's verdict on it is withdrawn, the other controller's kept.
+    let mut t = translation(&fake);
+    assert!(t.status("TrafficPolicy", Some("app"), "refused").is_some());
+    let mut set = ResourceSet::default();
+    set.gateway_classes = fake.list::<GatewayClass>();
+    set.gateways = fake.list::<Gateway>();
+    set.http_routes = fake.list::<HttpRoute>();
+    set.services = fake.list::<Service>();
+    t = translate(&set, &TranslateOptions::default());
+
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&t).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let status = status_json::<TrafficPolicy>(&fake, Some("app"), "refused");
+    let ancestors = status["ancestors"].as_array().unwrap();
+    assert_eq!(ancestors.len(), 1, "{status}");
+    assert_eq!(ancestors[0]["controllerName"], OTHER);
 }

@@ -24,7 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use gatekit_core::{ConfigError, Endpoint, EndpointState};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::policy::{Attachment, by_age, invalid};
+use super::policy::{Attachment, by_age, invalid, service_ancestor};
 use super::{AppProtocol, UpstreamSpec};
 use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus, reason};
@@ -341,28 +341,44 @@ impl<'a> Context<'a> {
             let generation = p.metadata.generation;
             let resource = ResourceRef::new("BackendPolicy", Some(ns), name);
             if let Err(problems) = p.spec.validate() {
-                statuses.push(invalid(resource, generation, problems, &mut self.errors));
+                let targets = p
+                    .spec
+                    .target_refs
+                    .iter()
+                    .map(|t| service_ancestor(ns, &t.name))
+                    .collect();
+                statuses.push(invalid(
+                    resource,
+                    generation,
+                    targets,
+                    problems,
+                    &mut self.errors,
+                ));
                 continue;
             }
             let mut attachment = Attachment::new();
             for t in &p.spec.target_refs {
+                let ancestor = service_ancestor(ns, &t.name);
                 if !self.services.contains_key(&(ns, t.name.as_str())) {
-                    attachment.not_found(format!("Service {ns}/{} not found", t.name));
+                    attachment.not_found(ancestor, format!("Service {ns}/{} not found", t.name));
                     continue;
                 }
                 let key = (ns.to_owned(), t.name.clone());
                 if let Some(older) = self.policy_owners.get(&key)
                     && older != name
                 {
-                    attachment.conflicted(format!(
-                        "Service {ns}/{} already has the older BackendPolicy {ns}/{older}",
-                        t.name
-                    ));
+                    attachment.conflicted(
+                        ancestor,
+                        format!(
+                            "Service {ns}/{} already has the older BackendPolicy {ns}/{older}",
+                            t.name
+                        ),
+                    );
                     continue;
                 }
                 self.policy_owners.insert(key.clone(), name.to_owned());
                 self.policies.insert(key, p.spec.clone());
-                attachment.attached();
+                attachment.attached(ancestor);
             }
             statuses.push(attachment.status(resource, generation));
         }

@@ -32,9 +32,9 @@ use gatekit_core::ConfigError;
 use gatekit_core::route::Rule;
 
 use super::backend::{Context, created_of, name_of, ns_of};
-use crate::status::{Condition, ResourceRef, ResourceStatus, reason};
-use crate::types::ObjectMeta;
-use crate::types::traffic::{TargetKind, TrafficValues};
+use crate::status::{AncestorRef, AncestorStatus, Condition, ResourceRef, ResourceStatus, reason};
+use crate::types::traffic::{TargetKind, TrafficTargetRef, TrafficValues};
+use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
 /// A TrafficPolicy target: kind, namespace, name, section.
 pub(crate) type TargetKey = (&'static str, String, String, Option<String>);
@@ -56,12 +56,14 @@ pub(crate) fn by_age<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T
     out
 }
 
-/// Where one policy ended up, for its `Accepted` condition.
+/// Where one policy ended up, for its `Accepted` condition and one per target.
 #[derive(Debug)]
 pub(crate) struct Attachment {
     attached: usize,
     problems: Vec<String>,
     failure: &'static str,
+    /// Per target: the reason it is not applied there (`None`: applied) and why.
+    targets: Vec<(AncestorRef, Option<&'static str>, String)>,
 }
 
 impl Attachment {
@@ -70,26 +72,33 @@ impl Attachment {
             attached: 0,
             problems: Vec::new(),
             failure: reason::TARGET_NOT_FOUND,
+            targets: Vec::new(),
         }
     }
 
     /// The policy applies to one more target.
-    pub(crate) fn attached(&mut self) {
+    pub(crate) fn attached(&mut self, target: AncestorRef) {
         self.attached += 1;
+        self.targets.push((target, None, String::new()));
     }
 
     /// A target does not exist.
-    pub(crate) fn not_found(&mut self, message: String) {
+    pub(crate) fn not_found(&mut self, target: AncestorRef, message: String) {
+        self.targets
+            .push((target, Some(reason::TARGET_NOT_FOUND), message.clone()));
         self.problems.push(message);
     }
 
     /// An older policy holds a target.
-    pub(crate) fn conflicted(&mut self, message: String) {
+    pub(crate) fn conflicted(&mut self, target: AncestorRef, message: String) {
+        self.targets
+            .push((target, Some(reason::CONFLICTED_POLICY), message.clone()));
         self.problems.push(message);
         self.failure = reason::CONFLICTED_POLICY;
     }
 
-    /// The policy's status: `Accepted`, see the [module docs](self).
+    /// The policy's status: `Accepted`, see the [module docs](self), for the policy and
+    /// per target (a target named twice is reported once, as first evaluated).
     pub(crate) fn status(self, resource: ResourceRef, generation: Option<i64>) -> ResourceStatus {
         let mut status = ResourceStatus::new(resource, generation);
         let message = self.problems.join("; ");
@@ -104,15 +113,35 @@ impl Attachment {
         } else {
             Condition::new(reason::ACCEPTED, false, self.failure, message, generation)
         });
+        let mut seen: Vec<&AncestorRef> = Vec::new();
+        for (target, failure, message) in &self.targets {
+            if seen.contains(&target) {
+                continue;
+            }
+            seen.push(target);
+            let condition = match failure {
+                None => Condition::new(
+                    reason::ACCEPTED,
+                    true,
+                    reason::ACCEPTED,
+                    message.clone(),
+                    generation,
+                ),
+                Some(r) => Condition::new(reason::ACCEPTED, false, r, message.clone(), generation),
+            };
+            status.push_ancestor(AncestorStatus::new(target.clone(), vec![condition]));
+        }
         status
     }
 }
 
-/// The status of a policy refused for invalid values (see the [module docs](self)); each
-/// problem also goes to `errors`, naming the policy.
+/// The status of a policy refused for invalid values (see the [module docs](self)), the
+/// same `Accepted=False` for the policy and each of its `targets`; each problem also
+/// goes to `errors`, naming the policy.
 pub(crate) fn invalid(
     resource: ResourceRef,
     generation: Option<i64>,
+    targets: Vec<AncestorRef>,
     problems: Vec<ConfigError>,
     errors: &mut Vec<ConfigError>,
 ) -> ResourceStatus {
@@ -128,14 +157,44 @@ pub(crate) fn invalid(
         ));
     }
     let mut status = ResourceStatus::new(resource, generation);
-    status.push_condition(Condition::new(
+    let condition = Condition::new(
         reason::ACCEPTED,
         false,
         reason::INVALID,
         message,
         generation,
-    ));
+    );
+    let mut seen: Vec<AncestorRef> = Vec::new();
+    for t in targets {
+        if !seen.contains(&t) {
+            status.push_ancestor(AncestorStatus::new(t.clone(), vec![condition.clone()]));
+            seen.push(t);
+        }
+    }
+    status.push_condition(condition);
     status
+}
+
+/// A TrafficPolicy target as a status ancestor.
+fn traffic_ancestor(ns: &str, t: &TrafficTargetRef) -> AncestorRef {
+    AncestorRef {
+        group: GATEWAY_GROUP,
+        kind: t.kind.as_str().to_owned(),
+        namespace: ns.to_owned(),
+        name: t.name.clone(),
+        section_name: t.section_name.clone(),
+    }
+}
+
+/// A BackendPolicy target (a Service) as a status ancestor.
+pub(crate) fn service_ancestor(ns: &str, name: &str) -> AncestorRef {
+    AncestorRef {
+        group: "",
+        kind: "Service".to_owned(),
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+        section_name: None,
+    }
 }
 
 impl Context<'_> {
@@ -189,7 +248,19 @@ impl Context<'_> {
             let values = match p.spec.values(&owner) {
                 Ok(v) => v,
                 Err(problems) => {
-                    statuses.push(invalid(resource, generation, problems, &mut self.errors));
+                    let targets = p
+                        .spec
+                        .target_refs
+                        .iter()
+                        .map(|t| traffic_ancestor(ns, t))
+                        .collect();
+                    statuses.push(invalid(
+                        resource,
+                        generation,
+                        targets,
+                        problems,
+                        &mut self.errors,
+                    ));
                     continue;
                 }
             };
@@ -205,8 +276,9 @@ impl Context<'_> {
                 let exists = sections
                     .get(&(kind, ns, t.name.as_str()))
                     .is_some_and(|known| section.is_none_or(|s| known.contains(&Some(s))));
+                let ancestor = traffic_ancestor(ns, t);
                 if !exists {
-                    attachment.not_found(format!("{target} not found"));
+                    attachment.not_found(ancestor, format!("{target} not found"));
                     continue;
                 }
                 let key: TargetKey = (kind, ns.to_owned(), t.name.clone(), t.section_name.clone());
@@ -222,14 +294,17 @@ impl Context<'_> {
                     })
                     .collect();
                 if !taken.is_empty() {
-                    attachment.conflicted(format!("{target}: not applied, {}", taken.join(", ")));
+                    attachment.conflicted(
+                        ancestor,
+                        format!("{target}: not applied, {}", taken.join(", ")),
+                    );
                     continue;
                 }
                 claimed.values.overlay(&values);
                 for f in &fields {
                     claimed.owners.insert(f, owner.clone());
                 }
-                attachment.attached();
+                attachment.attached(ancestor);
             }
             statuses.push(attachment.status(resource, generation));
         }

@@ -14,9 +14,10 @@
 //! so those are read rather than dropped, whether from files or from clusters.
 //!
 //! gatekit's own kinds: [`BackendPolicy`] (per Service) and [`TrafficPolicy`] (per
-//! Gateway, listener, route or rule).
+//! Gateway, listener, route or rule), both with a [`PolicyStatus`] (GEP-713 ancestors).
 
 pub mod policy;
+pub mod policy_status;
 pub mod traffic;
 
 pub use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteSpec};
@@ -33,6 +34,7 @@ pub use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use self::policy::{BackendPolicy, BackendPolicySpec};
+pub use self::policy_status::{PolicyAncestorRef, PolicyAncestorStatus, PolicyStatus};
 pub use self::traffic::{TrafficPolicy, TrafficPolicySpec};
 
 use gatekit_core::ConfigError;

@@ -38,6 +38,7 @@ use crate::duration;
     kind = "BackendPolicy",
     plural = "backendpolicies",
     shortname = "gkbp",
+    status = "crate::types::PolicyStatus",
     namespaced,
     derive = "Default",
     derive = "PartialEq",

@@ -44,6 +44,7 @@ pub const DEFAULT_RETRY_ATTEMPTS: u32 = 2;
     kind = "TrafficPolicy",
     plural = "trafficpolicies",
     shortname = "gktp",
+    status = "crate::types::PolicyStatus",
     namespaced,
     derive = "Default",
     derive = "PartialEq",
