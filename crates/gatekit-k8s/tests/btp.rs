@@ -458,4 +458,18 @@ spec:
             "spec.rateLimit.local.rules[0].limit.requests",
         ]
     );
+
+    // The older singular targetRef is checked under its own name.
+    let yaml = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata: { name: bad }\nspec:\n  targetRef: { group: example.com, kind: Gateway, name: gw }\n";
+    let errors = ResourceSet::from_documents([("p.yaml", yaml)]).unwrap_err();
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    assert_eq!(fields, ["spec.targetRef.group"]);
+}
+
+#[test]
+fn an_unknown_trigger_is_a_load_error() {
+    let yaml = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata: { name: bad }\nspec:\n  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: gw }]\n  retry: { retryOn: { triggers: [sometimes] } }\n";
+    let errors = ResourceSet::from_documents([("p.yaml", yaml)]).unwrap_err();
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    assert_eq!(fields, ["spec.retry.retryOn"], "{errors:?}");
 }

@@ -485,18 +485,18 @@ impl BackendTrafficPolicySpec {
     pub(crate) fn read(&self, prefix: &str) -> Result<BtpRead, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut out = BtpRead::default();
-        for (i, t) in self.targets().enumerate() {
+        let fields = (0..self.target_refs.len())
+            .map(|i| format!("spec.targetRefs[{i}]"))
+            .chain(self.target_ref.iter().map(|_| "spec.targetRef".to_owned()));
+        for (f, t) in fields.zip(self.targets()) {
             if t.group != crate::types::GATEWAY_GROUP {
                 errors.push(ConfigError::new(
-                    format!("spec.targetRefs[{i}].group"),
+                    format!("{f}.group"),
                     format!("{:?} is not {}", t.group, crate::types::GATEWAY_GROUP),
                 ));
             }
             if t.name.is_empty() {
-                errors.push(ConfigError::new(
-                    format!("spec.targetRefs[{i}].name"),
-                    "must not be empty",
-                ));
+                errors.push(ConfigError::new(format!("{f}.name"), "must not be empty"));
             }
         }
         if self.target_selectors.is_some() {
