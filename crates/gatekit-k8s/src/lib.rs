@@ -94,5 +94,6 @@ pub use crate::provider::{Provider, ProviderSettings};
 #[cfg(feature = "client")]
 pub use crate::status_write::StatusWriter;
 pub use crate::translate::{TranslateOptions, Translation, translate};
+pub use crate::types::btp::BackendTrafficPolicy;
 pub use crate::types::policy::BackendPolicy;
 pub use crate::types::traffic::TrafficPolicy;

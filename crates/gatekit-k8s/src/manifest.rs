@@ -41,8 +41,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::types::{
-    BackendPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace,
-    ObjectMeta, ReferenceGrant, Secret, Service, TrafficPolicy,
+    BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
+    HttpRoute, Namespace, ObjectMeta, ReferenceGrant, Secret, Service, TrafficPolicy,
 };
 
 /// Every resource gatekit reads, by kind.
@@ -74,9 +74,12 @@ pub struct ResourceSet {
     pub backend_policies: Vec<BackendPolicy>,
     /// `gatekit.io/v1alpha1` TrafficPolicies.
     pub traffic_policies: Vec<TrafficPolicy>,
+    /// `gateway.envoyproxy.io/v1alpha1` BackendTrafficPolicies (Envoy Gateway's).
+    pub backend_traffic_policies: Vec<BackendTrafficPolicy>,
 }
 
-/// A document that was skipped, with why.
+/// A document that was skipped, with why, or read with a remark (an abbreviation
+/// accepted).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
     file: String,
@@ -348,50 +351,87 @@ impl ResourceSet {
                 doc,
                 false,
                 seen,
+                warnings,
                 errors,
                 &mut self.gateway_classes,
                 |r| &mut r.metadata,
             ),
-            ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => {
-                push(&cx, doc, true, seen, errors, &mut self.gateways, |r| {
-                    &mut r.metadata
-                })
-            }
-            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => {
-                push(&cx, doc, true, seen, errors, &mut self.http_routes, |r| {
-                    &mut r.metadata
-                })
-            }
-            ("gateway.networking.k8s.io", "v1", "GRPCRoute") => {
-                push(&cx, doc, true, seen, errors, &mut self.grpc_routes, |r| {
-                    &mut r.metadata
-                })
-            }
+            ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                warnings,
+                errors,
+                &mut self.gateways,
+                |r| &mut r.metadata,
+            ),
+            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                warnings,
+                errors,
+                &mut self.http_routes,
+                |r| &mut r.metadata,
+            ),
+            ("gateway.networking.k8s.io", "v1", "GRPCRoute") => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                warnings,
+                errors,
+                &mut self.grpc_routes,
+                |r| &mut r.metadata,
+            ),
             ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => push(
                 &cx,
                 doc,
                 true,
                 seen,
+                warnings,
                 errors,
                 &mut self.reference_grants,
                 |r| &mut r.metadata,
             ),
-            ("", "v1", "Service") => push(&cx, doc, true, seen, errors, &mut self.services, |r| {
-                &mut r.metadata
-            }),
-            ("", "v1", "Namespace") => {
-                push(&cx, doc, false, seen, errors, &mut self.namespaces, |r| {
-                    &mut r.metadata
-                })
-            }
-            ("", "v1", "Secret") => push(&cx, doc, true, seen, errors, &mut self.secrets, |r| {
-                &mut r.metadata
-            }),
+            ("", "v1", "Service") => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                warnings,
+                errors,
+                &mut self.services,
+                |r| &mut r.metadata,
+            ),
+            ("", "v1", "Namespace") => push(
+                &cx,
+                doc,
+                false,
+                seen,
+                warnings,
+                errors,
+                &mut self.namespaces,
+                |r| &mut r.metadata,
+            ),
+            ("", "v1", "Secret") => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                warnings,
+                errors,
+                &mut self.secrets,
+                |r| &mut r.metadata,
+            ),
             ("discovery.k8s.io", "v1", "EndpointSlice") => push(
                 &cx,
                 doc,
                 true,
                 seen,
+                warnings,
                 errors,
                 &mut self.endpoint_slices,
                 |r| &mut r.metadata,
@@ -401,6 +441,7 @@ impl ResourceSet {
                 doc,
                 true,
                 seen,
+                warnings,
                 errors,
                 &mut self.backend_policies,
                 |r| &mut r.metadata,
@@ -410,8 +451,19 @@ impl ResourceSet {
                 doc,
                 true,
                 seen,
+                warnings,
                 errors,
                 &mut self.traffic_policies,
+                |r| &mut r.metadata,
+            ),
+            ("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy") => push(
+                &cx,
+                doc,
+                true,
+                seen,
+                warnings,
+                errors,
+                &mut self.backend_traffic_policies,
                 |r| &mut r.metadata,
             ),
             _ => warnings.push(Warning {
@@ -428,11 +480,16 @@ impl ResourceSet {
 
 /// Deserializes `doc` as `T`, checks it ([`Check`]), defaults its namespace, checks for
 /// duplicates and pushes it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loader's accumulators, passed down one call"
+)]
 fn push<T: DeserializeOwned + Check>(
     cx: &DocContext<'_>,
     doc: Value,
     namespaced: bool,
     seen: &mut Seen,
+    warnings: &mut Vec<Warning>,
     errors: &mut Vec<ManifestError>,
     into: &mut Vec<T>,
     meta: impl Fn(&mut T) -> &mut ObjectMeta,
@@ -463,6 +520,16 @@ fn push<T: DeserializeOwned + Check>(
         }));
         return;
     }
+    for w in resource.warnings() {
+        warnings.push(Warning {
+            file: cx.file.to_owned(),
+            document: cx.index,
+            api_version: cx.api_version.clone(),
+            kind: cx.kind.clone(),
+            name: Some(name.clone()),
+            message: format!("{}: {} (read anyway)", w.field(), w.reason()),
+        });
+    }
     let m = meta(&mut resource);
     // `kind` strings of interest are 'static; intern through a match to keep the key small.
     let kind: &'static str = kind_static(&cx.kind);
@@ -491,6 +558,7 @@ fn kind_static(kind: &str) -> &'static str {
         "EndpointSlice" => "EndpointSlice",
         "BackendPolicy" => "BackendPolicy",
         "TrafficPolicy" => "TrafficPolicy",
+        "BackendTrafficPolicy" => "BackendTrafficPolicy",
         _ => "Other",
     }
 }

@@ -81,6 +81,10 @@ pub(crate) struct Context<'a> {
     policy_owners: HashMap<(String, String), String>,
     /// TrafficPolicy values by target (see `policy.rs`).
     pub(crate) traffic: HashMap<super::policy::TargetKey, super::policy::Claimed>,
+    /// BackendTrafficPolicy values by target, with the policy's `namespace/name`.
+    pub(crate) btp: HashMap<super::policy::TargetKey, (String, crate::types::btp::BtpValues)>,
+    /// Names of rate limits from `Global` BackendTrafficPolicies.
+    pub(crate) global_rate_limits: std::collections::BTreeSet<String>,
     global_namespaces: &'a [String],
     pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
     pub(crate) errors: Vec<ConfigError>,
@@ -113,6 +117,8 @@ impl<'a> Context<'a> {
             policies: HashMap::new(),
             policy_owners: HashMap::new(),
             traffic: HashMap::new(),
+            btp: HashMap::new(),
+            global_rate_limits: std::collections::BTreeSet::new(),
             upstreams: BTreeMap::new(),
             errors: Vec::new(),
         };

@@ -54,7 +54,7 @@ mod listener;
 mod policy;
 mod route;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use gatekit_core::route::Route;
@@ -291,6 +291,7 @@ pub struct Translation {
     upstreams: BTreeMap<String, UpstreamSpec>,
     statuses: Vec<ResourceStatus>,
     errors: Vec<ConfigError>,
+    global_rate_limits: BTreeSet<String>,
 }
 
 impl Translation {
@@ -335,6 +336,13 @@ impl Translation {
         })
     }
 
+    /// Names of the rate limits that come from `Global` Envoy Gateway
+    /// BackendTrafficPolicies. They run per replica until a shared store is configured
+    /// (the policies' statuses say so).
+    pub fn global_rate_limits(&self) -> &BTreeSet<String> {
+        &self.global_rate_limits
+    }
+
     /// Problems that made part of a route (or listener, or policy) unusable, each with
     /// its field path.
     pub fn errors(&self) -> &[ConfigError] {
@@ -349,6 +357,7 @@ pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Transla
     listener::gateway_classes(resources, options, &mut statuses);
     cx.attach_policies(&mut statuses);
     cx.attach_traffic_policies(&mut statuses);
+    cx.attach_backend_traffic_policies(&mut statuses);
     let (listeners, listener_errors) = listener::listeners(&cx, options, &mut statuses);
     cx.errors.extend(listener_errors);
     let ports = route::attach_routes(&mut cx, &listeners, &mut statuses);
@@ -358,5 +367,6 @@ pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Transla
         upstreams: cx.upstreams,
         statuses,
         errors: cx.errors,
+        global_rate_limits: cx.global_rate_limits,
     }
 }

@@ -32,7 +32,9 @@ use gatekit_core::ConfigError;
 use gatekit_core::route::Rule;
 
 use super::backend::{Context, created_of, name_of, ns_of};
+use crate::ResourceSet;
 use crate::status::{AncestorRef, AncestorStatus, Condition, ResourceRef, ResourceStatus, reason};
+use crate::types::btp::{BtpTargetRef, BtpValues};
 use crate::types::traffic::{TargetKind, TrafficTargetRef, TrafficValues};
 use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
@@ -87,6 +89,15 @@ impl Attachment {
         self.targets
             .push((target, Some(reason::TARGET_NOT_FOUND), message.clone()));
         self.problems.push(message);
+    }
+
+    /// The policy applies to one more target, with a remark (empty: none).
+    pub(crate) fn attached_with(&mut self, target: AncestorRef, note: String) {
+        self.attached += 1;
+        if !note.is_empty() {
+            self.problems.push(note.clone());
+        }
+        self.targets.push((target, None, note));
     }
 
     /// An older policy holds a target.
@@ -156,14 +167,19 @@ pub(crate) fn invalid(
             format!("{resource}: {}", e.reason()),
         ));
     }
+    refused(resource, generation, targets, reason::INVALID, message)
+}
+
+/// `Accepted=False` with `reason` and `message` for the policy and each of its targets.
+pub(crate) fn refused(
+    resource: ResourceRef,
+    generation: Option<i64>,
+    targets: Vec<AncestorRef>,
+    failure: &'static str,
+    message: String,
+) -> ResourceStatus {
     let mut status = ResourceStatus::new(resource, generation);
-    let condition = Condition::new(
-        reason::ACCEPTED,
-        false,
-        reason::INVALID,
-        message,
-        generation,
-    );
+    let condition = Condition::new(reason::ACCEPTED, false, failure, message, generation);
     let mut seen: Vec<AncestorRef> = Vec::new();
     for t in targets {
         if !seen.contains(&t) {
@@ -173,6 +189,44 @@ pub(crate) fn invalid(
     }
     status.push_condition(condition);
     status
+}
+
+/// What each target's sections are: a Gateway's listener names, a route's rule names.
+fn sections(resources: &ResourceSet) -> HashMap<(&str, &str, &str), Vec<Option<&str>>> {
+    let mut sections: HashMap<(&str, &str, &str), Vec<Option<&str>>> = HashMap::new();
+    for g in &resources.gateways {
+        sections.insert(
+            ("Gateway", ns_of(&g.metadata), name_of(&g.metadata)),
+            g.spec
+                .listeners
+                .iter()
+                .map(|l| Some(l.name.as_str()))
+                .collect(),
+        );
+    }
+    for r in &resources.http_routes {
+        sections.insert(
+            ("HTTPRoute", ns_of(&r.metadata), name_of(&r.metadata)),
+            r.spec
+                .rules
+                .iter()
+                .flatten()
+                .map(|r| r.name.as_deref())
+                .collect(),
+        );
+    }
+    for r in &resources.grpc_routes {
+        sections.insert(
+            ("GRPCRoute", ns_of(&r.metadata), name_of(&r.metadata)),
+            r.spec
+                .rules
+                .iter()
+                .flatten()
+                .map(|r| r.name.as_deref())
+                .collect(),
+        );
+    }
+    sections
 }
 
 /// A TrafficPolicy target as a status ancestor.
@@ -205,40 +259,7 @@ impl Context<'_> {
         if resources.traffic_policies.is_empty() {
             return;
         }
-        // What each target kind's sections are: listener names, rule names.
-        let mut sections: HashMap<(&str, &str, &str), Vec<Option<&str>>> = HashMap::new();
-        for g in &resources.gateways {
-            sections.insert(
-                ("Gateway", ns_of(&g.metadata), name_of(&g.metadata)),
-                g.spec
-                    .listeners
-                    .iter()
-                    .map(|l| Some(l.name.as_str()))
-                    .collect(),
-            );
-        }
-        for r in &resources.http_routes {
-            sections.insert(
-                ("HTTPRoute", ns_of(&r.metadata), name_of(&r.metadata)),
-                r.spec
-                    .rules
-                    .iter()
-                    .flatten()
-                    .map(|r| r.name.as_deref())
-                    .collect(),
-            );
-        }
-        for r in &resources.grpc_routes {
-            sections.insert(
-                ("GRPCRoute", ns_of(&r.metadata), name_of(&r.metadata)),
-                r.spec
-                    .rules
-                    .iter()
-                    .flatten()
-                    .map(|r| r.name.as_deref())
-                    .collect(),
-            );
-        }
+        let sections = sections(resources);
         for p in by_age(&resources.traffic_policies, |p| &p.metadata) {
             let ns = ns_of(&p.metadata);
             let name = name_of(&p.metadata);
@@ -338,8 +359,30 @@ impl Context<'_> {
             if let Some(v) = self.traffic_of(kind, gw_ns, gw, section) {
                 out.overlay(v);
             }
+            if let Some(b) = self.btp_of(kind, gw_ns, gw, section) {
+                out.btp = Some(b.clone());
+            }
         }
         out
+    }
+
+    fn btp_of(
+        &self,
+        kind: &'static str,
+        ns: &str,
+        name: &str,
+        section: Option<&str>,
+    ) -> Option<&BtpValues> {
+        if self.btp.is_empty() {
+            return None;
+        }
+        let key: TargetKey = (
+            kind,
+            ns.to_owned(),
+            name.to_owned(),
+            section.map(str::to_owned),
+        );
+        self.btp.get(&key).map(|(_, v)| v)
     }
 
     /// Sets each rule's traffic policy from `parent` (what a listener's policies set),
@@ -364,12 +407,155 @@ impl Context<'_> {
             {
                 v.overlay(r);
             }
+            // BackendTrafficPolicies: a rule's replaces the route's; a route's replaces
+            // the listener's, or merges with it field by field (`mergeType`).
+            let own = rule
+                .name
+                .as_deref()
+                .and_then(|s| self.btp_of(kind, ns, name, Some(s)))
+                .or_else(|| self.btp_of(kind, ns, name, None));
+            let btp = match (v.btp.take(), own) {
+                (Some(mut parent), Some(own)) if own.merge => {
+                    parent.overlay(own);
+                    Some(parent)
+                }
+                (_, Some(own)) => Some(own.clone()),
+                (parent, None) => parent,
+            };
+            if let Some(b) = btp {
+                // The route's own settings and gatekit's TrafficPolicies win.
+                if v.retry.is_none() {
+                    v.retry = b.retry;
+                }
+                if v.rate_limits.is_none() {
+                    v.rate_limits = b.rate_limits;
+                }
+                if rule.timeouts.request.is_none() {
+                    rule.timeouts.request = b.request_timeout;
+                }
+                if rule.timeouts.backend_request.is_none() {
+                    rule.timeouts.backend_request = b.per_try_timeout;
+                }
+                if let Some(breaker) = b.breaker {
+                    for backend in &mut rule.backends {
+                        backend.breaker.get_or_insert(breaker);
+                    }
+                }
+            }
             if rule.policy.retry.is_none() {
                 rule.policy.retry = v.retry;
             }
             rule.policy.rate_limits = v.rate_limits.unwrap_or_default();
             rule.policy.limits.max_concurrent_requests = v.max_concurrent_requests;
             rule.policy.limits.max_request_body = v.max_request_body;
+        }
+    }
+}
+
+/// A BackendTrafficPolicy target as a status ancestor.
+fn btp_ancestor(ns: &str, t: &BtpTargetRef) -> AncestorRef {
+    AncestorRef {
+        group: GATEWAY_GROUP,
+        kind: t.kind.as_str().to_owned(),
+        namespace: ns.to_owned(),
+        name: t.name.clone(),
+        section_name: t.section_name.clone(),
+    }
+}
+
+impl Context<'_> {
+    /// Attaches every Envoy Gateway BackendTrafficPolicy to its targets (oldest first;
+    /// one per target, a newer one is `Conflicted`). A policy using a field gatekit
+    /// does not implement is not applied at all (`Accepted=False`, reason
+    /// `Unsupported`, naming the fields).
+    pub(crate) fn attach_backend_traffic_policies(&mut self, statuses: &mut Vec<ResourceStatus>) {
+        let resources = self.resources;
+        if resources.backend_traffic_policies.is_empty() {
+            return;
+        }
+        let sections = sections(resources);
+        for p in by_age(&resources.backend_traffic_policies, |p| &p.metadata) {
+            let ns = ns_of(&p.metadata);
+            let name = name_of(&p.metadata);
+            let owner = format!("{ns}/{name}");
+            let generation = p.metadata.generation;
+            let resource = ResourceRef::new("BackendTrafficPolicy", Some(ns), name);
+            let targets = || p.spec.targets().map(|t| btp_ancestor(ns, t)).collect();
+            let read = match p.spec.read(&owner) {
+                Ok(r) => r,
+                Err(problems) => {
+                    statuses.push(invalid(
+                        resource,
+                        generation,
+                        targets(),
+                        problems,
+                        &mut self.errors,
+                    ));
+                    continue;
+                }
+            };
+            if !read.unimplemented.is_empty() {
+                let message = format!(
+                    "not implemented by gatekit: {}",
+                    read.unimplemented.join(", ")
+                );
+                statuses.push(refused(
+                    resource,
+                    generation,
+                    targets(),
+                    reason::UNSUPPORTED,
+                    message,
+                ));
+                continue;
+            }
+            let values = read.values;
+            let mut attachment = Attachment::new();
+            for t in p.spec.targets() {
+                let kind = t.kind.as_str();
+                let section = t.section_name.as_deref();
+                let target = match section {
+                    Some(s) => format!("{kind} {ns}/{} section {s}", t.name),
+                    None => format!("{kind} {ns}/{}", t.name),
+                };
+                let exists = sections
+                    .get(&(kind, ns, t.name.as_str()))
+                    .is_some_and(|known| section.is_none_or(|s| known.contains(&Some(s))));
+                let ancestor = btp_ancestor(ns, t);
+                if !exists {
+                    attachment.not_found(ancestor, format!("{target} not found"));
+                    continue;
+                }
+                let key: TargetKey = (kind, ns.to_owned(), t.name.clone(), t.section_name.clone());
+                if let Some((older, _)) = self.btp.get(&key).filter(|(o, _)| *o != owner) {
+                    let message = format!(
+                        "{target}: not applied, the older BackendTrafficPolicy {older} targets it"
+                    );
+                    attachment.conflicted(ancestor, message);
+                    continue;
+                }
+                let mut notes = Vec::new();
+                if let Some(c) = self.traffic.get(&key) {
+                    for f in values.traffic_fields() {
+                        if let Some(o) = c.owners.get(f) {
+                            notes.push(format!(
+                                "{target}: {f} not applied, the TrafficPolicy {o} sets it"
+                            ));
+                        }
+                    }
+                }
+                if values.global {
+                    notes.push(format!(
+                        "{target}: rateLimit is Global but no Redis configured: limits are per replica"
+                    ));
+                }
+                self.btp.insert(key, (owner.clone(), values.clone()));
+                attachment.attached_with(ancestor, notes.join("; "));
+            }
+            if values.global {
+                self.global_rate_limits
+                    .extend(values.rate_limits.iter().flatten().map(|r| r.name.clone()));
+            }
+            statuses.push(attachment.status(resource, generation));
         }
     }
 }

@@ -14,8 +14,10 @@
 //! so those are read rather than dropped, whether from files or from clusters.
 //!
 //! gatekit's own kinds: [`BackendPolicy`] (per Service) and [`TrafficPolicy`] (per
-//! Gateway, listener, route or rule), both with a [`PolicyStatus`] (GEP-713 ancestors).
+//! Gateway, listener, route or rule), both with a [`PolicyStatus`] (GEP-713 ancestors);
+//! and Envoy Gateway's [`BackendTrafficPolicy`], read for migrations.
 
+pub mod btp;
 pub mod policy;
 pub mod policy_status;
 pub mod traffic;
@@ -33,6 +35,7 @@ pub use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 pub use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub use self::btp::{BackendTrafficPolicy, BackendTrafficPolicySpec};
 pub use self::policy::{BackendPolicy, BackendPolicySpec};
 pub use self::policy_status::{PolicyAncestorRef, PolicyAncestorStatus, PolicyStatus};
 pub use self::traffic::{TrafficPolicy, TrafficPolicySpec};
@@ -46,6 +49,11 @@ pub(crate) trait Check {
     /// Every problem, each with its field path (`spec...`).
     fn check(&self) -> Result<(), Vec<ConfigError>> {
         Ok(())
+    }
+
+    /// Remarks on a resource that is read anyway (an abbreviation accepted).
+    fn warnings(&self) -> Vec<ConfigError> {
+        Vec::new()
     }
 }
 
@@ -68,6 +76,16 @@ impl Check for BackendPolicy {
 impl Check for TrafficPolicy {
     fn check(&self) -> Result<(), Vec<ConfigError>> {
         self.spec.validate()
+    }
+}
+
+impl Check for BackendTrafficPolicy {
+    fn check(&self) -> Result<(), Vec<ConfigError>> {
+        self.spec.validate()
+    }
+
+    fn warnings(&self) -> Vec<ConfigError> {
+        self.spec.warnings()
     }
 }
 

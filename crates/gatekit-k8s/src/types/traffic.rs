@@ -378,6 +378,9 @@ pub(crate) struct TrafficValues {
     pub(crate) rate_limits: Option<Vec<RateLimitConfig>>,
     pub(crate) max_concurrent_requests: Option<u32>,
     pub(crate) max_request_body: Option<u64>,
+    /// What Envoy Gateway BackendTrafficPolicies set (a listener's: Gateway or
+    /// listener targeted); gatekit's fields above win.
+    pub(crate) btp: Option<crate::types::btp::BtpValues>,
 }
 
 impl TrafficValues {

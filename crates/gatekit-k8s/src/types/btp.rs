@@ -1,0 +1,793 @@
+//! Envoy Gateway's `BackendTrafficPolicy` (`gateway.envoyproxy.io/v1alpha1`), read so
+//! that users migrating from Envoy Gateway keep their rate limits, circuit breakers,
+//! retries and timeouts.
+//!
+//! Only the fields gatekit has layers for are typed; every other field of the spec is
+//! kept in [`BackendTrafficPolicySpec::other`], so the translation can name it in the
+//! policy's status (`Accepted=False`) rather than drop it silently. Within the typed
+//! fields, values gatekit cannot express (an `Exact` header match in a rate-limit
+//! selector, a `sourceCIDR` range, ...) are reported the same way.
+//!
+//! Field names follow Envoy Gateway's API reference
+//! (<https://gateway.envoyproxy.io/docs/api/extension_types/#backendtrafficpolicy>).
+//! Two abbreviations seen in course material are accepted with a load warning naming
+//! the right field: `circuitBreaker.maxRequests` (for `maxParallelRequests`) and
+//! `retry.retryOn` as a flat list of triggers (for `retryOn.triggers`).
+//!
+//! gatekit does not install this CRD; it reads the objects Envoy Gateway's CRD defines.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gatekit_core::ConfigError;
+use gatekit_core::breaker::CircuitBreakerConfig;
+use gatekit_core::ratelimit::{KeyPart, Quota, RateLimitConfig};
+use gatekit_core::retry::{Backoff, RetryOn, RetryPolicy};
+use http::{HeaderName, StatusCode};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration;
+use crate::types::traffic::{RateLimitUnit, TargetKind, retry_status};
+
+/// Envoy Gateway's API group.
+pub const ENVOY_GATEWAY_GROUP: &str = "gateway.envoyproxy.io";
+
+/// Retries Envoy Gateway makes when `numRetries` is omitted.
+pub const DEFAULT_NUM_RETRIES: u32 = 2;
+
+/// The spec of a `BackendTrafficPolicy` (the fields gatekit reads).
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "gateway.envoyproxy.io",
+    version = "v1alpha1",
+    kind = "BackendTrafficPolicy",
+    plural = "backendtrafficpolicies",
+    status = "crate::types::PolicyStatus",
+    namespaced,
+    derive = "Default",
+    derive = "PartialEq",
+    doc = "Envoy Gateway's BackendTrafficPolicy, as gatekit reads it."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTrafficPolicySpec {
+    /// The Gateways, routes or sections this policy applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<BtpTargetRef>,
+    /// The older, single target (deprecated in Envoy Gateway, still read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<BtpTargetRef>,
+    /// Targets chosen by label; parsed, not implemented (reported in status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_selectors: Option<Vec<serde_json::Value>>,
+    /// How a route-targeted policy combines with a Gateway-targeted one: set, the two
+    /// are merged field by field; unset, the route's replaces the Gateway's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_type: Option<MergeType>,
+    /// Rate limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<BtpRateLimit>,
+    /// Circuit-breaker thresholds for the targets' backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<BtpCircuitBreaker>,
+    /// Retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<BtpRetry>,
+    /// Timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<BtpTimeout>,
+    /// Every other spec field (load balancing, health checks, fault injection, ...):
+    /// not implemented by gatekit, named in the policy's status.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A `BackendTrafficPolicy` target.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpTargetRef {
+    /// API group of the target: `gateway.networking.k8s.io`.
+    #[serde(default = "gateway_group")]
+    pub group: String,
+    /// Kind of the target.
+    pub kind: TargetKind,
+    /// Name of the target, in the policy's namespace.
+    pub name: String,
+    /// A listener or route rule name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+fn gateway_group() -> String {
+    crate::types::GATEWAY_GROUP.to_owned()
+}
+
+/// Envoy Gateway's `mergeType`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeType {
+    /// Strategic merge (gatekit: field-level merge).
+    StrategicMerge,
+    /// JSON merge (gatekit: field-level merge).
+    #[serde(rename = "JSONMerge")]
+    JsonMerge,
+}
+
+/// `rateLimit`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpRateLimit {
+    /// `Local` (per replica) or `Global` (shared through a rate-limit service).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<RateLimitType>,
+    /// Local limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<BtpRateLimitRules>,
+    /// Global limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<BtpRateLimitRules>,
+}
+
+/// `rateLimit.type`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimitType {
+    /// Per replica.
+    Local,
+    /// Shared between replicas.
+    Global,
+}
+
+/// `rateLimit.local` / `rateLimit.global`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpRateLimitRules {
+    /// The rules; a request must pass every rule whose selectors it matches.
+    #[serde(default)]
+    pub rules: Vec<BtpRateLimitRule>,
+}
+
+/// One rate-limit rule.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpRateLimitRule {
+    /// Which requests the rule applies to and what tells clients apart; none: all
+    /// traffic shares one bucket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_selectors: Vec<BtpClientSelector>,
+    /// The quota.
+    pub limit: BtpLimit,
+    /// Other rule fields (`cost`, `shared`, ...): not implemented.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `clientSelectors[]`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpClientSelector {
+    /// Header conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<BtpHeaderMatch>,
+    /// Client address condition.
+    #[serde(
+        default,
+        rename = "sourceCIDR",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_cidr: Option<BtpSourceMatch>,
+    /// Other selector fields (`methods`, `path`, `queryParams`, ...): not implemented.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A header selector.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpHeaderMatch {
+    /// The header name.
+    pub name: String,
+    /// How the value is matched; `Exact` when omitted.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<HeaderMatchType>,
+    /// The value (`Exact`, `RegularExpression`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Inverts the match: not implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invert: Option<bool>,
+}
+
+/// A header selector's `type`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderMatchType {
+    /// Only requests with this value.
+    Exact,
+    /// Only requests whose value matches.
+    RegularExpression,
+    /// Each value its own bucket.
+    Distinct,
+}
+
+/// A `sourceCIDR` selector.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpSourceMatch {
+    /// `Exact` (the range shares one bucket) or `Distinct` (each address its own);
+    /// `Exact` when omitted.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SourceMatchType>,
+    /// The CIDR.
+    pub value: String,
+}
+
+/// A `sourceCIDR` selector's `type`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceMatchType {
+    /// The whole range shares one bucket.
+    Exact,
+    /// Each address its own bucket.
+    Distinct,
+}
+
+/// `limit`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpLimit {
+    /// Requests per unit.
+    pub requests: u64,
+    /// The unit.
+    pub unit: RateLimitUnit,
+}
+
+/// `circuitBreaker`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpCircuitBreaker {
+    /// Most connections to the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<i64>,
+    /// Most queued requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_requests: Option<i64>,
+    /// Most requests in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel_requests: Option<i64>,
+    /// Course abbreviation of `maxParallelRequests` (load warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<i64>,
+    /// Most retries in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel_retries: Option<i64>,
+    /// Requests per connection (0: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<i64>,
+    /// Other fields (`perEndpoint`, ...): not implemented.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `retry`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpRetry {
+    /// Retries after the first attempt; 2 when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_retries: Option<i64>,
+    /// What is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<BtpRetryOn>,
+    /// Per-attempt settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_retry: Option<BtpPerRetry>,
+    /// Other fields (`numAttemptsPerPriority`, ...): not implemented.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `retry.retryOn`: Envoy Gateway's object, or (course abbreviation) a list of triggers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum BtpRetryOn {
+    /// `{triggers, httpStatusCodes}`.
+    Full {
+        /// Failure classes.
+        #[serde(default)]
+        triggers: Vec<RetryTrigger>,
+        /// Statuses retried.
+        #[serde(default, rename = "httpStatusCodes")]
+        http_status_codes: Vec<i64>,
+    },
+    /// A flat list of triggers (load warning: `retryOn.triggers`).
+    Triggers(Vec<RetryTrigger>),
+}
+
+/// A retry trigger (Envoy's `retry_on` values).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryTrigger {
+    /// Any 5xx.
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// 502, 503, 504.
+    GatewayError,
+    /// The connection broke.
+    Reset,
+    /// The connection broke before the request was sent.
+    ResetBeforeRequest,
+    /// Connect failure.
+    ConnectFailure,
+    /// 409.
+    #[serde(rename = "retriable-4xx")]
+    Retriable4xx,
+    /// The backend refused the HTTP/2 stream.
+    RefusedStream,
+    /// `httpStatusCodes`.
+    RetriableStatusCodes,
+    /// gRPC cancelled (1).
+    Cancelled,
+    /// gRPC deadline-exceeded (4).
+    DeadlineExceeded,
+    /// gRPC internal (13).
+    Internal,
+    /// gRPC resource-exhausted (8).
+    ResourceExhausted,
+    /// gRPC unavailable (14).
+    Unavailable,
+}
+
+/// `retry.perRetry`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpPerRetry {
+    /// Timeout of each attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Backoff between attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_off: Option<BtpBackOff>,
+}
+
+/// `retry.perRetry.backOff`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpBackOff {
+    /// Least wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_interval: Option<String>,
+    /// Most wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_interval: Option<String>,
+}
+
+/// `timeout`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpTimeout {
+    /// HTTP timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<BtpHttpTimeout>,
+    /// TCP timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<BtpTcpTimeout>,
+}
+
+/// `timeout.http`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpHttpTimeout {
+    /// Whole-request timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<String>,
+    /// Idle connection timeout: not implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_idle_timeout: Option<String>,
+    /// Other fields (`maxConnectionDuration`, ...): not implemented.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `timeout.tcp`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpTcpTimeout {
+    /// Connect timeout: not implemented per policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+}
+
+// === translation values ===
+
+/// What one `BackendTrafficPolicy` sets, in gatekit-core's types.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct BtpValues {
+    /// `mergeType` is set.
+    pub(crate) merge: bool,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) rate_limits: Option<Vec<RateLimitConfig>>,
+    /// The rate limits are `Global` (run per replica until a shared store is wired).
+    pub(crate) global: bool,
+    pub(crate) breaker: Option<CircuitBreakerConfig>,
+    pub(crate) request_timeout: Option<Duration>,
+    pub(crate) per_try_timeout: Option<Duration>,
+}
+
+impl BtpValues {
+    /// Overrides every field `more_specific` sets (a merge, `mergeType`).
+    pub(crate) fn overlay(&mut self, more_specific: &BtpValues) {
+        if let Some(r) = &more_specific.retry {
+            self.retry = Some(r.clone());
+        }
+        if let Some(r) = &more_specific.rate_limits {
+            self.rate_limits = Some(r.clone());
+            self.global = more_specific.global;
+        }
+        if let Some(b) = more_specific.breaker {
+            self.breaker = Some(b);
+        }
+        if let Some(t) = more_specific.request_timeout {
+            self.request_timeout = Some(t);
+        }
+        if let Some(t) = more_specific.per_try_timeout {
+            self.per_try_timeout = Some(t);
+        }
+    }
+
+    /// The fields set, as TrafficPolicy names them (for gatekit-wins conditions).
+    pub(crate) fn traffic_fields(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.retry.is_some() {
+            out.push("retry");
+        }
+        if self.rate_limits.is_some() {
+            out.push("rateLimit");
+        }
+        out
+    }
+}
+
+/// The result of reading a spec: values, fields gatekit does not implement, warnings.
+#[derive(Debug, Default)]
+pub(crate) struct BtpRead {
+    pub(crate) values: BtpValues,
+    pub(crate) unimplemented: Vec<String>,
+    pub(crate) warnings: Vec<ConfigError>,
+}
+
+// === impl BackendTrafficPolicySpec ===
+
+impl BackendTrafficPolicySpec {
+    /// The targets: `targetRefs`, then `targetRef`.
+    pub fn targets(&self) -> impl Iterator<Item = &BtpTargetRef> {
+        self.target_refs.iter().chain(self.target_ref.iter())
+    }
+
+    /// Checks values (counts, durations, statuses, header names).
+    ///
+    /// # Errors
+    ///
+    /// Every invalid value, each with its field path.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        self.read("").map(drop)
+    }
+
+    /// Load warnings: abbreviations accepted in place of Envoy Gateway's fields.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        self.read("").map(|r| r.warnings).unwrap_or_default()
+    }
+
+    /// Reads the spec; rate limits are named `<prefix>/<index>`.
+    pub(crate) fn read(&self, prefix: &str) -> Result<BtpRead, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut out = BtpRead::default();
+        let fields = (0..self.target_refs.len())
+            .map(|i| format!("spec.targetRefs[{i}]"))
+            .chain(self.target_ref.iter().map(|_| "spec.targetRef".to_owned()));
+        for (f, t) in fields.zip(self.targets()) {
+            if t.group != crate::types::GATEWAY_GROUP {
+                errors.push(ConfigError::new(
+                    format!("{f}.group"),
+                    format!("{:?} is not {}", t.group, crate::types::GATEWAY_GROUP),
+                ));
+            }
+            if t.name.is_empty() {
+                errors.push(ConfigError::new(format!("{f}.name"), "must not be empty"));
+            }
+        }
+        if self.target_selectors.is_some() {
+            out.unimplemented.push("spec.targetSelectors".to_owned());
+        }
+        for k in self.other.keys() {
+            out.unimplemented.push(format!("spec.{k}"));
+        }
+        out.values.merge = self.merge_type.is_some();
+        if let Some(rl) = &self.rate_limit {
+            self.read_rate_limit(rl, prefix, &mut out, &mut errors);
+        }
+        if let Some(cb) = &self.circuit_breaker {
+            out.values.breaker = Some(read_breaker(cb, &mut out, &mut errors));
+        }
+        if let Some(r) = &self.retry {
+            out.values.retry = read_retry(r, &mut out, &mut errors);
+        }
+        if let Some(t) = &self.timeout {
+            if let Some(h) = &t.http {
+                if let Some(d) = &h.request_timeout {
+                    out.values.request_timeout =
+                        parse_duration("spec.timeout.http.requestTimeout", d, &mut errors);
+                }
+                if h.connection_idle_timeout.is_some() {
+                    out.unimplemented
+                        .push("spec.timeout.http.connectionIdleTimeout".to_owned());
+                }
+                for k in h.other.keys() {
+                    out.unimplemented.push(format!("spec.timeout.http.{k}"));
+                }
+            }
+            if t.tcp.as_ref().is_some_and(|t| t.connect_timeout.is_some()) {
+                out.unimplemented
+                    .push("spec.timeout.tcp.connectTimeout".to_owned());
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn read_rate_limit(
+        &self,
+        rl: &BtpRateLimit,
+        prefix: &str,
+        out: &mut BtpRead,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        let (kind, rules) = match (rl.kind, &rl.local, &rl.global) {
+            (Some(RateLimitType::Global), _, Some(g)) | (None, None, Some(g)) => ("global", g),
+            (Some(RateLimitType::Local), Some(l), _) | (None, Some(l), None) => ("local", l),
+            _ => {
+                errors.push(ConfigError::new(
+                    "spec.rateLimit",
+                    "type must be Local with `local` rules or Global with `global` rules",
+                ));
+                return;
+            }
+        };
+        out.values.global = kind == "global";
+        let mut configs = Vec::new();
+        for (i, rule) in rules.rules.iter().enumerate() {
+            let f = format!("spec.rateLimit.{kind}.rules[{i}]");
+            for k in rule.other.keys() {
+                out.unimplemented.push(format!("{f}.{k}"));
+            }
+            let mut key = Vec::new();
+            for (j, s) in rule.client_selectors.iter().enumerate() {
+                let sf = format!("{f}.clientSelectors[{j}]");
+                for k in s.other.keys() {
+                    out.unimplemented.push(format!("{sf}.{k}"));
+                }
+                for (h, m) in s.headers.iter().enumerate() {
+                    let hf = format!("{sf}.headers[{h}]");
+                    let Ok(name) = HeaderName::from_bytes(m.name.as_bytes()) else {
+                        errors.push(ConfigError::new(
+                            format!("{hf}.name"),
+                            format!("{:?} is not a header name", m.name),
+                        ));
+                        continue;
+                    };
+                    if m.invert == Some(true) {
+                        out.unimplemented.push(format!("{hf}.invert"));
+                    }
+                    match m.kind.unwrap_or(HeaderMatchType::Exact) {
+                        HeaderMatchType::Distinct => {
+                            let part = KeyPart::Header(name);
+                            if !key.contains(&part) {
+                                key.push(part);
+                            }
+                        }
+                        HeaderMatchType::Exact => {
+                            out.unimplemented.push(format!("{hf}.type: Exact"));
+                        }
+                        HeaderMatchType::RegularExpression => {
+                            out.unimplemented
+                                .push(format!("{hf}.type: RegularExpression"));
+                        }
+                    }
+                }
+                if let Some(c) = &s.source_cidr {
+                    let cf = format!("{sf}.sourceCIDR");
+                    if !is_cidr(&c.value) {
+                        errors.push(ConfigError::new(
+                            format!("{cf}.value"),
+                            format!("{:?} is not a CIDR", c.value),
+                        ));
+                    } else if c.kind == Some(SourceMatchType::Distinct)
+                        && matches!(c.value.as_str(), "0.0.0.0/0" | "::/0")
+                    {
+                        if !key.contains(&KeyPart::ClientIp) {
+                            key.push(KeyPart::ClientIp);
+                        }
+                    } else {
+                        out.unimplemented
+                            .push(format!("{cf} (only Distinct over 0.0.0.0/0 or ::/0)"));
+                    }
+                }
+            }
+            if rule.limit.requests == 0 {
+                errors.push(ConfigError::new(
+                    format!("{f}.limit.requests"),
+                    "must be at least 1 (0 would refuse every request)",
+                ));
+                continue;
+            }
+            let quota = Quota::new(rule.limit.requests, rule.limit.unit.duration());
+            configs.push(RateLimitConfig::new(format!("{prefix}/{i}"), key, quota));
+        }
+        out.values.rate_limits = Some(configs);
+    }
+}
+
+fn read_breaker(
+    cb: &BtpCircuitBreaker,
+    out: &mut BtpRead,
+    errors: &mut Vec<ConfigError>,
+) -> CircuitBreakerConfig {
+    let mut c = CircuitBreakerConfig::default();
+    let mut count = |field: &str, v: Option<i64>| {
+        v.and_then(|n| match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errors.push(ConfigError::new(
+                    format!("spec.circuitBreaker.{field}"),
+                    format!("{n} is not from 0 to 4294967295"),
+                ));
+                None
+            }
+        })
+    };
+    c.max_connections = count("maxConnections", cb.max_connections);
+    c.max_pending_requests = count("maxPendingRequests", cb.max_pending_requests);
+    c.max_parallel_requests = count("maxParallelRequests", cb.max_parallel_requests);
+    if cb.max_requests.is_some() {
+        out.warnings.push(ConfigError::new(
+            "spec.circuitBreaker.maxRequests",
+            "read as maxParallelRequests, Envoy Gateway's name for it",
+        ));
+        if c.max_parallel_requests.is_none() {
+            c.max_parallel_requests = count("maxRequests", cb.max_requests);
+        }
+    }
+    c.max_parallel_retries = count("maxParallelRetries", cb.max_parallel_retries);
+    c.max_requests_per_connection =
+        count("maxRequestsPerConnection", cb.max_requests_per_connection);
+    for k in cb.other.keys() {
+        out.unimplemented.push(format!("spec.circuitBreaker.{k}"));
+    }
+    c
+}
+
+fn read_retry(
+    r: &BtpRetry,
+    out: &mut BtpRead,
+    errors: &mut Vec<ConfigError>,
+) -> Option<RetryPolicy> {
+    for k in r.other.keys() {
+        out.unimplemented.push(format!("spec.retry.{k}"));
+    }
+    let attempts = match r.num_retries {
+        None => DEFAULT_NUM_RETRIES,
+        Some(n) => match u32::try_from(n) {
+            Ok(n) => n,
+            Err(_) => {
+                errors.push(ConfigError::new(
+                    "spec.retry.numRetries",
+                    format!("{n} is negative or too large"),
+                ));
+                return None;
+            }
+        },
+    };
+    let mut on = RetryOn::default();
+    on.unsent = true;
+    let (triggers, codes): (&[RetryTrigger], &[i64]) = match &r.retry_on {
+        // Envoy Gateway's default: connect-failure, refused-stream, unavailable,
+        // cancelled, retriable-status-codes with 503.
+        None => {
+            on.connect_failure = true;
+            on.grpc = vec![14, 1];
+            on.statuses = vec![StatusCode::SERVICE_UNAVAILABLE];
+            (&[], &[])
+        }
+        Some(BtpRetryOn::Full {
+            triggers,
+            http_status_codes,
+        }) => (triggers, http_status_codes),
+        Some(BtpRetryOn::Triggers(triggers)) => {
+            out.warnings.push(ConfigError::new(
+                "spec.retry.retryOn",
+                "a list of triggers: Envoy Gateway's field is retryOn.triggers",
+            ));
+            (triggers, &[])
+        }
+    };
+    for t in triggers {
+        match t {
+            RetryTrigger::ServerError => on.server_error = true,
+            RetryTrigger::GatewayError => on.gateway_error = true,
+            RetryTrigger::Reset => on.reset = true,
+            RetryTrigger::ResetBeforeRequest | RetryTrigger::RefusedStream => {}
+            RetryTrigger::ConnectFailure => on.connect_failure = true,
+            RetryTrigger::Retriable4xx => on.statuses.push(StatusCode::CONFLICT),
+            RetryTrigger::RetriableStatusCodes => {}
+            RetryTrigger::Cancelled => on.grpc.push(1),
+            RetryTrigger::DeadlineExceeded => on.grpc.push(4),
+            RetryTrigger::Internal => on.grpc.push(13),
+            RetryTrigger::ResourceExhausted => on.grpc.push(8),
+            RetryTrigger::Unavailable => on.grpc.push(14),
+        }
+    }
+    for (j, c) in codes.iter().enumerate() {
+        match retry_status(*c, &format!("spec.retry.retryOn.httpStatusCodes[{j}]")) {
+            Ok(s) if !on.statuses.contains(&s) => on.statuses.push(s),
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut policy = RetryPolicy::new(attempts, on);
+    if let Some(p) = &r.per_retry {
+        if let Some(t) = &p.timeout {
+            out.values.per_try_timeout = parse_duration("spec.retry.perRetry.timeout", t, errors);
+        }
+        if let Some(b) = &p.back_off {
+            let base = b.base_interval.as_deref().and_then(|v| {
+                parse_duration("spec.retry.perRetry.backOff.baseInterval", v, errors)
+            });
+            let max = b
+                .max_interval
+                .as_deref()
+                .and_then(|v| parse_duration("spec.retry.perRetry.backOff.maxInterval", v, errors));
+            let mut backoff = base.map_or_else(Backoff::default, Backoff::new);
+            if let Some(max) = max {
+                if max < backoff.base {
+                    errors.push(ConfigError::new(
+                        "spec.retry.perRetry.backOff.maxInterval",
+                        format!(
+                            "{max:?} is shorter than the base interval {:?}",
+                            backoff.base
+                        ),
+                    ));
+                }
+                backoff = backoff.with_max(max);
+            }
+            policy = policy.with_backoff(backoff);
+        }
+    }
+    Some(policy)
+}
+
+fn parse_duration(field: &str, v: &str, errors: &mut Vec<ConfigError>) -> Option<Duration> {
+    match duration::parse(v) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.push(ConfigError::new(field, e.to_string()));
+            None
+        }
+    }
+}
+
+fn is_cidr(s: &str) -> bool {
+    let Some((addr, len)) = s.split_once('/') else {
+        return false;
+    };
+    match (addr.parse::<std::net::IpAddr>(), len.parse::<u8>()) {
+        (Ok(std::net::IpAddr::V4(_)), Ok(l)) => l <= 32,
+        (Ok(std::net::IpAddr::V6(_)), Ok(l)) => l <= 128,
+        _ => false,
+    }
+}

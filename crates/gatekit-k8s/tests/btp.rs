@@ -1,0 +1,475 @@
+//! Envoy Gateway `BackendTrafficPolicy`: the course module's examples parse and translate
+//! into gatekit-core's configs; route policies replace or merge with Gateway ones
+//! (`mergeType`); gatekit's TrafficPolicy wins a shared field; unimplemented fields refuse
+//! the policy in status; invalid values are load errors.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use gatekit_core::breaker::CircuitBreakerConfig;
+use gatekit_core::ratelimit::{KeyPart, Quota};
+use gatekit_core::route::{Route, Rule};
+use gatekit_k8s::{ManifestError, ResourceSet, TranslateOptions, Translation, Warning, translate};
+use http::{HeaderName, StatusCode};
+
+fn load(yaml: &str) -> (ResourceSet, Vec<Warning>) {
+    ResourceSet::from_documents([("fixture.yaml", yaml)]).unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+fn run(yaml: &str) -> Translation {
+    translate(&load(yaml).0, &TranslateOptions::default())
+}
+
+fn route<'a>(t: &'a Translation, name: &str) -> &'a Route {
+    t.routes_for_port(80)
+        .iter()
+        .find(|r| r.id.name() == name)
+        .unwrap_or_else(|| panic!("no route {name}"))
+}
+
+fn rule<'a>(t: &'a Translation, name: &str) -> &'a Rule {
+    &route(t, name).rules[0]
+}
+
+/// (Accepted, reason, message) of a BackendTrafficPolicy.
+fn accepted(t: &Translation, name: &str) -> (bool, String, String) {
+    let s = t
+        .status("BackendTrafficPolicy", Some("default"), name)
+        .unwrap_or_else(|| panic!("no status for {name}: {:#?}", t.statuses()));
+    let c = s.condition("Accepted").unwrap();
+    (c.is_true(), c.reason().to_owned(), c.message().to_owned())
+}
+
+const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  gatewayClassName: gatekit
+  listeners: [{ name: http, port: 80, protocol: HTTP }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web }
+spec: { ports: [{ port: 80 }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: web }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+  - backendRefs: [{ name: web, port: 80 }]
+"#;
+
+/// The course module's policy: a per-API-key limit plus a default limit, a circuit
+/// breaker, a retry and timeouts, with its two abbreviations (load warnings).
+const COURSE: &str = r#"
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: course }
+spec:
+  targetRefs:
+  - group: gateway.networking.k8s.io
+    kind: HTTPRoute
+    name: web
+  rateLimit:
+    type: Local
+    local:
+      rules:
+      - clientSelectors:
+        - headers:
+          - name: x-api-key
+            type: Distinct
+        limit: { requests: 10, unit: Minute }
+      - limit: { requests: 100, unit: Minute }
+  circuitBreaker:
+    maxConnections: 64
+    maxPendingRequests: 32
+    maxRequests: 128
+    maxParallelRetries: 4
+  retry:
+    numRetries: 3
+    retryOn: [5xx, connect-failure, reset]
+    perRetry:
+      timeout: 2s
+      backOff: { baseInterval: 100ms, maxInterval: 1s }
+  timeout:
+    http: { requestTimeout: 10s }
+"#;
+
+#[test]
+fn the_course_policy_parses_and_translates() {
+    let yaml = format!("{BASE}---{COURSE}");
+    let (set, warnings) = load(&yaml);
+    let messages: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("spec.circuitBreaker.maxRequests")
+                && m.contains("maxParallelRequests")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("spec.retry.retryOn") && m.contains("retryOn.triggers")),
+        "{messages:#?}"
+    );
+    assert_eq!(set.backend_traffic_policies.len(), 1);
+    let t = translate(&set, &TranslateOptions::default());
+    assert_eq!(
+        accepted(&t, "course"),
+        (true, "Accepted".into(), String::new())
+    );
+    let r = rule(&t, "web");
+
+    let limits = &r.policy.rate_limits;
+    assert_eq!(limits.len(), 2, "{limits:#?}");
+    assert_eq!(
+        limits[0].key,
+        [KeyPart::Header(HeaderName::from_static("x-api-key"))]
+    );
+    assert_eq!(limits[0].quota, Quota::new(10, Duration::from_secs(60)));
+    assert!(
+        limits[1].key.is_empty(),
+        "the default limit: one shared bucket"
+    );
+    assert_eq!(limits[1].quota, Quota::new(100, Duration::from_secs(60)));
+    assert_eq!(limits[0].name, "default/course/0");
+    assert!(t.global_rate_limits().is_empty());
+
+    let mut breaker = CircuitBreakerConfig::default();
+    breaker.max_connections = Some(64);
+    breaker.max_pending_requests = Some(32);
+    breaker.max_parallel_requests = Some(128);
+    breaker.max_parallel_retries = Some(4);
+    assert_eq!(r.backends[0].breaker, Some(breaker));
+
+    let retry = r.policy.retry.as_ref().unwrap();
+    assert_eq!(retry.attempts, 3);
+    assert!(retry.on.server_error && retry.on.connect_failure && retry.on.reset);
+    assert!(!retry.on.gateway_error);
+    assert_eq!(retry.backoff.base, Duration::from_millis(100));
+    assert_eq!(retry.backoff.max, Duration::from_secs(1));
+    assert_eq!(r.timeouts.backend_request, Some(Duration::from_secs(2)));
+    assert_eq!(r.timeouts.request, Some(Duration::from_secs(10)));
+}
+
+#[test]
+fn envoy_gateways_own_spelling_reads_without_warnings_and_defaults_follow_it() {
+    let yaml = format!(
+        r#"{BASE}---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: eg }}
+spec:
+  targetRef: {{ group: gateway.networking.k8s.io, kind: Gateway, name: gw }}
+  circuitBreaker: {{ maxParallelRequests: 5 }}
+  retry:
+    retryOn: {{ triggers: [retriable-status-codes], httpStatusCodes: [429, 503] }}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: defaults }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: other }}]
+  retry: {{}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: other }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  hostnames: [other.example]
+  rules:
+  - backendRefs: [{{ name: web, port: 80 }}]
+"#
+    );
+    let (set, warnings) = load(&yaml);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let t = translate(&set, &TranslateOptions::default());
+    let r = rule(&t, "web");
+    let retry = r.policy.retry.as_ref().unwrap();
+    assert_eq!(retry.attempts, 2);
+    assert_eq!(
+        retry.on.statuses,
+        [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+    );
+    assert_eq!(
+        r.backends[0].breaker.and_then(|b| b.max_parallel_requests),
+        Some(5)
+    );
+    // Envoy Gateway's default retryOn.
+    let d = rule(&t, "other").policy.retry.as_ref().unwrap();
+    assert!(d.on.connect_failure && d.on.unsent);
+    assert_eq!(d.on.statuses, [StatusCode::SERVICE_UNAVAILABLE]);
+    assert_eq!(d.on.grpc, [14, 1]);
+}
+
+const GATEWAY_BTP: &str = r#"
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: gateway }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: gw }]
+  retry: { numRetries: 4 }
+  timeout: { http: { requestTimeout: 30s } }
+"#;
+
+fn route_btp(merge: &str) -> String {
+    format!(
+        r#"
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: route }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}]
+  {merge}
+  retry: {{ numRetries: 1 }}
+  rateLimit:
+    type: Local
+    local: {{ rules: [{{ limit: {{ requests: 5, unit: Second }} }}] }}
+"#
+    )
+}
+
+#[test]
+fn a_route_policy_replaces_the_gateways_unless_merge_type_is_set() {
+    let t = run(&format!("{BASE}---{GATEWAY_BTP}---{}", route_btp("")));
+    let r = rule(&t, "web");
+    assert_eq!(r.policy.retry.as_ref().unwrap().attempts, 1);
+    assert_eq!(r.policy.rate_limits.len(), 1);
+    assert_eq!(
+        r.timeouts.request, None,
+        "replaced: the Gateway's timeout is gone"
+    );
+
+    let t = run(&format!(
+        "{BASE}---{GATEWAY_BTP}---{}",
+        route_btp("mergeType: StrategicMerge")
+    ));
+    let r = rule(&t, "web");
+    assert_eq!(
+        r.policy.retry.as_ref().unwrap().attempts,
+        1,
+        "the route's field wins"
+    );
+    assert_eq!(r.policy.rate_limits.len(), 1);
+    assert_eq!(
+        r.timeouts.request,
+        Some(Duration::from_secs(30)),
+        "merged: the Gateway's timeout stays"
+    );
+    assert!(accepted(&t, "gateway").0 && accepted(&t, "route").0);
+}
+
+#[test]
+fn the_routes_own_timeout_and_a_gatekit_traffic_policy_win() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw }}
+spec:
+  gatewayClassName: gatekit
+  listeners: [{{ name: http, port: 80, protocol: HTTP }}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{ name: web }}
+spec: {{ ports: [{{ port: 80 }}] }}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: web }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  rules:
+  - backendRefs: [{{ name: web, port: 80 }}]
+    timeouts: {{ request: 3s }}
+---
+apiVersion: gatekit.io/v1alpha1
+kind: TrafficPolicy
+metadata: {{ name: gk }}
+spec:
+  targetRefs: [{{ kind: HTTPRoute, name: web }}]
+  retry: {{ attempts: 5 }}
+---{}"#,
+        route_btp("")
+    );
+    let t = run(&yaml);
+    let r = rule(&t, "web");
+    assert_eq!(
+        r.policy.retry.as_ref().unwrap().attempts,
+        5,
+        "gatekit's retry"
+    );
+    assert_eq!(
+        r.policy.rate_limits.len(),
+        1,
+        "the BTP's other field applies"
+    );
+    assert_eq!(r.timeouts.request, Some(Duration::from_secs(3)));
+    let (ok, _, message) = accepted(&t, "route");
+    assert!(ok);
+    assert!(
+        message.contains("retry not applied, the TrafficPolicy default/gk sets it"),
+        "{message}"
+    );
+}
+
+#[test]
+fn unimplemented_fields_refuse_the_policy_naming_them() {
+    let yaml = format!(
+        r#"{BASE}---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: partial }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}]
+  loadBalancer: {{ type: RoundRobin }}
+  rateLimit:
+    type: Local
+    local:
+      rules:
+      - clientSelectors:
+        - headers: [{{ name: x-tier, type: Exact, value: free }}]
+          sourceCIDR: {{ type: Exact, value: 10.0.0.0/8 }}
+        limit: {{ requests: 1, unit: Second }}
+"#
+    );
+    let t = run(&yaml);
+    let (ok, reason, message) = accepted(&t, "partial");
+    assert!(!ok);
+    assert_eq!(reason, "Unsupported");
+    for field in [
+        "spec.loadBalancer",
+        "spec.rateLimit.local.rules[0].clientSelectors[0].headers[0].type: Exact",
+        "spec.rateLimit.local.rules[0].clientSelectors[0].sourceCIDR",
+    ] {
+        assert!(message.contains(field), "{field} not in {message}");
+    }
+    assert!(
+        rule(&t, "web").policy.rate_limits.is_empty(),
+        "not half applied"
+    );
+}
+
+#[test]
+fn a_global_rate_limit_runs_per_replica_and_says_so() {
+    let yaml = format!(
+        r#"{BASE}---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: global }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}]
+  rateLimit:
+    type: Global
+    global:
+      rules:
+      - clientSelectors: [{{ sourceCIDR: {{ type: Distinct, value: 0.0.0.0/0 }} }}]
+        limit: {{ requests: 7, unit: Hour }}
+"#
+    );
+    let t = run(&yaml);
+    let limits = &rule(&t, "web").policy.rate_limits;
+    assert_eq!(limits[0].key, [KeyPart::ClientIp]);
+    assert!(t.global_rate_limits().contains("default/global/0"));
+    let (ok, _, message) = accepted(&t, "global");
+    assert!(ok);
+    assert!(
+        message.contains("no Redis configured: limits are per replica"),
+        "{message}"
+    );
+}
+
+#[test]
+fn invalid_values_are_load_errors() {
+    let yaml = r#"apiVersion: v1
+kind: ConfigMap
+metadata: { name: cm }
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: bad }
+spec:
+  targetRefs: [{ group: example.com, kind: HTTPRoute, name: web }]
+  rateLimit:
+    type: Global
+    local: { rules: [] }
+  circuitBreaker: { maxConnections: -1 }
+  retry:
+    numRetries: -2
+  timeout: { http: { requestTimeout: soon } }
+"#;
+    let errors: Vec<ManifestError> = match ResourceSet::from_documents([("p.yaml", yaml)]) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e,
+    };
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.targetRefs[0].group",
+            "spec.rateLimit",
+            "spec.circuitBreaker.maxConnections",
+            "spec.retry.numRetries",
+            "spec.timeout.http.requestTimeout",
+        ],
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.document() == Some(1) && e.file() == "p.yaml")
+    );
+
+    let yaml = r#"apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: bad }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }]
+  rateLimit:
+    type: Local
+    local:
+      rules:
+      - clientSelectors: [{ sourceCIDR: { type: Distinct, value: 10.0.0.0/40 } }]
+        limit: { requests: 0, unit: Second }
+"#;
+    let errors = ResourceSet::from_documents([("p.yaml", yaml)]).unwrap_err();
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.rateLimit.local.rules[0].clientSelectors[0].sourceCIDR.value",
+            "spec.rateLimit.local.rules[0].limit.requests",
+        ]
+    );
+
+    // The older singular targetRef is checked under its own name.
+    let yaml = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata: { name: bad }\nspec:\n  targetRef: { group: example.com, kind: Gateway, name: gw }\n";
+    let errors = ResourceSet::from_documents([("p.yaml", yaml)]).unwrap_err();
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    assert_eq!(fields, ["spec.targetRef.group"]);
+}
+
+#[test]
+fn an_unknown_trigger_is_a_load_error() {
+    let yaml = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata: { name: bad }\nspec:\n  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: gw }]\n  retry: { retryOn: { triggers: [sometimes] } }\n";
+    let errors = ResourceSet::from_documents([("p.yaml", yaml)]).unwrap_err();
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    assert_eq!(fields, ["spec.retry.retryOn"], "{errors:?}");
+}
