@@ -34,6 +34,13 @@
 //! request per [`probe interval`](RedisLimiter::with_probe_interval) asks it again and the
 //! others go straight to the fallback, so an unreachable Redis adds its timeout to one
 //! request per interval, not to every one.
+//!
+//! # Cost
+//!
+//! Measured by `cargo test -p gatekit-redis --test latency -- --nocapture` (debug build,
+//! loopback, a shared two-core machine): one decision at a time, p50 65 µs, p99 126 µs;
+//! 64 decisions in flight on the one connection, about 38,000 a second. Per request the
+//! service allocates the Redis key and one boxed decision future.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

@@ -17,8 +17,9 @@ use crate::{BoxError, Error};
 /// The limiters' state is shared (each is an `Arc<RateLimiter>`), so clones of this
 /// service, one per connection, enforce one limit together. The decision is made in
 /// `call`, because the key comes from the request; readiness is the inner service's.
-/// A refused request fails with [`ErrorKind::RateLimited`] carrying `Retry-After`,
-/// `RateLimit-Policy` and `RateLimit` headers, which
+/// A refused request fails with
+/// [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited) carrying `Retry-After`,
+/// `RateLimit-Policy` and `RateLimit` headers ([`RateLimiter::refusal`]), which
 /// [`error_response`](crate::error_response) puts into the 429 response; the inner
 /// service is not called.
 #[derive(Clone, Debug)]
