@@ -17,6 +17,14 @@ use crate::ConnectionInfo;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key(pub(super) KeyRepr);
 
+impl Key {
+    /// Whether this is the shared default bucket of requests that lack a part of the key
+    /// ([`Unkeyed::Shared`](super::Unkeyed::Shared)).
+    pub fn is_unkeyed(&self) -> bool {
+        matches!(self.0, KeyRepr::Unkeyed)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum KeyRepr {
     /// A distinct key: the keyed hash of its parts.
@@ -62,6 +70,41 @@ pub(super) fn hash_parts<B>(
         }
     }
     Some(h.finish())
+}
+
+/// Writes `req`'s key `parts` into `out` with the framing of [`hash_parts`] (tag per
+/// part, each header value length-prefixed, an end mark after a header's values), for
+/// keys shared between processes. The caller has checked that every part is present.
+pub(super) fn encode_parts<B>(parts: &[KeyPart], req: &Request<B>, out: &mut Vec<u8>) {
+    for part in parts {
+        match part {
+            KeyPart::ClientIp => {
+                out.push(0);
+                if let Some(info) = req.extensions().get::<ConnectionInfo>() {
+                    match info.remote_addr().ip().to_canonical() {
+                        std::net::IpAddr::V4(ip) => {
+                            out.push(4);
+                            out.extend_from_slice(&ip.octets());
+                        }
+                        std::net::IpAddr::V6(ip) => {
+                            out.push(6);
+                            out.extend_from_slice(&ip.octets());
+                        }
+                    }
+                }
+            }
+            KeyPart::Header(name) => {
+                out.push(1);
+                for value in req.headers().get_all(name) {
+                    out.push(2);
+                    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+                    out.extend_from_slice(&len.to_be_bytes());
+                    out.extend_from_slice(value.as_bytes());
+                }
+                out.push(3);
+            }
+        }
+    }
 }
 
 /// Hashes caller-supplied key bytes (not a request's parts) with `hasher`.
@@ -156,5 +199,12 @@ mod tests {
         let two = req(None, &[("x-key", "a"), ("x-key", "b")]);
         assert_ne!(hash_parts(&h, &s, &one), hash_parts(&h, &s, &two));
         assert!(hash_parts(&h, &s, &req(None, &[("x-key", "")])).is_some());
+        let enc = |r: &Request<()>| {
+            let mut out = Vec::new();
+            encode_parts(&h, r, &mut out);
+            out
+        };
+        assert_ne!(enc(&one), enc(&two));
+        assert_eq!(enc(&one), enc(&req(None, &[("x-key", "ab")])));
     }
 }

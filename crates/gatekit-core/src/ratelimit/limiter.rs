@@ -176,6 +176,47 @@ impl RateLimiter {
         Key(KeyRepr::Hashed(key::hash_bytes(&self.hasher, bytes)))
     }
 
+    /// Writes `req`'s key into `out` (cleared first) in a fixed, prefix-free encoding
+    /// of its [`KeyPart`](super::KeyPart)s that is the same in every process and every
+    /// run, unlike [`Key`]'s seeded hash: for limits whose buckets live in a store shared
+    /// by several processes. Returns the same bucket as [`key`](Self::key) (`out` is
+    /// left empty for the one bucket of a limiter without parts and for the shared
+    /// default bucket; tell them apart with [`Key::is_unkeyed`]); `None` when the limit
+    /// does not apply. The bytes hold the parts' values as they are (header values
+    /// included).
+    pub fn key_bytes<B>(&self, req: &Request<B>, out: &mut Vec<u8>) -> Option<Key> {
+        out.clear();
+        let key = self.key(req)?;
+        if matches!(key.0, KeyRepr::Hashed(_)) {
+            key::encode_parts(&self.config.key, req, out);
+        }
+        Some(key)
+    }
+
+    /// The quota that applies to `key`: the limit's, or the shared default bucket's.
+    pub fn quota(&self, key: Key) -> Quota {
+        match (key.0, &self.unkeyed) {
+            (KeyRepr::Unkeyed, Some(g)) => g.quota(),
+            _ => self.keyed.quota(),
+        }
+    }
+
+    /// The refusal of a request `decision` refused: [`ErrorKind::RateLimited`] with
+    /// `Retry-After`, `RateLimit-Policy` and `RateLimit` headers, as the
+    /// [`RateLimit`](super::RateLimit) service builds it.
+    ///
+    /// [`ErrorKind::RateLimited`]: crate::ErrorKind::RateLimited
+    pub fn refusal(&self, decision: &Decision) -> crate::Error {
+        let retry_after = gcra::ceil_secs(decision.retry_after);
+        crate::Error::new(crate::ErrorKind::RateLimited)
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from(retry_after))
+            .with_header(
+                super::RATELIMIT_POLICY,
+                self.policy_header(decision).clone(),
+            )
+            .with_header(super::RATELIMIT, self.limit_header(decision))
+    }
+
     /// Decides about `req` now, counting it when allowed; `None` when the limit does not
     /// apply to it (see [`key`](Self::key)).
     pub fn check<B>(&self, req: &Request<B>) -> Option<Decision> {
@@ -306,7 +347,7 @@ impl RateLimiter {
     }
 
     /// The `RateLimit-Policy` value of the bucket `decision` came from.
-    pub(super) fn policy_header(&self, decision: &Decision) -> &HeaderValue {
+    pub fn policy_header(&self, decision: &Decision) -> &HeaderValue {
         match (&self.unkeyed_policy, decision.unkeyed) {
             (Some(p), true) => p,
             _ => &self.policy,
@@ -316,7 +357,7 @@ impl RateLimiter {
     /// The `RateLimit` value for `decision`: the remaining requests, and as effective
     /// window the seconds until the bucket is full again (allowed) or until a request
     /// is allowed again (refused, the same as `Retry-After`).
-    pub(super) fn limit_header(&self, decision: &Decision) -> HeaderValue {
+    pub fn limit_header(&self, decision: &Decision) -> HeaderValue {
         let t = if decision.allowed {
             decision.reset
         } else {
@@ -371,6 +412,30 @@ fn shards(max_keys: usize) -> Box<[Shard]> {
 // === impl Decision ===
 
 impl Decision {
+    /// A decision made elsewhere than in a [`RateLimiter`] (by a limiter whose buckets
+    /// live in a shared store), with the same meaning as one a `RateLimiter` makes:
+    /// `remaining` requests could still pass at once (0 when refused), the bucket is
+    /// full again after `reset`, and a request would be allowed after `retry_after`
+    /// (zero when allowed). `unkeyed`: it came from the shared bucket of requests
+    /// without a key ([`Unkeyed::Shared`]), whose `quota` it carries.
+    pub fn new(
+        allowed: bool,
+        remaining: u64,
+        reset: Duration,
+        retry_after: Duration,
+        quota: Quota,
+        unkeyed: bool,
+    ) -> Self {
+        Self {
+            allowed,
+            remaining: if allowed { remaining } else { 0 },
+            reset,
+            retry_after: if allowed { Duration::ZERO } else { retry_after },
+            quota,
+            unkeyed,
+        }
+    }
+
     /// Whether the request may pass.
     pub fn is_allowed(&self) -> bool {
         self.allowed

@@ -173,7 +173,8 @@
 //!
 //! # Not here
 //!
-//! Limits are per process (no shared store between replicas); IPv6 clients are not
+//! Limits are per process (the `gatekit-redis` crate keeps them in Redis, shared by
+//! replicas, through [`RateLimiter::key_bytes`] and [`Decision::new`]); IPv6 clients are not
 //! grouped by prefix; a request is one unit whatever its size or cost.
 
 mod config;

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, header::RETRY_AFTER};
+use http::{Request, Response};
 use tokio::time::Instant;
 use tower_service::Service;
 
 use super::future::Headers;
-use super::{Decision, RATELIMIT, RATELIMIT_POLICY, RateLimitLayer, RateLimiter, ResponseFuture};
-use crate::{BoxError, Error, ErrorKind};
+use super::{Decision, RateLimitLayer, RateLimiter, ResponseFuture};
+use crate::{BoxError, Error};
 
 /// A service that passes a request on only when every limiter of its
 /// [`RateLimitLayer`] allows it (see the [module docs](super)).
@@ -17,8 +17,9 @@ use crate::{BoxError, Error, ErrorKind};
 /// The limiters' state is shared (each is an `Arc<RateLimiter>`), so clones of this
 /// service, one per connection, enforce one limit together. The decision is made in
 /// `call`, because the key comes from the request; readiness is the inner service's.
-/// A refused request fails with [`ErrorKind::RateLimited`] carrying `Retry-After`,
-/// `RateLimit-Policy` and `RateLimit` headers, which
+/// A refused request fails with
+/// [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited) carrying `Retry-After`,
+/// `RateLimit-Policy` and `RateLimit` headers ([`RateLimiter::refusal`]), which
 /// [`error_response`](crate::error_response) puts into the 429 response; the inner
 /// service is not called.
 #[derive(Clone, Debug)]
@@ -128,9 +129,5 @@ fn refuse<B>(
         }
     }
     let (limiter, d) = worst;
-    let retry_after = super::gcra::ceil_secs(d.retry_after());
-    Error::new(ErrorKind::RateLimited)
-        .with_header(RETRY_AFTER, HeaderValue::from(retry_after))
-        .with_header(RATELIMIT_POLICY, limiter.policy_header(&d).clone())
-        .with_header(RATELIMIT, limiter.limit_header(&d))
+    limiter.refusal(&d)
 }
