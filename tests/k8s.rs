@@ -606,8 +606,8 @@ async fn relist_after_410_keeps_upstreams_and_catches_up() {
                 r.method == http::Method::GET && !r.is_watch() && r.path.split('/').count() > 3
             })
             .count();
-        // Every kind re-listed (11 kinds on a config+endpoints cluster).
-        if lists >= lists_before + 11 && fake.active_watches("endpointslices") > 0 {
+        // Every kind re-listed (12 kinds on a config+endpoints cluster).
+        if lists >= lists_before + 12 && fake.active_watches("endpointslices") > 0 {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no re-list");
@@ -935,10 +935,10 @@ async fn endpoints_cluster_down_at_start_blocks_readiness_only_when_required() {
     drop(degraded);
     // Every cluster required: not ready while one is down, ready once it is up.
     let strict = Wired::start_kube(two(Readiness::AllClusters)).await;
-    // The local cluster syncs (every one of its 11 kinds listed and watched, by this
+    // The local cluster syncs (every one of its 12 kinds listed and watched, by this
     // replica as by the first one) and still the replica is not ready.
     eventually(WITHIN, "local cluster synced", || async {
-        local.requests().iter().filter(|r| r.is_watch()).count() >= 22
+        local.requests().iter().filter(|r| r.is_watch()).count() >= 24
     })
     .await;
     assert_eq!(

@@ -102,3 +102,65 @@ async fn invalid_policies_are_skipped_and_the_last_valid_version_keeps_serving()
         [("bad".to_owned(), 7), ("good".to_owned(), 5)]
     );
 }
+
+fn backend_traffic_policy(name: &str, group: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "BackendTrafficPolicy",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "targetRefs": [{"group": group, "kind": "HTTPRoute", "name": "web"}],
+            "timeout": {"http": {"requestTimeout": "10s"}}
+        }
+    })
+}
+
+fn served_btps(provider: &Provider) -> Vec<String> {
+    let mut out: Vec<String> = provider
+        .resources()
+        .backend_traffic_policies
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn backend_traffic_policies_are_read_and_invalid_ones_skipped() {
+    let fake = FakeApiServer::builder()
+        .resource(ResourceType::new(
+            "gateway.envoyproxy.io",
+            "v1alpha1",
+            "backendtrafficpolicies",
+            "BackendTrafficPolicy",
+            true,
+            true,
+        ))
+        .start()
+        .await;
+    fake.apply_json(backend_traffic_policy("good", "gateway.networking.k8s.io"));
+    fake.apply_json(backend_traffic_policy("bad", "example.com"));
+    let mut settings = ProviderSettings::new(vec![ClusterSpec::new("local", fake.url())]);
+    settings.backoff_min = Some(Duration::from_millis(20));
+    settings.backoff_max = Some(Duration::from_millis(200));
+    let provider = Provider::start(&settings).await.unwrap();
+    tokio::time::timeout(WITHIN, provider.synced())
+        .await
+        .unwrap();
+
+    assert_eq!(served_btps(&provider), ["good"]);
+    let error = last_error(&provider);
+    assert!(
+        error.contains("BackendTrafficPolicy default/bad")
+            && error.contains("spec.targetRefs[0].group"),
+        "{error}"
+    );
+    let policy = &provider.resources().backend_traffic_policies[0];
+    let timeout = policy.spec.timeout.as_ref().unwrap();
+    assert!(timeout.http.as_ref().unwrap().request_timeout.is_some());
+
+    // Created later: served too.
+    fake.apply_json(backend_traffic_policy("later", "gateway.networking.k8s.io"));
+    until(&provider, "the new policy", |p| served_btps(p).len() == 2).await;
+    assert_eq!(served_btps(&provider), ["good", "later"]);
+}

@@ -121,6 +121,14 @@ impl Registry {
                 true,
                 true,
             ),
+            ResourceType::new(
+                "gateway.envoyproxy.io",
+                "v1alpha1",
+                "backendtrafficpolicies",
+                "BackendTrafficPolicy",
+                true,
+                true,
+            ),
         ] {
             r.register(ty);
         }

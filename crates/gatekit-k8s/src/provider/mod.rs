@@ -5,7 +5,7 @@
 //!
 //! | role | kinds |
 //! |---|---|
-//! | `config` | GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, TrafficPolicy, Service |
+//! | `config` | GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, TrafficPolicy, Envoy Gateway's BackendTrafficPolicy, Service |
 //! | `endpoints` | Service, EndpointSlice |
 //!
 //! Events land in per-cluster stores (see `store.rs`), and each one says what changed:
@@ -323,6 +323,7 @@ impl Cluster {
                 Kind::Secret,
                 Kind::BackendPolicy,
                 Kind::TrafficPolicy,
+                Kind::BackendTrafficPolicy,
                 Kind::Service,
             ]);
         }
@@ -346,6 +347,7 @@ impl Cluster {
             Kind::Secret => s.secrets.is_synced(),
             Kind::BackendPolicy => s.backend_policies.is_synced(),
             Kind::TrafficPolicy => s.traffic_policies.is_synced(),
+            Kind::BackendTrafficPolicy => s.backend_traffic_policies.is_synced(),
         })
     }
 
@@ -646,6 +648,7 @@ impl Provider {
         set.secrets = merged(&config, |s| &s.secrets);
         set.backend_policies = merged(&config, |s| &s.backend_policies);
         set.traffic_policies = merged(&config, |s| &s.traffic_policies);
+        set.backend_traffic_policies = merged(&config, |s| &s.backend_traffic_policies);
         let mut ordered: Vec<&Cluster> = config.clone();
         ordered.extend(self.shared.clusters.iter().filter(|c| !c.config));
         set.services = merged(&ordered, |s| &s.services);
@@ -765,8 +768,8 @@ impl Provider {
 
 fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client) -> JoinHandle<()> {
     use crate::types::{
-        BackendPolicy, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace, ReferenceGrant,
-        Secret, TrafficPolicy,
+        BackendPolicy, BackendTrafficPolicy, Gateway, GatewayClass, GrpcRoute, HttpRoute,
+        Namespace, ReferenceGrant, Secret, TrafficPolicy,
     };
     fn go<K: Watched>(shared: &Arc<Shared>, cluster: usize, client: Client) -> JoinHandle<()> {
         tokio::spawn(watch::run::<K>(shared.clone(), cluster, Api::all(client)))
@@ -783,6 +786,7 @@ fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client)
         Kind::Secret => go::<Secret>(shared, cluster, client),
         Kind::BackendPolicy => go::<BackendPolicy>(shared, cluster, client),
         Kind::TrafficPolicy => go::<TrafficPolicy>(shared, cluster, client),
+        Kind::BackendTrafficPolicy => go::<BackendTrafficPolicy>(shared, cluster, client),
     }
 }
 

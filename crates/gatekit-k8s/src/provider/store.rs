@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use crate::types::ObjectMeta;
 
 use crate::types::{
-    BackendPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, Namespace,
-    ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service, TrafficPolicy,
+    BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
+    HttpRoute, Namespace, ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service, TrafficPolicy,
 };
 
 /// A store key: namespace ("" for cluster-scoped kinds), a grouping ("" except for
@@ -40,6 +40,7 @@ pub(crate) enum Kind {
     Secret,
     BackendPolicy,
     TrafficPolicy,
+    BackendTrafficPolicy,
 }
 
 impl Kind {
@@ -56,6 +57,7 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::BackendPolicy => "BackendPolicy",
             Kind::TrafficPolicy => "TrafficPolicy",
+            Kind::BackendTrafficPolicy => "BackendTrafficPolicy",
         }
     }
 
@@ -66,6 +68,7 @@ impl Kind {
             self,
             Kind::BackendPolicy
                 | Kind::TrafficPolicy
+                | Kind::BackendTrafficPolicy
                 | Kind::GrpcRoute
                 | Kind::ReferenceGrant
                 | Kind::GatewayClass
@@ -127,6 +130,7 @@ watched! {
     Secret => Secret, secrets;
     BackendPolicy => BackendPolicy, backend_policies;
     TrafficPolicy => TrafficPolicy, traffic_policies;
+    BackendTrafficPolicy => BackendTrafficPolicy, backend_traffic_policies;
 }
 
 /// EndpointSlices are keyed by their Service, so a Service's slices are one range.
