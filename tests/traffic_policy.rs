@@ -420,23 +420,35 @@ spec:
             async move { send(&client, get(port, "/")).await },
         ));
     }
-    // 4 requests wait at the backend; the other 12 are refused at once, without waiting
-    // for them (the gate is still closed when they are answered).
+    // 4 requests wait at the backend; the other 12 are refused at once, while the gate
+    // is still closed: wait until the breaker counted 12 refusals (a request still on
+    // its way when the gate opens would rightly pass).
     slow.wait_in_flight(4).await;
-    let mut refused = 0;
-    let mut answered_while_held = Vec::new();
-    let mut held = Vec::new();
-    for t in tasks {
-        if t.is_finished() {
-            answered_while_held.push(t.await.unwrap());
-        } else {
-            held.push(t);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = _wired.admin("/metrics").await;
+        let refusals = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("gatekit_circuit_breaker_rejected_total{")
+                    && l.contains("threshold=\"max-parallel-requests\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        if refusals == Some(12.0) {
+            break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refusals: {refusals:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     slow.open_gate();
+    let mut refused = 0;
     let mut ok = 0;
-    let mut all: Vec<_> = answered_while_held;
-    for t in held {
+    let mut all = Vec::new();
+    for t in tasks {
         all.push(t.await.unwrap());
     }
     for (status, headers, _) in all {
