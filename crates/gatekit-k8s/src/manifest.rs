@@ -345,127 +345,40 @@ impl ResourceSet {
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
         let gw = |v: &str| v == "v1" || v == "v1beta1";
+        // Reads the document into `self.$list` (namespaced or not).
+        macro_rules! load {
+            ($namespaced:expr, $list:ident) => {
+                push(
+                    &cx,
+                    doc,
+                    $namespaced,
+                    seen,
+                    warnings,
+                    errors,
+                    &mut self.$list,
+                    |r| &mut r.metadata,
+                )
+            };
+        }
         match (group, version, kind) {
-            ("gateway.networking.k8s.io", v, "GatewayClass") if gw(v) => push(
-                &cx,
-                doc,
-                false,
-                seen,
-                warnings,
-                errors,
-                &mut self.gateway_classes,
-                |r| &mut r.metadata,
-            ),
-            ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => push(
-                &cx,
-                doc,
-                true,
-                seen,
-                warnings,
-                errors,
-                &mut self.gateways,
-                |r| &mut r.metadata,
-            ),
-            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => push(
-                &cx,
-                doc,
-                true,
-                seen,
-                warnings,
-                errors,
-                &mut self.http_routes,
-                |r| &mut r.metadata,
-            ),
-            ("gateway.networking.k8s.io", "v1", "GRPCRoute") => push(
-                &cx,
-                doc,
-                true,
-                seen,
-                warnings,
-                errors,
-                &mut self.grpc_routes,
-                |r| &mut r.metadata,
-            ),
-            ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => push(
-                &cx,
-                doc,
-                true,
-                seen,
-                warnings,
-                errors,
-                &mut self.reference_grants,
-                |r| &mut r.metadata,
-            ),
-            ("", "v1", "Service") => push(
-                &cx,
-                doc,
-                true,
-                seen,
-                warnings,
-                errors,
-                &mut self.services,
-                |r| &mut r.metadata,
-            ),
-            ("", "v1", "Namespace") => push(
-                &cx,
-                doc,
-                false,
-                seen,
-                warnings,
-                errors,
-                &mut self.namespaces,
-                |r| &mut r.metadata,
-            ),
-            ("", "v1", "Secret") => push(
-                &cx,
-                doc,
-                true,
-                seen,
-                warnings,
-                errors,
-                &mut self.secrets,
-                |r| &mut r.metadata,
-            ),
-            ("discovery.k8s.io", "v1", "EndpointSlice") => push(
-                &cx,
-                doc,
-                true,
-                seen,
-                warnings,
-                errors,
-                &mut self.endpoint_slices,
-                |r| &mut r.metadata,
-            ),
-            ("gatekit.io", "v1alpha1", "BackendPolicy") => push(
-                &cx,
-                doc,
-                true,
-                seen,
-                warnings,
-                errors,
-                &mut self.backend_policies,
-                |r| &mut r.metadata,
-            ),
-            ("gatekit.io", "v1alpha1", "TrafficPolicy") => push(
-                &cx,
-                doc,
-                true,
-                seen,
-                warnings,
-                errors,
-                &mut self.traffic_policies,
-                |r| &mut r.metadata,
-            ),
-            ("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy") => push(
-                &cx,
-                doc,
-                true,
-                seen,
-                warnings,
-                errors,
-                &mut self.backend_traffic_policies,
-                |r| &mut r.metadata,
-            ),
+            ("gateway.networking.k8s.io", v, "GatewayClass") if gw(v) => {
+                load!(false, gateway_classes)
+            }
+            ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => load!(true, gateways),
+            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => load!(true, http_routes),
+            ("gateway.networking.k8s.io", "v1", "GRPCRoute") => load!(true, grpc_routes),
+            ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => {
+                load!(true, reference_grants)
+            }
+            ("", "v1", "Service") => load!(true, services),
+            ("", "v1", "Namespace") => load!(false, namespaces),
+            ("", "v1", "Secret") => load!(true, secrets),
+            ("discovery.k8s.io", "v1", "EndpointSlice") => load!(true, endpoint_slices),
+            ("gatekit.io", "v1alpha1", "BackendPolicy") => load!(true, backend_policies),
+            ("gatekit.io", "v1alpha1", "TrafficPolicy") => load!(true, traffic_policies),
+            ("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy") => {
+                load!(true, backend_traffic_policies)
+            }
             _ => warnings.push(Warning {
                 file: file.to_owned(),
                 document: index,
