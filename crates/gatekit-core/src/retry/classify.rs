@@ -1,7 +1,7 @@
 //! Which failed attempts a [`RetryOn`] retries, how long a `Retry-After` asks to wait,
 //! and the backoff before a retry (the table is in the [module docs](super)).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Response, StatusCode, header};
 
@@ -95,75 +95,16 @@ pub(super) fn backoff_delay(backoff: &Backoff, n: u32) -> Duration {
     Duration::from_nanos(fastrand::u64(low..=high))
 }
 
-/// Parses an HTTP-date (RFC 9110 §5.6.7): the IMF-fixdate
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`) and the obsolete RFC 850
-/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`) forms.
-/// The weekday is not checked.
+/// Parses an HTTP-date (RFC 9110 §5.6.7: IMF-fixdate, and the obsolete RFC 850 and
+/// asctime forms), with the `httpdate` crate hyper already uses for `Date`.
 pub(super) fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = s.split_ascii_whitespace().collect();
-    let (day, month, year, time) = match parts.as_slice() {
-        // IMF-fixdate.
-        [wd, day, month, year, time, "GMT"] if wd.ends_with(',') && day.len() == 2 => (
-            day.parse().ok()?,
-            month_number(month)?,
-            year.parse().ok()?,
-            *time,
-        ),
-        // RFC 850: a two-digit year, taken as the nearest past year ending so (the
-        // 50-year rule, simplified: 70 and later are 19xx).
-        [wd, date, time, "GMT"] if wd.ends_with(',') => {
-            let mut d = date.split('-');
-            let (day, month, year) = (d.next()?, d.next()?, d.next()?);
-            if d.next().is_some() || day.len() != 2 || year.len() != 2 {
-                return None;
-            }
-            let year: i64 = year.parse().ok()?;
-            let year = if year >= 70 { 1900 + year } else { 2000 + year };
-            (day.parse().ok()?, month_number(month)?, year, *time)
-        }
-        // asctime.
-        [_, month, day, time, year] => (
-            day.parse().ok()?,
-            month_number(month)?,
-            year.parse().ok()?,
-            *time,
-        ),
-        _ => return None,
-    };
-    let mut t = time.split(':');
-    let (h, m, sec) = (t.next()?, t.next()?, t.next()?);
-    if t.next().is_some() || h.len() != 2 || m.len() != 2 || sec.len() != 2 {
-        return None;
-    }
-    let (h, m, sec): (u64, u64, u64) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 || !(1970..=9999).contains(&year) {
-        return None;
-    }
-    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
-    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-fn month_number(name: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    MONTHS.iter().position(|m| *m == name).map(|i| i as u32 + 1)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    httpdate::parse_http_date(s).ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     fn at(secs: u64) -> SystemTime {
