@@ -18,6 +18,10 @@ pub struct RateLimitConfig {
     /// What happens to a request that lacks a part of the key (a header it does not
     /// carry).
     pub unkeyed: Unkeyed,
+    /// The buckets are shared by every replica (Envoy Gateway's `type: Global`): kept
+    /// in the shared store of the [`PolicyState`](crate::route::PolicyState) when it has
+    /// one, in this process otherwise.
+    pub global: bool,
 }
 
 /// A part of a rate-limit key.
@@ -81,7 +85,15 @@ impl RateLimitConfig {
             key,
             quota,
             unkeyed: Unkeyed::Skip,
+            global: false,
         }
+    }
+
+    /// Marks the limit as shared by every replica (see [`global`](Self::global)).
+    #[must_use]
+    pub fn with_global(mut self, global: bool) -> Self {
+        self.global = global;
+        self
     }
 
     /// Sets what happens to requests without a key.

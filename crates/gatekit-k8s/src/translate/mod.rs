@@ -72,6 +72,7 @@ pub struct TranslateOptions {
     gateway_class_name: String,
     controller_name: String,
     pub(crate) global_namespaces: Vec<String>,
+    pub(crate) shared_rate_limits: bool,
 }
 
 impl Default for TranslateOptions {
@@ -80,11 +81,21 @@ impl Default for TranslateOptions {
             gateway_class_name: "gatekit".to_owned(),
             controller_name: "gatekit.io/gateway-controller".to_owned(),
             global_namespaces: Vec::new(),
+            shared_rate_limits: false,
         }
     }
 }
 
 impl TranslateOptions {
+    /// Says whether `Global` rate limits have a shared store (a Redis in the gateway's
+    /// settings): without one they run per replica, and the policies' statuses say so
+    /// (default: no store).
+    #[must_use]
+    pub fn shared_rate_limits(mut self, shared: bool) -> Self {
+        self.shared_rate_limits = shared;
+        self
+    }
+
     /// Sets the GatewayClass name whose Gateways are served (default `gatekit`).
     #[must_use]
     pub fn gateway_class_name(mut self, name: impl Into<String>) -> Self {
@@ -357,7 +368,7 @@ pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Transla
     listener::gateway_classes(resources, options, &mut statuses);
     cx.attach_policies(&mut statuses);
     cx.attach_traffic_policies(&mut statuses);
-    cx.attach_backend_traffic_policies(&mut statuses);
+    cx.attach_backend_traffic_policies(options.shared_rate_limits, &mut statuses);
     let (listeners, listener_errors) = listener::listeners(&cx, options, &mut statuses);
     cx.errors.extend(listener_errors);
     let ports = route::attach_routes(&mut cx, &listeners, &mut statuses);

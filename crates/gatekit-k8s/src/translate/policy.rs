@@ -468,7 +468,11 @@ impl Context<'_> {
     /// one per target, a newer one is `Conflicted`). A policy using a field gatekit
     /// does not implement is not applied at all (`Accepted=False`, reason
     /// `Unsupported`, naming the fields).
-    pub(crate) fn attach_backend_traffic_policies(&mut self, statuses: &mut Vec<ResourceStatus>) {
+    pub(crate) fn attach_backend_traffic_policies(
+        &mut self,
+        shared_rate_limits: bool,
+        statuses: &mut Vec<ResourceStatus>,
+    ) {
         let resources = self.resources;
         if resources.backend_traffic_policies.is_empty() {
             return;
@@ -543,7 +547,7 @@ impl Context<'_> {
                         }
                     }
                 }
-                if values.global {
+                if values.global && !shared_rate_limits {
                     notes.push(format!(
                         "{target}: rateLimit is Global but no Redis configured: limits are per replica"
                     ));

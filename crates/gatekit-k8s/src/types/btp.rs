@@ -627,7 +627,10 @@ impl BackendTrafficPolicySpec {
                 continue;
             }
             let quota = Quota::new(rule.limit.requests, rule.limit.unit.duration());
-            configs.push(RateLimitConfig::new(format!("{prefix}/{i}"), key, quota));
+            configs.push(
+                RateLimitConfig::new(format!("{prefix}/{i}"), key, quota)
+                    .with_global(out.values.global),
+            );
         }
         out.values.rate_limits = Some(configs);
     }
