@@ -20,6 +20,11 @@
 //! trafficDefaults:            # protection with no policy written
 //!   retryUnsent: true         # a request that never reached a backend is retried once
 //!   ejectRefusingEndpoints: true  # endpoints refusing connections leave rotation
+//! redis:                      # where Global rate limits are kept (default: per replica)
+//!   url: redis://redis.gatekit:6379  # every replica naming it shares one budget
+//!   timeout: 20ms             # a decision waits this long for Redis, then falls back
+//!   fallback: local           # or failOpen: what decides while Redis fails
+//!   probeInterval: 250ms      # while it fails, how often Redis is asked again
 //! drainTimeout: 30s           # in-flight requests may finish this long after SIGTERM
 //! shutdownDelay: 0s           # after SIGTERM: not ready for this long, still serving
 //! gatewayClassName: gatekit   # Gateways of this class are served
@@ -43,7 +48,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use gatekit_gateway::{GatewayOptions, Limits, PathSettings, TrafficDefaults};
+use gatekit_gateway::{GatewayOptions, Limits, PathSettings, RedisSettings, TrafficDefaults};
 use gatekit_k8s::ProviderSettings;
 use serde::Deserialize;
 
@@ -114,6 +119,8 @@ pub struct Settings {
     pub paths: PathSettings,
     /// The protection applied where no policy says otherwise.
     pub traffic_defaults: TrafficDefaults,
+    /// The Redis of the global rate limits.
+    pub redis: Option<RedisSettings>,
 }
 
 impl Default for Settings {
@@ -128,6 +135,7 @@ impl Default for Settings {
             kubernetes: None,
             paths: PathSettings::default(),
             traffic_defaults: TrafficDefaults::default(),
+            redis: None,
         }
     }
 }
@@ -218,6 +226,7 @@ impl Settings {
             .with_access_log(self.log.access_log)
             .with_kubernetes(self.kubernetes.clone())
             .with_traffic_defaults(self.traffic_defaults)
+            .with_redis(self.redis.clone())
     }
 
     fn validate(&self, origin: &str) -> Result<(), SettingsError> {
@@ -265,6 +274,16 @@ impl Settings {
         if self.paths.max_target_length == 0 {
             return Err(invalid("paths.maxTargetLength", "must be at least 1"));
         }
+        if let Some(redis) = &self.redis {
+            redis.check().map_err(|(field, reason)| {
+                let field = match field {
+                    "timeout" => "redis.timeout",
+                    "probeInterval" => "redis.probeInterval",
+                    _ => "redis.url",
+                };
+                invalid(field, &reason)
+            })?;
+        }
         Ok(())
     }
 }
@@ -274,6 +293,29 @@ mod tests {
     use super::*;
 
     /// The settings `deploy/` ships must be settings this binary accepts.
+    #[test]
+    fn redis_settings_parse_with_defaults_and_bad_ones_name_the_field() {
+        let s = Settings::from_yaml("redis: { url: redis://127.0.0.1:6379 }", "t").unwrap();
+        let r = s.redis.unwrap();
+        assert_eq!(r.timeout, Duration::from_millis(20));
+        assert_eq!(r.fallback, gatekit_gateway::RedisFallback::Local);
+        let s = Settings::from_yaml(
+            "redis: { url: redis://h:1, fallback: failOpen, timeout: 5ms }",
+            "t",
+        )
+        .unwrap();
+        let r = s.redis.unwrap();
+        assert_eq!(r.fallback, gatekit_gateway::RedisFallback::FailOpen);
+        assert_eq!(r.timeout, Duration::from_millis(5));
+        let e = Settings::from_yaml("redis: { url: 'http://h:1' }", "t").unwrap_err();
+        assert!(e.to_string().contains("redis.url"), "{e}");
+        let e = Settings::from_yaml("redis: { url: 'redis://h', timeout: 0s }", "t").unwrap_err();
+        assert!(e.to_string().contains("redis.timeout"), "{e}");
+        let e =
+            Settings::from_yaml("redis: { url: 'redis://h', fallback: deny }", "t").unwrap_err();
+        assert!(e.to_string().contains("fallback"), "{e}");
+    }
+
     #[test]
     fn deploy_configmap_settings_parse() {
         let configmap: serde_norway::Value =

@@ -45,7 +45,7 @@ impl Gateway {
     }
 
     fn build(options: GatewayOptions, bind: IpAddr, embedded: bool) -> Self {
-        let policy_state = Arc::new(PolicyState::new());
+        let policy_state = Arc::new(policy_state(&options));
         let metrics = Metrics::with_policy_state(policy_state.clone());
         let listeners = Listeners::new(
             ListenerSettings::from_settings(&options, bind),
@@ -115,5 +115,41 @@ impl Gateway {
     /// Whether the gateway binds no port ([`Gateway::embedded`]).
     pub fn is_embedded(&self) -> bool {
         self.embedded
+    }
+}
+
+/// The policy state, with the Redis of the options as the store of global rate limits.
+fn policy_state(options: &GatewayOptions) -> PolicyState {
+    let state = PolicyState::new();
+    let Some(redis) = &options.redis else {
+        return state;
+    };
+    #[cfg(feature = "redis")]
+    {
+        use gatekit_redis::{Fallback, RedisStore};
+        match RedisStore::open(&redis.url) {
+            Ok(store) => {
+                let store = store
+                    .with_timeout(redis.timeout)
+                    .with_probe_interval(redis.probe_interval)
+                    .with_fallback(match redis.fallback {
+                        crate::RedisFallback::Local => Fallback::Local,
+                        crate::RedisFallback::FailOpen => Fallback::FailOpen,
+                    });
+                tracing::info!(redis = %gatekit_redis::redact(&redis.url), fallback = ?redis.fallback, "global rate limits are kept in Redis");
+                state.with_shared_limits(Arc::new(store))
+            }
+            Err(error) => {
+                tracing::error!(redis = %gatekit_redis::redact(&redis.url), %error, "cannot use Redis for global rate limits; they run per replica");
+                state
+            }
+        }
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        tracing::error!(
+            "redis is configured but gatekit-gateway was built without its `redis` feature; global rate limits run per replica"
+        );
+        state
     }
 }

@@ -49,8 +49,8 @@ pub use crate::metrics::{
 };
 pub use crate::readiness::{Phase, Readiness};
 pub use crate::settings::{
-    EscapedSlashesSetting, GatewayOptions, Limits, PathSettings, TrafficDefaults,
-    deserialize_duration,
+    EscapedSlashesSetting, GatewayOptions, Limits, PathSettings, RedisFallback, RedisSettings,
+    TrafficDefaults, deserialize_duration,
 };
 pub use crate::validate::validate;
 pub use crate::wiring::{PortService, Source, Wiring, WiringError};

@@ -27,6 +27,9 @@ pub struct GatewayOptions {
     pub kubernetes: Option<ProviderSettings>,
     /// The traffic policy applied where no policy says otherwise.
     pub traffic_defaults: TrafficDefaults,
+    /// The Redis that keeps the global rate limits (Envoy Gateway's `type: Global`),
+    /// shared by every replica using it; `None`: they run per replica.
+    pub redis: Option<RedisSettings>,
 }
 
 impl GatewayOptions {
@@ -55,6 +58,13 @@ impl GatewayOptions {
     #[must_use]
     pub fn with_traffic_defaults(mut self, defaults: TrafficDefaults) -> Self {
         self.traffic_defaults = defaults;
+        self
+    }
+
+    /// Sets the Redis of the global rate limits (see [`RedisSettings`]).
+    #[must_use]
+    pub fn with_redis(mut self, redis: Option<RedisSettings>) -> Self {
+        self.redis = redis;
         self
     }
 
@@ -93,6 +103,102 @@ impl Default for TrafficDefaults {
             eject_refusing_endpoints: true,
         }
     }
+}
+
+/// Where the global rate limits are kept (the settings file's `redis:`): every replica
+/// naming the same Redis shares one budget per limit and key.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port[/db]` (`rediss://` is not built in).
+    pub url: String,
+    /// How long a decision waits for Redis before the fallback decides (default 20ms).
+    #[serde(
+        default = "RedisSettings::default_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub timeout: Duration,
+    /// What decides while Redis fails or is slow (default `local`).
+    #[serde(default)]
+    pub fallback: RedisFallback,
+    /// While Redis fails, how often one decision asks it again (default 250ms); the
+    /// others go straight to the fallback.
+    #[serde(
+        default = "RedisSettings::default_probe_interval",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub probe_interval: Duration,
+}
+
+impl RedisSettings {
+    /// The Redis at `url`, with the default timeout, fallback and probe interval.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            timeout: Self::default_timeout(),
+            fallback: RedisFallback::default(),
+            probe_interval: Self::default_probe_interval(),
+        }
+    }
+
+    /// Sets what decides while Redis fails.
+    #[must_use]
+    pub fn with_fallback(mut self, fallback: RedisFallback) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// Sets how long a decision waits for Redis.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Checks the settings without connecting: a URL this build can use, a timeout.
+    ///
+    /// # Errors
+    ///
+    /// The field (`url`, `timeout`, `probeInterval`) and what is wrong with it.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        #[cfg(feature = "redis")]
+        gatekit_redis::check_url(&self.url).map_err(|e| ("url", e.to_string()))?;
+        #[cfg(not(feature = "redis"))]
+        return Err((
+            "url",
+            "this build of gatekit-gateway has no `redis` feature".to_owned(),
+        ));
+        if self.timeout.is_zero() {
+            return Err(("timeout", "must be more than 0".to_owned()));
+        }
+        if self.probe_interval.is_zero() {
+            return Err(("probeInterval", "must be more than 0".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn default_timeout() -> Duration {
+        Duration::from_millis(20)
+    }
+
+    fn default_probe_interval() -> Duration {
+        Duration::from_millis(250)
+    }
+}
+
+/// `redis.fallback`: what decides about a request while Redis fails or is slow.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum RedisFallback {
+    /// A local limiter with the same quota, per replica (N replicas: up to N × the
+    /// quota in total while Redis is away). Limits stay enforced.
+    #[default]
+    Local,
+    /// Every request is allowed (Envoy's default for an unreachable rate-limit
+    /// service): availability over the limit.
+    FailOpen,
 }
 
 /// The name `listener.rs` knows the options by.

@@ -12,6 +12,12 @@
 //! ([`Fallback::Local`]), and goes back to Redis when it answers again. See [`limiter`]
 //! for the script, the keys and the failure handling.
 //!
+//! A [`RedisStore`] is gatekit-core's
+//! [`SharedLimitStore`](gatekit_core::ratelimit::SharedLimitStore) on one Redis: given to
+//! a route table's `PolicyState`, it decides every limit marked `global` (Envoy
+//! Gateway's `type: Global`), all limiters on one connection. The gateway builds it from
+//! its settings' `redis:`.
+//!
 //! Not for: per-process limits (gatekit-core's own `RateLimitLayer` decides in tens of
 //! nanoseconds without a network hop), Redis Cluster slot routing (one bucket is one
 //! key, so a cluster works, but the connection here is to one server).
@@ -65,8 +71,10 @@ mod layer;
 pub mod limiter;
 mod script;
 mod service;
+mod store;
 
 pub use self::error::{Error, Result};
 pub use self::layer::GlobalRateLimitLayer;
 pub use self::limiter::{Fallback, GlobalKey, RedisLimiter};
 pub use self::service::{GlobalRateLimit, ResponseFuture};
+pub use self::store::{RedisStore, check_url, redact};

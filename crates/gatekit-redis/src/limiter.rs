@@ -14,7 +14,9 @@
 //!
 //! # Keys
 //!
-//! A bucket is the Redis key `gatekit:rl:<limit name>:` followed by `k` and the
+//! A bucket is the Redis key `gatekit:rl:<limit name>:` (or the name given by
+//! [`with_bucket_name`](RedisLimiter::with_bucket_name): a
+//! [`RedisStore`](crate::RedisStore) gives the limit's scope) followed by `k` and the
 //! request's key bytes ([`RateLimiter::key_bytes`]: the key parts' values in a fixed
 //! encoding, so the same client is the same key on every replica), by `all` for a limit
 //! without key parts, or by `default` for the shared bucket of requests without a key.
@@ -48,7 +50,7 @@ use std::time::Duration;
 
 use gatekit_core::ratelimit::{Decision, Key, RateLimitConfig, RateLimiter};
 use http::Request;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
 use crate::script::{self, Answer, Params};
@@ -85,6 +87,8 @@ pub struct RedisLimiter {
     /// While degraded: when (ns since `epoch`) Redis may be asked again.
     probe_at: AtomicU64,
     fallbacks: AtomicU64,
+    allowed: AtomicU64,
+    limited: AtomicU64,
 }
 
 /// A request's bucket in a [`RedisLimiter`]: the Redis key, and the local limiter's key
@@ -107,16 +111,14 @@ impl RedisLimiter {
             gatekit_core::ratelimit::Unkeyed::Shared(q) => Params::new(q),
             _ => keyed,
         };
-        let mut prefix = b"gatekit:rl:".to_vec();
-        prefix.extend_from_slice(local.name().as_bytes());
-        prefix.push(b':');
+        let prefix = prefix(local.name());
         Self {
             local,
             conn,
             script: script::server_clock(),
             keyed,
             unkeyed,
-            prefix: prefix.into_boxed_slice(),
+            prefix,
             timeout: Duration::from_millis(20),
             fallback: Fallback::FailOpen,
             probe_interval: Duration::from_millis(250),
@@ -124,6 +126,8 @@ impl RedisLimiter {
             degraded: AtomicBool::new(false),
             probe_at: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            allowed: AtomicU64::new(0),
+            limited: AtomicU64::new(0),
         }
     }
 
@@ -135,15 +139,16 @@ impl RedisLimiter {
     ///
     /// [`Error::Redis`] when `url` is not a Redis URL.
     pub fn open(url: &str, config: RateLimitConfig) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(Error::Redis)?;
-        let conn_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(200));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client, conn_config).map_err(Error::Redis)?;
-        Ok(Self::new(config, conn))
+        Ok(Self::new(config, crate::store::connect(url)?))
+    }
+
+    /// Names the Redis buckets `gatekit:rl:<name>:…` instead of by the limit's name
+    /// (a [`RedisStore`](crate::RedisStore) names them by the limit's scope, so two
+    /// rules with one policy's limit keep apart buckets).
+    #[must_use]
+    pub fn with_bucket_name(mut self, name: &str) -> Self {
+        self.prefix = prefix(name);
+        self
     }
 
     /// How long a decision waits for Redis before falling back (default 20 ms).
@@ -182,6 +187,16 @@ impl RedisLimiter {
     /// Decisions made without Redis so far (by the fallback), for a metric.
     pub fn fallbacks(&self) -> u64 {
         self.fallbacks.load(Relaxed)
+    }
+
+    /// Requests allowed so far (by Redis or by the fallback).
+    pub fn allowed(&self) -> u64 {
+        self.allowed.load(Relaxed)
+    }
+
+    /// Requests refused so far.
+    pub fn limited(&self) -> u64 {
+        self.limited.load(Relaxed)
     }
 
     /// Whether the last time Redis was asked, it failed (decisions go to the fallback).
@@ -224,6 +239,16 @@ impl RedisLimiter {
     /// [`Fallback`] when Redis fails or does not answer in time. `None` when the request
     /// was allowed without a decision ([`Fallback::FailOpen`]).
     pub async fn decide(&self, key: &GlobalKey) -> Option<Decision> {
+        let decision = self.decide_uncounted(key).await;
+        let counter = match &decision {
+            Some(d) if !d.is_allowed() => &self.limited,
+            _ => &self.allowed,
+        };
+        counter.fetch_add(1, Relaxed);
+        decision
+    }
+
+    async fn decide_uncounted(&self, key: &GlobalKey) -> Option<Decision> {
         if self.is_degraded() && !self.probe_due() {
             return self.fall_back(key);
         }
@@ -325,6 +350,13 @@ impl RedisLimiter {
     fn timeout_nanos(&self) -> u64 {
         u64::try_from(self.timeout.as_nanos()).unwrap_or(u64::MAX)
     }
+}
+
+fn prefix(name: &str) -> Box<[u8]> {
+    let mut prefix = b"gatekit:rl:".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.push(b':');
+    prefix.into_boxed_slice()
 }
 
 impl fmt::Debug for RedisLimiter {

@@ -4,6 +4,8 @@
 //! own certificate type, in its own support module).
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

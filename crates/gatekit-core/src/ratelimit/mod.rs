@@ -173,8 +173,10 @@
 //!
 //! # Not here
 //!
-//! Limits are per process (the `gatekit-redis` crate keeps them in Redis, shared by
-//! replicas, through [`RateLimiter::key_bytes`] and [`Decision::new`]); IPv6 clients are not
+//! Limits are per process; limits marked [`global`](RateLimitConfig::global) are kept
+//! in a [`SharedLimitStore`] when the route table's policy state has one (the
+//! `gatekit-redis` crate keeps them in Redis, shared by replicas, through
+//! [`RateLimiter::key_bytes`] and [`Decision::new`]); IPv6 clients are not
 //! grouped by prefix; a request is one unit whatever its size or cost.
 
 mod config;
@@ -184,6 +186,7 @@ mod key;
 mod layer;
 mod limiter;
 mod service;
+mod shared;
 
 use http::HeaderName;
 
@@ -193,6 +196,7 @@ pub use self::key::Key;
 pub use self::layer::RateLimitLayer;
 pub use self::limiter::{DEFAULT_MAX_KEYS, Decision, RateLimiter};
 pub use self::service::RateLimit;
+pub use self::shared::{SharedLimitStore, SharedLimiter, SharedLimiterStats};
 
 /// `RateLimit` (draft-ietf-httpapi-ratelimit-headers): the current service limit.
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");

@@ -36,13 +36,15 @@ pub struct CompiledRule {
 }
 
 /// Builds a rule's stack, outermost first (see the [`Router`](crate::Router)'s docs):
-/// rate limits, concurrency limit, body limit (each only when the rule's policy sets
-/// it), request timeout, proxy headers, the rule's filters, then the weighted choice
-/// (which applies the chosen backendRef's filters and calls that backendRef's stack,
+/// local rate limits, global rate limits (in the policy state's shared store, when it
+/// has one), concurrency limit, body limit (each only when the rule's policy sets it),
+/// request timeout, proxy headers, the rule's filters, then the weighted choice (which
+/// applies the chosen backendRef's filters and calls that backendRef's stack,
 /// [`backend_stack`]).
 ///
 /// Type-erased once, into the same cheap erasure as a [`Backend`]: a call clones the
-/// stack (reference-count increments) and boxes its response future.
+/// stack (reference-count increments) and boxes its response future. Global limits add
+/// one erasure each (they wait for the store before calling on).
 fn rule_stack(
     scope: &str,
     rule: &Rule,
@@ -52,13 +54,20 @@ fn rule_stack(
     error_extensions: Option<http::Extensions>,
 ) -> Backend {
     let policy = &rule.policy;
-    let limiters: Vec<_> = policy
-        .rate_limits
-        .iter()
-        .enumerate()
-        .map(|(i, limit)| state.rate_limiter(&format!("{scope}/rateLimits[{i}]"), limit))
-        .collect();
-    let rate_limit = (!limiters.is_empty()).then(|| RateLimitLayer::new(limiters));
+    let mut local = Vec::new();
+    let mut shared = Vec::new();
+    for (i, limit) in policy.rate_limits.iter().enumerate() {
+        let scope = format!("{scope}/rateLimits[{i}]");
+        match limit
+            .global
+            .then(|| state.shared_limiter(&scope, limit))
+            .flatten()
+        {
+            Some(limiter) => shared.push(limiter),
+            None => local.push(state.rate_limiter(&scope, limit)),
+        }
+    }
+    let rate_limit = (!local.is_empty()).then(|| RateLimitLayer::new(local));
     let concurrency = policy
         .limits
         .max_concurrent_requests
@@ -72,16 +81,24 @@ fn rule_stack(
             Box::new(WithResponseExtensions::new(err, (*extensions).clone()))
         })
     });
-    let stack = ServiceBuilder::new()
-        .option_layer(on_error)
-        .option_layer(rate_limit)
+    let inner = ServiceBuilder::new()
         .option_layer(concurrency)
         .option_layer(body)
         .layer(TimeoutLayer::request(rule.timeouts.request))
         .layer(ProxyHeadersLayer::new())
         .layer(FilterLayer::new(filters.clone()))
         .service(Weighted::new(Arc::clone(backends)));
-    Backend::new(stack)
+    let outer = ServiceBuilder::new()
+        .option_layer(on_error)
+        .option_layer(rate_limit);
+    if shared.is_empty() {
+        return Backend::new(outer.service(inner));
+    }
+    let inner = shared
+        .into_iter()
+        .rev()
+        .fold(Backend::new(inner), |inner, limiter| limiter.layer(inner));
+    Backend::new(outer.service(inner))
 }
 
 /// Builds one backendRef's stack around its resolved backend, outermost first: retries

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::breaker::{CircuitBreaker, CircuitBreakerConfig};
 use crate::limit::InFlightLimit;
-use crate::ratelimit::{RateLimitConfig, RateLimiter};
+use crate::ratelimit::{RateLimitConfig, RateLimiter, SharedLimitStore, SharedLimiter};
 use crate::retry::{RetryBudget, RetryBudgetConfig, RetryStats};
 
 /// The shared state of the traffic policies of route tables, kept across rebuilds: rate
@@ -22,15 +22,21 @@ use crate::retry::{RetryBudget, RetryBudgetConfig, RetryStats};
 /// asked for since the previous sweep.
 ///
 /// Lookups take a lock: they happen while tables are built, never per request.
+///
+/// With a [`SharedLimitStore`] ([`with_shared_limits`](Self::with_shared_limits)), the
+/// limits marked [`global`](RateLimitConfig::global) are enforced in the store, shared
+/// by every replica using it; without one they are local like the others.
 #[derive(Default)]
 pub struct PolicyState {
     inner: Mutex<Registries>,
+    store: Option<Arc<dyn SharedLimitStore>>,
 }
 
 #[derive(Default)]
 struct Registries {
     generation: u64,
     limiters: HashMap<String, Slot<RateLimitConfig, RateLimiter>>,
+    shared: HashMap<String, Slot<RateLimitConfig, dyn SharedLimiter>>,
     breakers: HashMap<String, Slot<CircuitBreakerConfig, CircuitBreaker>>,
     budgets: HashMap<String, Slot<BudgetKey, RetryBudget>>,
     in_flight: HashMap<String, Slot<u32, InFlightLimit>>,
@@ -47,18 +53,18 @@ impl BudgetKey {
     }
 }
 
-struct Slot<C, T> {
+struct Slot<C, T: ?Sized> {
     config: C,
     state: Arc<T>,
     used: u64,
 }
 
-fn get<C: PartialEq + Clone, T>(
+fn get<C: PartialEq + Clone, T: ?Sized>(
     map: &mut HashMap<String, Slot<C, T>>,
     generation: u64,
     scope: &str,
     config: &C,
-    make: impl FnOnce() -> T,
+    make: impl FnOnce() -> Arc<T>,
 ) -> Arc<T> {
     match map.get_mut(scope) {
         Some(slot) if slot.config == *config => {
@@ -66,7 +72,7 @@ fn get<C: PartialEq + Clone, T>(
             Arc::clone(&slot.state)
         }
         _ => {
-            let state = Arc::new(make());
+            let state = make();
             map.insert(
                 scope.to_owned(),
                 Slot {
@@ -86,6 +92,33 @@ impl PolicyState {
         Self::default()
     }
 
+    /// Keeps the limits marked [`global`](RateLimitConfig::global) in `store`.
+    #[must_use]
+    pub fn with_shared_limits(mut self, store: Arc<dyn SharedLimitStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The store of the global limits, if any.
+    pub fn shared_limits(&self) -> Option<&Arc<dyn SharedLimitStore>> {
+        self.store.as_ref()
+    }
+
+    /// The limiter of the global limit `config` at `scope` in the shared store;
+    /// `None` without a store.
+    pub fn shared_limiter(
+        &self,
+        scope: &str,
+        config: &RateLimitConfig,
+    ) -> Option<Arc<dyn SharedLimiter>> {
+        let store = self.store.as_ref()?;
+        Some(self.with(|r| {
+            get(&mut r.shared, r.generation, scope, config, || {
+                store.limiter(scope, config)
+            })
+        }))
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut Registries) -> R) -> R {
         // A panic while holding the lock cannot leave a registry half-updated (each
         // update is one insert), so a poisoned lock is used as is.
@@ -97,7 +130,7 @@ impl PolicyState {
     pub fn rate_limiter(&self, scope: &str, config: &RateLimitConfig) -> Arc<RateLimiter> {
         self.with(|r| {
             get(&mut r.limiters, r.generation, scope, config, || {
-                RateLimiter::new(config.clone())
+                Arc::new(RateLimiter::new(config.clone()))
             })
         })
     }
@@ -106,7 +139,7 @@ impl PolicyState {
     pub fn breaker(&self, scope: &str, config: &CircuitBreakerConfig) -> Arc<CircuitBreaker> {
         self.with(|r| {
             get(&mut r.breakers, r.generation, scope, config, || {
-                CircuitBreaker::new(scope, *config)
+                Arc::new(CircuitBreaker::new(scope, *config))
             })
         })
     }
@@ -119,7 +152,7 @@ impl PolicyState {
                 r.generation,
                 backend,
                 &BudgetKey::new(config),
-                || RetryBudget::new(*config),
+                || Arc::new(RetryBudget::new(*config)),
             )
         })
     }
@@ -128,14 +161,18 @@ impl PolicyState {
     pub fn in_flight(&self, scope: &str, max: u32) -> Arc<InFlightLimit> {
         self.with(|r| {
             get(&mut r.in_flight, r.generation, scope, &max, || {
-                InFlightLimit::new(max as usize)
+                Arc::new(InFlightLimit::new(max as usize))
             })
         })
     }
 
     /// The retry counters of the rule at `scope` (they count across reloads).
     pub fn retry_stats(&self, scope: &str) -> Arc<RetryStats> {
-        self.with(|r| get(&mut r.retries, r.generation, scope, &(), RetryStats::new))
+        self.with(|r| {
+            get(&mut r.retries, r.generation, scope, &(), || {
+                Arc::new(RetryStats::new())
+            })
+        })
     }
 
     /// Every rule's retry counters, by scope.
@@ -158,6 +195,7 @@ impl PolicyState {
         self.with(|r| {
             let current = r.generation;
             r.limiters.retain(|_, s| s.used == current);
+            r.shared.retain(|_, s| s.used == current);
             r.breakers.retain(|_, s| s.used == current);
             r.budgets.retain(|_, s| s.used == current);
             r.in_flight.retain(|_, s| s.used == current);
@@ -169,6 +207,11 @@ impl PolicyState {
     /// Every rate limiter, by scope (for metrics and `/config`).
     pub fn rate_limiters(&self) -> Vec<(String, Arc<RateLimiter>)> {
         self.with(|r| list(&r.limiters))
+    }
+
+    /// Every limiter in the shared store, by scope.
+    pub fn shared_limiters(&self) -> Vec<(String, Arc<dyn SharedLimiter>)> {
+        self.with(|r| list(&r.shared))
     }
 
     /// Every circuit breaker, by scope.
@@ -187,7 +230,7 @@ impl PolicyState {
     }
 }
 
-fn list<C, T>(map: &HashMap<String, Slot<C, T>>) -> Vec<(String, Arc<T>)> {
+fn list<C, T: ?Sized>(map: &HashMap<String, Slot<C, T>>) -> Vec<(String, Arc<T>)> {
     let mut out: Vec<_> = map
         .iter()
         .map(|(k, s)| (k.clone(), Arc::clone(&s.state)))
@@ -201,6 +244,8 @@ impl fmt::Debug for PolicyState {
         self.with(|r| {
             f.debug_struct("PolicyState")
                 .field("rate_limiters", &r.limiters.len())
+                .field("shared_limiters", &r.shared.len())
+                .field("store", &self.store)
                 .field("breakers", &r.breakers.len())
                 .field("retry_budgets", &r.budgets.len())
                 .field("in_flight", &r.in_flight.len())

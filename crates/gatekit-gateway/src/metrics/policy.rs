@@ -7,7 +7,9 @@
 //! | metric | labels | what |
 //! |---|---|---|
 //! | `gatekit_rate_limit_requests_total` | `limit`, `result` (`allowed`, `limited`) | decisions |
-//! | `gatekit_rate_limit_keys` | `limit` | distinct keys tracked |
+//! | `gatekit_rate_limit_keys` | `limit` | distinct keys tracked (local limits) |
+//! | `gatekit_rate_limit_store_fallbacks_total` | `limit` | global-limit decisions made without Redis (it failed or was slow) |
+//! | `gatekit_rate_limit_store_degraded` | `limit` | 1 while Redis failed the last time it was asked |
 //! | `gatekit_circuit_breaker_open` | `breaker` | 1 while a threshold is reached |
 //! | `gatekit_circuit_breaker_in_flight` | `breaker` | requests holding a slot |
 //! | `gatekit_circuit_breaker_pending` | `breaker` | requests waiting for one |
@@ -88,6 +90,16 @@ impl Collector for PolicyCollector {
             ));
             keys.push((vec![("limit", scope)], limiter.keys() as u64));
         }
+        let shared = self.state.shared_limiters();
+        let (mut fallbacks, mut degraded) = (Vec::new(), Vec::new());
+        for (scope, limiter) in &shared {
+            let scope = scope.as_str();
+            let stats = limiter.stats();
+            decisions.push((vec![("limit", scope), ("result", "allowed")], stats.allowed));
+            decisions.push((vec![("limit", scope), ("result", "limited")], stats.limited));
+            fallbacks.push((vec![("limit", scope)], stats.fallbacks));
+            degraded.push((vec![("limit", scope)], u64::from(stats.degraded)));
+        }
         family(
             &mut encoder,
             "rate_limit_requests",
@@ -101,6 +113,20 @@ impl Collector for PolicyCollector {
             "Distinct keys a rate limit tracks",
             false,
             &keys,
+        )?;
+        family(
+            &mut encoder,
+            "rate_limit_store_fallbacks",
+            "Global rate-limit decisions made without the shared store (it failed or was slow)",
+            true,
+            &fallbacks,
+        )?;
+        family(
+            &mut encoder,
+            "rate_limit_store_degraded",
+            "1 while the shared store of a global rate limit failed the last time it was asked",
+            false,
+            &degraded,
         )?;
 
         let breakers = self.state.breakers();

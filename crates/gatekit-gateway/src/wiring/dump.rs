@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -125,13 +126,34 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
+/// What the rules' effective policies are rendered with: the gateway's traffic
+/// defaults, and where global rate limits are kept.
+#[derive(Clone, Debug)]
+pub(crate) struct Defaults {
+    traffic: TrafficDefaults,
+    /// The shared store's description (`redis://…`), if any.
+    store: Option<Arc<str>>,
+}
+
+impl Defaults {
+    pub(crate) fn new(gateway: &crate::Gateway) -> Self {
+        Self {
+            traffic: gateway.options().traffic_defaults,
+            store: gateway
+                .policy_state()
+                .shared_limits()
+                .map(|s| Arc::from(s.describe())),
+        }
+    }
+}
+
 /// Renders the listeners (with their routes), resource conditions and problems.
 pub(crate) fn render(
     generation: u64,
     translation: &Translation,
     bound: &BTreeMap<u16, SocketAddr>,
     errors: &[ConfigError],
-    defaults: TrafficDefaults,
+    defaults: &Defaults,
 ) -> Rendered {
     let ports: Vec<PortJson<'_>> = translation
         .listeners()
@@ -263,7 +285,7 @@ struct RouteJson<'a> {
 }
 
 impl<'a> RouteJson<'a> {
-    fn new(route: &'a Route, defaults: TrafficDefaults) -> Self {
+    fn new(route: &'a Route, defaults: &Defaults) -> Self {
         Self {
             route: route.id.to_string(),
             hostnames: &route.hostnames,
@@ -325,7 +347,7 @@ struct PolicyJson {
 }
 
 impl PolicyJson {
-    fn new(policy: &RulePolicy, defaults: TrafficDefaults) -> Self {
+    fn new(policy: &RulePolicy, defaults: &Defaults) -> Self {
         use gatekit_core::ratelimit::{KeyPart, Unkeyed};
         let retry = match &policy.retry {
             Some(r) => {
@@ -353,7 +375,7 @@ impl PolicyJson {
                     "maxReplayBody": r.max_replay_body,
                 })
             }
-            None if defaults.retry_unsent => serde_json::json!("unsent-once (default)"),
+            None if defaults.traffic.retry_unsent => serde_json::json!("unsent-once (default)"),
             None => serde_json::json!("none"),
         };
         let quota = |q: &gatekit_core::ratelimit::Quota| {
@@ -383,6 +405,11 @@ impl PolicyJson {
                     "missingKey": match &l.unkeyed {
                         Unkeyed::Shared(q) => quota(q),
                         _ => serde_json::json!("not limited"),
+                    },
+                    "store": match (l.global, &defaults.store) {
+                        (false, _) => "local".to_owned(),
+                        (true, Some(store)) => store.to_string(),
+                        (true, None) => "local: global, but no Redis configured (per replica)".to_owned(),
                     },
                 })
             })

@@ -228,6 +228,8 @@ pub struct Wiring {
     /// across reloads by scope and configuration.
     policy_state: Arc<PolicyState>,
     traffic_defaults: TrafficDefaults,
+    /// What `/config` says of the rules' policies beyond them: defaults, the store.
+    dump_defaults: dump::Defaults,
     ports: BTreeMap<u16, Port>,
     series: BTreeMap<SeriesKey, RequestMetrics>,
     routes_with_series: BTreeSet<String>,
@@ -277,6 +279,7 @@ impl Wiring {
         source: Source,
         options: TranslateOptions,
     ) -> Result<Self, WiringError> {
+        let options = options.shared_rate_limits(gateway.policy_state().shared_limits().is_some());
         let watcher = match &source {
             Source::Dirs(dirs) => Some(DirWatcher::new(dirs)?),
             Source::Documents(_) | Source::Kubernetes(_) => None,
@@ -310,6 +313,7 @@ impl Wiring {
             upstreams,
             policy_state: gateway.policy_state().clone(),
             traffic_defaults: gateway.options().traffic_defaults,
+            dump_defaults: dump::Defaults::new(gateway),
             source,
             options,
             ports: BTreeMap::new(),
@@ -553,6 +557,13 @@ impl Wiring {
             self.input_generation = replica::input_generation(self.cache.resources());
         }
         let translation = Arc::new(translate(self.cache.resources(), &self.options));
+        let global = translation.global_rate_limits();
+        if !global.is_empty() && gateway.policy_state().shared_limits().is_none() {
+            tracing::warn!(
+                limits = ?global,
+                "Global rate limits run per replica: no `redis` in the settings (N replicas allow up to N times each limit)"
+            );
+        }
         if matches!(self.source, Source::Kubernetes(_)) {
             self.config_hash = replica::config_hash(&translation);
         }
@@ -564,19 +575,19 @@ impl Wiring {
             .filter_map(|(p, port)| Some((*p, port.local?)))
             .collect();
         let generation = self.generation;
-        let defaults = self.traffic_defaults;
+        let defaults = self.dump_defaults.clone();
         self.replica.served(&translation);
         if first {
             // Like the first load, on this thread (see above); nothing waits for it yet.
             self.rendering = None;
-            self.rendered = dump::render(generation, &translation, &bound, &errors, defaults);
+            self.rendered = dump::render(generation, &translation, &bound, &errors, &defaults);
             drop(translation);
             self.publish(gateway);
             self.report_config();
             trim::release_free_memory_later();
         } else {
             self.rendering = Some(tokio::task::spawn_blocking(move || {
-                let rendered = dump::render(generation, &translation, &bound, &errors, defaults);
+                let rendered = dump::render(generation, &translation, &bound, &errors, &defaults);
                 drop(translation);
                 rendered
             }));

@@ -1,0 +1,171 @@
+//! [`RedisStore`]: the Redis a gateway keeps its global rate limits in.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatekit_core::Backend;
+use gatekit_core::ratelimit::{
+    RateLimitConfig, SharedLimitStore, SharedLimiter, SharedLimiterStats,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::{Error, Fallback, GlobalRateLimit, RedisLimiter, Result};
+
+/// One Redis server and how decisions treat it (timeout, fallback, probe interval):
+/// a [`SharedLimitStore`] that hands out a [`RedisLimiter`] per limit, all on one
+/// multiplexed connection.
+///
+/// Give it to a route table's policy state
+/// (`PolicyState::with_shared_limits`) and the limits marked `global` are decided in
+/// Redis: every replica using the same Redis and the same configuration takes from one
+/// budget per key. Buckets are named by the limit's scope (the route rule and the
+/// limit's index), which every replica derives alike from the same configuration.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    url: String,
+    timeout: Duration,
+    fallback: Fallback,
+    probe_interval: Duration,
+}
+
+impl RedisStore {
+    /// A store in the Redis at `url` (`redis://[user:password@]host:port[/db]`),
+    /// connected lazily on the first decision and again whenever the connection fails;
+    /// decisions wait 20 ms, then fall back to [`Fallback::FailOpen`]; a failing Redis is
+    /// asked again every 250 ms. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] when `url` is not a Redis URL.
+    pub fn open(url: &str) -> Result<Self> {
+        Ok(Self {
+            conn: connect(url)?,
+            url: redact(url),
+            timeout: Duration::from_millis(20),
+            fallback: Fallback::FailOpen,
+            probe_interval: Duration::from_millis(250),
+        })
+    }
+
+    /// How long a decision waits for Redis before falling back.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// What a decision does when Redis fails or does not answer in time.
+    #[must_use]
+    pub fn with_fallback(mut self, fallback: Fallback) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// While Redis is failing, how often it is asked again.
+    #[must_use]
+    pub fn with_probe_interval(mut self, interval: Duration) -> Self {
+        self.probe_interval = interval;
+        self
+    }
+
+    /// The limiter enforcing `config` in buckets named `name`.
+    pub fn limiter_named(&self, name: &str, config: RateLimitConfig) -> RedisLimiter {
+        RedisLimiter::new(config, self.conn.clone())
+            .with_bucket_name(name)
+            .with_timeout(self.timeout)
+            .with_fallback(self.fallback)
+            .with_probe_interval(self.probe_interval)
+    }
+}
+
+impl SharedLimitStore for RedisStore {
+    fn limiter(&self, scope: &str, config: &RateLimitConfig) -> Arc<dyn SharedLimiter> {
+        Arc::new(self.limiter_named(scope, config.clone()))
+    }
+
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+}
+
+impl SharedLimiter for RedisLimiter {
+    fn layer(self: Arc<Self>, inner: Backend) -> Backend {
+        Backend::new(GlobalRateLimit::new(inner, self))
+    }
+
+    fn stats(&self) -> SharedLimiterStats {
+        SharedLimiterStats::new(
+            self.allowed(),
+            self.limited(),
+            self.fallbacks(),
+            self.is_degraded(),
+        )
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .field("fallback", &self.fallback)
+            .field("probe_interval", &self.probe_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection manager for `url`: lazy, reconnecting with a short backoff (a decision
+/// waits at most its timeout anyway).
+pub(crate) fn connect(url: &str) -> Result<ConnectionManager> {
+    let client = redis::Client::open(url).map_err(Error::Redis)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(200));
+    ConnectionManager::new_lazy_with_config(client, config).map_err(Error::Redis)
+}
+
+/// Checks that `url` is a Redis URL this build can connect to, without connecting.
+///
+/// # Errors
+///
+/// [`Error::Redis`] naming what is wrong.
+pub fn check_url(url: &str) -> Result<()> {
+    redis::Client::open(url).map(drop).map_err(Error::Redis)
+}
+
+/// `url` without its password, for logs and `/config`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact("redis://app:s3cret@redis.svc:6379/2"),
+            "redis://app:***@redis.svc:6379/2"
+        );
+        assert_eq!(
+            redact("rediss://:s3cret@redis.svc"),
+            "rediss://:***@redis.svc"
+        );
+    }
+}
