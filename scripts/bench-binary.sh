@@ -42,7 +42,12 @@
 #          policy    a traffic policy on the route: retry (2 attempts, gateway errors), a
 #                    rate limit by client address that never trips, a concurrency and a
 #                    body limit, and a circuit breaker with a retry budget on the Service
-# Needs root once to install wrk, nginx-light, nghttp2-client (h2load) and haproxy from
+#          local-limit   an Envoy Gateway BackendTrafficPolicy on the route: one rate
+#                        limit (type: Local) that never trips
+#          global-limit  the same limit with type: Global, decided in a redis-server
+#                        (started here on 127.0.0.1:19087, core 1) named by `redis:`
+# Needs root once to install wrk, nginx-light, nghttp2-client (h2load), haproxy (and
+# redis-server for global-limit) from
 # Debian's packages if missing. Traffic goes to 127.0.0.1 only, bounded by the run time.
 # Ports used: 19080-19099 (backends, NGINX, HAProxy), 19100+i (gatekit i), 19900+i (admin).
 set -euo pipefail
@@ -82,6 +87,7 @@ need wrk || missing+=(wrk)
 need nginx || missing+=(nginx-light)
 [ "$NO_H2" = 1 ] || need h2load || missing+=(nghttp2-client)
 [ "$NO_HAPROXY" = 1 ] || need haproxy || missing+=(haproxy)
+case " ${PROFILES:-} " in *=global-limit\ *) need redis-server || missing+=(redis-server) ;; esac
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
@@ -150,6 +156,30 @@ spec:
   retryBudget: { percent: 20, interval: 10s, minRetryRate: { count: 10, interval: 1s } }
 YAML
     ;;
+    local-limit|global-limit)
+      kind=Local; [ "${GK_PROFILE[$name]}" = global-limit ] && kind=Global
+      lower=$(echo "$kind" | tr A-Z a-z)
+      cat >"$d/manifests/policy.yaml" <<YAML
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: bench, namespace: default }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: bench }]
+  rateLimit:
+    type: $kind
+    $lower:
+      rules:
+      - limit: { requests: 1000000000, unit: Second }
+YAML
+      if [ "$kind" = Global ]; then
+        printf 'redis: { url: "redis://127.0.0.1:19087", timeout: 50ms }\n' >>"$d/gatekit.yaml"
+        if [ -z "${REDIS_STARTED:-}" ]; then
+          taskset -c 1 redis-server --port 19087 --bind 127.0.0.1 --save "" --appendonly no \
+            >"$WORK/redis.log" 2>&1 & PIDS+=($!); REDIS_STARTED=1
+          wait_port 19087
+        fi
+      fi
+      ;;
     *) echo "unknown profile ${GK_PROFILE[$name]} for $name" >&2; exit 2 ;;
   esac
   cat >"$d/manifests/bench.yaml" <<YAML
@@ -207,6 +237,11 @@ gk_start() { # name
   echo "gatekit $name never served 200 on ${GK_PORT[$name]}; its log:" >&2; cat "$d/log" >&2; exit 1
 }
 gk_stop() { # name
+  # A global limit measured on its local fallback would be the wrong figure: say so.
+  local fb
+  fb=$(curl -sf "http://127.0.0.1:${GK_ADMIN[$1]}/metrics" 2>/dev/null \
+    | awk '/^gatekit_rate_limit_store_fallbacks_total/ {s += $2} END {print s + 0}')
+  [ "${fb:-0}" = 0 ] || echo "WARNING: gatekit $1 decided $fb global-limit requests without Redis" >&2
   kill -TERM "${GK_PID[$1]}" 2>/dev/null || true
   wait "${GK_PID[$1]}" 2>/dev/null || true
   unset "GK_PID[$1]"
