@@ -103,6 +103,10 @@ impl SharedLimiter for RedisLimiter {
             self.is_degraded(),
         )
     }
+
+    fn sweep_idle_keys(&self) {
+        self.local().sweep();
+    }
 }
 
 impl fmt::Debug for RedisStore {

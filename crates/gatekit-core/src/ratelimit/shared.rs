@@ -34,6 +34,10 @@ pub trait SharedLimiter: Send + Sync + fmt::Debug {
 
     /// Its counters, for metrics.
     fn stats(&self) -> SharedLimiterStats;
+
+    /// Forgets what it keeps in this process for idle keys (a local fallback's full
+    /// buckets); called with the local limiters' sweep.
+    fn sweep_idle_keys(&self) {}
 }
 
 /// The counters of a [`SharedLimiter`].

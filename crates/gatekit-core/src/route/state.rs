@@ -186,6 +186,9 @@ impl PolicyState {
         for (_, limiter) in self.rate_limiters() {
             limiter.sweep();
         }
+        for (_, limiter) in self.shared_limiters() {
+            limiter.sweep_idle_keys();
+        }
     }
 
     /// Drops the state no lookup asked for since the previous sweep. Call once every
@@ -251,5 +254,74 @@ impl fmt::Debug for PolicyState {
                 .field("in_flight", &r.in_flight.len())
                 .finish()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Backend;
+    use crate::ratelimit::{Quota, SharedLimiterStats};
+
+    /// A store that counts the limiters it made; its limiters pass requests on.
+    #[derive(Debug, Default)]
+    struct Counting(AtomicUsize);
+
+    #[derive(Debug)]
+    struct Passing;
+
+    impl SharedLimiter for Passing {
+        fn layer(self: Arc<Self>, inner: Backend) -> Backend {
+            inner
+        }
+        fn stats(&self) -> SharedLimiterStats {
+            SharedLimiterStats::default()
+        }
+    }
+
+    impl SharedLimitStore for Counting {
+        fn limiter(&self, _: &str, _: &RateLimitConfig) -> Arc<dyn SharedLimiter> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Arc::new(Passing)
+        }
+        fn describe(&self) -> String {
+            "counting".to_owned()
+        }
+    }
+
+    fn limit(requests: u64) -> RateLimitConfig {
+        RateLimitConfig::new("l", vec![], Quota::new(requests, Duration::from_secs(1)))
+            .with_global(true)
+    }
+
+    #[test]
+    fn shared_limiters_last_while_their_configuration_does_and_are_swept_after() {
+        let store = Arc::new(Counting::default());
+        let state = PolicyState::new().with_shared_limits(store.clone());
+        let a = state.shared_limiter("r/rateLimits[0]", &limit(10)).unwrap();
+        // A rebuild with the same configuration: the same limiter, none made.
+        state.sweep();
+        let b = state.shared_limiter("r/rateLimits[0]", &limit(10)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(store.0.load(Ordering::Relaxed), 1);
+        // A changed quota: a new one.
+        state.sweep();
+        let c = state.shared_limiter("r/rateLimits[0]", &limit(20)).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(state.shared_limiters().len(), 1);
+        // No build asks for it: gone after the sweep that follows.
+        state.sweep();
+        state.sweep();
+        assert!(state.shared_limiters().is_empty());
+    }
+
+    #[test]
+    fn without_a_store_there_is_no_shared_limiter() {
+        let state = PolicyState::new();
+        assert!(state.shared_limiter("r", &limit(10)).is_none());
+        assert!(state.shared_limits().is_none());
     }
 }
