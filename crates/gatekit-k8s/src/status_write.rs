@@ -2,8 +2,8 @@
 //!
 //! Translation computes what every resource's status should say
 //! ([`Translation::statuses`]); [`StatusWriter`] writes it to the `/status` subresource
-//! of HTTPRoutes, GRPCRoutes, Gateways, GatewayClasses and gatekit's BackendPolicies and
-//! TrafficPolicies:
+//! of HTTPRoutes, GRPCRoutes, Gateways, GatewayClasses, gatekit's BackendPolicies and
+//! TrafficPolicies, and Envoy Gateway's BackendTrafficPolicies:
 //!
 //! - **Routes**: `status.parents` is an *atomic* list shared by every controller that
 //!   handles one of the route's parents. gatekit replaces only the entries whose
@@ -17,7 +17,9 @@
 //!   `status.parents`, and merged the same way: gatekit's entries (one per target, the
 //!   `ancestorRef` being the policy's targetRef, with one `Accepted` condition) are
 //!   replaced, foreign ones kept, and gatekit's entries for targets no longer named
-//!   dropped.
+//!   dropped. Envoy Gateway's BackendTrafficPolicies (`gateway.envoyproxy.io/v1alpha1`)
+//!   carry the same `PolicyStatus` and are written the same way; their CRD is optional:
+//!   when it is not installed (404), nothing is written, nothing fails.
 //!
 //! Every write is a read-modify-write: GET the object, merge, and `replace_status` with
 //! the `resourceVersion` just read; a 409 Conflict (someone wrote in between) re-reads
@@ -58,6 +60,7 @@ use crate::backoff::Backoff;
 use crate::lease::{Clock, is_status};
 use crate::status::{Condition, ResourceRef, ResourceStatus};
 use crate::translate::Translation;
+use crate::types::btp::ENVOY_GATEWAY_GROUP;
 use crate::types::{GATEKIT_GROUP, GATEWAY_GROUP};
 
 /// The default controller name (as in [`TranslateOptions`](crate::TranslateOptions)).
@@ -81,6 +84,8 @@ enum Kind {
     GatewayClass,
     BackendPolicy,
     TrafficPolicy,
+    /// Envoy Gateway's (`gateway.envoyproxy.io/v1alpha1`); the CRD may be absent.
+    BackendTrafficPolicy,
 }
 
 impl Kind {
@@ -92,6 +97,7 @@ impl Kind {
             "GatewayClass" => Self::GatewayClass,
             "BackendPolicy" => Self::BackendPolicy,
             "TrafficPolicy" => Self::TrafficPolicy,
+            "BackendTrafficPolicy" => Self::BackendTrafficPolicy,
             _ => return None,
         })
     }
@@ -104,6 +110,7 @@ impl Kind {
             Self::GatewayClass => "GatewayClass",
             Self::BackendPolicy => "BackendPolicy",
             Self::TrafficPolicy => "TrafficPolicy",
+            Self::BackendTrafficPolicy => "BackendTrafficPolicy",
         }
     }
 
@@ -115,6 +122,7 @@ impl Kind {
             Self::GatewayClass => "gatewayclasses",
             Self::BackendPolicy => "backendpolicies",
             Self::TrafficPolicy => "trafficpolicies",
+            Self::BackendTrafficPolicy => "backendtrafficpolicies",
         }
     }
 
@@ -123,7 +131,9 @@ impl Kind {
     fn shared_list(self) -> Option<&'static str> {
         match self {
             Self::HttpRoute | Self::GrpcRoute => Some("parents"),
-            Self::BackendPolicy | Self::TrafficPolicy => Some("ancestors"),
+            Self::BackendPolicy | Self::TrafficPolicy | Self::BackendTrafficPolicy => {
+                Some("ancestors")
+            }
             Self::Gateway | Self::GatewayClass => None,
         }
     }
@@ -131,6 +141,7 @@ impl Kind {
     fn api_resource(self) -> ApiResource {
         let (group, version) = match self {
             Self::BackendPolicy | Self::TrafficPolicy => (GATEKIT_GROUP, "v1alpha1"),
+            Self::BackendTrafficPolicy => (ENVOY_GATEWAY_GROUP, "v1alpha1"),
             _ => (GATEWAY_GROUP, "v1"),
         };
         ApiResource::from_gvk_with_plural(
@@ -294,6 +305,7 @@ impl StatusWriter {
             Kind::GrpcRoute,
             Kind::BackendPolicy,
             Kind::TrafficPolicy,
+            Kind::BackendTrafficPolicy,
         ] {
             match self.stale_entries(kind, &jobs).await {
                 Ok(stale) => jobs.extend(stale),
@@ -471,8 +483,13 @@ impl StatusWriter {
         let name = job.resource.name();
         let mut last = None;
         for _ in 0..3 {
-            let Some(mut obj) = api.get_opt(name).await? else {
-                return Ok(Outcome::Missing);
+            // `get_opt` knows a 404 `Status` with reason `NotFound`; the API server answers
+            // a path of a kind that is not installed (no CRD) with a plain-text 404.
+            let mut obj = match api.get_opt(name).await {
+                Ok(Some(obj)) => obj,
+                Ok(None) => return Ok(Outcome::Missing),
+                Err(e) if is_status(&e, 404) => return Ok(Outcome::Missing),
+                Err(e) => return Err(e),
             };
             let now = rfc3339_seconds(self.clock.now());
             let old = obj.data.get("status").cloned().unwrap_or(Value::Null);
@@ -489,7 +506,7 @@ impl StatusWriter {
                         &now,
                     )
                 }
-                Kind::BackendPolicy | Kind::TrafficPolicy => {
+                Kind::BackendPolicy | Kind::TrafficPolicy | Kind::BackendTrafficPolicy => {
                     let ns = job.resource.namespace().unwrap_or_default();
                     merge_shared(
                         &old,
@@ -630,7 +647,7 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
         Kind::GatewayClass => json!({
             "conditions": conditions_json(s.conditions(), generation),
         }),
-        Kind::BackendPolicy | Kind::TrafficPolicy => Value::Array(
+        Kind::BackendPolicy | Kind::TrafficPolicy | Kind::BackendTrafficPolicy => Value::Array(
             s.ancestors()
                 .iter()
                 .map(|a| {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatekit_k8s::status_write::StatusWriter;
-use gatekit_k8s::types::{BackendPolicy, Gateway, GatewayClass, HttpRoute, Service, TrafficPolicy};
+use gatekit_k8s::types::{
+    BackendPolicy, BackendTrafficPolicy, Gateway, GatewayClass, HttpRoute, Service, TrafficPolicy,
+};
 use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
 use gatekit_k8s_fake::FakeApiServer;
 use http::Method;
@@ -84,6 +86,7 @@ fn translation(fake: &FakeApiServer) -> Translation {
     set.services = fake.list::<Service>();
     set.backend_policies = fake.list::<BackendPolicy>();
     set.traffic_policies = fake.list::<TrafficPolicy>();
+    set.backend_traffic_policies = fake.list::<BackendTrafficPolicy>();
     translate(&set, &TranslateOptions::default())
 }
 
@@ -587,4 +590,186 @@ async fn resync_removes_own_entries_from_policies_no_longer_translated() {
     let ancestors = status["ancestors"].as_array().unwrap();
     assert_eq!(ancestors.len(), 1, "{status}");
     assert_eq!(ancestors[0]["controllerName"], OTHER);
+}
+
+// === Envoy Gateway's BackendTrafficPolicy ===
+
+fn backend_traffic_policy(name: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "web"}],
+        "retry": {"numRetries": 2},
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    json!({
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "BackendTrafficPolicy",
+        "metadata": {"name": name, "namespace": "app"},
+        "spec": spec,
+    })
+}
+
+#[tokio::test]
+async fn backend_traffic_policy_statuses_are_written_keeping_foreign_ancestors() {
+    let fake = setup().await;
+    fake.apply_json(backend_traffic_policy("btp", json!({})));
+    // Unsupported and on another route, so the two policies do not conflict.
+    fake.apply_json(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "other", "namespace": "app"},
+        "spec": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
+                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]},
+    }));
+    fake.apply_json(json!({
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "BackendTrafficPolicy",
+        "metadata": {"name": "unsupported", "namespace": "app"},
+        "spec": {
+            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "other"}],
+            "loadBalancer": {"type": "RoundRobin"},
+        },
+    }));
+    // Envoy Gateway's own verdict on the first policy, left by its controller.
+    let route_ref = json!({"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                           "namespace": "app", "name": "web"});
+    fake.patch_status::<BackendTrafficPolicy>(
+        Some("app"),
+        "btp",
+        json!({"ancestors": [
+            {"ancestorRef": route_ref, "controllerName": OTHER,
+             "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                             "message": "theirs", "lastTransitionTime": "2020-01-01T00:00:00Z"}]},
+        ]}),
+    );
+
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&translation(&fake)).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(
+        count(&fake, Method::PUT, "/backendtrafficpolicies/btp/status") >= 1,
+        "written through the status subresource of gateway.envoyproxy.io/v1alpha1"
+    );
+    assert!(fake.requests().iter().any(|r| r.method == Method::PUT
+        && r.path
+            == "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/app/backendtrafficpolicies/btp/status"));
+
+    let status = status_json::<BackendTrafficPolicy>(&fake, Some("app"), "btp");
+    let ancestors = status["ancestors"].as_array().unwrap();
+    assert_eq!(ancestors.len(), 2, "foreign entry kept: {status}");
+    assert_eq!(ancestors[0]["controllerName"], OTHER);
+    assert_eq!(ancestors[0]["conditions"][0]["message"], "theirs");
+    let own = own_ancestor(&status);
+    assert_eq!(own["ancestorRef"], route_ref);
+    let accepted = condition(&own["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "True", "{status}");
+    assert_eq!(accepted["reason"], "Accepted");
+    assert_eq!(accepted["observedGeneration"], 1);
+    assert!(accepted["lastTransitionTime"].is_string());
+
+    let status = status_json::<BackendTrafficPolicy>(&fake, Some("app"), "unsupported");
+    let own = own_ancestor(&status);
+    assert_eq!(own["ancestorRef"]["name"], "other");
+    let accepted = condition(&own["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "False", "{status}");
+    assert_eq!(accepted["reason"], "Unsupported");
+    let message = accepted["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.loadBalancer"),
+        "names the field: {message}"
+    );
+
+    // A second pass finds everything in place and writes nothing.
+    let report = StatusWriter::new(fake.client())
+        .resync(&translation(&fake))
+        .await;
+    assert_eq!((report.written, report.failed), (0, 0), "{report:?}");
+
+    // The policy no longer translated: gatekit's entry withdrawn, Envoy Gateway's kept.
+    fake.delete::<BackendTrafficPolicy>(Some("app"), "unsupported");
+    let mut set = ResourceSet::default();
+    set.gateway_classes = fake.list::<GatewayClass>();
+    set.gateways = fake.list::<Gateway>();
+    set.http_routes = fake.list::<HttpRoute>();
+    set.services = fake.list::<Service>();
+    let report = writer
+        .write(&translate(&set, &TranslateOptions::default()))
+        .await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let status = status_json::<BackendTrafficPolicy>(&fake, Some("app"), "btp");
+    let ancestors = status["ancestors"].as_array().unwrap();
+    assert_eq!(ancestors.len(), 1, "{status}");
+    assert_eq!(ancestors[0]["controllerName"], OTHER);
+}
+
+#[tokio::test]
+async fn without_envoy_gateways_crd_backend_traffic_policies_fail_nothing() {
+    let fake = setup().await;
+    // The policy comes from elsewhere (a manifest file) while this cluster has no
+    // Envoy Gateway CRD: every request to the group is a 404.
+    fake.apply_json(backend_traffic_policy("btp", json!({})));
+    let t = translation(&fake);
+    assert!(
+        t.status("BackendTrafficPolicy", Some("app"), "btp")
+            .is_some()
+    );
+    fake.fail_next(None, "/apis/gateway.envoyproxy.io/*", 1000, 404, None);
+
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&t).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(report.missing, 1, "{report:?}");
+    assert_eq!(report.written, 3, "route, gateway and class: {report:?}");
+    let report = writer.write(&t).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let status = status_json::<BackendTrafficPolicy>(&fake, Some("app"), "btp");
+    assert!(status.is_null(), "nothing written: {status}");
+    assert_eq!(
+        count(&fake, Method::PUT, "/backendtrafficpolicies/btp/status"),
+        0
+    );
+}
+
+/// An API server without Envoy Gateway's group answers its paths with a plain-text
+/// `404 page not found` (no `Status` body): still "not installed", never a failure.
+#[tokio::test]
+async fn a_plain_text_404_is_not_installed_either() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let fake = setup().await;
+    fake.apply_json(backend_traffic_policy("btp", json!({})));
+    let t = translation(&fake);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let body = "404 page not found\n";
+                let response = format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let mut writer = StatusWriter::new(client).filter(|r| r.kind() == "BackendTrafficPolicy");
+    let report = tokio::time::timeout(Duration::from_secs(10), writer.resync(&t))
+        .await
+        .unwrap();
+    assert_eq!((report.failed, report.missing), (0, 1), "{report:?}");
+    server.abort();
 }

@@ -730,7 +730,8 @@ impl Provider {
     }
 
     /// Whether the config cluster `cluster` holds `resource` (a Gateway, GatewayClass,
-    /// HTTPRoute or GRPCRoute): status is written to the cluster a resource came from.
+    /// HTTPRoute, GRPCRoute, BackendPolicy, TrafficPolicy or BackendTrafficPolicy):
+    /// status is written to the cluster a resource came from.
     pub fn holds(&self, cluster: &str, resource: &crate::status::ResourceRef) -> bool {
         let Some(c) = self
             .shared
@@ -751,6 +752,9 @@ impl Provider {
             "GatewayClass" => s.gateway_classes.read().contains_key(&key),
             "HTTPRoute" => s.http_routes.read().contains_key(&key),
             "GRPCRoute" => s.grpc_routes.read().contains_key(&key),
+            "BackendPolicy" => s.backend_policies.read().contains_key(&key),
+            "TrafficPolicy" => s.traffic_policies.read().contains_key(&key),
+            "BackendTrafficPolicy" => s.backend_traffic_policies.read().contains_key(&key),
             _ => false,
         }
     }
