@@ -370,7 +370,10 @@ spec:
         rule(&t, "web").policy.rate_limits.is_empty(),
         "not half applied"
     );
-    assert!(!message.contains("headers[0]"), "Exact is implemented: {message}");
+    assert!(
+        !message.contains("headers[0]"),
+        "Exact is implemented: {message}"
+    );
 }
 
 #[test]
@@ -606,7 +609,10 @@ fn invalid_client_selectors_are_load_errors_naming_the_field() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(text.contains("invalid regular expression"), "{text}");
-    assert!(text.contains("invert cannot be used with type: Distinct"), "{text}");
+    assert!(
+        text.contains("invert cannot be used with type: Distinct"),
+        "{text}"
+    );
     assert!(text.contains("is required with type: Exact"), "{text}");
     assert!(text.contains("\"not-a-cidr\" is not a CIDR"), "{text}");
 }

@@ -199,7 +199,11 @@ async fn a_header_match_limits_only_the_matching_requests() {
         }
     }
     assert!(!send_request(&mut a, tiered(Some("free"))).await);
-    assert_eq!(a_limiter.fallbacks() + b_limiter.fallbacks(), 0, "decided in Redis");
+    assert_eq!(
+        a_limiter.fallbacks() + b_limiter.fallbacks(),
+        0,
+        "decided in Redis"
+    );
     assert!(a_limiter.key(&tiered(Some("paid"))).is_none());
     assert!(a_limiter.key(&tiered(Some("free"))).is_some());
 }

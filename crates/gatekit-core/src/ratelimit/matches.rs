@@ -221,7 +221,10 @@ impl Cidr {
     /// address (32 bits for IPv4, 128 for IPv6).
     pub fn new(addr: IpAddr, prefix_len: u8) -> Result<Self, ConfigError> {
         let net = IpNet::new(addr, prefix_len).map_err(|_| {
-            ConfigError::new("", format!("prefix length {prefix_len} is too long for {addr}"))
+            ConfigError::new(
+                "",
+                format!("prefix length {prefix_len} is too long for {addr}"),
+            )
         })?;
         Ok(Self::canonical(net))
     }

@@ -464,7 +464,8 @@ async fn an_exact_header_match_limits_only_that_value_in_one_bucket() {
     let two = |a: &'static str, b: &'static str| {
         move || {
             let mut r = request(None, Some(a));
-            r.headers_mut().append(X_KEY, http::HeaderValue::from_static(b));
+            r.headers_mut()
+                .append(X_KEY, http::HeaderValue::from_static(b));
             r
         }
     };
@@ -491,41 +492,59 @@ async fn a_regex_header_match_is_anchored() {
     assert_eq!(passed_by(&l, 4, || request(None, Some("user-1x"))).await, 4);
     assert_eq!(passed_by(&l, 4, || request(None, None)).await, 4);
     assert!(ValueRegex::new("(").is_err());
-    assert_eq!(ValueRegex::new("a+").unwrap(), ValueRegex::new("a+").unwrap());
+    assert_eq!(
+        ValueRegex::new("a+").unwrap(),
+        ValueRegex::new("a+").unwrap()
+    );
     assert_ne!(regex("a+"), regex("a*"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_inverted_match_limits_everything_else() {
-    let l = limiter(
-        per_minute("invert", vec![], 2).with_matches(vec![
-            ClientMatch::header(X_KEY, exact("internal")).with_invert(true),
-        ]),
+    let l = limiter(per_minute("invert", vec![], 2).with_matches(vec![
+        ClientMatch::header(X_KEY, exact("internal")).with_invert(true),
+    ]));
+    assert_eq!(
+        passed_by(&l, 5, || request(None, Some("internal"))).await,
+        5
     );
-    assert_eq!(passed_by(&l, 5, || request(None, Some("internal"))).await, 5);
     // Other values and requests without the header share the one bucket.
     assert_eq!(passed_by(&l, 1, || request(None, Some("alice"))).await, 1);
     assert_eq!(passed_by(&l, 2, || request(None, None)).await, 1);
-    assert_eq!(passed_by(&l, 1, || request(None, Some("internal"))).await, 1);
+    assert_eq!(
+        passed_by(&l, 1, || request(None, Some("internal"))).await,
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_cidr_match_shares_one_bucket_across_its_clients() {
     let l = limiter(
-        per_minute("cidr", vec![], 3).with_matches(vec![ClientMatch::source_cidr(cidr(
-            "10.0.0.0/8",
-        ))]),
+        per_minute("cidr", vec![], 3)
+            .with_matches(vec![ClientMatch::source_cidr(cidr("10.0.0.0/8"))]),
     );
-    assert_eq!(passed_by(&l, 2, || request(Some("10.1.2.3"), None)).await, 2);
-    assert_eq!(passed_by(&l, 2, || request(Some("10.9.9.9"), None)).await, 1);
+    assert_eq!(
+        passed_by(&l, 2, || request(Some("10.1.2.3"), None)).await,
+        2
+    );
+    assert_eq!(
+        passed_by(&l, 2, || request(Some("10.9.9.9"), None)).await,
+        1
+    );
     // An IPv4-mapped IPv6 client is its IPv4 address: inside, and out of quota.
     assert_eq!(
         passed_by(&l, 1, || request(Some("::ffff:10.0.0.1"), None)).await,
         0
     );
     // Outside the range, or with no client address: not limited.
-    assert_eq!(passed_by(&l, 5, || request(Some("11.0.0.1"), None)).await, 5);
-    assert_eq!(passed_by(&l, 5, || request(Some("2001:db8::1"), None)).await, 5);
+    assert_eq!(
+        passed_by(&l, 5, || request(Some("11.0.0.1"), None)).await,
+        5
+    );
+    assert_eq!(
+        passed_by(&l, 5, || request(Some("2001:db8::1"), None)).await,
+        5
+    );
     assert_eq!(passed_by(&l, 5, || request(None, None)).await, 5);
     assert_eq!(l.keys(), 0, "one bucket, no per-client keys");
 }
@@ -536,9 +555,18 @@ async fn a_cidr_match_with_the_client_address_key_gives_each_client_a_bucket() {
         per_minute("cidr-distinct", vec![KeyPart::ClientIp], 2)
             .with_matches(vec![ClientMatch::source_cidr(cidr("192.168.0.0/16"))]),
     );
-    assert_eq!(passed_by(&l, 3, || request(Some("192.168.0.1"), None)).await, 2);
-    assert_eq!(passed_by(&l, 3, || request(Some("192.168.7.7"), None)).await, 2);
-    assert_eq!(passed_by(&l, 5, || request(Some("192.169.0.1"), None)).await, 5);
+    assert_eq!(
+        passed_by(&l, 3, || request(Some("192.168.0.1"), None)).await,
+        2
+    );
+    assert_eq!(
+        passed_by(&l, 3, || request(Some("192.168.7.7"), None)).await,
+        2
+    );
+    assert_eq!(
+        passed_by(&l, 5, || request(Some("192.169.0.1"), None)).await,
+        5
+    );
     assert_eq!(l.keys(), 2);
 }
 
@@ -548,10 +576,22 @@ async fn ipv6_ranges_match_ipv6_clients() {
         per_minute("v6", vec![KeyPart::ClientIp], 1)
             .with_matches(vec![ClientMatch::source_cidr(cidr("2001:db8:1::/48"))]),
     );
-    assert_eq!(passed_by(&l, 2, || request(Some("2001:db8:1::1"), None)).await, 1);
-    assert_eq!(passed_by(&l, 2, || request(Some("2001:db8:1:ff::2"), None)).await, 1);
-    assert_eq!(passed_by(&l, 3, || request(Some("2001:db8:2::1"), None)).await, 3);
-    assert_eq!(passed_by(&l, 3, || request(Some("10.0.0.1"), None)).await, 3);
+    assert_eq!(
+        passed_by(&l, 2, || request(Some("2001:db8:1::1"), None)).await,
+        1
+    );
+    assert_eq!(
+        passed_by(&l, 2, || request(Some("2001:db8:1:ff::2"), None)).await,
+        1
+    );
+    assert_eq!(
+        passed_by(&l, 3, || request(Some("2001:db8:2::1"), None)).await,
+        3
+    );
+    assert_eq!(
+        passed_by(&l, 3, || request(Some("10.0.0.1"), None)).await,
+        3
+    );
     // Host bits are dropped; a range in the IPv4-mapped block is the IPv4 range.
     assert_eq!(cidr("2001:db8:1::5/48"), cidr("2001:db8:1::/48"));
     assert_eq!(cidr("::ffff:10.0.0.0/104"), cidr("10.0.0.0/8"));
@@ -582,13 +622,25 @@ async fn every_match_must_hold_and_a_non_matching_request_takes_nothing() {
             r
         }
     };
-    assert_eq!(passed_by(&l, 2, req("10.0.0.1", Some("free"), Some("a"))).await, 1);
+    assert_eq!(
+        passed_by(&l, 2, req("10.0.0.1", Some("free"), Some("a"))).await,
+        1
+    );
     // Only one of the two holds: not limited, not even by the shared default bucket.
-    assert_eq!(passed_by(&l, 4, req("11.0.0.1", Some("free"), Some("a"))).await, 4);
-    assert_eq!(passed_by(&l, 4, req("10.0.0.1", Some("paid"), None)).await, 4);
+    assert_eq!(
+        passed_by(&l, 4, req("11.0.0.1", Some("free"), Some("a"))).await,
+        4
+    );
+    assert_eq!(
+        passed_by(&l, 4, req("10.0.0.1", Some("paid"), None)).await,
+        4
+    );
     assert_eq!(passed_by(&l, 4, req("10.0.0.1", None, Some("a"))).await, 4);
     // Both hold but no key: the shared default bucket.
-    assert_eq!(passed_by(&l, 2, req("10.0.0.1", Some("free"), None)).await, 1);
+    assert_eq!(
+        passed_by(&l, 2, req("10.0.0.1", Some("free"), None)).await,
+        1
+    );
     // key_bytes (the shared-store limits' entry point) honours the matches too.
     let mut out = vec![1, 2, 3];
     assert!(
