@@ -17,7 +17,8 @@ use std::time::Duration;
 use divan::{Bencher, black_box};
 use futures_util::FutureExt;
 use gatekit_core::ratelimit::{
-    DEFAULT_MAX_KEYS, Key, KeyPart, Quota, RateLimitConfig, RateLimitLayer, RateLimiter,
+    ClientMatch, DEFAULT_MAX_KEYS, Key, KeyPart, Quota, RateLimitConfig, RateLimitLayer,
+    RateLimiter, ValueMatch, ValueRegex,
 };
 use gatekit_core::{Body, BoxError, ConnectionInfo};
 use http::HeaderName;
@@ -113,6 +114,31 @@ fn key(bencher: Bencher<'_, '_>, parts: &str) {
     };
     let l = limiter(parts, roomy());
     let req = request();
+    bencher.bench_local(|| black_box(l.key(black_box(&req))));
+}
+
+/// Checking a limit's matches (Envoy Gateway's `clientSelectors`) on a request that
+/// meets them, with no key parts (the one bucket): no allocation expected.
+#[divan::bench(args = ["header_exact", "header_regex", "source_cidr", "all_three"])]
+fn key_with_matches(bencher: Bencher<'_, '_>, matches: &str) {
+    let exact = ClientMatch::header(
+        X_KEY,
+        ValueMatch::Exact(http::HeaderValue::from_static("key-0123456789abcdef")),
+    );
+    let regex = ClientMatch::header(
+        X_KEY,
+        ValueMatch::Regex(ValueRegex::new("key-[0-9a-f]{16}").unwrap()),
+    );
+    let cidr = ClientMatch::source_cidr("203.0.113.0/24".parse().unwrap());
+    let matches = match matches {
+        "header_exact" => vec![exact],
+        "header_regex" => vec![regex],
+        "source_cidr" => vec![cidr],
+        _ => vec![exact, regex, cidr],
+    };
+    let l = RateLimiter::new(RateLimitConfig::new("bench", vec![], roomy()).with_matches(matches));
+    let req = request();
+    assert!(l.key(&req).is_some());
     bencher.bench_local(|| black_box(l.key(black_box(&req))));
 }
 

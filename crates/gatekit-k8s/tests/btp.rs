@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use gatekit_core::breaker::CircuitBreakerConfig;
-use gatekit_core::ratelimit::{KeyPart, Quota};
+use gatekit_core::ratelimit::{ClientMatch, KeyPart, Quota, ValueMatch, ValueRegex};
 use gatekit_core::route::{Route, Rule};
 use gatekit_k8s::{ManifestError, ResourceSet, TranslateOptions, Translation, Warning, translate};
 use http::{HeaderName, StatusCode};
@@ -346,7 +346,10 @@ spec:
       rules:
       - clientSelectors:
         - headers: [{{ name: x-tier, type: Exact, value: free }}]
-          sourceCIDR: {{ type: Exact, value: 10.0.0.0/8 }}
+          methods: [{{ value: GET }}]
+          path: {{ value: /api }}
+          sourceCIDR: {{ type: Exact, value: 10.0.0.0/8, invert: true }}
+        cost: {{ request: {{ from: Number, number: 2 }} }}
         limit: {{ requests: 1, unit: Second }}
 "#
     );
@@ -356,14 +359,20 @@ spec:
     assert_eq!(reason, "Unsupported");
     for field in [
         "spec.loadBalancer",
-        "spec.rateLimit.local.rules[0].clientSelectors[0].headers[0].type: Exact",
-        "spec.rateLimit.local.rules[0].clientSelectors[0].sourceCIDR",
+        "spec.rateLimit.local.rules[0].clientSelectors[0].methods",
+        "spec.rateLimit.local.rules[0].clientSelectors[0].path",
+        "spec.rateLimit.local.rules[0].clientSelectors[0].sourceCIDR.invert",
+        "spec.rateLimit.local.rules[0].cost",
     ] {
         assert!(message.contains(field), "{field} not in {message}");
     }
     assert!(
         rule(&t, "web").policy.rate_limits.is_empty(),
         "not half applied"
+    );
+    assert!(
+        !message.contains("headers[0]"),
+        "Exact is implemented: {message}"
     );
 }
 
@@ -387,6 +396,10 @@ spec:
     let t = run(&yaml);
     let limits = &rule(&t, "web").policy.rate_limits;
     assert_eq!(limits[0].key, [KeyPart::ClientIp]);
+    assert_eq!(
+        limits[0].matches,
+        [ClientMatch::source_cidr("0.0.0.0/0".parse().unwrap())]
+    );
     assert!(t.global_rate_limits().contains("default/global/0"));
     let (ok, _, message) = accepted(&t, "global");
     assert!(ok);
@@ -472,4 +485,134 @@ fn an_unknown_trigger_is_a_load_error() {
     let errors = ResourceSet::from_documents([("p.yaml", yaml)]).unwrap_err();
     let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
     assert_eq!(fields, ["spec.retry.retryOn"], "{errors:?}");
+}
+
+/// A BackendTrafficPolicy on the `web` route with these local rate-limit rules.
+fn rules_policy(rules: &str) -> String {
+    format!(
+        r#"{BASE}---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: selectors }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}]
+  rateLimit:
+    type: Local
+    local:
+      rules:
+{rules}"#
+    )
+}
+
+#[test]
+fn every_client_selector_kind_translates_and_is_accepted() {
+    let yaml = rules_policy(
+        r#"      - clientSelectors:
+        - headers:
+          - { name: x-tier, value: free }
+          - { name: x-user, type: RegularExpression, value: "user-[0-9]+" }
+          - { name: x-internal, type: Exact, value: "yes", invert: true }
+          - { name: x-api-key, type: Distinct }
+        - sourceCIDR: { value: 10.0.0.0/8 }
+        limit: { requests: 5, unit: Second }
+      - clientSelectors:
+        - sourceCIDR: { type: Distinct, value: "2001:db8::/32" }
+        limit: { requests: 6, unit: Minute }
+      - clientSelectors:
+        - headers: [{ name: x-bot, type: RegularExpression, value: ".*crawler.*", invert: true }]
+        limit: { requests: 7, unit: Hour }
+"#,
+    );
+    let t = run(&yaml);
+    let (ok, _, message) = accepted(&t, "selectors");
+    assert!(ok, "{message}");
+    let limits = &rule(&t, "web").policy.rate_limits;
+    assert_eq!(limits.len(), 3);
+
+    let h = HeaderName::from_static;
+    // Both clientSelectors of rule 0 must hold: their conditions form one list.
+    assert_eq!(
+        limits[0].matches,
+        [
+            ClientMatch::header(
+                h("x-tier"),
+                ValueMatch::Exact(http::HeaderValue::from_static("free"))
+            ),
+            ClientMatch::header(
+                h("x-user"),
+                ValueMatch::Regex(ValueRegex::new("user-[0-9]+").unwrap())
+            ),
+            ClientMatch::header(
+                h("x-internal"),
+                ValueMatch::Exact(http::HeaderValue::from_static("yes"))
+            )
+            .with_invert(true),
+            ClientMatch::source_cidr("10.0.0.0/8".parse().unwrap()),
+        ]
+    );
+    assert_eq!(limits[0].key, [KeyPart::Header(h("x-api-key"))]);
+    assert_eq!(limits[0].quota, Quota::new(5, Duration::from_secs(1)));
+
+    assert_eq!(
+        limits[1].matches,
+        [ClientMatch::source_cidr("2001:db8::/32".parse().unwrap())]
+    );
+    assert_eq!(limits[1].key, [KeyPart::ClientIp]);
+
+    assert_eq!(
+        limits[2].matches,
+        [ClientMatch::header(
+            h("x-bot"),
+            ValueMatch::Regex(ValueRegex::new(".*crawler.*").unwrap())
+        )
+        .with_invert(true)]
+    );
+    assert!(limits[2].key.is_empty());
+}
+
+#[test]
+fn invalid_client_selectors_are_load_errors_naming_the_field() {
+    let yaml = rules_policy(
+        r#"      - clientSelectors:
+        - headers:
+          - { name: x-a, type: RegularExpression, value: "user-(" }
+          - { name: x-b, type: Exact }
+          - { name: x-c, type: RegularExpression }
+          - { name: x-d, type: Distinct, invert: true }
+          - { name: x-e, type: Distinct, value: "v" }
+          - { name: x-f, value: "bad\u0001value" }
+        - sourceCIDR: { type: Exact, value: 10.0.0.0/33 }
+        - sourceCIDR: { type: Distinct, value: "not-a-cidr" }
+        limit: { requests: 1, unit: Second }
+"#,
+    );
+    let errors = ResourceSet::from_documents([("p.yaml", yaml.as_str())]).unwrap_err();
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    let s = "spec.rateLimit.local.rules[0].clientSelectors";
+    assert_eq!(
+        fields,
+        [
+            format!("{s}[0].headers[0].value"),
+            format!("{s}[0].headers[1].value"),
+            format!("{s}[0].headers[2].value"),
+            format!("{s}[0].headers[3].invert"),
+            format!("{s}[0].headers[4].value"),
+            format!("{s}[0].headers[5].value"),
+            format!("{s}[1].sourceCIDR.value"),
+            format!("{s}[2].sourceCIDR.value"),
+        ],
+        "{errors:#?}"
+    );
+    let text = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("invalid regular expression"), "{text}");
+    assert!(
+        text.contains("invert cannot be used with type: Distinct"),
+        "{text}"
+    );
+    assert!(text.contains("is required with type: Exact"), "{text}");
+    assert!(text.contains("\"not-a-cidr\" is not a CIDR"), "{text}");
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatekit_core::ErrorKind;
-use gatekit_core::ratelimit::{KeyPart, Quota, RateLimitConfig};
+use gatekit_core::ratelimit::{ClientMatch, KeyPart, Quota, RateLimitConfig, ValueMatch};
 use gatekit_redis::{Fallback, GlobalRateLimitLayer, RedisLimiter};
 use http::{HeaderName, Request, Response};
 use support::RedisServer;
@@ -159,4 +159,66 @@ async fn redis_down_falls_back_and_redis_back_shares_again() {
     }
     assert!(!local.is_degraded() && !open.is_degraded());
     assert_eq!(allowed, 5, "shared again: 5 in total across both replicas");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_match_limits_only_the_matching_requests() {
+    let redis = RedisServer::start();
+    let tier = HeaderName::from_static("x-tier");
+    // One bucket (no key parts) for the requests with `x-tier: free`, shared by both
+    // replicas through Redis; everything else is not limited by it.
+    let config = RateLimitConfig::new("free-tier", vec![], Quota::new(3, Duration::from_secs(60)))
+        .with_matches(vec![ClientMatch::header(
+            tier.clone(),
+            ValueMatch::Exact(http::HeaderValue::from_static("free")),
+        )])
+        .with_global(true);
+    let (a_limiter, mut a) = replica(&redis.url(), config.clone(), Fallback::FailOpen);
+    let (b_limiter, mut b) = replica(&redis.url(), config, Fallback::FailOpen);
+    let tiered = |value: Option<&'static str>| {
+        let mut req = Request::get("/");
+        if let Some(v) = value {
+            req = req.header(tier.clone(), v);
+        }
+        req.body(()).unwrap()
+    };
+    let mut allowed = 0;
+    for i in 0..8 {
+        let svc = if i % 2 == 0 { &mut a } else { &mut b };
+        allowed += u32::from(send_request(svc, tiered(Some("free"))).await);
+    }
+    assert_eq!(allowed, 3, "matching requests share one budget in Redis");
+    for value in [Some("paid"), Some("FREE"), None] {
+        for svc in [&mut a, &mut b] {
+            for _ in 0..5 {
+                assert!(
+                    send_request(svc, tiered(value)).await,
+                    "{value:?} is not limited"
+                );
+            }
+        }
+    }
+    assert!(!send_request(&mut a, tiered(Some("free"))).await);
+    assert_eq!(
+        a_limiter.fallbacks() + b_limiter.fallbacks(),
+        0,
+        "decided in Redis"
+    );
+    assert!(a_limiter.key(&tiered(Some("paid"))).is_none());
+    assert!(a_limiter.key(&tiered(Some("free"))).is_some());
+}
+
+/// Sends `req`: `true` allowed, `false` refused with a 429's headers.
+async fn send_request<S>(svc: &mut S, req: Request<()>) -> bool
+where
+    S: Service<Request<()>, Response = Response<()>, Error = gatekit_core::BoxError>,
+{
+    match svc.ready().await.unwrap().call(req).await {
+        Ok(_) => true,
+        Err(e) => {
+            let e = gatekit_core::Error::find(&*e).expect("a gatekit error");
+            assert_eq!(e.kind(), ErrorKind::RateLimited, "{e}");
+            false
+        }
+    }
 }

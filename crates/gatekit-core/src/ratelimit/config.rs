@@ -4,13 +4,19 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use super::ClientMatch;
+
 /// A rate limit: a [`Quota`] per key, where the key is built from the request
-/// ([`KeyPart`]s; no parts: one bucket for all traffic through the limiter).
+/// ([`KeyPart`]s; no parts: one bucket for all traffic through the limiter), for the
+/// requests that meet all its [`matches`](Self::matches) (none: every request).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RateLimitConfig {
     /// A name for headers and metrics (`RateLimit-Policy: "name";q=..;w=..`).
     pub name: String,
+    /// Which requests the limit applies to: those meeting every condition (none: all).
+    /// A request that fails one is not limited by it, whatever its key.
+    pub matches: Vec<ClientMatch>,
     /// What a request's key is made of, in order.
     pub key: Vec<KeyPart>,
     /// The quota of each distinct key.
@@ -82,6 +88,7 @@ impl RateLimitConfig {
     pub fn new(name: impl Into<String>, key: Vec<KeyPart>, quota: Quota) -> Self {
         Self {
             name: name.into(),
+            matches: Vec::new(),
             key,
             quota,
             unkeyed: Unkeyed::Skip,
@@ -93,6 +100,14 @@ impl RateLimitConfig {
     #[must_use]
     pub fn with_global(mut self, global: bool) -> Self {
         self.global = global;
+        self
+    }
+
+    /// Applies the limit only to requests that meet every one of `matches` (see
+    /// [`matches`](Self::matches)).
+    #[must_use]
+    pub fn with_matches(mut self, matches: Vec<ClientMatch>) -> Self {
+        self.matches = matches;
         self
     }
 

@@ -159,8 +159,13 @@ impl RateLimiter {
     /// The bucket `req` goes to: its [`KeyPart`](super::KeyPart)s hashed (no
     /// allocation), the one bucket of a limiter without parts, or, when the request
     /// lacks a part, the shared default bucket ([`Unkeyed::Shared`]) or `None`
-    /// ([`Unkeyed::Skip`]: the limit does not apply).
+    /// ([`Unkeyed::Skip`]: the limit does not apply). `None` as well when the request
+    /// fails one of the limit's [`matches`](RateLimitConfig::matches): the limit does
+    /// not apply to it.
     pub fn key<B>(&self, req: &Request<B>) -> Option<Key> {
+        if !self.config.matches.iter().all(|m| m.matches(req)) {
+            return None;
+        }
         if self.config.key.is_empty() {
             return Some(Key(KeyRepr::All));
         }
@@ -182,7 +187,8 @@ impl RateLimiter {
     /// by several processes. Returns the same bucket as [`key`](Self::key) (`out` is
     /// left empty for the one bucket of a limiter without parts and for the shared
     /// default bucket; tell them apart with [`Key::is_unkeyed`]); `None` when the limit
-    /// does not apply. The bytes hold the parts' values as they are (header values
+    /// does not apply (the request fails one of its
+    /// [`matches`](RateLimitConfig::matches), or lacks a part under [`Unkeyed::Skip`]). The bytes hold the parts' values as they are (header values
     /// included).
     pub fn key_bytes<B>(&self, req: &Request<B>, out: &mut Vec<u8>) -> Option<Key> {
         out.clear();

@@ -426,3 +426,231 @@ async fn sweep_forgets_full_buckets_only() {
     assert_eq!(l.keys(), 1);
     assert_eq!(l.check_key(owing, Instant::now()).remaining(), 3);
 }
+
+// === matches ===
+
+fn exact(v: &'static str) -> ValueMatch {
+    ValueMatch::Exact(http::HeaderValue::from_static(v))
+}
+
+fn regex(p: &str) -> ValueMatch {
+    ValueMatch::Regex(ValueRegex::new(p).unwrap())
+}
+
+fn cidr(s: &str) -> Cidr {
+    s.parse().unwrap()
+}
+
+/// Requests (of `n`) that pass through a service limited by `l` alone.
+async fn passed_by(l: &Arc<RateLimiter>, n: usize, req: impl Fn() -> Request<Body>) -> usize {
+    let mut svc = RateLimitLayer::new([l.clone()]).layer(tower::service_fn(ok));
+    passed(&mut svc, n, req).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exact_header_match_limits_only_that_value_in_one_bucket() {
+    let l = limiter(
+        per_minute("exact", vec![], 2)
+            .with_matches(vec![ClientMatch::header(X_KEY, exact("gold"))]),
+    );
+    assert_eq!(passed_by(&l, 3, || request(None, Some("gold"))).await, 2);
+    // Other values, a prefix, a different case and no header at all are not limited.
+    assert_eq!(passed_by(&l, 5, || request(None, Some("silver"))).await, 5);
+    assert_eq!(passed_by(&l, 5, || request(None, Some("gol"))).await, 5);
+    assert_eq!(passed_by(&l, 5, || request(None, Some("GOLD"))).await, 5);
+    assert_eq!(passed_by(&l, 5, || request(None, None)).await, 5);
+    assert!(l.check(&request(None, Some("silver"))).is_none());
+    // A repeated header is its values joined with `,`.
+    let two = |a: &'static str, b: &'static str| {
+        move || {
+            let mut r = request(None, Some(a));
+            r.headers_mut()
+                .append(X_KEY, http::HeaderValue::from_static(b));
+            r
+        }
+    };
+    let joined = limiter(
+        per_minute("joined", vec![], 1)
+            .with_matches(vec![ClientMatch::header(X_KEY, exact("a,b"))]),
+    );
+    assert_eq!(passed_by(&joined, 2, two("a", "b")).await, 1);
+    assert_eq!(passed_by(&joined, 3, two("a", "c")).await, 3);
+    assert_eq!(passed_by(&joined, 3, || request(None, Some("a"))).await, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_regex_header_match_is_anchored() {
+    let l = limiter(
+        per_minute("regex", vec![], 2)
+            .with_matches(vec![ClientMatch::header(X_KEY, regex("user-[0-9]+"))]),
+    );
+    assert_eq!(passed_by(&l, 3, || request(None, Some("user-1"))).await, 2);
+    // Same bucket for every matching value (no key parts).
+    assert_eq!(passed_by(&l, 1, || request(None, Some("user-22"))).await, 0);
+    // A partial match is no match, at either end.
+    assert_eq!(passed_by(&l, 4, || request(None, Some("xuser-1"))).await, 4);
+    assert_eq!(passed_by(&l, 4, || request(None, Some("user-1x"))).await, 4);
+    assert_eq!(passed_by(&l, 4, || request(None, None)).await, 4);
+    assert!(ValueRegex::new("(").is_err());
+    assert_eq!(
+        ValueRegex::new("a+").unwrap(),
+        ValueRegex::new("a+").unwrap()
+    );
+    assert_ne!(regex("a+"), regex("a*"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inverted_match_limits_everything_else() {
+    let l = limiter(per_minute("invert", vec![], 2).with_matches(vec![
+        ClientMatch::header(X_KEY, exact("internal")).with_invert(true),
+    ]));
+    assert_eq!(
+        passed_by(&l, 5, || request(None, Some("internal"))).await,
+        5
+    );
+    // Other values and requests without the header share the one bucket.
+    assert_eq!(passed_by(&l, 1, || request(None, Some("alice"))).await, 1);
+    assert_eq!(passed_by(&l, 2, || request(None, None)).await, 1);
+    assert_eq!(
+        passed_by(&l, 1, || request(None, Some("internal"))).await,
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cidr_match_shares_one_bucket_across_its_clients() {
+    let l = limiter(
+        per_minute("cidr", vec![], 3)
+            .with_matches(vec![ClientMatch::source_cidr(cidr("10.0.0.0/8"))]),
+    );
+    assert_eq!(
+        passed_by(&l, 2, || request(Some("10.1.2.3"), None)).await,
+        2
+    );
+    assert_eq!(
+        passed_by(&l, 2, || request(Some("10.9.9.9"), None)).await,
+        1
+    );
+    // An IPv4-mapped IPv6 client is its IPv4 address: inside, and out of quota.
+    assert_eq!(
+        passed_by(&l, 1, || request(Some("::ffff:10.0.0.1"), None)).await,
+        0
+    );
+    // Outside the range, or with no client address: not limited.
+    assert_eq!(
+        passed_by(&l, 5, || request(Some("11.0.0.1"), None)).await,
+        5
+    );
+    assert_eq!(
+        passed_by(&l, 5, || request(Some("2001:db8::1"), None)).await,
+        5
+    );
+    assert_eq!(passed_by(&l, 5, || request(None, None)).await, 5);
+    assert_eq!(l.keys(), 0, "one bucket, no per-client keys");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cidr_match_with_the_client_address_key_gives_each_client_a_bucket() {
+    let l = limiter(
+        per_minute("cidr-distinct", vec![KeyPart::ClientIp], 2)
+            .with_matches(vec![ClientMatch::source_cidr(cidr("192.168.0.0/16"))]),
+    );
+    assert_eq!(
+        passed_by(&l, 3, || request(Some("192.168.0.1"), None)).await,
+        2
+    );
+    assert_eq!(
+        passed_by(&l, 3, || request(Some("192.168.7.7"), None)).await,
+        2
+    );
+    assert_eq!(
+        passed_by(&l, 5, || request(Some("192.169.0.1"), None)).await,
+        5
+    );
+    assert_eq!(l.keys(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ipv6_ranges_match_ipv6_clients() {
+    let l = limiter(
+        per_minute("v6", vec![KeyPart::ClientIp], 1)
+            .with_matches(vec![ClientMatch::source_cidr(cidr("2001:db8:1::/48"))]),
+    );
+    assert_eq!(
+        passed_by(&l, 2, || request(Some("2001:db8:1::1"), None)).await,
+        1
+    );
+    assert_eq!(
+        passed_by(&l, 2, || request(Some("2001:db8:1:ff::2"), None)).await,
+        1
+    );
+    assert_eq!(
+        passed_by(&l, 3, || request(Some("2001:db8:2::1"), None)).await,
+        3
+    );
+    assert_eq!(
+        passed_by(&l, 3, || request(Some("10.0.0.1"), None)).await,
+        3
+    );
+    // Host bits are dropped; a range in the IPv4-mapped block is the IPv4 range.
+    assert_eq!(cidr("2001:db8:1::5/48"), cidr("2001:db8:1::/48"));
+    assert_eq!(cidr("::ffff:10.0.0.0/104"), cidr("10.0.0.0/8"));
+    assert!(!cidr("::/0").contains("10.0.0.1".parse().unwrap()));
+    assert!(cidr("0.0.0.0/0").contains("::ffff:1.2.3.4".parse().unwrap()));
+    assert!("10.0.0.0".parse::<Cidr>().is_err());
+    assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+    assert!(Cidr::new("::1".parse().unwrap(), 129).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_match_must_hold_and_a_non_matching_request_takes_nothing() {
+    let l = limiter(
+        per_minute("and", vec![KeyPart::Header(X_KEY)], 1)
+            .with_unkeyed(Unkeyed::Shared(Quota::new(1, Duration::from_secs(60))))
+            .with_matches(vec![
+                ClientMatch::source_cidr(cidr("10.0.0.0/8")),
+                ClientMatch::header(HeaderName::from_static("x-tier"), exact("free")),
+            ]),
+    );
+    let req = |ip: &'static str, tier: Option<&'static str>, key: Option<&'static str>| {
+        move || {
+            let mut r = request(Some(ip), key);
+            if let Some(t) = tier {
+                r.headers_mut()
+                    .insert("x-tier", http::HeaderValue::from_static(t));
+            }
+            r
+        }
+    };
+    assert_eq!(
+        passed_by(&l, 2, req("10.0.0.1", Some("free"), Some("a"))).await,
+        1
+    );
+    // Only one of the two holds: not limited, not even by the shared default bucket.
+    assert_eq!(
+        passed_by(&l, 4, req("11.0.0.1", Some("free"), Some("a"))).await,
+        4
+    );
+    assert_eq!(
+        passed_by(&l, 4, req("10.0.0.1", Some("paid"), None)).await,
+        4
+    );
+    assert_eq!(passed_by(&l, 4, req("10.0.0.1", None, Some("a"))).await, 4);
+    // Both hold but no key: the shared default bucket.
+    assert_eq!(
+        passed_by(&l, 2, req("10.0.0.1", Some("free"), None)).await,
+        1
+    );
+    // key_bytes (the shared-store limits' entry point) honours the matches too.
+    let mut out = vec![1, 2, 3];
+    assert!(
+        l.key_bytes(&req("11.0.0.1", Some("free"), Some("a"))(), &mut out)
+            .is_none()
+    );
+    assert!(out.is_empty());
+    assert!(
+        l.key_bytes(&req("10.0.0.1", Some("free"), Some("a"))(), &mut out)
+            .is_some()
+    );
+    assert!(!out.is_empty());
+}

@@ -5,8 +5,8 @@
 //! Only the fields gatekit has layers for are typed; every other field of the spec is
 //! kept in [`BackendTrafficPolicySpec::other`], so the translation can name it in the
 //! policy's status (`Accepted=False`) rather than drop it silently. Within the typed
-//! fields, values gatekit cannot express (an `Exact` header match in a rate-limit
-//! selector, a `sourceCIDR` range, ...) are reported the same way.
+//! fields, values gatekit cannot express (a rate-limit selector's `methods`, `path` or
+//! `queryParams`, a rule's `cost`, ...) are reported the same way.
 //!
 //! Field names follow Envoy Gateway's API reference
 //! (<https://gateway.envoyproxy.io/docs/api/extension_types/#backendtrafficpolicy>).
@@ -21,9 +21,11 @@ use std::time::Duration;
 
 use gatekit_core::ConfigError;
 use gatekit_core::breaker::CircuitBreakerConfig;
-use gatekit_core::ratelimit::{KeyPart, Quota, RateLimitConfig};
+use gatekit_core::ratelimit::{
+    Cidr, ClientMatch, KeyPart, Quota, RateLimitConfig, ValueMatch, ValueRegex,
+};
 use gatekit_core::retry::{Backoff, RetryOn, RetryPolicy};
-use http::{HeaderName, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -195,7 +197,8 @@ pub struct BtpHeaderMatch {
     /// The value (`Exact`, `RegularExpression`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// Inverts the match: not implemented.
+    /// Negates an `Exact` or `RegularExpression` match (a request without the header
+    /// then matches); not allowed with `Distinct`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invert: Option<bool>,
 }
@@ -203,9 +206,9 @@ pub struct BtpHeaderMatch {
 /// A header selector's `type`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeaderMatchType {
-    /// Only requests with this value.
+    /// Only requests with this value (compared exactly, case-sensitive).
     Exact,
-    /// Only requests whose value matches.
+    /// Only requests whose whole value matches the regular expression (RE2 syntax).
     RegularExpression,
     /// Each value its own bucket.
     Distinct,
@@ -219,8 +222,12 @@ pub struct BtpSourceMatch {
     /// `Exact` when omitted.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<SourceMatchType>,
-    /// The CIDR.
+    /// The CIDR (IPv4 or IPv6).
     pub value: String,
+    /// Other fields (newer Envoy Gateway versions' `invert`, ...): not implemented.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// A `sourceCIDR` selector's `type`.
@@ -566,7 +573,14 @@ impl BackendTrafficPolicySpec {
             for k in rule.other.keys() {
                 out.unimplemented.push(format!("{f}.{k}"));
             }
+            // Envoy Gateway's API: "All individual select conditions must hold True for
+            // this rule and its limit to be applied" — the rule's clientSelectors combine
+            // with AND, as do the conditions inside one selector. So they all flatten
+            // into one list of matches (conditions) and one key (the `Distinct` parts).
+            // (Envoy Gateway's translator keeps only the last `sourceCIDR` of a rule;
+            // gatekit requires every one, as the API documents.)
             let mut key = Vec::new();
+            let mut matches = Vec::new();
             for (j, s) in rule.client_selectors.iter().enumerate() {
                 let sf = format!("{f}.clientSelectors[{j}]");
                 for k in s.other.keys() {
@@ -574,48 +588,29 @@ impl BackendTrafficPolicySpec {
                 }
                 for (h, m) in s.headers.iter().enumerate() {
                     let hf = format!("{sf}.headers[{h}]");
-                    let Ok(name) = HeaderName::from_bytes(m.name.as_bytes()) else {
-                        errors.push(ConfigError::new(
-                            format!("{hf}.name"),
-                            format!("{:?} is not a header name", m.name),
-                        ));
-                        continue;
-                    };
-                    if m.invert == Some(true) {
-                        out.unimplemented.push(format!("{hf}.invert"));
-                    }
-                    match m.kind.unwrap_or(HeaderMatchType::Exact) {
-                        HeaderMatchType::Distinct => {
-                            let part = KeyPart::Header(name);
-                            if !key.contains(&part) {
-                                key.push(part);
-                            }
-                        }
-                        HeaderMatchType::Exact => {
-                            out.unimplemented.push(format!("{hf}.type: Exact"));
-                        }
-                        HeaderMatchType::RegularExpression => {
-                            out.unimplemented
-                                .push(format!("{hf}.type: RegularExpression"));
-                        }
+                    if let Some(part) = read_header_selector(m, &hf, &mut matches, errors)
+                        && !key.contains(&part)
+                    {
+                        key.push(part);
                     }
                 }
                 if let Some(c) = &s.source_cidr {
                     let cf = format!("{sf}.sourceCIDR");
-                    if !is_cidr(&c.value) {
-                        errors.push(ConfigError::new(
-                            format!("{cf}.value"),
-                            format!("{:?} is not a CIDR", c.value),
-                        ));
-                    } else if c.kind == Some(SourceMatchType::Distinct)
-                        && matches!(c.value.as_str(), "0.0.0.0/0" | "::/0")
-                    {
-                        if !key.contains(&KeyPart::ClientIp) {
-                            key.push(KeyPart::ClientIp);
+                    for k in c.other.keys() {
+                        out.unimplemented.push(format!("{cf}.{k}"));
+                    }
+                    match c.value.parse::<Cidr>() {
+                        Ok(cidr) => {
+                            // `Exact`: the range shares the rule's bucket(s); `Distinct`:
+                            // each address in it has its own.
+                            matches.push(ClientMatch::source_cidr(cidr));
+                            if c.kind == Some(SourceMatchType::Distinct)
+                                && !key.contains(&KeyPart::ClientIp)
+                            {
+                                key.push(KeyPart::ClientIp);
+                            }
                         }
-                    } else {
-                        out.unimplemented
-                            .push(format!("{cf} (only Distinct over 0.0.0.0/0 or ::/0)"));
+                        Err(e) => errors.push(e.within(&format!("{cf}.value"))),
                     }
                 }
             }
@@ -629,11 +624,77 @@ impl BackendTrafficPolicySpec {
             let quota = Quota::new(rule.limit.requests, rule.limit.unit.duration());
             configs.push(
                 RateLimitConfig::new(format!("{prefix}/{i}"), key, quota)
+                    .with_matches(matches)
                     .with_global(out.values.global),
             );
         }
         out.values.rate_limits = Some(configs);
     }
+}
+
+/// One `headers[]` selector of a rate-limit rule, at field path `hf`: an `Exact` or
+/// `RegularExpression` selector becomes a match (pushed to `matches`), a `Distinct` one
+/// the key part it returns. Errors (name, value, `invert` on `Distinct`) go to `errors`.
+fn read_header_selector(
+    m: &BtpHeaderMatch,
+    hf: &str,
+    matches: &mut Vec<ClientMatch>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<KeyPart> {
+    let Ok(name) = HeaderName::from_bytes(m.name.as_bytes()) else {
+        errors.push(ConfigError::new(
+            format!("{hf}.name"),
+            format!("{:?} is not a header name", m.name),
+        ));
+        return None;
+    };
+    let invert = m.invert.unwrap_or(false);
+    let kind = m.kind.unwrap_or(HeaderMatchType::Exact);
+    let value = match (kind, &m.value) {
+        (HeaderMatchType::Distinct, value) => {
+            // Each value its own bucket; a request without the header is not limited
+            // by the rule (the limit's `Unkeyed::Skip`).
+            if invert {
+                errors.push(ConfigError::new(
+                    format!("{hf}.invert"),
+                    "invert cannot be used with type: Distinct",
+                ));
+            }
+            if value.is_some() {
+                errors.push(ConfigError::new(
+                    format!("{hf}.value"),
+                    "must not be set with type: Distinct (every value is its own bucket)",
+                ));
+            }
+            return (!invert && value.is_none()).then_some(KeyPart::Header(name));
+        }
+        (_, None) => {
+            errors.push(ConfigError::new(
+                format!("{hf}.value"),
+                format!("is required with type: {kind:?}"),
+            ));
+            return None;
+        }
+        (HeaderMatchType::Exact, Some(v)) => match HeaderValue::from_str(v) {
+            Ok(v) => ValueMatch::Exact(v),
+            Err(_) => {
+                errors.push(ConfigError::new(
+                    format!("{hf}.value"),
+                    format!("{v:?} is not a valid header value"),
+                ));
+                return None;
+            }
+        },
+        (HeaderMatchType::RegularExpression, Some(v)) => match ValueRegex::new(v) {
+            Ok(re) => ValueMatch::Regex(re),
+            Err(e) => {
+                errors.push(e.within(&format!("{hf}.value")));
+                return None;
+            }
+        },
+    };
+    matches.push(ClientMatch::header(name, value).with_invert(invert));
+    None
 }
 
 fn read_breaker(
@@ -781,16 +842,5 @@ fn parse_duration(field: &str, v: &str, errors: &mut Vec<ConfigError>) -> Option
             errors.push(ConfigError::new(field, e.to_string()));
             None
         }
-    }
-}
-
-fn is_cidr(s: &str) -> bool {
-    let Some((addr, len)) = s.split_once('/') else {
-        return false;
-    };
-    match (addr.parse::<std::net::IpAddr>(), len.parse::<u8>()) {
-        (Ok(std::net::IpAddr::V4(_)), Ok(l)) => l <= 32,
-        (Ok(std::net::IpAddr::V6(_)), Ok(l)) => l <= 128,
-        _ => false,
     }
 }
