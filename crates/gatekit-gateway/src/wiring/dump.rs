@@ -348,7 +348,7 @@ struct PolicyJson {
 
 impl PolicyJson {
     fn new(policy: &RulePolicy, defaults: &Defaults) -> Self {
-        use gatekit_core::ratelimit::{KeyPart, Unkeyed};
+        use gatekit_core::ratelimit::{ClientMatch, KeyPart, Unkeyed, ValueMatch};
         let retry = match &policy.retry {
             Some(r) => {
                 let on = &r.on;
@@ -398,8 +398,33 @@ impl PolicyJson {
                         _ => "other".to_owned(),
                     })
                     .collect();
+                let when: Vec<String> = l
+                    .matches
+                    .iter()
+                    .map(|m| match m {
+                        ClientMatch::Header {
+                            name,
+                            value,
+                            invert,
+                        } => {
+                            let not = if *invert { "not " } else { "" };
+                            match value {
+                                ValueMatch::Exact(v) => {
+                                    format!("{not}header:{name} == {:?}", String::from_utf8_lossy(v.as_bytes()))
+                                }
+                                ValueMatch::Regex(r) => {
+                                    format!("{not}header:{name} ~ {:?}", r.as_str())
+                                }
+                                _ => format!("{not}header:{name} (other)"),
+                            }
+                        }
+                        ClientMatch::SourceCidr(c) => format!("clientIP in {c}"),
+                        _ => "other".to_owned(),
+                    })
+                    .collect();
                 serde_json::json!({
                     "name": l.name,
+                    "when": when,
                     "key": key,
                     "limit": quota(&l.quota),
                     "missingKey": match &l.unkeyed {
