@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatekit_core::Body;
-use gatekit_core::client::{Client, ClientConfig, EndpointClient, Transport};
+use gatekit_core::client::{Client, ClientConfig, EndpointClient, PoolLimits, Transport};
 use http::{Request, Response};
 use support::{Mode, backend, body_bytes, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -66,6 +66,29 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         2,
         "a new connection after the idle one closed"
     );
+}
+
+#[tokio::test]
+async fn an_upstreams_own_idle_timeout_wins_over_the_clients() {
+    let mut upstream = sized_backend().await;
+    // The client's is an hour: only the upstream's own 200 ms can close the connection.
+    let client = Client::new(ClientConfig::default().pool_idle_timeout(Duration::from_secs(3600)));
+    let idle_timeout = Duration::from_millis(200);
+    let ep = client.endpoint_with(
+        upstream.addr,
+        Transport::http1(),
+        PoolLimits::new().with_idle_timeout(idle_timeout),
+    );
+    assert_eq!(&fetch(&ep, "/").await[..], b"ok");
+    let returned = Instant::now();
+    within(upstream.closed.recv()).await.unwrap();
+    assert!(returned.elapsed() >= idle_timeout);
+    assert_eq!(ep.idle_connections(), 0);
+    // An endpoint client of the same address without its own timeout is another pool.
+    let plain = client.endpoint(upstream.addr, Transport::http1());
+    assert_eq!(&fetch(&plain, "/").await[..], b"ok");
+    assert_eq!(plain.idle_connections(), 1);
+    assert_eq!(ep.idle_connections(), 0);
 }
 
 #[tokio::test]

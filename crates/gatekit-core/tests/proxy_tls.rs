@@ -179,13 +179,29 @@ async fn a_silent_tls_handshake_hits_the_connect_timeout() {
         .unwrap()
         .server_name("backend.test")
         .unwrap();
-    let ep = client.endpoint(addr, Transport::http1().with_tls(tls));
+    let ep = client.endpoint(addr, Transport::http1().with_tls(tls.clone()));
 
     let started = tokio::time::Instant::now();
     let err = within(ep.send(Request::get("/").body(Body::empty()).unwrap()))
         .await
         .unwrap_err();
     assert!(started.elapsed() >= connect_timeout);
+
+    // An upstream's own connect timeout wins over the client's.
+    let slow =
+        Client::new(ClientConfig::default().connect_timeout(std::time::Duration::from_secs(3600)));
+    let own = slow.endpoint_with(
+        addr,
+        Transport::http1().with_tls(tls),
+        gatekit_core::client::PoolLimits::new().with_connect_timeout(connect_timeout),
+    );
+    let started = tokio::time::Instant::now();
+    let own_err = within(own.send(Request::get("/").body(Body::empty()).unwrap()))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() >= connect_timeout);
+    let own_err = gatekit_core::Error::find(&*own_err).unwrap();
+    assert_eq!(own_err.kind(), gatekit_core::ErrorKind::Connect);
     let err = gatekit_core::Error::find(&*err).unwrap();
     assert_eq!(err.kind(), gatekit_core::ErrorKind::Connect);
     assert!(err.is_retry_safe());

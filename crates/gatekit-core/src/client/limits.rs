@@ -1,10 +1,12 @@
 //! Per-upstream pool limits: Envoy's connection thresholds (`max_connections`,
-//! `max_requests_per_connection`), enforced where connections are opened and returned.
+//! `max_requests_per_connection`), enforced where connections are opened and returned,
+//! and the upstream's own connect and idle timeouts.
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use http::HeaderValue;
 
@@ -22,6 +24,8 @@ use crate::breaker::{CircuitBreakerConfig, Threshold, header_value, open_error};
 pub struct PoolLimits {
     max_connections: Option<ConnectionCap>,
     max_requests_per_connection: Option<NonZeroU32>,
+    connect_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 impl PoolLimits {
@@ -42,7 +46,53 @@ impl PoolLimits {
             max_requests_per_connection: config
                 .max_requests_per_connection
                 .and_then(NonZeroU32::new),
+            connect_timeout: None,
+            idle_timeout: None,
         }
+    }
+
+    /// This upstream's connect timeout (TCP connect plus TLS handshake) instead of the
+    /// client's [`ClientConfig::connect_timeout`](super::ClientConfig::connect_timeout)
+    /// (Envoy Gateway's `timeout.tcp.connectTimeout`).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// This upstream's idle timeout (an idle pooled connection is closed after it)
+    /// instead of the client's
+    /// [`ClientConfig::pool_idle_timeout`](super::ClientConfig::pool_idle_timeout)
+    /// (Envoy Gateway's `timeout.http.connectionIdleTimeout`).
+    #[must_use]
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// The connect timeout, when this upstream has its own.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+
+    /// The idle timeout, when this upstream has its own.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// The client configuration with this upstream's own timeouts, if it has any.
+    pub(super) fn configure(&self, config: &super::ClientConfig) -> Option<super::ClientConfig> {
+        if self.connect_timeout.is_none() && self.idle_timeout.is_none() {
+            return None;
+        }
+        let mut config = config.clone();
+        if let Some(t) = self.connect_timeout {
+            config = config.connect_timeout(t);
+        }
+        if let Some(t) = self.idle_timeout {
+            config = config.pool_idle_timeout(t);
+        }
+        Some(config)
     }
 
     /// Counts every connection against `cap` (Envoy's `max_connections`): at the cap,
@@ -81,12 +131,14 @@ impl PoolLimits {
 
     /// Identifies the limits for the client's pool registry: endpoint clients share a
     /// pool only when they share these limits.
-    pub(super) fn key(&self) -> (usize, u32) {
+    pub(super) fn key(&self) -> LimitsKey {
         (
             self.max_connections
                 .as_ref()
                 .map_or(0, |cap| Arc::as_ptr(&cap.inner) as usize),
             self.max_requests_per_connection.map_or(0, NonZeroU32::get),
+            self.connect_timeout,
+            self.idle_timeout,
         )
     }
 
@@ -98,6 +150,9 @@ impl PoolLimits {
         }
     }
 }
+
+/// What tells pools with different limits apart in the client's registry.
+pub(super) type LimitsKey = (usize, u32, Option<Duration>, Option<Duration>);
 
 // === impl ConnectionCap ===
 

@@ -152,7 +152,7 @@ struct ClientInner {
 
 /// A pool's key: endpoint clients share a pool when address, transport and limits are
 /// the same (limits by identity: the same cap, the same per-connection request limit).
-type PoolKey = (SocketAddr, Transport, (usize, u32));
+type PoolKey = (SocketAddr, Transport, limits::LimitsKey);
 
 struct Registry {
     pools: HashMap<PoolKey, Weak<EndpointPool>>,
@@ -201,12 +201,11 @@ impl Client {
             return EndpointClient { pool };
         }
         let cap = limits.max_connections().cloned();
-        let pool = Arc::new(EndpointPool::new(
-            addr,
-            key.1.clone(),
-            self.inner.settings.clone(),
-            limits,
-        ));
+        let settings = match limits.configure(&self.inner.settings.config) {
+            Some(config) => Arc::new(Settings::new(config)),
+            None => self.inner.settings.clone(),
+        };
+        let pool = Arc::new(EndpointPool::new(addr, key.1.clone(), settings, limits));
         if let Some(cap) = cap {
             cap.register(&pool);
         }
