@@ -25,6 +25,21 @@
 //! A rate limit is copied into every rule it reaches, so each rule has its own buckets,
 //! even when the policy targets a Gateway (Envoy Gateway's default; not one bucket
 //! shared by the Gateway's routes).
+//!
+//! # BackendTrafficPolicy upstream settings
+//!
+//! A BackendTrafficPolicy's `loadBalancer` and `healthCheck` apply to the Services its
+//! targets reach: the resolved backendRefs of the targeted route (or rule), or of every
+//! HTTPRoute and GRPCRoute whose parentRefs name the targeted Gateway (or listener, or
+//! the whole Gateway). gatekit balances per Service, not per route as Envoy does, so
+//! policies meet on Services: oldest first, a policy setting a field (see
+//! `BtpUpstream::FIELDS`) to another value than an older one on the same Service is
+//! not applied to that Service at all; the Service appears in its status
+//! (`Accepted=False`, `Conflicted`, naming the fields and the older policy). The
+//! route/Gateway hierarchy and `mergeType` play no part here. A gatekit BackendPolicy
+//! on the Service wins field by field; the status names the fields it took
+//! (`Conflicted` at the Service when it took them all). A target whose every Service
+//! refused the policy's settings, when the policy sets nothing else, is `Conflicted`.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,6 +1,36 @@
 //! Envoy Gateway's `BackendTrafficPolicy` (`gateway.envoyproxy.io/v1alpha1`), read so
 //! that users migrating from Envoy Gateway keep their rate limits, circuit breakers,
-//! retries and timeouts.
+//! retries, timeouts, load balancing and health checks.
+//!
+//! `loadBalancer` and `healthCheck` are per-Service settings in gatekit: they become
+//! the fields of gatekit's own BackendPolicy ([`BackendPolicySpec`](crate::types::BackendPolicySpec))
+//! on every Service the policy's targets reach (see `translate/policy.rs`). Envoy
+//! Gateway's defaults are written out (active: timeout 1s, interval 3s, unhealthy 3,
+//! healthy 1, HTTP statuses 200 only; passive: 5 consecutive 5xx, gateway errors not
+//! counted unless set above 0, ejection 30s, at most 10% ejected), so an omitted field
+//! means what it means in Envoy Gateway, not gatekit's own default. Mapping:
+//! `type` `RoundRobin`/`LeastRequest`/`Random`/`ConsistentHash` → the algorithm of the
+//! same name; `consistentHash` `SourceIP`, `Header`, `Cookie` (`name`), and `Headers`
+//! or `QueryParams` with exactly one entry → the hash key; `slowStart.window` →
+//! `slowStart`; `zoneAware.preferLocal: {}` → locality (prefer the gateway's zone);
+//! `healthCheck.panicThreshold` → `panicThreshold`; `active` `HTTP` (`path`, `method`,
+//! `hostname`, `expectedStatuses`), `TCP`, `GRPC` (`service`) with `timeout`,
+//! `interval`, thresholds; `passive` `consecutive5XxErrors`,
+//! `consecutiveGatewayErrors`, `baseEjectionTime`, `maxEjectionPercent`.
+//!
+//! The split for what gatekit cannot do: a field that would change which endpoint
+//! serves a request or when it counts as healthy (`BackendUtilization`,
+//! `DynamicModule`, `endpointOverride`, `zoneAware.weightedZones` and `preferLocal`'s
+//! tuning, several hash headers or parameters, `cookie.ttl`/`attributes` (Envoy makes
+//! the cookie), `active.overrides`, `http.retriableStatuses`/`expectedResponse`/
+//! `requestBody`, `tcp.send`/`receive`, `passive.splitExternalLocalOriginErrors: true`,
+//! `failurePercentageThreshold`, `alwaysEjectOneEndpoint: true`) is *unimplemented*
+//! and refuses the policy like any other. A field that only tunes performance or
+//! logging (`consistentHash.tableSize`, `active.initialJitter`,
+//! `active.healthCheckLog`, `passive.interval`; and
+//! `consecutiveLocalOriginFailures`, which does nothing without the split) is
+//! accepted and ignored, named in a `Warning` condition (status `True`, reason
+//! `IgnoredFields`).
 //!
 //! Only the fields gatekit has layers for are typed; every other field of the spec is
 //! kept in [`BackendTrafficPolicySpec::other`], so the translation can name it in the
