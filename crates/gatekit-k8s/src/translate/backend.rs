@@ -85,13 +85,7 @@ pub(crate) struct Context<'a> {
     pub(crate) btp: HashMap<super::policy::TargetKey, (String, crate::types::btp::BtpValues)>,
     /// BackendTrafficPolicy `loadBalancer`/`healthCheck` settings by Service (namespace,
     /// name), with the policy (`namespace/name`) that set each field.
-    pub(crate) btp_upstreams: HashMap<
-        (String, String),
-        (
-            crate::types::btp::BtpUpstream,
-            BTreeMap<&'static str, String>,
-        ),
-    >,
+    pub(crate) btp_upstreams: HashMap<(String, String), super::policy::ClaimedUpstream>,
     /// Names of rate limits from `Global` BackendTrafficPolicies.
     pub(crate) global_rate_limits: std::collections::BTreeSet<String>,
     global_namespaces: &'a [String],
@@ -324,7 +318,7 @@ impl<'a> Context<'a> {
         // BackendTrafficPolicies.
         let key = (w.namespace.clone(), w.service.clone());
         let policy = match self.btp_upstreams.get(&key) {
-            Some((btp, _)) if !btp.is_empty() => Some(btp.fill(self.policies.get(&key))),
+            Some(c) if !c.values.is_empty() => Some(c.values.fill(self.policies.get(&key))),
             _ => self.policies.get(&key).cloned(),
         };
         self.upstreams.insert(

@@ -63,6 +63,13 @@ pub(crate) struct Claimed {
     owners: BTreeMap<&'static str, String>,
 }
 
+/// What BackendTrafficPolicies set on one Service, and which policy set each field.
+#[derive(Debug, Default)]
+pub(crate) struct ClaimedUpstream {
+    pub(crate) values: BtpUpstream,
+    owners: BTreeMap<&'static str, String>,
+}
+
 /// `items` oldest first (`creationTimestamp`, then namespace, then name).
 pub(crate) fn by_age<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<&T> {
     let mut out: Vec<&T> = items.iter().collect();
@@ -781,11 +788,11 @@ impl Context<'_> {
             let key = (svc_ns.clone(), svc.clone());
             let claimed = self.btp_upstreams.entry(key.clone()).or_default();
             let taken: Vec<String> = upstream
-                .differing(&claimed.0)
+                .differing(&claimed.values)
                 .into_iter()
                 .filter_map(|f| {
                     claimed
-                        .1
+                        .owners
                         .get(f)
                         .filter(|o| o.as_str() != owner)
                         .map(|o| format!("{f} (set by the older BackendTrafficPolicy {o})"))
@@ -801,9 +808,9 @@ impl Context<'_> {
                 );
                 continue;
             }
-            claimed.0.overlay(upstream);
+            claimed.values.overlay(upstream);
             for f in upstream.fields() {
-                claimed.1.entry(f).or_insert_with(|| owner.to_owned());
+                claimed.owners.entry(f).or_insert_with(|| owner.to_owned());
             }
             let (shadowed, bp) = match self.backend_policy_of(svc_ns, svc) {
                 Some((bp, spec)) => (upstream.shadowed_by(spec), bp),
