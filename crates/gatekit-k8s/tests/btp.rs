@@ -930,3 +930,49 @@ fn circuit_breaker_thresholds_default_to_envoy_gateways_1024() {
     expected.max_parallel_retries = Some(1024);
     assert_eq!(rule(&t, "web").backends[0].breaker, Some(expected));
 }
+
+#[test]
+fn a_service_in_another_namespace_is_left_alone() {
+    let t = run(&format!(
+        r#"{BASE}---
+apiVersion: v1
+kind: Service
+metadata: {{ name: shared, namespace: platform }}
+spec: {{ ports: [{{ port: 80 }}] }}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{ name: routes, namespace: platform }}
+spec:
+  from: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default }}]
+  to: [{{ group: "", kind: Service }}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: mixed }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  hostnames: [mixed.example]
+  rules:
+  - backendRefs: [{{ name: web, port: 80 }}, {{ name: shared, namespace: platform, port: 80 }}]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: lb }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: mixed }}]
+  loadBalancer: {{ type: Random }}
+"#
+    ));
+    let (ok, _, message) = accepted(&t, "lb");
+    assert!(ok, "{message}");
+    assert!(
+        message.contains("Service platform/shared: loadBalancer.type not applied, the Service is in another namespace"),
+        "{message}"
+    );
+    assert!(t.upstreams()["platform/shared:80"].policy().is_none());
+    assert_eq!(
+        balancer(&web_policy(&t).unwrap()),
+        (Some(Algorithm::Random), None)
+    );
+}

@@ -31,7 +31,9 @@
 //! A BackendTrafficPolicy's `loadBalancer` and `healthCheck` apply to the Services its
 //! targets reach: the resolved backendRefs of the targeted route (or rule), or of every
 //! HTTPRoute and GRPCRoute whose parentRefs name the targeted Gateway (or listener, or
-//! the whole Gateway). gatekit balances per Service, not per route as Envoy does, so
+//! the whole Gateway), in the policy's own namespace (the settings apply to every route
+//! to the Service, so a policy never changes another namespace's Service; the target's
+//! message says so). gatekit balances per Service, not per route as Envoy does, so
 //! policies meet on Services: oldest first, a policy setting a field (see
 //! `BtpUpstream::FIELDS`) to another value than an older one on the same Service is
 //! not applied to that Service at all; the Service appears in its status
@@ -571,6 +573,9 @@ impl Context<'_> {
             }
             let values = read.values;
             let upstream = read.upstream;
+            // Services this policy's settings were already offered to (through an
+            // earlier target): whether they took any.
+            let mut done: HashMap<(String, String), bool> = HashMap::new();
             let mut attachment = Attachment::new();
             if !read.ignored.is_empty() {
                 attachment.warn(format!(
@@ -618,7 +623,14 @@ impl Context<'_> {
                 }
                 if !upstream.is_empty() {
                     let services = self.target_services(kind, ns, &t.name, section);
-                    let took = self.claim_services(&owner, &upstream, &services, &mut attachment);
+                    let took = self.claim_services(
+                        (ns, &owner),
+                        &upstream,
+                        &services,
+                        &mut done,
+                        &mut attachment,
+                        &mut notes,
+                    );
                     if !took && !services.is_empty() && !values.sets_route_fields() {
                         attachment.conflicted(
                             ancestor,
@@ -769,23 +781,39 @@ impl Context<'_> {
     }
 
     /// Gives `services` the `loadBalancer`/`healthCheck` settings of the
-    /// BackendTrafficPolicy `owner` (see the [`btp` docs](crate::types::btp)): a
-    /// Service where an older policy set one of the same fields to another value keeps
-    /// the older's (`Conflicted`, naming the Service and the winner); fields the
-    /// Service's gatekit BackendPolicy sets stay the BackendPolicy's (named in the
-    /// status). Whether any Service took any field.
+    /// BackendTrafficPolicy `owner` in namespace `ns` (see the
+    /// [module docs](self)): a Service in another namespace is left alone (a note
+    /// for the target); a Service where an older policy set one of the same fields to
+    /// another value keeps the older's (`Conflicted`, naming the Service and the
+    /// winner); fields the Service's gatekit BackendPolicy sets stay the
+    /// BackendPolicy's (named in the status). Services in `done` were handled through
+    /// an earlier target of the same policy. Whether any Service took any field.
     fn claim_services(
         &mut self,
-        owner: &str,
+        (ns, owner): (&str, &str),
         upstream: &BtpUpstream,
         services: &[(String, String)],
+        done: &mut HashMap<(String, String), bool>,
         attachment: &mut Attachment,
+        notes: &mut Vec<String>,
     ) -> bool {
         let mut took = false;
         for (svc_ns, svc) in services {
             let service = format!("Service {svc_ns}/{svc}");
             let ancestor = service_ancestor(svc_ns, svc);
             let key = (svc_ns.clone(), svc.clone());
+            if let Some(t) = done.get(&key) {
+                took |= *t;
+                continue;
+            }
+            done.insert(key.clone(), false);
+            if svc_ns != ns {
+                notes.push(format!(
+                    "{service}: {} not applied, the Service is in another namespace (they apply to every route to it; only policies in namespace {svc_ns} may set them)",
+                    upstream.fields().join(", ")
+                ));
+                continue;
+            }
             let claimed = self.btp_upstreams.entry(key.clone()).or_default();
             let taken: Vec<String> = upstream
                 .differing(&claimed.values)
@@ -818,6 +846,7 @@ impl Context<'_> {
             };
             if shadowed.is_empty() {
                 took = true;
+                done.insert(key, true);
                 continue;
             }
             let message = format!(
@@ -828,6 +857,7 @@ impl Context<'_> {
                 attachment.conflicted(ancestor, message);
             } else {
                 took = true;
+                done.insert(key, true);
                 attachment.attached_with(ancestor, message);
             }
         }
