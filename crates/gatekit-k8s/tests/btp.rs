@@ -749,10 +749,16 @@ spec:
         ],
         "{errors:#?}"
     );
-    let yaml = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata: { name: bad }\nspec:\n  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }]\n  loadBalancer: { type: ConsistentHash, consistentHash: { type: Header } }\n";
+    let yaml = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata: { name: bad }\nspec:\n  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }]\n  loadBalancer: { type: ConsistentHash, consistentHash: { type: Header }, zoneAware: { preferLocal: {} } }\n";
     let errors = ResourceSet::from_documents([("p.yaml", yaml)]).unwrap_err();
     let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
-    assert_eq!(fields, ["spec.loadBalancer.consistentHash.header"]);
+    assert_eq!(
+        fields,
+        [
+            "spec.loadBalancer.consistentHash.header",
+            "spec.loadBalancer.zoneAware.preferLocal"
+        ]
+    );
 }
 
 /// Two routes to Service web, each with its own policy.

@@ -579,6 +579,12 @@ fn read_load_balancer(lb: &BtpLoadBalancer, out: &mut BtpRead, errors: &mut Vec<
                 .push(format!("{F}.zoneAware.weightedZones"));
         }
         if let Some(p) = &z.prefer_local {
+            if hashing {
+                errors.push(ConfigError::new(
+                    format!("{F}.zoneAware.preferLocal"),
+                    "is not supported with ConsistentHash",
+                ));
+            }
             for k in p.other.keys() {
                 out.unimplemented
                     .push(format!("{F}.zoneAware.preferLocal.{k}"));
