@@ -9,6 +9,10 @@ use std::time::Duration;
 use gatekit_core::breaker::CircuitBreakerConfig;
 use gatekit_core::ratelimit::{ClientMatch, KeyPart, Quota, ValueMatch, ValueRegex};
 use gatekit_core::route::{Route, Rule};
+use gatekit_k8s::types::BackendPolicySpec;
+use gatekit_k8s::types::policy::{
+    Algorithm, HashKey, HashKeyType, Locality, ProbeType, StatusRange,
+};
 use gatekit_k8s::{ManifestError, ResourceSet, TranslateOptions, Translation, Warning, translate};
 use http::{HeaderName, StatusCode};
 
@@ -339,7 +343,7 @@ kind: BackendTrafficPolicy
 metadata: {{ name: partial }}
 spec:
   targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}]
-  loadBalancer: {{ type: RoundRobin }}
+  faultInjection: {{ abort: {{ httpStatus: 503 }} }}
   rateLimit:
     type: Local
     local:
@@ -358,7 +362,7 @@ spec:
     assert!(!ok);
     assert_eq!(reason, "Unsupported");
     for field in [
-        "spec.loadBalancer",
+        "spec.faultInjection",
         "spec.rateLimit.local.rules[0].clientSelectors[0].methods",
         "spec.rateLimit.local.rules[0].clientSelectors[0].path",
         "spec.rateLimit.local.rules[0].clientSelectors[0].sourceCIDR.invert",
@@ -615,4 +619,509 @@ fn invalid_client_selectors_are_load_errors_naming_the_field() {
     );
     assert!(text.contains("is required with type: Exact"), "{text}");
     assert!(text.contains("\"not-a-cidr\" is not a CIDR"), "{text}");
+}
+
+// === loadBalancer, healthCheck, slowStart: per-Service upstream settings ===
+
+/// BASE plus a policy named `lb` on the route `web` with `spec` (YAML lines at spec
+/// indentation).
+fn with_upstream(spec: &str) -> String {
+    format!(
+        "{BASE}---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata: {{ name: lb }}\nspec:\n  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}]\n{spec}"
+    )
+}
+
+/// The upstream policy of Service default/web port 80.
+fn web_policy(t: &Translation) -> Option<BackendPolicySpec> {
+    t.upstreams()
+        .get("default/web:80")
+        .unwrap_or_else(|| panic!("no upstream: {:#?}", t.upstreams()))
+        .policy()
+        .cloned()
+}
+
+/// The applied upstream policy of `spec` on Service web (the policy must be Accepted
+/// with no problems).
+fn upstream_of(spec: &str) -> BackendPolicySpec {
+    let t = run(&with_upstream(spec));
+    let (ok, _, message) = accepted(&t, "lb");
+    assert!(ok && message.is_empty(), "{message}");
+    web_policy(&t).unwrap()
+}
+
+fn balancer(p: &BackendPolicySpec) -> (Option<Algorithm>, Option<HashKey>) {
+    let lb = p.load_balancer.as_ref().unwrap();
+    (lb.algorithm, lb.hash_key.clone())
+}
+
+fn key(type_: HashKeyType, name: Option<&str>) -> Option<HashKey> {
+    Some(HashKey {
+        type_,
+        name: name.map(str::to_owned),
+    })
+}
+
+#[test]
+fn each_load_balancer_type_becomes_the_services_algorithm() {
+    for (ty, algorithm) in [
+        ("RoundRobin", Algorithm::RoundRobin),
+        ("LeastRequest", Algorithm::LeastRequest),
+        ("Random", Algorithm::Random),
+    ] {
+        let p = upstream_of(&format!("  loadBalancer: {{ type: {ty} }}\n"));
+        assert_eq!(balancer(&p), (Some(algorithm), None), "{ty}");
+        assert!(p.health_check.is_none());
+    }
+    for (hash, expected) in [
+        ("{ type: SourceIP }", key(HashKeyType::SourceIp, None)),
+        (
+            "{ type: Header, header: { name: x-user } }",
+            key(HashKeyType::Header, Some("x-user")),
+        ),
+        (
+            "{ type: Headers, headers: [{ name: x-tenant }] }",
+            key(HashKeyType::Header, Some("x-tenant")),
+        ),
+        (
+            "{ type: Cookie, cookie: { name: session } }",
+            key(HashKeyType::Cookie, Some("session")),
+        ),
+        (
+            "{ type: QueryParams, queryParams: [{ name: user }] }",
+            key(HashKeyType::QueryParameter, Some("user")),
+        ),
+    ] {
+        let p = upstream_of(&format!(
+            "  loadBalancer: {{ type: ConsistentHash, consistentHash: {hash} }}\n"
+        ));
+        assert_eq!(
+            balancer(&p),
+            (Some(Algorithm::ConsistentHash), expected),
+            "{hash}"
+        );
+    }
+}
+
+#[test]
+fn slow_start_zone_awareness_and_the_panic_threshold_translate() {
+    let p = upstream_of(
+        "  loadBalancer:\n    type: LeastRequest\n    slowStart: { window: 30s }\n    zoneAware: { preferLocal: {} }\n  healthCheck: { panicThreshold: 20 }\n",
+    );
+    let lb = p.load_balancer.unwrap();
+    assert_eq!(lb.algorithm, Some(Algorithm::LeastRequest));
+    assert_eq!(
+        lb.slow_start.unwrap().window().unwrap(),
+        Duration::from_secs(30)
+    );
+    assert_eq!(lb.locality, Some(Locality::default()));
+    assert_eq!(lb.panic_threshold, Some(20));
+}
+
+#[test]
+fn active_health_checks_translate_with_envoy_gateways_defaults() {
+    let p = upstream_of(
+        "  healthCheck:\n    active:\n      type: HTTP\n      timeout: 500ms\n      interval: 2s\n      unhealthyThreshold: 4\n      healthyThreshold: 2\n      http: { path: /healthz, method: head, hostname: probe.example, expectedStatuses: [200, 204] }\n",
+    );
+    let a = p.health_check.unwrap().active.unwrap();
+    assert_eq!(a.type_, ProbeType::Http);
+    assert_eq!(a.path.as_deref(), Some("/healthz"));
+    assert_eq!(a.method.as_deref(), Some("HEAD"));
+    assert_eq!(a.host.as_deref(), Some("probe.example"));
+    assert_eq!(
+        a.expected_statuses,
+        Some(vec![
+            StatusRange {
+                start: 200,
+                end: None
+            },
+            StatusRange {
+                start: 204,
+                end: None
+            }
+        ])
+    );
+    assert_eq!(a.timeout().unwrap(), Some(Duration::from_millis(500)));
+    assert_eq!(a.interval().unwrap(), Some(Duration::from_secs(2)));
+    assert_eq!(
+        (a.unhealthy_threshold, a.healthy_threshold),
+        (Some(4), Some(2))
+    );
+
+    // Omitted: Envoy Gateway's defaults (1s, 3s, 3, 1, only 200), not gatekit's.
+    let p = upstream_of("  healthCheck: { active: { type: HTTP, http: { path: / } } }\n");
+    let a = p.health_check.unwrap().active.unwrap();
+    assert_eq!(a.timeout().unwrap(), Some(Duration::from_secs(1)));
+    assert_eq!(a.interval().unwrap(), Some(Duration::from_secs(3)));
+    assert_eq!(
+        (a.unhealthy_threshold, a.healthy_threshold),
+        (Some(3), Some(1))
+    );
+    assert_eq!(
+        a.expected_statuses,
+        Some(vec![StatusRange {
+            start: 200,
+            end: None
+        }])
+    );
+    assert_eq!(a.method, None, "GET");
+
+    let p = upstream_of("  healthCheck: { active: { type: TCP, tcp: {} } }\n");
+    assert_eq!(
+        p.health_check.unwrap().active.unwrap().type_,
+        ProbeType::Tcp
+    );
+    let p = upstream_of("  healthCheck: { active: { type: GRPC, grpc: { service: billing } } }\n");
+    let a = p.health_check.unwrap().active.unwrap();
+    assert_eq!(a.type_, ProbeType::Grpc);
+    assert_eq!(a.grpc_service.as_deref(), Some("billing"));
+}
+
+#[test]
+fn passive_health_checks_translate_with_envoy_gateways_defaults() {
+    let p = upstream_of(
+        "  healthCheck:\n    passive:\n      consecutive5XxErrors: 7\n      consecutiveGatewayErrors: 3\n      baseEjectionTime: 1m\n      maxEjectionPercent: 50\n      splitExternalLocalOriginErrors: false\n",
+    );
+    let passive = p.health_check.unwrap().passive.unwrap();
+    assert_eq!(passive.consecutive_5xx, Some(7));
+    assert_eq!(passive.consecutive_gateway_errors, Some(3));
+    assert_eq!(
+        passive.base_ejection_time().unwrap(),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(passive.max_ejection_percent, Some(50));
+
+    // Omitted: 5 consecutive 5xx, gateway errors not counted, 30s, 10%.
+    let p = upstream_of("  healthCheck: { passive: {} }\n");
+    let passive = p.health_check.unwrap().passive.unwrap();
+    assert_eq!(passive.consecutive_5xx, Some(5));
+    assert_eq!(passive.consecutive_gateway_errors, None);
+    assert_eq!(
+        passive.base_ejection_time().unwrap(),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(passive.max_ejection_percent, Some(10));
+}
+
+#[test]
+fn performance_only_fields_are_accepted_with_a_warning_naming_them() {
+    let t = run(&with_upstream(
+        "  loadBalancer: { type: ConsistentHash, consistentHash: { type: SourceIP, tableSize: 65537 } }\n  healthCheck:\n    active: { type: TCP, initialJitter: 1s }\n    passive: { interval: 5s }\n",
+    ));
+    let (ok, _, _) = accepted(&t, "lb");
+    assert!(ok);
+    let s = t
+        .status("BackendTrafficPolicy", Some("default"), "lb")
+        .unwrap();
+    let w = s.condition("Warning").expect("a Warning condition");
+    assert!(w.is_true());
+    for field in [
+        "spec.loadBalancer.consistentHash.tableSize",
+        "spec.healthCheck.active.initialJitter",
+        "spec.healthCheck.passive.interval",
+    ] {
+        assert!(
+            w.message().contains(field),
+            "{field} not in {}",
+            w.message()
+        );
+    }
+    let policy = web_policy(&t).unwrap();
+    assert_eq!(
+        balancer(&policy),
+        (
+            Some(Algorithm::ConsistentHash),
+            key(HashKeyType::SourceIp, None)
+        )
+    );
+}
+
+#[test]
+fn upstream_fields_without_an_equivalent_refuse_the_policy_naming_them() {
+    let t = run(&with_upstream(
+        "  loadBalancer:\n    type: ConsistentHash\n    consistentHash: { type: Cookie, cookie: { name: s, ttl: 60s } }\n    endpointOverride: { extractFrom: [{ header: x-ep }] }\n  healthCheck:\n    active: { type: HTTP, http: { path: /, expectedResponse: { type: Text, text: ok } } }\n    passive: { failurePercentageThreshold: 80, splitExternalLocalOriginErrors: true }\n",
+    ));
+    let (ok, reason, message) = accepted(&t, "lb");
+    assert!(!ok);
+    assert_eq!(reason, "Unsupported");
+    for field in [
+        "spec.loadBalancer.consistentHash.cookie.ttl",
+        "spec.loadBalancer.endpointOverride",
+        "spec.healthCheck.active.http.expectedResponse",
+        "spec.healthCheck.passive.failurePercentageThreshold",
+        "spec.healthCheck.passive.splitExternalLocalOriginErrors: true",
+    ] {
+        assert!(message.contains(field), "{field} not in {message}");
+    }
+    assert_eq!(web_policy(&t), None, "not half applied");
+
+    let t = run(&with_upstream(
+        "  loadBalancer: { type: BackendUtilization, backendUtilization: {} }\n",
+    ));
+    let (ok, _, message) = accepted(&t, "lb");
+    assert!(!ok);
+    assert!(
+        message.contains("spec.loadBalancer.type: BackendUtilization"),
+        "{message}"
+    );
+}
+
+#[test]
+fn invalid_upstream_values_are_load_errors() {
+    let yaml = r#"apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: bad }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }]
+  loadBalancer: { type: Random, slowStart: { window: soon } }
+  healthCheck:
+    panicThreshold: 101
+    active: { type: HTTP, unhealthyThreshold: 0 }
+    passive: { maxEjectionPercent: 120 }
+"#;
+    let errors = ResourceSet::from_documents([("p.yaml", yaml)]).unwrap_err();
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.loadBalancer.slowStart.window",
+            "spec.loadBalancer.slowStart",
+            "spec.healthCheck.panicThreshold",
+            "spec.healthCheck.active.unhealthyThreshold",
+            "spec.healthCheck.active.http",
+            "spec.healthCheck.passive.maxEjectionPercent",
+        ],
+        "{errors:#?}"
+    );
+    let yaml = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: BackendTrafficPolicy\nmetadata: { name: bad }\nspec:\n  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }]\n  loadBalancer: { type: ConsistentHash, consistentHash: { type: Header }, zoneAware: { preferLocal: {} } }\n";
+    let errors = ResourceSet::from_documents([("p.yaml", yaml)]).unwrap_err();
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.loadBalancer.consistentHash.header",
+            "spec.loadBalancer.zoneAware.preferLocal"
+        ]
+    );
+}
+
+/// Two routes to Service web, each with its own policy.
+const TWO_ROUTES: &str = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: other }
+spec:
+  parentRefs: [{ name: gw }]
+  hostnames: [other.example]
+  rules:
+  - backendRefs: [{ name: web, port: 80 }]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: older, creationTimestamp: "2024-01-01T00:00:00Z" }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }]
+  loadBalancer: { type: LeastRequest }
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: newer, creationTimestamp: "2024-02-01T00:00:00Z" }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: other }]
+"#;
+
+#[test]
+fn two_policies_that_disagree_on_a_service_the_older_wins() {
+    let t = run(&format!(
+        "{BASE}{TWO_ROUTES}  loadBalancer: {{ type: Random }}\n"
+    ));
+    let p = web_policy(&t).unwrap();
+    assert_eq!(balancer(&p), (Some(Algorithm::LeastRequest), None));
+    assert_eq!(
+        accepted(&t, "older"),
+        (true, "Accepted".into(), String::new())
+    );
+    let (ok, reason, message) = accepted(&t, "newer");
+    assert!(!ok, "it has no effect anywhere: {message}");
+    assert_eq!(reason, "Conflicted");
+    let s = t
+        .status("BackendTrafficPolicy", Some("default"), "newer")
+        .unwrap();
+    let at_service = s
+        .ancestors()
+        .iter()
+        .find(|a| a.ancestor().kind == "Service" && a.ancestor().name == "web")
+        .expect("a condition for the Service");
+    let c = at_service.condition("Accepted").unwrap();
+    assert!(!c.is_true());
+    assert_eq!(c.reason(), "Conflicted");
+    assert!(
+        c.message().contains("Service default/web")
+            && c.message().contains(
+                "loadBalancer.type (set by the older BackendTrafficPolicy default/older)"
+            ),
+        "{}",
+        c.message()
+    );
+
+    // The same value, or a field the older one leaves unset: no conflict, both apply.
+    let t = run(&format!(
+        "{BASE}{TWO_ROUTES}  loadBalancer: {{ type: LeastRequest, slowStart: {{ window: 10s }} }}\n  healthCheck: {{ passive: {{}} }}\n"
+    ));
+    assert_eq!(
+        accepted(&t, "newer"),
+        (true, "Accepted".into(), String::new())
+    );
+    let p = web_policy(&t).unwrap();
+    assert_eq!(balancer(&p), (Some(Algorithm::LeastRequest), None));
+    assert!(p.load_balancer.unwrap().slow_start.is_some());
+    assert!(p.health_check.unwrap().passive.is_some());
+}
+
+#[test]
+fn a_gatekit_backend_policy_on_the_service_wins_field_by_field() {
+    let t = run(&with_upstream(
+        r#"  loadBalancer: { type: RoundRobin, slowStart: { window: 20s } }
+  healthCheck: { passive: { consecutive5XxErrors: 2 } }
+---
+apiVersion: gatekit.io/v1alpha1
+kind: BackendPolicy
+metadata: { name: gk }
+spec:
+  targetRefs: [{ kind: Service, name: web }]
+  loadBalancer: { algorithm: peak-ewma }
+  circuitBreaker: { maxConnections: 10 }
+"#,
+    ));
+    let p = web_policy(&t).unwrap();
+    let lb = p.load_balancer.as_ref().unwrap();
+    assert_eq!(lb.algorithm, Some(Algorithm::PeakEwma), "gatekit's wins");
+    assert!(
+        lb.slow_start.is_some(),
+        "the BTP's fills what gatekit's leaves"
+    );
+    assert_eq!(
+        p.health_check.unwrap().passive.unwrap().consecutive_5xx,
+        Some(2)
+    );
+    assert_eq!(p.circuit_breaker.unwrap().max_connections, Some(10));
+    let (ok, _, message) = accepted(&t, "lb");
+    assert!(ok);
+    assert!(
+        message.contains(
+            "Service default/web: loadBalancer.type not applied, the BackendPolicy default/gk sets it"
+        ),
+        "{message}"
+    );
+
+    // Everything it sets is gatekit's: Conflicted at the Service and the route.
+    let t = run(&with_upstream(
+        r#"  loadBalancer: { type: Random }
+---
+apiVersion: gatekit.io/v1alpha1
+kind: BackendPolicy
+metadata: { name: gk }
+spec:
+  targetRefs: [{ kind: Service, name: web }]
+  loadBalancer: { algorithm: least-request }
+"#,
+    ));
+    let (ok, reason, message) = accepted(&t, "lb");
+    assert!(!ok && reason == "Conflicted", "{message}");
+    assert!(
+        message.contains("the BackendPolicy default/gk sets it"),
+        "{message}"
+    );
+    let p = web_policy(&t).unwrap();
+    assert_eq!(balancer(&p), (Some(Algorithm::LeastRequest), None));
+}
+
+#[test]
+fn a_gateway_policy_reaches_the_services_of_its_routes() {
+    let t = run(&format!(
+        r#"{BASE}---
+apiVersion: v1
+kind: Service
+metadata: {{ name: api }}
+spec: {{ ports: [{{ port: 8080 }}] }}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: api }}
+spec:
+  parentRefs: [{{ name: gw, sectionName: http }}]
+  hostnames: [api.example]
+  rules:
+  - backendRefs: [{{ name: api, port: 8080 }}]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: gw }}
+spec:
+  targetRef: {{ group: gateway.networking.k8s.io, kind: Gateway, name: gw }}
+  healthCheck: {{ active: {{ type: TCP }} }}
+"#
+    ));
+    assert_eq!(accepted(&t, "gw"), (true, "Accepted".into(), String::new()));
+    for name in ["default/web:80", "default/api:8080"] {
+        let hc = t.upstreams()[name].policy().unwrap().health_check.clone();
+        assert_eq!(hc.unwrap().active.unwrap().type_, ProbeType::Tcp, "{name}");
+    }
+}
+
+#[test]
+fn circuit_breaker_thresholds_default_to_envoy_gateways_1024() {
+    let t = run(&with_upstream("  circuitBreaker: { maxConnections: 8 }\n"));
+    let mut expected = CircuitBreakerConfig::default();
+    expected.max_connections = Some(8);
+    expected.max_pending_requests = Some(1024);
+    expected.max_parallel_requests = Some(1024);
+    expected.max_parallel_retries = Some(1024);
+    assert_eq!(rule(&t, "web").backends[0].breaker, Some(expected));
+}
+
+#[test]
+fn a_service_in_another_namespace_is_left_alone() {
+    let t = run(&format!(
+        r#"{BASE}---
+apiVersion: v1
+kind: Service
+metadata: {{ name: shared, namespace: platform }}
+spec: {{ ports: [{{ port: 80 }}] }}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{ name: routes, namespace: platform }}
+spec:
+  from: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default }}]
+  to: [{{ group: "", kind: Service }}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: mixed }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  hostnames: [mixed.example]
+  rules:
+  - backendRefs: [{{ name: web, port: 80 }}, {{ name: shared, namespace: platform, port: 80 }}]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: lb }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: mixed }}]
+  loadBalancer: {{ type: Random }}
+"#
+    ));
+    let (ok, _, message) = accepted(&t, "lb");
+    assert!(ok, "{message}");
+    assert!(
+        message.contains("Service platform/shared: loadBalancer.type not applied, the Service is in another namespace"),
+        "{message}"
+    );
+    assert!(t.upstreams()["platform/shared:80"].policy().is_none());
+    assert_eq!(
+        balancer(&web_policy(&t).unwrap()),
+        (Some(Algorithm::Random), None)
+    );
 }

@@ -625,7 +625,7 @@ async fn backend_traffic_policy_statuses_are_written_keeping_foreign_ancestors()
         "metadata": {"name": "unsupported", "namespace": "app"},
         "spec": {
             "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "other"}],
-            "loadBalancer": {"type": "RoundRobin"},
+            "faultInjection": {"abort": {"httpStatus": 503}},
         },
     }));
     // Envoy Gateway's own verdict on the first policy, left by its controller.
@@ -673,7 +673,7 @@ async fn backend_traffic_policy_statuses_are_written_keeping_foreign_ancestors()
     assert_eq!(accepted["reason"], "Unsupported");
     let message = accepted["message"].as_str().unwrap();
     assert!(
-        message.contains("spec.loadBalancer"),
+        message.contains("spec.faultInjection"),
         "names the field: {message}"
     );
 

@@ -83,6 +83,9 @@ pub(crate) struct Context<'a> {
     pub(crate) traffic: HashMap<super::policy::TargetKey, super::policy::Claimed>,
     /// BackendTrafficPolicy values by target, with the policy's `namespace/name`.
     pub(crate) btp: HashMap<super::policy::TargetKey, (String, crate::types::btp::BtpValues)>,
+    /// BackendTrafficPolicy `loadBalancer`/`healthCheck` settings by Service (namespace,
+    /// name), with the policy (`namespace/name`) that set each field.
+    pub(crate) btp_upstreams: HashMap<(String, String), super::policy::ClaimedUpstream>,
     /// Names of rate limits from `Global` BackendTrafficPolicies.
     pub(crate) global_rate_limits: std::collections::BTreeSet<String>,
     global_namespaces: &'a [String],
@@ -118,6 +121,7 @@ impl<'a> Context<'a> {
             policy_owners: HashMap::new(),
             traffic: HashMap::new(),
             btp: HashMap::new(),
+            btp_upstreams: HashMap::new(),
             global_rate_limits: std::collections::BTreeSet::new(),
             upstreams: BTreeMap::new(),
             errors: Vec::new(),
@@ -310,10 +314,13 @@ impl<'a> Context<'a> {
             .map(Vec::as_slice)
             .unwrap_or_default();
         let endpoints = port_endpoints(sp, slices.iter().copied(), &mut self.errors);
-        let policy = self
-            .policies
-            .get(&(w.namespace.clone(), w.service.clone()))
-            .cloned();
+        // The Service's BackendPolicy, with what it leaves unset taken from
+        // BackendTrafficPolicies.
+        let key = (w.namespace.clone(), w.service.clone());
+        let policy = match self.btp_upstreams.get(&key) {
+            Some(c) if !c.values.is_empty() => Some(c.values.fill(self.policies.get(&key))),
+            _ => self.policies.get(&key).cloned(),
+        };
         self.upstreams.insert(
             name,
             UpstreamSpec {
@@ -336,6 +343,20 @@ impl<'a> Context<'a> {
     /// The BackendPolicy attached to Service `namespace/name`, if any.
     pub(crate) fn backend_policy(&self, namespace: &str, name: &str) -> Option<&BackendPolicySpec> {
         self.policies.get(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// The BackendPolicy attached to Service `namespace/name`, with its name.
+    pub(crate) fn backend_policy_of(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(String, &BackendPolicySpec)> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let spec = self.policies.get(&key)?;
+        Some((
+            self.policy_owners.get(&key).cloned().unwrap_or_default(),
+            spec,
+        ))
     }
 
     /// Attaches each BackendPolicy to its target Services (oldest first; see

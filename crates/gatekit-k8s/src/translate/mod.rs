@@ -6,7 +6,9 @@
 //! 1. **Policies.** Each `BackendPolicy` is attached to the Services its `targetRefs`
 //!    name (oldest policy wins a Service; later ones are `Conflicted`), each
 //!    `TrafficPolicy` to its Gateways, listeners, routes and rules (field by field; see
-//!    `policy.rs`). The loaders already refused invalid policies.
+//!    `policy.rs`), each Envoy Gateway `BackendTrafficPolicy` to its targets, and its
+//!    `loadBalancer`/`healthCheck` to the Services they reach. The loaders already
+//!    refused invalid policies.
 //! 2. **Listeners.** Gateways whose `gatewayClassName` is the configured class are
 //!    served (a `GatewayClass` object is not required). Their listeners are grouped by
 //!    port across all Gateways: one socket per port. A listener is programmed when its
@@ -289,7 +291,9 @@ impl UpstreamSpec {
         self.app_protocol
     }
 
-    /// The BackendPolicy attached to the Service, if any.
+    /// The BackendPolicy attached to the Service, if any, with the fields it leaves
+    /// unset filled from Envoy Gateway BackendTrafficPolicies' `loadBalancer` and
+    /// `healthCheck` (or only those, when the Service has no BackendPolicy).
     pub fn policy(&self) -> Option<&BackendPolicySpec> {
         self.policy.as_ref()
     }

@@ -25,16 +25,33 @@
 //! A rate limit is copied into every rule it reaches, so each rule has its own buckets,
 //! even when the policy targets a Gateway (Envoy Gateway's default; not one bucket
 //! shared by the Gateway's routes).
+//!
+//! # BackendTrafficPolicy upstream settings
+//!
+//! A BackendTrafficPolicy's `loadBalancer` and `healthCheck` apply to the Services its
+//! targets reach: the resolved backendRefs of the targeted route (or rule), or of every
+//! HTTPRoute and GRPCRoute whose parentRefs name the targeted Gateway (or listener, or
+//! the whole Gateway), in the policy's own namespace (the settings apply to every route
+//! to the Service, so a policy never changes another namespace's Service; the target's
+//! message says so). gatekit balances per Service, not per route as Envoy does, so
+//! policies meet on Services: oldest first, a policy setting a field (see
+//! `BtpUpstream::FIELDS`) to another value than an older one on the same Service is
+//! not applied to that Service at all; the Service appears in its status
+//! (`Accepted=False`, `Conflicted`, naming the fields and the older policy). The
+//! route/Gateway hierarchy and `mergeType` play no part here. A gatekit BackendPolicy
+//! on the Service wins field by field; the status names the fields it took
+//! (`Conflicted` at the Service when it took them all). A target whose every Service
+//! refused the policy's settings, when the policy sets nothing else, is `Conflicted`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use gatekit_core::ConfigError;
 use gatekit_core::route::Rule;
 
-use super::backend::{Context, created_of, name_of, ns_of};
+use super::backend::{Context, RefSpec, created_of, name_of, ns_of};
 use crate::ResourceSet;
 use crate::status::{AncestorRef, AncestorStatus, Condition, ResourceRef, ResourceStatus, reason};
-use crate::types::btp::{BtpTargetRef, BtpValues};
+use crate::types::btp::{BtpTargetRef, BtpUpstream, BtpValues};
 use crate::types::traffic::{TargetKind, TrafficTargetRef, TrafficValues};
 use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
@@ -45,6 +62,13 @@ pub(crate) type TargetKey = (&'static str, String, String, Option<String>);
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
     pub(crate) values: TrafficValues,
+    owners: BTreeMap<&'static str, String>,
+}
+
+/// What BackendTrafficPolicies set on one Service, and which policy set each field.
+#[derive(Debug, Default)]
+pub(crate) struct ClaimedUpstream {
+    pub(crate) values: BtpUpstream,
     owners: BTreeMap<&'static str, String>,
 }
 
@@ -66,7 +90,15 @@ pub(crate) struct Attachment {
     failure: &'static str,
     /// Per target: the reason it is not applied there (`None`: applied) and why.
     targets: Vec<(AncestorRef, Option<&'static str>, String)>,
+    /// Fields accepted but ignored, for a `Warning` condition.
+    warnings: Vec<String>,
 }
+
+/// The condition type saying a policy is applied with fields ignored (Envoy Gateway's
+/// `Warning`, status `True`).
+pub(crate) const WARNING: &str = "Warning";
+/// The reason of a [`WARNING`] condition naming ignored fields.
+pub(crate) const IGNORED_FIELDS: &str = "IgnoredFields";
 
 impl Attachment {
     pub(crate) fn new() -> Self {
@@ -75,7 +107,14 @@ impl Attachment {
             problems: Vec::new(),
             failure: reason::TARGET_NOT_FOUND,
             targets: Vec::new(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// The policy is applied with a field ignored: `Warning=True` for the policy and
+    /// each target it applies to.
+    pub(crate) fn warn(&mut self, message: String) {
+        self.warnings.push(message);
     }
 
     /// The policy applies to one more target.
@@ -113,6 +152,15 @@ impl Attachment {
     pub(crate) fn status(self, resource: ResourceRef, generation: Option<i64>) -> ResourceStatus {
         let mut status = ResourceStatus::new(resource, generation);
         let message = self.problems.join("; ");
+        let warning = (self.attached > 0 && !self.warnings.is_empty()).then(|| {
+            Condition::new(
+                WARNING,
+                true,
+                IGNORED_FIELDS,
+                self.warnings.join("; "),
+                generation,
+            )
+        });
         status.push_condition(if self.attached > 0 {
             Condition::new(
                 reason::ACCEPTED,
@@ -130,17 +178,28 @@ impl Attachment {
                 continue;
             }
             seen.push(target);
-            let condition = match failure {
-                None => Condition::new(
+            let conditions = match failure {
+                None => std::iter::once(Condition::new(
                     reason::ACCEPTED,
                     true,
                     reason::ACCEPTED,
                     message.clone(),
                     generation,
-                ),
-                Some(r) => Condition::new(reason::ACCEPTED, false, r, message.clone(), generation),
+                ))
+                .chain(warning.clone())
+                .collect(),
+                Some(r) => vec![Condition::new(
+                    reason::ACCEPTED,
+                    false,
+                    r,
+                    message.clone(),
+                    generation,
+                )],
             };
-            status.push_ancestor(AncestorStatus::new(target.clone(), vec![condition]));
+            status.push_ancestor(AncestorStatus::new(target.clone(), conditions));
+        }
+        if let Some(w) = warning {
+            status.push_condition(w);
         }
         status
     }
@@ -513,7 +572,17 @@ impl Context<'_> {
                 continue;
             }
             let values = read.values;
+            let upstream = read.upstream;
+            // Services this policy's settings were already offered to (through an
+            // earlier target): whether they took any.
+            let mut done: HashMap<(String, String), bool> = HashMap::new();
             let mut attachment = Attachment::new();
+            if !read.ignored.is_empty() {
+                attachment.warn(format!(
+                    "ignored (they only tune performance or logging; gatekit has no equivalent): {}",
+                    read.ignored.join(", ")
+                ));
+            }
             for t in p.spec.targets() {
                 let kind = t.kind.as_str();
                 let section = t.section_name.as_deref();
@@ -552,6 +621,27 @@ impl Context<'_> {
                         "{target}: rateLimit is Global but no Redis configured: limits are per replica"
                     ));
                 }
+                if !upstream.is_empty() {
+                    let services = self.target_services(kind, ns, &t.name, section);
+                    let took = self.claim_services(
+                        (ns, &owner),
+                        &upstream,
+                        &services,
+                        &mut done,
+                        &mut attachment,
+                        &mut notes,
+                    );
+                    if !took && !services.is_empty() && !values.sets_route_fields() {
+                        attachment.conflicted(
+                            ancestor,
+                            format!(
+                                "{target}: not applied, no Service it reaches takes its {} (see the Services' conditions)",
+                                upstream.fields().join(", ")
+                            ),
+                        );
+                        continue;
+                    }
+                }
                 self.btp.insert(key, (owner.clone(), values.clone()));
                 attachment.attached_with(ancestor, notes.join("; "));
             }
@@ -561,5 +651,216 @@ impl Context<'_> {
             }
             statuses.push(attachment.status(resource, generation));
         }
+    }
+}
+
+/// A route's parentRef, whatever the route kind.
+struct ParentView<'a> {
+    group: Option<&'a str>,
+    kind: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    section: Option<&'a str>,
+}
+
+impl Context<'_> {
+    /// The Services (namespace, name) a BackendTrafficPolicy target reaches: the
+    /// backendRefs of a route (of one rule with `section`) or of every HTTPRoute and
+    /// GRPCRoute whose `parentRefs` name a Gateway (with `section`: that listener, or
+    /// the whole Gateway). Only backendRefs that resolve (Service and port exist,
+    /// cross-namespace allowed by a ReferenceGrant) count; mirrors do not.
+    fn target_services(
+        &self,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        section: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let resources = self.resources;
+        let mut out: Vec<(String, String)> = Vec::new();
+        let names_parent = |route_ns: &str, p: &ParentView<'_>| {
+            p.group.unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+                && p.kind.unwrap_or("Gateway") == "Gateway"
+                && p.namespace.unwrap_or(route_ns) == ns
+                && p.name == name
+                && (section.is_none() || p.section.is_none() || p.section == section)
+        };
+        let mut add = |route_kind: &str, route_ns: &str, grpc: bool, refs: Vec<RefSpec<'_>>| {
+            for r in refs {
+                if let Ok(w) = self.resolve(route_kind, route_ns, &r, grpc) {
+                    let s = (w.namespace, w.service);
+                    if !out.contains(&s) {
+                        out.push(s);
+                    }
+                }
+            }
+        };
+        for r in &resources.http_routes {
+            let route_ns = ns_of(&r.metadata);
+            let wanted = match kind {
+                "HTTPRoute" => route_ns == ns && name_of(&r.metadata) == name,
+                "Gateway" => r.spec.parent_refs.iter().flatten().any(|p| {
+                    names_parent(
+                        route_ns,
+                        &ParentView {
+                            group: p.group.as_deref(),
+                            kind: p.kind.as_deref(),
+                            namespace: p.namespace.as_deref(),
+                            name: &p.name,
+                            section: p.section_name.as_deref(),
+                        },
+                    )
+                }),
+                _ => false,
+            };
+            if !wanted {
+                continue;
+            }
+            let rule_section = if kind == "Gateway" { None } else { section };
+            for rule in r.spec.rules.iter().flatten() {
+                if rule_section.is_some() && rule.name.as_deref() != rule_section {
+                    continue;
+                }
+                let refs = rule
+                    .backend_refs
+                    .iter()
+                    .flatten()
+                    .map(|b| RefSpec {
+                        group: b.group.as_deref(),
+                        kind: b.kind.as_deref(),
+                        name: &b.name,
+                        namespace: b.namespace.as_deref(),
+                        port: b.port,
+                    })
+                    .collect();
+                add("HTTPRoute", route_ns, false, refs);
+            }
+        }
+        for r in &resources.grpc_routes {
+            let route_ns = ns_of(&r.metadata);
+            let wanted = match kind {
+                "GRPCRoute" => route_ns == ns && name_of(&r.metadata) == name,
+                "Gateway" => r.spec.parent_refs.iter().flatten().any(|p| {
+                    names_parent(
+                        route_ns,
+                        &ParentView {
+                            group: p.group.as_deref(),
+                            kind: p.kind.as_deref(),
+                            namespace: p.namespace.as_deref(),
+                            name: &p.name,
+                            section: p.section_name.as_deref(),
+                        },
+                    )
+                }),
+                _ => false,
+            };
+            if !wanted {
+                continue;
+            }
+            let rule_section = if kind == "Gateway" { None } else { section };
+            for rule in r.spec.rules.iter().flatten() {
+                if rule_section.is_some() && rule.name.as_deref() != rule_section {
+                    continue;
+                }
+                let refs = rule
+                    .backend_refs
+                    .iter()
+                    .flatten()
+                    .map(|b| RefSpec {
+                        group: b.group.as_deref(),
+                        kind: b.kind.as_deref(),
+                        name: &b.name,
+                        namespace: b.namespace.as_deref(),
+                        port: b.port,
+                    })
+                    .collect();
+                add("GRPCRoute", route_ns, true, refs);
+            }
+        }
+        out
+    }
+
+    /// Gives `services` the `loadBalancer`/`healthCheck` settings of the
+    /// BackendTrafficPolicy `owner` in namespace `ns` (see the
+    /// [module docs](self)): a Service in another namespace is left alone (a note
+    /// for the target); a Service where an older policy set one of the same fields to
+    /// another value keeps the older's (`Conflicted`, naming the Service and the
+    /// winner); fields the Service's gatekit BackendPolicy sets stay the
+    /// BackendPolicy's (named in the status). Services in `done` were handled through
+    /// an earlier target of the same policy. Whether any Service took any field.
+    fn claim_services(
+        &mut self,
+        (ns, owner): (&str, &str),
+        upstream: &BtpUpstream,
+        services: &[(String, String)],
+        done: &mut HashMap<(String, String), bool>,
+        attachment: &mut Attachment,
+        notes: &mut Vec<String>,
+    ) -> bool {
+        let mut took = false;
+        for (svc_ns, svc) in services {
+            let service = format!("Service {svc_ns}/{svc}");
+            let ancestor = service_ancestor(svc_ns, svc);
+            let key = (svc_ns.clone(), svc.clone());
+            if let Some(t) = done.get(&key) {
+                took |= *t;
+                continue;
+            }
+            done.insert(key.clone(), false);
+            if svc_ns != ns {
+                notes.push(format!(
+                    "{service}: {} not applied, the Service is in another namespace (they apply to every route to it; only policies in namespace {svc_ns} may set them)",
+                    upstream.fields().join(", ")
+                ));
+                continue;
+            }
+            let claimed = self.btp_upstreams.entry(key.clone()).or_default();
+            let taken: Vec<String> = upstream
+                .differing(&claimed.values)
+                .into_iter()
+                .filter_map(|f| {
+                    claimed
+                        .owners
+                        .get(f)
+                        .filter(|o| o.as_str() != owner)
+                        .map(|o| format!("{f} (set by the older BackendTrafficPolicy {o})"))
+                })
+                .collect();
+            if !taken.is_empty() {
+                attachment.conflicted(
+                    ancestor,
+                    format!(
+                        "{service}: loadBalancer/healthCheck not applied, {}",
+                        taken.join(", ")
+                    ),
+                );
+                continue;
+            }
+            claimed.values.overlay(upstream);
+            for f in upstream.fields() {
+                claimed.owners.entry(f).or_insert_with(|| owner.to_owned());
+            }
+            let (shadowed, bp) = match self.backend_policy_of(svc_ns, svc) {
+                Some((bp, spec)) => (upstream.shadowed_by(spec), bp),
+                None => (Vec::new(), String::new()),
+            };
+            if shadowed.is_empty() {
+                took = true;
+                done.insert(key, true);
+                continue;
+            }
+            let message = format!(
+                "{service}: {} not applied, the BackendPolicy {svc_ns}/{bp} sets it",
+                shadowed.join(", ")
+            );
+            if shadowed.len() == upstream.fields().len() {
+                attachment.conflicted(ancestor, message);
+            } else {
+                took = true;
+                done.insert(key, true);
+                attachment.attached_with(ancestor, message);
+            }
+        }
+        took
     }
 }

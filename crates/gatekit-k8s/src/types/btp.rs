@@ -1,6 +1,36 @@
 //! Envoy Gateway's `BackendTrafficPolicy` (`gateway.envoyproxy.io/v1alpha1`), read so
 //! that users migrating from Envoy Gateway keep their rate limits, circuit breakers,
-//! retries and timeouts.
+//! retries, timeouts, load balancing and health checks.
+//!
+//! `loadBalancer` and `healthCheck` are per-Service settings in gatekit: they become
+//! the fields of gatekit's own BackendPolicy ([`BackendPolicySpec`](crate::types::BackendPolicySpec))
+//! on every Service the policy's targets reach (see `translate/policy.rs`). Envoy
+//! Gateway's defaults are written out (active: timeout 1s, interval 3s, unhealthy 3,
+//! healthy 1, HTTP statuses 200 only; passive: 5 consecutive 5xx, gateway errors not
+//! counted unless set above 0, ejection 30s, at most 10% ejected), so an omitted field
+//! means what it means in Envoy Gateway, not gatekit's own default. Mapping:
+//! `type` `RoundRobin`/`LeastRequest`/`Random`/`ConsistentHash` → the algorithm of the
+//! same name; `consistentHash` `SourceIP`, `Header`, `Cookie` (`name`), and `Headers`
+//! or `QueryParams` with exactly one entry → the hash key; `slowStart.window` →
+//! `slowStart`; `zoneAware.preferLocal: {}` → locality (prefer the gateway's zone);
+//! `healthCheck.panicThreshold` → `panicThreshold`; `active` `HTTP` (`path`, `method`,
+//! `hostname`, `expectedStatuses`), `TCP`, `GRPC` (`service`) with `timeout`,
+//! `interval`, thresholds; `passive` `consecutive5XxErrors`,
+//! `consecutiveGatewayErrors`, `baseEjectionTime`, `maxEjectionPercent`.
+//!
+//! The split for what gatekit cannot do: a field that would change which endpoint
+//! serves a request or when it counts as healthy (`BackendUtilization`,
+//! `DynamicModule`, `endpointOverride`, `zoneAware.weightedZones` and `preferLocal`'s
+//! tuning, several hash headers or parameters, `cookie.ttl`/`attributes` (Envoy makes
+//! the cookie), `active.overrides`, `http.retriableStatuses`/`expectedResponse`/
+//! `requestBody`, `tcp.send`/`receive`, `passive.splitExternalLocalOriginErrors: true`,
+//! `failurePercentageThreshold`, `alwaysEjectOneEndpoint: true`) is *unimplemented*
+//! and refuses the policy like any other. A field that only tunes performance or
+//! logging (`consistentHash.tableSize`, `active.initialJitter`,
+//! `active.healthCheckLog`, `passive.interval`; and
+//! `consecutiveLocalOriginFailures`, which does nothing without the split) is
+//! accepted and ignored, named in a `Warning` condition (status `True`, reason
+//! `IgnoredFields`).
 //!
 //! Only the fields gatekit has layers for are typed; every other field of the spec is
 //! kept in [`BackendTrafficPolicySpec::other`], so the translation can name it in the
@@ -33,11 +63,28 @@ use serde::{Deserialize, Serialize};
 use crate::duration;
 use crate::types::traffic::{RateLimitUnit, TargetKind, retry_status};
 
+mod upstream;
+
+pub(crate) use self::upstream::BtpUpstream;
+pub use self::upstream::{
+    BtpActiveHealthCheck, BtpConsistentHash, BtpConsistentHashType, BtpCookie, BtpGrpcHealthCheck,
+    BtpHealthCheck, BtpHttpHealthCheck, BtpLoadBalancer, BtpLoadBalancerType, BtpNamed,
+    BtpPassiveHealthCheck, BtpPreferLocal, BtpProbeType, BtpSlowStart, BtpTcpHealthCheck,
+    BtpZoneAware, DEFAULT_ACTIVE_INTERVAL, DEFAULT_ACTIVE_TIMEOUT, DEFAULT_BASE_EJECTION_TIME,
+    DEFAULT_CONSECUTIVE_5XX, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_MAX_EJECTION_PERCENT,
+    DEFAULT_UNHEALTHY_THRESHOLD,
+};
+
 /// Envoy Gateway's API group.
 pub const ENVOY_GATEWAY_GROUP: &str = "gateway.envoyproxy.io";
 
 /// Retries Envoy Gateway makes when `numRetries` is omitted.
 pub const DEFAULT_NUM_RETRIES: u32 = 2;
+
+/// Envoy Gateway's default for each of `circuitBreaker`'s `maxConnections`,
+/// `maxPendingRequests`, `maxParallelRequests` and `maxParallelRetries` when the
+/// `circuitBreaker` object is present and the field is omitted.
+pub const DEFAULT_BREAKER_THRESHOLD: u32 = 1024;
 
 /// The spec of a `BackendTrafficPolicy` (the fields gatekit reads).
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
@@ -79,7 +126,13 @@ pub struct BackendTrafficPolicySpec {
     /// Timeouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<BtpTimeout>,
-    /// Every other spec field (load balancing, health checks, fault injection, ...):
+    /// Load balancing of the Services the targets reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<BtpLoadBalancer>,
+    /// Health checking of the Services the targets reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<BtpHealthCheck>,
+    /// Every other spec field (fault injection, compression, ...):
     /// not implemented by gatekit, named in the policy's status.
     #[serde(flatten)]
     #[schemars(skip)]
@@ -445,6 +498,15 @@ impl BtpValues {
         }
     }
 
+    /// Whether any field applied to route rules is set (anything but `mergeType`).
+    pub(crate) fn sets_route_fields(&self) -> bool {
+        self.retry.is_some()
+            || self.rate_limits.is_some()
+            || self.breaker.is_some()
+            || self.request_timeout.is_some()
+            || self.per_try_timeout.is_some()
+    }
+
     /// The fields set, as TrafficPolicy names them (for gatekit-wins conditions).
     pub(crate) fn traffic_fields(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
@@ -462,7 +524,12 @@ impl BtpValues {
 #[derive(Debug, Default)]
 pub(crate) struct BtpRead {
     pub(crate) values: BtpValues,
+    /// `loadBalancer` and `healthCheck`: applied to Services, not route rules.
+    pub(crate) upstream: BtpUpstream,
     pub(crate) unimplemented: Vec<String>,
+    /// Fields that only tune performance (or logging), accepted and ignored; named in
+    /// a `Warning` condition.
+    pub(crate) ignored: Vec<String>,
     pub(crate) warnings: Vec<ConfigError>,
 }
 
@@ -522,6 +589,12 @@ impl BackendTrafficPolicySpec {
         if let Some(r) = &self.retry {
             out.values.retry = read_retry(r, &mut out, &mut errors);
         }
+        upstream::read_upstream(
+            self.load_balancer.as_ref(),
+            self.health_check.as_ref(),
+            &mut out,
+            &mut errors,
+        );
         if let Some(t) = &self.timeout {
             if let Some(h) = &t.http {
                 if let Some(d) = &h.request_timeout {
@@ -730,6 +803,15 @@ fn read_breaker(
     c.max_parallel_retries = count("maxParallelRetries", cb.max_parallel_retries);
     c.max_requests_per_connection =
         count("maxRequestsPerConnection", cb.max_requests_per_connection);
+    // Envoy Gateway's CRD defaults the four thresholds to 1024 (not unlimited).
+    for t in [
+        &mut c.max_connections,
+        &mut c.max_pending_requests,
+        &mut c.max_parallel_requests,
+        &mut c.max_parallel_retries,
+    ] {
+        t.get_or_insert(DEFAULT_BREAKER_THRESHOLD);
+    }
     for k in cb.other.keys() {
         out.unimplemented.push(format!("spec.circuitBreaker.{k}"));
     }
