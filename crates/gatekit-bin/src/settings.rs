@@ -25,6 +25,7 @@
 //!   timeout: 20ms             # a decision waits this long for Redis, then falls back
 //!   fallback: local           # or failOpen: what decides while Redis fails
 //!   probeInterval: 250ms      # while it fails, how often Redis is asked again
+//!   connections: 2            # multiplexed connections, taken in turn
 //! drainTimeout: 30s           # in-flight requests may finish this long after SIGTERM
 //! shutdownDelay: 0s           # after SIGTERM: not ready for this long, still serving
 //! gatewayClassName: gatekit   # Gateways of this class are served
@@ -279,6 +280,7 @@ impl Settings {
                 let field = match field {
                     "timeout" => "redis.timeout",
                     "probeInterval" => "redis.probeInterval",
+                    "connections" => "redis.connections",
                     _ => "redis.url",
                 };
                 invalid(field, &reason)

@@ -127,7 +127,7 @@ fn policy_state(options: &GatewayOptions) -> PolicyState {
     #[cfg(feature = "redis")]
     {
         use gatekit_redis::{Fallback, RedisStore};
-        match RedisStore::open(&redis.url) {
+        match RedisStore::open_pool(&redis.url, redis.connections) {
             Ok(store) => {
                 let store = store
                     .with_timeout(redis.timeout)

@@ -129,6 +129,10 @@ pub struct RedisSettings {
         deserialize_with = "deserialize_duration"
     )]
     pub probe_interval: Duration,
+    /// Connections to Redis, each multiplexed (every decision in flight pipelined on
+    /// it), taken in turn (default 2, at most 64).
+    #[serde(default = "RedisSettings::default_connections")]
+    pub connections: usize,
 }
 
 impl RedisSettings {
@@ -139,6 +143,7 @@ impl RedisSettings {
             timeout: Self::default_timeout(),
             fallback: RedisFallback::default(),
             probe_interval: Self::default_probe_interval(),
+            connections: Self::default_connections(),
         }
     }
 
@@ -175,11 +180,18 @@ impl RedisSettings {
         if self.probe_interval.is_zero() {
             return Err(("probeInterval", "must be more than 0".to_owned()));
         }
+        if !(1..=64).contains(&self.connections) {
+            return Err(("connections", "must be from 1 to 64".to_owned()));
+        }
         Ok(())
     }
 
     fn default_timeout() -> Duration {
         Duration::from_millis(20)
+    }
+
+    fn default_connections() -> usize {
+        2
     }
 
     fn default_probe_interval() -> Duration {

@@ -77,4 +77,4 @@ pub use self::error::{Error, Result};
 pub use self::layer::GlobalRateLimitLayer;
 pub use self::limiter::{Fallback, GlobalKey, RedisLimiter};
 pub use self::service::{GlobalRateLimit, ResponseFuture};
-pub use self::store::{RedisStore, check_url, redact};
+pub use self::store::{Connections, RedisStore, check_url, redact};

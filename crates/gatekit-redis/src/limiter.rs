@@ -9,7 +9,8 @@
 //! clock (`TIME`) and writes the new time back with an expiry of the time until the
 //! bucket is full again. Redis runs a script atomically, so replicas racing on one key
 //! take from it one at a time: `N` requests per interval in total, whatever the number
-//! of replicas. All decisions share one multiplexed connection that reconnects by itself
+//! of replicas. All decisions share a few multiplexed connections (one by default; a
+//! [`RedisStore`](crate::RedisStore) opens as many as asked) that reconnect by themselves
 //! (redis-rs's `ConnectionManager`).
 //!
 //! # Keys
@@ -54,6 +55,7 @@ use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
 use crate::script::{self, Answer, Params};
+use crate::store::Connections;
 use crate::{Error, Result};
 
 /// What a [`RedisLimiter`] does when Redis is slow or unreachable.
@@ -72,7 +74,7 @@ pub enum Fallback {
 pub struct RedisLimiter {
     /// The local limiter: key derivation, headers, and the [`Fallback::Local`] decisions.
     local: RateLimiter,
-    conn: ConnectionManager,
+    conns: Connections,
     script: redis::Script,
     keyed: Params,
     unkeyed: Params,
@@ -105,6 +107,12 @@ impl RedisLimiter {
     /// A limiter enforcing `config` in the Redis `conn` is connected to, with a 20 ms
     /// timeout, [`Fallback::FailOpen`] and a probe interval of 250 ms.
     pub fn new(config: RateLimitConfig, conn: ConnectionManager) -> Self {
+        Self::with_connections(config, Connections::one(conn))
+    }
+
+    /// A limiter enforcing `config` over `conns` (taken in turn), with the defaults of
+    /// [`new`](Self::new).
+    pub fn with_connections(config: RateLimitConfig, conns: Connections) -> Self {
         let local = RateLimiter::new(config);
         let keyed = Params::new(local.config().quota);
         let unkeyed = match local.config().unkeyed {
@@ -114,7 +122,7 @@ impl RedisLimiter {
         let prefix = prefix(local.name());
         Self {
             local,
-            conn,
+            conns,
             script: script::server_clock(),
             keyed,
             unkeyed,
@@ -284,7 +292,7 @@ impl RedisLimiter {
     pub async fn decide_in_redis(&self, key: &GlobalKey) -> Result<Decision> {
         let unkeyed = key.local.is_unkeyed();
         let params = if unkeyed { self.unkeyed } else { self.keyed };
-        let mut conn = self.conn.clone();
+        let mut conn = self.conns.pick();
         let mut call = self.script.key(&key.redis[..]);
         call.arg(params.emission).arg(params.tolerance);
         let reply: Vec<i64> = tokio::time::timeout(self.timeout, call.invoke_async(&mut conn))

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use gatekit_core::Backend;
@@ -23,7 +24,7 @@ use crate::{Error, Fallback, GlobalRateLimit, RedisLimiter, Result};
 /// limit's index), which every replica derives alike from the same configuration.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conns: Connections,
     url: String,
     timeout: Duration,
     fallback: Fallback,
@@ -40,8 +41,24 @@ impl RedisStore {
     ///
     /// [`Error::Redis`] when `url` is not a Redis URL.
     pub fn open(url: &str) -> Result<Self> {
+        Self::open_pool(url, 1)
+    }
+
+    /// [`open`](Self::open) with `connections` connections (at least 1), each
+    /// multiplexed: decisions take them in turn, so one connection's task is not the
+    /// only path to Redis when many decisions are in flight.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] when `url` is not a Redis URL.
+    pub fn open_pool(url: &str, connections: usize) -> Result<Self> {
+        let first = connect(url)?;
+        let mut conns = vec![first.clone()];
+        for _ in 1..connections {
+            conns.push(connect(url)?);
+        }
         Ok(Self {
-            conn: connect(url)?,
+            conns: Connections::new(conns).unwrap_or_else(|| Connections::one(first)),
             url: redact(url),
             timeout: Duration::from_millis(20),
             fallback: Fallback::FailOpen,
@@ -72,7 +89,7 @@ impl RedisStore {
 
     /// The limiter enforcing `config` in buckets named `name`.
     pub fn limiter_named(&self, name: &str, config: RateLimitConfig) -> RedisLimiter {
-        RedisLimiter::new(config, self.conn.clone())
+        RedisLimiter::with_connections(config, self.conns.clone())
             .with_bucket_name(name)
             .with_timeout(self.timeout)
             .with_fallback(self.fallback)
@@ -113,9 +130,54 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("url", &self.url)
+            .field("connections", &self.conns.count())
             .field("timeout", &self.timeout)
             .field("fallback", &self.fallback)
             .field("probe_interval", &self.probe_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Multiplexed connections to one Redis, taken in turn.
+#[derive(Clone)]
+pub struct Connections {
+    conns: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Connections {
+    /// One connection.
+    pub fn one(conn: ConnectionManager) -> Self {
+        Self {
+            conns: Arc::new([conn]),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Takes `conns` in turn; `None` when the list is empty.
+    pub fn new(conns: Vec<ConnectionManager>) -> Option<Self> {
+        (!conns.is_empty()).then(|| Self {
+            conns: conns.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The next connection (a cheap clone of its handle).
+    pub fn pick(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Relaxed) % self.conns.len();
+        self.conns[i].clone()
+    }
+
+    /// How many connections there are (at least 1).
+    pub fn count(&self) -> usize {
+        self.conns.len()
+    }
+}
+
+impl fmt::Debug for Connections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections")
+            .field("count", &self.count())
             .finish_non_exhaustive()
     }
 }

@@ -222,3 +222,52 @@ where
         }
     }
 }
+
+/// Two stores (two replicas' gateways), each with a pool of 3 connections, through
+/// gatekit-core's `SharedLimitStore`: the same scope is one budget for both, another
+/// scope with the same limit name its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_share_a_budget_per_scope_over_pooled_connections() {
+    use gatekit_core::Backend;
+    use gatekit_core::ratelimit::SharedLimitStore;
+    use gatekit_redis::RedisStore;
+
+    let redis = RedisServer::start();
+    let app = Backend::new(tower::service_fn(
+        |_req: Request<gatekit_core::Body>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(gatekit_core::Body::empty()))
+        },
+    ));
+    let stores = [
+        RedisStore::open_pool(&redis.url(), 3).unwrap(),
+        RedisStore::open_pool(&redis.url(), 3).unwrap(),
+    ];
+    let limit = config("same-name", 5);
+    let rule_a: Vec<Backend> = stores
+        .iter()
+        .map(|s| {
+            s.limiter("ns/a/rules[0]/rateLimits[0]", &limit)
+                .layer(app.clone())
+        })
+        .collect();
+    let rule_b = stores[0]
+        .limiter("ns/b/rules[0]/rateLimits[0]", &limit)
+        .layer(app.clone());
+    let allowed = |svc: Backend| async move {
+        let req = Request::get("/")
+            .header("x-key", "k")
+            .body(gatekit_core::Body::empty())
+            .unwrap();
+        svc.send(req).await.is_ok()
+    };
+    let mut ok = 0;
+    for i in 0..12 {
+        ok += u32::from(allowed(rule_a[i % 2].clone()).await);
+    }
+    assert!((5..=6).contains(&ok), "{ok} allowed across both stores");
+    let mut ok_b = 0;
+    for _ in 0..6 {
+        ok_b += u32::from(allowed(rule_b.clone()).await);
+    }
+    assert_eq!(ok_b, 5, "another scope has its own buckets");
+}
