@@ -199,3 +199,59 @@ spec:
         "{out}"
     );
 }
+
+/// `gatekit validate --config` translates as `gatekit run` would with those settings: a
+/// Global rate limit says it runs per replica only when the settings name no Redis.
+#[test]
+fn validate_with_settings_knows_whether_global_limits_have_redis() {
+    let yaml = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: default }
+spec:
+  gatewayClassName: edge
+  listeners: [{ name: http, port: 8080, protocol: HTTP }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: default }
+spec:
+  ports: [{ name: http, port: 80 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: web, namespace: default }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+  - backendRefs: [{ name: web, port: 80 }]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: global, namespace: default }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }]
+  rateLimit:
+    type: Global
+    global:
+      rules:
+      - limit: { requests: 5, unit: Minute }
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("all.yaml"), yaml).unwrap();
+    let check = |settings: &str| {
+        let settings = gatekit_bin::Settings::from_yaml(settings, "gatekit.yaml").unwrap();
+        let mut out = Vec::new();
+        let ok = gatekit_bin::validate(
+            &[PathBuf::from(dir.path())],
+            &settings.translate_options(),
+            &mut out,
+        );
+        (ok, String::from_utf8(out).unwrap())
+    };
+    let (ok, out) = check("gatewayClassName: edge");
+    assert!(ok, "{out}");
+    assert!(out.contains("no Redis configured"), "{out}");
+    let (ok, out) = check("gatewayClassName: edge\nredis: { url: redis://127.0.0.1:6379 }");
+    assert!(ok, "{out}");
+    assert!(!out.contains("no Redis configured"), "{out}");
+}

@@ -6,8 +6,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use gatekit_k8s::TranslateOptions;
-
 use crate::{Process, Settings, logging, process};
 
 const EXAMPLES: &str = "\
@@ -100,6 +98,10 @@ pub struct ValidateArgs {
     /// Directories of manifests to check
     #[arg(value_name = "DIR", required = true)]
     pub dirs: Vec<PathBuf>,
+    /// The process settings `gatekit run` would use (GatewayClass, global namespaces,
+    /// `redis:` for Global rate limits)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Exit status for a failure the user must fix (bad settings, unreadable directory,
@@ -163,15 +165,9 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
     if install_early(shutdown.as_mut()).await {
         return ExitCode::SUCCESS;
     }
-    let settings = match &args.config {
-        Some(path) => match Settings::load(path) {
-            Ok(settings) => settings,
-            Err(error) => {
-                report(&error);
-                return ExitCode::from(EXIT_FAILURE);
-            }
-        },
-        None => Settings::default(),
+    let settings = match load_settings(args.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
     let kubernetes = settings.kubernetes.clone();
     match (&kubernetes, args.resources.is_empty()) {
@@ -194,7 +190,7 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
         return ExitCode::from(EXIT_FAILURE);
     }
     logging::init(settings.log.format);
-    let mut options = TranslateOptions::default().gateway_class_name(&settings.gateway_class_name);
+    let options = settings.translate_options();
     match process::raise_nofile_limit() {
         Ok(limits) => {
             let max = u64::try_from(settings.limits.max_connections).unwrap_or(u64::MAX);
@@ -216,17 +212,14 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
         }
     };
     let source = match &kubernetes {
-        Some(kubernetes) => {
-            options = options.global_namespaces(kubernetes.global_namespaces.iter().cloned());
-            match gatekit_k8s::Provider::start(kubernetes).await {
-                Ok(provider) => gatekit_gateway::Source::Kubernetes(std::sync::Arc::new(provider)),
-                Err(error) => {
-                    report(&error);
-                    process.shutdown().await;
-                    return ExitCode::from(EXIT_FAILURE);
-                }
+        Some(kubernetes) => match gatekit_k8s::Provider::start(kubernetes).await {
+            Ok(provider) => gatekit_gateway::Source::Kubernetes(std::sync::Arc::new(provider)),
+            Err(error) => {
+                report(&error);
+                process.shutdown().await;
+                return ExitCode::from(EXIT_FAILURE);
             }
-        }
+        },
         None => gatekit_gateway::Source::Dirs(args.resources.clone()),
     };
     match gatekit_gateway::Wiring::start(process.gateway_mut(), source, options).await {
@@ -342,14 +335,29 @@ fn validate(args: &ValidateArgs) -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(EXIT_FAILURE);
     }
+    let settings = match load_settings(args.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
     if gatekit_gateway::validate(
         &args.dirs,
-        &TranslateOptions::default(),
+        &settings.translate_options(),
         &mut std::io::stdout(),
     ) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+/// The settings file, or the defaults without one; a bad file is reported.
+fn load_settings(config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
+    match config {
+        Some(path) => Settings::load(path).map_err(|error| {
+            report(&error);
+            ExitCode::from(EXIT_FAILURE)
+        }),
+        None => Ok(Settings::default()),
     }
 }
 

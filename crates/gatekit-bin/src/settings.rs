@@ -219,6 +219,19 @@ impl Settings {
         Self::from_yaml(&yaml, &path.display().to_string())
     }
 
+    /// How manifests are translated under these settings: the served GatewayClass, the
+    /// global namespaces (from `kubernetes:`) and whether `Global` rate limits have a
+    /// store (`redis:`). `gatekit run` and `gatekit validate --config` both use it.
+    pub fn translate_options(&self) -> gatekit_k8s::TranslateOptions {
+        let options = gatekit_k8s::TranslateOptions::default()
+            .gateway_class_name(&self.gateway_class_name)
+            .shared_rate_limits(self.redis.is_some());
+        match &self.kubernetes {
+            Some(k) => options.global_namespaces(k.global_namespaces.iter().cloned()),
+            None => options,
+        }
+    }
+
     /// The options of the gateway these settings run.
     pub fn gateway_options(&self) -> GatewayOptions {
         GatewayOptions::default()
