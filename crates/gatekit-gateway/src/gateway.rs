@@ -126,16 +126,17 @@ fn policy_state(options: &GatewayOptions) -> PolicyState {
     };
     #[cfg(feature = "redis")]
     {
-        use gatekit_redis::{Fallback, RedisStore};
+        use gatekit_redis::{Failover, Fallback, RedisStore};
         match RedisStore::open_pool(&redis.url, redis.connections) {
             Ok(store) => {
-                let store = store
-                    .with_timeout(redis.timeout)
-                    .with_probe_interval(redis.probe_interval)
-                    .with_fallback(match redis.fallback {
+                let store = store.with_failover(Failover {
+                    timeout: redis.timeout,
+                    fallback: match redis.fallback {
                         crate::RedisFallback::Local => Fallback::Local,
                         crate::RedisFallback::FailOpen => Fallback::FailOpen,
-                    });
+                    },
+                    probe_interval: redis.probe_interval,
+                });
                 tracing::info!(redis = %gatekit_redis::redact(&redis.url), fallback = ?redis.fallback, "global rate limits are kept in Redis");
                 state.with_shared_limits(Arc::new(store))
             }

@@ -75,6 +75,6 @@ mod store;
 
 pub use self::error::{Error, Result};
 pub use self::layer::GlobalRateLimitLayer;
-pub use self::limiter::{Fallback, GlobalKey, RedisLimiter};
+pub use self::limiter::{Failover, Fallback, GlobalKey, RedisLimiter};
 pub use self::service::{GlobalRateLimit, ResponseFuture};
 pub use self::store::{Connections, RedisStore, check_url, redact};

@@ -69,6 +69,30 @@ pub enum Fallback {
     Local,
 }
 
+/// What decisions do about a slow or failing Redis: how long they wait, who decides
+/// instead, and how often a failing Redis is asked again. `Default`: 20 ms,
+/// [`Fallback::FailOpen`], 250 ms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failover {
+    /// How long a decision waits for Redis.
+    pub timeout: Duration,
+    /// Who decides when Redis did not answer in time or failed.
+    pub fallback: Fallback,
+    /// While Redis is failing, how often one decision asks it again (the others go
+    /// straight to the fallback).
+    pub probe_interval: Duration,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(20),
+            fallback: Fallback::FailOpen,
+            probe_interval: Duration::from_millis(250),
+        }
+    }
+}
+
 /// One rate limit kept in Redis and shared by every process that uses the same Redis
 /// and limit name (see the [module docs](self)).
 pub struct RedisLimiter {
@@ -80,9 +104,7 @@ pub struct RedisLimiter {
     unkeyed: Params,
     /// `gatekit:rl:<name>:`.
     prefix: Box<[u8]>,
-    timeout: Duration,
-    fallback: Fallback,
-    probe_interval: Duration,
+    failover: Failover,
     epoch: Instant,
     /// Redis failed last time it was asked.
     degraded: AtomicBool,
@@ -127,9 +149,7 @@ impl RedisLimiter {
             keyed,
             unkeyed,
             prefix,
-            timeout: Duration::from_millis(20),
-            fallback: Fallback::FailOpen,
-            probe_interval: Duration::from_millis(250),
+            failover: Failover::default(),
             epoch: Instant::now(),
             degraded: AtomicBool::new(false),
             probe_at: AtomicU64::new(0),
@@ -162,14 +182,14 @@ impl RedisLimiter {
     /// How long a decision waits for Redis before falling back (default 20 ms).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.failover.timeout = timeout;
         self
     }
 
     /// What happens when Redis does not answer in time (default [`Fallback::FailOpen`]).
     #[must_use]
     pub fn with_fallback(mut self, fallback: Fallback) -> Self {
-        self.fallback = fallback;
+        self.failover.fallback = fallback;
         self
     }
 
@@ -177,7 +197,14 @@ impl RedisLimiter {
     /// in between go straight to the fallback.
     #[must_use]
     pub fn with_probe_interval(mut self, interval: Duration) -> Self {
-        self.probe_interval = interval;
+        self.failover.probe_interval = interval;
+        self
+    }
+
+    /// Sets timeout, fallback and probe interval at once.
+    #[must_use]
+    pub fn with_failover(mut self, failover: Failover) -> Self {
+        self.failover = failover;
         self
     }
 
@@ -272,7 +299,7 @@ impl RedisLimiter {
                 if !self.degraded.swap(true, Relaxed) {
                     tracing::warn!(
                         limit = %self.local.name(),
-                        fallback = ?self.fallback,
+                        fallback = ?self.failover.fallback,
                         %error,
                         "global rate limit: Redis failed; falling back until it answers",
                     );
@@ -295,10 +322,11 @@ impl RedisLimiter {
         let mut conn = self.conns.pick();
         let mut call = self.script.key(&key.redis[..]);
         call.arg(params.emission).arg(params.tolerance);
-        let reply: Vec<i64> = tokio::time::timeout(self.timeout, call.invoke_async(&mut conn))
-            .await
-            .map_err(|_| Error::Timeout(self.timeout))?
-            .map_err(Error::Redis)?;
+        let reply: Vec<i64> =
+            tokio::time::timeout(self.failover.timeout, call.invoke_async(&mut conn))
+                .await
+                .map_err(|_| Error::Timeout(self.failover.timeout))?
+                .map_err(Error::Redis)?;
         let a = Answer::from_reply(&reply).ok_or(Error::Answer)?;
         Ok(self.decision(a, key))
     }
@@ -321,7 +349,7 @@ impl RedisLimiter {
 
     fn fall_back(&self, key: &GlobalKey) -> Option<Decision> {
         self.fallbacks.fetch_add(1, Relaxed);
-        match self.fallback {
+        match self.failover.fallback {
             Fallback::FailOpen => None,
             Fallback::Local => Some(self.local.check_key(key.local, Instant::now())),
         }
@@ -332,9 +360,9 @@ impl RedisLimiter {
     }
 
     fn schedule_probe(&self) {
-        let next = self
-            .nanos()
-            .saturating_add(u64::try_from(self.probe_interval.as_nanos()).unwrap_or(u64::MAX));
+        let next = self.nanos().saturating_add(
+            u64::try_from(self.failover.probe_interval.as_nanos()).unwrap_or(u64::MAX),
+        );
         self.probe_at.store(next, Relaxed);
     }
 
@@ -356,7 +384,7 @@ impl RedisLimiter {
     }
 
     fn timeout_nanos(&self) -> u64 {
-        u64::try_from(self.timeout.as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(self.failover.timeout.as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -371,8 +399,7 @@ impl fmt::Debug for RedisLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisLimiter")
             .field("config", self.local.config())
-            .field("timeout", &self.timeout)
-            .field("fallback", &self.fallback)
+            .field("failover", &self.failover)
             .field("degraded", &self.is_degraded())
             .field("fallbacks", &self.fallbacks())
             .finish_non_exhaustive()

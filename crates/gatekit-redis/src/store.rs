@@ -11,7 +11,7 @@ use gatekit_core::ratelimit::{
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::{Error, Fallback, GlobalRateLimit, RedisLimiter, Result};
+use crate::{Error, Failover, GlobalRateLimit, RedisLimiter, Result};
 
 /// One Redis server and how decisions treat it (timeout, fallback, probe interval):
 /// a [`SharedLimitStore`] that hands out a [`RedisLimiter`] per limit, all on one
@@ -26,16 +26,13 @@ use crate::{Error, Fallback, GlobalRateLimit, RedisLimiter, Result};
 pub struct RedisStore {
     conns: Connections,
     url: String,
-    timeout: Duration,
-    fallback: Fallback,
-    probe_interval: Duration,
+    failover: Failover,
 }
 
 impl RedisStore {
     /// A store in the Redis at `url` (`redis://[user:password@]host:port[/db]`),
-    /// connected lazily on the first decision and again whenever the connection fails;
-    /// decisions wait 20 ms, then fall back to [`Fallback::FailOpen`]; a failing Redis is
-    /// asked again every 250 ms. Must be called inside a tokio runtime.
+    /// connected lazily on the first decision and again whenever the connection fails,
+    /// with [`Failover::default`]. Must be called inside a tokio runtime.
     ///
     /// # Errors
     ///
@@ -60,30 +57,14 @@ impl RedisStore {
         Ok(Self {
             conns: Connections::new(conns).unwrap_or_else(|| Connections::one(first)),
             url: redact(url),
-            timeout: Duration::from_millis(20),
-            fallback: Fallback::FailOpen,
-            probe_interval: Duration::from_millis(250),
+            failover: Failover::default(),
         })
     }
 
-    /// How long a decision waits for Redis before falling back.
+    /// What decisions do when Redis is slow or failing (default: [`Failover::default`]).
     #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// What a decision does when Redis fails or does not answer in time.
-    #[must_use]
-    pub fn with_fallback(mut self, fallback: Fallback) -> Self {
-        self.fallback = fallback;
-        self
-    }
-
-    /// While Redis is failing, how often it is asked again.
-    #[must_use]
-    pub fn with_probe_interval(mut self, interval: Duration) -> Self {
-        self.probe_interval = interval;
+    pub fn with_failover(mut self, failover: Failover) -> Self {
+        self.failover = failover;
         self
     }
 
@@ -91,9 +72,7 @@ impl RedisStore {
     pub fn limiter_named(&self, name: &str, config: RateLimitConfig) -> RedisLimiter {
         RedisLimiter::with_connections(config, self.conns.clone())
             .with_bucket_name(name)
-            .with_timeout(self.timeout)
-            .with_fallback(self.fallback)
-            .with_probe_interval(self.probe_interval)
+            .with_failover(self.failover)
     }
 }
 
@@ -131,9 +110,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("url", &self.url)
             .field("connections", &self.conns.count())
-            .field("timeout", &self.timeout)
-            .field("fallback", &self.fallback)
-            .field("probe_interval", &self.probe_interval)
+            .field("failover", &self.failover)
             .finish_non_exhaustive()
     }
 }
