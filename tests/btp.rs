@@ -432,7 +432,8 @@ async fn the_course_rate_limit_from_the_api_server_is_served_and_accepted() {
     );
     assert_eq!(backend.hits() - probes, 10);
 
-    // The status written back: gatekit's ancestor entry for the route, Accepted.
+    // The status written back: gatekit's ancestor entry for the route's Gateway (where
+    // Envoy Gateway reports a route target), Accepted.
     eventually(WITHIN, "the policy's status written back", || async {
         fake.get::<BackendTrafficPolicy>(Some("default"), "course")
             .and_then(|p| serde_json::to_value(p).ok())
@@ -451,8 +452,8 @@ async fn the_course_rate_limit_from_the_api_server_is_served_and_accepted() {
     assert_eq!(own["controllerName"], "gatekit.io/gateway-controller");
     assert_eq!(
         own["ancestorRef"],
-        json!({"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
-               "namespace": "default", "name": "r"})
+        json!({"group": "gateway.networking.k8s.io", "kind": "Gateway",
+               "namespace": "default", "name": "gw"})
     );
     let accepted = own["conditions"]
         .as_array()

@@ -609,8 +609,18 @@ impl Context<'_> {
             .gateways
             .iter()
             .map(|g| ("Gateway", &g.metadata))
-            .chain(resources.http_routes.iter().map(|r| ("HTTPRoute", &r.metadata)))
-            .chain(resources.grpc_routes.iter().map(|r| ("GRPCRoute", &r.metadata)));
+            .chain(
+                resources
+                    .http_routes
+                    .iter()
+                    .map(|r| ("HTTPRoute", &r.metadata)),
+            )
+            .chain(
+                resources
+                    .grpc_routes
+                    .iter()
+                    .map(|r| ("GRPCRoute", &r.metadata)),
+            );
         for (kind, meta) in metas {
             if ns_of(meta) != ns
                 || !p
@@ -768,6 +778,12 @@ impl Context<'_> {
                     "ignored (they only tune performance or logging; gatekit has no equivalent): {}",
                     read.ignored.join(", ")
                 ));
+            }
+            if resolved.is_empty() {
+                attachment.not_found_all(
+                    Vec::new(),
+                    "no target (no targetRefs, and the targetSelectors match nothing)".to_owned(),
+                );
             }
             for t in &resolved {
                 let section = t.section.as_deref();

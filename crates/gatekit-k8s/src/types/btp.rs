@@ -169,9 +169,13 @@ impl BtpTargetRef {
 
 /// `Gateway`, `HTTPRoute` or `GRPCRoute`; `None` for a kind gatekit does not serve.
 fn served_kind(kind: &str) -> Option<TargetKind> {
-    [TargetKind::Gateway, TargetKind::HttpRoute, TargetKind::GrpcRoute]
-        .into_iter()
-        .find(|k| k.as_str() == kind)
+    [
+        TargetKind::Gateway,
+        TargetKind::HttpRoute,
+        TargetKind::GrpcRoute,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == kind)
 }
 
 /// `targetSelectors[]`: the objects of one kind, in the policy's namespace, whose
@@ -215,17 +219,12 @@ impl BtpTargetSelector {
     /// caller's business). An invalid requirement (refused when loading) selects
     /// nothing.
     pub fn selects(&self, kind: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
-        let group = self
-            .group
-            .as_deref()
-            .unwrap_or(crate::types::GATEWAY_GROUP);
+        let group = self.group.as_deref().unwrap_or(crate::types::GATEWAY_GROUP);
         if group != crate::types::GATEWAY_GROUP || self.kind != kind {
             return false;
         }
         let label = |k: &str| labels.and_then(|l| l.get(k));
-        self.match_labels
-            .iter()
-            .all(|(k, v)| label(k) == Some(v))
+        self.match_labels.iter().all(|(k, v)| label(k) == Some(v))
             && self.match_expressions.iter().all(|e| {
                 let v = label(&e.key);
                 match e.operator.as_str() {
@@ -708,7 +707,12 @@ impl BackendTrafficPolicySpec {
             }
         }
         for (i, sel) in self.target_selectors.iter().enumerate() {
-            read_selector(&format!("spec.targetSelectors[{i}]"), sel, &mut out, &mut errors);
+            read_selector(
+                &format!("spec.targetSelectors[{i}]"),
+                sel,
+                &mut out,
+                &mut errors,
+            );
         }
         for k in self.other.keys() {
             out.unimplemented.push(format!("spec.{k}"));
