@@ -26,6 +26,14 @@
 //! even when the policy targets a Gateway (Envoy Gateway's default; not one bucket
 //! shared by the Gateway's routes).
 //!
+//! # BackendTrafficPolicy targets and status
+//!
+//! A BackendTrafficPolicy's targets are the objects its `targetSelectors` select (in
+//! its namespace, oldest first), then its `targetRefs` not already among them, each
+//! once (Envoy Gateway's order). Its status is Envoy Gateway's: ancestors are Gateways,
+//! the targeted one or, for a route target, those the route's `parentRefs` name (with
+//! their `sectionName`); a missing target or an unserved kind is reported as itself.
+//!
 //! # BackendTrafficPolicy upstream settings
 //!
 //! A BackendTrafficPolicy's `loadBalancer` and `healthCheck` apply to the Services its

@@ -36,7 +36,18 @@
 //! kept in [`BackendTrafficPolicySpec::other`], so the translation can name it in the
 //! policy's status (`Accepted=False`) rather than drop it silently. Within the typed
 //! fields, values gatekit cannot express (a rate-limit selector's `methods`, `path` or
-//! `queryParams`, a rule's `cost`, ...) are reported the same way.
+//! `queryParams`, a rule's `cost`, a limit's `fromMetadata`, a selector's
+//! `namespaces`, ...) are reported the same way.
+//!
+//! Targets: `targetRefs`/`targetRef` and `targetSelectors` (kind, `matchLabels`,
+//! `matchExpressions` with `In`/`NotIn`/`Exists`/`DoesNotExist`; the objects of that
+//! kind in the policy's namespace whose labels match, each a target like a
+//! `targetRefs` entry). A target kind gatekit does not serve (`TCPRoute`, `UDPRoute`,
+//! `TLSRoute`, `ListenerSet`, ...) loads and is reported like an unimplemented field; a
+//! `targetRefs` entry without `group` (required by Envoy Gateway's CRD) is read as
+//! `gateway.networking.k8s.io` with a load warning. `limit.unit` takes Envoy
+//! Gateway's `Second` to `Year` and `Week`, with the lengths of Envoy's rate-limit
+//! service (a week 7 days, a month 30, a year 365).
 //!
 //! Field names follow Envoy Gateway's API reference
 //! (<https://gateway.envoyproxy.io/docs/api/extension_types/#backendtrafficpolicy>).
