@@ -60,7 +60,7 @@ use super::backend::{Context, RefSpec, created_of, name_of, ns_of};
 use crate::ResourceSet;
 use crate::status::{AncestorRef, AncestorStatus, Condition, ResourceRef, ResourceStatus, reason};
 use crate::types::BackendTrafficPolicy;
-use crate::types::btp::{BtpTargetRef, BtpUpstream, BtpValues};
+use crate::types::btp::{BtpTargetRef, BtpUpstream, BtpValues, served_kind};
 use crate::types::traffic::{TargetKind, TrafficTargetRef, TrafficValues};
 use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
@@ -587,13 +587,6 @@ impl BtpTarget {
     }
 }
 
-/// The kind's `'static` name when gatekit serves it.
-fn served_kind_str(kind: &str) -> Option<&'static str> {
-    ["Gateway", "HTTPRoute", "GRPCRoute"]
-        .into_iter()
-        .find(|k| *k == kind)
-}
-
 /// A Gateway (listener with `section`) as a policy ancestor, as Envoy Gateway writes it.
 fn gateway_ancestor(ns: &str, name: &str, section: Option<&str>) -> AncestorRef {
     AncestorRef {
@@ -801,7 +794,7 @@ impl Context<'_> {
                 };
                 let ancestors = self.btp_ancestors(ns, t);
                 // Unserved kinds refused the policy above (`unimplemented`).
-                let Some(kind) = served_kind_str(&t.kind) else {
+                let Some(kind) = served_kind(&t.kind).map(TargetKind::as_str) else {
                     attachment.not_found_all(ancestors, format!("{target} not found"));
                     continue;
                 };

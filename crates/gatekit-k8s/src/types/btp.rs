@@ -179,7 +179,7 @@ impl BtpTargetRef {
 }
 
 /// `Gateway`, `HTTPRoute` or `GRPCRoute`; `None` for a kind gatekit does not serve.
-fn served_kind(kind: &str) -> Option<TargetKind> {
+pub(crate) fn served_kind(kind: &str) -> Option<TargetKind> {
     [
         TargetKind::Gateway,
         TargetKind::HttpRoute,
