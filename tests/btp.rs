@@ -349,7 +349,7 @@ fn apply_policy(fake: &FakeApiServer, yaml: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_course_rate_limit_from_the_api_server_is_served_and_accepted() {
+async fn the_course_rate_limit_from_the_api_server_selected_by_label_is_served_and_accepted() {
     let backend = Backend::start(|_| Act::Status(200)).await;
     let fake = FakeApiServer::start().await;
     let port = free_port();
@@ -383,18 +383,25 @@ async fn the_course_rate_limit_from_the_api_server_is_served_and_accepted() {
     let route = |name: &str, path: &str| {
         json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": name, "namespace": "default"},
+            "metadata": {"name": name, "namespace": "default",
+                         "labels": {"limits": if name == "r" { "course" } else { "none" }}},
             "spec": {"parentRefs": [{"name": "gw"}], "rules": [{
                 "matches": [{"path": {"type": "PathPrefix", "value": path}}],
                 "backendRefs": [{"name": "b", "port": 80}],
             }]},
         })
     };
-    // `r` carries the policy; `probe` (no policy) tells when the configuration is served
-    // without spending the limit.
+    // `r` carries the policy, selected by its label (kept from the API server) rather
+    // than named; `probe` (no policy) tells when the configuration is served without
+    // spending the limit.
     fake.apply_json(route("r", "/"));
     fake.apply_json(route("probe", "/probe"));
-    apply_policy(&fake, &policy("course", RATE_LIMIT));
+    let selecting = policy("course", RATE_LIMIT).replace(
+        "  targetRefs:\n  - group: gateway.networking.k8s.io\n    kind: HTTPRoute\n    name: r\n",
+        "  targetSelectors:\n  - kind: HTTPRoute\n    matchLabels: { limits: course }\n",
+    );
+    assert!(selecting.contains("targetSelectors"), "{selecting}");
+    apply_policy(&fake, &selecting);
 
     let mut cluster = ClusterSpec::new("local", fake.url());
     cluster.ca_data = fake.ca_pem();
@@ -432,7 +439,8 @@ async fn the_course_rate_limit_from_the_api_server_is_served_and_accepted() {
     );
     assert_eq!(backend.hits() - probes, 10);
 
-    // The status written back: gatekit's ancestor entry for the route, Accepted.
+    // The status written back: gatekit's ancestor entry for the route's Gateway (where
+    // Envoy Gateway reports a route target), Accepted.
     eventually(WITHIN, "the policy's status written back", || async {
         fake.get::<BackendTrafficPolicy>(Some("default"), "course")
             .and_then(|p| serde_json::to_value(p).ok())
@@ -451,8 +459,8 @@ async fn the_course_rate_limit_from_the_api_server_is_served_and_accepted() {
     assert_eq!(own["controllerName"], "gatekit.io/gateway-controller");
     assert_eq!(
         own["ancestorRef"],
-        json!({"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
-               "namespace": "default", "name": "r"})
+        json!({"group": "gateway.networking.k8s.io", "kind": "Gateway",
+               "namespace": "default", "name": "gw"})
     );
     let accepted = own["conditions"]
         .as_array()

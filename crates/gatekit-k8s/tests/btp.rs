@@ -1125,3 +1125,437 @@ spec:
         (Some(Algorithm::Random), None)
     );
 }
+
+// === targets: targetSelectors, status ancestors, unserved kinds ===
+
+/// A Gateway, Service web and three HTTPRoutes with labels: `a` (`tier: free, team:
+/// x`), `b` (`tier: paid`), `c` (no labels), each on its own path; then `extra`.
+fn labelled(extra: &str) -> String {
+    let mut yaml = String::from(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw, labels: { tier: free } }
+spec:
+  gatewayClassName: gatekit
+  listeners: [{ name: http, port: 80, protocol: HTTP }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web }
+spec: { ports: [{ port: 80 }] }
+"#,
+    );
+    for (name, labels) in [
+        ("a", "{ tier: free, team: x }"),
+        ("b", "{ tier: paid }"),
+        ("c", "{}"),
+    ] {
+        yaml.push_str(&format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: {name}, labels: {labels} }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  rules:
+  - matches: [{{ path: {{ type: PathPrefix, value: /{name} }} }}]
+    backendRefs: [{{ name: web, port: 80 }}]
+"#
+        ));
+    }
+    yaml.push_str("---\n");
+    yaml.push_str(extra);
+    yaml
+}
+
+/// A policy `sel` setting `numRetries: 4` with the given targeting lines.
+fn selecting(targets: &str) -> String {
+    format!(
+        r#"apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: sel }}
+spec:
+{targets}
+  retry: {{ numRetries: 4 }}
+"#
+    )
+}
+
+/// The routes among a, b, c whose rule got the policy's retry.
+fn retried(t: &Translation) -> Vec<&'static str> {
+    ["a", "b", "c"]
+        .into_iter()
+        .filter(|r| {
+            rule(t, r)
+                .policy
+                .retry
+                .as_ref()
+                .is_some_and(|p| p.attempts == 4)
+        })
+        .collect()
+}
+
+/// (kind, name, section) of each ancestor of a policy's status.
+fn ancestors(t: &Translation, name: &str) -> Vec<(String, String, Option<String>)> {
+    t.status("BackendTrafficPolicy", Some("default"), name)
+        .unwrap()
+        .ancestors()
+        .iter()
+        .map(|a| {
+            let r = a.ancestor();
+            (r.kind.clone(), r.name.clone(), r.section_name.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn target_selectors_select_by_labels_and_expressions() {
+    let cases = [
+        (
+            "  targetSelectors: [{ kind: HTTPRoute, matchLabels: { tier: free } }]",
+            vec!["a"],
+        ),
+        (
+            "  targetSelectors:\n  - kind: HTTPRoute\n    matchExpressions: [{ key: tier, operator: In, values: [free, paid] }]",
+            vec!["a", "b"],
+        ),
+        (
+            "  targetSelectors:\n  - kind: HTTPRoute\n    matchExpressions: [{ key: tier, operator: NotIn, values: [free] }]",
+            vec!["b", "c"],
+        ),
+        (
+            "  targetSelectors:\n  - kind: HTTPRoute\n    matchExpressions: [{ key: tier, operator: Exists }]",
+            vec!["a", "b"],
+        ),
+        (
+            "  targetSelectors:\n  - kind: HTTPRoute\n    matchExpressions: [{ key: tier, operator: DoesNotExist }]",
+            vec!["c"],
+        ),
+        (
+            // matchLabels and matchExpressions together: both must hold.
+            "  targetSelectors:\n  - group: gateway.networking.k8s.io\n    kind: HTTPRoute\n    matchLabels: { tier: free }\n    matchExpressions: [{ key: team, operator: NotIn, values: [x] }]",
+            vec![],
+        ),
+        (
+            // The kind is part of the selector: the Gateway's labels select the
+            // Gateway (so every route under it), not routes.
+            "  targetSelectors: [{ kind: Gateway, matchLabels: { tier: free } }]",
+            vec!["a", "b", "c"],
+        ),
+    ];
+    for (targets, want) in cases {
+        let (set, warnings) = load(&labelled(&selecting(targets)));
+        assert!(warnings.is_empty(), "{targets}: {warnings:?}");
+        let t = translate(&set, &TranslateOptions::default());
+        assert_eq!(retried(&t), want, "{targets}");
+        if !want.is_empty() {
+            assert_eq!(
+                accepted(&t, "sel"),
+                (true, "Accepted".into(), String::new()),
+                "{targets}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_selector_matching_nothing_is_no_target_and_refs_and_selectors_unite() {
+    // Nothing selected: no target, no TargetNotFound ancestor (Envoy Gateway reports
+    // none for a selector).
+    let t = run(&labelled(&selecting(
+        "  targetSelectors: [{ kind: HTTPRoute, matchLabels: { tier: gold } }]",
+    )));
+    assert!(retried(&t).is_empty());
+    let (ok, _, message) = accepted(&t, "sel");
+    assert!(!ok);
+    assert!(message.contains("no target"), "{message}");
+    assert!(ancestors(&t, "sel").is_empty());
+
+    // Selected a, listed a and b: both, a once (no conflict with itself), reported
+    // once at their common Gateway.
+    let t = run(&labelled(&selecting(
+        "  targetSelectors: [{ kind: HTTPRoute, matchLabels: { team: x } }]
+  targetRefs:
+  - { group: gateway.networking.k8s.io, kind: HTTPRoute, name: a }
+  - { group: gateway.networking.k8s.io, kind: HTTPRoute, name: b }",
+    )));
+    assert_eq!(retried(&t), ["a", "b"]);
+    assert_eq!(
+        accepted(&t, "sel"),
+        (true, "Accepted".into(), String::new())
+    );
+    assert_eq!(
+        ancestors(&t, "sel"),
+        [("Gateway".into(), "gw".into(), None)]
+    );
+}
+
+#[test]
+fn selected_targets_meet_older_policies_like_target_refs() {
+    // Same age: "older" wins on its name.
+    let older = r#"apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: older }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: a }]
+  retry: { numRetries: 1 }
+---
+"#;
+    let yaml = labelled(&format!(
+        "{older}{}",
+        selecting("  targetSelectors: [{ kind: HTTPRoute, matchLabels: { tier: free } }]")
+    ));
+    let t = run(&yaml);
+    assert_eq!(rule(&t, "a").policy.retry.as_ref().unwrap().attempts, 1);
+    let (ok, reason, message) = accepted(&t, "sel");
+    assert!(!ok);
+    assert_eq!(reason, "Conflicted");
+    assert!(
+        message.contains("HTTPRoute default/a: not applied, the older BackendTrafficPolicy default/older targets it"),
+        "{message}"
+    );
+}
+
+#[test]
+fn route_targets_are_reported_at_their_parent_gateways() {
+    let yaml = format!(
+        r#"{BASE}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: two }}
+spec:
+  parentRefs:
+  - {{ name: gw, sectionName: http }}
+  - {{ name: elsewhere, namespace: infra }}
+  - {{ kind: Service, group: "", name: web }}
+  rules:
+  - matches: [{{ path: {{ type: PathPrefix, value: /two }} }}]
+    backendRefs: [{{ name: web, port: 80 }}]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: routes }}
+spec:
+  targetRefs:
+  - {{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}
+  - {{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: two }}
+  retry: {{ numRetries: 4 }}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: gateway }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: http }}]
+  retry: {{ numRetries: 1 }}
+"#
+    );
+    let t = run(&yaml);
+    let gw = |section: Option<&str>| {
+        (
+            "Gateway".to_owned(),
+            "gw".to_owned(),
+            section.map(str::to_owned),
+        )
+    };
+    // Route web names gw; route two names gw's listener http and infra/elsewhere (a
+    // Gateway gatekit does not have: Envoy Gateway lists every Gateway parentRef),
+    // never the route itself nor a non-Gateway parent.
+    assert_eq!(
+        ancestors(&t, "routes"),
+        [
+            gw(None),
+            gw(Some("http")),
+            ("Gateway".into(), "elsewhere".into(), None),
+        ]
+    );
+    let s = t
+        .status("BackendTrafficPolicy", Some("default"), "routes")
+        .unwrap();
+    let elsewhere = s
+        .ancestors()
+        .iter()
+        .find(|a| a.ancestor().name == "elsewhere")
+        .unwrap();
+    assert_eq!(elsewhere.ancestor().namespace, "infra");
+    assert_eq!(elsewhere.ancestor().group, "gateway.networking.k8s.io");
+    // A Gateway (listener) target is reported at itself.
+    assert_eq!(ancestors(&t, "gateway"), [gw(Some("http"))]);
+
+    // A newer policy on the same route is Conflicted at the route's Gateway.
+    let newer = format!(
+        r#"{yaml}---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: newer, creationTimestamp: "2999-01-01T00:00:00Z" }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}]
+  retry: {{ numRetries: 2 }}
+"#
+    );
+    let t = run(&newer);
+    let s = t
+        .status("BackendTrafficPolicy", Some("default"), "newer")
+        .unwrap();
+    assert_eq!(s.ancestors().len(), 1);
+    assert_eq!(s.ancestors()[0].ancestor().kind, "Gateway");
+    let c = s.ancestors()[0].condition("Accepted").unwrap();
+    assert_eq!(c.reason(), "Conflicted");
+}
+
+#[test]
+fn week_month_and_year_units_have_envoy_ratelimits_lengths() {
+    const DAY: u64 = 86_400;
+    for (unit, days) in [("Day", 1), ("Week", 7), ("Month", 30), ("Year", 365)] {
+        let t = run(&format!(
+            r#"{BASE}---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: long }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}]
+  rateLimit:
+    type: Local
+    local: {{ rules: [{{ limit: {{ requests: 5, unit: {unit} }} }}] }}
+"#
+        ));
+        assert_eq!(
+            rule(&t, "web").policy.rate_limits[0].quota,
+            Quota::new(5, Duration::from_secs(days * DAY)),
+            "{unit}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_limit_field_refuses_the_policy_naming_it() {
+    let t = run(&format!(
+        r#"{BASE}---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: meta }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}]
+  rateLimit:
+    type: Local
+    local:
+      rules:
+      - limit:
+          requests: 5
+          unit: Second
+          fromMetadata: {{ namespace: io.example, key: budget }}
+"#
+    ));
+    let (ok, reason, message) = accepted(&t, "meta");
+    assert!(!ok);
+    assert_eq!(reason, "Unsupported");
+    assert!(
+        message.contains("spec.rateLimit.local.rules[0].limit.fromMetadata"),
+        "{message}"
+    );
+    assert!(rule(&t, "web").policy.rate_limits.is_empty(), "not applied");
+}
+
+#[test]
+fn target_kinds_gatekit_does_not_serve_load_and_refuse_the_policy() {
+    let yaml = format!(
+        r#"{BASE}---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: tcp }}
+spec:
+  targetRefs:
+  - {{ group: gateway.networking.k8s.io, kind: TCPRoute, name: db }}
+  - {{ group: gateway.networking.k8s.io, kind: ListenerSet, name: extra }}
+  - {{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}
+  retry: {{ numRetries: 4 }}
+"#
+    );
+    let (set, warnings) = load(&yaml);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let t = translate(&set, &TranslateOptions::default());
+    let (ok, reason, message) = accepted(&t, "tcp");
+    assert!(!ok);
+    assert_eq!(reason, "Unsupported");
+    for named in [
+        "spec.targetRefs[0]",
+        "TCPRoute",
+        "spec.targetRefs[1]",
+        "ListenerSet",
+    ] {
+        assert!(message.contains(named), "{named} not in {message}");
+    }
+    assert!(!message.contains("spec.targetRefs[2]"), "{message}");
+    assert!(rule(&t, "web").policy.retry.is_none(), "not half applied");
+    let kinds: Vec<String> = ancestors(&t, "tcp").into_iter().map(|a| a.0).collect();
+    assert_eq!(kinds, ["TCPRoute", "ListenerSet", "Gateway"]);
+}
+
+#[test]
+fn a_missing_target_group_is_read_with_a_warning() {
+    let yaml = format!(
+        r#"{BASE}---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: nogroup }}
+spec:
+  targetRefs: [{{ kind: HTTPRoute, name: web }}]
+  retry: {{ numRetries: 4 }}
+"#
+    );
+    let (set, warnings) = load(&yaml);
+    let messages: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].contains("spec.targetRefs[0].group") && messages[0].contains("requires"),
+        "{messages:?}"
+    );
+    let t = translate(&set, &TranslateOptions::default());
+    assert_eq!(rule(&t, "web").policy.retry.as_ref().unwrap().attempts, 4);
+}
+
+#[test]
+fn invalid_target_selectors_are_load_errors_and_unknown_fields_refuse() {
+    let yaml = r#"apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: bad }
+spec:
+  targetSelectors:
+  - group: example.com
+    kind: HTTPRoute
+    matchExpressions:
+    - { key: tier, operator: Matches, values: [x] }
+    - { key: tier, operator: In }
+    - { key: tier, operator: Exists, values: [x] }
+"#;
+    let errors: Vec<ManifestError> = match ResourceSet::from_documents([("p.yaml", yaml)]) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e,
+    };
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.targetSelectors[0].group",
+            "spec.targetSelectors[0].matchExpressions[0].operator",
+            "spec.targetSelectors[0].matchExpressions[1].values",
+            "spec.targetSelectors[0].matchExpressions[2].values",
+        ]
+    );
+
+    // Newer Envoy Gateway's cross-namespace `namespaces`, and a kind gatekit does
+    // not serve: unimplemented.
+    let t = run(&labelled(&selecting(
+        "  targetSelectors:
+  - { kind: HTTPRoute, matchLabels: { tier: free }, namespaces: { from: All } }
+  - { kind: TCPRoute, matchLabels: { tier: free } }",
+    )));
+    let (ok, reason, message) = accepted(&t, "sel");
+    assert!(!ok);
+    assert_eq!(reason, "Unsupported");
+    assert!(
+        message.contains("spec.targetSelectors[0].namespaces")
+            && message.contains("spec.targetSelectors[1].kind"),
+        "{message}"
+    );
+    assert!(retried(&t).is_empty());
+}

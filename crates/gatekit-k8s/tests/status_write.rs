@@ -628,14 +628,17 @@ async fn backend_traffic_policy_statuses_are_written_keeping_foreign_ancestors()
             "faultInjection": {"abort": {"httpStatus": 503}},
         },
     }));
-    // Envoy Gateway's own verdict on the first policy, left by its controller.
-    let route_ref = json!({"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
-                           "namespace": "app", "name": "web"});
+    // Envoy Gateway's own verdict on the first policy, left by its controller. Like
+    // Envoy Gateway, gatekit reports a route target at the Gateways the route names.
+    let gw_ref = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                        "namespace": "infra", "name": "gw"});
+    let theirs_ref = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                            "namespace": "infra", "name": "theirs"});
     fake.patch_status::<BackendTrafficPolicy>(
         Some("app"),
         "btp",
         json!({"ancestors": [
-            {"ancestorRef": route_ref, "controllerName": OTHER,
+            {"ancestorRef": gw_ref, "controllerName": OTHER,
              "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
                              "message": "theirs", "lastTransitionTime": "2020-01-01T00:00:00Z"}]},
         ]}),
@@ -654,12 +657,19 @@ async fn backend_traffic_policy_statuses_are_written_keeping_foreign_ancestors()
 
     let status = status_json::<BackendTrafficPolicy>(&fake, Some("app"), "btp");
     let ancestors = status["ancestors"].as_array().unwrap();
-    assert_eq!(ancestors.len(), 2, "foreign entry kept: {status}");
+    assert_eq!(ancestors.len(), 3, "foreign entry kept: {status}");
     assert_eq!(ancestors[0]["controllerName"], OTHER);
     assert_eq!(ancestors[0]["conditions"][0]["message"], "theirs");
-    let own = own_ancestor(&status);
-    assert_eq!(own["ancestorRef"], route_ref);
-    let accepted = condition(&own["conditions"], "Accepted");
+    let own: Vec<&Value> = ancestors
+        .iter()
+        .filter(|a| a["controllerName"] == ME)
+        .collect();
+    assert_eq!(
+        own.iter().map(|a| &a["ancestorRef"]).collect::<Vec<_>>(),
+        [&gw_ref, &theirs_ref],
+        "the route's parent Gateways, not the route: {status}"
+    );
+    let accepted = condition(&own[0]["conditions"], "Accepted");
     assert_eq!(accepted["status"], "True", "{status}");
     assert_eq!(accepted["reason"], "Accepted");
     assert_eq!(accepted["observedGeneration"], 1);
@@ -667,7 +677,7 @@ async fn backend_traffic_policy_statuses_are_written_keeping_foreign_ancestors()
 
     let status = status_json::<BackendTrafficPolicy>(&fake, Some("app"), "unsupported");
     let own = own_ancestor(&status);
-    assert_eq!(own["ancestorRef"]["name"], "other");
+    assert_eq!(own["ancestorRef"], gw_ref, "route other's Gateway");
     let accepted = condition(&own["conditions"], "Accepted");
     assert_eq!(accepted["status"], "False", "{status}");
     assert_eq!(accepted["reason"], "Unsupported");

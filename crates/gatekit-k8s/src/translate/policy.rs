@@ -26,6 +26,14 @@
 //! even when the policy targets a Gateway (Envoy Gateway's default; not one bucket
 //! shared by the Gateway's routes).
 //!
+//! # BackendTrafficPolicy targets and status
+//!
+//! A BackendTrafficPolicy's targets are the objects its `targetSelectors` select (in
+//! its namespace, oldest first), then its `targetRefs` not already among them, each
+//! once (Envoy Gateway's order). Its status is Envoy Gateway's: ancestors are Gateways,
+//! the targeted one or, for a route target, those the route's `parentRefs` name (with
+//! their `sectionName`); a missing target or an unserved kind is reported as itself.
+//!
 //! # BackendTrafficPolicy upstream settings
 //!
 //! A BackendTrafficPolicy's `loadBalancer` and `healthCheck` apply to the Services its
@@ -51,7 +59,8 @@ use gatekit_core::route::Rule;
 use super::backend::{Context, RefSpec, created_of, name_of, ns_of};
 use crate::ResourceSet;
 use crate::status::{AncestorRef, AncestorStatus, Condition, ResourceRef, ResourceStatus, reason};
-use crate::types::btp::{BtpTargetRef, BtpUpstream, BtpValues};
+use crate::types::BackendTrafficPolicy;
+use crate::types::btp::{BtpTargetRef, BtpUpstream, BtpValues, served_kind};
 use crate::types::traffic::{TargetKind, TrafficTargetRef, TrafficValues};
 use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
@@ -139,6 +148,37 @@ impl Attachment {
         self.targets.push((target, None, note));
     }
 
+    /// A target does not exist; `ancestors` are where its status goes.
+    pub(crate) fn not_found_all(&mut self, ancestors: Vec<AncestorRef>, message: String) {
+        for a in ancestors {
+            self.targets
+                .push((a, Some(reason::TARGET_NOT_FOUND), message.clone()));
+        }
+        self.problems.push(message);
+    }
+
+    /// The policy applies to one more target, reported at `ancestors` (none: the
+    /// target still counts), with a remark (empty: none).
+    pub(crate) fn attached_with_all(&mut self, ancestors: Vec<AncestorRef>, note: String) {
+        self.attached += 1;
+        if !note.is_empty() {
+            self.problems.push(note.clone());
+        }
+        for a in ancestors {
+            self.targets.push((a, None, note.clone()));
+        }
+    }
+
+    /// An older policy holds a target reported at `ancestors`.
+    pub(crate) fn conflicted_all(&mut self, ancestors: Vec<AncestorRef>, message: String) {
+        for a in ancestors {
+            self.targets
+                .push((a, Some(reason::CONFLICTED_POLICY), message.clone()));
+        }
+        self.problems.push(message);
+        self.failure = reason::CONFLICTED_POLICY;
+    }
+
     /// An older policy holds a target.
     pub(crate) fn conflicted(&mut self, target: AncestorRef, message: String) {
         self.targets
@@ -148,7 +188,9 @@ impl Attachment {
     }
 
     /// The policy's status: `Accepted`, see the [module docs](self), for the policy and
-    /// per target (a target named twice is reported once, as first evaluated).
+    /// per target. An ancestor reached twice (a target named twice, two routes under
+    /// one Gateway) is reported once: its first failure, else its first success (as
+    /// Envoy Gateway, whose errors replace an ancestor's `Accepted`).
     pub(crate) fn status(self, resource: ResourceRef, generation: Option<i64>) -> ResourceStatus {
         let mut status = ResourceStatus::new(resource, generation);
         let message = self.problems.join("; ");
@@ -173,11 +215,15 @@ impl Attachment {
             Condition::new(reason::ACCEPTED, false, self.failure, message, generation)
         });
         let mut seen: Vec<&AncestorRef> = Vec::new();
-        for (target, failure, message) in &self.targets {
+        for (i, (target, _, _)) in self.targets.iter().enumerate() {
             if seen.contains(&target) {
                 continue;
             }
             seen.push(target);
+            let same = || self.targets[i..].iter().filter(|(t, _, _)| t == target);
+            let (_, failure, message) = same()
+                .find(|(_, f, _)| f.is_some())
+                .unwrap_or(&self.targets[i]);
             let conditions = match failure {
                 None => std::iter::once(Condition::new(
                     reason::ACCEPTED,
@@ -511,14 +557,159 @@ impl Context<'_> {
     }
 }
 
-/// A BackendTrafficPolicy target as a status ancestor.
-fn btp_ancestor(ns: &str, t: &BtpTargetRef) -> AncestorRef {
+/// One target of a BackendTrafficPolicy, from `targetRefs`/`targetRef` or matched by
+/// a `targetSelectors` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct BtpTarget {
+    kind: String,
+    name: String,
+    section: Option<String>,
+}
+
+impl BtpTarget {
+    fn of_ref(t: &BtpTargetRef) -> Self {
+        Self {
+            kind: t.kind.clone(),
+            name: t.name.clone(),
+            section: t.section_name.clone(),
+        }
+    }
+
+    /// The target itself as a status ancestor.
+    fn as_ancestor(&self, ns: &str) -> AncestorRef {
+        AncestorRef {
+            group: GATEWAY_GROUP,
+            kind: self.kind.clone(),
+            namespace: ns.to_owned(),
+            name: self.name.clone(),
+            section_name: self.section.clone(),
+        }
+    }
+}
+
+/// A Gateway (listener with `section`) as a policy ancestor, as Envoy Gateway writes it.
+fn gateway_ancestor(ns: &str, name: &str, section: Option<&str>) -> AncestorRef {
     AncestorRef {
         group: GATEWAY_GROUP,
-        kind: t.kind.as_str().to_owned(),
+        kind: "Gateway".to_owned(),
         namespace: ns.to_owned(),
-        name: t.name.clone(),
-        section_name: t.section_name.clone(),
+        name: name.to_owned(),
+        section_name: section.map(str::to_owned),
+    }
+}
+
+impl Context<'_> {
+    /// A BackendTrafficPolicy's targets in Envoy Gateway's order: the objects its
+    /// `targetSelectors` match (in the policy's namespace, oldest first, each once),
+    /// then the `targetRefs` (and `targetRef`) not already among them.
+    fn btp_targets(&self, p: &BackendTrafficPolicy) -> Vec<BtpTarget> {
+        let resources = self.resources;
+        let ns = ns_of(&p.metadata);
+        let mut found: Vec<(&ObjectMeta, BtpTarget)> = Vec::new();
+        let metas = resources
+            .gateways
+            .iter()
+            .map(|g| ("Gateway", &g.metadata))
+            .chain(
+                resources
+                    .http_routes
+                    .iter()
+                    .map(|r| ("HTTPRoute", &r.metadata)),
+            )
+            .chain(
+                resources
+                    .grpc_routes
+                    .iter()
+                    .map(|r| ("GRPCRoute", &r.metadata)),
+            );
+        for (kind, meta) in metas {
+            if ns_of(meta) != ns
+                || !p
+                    .spec
+                    .target_selectors
+                    .iter()
+                    .any(|s| s.selects(kind, meta.labels.as_ref()))
+            {
+                continue;
+            }
+            let target = BtpTarget {
+                kind: kind.to_owned(),
+                name: name_of(meta).to_owned(),
+                section: None,
+            };
+            if !found.iter().any(|(_, t)| *t == target) {
+                found.push((meta, target));
+            }
+        }
+        found.sort_by(|(a, ta), (b, tb)| {
+            (created_of(a), &ta.kind, &ta.name).cmp(&(created_of(b), &tb.kind, &tb.name))
+        });
+        let mut out: Vec<BtpTarget> = found.into_iter().map(|(_, t)| t).collect();
+        for t in p.spec.targets() {
+            let t = BtpTarget::of_ref(t);
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// The status ancestors of a BackendTrafficPolicy target, as Envoy Gateway writes
+    /// them: a Gateway (or listener) target is its own ancestor; a route (or rule)
+    /// target has the Gateways its `parentRefs` name (kind Gateway, with the
+    /// parentRef's `sectionName`), not the route. A route that does not exist, or a
+    /// kind gatekit does not serve, is reported as itself (Envoy Gateway writes no
+    /// ancestor for a target it cannot find).
+    fn btp_ancestors(&self, ns: &str, t: &BtpTarget) -> Vec<AncestorRef> {
+        let resources = self.resources;
+        let parents: Option<Vec<AncestorRef>> = match t.kind.as_str() {
+            "HTTPRoute" => resources
+                .http_routes
+                .iter()
+                .find(|r| ns_of(&r.metadata) == ns && name_of(&r.metadata) == t.name)
+                .map(|r| {
+                    r.spec
+                        .parent_refs
+                        .iter()
+                        .flatten()
+                        .filter(|p| p.kind.as_deref().is_none_or(|k| k == "Gateway"))
+                        .map(|p| {
+                            gateway_ancestor(
+                                p.namespace.as_deref().unwrap_or(ns),
+                                &p.name,
+                                p.section_name.as_deref(),
+                            )
+                        })
+                        .collect()
+                }),
+            "GRPCRoute" => resources
+                .grpc_routes
+                .iter()
+                .find(|r| ns_of(&r.metadata) == ns && name_of(&r.metadata) == t.name)
+                .map(|r| {
+                    r.spec
+                        .parent_refs
+                        .iter()
+                        .flatten()
+                        .filter(|p| p.kind.as_deref().is_none_or(|k| k == "Gateway"))
+                        .map(|p| {
+                            gateway_ancestor(
+                                p.namespace.as_deref().unwrap_or(ns),
+                                &p.name,
+                                p.section_name.as_deref(),
+                            )
+                        })
+                        .collect()
+                }),
+            _ => None,
+        };
+        let mut out: Vec<AncestorRef> = Vec::new();
+        for a in parents.unwrap_or_else(|| vec![t.as_ancestor(ns)]) {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
     }
 }
 
@@ -543,7 +734,13 @@ impl Context<'_> {
             let owner = format!("{ns}/{name}");
             let generation = p.metadata.generation;
             let resource = ResourceRef::new("BackendTrafficPolicy", Some(ns), name);
-            let targets = || p.spec.targets().map(|t| btp_ancestor(ns, t)).collect();
+            let resolved = self.btp_targets(p);
+            let targets = || {
+                resolved
+                    .iter()
+                    .flat_map(|t| self.btp_ancestors(ns, t))
+                    .collect()
+            };
             let read = match p.spec.read(&owner) {
                 Ok(r) => r,
                 Err(problems) => {
@@ -583,27 +780,37 @@ impl Context<'_> {
                     read.ignored.join(", ")
                 ));
             }
-            for t in p.spec.targets() {
-                let kind = t.kind.as_str();
-                let section = t.section_name.as_deref();
+            if resolved.is_empty() {
+                attachment.not_found_all(
+                    Vec::new(),
+                    "no target (no targetRefs, and the targetSelectors match nothing)".to_owned(),
+                );
+            }
+            for t in &resolved {
+                let section = t.section.as_deref();
                 let target = match section {
-                    Some(s) => format!("{kind} {ns}/{} section {s}", t.name),
-                    None => format!("{kind} {ns}/{}", t.name),
+                    Some(s) => format!("{} {ns}/{} section {s}", t.kind, t.name),
+                    None => format!("{} {ns}/{}", t.kind, t.name),
+                };
+                let ancestors = self.btp_ancestors(ns, t);
+                // Unserved kinds refused the policy above (`unimplemented`).
+                let Some(kind) = served_kind(&t.kind).map(TargetKind::as_str) else {
+                    attachment.not_found_all(ancestors, format!("{target} not found"));
+                    continue;
                 };
                 let exists = sections
                     .get(&(kind, ns, t.name.as_str()))
                     .is_some_and(|known| section.is_none_or(|s| known.contains(&Some(s))));
-                let ancestor = btp_ancestor(ns, t);
                 if !exists {
-                    attachment.not_found(ancestor, format!("{target} not found"));
+                    attachment.not_found_all(ancestors, format!("{target} not found"));
                     continue;
                 }
-                let key: TargetKey = (kind, ns.to_owned(), t.name.clone(), t.section_name.clone());
+                let key: TargetKey = (kind, ns.to_owned(), t.name.clone(), t.section.clone());
                 if let Some((older, _)) = self.btp.get(&key).filter(|(o, _)| *o != owner) {
                     let message = format!(
                         "{target}: not applied, the older BackendTrafficPolicy {older} targets it"
                     );
-                    attachment.conflicted(ancestor, message);
+                    attachment.conflicted_all(ancestors, message);
                     continue;
                 }
                 let mut notes = Vec::new();
@@ -632,8 +839,8 @@ impl Context<'_> {
                         &mut notes,
                     );
                     if !took && !services.is_empty() && !values.sets_route_fields() {
-                        attachment.conflicted(
-                            ancestor,
+                        attachment.conflicted_all(
+                            ancestors,
                             format!(
                                 "{target}: not applied, no Service it reaches takes its {} (see the Services' conditions)",
                                 upstream.fields().join(", ")
@@ -643,7 +850,7 @@ impl Context<'_> {
                     }
                 }
                 self.btp.insert(key, (owner.clone(), values.clone()));
-                attachment.attached_with(ancestor, notes.join("; "));
+                attachment.attached_with_all(ancestors, notes.join("; "));
             }
             if values.global {
                 self.global_rate_limits

@@ -36,7 +36,18 @@
 //! kept in [`BackendTrafficPolicySpec::other`], so the translation can name it in the
 //! policy's status (`Accepted=False`) rather than drop it silently. Within the typed
 //! fields, values gatekit cannot express (a rate-limit selector's `methods`, `path` or
-//! `queryParams`, a rule's `cost`, ...) are reported the same way.
+//! `queryParams`, a rule's `cost`, a limit's `fromMetadata`, a selector's
+//! `namespaces`, ...) are reported the same way.
+//!
+//! Targets: `targetRefs`/`targetRef` and `targetSelectors` (kind, `matchLabels`,
+//! `matchExpressions` with `In`/`NotIn`/`Exists`/`DoesNotExist`; the objects of that
+//! kind in the policy's namespace whose labels match, each a target like a
+//! `targetRefs` entry). A target kind gatekit does not serve (`TCPRoute`, `UDPRoute`,
+//! `TLSRoute`, `ListenerSet`, ...) loads and is reported like an unimplemented field; a
+//! `targetRefs` entry without `group` (required by Envoy Gateway's CRD) is read as
+//! `gateway.networking.k8s.io` with a load warning. `limit.unit` takes Envoy
+//! Gateway's `Second` to `Year` and `Week`, with the lengths of Envoy's rate-limit
+//! service (a week 7 days, a month 30, a year 365).
 //!
 //! Field names follow Envoy Gateway's API reference
 //! (<https://gateway.envoyproxy.io/docs/api/extension_types/#backendtrafficpolicy>).
@@ -61,7 +72,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration;
-use crate::types::traffic::{RateLimitUnit, TargetKind, retry_status};
+use crate::types::traffic::{TargetKind, retry_status};
 
 mod upstream;
 
@@ -107,9 +118,10 @@ pub struct BackendTrafficPolicySpec {
     /// The older, single target (deprecated in Envoy Gateway, still read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_ref: Option<BtpTargetRef>,
-    /// Targets chosen by label; parsed, not implemented (reported in status).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_selectors: Option<Vec<serde_json::Value>>,
+    /// Targets chosen by label: every object of the selector's kind in the policy's
+    /// namespace whose labels match, each treated like a `targetRefs` entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_selectors: Vec<BtpTargetSelector>,
     /// How a route-targeted policy combines with a Gateway-targeted one: set, the two
     /// are merged field by field; unset, the route's replaces the Gateway's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,11 +155,15 @@ pub struct BackendTrafficPolicySpec {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BtpTargetRef {
-    /// API group of the target: `gateway.networking.k8s.io`.
-    #[serde(default = "gateway_group")]
-    pub group: String,
-    /// Kind of the target.
-    pub kind: TargetKind,
+    /// API group of the target: `gateway.networking.k8s.io`. Envoy Gateway's CRD
+    /// requires it; omitted in a manifest, it is read as that group with a load
+    /// warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Kind of the target: `Gateway`, `HTTPRoute` or `GRPCRoute` are served; any other
+    /// kind Envoy Gateway accepts (`TCPRoute`, `UDPRoute`, `TLSRoute`, ...) loads,
+    /// and the policy is refused in status (`Unsupported`).
+    pub kind: String,
     /// Name of the target, in the policy's namespace.
     pub name: String,
     /// A listener or route rule name.
@@ -155,8 +171,82 @@ pub struct BtpTargetRef {
     pub section_name: Option<String>,
 }
 
-fn gateway_group() -> String {
-    crate::types::GATEWAY_GROUP.to_owned()
+impl BtpTargetRef {
+    /// The kind, when gatekit serves it.
+    pub fn served_kind(&self) -> Option<TargetKind> {
+        served_kind(&self.kind)
+    }
+}
+
+/// `Gateway`, `HTTPRoute` or `GRPCRoute`; `None` for a kind gatekit does not serve.
+pub(crate) fn served_kind(kind: &str) -> Option<TargetKind> {
+    [
+        TargetKind::Gateway,
+        TargetKind::HttpRoute,
+        TargetKind::GrpcRoute,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == kind)
+}
+
+/// `targetSelectors[]`: the objects of one kind, in the policy's namespace, whose
+/// labels match.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpTargetSelector {
+    /// API group: `gateway.networking.k8s.io` (the default, and the only value Envoy
+    /// Gateway's CRD allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Kind of the objects selected (`Gateway`, `HTTPRoute`, `GRPCRoute`).
+    pub kind: String,
+    /// Labels an object must have, each with this value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    /// Requirements an object's labels must meet (all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<BtpLabelRequirement>,
+    /// Other fields (newer Envoy Gateway versions' `namespaces`, ...): not implemented.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A `matchExpressions[]` entry (Kubernetes' `LabelSelectorRequirement`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpLabelRequirement {
+    /// The label key.
+    pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: String,
+    /// The values (`In`, `NotIn`: at least one; `Exists`, `DoesNotExist`: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl BtpTargetSelector {
+    /// Whether an object of kind `kind` with `labels` is selected (its namespace is the
+    /// caller's business). An invalid requirement (refused when loading) selects
+    /// nothing.
+    pub fn selects(&self, kind: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
+        let group = self.group.as_deref().unwrap_or(crate::types::GATEWAY_GROUP);
+        if group != crate::types::GATEWAY_GROUP || self.kind != kind {
+            return false;
+        }
+        let label = |k: &str| labels.and_then(|l| l.get(k));
+        self.match_labels.iter().all(|(k, v)| label(k) == Some(v))
+            && self.match_expressions.iter().all(|e| {
+                let v = label(&e.key);
+                match e.operator.as_str() {
+                    "In" => v.is_some_and(|v| e.values.contains(v)),
+                    "NotIn" => v.is_none_or(|v| !e.values.contains(v)),
+                    "Exists" => v.is_some(),
+                    "DoesNotExist" => v.is_none(),
+                    _ => false,
+                }
+            })
+    }
 }
 
 /// Envoy Gateway's `mergeType`.
@@ -299,7 +389,47 @@ pub struct BtpLimit {
     /// Requests per unit.
     pub requests: u64,
     /// The unit.
-    pub unit: RateLimitUnit,
+    pub unit: BtpRateLimitUnit,
+    /// Other fields (`fromMetadata`, ...): not implemented.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `limit.unit`, with the lengths Envoy's rate-limit service gives them (a week is 7
+/// days, a month 30, a year 365).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BtpRateLimitUnit {
+    /// One second.
+    Second,
+    /// One minute.
+    Minute,
+    /// One hour.
+    Hour,
+    /// One day.
+    Day,
+    /// Seven days.
+    Week,
+    /// Thirty days.
+    Month,
+    /// 365 days.
+    Year,
+}
+
+impl BtpRateLimitUnit {
+    /// The unit as a [`Duration`].
+    pub fn duration(self) -> Duration {
+        const DAY: u64 = 86_400;
+        Duration::from_secs(match self {
+            Self::Second => 1,
+            Self::Minute => 60,
+            Self::Hour => 3_600,
+            Self::Day => DAY,
+            Self::Week => 7 * DAY,
+            Self::Month => 30 * DAY,
+            Self::Year => 365 * DAY,
+        })
+    }
 }
 
 /// `circuitBreaker`.
@@ -563,18 +693,37 @@ impl BackendTrafficPolicySpec {
             .map(|i| format!("spec.targetRefs[{i}]"))
             .chain(self.target_ref.iter().map(|_| "spec.targetRef".to_owned()));
         for (f, t) in fields.zip(self.targets()) {
-            if t.group != crate::types::GATEWAY_GROUP {
-                errors.push(ConfigError::new(
+            match &t.group {
+                None => out.warnings.push(ConfigError::new(
                     format!("{f}.group"),
-                    format!("{:?} is not {}", t.group, crate::types::GATEWAY_GROUP),
-                ));
+                    format!(
+                        "missing (Envoy Gateway's CRD requires it): read as {}",
+                        crate::types::GATEWAY_GROUP
+                    ),
+                )),
+                Some(g) if g != crate::types::GATEWAY_GROUP => errors.push(ConfigError::new(
+                    format!("{f}.group"),
+                    format!("{g:?} is not {}", crate::types::GATEWAY_GROUP),
+                )),
+                Some(_) => {}
             }
             if t.name.is_empty() {
                 errors.push(ConfigError::new(format!("{f}.name"), "must not be empty"));
             }
+            if t.served_kind().is_none() {
+                out.unimplemented.push(format!(
+                    "{f} (kind {:?}: gatekit serves Gateway, HTTPRoute and GRPCRoute)",
+                    t.kind
+                ));
+            }
         }
-        if self.target_selectors.is_some() {
-            out.unimplemented.push("spec.targetSelectors".to_owned());
+        for (i, sel) in self.target_selectors.iter().enumerate() {
+            read_selector(
+                &format!("spec.targetSelectors[{i}]"),
+                sel,
+                &mut out,
+                &mut errors,
+            );
         }
         for k in self.other.keys() {
             out.unimplemented.push(format!("spec.{k}"));
@@ -646,6 +795,9 @@ impl BackendTrafficPolicySpec {
             for k in rule.other.keys() {
                 out.unimplemented.push(format!("{f}.{k}"));
             }
+            for k in rule.limit.other.keys() {
+                out.unimplemented.push(format!("{f}.limit.{k}"));
+            }
             // Envoy Gateway's API: "All individual select conditions must hold True for
             // this rule and its limit to be applied" — the rule's clientSelectors combine
             // with AND, as do the conditions inside one selector. So they all flatten
@@ -702,6 +854,52 @@ impl BackendTrafficPolicySpec {
             );
         }
         out.values.rate_limits = Some(configs);
+    }
+}
+
+/// Checks one `targetSelectors[]` entry at field path `f`.
+fn read_selector(
+    f: &str,
+    sel: &BtpTargetSelector,
+    out: &mut BtpRead,
+    errors: &mut Vec<ConfigError>,
+) {
+    if let Some(g) = sel.group.as_deref()
+        && g != crate::types::GATEWAY_GROUP
+    {
+        errors.push(ConfigError::new(
+            format!("{f}.group"),
+            format!("{g:?} is not {}", crate::types::GATEWAY_GROUP),
+        ));
+    }
+    if served_kind(&sel.kind).is_none() {
+        out.unimplemented.push(format!(
+            "{f}.kind ({:?}: gatekit serves Gateway, HTTPRoute and GRPCRoute)",
+            sel.kind
+        ));
+    }
+    for k in sel.other.keys() {
+        out.unimplemented.push(format!("{f}.{k}"));
+    }
+    for (j, e) in sel.match_expressions.iter().enumerate() {
+        let ef = format!("{f}.matchExpressions[{j}]");
+        match e.operator.as_str() {
+            "In" | "NotIn" if e.values.is_empty() => errors.push(ConfigError::new(
+                format!("{ef}.values"),
+                format!("must not be empty with operator {}", e.operator),
+            )),
+            "Exists" | "DoesNotExist" if !e.values.is_empty() => {
+                errors.push(ConfigError::new(
+                    format!("{ef}.values"),
+                    format!("must be empty with operator {}", e.operator),
+                ));
+            }
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => errors.push(ConfigError::new(
+                format!("{ef}.operator"),
+                format!("{other:?} is not In, NotIn, Exists or DoesNotExist"),
+            )),
+        }
     }
 }
 
