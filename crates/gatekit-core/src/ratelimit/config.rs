@@ -28,6 +28,10 @@ pub struct RateLimitConfig {
     /// in the shared store of the [`PolicyState`](crate::route::PolicyState) when it has
     /// one, in this process otherwise.
     pub global: bool,
+    /// Every route rule carrying this limit takes from one set of buckets, found by
+    /// the limit's [`name`](Self::name) (Envoy Gateway's `shared: true`: one budget
+    /// across all the policy's targets); otherwise each rule has its own.
+    pub shared: bool,
 }
 
 /// A part of a rate-limit key.
@@ -93,7 +97,16 @@ impl RateLimitConfig {
             quota,
             unkeyed: Unkeyed::Skip,
             global: false,
+            shared: false,
         }
+    }
+
+    /// Makes every rule carrying this limit share its buckets (see
+    /// [`shared`](Self::shared)).
+    #[must_use]
+    pub fn with_shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Marks the limit as shared by every replica (see [`global`](Self::global)).

@@ -57,7 +57,13 @@ fn rule_stack(
     let mut local = Vec::new();
     let mut shared = Vec::new();
     for (i, limit) in policy.rate_limits.iter().enumerate() {
-        let scope = format!("{scope}/rateLimits[{i}]");
+        // A shared limit is found by its name, so every rule carrying it (from one
+        // policy on several routes) finds the same buckets.
+        let scope = if limit.shared {
+            format!("shared/{}", limit.name)
+        } else {
+            format!("{scope}/rateLimits[{i}]")
+        };
         match limit
             .global
             .then(|| state.shared_limiter(&scope, limit))

@@ -302,7 +302,11 @@ pub struct BtpRateLimitRule {
     pub client_selectors: Vec<BtpClientSelector>,
     /// The quota.
     pub limit: BtpLimit,
-    /// Other rule fields (`cost`, `shared`, ...): not implemented.
+    /// One budget across every target of the policy (default: each route rule its
+    /// own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
+    /// Other rule fields (`cost`, ...): not implemented.
     #[serde(flatten)]
     #[schemars(skip)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -850,7 +854,8 @@ impl BackendTrafficPolicySpec {
             configs.push(
                 RateLimitConfig::new(format!("{prefix}/{i}"), key, quota)
                     .with_matches(matches)
-                    .with_global(out.values.global),
+                    .with_global(out.values.global)
+                    .with_shared(rule.shared == Some(true)),
             );
         }
         out.values.rate_limits = Some(configs);
