@@ -1161,7 +1161,8 @@ fn connection_timeouts_become_the_services_connection_settings() {
 
 #[test]
 fn two_policies_that_disagree_on_connection_timeouts_the_older_wins() {
-    let older = "  timeout:\n    tcp: { connectTimeout: 1s }\n    http: { connectionIdleTimeout: 10s }\n";
+    let older =
+        "  timeout:\n    tcp: { connectTimeout: 1s }\n    http: { connectionIdleTimeout: 10s }\n";
     let two = TWO_ROUTES.replace("  loadBalancer: { type: LeastRequest }\n", older);
     let t = run(&format!(
         "{BASE}{two}  timeout: {{ tcp: {{ connectTimeout: 3s }}, http: {{ connectionIdleTimeout: 10s }} }}\n"
