@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gatekit_core::client::{Client, EndpointClient, PoolLimits, Transport};
 use gatekit_core::{Change, ConfigError};
@@ -51,6 +52,8 @@ const EVENT_CAPACITY: usize = 256;
 struct Entry {
     policy: Option<BackendPolicySpec>,
     app_protocol: AppProtocol,
+    /// The upstream's own connect and idle timeouts (for `/config`).
+    timeouts: (Option<Duration>, Option<Duration>),
     upstream: Upstream<EndpointClient>,
     checker: Option<HealthChecker>,
     outlier: Option<Arc<OutlierDetector>>,
@@ -215,6 +218,9 @@ impl Upstreams {
                         _ => "http/1.1",
                     },
                     "activeHealthCheck": entry.checker.is_some(),
+                    // The upstream's own timeouts; null: the client's.
+                    "connectTimeout": entry.timeouts.0.map(millis),
+                    "idleTimeout": entry.timeouts.1.map(millis),
                     "outlierDetection": entry.outlier.is_some(),
                     "endpoints": endpoints,
                 }),
@@ -254,6 +260,7 @@ impl Upstreams {
             config = config.with_observer(outlier.clone());
         }
         let limits = pool_limits(policy, errors, name);
+        let timeouts = (limits.connect_timeout(), limits.idle_timeout());
         let client = self.client.clone();
         let upstream = Upstream::new(config, move |ep: &gatekit_core::Endpoint| {
             client.endpoint_with(ep.addr(), transport.clone(), limits.clone())
@@ -284,6 +291,7 @@ impl Upstreams {
         Entry {
             policy: policy.cloned(),
             app_protocol: spec.app_protocol(),
+            timeouts,
             upstream,
             checker,
             outlier,
@@ -326,6 +334,11 @@ fn pool_limits(
         }
     }
     limits
+}
+
+/// A duration as `/config` shows it: `"300ms"`.
+fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
 }
 
 /// Sets the endpoint-health gauges from an upstream's health events.
@@ -495,7 +508,6 @@ fn outlier_config(passive: &policy::PassiveHealthCheck) -> OutlierConfig {
 #[cfg(test)]
 mod tests {
     use std::num::NonZeroU32;
-    use std::time::Duration;
 
     use super::*;
 
