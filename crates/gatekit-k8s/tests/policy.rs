@@ -627,8 +627,8 @@ fn backend_policy_connection_timeouts_read_and_reach_the_services_upstream() {
             idle_timeout: Some("30s".into()),
         }
     );
-    assert_eq!(c.connect_timeout(), Ok(Some(Duration::from_secs(2))));
-    assert_eq!(c.idle_timeout(), Ok(Some(Duration::from_secs(30))));
+    assert_eq!(c.connect_timeout().unwrap(), Some(Duration::from_secs(2)));
+    assert_eq!(c.idle_timeout().unwrap(), Some(Duration::from_secs(30)));
     assert!(spec.validate().is_ok());
     // The manifest's spelling round-trips; an omitted section stays omitted.
     let json = serde_json::to_value(&spec).unwrap();
@@ -668,8 +668,11 @@ spec:
     assert!(t.errors().is_empty(), "{:?}", t.errors());
     let upstream = t.upstreams().get("default/web:80").unwrap();
     let c = upstream.policy().unwrap().connection.as_ref().unwrap();
-    assert_eq!(c.connect_timeout(), Ok(Some(Duration::from_millis(250))));
-    assert_eq!(c.idle_timeout(), Ok(Some(Duration::from_secs(60))));
+    assert_eq!(
+        c.connect_timeout().unwrap(),
+        Some(Duration::from_millis(250))
+    );
+    assert_eq!(c.idle_timeout().unwrap(), Some(Duration::from_secs(60)));
 }
 
 // === invalid policies are load errors ===

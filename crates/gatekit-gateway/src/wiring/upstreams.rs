@@ -320,16 +320,16 @@ fn pool_limits(
             Ok(Some(t)) => limits = limits.with_connect_timeout(t),
             Ok(None) => {}
             Err(e) => errors.push(ConfigError::new(
-                "spec.connection.connectTimeout",
-                format!("{e} (upstream {name})"),
+                e.field(),
+                format!("{} (upstream {name})", e.reason()),
             )),
         }
         match c.idle_timeout() {
             Ok(Some(t)) => limits = limits.with_idle_timeout(t),
             Ok(None) => {}
             Err(e) => errors.push(ConfigError::new(
-                "spec.connection.idleTimeout",
-                format!("{e} (upstream {name})"),
+                e.field(),
+                format!("{} (upstream {name})", e.reason()),
             )),
         }
     }

@@ -461,19 +461,8 @@ impl BackendPolicySpec {
             errors.extend(e);
         }
         if let Some(c) = &self.connection {
-            for (field, value) in [
-                (
-                    "spec.connection.connectTimeout",
-                    c.connect_timeout.as_deref(),
-                ),
-                ("spec.connection.idleTimeout", c.idle_timeout.as_deref()),
-            ] {
-                if let Some(v) = value
-                    && let Err(e) = positive_duration(v)
-                {
-                    errors.push(ConfigError::new(field, e));
-                }
-            }
+            errors.extend(c.connect_timeout().err());
+            errors.extend(c.idle_timeout().err());
         }
         for (i, t) in self.target_refs.iter().enumerate() {
             if !t.group.is_empty() || t.kind != "Service" {
@@ -564,12 +553,15 @@ impl BackendPolicySpec {
     }
 }
 
-/// A duration string that must be longer than 0s.
-fn positive_duration(v: &str) -> Result<Duration, String> {
+/// `value` of `field`, a duration string that must be longer than 0s.
+fn positive_duration(field: &str, value: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
     match duration::parse(v) {
-        Ok(d) if d.is_zero() => Err("must be longer than 0s".to_owned()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
+        Ok(d) if d.is_zero() => Err(ConfigError::new(field, "must be longer than 0s")),
+        Ok(d) => Ok(Some(d)),
+        Err(e) => Err(ConfigError::new(field, e.to_string())),
     }
 }
 
@@ -580,24 +572,23 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// When the string is not a Gateway API duration or is 0s.
-    pub fn connect_timeout(&self) -> Result<Option<Duration>, String> {
-        self.connect_timeout
-            .as_deref()
-            .map(positive_duration)
-            .transpose()
+    /// When the string is not a Gateway API duration or is 0s (naming
+    /// `spec.connection.connectTimeout`).
+    pub fn connect_timeout(&self) -> Result<Option<Duration>, ConfigError> {
+        positive_duration(
+            "spec.connection.connectTimeout",
+            self.connect_timeout.as_deref(),
+        )
     }
 
     /// The idle timeout, if set.
     ///
     /// # Errors
     ///
-    /// When the string is not a Gateway API duration or is 0s.
-    pub fn idle_timeout(&self) -> Result<Option<Duration>, String> {
-        self.idle_timeout
-            .as_deref()
-            .map(positive_duration)
-            .transpose()
+    /// When the string is not a Gateway API duration or is 0s (naming
+    /// `spec.connection.idleTimeout`).
+    pub fn idle_timeout(&self) -> Result<Option<Duration>, ConfigError> {
+        positive_duration("spec.connection.idleTimeout", self.idle_timeout.as_deref())
     }
 }
 
