@@ -1150,8 +1150,15 @@ fn connection_timeouts_become_the_services_connection_settings() {
     // Each alone.
     let p = upstream_of("  timeout: { tcp: { connectTimeout: 2s } }\n");
     assert_eq!(connection_of(&p), (Some(Duration::from_secs(2)), None));
-    let p = upstream_of("  timeout: { http: { connectionIdleTimeout: 1m } }\n");
-    assert_eq!(connection_of(&p), (None, Some(Duration::from_secs(60))));
+    let p = upstream_of("  timeout: { http: { connectionIdleTimeout: 90000ms } }\n");
+    assert_eq!(connection_of(&p), (None, Some(Duration::from_secs(90))));
+    let c = p.connection.unwrap();
+    assert_eq!(c.idle_timeout.as_deref(), Some("1m30s"), "canonical");
+    let p = upstream_of("  timeout: { tcp: { connectTimeout: 1h2m3s4ms } }\n");
+    assert_eq!(
+        connection_of(&p),
+        (Some(Duration::from_millis(3_723_004)), None)
+    );
     // A request timeout alone is a route setting: the Service's policy is untouched.
     let t = run(&with_upstream(
         "  timeout: { http: { requestTimeout: 5s } }\n",
@@ -1199,6 +1206,15 @@ fn two_policies_that_disagree_on_connection_timeouts_the_older_wins() {
         !c.message().contains("connectionIdleTimeout"),
         "the same value is no conflict: {}",
         c.message()
+    );
+
+    // The same durations written differently are the same value: no conflict.
+    let t = run(&format!(
+        "{BASE}{two}  timeout: {{ tcp: {{ connectTimeout: 1000ms }}, http: {{ connectionIdleTimeout: 10000ms }} }}\n"
+    ));
+    assert_eq!(
+        accepted(&t, "newer"),
+        (true, "Accepted".into(), String::new())
     );
 
     // A gatekit BackendPolicy on the Service wins field by field.

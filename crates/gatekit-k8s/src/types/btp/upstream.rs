@@ -534,7 +534,7 @@ pub(super) fn read_upstream(
 }
 
 /// Reads `timeout.tcp.connectTimeout` and `timeout.http.connectionIdleTimeout` into
-/// `out.upstream`: durations longer than 0s.
+/// `out.upstream`: durations longer than 0s, in canonical form.
 pub(super) fn read_connection_timeouts(
     connect: Option<&str>,
     idle: Option<&str>,
@@ -546,7 +546,8 @@ pub(super) fn read_connection_timeouts(
             errors.push(ConfigError::new(field, "must be longer than 0s"));
             None
         }
-        Ok(_) => Some(v.to_owned()),
+        // Canonical, so that `1s` and `1000ms` on one Service do not conflict.
+        Ok(d) => Some(canonical_duration(d).unwrap_or_else(|| v.to_owned())),
         Err(e) => {
             errors.push(ConfigError::new(field, e.to_string()));
             None
@@ -558,6 +559,22 @@ pub(super) fn read_connection_timeouts(
     if let Some(v) = idle {
         out.upstream.idle_timeout = positive("spec.timeout.http.connectionIdleTimeout", v, errors);
     }
+}
+
+/// `d` as a Gateway API duration in one canonical spelling (`1h2m3s4ms`, zero parts
+/// left out); None when the hours need more than the format's 5 digits.
+fn canonical_duration(d: std::time::Duration) -> Option<String> {
+    let secs = d.as_secs();
+    let (h, m, s, ms) = (secs / 3600, secs / 60 % 60, secs % 60, d.subsec_millis());
+    if h > 99_999 {
+        return None;
+    }
+    let out: String = [(h, "h"), (m, "m"), (s, "s"), (u64::from(ms), "ms")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    Some(out)
 }
 
 fn check_duration(field: &str, v: &str, errors: &mut Vec<ConfigError>) {
