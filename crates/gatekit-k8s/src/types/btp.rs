@@ -2,15 +2,16 @@
 //! that users migrating from Envoy Gateway keep their rate limits, circuit breakers,
 //! retries, timeouts, load balancing and health checks.
 //!
-//! `loadBalancer`, `healthCheck` and the connection timeouts (`timeout.tcp.connectTimeout`,
-//! `timeout.http.connectionIdleTimeout`) are per-Service settings in gatekit: they become
-//! the fields of gatekit's own BackendPolicy ([`BackendPolicySpec`](crate::types::BackendPolicySpec))
-//! on every Service the policy's targets reach (see `translate/policy.rs`);
-//! the timeouts become its `connection.connectTimeout` and `connection.idleTimeout`. Envoy
-//! Gateway's defaults are written out (active: timeout 1s, interval 3s, unhealthy 3,
-//! healthy 1, HTTP statuses 200 only; passive: 5 consecutive 5xx, gateway errors not
-//! counted unless set above 0, ejection 30s, at most 10% ejected), so an omitted field
-//! means what it means in Envoy Gateway, not gatekit's own default. Mapping:
+//! `loadBalancer`, `healthCheck` and the connection timeouts
+//! (`timeout.tcp.connectTimeout`, `timeout.http.connectionIdleTimeout`) are per-Service
+//! settings in gatekit: they become the fields of gatekit's own BackendPolicy
+//! ([`BackendPolicySpec`](crate::types::BackendPolicySpec)) on every Service the
+//! policy's targets reach (see `translate/policy.rs`); the timeouts become its
+//! `connection.connectTimeout` and `connection.idleTimeout`. Envoy Gateway's defaults
+//! are written out (active: timeout 1s, interval 3s, unhealthy 3, healthy 1, HTTP
+//! statuses 200 only; passive: 5 consecutive 5xx, gateway errors not counted unless set
+//! above 0, ejection 30s, at most 10% ejected), so an omitted field means what it means
+//! in Envoy Gateway, not gatekit's own default. Mapping:
 //! `type` `RoundRobin`/`LeastRequest`/`Random`/`ConsistentHash` → the algorithm of the
 //! same name; `consistentHash` `SourceIP`, `Header`, `Cookie` (`name`), and `Headers`
 //! or `QueryParams` with exactly one entry → the hash key; `slowStart.window` →
@@ -18,7 +19,10 @@
 //! `healthCheck.panicThreshold` → `panicThreshold`; `active` `HTTP` (`path`, `method`,
 //! `hostname`, `expectedStatuses`), `TCP`, `GRPC` (`service`) with `timeout`,
 //! `interval`, thresholds; `passive` `consecutive5XxErrors`,
-//! `consecutiveGatewayErrors`, `baseEjectionTime`, `maxEjectionPercent`.
+//! `consecutiveGatewayErrors`, `baseEjectionTime`, `maxEjectionPercent`;
+//! `timeout.tcp.connectTimeout` → `connection.connectTimeout`;
+//! `timeout.http.connectionIdleTimeout` → `connection.idleTimeout` (durations longer
+//! than 0s). The other `timeout.http` fields but `requestTimeout` are unimplemented.
 //!
 //! The split for what gatekit cannot do: a field that would change which endpoint
 //! serves a request or when it counts as healthy (`BackendUtilization`,
