@@ -22,7 +22,8 @@
 //! `consecutiveGatewayErrors`, `baseEjectionTime`, `maxEjectionPercent`;
 //! `timeout.tcp.connectTimeout` → `connection.connectTimeout`;
 //! `timeout.http.connectionIdleTimeout` → `connection.idleTimeout` (durations longer
-//! than 0s). The other `timeout.http` fields but `requestTimeout` are unimplemented.
+//! than 0s). `timeout.http.requestTimeout` is a route rule setting (like `retry`); the other
+//! `timeout.http` fields are unimplemented.
 //!
 //! The split for what gatekit cannot do: a field that would change which endpoint
 //! serves a request or when it counts as healthy (`BackendUtilization`,
