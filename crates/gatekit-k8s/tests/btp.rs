@@ -1559,3 +1559,149 @@ spec:
     );
     assert!(retried(&t).is_empty());
 }
+
+// === timeout.tcp.connectTimeout, timeout.http.connectionIdleTimeout: per Service ===
+
+/// The Service web's connection timeouts, as (connectTimeout, idleTimeout).
+fn connection_of(p: &BackendPolicySpec) -> (Option<Duration>, Option<Duration>) {
+    let c = p.connection.as_ref().expect("a connection section");
+    (c.connect_timeout().unwrap(), c.idle_timeout().unwrap())
+}
+
+#[test]
+fn connection_timeouts_become_the_services_connection_settings() {
+    let p = upstream_of(
+        "  timeout:\n    tcp: { connectTimeout: 200ms }\n    http: { connectionIdleTimeout: 300ms, requestTimeout: 5s }\n",
+    );
+    assert_eq!(
+        connection_of(&p),
+        (
+            Some(Duration::from_millis(200)),
+            Some(Duration::from_millis(300))
+        )
+    );
+    assert!(p.load_balancer.is_none() && p.health_check.is_none());
+    // Each alone.
+    let p = upstream_of("  timeout: { tcp: { connectTimeout: 2s } }\n");
+    assert_eq!(connection_of(&p), (Some(Duration::from_secs(2)), None));
+    let p = upstream_of("  timeout: { http: { connectionIdleTimeout: 90000ms } }\n");
+    assert_eq!(connection_of(&p), (None, Some(Duration::from_secs(90))));
+    let c = p.connection.unwrap();
+    assert_eq!(c.idle_timeout.as_deref(), Some("1m30s"), "canonical");
+    let p = upstream_of("  timeout: { tcp: { connectTimeout: 1h2m3s4ms } }\n");
+    assert_eq!(
+        connection_of(&p),
+        (Some(Duration::from_millis(3_723_004)), None)
+    );
+    // A request timeout alone is a route setting: the Service's policy is untouched.
+    let t = run(&with_upstream(
+        "  timeout: { http: { requestTimeout: 5s } }\n",
+    ));
+    assert!(web_policy(&t).is_none_or(|p| p.connection.is_none()));
+}
+
+#[test]
+fn two_policies_that_disagree_on_connection_timeouts_the_older_wins() {
+    let older =
+        "  timeout:\n    tcp: { connectTimeout: 1s }\n    http: { connectionIdleTimeout: 10s }\n";
+    let two = TWO_ROUTES.replace("  loadBalancer: { type: LeastRequest }\n", older);
+    let t = run(&format!(
+        "{BASE}{two}  timeout: {{ tcp: {{ connectTimeout: 3s }}, http: {{ connectionIdleTimeout: 10s }} }}\n"
+    ));
+    assert_eq!(
+        connection_of(&web_policy(&t).unwrap()),
+        (Some(Duration::from_secs(1)), Some(Duration::from_secs(10)))
+    );
+    assert_eq!(
+        accepted(&t, "older"),
+        (true, "Accepted".into(), String::new())
+    );
+    let (ok, reason, message) = accepted(&t, "newer");
+    assert!(!ok && reason == "Conflicted", "{message}");
+    let s = t
+        .status("BackendTrafficPolicy", Some("default"), "newer")
+        .unwrap();
+    let c = s
+        .ancestors()
+        .iter()
+        .find(|a| a.ancestor().kind == "Service" && a.ancestor().name == "web")
+        .expect("a condition for the Service")
+        .condition("Accepted")
+        .unwrap();
+    assert!(!c.is_true() && c.reason() == "Conflicted");
+    assert!(
+        c.message().contains(
+            "timeout.tcp.connectTimeout (set by the older BackendTrafficPolicy default/older)"
+        ),
+        "{}",
+        c.message()
+    );
+    assert!(
+        !c.message().contains("connectionIdleTimeout"),
+        "the same value is no conflict: {}",
+        c.message()
+    );
+
+    // The same durations written differently are the same value: no conflict.
+    let t = run(&format!(
+        "{BASE}{two}  timeout: {{ tcp: {{ connectTimeout: 1000ms }}, http: {{ connectionIdleTimeout: 10000ms }} }}\n"
+    ));
+    assert_eq!(
+        accepted(&t, "newer"),
+        (true, "Accepted".into(), String::new())
+    );
+
+    // A gatekit BackendPolicy on the Service wins field by field.
+    let t = run(&with_upstream(
+        r#"  timeout: { tcp: { connectTimeout: 1s }, http: { connectionIdleTimeout: 10s } }
+---
+apiVersion: gatekit.io/v1alpha1
+kind: BackendPolicy
+metadata: { name: gk }
+spec:
+  targetRefs: [{ kind: Service, name: web }]
+  connection: { idleTimeout: 45s }
+"#,
+    ));
+    assert_eq!(
+        connection_of(&web_policy(&t).unwrap()),
+        (Some(Duration::from_secs(1)), Some(Duration::from_secs(45)))
+    );
+    let (ok, _, message) = accepted(&t, "lb");
+    assert!(ok);
+    assert!(
+        message.contains(
+            "timeout.http.connectionIdleTimeout not applied, the BackendPolicy default/gk sets it"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn invalid_connection_timeouts_are_load_errors_naming_the_field() {
+    let yaml = r#"apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: bad }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }]
+  timeout:
+    tcp: { connectTimeout: soon }
+    http: { connectionIdleTimeout: 0s }
+"#;
+    let errors = ResourceSet::from_documents([("p.yaml", yaml)]).unwrap_err();
+    let fields: Vec<&str> = errors.iter().filter_map(ManifestError::field).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.timeout.tcp.connectTimeout",
+            "spec.timeout.http.connectionIdleTimeout"
+        ],
+        "{errors:#?}"
+    );
+    let text = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("must be longer than 0s"), "{text}");
+}

@@ -31,6 +31,7 @@ fn committed_backend_policy_crd_is_current() {
     assert!(generated.contains("weighted-round-robin"));
     assert!(generated.contains("circuitBreaker:"));
     assert!(generated.contains("minRetryRate:"));
+    assert!(generated.contains("idleTimeout:"));
 }
 
 #[test]

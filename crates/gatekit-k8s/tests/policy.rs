@@ -610,6 +610,71 @@ spec:
     assert_eq!(grpc.retry_budget, Some(budget));
 }
 
+#[test]
+fn backend_policy_connection_timeouts_read_and_reach_the_services_upstream() {
+    use gatekit_k8s::types::BackendPolicySpec;
+    use gatekit_k8s::types::policy::Connection;
+
+    let spec: BackendPolicySpec = serde_norway::from_str(
+        "targetRefs: [{ name: web }]\nconnection: { connectTimeout: 2s, idleTimeout: 30s }\n",
+    )
+    .unwrap();
+    let c = spec.connection.clone().unwrap();
+    assert_eq!(
+        c,
+        Connection {
+            connect_timeout: Some("2s".into()),
+            idle_timeout: Some("30s".into()),
+        }
+    );
+    assert_eq!(c.connect_timeout().unwrap(), Some(Duration::from_secs(2)));
+    assert_eq!(c.idle_timeout().unwrap(), Some(Duration::from_secs(30)));
+    assert!(spec.validate().is_ok());
+    // The manifest's spelling round-trips; an omitted section stays omitted.
+    let json = serde_json::to_value(&spec).unwrap();
+    assert_eq!(
+        json["connection"],
+        serde_json::json!({ "connectTimeout": "2s", "idleTimeout": "30s" })
+    );
+    let back: BackendPolicySpec = serde_json::from_value(json).unwrap();
+    assert_eq!(back, spec);
+    let bare: BackendPolicySpec = serde_norway::from_str("targetRefs: [{ name: web }]\n").unwrap();
+    assert!(
+        serde_json::to_value(&bare)
+            .unwrap()
+            .get("connection")
+            .is_none()
+    );
+
+    let yaml = format!(
+        r#"{BASE}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: r }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  rules: [{{ backendRefs: [{{ name: web, port: 80 }}] }}]
+---
+apiVersion: gatekit.io/v1alpha1
+kind: BackendPolicy
+metadata: {{ name: web }}
+spec:
+  targetRefs: [{{ name: web }}]
+  connection: {{ connectTimeout: 250ms, idleTimeout: 1m }}
+"#
+    );
+    let t = run(&yaml);
+    assert!(t.errors().is_empty(), "{:?}", t.errors());
+    let upstream = t.upstreams().get("default/web:80").unwrap();
+    let c = upstream.policy().unwrap().connection.as_ref().unwrap();
+    assert_eq!(
+        c.connect_timeout().unwrap(),
+        Some(Duration::from_millis(250))
+    );
+    assert_eq!(c.idle_timeout().unwrap(), Some(Duration::from_secs(60)));
+}
+
 // === invalid policies are load errors ===
 
 /// Loads one policy document after a ConfigMap (so it is document 1) and returns the
@@ -721,6 +786,7 @@ spec:
   healthCheck: { active: { type: tcp, interval: 5 minutes } }
   circuitBreaker: { maxConnections: 0 }
   retryBudget: { percent: 150, interval: 0s, minRetryRate: { count: 1, interval: soon } }
+  connection: { connectTimeout: 0s, idleTimeout: a while }
 "#,
     );
     assert_eq!(
@@ -731,6 +797,8 @@ spec:
             "spec.retryBudget.percent",
             "spec.retryBudget.interval",
             "spec.retryBudget.minRetryRate.interval",
+            "spec.connection.connectTimeout",
+            "spec.connection.idleTimeout",
         ],
         "{errors:#?}"
     );

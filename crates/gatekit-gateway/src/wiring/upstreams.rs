@@ -7,7 +7,10 @@
 //!   `Change::Replace`, which keeps every surviving endpoint's state (in-flight counts,
 //!   EWMA, health, slow-start clock) — a route edit never resets balancing;
 //! - **same name, new policy or app protocol**: the upstream is rebuilt (a new
-//!   [`UpstreamConfig`] cannot be applied in place), with fresh health checking;
+//!   [`UpstreamConfig`] cannot be applied in place), with fresh health checking; its
+//!   endpoint clients get the new [`PoolLimits`] (breaker thresholds, connect and idle
+//!   timeouts), so a changed `connection` timeout applies to the connections opened
+//!   from then on;
 //! - **new name**: created;
 //! - **gone**: kept until [`Upstreams::retain`] is called, which the wiring does only
 //!   after the new route tables are stored, so requests routed by the old tables still
@@ -24,6 +27,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gatekit_core::client::{Client, EndpointClient, PoolLimits, Transport};
 use gatekit_core::{Change, ConfigError};
@@ -48,6 +52,8 @@ const EVENT_CAPACITY: usize = 256;
 struct Entry {
     policy: Option<BackendPolicySpec>,
     app_protocol: AppProtocol,
+    /// The upstream's own connect and idle timeouts (for `/config`).
+    timeouts: (Option<Duration>, Option<Duration>),
     upstream: Upstream<EndpointClient>,
     checker: Option<HealthChecker>,
     outlier: Option<Arc<OutlierDetector>>,
@@ -212,6 +218,9 @@ impl Upstreams {
                         _ => "http/1.1",
                     },
                     "activeHealthCheck": entry.checker.is_some(),
+                    // The upstream's own timeouts; null: the client's.
+                    "connectTimeout": entry.timeouts.0.map(millis),
+                    "idleTimeout": entry.timeouts.1.map(millis),
                     "outlierDetection": entry.outlier.is_some(),
                     "endpoints": endpoints,
                 }),
@@ -250,12 +259,8 @@ impl Upstreams {
         if let Some(outlier) = &outlier {
             config = config.with_observer(outlier.clone());
         }
-        // The connection thresholds of the policy's circuit breaker bound the pool of
-        // the whole upstream (every endpoint's connections together).
-        let limits = policy
-            .and_then(BackendPolicySpec::circuit_breaker_config)
-            .map(|breaker| PoolLimits::from_config(name, &breaker))
-            .unwrap_or_default();
+        let limits = pool_limits(policy, errors, name);
+        let timeouts = (limits.connect_timeout(), limits.idle_timeout());
         let client = self.client.clone();
         let upstream = Upstream::new(config, move |ep: &gatekit_core::Endpoint| {
             client.endpoint_with(ep.addr(), transport.clone(), limits.clone())
@@ -286,6 +291,7 @@ impl Upstreams {
         Entry {
             policy: policy.cloned(),
             app_protocol: spec.app_protocol(),
+            timeouts,
             upstream,
             checker,
             outlier,
@@ -293,6 +299,46 @@ impl Upstreams {
             endpoints: Vec::new(),
         }
     }
+}
+
+/// The pool limits of a policy: the connection thresholds of its circuit breaker bound
+/// the pool of the whole upstream (every endpoint's connections together), and its
+/// `connection` timeouts replace the client's connect and idle timeouts for this
+/// upstream's connections. A timeout the client cannot use is reported and left at the
+/// client's (the policy was validated when loaded, so this is rare).
+fn pool_limits(
+    policy: Option<&BackendPolicySpec>,
+    errors: &mut Vec<ConfigError>,
+    name: &str,
+) -> PoolLimits {
+    let mut limits = policy
+        .and_then(BackendPolicySpec::circuit_breaker_config)
+        .map(|breaker| PoolLimits::from_config(name, &breaker))
+        .unwrap_or_default();
+    if let Some(c) = policy.and_then(|p| p.connection.as_ref()) {
+        match c.connect_timeout() {
+            Ok(Some(t)) => limits = limits.with_connect_timeout(t),
+            Ok(None) => {}
+            Err(e) => errors.push(ConfigError::new(
+                e.field(),
+                format!("{} (upstream {name})", e.reason()),
+            )),
+        }
+        match c.idle_timeout() {
+            Ok(Some(t)) => limits = limits.with_idle_timeout(t),
+            Ok(None) => {}
+            Err(e) => errors.push(ConfigError::new(
+                e.field(),
+                format!("{} (upstream {name})", e.reason()),
+            )),
+        }
+    }
+    limits
+}
+
+/// A duration as `/config` shows it: `"300ms"`.
+fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
 }
 
 /// Sets the endpoint-health gauges from an upstream's health events.
@@ -461,7 +507,46 @@ fn outlier_config(passive: &policy::PassiveHealthCheck) -> OutlierConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use super::*;
+
+    fn policy(json: serde_json::Value) -> BackendPolicySpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// A policy's connection timeouts become the pool's, alongside the breaker's
+    /// connection thresholds.
+    #[test]
+    fn connection_timeouts_become_pool_limits() {
+        let mut errors = Vec::new();
+        let none = pool_limits(None, &mut errors, "ns/web:80");
+        assert_eq!((none.connect_timeout(), none.idle_timeout()), (None, None));
+
+        let p = policy(serde_json::json!({
+            "targetRefs": [],
+            "connection": { "connectTimeout": "200ms", "idleTimeout": "300ms" },
+            "circuitBreaker": { "maxConnections": 7, "maxRequestsPerConnection": 3 },
+        }));
+        let limits = pool_limits(Some(&p), &mut errors, "ns/web:80");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(limits.connect_timeout(), Some(Duration::from_millis(200)));
+        assert_eq!(limits.idle_timeout(), Some(Duration::from_millis(300)));
+        assert_eq!(limits.max_connections().map(|c| c.max()), Some(7));
+        assert_eq!(
+            limits.max_requests_per_connection().map(NonZeroU32::get),
+            Some(3)
+        );
+
+        let p = policy(serde_json::json!({
+            "targetRefs": [],
+            "connection": { "idleTimeout": "0s" },
+        }));
+        let limits = pool_limits(Some(&p), &mut errors, "ns/web:80");
+        assert_eq!(limits.idle_timeout(), None, "left at the client's");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field(), "spec.connection.idleTimeout");
+    }
 
     /// Every CRD value maps to the balancer algorithm of the same name, and every
     /// balancer algorithm can be named by a policy.

@@ -36,8 +36,9 @@
 //!
 //! # BackendTrafficPolicy upstream settings
 //!
-//! A BackendTrafficPolicy's `loadBalancer` and `healthCheck` apply to the Services its
-//! targets reach: the resolved backendRefs of the targeted route (or rule), or of every
+//! A BackendTrafficPolicy's `loadBalancer`, `healthCheck` and connection timeouts
+//! (`timeout.tcp.connectTimeout`, `timeout.http.connectionIdleTimeout`) apply to the
+//! Services its targets reach: the resolved backendRefs of the targeted route (or rule), or of every
 //! HTTPRoute and GRPCRoute whose parentRefs name the targeted Gateway (or listener, or
 //! the whole Gateway), in the policy's own namespace (the settings apply to every route
 //! to the Service, so a policy never changes another namespace's Service; the target's

@@ -2,13 +2,16 @@
 //! that users migrating from Envoy Gateway keep their rate limits, circuit breakers,
 //! retries, timeouts, load balancing and health checks.
 //!
-//! `loadBalancer` and `healthCheck` are per-Service settings in gatekit: they become
-//! the fields of gatekit's own BackendPolicy ([`BackendPolicySpec`](crate::types::BackendPolicySpec))
-//! on every Service the policy's targets reach (see `translate/policy.rs`). Envoy
-//! Gateway's defaults are written out (active: timeout 1s, interval 3s, unhealthy 3,
-//! healthy 1, HTTP statuses 200 only; passive: 5 consecutive 5xx, gateway errors not
-//! counted unless set above 0, ejection 30s, at most 10% ejected), so an omitted field
-//! means what it means in Envoy Gateway, not gatekit's own default. Mapping:
+//! `loadBalancer`, `healthCheck` and the connection timeouts
+//! (`timeout.tcp.connectTimeout`, `timeout.http.connectionIdleTimeout`) are per-Service
+//! settings in gatekit: they become the fields of gatekit's own BackendPolicy
+//! ([`BackendPolicySpec`](crate::types::BackendPolicySpec)) on every Service the
+//! policy's targets reach (see `translate/policy.rs`); the timeouts become its
+//! `connection.connectTimeout` and `connection.idleTimeout`. Envoy Gateway's defaults
+//! are written out (active: timeout 1s, interval 3s, unhealthy 3, healthy 1, HTTP
+//! statuses 200 only; passive: 5 consecutive 5xx, gateway errors not counted unless set
+//! above 0, ejection 30s, at most 10% ejected), so an omitted field means what it means
+//! in Envoy Gateway, not gatekit's own default. Mapping:
 //! `type` `RoundRobin`/`LeastRequest`/`Random`/`ConsistentHash` → the algorithm of the
 //! same name; `consistentHash` `SourceIP`, `Header`, `Cookie` (`name`), and `Headers`
 //! or `QueryParams` with exactly one entry → the hash key; `slowStart.window` →
@@ -16,7 +19,11 @@
 //! `healthCheck.panicThreshold` → `panicThreshold`; `active` `HTTP` (`path`, `method`,
 //! `hostname`, `expectedStatuses`), `TCP`, `GRPC` (`service`) with `timeout`,
 //! `interval`, thresholds; `passive` `consecutive5XxErrors`,
-//! `consecutiveGatewayErrors`, `baseEjectionTime`, `maxEjectionPercent`.
+//! `consecutiveGatewayErrors`, `baseEjectionTime`, `maxEjectionPercent`;
+//! `timeout.tcp.connectTimeout` → `connection.connectTimeout`;
+//! `timeout.http.connectionIdleTimeout` → `connection.idleTimeout` (durations longer
+//! than 0s). `timeout.http.requestTimeout` is a route rule setting (like `retry`); the other
+//! `timeout.http` fields are unimplemented.
 //!
 //! The split for what gatekit cannot do: a field that would change which endpoint
 //! serves a request or when it counts as healthy (`BackendUtilization`,
@@ -577,7 +584,8 @@ pub struct BtpHttpTimeout {
     /// Whole-request timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<String>,
-    /// Idle connection timeout: not implemented.
+    /// Idle timeout of the connections to the targets' Services (per Service, like
+    /// `loadBalancer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_idle_timeout: Option<String>,
     /// Other fields (`maxConnectionDuration`, ...): not implemented.
@@ -590,7 +598,8 @@ pub struct BtpHttpTimeout {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BtpTcpTimeout {
-    /// Connect timeout: not implemented per policy.
+    /// Connect timeout of the connections to the targets' Services (per Service, like
+    /// `loadBalancer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<String>,
 }
@@ -658,7 +667,8 @@ impl BtpValues {
 #[derive(Debug, Default)]
 pub(crate) struct BtpRead {
     pub(crate) values: BtpValues,
-    /// `loadBalancer` and `healthCheck`: applied to Services, not route rules.
+    /// `loadBalancer`, `healthCheck` and the connection timeouts: applied to
+    /// Services, not route rules.
     pub(crate) upstream: BtpUpstream,
     pub(crate) unimplemented: Vec<String>,
     /// Fields that only tune performance (or logging), accepted and ignored; named in
@@ -754,18 +764,18 @@ impl BackendTrafficPolicySpec {
                     out.values.request_timeout =
                         parse_duration("spec.timeout.http.requestTimeout", d, &mut errors);
                 }
-                if h.connection_idle_timeout.is_some() {
-                    out.unimplemented
-                        .push("spec.timeout.http.connectionIdleTimeout".to_owned());
-                }
                 for k in h.other.keys() {
                     out.unimplemented.push(format!("spec.timeout.http.{k}"));
                 }
             }
-            if t.tcp.as_ref().is_some_and(|t| t.connect_timeout.is_some()) {
-                out.unimplemented
-                    .push("spec.timeout.tcp.connectTimeout".to_owned());
-            }
+            upstream::read_connection_timeouts(
+                t.tcp.as_ref().and_then(|t| t.connect_timeout.as_deref()),
+                t.http
+                    .as_ref()
+                    .and_then(|h| h.connection_idle_timeout.as_deref()),
+                &mut out,
+                &mut errors,
+            );
         }
         if errors.is_empty() {
             Ok(out)

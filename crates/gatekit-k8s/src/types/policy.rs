@@ -1,5 +1,6 @@
 //! gatekit's `BackendPolicy` (`gatekit.io/v1alpha1`): how traffic to a Service is
-//! balanced, health-checked, circuit-broken and retry-budgeted.
+//! balanced, health-checked, circuit-broken and retry-budgeted, and how long its
+//! connections may take to open and stay idle.
 //!
 //! A policy attaches to Services in its own namespace through `targetRefs` (the
 //! Gateway API policy-attachment pattern, GEP-713) and applies to every port of the
@@ -8,7 +9,8 @@
 //!
 //! `circuitBreaker` and `retryBudget` land on every route backendRef (HTTPRoute and
 //! GRPCRoute rules; not request mirrors, which are fire-and-forget) that resolves to a
-//! targeted Service.
+//! targeted Service. `connection` (`connectTimeout`, `idleTimeout`) replaces the
+//! gateway's client-wide connect and idle timeouts for the Service's connection pool.
 //!
 //! Durations are Gateway API duration strings (`"5s"`, `"100ms"`). Values are checked by
 //! [`BackendPolicySpec::validate`] when the policy is loaded: the loaders refuse a policy
@@ -60,6 +62,9 @@ pub struct BackendPolicySpec {
     /// A budget bounding retries to the Service (GEP-3388).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_budget: Option<RetryBudget>,
+    /// Timeouts of the connections to the Service's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
 }
 
 /// A reference to the object a policy applies to.
@@ -294,6 +299,21 @@ pub struct CircuitBreaker {
     pub max_requests_per_connection: Option<u32>,
 }
 
+/// Timeouts of the connections to a Service's endpoints; each replaces the gateway's
+/// client-wide setting for this Service. Durations, longer than 0s.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    /// Time a new connection may take to open (TCP connect, plus the TLS handshake
+    /// when the Service is reached over TLS), as a duration string (`"2s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// Time a pooled keep-alive connection may stay idle before the gateway closes
+    /// it, as a duration string (`"30s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+}
+
 /// A retry budget (GEP-3388's shape): retries may add at most `percent` of the requests
 /// seen over `interval`, and at least `minRetryRate` retries are always allowed.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
@@ -324,7 +344,8 @@ pub struct RetryRate {
 
 impl BackendPolicySpec {
     /// Checks what the schema cannot: duration strings, percentages, hash keys, status
-    /// ranges, circuit-breaker thresholds (at least 1), the retry budget, target kinds.
+    /// ranges, circuit-breaker thresholds (at least 1), the retry budget, connection
+    /// timeouts (longer than 0s), target kinds.
     /// Field paths use the manifest's spelling (`spec.loadBalancer...`). The loaders call
     /// it and refuse a policy that fails.
     ///
@@ -439,6 +460,10 @@ impl BackendPolicySpec {
         if let Err(e) = self.retry_budget_config() {
             errors.extend(e);
         }
+        if let Some(c) = &self.connection {
+            errors.extend(c.connect_timeout().err());
+            errors.extend(c.idle_timeout().err());
+        }
         for (i, t) in self.target_refs.iter().enumerate() {
             if !t.group.is_empty() || t.kind != "Service" {
                 errors.push(ConfigError::new(
@@ -528,7 +553,44 @@ impl BackendPolicySpec {
     }
 }
 
+/// `value` of `field`, a duration string that must be longer than 0s.
+fn positive_duration(field: &str, value: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    match duration::parse(v) {
+        Ok(d) if d.is_zero() => Err(ConfigError::new(field, "must be longer than 0s")),
+        Ok(d) => Ok(Some(d)),
+        Err(e) => Err(ConfigError::new(field, e.to_string())),
+    }
+}
+
 // === typed accessors for duration strings ===
+
+impl Connection {
+    /// The connect timeout, if set.
+    ///
+    /// # Errors
+    ///
+    /// When the string is not a Gateway API duration or is 0s (naming
+    /// `spec.connection.connectTimeout`).
+    pub fn connect_timeout(&self) -> Result<Option<Duration>, ConfigError> {
+        positive_duration(
+            "spec.connection.connectTimeout",
+            self.connect_timeout.as_deref(),
+        )
+    }
+
+    /// The idle timeout, if set.
+    ///
+    /// # Errors
+    ///
+    /// When the string is not a Gateway API duration or is 0s (naming
+    /// `spec.connection.idleTimeout`).
+    pub fn idle_timeout(&self) -> Result<Option<Duration>, ConfigError> {
+        positive_duration("spec.connection.idleTimeout", self.idle_timeout.as_deref())
+    }
+}
 
 impl SlowStart {
     /// The window as a [`Duration`].

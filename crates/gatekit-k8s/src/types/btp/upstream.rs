@@ -1,5 +1,6 @@
-//! `spec.loadBalancer` and `spec.healthCheck` of a `BackendTrafficPolicy`: per-Service
-//! upstream settings, translated into the fields of gatekit's own `BackendPolicy`
+//! `spec.loadBalancer`, `spec.healthCheck` and the connection timeouts of
+//! `spec.timeout` (`tcp.connectTimeout`, `http.connectionIdleTimeout`) of a
+//! `BackendTrafficPolicy`: per-Service upstream settings, translated into the fields of gatekit's own `BackendPolicy`
 //! ([`BackendPolicySpec`]) so that the gateway builds them exactly as it builds a
 //! BackendPolicy's. See the [`btp` module docs](super) for what is implemented,
 //! refused and ignored, and Envoy Gateway's API reference
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::BtpRead;
 use crate::duration;
 use crate::types::policy::{
-    ActiveHealthCheck, Algorithm, BackendPolicySpec, HashKey, HashKeyType, HealthCheck,
+    ActiveHealthCheck, Algorithm, BackendPolicySpec, Connection, HashKey, HashKeyType, HealthCheck,
     LoadBalancer, Locality, PassiveHealthCheck, ProbeType, SlowStart, StatusRange,
 };
 
@@ -320,8 +321,8 @@ pub struct BtpPassiveHealthCheck {
 
 // === translation ===
 
-/// What a policy's `loadBalancer` and `healthCheck` set for the Services its targets
-/// reach, in the fields of gatekit's BackendPolicy. Each field is one unit for
+/// What a policy's `loadBalancer`, `healthCheck` and connection timeouts set for the
+/// Services its targets reach, in the fields of gatekit's BackendPolicy. Each field is one unit for
 /// conflicts and precedence; [`FIELDS`](Self::FIELDS) names them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct BtpUpstream {
@@ -337,21 +338,27 @@ pub(crate) struct BtpUpstream {
     pub(crate) active: Option<ActiveHealthCheck>,
     /// `healthCheck.passive`.
     pub(crate) passive: Option<PassiveHealthCheck>,
+    /// `timeout.tcp.connectTimeout` (a duration string, checked).
+    pub(crate) connect_timeout: Option<String>,
+    /// `timeout.http.connectionIdleTimeout` (a duration string, checked).
+    pub(crate) idle_timeout: Option<String>,
 }
 
 impl BtpUpstream {
     /// The fields, as Envoy Gateway names them (in [`Self::set`] order).
-    pub(crate) const FIELDS: [&'static str; 6] = [
+    pub(crate) const FIELDS: [&'static str; 8] = [
         "loadBalancer.type",
         "loadBalancer.slowStart",
         "loadBalancer.zoneAware",
         "healthCheck.panicThreshold",
         "healthCheck.active",
         "healthCheck.passive",
+        "timeout.tcp.connectTimeout",
+        "timeout.http.connectionIdleTimeout",
     ];
 
     /// Per field (see [`Self::FIELDS`]) its value, as JSON, when set.
-    fn set(&self) -> [Option<serde_json::Value>; 6] {
+    fn set(&self) -> [Option<serde_json::Value>; 8] {
         fn json<T: Serialize>(v: Option<&T>) -> Option<serde_json::Value> {
             v.map(|v| serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
         }
@@ -362,6 +369,8 @@ impl BtpUpstream {
             json(self.panic_threshold.as_ref()),
             json(self.active.as_ref()),
             json(self.passive.as_ref()),
+            json(self.connect_timeout.as_ref()),
+            json(self.idle_timeout.as_ref()),
         ]
     }
 
@@ -411,6 +420,12 @@ impl BtpUpstream {
         if more.passive.is_some() {
             self.passive.clone_from(&more.passive);
         }
+        if more.connect_timeout.is_some() {
+            self.connect_timeout.clone_from(&more.connect_timeout);
+        }
+        if more.idle_timeout.is_some() {
+            self.idle_timeout.clone_from(&more.idle_timeout);
+        }
     }
 
     /// The fields set here that the gatekit BackendPolicy `bp` also sets (gatekit's
@@ -418,6 +433,7 @@ impl BtpUpstream {
     pub(crate) fn shadowed_by(&self, bp: &BackendPolicySpec) -> Vec<&'static str> {
         let lb = bp.load_balancer.as_ref();
         let hc = bp.health_check.as_ref();
+        let conn = bp.connection.as_ref();
         let by_bp = [
             lb.is_some_and(|l| l.algorithm.is_some() || l.hash_key.is_some()),
             lb.is_some_and(|l| l.slow_start.is_some()),
@@ -425,6 +441,8 @@ impl BtpUpstream {
             lb.is_some_and(|l| l.panic_threshold.is_some()),
             hc.is_some_and(|h| h.active.is_some()),
             hc.is_some_and(|h| h.passive.is_some()),
+            conn.is_some_and(|c| c.connect_timeout.is_some()),
+            conn.is_some_and(|c| c.idle_timeout.is_some()),
         ];
         Self::FIELDS
             .into_iter()
@@ -470,6 +488,15 @@ impl BtpUpstream {
                 hc.passive.clone_from(&self.passive);
             }
         }
+        if self.connect_timeout.is_some() || self.idle_timeout.is_some() {
+            let c = out.connection.get_or_insert_with(Connection::default);
+            if c.connect_timeout.is_none() {
+                c.connect_timeout.clone_from(&self.connect_timeout);
+            }
+            if c.idle_timeout.is_none() {
+                c.idle_timeout.clone_from(&self.idle_timeout);
+            }
+        }
         out
     }
 }
@@ -504,6 +531,50 @@ pub(super) fn read_upstream(
             out.upstream.passive = Some(read_passive(p, out, errors));
         }
     }
+}
+
+/// Reads `timeout.tcp.connectTimeout` and `timeout.http.connectionIdleTimeout` into
+/// `out.upstream`: durations longer than 0s, in canonical form.
+pub(super) fn read_connection_timeouts(
+    connect: Option<&str>,
+    idle: Option<&str>,
+    out: &mut BtpRead,
+    errors: &mut Vec<ConfigError>,
+) {
+    let positive = |field: &str, v: &str, errors: &mut Vec<ConfigError>| match duration::parse(v) {
+        Ok(d) if d.is_zero() => {
+            errors.push(ConfigError::new(field, "must be longer than 0s"));
+            None
+        }
+        // Canonical, so that `1s` and `1000ms` on one Service do not conflict.
+        Ok(d) => Some(canonical_duration(d).unwrap_or_else(|| v.to_owned())),
+        Err(e) => {
+            errors.push(ConfigError::new(field, e.to_string()));
+            None
+        }
+    };
+    if let Some(v) = connect {
+        out.upstream.connect_timeout = positive("spec.timeout.tcp.connectTimeout", v, errors);
+    }
+    if let Some(v) = idle {
+        out.upstream.idle_timeout = positive("spec.timeout.http.connectionIdleTimeout", v, errors);
+    }
+}
+
+/// `d` as a Gateway API duration in one canonical spelling (`1h2m3s4ms`, zero parts
+/// left out); None when the hours need more than the format's 5 digits.
+fn canonical_duration(d: std::time::Duration) -> Option<String> {
+    let secs = d.as_secs();
+    let (h, m, s, ms) = (secs / 3600, secs / 60 % 60, secs % 60, d.subsec_millis());
+    if h > 99_999 {
+        return None;
+    }
+    let out: String = [(h, "h"), (m, "m"), (s, "s"), (u64::from(ms), "ms")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    Some(out)
 }
 
 fn check_duration(field: &str, v: &str, errors: &mut Vec<ConfigError>) {
