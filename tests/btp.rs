@@ -471,3 +471,57 @@ async fn the_course_rate_limit_from_the_api_server_selected_by_label_is_served_a
     assert_eq!(accepted["status"], "True", "{status}");
     assert_eq!(accepted["reason"], "Accepted");
 }
+
+/// Requests allowed out of 3 to each of two routes of the Gateway, under a
+/// Gateway-targeted limit of 4 a minute, `shared` or not.
+async fn allowed_across_two_routes(shared: bool) -> usize {
+    let backend = Backend::start(|_| Act::Status(200)).await;
+    let gateway_policy = format!(
+        r#"apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{ name: gw-limit, namespace: default }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: Gateway, name: gw }}]
+  rateLimit:
+    type: Local
+    local:
+      rules:
+      - limit: {{ requests: 4, unit: Minute }}
+        shared: {shared}
+"#
+    );
+    let (_wired, port, _dir) =
+        start(backend.addr, &[route("r2", "/two", "b"), gateway_policy]).await;
+    let client = client();
+    let mut ok = 0;
+    for path in ["/", "/two", "/", "/two", "/", "/two"] {
+        let req = Request::get(format!("http://127.0.0.1:{port}{path}"))
+            .body(Full::default())
+            .unwrap();
+        let rsp = tokio::time::timeout(WITHIN, client.request(req))
+            .await
+            .expect("no answer within 10 s")
+            .unwrap();
+        match rsp.status() {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("{path}: {other}"),
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_rule_is_one_budget_across_the_policys_routes() {
+    // Envoy Gateway: a Gateway's limit applies per route unless the rule is shared.
+    assert_eq!(
+        allowed_across_two_routes(false).await,
+        6,
+        "3 per route, under 4 each"
+    );
+    assert_eq!(
+        allowed_across_two_routes(true).await,
+        4,
+        "one budget of 4 for both"
+    );
+}

@@ -613,7 +613,8 @@ pub(crate) struct BtpValues {
     pub(crate) merge: bool,
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) rate_limits: Option<Vec<RateLimitConfig>>,
-    /// The rate limits are `Global` (run per replica until a shared store is wired).
+    /// The rate limits are `Global` (kept in the gateway's Redis, or per replica
+    /// without one).
     pub(crate) global: bool,
     pub(crate) breaker: Option<CircuitBreakerConfig>,
     pub(crate) request_timeout: Option<Duration>,
