@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatekit_tests::wired::{Wired, eventually, free_port, gateway_http, route, write_atomic};
+use gatekit_tests::wired::{
+    Wired, eventually, free_port, gateway_http, route, service_at, write_atomic,
+};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -49,25 +51,6 @@ async fn backend(name: &'static str) -> (SocketAddr, JoinHandle<()>) {
     (addr, task)
 }
 
-/// Service `name` (port 80) whose endpoints are `addrs`, one EndpointSlice each.
-fn service(name: &str, addrs: &[SocketAddr]) -> String {
-    let mut out = format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{ name: {name}, namespace: default }}\n\
-         spec:\n  ports: [{{ name: http, port: 80 }}]\n"
-    );
-    for (i, addr) in addrs.iter().enumerate() {
-        out.push_str(&format!(
-            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-             metadata: {{ name: {name}-{i}, namespace: default, labels: {{ kubernetes.io/service-name: {name} }} }}\n\
-             addressType: IPv4\nports: [{{ name: http, port: {} }}]\n\
-             endpoints: [{{ addresses: [\"{}\"] }}]\n",
-            addr.port(),
-            addr.ip()
-        ));
-    }
-    out
-}
-
 const POLICY: &str = r#"apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: BackendTrafficPolicy
 metadata: { name: sticky, namespace: default }
@@ -98,7 +81,7 @@ async fn a_consistent_hash_policy_sends_the_same_user_to_the_same_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let text = [
         gateway_http(port),
-        service("app", &[a, b, c]),
+        service_at("app", &[a, b, c]),
         route("app", "/", "app"),
         POLICY.to_owned(),
     ]
@@ -244,7 +227,7 @@ async fn connection_idle_timeout_closes_idle_backend_connections_and_follows_rel
     let manifests = |timeout: &str| {
         [
             gateway_http(port),
-            service("app", &[addr]),
+            service_at("app", &[addr]),
             route("app", "/", "app"),
             timeout_policy(timeout),
         ]
@@ -327,7 +310,7 @@ async fn connect_timeout_bounds_a_connect_that_never_completes() {
     let dir = tempfile::tempdir().unwrap();
     let text = [
         gateway_http(port),
-        service("app", &[addr]),
+        service_at("app", &[addr]),
         route("app", "/", "app"),
         timeout_policy("{ tcp: { connectTimeout: 200ms } }"),
     ]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatekit_bin::Settings;
-use gatekit_tests::wired::{Wired, free_port, gateway_http, route_with as route};
+use gatekit_tests::wired::{Wired, free_port, gateway_http, route_with as route, service_at};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -193,26 +193,6 @@ impl Drop for Backend {
     }
 }
 
-/// A Service `name` (port 80) whose endpoints are `addrs`, one EndpointSlice each
-/// (their ports differ).
-fn service(name: &str, addrs: &[SocketAddr]) -> String {
-    let mut out = format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{ name: {name}, namespace: default }}\n\
-         spec:\n  ports: [{{ name: http, port: 80 }}]\n"
-    );
-    for (i, addr) in addrs.iter().enumerate() {
-        out.push_str(&format!(
-            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-             metadata: {{ name: {name}-{i}, namespace: default, labels: {{ kubernetes.io/service-name: {name} }} }}\n\
-             addressType: IPv4\nports: [{{ name: http, port: {} }}]\n\
-             endpoints: [{{ addresses: [\"{}\"] }}]\n",
-            addr.port(),
-            addr.ip()
-        ));
-    }
-    out
-}
-
 /// Starts the wired gateway on `docs` (joined as one manifest file).
 async fn start(docs: &[String]) -> (Wired, u16, tempfile::TempDir) {
     start_with(docs, Settings::default()).await
@@ -257,7 +237,7 @@ async fn a_route_retry_sends_a_failed_attempt_to_the_other_endpoint() {
     let good = Backend::start(|_| Act::Status(200)).await;
     let retry = "    retry: { attempts: 2, codes: [503], backoff: 1ms }\n";
     let (_wired, port, _dir) = start(&[
-        service("two", &[bad.addr, good.addr]),
+        service_at("two", &[bad.addr, good.addr]),
         route("r", "/", "two", retry),
     ])
     .await;
@@ -287,7 +267,7 @@ spec:
 "#
     .to_owned();
     let (_wired, port, _dir) = start(&[
-        service("two", &[bad.addr, good.addr]),
+        service_at("two", &[bad.addr, good.addr]),
         route("big", "/big", "two", retry),
         route("small", "/small", "two", ""),
         policy,
@@ -338,7 +318,7 @@ async fn without_a_retry_policy_a_failed_response_is_not_retried() {
     let bad = Backend::start(|_| Act::Status(503)).await;
     let good = Backend::start(|_| Act::Status(200)).await;
     let (_wired, port, _dir) = start(&[
-        service("two", &[bad.addr, good.addr]),
+        service_at("two", &[bad.addr, good.addr]),
         route("r", "/", "two", ""),
     ])
     .await;
@@ -367,7 +347,7 @@ spec:
 "#
     .to_owned();
     let (_wired, port, _dir) = start(&[
-        service("dead", &[dead.addr]),
+        service_at("dead", &[dead.addr]),
         route("r", "/", "dead", retry),
         policy,
     ])
@@ -407,7 +387,7 @@ spec:
 "#
     .to_owned();
     let (_wired, port, _dir) = start(&[
-        service("slow", &[slow.addr]),
+        service_at("slow", &[slow.addr]),
         route("r", "/", "slow", ""),
         policy,
     ])
@@ -487,7 +467,7 @@ spec:
 "#
     .to_owned();
     let (_wired, port, _dir) = start(&[
-        service("b", &[backend.addr]),
+        service_at("b", &[backend.addr]),
         route("r", "/", "b", ""),
         policy,
     ])
@@ -548,7 +528,7 @@ async fn retries_stay_inside_the_request_timeout() {
     let hung = Backend::start(|_| Act::Gated).await;
     let extra = "    timeouts: { request: 400ms, backendRequest: 150ms }\n    retry: { attempts: 10, backoff: 1ms }\n";
     let (_wired, port, _dir) = start(&[
-        service("hung", &[hung.addr]),
+        service_at("hung", &[hung.addr]),
         route("r", "/", "hung", extra),
     ])
     .await;
@@ -578,7 +558,7 @@ spec:
 "#
     .to_owned();
     let (_wired, port, _dir) = start(&[
-        service("slow", &[slow.addr]),
+        service_at("slow", &[slow.addr]),
         route("r", "/", "slow", ""),
         policy,
     ])
@@ -644,7 +624,7 @@ async fn kill_one_of_two(settings: Settings) -> (usize, usize) {
     let b = Backend::start(|_| Act::Status(200)).await;
     let (_wired, port, _dir) = start_with(
         &[
-            service("two", &[a.addr, b.addr]),
+            service_at("two", &[a.addr, b.addr]),
             route("r", "/", "two", ""),
         ],
         settings,
@@ -747,7 +727,7 @@ spec:
 async fn limits_survive_reloads_and_an_invalid_policy_never_replaces_a_good_one() {
     let backend = Backend::start(|_| Act::Status(200)).await;
     let (wired, port, dir) = start(&[
-        service("b", &[backend.addr]),
+        service_at("b", &[backend.addr]),
         route("r", "/", "b", ""),
         MINUTE_LIMIT.to_owned(),
     ])
@@ -844,7 +824,7 @@ async fn the_per_client_connection_limit_of_the_settings_applies() {
     let mut settings = Settings::default();
     settings.limits.max_connections_per_client = Some(2);
     let (_wired, port, _dir) = start_with(
-        &[service("b", &[backend.addr]), route("r", "/", "b", "")],
+        &[service_at("b", &[backend.addr]), route("r", "/", "b", "")],
         settings,
     )
     .await;

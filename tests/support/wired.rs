@@ -44,23 +44,27 @@ spec:
 
 /// A Service `name` (port 80) with an EndpointSlice pointing at `addr`.
 pub fn service(name: &str, addr: SocketAddr) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{ name: {name}, namespace: default }}
-spec:
-  ports: [{{ name: http, port: 80 }}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{ name: {name}-1, namespace: default, labels: {{ kubernetes.io/service-name: {name} }} }}
-addressType: IPv4
-ports: [{{ name: http, port: {port} }}]
-endpoints: [{{ addresses: ["{ip}"] }}]
-"#,
-        port = addr.port(),
-        ip = addr.ip()
-    )
+    service_at(name, &[addr])
+}
+
+/// A Service `name` (port 80) whose endpoints are `addrs`, one EndpointSlice each
+/// (their ports may differ), named `name-1`, `name-2`, ...
+pub fn service_at(name: &str, addrs: &[SocketAddr]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{ name: {name}, namespace: default }}\n\
+         spec:\n  ports: [{{ name: http, port: 80 }}]\n"
+    );
+    for (i, addr) in (1..).zip(addrs) {
+        out.push_str(&format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{ name: {name}-{i}, namespace: default, labels: {{ kubernetes.io/service-name: {name} }} }}\n\
+             addressType: IPv4\nports: [{{ name: http, port: {} }}]\n\
+             endpoints: [{{ addresses: [\"{}\"] }}]\n",
+            addr.port(),
+            addr.ip()
+        ));
+    }
+    out
 }
 
 /// An HTTPRoute `name` on Gateway `gw` sending `path` (prefix) to Service `backend`.

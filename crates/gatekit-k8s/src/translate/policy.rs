@@ -862,6 +862,65 @@ impl Context<'_> {
     }
 }
 
+/// A route's parentRefs and its rules' backendRefs, whatever the route kind.
+struct RouteBackends<'a> {
+    kind: &'static str,
+    ns: &'a str,
+    name: &'a str,
+    grpc: bool,
+    parents: Vec<ParentView<'a>>,
+    /// Each rule's name and backendRefs.
+    rules: Vec<(Option<&'a str>, Vec<RefSpec<'a>>)>,
+}
+
+/// [`RouteBackends`] of an HTTPRoute or a GRPCRoute (their generated types differ,
+/// their fields are named alike).
+macro_rules! route_backends {
+    ($r:expr, $kind:literal, $grpc:literal) => {{
+        let r = $r;
+        RouteBackends {
+            kind: $kind,
+            ns: ns_of(&r.metadata),
+            name: name_of(&r.metadata),
+            grpc: $grpc,
+            parents: r
+                .spec
+                .parent_refs
+                .iter()
+                .flatten()
+                .map(|p| ParentView {
+                    group: p.group.as_deref(),
+                    kind: p.kind.as_deref(),
+                    namespace: p.namespace.as_deref(),
+                    name: &p.name,
+                    section: p.section_name.as_deref(),
+                })
+                .collect(),
+            rules: r
+                .spec
+                .rules
+                .iter()
+                .flatten()
+                .map(|rule| {
+                    let refs = rule
+                        .backend_refs
+                        .iter()
+                        .flatten()
+                        .map(|b| RefSpec {
+                            group: b.group.as_deref(),
+                            kind: b.kind.as_deref(),
+                            name: &b.name,
+                            namespace: b.namespace.as_deref(),
+                            port: b.port,
+                        })
+                        .collect();
+                    (rule.name.as_deref(), refs)
+                })
+                .collect(),
+        }
+    }};
+}
+
 /// A route's parentRef, whatever the route kind.
 struct ParentView<'a> {
     group: Option<&'a str>,
@@ -903,86 +962,31 @@ impl Context<'_> {
                 }
             }
         };
-        for r in &resources.http_routes {
-            let route_ns = ns_of(&r.metadata);
-            let wanted = match kind {
-                "HTTPRoute" => route_ns == ns && name_of(&r.metadata) == name,
-                "Gateway" => r.spec.parent_refs.iter().flatten().any(|p| {
-                    names_parent(
-                        route_ns,
-                        &ParentView {
-                            group: p.group.as_deref(),
-                            kind: p.kind.as_deref(),
-                            namespace: p.namespace.as_deref(),
-                            name: &p.name,
-                            section: p.section_name.as_deref(),
-                        },
-                    )
-                }),
-                _ => false,
+        let routes = resources
+            .http_routes
+            .iter()
+            .map(|r| route_backends!(r, "HTTPRoute", false))
+            .chain(
+                resources
+                    .grpc_routes
+                    .iter()
+                    .map(|r| route_backends!(r, "GRPCRoute", true)),
+            );
+        for r in routes {
+            let wanted = if kind == "Gateway" {
+                r.parents.iter().any(|p| names_parent(r.ns, p))
+            } else {
+                kind == r.kind && r.ns == ns && r.name == name
             };
             if !wanted {
                 continue;
             }
             let rule_section = if kind == "Gateway" { None } else { section };
-            for rule in r.spec.rules.iter().flatten() {
-                if rule_section.is_some() && rule.name.as_deref() != rule_section {
+            for (rule_name, refs) in r.rules {
+                if rule_section.is_some() && rule_name != rule_section {
                     continue;
                 }
-                let refs = rule
-                    .backend_refs
-                    .iter()
-                    .flatten()
-                    .map(|b| RefSpec {
-                        group: b.group.as_deref(),
-                        kind: b.kind.as_deref(),
-                        name: &b.name,
-                        namespace: b.namespace.as_deref(),
-                        port: b.port,
-                    })
-                    .collect();
-                add("HTTPRoute", route_ns, false, refs);
-            }
-        }
-        for r in &resources.grpc_routes {
-            let route_ns = ns_of(&r.metadata);
-            let wanted = match kind {
-                "GRPCRoute" => route_ns == ns && name_of(&r.metadata) == name,
-                "Gateway" => r.spec.parent_refs.iter().flatten().any(|p| {
-                    names_parent(
-                        route_ns,
-                        &ParentView {
-                            group: p.group.as_deref(),
-                            kind: p.kind.as_deref(),
-                            namespace: p.namespace.as_deref(),
-                            name: &p.name,
-                            section: p.section_name.as_deref(),
-                        },
-                    )
-                }),
-                _ => false,
-            };
-            if !wanted {
-                continue;
-            }
-            let rule_section = if kind == "Gateway" { None } else { section };
-            for rule in r.spec.rules.iter().flatten() {
-                if rule_section.is_some() && rule.name.as_deref() != rule_section {
-                    continue;
-                }
-                let refs = rule
-                    .backend_refs
-                    .iter()
-                    .flatten()
-                    .map(|b| RefSpec {
-                        group: b.group.as_deref(),
-                        kind: b.kind.as_deref(),
-                        name: &b.name,
-                        namespace: b.namespace.as_deref(),
-                        port: b.port,
-                    })
-                    .collect();
-                add("GRPCRoute", route_ns, true, refs);
+                add(r.kind, r.ns, r.grpc, refs);
             }
         }
         out
