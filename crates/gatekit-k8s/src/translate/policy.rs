@@ -65,6 +65,74 @@ use crate::types::btp::{BtpTargetRef, BtpUpstream, BtpValues, served_kind};
 use crate::types::traffic::{TargetKind, TrafficTargetRef, TrafficValues};
 use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
+/// A route's parentRefs and its rules' backendRefs, whatever the route kind.
+struct RouteBackends<'a> {
+    kind: &'static str,
+    ns: &'a str,
+    name: &'a str,
+    grpc: bool,
+    parents: Vec<ParentView<'a>>,
+    /// Each rule's name and backendRefs.
+    rules: Vec<(Option<&'a str>, Vec<RefSpec<'a>>)>,
+}
+
+/// [`RouteBackends`] of an HTTPRoute or a GRPCRoute (their generated types differ,
+/// their fields are named alike).
+macro_rules! route_backends {
+    ($r:expr, $kind:literal, $grpc:literal) => {{
+        let r = $r;
+        RouteBackends {
+            kind: $kind,
+            ns: ns_of(&r.metadata),
+            name: name_of(&r.metadata),
+            grpc: $grpc,
+            parents: r
+                .spec
+                .parent_refs
+                .iter()
+                .flatten()
+                .map(|p| ParentView {
+                    group: p.group.as_deref(),
+                    kind: p.kind.as_deref(),
+                    namespace: p.namespace.as_deref(),
+                    name: &p.name,
+                    section: p.section_name.as_deref(),
+                })
+                .collect(),
+            rules: r
+                .spec
+                .rules
+                .iter()
+                .flatten()
+                .map(|rule| {
+                    let refs = rule
+                        .backend_refs
+                        .iter()
+                        .flatten()
+                        .map(|b| RefSpec {
+                            group: b.group.as_deref(),
+                            kind: b.kind.as_deref(),
+                            name: &b.name,
+                            namespace: b.namespace.as_deref(),
+                            port: b.port,
+                        })
+                        .collect();
+                    (rule.name.as_deref(), refs)
+                })
+                .collect(),
+        }
+    }};
+}
+
+/// A route's parentRef, whatever the route kind.
+struct ParentView<'a> {
+    group: Option<&'a str>,
+    kind: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    section: Option<&'a str>,
+}
+
 /// A TrafficPolicy target: kind, namespace, name, section.
 pub(crate) type TargetKey = (&'static str, String, String, Option<String>);
 
@@ -663,47 +731,27 @@ impl Context<'_> {
     /// ancestor for a target it cannot find).
     fn btp_ancestors(&self, ns: &str, t: &BtpTarget) -> Vec<AncestorRef> {
         let resources = self.resources;
-        let parents: Option<Vec<AncestorRef>> = match t.kind.as_str() {
+        let named = |m: &crate::types::ObjectMeta| ns_of(m) == ns && name_of(m) == t.name;
+        let route = match t.kind.as_str() {
             "HTTPRoute" => resources
                 .http_routes
                 .iter()
-                .find(|r| ns_of(&r.metadata) == ns && name_of(&r.metadata) == t.name)
-                .map(|r| {
-                    r.spec
-                        .parent_refs
-                        .iter()
-                        .flatten()
-                        .filter(|p| p.kind.as_deref().is_none_or(|k| k == "Gateway"))
-                        .map(|p| {
-                            gateway_ancestor(
-                                p.namespace.as_deref().unwrap_or(ns),
-                                &p.name,
-                                p.section_name.as_deref(),
-                            )
-                        })
-                        .collect()
-                }),
+                .find(|r| named(&r.metadata))
+                .map(|r| route_backends!(r, "HTTPRoute", false)),
             "GRPCRoute" => resources
                 .grpc_routes
                 .iter()
-                .find(|r| ns_of(&r.metadata) == ns && name_of(&r.metadata) == t.name)
-                .map(|r| {
-                    r.spec
-                        .parent_refs
-                        .iter()
-                        .flatten()
-                        .filter(|p| p.kind.as_deref().is_none_or(|k| k == "Gateway"))
-                        .map(|p| {
-                            gateway_ancestor(
-                                p.namespace.as_deref().unwrap_or(ns),
-                                &p.name,
-                                p.section_name.as_deref(),
-                            )
-                        })
-                        .collect()
-                }),
+                .find(|r| named(&r.metadata))
+                .map(|r| route_backends!(r, "GRPCRoute", true)),
             _ => None,
         };
+        let parents: Option<Vec<AncestorRef>> = route.map(|r| {
+            r.parents
+                .iter()
+                .filter(|p| p.kind.is_none_or(|k| k == "Gateway"))
+                .map(|p| gateway_ancestor(p.namespace.unwrap_or(ns), p.name, p.section))
+                .collect()
+        });
         let mut out: Vec<AncestorRef> = Vec::new();
         for a in parents.unwrap_or_else(|| vec![t.as_ancestor(ns)]) {
             if !out.contains(&a) {
@@ -860,74 +908,6 @@ impl Context<'_> {
             statuses.push(attachment.status(resource, generation));
         }
     }
-}
-
-/// A route's parentRefs and its rules' backendRefs, whatever the route kind.
-struct RouteBackends<'a> {
-    kind: &'static str,
-    ns: &'a str,
-    name: &'a str,
-    grpc: bool,
-    parents: Vec<ParentView<'a>>,
-    /// Each rule's name and backendRefs.
-    rules: Vec<(Option<&'a str>, Vec<RefSpec<'a>>)>,
-}
-
-/// [`RouteBackends`] of an HTTPRoute or a GRPCRoute (their generated types differ,
-/// their fields are named alike).
-macro_rules! route_backends {
-    ($r:expr, $kind:literal, $grpc:literal) => {{
-        let r = $r;
-        RouteBackends {
-            kind: $kind,
-            ns: ns_of(&r.metadata),
-            name: name_of(&r.metadata),
-            grpc: $grpc,
-            parents: r
-                .spec
-                .parent_refs
-                .iter()
-                .flatten()
-                .map(|p| ParentView {
-                    group: p.group.as_deref(),
-                    kind: p.kind.as_deref(),
-                    namespace: p.namespace.as_deref(),
-                    name: &p.name,
-                    section: p.section_name.as_deref(),
-                })
-                .collect(),
-            rules: r
-                .spec
-                .rules
-                .iter()
-                .flatten()
-                .map(|rule| {
-                    let refs = rule
-                        .backend_refs
-                        .iter()
-                        .flatten()
-                        .map(|b| RefSpec {
-                            group: b.group.as_deref(),
-                            kind: b.kind.as_deref(),
-                            name: &b.name,
-                            namespace: b.namespace.as_deref(),
-                            port: b.port,
-                        })
-                        .collect();
-                    (rule.name.as_deref(), refs)
-                })
-                .collect(),
-        }
-    }};
-}
-
-/// A route's parentRef, whatever the route kind.
-struct ParentView<'a> {
-    group: Option<&'a str>,
-    kind: Option<&'a str>,
-    namespace: Option<&'a str>,
-    name: &'a str,
-    section: Option<&'a str>,
 }
 
 impl Context<'_> {
