@@ -642,7 +642,7 @@ pub fn listing() -> String {
     let supported = FEATURES.iter().filter(|f| f.is_supported()).count();
     let _ = writeln!(
         out,
-        "{supported} of {} features supported (Gateway API {SOURCE_COMMIT})",
+        "{supported} of {} features supported (names from kubernetes-sigs/gateway-api@{SOURCE_COMMIT})",
         FEATURES.len()
     );
     out
