@@ -23,6 +23,8 @@ Examples:
       List the live replicas of the fleet (their membership Leases) and any drift.
   gatekit validate ./manifests
       Check manifests and print each resource's conditions; exits non-zero on errors.
+  gatekit validate --features
+      List the Gateway API conformance features, supported or not, and their tests.
 
 Admin API (127.0.0.1:9901 by default): /healthz /readyz /metrics /config";
 
@@ -96,8 +98,12 @@ pub struct RunArgs {
 #[non_exhaustive]
 pub struct ValidateArgs {
     /// Directories of manifests to check
-    #[arg(value_name = "DIR", required = true)]
+    #[arg(value_name = "DIR", required_unless_present = "features")]
     pub dirs: Vec<PathBuf>,
+    /// Print the Gateway API conformance features instead (supported or not, with the
+    /// tests that prove each; the list behind GatewayClass `status.supportedFeatures`)
+    #[arg(long, conflicts_with_all = ["dirs", "config"])]
+    pub features: bool,
     /// The process settings `gatekit run` would use (GatewayClass, global namespaces,
     /// `redis:` for Global rate limits)
     #[arg(long, value_name = "FILE")]
@@ -331,6 +337,10 @@ async fn fleet(args: &FleetArgs) -> ExitCode {
 }
 
 fn validate(args: &ValidateArgs) -> ExitCode {
+    if args.features {
+        print!("{}", gatekit_k8s::features::listing());
+        return ExitCode::SUCCESS;
+    }
     if let Err(error) = check_dirs(&args.dirs) {
         eprintln!("error: {error}");
         return ExitCode::from(EXIT_FAILURE);

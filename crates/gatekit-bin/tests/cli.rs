@@ -232,3 +232,26 @@ fn json_logs_report_the_open_files_limits() {
         "{err}"
     );
 }
+
+#[test]
+fn validate_features_lists_every_feature_without_a_directory() {
+    let out = gatekit(&["validate", "--features"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for f in gatekit_k8s::features::FEATURES {
+        assert!(text.contains(f.name()), "{} not in\n{text}", f.name());
+        for t in f.tests() {
+            assert!(text.contains(t), "{t} not in\n{text}");
+        }
+    }
+    assert!(text.contains("HTTPRouteCORS"));
+    assert!(text.contains("unsupported"));
+    // Without --features a directory is still required; with it, none is allowed.
+    assert_eq!(gatekit(&["validate"]).status.code(), Some(2));
+    assert_eq!(
+        gatekit(&["validate", "--features", "some-dir"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

@@ -12,6 +12,9 @@
 //! - [`translate`](mod@translate): turning a [`ResourceSet`] into listeners, core
 //!   [`Route`](gatekit_core::route::Route)s, upstream definitions with their endpoints, and
 //!   the status conditions every resource would carry, to the Gateway API rules;
+//! - [`features`]: the Gateway API conformance features gatekit supports, each with the
+//!   tests that prove it (one list for GatewayClass `status.supportedFeatures`, `gatekit
+//!   validate --features` and `docs/conformance.md`);
 //! - [`status`]: gatekit's condition model (convertible to Kubernetes conditions);
 //! - [`status_write`]: writing those conditions back to the objects' `/status`, by the
 //!   elected leader only ([`StatusWriter`]);
@@ -66,6 +69,7 @@ mod backoff;
 pub mod cluster;
 pub mod duration;
 mod error;
+pub mod features;
 #[cfg(feature = "client")]
 pub mod fleet;
 #[cfg(feature = "fuzzing")]

@@ -370,6 +370,7 @@ pub struct ResourceStatus {
     parents: Vec<ParentStatus>,
     listeners: Vec<ListenerStatus>,
     ancestors: Vec<AncestorStatus>,
+    supported_features: Vec<&'static str>,
 }
 
 impl ResourceStatus {
@@ -381,7 +382,19 @@ impl ResourceStatus {
             parents: Vec::new(),
             listeners: Vec::new(),
             ancestors: Vec::new(),
+            supported_features: Vec::new(),
         }
+    }
+
+    pub(crate) fn set_supported_features(&mut self, names: Vec<&'static str>) {
+        self.supported_features = names;
+    }
+
+    /// A GatewayClass's `status.supportedFeatures` (GEP-2162): the names of the
+    /// supported [`features`](crate::features), sorted ascending. Empty for other kinds
+    /// and for GatewayClasses gatekit does not accept.
+    pub fn supported_features(&self) -> &[&'static str] {
+        &self.supported_features
     }
 
     pub(crate) fn push_condition(&mut self, c: Condition) {

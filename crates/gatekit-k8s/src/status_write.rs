@@ -12,7 +12,8 @@
 //!   from the route's `spec.parentRefs` (so it matches what the user wrote).
 //! - **Gateways**: `conditions` (`Accepted`, `Programmed`) and `listeners[]` (name,
 //!   `supportedKinds`, `attachedRoutes`, conditions); other fields (`addresses`) are
-//!   kept. **GatewayClasses**: `conditions` (`Accepted`).
+//!   kept. **GatewayClasses**: `conditions` (`Accepted`) and, on the accepted class,
+//!   `supportedFeatures` (GEP-2162, from [`features`](crate::features), sorted).
 //! - **Policies** (GEP-713): `status.ancestors` is shared like a route's
 //!   `status.parents`, and merged the same way: gatekit's entries (one per target, the
 //!   `ancestorRef` being the policy's targetRef, with one `Accepted` condition) are
@@ -605,7 +606,8 @@ fn conditions_json(cs: &[Condition], generation: Option<i64>) -> Value {
 }
 
 /// Routes: the array of our parent entries. Policies: the array of our ancestor entries.
-/// Gateways: `{conditions, listeners}`. GatewayClasses: `{conditions}`.
+/// Gateways: `{conditions, listeners}`. GatewayClasses: `{conditions, supportedFeatures}`
+/// (the latter on the accepted class only).
 fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
     let generation = s.generation();
     match kind {
@@ -644,9 +646,23 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
                 "conditions": conditions_json(l.conditions(), generation),
             })).collect::<Vec<_>>(),
         }),
-        Kind::GatewayClass => json!({
-            "conditions": conditions_json(s.conditions(), generation),
-        }),
+        Kind::GatewayClass => {
+            let mut m = Map::new();
+            m.insert(
+                "conditions".to_owned(),
+                conditions_json(s.conditions(), generation),
+            );
+            if !s.supported_features().is_empty() {
+                m.insert(
+                    "supportedFeatures".to_owned(),
+                    s.supported_features()
+                        .iter()
+                        .map(|n| json!({ "name": n }))
+                        .collect(),
+                );
+            }
+            Value::Object(m)
+        }
         Kind::BackendPolicy | Kind::TrafficPolicy | Kind::BackendTrafficPolicy => Value::Array(
             s.ancestors()
                 .iter()
@@ -796,8 +812,8 @@ fn merge_shared(
     Value::Object(status)
 }
 
-/// Gateway / GatewayClass status: `conditions` (and `listeners`) replaced, other fields
-/// kept.
+/// Gateway / GatewayClass status: `conditions` (and `listeners`, `supportedFeatures`)
+/// replaced, other fields kept.
 fn merge_owned(old: &Value, desired: &Value, now: &str) -> Value {
     let mut status = old.as_object().cloned().unwrap_or_default();
     status.insert(
@@ -808,6 +824,9 @@ fn merge_owned(old: &Value, desired: &Value, now: &str) -> Value {
             now,
         ),
     );
+    if let Some(features) = desired.get("supportedFeatures") {
+        status.insert("supportedFeatures".to_owned(), features.clone());
+    }
     if let Some(listeners) = desired.get("listeners").and_then(Value::as_array) {
         let old_listeners = old.get("listeners").and_then(Value::as_array);
         let merged = listeners

@@ -191,6 +191,14 @@ async fn writes_route_gateway_and_class_status_keeping_foreign_entries() {
         condition(&class["conditions"], "Accepted")["status"],
         "True"
     );
+    // GEP-2162: the supported features, sorted by name, from the one list in code.
+    let features: Vec<_> = class["supportedFeatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(features, gatekit_k8s::features::supported_names());
 
     let theirs = fake.get::<Gateway>(Some("infra"), "theirs").unwrap();
     assert!(

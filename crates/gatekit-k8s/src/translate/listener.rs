@@ -72,7 +72,8 @@ impl Listener<'_> {
     }
 }
 
-/// Sets `Accepted` on GatewayClasses handled by gatekit's controller.
+/// Sets `Accepted` on GatewayClasses handled by gatekit's controller, and on the
+/// accepted one the supported features (from [`features::FEATURES`](crate::features)).
 pub(crate) fn gateway_classes(
     resources: &ResourceSet,
     options: &TranslateOptions,
@@ -87,6 +88,7 @@ pub(crate) fn gateway_classes(
         let mut status =
             ResourceStatus::new(ResourceRef::new("GatewayClass", None, name), generation);
         let c = if name == options.gateway_class_name {
+            status.set_supported_features(crate::features::supported_names());
             Condition::new(reason::ACCEPTED, true, reason::ACCEPTED, "", generation)
         } else {
             Condition::new(

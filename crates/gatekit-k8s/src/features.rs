@@ -1,0 +1,649 @@
+//! Gateway API conformance features (GEP-2162): one list, [`FEATURES`], of every feature
+//! of the HTTP and GRPC conformance profiles, supported or not, and for supported ones
+//! the tests that prove it.
+//!
+//! That one list is what gatekit reports everywhere: the accepted GatewayClass's
+//! `status.supportedFeatures` (the supported names, sorted), `gatekit validate
+//! --features`, and `docs/conformance.md` ([`markdown`]). A test checks that every test a
+//! supported feature names exists, so the list cannot claim more than the tests prove.
+//!
+//! The names are those of the Gateway API's `pkg/features` (`gateway.go`,
+//! `httproute.go`, `grpcroute.go`, `referencegrant.go`, `backendtlspolicy.go`) at
+//! commit [`SOURCE_COMMIT`], the upstream main branch after v1.6.1, which is to become
+//! v1.7.
+
+use std::fmt::Write as _;
+
+/// The `kubernetes-sigs/gateway-api` commit the feature names were read from.
+pub const SOURCE_COMMIT: &str = "4564255ac2c35d582249b3cdf261bdf51c8bca32";
+
+/// A feature's conformance level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Level {
+    /// Every conformant implementation of the resource supports it.
+    Core,
+    /// Optional: an implementation says whether it supports it.
+    Extended,
+}
+
+impl Level {
+    /// `core` or `extended`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Core => "core",
+            Self::Extended => "extended",
+        }
+    }
+}
+
+/// The Gateway API release channel a feature's fields are in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Channel {
+    /// The standard channel.
+    Standard,
+    /// The experimental channel.
+    Experimental,
+}
+
+impl Channel {
+    /// `standard` or `experimental`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Experimental => "experimental",
+        }
+    }
+}
+
+/// Whether gatekit supports a feature: the tests that prove it, or why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Support {
+    Supported(&'static [&'static str]),
+    Unsupported(&'static str),
+}
+
+/// One conformance feature: its name, resource, level, channel, and whether gatekit
+/// supports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Feature {
+    name: &'static str,
+    resource: &'static str,
+    level: Level,
+    channel: Channel,
+    support: Support,
+}
+
+impl Feature {
+    const fn yes(
+        name: &'static str,
+        resource: &'static str,
+        level: Level,
+        channel: Channel,
+        tests: &'static [&'static str],
+    ) -> Self {
+        Self {
+            name,
+            resource,
+            level,
+            channel,
+            support: Support::Supported(tests),
+        }
+    }
+
+    const fn no(
+        name: &'static str,
+        resource: &'static str,
+        level: Level,
+        channel: Channel,
+        reason: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            resource,
+            level,
+            channel,
+            support: Support::Unsupported(reason),
+        }
+    }
+
+    /// The feature's name, as in `status.supportedFeatures` (`HTTPRouteQueryParamMatching`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The resource the feature belongs to (`Gateway`, `HTTPRoute`, `GRPCRoute`,
+    /// `ReferenceGrant`, `BackendTLSPolicy`).
+    pub fn resource(&self) -> &'static str {
+        self.resource
+    }
+
+    /// Core or extended.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// Standard or experimental channel.
+    pub fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    /// Whether gatekit supports the feature.
+    pub fn is_supported(&self) -> bool {
+        matches!(self.support, Support::Supported(_))
+    }
+
+    /// The tests that prove a supported feature, as `path/from/workspace/root.rs::test_fn`;
+    /// empty for an unsupported one.
+    pub fn tests(&self) -> &'static [&'static str] {
+        match self.support {
+            Support::Supported(tests) => tests,
+            Support::Unsupported(_) => &[],
+        }
+    }
+
+    /// Why gatekit does not support the feature; `None` when it does.
+    pub fn unsupported_reason(&self) -> Option<&'static str> {
+        match self.support {
+            Support::Supported(_) => None,
+            Support::Unsupported(reason) => Some(reason),
+        }
+    }
+}
+
+use Channel::{Experimental, Standard};
+use Level::{Core, Extended};
+
+const TRANSLATE_FILTERS: &str =
+    "crates/gatekit-k8s/tests/translate.rs::every_http_route_filter_translates";
+const ON_THE_WIRE: &str = "tests/routing.rs::filters_apply_on_the_wire";
+const MATCH_KINDS: &str = "tests/routing.rs::every_match_kind_routes_to_its_backend";
+const REDIRECT_STATUS: &str =
+    "crates/gatekit-core/src/filter/tests.rs::redirect_hostname_path_and_status";
+const ROUTE_TIMEOUTS: &str =
+    "tests/timeouts.rs::route_timeouts_answer_504_and_cancel_the_upstream_request";
+const IN_PROGRESS: &str = "being built; not yet proven by a test";
+
+/// Every Gateway API feature of the HTTP and GRPC conformance profiles (Gateway,
+/// ReferenceGrant, HTTPRoute, GRPCRoute, BackendTLSPolicy; core and extended), with
+/// gatekit's support. A feature is supported only when the tests it names exist (a test
+/// checks that they do).
+pub const FEATURES: &[Feature] = &[
+    // --- Gateway ---
+    Feature::yes(
+        "Gateway",
+        "Gateway",
+        Core,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/translate.rs::two_listeners_attach_by_section_name_and_port",
+            "crates/gatekit-k8s/tests/translate.rs::listener_conflicts_on_one_port",
+            "crates/gatekit-k8s/tests/status_write.rs::writes_route_gateway_and_class_status_keeping_foreign_entries",
+            "tests/wiring.rs::routes_from_files_reach_their_backends",
+            "tests/wiring.rs::https_certificates_by_sni_and_rotation_by_secret_change",
+        ],
+    ),
+    Feature::no(
+        "GatewayAddressEmpty",
+        "Gateway",
+        Extended,
+        Standard,
+        "gatekit does not allocate or honour spec.addresses",
+    ),
+    Feature::no(
+        "GatewayBackendClientCertificate",
+        "Gateway",
+        Extended,
+        Standard,
+        "no client certificate is presented to backends (TLS backends are refused)",
+    ),
+    Feature::no(
+        "GatewayFrontendClientCertificateValidation",
+        "Gateway",
+        Extended,
+        Standard,
+        "client certificates are not validated",
+    ),
+    Feature::no(
+        "GatewayFrontendClientCertificateValidationInsecureFallback",
+        "Gateway",
+        Extended,
+        Standard,
+        "client certificates are not validated",
+    ),
+    Feature::no(
+        "GatewayHTTPListenerIsolation",
+        "Gateway",
+        Extended,
+        Standard,
+        IN_PROGRESS,
+    ),
+    Feature::no(
+        "GatewayHTTPSListenerDetectMisdirectedRequests",
+        "Gateway",
+        Extended,
+        Standard,
+        IN_PROGRESS,
+    ),
+    Feature::no(
+        "GatewayInfrastructurePropagation",
+        "Gateway",
+        Extended,
+        Standard,
+        "gatekit provisions no infrastructure to propagate spec.infrastructure to",
+    ),
+    Feature::no(
+        "GatewayPort8080",
+        "Gateway",
+        Extended,
+        Standard,
+        "no test serves a listener on port 8080 (tests bind free ports)",
+    ),
+    Feature::no(
+        "GatewayStaticAddresses",
+        "Gateway",
+        Extended,
+        Standard,
+        "gatekit does not allocate or honour spec.addresses",
+    ),
+    Feature::no(
+        "ListenerSet",
+        "Gateway",
+        Extended,
+        Standard,
+        "ListenerSets are not read",
+    ),
+    // --- ReferenceGrant ---
+    Feature::yes(
+        "ReferenceGrant",
+        "ReferenceGrant",
+        Core,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/translate.rs::cross_namespace_backend_needs_reference_grant",
+            "tests/validate.rs::a_cross_namespace_backend_without_reference_grant_is_reported_and_fails",
+        ],
+    ),
+    // --- HTTPRoute ---
+    Feature::yes(
+        "HTTPRoute",
+        "HTTPRoute",
+        Core,
+        Standard,
+        &[
+            MATCH_KINDS,
+            "tests/routing.rs::weighted_split_is_proportional_and_weight_zero_never_chosen",
+            "tests/routing.rs::no_route_is_404_invalid_backend_is_500_dead_backend_is_503",
+            ON_THE_WIRE,
+            "crates/gatekit-k8s/tests/translate.rs::hostname_intersection_exact_wildcard_none_and_merge",
+            "crates/gatekit-k8s/tests/translate.rs::missing_service_wrong_port_and_kind",
+            TRANSLATE_FILTERS,
+            "tests/wiring.rs::routes_from_files_reach_their_backends",
+        ],
+    ),
+    Feature::yes(
+        "HTTPRoute303RedirectStatusCode",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[REDIRECT_STATUS],
+    ),
+    Feature::yes(
+        "HTTPRoute307RedirectStatusCode",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[REDIRECT_STATUS],
+    ),
+    Feature::yes(
+        "HTTPRoute308RedirectStatusCode",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[REDIRECT_STATUS, ON_THE_WIRE],
+    ),
+    Feature::yes(
+        "HTTPRouteBackendProtocolH2C",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[
+            "tests/wiring.rs::an_h2c_service_is_spoken_to_over_http2",
+            "tests/app_protocol.rs::every_served_app_protocol_reaches_its_backend_in_that_protocol",
+        ],
+    ),
+    Feature::yes(
+        "HTTPRouteBackendProtocolWebSocket",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &["tests/app_protocol.rs::a_websocket_upgrade_works_through_a_kubernetes_io_ws_port"],
+    ),
+    Feature::yes(
+        "HTTPRouteBackendRequestHeaderModification",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[
+            TRANSLATE_FILTERS,
+            "crates/gatekit-core/src/weighted/tests.rs::the_chosen_backend_ref_gets_its_own_filters",
+        ],
+    ),
+    Feature::no(
+        "HTTPRouteBackendRequestRedirect",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        "no test of a RequestRedirect filter on a backendRef",
+    ),
+    Feature::yes(
+        "HTTPRouteBackendTimeout",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[ROUTE_TIMEOUTS, TRANSLATE_FILTERS],
+    ),
+    Feature::no(
+        "HTTPRouteBackendURLRewrite",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        "no test of a URLRewrite filter on a backendRef",
+    ),
+    Feature::no(
+        "HTTPRouteCORS",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        IN_PROGRESS,
+    ),
+    Feature::no(
+        "HTTPRouteDestinationPortMatching",
+        "HTTPRoute",
+        Extended,
+        Experimental,
+        "matching on the destination port is not implemented",
+    ),
+    Feature::yes(
+        "HTTPRouteHostRewrite",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[ON_THE_WIRE, TRANSLATE_FILTERS],
+    ),
+    Feature::yes(
+        "HTTPRouteMethodMatching",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[MATCH_KINDS, TRANSLATE_FILTERS],
+    ),
+    Feature::yes(
+        "HTTPRouteNamedRouteRule",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[TRANSLATE_FILTERS],
+    ),
+    Feature::yes(
+        "HTTPRouteParentRefPort",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &["crates/gatekit-k8s/tests/translate.rs::two_listeners_attach_by_section_name_and_port"],
+    ),
+    Feature::yes(
+        "HTTPRoutePathRedirect",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[ON_THE_WIRE, REDIRECT_STATUS, TRANSLATE_FILTERS],
+    ),
+    Feature::yes(
+        "HTTPRoutePathRewrite",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[
+            ON_THE_WIRE,
+            "crates/gatekit-core/src/filter/tests.rs::replace_prefix_match_follows_the_spec_table",
+            TRANSLATE_FILTERS,
+        ],
+    ),
+    Feature::yes(
+        "HTTPRoutePortRedirect",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[
+            "crates/gatekit-core/src/filter/tests.rs::redirect_port_table",
+            TRANSLATE_FILTERS,
+        ],
+    ),
+    Feature::yes(
+        "HTTPRouteQueryParamMatching",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[MATCH_KINDS, TRANSLATE_FILTERS],
+    ),
+    Feature::yes(
+        "HTTPRouteRequestMirror",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[ON_THE_WIRE, TRANSLATE_FILTERS],
+    ),
+    Feature::yes(
+        "HTTPRouteRequestMultipleMirrors",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[
+            "crates/gatekit-core/src/filter/tests.rs::several_mirrors_each_get_the_streamed_body",
+            TRANSLATE_FILTERS,
+        ],
+    ),
+    Feature::yes(
+        "HTTPRouteRequestPercentageMirror",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[
+            "crates/gatekit-core/src/filter/tests.rs::mirror_fraction_is_honoured",
+            TRANSLATE_FILTERS,
+        ],
+    ),
+    Feature::yes(
+        "HTTPRouteRequestTimeout",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[ROUTE_TIMEOUTS, TRANSLATE_FILTERS],
+    ),
+    Feature::yes(
+        "HTTPRouteResponseHeaderModification",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[
+            ON_THE_WIRE,
+            "crates/gatekit-core/src/filter/tests.rs::response_header_modifier_changes_responses_only",
+            TRANSLATE_FILTERS,
+        ],
+    ),
+    Feature::yes(
+        "HTTPRouteRetry",
+        "HTTPRoute",
+        Extended,
+        Experimental,
+        &[
+            "crates/gatekit-k8s/tests/policy.rs::the_specs_retry_example_parses_and_translates",
+            "crates/gatekit-k8s/tests/policy.rs::an_http_route_retry_beats_every_policy_retry",
+            "crates/gatekit-core/src/retry/tests.rs::a_503_then_200_is_retried_once_with_attempt_and_shared_tried_endpoints",
+        ],
+    ),
+    Feature::no(
+        "HTTPRouteRetryBackendTimeout",
+        "HTTPRoute",
+        Extended,
+        Experimental,
+        "a request whose backendRequest timeout fired is not retried",
+    ),
+    Feature::no(
+        "HTTPRouteRetryConnectionError",
+        "HTTPRoute",
+        Extended,
+        Experimental,
+        "no test yet that an HTTPRoute retry covers connection errors",
+    ),
+    Feature::yes(
+        "HTTPRouteSchemeRedirect",
+        "HTTPRoute",
+        Extended,
+        Standard,
+        &[ON_THE_WIRE, TRANSLATE_FILTERS],
+    ),
+    // --- GRPCRoute ---
+    Feature::yes(
+        "GRPCRoute",
+        "GRPCRoute",
+        Core,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/translate.rs::grpc_route_service_and_method_matching",
+            "crates/gatekit-core/tests/proxy_http.rs::grpc_trailers_reach_an_h2_client",
+        ],
+    ),
+    Feature::no(
+        "GRPCRouteNamedRouteRule",
+        "GRPCRoute",
+        Extended,
+        Standard,
+        "no test of a named GRPCRoute rule yet",
+    ),
+    Feature::no(
+        "GRPCRouteRequestHeaderModifier",
+        "GRPCRoute",
+        Extended,
+        Standard,
+        "no test of a GRPCRoute RequestHeaderModifier yet",
+    ),
+    // --- BackendTLSPolicy ---
+    Feature::no(
+        "BackendTLSPolicy",
+        "BackendTLSPolicy",
+        Core,
+        Standard,
+        "BackendTLSPolicies are not read; backends that ask for TLS are refused",
+    ),
+    Feature::no(
+        "BackendTLSPolicySANValidation",
+        "BackendTLSPolicy",
+        Extended,
+        Standard,
+        "BackendTLSPolicies are not read",
+    ),
+];
+
+/// The names of the supported features, sorted ascending (as GatewayClass
+/// `status.supportedFeatures` must be).
+pub fn supported_names() -> Vec<&'static str> {
+    let mut names: Vec<_> = FEATURES
+        .iter()
+        .filter(|f| f.is_supported())
+        .map(Feature::name)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// `docs/conformance.md`: every feature, supported or not, and its tests or reason.
+pub fn markdown() -> String {
+    let supported = FEATURES.iter().filter(|f| f.is_supported()).count();
+    let mut out = String::new();
+    out.push_str("# Gateway API conformance features\n\n");
+    out.push_str(
+        "<!-- Generated from crates/gatekit-k8s/src/features.rs; do not edit by hand.\n     \
+         Regenerate with: GATEKIT_BLESS=1 cargo test -p gatekit-k8s --test features -->\n\n",
+    );
+    let _ = writeln!(
+        out,
+        "Every feature of the Gateway API HTTP and GRPC conformance profiles (GEP-2162), \
+         supported or not. Names are from `kubernetes-sigs/gateway-api` `pkg/features` at \
+         commit `{SOURCE_COMMIT}` (main after v1.6.1, the coming v1.7).\n"
+    );
+    let _ = writeln!(
+        out,
+        "gatekit supports {supported} of {} features. The supported ones are what the \
+         accepted GatewayClass reports in `status.supportedFeatures` and what `gatekit \
+         validate --features` prints; each names the tests that prove it (a test fails \
+         when a named test does not exist).",
+        FEATURES.len()
+    );
+    let mut resource = "";
+    for f in FEATURES {
+        if f.resource != resource {
+            resource = f.resource;
+            let _ = write!(
+                out,
+                "\n## {resource}\n\n| Feature | Level | Channel | Supported | Tests / reason |\n|---|---|---|---|---|\n"
+            );
+        }
+        let detail = match f.support {
+            Support::Supported(tests) => tests
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join("<br>"),
+            Support::Unsupported(reason) => reason.to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {detail} |",
+            f.name,
+            f.level.as_str(),
+            f.channel.as_str(),
+            if f.is_supported() { "yes" } else { "no" },
+        );
+    }
+    out
+}
+
+/// The plain-text listing `gatekit validate --features` prints: one feature a line
+/// (`name  level  supported|unsupported`), then its tests or reason, indented.
+pub fn listing() -> String {
+    let mut out = String::new();
+    for f in FEATURES {
+        let _ = writeln!(
+            out,
+            "{:<60} {:<8} {}",
+            f.name,
+            f.level.as_str(),
+            if f.is_supported() {
+                "supported"
+            } else {
+                "unsupported"
+            }
+        );
+        match f.support {
+            Support::Supported(tests) => {
+                for t in tests {
+                    let _ = writeln!(out, "    test: {t}");
+                }
+            }
+            Support::Unsupported(reason) => {
+                let _ = writeln!(out, "    why not: {reason}");
+            }
+        }
+    }
+    let supported = FEATURES.iter().filter(|f| f.is_supported()).count();
+    let _ = writeln!(
+        out,
+        "{supported} of {} features supported (names from kubernetes-sigs/gateway-api@{SOURCE_COMMIT})",
+        FEATURES.len()
+    );
+    out
+}
