@@ -1067,14 +1067,14 @@ async fn primary_dropped_early_fails_the_mirror_copy() {
 use crate::route::CorsPolicy;
 
 fn cors(origins: &[&str], credentials: bool) -> Filter {
-    let mut p = CorsPolicy::default();
-    p.allow_origins = origins.iter().map(|s| s.to_string()).collect();
-    p.allow_credentials = credentials;
-    p.allow_methods = vec!["GET".into(), "OPTIONS".into()];
-    p.allow_headers = vec!["x-header-1".into(), "x-header-2".into()];
-    p.expose_headers = vec!["x-header-3".into(), "x-header-4".into()];
-    p.max_age = Some(3600);
-    Filter::Cors(p)
+    Filter::Cors(CorsPolicy {
+        allow_origins: origins.iter().map(|s| s.to_string()).collect(),
+        allow_credentials: credentials,
+        allow_methods: vec!["GET".into(), "OPTIONS".into()],
+        allow_headers: vec!["x-header-1".into(), "x-header-2".into()],
+        expose_headers: vec!["x-header-3".into(), "x-header-4".into()],
+        max_age: Some(3600),
+    })
 }
 
 fn preflight_req(origin: &str, method: &str) -> Request<Body> {
@@ -1219,12 +1219,14 @@ fn cors_wildcard_origins_match_and_do_not_match() {
 
 #[test]
 fn cors_credentials_echo_the_origin_never_a_wildcard() {
-    let mut p = CorsPolicy::default();
-    p.allow_origins = vec!["*".into()];
-    p.allow_credentials = true;
-    p.allow_methods = vec!["*".into()];
-    p.allow_headers = vec!["*".into()];
-    p.expose_headers = vec!["*".into(), "x-header-3".into()];
+    let mut p = CorsPolicy {
+        allow_origins: vec!["*".into()],
+        allow_credentials: true,
+        allow_methods: vec!["*".into()],
+        allow_headers: vec!["*".into()],
+        expose_headers: vec!["*".into(), "x-header-3".into()],
+        ..CorsPolicy::default()
+    };
     let chain = compile(vec![Filter::Cors(p.clone())]);
     let (rsp, _) = through(&chain, preflight_req("https://other.foo.com", "PUT"));
     assert_eq!(
