@@ -1116,3 +1116,91 @@ spec:
         [81]
     );
 }
+
+#[test]
+fn httproute_cors_filter_translates_on_rules_and_backend_refs() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  gatewayClassName: gatekit
+  listeners: [{ name: http, port: 80, protocol: HTTP }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web }
+spec: { ports: [{ port: 80 }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: cors }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+  - matches: [{ path: { value: /cors } }]
+    filters:
+    - type: CORS
+      cors:
+        allowOrigins: ["https://www.foo.com", "https://*.bar.com"]
+        allowMethods: [GET, OPTIONS]
+        allowHeaders: [x-header-1]
+        exposeHeaders: [x-header-3]
+        allowCredentials: true
+        maxAge: 3600
+    backendRefs:
+    - name: web
+      port: 80
+      filters:
+      - type: CORS
+        cors: { allowOrigins: ["*"] }
+  - matches: [{ path: { value: /bad-origin } }]
+    filters:
+    - type: CORS
+      cors: { allowOrigins: ["ftp://x.com"] }
+    backendRefs: [{ name: web, port: 80 }]
+  - matches: [{ path: { value: /bad-age } }]
+    filters:
+    - type: CORS
+      cors: { allowOrigins: ["*"], maxAge: 0 }
+    backendRefs: [{ name: web, port: 80 }]
+"#;
+    let t = run(yaml);
+    let r = route(&t, 80, "cors").unwrap();
+    match &r.rules[0].filters[..] {
+        [Filter::Cors(c)] => {
+            assert_eq!(
+                c.allow_origins,
+                ["https://www.foo.com", "https://*.bar.com"]
+            );
+            assert_eq!(c.allow_methods, ["GET", "OPTIONS"]);
+            assert_eq!(c.allow_headers, ["x-header-1"]);
+            assert_eq!(c.expose_headers, ["x-header-3"]);
+            assert!(c.allow_credentials);
+            assert_eq!(c.max_age, Some(3600));
+        }
+        other => panic!("unexpected filters {other:?}"),
+    }
+    assert!(!r.rules[0].backends.is_empty());
+    match &r.rules[0].backends[0].filters[..] {
+        [Filter::Cors(c)] => {
+            assert_eq!(c.allow_origins, ["*"]);
+            assert!(!c.allow_credentials);
+            assert_eq!(c.max_age, None);
+        }
+        other => panic!("unexpected backend filters {other:?}"),
+    }
+    // Invalid values drop their rule and are reported with the field.
+    for (i, field, words) in [
+        (1, "spec.rules[1].filters[0]", "cors.allowOrigins[0]"),
+        (2, "spec.rules[2].filters[0]", "cors.maxAge"),
+    ] {
+        assert!(r.rules[i].backends.is_empty() && r.rules[i].filters.is_empty());
+        let err = t.errors().iter().find(|e| e.field() == field).unwrap();
+        assert!(err.reason().contains(words), "{err}");
+    }
+    let p = &route_status(&t, "HTTPRoute", "default", "cors").parents()[0];
+    assert!(p.condition("Accepted").unwrap().is_true());
+    let pi = p.condition("PartiallyInvalid").unwrap();
+    assert!(pi.message().contains("cors.allowOrigins[0]"), "{pi}");
+}

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use pin_project_lite::pin_project;
 
-use super::FilterChain;
+use super::{FilterChain, ResponseContext};
 use crate::{Body, BoxError};
 
 pin_project! {
@@ -23,16 +23,16 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Inner { #[pin] fut: F, chain: FilterChain },
+        Inner { #[pin] fut: F, chain: FilterChain, rcx: ResponseContext },
         // Already through the response filters.
         Answered { rsp: Option<Response<Body>> },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn inner(fut: F, chain: FilterChain) -> Self {
+    pub(super) fn inner(fut: F, chain: FilterChain, rcx: ResponseContext) -> Self {
         Self {
-            state: State::Inner { fut, chain },
+            state: State::Inner { fut, chain, rcx },
         }
     }
 
@@ -52,9 +52,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Inner { fut, chain } => {
+            StateProj::Inner { fut, chain, rcx } => {
                 let mut rsp = ready!(fut.poll(cx)).map_err(Into::into)?;
-                chain.apply_response(&mut rsp);
+                chain.apply_response_with(&mut rsp, rcx);
                 Poll::Ready(Ok(rsp))
             }
             StateProj::Answered { rsp } => Poll::Ready(

@@ -37,6 +37,11 @@
 //!   error (the mirror request is abandoned, never sent truncated) and the primary goes
 //!   on. The bounds are [`MirrorLimits`]; the counters are [`FilterChain::mirror_stats`].
 //!   Mirroring needs a tokio runtime with timers (for the mirror timeout).
+//! - **`CORS`** (spec `HTTPCORSFilter`, GEP-1767): answers preflights itself (200, the
+//!   backend is not called) and adds `Access-Control-*` headers and `Vary: Origin` to
+//!   the responses of requests with an allowed `Origin` (details in `filter/cors.rs`).
+//!   The request's `Origin` is read once per request ([`FilterChain::response_context`])
+//!   and carried to the response in a [`ResponseContext`].
 //!
 //! # Validation
 //!
@@ -58,6 +63,7 @@
 //! has one for the rule's filters; the weighted backend choice applies the chosen
 //! backendRef's chain the same way (see [`Router`](crate::Router)).
 
+mod cors;
 mod future;
 mod header;
 mod layer;
@@ -78,6 +84,7 @@ pub use self::layer::FilterLayer;
 pub use self::mirror::{MirrorLimits, MirrorStats};
 pub use self::service::Filters;
 
+use self::cors::{CorsOp, Seen};
 use self::header::HeaderOps;
 use self::mirror::{Counters, MirrorOp};
 use self::redirect::RedirectOp;
@@ -124,9 +131,19 @@ pub struct FilterChain {
     inner: Option<Arc<Inner>>,
 }
 
+/// What a chain's response filters keep from the request: the `Origin` a `CORS` filter
+/// saw. Built by [`FilterChain::response_context`] before the request is sent on, used by
+/// [`FilterChain::apply_response_with`]. The default is "no `Origin`".
+#[derive(Clone, Debug, Default)]
+pub struct ResponseContext {
+    cors: Seen,
+}
+
 #[derive(Debug)]
 struct Inner {
     request: Box<[RequestOp]>,
+    /// The chain's CORS filter (at most one); also in `request` at its list position.
+    cors: Option<CorsOp>,
     /// Whether a redirect or rewrite may read [`RequestContext::matched_prefix`].
     uses_prefix: bool,
     response: Box<[HeaderOps]>,
@@ -139,6 +156,8 @@ enum RequestOp {
     Redirect(RedirectOp),
     Rewrite(RewriteOp),
     Mirror(MirrorOp),
+    /// Answers preflights with [`Inner::cors`].
+    Cors,
 }
 
 impl FilterChain {
@@ -161,7 +180,9 @@ impl FilterChain {
     /// redirect status other than 301/302/303/307/308, a scheme other than `http`/`https`,
     /// a port of 0, a hostname with a port or invalid characters, a path not starting
     /// with `/`, a mirror backend that does not resolve, a fraction with denominator 0 or
-    /// numerator above the denominator, a `RequestRedirect` together with a `URLRewrite`,
+    /// numerator above the denominator, a CORS origin that is not `*` or
+    /// `http(s)://host[:port]` (host `*` or `*.domain` allowed), a CORS method or header
+    /// name that is not a valid token, a `RequestRedirect` together with a `URLRewrite`,
     /// or a filter type (other than `RequestMirror`) listed twice.
     pub fn compile_with(
         filters: &[Filter],
@@ -174,7 +195,8 @@ impl FilterChain {
         let mut request = Vec::new();
         let mut response = Vec::new();
         // Index of the first filter of each once-only type, in `Filter`'s order.
-        let mut seen: [Option<usize>; 4] = [None; 4];
+        let mut seen: [Option<usize>; 5] = [None; 5];
+        let mut cors = None;
         for (i, filter) in filters.iter().enumerate() {
             let at = |e: ConfigError, field: &str| e.within(field).within(&format!("[{i}]"));
             let (slot, field) = match filter {
@@ -183,6 +205,7 @@ impl FilterChain {
                 Filter::RequestRedirect(_) => (Some(2), "requestRedirect"),
                 Filter::UrlRewrite(_) => (Some(3), "urlRewrite"),
                 Filter::RequestMirror(_) => (None, "requestMirror"),
+                Filter::Cors(_) => (Some(4), "cors"),
             };
             if let Some(slot) = slot {
                 if let Some(first) = seen[slot] {
@@ -226,6 +249,10 @@ impl FilterChain {
                 Filter::RequestMirror(m) => request.push(RequestOp::Mirror(
                     MirrorOp::compile(m, backends, &options.mirror).map_err(|e| at(e, field))?,
                 )),
+                Filter::Cors(c) => {
+                    cors = Some(CorsOp::compile(c).map_err(|e| at(e, field))?);
+                    request.push(RequestOp::Cors);
+                }
             }
         }
         Ok(Self {
@@ -234,6 +261,7 @@ impl FilterChain {
                     .iter()
                     .any(|op| matches!(op, RequestOp::Redirect(_) | RequestOp::Rewrite(_))),
                 request: request.into_boxed_slice(),
+                cors,
                 response: response.into_boxed_slice(),
                 counters: Arc::default(),
             })),
@@ -246,7 +274,7 @@ impl FilterChain {
     }
 
     /// Applies request filters, in list order. Returns a response when a filter answers
-    /// the request itself (a redirect, or a 400 in the unexpected case that a rewritten
+    /// the request itself (a redirect, a CORS preflight, or a 400 in the unexpected case that a rewritten
     /// URI is rejected); the backend is then not called, and the filters after it do not
     /// run.
     ///
@@ -269,6 +297,11 @@ impl FilterChain {
                     }
                 }
                 RequestOp::Mirror(m) => m.apply(req, &inner.counters),
+                RequestOp::Cors => {
+                    if let Some(rsp) = inner.cors.as_ref().and_then(|c| c.preflight(req)) {
+                        return Some(rsp);
+                    }
+                }
             }
         }
         None
@@ -302,11 +335,34 @@ impl FilterChain {
         self.apply_request(req, &cx)
     }
 
-    /// Applies response filters (`ResponseHeaderModifier`).
+    /// What the response filters need from `req` (the `Origin` a CORS filter allows):
+    /// call it before [`apply_request`](Self::apply_request) and pass the result to
+    /// [`apply_response_with`](Self::apply_response_with). Allocates nothing; an allowed
+    /// origin is kept as a reference-counted copy of the request's header value.
+    pub fn response_context(&self, req: &Request<Body>) -> ResponseContext {
+        match self.inner.as_deref().and_then(|i| i.cors.as_ref()) {
+            Some(cors) => ResponseContext {
+                cors: cors.see(req.headers()),
+            },
+            None => ResponseContext::default(),
+        }
+    }
+
+    /// Applies response filters (`ResponseHeaderModifier`) as for a request without a
+    /// [`ResponseContext`] (no CORS headers).
     pub fn apply_response(&self, rsp: &mut Response<Body>) {
+        self.apply_response_with(rsp, &ResponseContext::default());
+    }
+
+    /// Applies response filters: `ResponseHeaderModifier`, then the CORS headers for the
+    /// request `rcx` was taken from.
+    pub fn apply_response_with(&self, rsp: &mut Response<Body>, rcx: &ResponseContext) {
         if let Some(inner) = &self.inner {
             for h in &*inner.response {
                 h.apply(rsp.headers_mut());
+            }
+            if let Some(cors) = &inner.cors {
+                cors.respond(rsp.headers_mut(), &rcx.cors);
             }
         }
     }

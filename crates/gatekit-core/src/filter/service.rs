@@ -68,9 +68,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        if let Some(rsp) = self.chain.apply_routed(&mut req) {
+        let rcx = self.chain.response_context(&req);
+        if let Some(mut rsp) = self.chain.apply_routed(&mut req) {
+            self.chain.apply_response_with(&mut rsp, &rcx);
             return ResponseFuture::answered(rsp);
         }
-        ResponseFuture::inner(self.inner.call(req), self.chain.clone())
+        ResponseFuture::inner(self.inner.call(req), self.chain.clone(), rcx)
     }
 }

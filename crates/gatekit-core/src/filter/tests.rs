@@ -1061,3 +1061,299 @@ async fn primary_dropped_early_fails_the_mirror_copy() {
     drop(body); // the client went away mid-body
     assert!(within(seen.recv()).await.unwrap().body.is_err());
 }
+
+// === CORS ===
+
+use crate::route::CorsPolicy;
+
+fn cors(origins: &[&str], credentials: bool) -> Filter {
+    Filter::Cors(CorsPolicy {
+        allow_origins: origins.iter().map(|s| s.to_string()).collect(),
+        allow_credentials: credentials,
+        allow_methods: vec!["GET".into(), "OPTIONS".into()],
+        allow_headers: vec!["x-header-1".into(), "x-header-2".into()],
+        expose_headers: vec!["x-header-3".into(), "x-header-4".into()],
+        max_age: Some(3600),
+    })
+}
+
+fn preflight_req(origin: &str, method: &str) -> Request<Body> {
+    Request::options("/cors")
+        .header("origin", origin)
+        .header("access-control-request-method", method)
+        .header("access-control-request-headers", "x-header-1")
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn with_origin(origin: &str) -> Request<Body> {
+    Request::get("/cors")
+        .header("origin", origin)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// The request through the chain as the `Filters` service does it, to a backend that
+/// answers 200 with `x-header-3`.
+fn through(chain: &FilterChain, mut req: Request<Body>) -> (Response<Body>, bool) {
+    let rcx = chain.response_context(&req);
+    let (mut rsp, answered) = match chain.apply_request(&mut req, &cx()) {
+        Some(rsp) => (rsp, true),
+        None => {
+            let rsp = Response::builder()
+                .header("x-header-3", "v")
+                .body(Body::empty())
+                .unwrap();
+            (rsp, false)
+        }
+    };
+    chain.apply_response_with(&mut rsp, &rcx);
+    (rsp, answered)
+}
+
+fn cors_headers(rsp: &Response<Body>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = rsp
+        .headers()
+        .iter()
+        .filter(|(n, _)| n.as_str().starts_with("access-control-") || *n == "vary")
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn pairs(l: &[(&str, &str)]) -> Vec<(String, String)> {
+    l.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn cors_preflight_from_allowed_origin_is_answered_with_exact_headers() {
+    let chain = compile(vec![cors(&["https://www.foo.com"], true)]);
+    let (rsp, answered) = through(&chain, preflight_req("https://www.foo.com", "GET"));
+    assert!(answered, "a preflight never reaches the backend");
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert_eq!(
+        cors_headers(&rsp),
+        pairs(&[
+            ("access-control-allow-credentials", "true"),
+            ("access-control-allow-headers", "x-header-1, x-header-2"),
+            ("access-control-allow-methods", "GET, OPTIONS"),
+            ("access-control-allow-origin", "https://www.foo.com"),
+            ("access-control-expose-headers", "x-header-3, x-header-4"),
+            ("access-control-max-age", "3600"),
+            ("vary", "origin"),
+        ])
+    );
+}
+
+#[test]
+fn cors_preflight_from_disallowed_origin_is_answered_without_cors_headers() {
+    let chain = compile(vec![cors(&["https://www.foo.com"], true)]);
+    for origin in [
+        "https://foobar.com",
+        "http://www.foo.com",
+        "https://www.foo.com:8443",
+        "null",
+    ] {
+        let (rsp, answered) = through(&chain, preflight_req(origin, "GET"));
+        assert!(answered, "{origin}");
+        assert_eq!(rsp.status(), StatusCode::OK, "{origin}");
+        assert_eq!(cors_headers(&rsp), pairs(&[("vary", "origin")]), "{origin}");
+    }
+}
+
+#[test]
+fn cors_origin_ports_default_by_scheme() {
+    let chain = compile(vec![cors(&["https://a.com", "http://b.com:8080"], false)]);
+    for (origin, allowed) in [
+        ("https://a.com", true),
+        ("https://a.com:443", true),
+        ("HTTPS://A.COM", true),
+        ("http://a.com", false),
+        ("https://a.com:444", false),
+        ("http://b.com:8080", true),
+        ("http://b.com", false),
+        ("https://a.com/path", false),
+    ] {
+        let (rsp, _) = through(&chain, with_origin(origin));
+        assert_eq!(
+            rsp.headers().contains_key("access-control-allow-origin"),
+            allowed,
+            "{origin}"
+        );
+    }
+}
+
+#[test]
+fn cors_wildcard_origins_match_and_do_not_match() {
+    let chain = compile(vec![cors(&["https://*.bar.com"], false)]);
+    for (origin, allowed) in [
+        ("https://www.bar.com", true),
+        ("https://xpto.www.bar.com", true),
+        ("https://bar.com", false),
+        ("https://www.foobar.com", false),
+        ("http://www.bar.com", false),
+        ("https://www.bar.com.evil.com", false),
+    ] {
+        let (rsp, _) = through(&chain, preflight_req(origin, "GET"));
+        let got = rsp
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(got, allowed.then(|| origin.to_owned()), "{origin}");
+    }
+    let any = compile(vec![cors(&["*"], false)]);
+    let (rsp, _) = through(&any, preflight_req("https://foobar.com:12345", "PUT"));
+    assert_eq!(
+        rsp.headers()["access-control-allow-origin"],
+        "https://foobar.com:12345"
+    );
+    let any_host = compile(vec![cors(&["http://*"], false)]);
+    let (rsp, _) = through(&any_host, with_origin("http://anything.example"));
+    assert!(rsp.headers().contains_key("access-control-allow-origin"));
+    let (rsp, _) = through(&any_host, with_origin("https://anything.example"));
+    assert!(!rsp.headers().contains_key("access-control-allow-origin"));
+}
+
+#[test]
+fn cors_credentials_echo_the_origin_never_a_wildcard() {
+    let mut p = CorsPolicy {
+        allow_origins: vec!["*".into()],
+        allow_credentials: true,
+        allow_methods: vec!["*".into()],
+        allow_headers: vec!["*".into()],
+        expose_headers: vec!["*".into(), "x-header-3".into()],
+        ..CorsPolicy::default()
+    };
+    let chain = compile(vec![Filter::Cors(p.clone())]);
+    let (rsp, _) = through(&chain, preflight_req("https://other.foo.com", "PUT"));
+    assert_eq!(
+        cors_headers(&rsp),
+        pairs(&[
+            ("access-control-allow-credentials", "true"),
+            ("access-control-allow-headers", "x-header-1"),
+            ("access-control-allow-methods", "PUT"),
+            ("access-control-allow-origin", "https://other.foo.com"),
+            ("access-control-expose-headers", "x-header-3"),
+            ("access-control-max-age", "5"),
+            ("vary", "origin"),
+        ])
+    );
+    // Without credentials the expose wildcard is kept and the credentials header absent.
+    p.allow_credentials = false;
+    let chain = compile(vec![Filter::Cors(p)]);
+    let (rsp, answered) = through(&chain, with_origin("https://other.foo.com"));
+    assert!(!answered);
+    assert_eq!(
+        cors_headers(&rsp),
+        pairs(&[
+            ("access-control-allow-origin", "https://other.foo.com"),
+            ("access-control-expose-headers", "*"),
+            ("vary", "origin"),
+        ])
+    );
+}
+
+#[test]
+fn cors_simple_request_is_proxied_with_origin_expose_and_vary() {
+    let chain = compile(vec![cors(&["https://www.foo.com"], false)]);
+    let (rsp, answered) = through(&chain, with_origin("https://www.foo.com"));
+    assert!(!answered, "an actual request goes to the backend");
+    assert_eq!(
+        cors_headers(&rsp),
+        pairs(&[
+            ("access-control-allow-origin", "https://www.foo.com"),
+            ("access-control-expose-headers", "x-header-3, x-header-4"),
+            ("vary", "origin"),
+        ])
+    );
+    // An OPTIONS without Access-Control-Request-Method is not a preflight.
+    let req = Request::options("/cors")
+        .header("origin", "https://www.foo.com")
+        .body(Body::empty())
+        .unwrap();
+    assert!(!through(&chain, req).1);
+    // A disallowed origin: proxied, only Vary.
+    let (rsp, answered) = through(&chain, with_origin("https://evil.com"));
+    assert!(!answered);
+    assert_eq!(cors_headers(&rsp), pairs(&[("vary", "origin")]));
+    // An existing `Vary: Origin` is not repeated.
+    let mut rsp = Response::builder()
+        .header("vary", "Accept, Origin")
+        .body(Body::empty())
+        .unwrap();
+    let rcx = chain.response_context(&with_origin("https://www.foo.com"));
+    chain.apply_response_with(&mut rsp, &rcx);
+    assert_eq!(values(rsp.headers(), "vary"), ["Accept, Origin"]);
+}
+
+#[test]
+fn cors_without_origin_leaves_request_and_response_untouched() {
+    let chain = compile(vec![cors(&["*"], true)]);
+    let req = Request::options("/cors")
+        .header("access-control-request-method", "GET")
+        .body(Body::empty())
+        .unwrap();
+    let (rsp, answered) = through(&chain, req);
+    assert!(!answered);
+    assert_eq!(cors_headers(&rsp), Vec::<(String, String)>::new());
+    let (rsp, _) = through(&chain, get("/", Some("a")));
+    assert_eq!(cors_headers(&rsp), Vec::<(String, String)>::new());
+    // `apply_response` alone (no context) adds nothing either.
+    let mut rsp = Response::new(Body::empty());
+    chain.apply_response(&mut rsp);
+    assert!(rsp.headers().is_empty());
+}
+
+#[test]
+fn cors_errors_name_the_field() {
+    let bad = |f: fn(&mut CorsPolicy)| {
+        let mut p = CorsPolicy::default();
+        f(&mut p);
+        compile_err(vec![
+            Filter::RequestHeaderModifier(HeaderModifier::default()),
+            Filter::Cors(p),
+        ])
+        .to_string()
+    };
+    for (err, field) in [
+        (
+            bad(|p| p.allow_origins = vec!["*".into(), "ftp://a.com".into()]),
+            "[1].cors.allowOrigins[1]",
+        ),
+        (
+            bad(|p| p.allow_origins = vec!["https://a.com/x".into()]),
+            "[1].cors.allowOrigins[0]",
+        ),
+        (
+            bad(|p| p.allow_origins = vec!["https://a.*.com".into()]),
+            "[1].cors.allowOrigins[0]",
+        ),
+        (
+            bad(|p| p.allow_origins = vec!["https://a.com:0".into()]),
+            "[1].cors.allowOrigins[0]",
+        ),
+        (
+            bad(|p| p.allow_origins = vec!["https://a.com:x".into()]),
+            "[1].cors.allowOrigins[0]",
+        ),
+        (
+            bad(|p| p.allow_methods = vec!["GE T".into()]),
+            "[1].cors.allowMethods[0]",
+        ),
+        (
+            bad(|p| p.allow_headers = vec!["ok".into(), "b@d".into()]),
+            "[1].cors.allowHeaders[1]",
+        ),
+        (
+            bad(|p| p.expose_headers = vec!["b d".into()]),
+            "[1].cors.exposeHeaders[0]",
+        ),
+    ] {
+        assert!(err.contains(field), "{err} should name {field}");
+    }
+    let twice = compile_err(vec![cors(&["*"], false), cors(&["*"], false)]).to_string();
+    assert!(twice.contains("[1]") && twice.contains("cors"), "{twice}");
+}

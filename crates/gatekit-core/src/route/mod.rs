@@ -119,8 +119,9 @@ mod table;
 mod tests;
 
 pub use self::model::{
-    BackendRef, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch, PathModifier,
-    QueryMatch, Redirect, Route, RouteId, Rule, RulePolicy, StringMatch, Timeouts, UrlRewrite,
+    BackendRef, CorsPolicy, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch,
+    PathModifier, QueryMatch, Redirect, Route, RouteId, Rule, RulePolicy, StringMatch, Timeouts,
+    UrlRewrite,
 };
 pub use self::rule::{CompiledRule, WeightedBackend};
 pub use self::state::PolicyState;

@@ -213,6 +213,9 @@ pub enum Filter {
     UrlRewrite(UrlRewrite),
     /// Sends a copy of the request to another backend, fire and forget.
     RequestMirror(Mirror),
+    /// Answers CORS preflights and adds CORS headers to responses (Gateway API
+    /// `HTTPCORSFilter`).
+    Cors(CorsPolicy),
 }
 
 /// Header changes: set (replace), add (append), remove. Names are case-insensitive.
@@ -292,4 +295,28 @@ impl Mirror {
             fraction: None,
         }
     }
+}
+
+/// A CORS policy (Gateway API `HTTPCORSFilter`); see [`filter`](crate::filter) for how
+/// it is applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CorsPolicy {
+    /// Allowed origins: `*` (any), or `<scheme>://<host>[:<port>]` with scheme `http` or
+    /// `https`, the port defaulting to the scheme's; the host may be `*` (any host) or
+    /// start with `*.` (any number of labels to its left).
+    pub allow_origins: Vec<String>,
+    /// Whether `Access-Control-Allow-Credentials: true` is sent.
+    pub allow_credentials: bool,
+    /// Methods for `Access-Control-Allow-Methods` (case-sensitive); `*` allows every
+    /// method.
+    pub allow_methods: Vec<String>,
+    /// Request header names for `Access-Control-Allow-Headers`; `*` allows every header.
+    pub allow_headers: Vec<String>,
+    /// Response header names for `Access-Control-Expose-Headers`; `*` exposes every
+    /// header (not on credentialed responses).
+    pub expose_headers: Vec<String>,
+    /// Seconds a preflight answer may be cached (`Access-Control-Max-Age`); `None`: the
+    /// spec's default of 5.
+    pub max_age: Option<u32>,
 }

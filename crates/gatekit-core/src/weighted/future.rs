@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::filter::FilterChain;
+use crate::filter::{FilterChain, ResponseContext};
 use crate::{Body, BoxError, Error, backend};
 
 pin_project! {
@@ -24,16 +24,20 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State {
-        Sent { #[pin] fut: backend::ResponseFuture, filters: FilterChain },
+        Sent { #[pin] fut: backend::ResponseFuture, filters: FilterChain, rcx: ResponseContext },
         Answered { rsp: Option<Response<Body>> },
         Failed { err: Option<Error> },
     }
 }
 
 impl ResponseFuture {
-    pub(super) fn sent(fut: backend::ResponseFuture, filters: FilterChain) -> Self {
+    pub(super) fn sent(
+        fut: backend::ResponseFuture,
+        filters: FilterChain,
+        rcx: ResponseContext,
+    ) -> Self {
         Self {
-            state: State::Sent { fut, filters },
+            state: State::Sent { fut, filters, rcx },
         }
     }
 
@@ -55,9 +59,9 @@ impl Future for ResponseFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Sent { fut, filters } => {
+            StateProj::Sent { fut, filters, rcx } => {
                 let mut rsp = ready!(fut.poll(cx))?;
-                filters.apply_response(&mut rsp);
+                filters.apply_response_with(&mut rsp, rcx);
                 Poll::Ready(Ok(rsp))
             }
             StateProj::Answered { rsp } => Poll::Ready(

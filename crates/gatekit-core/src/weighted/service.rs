@@ -49,13 +49,14 @@ impl Service<Request<Body>> for Weighted {
             return ResponseFuture::failed(Error::new(ErrorKind::InvalidBackend));
         };
         let filters = chosen.filters();
+        let rcx = filters.response_context(&req);
         if let Some(mut rsp) = filters.apply_routed(&mut req) {
-            filters.apply_response(&mut rsp);
+            filters.apply_response_with(&mut rsp, &rcx);
             return ResponseFuture::answered(rsp);
         }
         let Some(backend) = chosen.backend() else {
             return ResponseFuture::failed(Error::new(ErrorKind::InvalidBackend));
         };
-        ResponseFuture::sent(backend.send(req), filters.clone())
+        ResponseFuture::sent(backend.send(req), filters.clone(), rcx)
     }
 }

@@ -41,7 +41,7 @@
 //! limits; a BackendPolicy's circuit breaker and retry budget go on every backendRef to
 //! its Service (not on mirrors).
 //!
-//! Rules that use something gatekit cannot do (ExtensionRef, CORS or ExternalAuth
+//! Rules that use something gatekit cannot do (ExtensionRef or ExternalAuth
 //! filters, unsupported values) are kept but lose their backends and filters, so requests they match answer
 //! 500 instead of falling through to another route; the route reports
 //! `PartiallyInvalid`, or `Accepted=False/UnsupportedValue` when every rule is invalid.

@@ -6,13 +6,15 @@
 //! get route ids named `grpc:<name>` so they never collide with an HTTPRoute of the same
 //! name (Kubernetes names cannot contain `:`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use gatekit_core::ConfigError;
+use gatekit_core::filter::FilterChain;
 use gatekit_core::retry::{Backoff, RetryPolicy};
 use gatekit_core::route::{
-    BackendRef, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch, PathModifier,
-    QueryMatch, Redirect, Route, RouteId, Rule, RulePolicy, StringMatch, Timeouts, UrlRewrite,
+    BackendRef, CorsPolicy, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch,
+    PathModifier, QueryMatch, Redirect, Route, RouteId, Rule, RulePolicy, StringMatch, Timeouts,
+    UrlRewrite,
 };
 use gateway_api::experimental::httproutes::{
     HttpRoute, HttpRouteRulesFilters,
@@ -513,7 +515,33 @@ fn convert_filter(
         FilterType::ExtensionRef => {
             return Err("ExtensionRef filters are not supported".to_owned());
         }
-        FilterType::Cors => return Err("CORS filters are not supported".to_owned()),
+        FilterType::Cors => {
+            let c = f.cors.as_ref().ok_or_else(|| missing("cors"))?;
+            let mut out = CorsPolicy::default();
+            out.allow_origins = c.allow_origins.clone().unwrap_or_default();
+            out.allow_credentials = c.allow_credentials.unwrap_or(false);
+            out.allow_methods = c.allow_methods.clone().unwrap_or_default();
+            out.allow_headers = c.allow_headers.clone().unwrap_or_default();
+            out.expose_headers = c.expose_headers.clone().unwrap_or_default();
+            out.max_age = match c.max_age {
+                None => None,
+                Some(s) => Some(
+                    u32::try_from(s)
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .ok_or_else(|| format!("cors.maxAge {s} must be at least 1 (seconds)"))?,
+                ),
+            };
+            let filter = Filter::Cors(out);
+            // The core validates origins, methods and header names when the table is
+            // built; checking here too puts the field on this rule's status.
+            let none: HashMap<String, gatekit_core::Backend> = HashMap::new();
+            if let Err(e) = FilterChain::compile(std::slice::from_ref(&filter), &none) {
+                let field = e.field().strip_prefix("[0].").unwrap_or(e.field());
+                return Err(format!("{field}: {}", e.reason()));
+            }
+            filter
+        }
         FilterType::ExternalAuth => {
             return Err("ExternalAuth filters are not supported".to_owned());
         }
