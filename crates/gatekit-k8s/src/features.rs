@@ -351,12 +351,17 @@ pub const FEATURES: &[Feature] = &[
         Standard,
         "no test of a URLRewrite filter on a backendRef",
     ),
-    Feature::no(
+    Feature::yes(
         "HTTPRouteCORS",
         "HTTPRoute",
         Extended,
         Standard,
-        IN_PROGRESS,
+        &[
+            "tests/cors.rs::httproute_cors_preflight_is_answered_without_the_backend",
+            "tests/cors.rs::httproute_cors_actual_request_is_proxied_with_cors_headers",
+            "tests/cors.rs::httproute_cors_disallowed_origin_gets_no_cors_headers",
+            "crates/gatekit-k8s/tests/translate.rs::httproute_cors_filter_translates_on_rules_and_backend_refs",
+        ],
     ),
     Feature::no(
         "HTTPRouteDestinationPortMatching",
