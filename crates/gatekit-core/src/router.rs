@@ -132,21 +132,20 @@ impl Router {
     /// Atomically replaces listener `index`'s route table alone; the other listeners'
     /// tables (and their rule stacks) are kept as they are. Whether the listener exists.
     pub fn store_listener(&self, index: usize, table: RouteTable) -> bool {
-        let mut table = Some(table);
+        let table = Arc::new(table);
         let mut stored = false;
         self.table.rcu(|current| {
-            // `rcu` may call this again if another store raced it: build from the table
-            // it sees each time. The route table moves in on the first try only, so a
-            // retried swap keeps what the first built.
-            match table.take() {
-                Some(t) => match current.with_listener_table(index, t) {
-                    Some(next) => {
-                        stored = true;
-                        Arc::new(next)
-                    }
-                    None => Arc::clone(current),
-                },
-                None => Arc::clone(current),
+            // `rcu` calls this again when another store raced it: each attempt builds
+            // from the port it sees, sharing the one new table.
+            match current.with_shared_listener_table(index, Arc::clone(&table)) {
+                Some(next) => {
+                    stored = true;
+                    Arc::new(next)
+                }
+                None => {
+                    stored = false;
+                    Arc::clone(current)
+                }
             }
         });
         stored
@@ -533,5 +532,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rsp.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn one_listeners_table_is_stored_alone() {
+        let router = Router::new(port(ok()));
+        let mut backends = HashMap::new();
+        backends.insert("b".to_owned(), ok());
+        let mut rule = Rule::default();
+        rule.backends.push(BackendRef::new("b", 1));
+        rule.matches.push(crate::route::Match {
+            path: Some(crate::route::PathMatch::Prefix("/new".to_owned())),
+            ..Default::default()
+        });
+        let mut route = Route::new(RouteId::new("ns", "new"));
+        route.rules.push(rule);
+        let table = RouteTable::build(vec![route], &backends).unwrap();
+        assert!(router.store_listener(0, table));
+        let status = |host: &'static str, path: &'static str| {
+            let router = router.clone();
+            async move {
+                router
+                    .oneshot(req(host, path, None))
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(status("a.example.com", "/new").await, 200);
+        assert_eq!(status("a.example.com", "/a").await, 404);
+        assert_eq!(status("b.example.com", "/wild").await, 200);
+        assert!(!router.store_listener(3, RouteTable::empty()));
     }
 }

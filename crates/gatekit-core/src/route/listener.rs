@@ -204,8 +204,17 @@ impl PortTable {
     /// This port with listener `index`'s table replaced by `table`; the other listeners'
     /// tables are shared, not rebuilt. `None` when `index` is out of range.
     pub fn with_listener_table(&self, index: usize, table: RouteTable) -> Option<Self> {
+        self.with_shared_listener_table(index, Arc::new(table))
+    }
+
+    /// [`with_listener_table`](Self::with_listener_table) with a table that may be shared.
+    pub(crate) fn with_shared_listener_table(
+        &self,
+        index: usize,
+        table: Arc<RouteTable>,
+    ) -> Option<Self> {
         let mut listeners = self.listeners.clone();
-        listeners.get_mut(index)?.table = Arc::new(table);
+        listeners.get_mut(index)?.table = table;
         Some(Self {
             listeners,
             exact: self.exact.clone(),
