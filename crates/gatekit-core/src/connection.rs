@@ -86,6 +86,15 @@ impl TlsInfo {
         }
     }
 
+    /// Facts with only a server name, for tests of what reads it.
+    #[cfg(test)]
+    pub(crate) fn with_server_name(name: &str) -> Self {
+        Self {
+            server_name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
     /// The server name the client sent (SNI), if it sent one.
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref()

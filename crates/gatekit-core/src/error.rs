@@ -70,6 +70,10 @@ pub enum ErrorKind {
     RateLimited,
     /// The request body is larger than the matched rule allows (413).
     PayloadTooLarge,
+    /// On a TLS connection, the request's host belongs to another listener than the
+    /// server name (SNI) the connection was opened for (421): the client must open a
+    /// connection for that host (Gateway API `HTTPRouteHTTPSListenerDetectMisdirectedRequests`).
+    MisdirectedRequest,
 }
 
 impl ErrorKind {
@@ -88,15 +92,18 @@ impl ErrorKind {
             Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
     /// The party that caused errors of this kind.
     pub const fn side(self) -> Side {
         match self {
-            Self::NoRoute | Self::BadRequest | Self::RateLimited | Self::PayloadTooLarge => {
-                Side::Client
-            }
+            Self::NoRoute
+            | Self::BadRequest
+            | Self::RateLimited
+            | Self::PayloadTooLarge
+            | Self::MisdirectedRequest => Side::Client,
             Self::InvalidBackend | Self::Overloaded | Self::CircuitOpen => Side::Gateway,
             Self::NoHealthyEndpoint
             | Self::Connect
@@ -123,6 +130,7 @@ impl ErrorKind {
             Self::CircuitOpen => "circuit-open",
             Self::RateLimited => "rate-limited",
             Self::PayloadTooLarge => "payload-too-large",
+            Self::MisdirectedRequest => "misdirected-request",
         }
     }
 
@@ -141,6 +149,9 @@ impl ErrorKind {
             Self::CircuitOpen => "upstream circuit breaker open\n",
             Self::RateLimited => "rate limited\n",
             Self::PayloadTooLarge => "request body too large\n",
+            Self::MisdirectedRequest => {
+                "the host belongs to another listener than the TLS server name\n"
+            }
         }
     }
 }
@@ -544,6 +555,10 @@ mod tests {
         assert!(!Error::new(ErrorKind::Timeout).is_retry_safe());
         assert_eq!(ErrorKind::PayloadTooLarge.status(), 413);
         assert_eq!(ErrorKind::PayloadTooLarge.side(), Side::Client);
+        let rsp = kind_response(ErrorKind::MisdirectedRequest);
+        assert_eq!(rsp.status(), 421);
+        assert_eq!(rsp.headers()["x-gatekit-error"], "misdirected-request");
+        assert_eq!(ErrorKind::MisdirectedRequest.side(), Side::Client);
     }
 
     #[test]

@@ -80,5 +80,5 @@ pub use crate::error::{
     error_response, take_unsent_request, update_unsent_request,
 };
 pub use crate::handle_error::{HandleError, HandleErrorLayer};
-pub use crate::route::RouteTable;
+pub use crate::route::{PortTable, RouteTable};
 pub use crate::router::{MatchedRoute, ResponseFuture, Router};

@@ -1,10 +1,12 @@
-//! The [`Router`]: matches a request against the served [`RouteTable`] and hands it to
-//! the matched rule's service stack.
+//! The [`Router`]: picks the listener for a request's host, matches the request against
+//! that listener's [`RouteTable`] and hands it to the matched rule's service stack.
 //!
-//! # Match, then dispatch
+//! # Listener, match, then dispatch
 //!
-//! Per request the router takes one `ArcSwap` guard (released before any `.await`),
-//! walks the table's indices ([`RouteTable::find`]), inserts a [`MatchedRoute`] into the
+//! Per request the router takes one `ArcSwap` guard on the port's [`PortTable`]
+//! (released before any `.await`), picks the most specific listener for the host (and,
+//! on TLS, checks that the server name picks the same one: 421 otherwise), walks that
+//! listener's table's indices ([`RouteTable::find`]), inserts a [`MatchedRoute`] into the
 //! request's extensions (one `Arc` clone of the rule) and calls the rule's service. That
 //! is all it does: everything else is a tower layer in the rule's stack, built once per
 //! configuration when the table is built (in [`CompiledRule`]), outermost first:
@@ -67,10 +69,20 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::error::kind_response;
-use crate::route::{CompiledRule, RouteId};
-use crate::{Body, BoxError, ErrorKind, RouteTable, backend, error_response};
+use crate::route::host::{self, MAX_HOST};
+use crate::route::{CompiledRule, PortTable, RouteId, RuleMatch};
+use crate::{
+    Body, BoxError, ConnectionInfo, ErrorKind, RouteTable, TlsInfo, backend, error_response,
+};
 
-/// A tower service that routes requests by the Gateway API rules of its [`RouteTable`].
+/// A tower service that routes requests by the Gateway API rules of its [`PortTable`]:
+/// the listener for the request's host first, then the rule within that listener's
+/// [`RouteTable`] (see [`route::PortTable`](crate::route::PortTable) for listener
+/// isolation).
+///
+/// A router built from one [`RouteTable`] ([`Router::new`] takes anything that converts
+/// into a [`PortTable`]) serves it as one listener without hostname: every request is
+/// matched in it, as before listeners had tables of their own.
 ///
 /// Cloning is cheap and clones share the table, so one `Router` serves every connection.
 ///
@@ -79,8 +91,18 @@ use crate::{Body, BoxError, ErrorKind, RouteTable, backend, error_response};
 /// Always ready: rule stacks and backends are shared services that fail fast or apply
 /// backpressure inside their response futures. Errors never escape as `Err`: every
 /// failure becomes a response through [`error_response`](crate::error_response) (404
-/// when nothing matches, 500 for a rule without a valid backend, 504 for an expired
-/// route timeout, 502/503/504 for upstream failures).
+/// when nothing matches, 421 for a misdirected request, 500 for a rule without a valid
+/// backend, 504 for an expired route timeout, 502/503/504 for upstream failures).
+///
+/// # Misdirected requests
+///
+/// On a TLS connection whose client sent a server name (SNI, read from the
+/// [`ConnectionInfo`](crate::ConnectionInfo) in the request's extensions), the listener
+/// chosen by the server name and the one chosen by the request's host must be the same;
+/// otherwise the answer is 421 ([`ErrorKind::MisdirectedRequest`]). This catches HTTP/2
+/// connection reuse for a host whose certificate happened to cover it, too. Requests
+/// without a server name (plain HTTP, TLS without SNI) are not checked, and neither are
+/// ports with one listener without hostname.
 ///
 /// # Request extensions
 ///
@@ -89,48 +111,108 @@ use crate::{Body, BoxError, ErrorKind, RouteTable, backend, error_response};
 /// `X-Forwarded-*` and redirects).
 #[derive(Clone)]
 pub struct Router {
-    table: Arc<ArcSwap<RouteTable>>,
+    table: Arc<ArcSwap<PortTable>>,
 }
 
 impl Router {
-    /// A router serving `table`.
-    pub fn new(table: RouteTable) -> Self {
+    /// A router serving `table`: a [`PortTable`], or a [`RouteTable`] as a port with one
+    /// listener without hostname.
+    pub fn new(table: impl Into<PortTable>) -> Self {
         Self {
-            table: Arc::new(ArcSwap::from_pointee(table)),
+            table: Arc::new(ArcSwap::from_pointee(table.into())),
         }
     }
 
     /// Atomically replaces the served table. In-flight requests finish on the rules they
     /// matched; the next request is routed by `table`.
-    pub fn store(&self, table: RouteTable) {
-        self.table.store(Arc::new(table));
+    pub fn store(&self, table: impl Into<PortTable>) {
+        self.table.store(Arc::new(table.into()));
+    }
+
+    /// Atomically replaces listener `index`'s route table alone; the other listeners'
+    /// tables (and their rule stacks) are kept as they are. Whether the listener exists.
+    pub fn store_listener(&self, index: usize, table: RouteTable) -> bool {
+        let table = Arc::new(table);
+        let mut stored = false;
+        self.table.rcu(|current| {
+            // `rcu` calls this again when another store raced it: each attempt builds
+            // from the port it sees, sharing the one new table.
+            match current.with_shared_listener_table(index, Arc::clone(&table)) {
+                Some(next) => {
+                    stored = true;
+                    Arc::new(next)
+                }
+                None => {
+                    stored = false;
+                    Arc::clone(current)
+                }
+            }
+        });
+        stored
     }
 
     /// The table served now.
-    pub fn table(&self) -> Arc<RouteTable> {
+    pub fn table(&self) -> Arc<PortTable> {
         self.table.load_full()
     }
 
-    fn route(&self, mut req: Request<Body>) -> ResponseFuture {
-        let table = self.table.load();
-        let Some(found) = table.find(req.method(), req.uri(), req.headers()) else {
+    fn route(&self, req: Request<Body>) -> ResponseFuture {
+        let port = self.table.load();
+        if port.is_single() {
+            let found = port.table(0).find(req.method(), req.uri(), req.headers());
+            return dispatch(found, req);
+        }
+        // Listener isolation: the most specific listener for the host, then its routes
+        // only.
+        let mut buf = [0u8; MAX_HOST];
+        let host = host::raw_request_host(req.uri(), req.headers())
+            .and_then(|h| host::lowercase(h, &mut buf));
+        let listener = port.select(host);
+        if let Some(sni) = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .and_then(ConnectionInfo::tls)
+            .and_then(TlsInfo::server_name)
+        {
+            let mut sni_buf = [0u8; MAX_HOST];
+            let sni_listener =
+                host::lowercase(sni, &mut sni_buf).and_then(|h| port.select(Some(h)));
+            if sni_listener != listener {
+                return ResponseFuture::ready(kind_response(ErrorKind::MisdirectedRequest));
+            }
+        }
+        let Some(listener) = listener else {
             return ResponseFuture::ready(kind_response(ErrorKind::NoRoute));
         };
-        let rule = found.rule;
-        req.extensions_mut().insert(MatchedRoute {
-            rule: Arc::clone(rule),
-            matched_prefix_len: found.matched_prefix.map(str::len),
-        });
-        let fut = rule.service().send(req);
-        drop(table);
-        ResponseFuture::dispatched(fut)
+        let found = port.table(listener as usize).find_for_host(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            host,
+        );
+        dispatch(found, req)
     }
+}
+
+/// Hands `req` to the matched rule's stack, or answers 404 when nothing matched.
+fn dispatch(found: Option<RuleMatch<'_>>, mut req: Request<Body>) -> ResponseFuture {
+    let Some(found) = found else {
+        return ResponseFuture::ready(kind_response(ErrorKind::NoRoute));
+    };
+    let rule = found.rule;
+    req.extensions_mut().insert(MatchedRoute {
+        rule: Arc::clone(rule),
+        matched_prefix_len: found.matched_prefix.map(str::len),
+    });
+    ResponseFuture::dispatched(rule.service().send(req))
 }
 
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let port = self.table.load();
         f.debug_struct("Router")
-            .field("routes", &self.table.load().route_count())
+            .field("listeners", &port.listener_count())
+            .field("routes", &port.route_count())
             .finish()
     }
 }
@@ -347,5 +429,139 @@ mod tests {
         let backends: HashMap<String, Backend> = HashMap::new();
         let err = RouteTable::build(vec![route], &backends).unwrap_err();
         assert!(err.field().ends_with("timeouts.backendRequest"), "{err}");
+    }
+
+    fn port(backend: Backend) -> PortTable {
+        let mut backends = HashMap::new();
+        backends.insert("b".to_owned(), backend);
+        let listener = |name: &str, path: &str| {
+            let mut rule = Rule::default();
+            rule.backends.push(BackendRef::new("b", 1));
+            rule.matches.push(crate::route::Match {
+                path: Some(crate::route::PathMatch::Prefix(path.to_owned())),
+                ..Default::default()
+            });
+            let mut route = Route::new(RouteId::new("ns", name));
+            route.rules.push(rule);
+            RouteTable::build(vec![route], &backends).unwrap()
+        };
+        PortTable::new([
+            (Some("a.example.com"), listener("a", "/a")),
+            (Some("*.example.com"), listener("wild", "/wild")),
+            (None, listener("any", "/")),
+        ])
+        .unwrap()
+    }
+
+    fn ok() -> Backend {
+        Backend::new(tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, BoxError>(Response::new(Body::empty()))
+        }))
+    }
+
+    fn req(host: &str, path: &str, sni: Option<&str>) -> Request<Body> {
+        let mut req = Request::get(path)
+            .header(http::header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        if let Some(sni) = sni {
+            let addr: std::net::SocketAddr = "127.0.0.1:443".parse().unwrap();
+            req.extensions_mut().insert(crate::ConnectionInfo::with_tls(
+                addr,
+                addr,
+                crate::TlsInfo::with_server_name(sni),
+            ));
+        }
+        req
+    }
+
+    #[tokio::test]
+    async fn the_most_specific_listener_answers_alone() {
+        let router = Router::new(port(ok()));
+        let status = |host: &'static str, path: &'static str| {
+            let router = router.clone();
+            async move {
+                router
+                    .oneshot(req(host, path, None))
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(status("a.example.com", "/a").await, 200);
+        assert_eq!(status("A.Example.com:8443", "/a").await, 200);
+        // `a.example.com`'s listener has no `/wild` nor `/` route: 404, no fall-through.
+        assert_eq!(status("a.example.com", "/wild").await, 404);
+        assert_eq!(status("a.example.com", "/other").await, 404);
+        assert_eq!(status("b.example.com", "/wild").await, 200);
+        assert_eq!(status("b.example.com", "/a").await, 404);
+        assert_eq!(status("example.org", "/a").await, 200);
+    }
+
+    #[tokio::test]
+    async fn a_host_of_another_listener_than_the_sni_is_misdirected() {
+        let router = Router::new(port(ok()));
+        let send = |host: &'static str, sni: Option<&'static str>| {
+            let router = router.clone();
+            async move { router.oneshot(req(host, "/a", sni)).await.unwrap() }
+        };
+        let rsp = send("b.example.com", Some("a.example.com")).await;
+        assert_eq!(rsp.status(), 421);
+        assert_eq!(rsp.headers()["x-gatekit-error"], "misdirected-request");
+        assert_eq!(
+            send("a.example.com", Some("A.example.com")).await.status(),
+            200
+        );
+        // Both in the wildcard listener: the same listener, not misdirected.
+        assert_eq!(
+            send("b.example.com", Some("c.example.com")).await.status(),
+            404
+        );
+        // Without SNI nothing is checked.
+        assert_eq!(send("example.org", None).await.status(), 200);
+        assert_eq!(
+            send("example.org", Some("a.example.com")).await.status(),
+            421
+        );
+    }
+
+    #[tokio::test]
+    async fn one_route_table_serves_every_host_and_sni() {
+        let rsp = Router::new(table(Default::default(), ok()))
+            .oneshot(req("anything.test", "/x", Some("other.test")))
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn one_listeners_table_is_stored_alone() {
+        let router = Router::new(port(ok()));
+        let mut backends = HashMap::new();
+        backends.insert("b".to_owned(), ok());
+        let mut rule = Rule::default();
+        rule.backends.push(BackendRef::new("b", 1));
+        rule.matches.push(crate::route::Match {
+            path: Some(crate::route::PathMatch::Prefix("/new".to_owned())),
+            ..Default::default()
+        });
+        let mut route = Route::new(RouteId::new("ns", "new"));
+        route.rules.push(rule);
+        let table = RouteTable::build(vec![route], &backends).unwrap();
+        assert!(router.store_listener(0, table));
+        let status = |host: &'static str, path: &'static str| {
+            let router = router.clone();
+            async move {
+                router
+                    .oneshot(req(host, path, None))
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(status("a.example.com", "/new").await, 200);
+        assert_eq!(status("a.example.com", "/a").await, 404);
+        assert_eq!(status("b.example.com", "/wild").await, 200);
+        assert!(!router.store_listener(3, RouteTable::empty()));
     }
 }

@@ -283,21 +283,23 @@ spec:
         parent_cond(&t, "HTTPRoute", "default", "disjoint", "Accepted"),
         (ConditionStatus::False, "NoMatchingListenerHostname".into())
     );
-    // One Route per port, hostnames merged across the port's listeners.
-    let both: Vec<_> = t
-        .routes_for_port(8081)
-        .iter()
-        .filter(|r| r.id.name() == "both")
-        .collect();
-    assert_eq!(both.len(), 1);
-    assert_eq!(both[0].hostnames, ["a.com", "b.com"]);
-    let twice: Vec<_> = t
-        .routes_for_port(8081)
-        .iter()
-        .filter(|r| r.id.name() == "twice")
-        .collect();
-    assert_eq!(twice.len(), 1);
-    assert_eq!(twice[0].hostnames, ["a.com", "b.com"]);
+    // One Route per listener (listener isolation), hostnames intersected with each
+    // listener's; two parentRefs naming listeners of one port give one entry each.
+    let port = t.port(8081).unwrap();
+    let per_listener = |name: &str| -> Vec<(Option<String>, Vec<String>)> {
+        port.routes_by_listener()
+            .flat_map(|(l, routes)| {
+                routes
+                    .iter()
+                    .filter(|r| r.id.name() == name)
+                    .map(move |r| (l.hostname().map(str::to_owned), r.hostnames.clone()))
+            })
+            .collect()
+    };
+    let a = (Some("a.com".to_owned()), vec!["a.com".to_owned()]);
+    let b = (Some("b.com".to_owned()), vec!["b.com".to_owned()]);
+    assert_eq!(per_listener("both"), [a.clone(), b.clone()]);
+    assert_eq!(per_listener("twice"), [a, b]);
     let gw = t.status("Gateway", Some("default"), "gw").unwrap();
     assert_eq!(gw.listener("wild").unwrap().attached_routes(), 2);
     assert_eq!(gw.listener("a").unwrap().attached_routes(), 2);

@@ -52,6 +52,11 @@
 //! instead; this gatekit behaviour is the one the spec's wording and its "across all
 //! rules" precedence describe.)
 //!
+//! This fall-through happens within one listener's table only. Which listener handles a
+//! request is decided first, by the listener hostnames of the port ([`PortTable`], Gateway
+//! API listener isolation): a request never reaches the routes of a less specific
+//! listener than the one its host selects.
+//!
 //! # Algorithm
 //!
 //! [`RouteTable::build`] does all the work once:
@@ -109,6 +114,7 @@
 mod conditions;
 mod hash;
 pub(crate) mod host;
+mod listener;
 mod model;
 mod path;
 mod rule;
@@ -118,6 +124,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use self::listener::PortTable;
 pub use self::model::{
     BackendRef, CorsPolicy, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch,
     PathModifier, QueryMatch, Redirect, Route, RouteId, Rule, RulePolicy, StringMatch, Timeouts,

@@ -230,14 +230,27 @@ impl RouteTable {
         uri: &Uri,
         headers: &HeaderMap,
     ) -> Option<RuleMatch<'a>> {
+        let mut buf = [0u8; MAX_HOST];
+        let host = host::raw_request_host(uri, headers).and_then(|h| host::lowercase(h, &mut buf));
+        self.find_for_host(method, uri, headers, host)
+    }
+
+    /// [`find`](Self::find) with the request's host already found and lowercased (`None`
+    /// when the request has no usable host).
+    #[inline]
+    pub(crate) fn find_for_host<'a>(
+        &'a self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        host: Option<&str>,
+    ) -> Option<RuleMatch<'a>> {
         let req = Req {
             method,
             path: uri.path(),
             query: uri.query(),
             headers,
         };
-        let mut buf = [0u8; MAX_HOST];
-        let host = host::raw_request_host(uri, headers).and_then(|h| host::lowercase(h, &mut buf));
         if let Some(host) = host {
             // Precedence step 1: an exact hostname first, then wildcards from the longest
             // suffix to the shortest, then routes without hostnames. A bucket's candidates

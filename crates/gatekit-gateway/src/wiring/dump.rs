@@ -177,6 +177,11 @@ pub(crate) fn render(
                         .iter()
                         .map(|c| c.secret().to_string())
                         .collect(),
+                    routes: port
+                        .listener_routes(l)
+                        .iter()
+                        .map(|r| r.id.to_string())
+                        .collect(),
                 })
                 .collect(),
             routes: port
@@ -275,6 +280,9 @@ struct ListenerJson<'a> {
     name: &'a str,
     hostname: Option<&'a str>,
     certificates: Vec<String>,
+    /// The routes this listener matches requests against (listener isolation); their
+    /// rules are in the port's `routes`, one entry per listener.
+    routes: Vec<String>,
 }
 
 #[derive(Serialize)]

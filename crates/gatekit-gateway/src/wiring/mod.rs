@@ -79,7 +79,7 @@ use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::retry::RetryPolicy;
 use gatekit_core::route::{PolicyState, Route, RouteId};
 use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
-use gatekit_core::{Backend, BoxError, ConfigError, RouteTable, Router};
+use gatekit_core::{Backend, Backends, BoxError, ConfigError, PortTable, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
 use gatekit_k8s::translate::{PortListeners, Protocol};
 use gatekit_k8s::{ManifestError, Provider, ResourceSet, TranslateOptions, Translation, translate};
@@ -200,6 +200,42 @@ pub(crate) fn with_defaults(routes: &[Route], defaults: &TrafficDefaults) -> Vec
         }
     }
     routes
+}
+
+/// The port's route tables, one per listener hostname (listener isolation: a request is
+/// matched against the routes of the most specific listener for its host only).
+/// Listeners of several Gateways with the same hostname on one port share one table.
+/// Problems go to `errors`, each once however many listeners a route is attached to.
+pub(crate) fn port_table(
+    port: &PortListeners,
+    defaults: &TrafficDefaults,
+    backends: &dyn Backends,
+    errors: &mut Vec<ConfigError>,
+) -> PortTable {
+    let mut groups: Vec<(Option<&str>, Vec<Route>)> = Vec::new();
+    for (listener, routes) in port.routes_by_listener() {
+        let routes = with_defaults(routes, defaults);
+        match groups.iter_mut().find(|(h, _)| *h == listener.hostname()) {
+            Some((_, group)) => group.extend(routes),
+            None => groups.push((listener.hostname(), routes)),
+        }
+    }
+    let mut tables = Vec::with_capacity(groups.len());
+    for (hostname, routes) in groups {
+        let (table, table_errors) = RouteTable::build_partial(routes, backends);
+        for e in table_errors {
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
+        tables.push((hostname, table));
+    }
+    PortTable::new(tables).unwrap_or_else(|e| {
+        // The translation validates listener hostnames and the groups above are by
+        // hostname, so this is not expected; serve nothing rather than mix listeners.
+        errors.push(e.within(&format!("port {}", port.port())));
+        PortTable::empty()
+    })
 }
 
 /// What is served on one port.
@@ -667,9 +703,7 @@ impl Wiring {
         let mut wanted = BTreeSet::new();
         for port in translation.listeners() {
             wanted.insert(port.port());
-            let routes = with_defaults(port.routes(), &self.traffic_defaults);
-            let (table, table_errors) = RouteTable::build_partial(routes, &lookup);
-            errors.extend(table_errors);
+            let table = port_table(port, &self.traffic_defaults, &lookup, &mut errors);
             let certs = (port.protocol() == Protocol::Https).then(|| cert_set(port, &mut errors));
             match self.ports.get(&port.port()) {
                 Some(served) if gateway.is_embedded() => served.router.store(table),

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use gatekit_core::ConfigError;
-use gatekit_core::route::Route;
 
 use super::backend::{Context, created_of, name_of, ns_of};
 use super::{Certificate, ListenerSpec, PortListeners, Protocol, TranslateOptions};
@@ -484,10 +483,10 @@ fn certificate(
     })
 }
 
-/// Groups programmed listeners by port with the routes attached there.
+/// Groups programmed listeners by port, each with the routes attached to it.
 pub(crate) fn finish(
     listeners: Vec<Listener<'_>>,
-    mut routes: BTreeMap<u16, Vec<Route>>,
+    mut routes: super::route::ListenerRoutes,
 ) -> Vec<PortListeners> {
     let mut out: BTreeMap<u16, PortListeners> = BTreeMap::new();
     for l in listeners.into_iter().filter(|l| l.programmed) {
@@ -495,13 +494,19 @@ pub(crate) fn finish(
             port: l.port,
             protocol: l.protocol,
             listeners: Vec::new(),
-            routes: routes.remove(&l.port).unwrap_or_default(),
+            routes: Vec::new(),
         });
+        let own = routes
+            .remove(&(l.status_index, l.listener_index))
+            .unwrap_or_default();
+        let start = entry.routes.len();
+        entry.routes.extend(own);
         entry.listeners.push(ListenerSpec {
             gateway: ResourceRef::new("Gateway", Some(l.gateway_ns), l.gateway_name),
             name: l.name.to_owned(),
             hostname: l.hostname,
             certificates: l.certificates,
+            routes: start..entry.routes.len(),
         });
     }
     out.into_values().collect()

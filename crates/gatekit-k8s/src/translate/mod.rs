@@ -190,6 +190,8 @@ pub struct ListenerSpec {
     name: String,
     hostname: Option<String>,
     certificates: Vec<Certificate>,
+    /// Its routes in [`PortListeners::routes`].
+    routes: std::ops::Range<usize>,
 }
 
 impl ListenerSpec {
@@ -239,9 +241,23 @@ impl PortListeners {
         &self.listeners
     }
 
-    /// The routes attached to the port's listeners, hostnames already intersected.
+    /// The routes of every listener of the port, listener after listener (a route
+    /// attached to several listeners is there once per listener), hostnames already
+    /// intersected with the listener's.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The routes attached to `listener` (one of [`listeners`](Self::listeners)), its
+    /// hostname already intersected with each route's. Listener isolation: a request
+    /// this listener takes is matched against these routes only.
+    pub fn listener_routes(&self, listener: &ListenerSpec) -> &[Route] {
+        self.routes.get(listener.routes.clone()).unwrap_or(&[])
+    }
+
+    /// Each listener with its routes (see [`listener_routes`](Self::listener_routes)).
+    pub fn routes_by_listener(&self) -> impl Iterator<Item = (&ListenerSpec, &[Route])> {
+        self.listeners.iter().map(|l| (l, self.listener_routes(l)))
     }
 }
 

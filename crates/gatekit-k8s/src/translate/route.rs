@@ -6,7 +6,7 @@
 //! get route ids named `grpc:<name>` so they never collide with an HTTPRoute of the same
 //! name (Kubernetes names cannot contain `:`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use gatekit_core::ConfigError;
 use gatekit_core::filter::FilterChain;
@@ -73,13 +73,18 @@ struct RouteView<'a> {
     parents: Vec<RawParent<'a>>,
 }
 
-/// Converts and attaches every route; returns each port's routes.
+/// The routes attached to each listener, keyed by the listener's
+/// `(status_index, listener_index)`.
+pub(crate) type ListenerRoutes = BTreeMap<(usize, usize), Vec<Route>>;
+
+/// Converts and attaches every route; returns each listener's routes (a route attached
+/// to several listeners is in each of them, its hostnames intersected with each one's).
 pub(crate) fn attach_routes(
     cx: &mut Context<'_>,
     listeners: &[Listener<'_>],
     statuses: &mut Vec<ResourceStatus>,
-) -> BTreeMap<u16, Vec<Route>> {
-    let mut ports: BTreeMap<u16, Vec<Route>> = BTreeMap::new();
+) -> ListenerRoutes {
+    let mut ports: ListenerRoutes = BTreeMap::new();
     let resources = cx.resources;
     let mut http: Vec<&HttpRoute> = resources.http_routes.iter().collect();
     http.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
@@ -150,7 +155,7 @@ fn attach(
     cx: &mut Context<'_>,
     listeners: &[Listener<'_>],
     statuses: &mut Vec<ResourceStatus>,
-    ports: &mut BTreeMap<u16, Vec<Route>>,
+    ports: &mut ListenerRoutes,
     view: RouteView<'_>,
     conv: Converted,
 ) {
@@ -179,9 +184,9 @@ fn attach(
             generation,
         ),
     };
-    // Per port, the listeners' hostnames grouped by what their policies set.
-    let mut per_port: BTreeMap<u16, Vec<(TrafficValues, Hosts)>> = BTreeMap::new();
-    let mut attached_listeners: HashSet<(usize, usize)> = HashSet::new();
+    // Per listener (listener isolation: each listener matches its own routes), the
+    // route's hostnames intersected with the listener's and what its policies set.
+    let mut per_listener: BTreeMap<(usize, usize), (TrafficValues, Hosts)> = BTreeMap::new();
     for p in &view.parents {
         if p.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP
             || p.kind.unwrap_or("Gateway") != "Gateway"
@@ -277,14 +282,14 @@ fn attach(
             continue;
         }
         for (l, hosts) in matched {
-            let traffic = cx.listener_traffic(l.gateway_ns, l.gateway_name, l.name);
-            let groups = per_port.entry(l.port).or_default();
-            match groups.iter_mut().find(|(t, _)| *t == traffic) {
-                Some((_, h)) => h.merge(hosts),
-                None => groups.push((traffic, hosts)),
-            }
-            if attached_listeners.insert((l.status_index, l.listener_index)) {
-                statuses[l.status_index].listeners_mut()[l.listener_index].add_attached();
+            match per_listener.entry((l.status_index, l.listener_index)) {
+                // Two parentRefs naming the same listener: one entry, hostnames united.
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().1.merge(hosts),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let traffic = cx.listener_traffic(l.gateway_ns, l.gateway_name, l.name);
+                    e.insert((traffic, hosts));
+                    statuses[l.status_index].listeners_mut()[l.listener_index].add_attached();
+                }
             }
         }
         let mut conditions = vec![
@@ -302,21 +307,19 @@ fn attach(
         }
         status.push_parent(ParentStatus::new(parent, conditions));
     }
-    if !per_port.is_empty() {
+    if !per_listener.is_empty() {
         for w in &conv.wanted {
             cx.materialize(w);
         }
     }
     cx.errors.extend(conv.errors);
-    for (port, groups) in per_port {
-        for (traffic, hosts) in groups {
-            let mut route = Route::new(view.id.clone());
-            route.hostnames = hosts.into_vec();
-            route.created = view.created;
-            route.rules = conv.rules.clone();
-            cx.apply_traffic(view.kind, view.ns, view.name, &traffic, &mut route.rules);
-            ports.entry(port).or_default().push(route);
-        }
+    for (listener, (traffic, hosts)) in per_listener {
+        let mut route = Route::new(view.id.clone());
+        route.hostnames = hosts.into_vec();
+        route.created = view.created;
+        route.rules = conv.rules.clone();
+        cx.apply_traffic(view.kind, view.ns, view.name, &traffic, &mut route.rules);
+        ports.entry(listener).or_default().push(route);
     }
     statuses.push(status);
 }
