@@ -163,7 +163,6 @@ const REDIRECT_STATUS: &str =
     "crates/gatekit-core/src/filter/tests.rs::redirect_hostname_path_and_status";
 const ROUTE_TIMEOUTS: &str =
     "tests/timeouts.rs::route_timeouts_answer_504_and_cancel_the_upstream_request";
-const IN_PROGRESS: &str = "being built; not yet proven by a test";
 
 /// Every Gateway API feature of the HTTP and GRPC conformance profiles (Gateway,
 /// ReferenceGrant, HTTPRoute, GRPCRoute, BackendTLSPolicy; core and extended), with
@@ -212,19 +211,25 @@ pub const FEATURES: &[Feature] = &[
         Standard,
         "client certificates are not validated",
     ),
-    Feature::no(
+    Feature::yes(
         "GatewayHTTPListenerIsolation",
         "Gateway",
         Extended,
         Standard,
-        IN_PROGRESS,
+        &[
+            "tests/listener_isolation.rs::each_host_reaches_only_its_most_specific_listeners_routes",
+            "crates/gatekit-core/src/router.rs::the_most_specific_listener_answers_alone",
+        ],
     ),
-    Feature::no(
+    Feature::yes(
         "GatewayHTTPSListenerDetectMisdirectedRequests",
         "Gateway",
         Extended,
         Standard,
-        IN_PROGRESS,
+        &[
+            "tests/listener_isolation.rs::a_host_of_another_listener_than_the_sni_is_misdirected",
+            "tests/listener_isolation.rs::h2_connection_reuse_for_another_listeners_host_is_misdirected",
+        ],
     ),
     Feature::no(
         "GatewayInfrastructurePropagation",
