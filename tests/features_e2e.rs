@@ -157,7 +157,11 @@ async fn httproute_backend_request_redirect_answers_the_chosen_backend_refs_redi
         ],
         "{seen:?}"
     );
-    assert_eq!(v1.hits() + v2.hits(), 0, "a redirect never reaches a backend");
+    assert_eq!(
+        v1.hits() + v2.hits(),
+        0,
+        "a redirect never reaches a backend"
+    );
 }
 
 // --- GRPCRoute ---
@@ -230,11 +234,15 @@ fn h2c_service(name: &str, addr: SocketAddr) -> String {
 /// One unary gRPC call over a fresh h2c connection to the gateway: the `x-backend` the
 /// response names and its `grpc-status` trailer.
 async fn grpc_call(port: u16, path: &str, metadata: &[(&str, &str)]) -> (String, String) {
-    let tcp = within(TcpStream::connect(("127.0.0.1", port))).await.unwrap();
-    let (mut sender, conn) =
-        within(hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)))
-            .await
-            .unwrap();
+    let tcp = within(TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .unwrap();
+    let (mut sender, conn) = within(hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        TokioIo::new(tcp),
+    ))
+    .await
+    .unwrap();
     tokio::spawn(conn);
     let mut req = Request::post(format!("http://grpc.example{path}"))
         .header("content-type", "application/grpc")
@@ -384,7 +392,10 @@ async fn grpcroute_request_header_modifier_sets_adds_and_removes_metadata() {
         assert_eq!(call("Set", md).await, "v1");
         let h = next_call(&mut v1).await.headers;
         assert_eq!(values(&h, "x-header-set"), ["set-overwrites-values"]);
-        assert_eq!(values(&h, "some-other-header"), ["this-header-should-be-set"]);
+        assert_eq!(
+            values(&h, "some-other-header"),
+            ["this-header-should-be-set"]
+        );
     }
 
     // Add: added when absent, appended after the original value when present.
