@@ -335,12 +335,14 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-core/src/weighted/tests.rs::the_chosen_backend_ref_gets_its_own_filters",
         ],
     ),
-    Feature::no(
+    Feature::yes(
         "HTTPRouteBackendRequestRedirect",
         "HTTPRoute",
         Extended,
         Standard,
-        "no test of a RequestRedirect filter on a backendRef",
+        &[
+            "tests/features_e2e.rs::httproute_backend_request_redirect_answers_the_chosen_backend_refs_redirect",
+        ],
     ),
     Feature::yes(
         "HTTPRouteBackendTimeout",
@@ -349,12 +351,14 @@ pub const FEATURES: &[Feature] = &[
         Standard,
         &[ROUTE_TIMEOUTS, TRANSLATE_FILTERS],
     ),
-    Feature::no(
+    Feature::yes(
         "HTTPRouteBackendURLRewrite",
         "HTTPRoute",
         Extended,
         Standard,
-        "no test of a URLRewrite filter on a backendRef",
+        &[
+            "tests/features_e2e.rs::httproute_backend_url_rewrite_rewrites_the_path_the_backend_sees",
+        ],
     ),
     Feature::yes(
         "HTTPRouteCORS",
@@ -526,19 +530,23 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-core/tests/proxy_http.rs::grpc_trailers_reach_an_h2_client",
         ],
     ),
-    Feature::no(
+    Feature::yes(
         "GRPCRouteNamedRouteRule",
         "GRPCRoute",
         Extended,
         Standard,
-        "no test of a named GRPCRoute rule yet",
+        &[
+            "tests/features_e2e.rs::grpcroute_named_route_rule_routes_each_method_to_its_rules_backend",
+        ],
     ),
-    Feature::no(
+    Feature::yes(
         "GRPCRouteRequestHeaderModifier",
         "GRPCRoute",
         Extended,
         Standard,
-        "no test of a GRPCRoute RequestHeaderModifier yet",
+        &[
+            "tests/features_e2e.rs::grpcroute_request_header_modifier_sets_adds_and_removes_metadata",
+        ],
     ),
     // --- BackendTLSPolicy ---
     Feature::no(
