@@ -475,19 +475,20 @@ mod tests {
         req
     }
 
+    /// The status `router` answers a GET of `path` for `host` with (no SNI).
+    async fn status_of(router: &Router, host: &str, path: &str) -> http::StatusCode {
+        router
+            .clone()
+            .oneshot(req(host, path, None))
+            .await
+            .unwrap()
+            .status()
+    }
+
     #[tokio::test]
     async fn the_most_specific_listener_answers_alone() {
         let router = Router::new(port(ok()));
-        let status = |host: &'static str, path: &'static str| {
-            let router = router.clone();
-            async move {
-                router
-                    .oneshot(req(host, path, None))
-                    .await
-                    .unwrap()
-                    .status()
-            }
-        };
+        let status = |host, path| status_of(&router, host, path);
         assert_eq!(status("a.example.com", "/a").await, 200);
         assert_eq!(status("A.Example.com:8443", "/a").await, 200);
         // `a.example.com`'s listener has no `/wild` nor `/` route: 404, no fall-through.
@@ -549,16 +550,7 @@ mod tests {
         route.rules.push(rule);
         let table = RouteTable::build(vec![route], &backends).unwrap();
         assert!(router.store_listener(0, table));
-        let status = |host: &'static str, path: &'static str| {
-            let router = router.clone();
-            async move {
-                router
-                    .oneshot(req(host, path, None))
-                    .await
-                    .unwrap()
-                    .status()
-            }
-        };
+        let status = |host, path| status_of(&router, host, path);
         assert_eq!(status("a.example.com", "/new").await, 200);
         assert_eq!(status("a.example.com", "/a").await, 404);
         assert_eq!(status("b.example.com", "/wild").await, 200);
