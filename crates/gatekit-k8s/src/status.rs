@@ -49,6 +49,10 @@ pub mod reason {
     pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
     /// Reason: two listeners on one port use different protocols.
     pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";
+    /// Reason (Gateway `Accepted`): a requested `spec.addresses` entry is not supported.
+    pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
+    /// Reason (Gateway `Programmed`): no requested address was assigned.
+    pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
     /// Reason: some of a Gateway's listeners are invalid.
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     /// Reason: no listener allows the route (namespace or kind).
@@ -329,6 +333,14 @@ impl ListenerStatus {
 
     pub(crate) fn set_conditions(&mut self, conditions: Vec<Condition>) {
         self.conditions = conditions;
+    }
+
+    /// Replaces the condition of the same type.
+    pub(crate) fn replace_condition(&mut self, c: Condition) {
+        match self.conditions.iter_mut().find(|x| x.type_ == c.type_) {
+            Some(x) => *x = c,
+            None => self.conditions.push(c),
+        }
     }
 
     pub(crate) fn add_attached(&mut self) {
