@@ -7,8 +7,12 @@
 //!
 //! Shapes follow the Gateway API status structs:
 //!
-//! - Gateway: conditions `Accepted`, `Programmed`; per listener `Accepted`,
-//!   `ResolvedRefs`, `Programmed`, `Conflicted` and the number of attached routes.
+//! - Gateway: conditions `Accepted` (`Accepted`, `ListenersNotValid`,
+//!   `UnsupportedAddress`), `Programmed` (`Programmed`, `Invalid`, `AddressNotAssigned`);
+//!   per listener `Accepted` (`UnsupportedProtocol`, `PortUnavailable`), `ResolvedRefs`
+//!   (`InvalidRouteKinds`, `InvalidCertificateRef`, `RefNotPermitted`), `Programmed`
+//!   (`Invalid`), `Conflicted` (`ProtocolConflict`, `HostnameConflict`, else
+//!   `NoConflicts`), the supported route kinds and the number of attached routes.
 //! - HTTPRoute / GRPCRoute: one [`ParentStatus`] per parentRef gatekit handles, with
 //!   `Accepted`, `ResolvedRefs` and, when some rules were dropped, `PartiallyInvalid`.
 //! - GatewayClass: `Accepted`. BackendPolicy, TrafficPolicy: `Accepted` (GEP-713
