@@ -111,6 +111,33 @@ async fn routes_from_files_reach_their_backends() {
         a.addr.to_string()
     );
     assert!(config["lastReloadError"].is_null());
+    // The Gateway's status: the address its listener is bound on, supportedKinds,
+    // attachedRoutes.
+    let gw = config["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "Gateway")
+        .unwrap();
+    let bound_ip = config["listeners"][0]["address"]
+        .as_str()
+        .unwrap()
+        .parse::<std::net::SocketAddr>()
+        .unwrap()
+        .ip()
+        .to_string();
+    assert_eq!(
+        gw["addresses"],
+        serde_json::json!([{"type": "IPAddress", "value": bound_ip}])
+    );
+    assert_eq!(gw["listeners"][0]["attachedRoutes"], 2);
+    assert_eq!(
+        gw["listeners"][0]["supportedKinds"],
+        serde_json::json!([
+            {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"},
+            {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute"}
+        ])
+    );
     assert!(wired.stop().await == DrainOutcome::Complete);
 }
 

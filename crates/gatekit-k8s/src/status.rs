@@ -7,8 +7,12 @@
 //!
 //! Shapes follow the Gateway API status structs:
 //!
-//! - Gateway: conditions `Accepted`, `Programmed`; per listener `Accepted`,
-//!   `ResolvedRefs`, `Programmed`, `Conflicted` and the number of attached routes.
+//! - Gateway: conditions `Accepted` (`Accepted`, `ListenersNotValid`,
+//!   `UnsupportedAddress`), `Programmed` (`Programmed`, `Invalid`, `AddressNotAssigned`);
+//!   per listener `Accepted` (`UnsupportedProtocol`, `PortUnavailable`), `ResolvedRefs`
+//!   (`InvalidRouteKinds`, `InvalidCertificateRef`, `RefNotPermitted`), `Programmed`
+//!   (`Invalid`), `Conflicted` (`ProtocolConflict`, `HostnameConflict`, else
+//!   `NoConflicts`), the supported route kinds and the number of attached routes.
 //! - HTTPRoute / GRPCRoute: one [`ParentStatus`] per parentRef gatekit handles, with
 //!   `Accepted`, `ResolvedRefs` and, when some rules were dropped, `PartiallyInvalid`.
 //! - GatewayClass: `Accepted`. BackendPolicy, TrafficPolicy: `Accepted` (GEP-713
@@ -49,6 +53,10 @@ pub mod reason {
     pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
     /// Reason: two listeners on one port use different protocols.
     pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";
+    /// Reason (Gateway `Accepted`): a requested `spec.addresses` entry is not supported.
+    pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
+    /// Reason (Gateway `Programmed`): no requested address was assigned.
+    pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
     /// Reason: some of a Gateway's listeners are invalid.
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     /// Reason: no listener allows the route (namespace or kind).
@@ -329,6 +337,14 @@ impl ListenerStatus {
 
     pub(crate) fn set_conditions(&mut self, conditions: Vec<Condition>) {
         self.conditions = conditions;
+    }
+
+    /// Replaces the condition of the same type.
+    pub(crate) fn replace_condition(&mut self, c: Condition) {
+        match self.conditions.iter_mut().find(|x| x.type_ == c.type_) {
+            Some(x) => *x = c,
+            None => self.conditions.push(c),
+        }
     }
 
     pub(crate) fn add_attached(&mut self) {

@@ -11,8 +11,12 @@
 //!   own entries for parents it no longer handles. Each entry's `parentRef` is copied
 //!   from the route's `spec.parentRefs` (so it matches what the user wrote).
 //! - **Gateways**: `conditions` (`Accepted`, `Programmed`) and `listeners[]` (name,
-//!   `supportedKinds`, `attachedRoutes`, conditions); other fields (`addresses`) are
-//!   kept. **GatewayClasses**: `conditions` (`Accepted`) and, on the accepted class,
+//!   `supportedKinds`, `attachedRoutes`, conditions); other fields are kept. gatekit
+//!   writes no `addresses`: it assigns none (`spec.addresses` is refused with
+//!   `UnsupportedAddress`), and the address clients reach, the load balancer of the
+//!   Service in front of the replicas, is not linked to the Gateway in gatekit's
+//!   settings.
+//! - **GatewayClasses**: `conditions` (`Accepted`) and, on the accepted class,
 //!   `supportedFeatures` (GEP-2162, from [`features`](crate::features), sorted).
 //! - **Policies** (GEP-713): `status.ancestors` is shared like a route's
 //!   `status.parents`, and merged the same way: gatekit's entries (one per target, the

@@ -307,6 +307,8 @@ spec:
 
 #[test]
 fn listener_conflicts_on_one_port() {
+    // Indistinct listeners are all Conflicted (the spec forbids picking a winner); a
+    // protocol conflict wins over a hostname conflict; the distinct listener is served.
     let yaml = r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -316,35 +318,27 @@ spec:
   listeners:
   - { name: a, port: 80, protocol: HTTP, hostname: a.com }
   - { name: dup, port: 80, protocol: HTTP, hostname: a.com }
-  - { name: tls, port: 80, protocol: HTTPS, tls: { certificateRefs: [{ name: x }] } }
+  - { name: b, port: 80, protocol: HTTP, hostname: b.com }
+  - { name: h, port: 81, protocol: HTTP }
+  - { name: tls, port: 81, protocol: HTTPS, tls: { certificateRefs: [{ name: x }] } }
 "#;
     let t = run(yaml);
     let gw = t.status("Gateway", Some("default"), "gw").unwrap();
-    assert_eq!(
-        gw.listener("a")
+    let reason = |l: &str| {
+        gw.listener(l)
             .unwrap()
             .condition("Conflicted")
             .unwrap()
-            .reason(),
-        "NoConflicts"
-    );
-    assert_eq!(
-        gw.listener("dup")
-            .unwrap()
-            .condition("Conflicted")
-            .unwrap()
-            .reason(),
-        "HostnameConflict"
-    );
-    assert_eq!(
-        gw.listener("tls")
-            .unwrap()
-            .condition("Conflicted")
-            .unwrap()
-            .reason(),
-        "ProtocolConflict"
-    );
+            .reason()
+            .to_owned()
+    };
+    assert_eq!(reason("a"), "HostnameConflict");
+    assert_eq!(reason("dup"), "HostnameConflict");
+    assert_eq!(reason("b"), "NoConflicts");
+    assert_eq!(reason("h"), "ProtocolConflict");
+    assert_eq!(reason("tls"), "ProtocolConflict");
     assert_eq!(t.port(80).unwrap().listeners().len(), 1);
+    assert!(t.port(81).is_none());
 }
 
 #[test]

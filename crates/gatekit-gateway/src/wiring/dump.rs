@@ -4,8 +4,8 @@
 //! views (no intermediate `serde_json::Value`: for 5,000 routes a `Value` tree costs tens
 //! of megabytes and tens of milliseconds; the text is 2.7 MB and takes a few).
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use gatekit_core::ConfigError;
 use gatekit_core::breaker::CircuitBreakerConfig;
 use gatekit_core::retry::RetryBudgetConfig;
 use gatekit_core::route::{Match, PathMatch, Route, RulePolicy, StringMatch};
-use gatekit_k8s::status::{Condition, ResourceStatus};
+use gatekit_k8s::status::{Condition, ResourceRef, ResourceStatus};
 use gatekit_k8s::translate::Protocol;
 use gatekit_k8s::{ManifestError, Translation};
 use serde::Serialize;
@@ -191,8 +191,21 @@ pub(crate) fn render(
                 .collect(),
         })
         .collect();
-    let statuses: Vec<StatusJson<'_>> =
-        translation.statuses().iter().map(StatusJson::new).collect();
+    // A Gateway's `status.addresses`: the addresses its programmed listeners are bound
+    // on (an unspecified address, 0.0.0.0 or ::, means every interface of the host).
+    let mut addresses: BTreeMap<&ResourceRef, BTreeSet<IpAddr>> = BTreeMap::new();
+    for port in translation.listeners() {
+        if let Some(addr) = bound.get(&port.port()) {
+            for l in port.listeners() {
+                addresses.entry(l.gateway()).or_default().insert(addr.ip());
+            }
+        }
+    }
+    let statuses: Vec<StatusJson<'_>> = translation
+        .statuses()
+        .iter()
+        .map(|s| StatusJson::new(s, addresses.get(s.resource())))
+        .collect();
     let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
     // One buffer for the three parts.
     let mut text = Vec::new();
@@ -592,8 +605,23 @@ struct ParentJson<'a> {
 #[serde(rename_all = "camelCase")]
 struct ListenerStatusJson<'a> {
     name: &'a str,
+    supported_kinds: Vec<SupportedKindJson<'a>>,
     attached_routes: u32,
     conditions: Vec<ConditionJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct SupportedKindJson<'a> {
+    group: &'static str,
+    kind: &'a str,
+}
+
+/// A Gateway `status.addresses` entry.
+#[derive(Serialize)]
+struct AddressJson {
+    #[serde(rename = "type")]
+    type_: &'static str,
+    value: String,
 }
 
 #[derive(Serialize)]
@@ -601,18 +629,29 @@ struct StatusJson<'a> {
     kind: &'a str,
     namespace: Option<&'a str>,
     name: &'a str,
+    /// Gateways: the addresses its listeners are bound on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    addresses: Vec<AddressJson>,
     conditions: Vec<ConditionJson<'a>>,
     parents: Vec<ParentJson<'a>>,
     listeners: Vec<ListenerStatusJson<'a>>,
 }
 
 impl<'a> StatusJson<'a> {
-    fn new(status: &'a ResourceStatus) -> Self {
+    fn new(status: &'a ResourceStatus, addresses: Option<&BTreeSet<IpAddr>>) -> Self {
         let r = status.resource();
         Self {
             kind: r.kind(),
             namespace: r.namespace(),
             name: r.name(),
+            addresses: addresses
+                .into_iter()
+                .flatten()
+                .map(|ip| AddressJson {
+                    type_: "IPAddress",
+                    value: ip.to_string(),
+                })
+                .collect(),
             conditions: conditions(status.conditions()),
             parents: status
                 .parents()
@@ -629,6 +668,14 @@ impl<'a> StatusJson<'a> {
                 .iter()
                 .map(|l| ListenerStatusJson {
                     name: l.name(),
+                    supported_kinds: l
+                        .supported_kinds()
+                        .iter()
+                        .map(|k| SupportedKindJson {
+                            group: gatekit_k8s::types::GATEWAY_GROUP,
+                            kind: k,
+                        })
+                        .collect(),
                     attached_routes: l.attached_routes(),
                     conditions: conditions(l.conditions()),
                 })

@@ -138,13 +138,61 @@ pub(crate) fn listeners<'a>(
         let status_index = statuses.len();
         let mut status =
             ResourceStatus::new(ResourceRef::new("Gateway", Some(ns), name), generation);
+        // spec.addresses: gatekit assigns no address, so it cannot honour a request for
+        // one; the Gateway is not accepted (spec: `Accepted=False`, `UnsupportedAddress`).
+        let requested: Vec<String> = gw
+            .spec
+            .addresses
+            .iter()
+            .flatten()
+            .map(|a| {
+                let t = a.r#type.as_deref().unwrap_or("IPAddress");
+                match a.value.as_deref() {
+                    Some(v) => format!("{t} {v}"),
+                    None => format!("{t} (any)"),
+                }
+            })
+            .collect();
+        let address_rejected = !requested.is_empty();
+        if address_rejected {
+            errors.push(ConfigError::new(
+                "spec.addresses",
+                format!(
+                    "Gateway {ns}/{name}: spec.addresses is not supported ({})",
+                    requested.join(", ")
+                ),
+            ));
+        }
+        let names: Vec<&str> = gw.spec.listeners.iter().map(|l| l.name.as_str()).collect();
+        let keys: Vec<_> = gw.spec.listeners.iter().map(distinct_key).collect();
         let mut programmed_count = 0;
+        let mut invalid = Vec::new();
+        let mut accepted_keys = Vec::new();
         for (i, l) in gw.spec.listeners.iter().enumerate() {
             let field = format!("spec.listeners[{i}]");
-            let (listener, lstatus) = listener(cx, ns, name, l, generation, &mut ports);
+            let conflict = conflict_within(i, &keys, &names)
+                .or_else(|| keys[i].as_ref().and_then(|k| conflict_across(k, &ports)));
+            let (listener, mut lstatus) = listener(cx, ns, name, l, generation, conflict);
             let mut listener = listener;
             listener.status_index = status_index;
             listener.listener_index = i;
+            if address_rejected && listener.programmed {
+                listener.programmed = false;
+                lstatus.replace_condition(Condition::new(
+                    reason::PROGRAMMED,
+                    false,
+                    reason::INVALID,
+                    "the Gateway is not accepted (UnsupportedAddress)",
+                    generation,
+                ));
+            }
+            if let Some(k) = &keys[i]
+                && lstatus
+                    .condition(reason::CONFLICTED)
+                    .is_some_and(|c| !c.is_true())
+            {
+                accepted_keys.push(k.clone());
+            }
             for c in lstatus.conditions() {
                 let bad = match c.type_() {
                     reason::CONFLICTED => c.is_true(),
@@ -160,12 +208,33 @@ pub(crate) fn listeners<'a>(
             }
             if listener.programmed {
                 programmed_count += 1;
+            } else if !address_rejected {
+                invalid.push(format!("{} ({})", l.name, why_invalid(&lstatus)));
             }
             status.listeners_mut().push(lstatus);
             out.push(listener);
         }
+        if !address_rejected {
+            // Later Gateways conflict with these listeners (the oldest Gateway wins).
+            for (port, protocol, hostname) in accepted_keys {
+                let entry = ports.entry(port).or_insert_with(|| (protocol, Vec::new()));
+                entry.1.push(hostname);
+            }
+        }
         let total = gw.spec.listeners.len();
-        let accepted = if programmed_count == total {
+        let invalid_list = invalid.join(", ");
+        let accepted = if address_rejected {
+            Condition::new(
+                reason::ACCEPTED,
+                false,
+                reason::UNSUPPORTED_ADDRESS,
+                format!(
+                    "spec.addresses is not supported: gatekit assigns no address to a Gateway (requested: {})",
+                    requested.join(", ")
+                ),
+                generation,
+            )
+        } else if programmed_count == total {
             Condition::new(reason::ACCEPTED, true, reason::ACCEPTED, "", generation)
         } else if programmed_count > 0 {
             Condition::new(
@@ -173,7 +242,7 @@ pub(crate) fn listeners<'a>(
                 true,
                 reason::LISTENERS_NOT_VALID,
                 format!(
-                    "{} of {total} listeners are not valid",
+                    "{} of {total} listeners are not valid: {invalid_list}",
                     total - programmed_count
                 ),
                 generation,
@@ -183,12 +252,20 @@ pub(crate) fn listeners<'a>(
                 reason::ACCEPTED,
                 false,
                 reason::LISTENERS_NOT_VALID,
-                "no listener is valid",
+                format!("no listener is valid: {invalid_list}"),
                 generation,
             )
         };
         status.push_condition(accepted);
-        status.push_condition(if programmed_count > 0 {
+        status.push_condition(if address_rejected {
+            Condition::new(
+                reason::PROGRAMMED,
+                false,
+                reason::ADDRESS_NOT_ASSIGNED,
+                "no requested address is assigned",
+                generation,
+            )
+        } else if programmed_count > 0 {
             Condition::new(reason::PROGRAMMED, true, reason::PROGRAMMED, "", generation)
         } else {
             Condition::new(
@@ -204,13 +281,109 @@ pub(crate) fn listeners<'a>(
     (out, errors)
 }
 
+/// The fields that make an accepted listener distinct (port, protocol, hostname), or
+/// `None` if the listener is not accepted (port or protocol unusable).
+fn distinct_key(l: &GatewayListeners) -> Option<(u16, Protocol, Option<String>)> {
+    let port = u16::try_from(l.port).ok().filter(|p| *p != 0)?;
+    let protocol = match l.protocol.as_str() {
+        "HTTP" => Protocol::Http,
+        "HTTPS" => Protocol::Https,
+        _ => return None,
+    };
+    let passthrough = matches!(
+        l.tls.as_ref().and_then(|t| t.mode.as_ref()),
+        Some(GatewayListenersTlsMode::Passthrough)
+    );
+    if protocol == Protocol::Https && passthrough {
+        return None;
+    }
+    let hostname = l
+        .hostname
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .map(str::to_ascii_lowercase);
+    Some((port, protocol, hostname))
+}
+
+/// Whether listener `i` of a Gateway is indistinct from another of its listeners. The
+/// spec: no conflicting listener is picked as the winner, every one is `Conflicted`.
+/// A protocol conflict is reported before a hostname conflict.
+fn conflict_within(
+    i: usize,
+    keys: &[Option<(u16, Protocol, Option<String>)>],
+    names: &[&str],
+) -> Option<(&'static str, String)> {
+    let (port, protocol, hostname) = keys.get(i)?.as_ref()?;
+    let others = || {
+        keys.iter()
+            .enumerate()
+            .filter(move |(j, _)| *j != i)
+            .filter_map(|(j, k)| k.as_ref().map(|k| (j, k)))
+            .filter(|(_, k)| k.0 == *port)
+    };
+    if let Some((j, _)) = others().find(|(_, k)| k.1 != *protocol) {
+        return Some((
+            reason::PROTOCOL_CONFLICT,
+            format!(
+                "listener {} also uses port {port}, with another protocol",
+                names.get(j).unwrap_or(&"?")
+            ),
+        ));
+    }
+    others().find(|(_, k)| k.2 == *hostname).map(|(j, _)| {
+        (
+            reason::HOSTNAME_CONFLICT,
+            format!(
+                "listener {} also uses port {port} and hostname {}",
+                names.get(j).unwrap_or(&"?"),
+                hostname.as_deref().unwrap_or("(none)")
+            ),
+        )
+    })
+}
+
+/// Whether a listener conflicts with an accepted listener of an older Gateway (served
+/// Gateways share the data plane's ports, so the older one keeps the port).
+fn conflict_across(
+    (port, protocol, hostname): &(u16, Protocol, Option<String>),
+    ports: &HashMap<u16, (Protocol, Vec<Option<String>>)>,
+) -> Option<(&'static str, String)> {
+    match ports.get(port) {
+        Some((p, _)) if p != protocol => Some((
+            reason::PROTOCOL_CONFLICT,
+            format!("port {port} is already used with another protocol by an older Gateway"),
+        )),
+        Some((_, hosts)) if hosts.contains(hostname) => Some((
+            reason::HOSTNAME_CONFLICT,
+            format!(
+                "a listener of an older Gateway on port {port} already has hostname {}",
+                hostname.as_deref().unwrap_or("(none)")
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// The reason of the first condition that keeps a listener from being programmed.
+fn why_invalid(status: &ListenerStatus) -> &str {
+    status
+        .conditions()
+        .iter()
+        .find(|c| match c.type_() {
+            reason::CONFLICTED => c.is_true(),
+            reason::PROGRAMMED => false,
+            _ => !c.is_true(),
+        })
+        .map_or(reason::INVALID, Condition::reason)
+}
+
 fn listener<'a>(
     cx: &Context<'a>,
     gw_ns: &'a str,
     gw_name: &'a str,
     l: &'a GatewayListeners,
     generation: Option<i64>,
-    ports: &mut HashMap<u16, (Protocol, Vec<Option<String>>)>,
+    conflict: Option<(&'static str, String)>,
 ) -> (Listener<'a>, ListenerStatus) {
     let cond = |t, ok: bool, r, m: String| Condition::new(t, ok, r, m, generation);
 
@@ -252,6 +425,8 @@ fn listener<'a>(
     // Route kinds.
     let mut refs_problem: Option<(&'static str, String)> = None;
     let kinds: Vec<&'static str> = match l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
+        // A protocol gatekit does not serve supports no route kind.
+        _ if !accepted.is_true() => Vec::new(),
         None => ROUTE_KINDS.to_vec(),
         Some(kinds) => {
             let mut valid = Vec::new();
@@ -304,45 +479,22 @@ fn listener<'a>(
         Some((r, m)) => cond(reason::RESOLVED_REFS, false, r, m.clone()),
     };
 
-    // Conflicts, among accepted listeners of every served Gateway on this port.
+    // Conflicts: computed by the caller, among the accepted listeners of this Gateway
+    // and of older Gateways on the same port.
     let hostname = l
         .hostname
         .as_deref()
         .filter(|h| !h.is_empty())
         .map(str::to_ascii_lowercase);
-    let mut conflicted = cond(
-        reason::CONFLICTED,
-        false,
-        reason::NO_CONFLICTS,
-        String::new(),
-    );
-    if accepted.is_true() {
-        match ports.get_mut(&port) {
-            Some((p, _)) if *p != protocol => {
-                conflicted = cond(
-                    reason::CONFLICTED,
-                    true,
-                    reason::PROTOCOL_CONFLICT,
-                    format!("port {port} is already used with another protocol"),
-                );
-            }
-            Some((_, hosts)) if hosts.contains(&hostname) => {
-                conflicted = cond(
-                    reason::CONFLICTED,
-                    true,
-                    reason::HOSTNAME_CONFLICT,
-                    format!(
-                        "another listener on port {port} already has hostname {}",
-                        hostname.as_deref().unwrap_or("(none)")
-                    ),
-                );
-            }
-            Some((_, hosts)) => hosts.push(hostname.clone()),
-            None => {
-                ports.insert(port, (protocol, vec![hostname.clone()]));
-            }
-        }
-    }
+    let conflicted = match conflict {
+        Some((r, m)) if accepted.is_true() => cond(reason::CONFLICTED, true, r, m),
+        _ => cond(
+            reason::CONFLICTED,
+            false,
+            reason::NO_CONFLICTS,
+            String::new(),
+        ),
+    };
 
     let programmed = accepted.is_true()
         && !conflicted.is_true()

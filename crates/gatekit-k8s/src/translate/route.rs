@@ -187,6 +187,10 @@ fn attach(
     // Per listener (listener isolation: each listener matches its own routes), the
     // route's hostnames intersected with the listener's and what its policies set.
     let mut per_listener: BTreeMap<(usize, usize), (TrafficValues, Hosts)> = BTreeMap::new();
+    // Listeners that are not programmed but that the route attaches to: the spec counts
+    // it in their `attachedRoutes` too ("Listener or Route status does not impact
+    // successful attachment").
+    let mut unprogrammed = std::collections::BTreeSet::new();
     for p in &view.parents {
         if p.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP
             || p.kind.unwrap_or("Gateway") != "Gateway"
@@ -240,6 +244,17 @@ fn attach(
                 "no listener matches the parentRef's sectionName/port".to_owned(),
             ));
             continue;
+        }
+        if !conv.all_dropped {
+            for l in candidates.iter().filter(|l| !l.programmed) {
+                if l.kinds.contains(&view.kind)
+                    && l.allows_namespace(cx, view.ns)
+                    && intersect(l.hostname.as_deref(), view.hostnames).is_some()
+                    && unprogrammed.insert((l.status_index, l.listener_index))
+                {
+                    statuses[l.status_index].listeners_mut()[l.listener_index].add_attached();
+                }
+            }
         }
         let programmed: Vec<_> = candidates.iter().filter(|l| l.programmed).collect();
         if programmed.is_empty() {

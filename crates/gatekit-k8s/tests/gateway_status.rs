@@ -1,0 +1,676 @@
+//! Gateway, listener and GatewayClass statuses, asserted field by field against the
+//! Gateway API spec (v1.5 type docs: `GatewaySpec.listeners` "Handling indistinct
+//! Listeners", `GatewayStatusListeners.supportedKinds`/`attachedRoutes`,
+//! `GatewaySpec.addresses`), for a valid Gateway and each invalid case the spec names.
+#![allow(clippy::unwrap_used)]
+
+use gatekit_k8s::status::{Condition, ListenerStatus, ResourceStatus};
+use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
+
+const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\\nMIIBfake\\n-----END CERTIFICATE-----\\n";
+const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\\nMIIEfake\\n-----END PRIVATE KEY-----\\n";
+
+fn run(yaml: &str) -> Translation {
+    let (set, warnings) =
+        ResourceSet::from_documents([("fixture.yaml", yaml)]).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    translate(&set, &TranslateOptions::default())
+}
+
+fn secret(ns: &str, name: &str) -> String {
+    format!(
+        r#"
+---
+apiVersion: v1
+kind: Secret
+metadata: {{ name: {name}, namespace: {ns} }}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: "{PEM_CERT}"
+  tls.key: "{PEM_KEY}"
+"#
+    )
+}
+
+const SERVICE: &str = r#"
+---
+apiVersion: v1
+kind: Service
+metadata: { name: svc, namespace: infra }
+spec:
+  ports: [{ name: http, port: 80 }]
+"#;
+
+/// An HTTPRoute in `infra` attached to the whole Gateway `gw`.
+const ROUTE: &str = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: infra }
+spec:
+  parentRefs: [{ name: gw }]
+  rules: [{ backendRefs: [{ name: svc, port: 80 }] }]
+"#;
+
+/// (type, status, reason, message, observedGeneration) of every condition, in order.
+type Cond = (String, &'static str, String, String, Option<i64>);
+
+fn conds(cs: &[Condition]) -> Vec<Cond> {
+    cs.iter()
+        .map(|c| {
+            (
+                c.type_().to_owned(),
+                c.status().as_str(),
+                c.reason().to_owned(),
+                c.message().to_owned(),
+                c.observed_generation(),
+            )
+        })
+        .collect()
+}
+
+fn c(type_: &str, ok: bool, reason: &str, message: &str, generation: i64) -> Cond {
+    (
+        type_.to_owned(),
+        if ok { "True" } else { "False" },
+        reason.to_owned(),
+        message.to_owned(),
+        Some(generation),
+    )
+}
+
+/// Listener conditions, in the order gatekit writes them.
+fn listener_conds(
+    accepted: (bool, &str, &str),
+    resolved: (bool, &str, &str),
+    programmed: (bool, &str, &str),
+    conflicted: (bool, &str, &str),
+    generation: i64,
+) -> Vec<Cond> {
+    vec![
+        c("Accepted", accepted.0, accepted.1, accepted.2, generation),
+        c(
+            "ResolvedRefs",
+            resolved.0,
+            resolved.1,
+            resolved.2,
+            generation,
+        ),
+        c(
+            "Programmed",
+            programmed.0,
+            programmed.1,
+            programmed.2,
+            generation,
+        ),
+        c(
+            "Conflicted",
+            conflicted.0,
+            conflicted.1,
+            conflicted.2,
+            generation,
+        ),
+    ]
+}
+
+const OK_ACCEPTED: (bool, &str, &str) = (true, "Accepted", "");
+const OK_RESOLVED: (bool, &str, &str) = (true, "ResolvedRefs", "");
+const OK_PROGRAMMED: (bool, &str, &str) = (true, "Programmed", "");
+const NOT_PROGRAMMED: (bool, &str, &str) = (false, "Invalid", "the listener is not valid");
+const NO_CONFLICTS: (bool, &str, &str) = (false, "NoConflicts", "");
+const BOTH_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
+
+fn gateway<'a>(t: &'a Translation, name: &str) -> &'a ResourceStatus {
+    t.status("Gateway", Some("infra"), name)
+        .unwrap_or_else(|| panic!("no status for Gateway infra/{name}: {:#?}", t.statuses()))
+}
+
+fn listener<'a>(gw: &'a ResourceStatus, name: &str) -> &'a ListenerStatus {
+    gw.listener(name)
+        .unwrap_or_else(|| panic!("no listener {name}: {gw:#?}"))
+}
+
+#[test]
+fn valid_gateway_with_two_listeners() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{ name: gatekit, generation: 2 }}
+spec: {{ controllerName: gatekit.io/gateway-controller }}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: infra, generation: 3 }}
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - {{ name: http, port: 80, protocol: HTTP }}
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: secure.example.com
+    tls: {{ certificateRefs: [{{ name: cert }}] }}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{ name: g, namespace: infra }}
+spec:
+  parentRefs: [{{ name: gw, sectionName: https }}]
+  rules: [{{ backendRefs: [{{ name: svc, port: 80 }}] }}]
+{SERVICE}{ROUTE}{}"#,
+        secret("infra", "cert")
+    );
+    let t = run(&yaml);
+
+    let class = t.status("GatewayClass", None, "gatekit").unwrap();
+    assert_eq!(class.generation(), Some(2));
+    assert_eq!(
+        conds(class.conditions()),
+        [c("Accepted", true, "Accepted", "", 2)]
+    );
+    assert!(!class.supported_features().is_empty());
+
+    let gw = gateway(&t, "gw");
+    assert_eq!(gw.generation(), Some(3));
+    assert_eq!(
+        conds(gw.conditions()),
+        [
+            c("Accepted", true, "Accepted", "", 3),
+            c("Programmed", true, "Programmed", "", 3),
+        ]
+    );
+    let names: Vec<&str> = gw.listeners().iter().map(ListenerStatus::name).collect();
+    assert_eq!(names, ["http", "https"]);
+    let valid = listener_conds(OK_ACCEPTED, OK_RESOLVED, OK_PROGRAMMED, NO_CONFLICTS, 3);
+
+    let http = listener(gw, "http");
+    assert_eq!(http.supported_kinds(), BOTH_KINDS);
+    // The HTTPRoute (whole Gateway); the GRPCRoute names the https listener only.
+    assert_eq!(http.attached_routes(), 1);
+    assert_eq!(conds(http.conditions()), valid);
+
+    let https = listener(gw, "https");
+    assert_eq!(https.supported_kinds(), BOTH_KINDS);
+    assert_eq!(https.attached_routes(), 2);
+    assert_eq!(conds(https.conditions()), valid);
+
+    assert_eq!(t.port(80).unwrap().listeners().len(), 1);
+    assert_eq!(t.port(443).unwrap().listeners().len(), 1);
+}
+
+#[test]
+fn unsupported_protocol_is_not_accepted_and_supports_no_kind() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: infra, generation: 1 }}
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - {{ name: http, port: 80, protocol: HTTP }}
+  - {{ name: udp, port: 81, protocol: UDP }}
+{SERVICE}{ROUTE}"#
+    );
+    let t = run(&yaml);
+    let gw = gateway(&t, "gw");
+    assert_eq!(
+        conds(gw.conditions()),
+        [
+            c(
+                "Accepted",
+                true,
+                "ListenersNotValid",
+                "1 of 2 listeners are not valid: udp (UnsupportedProtocol)",
+                1
+            ),
+            c("Programmed", true, "Programmed", "", 1),
+        ]
+    );
+    let udp = listener(gw, "udp");
+    assert!(udp.supported_kinds().is_empty());
+    assert_eq!(udp.attached_routes(), 0);
+    assert_eq!(
+        conds(udp.conditions()),
+        listener_conds(
+            (
+                false,
+                "UnsupportedProtocol",
+                "protocol UDP is not supported (HTTP, HTTPS)"
+            ),
+            OK_RESOLVED,
+            NOT_PROGRAMMED,
+            NO_CONFLICTS,
+            1
+        )
+    );
+    let http = listener(gw, "http");
+    assert_eq!(http.attached_routes(), 1);
+    assert_eq!(
+        conds(http.conditions()),
+        listener_conds(OK_ACCEPTED, OK_RESOLVED, OK_PROGRAMMED, NO_CONFLICTS, 1)
+    );
+    assert!(t.port(81).is_none());
+}
+
+#[test]
+fn unknown_route_kinds_are_invalid_and_left_out_of_supported_kinds() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: infra, generation: 1 }}
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - name: mixed
+    port: 80
+    protocol: HTTP
+    allowedRoutes: {{ kinds: [{{ kind: TCPRoute }}, {{ kind: HTTPRoute }}] }}
+  - name: unknown
+    port: 81
+    protocol: HTTP
+    allowedRoutes: {{ kinds: [{{ group: example.com, kind: HTTPRoute }}] }}
+{SERVICE}{ROUTE}"#
+    );
+    let t = run(&yaml);
+    let gw = gateway(&t, "gw");
+    assert_eq!(
+        conds(gw.conditions()),
+        [
+            c(
+                "Accepted",
+                true,
+                "ListenersNotValid",
+                "1 of 2 listeners are not valid: unknown (InvalidRouteKinds)",
+                1
+            ),
+            c("Programmed", true, "Programmed", "", 1),
+        ]
+    );
+    // Valid and invalid kinds: the valid ones are listed, ResolvedRefs is False, the
+    // listener still serves the valid kinds.
+    let mixed = listener(gw, "mixed");
+    assert_eq!(mixed.supported_kinds(), ["HTTPRoute"]);
+    assert_eq!(mixed.attached_routes(), 1);
+    assert_eq!(
+        conds(mixed.conditions()),
+        listener_conds(
+            OK_ACCEPTED,
+            (
+                false,
+                "InvalidRouteKinds",
+                "route kind gateway.networking.k8s.io/TCPRoute is not supported"
+            ),
+            OK_PROGRAMMED,
+            NO_CONFLICTS,
+            1
+        )
+    );
+    // Only invalid kinds: nothing supported, nothing attached, not programmed.
+    let unknown = listener(gw, "unknown");
+    assert!(unknown.supported_kinds().is_empty());
+    assert_eq!(unknown.attached_routes(), 0);
+    assert_eq!(
+        conds(unknown.conditions()),
+        listener_conds(
+            OK_ACCEPTED,
+            (
+                false,
+                "InvalidRouteKinds",
+                "route kind example.com/HTTPRoute is not supported"
+            ),
+            NOT_PROGRAMMED,
+            NO_CONFLICTS,
+            1
+        )
+    );
+}
+
+#[test]
+fn indistinct_listeners_are_all_conflicted() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: infra, generation: 1 }}
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - {{ name: a, port: 80, protocol: HTTP, hostname: a.example.com }}
+  - {{ name: b, port: 80, protocol: HTTP, hostname: A.example.com }}
+  - {{ name: h, port: 81, protocol: HTTP }}
+  - {{ name: s, port: 81, protocol: HTTPS, tls: {{ certificateRefs: [{{ name: cert }}] }} }}
+  - {{ name: ok, port: 82, protocol: HTTP }}
+{}"#,
+        secret("infra", "cert")
+    );
+    let t = run(&yaml);
+    let gw = gateway(&t, "gw");
+    assert_eq!(
+        conds(gw.conditions()),
+        [
+            c(
+                "Accepted",
+                true,
+                "ListenersNotValid",
+                "4 of 5 listeners are not valid: a (HostnameConflict), b (HostnameConflict), \
+                 h (ProtocolConflict), s (ProtocolConflict)",
+                1
+            ),
+            c("Programmed", true, "Programmed", "", 1),
+        ]
+    );
+    let expect = [
+        (
+            "a",
+            "HostnameConflict",
+            "listener b also uses port 80 and hostname a.example.com",
+        ),
+        (
+            "b",
+            "HostnameConflict",
+            "listener a also uses port 80 and hostname a.example.com",
+        ),
+        (
+            "h",
+            "ProtocolConflict",
+            "listener s also uses port 81, with another protocol",
+        ),
+        (
+            "s",
+            "ProtocolConflict",
+            "listener h also uses port 81, with another protocol",
+        ),
+    ];
+    for (name, reason, message) in expect {
+        let l = listener(gw, name);
+        assert_eq!(l.supported_kinds(), BOTH_KINDS, "{name}");
+        assert_eq!(
+            conds(l.conditions()),
+            listener_conds(
+                OK_ACCEPTED,
+                OK_RESOLVED,
+                NOT_PROGRAMMED,
+                (true, reason, message),
+                1
+            ),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        conds(listener(gw, "ok").conditions()),
+        listener_conds(OK_ACCEPTED, OK_RESOLVED, OK_PROGRAMMED, NO_CONFLICTS, 1)
+    );
+    assert!(t.port(80).is_none());
+    assert!(t.port(81).is_none());
+    assert_eq!(t.port(82).unwrap().listeners().len(), 1);
+}
+
+#[test]
+fn a_protocol_conflict_in_a_newer_gateway_rejects_both_listeners() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: old, namespace: infra, generation: 1, creationTimestamp: "2024-01-01T00:00:00Z" }
+spec:
+  gatewayClassName: gatekit
+  listeners: [{ name: http, port: 80, protocol: HTTP }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: new, namespace: infra, generation: 1, creationTimestamp: "2025-01-01T00:00:00Z" }
+spec:
+  gatewayClassName: gatekit
+  listeners: [{ name: http, port: 80, protocol: HTTP }, { name: s, port: 80, protocol: HTTPS }]
+"#;
+    let t = run(yaml);
+    assert_eq!(
+        conds(listener(gateway(&t, "old"), "http").conditions()),
+        listener_conds(OK_ACCEPTED, OK_RESOLVED, OK_PROGRAMMED, NO_CONFLICTS, 1)
+    );
+    let new = gateway(&t, "new");
+    assert_eq!(
+        conds(listener(new, "http").conditions()),
+        listener_conds(
+            OK_ACCEPTED,
+            OK_RESOLVED,
+            NOT_PROGRAMMED,
+            (
+                true,
+                "ProtocolConflict",
+                "listener s also uses port 80, with another protocol"
+            ),
+            1
+        )
+    );
+    assert_eq!(
+        conds(new.conditions())[0],
+        c(
+            "Accepted",
+            false,
+            "ListenersNotValid",
+            "no listener is valid: http (ProtocolConflict), s (InvalidCertificateRef)",
+            1
+        )
+    );
+    assert_eq!(
+        conds(new.conditions())[1],
+        c(
+            "Programmed",
+            false,
+            "Invalid",
+            "no listener is programmed",
+            1
+        )
+    );
+}
+
+#[test]
+fn a_listener_of_a_newer_gateway_with_the_same_hostname_conflicts() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: old, namespace: infra, generation: 1, creationTimestamp: "2024-01-01T00:00:00Z" }
+spec:
+  gatewayClassName: gatekit
+  listeners: [{ name: http, port: 80, protocol: HTTP }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: new, namespace: infra, generation: 1, creationTimestamp: "2025-01-01T00:00:00Z" }
+spec:
+  gatewayClassName: gatekit
+  listeners: [{ name: http, port: 80, protocol: HTTP }]
+"#;
+    let t = run(yaml);
+    assert_eq!(
+        conds(listener(gateway(&t, "new"), "http").conditions()),
+        listener_conds(
+            OK_ACCEPTED,
+            OK_RESOLVED,
+            NOT_PROGRAMMED,
+            (
+                true,
+                "HostnameConflict",
+                "a listener of an older Gateway on port 80 already has hostname (none)"
+            ),
+            1
+        )
+    );
+}
+
+#[test]
+fn https_listeners_with_missing_or_unpermitted_certificates() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: infra, generation: 4 }}
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - name: missing
+    port: 443
+    protocol: HTTPS
+    hostname: a.example.com
+    tls: {{ certificateRefs: [{{ name: nope }}] }}
+  - name: foreign
+    port: 443
+    protocol: HTTPS
+    hostname: b.example.com
+    tls: {{ certificateRefs: [{{ name: cert, namespace: other }}] }}
+{SERVICE}{ROUTE}{}"#,
+        secret("other", "cert")
+    );
+    let t = run(&yaml);
+    let gw = gateway(&t, "gw");
+    assert_eq!(
+        conds(gw.conditions()),
+        [
+            c(
+                "Accepted",
+                false,
+                "ListenersNotValid",
+                "no listener is valid: missing (InvalidCertificateRef), foreign (RefNotPermitted)",
+                4
+            ),
+            c(
+                "Programmed",
+                false,
+                "Invalid",
+                "no listener is programmed",
+                4
+            ),
+        ]
+    );
+    let missing = listener(gw, "missing");
+    assert_eq!(missing.supported_kinds(), BOTH_KINDS);
+    // The route selects the listener: attached although the listener is not
+    // programmed (spec: listener status does not impact attachment).
+    assert_eq!(missing.attached_routes(), 1);
+    assert_eq!(
+        conds(missing.conditions()),
+        listener_conds(
+            OK_ACCEPTED,
+            (
+                false,
+                "InvalidCertificateRef",
+                "Secret infra/nope not found"
+            ),
+            NOT_PROGRAMMED,
+            NO_CONFLICTS,
+            4
+        )
+    );
+    let foreign = listener(gw, "foreign");
+    assert_eq!(foreign.attached_routes(), 1);
+    assert_eq!(
+        conds(foreign.conditions()),
+        listener_conds(
+            OK_ACCEPTED,
+            (
+                false,
+                "RefNotPermitted",
+                "certificateRef to Secret other/cert is not permitted by any ReferenceGrant \
+                 in namespace other"
+            ),
+            NOT_PROGRAMMED,
+            NO_CONFLICTS,
+            4
+        )
+    );
+    assert!(t.port(443).is_none());
+}
+
+#[test]
+fn a_reference_grant_permits_the_foreign_certificate() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: infra, generation: 1 }}
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - name: foreign
+    port: 443
+    protocol: HTTPS
+    tls: {{ certificateRefs: [{{ name: cert, namespace: other }}] }}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{ name: certs, namespace: other }}
+spec:
+  from: [{{ group: gateway.networking.k8s.io, kind: Gateway, namespace: infra }}]
+  to: [{{ group: "", kind: Secret }}]
+{}"#,
+        secret("other", "cert")
+    );
+    let t = run(&yaml);
+    assert_eq!(
+        conds(listener(gateway(&t, "gw"), "foreign").conditions()),
+        listener_conds(OK_ACCEPTED, OK_RESOLVED, OK_PROGRAMMED, NO_CONFLICTS, 1)
+    );
+}
+
+#[test]
+fn spec_addresses_are_not_supported() {
+    let yaml = format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: infra, generation: 2 }}
+spec:
+  gatewayClassName: gatekit
+  addresses: [{{ type: IPAddress, value: 10.1.2.3 }}, {{ type: Hostname }}]
+  listeners: [{{ name: http, port: 80, protocol: HTTP }}]
+{SERVICE}{ROUTE}"#
+    );
+    let t = run(&yaml);
+    let gw = gateway(&t, "gw");
+    assert_eq!(
+        conds(gw.conditions()),
+        [
+            c(
+                "Accepted",
+                false,
+                "UnsupportedAddress",
+                "spec.addresses is not supported: gatekit assigns no address to a Gateway \
+                 (requested: IPAddress 10.1.2.3, Hostname (any))",
+                2
+            ),
+            c(
+                "Programmed",
+                false,
+                "AddressNotAssigned",
+                "no requested address is assigned",
+                2
+            ),
+        ]
+    );
+    let http = listener(gw, "http");
+    assert_eq!(http.supported_kinds(), BOTH_KINDS);
+    assert_eq!(http.attached_routes(), 1);
+    assert_eq!(
+        conds(http.conditions()),
+        listener_conds(
+            OK_ACCEPTED,
+            OK_RESOLVED,
+            (
+                false,
+                "Invalid",
+                "the Gateway is not accepted (UnsupportedAddress)"
+            ),
+            NO_CONFLICTS,
+            2
+        )
+    );
+    assert!(t.port(80).is_none());
+    let route = t.status("HTTPRoute", Some("infra"), "r").unwrap();
+    assert_eq!(
+        route.parents()[0].condition("Accepted").unwrap().reason(),
+        "NoMatchingParent"
+    );
+}
