@@ -181,6 +181,8 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/status_write.rs::writes_route_gateway_and_class_status_keeping_foreign_entries",
             "tests/wiring.rs::routes_from_files_reach_their_backends",
             "tests/wiring.rs::https_certificates_by_sni_and_rotation_by_secret_change",
+            "crates/gatekit-k8s/tests/gateway_status.rs::valid_gateway_with_two_listeners",
+            "crates/gatekit-k8s/tests/gateway_status.rs::indistinct_listeners_are_all_conflicted",
         ],
     ),
     Feature::no(
