@@ -884,3 +884,71 @@ async fn the_per_client_connection_limit_of_the_settings_applies() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Gateway API `HTTPRouteRetryBackendTimeout`: an attempt cut by the rule's
+/// `timeouts.backendRequest` is retried, and the retry's answer is the response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_retry_backend_timeout_retries_an_attempt_that_timed_out() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let backend = {
+        let seen = seen.clone();
+        // The first attempt hangs; the next ones answer at once.
+        Backend::start(move |_| match seen.fetch_add(1, Ordering::SeqCst) {
+            0 => Act::Gated,
+            _ => Act::Status(200),
+        })
+        .await
+    };
+    let extra = "    timeouts: { request: 5s, backendRequest: 150ms }\n    retry: { attempts: 2, backoff: 1ms }\n";
+    let (_wired, port, _dir) = start(&[
+        service_at("slow", &[backend.addr]),
+        route("r", "/", "slow", extra),
+    ])
+    .await;
+    let started = tokio::time::Instant::now();
+    let (status, _, _) = send(&client(), get(port, "/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(backend.hits(), 2, "the timed-out attempt and its retry");
+    backend.open_gate();
+}
+
+/// Gateway API `HTTPRouteRetryConnectionError`: with the gateway's own unsent-retry
+/// default off, an HTTPRoute `retry` alone retries a refused connection, on the other
+/// endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_retry_connection_error_retries_a_refused_connection() {
+    let dead = gatekit_tests::closed_port().await;
+    let good = Backend::start(|_| Act::Status(200)).await;
+    let mut settings = Settings::default();
+    settings.traffic_defaults.retry_unsent = false;
+    settings.traffic_defaults.eject_refusing_endpoints = false;
+    let count = |retry: &'static str| {
+        let settings = settings.clone();
+        let good_addr = good.addr;
+        async move {
+            let (_wired, port, _dir) = start_with(
+                &[
+                    service_at("two", &[dead, good_addr]),
+                    route("r", "/", "two", retry),
+                ],
+                settings,
+            )
+            .await;
+            let client = client();
+            let mut ok = 0;
+            for _ in 0..20 {
+                if send(&client, get(port, "/")).await.0 == StatusCode::OK {
+                    ok += 1;
+                }
+            }
+            ok
+        }
+    };
+    assert_eq!(
+        count("    retry: { attempts: 2, backoff: 1ms }\n").await,
+        20
+    );
+    // Without the retry, the balancer's turns on the dead endpoint fail.
+    assert!(count("").await < 20);
+}

@@ -500,19 +500,22 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-core/src/retry/tests.rs::a_503_then_200_is_retried_once_with_attempt_and_shared_tried_endpoints",
         ],
     ),
-    Feature::no(
+    Feature::yes(
         "HTTPRouteRetryBackendTimeout",
         "HTTPRoute",
         Extended,
         Experimental,
-        "a request whose backendRequest timeout fired is not retried",
+        &[
+            "tests/traffic_policy.rs::httproute_retry_backend_timeout_retries_an_attempt_that_timed_out",
+            "tests/traffic_policy.rs::retries_stay_inside_the_request_timeout",
+        ],
     ),
-    Feature::no(
+    Feature::yes(
         "HTTPRouteRetryConnectionError",
         "HTTPRoute",
         Extended,
         Experimental,
-        "no test yet that an HTTPRoute retry covers connection errors",
+        &["tests/traffic_policy.rs::httproute_retry_connection_error_retries_a_refused_connection"],
     ),
     Feature::yes(
         "HTTPRouteSchemeRedirect",
