@@ -242,17 +242,22 @@ impl RedisLimiter {
     /// The bucket `req` goes to, the same as gatekit-core's
     /// [`RateLimiter::key`]; `None` when the limit does not apply to it.
     pub fn key<B>(&self, req: &Request<B>) -> Option<GlobalKey> {
-        let mut bytes = Vec::new();
-        let local = self.local.key_bytes(req, &mut bytes)?;
-        let mut redis = Vec::with_capacity(self.prefix.len() + 1 + bytes.len().max(7));
+        // One buffer: the bucket name, `k`, then the key parts appended by the local
+        // limiter (nothing appended for the two keyless buckets, named instead).
+        let mut redis = Vec::with_capacity(self.prefix.len() + 64);
         redis.extend_from_slice(&self.prefix);
-        if local.is_unkeyed() {
-            redis.extend_from_slice(b"default");
+        redis.push(b'k');
+        let local = self.local.append_key_bytes(req, &mut redis)?;
+        let named: Option<&[u8]> = if local.is_unkeyed() {
+            Some(b"default")
         } else if self.local.config().key.is_empty() {
-            redis.extend_from_slice(b"all");
+            Some(b"all")
         } else {
-            redis.push(b'k');
-            redis.extend_from_slice(&bytes);
+            None
+        };
+        if let Some(name) = named {
+            redis.truncate(self.prefix.len());
+            redis.extend_from_slice(name);
         }
         Some(GlobalKey { redis, local })
     }

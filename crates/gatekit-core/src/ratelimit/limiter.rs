@@ -192,6 +192,14 @@ impl RateLimiter {
     /// included).
     pub fn key_bytes<B>(&self, req: &Request<B>, out: &mut Vec<u8>) -> Option<Key> {
         out.clear();
+        self.append_key_bytes(req, out)
+    }
+
+    /// [`key_bytes`](Self::key_bytes) appending to `out` instead of clearing it first,
+    /// so a caller can write its own prefix (a store's bucket name) and the key into one
+    /// buffer. Nothing is appended when the limit does not apply, and nothing for the
+    /// one bucket of a limiter without parts or the shared default bucket.
+    pub fn append_key_bytes<B>(&self, req: &Request<B>, out: &mut Vec<u8>) -> Option<Key> {
         let key = self.key(req)?;
         if matches!(key.0, KeyRepr::Hashed(_)) {
             key::encode_parts(&self.config.key, req, out);

@@ -65,6 +65,27 @@ use crate::types::btp::{BtpTargetRef, BtpUpstream, BtpValues, served_kind};
 use crate::types::traffic::{TargetKind, TrafficTargetRef, TrafficValues};
 use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
+/// The entry of `map` for a target (no key is built when the map is empty: most
+/// configurations have no policies).
+fn by_target<'m, V>(
+    map: &'m HashMap<TargetKey, V>,
+    kind: &'static str,
+    ns: &str,
+    name: &str,
+    section: Option<&str>,
+) -> Option<&'m V> {
+    if map.is_empty() {
+        return None;
+    }
+    let key: TargetKey = (
+        kind,
+        ns.to_owned(),
+        name.to_owned(),
+        section.map(str::to_owned),
+    );
+    map.get(&key)
+}
+
 /// A route's parentRefs and its rules' backendRefs, whatever the route kind.
 struct RouteBackends<'a> {
     kind: &'static str,
@@ -512,16 +533,7 @@ impl Context<'_> {
         name: &str,
         section: Option<&str>,
     ) -> Option<&TrafficValues> {
-        if self.traffic.is_empty() {
-            return None;
-        }
-        let key: TargetKey = (
-            kind,
-            ns.to_owned(),
-            name.to_owned(),
-            section.map(str::to_owned),
-        );
-        self.traffic.get(&key).map(|c| &c.values)
+        by_target(&self.traffic, kind, ns, name, section).map(|c| &c.values)
     }
 
     /// What a Gateway listener's policies set: the Gateway's, overlaid with the
@@ -547,16 +559,7 @@ impl Context<'_> {
         name: &str,
         section: Option<&str>,
     ) -> Option<&BtpValues> {
-        if self.btp.is_empty() {
-            return None;
-        }
-        let key: TargetKey = (
-            kind,
-            ns.to_owned(),
-            name.to_owned(),
-            section.map(str::to_owned),
-        );
-        self.btp.get(&key).map(|(_, v)| v)
+        by_target(&self.btp, kind, ns, name, section).map(|(_, v)| v)
     }
 
     /// Sets each rule's traffic policy from `parent` (what a listener's policies set),

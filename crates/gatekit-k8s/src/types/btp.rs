@@ -97,7 +97,7 @@ pub use self::upstream::{
 pub const ENVOY_GATEWAY_GROUP: &str = "gateway.envoyproxy.io";
 
 /// Retries Envoy Gateway makes when `numRetries` is omitted.
-pub const DEFAULT_NUM_RETRIES: u32 = 2;
+pub const DEFAULT_NUM_RETRIES: u32 = crate::types::traffic::DEFAULT_RETRY_ATTEMPTS;
 
 /// Envoy Gateway's default for each of `circuitBreaker`'s `maxConnections`,
 /// `maxPendingRequests`, `maxParallelRequests` and `maxParallelRetries` when the
