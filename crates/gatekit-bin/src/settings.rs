@@ -226,8 +226,12 @@ impl Settings {
         let options = gatekit_k8s::TranslateOptions::default()
             .gateway_class_name(&self.gateway_class_name)
             .shared_rate_limits(self.redis.is_some());
-        match &self.kubernetes {
-            Some(k) => options.global_namespaces(k.global_namespaces.iter().cloned()),
+        let Some(k) = &self.kubernetes else {
+            return options;
+        };
+        let options = options.global_namespaces(k.global_namespaces.iter().cloned());
+        match k.gateway_service() {
+            Some((ns, name)) => options.gateway_service(ns, name),
             None => options,
         }
     }
@@ -306,6 +310,16 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_service_becomes_a_translate_option_and_a_bad_one_names_the_field() {
+        let k = "kubernetes:\n  clusters: [{ name: a, server: \"https://x\", roles: [config] }]\n";
+        let s = Settings::from_yaml(&format!("{k}  gatewayService: gatekit/edge\n"), "t").unwrap();
+        let kubernetes = s.kubernetes.as_ref().unwrap();
+        assert_eq!(kubernetes.gateway_service(), Some(("gatekit", "edge")));
+        let e = Settings::from_yaml(&format!("{k}  gatewayService: edge\n"), "t").unwrap_err();
+        assert!(e.to_string().contains("kubernetes.gatewayService"), "{e}");
+    }
 
     /// The settings `deploy/` ships must be settings this binary accepts.
     #[test]

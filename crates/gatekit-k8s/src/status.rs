@@ -186,6 +186,14 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// Replaces the condition of `c`'s type in `conditions`, or adds it.
+fn replace(conditions: &mut Vec<Condition>, c: Condition) {
+    match conditions.iter_mut().find(|old| old.type_ == c.type_) {
+        Some(old) => *old = c,
+        None => conditions.push(c),
+    }
+}
+
 /// Identifies a resource: kind, namespace (for namespaced kinds) and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceRef {
@@ -341,10 +349,7 @@ impl ListenerStatus {
 
     /// Replaces the condition of the same type.
     pub(crate) fn replace_condition(&mut self, c: Condition) {
-        match self.conditions.iter_mut().find(|x| x.type_ == c.type_) {
-            Some(x) => *x = c,
-            None => self.conditions.push(c),
-        }
+        replace(&mut self.conditions, c);
     }
 
     pub(crate) fn add_attached(&mut self) {
@@ -387,6 +392,42 @@ pub struct ResourceStatus {
     listeners: Vec<ListenerStatus>,
     ancestors: Vec<AncestorStatus>,
     supported_features: Vec<&'static str>,
+    addresses: Option<Vec<GatewayAddress>>,
+}
+
+/// A Gateway `status.addresses` entry: an address clients can reach it at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayAddress {
+    type_: &'static str,
+    value: String,
+}
+
+impl GatewayAddress {
+    /// An `IPAddress` entry.
+    pub(crate) fn ip(value: impl Into<String>) -> Self {
+        Self {
+            type_: "IPAddress",
+            value: value.into(),
+        }
+    }
+
+    /// A `Hostname` entry.
+    pub(crate) fn hostname(value: impl Into<String>) -> Self {
+        Self {
+            type_: "Hostname",
+            value: value.into(),
+        }
+    }
+
+    /// The address type, as the Gateway API spells it (`IPAddress`, `Hostname`).
+    pub fn type_(&self) -> &'static str {
+        self.type_
+    }
+
+    /// The address.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
 }
 
 impl ResourceStatus {
@@ -399,7 +440,25 @@ impl ResourceStatus {
             listeners: Vec::new(),
             ancestors: Vec::new(),
             supported_features: Vec::new(),
+            addresses: None,
         }
+    }
+
+    pub(crate) fn set_addresses(&mut self, addresses: Vec<GatewayAddress>) {
+        self.addresses = Some(addresses);
+    }
+
+    /// A Gateway's `status.addresses` when translation knows them (in a cluster, from
+    /// the Service named by [`TranslateOptions::gateway_service`](crate::TranslateOptions::gateway_service));
+    /// `None` when it does not (standalone, the gateway reports the addresses it is
+    /// bound on).
+    pub fn addresses(&self) -> Option<&[GatewayAddress]> {
+        self.addresses.as_deref()
+    }
+
+    /// Replaces the resource-level condition of the same type (or adds it).
+    pub(crate) fn replace_condition(&mut self, c: Condition) {
+        replace(&mut self.conditions, c);
     }
 
     pub(crate) fn set_supported_features(&mut self, names: Vec<&'static str>) {

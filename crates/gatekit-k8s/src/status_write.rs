@@ -11,11 +11,11 @@
 //!   own entries for parents it no longer handles. Each entry's `parentRef` is copied
 //!   from the route's `spec.parentRefs` (so it matches what the user wrote).
 //! - **Gateways**: `conditions` (`Accepted`, `Programmed`) and `listeners[]` (name,
-//!   `supportedKinds`, `attachedRoutes`, conditions); other fields are kept. gatekit
-//!   writes no `addresses`: it assigns none (`spec.addresses` is refused with
-//!   `UnsupportedAddress`), and the address clients reach, the load balancer of the
-//!   Service in front of the replicas, is not linked to the Gateway in gatekit's
-//!   settings.
+//!   `supportedKinds`, `attachedRoutes`, conditions) and, when the settings name the
+//!   Service in front of the replicas (`kubernetes.gatewayService`), `addresses` (that
+//!   Service's load-balancer or cluster addresses); other fields are kept. gatekit
+//!   assigns no address itself (`spec.addresses` is refused with
+//!   `UnsupportedAddress`).
 //! - **GatewayClasses**: `conditions` (`Accepted`) and, on the accepted class,
 //!   `supportedFeatures` (GEP-2162, from [`features`](crate::features), sorted).
 //! - **Policies** (GEP-713): `status.ancestors` is shared like a route's
@@ -639,17 +639,29 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
                 })
                 .collect(),
         ),
-        Kind::Gateway => json!({
-            "conditions": conditions_json(s.conditions(), generation),
-            "listeners": s.listeners().iter().map(|l| json!({
-                "name": l.name(),
-                "supportedKinds": l.supported_kinds().iter()
-                    .map(|k| json!({"group": GATEWAY_GROUP, "kind": k}))
-                    .collect::<Vec<_>>(),
-                "attachedRoutes": l.attached_routes(),
-                "conditions": conditions_json(l.conditions(), generation),
-            })).collect::<Vec<_>>(),
-        }),
+        Kind::Gateway => {
+            let mut m = json!({
+                "conditions": conditions_json(s.conditions(), generation),
+                "listeners": s.listeners().iter().map(|l| json!({
+                    "name": l.name(),
+                    "supportedKinds": l.supported_kinds().iter()
+                        .map(|k| json!({"group": GATEWAY_GROUP, "kind": k}))
+                        .collect::<Vec<_>>(),
+                    "attachedRoutes": l.attached_routes(),
+                    "conditions": conditions_json(l.conditions(), generation),
+                })).collect::<Vec<_>>(),
+            });
+            // Written only when translation knows them (the gateway Service is set);
+            // otherwise a value someone else wrote is kept.
+            if let (Some(addresses), Some(m)) = (s.addresses(), m.as_object_mut()) {
+                let addresses = addresses
+                    .iter()
+                    .map(|a| json!({"type": a.type_(), "value": a.value()}))
+                    .collect::<Vec<_>>();
+                m.insert("addresses".to_owned(), Value::Array(addresses));
+            }
+            m
+        }
         Kind::GatewayClass => {
             let mut m = Map::new();
             m.insert(
@@ -828,8 +840,12 @@ fn merge_owned(old: &Value, desired: &Value, now: &str) -> Value {
             now,
         ),
     );
-    if let Some(features) = desired.get("supportedFeatures") {
-        status.insert("supportedFeatures".to_owned(), features.clone());
+    // Fields gatekit owns when it sends them (a Gateway's `addresses` only when the
+    // gateway Service is known).
+    for key in ["supportedFeatures", "addresses"] {
+        if let Some(value) = desired.get(key) {
+            status.insert(key.to_owned(), value.clone());
+        }
     }
     if let Some(listeners) = desired.get("listeners").and_then(Value::as_array) {
         let old_listeners = old.get("listeners").and_then(Value::as_array);

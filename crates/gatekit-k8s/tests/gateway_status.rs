@@ -674,3 +674,146 @@ spec:
         "NoMatchingParent"
     );
 }
+
+/// A Gateway (one HTTP listener) and the Service in front of the replicas, whose
+/// `spec`/`status` tail is `service`.
+fn with_gateway_service(service: &str) -> String {
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: infra, generation: 1 }}
+spec:
+  gatewayClassName: gatekit
+  listeners: [{{ name: http, port: 80, protocol: HTTP }}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{ name: gatekit, namespace: gatekit }}
+{service}
+"#
+    )
+}
+
+fn run_with_service(yaml: &str) -> Translation {
+    let (set, _) =
+        ResourceSet::from_documents([("fixture.yaml", yaml)]).unwrap_or_else(|e| panic!("{e:?}"));
+    translate(
+        &set,
+        &TranslateOptions::default().gateway_service("gatekit", "gatekit"),
+    )
+}
+
+fn addresses(gw: &ResourceStatus) -> Vec<(&'static str, String)> {
+    gw.addresses()
+        .expect("addresses known")
+        .iter()
+        .map(|a| (a.type_(), a.value().to_owned()))
+        .collect()
+}
+
+#[test]
+fn status_addresses_are_the_gateway_services_load_balancer_addresses() {
+    let t = run_with_service(&with_gateway_service(
+        r#"spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.10
+  externalIPs: [198.51.100.7]
+  ports: [{ port: 80 }]
+status:
+  loadBalancer:
+    ingress: [{ ip: 203.0.113.5 }, { hostname: gw.lb.example.net }, { ip: 203.0.113.5 }]"#,
+    ));
+    let gw = gateway(&t, "gw");
+    assert_eq!(
+        addresses(gw),
+        [
+            ("IPAddress", "203.0.113.5".to_owned()),
+            ("Hostname", "gw.lb.example.net".to_owned()),
+            ("IPAddress", "198.51.100.7".to_owned()),
+        ],
+        "ingress (deduplicated) then external IPs; no cluster IP when reachable from outside"
+    );
+    assert_eq!(
+        conds(gw.conditions()),
+        [
+            c("Accepted", true, "Accepted", "", 1),
+            c("Programmed", true, "Programmed", "", 1),
+        ]
+    );
+}
+
+#[test]
+fn a_cluster_ip_gateway_service_reports_its_cluster_ips() {
+    let t = run_with_service(&with_gateway_service(
+        "spec: { clusterIP: 10.96.0.10, clusterIPs: [10.96.0.10, 'fd00::10'], ports: [{ port: 80 }] }",
+    ));
+    assert_eq!(
+        addresses(gateway(&t, "gw")),
+        [
+            ("IPAddress", "10.96.0.10".to_owned()),
+            ("IPAddress", "fd00::10".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn a_pending_load_balancer_leaves_the_gateway_not_programmed_address_not_assigned() {
+    let t = run_with_service(&with_gateway_service(
+        "spec: { type: LoadBalancer, clusterIP: 10.96.0.10, ports: [{ port: 80 }] }",
+    ));
+    let gw = gateway(&t, "gw");
+    assert!(addresses(gw).is_empty());
+    assert_eq!(
+        conds(gw.conditions()),
+        [
+            c("Accepted", true, "Accepted", "", 1),
+            c(
+                "Programmed",
+                false,
+                "AddressNotAssigned",
+                "the gateway Service gatekit/gatekit has no address yet (load balancer pending)",
+                1
+            ),
+        ]
+    );
+    // Serving is not affected: the listener is programmed and its port served.
+    assert_eq!(
+        listener(gw, "http")
+            .condition("Programmed")
+            .map(Condition::is_true),
+        Some(true)
+    );
+    assert_eq!(t.port(80).unwrap().listeners().len(), 1);
+}
+
+#[test]
+fn a_missing_gateway_service_is_named_in_the_programmed_condition() {
+    let yaml = with_gateway_service("spec: { ports: [{ port: 80 }] }").replace(
+        "name: gatekit, namespace: gatekit",
+        "name: other, namespace: gatekit",
+    );
+    let gw_status = run_with_service(&yaml);
+    let gw = gateway(&gw_status, "gw");
+    assert!(addresses(gw).is_empty());
+    let programmed = gw.condition("Programmed").unwrap();
+    assert!(!programmed.is_true());
+    assert_eq!(programmed.reason(), "AddressNotAssigned");
+    assert_eq!(
+        programmed.message(),
+        "the gateway Service gatekit/gatekit (settings: kubernetes.gatewayService) does not exist"
+    );
+}
+
+#[test]
+fn without_a_gateway_service_translation_reports_no_addresses() {
+    let (set, _) = ResourceSet::from_documents([(
+        "fixture.yaml",
+        with_gateway_service("spec: { clusterIP: 10.96.0.10, ports: [{ port: 80 }] }").as_str(),
+    )])
+    .unwrap();
+    let t = translate(&set, &TranslateOptions::default());
+    let gw = gateway(&t, "gw");
+    assert_eq!(gw.addresses(), None);
+    assert!(gw.condition("Programmed").unwrap().is_true());
+}

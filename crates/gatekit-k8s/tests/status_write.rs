@@ -791,3 +791,41 @@ async fn a_plain_text_404_is_not_installed_either() {
     assert_eq!((report.failed, report.missing), (0, 1), "{report:?}");
     server.abort();
 }
+
+#[tokio::test]
+async fn gateway_addresses_from_the_gateway_service_are_written() {
+    let fake = setup().await;
+    fake.apply_json(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "gatekit", "namespace": "gatekit"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.5"}, {"hostname": "lb.example.net"}]}},
+    }));
+    let mut set = ResourceSet::default();
+    set.gateway_classes = fake.list::<GatewayClass>();
+    set.gateways = fake.list::<Gateway>();
+    set.services = fake.list::<Service>();
+    let t = translate(
+        &set,
+        &TranslateOptions::default().gateway_service("gatekit", "gatekit"),
+    );
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&t).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let gw = status_json::<Gateway>(&fake, Some("infra"), "gw");
+    assert_eq!(
+        gw["addresses"],
+        json!([
+            {"type": "IPAddress", "value": "203.0.113.5"},
+            {"type": "Hostname", "value": "lb.example.net"},
+        ])
+    );
+    assert_eq!(condition(&gw["conditions"], "Programmed")["status"], "True");
+
+    // Without the option the writer leaves the addresses as they are.
+    let t = translate(&set, &TranslateOptions::default());
+    let mut writer = StatusWriter::new(fake.client());
+    writer.resync(&t).await;
+    let gw = status_json::<Gateway>(&fake, Some("infra"), "gw");
+    assert_eq!(gw["addresses"][0]["value"], "203.0.113.5");
+}

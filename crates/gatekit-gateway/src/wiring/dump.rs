@@ -644,14 +644,25 @@ impl<'a> StatusJson<'a> {
             kind: r.kind(),
             namespace: r.namespace(),
             name: r.name(),
-            addresses: addresses
-                .into_iter()
-                .flatten()
-                .map(|ip| AddressJson {
-                    type_: "IPAddress",
-                    value: ip.to_string(),
-                })
-                .collect(),
+            // Translation's addresses (the gateway Service's) when it knows them,
+            // else the addresses the listeners are bound on.
+            addresses: match status.addresses() {
+                Some(known) => known
+                    .iter()
+                    .map(|a| AddressJson {
+                        type_: a.type_(),
+                        value: a.value().to_owned(),
+                    })
+                    .collect(),
+                None => addresses
+                    .into_iter()
+                    .flatten()
+                    .map(|ip| AddressJson {
+                        type_: "IPAddress",
+                        value: ip.to_string(),
+                    })
+                    .collect(),
+            },
             conditions: conditions(status.conditions()),
             parents: status
                 .parents()

@@ -115,6 +115,12 @@ pub struct ProviderSettings {
     /// `gatekit`).
     #[serde(default)]
     pub fleet: Option<String>,
+    /// The Service in front of the gateway replicas, `namespace/name`: its load-balancer
+    /// addresses (or cluster IPs) are written as every Gateway's `status.addresses`; see
+    /// [`TranslateOptions::gateway_service`](crate::TranslateOptions::gateway_service).
+    /// Unset, no addresses are written.
+    #[serde(default)]
+    pub gateway_service: Option<String>,
     /// Whether the elected replica writes statuses back (default true).
     #[serde(default)]
     pub status_writeback: Option<bool>,
@@ -147,6 +153,7 @@ impl ProviderSettings {
             probe_interval: None,
             global_namespaces: Vec::new(),
             fleet: None,
+            gateway_service: None,
             status_writeback: None,
             replica: None,
             lease_duration: None,
@@ -188,7 +195,26 @@ impl ProviderSettings {
         if self.failover_threshold.is_some_and(|t| t > 100) {
             return Err("kubernetes.failoverThreshold: a percentage, 0 to 100".into());
         }
+        if let Some(s) = &self.gateway_service
+            && self.gateway_service().is_none()
+        {
+            return Err(format!(
+                "kubernetes.gatewayService: {s:?} is not namespace/name"
+            ));
+        }
         Ok(())
+    }
+
+    /// The gateway Service as (namespace, name), if set and well formed.
+    pub fn gateway_service(&self) -> Option<(&str, &str)> {
+        let (ns, name) = self.gateway_service.as_deref()?.split_once('/')?;
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        };
+        (valid(ns) && valid(name)).then_some((ns, name))
     }
 
     /// How long a lost cluster's endpoints keep serving.

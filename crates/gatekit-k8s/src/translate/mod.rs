@@ -50,6 +50,7 @@
 //! callers build a table per port from [`Translation::routes_for_port`] and report
 //! what the table refuses.
 
+mod address;
 mod backend;
 mod hostname;
 mod listener;
@@ -75,6 +76,7 @@ pub struct TranslateOptions {
     controller_name: String,
     pub(crate) global_namespaces: Vec<String>,
     pub(crate) shared_rate_limits: bool,
+    pub(crate) gateway_service: Option<(String, String)>,
 }
 
 impl Default for TranslateOptions {
@@ -84,6 +86,7 @@ impl Default for TranslateOptions {
             controller_name: "gatekit.io/gateway-controller".to_owned(),
             global_namespaces: Vec::new(),
             shared_rate_limits: false,
+            gateway_service: None,
         }
     }
 }
@@ -95,6 +98,21 @@ impl TranslateOptions {
     #[must_use]
     pub fn shared_rate_limits(mut self, shared: bool) -> Self {
         self.shared_rate_limits = shared;
+        self
+    }
+
+    /// Names the Service in front of the gateway replicas (`namespace`, `name`): its
+    /// load-balancer addresses (or cluster IPs) become every Gateway's
+    /// `status.addresses`, and a Gateway is `Programmed=False` (`AddressNotAssigned`)
+    /// while the Service has none. Unset (the default), translation reports no
+    /// addresses.
+    #[must_use]
+    pub fn gateway_service(
+        mut self,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        self.gateway_service = Some((namespace.into(), name.into()));
         self
     }
 
@@ -393,6 +411,7 @@ pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Transla
     cx.errors.extend(listener_errors);
     let ports = route::attach_routes(&mut cx, &listeners, &mut statuses);
     let programmed = listener::finish(listeners, ports);
+    address::gateway_addresses(resources, options, &mut statuses);
     Translation {
         listeners: programmed,
         upstreams: cx.upstreams,

@@ -1,0 +1,107 @@
+//! Gateway `status.addresses`: where clients reach the Gateways gatekit serves.
+//!
+//! gatekit assigns no addresses; in a cluster the replicas sit behind one Service
+//! (`deploy/service.yaml`), and that Service's addresses are the Gateways'. When
+//! [`TranslateOptions::gateway_service`] names it, every accepted Gateway reports its
+//! load-balancer ingress addresses (IPs and hostnames) and external IPs, or, for a
+//! Service without a load balancer, its cluster IPs. A load balancer not yet assigned
+//! (or the Service missing) leaves the Gateway `Programmed=False`, reason
+//! `AddressNotAssigned`, as the spec asks; serving is unaffected.
+
+use crate::manifest::ResourceSet;
+use crate::status::{Condition, GatewayAddress, ResourceStatus, reason};
+use crate::types::Service;
+
+use super::TranslateOptions;
+
+/// Sets `status.addresses` of every Gateway status, when the options name the gateway
+/// Service.
+pub(crate) fn gateway_addresses(
+    resources: &ResourceSet,
+    options: &TranslateOptions,
+    statuses: &mut [ResourceStatus],
+) {
+    let Some((ns, name)) = &options.gateway_service else {
+        return;
+    };
+    let service = resources.services.iter().find(|s| {
+        s.metadata.namespace.as_deref() == Some(ns.as_str())
+            && s.metadata.name.as_deref() == Some(name.as_str())
+    });
+    let addresses = service.map(service_addresses).unwrap_or_default();
+    let missing = match service {
+        None => Some(format!(
+            "the gateway Service {ns}/{name} (settings: kubernetes.gatewayService) does not exist"
+        )),
+        Some(_) if addresses.is_empty() => Some(format!(
+            "the gateway Service {ns}/{name} has no address yet (load balancer pending)"
+        )),
+        Some(_) => None,
+    };
+    for status in statuses
+        .iter_mut()
+        .filter(|s| s.resource().kind() == "Gateway")
+    {
+        status.set_addresses(addresses.clone());
+        let programmed = status
+            .condition(reason::PROGRAMMED)
+            .is_some_and(Condition::is_true);
+        if let (Some(message), true) = (&missing, programmed) {
+            let generation = status.generation();
+            status.replace_condition(Condition::new(
+                reason::PROGRAMMED,
+                false,
+                reason::ADDRESS_NOT_ASSIGNED,
+                message.clone(),
+                generation,
+            ));
+        }
+    }
+}
+
+/// The addresses a Service is reached at: load-balancer ingress and external IPs; for
+/// a Service with neither and of a type that has cluster IPs, those.
+fn service_addresses(service: &Service) -> Vec<GatewayAddress> {
+    let mut out = Vec::new();
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    for i in ingress.into_iter().flatten() {
+        if let Some(ip) = i.ip.as_deref().filter(|v| !v.is_empty()) {
+            out.push(GatewayAddress::ip(ip));
+        }
+        if let Some(host) = i.hostname.as_deref().filter(|v| !v.is_empty()) {
+            out.push(GatewayAddress::hostname(host));
+        }
+    }
+    let Some(spec) = service.spec.as_ref() else {
+        return dedup(out);
+    };
+    out.extend(spec.external_ips.iter().flatten().map(GatewayAddress::ip));
+    let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
+    if out.is_empty() && kind != "LoadBalancer" && kind != "ExternalName" {
+        let ips = spec
+            .cluster_ips
+            .iter()
+            .flatten()
+            .chain(spec.cluster_ip.iter());
+        out.extend(
+            ips.filter(|ip| !ip.is_empty() && *ip != "None")
+                .map(GatewayAddress::ip),
+        );
+    }
+    dedup(out)
+}
+
+/// Drops repeated addresses, keeping the first of each.
+fn dedup(addresses: Vec<GatewayAddress>) -> Vec<GatewayAddress> {
+    let mut out: Vec<GatewayAddress> = Vec::with_capacity(addresses.len());
+    for a in addresses {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
