@@ -790,3 +790,48 @@ async fn in_place_rewrites_are_read_once_the_file_is_closed() {
         Some(0.0)
     );
 }
+
+/// `GatewayPort8080`: a listener on port 8080 serves, and a redirect that names no
+/// scheme or port keeps the listener's port while one that changes the scheme uses the
+/// scheme's well-known port (the conformance test `HTTPRouteRedirectPortAndScheme` on
+/// its 8080 listener). Bound on 127.0.80.80 so nothing else on the machine's loopback
+/// 8080 is in the way.
+#[tokio::test]
+async fn gateway_port_8080_serves_and_redirects_keep_the_listener_port() {
+    let a = EchoBackend::start("a").await;
+    let redirects = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: redirects, namespace: default }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+  - matches: [{ path: { type: PathPrefix, value: /hostname } }]
+    filters: [{ type: RequestRedirect, requestRedirect: { hostname: example.org } }]
+  - matches: [{ path: { type: PathPrefix, value: /scheme } }]
+    filters: [{ type: RequestRedirect, requestRedirect: { scheme: https } }]
+"#;
+    let (_dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(8080)),
+        ("services.yaml", service("svc-a", a.addr)),
+        (
+            "routes.yaml",
+            format!("{}---\n{redirects}", route("to-a", "/a", "svc-a")),
+        ),
+    ]);
+    let ip: std::net::IpAddr = "127.0.80.80".parse().unwrap();
+    let _wired = Wired::start_on(&dirs, gatekit_bin::Settings::default(), ip).await;
+    let client = TestClient::new();
+    let rsp = client.get("http://127.0.80.80:8080/a").await;
+    assert_eq!(rsp.status, StatusCode::OK);
+    assert_eq!(rsp.header("x-backend"), Some("a"));
+
+    let rsp = client.get("http://127.0.80.80:8080/hostname").await;
+    assert_eq!(rsp.status, StatusCode::FOUND);
+    assert_eq!(
+        rsp.header("location"),
+        Some("http://example.org:8080/hostname")
+    );
+    let rsp = client.get("http://127.0.80.80:8080/scheme").await;
+    assert_eq!(rsp.status, StatusCode::FOUND);
+    assert_eq!(rsp.header("location"), Some("https://127.0.80.80/scheme"));
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatekit_bin::{DrainOutcome, Process, Settings, Source, TranslateOptions, Wiring};
+use gatekit_bin::{DrainOutcome, Process, Settings, Source, Wiring};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -112,19 +112,23 @@ impl Wired {
         Self::start_with(dirs, Settings::default()).await
     }
 
-    pub async fn start_with(dirs: &[PathBuf], mut settings: Settings) -> Self {
+    pub async fn start_with(dirs: &[PathBuf], settings: Settings) -> Self {
+        Self::start_on(dirs, settings, "127.0.0.1".parse().unwrap()).await
+    }
+
+    /// [`start_with`](Self::start_with), listeners bound on `bind`.
+    pub async fn start_on(
+        dirs: &[PathBuf],
+        mut settings: Settings,
+        bind: std::net::IpAddr,
+    ) -> Self {
         settings.admin.address = "127.0.0.1:0".parse().unwrap();
-        let mut process = Process::start(settings, "127.0.0.1".parse().unwrap())
+        let options = settings.translate_options();
+        let mut process = Process::start(settings, bind).await.unwrap();
+        let admin = process.admin_addr();
+        let wiring = Wiring::start(process.gateway_mut(), Source::Dirs(dirs.to_vec()), options)
             .await
             .unwrap();
-        let admin = process.admin_addr();
-        let wiring = Wiring::start(
-            process.gateway_mut(),
-            Source::Dirs(dirs.to_vec()),
-            TranslateOptions::default(),
-        )
-        .await
-        .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(process.serve(wiring, async {
             let _ = stopped.await;
@@ -148,8 +152,7 @@ impl Wired {
     pub async fn start_kube_on(mut settings: Settings, bind: std::net::IpAddr) -> Self {
         settings.admin.address = "127.0.0.1:0".parse().unwrap();
         let kubernetes = settings.kubernetes.clone().expect("a kubernetes section");
-        let options = TranslateOptions::default()
-            .global_namespaces(kubernetes.global_namespaces.iter().cloned());
+        let options = settings.translate_options();
         let mut process = Process::start(settings, bind).await.unwrap();
         let admin = process.admin_addr();
         let provider = gatekit_k8s::Provider::start(&kubernetes).await.unwrap();

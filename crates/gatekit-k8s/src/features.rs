@@ -240,12 +240,12 @@ pub const FEATURES: &[Feature] = &[
         Standard,
         "gatekit provisions no infrastructure to propagate spec.infrastructure to",
     ),
-    Feature::no(
+    Feature::yes(
         "GatewayPort8080",
         "Gateway",
         Extended,
         Standard,
-        "no test serves a listener on port 8080 (tests bind free ports)",
+        &["tests/wiring.rs::gateway_port_8080_serves_and_redirects_keep_the_listener_port"],
     ),
     Feature::no(
         "GatewayStaticAddresses",
