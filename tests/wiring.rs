@@ -835,3 +835,94 @@ spec:
     assert_eq!(rsp.status, StatusCode::FOUND);
     assert_eq!(rsp.header("location"), Some("https://127.0.80.80/scheme"));
 }
+
+/// `HTTPRouteDestinationPortMatching` (the conformance test
+/// `HTTPRouteListenerPortMatching`): listeners on three ports with hostnames, routes
+/// attached by parentRef `port` (and one by `port` + `sectionName`): each port serves
+/// only the routes attached to its listeners, for only those listeners' hostnames,
+/// whatever port the Host header carries.
+#[tokio::test]
+async fn httproute_destination_port_matching_routes_by_the_listener_port() {
+    let v1 = EchoBackend::start("v1").await;
+    let v2 = EchoBackend::start("v2").await;
+    let v3 = EchoBackend::start("v3").await;
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let gateway = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: default }}
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - {{ name: listener-1, port: {p1}, protocol: HTTP, hostname: foo.com }}
+  - {{ name: listener-2, port: {p2}, protocol: HTTP, hostname: foo.com }}
+  - {{ name: listener-3, port: {p2}, protocol: HTTP, hostname: bar.com }}
+  - {{ name: listener-4, port: {p3}, protocol: HTTP, hostname: foo.com }}
+  - {{ name: listener-5, port: {p3}, protocol: HTTP, hostname: bar.com }}
+"#
+    );
+    let route = |name: &str, parent: &str, backend: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+             metadata: {{ name: {name}, namespace: default }}\n\
+             spec:\n  parentRefs: [{{ name: gw, {parent} }}]\n\
+             \x20 rules: [{{ backendRefs: [{{ name: {backend}, port: 80 }}] }}]\n"
+        )
+    };
+    let routes = [
+        route("backend-v1", &format!("port: {p1}"), "v1"),
+        route("backend-v2", &format!("port: {p2}"), "v2"),
+        route(
+            "backend-v3",
+            &format!("port: {p3}, sectionName: listener-4"),
+            "v3",
+        ),
+    ]
+    .join("---\n");
+    let services = [
+        service("v1", v1.addr),
+        service("v2", v2.addr),
+        service("v3", v3.addr),
+    ]
+    .join("---\n");
+    let (_dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway),
+        ("services.yaml", services),
+        ("routes.yaml", routes),
+    ]);
+    let _wired = Wired::start(&dirs).await;
+    let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let cases = [
+        (p1, "foo.com", Some("v1")),
+        (p1, "bar.com", None),
+        (p2, "foo.com", Some("v2")),
+        (p2, "bar.com", Some("v2")),
+        (p3, "foo.com", Some("v3")),
+        (p3, "bar.com", None),
+    ];
+    let backends = [("v1", &v1), ("v2", &v2), ("v3", &v3)];
+    let hits = || backends.map(|(_, b)| b.hits());
+    for (port, host, want) in cases {
+        for host in [host.to_owned(), format!("{host}:{port}")] {
+            let before = hits();
+            let (status, body) = get_raw(at(port), "/", &host).await;
+            let after = hits();
+            let reached: Vec<&str> = backends
+                .iter()
+                .zip(before.iter().zip(after))
+                .filter(|(_, (b, a))| a > *b)
+                .map(|((name, _), _)| *name)
+                .collect();
+            match want {
+                Some(backend) => {
+                    assert_eq!(status, StatusCode::OK, "{host} on {port}: {body}");
+                    assert_eq!(reached, [backend], "{host} on {port}");
+                }
+                None => {
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{host} on {port}: {body}");
+                    assert!(reached.is_empty(), "{host} on {port} reached {reached:?}");
+                }
+            }
+        }
+    }
+}

@@ -374,12 +374,12 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/translate.rs::httproute_cors_filter_translates_on_rules_and_backend_refs",
         ],
     ),
-    Feature::no(
+    Feature::yes(
         "HTTPRouteDestinationPortMatching",
         "HTTPRoute",
         Extended,
         Experimental,
-        "matching on the destination port is not implemented",
+        &["tests/wiring.rs::httproute_destination_port_matching_routes_by_the_listener_port"],
     ),
     Feature::yes(
         "HTTPRouteHostRewrite",
