@@ -185,12 +185,15 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/gateway_status.rs::indistinct_listeners_are_all_conflicted",
         ],
     ),
-    Feature::no(
+    Feature::yes(
         "GatewayAddressEmpty",
         "Gateway",
         Extended,
         Standard,
-        "gatekit does not allocate or honour spec.addresses",
+        &[
+            "crates/gatekit-k8s/tests/gateway_status.rs::gateway_address_empty_is_assigned_from_the_gateway_service",
+            "crates/gatekit-k8s/tests/status_write.rs::gateway_addresses_from_the_gateway_service_are_written",
+        ],
     ),
     Feature::no(
         "GatewayBackendClientCertificate",
@@ -252,7 +255,7 @@ pub const FEATURES: &[Feature] = &[
         "Gateway",
         Extended,
         Standard,
-        "gatekit does not allocate or honour spec.addresses",
+        "gatekit allocates no address: a requested one is honoured only when the gateway Service (kubernetes.gatewayService) already has it",
     ),
     Feature::no(
         "ListenerSet",

@@ -638,7 +638,9 @@ spec:
                 false,
                 "UnsupportedAddress",
                 "spec.addresses is not supported: gatekit assigns no address to a Gateway \
-                 (requested: IPAddress 10.1.2.3, Hostname (any))",
+                 (requested: IPAddress 10.1.2.3, Hostname (any)); name the Service in front \
+                 of the replicas in the settings (kubernetes.gatewayService) to request its \
+                 addresses",
                 2
             ),
             c(
@@ -816,4 +818,79 @@ fn without_a_gateway_service_translation_reports_no_addresses() {
     let gw = gateway(&t, "gw");
     assert_eq!(gw.addresses(), None);
     assert!(gw.condition("Programmed").unwrap().is_true());
+}
+
+/// A Gateway requesting `addresses` (a YAML flow list), in front of a gateway Service
+/// with a load-balancer IP and hostname.
+fn requesting(addresses: &str) -> Translation {
+    let yaml = with_gateway_service(
+        r#"spec: { type: LoadBalancer, ports: [{ port: 80 }] }
+status: { loadBalancer: { ingress: [{ ip: 203.0.113.5 }, { hostname: gw.lb.example.net }] } }"#,
+    )
+    .replace(
+        "  gatewayClassName: gatekit\n",
+        &format!("  gatewayClassName: gatekit\n  addresses: {addresses}\n"),
+    );
+    run_with_service(&yaml)
+}
+
+#[test]
+fn gateway_address_empty_is_assigned_from_the_gateway_service() {
+    let t = requesting("[{ type: IPAddress }, { type: Hostname, value: '' }]");
+    let gw = gateway(&t, "gw");
+    assert_eq!(
+        conds(gw.conditions()),
+        [
+            c("Accepted", true, "Accepted", "", 1),
+            c("Programmed", true, "Programmed", "", 1),
+        ]
+    );
+    assert_eq!(
+        addresses(gw),
+        [
+            ("IPAddress", "203.0.113.5".to_owned()),
+            ("Hostname", "gw.lb.example.net".to_owned()),
+        ]
+    );
+    assert_eq!(t.port(80).unwrap().listeners().len(), 1);
+}
+
+#[test]
+fn a_static_address_the_gateway_service_has_is_honoured_and_one_it_lacks_is_not_assigned() {
+    let t = requesting("[{ type: IPAddress, value: 203.0.113.5 }]");
+    assert!(gateway(&t, "gw").condition("Programmed").unwrap().is_true());
+
+    let t = requesting("[{ value: 203.0.113.9 }, { type: Hostname, value: gw.lb.example.net }]");
+    let gw = gateway(&t, "gw");
+    assert_eq!(
+        conds(gw.conditions()),
+        [
+            c("Accepted", true, "Accepted", "", 1),
+            c(
+                "Programmed",
+                false,
+                "AddressNotAssigned",
+                "requested IPAddress 203.0.113.9 not among the addresses of the gateway \
+                 Service gatekit/gatekit",
+                1
+            ),
+        ]
+    );
+    // The listeners still serve (on the addresses the Service does have).
+    assert_eq!(t.port(80).unwrap().listeners().len(), 1);
+}
+
+#[test]
+fn an_address_type_other_than_ip_or_hostname_is_unsupported() {
+    let t = requesting("[{ type: example.com/NamedAddress, value: pool-a }]");
+    let gw = gateway(&t, "gw");
+    let accepted = gw.condition("Accepted").unwrap();
+    assert!(!accepted.is_true());
+    assert_eq!(accepted.reason(), "UnsupportedAddress");
+    assert_eq!(
+        accepted.message(),
+        "spec.addresses[0].type example.com/NamedAddress is not supported (IPAddress and \
+         Hostname are)"
+    );
+    assert!(t.port(80).is_none());
 }

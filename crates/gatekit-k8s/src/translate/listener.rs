@@ -138,29 +138,14 @@ pub(crate) fn listeners<'a>(
         let status_index = statuses.len();
         let mut status =
             ResourceStatus::new(ResourceRef::new("Gateway", Some(ns), name), generation);
-        // spec.addresses: gatekit assigns no address, so it cannot honour a request for
-        // one; the Gateway is not accepted (spec: `Accepted=False`, `UnsupportedAddress`).
-        let requested: Vec<String> = gw
-            .spec
-            .addresses
-            .iter()
-            .flatten()
-            .map(|a| {
-                let t = a.r#type.as_deref().unwrap_or("IPAddress");
-                match a.value.as_deref() {
-                    Some(v) => format!("{t} {v}"),
-                    None => format!("{t} (any)"),
-                }
-            })
-            .collect();
-        let address_rejected = !requested.is_empty();
-        if address_rejected {
+        // spec.addresses: refused unless the gateway Service can honour it (then each
+        // request is checked against its addresses, after translation).
+        let refused = super::address::refused_request(options, gw);
+        let address_rejected = refused.is_some();
+        if let Some(message) = &refused {
             errors.push(ConfigError::new(
                 "spec.addresses",
-                format!(
-                    "Gateway {ns}/{name}: spec.addresses is not supported ({})",
-                    requested.join(", ")
-                ),
+                format!("Gateway {ns}/{name}: {message}"),
             ));
         }
         let names: Vec<&str> = gw.spec.listeners.iter().map(|l| l.name.as_str()).collect();
@@ -223,15 +208,12 @@ pub(crate) fn listeners<'a>(
         }
         let total = gw.spec.listeners.len();
         let invalid_list = invalid.join(", ");
-        let accepted = if address_rejected {
+        let accepted = if let Some(message) = &refused {
             Condition::new(
                 reason::ACCEPTED,
                 false,
                 reason::UNSUPPORTED_ADDRESS,
-                format!(
-                    "spec.addresses is not supported: gatekit assigns no address to a Gateway (requested: {})",
-                    requested.join(", ")
-                ),
+                message.clone(),
                 generation,
             )
         } else if programmed_count == total {
