@@ -297,14 +297,20 @@ pub const FEATURES: &[Feature] = &[
         "HTTPRoute",
         Extended,
         Standard,
-        &[REDIRECT_STATUS],
+        &[
+            "tests/http_features.rs::httproute_303_redirect_status_code_answers_303",
+            REDIRECT_STATUS,
+        ],
     ),
     Feature::yes(
         "HTTPRoute307RedirectStatusCode",
         "HTTPRoute",
         Extended,
         Standard,
-        &[REDIRECT_STATUS],
+        &[
+            "tests/http_features.rs::httproute_307_redirect_status_code_answers_307",
+            REDIRECT_STATUS,
+        ],
     ),
     Feature::yes(
         "HTTPRoute308RedirectStatusCode",
@@ -336,6 +342,7 @@ pub const FEATURES: &[Feature] = &[
         Extended,
         Standard,
         &[
+            "tests/http_features.rs::httproute_backend_request_header_modification_changes_only_that_backends_request",
             TRANSLATE_FILTERS,
             "crates/gatekit-core/src/weighted/tests.rs::the_chosen_backend_ref_gets_its_own_filters",
         ],
@@ -403,14 +410,20 @@ pub const FEATURES: &[Feature] = &[
         "HTTPRoute",
         Extended,
         Standard,
-        &[TRANSLATE_FILTERS],
+        &[
+            "tests/http_features.rs::httproute_named_route_rule_routes_and_keeps_the_names",
+            TRANSLATE_FILTERS,
+        ],
     ),
     Feature::yes(
         "HTTPRouteParentRefPort",
         "HTTPRoute",
         Extended,
         Standard,
-        &["crates/gatekit-k8s/tests/translate.rs::two_listeners_attach_by_section_name_and_port"],
+        &[
+            "tests/wiring.rs::httproute_destination_port_matching_routes_by_the_listener_port",
+            "crates/gatekit-k8s/tests/translate.rs::two_listeners_attach_by_section_name_and_port",
+        ],
     ),
     Feature::yes(
         "HTTPRoutePathRedirect",
@@ -436,6 +449,7 @@ pub const FEATURES: &[Feature] = &[
         Extended,
         Standard,
         &[
+            "tests/http_features.rs::httproute_port_redirect_puts_the_port_in_the_location_unless_well_known",
             "crates/gatekit-core/src/filter/tests.rs::redirect_port_table",
             TRANSLATE_FILTERS,
         ],
@@ -460,6 +474,7 @@ pub const FEATURES: &[Feature] = &[
         Extended,
         Standard,
         &[
+            "tests/http_features.rs::httproute_request_multiple_mirrors_copies_to_every_mirror",
             "crates/gatekit-core/src/filter/tests.rs::several_mirrors_each_get_the_streamed_body",
             TRANSLATE_FILTERS,
         ],
@@ -470,6 +485,7 @@ pub const FEATURES: &[Feature] = &[
         Extended,
         Standard,
         &[
+            "tests/http_features.rs::httproute_request_percentage_mirror_samples_the_requests",
             "crates/gatekit-core/src/filter/tests.rs::mirror_fraction_is_honoured",
             TRANSLATE_FILTERS,
         ],
@@ -498,6 +514,7 @@ pub const FEATURES: &[Feature] = &[
         Extended,
         Experimental,
         &[
+            "tests/traffic_policy.rs::a_route_retry_sends_a_failed_attempt_to_the_other_endpoint",
             "crates/gatekit-k8s/tests/policy.rs::the_specs_retry_example_parses_and_translates",
             "crates/gatekit-k8s/tests/policy.rs::an_http_route_retry_beats_every_policy_retry",
             "crates/gatekit-core/src/retry/tests.rs::a_503_then_200_is_retried_once_with_attempt_and_shared_tried_endpoints",
