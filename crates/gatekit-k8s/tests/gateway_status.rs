@@ -4,6 +4,10 @@
 //! `GatewaySpec.addresses`), for a valid Gateway and each invalid case the spec names.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/conditions.rs"]
+mod conditions;
+
+use conditions::{Cond, c, conds};
 use gatekit_k8s::status::{Condition, ListenerStatus, ResourceStatus};
 use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
 
@@ -51,33 +55,6 @@ spec:
   parentRefs: [{ name: gw }]
   rules: [{ backendRefs: [{ name: svc, port: 80 }] }]
 "#;
-
-/// (type, status, reason, message, observedGeneration) of every condition, in order.
-type Cond = (String, &'static str, String, String, Option<i64>);
-
-fn conds(cs: &[Condition]) -> Vec<Cond> {
-    cs.iter()
-        .map(|c| {
-            (
-                c.type_().to_owned(),
-                c.status().as_str(),
-                c.reason().to_owned(),
-                c.message().to_owned(),
-                c.observed_generation(),
-            )
-        })
-        .collect()
-}
-
-fn c(type_: &str, ok: bool, reason: &str, message: &str, generation: i64) -> Cond {
-    (
-        type_.to_owned(),
-        if ok { "True" } else { "False" },
-        reason.to_owned(),
-        message.to_owned(),
-        Some(generation),
-    )
-}
 
 /// Listener conditions, in the order gatekit writes them.
 fn listener_conds(

@@ -4,7 +4,11 @@
 //! the route still accepted), and `PartiallyInvalid`.
 #![allow(clippy::unwrap_used)]
 
-use gatekit_k8s::status::{Condition, ParentStatus};
+#[path = "support/conditions.rs"]
+mod conditions;
+
+use conditions::{Cond, conds};
+use gatekit_k8s::status::ParentStatus;
 use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
 
 /// Gateway `infra/gw`: listener `http` on 80 for `*.example.com`, routes from its own
@@ -61,31 +65,9 @@ fn parent(t: &Translation, ns: &str) -> ParentStatus {
     s.parents()[0].clone()
 }
 
-/// (type, status, reason, message, observedGeneration).
-type Cond = (String, &'static str, String, String, Option<i64>);
-
-fn conds(cs: &[Condition]) -> Vec<Cond> {
-    cs.iter()
-        .map(|c| {
-            (
-                c.type_().to_owned(),
-                c.status().as_str(),
-                c.reason().to_owned(),
-                c.message().to_owned(),
-                c.observed_generation(),
-            )
-        })
-        .collect()
-}
-
+/// A condition of generation 4 (the route's).
 fn c(type_: &str, ok: bool, reason: &str, message: &str) -> Cond {
-    (
-        type_.to_owned(),
-        if ok { "True" } else { "False" },
-        reason.to_owned(),
-        message.to_owned(),
-        Some(4),
-    )
+    conditions::c(type_, ok, reason, message, 4)
 }
 
 fn resolved() -> Cond {
@@ -241,13 +223,11 @@ fn a_dropped_rule_makes_the_route_partially_invalid() {
         [
             accepted(),
             resolved(),
-            (
-                "PartiallyInvalid".to_owned(),
-                "True",
-                "UnsupportedValue".to_owned(),
+            c(
+                "PartiallyInvalid",
+                true,
+                "UnsupportedValue",
                 "Dropped Rule(s): spec.rules[1].filters[0]: ExtensionRef filters are not supported"
-                    .to_owned(),
-                Some(4)
             ),
         ]
     );
