@@ -183,10 +183,11 @@ impl Certificate {
     }
 }
 
-/// One programmed Gateway listener.
+/// One programmed listener: a Gateway's own, or one a ListenerSet adds to it.
 #[derive(Clone, Debug)]
 pub struct ListenerSpec {
     gateway: ResourceRef,
+    listener_set: Option<ResourceRef>,
     name: String,
     hostname: Option<String>,
     certificates: Vec<Certificate>,
@@ -200,7 +201,12 @@ impl ListenerSpec {
         &self.gateway
     }
 
-    /// The listener name.
+    /// The ListenerSet that declares it (GEP-1713), or `None` for the Gateway's own.
+    pub fn listener_set(&self) -> Option<&ResourceRef> {
+        self.listener_set.as_ref()
+    }
+
+    /// The listener name (unique within its Gateway or ListenerSet only).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -389,7 +395,9 @@ pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Transla
     cx.attach_policies(&mut statuses);
     cx.attach_traffic_policies(&mut statuses);
     cx.attach_backend_traffic_policies(options.shared_rate_limits, &mut statuses);
-    let (listeners, listener_errors) = listener::listeners(&cx, options, &mut statuses);
+    let set_entries = listener::listener_set_entries(resources);
+    let (listeners, listener_errors) =
+        listener::listeners(&cx, options, &set_entries, &mut statuses);
     cx.errors.extend(listener_errors);
     let ports = route::attach_routes(&mut cx, &listeners, &mut statuses);
     let programmed = listener::finish(listeners, ports);
