@@ -324,6 +324,8 @@ pub(crate) fn listeners<'a>(
             if summary.is_true() {
                 attached += 1;
             }
+            status.push_condition(summary.accepted);
+            status.push_condition(summary.programmed);
             statuses.push(status);
         }
         statuses[gw_index].set_attached_listener_sets(attached);
