@@ -1,5 +1,6 @@
-//! Gateways and their listeners: selection by class, validation, certificates,
-//! conflicts, and the per-port grouping the data plane binds.
+//! Gateways and their listeners, and the ListenerSets that add listeners to them
+//! (GEP-1713): selection by class, attachment (`spec.allowedListeners`), validation,
+//! certificates, conflicts, and the per-port grouping the data plane binds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -16,10 +16,16 @@
 //!    `kubernetes.io/tls`, cross-namespace only with a ReferenceGrant), its route kinds
 //!    are supported, and it does not conflict with an earlier listener on the same port
 //!    (different protocol, or same hostname). Earlier means older Gateway, then listener
-//!    order.
+//!    order. ListenerSets (GEP-1713) add listeners to the Gateway their `parentRef`
+//!    names when its `spec.allowedListeners` allows their namespace (none by default:
+//!    `NotAllowed`); they come right after that Gateway's own listeners, oldest first,
+//!    then by namespace/name, and a ListenerSet listener that conflicts with an earlier
+//!    one is not accepted (`Conflicted`, the others keep serving). Certificates resolve
+//!    in the ListenerSet's namespace; a ReferenceGrant must name ListenerSets.
 //! 3. **Routes.** Each HTTPRoute and GRPCRoute is converted once to core
 //!    [`Rule`](gatekit_core::route::Rule)s, then attached through each parentRef: the
-//!    Gateway (namespace defaults to the route's), `sectionName` and `port` pick
+//!    Gateway or ListenerSet (namespace defaults to the route's; a Gateway parentRef
+//!    reaches the Gateway's own listeners only), `sectionName` and `port` pick
 //!    listeners, `allowedRoutes` (namespaces Same/All/Selector and kinds) filters them,
 //!    and hostnames are intersected. A route attached to several listeners of one port
 //!    becomes one [`Route`] there, with the union of the intersected hostnames.
