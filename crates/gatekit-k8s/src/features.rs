@@ -273,6 +273,7 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/listenerset.rs::a_route_on_the_gateway_does_not_attach_to_listener_set_listeners",
             "crates/gatekit-k8s/tests/listenerset.rs::a_listener_set_listener_allows_routes_relative_to_the_listener_set_namespace",
             "crates/gatekit-k8s/tests/listenerset.rs::route_parent_ref_to_a_missing_or_refused_listener_set",
+            "crates/gatekit-k8s/tests/listenerset.rs::a_route_with_gateway_and_listener_set_parents_has_independent_statuses",
             "crates/gatekit-k8s/tests/listenerset.rs::certificates_resolve_in_the_listener_set_namespace_with_its_own_grants",
             "tests/listenerset.rs::a_listener_set_adds_listeners_with_their_own_routes_and_certificates",
             "tests/k8s.rs::listener_set_is_served_and_its_status_written_back",

@@ -836,3 +836,64 @@ spec:
         ]
     );
 }
+
+#[test]
+fn a_route_with_gateway_and_listener_set_parents_has_independent_statuses() {
+    // Conformance `ListenerSetDualParentRefIndependence`: each parentRef is judged on
+    // its own; a ListenerSet parentRef naming a missing section does not affect the
+    // accepted Gateway parentRef.
+    let yaml = routed(
+        "[{ name: gw, namespace: infra, sectionName: web }, { kind: ListenerSet, name: ls, sectionName: zz }, { kind: ListenerSet, name: ls, sectionName: b }]",
+    )
+    .replace(
+        "hostname: gw.example.com }",
+        "hostname: gw.example.com, allowedRoutes: { namespaces: { from: All } } }",
+    );
+    let t = run(&yaml);
+    let route = status(&t, "HTTPRoute", "team-a", "r");
+    let parents: Vec<(&str, Option<&str>, Cond)> = route
+        .parents()
+        .iter()
+        .map(|p| {
+            (
+                p.parent().kind,
+                p.parent().section_name.as_deref(),
+                conds(p.conditions())[0].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        parents,
+        [
+            (
+                "Gateway",
+                Some("web"),
+                c("Accepted", true, "Accepted", "", 5)
+            ),
+            (
+                "ListenerSet",
+                Some("zz"),
+                c(
+                    "Accepted",
+                    false,
+                    "NoMatchingParent",
+                    "no listener matches the parentRef's sectionName/port",
+                    5
+                )
+            ),
+            (
+                "ListenerSet",
+                Some("b"),
+                c("Accepted", true, "Accepted", "", 5)
+            ),
+        ]
+    );
+    let gw = status(&t, "Gateway", "infra", "gw");
+    assert_eq!(gw.listener("web").unwrap().attached_routes(), 1);
+    let ls = status(&t, "ListenerSet", "team-a", "ls");
+    assert_listener(ls, "a", 0, &valid_listener(2));
+    assert_listener(ls, "b", 1, &valid_listener(2));
+    assert_eq!(routes_on(&t, "gw.example.com").len(), 1);
+    assert!(routes_on(&t, "a.example.com").is_empty());
+    assert_eq!(routes_on(&t, "b.example.com").len(), 1);
+}

@@ -244,14 +244,12 @@ pub(crate) fn listeners<'a>(
             name_of(&s.metadata),
         )
     });
-    let mut out = Vec::new();
-    let mut ports: Taken = HashMap::new();
-    let mut errors = Vec::new();
+    let mut merge = Merge::default();
     for gw in gateways {
         let gw_ns = ns_of(&gw.metadata);
         let gw_name = name_of(&gw.metadata);
         let gw_index = statuses.len();
-        let accepted = gateway(cx, gw, &mut ports, statuses, &mut out, &mut errors);
+        let accepted = gateway(cx, gw, &mut merge, statuses);
         let allowed = allowed_listeners(gw);
         let mut attached = 0;
         for (set, entries) in sets
@@ -283,7 +281,7 @@ pub(crate) fn listeners<'a>(
                 None
             };
             if let Some((accepted_reason, programmed_reason, message)) = refused {
-                errors.push(ConfigError::new(
+                merge.errors.push(ConfigError::new(
                     "spec.parentRef",
                     format!("ListenerSet {ls_ns}/{ls_name}: {message}"),
                 ));
@@ -309,19 +307,14 @@ pub(crate) fn listeners<'a>(
                 ns: ls_ns,
                 name: ls_name,
             };
-            let summary = declared(
-                cx,
-                (gw_ns, gw_name),
+            let declaring = Declaring {
+                gateway: (gw_ns, gw_name),
                 owner,
                 entries,
                 generation,
-                false,
-                &mut ports,
-                &mut status,
-                statuses.len(),
-                &mut out,
-                &mut errors,
-            );
+                held: false,
+            };
+            let summary = declared(cx, &mut merge, declaring, &mut status, statuses.len());
             if summary.is_true() {
                 attached += 1;
             }
@@ -349,7 +342,7 @@ pub(crate) fn listeners<'a>(
         let ls_name = name_of(&set.metadata);
         let generation = set.metadata.generation;
         let message = format!("Gateway {gw_ns}/{gw_name} not found");
-        errors.push(ConfigError::new(
+        merge.errors.push(ConfigError::new(
             "spec.parentRef",
             format!("ListenerSet {ls_ns}/{ls_name}: {message}"),
         ));
@@ -373,17 +366,36 @@ pub(crate) fn listeners<'a>(
         ));
         statuses.push(status);
     }
-    (out, errors)
+    (merge.out, merge.errors)
+}
+
+/// What the listener passes accumulate: the ports taken so far, every listener, the
+/// problems found.
+#[derive(Default)]
+struct Merge<'a> {
+    ports: Taken,
+    out: Vec<Listener<'a>>,
+    errors: Vec<ConfigError>,
+}
+
+/// One resource's listeners, about to be merged into its Gateway's.
+struct Declaring<'a> {
+    /// The Gateway (namespace, name) they are served on.
+    gateway: (&'a str, &'a str),
+    owner: Owner<'a>,
+    entries: &'a [GatewayListeners],
+    generation: Option<i64>,
+    /// A Gateway that is not accepted for another reason: its listeners are not
+    /// programmed and take no port.
+    held: bool,
 }
 
 /// One served Gateway: its listeners and its status. Returns whether it is accepted.
 fn gateway<'a>(
     cx: &Context<'a>,
     gw: &'a Gateway,
-    ports: &mut Taken,
+    merge: &mut Merge<'a>,
     statuses: &mut Vec<ResourceStatus>,
-    out: &mut Vec<Listener<'a>>,
-    errors: &mut Vec<ConfigError>,
 ) -> bool {
     let ns = ns_of(&gw.metadata);
     let name = name_of(&gw.metadata);
@@ -406,7 +418,7 @@ fn gateway<'a>(
         .collect();
     let address_rejected = !requested.is_empty();
     if address_rejected {
-        errors.push(ConfigError::new(
+        merge.errors.push(ConfigError::new(
             "spec.addresses",
             format!(
                 "Gateway {ns}/{name}: spec.addresses is not supported ({})",
@@ -419,19 +431,14 @@ fn gateway<'a>(
         ns,
         name,
     };
-    let accepted = declared(
-        cx,
-        (ns, name),
+    let declaring = Declaring {
+        gateway: (ns, name),
         owner,
-        &gw.spec.listeners,
+        entries: &gw.spec.listeners,
         generation,
-        address_rejected,
-        ports,
-        &mut status,
-        statuses.len(),
-        out,
-        errors,
-    );
+        held: address_rejected,
+    };
+    let accepted = declared(cx, merge, declaring, &mut status, statuses.len());
     if address_rejected {
         status.push_condition(Condition::new(
             reason::ACCEPTED,
@@ -476,24 +483,24 @@ impl Summary {
 }
 
 /// The listeners one resource (a Gateway, or a ListenerSet attached to it) declares:
-/// validated, checked for conflicts within the resource and against `ports` (listeners
-/// of higher precedence), their statuses pushed to `status`, and the accepted ones
-/// added to `ports`. `held` marks a Gateway that is not accepted for another reason:
-/// its listeners are not programmed and take no port.
-#[allow(clippy::too_many_arguments)]
+/// validated, checked for conflicts within the resource and against the ports taken
+/// (listeners of higher precedence), their statuses pushed to `status` (the resource's
+/// status, at `status_index` once pushed), and the accepted ones taking their port.
 fn declared<'a>(
     cx: &Context<'a>,
-    gateway: (&'a str, &'a str),
-    owner: Owner<'a>,
-    entries: &'a [GatewayListeners],
-    generation: Option<i64>,
-    held: bool,
-    ports: &mut Taken,
+    merge: &mut Merge<'a>,
+    declaring: Declaring<'a>,
     status: &mut ResourceStatus,
     status_index: usize,
-    out: &mut Vec<Listener<'a>>,
-    errors: &mut Vec<ConfigError>,
 ) -> Summary {
+    let Declaring {
+        gateway,
+        owner,
+        entries,
+        generation,
+        held,
+    } = declaring;
+    let Merge { ports, out, errors } = merge;
     let is_set = owner.kind == "ListenerSet";
     let (by, what) = if is_set {
         ("the Gateway or an older ListenerSet", "ListenerSet")
