@@ -277,6 +277,7 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/listenerset.rs::certificates_resolve_in_the_listener_set_namespace_with_its_own_grants",
             "tests/listenerset.rs::a_listener_set_adds_listeners_with_their_own_routes_and_certificates",
             "tests/k8s.rs::listener_set_is_served_and_its_status_written_back",
+            "tests/validate.rs::listener_sets_are_shown_and_a_refused_one_fails",
         ],
     ),
     // --- ReferenceGrant ---
