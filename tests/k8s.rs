@@ -1043,3 +1043,136 @@ async fn an_object_that_does_not_fit_is_skipped_not_fatal() {
     );
     drop(wired);
 }
+
+/// GEP-1713 in a cluster: a ListenerSet in `team-a` attached to the Gateway (which
+/// allows all namespaces) adds `team-a.example.com` to its port; the route attached to
+/// the ListenerSet serves it, and the elected replica writes the ListenerSet's status,
+/// the Gateway's `attachedListenerSets` and the route's ListenerSet parent back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_set_is_served_and_its_status_written_back() {
+    use gatekit_k8s::types::{Gateway, HttpRoute, ListenerSet};
+
+    let a = EchoBackend::start("a").await;
+    let fake = FakeApiServer::start().await;
+    let port = free_port();
+    let mut gw = gateway(port);
+    gw["spec"]["allowedListeners"] = json!({"namespaces": {"from": "All"}});
+    gw["spec"]["listeners"][0]["hostname"] = json!("gw.example.com");
+    fake.apply_json(gw);
+    fake.apply_json(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+        "metadata": {"name": "apps", "namespace": "team-a"},
+        "spec": {
+            "parentRef": {"name": "gw", "namespace": "infra"},
+            "listeners": [{
+                "name": "web", "port": port, "protocol": "HTTP",
+                "hostname": "team-a.example.com"
+            }]
+        }
+    }));
+    fake.apply_json(service("team-a", "app"));
+    fake.apply_json(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "app", "namespace": "team-a"},
+        "spec": {
+            "parentRefs": [{"kind": "ListenerSet", "name": "apps", "sectionName": "web"}],
+            "rules": [{"backendRefs": [{"name": "app", "port": 80}]}]
+        }
+    }));
+    fake.set_service_endpoints(
+        "team-a",
+        "app",
+        slices("team-a", "app", &[("a", a.addr, State::Ready)]),
+    );
+    let mut s = settings(vec![cluster(
+        &fake,
+        "local",
+        &[Role::Config, Role::Endpoints],
+    )]);
+    let mut id = gatekit_k8s::provider::ReplicaIdentity::new("gw-0", "gatekit");
+    id.uid = Some("uid-gw-0".to_owned());
+    s.kubernetes.as_mut().unwrap().replica = Some(id);
+    let wired = Wired::start_kube(s).await;
+    ready(&wired).await;
+
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    eventually(WITHIN, "team-a.example.com served", || async {
+        gatekit_tests::wired::get_raw(addr, "/", "team-a.example.com")
+            .await
+            .0
+            == StatusCode::OK
+    })
+    .await;
+    assert_eq!(a.hits(), 1);
+
+    eventually(WITHIN, "ListenerSet status written", || async {
+        let ls: Option<ListenerSet> = fake.get(Some("team-a"), "apps");
+        ls.and_then(|l| l.status)
+            .is_some_and(|s| s.listeners.is_some_and(|l| l.len() == 1))
+    })
+    .await;
+    let status = fake
+        .get::<ListenerSet>(Some("team-a"), "apps")
+        .unwrap()
+        .status
+        .unwrap();
+    let conditions: Vec<(String, String, String)> = status
+        .conditions
+        .unwrap()
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect();
+    let own = |t: &str, s: &str, r: &str| (t.to_owned(), s.to_owned(), r.to_owned());
+    assert_eq!(
+        conditions,
+        [
+            own("Accepted", "True", "Accepted"),
+            own("Programmed", "True", "Programmed")
+        ]
+    );
+    let listener = &status.listeners.unwrap()[0];
+    assert_eq!(listener.name, "web");
+    assert_eq!(listener.attached_routes, 1);
+    let kinds: Vec<&str> = listener
+        .supported_kinds
+        .iter()
+        .flatten()
+        .map(|k| k.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["HTTPRoute", "GRPCRoute"]);
+    let listener_conditions: Vec<(String, String, String)> = listener
+        .conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect();
+    assert_eq!(
+        listener_conditions,
+        [
+            own("Accepted", "True", "Accepted"),
+            own("ResolvedRefs", "True", "ResolvedRefs"),
+            own("Programmed", "True", "Programmed"),
+            own("Conflicted", "False", "NoConflicts"),
+        ]
+    );
+
+    eventually(WITHIN, "Gateway attachedListenerSets written", || async {
+        let gw: Option<Gateway> = fake.get(Some("infra"), "gw");
+        gw.and_then(|g| g.status)
+            .is_some_and(|s| s.attached_listener_sets == Some(1))
+    })
+    .await;
+    eventually(WITHIN, "route parent ListenerSet written", || async {
+        let route: Option<HttpRoute> = fake.get(Some("team-a"), "app");
+        route.and_then(|r| r.status).is_some_and(|s| {
+            s.parents.iter().any(|p| {
+                p.parent_ref.kind.as_deref() == Some("ListenerSet")
+                    && p.parent_ref.name == "apps"
+                    && p.conditions.iter().any(|c| {
+                        c.type_ == "Accepted" && c.status == "True" && c.reason == "Accepted"
+                    })
+            })
+        })
+    })
+    .await;
+    drop(wired);
+}

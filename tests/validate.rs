@@ -255,3 +255,52 @@ spec:
     assert!(ok, "{out}");
     assert!(!out.contains("no Redis configured"), "{out}");
 }
+
+#[test]
+fn listener_sets_are_shown_and_a_refused_one_fails() {
+    let listener_set = |ns: &str| {
+        format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {{ name: ls, namespace: {ns} }}
+spec:
+  parentRef: {{ name: gw, namespace: infra }}
+  listeners: [{{ name: extra, port: 8080, protocol: HTTP, hostname: {ns}.example.com }}]
+"#
+        )
+    };
+    let route = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: app }
+spec:
+  parentRefs: [{ kind: ListenerSet, name: ls, sectionName: extra }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }] }]
+"#;
+    let allowing = BASE.replace(
+        "gatewayClassName: gatekit\n",
+        "gatewayClassName: gatekit\n  allowedListeners: { namespaces: { from: All } }\n",
+    );
+    let (ok, out) = validate(&format!("{allowing}{}{route}", listener_set("app")));
+    assert!(ok, "{out}");
+    assert!(out.contains("✓ ListenerSet app/ls"), "{out}");
+    assert!(out.contains("attachedListenerSets: 1"), "{out}");
+    assert!(out.contains("listener extra (1 routes attached)"), "{out}");
+    assert!(
+        out.contains("parent ListenerSet app/ls sectionName=extra:"),
+        "{out}"
+    );
+
+    // The Gateway allows no ListenerSet by default.
+    let (ok, out) = validate(&format!("{BASE}{}{route}", listener_set("app")));
+    assert!(!ok, "{out}");
+    assert!(out.contains("✗ ListenerSet app/ls"), "{out}");
+    assert!(
+        out.contains(
+            "Accepted=False (NotAllowed): Gateway infra/gw does not allow ListenerSets from namespace app (spec.allowedListeners)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("attachedListenerSets: 0"), "{out}");
+}

@@ -50,7 +50,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a gateway from Gateway API manifests on disk
     ///
-    /// Serves the Gateway, HTTPRoute, GRPCRoute, Service, EndpointSlice, Secret and
+    /// Serves the Gateway, ListenerSet, HTTPRoute, GRPCRoute, Service, EndpointSlice, Secret and
     /// BackendPolicy resources found in one or more directories, and reloads them when
     /// they change.
     #[command(

@@ -96,6 +96,9 @@ fn report(
         for c in status.conditions() {
             writeln!(out, "    {c}")?;
         }
+        if let Some(n) = status.attached_listener_sets() {
+            writeln!(out, "    attachedListenerSets: {n}")?;
+        }
         for parent in status.parents() {
             let p = parent.parent();
             let section = p
@@ -105,8 +108,8 @@ fn report(
                 .unwrap_or_default();
             writeln!(
                 out,
-                "    parent Gateway {}/{}{section}:",
-                p.namespace, p.name
+                "    parent {} {}/{}{section}:",
+                p.kind, p.namespace, p.name
             )?;
             for c in parent.conditions() {
                 writeln!(out, "      {c}")?;

@@ -257,12 +257,31 @@ pub const FEATURES: &[Feature] = &[
         Standard,
         "gatekit allocates no address: a requested one is honoured only when the gateway Service (kubernetes.gatewayService) already has it",
     ),
-    Feature::no(
+    Feature::yes(
         "ListenerSet",
         "Gateway",
         Extended,
         Standard,
-        "ListenerSets are not read",
+        &[
+            "crates/gatekit-k8s/tests/listenerset.rs::allowed_from_same_attaches_a_listener_set_of_the_gateway_namespace_only",
+            "crates/gatekit-k8s/tests/listenerset.rs::allowed_from_all_attaches_a_listener_set_of_any_namespace",
+            "crates/gatekit-k8s/tests/listenerset.rs::allowed_from_selector_attaches_listener_sets_of_matching_namespaces",
+            "crates/gatekit-k8s/tests/listenerset.rs::refused_by_default_and_with_from_none",
+            "crates/gatekit-k8s/tests/listenerset.rs::refused_when_the_parent_gateway_is_missing_or_not_accepted",
+            "crates/gatekit-k8s/tests/listenerset.rs::a_listener_conflicting_with_the_gateway_loses_and_the_others_serve",
+            "crates/gatekit-k8s/tests/listenerset.rs::a_protocol_conflict_with_the_gateway_leaves_a_listener_set_without_listeners_unaccepted",
+            "crates/gatekit-k8s/tests/listenerset.rs::between_two_listener_sets_the_older_wins_then_namespace_and_name",
+            "crates/gatekit-k8s/tests/listenerset.rs::a_route_attaches_to_a_listener_set_listener_by_section_name",
+            "crates/gatekit-k8s/tests/listenerset.rs::a_route_on_a_listener_set_without_section_name_attaches_to_all_its_listeners_by_port",
+            "crates/gatekit-k8s/tests/listenerset.rs::a_route_on_the_gateway_does_not_attach_to_listener_set_listeners",
+            "crates/gatekit-k8s/tests/listenerset.rs::a_listener_set_listener_allows_routes_relative_to_the_listener_set_namespace",
+            "crates/gatekit-k8s/tests/listenerset.rs::route_parent_ref_to_a_missing_or_refused_listener_set",
+            "crates/gatekit-k8s/tests/listenerset.rs::a_route_with_gateway_and_listener_set_parents_has_independent_statuses",
+            "crates/gatekit-k8s/tests/listenerset.rs::certificates_resolve_in_the_listener_set_namespace_with_its_own_grants",
+            "tests/listenerset.rs::a_listener_set_adds_listeners_with_their_own_routes_and_certificates",
+            "tests/k8s.rs::listener_set_is_served_and_its_status_written_back",
+            "tests/validate.rs::listener_sets_are_shown_and_a_refused_one_fails",
+        ],
     ),
     // --- ReferenceGrant ---
     Feature::yes(

@@ -42,7 +42,7 @@ use serde_json::Value;
 
 use crate::types::{
     BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
-    HttpRoute, Namespace, ObjectMeta, ReferenceGrant, Secret, Service, TrafficPolicy,
+    HttpRoute, ListenerSet, Namespace, ObjectMeta, ReferenceGrant, Secret, Service, TrafficPolicy,
 };
 
 /// Every resource gatekit reads, by kind.
@@ -56,6 +56,8 @@ pub struct ResourceSet {
     pub gateway_classes: Vec<GatewayClass>,
     /// `gateway.networking.k8s.io` Gateways.
     pub gateways: Vec<Gateway>,
+    /// `gateway.networking.k8s.io/v1` ListenerSets (GEP-1713).
+    pub listener_sets: Vec<ListenerSet>,
     /// `gateway.networking.k8s.io` HTTPRoutes.
     pub http_routes: Vec<HttpRoute>,
     /// `gateway.networking.k8s.io` GRPCRoutes.
@@ -365,6 +367,7 @@ impl ResourceSet {
                 load!(false, gateway_classes)
             }
             ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => load!(true, gateways),
+            ("gateway.networking.k8s.io", "v1", "ListenerSet") => load!(true, listener_sets),
             ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => load!(true, http_routes),
             ("gateway.networking.k8s.io", "v1", "GRPCRoute") => load!(true, grpc_routes),
             ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => {
@@ -462,6 +465,7 @@ fn kind_static(kind: &str) -> &'static str {
     match kind {
         "GatewayClass" => "GatewayClass",
         "Gateway" => "Gateway",
+        "ListenerSet" => "ListenerSet",
         "HTTPRoute" => "HTTPRoute",
         "GRPCRoute" => "GRPCRoute",
         "ReferenceGrant" => "ReferenceGrant",

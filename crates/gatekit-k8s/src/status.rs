@@ -13,6 +13,12 @@
 //!   (`InvalidRouteKinds`, `InvalidCertificateRef`, `RefNotPermitted`), `Programmed`
 //!   (`Invalid`), `Conflicted` (`ProtocolConflict`, `HostnameConflict`, else
 //!   `NoConflicts`), the supported route kinds and the number of attached routes.
+//!   A Gateway also counts its accepted ListenerSets (`attachedListenerSets`).
+//! - ListenerSet (GEP-1713): conditions `Accepted` (`Accepted`, `NotAllowed`,
+//!   `ParentNotAccepted`, `ListenersNotValid`) and `Programmed` (`Programmed`,
+//!   `NotAllowed`, `ParentNotProgrammed`, `ListenersNotValid`); listeners as a
+//!   Gateway's, except that a listener losing a conflict to one of higher precedence
+//!   is also `Accepted=False` and `Programmed=False` with the conflict's reason.
 //! - HTTPRoute / GRPCRoute: one [`ParentStatus`] per parentRef gatekit handles, with
 //!   `Accepted`, `ResolvedRefs` and, when some rules were dropped, `PartiallyInvalid`.
 //! - GatewayClass: `Accepted`. BackendPolicy, TrafficPolicy: `Accepted` (GEP-713
@@ -57,7 +63,14 @@ pub mod reason {
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
     /// Reason (Gateway `Programmed`): no requested address was assigned.
     pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
-    /// Reason: some of a Gateway's listeners are invalid.
+    /// Reason (ListenerSet `Accepted`, `Programmed`): the parent Gateway does not allow
+    /// the ListenerSet (`spec.allowedListeners`).
+    pub const NOT_ALLOWED: &str = "NotAllowed";
+    /// Reason (ListenerSet `Accepted`): the parent Gateway is missing or not accepted.
+    pub const PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
+    /// Reason (ListenerSet `Programmed`): the parent Gateway is missing or not accepted.
+    pub const PARENT_NOT_PROGRAMMED: &str = "ParentNotProgrammed";
+    /// Reason: some of a Gateway's (or ListenerSet's) listeners are invalid.
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     /// Reason: no listener allows the route (namespace or kind).
     pub const NOT_ALLOWED_BY_LISTENERS: &str = "NotAllowedByListeners";
@@ -239,9 +252,12 @@ impl fmt::Display for ResourceRef {
 /// A route's parentRef, as written (with defaults filled in).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParentRef {
-    /// Gateway namespace (defaulted to the route's).
+    /// The parent's kind: `Gateway`, or `ListenerSet` (GEP-1713); the group is always
+    /// `gateway.networking.k8s.io`.
+    pub kind: &'static str,
+    /// Parent namespace (defaulted to the route's).
     pub namespace: String,
-    /// Gateway name.
+    /// Parent name.
     pub name: String,
     /// Listener name, if the ref names one.
     pub section_name: Option<String>,
@@ -324,7 +340,7 @@ impl AncestorStatus {
     }
 }
 
-/// A Gateway listener's status.
+/// A Gateway's or ListenerSet's listener status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenerStatus {
     name: String,
@@ -392,6 +408,7 @@ pub struct ResourceStatus {
     listeners: Vec<ListenerStatus>,
     ancestors: Vec<AncestorStatus>,
     supported_features: Vec<&'static str>,
+    attached_listener_sets: Option<u32>,
     addresses: Option<Vec<GatewayAddress>>,
 }
 
@@ -441,7 +458,18 @@ impl ResourceStatus {
             ancestors: Vec::new(),
             supported_features: Vec::new(),
             addresses: None,
+            attached_listener_sets: None,
         }
+    }
+
+    pub(crate) fn set_attached_listener_sets(&mut self, n: u32) {
+        self.attached_listener_sets = Some(n);
+    }
+
+    /// A Gateway's `status.attachedListenerSets`: how many ListenerSets it allows and
+    /// accepted (`Accepted=True`). `None` for other kinds.
+    pub fn attached_listener_sets(&self) -> Option<u32> {
+        self.attached_listener_sets
     }
 
     pub(crate) fn set_addresses(&mut self, addresses: Vec<GatewayAddress>) {
@@ -498,7 +526,7 @@ impl ResourceStatus {
         self.generation
     }
 
-    /// Resource-level conditions (Gateway, GatewayClass, BackendPolicy).
+    /// Resource-level conditions (Gateway, ListenerSet, GatewayClass, BackendPolicy).
     pub fn conditions(&self) -> &[Condition] {
         &self.conditions
     }
@@ -518,7 +546,7 @@ impl ResourceStatus {
         &self.ancestors
     }
 
-    /// Per-listener statuses (Gateways).
+    /// Per-listener statuses (Gateways, ListenerSets).
     pub fn listeners(&self) -> &[ListenerStatus] {
         &self.listeners
     }

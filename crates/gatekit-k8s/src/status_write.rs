@@ -2,7 +2,7 @@
 //!
 //! Translation computes what every resource's status should say
 //! ([`Translation::statuses`]); [`StatusWriter`] writes it to the `/status` subresource
-//! of HTTPRoutes, GRPCRoutes, Gateways, GatewayClasses, gatekit's BackendPolicies and
+//! of HTTPRoutes, GRPCRoutes, Gateways, ListenerSets, GatewayClasses, gatekit's BackendPolicies and
 //! TrafficPolicies, and Envoy Gateway's BackendTrafficPolicies:
 //!
 //! - **Routes**: `status.parents` is an *atomic* list shared by every controller that
@@ -10,12 +10,12 @@
 //!   `controllerName` is its own, keeps every foreign entry as it is, and removes its
 //!   own entries for parents it no longer handles. Each entry's `parentRef` is copied
 //!   from the route's `spec.parentRefs` (so it matches what the user wrote).
-//! - **Gateways**: `conditions` (`Accepted`, `Programmed`) and `listeners[]` (name,
-//!   `supportedKinds`, `attachedRoutes`, conditions) and, when the settings name the
-//!   Service in front of the replicas (`kubernetes.gatewayService`), `addresses` (that
-//!   Service's load-balancer or cluster addresses); other fields are kept. gatekit
-//!   assigns no address itself (`spec.addresses` is refused with
-//!   `UnsupportedAddress`).
+//! - **Gateways**: `conditions` (`Accepted`, `Programmed`), `listeners[]` (name,
+//!   `supportedKinds`, `attachedRoutes`, conditions), `attachedListenerSets` and, when
+//!   the settings name the Service in front of the replicas
+//!   (`kubernetes.gatewayService`), `addresses` (that Service's load-balancer or
+//!   cluster addresses); other fields are kept. **ListenerSets** (GEP-1713) the same,
+//!   without the count and the addresses. gatekit assigns no address itself.
 //! - **GatewayClasses**: `conditions` (`Accepted`) and, on the accepted class,
 //!   `supportedFeatures` (GEP-2162, from [`features`](crate::features), sorted).
 //! - **Policies** (GEP-713): `status.ancestors` is shared like a route's
@@ -86,6 +86,7 @@ enum Kind {
     HttpRoute,
     GrpcRoute,
     Gateway,
+    ListenerSet,
     GatewayClass,
     BackendPolicy,
     TrafficPolicy,
@@ -99,6 +100,7 @@ impl Kind {
             "HTTPRoute" => Self::HttpRoute,
             "GRPCRoute" => Self::GrpcRoute,
             "Gateway" => Self::Gateway,
+            "ListenerSet" => Self::ListenerSet,
             "GatewayClass" => Self::GatewayClass,
             "BackendPolicy" => Self::BackendPolicy,
             "TrafficPolicy" => Self::TrafficPolicy,
@@ -112,6 +114,7 @@ impl Kind {
             Self::HttpRoute => "HTTPRoute",
             Self::GrpcRoute => "GRPCRoute",
             Self::Gateway => "Gateway",
+            Self::ListenerSet => "ListenerSet",
             Self::GatewayClass => "GatewayClass",
             Self::BackendPolicy => "BackendPolicy",
             Self::TrafficPolicy => "TrafficPolicy",
@@ -124,6 +127,7 @@ impl Kind {
             Self::HttpRoute => "httproutes",
             Self::GrpcRoute => "grpcroutes",
             Self::Gateway => "gateways",
+            Self::ListenerSet => "listenersets",
             Self::GatewayClass => "gatewayclasses",
             Self::BackendPolicy => "backendpolicies",
             Self::TrafficPolicy => "trafficpolicies",
@@ -139,7 +143,7 @@ impl Kind {
             Self::BackendPolicy | Self::TrafficPolicy | Self::BackendTrafficPolicy => {
                 Some("ancestors")
             }
-            Self::Gateway | Self::GatewayClass => None,
+            Self::Gateway | Self::ListenerSet | Self::GatewayClass => None,
         }
     }
 
@@ -523,7 +527,9 @@ impl StatusWriter {
                         &now,
                     )
                 }
-                Kind::Gateway | Kind::GatewayClass => merge_owned(&old, &job.desired, &now),
+                Kind::Gateway | Kind::ListenerSet | Kind::GatewayClass => {
+                    merge_owned(&old, &job.desired, &now)
+                }
             };
             let empty = job
                 .kind
@@ -610,7 +616,8 @@ fn conditions_json(cs: &[Condition], generation: Option<i64>) -> Value {
 }
 
 /// Routes: the array of our parent entries. Policies: the array of our ancestor entries.
-/// Gateways: `{conditions, listeners}`. GatewayClasses: `{conditions, supportedFeatures}`
+/// Gateways: `{conditions, listeners, attachedListenerSets}`. ListenerSets:
+/// `{conditions, listeners}`. GatewayClasses: `{conditions, supportedFeatures}`
 /// (the latter on the accepted class only).
 fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
     let generation = s.generation();
@@ -622,7 +629,7 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
                     let r = p.parent();
                     let mut pr = Map::new();
                     pr.insert("group".to_owned(), json!(GATEWAY_GROUP));
-                    pr.insert("kind".to_owned(), json!("Gateway"));
+                    pr.insert("kind".to_owned(), json!(r.kind));
                     pr.insert("namespace".to_owned(), json!(r.namespace));
                     pr.insert("name".to_owned(), json!(r.name));
                     if let Some(sn) = &r.section_name {
@@ -639,28 +646,41 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
                 })
                 .collect(),
         ),
-        Kind::Gateway => {
-            let mut m = json!({
-                "conditions": conditions_json(s.conditions(), generation),
-                "listeners": s.listeners().iter().map(|l| json!({
-                    "name": l.name(),
-                    "supportedKinds": l.supported_kinds().iter()
-                        .map(|k| json!({"group": GATEWAY_GROUP, "kind": k}))
-                        .collect::<Vec<_>>(),
-                    "attachedRoutes": l.attached_routes(),
-                    "conditions": conditions_json(l.conditions(), generation),
-                })).collect::<Vec<_>>(),
-            });
+        Kind::Gateway | Kind::ListenerSet => {
+            let mut m = Map::new();
+            m.insert(
+                "conditions".to_owned(),
+                conditions_json(s.conditions(), generation),
+            );
+            m.insert(
+                "listeners".to_owned(),
+                s.listeners()
+                    .iter()
+                    .map(|l| {
+                        json!({
+                            "name": l.name(),
+                            "supportedKinds": l.supported_kinds().iter()
+                                .map(|k| json!({"group": GATEWAY_GROUP, "kind": k}))
+                                .collect::<Vec<_>>(),
+                            "attachedRoutes": l.attached_routes(),
+                            "conditions": conditions_json(l.conditions(), generation),
+                        })
+                    })
+                    .collect(),
+            );
+            if let Some(n) = s.attached_listener_sets() {
+                m.insert("attachedListenerSets".to_owned(), json!(n));
+            }
             // Written only when translation knows them (the gateway Service is set);
             // otherwise a value someone else wrote is kept.
-            if let (Some(addresses), Some(m)) = (s.addresses(), m.as_object_mut()) {
+            if let Some(addresses) = s.addresses() {
                 let addresses = addresses
                     .iter()
                     .map(|a| json!({"type": a.type_(), "value": a.value()}))
                     .collect::<Vec<_>>();
                 m.insert("addresses".to_owned(), Value::Array(addresses));
             }
-            m
+            Value::Object(m)
         }
         Kind::GatewayClass => {
             let mut m = Map::new();
@@ -828,8 +848,8 @@ fn merge_shared(
     Value::Object(status)
 }
 
-/// Gateway / GatewayClass status: `conditions` (and `listeners`, `supportedFeatures`)
-/// replaced, other fields kept.
+/// Gateway / ListenerSet / GatewayClass status: `conditions` (and `listeners`,
+/// `supportedFeatures`, `attachedListenerSets`) replaced, other fields kept.
 fn merge_owned(old: &Value, desired: &Value, now: &str) -> Value {
     let mut status = old.as_object().cloned().unwrap_or_default();
     status.insert(
@@ -842,7 +862,7 @@ fn merge_owned(old: &Value, desired: &Value, now: &str) -> Value {
     );
     // Fields gatekit owns when it sends them (a Gateway's `addresses` only when the
     // gateway Service is known).
-    for key in ["supportedFeatures", "addresses"] {
+    for key in ["supportedFeatures", "attachedListenerSets", "addresses"] {
         if let Some(value) = desired.get(key) {
             status.insert(key.to_owned(), value.clone());
         }

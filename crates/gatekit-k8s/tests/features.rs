@@ -123,6 +123,7 @@ spec: { controllerName: gatekit.io/gateway-controller }
     assert_eq!(features, supported_names().as_slice());
     assert!(features.windows(2).all(|w| w[0] < w[1]), "{features:?}");
     assert!(features.contains(&"HTTPRouteQueryParamMatching"));
-    assert!(!features.contains(&"ListenerSet"));
+    assert!(features.contains(&"ListenerSet"));
+    assert!(!features.contains(&"GatewayInfrastructurePropagation"));
     assert!(class("other").supported_features().is_empty());
 }

@@ -102,6 +102,7 @@ impl Registry {
             ResourceType::new("coordination.k8s.io", "v1", "leases", "Lease", true, false),
             ResourceType::new(gw, "v1", "gatewayclasses", "GatewayClass", false, true),
             ResourceType::new(gw, "v1", "gateways", "Gateway", true, true),
+            ResourceType::new(gw, "v1", "listenersets", "ListenerSet", true, true),
             ResourceType::new(gw, "v1", "httproutes", "HTTPRoute", true, true),
             ResourceType::new(gw, "v1", "grpcroutes", "GRPCRoute", true, true),
             ResourceType::new(gw, "v1", "referencegrants", "ReferenceGrant", true, false),

@@ -29,7 +29,7 @@ use gatekit_k8s::types::ObjectMeta;
 use gatekit_k8s::{ManifestError, ResourceSet, Warning};
 
 /// How many resources of each kind (in [`counts`] order) a file contributed.
-type Counts = [usize; 12];
+type Counts = [usize; 13];
 
 /// A file's text, fingerprinted: its length and a SipHash of it under this process's
 /// random keys (64 bits; an accidental collision is out of reach, and the keys are not
@@ -254,6 +254,7 @@ fn counts(set: &ResourceSet) -> Counts {
         set.backend_policies.len(),
         set.traffic_policies.len(),
         set.backend_traffic_policies.len(),
+        set.listener_sets.len(),
     ]
 }
 
@@ -275,6 +276,7 @@ fn split_tail(set: &mut ResourceSet, counts: &Counts) -> ResourceSet {
     chunk.backend_policies = tail(&mut set.backend_policies, counts[9]);
     chunk.traffic_policies = tail(&mut set.traffic_policies, counts[10]);
     chunk.backend_traffic_policies = tail(&mut set.backend_traffic_policies, counts[11]);
+    chunk.listener_sets = tail(&mut set.listener_sets, counts[12]);
     chunk
 }
 
@@ -293,6 +295,7 @@ fn append(into: &mut ResourceSet, mut from: ResourceSet) {
     into.traffic_policies.append(&mut from.traffic_policies);
     into.backend_traffic_policies
         .append(&mut from.backend_traffic_policies);
+    into.listener_sets.append(&mut from.listener_sets);
 }
 
 /// Whether a (kind, namespace, name) appears twice (then the full load reports it).
@@ -310,6 +313,7 @@ fn has_duplicates(set: &ResourceSet) -> bool {
     let mut seen = HashSet::new();
     let all = keys("GatewayClass", &set.gateway_classes, |r| &r.metadata)
         .chain(keys("Gateway", &set.gateways, |r| &r.metadata))
+        .chain(keys("ListenerSet", &set.listener_sets, |r| &r.metadata))
         .chain(keys("HTTPRoute", &set.http_routes, |r| &r.metadata))
         .chain(keys("GRPCRoute", &set.grpc_routes, |r| &r.metadata))
         .chain(keys("ReferenceGrant", &set.reference_grants, |r| {
@@ -348,6 +352,13 @@ mod tests {
 kind: GatewayClass
 metadata: { name: gatekit }
 spec: { controllerName: gatekit.io/gateway-controller }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: { name: ls }
+spec:
+  parentRef: { name: gw }
+  listeners: [{ name: extra, port: 8080, protocol: HTTP, hostname: extra.example.com }]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
@@ -413,6 +424,7 @@ spec: { targetRefs: [{ kind: Gateway, name: gw }] }
         // Every kind is present, so a field `extend` forgot would show above.
         for (kind, n) in [
             ("gateway_classes", full.gateway_classes.len()),
+            ("listener_sets", full.listener_sets.len()),
             ("grpc_routes", full.grpc_routes.len()),
             ("reference_grants", full.reference_grants.len()),
             ("namespaces", full.namespaces.len()),

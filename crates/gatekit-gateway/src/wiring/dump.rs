@@ -170,6 +170,7 @@ pub(crate) fn render(
                 .iter()
                 .map(|l| ListenerJson {
                     gateway: l.gateway().to_string(),
+                    listener_set: l.listener_set().map(ToString::to_string),
                     name: l.name(),
                     hostname: l.hostname(),
                     certificates: l
@@ -290,6 +291,10 @@ struct PortJson<'a> {
 #[derive(Serialize)]
 struct ListenerJson<'a> {
     gateway: String,
+    /// The ListenerSet that declares the listener (GEP-1713); absent for the Gateway's
+    /// own listeners.
+    #[serde(rename = "listenerSet", skip_serializing_if = "Option::is_none")]
+    listener_set: Option<String>,
     name: &'a str,
     hostname: Option<&'a str>,
     certificates: Vec<String>,
@@ -595,6 +600,9 @@ fn conditions(conditions: &[Condition]) -> Vec<ConditionJson<'_>> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ParentJson<'a> {
+    /// The parent's kind: `Gateway` or `ListenerSet`.
+    kind: &'a str,
+    /// The parent's `namespace/name`.
     gateway: String,
     section_name: Option<&'a str>,
     port: Option<u16>,
@@ -635,6 +643,12 @@ struct StatusJson<'a> {
     conditions: Vec<ConditionJson<'a>>,
     parents: Vec<ParentJson<'a>>,
     listeners: Vec<ListenerStatusJson<'a>>,
+    /// Gateways: how many ListenerSets are attached.
+    #[serde(
+        rename = "attachedListenerSets",
+        skip_serializing_if = "Option::is_none"
+    )]
+    attached_listener_sets: Option<u32>,
 }
 
 impl<'a> StatusJson<'a> {
@@ -668,6 +682,7 @@ impl<'a> StatusJson<'a> {
                 .parents()
                 .iter()
                 .map(|p| ParentJson {
+                    kind: p.parent().kind,
                     gateway: format!("{}/{}", p.parent().namespace, p.parent().name),
                     section_name: p.parent().section_name.as_deref(),
                     port: p.parent().port,
@@ -691,6 +706,7 @@ impl<'a> StatusJson<'a> {
                     conditions: conditions(l.conditions()),
                 })
                 .collect(),
+            attached_listener_sets: status.attached_listener_sets(),
         }
     }
 }

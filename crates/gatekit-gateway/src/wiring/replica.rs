@@ -426,6 +426,7 @@ pub(crate) fn input_generation(set: &gatekit_k8s::ResourceSet) -> u64 {
     let mut h = FNV1A_OFFSET;
     add(&mut h, &set.gateway_classes);
     add(&mut h, &set.gateways);
+    add(&mut h, &set.listener_sets);
     add(&mut h, &set.http_routes);
     add(&mut h, &set.grpc_routes);
     add(&mut h, &set.reference_grants);

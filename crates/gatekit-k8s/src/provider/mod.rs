@@ -5,7 +5,7 @@
 //!
 //! | role | kinds |
 //! |---|---|
-//! | `config` | GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, TrafficPolicy, Envoy Gateway's BackendTrafficPolicy, Service |
+//! | `config` | GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, TrafficPolicy, Envoy Gateway's BackendTrafficPolicy, Service |
 //! | `endpoints` | Service, EndpointSlice |
 //!
 //! Events land in per-cluster stores (see `store.rs`), and each one says what changed:
@@ -342,6 +342,7 @@ impl Cluster {
             kinds.extend([
                 Kind::GatewayClass,
                 Kind::Gateway,
+                Kind::ListenerSet,
                 Kind::HttpRoute,
                 Kind::GrpcRoute,
                 Kind::ReferenceGrant,
@@ -364,6 +365,7 @@ impl Cluster {
         self.kinds().into_iter().all(|kind| match kind {
             Kind::GatewayClass => s.gateway_classes.is_synced(),
             Kind::Gateway => s.gateways.is_synced(),
+            Kind::ListenerSet => s.listener_sets.is_synced(),
             Kind::HttpRoute => s.http_routes.is_synced(),
             Kind::GrpcRoute => s.grpc_routes.is_synced(),
             Kind::ReferenceGrant => s.reference_grants.is_synced(),
@@ -667,6 +669,7 @@ impl Provider {
         let config: Vec<&Cluster> = self.shared.clusters.iter().filter(|c| c.config).collect();
         set.gateway_classes = merged(&config, |s| &s.gateway_classes);
         set.gateways = merged(&config, |s| &s.gateways);
+        set.listener_sets = merged(&config, |s| &s.listener_sets);
         set.http_routes = merged(&config, |s| &s.http_routes);
         set.grpc_routes = merged(&config, |s| &s.grpc_routes);
         set.reference_grants = merged(&config, |s| &s.reference_grants);
@@ -755,7 +758,7 @@ impl Provider {
             .map(|c| c.client.clone())
     }
 
-    /// Whether the config cluster `cluster` holds `resource` (a Gateway, GatewayClass,
+    /// Whether the config cluster `cluster` holds `resource` (a Gateway, ListenerSet, GatewayClass,
     /// HTTPRoute, GRPCRoute, BackendPolicy, TrafficPolicy or BackendTrafficPolicy):
     /// status is written to the cluster a resource came from.
     pub fn holds(&self, cluster: &str, resource: &crate::status::ResourceRef) -> bool {
@@ -775,6 +778,7 @@ impl Provider {
         let s = &c.stores;
         match resource.kind() {
             "Gateway" => s.gateways.read().contains_key(&key),
+            "ListenerSet" => s.listener_sets.read().contains_key(&key),
             "GatewayClass" => s.gateway_classes.read().contains_key(&key),
             "HTTPRoute" => s.http_routes.read().contains_key(&key),
             "GRPCRoute" => s.grpc_routes.read().contains_key(&key),
@@ -799,7 +803,7 @@ impl Provider {
 fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client) -> JoinHandle<()> {
     use crate::types::{
         BackendPolicy, BackendTrafficPolicy, Gateway, GatewayClass, GrpcRoute, HttpRoute,
-        Namespace, ReferenceGrant, Secret, TrafficPolicy,
+        ListenerSet, Namespace, ReferenceGrant, Secret, TrafficPolicy,
     };
     fn go<K: Watched>(shared: &Arc<Shared>, cluster: usize, client: Client) -> JoinHandle<()> {
         tokio::spawn(watch::run::<K>(shared.clone(), cluster, Api::all(client)))
@@ -807,6 +811,7 @@ fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client)
     match kind {
         Kind::GatewayClass => go::<GatewayClass>(shared, cluster, client),
         Kind::Gateway => go::<Gateway>(shared, cluster, client),
+        Kind::ListenerSet => go::<ListenerSet>(shared, cluster, client),
         Kind::HttpRoute => go::<HttpRoute>(shared, cluster, client),
         Kind::GrpcRoute => go::<GrpcRoute>(shared, cluster, client),
         Kind::ReferenceGrant => go::<ReferenceGrant>(shared, cluster, client),

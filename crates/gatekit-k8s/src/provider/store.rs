@@ -19,7 +19,8 @@ use crate::types::ObjectMeta;
 
 use crate::types::{
     BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
-    HttpRoute, Namespace, ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service, TrafficPolicy,
+    HttpRoute, ListenerSet, Namespace, ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service,
+    TrafficPolicy,
 };
 
 /// A store key: namespace ("" for cluster-scoped kinds), a grouping ("" except for
@@ -31,6 +32,7 @@ pub(crate) type Key = (String, String, String);
 pub(crate) enum Kind {
     GatewayClass,
     Gateway,
+    ListenerSet,
     HttpRoute,
     GrpcRoute,
     ReferenceGrant,
@@ -48,6 +50,7 @@ impl Kind {
         match self {
             Kind::GatewayClass => "GatewayClass",
             Kind::Gateway => "Gateway",
+            Kind::ListenerSet => "ListenerSet",
             Kind::HttpRoute => "HTTPRoute",
             Kind::GrpcRoute => "GRPCRoute",
             Kind::ReferenceGrant => "ReferenceGrant",
@@ -70,6 +73,7 @@ impl Kind {
                 | Kind::TrafficPolicy
                 | Kind::BackendTrafficPolicy
                 | Kind::GrpcRoute
+                | Kind::ListenerSet
                 | Kind::ReferenceGrant
                 | Kind::GatewayClass
         )
@@ -122,6 +126,7 @@ macro_rules! watched {
 watched! {
     GatewayClass => GatewayClass, gateway_classes;
     Gateway => Gateway, gateways;
+    ListenerSet => ListenerSet, listener_sets;
     HttpRoute => HttpRoute, http_routes;
     GrpcRoute => GrpcRoute, grpc_routes;
     ReferenceGrant => ReferenceGrant, reference_grants;

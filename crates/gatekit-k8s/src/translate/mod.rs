@@ -16,10 +16,16 @@
 //!    `kubernetes.io/tls`, cross-namespace only with a ReferenceGrant), its route kinds
 //!    are supported, and it does not conflict with an earlier listener on the same port
 //!    (different protocol, or same hostname). Earlier means older Gateway, then listener
-//!    order.
+//!    order. ListenerSets (GEP-1713) add listeners to the Gateway their `parentRef`
+//!    names when its `spec.allowedListeners` allows their namespace (none by default:
+//!    `NotAllowed`); they come right after that Gateway's own listeners, oldest first,
+//!    then by namespace/name, and a ListenerSet listener that conflicts with an earlier
+//!    one is not accepted (`Conflicted`, the others keep serving). Certificates resolve
+//!    in the ListenerSet's namespace; a ReferenceGrant must name ListenerSets.
 //! 3. **Routes.** Each HTTPRoute and GRPCRoute is converted once to core
 //!    [`Rule`](gatekit_core::route::Rule)s, then attached through each parentRef: the
-//!    Gateway (namespace defaults to the route's), `sectionName` and `port` pick
+//!    Gateway or ListenerSet (namespace defaults to the route's; a Gateway parentRef
+//!    reaches the Gateway's own listeners only), `sectionName` and `port` pick
 //!    listeners, `allowedRoutes` (namespaces Same/All/Selector and kinds) filters them,
 //!    and hostnames are intersected. A route attached to several listeners of one port
 //!    becomes one [`Route`] there, with the union of the intersected hostnames.
@@ -201,10 +207,11 @@ impl Certificate {
     }
 }
 
-/// One programmed Gateway listener.
+/// One programmed listener: a Gateway's own, or one a ListenerSet adds to it.
 #[derive(Clone, Debug)]
 pub struct ListenerSpec {
     gateway: ResourceRef,
+    listener_set: Option<ResourceRef>,
     name: String,
     hostname: Option<String>,
     certificates: Vec<Certificate>,
@@ -218,7 +225,12 @@ impl ListenerSpec {
         &self.gateway
     }
 
-    /// The listener name.
+    /// The ListenerSet that declares it (GEP-1713), or `None` for the Gateway's own.
+    pub fn listener_set(&self) -> Option<&ResourceRef> {
+        self.listener_set.as_ref()
+    }
+
+    /// The listener name (unique within its Gateway or ListenerSet only).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -407,7 +419,9 @@ pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Transla
     cx.attach_policies(&mut statuses);
     cx.attach_traffic_policies(&mut statuses);
     cx.attach_backend_traffic_policies(options.shared_rate_limits, &mut statuses);
-    let (listeners, listener_errors) = listener::listeners(&cx, options, &mut statuses);
+    let set_entries = listener::listener_set_entries(resources);
+    let (listeners, listener_errors) =
+        listener::listeners(&cx, options, &set_entries, &mut statuses);
     cx.errors.extend(listener_errors);
     let ports = route::attach_routes(&mut cx, &listeners, &mut statuses);
     let programmed = listener::finish(listeners, ports);

@@ -536,12 +536,19 @@ impl Context<'_> {
         by_target(&self.traffic, kind, ns, name, section).map(|c| &c.values)
     }
 
-    /// What a Gateway listener's policies set: the Gateway's, overlaid with the
-    /// listener's.
-    pub(crate) fn listener_traffic(&self, gw_ns: &str, gw: &str, listener: &str) -> TrafficValues {
+    /// What a Gateway's policies set for one of its listeners: the Gateway-wide values,
+    /// overlaid with those targeting `listener` (`None` for a ListenerSet's listener,
+    /// which inherits only the Gateway-wide ones: a `sectionName` names the Gateway's own
+    /// listeners).
+    pub(crate) fn listener_traffic(
+        &self,
+        gw_ns: &str,
+        gw: &str,
+        listener: Option<&str>,
+    ) -> TrafficValues {
         let kind = TargetKind::Gateway.as_str();
         let mut out = TrafficValues::default();
-        for section in [None, Some(listener)] {
+        for section in std::iter::once(None).chain(listener.map(Some)) {
             if let Some(v) = self.traffic_of(kind, gw_ns, gw, section) {
                 out.overlay(v);
             }

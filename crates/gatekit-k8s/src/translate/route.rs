@@ -192,29 +192,40 @@ fn attach(
     // successful attachment").
     let mut unprogrammed = std::collections::BTreeSet::new();
     for p in &view.parents {
-        if p.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP
-            || p.kind.unwrap_or("Gateway") != "Gateway"
-        {
+        if p.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP {
             continue;
         }
-        let gw_ns = p.namespace.unwrap_or(view.ns);
+        // GEP-1713: a route attaches to the listeners of its direct parent only; a
+        // Gateway parentRef never reaches its ListenerSets' listeners.
+        let kind = match p.kind.unwrap_or("Gateway") {
+            "Gateway" => "Gateway",
+            "ListenerSet" => "ListenerSet",
+            _ => continue,
+        };
+        let parent_ns = p.namespace.unwrap_or(view.ns);
         let parent = ParentRef {
-            namespace: gw_ns.to_owned(),
+            kind,
+            namespace: parent_ns.to_owned(),
             name: p.name.to_owned(),
             section_name: p.section.map(str::to_owned),
             port: p.port.and_then(|p| u16::try_from(p).ok()),
         };
-        let exists = cx
-            .resources
-            .gateways
-            .iter()
-            .any(|g| ns_of(&g.metadata) == gw_ns && name_of(&g.metadata) == p.name);
+        let named = |m: &crate::types::ObjectMeta| ns_of(m) == parent_ns && name_of(m) == p.name;
+        let exists = if kind == "Gateway" {
+            cx.resources.gateways.iter().any(|g| named(&g.metadata))
+        } else {
+            cx.resources
+                .listener_sets
+                .iter()
+                .any(|s| named(&s.metadata))
+        };
         let ours: Vec<&Listener<'_>> = listeners
             .iter()
-            .filter(|l| l.gateway_ns == gw_ns && l.gateway_name == p.name)
+            .filter(|l| l.owner.kind == kind && l.owner.ns == parent_ns && l.owner.name == p.name)
             .collect();
-        if exists && ours.is_empty() && !gateway_served(statuses, gw_ns, p.name) {
-            // Another controller's Gateway: not ours to report on.
+        let served = resource_served(statuses, kind, parent_ns, p.name);
+        if exists && ours.is_empty() && !served {
+            // Another controller's Gateway (or ListenerSet): not ours to report on.
             continue;
         }
         let not_accepted = |r: &'static str, m: String| {
@@ -229,7 +240,17 @@ fn attach(
         if !exists {
             status.push_parent(not_accepted(
                 reason::NO_MATCHING_PARENT,
-                format!("Gateway {gw_ns}/{} not found", p.name),
+                format!("{kind} {parent_ns}/{} not found", p.name),
+            ));
+            continue;
+        }
+        if kind == "ListenerSet" && ours.is_empty() {
+            status.push_parent(not_accepted(
+                reason::NO_MATCHING_PARENT,
+                format!(
+                    "ListenerSet {parent_ns}/{} is not accepted by its Gateway",
+                    p.name
+                ),
             ));
             continue;
         }
@@ -301,7 +322,8 @@ fn attach(
                 // Two parentRefs naming the same listener: one entry, hostnames united.
                 std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().1.merge(hosts),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    let traffic = cx.listener_traffic(l.gateway_ns, l.gateway_name, l.name);
+                    let section = (l.owner.kind == "Gateway").then_some(l.name);
+                    let traffic = cx.listener_traffic(l.gateway_ns, l.gateway_name, section);
                     e.insert((traffic, hosts));
                     statuses[l.status_index].listeners_mut()[l.listener_index].add_attached();
                 }
@@ -339,11 +361,12 @@ fn attach(
     statuses.push(status);
 }
 
-/// Whether a Gateway with this namespace/name is one gatekit serves (its status exists).
-fn gateway_served(statuses: &[ResourceStatus], ns: &str, name: &str) -> bool {
+/// Whether a Gateway (or ListenerSet) with this namespace/name is one gatekit serves
+/// (its status exists).
+fn resource_served(statuses: &[ResourceStatus], kind: &str, ns: &str, name: &str) -> bool {
     statuses.iter().any(|s| {
         let r = s.resource();
-        r.kind() == "Gateway" && r.namespace() == Some(ns) && r.name() == name
+        r.kind() == kind && r.namespace() == Some(ns) && r.name() == name
     })
 }
 

@@ -25,11 +25,13 @@ pub mod traffic;
 pub use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteSpec};
 pub use gateway_api::gatewayclasses::{GatewayClass, GatewayClassSpec};
 pub use gateway_api::gateways::{
-    Gateway, GatewayListeners, GatewayListenersAllowedRoutes,
-    GatewayListenersAllowedRoutesNamespaces, GatewayListenersAllowedRoutesNamespacesFrom,
-    GatewayListenersTlsCertificateRefs, GatewayListenersTlsMode, GatewaySpec,
+    Gateway, GatewayAllowedListenersNamespacesFrom, GatewayListeners,
+    GatewayListenersAllowedRoutes, GatewayListenersAllowedRoutesNamespaces,
+    GatewayListenersAllowedRoutesNamespacesFrom, GatewayListenersTlsCertificateRefs,
+    GatewayListenersTlsMode, GatewaySpec,
 };
 pub use gateway_api::grpcroutes::{GrpcRoute, GrpcRouteSpec};
+pub use gateway_api::listenersets::{ListenerSet, ListenerSetListeners, ListenerSetSpec};
 pub use gateway_api::referencegrants::{ReferenceGrant, ReferenceGrantSpec};
 pub use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 pub use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -61,6 +63,7 @@ impl Check for GatewayClass {}
 impl Check for Gateway {}
 impl Check for HttpRoute {}
 impl Check for GrpcRoute {}
+impl Check for ListenerSet {}
 impl Check for ReferenceGrant {}
 impl Check for Service {}
 impl Check for Namespace {}
