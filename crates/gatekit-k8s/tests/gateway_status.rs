@@ -4,37 +4,12 @@
 //! `GatewaySpec.addresses`), for a valid Gateway and each invalid case the spec names.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/conditions.rs"]
-mod conditions;
+#[path = "support/status.rs"]
+mod support;
 
-use conditions::{Cond, c, conds};
 use gatekit_k8s::status::{Condition, ListenerStatus, ResourceStatus};
 use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
-
-const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\\nMIIBfake\\n-----END CERTIFICATE-----\\n";
-const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\\nMIIEfake\\n-----END PRIVATE KEY-----\\n";
-
-fn run(yaml: &str) -> Translation {
-    let (set, warnings) =
-        ResourceSet::from_documents([("fixture.yaml", yaml)]).unwrap_or_else(|e| panic!("{e:?}"));
-    assert!(warnings.is_empty(), "{warnings:?}");
-    translate(&set, &TranslateOptions::default())
-}
-
-fn secret(ns: &str, name: &str) -> String {
-    format!(
-        r#"
----
-apiVersion: v1
-kind: Secret
-metadata: {{ name: {name}, namespace: {ns} }}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: "{PEM_CERT}"
-  tls.key: "{PEM_KEY}"
-"#
-    )
-}
+use support::{Cond, c, conds, run, secret};
 
 const SERVICE: &str = r#"
 ---

@@ -6,33 +6,12 @@
 //! GEP and the v1.5 conformance tests name.
 #![allow(clippy::unwrap_used)]
 
-use gatekit_k8s::status::{Condition, ResourceStatus};
-use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
+#[path = "support/status.rs"]
+mod support;
 
-const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\\nMIIBfake\\n-----END CERTIFICATE-----\\n";
-const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\\nMIIEfake\\n-----END PRIVATE KEY-----\\n";
-
-fn run(yaml: &str) -> Translation {
-    let (set, warnings) =
-        ResourceSet::from_documents([("fixture.yaml", yaml)]).unwrap_or_else(|e| panic!("{e:?}"));
-    assert!(warnings.is_empty(), "{warnings:?}");
-    translate(&set, &TranslateOptions::default())
-}
-
-fn secret(ns: &str, name: &str) -> String {
-    format!(
-        r#"
----
-apiVersion: v1
-kind: Secret
-metadata: {{ name: {name}, namespace: {ns} }}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: "{PEM_CERT}"
-  tls.key: "{PEM_KEY}"
-"#
-    )
-}
+use gatekit_k8s::Translation;
+use gatekit_k8s::status::ResourceStatus;
+use support::{Cond, c, conds, run, secret};
 
 /// Gateway `infra/gw` (generation 1) with one HTTP listener `web` on port 80 for
 /// `gw.example.com`, and `allowedListeners` as given (YAML, or empty for none).
@@ -86,33 +65,6 @@ const T2: &str = "2026-01-02T00:00:00Z";
 /// One HTTP listener `name` on port 80 for `host`.
 fn http(name: &str, host: &str) -> String {
     format!("  - {{ name: {name}, port: 80, protocol: HTTP, hostname: {host} }}\n")
-}
-
-/// (type, status, reason, message, observedGeneration) of every condition, in order.
-type Cond = (String, &'static str, String, String, Option<i64>);
-
-fn conds(cs: &[Condition]) -> Vec<Cond> {
-    cs.iter()
-        .map(|c| {
-            (
-                c.type_().to_owned(),
-                c.status().as_str(),
-                c.reason().to_owned(),
-                c.message().to_owned(),
-                c.observed_generation(),
-            )
-        })
-        .collect()
-}
-
-fn c(type_: &str, ok: bool, reason: &str, message: &str, generation: i64) -> Cond {
-    (
-        type_.to_owned(),
-        if ok { "True" } else { "False" },
-        reason.to_owned(),
-        message.to_owned(),
-        Some(generation),
-    )
 }
 
 /// A valid, programmed listener's conditions.

@@ -4,12 +4,12 @@
 //! the route still accepted), and `PartiallyInvalid`.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/conditions.rs"]
-mod conditions;
+#[path = "support/status.rs"]
+mod support;
 
-use conditions::{Cond, conds};
 use gatekit_k8s::status::ParentStatus;
 use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
+use support::{Cond, conds};
 
 /// Gateway `infra/gw`: listener `http` on 80 for `*.example.com`, routes from its own
 /// namespace; Services `infra/svc` (port 80) and `infra/tls` (port 443, appProtocol
@@ -67,7 +67,7 @@ fn parent(t: &Translation, ns: &str) -> ParentStatus {
 
 /// A condition of generation 4 (the route's).
 fn c(type_: &str, ok: bool, reason: &str, message: &str) -> Cond {
-    conditions::c(type_, ok, reason, message, 4)
+    support::c(type_, ok, reason, message, 4)
 }
 
 fn resolved() -> Cond {

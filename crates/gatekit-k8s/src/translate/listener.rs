@@ -20,6 +20,29 @@ use crate::types::{
 /// Route kinds gatekit serves on HTTP and HTTPS listeners.
 const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
 
+/// [`Allowed::Selector`] from a namespace selector (`matchLabels`, `matchExpressions`)
+/// of any of the Gateway API's generated selector types, which share field names.
+macro_rules! selector {
+    ($selector:expr) => {{
+        let sel = $selector.as_ref();
+        Allowed::Selector {
+            labels: sel.and_then(|s| s.match_labels.as_ref()),
+            expressions: sel
+                .and_then(|s| s.match_expressions.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    (
+                        e.key.as_str(),
+                        e.operator.as_str(),
+                        e.values.as_deref().unwrap_or(&[]),
+                    )
+                })
+                .collect(),
+        }
+    }};
+}
+
 /// Which namespaces may attach routes to a listener (or ListenerSets to a Gateway).
 pub(crate) enum Allowed<'a> {
     None,
@@ -183,24 +206,7 @@ fn allowed_listeners(gw: &Gateway) -> Allowed<'_> {
         None | Some(GatewayAllowedListenersNamespacesFrom::None) => Allowed::None,
         Some(GatewayAllowedListenersNamespacesFrom::Same) => Allowed::Same,
         Some(GatewayAllowedListenersNamespacesFrom::All) => Allowed::All,
-        Some(GatewayAllowedListenersNamespacesFrom::Selector) => {
-            let sel = n.selector.as_ref();
-            Allowed::Selector {
-                labels: sel.and_then(|s| s.match_labels.as_ref()),
-                expressions: sel
-                    .and_then(|s| s.match_expressions.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .map(|e| {
-                        (
-                            e.key.as_str(),
-                            e.operator.as_str(),
-                            e.values.as_deref().unwrap_or(&[]),
-                        )
-                    })
-                    .collect(),
-            }
-        }
+        Some(GatewayAllowedListenersNamespacesFrom::Selector) => selector!(n.selector),
     }
 }
 
@@ -862,24 +868,7 @@ fn listener<'a>(
         Some(n) => match n.from {
             None | Some(GatewayListenersAllowedRoutesNamespacesFrom::Same) => Allowed::Same,
             Some(GatewayListenersAllowedRoutesNamespacesFrom::All) => Allowed::All,
-            Some(GatewayListenersAllowedRoutesNamespacesFrom::Selector) => {
-                let sel = n.selector.as_ref();
-                Allowed::Selector {
-                    labels: sel.and_then(|s| s.match_labels.as_ref()),
-                    expressions: sel
-                        .and_then(|s| s.match_expressions.as_ref())
-                        .into_iter()
-                        .flatten()
-                        .map(|e| {
-                            (
-                                e.key.as_str(),
-                                e.operator.as_str(),
-                                e.values.as_deref().unwrap_or(&[]),
-                            )
-                        })
-                        .collect(),
-                }
-            }
+            Some(GatewayListenersAllowedRoutesNamespacesFrom::Selector) => selector!(n.selector),
         },
     };
 
