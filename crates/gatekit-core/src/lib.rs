@@ -65,6 +65,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod retry;
 pub mod route;
+pub mod session;
 mod router;
 pub mod server;
 pub mod timeout;
