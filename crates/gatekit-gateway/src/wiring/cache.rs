@@ -29,7 +29,7 @@ use gatekit_k8s::types::ObjectMeta;
 use gatekit_k8s::{ManifestError, ResourceSet, Warning};
 
 /// How many resources of each kind (in [`counts`] order) a file contributed.
-type Counts = [usize; 12];
+type Counts = [usize; 13];
 
 /// A file's text, fingerprinted: its length and a SipHash of it under this process's
 /// random keys (64 bits; an accidental collision is out of reach, and the keys are not
@@ -254,6 +254,7 @@ fn counts(set: &ResourceSet) -> Counts {
         set.backend_policies.len(),
         set.traffic_policies.len(),
         set.backend_traffic_policies.len(),
+        set.x_backend_traffic_policies.len(),
     ]
 }
 
@@ -275,6 +276,7 @@ fn split_tail(set: &mut ResourceSet, counts: &Counts) -> ResourceSet {
     chunk.backend_policies = tail(&mut set.backend_policies, counts[9]);
     chunk.traffic_policies = tail(&mut set.traffic_policies, counts[10]);
     chunk.backend_traffic_policies = tail(&mut set.backend_traffic_policies, counts[11]);
+    chunk.x_backend_traffic_policies = tail(&mut set.x_backend_traffic_policies, counts[12]);
     chunk
 }
 
@@ -293,6 +295,8 @@ fn append(into: &mut ResourceSet, mut from: ResourceSet) {
     into.traffic_policies.append(&mut from.traffic_policies);
     into.backend_traffic_policies
         .append(&mut from.backend_traffic_policies);
+    into.x_backend_traffic_policies
+        .append(&mut from.x_backend_traffic_policies);
 }
 
 /// Whether a (kind, namespace, name) appears twice (then the full load reports it).
@@ -328,6 +332,11 @@ fn has_duplicates(set: &ResourceSet) -> bool {
         .chain(keys(
             "BackendTrafficPolicy",
             &set.backend_traffic_policies,
+            |r| &r.metadata,
+        ))
+        .chain(keys(
+            "XBackendTrafficPolicy",
+            &set.x_backend_traffic_policies,
             |r| &r.metadata,
         ));
     for key in all {

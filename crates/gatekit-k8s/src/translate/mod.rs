@@ -55,6 +55,7 @@ mod hostname;
 mod listener;
 mod policy;
 mod route;
+mod session;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -387,6 +388,7 @@ pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Transla
     let mut statuses = Vec::new();
     listener::gateway_classes(resources, options, &mut statuses);
     cx.attach_policies(&mut statuses);
+    cx.attach_x_backend_traffic_policies(&mut statuses);
     cx.attach_traffic_policies(&mut statuses);
     cx.attach_backend_traffic_policies(options.shared_rate_limits, &mut statuses);
     let (listeners, listener_errors) = listener::listeners(&cx, options, &mut statuses);
