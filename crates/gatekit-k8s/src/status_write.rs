@@ -66,7 +66,7 @@ use crate::lease::{Clock, is_status};
 use crate::status::{Condition, ResourceRef, ResourceStatus};
 use crate::translate::Translation;
 use crate::types::btp::ENVOY_GATEWAY_GROUP;
-use crate::types::{GATEKIT_GROUP, GATEWAY_GROUP};
+use crate::types::{GATEKIT_GROUP, GATEWAY_GROUP, GATEWAY_X_GROUP};
 
 /// The default controller name (as in [`TranslateOptions`](crate::TranslateOptions)).
 pub const DEFAULT_CONTROLLER_NAME: &str = "gatekit.io/gateway-controller";
@@ -91,6 +91,9 @@ enum Kind {
     TrafficPolicy,
     /// Envoy Gateway's (`gateway.envoyproxy.io/v1alpha1`); the CRD may be absent.
     BackendTrafficPolicy,
+    /// The Gateway API's experimental one (`gateway.networking.x-k8s.io/v1alpha1`);
+    /// the CRD may be absent.
+    XBackendTrafficPolicy,
 }
 
 impl Kind {
@@ -103,6 +106,7 @@ impl Kind {
             "BackendPolicy" => Self::BackendPolicy,
             "TrafficPolicy" => Self::TrafficPolicy,
             "BackendTrafficPolicy" => Self::BackendTrafficPolicy,
+            "XBackendTrafficPolicy" => Self::XBackendTrafficPolicy,
             _ => return None,
         })
     }
@@ -116,6 +120,7 @@ impl Kind {
             Self::BackendPolicy => "BackendPolicy",
             Self::TrafficPolicy => "TrafficPolicy",
             Self::BackendTrafficPolicy => "BackendTrafficPolicy",
+            Self::XBackendTrafficPolicy => "XBackendTrafficPolicy",
         }
     }
 
@@ -128,6 +133,7 @@ impl Kind {
             Self::BackendPolicy => "backendpolicies",
             Self::TrafficPolicy => "trafficpolicies",
             Self::BackendTrafficPolicy => "backendtrafficpolicies",
+            Self::XBackendTrafficPolicy => "xbackendtrafficpolicies",
         }
     }
 
@@ -136,9 +142,10 @@ impl Kind {
     fn shared_list(self) -> Option<&'static str> {
         match self {
             Self::HttpRoute | Self::GrpcRoute => Some("parents"),
-            Self::BackendPolicy | Self::TrafficPolicy | Self::BackendTrafficPolicy => {
-                Some("ancestors")
-            }
+            Self::BackendPolicy
+            | Self::TrafficPolicy
+            | Self::BackendTrafficPolicy
+            | Self::XBackendTrafficPolicy => Some("ancestors"),
             Self::Gateway | Self::GatewayClass => None,
         }
     }
@@ -147,6 +154,7 @@ impl Kind {
         let (group, version) = match self {
             Self::BackendPolicy | Self::TrafficPolicy => (GATEKIT_GROUP, "v1alpha1"),
             Self::BackendTrafficPolicy => (ENVOY_GATEWAY_GROUP, "v1alpha1"),
+            Self::XBackendTrafficPolicy => (GATEWAY_X_GROUP, "v1alpha1"),
             _ => (GATEWAY_GROUP, "v1"),
         };
         ApiResource::from_gvk_with_plural(
@@ -311,6 +319,7 @@ impl StatusWriter {
             Kind::BackendPolicy,
             Kind::TrafficPolicy,
             Kind::BackendTrafficPolicy,
+            Kind::XBackendTrafficPolicy,
         ] {
             match self.stale_entries(kind, &jobs).await {
                 Ok(stale) => jobs.extend(stale),
@@ -511,7 +520,10 @@ impl StatusWriter {
                         &now,
                     )
                 }
-                Kind::BackendPolicy | Kind::TrafficPolicy | Kind::BackendTrafficPolicy => {
+                Kind::BackendPolicy
+                | Kind::TrafficPolicy
+                | Kind::BackendTrafficPolicy
+                | Kind::XBackendTrafficPolicy => {
                     let ns = job.resource.namespace().unwrap_or_default();
                     merge_shared(
                         &old,
@@ -667,7 +679,10 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
             }
             Value::Object(m)
         }
-        Kind::BackendPolicy | Kind::TrafficPolicy | Kind::BackendTrafficPolicy => Value::Array(
+        Kind::BackendPolicy
+        | Kind::TrafficPolicy
+        | Kind::BackendTrafficPolicy
+        | Kind::XBackendTrafficPolicy => Value::Array(
             s.ancestors()
                 .iter()
                 .map(|a| {

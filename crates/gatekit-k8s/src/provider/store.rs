@@ -20,6 +20,7 @@ use crate::types::ObjectMeta;
 use crate::types::{
     BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
     HttpRoute, Namespace, ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service, TrafficPolicy,
+    XBackendTrafficPolicy,
 };
 
 /// A store key: namespace ("" for cluster-scoped kinds), a grouping ("" except for
@@ -41,6 +42,7 @@ pub(crate) enum Kind {
     BackendPolicy,
     TrafficPolicy,
     BackendTrafficPolicy,
+    XBackendTrafficPolicy,
 }
 
 impl Kind {
@@ -58,6 +60,7 @@ impl Kind {
             Kind::BackendPolicy => "BackendPolicy",
             Kind::TrafficPolicy => "TrafficPolicy",
             Kind::BackendTrafficPolicy => "BackendTrafficPolicy",
+            Kind::XBackendTrafficPolicy => "XBackendTrafficPolicy",
         }
     }
 
@@ -69,6 +72,7 @@ impl Kind {
             Kind::BackendPolicy
                 | Kind::TrafficPolicy
                 | Kind::BackendTrafficPolicy
+                | Kind::XBackendTrafficPolicy
                 | Kind::GrpcRoute
                 | Kind::ReferenceGrant
                 | Kind::GatewayClass
@@ -131,6 +135,7 @@ watched! {
     BackendPolicy => BackendPolicy, backend_policies;
     TrafficPolicy => TrafficPolicy, traffic_policies;
     BackendTrafficPolicy => BackendTrafficPolicy, backend_traffic_policies;
+    XBackendTrafficPolicy => XBackendTrafficPolicy, x_backend_traffic_policies;
 }
 
 /// EndpointSlices are keyed by their Service, so a Service's slices are one range.
