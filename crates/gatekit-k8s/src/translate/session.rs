@@ -201,8 +201,9 @@ impl Context<'_> {
         };
         let mut attachment = Attachment::new();
         for (k, t) in p.spec.target_refs.iter().enumerate() {
-            let ancestor = service_ancestor(ns, &t.name);
+            let mut ancestor = service_ancestor(ns, &t.name);
             if !(t.group.is_empty() && t.kind == "Service") {
+                ancestor.kind.clone_from(&t.kind);
                 attachment.not_found(
                     ancestor,
                     format!(
