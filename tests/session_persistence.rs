@@ -201,7 +201,10 @@ async fn sticks_under(algorithm: &str, place: Place, mode: Mode) {
     assert_eq!(status, StatusCode::OK, "{algorithm}");
     let (name, value) = token_of(mode, &headers)
         .unwrap_or_else(|| panic!("{algorithm} {place:?}: no session token in {headers:?}"));
-    assert!(!value.contains("127.0.0.1"), "the token names no address: {value}");
+    assert!(
+        !value.contains("127.0.0.1"),
+        "the token names no address: {value}"
+    );
     for i in 0..100 {
         let user = format!("u{i}");
         let (status, served, _) = gw.get(&[(name, &value), ("x-user", &user)]).await;
@@ -279,7 +282,10 @@ async fn a_session_sticks_to_its_service_and_endpoint_in_a_weighted_split() {
     }
     assert_eq!(seen.len(), 2, "both Services serve new sessions: {seen:?}");
     let dump = gw.wired.config().await.to_string();
-    assert!(dump.contains("\"sessionPersistence\""), "/config shows it: {dump}");
+    assert!(
+        dump.contains("\"sessionPersistence\""),
+        "/config shows it: {dump}"
+    );
     assert!(dump.contains("\"name\":\"sid\""), "{dump}");
 }
 
@@ -306,16 +312,20 @@ async fn a_removed_endpoint_moves_the_session_without_an_error() {
         gw.rewrite(&docs(&[other.addr]));
         // Every request meanwhile succeeds; once the endpoint is gone the session moves.
         let moved = std::sync::Mutex::new(None);
-        eventually(WITHIN, "the session moves off the removed endpoint", || async {
-            let (status, served, headers) = gw.get(&[(name, &old)]).await;
-            assert_eq!(status, StatusCode::OK, "{place:?} {mode:?}");
-            if served == first {
-                return false;
-            }
-            assert_eq!(served, other.name);
-            *moved.lock().unwrap() = Some(headers);
-            true
-        })
+        eventually(
+            WITHIN,
+            "the session moves off the removed endpoint",
+            || async {
+                let (status, served, headers) = gw.get(&[(name, &old)]).await;
+                assert_eq!(status, StatusCode::OK, "{place:?} {mode:?}");
+                if served == first {
+                    return false;
+                }
+                assert_eq!(served, other.name);
+                *moved.lock().unwrap() = Some(headers);
+                true
+            },
+        )
         .await;
         let headers = moved.lock().unwrap().take().unwrap();
         let (_, new) = token_of(mode, &headers).expect("a moved session gets a new token");
@@ -346,14 +356,18 @@ async fn an_unhealthy_endpoint_moves_the_session() {
     let gone = eps.remove(at);
     let gone_addr = gone.addr.to_string();
     drop(gone);
-    eventually(WITHIN, "the health check marks the endpoint down", || async {
-        let dump = gw.wired.config().await;
-        dump["upstreams"]["default/web:80"]["endpoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["address"] == gone_addr.as_str() && e["healthy"] == false)
-    })
+    eventually(
+        WITHIN,
+        "the health check marks the endpoint down",
+        || async {
+            let dump = gw.wired.config().await;
+            dump["upstreams"]["default/web:80"]["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["address"] == gone_addr.as_str() && e["healthy"] == false)
+        },
+    )
     .await;
     let other = eps[0].name;
     let (status, served, headers) = gw.get(&[(name, &old)]).await;
@@ -394,5 +408,8 @@ async fn a_tampered_or_expired_cookie_starts_a_new_session() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, _, headers) = gw.get(&[("cookie", &cookie)]).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers.get("set-cookie").is_some(), "expired: a new session");
+    assert!(
+        headers.get("set-cookie").is_some(),
+        "expired: a new session"
+    );
 }

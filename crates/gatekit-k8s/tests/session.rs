@@ -122,7 +122,10 @@ fn invalid_inline_values_drop_the_rule_naming_the_field() {
         let fields: Vec<&str> = t.errors().iter().map(|e| e.field()).collect();
         assert_eq!(fields, [field], "{session}");
         let r = rule(&t, "r");
-        assert!(r.backends.is_empty() && r.policy.session.is_none(), "{session}");
+        assert!(
+            r.backends.is_empty() && r.policy.session.is_none(),
+            "{session}"
+        );
     }
 }
 
@@ -206,7 +209,11 @@ fn xbackendtrafficpolicy_status_field_by_field() {
     let c = older.condition("Accepted").unwrap();
     assert!(c.is_true());
     assert_eq!(c.reason(), "Accepted");
-    assert!(c.message().contains("Service default/gone not found"), "{}", c.message());
+    assert!(
+        c.message().contains("Service default/gone not found"),
+        "{}",
+        c.message()
+    );
     assert!(c.message().contains("only Services"), "{}", c.message());
     let web = ancestor(&t, "older", "web");
     assert_eq!(
@@ -227,7 +234,12 @@ fn xbackendtrafficpolicy_status_field_by_field() {
     assert!(!web.is_true());
     assert_eq!(web.reason(), "Conflicted");
     assert!(web.message().contains("default/older"), "{}", web.message());
-    assert!(ancestor(&t, "zz-newer", "api").condition("Accepted").unwrap().is_true());
+    assert!(
+        ancestor(&t, "zz-newer", "api")
+            .condition("Accepted")
+            .unwrap()
+            .is_true()
+    );
     assert!(status("zz-newer").condition("Accepted").unwrap().is_true());
 
     // Invalid values: refused whole, each field named, an error per field.
@@ -235,7 +247,8 @@ fn xbackendtrafficpolicy_status_field_by_field() {
     assert!(!c.is_true());
     assert_eq!(c.reason(), "Invalid");
     assert!(
-        c.message().contains("spec.sessionPersistence.absoluteTimeout"),
+        c.message()
+            .contains("spec.sessionPersistence.absoluteTimeout"),
         "{}",
         c.message()
     );
@@ -244,10 +257,15 @@ fn xbackendtrafficpolicy_status_field_by_field() {
         "{}",
         c.message()
     );
-    let api = ancestor(&t, "invalid", "api").condition("Accepted").unwrap();
+    let api = ancestor(&t, "invalid", "api")
+        .condition("Accepted")
+        .unwrap();
     assert_eq!((api.is_true(), api.reason()), (false, "Invalid"));
     let fields: Vec<&str> = t.errors().iter().map(|e| e.field()).collect();
-    assert!(fields.contains(&"spec.sessionPersistence.absoluteTimeout"), "{fields:?}");
+    assert!(
+        fields.contains(&"spec.sessionPersistence.absoluteTimeout"),
+        "{fields:?}"
+    );
 
     // What applied: web has the older policy's session, api the newer's.
     let r = rule(&t, "r");

@@ -829,13 +829,19 @@ async fn x_backend_traffic_policy_statuses_are_written_in_the_cluster() {
     );
     assert_eq!(ancestors[0]["controllerName"], ME);
     let ok = condition(&ancestors[0]["conditions"], "Accepted");
-    assert_eq!((ok["status"].as_str(), ok["reason"].as_str()), (Some("True"), Some("Accepted")));
+    assert_eq!(
+        (ok["status"].as_str(), ok["reason"].as_str()),
+        (Some("True"), Some("Accepted"))
+    );
     let missing = condition(&ancestors[1]["conditions"], "Accepted");
     assert_eq!(missing["reason"], "TargetNotFound");
 
     let status = status_json::<XBackendTrafficPolicy>(&fake, Some("app"), "bad");
     let refused = condition(&own_ancestor(&status)["conditions"], "Accepted");
-    assert_eq!((refused["status"].as_str(), refused["reason"].as_str()), (Some("False"), Some("Invalid")));
+    assert_eq!(
+        (refused["status"].as_str(), refused["reason"].as_str()),
+        (Some("False"), Some("Invalid"))
+    );
     assert!(
         refused["message"]
             .as_str()

@@ -211,7 +211,9 @@ impl CompiledRule {
             });
         }
         if let Some(session) = &rule.policy.session {
-            session.validate().map_err(|e| e.within("sessionPersistence"))?;
+            session
+                .validate()
+                .map_err(|e| e.within("sessionPersistence"))?;
         }
         let timeouts = rule.timeouts;
         if let (Some(request), Some(backend)) = (timeouts.request, timeouts.backend_request)

@@ -122,7 +122,10 @@ impl SessionPersistence {
         match (&self.name, &self.mode) {
             (Some(n), _) => n.clone(),
             (None, SessionMode::Cookie { .. }) => {
-                format!("gatekit-session-{:08x}", super::token::fnv(scope.as_bytes()) as u32)
+                format!(
+                    "gatekit-session-{:08x}",
+                    super::token::fnv(scope.as_bytes()) as u32
+                )
             }
             (None, SessionMode::Header) => DEFAULT_HEADER.to_owned(),
         }
@@ -153,7 +156,8 @@ impl SessionPersistence {
             }
         }
         if let SessionMode::Cookie { lifetime, path } = &self.mode {
-            if !path.starts_with('/') || !path.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';')
+            if !path.starts_with('/')
+                || !path.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';')
             {
                 return Err(ConfigError::new(
                     "cookieConfig.path",
@@ -182,7 +186,6 @@ impl SessionPersistence {
 /// An RFC 7230 token (what RFC 6265 allows as a cookie name).
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

@@ -52,16 +52,15 @@ fn cookie_of(rsp: &Response<()>) -> Option<String> {
 fn with_cookie(c: Option<&str>) -> Request<()> {
     let mut b = Request::get("/");
     if let Some(c) = c {
-        b = b.header("cookie", format!("other=1; {}", c.split(';').next().unwrap()));
+        b = b.header(
+            "cookie",
+            format!("other=1; {}", c.split(';').next().unwrap()),
+        );
     }
     b.body(()).unwrap()
 }
 
-async fn call(
-    layer: &SessionLayer,
-    fallback: u64,
-    req: Request<()>,
-) -> (u64, Option<String>) {
+async fn call(layer: &SessionLayer, fallback: u64, req: Request<()>) -> (u64, Option<String>) {
     let rsp = layer.layer(picker(fallback)).oneshot(req).await.unwrap();
     let served = rsp.headers()["x-served"].to_str().unwrap().parse().unwrap();
     (served, cookie_of(&rsp))
@@ -80,8 +79,14 @@ fn a_token_round_trips_and_a_tampered_one_does_not_decode() {
     assert!(!text.contains("10.0.0.7"), "{text}");
     assert_eq!(Token::decode(text.as_bytes(), s), Some(t));
     // Another scope's or name's sessions are not this one's.
-    assert_eq!(Token::decode(text.as_bytes(), salt("ns/r/rules[1]", "sid")), None);
-    assert_eq!(Token::decode(text.as_bytes(), salt("ns/r/rules[0]", "x")), None);
+    assert_eq!(
+        Token::decode(text.as_bytes(), salt("ns/r/rules[1]", "sid")),
+        None
+    );
+    assert_eq!(
+        Token::decode(text.as_bytes(), salt("ns/r/rules[0]", "x")),
+        None
+    );
     // Every single-character change is caught.
     for i in 0..text.len() {
         let mut bad = text.clone().into_bytes();
@@ -108,20 +113,26 @@ fn endpoint_keys_are_stable_and_distinct() {
 #[tokio::test]
 async fn a_session_cookie_pins_and_a_garbage_one_starts_a_new_session() {
     let (clk, _) = clock(1_000);
-    let layer = SessionLayer::new("scope", SessionPersistence::cookie(Some("sid".into())))
-        .with_clock(clk);
+    let layer =
+        SessionLayer::new("scope", SessionPersistence::cookie(Some("sid".into()))).with_clock(clk);
     let (served, cookie) = call(&layer, A, with_cookie(None)).await;
     assert_eq!(served, A);
     let cookie = cookie.expect("a new session sets its cookie");
     assert!(cookie.starts_with("sid=1"), "{cookie}");
     assert!(cookie.contains("; Path=/"), "{cookie}");
     assert!(cookie.contains("; HttpOnly"), "{cookie}");
-    assert!(!cookie.contains("Max-Age") && !cookie.contains("Expires"), "{cookie}");
+    assert!(
+        !cookie.contains("Max-Age") && !cookie.contains("Expires"),
+        "{cookie}"
+    );
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     for _ in 0..10 {
         let (served, again) = call(&layer, B, with_cookie(Some(&cookie))).await;
         assert_eq!(served, A, "pinned");
-        assert_eq!(again, None, "an unchanged session without idle timeout is not re-sent");
+        assert_eq!(
+            again, None,
+            "an unchanged session without idle timeout is not re-sent"
+        );
     }
     let (served, fresh) = call(&layer, B, with_cookie(Some("sid=1deadbeef"))).await;
     assert_eq!(served, B);
@@ -135,7 +146,10 @@ async fn a_moved_session_gets_a_new_cookie() {
     let cookie = cookie.unwrap();
     // The picker below ignores the pin (the endpoint went away) and serves B.
     let moved = tower::service_fn(|req: Request<()>| async move {
-        req.extensions().get::<Sticky>().unwrap().set_served_endpoint(B);
+        req.extensions()
+            .get::<Sticky>()
+            .unwrap()
+            .set_served_endpoint(B);
         Ok::<_, BoxError>(Response::new(()))
     });
     let rsp = layer
@@ -175,7 +189,11 @@ async fn absolute_and_idle_timeouts_expire_sessions() {
     assert_eq!(call(&layer, B, with_cookie(Some(&cookie))).await.0, A);
     now.fetch_add(30, Ordering::Relaxed);
     // The refresh at +29 is in a cookie this client did not keep: idle for 59 s.
-    assert_eq!(call(&layer, B, with_cookie(Some(&cookie))).await.0, B, "idle timeout");
+    assert_eq!(
+        call(&layer, B, with_cookie(Some(&cookie))).await.0,
+        B,
+        "idle timeout"
+    );
 }
 
 #[tokio::test]
@@ -194,7 +212,10 @@ async fn a_permanent_cookie_has_max_age_and_secure_on_tls() {
     ));
     let (_, cookie) = call(&layer, A, req).await;
     let cookie = cookie.unwrap();
-    assert!(cookie.starts_with("gatekit-session-"), "generated name: {cookie}");
+    assert!(
+        cookie.starts_with("gatekit-session-"),
+        "generated name: {cookie}"
+    );
     assert!(cookie.contains("; Path=/app"), "{cookie}");
     assert!(cookie.contains("; Max-Age=3600"), "{cookie}");
     assert!(cookie.contains("; Secure"), "{cookie}");
@@ -207,8 +228,15 @@ async fn a_permanent_cookie_has_max_age_and_secure_on_tls() {
 
 #[tokio::test]
 async fn header_mode_returns_the_header_and_reads_it_back() {
-    let layer = SessionLayer::new("scope", SessionPersistence::header(Some("X-Session".into())));
-    let rsp = layer.layer(picker(A)).oneshot(with_cookie(None)).await.unwrap();
+    let layer = SessionLayer::new(
+        "scope",
+        SessionPersistence::header(Some("X-Session".into())),
+    );
+    let rsp = layer
+        .layer(picker(A))
+        .oneshot(with_cookie(None))
+        .await
+        .unwrap();
     assert!(rsp.headers().get("set-cookie").is_none());
     let token = rsp.headers()["x-session"].clone();
     for _ in 0..5 {
@@ -225,14 +253,23 @@ async fn header_mode_returns_the_header_and_reads_it_back() {
 #[test]
 fn validation_names_the_field() {
     let bad = [
-        (SessionPersistence::cookie(Some("a b".into())), "sessionName"),
+        (
+            SessionPersistence::cookie(Some("a b".into())),
+            "sessionName",
+        ),
         (SessionPersistence::cookie(Some("".into())), "sessionName"),
-        (SessionPersistence::header(Some("bad header".into())), "sessionName"),
+        (
+            SessionPersistence::header(Some("bad header".into())),
+            "sessionName",
+        ),
         (
             SessionPersistence::cookie(None).with_lifetime(CookieLifetime::Permanent),
             "absoluteTimeout",
         ),
-        (SessionPersistence::cookie(None).with_path("app"), "cookieConfig.path"),
+        (
+            SessionPersistence::cookie(None).with_path("app"),
+            "cookieConfig.path",
+        ),
         (
             SessionPersistence::cookie(None).with_idle_timeout(Some(Duration::from_millis(10))),
             "idleTimeout",
@@ -241,6 +278,10 @@ fn validation_names_the_field() {
     for (config, field) in bad {
         assert_eq!(config.validate().unwrap_err().field(), field, "{config:?}");
     }
-    assert!(SessionPersistence::cookie(Some("JSESSIONID".into())).validate().is_ok());
+    assert!(
+        SessionPersistence::cookie(Some("JSESSIONID".into()))
+            .validate()
+            .is_ok()
+    );
     assert!(SessionPersistence::header(None).validate().is_ok());
 }

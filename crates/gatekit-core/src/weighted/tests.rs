@@ -99,7 +99,10 @@ async fn a_session_pins_its_backend_ref_even_at_weight_zero() {
             let mut req = get();
             req.extensions_mut().insert(sticky.clone());
             let rsp = svc.oneshot(req).await;
-            (rsp.map(|r| r.headers()["x-ref"].clone()), sticky.served_backend())
+            (
+                rsp.map(|r| r.headers()["x-ref"].clone()),
+                sticky.served_backend(),
+            )
         }
     };
     let (rsp, served) = send(Some(1)).await;

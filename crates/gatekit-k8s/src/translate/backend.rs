@@ -359,7 +359,8 @@ impl<'a> Context<'a> {
         namespace: &str,
         name: &str,
     ) -> Option<&super::session::ServiceSettings> {
-        self.x_policies.get(&(namespace.to_owned(), name.to_owned()))
+        self.x_policies
+            .get(&(namespace.to_owned(), name.to_owned()))
     }
 
     /// The BackendPolicy attached to Service `namespace/name`, with its name.

@@ -865,7 +865,7 @@ fn backend_ref<F: Serialize>(
     b.filters = filters;
     if let Some(x) = x {
         b.session = x.session.clone();
-        b.retry_budget = x.retry_budget.clone();
+        b.retry_budget = x.retry_budget;
     }
     if let Some(p) = policy {
         b.breaker = p.circuit_breaker_config();

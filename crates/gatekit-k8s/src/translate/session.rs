@@ -141,18 +141,28 @@ pub(crate) fn policy_settings(
         let count = |field: &str, v: Option<i64>, errors: &mut Vec<ConfigError>| {
             v.and_then(|v| {
                 u32::try_from(v)
-                    .map_err(|_| errors.push(ConfigError::new(field, format!("{v} is out of range"))))
+                    .map_err(|_| {
+                        errors.push(ConfigError::new(field, format!("{v} is out of range")))
+                    })
                     .ok()
             })
         };
         let budget = RetryBudget {
             percent: c.budget.as_ref().and_then(|b| {
-                count("spec.retryConstraint.budget.percent", b.percent, &mut errors)
+                count(
+                    "spec.retryConstraint.budget.percent",
+                    b.percent,
+                    &mut errors,
+                )
             }),
             interval: c.budget.as_ref().and_then(|b| b.interval.clone()),
             min_retry_rate: c.min_retry_rate.as_ref().map(|r| RetryRate {
-                count: count("spec.retryConstraint.minRetryRate.count", r.count, &mut errors)
-                    .unwrap_or(10),
+                count: count(
+                    "spec.retryConstraint.minRetryRate.count",
+                    r.count,
+                    &mut errors,
+                )
+                .unwrap_or(10),
                 interval: r.interval.clone().unwrap_or_else(|| "1s".to_owned()),
             }),
         };
@@ -196,7 +206,13 @@ impl Context<'_> {
         let (session, retry_budget) = match policy_settings(&p.spec) {
             Ok(s) => s,
             Err(problems) => {
-                return invalid(resource, generation, ancestors(), problems, &mut self.errors);
+                return invalid(
+                    resource,
+                    generation,
+                    ancestors(),
+                    problems,
+                    &mut self.errors,
+                );
             }
         };
         let mut attachment = Attachment::new();
@@ -244,7 +260,7 @@ impl Context<'_> {
                 ServiceSettings {
                     owner: name.to_owned(),
                     session: session.clone(),
-                    retry_budget: retry_budget.clone(),
+                    retry_budget,
                 },
             );
             attachment.attached_with(ancestor, note);
