@@ -413,3 +413,122 @@ async fn a_tampered_or_expired_cookie_starts_a_new_session() {
         "expired: a new session"
     );
 }
+
+/// From a cluster: the XBackendTrafficPolicy is watched like the other kinds, pins
+/// sessions, and its status is written back by the elected replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xbackendtrafficpolicy_from_a_cluster_pins_sessions_and_gets_its_status() {
+    use gatekit_bin::Settings;
+    use gatekit_k8s::provider::{ProviderSettings, ReplicaIdentity};
+    use gatekit_k8s::types::XBackendTrafficPolicy;
+    use gatekit_k8s::{ClusterSpec, Role};
+    use gatekit_k8s_fake::FakeApiServer;
+    use serde_json::json;
+
+    let eps = backends(&["a", "b", "c"]).await;
+    let fake = FakeApiServer::start().await;
+    let port = free_port();
+    fake.apply_json(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "default"},
+        "spec": {"gatewayClassName": "gatekit",
+                 "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]},
+    }));
+    fake.apply_json(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"ports": [{"name": "http", "port": 80}]},
+    }));
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-1", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": eps[0].addr.port(), "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+    });
+    // One slice per backend: each listens on its own port.
+    let slices = eps
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut s = slice.clone();
+            s["metadata"]["name"] = json!(format!("web-{i}"));
+            s["ports"][0]["port"] = json!(e.addr.port());
+            serde_json::from_value(s).unwrap()
+        })
+        .collect();
+    fake.set_service_endpoints("default", "web", slices);
+    fake.apply_json(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{
+            "backendRefs": [{"name": "web", "port": 80}],
+        }]},
+    }));
+    fake.apply_json(json!({
+        "apiVersion": "gateway.networking.x-k8s.io/v1alpha1", "kind": "XBackendTrafficPolicy",
+        "metadata": {"name": "sticky", "namespace": "default"},
+        "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+                 "sessionPersistence": {"sessionName": "sid"}},
+    }));
+    let mut cluster = ClusterSpec::new("local", fake.url());
+    cluster.ca_data = fake.ca_pem();
+    cluster.roles = vec![Role::Config, Role::Endpoints];
+    let mut kubernetes = ProviderSettings::new(vec![cluster]);
+    kubernetes.backoff_min = Some(Duration::from_millis(20));
+    kubernetes.backoff_max = Some(Duration::from_millis(200));
+    kubernetes.replica = Some(ReplicaIdentity::new("gw-0", "gatekit"));
+    kubernetes.lease_duration = Some(Duration::from_secs(3));
+    let mut settings = Settings::default();
+    settings.kubernetes = Some(kubernetes);
+    let wired = Wired::start_kube(settings).await;
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let get = |cookie: Option<String>| {
+        let client = client.clone();
+        async move {
+            let mut req = Request::get(format!("http://127.0.0.1:{port}/"));
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            }
+            let rsp = client
+                .request(req.body(Full::new(Bytes::new())).unwrap())
+                .await
+                .ok()?;
+            let served = rsp.headers().get("x-backend")?.to_str().ok()?.to_owned();
+            let set = rsp
+                .headers()
+                .get("set-cookie")
+                .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+            Some((served, set))
+        }
+    };
+    let first = std::sync::Mutex::new(None);
+    eventually(WITHIN, "a session cookie from the cluster's policy", || async {
+        match get(None).await {
+            Some((served, Some(cookie))) => {
+                *first.lock().unwrap() = Some((served, cookie));
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    let (served, cookie) = first.lock().unwrap().take().unwrap();
+    assert!(cookie.starts_with("sid="), "{cookie}");
+    for _ in 0..50 {
+        let (again, _) = get(Some(cookie.clone())).await.unwrap();
+        assert_eq!(again, served);
+    }
+    eventually(WITHIN, "the policy's status written back", || async {
+        fake.get::<XBackendTrafficPolicy>(Some("default"), "sticky")
+            .and_then(|p| serde_json::to_value(p).ok())
+            .is_some_and(|p| {
+                p["status"]["ancestors"][0]["conditions"][0]["reason"] == "Accepted"
+                    && p["status"]["ancestors"][0]["ancestorRef"]["kind"] == "Service"
+            })
+    })
+    .await;
+    drop(wired);
+}
