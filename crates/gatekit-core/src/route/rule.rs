@@ -199,6 +199,11 @@ impl CompiledRule {
                 .map_err(|e| nest_list_error(e, &format!("backendRefs[{j}]")))?;
             let filters = FilterChain::compile(&b.filters, backends)
                 .map_err(|e| nest_list_error(e, &prefix()))?;
+            if let Some(session) = &b.session {
+                session
+                    .validate()
+                    .map_err(|e| e.within(&format!("backendRefs[{j}].sessionPersistence")))?;
+            }
             let backend = backends.backend(&b.name).map(|backend| {
                 let ref_scope = format!("{scope}/backendRefs[{j}]");
                 backend_stack(&scope, &ref_scope, backend, b, rule, retry.as_ref(), state)
@@ -499,6 +504,24 @@ mod tests {
         assert!(CompiledRule::compile(&id, 0, &rule, &backends).is_ok());
         rule.matches.clear();
         assert!(CompiledRule::compile(&id, 0, &rule, &backends).is_ok());
+    }
+
+    #[test]
+    fn invalid_session_persistence_is_refused_naming_the_field() {
+        use crate::session::{CookieLifetime, SessionPersistence};
+        let backends: HashMap<String, Backend> = HashMap::new();
+        let id = RouteId::new("ns", "r");
+        let mut rule = Rule::default();
+        rule.policy.session =
+            Some(SessionPersistence::cookie(None).with_lifetime(CookieLifetime::Permanent));
+        let e = CompiledRule::compile(&id, 0, &rule, &backends).unwrap_err();
+        assert_eq!(e.field(), "sessionPersistence.absoluteTimeout");
+        rule.policy.session = None;
+        let mut b = BackendRef::new("b", 1);
+        b.session = Some(SessionPersistence::header(Some("bad name".into())));
+        rule.backends.push(b);
+        let e = CompiledRule::compile(&id, 0, &rule, &backends).unwrap_err();
+        assert_eq!(e.field(), "backendRefs[0].sessionPersistence.sessionName");
     }
 
     #[test]
