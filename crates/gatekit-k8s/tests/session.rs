@@ -272,3 +272,26 @@ fn xbackendtrafficpolicy_status_field_by_field() {
     assert_eq!(r.backends[0].session.as_ref().unwrap().name(), Some("a"));
     assert_eq!(r.backends[1].session.as_ref().unwrap().name(), Some("b"));
 }
+
+#[test]
+fn a_backend_policys_retry_budget_wins_and_the_status_says_so() {
+    let mut yaml = with_route(
+        "",
+        "---\napiVersion: gatekit.io/v1alpha1\nkind: BackendPolicy\nmetadata: { name: bp }\n\
+         spec:\n  targetRefs: [{ kind: Service, name: web }]\n  retryBudget: { percent: 50 }\n",
+    );
+    yaml.push_str(&x_policy(
+        "x",
+        "[{ group: \"\", kind: Service, name: web }]",
+        "  retryConstraint: { budget: { percent: 10 } }\n",
+    ));
+    let t = run(&yaml);
+    assert_eq!(rule(&t, "r").backends[0].retry_budget.unwrap().percent, 50.0);
+    let c = t
+        .status("XBackendTrafficPolicy", Some("default"), "x")
+        .unwrap()
+        .condition("Accepted")
+        .unwrap();
+    assert!(c.is_true());
+    assert!(c.message().contains("BackendPolicy's retryBudget wins"), "{}", c.message());
+}

@@ -704,7 +704,8 @@ async fn readiness_is_immediate_and_a_dropped_future_releases_its_endpoint() {
 fn pinned(addr: SocketAddr) -> (Request<()>, gatekit_core::session::Sticky) {
     let sticky =
         gatekit_core::session::Sticky::new(Some(gatekit_core::session::endpoint_key(addr)), None);
-    let mut r = Request::new(());
+    // From a client address, so hash algorithms have a key to hash.
+    let mut r = req_from([192, 0, 2, 7]);
     r.extensions_mut().insert(sticky.clone());
     (r, sticky)
 }
@@ -719,7 +720,10 @@ fn a_pinned_endpoint_wins_under_every_algorithm_until_it_is_unusable() {
     {
         let what = format!("{config:?}");
         let up = upstream(config, eps(5));
-        let target = addr(3);
+        // Not where the algorithm would send this client (hash algorithms are
+        // deterministic), so the pin is what decides.
+        let hashed = up.pick(&req_from([192, 0, 2, 7])).unwrap().addr();
+        let target = if hashed == addr(3) { addr(1) } else { addr(3) };
         for _ in 0..200 {
             let (req, sticky) = pinned(target);
             let picked = up.pick(&req).unwrap();
