@@ -505,15 +505,19 @@ async fn an_xbackendtrafficpolicy_from_a_cluster_pins_sessions_and_gets_its_stat
         }
     };
     let first = std::sync::Mutex::new(None);
-    eventually(WITHIN, "a session cookie from the cluster's policy", || async {
-        match get(None).await {
-            Some((served, Some(cookie))) => {
-                *first.lock().unwrap() = Some((served, cookie));
-                true
+    eventually(
+        WITHIN,
+        "a session cookie from the cluster's policy",
+        || async {
+            match get(None).await {
+                Some((served, Some(cookie))) => {
+                    *first.lock().unwrap() = Some((served, cookie));
+                    true
+                }
+                _ => false,
             }
-            _ => false,
-        }
-    })
+        },
+    )
     .await;
     let (served, cookie) = first.lock().unwrap().take().unwrap();
     assert!(cookie.starts_with("sid="), "{cookie}");

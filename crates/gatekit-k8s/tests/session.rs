@@ -286,12 +286,19 @@ fn a_backend_policys_retry_budget_wins_and_the_status_says_so() {
         "  retryConstraint: { budget: { percent: 10 } }\n",
     ));
     let t = run(&yaml);
-    assert_eq!(rule(&t, "r").backends[0].retry_budget.unwrap().percent, 50.0);
+    assert_eq!(
+        rule(&t, "r").backends[0].retry_budget.unwrap().percent,
+        50.0
+    );
     let c = t
         .status("XBackendTrafficPolicy", Some("default"), "x")
         .unwrap()
         .condition("Accepted")
         .unwrap();
     assert!(c.is_true());
-    assert!(c.message().contains("BackendPolicy's retryBudget wins"), "{}", c.message());
+    assert!(
+        c.message().contains("BackendPolicy's retryBudget wins"),
+        "{}",
+        c.message()
+    );
 }
