@@ -15,6 +15,7 @@ pub enum CookieLifetime {
 
 /// Where the session token travels.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionMode {
     /// A cookie, set with `Set-Cookie`.
     Cookie {

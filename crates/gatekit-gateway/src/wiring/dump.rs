@@ -386,6 +386,7 @@ impl SessionJson {
                 Some(path.clone()),
             ),
             SessionMode::Header => ("Header", None, None),
+            _ => ("Other", None, None),
         };
         Self {
             r#type,
