@@ -27,6 +27,14 @@
 //! sessions apart; it is not a secret: a client that forges a token can only choose
 //! among endpoints the rule would send it to anyway.
 //!
+//! # Cookie attributes
+//!
+//! `Path` (`/` unless configured), `HttpOnly`, `SameSite=Lax` (GEP-1619 suggests
+//! `Strict`; `Lax` keeps a session across links from other sites, and the cookie holds
+//! no secret), `Secure` when the request came over TLS, and `Max-Age` (what is left of
+//! the absolute timeout) only for a permanent cookie. Header mode returns the token in
+//! the configured response header on every response.
+//!
 //! # Placement
 //!
 //! Rule-level persistence (HTTPRoute `rules[].sessionPersistence`) wraps the weighted
