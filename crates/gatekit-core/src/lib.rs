@@ -67,6 +67,7 @@ pub mod retry;
 pub mod route;
 mod router;
 pub mod server;
+pub mod session;
 pub mod timeout;
 pub mod tls;
 pub mod weighted;

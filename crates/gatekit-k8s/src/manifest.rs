@@ -43,6 +43,7 @@ use serde_json::Value;
 use crate::types::{
     BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
     HttpRoute, ListenerSet, Namespace, ObjectMeta, ReferenceGrant, Secret, Service, TrafficPolicy,
+    XBackendTrafficPolicy,
 };
 
 /// Every resource gatekit reads, by kind.
@@ -78,6 +79,9 @@ pub struct ResourceSet {
     pub traffic_policies: Vec<TrafficPolicy>,
     /// `gateway.envoyproxy.io/v1alpha1` BackendTrafficPolicies (Envoy Gateway's).
     pub backend_traffic_policies: Vec<BackendTrafficPolicy>,
+    /// `gateway.networking.x-k8s.io/v1alpha1` XBackendTrafficPolicies (session
+    /// persistence and retry constraints per Service).
+    pub x_backend_traffic_policies: Vec<XBackendTrafficPolicy>,
 }
 
 /// A document that was skipped, with why, or read with a remark (an abbreviation
@@ -382,6 +386,9 @@ impl ResourceSet {
             ("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy") => {
                 load!(true, backend_traffic_policies)
             }
+            ("gateway.networking.x-k8s.io", "v1alpha1", "XBackendTrafficPolicy") => {
+                load!(true, x_backend_traffic_policies)
+            }
             _ => warnings.push(Warning {
                 file: file.to_owned(),
                 document: index,
@@ -476,6 +483,7 @@ fn kind_static(kind: &str) -> &'static str {
         "BackendPolicy" => "BackendPolicy",
         "TrafficPolicy" => "TrafficPolicy",
         "BackendTrafficPolicy" => "BackendTrafficPolicy",
+        "XBackendTrafficPolicy" => "XBackendTrafficPolicy",
         _ => "Other",
     }
 }

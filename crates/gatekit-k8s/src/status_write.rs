@@ -66,7 +66,7 @@ use crate::lease::{Clock, is_status};
 use crate::status::{Condition, ResourceRef, ResourceStatus};
 use crate::translate::Translation;
 use crate::types::btp::ENVOY_GATEWAY_GROUP;
-use crate::types::{GATEKIT_GROUP, GATEWAY_GROUP};
+use crate::types::{GATEKIT_GROUP, GATEWAY_GROUP, GATEWAY_X_GROUP};
 
 /// The default controller name (as in [`TranslateOptions`](crate::TranslateOptions)).
 pub const DEFAULT_CONTROLLER_NAME: &str = "gatekit.io/gateway-controller";
@@ -92,6 +92,9 @@ enum Kind {
     TrafficPolicy,
     /// Envoy Gateway's (`gateway.envoyproxy.io/v1alpha1`); the CRD may be absent.
     BackendTrafficPolicy,
+    /// The Gateway API's experimental one (`gateway.networking.x-k8s.io/v1alpha1`);
+    /// the CRD may be absent.
+    XBackendTrafficPolicy,
 }
 
 impl Kind {
@@ -105,6 +108,7 @@ impl Kind {
             "BackendPolicy" => Self::BackendPolicy,
             "TrafficPolicy" => Self::TrafficPolicy,
             "BackendTrafficPolicy" => Self::BackendTrafficPolicy,
+            "XBackendTrafficPolicy" => Self::XBackendTrafficPolicy,
             _ => return None,
         })
     }
@@ -119,6 +123,7 @@ impl Kind {
             Self::BackendPolicy => "BackendPolicy",
             Self::TrafficPolicy => "TrafficPolicy",
             Self::BackendTrafficPolicy => "BackendTrafficPolicy",
+            Self::XBackendTrafficPolicy => "XBackendTrafficPolicy",
         }
     }
 
@@ -132,6 +137,7 @@ impl Kind {
             Self::BackendPolicy => "backendpolicies",
             Self::TrafficPolicy => "trafficpolicies",
             Self::BackendTrafficPolicy => "backendtrafficpolicies",
+            Self::XBackendTrafficPolicy => "xbackendtrafficpolicies",
         }
     }
 
@@ -140,9 +146,10 @@ impl Kind {
     fn shared_list(self) -> Option<&'static str> {
         match self {
             Self::HttpRoute | Self::GrpcRoute => Some("parents"),
-            Self::BackendPolicy | Self::TrafficPolicy | Self::BackendTrafficPolicy => {
-                Some("ancestors")
-            }
+            Self::BackendPolicy
+            | Self::TrafficPolicy
+            | Self::BackendTrafficPolicy
+            | Self::XBackendTrafficPolicy => Some("ancestors"),
             Self::Gateway | Self::ListenerSet | Self::GatewayClass => None,
         }
     }
@@ -151,6 +158,7 @@ impl Kind {
         let (group, version) = match self {
             Self::BackendPolicy | Self::TrafficPolicy => (GATEKIT_GROUP, "v1alpha1"),
             Self::BackendTrafficPolicy => (ENVOY_GATEWAY_GROUP, "v1alpha1"),
+            Self::XBackendTrafficPolicy => (GATEWAY_X_GROUP, "v1alpha1"),
             _ => (GATEWAY_GROUP, "v1"),
         };
         ApiResource::from_gvk_with_plural(
@@ -315,6 +323,7 @@ impl StatusWriter {
             Kind::BackendPolicy,
             Kind::TrafficPolicy,
             Kind::BackendTrafficPolicy,
+            Kind::XBackendTrafficPolicy,
         ] {
             match self.stale_entries(kind, &jobs).await {
                 Ok(stale) => jobs.extend(stale),
@@ -515,7 +524,10 @@ impl StatusWriter {
                         &now,
                     )
                 }
-                Kind::BackendPolicy | Kind::TrafficPolicy | Kind::BackendTrafficPolicy => {
+                Kind::BackendPolicy
+                | Kind::TrafficPolicy
+                | Kind::BackendTrafficPolicy
+                | Kind::XBackendTrafficPolicy => {
                     let ns = job.resource.namespace().unwrap_or_default();
                     merge_shared(
                         &old,
@@ -699,7 +711,10 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
             }
             Value::Object(m)
         }
-        Kind::BackendPolicy | Kind::TrafficPolicy | Kind::BackendTrafficPolicy => Value::Array(
+        Kind::BackendPolicy
+        | Kind::TrafficPolicy
+        | Kind::BackendTrafficPolicy
+        | Kind::XBackendTrafficPolicy => Value::Array(
             s.ancestors()
                 .iter()
                 .map(|a| {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use gatekit_k8s::status_write::StatusWriter;
 use gatekit_k8s::types::{
     BackendPolicy, BackendTrafficPolicy, Gateway, GatewayClass, HttpRoute, Service, TrafficPolicy,
+    XBackendTrafficPolicy,
 };
 use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
 use gatekit_k8s_fake::FakeApiServer;
@@ -87,6 +88,7 @@ fn translation(fake: &FakeApiServer) -> Translation {
     set.backend_policies = fake.list::<BackendPolicy>();
     set.traffic_policies = fake.list::<TrafficPolicy>();
     set.backend_traffic_policies = fake.list::<BackendTrafficPolicy>();
+    set.x_backend_traffic_policies = fake.list::<XBackendTrafficPolicy>();
     translate(&set, &TranslateOptions::default())
 }
 
@@ -828,4 +830,60 @@ async fn gateway_addresses_from_the_gateway_service_are_written() {
     writer.resync(&t).await;
     let gw = status_json::<Gateway>(&fake, Some("infra"), "gw");
     assert_eq!(gw["addresses"][0]["value"], "203.0.113.5");
+
+// === XBackendTrafficPolicy ===
+
+#[tokio::test]
+async fn x_backend_traffic_policy_statuses_are_written_in_the_cluster() {
+    let fake = setup().await;
+    fake.apply_json(json!({
+        "apiVersion": "gateway.networking.x-k8s.io/v1alpha1", "kind": "XBackendTrafficPolicy",
+        "metadata": {"name": "sticky", "namespace": "app"},
+        "spec": {
+            "targetRefs": [{"group": "", "kind": "Service", "name": "web"},
+                           {"group": "", "kind": "Service", "name": "nosuch"}],
+            "sessionPersistence": {"sessionName": "sid", "type": "Cookie"},
+        },
+    }));
+    fake.apply_json(json!({
+        "apiVersion": "gateway.networking.x-k8s.io/v1alpha1", "kind": "XBackendTrafficPolicy",
+        "metadata": {"name": "bad", "namespace": "app"},
+        "spec": {
+            "targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+            "sessionPersistence": {"cookieConfig": {"lifetimeType": "Permanent"}},
+        },
+    }));
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&translation(&fake)).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+
+    let status = status_json::<XBackendTrafficPolicy>(&fake, Some("app"), "sticky");
+    let ancestors = status["ancestors"].as_array().unwrap();
+    assert_eq!(ancestors.len(), 2, "{status}");
+    assert_eq!(
+        ancestors[0]["ancestorRef"],
+        json!({"group": "", "kind": "Service", "namespace": "app", "name": "web"})
+    );
+    assert_eq!(ancestors[0]["controllerName"], ME);
+    let ok = condition(&ancestors[0]["conditions"], "Accepted");
+    assert_eq!(
+        (ok["status"].as_str(), ok["reason"].as_str()),
+        (Some("True"), Some("Accepted"))
+    );
+    let missing = condition(&ancestors[1]["conditions"], "Accepted");
+    assert_eq!(missing["reason"], "TargetNotFound");
+
+    let status = status_json::<XBackendTrafficPolicy>(&fake, Some("app"), "bad");
+    let refused = condition(&own_ancestor(&status)["conditions"], "Accepted");
+    assert_eq!(
+        (refused["status"].as_str(), refused["reason"].as_str()),
+        (Some("False"), Some("Invalid"))
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.sessionPersistence.absoluteTimeout"),
+        "{refused}"
+    );
 }

@@ -1,6 +1,7 @@
 //! Pick cost per algorithm at 10 to 10,000 endpoints (pick + release of the in-flight
 //! guard), with allocation counts, next to tower's p2c over `PendingRequests`; and, in
-//! `retry`, the cost of avoiding a retried request's `TriedEndpoints`.
+//! `retry`, the cost of avoiding a retried request's `TriedEndpoints`; in `session`, a
+//! pick pinned by a session.
 //!
 //! `cargo bench -p gatekit-lb --bench pick -- --sample-count 20`
 //! (`-- retry --sample-count 50` for the retry group alone)
@@ -171,6 +172,32 @@ mod retry {
     fn all_of_3_tried(b: Bencher<'_, '_>, alg: Algorithm) {
         let up = upstream(alg, 3);
         let req = with_tried(&[0, 1, 2]);
+        b.bench_local(|| drop(divan::black_box(up.pick(&req).unwrap())));
+    }
+}
+
+/// A session's pinned pick (a binary search over the endpoint keys) next to the
+/// algorithm's own, at each size: `cargo bench -p gatekit-lb --bench pick -- session`.
+mod session {
+    use gatekit_core::session::{Sticky, endpoint_key};
+
+    use super::*;
+
+    #[divan::bench(args = SIZES)]
+    fn pinned(b: Bencher<'_, '_>, n: usize) {
+        let up = upstream(Algorithm::LeastRequest, n);
+        let mut req = request();
+        req.extensions_mut()
+            .insert(Sticky::new(Some(endpoint_key(addr(n / 2))), None));
+        b.bench_local(|| drop(divan::black_box(up.pick(&req).unwrap())));
+    }
+
+    #[divan::bench(args = SIZES)]
+    fn pinned_to_a_removed_endpoint(b: Bencher<'_, '_>, n: usize) {
+        let up = upstream(Algorithm::LeastRequest, n);
+        let mut req = request();
+        req.extensions_mut()
+            .insert(Sticky::new(Some(endpoint_key(addr(n + 1))), None));
         b.bench_local(|| drop(divan::black_box(up.pick(&req).unwrap())));
     }
 }

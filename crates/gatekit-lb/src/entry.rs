@@ -29,6 +29,8 @@ pub(crate) struct Entry<S> {
     /// The endpoint's address, fixed for the entry's life (the set is keyed by it);
     /// read on the pick path without loading `endpoint`.
     pub(crate) addr: SocketAddr,
+    /// The address's session key ([`gatekit_core::session::endpoint_key`]).
+    pub(crate) session_key: u64,
     pub(crate) endpoint: ArcSwap<Endpoint>,
     pub(crate) svc: S,
     pub(crate) health: Arc<EndpointHealth>,
@@ -48,6 +50,7 @@ impl<S> Entry<S> {
     pub(crate) fn new(endpoint: Endpoint, svc: S, tracking: Arc<Tracking>) -> Self {
         Self {
             addr: endpoint.addr(),
+            session_key: gatekit_core::session::endpoint_key(endpoint.addr()),
             endpoint: ArcSwap::from_pointee(endpoint),
             svc,
             health: Arc::new(EndpointHealth::new()),

@@ -110,6 +110,16 @@
 //! refused connect) or fails its readiness with a retry-safe error. The picked endpoint
 //! is then recorded in the request's `TriedEndpoints`, inserted if the request had
 //! none, so the retry avoids it.
+//!
+//! ## Sessions
+//!
+//! A request carrying gatekit-core's [`Sticky`](gatekit_core::session::Sticky) (its
+//! session layer puts one in) goes to the endpoint it is pinned to, whatever the
+//! algorithm, while that endpoint is in the set, serving (ready or terminating),
+//! available (healthy, not ejected) and not tried by an earlier attempt; the pick is
+//! counted as any other (in flight, latency, outlier detection). Otherwise the
+//! algorithm picks. Either way the picked endpoint's key is reported in the extension.
+//! The lookup is a binary search over keys sorted when the set is published.
 
 mod balance;
 mod clock;

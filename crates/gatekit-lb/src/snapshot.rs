@@ -87,6 +87,8 @@ pub(crate) struct Snapshot<S> {
     pub(crate) generation: u64,
     /// Every member (NotReady included), sorted by address.
     pub(crate) members: Box<[(Endpoint, Arc<Entry<S>>)]>,
+    /// Indices into `members`, sorted by session key (sessions name endpoints by key).
+    by_session_key: Box<[u32]>,
     /// Ready endpoints with weight > 0, by locality priority (most local first).
     pub(crate) levels: Box<[Pool<S>]>,
     /// All ready endpoints, when there is more than one level (for panic mode).
@@ -144,8 +146,13 @@ impl<S> Snapshot<S> {
             mode: AtomicU8::new(Mode::Normal as u8),
             level_cum: levels.iter().map(|_| AtomicU32::new(SHARE_ONE)).collect(),
         };
+        let mut by_session_key: Vec<u32> = (0..members.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .collect();
+        by_session_key.sort_unstable_by_key(|&i| members[i as usize].1.session_key);
         let snap = Self {
             generation,
+            by_session_key: by_session_key.into_boxed_slice(),
             members: members.into_boxed_slice(),
             levels: levels.into_boxed_slice(),
             all,
@@ -174,6 +181,15 @@ impl<S> Snapshot<S> {
             .binary_search_by(|(ep, _)| ep.addr().cmp(&addr))
             .ok()
             .map(|i| &self.members[i])
+    }
+
+    /// The member a session names by its endpoint key.
+    pub(crate) fn member_by_session_key(&self, key: u64) -> Option<&(Endpoint, Arc<Entry<S>>)> {
+        let keys = &self.by_session_key;
+        let at = keys
+            .binary_search_by_key(&key, |&i| self.members[i as usize].1.session_key)
+            .ok()?;
+        self.members.get(keys[at] as usize)
     }
 
     /// Refreshes the view if it is older than the configured period.

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use arc_swap::ArcSwap;
 use futures_util::{FutureExt, Stream, StreamExt};
 use gatekit_core::retry::TriedEndpoints;
+use gatekit_core::session::Sticky;
 use gatekit_core::{BoxError, Change, Endpoint, EndpointState, Error, ErrorKind};
 use http::{Request, Response};
 use parking_lot::Mutex;
@@ -424,6 +425,13 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     /// tried: a retry to the same endpoint is better than none. Without the extension
     /// the pick costs one extension lookup more.
     ///
+    /// # Sessions
+    ///
+    /// When `req` carries a [`Sticky`] pinned to an endpoint of the set that is usable
+    /// (see `pick_pinned`), that endpoint is picked whatever the algorithm; otherwise
+    /// the algorithm picks. The picked endpoint's key is reported in the extension, so
+    /// the session layer can issue or move the session.
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::NoHealthyEndpoint`] when no endpoint is usable.
@@ -435,11 +443,43 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             _ => None,
         };
         let tried = req.extensions().get::<TriedEndpoints>();
-        let picked = self.pick_with(key, tried)?;
+        let sticky = req.extensions().get::<Sticky>();
+        let pinned = sticky
+            .and_then(Sticky::pinned_endpoint)
+            .and_then(|key| self.pick_pinned(key, tried));
+        let picked = match pinned {
+            Some(picked) => picked,
+            None => self.pick_with(key, tried)?,
+        };
         if let Some(tried) = tried {
             tried.record(picked.addr());
         }
+        if let Some(sticky) = sticky {
+            sticky.set_served_endpoint(picked.entry.session_key);
+        }
         Ok(picked)
+    }
+
+    /// The endpoint a session is pinned to (by its key), if it is still in the set,
+    /// serving (ready or terminating), available (healthy, not ejected) and not tried
+    /// by an earlier attempt of this request; counted like any pick. Whatever the
+    /// algorithm: persistence comes before balancing (GEP-1619).
+    fn pick_pinned(&self, key: u64, tried: Option<&TriedEndpoints>) -> Option<Picked<S>> {
+        let snap = self.shared.snapshot.load();
+        let (ep, entry) = snap.member_by_session_key(key)?;
+        let now = Instant::now();
+        let usable = ep.state() != EndpointState::NotReady
+            && entry.health.is_available(now)
+            && tried.is_none_or(|t| !t.contains(entry.addr));
+        if !usable {
+            return None;
+        }
+        entry.acquire();
+        Some(Picked {
+            entry: entry.clone(),
+            start: now,
+            done: false,
+        })
     }
 
     /// Picks by the key `hash`, avoiding the `tried` endpoints while any other is usable.

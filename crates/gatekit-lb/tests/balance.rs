@@ -697,3 +697,76 @@ async fn readiness_is_immediate_and_a_dropped_future_releases_its_endpoint() {
     drop(fut);
     assert_eq!(up.in_flight(addr(0)), Some(0));
 }
+
+// === Session persistence ===
+
+/// A request pinned to `addr` by a session.
+fn pinned(addr: SocketAddr) -> (Request<()>, gatekit_core::session::Sticky) {
+    let sticky =
+        gatekit_core::session::Sticky::new(Some(gatekit_core::session::endpoint_key(addr)), None);
+    // From a client address, so hash algorithms have a key to hash.
+    let mut r = req_from([192, 0, 2, 7]);
+    r.extensions_mut().insert(sticky.clone());
+    (r, sticky)
+}
+
+#[test]
+fn a_pinned_endpoint_wins_under_every_algorithm_until_it_is_unusable() {
+    let slow = SlowStart::new(Duration::from_secs(30));
+    for config in Algorithm::ALL
+        .into_iter()
+        .map(UpstreamConfig::new)
+        .chain([UpstreamConfig::new(Algorithm::LeastRequest).with_slow_start(slow)])
+    {
+        let what = format!("{config:?}");
+        let up = upstream(config, eps(5));
+        // Not where the algorithm would send this client (hash algorithms are
+        // deterministic), so the pin is what decides.
+        let hashed = up.pick(&req_from([192, 0, 2, 7])).unwrap().addr();
+        let target = if hashed == addr(3) { addr(1) } else { addr(3) };
+        for _ in 0..200 {
+            let (req, sticky) = pinned(target);
+            let picked = up.pick(&req).unwrap();
+            assert_eq!(picked.addr(), target, "{what}");
+            // Counted like any pick, and reported back.
+            assert_eq!(up.in_flight(target), Some(1), "{what}");
+            assert_eq!(
+                sticky.served_endpoint(),
+                Some(gatekit_core::session::endpoint_key(target))
+            );
+        }
+        // A retry avoids the endpoint its first attempt went to, pinned or not.
+        let (mut req, sticky) = pinned(target);
+        let tried = gatekit_core::retry::TriedEndpoints::new();
+        tried.record(target);
+        req.extensions_mut().insert(tried);
+        let picked = up.pick(&req).unwrap();
+        assert_ne!(picked.addr(), target, "{what}");
+        assert_eq!(
+            sticky.served_endpoint(),
+            Some(gatekit_core::session::endpoint_key(picked.addr()))
+        );
+        drop(picked);
+        // Ejected, then not ready, then removed: balanced as usual.
+        let health = up.health_of(target).unwrap();
+        health.eject_until(tokio::time::Instant::now() + Duration::from_secs(60));
+        assert!(
+            (0..50).all(|_| up.pick(&pinned(target).0).unwrap().addr() != target),
+            "{what}: ejected"
+        );
+        health.clear_ejection();
+        assert_eq!(up.pick(&pinned(target).0).unwrap().addr(), target);
+        up.apply(Change::Insert(
+            Endpoint::new(target).with_state(EndpointState::NotReady),
+        ));
+        assert!(
+            (0..50).all(|_| up.pick(&pinned(target).0).unwrap().addr() != target),
+            "{what}: not ready"
+        );
+        up.apply(Change::Remove(target));
+        assert!(
+            (0..50).all(|_| up.pick(&pinned(target).0).unwrap().addr() != target),
+            "{what}: removed"
+        );
+    }
+}

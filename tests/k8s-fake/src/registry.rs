@@ -130,6 +130,14 @@ impl Registry {
                 true,
                 true,
             ),
+            ResourceType::new(
+                "gateway.networking.x-k8s.io",
+                "v1alpha1",
+                "xbackendtrafficpolicies",
+                "XBackendTrafficPolicy",
+                true,
+                true,
+            ),
         ] {
             r.register(ty);
         }

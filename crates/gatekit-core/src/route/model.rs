@@ -101,6 +101,9 @@ pub struct RulePolicy {
     pub rate_limits: Vec<crate::ratelimit::RateLimitConfig>,
     /// Concurrency and body-size limits.
     pub limits: crate::limit::RequestLimits,
+    /// Session persistence for the rule (HTTPRoute `sessionPersistence`): sessions stick
+    /// to a backendRef and an endpoint. Takes precedence over the backendRefs' own.
+    pub session: Option<crate::session::SessionPersistence>,
 }
 
 /// One match: every condition given must hold (AND).
@@ -172,6 +175,9 @@ pub struct BackendRef {
     /// The retry budget of the backend (from the backend's policy); retries to it
     /// without one are bounded by attempts alone.
     pub retry_budget: Option<crate::retry::RetryBudgetConfig>,
+    /// Session persistence of the backend (from its `XBackendTrafficPolicy`): sessions
+    /// stick to an endpoint. Not used when the rule has its own.
+    pub session: Option<crate::session::SessionPersistence>,
 }
 
 impl BackendRef {
@@ -183,6 +189,7 @@ impl BackendRef {
             filters: Vec::new(),
             breaker: None,
             retry_budget: None,
+            session: None,
         }
     }
 }

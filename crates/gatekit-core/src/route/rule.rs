@@ -16,6 +16,7 @@ use crate::limit::{BodyLimitLayer, ConcurrencyLimitLayer};
 use crate::proxy::ProxyHeadersLayer;
 use crate::ratelimit::RateLimitLayer;
 use crate::retry::{RetryLayer, RetryPolicy};
+use crate::session::SessionLayer;
 use crate::timeout::TimeoutLayer;
 use crate::weighted::{Weighted, WeightedBackends};
 use crate::{Backend, Backends, BoxError, WithResponseExtensions};
@@ -38,7 +39,8 @@ pub struct CompiledRule {
 /// Builds a rule's stack, outermost first (see the [`Router`](crate::Router)'s docs):
 /// local rate limits, global rate limits (in the policy state's shared store, when it
 /// has one), concurrency limit, body limit (each only when the rule's policy sets it),
-/// request timeout, proxy headers, the rule's filters, then the weighted choice (which
+/// request timeout, proxy headers, the rule's filters, the rule's session persistence,
+/// then the weighted choice (which
 /// applies the chosen backendRef's filters and calls that backendRef's stack,
 /// [`backend_stack`]).
 ///
@@ -87,12 +89,17 @@ fn rule_stack(
             Box::new(WithResponseExtensions::new(err, (*extensions).clone()))
         })
     });
+    let session = policy
+        .session
+        .clone()
+        .map(|config| SessionLayer::new(scope, config));
     let inner = ServiceBuilder::new()
         .option_layer(concurrency)
         .option_layer(body)
         .layer(TimeoutLayer::request(rule.timeouts.request))
         .layer(ProxyHeadersLayer::new())
         .layer(FilterLayer::new(filters.clone()))
+        .option_layer(session)
         .service(Weighted::new(Arc::clone(backends)));
     let outer = ServiceBuilder::new()
         .option_layer(on_error)
@@ -107,7 +114,8 @@ fn rule_stack(
     Backend::new(outer.service(inner))
 }
 
-/// Builds one backendRef's stack around its resolved backend, outermost first: retries
+/// Builds one backendRef's stack around its resolved backend, outermost first: the
+/// backend's session persistence (unless the rule has its own), retries
 /// (the rule's policy, with the backend's budget), the per-attempt timeout
 /// (`timeouts.backendRequest`), the backendRef's circuit breaker. Without any of them
 /// the backend itself, with no extra erasure.
@@ -121,7 +129,13 @@ fn backend_stack(
     state: &PolicyState,
 ) -> Backend {
     let per_try = rule.timeouts.backend_request.filter(|d| !d.is_zero());
-    if retry.is_none() && per_try.is_none() && b.breaker.is_none() {
+    // Scoped by the backend, so every rule sending to it reads the same sessions.
+    let session = b
+        .session
+        .clone()
+        .filter(|_| rule.policy.session.is_none())
+        .map(|config| SessionLayer::new(&b.name, config));
+    if retry.is_none() && per_try.is_none() && b.breaker.is_none() && session.is_none() {
         return backend;
     }
     let retry = retry.map(|policy| {
@@ -137,6 +151,7 @@ fn backend_stack(
         .as_ref()
         .map(|c| CircuitBreakerLayer::new(state.breaker(scope, c)));
     let stack = ServiceBuilder::new()
+        .option_layer(session)
         .option_layer(retry)
         .layer(TimeoutLayer::backend_request(per_try))
         .option_layer(breaker)
@@ -184,6 +199,11 @@ impl CompiledRule {
                 .map_err(|e| nest_list_error(e, &format!("backendRefs[{j}]")))?;
             let filters = FilterChain::compile(&b.filters, backends)
                 .map_err(|e| nest_list_error(e, &prefix()))?;
+            if let Some(session) = &b.session {
+                session
+                    .validate()
+                    .map_err(|e| e.within(&format!("backendRefs[{j}].sessionPersistence")))?;
+            }
             let backend = backends.backend(&b.name).map(|backend| {
                 let ref_scope = format!("{scope}/backendRefs[{j}]");
                 backend_stack(&scope, &ref_scope, backend, b, rule, retry.as_ref(), state)
@@ -194,6 +214,11 @@ impl CompiledRule {
                 backend,
                 filters,
             });
+        }
+        if let Some(session) = &rule.policy.session {
+            session
+                .validate()
+                .map_err(|e| e.within("sessionPersistence"))?;
         }
         let timeouts = rule.timeouts;
         if let (Some(request), Some(backend)) = (timeouts.request, timeouts.backend_request)
@@ -479,6 +504,24 @@ mod tests {
         assert!(CompiledRule::compile(&id, 0, &rule, &backends).is_ok());
         rule.matches.clear();
         assert!(CompiledRule::compile(&id, 0, &rule, &backends).is_ok());
+    }
+
+    #[test]
+    fn invalid_session_persistence_is_refused_naming_the_field() {
+        use crate::session::{CookieLifetime, SessionPersistence};
+        let backends: HashMap<String, Backend> = HashMap::new();
+        let id = RouteId::new("ns", "r");
+        let mut rule = Rule::default();
+        rule.policy.session =
+            Some(SessionPersistence::cookie(None).with_lifetime(CookieLifetime::Permanent));
+        let e = CompiledRule::compile(&id, 0, &rule, &backends).unwrap_err();
+        assert_eq!(e.field(), "sessionPersistence.absoluteTimeout");
+        rule.policy.session = None;
+        let mut b = BackendRef::new("b", 1);
+        b.session = Some(SessionPersistence::header(Some("bad name".into())));
+        rule.backends.push(b);
+        let e = CompiledRule::compile(&id, 0, &rule, &backends).unwrap_err();
+        assert_eq!(e.field(), "backendRefs[0].sessionPersistence.sessionName");
     }
 
     #[test]

@@ -19,7 +19,9 @@
 //! as for [`Filters`](crate::filter::Filters)) and sends the request to its [`Backend`].
 //! A rule with no backendRef of positive weight, or a pick whose name did not resolve,
 //! fails with [`ErrorKind::InvalidBackend`](crate::ErrorKind::InvalidBackend) (500, as
-//! the Gateway API specifies). Backend errors pass through unchanged.
+//! the Gateway API specifies). Backend errors pass through unchanged. A request pinned
+//! by a session ([`Sticky`](crate::session::Sticky)) goes to its backendRef while that
+//! one resolves, whatever the weights, and the choice is reported in the extension.
 //!
 //! [`Backend`]: crate::Backend
 

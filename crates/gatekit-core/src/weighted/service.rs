@@ -7,6 +7,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::{ResponseFuture, WeightedBackends};
+use crate::session::Sticky;
 use crate::{Body, BoxError, Error, ErrorKind};
 
 /// A service that sends each request to a weighted random choice of backendRef, after
@@ -41,13 +42,21 @@ impl Service<Request<Body>> for Weighted {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> ResponseFuture {
-        let Some(chosen) = self
-            .backends
-            .pick_index()
-            .and_then(|i| self.backends.get(i))
+        let sticky = req.extensions().get::<Sticky>();
+        // A session's backendRef wins over the weights while it resolves, even at
+        // weight 0 (GEP-1619).
+        let pinned = sticky
+            .and_then(Sticky::pinned_backend)
+            .filter(|&i| self.backends.get(i).is_some_and(|b| b.backend().is_some()));
+        let Some((index, chosen)) = pinned
+            .or_else(|| self.backends.pick_index())
+            .and_then(|i| Some((i, self.backends.get(i)?)))
         else {
             return ResponseFuture::failed(Error::new(ErrorKind::InvalidBackend));
         };
+        if let Some(sticky) = sticky {
+            sticky.set_served_backend(index);
+        }
         let filters = chosen.filters();
         let rcx = filters.response_context(&req);
         if let Some(mut rsp) = filters.apply_routed(&mut req) {

@@ -75,3 +75,46 @@ async fn the_chosen_backend_ref_gets_its_own_filters() {
     assert_eq!(rsp.headers()["x-seen"], "req");
     assert_eq!(rsp.headers()["x-ref"], "rsp");
 }
+
+#[tokio::test]
+async fn a_session_pins_its_backend_ref_even_at_weight_zero() {
+    use crate::session::Sticky;
+    let named = |name: &'static str| {
+        Backend::new(tower::service_fn(move |_req: Request<Body>| async move {
+            let mut rsp = Response::new(Body::empty());
+            rsp.headers_mut().insert("x-ref", name.parse().unwrap());
+            Ok::<_, BoxError>(rsp)
+        }))
+    };
+    let refs = vec![
+        WeightedBackend::new("a", 1, Some(named("a")), FilterChain::default()),
+        WeightedBackend::new("b", 0, Some(named("b")), FilterChain::default()),
+        WeightedBackend::new("gone", 5, None, FilterChain::default()),
+    ];
+    let svc = Weighted::new(Arc::new(WeightedBackends::new(refs)));
+    let send = |pin: Option<usize>| {
+        let svc = svc.clone();
+        async move {
+            let sticky = Sticky::new(None, pin);
+            let mut req = get();
+            req.extensions_mut().insert(sticky.clone());
+            let rsp = svc.oneshot(req).await;
+            (
+                rsp.map(|r| r.headers()["x-ref"].clone()),
+                sticky.served_backend(),
+            )
+        }
+    };
+    let (rsp, served) = send(Some(1)).await;
+    assert_eq!((rsp.unwrap(), served), ("b".parse().unwrap(), Some(1)));
+    // A pin to an unresolved or missing backendRef is a weighted pick (here 1/6 a, 5/6
+    // the unresolved one, which answers 500): never the pinned index.
+    for pin in [Some(2), Some(9), None] {
+        let (rsp, served) = send(pin).await;
+        match served {
+            Some(0) => assert_eq!(rsp.unwrap(), "a"),
+            Some(2) => assert!(rsp.is_err()),
+            other => panic!("{other:?}"),
+        }
+    }
+}

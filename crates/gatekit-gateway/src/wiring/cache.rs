@@ -29,7 +29,7 @@ use gatekit_k8s::types::ObjectMeta;
 use gatekit_k8s::{ManifestError, ResourceSet, Warning};
 
 /// How many resources of each kind (in [`counts`] order) a file contributed.
-type Counts = [usize; 13];
+type Counts = [usize; 14];
 
 /// A file's text, fingerprinted: its length and a SipHash of it under this process's
 /// random keys (64 bits; an accidental collision is out of reach, and the keys are not
@@ -255,6 +255,7 @@ fn counts(set: &ResourceSet) -> Counts {
         set.traffic_policies.len(),
         set.backend_traffic_policies.len(),
         set.listener_sets.len(),
+        set.x_backend_traffic_policies.len(),
     ]
 }
 
@@ -277,6 +278,7 @@ fn split_tail(set: &mut ResourceSet, counts: &Counts) -> ResourceSet {
     chunk.traffic_policies = tail(&mut set.traffic_policies, counts[10]);
     chunk.backend_traffic_policies = tail(&mut set.backend_traffic_policies, counts[11]);
     chunk.listener_sets = tail(&mut set.listener_sets, counts[12]);
+    chunk.x_backend_traffic_policies = tail(&mut set.x_backend_traffic_policies, counts[13]);
     chunk
 }
 
@@ -296,6 +298,8 @@ fn append(into: &mut ResourceSet, mut from: ResourceSet) {
     into.backend_traffic_policies
         .append(&mut from.backend_traffic_policies);
     into.listener_sets.append(&mut from.listener_sets);
+    into.x_backend_traffic_policies
+        .append(&mut from.x_backend_traffic_policies);
 }
 
 /// Whether a (kind, namespace, name) appears twice (then the full load reports it).
@@ -332,6 +336,11 @@ fn has_duplicates(set: &ResourceSet) -> bool {
         .chain(keys(
             "BackendTrafficPolicy",
             &set.backend_traffic_policies,
+            |r| &r.metadata,
+        ))
+        .chain(keys(
+            "XBackendTrafficPolicy",
+            &set.x_backend_traffic_policies,
             |r| &r.metadata,
         ));
     for key in all {

@@ -318,7 +318,8 @@ impl<'a> RouteJson<'a> {
             rules: route
                 .rules
                 .iter()
-                .map(|rule| RuleJson {
+                .enumerate()
+                .map(|(i, rule)| RuleJson {
                     name: rule.name.as_deref(),
                     matches: rule.matches.iter().map(MatchJson::new).collect(),
                     backends: rule
@@ -329,8 +330,19 @@ impl<'a> RouteJson<'a> {
                             weight: b.weight,
                             breaker: b.breaker.as_ref().map(BreakerJson::new),
                             retry_budget: b.retry_budget.as_ref().map(BudgetJson::new),
+                            // The rule's own wins (see `gatekit_core::session`).
+                            session_persistence: b
+                                .session
+                                .as_ref()
+                                .filter(|_| rule.policy.session.is_none())
+                                .map(|s| SessionJson::new(s, &b.name)),
                         })
                         .collect(),
+                    session_persistence: rule
+                        .policy
+                        .session
+                        .as_ref()
+                        .map(|s| SessionJson::new(s, &format!("{}/rules[{i}]", route.id))),
                     policy: PolicyJson::new(&rule.policy, defaults),
                 })
                 .collect(),
@@ -339,11 +351,57 @@ impl<'a> RouteJson<'a> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct RuleJson<'a> {
     name: Option<&'a str>,
     matches: Vec<MatchJson<'a>>,
     backends: Vec<BackendJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_persistence: Option<SessionJson>,
     policy: PolicyJson,
+}
+
+/// Session persistence as served: the cookie or header name in use (generated when
+/// none is configured), its timeouts and cookie attributes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionJson {
+    r#type: &'static str,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifetime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    absolute_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_timeout: Option<String>,
+}
+
+impl SessionJson {
+    fn new(s: &gatekit_core::session::SessionPersistence, scope: &str) -> Self {
+        use gatekit_core::session::{CookieLifetime, SessionMode};
+        let (r#type, lifetime_type, path) = match s.mode() {
+            SessionMode::Cookie { lifetime, path } => (
+                "Cookie",
+                Some(match lifetime {
+                    CookieLifetime::Session => "Session",
+                    CookieLifetime::Permanent => "Permanent",
+                }),
+                Some(path.clone()),
+            ),
+            SessionMode::Header => ("Header", None, None),
+            _ => ("Other", None, None),
+        };
+        Self {
+            r#type,
+            name: s.effective_name(scope),
+            lifetime_type,
+            path,
+            absolute_timeout: s.absolute_timeout().map(|d| format!("{d:?}")),
+            idle_timeout: s.idle_timeout().map(|d| format!("{d:?}")),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -355,6 +413,8 @@ struct BackendJson<'a> {
     breaker: Option<BreakerJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_budget: Option<BudgetJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_persistence: Option<SessionJson>,
 }
 
 /// A rule's effective traffic policy: what it configures, and the gateway's defaults

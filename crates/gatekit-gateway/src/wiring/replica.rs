@@ -436,6 +436,7 @@ pub(crate) fn input_generation(set: &gatekit_k8s::ResourceSet) -> u64 {
     add(&mut h, &set.backend_policies);
     add(&mut h, &set.traffic_policies);
     add(&mut h, &set.backend_traffic_policies);
+    add(&mut h, &set.x_backend_traffic_policies);
     // Endpoints are not configuration: they change without a new generation.
     h & 0x7fff_ffff_ffff_ffff
 }

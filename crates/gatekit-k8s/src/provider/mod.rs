@@ -5,7 +5,7 @@
 //!
 //! | role | kinds |
 //! |---|---|
-//! | `config` | GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, TrafficPolicy, Envoy Gateway's BackendTrafficPolicy, Service |
+//! | `config` | GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, TrafficPolicy, Envoy Gateway's BackendTrafficPolicy, XBackendTrafficPolicy, Service |
 //! | `endpoints` | Service, EndpointSlice |
 //!
 //! Events land in per-cluster stores (see `store.rs`), and each one says what changed:
@@ -351,6 +351,7 @@ impl Cluster {
                 Kind::BackendPolicy,
                 Kind::TrafficPolicy,
                 Kind::BackendTrafficPolicy,
+                Kind::XBackendTrafficPolicy,
                 Kind::Service,
             ]);
         }
@@ -376,6 +377,7 @@ impl Cluster {
             Kind::BackendPolicy => s.backend_policies.is_synced(),
             Kind::TrafficPolicy => s.traffic_policies.is_synced(),
             Kind::BackendTrafficPolicy => s.backend_traffic_policies.is_synced(),
+            Kind::XBackendTrafficPolicy => s.x_backend_traffic_policies.is_synced(),
         })
     }
 
@@ -678,6 +680,7 @@ impl Provider {
         set.backend_policies = merged(&config, |s| &s.backend_policies);
         set.traffic_policies = merged(&config, |s| &s.traffic_policies);
         set.backend_traffic_policies = merged(&config, |s| &s.backend_traffic_policies);
+        set.x_backend_traffic_policies = merged(&config, |s| &s.x_backend_traffic_policies);
         let mut ordered: Vec<&Cluster> = config.clone();
         ordered.extend(self.shared.clusters.iter().filter(|c| !c.config));
         set.services = merged(&ordered, |s| &s.services);
@@ -758,8 +761,9 @@ impl Provider {
             .map(|c| c.client.clone())
     }
 
-    /// Whether the config cluster `cluster` holds `resource` (a Gateway, ListenerSet, GatewayClass,
-    /// HTTPRoute, GRPCRoute, BackendPolicy, TrafficPolicy or BackendTrafficPolicy):
+    /// Whether the config cluster `cluster` holds `resource` (a Gateway, ListenerSet,
+    /// GatewayClass, HTTPRoute, GRPCRoute, BackendPolicy, TrafficPolicy,
+    /// BackendTrafficPolicy or XBackendTrafficPolicy):
     /// status is written to the cluster a resource came from.
     pub fn holds(&self, cluster: &str, resource: &crate::status::ResourceRef) -> bool {
         let Some(c) = self
@@ -785,6 +789,7 @@ impl Provider {
             "BackendPolicy" => s.backend_policies.read().contains_key(&key),
             "TrafficPolicy" => s.traffic_policies.read().contains_key(&key),
             "BackendTrafficPolicy" => s.backend_traffic_policies.read().contains_key(&key),
+            "XBackendTrafficPolicy" => s.x_backend_traffic_policies.read().contains_key(&key),
             _ => false,
         }
     }
@@ -803,7 +808,7 @@ impl Provider {
 fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client) -> JoinHandle<()> {
     use crate::types::{
         BackendPolicy, BackendTrafficPolicy, Gateway, GatewayClass, GrpcRoute, HttpRoute,
-        ListenerSet, Namespace, ReferenceGrant, Secret, TrafficPolicy,
+        ListenerSet, Namespace, ReferenceGrant, Secret, TrafficPolicy, XBackendTrafficPolicy,
     };
     fn go<K: Watched>(shared: &Arc<Shared>, cluster: usize, client: Client) -> JoinHandle<()> {
         tokio::spawn(watch::run::<K>(shared.clone(), cluster, Api::all(client)))
@@ -822,6 +827,7 @@ fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client)
         Kind::BackendPolicy => go::<BackendPolicy>(shared, cluster, client),
         Kind::TrafficPolicy => go::<TrafficPolicy>(shared, cluster, client),
         Kind::BackendTrafficPolicy => go::<BackendTrafficPolicy>(shared, cluster, client),
+        Kind::XBackendTrafficPolicy => go::<XBackendTrafficPolicy>(shared, cluster, client),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::types::ObjectMeta;
 use crate::types::{
     BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
     HttpRoute, ListenerSet, Namespace, ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service,
-    TrafficPolicy,
+    TrafficPolicy, XBackendTrafficPolicy,
 };
 
 /// A store key: namespace ("" for cluster-scoped kinds), a grouping ("" except for
@@ -43,6 +43,7 @@ pub(crate) enum Kind {
     BackendPolicy,
     TrafficPolicy,
     BackendTrafficPolicy,
+    XBackendTrafficPolicy,
 }
 
 impl Kind {
@@ -61,6 +62,7 @@ impl Kind {
             Kind::BackendPolicy => "BackendPolicy",
             Kind::TrafficPolicy => "TrafficPolicy",
             Kind::BackendTrafficPolicy => "BackendTrafficPolicy",
+            Kind::XBackendTrafficPolicy => "XBackendTrafficPolicy",
         }
     }
 
@@ -72,6 +74,7 @@ impl Kind {
             Kind::BackendPolicy
                 | Kind::TrafficPolicy
                 | Kind::BackendTrafficPolicy
+                | Kind::XBackendTrafficPolicy
                 | Kind::GrpcRoute
                 | Kind::ListenerSet
                 | Kind::ReferenceGrant
@@ -136,6 +139,7 @@ watched! {
     BackendPolicy => BackendPolicy, backend_policies;
     TrafficPolicy => TrafficPolicy, traffic_policies;
     BackendTrafficPolicy => BackendTrafficPolicy, backend_traffic_policies;
+    XBackendTrafficPolicy => XBackendTrafficPolicy, x_backend_traffic_policies;
 }
 
 /// EndpointSlices are keyed by their Service, so a Service's slices are one range.

@@ -86,6 +86,8 @@ pub(crate) struct Context<'a> {
     /// BackendTrafficPolicy `loadBalancer`/`healthCheck` settings by Service (namespace,
     /// name), with the policy (`namespace/name`) that set each field.
     pub(crate) btp_upstreams: HashMap<(String, String), super::policy::ClaimedUpstream>,
+    /// XBackendTrafficPolicy settings by Service (namespace, name).
+    pub(crate) x_policies: HashMap<(String, String), super::session::ServiceSettings>,
     /// Names of rate limits from `Global` BackendTrafficPolicies.
     pub(crate) global_rate_limits: std::collections::BTreeSet<String>,
     global_namespaces: &'a [String],
@@ -118,6 +120,7 @@ impl<'a> Context<'a> {
             grants: HashMap::new(),
             slices: HashMap::new(),
             policies: HashMap::new(),
+            x_policies: HashMap::new(),
             policy_owners: HashMap::new(),
             traffic: HashMap::new(),
             btp: HashMap::new(),
@@ -343,6 +346,21 @@ impl<'a> Context<'a> {
     /// The BackendPolicy attached to Service `namespace/name`, if any.
     pub(crate) fn backend_policy(&self, namespace: &str, name: &str) -> Option<&BackendPolicySpec> {
         self.policies.get(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// Whether Service `namespace/name` exists.
+    pub(crate) fn has_service(&self, namespace: &str, name: &str) -> bool {
+        self.services.contains_key(&(namespace, name))
+    }
+
+    /// The XBackendTrafficPolicy settings of Service `namespace/name`, if one is attached.
+    pub(crate) fn x_policy(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<&super::session::ServiceSettings> {
+        self.x_policies
+            .get(&(namespace.to_owned(), name.to_owned()))
     }
 
     /// The BackendPolicy attached to Service `namespace/name`, with its name.

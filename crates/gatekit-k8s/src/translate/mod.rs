@@ -7,8 +7,10 @@
 //!    name (oldest policy wins a Service; later ones are `Conflicted`), each
 //!    `TrafficPolicy` to its Gateways, listeners, routes and rules (field by field; see
 //!    `policy.rs`), each Envoy Gateway `BackendTrafficPolicy` to its targets, and its
-//!    `loadBalancer`/`healthCheck` to the Services they reach. The loaders already
-//!    refused invalid policies.
+//!    `loadBalancer`/`healthCheck` to the Services they reach, each
+//!    `XBackendTrafficPolicy` to its Services (session persistence, retry constraints;
+//!    see `session.rs`). The loaders already refused invalid gatekit policies; an invalid
+//!    XBackendTrafficPolicy is refused here (`Accepted=False`, `Invalid`).
 //! 2. **Listeners.** Gateways whose `gatewayClassName` is the configured class are
 //!    served (a `GatewayClass` object is not required). Their listeners are grouped by
 //!    port across all Gateways: one socket per port. A listener is programmed when its
@@ -62,6 +64,7 @@ mod hostname;
 mod listener;
 mod policy;
 mod route;
+mod session;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -417,6 +420,7 @@ pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Transla
     let mut statuses = Vec::new();
     listener::gateway_classes(resources, options, &mut statuses);
     cx.attach_policies(&mut statuses);
+    cx.attach_x_backend_traffic_policies(&mut statuses);
     cx.attach_traffic_policies(&mut statuses);
     cx.attach_backend_traffic_policies(options.shared_rate_limits, &mut statuses);
     let set_entries = listener::listener_set_entries(resources);

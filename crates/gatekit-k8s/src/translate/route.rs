@@ -33,6 +33,7 @@ use super::backend::{
 };
 use super::hostname::{Hosts, intersect};
 use super::listener::Listener;
+use super::session::{ServiceSettings, route_rule_session};
 use crate::duration;
 use crate::status::{Condition, ParentRef, ParentStatus, ResourceRef, ResourceStatus, reason};
 use crate::types::GATEWAY_GROUP;
@@ -390,14 +391,24 @@ impl<'c> RuleWork<'c, '_> {
         self.resolve(r, field).0
     }
 
-    /// [`backend`](Self::backend), with the BackendPolicy of the Service it resolved to.
-    fn resolve(&mut self, r: &RefSpec<'_>, field: &str) -> (String, Option<&'c BackendPolicySpec>) {
+    /// [`backend`](Self::backend), with the BackendPolicy and the XBackendTrafficPolicy
+    /// settings of the Service it resolved to.
+    fn resolve(
+        &mut self,
+        r: &RefSpec<'_>,
+        field: &str,
+    ) -> (
+        String,
+        Option<&'c BackendPolicySpec>,
+        Option<&'c ServiceSettings>,
+    ) {
         match self.cx.resolve(self.view_kind, self.ns, r, self.grpc) {
             Ok(w) => {
                 let name = backend_name(&w.namespace, &w.service, w.port);
                 let policy = self.cx.backend_policy(&w.namespace, &w.service);
+                let x = self.cx.x_policy(&w.namespace, &w.service);
                 self.wanted.push(w);
-                (name, policy)
+                (name, policy, x)
             }
             Err(u) => {
                 self.unresolved.push((field.to_owned(), u));
@@ -407,7 +418,7 @@ impl<'c> RuleWork<'c, '_> {
                     r.name,
                     r.port.unwrap_or(0)
                 );
-                (name, None)
+                (name, None, None)
             }
         }
     }
@@ -777,6 +788,13 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
                 Err(problems) => work.problems.extend(problems),
             }
         }
+        // Deprecated in Gateway API v1.7 in favour of XBackendTrafficPolicy; still read.
+        if let Some(s) = &r.session_persistence {
+            match route_rule_session(s, &field) {
+                Ok(s) => rule.policy.session = Some(s),
+                Err(problems) => work.problems.extend(problems),
+            }
+        }
         for (j, b) in r.backend_refs.iter().flatten().enumerate() {
             let spec = RefSpec {
                 group: b.group.as_deref(),
@@ -865,13 +883,20 @@ fn backend_ref<F: Serialize>(
             0
         }
     };
-    let (name, policy) = work.resolve(spec, field);
+    let (name, policy, x) = work.resolve(spec, field);
     let mut b = BackendRef::new(name, weight);
     b.filters = filters;
+    if let Some(x) = x {
+        b.session = x.session.clone();
+        b.retry_budget = x.retry_budget;
+    }
     if let Some(p) = policy {
         b.breaker = p.circuit_breaker_config();
-        // Attached policies were validated (`attach_policies`).
-        b.retry_budget = p.retry_budget_config().ok().flatten();
+        // Attached policies were validated (`attach_policies`); a BackendPolicy's
+        // budget wins over an XBackendTrafficPolicy's.
+        if let Some(budget) = p.retry_budget_config().ok().flatten() {
+            b.retry_budget = Some(budget);
+        }
     }
     rule.backends.push(b);
 }

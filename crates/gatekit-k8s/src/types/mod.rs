@@ -16,6 +16,9 @@
 //! gatekit's own kinds: [`BackendPolicy`] (per Service) and [`TrafficPolicy`] (per
 //! Gateway, listener, route or rule), both with a [`PolicyStatus`] (GEP-713 ancestors);
 //! and Envoy Gateway's [`BackendTrafficPolicy`], read for migrations.
+//!
+//! [`XBackendTrafficPolicy`] (`gateway.networking.x-k8s.io/v1alpha1`, GEP-1619 session
+//! persistence and GEP-3388 retry constraints per Service) is the crate's type.
 
 pub mod btp;
 pub mod policy;
@@ -23,6 +26,9 @@ pub mod policy_status;
 pub mod traffic;
 
 pub use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteSpec};
+pub use gateway_api::experimental::xbackendtrafficpolicies::{
+    XBackendTrafficPolicy, XBackendTrafficPolicySpec, XBackendTrafficPolicyStatus,
+};
 pub use gateway_api::gatewayclasses::{GatewayClass, GatewayClassSpec};
 pub use gateway_api::gateways::{
     Gateway, GatewayAllowedListenersNamespacesFrom, GatewayListeners,
@@ -69,6 +75,7 @@ impl Check for Service {}
 impl Check for Namespace {}
 impl Check for EndpointSlice {}
 impl Check for Secret {}
+impl Check for XBackendTrafficPolicy {}
 
 impl Check for BackendPolicy {
     fn check(&self) -> Result<(), Vec<ConfigError>> {
@@ -94,6 +101,8 @@ impl Check for BackendTrafficPolicy {
 
 /// The Gateway API group.
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// The Gateway API's experimental group (`X`-prefixed kinds).
+pub const GATEWAY_X_GROUP: &str = "gateway.networking.x-k8s.io";
 /// gatekit's own API group.
 pub const GATEKIT_GROUP: &str = "gatekit.io";
 /// The label that ties an EndpointSlice to its Service.

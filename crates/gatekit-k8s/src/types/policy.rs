@@ -506,12 +506,30 @@ impl BackendPolicySpec {
         let Some(b) = &self.retry_budget else {
             return Ok(None);
         };
+        b.config("spec.retryBudget", "spec.retryBudget.minRetryRate")
+            .map(Some)
+    }
+}
+
+// === impl RetryBudget ===
+
+impl RetryBudget {
+    /// The budget as gatekit-core configures it: the defaults of [`RetryBudgetConfig`]
+    /// where a field is omitted; `minRetryRate` becomes retries per second (`count` /
+    /// `interval`), rounded up so that a non-zero rate stays non-zero. `at` is the
+    /// field path of `percent` and `interval`, `rate_at` that of `minRetryRate`.
+    ///
+    /// # Errors
+    ///
+    /// A percentage above 100, a bad or zero duration, each with its field path.
+    pub fn config(&self, at: &str, rate_at: &str) -> Result<RetryBudgetConfig, Vec<ConfigError>> {
+        let b = self;
         let mut errors = Vec::new();
         let mut out = RetryBudgetConfig::default();
         if let Some(p) = b.percent {
             if p > 100 {
                 errors.push(ConfigError::new(
-                    "spec.retryBudget.percent",
+                    format!("{at}.percent"),
                     format!("{p} is not a percentage (0-100)"),
                 ));
             }
@@ -530,23 +548,19 @@ impl BackendPolicySpec {
                 }
             };
         if let Some(i) = &b.interval
-            && let Some(d) = positive("spec.retryBudget.interval", i, &mut errors)
+            && let Some(d) = positive(&format!("{at}.interval"), i, &mut errors)
         {
             out.interval = d;
         }
         if let Some(rate) = &b.min_retry_rate
-            && let Some(d) = positive(
-                "spec.retryBudget.minRetryRate.interval",
-                &rate.interval,
-                &mut errors,
-            )
+            && let Some(d) = positive(&format!("{rate_at}.interval"), &rate.interval, &mut errors)
         {
             let per_second = (f64::from(rate.count) / d.as_secs_f64()).ceil();
             // `as` saturates; a count is at most u32::MAX per at least 1 ms.
             out.min_retries_per_second = per_second as u32;
         }
         if errors.is_empty() {
-            Ok(Some(out))
+            Ok(out)
         } else {
             Err(errors)
         }

@@ -1,0 +1,270 @@
+//! Session persistence (GEP-1619) and retry constraints (GEP-3388) from
+//! `XBackendTrafficPolicy`, and session persistence inline in HTTPRoute rules.
+//!
+//! Both places carry the same `SessionPersistence` schema: `sessionName` (the cookie or
+//! header name; generated when omitted), `type` (`Cookie`, the default, or `Header`),
+//! `absoluteTimeout`, `idleTimeout` and `cookieConfig.lifetimeType` (`Session`, the
+//! default, or `Permanent`, which needs `absoluteTimeout`). Both become a core
+//! [`SessionPersistence`]: the rule's (sessions stick to a backendRef and an endpoint)
+//! or each backendRef's to a targeted Service (sessions stick to an endpoint). A rule
+//! with its own ignores its Services' (the GEP: the route rule takes precedence).
+//!
+//! An `XBackendTrafficPolicy` targets Services in its namespace; the oldest policy wins
+//! a Service, later ones are `Conflicted` there. `retryConstraint` becomes the retry
+//! budget of every backendRef to the Service (as a gatekit `BackendPolicy`'s
+//! `retryBudget`, which wins when both set one; the status says so). A policy with an
+//! invalid field is refused whole (`Accepted=False`, `Invalid`, an error per field).
+
+use std::time::Duration;
+
+use gatekit_core::ConfigError;
+use gatekit_core::retry::RetryBudgetConfig;
+use gatekit_core::session::{CookieLifetime, SessionPersistence};
+
+use super::backend::{Context, name_of, ns_of};
+use super::policy::{Attachment, by_age, invalid, service_ancestor};
+use crate::duration;
+use crate::status::{ResourceRef, ResourceStatus};
+use crate::types::policy::{RetryBudget, RetryRate};
+use crate::types::{XBackendTrafficPolicy, XBackendTrafficPolicySpec};
+
+/// What an `XBackendTrafficPolicy` gives a Service it is attached to.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServiceSettings {
+    /// The policy's `namespace/name`.
+    pub(crate) owner: String,
+    pub(crate) session: Option<SessionPersistence>,
+    pub(crate) retry_budget: Option<RetryBudgetConfig>,
+}
+
+/// The fields of a Gateway API `SessionPersistence`, whichever generated type holds
+/// them.
+pub(crate) struct SessionFields<'a> {
+    pub(crate) name: Option<&'a str>,
+    pub(crate) header: bool,
+    pub(crate) permanent: bool,
+    pub(crate) absolute_timeout: Option<&'a str>,
+    pub(crate) idle_timeout: Option<&'a str>,
+}
+
+/// A `SessionPersistence` at `field` as core settings, or every problem with its path.
+pub(crate) fn session(
+    f: &SessionFields<'_>,
+    field: &str,
+) -> Result<SessionPersistence, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let mut timeout = |name: &str, v: Option<&str>| -> Option<Duration> {
+        match v.map(duration::parse)? {
+            Ok(d) => Some(d),
+            Err(e) => {
+                problems.push((format!("{field}.{name}"), e.to_string()));
+                None
+            }
+        }
+    };
+    let absolute = timeout("absoluteTimeout", f.absolute_timeout);
+    let idle = timeout("idleTimeout", f.idle_timeout);
+    let name = f.name.map(str::to_owned);
+    let config = if f.header {
+        SessionPersistence::header(name)
+    } else {
+        SessionPersistence::cookie(name).with_lifetime(if f.permanent {
+            CookieLifetime::Permanent
+        } else {
+            CookieLifetime::Session
+        })
+    }
+    .with_absolute_timeout(absolute)
+    .with_idle_timeout(idle);
+    // A bad duration is reported once, not again as "missing".
+    if problems.is_empty()
+        && let Err(e) = config.validate()
+    {
+        problems.push((format!("{field}.{}", e.field()), e.reason().to_owned()));
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The `SessionPersistence` of an HTTPRoute rule (`field` is `spec.rules[i]`).
+pub(crate) fn route_rule_session(
+    s: &gateway_api::experimental::httproutes::HttpRouteRulesSessionPersistence,
+    field: &str,
+) -> Result<SessionPersistence, Vec<(String, String)>> {
+    use gateway_api::experimental::httproutes::{
+        HttpRouteRulesSessionPersistenceCookieConfigLifetimeType as Lifetime,
+        HttpRouteRulesSessionPersistenceType as Type,
+    };
+    let f = SessionFields {
+        name: s.session_name.as_deref(),
+        header: matches!(s.r#type, Some(Type::Header)),
+        permanent: s
+            .cookie_config
+            .as_ref()
+            .is_some_and(|c| matches!(c.lifetime_type, Some(Lifetime::Permanent))),
+        absolute_timeout: s.absolute_timeout.as_deref(),
+        idle_timeout: s.idle_timeout.as_deref(),
+    };
+    session(&f, &format!("{field}.sessionPersistence"))
+}
+
+/// What an `XBackendTrafficPolicy` sets, or every problem with its field path.
+pub(crate) fn policy_settings(
+    spec: &XBackendTrafficPolicySpec,
+) -> Result<(Option<SessionPersistence>, Option<RetryBudgetConfig>), Vec<ConfigError>> {
+    use gateway_api::experimental::xbackendtrafficpolicies::{
+        XBackendTrafficPolicySessionPersistenceCookieConfigLifetimeType as Lifetime,
+        XBackendTrafficPolicySessionPersistenceType as Type,
+    };
+    let mut errors = Vec::new();
+    let session = spec.session_persistence.as_ref().and_then(|s| {
+        let f = SessionFields {
+            name: s.session_name.as_deref(),
+            header: matches!(s.r#type, Some(Type::Header)),
+            permanent: s
+                .cookie_config
+                .as_ref()
+                .is_some_and(|c| matches!(c.lifetime_type, Some(Lifetime::Permanent))),
+            absolute_timeout: s.absolute_timeout.as_deref(),
+            idle_timeout: s.idle_timeout.as_deref(),
+        };
+        session(&f, "spec.sessionPersistence")
+            .map_err(|p| {
+                errors.extend(p.into_iter().map(|(f, r)| ConfigError::new(f, r)));
+            })
+            .ok()
+    });
+    let budget = spec.retry_constraint.as_ref().and_then(|c| {
+        let count = |field: &str, v: Option<i64>, errors: &mut Vec<ConfigError>| {
+            v.and_then(|v| {
+                u32::try_from(v)
+                    .map_err(|_| {
+                        errors.push(ConfigError::new(field, format!("{v} is out of range")))
+                    })
+                    .ok()
+            })
+        };
+        let budget = RetryBudget {
+            percent: c.budget.as_ref().and_then(|b| {
+                count(
+                    "spec.retryConstraint.budget.percent",
+                    b.percent,
+                    &mut errors,
+                )
+            }),
+            interval: c.budget.as_ref().and_then(|b| b.interval.clone()),
+            min_retry_rate: c.min_retry_rate.as_ref().map(|r| RetryRate {
+                count: count(
+                    "spec.retryConstraint.minRetryRate.count",
+                    r.count,
+                    &mut errors,
+                )
+                .unwrap_or(10),
+                interval: r.interval.clone().unwrap_or_else(|| "1s".to_owned()),
+            }),
+        };
+        budget
+            .config(
+                "spec.retryConstraint.budget",
+                "spec.retryConstraint.minRetryRate",
+            )
+            .map_err(|e| errors.extend(e))
+            .ok()
+    });
+    if errors.is_empty() {
+        Ok((session, budget))
+    } else {
+        Err(errors)
+    }
+}
+
+impl Context<'_> {
+    /// Attaches each `XBackendTrafficPolicy` to its target Services (oldest first; see
+    /// the [module docs](self)).
+    pub(crate) fn attach_x_backend_traffic_policies(&mut self, statuses: &mut Vec<ResourceStatus>) {
+        let resources = self.resources;
+        for p in by_age(&resources.x_backend_traffic_policies, |p| &p.metadata) {
+            statuses.push(self.attach_x_policy(p));
+        }
+    }
+
+    fn attach_x_policy(&mut self, p: &XBackendTrafficPolicy) -> ResourceStatus {
+        let ns = ns_of(&p.metadata);
+        let name = name_of(&p.metadata);
+        let generation = p.metadata.generation;
+        let resource = ResourceRef::new("XBackendTrafficPolicy", Some(ns), name);
+        let ancestors = || {
+            p.spec
+                .target_refs
+                .iter()
+                .map(|t| service_ancestor(ns, &t.name))
+                .collect()
+        };
+        let (session, retry_budget) = match policy_settings(&p.spec) {
+            Ok(s) => s,
+            Err(problems) => {
+                return invalid(
+                    resource,
+                    generation,
+                    ancestors(),
+                    problems,
+                    &mut self.errors,
+                );
+            }
+        };
+        let mut attachment = Attachment::new();
+        for (k, t) in p.spec.target_refs.iter().enumerate() {
+            let mut ancestor = service_ancestor(ns, &t.name);
+            if !(t.group.is_empty() && t.kind == "Service") {
+                ancestor.kind.clone_from(&t.kind);
+                attachment.not_found(
+                    ancestor,
+                    format!(
+                        "spec.targetRefs[{k}]: only Services (group \"\", kind Service) are \
+                         supported, not {}/{}",
+                        t.group, t.kind
+                    ),
+                );
+                continue;
+            }
+            if !self.has_service(ns, &t.name) {
+                attachment.not_found(ancestor, format!("Service {ns}/{} not found", t.name));
+                continue;
+            }
+            let key = (ns.to_owned(), t.name.clone());
+            if let Some(older) = self.x_policies.get(&key)
+                && older.owner != name
+            {
+                attachment.conflicted(
+                    ancestor,
+                    format!(
+                        "Service {ns}/{} already has the older XBackendTrafficPolicy {ns}/{}",
+                        t.name, older.owner
+                    ),
+                );
+                continue;
+            }
+            let note = match (&retry_budget, self.backend_policy(ns, &t.name)) {
+                (Some(_), Some(bp)) if bp.retry_budget.is_some() => format!(
+                    "Service {ns}/{}: retryConstraint not applied, its BackendPolicy's \
+                     retryBudget wins",
+                    t.name
+                ),
+                _ => String::new(),
+            };
+            self.x_policies.insert(
+                key,
+                ServiceSettings {
+                    owner: name.to_owned(),
+                    session: session.clone(),
+                    retry_budget,
+                },
+            );
+            attachment.attached_with(ancestor, note);
+        }
+        attachment.status(resource, generation)
+    }
+}
