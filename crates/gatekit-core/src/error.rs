@@ -134,6 +134,56 @@ impl ErrorKind {
         }
     }
 
+    /// The gRPC status code a gRPC client gets for this kind (see
+    /// [`grpc_error_response`]): gRPC's HTTP-to-gRPC status mapping
+    /// (`UNIMPLEMENTED` for no route, `INTERNAL` for a bad request, `UNAVAILABLE` for
+    /// 429, 502, 503 and 504), `UNAVAILABLE` for an invalid backend (as the GRPCRoute
+    /// spec requires) and a misdirected request (the client may retry elsewhere), and
+    /// `RESOURCE_EXHAUSTED` for a body over the limit.
+    pub const fn grpc_status(self) -> u8 {
+        const INTERNAL: u8 = 13;
+        const UNIMPLEMENTED: u8 = 12;
+        const UNAVAILABLE: u8 = 14;
+        const RESOURCE_EXHAUSTED: u8 = 8;
+        match self {
+            Self::NoRoute => UNIMPLEMENTED,
+            Self::BadRequest => INTERNAL,
+            Self::PayloadTooLarge => RESOURCE_EXHAUSTED,
+            Self::InvalidBackend
+            | Self::NoHealthyEndpoint
+            | Self::Connect
+            | Self::Timeout
+            | Self::RequestTimeout
+            | Self::BackendRequestTimeout
+            | Self::UpstreamProtocol
+            | Self::Overloaded
+            | Self::CircuitOpen
+            | Self::RateLimited
+            | Self::MisdirectedRequest => UNAVAILABLE,
+        }
+    }
+
+    /// The kind whose [`as_str`](Self::as_str) is `name`.
+    fn from_name(name: &[u8]) -> Option<Self> {
+        const ALL: [ErrorKind; 14] = [
+            ErrorKind::NoRoute,
+            ErrorKind::BadRequest,
+            ErrorKind::InvalidBackend,
+            ErrorKind::NoHealthyEndpoint,
+            ErrorKind::Connect,
+            ErrorKind::Timeout,
+            ErrorKind::RequestTimeout,
+            ErrorKind::BackendRequestTimeout,
+            ErrorKind::UpstreamProtocol,
+            ErrorKind::Overloaded,
+            ErrorKind::CircuitOpen,
+            ErrorKind::RateLimited,
+            ErrorKind::PayloadTooLarge,
+            ErrorKind::MisdirectedRequest,
+        ];
+        ALL.into_iter().find(|k| k.as_str().as_bytes() == name)
+    }
+
     const fn reason(self) -> &'static str {
         match self {
             Self::NoRoute => "no route matches the request\n",
@@ -476,6 +526,56 @@ impl std::error::Error for WithResponseExtensions {
     }
 }
 
+/// Whether a request is a gRPC call: its `content-type` is `application/grpc`, alone or
+/// followed by `+<format>` or parameters.
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.len() >= GRPC.len()
+            && v[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+            && matches!(v.get(GRPC.len()), None | Some(b'+' | b';'))
+    })
+}
+
+/// For a gRPC call, turns one of gatekit's error responses (those carrying
+/// `x-gatekit-error`, as [`error_response`] builds them) into a gRPC *trailers-only*
+/// answer, as gRPC clients expect: HTTP 200, `content-type: application/grpc`,
+/// `grpc-status` ([`ErrorKind::grpc_status`]) and `grpc-message` (the reason) in the
+/// headers, no body. Its other headers (`x-gatekit-error`, `retry-after`, CORS) stay.
+/// Any other response is returned as it is. A gRPC client shown the plain-text error
+/// instead would try to decode the text as gRPC messages and fail with `INTERNAL`.
+pub(crate) fn grpc_error_response(rsp: Response<Body>) -> Response<Body> {
+    let Some(kind) = rsp
+        .headers()
+        .get(GATEKIT_ERROR)
+        .and_then(|v| ErrorKind::from_name(v.as_bytes()))
+    else {
+        return rsp;
+    };
+    let (mut parts, _text) = rsp.into_parts();
+    parts.status = StatusCode::OK;
+    let h = &mut parts.headers;
+    h.remove(header::CONTENT_LENGTH);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert(
+        http::HeaderName::from_static("grpc-status"),
+        HeaderValue::from(u16::from(kind.grpc_status())),
+    );
+    // The reasons are plain ASCII without `%`: valid percent-encoded grpc-messages.
+    h.insert(
+        http::HeaderName::from_static("grpc-message"),
+        HeaderValue::from_static(kind.reason().trim_end()),
+    );
+    Response::from_parts(parts, Body::empty())
+}
+
+/// The header naming the [`ErrorKind`] of gatekit's error responses.
+const GATEKIT_ERROR: &str = "x-gatekit-error";
+
 pub(crate) fn kind_response(kind: ErrorKind) -> Response<Body> {
     let mut rsp = Response::new(Body::from(kind.reason()));
     *rsp.status_mut() = kind.status();
@@ -485,7 +585,7 @@ pub(crate) fn kind_response(kind: ErrorKind) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert(
-        http::HeaderName::from_static("x-gatekit-error"),
+        http::HeaderName::from_static(GATEKIT_ERROR),
         HeaderValue::from_static(kind.as_str()),
     );
     rsp

@@ -48,7 +48,11 @@
 //! router's response future turns them into responses with
 //! [`error_response`](crate::error_response), the one function that maps errors to
 //! statuses and `x-gatekit-error` values. A request nothing matches gets the 404 of
-//! [`ErrorKind::NoRoute`].
+//! [`ErrorKind::NoRoute`]. For a gRPC call (`content-type: application/grpc`) those
+//! error responses become gRPC trailers-only answers (HTTP 200 with `grpc-status` and
+//! `grpc-message`, see [`ErrorKind::grpc_status`]), so a gRPC client sees
+//! `UNIMPLEMENTED` for no route and `UNAVAILABLE` for an unreachable backend instead of a
+//! plain-text body it cannot decode.
 //!
 //! The table is an immutable snapshot behind an [`ArcSwap`]: a config change builds a new
 //! table and [`Router::store`]s it; requests already routed keep the rule they matched
@@ -68,7 +72,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::error::kind_response;
+use crate::error::{grpc_error_response, is_grpc, kind_response};
 use crate::route::host::{self, MAX_HOST};
 use crate::route::{CompiledRule, PortTable, RouteId, RuleMatch};
 use crate::{
@@ -231,7 +235,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
-        self.route(req.map(Body::new))
+        let grpc = is_grpc(req.headers());
+        let mut fut = self.route(req.map(Body::new));
+        fut.grpc = grpc;
+        fut
     }
 }
 
@@ -287,6 +294,8 @@ pin_project! {
     pub struct ResponseFuture {
         #[pin]
         state: State,
+        // A gRPC call: gatekit's error responses become gRPC trailers-only answers.
+        grpc: bool,
     }
 }
 
@@ -304,12 +313,14 @@ impl ResponseFuture {
     fn ready(rsp: Response<Body>) -> Self {
         Self {
             state: State::Ready { rsp: Some(rsp) },
+            grpc: false,
         }
     }
 
     fn dispatched(fut: backend::ResponseFuture) -> Self {
         Self {
             state: State::Dispatched { fut },
+            grpc: false,
         }
     }
 }
@@ -328,21 +339,29 @@ impl Future for ResponseFuture {
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Ready { rsp } => Poll::Ready(Ok(rsp.take().unwrap_or_else(|| {
+        let this = self.project();
+        let rsp = match this.state.project() {
+            StateProj::Ready { rsp } => rsp.take().unwrap_or_else(|| {
                 // Polled again after completion: a contract bug of the caller, answered
                 // with a 500 rather than a panic.
                 kind_response(ErrorKind::InvalidBackend)
-            }))),
+            }),
             StateProj::Dispatched { fut } => match fut.poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(rsp)) => Poll::Ready(Ok(rsp)),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(rsp)) => rsp,
                 Poll::Ready(Err(err)) => {
                     tracing::debug!(error = %err, "routed request failed");
-                    Poll::Ready(Ok(error_response(&*err)))
+                    error_response(&*err)
                 }
             },
-        }
+        };
+        // gRPC clients read errors from `grpc-status`, including the errors a rule's
+        // layers answered themselves (a rate limit's 429, an invalid backend's 500).
+        Poll::Ready(Ok(if *this.grpc {
+            grpc_error_response(rsp)
+        } else {
+            rsp
+        }))
     }
 }
 

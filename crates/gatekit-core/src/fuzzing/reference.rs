@@ -142,16 +142,17 @@ fn host_score(route: &Route, host: Option<&str>) -> Option<(u8, usize)> {
 /// The path's (kind, length) score and matched prefix, or `None` when it does not match.
 fn path_score(m: Option<&PathMatch>, path: &str) -> Option<((u8, usize), Option<String>)> {
     match m {
-        None => Some(((1, 0), Some(String::new()))),
-        Some(PathMatch::Exact(p)) => (p == path).then_some(((2, 0), None)),
+        // No path condition: after every path condition.
+        None => Some(((0, 0), Some(String::new()))),
+        Some(PathMatch::Exact(p)) => (p == path).then_some(((3, 0), None)),
         Some(PathMatch::Prefix(p)) => {
             let p = p.trim_end_matches('/');
             let ok = p.is_empty() || path == p || path.starts_with(&format!("{p}/"));
-            ok.then(|| ((1, p.len()), Some(p.to_owned())))
+            ok.then(|| ((2, p.len()), Some(p.to_owned())))
         }
         Some(PathMatch::Regex(re)) => {
             let re = regex::Regex::new(&format!("^(?:{re})$")).ok()?;
-            re.is_match(path).then_some(((0, 0), None))
+            re.is_match(path).then_some(((1, 0), None))
         }
     }
 }

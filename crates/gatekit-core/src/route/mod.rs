@@ -26,7 +26,10 @@
 //! 1. hostname specificity: a matching exact hostname beats the longest matching wildcard,
 //!    which beats shorter wildcards, which beat "no hostnames";
 //! 2. an `Exact` path, then the longest `PathPrefix` (in characters, trailing `/` not
-//!    counted), then `RegularExpression` (whose rank the spec leaves to implementations);
+//!    counted), then `RegularExpression` (whose rank the spec leaves to implementations),
+//!    then no path condition at all (so a GRPCRoute match with a method, always a path
+//!    condition, beats one without, as GRPCRoute's precedence wants; HTTPRoute matches
+//!    always have a path, `PathPrefix /` by default);
 //! 3. a method condition present;
 //! 4. the most header conditions;
 //! 5. the most query parameter conditions;

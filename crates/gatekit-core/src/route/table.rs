@@ -59,6 +59,8 @@ struct Bucket {
     prefix: FastMap<Box<str>, Vec<Candidate>>,
     prefix_max_len: usize,
     regex: Vec<(Regex, Candidate)>,
+    /// Matches without a path condition: tried after every path condition.
+    any: Vec<Candidate>,
 }
 
 /// Precedence steps 3 to 5 (method, header count, query count), larger first. Steps 6 to 8
@@ -195,6 +197,10 @@ impl RouteTable {
                             insert_sorted(&mut bucket.regex, (re.clone(), cand), key, key_of);
                             continue;
                         }
+                        PathCond::Any => {
+                            insert_sorted(&mut bucket.any, cand, key, key_of);
+                            continue;
+                        }
                     };
                     match map.get_mut(&**p) {
                         Some(list) => insert_sorted(list, cand, key, key_of),
@@ -279,7 +285,8 @@ impl RouteTable {
     #[inline]
     fn find_in<'a>(&'a self, bucket: u32, req: &Req<'_>) -> Option<RuleMatch<'a>> {
         let bucket = &self.buckets[bucket as usize];
-        // Step 2: an Exact path, then prefixes longest first, then regexes.
+        // Step 2: an Exact path, then prefixes longest first, then regexes, then no path
+        // condition.
         if !bucket.exact.is_empty()
             && let Some(list) = bucket.exact.get(req.path)
             && let Some(rule) = self.first_match(list, req)
@@ -308,6 +315,14 @@ impl RouteTable {
                     matched_prefix: None,
                 });
             }
+        }
+        if !bucket.any.is_empty()
+            && let Some(rule) = self.first_match(&bucket.any, req)
+        {
+            return Some(RuleMatch {
+                rule,
+                matched_prefix: Some(""),
+            });
         }
         None
     }
@@ -407,7 +422,7 @@ fn compile_route(route: &Route, backends: &dyn Backends) -> Result<CompiledRoute
     for (i, rule) in route.rules.iter().enumerate() {
         let at = || format!("rules[{i}]");
         if rule.matches.is_empty() {
-            matches.push((i, PathCond::Prefix("".into()), Conditions::default()));
+            matches.push((i, PathCond::Any, Conditions::default()));
         }
         for (k, m) in rule.matches.iter().enumerate() {
             let within = |e: ConfigError| e.within(&format!("{}.matches[{k}]", at()));
