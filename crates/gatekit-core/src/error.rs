@@ -709,6 +709,51 @@ mod tests {
         assert_eq!(rsp.headers()[header::RETRY_AFTER], "3");
         assert_eq!(rsp.headers()["x-gatekit-error"], "rate-limited");
     }
+
+    #[test]
+    fn grpc_calls_are_recognised_by_content_type() {
+        let with = |ct: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            is_grpc(&h)
+        };
+        assert!(with("application/grpc"));
+        assert!(with("application/grpc+proto"));
+        assert!(with("Application/GRPC; charset=utf-8"));
+        assert!(!with("application/grpc-web"));
+        assert!(!with("application/json"));
+        assert!(!is_grpc(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn error_responses_become_grpc_trailers_only_answers() {
+        let err: BoxError = Box::new(
+            Error::new(ErrorKind::RateLimited)
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("3")),
+        );
+        let rsp = grpc_error_response(error_response(&*err));
+        assert_eq!(rsp.status(), StatusCode::OK);
+        let h = rsp.headers();
+        assert_eq!(h[header::CONTENT_TYPE], "application/grpc");
+        assert_eq!(h["grpc-status"], "14");
+        assert_eq!(h["grpc-message"], "rate limited");
+        assert_eq!(h[header::RETRY_AFTER], "3");
+        assert_eq!(h["x-gatekit-error"], "rate-limited");
+        assert!(http_body::Body::is_end_stream(rsp.body()));
+        for (kind, code) in [
+            (ErrorKind::NoRoute, 12),
+            (ErrorKind::InvalidBackend, 14),
+            (ErrorKind::Connect, 14),
+            (ErrorKind::BadRequest, 13),
+            (ErrorKind::PayloadTooLarge, 8),
+        ] {
+            let rsp = grpc_error_response(kind_response(kind));
+            assert_eq!(rsp.headers()["grpc-status"], code.to_string(), "{kind}");
+        }
+        // A backend's own response is left alone.
+        let rsp = Response::builder().status(503).body(Body::empty()).unwrap();
+        assert_eq!(grpc_error_response(rsp).status(), 503);
+    }
 }
 
 /// A configuration that cannot be served: where it is wrong and why.

@@ -363,6 +363,36 @@ fn exact_path_beats_prefix_even_with_more_headers() {
 }
 
 #[test]
+fn a_regex_beats_no_path_condition_even_with_more_headers() {
+    // A GRPCRoute method-only match (a regex) against a headers-only match (no path).
+    let no_path = Match {
+        path: None,
+        ..Match::default()
+    };
+    let t = build(vec![
+        route(
+            "ns",
+            "a-headers",
+            &[],
+            vec![rule(vec![header(header(no_path, "x", "1"), "y", "1")])],
+        ),
+        route("ns", "b-method", &[], vec![rule(vec![regex("/[^/]+/Echo")])]),
+        route("ns", "c-none", &[], vec![rule(vec![])]),
+    ]);
+    let both = req("", "/svc.A/Echo").header("x", "1").header("y", "1");
+    assert_eq!(hit(&t, &both), Some("ns/b-method#0".into()));
+    let other = req("", "/svc.A/Other").header("x", "1").header("y", "1");
+    assert_eq!(find(&t, &other), Some(("ns/a-headers#0".into(), Some("".into()))));
+    assert_eq!(hit(&t, &req("", "/svc.A/Other")), Some("ns/c-none#0".into()));
+    // An explicit prefix `/` still beats a regex.
+    let t = build(vec![
+        route("ns", "a", &[], vec![rule(vec![regex("/[^/]+/Echo")])]),
+        route("ns", "b", &[], vec![rule(vec![prefix("/")])]),
+    ]);
+    assert_eq!(hit(&t, &req("", "/svc.A/Echo")), Some("ns/b#0".into()));
+}
+
+#[test]
 fn longest_prefix_wins_and_prefix_beats_regex() {
     let t = build(vec![
         route("ns", "re", &[], vec![rule(vec![regex("/a/.*")])]),
