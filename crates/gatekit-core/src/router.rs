@@ -73,6 +73,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::error::{grpc_error_response, is_grpc, kind_response};
+use crate::filter::ErrorCors;
 use crate::route::host::{self, MAX_HOST};
 use crate::route::{CompiledRule, PortTable, RouteId, RuleMatch};
 use crate::{
@@ -208,7 +209,8 @@ fn dispatch(found: Option<RuleMatch<'_>>, mut req: Request<Body>) -> ResponseFut
         rule: Arc::clone(rule),
         matched_prefix_len: found.matched_prefix.map(str::len),
     });
-    ResponseFuture::dispatched(rule.service().send(req))
+    let cors = rule.filters().error_cors(&req);
+    ResponseFuture::dispatched(rule.service().send(req), cors)
 }
 
 impl fmt::Debug for Router {
@@ -304,8 +306,8 @@ pin_project! {
     enum State {
         // Answered without a rule (no route).
         Ready { rsp: Option<Response<Body>> },
-        // In the matched rule's stack.
-        Dispatched { #[pin] fut: backend::ResponseFuture },
+        // In the matched rule's stack; `cors`: the CORS headers an error response gets.
+        Dispatched { #[pin] fut: backend::ResponseFuture, cors: Option<ErrorCors> },
     }
 }
 
@@ -317,9 +319,9 @@ impl ResponseFuture {
         }
     }
 
-    fn dispatched(fut: backend::ResponseFuture) -> Self {
+    fn dispatched(fut: backend::ResponseFuture, cors: Option<ErrorCors>) -> Self {
         Self {
-            state: State::Dispatched { fut },
+            state: State::Dispatched { fut, cors },
             grpc: false,
         }
     }
@@ -346,12 +348,18 @@ impl Future for ResponseFuture {
                 // with a 500 rather than a panic.
                 kind_response(ErrorKind::InvalidBackend)
             }),
-            StateProj::Dispatched { fut } => match fut.poll(cx) {
+            StateProj::Dispatched { fut, cors } => match fut.poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(rsp)) => rsp,
                 Poll::Ready(Err(err)) => {
                     tracing::debug!(error = %err, "routed request failed");
-                    error_response(&*err)
+                    let mut rsp = error_response(&*err);
+                    // A rule's CORS filter speaks for its errors too: a browser reads
+                    // them only with the CORS headers.
+                    if let Some(cors) = cors {
+                        cors.apply(&mut rsp);
+                    }
+                    rsp
                 }
             },
         };

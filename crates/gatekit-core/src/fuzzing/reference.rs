@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 
 use http::{HeaderMap, Method, Uri};
 
-use crate::route::{Match, PathMatch, Route, StringMatch};
+use crate::route::{Filter, Match, PathMatch, Route, StringMatch};
 
 /// Precedence key: host (kind, length), path (kind, length), method, header count, query
 /// count, then (reversed, smaller wins) created, `"ns/name"`, route, rule and match index.
@@ -59,12 +59,23 @@ pub fn reference_find(
         .filter(|(n, _)| !n.is_empty())
         .collect();
 
+    // A CORS preflight meets the method conditions of rules with a CORS filter with the
+    // method it announces.
+    let announced = (*method == Method::OPTIONS && headers.contains_key(http::header::ORIGIN))
+        .then(|| headers.get(http::header::ACCESS_CONTROL_REQUEST_METHOD))
+        .flatten()
+        .and_then(|v| Method::from_bytes(v.as_bytes()).ok());
     let mut best: Option<(Key, String, Option<String>)> = None;
     for (ri, route) in routes.iter().enumerate() {
         let Some(host_score) = host_score(route, host.as_deref()) else {
             continue;
         };
         for (rule_i, rule) in route.rules.iter().enumerate() {
+            let has_cors = rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)));
+            let method = match &announced {
+                Some(m) if has_cors => m,
+                _ => method,
+            };
             let default = vec![Match::default()];
             let matches = if rule.matches.is_empty() {
                 &default

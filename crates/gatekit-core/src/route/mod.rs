@@ -18,7 +18,10 @@
 //!   repeated header is the one matched.
 //! - **Query parameters**: exact value or regex on the first occurrence of a
 //!   (case-sensitive) name, percent-decoded lazily; see the details below.
-//! - **Method**: equal.
+//! - **Method**: equal. A CORS preflight (`OPTIONS` with `Origin` and
+//!   `Access-Control-Request-Method`) meets the method condition of a rule with a CORS
+//!   filter with the method it announces, so a rule `method: PUT` answers the preflight
+//!   of a `PUT` (other requests, and other rules, compare the request's method).
 //!
 //! When several rules match, the one with the highest precedence wins, comparing, in
 //! order, across all rules of all routes in the table:

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Uri};
 use regex::Regex;
 
-use super::conditions::Conditions;
+use super::conditions::{Conditions, preflight_method};
 use super::hash::FastMap;
 use super::host::{self, HostPattern, MAX_HOST};
-use super::model::{Route, RouteId};
+use super::model::{Filter, Route, RouteId};
 use super::path::{PathCond, prefix_candidates};
 use super::rule::CompiledRule;
 use crate::Backends;
@@ -251,8 +251,10 @@ impl RouteTable {
         headers: &HeaderMap,
         host: Option<&str>,
     ) -> Option<RuleMatch<'a>> {
+        let announced = preflight_method(method, headers);
         let req = Req {
             method,
+            announced: announced.as_ref(),
             path: uri.path(),
             query: uri.query(),
             headers,
@@ -340,7 +342,8 @@ impl RouteTable {
 
     #[inline]
     fn meets(&self, cand: Candidate, req: &Req<'_>) -> bool {
-        self.conditions[cand.conditions as usize].matches(req.method, req.query, req.headers)
+        let c = &self.conditions[cand.conditions as usize];
+        c.matches(c.method_for(req.method, req.announced), req.query, req.headers)
     }
 }
 
@@ -365,6 +368,8 @@ impl fmt::Debug for RouteTable {
 /// The parts of a request that matching reads.
 struct Req<'r> {
     method: &'r Method,
+    /// For a CORS preflight: the method it announces.
+    announced: Option<&'r Method>,
     path: &'r str,
     query: Option<&'r str>,
     headers: &'r HeaderMap,
@@ -421,14 +426,16 @@ fn compile_route(route: &Route, backends: &dyn Backends) -> Result<CompiledRoute
     let mut matches = Vec::new();
     for (i, rule) in route.rules.iter().enumerate() {
         let at = || format!("rules[{i}]");
+        let cors = rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)));
         if rule.matches.is_empty() {
             matches.push((i, PathCond::Any, Conditions::default()));
         }
         for (k, m) in rule.matches.iter().enumerate() {
             let within = |e: ConfigError| e.within(&format!("{}.matches[{k}]", at()));
             let path = PathCond::compile(m.path.as_ref()).map_err(within)?;
-            let conds =
-                Conditions::compile(m.method.as_ref(), &m.headers, &m.query).map_err(within)?;
+            let conds = Conditions::compile(m.method.as_ref(), &m.headers, &m.query)
+                .map_err(within)?
+                .with_preflight_as_announced(cors);
             matches.push((i, path, conds));
         }
         let compiled =

@@ -363,6 +363,45 @@ fn exact_path_beats_prefix_even_with_more_headers() {
 }
 
 #[test]
+fn a_cors_preflight_meets_method_conditions_with_the_method_it_announces() {
+    let mut cors_put = rule(vec![method(prefix("/items"), Method::PUT)]);
+    let mut policy = crate::route::CorsPolicy::default();
+    policy.allow_origins = vec!["*".into()];
+    cors_put.filters = vec![crate::route::Filter::Cors(policy)];
+    let t = build(vec![
+        route("ns", "a-cors-put", &[], vec![cors_put]),
+        route(
+            "ns",
+            "b-plain-get",
+            &[],
+            vec![rule(vec![method(prefix("/items"), Method::GET)])],
+        ),
+    ]);
+    let preflight = |announced: &str| {
+        req("", "/items/1")
+            .method(Method::OPTIONS)
+            .header("origin", "https://a.example")
+            .header("access-control-request-method", announced)
+    };
+    assert_eq!(hit(&t, &preflight("PUT")), Some("ns/a-cors-put#0".into()));
+    // A rule without a CORS filter compares the request's own method.
+    assert_eq!(hit(&t, &preflight("GET")), None);
+    // Not a preflight without `Origin`; the actual requests as usual.
+    let no_origin = req("", "/items/1")
+        .method(Method::OPTIONS)
+        .header("access-control-request-method", "PUT");
+    assert_eq!(hit(&t, &no_origin), None);
+    assert_eq!(
+        hit(&t, &req("", "/items/1").method(Method::PUT)),
+        Some("ns/a-cors-put#0".into())
+    );
+    assert_eq!(
+        hit(&t, &req("", "/items/1")),
+        Some("ns/b-plain-get#0".into())
+    );
+}
+
+#[test]
 fn a_regex_beats_no_path_condition_even_with_more_headers() {
     // A GRPCRoute method-only match (a regex) against a headers-only match (no path).
     let no_path = Match {
