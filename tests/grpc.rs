@@ -169,7 +169,10 @@ fn wanted_status(req: &MetadataMap, mut md: MetadataMap) -> Option<Status> {
 }
 
 /// Answers one gRPC call (see the module docs).
-async fn answer(name: &'static str, req: http::Request<Incoming>) -> http::Response<tonic::body::Body> {
+async fn answer(
+    name: &'static str,
+    req: http::Request<Incoming>,
+) -> http::Response<tonic::body::Body> {
     let path = req.uri().path().to_owned();
     let mut grpc = tonic::server::Grpc::new(Raw);
     if path.ends_with("/ServerStream") {
@@ -227,7 +230,8 @@ async fn answer(name: &'static str, req: http::Request<Incoming>) -> http::Respo
 #[derive(Clone)]
 struct H2c(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
 
-type H2cFuture = Pin<Box<dyn Future<Output = Result<http::Response<Incoming>, hyper::Error>> + Send>>;
+type H2cFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<Incoming>, hyper::Error>> + Send>>;
 
 impl tower::Service<http::Request<tonic::body::Body>> for H2c {
     type Response = http::Response<Incoming>;
@@ -250,7 +254,9 @@ struct Client {
 
 impl Client {
     async fn connect(port: u16, authority: &str) -> Self {
-        let tcp = within(TcpStream::connect(("127.0.0.1", port))).await.unwrap();
+        let tcp = within(TcpStream::connect(("127.0.0.1", port)))
+            .await
+            .unwrap();
         let (sender, conn) = within(hyper::client::conn::http2::handshake(
             TokioExecutor::new(),
             TokioIo::new(tcp),
@@ -313,7 +319,8 @@ fn request<T>(msg: T, md: &[(&str, &str)]) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     for (k, v) in md {
         let key = MetadataKey::from_bytes(k.as_bytes()).unwrap();
-        req.metadata_mut().append(key, MetadataValue::try_from(*v).unwrap());
+        req.metadata_mut()
+            .append(key, MetadataValue::try_from(*v).unwrap());
     }
     req
 }
@@ -485,8 +492,14 @@ async fn header_matches_exact_and_regular_expression() {
     for (md, want) in [
         (&[("version", "one")][..], Ok("v1".to_owned())),
         (&[("version", "two")], Ok("v2".to_owned())),
-        (&[("version", "two"), ("color", "orange")], Ok("v1".to_owned())),
-        (&[("version", "two"), ("color", "blue")], Ok("v2".to_owned())),
+        (
+            &[("version", "two"), ("color", "orange")],
+            Ok("v1".to_owned()),
+        ),
+        (
+            &[("version", "two"), ("color", "blue")],
+            Ok("v2".to_owned()),
+        ),
         (&[("color", "blue")], Ok("v1".to_owned())),
         (&[("color", "green")], Ok("v1".to_owned())),
         (&[("color", "red")], Ok("v2".to_owned())),
@@ -509,7 +522,14 @@ async fn header_matches_exact_and_regular_expression() {
 async fn precedence_is_service_then_method_then_header_count() {
     let vs: Vec<GrpcBackend> = {
         let mut vs = Vec::new();
-        for name in ["vmethod", "vservice", "vexact", "vheaders", "vmethodheader", "vlater"] {
+        for name in [
+            "vmethod",
+            "vservice",
+            "vexact",
+            "vheaders",
+            "vmethodheader",
+            "vlater",
+        ] {
             vs.push(GrpcBackend::start(name).await);
         }
         vs
@@ -631,7 +651,10 @@ async fn route_hostnames_intersect_with_the_listener_hostname() {
             name,
             &format!("  - backendRefs: [{{ name: {backend}, port: 80 }}]\n"),
         )
-        .replace("  parentRefs:", &format!("  hostnames: {hosts}\n  parentRefs:"))
+        .replace(
+            "  parentRefs:",
+            &format!("  hostnames: {hosts}\n  parentRefs:"),
+        )
     };
     let env = gateway_on(
         port,
@@ -697,7 +720,10 @@ async fn a_refused_backend_connection_is_unavailable() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(!status.message().is_empty(), "{status:?}");
     // The same for a streaming call.
-    let status = c.server_stream(&method("ServerStream"), &[], 3).await.unwrap_err();
+    let status = c
+        .server_stream(&method("ServerStream"), &[], 3)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 }
 
@@ -821,7 +847,10 @@ async fn backend_status_message_details_and_trailers_pass_through() {
     assert_eq!(get(status.metadata(), "x-trailer").as_deref(), Some("kept"));
     assert_eq!(get(status.metadata(), "x-backend").as_deref(), Some("v1"));
 
-    let rsp = c.server_stream(&method("ServerStream"), &want, 3).await.unwrap();
+    let rsp = c
+        .server_stream(&method("ServerStream"), &want, 3)
+        .await
+        .unwrap();
     assert_eq!(get(rsp.metadata(), "x-backend").as_deref(), Some("v1"));
     let mut stream = rsp.into_inner();
     let mut got = Vec::new();
@@ -847,7 +876,10 @@ async fn server_streaming_through_the_gateway() {
     let route = grpc_route("stream", "  - backendRefs: [{ name: v1, port: 80 }]\n");
     let env = gateway(&[&v1], &[route]).await;
     let mut c = env.client().await;
-    let rsp = c.server_stream(&method("ServerStream"), &[], 200).await.unwrap();
+    let rsp = c
+        .server_stream(&method("ServerStream"), &[], 200)
+        .await
+        .unwrap();
     let mut stream = rsp.into_inner();
     let mut got = Vec::new();
     while let Some(m) = within(stream.message()).await.unwrap() {
@@ -869,14 +901,14 @@ async fn bidi_streaming_through_the_gateway_is_interactive() {
     let env = gateway(&[&v1], &[route]).await;
     let mut c = env.client().await;
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-    let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|m| (m, rx))
-    });
+    let outbound =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
     c.ready().await;
-    let rsp = within(
-        c.grpc
-            .streaming(request(outbound, &[("x-who", "bidi")]), pq(&method("Bidi")), Raw),
-    )
+    let rsp = within(c.grpc.streaming(
+        request(outbound, &[("x-who", "bidi")]),
+        pq(&method("Bidi")),
+        Raw,
+    ))
     .await
     .unwrap();
     assert_eq!(get(rsp.metadata(), "echo-x-who").as_deref(), Some("bidi"));

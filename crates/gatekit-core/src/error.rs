@@ -134,8 +134,9 @@ impl ErrorKind {
         }
     }
 
-    /// The gRPC status code a gRPC client gets for this kind (see
-    /// [`grpc_error_response`]): gRPC's HTTP-to-gRPC status mapping
+    /// The gRPC status code a gRPC client gets for this kind (the
+    /// [`Router`](crate::Router) answers gRPC calls' errors with it in `grpc-status`):
+    /// gRPC's HTTP-to-gRPC status mapping
     /// (`UNIMPLEMENTED` for no route, `INTERNAL` for a bad request, `UNAVAILABLE` for
     /// 429, 502, 503 and 504), `UNAVAILABLE` for an invalid backend (as the GRPCRoute
     /// spec requires) and a misdirected request (the client may retry elsewhere), and

@@ -343,7 +343,11 @@ impl RouteTable {
     #[inline]
     fn meets(&self, cand: Candidate, req: &Req<'_>) -> bool {
         let c = &self.conditions[cand.conditions as usize];
-        c.matches(c.method_for(req.method, req.announced), req.query, req.headers)
+        c.matches(
+            c.method_for(req.method, req.announced),
+            req.query,
+            req.headers,
+        )
     }
 }
 

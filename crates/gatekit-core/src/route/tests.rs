@@ -365,8 +365,10 @@ fn exact_path_beats_prefix_even_with_more_headers() {
 #[test]
 fn a_cors_preflight_meets_method_conditions_with_the_method_it_announces() {
     let mut cors_put = rule(vec![method(prefix("/items"), Method::PUT)]);
-    let mut policy = crate::route::CorsPolicy::default();
-    policy.allow_origins = vec!["*".into()];
+    let policy = crate::route::CorsPolicy {
+        allow_origins: vec!["*".into()],
+        ..Default::default()
+    };
     cors_put.filters = vec![crate::route::Filter::Cors(policy)];
     let t = build(vec![
         route("ns", "a-cors-put", &[], vec![cors_put]),
@@ -415,14 +417,25 @@ fn a_regex_beats_no_path_condition_even_with_more_headers() {
             &[],
             vec![rule(vec![header(header(no_path, "x", "1"), "y", "1")])],
         ),
-        route("ns", "b-method", &[], vec![rule(vec![regex("/[^/]+/Echo")])]),
+        route(
+            "ns",
+            "b-method",
+            &[],
+            vec![rule(vec![regex("/[^/]+/Echo")])],
+        ),
         route("ns", "c-none", &[], vec![rule(vec![])]),
     ]);
     let both = req("", "/svc.A/Echo").header("x", "1").header("y", "1");
     assert_eq!(hit(&t, &both), Some("ns/b-method#0".into()));
     let other = req("", "/svc.A/Other").header("x", "1").header("y", "1");
-    assert_eq!(find(&t, &other), Some(("ns/a-headers#0".into(), Some("".into()))));
-    assert_eq!(hit(&t, &req("", "/svc.A/Other")), Some("ns/c-none#0".into()));
+    assert_eq!(
+        find(&t, &other),
+        Some(("ns/a-headers#0".into(), Some("".into())))
+    );
+    assert_eq!(
+        hit(&t, &req("", "/svc.A/Other")),
+        Some("ns/c-none#0".into())
+    );
     // An explicit prefix `/` still beats a regex.
     let t = build(vec![
         route("ns", "a", &[], vec![rule(vec![regex("/[^/]+/Echo")])]),

@@ -727,7 +727,8 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
         if rule.matches.is_empty() {
             // HTTPRoute's default: one match of path prefix `/` (core's match without
             // conditions would rank after regexes, as GRPCRoute's must).
-            rule.matches.push(http_match(&HttpRouteRulesMatches::default()));
+            rule.matches
+                .push(http_match(&HttpRouteRulesMatches::default()));
         }
         for (j, f) in r.filters.iter().flatten().enumerate() {
             if let Some(f) = work.filter(f, &format!("{field}.filters[{j}]")) {
