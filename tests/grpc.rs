@@ -98,6 +98,7 @@ impl GrpcBackend {
         let (tx, paths) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Ok((io, _)) = listener.accept().await {
+                io.set_nodelay(true).unwrap();
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
@@ -257,6 +258,7 @@ impl Client {
         let tcp = within(TcpStream::connect(("127.0.0.1", port)))
             .await
             .unwrap();
+        tcp.set_nodelay(true).unwrap();
         let (sender, conn) = within(hyper::client::conn::http2::handshake(
             TokioExecutor::new(),
             TokioIo::new(tcp),
@@ -920,4 +922,28 @@ async fn bidi_streaming_through_the_gateway_is_interactive() {
     }
     drop(tx);
     assert_eq!(within(inbound.message()).await.unwrap(), None);
+}
+
+/// A gatekit TrafficPolicy rate limit on a GRPCRoute: the call over the limit gets a
+/// gRPC status (`UNAVAILABLE`, gRPC's mapping of HTTP 429) with the gateway's error kind
+/// in its metadata, not an HTTP 429 the client cannot decode.
+#[tokio::test]
+async fn a_rate_limited_call_gets_a_grpc_status() {
+    let v1 = GrpcBackend::start("v1").await;
+    let route = grpc_route("limited", "  - backendRefs: [{ name: v1, port: 80 }]\n");
+    let policy = "apiVersion: gatekit.io/v1alpha1\nkind: TrafficPolicy\n\
+                  metadata: { name: one-per-hour, namespace: default }\n\
+                  spec:\n  targetRefs: [{ group: gateway.networking.k8s.io, kind: GRPCRoute, name: limited }]\n\
+                  \x20 rateLimit:\n    rules:\n    - limit: { requests: 1, unit: Hour }\n"
+        .to_owned();
+    let env = gateway(&[&v1], &[route, policy]).await;
+    let mut c = env.client().await;
+    assert_eq!(c.backend(&method("Echo"), &[]).await, Ok("v1".into()));
+    let status = c.unary(&method("Echo"), &[], "hello").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "rate limited");
+    assert_eq!(
+        get(status.metadata(), "x-gatekit-error").as_deref(),
+        Some("rate-limited")
+    );
 }
