@@ -544,8 +544,9 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
 /// answer, as gRPC clients expect: HTTP 200, `content-type: application/grpc`,
 /// `grpc-status` ([`ErrorKind::grpc_status`]) and `grpc-message` (the reason) in the
 /// headers, no body. Its other headers (`x-gatekit-error`, `retry-after`, CORS) stay.
-/// Any other response is returned as it is. A gRPC client shown the plain-text error
-/// instead would try to decode the text as gRPC messages and fail with `INTERNAL`.
+/// Any other response (or one already carrying a `grpc-status`, as an upstream gatekit's
+/// would) is returned as it is. A gRPC client shown the plain-text error instead would
+/// try to decode the text as gRPC messages and fail with `INTERNAL`.
 pub(crate) fn grpc_error_response(rsp: Response<Body>) -> Response<Body> {
     let Some(kind) = rsp
         .headers()
@@ -554,6 +555,9 @@ pub(crate) fn grpc_error_response(rsp: Response<Body>) -> Response<Body> {
     else {
         return rsp;
     };
+    if rsp.headers().contains_key(GRPC_STATUS) {
+        return rsp;
+    }
     let (mut parts, _text) = rsp.into_parts();
     parts.status = StatusCode::OK;
     let h = &mut parts.headers;
@@ -563,7 +567,7 @@ pub(crate) fn grpc_error_response(rsp: Response<Body>) -> Response<Body> {
         HeaderValue::from_static("application/grpc"),
     );
     h.insert(
-        http::HeaderName::from_static("grpc-status"),
+        http::HeaderName::from_static(GRPC_STATUS),
         HeaderValue::from(u16::from(kind.grpc_status())),
     );
     // The reasons are plain ASCII without `%`: valid percent-encoded grpc-messages.
@@ -576,6 +580,9 @@ pub(crate) fn grpc_error_response(rsp: Response<Body>) -> Response<Body> {
 
 /// The header naming the [`ErrorKind`] of gatekit's error responses.
 const GATEKIT_ERROR: &str = "x-gatekit-error";
+
+/// The gRPC status header (or trailer).
+const GRPC_STATUS: &str = "grpc-status";
 
 pub(crate) fn kind_response(kind: ErrorKind) -> Response<Body> {
     let mut rsp = Response::new(Body::from(kind.reason()));
@@ -751,9 +758,13 @@ mod tests {
             let rsp = grpc_error_response(kind_response(kind));
             assert_eq!(rsp.headers()["grpc-status"], code.to_string(), "{kind}");
         }
-        // A backend's own response is left alone.
+        // A backend's own response is left alone, and so is a gRPC answer.
         let rsp = Response::builder().status(503).body(Body::empty()).unwrap();
         assert_eq!(grpc_error_response(rsp).status(), 503);
+        let rsp = grpc_error_response(kind_response(ErrorKind::Connect));
+        let again = grpc_error_response(rsp);
+        assert_eq!(again.headers()["grpc-status"], "14");
+        assert_eq!(again.status(), StatusCode::OK);
     }
 }
 

@@ -363,8 +363,8 @@ impl Future for ResponseFuture {
                 }
             },
         };
-        // gRPC clients read errors from `grpc-status`, including the errors a rule's
-        // layers answered themselves (a rate limit's 429, an invalid backend's 500).
+        // gRPC clients read errors from `grpc-status`: every gatekit error answer (also
+        // those a rule's filters give as responses, such as a bad rewrite's 400).
         Poll::Ready(Ok(if *this.grpc {
             grpc_error_response(rsp)
         } else {
