@@ -2,7 +2,9 @@
 //! wired gateway: manifests in a directory, a real hyper backend on loopback that counts
 //! what reaches it, a real client. Preflights are answered at the gateway (the backend
 //! never sees them), actual requests are proxied and get the CORS response headers, and
-//! an origin that is not allowed gets none.
+//! an origin that is not allowed gets none. A preflight is routed by the method it
+//! announces (`Access-Control-Request-Method`), and the gateway's own error responses
+//! on a CORS rule carry the CORS headers.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::convert::Infallible;
@@ -294,4 +296,207 @@ async fn httproute_cors_disallowed_origin_gets_no_cors_headers() {
     assert_eq!(s.hits(), 1, "the actual request is still proxied");
     assert!(cors_headers(&h).is_empty(), "{h:?}");
     assert_eq!(header(&h, "vary"), Some("origin"));
+}
+
+// === preflights routed as the request they announce ===
+
+/// Two rules on one path: `PUT` with a CORS filter, `GET` without.
+fn method_routes() -> String {
+    r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: methods, namespace: default }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+  - matches: [{ path: { type: PathPrefix, value: /items }, method: PUT }]
+    filters:
+    - type: CORS
+      cors: { allowOrigins: ["https://www.foo.com"], allowMethods: [PUT] }
+    backendRefs: [{ name: web, port: 80 }]
+  - matches: [{ path: { type: PathPrefix, value: /items }, method: GET }]
+    backendRefs: [{ name: web, port: 80 }]
+"#
+    .to_owned()
+}
+
+/// Starts the gateway on `docs` with the counting backend as Service `web`.
+async fn start_with(docs: &[String]) -> Setup {
+    let (addr, hits) = backend().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![gateway_http(port), service("web", addr)];
+    all.extend(docs.iter().cloned());
+    std::fs::write(dir.path().join("all.yaml"), all.join("---\n")).unwrap();
+    let wired = Wired::start(&[dir.path().to_path_buf()]).await;
+    Setup {
+        _wired: wired,
+        _dir: dir,
+        port,
+        hits,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+/// A rule `method: PUT` with a CORS filter answers the preflight of a `PUT` (an
+/// `OPTIONS` request announcing `PUT`), as Envoy Gateway does; a preflight announcing a
+/// method no CORS rule matches, and a plain `OPTIONS`, are not taken by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preflight_is_routed_by_the_method_it_announces() {
+    let s = start_with(&[method_routes()]).await;
+    let origin = ("origin", "https://www.foo.com");
+
+    let (status, h, _) = s
+        .send(
+            Method::OPTIONS,
+            "/items/1",
+            &[origin, ("access-control-request-method", "PUT")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        header(&h, "access-control-allow-origin"),
+        Some("https://www.foo.com")
+    );
+    assert_eq!(header(&h, "access-control-allow-methods"), Some("PUT"));
+    assert_eq!(s.hits(), 0, "the preflight is answered at the gateway");
+
+    // The actual PUT goes to the backend with the CORS headers.
+    let (status, h, body) = s.send(Method::PUT, "/items/1", &[origin]).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"backend"[..]));
+    assert_eq!(
+        header(&h, "access-control-allow-origin"),
+        Some("https://www.foo.com")
+    );
+    assert_eq!(s.hits(), 1);
+
+    // GET's rule has no CORS filter, DELETE no rule: their preflights match nothing,
+    // and neither does an OPTIONS that is not a preflight.
+    for headers in [
+        &[origin, ("access-control-request-method", "GET")][..],
+        &[origin, ("access-control-request-method", "DELETE")],
+        &[origin],
+        &[("access-control-request-method", "PUT")],
+    ] {
+        let (status, h, _) = s.send(Method::OPTIONS, "/items/1", headers).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{headers:?}");
+        assert_eq!(cors_headers(&h), Vec::<String>::new(), "{headers:?}");
+    }
+    assert_eq!(s.hits(), 1);
+}
+
+// === the gateway's own errors carry the CORS headers ===
+
+/// A backend that accepts connections and never answers.
+async fn hanging() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((io, _)) = listener.accept().await {
+            held.push(io);
+        }
+    });
+    addr
+}
+
+/// Rules with a CORS filter whose requests fail at the gateway: an upstream that
+/// refuses connections (503), one that never answers within the request timeout (504),
+/// and (route `limited`, with a TrafficPolicy) a rate limit of one request (429).
+fn failing_routes() -> String {
+    let cors = r#"    filters:
+    - type: CORS
+      cors: { allowOrigins: ["https://www.foo.com"], allowMethods: [GET], exposeHeaders: [x-gatekit-error] }
+"#;
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: failing, namespace: default }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  rules:
+  - matches: [{{ path: {{ type: PathPrefix, value: /dead }} }}]
+{cors}    backendRefs: [{{ name: dead, port: 80 }}]
+  - matches: [{{ path: {{ type: PathPrefix, value: /slow }} }}]
+    timeouts: {{ request: 200ms }}
+{cors}    backendRefs: [{{ name: slow, port: 80 }}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: limited, namespace: default }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  rules:
+  - matches: [{{ path: {{ type: PathPrefix, value: /limited }} }}]
+{cors}    backendRefs: [{{ name: web, port: 80 }}]
+---
+apiVersion: gatekit.io/v1alpha1
+kind: TrafficPolicy
+metadata: {{ name: one-per-hour, namespace: default }}
+spec:
+  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: limited }}]
+  rateLimit:
+    rules:
+    - limit: {{ requests: 1, unit: Hour }}
+"#
+    )
+}
+
+/// The gateway's own error responses on a rule with a CORS filter (503 for a refused
+/// upstream, 504 for the request timeout, 429 from a rate limit) carry the CORS
+/// response headers for an allowed origin, so a browser can read them; a disallowed
+/// origin gets only `Vary: Origin`, a request without `Origin` nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_errors_on_a_cors_rule_carry_the_cors_headers() {
+    let dead = gatekit_tests::closed_port().await;
+    let slow = hanging().await;
+    let s = start_with(&[
+        service("dead", dead),
+        service("slow", slow),
+        failing_routes(),
+    ])
+    .await;
+    let allowed = ("origin", "https://www.foo.com");
+    let expect_cors = |h: &HeaderMap, what: &str| {
+        assert_eq!(
+            header(h, "access-control-allow-origin"),
+            Some("https://www.foo.com"),
+            "{what}"
+        );
+        assert_eq!(
+            header(h, "access-control-expose-headers"),
+            Some("x-gatekit-error"),
+            "{what}"
+        );
+        assert!(
+            header(h, "vary").is_some_and(|v| v.eq_ignore_ascii_case("origin")),
+            "{what}"
+        );
+    };
+
+    let (status, h, _) = s.send(Method::GET, "/dead", &[allowed]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&h, "x-gatekit-error"), Some("upstream-connect"));
+    expect_cors(&h, "503");
+
+    let (status, h, _) = s.send(Method::GET, "/slow", &[allowed]).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    expect_cors(&h, "504");
+
+    let (status, _, _) = s.send(Method::GET, "/limited", &[allowed]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, h, _) = s.send(Method::GET, "/limited", &[allowed]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    expect_cors(&h, "429");
+
+    // Not for a disallowed origin (only Vary), nor without an Origin.
+    let (status, h, _) = s
+        .send(Method::GET, "/dead", &[("origin", "https://evil.example")])
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(cors_headers(&h), Vec::<String>::new());
+    assert!(header(&h, "vary").is_some_and(|v| v.eq_ignore_ascii_case("origin")));
+    let (status, h, _) = s.send(Method::GET, "/dead", &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(cors_headers(&h), Vec::<String>::new());
+    assert_eq!(header(&h, "vary"), None);
 }

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatekit_tests::wired::{Wired, free_port, gateway_http, service};
+use gatekit_tests::wired::{Wired, free_port, gateway_http, h2c_service, service};
 use gatekit_tests::{EchoBackend, TestClient};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -220,15 +220,6 @@ async fn grpc_backend(name: &'static str) -> (SocketAddr, mpsc::UnboundedReceive
 /// The next call a gRPC backend receives.
 async fn next_call(rx: &mut mpsc::UnboundedReceiver<Call>) -> Call {
     within(rx.recv()).await.expect("backend stopped")
-}
-
-/// A Service `name` (port 80, `appProtocol: kubernetes.io/h2c`) with one endpoint at `addr`.
-fn h2c_service(name: &str, addr: SocketAddr) -> String {
-    service(name, addr).replacen(
-        "ports: [{ name: http, port: 80 }]",
-        "ports: [{ name: http, port: 80, appProtocol: kubernetes.io/h2c }]",
-        1,
-    )
 }
 
 /// One unary gRPC call over a fresh h2c connection to the gateway: the `x-backend` the

@@ -67,6 +67,15 @@ pub fn service_at(name: &str, addrs: &[SocketAddr]) -> String {
     out
 }
 
+/// [`service`] with `appProtocol: kubernetes.io/h2c` on its port (a gRPC backend).
+pub fn h2c_service(name: &str, addr: SocketAddr) -> String {
+    service(name, addr).replacen(
+        "ports: [{ name: http, port: 80 }]",
+        "ports: [{ name: http, port: 80, appProtocol: kubernetes.io/h2c }]",
+        1,
+    )
+}
+
 /// An HTTPRoute `name` on Gateway `gw` sending `path` (prefix) to Service `backend`.
 pub fn route(name: &str, path: &str, backend: &str) -> String {
     route_with(name, path, backend, "")

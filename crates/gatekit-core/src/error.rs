@@ -134,6 +134,57 @@ impl ErrorKind {
         }
     }
 
+    /// The gRPC status code a gRPC client gets for this kind (the
+    /// [`Router`](crate::Router) answers gRPC calls' errors with it in `grpc-status`):
+    /// gRPC's HTTP-to-gRPC status mapping
+    /// (`UNIMPLEMENTED` for no route, `INTERNAL` for a bad request, `UNAVAILABLE` for
+    /// 429, 502, 503 and 504), `UNAVAILABLE` for an invalid backend (as the GRPCRoute
+    /// spec requires) and a misdirected request (the client may retry elsewhere), and
+    /// `RESOURCE_EXHAUSTED` for a body over the limit.
+    pub const fn grpc_status(self) -> u8 {
+        const INTERNAL: u8 = 13;
+        const UNIMPLEMENTED: u8 = 12;
+        const UNAVAILABLE: u8 = 14;
+        const RESOURCE_EXHAUSTED: u8 = 8;
+        match self {
+            Self::NoRoute => UNIMPLEMENTED,
+            Self::BadRequest => INTERNAL,
+            Self::PayloadTooLarge => RESOURCE_EXHAUSTED,
+            Self::InvalidBackend
+            | Self::NoHealthyEndpoint
+            | Self::Connect
+            | Self::Timeout
+            | Self::RequestTimeout
+            | Self::BackendRequestTimeout
+            | Self::UpstreamProtocol
+            | Self::Overloaded
+            | Self::CircuitOpen
+            | Self::RateLimited
+            | Self::MisdirectedRequest => UNAVAILABLE,
+        }
+    }
+
+    /// The kind whose [`as_str`](Self::as_str) is `name`.
+    fn from_name(name: &[u8]) -> Option<Self> {
+        const ALL: [ErrorKind; 14] = [
+            ErrorKind::NoRoute,
+            ErrorKind::BadRequest,
+            ErrorKind::InvalidBackend,
+            ErrorKind::NoHealthyEndpoint,
+            ErrorKind::Connect,
+            ErrorKind::Timeout,
+            ErrorKind::RequestTimeout,
+            ErrorKind::BackendRequestTimeout,
+            ErrorKind::UpstreamProtocol,
+            ErrorKind::Overloaded,
+            ErrorKind::CircuitOpen,
+            ErrorKind::RateLimited,
+            ErrorKind::PayloadTooLarge,
+            ErrorKind::MisdirectedRequest,
+        ];
+        ALL.into_iter().find(|k| k.as_str().as_bytes() == name)
+    }
+
     const fn reason(self) -> &'static str {
         match self {
             Self::NoRoute => "no route matches the request\n",
@@ -476,6 +527,63 @@ impl std::error::Error for WithResponseExtensions {
     }
 }
 
+/// Whether a request is a gRPC call: its `content-type` is `application/grpc`, alone or
+/// followed by `+<format>` or parameters.
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.len() >= GRPC.len()
+            && v[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+            && matches!(v.get(GRPC.len()), None | Some(b'+' | b';'))
+    })
+}
+
+/// For a gRPC call, turns one of gatekit's error responses (those carrying
+/// `x-gatekit-error`, as [`error_response`] builds them) into a gRPC *trailers-only*
+/// answer, as gRPC clients expect: HTTP 200, `content-type: application/grpc`,
+/// `grpc-status` ([`ErrorKind::grpc_status`]) and `grpc-message` (the reason) in the
+/// headers, no body. Its other headers (`x-gatekit-error`, `retry-after`, CORS) stay.
+/// Any other response (or one already carrying a `grpc-status`, as an upstream gatekit's
+/// would) is returned as it is. A gRPC client shown the plain-text error instead would
+/// try to decode the text as gRPC messages and fail with `INTERNAL`.
+pub(crate) fn grpc_error_response(rsp: Response<Body>) -> Response<Body> {
+    let Some(kind) = rsp
+        .headers()
+        .get(GATEKIT_ERROR)
+        .and_then(|v| ErrorKind::from_name(v.as_bytes()))
+    else {
+        return rsp;
+    };
+    if rsp.headers().contains_key(GRPC_STATUS) {
+        return rsp;
+    }
+    let (mut parts, _text) = rsp.into_parts();
+    parts.status = StatusCode::OK;
+    let h = &mut parts.headers;
+    h.remove(header::CONTENT_LENGTH);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert(
+        http::HeaderName::from_static(GRPC_STATUS),
+        HeaderValue::from(u16::from(kind.grpc_status())),
+    );
+    // The reasons are plain ASCII without `%`: valid percent-encoded grpc-messages.
+    h.insert(
+        http::HeaderName::from_static("grpc-message"),
+        HeaderValue::from_static(kind.reason().trim_end()),
+    );
+    Response::from_parts(parts, Body::empty())
+}
+
+/// The header naming the [`ErrorKind`] of gatekit's error responses.
+const GATEKIT_ERROR: &str = "x-gatekit-error";
+
+/// The gRPC status header (or trailer).
+const GRPC_STATUS: &str = "grpc-status";
+
 pub(crate) fn kind_response(kind: ErrorKind) -> Response<Body> {
     let mut rsp = Response::new(Body::from(kind.reason()));
     *rsp.status_mut() = kind.status();
@@ -485,7 +593,7 @@ pub(crate) fn kind_response(kind: ErrorKind) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert(
-        http::HeaderName::from_static("x-gatekit-error"),
+        http::HeaderName::from_static(GATEKIT_ERROR),
         HeaderValue::from_static(kind.as_str()),
     );
     rsp
@@ -608,6 +716,55 @@ mod tests {
         assert_eq!(rsp.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(rsp.headers()[header::RETRY_AFTER], "3");
         assert_eq!(rsp.headers()["x-gatekit-error"], "rate-limited");
+    }
+
+    #[test]
+    fn grpc_calls_are_recognised_by_content_type() {
+        let with = |ct: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            is_grpc(&h)
+        };
+        assert!(with("application/grpc"));
+        assert!(with("application/grpc+proto"));
+        assert!(with("Application/GRPC; charset=utf-8"));
+        assert!(!with("application/grpc-web"));
+        assert!(!with("application/json"));
+        assert!(!is_grpc(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn error_responses_become_grpc_trailers_only_answers() {
+        let err: BoxError = Box::new(
+            Error::new(ErrorKind::RateLimited)
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("3")),
+        );
+        let rsp = grpc_error_response(error_response(&*err));
+        assert_eq!(rsp.status(), StatusCode::OK);
+        let h = rsp.headers();
+        assert_eq!(h[header::CONTENT_TYPE], "application/grpc");
+        assert_eq!(h["grpc-status"], "14");
+        assert_eq!(h["grpc-message"], "rate limited");
+        assert_eq!(h[header::RETRY_AFTER], "3");
+        assert_eq!(h["x-gatekit-error"], "rate-limited");
+        assert!(http_body::Body::is_end_stream(rsp.body()));
+        for (kind, code) in [
+            (ErrorKind::NoRoute, 12),
+            (ErrorKind::InvalidBackend, 14),
+            (ErrorKind::Connect, 14),
+            (ErrorKind::BadRequest, 13),
+            (ErrorKind::PayloadTooLarge, 8),
+        ] {
+            let rsp = grpc_error_response(kind_response(kind));
+            assert_eq!(rsp.headers()["grpc-status"], code.to_string(), "{kind}");
+        }
+        // A backend's own response is left alone, and so is a gRPC answer.
+        let rsp = Response::builder().status(503).body(Body::empty()).unwrap();
+        assert_eq!(grpc_error_response(rsp).status(), 503);
+        let rsp = grpc_error_response(kind_response(ErrorKind::Connect));
+        let again = grpc_error_response(rsp);
+        assert_eq!(again.headers()["grpc-status"], "14");
+        assert_eq!(again.status(), StatusCode::OK);
     }
 }
 

@@ -48,7 +48,11 @@
 //! router's response future turns them into responses with
 //! [`error_response`](crate::error_response), the one function that maps errors to
 //! statuses and `x-gatekit-error` values. A request nothing matches gets the 404 of
-//! [`ErrorKind::NoRoute`].
+//! [`ErrorKind::NoRoute`]. For a gRPC call (`content-type: application/grpc`) those
+//! error responses become gRPC trailers-only answers (HTTP 200 with `grpc-status` and
+//! `grpc-message`, see [`ErrorKind::grpc_status`]), so a gRPC client sees
+//! `UNIMPLEMENTED` for no route and `UNAVAILABLE` for an unreachable backend instead of a
+//! plain-text body it cannot decode.
 //!
 //! The table is an immutable snapshot behind an [`ArcSwap`]: a config change builds a new
 //! table and [`Router::store`]s it; requests already routed keep the rule they matched
@@ -68,7 +72,8 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::error::kind_response;
+use crate::error::{grpc_error_response, is_grpc, kind_response};
+use crate::filter::ErrorCors;
 use crate::route::host::{self, MAX_HOST};
 use crate::route::{CompiledRule, PortTable, RouteId, RuleMatch};
 use crate::{
@@ -204,7 +209,8 @@ fn dispatch(found: Option<RuleMatch<'_>>, mut req: Request<Body>) -> ResponseFut
         rule: Arc::clone(rule),
         matched_prefix_len: found.matched_prefix.map(str::len),
     });
-    ResponseFuture::dispatched(rule.service().send(req))
+    let cors = rule.filters().error_cors(&req);
+    ResponseFuture::dispatched(rule.service().send(req), cors)
 }
 
 impl fmt::Debug for Router {
@@ -231,7 +237,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture {
-        self.route(req.map(Body::new))
+        let grpc = is_grpc(req.headers());
+        let mut fut = self.route(req.map(Body::new));
+        fut.grpc = grpc;
+        fut
     }
 }
 
@@ -287,6 +296,8 @@ pin_project! {
     pub struct ResponseFuture {
         #[pin]
         state: State,
+        // A gRPC call: gatekit's error responses become gRPC trailers-only answers.
+        grpc: bool,
     }
 }
 
@@ -295,8 +306,8 @@ pin_project! {
     enum State {
         // Answered without a rule (no route).
         Ready { rsp: Option<Response<Body>> },
-        // In the matched rule's stack.
-        Dispatched { #[pin] fut: backend::ResponseFuture },
+        // In the matched rule's stack; `cors`: the CORS headers an error response gets.
+        Dispatched { #[pin] fut: backend::ResponseFuture, cors: Option<ErrorCors> },
     }
 }
 
@@ -304,12 +315,14 @@ impl ResponseFuture {
     fn ready(rsp: Response<Body>) -> Self {
         Self {
             state: State::Ready { rsp: Some(rsp) },
+            grpc: false,
         }
     }
 
-    fn dispatched(fut: backend::ResponseFuture) -> Self {
+    fn dispatched(fut: backend::ResponseFuture, cors: Option<ErrorCors>) -> Self {
         Self {
-            state: State::Dispatched { fut },
+            state: State::Dispatched { fut, cors },
+            grpc: false,
         }
     }
 }
@@ -328,21 +341,35 @@ impl Future for ResponseFuture {
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Ready { rsp } => Poll::Ready(Ok(rsp.take().unwrap_or_else(|| {
+        let this = self.project();
+        let rsp = match this.state.project() {
+            StateProj::Ready { rsp } => rsp.take().unwrap_or_else(|| {
                 // Polled again after completion: a contract bug of the caller, answered
                 // with a 500 rather than a panic.
                 kind_response(ErrorKind::InvalidBackend)
-            }))),
-            StateProj::Dispatched { fut } => match fut.poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(rsp)) => Poll::Ready(Ok(rsp)),
+            }),
+            StateProj::Dispatched { fut, cors } => match fut.poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(rsp)) => rsp,
                 Poll::Ready(Err(err)) => {
                     tracing::debug!(error = %err, "routed request failed");
-                    Poll::Ready(Ok(error_response(&*err)))
+                    let mut rsp = error_response(&*err);
+                    // A rule's CORS filter speaks for its errors too: a browser reads
+                    // them only with the CORS headers.
+                    if let Some(cors) = cors {
+                        cors.apply(&mut rsp);
+                    }
+                    rsp
                 }
             },
-        }
+        };
+        // gRPC clients read errors from `grpc-status`: every gatekit error answer (also
+        // those a rule's filters give as responses, such as a bad rewrite's 400).
+        Poll::Ready(Ok(if *this.grpc {
+            grpc_error_response(rsp)
+        } else {
+            rsp
+        }))
     }
 }
 

@@ -572,6 +572,19 @@ pub const FEATURES: &[Feature] = &[
         &[
             "crates/gatekit-k8s/tests/translate.rs::grpc_route_service_and_method_matching",
             "crates/gatekit-core/tests/proxy_http.rs::grpc_trailers_reach_an_h2_client",
+            "tests/grpc.rs::exact_service_and_method_match_and_an_unmatched_method_is_unimplemented",
+            "tests/grpc.rs::service_only_and_method_only_matches",
+            "tests/grpc.rs::regular_expression_method_match",
+            "tests/grpc.rs::header_matches_exact_and_regular_expression",
+            "tests/grpc.rs::precedence_is_service_then_method_then_header_count",
+            "tests/grpc.rs::listener_hostnames_pick_the_route",
+            "tests/grpc.rs::route_hostnames_intersect_with_the_listener_hostname",
+            "tests/grpc.rs::weighted_backend_refs_split_calls",
+            "tests/grpc.rs::a_refused_backend_connection_is_unavailable",
+            "tests/grpc.rs::backend_status_message_details_and_trailers_pass_through",
+            "tests/grpc.rs::server_streaming_through_the_gateway",
+            "tests/grpc.rs::bidi_streaming_through_the_gateway_is_interactive",
+            "tests/grpc.rs::request_mirror_copies_the_call_to_the_mirror_backend",
         ],
     ),
     Feature::yes(
@@ -581,6 +594,7 @@ pub const FEATURES: &[Feature] = &[
         Standard,
         &[
             "tests/features_e2e.rs::grpcroute_named_route_rule_routes_each_method_to_its_rules_backend",
+            "tests/grpc.rs::named_rules_route_each_method_to_their_backend",
         ],
     ),
     Feature::yes(
@@ -590,6 +604,7 @@ pub const FEATURES: &[Feature] = &[
         Standard,
         &[
             "tests/features_e2e.rs::grpcroute_request_header_modifier_sets_adds_and_removes_metadata",
+            "tests/grpc.rs::request_and_response_header_modifiers",
         ],
     ),
     // --- BackendTLSPolicy ---

@@ -830,6 +830,7 @@ async fn gateway_addresses_from_the_gateway_service_are_written() {
     writer.resync(&t).await;
     let gw = status_json::<Gateway>(&fake, Some("infra"), "gw");
     assert_eq!(gw["addresses"][0]["value"], "203.0.113.5");
+}
 
 // === XBackendTrafficPolicy ===
 

@@ -22,6 +22,11 @@
 //!   `-Expose-Headers` and `-Max-Age` (default 5 seconds). For an origin not allowed it
 //!   is still 200, without any CORS header (the spec's first option), so the browser
 //!   refuses the actual request.
+//!   The route table takes a preflight to a rule with a CORS filter whose method match
+//!   is the announced method (`Access-Control-Request-Method`), not `OPTIONS`.
+//! - **Errors.** The gateway's own error responses on a rule with a CORS filter (a 5xx
+//!   for a failed upstream, a 429 from a rate limit) get the same headers as a proxied
+//!   response, added where the [`Router`](crate::Router) turns the error into a response.
 //! - **Actual requests** are proxied; when the origin is allowed the response gets
 //!   `Access-Control-Allow-Origin`, `-Allow-Credentials` and `-Expose-Headers`
 //!   (replacing any the backend sent).

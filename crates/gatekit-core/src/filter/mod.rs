@@ -41,7 +41,10 @@
 //!   backend is not called) and adds `Access-Control-*` headers and `Vary: Origin` to
 //!   the responses of requests with an allowed `Origin` (details in `filter/cors.rs`).
 //!   The request's `Origin` is read once per request ([`FilterChain::response_context`])
-//!   and carried to the response in a [`ResponseContext`].
+//!   and carried to the response in a [`ResponseContext`]. The gateway's own error
+//!   responses on such a rule (a 5xx for a failed upstream, a 429 from a rate limit, a
+//!   503 from a breaker) get the same CORS headers, added by the
+//!   [`Router`](crate::Router) where it turns the error into a response.
 //!
 //! # Validation
 //!
@@ -129,6 +132,22 @@ impl FilterOptions {
 #[derive(Clone, Debug, Default)]
 pub struct FilterChain {
     inner: Option<Arc<Inner>>,
+}
+
+/// The CORS headers an error response gets (see [`FilterChain::error_cors`]).
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorCors {
+    chain: FilterChain,
+    rcx: ResponseContext,
+}
+
+impl ErrorCors {
+    /// Adds the CORS response headers (and `Vary: Origin`) to an error response.
+    pub(crate) fn apply(&self, rsp: &mut Response<Body>) {
+        if let Some(cors) = self.chain.inner.as_deref().and_then(|i| i.cors.as_ref()) {
+            cors.respond(rsp.headers_mut(), &self.rcx.cors);
+        }
+    }
 }
 
 /// What a chain's response filters keep from the request: the `Origin` a `CORS` filter
@@ -345,6 +364,23 @@ impl FilterChain {
                 cors: cors.see(req.headers()),
             },
             None => ResponseContext::default(),
+        }
+    }
+
+    /// What the gateway's own error response to `req` needs from this chain: `None`
+    /// unless the chain has a CORS filter and the request an `Origin`. Errors skip the
+    /// response filters (they pass the filter layer as errors, and some come from layers
+    /// above it: rate limits, the request timeout); the [`Router`](crate::Router) applies
+    /// this to the response [`error_response`](crate::error_response) builds, so a
+    /// browser can read the error of an allowed origin's request.
+    pub(crate) fn error_cors(&self, req: &Request<Body>) -> Option<ErrorCors> {
+        let cors = self.inner.as_deref()?.cors.as_ref()?;
+        match cors.see(req.headers()) {
+            Seen::NoOrigin => None,
+            seen => Some(ErrorCors {
+                chain: self.clone(),
+                rcx: ResponseContext { cors: seen },
+            }),
         }
     }
 

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 
 use http::{HeaderMap, Method, Uri};
 
-use crate::route::{Match, PathMatch, Route, StringMatch};
+use crate::route::{Filter, Match, PathMatch, Route, StringMatch};
 
 /// Precedence key: host (kind, length), path (kind, length), method, header count, query
 /// count, then (reversed, smaller wins) created, `"ns/name"`, route, rule and match index.
@@ -59,12 +59,23 @@ pub fn reference_find(
         .filter(|(n, _)| !n.is_empty())
         .collect();
 
+    // A CORS preflight meets the method conditions of rules with a CORS filter with the
+    // method it announces.
+    let announced = (*method == Method::OPTIONS && headers.contains_key(http::header::ORIGIN))
+        .then(|| headers.get(http::header::ACCESS_CONTROL_REQUEST_METHOD))
+        .flatten()
+        .and_then(|v| Method::from_bytes(v.as_bytes()).ok());
     let mut best: Option<(Key, String, Option<String>)> = None;
     for (ri, route) in routes.iter().enumerate() {
         let Some(host_score) = host_score(route, host.as_deref()) else {
             continue;
         };
         for (rule_i, rule) in route.rules.iter().enumerate() {
+            let has_cors = rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)));
+            let method = match &announced {
+                Some(m) if has_cors => m,
+                _ => method,
+            };
             let default = vec![Match::default()];
             let matches = if rule.matches.is_empty() {
                 &default
@@ -142,16 +153,17 @@ fn host_score(route: &Route, host: Option<&str>) -> Option<(u8, usize)> {
 /// The path's (kind, length) score and matched prefix, or `None` when it does not match.
 fn path_score(m: Option<&PathMatch>, path: &str) -> Option<((u8, usize), Option<String>)> {
     match m {
-        None => Some(((1, 0), Some(String::new()))),
-        Some(PathMatch::Exact(p)) => (p == path).then_some(((2, 0), None)),
+        // No path condition: after every path condition.
+        None => Some(((0, 0), Some(String::new()))),
+        Some(PathMatch::Exact(p)) => (p == path).then_some(((3, 0), None)),
         Some(PathMatch::Prefix(p)) => {
             let p = p.trim_end_matches('/');
             let ok = p.is_empty() || path == p || path.starts_with(&format!("{p}/"));
-            ok.then(|| ((1, p.len()), Some(p.to_owned())))
+            ok.then(|| ((2, p.len()), Some(p.to_owned())))
         }
         Some(PathMatch::Regex(re)) => {
             let re = regex::Regex::new(&format!("^(?:{re})$")).ok()?;
-            re.is_match(path).then_some(((0, 0), None))
+            re.is_match(path).then_some(((1, 0), None))
         }
     }
 }

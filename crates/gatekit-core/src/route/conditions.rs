@@ -20,6 +20,22 @@ use super::model::{HeaderMatch, QueryMatch, StringMatch};
 use super::path::anchored;
 use crate::error::ConfigError;
 
+/// For a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`),
+/// the method it announces; `None` for every other request (one comparison for them).
+///
+/// A browser sends a preflight before the request it announces, with the method in
+/// `Access-Control-Request-Method`; a rule with a CORS filter and a method match must
+/// answer the preflight of the method it matches (a rule `method: PUT` answers the
+/// preflight of a `PUT`), or the browser never sends the request.
+#[inline]
+pub(crate) fn preflight_method(method: &Method, headers: &HeaderMap) -> Option<Method> {
+    if method != Method::OPTIONS || !headers.contains_key(http::header::ORIGIN) {
+        return None;
+    }
+    let announced = headers.get(http::header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    Method::from_bytes(announced.as_bytes()).ok()
+}
+
 /// The longest percent-escaped query value a regex is matched against.
 pub(crate) const MAX_DECODED: usize = 1024;
 
@@ -46,6 +62,9 @@ impl ValueCond {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Conditions {
     method: Option<Method>,
+    /// The rule has a CORS filter: a CORS preflight meets the method condition with the
+    /// method it announces (see [`preflight_method`]).
+    preflight_as_announced: bool,
     headers: Box<[(HeaderName, ValueCond)]>,
     query: Box<[(Box<str>, ValueCond)]>,
 }
@@ -96,9 +115,32 @@ impl Conditions {
         }
         Ok(Self {
             method: method.cloned(),
+            preflight_as_announced: false,
             headers: hs.into(),
             query: qs.into(),
         })
+    }
+
+    /// Makes a CORS preflight meet the method condition with the method it announces
+    /// (for the matches of a rule with a CORS filter).
+    pub(crate) fn with_preflight_as_announced(mut self, yes: bool) -> Self {
+        self.preflight_as_announced = yes;
+        self
+    }
+
+    /// The method the method condition compares: the announced one for a preflight
+    /// (`announced`, from [`preflight_method`]) when the rule has a CORS filter, else
+    /// the request's.
+    #[inline]
+    pub(crate) fn method_for<'a>(
+        &self,
+        method: &'a Method,
+        announced: Option<&'a Method>,
+    ) -> &'a Method {
+        match announced {
+            Some(m) if self.preflight_as_announced => m,
+            _ => method,
+        }
     }
 
     /// Whether a method condition is present (precedence step 3).

@@ -18,7 +18,10 @@
 //!   repeated header is the one matched.
 //! - **Query parameters**: exact value or regex on the first occurrence of a
 //!   (case-sensitive) name, percent-decoded lazily; see the details below.
-//! - **Method**: equal.
+//! - **Method**: equal. A CORS preflight (`OPTIONS` with `Origin` and
+//!   `Access-Control-Request-Method`) meets the method condition of a rule with a CORS
+//!   filter with the method it announces, so a rule `method: PUT` answers the preflight
+//!   of a `PUT` (other requests, and other rules, compare the request's method).
 //!
 //! When several rules match, the one with the highest precedence wins, comparing, in
 //! order, across all rules of all routes in the table:
@@ -26,7 +29,10 @@
 //! 1. hostname specificity: a matching exact hostname beats the longest matching wildcard,
 //!    which beats shorter wildcards, which beat "no hostnames";
 //! 2. an `Exact` path, then the longest `PathPrefix` (in characters, trailing `/` not
-//!    counted), then `RegularExpression` (whose rank the spec leaves to implementations);
+//!    counted), then `RegularExpression` (whose rank the spec leaves to implementations),
+//!    then no path condition at all (so a GRPCRoute match with a method, always a path
+//!    condition, beats one without, as GRPCRoute's precedence wants; HTTPRoute matches
+//!    always have a path, `PathPrefix /` by default);
 //! 3. a method condition present;
 //! 4. the most header conditions;
 //! 5. the most query parameter conditions;

@@ -77,8 +77,8 @@ impl Route {
 pub struct Rule {
     /// Optional rule name (Gateway API `name`), for status and metrics.
     pub name: Option<String>,
-    /// The rule matches when any of these matches; empty means one match of path
-    /// prefix `/`.
+    /// The rule matches when any of these matches; empty means one match without
+    /// conditions (every request, ranked after every path condition).
     pub matches: Vec<Match>,
     /// Filters applied to every request the rule takes, in order.
     pub filters: Vec<Filter>,
@@ -110,7 +110,9 @@ pub struct RulePolicy {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Match {
-    /// Path condition; `None` means prefix `/`.
+    /// Path condition; `None` matches every path like prefix `/` but ranks after every
+    /// path condition, regexes included (a GRPCRoute match without a method ranks after
+    /// one with a method). HTTPRoute's default is an explicit prefix `/`.
     pub path: Option<PathMatch>,
     /// Header conditions; names compare case-insensitively.
     pub headers: Vec<HeaderMatch>,

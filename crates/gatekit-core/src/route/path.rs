@@ -23,6 +23,9 @@ pub(crate) enum PathCond {
     Prefix(Box<str>),
     /// The whole path matches (anchored).
     Regex(Regex),
+    /// No path condition: every path, ranked after every path condition (a GRPCRoute
+    /// match without a method).
+    Any,
 }
 
 impl PathCond {
@@ -30,7 +33,7 @@ impl PathCond {
     pub(crate) fn compile(path: Option<&PathMatch>) -> Result<Self, ConfigError> {
         let field = "path.value";
         match path {
-            None => Ok(Self::Prefix("".into())),
+            None => Ok(Self::Any),
             Some(PathMatch::Exact(v)) => {
                 require_slash(v, field)?;
                 Ok(Self::Exact(v.as_str().into()))

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Uri};
 use regex::Regex;
 
-use super::conditions::Conditions;
+use super::conditions::{Conditions, preflight_method};
 use super::hash::FastMap;
 use super::host::{self, HostPattern, MAX_HOST};
-use super::model::{Route, RouteId};
+use super::model::{Filter, Route, RouteId};
 use super::path::{PathCond, prefix_candidates};
 use super::rule::CompiledRule;
 use crate::Backends;
@@ -59,6 +59,8 @@ struct Bucket {
     prefix: FastMap<Box<str>, Vec<Candidate>>,
     prefix_max_len: usize,
     regex: Vec<(Regex, Candidate)>,
+    /// Matches without a path condition: tried after every path condition.
+    any: Vec<Candidate>,
 }
 
 /// Precedence steps 3 to 5 (method, header count, query count), larger first. Steps 6 to 8
@@ -195,6 +197,10 @@ impl RouteTable {
                             insert_sorted(&mut bucket.regex, (re.clone(), cand), key, key_of);
                             continue;
                         }
+                        PathCond::Any => {
+                            insert_sorted(&mut bucket.any, cand, key, key_of);
+                            continue;
+                        }
                     };
                     match map.get_mut(&**p) {
                         Some(list) => insert_sorted(list, cand, key, key_of),
@@ -245,8 +251,10 @@ impl RouteTable {
         headers: &HeaderMap,
         host: Option<&str>,
     ) -> Option<RuleMatch<'a>> {
+        let announced = preflight_method(method, headers);
         let req = Req {
             method,
+            announced: announced.as_ref(),
             path: uri.path(),
             query: uri.query(),
             headers,
@@ -279,7 +287,8 @@ impl RouteTable {
     #[inline]
     fn find_in<'a>(&'a self, bucket: u32, req: &Req<'_>) -> Option<RuleMatch<'a>> {
         let bucket = &self.buckets[bucket as usize];
-        // Step 2: an Exact path, then prefixes longest first, then regexes.
+        // Step 2: an Exact path, then prefixes longest first, then regexes, then no path
+        // condition.
         if !bucket.exact.is_empty()
             && let Some(list) = bucket.exact.get(req.path)
             && let Some(rule) = self.first_match(list, req)
@@ -309,6 +318,14 @@ impl RouteTable {
                 });
             }
         }
+        if !bucket.any.is_empty()
+            && let Some(rule) = self.first_match(&bucket.any, req)
+        {
+            return Some(RuleMatch {
+                rule,
+                matched_prefix: Some(""),
+            });
+        }
         None
     }
 
@@ -325,7 +342,12 @@ impl RouteTable {
 
     #[inline]
     fn meets(&self, cand: Candidate, req: &Req<'_>) -> bool {
-        self.conditions[cand.conditions as usize].matches(req.method, req.query, req.headers)
+        let c = &self.conditions[cand.conditions as usize];
+        c.matches(
+            c.method_for(req.method, req.announced),
+            req.query,
+            req.headers,
+        )
     }
 }
 
@@ -350,6 +372,8 @@ impl fmt::Debug for RouteTable {
 /// The parts of a request that matching reads.
 struct Req<'r> {
     method: &'r Method,
+    /// For a CORS preflight: the method it announces.
+    announced: Option<&'r Method>,
     path: &'r str,
     query: Option<&'r str>,
     headers: &'r HeaderMap,
@@ -406,14 +430,16 @@ fn compile_route(route: &Route, backends: &dyn Backends) -> Result<CompiledRoute
     let mut matches = Vec::new();
     for (i, rule) in route.rules.iter().enumerate() {
         let at = || format!("rules[{i}]");
+        let cors = rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)));
         if rule.matches.is_empty() {
-            matches.push((i, PathCond::Prefix("".into()), Conditions::default()));
+            matches.push((i, PathCond::Any, Conditions::default()));
         }
         for (k, m) in rule.matches.iter().enumerate() {
             let within = |e: ConfigError| e.within(&format!("{}.matches[{k}]", at()));
             let path = PathCond::compile(m.path.as_ref()).map_err(within)?;
-            let conds =
-                Conditions::compile(m.method.as_ref(), &m.headers, &m.query).map_err(within)?;
+            let conds = Conditions::compile(m.method.as_ref(), &m.headers, &m.query)
+                .map_err(within)?
+                .with_preflight_as_announced(cors);
             matches.push((i, path, conds));
         }
         let compiled =

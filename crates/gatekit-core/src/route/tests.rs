@@ -363,6 +363,88 @@ fn exact_path_beats_prefix_even_with_more_headers() {
 }
 
 #[test]
+fn a_cors_preflight_meets_method_conditions_with_the_method_it_announces() {
+    let mut cors_put = rule(vec![method(prefix("/items"), Method::PUT)]);
+    let policy = crate::route::CorsPolicy {
+        allow_origins: vec!["*".into()],
+        ..Default::default()
+    };
+    cors_put.filters = vec![crate::route::Filter::Cors(policy)];
+    let t = build(vec![
+        route("ns", "a-cors-put", &[], vec![cors_put]),
+        route(
+            "ns",
+            "b-plain-get",
+            &[],
+            vec![rule(vec![method(prefix("/items"), Method::GET)])],
+        ),
+    ]);
+    let preflight = |announced: &str| {
+        req("", "/items/1")
+            .method(Method::OPTIONS)
+            .header("origin", "https://a.example")
+            .header("access-control-request-method", announced)
+    };
+    assert_eq!(hit(&t, &preflight("PUT")), Some("ns/a-cors-put#0".into()));
+    // A rule without a CORS filter compares the request's own method.
+    assert_eq!(hit(&t, &preflight("GET")), None);
+    // Not a preflight without `Origin`; the actual requests as usual.
+    let no_origin = req("", "/items/1")
+        .method(Method::OPTIONS)
+        .header("access-control-request-method", "PUT");
+    assert_eq!(hit(&t, &no_origin), None);
+    assert_eq!(
+        hit(&t, &req("", "/items/1").method(Method::PUT)),
+        Some("ns/a-cors-put#0".into())
+    );
+    assert_eq!(
+        hit(&t, &req("", "/items/1")),
+        Some("ns/b-plain-get#0".into())
+    );
+}
+
+#[test]
+fn a_regex_beats_no_path_condition_even_with_more_headers() {
+    // A GRPCRoute method-only match (a regex) against a headers-only match (no path).
+    let no_path = Match {
+        path: None,
+        ..Match::default()
+    };
+    let t = build(vec![
+        route(
+            "ns",
+            "a-headers",
+            &[],
+            vec![rule(vec![header(header(no_path, "x", "1"), "y", "1")])],
+        ),
+        route(
+            "ns",
+            "b-method",
+            &[],
+            vec![rule(vec![regex("/[^/]+/Echo")])],
+        ),
+        route("ns", "c-none", &[], vec![rule(vec![])]),
+    ]);
+    let both = req("", "/svc.A/Echo").header("x", "1").header("y", "1");
+    assert_eq!(hit(&t, &both), Some("ns/b-method#0".into()));
+    let other = req("", "/svc.A/Other").header("x", "1").header("y", "1");
+    assert_eq!(
+        find(&t, &other),
+        Some(("ns/a-headers#0".into(), Some("".into())))
+    );
+    assert_eq!(
+        hit(&t, &req("", "/svc.A/Other")),
+        Some("ns/c-none#0".into())
+    );
+    // An explicit prefix `/` still beats a regex.
+    let t = build(vec![
+        route("ns", "a", &[], vec![rule(vec![regex("/[^/]+/Echo")])]),
+        route("ns", "b", &[], vec![rule(vec![prefix("/")])]),
+    ]);
+    assert_eq!(hit(&t, &req("", "/svc.A/Echo")), Some("ns/b#0".into()));
+}
+
+#[test]
 fn longest_prefix_wins_and_prefix_beats_regex() {
     let t = build(vec![
         route("ns", "re", &[], vec![rule(vec![regex("/a/.*")])]),

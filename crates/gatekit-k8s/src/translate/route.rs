@@ -641,14 +641,17 @@ fn as_http_filter<T: Serialize>(f: &T) -> Result<HttpRouteRulesFilters, String> 
 
 fn http_match(m: &HttpRouteRulesMatches) -> Match {
     let mut out = Match::default();
-    if let Some(p) = &m.path {
-        let value = p.value.clone().unwrap_or_else(|| "/".to_owned());
-        out.path = Some(match p.r#type {
-            Some(HttpRouteRulesMatchesPathType::Exact) => PathMatch::Exact(value),
-            None | Some(HttpRouteRulesMatchesPathType::PathPrefix) => PathMatch::Prefix(value),
-            Some(HttpRouteRulesMatchesPathType::RegularExpression) => PathMatch::Regex(value),
-        });
-    }
+    // A match without a path is a `PathPrefix` of `/` (the CRD's default).
+    let (kind, value) = match &m.path {
+        Some(p) => (p.r#type.clone(), p.value.as_deref().unwrap_or("/")),
+        None => (None, "/"),
+    };
+    let value = value.to_owned();
+    out.path = Some(match kind {
+        Some(HttpRouteRulesMatchesPathType::Exact) => PathMatch::Exact(value),
+        None | Some(HttpRouteRulesMatchesPathType::PathPrefix) => PathMatch::Prefix(value),
+        Some(HttpRouteRulesMatchesPathType::RegularExpression) => PathMatch::Regex(value),
+    });
     for h in m.headers.iter().flatten() {
         out.headers.push(HeaderMatch {
             name: h.name.clone(),
@@ -755,6 +758,12 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
         let mut rule = Rule::default();
         rule.name = r.name.clone();
         rule.matches = r.matches.iter().flatten().map(http_match).collect();
+        if rule.matches.is_empty() {
+            // HTTPRoute's default: one match of path prefix `/` (core's match without
+            // conditions would rank after regexes, as GRPCRoute's must).
+            rule.matches
+                .push(http_match(&HttpRouteRulesMatches::default()));
+        }
         for (j, f) in r.filters.iter().flatten().enumerate() {
             if let Some(f) = work.filter(f, &format!("{field}.filters[{j}]")) {
                 rule.filters.push(f);
