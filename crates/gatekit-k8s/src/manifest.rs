@@ -372,7 +372,15 @@ impl ResourceSet {
             }
             ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => load!(true, gateways),
             ("gateway.networking.k8s.io", "v1", "ListenerSet") => load!(true, listener_sets),
-            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => load!(true, http_routes),
+            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => {
+                // Keys the typed rule would drop: refused by name instead.
+                let dropped = crate::translate::v17_inline_session_keys(&doc);
+                if dropped.is_empty() {
+                    load!(true, http_routes);
+                } else {
+                    errors.extend(dropped.iter().map(|e| cx.error(e.field(), e.reason())));
+                }
+            }
             ("gateway.networking.k8s.io", "v1", "GRPCRoute") => load!(true, grpc_routes),
             ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => {
                 load!(true, reference_grants)

@@ -65,6 +65,7 @@ mod listener;
 mod policy;
 mod route;
 mod session;
+pub(crate) use session::v17_inline_session_keys;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -26,6 +26,7 @@ use super::policy::{Attachment, by_age, invalid, service_ancestor};
 use crate::duration;
 use crate::status::{ResourceRef, ResourceStatus};
 use crate::types::policy::{RetryBudget, RetryRate};
+use crate::types::xbtp::{LifetimeType, SessionPersistence as XSessionPersistence, SessionType};
 use crate::types::{XBackendTrafficPolicy, XBackendTrafficPolicySpec};
 
 /// What an `XBackendTrafficPolicy` gives a Service it is attached to.
@@ -37,12 +38,16 @@ pub(crate) struct ServiceSettings {
     pub(crate) retry_budget: Option<RetryBudgetConfig>,
 }
 
-/// The fields of a Gateway API `SessionPersistence`, whichever generated type holds
-/// them.
+/// The fields of a Gateway API `SessionPersistence`, whichever shape or generated type
+/// holds them.
 pub(crate) struct SessionFields<'a> {
     pub(crate) name: Option<&'a str>,
+    /// Where the name came from (`sessionName`, `cookie.name` or `header.name`).
+    pub(crate) name_field: &'static str,
     pub(crate) header: bool,
     pub(crate) permanent: bool,
+    /// The cookie's `Path` (v1.7 `cookie.path`); `/` when `None`.
+    pub(crate) path: Option<&'a str>,
     pub(crate) absolute_timeout: Option<&'a str>,
     pub(crate) idle_timeout: Option<&'a str>,
 }
@@ -68,11 +73,15 @@ pub(crate) fn session(
     let config = if f.header {
         SessionPersistence::header(name)
     } else {
-        SessionPersistence::cookie(name).with_lifetime(if f.permanent {
+        let cookie = SessionPersistence::cookie(name).with_lifetime(if f.permanent {
             CookieLifetime::Permanent
         } else {
             CookieLifetime::Session
-        })
+        });
+        match f.path {
+            Some(path) => cookie.with_path(path),
+            None => cookie,
+        }
     }
     .with_absolute_timeout(absolute)
     .with_idle_timeout(idle);
@@ -80,7 +89,12 @@ pub(crate) fn session(
     if problems.is_empty()
         && let Err(e) = config.validate()
     {
-        problems.push((format!("{field}.{}", e.field()), e.reason().to_owned()));
+        // The core names the v1.6 field; the name may have come from elsewhere.
+        let at = match e.field() {
+            "sessionName" => f.name_field,
+            other => other,
+        };
+        problems.push((format!("{field}.{at}"), e.reason().to_owned()));
     }
     if problems.is_empty() {
         Ok(config)
@@ -100,37 +114,160 @@ pub(crate) fn route_rule_session(
     };
     let f = SessionFields {
         name: s.session_name.as_deref(),
+        name_field: "sessionName",
         header: matches!(s.r#type, Some(Type::Header)),
         permanent: s
             .cookie_config
             .as_ref()
             .is_some_and(|c| matches!(c.lifetime_type, Some(Lifetime::Permanent))),
+        path: None,
         absolute_timeout: s.absolute_timeout.as_deref(),
         idle_timeout: s.idle_timeout.as_deref(),
     };
     session(&f, &format!("{field}.sessionPersistence"))
 }
 
+/// The Gateway API v1.7 keys (`cookie`, `header`) in the `sessionPersistence` of each
+/// rule of an HTTPRoute document, as errors naming them: the rule type gatekit reads
+/// (the `gateway-api` crate's) has only the v1.5/v1.6 shape and would drop them.
+pub(crate) fn v17_inline_session_keys(route: &serde_json::Value) -> Vec<ConfigError> {
+    let rules = route
+        .pointer("/spec/rules")
+        .and_then(serde_json::Value::as_array);
+    let mut errors = Vec::new();
+    for (i, rule) in rules.into_iter().flatten().enumerate() {
+        let Some(s) = rule
+            .get("sessionPersistence")
+            .and_then(serde_json::Value::as_object)
+        else {
+            continue;
+        };
+        for key in ["cookie", "header"] {
+            if s.contains_key(key) {
+                errors.push(ConfigError::new(
+                    format!("spec.rules[{i}].sessionPersistence.{key}"),
+                    "the Gateway API v1.7 shape is not read in HTTPRoute rules; use \
+                     sessionName/cookieConfig here, or an XBackendTrafficPolicy (which reads \
+                     cookie and header)",
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// The keys of `other` as unknown-field errors under `at`.
+fn unknown(
+    at: &str,
+    other: &std::collections::BTreeMap<String, serde_json::Value>,
+    errors: &mut Vec<ConfigError>,
+) {
+    for k in other.keys() {
+        errors.push(ConfigError::new(
+            format!("{at}.{k}"),
+            "unknown field (not read by gatekit)",
+        ));
+    }
+}
+
+/// An `XBackendTrafficPolicy`'s `sessionPersistence` (either shape) as
+/// [`SessionFields`], or every problem with its field path: unknown keys, the v1.7 and
+/// v1.6 shapes mixed, `cookie` or `header` that contradict `type`.
+pub(crate) fn x_session_fields(
+    s: &XSessionPersistence,
+) -> Result<SessionFields<'_>, Vec<ConfigError>> {
+    const AT: &str = "spec.sessionPersistence";
+    let mut errors = Vec::new();
+    unknown(AT, &s.other, &mut errors);
+    if let Some(c) = &s.cookie {
+        unknown(&format!("{AT}.cookie"), &c.other, &mut errors);
+    }
+    if let Some(h) = &s.header {
+        unknown(&format!("{AT}.header"), &h.other, &mut errors);
+    }
+    if let Some(c) = &s.cookie_config {
+        unknown(&format!("{AT}.cookieConfig"), &c.other, &mut errors);
+    }
+    let header = s.r#type == Some(SessionType::Header);
+    let v17 = match (&s.cookie, &s.header) {
+        (Some(_), _) => Some("cookie"),
+        (None, Some(_)) => Some("header"),
+        (None, None) => None,
+    };
+    if s.cookie.is_some() && header {
+        errors.push(ConfigError::new(
+            format!("{AT}.cookie"),
+            "only allowed with type Cookie (type is Header)",
+        ));
+    }
+    if s.header.is_some() && !header {
+        errors.push(ConfigError::new(
+            format!("{AT}.header"),
+            "only allowed with type Header (type is Cookie, the default)",
+        ));
+    }
+    if s.cookie_config.is_some() && header {
+        errors.push(ConfigError::new(
+            format!("{AT}.cookieConfig"),
+            "only allowed with type Cookie (type is Header)",
+        ));
+    }
+    if let Some(v17) = v17 {
+        if s.session_name.is_some() {
+            errors.push(ConfigError::new(
+                format!("{AT}.sessionName"),
+                format!(
+                    "the Gateway API v1.6 field cannot be combined with {v17} (v1.7); set \
+                     {v17}.name instead"
+                ),
+            ));
+        }
+        if s.cookie_config.is_some() {
+            errors.push(ConfigError::new(
+                format!("{AT}.cookieConfig"),
+                format!(
+                    "the Gateway API v1.6 field cannot be combined with {v17} (v1.7); set \
+                     cookie.lifetimeType instead"
+                ),
+            ));
+        }
+    }
+    if let Some(h) = &s.header
+        && h.name.is_none()
+    {
+        errors.push(ConfigError::new(format!("{AT}.header.name"), "required"));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let (name, name_field) = match (&s.cookie, &s.header) {
+        (Some(c), _) => (c.name.as_deref(), "cookie.name"),
+        (None, Some(h)) => (h.name.as_deref(), "header.name"),
+        (None, None) => (s.session_name.as_deref(), "sessionName"),
+    };
+    let lifetime = s
+        .cookie
+        .as_ref()
+        .and_then(|c| c.lifetime_type)
+        .or_else(|| s.cookie_config.as_ref().and_then(|c| c.lifetime_type));
+    Ok(SessionFields {
+        name,
+        name_field,
+        header,
+        permanent: lifetime == Some(LifetimeType::Permanent),
+        path: s.cookie.as_ref().and_then(|c| c.path.as_deref()),
+        absolute_timeout: s.absolute_timeout.as_deref(),
+        idle_timeout: s.idle_timeout.as_deref(),
+    })
+}
+
 /// What an `XBackendTrafficPolicy` sets, or every problem with its field path.
 pub(crate) fn policy_settings(
     spec: &XBackendTrafficPolicySpec,
 ) -> Result<(Option<SessionPersistence>, Option<RetryBudgetConfig>), Vec<ConfigError>> {
-    use gateway_api::experimental::xbackendtrafficpolicies::{
-        XBackendTrafficPolicySessionPersistenceCookieConfigLifetimeType as Lifetime,
-        XBackendTrafficPolicySessionPersistenceType as Type,
-    };
     let mut errors = Vec::new();
     let session = spec.session_persistence.as_ref().and_then(|s| {
-        let f = SessionFields {
-            name: s.session_name.as_deref(),
-            header: matches!(s.r#type, Some(Type::Header)),
-            permanent: s
-                .cookie_config
-                .as_ref()
-                .is_some_and(|c| matches!(c.lifetime_type, Some(Lifetime::Permanent))),
-            absolute_timeout: s.absolute_timeout.as_deref(),
-            idle_timeout: s.idle_timeout.as_deref(),
-        };
+        let f = x_session_fields(s).map_err(|e| errors.extend(e)).ok()?;
         session(&f, "spec.sessionPersistence")
             .map_err(|p| {
                 errors.extend(p.into_iter().map(|(f, r)| ConfigError::new(f, r)));

@@ -18,17 +18,17 @@
 //! and Envoy Gateway's [`BackendTrafficPolicy`], read for migrations.
 //!
 //! [`XBackendTrafficPolicy`] (`gateway.networking.x-k8s.io/v1alpha1`, GEP-1619 session
-//! persistence and GEP-3388 retry constraints per Service) is the crate's type.
+//! persistence and GEP-3388 retry constraints per Service) is gatekit's own type: its
+//! `sessionPersistence` reads both the Gateway API v1.7 shape (`cookie`, `header`) and
+//! the v1.5/v1.6 one the crate carries (see [`xbtp`]).
 
 pub mod btp;
 pub mod policy;
 pub mod policy_status;
 pub mod traffic;
+pub mod xbtp;
 
 pub use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteSpec};
-pub use gateway_api::experimental::xbackendtrafficpolicies::{
-    XBackendTrafficPolicy, XBackendTrafficPolicySpec, XBackendTrafficPolicyStatus,
-};
 pub use gateway_api::gatewayclasses::{GatewayClass, GatewayClassSpec};
 pub use gateway_api::gateways::{
     Gateway, GatewayAllowedListenersNamespacesFrom, GatewayListeners,
@@ -47,6 +47,9 @@ pub use self::btp::{BackendTrafficPolicy, BackendTrafficPolicySpec};
 pub use self::policy::{BackendPolicy, BackendPolicySpec};
 pub use self::policy_status::{PolicyAncestorRef, PolicyAncestorStatus, PolicyStatus};
 pub use self::traffic::{TrafficPolicy, TrafficPolicySpec};
+pub use self::xbtp::{
+    XBackendTrafficPolicy, XBackendTrafficPolicySpec, XBackendTrafficPolicyStatus,
+};
 
 use gatekit_core::ConfigError;
 
