@@ -252,6 +252,46 @@ async fn header_sessions_stick_under_round_robin_and_least_request() {
     }
 }
 
+/// Gateway API v1.7's shape: `cookie.name` and `cookie.path` reach the `Set-Cookie` the
+/// gateway issues, and the session sticks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_7_xbackendtrafficpolicy_names_the_cookie_and_its_path() {
+    let eps = backends(&["a", "b", "c"]).await;
+    let addrs: Vec<_> = eps.iter().map(|e| e.addr).collect();
+    let gw = Gw::start(&[
+        service_at("web", &addrs),
+        route(&[("web", 1)], None),
+        x_policy(
+            "web",
+            "{ type: Cookie, cookie: { name: my-session, path: /api } }",
+        ),
+    ])
+    .await;
+    let (status, first, headers) = gw.get(&[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let set = headers
+        .get("set-cookie")
+        .unwrap_or_else(|| panic!("no Set-Cookie in {headers:?}"))
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set.starts_with("my-session="), "{set}");
+    assert!(set.contains("; Path=/api"), "{set}");
+    assert!(!set.contains("Max-Age"), "a session cookie: {set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    for i in 0..30 {
+        let (status, served, _) = gw.get(&[("cookie", &cookie)]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(served, first, "request {i} with the session left its endpoint");
+    }
+    // Without the cookie, requests spread over the endpoints.
+    let mut seen = HashSet::new();
+    for _ in 0..30 {
+        seen.insert(gw.get(&[]).await.1);
+    }
+    assert!(seen.len() > 1, "{seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_sticks_to_its_service_and_endpoint_in_a_weighted_split() {
     let eps = backends(&["a1", "a2", "b1", "b2"]).await;
