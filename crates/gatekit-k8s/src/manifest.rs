@@ -372,15 +372,7 @@ impl ResourceSet {
             }
             ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => load!(true, gateways),
             ("gateway.networking.k8s.io", "v1", "ListenerSet") => load!(true, listener_sets),
-            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => {
-                // Keys the typed rule would drop: refused by name instead.
-                let dropped = crate::translate::v17_inline_session_keys(&doc);
-                if dropped.is_empty() {
-                    load!(true, http_routes);
-                } else {
-                    errors.extend(dropped.iter().map(|e| cx.error(e.field(), e.reason())));
-                }
-            }
+            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => load!(true, http_routes),
             ("gateway.networking.k8s.io", "v1", "GRPCRoute") => load!(true, grpc_routes),
             ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => {
                 load!(true, reference_grants)
@@ -409,7 +401,7 @@ impl ResourceSet {
     }
 }
 
-/// Deserializes `doc` as `T`, checks it ([`Check`]), defaults its namespace, checks for
+/// Prepares `doc` ([`Check::prepare`]), deserializes it as `T`, checks it ([`Check`]), defaults its namespace, checks for
 /// duplicates and pushes it.
 #[expect(
     clippy::too_many_arguments,
@@ -417,7 +409,7 @@ impl ResourceSet {
 )]
 fn push<T: DeserializeOwned + Check>(
     cx: &DocContext<'_>,
-    doc: Value,
+    mut doc: Value,
     namespaced: bool,
     seen: &mut Seen,
     warnings: &mut Vec<Warning>,
@@ -425,6 +417,11 @@ fn push<T: DeserializeOwned + Check>(
     into: &mut Vec<T>,
     meta: impl Fn(&mut T) -> &mut ObjectMeta,
 ) {
+    let prepared = T::prepare(&mut doc);
+    if !prepared.is_empty() {
+        errors.extend(prepared.iter().map(|e| cx.error(e.field(), e.reason())));
+        return;
+    }
     let mut resource: T = match serde_path_to_error::deserialize(doc) {
         Ok(r) => r,
         Err(e) => {

@@ -473,17 +473,81 @@ fn contradictions_and_unknown_keys_refuse_the_policy_naming_the_field() {
 }
 
 #[test]
-fn the_v1_7_shape_inline_in_a_route_rule_is_refused_by_name_not_dropped() {
-    let yaml = with_route(
-        "    sessionPersistence:\n      type: Cookie\n      cookie:\n        name: session-a\n",
+fn the_geps_v1_7_inline_example_is_read() {
+    // GEP-1619 at v1.7, "Traffic Splitting with route rule inline sessionPersistence".
+    let t = run(&with_route(
+        "    sessionPersistence:\n      type: Cookie\n      cookie:\n        name: split-route-cookie\n",
         "",
+    ));
+    assert!(t.errors().is_empty(), "{:?}", t.errors());
+    assert_eq!(
+        rule(&t, "r").policy.session,
+        Some(SessionPersistence::cookie(Some("split-route-cookie".into())))
     );
-    let errors = ResourceSet::from_documents([("fixture.yaml", yaml.as_str())])
-        .err()
-        .expect("a load error");
-    let text = format!("{errors:?}");
-    assert!(
-        text.contains("spec.rules[0].sessionPersistence.cookie"),
-        "{text}"
+    let t = run(&with_route(
+        "    sessionPersistence:\n      absoluteTimeout: 1h\n      idleTimeout: 1m\n      \
+         cookie: { name: c, path: /, lifetimeType: Permanent }\n",
+        "",
+    ));
+    assert_eq!(
+        rule(&t, "r").policy.session,
+        Some(
+            SessionPersistence::cookie(Some("c".into()))
+                .with_lifetime(CookieLifetime::Permanent)
+                .with_absolute_timeout(Some(Duration::from_secs(3600)))
+                .with_idle_timeout(Some(Duration::from_secs(60)))
+        )
     );
+    let t = run(&with_route(
+        "    sessionPersistence: { type: Header, header: { name: X-Sticky } }\n",
+        "",
+    ));
+    assert_eq!(
+        rule(&t, "r").policy.session,
+        Some(SessionPersistence::header(Some("X-Sticky".into())))
+    );
+}
+
+#[test]
+fn inline_v1_7_contradictions_and_cookie_paths_are_load_errors_naming_the_field() {
+    for (session, field) in [
+        (
+            "{ cookie: { name: c, path: /api } }",
+            "spec.rules[0].sessionPersistence.cookie.path",
+        ),
+        (
+            "{ type: Header, cookie: { name: c } }",
+            "spec.rules[0].sessionPersistence.cookie",
+        ),
+        (
+            "{ header: { name: X-S } }",
+            "spec.rules[0].sessionPersistence.header",
+        ),
+        (
+            "{ sessionName: a, cookie: { name: b } }",
+            "spec.rules[0].sessionPersistence.sessionName",
+        ),
+        (
+            "{ cookieConfig: { lifetimeType: Session }, cookie: {} }",
+            "spec.rules[0].sessionPersistence.cookieConfig",
+        ),
+        (
+            "{ cookie: { name: c, domain: d } }",
+            "spec.rules[0].sessionPersistence.cookie.domain",
+        ),
+        (
+            "{ cookie: { lifetimeType: Forever } }",
+            "spec.rules[0].sessionPersistence.cookie.lifetimeType",
+        ),
+    ] {
+        let yaml = with_route(&format!("    sessionPersistence: {session}\n"), "");
+        let errors = ResourceSet::from_documents([("fixture.yaml", yaml.as_str())])
+            .err()
+            .unwrap_or_else(|| panic!("{session}: no load error"));
+        let fields: Vec<String> = errors.iter().map(|e| format!("{e}")).collect();
+        assert!(
+            fields.iter().any(|f| f.contains(field)),
+            "{session}: {fields:?}"
+        );
+    }
 }

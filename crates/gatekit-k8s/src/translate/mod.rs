@@ -65,7 +65,7 @@ mod listener;
 mod policy;
 mod route;
 mod session;
-pub(crate) use session::v17_inline_session_keys;
+pub(crate) use session::inline_v17_sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

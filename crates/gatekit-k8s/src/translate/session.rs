@@ -127,31 +127,76 @@ pub(crate) fn route_rule_session(
     session(&f, &format!("{field}.sessionPersistence"))
 }
 
-/// The Gateway API v1.7 keys (`cookie`, `header`) in the `sessionPersistence` of each
-/// rule of an HTTPRoute document, as errors naming them: the rule type gatekit reads
-/// (the `gateway-api` crate's) has only the v1.5/v1.6 shape and would drop them.
-pub(crate) fn v17_inline_session_keys(route: &serde_json::Value) -> Vec<ConfigError> {
-    let rules = route
-        .pointer("/spec/rules")
-        .and_then(serde_json::Value::as_array);
+/// Rewrites the Gateway API v1.7 `sessionPersistence` of each rule of an HTTPRoute
+/// document (`cookie`, `header`) into the v1.5/v1.6 fields the rule type gatekit reads
+/// (the `gateway-api` crate's) has: `sessionName`, `cookieConfig.lifetimeType`. Run on
+/// the raw document before it is typed, by the manifest loader and the cluster watcher
+/// alike ([`Check::prepare`](crate::types::Check::prepare)). The checks are those of an
+/// `XBackendTrafficPolicy` ([`x_session_fields`]); a `cookie.path` other than `/` has
+/// no place in the rule type and is refused (an `XBackendTrafficPolicy` takes it).
+pub(crate) fn inline_v17_sessions(route: &mut serde_json::Value) -> Vec<ConfigError> {
+    use serde_json::{Value, json};
     let mut errors = Vec::new();
-    for (i, rule) in rules.into_iter().flatten().enumerate() {
-        let Some(s) = rule
-            .get("sessionPersistence")
-            .and_then(serde_json::Value::as_object)
-        else {
+    let Some(rules) = route
+        .pointer_mut("/spec/rules")
+        .and_then(Value::as_array_mut)
+    else {
+        return errors;
+    };
+    for (i, rule) in rules.iter_mut().enumerate() {
+        let Some(raw) = rule.get_mut("sessionPersistence") else {
             continue;
         };
-        for key in ["cookie", "header"] {
-            if s.contains_key(key) {
+        let Some(obj) = raw.as_object() else {
+            continue;
+        };
+        if !(obj.contains_key("cookie") || obj.contains_key("header")) {
+            continue;
+        }
+        let at = format!("spec.rules[{i}].sessionPersistence");
+        let s: XSessionPersistence = match serde_path_to_error::deserialize(raw.clone()) {
+            Ok(s) => s,
+            Err(e) => {
                 errors.push(ConfigError::new(
-                    format!("spec.rules[{i}].sessionPersistence.{key}"),
-                    "the Gateway API v1.7 shape is not read in HTTPRoute rules; use \
-                     sessionName/cookieConfig here, or an XBackendTrafficPolicy (which reads \
-                     cookie and header)",
+                    format!("{at}.{}", e.path()),
+                    e.into_inner().to_string(),
                 ));
+                continue;
+            }
+        };
+        let f = match x_session_fields(&s, &at) {
+            Ok(f) => f,
+            Err(e) => {
+                errors.extend(e);
+                continue;
+            }
+        };
+        if let Some(path) = f.path.filter(|p| *p != "/") {
+            errors.push(ConfigError::new(
+                format!("{at}.cookie.path"),
+                format!(
+                    "{path:?}: only \"/\" inline in an HTTPRoute rule (the rule type gatekit \
+                     reads has no cookie path); set it in an XBackendTrafficPolicy"
+                ),
+            ));
+            continue;
+        }
+        let mut out = serde_json::Map::new();
+        for key in ["type", "absoluteTimeout", "idleTimeout"] {
+            if let Some(v) = obj.get(key) {
+                out.insert(key.to_owned(), v.clone());
             }
         }
+        if let Some(name) = f.name {
+            out.insert("sessionName".to_owned(), json!(name));
+        }
+        if f.permanent {
+            out.insert(
+                "cookieConfig".to_owned(),
+                json!({ "lifetimeType": "Permanent" }),
+            );
+        }
+        *raw = Value::Object(out);
     }
     errors
 }
@@ -170,23 +215,23 @@ fn unknown(
     }
 }
 
-/// An `XBackendTrafficPolicy`'s `sessionPersistence` (either shape) as
+/// A `sessionPersistence` at `at` (either shape) as
 /// [`SessionFields`], or every problem with its field path: unknown keys, the v1.7 and
 /// v1.6 shapes mixed, `cookie` or `header` that contradict `type`.
-pub(crate) fn x_session_fields(
-    s: &XSessionPersistence,
-) -> Result<SessionFields<'_>, Vec<ConfigError>> {
-    const AT: &str = "spec.sessionPersistence";
+pub(crate) fn x_session_fields<'a>(
+    s: &'a XSessionPersistence,
+    at: &str,
+) -> Result<SessionFields<'a>, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    unknown(AT, &s.other, &mut errors);
+    unknown(at, &s.other, &mut errors);
     if let Some(c) = &s.cookie {
-        unknown(&format!("{AT}.cookie"), &c.other, &mut errors);
+        unknown(&format!("{at}.cookie"), &c.other, &mut errors);
     }
     if let Some(h) = &s.header {
-        unknown(&format!("{AT}.header"), &h.other, &mut errors);
+        unknown(&format!("{at}.header"), &h.other, &mut errors);
     }
     if let Some(c) = &s.cookie_config {
-        unknown(&format!("{AT}.cookieConfig"), &c.other, &mut errors);
+        unknown(&format!("{at}.cookieConfig"), &c.other, &mut errors);
     }
     let header = s.r#type == Some(SessionType::Header);
     let v17 = match (&s.cookie, &s.header) {
@@ -196,26 +241,26 @@ pub(crate) fn x_session_fields(
     };
     if s.cookie.is_some() && header {
         errors.push(ConfigError::new(
-            format!("{AT}.cookie"),
+            format!("{at}.cookie"),
             "only allowed with type Cookie (type is Header)",
         ));
     }
     if s.header.is_some() && !header {
         errors.push(ConfigError::new(
-            format!("{AT}.header"),
+            format!("{at}.header"),
             "only allowed with type Header (type is Cookie, the default)",
         ));
     }
     if s.cookie_config.is_some() && header {
         errors.push(ConfigError::new(
-            format!("{AT}.cookieConfig"),
+            format!("{at}.cookieConfig"),
             "only allowed with type Cookie (type is Header)",
         ));
     }
     if let Some(v17) = v17 {
         if s.session_name.is_some() {
             errors.push(ConfigError::new(
-                format!("{AT}.sessionName"),
+                format!("{at}.sessionName"),
                 format!(
                     "the Gateway API v1.6 field cannot be combined with {v17} (v1.7); set \
                      {v17}.name instead"
@@ -224,7 +269,7 @@ pub(crate) fn x_session_fields(
         }
         if s.cookie_config.is_some() {
             errors.push(ConfigError::new(
-                format!("{AT}.cookieConfig"),
+                format!("{at}.cookieConfig"),
                 format!(
                     "the Gateway API v1.6 field cannot be combined with {v17} (v1.7); set \
                      cookie.lifetimeType instead"
@@ -235,7 +280,7 @@ pub(crate) fn x_session_fields(
     if let Some(h) = &s.header
         && h.name.is_none()
     {
-        errors.push(ConfigError::new(format!("{AT}.header.name"), "required"));
+        errors.push(ConfigError::new(format!("{at}.header.name"), "required"));
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -267,7 +312,7 @@ pub(crate) fn policy_settings(
 ) -> Result<(Option<SessionPersistence>, Option<RetryBudgetConfig>), Vec<ConfigError>> {
     let mut errors = Vec::new();
     let session = spec.session_persistence.as_ref().and_then(|s| {
-        let f = x_session_fields(s).map_err(|e| errors.extend(e)).ok()?;
+        let f = x_session_fields(s, "spec.sessionPersistence").map_err(|e| errors.extend(e)).ok()?;
         session(&f, "spec.sessionPersistence")
             .map_err(|p| {
                 errors.extend(p.into_iter().map(|(f, r)| ConfigError::new(f, r)));

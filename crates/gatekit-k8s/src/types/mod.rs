@@ -57,6 +57,17 @@ use gatekit_core::ConfigError;
 /// cluster watchers) refuse a resource that fails, exactly as they refuse one that does
 /// not parse; translation never sees it. Only gatekit's policies have such checks.
 pub(crate) trait Check {
+    /// Rewrites the raw document before it is typed, or every problem with its field
+    /// path. Both loaders (manifests and the cluster watchers) run it. Only HTTPRoute
+    /// has one: the Gateway API v1.7 `sessionPersistence` of its rules becomes the
+    /// v1.6 fields the crate's rule type has (`translate::session`).
+    fn prepare(_doc: &mut serde_json::Value) -> Vec<ConfigError>
+    where
+        Self: Sized,
+    {
+        Vec::new()
+    }
+
     /// Every problem, each with its field path (`spec...`).
     fn check(&self) -> Result<(), Vec<ConfigError>> {
         Ok(())
@@ -70,7 +81,11 @@ pub(crate) trait Check {
 
 impl Check for GatewayClass {}
 impl Check for Gateway {}
-impl Check for HttpRoute {}
+impl Check for HttpRoute {
+    fn prepare(doc: &mut serde_json::Value) -> Vec<ConfigError> {
+        crate::translate::inline_v17_sessions(doc)
+    }
+}
 impl Check for GrpcRoute {}
 impl Check for ListenerSet {}
 impl Check for ReferenceGrant {}
