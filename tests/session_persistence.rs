@@ -504,13 +504,19 @@ async fn an_xbackendtrafficpolicy_from_a_cluster_pins_sessions_and_gets_its_stat
         "metadata": {"name": "r", "namespace": "default"},
         "spec": {"parentRefs": [{"name": "gw"}], "rules": [{
             "backendRefs": [{"name": "web", "port": 80}],
+        }, {
+            // Gateway API v1.7's shape inline: read by the watcher too.
+            "matches": [{"path": {"type": "PathPrefix", "value": "/v17"}}],
+            "backendRefs": [{"name": "web", "port": 80}],
+            "sessionPersistence": {"type": "Cookie", "cookie": {"name": "rule-cookie"}},
         }]},
     }));
+    // Gateway API v1.7's shape (v1.6's is read the same way; see the manifest tests).
     fake.apply_json(json!({
         "apiVersion": "gateway.networking.x-k8s.io/v1alpha1", "kind": "XBackendTrafficPolicy",
         "metadata": {"name": "sticky", "namespace": "default"},
         "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
-                 "sessionPersistence": {"sessionName": "sid"}},
+                 "sessionPersistence": {"type": "Cookie", "cookie": {"name": "sid", "path": "/"}}},
     }));
     let mut cluster = ClusterSpec::new("local", fake.url());
     cluster.ca_data = fake.ca_pem();
@@ -565,6 +571,16 @@ async fn an_xbackendtrafficpolicy_from_a_cluster_pins_sessions_and_gets_its_stat
         let (again, _) = get(Some(cookie.clone())).await.unwrap();
         assert_eq!(again, served);
     }
+    let rsp = client
+        .request(
+            Request::get(format!("http://127.0.0.1:{port}/v17"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let set = rsp.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(set.starts_with("rule-cookie="), "the rule's v1.7 cookie: {set}");
     eventually(WITHIN, "the policy's status written back", || async {
         fake.get::<XBackendTrafficPolicy>(Some("default"), "sticky")
             .and_then(|p| serde_json::to_value(p).ok())
