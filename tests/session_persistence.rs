@@ -282,7 +282,10 @@ async fn a_v1_7_xbackendtrafficpolicy_names_the_cookie_and_its_path() {
     for i in 0..30 {
         let (status, served, _) = gw.get(&[("cookie", &cookie)]).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(served, first, "request {i} with the session left its endpoint");
+        assert_eq!(
+            served, first,
+            "request {i} with the session left its endpoint"
+        );
     }
     // Without the cookie, requests spread over the endpoints.
     let mut seen = HashSet::new();
@@ -580,7 +583,10 @@ async fn an_xbackendtrafficpolicy_from_a_cluster_pins_sessions_and_gets_its_stat
         .await
         .unwrap();
     let set = rsp.headers().get("set-cookie").unwrap().to_str().unwrap();
-    assert!(set.starts_with("rule-cookie="), "the rule's v1.7 cookie: {set}");
+    assert!(
+        set.starts_with("rule-cookie="),
+        "the rule's v1.7 cookie: {set}"
+    );
     eventually(WITHIN, "the policy's status written back", || async {
         fake.get::<XBackendTrafficPolicy>(Some("default"), "sticky")
             .and_then(|p| serde_json::to_value(p).ok())

@@ -482,7 +482,9 @@ fn the_geps_v1_7_inline_example_is_read() {
     assert!(t.errors().is_empty(), "{:?}", t.errors());
     assert_eq!(
         rule(&t, "r").policy.session,
-        Some(SessionPersistence::cookie(Some("split-route-cookie".into())))
+        Some(SessionPersistence::cookie(Some(
+            "split-route-cookie".into()
+        )))
     );
     let t = run(&with_route(
         "    sessionPersistence:\n      absoluteTimeout: 1h\n      idleTimeout: 1m\n      \

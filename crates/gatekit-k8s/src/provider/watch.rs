@@ -28,11 +28,7 @@ use crate::backoff::Backoff;
 use crate::types::ObjectMeta;
 
 /// Watches `K` in cluster `cluster` until the provider is dropped.
-pub(crate) async fn run<K: Watched>(
-    shared: Arc<Shared>,
-    cluster: usize,
-    api: Api<Guard<K>>,
-) {
+pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Api<Guard<K>>) {
     let mut config = watcher::Config::default();
     if K::KIND == Kind::Secret {
         // Only TLS certificates; every other Secret stays out of gatekit's memory.
@@ -215,6 +211,8 @@ impl<K: kube::Resource> kube::Resource for Guard<K> {
     }
 
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        self.0.as_mut().map_or_else(|e| &mut e.metadata, K::meta_mut)
+        self.0
+            .as_mut()
+            .map_or_else(|e| &mut e.metadata, K::meta_mut)
     }
 }

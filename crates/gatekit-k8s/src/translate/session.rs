@@ -1,19 +1,37 @@
 //! Session persistence (GEP-1619) and retry constraints (GEP-3388) from
 //! `XBackendTrafficPolicy`, and session persistence inline in HTTPRoute rules.
 //!
-//! Both places carry the same `SessionPersistence` schema: `sessionName` (the cookie or
-//! header name; generated when omitted), `type` (`Cookie`, the default, or `Header`),
-//! `absoluteTimeout`, `idleTimeout` and `cookieConfig.lifetimeType` (`Session`, the
-//! default, or `Permanent`, which needs `absoluteTimeout`). Both become a core
-//! [`SessionPersistence`]: the rule's (sessions stick to a backendRef and an endpoint)
-//! or each backendRef's to a targeted Service (sessions stick to an endpoint). A rule
-//! with its own ignores its Services' (the GEP: the route rule takes precedence).
+//! Both places carry a `SessionPersistence`, read in either of two shapes:
+//!
+//! - Gateway API v1.7: `type` (`Cookie`, the default, or `Header`), `absoluteTimeout`,
+//!   `cookie` (`name`, generated when omitted; `path`, `/` when omitted;
+//!   `lifetimeType`, `Session` by default or `Permanent`, which needs
+//!   `absoluteTimeout`) only with type `Cookie`, and `header` (`name`, required) only
+//!   with type `Header`.
+//! - v1.5/v1.6: `sessionName` (the cookie or header name), `type`, `absoluteTimeout`,
+//!   `idleTimeout` and `cookieConfig.lifetimeType` (only with type `Cookie`).
+//!
+//! `idleTimeout` (gone in v1.7) is read with either. `sessionName` or `cookieConfig`
+//! next to `cookie` or `header` (the shapes mixed), a `cookie`/`header` that contradicts
+//! `type`, and unknown keys are errors naming the field. v1.7 requires `cookie` for
+//! type `Cookie` (after defaulting); gatekit reads a `sessionPersistence` with neither
+//! `cookie` nor `header` as the v1.6 shape instead, where that is valid.
+//!
+//! The policy's type is gatekit's ([`crate::types::xbtp`]). The rule's is the
+//! `gateway-api` crate's, which has only the v1.6 shape: [`inline_v17_sessions`]
+//! rewrites a rule's v1.7 fields into it on the raw document, before typing.
+//!
+//! Both become a core [`SessionPersistence`]: the rule's (sessions stick to a
+//! backendRef and an endpoint) or each backendRef's to a targeted Service (sessions
+//! stick to an endpoint). A rule with its own ignores its Services' (the GEP: the route
+//! rule takes precedence).
 //!
 //! An `XBackendTrafficPolicy` targets Services in its namespace; the oldest policy wins
 //! a Service, later ones are `Conflicted` there. `retryConstraint` becomes the retry
 //! budget of every backendRef to the Service (as a gatekit `BackendPolicy`'s
 //! `retryBudget`, which wins when both set one; the status says so). A policy with an
-//! invalid field is refused whole (`Accepted=False`, `Invalid`, an error per field).
+//! invalid field is refused whole (`Accepted=False`, `Invalid`, an error per field); a
+//! route whose rule has an invalid v1.7 `sessionPersistence` is a load error.
 
 use std::time::Duration;
 
@@ -312,7 +330,9 @@ pub(crate) fn policy_settings(
 ) -> Result<(Option<SessionPersistence>, Option<RetryBudgetConfig>), Vec<ConfigError>> {
     let mut errors = Vec::new();
     let session = spec.session_persistence.as_ref().and_then(|s| {
-        let f = x_session_fields(s, "spec.sessionPersistence").map_err(|e| errors.extend(e)).ok()?;
+        let f = x_session_fields(s, "spec.sessionPersistence")
+            .map_err(|e| errors.extend(e))
+            .ok()?;
         session(&f, "spec.sessionPersistence")
             .map_err(|p| {
                 errors.extend(p.into_iter().map(|(f, r)| ConfigError::new(f, r)));
