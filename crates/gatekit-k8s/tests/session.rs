@@ -446,6 +446,10 @@ fn contradictions_and_unknown_keys_refuse_the_policy_naming_the_field() {
             "{ cookieConfig: { lifetimeType: Session, maxAge: 1 } }",
             "spec.sessionPersistence.cookieConfig.maxAge",
         ),
+        (
+            "{ cookie: { name: c } }\n  loadBalancer: { type: Random }",
+            "spec.loadBalancer",
+        ),
     ] {
         let t = run(&with_route(
             "",

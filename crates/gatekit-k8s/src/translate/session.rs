@@ -329,6 +329,7 @@ pub(crate) fn policy_settings(
     spec: &XBackendTrafficPolicySpec,
 ) -> Result<(Option<SessionPersistence>, Option<RetryBudgetConfig>), Vec<ConfigError>> {
     let mut errors = Vec::new();
+    unknown("spec", &spec.other, &mut errors);
     let session = spec.session_persistence.as_ref().and_then(|s| {
         let f = x_session_fields(s, "spec.sessionPersistence")
             .map_err(|e| errors.extend(e))

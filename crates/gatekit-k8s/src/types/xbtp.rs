@@ -41,6 +41,10 @@ pub struct XBackendTrafficPolicySpec {
     /// Session persistence to the targets' endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_persistence: Option<SessionPersistence>,
+    /// Every other spec key: refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 pub use gateway_api::experimental::xbackendtrafficpolicies::XBackendTrafficPolicyStatus;
