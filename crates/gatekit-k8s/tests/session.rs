@@ -545,6 +545,14 @@ fn inline_v1_7_contradictions_and_cookie_paths_are_load_errors_naming_the_field(
             "{ cookie: { lifetimeType: Forever } }",
             "spec.rules[0].sessionPersistence.cookie.lifetimeType",
         ),
+        (
+            "{ cookie: { name: \"a b\" } }",
+            "spec.rules[0].sessionPersistence.cookie.name",
+        ),
+        (
+            "{ cookie: { lifetimeType: Permanent } }",
+            "spec.rules[0].sessionPersistence.absoluteTimeout",
+        ),
     ] {
         let yaml = with_route(&format!("    sessionPersistence: {session}\n"), "");
         let errors = ResourceSet::from_documents([("fixture.yaml", yaml.as_str())])

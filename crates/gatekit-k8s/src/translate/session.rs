@@ -199,6 +199,11 @@ pub(crate) fn inline_v17_sessions(route: &mut serde_json::Value) -> Vec<ConfigEr
             ));
             continue;
         }
+        // Checked here, so errors name the v1.7 fields (`cookie.name`, ...).
+        if let Err(p) = session(&f, &at) {
+            errors.extend(p.into_iter().map(|(f, r)| ConfigError::new(f, r)));
+            continue;
+        }
         let mut out = serde_json::Map::new();
         for key in ["type", "absoluteTimeout", "idleTimeout"] {
             if let Some(v) = obj.get(key) {
