@@ -252,6 +252,49 @@ async fn header_sessions_stick_under_round_robin_and_least_request() {
     }
 }
 
+/// Gateway API v1.7's shape: `cookie.name` and `cookie.path` reach the `Set-Cookie` the
+/// gateway issues, and the session sticks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_7_xbackendtrafficpolicy_names_the_cookie_and_its_path() {
+    let eps = backends(&["a", "b", "c"]).await;
+    let addrs: Vec<_> = eps.iter().map(|e| e.addr).collect();
+    let gw = Gw::start(&[
+        service_at("web", &addrs),
+        route(&[("web", 1)], None),
+        x_policy(
+            "web",
+            "{ type: Cookie, cookie: { name: my-session, path: /api } }",
+        ),
+    ])
+    .await;
+    let (status, first, headers) = gw.get(&[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let set = headers
+        .get("set-cookie")
+        .unwrap_or_else(|| panic!("no Set-Cookie in {headers:?}"))
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set.starts_with("my-session="), "{set}");
+    assert!(set.contains("; Path=/api"), "{set}");
+    assert!(!set.contains("Max-Age"), "a session cookie: {set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    for i in 0..30 {
+        let (status, served, _) = gw.get(&[("cookie", &cookie)]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            served, first,
+            "request {i} with the session left its endpoint"
+        );
+    }
+    // Without the cookie, requests spread over the endpoints.
+    let mut seen = HashSet::new();
+    for _ in 0..30 {
+        seen.insert(gw.get(&[]).await.1);
+    }
+    assert!(seen.len() > 1, "{seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_sticks_to_its_service_and_endpoint_in_a_weighted_split() {
     let eps = backends(&["a1", "a2", "b1", "b2"]).await;
@@ -464,13 +507,19 @@ async fn an_xbackendtrafficpolicy_from_a_cluster_pins_sessions_and_gets_its_stat
         "metadata": {"name": "r", "namespace": "default"},
         "spec": {"parentRefs": [{"name": "gw"}], "rules": [{
             "backendRefs": [{"name": "web", "port": 80}],
+        }, {
+            // Gateway API v1.7's shape inline: read by the watcher too.
+            "matches": [{"path": {"type": "PathPrefix", "value": "/v17"}}],
+            "backendRefs": [{"name": "web", "port": 80}],
+            "sessionPersistence": {"type": "Cookie", "cookie": {"name": "rule-cookie"}},
         }]},
     }));
+    // Gateway API v1.7's shape (v1.6's is read the same way; see the manifest tests).
     fake.apply_json(json!({
         "apiVersion": "gateway.networking.x-k8s.io/v1alpha1", "kind": "XBackendTrafficPolicy",
         "metadata": {"name": "sticky", "namespace": "default"},
         "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
-                 "sessionPersistence": {"sessionName": "sid"}},
+                 "sessionPersistence": {"type": "Cookie", "cookie": {"name": "sid", "path": "/"}}},
     }));
     let mut cluster = ClusterSpec::new("local", fake.url());
     cluster.ca_data = fake.ca_pem();
@@ -525,6 +574,19 @@ async fn an_xbackendtrafficpolicy_from_a_cluster_pins_sessions_and_gets_its_stat
         let (again, _) = get(Some(cookie.clone())).await.unwrap();
         assert_eq!(again, served);
     }
+    let rsp = client
+        .request(
+            Request::get(format!("http://127.0.0.1:{port}/v17"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let set = rsp.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        set.starts_with("rule-cookie="),
+        "the rule's v1.7 cookie: {set}"
+    );
     eventually(WITHIN, "the policy's status written back", || async {
         fake.get::<XBackendTrafficPolicy>(Some("default"), "sticky")
             .and_then(|p| serde_json::to_value(p).ok())

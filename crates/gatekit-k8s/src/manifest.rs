@@ -401,7 +401,7 @@ impl ResourceSet {
     }
 }
 
-/// Deserializes `doc` as `T`, checks it ([`Check`]), defaults its namespace, checks for
+/// Prepares `doc` ([`Check::prepare`]), deserializes it as `T`, checks it ([`Check`]), defaults its namespace, checks for
 /// duplicates and pushes it.
 #[expect(
     clippy::too_many_arguments,
@@ -409,7 +409,7 @@ impl ResourceSet {
 )]
 fn push<T: DeserializeOwned + Check>(
     cx: &DocContext<'_>,
-    doc: Value,
+    mut doc: Value,
     namespaced: bool,
     seen: &mut Seen,
     warnings: &mut Vec<Warning>,
@@ -417,6 +417,11 @@ fn push<T: DeserializeOwned + Check>(
     into: &mut Vec<T>,
     meta: impl Fn(&mut T) -> &mut ObjectMeta,
 ) {
+    let prepared = T::prepare(&mut doc);
+    if !prepared.is_empty() {
+        errors.extend(prepared.iter().map(|e| cx.error(e.field(), e.reason())));
+        return;
+    }
     let mut resource: T = match serde_path_to_error::deserialize(doc) {
         Ok(r) => r,
         Err(e) => {

@@ -164,3 +164,56 @@ async fn backend_traffic_policies_are_read_and_invalid_ones_skipped() {
     until(&provider, "the new policy", |p| served_btps(p).len() == 2).await;
     assert_eq!(served_btps(&provider), ["good", "later"]);
 }
+
+fn route_with_session(name: &str, session: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "gw"}], "rules": [{
+            "backendRefs": [{"name": "web", "port": 80}],
+            "sessionPersistence": session,
+        }]}
+    })
+}
+
+/// The watcher runs the same raw pre-pass as the manifest loader: a rule's Gateway API
+/// v1.7 `sessionPersistence` is read (not dropped), an invalid one skips the route with
+/// the field named.
+#[tokio::test]
+async fn http_route_rules_v1_7_session_persistence_is_read_or_refused_by_name() {
+    let fake = FakeApiServer::start().await;
+    fake.apply_json(route_with_session(
+        "good",
+        json!({"type": "Header", "header": {"name": "X-Sticky"}}),
+    ));
+    fake.apply_json(route_with_session(
+        "bad",
+        json!({"cookie": {"name": "c", "path": "/api"}}),
+    ));
+    let mut settings = ProviderSettings::new(vec![ClusterSpec::new("local", fake.url())]);
+    settings.backoff_min = Some(Duration::from_millis(20));
+    settings.backoff_max = Some(Duration::from_millis(200));
+    let provider = Provider::start(&settings).await.unwrap();
+    tokio::time::timeout(WITHIN, provider.synced())
+        .await
+        .unwrap();
+
+    let resources = provider.resources();
+    let names: Vec<_> = resources
+        .http_routes
+        .iter()
+        .map(|r| r.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["good"]);
+    let s = resources.http_routes[0].spec.rules.as_ref().unwrap()[0]
+        .session_persistence
+        .as_ref()
+        .unwrap();
+    assert_eq!(s.session_name.as_deref(), Some("X-Sticky"));
+    let error = last_error(&provider);
+    assert!(
+        error.contains("HTTPRoute default/bad")
+            && error.contains("spec.rules[0].sessionPersistence.cookie.path"),
+        "{error}"
+    );
+}

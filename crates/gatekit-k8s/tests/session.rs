@@ -302,3 +302,266 @@ fn a_backend_policys_retry_budget_wins_and_the_status_says_so() {
         c.message()
     );
 }
+
+/// The route of the GEP-1619 examples: one rule to `web` (as `servicev1`).
+fn gep_policy(session: &str) -> Translation {
+    run(&with_route(
+        "",
+        &x_policy(
+            "lbp",
+            "[{ group: \"\", kind: Service, name: web }]",
+            &format!("  sessionPersistence:\n{session}"),
+        ),
+    ))
+}
+
+fn web_session(t: &Translation) -> SessionPersistence {
+    assert!(t.errors().is_empty(), "{:?}", t.errors());
+    rule(t, "r").backends[0].session.clone().unwrap()
+}
+
+#[test]
+fn the_geps_v1_7_and_v1_6_examples_give_the_same_cookie() {
+    // GEP-1619 at Gateway API v1.7 ("Route Rules Referencing to a Session Persistent
+    // Enabled Service") and the same example at v1.6.
+    let v17 = gep_policy("    type: Cookie\n    cookie:\n      name: service-cookie\n");
+    let v16 = gep_policy("    type: Cookie\n    sessionName: service-cookie\n");
+    let expected = SessionPersistence::cookie(Some("service-cookie".into()));
+    assert_eq!(web_session(&v17), expected);
+    assert_eq!(web_session(&v16), expected);
+    assert!(
+        t_accepted(&v17, "lbp"),
+        "the v1.7 policy is Accepted at its Service"
+    );
+}
+
+fn t_accepted(t: &Translation, policy: &str) -> bool {
+    ancestor(t, policy, "web")
+        .condition("Accepted")
+        .unwrap()
+        .is_true()
+}
+
+#[test]
+fn every_v1_7_field_reaches_the_core() {
+    let s = web_session(&gep_policy(
+        "    absoluteTimeout: 2h\n    cookie:\n      name: my-session\n      path: /api\n      \
+         lifetimeType: Permanent\n",
+    ));
+    assert_eq!(
+        s,
+        SessionPersistence::cookie(Some("my-session".into()))
+            .with_path("/api")
+            .with_lifetime(CookieLifetime::Permanent)
+            .with_absolute_timeout(Some(Duration::from_secs(7200)))
+    );
+    // The path defaults to "/" (the spec's default), the lifetime to Session.
+    let s = web_session(&gep_policy("    cookie: { name: c }\n"));
+    assert_eq!(
+        s.mode(),
+        &SessionMode::Cookie {
+            lifetime: CookieLifetime::Session,
+            path: "/".into()
+        }
+    );
+    let s = web_session(&gep_policy(
+        "    type: Header\n    header: { name: X-Sticky }\n",
+    ));
+    assert_eq!(s, SessionPersistence::header(Some("X-Sticky".into())));
+    // The v1.6 shape still reads everything it has (idleTimeout too).
+    let s = web_session(&gep_policy(
+        "    sessionName: old\n    absoluteTimeout: 1h\n    idleTimeout: 5m\n    \
+         cookieConfig: { lifetimeType: Permanent }\n",
+    ));
+    assert_eq!(
+        s,
+        SessionPersistence::cookie(Some("old".into()))
+            .with_lifetime(CookieLifetime::Permanent)
+            .with_absolute_timeout(Some(Duration::from_secs(3600)))
+            .with_idle_timeout(Some(Duration::from_secs(300)))
+    );
+}
+
+#[test]
+fn contradictions_and_unknown_keys_refuse_the_policy_naming_the_field() {
+    for (session, field) in [
+        (
+            "{ type: Header, cookie: { name: c } }",
+            "spec.sessionPersistence.cookie",
+        ),
+        (
+            "{ header: { name: X-S } }",
+            "spec.sessionPersistence.header",
+        ),
+        (
+            "{ type: Cookie, header: { name: X-S } }",
+            "spec.sessionPersistence.header",
+        ),
+        (
+            "{ sessionName: a, cookie: { name: b } }",
+            "spec.sessionPersistence.sessionName",
+        ),
+        (
+            "{ type: Header, sessionName: a, header: { name: X-B } }",
+            "spec.sessionPersistence.sessionName",
+        ),
+        (
+            "{ cookieConfig: { lifetimeType: Session }, cookie: { name: b } }",
+            "spec.sessionPersistence.cookieConfig",
+        ),
+        (
+            "{ type: Header, cookieConfig: { lifetimeType: Session } }",
+            "spec.sessionPersistence.cookieConfig",
+        ),
+        (
+            "{ cookie: { lifetimeType: Permanent } }",
+            "spec.sessionPersistence.absoluteTimeout",
+        ),
+        (
+            "{ type: Header, header: {} }",
+            "spec.sessionPersistence.header.name",
+        ),
+        (
+            "{ cookie: { name: \"a b\" } }",
+            "spec.sessionPersistence.cookie.name",
+        ),
+        (
+            "{ type: Header, header: { name: \"x:y\" } }",
+            "spec.sessionPersistence.header.name",
+        ),
+        (
+            "{ cookie: { path: api } }",
+            "spec.sessionPersistence.cookie.path",
+        ),
+        (
+            "{ cookie: { name: c, domain: example.com } }",
+            "spec.sessionPersistence.cookie.domain",
+        ),
+        ("{ sessionNmae: c }", "spec.sessionPersistence.sessionNmae"),
+        (
+            "{ type: Header, header: { name: X-S, prefix: a } }",
+            "spec.sessionPersistence.header.prefix",
+        ),
+        (
+            "{ cookieConfig: { lifetimeType: Session, maxAge: 1 } }",
+            "spec.sessionPersistence.cookieConfig.maxAge",
+        ),
+        (
+            "{ cookie: { name: c } }\n  loadBalancer: { type: Random }",
+            "spec.loadBalancer",
+        ),
+    ] {
+        let t = run(&with_route(
+            "",
+            &x_policy(
+                "lbp",
+                "[{ group: \"\", kind: Service, name: web }]",
+                &format!("  sessionPersistence: {session}\n"),
+            ),
+        ));
+        let fields: Vec<&str> = t.errors().iter().map(|e| e.field()).collect();
+        assert!(fields.contains(&field), "{session}: {fields:?}");
+        let c = t
+            .status("XBackendTrafficPolicy", Some("default"), "lbp")
+            .unwrap()
+            .condition("Accepted")
+            .unwrap()
+            .clone();
+        assert_eq!((c.is_true(), c.reason()), (false, "Invalid"), "{session}");
+        assert!(c.message().contains(field), "{session}: {}", c.message());
+        assert!(
+            rule(&t, "r").backends[0].session.is_none(),
+            "{session}: refused whole"
+        );
+    }
+}
+
+#[test]
+fn the_geps_v1_7_inline_example_is_read() {
+    // GEP-1619 at v1.7, "Traffic Splitting with route rule inline sessionPersistence".
+    let t = run(&with_route(
+        "    sessionPersistence:\n      type: Cookie\n      cookie:\n        name: split-route-cookie\n",
+        "",
+    ));
+    assert!(t.errors().is_empty(), "{:?}", t.errors());
+    assert_eq!(
+        rule(&t, "r").policy.session,
+        Some(SessionPersistence::cookie(Some(
+            "split-route-cookie".into()
+        )))
+    );
+    let t = run(&with_route(
+        "    sessionPersistence:\n      absoluteTimeout: 1h\n      idleTimeout: 1m\n      \
+         cookie: { name: c, path: /, lifetimeType: Permanent }\n",
+        "",
+    ));
+    assert_eq!(
+        rule(&t, "r").policy.session,
+        Some(
+            SessionPersistence::cookie(Some("c".into()))
+                .with_lifetime(CookieLifetime::Permanent)
+                .with_absolute_timeout(Some(Duration::from_secs(3600)))
+                .with_idle_timeout(Some(Duration::from_secs(60)))
+        )
+    );
+    let t = run(&with_route(
+        "    sessionPersistence: { type: Header, header: { name: X-Sticky } }\n",
+        "",
+    ));
+    assert_eq!(
+        rule(&t, "r").policy.session,
+        Some(SessionPersistence::header(Some("X-Sticky".into())))
+    );
+}
+
+#[test]
+fn inline_v1_7_contradictions_and_cookie_paths_are_load_errors_naming_the_field() {
+    for (session, field) in [
+        (
+            "{ cookie: { name: c, path: /api } }",
+            "spec.rules[0].sessionPersistence.cookie.path",
+        ),
+        (
+            "{ type: Header, cookie: { name: c } }",
+            "spec.rules[0].sessionPersistence.cookie",
+        ),
+        (
+            "{ header: { name: X-S } }",
+            "spec.rules[0].sessionPersistence.header",
+        ),
+        (
+            "{ sessionName: a, cookie: { name: b } }",
+            "spec.rules[0].sessionPersistence.sessionName",
+        ),
+        (
+            "{ cookieConfig: { lifetimeType: Session }, cookie: {} }",
+            "spec.rules[0].sessionPersistence.cookieConfig",
+        ),
+        (
+            "{ cookie: { name: c, domain: d } }",
+            "spec.rules[0].sessionPersistence.cookie.domain",
+        ),
+        (
+            "{ cookie: { lifetimeType: Forever } }",
+            "spec.rules[0].sessionPersistence.cookie.lifetimeType",
+        ),
+        (
+            "{ cookie: { name: \"a b\" } }",
+            "spec.rules[0].sessionPersistence.cookie.name",
+        ),
+        (
+            "{ cookie: { lifetimeType: Permanent } }",
+            "spec.rules[0].sessionPersistence.absoluteTimeout",
+        ),
+    ] {
+        let yaml = with_route(&format!("    sessionPersistence: {session}\n"), "");
+        let errors = ResourceSet::from_documents([("fixture.yaml", yaml.as_str())])
+            .err()
+            .unwrap_or_else(|| panic!("{session}: no load error"));
+        let fields: Vec<String> = errors.iter().map(|e| format!("{e}")).collect();
+        assert!(
+            fields.iter().any(|f| f.contains(field)),
+            "{session}: {fields:?}"
+        );
+    }
+}

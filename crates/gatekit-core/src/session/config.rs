@@ -161,14 +161,14 @@ impl SessionPersistence {
                 || !path.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b';')
             {
                 return Err(ConfigError::new(
-                    "cookieConfig.path",
+                    "cookie.path",
                     format!("{path:?} must start with / and hold visible ASCII other than ;"),
                 ));
             }
             if *lifetime == CookieLifetime::Permanent && self.absolute_timeout.is_none() {
                 return Err(ConfigError::new(
                     "absoluteTimeout",
-                    "must be set when cookieConfig.lifetimeType is Permanent",
+                    "must be set when the cookie's lifetimeType is Permanent",
                 ));
             }
         }

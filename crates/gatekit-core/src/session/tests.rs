@@ -268,7 +268,7 @@ fn validation_names_the_field() {
         ),
         (
             SessionPersistence::cookie(None).with_path("app"),
-            "cookieConfig.path",
+            "cookie.path",
         ),
         (
             SessionPersistence::cookie(None).with_idle_timeout(Some(Duration::from_millis(10))),

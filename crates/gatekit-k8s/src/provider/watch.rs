@@ -6,7 +6,8 @@
 //! at the first backoff step forever. Here the backoff grows on every error and resets
 //! only on progress: a completed list (`InitDone`) or a change (`Apply`, `Delete`).
 //!
-//! Objects are read through kube's `DeserializeGuard`: one object that does not fit
+//! Objects are read through [`Guard`] (kube's `DeserializeGuard` plus gatekit's raw
+//! pre-pass, [`Check::prepare`](crate::types::Check::prepare)): one object that does not fit
 //! gatekit's types (a CRD version newer or older than the `gateway-api` crate's, a
 //! field of an unexpected type) does not fail the whole list, which would keep the
 //! replica from ever becoming ready. It is skipped with a warning, and if an earlier
@@ -18,7 +19,6 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use kube::Api;
-use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::watcher::{self, Event};
 
@@ -28,11 +28,7 @@ use crate::backoff::Backoff;
 use crate::types::ObjectMeta;
 
 /// Watches `K` in cluster `cluster` until the provider is dropped.
-pub(crate) async fn run<K: Watched>(
-    shared: Arc<Shared>,
-    cluster: usize,
-    api: Api<DeserializeGuard<K>>,
-) {
+pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Api<Guard<K>>) {
     let mut config = watcher::Config::default();
     if K::KIND == Kind::Secret {
         // Only TLS certificates; every other Secret stays out of gatekit's memory.
@@ -46,7 +42,7 @@ pub(crate) async fn run<K: Watched>(
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(DeserializeGuard(obj))) => match accepted(obj) {
+            Ok(Event::InitApply(Guard(obj))) => match accepted(obj) {
                 Ok(mut obj) => {
                     obj.meta_mut().managed_fields = None;
                     buffer.push(obj);
@@ -67,7 +63,7 @@ pub(crate) async fn run<K: Watched>(
                 tracing::debug!(cluster = %name, kind = K::KIND.name(), count = store.read().len(), "listed");
                 shared.record(cluster, delta, first);
             }
-            Ok(Event::Apply(DeserializeGuard(obj))) => {
+            Ok(Event::Apply(Guard(obj))) => {
                 backoff.reset();
                 match accepted(obj) {
                     Ok(mut obj) => {
@@ -79,7 +75,7 @@ pub(crate) async fn run<K: Watched>(
                     }
                 }
             }
-            Ok(Event::Delete(DeserializeGuard(obj))) => {
+            Ok(Event::Delete(Guard(obj))) => {
                 backoff.reset();
                 let meta = match &obj {
                     Ok(obj) => obj.meta(),
@@ -150,5 +146,73 @@ fn is_not_found(error: &watcher::Error) -> bool {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
         | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
         _ => false,
+    }
+}
+
+/// An object of kind `K` as read from the API server: typed, or its metadata and why
+/// not. Like kube's `DeserializeGuard`, with [`Check::prepare`](crate::types::Check::prepare)
+/// run on the raw object first, as the manifest loader does.
+#[derive(Clone, Debug)]
+pub(crate) struct Guard<K>(pub(crate) Result<K, InvalidObject>);
+
+impl<'de, K: Watched> serde::Deserialize<'de> for Guard<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut raw = serde_json::Value::deserialize(deserializer)?;
+        let metadata = |raw: &serde_json::Value| {
+            raw.get("metadata")
+                .cloned()
+                .and_then(|m| serde_json::from_value::<ObjectMeta>(m).ok())
+                .unwrap_or_default()
+        };
+        let problems = K::prepare(&mut raw);
+        if !problems.is_empty() {
+            let error = problems
+                .iter()
+                .map(|e| format!("{}: {}", e.field(), e.reason()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Ok(Self(Err(InvalidObject {
+                error,
+                metadata: metadata(&raw),
+            })));
+        }
+        Ok(Self(match serde_path_to_error::deserialize::<_, K>(&raw) {
+            Ok(k) => Ok(k),
+            Err(e) => Err(InvalidObject {
+                error: e.to_string(),
+                metadata: metadata(&raw),
+            }),
+        }))
+    }
+}
+
+impl<K: kube::Resource> kube::Resource for Guard<K> {
+    type DynamicType = K::DynamicType;
+    type Scope = K::Scope;
+
+    fn kind(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+        K::kind(dt)
+    }
+
+    fn group(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+        K::group(dt)
+    }
+
+    fn version(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+        K::version(dt)
+    }
+
+    fn plural(dt: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
+        K::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        self.0.as_ref().map_or_else(|e| &e.metadata, K::meta)
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        self.0
+            .as_mut()
+            .map_or_else(|e| &mut e.metadata, K::meta_mut)
     }
 }

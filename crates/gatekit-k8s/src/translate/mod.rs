@@ -65,6 +65,7 @@ mod listener;
 mod policy;
 mod route;
 mod session;
+pub(crate) use session::inline_v17_sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -18,17 +18,17 @@
 //! and Envoy Gateway's [`BackendTrafficPolicy`], read for migrations.
 //!
 //! [`XBackendTrafficPolicy`] (`gateway.networking.x-k8s.io/v1alpha1`, GEP-1619 session
-//! persistence and GEP-3388 retry constraints per Service) is the crate's type.
+//! persistence and GEP-3388 retry constraints per Service) is gatekit's own type: its
+//! `sessionPersistence` reads both the Gateway API v1.7 shape (`cookie`, `header`) and
+//! the v1.5/v1.6 one the crate carries (see [`xbtp`]).
 
 pub mod btp;
 pub mod policy;
 pub mod policy_status;
 pub mod traffic;
+pub mod xbtp;
 
 pub use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteSpec};
-pub use gateway_api::experimental::xbackendtrafficpolicies::{
-    XBackendTrafficPolicy, XBackendTrafficPolicySpec, XBackendTrafficPolicyStatus,
-};
 pub use gateway_api::gatewayclasses::{GatewayClass, GatewayClassSpec};
 pub use gateway_api::gateways::{
     Gateway, GatewayAllowedListenersNamespacesFrom, GatewayListeners,
@@ -47,6 +47,9 @@ pub use self::btp::{BackendTrafficPolicy, BackendTrafficPolicySpec};
 pub use self::policy::{BackendPolicy, BackendPolicySpec};
 pub use self::policy_status::{PolicyAncestorRef, PolicyAncestorStatus, PolicyStatus};
 pub use self::traffic::{TrafficPolicy, TrafficPolicySpec};
+pub use self::xbtp::{
+    XBackendTrafficPolicy, XBackendTrafficPolicySpec, XBackendTrafficPolicyStatus,
+};
 
 use gatekit_core::ConfigError;
 
@@ -54,6 +57,17 @@ use gatekit_core::ConfigError;
 /// cluster watchers) refuse a resource that fails, exactly as they refuse one that does
 /// not parse; translation never sees it. Only gatekit's policies have such checks.
 pub(crate) trait Check {
+    /// Rewrites the raw document before it is typed, or every problem with its field
+    /// path. Both loaders (manifests and the cluster watchers) run it. Only HTTPRoute
+    /// has one: the Gateway API v1.7 `sessionPersistence` of its rules becomes the
+    /// v1.6 fields the crate's rule type has (`translate::session`).
+    fn prepare(_doc: &mut serde_json::Value) -> Vec<ConfigError>
+    where
+        Self: Sized,
+    {
+        Vec::new()
+    }
+
     /// Every problem, each with its field path (`spec...`).
     fn check(&self) -> Result<(), Vec<ConfigError>> {
         Ok(())
@@ -67,7 +81,11 @@ pub(crate) trait Check {
 
 impl Check for GatewayClass {}
 impl Check for Gateway {}
-impl Check for HttpRoute {}
+impl Check for HttpRoute {
+    fn prepare(doc: &mut serde_json::Value) -> Vec<ConfigError> {
+        crate::translate::inline_v17_sessions(doc)
+    }
+}
 impl Check for GrpcRoute {}
 impl Check for ListenerSet {}
 impl Check for ReferenceGrant {}
