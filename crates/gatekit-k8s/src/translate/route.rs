@@ -224,8 +224,9 @@ fn attach(
             .iter()
             .filter(|l| l.owner.kind == kind && l.owner.ns == parent_ns && l.owner.name == p.name)
             .collect();
-        let served = resource_served(statuses, kind, parent_ns, p.name);
-        if exists && ours.is_empty() && !served {
+        // (Checked last: the statuses grow with the routes, so a scan per parentRef
+        // made translation quadratic.)
+        if exists && ours.is_empty() && !resource_served(statuses, kind, parent_ns, p.name) {
             // Another controller's Gateway (or ListenerSet): not ours to report on.
             continue;
         }
