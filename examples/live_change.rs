@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
@@ -51,6 +51,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 
 /// Routes to a manifest file.
 const PER_FILE: usize = 100;
@@ -229,7 +230,7 @@ struct Ports {
 /// Host and path of route `i`: even routes have a hostname of their own (prefix `/`),
 /// odd ones share a hostname with 9 others and have their own path prefix.
 fn route_target(i: usize) -> (String, String) {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         (format!("r{i}.bench.test"), "/".to_owned())
     } else {
         (format!("shared{}.bench.test", i / 20), format!("/r{i}"))
@@ -286,7 +287,13 @@ fn route_file(f: usize, routes: usize, ports: Ports, edit: Option<&str>) -> Stri
     for i in f * PER_FILE..((f + 1) * PER_FILE).min(routes) {
         let (host, path) = route_target(i);
         let edit = if i == 0 { edit } else { None };
-        text.push_str(&route_docs(&format!("r{i}"), &host, &path, edit, ports.backend));
+        text.push_str(&route_docs(
+            &format!("r{i}"),
+            &host,
+            &path,
+            edit,
+            ports.backend,
+        ));
     }
     text
 }
@@ -571,7 +578,8 @@ impl Bench {
         for k in 0..self.repeats {
             let name = format!("probe-{k}.yaml");
             let (p1, p2) = (format!("/probe-{k}"), format!("/probe-{k}-v2"));
-            let docs = |path: &str| route_docs(&format!("probe-{k}"), &host, path, None, ports.backend);
+            let docs =
+                |path: &str| route_docs(&format!("probe-{k}"), &host, path, None, ports.backend);
             let t = Instant::now();
             write_atomic(&dir, &name, &docs(&p1))?;
             let d = probe.wait_for(t, &host, &p1, |a| a.status == 200)?;
@@ -580,11 +588,13 @@ impl Bench {
             std::thread::sleep(gap);
             let t = Instant::now();
             write_atomic(&dir, &name, &docs(&p2))?;
-            fig.changed.push(ms(probe.wait_for(t, &host, &p2, |a| a.status == 200)?));
+            fig.changed
+                .push(ms(probe.wait_for(t, &host, &p2, |a| a.status == 200)?));
             std::thread::sleep(gap);
             let t = Instant::now();
             std::fs::remove_file(dir.join(&name))?;
-            fig.deleted.push(ms(probe.wait_for(t, &host, &p2, |a| a.status == 404)?));
+            fig.deleted
+                .push(ms(probe.wait_for(t, &host, &p2, |a| a.status == 404)?));
             std::thread::sleep(gap);
         }
         fig.reloads = gk.reload_timings(log_from);
@@ -616,7 +626,11 @@ impl Bench {
         fig.rss_idle = gk.rss()?.0;
         let t = Instant::now();
         for f in 0..routes.div_ceil(PER_FILE) {
-            write_atomic(&idle, &route_file_name(f), &route_file(f, routes, ports, None))?;
+            write_atomic(
+                &idle,
+                &route_file_name(f),
+                &route_file(f, routes, ports, None),
+            )?;
         }
         let (host, path) = route_target(routes - 1);
         fig.written_ms = ms(probe.wait_for(t, &host, &path, |a| a.status == 200)?);
@@ -659,7 +673,7 @@ impl Bench {
         let mut result = Ok(());
         for k in 0..self.repeats {
             // The slice starts on A: even rounds move it to B, odd ones back to A.
-            let (new, old, port) = if k % 2 == 0 {
+            let (new, old, port) = if k.is_multiple_of(2) {
                 (&self.ep_b, &self.ep_a, self.ports.ep_b)
             } else {
                 (&self.ep_a, &self.ep_b, self.ports.ep_a)
@@ -683,7 +697,9 @@ impl Bench {
                 std::thread::sleep(POLL);
             };
             if first == 0 {
-                result = Err(anyhow!("the new endpoint got no request in {CHANGE_DEADLINE:?}"));
+                result = Err(anyhow!(
+                    "the new endpoint got no request in {CHANGE_DEADLINE:?}"
+                ));
                 break;
             }
             // Requests still in flight to the old endpoint land within this.
@@ -749,7 +765,9 @@ impl Bench {
                 &route_file(0, routes, self.ports, Some(&edit)),
             );
             let served = written.and_then(|()| {
-                probe.wait_for(t, &host, &path, |a| a.edit.as_deref() == Some(edit.as_str()))
+                probe.wait_for(t, &host, &path, |a| {
+                    a.edit.as_deref() == Some(edit.as_str())
+                })
             });
             match served {
                 Ok(d) => fig.edits.push(ms(d)),
@@ -784,7 +802,7 @@ fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -805,30 +823,57 @@ fn table(all: &[Figures], repeats: usize) -> String {
     let mb = |v: f64| format!("{v:.1} MB");
     row("routes already served", &|f| thousands(f.routes));
     row("---", &|_| "---:".to_owned());
-    row(&format!("route added (new file) → 200, p50 / p99 of {repeats}"), &|f| p(&f.added));
-    row("route changed (path edited) → new path 200, p50 / p99", &|f| p(&f.changed));
-    row("route deleted (file removed) → 404, p50 / p99", &|f| p(&f.deleted));
+    row(
+        &format!("route added (new file) → 200, p50 / p99 of {repeats}"),
+        &|f| p(&f.added),
+    );
+    row(
+        "route changed (path edited) → new path 200, p50 / p99",
+        &|f| p(&f.changed),
+    );
+    row("route deleted (file removed) → 404, p50 / p99", &|f| {
+        p(&f.deleted)
+    });
     row(
         "EndpointSlice rewrite → new endpoint's first request, p50 / p99",
         &|f| p(&f.ep_first),
     );
     row(
         "removed endpoint's last request after the write, p50 (max)",
-        &|f| format!("{} ({})", fmt_ms(pct(&f.ep_old_last, 0.5)), fmt_ms(pct(&f.ep_old_last, 1.0))),
+        &|f| {
+            format!(
+                "{} ({})",
+                fmt_ms(pct(&f.ep_old_last, 0.5)),
+                fmt_ms(pct(&f.ep_old_last, 1.0))
+            )
+        },
     );
     row(
         "removed endpoint's last request after the new one's first, p50 (max)",
-        &|f| format!("{} ({})", fmt_ms(pct(&f.ep_overlap, 0.5)), fmt_ms(pct(&f.ep_overlap, 1.0))),
+        &|f| {
+            format!(
+                "{} ({})",
+                fmt_ms(pct(&f.ep_overlap, 0.5)),
+                fmt_ms(pct(&f.ep_overlap, 1.0))
+            )
+        },
     );
-    row("RSS, fresh process with that many routes", &|f| mb(f.rss_fresh));
+    row("RSS, fresh process with that many routes", &|f| {
+        mb(f.rss_fresh)
+    });
     row("start → /readyz", &|f| fmt_ms(f.ready_ms));
     row("RSS idle (no routes)", &|f| mb(f.rss_idle));
-    row("routes written into the running gateway → last one 200", &|f| fmt_ms(f.written_ms));
+    row(
+        "routes written into the running gateway → last one 200",
+        &|f| fmt_ms(f.written_ms),
+    );
     row("RSS after writing them (peak)", &|f| {
         format!("{} ({})", mb(f.rss_written), mb(f.hwm_written))
     });
     row("RSS after deleting them all", &|f| mb(f.rss_deleted));
-    row("route file edit under load → served, p50 / p99", &|f| p(&f.edits));
+    row("route file edit under load → served, p50 / p99", &|f| {
+        p(&f.edits)
+    });
     row("errors during the edits under load / requests", &|f| {
         format!("{} / {}", f.load_errors, f.load_requests)
     });
@@ -838,14 +883,17 @@ fn table(all: &[Figures], repeats: usize) -> String {
     let phase = |f: &Figures, i: usize| -> f64 {
         pct(&f.reloads.iter().map(|r| r[i]).collect::<Vec<_>>(), 0.5)
     };
-    row("reload log p50: load / translate / apply (add/change/delete)", &|f| {
-        format!(
-            "{:.1} / {:.1} / {:.1} ms",
-            phase(f, 0),
-            phase(f, 1),
-            phase(f, 2)
-        )
-    });
+    row(
+        "reload log p50: load / translate / apply (add/change/delete)",
+        &|f| {
+            format!(
+                "{:.1} / {:.1} / {:.1} ms",
+                phase(f, 0),
+                phase(f, 1),
+                phase(f, 2)
+            )
+        },
+    );
     t
 }
 
@@ -856,7 +904,11 @@ fn raw(f: &Figures) -> String {
     let _ = writeln!(t, "  changed ms:  {}", fmt_samples(&f.changed));
     let _ = writeln!(t, "  deleted ms:  {}", fmt_samples(&f.deleted));
     let _ = writeln!(t, "  endpoint new first ms: {}", fmt_samples(&f.ep_first));
-    let _ = writeln!(t, "  endpoint old last ms:  {}", fmt_samples(&f.ep_old_last));
+    let _ = writeln!(
+        t,
+        "  endpoint old last ms:  {}",
+        fmt_samples(&f.ep_old_last)
+    );
     let _ = writeln!(t, "  endpoint overlap ms:   {}", fmt_samples(&f.ep_overlap));
     let _ = writeln!(t, "  edits under load ms:   {}", fmt_samples(&f.edits));
     let _ = writeln!(
@@ -872,7 +924,13 @@ fn raw(f: &Figures) -> String {
     let _ = writeln!(
         t,
         "  ready {:.0} ms; RSS fresh {:.1} MB; idle {:.1} MB, written {:.1} MB (peak {:.1} MB, in {:.0} ms), deleted {:.1} MB",
-        f.ready_ms, f.rss_fresh, f.rss_idle, f.rss_written, f.hwm_written, f.written_ms, f.rss_deleted
+        f.ready_ms,
+        f.rss_fresh,
+        f.rss_idle,
+        f.rss_written,
+        f.hwm_written,
+        f.written_ms,
+        f.rss_deleted
     );
     let _ = writeln!(
         t,
