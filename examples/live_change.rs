@@ -944,7 +944,7 @@ fn raw(f: &Figures) -> String {
 
 fn usage() -> anyhow::Error {
     anyhow!(
-        "usage: live_change --gatekit BIN --work DIR [--repeats 30] [--edits 100] [--rate 500] [--port 19300] [--table FILE] SIZE..."
+        "usage: live_change --gatekit BIN --work DIR [--repeats 30] [--edits 100] [--rate 500] [--port 19300] [--table FILE] SIZE...\n       live_change --write DIR [--port 19300] SIZE   (only writes the manifests)"
     )
 }
 
@@ -952,6 +952,7 @@ fn main() -> Result<()> {
     let mut bin = None;
     let mut work = None;
     let mut table_file = None;
+    let mut write = None;
     let (mut repeats, mut edits, mut rate, mut port) = (30, 100, 500, 19300);
     let mut sizes = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -965,8 +966,19 @@ fn main() -> Result<()> {
             "--edits" => edits = value()?.parse()?,
             "--rate" => rate = value()?.parse()?,
             "--port" => port = value()?.parse()?,
+            "--write" => write = Some(PathBuf::from(value()?)),
             size => sizes.push(size.parse::<usize>().map_err(|_| usage())?),
         }
+    }
+    let ports = Ports {
+        listener: port,
+        admin: port + 1,
+        backend: port + 2,
+        ep_a: port + 3,
+        ep_b: port + 4,
+    };
+    if let (Some(dir), [routes]) = (&write, sizes.as_slice()) {
+        return write_manifests(dir, *routes, ports);
     }
     let (Some(bin), Some(work)) = (bin, work) else {
         return Err(usage());
@@ -975,13 +987,6 @@ fn main() -> Result<()> {
         return Err(usage());
     }
     std::fs::create_dir_all(&work)?;
-    let ports = Ports {
-        listener: port,
-        admin: port + 1,
-        backend: port + 2,
-        ep_a: port + 3,
-        ep_b: port + 4,
-    };
     base();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
