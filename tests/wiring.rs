@@ -926,3 +926,57 @@ spec:
         }
     }
 }
+
+/// More endpoints turning unhealthy at once than an upstream's health event channel
+/// holds (16): every one's `gatekit_endpoint_healthy` gauge still reaches 0 (the gauge
+/// task resynchronises from the upstream's health when it misses events).
+#[tokio::test]
+async fn a_burst_of_health_changes_larger_than_the_event_channel_reaches_every_gauge() {
+    const DEAD: usize = 40;
+    let a = EchoBackend::start("a").await;
+    let mut dead = Vec::new();
+    for _ in 0..DEAD {
+        dead.push(gatekit_tests::closed_port().await);
+    }
+    let port = free_port();
+    let slices: Vec<String> = std::iter::once(a.addr)
+        .chain(dead.iter().copied())
+        .enumerate()
+        .map(|(i, addr)| {
+            format!(
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{ name: web-{i}, namespace: default, labels: {{ kubernetes.io/service-name: web }} }}\naddressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints: [{{ addresses: [\"{}\"] }}]\n",
+                addr.port(),
+                addr.ip()
+            )
+        })
+        .collect();
+    let manifests = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{ name: web, namespace: default }}\n\
+         spec:\n  ports: [{{ name: http, port: 80 }}]\n---\n{}---\n\
+         apiVersion: gatekit.io/v1alpha1\nkind: BackendPolicy\n\
+         metadata: {{ name: hc, namespace: default }}\nspec:\n  \
+         targetRefs: [{{ kind: Service, name: web }}]\n  healthCheck:\n    \
+         active: {{ type: http, path: /, interval: 20ms, timeout: 200ms, unhealthyThreshold: 1 }}\n",
+        slices.join("---\n")
+    );
+    let (_dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(port)),
+        ("web.yaml", manifests),
+        ("route.yaml", route("r", "/", "web")),
+    ]);
+    let wired = Wired::start(&dirs).await;
+    eventually(
+        Duration::from_secs(5),
+        "every dead endpoint's gauge is 0",
+        || async {
+            let (_, m) = wired.admin("/metrics").await;
+            dead.iter().all(|d| {
+                let series = format!(
+                    r#"gatekit_endpoint_healthy{{upstream="default/web:80",endpoint="{d}"}}"#
+                );
+                metric(&m, &series) == Some(0.0)
+            })
+        },
+    )
+    .await;
+}

@@ -45,8 +45,11 @@ use tokio::task::JoinHandle;
 
 use crate::Metrics;
 
-/// Capacity of an upstream's health event channel.
-const EVENT_CAPACITY: usize = 256;
+/// Capacity of an upstream's health event channel. Every upstream has one and tokio
+/// allocates all its slots up front (~90 bytes each: 256 slots were ~22 KB per
+/// upstream, most of an idle upstream's memory). Transitions are rare; a burst larger
+/// than this makes the gauge task resynchronise from the upstream's health instead.
+const EVENT_CAPACITY: usize = 16;
 
 /// One backend name's upstream and what watches it.
 struct Entry {
@@ -287,6 +290,7 @@ impl Upstreams {
             self.metrics.clone(),
             Arc::from(name),
             self.health_changed.clone(),
+            upstream.clone(),
         ));
         Entry {
             policy: policy.cloned(),
@@ -341,12 +345,14 @@ fn millis(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-/// Sets the endpoint-health gauges from an upstream's health events.
+/// Sets the endpoint-health gauges from an upstream's health events; after missing
+/// some (a burst over the channel's capacity), from the upstream's current health.
 async fn follow_events(
     mut events: broadcast::Receiver<gatekit_lb::HealthEvent>,
     metrics: Metrics,
     name: Arc<str>,
     changed: Arc<Notify>,
+    upstream: Upstream<EndpointClient>,
 ) {
     loop {
         match events.recv().await {
@@ -365,7 +371,17 @@ async fn follow_events(
                 metrics.endpoint_health(&name, event.addr()).set(healthy);
                 changed.notify_one();
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::debug!(upstream = %name, missed, "health events missed; resynchronising");
+                let now = tokio::time::Instant::now();
+                for (ep, health) in upstream.endpoints() {
+                    let healthy = health.is_active_healthy() && !health.is_ejected(now);
+                    metrics
+                        .endpoint_health(&name, ep.addr())
+                        .set(i64::from(healthy));
+                }
+                changed.notify_one();
+            }
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Capacity of each event channel. A receiver that falls further behind gets
-/// `RecvError::Lagged` and misses the oldest events; snapshots stay exact.
-pub(crate) const EVENT_CAPACITY: usize = 1024;
+/// `RecvError::Lagged` and misses the oldest events; snapshots stay exact. tokio
+/// allocates every slot up front (~90 bytes each), per checker or detector.
+pub(crate) const EVENT_CAPACITY: usize = 64;
 
 /// One change of an endpoint's health, sent on a `tokio::sync::broadcast` channel (for
 /// logs and metrics).
