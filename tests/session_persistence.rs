@@ -430,14 +430,14 @@ async fn a_tampered_or_expired_cookie_starts_a_new_session() {
         route(
             &[("web", 1)],
             Some(
-                "{ sessionName: sid, absoluteTimeout: 1s, cookieConfig: { lifetimeType: Permanent } }",
+                "{ sessionName: sid, absoluteTimeout: 2s, cookieConfig: { lifetimeType: Permanent } }",
             ),
         ),
     ])
     .await;
     let (_, _, headers) = gw.get(&[]).await;
     let set = headers["set-cookie"].to_str().unwrap().to_owned();
-    assert!(set.contains("Max-Age=1"), "a permanent cookie: {set}");
+    assert!(set.contains("Max-Age=2"), "a permanent cookie: {set}");
     assert!(set.contains("Path=/") && set.contains("HttpOnly"), "{set}");
     for bad in ["sid=garbage", "sid=1", "sid="] {
         let (status, _, headers) = gw.get(&[("cookie", bad)]).await;
@@ -447,8 +447,10 @@ async fn a_tampered_or_expired_cookie_starts_a_new_session() {
     let cookie = set.split(';').next().unwrap().to_owned();
     let (_, _, headers) = gw.get(&[("cookie", &cookie)]).await;
     assert!(headers.get("set-cookie").is_none(), "still live");
-    // The absolute timeout is what is under test: wait for it.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The absolute timeout is what is under test: wait for it. Tokens count whole
+    // seconds, so 2 s leaves a second of margin for "still live" above, and 3.1 s of
+    // sleep is past it whatever the second the session began in.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let (status, _, headers) = gw.get(&[("cookie", &cookie)]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(

@@ -980,3 +980,73 @@ async fn a_burst_of_health_changes_larger_than_the_event_channel_reaches_every_g
     )
     .await;
 }
+
+/// An EndpointSlice file rewritten alone reaches the balancer without a translation
+/// (the `/config` generation stays), like a Kubernetes watch event: the new endpoint
+/// gets the traffic and the old one none. Any other change still reloads.
+#[tokio::test]
+async fn an_endpoint_slice_file_change_updates_endpoints_without_a_reload() {
+    let a = EchoBackend::start("a").await;
+    let b = EchoBackend::start("b").await;
+    let port = free_port();
+    let slice = |addr: std::net::SocketAddr| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{ name: web-1, namespace: default, labels: {{ kubernetes.io/service-name: web }} }}\naddressType: IPv4\nports: [{{ name: http, port: {} }}]\nendpoints: [{{ addresses: [\"{}\"] }}]\n",
+            addr.port(),
+            addr.ip()
+        )
+    };
+    let (dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(port)),
+        (
+            "service.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: { name: web, namespace: default }\nspec:\n  ports: [{ name: http, port: 80 }]\n".to_owned(),
+        ),
+        ("slice.yaml", slice(a.addr)),
+        ("route.yaml", route("r", "/", "web")),
+    ]);
+    let wired = Wired::start(&dirs).await;
+    let client = TestClient::new();
+    let url = format!("http://127.0.0.1:{port}/");
+    assert_eq!(client.get(&url).await.header("x-backend"), Some("a"));
+    let generation = wired.config().await["generation"].clone();
+
+    write_atomic(dir.path(), "slice.yaml", &slice(b.addr));
+    eventually(Duration::from_secs(5), "b serves", || async {
+        client.get(&url).await.header("x-backend") == Some("b")
+    })
+    .await;
+    let hits_a = a.hits();
+    for _ in 0..20 {
+        assert_eq!(client.get(&url).await.header("x-backend"), Some("b"));
+    }
+    assert_eq!(a.hits(), hits_a, "the removed endpoint gets no request");
+    let config = wired.config().await;
+    assert_eq!(config["generation"], generation, "no reload: {config}");
+    let endpoints = config["upstreams"]["default/web:80"]["endpoints"].to_string();
+    assert!(endpoints.contains(&b.addr.to_string()), "{endpoints}");
+    assert!(!endpoints.contains(&a.addr.to_string()), "{endpoints}");
+
+    // A route change is a reload.
+    write_atomic(dir.path(), "route.yaml", &route("r", "/v2", "web"));
+    eventually(
+        Duration::from_secs(5),
+        "the route change is served",
+        || async {
+            client
+                .get(&format!("http://127.0.0.1:{port}/v2"))
+                .await
+                .status
+                == StatusCode::OK
+                && client.get(&url).await.status == StatusCode::NOT_FOUND
+        },
+    )
+    .await;
+    // `/config` is rendered after the new table serves.
+    eventually(
+        Duration::from_secs(5),
+        "/config shows the reload",
+        || async { wired.config().await["generation"] != generation },
+    )
+    .await;
+}

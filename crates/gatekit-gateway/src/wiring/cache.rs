@@ -22,10 +22,10 @@
 //! Cost: the cache holds the merged resources (for 5,000 routes, 6.3 MB). After a load that failed, the cache is empty and the next load parses
 //! every file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use gatekit_k8s::types::ObjectMeta;
+use gatekit_k8s::types::{ObjectMeta, SERVICE_NAME_LABEL};
 use gatekit_k8s::{ManifestError, ResourceSet, Warning};
 
 /// How many resources of each kind (in [`counts`] order) a file contributed.
@@ -60,6 +60,10 @@ pub(crate) struct FileCache {
     /// The files of the last load (served or refused) and their fingerprints: a load
     /// that finds the same is [`Load::Unchanged`].
     attempted: Vec<(PathBuf, Fingerprint)>,
+    /// After an incremental load in which only EndpointSlices changed (every changed,
+    /// added or removed file held nothing else, before and after): the Services
+    /// (namespace, name) whose slices changed. `None` after any other load.
+    endpoints_only: Option<BTreeSet<(String, String)>>,
 }
 
 /// What a [`FileCache::load`] found.
@@ -88,6 +92,7 @@ impl FileCache {
     /// the last load (whatever that load's outcome), nothing is parsed:
     /// [`Load::Unchanged`].
     pub(crate) fn load(&mut self, dirs: &[PathBuf]) -> Loaded {
+        self.endpoints_only = None;
         let listing = read_files(dirs);
         if let Some(listing) = &listing {
             let same = listing.len() == self.attempted.len()
@@ -126,7 +131,14 @@ impl FileCache {
         self.files.clear();
         self.order.clear();
         self.attempted.clear();
+        self.endpoints_only = None;
         self.merged = set;
+    }
+
+    /// Whether the last load changed EndpointSlices alone, and the Services whose
+    /// slices it changed (see the field).
+    pub(crate) fn endpoints_only(&self) -> Option<&BTreeSet<(String, String)>> {
+        self.endpoints_only.as_ref()
     }
 
     /// The resources of the last successful load.
@@ -150,6 +162,29 @@ impl FileCache {
                 ResourceSet::from_documents([(name.as_str(), text.as_str())]).ok()?;
             fresh.insert(i, (print, set, warnings));
         }
+        // Whether only EndpointSlices changed, and the Services they name (the new
+        // slices' here, the old ones' from the old chunks below).
+        let listed: HashSet<&PathBuf> = files.iter().collect();
+        let slices_only = |c: &Counts| c.iter().enumerate().all(|(k, n)| k == SLICES || *n == 0);
+        let changed_only_slices = fresh.iter().all(|(i, (_, set, _))| {
+            slices_only(&counts(set))
+                && self
+                    .files
+                    .get(&files[*i])
+                    .is_none_or(|c| slices_only(&c.counts))
+        });
+        let removed_only_slices = self
+            .order
+            .iter()
+            .filter(|f| !listed.contains(f))
+            .all(|f| self.files.get(f).is_none_or(|c| slices_only(&c.counts)));
+        let mut endpoints_only = (changed_only_slices && removed_only_slices).then(BTreeSet::new);
+        if let Some(services) = &mut endpoints_only {
+            for (_, set, _) in fresh.values() {
+                services.extend(slice_services(set));
+            }
+        }
+        drop(listed);
         // The previous merged set back into per-file chunks (moved, from the back).
         let mut old = std::mem::take(&mut self.merged);
         let mut chunks: HashMap<PathBuf, ResourceSet> = HashMap::with_capacity(self.order.len());
@@ -183,10 +218,29 @@ impl FileCache {
         if has_duplicates(&self.merged) {
             return None;
         }
+        if let Some(services) = &mut endpoints_only {
+            // What is left of the old chunks: the changed and removed files'.
+            for chunk in chunks.values() {
+                services.extend(slice_services(chunk));
+            }
+        }
+        self.endpoints_only = endpoints_only;
         self.files = files_next;
         self.order = files;
         Some(warnings)
     }
+}
+
+/// The index of EndpointSlices in [`Counts`].
+const SLICES: usize = 7;
+
+/// The Services (namespace, name) the EndpointSlices of `set` belong to.
+fn slice_services(set: &ResourceSet) -> impl Iterator<Item = (String, String)> + '_ {
+    set.endpoint_slices.iter().filter_map(|s| {
+        let service = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+        let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+        Some((ns.to_owned(), service.clone()))
+    })
 }
 
 /// Every file [`ResourceSet::from_dirs`] reads for `dirs`, in its order, with its text;
@@ -414,6 +468,81 @@ kind: TrafficPolicy
 metadata: { name: tp }
 spec: { targetRefs: [{ kind: Gateway, name: gw }] }
 "#;
+
+    fn slice(name: &str, service: &str, ip: &str) -> String {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{ name: {name}, labels: {{ kubernetes.io/service-name: {service} }} }}\naddressType: IPv4\nports: [{{ port: 8080 }}]\nendpoints: [{{ addresses: [\"{ip}\"] }}]\n"
+        )
+    }
+
+    #[test]
+    fn a_load_that_changed_only_endpoint_slices_names_their_services() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("a.yaml", GW);
+        write("b.yaml", ROUTE);
+        write("web.yaml", &slice("web-1", "web", "10.0.0.1"));
+        write("api.yaml", &slice("api-1", "api", "10.0.1.1"));
+        let mut cache = FileCache::default();
+        cache.load(&dirs).unwrap();
+        assert_eq!(
+            cache.endpoints_only(),
+            None,
+            "a first load is not incremental"
+        );
+        let names = |cache: &FileCache| {
+            cache.endpoints_only().map(|s| {
+                s.iter()
+                    .map(|(ns, n)| format!("{ns}/{n}"))
+                    .collect::<Vec<_>>()
+            })
+        };
+
+        // One slice file rewritten.
+        write("web.yaml", &slice("web-1", "web", "10.0.0.2"));
+        cache.load(&dirs).unwrap();
+        assert_eq!(names(&cache), Some(vec!["default/web".to_owned()]));
+        // A slice moved to another Service: both are named.
+        write("web.yaml", &slice("web-1", "api", "10.0.0.2"));
+        cache.load(&dirs).unwrap();
+        assert_eq!(
+            names(&cache),
+            Some(vec!["default/api".to_owned(), "default/web".to_owned()])
+        );
+        // A slice file removed, and one added.
+        std::fs::remove_file(dir.path().join("api.yaml")).unwrap();
+        write("new.yaml", &slice("new-1", "new", "10.0.2.1"));
+        cache.load(&dirs).unwrap();
+        assert_eq!(
+            names(&cache),
+            Some(vec!["default/api".to_owned(), "default/new".to_owned()])
+        );
+        // Anything else changed: a full translation.
+        write("b.yaml", &ROUTE.replace("name: r }", "name: r2 }"));
+        cache.load(&dirs).unwrap();
+        assert_eq!(names(&cache), None, "a route changed");
+        write(
+            "web.yaml",
+            &format!("{}---\n{ROUTE}", slice("web-1", "web", "10.0.0.3"))
+                .replace("name: r }", "name: r3 }"),
+        );
+        cache.load(&dirs).unwrap();
+        assert_eq!(
+            names(&cache),
+            None,
+            "a file holding a slice and a route changed"
+        );
+        write("web.yaml", &slice("web-1", "web", "10.0.0.3"));
+        cache.load(&dirs).unwrap();
+        assert_eq!(names(&cache), None, "the route left that file");
+        write("web.yaml", &slice("web-1", "web", "10.0.0.4"));
+        cache.load(&dirs).unwrap();
+        assert_eq!(names(&cache), Some(vec!["default/web".to_owned()]));
+        // A late event with nothing changed.
+        assert!(matches!(cache.load(&dirs).unwrap(), Load::Unchanged));
+        assert_eq!(names(&cache), None);
+    }
 
     #[test]
     fn incremental_load_matches_from_dirs() {

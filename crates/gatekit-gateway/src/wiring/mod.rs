@@ -156,6 +156,64 @@ fn load(source: &Source, cache: &mut FileCache) -> Result<Load, Vec<ManifestErro
     Ok(Load::Changed(Vec::new()))
 }
 
+/// Gives the upstreams of each of `services` (namespace, name) the endpoints
+/// `endpoints_of(namespace, name, port)` computes (problems logged). Returns how many
+/// upstreams were updated.
+fn set_service_endpoints<'s>(
+    upstreams: &mut Upstreams,
+    service_upstreams: &BTreeMap<(String, String), Vec<(String, u16)>>,
+    services: impl IntoIterator<Item = &'s (String, String)>,
+    endpoints_of: impl Fn(&str, &str, u16) -> (Vec<gatekit_core::Endpoint>, Vec<ConfigError>),
+) -> usize {
+    let mut updated = 0;
+    for service in services {
+        let Some(names) = service_upstreams.get(service) else {
+            continue;
+        };
+        for (name, port) in names {
+            let (endpoints, errors) = endpoints_of(&service.0, &service.1, *port);
+            for error in errors {
+                tracing::warn!(%error, upstream = %name, "endpoint ignored");
+            }
+            if upstreams.set_endpoints(name, &endpoints) {
+                updated += 1;
+            }
+        }
+    }
+    updated
+}
+
+/// The endpoints of Service `ns/name` port `port` in `resources`, as translation
+/// computes them (its EndpointSlices in file order).
+fn file_endpoints(
+    resources: &ResourceSet,
+    ns: &str,
+    name: &str,
+    port: u16,
+) -> (Vec<gatekit_core::Endpoint>, Vec<ConfigError>) {
+    let in_ns = |meta: &gatekit_k8s::types::ObjectMeta| {
+        meta.namespace.as_deref().unwrap_or("default") == ns
+    };
+    let Some(service) = resources
+        .services
+        .iter()
+        .find(|s| in_ns(&s.metadata) && s.metadata.name.as_deref() == Some(name))
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    let slices = resources.endpoint_slices.iter().filter(|s| {
+        in_ns(&s.metadata)
+            && s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(gatekit_k8s::types::SERVICE_NAME_LABEL))
+                .is_some_and(|svc| svc == name)
+    });
+    let mut errors = Vec::new();
+    let endpoints = gatekit_k8s::translate::service_endpoints(service, port, slices, &mut errors);
+    (endpoints, errors)
+}
+
 /// How often rate limiters drop the keys whose buckets are full again.
 const IDLE_KEY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -517,21 +575,12 @@ impl Wiring {
         let Source::Kubernetes(provider) = &self.source else {
             return;
         };
-        let mut updated = 0;
-        for service in &changes.services {
-            let Some(upstreams) = self.service_upstreams.get(service) else {
-                continue;
-            };
-            for (name, port) in upstreams {
-                let (endpoints, errors) = provider.service_endpoints(&service.0, &service.1, *port);
-                for error in errors {
-                    tracing::warn!(%error, upstream = %name, "endpoint ignored");
-                }
-                if self.upstreams.set_endpoints(name, &endpoints) {
-                    updated += 1;
-                }
-            }
-        }
+        let updated = set_service_endpoints(
+            &mut self.upstreams,
+            &self.service_upstreams,
+            &changes.services,
+            |ns, name, port| provider.service_endpoints(ns, name, port),
+        );
         if !changes.services.is_empty() {
             let latency = changes.since.elapsed();
             gateway.metrics().record_endpoint_update(latency);
@@ -587,6 +636,29 @@ impl Wiring {
             // A late or repeated watcher event: the files are as last loaded.
             Ok(Load::Unchanged) if !first => return Vec::new(),
             Ok(_) => {}
+        }
+        // Only EndpointSlice files changed: the Services' upstreams get their new
+        // endpoints, as on a Kubernetes watch event; nothing is translated again.
+        if !first && let Some(services) = self.cache.endpoints_only() {
+            let resources = self.cache.resources();
+            let updated = set_service_endpoints(
+                &mut self.upstreams,
+                &self.service_upstreams,
+                services,
+                |ns, name, port| file_endpoints(resources, ns, name, port),
+            );
+            let latency = started.elapsed();
+            gateway.metrics().record_endpoint_update(latency);
+            tracing::info!(
+                services = services.len(),
+                upstreams = updated,
+                ?latency,
+                "endpoints updated (EndpointSlice files only)"
+            );
+            if updated > 0 {
+                self.publish(gateway);
+            }
+            return Vec::new();
         }
         let loaded = started.elapsed();
         if matches!(self.source, Source::Kubernetes(_)) {
