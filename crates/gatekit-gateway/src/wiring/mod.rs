@@ -17,7 +17,10 @@
 //!    {result="failed"}` is incremented and `/config` shows them under
 //!    `lastReloadError`. A half-read directory must never be served: it could drop every
 //!    route of a file that failed to parse. Only files whose text changed are parsed
-//!    again (a per-file cache, see `cache.rs`).
+//!    again (a per-file cache, see `cache.rs`). When those files held EndpointSlices
+//!    and nothing else (before and after), the reload stops here: the named Services'
+//!    upstreams get their new endpoints, as on a Kubernetes watch event, and nothing is
+//!    translated or rebuilt (the generation stays).
 //! 2. **Translate** ([`translate()`]). Problems *inside* well-formed resources (a
 //!    backendRef to a missing Service, a listener that conflicts, a route whose regex
 //!    does not compile) follow the Gateway API's per-resource semantics: the offending
