@@ -53,9 +53,11 @@ mod body;
 pub mod breaker;
 pub mod client;
 mod connection;
+pub mod cookie;
 mod endpoint;
 mod error;
 pub mod filter;
+pub mod fnv;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod handle_error;

@@ -1,5 +1,6 @@
 //! The response future of [`Session`](super::Session).
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -114,7 +115,7 @@ fn issue<RB>(shared: &Shared, rsp: &mut Response<RB>, token: &Token, now: u64, s
         let age = abs
             .as_secs()
             .saturating_sub(now.saturating_sub(u64::from(token.issued)));
-        cookie.push_str(&format!("; Max-Age={age}"));
+        let _ = write!(cookie, "; Max-Age={age}");
     }
     if secure {
         cookie.push_str("; Secure");

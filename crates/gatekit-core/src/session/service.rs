@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use http::header::COOKIE;
 use tower_service::Service;
 
 use super::ResponseFuture;
@@ -12,6 +11,7 @@ use super::layer::Shared;
 use super::sticky::Sticky;
 use super::token::Token;
 use crate::ConnectionInfo;
+use crate::cookie::request_cookies;
 
 /// Pins each request of a session to the endpoint (and backendRef) that served the
 /// session before, and issues the session token (see the [module docs](super)).
@@ -54,13 +54,7 @@ impl Shared {
                 .get_all(name)
                 .iter()
                 .find_map(|v| Token::decode(v.as_bytes(), self.salt)),
-            None => req
-                .headers()
-                .get_all(COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|pair| pair.trim().split_once('='))
+            None => request_cookies(req.headers())
                 .filter(|(name, _)| *name == self.cookie)
                 .find_map(|(_, value)| Token::decode(value.as_bytes(), self.salt)),
         }?;

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use crate::fnv::{FNV1A_OFFSET, fnv1a};
+
 /// The token format's version digit, its first character.
 const VERSION: u8 = b'1';
 /// Bytes after the version: key 8, backend 2, issued 4, last seen 4, checksum 4.
@@ -9,18 +11,10 @@ const LEN: usize = 22;
 /// "No backendRef index" (backend-level sessions).
 const NO_BACKEND: u16 = u16::MAX;
 
-/// FNV-1a, 64 bits: a fixed, documented hash, so every replica (and every build)
-/// computes the same keys and checksums.
+/// [`fnv1a`] from the offset basis: fixed, so every replica (and every build) computes
+/// the same keys and checksums.
 pub(crate) fn fnv(bytes: &[u8]) -> u64 {
-    fnv_from(0xcbf2_9ce4_8422_2325, bytes)
-}
-
-fn fnv_from(mut h: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    fnv1a(FNV1A_OFFSET, bytes)
 }
 
 /// The key a session token names an endpoint by: a 64-bit hash of its address (IP
@@ -30,7 +24,7 @@ pub fn endpoint_key(addr: SocketAddr) -> u64 {
         std::net::IpAddr::V4(ip) => fnv(&ip.octets()),
         std::net::IpAddr::V6(ip) => fnv(&ip.octets()),
     };
-    fnv_from(h, &addr.port().to_be_bytes()).max(1)
+    fnv1a(h, &addr.port().to_be_bytes()).max(1)
 }
 
 /// A decoded session token.
@@ -56,7 +50,7 @@ impl Token {
         b[8..10].copy_from_slice(&backend.to_be_bytes());
         b[10..14].copy_from_slice(&self.issued.to_be_bytes());
         b[14..18].copy_from_slice(&self.seen.to_be_bytes());
-        let sum = fnv_from(salt, &b[..18]) as u32;
+        let sum = fnv1a(salt, &b[..18]) as u32;
         b[18..].copy_from_slice(&sum.to_be_bytes());
         let mut out = String::with_capacity(1 + 2 * LEN);
         out.push(char::from(VERSION));
@@ -81,7 +75,7 @@ impl Token {
         let be32 = |r: std::ops::Range<usize>| -> Option<u32> {
             Some(u32::from_be_bytes(b.get(r)?.try_into().ok()?))
         };
-        if fnv_from(salt, &b[..18]) as u32 != be32(18..22)? {
+        if fnv1a(salt, &b[..18]) as u32 != be32(18..22)? {
             return None;
         }
         let endpoint = u64::from_be_bytes(b[..8].try_into().ok()?);
@@ -97,7 +91,7 @@ impl Token {
 
 /// The checksum key of a session: its scope and its cookie or header name.
 pub(crate) fn salt(scope: &str, name: &str) -> u64 {
-    fnv_from(fnv_from(fnv(scope.as_bytes()), b"\0"), name.as_bytes())
+    fnv1a(fnv1a(fnv(scope.as_bytes()), b"\0"), name.as_bytes())
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

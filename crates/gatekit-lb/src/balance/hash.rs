@@ -4,27 +4,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use gatekit_core::ConnectionInfo;
+use gatekit_core::cookie::request_cookies;
 use http::Request;
-use http::header::COOKIE;
 
 use crate::HashKey;
 
-/// The FNV-1a 64-bit offset basis: the state a new [`fnv1a`] hash starts from.
-pub const FNV1A_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a, 64 bits: folds `bytes` into `state` (start from [`FNV1A_OFFSET`]; chain calls
-/// to hash several parts). The workspace's one hand-written byte hash: the balancers'
-/// request keys and the fleet's configuration hashes both use it. The result depends
-/// only on the bytes (the same on every build, version and platform), so it may be
-/// compared across processes; it is not a defence against chosen inputs.
-#[inline]
-pub fn fnv1a(mut state: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        state ^= u64::from(*b);
-        state = state.wrapping_mul(0x0100_0000_01b3);
-    }
-    state
-}
+pub use gatekit_core::fnv::{FNV1A_OFFSET, fnv1a};
 
 /// FNV-1a over `bytes` from `seed`, finished with murmur3's 64-bit mixer so that nearby
 /// inputs spread over the whole range.
@@ -76,13 +61,7 @@ pub(crate) fn request_hash<B>(key: &HashKey, req: &Request<B>) -> Option<u64> {
             .get::<ConnectionInfo>()
             .map(|c| hash_ip(c.remote_addr().ip())),
         HashKey::Header(name) => req.headers().get(name).map(|v| hash_bytes(0, v.as_bytes())),
-        HashKey::Cookie(name) => req
-            .headers()
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
+        HashKey::Cookie(name) => request_cookies(req.headers())
             .find(|(k, _)| *k == &**name)
             .map(|(_, v)| hash_bytes(0, v.as_bytes())),
         HashKey::Query(name) => req
