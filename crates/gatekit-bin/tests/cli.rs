@@ -21,6 +21,8 @@ fn stderr(o: &Output) -> String {
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("gatekit-cli-{}-{name}", std::process::id()));
+    // A directory left by an earlier run whose process had the same id starts empty.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
