@@ -90,7 +90,11 @@ async fn main() {
     let translation = translate(&set, &TranslateOptions::default());
     println!("Translation              {}", mb(live() - base));
     let base = live();
-    let routes_of_port = translation.listeners()[0].routes().to_vec();
+    let routes_of_port = translation.listeners()[0]
+        .routes()
+        .iter()
+        .map(|r| (**r).clone())
+        .collect::<Vec<_>>();
     let lookup = |_: &str| -> Option<Backend> {
         Some(Backend::new(tower::service_fn(|_req| async {
             Ok::<_, Infallible>(http::Response::new(Body::empty()))

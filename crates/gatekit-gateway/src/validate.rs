@@ -34,7 +34,8 @@ fn table_errors(translation: &gatekit_k8s::Translation) -> Vec<String> {
     let none = |_: &str| -> Option<Backend> { None };
     let mut errors = BTreeSet::new();
     for port in translation.listeners() {
-        let (_, errs) = RouteTable::build_partial(port.routes().to_vec(), &none);
+        let (_, errs) =
+            RouteTable::build_partial(port.routes().iter().map(|r| (**r).clone()).collect(), &none);
         errors.extend(errs.iter().map(ToString::to_string));
     }
     errors.into_iter().collect()

@@ -318,7 +318,10 @@ fn check(files: Vec<(String, String)>, must_succeed: bool) {
     let backends: HashMap<String, Backend> = HashMap::new();
     let mut routes = 0;
     for port in translation.listeners() {
-        let (table, errors) = RouteTable::build_partial(port.routes().to_vec(), &backends);
+        let (table, errors) = RouteTable::build_partial(
+            port.routes().iter().map(|r| (**r).clone()).collect(),
+            &backends,
+        );
         routes += table.route_count();
         for e in &errors {
             assert!(

@@ -34,6 +34,7 @@ fn route<'a>(t: &'a Translation, name: &str) -> &'a Route {
         .routes_for_port(80)
         .iter()
         .filter(|r| r.id.name() == name)
+        .map(|r| &**r)
         .collect();
     assert_eq!(found.len(), 1, "routes named {name}: {found:#?}");
     found[0]
@@ -527,7 +528,7 @@ spec:
   rateLimit: { rules: [{ clientSelectors: { clientIP: true }, limit: { requests: 5, unit: Second } }] }
 "#;
     let t = run(yaml);
-    let routes: Vec<&Route> = t.routes_for_port(80).iter().collect();
+    let routes: Vec<&Route> = t.routes_for_port(80).iter().map(|r| &**r).collect();
     assert_eq!(routes.len(), 2, "{routes:#?}");
     let public = routes
         .iter()

@@ -43,7 +43,10 @@ fn parent_cond(
 }
 
 fn route<'a>(t: &'a Translation, port: u16, name: &str) -> Option<&'a Route> {
-    t.routes_for_port(port).iter().find(|r| r.id.name() == name)
+    t.routes_for_port(port)
+        .iter()
+        .find(|r| r.id.name() == name)
+        .map(|r| &**r)
 }
 
 const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";

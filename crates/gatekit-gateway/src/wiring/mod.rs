@@ -251,8 +251,8 @@ impl gatekit_core::Backends for Lookup<'_> {
 
 /// `routes` with the gateway's [`TrafficDefaults`] filled in where their rules set
 /// nothing: the routes a port's table is built from, and what `/config` shows.
-pub(crate) fn with_defaults(routes: &[Route], defaults: &TrafficDefaults) -> Vec<Route> {
-    let mut routes = routes.to_vec();
+pub(crate) fn with_defaults(routes: &[Arc<Route>], defaults: &TrafficDefaults) -> Vec<Route> {
+    let mut routes: Vec<Route> = routes.iter().map(|r| Route::clone(r)).collect();
     if defaults.retry_unsent {
         for rule in routes.iter_mut().flat_map(|r| r.rules.iter_mut()) {
             if rule.policy.retry.is_none() {

@@ -114,7 +114,10 @@ impl Upstreams {
     /// Creates, updates or rebuilds the upstream of every spec. Returns the policy
     /// errors (a policy the balancer cannot use makes its upstream run with defaults).
     /// Names not in `specs` stay until [`retain`](Self::retain).
-    pub(crate) fn update(&mut self, specs: &BTreeMap<String, UpstreamSpec>) -> Vec<ConfigError> {
+    pub(crate) fn update(
+        &mut self,
+        specs: &BTreeMap<String, Arc<UpstreamSpec>>,
+    ) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         for (name, spec) in specs {
             let reuse = self.entries.get(name).is_some_and(|e| {
@@ -166,7 +169,7 @@ impl Upstreams {
 
     /// Drops the upstreams whose names are not in `specs` (call once the tables that
     /// no longer name them are served).
-    pub(crate) fn retain(&mut self, specs: &BTreeMap<String, UpstreamSpec>) {
+    pub(crate) fn retain(&mut self, specs: &BTreeMap<String, Arc<UpstreamSpec>>) {
         let gone: Vec<String> = self
             .entries
             .keys()

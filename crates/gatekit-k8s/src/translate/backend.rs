@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use gatekit_core::{ConfigError, Endpoint, EndpointState};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -91,7 +92,7 @@ pub(crate) struct Context<'a> {
     /// Names of rate limits from `Global` BackendTrafficPolicies.
     pub(crate) global_rate_limits: std::collections::BTreeSet<String>,
     global_namespaces: &'a [String],
-    pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
+    pub(crate) upstreams: BTreeMap<String, Arc<UpstreamSpec>>,
     pub(crate) errors: Vec<ConfigError>,
 }
 
@@ -294,7 +295,7 @@ impl<'a> Context<'a> {
             if let Some(existing) = self.upstreams.get_mut(&name)
                 && upgrade
             {
-                existing.app_protocol = AppProtocol::H2c;
+                Arc::make_mut(existing).app_protocol = AppProtocol::H2c;
             }
             return;
         }
@@ -326,13 +327,13 @@ impl<'a> Context<'a> {
         };
         self.upstreams.insert(
             name,
-            UpstreamSpec {
+            Arc::new(UpstreamSpec {
                 service: ResourceRef::new("Service", Some(&w.namespace), &w.service),
                 port: w.port,
                 endpoints,
                 app_protocol,
                 policy,
-            },
+            }),
         );
     }
 

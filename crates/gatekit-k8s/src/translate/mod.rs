@@ -256,7 +256,7 @@ pub struct PortListeners {
     port: u16,
     protocol: Protocol,
     listeners: Vec<ListenerSpec>,
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
 }
 
 impl PortListeners {
@@ -278,19 +278,19 @@ impl PortListeners {
     /// The routes of every listener of the port, listener after listener (a route
     /// attached to several listeners is there once per listener), hostnames already
     /// intersected with the listener's.
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
 
     /// The routes attached to `listener` (one of [`listeners`](Self::listeners)), its
     /// hostname already intersected with each route's. Listener isolation: a request
     /// this listener takes is matched against these routes only.
-    pub fn listener_routes(&self, listener: &ListenerSpec) -> &[Route] {
+    pub fn listener_routes(&self, listener: &ListenerSpec) -> &[Arc<Route>] {
         self.routes.get(listener.routes.clone()).unwrap_or(&[])
     }
 
     /// Each listener with its routes (see [`listener_routes`](Self::listener_routes)).
-    pub fn routes_by_listener(&self) -> impl Iterator<Item = (&ListenerSpec, &[Route])> {
+    pub fn routes_by_listener(&self) -> impl Iterator<Item = (&ListenerSpec, &[Arc<Route>])> {
         self.listeners.iter().map(|l| (l, self.listener_routes(l)))
     }
 }
@@ -353,7 +353,7 @@ impl UpstreamSpec {
 #[derive(Clone, Debug, Default)]
 pub struct Translation {
     listeners: Vec<PortListeners>,
-    upstreams: BTreeMap<String, UpstreamSpec>,
+    upstreams: BTreeMap<String, Arc<UpstreamSpec>>,
     statuses: Vec<ResourceStatus>,
     errors: Vec<ConfigError>,
     global_rate_limits: BTreeSet<String>,
@@ -373,12 +373,12 @@ impl Translation {
     /// The routes for one port, ready for the caller to build a route table from
     /// (with backends named as in [`upstreams`](Self::upstreams)). Empty when nothing
     /// listens on `port`.
-    pub fn routes_for_port(&self, port: u16) -> &[Route] {
+    pub fn routes_for_port(&self, port: u16) -> &[Arc<Route>] {
         self.port(port).map_or(&[], |p| &p.routes)
     }
 
     /// Upstreams by backend name (see [`backend_name`]).
-    pub fn upstreams(&self) -> &BTreeMap<String, UpstreamSpec> {
+    pub fn upstreams(&self) -> &BTreeMap<String, Arc<UpstreamSpec>> {
         &self.upstreams
     }
 

@@ -7,6 +7,7 @@
 //! name (Kubernetes names cannot contain `:`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use gatekit_core::ConfigError;
 use gatekit_core::filter::FilterChain;
@@ -76,7 +77,7 @@ struct RouteView<'a> {
 
 /// The routes attached to each listener, keyed by the listener's
 /// `(status_index, listener_index)`.
-pub(crate) type ListenerRoutes = BTreeMap<(usize, usize), Vec<Route>>;
+pub(crate) type ListenerRoutes = BTreeMap<(usize, usize), Vec<Arc<Route>>>;
 
 /// Converts and attaches every route; returns each listener's routes (a route attached
 /// to several listeners is in each of them, its hostnames intersected with each one's).
@@ -358,7 +359,7 @@ fn attach(
         route.created = view.created;
         route.rules = conv.rules.clone();
         cx.apply_traffic(view.kind, view.ns, view.name, &traffic, &mut route.rules);
-        ports.entry(listener).or_default().push(route);
+        ports.entry(listener).or_default().push(Arc::new(route));
     }
     statuses.push(status);
 }
