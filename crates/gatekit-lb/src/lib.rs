@@ -146,4 +146,4 @@ pub use crate::health_state::EndpointHealth;
 pub use crate::layer::UpstreamLayer;
 pub use crate::observe::{Outcome, OutcomeObserver};
 pub use crate::outlier::OutlierDetector;
-pub use crate::upstream::{NewEndpoint, Picked, Upstream};
+pub use crate::upstream::{NewEndpoint, Picked, Upstream, WeakUpstream};

@@ -96,6 +96,37 @@ impl<S> Clone for Upstream<S> {
     }
 }
 
+/// A handle to an [`Upstream`] that does not keep it alive: for the tasks that follow
+/// it (a health checker's, an outlier detector's). A strong handle in such a task keeps
+/// the upstream — and, through the upstream's observer, the follower itself — alive
+/// after every other handle is gone.
+pub struct WeakUpstream<S> {
+    shared: std::sync::Weak<Shared<S>>,
+}
+
+impl<S> WeakUpstream<S> {
+    /// The upstream, if any strong handle to it is left.
+    pub fn upgrade(&self) -> Option<Upstream<S>> {
+        self.shared.upgrade().map(|shared| Upstream { shared })
+    }
+}
+
+impl<S> Clone for WeakUpstream<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for WeakUpstream<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakUpstream")
+            .field("alive", &(self.shared.strong_count() > 0))
+            .finish()
+    }
+}
+
 impl<S> fmt::Debug for Upstream<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let snap = self.shared.snapshot.load();
@@ -395,9 +426,16 @@ impl<S: Send + Sync + 'static> Upstream<S> {
 
     /// A receiver of the set's generation, changed after each effective update (the new
     /// set is visible to [`endpoints`](Self::endpoints) by then). A health checker
-    /// follows the set with it.
+    /// follows the set with it; the receiver closes when the upstream is dropped.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.generation.subscribe()
+    }
+
+    /// A handle that does not keep the upstream alive (see [`WeakUpstream`]).
+    pub fn downgrade(&self) -> WeakUpstream<S> {
+        WeakUpstream {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// Recomputes aggregate health now (panic mode, locality shares, recoveries for slow
