@@ -27,6 +27,7 @@
 //!   probeInterval: 250ms      # while it fails, how often Redis is asked again
 //!   connections: 2            # multiplexed connections, taken in turn
 //! drainTimeout: 30s           # in-flight requests may finish this long after SIGTERM
+//!                             # (and the connections of a listener removed from the manifests)
 //! shutdownDelay: 0s           # after SIGTERM: not ready for this long, still serving
 //! gatewayClassName: gatekit   # Gateways of this class are served
 //! kubernetes:                 # serve from API servers instead of --resources
@@ -103,7 +104,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Connection limits.
     pub limits: Limits,
-    /// How long in-flight requests may take to finish after a shutdown signal.
+    /// How long in-flight requests may take to finish after a shutdown signal, and the
+    /// open connections of a listener removed from the manifests.
     #[serde(deserialize_with = "gatekit_gateway::deserialize_duration")]
     pub drain_timeout: Duration,
     /// Gateways whose `gatewayClassName` is this are served.
@@ -245,6 +247,7 @@ impl Settings {
             .with_kubernetes(self.kubernetes.clone())
             .with_traffic_defaults(self.traffic_defaults)
             .with_redis(self.redis.clone())
+            .with_drain_timeout(self.drain_timeout)
     }
 
     fn validate(&self, origin: &str) -> Result<(), SettingsError> {

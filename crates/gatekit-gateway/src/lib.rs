@@ -49,8 +49,8 @@ pub use crate::metrics::{
 };
 pub use crate::readiness::{Phase, Readiness};
 pub use crate::settings::{
-    EscapedSlashesSetting, GatewayOptions, Limits, PathSettings, RedisFallback, RedisSettings,
-    TrafficDefaults, deserialize_duration,
+    DEFAULT_DRAIN_TIMEOUT, EscapedSlashesSetting, GatewayOptions, Limits, PathSettings,
+    RedisFallback, RedisSettings, TrafficDefaults, deserialize_duration,
 };
 pub use crate::validate::validate;
 pub use crate::wiring::{PortService, Source, Wiring, WiringError};

@@ -64,6 +64,8 @@ pub struct ListenerSettings {
     /// How request paths are checked and normalised before the listener's service
     /// sees them (414 for long targets, 400 for refused paths).
     pub path_policy: PathPolicy,
+    /// How long the open connections of a removed listener may take to finish.
+    pub drain_timeout: Duration,
 }
 
 impl ListenerSettings {
@@ -76,6 +78,9 @@ impl ListenerSettings {
             tls_handshake_timeout: settings.limits.tls_handshake_timeout,
             max_connections_per_client: settings.limits.max_connections_per_client,
             path_policy: settings.paths.policy(),
+            drain_timeout: settings
+                .drain_timeout
+                .unwrap_or(crate::settings::DEFAULT_DRAIN_TIMEOUT),
         }
     }
 }
@@ -98,7 +103,7 @@ pub enum Transport {
 }
 
 /// The gateway's listening sockets: one [`gatekit_core::server::Server`] per port, plain
-/// or TLS, sharing one [`ConnectionLimit`] and one [`Drain`] group, with each port's
+/// or TLS, sharing one [`ConnectionLimit`], each with its own [`Drain`] group, with each port's
 /// open connections in `gatekit_active_connections` and refusals at the limit in
 /// `gatekit_connections_rejected_total`. Everything a connection goes through (limit,
 /// TLS by SNI, HTTP/1.1 and HTTP/2, header deadline, path policy, draining) is core's;
@@ -114,8 +119,12 @@ pub struct Listeners {
     metrics: Metrics,
     limit: ConnectionLimit,
     per_client: Option<PerClientLimit>,
-    drain: Drain,
-    bound: HashMap<u16, ServerHandle>,
+    /// Each port with its own drain group: a port removed while the gateway serves
+    /// drains its connections on its own.
+    bound: HashMap<u16, (ServerHandle, Drain)>,
+    /// The drain groups of removed ports whose connections may still be open (a
+    /// shutdown drains them too).
+    removed: Vec<Drain>,
 }
 
 impl Listeners {
@@ -130,8 +139,8 @@ impl Listeners {
             settings,
             config,
             metrics,
-            drain: Drain::new(),
             bound: HashMap::new(),
+            removed: Vec::new(),
         }
     }
 
@@ -182,10 +191,11 @@ impl Listeners {
             gauge: self.metrics.connection_gauge(local.port()),
             metrics: self.metrics.clone(),
         };
+        let drain = Drain::new();
         let mut server = server
             .config(self.config.clone())
             .limit(self.limit.clone())
-            .drain(&self.drain)
+            .drain(&drain)
             .observer(Arc::new(observer));
         if let Some(tls) = tls {
             server = server.tls(tls);
@@ -195,19 +205,29 @@ impl Listeners {
         }
         let handle = server.serve(service);
         tracing::info!(%local, tls = handle.is_tls(), "listening");
-        self.bound.insert(local.port(), handle);
+        self.bound.insert(local.port(), (handle, drain));
         Ok(local)
     }
 
-    /// Stops accepting on `port` and closes its socket; its open connections go on until
-    /// they end or the listeners drain. Returns whether such a listener existed.
+    /// Stops accepting on `port` and closes its socket; its open connections are drained
+    /// in the background, as at shutdown: asked to finish (HTTP/1: after the in-flight
+    /// response; HTTP/2: GOAWAY, open streams complete), and closed — upgraded
+    /// connections (WebSockets) included — when the settings' `drain_timeout` has
+    /// passed. Returns whether such a listener existed.
     pub async fn remove(&mut self, port: u16) -> bool {
-        let Some(handle) = self.bound.remove(&port) else {
+        let Some((handle, drain)) = self.bound.remove(&port) else {
             return false;
         };
         let local = handle.local_addr();
         handle.stop().await;
-        tracing::info!(%local, "stopped listening");
+        tracing::info!(%local, connections = drain.active_connections(), "stopped listening; draining its connections");
+        self.removed.retain(|d: &Drain| d.active_connections() > 0);
+        self.removed.push(drain.clone());
+        let timeout = self.settings.drain_timeout;
+        tokio::spawn(async move {
+            let outcome = drain.drain(timeout).await;
+            tracing::info!(%local, ?outcome, "connections of a removed listener drained");
+        });
         true
     }
 
@@ -216,7 +236,7 @@ impl Listeners {
         let mut addrs: Vec<_> = self
             .bound
             .values()
-            .map(|h| (h.local_addr(), h.is_tls()))
+            .map(|(h, _)| (h.local_addr(), h.is_tls()))
             .collect();
         addrs.sort();
         addrs
@@ -235,11 +255,30 @@ impl Listeners {
         }
     }
 
-    /// Stops every listener ([`close`](Self::close)), lets open connections finish
-    /// gracefully for up to `timeout`, then drops the rest (see [`Drain::drain`]).
+    /// Stops every listener ([`close`](Self::close)), lets open connections (those of
+    /// removed listeners still draining too) finish gracefully for up to `timeout`, then
+    /// drops the rest (see [`Drain::drain`]).
     pub async fn drain(mut self, timeout: Duration) -> DrainOutcome {
+        let mut groups: Vec<Drain> = self.bound.values().map(|(_, d)| d.clone()).collect();
+        groups.append(&mut self.removed);
         self.close().await;
-        self.drain.drain(timeout).await
+        let mut drains = tokio::task::JoinSet::new();
+        for group in groups {
+            drains.spawn(async move { group.drain(timeout).await });
+        }
+        let outcomes: Vec<DrainOutcome> = drains.join_all().await;
+        let dropped: usize = outcomes
+            .iter()
+            .map(|o| match o {
+                DrainOutcome::TimedOut { dropped } => *dropped,
+                _ => 0,
+            })
+            .sum();
+        if outcomes.iter().all(|o| *o == DrainOutcome::Complete) {
+            DrainOutcome::Complete
+        } else {
+            DrainOutcome::TimedOut { dropped }
+        }
     }
 }
 

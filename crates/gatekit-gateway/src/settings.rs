@@ -18,6 +18,9 @@ use serde::{Deserialize, Deserializer};
 pub struct GatewayOptions {
     /// Connection limits of the listeners.
     pub limits: Limits,
+    /// How long the open connections of a listener removed from the manifests may take
+    /// to finish before they are closed (`None`: [`DEFAULT_DRAIN_TIMEOUT`]).
+    pub drain_timeout: Option<std::time::Duration>,
     /// How request paths are normalised before routing.
     pub paths: PathSettings,
     /// Logs one line per request (target `gatekit::access`).
@@ -32,7 +35,18 @@ pub struct GatewayOptions {
     pub redis: Option<RedisSettings>,
 }
 
+/// The default drain deadline: 30 s, as the binary's `drainTimeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl GatewayOptions {
+    /// Sets how long the open connections of a removed listener may take to finish
+    /// (default [`DEFAULT_DRAIN_TIMEOUT`]).
+    #[must_use]
+    pub fn with_drain_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.drain_timeout = Some(timeout);
+        self
+    }
+
     /// Sets the connection limits.
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 
 use super::h1::{has_token, to_origin_form};
 use super::pool::{Conn, EndpointPool};
+use crate::server::{DrainSignal, Phase};
 use crate::{Body, Error, ErrorKind};
 
 /// Whether the request asks for a protocol upgrade: `Connection` names `upgrade` and an
@@ -50,6 +51,11 @@ pub(super) async fn send(
         }
     };
     let downstream = hyper::upgrade::on(&mut req);
+    // The client connection's drain: the tunnel is closed at its deadline.
+    let mut drain = req
+        .extensions_mut()
+        .remove::<DrainSignal>()
+        .unwrap_or(DrainSignal::none());
     let mut rsp = match tx.try_send_request(req).await {
         Ok(rsp) => rsp,
         Err(mut err) => {
@@ -75,8 +81,15 @@ pub(super) async fn send(
                 (Ok(down), Ok(up)) => {
                     let mut down = TokioIo::new(down);
                     let mut up = TokioIo::new(up);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-                        tracing::debug!(error = %e, "upgraded connection ended with an error");
+                    tokio::select! {
+                        copied = tokio::io::copy_bidirectional(&mut down, &mut up) => {
+                            if let Err(e) = copied {
+                                tracing::debug!(error = %e, "upgraded connection ended with an error");
+                            }
+                        }
+                        () = drain.reached(Phase::Hard) => {
+                            tracing::debug!("upgraded connection closed: its listener's drain deadline passed");
+                        }
                     }
                 }
                 (down, up) => {

@@ -73,6 +73,7 @@ where
         service,
         info,
         path_policy: http.path_policy,
+        drain: drain.clone(),
     };
     let io = TokioIo::new(io);
     match &http.auto {
@@ -114,6 +115,8 @@ struct ConnService<S> {
     service: S,
     info: ConnectionInfo,
     path_policy: Option<crate::path::PathPolicy>,
+    /// Given to upgrade requests (see [`DrainSignal`]).
+    drain: DrainSignal,
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
@@ -128,6 +131,9 @@ where
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(self.info.clone());
+        if crate::client::is_upgrade_request(&req) {
+            req.extensions_mut().insert(self.drain.clone());
+        }
         let service = self.service.clone();
         match self.path_policy {
             Some(policy) => Either::Left(Oneshot::new(NormalizePath::new(service, policy), req)),

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 /// Where a drain is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Phase {
+pub(crate) enum Phase {
     /// Serving normally.
     Serving,
     /// Connections are asked to finish.
@@ -135,17 +135,21 @@ impl Drop for Tracked {
 }
 
 /// What a connection watches to learn that it must finish; `none()` never fires.
+///
+/// An HTTP/1.1 upgrade request carries its connection's signal in its extensions: the
+/// upgraded tunnel outlives the HTTP connection, and is closed when the drain reaches
+/// its deadline ([`Phase::Hard`]), like the connections that did not finish.
 #[derive(Clone, Debug)]
-pub(super) struct DrainSignal(Option<watch::Receiver<Phase>>);
+pub(crate) struct DrainSignal(Option<watch::Receiver<Phase>>);
 
 impl DrainSignal {
     /// A signal that never fires: a connection outside any drain group.
-    pub(super) const fn none() -> Self {
+    pub(crate) const fn none() -> Self {
         Self(None)
     }
 
     /// Resolves once the drain has reached `phase` (never, for [`none`](Self::none)).
-    pub(super) async fn reached(&mut self, phase: Phase) {
+    pub(crate) async fn reached(&mut self, phase: Phase) {
         if let Some(rx) = &mut self.0
             && rx.wait_for(|p| *p >= phase).await.is_ok()
         {

@@ -83,6 +83,7 @@ use tower_service::Service;
 
 pub use self::config::ServerConfig;
 pub use self::drain::{Drain, DrainOutcome};
+pub(crate) use self::drain::{DrainSignal, Phase};
 pub use self::limit::{ConnectionLimit, ConnectionObserver, PerClientLimit};
 pub use self::listener::{Server, ServerHandle};
 use crate::{BoxError, ConnectionInfo};
