@@ -117,6 +117,7 @@
 //! Backend names that do not resolve are not errors: that share of traffic answers 500.
 //! [`RouteTable::build_partial`] leaves invalid routes out and reports them instead.
 
+mod builder;
 mod conditions;
 mod hash;
 pub(crate) mod host;
@@ -130,6 +131,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use self::builder::TableBuilder;
 pub use self::listener::PortTable;
 pub use self::model::{
     BackendRef, CorsPolicy, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch,
