@@ -1218,3 +1218,6 @@ where
         self.inner.call(request)
     }
 }
+
+#[cfg(test)]
+mod tests;
