@@ -29,10 +29,16 @@
 //!    in `/config`'s `errors`. This is what a Kubernetes controller does, and what lets
 //!    one team's broken route not take down another team's.
 //! 3. **Upstreams** are updated in the upstream registry, which keeps each
-//!    upstream's per-endpoint state across reloads.
-//! 4. **Per port**: a route table is built ([`RouteTable::build_partial`]) and stored in
-//!    the port's [`Router`] (kept across reloads, so the swap is one atomic pointer
-//!    store: requests in flight finish on the table they were routed by); HTTPS ports get
+//!    upstream's per-endpoint state across reloads (a spec that is the same `Arc` as
+//!    last time is skipped). Metric series are kept per route, looked at only for
+//!    routes whose `Arc` changed.
+//! 4. **Per port**: a route table per listener hostname is built by a
+//!    [`TableBuilder`] kept across reloads, which compiles only the routes whose `Arc`
+//!    is not the one of last time or that name an upstream created, rebuilt or gone
+//!    in step 3 (a group whose routes are all the same `Arc`s keeps its table), and
+//!    stored in the port's [`Router`] (kept across reloads, so the swap is one atomic
+//!    pointer store, skipped when no table changed: requests in flight finish on the
+//!    table they were routed by); HTTPS ports get
 //!    a new certificate set in their [`CertStore`] (SNI by listener hostname; the
 //!    listener without a hostname, else the first one, is the default). Ports that
 //!    appear are bound, ports that disappear (or change protocol) are closed.
@@ -296,7 +302,9 @@ pub(crate) fn port_table(
     stale: &BTreeSet<String>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<PortTable> {
-    let mut listeners: Vec<(Option<&str>, Vec<&[Arc<Route>]>)> = Vec::new();
+    // Each listener hostname with the route lists of its listeners.
+    type Listeners<'p> = Vec<(Option<&'p str>, Vec<&'p [Arc<Route>]>)>;
+    let mut listeners: Listeners<'_> = Vec::new();
     for (listener, routes) in port.routes_by_listener() {
         match listeners
             .iter_mut()
