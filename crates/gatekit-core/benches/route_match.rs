@@ -2,6 +2,9 @@
 //!
 //! Run: `cargo bench -p gatekit-core --bench route_match -- --sample-count 200`
 //!
+//! `one_changed_*`: one route of 1k/3k/5k changed, the table rebuilt incrementally by a
+//! kept `TableBuilder` versus from scratch by `build_partial`.
+//!
 //! The route set mixes what a shared gateway carries: per-host routes (ten per host),
 //! exact and prefix paths, every fifth route with a header match, a few wildcard-host
 //! routes and a catch-all without hostnames. Requests hit routes deep in the set (the last
@@ -9,10 +12,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use divan::{Bencher, black_box};
 use gatekit_core::route::{
-    BackendRef, HeaderMatch, Match, PathMatch, Route, RouteId, Rule, StringMatch,
+    BackendRef, HeaderMatch, Match, PathMatch, Route, RouteId, Rule, StringMatch, TableBuilder,
 };
 use gatekit_core::{Backend, Body, BoxError, RouteTable};
 use http::{HeaderMap, Method, Uri};
@@ -214,4 +218,37 @@ fn build_5000(bencher: Bencher<'_, '_>) {
     bencher
         .with_inputs(|| routes.clone())
         .bench_local_values(|routes| RouteTable::build(routes, &backends).unwrap());
+}
+
+const CHANGE_SIZES: [usize; 3] = [1_000, 3_000, 5_000];
+
+/// One route of `n` changed (a new `Arc`, alternating between two versions), the table
+/// rebuilt by a `TableBuilder` kept across builds: the cost of a live route edit.
+#[divan::bench(args = CHANGE_SIZES, sample_count = 50)]
+fn one_changed_builder(bencher: Bencher<'_, '_>, n: usize) {
+    let backends = backends();
+    let mut inputs: Vec<Arc<Route>> = routes(n).into_iter().map(Arc::new).collect();
+    let at = n / 2;
+    let mut edited = Route::clone(&inputs[at]);
+    edited.rules[0].backends[0].weight = 2;
+    let versions = [Arc::clone(&inputs[at]), Arc::new(edited)];
+    let mut builder = TableBuilder::new();
+    let _ = builder.build(&inputs, &backends, &|_| false);
+    let mut flip = 0;
+    bencher.bench_local(|| {
+        flip ^= 1;
+        inputs[at] = Arc::clone(&versions[flip]);
+        builder.build(black_box(&inputs), &backends, &|_| false)
+    });
+}
+
+/// The same change, the table built from scratch (`build_partial`, what every reload
+/// did before the builder).
+#[divan::bench(args = CHANGE_SIZES, sample_count = 20, sample_size = 1)]
+fn one_changed_full(bencher: Bencher<'_, '_>, n: usize) {
+    let backends = backends();
+    let routes = routes(n);
+    bencher
+        .with_inputs(|| routes.clone())
+        .bench_local_values(|routes| RouteTable::build_partial(routes, &backends));
 }

@@ -140,6 +140,13 @@ pub trait Backends {
     /// share of traffic for it then gets a 500, as the Gateway API specifies).
     fn backend(&self, name: &str) -> Option<Backend>;
 
+    /// The backend called `name` as a backendRef of `route`'s rules (for instance
+    /// labelled with that route's metrics). The default: [`backend`](Self::backend).
+    fn backend_for(&self, route: &crate::route::RouteId, name: &str) -> Option<Backend> {
+        let _ = route;
+        self.backend(name)
+    }
+
     /// Where rules keep the state of their traffic policies across table builds (rate
     /// limiter buckets, breaker counts, retry budgets). `None`, the default: every build
     /// starts with fresh state.

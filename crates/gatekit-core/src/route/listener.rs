@@ -83,6 +83,19 @@ impl PortTable {
     where
         I: IntoIterator<Item = (Option<&'h str>, RouteTable)>,
     {
+        Self::from_shared(listeners.into_iter().map(|(h, t)| (h, Arc::new(t))))
+    }
+
+    /// [`new`](Self::new) with tables that may be shared (with the previous `PortTable`
+    /// of the port, say: a listener whose routes did not change keeps its table).
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn from_shared<'h, I>(listeners: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (Option<&'h str>, Arc<RouteTable>)>,
+    {
         let mut port = Self {
             listeners: Vec::new(),
             exact: FastMap::default(),
@@ -112,10 +125,7 @@ impl PortTable {
                     format!("listener {i} has the same hostname as listener {first}"),
                 ));
             }
-            port.listeners.push(Listener {
-                hostname,
-                table: Arc::new(table),
-            });
+            port.listeners.push(Listener { hostname, table });
         }
         Ok(port)
     }

@@ -77,6 +77,11 @@
 //!   sort over candidates added in step 6 to 8 order, so the first candidate of a list
 //!   whose method, headers and query all match is the best of that list.
 //!
+//! Each bucket is behind its own `Arc`. A [`TableBuilder`] kept across builds compiles
+//! only the routes that are new (by `Arc` identity) or name a backend that resolves
+//! differently, and rebuilds only the buckets they are in or were in; the others are
+//! shared with the previous table.
+//!
 //! [`RouteTable::find`] then walks, from most to least specific, only what can match:
 //!
 //! - the exact-host bucket, then each wildcard bucket keyed by a suffix of the host after
@@ -117,6 +122,7 @@
 //! Backend names that do not resolve are not errors: that share of traffic answers 500.
 //! [`RouteTable::build_partial`] leaves invalid routes out and reports them instead.
 
+mod builder;
 mod conditions;
 mod hash;
 pub(crate) mod host;
@@ -130,6 +136,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use self::builder::TableBuilder;
 pub use self::listener::PortTable;
 pub use self::model::{
     BackendRef, CorsPolicy, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch,

@@ -170,13 +170,15 @@ pub struct WeightedBackend {
 // === impl CompiledRule ===
 
 impl CompiledRule {
-    /// Compiles `rule` (the `index`th of route `route_id`). Field paths are relative to the
-    /// rule (`filters[0]...`, `backendRefs[1].filters[0]...`).
+    /// Compiles `rule` (the `index`th of route `route_id`), with `default_retry` where the
+    /// rule sets no retry policy. Field paths are relative to the rule (`filters[0]...`,
+    /// `backendRefs[1].filters[0]...`).
     pub(crate) fn compile(
         route_id: &RouteId,
         index: usize,
         rule: &Rule,
         backends: &dyn Backends,
+        default_retry: Option<&Arc<RetryPolicy>>,
     ) -> Result<Self, ConfigError> {
         check_replace_prefix(rule, &rule.filters, "filters")?;
         let filters = FilterChain::compile(&rule.filters, backends)
@@ -191,7 +193,10 @@ impl CompiledRule {
         };
         let scope = format!("{route_id}/rules[{index}]");
         let error_extensions = backends.error_extensions(route_id);
-        let retry = rule.policy.retry.clone().map(Arc::new);
+        let retry = match &rule.policy.retry {
+            Some(retry) => Some(Arc::new(retry.clone())),
+            None => default_retry.cloned(),
+        };
         let mut compiled = Vec::with_capacity(rule.backends.len());
         for (j, b) in rule.backends.iter().enumerate() {
             let prefix = || format!("backendRefs[{j}].filters");
@@ -204,7 +209,7 @@ impl CompiledRule {
                     .validate()
                     .map_err(|e| e.within(&format!("backendRefs[{j}].sessionPersistence")))?;
             }
-            let backend = backends.backend(&b.name).map(|backend| {
+            let backend = backends.backend_for(route_id, &b.name).map(|backend| {
                 let ref_scope = format!("{scope}/backendRefs[{j}]");
                 backend_stack(&scope, &ref_scope, backend, b, rule, retry.as_ref(), state)
             });
@@ -238,7 +243,14 @@ impl CompiledRule {
             filters,
             timeouts,
             backends,
-            policy: rule.policy.clone(),
+            policy: match (&rule.policy.retry, retry) {
+                // The default applies: shown as the rule's policy.
+                (None, Some(retry)) => RulePolicy {
+                    retry: Some(RetryPolicy::clone(&retry)),
+                    ..rule.policy.clone()
+                },
+                _ => rule.policy.clone(),
+            },
         })
     }
 
@@ -434,7 +446,7 @@ mod tests {
             rule.backends.push(BackendRef::new(format!("b{i}"), *w));
         }
         let backends: HashMap<String, Backend> = HashMap::new();
-        CompiledRule::compile(&RouteId::new("ns", "r"), 0, &rule, &backends).unwrap()
+        CompiledRule::compile(&RouteId::new("ns", "r"), 0, &rule, &backends, None).unwrap()
     }
 
     #[test]
@@ -489,7 +501,7 @@ mod tests {
         rule.filters.push(Filter::UrlRewrite(rewrite.clone()));
         let backends: HashMap<String, Backend> = HashMap::new();
         let id = RouteId::new("ns", "r");
-        let e = CompiledRule::compile(&id, 0, &rule, &backends).unwrap_err();
+        let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
         assert_eq!(e.field(), "filters[0].urlRewrite.path");
         assert!(e.reason().contains("matches[1]"), "{}", e.reason());
 
@@ -497,13 +509,13 @@ mod tests {
         let mut b = BackendRef::new("b", 1);
         b.filters.push(Filter::UrlRewrite(rewrite));
         rule.backends.push(b);
-        let e = CompiledRule::compile(&id, 0, &rule, &backends).unwrap_err();
+        let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
         assert_eq!(e.field(), "backendRefs[0].filters[0].urlRewrite.path");
 
         rule.matches.truncate(1);
-        assert!(CompiledRule::compile(&id, 0, &rule, &backends).is_ok());
+        assert!(CompiledRule::compile(&id, 0, &rule, &backends, None).is_ok());
         rule.matches.clear();
-        assert!(CompiledRule::compile(&id, 0, &rule, &backends).is_ok());
+        assert!(CompiledRule::compile(&id, 0, &rule, &backends, None).is_ok());
     }
 
     #[test]
@@ -514,13 +526,13 @@ mod tests {
         let mut rule = Rule::default();
         rule.policy.session =
             Some(SessionPersistence::cookie(None).with_lifetime(CookieLifetime::Permanent));
-        let e = CompiledRule::compile(&id, 0, &rule, &backends).unwrap_err();
+        let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
         assert_eq!(e.field(), "sessionPersistence.absoluteTimeout");
         rule.policy.session = None;
         let mut b = BackendRef::new("b", 1);
         b.session = Some(SessionPersistence::header(Some("bad name".into())));
         rule.backends.push(b);
-        let e = CompiledRule::compile(&id, 0, &rule, &backends).unwrap_err();
+        let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
         assert_eq!(e.field(), "backendRefs[0].sessionPersistence.sessionName");
     }
 

@@ -191,18 +191,24 @@ impl PolicyState {
         }
     }
 
-    /// Drops the state no lookup asked for since the previous sweep. Call once every
-    /// table of a configuration is built and served (requests still running on older
-    /// tables keep their state alive through their `Arc`s).
+    /// Drops the state no lookup asked for since the previous sweep and nothing else
+    /// holds. Call once every table of a configuration is built and served: a rule
+    /// compiled earlier and kept by a [`TableBuilder`](super::TableBuilder) asks for
+    /// nothing but holds its state, which stays (so a rule compiled later with the same
+    /// scope and configuration finds it); requests still running on older tables keep
+    /// their state alive through their `Arc`s.
     pub fn sweep(&self) {
+        fn live<C, T: ?Sized>(slot: &Slot<C, T>, current: u64) -> bool {
+            slot.used == current || Arc::strong_count(&slot.state) > 1
+        }
         self.with(|r| {
             let current = r.generation;
-            r.limiters.retain(|_, s| s.used == current);
-            r.shared.retain(|_, s| s.used == current);
-            r.breakers.retain(|_, s| s.used == current);
-            r.budgets.retain(|_, s| s.used == current);
-            r.in_flight.retain(|_, s| s.used == current);
-            r.retries.retain(|_, s| s.used == current);
+            r.limiters.retain(|_, s| live(s, current));
+            r.shared.retain(|_, s| live(s, current));
+            r.breakers.retain(|_, s| live(s, current));
+            r.budgets.retain(|_, s| live(s, current));
+            r.in_flight.retain(|_, s| live(s, current));
+            r.retries.retain(|_, s| live(s, current));
             r.generation += 1;
         });
     }
@@ -312,8 +318,12 @@ mod tests {
         let c = state.shared_limiter("r/rateLimits[0]", &limit(20)).unwrap();
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(state.shared_limiters().len(), 1);
-        // No build asks for it: gone after the sweep that follows.
+        // Still held (by `c`, as by a rule a builder kept): it stays.
         state.sweep();
+        state.sweep();
+        assert_eq!(state.shared_limiters().len(), 1);
+        // No build asks for it and nothing holds it: gone after the sweep that follows.
+        drop((a, b, c));
         state.sweep();
         assert!(state.shared_limiters().is_empty());
     }

@@ -15,6 +15,7 @@ use super::path::{PathCond, prefix_candidates};
 use super::rule::CompiledRule;
 use crate::Backends;
 use crate::error::ConfigError;
+use crate::retry::RetryPolicy;
 
 /// The result of [`RouteTable::find`]: the matched rule and, for a `PathPrefix` match,
 /// the prefix it matched on.
@@ -32,29 +33,28 @@ pub struct RuleMatch<'a> {
 /// `ArcSwap` and swap a new one in on change).
 ///
 /// [`find`](Self::find) does hash lookups and comparisons only, and never allocates.
-/// See the [module docs](super) for the semantics and the algorithm.
+/// See the [module docs](super) for the semantics and the algorithm. Each hostname
+/// bucket sits behind its own `Arc`, so a [`TableBuilder`](super::TableBuilder) shares
+/// the buckets no changed route touches between successive tables.
 pub struct RouteTable {
-    rules: Vec<Arc<CompiledRule>>,
-    conditions: Vec<Conditions>,
-    buckets: Vec<Bucket>,
-    exact_hosts: FastMap<Box<str>, u32>,
-    wildcard_hosts: FastMap<Box<str>, u32>,
+    exact_hosts: FastMap<Arc<str>, Arc<Bucket>>,
+    wildcard_hosts: FastMap<Arc<str>, Arc<Bucket>>,
     wildcard_max_len: usize,
-    any_host: Option<u32>,
+    any_host: Option<Arc<Bucket>>,
     route_count: usize,
 }
 
 /// One entry of a candidate list: a match's conditions and the rule it leads to.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Candidate {
-    conditions: u32,
-    rule: u32,
+    conditions: Arc<Conditions>,
+    rule: Arc<CompiledRule>,
 }
 
 /// The candidates of one hostname bucket (one exact host, one wildcard suffix, or "any
 /// host"), indexed by path. Every list is sorted by precedence steps 3 to 8.
 #[derive(Debug, Default)]
-struct Bucket {
+pub(crate) struct Bucket {
     exact: FastMap<Box<str>, Vec<Candidate>>,
     prefix: FastMap<Box<str>, Vec<Candidate>>,
     prefix_max_len: usize,
@@ -82,14 +82,85 @@ fn insert_sorted<T>(list: &mut Vec<T>, item: T, key: ListKey, key_of: impl Fn(&T
     list.insert(at, item);
 }
 
+/// The hostname bucket a route's matches go into.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum HostKey {
+    /// One exact (lowercase) host.
+    Exact(Arc<str>),
+    /// A wildcard, by its suffix (`example.com` for `*.example.com`).
+    Wildcard(Arc<str>),
+    /// Routes without hostnames.
+    Any,
+}
+
 /// A route that passed validation.
-struct CompiledRoute {
-    id: RouteId,
-    created: i64,
-    hosts: Vec<HostPattern>,
-    rules: Vec<Arc<CompiledRule>>,
+pub(crate) struct CompiledRoute {
+    pub(crate) id: RouteId,
+    pub(crate) created: i64,
+    /// The buckets the route is in, each once (`[Any]` for a route without hostnames).
+    pub(crate) hosts: Vec<HostKey>,
+    pub(crate) rules: Vec<Arc<CompiledRule>>,
     /// (rule index within `rules`, path, conditions), in rule then match order.
-    matches: Vec<(usize, PathCond, Conditions)>,
+    matches: Vec<(usize, PathCond, Arc<Conditions>)>,
+}
+
+impl CompiledRoute {
+    /// Precedence steps 6 and 7: oldest first, then `"{namespace}/{name}"` alphabetical.
+    pub(crate) fn precedence(&self, other: &CompiledRoute) -> Ordering {
+        self.created
+            .cmp(&other.created)
+            .then_with(|| cmp_route_names(&self.id, &other.id))
+    }
+}
+
+// === impl Bucket ===
+
+impl Bucket {
+    /// The bucket of `routes`, given in precedence order (steps 6 and 7).
+    pub(crate) fn build<'a>(routes: impl IntoIterator<Item = &'a CompiledRoute>) -> Bucket {
+        let mut bucket = Bucket::default();
+        for route in routes {
+            for (rule, path, conds) in &route.matches {
+                let key = list_key(conds);
+                let cand = Candidate {
+                    conditions: Arc::clone(conds),
+                    rule: Arc::clone(&route.rules[*rule]),
+                };
+                let key_of = |c: &Candidate| list_key(&c.conditions);
+                let (map, p) = match path {
+                    PathCond::Exact(p) => (&mut bucket.exact, p),
+                    PathCond::Prefix(p) => {
+                        bucket.prefix_max_len = bucket.prefix_max_len.max(p.len());
+                        (&mut bucket.prefix, p)
+                    }
+                    PathCond::Regex(re) => {
+                        let key_of = |(_, c): &(Regex, Candidate)| key_of(c);
+                        insert_sorted(&mut bucket.regex, (re.clone(), cand), key, key_of);
+                        continue;
+                    }
+                    PathCond::Any => {
+                        insert_sorted(&mut bucket.any, cand, key, key_of);
+                        continue;
+                    }
+                };
+                match map.get_mut(&**p) {
+                    Some(list) => insert_sorted(list, cand, key, key_of),
+                    None => {
+                        map.insert(p.clone(), vec![cand]);
+                    }
+                }
+            }
+        }
+        bucket
+    }
+
+    /// How many rules its candidates lead to (for `Debug`).
+    fn candidate_count(&self) -> usize {
+        self.exact.values().map(Vec::len).sum::<usize>()
+            + self.prefix.values().map(Vec::len).sum::<usize>()
+            + self.regex.len()
+            + self.any.len()
+    }
 }
 
 // === impl RouteTable ===
@@ -115,31 +186,37 @@ impl RouteTable {
 
     /// Compiles `routes`, leniently: an invalid route is left out and its error reported
     /// (one per route, for its Kubernetes status); the others serve.
+    ///
+    /// To rebuild a table after a change, compiling only what changed, keep a
+    /// [`TableBuilder`](super::TableBuilder) instead.
     pub fn build_partial(
         routes: Vec<Route>,
         backends: &dyn Backends,
     ) -> (RouteTable, Vec<ConfigError>) {
-        let mut errors = Vec::new();
-        let mut compiled = Vec::with_capacity(routes.len());
-        for route in &routes {
-            match compile_route(route, backends) {
-                Ok(r) => compiled.push(r),
-                Err(e) => errors.push(e.for_route(route.id.clone())),
-            }
-        }
-        // Precedence steps 6 and 7: oldest first, then "{namespace}/{name}" alphabetical.
-        // The sort is stable, so routes with equal ids keep their input order.
-        compiled.sort_by(|a, b| {
-            a.created
-                .cmp(&b.created)
-                .then_with(|| cmp_route_names(&a.id, &b.id))
-        });
-        (Self::assemble(compiled), errors)
+        let routes: Vec<Arc<Route>> = routes.into_iter().map(Arc::new).collect();
+        super::TableBuilder::new().build(&routes, backends, &|_| false)
     }
 
     /// A table without routes: every request finds nothing.
     pub fn empty() -> RouteTable {
-        Self::assemble(Vec::new())
+        Self::from_buckets(FastMap::default(), FastMap::default(), None, 0)
+    }
+
+    /// The table of these buckets.
+    pub(crate) fn from_buckets(
+        exact_hosts: FastMap<Arc<str>, Arc<Bucket>>,
+        wildcard_hosts: FastMap<Arc<str>, Arc<Bucket>>,
+        any_host: Option<Arc<Bucket>>,
+        route_count: usize,
+    ) -> RouteTable {
+        let wildcard_max_len = wildcard_hosts.keys().map(|k| k.len()).max().unwrap_or(0);
+        RouteTable {
+            exact_hosts,
+            wildcard_hosts,
+            wildcard_max_len,
+            any_host,
+            route_count,
+        }
     }
 
     /// The number of routes in the table (those that passed validation).
@@ -147,81 +224,13 @@ impl RouteTable {
         self.route_count
     }
 
-    fn assemble(routes: Vec<CompiledRoute>) -> RouteTable {
-        let mut rules = Vec::new();
-        let mut conditions: Vec<Conditions> = Vec::new();
-        let mut buckets: Vec<Bucket> = Vec::new();
-        let mut exact_hosts: FastMap<Box<str>, u32> = FastMap::default();
-        let mut wildcard_hosts: FastMap<Box<str>, u32> = FastMap::default();
-        let mut any_host = None;
-        let route_count = routes.len();
-
-        let mut bucket_ids = Vec::new();
-        for route in routes {
-            let rule_base = rules.len();
-            rules.extend(route.rules);
-            bucket_ids.clear();
-            if route.hosts.is_empty() {
-                bucket_ids.push(bucket_for(&mut any_host, &mut buckets));
-            }
-            for h in route.hosts {
-                let id = match h {
-                    HostPattern::Exact(name) => bucket_in(&mut exact_hosts, name, &mut buckets),
-                    HostPattern::Wildcard(suffix) => {
-                        bucket_in(&mut wildcard_hosts, suffix, &mut buckets)
-                    }
-                };
-                // A route listing `a.com` twice goes into its bucket once.
-                if !bucket_ids.contains(&id) {
-                    bucket_ids.push(id);
-                }
-            }
-            for (rule, path, conds) in route.matches {
-                let key = list_key(&conds);
-                let cand = Candidate {
-                    conditions: index_u32(conditions.len()),
-                    rule: index_u32(rule_base + rule),
-                };
-                conditions.push(conds);
-                let key_of = |c: &Candidate| list_key(&conditions[c.conditions as usize]);
-                for &b in &bucket_ids {
-                    let bucket = &mut buckets[b as usize];
-                    let (map, p) = match &path {
-                        PathCond::Exact(p) => (&mut bucket.exact, p),
-                        PathCond::Prefix(p) => {
-                            bucket.prefix_max_len = bucket.prefix_max_len.max(p.len());
-                            (&mut bucket.prefix, p)
-                        }
-                        PathCond::Regex(re) => {
-                            let key_of = |(_, c): &(Regex, Candidate)| key_of(c);
-                            insert_sorted(&mut bucket.regex, (re.clone(), cand), key, key_of);
-                            continue;
-                        }
-                        PathCond::Any => {
-                            insert_sorted(&mut bucket.any, cand, key, key_of);
-                            continue;
-                        }
-                    };
-                    match map.get_mut(&**p) {
-                        Some(list) => insert_sorted(list, cand, key, key_of),
-                        None => {
-                            map.insert(p.clone(), vec![cand]);
-                        }
-                    }
-                }
-            }
-        }
-
-        let wildcard_max_len = wildcard_hosts.keys().map(|k| k.len()).max().unwrap_or(0);
-        RouteTable {
-            rules,
-            conditions,
-            buckets,
-            exact_hosts,
-            wildcard_hosts,
-            wildcard_max_len,
-            any_host,
-            route_count,
+    /// The bucket of `key`, if the table has one (tests of bucket sharing).
+    #[cfg(test)]
+    pub(crate) fn bucket(&self, key: &HostKey) -> Option<&Arc<Bucket>> {
+        match key {
+            HostKey::Exact(h) => self.exact_hosts.get(&**h),
+            HostKey::Wildcard(h) => self.wildcard_hosts.get(&**h),
+            HostKey::Any => self.any_host.as_ref(),
         }
     }
 
@@ -263,7 +272,7 @@ impl RouteTable {
             // Precedence step 1: an exact hostname first, then wildcards from the longest
             // suffix to the shortest, then routes without hostnames. A bucket's candidates
             // all beat every candidate of the buckets after it.
-            if let Some(&b) = self.exact_hosts.get(host)
+            if let Some(b) = self.exact_hosts.get(host)
                 && let Some(m) = self.find_in(b, &req)
             {
                 return Some(m);
@@ -273,7 +282,7 @@ impl RouteTable {
                     if suffix.len() > self.wildcard_max_len {
                         continue;
                     }
-                    if let Some(&b) = self.wildcard_hosts.get(suffix)
+                    if let Some(b) = self.wildcard_hosts.get(suffix)
                         && let Some(m) = self.find_in(b, &req)
                     {
                         return Some(m);
@@ -281,17 +290,16 @@ impl RouteTable {
                 }
             }
         }
-        self.find_in(self.any_host?, &req)
+        self.find_in(self.any_host.as_ref()?, &req)
     }
 
     #[inline]
-    fn find_in<'a>(&'a self, bucket: u32, req: &Req<'_>) -> Option<RuleMatch<'a>> {
-        let bucket = &self.buckets[bucket as usize];
+    fn find_in<'a>(&'a self, bucket: &'a Bucket, req: &Req<'_>) -> Option<RuleMatch<'a>> {
         // Step 2: an Exact path, then prefixes longest first, then regexes, then no path
         // condition.
         if !bucket.exact.is_empty()
             && let Some(list) = bucket.exact.get(req.path)
-            && let Some(rule) = self.first_match(list, req)
+            && let Some(rule) = first_match(list, req)
         {
             return Some(RuleMatch {
                 rule,
@@ -301,7 +309,7 @@ impl RouteTable {
         if !bucket.prefix.is_empty() {
             for p in prefix_candidates(req.path, bucket.prefix_max_len) {
                 if let Some((key, list)) = bucket.prefix.get_key_value(p)
-                    && let Some(rule) = self.first_match(list, req)
+                    && let Some(rule) = first_match(list, req)
                 {
                     return Some(RuleMatch {
                         rule,
@@ -311,15 +319,15 @@ impl RouteTable {
             }
         }
         for (re, cand) in bucket.regex.iter() {
-            if re.is_match(req.path) && self.meets(*cand, req) {
+            if re.is_match(req.path) && meets(cand, req) {
                 return Some(RuleMatch {
-                    rule: &self.rules[cand.rule as usize],
+                    rule: &cand.rule,
                     matched_prefix: None,
                 });
             }
         }
         if !bucket.any.is_empty()
-            && let Some(rule) = self.first_match(&bucket.any, req)
+            && let Some(rule) = first_match(&bucket.any, req)
         {
             return Some(RuleMatch {
                 rule,
@@ -328,27 +336,21 @@ impl RouteTable {
         }
         None
     }
+}
 
-    #[inline]
-    fn first_match<'a>(
-        &'a self,
-        list: &[Candidate],
-        req: &Req<'_>,
-    ) -> Option<&'a Arc<CompiledRule>> {
-        list.iter()
-            .find(|c| self.meets(**c, req))
-            .map(|c| &self.rules[c.rule as usize])
-    }
+#[inline]
+fn first_match<'a>(list: &'a [Candidate], req: &Req<'_>) -> Option<&'a Arc<CompiledRule>> {
+    list.iter().find(|c| meets(c, req)).map(|c| &c.rule)
+}
 
-    #[inline]
-    fn meets(&self, cand: Candidate, req: &Req<'_>) -> bool {
-        let c = &self.conditions[cand.conditions as usize];
-        c.matches(
-            c.method_for(req.method, req.announced),
-            req.query,
-            req.headers,
-        )
-    }
+#[inline]
+fn meets(cand: &Candidate, req: &Req<'_>) -> bool {
+    let c = &*cand.conditions;
+    c.matches(
+        c.method_for(req.method, req.announced),
+        req.query,
+        req.headers,
+    )
 }
 
 impl Default for RouteTable {
@@ -361,7 +363,16 @@ impl fmt::Debug for RouteTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RouteTable")
             .field("routes", &self.route_count)
-            .field("rules", &self.rules.len())
+            .field(
+                "candidates",
+                &self
+                    .exact_hosts
+                    .values()
+                    .chain(self.wildcard_hosts.values())
+                    .chain(&self.any_host)
+                    .map(|b| b.candidate_count())
+                    .sum::<usize>(),
+            )
             .field("exact_hosts", &self.exact_hosts.len())
             .field("wildcard_hosts", &self.wildcard_hosts.len())
             .field("any_host", &self.any_host.is_some())
@@ -379,28 +390,6 @@ struct Req<'r> {
     headers: &'r HeaderMap,
 }
 
-/// Indices are `u32` to keep candidates small; a table never holds 4 billion matches.
-fn index_u32(i: usize) -> u32 {
-    u32::try_from(i).unwrap_or(u32::MAX)
-}
-
-fn bucket_for(slot: &mut Option<u32>, buckets: &mut Vec<Bucket>) -> u32 {
-    *slot.get_or_insert_with(|| {
-        buckets.push(Bucket::default());
-        index_u32(buckets.len() - 1)
-    })
-}
-
-fn bucket_in(map: &mut FastMap<Box<str>, u32>, key: Box<str>, buckets: &mut Vec<Bucket>) -> u32 {
-    if let Some(&b) = map.get(&*key) {
-        return b;
-    }
-    buckets.push(Bucket::default());
-    let b = index_u32(buckets.len() - 1);
-    map.insert(key, b);
-    b
-}
-
 /// Compares route ids as the strings `"{namespace}/{name}"` would compare, without
 /// building them (`a-b/x` sorts before `a/x`, since `-` < `/`; comparing the
 /// `(namespace, name)` tuples would say the opposite).
@@ -416,15 +405,29 @@ pub(crate) fn cmp_route_names(a: &RouteId, b: &RouteId) -> Ordering {
 
 // === compile a route ===
 
-fn compile_route(route: &Route, backends: &dyn Backends) -> Result<CompiledRoute, ConfigError> {
-    let mut hosts = Vec::with_capacity(route.hostnames.len());
+/// Compiles `route`: its hostnames, matches and rules (each rule's stack built, with
+/// `default_retry` where the rule sets no retry policy).
+pub(crate) fn compile_route(
+    route: &Route,
+    backends: &dyn Backends,
+    default_retry: Option<&Arc<RetryPolicy>>,
+) -> Result<CompiledRoute, ConfigError> {
+    let mut hosts = Vec::with_capacity(route.hostnames.len().max(1));
     for (i, h) in route.hostnames.iter().enumerate() {
         let pattern = HostPattern::parse(h).map_err(|e| {
             ConfigError::new(format!("hostnames[{i}]"), format!("`{h}`: {}", e.reason()))
         })?;
-        if !hosts.contains(&pattern) {
-            hosts.push(pattern);
+        let key = match pattern {
+            HostPattern::Exact(name) => HostKey::Exact(name.into()),
+            HostPattern::Wildcard(suffix) => HostKey::Wildcard(suffix.into()),
+        };
+        // A route listing `a.com` twice goes into its bucket once.
+        if !hosts.contains(&key) {
+            hosts.push(key);
         }
+    }
+    if hosts.is_empty() {
+        hosts.push(HostKey::Any);
     }
     let mut rules = Vec::with_capacity(route.rules.len());
     let mut matches = Vec::new();
@@ -432,7 +435,7 @@ fn compile_route(route: &Route, backends: &dyn Backends) -> Result<CompiledRoute
         let at = || format!("rules[{i}]");
         let cors = rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)));
         if rule.matches.is_empty() {
-            matches.push((i, PathCond::Any, Conditions::default()));
+            matches.push((i, PathCond::Any, Arc::new(Conditions::default())));
         }
         for (k, m) in rule.matches.iter().enumerate() {
             let within = |e: ConfigError| e.within(&format!("{}.matches[{k}]", at()));
@@ -440,10 +443,10 @@ fn compile_route(route: &Route, backends: &dyn Backends) -> Result<CompiledRoute
             let conds = Conditions::compile(m.method.as_ref(), &m.headers, &m.query)
                 .map_err(within)?
                 .with_preflight_as_announced(cors);
-            matches.push((i, path, conds));
+            matches.push((i, path, Arc::new(conds)));
         }
-        let compiled =
-            CompiledRule::compile(&route.id, i, rule, backends).map_err(|e| e.within(&at()))?;
+        let compiled = CompiledRule::compile(&route.id, i, rule, backends, default_retry)
+            .map_err(|e| e.within(&at()))?;
         rules.push(Arc::new(compiled));
     }
     Ok(CompiledRoute {

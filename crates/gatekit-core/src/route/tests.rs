@@ -2,10 +2,12 @@
 //! property test against a linear reference implementation.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::{HeaderMap, Method, Uri};
 use proptest::prelude::*;
 
+use super::table::HostKey;
 use super::*;
 use crate::{Backend, Body, BoxError};
 
@@ -822,6 +824,190 @@ proptest! {
         prop_assert_eq!(table.route_count(), routes.len());
         for r in &requests {
             prop_assert_eq!(find(&table, r), reference(&routes, r), "uri {} headers {:?}", r.uri, r.headers);
+        }
+    }
+}
+
+// === incremental builds (TableBuilder) ===
+
+fn arcs(routes: &[&Arc<Route>]) -> Vec<Arc<Route>> {
+    routes.iter().map(|r| Arc::clone(r)).collect()
+}
+
+fn never(_: &str) -> bool {
+    false
+}
+
+#[test]
+fn a_builder_reuses_unchanged_routes_and_shares_untouched_buckets() {
+    let a = Arc::new(route(
+        "ns",
+        "a",
+        &["a.example.com"],
+        vec![rule(vec![prefix("/a")])],
+    ));
+    let b = Arc::new(route(
+        "ns",
+        "b",
+        &["b.example.com"],
+        vec![rule(vec![prefix("/b")])],
+    ));
+    let mut builder = TableBuilder::new();
+    let (t1, errors) = builder.build(&arcs(&[&a, &b]), &backends(), &never);
+    assert!(errors.is_empty());
+    let a_rules = builder.compiled_rules(&a).unwrap();
+    let b_rules = builder.compiled_rules(&b).unwrap();
+
+    // b edited: a's compiled rule and bucket are the same ones, b's are new.
+    let b2 = Arc::new(route(
+        "ns",
+        "b",
+        &["b.example.com"],
+        vec![rule(vec![prefix("/c")])],
+    ));
+    let (t2, _) = builder.build(&arcs(&[&a, &b2]), &backends(), &never);
+    assert!(Arc::ptr_eq(
+        &a_rules[0],
+        &builder.compiled_rules(&a).unwrap()[0]
+    ));
+    assert!(!Arc::ptr_eq(
+        &b_rules[0],
+        &builder.compiled_rules(&b2).unwrap()[0]
+    ));
+    let a_host = HostKey::Exact("a.example.com".into());
+    let b_host = HostKey::Exact("b.example.com".into());
+    assert!(Arc::ptr_eq(
+        t1.bucket(&a_host).unwrap(),
+        t2.bucket(&a_host).unwrap()
+    ));
+    assert!(!Arc::ptr_eq(
+        t1.bucket(&b_host).unwrap(),
+        t2.bucket(&b_host).unwrap()
+    ));
+    assert_eq!(
+        hit(&t2, &req("b.example.com", "/c")).as_deref(),
+        Some("ns/b#0")
+    );
+    assert_eq!(hit(&t2, &req("b.example.com", "/b")), None);
+    // The table found through a reused rule is the one the first build compiled.
+    let found = t2.find(
+        &Method::GET,
+        &"/a".parse().unwrap(),
+        req("a.example.com", "/").headers(),
+    );
+    assert!(Arc::ptr_eq(found.unwrap().rule, &a_rules[0]));
+
+    // A backend a's rules send to resolves differently now: a is compiled again.
+    let (t3, _) = builder.build(&arcs(&[&a, &b2]), &backends(), &|name| name == "svc");
+    assert!(!Arc::ptr_eq(
+        &a_rules[0],
+        &builder.compiled_rules(&a).unwrap()[0]
+    ));
+    assert!(!Arc::ptr_eq(
+        t2.bucket(&a_host).unwrap(),
+        t3.bucket(&a_host).unwrap()
+    ));
+
+    // b removed: its bucket is gone, a's stays.
+    let (t4, _) = builder.build(&arcs(&[&a]), &backends(), &never);
+    assert!(t4.bucket(&b_host).is_none());
+    assert!(Arc::ptr_eq(
+        t3.bucket(&a_host).unwrap(),
+        t4.bucket(&a_host).unwrap()
+    ));
+    assert_eq!(t4.route_count(), 1);
+    assert_eq!(hit(&t4, &req("b.example.com", "/c")), None);
+}
+
+impl Req {
+    fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+}
+
+#[test]
+fn a_builder_gives_rules_without_retry_the_default_retry() {
+    let mut with = rule(vec![prefix("/")]);
+    with.policy.retry = Some(crate::retry::RetryPolicy::new(
+        3,
+        crate::retry::RetryOn::default(),
+    ));
+    let r = Arc::new(route("ns", "r", &[], vec![rule(vec![prefix("/a")]), with]));
+    let mut builder =
+        TableBuilder::new().with_default_retry(Some(crate::retry::RetryPolicy::unsent_once()));
+    builder.build(&arcs(&[&r]), &backends(), &never);
+    let rules = builder.compiled_rules(&r).unwrap();
+    assert_eq!(
+        rules[0].policy().retry,
+        Some(crate::retry::RetryPolicy::unsent_once())
+    );
+    assert_eq!(rules[1].policy().retry, r.rules[1].policy.retry);
+    // Without a default, the rule's own (none).
+    let mut plain = TableBuilder::new();
+    plain.build(&arcs(&[&r]), &backends(), &never);
+    assert_eq!(plain.compiled_rules(&r).unwrap()[0].policy().retry, None);
+}
+
+/// A route in one of three versions: two valid ones and an invalid one.
+fn versions_strategy() -> impl Strategy<Value = Vec<[Route; 3]>> {
+    (routes_strategy(), routes_strategy()).prop_map(|(a, b)| {
+        a.into_iter()
+            .enumerate()
+            .map(|(i, ra)| {
+                let mut rb = b.get(i).cloned().unwrap_or_else(|| ra.clone());
+                rb.id = ra.id.clone();
+                let mut bad = ra.clone();
+                bad.hostnames = vec!["not a host!".into()];
+                [ra, rb, bad]
+            })
+            .collect()
+    })
+}
+
+fn error_names(errors: &[crate::ConfigError]) -> Vec<String> {
+    errors
+        .iter()
+        .map(|e| format!("{:?} {} {}", e.route(), e.field(), e.reason()))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Successive builds with routes added, edited, made invalid and removed (each step
+    /// picks, per route, absent or one of three versions) answer as a fresh
+    /// `build_partial` of the same routes does.
+    #[test]
+    fn incremental_builds_agree_with_full_builds(
+        versions in versions_strategy(),
+        steps in prop::collection::vec(prop::collection::vec(0usize..4, 12), 1..6),
+        requests in prop::collection::vec(request_strategy(), 1..12),
+    ) {
+        let arcs: Vec<[Arc<Route>; 3]> = versions
+            .iter()
+            .map(|vs| vs.clone().map(Arc::new))
+            .collect();
+        let mut builder = TableBuilder::new();
+        for step in &steps {
+            let input: Vec<Arc<Route>> = arcs
+                .iter()
+                .zip(step)
+                .filter(|(_, pick)| **pick > 0)
+                .map(|(vs, pick)| Arc::clone(&vs[pick - 1]))
+                .collect();
+            let (table, errors) = builder.build(&input, &backends(), &never);
+            let plain: Vec<Route> = input.iter().map(|r| Route::clone(r)).collect();
+            let (full, full_errors) = RouteTable::build_partial(plain.clone(), &backends());
+            prop_assert_eq!(table.route_count(), full.route_count());
+            prop_assert_eq!(error_names(&errors), error_names(&full_errors));
+            let valid: Vec<Route> = plain
+                .into_iter()
+                .filter(|r| r.hostnames.iter().all(|h| h != "not a host!"))
+                .collect();
+            for r in &requests {
+                prop_assert_eq!(find(&table, r), find(&full, r), "uri {} headers {:?}", r.uri, r.headers);
+                prop_assert_eq!(find(&table, r), reference(&valid, r));
+            }
         }
     }
 }

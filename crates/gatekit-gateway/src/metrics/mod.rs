@@ -417,6 +417,14 @@ pub struct RequestMetrics {
     inner: Arc<RequestInner>,
 }
 
+impl RequestMetrics {
+    /// Whether both are handles of one series (tests of series reuse across reloads).
+    #[cfg(test)]
+    pub(crate) fn same_series(&self, other: &RequestMetrics) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
 struct RequestInner {
     route: Arc<str>,
     backend: Arc<str>,

@@ -2,10 +2,10 @@
 //!
 //! The [`Router`](gatekit_core::Router) knows the matched route only once it has routed,
 //! below the [`MetricsLayer`](crate::MetricsLayer) that records requests. So each backend a
-//! route table is built with is a [`Labelled`] upstream: it reads the
-//! [`MatchedRoute`] the router put in the request, finds the [`RequestMetrics`] handle of
-//! (that route, this backend) in a map built when the table was built, and puts it in
-//! the response's extensions, where the metrics layer looks first. A request that never
+//! route's rules are compiled with is a [`Labelled`] upstream holding the
+//! [`RequestMetrics`] handle of (that route, this backend), looked up when the rule was
+//! compiled ([`Backends::backend_for`](gatekit_core::Backends::backend_for)), which it
+//! puts in the response's extensions, where the metrics layer looks first. A request that never
 //! reaches a backend (no route: 404; a rule without a usable backend: 500) is recorded
 //! under the listener's `(unmatched)` series.
 //!
@@ -14,15 +14,12 @@
 //! [`WithResponseExtensions`] carrying the handle, so they are counted under the right
 //! route and backend too.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use gatekit_core::client::EndpointClient;
-use gatekit_core::route::RouteId;
-use gatekit_core::{Body, BoxError, MatchedRoute, WithResponseExtensions};
+use gatekit_core::{Body, BoxError, WithResponseExtensions};
 use gatekit_lb::Upstream;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -30,19 +27,17 @@ use tower_service::Service;
 
 use crate::RequestMetrics;
 
-/// The metrics handles of one backend, by route.
-pub(crate) type ByRoute = Arc<HashMap<RouteId, RequestMetrics>>;
-
-/// An upstream that labels its responses with the (route, backend) metrics handle.
+/// An upstream that labels its responses with the (route, backend) metrics handle
+/// (none: a mirror's copies, whose responses nobody counts).
 #[derive(Clone)]
 pub(crate) struct Labelled {
     upstream: Upstream<EndpointClient>,
-    by_route: ByRoute,
+    metrics: Option<RequestMetrics>,
 }
 
 impl Labelled {
-    pub(crate) fn new(upstream: Upstream<EndpointClient>, by_route: ByRoute) -> Self {
-        Self { upstream, by_route }
+    pub(crate) fn new(upstream: Upstream<EndpointClient>, metrics: Option<RequestMetrics>) -> Self {
+        Self { upstream, metrics }
     }
 }
 
@@ -56,14 +51,9 @@ impl Service<Request<Body>> for Labelled {
     }
 
     fn call(&mut self, req: Request<Body>) -> LabelledFuture {
-        let metrics = req
-            .extensions()
-            .get::<MatchedRoute>()
-            .and_then(|m| self.by_route.get(m.route_id()))
-            .cloned();
         LabelledFuture {
             inner: self.upstream.call(req),
-            metrics,
+            metrics: self.metrics.clone(),
         }
     }
 }

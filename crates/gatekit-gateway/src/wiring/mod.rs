@@ -29,10 +29,16 @@
 //!    in `/config`'s `errors`. This is what a Kubernetes controller does, and what lets
 //!    one team's broken route not take down another team's.
 //! 3. **Upstreams** are updated in the upstream registry, which keeps each
-//!    upstream's per-endpoint state across reloads.
-//! 4. **Per port**: a route table is built ([`RouteTable::build_partial`]) and stored in
-//!    the port's [`Router`] (kept across reloads, so the swap is one atomic pointer
-//!    store: requests in flight finish on the table they were routed by); HTTPS ports get
+//!    upstream's per-endpoint state across reloads (a spec that is the same `Arc` as
+//!    last time is skipped). Metric series are kept per route, looked at only for
+//!    routes whose `Arc` changed.
+//! 4. **Per port**: a route table per listener hostname is built by a
+//!    [`TableBuilder`] kept across reloads, which compiles only the routes whose `Arc`
+//!    is not the one of last time or that name an upstream created, rebuilt or gone
+//!    in step 3 (a group whose routes are all the same `Arc`s keeps its table), and
+//!    stored in the port's [`Router`] (kept across reloads, so the swap is one atomic
+//!    pointer store, skipped when no table changed: requests in flight finish on the
+//!    table they were routed by); HTTPS ports get
 //!    a new certificate set in their [`CertStore`] (SNI by listener hostname; the
 //!    listener without a hostname, else the first one, is the default). Ports that
 //!    appear are bound, ports that disappear (or change protocol) are closed.
@@ -80,7 +86,7 @@ use std::sync::Arc;
 use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::retry::RetryPolicy;
-use gatekit_core::route::{PolicyState, Route, RouteId};
+use gatekit_core::route::{PolicyState, Route, RouteId, TableBuilder};
 use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
 use gatekit_core::{Backend, Backends, BoxError, ConfigError, PortTable, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
@@ -90,7 +96,7 @@ use tower_layer::Layer;
 
 use self::cache::{FileCache, Load};
 use self::dump::Rendered;
-use self::labels::{ByRoute, Labelled};
+use self::labels::Labelled;
 use self::replica::Replica;
 use self::upstreams::Upstreams;
 use self::watch::DirWatcher;
@@ -220,20 +226,26 @@ fn file_endpoints(
 /// How often rate limiters drop the keys whose buckets are full again.
 const IDLE_KEY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Where a reload's route tables find their backends (each upstream, labelled with its
-/// metrics per route) and the state of their policies.
+/// Where a reload's route tables find their backends (each upstream, labelled with the
+/// metrics of the route it is compiled for) and the state of their policies.
 struct Lookup<'a> {
     upstreams: &'a Upstreams,
-    by_backend: &'a HashMap<String, ByRoute>,
+    series: &'a HashMap<RouteId, RouteSeries>,
     state: &'a PolicyState,
     metrics: &'a Metrics,
 }
 
 impl gatekit_core::Backends for Lookup<'_> {
+    /// A mirror's backend: its copies' responses are not counted.
     fn backend(&self, name: &str) -> Option<Backend> {
         let upstream = self.upstreams.upstream(name)?.clone();
-        let by_route = self.by_backend.get(name).cloned().unwrap_or_default();
-        Some(Backend::new(Labelled::new(upstream, by_route)))
+        Some(Backend::new(Labelled::new(upstream, None)))
+    }
+
+    fn backend_for(&self, route: &RouteId, name: &str) -> Option<Backend> {
+        let upstream = self.upstreams.upstream(name)?.clone();
+        let metrics = self.series.get(route).and_then(|s| s.handle(name)).cloned();
+        Some(Backend::new(Labelled::new(upstream, metrics)))
     }
 
     fn policy_state(&self) -> Option<&PolicyState> {
@@ -249,54 +261,124 @@ impl gatekit_core::Backends for Lookup<'_> {
     }
 }
 
-/// `routes` with the gateway's [`TrafficDefaults`] filled in where their rules set
-/// nothing: the routes a port's table is built from, and what `/config` shows.
-pub(crate) fn with_defaults(routes: &[Arc<Route>], defaults: &TrafficDefaults) -> Vec<Route> {
-    let mut routes: Vec<Route> = routes.iter().map(|r| Route::clone(r)).collect();
-    if defaults.retry_unsent {
-        for rule in routes.iter_mut().flat_map(|r| r.rules.iter_mut()) {
-            if rule.policy.retry.is_none() {
-                rule.policy.retry = Some(RetryPolicy::unsent_once());
-            }
+/// The routes of one listener hostname of a port (listeners of several Gateways with the
+/// same hostname share one), and their table, kept across reloads.
+pub(crate) struct Group {
+    hostname: Option<String>,
+    builder: TableBuilder,
+    /// The routes the table was built from, listener after listener.
+    inputs: Vec<Arc<Route>>,
+    table: Arc<RouteTable>,
+    errors: Vec<ConfigError>,
+}
+
+impl Group {
+    fn new(hostname: Option<&str>, defaults: &TrafficDefaults) -> Self {
+        let retry = defaults.retry_unsent.then(RetryPolicy::unsent_once);
+        Self {
+            hostname: hostname.map(str::to_owned),
+            builder: TableBuilder::new().with_default_retry(retry),
+            inputs: Vec::new(),
+            table: Arc::new(RouteTable::empty()),
+            errors: Vec::new(),
         }
     }
-    routes
 }
 
 /// The port's route tables, one per listener hostname (listener isolation: a request is
-/// matched against the routes of the most specific listener for its host only).
-/// Listeners of several Gateways with the same hostname on one port share one table.
-/// Problems go to `errors`, each once however many listeners a route is attached to.
+/// matched against the routes of the most specific listener for its host only), built
+/// with `groups`, the port's groups of the previous reload (updated). Listeners of
+/// several Gateways with the same hostname on one port share one table. A group whose
+/// routes are the same `Arc`s as last time, none naming a `stale` backend, keeps its
+/// table; the others are rebuilt by their [`TableBuilder`], which compiles only the
+/// changed routes. `None` when every table and the listeners are as last time (nothing
+/// to store). Problems go to `errors`, each once however many listeners a route is
+/// attached to. The gateway's [`TrafficDefaults`] apply where rules set nothing.
 pub(crate) fn port_table(
     port: &PortListeners,
+    groups: &mut Vec<Group>,
     defaults: &TrafficDefaults,
     backends: &dyn Backends,
+    stale: &BTreeSet<String>,
     errors: &mut Vec<ConfigError>,
-) -> PortTable {
-    let mut groups: Vec<(Option<&str>, Vec<Route>)> = Vec::new();
+) -> Option<PortTable> {
+    // Each listener hostname with the route lists of its listeners.
+    type Listeners<'p> = Vec<(Option<&'p str>, Vec<&'p [Arc<Route>]>)>;
+    let mut listeners: Listeners<'_> = Vec::new();
     for (listener, routes) in port.routes_by_listener() {
-        let routes = with_defaults(routes, defaults);
-        match groups.iter_mut().find(|(h, _)| *h == listener.hostname()) {
-            Some((_, group)) => group.extend(routes),
-            None => groups.push((listener.hostname(), routes)),
+        match listeners
+            .iter_mut()
+            .find(|(h, _)| *h == listener.hostname())
+        {
+            Some((_, slices)) => slices.push(routes),
+            None => listeners.push((listener.hostname(), vec![routes])),
         }
     }
-    let mut tables = Vec::with_capacity(groups.len());
-    for (hostname, routes) in groups {
-        let (table, table_errors) = RouteTable::build_partial(routes, backends);
-        for e in table_errors {
-            if !errors.contains(&e) {
-                errors.push(e);
+    let mut changed = groups.len() != listeners.len();
+    let mut previous = std::mem::take(groups);
+    let is_stale = |name: &str| stale.contains(name);
+    for (i, (hostname, slices)) in listeners.into_iter().enumerate() {
+        let at = previous
+            .iter()
+            .position(|g| g.hostname.as_deref() == hostname);
+        changed |= at != Some(0) || i != groups.len();
+        let mut group = match at {
+            Some(at) => previous.remove(at),
+            None => Group::new(hostname, defaults),
+        };
+        let routes = slices.iter().flat_map(|s| s.iter());
+        let same = routes.clone().count() == group.inputs.len()
+            && routes
+                .clone()
+                .zip(&group.inputs)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same || !stale.is_empty() || at.is_none() {
+            if !same {
+                group.inputs = routes.cloned().collect();
+            }
+            let (table, table_errors) = group.builder.build(&group.inputs, backends, &is_stale);
+            group.table = Arc::new(table);
+            group.errors = table_errors;
+            changed = true;
+        }
+        for e in &group.errors {
+            if !errors.contains(e) {
+                errors.push(e.clone());
             }
         }
-        tables.push((hostname, table));
+        groups.push(group);
     }
-    PortTable::new(tables).unwrap_or_else(|e| {
+    if !changed {
+        return None;
+    }
+    let tables = groups
+        .iter()
+        .map(|g| (g.hostname.as_deref(), Arc::clone(&g.table)));
+    Some(PortTable::from_shared(tables).unwrap_or_else(|e| {
         // The translation validates listener hostnames and the groups above are by
         // hostname, so this is not expected; serve nothing rather than mix listeners.
         errors.push(e.within(&format!("port {}", port.port())));
         PortTable::empty()
-    })
+    }))
+}
+
+/// The metrics series of one route: one per backend name its rules send to (invalid
+/// ones included: they never resolve, and their series stay at zero).
+struct RouteSeries {
+    /// The route they were made for (compared by identity).
+    route: Arc<Route>,
+    backends: Vec<(Box<str>, RequestMetrics)>,
+    /// The reload that last saw the route.
+    seen: u64,
+}
+
+impl RouteSeries {
+    fn handle(&self, backend: &str) -> Option<&RequestMetrics> {
+        self.backends
+            .iter()
+            .find(|(b, _)| &**b == backend)
+            .map(|(_, h)| h)
+    }
 }
 
 /// What is served on one port.
@@ -307,9 +389,6 @@ struct Port {
     /// The bound address (`None` in an [embedded](Gateway::embedded) gateway).
     local: Option<SocketAddr>,
 }
-
-/// A (route, backend) pair with a metrics series.
-type SeriesKey = (String, String);
 
 /// Manifests wired to a [`Gateway`]: the upstream registry, a router per port, the file
 /// watcher (see the [module docs](self)).
@@ -328,8 +407,10 @@ pub struct Wiring {
     /// What `/config` says of the rules' policies beyond them: defaults, the store.
     dump_defaults: dump::Defaults,
     ports: BTreeMap<u16, Port>,
-    series: BTreeMap<SeriesKey, RequestMetrics>,
-    routes_with_series: BTreeSet<String>,
+    /// Each port's route tables and their builders, by listener hostname.
+    tables: BTreeMap<u16, Vec<Group>>,
+    /// The metrics series of every served route.
+    series: HashMap<RouteId, RouteSeries>,
     generation: u64,
     served: bool,
     watcher: Option<DirWatcher>,
@@ -414,8 +495,8 @@ impl Wiring {
             source,
             options,
             ports: BTreeMap::new(),
-            series: BTreeMap::new(),
-            routes_with_series: BTreeSet::new(),
+            tables: BTreeMap::new(),
+            series: HashMap::new(),
             generation: 0,
             served: false,
             watcher,
@@ -740,36 +821,12 @@ impl Wiring {
     ) -> (Vec<(u16, String)>, Vec<ConfigError>) {
         let metrics = gateway.metrics().clone();
         let mut errors: Vec<ConfigError> = translation.errors().to_vec();
-        errors.extend(self.upstreams.update(translation.upstreams()));
-
-        // Metric handles per (route, backend), looked up once here.
-        let mut series = BTreeMap::new();
-        let mut by_backend: HashMap<String, HashMap<RouteId, RequestMetrics>> = HashMap::new();
-        for port in translation.listeners() {
-            for route in port.routes() {
-                for name in backend_names(route) {
-                    let key = (route.id.to_string(), name.to_owned());
-                    let handle = match self.series.get(&key) {
-                        Some(handle) => handle.clone(),
-                        None => metrics.request_metrics(&key.0, name),
-                    };
-                    series.insert(key, handle.clone());
-                    // `get_mut` first: no key allocation per route for a known backend.
-                    let routes = match by_backend.get_mut(name) {
-                        Some(routes) => routes,
-                        None => by_backend.entry(name.to_owned()).or_default(),
-                    };
-                    routes.insert(route.id.clone(), handle);
-                }
-            }
-        }
-        let by_backend: HashMap<String, ByRoute> = by_backend
-            .into_iter()
-            .map(|(k, v)| (k, Arc::new(v)))
-            .collect();
+        let upstreams = self.upstreams.update(translation.upstreams());
+        errors.extend(upstreams.errors.iter().cloned());
+        self.update_series(translation, &metrics);
         let lookup = Lookup {
             upstreams: &self.upstreams,
-            by_backend: &by_backend,
+            series: &self.series,
             state: &self.policy_state,
             metrics: &metrics,
         };
@@ -778,12 +835,31 @@ impl Wiring {
         let mut wanted = BTreeSet::new();
         for port in translation.listeners() {
             wanted.insert(port.port());
-            let table = port_table(port, &self.traffic_defaults, &lookup, &mut errors);
+            let groups = self.tables.entry(port.port()).or_default();
+            let changed = port_table(
+                port,
+                groups,
+                &self.traffic_defaults,
+                &lookup,
+                &upstreams.stale,
+                &mut errors,
+            );
+            // Unchanged: the port's tables as they are (for a router made anew).
+            let table = || {
+                let tables = groups
+                    .iter()
+                    .map(|g| (g.hostname.as_deref(), Arc::clone(&g.table)));
+                PortTable::from_shared(tables).unwrap_or_default()
+            };
             let certs = (port.protocol() == Protocol::Https).then(|| cert_set(port, &mut errors));
             match self.ports.get(&port.port()) {
-                Some(served) if gateway.is_embedded() => served.router.store(table),
+                Some(served) if gateway.is_embedded() => {
+                    if let Some(table) = changed {
+                        served.router.store(table);
+                    }
+                }
                 None if gateway.is_embedded() => {
-                    let router = Router::new(table);
+                    let router = Router::new(changed.unwrap_or_else(table));
                     let served = Port {
                         protocol: port.protocol(),
                         router,
@@ -793,7 +869,9 @@ impl Wiring {
                     self.ports.insert(port.port(), served);
                 }
                 Some(served) if served.protocol == port.protocol() && served.local.is_some() => {
-                    served.router.store(table);
+                    if let Some(table) = changed {
+                        served.router.store(table);
+                    }
                     if let (Some(store), Some(set)) = (&served.certs, certs) {
                         store.replace(set);
                     }
@@ -801,6 +879,7 @@ impl Wiring {
                 _ => {
                     // A router handed out by `service` (before the port was bound, or
                     // while it served another protocol) stays the port's router.
+                    let table = changed.unwrap_or_else(table);
                     let router = match self.ports.remove(&port.port()) {
                         Some(previous) => {
                             if previous.local.is_some() {
@@ -861,6 +940,7 @@ impl Wiring {
             .filter(|p| !wanted.contains(p))
             .copied()
             .collect();
+        self.tables.retain(|p, _| wanted.contains(p));
         for port in gone {
             if gateway.is_embedded() {
                 // The application holds this port's service: it answers 404 from now on.
@@ -872,32 +952,29 @@ impl Wiring {
             self.ports.remove(&port);
             gateway.listeners_mut().remove(port).await;
         }
-        self.upstreams.retain(translation.upstreams());
+        // The Services' upstream index, for endpoint updates: names come and go.
+        for name in &upstreams.gone {
+            if let Some(spec) = self.upstreams.spec(name) {
+                let key = service_key(spec);
+                if let Some(names) = self.service_upstreams.get_mut(&key) {
+                    names.retain(|(n, _)| n != name);
+                    if names.is_empty() {
+                        self.service_upstreams.remove(&key);
+                    }
+                }
+            }
+        }
+        for name in &upstreams.created {
+            if let Some(spec) = translation.upstreams().get(name) {
+                self.service_upstreams
+                    .entry(service_key(spec))
+                    .or_default()
+                    .push((name.clone(), spec.port()));
+            }
+        }
+        self.upstreams.retain(&upstreams.gone);
         // Limiter buckets, breaker counts and budgets of policies no table names any more.
         self.policy_state.sweep();
-        let mut service_upstreams: BTreeMap<(String, String), Vec<(String, u16)>> = BTreeMap::new();
-        for (name, spec) in translation.upstreams() {
-            let service = spec.service();
-            service_upstreams
-                .entry((
-                    service.namespace().unwrap_or_default().to_owned(),
-                    service.name().to_owned(),
-                ))
-                .or_default()
-                .push((name.clone(), spec.port()));
-        }
-        self.service_upstreams = service_upstreams;
-
-        // Forget the series of (route, backend) pairs no longer served.
-        for (route, backend) in self.series.keys().filter(|k| !series.contains_key(*k)) {
-            metrics.forget_request_metrics(route, backend);
-        }
-        let routes: BTreeSet<String> = series.keys().map(|(r, _)| r.clone()).collect();
-        for route in self.routes_with_series.difference(&routes) {
-            metrics.forget_route(route);
-        }
-        self.series = series;
-        self.routes_with_series = routes;
 
         for error in &errors {
             tracing::warn!(%error, "configuration problem (the rest is served)");
@@ -918,6 +995,67 @@ impl Wiring {
             "configuration served"
         );
         (bind_errors, errors)
+    }
+
+    /// Keeps a metrics series per (route, backend) of `translation`: routes whose `Arc`
+    /// is the one seen last time keep theirs without a look; the series of pairs no
+    /// longer served are forgotten.
+    fn update_series(&mut self, translation: &Translation, metrics: &Metrics) {
+        let reload = self.generation + 1;
+        for port in translation.listeners() {
+            for route in port.routes() {
+                let series = match self.series.get_mut(&route.id) {
+                    // Already seen on another listener this reload.
+                    Some(s) if s.seen == reload => continue,
+                    Some(s) if Arc::ptr_eq(&s.route, route) => {
+                        s.seen = reload;
+                        continue;
+                    }
+                    Some(s) => s,
+                    None => self.series.entry(route.id.clone()).or_insert(RouteSeries {
+                        route: Arc::clone(route),
+                        backends: Vec::new(),
+                        seen: reload,
+                    }),
+                };
+                series.seen = reload;
+                series.route = Arc::clone(route);
+                let names = backend_names(route);
+                let had = !series.backends.is_empty();
+                let mut id = None;
+                series.backends.retain(|(b, _)| {
+                    let keep = names.contains(&**b);
+                    if !keep {
+                        let id = id.get_or_insert_with(|| route.id.to_string());
+                        metrics.forget_request_metrics(id, b);
+                    }
+                    keep
+                });
+                for name in names {
+                    if series.handle(name).is_none() {
+                        let id = id.get_or_insert_with(|| route.id.to_string());
+                        let handle = metrics.request_metrics(id, name);
+                        series.backends.push((name.into(), handle));
+                    }
+                }
+                if had && series.backends.is_empty() {
+                    metrics.forget_route(id.get_or_insert_with(|| route.id.to_string()));
+                }
+            }
+        }
+        self.series.retain(|id, s| {
+            if s.seen == reload {
+                return true;
+            }
+            if !s.backends.is_empty() {
+                let id = id.to_string();
+                for (backend, _) in &s.backends {
+                    metrics.forget_request_metrics(&id, backend);
+                }
+                metrics.forget_route(&id);
+            }
+            false
+        });
     }
 
     /// Publishes a finished render (a render that panicked is logged; `/config` keeps
@@ -992,6 +1130,15 @@ fn default_locality(options: &crate::GatewayOptions) -> Option<gatekit_lb::Local
         gatekit_lb::Locality::default()
             .with_cluster(local)
             .with_overprovisioning(100.0 / f64::from(threshold)),
+    )
+}
+
+/// The (namespace, name) of an upstream's Service.
+fn service_key(spec: &gatekit_k8s::translate::UpstreamSpec) -> (String, String) {
+    let service = spec.service();
+    (
+        service.namespace().unwrap_or_default().to_owned(),
+        service.name().to_owned(),
     )
 }
 
@@ -1079,3 +1226,6 @@ where
         self.inner.call(request)
     }
 }
+
+#[cfg(test)]
+mod tests;

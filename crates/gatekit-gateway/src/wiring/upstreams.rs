@@ -16,6 +16,11 @@
 //!   after the new route tables are stored, so requests routed by the old tables still
 //!   find their upstream (they hold a clone of it anyway).
 //!
+//! A spec that is the very `Arc` applied last time (an incremental translation hands
+//! over the same one for what did not change) is skipped without a look. The update
+//! says which names were created, rebuilt or are gone: route tables compile the rules
+//! naming them again (a compiled rule holds the upstream it resolved).
+//!
 //! Each upstream's per-endpoint service is the shared [`Client`]'s
 //! [`EndpointClient`] for that address (HTTP/1.1, or h2c prior knowledge for
 //! `kubernetes.io/h2c` / gRPC services). Active health checks ([`HealthChecker`]) and
@@ -23,7 +28,7 @@
 //! upstream's endpoint set and share one event channel; a task turns their events into
 //! the `gatekit_endpoint_health` gauges.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -53,7 +58,8 @@ const EVENT_CAPACITY: usize = 16;
 
 /// One backend name's upstream and what watches it.
 struct Entry {
-    policy: Option<BackendPolicySpec>,
+    /// The spec last applied.
+    spec: Arc<UpstreamSpec>,
     app_protocol: AppProtocol,
     /// The upstream's own connect and idle timeouts (for `/config`).
     timeouts: (Option<Duration>, Option<Duration>),
@@ -68,6 +74,19 @@ impl Drop for Entry {
     fn drop(&mut self) {
         self.gauges.abort();
     }
+}
+
+/// What an [`Upstreams::update`] changed.
+#[derive(Debug, Default)]
+pub(crate) struct UpstreamChanges {
+    /// Policy errors.
+    pub(crate) errors: Vec<ConfigError>,
+    /// Names whose upstream is new, rebuilt or gone: what they resolve to changed.
+    pub(crate) stale: BTreeSet<String>,
+    /// Names created.
+    pub(crate) created: Vec<String>,
+    /// Names no longer in the specs (still there until [`Upstreams::retain`]).
+    pub(crate) gone: Vec<String>,
 }
 
 /// The upstreams of the served configuration, by backend name (see the [module
@@ -111,26 +130,52 @@ impl Upstreams {
         self.eject_refusing = eject;
     }
 
-    /// Creates, updates or rebuilds the upstream of every spec. Returns the policy
-    /// errors (a policy the balancer cannot use makes its upstream run with defaults).
+    /// Creates, updates or rebuilds the upstream of every spec (a spec ptr-equal to the
+    /// one applied last is skipped). Returns the policy errors (a policy the balancer
+    /// cannot use makes its upstream run with defaults) and which names changed identity.
     /// Names not in `specs` stay until [`retain`](Self::retain).
     pub(crate) fn update(
         &mut self,
         specs: &BTreeMap<String, Arc<UpstreamSpec>>,
-    ) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
+    ) -> UpstreamChanges {
+        let mut changes = UpstreamChanges::default();
         for (name, spec) in specs {
-            let reuse = self.entries.get(name).is_some_and(|e| {
-                e.policy.as_ref() == spec.policy() && e.app_protocol == spec.app_protocol()
-            });
-            if !reuse {
-                let entry = self.build(name, spec, &mut errors);
+            let rebuild = match self.entries.get_mut(name) {
+                Some(e) if Arc::ptr_eq(&e.spec, spec) => continue,
+                Some(e)
+                    if e.spec.policy() == spec.policy()
+                        && e.app_protocol == spec.app_protocol() =>
+                {
+                    e.spec = Arc::clone(spec);
+                    false
+                }
+                Some(_) => true,
+                None => {
+                    changes.created.push(name.clone());
+                    true
+                }
+            };
+            if rebuild {
+                let entry = self.build(name, spec, &mut changes.errors);
                 // Drop the old one (its checker stops) after the new one exists.
                 self.entries.insert(name.clone(), entry);
+                changes.stale.insert(name.clone());
             }
             self.set_endpoints(name, spec.endpoints());
         }
-        errors
+        // Every name of `specs` has an entry now: more entries means some are gone.
+        if self.entries.len() > specs.len() {
+            for name in self.entries.keys().filter(|n| !specs.contains_key(*n)) {
+                changes.gone.push(name.clone());
+                changes.stale.insert(name.clone());
+            }
+        }
+        changes
+    }
+
+    /// The spec last applied to upstream `name`.
+    pub(crate) fn spec(&self, name: &str) -> Option<&Arc<UpstreamSpec>> {
+        self.entries.get(name).map(|e| &e.spec)
     }
 
     /// Replaces the endpoints of upstream `name` (keeping every surviving endpoint's
@@ -167,19 +212,13 @@ impl Upstreams {
         self.default_locality = locality;
     }
 
-    /// Drops the upstreams whose names are not in `specs` (call once the tables that
-    /// no longer name them are served).
-    pub(crate) fn retain(&mut self, specs: &BTreeMap<String, Arc<UpstreamSpec>>) {
-        let gone: Vec<String> = self
-            .entries
-            .keys()
-            .filter(|n| !specs.contains_key(*n))
-            .cloned()
-            .collect();
+    /// Drops the upstreams `gone` names (what [`update`](Self::update) found gone; call
+    /// once the tables that no longer name them are served).
+    pub(crate) fn retain(&mut self, gone: &[String]) {
         for name in gone {
-            if let Some(entry) = self.entries.remove(&name) {
+            if let Some(entry) = self.entries.remove(name) {
                 for addr in &entry.endpoints {
-                    self.metrics.forget_endpoint(&name, *addr);
+                    self.metrics.forget_endpoint(name, *addr);
                 }
             }
         }
@@ -235,7 +274,7 @@ impl Upstreams {
         serde_json::Value::Object(out)
     }
 
-    fn build(&self, name: &str, spec: &UpstreamSpec, errors: &mut Vec<ConfigError>) -> Entry {
+    fn build(&self, name: &str, spec: &Arc<UpstreamSpec>, errors: &mut Vec<ConfigError>) -> Entry {
         let transport = match spec.app_protocol() {
             AppProtocol::H2c => Transport::http2(),
             _ => Transport::http1(),
@@ -294,7 +333,7 @@ impl Upstreams {
             upstream.clone(),
         ));
         Entry {
-            policy: policy.cloned(),
+            spec: Arc::clone(spec),
             app_protocol: spec.app_protocol(),
             timeouts,
             upstream,
