@@ -685,7 +685,7 @@ ports: [{{ port: 8080 }}]
                 Metrics::new(),
             );
             let specs = web_specs(health_check);
-            assert!(upstreams.update(&specs).is_empty());
+            assert!(upstreams.update(&specs).errors.is_empty());
             let upstream = upstreams.upstream("default/web:80").expect("built");
             assert_eq!(upstream.endpoints().len(), 1);
             let weak = upstream.downgrade();
@@ -693,7 +693,9 @@ ports: [{{ port: 8080 }}]
             assert!(entry.outlier.is_some());
             assert_eq!(entry.checker.is_some(), health_check);
 
-            upstreams.retain(&BTreeMap::new());
+            let gone = upstreams.update(&BTreeMap::new()).gone;
+            assert_eq!(gone, ["default/web:80"]);
+            upstreams.retain(&gone);
             // The follow tasks end when the upstream's generation watch closes, on
             // their next poll.
             tokio::time::timeout(Duration::from_secs(5), async {
