@@ -193,7 +193,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         let ramp = self.shared.config.slow_start.is_some()
             && set
                 .values()
-                .any(|m| m.endpoint.state() == EndpointState::Ready);
+                .any(|m| m.endpoint().state() == EndpointState::Ready);
         let mut changed = false;
         for change in changes {
             match change {
@@ -289,22 +289,23 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         now: Instant,
     ) -> bool {
         if let Some(svc) = svc {
-            let mut entry = Entry::new(ep.clone(), svc, self.shared.tracking.clone());
+            let mut entry = Entry::new(ep, svc, self.shared.tracking.clone());
             entry.health = m.entry.health.clone();
             m.entry = Arc::new(entry);
-            m.endpoint = ep;
             return true;
         }
-        if m.endpoint == ep {
-            return false;
-        }
-        let became_ready =
-            m.endpoint.state() != EndpointState::Ready && ep.state() == EndpointState::Ready;
+        let old_state = {
+            let old = m.endpoint();
+            if **old == ep {
+                return false;
+            }
+            old.state()
+        };
+        let became_ready = old_state != EndpointState::Ready && ep.state() == EndpointState::Ready;
         if ramp && became_ready {
             m.entry.start_ramp(clock::nanos(now));
         }
-        m.entry.endpoint.store(Arc::new(ep.clone()));
-        m.endpoint = ep;
+        m.entry.endpoint.store(Arc::new(ep));
         true
     }
 
@@ -314,12 +315,12 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             Some(svc) => svc,
             None => self.shared.new_endpoint.new_endpoint(&ep),
         };
-        let entry = Entry::new(ep.clone(), svc, self.shared.tracking.clone());
-        if ramp && ep.state() == EndpointState::Ready {
+        let ready = ep.state() == EndpointState::Ready;
+        let entry = Entry::new(ep, svc, self.shared.tracking.clone());
+        if ramp && ready {
             entry.start_ramp(clock::nanos(now));
         }
         Member {
-            endpoint: ep,
             entry: Arc::new(entry),
         }
     }

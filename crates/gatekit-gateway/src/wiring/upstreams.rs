@@ -23,10 +23,11 @@
 //!
 //! Each upstream's per-endpoint service is the shared [`Client`]'s
 //! [`EndpointClient`] for that address (HTTP/1.1, or h2c prior knowledge for
-//! `kubernetes.io/h2c` / gRPC services). Active health checks ([`HealthChecker`]) and
-//! outlier detection ([`OutlierDetector`], the upstream's outcome observer) follow the
-//! upstream's endpoint set and share one event channel; a task turns their events into
-//! the `gatekit_endpoint_health` gauges.
+//! `kubernetes.io/h2c` / gRPC services). Active health checks ([`HealthChecker`])
+//! follow the upstream's endpoint set (a task holding it weakly); outlier detection
+//! ([`OutlierDetector`], the upstream's outcome observer) is given the set by
+//! [`Upstreams::set_endpoints`] whenever it changes. Both share one event channel; a
+//! task turns their events into the `gatekit_endpoint_health` gauges.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -51,10 +52,11 @@ use tokio::task::JoinHandle;
 use crate::Metrics;
 
 /// Capacity of an upstream's health event channel. Every upstream has one and tokio
-/// allocates all its slots up front (~90 bytes each: 256 slots were ~22 KB per
-/// upstream, most of an idle upstream's memory). Transitions are rare; a burst larger
-/// than this makes the gauge task resynchronise from the upstream's health instead.
-const EVENT_CAPACITY: usize = 16;
+/// allocates all its slots up front (~80 bytes each: 256 slots were ~22 KB per
+/// upstream, 16 still 1.3 KB). Transitions are rare and the gauge task takes each at
+/// once; a burst larger than this makes it resynchronise the gauges from the upstream's
+/// health instead (logged with the number of events missed).
+const EVENT_CAPACITY: usize = 4;
 
 /// One backend name's upstream and what watches it.
 struct Entry {
@@ -188,7 +190,15 @@ impl Upstreams {
         let Some(entry) = self.entries.get_mut(name) else {
             return false;
         };
+        let generation = entry.upstream.generation();
         entry.upstream.apply(Change::Replace(endpoints.to_vec()));
+        // The outlier detector learns the set here, where it changes (a follow task per
+        // upstream cost ~0.5 KB each).
+        if let Some(outlier) = &entry.outlier
+            && entry.upstream.generation() != generation
+        {
+            outlier.update(entry.upstream.endpoints());
+        }
         let now: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr()).collect();
         for gone in entry.endpoints.iter().filter(|a| !now.contains(a)) {
             self.metrics.forget_endpoint(name, *gone);
@@ -322,9 +332,6 @@ impl Upstreams {
                 checker.follow(upstream.subscribe(), endpoints_of(&upstream));
                 checker
             });
-        if let Some(outlier) = &outlier {
-            outlier.follow(upstream.subscribe(), endpoints_of(&upstream));
-        }
         let gauges = tokio::spawn(follow_events(
             events.subscribe(),
             self.metrics.clone(),
@@ -345,10 +352,10 @@ impl Upstreams {
     }
 }
 
-/// What a follower (health checker, outlier detector) reads the endpoint set with. It
-/// holds the upstream weakly: the upstream holds its outlier detector (as the outcome
-/// observer), so a strong handle here kept every removed upstream, its detector and the
-/// follow task alive for the life of the process (5,000 routes deleted left 28 MB).
+/// What a health checker's follow task reads the endpoint set with. It holds the
+/// upstream weakly: a strong handle kept every removed upstream alive with its task
+/// (the outlier detector, which the upstream holds as its observer, followed the same
+/// way: 5,000 routes deleted left 28 MB).
 fn endpoints_of(
     upstream: &Upstream<EndpointClient>,
 ) -> impl Fn() -> Vec<(gatekit_core::Endpoint, Arc<gatekit_lb::EndpointHealth>)> + Send + Sync + 'static
@@ -424,7 +431,11 @@ async fn follow_events(
                 changed.notify_one();
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::debug!(upstream = %name, missed, "health events missed; resynchronising");
+                tracing::info!(
+                    upstream = %name,
+                    missed,
+                    "endpoint health changed (a burst: gauges resynchronised from the upstream's health)"
+                );
                 let now = tokio::time::Instant::now();
                 for (ep, health) in upstream.endpoints() {
                     let healthy = health.is_active_healthy() && !health.is_ejected(now);
