@@ -1,7 +1,8 @@
 //! Open streams across configuration changes (issue 19): WebSockets and HTTP/2 response
 //! streams through the wired gateway survive every change that leaves their route and
-//! listener in place, and a listener removed from the manifests drains its own streams
-//! within the drain deadline while the other listener's keep flowing.
+//! listener in place; a route removed from the manifests closes its WebSockets, and a
+//! removed listener its WebSockets and HTTP/2 streams, at the drain deadline, while the
+//! others keep flowing.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -107,10 +108,10 @@ fn gateway(ports: &[u16]) -> String {
     )
 }
 
-async fn ws_connect(port: u16) -> Ws {
+async fn ws_connect(port: u16, path: &str) -> Ws {
     let (ws, rsp) = tokio::time::timeout(
         WAIT,
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/chat")),
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}{path}")),
     )
     .await
     .unwrap()
@@ -196,6 +197,8 @@ async fn until_status(port: u16, path: &str, status: u16) {
 
 /// A WebSocket and an HTTP/2 response stream on each listener.
 struct Streams {
+    /// On a route of its own, which is removed last.
+    ws_route: Ws,
     ws_kept: Ws,
     ws_removed: Ws,
     h2_kept: hyper::body::Incoming,
@@ -206,6 +209,12 @@ impl Streams {
     /// Every stream still carries data after `what`.
     async fn flow(&mut self, what: &str) {
         let text = format!("after: {what}");
+        ws_echoes(
+            &mut self.ws_route,
+            &text,
+            &format!("{what}: WebSocket (own route)"),
+        )
+        .await;
         ws_echoes(
             &mut self.ws_kept,
             &text,
@@ -236,7 +245,7 @@ fn write(dir: &Path, name: &str, text: &str) {
 }
 
 #[tokio::test]
-async fn open_streams_survive_changes_and_a_removed_listener_drains_its_own() {
+async fn open_streams_survive_changes_and_a_removed_route_or_listener_drains_its_own() {
     let (ws_addr, tick_addr, ok_a, ok_b) = (
         ws_echo().await,
         ticker().await,
@@ -256,6 +265,7 @@ async fn open_streams_survive_changes_and_a_removed_listener_drains_its_own() {
             route("ws", "/chat", "ws")
         ),
     );
+    write(root, "ws2.yaml", &route("ws2", "/chat2", "ws"));
     write(
         root,
         "stream.yaml",
@@ -271,8 +281,9 @@ async fn open_streams_survive_changes_and_a_removed_listener_drains_its_own() {
 
     // Streams on both listeners.
     let mut streams = Streams {
-        ws_kept: ws_connect(kept).await,
-        ws_removed: ws_connect(removed).await,
+        ws_route: ws_connect(kept, "/chat2").await,
+        ws_kept: ws_connect(kept, "/chat").await,
+        ws_removed: ws_connect(removed, "/chat").await,
         h2_kept: h2_stream(kept).await,
         h2_removed: h2_stream(removed).await,
     };
@@ -327,6 +338,38 @@ async fn open_streams_survive_changes_and_a_removed_listener_drains_its_own() {
     std::fs::remove_file(root.join("extra.yaml")).unwrap();
     until_status(kept, "/extra2", 404).await;
     streams.flow("route deleted").await;
+
+    // The WebSocket's own route removed: it is closed by the drain deadline (not
+    // before it), the others flow on.
+    let removed_at = Instant::now();
+    std::fs::remove_file(root.join("ws2.yaml")).unwrap();
+    let closed = tokio::time::timeout(DRAIN + WAIT, async {
+        loop {
+            match streams.ws_route.next().await {
+                None | Some(Err(_) | Ok(Message::Close(_))) => return Instant::now(),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the removed route's WebSocket is closed");
+    let after = closed - removed_at;
+    assert!(
+        after >= DRAIN,
+        "closed {after:?} after its route's removal, before the drain deadline"
+    );
+    for (ws, what) in [
+        (&mut streams.ws_kept, "kept"),
+        (&mut streams.ws_removed, "other"),
+    ] {
+        ws_echoes(
+            ws,
+            "after the route's removal",
+            &format!("WebSocket ({what} listener)"),
+        )
+        .await;
+    }
+    ticks(&mut streams.h2_kept, "h2 stream after the route's removal").await;
 
     // The second listener removed: its streams are closed by the drain deadline (not
     // before it), the first listener's flow on.

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 
 use super::h1::{has_token, to_origin_form};
 use super::pool::{Conn, EndpointPool};
-use crate::server::{DrainSignal, Phase};
+use crate::server::{DrainSignal, Phase, RetiredSignal};
 use crate::{Body, Error, ErrorKind};
 
 /// Whether the request asks for a protocol upgrade: `Connection` names `upgrade` and an
@@ -51,11 +51,16 @@ pub(super) async fn send(
         }
     };
     let downstream = hyper::upgrade::on(&mut req);
-    // The client connection's drain: the tunnel is closed at its deadline.
+    // The client connection's drain and the route's retirement: the tunnel is closed
+    // at the first deadline.
     let mut drain = req
         .extensions_mut()
         .remove::<DrainSignal>()
         .unwrap_or(DrainSignal::none());
+    let mut retired = req
+        .extensions_mut()
+        .remove::<RetiredSignal>()
+        .map_or(DrainSignal::none(), |r| r.0);
     let mut rsp = match tx.try_send_request(req).await {
         Ok(rsp) => rsp,
         Err(mut err) => {
@@ -89,6 +94,9 @@ pub(super) async fn send(
                         }
                         () = drain.reached(Phase::Hard) => {
                             tracing::debug!("upgraded connection closed: its listener's drain deadline passed");
+                        }
+                        () = retired.reached(Phase::Hard) => {
+                            tracing::debug!("upgraded connection closed: its route was removed");
                         }
                     }
                 }

@@ -158,3 +158,46 @@ impl DrainSignal {
         std::future::pending().await
     }
 }
+
+/// The end of something an upgraded connection (a WebSocket) was routed by, other than
+/// its client connection: a route removed from the configuration. The connections
+/// routed while it was current are closed when it is [retired](Self::retire) (the
+/// caller retires it once the drain deadline after the removal has passed).
+#[derive(Debug)]
+pub struct Retirement {
+    phase: watch::Sender<Phase>,
+}
+
+impl Default for Retirement {
+    fn default() -> Self {
+        Self {
+            phase: watch::Sender::new(Phase::Serving),
+        }
+    }
+}
+
+impl Retirement {
+    /// A retirement not yet announced.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks `req`, if it asks for an upgrade, as routed by what this retirement ends:
+    /// its upgraded connection is closed when [`retire`](Self::retire) is called.
+    /// Other requests are left as they are (nothing is added to them).
+    pub fn mark<B>(&self, req: &mut http::Request<B>) {
+        if crate::client::is_upgrade_request(req) {
+            req.extensions_mut()
+                .insert(RetiredSignal(DrainSignal(Some(self.phase.subscribe()))));
+        }
+    }
+
+    /// Closes every upgraded connection marked by this retirement, now and from now on.
+    pub fn retire(&self) {
+        self.phase.send_replace(Phase::Hard);
+    }
+}
+
+/// A route's [`Retirement`], as an upgrade request carries it.
+#[derive(Clone, Debug)]
+pub(crate) struct RetiredSignal(pub(crate) DrainSignal);

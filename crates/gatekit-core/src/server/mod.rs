@@ -82,8 +82,8 @@ use tokio::net::TcpListener;
 use tower_service::Service;
 
 pub use self::config::ServerConfig;
-pub use self::drain::{Drain, DrainOutcome};
-pub(crate) use self::drain::{DrainSignal, Phase};
+pub use self::drain::{Drain, DrainOutcome, Retirement};
+pub(crate) use self::drain::{DrainSignal, Phase, RetiredSignal};
 pub use self::limit::{ConnectionLimit, ConnectionObserver, PerClientLimit};
 pub use self::listener::{Server, ServerHandle};
 use crate::{BoxError, ConnectionInfo};

@@ -16,9 +16,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use gatekit_core::client::EndpointClient;
+use gatekit_core::server::Retirement;
 use gatekit_core::{Body, BoxError, WithResponseExtensions};
 use gatekit_lb::Upstream;
 use http::{Request, Response};
@@ -33,11 +35,24 @@ use crate::RequestMetrics;
 pub(crate) struct Labelled {
     upstream: Upstream<EndpointClient>,
     metrics: Option<RequestMetrics>,
+    /// The route's: marks its upgrade requests.
+    retirement: Option<Arc<Retirement>>,
 }
 
 impl Labelled {
     pub(crate) fn new(upstream: Upstream<EndpointClient>, metrics: Option<RequestMetrics>) -> Self {
-        Self { upstream, metrics }
+        Self {
+            upstream,
+            metrics,
+            retirement: None,
+        }
+    }
+
+    /// Marks the upgrade requests it sends with the route's `retirement`, so their
+    /// upgraded connections end when the route is removed.
+    pub(crate) fn with_retirement(mut self, retirement: Option<Arc<Retirement>>) -> Self {
+        self.retirement = retirement;
+        self
     }
 }
 
@@ -50,7 +65,10 @@ impl Service<Request<Body>> for Labelled {
         self.upstream.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> LabelledFuture {
+    fn call(&mut self, mut req: Request<Body>) -> LabelledFuture {
+        if let Some(retirement) = &self.retirement {
+            retirement.mark(&mut req);
+        }
         LabelledFuture {
             inner: self.upstream.call(req),
             metrics: self.metrics.clone(),

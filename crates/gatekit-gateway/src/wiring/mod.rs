@@ -87,6 +87,7 @@ use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::retry::RetryPolicy;
 use gatekit_core::route::{PolicyState, Route, RouteId, TableBuilder};
+use gatekit_core::server::Retirement;
 use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
 use gatekit_core::{Backend, Backends, BoxError, ConfigError, PortTable, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
@@ -244,8 +245,11 @@ impl gatekit_core::Backends for Lookup<'_> {
 
     fn backend_for(&self, route: &RouteId, name: &str) -> Option<Backend> {
         let upstream = self.upstreams.upstream(name)?.clone();
-        let metrics = self.series.get(route).and_then(|s| s.handle(name)).cloned();
-        Some(Backend::new(Labelled::new(upstream, metrics)))
+        let series = self.series.get(route);
+        let metrics = series.and_then(|s| s.handle(name)).cloned();
+        let labelled = Labelled::new(upstream, metrics)
+            .with_retirement(series.map(|s| Arc::clone(&s.retirement)));
+        Some(Backend::new(labelled))
     }
 
     fn policy_state(&self) -> Option<&PolicyState> {
@@ -370,6 +374,9 @@ struct RouteSeries {
     backends: Vec<(Box<str>, RequestMetrics)>,
     /// The reload that last saw the route.
     seen: u64,
+    /// Retired (its WebSockets closed) the drain deadline after the route id is gone;
+    /// kept across edits of the route.
+    retirement: Arc<Retirement>,
 }
 
 impl RouteSeries {
@@ -404,6 +411,8 @@ pub struct Wiring {
     /// across reloads by scope and configuration.
     policy_state: Arc<PolicyState>,
     traffic_defaults: TrafficDefaults,
+    /// How long after its route is removed an upgraded connection is closed.
+    drain_timeout: std::time::Duration,
     /// What `/config` says of the rules' policies beyond them: defaults, the store.
     dump_defaults: dump::Defaults,
     ports: BTreeMap<u16, Port>,
@@ -491,6 +500,10 @@ impl Wiring {
             upstreams,
             policy_state: gateway.policy_state().clone(),
             traffic_defaults: gateway.options().traffic_defaults,
+            drain_timeout: gateway
+                .options()
+                .drain_timeout
+                .unwrap_or(crate::DEFAULT_DRAIN_TIMEOUT),
             dump_defaults: dump::Defaults::new(gateway),
             source,
             options,
@@ -1016,6 +1029,7 @@ impl Wiring {
                         route: Arc::clone(route),
                         backends: Vec::new(),
                         seen: reload,
+                        retirement: Arc::new(Retirement::new()),
                     }),
                 };
                 series.seen = reload;
@@ -1043,10 +1057,18 @@ impl Wiring {
                 }
             }
         }
+        let drain_timeout = self.drain_timeout;
         self.series.retain(|id, s| {
             if s.seen == reload {
                 return true;
             }
+            // Upgraded connections routed by it end at the drain deadline, as on a
+            // removed listener; other requests in flight finish on the rule they matched.
+            let retirement = Arc::clone(&s.retirement);
+            tokio::spawn(async move {
+                tokio::time::sleep(drain_timeout).await;
+                retirement.retire();
+            });
             if !s.backends.is_empty() {
                 let id = id.to_string();
                 for (backend, _) in &s.backends {
