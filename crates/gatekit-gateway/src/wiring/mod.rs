@@ -93,7 +93,7 @@ use self::dump::Rendered;
 use self::labels::{ByRoute, Labelled};
 use self::replica::Replica;
 use self::upstreams::Upstreams;
-use self::watch::DirWatcher;
+use self::watch::{Changed, DirWatcher};
 use crate::{
     Gateway, Metrics, MetricsLayer, MetricsService, RequestMetrics, RouteFallback, TrafficDefaults,
     Transport,
@@ -136,9 +136,21 @@ pub enum Source {
 
 /// Loads the manifests into `cache` ([`FileCache::resources`]), or says why they were
 /// refused.
-fn load(source: &Source, cache: &mut FileCache) -> Result<Load, Vec<ManifestError>> {
+/// For directories, `changed` says which paths the watcher saw change (`Rescan`: read
+/// every file).
+fn load(
+    source: &Source,
+    cache: &mut FileCache,
+    changed: &Changed,
+) -> Result<Load, Vec<ManifestError>> {
     let warnings = match source {
-        Source::Dirs(dirs) => match cache.load(dirs)? {
+        Source::Dirs(dirs) => match cache.load(
+            dirs,
+            match changed {
+                Changed::Paths(paths) => Some(paths),
+                Changed::Rescan => None,
+            },
+        )? {
             Load::Changed(warnings) => warnings,
             Load::Unchanged => return Ok(Load::Unchanged),
         },
@@ -335,6 +347,8 @@ pub struct Wiring {
     watcher: Option<DirWatcher>,
     /// Parsed files, so a reload parses only what changed.
     cache: FileCache,
+    /// What the watcher saw change, for the next reload (`None`: read every file).
+    changed_paths: Option<Changed>,
     /// `/config` fragments of the last rendered snapshot, as JSON text.
     rendered: Rendered,
     /// The render of the served snapshot, if still running (see step 6 of the
@@ -420,6 +434,7 @@ impl Wiring {
             served: false,
             watcher,
             cache: FileCache::default(),
+            changed_paths: None,
             rendered: Rendered::default(),
             rendering: None,
             last_error: "null".to_owned(),
@@ -544,8 +559,9 @@ impl Wiring {
                 _ = idle_keys.tick() => self.policy_state.sweep_idle_keys(),
                 changes = kube_changed => self.kube_changed(gateway, &changes).await,
                 changed = changed => match changed {
-                    Some(()) => {
+                    Some(changed) => {
                         let started = tokio::time::Instant::now();
+                        self.changed_paths = Some(changed);
                         self.reload(gateway).await;
                         tracing::debug!(elapsed = ?started.elapsed(), "reload done");
                     }
@@ -604,18 +620,19 @@ impl Wiring {
     async fn reload(&mut self, gateway: &mut Gateway) -> Vec<(u16, String)> {
         let started = tokio::time::Instant::now();
         let source = self.source.clone();
+        let changed = self.changed_paths.take().unwrap_or(Changed::Rescan);
         let mut cache = std::mem::take(&mut self.cache);
         // The first load runs on this thread: nothing is served yet, and with glibc the
         // parse's garbage then stays in the arena the long-lived state is allocated in
         // (a blocking thread's arena kept ~15 MB resident for 5,000 routes).
         let first = !self.served;
         let loaded = if first {
-            let loaded = load(&source, &mut cache);
+            let loaded = load(&source, &mut cache, &changed);
             self.cache = cache;
             loaded
         } else {
             match tokio::task::spawn_blocking(move || {
-                let loaded = load(&source, &mut cache);
+                let loaded = load(&source, &mut cache, &changed);
                 (loaded, cache)
             })
             .await
@@ -667,6 +684,10 @@ impl Wiring {
         if matches!(self.source, Source::Kubernetes(_)) {
             self.input_generation = replica::input_generation(self.cache.resources());
         }
+        // The objects changed since the last translation (`None`: unknown), for an
+        // incremental translation.
+        let changed = self.cache.take_changed();
+        tracing::debug!(changed = ?changed.as_ref().map(BTreeSet::len), "objects changed");
         let translation = Arc::new(translate(self.cache.resources(), &self.options));
         let global = translation.global_rate_limits();
         if !global.is_empty() && gateway.policy_state().shared_limits().is_none() {
