@@ -96,6 +96,8 @@ pub(crate) struct FileCache {
     endpoints_only: Option<BTreeSet<(String, String)>>,
     /// The objects changed since the last [`FileCache::take_changed`]; `None` if unknown.
     changed: Option<BTreeSet<ResourceRef>>,
+    /// How many files the last load read (its fast path; a full load is not counted).
+    read: usize,
 }
 
 /// What a [`FileCache::load`] found.
@@ -212,6 +214,10 @@ impl FileCache {
     /// by the loads since the last [`take_changed`](Self::take_changed); `None` when
     /// unknown (no take since a first load, a load no file backs, or a rescan that fell
     /// back to the full load).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "for the incremental translation to peek at")
+    )]
     pub(crate) fn changed(&self) -> Option<&BTreeSet<ResourceRef>> {
         self.changed.as_ref()
     }
@@ -221,6 +227,11 @@ impl FileCache {
     /// count towards the next translation.
     pub(crate) fn take_changed(&mut self) -> Option<BTreeSet<ResourceRef>> {
         std::mem::replace(&mut self.changed, Some(BTreeSet::new()))
+    }
+
+    /// How many files the last load read.
+    pub(crate) fn files_read(&self) -> usize {
+        self.read
     }
 
     /// The resources of the last successful load.
@@ -308,6 +319,7 @@ impl FileCache {
             }
         }
         // Read everything first; nothing changes until every file parsed.
+        self.read = paths.len();
         let mut read = Vec::with_capacity(paths.len());
         let mut same_as_attempted = true;
         for (root, path, present) in paths {
@@ -894,5 +906,150 @@ spec: { targetRefs: [{ kind: Gateway, name: gw }] }
         std::fs::write(dir.path().join("b.yaml"), "kind: [").unwrap();
         let errors = cache.load(&dirs, None).unwrap_err();
         assert_eq!(errors, ResourceSet::from_dirs(&dirs).unwrap_err());
+    }
+}
+
+/// The cache driven by the watcher's path sets over real files: after every change it
+/// holds what a full load reads, and says exactly which objects changed.
+#[cfg(test)]
+mod watched {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::wiring::watch::{Changed, DirWatcher};
+
+    const GW: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: { name: gw }\nspec:\n  gatewayClassName: gatekit\n  listeners: [{ name: http, port: 8080, protocol: HTTP }]\n---\napiVersion: v1\nkind: Service\nmetadata: { name: web }\nspec: { ports: [{ name: http, port: 80 }] }\n";
+
+    fn route(name: &str, path: &str) -> String {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: {name} }}\nspec:\n  parentRefs: [{{ name: gw }}]\n  rules: [{{ matches: [{{ path: {{ type: PathPrefix, value: {path} }} }}], backendRefs: [{{ name: web, port: 80 }}] }}]\n"
+        )
+    }
+
+    /// 100 routes, route `edited` with another path.
+    fn hundred(edited: Option<usize>) -> String {
+        (0..100)
+            .map(|i| {
+                let path = if Some(i) == edited { format!("/edited{i}") } else { format!("/p{i}") };
+                route(&format!("r-{i}"), &path)
+            })
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        dirs: Vec<PathBuf>,
+        watcher: DirWatcher,
+        cache: FileCache,
+    }
+
+    impl Fixture {
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        /// Writes `name` as kubectl-style tools do: a hidden file renamed over it.
+        fn write_atomic(&self, name: &str, text: &str) {
+            let tmp = self.path(&format!(".{name}.tmp"));
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(tmp, self.path(name)).unwrap();
+        }
+
+        /// Loads the watcher's path sets until the cache holds what a full load reads
+        /// (or refuses as it does). Returns the outcome and the objects changed.
+        async fn follow(&mut self) -> (Result<(), Vec<ManifestError>>, Vec<String>) {
+            let full = ResourceSet::from_dirs(&self.dirs);
+            loop {
+                let changed = tokio::time::timeout(Duration::from_secs(5), self.watcher.changed())
+                    .await
+                    .expect("an event")
+                    .expect("watching");
+                let Changed::Paths(paths) = changed else {
+                    panic!("files alone changed, yet a rescan: {changed:?}");
+                };
+                let loaded = self.cache.load(&self.dirs, Some(&paths));
+                assert!(
+                    self.cache.files_read() <= 2,
+                    "read {} files for {paths:?}",
+                    self.cache.files_read()
+                );
+                let outcome = match (&full, loaded) {
+                    (Ok((set, _)), Ok(_))
+                        if format!("{set:?}") == format!("{:?}", self.cache.resources()) =>
+                    {
+                        Ok(())
+                    }
+                    (Err(want), Err(got)) if *want == got => Err(got),
+                    _ => continue,
+                };
+                let changed = match outcome {
+                    Ok(()) => self.cache.take_changed(),
+                    Err(_) => self.cache.changed().cloned(),
+                };
+                let changed = changed
+                    .expect("known")
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                return (outcome, changed);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn named_changes_keep_the_cache_equal_to_a_full_load_and_name_the_changed_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        std::fs::write(dir.path().join("gw.yaml"), GW).unwrap();
+        std::fs::write(dir.path().join("routes.yaml"), hundred(None)).unwrap();
+        let watcher = DirWatcher::new(&dirs).unwrap();
+        let mut cache = FileCache::default();
+        cache.load(&dirs, None).unwrap();
+        assert_eq!(cache.take_changed(), None, "a first load: unknown");
+        let mut f = Fixture {
+            dir,
+            dirs,
+            watcher,
+            cache,
+        };
+        let ok = |names: &[&str]| -> (Result<(), Vec<ManifestError>>, Vec<String>) {
+            (Ok(()), names.iter().map(|n| (*n).to_owned()).collect())
+        };
+
+        // One route edited in a 100-route file.
+        f.write_atomic("routes.yaml", &hundred(Some(42)));
+        assert_eq!(f.follow().await, ok(&["HTTPRoute default/r-42"]));
+        // A file added (written in place), before the others in file order.
+        std::fs::write(f.path("a.yaml"), route("new", "/new")).unwrap();
+        assert_eq!(f.follow().await, ok(&["HTTPRoute default/new"]));
+        // A file deleted.
+        std::fs::remove_file(f.path("a.yaml")).unwrap();
+        assert_eq!(f.follow().await, ok(&["HTTPRoute default/new"]));
+        // A file renamed (its chunk moves to the end): no object changed.
+        std::fs::rename(f.path("gw.yaml"), f.path("z-gw.yaml")).unwrap();
+        assert_eq!(f.follow().await, ok(&[]));
+        // The same route in two files: refused as the full load refuses it, nothing
+        // changed yet; fixed: the new route alone.
+        std::fs::write(f.path("dup.yaml"), route("r-7", "/dup")).unwrap();
+        let (outcome, changed) = f.follow().await;
+        assert!(outcome.is_err(), "a duplicate is refused");
+        assert!(changed.is_empty(), "{changed:?}");
+        f.write_atomic("dup.yaml", &route("r-x", "/dup"));
+        assert_eq!(f.follow().await, ok(&["HTTPRoute default/r-x"]));
+        // A vim-style save: the file moved away, written anew, the backup removed.
+        std::fs::rename(f.path("routes.yaml"), f.path("routes.yaml~")).unwrap();
+        std::fs::write(f.path("routes.yaml"), hundred(Some(7))).unwrap();
+        std::fs::remove_file(f.path("routes.yaml~")).unwrap();
+        assert_eq!(
+            f.follow().await,
+            ok(&["HTTPRoute default/r-42", "HTTPRoute default/r-7"])
+        );
+        // A Service and its route changed in one file each, under a new directory.
+        std::fs::create_dir(f.path("sub")).unwrap();
+        let rescan = tokio::time::timeout(Duration::from_secs(5), f.watcher.changed())
+            .await
+            .unwrap();
+        assert_eq!(rescan, Some(Changed::Rescan), "a directory event");
     }
 }

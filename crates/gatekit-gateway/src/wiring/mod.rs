@@ -726,6 +726,7 @@ impl Wiring {
         }
         tracing::info!(
             generation = self.generation,
+            files_read = self.cache.files_read(),
             load_ms = loaded.as_secs_f64() * 1e3,
             translate_ms = (translated - loaded).as_secs_f64() * 1e3,
             apply_ms = (started.elapsed() - translated).as_secs_f64() * 1e3,

@@ -265,3 +265,64 @@ mod tests {
         drop(file);
     }
 }
+
+#[cfg(test)]
+mod named {
+    use super::*;
+
+    async fn next(watcher: &mut DirWatcher) -> Changed {
+        tokio::time::timeout(Duration::from_secs(5), watcher.changed())
+            .await
+            .expect("an event")
+            .expect("watching")
+    }
+
+    /// An atomic write (a temporary file renamed over the manifest) names both paths.
+    #[tokio::test]
+    async fn a_rename_over_names_the_file_it_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("routes.yaml");
+        std::fs::write(&file, "a: 1\n").unwrap();
+        let mut watcher = DirWatcher::new(&[dir.path().to_path_buf()]).unwrap();
+        let tmp = dir.path().join(".routes.yaml.tmp");
+        std::fs::write(&tmp, "a: 2\n").unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        let Changed::Paths(paths) = next(&mut watcher).await else {
+            panic!("a rescan")
+        };
+        assert!(paths.contains(&file), "{paths:?}");
+        assert!(paths.contains(&tmp), "{paths:?}");
+    }
+
+    /// vim moves the file it saves away, then writes it anew: the change is reported
+    /// once the file exists again, so the loader never sees it missing.
+    #[tokio::test]
+    async fn a_vim_style_save_is_reported_after_the_file_exists_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("routes.yaml");
+        let backup = dir.path().join("routes.yaml~");
+        std::fs::write(&file, "a: 1\n").unwrap();
+        let mut watcher = DirWatcher::new(&[dir.path().to_path_buf()]).unwrap();
+        for round in 0..20 {
+            std::fs::rename(&file, &backup).unwrap();
+            // The move away is a completed write (3 ms of quiet), not a file renamed
+            // into place (1 ms): vim's new file comes right after it.
+            loop {
+                watcher.events.recv().await.unwrap();
+                let seen = watcher.pending.lock().unwrap().paths.contains(&backup);
+                if seen {
+                    break;
+                }
+            }
+            assert_eq!(watcher.last.load(Ordering::Acquire), COMPLETED);
+            std::fs::write(&file, format!("a: {round}\n")).unwrap();
+            std::fs::remove_file(&backup).unwrap();
+            let Changed::Paths(paths) = next(&mut watcher).await else {
+                panic!("a rescan")
+            };
+            assert!(file.is_file(), "round {round}: reported while the file was missing");
+            assert!(paths.contains(&file), "{paths:?}");
+            assert!(paths.contains(&backup), "{paths:?}");
+        }
+    }
+}
