@@ -89,10 +89,9 @@ use gatekit_k8s::{ManifestError, Provider, ResourceSet, TranslateOptions, Transl
 use tower_layer::Layer;
 
 use self::cache::{FileCache, Load};
-use self::dump::Rendered;
 use self::labels::{ByRoute, Labelled};
 use self::replica::Replica;
-use self::upstreams::Upstreams;
+use self::upstreams::{UpstreamView, Upstreams};
 use self::watch::{Changed, DirWatcher};
 use crate::{
     Gateway, Metrics, MetricsLayer, MetricsService, RequestMetrics, RouteFallback, TrafficDefaults,
@@ -349,11 +348,10 @@ pub struct Wiring {
     cache: FileCache,
     /// What the watcher saw change, for the next reload (`None`: read every file).
     changed_paths: Option<Changed>,
-    /// `/config` fragments of the last rendered snapshot, as JSON text.
-    rendered: Rendered,
-    /// The render of the served snapshot, if still running (see step 6 of the
-    /// [module docs](self#a-reload)).
-    rendering: Option<tokio::task::JoinHandle<Rendered>>,
+    /// What `/config` shows of the served snapshot (rendered on request).
+    dump_parts: Arc<dump::Parts>,
+    /// `/config`'s view of the served upstreams (their live handles).
+    upstream_views: Arc<[UpstreamView]>,
     /// `/config`'s `lastReloadError`, as JSON text.
     last_error: String,
     /// The upstreams of each Service (namespace, name): (backend name, Service port).
@@ -435,8 +433,8 @@ impl Wiring {
             watcher,
             cache: FileCache::default(),
             changed_paths: None,
-            rendered: Rendered::default(),
-            rendering: None,
+            dump_parts: Arc::default(),
+            upstream_views: Arc::from([]),
             last_error: "null".to_owned(),
             service_upstreams: BTreeMap::new(),
             replica,
@@ -519,7 +517,6 @@ impl Wiring {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
-        let health_changed = self.upstreams.health_changed();
         // Rate limiters forget the keys whose buckets are full again, so the memory a
         // burst of distinct clients took is returned.
         let mut idle_keys = tokio::time::interval(IDLE_KEY_SWEEP);
@@ -542,20 +539,8 @@ impl Wiring {
                     None => std::future::pending().await,
                 }
             };
-            let pending = &mut self.rendering;
-            let rendering = async {
-                match pending.as_mut() {
-                    Some(task) => task.await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = &mut shutdown => break,
-                rendered = rendering => {
-                    self.rendering = None;
-                    self.rendered(gateway, rendered);
-                }
-                () = health_changed.notified() => self.refresh_health(gateway),
                 _ = idle_keys.tick() => self.policy_state.sweep_idle_keys(),
                 changes = kube_changed => self.kube_changed(gateway, &changes).await,
                 changed = changed => match changed {
@@ -706,23 +691,31 @@ impl Wiring {
             .iter()
             .filter_map(|(p, port)| Some((*p, port.local?)))
             .collect();
-        let generation = self.generation;
-        let defaults = self.dump_defaults.clone();
         self.replica.served(&translation);
+        // `/config` is rendered when asked for; the reload hands it shared pointers.
+        let previous = std::mem::replace(
+            &mut self.dump_parts,
+            Arc::new(dump::Parts::new(
+                self.generation,
+                translation,
+                bound,
+                errors,
+                self.dump_defaults.clone(),
+            )),
+        );
+        self.upstream_views = self.upstreams.views();
+        self.publish(gateway);
+        self.report_config();
         if first {
-            // Like the first load, on this thread (see above); nothing waits for it yet.
-            self.rendering = None;
-            self.rendered = dump::render(generation, &translation, &bound, &errors, &defaults);
-            drop(translation);
-            self.publish(gateway);
-            self.report_config();
+            drop(previous);
             trim::release_free_memory_later();
         } else {
-            self.rendering = Some(tokio::task::spawn_blocking(move || {
-                let rendered = dump::render(generation, &translation, &bound, &errors, &defaults);
-                drop(translation);
-                rendered
-            }));
+            // The previous translation is freed off the reload path (for 5,000 routes,
+            // milliseconds), then free pages are returned (see `trim.rs`).
+            tokio::task::spawn_blocking(move || {
+                drop(previous);
+                trim::release_free_memory();
+            });
         }
         tracing::info!(
             generation = self.generation,
@@ -942,21 +935,6 @@ impl Wiring {
         (bind_errors, errors)
     }
 
-    /// Publishes a finished render (a render that panicked is logged; `/config` keeps
-    /// the previous snapshot).
-    fn rendered(&mut self, gateway: &Gateway, rendered: Result<Rendered, tokio::task::JoinError>) {
-        match rendered {
-            Ok(rendered) => {
-                self.rendered = rendered;
-                self.publish(gateway);
-                self.report_config();
-                // The reload's garbage (translation, render) is freed by now.
-                trim::release_free_memory_later();
-            }
-            Err(error) => tracing::error!(%error, "rendering /config failed"),
-        }
-    }
-
     /// Labels the membership Lease with the served configuration: its input
     /// generation and output hash.
     fn report_config(&self) {
@@ -964,13 +942,9 @@ impl Wiring {
             .set_config(self.input_generation, &self.config_hash);
     }
 
-    /// Re-renders `/config`'s upstreams after a health change.
-    fn refresh_health(&mut self, gateway: &Gateway) {
-        self.publish(gateway);
-    }
-
-    /// Publishes `/config`: the rendered snapshot, the upstreams' current health and the
-    /// last reload error.
+    /// Publishes `/config`: the served snapshot, the upstreams (their health is read
+    /// when `/config` is rendered), the last reload error and the clusters. Renders
+    /// nothing (see `dump.rs`).
     fn publish(&mut self, gateway: &Gateway) {
         let clusters = match &self.source {
             Source::Kubernetes(provider) => {
@@ -985,22 +959,14 @@ impl Wiring {
             }
             _ => "null".to_owned(),
         };
-        let generation = self.rendered.generation.to_string();
-        let upstreams = self.upstreams.dump().to_string();
-        let (json, ranges) = self.rendered.document(&[
-            ("generation", Some(&generation)),
-            ("listeners", None),
-            ("upstreams", Some(&upstreams)),
-            ("resources", None),
-            ("errors", None),
-            ("lastReloadError", Some(&self.last_error)),
-            ("clusters", Some(&clusters)),
-        ]);
-        let ptr = json.as_ptr();
-        let dump = gateway.config_dump();
-        dump.publish_json(json);
-        // The render's parts are now held once, in the published document.
-        self.rendered.published(dump.current(), ptr, ranges);
+        gateway
+            .config_dump()
+            .publish_snapshot(Arc::new(dump::Snapshot {
+                parts: self.dump_parts.clone(),
+                last_error: self.last_error.clone(),
+                clusters,
+                upstreams: self.upstream_views.clone(),
+            }));
     }
 }
 
