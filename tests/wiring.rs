@@ -1107,10 +1107,14 @@ async fn config_is_rendered_when_asked_with_the_health_of_that_moment() {
     .await;
 
     write_atomic(dir.path(), "route.yaml", &route("r", "/after", "web"));
-    eventually(Duration::from_secs(3), "/config shows the reload", || async {
-        let config = wired.config().await;
-        config["generation"] != generation && config.to_string().contains("\"/after\"")
-    })
+    eventually(
+        Duration::from_secs(3),
+        "/config shows the reload",
+        || async {
+            let config = wired.config().await;
+            config["generation"] != generation && config.to_string().contains("\"/after\"")
+        },
+    )
     .await;
     let config = wired.config().await;
     assert!(!config.to_string().contains("\"/before\""), "{config}");

@@ -269,7 +269,6 @@ impl ResourceSet {
         out
     }
 
-
     /// Loads every `*.yaml`, `*.yml` and `*.json` file under these directories (walked
     /// recursively in name order, skipping names that start with `.`). A path that is a
     /// file is loaded as is.

@@ -290,7 +290,8 @@ impl FileCache {
             listed.extend(files.into_iter().map(|f| (root, f, true)));
         }
         self.symlinked = symlinked;
-        let present: std::collections::HashSet<&PathBuf> = listed.iter().map(|(_, p, _)| p).collect();
+        let present: std::collections::HashSet<&PathBuf> =
+            listed.iter().map(|(_, p, _)| p).collect();
         if present.len() != listed.len() {
             // A file under two roots: the full load names the duplicates.
             return None;
@@ -306,13 +307,20 @@ impl FileCache {
     }
 
     /// Reads `paths` (and the paths a refused load left) and applies what changed.
-    fn attempt(&mut self, dirs: &[PathBuf], mut paths: Vec<(usize, PathBuf, bool)>) -> Result<Load, Fallback> {
+    fn attempt(
+        &mut self,
+        dirs: &[PathBuf],
+        mut paths: Vec<(usize, PathBuf, bool)>,
+    ) -> Result<Load, Fallback> {
         for (path, _) in &self.dirty {
             if !paths.iter().any(|(_, p, _)| p == path) {
-                match self.order_root(path).map(Ok).unwrap_or_else(|| match classify(dirs, path) {
-                    Named::File(root) | Named::Absent(root) => Ok(root),
-                    _ => Err(()),
-                }) {
+                match self
+                    .order_root(path)
+                    .map(Ok)
+                    .unwrap_or_else(|| match classify(dirs, path) {
+                        Named::File(root) | Named::Absent(root) => Ok(root),
+                        _ => Err(()),
+                    }) {
                     Ok(root) => paths.push((root, path.clone(), path.is_file())),
                     Err(()) => {}
                 }
@@ -326,7 +334,12 @@ impl FileCache {
             let (state, text) = if present {
                 match std::fs::read_to_string(&path) {
                     Ok(text) => (Some(fingerprint(&self.hasher, &text)), Some(text)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(&path).is_err() => (None, None),
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            && std::fs::symlink_metadata(&path).is_err() =>
+                    {
+                        (None, None)
+                    }
                     Err(_) => (UNREADABLE, None),
                 }
             } else {
@@ -366,7 +379,12 @@ impl FileCache {
                 }
                 None => None,
             };
-            updates.push(Update { path, root, state, parsed });
+            updates.push(Update {
+                path,
+                root,
+                state,
+                parsed,
+            });
         }
         self.check_duplicates(&updates)?;
         self.apply(updates);
@@ -447,7 +465,10 @@ impl FileCache {
                 changed.extend(ResourceSet::changed_objects(&old_refs, &new_refs));
             }
             let slices_only = |s: &&ResourceSet| {
-                counts(s).iter().enumerate().all(|(k, n)| k == SLICES || *n == 0)
+                counts(s)
+                    .iter()
+                    .enumerate()
+                    .all(|(k, n)| k == SLICES || *n == 0)
             };
             if self.backed && old_refs.iter().all(slices_only) && new_refs.iter().all(slices_only) {
                 let mut services = BTreeSet::new();
@@ -518,7 +539,11 @@ fn classify(dirs: &[PathBuf], path: &Path) -> Named {
         return Named::Rescan;
     };
     if path == dir {
-        return if dir.is_dir() { Named::Rescan } else { Named::File(root) };
+        return if dir.is_dir() {
+            Named::Rescan
+        } else {
+            Named::File(root)
+        };
     }
     let Ok(rel) = path.strip_prefix(dir) else {
         return Named::Ignored;
@@ -649,13 +674,25 @@ fn put_chunk(into: &mut ResourceSet, offsets: &Counts, from: ResourceSet) {
     put(&mut into.gateways, offsets[1], from.gateways);
     put(&mut into.http_routes, offsets[2], from.http_routes);
     put(&mut into.grpc_routes, offsets[3], from.grpc_routes);
-    put(&mut into.reference_grants, offsets[4], from.reference_grants);
+    put(
+        &mut into.reference_grants,
+        offsets[4],
+        from.reference_grants,
+    );
     put(&mut into.services, offsets[5], from.services);
     put(&mut into.namespaces, offsets[6], from.namespaces);
     put(&mut into.endpoint_slices, offsets[7], from.endpoint_slices);
     put(&mut into.secrets, offsets[8], from.secrets);
-    put(&mut into.backend_policies, offsets[9], from.backend_policies);
-    put(&mut into.traffic_policies, offsets[10], from.traffic_policies);
+    put(
+        &mut into.backend_policies,
+        offsets[9],
+        from.backend_policies,
+    );
+    put(
+        &mut into.traffic_policies,
+        offsets[10],
+        from.traffic_policies,
+    );
     put(
         &mut into.backend_traffic_policies,
         offsets[11],
@@ -930,7 +967,11 @@ mod watched {
     fn hundred(edited: Option<usize>) -> String {
         (0..100)
             .map(|i| {
-                let path = if Some(i) == edited { format!("/edited{i}") } else { format!("/p{i}") };
+                let path = if Some(i) == edited {
+                    format!("/edited{i}")
+                } else {
+                    format!("/p{i}")
+                };
                 route(&format!("r-{i}"), &path)
             })
             .collect::<Vec<_>>()

@@ -114,7 +114,9 @@ impl DirWatcher {
         let (into, settled) = (pending.clone(), last.clone());
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let mut pending = into.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut pending = into
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let state = match event {
                     Ok(event) => {
                         let hidden = !event.paths.is_empty()
@@ -320,7 +322,10 @@ mod named {
             let Changed::Paths(paths) = next(&mut watcher).await else {
                 panic!("a rescan")
             };
-            assert!(file.is_file(), "round {round}: reported while the file was missing");
+            assert!(
+                file.is_file(),
+                "round {round}: reported while the file was missing"
+            );
             assert!(paths.contains(&file), "{paths:?}");
             assert!(paths.contains(&backup), "{paths:?}");
         }
