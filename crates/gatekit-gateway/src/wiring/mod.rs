@@ -16,8 +16,10 @@
 //!    error is logged with file, document, kind, name and field, `gatekit_reloads_total
 //!    {result="failed"}` is incremented and `/config` shows them under
 //!    `lastReloadError`. A half-read directory must never be served: it could drop every
-//!    route of a file that failed to parse. Only files whose text changed are parsed
-//!    again (a per-file cache, see `cache.rs`). When those files held EndpointSlices
+//!    route of a file that failed to parse. Only the files the watcher named are read
+//!    again, and parsed if their text changed (a per-file cache, see `cache.rs`, which
+//!    also says which objects changed since the last translation). When those files
+//!    held EndpointSlices
 //!    and nothing else (before and after), the reload stops here: the named Services'
 //!    upstreams get their new endpoints, as on a Kubernetes watch event, and nothing is
 //!    translated or rebuilt (the generation stays).
@@ -39,21 +41,18 @@
 //! 5. Upstreams no longer named are dropped, metric series of removed (route, backend)
 //!    pairs are forgotten, the generation is bumped, the reload is counted ok, and the
 //!    first served snapshot marks the gateway ready.
-//! 6. `/config` is rendered **off the reload path**, on a blocking thread that also
-//!    drops the translation (for 5,000 routes, rendering and freeing take several
-//!    milliseconds: the next reload, or the requests sharing the
-//!    reload's worker thread, need not wait for them). The serve loop publishes the
-//!    result when it is ready; until then `/config` shows the previous snapshot,
-//!    complete and with its own generation. A newer reload replaces a pending render
-//!    (the older result is discarded). `/config`'s parts are then held once, inside
-//!    the published document (see `dump.rs`).
-//! 7. Once the reload's garbage is freed (after the first load, or when its render is
-//!    published), glibc is asked to return free pages to the kernel (`malloc_trim`,
-//!    on a blocking thread; see `trim.rs`): with 5,000 routes this is the difference
-//!    between 41 and 48 MB of RSS after the first load, 46 and 56 MB after a reload.
+//! 6. `/config` is **published, not rendered**: the reload hands it a snapshot (the
+//!    shared translation, bound ports, problems, generation, the upstreams' live
+//!    handles), rendered only when `/config` is requested (see `dump.rs`). Upstream
+//!    health is read at that moment, so a health change publishes nothing.
+//! 7. The previous translation is dropped on a blocking thread (for 5,000 routes,
+//!    freeing takes milliseconds), then glibc is asked to return free pages to the
+//!    kernel (`malloc_trim`; see `trim.rs`): with 5,000 routes this was the
+//!    difference between 41 and 48 MB of RSS after the first load, 46 and 56 MB after a
+//!    reload.
 //!
 //! Until a snapshot is served (the first reload, and any after a refused first load),
-//! loading and rendering run on the reload's own thread, not on blocking threads: nothing
+//! loading runs on the reload's own thread, not on a blocking thread: nothing
 //! is served yet, and with glibc's per-thread arenas the garbage of parsing 5,000 routes
 //! otherwise stays resident in a second arena (RSS 73 MB → 57 MB). The first snapshot
 //! ([`Wiring::start`]) is thus published before `start` returns.
