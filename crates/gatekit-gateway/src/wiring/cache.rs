@@ -226,7 +226,7 @@ impl FileCache {
     /// resources are translated, so loads that were not (EndpointSlice files only)
     /// count towards the next translation.
     pub(crate) fn take_changed(&mut self) -> Option<BTreeSet<ResourceRef>> {
-        std::mem::replace(&mut self.changed, Some(BTreeSet::new()))
+        self.changed.replace(BTreeSet::new())
     }
 
     /// How many files the last load read.
@@ -312,18 +312,18 @@ impl FileCache {
         dirs: &[PathBuf],
         mut paths: Vec<(usize, PathBuf, bool)>,
     ) -> Result<Load, Fallback> {
-        for (path, _) in &self.dirty {
-            if !paths.iter().any(|(_, p, _)| p == path) {
-                match self
-                    .order_root(path)
-                    .map(Ok)
-                    .unwrap_or_else(|| match classify(dirs, path) {
-                        Named::File(root) | Named::Absent(root) => Ok(root),
-                        _ => Err(()),
-                    }) {
-                    Ok(root) => paths.push((root, path.clone(), path.is_file())),
-                    Err(()) => {}
-                }
+        for path in self.dirty.keys() {
+            if paths.iter().any(|(_, p, _)| p == path) {
+                continue;
+            }
+            let root = self
+                .order_root(path)
+                .or_else(|| match classify(dirs, path) {
+                    Named::File(root) | Named::Absent(root) => Some(root),
+                    Named::Ignored | Named::Rescan => None,
+                });
+            if let Some(root) = root {
+                paths.push((root, path.clone(), path.is_file()));
             }
         }
         // Read everything first; nothing changes until every file parsed.
