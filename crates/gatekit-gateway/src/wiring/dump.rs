@@ -95,7 +95,7 @@ impl Render for Snapshot {
         let rendered = self.parts.rendered();
         let generation = self.parts.generation.to_string();
         let upstreams = upstreams::dump(&self.upstreams).to_string();
-        Bytes::from(rendered.document(&[
+        let document = Bytes::from(rendered.document(&[
             ("generation", Some(&generation)),
             ("listeners", None),
             ("upstreams", Some(&upstreams)),
@@ -103,7 +103,12 @@ impl Render for Snapshot {
             ("errors", None),
             ("lastReloadError", Some(&self.last_error)),
             ("clusters", Some(&self.clusters)),
-        ]))
+        ]));
+        drop(upstreams);
+        // The render's garbage (for 5,000 routes, ~10 MB in the rendering thread's
+        // arena) back to the kernel: without this each `/config` left RSS higher.
+        super::trim::release_free_memory();
+        document
     }
 }
 
