@@ -332,8 +332,13 @@ impl FileCache {
         let mut same_as_attempted = true;
         for (root, path, present) in paths {
             let (state, text) = if present {
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => (Some(fingerprint(&self.hasher, &text)), Some(text)),
+                match std::fs::read(&path) {
+                    // Text that is not UTF-8 is remembered by its bytes too, so another
+                    // such text is a change (the full load then refuses it).
+                    Ok(bytes) => (
+                        Some(fingerprint(&self.hasher, &bytes)),
+                        String::from_utf8(bytes).ok(),
+                    ),
                     Err(e)
                         if e.kind() == std::io::ErrorKind::NotFound
                             && std::fs::symlink_metadata(&path).is_err() =>
@@ -353,6 +358,9 @@ impl FileCache {
         if same_as_attempted && self.backed {
             return Ok(Load::Unchanged);
         }
+        // After a refusal, the next good load is a full reload (it supersedes the
+        // refusal), never an endpoints-only update.
+        let after_refusal = !self.dirty.is_empty();
         // From here on a refusal remembers what it read.
         for (_, path, state, _, good) in &read {
             if state != good {
@@ -366,7 +374,7 @@ impl FileCache {
             if state == good {
                 continue;
             }
-            if state == UNREADABLE {
+            if state == UNREADABLE || (state.is_some() && text.is_none()) {
                 return Err(Fallback::Full);
             }
             let parsed = match text {
@@ -388,6 +396,9 @@ impl FileCache {
         }
         self.check_duplicates(&updates)?;
         self.apply(updates);
+        if after_refusal {
+            self.endpoints_only = None;
+        }
         self.dirty.clear();
         self.backed = true;
         let mut warnings = Vec::new();
@@ -470,7 +481,13 @@ impl FileCache {
                     .enumerate()
                     .all(|(k, n)| k == SLICES || *n == 0)
             };
-            if self.backed && old_refs.iter().all(slices_only) && new_refs.iter().all(slices_only) {
+            // Nothing updated: not an endpoint change.
+            let updated = !old_refs.is_empty() || !new_refs.is_empty();
+            if self.backed
+                && updated
+                && old_refs.iter().all(slices_only)
+                && new_refs.iter().all(slices_only)
+            {
                 let mut services = BTreeSet::new();
                 for set in old_refs.iter().chain(&new_refs) {
                     services.extend(slice_services(set));
@@ -572,7 +589,7 @@ fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
-fn fingerprint(hasher: &std::collections::hash_map::RandomState, text: &str) -> Fingerprint {
+fn fingerprint(hasher: &std::collections::hash_map::RandomState, text: &[u8]) -> Fingerprint {
     (text.len(), hasher.hash_one(text))
 }
 
