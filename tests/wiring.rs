@@ -1050,3 +1050,73 @@ async fn an_endpoint_slice_file_change_updates_endpoints_without_a_reload() {
     )
     .await;
 }
+
+/// `/config` is rendered when asked for: between two requests with no reload, an
+/// endpoint's health change shows (read from the live upstream, not from the last
+/// reload); after a reload, the new routes and generation show.
+#[tokio::test]
+async fn config_is_rendered_when_asked_with_the_health_of_that_moment() {
+    // A backend that answers 200 while `up`, 503 otherwise.
+    let up = Arc::new(AtomicBool::new(true));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let state = up.clone();
+    let svc = tower::service_fn(move |_req: Request<hyper::body::Incoming>| {
+        let up = state.load(Ordering::SeqCst);
+        async move {
+            let mut rsp = Response::new(Body::full("ok"));
+            if !up {
+                *rsp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            Ok::<_, Infallible>(rsp)
+        }
+    });
+    tokio::spawn(gatekit_core::server::serve(
+        listener,
+        svc,
+        std::future::pending(),
+    ));
+    let port = free_port();
+    let policy = "---\napiVersion: gatekit.io/v1alpha1\nkind: BackendPolicy\nmetadata: { name: hc, namespace: default }\nspec:\n  targetRefs: [{ kind: Service, name: web }]\n  healthCheck:\n    active: { type: http, path: /, interval: 20ms, timeout: 200ms, unhealthyThreshold: 1, healthyThreshold: 1 }\n";
+    let (dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(port)),
+        ("web.yaml", format!("{}{policy}", service("web", backend))),
+        ("route.yaml", route("r", "/before", "web")),
+    ]);
+    let wired = Wired::start(&dirs).await;
+    let healthy = |config: &serde_json::Value| {
+        config["upstreams"]["default/web:80"]["endpoints"][0]["healthy"].as_bool()
+    };
+    let first = wired.config().await;
+    let generation = first["generation"].clone();
+    assert_eq!(healthy(&first), Some(true), "{first}");
+    up.store(false, Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(3),
+        "/config shows the endpoint unhealthy",
+        || async { healthy(&wired.config().await) == Some(false) },
+    )
+    .await;
+    assert_eq!(wired.config().await["generation"], generation, "no reload");
+    up.store(true, Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(3),
+        "/config shows the endpoint healthy again",
+        || async { healthy(&wired.config().await) == Some(true) },
+    )
+    .await;
+
+    write_atomic(dir.path(), "route.yaml", &route("r", "/after", "web"));
+    eventually(
+        Duration::from_secs(3),
+        "/config shows the reload",
+        || async {
+            let config = wired.config().await;
+            config["generation"] != generation && config.to_string().contains("\"/after\"")
+        },
+    )
+    .await;
+    let config = wired.config().await;
+    assert!(!config.to_string().contains("\"/before\""), "{config}");
+    assert_eq!(healthy(&config), Some(true), "{config}");
+}

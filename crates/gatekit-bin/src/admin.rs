@@ -5,7 +5,7 @@
 //! | `/healthz` | `200 ok` while the process runs                                          |
 //! | `/readyz`  | `200 ready` once the first snapshot serves; `503` before, and while draining |
 //! | `/metrics` | the OpenMetrics text exposition of [`Metrics`]                           |
-//! | `/config`  | the JSON the process last published with [`ConfigDump::publish`]         |
+//! | `/config`  | the JSON the process last published with [`ConfigDump::publish`] (or the served snapshot, rendered on a blocking thread when asked for) |
 //!
 //! The admin API shows the whole configuration, so it listens on loopback unless the
 //! settings say otherwise ([`AdminSettings`](crate::AdminSettings)). It is plain
@@ -13,6 +13,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -66,6 +67,19 @@ impl AdminService {
         }
     }
 
+    /// `/config`: rendering a published snapshot takes milliseconds for a large
+    /// configuration, so it runs on a blocking thread.
+    async fn config(&self) -> Response<Body> {
+        let config = self.inner.config.clone();
+        match tokio::task::spawn_blocking(move || config.current()).await {
+            Ok(body) => json(body),
+            Err(_) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering /config failed\n",
+            ),
+        }
+    }
+
     fn answer(&self, method: &Method, path: &str) -> Response<Body> {
         if method != Method::GET && method != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
@@ -87,7 +101,6 @@ impl AdminService {
                 );
                 response
             }
-            "/config" => json(self.inner.config.current()),
             "/fleet" => json(self.inner.fleet.current()),
             _ => text(
                 StatusCode::NOT_FOUND,
@@ -118,14 +131,20 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 impl<B> Service<Request<B>> for AdminService {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        std::future::ready(Ok(self.answer(request.method(), request.uri().path())))
+        let read = request.method() == Method::GET || request.method() == Method::HEAD;
+        if read && request.uri().path() == "/config" {
+            let this = self.clone();
+            return Box::pin(async move { Ok(this.config().await) });
+        }
+        let response = self.answer(request.method(), request.uri().path());
+        Box::pin(std::future::ready(Ok(response)))
     }
 }
 

@@ -32,7 +32,7 @@
 
 pub use crate::error::ManifestError;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +40,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::status::ResourceRef;
 use crate::types::{
     BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
     HttpRoute, ListenerSet, Namespace, ObjectMeta, ReferenceGrant, Secret, Service, TrafficPolicy,
@@ -175,7 +176,99 @@ impl Sources {
 
 // === impl ResourceSet ===
 
+/// Calls `$m!(field, "Kind")` for every field of [`ResourceSet`] (the kind as in
+/// manifests), so per-kind code lists each kind once.
+macro_rules! each_kind {
+    ($m:ident) => {
+        $m!(gateway_classes, "GatewayClass");
+        $m!(gateways, "Gateway");
+        $m!(listener_sets, "ListenerSet");
+        $m!(http_routes, "HTTPRoute");
+        $m!(grpc_routes, "GRPCRoute");
+        $m!(reference_grants, "ReferenceGrant");
+        $m!(services, "Service");
+        $m!(namespaces, "Namespace");
+        $m!(endpoint_slices, "EndpointSlice");
+        $m!(secrets, "Secret");
+        $m!(backend_policies, "BackendPolicy");
+        $m!(traffic_policies, "TrafficPolicy");
+        $m!(backend_traffic_policies, "BackendTrafficPolicy");
+        $m!(x_backend_traffic_policies, "XBackendTrafficPolicy");
+    };
+}
+
+/// A resource's reference from its metadata (a missing name is the empty name).
+fn meta_ref(kind: &'static str, meta: &ObjectMeta) -> ResourceRef {
+    ResourceRef::new(
+        kind,
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Adds to `out` every object of `kind` that is in `new` and not in `old`, in `old`
+/// and not in `new`, or in both but different (by kind, namespace and name).
+fn diff_kind<'a, T: PartialEq + 'a>(
+    kind: &'static str,
+    old: impl Iterator<Item = &'a [T]>,
+    new: impl Iterator<Item = &'a [T]>,
+    meta: impl Fn(&T) -> &ObjectMeta,
+    out: &mut BTreeSet<ResourceRef>,
+) {
+    let key = |item: &'a T| -> (Option<&'a str>, Option<&'a str>) {
+        let m = meta(item);
+        (m.namespace.as_deref(), m.name.as_deref())
+    };
+    let mut before: HashMap<(Option<&str>, Option<&str>), &T> =
+        old.flatten().map(|item| (key(item), item)).collect();
+    for item in new.flatten() {
+        match before.remove(&key(item)) {
+            Some(was) if was == item => {}
+            _ => {
+                out.insert(meta_ref(kind, meta(item)));
+            }
+        }
+    }
+    for (_, gone) in before {
+        out.insert(meta_ref(kind, meta(gone)));
+    }
+}
+
 impl ResourceSet {
+    /// The reference (kind as in manifests, namespace, name) of every resource, kind by
+    /// kind in field order.
+    pub fn refs(&self) -> Vec<ResourceRef> {
+        let mut refs = Vec::new();
+        macro_rules! push_refs {
+            ($field:ident, $kind:literal) => {
+                refs.extend(self.$field.iter().map(|r| meta_ref($kind, &r.metadata)));
+            };
+        }
+        each_kind!(push_refs);
+        refs
+    }
+
+    /// The objects that differ between the resources of `old` and those of `new` (each
+    /// a list of sets, read as their union): added, removed, or present in both with
+    /// any difference. Order does not count: the same objects in another order, or
+    /// moved from one set of the list to another, are no change.
+    pub fn changed_objects(old: &[&ResourceSet], new: &[&ResourceSet]) -> BTreeSet<ResourceRef> {
+        let mut out = BTreeSet::new();
+        macro_rules! diff {
+            ($field:ident, $kind:literal) => {
+                diff_kind(
+                    $kind,
+                    old.iter().map(|s| s.$field.as_slice()),
+                    new.iter().map(|s| s.$field.as_slice()),
+                    |r| &r.metadata,
+                    &mut out,
+                );
+            };
+        }
+        each_kind!(diff);
+        out
+    }
+
     /// Loads every `*.yaml`, `*.yml` and `*.json` file under these directories (walked
     /// recursively in name order, skipping names that start with `.`). A path that is a
     /// file is loaded as is.

@@ -1,13 +1,20 @@
-//! `/config` rendering: the served snapshot as JSON text.
+//! `/config` rendering: the served snapshot as JSON text, on request.
 //!
-//! Rendered once per reload straight from the translation with borrowed `Serialize`
-//! views (no intermediate `serde_json::Value`: for 5,000 routes a `Value` tree costs tens
-//! of megabytes and tens of milliseconds; the text is 2.7 MB and takes a few).
+//! A reload publishes a [`Snapshot`]: shared pointers to the translation, the bound
+//! ports, the problems, the upstreams (their live handles) and a few short strings.
+//! Nothing is rendered until `/config` is asked for ([`crate::ConfigDump::current`]).
+//! The parts that only a reload changes (`listeners`, `resources`, `errors`) are then
+//! rendered once per translation and kept ([`Parts`]); `upstreams` is rendered at each
+//! request, so it shows the endpoints and health of that moment.
+//!
+//! Rendering writes text straight from the translation with borrowed `Serialize` views
+//! (no intermediate `serde_json::Value`: for 5,000 routes a `Value` tree costs tens of
+//! megabytes and tens of milliseconds; the text is 2.7 MB and takes a few).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -20,18 +27,94 @@ use gatekit_k8s::translate::Protocol;
 use gatekit_k8s::{ManifestError, Translation};
 use serde::Serialize;
 
+use super::upstreams::{self, UpstreamView};
 use crate::TrafficDefaults;
+use crate::config_dump::Render;
+
+/// What a reload served, for `/config`: rendered on the first request, then kept
+/// while the next snapshots show the same translation.
+#[derive(Default)]
+pub(crate) struct Parts {
+    generation: u64,
+    /// `None` before the first served snapshot.
+    served: Option<Served>,
+    rendered: OnceLock<Rendered>,
+}
+
+struct Served {
+    translation: Arc<Translation>,
+    bound: BTreeMap<u16, SocketAddr>,
+    errors: Vec<ConfigError>,
+    defaults: Defaults,
+}
+
+impl Parts {
+    /// The snapshot of generation `generation`: `translation` served on `bound` ports,
+    /// with `errors`.
+    pub(crate) fn new(
+        generation: u64,
+        translation: Arc<Translation>,
+        bound: BTreeMap<u16, SocketAddr>,
+        errors: Vec<ConfigError>,
+        defaults: Defaults,
+    ) -> Self {
+        Self {
+            generation,
+            served: Some(Served {
+                translation,
+                bound,
+                errors,
+                defaults,
+            }),
+            rendered: OnceLock::new(),
+        }
+    }
+
+    fn rendered(&self) -> &Rendered {
+        self.rendered.get_or_init(|| match &self.served {
+            Some(s) => render(&s.translation, &s.bound, &s.errors, &s.defaults),
+            None => Rendered::default(),
+        })
+    }
+}
+
+/// `/config` as published: rendered when asked for (see the [module docs](self)).
+pub(crate) struct Snapshot {
+    /// The served snapshot's parts, shared with the next snapshots of the same
+    /// translation (a refused reload, an endpoint change).
+    pub(crate) parts: Arc<Parts>,
+    /// `lastReloadError`, as JSON text.
+    pub(crate) last_error: String,
+    /// `clusters`, as JSON text.
+    pub(crate) clusters: String,
+    pub(crate) upstreams: Arc<[UpstreamView]>,
+}
+
+impl Render for Snapshot {
+    fn render(&self) -> Bytes {
+        let rendered = self.parts.rendered();
+        let generation = self.parts.generation.to_string();
+        let upstreams = upstreams::dump(&self.upstreams).to_string();
+        let document = Bytes::from(rendered.document(&[
+            ("generation", Some(&generation)),
+            ("listeners", None),
+            ("upstreams", Some(&upstreams)),
+            ("resources", None),
+            ("errors", None),
+            ("lastReloadError", Some(&self.last_error)),
+            ("clusters", Some(&self.clusters)),
+        ]));
+        drop(upstreams);
+        // The render's garbage (for 5,000 routes, ~10 MB in the rendering thread's
+        // arena) back to the kernel: without this each `/config` left RSS higher.
+        super::trim::release_free_memory();
+        document
+    }
+}
 
 /// The parts of `/config` that change only on reload, as JSON text: `listeners`,
 /// `resources` and `errors` are ranges of one buffer, `text`.
-///
-/// After a render, `text` holds just these three parts; once they are published,
-/// [`Rendered::published`] points it into the published document instead (the same
-/// bytes, shared), so the process holds the 2.7 MB of a 5,000-route snapshot once, not
-/// twice.
 pub(crate) struct Rendered {
-    /// The generation of the rendered snapshot.
-    pub(crate) generation: u64,
     text: Bytes,
     listeners: Range<usize>,
     resources: Range<usize>,
@@ -41,7 +124,6 @@ pub(crate) struct Rendered {
 impl Default for Rendered {
     fn default() -> Self {
         Self {
-            generation: 0,
             text: Bytes::from_static(b"[][][]"),
             listeners: 0..2,
             resources: 2..4,
@@ -52,8 +134,8 @@ impl Default for Rendered {
 
 impl Rendered {
     fn part(&self, range: &Range<usize>) -> &str {
-        // The ranges are those of JSON text written by `document`/`render` (valid UTF-8,
-        // on character boundaries); `[]` if they are ever not.
+        // The ranges are those of JSON text written by `render` (valid UTF-8, on
+        // character boundaries); `[]` if they are ever not.
         self.text
             .get(range.clone())
             .and_then(|b| std::str::from_utf8(b).ok())
@@ -62,12 +144,12 @@ impl Rendered {
 
     /// The whole `/config` document, with `(name, JSON text)` fields spliced in where
     /// `None` stands for this snapshot's parts (`listeners`, `resources`, `errors`, in
-    /// this order). Returns the document and the ranges of the three parts in it.
-    pub(crate) fn document(&self, fields: &[(&str, Option<&str>)]) -> (String, [Range<usize>; 3]) {
+    /// this order).
+    pub(crate) fn document(&self, fields: &[(&str, Option<&str>)]) -> String {
         let parts = [
-            ("listeners", self.part(&self.listeners)),
-            ("resources", self.part(&self.resources)),
-            ("errors", self.part(&self.errors)),
+            self.part(&self.listeners),
+            self.part(&self.resources),
+            self.part(&self.errors),
         ];
         let len = self.text.len()
             + fields
@@ -76,7 +158,6 @@ impl Rendered {
                 .sum::<usize>()
             + 32;
         let mut out = String::with_capacity(len);
-        let mut ranges = [0..0, 0..0, 0..0];
         let mut next = 0;
         out.push('{');
         for (i, (name, value)) in fields.iter().enumerate() {
@@ -89,35 +170,13 @@ impl Rendered {
             match value {
                 Some(value) => out.push_str(value),
                 None => {
-                    let (_, part) = parts[next.min(2)];
-                    let start = out.len();
-                    out.push_str(part);
-                    ranges[next.min(2)] = start..out.len();
+                    out.push_str(parts[next.min(2)]);
                     next += 1;
                 }
             }
         }
         out.push('}');
-        (out, ranges)
-    }
-
-    /// Points the parts into `published`, the document [`Rendered::document`] made
-    /// (with `ranges`) and `/config` now serves, dropping this render's own copy.
-    /// Nothing changes if `published` is not that document.
-    pub(crate) fn published(
-        &mut self,
-        published: Bytes,
-        ptr: *const u8,
-        ranges: [Range<usize>; 3],
-    ) {
-        if published.as_ptr() != ptr {
-            return;
-        }
-        let [listeners, resources, errors] = ranges;
-        self.text = published;
-        self.listeners = listeners;
-        self.resources = resources;
-        self.errors = errors;
+        out
     }
 }
 
@@ -148,8 +207,7 @@ impl Defaults {
 }
 
 /// Renders the listeners (with their routes), resource conditions and problems.
-pub(crate) fn render(
-    generation: u64,
+fn render(
     translation: &Translation,
     bound: &BTreeMap<u16, SocketAddr>,
     errors: &[ConfigError],
@@ -222,7 +280,6 @@ pub(crate) fn render(
     let resources = part(&statuses);
     let errors = part(&errors);
     Rendered {
-        generation,
         text: Bytes::from(text),
         listeners,
         resources,

@@ -16,8 +16,10 @@
 //!    error is logged with file, document, kind, name and field, `gatekit_reloads_total
 //!    {result="failed"}` is incremented and `/config` shows them under
 //!    `lastReloadError`. A half-read directory must never be served: it could drop every
-//!    route of a file that failed to parse. Only files whose text changed are parsed
-//!    again (a per-file cache, see `cache.rs`). When those files held EndpointSlices
+//!    route of a file that failed to parse. Only the files the watcher named are read
+//!    again, and parsed if their text changed (a per-file cache, see `cache.rs`, which
+//!    also says which objects changed since the last translation). When those files
+//!    held EndpointSlices
 //!    and nothing else (before and after), the reload stops here: the named Services'
 //!    upstreams get their new endpoints, as on a Kubernetes watch event, and nothing is
 //!    translated or rebuilt (the generation stays).
@@ -45,21 +47,18 @@
 //! 5. Upstreams no longer named are dropped, metric series of removed (route, backend)
 //!    pairs are forgotten, the generation is bumped, the reload is counted ok, and the
 //!    first served snapshot marks the gateway ready.
-//! 6. `/config` is rendered **off the reload path**, on a blocking thread that also
-//!    drops the translation (for 5,000 routes, rendering and freeing take several
-//!    milliseconds: the next reload, or the requests sharing the
-//!    reload's worker thread, need not wait for them). The serve loop publishes the
-//!    result when it is ready; until then `/config` shows the previous snapshot,
-//!    complete and with its own generation. A newer reload replaces a pending render
-//!    (the older result is discarded). `/config`'s parts are then held once, inside
-//!    the published document (see `dump.rs`).
-//! 7. Once the reload's garbage is freed (after the first load, or when its render is
-//!    published), glibc is asked to return free pages to the kernel (`malloc_trim`,
-//!    on a blocking thread; see `trim.rs`): with 5,000 routes this is the difference
-//!    between 41 and 48 MB of RSS after the first load, 46 and 56 MB after a reload.
+//! 6. `/config` is **published, not rendered**: the reload hands it a snapshot (the
+//!    shared translation, bound ports, problems, generation, the upstreams' live
+//!    handles), rendered only when `/config` is requested (see `dump.rs`). Upstream
+//!    health is read at that moment, so a health change publishes nothing.
+//! 7. The previous translation is dropped on a blocking thread (for 5,000 routes,
+//!    freeing takes milliseconds), then glibc is asked to return free pages to the
+//!    kernel (`malloc_trim`; see `trim.rs`): with 5,000 routes this was the
+//!    difference between 41 and 48 MB of RSS after the first load, 46 and 56 MB after a
+//!    reload.
 //!
 //! Until a snapshot is served (the first reload, and any after a refused first load),
-//! loading and rendering run on the reload's own thread, not on blocking threads: nothing
+//! loading runs on the reload's own thread, not on a blocking thread: nothing
 //! is served yet, and with glibc's per-thread arenas the garbage of parsing 5,000 routes
 //! otherwise stays resident in a second arena (RSS 73 MB → 57 MB). The first snapshot
 //! ([`Wiring::start`]) is thus published before `start` returns.
@@ -96,11 +95,10 @@ use gatekit_k8s::{ManifestError, Provider, ResourceSet, TranslateOptions, Transl
 use tower_layer::Layer;
 
 use self::cache::{FileCache, Load};
-use self::dump::Rendered;
 use self::labels::Labelled;
 use self::replica::Replica;
-use self::upstreams::Upstreams;
-use self::watch::DirWatcher;
+use self::upstreams::{UpstreamView, Upstreams};
+use self::watch::{Changed, DirWatcher};
 use crate::{
     Gateway, Metrics, MetricsLayer, MetricsService, RequestMetrics, RouteFallback, TrafficDefaults,
     Transport,
@@ -143,9 +141,21 @@ pub enum Source {
 
 /// Loads the manifests into `cache` ([`FileCache::resources`]), or says why they were
 /// refused.
-fn load(source: &Source, cache: &mut FileCache) -> Result<Load, Vec<ManifestError>> {
+/// For directories, `changed` says which paths the watcher saw change (`Rescan`: read
+/// every file).
+fn load(
+    source: &Source,
+    cache: &mut FileCache,
+    changed: &Changed,
+) -> Result<Load, Vec<ManifestError>> {
     let warnings = match source {
-        Source::Dirs(dirs) => match cache.load(dirs)? {
+        Source::Dirs(dirs) => match cache.load(
+            dirs,
+            match changed {
+                Changed::Paths(paths) => Some(paths),
+                Changed::Rescan => None,
+            },
+        )? {
             Load::Changed(warnings) => warnings,
             Load::Unchanged => return Ok(Load::Unchanged),
         },
@@ -425,11 +435,12 @@ pub struct Wiring {
     watcher: Option<DirWatcher>,
     /// Parsed files, so a reload parses only what changed.
     cache: FileCache,
-    /// `/config` fragments of the last rendered snapshot, as JSON text.
-    rendered: Rendered,
-    /// The render of the served snapshot, if still running (see step 6 of the
-    /// [module docs](self#a-reload)).
-    rendering: Option<tokio::task::JoinHandle<Rendered>>,
+    /// What the watcher saw change, for the next reload (`None`: read every file).
+    changed_paths: Option<Changed>,
+    /// What `/config` shows of the served snapshot (rendered on request).
+    dump_parts: Arc<dump::Parts>,
+    /// `/config`'s view of the served upstreams (their live handles).
+    upstream_views: Arc<[UpstreamView]>,
     /// `/config`'s `lastReloadError`, as JSON text.
     last_error: String,
     /// The upstreams of each Service (namespace, name): (backend name, Service port).
@@ -514,8 +525,9 @@ impl Wiring {
             served: false,
             watcher,
             cache: FileCache::default(),
-            rendered: Rendered::default(),
-            rendering: None,
+            changed_paths: None,
+            dump_parts: Arc::default(),
+            upstream_views: Arc::from([]),
             last_error: "null".to_owned(),
             service_upstreams: BTreeMap::new(),
             replica,
@@ -598,7 +610,6 @@ impl Wiring {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
-        let health_changed = self.upstreams.health_changed();
         // Rate limiters forget the keys whose buckets are full again, so the memory a
         // burst of distinct clients took is returned.
         let mut idle_keys = tokio::time::interval(IDLE_KEY_SWEEP);
@@ -621,25 +632,14 @@ impl Wiring {
                     None => std::future::pending().await,
                 }
             };
-            let pending = &mut self.rendering;
-            let rendering = async {
-                match pending.as_mut() {
-                    Some(task) => task.await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = &mut shutdown => break,
-                rendered = rendering => {
-                    self.rendering = None;
-                    self.rendered(gateway, rendered);
-                }
-                () = health_changed.notified() => self.refresh_health(gateway),
                 _ = idle_keys.tick() => self.policy_state.sweep_idle_keys(),
                 changes = kube_changed => self.kube_changed(gateway, &changes).await,
                 changed = changed => match changed {
-                    Some(()) => {
+                    Some(changed) => {
                         let started = tokio::time::Instant::now();
+                        self.changed_paths = Some(changed);
                         self.reload(gateway).await;
                         tracing::debug!(elapsed = ?started.elapsed(), "reload done");
                     }
@@ -698,18 +698,19 @@ impl Wiring {
     async fn reload(&mut self, gateway: &mut Gateway) -> Vec<(u16, String)> {
         let started = tokio::time::Instant::now();
         let source = self.source.clone();
+        let changed = self.changed_paths.take().unwrap_or(Changed::Rescan);
         let mut cache = std::mem::take(&mut self.cache);
         // The first load runs on this thread: nothing is served yet, and with glibc the
         // parse's garbage then stays in the arena the long-lived state is allocated in
         // (a blocking thread's arena kept ~15 MB resident for 5,000 routes).
         let first = !self.served;
         let loaded = if first {
-            let loaded = load(&source, &mut cache);
+            let loaded = load(&source, &mut cache, &changed);
             self.cache = cache;
             loaded
         } else {
             match tokio::task::spawn_blocking(move || {
-                let loaded = load(&source, &mut cache);
+                let loaded = load(&source, &mut cache, &changed);
                 (loaded, cache)
             })
             .await
@@ -761,6 +762,10 @@ impl Wiring {
         if matches!(self.source, Source::Kubernetes(_)) {
             self.input_generation = replica::input_generation(self.cache.resources());
         }
+        // The objects changed since the last translation (`None`: unknown), for an
+        // incremental translation.
+        let changed = self.cache.take_changed();
+        tracing::debug!(changed = ?changed.as_ref().map(BTreeSet::len), "objects changed");
         let translation = Arc::new(translate(self.cache.resources(), &self.options));
         let global = translation.global_rate_limits();
         if !global.is_empty() && gateway.policy_state().shared_limits().is_none() {
@@ -779,26 +784,35 @@ impl Wiring {
             .iter()
             .filter_map(|(p, port)| Some((*p, port.local?)))
             .collect();
-        let generation = self.generation;
-        let defaults = self.dump_defaults.clone();
         self.replica.served(&translation);
+        // `/config` is rendered when asked for; the reload hands it shared pointers.
+        let previous = std::mem::replace(
+            &mut self.dump_parts,
+            Arc::new(dump::Parts::new(
+                self.generation,
+                translation,
+                bound,
+                errors,
+                self.dump_defaults.clone(),
+            )),
+        );
+        self.upstream_views = self.upstreams.views();
+        self.publish(gateway);
+        self.report_config();
         if first {
-            // Like the first load, on this thread (see above); nothing waits for it yet.
-            self.rendering = None;
-            self.rendered = dump::render(generation, &translation, &bound, &errors, &defaults);
-            drop(translation);
-            self.publish(gateway);
-            self.report_config();
+            drop(previous);
             trim::release_free_memory_later();
         } else {
-            self.rendering = Some(tokio::task::spawn_blocking(move || {
-                let rendered = dump::render(generation, &translation, &bound, &errors, &defaults);
-                drop(translation);
-                rendered
-            }));
+            // The previous translation is freed off the reload path (for 5,000 routes,
+            // milliseconds), then free pages are returned (see `trim.rs`).
+            tokio::task::spawn_blocking(move || {
+                drop(previous);
+                trim::release_free_memory();
+            });
         }
         tracing::info!(
             generation = self.generation,
+            files_read = self.cache.files_read(),
             load_ms = loaded.as_secs_f64() * 1e3,
             translate_ms = (translated - loaded).as_secs_f64() * 1e3,
             apply_ms = (started.elapsed() - translated).as_secs_f64() * 1e3,
@@ -1080,21 +1094,6 @@ impl Wiring {
         });
     }
 
-    /// Publishes a finished render (a render that panicked is logged; `/config` keeps
-    /// the previous snapshot).
-    fn rendered(&mut self, gateway: &Gateway, rendered: Result<Rendered, tokio::task::JoinError>) {
-        match rendered {
-            Ok(rendered) => {
-                self.rendered = rendered;
-                self.publish(gateway);
-                self.report_config();
-                // The reload's garbage (translation, render) is freed by now.
-                trim::release_free_memory_later();
-            }
-            Err(error) => tracing::error!(%error, "rendering /config failed"),
-        }
-    }
-
     /// Labels the membership Lease with the served configuration: its input
     /// generation and output hash.
     fn report_config(&self) {
@@ -1102,13 +1101,9 @@ impl Wiring {
             .set_config(self.input_generation, &self.config_hash);
     }
 
-    /// Re-renders `/config`'s upstreams after a health change.
-    fn refresh_health(&mut self, gateway: &Gateway) {
-        self.publish(gateway);
-    }
-
-    /// Publishes `/config`: the rendered snapshot, the upstreams' current health and the
-    /// last reload error.
+    /// Publishes `/config`: the served snapshot, the upstreams (their health is read
+    /// when `/config` is rendered), the last reload error and the clusters. Renders
+    /// nothing (see `dump.rs`).
     fn publish(&mut self, gateway: &Gateway) {
         let clusters = match &self.source {
             Source::Kubernetes(provider) => {
@@ -1123,22 +1118,14 @@ impl Wiring {
             }
             _ => "null".to_owned(),
         };
-        let generation = self.rendered.generation.to_string();
-        let upstreams = self.upstreams.dump().to_string();
-        let (json, ranges) = self.rendered.document(&[
-            ("generation", Some(&generation)),
-            ("listeners", None),
-            ("upstreams", Some(&upstreams)),
-            ("resources", None),
-            ("errors", None),
-            ("lastReloadError", Some(&self.last_error)),
-            ("clusters", Some(&clusters)),
-        ]);
-        let ptr = json.as_ptr();
-        let dump = gateway.config_dump();
-        dump.publish_json(json);
-        // The render's parts are now held once, in the published document.
-        self.rendered.published(dump.current(), ptr, ranges);
+        gateway
+            .config_dump()
+            .publish_snapshot(Arc::new(dump::Snapshot {
+                parts: self.dump_parts.clone(),
+                last_error: self.last_error.clone(),
+                clusters,
+                upstreams: self.upstream_views.clone(),
+            }));
     }
 }
 

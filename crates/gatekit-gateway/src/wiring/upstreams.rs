@@ -91,12 +91,61 @@ pub(crate) struct UpstreamChanges {
     pub(crate) gone: Vec<String>,
 }
 
+/// `/config`'s view of one upstream ([`Upstreams::views`]).
+pub(crate) struct UpstreamView {
+    name: String,
+    upstream: Upstream<EndpointClient>,
+    protocol: &'static str,
+    active_health_check: bool,
+    timeouts: (Option<Duration>, Option<Duration>),
+    outlier_detection: bool,
+}
+
+/// `/config`'s `upstreams`: each upstream's settings and its endpoints with their state
+/// and health now.
+pub(crate) fn dump(views: &[UpstreamView]) -> serde_json::Value {
+    let now = tokio::time::Instant::now();
+    let mut out = serde_json::Map::new();
+    for view in views {
+        let endpoints: Vec<serde_json::Value> = view
+            .upstream
+            .endpoints()
+            .into_iter()
+            .map(|(ep, health)| {
+                serde_json::json!({
+                    "address": ep.addr().to_string(),
+                    "weight": ep.weight(),
+                    "state": format!("{:?}", ep.state()),
+                    "healthy": health.is_active_healthy(),
+                    "ejected": health.is_ejected(now),
+                    "inFlight": view.upstream.in_flight(ep.addr()),
+                })
+            })
+            .collect();
+        out.insert(
+            view.name.clone(),
+            serde_json::json!({
+                "algorithm": view.upstream.config().algorithm().to_string(),
+                "protocol": view.protocol,
+                "activeHealthCheck": view.active_health_check,
+                // The upstream's own timeouts; null: the client's.
+                "connectTimeout": view.timeouts.0.map(millis),
+                "idleTimeout": view.timeouts.1.map(millis),
+                "outlierDetection": view.outlier_detection,
+                "endpoints": endpoints,
+            }),
+        );
+    }
+    serde_json::Value::Object(out)
+}
+
 /// The upstreams of the served configuration, by backend name (see the [module
 /// docs](self)).
 pub(crate) struct Upstreams {
     client: Client,
     metrics: Metrics,
-    /// Signalled on every health event, so `/config` can be refreshed.
+    /// Signalled on every health event (no one waits: `/config` reads health when it
+    /// is rendered).
     health_changed: Arc<Notify>,
     entries: BTreeMap<String, Entry>,
     default_locality: Option<Locality>,
@@ -234,54 +283,28 @@ impl Upstreams {
         }
     }
 
-    /// Resolves after a health event of any upstream (one wake-up for a burst).
-    pub(crate) fn health_changed(&self) -> Arc<Notify> {
-        self.health_changed.clone()
-    }
-
     /// The upstream of `name`, for route tables.
     pub(crate) fn upstream(&self, name: &str) -> Option<&Upstream<EndpointClient>> {
         self.entries.get(name).map(|e| &e.upstream)
     }
 
-    /// `/config`'s view of every upstream: endpoints with state and health.
-    pub(crate) fn dump(&self) -> serde_json::Value {
-        let now = tokio::time::Instant::now();
-        let mut out = serde_json::Map::new();
-        for (name, entry) in &self.entries {
-            let endpoints: Vec<serde_json::Value> = entry
-                .upstream
-                .endpoints()
-                .into_iter()
-                .map(|(ep, health)| {
-                    serde_json::json!({
-                        "address": ep.addr().to_string(),
-                        "weight": ep.weight(),
-                        "state": format!("{:?}", ep.state()),
-                        "healthy": health.is_active_healthy(),
-                        "ejected": health.is_ejected(now),
-                        "inFlight": entry.upstream.in_flight(ep.addr()),
-                    })
-                })
-                .collect();
-            out.insert(
-                name.clone(),
-                serde_json::json!({
-                    "algorithm": entry.upstream.config().algorithm().to_string(),
-                    "protocol": match entry.app_protocol {
-                        AppProtocol::H2c => "h2c",
-                        _ => "http/1.1",
-                    },
-                    "activeHealthCheck": entry.checker.is_some(),
-                    // The upstream's own timeouts; null: the client's.
-                    "connectTimeout": entry.timeouts.0.map(millis),
-                    "idleTimeout": entry.timeouts.1.map(millis),
-                    "outlierDetection": entry.outlier.is_some(),
-                    "endpoints": endpoints,
-                }),
-            );
-        }
-        serde_json::Value::Object(out)
+    /// What `/config` shows of every upstream, sharing each one's live state (so its
+    /// endpoints and health are read when `/config` is rendered).
+    pub(crate) fn views(&self) -> Arc<[UpstreamView]> {
+        self.entries
+            .iter()
+            .map(|(name, entry)| UpstreamView {
+                name: name.clone(),
+                upstream: entry.upstream.clone(),
+                protocol: match entry.app_protocol {
+                    AppProtocol::H2c => "h2c",
+                    _ => "http/1.1",
+                },
+                active_health_check: entry.checker.is_some(),
+                timeouts: entry.timeouts,
+                outlier_detection: entry.outlier.is_some(),
+            })
+            .collect()
     }
 
     fn build(&self, name: &str, spec: &Arc<UpstreamSpec>, errors: &mut Vec<ConfigError>) -> Entry {
