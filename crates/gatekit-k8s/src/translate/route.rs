@@ -476,7 +476,11 @@ impl<'c> RuleWork<'c, '_> {
         Option<&'c ServiceSettings>,
     ) {
         let named = (r.namespace.unwrap_or(self.ns), r.name);
-        if !self.services.iter().any(|(n, s)| (n.as_str(), s.as_str()) == named) {
+        if !self
+            .services
+            .iter()
+            .any(|(n, s)| (n.as_str(), s.as_str()) == named)
+        {
             self.services.push((named.0.to_owned(), named.1.to_owned()));
         }
         match self.cx.resolve(self.view_kind, self.ns, r, self.grpc) {

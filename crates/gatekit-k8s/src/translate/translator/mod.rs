@@ -585,7 +585,8 @@ impl Translator {
             }
         }
         if !build.is_empty() {
-            let wanted: Vec<Named> = build
+            // (Two upstreams of one Service need its slices once.)
+            let wanted: BTreeSet<Named> = build
                 .iter()
                 .filter_map(|n| state.upstreams.get(n))
                 .flat_map(|u| {
@@ -598,6 +599,7 @@ impl Translator {
                         .map(move |s| (svc.0.clone(), s.clone()))
                 })
                 .collect();
+            let wanted: Vec<Named> = wanted.into_iter().collect();
             let found = find_named(&resources.endpoint_slices, |s| &s.metadata, &wanted);
             // Each Service's slices in resource order, as the full index has them.
             let mut by_service: HashMap<(&str, &str), Vec<(usize, &EndpointSlice)>> =
@@ -791,3 +793,6 @@ fn find_named<'a, T>(
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
