@@ -21,7 +21,7 @@
 //!    and nothing else (before and after), the reload stops here: the named Services'
 //!    upstreams get their new endpoints, as on a Kubernetes watch event, and nothing is
 //!    translated or rebuilt (the generation stays).
-//! 2. **Translate** ([`translate()`]). Problems *inside* well-formed resources (a
+//! 2. **Translate** ([`Translator`], the incremental `gatekit_k8s::translate`). Problems *inside* well-formed resources (a
 //!    backendRef to a missing Service, a listener that conflicts, a route whose regex
 //!    does not compile) follow the Gateway API's per-resource semantics: the offending
 //!    route, rule or listener is not served (or answers 500 for its invalid backends),
@@ -85,7 +85,9 @@ use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
 use gatekit_core::{Backend, Backends, BoxError, ConfigError, PortTable, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
 use gatekit_k8s::translate::{PortListeners, Protocol};
-use gatekit_k8s::{ManifestError, Provider, ResourceSet, TranslateOptions, Translation, translate};
+use gatekit_k8s::{
+    ManifestError, Provider, ResourceSet, TranslateOptions, Translation, Translator,
+};
 use tower_layer::Layer;
 
 use self::cache::{FileCache, Load};
@@ -319,7 +321,8 @@ pub struct Wiring {
     access_log: bool,
     path_policy: PathPolicy,
     source: Source,
-    options: TranslateOptions,
+    /// Translates each reload's resources, reusing what the change did not reach.
+    translator: Translator,
     upstreams: Upstreams,
     /// The state of traffic policies (limiter buckets, breakers, retry budgets), kept
     /// across reloads by scope and configuration.
@@ -412,7 +415,7 @@ impl Wiring {
             traffic_defaults: gateway.options().traffic_defaults,
             dump_defaults: dump::Defaults::new(gateway),
             source,
-            options,
+            translator: Translator::new(options),
             ports: BTreeMap::new(),
             series: BTreeMap::new(),
             routes_with_series: BTreeSet::new(),
@@ -667,7 +670,10 @@ impl Wiring {
         if matches!(self.source, Source::Kubernetes(_)) {
             self.input_generation = replica::input_generation(self.cache.resources());
         }
-        let translation = Arc::new(translate(self.cache.resources(), &self.options));
+        // TODO(issue 19): pass the loader's `changed` set (every object changed since the
+        // previous translate call, including loads that stopped before translating,
+        // such as EndpointSlice-only ones); `None` translates everything.
+        let translation = self.translator.translate(self.cache.resources(), None);
         let global = translation.global_rate_limits();
         if !global.is_empty() && gateway.policy_state().shared_limits().is_none() {
             tracing::warn!(
