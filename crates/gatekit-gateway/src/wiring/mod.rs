@@ -23,8 +23,8 @@
 //!    translated or rebuilt (the generation stays).
 //! 2. **Translate** ([`Translator`], the incremental `gatekit_k8s::translate`).
 //!    Problems *inside* well-formed resources (a backendRef to a missing Service, a
-//!    listener that conflicts, a route whose regex does not compile) follow the Gateway API's per-resource semantics: the offending
-//!    route, rule or listener is not served (or answers 500 for its invalid backends),
+//!    listener that conflicts, a route whose regex does not compile) follow the
+//!    Gateway API's per-resource semantics: the offending route, rule or listener is not served (or answers 500 for its invalid backends),
 //!    everything else is, and the problem is reported in the resource's conditions and
 //!    in `/config`'s `errors`. This is what a Kubernetes controller does, and what lets
 //!    one team's broken route not take down another team's.
