@@ -21,13 +21,13 @@
 //!    and nothing else (before and after), the reload stops here: the named Services'
 //!    upstreams get their new endpoints, as on a Kubernetes watch event, and nothing is
 //!    translated or rebuilt (the generation stays).
-//! 2. **Translate** ([`Translator`], the incremental `gatekit_k8s::translate`).
-//!    Problems *inside* well-formed resources (a backendRef to a missing Service, a
-//!    listener that conflicts, a route whose regex does not compile) follow the
-//!    Gateway API's per-resource semantics: the offending route, rule or listener is not served (or answers 500 for its invalid backends),
-//!    everything else is, and the problem is reported in the resource's conditions and
-//!    in `/config`'s `errors`. This is what a Kubernetes controller does, and what lets
-//!    one team's broken route not take down another team's.
+//! 2. **Translate** ([`Translator`], the incremental `gatekit_k8s::translate`). Problems
+//!    *inside* well-formed resources (a backendRef to a missing Service, a listener that
+//!    conflicts, a route whose regex does not compile) follow the Gateway API's per-resource
+//!    semantics: the offending route, rule or listener is not served (or answers 500 for its
+//!    invalid backends), everything else is, and the problem is reported in the resource's
+//!    conditions and in `/config`'s `errors`. This is what a Kubernetes controller does, and
+//!    what lets one team's broken route not take down another team's.
 //! 3. **Upstreams** are updated in the upstream registry, which keeps each
 //!    upstream's per-endpoint state across reloads.
 //! 4. **Per port**: a route table is built ([`RouteTable::build_partial`]) and stored in
