@@ -297,6 +297,34 @@ pub(crate) fn translate_full(resources: &ResourceSet, options: &TranslateOptions
     })
 }
 
+/// The kinds a [`ResourceSet`] holds, as manifests spell them.
+const KINDS: [&str; 14] = [
+    "GatewayClass",
+    "Gateway",
+    "ListenerSet",
+    "HTTPRoute",
+    "GRPCRoute",
+    "ReferenceGrant",
+    "Service",
+    "Namespace",
+    "EndpointSlice",
+    "Secret",
+    "BackendPolicy",
+    "TrafficPolicy",
+    "BackendTrafficPolicy",
+    "XBackendTrafficPolicy",
+];
+
+impl ResourceRef {
+    /// Names an object of a kind a [`ResourceSet`] holds (as manifests spell it:
+    /// `HTTPRoute`, `Service`, `EndpointSlice`, ...), for example to tell a
+    /// [`Translator`] what changed; `None` for any other kind.
+    pub fn of_kind(kind: &str, namespace: Option<&str>, name: &str) -> Option<Self> {
+        let kind = KINDS.iter().find(|k| **k == kind)?;
+        Some(Self::new(kind, namespace, name))
+    }
+}
+
 /// Route sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name.
 type RouteKey = (u8, String, String);
 /// A namespaced object: (namespace, name).
