@@ -217,12 +217,10 @@ impl<'a> Context<'a> {
             return *hit;
         }
         // The last one, as the full index keeps it.
-        let found = self
-            .resources
-            .services
-            .iter()
-            .rev()
-            .find(|s| name_of(&s.metadata) == name && ns_of(&s.metadata) == ns);
+        let found = self.resources.services.iter().rev().find(|s| {
+            let n = name_of(&s.metadata).as_bytes();
+            n.last() == name.as_bytes().last() && n == name.as_bytes() && ns_of(&s.metadata) == ns
+        });
         cache.borrow_mut().insert(key, found);
         found
     }

@@ -160,7 +160,8 @@ fn assemble<'p>(
     prefix_statuses: &[Arc<ResourceStatus>],
     prefix_errors: &[ConfigError],
     pass: ListenerPass<'_>,
-    pieces: impl Iterator<Item = &'p RoutePiece> + Clone,
+    pieces: impl Iterator<Item = &'p RoutePiece>,
+    count: usize,
     upstreams: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
     upstream_errors: &HashMap<&str, &[ConfigError]>,
     global_rate_limits: BTreeSet<String>,
@@ -175,7 +176,6 @@ fn assemble<'p>(
     errors.extend(listener_errors);
     let mut routes: BTreeMap<ListenerKey, Vec<Arc<Route>>> = BTreeMap::new();
     let mut counts: BTreeMap<ListenerKey, u32> = BTreeMap::new();
-    let count = pieces.clone().count();
     let mut route_statuses = Vec::with_capacity(count);
     let mut reported: HashSet<&str> = HashSet::new();
     for piece in pieces {
@@ -229,6 +229,11 @@ fn errors_of(states: &BTreeMap<String, UpstreamState>) -> HashMap<&str, &[Config
         .filter(|(_, s)| !s.errors.is_empty())
         .map(|(n, s)| (n.as_str(), s.errors.as_slice()))
         .collect()
+}
+
+/// The names of the upstreams of `states` whose endpoints have problems.
+fn erroring(states: &BTreeMap<String, UpstreamState>) -> BTreeSet<String> {
+    errors_of(states).into_keys().map(str::to_owned).collect()
 }
 
 /// Everything a full translation computes, before assembly.
@@ -290,6 +295,7 @@ pub(crate) fn translate_full(resources: &ResourceSet, options: &TranslateOptions
             &f.prefix_errors,
             pass,
             f.pieces.iter(),
+            f.pieces.len(),
             upstreams,
             &errors_of(&f.upstreams),
             f.global_rate_limits,
@@ -351,10 +357,17 @@ struct State {
     /// Service -> its EndpointSlices' names.
     service_slices: HashMap<Named, BTreeSet<String>>,
     upstreams: BTreeMap<String, UpstreamState>,
+    /// The names of the upstreams whose endpoints have problems.
+    erroring: BTreeSet<String>,
     /// Service -> the names of the upstreams built from it.
     service_upstreams: HashMap<Named, BTreeSet<String>>,
     /// The specs of `upstreams`, as the last translation has them.
     specs: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
+    /// The map of the translation before, reused for the next one once that
+    /// translation is dropped (double buffering: no copy of every name per change).
+    spare: Option<Arc<BTreeMap<String, Arc<UpstreamSpec>>>>,
+    /// The upstream names `spare` is behind on.
+    spare_lag: BTreeSet<String>,
 }
 
 /// Stateful, incremental [`translate`](super::translate).
@@ -425,6 +438,7 @@ impl Translator {
                 &f.prefix_errors,
                 pass,
                 f.pieces.iter(),
+                f.pieces.len(),
                 specs.clone(),
                 &errors_of(&f.upstreams),
                 f.global_rate_limits.clone(),
@@ -600,6 +614,7 @@ impl Translator {
                     }
                 }
                 state.upstreams.remove(name);
+                state.erroring.remove(name);
                 continue;
             }
             let fresh = u.spec.is_none() && u.errors.is_empty() && !u.built_grpc;
@@ -660,24 +675,33 @@ impl Translator {
                     .map(|(_, s)| *s)
                     .collect();
                 u.build(&cx, &slices);
+                if u.errors.is_empty() {
+                    state.erroring.remove(name);
+                } else {
+                    state.erroring.insert(name.clone());
+                }
                 specs_changed = true;
             }
         }
         if specs_changed {
-            let specs = Arc::make_mut(&mut state.specs);
-            for name in &touched {
-                match state.upstreams.get(name).and_then(|u| u.spec.clone()) {
-                    Some(spec) => {
-                        let same = specs.get(name).is_some_and(|s| Arc::ptr_eq(s, &spec));
-                        if !same {
-                            specs.insert(name.clone(), spec);
-                        }
-                    }
-                    None => {
-                        specs.remove(name);
-                    }
+            // The map of the translation before the last, when nobody holds it any
+            // more, brought up to date (its own lag and this change); else a copy of
+            // the last one (every name cloned).
+            let mut next = match state.spare.take() {
+                Some(mut spare) if Arc::strong_count(&spare) == 1 => {
+                    let lag = std::mem::take(&mut state.spare_lag);
+                    sync_specs(&mut spare, &state.upstreams, lag.iter().chain(&touched));
+                    spare
                 }
-            }
+                _ => {
+                    let mut copy = Arc::new(BTreeMap::clone(&state.specs));
+                    sync_specs(&mut copy, &state.upstreams, touched.iter());
+                    copy
+                }
+            };
+            std::mem::swap(&mut next, &mut state.specs);
+            state.spare = Some(next);
+            state.spare_lag = touched;
         }
 
         state.policy = cx.take_policy_maps();
@@ -688,11 +712,40 @@ impl Translator {
             &state.prefix_errors,
             pass,
             state.pieces.values(),
+            state.pieces.len(),
             state.specs.clone(),
-            &errors_of(&state.upstreams),
+            &state
+                .erroring
+                .iter()
+                .filter_map(|n| Some((n.as_str(), state.upstreams.get(n)?.errors.as_slice())))
+                .collect(),
             state.global_rate_limits.clone(),
         );
         Some(Arc::new(translation))
+    }
+}
+
+/// Makes `specs` say what `upstreams` say for `names`. `specs` must be unshared.
+fn sync_specs<'n>(
+    specs: &mut Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
+    upstreams: &BTreeMap<String, UpstreamState>,
+    names: impl Iterator<Item = &'n String>,
+) {
+    let Some(specs) = Arc::get_mut(specs) else {
+        return;
+    };
+    for name in names {
+        match upstreams.get(name).and_then(|u| u.spec.clone()) {
+            Some(spec) => match specs.get_mut(name) {
+                Some(s) => *s = spec,
+                None => {
+                    specs.insert(name.clone(), spec);
+                }
+            },
+            None => {
+                specs.remove(name);
+            }
+        }
     }
 }
 
@@ -767,6 +820,7 @@ impl State {
                 .insert(name.clone());
         }
         Some(Self {
+            erroring: erroring(&f.upstreams),
             prefix_statuses: f.prefix_statuses,
             prefix_errors: f.prefix_errors,
             policy: f.policy,
@@ -780,6 +834,8 @@ impl State {
             upstreams: f.upstreams,
             service_upstreams,
             specs,
+            spare: None,
+            spare_lag: BTreeSet::new(),
         })
     }
 }
@@ -799,9 +855,12 @@ fn find_named<'a, T>(
     if wanted.len() <= 16 {
         for (p, item) in items.iter().enumerate() {
             let m = meta(item);
-            let name = name_of(m);
+            let name = name_of(m).as_bytes();
             for (i, (ns, n)) in wanted.iter().enumerate() {
-                if n == name && ns == ns_of(m) {
+                // The last byte first: names of thousands of objects often differ
+                // there only, and a byte compare is cheaper than a memcmp call.
+                let n = n.as_bytes();
+                if n.last() == name.last() && n == name && ns == ns_of(m) {
                     out[i] = Some((p, item));
                 }
             }
