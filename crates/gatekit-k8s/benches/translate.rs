@@ -135,7 +135,7 @@ impl Change {
     }
 
     /// The middle route's path and its slice's first address changed.
-    fn change(routes: usize) -> Self {
+    fn edit(routes: usize) -> Self {
         let k = routes / 2;
         let text = manifests(routes)
             .replace(&format!("value: /r{k} }}"), &format!("value: /k{k} }}"))
@@ -198,13 +198,13 @@ fn one_route_added_full(bencher: divan::Bencher<'_, '_>, routes: usize) {
 /// One route changed (path and endpoint): incremental.
 #[divan::bench(args = CHANGE_SIZES, sample_count = 40, sample_size = 1)]
 fn one_route_changed_incremental(bencher: divan::Bencher<'_, '_>, routes: usize) {
-    Change::change(routes).bench_incremental(bencher);
+    Change::edit(routes).bench_incremental(bencher);
 }
 
 /// One route changed (path and endpoint): full translation.
 #[divan::bench(args = CHANGE_SIZES, sample_count = 10)]
 fn one_route_changed_full(bencher: divan::Bencher<'_, '_>, routes: usize) {
-    Change::change(routes).bench_full(bencher);
+    Change::edit(routes).bench_full(bencher);
 }
 
 /// One route removed: incremental.

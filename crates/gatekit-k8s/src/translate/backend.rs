@@ -69,13 +69,16 @@ pub(crate) struct RefSpec<'a> {
     pub(crate) port: Option<i32>,
 }
 
+/// Services looked up on demand, by (namespace, name); `None`: not there.
+type LazyServices<'a> = RefCell<HashMap<(String, String), Option<&'a Service>>>;
+
 /// Indexed resources plus what translation accumulates.
 pub(crate) struct Context<'a> {
     pub(crate) resources: &'a ResourceSet,
     services: HashMap<(&'a str, &'a str), &'a Service>,
     /// A partial context (the incremental [`Translator`](super::Translator)) indexes
     /// no Services up front: it looks each one up when asked, once.
-    lazy_services: Option<RefCell<HashMap<(String, String), Option<&'a Service>>>>,
+    lazy_services: Option<LazyServices<'a>>,
     namespaces: HashMap<&'a str, &'a Namespace>,
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
     grants: HashMap<&'a str, Vec<&'a ReferenceGrant>>,
