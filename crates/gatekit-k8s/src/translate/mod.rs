@@ -57,6 +57,22 @@
 //! The result is not validated against the core route table here (regexes, paths):
 //! callers build a table per port from [`Translation::routes_for_port`] and report
 //! what the table refuses.
+//!
+//! **Incremental translation.** A translation is a *frame* (passes 1 and 2, the
+//! Gateway addresses), one piece per route (its `Arc<Route>` per listener, its
+//! `Arc<ResourceStatus>`, its errors, the listeners it counts in `attachedRoutes`,
+//! the upstreams it uses) and the upstreams (each built once from its Service port,
+//! slices and policy, h2c when a GRPCRoute uses a port that declares no
+//! `appProtocol`; endpoint errors reported before the errors of the first route
+//! using it), put together in route order. [`translate`] builds all of it;
+//! a [`Translator`] keeps the pieces and upstreams and, given the objects that
+//! changed, rebuilds the pieces of routes that changed or whose references name a
+//! changed Service, and the upstreams whose Service, EndpointSlices or users changed.
+//! Its result equals `translate`'s; everything else keeps its `Arc`. A change of
+//! another kind (Gateway, ListenerSet, GatewayClass, ReferenceGrant, Namespace, Secret,
+//! policy), of a route or Service a policy targets, of the gateway's own Service, or
+//! any route or Service change while a BackendTrafficPolicy exists, translates
+//! everything.
 
 mod address;
 mod backend;

@@ -376,7 +376,7 @@ struct State {
 /// that the change did not reach are the same `Arc`s as in the previous result. A
 /// change of any kind other than HTTPRoute, GRPCRoute, Service and EndpointSlice, of a
 /// route or Service a policy targets, of the gateway's own Service, or any route or
-/// Service change while an Envoy Gateway BackTrafficPolicy exists, translates
+/// Service change while an Envoy Gateway BackendTrafficPolicy exists, translates
 /// everything (as does `changed: None`).
 pub struct Translator {
     options: TranslateOptions,
