@@ -97,7 +97,7 @@ pub use crate::manifest::{ManifestError, ResourceSet, Sources, Warning};
 pub use crate::provider::{Provider, ProviderSettings};
 #[cfg(feature = "client")]
 pub use crate::status_write::StatusWriter;
-pub use crate::translate::{TranslateOptions, Translation, translate};
+pub use crate::translate::{TranslateOptions, Translation, Translator, translate};
 pub use crate::types::btp::BackendTrafficPolicy;
 pub use crate::types::policy::BackendPolicy;
 pub use crate::types::traffic::TrafficPolicy;

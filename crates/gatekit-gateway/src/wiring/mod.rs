@@ -23,13 +23,13 @@
 //!    and nothing else (before and after), the reload stops here: the named Services'
 //!    upstreams get their new endpoints, as on a Kubernetes watch event, and nothing is
 //!    translated or rebuilt (the generation stays).
-//! 2. **Translate** ([`translate()`]). Problems *inside* well-formed resources (a
-//!    backendRef to a missing Service, a listener that conflicts, a route whose regex
-//!    does not compile) follow the Gateway API's per-resource semantics: the offending
-//!    route, rule or listener is not served (or answers 500 for its invalid backends),
-//!    everything else is, and the problem is reported in the resource's conditions and
-//!    in `/config`'s `errors`. This is what a Kubernetes controller does, and what lets
-//!    one team's broken route not take down another team's.
+//! 2. **Translate** ([`Translator`], the incremental `gatekit_k8s::translate`). Problems
+//!    *inside* well-formed resources (a backendRef to a missing Service, a listener that
+//!    conflicts, a route whose regex does not compile) follow the Gateway API's per-resource
+//!    semantics: the offending route, rule or listener is not served (or answers 500 for its
+//!    invalid backends), everything else is, and the problem is reported in the resource's
+//!    conditions and in `/config`'s `errors`. This is what a Kubernetes controller does, and
+//!    what lets one team's broken route not take down another team's.
 //! 3. **Upstreams** are updated in the upstream registry, which keeps each
 //!    upstream's per-endpoint state across reloads (a spec that is the same `Arc` as
 //!    last time is skipped). Metric series are kept per route, looked at only for
@@ -91,7 +91,9 @@ use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
 use gatekit_core::{Backend, Backends, BoxError, ConfigError, PortTable, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
 use gatekit_k8s::translate::{PortListeners, Protocol};
-use gatekit_k8s::{ManifestError, Provider, ResourceSet, TranslateOptions, Translation, translate};
+use gatekit_k8s::{
+    ManifestError, Provider, ResourceSet, TranslateOptions, Translation, Translator,
+};
 use tower_layer::Layer;
 
 use self::cache::{FileCache, Load};
@@ -415,7 +417,8 @@ pub struct Wiring {
     access_log: bool,
     path_policy: PathPolicy,
     source: Source,
-    options: TranslateOptions,
+    /// Translates each reload's resources, reusing what the change did not reach.
+    translator: Translator,
     upstreams: Upstreams,
     /// The state of traffic policies (limiter buckets, breakers, retry budgets), kept
     /// across reloads by scope and configuration.
@@ -517,7 +520,7 @@ impl Wiring {
                 .unwrap_or(crate::DEFAULT_DRAIN_TIMEOUT),
             dump_defaults: dump::Defaults::new(gateway),
             source,
-            options,
+            translator: Translator::new(options),
             ports: BTreeMap::new(),
             tables: BTreeMap::new(),
             series: HashMap::new(),
@@ -762,11 +765,24 @@ impl Wiring {
         if matches!(self.source, Source::Kubernetes(_)) {
             self.input_generation = replica::input_generation(self.cache.resources());
         }
-        // The objects changed since the last translation (`None`: unknown), for an
-        // incremental translation.
+        // The objects changed since the last translation (`None`: unknown), so that
+        // only what they reach is translated again.
         let changed = self.cache.take_changed();
         tracing::debug!(changed = ?changed.as_ref().map(BTreeSet::len), "objects changed");
-        let translation = Arc::new(translate(self.cache.resources(), &self.options));
+        let translation = self
+            .translator
+            .translate(self.cache.resources(), changed.as_ref());
+        // Debug builds (the tests) check every incremental translation against a full
+        // one: the loader's changed set and the translator must agree on what changed.
+        #[cfg(debug_assertions)]
+        if changed.is_some() {
+            let full = gatekit_k8s::translate(self.cache.resources(), self.translator.options());
+            debug_assert_eq!(
+                format!("{full:?}"),
+                format!("{translation:?}"),
+                "the incremental translation differs from a full one (changed: {changed:?})"
+            );
+        }
         let global = translation.global_rate_limits();
         if !global.is_empty() && gateway.policy_state().shared_limits().is_none() {
             tracing::warn!(

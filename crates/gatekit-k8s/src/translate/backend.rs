@@ -18,9 +18,9 @@
 //! [`TranslateOptions::global_namespaces`](super::TranslateOptions::global_namespaces)
 //! set, it must also point into one of those namespaces (see there).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use gatekit_core::{ConfigError, Endpoint, EndpointState};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -69,10 +69,16 @@ pub(crate) struct RefSpec<'a> {
     pub(crate) port: Option<i32>,
 }
 
+/// Services looked up on demand, by (namespace, name); `None`: not there.
+type LazyServices<'a> = RefCell<HashMap<(String, String), Option<&'a Service>>>;
+
 /// Indexed resources plus what translation accumulates.
 pub(crate) struct Context<'a> {
     pub(crate) resources: &'a ResourceSet,
     services: HashMap<(&'a str, &'a str), &'a Service>,
+    /// A partial context (the incremental [`Translator`](super::Translator)) indexes
+    /// no Services up front: it looks each one up when asked, once.
+    lazy_services: Option<LazyServices<'a>>,
     namespaces: HashMap<&'a str, &'a Namespace>,
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
     grants: HashMap<&'a str, Vec<&'a ReferenceGrant>>,
@@ -92,8 +98,19 @@ pub(crate) struct Context<'a> {
     /// Names of rate limits from `Global` BackendTrafficPolicies.
     pub(crate) global_rate_limits: std::collections::BTreeSet<String>,
     global_namespaces: &'a [String],
-    pub(crate) upstreams: BTreeMap<String, Arc<UpstreamSpec>>,
     pub(crate) errors: Vec<ConfigError>,
+}
+
+/// What the policy passes leave in a [`Context`] for routes and upstreams to read:
+/// kept by the incremental [`Translator`](super::Translator) between calls.
+#[derive(Default)]
+pub(crate) struct PolicyMaps {
+    policies: HashMap<(String, String), BackendPolicySpec>,
+    policy_owners: HashMap<(String, String), String>,
+    traffic: HashMap<super::policy::TargetKey, super::policy::Claimed>,
+    btp: HashMap<super::policy::TargetKey, (String, crate::types::btp::BtpValues)>,
+    btp_upstreams: HashMap<(String, String), super::policy::ClaimedUpstream>,
+    x_policies: HashMap<(String, String), super::session::ServiceSettings>,
 }
 
 pub(crate) fn ns_of(meta: &crate::types::ObjectMeta) -> &str {
@@ -112,37 +129,11 @@ pub(crate) fn created_of(meta: &crate::types::ObjectMeta) -> i64 {
 
 impl<'a> Context<'a> {
     pub(crate) fn new(resources: &'a ResourceSet, global_namespaces: &'a [String]) -> Self {
-        let mut cx = Self {
-            resources,
-            global_namespaces,
-            services: HashMap::new(),
-            namespaces: HashMap::new(),
-            secrets: HashMap::new(),
-            grants: HashMap::new(),
-            slices: HashMap::new(),
-            policies: HashMap::new(),
-            x_policies: HashMap::new(),
-            policy_owners: HashMap::new(),
-            traffic: HashMap::new(),
-            btp: HashMap::new(),
-            btp_upstreams: HashMap::new(),
-            global_rate_limits: std::collections::BTreeSet::new(),
-            upstreams: BTreeMap::new(),
-            errors: Vec::new(),
-        };
+        let mut cx = Self::partial(resources, global_namespaces);
+        cx.lazy_services = None;
         for s in &resources.services {
             cx.services
                 .insert((ns_of(&s.metadata), name_of(&s.metadata)), s);
-        }
-        for n in &resources.namespaces {
-            cx.namespaces.insert(name_of(&n.metadata), n);
-        }
-        for s in &resources.secrets {
-            cx.secrets
-                .insert((ns_of(&s.metadata), name_of(&s.metadata)), s);
-        }
-        for g in &resources.reference_grants {
-            cx.grants.entry(ns_of(&g.metadata)).or_default().push(g);
         }
         for s in &resources.endpoint_slices {
             if let Some(svc) = s
@@ -158,6 +149,92 @@ impl<'a> Context<'a> {
             }
         }
         cx
+    }
+
+    /// A context that indexes Namespaces, Secrets and ReferenceGrants (few) but
+    /// neither Services (looked up on demand) nor EndpointSlices (see
+    /// [`upstream`](Self::upstream)): what the incremental path needs for a handful
+    /// of routes among thousands.
+    pub(crate) fn partial(resources: &'a ResourceSet, global_namespaces: &'a [String]) -> Self {
+        let mut cx = Self {
+            resources,
+            global_namespaces,
+            services: HashMap::new(),
+            lazy_services: Some(RefCell::new(HashMap::new())),
+            namespaces: HashMap::new(),
+            secrets: HashMap::new(),
+            grants: HashMap::new(),
+            slices: HashMap::new(),
+            policies: HashMap::new(),
+            x_policies: HashMap::new(),
+            policy_owners: HashMap::new(),
+            traffic: HashMap::new(),
+            btp: HashMap::new(),
+            btp_upstreams: HashMap::new(),
+            global_rate_limits: std::collections::BTreeSet::new(),
+            errors: Vec::new(),
+        };
+        for n in &resources.namespaces {
+            cx.namespaces.insert(name_of(&n.metadata), n);
+        }
+        for s in &resources.secrets {
+            cx.secrets
+                .insert((ns_of(&s.metadata), name_of(&s.metadata)), s);
+        }
+        for g in &resources.reference_grants {
+            cx.grants.entry(ns_of(&g.metadata)).or_default().push(g);
+        }
+        cx
+    }
+
+    /// Takes what the policy passes left (for the next call's [`restore`](Self::restore)).
+    pub(crate) fn take_policy_maps(&mut self) -> PolicyMaps {
+        PolicyMaps {
+            policies: std::mem::take(&mut self.policies),
+            policy_owners: std::mem::take(&mut self.policy_owners),
+            traffic: std::mem::take(&mut self.traffic),
+            btp: std::mem::take(&mut self.btp),
+            btp_upstreams: std::mem::take(&mut self.btp_upstreams),
+            x_policies: std::mem::take(&mut self.x_policies),
+        }
+    }
+
+    /// Puts back what [`take_policy_maps`](Self::take_policy_maps) took, instead of
+    /// running the policy passes again.
+    pub(crate) fn restore_policy_maps(&mut self, maps: PolicyMaps) {
+        self.policies = maps.policies;
+        self.policy_owners = maps.policy_owners;
+        self.traffic = maps.traffic;
+        self.btp = maps.btp;
+        self.btp_upstreams = maps.btp_upstreams;
+        self.x_policies = maps.x_policies;
+    }
+
+    /// The Service `ns/name`, if it exists.
+    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&'a Service> {
+        let Some(cache) = &self.lazy_services else {
+            return self.services.get(&(ns, name)).copied();
+        };
+        let key = (ns.to_owned(), name.to_owned());
+        if let Some(hit) = cache.borrow().get(&key) {
+            return *hit;
+        }
+        // The last one, as the full index keeps it.
+        let found = self.resources.services.iter().rev().find(|s| {
+            let n = name_of(&s.metadata).as_bytes();
+            n.last() == name.as_bytes().last() && n == name.as_bytes() && ns_of(&s.metadata) == ns
+        });
+        cache.borrow_mut().insert(key, found);
+        found
+    }
+
+    /// The EndpointSlices of Service `ns/name`, in resource order (a full context only;
+    /// a partial one has none indexed).
+    pub(crate) fn slices_of<'s>(&'s self, ns: &'s str, name: &'s str) -> &'s [&'a EndpointSlice] {
+        self.slices
+            .get(&(ns, name))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     /// Labels of a namespace; a namespace without an object has only
@@ -251,7 +328,7 @@ impl<'a> Context<'a> {
                 message: format!("backendRef to Service {ns}/{} has no port", r.name),
             });
         };
-        let Some(service) = self.services.get(&(ns, r.name)) else {
+        let Some(service) = self.service(ns, r.name) else {
             return Err(Unresolved {
                 reason: reason::BACKEND_NOT_FOUND,
                 message: format!("Service {ns}/{} not found", r.name),
@@ -287,61 +364,39 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// Creates (or upgrades to h2c) the upstream for `w` and returns its name.
-    pub(crate) fn materialize(&mut self, w: &Wanted) {
-        let name = backend_name(&w.namespace, &w.service, w.port);
-        if self.upstreams.contains_key(&name) {
-            let upgrade = w.grpc && !self.service_declares_protocol(w);
-            if let Some(existing) = self.upstreams.get_mut(&name)
-                && upgrade
-            {
-                Arc::make_mut(existing).app_protocol = AppProtocol::H2c;
-            }
-            return;
-        }
-        let Some(service) = self
-            .services
-            .get(&(w.namespace.as_str(), w.service.as_str()))
-        else {
-            return;
-        };
-        let Some(sp) = service_port(service, i32::from(w.port)) else {
-            return;
-        };
-        // `resolve` refused every value this does not map.
-        let Ok(app_protocol) = app_protocol(sp.app_protocol.as_deref(), w.grpc) else {
-            return;
-        };
-        let slices = self
-            .slices
-            .get(&(w.namespace.as_str(), w.service.as_str()))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let endpoints = port_endpoints(sp, slices.iter().copied(), &mut self.errors);
+    /// The upstream for Service port `namespace/service:port` from `slices` (the
+    /// Service's EndpointSlices, in resource order), spoken to with h2c when `grpc`
+    /// (a GRPCRoute uses it) and the port declares no `appProtocol`, and the problems
+    /// its endpoints have. `None` when the Service or port is gone or its protocol is
+    /// refused (`resolve` refused such references already).
+    pub(crate) fn upstream(
+        &self,
+        namespace: &str,
+        service_name: &str,
+        port: u16,
+        grpc: bool,
+        slices: &[&EndpointSlice],
+    ) -> Option<(UpstreamSpec, Vec<ConfigError>)> {
+        let service = self.service(namespace, service_name)?;
+        let sp = service_port(service, i32::from(port))?;
+        let app_protocol = app_protocol(sp.app_protocol.as_deref(), grpc).ok()?;
+        let mut errors = Vec::new();
+        let endpoints = port_endpoints(sp, slices.iter().copied(), &mut errors);
         // The Service's BackendPolicy, with what it leaves unset taken from
         // BackendTrafficPolicies.
-        let key = (w.namespace.clone(), w.service.clone());
+        let key = (namespace.to_owned(), service_name.to_owned());
         let policy = match self.btp_upstreams.get(&key) {
             Some(c) if !c.values.is_empty() => Some(c.values.fill(self.policies.get(&key))),
             _ => self.policies.get(&key).cloned(),
         };
-        self.upstreams.insert(
-            name,
-            Arc::new(UpstreamSpec {
-                service: ResourceRef::new("Service", Some(&w.namespace), &w.service),
-                port: w.port,
-                endpoints,
-                app_protocol,
-                policy,
-            }),
-        );
-    }
-
-    fn service_declares_protocol(&self, w: &Wanted) -> bool {
-        self.services
-            .get(&(w.namespace.as_str(), w.service.as_str()))
-            .and_then(|s| service_port(s, i32::from(w.port)))
-            .is_some_and(|p| p.app_protocol.is_some())
+        let spec = UpstreamSpec {
+            service: ResourceRef::new("Service", Some(namespace), service_name),
+            port,
+            endpoints,
+            app_protocol,
+            policy,
+        };
+        Some((spec, errors))
     }
 
     /// The BackendPolicy attached to Service `namespace/name`, if any.
@@ -351,7 +406,7 @@ impl<'a> Context<'a> {
 
     /// Whether Service `namespace/name` exists.
     pub(crate) fn has_service(&self, namespace: &str, name: &str) -> bool {
-        self.services.contains_key(&(namespace, name))
+        self.service(namespace, name).is_some()
     }
 
     /// The XBackendTrafficPolicy settings of Service `namespace/name`, if one is attached.
@@ -405,7 +460,7 @@ impl<'a> Context<'a> {
             let mut attachment = Attachment::new();
             for t in &p.spec.target_refs {
                 let ancestor = service_ancestor(ns, &t.name);
-                if !self.services.contains_key(&(ns, t.name.as_str())) {
+                if self.service(ns, &t.name).is_none() {
                     attachment.not_found(ancestor, format!("Service {ns}/{} not found", t.name));
                     continue;
                 }

@@ -57,6 +57,22 @@
 //! The result is not validated against the core route table here (regexes, paths):
 //! callers build a table per port from [`Translation::routes_for_port`] and report
 //! what the table refuses.
+//!
+//! **Incremental translation.** A translation is a *frame* (passes 1 and 2, the
+//! Gateway addresses), one piece per route (its `Arc<Route>` per listener, its
+//! `Arc<ResourceStatus>`, its errors, the listeners it counts in `attachedRoutes`,
+//! the upstreams it uses) and the upstreams (each built once from its Service port,
+//! slices and policy, h2c when a GRPCRoute uses a port that declares no
+//! `appProtocol`; endpoint errors reported before the errors of the first route
+//! using it), put together in route order. [`translate`] builds all of it;
+//! a [`Translator`] keeps the pieces and upstreams and, given the objects that
+//! changed, rebuilds the pieces of routes that changed or whose references name a
+//! changed Service, and the upstreams whose Service, EndpointSlices or users changed.
+//! Its result equals `translate`'s; everything else keeps its `Arc`. A change of
+//! another kind (Gateway, ListenerSet, GatewayClass, ReferenceGrant, Namespace, Secret,
+//! policy), of a route or Service a policy targets, of the gateway's own Service, or
+//! any route or Service change while a BackendTrafficPolicy exists, translates
+//! everything.
 
 mod address;
 mod backend;
@@ -65,6 +81,7 @@ mod listener;
 mod policy;
 mod route;
 mod session;
+mod translator;
 pub(crate) use session::inline_v17_sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,6 +95,7 @@ use crate::status::{ResourceRef, ResourceStatus};
 use crate::types::BackendPolicySpec;
 
 pub use self::backend::{INVALID_BACKEND_PREFIX, backend_name, service_endpoints};
+pub use self::translator::Translator;
 
 /// Translation settings.
 #[derive(Clone, Debug)]
@@ -353,8 +371,10 @@ impl UpstreamSpec {
 #[derive(Clone, Debug, Default)]
 pub struct Translation {
     listeners: Vec<PortListeners>,
-    upstreams: BTreeMap<String, Arc<UpstreamSpec>>,
-    statuses: Vec<ResourceStatus>,
+    /// Shared with the [`Translator`] and the next translation while no upstream
+    /// changes.
+    upstreams: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
+    statuses: Vec<Arc<ResourceStatus>>,
     errors: Vec<ConfigError>,
     global_rate_limits: BTreeSet<String>,
 }
@@ -382,8 +402,10 @@ impl Translation {
         &self.upstreams
     }
 
-    /// The conditions of every resource gatekit handles.
-    pub fn statuses(&self) -> &[ResourceStatus] {
+    /// The conditions of every resource gatekit handles (shared: a route's status is
+    /// the same `Arc` from one [`Translator`] result to the next while the route is
+    /// not translated again).
+    pub fn statuses(&self) -> &[Arc<ResourceStatus>] {
         &self.statuses
     }
 
@@ -395,10 +417,13 @@ impl Translation {
         namespace: Option<&str>,
         name: &str,
     ) -> Option<&ResourceStatus> {
-        self.statuses.iter().find(|s| {
-            let r = s.resource();
-            r.kind() == kind && r.namespace() == namespace && r.name() == name
-        })
+        self.statuses
+            .iter()
+            .find(|s| {
+                let r = s.resource();
+                r.kind() == kind && r.namespace() == namespace && r.name() == name
+            })
+            .map(|s| &**s)
     }
 
     /// Names of the rate limits that come from `Global` Envoy Gateway
@@ -415,27 +440,8 @@ impl Translation {
     }
 }
 
-/// Translates resources into listeners, routes, upstreams and statuses.
+/// Translates resources into listeners, routes, upstreams and statuses: everything,
+/// from scratch (see [`Translator`] for the incremental form).
 pub fn translate(resources: &ResourceSet, options: &TranslateOptions) -> Translation {
-    let mut cx = backend::Context::new(resources, &options.global_namespaces);
-    let mut statuses = Vec::new();
-    listener::gateway_classes(resources, options, &mut statuses);
-    cx.attach_policies(&mut statuses);
-    cx.attach_x_backend_traffic_policies(&mut statuses);
-    cx.attach_traffic_policies(&mut statuses);
-    cx.attach_backend_traffic_policies(options.shared_rate_limits, &mut statuses);
-    let set_entries = listener::listener_set_entries(resources);
-    let (listeners, listener_errors) =
-        listener::listeners(&cx, options, &set_entries, &mut statuses);
-    cx.errors.extend(listener_errors);
-    let ports = route::attach_routes(&mut cx, &listeners, &mut statuses);
-    let programmed = listener::finish(listeners, ports);
-    address::gateway_addresses(resources, options, &mut statuses);
-    Translation {
-        listeners: programmed,
-        upstreams: cx.upstreams,
-        statuses,
-        errors: cx.errors,
-        global_rate_limits: cx.global_rate_limits,
-    }
+    translator::translate_full(resources, options)
 }

@@ -45,6 +45,8 @@ use crate::types::traffic::{
 
 /// A route converted once, attached per parentRef.
 struct Converted {
+    /// Every Service a reference names (namespace, name), resolved or not.
+    services: Vec<(String, String)>,
     rules: Vec<Rule>,
     wanted: Vec<Wanted>,
     unresolved: Vec<Unresolved>,
@@ -79,88 +81,137 @@ struct RouteView<'a> {
 /// `(status_index, listener_index)`.
 pub(crate) type ListenerRoutes = BTreeMap<(usize, usize), Vec<Arc<Route>>>;
 
-/// Converts and attaches every route; returns each listener's routes (a route attached
-/// to several listeners is in each of them, its hostnames intersected with each one's).
+/// A listener: its `(status_index, listener_index)`.
+pub(crate) type ListenerKey = (usize, usize);
+
+/// A Service port a route uses (its upstream), once the route is attached.
+pub(crate) struct Use {
+    /// The upstream name ([`backend_name`]).
+    pub(crate) name: String,
+    pub(crate) wanted: Wanted,
+}
+
+/// Everything one route contributes to a translation: what the incremental
+/// [`Translator`](super::Translator) keeps per route and reuses while neither the
+/// route nor a Service it references changes.
+pub(crate) struct RoutePiece {
+    /// Sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name.
+    pub(crate) key: (u8, String, String),
+    pub(crate) status: Arc<ResourceStatus>,
+    /// One route per programmed listener it attaches to, in listener order.
+    pub(crate) routes: Vec<(ListenerKey, Arc<Route>)>,
+    /// The listeners whose `attachedRoutes` count it (unprogrammed ones included).
+    pub(crate) counted: Vec<ListenerKey>,
+    /// The upstreams it materializes (none when it attached nowhere), in order.
+    pub(crate) uses: Vec<Use>,
+    pub(crate) errors: Vec<ConfigError>,
+    /// Every Service its references name (namespace, name), resolved or not.
+    pub(crate) services: Vec<(String, String)>,
+}
+
+/// Converts and attaches every route, HTTPRoutes then GRPCRoutes, each kind by
+/// namespace/name. `listener_statuses` are the statuses the listener pass pushed
+/// (indexed by the listeners' `status_index`).
 pub(crate) fn attach_routes(
-    cx: &mut Context<'_>,
+    cx: &Context<'_>,
     listeners: &[Listener<'_>],
-    statuses: &mut Vec<ResourceStatus>,
-) -> ListenerRoutes {
-    let mut ports: ListenerRoutes = BTreeMap::new();
+    listener_statuses: &[ResourceStatus],
+) -> Vec<RoutePiece> {
     let resources = cx.resources;
     let mut http: Vec<&HttpRoute> = resources.http_routes.iter().collect();
     http.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
-    for r in http {
-        let ns = ns_of(&r.metadata);
-        let name = name_of(&r.metadata);
-        let view = RouteView {
-            kind: "HTTPRoute",
-            ns,
-            name,
-            generation: r.metadata.generation,
-            id: RouteId::new(ns, name),
-            created: created_of(&r.metadata),
-            hostnames: r.spec.hostnames.as_deref().unwrap_or(&[]),
-            parents: r
-                .spec
-                .parent_refs
-                .iter()
-                .flatten()
-                .map(|p| RawParent {
-                    group: p.group.as_deref(),
-                    kind: p.kind.as_deref(),
-                    namespace: p.namespace.as_deref(),
-                    name: &p.name,
-                    section: p.section_name.as_deref(),
-                    port: p.port,
-                })
-                .collect(),
-        };
-        let conv = convert_http(cx, &view, r);
-        attach(cx, listeners, statuses, &mut ports, view, conv);
-    }
     let mut grpc: Vec<&GrpcRoute> = resources.grpc_routes.iter().collect();
     grpc.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
-    for r in grpc {
-        let ns = ns_of(&r.metadata);
-        let name = name_of(&r.metadata);
-        let view = RouteView {
-            kind: "GRPCRoute",
-            ns,
-            name,
-            generation: r.metadata.generation,
-            id: RouteId::new(ns, format!("grpc:{name}")),
-            created: created_of(&r.metadata),
-            hostnames: r.spec.hostnames.as_deref().unwrap_or(&[]),
-            parents: r
-                .spec
-                .parent_refs
-                .iter()
-                .flatten()
-                .map(|p| RawParent {
-                    group: p.group.as_deref(),
-                    kind: p.kind.as_deref(),
-                    namespace: p.namespace.as_deref(),
-                    name: &p.name,
-                    section: p.section_name.as_deref(),
-                    port: p.port,
-                })
-                .collect(),
-        };
-        let conv = convert_grpc(cx, &view, r);
-        attach(cx, listeners, statuses, &mut ports, view, conv);
+    let mut out = Vec::with_capacity(http.len() + grpc.len());
+    for r in http {
+        out.push(http_piece(cx, listeners, listener_statuses, r));
     }
-    ports
+    for r in grpc {
+        out.push(grpc_piece(cx, listeners, listener_statuses, r));
+    }
+    out
+}
+
+/// One HTTPRoute's [`RoutePiece`].
+pub(crate) fn http_piece(
+    cx: &Context<'_>,
+    listeners: &[Listener<'_>],
+    listener_statuses: &[ResourceStatus],
+    r: &HttpRoute,
+) -> RoutePiece {
+    let ns = ns_of(&r.metadata);
+    let name = name_of(&r.metadata);
+    let view = RouteView {
+        kind: "HTTPRoute",
+        ns,
+        name,
+        generation: r.metadata.generation,
+        id: RouteId::new(ns, name),
+        created: created_of(&r.metadata),
+        hostnames: r.spec.hostnames.as_deref().unwrap_or(&[]),
+        parents: r
+            .spec
+            .parent_refs
+            .iter()
+            .flatten()
+            .map(|p| RawParent {
+                group: p.group.as_deref(),
+                kind: p.kind.as_deref(),
+                namespace: p.namespace.as_deref(),
+                name: &p.name,
+                section: p.section_name.as_deref(),
+                port: p.port,
+            })
+            .collect(),
+    };
+    let conv = convert_http(cx, &view, r);
+    attach(cx, listeners, listener_statuses, view, conv)
+}
+
+/// One GRPCRoute's [`RoutePiece`].
+pub(crate) fn grpc_piece(
+    cx: &Context<'_>,
+    listeners: &[Listener<'_>],
+    listener_statuses: &[ResourceStatus],
+    r: &GrpcRoute,
+) -> RoutePiece {
+    let ns = ns_of(&r.metadata);
+    let name = name_of(&r.metadata);
+    let view = RouteView {
+        kind: "GRPCRoute",
+        ns,
+        name,
+        generation: r.metadata.generation,
+        id: RouteId::new(ns, format!("grpc:{name}")),
+        created: created_of(&r.metadata),
+        hostnames: r.spec.hostnames.as_deref().unwrap_or(&[]),
+        parents: r
+            .spec
+            .parent_refs
+            .iter()
+            .flatten()
+            .map(|p| RawParent {
+                group: p.group.as_deref(),
+                kind: p.kind.as_deref(),
+                namespace: p.namespace.as_deref(),
+                name: &p.name,
+                section: p.section_name.as_deref(),
+                port: p.port,
+            })
+            .collect(),
+    };
+    let conv = convert_grpc(cx, &view, r);
+    attach(cx, listeners, listener_statuses, view, conv)
 }
 
 fn attach(
-    cx: &mut Context<'_>,
+    cx: &Context<'_>,
     listeners: &[Listener<'_>],
-    statuses: &mut Vec<ResourceStatus>,
-    ports: &mut ListenerRoutes,
+    statuses: &[ResourceStatus],
     view: RouteView<'_>,
     conv: Converted,
-) {
+) -> RoutePiece {
+    let mut counted = Vec::new();
     let generation = view.generation;
     let mut status = ResourceStatus::new(
         ResourceRef::new(view.kind, Some(view.ns), view.name),
@@ -276,7 +327,7 @@ fn attach(
                     && intersect(l.hostname.as_deref(), view.hostnames).is_some()
                     && unprogrammed.insert((l.status_index, l.listener_index))
                 {
-                    statuses[l.status_index].listeners_mut()[l.listener_index].add_attached();
+                    counted.push((l.status_index, l.listener_index));
                 }
             }
         }
@@ -328,7 +379,7 @@ fn attach(
                     let section = (l.owner.kind == "Gateway").then_some(l.name);
                     let traffic = cx.listener_traffic(l.gateway_ns, l.gateway_name, section);
                     e.insert((traffic, hosts));
-                    statuses[l.status_index].listeners_mut()[l.listener_index].add_attached();
+                    counted.push((l.status_index, l.listener_index));
                 }
             }
         }
@@ -347,21 +398,39 @@ fn attach(
         }
         status.push_parent(ParentStatus::new(parent, conditions));
     }
-    if !per_listener.is_empty() {
-        for w in &conv.wanted {
-            cx.materialize(w);
-        }
-    }
-    cx.errors.extend(conv.errors);
+    let uses = if per_listener.is_empty() {
+        Vec::new()
+    } else {
+        conv.wanted
+            .into_iter()
+            .map(|w| Use {
+                name: backend_name(&w.namespace, &w.service, w.port),
+                wanted: w,
+            })
+            .collect()
+    };
+    let mut routes = Vec::with_capacity(per_listener.len());
     for (listener, (traffic, hosts)) in per_listener {
         let mut route = Route::new(view.id.clone());
         route.hostnames = hosts.into_vec();
         route.created = view.created;
         route.rules = conv.rules.clone();
         cx.apply_traffic(view.kind, view.ns, view.name, &traffic, &mut route.rules);
-        ports.entry(listener).or_default().push(Arc::new(route));
+        routes.push((listener, Arc::new(route)));
     }
-    statuses.push(status);
+    RoutePiece {
+        key: (
+            u8::from(view.kind == "GRPCRoute"),
+            view.ns.to_owned(),
+            view.name.to_owned(),
+        ),
+        status: Arc::new(status),
+        routes,
+        counted,
+        uses,
+        errors: conv.errors,
+        services: conv.services,
+    }
 }
 
 /// Whether a Gateway (or ListenerSet) with this namespace/name is one gatekit serves
@@ -380,6 +449,8 @@ struct RuleWork<'c, 'a> {
     ns: &'c str,
     grpc: bool,
     wanted: Vec<Wanted>,
+    /// Every Service a reference names (see [`Converted::services`]).
+    services: Vec<(String, String)>,
     /// Refused references with their field paths.
     unresolved: Vec<(String, Unresolved)>,
     problems: Vec<(String, String)>,
@@ -404,6 +475,14 @@ impl<'c> RuleWork<'c, '_> {
         Option<&'c BackendPolicySpec>,
         Option<&'c ServiceSettings>,
     ) {
+        let named = (r.namespace.unwrap_or(self.ns), r.name);
+        if !self
+            .services
+            .iter()
+            .any(|(n, s)| (n.as_str(), s.as_str()) == named)
+        {
+            self.services.push((named.0.to_owned(), named.1.to_owned()));
+        }
         match self.cx.resolve(self.view_kind, self.ns, r, self.grpc) {
             Ok(w) => {
                 let name = backend_name(&w.namespace, &w.service, w.port);
@@ -713,6 +792,11 @@ fn finish_rule(conv: &mut Converted, view: &RouteView<'_>, mut rule: Rule, work:
     }
     conv.unresolved
         .extend(work.unresolved.into_iter().map(|(_, u)| u));
+    for s in work.services {
+        if !conv.services.contains(&s) {
+            conv.services.push(s);
+        }
+    }
     if work.problems.is_empty() {
         conv.wanted.extend(work.wanted);
     } else {
@@ -734,6 +818,7 @@ fn finish_rule(conv: &mut Converted, view: &RouteView<'_>, mut rule: Rule, work:
 
 fn new_converted() -> Converted {
     Converted {
+        services: Vec::new(),
         rules: Vec::new(),
         wanted: Vec::new(),
         unresolved: Vec::new(),
@@ -754,6 +839,7 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
             ns: view.ns,
             grpc: false,
             wanted: Vec::new(),
+            services: Vec::new(),
             unresolved: Vec::new(),
             problems: Vec::new(),
         };
@@ -923,6 +1009,7 @@ fn convert_grpc(cx: &Context<'_>, view: &RouteView<'_>, route: &GrpcRoute) -> Co
             ns: view.ns,
             grpc: true,
             wanted: Vec::new(),
+            services: Vec::new(),
             unresolved: Vec::new(),
             problems: Vec::new(),
         };

@@ -1,0 +1,885 @@
+//! The incremental translator: [`translate`](super::translate)'s result, recomputed
+//! only where a change reaches.
+//!
+//! A translation is a *frame* (GatewayClasses, policies, listeners: passes 1 and 2 and
+//! the Gateway addresses), one [`RoutePiece`] per route (its per-listener `Arc<Route>`s,
+//! status, errors, the listeners it counts in `attachedRoutes`, the upstreams it
+//! uses) and the upstreams, put together by [`assemble`]. The pure `translate` builds
+//! all of them every time; a [`Translator`] keeps the pieces and the upstreams between
+//! calls and, told which objects changed, rebuilds only the pieces of the routes that
+//! changed or whose referenced Services changed, and only the upstreams whose Service,
+//! EndpointSlices or users changed. Everything else keeps its `Arc` (identity is the
+//! contract with the apply stage). Any change that could reach the frame translates
+//! everything again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use gatekit_core::ConfigError;
+use gatekit_core::route::Route;
+
+use super::backend::{Context, PolicyMaps, name_of, ns_of};
+use super::listener::{self, Listener};
+use super::route::{self, ListenerKey, RoutePiece};
+use super::{TranslateOptions, Translation, UpstreamSpec, address};
+use crate::manifest::ResourceSet;
+use crate::status::{ResourceRef, ResourceStatus};
+use crate::types::{EndpointSlice, SERVICE_NAME_LABEL};
+
+/// Passes 1 (GatewayClasses, policies): their statuses, in order. The errors stay in
+/// `cx.errors`, the attachments in `cx`.
+fn policy_pass(cx: &mut Context<'_>, options: &TranslateOptions) -> Vec<ResourceStatus> {
+    let mut statuses = Vec::new();
+    listener::gateway_classes(cx.resources, options, &mut statuses);
+    cx.attach_policies(&mut statuses);
+    cx.attach_x_backend_traffic_policies(&mut statuses);
+    cx.attach_traffic_policies(&mut statuses);
+    cx.attach_backend_traffic_policies(options.shared_rate_limits, &mut statuses);
+    statuses
+}
+
+/// Pass 2: the listeners, the statuses of Gateways and ListenerSets (indexed by the
+/// listeners' `status_index`), the problems found. Cheap (it reads Gateways,
+/// ListenerSets, Secrets), so every call runs it against its own resources.
+struct ListenerPass<'a> {
+    listeners: Vec<Listener<'a>>,
+    statuses: Vec<ResourceStatus>,
+    errors: Vec<ConfigError>,
+}
+
+fn listener_pass<'a>(
+    cx: &Context<'a>,
+    options: &TranslateOptions,
+    set_entries: &'a [Vec<crate::types::GatewayListeners>],
+) -> ListenerPass<'a> {
+    let mut statuses = Vec::new();
+    let (listeners, errors) = listener::listeners(cx, options, set_entries, &mut statuses);
+    ListenerPass {
+        listeners,
+        statuses,
+        errors,
+    }
+}
+
+/// One upstream: the Service port, who uses it, what was built from it.
+struct UpstreamState {
+    namespace: String,
+    service: String,
+    port: u16,
+    /// Uses by attached routes (a route may use it more than once).
+    users: u32,
+    /// Uses by GRPCRoutes (h2c when the port declares no `appProtocol`).
+    grpc_users: u32,
+    /// What it was built with: `grpc_users > 0` then.
+    built_grpc: bool,
+    /// `None` when the Service or port was gone (never, after `resolve`).
+    spec: Option<Arc<UpstreamSpec>>,
+    /// Problems with its endpoints: reported before the errors of the first route
+    /// that uses it.
+    errors: Vec<ConfigError>,
+}
+
+impl UpstreamState {
+    fn build(&mut self, cx: &Context<'_>, slices: &[&EndpointSlice]) {
+        self.built_grpc = self.grpc_users > 0;
+        match cx.upstream(
+            &self.namespace,
+            &self.service,
+            self.port,
+            self.built_grpc,
+            slices,
+        ) {
+            Some((spec, errors)) => {
+                self.spec = Some(Arc::new(spec));
+                self.errors = errors;
+            }
+            None => {
+                self.spec = None;
+                self.errors = Vec::new();
+            }
+        }
+    }
+}
+
+/// Counts the uses of `pieces` into fresh upstream states (nothing built yet).
+fn count_uses<'p>(pieces: impl Iterator<Item = &'p RoutePiece>) -> BTreeMap<String, UpstreamState> {
+    let mut out: BTreeMap<String, UpstreamState> = BTreeMap::new();
+    for piece in pieces {
+        add_uses(&mut out, piece, &mut |_| {});
+    }
+    out
+}
+
+/// Adds `piece`'s uses; `touched` hears each upstream name.
+fn add_uses(
+    states: &mut BTreeMap<String, UpstreamState>,
+    piece: &RoutePiece,
+    touched: &mut dyn FnMut(&str),
+) {
+    for u in &piece.uses {
+        let state = match states.get_mut(&u.name) {
+            Some(s) => s,
+            None => states.entry(u.name.clone()).or_insert(UpstreamState {
+                namespace: u.wanted.namespace.clone(),
+                service: u.wanted.service.clone(),
+                port: u.wanted.port,
+                users: 0,
+                grpc_users: 0,
+                built_grpc: false,
+                spec: None,
+                errors: Vec::new(),
+            }),
+        };
+        state.users += 1;
+        state.grpc_users += u32::from(u.wanted.grpc);
+        touched(&u.name);
+    }
+}
+
+/// Takes away `piece`'s uses; `touched` hears each upstream name.
+fn remove_uses(
+    states: &mut BTreeMap<String, UpstreamState>,
+    piece: &RoutePiece,
+    touched: &mut dyn FnMut(&str),
+) {
+    for u in &piece.uses {
+        if let Some(state) = states.get_mut(&u.name) {
+            state.users = state.users.saturating_sub(1);
+            state.grpc_users = state.grpc_users.saturating_sub(u32::from(u.wanted.grpc));
+        }
+        touched(&u.name);
+    }
+}
+
+/// Puts a translation together from its frame, its route pieces (in order) and its
+/// upstreams.
+#[allow(clippy::too_many_arguments)]
+fn assemble<'p>(
+    resources: &ResourceSet,
+    options: &TranslateOptions,
+    prefix_statuses: &[Arc<ResourceStatus>],
+    prefix_errors: &[ConfigError],
+    pass: ListenerPass<'_>,
+    pieces: impl Iterator<Item = &'p RoutePiece>,
+    count: usize,
+    upstreams: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
+    upstream_errors: &HashMap<&str, &[ConfigError]>,
+    global_rate_limits: BTreeSet<String>,
+) -> Translation {
+    let ListenerPass {
+        listeners,
+        statuses: mut listener_statuses,
+        errors: listener_errors,
+    } = pass;
+    let mut errors = Vec::with_capacity(prefix_errors.len() + listener_errors.len());
+    errors.extend_from_slice(prefix_errors);
+    errors.extend(listener_errors);
+    let mut routes: BTreeMap<ListenerKey, Vec<Arc<Route>>> = BTreeMap::new();
+    let mut counts: BTreeMap<ListenerKey, u32> = BTreeMap::new();
+    let mut route_statuses = Vec::with_capacity(count);
+    let mut reported: HashSet<&str> = HashSet::new();
+    for piece in pieces {
+        for (listener, route) in &piece.routes {
+            routes.entry(*listener).or_default().push(route.clone());
+        }
+        for listener in &piece.counted {
+            *counts.entry(*listener).or_default() += 1;
+        }
+        if !upstream_errors.is_empty() {
+            for u in &piece.uses {
+                if let Some(e) = upstream_errors.get(u.name.as_str())
+                    && reported.insert(u.name.as_str())
+                {
+                    errors.extend_from_slice(e);
+                }
+            }
+        }
+        errors.extend_from_slice(&piece.errors);
+        route_statuses.push(piece.status.clone());
+    }
+    for ((status, listener), n) in counts {
+        if let Some(l) = listener_statuses
+            .get_mut(status)
+            .and_then(|s| s.listeners_mut().get_mut(listener))
+        {
+            for _ in 0..n {
+                l.add_attached();
+            }
+        }
+    }
+    address::gateway_addresses(resources, options, &mut listener_statuses);
+    let mut statuses =
+        Vec::with_capacity(prefix_statuses.len() + listener_statuses.len() + route_statuses.len());
+    statuses.extend_from_slice(prefix_statuses);
+    statuses.extend(listener_statuses.into_iter().map(Arc::new));
+    statuses.extend(route_statuses);
+    Translation {
+        listeners: listener::finish(listeners, routes),
+        upstreams,
+        statuses,
+        errors,
+        global_rate_limits,
+    }
+}
+
+/// The upstream errors of `states`, by name, for [`assemble`].
+fn errors_of(states: &BTreeMap<String, UpstreamState>) -> HashMap<&str, &[ConfigError]> {
+    states
+        .iter()
+        .filter(|(_, s)| !s.errors.is_empty())
+        .map(|(n, s)| (n.as_str(), s.errors.as_slice()))
+        .collect()
+}
+
+/// The names of the upstreams of `states` whose endpoints have problems.
+fn erroring(states: &BTreeMap<String, UpstreamState>) -> BTreeSet<String> {
+    errors_of(states).into_keys().map(str::to_owned).collect()
+}
+
+/// Everything a full translation computes, before assembly.
+struct Full {
+    prefix_statuses: Vec<Arc<ResourceStatus>>,
+    prefix_errors: Vec<ConfigError>,
+    policy: PolicyMaps,
+    global_rate_limits: BTreeSet<String>,
+    pieces: Vec<RoutePiece>,
+    upstreams: BTreeMap<String, UpstreamState>,
+}
+
+/// Runs every pass; `finish` gets the pieces and the listener pass to assemble with.
+fn full<R>(
+    resources: &ResourceSet,
+    options: &TranslateOptions,
+    finish: impl FnOnce(Full, ListenerPass<'_>) -> R,
+) -> R {
+    let mut cx = Context::new(resources, &options.global_namespaces);
+    let prefix: Vec<Arc<ResourceStatus>> = policy_pass(&mut cx, options)
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let set_entries = listener::listener_set_entries(resources);
+    let pass = listener_pass(&cx, options, &set_entries);
+    let pieces = route::attach_routes(&cx, &pass.listeners, &pass.statuses);
+    let mut upstreams = count_uses(pieces.iter());
+    for state in upstreams.values_mut() {
+        let slices = cx.slices_of(&state.namespace, &state.service).to_vec();
+        state.build(&cx, &slices);
+    }
+    let full = Full {
+        prefix_statuses: prefix,
+        prefix_errors: std::mem::take(&mut cx.errors),
+        policy: cx.take_policy_maps(),
+        global_rate_limits: std::mem::take(&mut cx.global_rate_limits),
+        pieces,
+        upstreams,
+    };
+    finish(full, pass)
+}
+
+/// The upstream specs of `states`, by name.
+fn spec_map(states: &BTreeMap<String, UpstreamState>) -> BTreeMap<String, Arc<UpstreamSpec>> {
+    states
+        .iter()
+        .filter_map(|(n, s)| Some((n.clone(), s.spec.clone()?)))
+        .collect()
+}
+
+/// [`translate`](super::translate): everything, from scratch.
+pub(crate) fn translate_full(resources: &ResourceSet, options: &TranslateOptions) -> Translation {
+    full(resources, options, |f, pass| {
+        let upstreams = Arc::new(spec_map(&f.upstreams));
+        assemble(
+            resources,
+            options,
+            &f.prefix_statuses,
+            &f.prefix_errors,
+            pass,
+            f.pieces.iter(),
+            f.pieces.len(),
+            upstreams,
+            &errors_of(&f.upstreams),
+            f.global_rate_limits,
+        )
+    })
+}
+
+/// The kinds a [`ResourceSet`] holds, as manifests spell them.
+const KINDS: [&str; 14] = [
+    "GatewayClass",
+    "Gateway",
+    "ListenerSet",
+    "HTTPRoute",
+    "GRPCRoute",
+    "ReferenceGrant",
+    "Service",
+    "Namespace",
+    "EndpointSlice",
+    "Secret",
+    "BackendPolicy",
+    "TrafficPolicy",
+    "BackendTrafficPolicy",
+    "XBackendTrafficPolicy",
+];
+
+impl ResourceRef {
+    /// Names an object of a kind a [`ResourceSet`] holds (as manifests spell it:
+    /// `HTTPRoute`, `Service`, `EndpointSlice`, ...), for example to tell a
+    /// [`Translator`] what changed; `None` for any other kind.
+    pub fn of_kind(kind: &str, namespace: Option<&str>, name: &str) -> Option<Self> {
+        let kind = KINDS.iter().find(|k| **k == kind)?;
+        Some(Self::new(kind, namespace, name))
+    }
+}
+
+/// Route sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name.
+type RouteKey = (u8, String, String);
+/// A namespaced object: (namespace, name).
+type Named = (String, String);
+
+/// What a [`Translator`] keeps between calls.
+struct State {
+    prefix_statuses: Vec<Arc<ResourceStatus>>,
+    prefix_errors: Vec<ConfigError>,
+    policy: PolicyMaps,
+    global_rate_limits: BTreeSet<String>,
+    /// Routes and Services a policy targets (kind, namespace, name): their change
+    /// can change a policy's status or attachment, so it translates everything.
+    policy_targets: HashSet<(String, String, String)>,
+    /// A BackendTrafficPolicy exists: its targets follow routes (selectors, the
+    /// Services a Gateway's routes reach), so any route or Service change translates
+    /// everything.
+    any_btp: bool,
+    pieces: BTreeMap<RouteKey, RoutePiece>,
+    /// Referenced Service -> the routes whose references name it.
+    service_routes: HashMap<Named, BTreeSet<RouteKey>>,
+    /// EndpointSlice -> its Service (the `kubernetes.io/service-name` label).
+    slice_service: HashMap<Named, String>,
+    /// Service -> its EndpointSlices' names.
+    service_slices: HashMap<Named, BTreeSet<String>>,
+    upstreams: BTreeMap<String, UpstreamState>,
+    /// The names of the upstreams whose endpoints have problems.
+    erroring: BTreeSet<String>,
+    /// Service -> the names of the upstreams built from it.
+    service_upstreams: HashMap<Named, BTreeSet<String>>,
+    /// The specs of `upstreams`, as the last translation has them.
+    specs: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
+    /// The map of the translation before, reused for the next one once that
+    /// translation is dropped (double buffering: no copy of every name per change).
+    spare: Option<Arc<BTreeMap<String, Arc<UpstreamSpec>>>>,
+    /// The upstream names `spare` is behind on.
+    spare_lag: BTreeSet<String>,
+}
+
+/// Stateful, incremental [`translate`](super::translate).
+///
+/// Each call's result equals `translate(resources, options)`; routes and upstreams
+/// that the change did not reach are the same `Arc`s as in the previous result. A
+/// change of any kind other than HTTPRoute, GRPCRoute, Service and EndpointSlice, of a
+/// route or Service a policy targets, of the gateway's own Service, or any route or
+/// Service change while an Envoy Gateway BackendTrafficPolicy exists, translates
+/// everything (as does `changed: None`).
+pub struct Translator {
+    options: TranslateOptions,
+    state: Option<State>,
+}
+
+impl std::fmt::Debug for Translator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Translator")
+            .field("options", &self.options)
+            .field("routes", &self.state.as_ref().map(|s| s.pieces.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Translator {
+    /// A translator with no previous translation: its first call translates
+    /// everything.
+    pub fn new(options: TranslateOptions) -> Self {
+        Self {
+            options,
+            state: None,
+        }
+    }
+
+    /// The options it translates with.
+    pub fn options(&self) -> &TranslateOptions {
+        &self.options
+    }
+
+    /// Translates `resources`. `changed` names every object (kind as in manifests,
+    /// namespace, name) added, removed or modified since the previous call's
+    /// resources; `None` means unknown (everything is translated again).
+    ///
+    /// Returns an `Arc` because the result is shared as it is (the apply stage, the
+    /// status writer, `/config`): building a `Translation` out of kept parts costs
+    /// pointer copies, cloning one would cost much more.
+    pub fn translate(
+        &mut self,
+        resources: &ResourceSet,
+        changed: Option<&BTreeSet<ResourceRef>>,
+    ) -> Arc<Translation> {
+        if let Some(changed) = changed
+            && let Some(t) = self.incremental(resources, changed)
+        {
+            return t;
+        }
+        self.full(resources)
+    }
+
+    fn full(&mut self, resources: &ResourceSet) -> Arc<Translation> {
+        let options = &self.options;
+        let (translation, state) = full(resources, options, |f, pass| {
+            let specs = Arc::new(spec_map(&f.upstreams));
+            let translation = assemble(
+                resources,
+                options,
+                &f.prefix_statuses,
+                &f.prefix_errors,
+                pass,
+                f.pieces.iter(),
+                f.pieces.len(),
+                specs.clone(),
+                &errors_of(&f.upstreams),
+                f.global_rate_limits.clone(),
+            );
+            (translation, State::new(resources, options, f, specs))
+        });
+        self.state = state;
+        Arc::new(translation)
+    }
+
+    /// The translation after `changed`, or `None` when it needs a full one.
+    fn incremental(
+        &mut self,
+        resources: &ResourceSet,
+        changed: &BTreeSet<ResourceRef>,
+    ) -> Option<Arc<Translation>> {
+        let options = &self.options;
+        let state = self.state.as_mut()?;
+        let mut routes: BTreeSet<RouteKey> = BTreeSet::new();
+        let mut services: Vec<Named> = Vec::new();
+        let mut slices: Vec<Named> = Vec::new();
+        for r in changed {
+            let ns = r.namespace().unwrap_or("default");
+            let named = (ns.to_owned(), r.name().to_owned());
+            match r.kind() {
+                "HTTPRoute" | "GRPCRoute" | "Service" if state.any_btp => return None,
+                "HTTPRoute" | "GRPCRoute" | "Service"
+                    if state.policy_targets.contains(&(
+                        r.kind().to_owned(),
+                        named.0.clone(),
+                        named.1.clone(),
+                    )) =>
+                {
+                    return None;
+                }
+                "Service"
+                    if options
+                        .gateway_service
+                        .as_ref()
+                        .is_some_and(|(n, s)| (n, s) == (&named.0, &named.1)) =>
+                {
+                    return None;
+                }
+                "HTTPRoute" => {
+                    routes.insert((0, named.0, named.1));
+                }
+                "GRPCRoute" => {
+                    routes.insert((1, named.0, named.1));
+                }
+                "Service" => services.push(named),
+                "EndpointSlice" => slices.push(named),
+                _ => return None,
+            }
+        }
+
+        // The Services whose upstreams are built again: changed ones, and those whose
+        // EndpointSlices changed (before and after the change).
+        let mut rebuilt: BTreeSet<Named> = services.iter().cloned().collect();
+        let found = find_named(&resources.endpoint_slices, |s| &s.metadata, &slices);
+        for (key, slice) in slices.into_iter().zip(found) {
+            if let Some(old) = state.slice_service.remove(&key) {
+                let svc = (key.0.clone(), old);
+                if let Some(set) = state.service_slices.get_mut(&svc) {
+                    set.remove(&key.1);
+                    if set.is_empty() {
+                        state.service_slices.remove(&svc);
+                    }
+                }
+                rebuilt.insert(svc);
+            }
+            let label = slice
+                .and_then(|(_, s)| s.metadata.labels.as_ref())
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let Some(svc) = label {
+                let svc = (key.0.clone(), svc.clone());
+                state
+                    .service_slices
+                    .entry(svc.clone())
+                    .or_default()
+                    .insert(key.1.clone());
+                state.slice_service.insert(key, svc.1.clone());
+                rebuilt.insert(svc);
+            }
+        }
+        // Routes to convert again: changed ones, and those naming a changed Service.
+        for s in &services {
+            if let Some(users) = state.service_routes.get(s) {
+                routes.extend(users.iter().cloned());
+            }
+        }
+
+        let mut cx = Context::partial(resources, &options.global_namespaces);
+        cx.restore_policy_maps(std::mem::take(&mut state.policy));
+        let set_entries = listener::listener_set_entries(resources);
+        let pass = listener_pass(&cx, options, &set_entries);
+
+        let http: Vec<Named> = routes
+            .iter()
+            .filter(|k| k.0 == 0)
+            .map(|k| (k.1.clone(), k.2.clone()))
+            .collect();
+        let grpc: Vec<Named> = routes
+            .iter()
+            .filter(|k| k.0 == 1)
+            .map(|k| (k.1.clone(), k.2.clone()))
+            .collect();
+        let http_found = find_named(&resources.http_routes, |r| &r.metadata, &http);
+        let grpc_found = find_named(&resources.grpc_routes, |r| &r.metadata, &grpc);
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        let mut touch = |name: &str| {
+            if !touched.contains(name) {
+                touched.insert(name.to_owned());
+            }
+        };
+        let new_pieces = http
+            .into_iter()
+            .zip(http_found)
+            .map(|(n, r)| {
+                let piece =
+                    r.map(|(_, r)| route::http_piece(&cx, &pass.listeners, &pass.statuses, r));
+                ((0, n.0, n.1), piece)
+            })
+            .chain(grpc.into_iter().zip(grpc_found).map(|(n, r)| {
+                let piece =
+                    r.map(|(_, r)| route::grpc_piece(&cx, &pass.listeners, &pass.statuses, r));
+                ((1, n.0, n.1), piece)
+            }));
+        for (key, piece) in new_pieces {
+            if let Some(old) = state.pieces.remove(&key) {
+                remove_uses(&mut state.upstreams, &old, &mut touch);
+                for s in &old.services {
+                    if let Some(set) = state.service_routes.get_mut(s) {
+                        set.remove(&key);
+                        if set.is_empty() {
+                            state.service_routes.remove(s);
+                        }
+                    }
+                }
+            }
+            if let Some(piece) = piece {
+                add_uses(&mut state.upstreams, &piece, &mut touch);
+                for s in &piece.services {
+                    state
+                        .service_routes
+                        .entry(s.clone())
+                        .or_default()
+                        .insert(key.clone());
+                }
+                state.pieces.insert(key, piece);
+            }
+        }
+        for s in &rebuilt {
+            if let Some(names) = state.service_upstreams.get(s) {
+                touched.extend(names.iter().cloned());
+            }
+        }
+
+        // Upstreams: drop the unused, build the new and those whose Service, slices or
+        // protocol changed.
+        let mut build: Vec<String> = Vec::new();
+        let mut specs_changed = false;
+        for name in &touched {
+            let Some(u) = state.upstreams.get(name) else {
+                continue;
+            };
+            let svc = (u.namespace.clone(), u.service.clone());
+            if u.users == 0 {
+                specs_changed |= u.spec.is_some();
+                if let Some(set) = state.service_upstreams.get_mut(&svc) {
+                    set.remove(name);
+                    if set.is_empty() {
+                        state.service_upstreams.remove(&svc);
+                    }
+                }
+                state.upstreams.remove(name);
+                state.erroring.remove(name);
+                continue;
+            }
+            let fresh = u.spec.is_none() && u.errors.is_empty() && !u.built_grpc;
+            if fresh || rebuilt.contains(&svc) || u.built_grpc != (u.grpc_users > 0) {
+                state
+                    .service_upstreams
+                    .entry(svc)
+                    .or_default()
+                    .insert(name.clone());
+                build.push(name.clone());
+            }
+        }
+        if !build.is_empty() {
+            // (Two upstreams of one Service need its slices once.)
+            let wanted: BTreeSet<Named> = build
+                .iter()
+                .filter_map(|n| state.upstreams.get(n))
+                .flat_map(|u| {
+                    let svc = (u.namespace.clone(), u.service.clone());
+                    state
+                        .service_slices
+                        .get(&svc)
+                        .into_iter()
+                        .flatten()
+                        .map(move |s| (svc.0.clone(), s.clone()))
+                })
+                .collect();
+            let wanted: Vec<Named> = wanted.into_iter().collect();
+            let found = find_named(&resources.endpoint_slices, |s| &s.metadata, &wanted);
+            // Each Service's slices in resource order, as the full index has them.
+            let mut by_service: HashMap<(&str, &str), Vec<(usize, &EndpointSlice)>> =
+                HashMap::new();
+            for (position, slice) in found.into_iter().flatten() {
+                let Some(svc) = slice
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                else {
+                    continue;
+                };
+                by_service
+                    .entry((ns_of(&slice.metadata), svc.as_str()))
+                    .or_default()
+                    .push((position, slice));
+            }
+            for list in by_service.values_mut() {
+                list.sort_by_key(|(p, _)| *p);
+            }
+            for name in &build {
+                let Some(u) = state.upstreams.get_mut(name) else {
+                    continue;
+                };
+                let slices: Vec<&EndpointSlice> = by_service
+                    .get(&(u.namespace.as_str(), u.service.as_str()))
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, s)| *s)
+                    .collect();
+                u.build(&cx, &slices);
+                if u.errors.is_empty() {
+                    state.erroring.remove(name);
+                } else {
+                    state.erroring.insert(name.clone());
+                }
+                specs_changed = true;
+            }
+        }
+        if specs_changed {
+            // The map of the translation before the last, when nobody holds it any
+            // more, brought up to date (its own lag and this change); else a copy of
+            // the last one (every name cloned).
+            let mut next = match state.spare.take() {
+                Some(mut spare) if Arc::strong_count(&spare) == 1 => {
+                    let lag = std::mem::take(&mut state.spare_lag);
+                    sync_specs(&mut spare, &state.upstreams, lag.iter().chain(&touched));
+                    spare
+                }
+                _ => {
+                    let mut copy = Arc::new(BTreeMap::clone(&state.specs));
+                    sync_specs(&mut copy, &state.upstreams, touched.iter());
+                    copy
+                }
+            };
+            std::mem::swap(&mut next, &mut state.specs);
+            state.spare = Some(next);
+            state.spare_lag = touched;
+        }
+
+        state.policy = cx.take_policy_maps();
+        let translation = assemble(
+            resources,
+            options,
+            &state.prefix_statuses,
+            &state.prefix_errors,
+            pass,
+            state.pieces.values(),
+            state.pieces.len(),
+            state.specs.clone(),
+            &state
+                .erroring
+                .iter()
+                .filter_map(|n| Some((n.as_str(), state.upstreams.get(n)?.errors.as_slice())))
+                .collect(),
+            state.global_rate_limits.clone(),
+        );
+        Some(Arc::new(translation))
+    }
+}
+
+/// Makes `specs` say what `upstreams` say for `names`. `specs` must be unshared.
+fn sync_specs<'n>(
+    specs: &mut Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
+    upstreams: &BTreeMap<String, UpstreamState>,
+    names: impl Iterator<Item = &'n String>,
+) {
+    let Some(specs) = Arc::get_mut(specs) else {
+        return;
+    };
+    for name in names {
+        match upstreams.get(name).and_then(|u| u.spec.clone()) {
+            Some(spec) => match specs.get_mut(name) {
+                Some(s) => *s = spec,
+                None => {
+                    specs.insert(name.clone(), spec);
+                }
+            },
+            None => {
+                specs.remove(name);
+            }
+        }
+    }
+}
+
+impl State {
+    /// The state after a full translation, or `None` when the resources cannot be
+    /// followed incrementally (two routes of one kind with the same name).
+    fn new(
+        resources: &ResourceSet,
+        options: &TranslateOptions,
+        f: Full,
+        specs: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
+    ) -> Option<Self> {
+        let _ = options;
+        let mut policy_targets = HashSet::new();
+        for p in &resources.backend_policies {
+            let ns = ns_of(&p.metadata);
+            for t in &p.spec.target_refs {
+                policy_targets.insert(("Service".to_owned(), ns.to_owned(), t.name.clone()));
+            }
+        }
+        for p in &resources.x_backend_traffic_policies {
+            let ns = ns_of(&p.metadata);
+            for t in &p.spec.target_refs {
+                policy_targets.insert(("Service".to_owned(), ns.to_owned(), t.name.clone()));
+            }
+        }
+        for p in &resources.traffic_policies {
+            let ns = ns_of(&p.metadata);
+            for t in &p.spec.target_refs {
+                policy_targets.insert((t.kind.as_str().to_owned(), ns.to_owned(), t.name.clone()));
+            }
+        }
+        let mut pieces = BTreeMap::new();
+        let mut service_routes: HashMap<Named, BTreeSet<RouteKey>> = HashMap::new();
+        for piece in f.pieces {
+            for s in &piece.services {
+                service_routes
+                    .entry(s.clone())
+                    .or_default()
+                    .insert(piece.key.clone());
+            }
+            if pieces.insert(piece.key.clone(), piece).is_some() {
+                return None;
+            }
+        }
+        let mut slice_service = HashMap::new();
+        let mut service_slices: HashMap<Named, BTreeSet<String>> = HashMap::new();
+        for s in &resources.endpoint_slices {
+            let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            else {
+                continue;
+            };
+            let ns = ns_of(&s.metadata).to_owned();
+            let name = name_of(&s.metadata).to_owned();
+            service_slices
+                .entry((ns.clone(), svc.clone()))
+                .or_default()
+                .insert(name.clone());
+            if slice_service.insert((ns, name), svc.clone()).is_some() {
+                return None;
+            }
+        }
+        let mut service_upstreams: HashMap<Named, BTreeSet<String>> = HashMap::new();
+        for (name, u) in &f.upstreams {
+            service_upstreams
+                .entry((u.namespace.clone(), u.service.clone()))
+                .or_default()
+                .insert(name.clone());
+        }
+        Some(Self {
+            erroring: erroring(&f.upstreams),
+            prefix_statuses: f.prefix_statuses,
+            prefix_errors: f.prefix_errors,
+            policy: f.policy,
+            global_rate_limits: f.global_rate_limits,
+            policy_targets,
+            any_btp: !resources.backend_traffic_policies.is_empty(),
+            pieces,
+            service_routes,
+            slice_service,
+            service_slices,
+            upstreams: f.upstreams,
+            service_upstreams,
+            specs,
+            spare: None,
+            spare_lag: BTreeSet::new(),
+        })
+    }
+}
+
+/// The objects of `items` named in `wanted` (namespace, name), with their positions,
+/// index-aligned with `wanted`: one pass, comparing names (cheap next to hashing every
+/// object).
+fn find_named<'a, T>(
+    items: &'a [T],
+    meta: impl Fn(&T) -> &crate::types::ObjectMeta,
+    wanted: &[Named],
+) -> Vec<Option<(usize, &'a T)>> {
+    let mut out = vec![None; wanted.len()];
+    if wanted.is_empty() {
+        return out;
+    }
+    if wanted.len() <= 16 {
+        for (p, item) in items.iter().enumerate() {
+            let m = meta(item);
+            let name = name_of(m).as_bytes();
+            for (i, (ns, n)) in wanted.iter().enumerate() {
+                // The last byte first: names of thousands of objects often differ
+                // there only, and a byte compare is cheaper than a memcmp call.
+                let n = n.as_bytes();
+                if n.last() == name.last() && n == name && ns == ns_of(m) {
+                    out[i] = Some((p, item));
+                }
+            }
+        }
+    } else {
+        let index: HashMap<(&str, &str), usize> = wanted
+            .iter()
+            .enumerate()
+            .map(|(i, (ns, n))| ((ns.as_str(), n.as_str()), i))
+            .collect();
+        for (p, item) in items.iter().enumerate() {
+            let m = meta(item);
+            if let Some(i) = index.get(&(ns_of(m), name_of(m))) {
+                out[*i] = Some((p, item));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
