@@ -17,9 +17,10 @@ fn fold_mul(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// Builds [`FoldHasher`]s.
+/// Builds [`FoldHasher`]s: for maps keyed by configuration (route ids, hostnames,
+/// paths), never by keys a client chooses (no hash-flooding defence).
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct FoldBuild;
+pub struct FoldBuild;
 
 impl BuildHasher for FoldBuild {
     type Hasher = FoldHasher;
@@ -32,7 +33,7 @@ impl BuildHasher for FoldBuild {
 
 /// The hasher: folded-multiply mixing of 8-byte words.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct FoldHasher {
+pub struct FoldHasher {
     state: u64,
 }
 
@@ -67,7 +68,7 @@ impl Hasher for FoldHasher {
 }
 
 /// A `HashMap` with the fast hasher.
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, FoldBuild>;
+pub type FastMap<K, V> = std::collections::HashMap<K, V, FoldBuild>;
 
 #[cfg(test)]
 mod tests {

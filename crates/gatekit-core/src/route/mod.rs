@@ -125,6 +125,7 @@
 mod builder;
 mod conditions;
 mod hash;
+pub use self::hash::{FastMap, FoldBuild, FoldHasher};
 pub(crate) mod host;
 mod listener;
 mod model;

@@ -216,7 +216,7 @@ impl FileCache {
     /// back to the full load).
     #[cfg_attr(
         not(test),
-        expect(dead_code, reason = "for the incremental translation to peek at")
+        expect(dead_code, reason = "the tests read it without taking it")
     )]
     pub(crate) fn changed(&self) -> Option<&BTreeSet<ResourceRef>> {
         self.changed.as_ref()

@@ -27,7 +27,7 @@ use gatekit_k8s::translate::Protocol;
 use gatekit_k8s::{ManifestError, Translation};
 use serde::Serialize;
 
-use super::upstreams::{self, UpstreamView};
+use super::upstreams::{self, SharedViews};
 use crate::TrafficDefaults;
 use crate::config_dump::Render;
 
@@ -87,7 +87,7 @@ pub(crate) struct Snapshot {
     pub(crate) last_error: String,
     /// `clusters`, as JSON text.
     pub(crate) clusters: String,
-    pub(crate) upstreams: Arc<[UpstreamView]>,
+    pub(crate) upstreams: SharedViews,
 }
 
 impl Render for Snapshot {

@@ -77,7 +77,7 @@ mod trim;
 pub(crate) mod upstreams;
 mod watch;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,7 +85,7 @@ use std::sync::Arc;
 use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::retry::RetryPolicy;
-use gatekit_core::route::{PolicyState, Route, RouteId, TableBuilder};
+use gatekit_core::route::{FastMap, PolicyState, Route, RouteId, TableBuilder};
 use gatekit_core::server::Retirement;
 use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
 use gatekit_core::{Backend, Backends, BoxError, ConfigError, PortTable, RouteTable, Router};
@@ -99,7 +99,7 @@ use tower_layer::Layer;
 use self::cache::{FileCache, Load};
 use self::labels::Labelled;
 use self::replica::Replica;
-use self::upstreams::{UpstreamView, Upstreams};
+use self::upstreams::Upstreams;
 use self::watch::{Changed, DirWatcher};
 use crate::{
     Gateway, Metrics, MetricsLayer, MetricsService, RequestMetrics, RouteFallback, TrafficDefaults,
@@ -243,7 +243,7 @@ const IDLE_KEY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
 /// metrics of the route it is compiled for) and the state of their policies.
 struct Lookup<'a> {
     upstreams: &'a Upstreams,
-    series: &'a HashMap<RouteId, RouteSeries>,
+    series: &'a FastMap<RouteId, RouteSeries>,
     state: &'a PolicyState,
     metrics: &'a Metrics,
 }
@@ -432,7 +432,7 @@ pub struct Wiring {
     /// Each port's route tables and their builders, by listener hostname.
     tables: BTreeMap<u16, Vec<Group>>,
     /// The metrics series of every served route.
-    series: HashMap<RouteId, RouteSeries>,
+    series: FastMap<RouteId, RouteSeries>,
     generation: u64,
     served: bool,
     watcher: Option<DirWatcher>,
@@ -443,7 +443,6 @@ pub struct Wiring {
     /// What `/config` shows of the served snapshot (rendered on request).
     dump_parts: Arc<dump::Parts>,
     /// `/config`'s view of the served upstreams (their live handles).
-    upstream_views: Arc<[UpstreamView]>,
     /// `/config`'s `lastReloadError`, as JSON text.
     last_error: String,
     /// The upstreams of each Service (namespace, name): (backend name, Service port).
@@ -523,14 +522,13 @@ impl Wiring {
             translator: Translator::new(options),
             ports: BTreeMap::new(),
             tables: BTreeMap::new(),
-            series: HashMap::new(),
+            series: FastMap::default(),
             generation: 0,
             served: false,
             watcher,
             cache: FileCache::default(),
             changed_paths: None,
             dump_parts: Arc::default(),
-            upstream_views: Arc::from([]),
             last_error: "null".to_owned(),
             service_upstreams: BTreeMap::new(),
             replica,
@@ -812,7 +810,6 @@ impl Wiring {
                 self.dump_defaults.clone(),
             )),
         );
-        self.upstream_views = self.upstreams.views();
         self.publish(gateway);
         self.report_config();
         if first {
@@ -1140,7 +1137,7 @@ impl Wiring {
                 parts: self.dump_parts.clone(),
                 last_error: self.last_error.clone(),
                 clusters,
-                upstreams: self.upstream_views.clone(),
+                upstreams: self.upstreams.views(),
             }));
     }
 }
