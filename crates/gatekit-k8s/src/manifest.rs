@@ -248,6 +248,20 @@ impl ResourceSet {
         refs
     }
 
+    /// Gives back the spare capacity of every list that holds less than half of what it
+    /// has room for (after many resources were removed; a list that is nearly full is
+    /// left alone, so a steady stream of small changes moves nothing).
+    pub fn shrink_sparse(&mut self) {
+        macro_rules! shrink {
+            ($field:ident, $kind:literal) => {
+                if self.$field.capacity() > 2 * self.$field.len() + 16 {
+                    self.$field.shrink_to_fit();
+                }
+            };
+        }
+        each_kind!(shrink);
+    }
+
     /// The objects that differ between the resources of `old` and those of `new` (each
     /// a list of sets, read as their union): added, removed, or present in both with
     /// any difference. Order does not count: the same objects in another order, or

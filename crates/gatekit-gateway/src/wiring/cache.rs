@@ -520,6 +520,8 @@ impl FileCache {
                 },
             );
         }
+        // After many files were removed: their room goes back (11 MB for 5,000 routes).
+        self.merged.shrink_sparse();
     }
 
     /// Where the chunk of the file at `order[i]` starts, per kind.

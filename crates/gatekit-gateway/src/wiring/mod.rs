@@ -817,11 +817,10 @@ impl Wiring {
             trim::release_free_memory_later();
         } else {
             // The previous translation is freed off the reload path (for 5,000 routes,
-            // milliseconds), then free pages are returned (see `trim.rs`).
-            tokio::task::spawn_blocking(move || {
-                drop(previous);
-                trim::release_free_memory();
-            });
+            // milliseconds), then free pages are returned, once for a burst of reloads
+            // (see `trim.rs`).
+            tokio::task::spawn_blocking(move || drop(previous));
+            trim::release_free_memory_soon();
         }
         tracing::info!(
             generation = self.generation,

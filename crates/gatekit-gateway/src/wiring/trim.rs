@@ -37,3 +37,23 @@ pub(crate) fn release_free_memory() {}
 pub(crate) fn release_free_memory_later() {
     drop(tokio::task::spawn_blocking(release_free_memory));
 }
+
+/// Whether a [`release_free_memory_soon`] is waiting to run.
+static TRIM_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// [`release_free_memory_later`], [`TRIM_DELAY`] from now, once for a burst: the
+/// reloads of a stream of changes share one trim.
+pub(crate) fn release_free_memory_soon() {
+    use std::sync::atomic::Ordering;
+    if TRIM_PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    drop(tokio::spawn(async {
+        tokio::time::sleep(TRIM_DELAY).await;
+        TRIM_PENDING.store(false, Ordering::Release);
+        release_free_memory_later();
+    }));
+}
+
+/// How long after a reload that shrank the configuration its free pages are returned.
+const TRIM_DELAY: std::time::Duration = std::time::Duration::from_millis(200);

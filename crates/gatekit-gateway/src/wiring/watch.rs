@@ -17,10 +17,12 @@
 //!
 //! - a file renamed onto a manifest name (`x.yaml`, `.yml`, `.json`, not hidden): an
 //!   atomic replace (a `write-then-rename` tool, kubectl-style) is complete: [`RENAMED`]
-//!   (1 ms, to take the rename's paired events along);
+//!   (1 ms, to take the rename's paired events along); the same for a manifest removed
+//!   (a tool that replaces a file by removing and creating it does both within
+//!   microseconds, and the creation's events then set the wait);
 //! - the last event otherwise *completes* a write — a file closed after writing (inotify
 //!   `IN_CLOSE_WRITE`), another rename (a ConfigMap `..data` swap; vim moving the file
-//!   it saves away to `x.yaml~` before writing it anew), a removal: [`SETTLE`] (3 ms)
+//!   it saves away to `x.yaml~` before writing it anew), another removal: [`SETTLE`] (3 ms)
 //!   of quiet, so a finished edit is served within a few milliseconds and vim's new file
 //!   (created right after the move) is read once, after it exists again;
 //! - otherwise (a file created or being written, still open): [`DEBOUNCE`] (20 ms) of
@@ -48,7 +50,8 @@ pub(crate) const DEBOUNCE: Duration = Duration::from_millis(20);
 /// Quiet time after an event that completes a write (close after writing, rename,
 /// removal).
 pub(crate) const SETTLE: Duration = Duration::from_millis(3);
-/// Quiet time after a file was renamed onto a manifest name (an atomic replace).
+/// Quiet time after a file was renamed onto a manifest name (an atomic replace), or a
+/// manifest removed.
 pub(crate) const RENAMED: Duration = Duration::from_millis(1);
 /// Longest a stream of events can delay a reload.
 pub(crate) const DEBOUNCE_MAX: Duration = Duration::from_millis(60);
@@ -133,6 +136,13 @@ impl DirWatcher {
                             EventKind::Modify(ModifyKind::Name(
                                 RenameMode::To | RenameMode::Both,
                             )) if event.paths.last().is_some_and(|p| manifest_name(p)) => {
+                                RENAMED_ONTO
+                            }
+                            // A manifest removed is a finished change too (no tool
+                            // removes a file halfway).
+                            EventKind::Remove(RemoveKind::File)
+                                if event.paths.iter().all(|p| manifest_name(p)) =>
+                            {
                                 RENAMED_ONTO
                             }
                             EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => {

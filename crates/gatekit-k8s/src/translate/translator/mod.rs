@@ -700,8 +700,16 @@ impl Translator {
                 }
             };
             std::mem::swap(&mut next, &mut state.specs);
-            state.spare = Some(next);
-            state.spare_lag = touched;
+            // A spare much larger than the current map (many upstreams just went) is
+            // dropped rather than kept up to date: its memory goes back, and the next
+            // change copies the smaller map.
+            if next.len() > 2 * state.specs.len() + 64 {
+                state.spare = None;
+                state.spare_lag = BTreeSet::new();
+            } else {
+                state.spare = Some(next);
+                state.spare_lag = touched;
+            }
         }
 
         state.policy = cx.take_policy_maps();
