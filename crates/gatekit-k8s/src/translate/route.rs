@@ -132,24 +132,11 @@ pub(crate) fn attach_routes(
     out
 }
 
-/// One HTTPRoute's [`RoutePiece`].
-pub(crate) fn http_piece(
-    cx: &Context<'_>,
-    listeners: &[Listener<'_>],
-    listener_statuses: &[ResourceStatus],
-    r: &HttpRoute,
-) -> RoutePiece {
-    let ns = ns_of(&r.metadata);
-    let name = name_of(&r.metadata);
-    let view = RouteView {
-        kind: "HTTPRoute",
-        ns,
-        name,
-        generation: r.metadata.generation,
-        id: RouteId::new(ns, name),
-        created: created_of(&r.metadata),
-        hostnames: r.spec.hostnames.as_deref().unwrap_or(&[]),
-        parents: r
+/// The parentRefs of a route of either kind, as written (both kinds' parentRef types
+/// have the same fields).
+macro_rules! raw_parents {
+    ($route:expr) => {
+        $route
             .spec
             .parent_refs
             .iter()
@@ -162,8 +149,47 @@ pub(crate) fn http_piece(
                 section: p.section_name.as_deref(),
                 port: p.port,
             })
-            .collect(),
+            .collect()
     };
+}
+
+/// What both route kinds share, from their metadata, hostnames and parentRefs; `id`
+/// from the namespace and name.
+fn route_view<'a>(
+    kind: &'static str,
+    meta: &'a crate::types::ObjectMeta,
+    id: impl FnOnce(&str, &str) -> RouteId,
+    hostnames: Option<&'a [String]>,
+    parents: Vec<RawParent<'a>>,
+) -> RouteView<'a> {
+    let ns = ns_of(meta);
+    let name = name_of(meta);
+    RouteView {
+        kind,
+        ns,
+        name,
+        generation: meta.generation,
+        id: id(ns, name),
+        created: created_of(meta),
+        hostnames: hostnames.unwrap_or(&[]),
+        parents,
+    }
+}
+
+/// One HTTPRoute's [`RoutePiece`].
+pub(crate) fn http_piece(
+    cx: &Context<'_>,
+    listeners: &[Listener<'_>],
+    listener_statuses: &[ResourceStatus],
+    r: &HttpRoute,
+) -> RoutePiece {
+    let view = route_view(
+        "HTTPRoute",
+        &r.metadata,
+        |ns, name| RouteId::new(ns, name),
+        r.spec.hostnames.as_deref(),
+        raw_parents!(r),
+    );
     let conv = convert_http(cx, &view, r);
     attach(cx, listeners, listener_statuses, view, conv)
 }
@@ -175,31 +201,13 @@ pub(crate) fn grpc_piece(
     listener_statuses: &[ResourceStatus],
     r: &GrpcRoute,
 ) -> RoutePiece {
-    let ns = ns_of(&r.metadata);
-    let name = name_of(&r.metadata);
-    let view = RouteView {
-        kind: "GRPCRoute",
-        ns,
-        name,
-        generation: r.metadata.generation,
-        id: RouteId::new(ns, format!("grpc:{name}")),
-        created: created_of(&r.metadata),
-        hostnames: r.spec.hostnames.as_deref().unwrap_or(&[]),
-        parents: r
-            .spec
-            .parent_refs
-            .iter()
-            .flatten()
-            .map(|p| RawParent {
-                group: p.group.as_deref(),
-                kind: p.kind.as_deref(),
-                namespace: p.namespace.as_deref(),
-                name: &p.name,
-                section: p.section_name.as_deref(),
-                port: p.port,
-            })
-            .collect(),
-    };
+    let view = route_view(
+        "GRPCRoute",
+        &r.metadata,
+        |ns, name| RouteId::new(ns, format!("grpc:{name}")),
+        r.spec.hostnames.as_deref(),
+        raw_parents!(r),
+    );
     let conv = convert_grpc(cx, &view, r);
     attach(cx, listeners, listener_statuses, view, conv)
 }

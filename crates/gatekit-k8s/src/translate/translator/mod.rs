@@ -288,19 +288,30 @@ fn spec_map(states: &BTreeMap<String, UpstreamState>) -> BTreeMap<String, Arc<Up
 pub(crate) fn translate_full(resources: &ResourceSet, options: &TranslateOptions) -> Translation {
     full(resources, options, |f, pass| {
         let upstreams = Arc::new(spec_map(&f.upstreams));
-        assemble(
-            resources,
-            options,
-            &f.prefix_statuses,
-            &f.prefix_errors,
-            pass,
-            f.pieces.iter(),
-            f.pieces.len(),
-            upstreams,
-            &errors_of(&f.upstreams),
-            f.global_rate_limits,
-        )
+        assemble_full(resources, options, &f, pass, upstreams)
     })
+}
+
+/// The translation of a [`full`] pass, with `upstreams` (its upstreams' specs).
+fn assemble_full(
+    resources: &ResourceSet,
+    options: &TranslateOptions,
+    f: &Full,
+    pass: ListenerPass<'_>,
+    upstreams: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
+) -> Translation {
+    assemble(
+        resources,
+        options,
+        &f.prefix_statuses,
+        &f.prefix_errors,
+        pass,
+        f.pieces.iter(),
+        f.pieces.len(),
+        upstreams,
+        &errors_of(&f.upstreams),
+        f.global_rate_limits.clone(),
+    )
 }
 
 /// The kinds a [`ResourceSet`] holds, as manifests spell them.
@@ -431,18 +442,7 @@ impl Translator {
         let options = &self.options;
         let (translation, state) = full(resources, options, |f, pass| {
             let specs = Arc::new(spec_map(&f.upstreams));
-            let translation = assemble(
-                resources,
-                options,
-                &f.prefix_statuses,
-                &f.prefix_errors,
-                pass,
-                f.pieces.iter(),
-                f.pieces.len(),
-                specs.clone(),
-                &errors_of(&f.upstreams),
-                f.global_rate_limits.clone(),
-            );
+            let translation = assemble_full(resources, options, &f, pass, specs.clone());
             (translation, State::new(resources, options, f, specs))
         });
         self.state = state;
