@@ -43,7 +43,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gatekit_k8s::status::ResourceRef;
-use gatekit_k8s::types::SERVICE_NAME_LABEL;
 use gatekit_k8s::{ManifestError, ResourceSet, Warning};
 
 /// How many resources of each kind (in [`counts`] order) a file contributed.
@@ -601,7 +600,7 @@ const SLICES: usize = 7;
 /// The Services (namespace, name) the EndpointSlices of `set` belong to.
 fn slice_services(set: &ResourceSet) -> impl Iterator<Item = (String, String)> + '_ {
     set.endpoint_slices.iter().filter_map(|s| {
-        let service = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+        let service = gatekit_k8s::types::slice_service(s)?;
         let ns = s.metadata.namespace.as_deref().unwrap_or("default");
         Some((ns.to_owned(), service.clone()))
     })

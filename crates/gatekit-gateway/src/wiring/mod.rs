@@ -224,12 +224,7 @@ fn file_endpoints(
         return (Vec::new(), Vec::new());
     };
     let slices = resources.endpoint_slices.iter().filter(|s| {
-        in_ns(&s.metadata)
-            && s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(gatekit_k8s::types::SERVICE_NAME_LABEL))
-                .is_some_and(|svc| svc == name)
+        in_ns(&s.metadata) && gatekit_k8s::types::slice_service(s).is_some_and(|svc| svc == name)
     });
     let mut errors = Vec::new();
     let endpoints = gatekit_k8s::translate::service_endpoints(service, port, slices, &mut errors);

@@ -19,8 +19,8 @@ use crate::types::ObjectMeta;
 
 use crate::types::{
     BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
-    HttpRoute, ListenerSet, Namespace, ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service,
-    TrafficPolicy, XBackendTrafficPolicy,
+    HttpRoute, ListenerSet, Namespace, ReferenceGrant, Secret, Service, TrafficPolicy,
+    XBackendTrafficPolicy,
 };
 
 /// A store key: namespace ("" for cluster-scoped kinds), a grouping ("" except for
@@ -150,10 +150,7 @@ impl Watched for EndpointSlice {
     }
     fn key(&self) -> Key {
         let meta = &self.metadata;
-        let service = meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        let service = crate::types::slice_service(self)
             .cloned()
             .unwrap_or_default();
         (
@@ -343,7 +340,9 @@ mod tests {
                 name: Some(name.to_owned()),
                 namespace: Some("ns".to_owned()),
                 resource_version: Some(rv.to_owned()),
-                labels: Some([(SERVICE_NAME_LABEL.to_owned(), svc.to_owned())].into()),
+                labels: Some(
+                    [(crate::types::SERVICE_NAME_LABEL.to_owned(), svc.to_owned())].into(),
+                ),
                 ..ObjectMeta::default()
             },
             address_type: "IPv4".to_owned(),

@@ -31,7 +31,7 @@ use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus, reason};
 use crate::types::{
     APP_PROTOCOL_H2C, APP_PROTOCOL_WS, BackendPolicySpec, CLUSTER_LABEL, EndpointSlice, Namespace,
-    ReferenceGrant, SERVICE_NAME_LABEL, Secret, Service,
+    ReferenceGrant, Secret, Service,
 };
 
 /// Backend names that start with this never resolve: translation gives them to
@@ -136,12 +136,7 @@ impl<'a> Context<'a> {
                 .insert((ns_of(&s.metadata), name_of(&s.metadata)), s);
         }
         for s in &resources.endpoint_slices {
-            if let Some(svc) = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            {
+            if let Some(svc) = crate::types::slice_service(s) {
                 cx.slices
                     .entry((ns_of(&s.metadata), svc.as_str()))
                     .or_default()

@@ -125,6 +125,11 @@ pub const GATEWAY_X_GROUP: &str = "gateway.networking.x-k8s.io";
 pub const GATEKIT_GROUP: &str = "gatekit.io";
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The name of the Service `slice` belongs to (its [`SERVICE_NAME_LABEL`]), if any.
+pub fn slice_service(slice: &EndpointSlice) -> Option<&String> {
+    slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)
+}
 /// The label the Kubernetes provider puts on (its in-memory copies of) EndpointSlices:
 /// the name of the cluster they were read from.
 pub const CLUSTER_LABEL: &str = "gatekit.io/cluster";

@@ -24,7 +24,7 @@ use super::route::{self, ListenerKey, RoutePiece};
 use super::{TranslateOptions, Translation, UpstreamSpec, address};
 use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
-use crate::types::{EndpointSlice, SERVICE_NAME_LABEL};
+use crate::types::{EndpointSlice, slice_service};
 
 /// Passes 1 (GatewayClasses, policies): their statuses, in order. The errors stay in
 /// `cx.errors`, the attachments in `cx`.
@@ -509,9 +509,7 @@ impl Translator {
                 }
                 rebuilt.insert(svc);
             }
-            let label = slice
-                .and_then(|(_, s)| s.metadata.labels.as_ref())
-                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            let label = slice.and_then(|(_, s)| slice_service(s));
             if let Some(svc) = label {
                 let svc = (key.0.clone(), svc.clone());
                 state
@@ -648,12 +646,7 @@ impl Translator {
             let mut by_service: HashMap<(&str, &str), Vec<(usize, &EndpointSlice)>> =
                 HashMap::new();
             for (position, slice) in found.into_iter().flatten() {
-                let Some(svc) = slice
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                else {
+                let Some(svc) = slice_service(slice) else {
                     continue;
                 };
                 by_service
@@ -802,12 +795,7 @@ impl State {
         let mut slice_service = HashMap::new();
         let mut service_slices: HashMap<Named, BTreeSet<String>> = HashMap::new();
         for s in &resources.endpoint_slices {
-            let Some(svc) = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            else {
+            let Some(svc) = crate::types::slice_service(s) else {
                 continue;
             };
             let ns = ns_of(&s.metadata).to_owned();
