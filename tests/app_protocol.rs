@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use gatekit_tests::EchoBackend;
-use gatekit_tests::wired::{Wired, eventually, free_port, gateway_http, get_raw};
+use gatekit_tests::wired::{Wired, eventually, free_port, gateway_http, get_raw, ws_echo};
 use http::StatusCode;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -126,22 +126,7 @@ async fn every_served_app_protocol_reaches_its_backend_in_that_protocol() {
 
 #[tokio::test]
 async fn a_websocket_upgrade_works_through_a_kubernetes_io_ws_port() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() && ws.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let upstream = ws_echo().await;
     let port = free_port();
     let (_dir, dirs) = dir_with(&[
         ("gateway.yaml", gateway_http(port)),

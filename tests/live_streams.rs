@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use gatekit_bin::Settings;
-use gatekit_tests::wired::{Wired, free_port, route, service, service_at, write_atomic};
+use gatekit_tests::wired::{Wired, free_port, route, service, service_at, write_atomic, ws_echo};
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,27 +26,6 @@ const WAIT: Duration = Duration::from_secs(10);
 const DRAIN: Duration = Duration::from_millis(600);
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
-/// A WebSocket backend echoing text messages.
-async fn ws_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() && ws.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 /// An HTTP backend whose every response is an endless stream of numbered chunks, one
 /// every 10 ms.

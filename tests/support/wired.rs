@@ -297,3 +297,25 @@ pub async fn tls_get(
     let body = rsp.into_body().collect().await.unwrap().to_bytes();
     (leaf, status, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// A WebSocket backend on a free loopback port that echoes every text message.
+pub async fn ws_echo() -> SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
