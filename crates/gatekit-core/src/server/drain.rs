@@ -1,7 +1,7 @@
 //! [`Drain`]: a shutdown group over listeners and their connections.
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -226,7 +226,10 @@ mod tests {
         let mut plain = http::Request::new(());
         retirement.mark(&mut plain);
         assert!(plain.extensions().get::<RetiredSignal>().is_none());
-        assert!(retirement.phase.get().is_none(), "no channel without an upgrade");
+        assert!(
+            retirement.phase.get().is_none(),
+            "no channel without an upgrade"
+        );
 
         // Marked before the retirement: fires when it comes.
         let mut before = upgrade_request();

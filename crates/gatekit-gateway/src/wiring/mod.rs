@@ -1058,11 +1058,10 @@ impl Wiring {
                 let names = backend_names(route);
                 let had = !series.backends.is_empty();
                 let mut id = None;
-                series.backends.retain(|(b, _)| {
+                series.backends.retain(|(b, h)| {
                     let keep = names.contains(&**b);
                     if !keep {
-                        let id = id.get_or_insert_with(|| route.id.to_string());
-                        metrics.forget_request_metrics(id, b);
+                        h.forget();
                     }
                     keep
                 });
@@ -1092,8 +1091,8 @@ impl Wiring {
             });
             if !s.backends.is_empty() {
                 let id = id.to_string();
-                for (backend, _) in &s.backends {
-                    metrics.forget_request_metrics(&id, backend);
+                for (_, handle) in &s.backends {
+                    handle.forget();
                 }
                 metrics.forget_route(&id);
             }
