@@ -14,7 +14,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use super::OutlierConfig;
-use crate::health::{EVENT_CAPACITY, EndpointHealthSnapshot, HealthEvent, HealthEventKind};
+use crate::health::{EndpointHealthSnapshot, HealthEvent, HealthEventKind, HealthEvents};
 use crate::{EndpointHealth, Outcome, OutcomeObserver};
 
 /// Passive health checking: watches every request's [`Outcome`] and ejects endpoints that
@@ -35,7 +35,7 @@ pub struct OutlierDetector {
 
 struct Inner {
     config: OutlierConfig,
-    events: broadcast::Sender<HealthEvent>,
+    events: HealthEvents,
     /// Taken on the rare paths only: ejecting, returning, updating the set. Counting
     /// outcomes is lock-free (atomics in `EndpointHealth`).
     state: Mutex<State>,
@@ -110,16 +110,15 @@ fn classify(outcome: &Outcome) -> Class {
 // === impl OutlierDetector ===
 
 impl OutlierDetector {
-    /// A detector with its own event channel. Call [`update`](Self::update) or
+    /// A detector with its own event sink. Call [`update`](Self::update) or
     /// [`follow`](Self::follow) to give it the endpoint set.
     pub fn new(config: OutlierConfig) -> Self {
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        Self::with_events(config, events)
+        Self::with_events(config, HealthEvents::new())
     }
 
-    /// A detector that sends its events on `events` (for example the sender a
+    /// A detector that sends its events to `events` (for example the sink a
     /// [`HealthChecker`](crate::HealthChecker) uses too).
-    pub fn with_events(config: OutlierConfig, events: broadcast::Sender<HealthEvent>) -> Self {
+    pub fn with_events(config: OutlierConfig, events: HealthEvents) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -172,7 +171,7 @@ impl OutlierDetector {
         }
     }
 
-    /// A receiver of every ejection and return from now on.
+    /// A receiver of every ejection and return from now on (see [`HealthEvents`]).
     pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
         self.inner.events.subscribe()
     }
@@ -331,7 +330,7 @@ impl Inner {
         drop(state);
         let reason: Arc<str> = format!("{count} consecutive {what}; ejected for {time:?}").into();
         tracing::warn!(%addr, %reason, ejections = n, "endpoint ejected");
-        let _ = self.events.send(HealthEvent::new(
+        self.events.send(HealthEvent::new(
             addr,
             HealthEventKind::Ejected,
             Some(reason),
@@ -347,8 +346,7 @@ impl Inner {
         }
         health.reset_outlier_counters();
         tracing::info!(%addr, "ejected endpoint returned");
-        let _ = self
-            .events
+        self.events
             .send(HealthEvent::new(addr, HealthEventKind::Returned, None));
     }
 
@@ -421,8 +419,7 @@ impl Inner {
         state.endpoints = endpoints;
         drop(state);
         for addr in returned {
-            let _ = self
-                .events
+            self.events
                 .send(HealthEvent::new(addr, HealthEventKind::Returned, None));
         }
     }
