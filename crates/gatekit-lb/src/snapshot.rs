@@ -1,7 +1,6 @@
 //! The immutable endpoint-set snapshot a pick reads, with every derived table built at
 //! update time, and the cached aggregate health view.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -111,7 +110,7 @@ impl<S> Snapshot<S> {
     /// a pool is unchanged.
     pub(crate) fn build(
         generation: u64,
-        set: &BTreeMap<SocketAddr, Member<S>>,
+        set: &[(SocketAddr, Member<S>)],
         config: &UpstreamConfig,
         now: Instant,
         prev: Option<&Self>,
@@ -120,7 +119,7 @@ impl<S> Snapshot<S> {
         let mut all = Vec::new();
         let mut fallback = Vec::new();
         let mut members = Vec::with_capacity(set.len());
-        for m in set.values() {
+        for (_, m) in set {
             let guard = m.endpoint();
             let ep: &Endpoint = &guard;
             members.push((ep.clone(), m.entry.clone()));
