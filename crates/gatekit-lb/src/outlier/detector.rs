@@ -48,7 +48,9 @@ struct Inner {
 }
 
 struct State {
-    endpoints: HashMap<SocketAddr, Arc<EndpointHealth>>,
+    /// The set, sorted by address (most upstreams have a handful of endpoints: a slice
+    /// is a fraction of a hash map's size).
+    endpoints: Box<[(SocketAddr, Arc<EndpointHealth>)]>,
     /// Ejections not yet noticed as over.
     ejected: usize,
     /// Each ejected endpoint's return timer (then its ejection-count decay timer).
@@ -124,7 +126,7 @@ impl OutlierDetector {
                 config,
                 events,
                 state: Mutex::new(State {
-                    endpoints: HashMap::new(),
+                    endpoints: Box::default(),
                     ejected: 0,
                     timers: HashMap::new(),
                 }),
@@ -182,8 +184,8 @@ impl OutlierDetector {
         let state = self.inner.state.lock();
         state
             .endpoints
-            .values()
-            .filter(|h| h.is_ejected(now))
+            .iter()
+            .filter(|(_, h)| h.is_ejected(now))
             .count()
     }
 
@@ -284,6 +286,16 @@ impl fmt::Debug for OutlierDetector {
 
 // === impl Inner ===
 
+impl State {
+    /// The health of the endpoint at `addr`, if it is in the set.
+    fn health(&self, addr: SocketAddr) -> Option<&Arc<EndpointHealth>> {
+        self.endpoints
+            .binary_search_by_key(&addr, |(a, _)| *a)
+            .ok()
+            .map(|i| &self.endpoints[i].1)
+    }
+}
+
 impl Inner {
     /// Ejects `health` if it is in the set and the percentage allows; otherwise its
     /// counters stay at the threshold and the next failure tries again.
@@ -307,7 +319,7 @@ impl Inner {
         if health.is_ejected(now) {
             return; // A concurrent failure got here first.
         }
-        if !state.endpoints.contains_key(&addr) {
+        if state.health(addr).is_none() {
             return;
         }
         if !self.config.may_eject(state.ejected, state.endpoints.len()) {
@@ -369,7 +381,7 @@ impl Inner {
             tokio::time::sleep_until(until).await;
             let health = {
                 let Some(inner) = weak.upgrade() else { return };
-                let health = inner.state.lock().endpoints.get(&addr).cloned();
+                let health = inner.state.lock().health(addr).cloned();
                 let Some(health) = health else { return };
                 if health.take_expired_ejection(Instant::now()) {
                     inner.returned(addr, &health);
@@ -386,21 +398,27 @@ impl Inner {
 
     fn update(self: &Arc<Self>, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
         let now = Instant::now();
-        let endpoints: HashMap<_, _> = endpoints
+        let mut endpoints: Vec<_> = endpoints
             .into_iter()
             .map(|(ep, health)| (ep.addr(), health))
             .collect();
+        // Stable, then the last of duplicate addresses kept.
+        endpoints.sort_by_key(|(addr, _)| *addr);
+        endpoints.reverse();
+        endpoints.dedup_by_key(|(addr, _)| *addr);
+        endpoints.reverse();
+        let endpoints = endpoints.into_boxed_slice();
         let mut returned = Vec::new();
         let mut state = self.state.lock();
         state.timers.retain(|addr, timer| {
-            let keep = endpoints.contains_key(addr);
+            let keep = endpoints.binary_search_by_key(addr, |(a, _)| *a).is_ok();
             if !keep {
                 timer.abort();
             }
             keep
         });
         let mut ejected = 0;
-        for (addr, health) in &endpoints {
+        for (addr, health) in &*endpoints {
             if health.take_expired_ejection(now) {
                 health.reset_outlier_counters();
                 returned.push(*addr);
