@@ -402,6 +402,12 @@ impl RouteFallback {
         }
     }
 
+    /// Drops the `(route, "(none)")` counters from `/metrics` if they were registered,
+    /// and keeps a later answer (of a rule still in flight) from registering them again.
+    pub fn forget(&self) {
+        self.request_metrics().forget();
+    }
+
     /// The `(route, "(none)")` handle (looked up at the first call).
     pub fn request_metrics(&self) -> &RequestMetrics {
         let inner = &*self.inner;

@@ -750,6 +750,49 @@ ports: [{{ port: 8080 }}]
         }
     }
 
+    /// An ejection sets the endpoint's gauge to 0 through the upstream's event
+    /// callback, with no task; once the upstream is removed (a request in flight may
+    /// still hold it), its events no longer bring the forgotten gauge back.
+    #[tokio::test]
+    async fn health_events_set_gauges_until_the_upstream_is_removed() {
+        use gatekit_lb::{Outcome, OutcomeObserver};
+        let eject = |outlier: &OutlierDetector, upstream: &Upstream<EndpointClient>| {
+            let (ep, health) = upstream.endpoints().remove(0);
+            let outcome = Outcome::error(gatekit_core::ErrorKind::Connect, Duration::ZERO);
+            for _ in 0..3 {
+                outlier.on_outcome(&ep, &health, outcome);
+            }
+            assert!(health.is_ejected(tokio::time::Instant::now()));
+        };
+        let gauge =
+            r#"gatekit_endpoint_healthy{upstream="default/web:80",endpoint="127.0.0.1:8080"}"#;
+        for removed in [false, true] {
+            let metrics = Metrics::new();
+            let mut upstreams = Upstreams::new(
+                Client::new(gatekit_core::client::ClientConfig::default()),
+                metrics.clone(),
+            );
+            assert!(upstreams.update(&web_specs(false)).errors.is_empty());
+            let upstream = upstreams.upstream("default/web:80").expect("built").clone();
+            let outlier = upstreams.entries["default/web:80"]
+                .outlier
+                .clone()
+                .expect("the default detector");
+            assert!(metrics.encode().contains(&format!("{gauge} 1")));
+            if removed {
+                let gone = upstreams.update(&BTreeMap::new()).gone;
+                upstreams.retain(&gone);
+            }
+            eject(&outlier, &upstream);
+            let text = metrics.encode();
+            if removed {
+                assert!(!text.contains(gauge), "{text}");
+            } else {
+                assert!(text.contains(&format!("{gauge} 0")), "{text}");
+            }
+        }
+    }
+
     /// Every CRD value maps to the balancer algorithm of the same name, and every
     /// balancer algorithm can be named by a policy.
     #[test]
