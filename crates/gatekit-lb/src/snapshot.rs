@@ -93,7 +93,8 @@ pub(crate) struct View {
 pub(crate) struct Snapshot<S> {
     pub(crate) generation: u64,
     /// Every member (NotReady included), sorted by address.
-    pub(crate) members: Box<[(Endpoint, Arc<Entry<S>>)]>,
+    /// (The description is the entry's `Arc`, shared, not a copy.)
+    pub(crate) members: Box<[(Arc<Endpoint>, Arc<Entry<S>>)]>,
     /// Indices into `members`, sorted by session key (sessions name endpoints by key).
     by_session_key: Box<[u32]>,
     /// Ready endpoints with weight > 0, by locality priority (most local first).
@@ -122,7 +123,7 @@ impl<S> Snapshot<S> {
         for (_, m) in set {
             let guard = m.endpoint();
             let ep: &Endpoint = &guard;
-            members.push((ep.clone(), m.entry.clone()));
+            members.push((Arc::clone(&guard), m.entry.clone()));
             match ep.state() {
                 EndpointState::Ready if ep.weight() > 0 => {
                     let p = usize::from(config.locality.priority(ep)).min(3);
@@ -184,7 +185,7 @@ impl<S> Snapshot<S> {
         self.all.as_ref().or_else(|| self.levels.first())
     }
 
-    pub(crate) fn member(&self, addr: SocketAddr) -> Option<&(Endpoint, Arc<Entry<S>>)> {
+    pub(crate) fn member(&self, addr: SocketAddr) -> Option<&(Arc<Endpoint>, Arc<Entry<S>>)> {
         self.members
             .binary_search_by(|(ep, _)| ep.addr().cmp(&addr))
             .ok()
@@ -192,7 +193,10 @@ impl<S> Snapshot<S> {
     }
 
     /// The member a session names by its endpoint key.
-    pub(crate) fn member_by_session_key(&self, key: u64) -> Option<&(Endpoint, Arc<Entry<S>>)> {
+    pub(crate) fn member_by_session_key(
+        &self,
+        key: u64,
+    ) -> Option<&(Arc<Endpoint>, Arc<Entry<S>>)> {
         let keys = &self.by_session_key;
         let at = keys
             .binary_search_by_key(&key, |&i| self.members[i as usize].1.session_key)

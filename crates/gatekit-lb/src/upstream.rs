@@ -406,7 +406,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             .load()
             .members
             .iter()
-            .map(|(ep, e)| (ep.clone(), e.health.clone()))
+            .map(|(ep, e)| (Endpoint::clone(ep), e.health.clone()))
             .collect()
     }
 
