@@ -42,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -81,7 +81,19 @@ struct ListenerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     upstream: Arc<str>,
-    endpoint: String,
+    endpoint: AddrLabel,
+}
+
+/// An endpoint address as a label value, written out only when encoded (no `String`
+/// per series).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct AddrLabel(SocketAddr);
+
+impl EncodeLabelValue for AddrLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        use std::fmt::Write as _;
+        write!(encoder, "{}", self.0)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -275,13 +287,14 @@ impl Metrics {
         });
     }
 
-    /// The health gauge of `endpoint` in `upstream` (set it to 1 or 0).
-    pub fn endpoint_health(&self, upstream: &str, endpoint: SocketAddr) -> Gauge {
+    /// The health gauge of `endpoint` in `upstream` (set it to 1 or 0). Give the
+    /// upstream name as an `Arc<str>` to share it with the series' label.
+    pub fn endpoint_health(&self, upstream: impl Into<Arc<str>>, endpoint: SocketAddr) -> Gauge {
         self.inner
             .endpoint_health
             .get_or_create_owned(&EndpointLabels {
-                upstream: Arc::from(upstream),
-                endpoint: endpoint.to_string(),
+                upstream: upstream.into(),
+                endpoint: AddrLabel(endpoint),
             })
     }
 
@@ -289,7 +302,7 @@ impl Metrics {
     pub fn forget_endpoint(&self, upstream: &str, endpoint: SocketAddr) {
         self.inner.endpoint_health.remove(&EndpointLabels {
             upstream: Arc::from(upstream),
-            endpoint: endpoint.to_string(),
+            endpoint: AddrLabel(endpoint),
         });
     }
 

@@ -55,6 +55,8 @@ use crate::Metrics;
 
 /// One backend name's upstream and what watches it.
 struct Entry {
+    /// The backend name, shared with the endpoint-health series' labels.
+    name: Arc<str>,
     /// The spec last applied.
     spec: Arc<UpstreamSpec>,
     app_protocol: AppProtocol,
@@ -272,7 +274,7 @@ impl Upstreams {
                 .health_of(*addr)
                 .is_none_or(|h| h.is_active_healthy());
             self.metrics
-                .endpoint_health(name, *addr)
+                .endpoint_health(Arc::clone(&entry.name), *addr)
                 .set(i64::from(healthy));
         }
         entry.endpoints = now;
@@ -326,9 +328,10 @@ impl Upstreams {
             _ => Transport::http1(),
         };
         let live = Arc::new(AtomicBool::new(true));
+        let shared_name: Arc<str> = Arc::from(name);
         let events = HealthEvents::with_callback(gauge_setter(
             self.metrics.clone(),
-            Arc::from(name),
+            Arc::clone(&shared_name),
             self.health_changed.clone(),
             Arc::clone(&live),
         ));
@@ -375,6 +378,7 @@ impl Upstreams {
                 checker
             });
         Entry {
+            name: shared_name,
             spec: Arc::clone(spec),
             app_protocol: spec.app_protocol(),
             timeouts,
@@ -476,7 +480,9 @@ fn gauge_setter(
             reason = event.reason().unwrap_or(""),
             "endpoint health changed"
         );
-        metrics.endpoint_health(&name, event.addr()).set(healthy);
+        metrics
+            .endpoint_health(Arc::clone(&name), event.addr())
+            .set(healthy);
         changed.notify_one();
     }
 }
