@@ -29,6 +29,9 @@ impl<S> Member<S> {
     }
 }
 
+/// A snapshot's member: its description at the snapshot's generation and its entry.
+pub(crate) type MemberRef<S> = (Arc<Endpoint>, Arc<Entry<S>>);
+
 /// An endpoint in a pool, with the weight the pool balances by.
 pub(crate) struct Slot<S> {
     pub(crate) entry: Arc<Entry<S>>,
@@ -94,7 +97,7 @@ pub(crate) struct Snapshot<S> {
     pub(crate) generation: u64,
     /// Every member (NotReady included), sorted by address.
     /// (The description is the entry's `Arc`, shared, not a copy.)
-    pub(crate) members: Box<[(Arc<Endpoint>, Arc<Entry<S>>)]>,
+    pub(crate) members: Box<[MemberRef<S>]>,
     /// Indices into `members`, sorted by session key (sessions name endpoints by key).
     by_session_key: Box<[u32]>,
     /// Ready endpoints with weight > 0, by locality priority (most local first).
@@ -185,7 +188,7 @@ impl<S> Snapshot<S> {
         self.all.as_ref().or_else(|| self.levels.first())
     }
 
-    pub(crate) fn member(&self, addr: SocketAddr) -> Option<&(Arc<Endpoint>, Arc<Entry<S>>)> {
+    pub(crate) fn member(&self, addr: SocketAddr) -> Option<&MemberRef<S>> {
         self.members
             .binary_search_by(|(ep, _)| ep.addr().cmp(&addr))
             .ok()
@@ -193,10 +196,7 @@ impl<S> Snapshot<S> {
     }
 
     /// The member a session names by its endpoint key.
-    pub(crate) fn member_by_session_key(
-        &self,
-        key: u64,
-    ) -> Option<&(Arc<Endpoint>, Arc<Entry<S>>)> {
+    pub(crate) fn member_by_session_key(&self, key: u64) -> Option<&MemberRef<S>> {
         let keys = &self.by_session_key;
         let at = keys
             .binary_search_by_key(&key, |&i| self.members[i as usize].1.session_key)

@@ -25,9 +25,12 @@ pub struct HealthEvents {
     inner: Arc<EventsInner>,
 }
 
+/// What a [`HealthEvents`] calls with each event.
+type Callback = Box<dyn Fn(&HealthEvent) + Send + Sync>;
+
 #[derive(Default)]
 struct EventsInner {
-    callback: Option<Box<dyn Fn(&HealthEvent) + Send + Sync>>,
+    callback: Option<Callback>,
     channel: OnceLock<broadcast::Sender<HealthEvent>>,
 }
 
@@ -78,8 +81,8 @@ impl fmt::Debug for HealthEvents {
     }
 }
 
-/// One change of an endpoint's health, sent on a `tokio::sync::broadcast` channel (for
-/// logs and metrics).
+/// One change of an endpoint's health, sent to a [`HealthEvents`] sink (for logs and
+/// metrics).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthEvent {
     addr: SocketAddr,
