@@ -927,9 +927,9 @@ spec:
     }
 }
 
-/// More endpoints turning unhealthy at once than an upstream's health event channel
-/// holds (16): every one's `gatekit_endpoint_healthy` gauge still reaches 0 (the gauge
-/// task resynchronises from the upstream's health when it misses events).
+/// Many endpoints of one upstream turning unhealthy at once (more than a broadcast
+/// channel would hold): every one's `gatekit_endpoint_healthy` gauge reaches 0 (the
+/// upstream's event callback sets each gauge as its event is sent; none is missed).
 #[tokio::test]
 async fn a_burst_of_health_changes_larger_than_the_event_channel_reaches_every_gauge() {
     const DEAD: usize = 40;
