@@ -927,9 +927,9 @@ spec:
     }
 }
 
-/// More endpoints turning unhealthy at once than an upstream's health event channel
-/// holds (16): every one's `gatekit_endpoint_healthy` gauge still reaches 0 (the gauge
-/// task resynchronises from the upstream's health when it misses events).
+/// Many endpoints of one upstream turning unhealthy at once (more than a broadcast
+/// channel would hold): every one's `gatekit_endpoint_healthy` gauge reaches 0 (the
+/// upstream's event callback sets each gauge as its event is sent; none is missed).
 #[tokio::test]
 async fn a_burst_of_health_changes_larger_than_the_event_channel_reaches_every_gauge() {
     const DEAD: usize = 40;
@@ -1119,4 +1119,79 @@ async fn config_is_rendered_when_asked_with_the_health_of_that_moment() {
     let config = wired.config().await;
     assert!(!config.to_string().contains("\"/before\""), "{config}");
     assert_eq!(healthy(&config), Some(true), "{config}");
+}
+
+/// A route's request series are registered at its first request: absent from `/metrics`
+/// before it, all status classes and the histogram after; they keep counting across a
+/// reload that rebuilds the route, and are forgotten when the route is removed.
+#[tokio::test]
+async fn request_series_appear_at_the_first_request_and_keep_counting_across_reloads() {
+    let a = EchoBackend::start("a").await;
+    let port = free_port();
+    let (dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(port)),
+        (
+            "services.yaml",
+            format!(
+                "{}---\n{}",
+                service("svc-a", a.addr),
+                service("svc-b", a.addr)
+            ),
+        ),
+        ("a.yaml", route("to-a", "/a", "svc-a")),
+        ("b.yaml", route("to-b", "/b", "svc-b")),
+    ]);
+    let wired = Wired::start(&dirs).await;
+    let ok = r#"gatekit_requests_total{route="default/to-a",backend="default/svc-a:80",status_class="2xx"}"#;
+    let (_, text) = wired.admin("/metrics").await;
+    assert!(
+        !text.contains(r#"route="default/to-a""#),
+        "no series before a request:\n{text}"
+    );
+
+    let client = TestClient::new();
+    let get = |path: &'static str| {
+        let client = &client;
+        async move {
+            let rsp = client.get(&format!("http://127.0.0.1:{port}{path}")).await;
+            assert_eq!(rsp.status, StatusCode::OK);
+        }
+    };
+    get("/a").await;
+    let (_, text) = wired.admin("/metrics").await;
+    assert_eq!(metric(&text, ok), Some(1.0), "{text}");
+    let class_4xx = ok.replace("2xx", "4xx");
+    assert_eq!(metric(&text, &class_4xx), Some(0.0), "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            r#"gatekit_request_duration_seconds_count{route="default/to-a"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !text.contains(r#"route="default/to-b""#),
+        "to-b served nothing:\n{text}"
+    );
+
+    // An edit rebuilds the route: the same series keeps counting.
+    let generation = wired.config().await["generation"].clone();
+    write_atomic(dir.path(), "a.yaml", &route("to-a", "/a2", "svc-a"));
+    eventually(Duration::from_secs(3), "the edit is served", || async {
+        let config = wired.config().await;
+        config["generation"] != generation && config.to_string().contains("\"/a2\"")
+    })
+    .await;
+    get("/a2").await;
+    let (_, text) = wired.admin("/metrics").await;
+    assert_eq!(metric(&text, ok), Some(2.0), "{text}");
+
+    // Removed: forgotten.
+    std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    eventually(Duration::from_secs(3), "the removal is served", || async {
+        !wired.config().await.to_string().contains("\"/a2\"")
+    })
+    .await;
+    let (_, text) = wired.admin("/metrics").await;
+    assert!(!text.contains(r#"route="default/to-a""#), "{text}");
 }

@@ -141,7 +141,7 @@ pub use crate::balance::hash::{FNV1A_OFFSET, fnv1a};
 pub use crate::config::{Algorithm, HashKey, Locality, SlowStart, UpstreamConfig};
 pub use crate::error::ParseAlgorithmError;
 pub use crate::future::ResponseFuture;
-pub use crate::health::{HealthChecker, HealthEvent, HealthEventKind};
+pub use crate::health::{HealthChecker, HealthEvent, HealthEventKind, HealthEvents};
 pub use crate::health_state::EndpointHealth;
 pub use crate::layer::UpstreamLayer;
 pub use crate::observe::{Outcome, OutcomeObserver};

@@ -1,7 +1,6 @@
 //! The immutable endpoint-set snapshot a pick reads, with every derived table built at
 //! update time, and the cached aggregate health view.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -29,6 +28,9 @@ impl<S> Member<S> {
         self.entry.endpoint.load()
     }
 }
+
+/// A snapshot's member: its description at the snapshot's generation and its entry.
+pub(crate) type MemberRef<S> = (Arc<Endpoint>, Arc<Entry<S>>);
 
 /// An endpoint in a pool, with the weight the pool balances by.
 pub(crate) struct Slot<S> {
@@ -94,7 +96,8 @@ pub(crate) struct View {
 pub(crate) struct Snapshot<S> {
     pub(crate) generation: u64,
     /// Every member (NotReady included), sorted by address.
-    pub(crate) members: Box<[(Endpoint, Arc<Entry<S>>)]>,
+    /// (The description is the entry's `Arc`, shared, not a copy.)
+    pub(crate) members: Box<[MemberRef<S>]>,
     /// Indices into `members`, sorted by session key (sessions name endpoints by key).
     by_session_key: Box<[u32]>,
     /// Ready endpoints with weight > 0, by locality priority (most local first).
@@ -111,7 +114,7 @@ impl<S> Snapshot<S> {
     /// a pool is unchanged.
     pub(crate) fn build(
         generation: u64,
-        set: &BTreeMap<SocketAddr, Member<S>>,
+        set: &[(SocketAddr, Member<S>)],
         config: &UpstreamConfig,
         now: Instant,
         prev: Option<&Self>,
@@ -120,10 +123,10 @@ impl<S> Snapshot<S> {
         let mut all = Vec::new();
         let mut fallback = Vec::new();
         let mut members = Vec::with_capacity(set.len());
-        for m in set.values() {
+        for (_, m) in set {
             let guard = m.endpoint();
             let ep: &Endpoint = &guard;
-            members.push((ep.clone(), m.entry.clone()));
+            members.push((Arc::clone(&guard), m.entry.clone()));
             match ep.state() {
                 EndpointState::Ready if ep.weight() > 0 => {
                     let p = usize::from(config.locality.priority(ep)).min(3);
@@ -185,7 +188,7 @@ impl<S> Snapshot<S> {
         self.all.as_ref().or_else(|| self.levels.first())
     }
 
-    pub(crate) fn member(&self, addr: SocketAddr) -> Option<&(Endpoint, Arc<Entry<S>>)> {
+    pub(crate) fn member(&self, addr: SocketAddr) -> Option<&MemberRef<S>> {
         self.members
             .binary_search_by(|(ep, _)| ep.addr().cmp(&addr))
             .ok()
@@ -193,7 +196,7 @@ impl<S> Snapshot<S> {
     }
 
     /// The member a session names by its endpoint key.
-    pub(crate) fn member_by_session_key(&self, key: u64) -> Option<&(Endpoint, Arc<Entry<S>>)> {
+    pub(crate) fn member_by_session_key(&self, key: u64) -> Option<&MemberRef<S>> {
         let keys = &self.by_session_key;
         let at = keys
             .binary_search_by_key(&key, |&i| self.members[i as usize].1.session_key)

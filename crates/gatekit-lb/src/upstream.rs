@@ -1,10 +1,9 @@
 //! The [`Upstream`]: an endpoint set fed by changes, and the balancing service over it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
@@ -82,8 +81,12 @@ struct Shared<S> {
     config: UpstreamConfig,
     new_endpoint: Box<dyn NewEndpoint<Service = S>>,
     snapshot: ArcSwap<Snapshot<S>>,
-    set: Mutex<BTreeMap<SocketAddr, Member<S>>>,
-    generation: watch::Sender<u64>,
+    /// The members, sorted by address (a sorted `Vec`: most upstreams have a handful of
+    /// endpoints, and a map's node was 456 bytes for one).
+    set: Mutex<Vec<(SocketAddr, Member<S>)>>,
+    /// Made at the first [`Upstream::subscribe`] (most upstreams have no follower: a
+    /// watch channel is ~350 bytes).
+    generation: OnceLock<watch::Sender<u64>>,
     cursor: AtomicUsize,
     tracking: Arc<Tracking>,
 }
@@ -155,16 +158,15 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             ewma_default_ns: config.ewma_default_rtt.as_nanos().min(u128::from(u64::MAX)) as f64,
             observer: config.observer.clone(),
         });
-        let set = BTreeMap::new();
+        let set = Vec::new();
         let snapshot = Snapshot::build(0, &set, &config, Instant::now(), None);
-        let (generation, _) = watch::channel(0);
         Self {
             shared: Arc::new(Shared {
                 config,
                 new_endpoint: Box::new(new_endpoint),
                 snapshot: ArcSwap::from_pointee(snapshot),
                 set: Mutex::new(set),
-                generation,
+                generation: OnceLock::new(),
                 cursor: AtomicUsize::new(0),
                 tracking,
             }),
@@ -192,13 +194,18 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         let now = Instant::now();
         let ramp = self.shared.config.slow_start.is_some()
             && set
-                .values()
-                .any(|m| m.endpoint().state() == EndpointState::Ready);
+                .iter()
+                .any(|(_, m)| m.endpoint().state() == EndpointState::Ready);
         let mut changed = false;
         for change in changes {
             match change {
                 Change::Insert(ep) => changed |= self.insert(&mut set, ep, None, ramp, now),
-                Change::Remove(addr) => changed |= set.remove(&addr).is_some(),
+                Change::Remove(addr) => {
+                    if let Ok(i) = set.binary_search_by_key(&addr, |(a, _)| *a) {
+                        set.remove(i);
+                        changed = true;
+                    }
+                }
                 Change::Replace(eps) => changed |= self.replace(&mut set, eps, ramp, now),
                 _ => {}
             }
@@ -221,25 +228,28 @@ impl<S: Send + Sync + 'static> Upstream<S> {
 
     fn insert(
         &self,
-        set: &mut BTreeMap<SocketAddr, Member<S>>,
+        set: &mut Vec<(SocketAddr, Member<S>)>,
         ep: Endpoint,
         svc: Option<S>,
         ramp: bool,
         now: Instant,
     ) -> bool {
-        if let Some(m) = set.get_mut(&ep.addr()) {
-            return self.update(m, ep, svc, ramp, now);
+        let addr = ep.addr();
+        match set.binary_search_by_key(&addr, |(a, _)| *a) {
+            Ok(i) => self.update(&mut set[i].1, ep, svc, ramp, now),
+            Err(i) => {
+                set.insert(i, (addr, self.create(ep, svc, ramp, now)));
+                true
+            }
         }
-        set.insert(ep.addr(), self.create(ep, svc, ramp, now));
-        true
     }
 
     /// Replaces the set by `eps` (the last of duplicate addresses wins), carrying each
-    /// kept endpoint's state. One merge of the sorted input with the old set and a bulk
-    /// build of the new map, instead of a removal and an insertion by key per endpoint.
+    /// kept endpoint's state. One merge of the sorted input with the old set, instead
+    /// of a removal and an insertion by key per endpoint.
     fn replace(
         &self,
-        set: &mut BTreeMap<SocketAddr, Member<S>>,
+        set: &mut Vec<(SocketAddr, Member<S>)>,
         mut eps: Vec<Endpoint>,
         ramp: bool,
         now: Instant,
@@ -273,8 +283,8 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             }
         }
         changed |= old.next().is_some();
-        // Sorted and unique: the map is built bottom-up in one pass.
-        *set = merged.into_iter().collect();
+        // Sorted and unique: the new set as it is.
+        *set = merged;
         changed
     }
 
@@ -325,7 +335,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         }
     }
 
-    fn publish(&self, set: &BTreeMap<SocketAddr, Member<S>>, now: Instant) {
+    fn publish(&self, set: &[(SocketAddr, Member<S>)], now: Instant) {
         let prev = self.shared.snapshot.load();
         let snap = Snapshot::build(
             prev.generation + 1,
@@ -337,7 +347,11 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         let generation = snap.generation;
         drop(prev);
         self.shared.snapshot.store(Arc::new(snap));
-        self.shared.generation.send_replace(generation);
+        // Under the set lock: a `subscribe` making the channel now reads the new
+        // generation once the lock is free.
+        if let Some(tx) = self.shared.generation.get() {
+            tx.send_replace(generation);
+        }
     }
 
     /// Applies every change `changes` yields until it ends. Changes that are ready
@@ -392,7 +406,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             .load()
             .members
             .iter()
-            .map(|(ep, e)| (ep.clone(), e.health.clone()))
+            .map(|(ep, e)| (Endpoint::clone(ep), e.health.clone()))
             .collect()
     }
 
@@ -429,7 +443,14 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     /// set is visible to [`endpoints`](Self::endpoints) by then). A health checker
     /// follows the set with it; the receiver closes when the upstream is dropped.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.shared.generation.subscribe()
+        self.shared
+            .generation
+            .get_or_init(|| {
+                // The set lock orders this read with `publish`.
+                let _set = self.shared.set.lock();
+                watch::Sender::new(self.generation())
+            })
+            .subscribe()
     }
 
     /// A handle that does not keep the upstream alive (see [`WeakUpstream`]).
@@ -748,5 +769,30 @@ mod tests {
         let fresh = Upstream::new(config, |_: &Endpoint| ());
         fresh.apply(Change::Replace(weighted));
         assert_eq!(slots(&t1), slots(&table(&fresh)));
+    }
+
+    #[test]
+    fn a_late_subscriber_reads_the_current_generation_and_sees_later_ones() {
+        let up = Upstream::new(
+            UpstreamConfig::new(Algorithm::RoundRobin),
+            |_: &Endpoint| (),
+        );
+        up.apply(Change::Replace(eps(2)));
+        assert!(
+            up.shared.generation.get().is_none(),
+            "no channel before a subscriber"
+        );
+        let mut rx = up.subscribe();
+        assert_eq!(*rx.borrow_and_update(), 1);
+        up.apply(Change::Remove(addr(0)));
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), 2);
+        assert_eq!(up.endpoints().len(), 1);
+        // The set stays sorted and keyed by address.
+        up.apply(Change::Insert(Endpoint::new(addr(0))));
+        up.apply(Change::Insert(Endpoint::new(addr(0))));
+        let addrs: Vec<_> = up.endpoints().iter().map(|(e, _)| e.addr()).collect();
+        assert_eq!(addrs, [addr(0), addr(1)]);
+        assert_eq!(*rx.borrow(), 3, "a repeated insert changes nothing");
     }
 }

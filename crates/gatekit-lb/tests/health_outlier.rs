@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatekit_core::client::{Client, ClientConfig, Transport};
 use gatekit_core::{Backend, Body, Change, Endpoint, ErrorKind, classify};
-use gatekit_lb::health::{CheckKind, HealthCheckConfig, HealthEvent, HealthEventKind, HttpCheck};
+use gatekit_lb::health::{
+    CheckKind, HealthCheckConfig, HealthEvent, HealthEventKind, HealthEvents, HttpCheck,
+};
 use gatekit_lb::outlier::OutlierConfig;
 use gatekit_lb::{
     Algorithm, EndpointHealth, HealthChecker, Outcome, OutcomeObserver, OutlierDetector, Upstream,
@@ -355,7 +357,8 @@ async fn checker_and_detector_share_one_event_stream_and_snapshot() {
     let backend = HttpBackend::start().await;
     backend.set_status(500);
     let target = ep(backend.addr);
-    let (tx, mut rx) = broadcast::channel(16);
+    let tx = HealthEvents::new();
+    let mut rx = tx.subscribe();
     let config = HealthCheckConfig::default()
         .interval(Duration::from_millis(50))
         .unhealthy_threshold(1)
@@ -587,4 +590,42 @@ async fn panic_mode_still_sends_to_a_lone_ejected_endpoint() {
     // Ejected, but 0 of 1 available is below the panic threshold: the request is still
     // sent (and refused), not failed with "no healthy endpoint".
     assert_eq!(send(&backend).await, Err(ErrorKind::Connect));
+}
+
+/// A sink's callback gets every event with no subscriber; a subscriber that comes after
+/// an ejection reads it from the state and receives the changes from then on.
+#[tokio::test(start_paused = true)]
+async fn a_callback_sees_every_event_and_a_late_subscriber_sees_state_then_changes() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let events = HealthEvents::with_callback(move |e: &HealthEvent| {
+        record.lock().unwrap().push((e.kind(), e.addr()));
+    });
+    let endpoints = set(2);
+    let target = &endpoints[0];
+    let addr = target.0.addr();
+    let detector = OutlierDetector::with_events(
+        OutlierConfig::default()
+            .base_ejection_time(Duration::from_secs(1))
+            .max_ejection_percent(100),
+        events.clone(),
+    );
+    detector.update(endpoints.clone());
+    feed(&detector, target, status(500), 5);
+    assert_eq!(*seen.lock().unwrap(), [(HealthEventKind::Ejected, addr)]);
+
+    // Subscribed after the ejection: the state says so; the return is received.
+    let mut rx = events.subscribe();
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    let row = detector.snapshot().into_iter().find(|s| s.addr == addr);
+    assert!(row.is_some_and(|s| s.ejected));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    settle().await;
+    let ev = next(&mut rx);
+    assert_eq!((ev.kind(), ev.addr()), (HealthEventKind::Returned, addr));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "the callback got the return too"
+    );
 }

@@ -1,7 +1,7 @@
 //! [`Drain`]: a shutdown group over listeners and their connections.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -163,17 +163,12 @@ impl DrainSignal {
 /// its client connection: a route removed from the configuration. The connections
 /// routed while it was current are closed when it is [retired](Self::retire) (the
 /// caller retires it once the drain deadline after the removal has passed).
-#[derive(Debug)]
+///
+/// Its channel is made when the first upgrade request is marked (or at retirement):
+/// a route that never carries an upgrade costs no channel.
+#[derive(Debug, Default)]
 pub struct Retirement {
-    phase: watch::Sender<Phase>,
-}
-
-impl Default for Retirement {
-    fn default() -> Self {
-        Self {
-            phase: watch::Sender::new(Phase::Serving),
-        }
-    }
+    phase: OnceLock<watch::Sender<Phase>>,
 }
 
 impl Retirement {
@@ -187,17 +182,67 @@ impl Retirement {
     /// Other requests are left as they are (nothing is added to them).
     pub fn mark<B>(&self, req: &mut http::Request<B>) {
         if crate::client::is_upgrade_request(req) {
+            let phase = self
+                .phase
+                .get_or_init(|| watch::Sender::new(Phase::Serving));
             req.extensions_mut()
-                .insert(RetiredSignal(DrainSignal(Some(self.phase.subscribe()))));
+                .insert(RetiredSignal(DrainSignal(Some(phase.subscribe()))));
         }
     }
 
     /// Closes every upgraded connection marked by this retirement, now and from now on.
     pub fn retire(&self) {
-        self.phase.send_replace(Phase::Hard);
+        // Whichever of `mark` and `retire` makes the channel first, it ends in `Hard`.
+        self.phase
+            .get_or_init(|| watch::Sender::new(Phase::Hard))
+            .send_replace(Phase::Hard);
     }
 }
 
 /// A route's [`Retirement`], as an upgrade request carries it.
 #[derive(Clone, Debug)]
 pub(crate) struct RetiredSignal(pub(crate) DrainSignal);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upgrade_request() -> http::Request<()> {
+        http::Request::builder()
+            .uri("/ws")
+            .header(http::header::CONNECTION, "upgrade")
+            .header(http::header::UPGRADE, "websocket")
+            .body(())
+            .unwrap()
+    }
+
+    fn signal(req: &http::Request<()>) -> DrainSignal {
+        req.extensions().get::<RetiredSignal>().unwrap().0.clone()
+    }
+
+    #[tokio::test]
+    async fn a_retirement_makes_its_channel_only_for_upgrades_and_closes_them_either_way_round() {
+        let retirement = Retirement::new();
+        let mut plain = http::Request::new(());
+        retirement.mark(&mut plain);
+        assert!(plain.extensions().get::<RetiredSignal>().is_none());
+        assert!(
+            retirement.phase.get().is_none(),
+            "no channel without an upgrade"
+        );
+
+        // Marked before the retirement: fires when it comes.
+        let mut before = upgrade_request();
+        retirement.mark(&mut before);
+        let mut before = signal(&before);
+        retirement.retire();
+        before.reached(Phase::Hard).await;
+
+        // Retired before anything was marked: a later upgrade is closed at once.
+        let retired_first = Retirement::new();
+        retired_first.retire();
+        let mut after = upgrade_request();
+        retired_first.mark(&mut after);
+        signal(&after).reached(Phase::Hard).await;
+    }
+}

@@ -12,7 +12,11 @@
 //!   one counter per status class (1xx–5xx) and the route's latency histogram. Hold it
 //!   next to the compiled route or rule (or in a map built at swap time) and hand it to
 //!   [`MetricsLayer`]; recording a request is then an array index, an atomic add and a
-//!   histogram observation — no hashing, no lock, no `String`.
+//!   histogram observation — no hashing, no lock, no `String`. The series are
+//!   registered at the handle's first record: a route that has served no request
+//!   costs only its handle and has no `gatekit_requests_total` /
+//!   `gatekit_request_duration_seconds` series yet; from its first request on, all
+//!   five status classes and the histogram are exported.
 //! - [`Metrics::endpoint_health`] returns the [`Gauge`] for one upstream endpoint; the
 //!   health checker sets it to 1 or 0.
 //! - [`Metrics::connection_gauge`] returns the active-connections gauge of one listener
@@ -22,7 +26,8 @@
 //!   [`Metrics::set_config_generation`] (a reload is rare; the label sets are prebuilt).
 //!
 //! Series of removed routes and endpoints are not forgotten automatically; call
-//! [`Metrics::forget_request_metrics`], [`Metrics::forget_route`] and
+//! [`RequestMetrics::forget`] (or [`Metrics::forget_request_metrics`]),
+//! [`Metrics::forget_route`] and
 //! [`Metrics::forget_endpoint`] when a reload drops them, so `/metrics` does not grow
 //! without bound under churn.
 //!
@@ -34,10 +39,10 @@ mod policy;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -76,7 +81,19 @@ struct ListenerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     upstream: Arc<str>,
-    endpoint: String,
+    endpoint: AddrLabel,
+}
+
+/// An endpoint address as a label value, written out only when encoded (no `String`
+/// per series).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct AddrLabel(SocketAddr);
+
+impl EncodeLabelValue for AddrLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        use std::fmt::Write as _;
+        write!(encoder, "{}", self.0)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -216,12 +233,23 @@ impl Metrics {
     }
 
     /// The handle to record requests of `route` sent to `backend` (see the [module
-    /// docs](self)). Creates the series on first use; later calls with the same names
-    /// return handles to the same series. Call it when building configuration, not per
-    /// request.
+    /// docs](self)). The series are registered at the handle's first
+    /// [`record`](RequestMetrics::record), so a (route, backend) that never served a
+    /// request costs no series and is absent from `/metrics`; handles for the same names
+    /// share one series. Call it when building configuration, not per request.
     pub fn request_metrics(&self, route: &str, backend: &str) -> RequestMetrics {
-        let route: Arc<str> = Arc::from(route);
-        let backend: Arc<str> = Arc::from(backend);
+        RequestMetrics {
+            inner: Arc::new(RequestInner {
+                metrics: self.clone(),
+                route: Arc::from(route),
+                backend: Arc::from(backend),
+                series: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Registers (or finds) the series of (`route`, `backend`).
+    fn series(&self, route: &Arc<str>, backend: &Arc<str>) -> Series {
         let by_class = STATUS_CLASSES.map(|status_class| {
             self.inner.requests.get_or_create_owned(&RequestLabels {
                 route: route.clone(),
@@ -232,14 +260,7 @@ impl Metrics {
         let duration = self.inner.durations.get_or_create_owned(&RouteLabels {
             route: route.clone(),
         });
-        RequestMetrics {
-            inner: Arc::new(RequestInner {
-                route,
-                backend,
-                by_class,
-                duration,
-            }),
-        }
+        Series { by_class, duration }
     }
 
     /// Drops the request counters of (`route`, `backend`) from `/metrics`. Handles still
@@ -266,13 +287,14 @@ impl Metrics {
         });
     }
 
-    /// The health gauge of `endpoint` in `upstream` (set it to 1 or 0).
-    pub fn endpoint_health(&self, upstream: &str, endpoint: SocketAddr) -> Gauge {
+    /// The health gauge of `endpoint` in `upstream` (set it to 1 or 0). Give the
+    /// upstream name as an `Arc<str>` to share it with the series' label.
+    pub fn endpoint_health(&self, upstream: impl Into<Arc<str>>, endpoint: SocketAddr) -> Gauge {
         self.inner
             .endpoint_health
             .get_or_create_owned(&EndpointLabels {
-                upstream: Arc::from(upstream),
-                endpoint: endpoint.to_string(),
+                upstream: upstream.into(),
+                endpoint: AddrLabel(endpoint),
             })
     }
 
@@ -280,7 +302,7 @@ impl Metrics {
     pub fn forget_endpoint(&self, upstream: &str, endpoint: SocketAddr) {
         self.inner.endpoint_health.remove(&EndpointLabels {
             upstream: Arc::from(upstream),
-            endpoint: endpoint.to_string(),
+            endpoint: AddrLabel(endpoint),
         });
     }
 
@@ -393,6 +415,12 @@ impl RouteFallback {
         }
     }
 
+    /// Drops the `(route, "(none)")` counters from `/metrics` if they were registered,
+    /// and keeps a later answer (of a rule still in flight) from registering them again.
+    pub fn forget(&self) {
+        self.request_metrics().forget();
+    }
+
     /// The `(route, "(none)")` handle (looked up at the first call).
     pub fn request_metrics(&self) -> &RequestMetrics {
         let inner = &*self.inner;
@@ -426,18 +454,45 @@ impl RequestMetrics {
 }
 
 struct RequestInner {
+    metrics: Metrics,
     route: Arc<str>,
     backend: Arc<str>,
+    /// Registered at the first record; `None` once forgotten before any.
+    series: OnceLock<Option<Box<Series>>>,
+}
+
+/// The registered series of one (route, backend).
+struct Series {
     by_class: [Counter; 5],
     duration: Histogram,
 }
 
 impl RequestMetrics {
     /// Records one answered request: its status and the time to its response headers.
+    /// The first record registers the series.
     pub fn record(&self, status: http::StatusCode, elapsed: Duration) {
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.inner.by_class[class].inc();
-        self.inner.duration.observe(elapsed.as_secs_f64());
+        let inner = &*self.inner;
+        let series = inner
+            .series
+            .get_or_init(|| Some(Box::new(inner.metrics.series(&inner.route, &inner.backend))));
+        if let Some(series) = series {
+            let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+            series.by_class[class].inc();
+            series.duration.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Drops this handle's request counters from `/metrics` if it registered them, and
+    /// keeps it from registering them later (it records nothing from now on). The
+    /// route's latency histogram is shared by its backends; drop it with
+    /// [`Metrics::forget_route`].
+    pub fn forget(&self) {
+        let inner = &*self.inner;
+        if inner.series.set(None).is_err() && matches!(inner.series.get(), Some(Some(_))) {
+            inner
+                .metrics
+                .forget_request_metrics(&inner.route, &inner.backend);
+        }
     }
 
     /// The route label.
@@ -514,6 +569,35 @@ mod tests {
         assert!(
             !text.contains("default/web") && !text.contains("10.0.0.1"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn series_are_registered_at_the_first_record_and_forgetting_first_keeps_them_out() {
+        let metrics = Metrics::new();
+        let used = metrics.request_metrics("default/used", "b:80");
+        let idle = metrics.request_metrics("default/idle", "b:80");
+        assert!(
+            !metrics.encode().contains("default/"),
+            "nothing before a record"
+        );
+        used.record(http::StatusCode::OK, Duration::from_millis(1));
+        let text = metrics.encode();
+        assert!(text.contains(
+            r#"gatekit_requests_total{route="default/used",backend="b:80",status_class="1xx"} 0"#
+        ));
+        assert!(!text.contains("default/idle"), "{text}");
+
+        // Forgotten before any record: a late request (on the old rule) registers nothing.
+        idle.forget();
+        idle.record(http::StatusCode::OK, Duration::from_millis(1));
+        assert!(!metrics.encode().contains("default/idle"));
+        // Forgotten after: its counters leave /metrics.
+        used.forget();
+        assert!(
+            !metrics
+                .encode()
+                .contains("gatekit_requests_total{route=\"default/used\"")
         );
     }
 }

@@ -267,7 +267,10 @@ impl gatekit_core::Backends for Lookup<'_> {
     /// timeout) are counted under the route, backend `(none)`.
     fn error_extensions(&self, route: &RouteId) -> Option<http::Extensions> {
         let mut extensions = http::Extensions::new();
-        extensions.insert(RouteFallback::new(self.metrics.clone(), route.to_string()));
+        extensions.insert(self.series.get(route).map_or_else(
+            || RouteFallback::new(self.metrics.clone(), route.to_string()),
+            |s| s.fallback.clone(),
+        ));
         Some(extensions)
     }
 }
@@ -378,7 +381,10 @@ pub(crate) fn port_table(
 struct RouteSeries {
     /// The route they were made for (compared by identity).
     route: Arc<Route>,
-    backends: Vec<(Box<str>, RequestMetrics)>,
+    /// One handle per backend name (exactly as many: most routes have one).
+    backends: Vec<RequestMetrics>,
+    /// The route's `(none)` series, shared by its rules' error responses.
+    fallback: RouteFallback,
     /// The reload that last saw the route.
     seen: u64,
     /// Retired (its WebSockets closed) the drain deadline after the route id is gone;
@@ -388,10 +394,7 @@ struct RouteSeries {
 
 impl RouteSeries {
     fn handle(&self, backend: &str) -> Option<&RequestMetrics> {
-        self.backends
-            .iter()
-            .find(|(b, _)| &**b == backend)
-            .map(|(_, h)| h)
+        self.backends.iter().find(|h| h.backend() == backend)
     }
 }
 
@@ -1049,6 +1052,7 @@ impl Wiring {
                     None => self.series.entry(route.id.clone()).or_insert(RouteSeries {
                         route: Arc::clone(route),
                         backends: Vec::new(),
+                        fallback: RouteFallback::new(metrics.clone(), route.id.to_string()),
                         seen: reload,
                         retirement: Arc::new(Retirement::new()),
                     }),
@@ -1058,11 +1062,10 @@ impl Wiring {
                 let names = backend_names(route);
                 let had = !series.backends.is_empty();
                 let mut id = None;
-                series.backends.retain(|(b, _)| {
-                    let keep = names.contains(&**b);
+                series.backends.retain(|h| {
+                    let keep = names.contains(h.backend());
                     if !keep {
-                        let id = id.get_or_insert_with(|| route.id.to_string());
-                        metrics.forget_request_metrics(id, b);
+                        h.forget();
                     }
                     keep
                 });
@@ -1070,11 +1073,16 @@ impl Wiring {
                     if series.handle(name).is_none() {
                         let id = id.get_or_insert_with(|| route.id.to_string());
                         let handle = metrics.request_metrics(id, name);
-                        series.backends.push((name.into(), handle));
+                        series.backends.push(handle);
                     }
                 }
+                series.backends.shrink_to_fit();
                 if had && series.backends.is_empty() {
-                    metrics.forget_route(id.get_or_insert_with(|| route.id.to_string()));
+                    let id = id.get_or_insert_with(|| route.id.to_string());
+                    metrics.forget_route(id);
+                    // Its `(none)` series is forgotten too: a new handle registers anew.
+                    series.fallback.forget();
+                    series.fallback = RouteFallback::new(metrics.clone(), id.as_str());
                 }
             }
         }
@@ -1090,12 +1098,12 @@ impl Wiring {
                 tokio::time::sleep(drain_timeout).await;
                 retirement.retire();
             });
+            s.fallback.forget();
             if !s.backends.is_empty() {
-                let id = id.to_string();
-                for (backend, _) in &s.backends {
-                    metrics.forget_request_metrics(&id, backend);
+                for handle in &s.backends {
+                    handle.forget();
                 }
-                metrics.forget_route(&id);
+                metrics.forget_route(&id.to_string());
             }
             false
         });

@@ -72,9 +72,7 @@ async fn an_unchanged_translation_is_applied_without_a_compile_or_a_store() {
         rule_for(&served, "a.example.com"),
         rule_for(&served, "b.example.com"),
     );
-    let series = wiring.series[&RouteId::new("default", "a")].backends[0]
-        .1
-        .clone();
+    let series = wiring.series[&RouteId::new("default", "a")].backends[0].clone();
 
     // The same Arcs again: the port's table is not even stored again.
     let generation = wiring.generation();
@@ -84,7 +82,7 @@ async fn an_unchanged_translation_is_applied_without_a_compile_or_a_store() {
     let now = wiring.ports[&8080].router.table();
     assert!(Arc::ptr_eq(&served, &now));
     assert!(Arc::ptr_eq(&a, &rule_for(&now, "a.example.com")));
-    let kept = &wiring.series[&RouteId::new("default", "a")].backends[0].1;
+    let kept = &wiring.series[&RouteId::new("default", "a")].backends[0];
     assert!(kept.same_series(&series));
 
     // A new translation (new Arcs for everything): compiled again, served.
@@ -95,7 +93,7 @@ async fn an_unchanged_translation_is_applied_without_a_compile_or_a_store() {
     assert!(!Arc::ptr_eq(&served, &now));
     assert!(!Arc::ptr_eq(&b, &rule_for(&now, "b.example.com")));
     // The series of a (route, backend) pair still served is the same one.
-    let kept = &wiring.series[&RouteId::new("default", "a")].backends[0].1;
+    let kept = &wiring.series[&RouteId::new("default", "a")].backends[0];
     assert!(kept.same_series(&series));
 }
 

@@ -26,13 +26,16 @@
 //! `kubernetes.io/h2c` / gRPC services). Active health checks ([`HealthChecker`])
 //! follow the upstream's endpoint set (a task holding it weakly); outlier detection
 //! ([`OutlierDetector`], the upstream's outcome observer) is given the set by
-//! [`Upstreams::set_endpoints`] whenever it changes. Both share one event channel; a
-//! task turns their events into the `gatekit_endpoint_health` gauges.
+//! [`Upstreams::set_endpoints`] whenever it changes. Both send their events to one
+//! [`HealthEvents`] sink per upstream, whose callback sets the
+//! `gatekit_endpoint_health` gauges (no task or channel per upstream: nothing runs and
+//! nothing is allocated for events while none happens).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gatekit_core::client::{Client, EndpointClient, PoolLimits, Transport};
@@ -43,23 +46,17 @@ use gatekit_k8s::types::policy::{self, ProbeType};
 use gatekit_lb::health::{CheckKind, GrpcCheck, HealthCheckConfig, HttpCheck};
 use gatekit_lb::outlier::OutlierConfig;
 use gatekit_lb::{
-    Algorithm, HashKey, HealthChecker, HealthEventKind, Locality, OutlierDetector, SlowStart,
-    Upstream, UpstreamConfig,
+    Algorithm, HashKey, HealthChecker, HealthEvent, HealthEventKind, HealthEvents, Locality,
+    OutlierDetector, SlowStart, Upstream, UpstreamConfig,
 };
-use tokio::sync::{Notify, broadcast};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 
 use crate::Metrics;
 
-/// Capacity of an upstream's health event channel. Every upstream has one and tokio
-/// allocates all its slots up front (~80 bytes each: 256 slots were ~22 KB per
-/// upstream, 16 still 1.3 KB). Transitions are rare and the gauge task takes each at
-/// once; a burst larger than this makes it resynchronise the gauges from the upstream's
-/// health instead (logged with the number of events missed).
-const EVENT_CAPACITY: usize = 4;
-
 /// One backend name's upstream and what watches it.
 struct Entry {
+    /// The backend name, shared with the endpoint-health series' labels.
+    name: Arc<str>,
     /// The spec last applied.
     spec: Arc<UpstreamSpec>,
     app_protocol: AppProtocol,
@@ -68,13 +65,15 @@ struct Entry {
     upstream: Upstream<EndpointClient>,
     checker: Option<HealthChecker>,
     outlier: Option<Arc<OutlierDetector>>,
-    gauges: JoinHandle<()>,
+    /// Cleared when the entry goes: the upstream (held by requests in flight) may still
+    /// report events, which must not bring its forgotten gauges back.
+    live: Arc<AtomicBool>,
     endpoints: Vec<SocketAddr>,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        self.gauges.abort();
+        self.live.store(false, Ordering::Relaxed);
     }
 }
 
@@ -275,7 +274,7 @@ impl Upstreams {
                 .health_of(*addr)
                 .is_none_or(|h| h.is_active_healthy());
             self.metrics
-                .endpoint_health(name, *addr)
+                .endpoint_health(Arc::clone(&entry.name), *addr)
                 .set(i64::from(healthy));
         }
         entry.endpoints = now;
@@ -328,7 +327,14 @@ impl Upstreams {
             AppProtocol::H2c => Transport::http2(),
             _ => Transport::http1(),
         };
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let live = Arc::new(AtomicBool::new(true));
+        let shared_name: Arc<str> = Arc::from(name);
+        let events = HealthEvents::with_callback(gauge_setter(
+            self.metrics.clone(),
+            Arc::clone(&shared_name),
+            self.health_changed.clone(),
+            Arc::clone(&live),
+        ));
         let policy = spec.policy();
         let mut config = upstream_config(policy, errors, name);
         if let Some(locality) = &self.default_locality
@@ -371,21 +377,15 @@ impl Upstreams {
                 checker.follow(upstream.subscribe(), endpoints_of(&upstream));
                 checker
             });
-        let gauges = tokio::spawn(follow_events(
-            events.subscribe(),
-            self.metrics.clone(),
-            Arc::from(name),
-            self.health_changed.clone(),
-            upstream.clone(),
-        ));
         Entry {
+            name: shared_name,
             spec: Arc::clone(spec),
             app_protocol: spec.app_protocol(),
             timeouts,
             upstream,
             checker,
             outlier,
-            gauges,
+            live,
             endpoints: Vec::new(),
         }
     }
@@ -457,49 +457,33 @@ fn millis(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-/// Sets the endpoint-health gauges from an upstream's health events; after missing
-/// some (a burst over the channel's capacity), from the upstream's current health.
-async fn follow_events(
-    mut events: broadcast::Receiver<gatekit_lb::HealthEvent>,
+/// What sets an upstream's endpoint-health gauges from its health events (called on
+/// the thread that sends the event; events are rare), while the upstream's entry `live`s.
+fn gauge_setter(
     metrics: Metrics,
     name: Arc<str>,
     changed: Arc<Notify>,
-    upstream: Upstream<EndpointClient>,
-) {
-    loop {
-        match events.recv().await {
-            Ok(event) => {
-                let healthy = match event.kind() {
-                    HealthEventKind::BecameHealthy | HealthEventKind::Returned => 1,
-                    _ => 0,
-                };
-                tracing::info!(
-                    upstream = %name,
-                    endpoint = %event.addr(),
-                    kind = ?event.kind(),
-                    reason = event.reason().unwrap_or(""),
-                    "endpoint health changed"
-                );
-                metrics.endpoint_health(&name, event.addr()).set(healthy);
-                changed.notify_one();
-            }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::info!(
-                    upstream = %name,
-                    missed,
-                    "endpoint health changed (a burst: gauges resynchronised from the upstream's health)"
-                );
-                let now = tokio::time::Instant::now();
-                for (ep, health) in upstream.endpoints() {
-                    let healthy = health.is_active_healthy() && !health.is_ejected(now);
-                    metrics
-                        .endpoint_health(&name, ep.addr())
-                        .set(i64::from(healthy));
-                }
-                changed.notify_one();
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+    live: Arc<AtomicBool>,
+) -> impl Fn(&HealthEvent) + Send + Sync + 'static {
+    move |event| {
+        if !live.load(Ordering::Relaxed) {
+            return;
         }
+        let healthy = match event.kind() {
+            HealthEventKind::BecameHealthy | HealthEventKind::Returned => 1,
+            _ => 0,
+        };
+        tracing::info!(
+            upstream = %name,
+            endpoint = %event.addr(),
+            kind = ?event.kind(),
+            reason = event.reason().unwrap_or(""),
+            "endpoint health changed"
+        );
+        metrics
+            .endpoint_health(Arc::clone(&name), event.addr())
+            .set(healthy);
+        changed.notify_one();
     }
 }
 
@@ -769,6 +753,49 @@ ports: [{{ port: 8080 }}]
             })
             .await
             .unwrap_or_else(|_| panic!("upstream still alive (health check: {health_check})"));
+        }
+    }
+
+    /// An ejection sets the endpoint's gauge to 0 through the upstream's event
+    /// callback, with no task; once the upstream is removed (a request in flight may
+    /// still hold it), its events no longer bring the forgotten gauge back.
+    #[tokio::test]
+    async fn health_events_set_gauges_until_the_upstream_is_removed() {
+        use gatekit_lb::{Outcome, OutcomeObserver};
+        let eject = |outlier: &OutlierDetector, upstream: &Upstream<EndpointClient>| {
+            let (ep, health) = upstream.endpoints().remove(0);
+            let outcome = Outcome::error(gatekit_core::ErrorKind::Connect, Duration::ZERO);
+            for _ in 0..3 {
+                outlier.on_outcome(&ep, &health, outcome);
+            }
+            assert!(health.is_ejected(tokio::time::Instant::now()));
+        };
+        let gauge =
+            r#"gatekit_endpoint_healthy{upstream="default/web:80",endpoint="127.0.0.1:8080"}"#;
+        for removed in [false, true] {
+            let metrics = Metrics::new();
+            let mut upstreams = Upstreams::new(
+                Client::new(gatekit_core::client::ClientConfig::default()),
+                metrics.clone(),
+            );
+            assert!(upstreams.update(&web_specs(false)).errors.is_empty());
+            let upstream = upstreams.upstream("default/web:80").expect("built").clone();
+            let outlier = upstreams.entries["default/web:80"]
+                .outlier
+                .clone()
+                .expect("the default detector");
+            assert!(metrics.encode().contains(&format!("{gauge} 1")));
+            if removed {
+                let gone = upstreams.update(&BTreeMap::new()).gone;
+                upstreams.retain(&gone);
+            }
+            eject(&outlier, &upstream);
+            let text = metrics.encode();
+            if removed {
+                assert!(!text.contains(gauge), "{text}");
+            } else {
+                assert!(text.contains(&format!("{gauge} 0")), "{text}");
+            }
         }
     }
 

@@ -14,8 +14,10 @@ use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::EVENT_CAPACITY;
-use super::{CheckError, EndpointHealthSnapshot, HealthCheckConfig, HealthEvent, HealthEventKind};
+use super::{
+    CheckError, EndpointHealthSnapshot, HealthCheckConfig, HealthEvent, HealthEventKind,
+    HealthEvents,
+};
 use crate::EndpointHealth;
 
 /// Runs active health checks: one loop per endpoint address, shared by every route that
@@ -44,7 +46,7 @@ struct Inner {
 struct Shared {
     config: HealthCheckConfig,
     permits: Semaphore,
-    events: broadcast::Sender<HealthEvent>,
+    events: HealthEvents,
 }
 
 /// One endpoint's loop: its task and its counters.
@@ -73,11 +75,10 @@ impl HealthChecker {
     ///
     /// When called outside a tokio runtime.
     pub fn spawn(config: HealthCheckConfig, initial: Vec<(Endpoint, Arc<EndpointHealth>)>) -> Self {
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        Self::spawn_with_events(config, initial, events)
+        Self::spawn_with_events(config, initial, HealthEvents::new())
     }
 
-    /// Like [`spawn`](Self::spawn), sending events on `events` (for example the sender
+    /// Like [`spawn`](Self::spawn), sending events to `events` (for example the sink
     /// an [`OutlierDetector`](crate::outlier::OutlierDetector) uses too, to get one stream
     /// of every health change).
     ///
@@ -87,7 +88,7 @@ impl HealthChecker {
     pub fn spawn_with_events(
         config: HealthCheckConfig,
         initial: Vec<(Endpoint, Arc<EndpointHealth>)>,
-        events: broadcast::Sender<HealthEvent>,
+        events: HealthEvents,
     ) -> Self {
         let permits = Semaphore::new(config.max_concurrent_checks.max(1));
         let inner = Arc::new(Inner {
@@ -144,7 +145,7 @@ impl HealthChecker {
         }
     }
 
-    /// A receiver of every health change from now on.
+    /// A receiver of every health change from now on (see [`HealthEvents`]).
     pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
         self.inner.shared.events.subscribe()
     }
@@ -276,7 +277,7 @@ impl Probe {
                 let enough = n >= config.healthy_threshold || (first && !config.start_healthy);
                 if enough && !health.is_active_healthy() && !health.set_active_healthy(true) {
                     tracing::info!(addr = %self.addr, "endpoint passed health checks");
-                    let _ = shared.events.send(HealthEvent::new(
+                    shared.events.send(HealthEvent::new(
                         self.addr,
                         HealthEventKind::BecameHealthy,
                         None,
@@ -296,7 +297,7 @@ impl Probe {
                     && health.set_active_healthy(false)
                 {
                     tracing::warn!(addr = %self.addr, %reason, "endpoint failed health checks");
-                    let _ = shared.events.send(HealthEvent::new(
+                    shared.events.send(HealthEvent::new(
                         self.addr,
                         HealthEventKind::BecameUnhealthy,
                         Some(reason),

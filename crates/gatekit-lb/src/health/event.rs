@@ -1,15 +1,88 @@
 //! Observable health: state-change events and point-in-time snapshots.
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::broadcast;
 
 /// Capacity of each event channel. A receiver that falls further behind gets
 /// `RecvError::Lagged` and misses the oldest events; snapshots stay exact. tokio
-/// allocates every slot up front (~90 bytes each), per checker or detector.
-pub(crate) const EVENT_CAPACITY: usize = 64;
+/// allocates every slot up front (~90 bytes each), when the first receiver subscribes.
+const EVENT_CAPACITY: usize = 64;
 
-/// One change of an endpoint's health, sent on a `tokio::sync::broadcast` channel (for
-/// logs and metrics).
+/// Where a [`HealthChecker`](super::HealthChecker)'s or an
+/// [`OutlierDetector`](crate::outlier::OutlierDetector)'s [`HealthEvent`]s go: to a
+/// callback, if it was made [`with_callback`](Self::with_callback), and to the
+/// receivers of [`subscribe`](Self::subscribe). Cheap to clone; clones are one sink
+/// (give the same one to a checker and a detector for one stream of every change).
+///
+/// Nothing is allocated for subscribers until the first one subscribes; events sent
+/// before are not kept (a late subscriber reads the current state from the
+/// endpoints' health or a snapshot, and receives the changes from then on).
+#[derive(Clone, Default)]
+pub struct HealthEvents {
+    inner: Arc<EventsInner>,
+}
+
+/// What a [`HealthEvents`] calls with each event.
+type Callback = Box<dyn Fn(&HealthEvent) + Send + Sync>;
+
+#[derive(Default)]
+struct EventsInner {
+    callback: Option<Callback>,
+    channel: OnceLock<broadcast::Sender<HealthEvent>>,
+}
+
+impl HealthEvents {
+    /// A sink with no callback: events reach subscribers only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A sink that calls `callback` with every event, on the thread that sends it (a
+    /// checker's task, or the request that made a detector eject), before any
+    /// subscriber gets it. Keep it short; it must not block.
+    pub fn with_callback(callback: impl Fn(&HealthEvent) + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Arc::new(EventsInner {
+                callback: Some(Box::new(callback)),
+                channel: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// A receiver of every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
+        self.inner
+            .channel
+            .get_or_init(|| broadcast::channel(EVENT_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Sends `event` to the callback and the subscribers.
+    pub(crate) fn send(&self, event: HealthEvent) {
+        if let Some(callback) = &self.inner.callback {
+            callback(&event);
+        }
+        if let Some(channel) = self.inner.channel.get() {
+            // No receiver left is not an error: nobody listens.
+            let _ = channel.send(event);
+        }
+    }
+}
+
+impl fmt::Debug for HealthEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthEvents")
+            .field("callback", &self.inner.callback.is_some())
+            .field("subscribed", &self.inner.channel.get().is_some())
+            .finish()
+    }
+}
+
+/// One change of an endpoint's health, sent to a [`HealthEvents`] sink (for logs and
+/// metrics).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthEvent {
     addr: SocketAddr,

@@ -18,7 +18,7 @@
 //!    endpoint becomes unhealthy after `unhealthy_threshold` failures, an unhealthy one
 //!    healthy after `healthy_threshold` successes, as in Envoy, NGINX and Pingora. The
 //!    verdict goes to the endpoint's shared [`EndpointHealth`](crate::EndpointHealth),
-//!    which balancers read on every pick, and a [`HealthEvent`] is broadcast;
+//!    which balancers read on every pick, and a [`HealthEvent`] is sent to its [`HealthEvents`];
 //! 4. sleeps `interval × (1 ± jitter)` after the check ends and repeats.
 //!
 //! An endpoint that starts failing therefore leaves the set after about
@@ -57,5 +57,4 @@ mod probe;
 pub use self::checker::HealthChecker;
 pub use self::config::{CheckKind, GrpcCheck, HealthCheckConfig, HttpCheck};
 pub use self::error::CheckError;
-pub(crate) use self::event::EVENT_CAPACITY;
-pub use self::event::{EndpointHealthSnapshot, HealthEvent, HealthEventKind};
+pub use self::event::{EndpointHealthSnapshot, HealthEvent, HealthEventKind, HealthEvents};

@@ -14,7 +14,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use super::OutlierConfig;
-use crate::health::{EVENT_CAPACITY, EndpointHealthSnapshot, HealthEvent, HealthEventKind};
+use crate::health::{EndpointHealthSnapshot, HealthEvent, HealthEventKind, HealthEvents};
 use crate::{EndpointHealth, Outcome, OutcomeObserver};
 
 /// Passive health checking: watches every request's [`Outcome`] and ejects endpoints that
@@ -35,7 +35,7 @@ pub struct OutlierDetector {
 
 struct Inner {
     config: OutlierConfig,
-    events: broadcast::Sender<HealthEvent>,
+    events: HealthEvents,
     /// Taken on the rare paths only: ejecting, returning, updating the set. Counting
     /// outcomes is lock-free (atomics in `EndpointHealth`).
     state: Mutex<State>,
@@ -48,7 +48,9 @@ struct Inner {
 }
 
 struct State {
-    endpoints: HashMap<SocketAddr, Arc<EndpointHealth>>,
+    /// The set, sorted by address (most upstreams have a handful of endpoints: a slice
+    /// is a fraction of a hash map's size).
+    endpoints: Box<[(SocketAddr, Arc<EndpointHealth>)]>,
     /// Ejections not yet noticed as over.
     ejected: usize,
     /// Each ejected endpoint's return timer (then its ejection-count decay timer).
@@ -110,22 +112,21 @@ fn classify(outcome: &Outcome) -> Class {
 // === impl OutlierDetector ===
 
 impl OutlierDetector {
-    /// A detector with its own event channel. Call [`update`](Self::update) or
+    /// A detector with its own event sink. Call [`update`](Self::update) or
     /// [`follow`](Self::follow) to give it the endpoint set.
     pub fn new(config: OutlierConfig) -> Self {
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        Self::with_events(config, events)
+        Self::with_events(config, HealthEvents::new())
     }
 
-    /// A detector that sends its events on `events` (for example the sender a
+    /// A detector that sends its events to `events` (for example the sink a
     /// [`HealthChecker`](crate::HealthChecker) uses too).
-    pub fn with_events(config: OutlierConfig, events: broadcast::Sender<HealthEvent>) -> Self {
+    pub fn with_events(config: OutlierConfig, events: HealthEvents) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 events,
                 state: Mutex::new(State {
-                    endpoints: HashMap::new(),
+                    endpoints: Box::default(),
                     ejected: 0,
                     timers: HashMap::new(),
                 }),
@@ -172,7 +173,7 @@ impl OutlierDetector {
         }
     }
 
-    /// A receiver of every ejection and return from now on.
+    /// A receiver of every ejection and return from now on (see [`HealthEvents`]).
     pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
         self.inner.events.subscribe()
     }
@@ -183,8 +184,8 @@ impl OutlierDetector {
         let state = self.inner.state.lock();
         state
             .endpoints
-            .values()
-            .filter(|h| h.is_ejected(now))
+            .iter()
+            .filter(|(_, h)| h.is_ejected(now))
             .count()
     }
 
@@ -285,6 +286,16 @@ impl fmt::Debug for OutlierDetector {
 
 // === impl Inner ===
 
+impl State {
+    /// The health of the endpoint at `addr`, if it is in the set.
+    fn health(&self, addr: SocketAddr) -> Option<&Arc<EndpointHealth>> {
+        self.endpoints
+            .binary_search_by_key(&addr, |(a, _)| *a)
+            .ok()
+            .map(|i| &self.endpoints[i].1)
+    }
+}
+
 impl Inner {
     /// Ejects `health` if it is in the set and the percentage allows; otherwise its
     /// counters stay at the threshold and the next failure tries again.
@@ -308,7 +319,7 @@ impl Inner {
         if health.is_ejected(now) {
             return; // A concurrent failure got here first.
         }
-        if !state.endpoints.contains_key(&addr) {
+        if state.health(addr).is_none() {
             return;
         }
         if !self.config.may_eject(state.ejected, state.endpoints.len()) {
@@ -331,7 +342,7 @@ impl Inner {
         drop(state);
         let reason: Arc<str> = format!("{count} consecutive {what}; ejected for {time:?}").into();
         tracing::warn!(%addr, %reason, ejections = n, "endpoint ejected");
-        let _ = self.events.send(HealthEvent::new(
+        self.events.send(HealthEvent::new(
             addr,
             HealthEventKind::Ejected,
             Some(reason),
@@ -347,8 +358,7 @@ impl Inner {
         }
         health.reset_outlier_counters();
         tracing::info!(%addr, "ejected endpoint returned");
-        let _ = self
-            .events
+        self.events
             .send(HealthEvent::new(addr, HealthEventKind::Returned, None));
     }
 
@@ -371,7 +381,7 @@ impl Inner {
             tokio::time::sleep_until(until).await;
             let health = {
                 let Some(inner) = weak.upgrade() else { return };
-                let health = inner.state.lock().endpoints.get(&addr).cloned();
+                let health = inner.state.lock().health(addr).cloned();
                 let Some(health) = health else { return };
                 if health.take_expired_ejection(Instant::now()) {
                     inner.returned(addr, &health);
@@ -388,21 +398,27 @@ impl Inner {
 
     fn update(self: &Arc<Self>, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
         let now = Instant::now();
-        let endpoints: HashMap<_, _> = endpoints
+        let mut endpoints: Vec<_> = endpoints
             .into_iter()
             .map(|(ep, health)| (ep.addr(), health))
             .collect();
+        // Stable, then the last of duplicate addresses kept.
+        endpoints.sort_by_key(|(addr, _)| *addr);
+        endpoints.reverse();
+        endpoints.dedup_by_key(|(addr, _)| *addr);
+        endpoints.reverse();
+        let endpoints = endpoints.into_boxed_slice();
         let mut returned = Vec::new();
         let mut state = self.state.lock();
         state.timers.retain(|addr, timer| {
-            let keep = endpoints.contains_key(addr);
+            let keep = endpoints.binary_search_by_key(addr, |(a, _)| *a).is_ok();
             if !keep {
                 timer.abort();
             }
             keep
         });
         let mut ejected = 0;
-        for (addr, health) in &endpoints {
+        for (addr, health) in &*endpoints {
             if health.take_expired_ejection(now) {
                 health.reset_outlier_counters();
                 returned.push(*addr);
@@ -421,8 +437,7 @@ impl Inner {
         state.endpoints = endpoints;
         drop(state);
         for addr in returned {
-            let _ = self
-                .events
+            self.events
                 .send(HealthEvent::new(addr, HealthEventKind::Returned, None));
         }
     }
