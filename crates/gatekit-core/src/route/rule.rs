@@ -33,7 +33,8 @@ pub struct CompiledRule {
     timeouts: Timeouts,
     backends: Arc<WeightedBackends>,
     service: Backend,
-    policy: RulePolicy,
+    /// `None`: the empty policy (most rules), kept without an allocation.
+    policy: Option<Box<RulePolicy>>,
 }
 
 /// Builds a rule's stack, outermost first (see the [`Router`](crate::Router)'s docs):
@@ -245,11 +246,12 @@ impl CompiledRule {
             backends,
             policy: match (&rule.policy.retry, retry) {
                 // The default applies: shown as the rule's policy.
-                (None, Some(retry)) => RulePolicy {
+                (None, Some(retry)) => Some(Box::new(RulePolicy {
                     retry: Some(RetryPolicy::clone(&retry)),
                     ..rule.policy.clone()
-                },
-                _ => rule.policy.clone(),
+                })),
+                _ if rule.policy == RulePolicy::default() => None,
+                _ => Some(Box::new(rule.policy.clone())),
             },
         })
     }
@@ -281,7 +283,9 @@ impl CompiledRule {
 
     /// The rule's traffic policy, as configured.
     pub fn policy(&self) -> &RulePolicy {
-        &self.policy
+        static EMPTY: std::sync::LazyLock<RulePolicy> =
+            std::sync::LazyLock::new(RulePolicy::default);
+        self.policy.as_deref().unwrap_or(&EMPTY)
     }
 
     /// Every backendRef of the rule, in order (including those of weight 0).
@@ -328,7 +332,7 @@ impl fmt::Debug for CompiledRule {
             .field("name", &self.name)
             .field("filters", &self.filters)
             .field("timeouts", &self.timeouts)
-            .field("policy", &self.policy)
+            .field("policy", self.policy())
             .field("backends", &self.backends)
             .finish()
     }

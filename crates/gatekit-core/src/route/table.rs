@@ -405,6 +405,14 @@ pub(crate) fn cmp_route_names(a: &RouteId, b: &RouteId) -> Ordering {
 
 // === compile a route ===
 
+/// The conditions of a match that has none but its path (most matches): one shared
+/// value instead of one allocation per match.
+fn no_conditions() -> Arc<Conditions> {
+    static NONE: std::sync::LazyLock<Arc<Conditions>> =
+        std::sync::LazyLock::new(|| Arc::new(Conditions::default()));
+    Arc::clone(&NONE)
+}
+
 /// Compiles `route`: its hostnames, matches and rules (each rule's stack built, with
 /// `default_retry` where the rule sets no retry policy).
 pub(crate) fn compile_route(
@@ -430,20 +438,27 @@ pub(crate) fn compile_route(
         hosts.push(HostKey::Any);
     }
     let mut rules = Vec::with_capacity(route.rules.len());
-    let mut matches = Vec::new();
+    let mut matches = Vec::with_capacity(route.rules.iter().map(|r| r.matches.len().max(1)).sum());
     for (i, rule) in route.rules.iter().enumerate() {
         let at = || format!("rules[{i}]");
         let cors = rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)));
         if rule.matches.is_empty() {
-            matches.push((i, PathCond::Any, Arc::new(Conditions::default())));
+            matches.push((i, PathCond::Any, no_conditions()));
         }
         for (k, m) in rule.matches.iter().enumerate() {
             let within = |e: ConfigError| e.within(&format!("{}.matches[{k}]", at()));
             let path = PathCond::compile(m.path.as_ref()).map_err(within)?;
-            let conds = Conditions::compile(m.method.as_ref(), &m.headers, &m.query)
-                .map_err(within)?
-                .with_preflight_as_announced(cors);
-            matches.push((i, path, Arc::new(conds)));
+            let conds = if m.method.is_none() && m.headers.is_empty() && m.query.is_empty() && !cors
+            {
+                no_conditions()
+            } else {
+                Arc::new(
+                    Conditions::compile(m.method.as_ref(), &m.headers, &m.query)
+                        .map_err(within)?
+                        .with_preflight_as_announced(cors),
+                )
+            };
+            matches.push((i, path, conds));
         }
         let compiled = CompiledRule::compile(&route.id, i, rule, backends, default_retry)
             .map_err(|e| e.within(&at()))?;
