@@ -472,3 +472,43 @@ pub(crate) fn compile_route(
         matches,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::model::{HeaderMatch, Match, PathMatch, Rule, StringMatch};
+    use super::*;
+    use crate::Backend;
+
+    fn route(name: &str, header: bool) -> Route {
+        let mut route = Route::new(RouteId::new("ns", name));
+        let mut rule = Rule::default();
+        rule.matches.push(Match {
+            path: Some(PathMatch::Prefix(format!("/{name}"))),
+            ..Match::default()
+        });
+        if header {
+            rule.matches[0].headers.push(HeaderMatch {
+                name: "x-a".into(),
+                value: StringMatch::Exact("1".into()),
+            });
+        }
+        route.rules.push(rule.clone());
+        route.rules.push(Rule::default());
+        route
+    }
+
+    #[test]
+    fn matches_without_conditions_share_one_and_take_no_spare_room() {
+        let backends: HashMap<String, Backend> = HashMap::new();
+        let a = compile_route(&route("a", false), &backends, None).unwrap();
+        let b = compile_route(&route("b", false), &backends, None).unwrap();
+        let h = compile_route(&route("h", true), &backends, None).unwrap();
+        // The path-only match and the rule without matches share the empty conditions.
+        assert!(Arc::ptr_eq(&a.matches[0].2, &b.matches[1].2));
+        assert!(Arc::ptr_eq(&a.matches[0].2, &a.matches[1].2));
+        assert!(!Arc::ptr_eq(&a.matches[0].2, &h.matches[0].2));
+        assert_eq!(a.matches.capacity(), 2);
+    }
+}

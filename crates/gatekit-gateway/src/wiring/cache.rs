@@ -936,6 +936,31 @@ spec: { targetRefs: [{ kind: Gateway, name: gw }] }
     }
 
     #[test]
+    fn files_added_one_by_one_leave_at_most_an_eighth_of_spare_room() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), GW).unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        let mut cache = FileCache::default();
+        cache.load(&dirs, None).unwrap();
+        for i in 0..200 {
+            let path = dir.path().join(format!("r{i:03}.yaml"));
+            std::fs::write(&path, ROUTE.replace("name: r", &format!("name: r{i}"))).unwrap();
+            let named = BTreeSet::from([path]);
+            assert!(matches!(
+                cache.load(&dirs, Some(&named)).unwrap(),
+                Load::Changed(_)
+            ));
+            assert_eq!(cache.files_read(), 1);
+        }
+        let routes = &cache.resources().http_routes;
+        assert_eq!(routes.len(), 200);
+        // Doubling would leave 256.
+        assert!(routes.capacity() <= 225, "{}", routes.capacity());
+        let full = ResourceSet::from_dirs(&dirs).unwrap().0;
+        assert_eq!(format!("{:?}", cache.resources()), format!("{full:?}"));
+    }
+
+    #[test]
     fn the_same_files_again_are_unchanged_whatever_the_last_outcome() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), GW).unwrap();
