@@ -33,7 +33,9 @@ pub struct CompiledRule {
     timeouts: Timeouts,
     backends: Arc<WeightedBackends>,
     service: Backend,
-    policy: RulePolicy,
+    /// `None`: the empty policy, kept without an allocation; a rule that sets none but
+    /// takes the default retry shares one value ([`default_policy`]).
+    policy: Option<Arc<RulePolicy>>,
 }
 
 /// Builds a rule's stack, outermost first (see the [`Router`](crate::Router)'s docs):
@@ -159,6 +161,27 @@ fn backend_stack(
     Backend::new(stack)
 }
 
+/// The policy shown for a rule that sets none and takes the default retry `retry`: the
+/// value made last, when it has this retry (one per configuration, in practice), so
+/// every such rule shares it instead of holding a copy.
+fn default_policy(retry: &RetryPolicy) -> Arc<RulePolicy> {
+    static LAST: std::sync::Mutex<Option<Arc<RulePolicy>>> = std::sync::Mutex::new(None);
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match &*last {
+        Some(policy) if policy.retry.as_ref() == Some(retry) => Arc::clone(policy),
+        _ => {
+            let policy = Arc::new(RulePolicy {
+                retry: Some(retry.clone()),
+                ..RulePolicy::default()
+            });
+            *last = Some(Arc::clone(&policy));
+            policy
+        }
+    }
+}
+
 /// One backendRef of a rule: a name, a weight, the resolved backend and its own filters.
 pub struct WeightedBackend {
     name: Box<str>,
@@ -245,11 +268,15 @@ impl CompiledRule {
             backends,
             policy: match (&rule.policy.retry, retry) {
                 // The default applies: shown as the rule's policy.
-                (None, Some(retry)) => RulePolicy {
+                (None, Some(retry)) if rule.policy == RulePolicy::default() => {
+                    Some(default_policy(&retry))
+                }
+                (None, Some(retry)) => Some(Arc::new(RulePolicy {
                     retry: Some(RetryPolicy::clone(&retry)),
                     ..rule.policy.clone()
-                },
-                _ => rule.policy.clone(),
+                })),
+                _ if rule.policy == RulePolicy::default() => None,
+                _ => Some(Arc::new(rule.policy.clone())),
             },
         })
     }
@@ -281,7 +308,9 @@ impl CompiledRule {
 
     /// The rule's traffic policy, as configured.
     pub fn policy(&self) -> &RulePolicy {
-        &self.policy
+        static EMPTY: std::sync::LazyLock<RulePolicy> =
+            std::sync::LazyLock::new(RulePolicy::default);
+        self.policy.as_deref().unwrap_or(&EMPTY)
     }
 
     /// Every backendRef of the rule, in order (including those of weight 0).
@@ -328,7 +357,7 @@ impl fmt::Debug for CompiledRule {
             .field("name", &self.name)
             .field("filters", &self.filters)
             .field("timeouts", &self.timeouts)
-            .field("policy", &self.policy)
+            .field("policy", self.policy())
             .field("backends", &self.backends)
             .finish()
     }
@@ -534,6 +563,27 @@ mod tests {
         rule.backends.push(b);
         let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
         assert_eq!(e.field(), "backendRefs[0].sessionPersistence.sessionName");
+    }
+
+    #[test]
+    fn an_empty_policy_is_kept_without_an_allocation_and_read_as_empty() {
+        let backends: HashMap<String, Backend> = HashMap::new();
+        let id = RouteId::new("ns", "r");
+        let mut rule = Rule::default();
+        let plain = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap();
+        assert!(plain.policy.is_none());
+        assert_eq!(plain.policy(), &RulePolicy::default());
+
+        let retry = Arc::new(RetryPolicy::unsent_once());
+        let defaulted = CompiledRule::compile(&id, 0, &rule, &backends, Some(&retry)).unwrap();
+        assert_eq!(defaulted.policy().retry.as_ref(), Some(&*retry));
+        let again = CompiledRule::compile(&id, 1, &rule, &backends, Some(&retry)).unwrap();
+        let shared = |r: &CompiledRule| r.policy.clone().unwrap();
+        assert!(Arc::ptr_eq(&shared(&defaulted), &shared(&again)));
+
+        rule.policy.limits.max_concurrent_requests = Some(3);
+        let limited = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap();
+        assert_eq!(limited.policy(), &rule.policy);
     }
 
     #[test]

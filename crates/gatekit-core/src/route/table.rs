@@ -405,6 +405,14 @@ pub(crate) fn cmp_route_names(a: &RouteId, b: &RouteId) -> Ordering {
 
 // === compile a route ===
 
+/// The conditions of a match that has none but its path (most matches): one shared
+/// value instead of one allocation per match.
+fn no_conditions() -> Arc<Conditions> {
+    static NONE: std::sync::LazyLock<Arc<Conditions>> =
+        std::sync::LazyLock::new(|| Arc::new(Conditions::default()));
+    Arc::clone(&NONE)
+}
+
 /// Compiles `route`: its hostnames, matches and rules (each rule's stack built, with
 /// `default_retry` where the rule sets no retry policy).
 pub(crate) fn compile_route(
@@ -430,20 +438,27 @@ pub(crate) fn compile_route(
         hosts.push(HostKey::Any);
     }
     let mut rules = Vec::with_capacity(route.rules.len());
-    let mut matches = Vec::new();
+    let mut matches = Vec::with_capacity(route.rules.iter().map(|r| r.matches.len().max(1)).sum());
     for (i, rule) in route.rules.iter().enumerate() {
         let at = || format!("rules[{i}]");
         let cors = rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)));
         if rule.matches.is_empty() {
-            matches.push((i, PathCond::Any, Arc::new(Conditions::default())));
+            matches.push((i, PathCond::Any, no_conditions()));
         }
         for (k, m) in rule.matches.iter().enumerate() {
             let within = |e: ConfigError| e.within(&format!("{}.matches[{k}]", at()));
             let path = PathCond::compile(m.path.as_ref()).map_err(within)?;
-            let conds = Conditions::compile(m.method.as_ref(), &m.headers, &m.query)
-                .map_err(within)?
-                .with_preflight_as_announced(cors);
-            matches.push((i, path, Arc::new(conds)));
+            let conds = if m.method.is_none() && m.headers.is_empty() && m.query.is_empty() && !cors
+            {
+                no_conditions()
+            } else {
+                Arc::new(
+                    Conditions::compile(m.method.as_ref(), &m.headers, &m.query)
+                        .map_err(within)?
+                        .with_preflight_as_announced(cors),
+                )
+            };
+            matches.push((i, path, conds));
         }
         let compiled = CompiledRule::compile(&route.id, i, rule, backends, default_retry)
             .map_err(|e| e.within(&at()))?;
@@ -456,4 +471,44 @@ pub(crate) fn compile_route(
         rules,
         matches,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::model::{HeaderMatch, Match, PathMatch, Rule, StringMatch};
+    use super::*;
+    use crate::Backend;
+
+    fn route(name: &str, header: bool) -> Route {
+        let mut route = Route::new(RouteId::new("ns", name));
+        let mut rule = Rule::default();
+        rule.matches.push(Match {
+            path: Some(PathMatch::Prefix(format!("/{name}"))),
+            ..Match::default()
+        });
+        if header {
+            rule.matches[0].headers.push(HeaderMatch {
+                name: "x-a".into(),
+                value: StringMatch::Exact("1".into()),
+            });
+        }
+        route.rules.push(rule.clone());
+        route.rules.push(Rule::default());
+        route
+    }
+
+    #[test]
+    fn matches_without_conditions_share_one_and_take_no_spare_room() {
+        let backends: HashMap<String, Backend> = HashMap::new();
+        let a = compile_route(&route("a", false), &backends, None).unwrap();
+        let b = compile_route(&route("b", false), &backends, None).unwrap();
+        let h = compile_route(&route("h", true), &backends, None).unwrap();
+        // The path-only match and the rule without matches share the empty conditions.
+        assert!(Arc::ptr_eq(&a.matches[0].2, &b.matches[1].2));
+        assert!(Arc::ptr_eq(&a.matches[0].2, &a.matches[1].2));
+        assert!(!Arc::ptr_eq(&a.matches[0].2, &h.matches[0].2));
+        assert_eq!(a.matches.capacity(), 2);
+    }
 }
