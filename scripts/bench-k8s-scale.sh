@@ -39,9 +39,9 @@ if [ -z "${GATEKIT_BIN:-}" ]; then
   GATEKIT_BIN=$TARGET_DIR/release/gatekit
 fi
 # The tool (API server, backends, clients) needs no whole-program optimisation: the
-# bench profile is the release one without fat LTO.
+# bench profile is the release one without fat LTO (cargo puts it under release/).
 cargo build --profile bench --locked -q -p gatekit-examples --example k8s_scale
-TOOL=$TARGET_DIR/bench/examples/k8s_scale
+TOOL=$TARGET_DIR/release/examples/k8s_scale
 
 busy=$(ss -Hltn | awk '{print $4}' | grep -E ':1943[0-3]$' || true)
 if [ -n "$busy" ]; then echo "ports in use, stop what listens there first:" >&2; echo "$busy" >&2; exit 1; fi
