@@ -1,5 +1,8 @@
-//! Support shared by the examples: tiny named backends to proxy to. The examples
-//! themselves are the other `.rs` files in this folder; see `README.md` beside them.
+//! Support shared by the examples: tiny named backends to proxy to, and [`measure`],
+//! what the measuring tools share. The examples themselves are the other `.rs` files in
+//! this folder; see `README.md` beside them.
+
+pub mod measure;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

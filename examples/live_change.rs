@@ -35,185 +35,23 @@
 //! backends. The gatekit process started is written to `WORK/gatekit.pid` (for the
 //! script's cleanup) and killed when this exits.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use anyhow::{Context, Result, anyhow};
+use gatekit_examples::measure::{
+    CHANGE_DEADLINE, Client, Gatekit, Hits, Load, POLL, Table, backend, base, fmt_ms, fmt_p50_p99,
+    fmt_reloads, fmt_samples, ms, now_ns, pct, route_target, thousands,
+};
 use tokio::time::Instant;
 
 /// Routes to a manifest file.
 const PER_FILE: usize = 100;
-/// Time between two polling requests.
-const POLL: Duration = Duration::from_micros(200);
-/// Longest wait for one change to serve.
-const CHANGE_DEADLINE: Duration = Duration::from_secs(20);
-
-// --- time base -------------------------------------------------------------------------
-
-fn base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-/// Nanoseconds since [`base`], never 0 (0 means "none").
-fn now_ns() -> u64 {
-    u64::try_from(base().elapsed().as_nanos()).unwrap_or(u64::MAX) | 1
-}
-
-// --- backends --------------------------------------------------------------------------
-
-/// What one backend saw.
-#[derive(Default)]
-struct Hits {
-    /// Requests received.
-    count: AtomicU64,
-    /// First request since the last [`Hits::arm`] ([`now_ns`]; 0: none yet).
-    first: AtomicU64,
-    /// Last request ([`now_ns`]).
-    last: AtomicU64,
-}
-
-impl Hits {
-    fn arm(&self) {
-        self.first.store(0, Ordering::SeqCst);
-    }
-
-    fn record(&self) {
-        let now = now_ns();
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let _ = self
-            .first
-            .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
-        self.last.fetch_max(now, Ordering::SeqCst);
-    }
-}
-
-/// Serves `port` on 127.0.0.1: every request is answered 200 `ok`, its `x-edit` header
-/// copied to the response, and noted in the returned [`Hits`].
-async fn backend(port: u16) -> Result<Arc<Hits>> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .with_context(|| format!("binding backend port {port}"))?;
-    let hits = Arc::new(Hits::default());
-    let seen = hits.clone();
-    let svc = tower::service_fn(move |req: Request<Incoming>| {
-        seen.record();
-        let edit = req.headers().get("x-edit").cloned();
-        async move {
-            let mut rsp = Response::new(Full::new(Bytes::from_static(b"ok")));
-            if let Some(edit) = edit {
-                rsp.headers_mut().insert("x-edit", edit);
-            }
-            Ok::<_, Infallible>(rsp)
-        }
-    });
-    tokio::spawn(gatekit_core::server::serve(
-        listener,
-        svc,
-        std::future::pending(),
-    ));
-    Ok(hits)
-}
-
-// --- a blocking keep-alive client ------------------------------------------------------
-
-/// One HTTP/1.1 keep-alive connection driven from a plain thread (so it can pace its
-/// requests with `thread::sleep`, which is finer than tokio's 1 ms timer).
-struct Client {
-    rt: tokio::runtime::Runtime,
-    port: u16,
-    sender: Option<SendRequest<Empty<Bytes>>>,
-}
-
-/// An answer: status and its `x-edit` header.
-struct Answer {
-    status: u16,
-    edit: Option<String>,
-}
-
-impl Client {
-    fn new(port: u16) -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        Ok(Self {
-            rt,
-            port,
-            sender: None,
-        })
-    }
-
-    /// One GET; a failed connection is dropped (the next call connects again).
-    fn get(&mut self, host: &str, path: &str) -> Result<Answer> {
-        let port = self.port;
-        let mut sender = self.sender.take();
-        let result = self.rt.block_on(async {
-            let mut s = match sender.take() {
-                Some(s) if !s.is_closed() => s,
-                _ => {
-                    let io = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-                    io.set_nodelay(true)?;
-                    let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-                    tokio::spawn(conn);
-                    s
-                }
-            };
-            s.ready().await?;
-            let req = Request::get(path)
-                .header("host", host)
-                .body(Empty::<Bytes>::new())?;
-            let rsp = s.send_request(req).await?;
-            let status = rsp.status().as_u16();
-            let edit = rsp
-                .headers()
-                .get("x-edit")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            rsp.into_body().collect().await?;
-            anyhow::Ok((s, Answer { status, edit }))
-        });
-        match result {
-            Ok((s, answer)) => {
-                self.sender = Some(s);
-                Ok(answer)
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    /// Polls `host` `path` every [`POLL`] until `done` says yes; the time since `since`.
-    fn wait_for(
-        &mut self,
-        since: Instant,
-        host: &str,
-        path: &str,
-        done: impl Fn(&Answer) -> bool,
-    ) -> Result<Duration> {
-        loop {
-            if let Ok(answer) = self.get(host, path)
-                && done(&answer)
-            {
-                return Ok(since.elapsed());
-            }
-            if since.elapsed() > CHANGE_DEADLINE {
-                bail!("{host}{path} did not change within {CHANGE_DEADLINE:?}");
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-}
 
 // --- manifests -------------------------------------------------------------------------
 
@@ -225,16 +63,6 @@ struct Ports {
     backend: u16,
     ep_a: u16,
     ep_b: u16,
-}
-
-/// Host and path of route `i`: even routes have a hostname of their own (prefix `/`),
-/// odd ones share a hostname with 9 others and have their own path prefix.
-fn route_target(i: usize) -> (String, String) {
-    if i.is_multiple_of(2) {
-        (format!("r{i}.bench.test"), "/".to_owned())
-    } else {
-        (format!("shared{}.bench.test", i / 20), format!("/r{i}"))
-    }
 }
 
 /// An HTTPRoute `name` for `host` `path` to Service `service`, with an optional
@@ -337,174 +165,6 @@ fn ep_route() -> String {
     "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: { name: ep, namespace: default }\nspec:\n  parentRefs: [{ name: gw }]\n  hostnames: [\"ep.bench.test\"]\n  rules:\n  - backendRefs: [{ name: ep, port: 80 }]\n---\napiVersion: v1\nkind: Service\nmetadata: { name: ep, namespace: default }\nspec:\n  ports: [{ name: http, port: 80 }]\n".to_owned()
 }
 
-// --- the gatekit process ---------------------------------------------------------------
-
-/// A running `gatekit run`; killed when dropped.
-struct Gatekit {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Gatekit {
-    fn start(bin: &Path, work: &Path, dir: &Path, ports: Ports, label: &str) -> Result<Self> {
-        let config = work.join("gatekit.yaml");
-        std::fs::write(
-            &config,
-            format!("admin: {{ address: \"127.0.0.1:{}\" }}\n", ports.admin),
-        )?;
-        let log = work.join(format!("gatekit-{label}.log"));
-        let child = Command::new(bin)
-            .arg("run")
-            .arg("--resources")
-            .arg(dir)
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        std::fs::write(work.join("gatekit.pid"), child.id().to_string())?;
-        Ok(Self { child, log })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for `/readyz`; the time it took since `since`.
-    fn ready(&mut self, ports: Ports, since: Instant) -> Result<Duration> {
-        let mut admin = Client::new(ports.admin)?;
-        loop {
-            if let Ok(a) = admin.get("127.0.0.1", "/readyz")
-                && a.status == 200
-            {
-                return Ok(since.elapsed());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!("gatekit exited ({status}); see {}", self.log.display());
-            }
-            if since.elapsed() > Duration::from_secs(300) {
-                bail!("gatekit not ready after 300 s; see {}", self.log.display());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// `VmRSS` and `VmHWM` in MB.
-    fn rss(&self) -> Result<(f64, f64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let field = |name: &str| -> Result<f64> {
-            let line = status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .ok_or_else(|| anyhow!("no {name} in /proc status"))?;
-            let kb: f64 = line
-                .split_whitespace()
-                .nth(1)
-                .ok_or_else(|| anyhow!("bad {name} line"))?
-                .parse()?;
-            Ok(kb / 1024.0)
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
-    }
-
-    fn log_len(&self) -> u64 {
-        std::fs::metadata(&self.log).map_or(0, |m| m.len())
-    }
-
-    /// The `reload timings` lines logged from byte `from` on: (load, translate, apply) ms.
-    fn reload_timings(&self, from: u64) -> Vec<[f64; 3]> {
-        let Ok(text) = std::fs::read(&self.log) else {
-            return Vec::new();
-        };
-        let from = usize::try_from(from).unwrap_or(0).min(text.len());
-        let text = strip_ansi(&String::from_utf8_lossy(&text[from..]));
-        text.lines()
-            .filter(|l| l.contains("reload timings"))
-            .filter_map(|l| {
-                let value = |key: &str| -> Option<f64> {
-                    let at = l.find(key)? + key.len();
-                    l[at..].split_whitespace().next()?.parse().ok()
-                };
-                Some([
-                    value("load_ms=")?,
-                    value("translate_ms=")?,
-                    value("apply_ms=")?,
-                ])
-            })
-            .collect()
-    }
-}
-
-impl Drop for Gatekit {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-// --- statistics ------------------------------------------------------------------------
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// Nearest-rank percentile of `samples` (ms).
-fn pct(samples: &[f64], p: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = samples.to_vec();
-    s.sort_by(f64::total_cmp);
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let rank = ((p * s.len() as f64).ceil() as usize).clamp(1, s.len());
-    s[rank - 1]
-}
-
-fn fmt_ms(v: f64) -> String {
-    if v.is_nan() {
-        "–".to_owned()
-    } else if v >= 100.0 {
-        format!("{v:.0} ms")
-    } else if v >= 10.0 {
-        format!("{v:.1} ms")
-    } else {
-        format!("{v:.2} ms")
-    }
-}
-
-fn fmt_samples(samples: &[f64]) -> String {
-    let mut s = samples.to_vec();
-    s.sort_by(f64::total_cmp);
-    s.iter()
-        .map(|v| format!("{v:.2}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The figures of one size.
 #[derive(Default)]
 struct Figures {
@@ -544,6 +204,18 @@ struct Bench {
 }
 
 impl Bench {
+    /// `gatekit run --resources DIR` with its admin server on the admin port.
+    fn gatekit(&self, dir: &Path, label: &str) -> Result<Gatekit> {
+        Gatekit::start(
+            &self.bin,
+            &self.work,
+            &["--resources".as_ref(), dir.as_os_str()],
+            &format!("admin: {{ address: \"127.0.0.1:{}\" }}\n", self.ports.admin),
+            self.ports.admin,
+            label,
+        )
+    }
+
     fn size(&self, routes: usize) -> Result<Figures> {
         let mut fig = Figures {
             routes,
@@ -555,8 +227,8 @@ impl Bench {
 
         // Fresh process with N routes.
         let started = Instant::now();
-        let mut gk = Gatekit::start(&self.bin, &self.work, &dir, ports, &format!("{routes}"))?;
-        fig.ready_ms = ms(gk.ready(ports, started)?);
+        let mut gk = self.gatekit(&dir, &format!("{routes}"))?;
+        fig.ready_ms = ms(gk.ready(started)?);
         let mut probe = Client::new(ports.listener)?;
         let (host, path) = route_target(routes - 1);
         probe.wait_for(Instant::now(), &host, &path, |a| a.status == 200)?;
@@ -612,14 +284,8 @@ impl Bench {
         // Idle, N routes written into the running gateway, all deleted.
         let idle = self.work.join(format!("idle{routes}"));
         write_manifests(&idle, 0, ports)?;
-        let mut gk = Gatekit::start(
-            &self.bin,
-            &self.work,
-            &idle,
-            ports,
-            &format!("{routes}-written"),
-        )?;
-        gk.ready(ports, Instant::now())?;
+        let mut gk = self.gatekit(&idle, &format!("{routes}-written"))?;
+        gk.ready(Instant::now())?;
         let mut probe = Client::new(ports.listener)?;
         probe.wait_for(Instant::now(), "ep.bench.test", "/", |a| a.status == 200)?;
         std::thread::sleep(Duration::from_secs(1));
@@ -654,22 +320,13 @@ impl Bench {
     /// The `ep` Service's slice moved between backends A and B, `repeats` times, while
     /// a client sends a request to its route every [`POLL`].
     fn endpoint_switch(&self, dir: &Path, fig: &mut Figures, gap: Duration) -> Result<()> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let port = self.ports.listener;
-        let client = std::thread::spawn(move || -> Result<(u64, u64)> {
-            let mut c = Client::new(port)?;
-            let (mut requests, mut errors) = (0, 0);
-            while !stopped.load(Ordering::Relaxed) {
-                requests += 1;
-                match c.get("ep.bench.test", "/") {
-                    Ok(a) if (200..300).contains(&a.status) => {}
-                    _ => errors += 1,
-                }
-                std::thread::sleep(POLL);
-            }
-            Ok((requests, errors))
-        });
+        let client = Load::start(
+            self.ports.listener,
+            "ep.bench.test".to_owned(),
+            "/".to_owned(),
+            POLL,
+            false,
+        );
         let mut result = Ok(());
         for k in 0..self.repeats {
             // The slice starts on A: even rounds move it to B, odd ones back to A.
@@ -711,10 +368,7 @@ impl Bench {
             fig.ep_old_last.push(to_ms(last.saturating_sub(t)));
             fig.ep_overlap.push(to_ms(last.saturating_sub(first)));
         }
-        stop.store(true, Ordering::Relaxed);
-        let (requests, errors) = client
-            .join()
-            .map_err(|_| anyhow!("endpoint client panicked"))??;
+        let (requests, errors) = client.stop()?;
         fig.ep_requests = requests;
         fig.ep_errors = errors;
         eprintln!(
@@ -729,28 +383,11 @@ impl Bench {
     /// while two clients send `rate` requests/s in total to r0 and another route.
     fn edits_under_load(&self, dir: &Path, fig: &mut Figures, gap: Duration) -> Result<()> {
         let routes = fig.routes;
-        let stop = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_secs_f64(2.0 / f64::from(self.rate.max(2)));
         let mut clients = Vec::new();
         for target in [0, routes / 2 + 1] {
-            let stopped = stop.clone();
-            let port = self.ports.listener;
             let (host, path) = route_target(target.min(routes - 1));
-            clients.push(std::thread::spawn(move || -> Result<(u64, u64)> {
-                let mut c = Client::new(port)?;
-                let (mut requests, mut errors) = (0, 0);
-                let mut next = Instant::now();
-                while !stopped.load(Ordering::Relaxed) {
-                    requests += 1;
-                    match c.get(&host, &path) {
-                        Ok(a) if (200..300).contains(&a.status) => {}
-                        _ => errors += 1,
-                    }
-                    next = (next + interval).max(Instant::now());
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                }
-                Ok((requests, errors))
-            }));
+            clients.push(Load::start(self.ports.listener, host, path, interval, true));
         }
         let mut probe = Client::new(self.ports.listener)?;
         let (host, path) = route_target(0);
@@ -779,9 +416,8 @@ impl Bench {
             std::thread::sleep(gap.min(Duration::from_millis(100)));
         }
         std::thread::sleep(Duration::from_millis(200));
-        stop.store(true, Ordering::Relaxed);
         for c in clients {
-            let (requests, errors) = c.join().map_err(|_| anyhow!("load client panicked"))??;
+            let (requests, errors) = c.stop()?;
             fig.load_requests += requests;
             fig.load_errors += errors;
         }
@@ -798,31 +434,12 @@ impl Bench {
 
 // --- output ----------------------------------------------------------------------------
 
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn table(all: &[Figures], repeats: usize) -> String {
-    let mut t = String::new();
-    let mut row = |label: &str, cell: &dyn Fn(&Figures) -> String| {
-        let _ = write!(t, "| {label} |");
-        for f in all {
-            let _ = write!(t, " {} |", cell(f));
-        }
-        t.push('\n');
-    };
-    let p = |v: &[f64]| format!("{} / {}", fmt_ms(pct(v, 0.5)), fmt_ms(pct(v, 0.99)));
+    let mut t = Table::default();
+    let mut row = |label: &str, cell: &dyn Fn(&Figures) -> String| t.row(label, all, cell);
+    let p = fmt_p50_p99;
     let mb = |v: f64| format!("{v:.1} MB");
     row("routes already served", &|f| thousands(f.routes));
-    row("---", &|_| "---:".to_owned());
     row(
         &format!("route added (new file) → 200, p50 / p99 of {repeats}"),
         &|f| p(&f.added),
@@ -880,21 +497,11 @@ fn table(all: &[Figures], repeats: usize) -> String {
     row("errors during endpoint churn / requests", &|f| {
         format!("{} / {}", f.ep_errors, f.ep_requests)
     });
-    let phase = |f: &Figures, i: usize| -> f64 {
-        pct(&f.reloads.iter().map(|r| r[i]).collect::<Vec<_>>(), 0.5)
-    };
     row(
         "reload log p50: load / translate / apply (add/change/delete)",
-        &|f| {
-            format!(
-                "{:.1} / {:.1} / {:.1} ms",
-                phase(f, 0),
-                phase(f, 1),
-                phase(f, 2)
-            )
-        },
+        &|f| fmt_reloads(&f.reloads),
     );
-    t
+    t.text().to_owned()
 }
 
 fn raw(f: &Figures) -> String {
@@ -994,9 +601,9 @@ fn main() -> Result<()> {
         .build()?;
     let (_main, ep_a, ep_b) = rt.block_on(async {
         anyhow::Ok((
-            backend(ports.backend).await?,
-            backend(ports.ep_a).await?,
-            backend(ports.ep_b).await?,
+            backend(SocketAddr::from(([127, 0, 0, 1], ports.backend))).await?,
+            backend(SocketAddr::from(([127, 0, 0, 1], ports.ep_a))).await?,
+            backend(SocketAddr::from(([127, 0, 0, 1], ports.ep_b))).await?,
         ))
     })?;
     let bench = Bench {
