@@ -506,6 +506,8 @@ impl Shared {
     }
 
     fn probed(&self, cluster: usize, result: Result<(), String>) {
+        // Dropping or restoring endpoints changes the merged view before it is recorded.
+        let _applying = self.applying();
         let c = &self.clusters[cluster];
         let now = Instant::now();
         let mut touched = false;
