@@ -575,7 +575,9 @@ impl Translator {
                 .insert(route::route_id(key.0, &key.1, &key.2));
             if let Some(p) = &piece {
                 touched_listeners.extend(p.routes.iter().map(|(l, _)| *l));
-                changes.routes.extend(p.routes.iter().map(|(_, r)| r.clone()));
+                changes
+                    .routes
+                    .extend(p.routes.iter().map(|(_, r)| r.clone()));
             }
             if let Some(old) = state.pieces.remove(&key) {
                 touched_listeners.extend(old.routes.iter().map(|(l, _)| *l));

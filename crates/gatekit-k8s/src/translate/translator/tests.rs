@@ -314,9 +314,8 @@ fn check_changes(prev: &Translation, next: &Translation) -> Result<(), String> {
     let mut served = BTreeSet::new();
     for port in ports {
         let (a, b) = (prev.routes_for_port(port), next.routes_for_port(port));
-        let listed = |routes: &[Arc<gatekit_core::route::Route>]| {
-            routes.iter().map(ptr).collect::<Vec<_>>()
-        };
+        let listed =
+            |routes: &[Arc<gatekit_core::route::Route>]| routes.iter().map(ptr).collect::<Vec<_>>();
         if !c.ports().contains(&port) && listed(a) != listed(b) {
             return Err(format!("port {port} changed but is not in changes"));
         }
@@ -334,7 +333,10 @@ fn check_changes(prev: &Translation, next: &Translation) -> Result<(), String> {
         }
         for r in b.iter().filter(|r| c.route_ids().contains(&r.id)) {
             if !changed_routes.contains(&ptr(r)) {
-                return Err(format!("port {port}: {:?} is served but not in changes", r.id));
+                return Err(format!(
+                    "port {port}: {:?} is served but not in changes",
+                    r.id
+                ));
             }
             served.insert(ptr(r));
         }
@@ -342,7 +344,11 @@ fn check_changes(prev: &Translation, next: &Translation) -> Result<(), String> {
     if served != changed_routes {
         return Err("changes name routes that are not served".to_owned());
     }
-    let names: BTreeSet<&String> = prev.upstreams().keys().chain(next.upstreams().keys()).collect();
+    let names: BTreeSet<&String> = prev
+        .upstreams()
+        .keys()
+        .chain(next.upstreams().keys())
+        .collect();
     for name in names {
         let same = match (prev.upstreams().get(name), next.upstreams().get(name)) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -350,7 +356,10 @@ fn check_changes(prev: &Translation, next: &Translation) -> Result<(), String> {
             _ => false,
         };
         if same == c.upstreams().contains(name) {
-            return Err(format!("upstream {name}: changed {}, in changes {}", !same, same));
+            return Err(format!(
+                "upstream {name}: changed {}, in changes {}",
+                !same, same
+            ));
         }
     }
     Ok(())
