@@ -102,6 +102,17 @@ impl TableBuilder {
         backends: &dyn Backends,
         stale: &dyn Fn(&str) -> bool,
     ) -> (RouteTable, Vec<ConfigError>) {
+        self.build_with(routes, backends, Some(stale))
+    }
+
+    /// [`build`](Self::build), told whether any backend name is stale: with `None`,
+    /// the kept routes are not looked at (their backends resolve as before).
+    pub fn build_with(
+        &mut self,
+        routes: &[Arc<Route>],
+        backends: &dyn Backends,
+        stale: Option<&dyn Fn(&str) -> bool>,
+    ) -> (RouteTable, Vec<ConfigError>) {
         let mut inputs = std::mem::take(&mut self.inputs);
         let same = |(a, b): (&Arc<Route>, &Arc<Route>)| Arc::ptr_eq(a, b);
         let prefix = inputs.iter().zip(routes).take_while(|p| same(*p)).count();
@@ -122,7 +133,9 @@ impl TableBuilder {
         }
         inputs.splice(removed, added.iter().cloned());
         self.inputs = inputs;
-        self.recompile_stale(backends, stale);
+        if let Some(stale) = stale {
+            self.recompile_stale(backends, stale);
+        }
         self.rebuild_touched();
         let mut errors = Vec::new();
         if self.invalid > 0 {

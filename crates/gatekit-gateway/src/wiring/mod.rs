@@ -359,7 +359,8 @@ pub(crate) fn port_table(
         let same = routes.len() == inputs.len()
             && routes.iter().zip(inputs).all(|(a, b)| Arc::ptr_eq(a, b));
         if !same || !stale.is_empty() || at.is_none() {
-            let (table, table_errors) = group.builder.build(routes, backends, &is_stale);
+            let stale = (!stale.is_empty()).then_some(&is_stale as &dyn Fn(&str) -> bool);
+            let (table, table_errors) = group.builder.build_with(routes, backends, stale);
             group.table = Arc::new(table);
             group.errors = table_errors;
             changed = true;
