@@ -817,7 +817,7 @@ ports: [{{ port: 8080 }}]
                 Client::new(gatekit_core::client::ClientConfig::default()),
                 metrics.clone(),
             );
-            assert!(upstreams.update(&web_specs(false)).errors.is_empty());
+            assert!(upstreams.update(&web_specs(false), None).errors.is_empty());
             let upstream = upstreams.upstream("default/web:80").expect("built").clone();
             let outlier = upstreams.entries["default/web:80"]
                 .outlier
@@ -825,7 +825,7 @@ ports: [{{ port: 8080 }}]
                 .expect("the default detector");
             assert!(metrics.encode().contains(&format!("{gauge} 1")));
             if removed {
-                let gone = upstreams.update(&BTreeMap::new()).gone;
+                let gone = upstreams.update(&BTreeMap::new(), None).gone;
                 upstreams.retain(&gone);
             }
             eject(&outlier, &upstream);
