@@ -23,8 +23,12 @@ use crate::retry::RetryPolicy;
 /// build from the same routes (which builds with a fresh builder): same precedence, one
 /// error per invalid route (in input order).
 ///
-/// A build costs O(routes) pointer comparisons and hash lookups, plus the compilation of
-/// the changed routes and the rebuild of the buckets they are in.
+/// A build compares the input with the previous one by pointer from both ends: only the
+/// routes between the common prefix and the common suffix are looked up, added or taken
+/// away (one changed route costs O(1) hash work, plus O(routes) pointer comparisons and
+/// the compilation and bucket rebuilds it needs). Routes naming a `stale` backend are
+/// found by a walk of every kept route, and the errors of invalid routes by a walk of the
+/// input while there are any.
 ///
 /// Routes with equal creation time and `{namespace}/{name}` (the same route listed twice,
 /// say) rank in input order, as seen when they were compiled.
@@ -38,6 +42,10 @@ pub struct TableBuilder {
     any_host: Option<Arc<Bucket>>,
     /// Counts compilations, to order equal routes by when they were compiled.
     sequence: u64,
+    /// The input of the last build.
+    inputs: Vec<Arc<Route>>,
+    /// How many of `inputs` are invalid routes (counting repeats).
+    invalid: usize,
 }
 
 /// One input route of the last build.
@@ -47,6 +55,8 @@ struct Entry {
     compiled: Result<Arc<CompiledRoute>, ConfigError>,
     /// Input order, among routes of equal precedence.
     sequence: u64,
+    /// How many times the last build's input lists it.
+    uses: usize,
 }
 
 /// The routes of one hostname bucket, and the bucket built from them.
@@ -67,6 +77,8 @@ impl TableBuilder {
             wildcard_hosts: FastMap::default(),
             any_host: None,
             sequence: 0,
+            inputs: Vec::new(),
+            invalid: 0,
         }
     }
 
@@ -90,49 +102,127 @@ impl TableBuilder {
         backends: &dyn Backends,
         stale: &dyn Fn(&str) -> bool,
     ) -> (RouteTable, Vec<ConfigError>) {
-        let mut previous = std::mem::take(&mut self.routes);
-        self.routes.reserve(routes.len());
-        let mut errors = Vec::new();
-        let mut route_count = 0;
-        for route in routes {
-            let key = Arc::as_ptr(route) as usize;
-            if let Some(entry) = self.routes.get(&key) {
-                // The same route twice in the input: counted and reported twice, as a
-                // full build would (its second copy's candidates never win over the first).
-                match &entry.compiled {
-                    Ok(_) => route_count += 1,
-                    Err(e) => errors.push(e.clone()),
-                }
-                continue;
-            }
-            let entry = match previous.remove(&key) {
-                Some(entry) if Arc::ptr_eq(&entry.input, route) && !names_any(route, stale) => {
-                    entry
-                }
-                old => {
-                    if let Some(old) = old {
-                        self.forget(&old);
-                    }
-                    self.compile(route, backends)
-                }
-            };
-            match &entry.compiled {
-                Ok(_) => route_count += 1,
-                Err(e) => errors.push(e.clone()),
-            }
-            self.routes.insert(key, entry);
+        self.build_with(routes, backends, Some(stale))
+    }
+
+    /// [`build`](Self::build), told whether any backend name is stale: with `None`,
+    /// the kept routes are not looked at (their backends resolve as before).
+    pub fn build_with(
+        &mut self,
+        routes: &[Arc<Route>],
+        backends: &dyn Backends,
+        stale: Option<&dyn Fn(&str) -> bool>,
+    ) -> (RouteTable, Vec<ConfigError>) {
+        let mut inputs = std::mem::take(&mut self.inputs);
+        let same = |(a, b): (&Arc<Route>, &Arc<Route>)| Arc::ptr_eq(a, b);
+        let prefix = inputs.iter().zip(routes).take_while(|p| same(*p)).count();
+        let suffix = inputs[prefix..]
+            .iter()
+            .rev()
+            .zip(routes[prefix..].iter().rev())
+            .take_while(|p| same(*p))
+            .count();
+        let added = &routes[prefix..routes.len() - suffix];
+        let removed = prefix..inputs.len() - suffix;
+        // Added first: a route that only moved keeps its compiled form.
+        for route in added {
+            self.add(route, backends);
         }
-        for old in previous.into_values() {
-            self.forget(&old);
+        for route in &inputs[removed.clone()] {
+            self.remove(route);
+        }
+        inputs.splice(removed, added.iter().cloned());
+        self.inputs = inputs;
+        if let Some(stale) = stale {
+            self.recompile_stale(backends, stale);
         }
         self.rebuild_touched();
+        let mut errors = Vec::new();
+        if self.invalid > 0 {
+            for route in &self.inputs {
+                if let Some(Err(e)) = self
+                    .routes
+                    .get(&(Arc::as_ptr(route) as usize))
+                    .map(|e| &e.compiled)
+                {
+                    errors.push(e.clone());
+                }
+            }
+        }
         let table = RouteTable::from_buckets(
             self.exact_hosts.clone(),
             self.wildcard_hosts.clone(),
             self.any_host.clone(),
-            route_count,
+            self.inputs.len() - self.invalid,
         );
         (table, errors)
+    }
+
+    /// The routes of the last build, in input order.
+    pub fn inputs(&self) -> &[Arc<Route>] {
+        &self.inputs
+    }
+
+    /// Counts one more listing of `route`, compiling it if it is new.
+    fn add(&mut self, route: &Arc<Route>, backends: &dyn Backends) {
+        let key = Arc::as_ptr(route) as usize;
+        let entry = match self.routes.get_mut(&key) {
+            Some(entry) => entry,
+            None => {
+                let entry = self.compile(route, backends);
+                self.routes.entry(key).or_insert(entry)
+            }
+        };
+        entry.uses += 1;
+        if entry.compiled.is_err() {
+            self.invalid += 1;
+        }
+    }
+
+    /// Counts one listing of `route` less, forgetting it at none.
+    fn remove(&mut self, route: &Arc<Route>) {
+        let key = Arc::as_ptr(route) as usize;
+        let Some(entry) = self.routes.get_mut(&key) else {
+            return;
+        };
+        entry.uses -= 1;
+        if entry.compiled.is_err() {
+            self.invalid -= 1;
+        }
+        if entry.uses == 0
+            && let Some(entry) = self.routes.remove(&key)
+        {
+            self.forget(&entry);
+        }
+    }
+
+    /// Compiles again the routes that send to or mirror a `stale` backend.
+    fn recompile_stale(&mut self, backends: &dyn Backends, stale: &dyn Fn(&str) -> bool) {
+        // In input order, as a first build would compile them (the order of equal
+        // routes).
+        let mut seen = std::collections::HashSet::new();
+        let keys: Vec<usize> = self
+            .inputs
+            .iter()
+            .filter(|r| names_any(r, stale))
+            .map(|r| Arc::as_ptr(r) as usize)
+            .filter(|k| seen.insert(*k))
+            .collect();
+        for key in keys {
+            let Some(old) = self.routes.remove(&key) else {
+                continue;
+            };
+            self.forget(&old);
+            let mut entry = self.compile(&old.input, backends);
+            entry.uses = old.uses;
+            if old.compiled.is_err() {
+                self.invalid -= old.uses;
+            }
+            if entry.compiled.is_err() {
+                self.invalid += entry.uses;
+            }
+            self.routes.insert(key, entry);
+        }
     }
 
     /// Compiles `route` and puts it into its buckets.
@@ -153,6 +243,7 @@ impl TableBuilder {
             input: Arc::clone(route),
             compiled,
             sequence,
+            uses: 0,
         }
     }
 

@@ -313,9 +313,8 @@ impl gatekit_core::Backends for Lookup<'_> {
 /// same hostname share one), and their table, kept across reloads.
 pub(crate) struct Group {
     hostname: Option<String>,
+    /// Its routes as last built ([`TableBuilder::inputs`]), listener after listener.
     builder: TableBuilder,
-    /// The routes the table was built from, listener after listener.
-    inputs: Vec<Arc<Route>>,
     table: Arc<RouteTable>,
     errors: Vec<ConfigError>,
 }
@@ -326,7 +325,6 @@ impl Group {
         Self {
             hostname: hostname.map(str::to_owned),
             builder: TableBuilder::new().with_default_retry(retry),
-            inputs: Vec::new(),
             table: Arc::new(RouteTable::empty()),
             errors: Vec::new(),
         }
@@ -342,14 +340,25 @@ impl Group {
 /// changed routes. `None` when every table and the listeners are as last time (nothing
 /// to store). Problems go to `errors`, each once however many listeners a route is
 /// attached to. The gateway's [`TrafficDefaults`] apply where rules set nothing.
+/// `untouched`: the translation says the port's routes are the same as last time (see
+/// `Translation::changes`), so with no `stale` backend nothing is looked at.
 pub(crate) fn port_table(
     port: &PortListeners,
     groups: &mut Vec<Group>,
+    untouched: bool,
     defaults: &TrafficDefaults,
     backends: &dyn Backends,
     stale: &BTreeSet<String>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<PortTable> {
+    if untouched && stale.is_empty() && !groups.is_empty() {
+        for e in groups.iter().flat_map(|g| &g.errors) {
+            if !errors.contains(e) {
+                errors.push(e.clone());
+            }
+        }
+        return None;
+    }
     // Each listener hostname with the route lists of its listeners.
     type Listeners<'p> = Vec<(Option<&'p str>, Vec<&'p [Arc<Route>]>)>;
     let mut listeners: Listeners<'_> = Vec::new();
@@ -374,17 +383,21 @@ pub(crate) fn port_table(
             Some(at) => previous.remove(at),
             None => Group::new(hostname, defaults),
         };
-        let routes = slices.iter().flat_map(|s| s.iter());
-        let same = routes.clone().count() == group.inputs.len()
-            && routes
-                .clone()
-                .zip(&group.inputs)
-                .all(|(a, b)| Arc::ptr_eq(a, b));
-        if !same || !stale.is_empty() || at.is_none() {
-            if !same {
-                group.inputs = routes.cloned().collect();
+        // One listener's routes are a slice of the port's as they are.
+        let joined: Vec<Arc<Route>>;
+        let routes: &[Arc<Route>] = match slices.as_slice() {
+            [one] => one,
+            _ => {
+                joined = slices.iter().flat_map(|s| s.iter()).cloned().collect();
+                &joined
             }
-            let (table, table_errors) = group.builder.build(&group.inputs, backends, &is_stale);
+        };
+        let inputs = group.builder.inputs();
+        let same = routes.len() == inputs.len()
+            && routes.iter().zip(inputs).all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same || !stale.is_empty() || at.is_none() {
+            let stale = (!stale.is_empty()).then_some(&is_stale as &dyn Fn(&str) -> bool);
+            let (table, table_errors) = group.builder.build_with(routes, backends, stale);
             group.table = Arc::new(table);
             group.errors = table_errors;
             changed = true;
@@ -429,6 +442,83 @@ struct RouteSeries {
 impl RouteSeries {
     fn handle(&self, backend: &str) -> Option<&RequestMetrics> {
         self.backends.iter().find(|h| h.backend() == backend)
+    }
+}
+
+/// Marks `route` seen at `reload` in `series`: a route whose `Arc` is the one seen
+/// last time (or already seen this reload, on another listener) keeps its series as
+/// they are; otherwise its per-backend series follow its backend names.
+fn see_route(
+    series: &mut FastMap<RouteId, RouteSeries>,
+    route: &Arc<Route>,
+    reload: u64,
+    metrics: &Metrics,
+) {
+    let series = match series.get_mut(&route.id) {
+        // Already seen on another listener this reload.
+        Some(s) if s.seen == reload => return,
+        Some(s) if Arc::ptr_eq(&s.route, route) => {
+            s.seen = reload;
+            return;
+        }
+        Some(s) => s,
+        None => series.entry(route.id.clone()).or_insert(RouteSeries {
+            route: Arc::clone(route),
+            backends: Vec::new(),
+            fallback: RouteFallback::new(metrics.clone(), route.id.to_string()),
+            seen: reload,
+            retirement: Arc::new(Retirement::new()),
+        }),
+    };
+    series.seen = reload;
+    series.route = Arc::clone(route);
+    let names = backend_names(route);
+    let had = !series.backends.is_empty();
+    let mut id = None;
+    series.backends.retain(|h| {
+        let keep = names.contains(h.backend());
+        if !keep {
+            h.forget();
+        }
+        keep
+    });
+    for name in names {
+        if series.handle(name).is_none() {
+            let id = id.get_or_insert_with(|| route.id.to_string());
+            let handle = metrics.request_metrics(id, name);
+            series.backends.push(handle);
+        }
+    }
+    series.backends.shrink_to_fit();
+    if had && series.backends.is_empty() {
+        let id = id.get_or_insert_with(|| route.id.to_string());
+        metrics.forget_route(id);
+        // Its `(none)` series is forgotten too: a new handle registers anew.
+        series.fallback.forget();
+        series.fallback = RouteFallback::new(metrics.clone(), id.as_str());
+    }
+}
+
+/// Forgets the series of route `id`, no longer served: upgraded connections routed by
+/// it end at the drain deadline, as on a removed listener; other requests in flight
+/// finish on the rule they matched.
+fn retire_series(
+    id: &RouteId,
+    s: &RouteSeries,
+    drain_timeout: std::time::Duration,
+    metrics: &Metrics,
+) {
+    let retirement = Arc::clone(&s.retirement);
+    tokio::spawn(async move {
+        tokio::time::sleep(drain_timeout).await;
+        retirement.retire();
+    });
+    s.fallback.forget();
+    if !s.backends.is_empty() {
+        for handle in &s.backends {
+            handle.forget();
+        }
+        metrics.forget_route(&id.to_string());
     }
 }
 
@@ -902,7 +992,10 @@ impl Wiring {
     ) -> (Vec<(u16, String)>, Vec<ConfigError>) {
         let metrics = gateway.metrics().clone();
         let mut errors: Vec<ConfigError> = translation.errors().to_vec();
-        let upstreams = self.upstreams.update(translation.upstreams());
+        let upstreams = self.upstreams.update(
+            translation.upstreams(),
+            translation.changes().map(|c| c.upstreams()),
+        );
         errors.extend(upstreams.errors.iter().cloned());
         self.update_series(translation, &metrics);
         let lookup = Lookup {
@@ -917,9 +1010,13 @@ impl Wiring {
         for port in translation.listeners() {
             wanted.insert(port.port());
             let groups = self.tables.entry(port.port()).or_default();
+            let untouched = translation
+                .changes()
+                .is_some_and(|c| !c.ports().contains(&port.port()));
             let changed = port_table(
                 port,
                 groups,
+                untouched,
                 &self.traffic_defaults,
                 &lookup,
                 &upstreams.stale,
@@ -1080,75 +1177,35 @@ impl Wiring {
 
     /// Keeps a metrics series per (route, backend) of `translation`: routes whose `Arc`
     /// is the one seen last time keep theirs without a look; the series of pairs no
-    /// longer served are forgotten.
+    /// longer served are forgotten. With [`Translation::changes`], only the routes of
+    /// the changed ids are looked at (the others are the same `Arc`s as last time).
     fn update_series(&mut self, translation: &Translation, metrics: &Metrics) {
         let reload = self.generation + 1;
-        for port in translation.listeners() {
-            for route in port.routes() {
-                let series = match self.series.get_mut(&route.id) {
-                    // Already seen on another listener this reload.
-                    Some(s) if s.seen == reload => continue,
-                    Some(s) if Arc::ptr_eq(&s.route, route) => {
-                        s.seen = reload;
-                        continue;
-                    }
-                    Some(s) => s,
-                    None => self.series.entry(route.id.clone()).or_insert(RouteSeries {
-                        route: Arc::clone(route),
-                        backends: Vec::new(),
-                        fallback: RouteFallback::new(metrics.clone(), route.id.to_string()),
-                        seen: reload,
-                        retirement: Arc::new(Retirement::new()),
-                    }),
-                };
-                series.seen = reload;
-                series.route = Arc::clone(route);
-                let names = backend_names(route);
-                let had = !series.backends.is_empty();
-                let mut id = None;
-                series.backends.retain(|h| {
-                    let keep = names.contains(h.backend());
-                    if !keep {
-                        h.forget();
-                    }
-                    keep
-                });
-                for name in names {
-                    if series.handle(name).is_none() {
-                        let id = id.get_or_insert_with(|| route.id.to_string());
-                        let handle = metrics.request_metrics(id, name);
-                        series.backends.push(handle);
-                    }
-                }
-                series.backends.shrink_to_fit();
-                if had && series.backends.is_empty() {
-                    let id = id.get_or_insert_with(|| route.id.to_string());
-                    metrics.forget_route(id);
-                    // Its `(none)` series is forgotten too: a new handle registers anew.
-                    series.fallback.forget();
-                    series.fallback = RouteFallback::new(metrics.clone(), id.as_str());
+        let drain_timeout = self.drain_timeout;
+        if let Some(changes) = translation.changes() {
+            for route in changes.routes() {
+                see_route(&mut self.series, route, reload, metrics);
+            }
+            for id in changes.route_ids() {
+                if let Some(s) = self.series.get(id)
+                    && s.seen != reload
+                    && let Some(s) = self.series.remove(id)
+                {
+                    retire_series(id, &s, drain_timeout, metrics);
                 }
             }
+            return;
         }
-        let drain_timeout = self.drain_timeout;
+        for port in translation.listeners() {
+            for route in port.routes() {
+                see_route(&mut self.series, route, reload, metrics);
+            }
+        }
         self.series.retain(|id, s| {
             if s.seen == reload {
                 return true;
             }
-            // Upgraded connections routed by it end at the drain deadline, as on a
-            // removed listener; other requests in flight finish on the rule they matched.
-            let retirement = Arc::clone(&s.retirement);
-            tokio::spawn(async move {
-                tokio::time::sleep(drain_timeout).await;
-                retirement.retire();
-            });
-            s.fallback.forget();
-            if !s.backends.is_empty() {
-                for handle in &s.backends {
-                    handle.forget();
-                }
-                metrics.forget_route(&id.to_string());
-            }
+            retire_series(id, s, drain_timeout, metrics);
             false
         });
     }

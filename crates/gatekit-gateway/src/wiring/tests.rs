@@ -106,13 +106,42 @@ fn a_stale_backend_recompiles_only_the_routes_naming_it() {
     let mut groups = Vec::new();
     let mut errors = Vec::new();
     let none = BTreeSet::new();
-    let first = port_table(port, &mut groups, &defaults, &backends, &none, &mut errors).unwrap();
+    let first = port_table(
+        port,
+        &mut groups,
+        false,
+        &defaults,
+        &backends,
+        &none,
+        &mut errors,
+    )
+    .unwrap();
     assert!(errors.is_empty(), "{errors:?}");
     // The same routes, nothing stale: nothing to store.
-    assert!(port_table(port, &mut groups, &defaults, &backends, &none, &mut errors).is_none());
+    assert!(
+        port_table(
+            port,
+            &mut groups,
+            false,
+            &defaults,
+            &backends,
+            &none,
+            &mut errors
+        )
+        .is_none()
+    );
     // Service b's upstream was rebuilt: b's rule is compiled again, a's kept.
     let stale = BTreeSet::from(["default/b:80".to_owned()]);
-    let third = port_table(port, &mut groups, &defaults, &backends, &stale, &mut errors).unwrap();
+    let third = port_table(
+        port,
+        &mut groups,
+        false,
+        &defaults,
+        &backends,
+        &stale,
+        &mut errors,
+    )
+    .unwrap();
     let rule = |p: &PortTable, h: &str| rule_for(p, h);
     assert!(Arc::ptr_eq(
         &rule(&first, "a.example.com"),
@@ -131,17 +160,17 @@ async fn upstream_updates_skip_the_same_specs_and_name_what_changed() {
     let client = gatekit_core::client::Client::new(gatekit_core::client::ClientConfig::default());
     let mut upstreams = Upstreams::new(client, crate::Metrics::new());
     let t1 = translation("round-robin");
-    let first = upstreams.update(t1.upstreams());
+    let first = upstreams.update(t1.upstreams(), None);
     assert_eq!(first.created, ["default/a:80", "default/b:80"]);
     assert_eq!(first.stale.len(), 2);
 
     // The same Arcs: nothing to do.
-    let again = upstreams.update(t1.upstreams());
+    let again = upstreams.update(t1.upstreams(), None);
     assert!(again.stale.is_empty() && again.created.is_empty() && again.gone.is_empty());
 
     // New specs, b's policy changed: b rebuilt (stale), a updated in place.
     let t2 = translation("least-request");
-    let second = upstreams.update(t2.upstreams());
+    let second = upstreams.update(t2.upstreams(), None);
     assert_eq!(second.stale, BTreeSet::from(["default/b:80".to_owned()]));
     assert!(second.created.is_empty());
     assert_eq!(
@@ -157,7 +186,7 @@ async fn upstream_updates_skip_the_same_specs_and_name_what_changed() {
     // b gone: named, dropped only by retain.
     let mut specs = t2.upstreams().clone();
     specs.remove("default/b:80");
-    let third = upstreams.update(&specs);
+    let third = upstreams.update(&specs, None);
     assert_eq!(third.gone, ["default/b:80"]);
     assert!(third.stale.contains("default/b:80"));
     assert!(upstreams.upstream("default/b:80").is_some());

@@ -195,37 +195,76 @@ impl Upstreams {
     /// one applied last is skipped). Returns the policy errors (a policy the balancer
     /// cannot use makes its upstream run with defaults) and which names changed identity.
     /// Names not in `specs` stay until [`retain`](Self::retain).
+    ///
+    /// With `only` (the names a translation says changed, see
+    /// `Translation::changes`), only those names are looked at: every other name is
+    /// taken to have the spec applied last.
     pub(crate) fn update(
         &mut self,
         specs: &BTreeMap<String, Arc<UpstreamSpec>>,
+        only: Option<&BTreeSet<String>>,
     ) -> UpstreamChanges {
         let mut changes = UpstreamChanges::default();
-        // One walk of both maps in name order (both are sorted): a name lookup per spec
-        // was most of a reload's apply at 5,000 upstreams. Entries before a spec's name
-        // are gone; a spec that is the same `Arc` as last time is skipped.
         let mut work: Vec<(&String, &Arc<UpstreamSpec>, bool)> = Vec::new();
-        let mut entries = self.entries.iter_mut().peekable();
-        for (name, spec) in specs {
-            while let Some((gone, _)) = entries.next_if(|(k, _)| k.as_str() < name.as_str()) {
-                changes.gone.push(gone.clone());
-            }
-            match entries.next_if(|(k, _)| *k == name) {
-                Some((_, e)) if Arc::ptr_eq(&e.spec, spec) => {}
-                Some((_, e))
+        // What to do with `spec` for `name`, whose entry is `entry`: skip a spec that is
+        // the same `Arc` as last time, else update or rebuild.
+        let plan = |entry: Option<&mut Entry>,
+                    name: &'_ String,
+                    spec: &'_ Arc<UpstreamSpec>,
+                    changes: &mut UpstreamChanges|
+         -> Option<bool> {
+            match entry {
+                Some(e) if Arc::ptr_eq(&e.spec, spec) => None,
+                Some(e)
                     if e.spec.policy() == spec.policy()
                         && e.app_protocol == spec.app_protocol() =>
                 {
                     e.spec = Arc::clone(spec);
-                    work.push((name, spec, false));
+                    Some(false)
                 }
-                Some(_) => work.push((name, spec, true)),
+                Some(_) => Some(true),
                 None => {
                     changes.created.push(name.clone());
-                    work.push((name, spec, true));
+                    Some(true)
                 }
             }
+        };
+        match only {
+            Some(names) => {
+                for name in names {
+                    match specs.get_key_value(name) {
+                        Some((name, spec)) => {
+                            if let Some(rebuild) =
+                                plan(self.entries.get_mut(name), name, spec, &mut changes)
+                            {
+                                work.push((name, spec, rebuild));
+                            }
+                        }
+                        None if self.entries.contains_key(name) => {
+                            changes.gone.push(name.clone());
+                        }
+                        None => {}
+                    }
+                }
+            }
+            None => {
+                // One walk of both maps in name order (both are sorted): a name lookup per
+                // spec was most of a reload's apply at 5,000 upstreams. Entries before a
+                // spec's name are gone.
+                let mut entries = self.entries.iter_mut().peekable();
+                for (name, spec) in specs {
+                    while let Some((gone, _)) = entries.next_if(|(k, _)| k.as_str() < name.as_str())
+                    {
+                        changes.gone.push(gone.clone());
+                    }
+                    let entry = entries.next_if(|(k, _)| *k == name).map(|(_, e)| e);
+                    if let Some(rebuild) = plan(entry, name, spec, &mut changes) {
+                        work.push((name, spec, rebuild));
+                    }
+                }
+                changes.gone.extend(entries.map(|(gone, _)| gone.clone()));
+            }
         }
-        changes.gone.extend(entries.map(|(gone, _)| gone.clone()));
         changes.stale.extend(changes.gone.iter().cloned());
         for (name, spec, rebuild) in work {
             if rebuild {
@@ -733,7 +772,7 @@ ports: [{{ port: 8080 }}]
                 Metrics::new(),
             );
             let specs = web_specs(health_check);
-            assert!(upstreams.update(&specs).errors.is_empty());
+            assert!(upstreams.update(&specs, None).errors.is_empty());
             let upstream = upstreams.upstream("default/web:80").expect("built");
             assert_eq!(upstream.endpoints().len(), 1);
             let weak = upstream.downgrade();
@@ -741,7 +780,7 @@ ports: [{{ port: 8080 }}]
             assert!(entry.outlier.is_some());
             assert_eq!(entry.checker.is_some(), health_check);
 
-            let gone = upstreams.update(&BTreeMap::new()).gone;
+            let gone = upstreams.update(&BTreeMap::new(), None).gone;
             assert_eq!(gone, ["default/web:80"]);
             upstreams.retain(&gone);
             // The follow tasks end when the upstream's generation watch closes, on
@@ -778,7 +817,7 @@ ports: [{{ port: 8080 }}]
                 Client::new(gatekit_core::client::ClientConfig::default()),
                 metrics.clone(),
             );
-            assert!(upstreams.update(&web_specs(false)).errors.is_empty());
+            assert!(upstreams.update(&web_specs(false), None).errors.is_empty());
             let upstream = upstreams.upstream("default/web:80").expect("built").clone();
             let outlier = upstreams.entries["default/web:80"]
                 .outlier
@@ -786,7 +825,7 @@ ports: [{{ port: 8080 }}]
                 .expect("the default detector");
             assert!(metrics.encode().contains(&format!("{gauge} 1")));
             if removed {
-                let gone = upstreams.update(&BTreeMap::new()).gone;
+                let gone = upstreams.update(&BTreeMap::new(), None).gone;
                 upstreams.retain(&gone);
             }
             eject(&outlier, &upstream);

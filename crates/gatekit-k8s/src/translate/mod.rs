@@ -367,8 +367,47 @@ impl UpstreamSpec {
     }
 }
 
-/// The result of [`translate`].
+/// What an incremental [`Translator`] result changed relative to the translator's
+/// previous result ([`Translation::changes`]).
+///
+/// Everything not named here is the same `Arc` as in the previous result: a route
+/// whose id is not in [`route_ids`](Self::route_ids) is served by the same `Arc<Route>`s,
+/// an upstream not in [`upstreams`](Self::upstreams) has the same `Arc<UpstreamSpec>`
+/// (or is still absent).
 #[derive(Clone, Debug, Default)]
+pub struct Changes {
+    route_ids: BTreeSet<gatekit_core::route::RouteId>,
+    routes: Vec<Arc<Route>>,
+    ports: BTreeSet<u16>,
+    upstreams: BTreeSet<String>,
+}
+
+impl Changes {
+    /// The ids of the routes translated again: added, changed or removed.
+    pub fn route_ids(&self) -> &BTreeSet<gatekit_core::route::RouteId> {
+        &self.route_ids
+    }
+
+    /// The routes now served under [`route_ids`](Self::route_ids), one per listener
+    /// they attach to (none for a removed route), in no particular order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// The ports whose route lists ([`PortListeners::routes`]) differ from the
+    /// previous result's (a route of a changed id was or is there).
+    pub fn ports(&self) -> &BTreeSet<u16> {
+        &self.ports
+    }
+
+    /// The upstream names whose spec was added, replaced or removed.
+    pub fn upstreams(&self) -> &BTreeSet<String> {
+        &self.upstreams
+    }
+}
+
+/// The result of [`translate`].
+#[derive(Clone, Default)]
 pub struct Translation {
     listeners: Vec<PortListeners>,
     /// Shared with the [`Translator`] and the next translation while no upstream
@@ -377,9 +416,34 @@ pub struct Translation {
     statuses: Vec<Arc<ResourceStatus>>,
     errors: Vec<ConfigError>,
     global_rate_limits: BTreeSet<String>,
+    /// Set by an incremental [`Translator`] call only.
+    changes: Option<Arc<Changes>>,
+}
+
+/// Everything but [`Translation::changes`]: the debug form of a translation is the
+/// same however it was computed (debug builds compare an incremental result with a
+/// full one by it).
+impl std::fmt::Debug for Translation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Translation")
+            .field("listeners", &self.listeners)
+            .field("upstreams", &self.upstreams)
+            .field("statuses", &self.statuses)
+            .field("errors", &self.errors)
+            .field("global_rate_limits", &self.global_rate_limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Translation {
+    /// What changed relative to the previous result of the same [`Translator`]:
+    /// `None` after a full translation (from [`translate`], a translator's first
+    /// call, or any change it translates in full), meaning "assume everything
+    /// changed".
+    pub fn changes(&self) -> Option<&Changes> {
+        self.changes.as_deref()
+    }
+
     /// Programmed listeners, by port (ascending).
     pub fn listeners(&self) -> &[PortListeners] {
         &self.listeners

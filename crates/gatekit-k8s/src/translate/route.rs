@@ -186,12 +186,22 @@ pub(crate) fn http_piece(
     let view = route_view(
         "HTTPRoute",
         &r.metadata,
-        |ns, name| RouteId::new(ns, name),
+        |ns, name| route_id(0, ns, name),
         r.spec.hostnames.as_deref(),
         raw_parents!(r),
     );
     let conv = convert_http(cx, &view, r);
     attach(cx, listeners, listener_statuses, view, conv)
+}
+
+/// The id of the route of `kind` (0 HTTPRoute, 1 GRPCRoute, as in
+/// [`RoutePiece::key`]) `namespace`/`name`: GRPCRoutes' names get a `grpc:` prefix.
+pub(crate) fn route_id(kind: u8, namespace: &str, name: &str) -> RouteId {
+    if kind == 1 {
+        RouteId::new(namespace, format!("grpc:{name}"))
+    } else {
+        RouteId::new(namespace, name)
+    }
 }
 
 /// One GRPCRoute's [`RoutePiece`].
@@ -204,7 +214,7 @@ pub(crate) fn grpc_piece(
     let view = route_view(
         "GRPCRoute",
         &r.metadata,
-        |ns, name| RouteId::new(ns, format!("grpc:{name}")),
+        |ns, name| route_id(1, ns, name),
         r.spec.hostnames.as_deref(),
         raw_parents!(r),
     );

@@ -21,7 +21,7 @@ use gatekit_core::route::Route;
 use super::backend::{Context, PolicyMaps, name_of, ns_of};
 use super::listener::{self, Listener};
 use super::route::{self, ListenerKey, RoutePiece};
-use super::{TranslateOptions, Translation, UpstreamSpec, address};
+use super::{Changes, TranslateOptions, Translation, UpstreamSpec, address};
 use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
 use crate::types::{EndpointSlice, slice_service};
@@ -219,6 +219,7 @@ fn assemble<'p>(
         statuses,
         errors,
         global_rate_limits,
+        changes: None,
     }
 }
 
@@ -564,8 +565,22 @@ impl Translator {
                     r.map(|(_, r)| route::grpc_piece(&cx, &pass.listeners, &pass.statuses, r));
                 ((1, n.0, n.1), piece)
             }));
+        // What this call changes, for the apply stage: the routes of the pieces built
+        // again and the listeners they were or are on.
+        let mut changes = Changes::default();
+        let mut touched_listeners: BTreeSet<ListenerKey> = BTreeSet::new();
         for (key, piece) in new_pieces {
+            changes
+                .route_ids
+                .insert(route::route_id(key.0, &key.1, &key.2));
+            if let Some(p) = &piece {
+                touched_listeners.extend(p.routes.iter().map(|(l, _)| *l));
+                changes
+                    .routes
+                    .extend(p.routes.iter().map(|(_, r)| r.clone()));
+            }
             if let Some(old) = state.pieces.remove(&key) {
+                touched_listeners.extend(old.routes.iter().map(|(l, _)| *l));
                 remove_uses(&mut state.upstreams, &old, &mut touch);
                 for s in &old.services {
                     if let Some(set) = state.service_routes.get_mut(s) {
@@ -588,6 +603,12 @@ impl Translator {
                 state.pieces.insert(key, piece);
             }
         }
+        changes.ports = pass
+            .listeners
+            .iter()
+            .filter(|l| touched_listeners.contains(&(l.status_index, l.listener_index)))
+            .map(|l| l.port)
+            .collect();
         for s in &rebuilt {
             if let Some(names) = state.service_upstreams.get(s) {
                 touched.extend(names.iter().cloned());
@@ -604,7 +625,10 @@ impl Translator {
             };
             let svc = (u.namespace.clone(), u.service.clone());
             if u.users == 0 {
-                specs_changed |= u.spec.is_some();
+                if u.spec.is_some() {
+                    specs_changed = true;
+                    changes.upstreams.insert(name.clone());
+                }
                 if let Some(set) = state.service_upstreams.get_mut(&svc) {
                     set.remove(name);
                     if set.is_empty() {
@@ -667,7 +691,11 @@ impl Translator {
                     .flatten()
                     .map(|(_, s)| *s)
                     .collect();
+                let before = u.spec.is_some();
                 u.build(&cx, &slices);
+                if before || u.spec.is_some() {
+                    changes.upstreams.insert(name.clone());
+                }
                 if u.errors.is_empty() {
                     state.erroring.remove(name);
                 } else {
@@ -706,7 +734,7 @@ impl Translator {
         }
 
         state.policy = cx.take_policy_maps();
-        let translation = assemble(
+        let mut translation = assemble(
             resources,
             options,
             &state.prefix_statuses,
@@ -722,6 +750,7 @@ impl Translator {
                 .collect(),
             state.global_rate_limits.clone(),
         );
+        translation.changes = Some(Arc::new(changes));
         Some(Arc::new(translation))
     }
 }

@@ -296,6 +296,75 @@ fn same(incremental: &Translation, full: &Translation) -> Result<(), String> {
     ))
 }
 
+/// Whether `next.changes()` tells what changed from `prev`: applying it to `prev`
+/// (drop the routes of changed ids, add the changed routes, take the named upstreams
+/// from `next`) gives `next`, by identity.
+fn check_changes(prev: &Translation, next: &Translation) -> Result<(), String> {
+    let Some(c) = next.changes() else {
+        return Ok(());
+    };
+    let ptr = |r: &Arc<gatekit_core::route::Route>| Arc::as_ptr(r) as usize;
+    let changed_routes: BTreeSet<usize> = c.routes().iter().map(ptr).collect();
+    let ports: BTreeSet<u16> = prev
+        .listeners()
+        .iter()
+        .chain(next.listeners())
+        .map(|p| p.port())
+        .collect();
+    let mut served = BTreeSet::new();
+    for port in ports {
+        let (a, b) = (prev.routes_for_port(port), next.routes_for_port(port));
+        let listed =
+            |routes: &[Arc<gatekit_core::route::Route>]| routes.iter().map(ptr).collect::<Vec<_>>();
+        if !c.ports().contains(&port) && listed(a) != listed(b) {
+            return Err(format!("port {port} changed but is not in changes"));
+        }
+        let kept = |routes: &[Arc<gatekit_core::route::Route>]| {
+            let mut out: Vec<usize> = routes
+                .iter()
+                .filter(|r| !c.route_ids().contains(&r.id))
+                .map(ptr)
+                .collect();
+            out.sort_unstable();
+            out
+        };
+        if kept(a) != kept(b) {
+            return Err(format!("port {port}: a route of an unchanged id changed"));
+        }
+        for r in b.iter().filter(|r| c.route_ids().contains(&r.id)) {
+            if !changed_routes.contains(&ptr(r)) {
+                return Err(format!(
+                    "port {port}: {:?} is served but not in changes",
+                    r.id
+                ));
+            }
+            served.insert(ptr(r));
+        }
+    }
+    if served != changed_routes {
+        return Err("changes name routes that are not served".to_owned());
+    }
+    let names: BTreeSet<&String> = prev
+        .upstreams()
+        .keys()
+        .chain(next.upstreams().keys())
+        .collect();
+    for name in names {
+        let same = match (prev.upstreams().get(name), next.upstreams().get(name)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same == c.upstreams().contains(name) {
+            return Err(format!(
+                "upstream {name}: changed {}, in changes {}",
+                !same, same
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn incremental_translation_equals_full_translation_after_every_change() {
     let options = TranslateOptions::default();
@@ -313,7 +382,10 @@ fn incremental_translation_equals_full_translation_after_every_change() {
         let set = resources(&world);
         let first = translator.translate(&set, None);
         same(&first, &translate(&set, &options)).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(first.changes().is_none());
+        let mut prev = first;
         let mut incremental_steps = 0;
+        let mut described = 0;
         for step in 0..200 {
             let mut changed = BTreeSet::new();
             for _ in 0..=rng.below(3).saturating_sub(1) {
@@ -355,8 +427,13 @@ fn incremental_translation_equals_full_translation_after_every_change() {
             same(&t, &full)
                 .unwrap_or_else(|e| panic!("seed {seed} step {step}, changed {changed:?}: {e}"));
             assert_eq!(t.statuses(), full.statuses(), "seed {seed} step {step}");
+            check_changes(&prev, &t)
+                .unwrap_or_else(|e| panic!("seed {seed} step {step}, changed {changed:?}: {e}"));
+            described += usize::from(t.changes().is_some());
+            prev = t;
         }
         assert!(incremental_steps > 100, "seed {seed}: {incremental_steps}");
+        assert!(described > 100, "seed {seed}: {described}");
     }
 }
 
