@@ -18,6 +18,13 @@
 //! refilled. [`Provider::changed`] waits for the next batch of changes (bursts coalesce
 //! while the consumer is busy).
 //!
+//! Each batch also names every object whose merged view may have changed
+//! ([`Changes::objects`]; `None` when a cluster's endpoints were dropped or restored),
+//! so a consumer can keep one [`ResourceSet`] and bring it up to date with
+//! [`Provider::update`], which clones only those objects, instead of taking
+//! [`resources`](Provider::resources) whole (at 10,000 routes, a deep clone of every
+//! object), and hand the same names to an incremental translator.
+//!
 //! An object that does not fit gatekit's types, or a policy whose values are invalid
 //! (what a manifest load refuses with a located error), is skipped with a warning and
 //! shown as its cluster's `lastError`; if an earlier version of it was valid, that
