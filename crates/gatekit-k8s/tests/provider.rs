@@ -370,5 +370,8 @@ async fn kept_resources_follow_random_changes_in_two_clusters() {
         .await
         .unwrap();
     }
-    assert!(checked >= 20 && incremental >= 40, "{checked} {incremental}");
+    assert!(
+        checked >= 20 && incremental >= 40,
+        "{checked} {incremental}"
+    );
 }
