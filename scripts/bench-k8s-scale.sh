@@ -20,7 +20,7 @@
 #        target/release/gatekit, built here with cargo build --release --locked),
 #        TABLE=FILE (the markdown table, rewritten after every size), KEEP=1 (keep the
 #        work dir with gatekit's logs)
-# Loopback only (127.0.0.1-7); ports 19430-19433 (listener, admin, backends, extra
+# Loopback only (127.0.0.1-7); ports PORT..PORT+3 (default 19430-19433: listener, admin, backends, extra
 # backends) must be free; the API server takes a free port. No root needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +31,7 @@ REPEATS=${REPEATS:-20}
 RATE=${RATE:-200}
 MORE=${MORE:-1000}
 SECRETS=${SECRETS:-10000}
-PORT=19430
+PORT=${PORT:-19430}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 if [ -z "${GATEKIT_BIN:-}" ]; then
@@ -43,7 +43,7 @@ fi
 cargo build --profile bench --locked -q -p gatekit-examples --example k8s_scale
 TOOL=$TARGET_DIR/release/examples/k8s_scale
 
-busy=$(ss -Hltn | awk '{print $4}' | grep -E ':1943[0-3]$' || true)
+busy=$(ss -Hltn | awk '{print $4}' | grep -E ":($PORT|$((PORT + 1))|$((PORT + 2))|$((PORT + 3)))\$" || true)
 if [ -n "$busy" ]; then echo "ports in use, stop what listens there first:" >&2; echo "$busy" >&2; exit 1; fi
 
 WORK=$(mktemp -d)

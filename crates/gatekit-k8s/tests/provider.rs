@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gatekit_k8s::{ClusterSpec, Provider, ProviderSettings};
 use gatekit_k8s_fake::{FakeApiServer, ResourceType};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -215,5 +215,163 @@ async fn http_route_rules_v1_7_session_persistence_is_read_or_refused_by_name() 
         error.contains("HTTPRoute default/bad")
             && error.contains("spec.rules[0].sessionPersistence.cookie.path"),
         "{error}"
+    );
+}
+
+/// One step of [`kept_resources_follow_random_changes_in_two_clusters`]: an object in
+/// one of a few namespaces and names, applied (with a random variant) or deleted.
+fn random_object(rng: &mut u64, port: u16) -> (Value, bool) {
+    let mut next = |n: u64| {
+        *rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (*rng >> 33) % n
+    };
+    let ns = ["shop", "team"][next(2) as usize];
+    let svc = format!("s{}", next(3));
+    let name = format!("o{}", next(3));
+    let object = match next(5) {
+        0 | 1 => json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "parentRefs": [{"name": "gw", "namespace": "shop"}],
+                "rules": [{
+                    "matches": [{"path": {"type": "PathPrefix", "value": format!("/{}", next(4))}}],
+                    "backendRefs": [{"name": svc, "port": 80}]
+                }]
+            }
+        }),
+        2 => json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": svc, "namespace": ns},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8000 + next(3)}]}
+        }),
+        // Slices move between Services (their label changes) and change endpoints.
+        3 => json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {
+                "name": name, "namespace": ns,
+                "labels": {"kubernetes.io/service-name": svc}
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [format!("127.0.0.{}", 1 + next(5))]}]
+        }),
+        _ => json!({
+            "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "team"}],
+                "to": [{"group": "", "kind": "Service"}]
+            }
+        }),
+    };
+    (object, next(4) == 0)
+}
+
+fn delete_json(fake: &FakeApiServer, object: &Value) {
+    use gatekit_k8s::types::{EndpointSlice, HttpRoute, ReferenceGrant, Service};
+    let ns = object["metadata"]["namespace"].as_str();
+    let name = object["metadata"]["name"].as_str().unwrap();
+    match object["kind"].as_str().unwrap() {
+        "HTTPRoute" => fake.delete::<HttpRoute>(ns, name),
+        "Service" => fake.delete::<Service>(ns, name),
+        "EndpointSlice" => fake.delete::<EndpointSlice>(ns, name),
+        _ => fake.delete::<ReferenceGrant>(ns, name),
+    };
+}
+
+/// The changes the provider reports name every object whose merged view changed: a
+/// set kept with [`Provider::update`] from them equals a fresh `resources()` after
+/// every batch (when no later event is pending), and an incremental translation from
+/// them equals a full one — over random applies and deletes of routes, Services,
+/// EndpointSlices (moving between Services) and grants in two config+endpoints
+/// clusters, where the first cluster's objects win.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_resources_follow_random_changes_in_two_clusters() {
+    use gatekit_k8s::{TranslateOptions, Translator, translate};
+    let fakes = [FakeApiServer::start().await, FakeApiServer::start().await];
+    fakes[0].apply_json(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "shop"},
+        "spec": {"gatewayClassName": "gatekit", "listeners": [{
+            "name": "http", "port": 8080, "protocol": "HTTP",
+            "allowedRoutes": {"namespaces": {"from": "All"}}
+        }]}
+    }));
+    let spec = |i: usize| {
+        let mut c = ClusterSpec::new(format!("c{i}"), fakes[i].url());
+        c.roles = vec![gatekit_k8s::Role::Config, gatekit_k8s::Role::Endpoints];
+        c
+    };
+    let mut settings = ProviderSettings::new(vec![spec(0), spec(1)]);
+    settings.backoff_min = Some(Duration::from_millis(20));
+    settings.backoff_max = Some(Duration::from_millis(200));
+    let provider = Provider::start(&settings).await.unwrap();
+    tokio::time::timeout(WITHIN, provider.synced())
+        .await
+        .unwrap();
+    while provider.take_changes().is_some() {}
+    let mut kept = provider.resources();
+    let mut translator = Translator::new(TranslateOptions::default());
+    translator.translate(&kept, None);
+
+    let (mut rng, mut checked, mut incremental) = (0x5eed_u64, 0, 0);
+    for round in 0..40 {
+        for _ in 0..1 + round % 4 {
+            let cluster = usize::from(rng & 4 == 0);
+            let (object, delete) = random_object(&mut rng, 9000);
+            if delete {
+                delete_json(&fakes[cluster], &object);
+            } else {
+                fakes[cluster].apply_json(object);
+            }
+        }
+        // A marker seen in the kept set means every earlier event was taken.
+        let marker = format!("m{round}");
+        fakes[1].apply_json(json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": marker}
+        }));
+        tokio::time::timeout(WITHIN, async {
+            loop {
+                let changes = provider.changed().await;
+                match &changes.objects {
+                    Some(objects) => {
+                        provider.update(&mut kept, objects, &changes.services);
+                        incremental += 1;
+                    }
+                    None => kept = provider.resources(),
+                }
+                let fresh = provider.resources();
+                if provider.settled() {
+                    checked += 1;
+                    assert_eq!(
+                        format!("{kept:?}"),
+                        format!("{fresh:?}"),
+                        "round {round}: the kept set missed a change ({changes:?})"
+                    );
+                }
+                let t = translator.translate(&kept, changes.objects.as_ref());
+                assert_eq!(
+                    format!("{t:?}"),
+                    format!("{:?}", translate(&kept, translator.options())),
+                    "round {round}: incremental translation differs ({changes:?})"
+                );
+                let seen = kept
+                    .namespaces
+                    .iter()
+                    .any(|n| n.metadata.name.as_deref() == Some(marker.as_str()));
+                if seen {
+                    break;
+                }
+            }
+        })
+        .await
+        .unwrap();
+    }
+    assert!(
+        checked >= 20 && incremental >= 40,
+        "{checked} {incremental}"
     );
 }

@@ -103,6 +103,9 @@ pub(crate) struct FileCache {
     changed: Option<BTreeSet<ResourceRef>>,
     /// How many files the last load read (its fast path; a full load is not counted).
     read: usize,
+    /// The resources are the Kubernetes provider's, kept up to date by
+    /// [`FileCache::update_provided`].
+    provided: bool,
 }
 
 /// What a [`FileCache::load`] found.
@@ -184,6 +187,7 @@ impl FileCache {
         self.merged = ResourceSet::default();
         self.changed = None;
         self.rescan = true;
+        self.provided = false;
     }
 
     /// The full load, when the fast path cannot vouch for the result.
@@ -207,6 +211,31 @@ impl FileCache {
         self.reset(&[]);
         self.endpoints_only = None;
         self.merged = set;
+    }
+
+    /// [`set`](Self::set) for a Kubernetes provider's resources, which
+    /// [`update_provided`](Self::update_provided) then keeps up to date.
+    pub(crate) fn set_provided(&mut self, set: ResourceSet) {
+        self.set(set);
+        self.provided = true;
+    }
+
+    /// Updates the provider's resources in place with `update`, which changes exactly
+    /// the objects `changed` names (added to [`changed`](Self::changed)). Returns
+    /// `false`, changing nothing, when the cache does not hold a provider's resources.
+    pub(crate) fn update_provided(
+        &mut self,
+        update: impl FnOnce(&mut ResourceSet),
+        changed: &BTreeSet<ResourceRef>,
+    ) -> bool {
+        if !self.provided {
+            return false;
+        }
+        update(&mut self.merged);
+        if let Some(all) = &mut self.changed {
+            all.extend(changed.iter().cloned());
+        }
+        true
     }
 
     /// Whether the last load changed EndpointSlices alone, and the Services whose

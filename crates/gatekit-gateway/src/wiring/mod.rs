@@ -145,10 +145,15 @@ pub enum Source {
 /// refused.
 /// For directories, `changed` says which paths the watcher saw change (`Rescan`: read
 /// every file).
+///
+/// For Kubernetes, `kube` is the batch of changes that caused the reload: the objects it
+/// names are updated in the kept resources; without it (or when it does not know what
+/// changed) the provider's resources are taken whole.
 fn load(
     source: &Source,
     cache: &mut FileCache,
     changed: &Changed,
+    kube: Option<&Changes>,
 ) -> Result<Load, Vec<ManifestError>> {
     let warnings = match source {
         Source::Dirs(dirs) => match cache.load(
@@ -168,7 +173,7 @@ fn load(
             warnings
         }
         Source::Kubernetes(provider) => {
-            cache.set(provider.resources());
+            update_provided(provider, cache, kube);
             Vec::new()
         }
     };
@@ -176,6 +181,35 @@ fn load(
         tracing::warn!(%warning, "manifest skipped");
     }
     Ok(Load::Changed(Vec::new()))
+}
+
+/// Brings the provider's resources kept in `cache` up to date with `changes`: only the
+/// objects they name are updated (and recorded as changed for the translator); without
+/// changes, when they do not know what changed, or when the cache does not hold the
+/// provider's resources yet, the provider's resources are taken whole.
+fn update_provided(provider: &Provider, cache: &mut FileCache, changes: Option<&Changes>) {
+    let updated = changes.and_then(|c| Some((c.objects.as_ref()?, &c.services)));
+    let kept = updated.is_some_and(|(objects, services)| {
+        cache.update_provided(|set| provider.update(set, objects, services), objects)
+    });
+    if !kept {
+        cache.set_provided(provider.resources());
+        return;
+    }
+    // Debug builds (the tests) check the kept resources against fresh ones whenever no
+    // later event is pending that could explain a difference: a change the provider
+    // failed to name would show here.
+    #[cfg(debug_assertions)]
+    {
+        let fresh = format!("{:?}", provider.resources());
+        if provider.settled() {
+            debug_assert_eq!(
+                format!("{:?}", cache.resources()),
+                fresh,
+                "the kept Kubernetes resources differ from the provider's (changes: {changes:?})"
+            );
+        }
+    }
 }
 
 /// Gives the upstreams of each of `services` (namespace, name) the endpoints
@@ -528,6 +562,8 @@ pub struct Wiring {
     cache: FileCache,
     /// What the watcher saw change, for the next reload (`None`: read every file).
     changed_paths: Option<Changed>,
+    /// The Kubernetes changes the next reload applies (`None`: take all resources).
+    kube_changes: Option<Changes>,
     /// What `/config` shows of the served snapshot (rendered on request).
     dump_parts: Arc<dump::Parts>,
     /// `/config`'s view of the served upstreams (their live handles).
@@ -616,6 +652,7 @@ impl Wiring {
             watcher,
             cache: FileCache::default(),
             changed_paths: None,
+            kube_changes: None,
             dump_parts: Arc::default(),
             last_error: "null".to_owned(),
             service_upstreams: BTreeMap::new(),
@@ -754,6 +791,7 @@ impl Wiring {
     /// their new endpoints, and nothing else is touched.
     async fn kube_changed(&mut self, gateway: &mut Gateway, changes: &Changes) {
         if changes.config {
+            self.kube_changes = Some(changes.clone());
             self.reload(gateway).await;
             tracing::debug!(latency = ?changes.since.elapsed(), "configuration change served");
             return;
@@ -761,6 +799,11 @@ impl Wiring {
         let Source::Kubernetes(provider) = &self.source else {
             return;
         };
+        // The kept resources follow (an incremental translation reads a rebuilt
+        // upstream's slices from them); they count towards the next translation.
+        if self.served {
+            update_provided(provider, &mut self.cache, Some(changes));
+        }
         let updated = set_service_endpoints(
             &mut self.upstreams,
             &self.service_upstreams,
@@ -788,18 +831,19 @@ impl Wiring {
         let started = tokio::time::Instant::now();
         let source = self.source.clone();
         let changed = self.changed_paths.take().unwrap_or(Changed::Rescan);
+        let kube = self.kube_changes.take();
         let mut cache = std::mem::take(&mut self.cache);
         // The first load runs on this thread: nothing is served yet, and with glibc the
         // parse's garbage then stays in the arena the long-lived state is allocated in
         // (a blocking thread's arena kept ~15 MB resident for 5,000 routes).
         let first = !self.served;
         let loaded = if first {
-            let loaded = load(&source, &mut cache, &changed);
+            let loaded = load(&source, &mut cache, &changed, kube.as_ref());
             self.cache = cache;
             loaded
         } else {
             match tokio::task::spawn_blocking(move || {
-                let loaded = load(&source, &mut cache, &changed);
+                let loaded = load(&source, &mut cache, &changed, kube.as_ref());
                 (loaded, cache)
             })
             .await

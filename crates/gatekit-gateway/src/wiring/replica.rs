@@ -401,26 +401,24 @@ impl Canonical {
 
 /// The input generation of a Kubernetes snapshot: a stable hash of every object's
 /// kind, namespace, name and resourceVersion. Replicas that read the same objects get
-/// the same generation, whatever their reload history.
+/// the same generation, whatever their reload history and the order of their lists:
+/// each object's FNV-1a is summed (no sort, no allocation: at 10,000 routes a sorted
+/// list of formatted keys cost milliseconds of every reload).
 pub(crate) fn input_generation(set: &gatekit_k8s::ResourceSet) -> u64 {
     use kube::Resource;
     fn add<K: Resource<DynamicType = ()>>(hash: &mut u64, objects: &[K]) {
-        let mut keys: Vec<String> = objects
-            .iter()
-            .map(|o| {
-                let m = o.meta();
-                format!(
-                    "{}/{}/{}@{}",
-                    K::kind(&()),
-                    m.namespace.as_deref().unwrap_or(""),
-                    m.name.as_deref().unwrap_or(""),
-                    m.resource_version.as_deref().unwrap_or("")
-                )
-            })
-            .collect();
-        keys.sort_unstable();
-        for k in keys {
-            *hash = fnv1a(fnv1a(*hash, k.as_bytes()), &[0]);
+        let kind = K::kind(&());
+        for o in objects {
+            let m = o.meta();
+            let mut one = fnv1a(FNV1A_OFFSET, kind.as_bytes());
+            for part in [
+                m.namespace.as_deref().unwrap_or(""),
+                m.name.as_deref().unwrap_or(""),
+                m.resource_version.as_deref().unwrap_or(""),
+            ] {
+                one = fnv1a(fnv1a(one, &[0]), part.as_bytes());
+            }
+            *hash = hash.wrapping_add(one);
         }
     }
     let mut h = FNV1A_OFFSET;

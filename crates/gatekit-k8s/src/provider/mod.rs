@@ -18,6 +18,13 @@
 //! refilled. [`Provider::changed`] waits for the next batch of changes (bursts coalesce
 //! while the consumer is busy).
 //!
+//! Each batch also names every object whose merged view may have changed
+//! ([`Changes::objects`]; `None` when a cluster's endpoints were dropped or restored),
+//! so a consumer can keep one [`ResourceSet`] and bring it up to date with
+//! [`Provider::update`], which clones only those objects, instead of taking
+//! [`resources`](Provider::resources) whole (at 10,000 routes, a deep clone of every
+//! object), and hand the same names to an incremental translator.
+//!
 //! An object that does not fit gatekit's types, or a policy whose values are invalid
 //! (what a manifest load refuses with a located error), is skipped with a warning and
 //! shown as its cluster's `lastError`; if an earlier version of it was valid, that
@@ -55,6 +62,7 @@ mod watch;
 pub use crate::error::ProviderError;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -68,6 +76,7 @@ use tokio::time::Instant;
 use self::store::{Delta, Kind, Stores, Watched};
 use crate::cluster::{ClusterSpec, Role, opt_duration};
 use crate::manifest::ResourceSet;
+use crate::status::ResourceRef;
 use crate::translate::service_endpoints;
 use crate::types::{CLUSTER_LABEL, EndpointSlice, Service};
 
@@ -272,6 +281,11 @@ pub struct Changes {
     pub config: bool,
     /// Services (namespace, name) whose endpoints changed.
     pub services: BTreeSet<(String, String)>,
+    /// Every object (kind as in manifests, namespace, name) whose merged view
+    /// ([`Provider::resources`]) may have changed, EndpointSlices included; `None` when
+    /// unknown (a cluster's endpoints were dropped or restored): then take
+    /// [`Provider::resources`] afresh and translate everything.
+    pub objects: Option<BTreeSet<ResourceRef>>,
     /// A cluster was lost, came back, or had its endpoints dropped
     /// ([`Provider::clusters`] changed).
     pub clusters: bool,
@@ -305,6 +319,9 @@ struct Pending {
     config: bool,
     clusters: bool,
     services: BTreeSet<(String, String)>,
+    objects: BTreeSet<ResourceRef>,
+    /// Which objects changed is not known.
+    unknown: bool,
     since: Option<Instant>,
 }
 
@@ -406,13 +423,31 @@ pub(crate) struct Shared {
     pub(crate) settings: Tuning,
     pub(crate) clusters: Vec<Cluster>,
     pending: Mutex<Pending>,
+    /// Watch events being applied and not yet recorded (see [`Provider::settled`]).
+    in_flight: AtomicUsize,
     changed: Notify,
     synced: Notify,
+}
+
+/// One watch event being applied to a store: counted in `in_flight` until dropped
+/// (after the event is recorded).
+pub(crate) struct Applying<'a>(&'a AtomicUsize);
+
+impl Drop for Applying<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Shared {
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks a watch event as being applied until the guard is dropped.
+    pub(crate) fn applying(&self) -> Applying<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Applying(&self.in_flight)
     }
 
     /// Records what an event changed and wakes the consumer.
@@ -423,7 +458,13 @@ impl Shared {
             let mut pending = self.pending();
             pending.config |= delta.config;
             // Slices of a cluster whose endpoints were dropped are not served.
-            if c.endpoints_usable() {
+            let usable = c.endpoints_usable();
+            for r in delta.objects {
+                if usable || r.kind() != Kind::EndpointSlice.name() {
+                    pending.objects.insert(r);
+                }
+            }
+            if usable {
                 for s in delta.services {
                     pending.services.insert(s);
                     changed = true;
@@ -472,6 +513,8 @@ impl Shared {
     }
 
     fn probed(&self, cluster: usize, result: Result<(), String>) {
+        // Dropping or restoring endpoints changes the merged view before it is recorded.
+        let _applying = self.applying();
         let c = &self.clusters[cluster];
         let now = Instant::now();
         let mut touched = false;
@@ -515,6 +558,8 @@ impl Shared {
             let services = c.stores.sliced_services();
             let mut pending = self.pending();
             pending.clusters = true;
+            // Every slice of the cluster joined or left the merged view.
+            pending.unknown = true;
             pending.services.extend(services);
             pending.since.get_or_insert(now);
             drop(pending);
@@ -586,6 +631,7 @@ impl Provider {
             },
             clusters,
             pending: Mutex::new(Pending::default()),
+            in_flight: AtomicUsize::new(0),
             changed: Notify::new(),
             synced: Notify::new(),
         });
@@ -658,6 +704,7 @@ impl Provider {
             config: taken.config,
             clusters: taken.clusters,
             services: taken.services,
+            objects: (!taken.unknown).then_some(taken.objects),
             since: taken.since.unwrap_or_else(Instant::now),
         })
     }
@@ -690,6 +737,131 @@ impl Provider {
             }
         }
         set
+    }
+
+    /// Brings `set`, a [`resources`](Self::resources) taken earlier, up to date with
+    /// the changes since: each of `objects` (from [`Changes::objects`]) gets its merged
+    /// value again (same rules as `resources`) or is removed, and the EndpointSlices of
+    /// each of `services` (from [`Changes::services`]) are replaced, each list keeping
+    /// the order `resources` gives. Only the changed objects are cloned.
+    pub fn update(
+        &self,
+        set: &mut ResourceSet,
+        objects: &BTreeSet<ResourceRef>,
+        services: &BTreeSet<(String, String)>,
+    ) {
+        let config: Vec<&Cluster> = self.shared.clusters.iter().filter(|c| c.config).collect();
+        let mut ordered: Vec<&Cluster> = config.clone();
+        ordered.extend(self.shared.clusters.iter().filter(|c| !c.config));
+        for r in objects {
+            let key = (
+                r.namespace().unwrap_or_default().to_owned(),
+                String::new(),
+                r.name().to_owned(),
+            );
+            match r.kind() {
+                "GatewayClass" => {
+                    upsert(
+                        &mut set.gateway_classes,
+                        &config,
+                        |s| &s.gateway_classes,
+                        &key,
+                    );
+                }
+                "Gateway" => upsert(&mut set.gateways, &config, |s| &s.gateways, &key),
+                "ListenerSet" => {
+                    upsert(&mut set.listener_sets, &config, |s| &s.listener_sets, &key);
+                }
+                "HTTPRoute" => upsert(&mut set.http_routes, &config, |s| &s.http_routes, &key),
+                "GRPCRoute" => upsert(&mut set.grpc_routes, &config, |s| &s.grpc_routes, &key),
+                "ReferenceGrant" => {
+                    upsert(
+                        &mut set.reference_grants,
+                        &config,
+                        |s| &s.reference_grants,
+                        &key,
+                    );
+                }
+                "Namespace" => upsert(&mut set.namespaces, &config, |s| &s.namespaces, &key),
+                "Secret" => upsert(&mut set.secrets, &config, |s| &s.secrets, &key),
+                "BackendPolicy" => {
+                    upsert(
+                        &mut set.backend_policies,
+                        &config,
+                        |s| &s.backend_policies,
+                        &key,
+                    );
+                }
+                "TrafficPolicy" => {
+                    upsert(
+                        &mut set.traffic_policies,
+                        &config,
+                        |s| &s.traffic_policies,
+                        &key,
+                    );
+                }
+                "BackendTrafficPolicy" => upsert(
+                    &mut set.backend_traffic_policies,
+                    &config,
+                    |s| &s.backend_traffic_policies,
+                    &key,
+                ),
+                "XBackendTrafficPolicy" => upsert(
+                    &mut set.x_backend_traffic_policies,
+                    &config,
+                    |s| &s.x_backend_traffic_policies,
+                    &key,
+                ),
+                "Service" => upsert(&mut set.services, &ordered, |s| &s.services, &key),
+                // Through `services`: a slice's ref does not say which Service it is in.
+                _ => {}
+            }
+        }
+        let usable: Vec<&Cluster> = self
+            .shared
+            .clusters
+            .iter()
+            .filter(|c| c.endpoints_usable())
+            .collect();
+        let rank = |slice: &EndpointSlice| {
+            let cluster = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(CLUSTER_LABEL))
+                .and_then(|name| usable.iter().position(|c| &c.name == name))
+                .unwrap_or(usize::MAX);
+            let key = <EndpointSlice as store::Watched>::key(slice);
+            (cluster, key.0, key.1)
+        };
+        for (ns, svc) in services {
+            for (i, c) in usable.iter().enumerate() {
+                let at = (i, ns.clone(), svc.clone());
+                let start = set.endpoint_slices.partition_point(|s| rank(s) < at);
+                let end = start + set.endpoint_slices[start..].partition_point(|s| rank(s) == at);
+                let fresh = c.stores.slices_of(ns, svc);
+                if fresh.len() == end - start {
+                    for (old, new) in set.endpoint_slices[start..end].iter_mut().zip(&fresh) {
+                        *old = labelled(new, &c.name);
+                    }
+                } else {
+                    set.endpoint_slices
+                        .splice(start..end, fresh.iter().map(|s| labelled(s, &c.name)));
+                }
+            }
+        }
+    }
+
+    /// Whether no watch event is pending or being applied: then the stores are what
+    /// the changes taken so far say (for consistency checks in tests).
+    pub fn settled(&self) -> bool {
+        let pending = self.shared.pending();
+        self.shared.in_flight.load(Ordering::Acquire) == 0
+            && !pending.config
+            && !pending.clusters
+            && !pending.unknown
+            && pending.services.is_empty()
+            && pending.objects.is_empty()
     }
 
     /// The endpoints of Service `namespace/service` port `port`, from its EndpointSlices
@@ -843,6 +1015,35 @@ fn merged<K: Watched>(
         }
     }
     out.into_values().map(|o| (*o).clone()).collect()
+}
+
+/// Sets the object at `key` in `list` (sorted as [`merged`] sorts) to its merged value
+/// across `clusters` (first cluster wins), or removes it if no cluster holds it.
+fn upsert<K: Watched>(
+    list: &mut Vec<K>,
+    clusters: &[&Cluster],
+    store: impl Fn(&Stores) -> &store::Store<K>,
+    key: &store::Key,
+) {
+    let value = clusters
+        .iter()
+        .find_map(|c| store(&c.stores).read().get(key).map(|o| (**o).clone()));
+    let at = list.binary_search_by(|o| {
+        let m = o.meta();
+        (
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default(),
+        )
+            .cmp(&(key.0.as_str(), key.2.as_str()))
+    });
+    match (at, value) {
+        (Ok(i), Some(v)) => list[i] = v,
+        (Ok(i), None) => {
+            list.remove(i);
+        }
+        (Err(i), Some(v)) => list.insert(i, v),
+        (Err(_), None) => {}
+    }
 }
 
 /// A copy of `slice` labelled with its cluster.

@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 use kube::Resource;
 use serde::de::DeserializeOwned;
 
+use crate::status::ResourceRef;
 use crate::types::ObjectMeta;
 
 use crate::types::{
@@ -90,6 +91,8 @@ pub(crate) struct Delta {
     pub(crate) config: bool,
     /// Services (namespace, name) whose EndpointSlices changed.
     pub(crate) services: Vec<(String, String)>,
+    /// Every object added, removed or modified (EndpointSlices included).
+    pub(crate) objects: Vec<ResourceRef>,
 }
 
 /// A kind the provider watches: where its store is, and how it is keyed. An object
@@ -320,6 +323,10 @@ fn same_version<K: Resource>(a: &K, b: &K) -> bool {
 }
 
 fn note(delta: &mut Delta, kind: Kind, key: &Key) {
+    let namespace = (!key.0.is_empty()).then_some(key.0.as_str());
+    delta
+        .objects
+        .push(ResourceRef::new(kind.name(), namespace, &key.2));
     if kind == Kind::EndpointSlice {
         let service = (key.0.clone(), key.1.clone());
         if !delta.services.contains(&service) {

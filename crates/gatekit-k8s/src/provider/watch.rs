@@ -56,6 +56,7 @@ pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Ap
                 }
             },
             Ok(Event::InitDone) => {
+                let _applying = shared.applying();
                 let delta = store.replace(std::mem::take(&mut buffer));
                 let first = !store.is_synced();
                 store.mark_synced();
@@ -68,6 +69,7 @@ pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Ap
                 match accepted(obj) {
                     Ok(mut obj) => {
                         obj.meta_mut().managed_fields = None;
+                        let _applying = shared.applying();
                         shared.record(cluster, store.apply(obj), false);
                     }
                     Err(invalid) => {
@@ -81,6 +83,7 @@ pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Ap
                     Ok(obj) => obj.meta(),
                     Err(invalid) => &invalid.metadata,
                 };
+                let _applying = shared.applying();
                 shared.record(cluster, store.delete_meta(meta), false);
             }
             Err(error) => {
