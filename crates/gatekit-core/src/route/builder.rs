@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::hash::FastMap;
+use super::hash::{FastMap, shrink_if_sparse};
 use super::model::{Filter, Route};
 use super::table::{Bucket, CompiledRoute, HostKey, RouteTable, compile_route};
 use crate::Backends;
@@ -133,6 +133,11 @@ impl TableBuilder {
         }
         inputs.splice(removed, added.iter().cloned());
         self.inputs = inputs;
+        // After many routes went: their room goes back.
+        shrink_if_sparse(&mut self.routes);
+        shrink_if_sparse(&mut self.buckets);
+        shrink_if_sparse(&mut self.exact_hosts);
+        shrink_if_sparse(&mut self.wildcard_hosts);
         if let Some(stale) = stale {
             self.recompile_stale(backends, stale);
         }

@@ -70,9 +70,39 @@ impl Hasher for FoldHasher {
 /// A `HashMap` with the fast hasher.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, FoldBuild>;
 
+/// Gives back the room of `map` once it holds less than a quarter of its capacity (after
+/// many removals), so that memory follows the configuration down: a map never shrinks by
+/// itself. Amortised O(1) per removal; small maps are left as they are.
+pub fn shrink_if_sparse<K, V, S>(map: &mut std::collections::HashMap<K, V, S>)
+where
+    K: Eq + std::hash::Hash,
+    S: BuildHasher,
+{
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to_fit();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_emptied_below_a_quarter_gives_its_room_back_and_a_full_one_keeps_it() {
+        let mut map: FastMap<u32, u32> = (0..1000).map(|i| (i, i)).collect();
+        let full = map.capacity();
+        shrink_if_sparse(&mut map);
+        assert_eq!(map.capacity(), full, "a full map keeps its room");
+        map.retain(|k, _| *k < 10);
+        shrink_if_sparse(&mut map);
+        assert!(
+            map.capacity() < full / 8,
+            "capacity {} of {full}",
+            map.capacity()
+        );
+        assert_eq!(map.len(), 10);
+        assert_eq!(map.get(&3), Some(&3));
+    }
 
     #[test]
     fn equal_strings_hash_equal_and_near_strings_spread() {

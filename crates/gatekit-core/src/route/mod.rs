@@ -125,7 +125,7 @@
 mod builder;
 mod conditions;
 mod hash;
-pub use self::hash::{FastMap, FoldBuild, FoldHasher};
+pub use self::hash::{FastMap, FoldBuild, FoldHasher, shrink_if_sparse};
 pub(crate) mod host;
 mod listener;
 mod model;

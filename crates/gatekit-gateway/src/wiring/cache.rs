@@ -556,6 +556,7 @@ impl FileCache {
         }
         // After many files were removed: their room goes back (11 MB for 5,000 routes).
         self.merged.shrink_sparse();
+        gatekit_core::route::shrink_if_sparse(&mut self.keys);
     }
 
     /// Where the chunk of the file at `order[i]` starts, per kind.

@@ -1194,6 +1194,7 @@ impl Wiring {
                     retire_series(id, &s, drain_timeout, metrics);
                 }
             }
+            gatekit_core::route::shrink_if_sparse(&mut self.series);
             return;
         }
         for port in translation.listeners() {
@@ -1208,6 +1209,7 @@ impl Wiring {
             retire_series(id, s, drain_timeout, metrics);
             false
         });
+        gatekit_core::route::shrink_if_sparse(&mut self.series);
     }
 
     /// Labels the membership Lease with the served configuration: its input
