@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::hash::{FastMap, shrink_if_sparse};
 use super::model::{Filter, Route};
+use super::rule::DefaultRetry;
 use super::table::{Bucket, CompiledRoute, HostKey, RouteTable, compile_route};
 use crate::Backends;
 use crate::error::ConfigError;
@@ -33,7 +34,7 @@ use crate::retry::RetryPolicy;
 /// Routes with equal creation time and `{namespace}/{name}` (the same route listed twice,
 /// say) rank in input order, as seen when they were compiled.
 pub struct TableBuilder {
-    default_retry: Option<Arc<RetryPolicy>>,
+    default_retry: Option<DefaultRetry>,
     /// The routes of the last build, by the address of their input `Arc`.
     routes: FastMap<usize, Entry>,
     buckets: FastMap<HostKey, Members>,
@@ -87,7 +88,7 @@ impl TableBuilder {
     /// the first build.
     #[must_use]
     pub fn with_default_retry(mut self, retry: Option<RetryPolicy>) -> Self {
-        self.default_retry = retry.map(Arc::new);
+        self.default_retry = retry.map(DefaultRetry::new);
         self
     }
 

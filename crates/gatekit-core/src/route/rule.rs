@@ -161,23 +161,23 @@ fn backend_stack(
     Backend::new(stack)
 }
 
-/// The policy shown for a rule that sets none and takes the default retry `retry`: the
-/// value made last, when it has this retry (one per configuration, in practice), so
-/// every such rule shares it instead of holding a copy.
-fn default_policy(retry: &RetryPolicy) -> Arc<RulePolicy> {
-    static LAST: std::sync::Mutex<Option<Arc<RulePolicy>>> = std::sync::Mutex::new(None);
-    let mut last = LAST
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match &*last {
-        Some(policy) if policy.retry.as_ref() == Some(retry) => Arc::clone(policy),
-        _ => {
-            let policy = Arc::new(RulePolicy {
-                retry: Some(retry.clone()),
-                ..RulePolicy::default()
-            });
-            *last = Some(Arc::clone(&policy));
-            policy
+/// A default retry policy for rules that set none, with the policy such a rule shows
+/// (the default retry and nothing else), made once and shared by every such rule.
+#[derive(Clone, Debug)]
+pub(crate) struct DefaultRetry {
+    retry: Arc<RetryPolicy>,
+    policy: Arc<RulePolicy>,
+}
+
+impl DefaultRetry {
+    pub(crate) fn new(retry: RetryPolicy) -> Self {
+        let policy = Arc::new(RulePolicy {
+            retry: Some(retry.clone()),
+            ..RulePolicy::default()
+        });
+        Self {
+            retry: Arc::new(retry),
+            policy,
         }
     }
 }
@@ -201,7 +201,7 @@ impl CompiledRule {
         index: usize,
         rule: &Rule,
         backends: &dyn Backends,
-        default_retry: Option<&Arc<RetryPolicy>>,
+        default_retry: Option<&DefaultRetry>,
     ) -> Result<Self, ConfigError> {
         check_replace_prefix(rule, &rule.filters, "filters")?;
         let filters = FilterChain::compile(&rule.filters, backends)
@@ -218,7 +218,7 @@ impl CompiledRule {
         let error_extensions = backends.error_extensions(route_id);
         let retry = match &rule.policy.retry {
             Some(retry) => Some(Arc::new(retry.clone())),
-            None => default_retry.cloned(),
+            None => default_retry.map(|d| Arc::clone(&d.retry)),
         };
         let mut compiled = Vec::with_capacity(rule.backends.len());
         for (j, b) in rule.backends.iter().enumerate() {
@@ -266,13 +266,13 @@ impl CompiledRule {
             filters,
             timeouts,
             backends,
-            policy: match (&rule.policy.retry, retry) {
+            policy: match (&rule.policy.retry, default_retry) {
                 // The default applies: shown as the rule's policy.
-                (None, Some(retry)) if rule.policy == RulePolicy::default() => {
-                    Some(default_policy(&retry))
+                (None, Some(default)) if rule.policy == RulePolicy::default() => {
+                    Some(Arc::clone(&default.policy))
                 }
-                (None, Some(retry)) => Some(Arc::new(RulePolicy {
-                    retry: Some(RetryPolicy::clone(&retry)),
+                (None, Some(default)) => Some(Arc::new(RulePolicy {
+                    retry: Some(RetryPolicy::clone(&default.retry)),
                     ..rule.policy.clone()
                 })),
                 _ if rule.policy == RulePolicy::default() => None,
@@ -574,9 +574,9 @@ mod tests {
         assert!(plain.policy.is_none());
         assert_eq!(plain.policy(), &RulePolicy::default());
 
-        let retry = Arc::new(RetryPolicy::unsent_once());
+        let retry = DefaultRetry::new(RetryPolicy::unsent_once());
         let defaulted = CompiledRule::compile(&id, 0, &rule, &backends, Some(&retry)).unwrap();
-        assert_eq!(defaulted.policy().retry.as_ref(), Some(&*retry));
+        assert_eq!(defaulted.policy().retry.as_ref(), Some(&*retry.retry));
         let again = CompiledRule::compile(&id, 1, &rule, &backends, Some(&retry)).unwrap();
         let shared = |r: &CompiledRule| r.policy.clone().unwrap();
         assert!(Arc::ptr_eq(&shared(&defaulted), &shared(&again)));

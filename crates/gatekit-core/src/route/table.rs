@@ -12,10 +12,9 @@ use super::hash::FastMap;
 use super::host::{self, HostPattern, MAX_HOST};
 use super::model::{Filter, Route, RouteId};
 use super::path::{PathCond, prefix_candidates};
-use super::rule::CompiledRule;
+use super::rule::{CompiledRule, DefaultRetry};
 use crate::Backends;
 use crate::error::ConfigError;
-use crate::retry::RetryPolicy;
 
 /// The result of [`RouteTable::find`]: the matched rule and, for a `PathPrefix` match,
 /// the prefix it matched on.
@@ -418,7 +417,7 @@ fn no_conditions() -> Arc<Conditions> {
 pub(crate) fn compile_route(
     route: &Route,
     backends: &dyn Backends,
-    default_retry: Option<&Arc<RetryPolicy>>,
+    default_retry: Option<&DefaultRetry>,
 ) -> Result<CompiledRoute, ConfigError> {
     let mut hosts = Vec::with_capacity(route.hostnames.len().max(1));
     for (i, h) in route.hostnames.iter().enumerate() {
