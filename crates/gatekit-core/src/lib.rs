@@ -70,6 +70,7 @@ pub mod route;
 mod router;
 pub mod server;
 pub mod session;
+pub mod stream;
 pub mod timeout;
 pub mod tls;
 pub mod weighted;

@@ -981,6 +981,7 @@ pub(crate) fn finish(
             protocol: l.protocol,
             listeners: Vec::new(),
             routes: Vec::new(),
+            stream_routes: Vec::new(),
         });
         let own = routes
             .remove(&(l.status_index, l.listener_index))
@@ -994,7 +995,9 @@ pub(crate) fn finish(
             name: l.name.to_owned(),
             hostname: l.hostname,
             certificates: l.certificates,
+            tls_mode: None,
             routes: start..entry.routes.len(),
+            stream_routes: 0..0,
         });
     }
     out.into_values().collect()

@@ -88,6 +88,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use gatekit_core::route::Route;
+use gatekit_core::stream::StreamRoute;
 use gatekit_core::{ConfigError, Endpoint};
 
 use crate::manifest::ResourceSet;
@@ -193,6 +194,24 @@ pub enum Protocol {
     Http,
     /// HTTP over TLS.
     Https,
+    /// TLS streams routed by SNI (TLSRoute): passed through untouched or terminated at
+    /// the gateway ([`ListenerSpec::tls_mode`]).
+    Tls,
+    /// TCP streams (TCPRoute).
+    Tcp,
+    /// UDP datagrams, in per-client flows (UDPRoute).
+    Udp,
+}
+
+/// What a `TLS` listener does with TLS ([`ListenerSpec::tls_mode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsMode {
+    /// TLS ends at the gateway; the plaintext bytes go on to the backend.
+    Terminate,
+    /// The gateway reads the ClientHello's SNI only; the client's TLS reaches the
+    /// backend untouched.
+    Passthrough,
 }
 
 /// A TLS certificate and key from a `kubernetes.io/tls` Secret, as PEM.
@@ -237,8 +256,12 @@ pub struct ListenerSpec {
     name: String,
     hostname: Option<String>,
     certificates: Vec<Certificate>,
+    /// `Some` on `TLS` listeners only.
+    tls_mode: Option<TlsMode>,
     /// Its routes in [`PortListeners::routes`].
     routes: std::ops::Range<usize>,
+    /// Its stream routes in [`PortListeners::stream_routes`].
+    stream_routes: std::ops::Range<usize>,
 }
 
 impl ListenerSpec {
@@ -262,9 +285,15 @@ impl ListenerSpec {
         self.hostname.as_deref()
     }
 
-    /// Certificates (HTTPS only), in `certificateRefs` order, invalid ones left out.
+    /// Certificates (HTTPS, and TLS in `Terminate` mode), in `certificateRefs` order,
+    /// invalid ones left out.
     pub fn certificates(&self) -> &[Certificate] {
         &self.certificates
+    }
+
+    /// The TLS mode of a [`Protocol::Tls`] listener; `None` for other protocols.
+    pub fn tls_mode(&self) -> Option<TlsMode> {
+        self.tls_mode
     }
 }
 
@@ -275,6 +304,8 @@ pub struct PortListeners {
     protocol: Protocol,
     listeners: Vec<ListenerSpec>,
     routes: Vec<Arc<Route>>,
+    /// TLSRoutes, TCPRoutes and UDPRoutes (on `TLS`, `TCP` and `UDP` ports only).
+    stream_routes: Vec<Arc<StreamRoute>>,
 }
 
 impl PortListeners {
@@ -310,6 +341,22 @@ impl PortListeners {
     /// Each listener with its routes (see [`listener_routes`](Self::listener_routes)).
     pub fn routes_by_listener(&self) -> impl Iterator<Item = (&ListenerSpec, &[Arc<Route>])> {
         self.listeners.iter().map(|l| (l, self.listener_routes(l)))
+    }
+
+    /// The stream routes (TLSRoute, TCPRoute, UDPRoute) of every listener of a `TLS`,
+    /// `TCP` or `UDP` port, listener after listener, hostnames already intersected with
+    /// the listener's. Empty on HTTP and HTTPS ports.
+    pub fn stream_routes(&self) -> &[Arc<StreamRoute>] {
+        &self.stream_routes
+    }
+
+    /// The stream routes attached to `listener` (one of
+    /// [`listeners`](Self::listeners)); a connection this listener takes (by SNI on
+    /// `TLS` ports) is matched against these only.
+    pub fn listener_stream_routes(&self, listener: &ListenerSpec) -> &[Arc<StreamRoute>] {
+        self.stream_routes
+            .get(listener.stream_routes.clone())
+            .unwrap_or(&[])
     }
 }
 
