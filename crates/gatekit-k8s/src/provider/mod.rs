@@ -723,10 +723,10 @@ impl Provider {
             if upsert_config(set, &config, r.kind(), &key) {
                 continue;
             }
-            match r.kind() {
-                "Service" => upsert(&mut set.services, &ordered, |s| &s.services, &key),
-                // Through `services`: a slice's ref does not say which Service it is in.
-                _ => {}
+            // EndpointSlices go through `services`: a slice's ref does not say which
+            // Service it is in.
+            if r.kind() == "Service" {
+                upsert(&mut set.services, &ordered, |s| &s.services, &key);
             }
         }
         let usable: Vec<&Cluster> = self
