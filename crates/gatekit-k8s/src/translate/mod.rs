@@ -81,6 +81,7 @@ mod listener;
 mod policy;
 mod route;
 mod session;
+mod stream;
 mod translator;
 pub(crate) use session::inline_v17_sessions;
 
@@ -95,7 +96,9 @@ use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
 use crate::types::BackendPolicySpec;
 
-pub use self::backend::{INVALID_BACKEND_PREFIX, backend_name, service_endpoints};
+pub use self::backend::{
+    INVALID_BACKEND_PREFIX, backend_name, service_endpoints, udp_backend_name,
+};
 pub use self::translator::Translator;
 
 /// Translation settings.
