@@ -1,6 +1,6 @@
 //! Gateway API conformance features (GEP-2162): one list, [`FEATURES`], of every feature
-//! of the HTTP and GRPC conformance profiles, supported or not, and for supported ones
-//! the tests that prove it.
+//! of the HTTP, GRPC, TLS and L4 (TCPRoute, UDPRoute) conformance profiles, supported or
+//! not, and for supported ones the tests that prove it.
 //!
 //! That one list is what gatekit reports everywhere: the accepted GatewayClass's
 //! `status.supportedFeatures` (the supported names, sorted), `gatekit validate
@@ -8,7 +8,8 @@
 //! supported feature names exists, so the list cannot claim more than the tests prove.
 //!
 //! The names are those of the Gateway API's `pkg/features` (`gateway.go`,
-//! `httproute.go`, `grpcroute.go`, `referencegrant.go`, `backendtlspolicy.go`) at
+//! `httproute.go`, `grpcroute.go`, `tlsroute.go`, `tcproute.go`, `udproute.go`,
+//! `referencegrant.go`, `backendtlspolicy.go`) at
 //! commit [`SOURCE_COMMIT`], the upstream main branch after v1.6.1, which is to become
 //! v1.7.
 
@@ -164,9 +165,9 @@ const REDIRECT_STATUS: &str =
 const ROUTE_TIMEOUTS: &str =
     "tests/timeouts.rs::route_timeouts_answer_504_and_cancel_the_upstream_request";
 
-/// Every Gateway API feature of the HTTP and GRPC conformance profiles (Gateway,
-/// ReferenceGrant, HTTPRoute, GRPCRoute, BackendTLSPolicy; core and extended), with
-/// gatekit's support. A feature is supported only when the tests it names exist (a test
+/// Every Gateway API feature of the HTTP, GRPC, TLS and L4 conformance profiles
+/// (Gateway, ReferenceGrant, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute,
+/// BackendTLSPolicy; core and extended), with gatekit's support. A feature is supported only when the tests it names exist (a test
 /// checks that they do).
 pub const FEATURES: &[Feature] = &[
     // --- Gateway ---
@@ -607,6 +608,63 @@ pub const FEATURES: &[Feature] = &[
             "tests/grpc.rs::request_and_response_header_modifiers",
         ],
     ),
+    // --- TLSRoute, TCPRoute, UDPRoute ---
+    Feature::yes(
+        "TLSRoute",
+        "TLSRoute",
+        Core,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_listeners_are_programmed_by_protocol_and_mode",
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_listener_conflicts_on_one_port",
+            "crates/gatekit-k8s/tests/stream_routes.rs::route_kinds_must_fit_the_listener_protocol",
+            "crates/gatekit-k8s/tests/stream_routes.rs::tls_route_hostnames_intersect_with_the_listener",
+            "crates/gatekit-k8s/tests/stream_routes.rs::cross_namespace_backends_need_a_reference_grant",
+            "crates/gatekit-k8s/tests/stream_routes.rs::weights_and_invalid_backends",
+        ],
+    ),
+    Feature::yes(
+        "TLSRouteModeMixed",
+        "TLSRoute",
+        Extended,
+        Experimental,
+        &[
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_listeners_are_programmed_by_protocol_and_mode",
+        ],
+    ),
+    Feature::yes(
+        "TLSRouteModeTerminate",
+        "TLSRoute",
+        Extended,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_listeners_are_programmed_by_protocol_and_mode",
+            "crates/gatekit-k8s/tests/stream_routes.rs::tls_route_hostnames_intersect_with_the_listener",
+        ],
+    ),
+    Feature::yes(
+        "TCPRoute",
+        "TCPRoute",
+        Extended,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/stream_routes.rs::several_tcp_routes_on_a_listener_are_all_accepted_oldest_first",
+            "crates/gatekit-k8s/tests/stream_routes.rs::route_kinds_must_fit_the_listener_protocol",
+            "crates/gatekit-k8s/tests/stream_routes.rs::cross_namespace_backends_need_a_reference_grant",
+            "crates/gatekit-k8s/tests/stream_routes.rs::weights_and_invalid_backends",
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_backends_ignore_the_app_protocol",
+        ],
+    ),
+    Feature::yes(
+        "UDPRoute",
+        "UDPRoute",
+        Extended,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/stream_routes.rs::udp_routes_use_udp_service_ports",
+            "crates/gatekit-k8s/tests/stream_routes.rs::route_kinds_must_fit_the_listener_protocol",
+        ],
+    ),
     // --- BackendTLSPolicy ---
     Feature::no(
         "BackendTLSPolicy",
@@ -648,7 +706,7 @@ pub fn markdown() -> String {
     );
     let _ = writeln!(
         out,
-        "Every feature of the Gateway API HTTP and GRPC conformance profiles (GEP-2162), \
+        "Every feature of the Gateway API HTTP, GRPC, TLS and L4 conformance profiles (GEP-2162), \
          supported or not. Names are from `kubernetes-sigs/gateway-api` `pkg/features` at \
          commit `{SOURCE_COMMIT}` (main after v1.6.1, the coming v1.7).\n"
     );
