@@ -167,8 +167,8 @@ const ROUTE_TIMEOUTS: &str =
 
 /// Every Gateway API feature of the HTTP, GRPC, TLS and L4 conformance profiles
 /// (Gateway, ReferenceGrant, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute,
-/// BackendTLSPolicy; core and extended), with gatekit's support. A feature is supported only when the tests it names exist (a test
-/// checks that they do).
+/// BackendTLSPolicy; core and extended), with gatekit's support. A feature is supported
+/// only when the tests it names exist (a test checks that they do).
 pub const FEATURES: &[Feature] = &[
     // --- Gateway ---
     Feature::yes(
