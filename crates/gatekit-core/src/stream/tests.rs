@@ -1,0 +1,1 @@
+//! Stream data plane tests: real sockets, real TLS.
