@@ -327,3 +327,142 @@ where
     };
     Ok((info, Rewind::with_prefix(io, buf.freeze())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// The bytes a real rustls client sends first.
+    fn rustls_hello(sni: Option<&str>, alpn: &[&[u8]]) -> Vec<u8> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config.enable_sni = sni.is_some();
+        let name =
+            rustls::pki_types::ServerName::try_from(sni.unwrap_or("ignored.test").to_owned())
+                .unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).unwrap();
+        }
+        out
+    }
+
+    /// The same handshake message cut into records of at most `size` bytes.
+    fn split(hello: &[u8], size: usize) -> Vec<u8> {
+        let message = &hello[RECORD_HEADER..];
+        let mut out = Vec::new();
+        for chunk in message.chunks(size) {
+            out.extend_from_slice(&[CONTENT_HANDSHAKE, 3, 1]);
+            out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+            out.extend_from_slice(chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn real_client_hellos_parse() {
+        let hello = rustls_hello(Some("API.Example.com"), &[b"h2", b"http/1.1"]);
+        let info = parse_client_hello(&hello).unwrap().unwrap();
+        assert_eq!(info.server_name(), Some("api.example.com"));
+        assert_eq!(
+            info.alpn_protocols().collect::<Vec<_>>(),
+            [&b"h2"[..], b"http/1.1"]
+        );
+
+        let none = parse_client_hello(&rustls_hello(None, &[]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(none.server_name(), None);
+        assert_eq!(none.alpn_protocols().count(), 0);
+
+        // Split across records, one byte each or 100 each: the same facts.
+        for size in [1, 100] {
+            let split = split(&hello, size);
+            assert_eq!(parse_client_hello(&split).unwrap().unwrap(), info, "{size}");
+        }
+    }
+
+    #[test]
+    fn truncated_hellos_ask_for_more() {
+        let hello = rustls_hello(Some("a.test"), &[b"h2"]);
+        for cut in 0..hello.len() {
+            assert!(
+                parse_client_hello(&hello[..cut]).unwrap().is_none(),
+                "{cut}"
+            );
+        }
+        let split = split(&hello, 37);
+        for cut in 0..split.len() {
+            assert!(
+                parse_client_hello(&split[..cut]).unwrap().is_none(),
+                "{cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(matches!(
+            parse_client_hello(b"GET / HTTP/1.1\r\n"),
+            Err(ClientHelloError::NotTls(b'G'))
+        ));
+        // A handshake record whose message is not a ClientHello.
+        assert!(matches!(
+            parse_client_hello(&[22, 3, 1, 0, 4, 2, 0, 0, 0]),
+            Err(ClientHelloError::Malformed(_))
+        ));
+        // A declared hello larger than 16 KiB.
+        assert!(matches!(
+            parse_client_hello(&[22, 3, 1, 0, 4, 1, 1, 0, 0]),
+            Err(ClientHelloError::TooLarge(_))
+        ));
+        // A length inside the hello pointing past its end.
+        let mut hello = rustls_hello(Some("a.test"), &[]);
+        hello[RECORD_HEADER + 4 + 34] = 200; // session id length
+        assert!(matches!(
+            parse_client_hello(&hello),
+            Err(ClientHelloError::Malformed(_))
+        ));
+        // An SNI that is not a DNS name.
+        let good = rustls_hello(Some("abc.test"), &[]);
+        let at = good.windows(8).position(|w| w == b"abc.test").unwrap();
+        let mut bad = good.clone();
+        bad[at] = b' ';
+        assert!(matches!(
+            parse_client_hello(&bad),
+            Err(ClientHelloError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_peeked_hello_is_replayed_whole() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let hello = split(&rustls_hello(Some("b.test"), &[]), 50);
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        client.write_all(&hello).await.unwrap();
+        client.write_all(b"after").await.unwrap();
+        drop(client);
+        let (info, mut io) = peek_client_hello(server, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(info.server_name(), Some("b.test"));
+        let mut all = Vec::new();
+        io.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, [hello.as_slice(), b"after"].concat());
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        client.write_all(&hello[..10]).await.unwrap();
+        drop(client);
+        assert!(matches!(
+            peek_client_hello(server, Duration::from_secs(5)).await,
+            Err(ClientHelloError::Eof)
+        ));
+    }
+}
