@@ -21,6 +21,9 @@ use crate::route::RouteId;
 /// Default bound on a UDP listener's open flows.
 pub const DEFAULT_MAX_UDP_FLOWS: usize = 16_384;
 
+/// How long a datagram may wait for its flow's upstream socket to take it.
+const SEND_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The largest datagram relayed (the UDP maximum).
 const MAX_DATAGRAM: usize = 64 * 1024;
 
@@ -228,7 +231,18 @@ async fn run(
                 flow
             }
         };
-        match flow.upstream.try_send(datagram) {
+        // A socket whose buffer is full (or whose readiness is not yet known, as for a
+        // new one) gets a short wait, so one busy flow cannot stall the others for long.
+        let sent = match flow.upstream.try_send(datagram) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(SEND_WAIT, flow.upstream.send(datagram)).await {
+                    Ok(sent) => sent,
+                    Err(_) => Err(e),
+                }
+            }
+            sent => sent,
+        };
+        match sent {
             Ok(_) => flow.activity.count_received(n),
             Err(error) => {
                 tracing::debug!(%error, %client, "UDP datagram to upstream dropped");
