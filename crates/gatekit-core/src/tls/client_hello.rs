@@ -433,7 +433,7 @@ mod tests {
         // An SNI that is not a DNS name.
         let good = rustls_hello(Some("abc.test"), &[]);
         let at = good.windows(8).position(|w| w == b"abc.test").unwrap();
-        let mut bad = good.clone();
+        let mut bad = good;
         bad[at] = b' ';
         assert!(matches!(
             parse_client_hello(&bad),
