@@ -294,6 +294,8 @@ async fn tls_terminate_and_passthrough_listeners_share_a_port() {
     let mut echo = [0u8; 31];
     tls.read_exact(&mut echo).await.unwrap();
     assert_eq!(&echo, b"in the clear behind the gateway");
+    // (A drain waits for open stream connections.)
+    drop(tls);
     wired.stop().await;
 }
 
@@ -538,5 +540,6 @@ async fn a_tls_route_edited_while_serving_keeps_open_passthrough_connections() {
         .unwrap()
         .unwrap();
     assert_eq!(&echo, b"still here");
+    drop(open);
     wired.stop().await;
 }
