@@ -621,6 +621,8 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/stream_routes.rs::tls_route_hostnames_intersect_with_the_listener",
             "crates/gatekit-k8s/tests/stream_routes.rs::cross_namespace_backends_need_a_reference_grant",
             "crates/gatekit-k8s/tests/stream_routes.rs::weights_and_invalid_backends",
+            "tests/l4_routes.rs::tls_passthrough_routes_by_sni_to_backends_with_their_own_certificates",
+            "tests/l4_routes.rs::a_tls_route_edited_while_serving_keeps_open_passthrough_connections",
         ],
     ),
     Feature::yes(
@@ -630,6 +632,7 @@ pub const FEATURES: &[Feature] = &[
         Experimental,
         &[
             "crates/gatekit-k8s/tests/stream_routes.rs::stream_listeners_are_programmed_by_protocol_and_mode",
+            "tests/l4_routes.rs::tls_terminate_and_passthrough_listeners_share_a_port",
         ],
     ),
     Feature::yes(
@@ -640,6 +643,7 @@ pub const FEATURES: &[Feature] = &[
         &[
             "crates/gatekit-k8s/tests/stream_routes.rs::stream_listeners_are_programmed_by_protocol_and_mode",
             "crates/gatekit-k8s/tests/stream_routes.rs::tls_route_hostnames_intersect_with_the_listener",
+            "tests/l4_routes.rs::tls_terminate_and_passthrough_listeners_share_a_port",
         ],
     ),
     Feature::yes(
@@ -653,6 +657,8 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/stream_routes.rs::cross_namespace_backends_need_a_reference_grant",
             "crates/gatekit-k8s/tests/stream_routes.rs::weights_and_invalid_backends",
             "crates/gatekit-k8s/tests/stream_routes.rs::stream_backends_ignore_the_app_protocol",
+            "tests/l4_routes.rs::tcp_route_echoes_a_megabyte_both_ways_byte_exact",
+            "tests/l4_routes.rs::tcp_route_weights_split_a_thousand_connections",
         ],
     ),
     Feature::yes(
@@ -663,6 +669,7 @@ pub const FEATURES: &[Feature] = &[
         &[
             "crates/gatekit-k8s/tests/stream_routes.rs::udp_routes_use_udp_service_ports",
             "crates/gatekit-k8s/tests/stream_routes.rs::route_kinds_must_fit_the_listener_protocol",
+            "tests/l4_routes.rs::udp_route_echoes_a_thousand_dns_like_datagrams",
         ],
     ),
     // --- BackendTLSPolicy ---
