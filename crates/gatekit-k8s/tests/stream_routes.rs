@@ -906,3 +906,23 @@ spec:
         "10.0.0.7"
     );
 }
+
+#[test]
+fn a_v1alpha2_tls_route_without_hostnames_takes_the_listeners() {
+    let yaml = format!(
+        r#"{GATEWAY}{}{}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{ name: any }}
+spec:
+  parentRefs: [{{ name: gw, sectionName: pass }}]
+  rules: [{{ backendRefs: [{{ name: db, port: 5432 }}] }}]
+"#,
+        secret("cert"),
+        service("db", 5432, "TCP", None)
+    );
+    let t = run(&yaml);
+    assert_eq!(accepted(&t, "TLSRoute", "any"), yes("Accepted"));
+    assert_eq!(stream_routes(&t, "pass")[0].hostnames, ["*.example.com"]);
+}
