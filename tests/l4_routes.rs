@@ -543,3 +543,67 @@ async fn a_tls_route_edited_while_serving_keeps_open_passthrough_connections() {
     drop(open);
     wired.stop().await;
 }
+
+#[tokio::test]
+async fn tcp_route_follows_endpoint_and_route_changes_while_serving() {
+    let one = tcp_namer(1).await;
+    let two = tcp_namer(2).await;
+    let three = tcp_namer(3).await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let route = |backend: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\n\
+             metadata: {{ name: r, namespace: default }}\nspec:\n  parentRefs: [{{ name: gw }}]\n\
+             \x20 rules: [{{ backendRefs: [{{ name: {backend}, port: 7000 }}] }}]\n"
+        )
+    };
+    write_dir(
+        dir.path(),
+        &[
+            (
+                "gw.yaml",
+                gateway(&format!(
+                    "  - {{ name: tcp, port: {port}, protocol: TCP }}\n"
+                )),
+            ),
+            ("app.yaml", l4_service("app", 7000, "TCP", one)),
+            ("other.yaml", l4_service("other", 7000, "TCP", three)),
+            ("r.yaml", route("app")),
+        ],
+    );
+    let wired = Wired::start(&[dir.path().to_path_buf()]).await;
+    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let read_id = || async move {
+        let mut s = TcpStream::connect(gw).await.ok()?;
+        let mut id = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut id))
+            .await
+            .ok()?
+            .ok()?;
+        Some(id[0])
+    };
+    eventually(WAIT, "backend 1 answers", || async {
+        read_id().await == Some(1)
+    })
+    .await;
+    // The Service's endpoint moves (an EndpointSlice change).
+    write_atomic(dir.path(), "app.yaml", &l4_service("app", 7000, "TCP", two));
+    eventually(WAIT, "backend 2 answers", || async {
+        read_id().await == Some(2)
+    })
+    .await;
+    // The route moves to another Service.
+    write_atomic(dir.path(), "r.yaml", &route("other"));
+    eventually(WAIT, "backend 3 answers", || async {
+        read_id().await == Some(3)
+    })
+    .await;
+    // The route goes: the port refuses connections (no route, no backend).
+    std::fs::remove_file(dir.path().join("r.yaml")).unwrap();
+    eventually(WAIT, "nothing answers", || async {
+        read_id().await.is_none()
+    })
+    .await;
+    wired.stop().await;
+}

@@ -659,6 +659,7 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/stream_routes.rs::stream_backends_ignore_the_app_protocol",
             "tests/l4_routes.rs::tcp_route_echoes_a_megabyte_both_ways_byte_exact",
             "tests/l4_routes.rs::tcp_route_weights_split_a_thousand_connections",
+            "tests/l4_routes.rs::tcp_route_follows_endpoint_and_route_changes_while_serving",
         ],
     ),
     Feature::yes(
