@@ -623,6 +623,7 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/stream_routes.rs::weights_and_invalid_backends",
             "tests/l4_routes.rs::tls_passthrough_routes_by_sni_to_backends_with_their_own_certificates",
             "tests/l4_routes.rs::a_tls_route_edited_while_serving_keeps_open_passthrough_connections",
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_route_statuses_are_written_back",
         ],
     ),
     Feature::yes(
@@ -660,6 +661,7 @@ pub const FEATURES: &[Feature] = &[
             "tests/l4_routes.rs::tcp_route_echoes_a_megabyte_both_ways_byte_exact",
             "tests/l4_routes.rs::tcp_route_weights_split_a_thousand_connections",
             "tests/l4_routes.rs::tcp_route_follows_endpoint_and_route_changes_while_serving",
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_route_statuses_are_written_back",
         ],
     ),
     Feature::yes(
@@ -671,6 +673,7 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/stream_routes.rs::udp_routes_use_udp_service_ports",
             "crates/gatekit-k8s/tests/stream_routes.rs::route_kinds_must_fit_the_listener_protocol",
             "tests/l4_routes.rs::udp_route_echoes_a_thousand_dns_like_datagrams",
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_route_statuses_are_written_back",
         ],
     ),
     // --- BackendTLSPolicy ---

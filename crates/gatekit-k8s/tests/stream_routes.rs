@@ -926,3 +926,120 @@ spec:
     assert_eq!(accepted(&t, "TLSRoute", "any"), yes("Accepted"));
     assert_eq!(stream_routes(&t, "pass")[0].hostnames, ["*.example.com"]);
 }
+
+#[tokio::test]
+async fn stream_route_statuses_are_written_back() {
+    use gatekit_k8s::status_write::StatusWriter;
+    use gatekit_k8s::types::{Gateway, Service, TcpRoute, TlsRoute, UdpRoute};
+    use serde_json::Value;
+
+    use gatekit_k8s_fake::{FakeApiServer, ResourceType};
+    let gw = "gateway.networking.k8s.io";
+    let fake = FakeApiServer::builder()
+        .resource(ResourceType::new(
+            gw,
+            "v1",
+            "tlsroutes",
+            "TLSRoute",
+            true,
+            true,
+        ))
+        .resource(ResourceType::new(
+            gw,
+            "v1alpha2",
+            "tcproutes",
+            "TCPRoute",
+            true,
+            true,
+        ))
+        .resource(ResourceType::new(
+            gw,
+            "v1alpha2",
+            "udproutes",
+            "UDPRoute",
+            true,
+            true,
+        ))
+        .start()
+        .await;
+    let yaml = format!(
+        r#"{GATEWAY}{}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{ name: t, namespace: default }}
+spec:
+  parentRefs: [{{ name: gw, sectionName: tcp }}]
+  rules: [{{ backendRefs: [{{ name: db, port: 5432 }}] }}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{ name: s, namespace: default }}
+spec:
+  parentRefs: [{{ name: gw, sectionName: pass }}]
+  hostnames: [other.org]
+  rules: [{{ backendRefs: [{{ name: db, port: 5432 }}] }}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: UDPRoute
+metadata: {{ name: u, namespace: default }}
+spec:
+  parentRefs: [{{ name: gw, sectionName: udp }}]
+  rules: [{{ backendRefs: [{{ name: missing, port: 53 }}] }}]
+"#,
+        service("db", 5432, "TCP", None)
+    );
+    for doc in yaml.split("\n---\n").filter(|d| !d.trim().is_empty()) {
+        let mut v: Value = serde_norway::from_str(doc).unwrap();
+        if v["kind"] != "EndpointSlice" {
+            v["metadata"]["namespace"] = "default".into();
+            fake.apply_json(v);
+        }
+    }
+    let mut set = ResourceSet::default();
+    set.gateways = fake.list::<Gateway>();
+    set.services = fake.list::<Service>();
+    set.tcp_routes = fake.list::<TcpRoute>();
+    set.tls_routes = fake.list::<TlsRoute>();
+    set.udp_routes = fake.list::<UdpRoute>();
+    let t = translate(&set, &TranslateOptions::default());
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&t).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+
+    let parent = |status: Value| status["status"]["parents"][0].clone();
+    let cond = |p: &Value, type_: &str| {
+        p["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == type_)
+            .map(|c| (c["status"].clone(), c["reason"].clone()))
+            .unwrap()
+    };
+    let tcp =
+        parent(serde_json::to_value(fake.get::<TcpRoute>(Some("default"), "t").unwrap()).unwrap());
+    assert_eq!(tcp["controllerName"], "gatekit.io/gateway-controller");
+    assert_eq!(tcp["parentRef"]["sectionName"], "tcp");
+    assert_eq!(cond(&tcp, "Accepted"), ("True".into(), "Accepted".into()));
+    let tls =
+        parent(serde_json::to_value(fake.get::<TlsRoute>(Some("default"), "s").unwrap()).unwrap());
+    assert_eq!(
+        cond(&tls, "Accepted"),
+        ("False".into(), "NoMatchingListenerHostname".into())
+    );
+    let udp =
+        parent(serde_json::to_value(fake.get::<UdpRoute>(Some("default"), "u").unwrap()).unwrap());
+    assert_eq!(
+        cond(&udp, "ResolvedRefs"),
+        ("False".into(), "BackendNotFound".into())
+    );
+    let gw = serde_json::to_value(fake.get::<Gateway>(Some("default"), "gw").unwrap()).unwrap();
+    let listeners = gw["status"]["listeners"].as_array().unwrap();
+    let tcp_listener = listeners.iter().find(|l| l["name"] == "tcp").unwrap();
+    assert_eq!(tcp_listener["attachedRoutes"], 1);
+    assert_eq!(
+        tcp_listener["supportedKinds"],
+        serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "TCPRoute"}])
+    );
+}
