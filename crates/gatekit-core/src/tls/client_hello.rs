@@ -257,10 +257,16 @@ fn parse_sni(data: &[u8]) -> Result<Option<Box<str>>, ClientHelloError> {
             return Err(ClientHelloError::Malformed("two host_name entries"));
         }
         let value = value.strip_suffix(b".").unwrap_or(value);
+        // A DNS name: labels of 1 to 63 letters, digits, '-' or '_', at most 253 in all.
         let valid = !value.is_empty()
-            && value
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            && value.len() <= 253
+            && value.split(|&b| b == b'.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            });
         if !valid {
             return Err(ClientHelloError::Malformed("host_name is not a DNS name"));
         }
@@ -292,6 +298,23 @@ fn parse_alpn(data: &[u8]) -> Result<Vec<Box<[u8]>>, ClientHelloError> {
     Ok(protocols)
 }
 
+/// Whether a record of `buf` ends after byte `before` (the bytes read before the last
+/// read): one more record became whole.
+fn new_record_complete(buf: &[u8], before: usize) -> bool {
+    let mut at = 0;
+    while let Some(header) = buf.get(at..at + RECORD_HEADER) {
+        let end = at + RECORD_HEADER + usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if end > buf.len() {
+            return false;
+        }
+        if end > before {
+            return true;
+        }
+        at = end;
+    }
+    false
+}
+
 /// Reads `io` until a whole ClientHello has come (at most `timeout`) and returns what it
 /// asks for with a stream that replays every byte read: the handshake can then be
 /// relayed (passthrough) or terminated as if nothing had been read.
@@ -315,6 +338,13 @@ where
             let n = io.read_buf(&mut buf).await.map_err(ClientHelloError::Io)?;
             if n == 0 {
                 return Err(ClientHelloError::Eof);
+            }
+            // After a first parse (which refuses what is not TLS at once), parse again
+            // only once another record is whole: a client dribbling bytes costs a header
+            // walk per read, not a parse.
+            let before = buf.len() - n;
+            if before >= RECORD_HEADER && !new_record_complete(&buf, before) {
+                continue;
             }
             if let Some(info) = parse_client_hello(&buf)? {
                 return Ok(info);
@@ -430,15 +460,21 @@ mod tests {
             parse_client_hello(&hello),
             Err(ClientHelloError::Malformed(_))
         ));
-        // An SNI that is not a DNS name.
+        // SNIs that are not DNS names: a space, an empty label (found by the fuzzer).
         let good = rustls_hello(Some("abc.test"), &[]);
         let at = good.windows(8).position(|w| w == b"abc.test").unwrap();
-        let mut bad = good;
-        bad[at] = b' ';
-        assert!(matches!(
-            parse_client_hello(&bad),
-            Err(ClientHelloError::Malformed(_))
-        ));
+        for (i, byte) in [(0, b' '), (4, b'.')] {
+            let mut bad = good.clone();
+            bad[at + i] = byte;
+            assert!(
+                matches!(
+                    parse_client_hello(&bad),
+                    Err(ClientHelloError::Malformed(_))
+                ),
+                "{:?}",
+                String::from_utf8_lossy(&bad[at..at + 8])
+            );
+        }
     }
 
     #[tokio::test]
@@ -456,6 +492,30 @@ mod tests {
         let mut all = Vec::new();
         io.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, [hello.as_slice(), b"after"].concat());
+
+        // Dribbled one byte per write, split in records of 7: still found.
+        let split7 = split(&rustls_hello(Some("c.test"), &[]), 7);
+        let (mut client, server) = tokio::io::duplex(1);
+        let writer = tokio::spawn(async move {
+            for b in split7 {
+                client.write_all(&[b]).await.unwrap();
+            }
+            client
+        });
+        let (info, _) = peek_client_hello(server, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(info.server_name(), Some("c.test"));
+        drop(writer.await.unwrap());
+
+        // Not TLS: refused with the first bytes, without waiting for more.
+        let (mut client, server) = tokio::io::duplex(1024);
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        assert!(matches!(
+            peek_client_hello(server, Duration::from_secs(60)).await,
+            Err(ClientHelloError::NotTls(b'G'))
+        ));
+        drop(client);
 
         let (mut client, server) = tokio::io::duplex(1024);
         client.write_all(&hello[..10]).await.unwrap();
