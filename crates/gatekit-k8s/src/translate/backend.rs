@@ -44,6 +44,12 @@ pub fn backend_name(namespace: &str, service: &str, port: u16) -> String {
     format!("{namespace}/{service}:{port}")
 }
 
+/// The backend name of a Service's UDP port: `"<namespace>/<service>:<port>/udp"`
+/// (a Service may use one port number for TCP and UDP, as DNS does).
+pub fn udp_backend_name(namespace: &str, service: &str, port: u16) -> String {
+    format!("{namespace}/{service}:{port}/udp")
+}
+
 /// A backendRef that translation refused: why, for `ResolvedRefs`.
 #[derive(Clone, Debug)]
 pub(crate) struct Unresolved {
@@ -58,6 +64,22 @@ pub(crate) struct Wanted {
     pub(crate) service: String,
     pub(crate) port: u16,
     pub(crate) grpc: bool,
+    /// Used by a TLSRoute, TCPRoute or UDPRoute: bytes pass through, the port's
+    /// `appProtocol` does not matter.
+    pub(crate) stream: bool,
+    /// A UDP Service port (UDPRoute): its upstream is named [`udp_backend_name`].
+    pub(crate) udp: bool,
+}
+
+impl Wanted {
+    /// The name of the upstream it becomes.
+    pub(crate) fn upstream_name(&self) -> String {
+        if self.udp {
+            udp_backend_name(&self.namespace, &self.service, self.port)
+        } else {
+            backend_name(&self.namespace, &self.service, self.port)
+        }
+    }
 }
 
 /// What a backendRef-shaped reference says, defaults not yet applied.
@@ -276,7 +298,8 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// Resolves a backendRef of a `route_kind` in `route_ns` to a Service port.
+    /// Resolves a backendRef of a `route_kind` in `route_ns` to a Service port that
+    /// gatekit speaks HTTP to.
     pub(crate) fn resolve(
         &self,
         route_kind: &str,
@@ -284,6 +307,58 @@ impl<'a> Context<'a> {
         r: &RefSpec<'_>,
         grpc: bool,
     ) -> Result<Wanted, Unresolved> {
+        let (ns, sp) = self.resolve_port(route_kind, route_ns, r, "TCP")?;
+        let port = sp.port;
+        if let Err(value) = app_protocol(sp.app_protocol.as_deref(), grpc) {
+            return Err(Unresolved {
+                reason: reason::UNSUPPORTED_PROTOCOL,
+                message: format!(
+                    "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws); a backend that asks for TLS is refused rather than sent cleartext",
+                    r.name
+                ),
+            });
+        }
+        Ok(Wanted {
+            namespace: ns.to_owned(),
+            service: r.name.to_owned(),
+            port: u16::try_from(port).unwrap_or(0),
+            grpc,
+            stream: false,
+            udp: false,
+        })
+    }
+
+    /// Resolves a backendRef of a stream route (TLSRoute, TCPRoute: a `TCP` Service
+    /// port; UDPRoute, `udp`: a `UDP` one). Bytes pass through, so the port's
+    /// `appProtocol` does not matter.
+    pub(crate) fn resolve_stream(
+        &self,
+        route_kind: &str,
+        route_ns: &str,
+        r: &RefSpec<'_>,
+        udp: bool,
+    ) -> Result<Wanted, Unresolved> {
+        let transport = if udp { "UDP" } else { "TCP" };
+        let (ns, sp) = self.resolve_port(route_kind, route_ns, r, transport)?;
+        Ok(Wanted {
+            namespace: ns.to_owned(),
+            service: r.name.to_owned(),
+            port: u16::try_from(sp.port).unwrap_or(0),
+            grpc: false,
+            stream: true,
+            udp,
+        })
+    }
+
+    /// The Service port a backendRef names (kind, scopes, ReferenceGrant, Service,
+    /// port number with `transport` protocol), with the Service's namespace.
+    fn resolve_port<'r>(
+        &self,
+        route_kind: &str,
+        route_ns: &'r str,
+        r: &RefSpec<'r>,
+        transport: &str,
+    ) -> Result<(&'r str, &'a k8s_openapi::api::core::v1::ServicePort), Unresolved> {
         let group = r.group.unwrap_or("");
         let kind = r.kind.unwrap_or("Service");
         if !group.is_empty() || kind != "Service" {
@@ -329,52 +404,54 @@ impl<'a> Context<'a> {
                 message: format!("Service {ns}/{} not found", r.name),
             });
         };
-        let Some(sp) = service_port(service, port) else {
+        let Some(sp) =
+            service_port_of(service, port, transport).or_else(|| service_port(service, port))
+        else {
             return Err(Unresolved {
                 reason: reason::BACKEND_NOT_FOUND,
                 message: format!("Service {ns}/{} has no port {port}", r.name),
             });
         };
         let protocol = sp.protocol.as_deref().unwrap_or("TCP");
-        if protocol != "TCP" {
-            return Err(Unresolved {
-                reason: reason::UNSUPPORTED_PROTOCOL,
-                message: format!("Service {ns}/{} port {port} is {protocol}, not TCP", r.name),
-            });
-        }
-        if let Err(value) = app_protocol(sp.app_protocol.as_deref(), grpc) {
+        if protocol != transport {
             return Err(Unresolved {
                 reason: reason::UNSUPPORTED_PROTOCOL,
                 message: format!(
-                    "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws); a backend that asks for TLS is refused rather than sent cleartext",
+                    "Service {ns}/{} port {port} is {protocol}, not {transport}",
                     r.name
                 ),
             });
         }
-        Ok(Wanted {
-            namespace: ns.to_owned(),
-            service: r.name.to_owned(),
-            port: u16::try_from(sp.port).unwrap_or(0),
-            grpc,
-        })
+        Ok((ns, sp))
     }
 
-    /// The upstream for Service port `namespace/service:port` from `slices` (the
-    /// Service's EndpointSlices, in resource order), spoken to with h2c when `grpc`
-    /// (a GRPCRoute uses it) and the port declares no `appProtocol`, and the problems
-    /// its endpoints have. `None` when the Service or port is gone or its protocol is
-    /// refused (`resolve` refused such references already).
+    /// The upstream for Service port `namespace/service:port` (its `UDP` port when
+    /// `udp`) from `slices` (the Service's EndpointSlices, in resource order), spoken
+    /// to with h2c when `grpc` (a GRPCRoute uses it) and the port declares no
+    /// `appProtocol`, and the problems its endpoints have. `None` when the Service or
+    /// port is gone or its protocol is refused (`resolve` refused such references
+    /// already); a port only stream routes use (`stream_only`) is never refused for
+    /// its `appProtocol`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn upstream(
         &self,
         namespace: &str,
         service_name: &str,
         port: u16,
         grpc: bool,
+        stream_only: bool,
+        udp: bool,
         slices: &[&EndpointSlice],
     ) -> Option<(UpstreamSpec, Vec<ConfigError>)> {
         let service = self.service(namespace, service_name)?;
-        let sp = service_port(service, i32::from(port))?;
-        let app_protocol = app_protocol(sp.app_protocol.as_deref(), grpc).ok()?;
+        let transport = if udp { "UDP" } else { "TCP" };
+        let sp = service_port_of(service, i32::from(port), transport)?;
+        let app_protocol = match app_protocol(sp.app_protocol.as_deref(), grpc) {
+            Ok(p) => p,
+            // Bytes pass through: what the port says it speaks does not matter.
+            Err(_) if stream_only => AppProtocol::Http1,
+            Err(_) => return None,
+        };
         let mut errors = Vec::new();
         let endpoints = port_endpoints(sp, slices.iter().copied(), &mut errors);
         // The Service's BackendPolicy, with what it leaves unset taken from
@@ -622,6 +699,21 @@ fn app_protocol(value: Option<&str>, grpc: bool) -> Result<AppProtocol, &str> {
     } else {
         Err(value)
     }
+}
+
+/// The Service port with this number and `protocol` (`TCP`, `UDP`; unset is `TCP`).
+fn service_port_of<'s>(
+    service: &'s Service,
+    port: i32,
+    protocol: &str,
+) -> Option<&'s k8s_openapi::api::core::v1::ServicePort> {
+    service
+        .spec
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.port == port && p.protocol.as_deref().unwrap_or("TCP") == protocol)
 }
 
 fn service_port(service: &Service, port: i32) -> Option<&k8s_openapi::api::core::v1::ServicePort> {
