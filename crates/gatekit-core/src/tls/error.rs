@@ -68,6 +68,9 @@ pub enum TlsError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A TLS setting cannot be used (a CA certificate, versions, cipher suites).
+    #[error("{0}")]
+    Setting(String),
     /// rustls refused the server settings.
     #[error("TLS server settings rejected: {0}")]
     Config(#[source] rustls::Error),
