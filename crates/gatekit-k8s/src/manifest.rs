@@ -42,8 +42,9 @@ use serde_json::Value;
 
 use crate::status::ResourceRef;
 use crate::types::{
-    BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
-    HttpRoute, ListenerSet, Namespace, ObjectMeta, ReferenceGrant, Secret, Service, TrafficPolicy,
+    BackendPolicy, BackendTlsPolicy, BackendTrafficPolicy, Check, ConfigMap, EndpointSlice,
+    Gateway, GatewayClass, GrpcRoute, HttpRoute, ListenerSet, Namespace, ObjectMeta,
+    ReferenceGrant, Secret, Service, TcpRoute, TlsRoute, TrafficPolicy, UdpRoute,
     XBackendTrafficPolicy,
 };
 
@@ -64,6 +65,12 @@ pub struct ResourceSet {
     pub http_routes: Vec<HttpRoute>,
     /// `gateway.networking.k8s.io` GRPCRoutes.
     pub grpc_routes: Vec<GrpcRoute>,
+    /// `gateway.networking.k8s.io` TLSRoutes (`v1`, `v1alpha3` and `v1alpha2`).
+    pub tls_routes: Vec<TlsRoute>,
+    /// `gateway.networking.k8s.io` TCPRoutes (`v1` and `v1alpha2`).
+    pub tcp_routes: Vec<TcpRoute>,
+    /// `gateway.networking.k8s.io` UDPRoutes (`v1` and `v1alpha2`).
+    pub udp_routes: Vec<UdpRoute>,
     /// `gateway.networking.k8s.io` ReferenceGrants (`v1` and `v1beta1`).
     pub reference_grants: Vec<ReferenceGrant>,
     /// Core Services.
@@ -74,6 +81,8 @@ pub struct ResourceSet {
     pub endpoint_slices: Vec<EndpointSlice>,
     /// Core Secrets (TLS certificates).
     pub secrets: Vec<Secret>,
+    /// Core ConfigMaps (CA certificates, `ca.crt`).
+    pub config_maps: Vec<ConfigMap>,
     /// `gatekit.io/v1alpha1` BackendPolicies.
     pub backend_policies: Vec<BackendPolicy>,
     /// `gatekit.io/v1alpha1` TrafficPolicies.
@@ -83,6 +92,8 @@ pub struct ResourceSet {
     /// `gateway.networking.x-k8s.io/v1alpha1` XBackendTrafficPolicies (session
     /// persistence and retry constraints per Service).
     pub x_backend_traffic_policies: Vec<XBackendTrafficPolicy>,
+    /// `gateway.networking.k8s.io/v1` BackendTLSPolicies (and `v1alpha3`).
+    pub backend_tls_policies: Vec<BackendTlsPolicy>,
 }
 
 /// A document that was skipped, with why, or read with a remark (an abbreviation
@@ -177,25 +188,46 @@ impl Sources {
 // === impl ResourceSet ===
 
 /// Calls `$m!(field, "Kind")` for every field of [`ResourceSet`] (the kind as in
-/// manifests), so per-kind code lists each kind once.
-macro_rules! each_kind {
+/// manifests), in field order, so per-kind code lists each kind once (here and in the
+/// crates that keep resource sets, such as gatekit-gateway's file cache).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! for_each_resource_kind {
     ($m:ident) => {
         $m!(gateway_classes, "GatewayClass");
         $m!(gateways, "Gateway");
         $m!(listener_sets, "ListenerSet");
         $m!(http_routes, "HTTPRoute");
         $m!(grpc_routes, "GRPCRoute");
+        $m!(tls_routes, "TLSRoute");
+        $m!(tcp_routes, "TCPRoute");
+        $m!(udp_routes, "UDPRoute");
         $m!(reference_grants, "ReferenceGrant");
         $m!(services, "Service");
         $m!(namespaces, "Namespace");
         $m!(endpoint_slices, "EndpointSlice");
         $m!(secrets, "Secret");
+        $m!(config_maps, "ConfigMap");
         $m!(backend_policies, "BackendPolicy");
         $m!(traffic_policies, "TrafficPolicy");
         $m!(backend_traffic_policies, "BackendTrafficPolicy");
         $m!(x_backend_traffic_policies, "XBackendTrafficPolicy");
+        $m!(backend_tls_policies, "BackendTLSPolicy");
     };
 }
+use for_each_resource_kind as each_kind;
+
+/// How many kinds a [`ResourceSet`] holds (its lists).
+pub const KINDS: usize = {
+    let mut n = 0;
+    macro_rules! one {
+        ($field:ident, $kind:literal) => {
+            n += 1;
+        };
+    }
+    each_kind!(one);
+    n
+};
 
 /// A resource's reference from its metadata (a missing name is the empty name).
 fn meta_ref(kind: &'static str, meta: &ObjectMeta) -> ResourceRef {
@@ -481,12 +513,25 @@ impl ResourceSet {
             ("gateway.networking.k8s.io", "v1", "ListenerSet") => load!(true, listener_sets),
             ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => load!(true, http_routes),
             ("gateway.networking.k8s.io", "v1", "GRPCRoute") => load!(true, grpc_routes),
+            ("gateway.networking.k8s.io", "v1" | "v1alpha3" | "v1alpha2", "TLSRoute") => {
+                load!(true, tls_routes)
+            }
+            ("gateway.networking.k8s.io", "v1" | "v1alpha2", "TCPRoute") => {
+                load!(true, tcp_routes)
+            }
+            ("gateway.networking.k8s.io", "v1" | "v1alpha2", "UDPRoute") => {
+                load!(true, udp_routes)
+            }
+            ("gateway.networking.k8s.io", "v1" | "v1alpha3", "BackendTLSPolicy") => {
+                load!(true, backend_tls_policies)
+            }
             ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => {
                 load!(true, reference_grants)
             }
             ("", "v1", "Service") => load!(true, services),
             ("", "v1", "Namespace") => load!(false, namespaces),
             ("", "v1", "Secret") => load!(true, secrets),
+            ("", "v1", "ConfigMap") => load!(true, config_maps),
             ("discovery.k8s.io", "v1", "EndpointSlice") => load!(true, endpoint_slices),
             ("gatekit.io", "v1alpha1", "BackendPolicy") => load!(true, backend_policies),
             ("gatekit.io", "v1alpha1", "TrafficPolicy") => load!(true, traffic_policies),
@@ -581,23 +626,15 @@ fn push<T: DeserializeOwned + Check>(
 }
 
 fn kind_static(kind: &str) -> &'static str {
-    match kind {
-        "GatewayClass" => "GatewayClass",
-        "Gateway" => "Gateway",
-        "ListenerSet" => "ListenerSet",
-        "HTTPRoute" => "HTTPRoute",
-        "GRPCRoute" => "GRPCRoute",
-        "ReferenceGrant" => "ReferenceGrant",
-        "Service" => "Service",
-        "Namespace" => "Namespace",
-        "Secret" => "Secret",
-        "EndpointSlice" => "EndpointSlice",
-        "BackendPolicy" => "BackendPolicy",
-        "TrafficPolicy" => "TrafficPolicy",
-        "BackendTrafficPolicy" => "BackendTrafficPolicy",
-        "XBackendTrafficPolicy" => "XBackendTrafficPolicy",
-        _ => "Other",
+    macro_rules! known {
+        ($field:ident, $kind:literal) => {
+            if kind == $kind {
+                return $kind;
+            }
+        };
     }
+    each_kind!(known);
+    "Other"
 }
 
 /// Parses a file's text into documents (JSON values) and hands each to `f` as soon as it

@@ -85,6 +85,12 @@ const MAX_ANCESTORS: usize = 16;
 enum Kind {
     HttpRoute,
     GrpcRoute,
+    TlsRoute,
+    /// Written at `v1alpha2`, the version every cluster with the CRD serves.
+    TcpRoute,
+    /// Written at `v1alpha2`, the version every cluster with the CRD serves.
+    UdpRoute,
+    BackendTlsPolicy,
     Gateway,
     ListenerSet,
     GatewayClass,
@@ -102,6 +108,10 @@ impl Kind {
         Some(match kind {
             "HTTPRoute" => Self::HttpRoute,
             "GRPCRoute" => Self::GrpcRoute,
+            "TLSRoute" => Self::TlsRoute,
+            "TCPRoute" => Self::TcpRoute,
+            "UDPRoute" => Self::UdpRoute,
+            "BackendTLSPolicy" => Self::BackendTlsPolicy,
             "Gateway" => Self::Gateway,
             "ListenerSet" => Self::ListenerSet,
             "GatewayClass" => Self::GatewayClass,
@@ -117,6 +127,10 @@ impl Kind {
         match self {
             Self::HttpRoute => "HTTPRoute",
             Self::GrpcRoute => "GRPCRoute",
+            Self::TlsRoute => "TLSRoute",
+            Self::TcpRoute => "TCPRoute",
+            Self::UdpRoute => "UDPRoute",
+            Self::BackendTlsPolicy => "BackendTLSPolicy",
             Self::Gateway => "Gateway",
             Self::ListenerSet => "ListenerSet",
             Self::GatewayClass => "GatewayClass",
@@ -131,6 +145,10 @@ impl Kind {
         match self {
             Self::HttpRoute => "httproutes",
             Self::GrpcRoute => "grpcroutes",
+            Self::TlsRoute => "tlsroutes",
+            Self::TcpRoute => "tcproutes",
+            Self::UdpRoute => "udproutes",
+            Self::BackendTlsPolicy => "backendtlspolicies",
             Self::Gateway => "gateways",
             Self::ListenerSet => "listenersets",
             Self::GatewayClass => "gatewayclasses",
@@ -145,8 +163,13 @@ impl Kind {
     /// kinds that have one.
     fn shared_list(self) -> Option<&'static str> {
         match self {
-            Self::HttpRoute | Self::GrpcRoute => Some("parents"),
-            Self::BackendPolicy
+            Self::HttpRoute
+            | Self::GrpcRoute
+            | Self::TlsRoute
+            | Self::TcpRoute
+            | Self::UdpRoute => Some("parents"),
+            Self::BackendTlsPolicy
+            | Self::BackendPolicy
             | Self::TrafficPolicy
             | Self::BackendTrafficPolicy
             | Self::XBackendTrafficPolicy => Some("ancestors"),
@@ -159,6 +182,7 @@ impl Kind {
             Self::BackendPolicy | Self::TrafficPolicy => (GATEKIT_GROUP, "v1alpha1"),
             Self::BackendTrafficPolicy => (ENVOY_GATEWAY_GROUP, "v1alpha1"),
             Self::XBackendTrafficPolicy => (GATEWAY_X_GROUP, "v1alpha1"),
+            Self::TcpRoute | Self::UdpRoute => (GATEWAY_GROUP, "v1alpha2"),
             _ => (GATEWAY_GROUP, "v1"),
         };
         ApiResource::from_gvk_with_plural(
@@ -320,6 +344,10 @@ impl StatusWriter {
         for kind in [
             Kind::HttpRoute,
             Kind::GrpcRoute,
+            Kind::TlsRoute,
+            Kind::TcpRoute,
+            Kind::UdpRoute,
+            Kind::BackendTlsPolicy,
             Kind::BackendPolicy,
             Kind::TrafficPolicy,
             Kind::BackendTrafficPolicy,
@@ -512,7 +540,11 @@ impl StatusWriter {
             let now = rfc3339_seconds(self.clock.now());
             let old = obj.data.get("status").cloned().unwrap_or(Value::Null);
             let new = match job.kind {
-                Kind::HttpRoute | Kind::GrpcRoute => {
+                Kind::HttpRoute
+                | Kind::GrpcRoute
+                | Kind::TlsRoute
+                | Kind::TcpRoute
+                | Kind::UdpRoute => {
                     let ns = job.resource.namespace().unwrap_or_default();
                     merge_shared(
                         &old,
@@ -527,7 +559,8 @@ impl StatusWriter {
                 Kind::BackendPolicy
                 | Kind::TrafficPolicy
                 | Kind::BackendTrafficPolicy
-                | Kind::XBackendTrafficPolicy => {
+                | Kind::XBackendTrafficPolicy
+                | Kind::BackendTlsPolicy => {
                     let ns = job.resource.namespace().unwrap_or_default();
                     merge_shared(
                         &old,
@@ -634,30 +667,32 @@ fn conditions_json(cs: &[Condition], generation: Option<i64>) -> Value {
 fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
     let generation = s.generation();
     match kind {
-        Kind::HttpRoute | Kind::GrpcRoute => Value::Array(
-            s.parents()
-                .iter()
-                .map(|p| {
-                    let r = p.parent();
-                    let mut pr = Map::new();
-                    pr.insert("group".to_owned(), json!(GATEWAY_GROUP));
-                    pr.insert("kind".to_owned(), json!(r.kind));
-                    pr.insert("namespace".to_owned(), json!(r.namespace));
-                    pr.insert("name".to_owned(), json!(r.name));
-                    if let Some(sn) = &r.section_name {
-                        pr.insert("sectionName".to_owned(), json!(sn));
-                    }
-                    if let Some(port) = r.port {
-                        pr.insert("port".to_owned(), json!(port));
-                    }
-                    json!({
-                        "parentRef": Value::Object(pr),
-                        "controllerName": controller,
-                        "conditions": conditions_json(p.conditions(), generation),
+        Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute => {
+            Value::Array(
+                s.parents()
+                    .iter()
+                    .map(|p| {
+                        let r = p.parent();
+                        let mut pr = Map::new();
+                        pr.insert("group".to_owned(), json!(GATEWAY_GROUP));
+                        pr.insert("kind".to_owned(), json!(r.kind));
+                        pr.insert("namespace".to_owned(), json!(r.namespace));
+                        pr.insert("name".to_owned(), json!(r.name));
+                        if let Some(sn) = &r.section_name {
+                            pr.insert("sectionName".to_owned(), json!(sn));
+                        }
+                        if let Some(port) = r.port {
+                            pr.insert("port".to_owned(), json!(port));
+                        }
+                        json!({
+                            "parentRef": Value::Object(pr),
+                            "controllerName": controller,
+                            "conditions": conditions_json(p.conditions(), generation),
+                        })
                     })
-                })
-                .collect(),
-        ),
+                    .collect(),
+            )
+        }
         Kind::Gateway | Kind::ListenerSet => {
             let mut m = Map::new();
             m.insert(
@@ -714,7 +749,8 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
         Kind::BackendPolicy
         | Kind::TrafficPolicy
         | Kind::BackendTrafficPolicy
-        | Kind::XBackendTrafficPolicy => Value::Array(
+        | Kind::XBackendTrafficPolicy
+        | Kind::BackendTlsPolicy => Value::Array(
             s.ancestors()
                 .iter()
                 .map(|a| {

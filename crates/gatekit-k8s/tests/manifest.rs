@@ -6,9 +6,9 @@ use gatekit_k8s::ResourceSet;
 #[test]
 fn loads_kinds_defaults_namespace_and_warns_on_unknown_kinds() {
     let yaml = r#"
-apiVersion: v1
-kind: ConfigMap
-metadata: { name: cm }
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web }
 ---
 ---
 apiVersion: gateway.networking.k8s.io/v1beta1
@@ -32,7 +32,7 @@ items:
     assert_eq!(warnings.len(), 1);
     assert_eq!(warnings[0].file(), "app.yaml");
     assert_eq!(warnings[0].document(), 0);
-    assert_eq!(warnings[0].kind(), "ConfigMap");
+    assert_eq!(warnings[0].kind(), "Deployment");
     assert!(warnings[0].to_string().contains("skipped"));
     assert_eq!(set.reference_grants.len(), 1);
     assert_eq!(

@@ -50,7 +50,7 @@ use gatekit_k8s::status::ResourceRef;
 use gatekit_k8s::{ManifestError, ResourceSet, Warning};
 
 /// How many resources of each kind (in [`counts`] order) a file contributed.
-type Counts = [usize; 14];
+type Counts = [usize; gatekit_k8s::manifest::KINDS];
 
 /// A file's text, fingerprinted: its length and a SipHash of it under this process's
 /// random keys (64 bits; an accidental collision is out of reach, and the keys are not
@@ -561,7 +561,7 @@ impl FileCache {
 
     /// Where the chunk of the file at `order[i]` starts, per kind.
     fn offsets(&self, i: usize) -> Counts {
-        let mut offsets = [0; 14];
+        let mut offsets = [0; gatekit_k8s::manifest::KINDS];
         for (_, path) in &self.order[..i] {
             if let Some(cached) = self.files.get(path) {
                 for (o, n) in offsets.iter_mut().zip(cached.counts) {
@@ -631,7 +631,21 @@ fn fingerprint(hasher: &std::collections::hash_map::RandomState, text: &[u8]) ->
 }
 
 /// The index of EndpointSlices in [`Counts`].
-const SLICES: usize = 7;
+const SLICES: usize = {
+    let mut i = 0;
+    let mut found = usize::MAX;
+    macro_rules! find {
+        ($field:ident, $kind:literal) => {
+            if matches!($kind.as_bytes(), b"EndpointSlice") {
+                found = i;
+            }
+            i += 1;
+        };
+    }
+    gatekit_k8s::for_each_resource_kind!(find);
+    let _ = i;
+    found
+};
 
 /// The Services (namespace, name) the EndpointSlices of `set` belong to.
 fn slice_services(set: &ResourceSet) -> impl Iterator<Item = (String, String)> + '_ {
@@ -669,29 +683,31 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>, symlinked: &mut bool) -> 
     Some(())
 }
 
-/// How many resources of each kind `set` holds. [`counts`], [`take_chunk`] and
-/// [`put_chunk`] list every field of [`ResourceSet`] in the same order; the test
-/// `incremental_load_matches_from_dirs` fails if one is forgotten.
+/// How many resources of each kind `set` holds, in [`ResourceSet`] field order
+/// ([`gatekit_k8s::for_each_resource_kind`]), as [`take_chunk`] and [`put_chunk`] index
+/// them.
+#[allow(
+    unused_assignments,
+    reason = "the last kind's index step is never read"
+)]
 fn counts(set: &ResourceSet) -> Counts {
-    [
-        set.gateway_classes.len(),
-        set.gateways.len(),
-        set.http_routes.len(),
-        set.grpc_routes.len(),
-        set.reference_grants.len(),
-        set.services.len(),
-        set.namespaces.len(),
-        set.endpoint_slices.len(),
-        set.secrets.len(),
-        set.backend_policies.len(),
-        set.traffic_policies.len(),
-        set.backend_traffic_policies.len(),
-        set.listener_sets.len(),
-        set.x_backend_traffic_policies.len(),
-    ]
+    let mut out = [0; gatekit_k8s::manifest::KINDS];
+    let mut i = 0;
+    macro_rules! count {
+        ($field:ident, $kind:literal) => {
+            out[i] = set.$field.len();
+            i += 1;
+        };
+    }
+    gatekit_k8s::for_each_resource_kind!(count);
+    out
 }
 
 /// Moves `counts` resources of each kind, from `offsets` on, out of `set`.
+#[allow(
+    unused_assignments,
+    reason = "the last kind's index step is never read"
+)]
 fn take_chunk(set: &mut ResourceSet, offsets: &Counts, counts: &Counts) -> ResourceSet {
     fn take<T>(items: &mut Vec<T>, at: usize, n: usize) -> Vec<T> {
         let at = at.min(items.len());
@@ -699,26 +715,22 @@ fn take_chunk(set: &mut ResourceSet, offsets: &Counts, counts: &Counts) -> Resou
         items.drain(at..end).collect()
     }
     let mut chunk = ResourceSet::default();
-    chunk.gateway_classes = take(&mut set.gateway_classes, offsets[0], counts[0]);
-    chunk.gateways = take(&mut set.gateways, offsets[1], counts[1]);
-    chunk.http_routes = take(&mut set.http_routes, offsets[2], counts[2]);
-    chunk.grpc_routes = take(&mut set.grpc_routes, offsets[3], counts[3]);
-    chunk.reference_grants = take(&mut set.reference_grants, offsets[4], counts[4]);
-    chunk.services = take(&mut set.services, offsets[5], counts[5]);
-    chunk.namespaces = take(&mut set.namespaces, offsets[6], counts[6]);
-    chunk.endpoint_slices = take(&mut set.endpoint_slices, offsets[7], counts[7]);
-    chunk.secrets = take(&mut set.secrets, offsets[8], counts[8]);
-    chunk.backend_policies = take(&mut set.backend_policies, offsets[9], counts[9]);
-    chunk.traffic_policies = take(&mut set.traffic_policies, offsets[10], counts[10]);
-    chunk.backend_traffic_policies =
-        take(&mut set.backend_traffic_policies, offsets[11], counts[11]);
-    chunk.listener_sets = take(&mut set.listener_sets, offsets[12], counts[12]);
-    chunk.x_backend_traffic_policies =
-        take(&mut set.x_backend_traffic_policies, offsets[13], counts[13]);
+    let mut i = 0;
+    macro_rules! take {
+        ($field:ident, $kind:literal) => {
+            chunk.$field = take(&mut set.$field, offsets[i], counts[i]);
+            i += 1;
+        };
+    }
+    gatekit_k8s::for_each_resource_kind!(take);
     chunk
 }
 
 /// Moves every resource of `from` into `into`, at `offsets` per kind.
+#[allow(
+    unused_assignments,
+    reason = "the last kind's index step is never read"
+)]
 fn put_chunk(into: &mut ResourceSet, offsets: &Counts, from: ResourceSet) {
     fn put<T>(items: &mut Vec<T>, at: usize, from: Vec<T>) {
         let at = at.min(items.len());
@@ -729,40 +741,14 @@ fn put_chunk(into: &mut ResourceSet, offsets: &Counts, from: ResourceSet) {
         }
         items.splice(at..at, from);
     }
-    put(&mut into.gateway_classes, offsets[0], from.gateway_classes);
-    put(&mut into.gateways, offsets[1], from.gateways);
-    put(&mut into.http_routes, offsets[2], from.http_routes);
-    put(&mut into.grpc_routes, offsets[3], from.grpc_routes);
-    put(
-        &mut into.reference_grants,
-        offsets[4],
-        from.reference_grants,
-    );
-    put(&mut into.services, offsets[5], from.services);
-    put(&mut into.namespaces, offsets[6], from.namespaces);
-    put(&mut into.endpoint_slices, offsets[7], from.endpoint_slices);
-    put(&mut into.secrets, offsets[8], from.secrets);
-    put(
-        &mut into.backend_policies,
-        offsets[9],
-        from.backend_policies,
-    );
-    put(
-        &mut into.traffic_policies,
-        offsets[10],
-        from.traffic_policies,
-    );
-    put(
-        &mut into.backend_traffic_policies,
-        offsets[11],
-        from.backend_traffic_policies,
-    );
-    put(&mut into.listener_sets, offsets[12], from.listener_sets);
-    put(
-        &mut into.x_backend_traffic_policies,
-        offsets[13],
-        from.x_backend_traffic_policies,
-    );
+    let mut i = 0;
+    macro_rules! put {
+        ($field:ident, $kind:literal) => {
+            put(&mut into.$field, offsets[i], from.$field);
+            i += 1;
+        };
+    }
+    gatekit_k8s::for_each_resource_kind!(put);
 }
 
 #[cfg(test)]

@@ -422,19 +422,14 @@ pub(crate) fn input_generation(set: &gatekit_k8s::ResourceSet) -> u64 {
         }
     }
     let mut h = FNV1A_OFFSET;
-    add(&mut h, &set.gateway_classes);
-    add(&mut h, &set.gateways);
-    add(&mut h, &set.listener_sets);
-    add(&mut h, &set.http_routes);
-    add(&mut h, &set.grpc_routes);
-    add(&mut h, &set.reference_grants);
-    add(&mut h, &set.services);
-    add(&mut h, &set.namespaces);
-    add(&mut h, &set.secrets);
-    add(&mut h, &set.backend_policies);
-    add(&mut h, &set.traffic_policies);
-    add(&mut h, &set.backend_traffic_policies);
-    add(&mut h, &set.x_backend_traffic_policies);
+    macro_rules! kind {
+        ($field:ident, $kind:literal) => {
+            if $kind != "EndpointSlice" {
+                add(&mut h, &set.$field);
+            }
+        };
+    }
+    gatekit_k8s::for_each_resource_kind!(kind);
     // Endpoints are not configuration: they change without a new generation.
     h & 0x7fff_ffff_ffff_ffff
 }

@@ -73,7 +73,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use self::store::{Delta, Kind, Stores, Watched};
+use self::store::{Delta, Key, Kind, Stores, Watched};
 use crate::cluster::{ClusterSpec, Role, opt_duration};
 use crate::manifest::ResourceSet;
 use crate::status::ResourceRef;
@@ -356,21 +356,8 @@ impl Cluster {
     fn kinds(&self) -> BTreeSet<Kind> {
         let mut kinds = BTreeSet::new();
         if self.config {
-            kinds.extend([
-                Kind::GatewayClass,
-                Kind::Gateway,
-                Kind::ListenerSet,
-                Kind::HttpRoute,
-                Kind::GrpcRoute,
-                Kind::ReferenceGrant,
-                Kind::Namespace,
-                Kind::Secret,
-                Kind::BackendPolicy,
-                Kind::TrafficPolicy,
-                Kind::BackendTrafficPolicy,
-                Kind::XBackendTrafficPolicy,
-                Kind::Service,
-            ]);
+            kinds.extend(Kind::CONFIG.iter().copied());
+            kinds.insert(Kind::Service);
         }
         if self.endpoints {
             kinds.extend([Kind::Service, Kind::EndpointSlice]);
@@ -380,22 +367,7 @@ impl Cluster {
 
     fn synced(&self) -> bool {
         let s = &self.stores;
-        self.kinds().into_iter().all(|kind| match kind {
-            Kind::GatewayClass => s.gateway_classes.is_synced(),
-            Kind::Gateway => s.gateways.is_synced(),
-            Kind::ListenerSet => s.listener_sets.is_synced(),
-            Kind::HttpRoute => s.http_routes.is_synced(),
-            Kind::GrpcRoute => s.grpc_routes.is_synced(),
-            Kind::ReferenceGrant => s.reference_grants.is_synced(),
-            Kind::Service => s.services.is_synced(),
-            Kind::Namespace => s.namespaces.is_synced(),
-            Kind::EndpointSlice => s.endpoint_slices.is_synced(),
-            Kind::Secret => s.secrets.is_synced(),
-            Kind::BackendPolicy => s.backend_policies.is_synced(),
-            Kind::TrafficPolicy => s.traffic_policies.is_synced(),
-            Kind::BackendTrafficPolicy => s.backend_traffic_policies.is_synced(),
-            Kind::XBackendTrafficPolicy => s.x_backend_traffic_policies.is_synced(),
-        })
+        self.kinds().into_iter().all(|kind| s.is_synced(kind))
     }
 
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -716,18 +688,7 @@ impl Provider {
     pub fn resources(&self) -> ResourceSet {
         let mut set = ResourceSet::default();
         let config: Vec<&Cluster> = self.shared.clusters.iter().filter(|c| c.config).collect();
-        set.gateway_classes = merged(&config, |s| &s.gateway_classes);
-        set.gateways = merged(&config, |s| &s.gateways);
-        set.listener_sets = merged(&config, |s| &s.listener_sets);
-        set.http_routes = merged(&config, |s| &s.http_routes);
-        set.grpc_routes = merged(&config, |s| &s.grpc_routes);
-        set.reference_grants = merged(&config, |s| &s.reference_grants);
-        set.namespaces = merged(&config, |s| &s.namespaces);
-        set.secrets = merged(&config, |s| &s.secrets);
-        set.backend_policies = merged(&config, |s| &s.backend_policies);
-        set.traffic_policies = merged(&config, |s| &s.traffic_policies);
-        set.backend_traffic_policies = merged(&config, |s| &s.backend_traffic_policies);
-        set.x_backend_traffic_policies = merged(&config, |s| &s.x_backend_traffic_policies);
+        merge_config(&mut set, &config);
         let mut ordered: Vec<&Cluster> = config.clone();
         ordered.extend(self.shared.clusters.iter().filter(|c| !c.config));
         set.services = merged(&ordered, |s| &s.services);
@@ -759,62 +720,13 @@ impl Provider {
                 String::new(),
                 r.name().to_owned(),
             );
-            match r.kind() {
-                "GatewayClass" => {
-                    upsert(
-                        &mut set.gateway_classes,
-                        &config,
-                        |s| &s.gateway_classes,
-                        &key,
-                    );
-                }
-                "Gateway" => upsert(&mut set.gateways, &config, |s| &s.gateways, &key),
-                "ListenerSet" => {
-                    upsert(&mut set.listener_sets, &config, |s| &s.listener_sets, &key);
-                }
-                "HTTPRoute" => upsert(&mut set.http_routes, &config, |s| &s.http_routes, &key),
-                "GRPCRoute" => upsert(&mut set.grpc_routes, &config, |s| &s.grpc_routes, &key),
-                "ReferenceGrant" => {
-                    upsert(
-                        &mut set.reference_grants,
-                        &config,
-                        |s| &s.reference_grants,
-                        &key,
-                    );
-                }
-                "Namespace" => upsert(&mut set.namespaces, &config, |s| &s.namespaces, &key),
-                "Secret" => upsert(&mut set.secrets, &config, |s| &s.secrets, &key),
-                "BackendPolicy" => {
-                    upsert(
-                        &mut set.backend_policies,
-                        &config,
-                        |s| &s.backend_policies,
-                        &key,
-                    );
-                }
-                "TrafficPolicy" => {
-                    upsert(
-                        &mut set.traffic_policies,
-                        &config,
-                        |s| &s.traffic_policies,
-                        &key,
-                    );
-                }
-                "BackendTrafficPolicy" => upsert(
-                    &mut set.backend_traffic_policies,
-                    &config,
-                    |s| &s.backend_traffic_policies,
-                    &key,
-                ),
-                "XBackendTrafficPolicy" => upsert(
-                    &mut set.x_backend_traffic_policies,
-                    &config,
-                    |s| &s.x_backend_traffic_policies,
-                    &key,
-                ),
-                "Service" => upsert(&mut set.services, &ordered, |s| &s.services, &key),
-                // Through `services`: a slice's ref does not say which Service it is in.
-                _ => {}
+            if upsert_config(set, &config, r.kind(), &key) {
+                continue;
+            }
+            // EndpointSlices go through `services`: a slice's ref does not say which
+            // Service it is in.
+            if r.kind() == "Service" {
+                upsert(&mut set.services, &ordered, |s| &s.services, &key);
             }
         }
         let usable: Vec<&Cluster> = self
@@ -933,10 +845,9 @@ impl Provider {
             .map(|c| c.client.clone())
     }
 
-    /// Whether the config cluster `cluster` holds `resource` (a Gateway, ListenerSet,
-    /// GatewayClass, HTTPRoute, GRPCRoute, BackendPolicy, TrafficPolicy,
-    /// BackendTrafficPolicy or XBackendTrafficPolicy):
-    /// status is written to the cluster a resource came from.
+    /// Whether the config cluster `cluster` holds `resource` (an object of a
+    /// configuration kind: a Gateway, a route, a policy, ...): status is written to the
+    /// cluster a resource came from.
     pub fn holds(&self, cluster: &str, resource: &crate::status::ResourceRef) -> bool {
         let Some(c) = self
             .shared
@@ -951,19 +862,7 @@ impl Provider {
             String::new(),
             resource.name().to_owned(),
         );
-        let s = &c.stores;
-        match resource.kind() {
-            "Gateway" => s.gateways.read().contains_key(&key),
-            "ListenerSet" => s.listener_sets.read().contains_key(&key),
-            "GatewayClass" => s.gateway_classes.read().contains_key(&key),
-            "HTTPRoute" => s.http_routes.read().contains_key(&key),
-            "GRPCRoute" => s.grpc_routes.read().contains_key(&key),
-            "BackendPolicy" => s.backend_policies.read().contains_key(&key),
-            "TrafficPolicy" => s.traffic_policies.read().contains_key(&key),
-            "BackendTrafficPolicy" => s.backend_traffic_policies.read().contains_key(&key),
-            "XBackendTrafficPolicy" => s.x_backend_traffic_policies.read().contains_key(&key),
-            _ => false,
-        }
+        c.stores.holds(resource.kind(), &key)
     }
 
     /// The clients of the config clusters, by name, in settings order.
@@ -978,30 +877,40 @@ impl Provider {
 }
 
 fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client) -> JoinHandle<()> {
-    use crate::types::{
-        BackendPolicy, BackendTrafficPolicy, Gateway, GatewayClass, GrpcRoute, HttpRoute,
-        ListenerSet, Namespace, ReferenceGrant, Secret, TrafficPolicy, XBackendTrafficPolicy,
-    };
     fn go<K: Watched>(shared: &Arc<Shared>, cluster: usize, client: Client) -> JoinHandle<()> {
         tokio::spawn(watch::run::<K>(shared.clone(), cluster, Api::all(client)))
     }
-    match kind {
-        Kind::GatewayClass => go::<GatewayClass>(shared, cluster, client),
-        Kind::Gateway => go::<Gateway>(shared, cluster, client),
-        Kind::ListenerSet => go::<ListenerSet>(shared, cluster, client),
-        Kind::HttpRoute => go::<HttpRoute>(shared, cluster, client),
-        Kind::GrpcRoute => go::<GrpcRoute>(shared, cluster, client),
-        Kind::ReferenceGrant => go::<ReferenceGrant>(shared, cluster, client),
-        Kind::Service => go::<Service>(shared, cluster, client),
-        Kind::Namespace => go::<Namespace>(shared, cluster, client),
-        Kind::EndpointSlice => go::<EndpointSlice>(shared, cluster, client),
-        Kind::Secret => go::<Secret>(shared, cluster, client),
-        Kind::BackendPolicy => go::<BackendPolicy>(shared, cluster, client),
-        Kind::TrafficPolicy => go::<TrafficPolicy>(shared, cluster, client),
-        Kind::BackendTrafficPolicy => go::<BackendTrafficPolicy>(shared, cluster, client),
-        Kind::XBackendTrafficPolicy => go::<XBackendTrafficPolicy>(shared, cluster, client),
+    macro_rules! spawn {
+        ($($ty:ty => $kind:ident, $field:ident, $name:literal, $optional:literal;)*) => {
+            match kind {
+                $(Kind::$kind => go::<$ty>(shared, cluster, client),)*
+                Kind::Service => go::<Service>(shared, cluster, client),
+                Kind::EndpointSlice => go::<EndpointSlice>(shared, cluster, client),
+            }
+        };
     }
+    store::with_config_kinds!(spawn)
 }
+
+macro_rules! config_kinds_fns {
+    ($($ty:ty => $kind:ident, $field:ident, $name:literal, $optional:literal;)*) => {
+        /// Every configuration kind of `set`, merged from the `config` clusters.
+        fn merge_config(set: &mut ResourceSet, config: &[&Cluster]) {
+            $(set.$field = merged(config, |s| &s.$field);)*
+        }
+
+        /// Gives the configuration object `kind` (as in manifests) `key` its merged
+        /// value in `set` again (or removes it); `false` for any other kind.
+        fn upsert_config(set: &mut ResourceSet, config: &[&Cluster], kind: &str, key: &Key) -> bool {
+            match kind {
+                $($name => upsert(&mut set.$field, config, |s| &s.$field, key),)*
+                _ => return false,
+            }
+            true
+        }
+    };
+}
+store::with_config_kinds!(config_kinds_fns);
 
 /// The objects of one kind across `clusters`, first cluster wins on a name clash.
 fn merged<K: Watched>(

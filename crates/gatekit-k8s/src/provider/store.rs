@@ -18,71 +18,112 @@ use serde::de::DeserializeOwned;
 use crate::status::ResourceRef;
 use crate::types::ObjectMeta;
 
-use crate::types::{
-    BackendPolicy, BackendTrafficPolicy, Check, EndpointSlice, Gateway, GatewayClass, GrpcRoute,
-    HttpRoute, ListenerSet, Namespace, ReferenceGrant, Secret, Service, TrafficPolicy,
-    XBackendTrafficPolicy,
-};
+use crate::types::{Check, EndpointSlice, Service};
+
+/// Calls `$m!` once with every configuration kind the provider watches, each as
+/// `Type => Variant, store_field, "Kind", optional;` (`store_field` is also the
+/// [`ResourceSet`](crate::ResourceSet) field; `optional`: the kind's API may be missing
+/// from a cluster, a CRD not installed, and a 404 on its list counts as "synced,
+/// empty"). Services and EndpointSlices are listed apart: they come from every cluster.
+/// One table, so a new kind is one line here.
+macro_rules! with_config_kinds {
+    ($m:ident) => {
+        $m! {
+            crate::types::GatewayClass => GatewayClass, gateway_classes, "GatewayClass", true;
+            crate::types::Gateway => Gateway, gateways, "Gateway", false;
+            crate::types::ListenerSet => ListenerSet, listener_sets, "ListenerSet", true;
+            crate::types::HttpRoute => HttpRoute, http_routes, "HTTPRoute", false;
+            crate::types::GrpcRoute => GrpcRoute, grpc_routes, "GRPCRoute", true;
+            crate::types::TlsRoute => TlsRoute, tls_routes, "TLSRoute", true;
+            crate::types::TcpRoute => TcpRoute, tcp_routes, "TCPRoute", true;
+            crate::types::UdpRoute => UdpRoute, udp_routes, "UDPRoute", true;
+            crate::types::ReferenceGrant => ReferenceGrant, reference_grants, "ReferenceGrant", true;
+            crate::types::Namespace => Namespace, namespaces, "Namespace", false;
+            crate::types::Secret => Secret, secrets, "Secret", false;
+            crate::types::ConfigMap => ConfigMap, config_maps, "ConfigMap", false;
+            crate::types::BackendPolicy => BackendPolicy, backend_policies, "BackendPolicy", true;
+            crate::types::TrafficPolicy => TrafficPolicy, traffic_policies, "TrafficPolicy", true;
+            crate::types::BackendTrafficPolicy => BackendTrafficPolicy, backend_traffic_policies, "BackendTrafficPolicy", true;
+            crate::types::XBackendTrafficPolicy => XBackendTrafficPolicy, x_backend_traffic_policies, "XBackendTrafficPolicy", true;
+            crate::types::BackendTlsPolicy => BackendTlsPolicy, backend_tls_policies, "BackendTLSPolicy", true;
+        }
+    };
+}
+pub(crate) use with_config_kinds;
 
 /// A store key: namespace ("" for cluster-scoped kinds), a grouping ("" except for
 /// EndpointSlices: their Service's name, so a Service's slices are one range), name.
 pub(crate) type Key = (String, String, String);
 
-/// The kinds the provider watches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Kind {
-    GatewayClass,
-    Gateway,
-    ListenerSet,
-    HttpRoute,
-    GrpcRoute,
-    ReferenceGrant,
-    Service,
-    Namespace,
-    EndpointSlice,
-    Secret,
-    BackendPolicy,
-    TrafficPolicy,
-    BackendTrafficPolicy,
-    XBackendTrafficPolicy,
-}
-
-impl Kind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::GatewayClass => "GatewayClass",
-            Kind::Gateway => "Gateway",
-            Kind::ListenerSet => "ListenerSet",
-            Kind::HttpRoute => "HTTPRoute",
-            Kind::GrpcRoute => "GRPCRoute",
-            Kind::ReferenceGrant => "ReferenceGrant",
-            Kind::Service => "Service",
-            Kind::Namespace => "Namespace",
-            Kind::EndpointSlice => "EndpointSlice",
-            Kind::Secret => "Secret",
-            Kind::BackendPolicy => "BackendPolicy",
-            Kind::TrafficPolicy => "TrafficPolicy",
-            Kind::BackendTrafficPolicy => "BackendTrafficPolicy",
-            Kind::XBackendTrafficPolicy => "XBackendTrafficPolicy",
+macro_rules! kinds {
+    ($($ty:ty => $kind:ident, $field:ident, $name:literal, $optional:literal;)*) => {
+        /// The kinds the provider watches.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub(crate) enum Kind {
+            $($kind,)*
+            Service,
+            EndpointSlice,
         }
-    }
 
-    /// Kinds whose API may legitimately be missing from a cluster (a CRD not
-    /// installed): a 404 on their list counts as "synced, empty".
-    pub(crate) fn optional(self) -> bool {
-        matches!(
-            self,
-            Kind::BackendPolicy
-                | Kind::TrafficPolicy
-                | Kind::BackendTrafficPolicy
-                | Kind::XBackendTrafficPolicy
-                | Kind::GrpcRoute
-                | Kind::ListenerSet
-                | Kind::ReferenceGrant
-                | Kind::GatewayClass
-        )
-    }
+        impl Kind {
+            /// The configuration kinds (every kind but Services and EndpointSlices).
+            pub(crate) const CONFIG: &'static [Kind] = &[$(Kind::$kind,)*];
+
+            pub(crate) fn name(self) -> &'static str {
+                match self {
+                    $(Kind::$kind => $name,)*
+                    Kind::Service => "Service",
+                    Kind::EndpointSlice => "EndpointSlice",
+                }
+            }
+
+            /// Kinds whose API may legitimately be missing from a cluster (a CRD not
+            /// installed): a 404 on their list counts as "synced, empty".
+            pub(crate) fn optional(self) -> bool {
+                match self {
+                    $(Kind::$kind => $optional,)*
+                    Kind::Service | Kind::EndpointSlice => false,
+                }
+            }
+        }
+
+        /// The stores of one cluster, one per kind.
+        #[derive(Debug, Default)]
+        pub(crate) struct Stores {
+            $(pub(crate) $field: Store<$ty>,)*
+            pub(crate) services: Store<Service>,
+            pub(crate) endpoint_slices: Store<EndpointSlice>,
+        }
+
+        impl Stores {
+            /// Whether the store of `kind` has had its first full list.
+            pub(crate) fn is_synced(&self, kind: Kind) -> bool {
+                match kind {
+                    $(Kind::$kind => self.$field.is_synced(),)*
+                    Kind::Service => self.services.is_synced(),
+                    Kind::EndpointSlice => self.endpoint_slices.is_synced(),
+                }
+            }
+
+            /// Whether the store of the configuration kind named `kind` (as in
+            /// manifests) holds `key`; `false` for any other kind.
+            pub(crate) fn holds(&self, kind: &str, key: &Key) -> bool {
+                match kind {
+                    $($name => self.$field.read().contains_key(key),)*
+                    _ => false,
+                }
+            }
+        }
+
+        $(impl Watched for $ty {
+            const KIND: Kind = Kind::$kind;
+            fn store(stores: &Stores) -> &Store<Self> {
+                &stores.$field
+            }
+        })*
+    };
 }
+with_config_kinds!(kinds);
 
 /// What one event changed in a store.
 #[derive(Debug, Default)]
@@ -112,37 +153,11 @@ pub(crate) trait Watched:
     }
 }
 
-macro_rules! watched {
-    ($($ty:ty => $kind:ident, $field:ident;)*) => {
-        /// The stores of one cluster, one per kind.
-        #[derive(Debug, Default)]
-        pub(crate) struct Stores {
-            $(pub(crate) $field: Store<$ty>,)*
-            pub(crate) endpoint_slices: Store<EndpointSlice>,
-        }
-        $(impl Watched for $ty {
-            const KIND: Kind = Kind::$kind;
-            fn store(stores: &Stores) -> &Store<Self> {
-                &stores.$field
-            }
-        })*
-    };
-}
-
-watched! {
-    GatewayClass => GatewayClass, gateway_classes;
-    Gateway => Gateway, gateways;
-    ListenerSet => ListenerSet, listener_sets;
-    HttpRoute => HttpRoute, http_routes;
-    GrpcRoute => GrpcRoute, grpc_routes;
-    ReferenceGrant => ReferenceGrant, reference_grants;
-    Service => Service, services;
-    Namespace => Namespace, namespaces;
-    Secret => Secret, secrets;
-    BackendPolicy => BackendPolicy, backend_policies;
-    TrafficPolicy => TrafficPolicy, traffic_policies;
-    BackendTrafficPolicy => BackendTrafficPolicy, backend_traffic_policies;
-    XBackendTrafficPolicy => XBackendTrafficPolicy, x_backend_traffic_policies;
+impl Watched for Service {
+    const KIND: Kind = Kind::Service;
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.services
+    }
 }
 
 /// EndpointSlices are keyed by their Service, so a Service's slices are one range.

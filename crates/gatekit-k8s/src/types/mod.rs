@@ -28,7 +28,11 @@ pub mod policy_status;
 pub mod traffic;
 pub mod xbtp;
 
+pub use gateway_api::backendtlspolicies::{BackendTlsPolicy, BackendTlsPolicySpec};
 pub use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteSpec};
+pub use gateway_api::experimental::tcproutes::{TcpRoute, TcpRouteSpec};
+pub use gateway_api::experimental::tlsroutes::{TlsRoute, TlsRouteSpec};
+pub use gateway_api::experimental::udproutes::{UdpRoute, UdpRouteSpec};
 pub use gateway_api::gatewayclasses::{GatewayClass, GatewayClassSpec};
 pub use gateway_api::gateways::{
     Gateway, GatewayAllowedListenersNamespacesFrom, GatewayListeners,
@@ -39,7 +43,7 @@ pub use gateway_api::gateways::{
 pub use gateway_api::grpcroutes::{GrpcRoute, GrpcRouteSpec};
 pub use gateway_api::listenersets::{ListenerSet, ListenerSetListeners, ListenerSetSpec};
 pub use gateway_api::referencegrants::{ReferenceGrant, ReferenceGrantSpec};
-pub use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 pub use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -87,6 +91,11 @@ impl Check for HttpRoute {
     }
 }
 impl Check for GrpcRoute {}
+impl Check for TlsRoute {}
+impl Check for TcpRoute {}
+impl Check for UdpRoute {}
+impl Check for ConfigMap {}
+impl Check for BackendTlsPolicy {}
 impl Check for ListenerSet {}
 impl Check for ReferenceGrant {}
 impl Check for Service {}

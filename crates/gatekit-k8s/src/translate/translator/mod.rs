@@ -315,31 +315,20 @@ fn assemble_full(
     )
 }
 
-/// The kinds a [`ResourceSet`] holds, as manifests spell them.
-const KINDS: [&str; 14] = [
-    "GatewayClass",
-    "Gateway",
-    "ListenerSet",
-    "HTTPRoute",
-    "GRPCRoute",
-    "ReferenceGrant",
-    "Service",
-    "Namespace",
-    "EndpointSlice",
-    "Secret",
-    "BackendPolicy",
-    "TrafficPolicy",
-    "BackendTrafficPolicy",
-    "XBackendTrafficPolicy",
-];
-
 impl ResourceRef {
     /// Names an object of a kind a [`ResourceSet`] holds (as manifests spell it:
     /// `HTTPRoute`, `Service`, `EndpointSlice`, ...), for example to tell a
     /// [`Translator`] what changed; `None` for any other kind.
     pub fn of_kind(kind: &str, namespace: Option<&str>, name: &str) -> Option<Self> {
-        let kind = KINDS.iter().find(|k| **k == kind)?;
-        Some(Self::new(kind, namespace, name))
+        macro_rules! known {
+            ($field:ident, $kind:literal) => {
+                if kind == $kind {
+                    return Some(Self::new($kind, namespace, name));
+                }
+            };
+        }
+        crate::for_each_resource_kind!(known);
+        None
     }
 }
 
