@@ -43,8 +43,7 @@ use serde_json::Value;
 use crate::status::ResourceRef;
 use crate::types::{
     BackendPolicy, BackendTlsPolicy, BackendTrafficPolicy, Check, ClientTrafficPolicy, ConfigMap,
-    EndpointSlice,
-    Gateway, GatewayClass, GrpcRoute, HttpRoute, ListenerSet, Namespace, ObjectMeta,
+    EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, ListenerSet, Namespace, ObjectMeta,
     ReferenceGrant, Secret, Service, TcpRoute, TlsRoute, TrafficPolicy, UdpRoute,
     XBackendTrafficPolicy,
 };

@@ -94,7 +94,8 @@ pub struct ListenerTls {
     max_version: TlsVersion,
     cipher_suites: Option<Vec<CipherSuite>>,
     alpn: Option<Vec<Vec<u8>>>,
-    resumption: bool,
+    tickets: bool,
+    session_cache: bool,
     forward_client_cert: ForwardClientCert,
 }
 
@@ -106,7 +107,8 @@ impl Default for ListenerTls {
             max_version: TlsVersion::Tls13,
             cipher_suites: None,
             alpn: None,
-            resumption: true,
+            tickets: true,
+            session_cache: true,
             forward_client_cert: ForwardClientCert::default(),
         }
     }
@@ -154,30 +156,40 @@ impl ListenerTls {
     /// and a bounded server-side cache. `false` makes every handshake a full one.
     #[must_use]
     pub fn resumption(mut self, enabled: bool) -> Self {
-        self.resumption = enabled;
+        self.tickets = enabled;
+        self.session_cache = enabled;
         self
     }
 
-    /// What happens to `x-forwarded-client-cert` on this listener's requests.
+    /// Turns stateless resumption (TLS 1.3 session tickets) and stateful resumption (a
+    /// [bounded](SESSION_CACHE_SIZE) server-side session cache) on or off one by one.
     #[must_use]
-    pub fn forward_client_cert(mut self, forward: ForwardClientCert) -> Self {
-        self.forward_client_cert = forward;
+    pub fn resumption_methods(mut self, tickets: bool, session_cache: bool) -> Self {
+        self.tickets = tickets;
+        self.session_cache = session_cache;
         self
     }
 
-    /// What happens to `x-forwarded-client-cert` on this listener's requests.
-    pub fn forward_client_cert_policy(&self) -> ForwardClientCert {
-        self.forward_client_cert
-    }
-
-    /// The rustls configuration of these settings, with certificates chosen by
-    /// `resolver`.
+    /// Checks what [`build`](Self::build) would refuse about the versions and cipher
+    /// suites, without building anything.
     ///
     /// # Errors
     ///
-    /// [`TlsError::Setting`] when a CA certificate cannot be used or the cipher suites
-    /// leave nothing for the versions; [`TlsError::Config`] when rustls refuses the rest.
-    pub fn build(&self, resolver: Arc<dyn ResolvesServerCert>) -> Result<ListenerConfig, TlsError> {
+    /// [`TlsError::Setting`] naming the problem.
+    pub fn check(&self) -> Result<(), TlsError> {
+        self.provider_and_versions().map(|_| ())
+    }
+
+    /// The `ring` provider with this listener's cipher suites, and the versions offered.
+    fn provider_and_versions(
+        &self,
+    ) -> Result<
+        (
+            CryptoProvider,
+            Vec<&'static rustls::SupportedProtocolVersion>,
+        ),
+        TlsError,
+    > {
         let mut provider = rustls::crypto::ring::default_provider();
         if let Some(wanted) = &self.cipher_suites {
             let names_tls13 = wanted.iter().any(|s| is_tls13(*s));
@@ -210,6 +222,30 @@ impl ListenerTls {
                     .to_owned(),
             ));
         }
+        Ok((provider, versions))
+    }
+
+    /// What happens to `x-forwarded-client-cert` on this listener's requests.
+    #[must_use]
+    pub fn forward_client_cert(mut self, forward: ForwardClientCert) -> Self {
+        self.forward_client_cert = forward;
+        self
+    }
+
+    /// What happens to `x-forwarded-client-cert` on this listener's requests.
+    pub fn forward_client_cert_policy(&self) -> ForwardClientCert {
+        self.forward_client_cert
+    }
+
+    /// The rustls configuration of these settings, with certificates chosen by
+    /// `resolver`.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::Setting`] when a CA certificate cannot be used or the cipher suites
+    /// leave nothing for the versions; [`TlsError::Config`] when rustls refuses the rest.
+    pub fn build(&self, resolver: Arc<dyn ResolvesServerCert>) -> Result<ListenerConfig, TlsError> {
+        let (provider, versions) = self.provider_and_versions()?;
         let provider = Arc::new(provider);
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions)
@@ -233,11 +269,14 @@ impl ListenerTls {
             Some(protocols) => protocols.clone(),
             None => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         };
-        if self.resumption {
-            config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
-            config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
+        config.session_storage = if self.session_cache {
+            ServerSessionMemoryCache::new(SESSION_CACHE_SIZE)
         } else {
-            config.session_storage = Arc::new(NoServerSessionStorage {});
+            Arc::new(NoServerSessionStorage {})
+        };
+        if self.tickets {
+            config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
+        } else if !self.session_cache {
             config.send_tls13_tickets = 0;
         }
         Ok(ListenerConfig {
@@ -344,6 +383,14 @@ impl ClientCertVerifier for AcceptAny {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// Why `der` cannot be a trust anchor for client certificates, or `None` if it can.
+pub fn trust_anchor_problem(der: &CertificateDer<'_>) -> Option<String> {
+    RootCertStore::empty()
+        .add(der.clone().into_owned())
+        .err()
+        .map(|e| e.to_string())
 }
 
 // === impl ListenerConfig ===

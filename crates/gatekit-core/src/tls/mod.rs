@@ -71,10 +71,14 @@ pub use self::error::TlsError;
 pub use self::identity::{ClientIdentity, certificate_not_after, certificate_not_before};
 pub use self::listener::{
     ClientCertMode, ClientValidation, ListenerConfig, ListenerTls, SESSION_CACHE_SIZE, TlsVersion,
-    cipher_suites,
+    cipher_suites, trust_anchor_problem,
 };
-pub use self::pem::{load_certified_key, load_certified_key_files, load_certs, load_private_key};
+pub use self::pem::{
+    load_certified_key, load_certified_key_at, load_certified_key_files, load_certs,
+    load_private_key,
+};
 pub use self::server::ServerTls;
 pub use self::store::{CertSet, CertStore, SniMap};
+pub use rustls::pki_types::CertificateDer;
 pub use rustls::sign::CertifiedKey;
 pub use tokio_rustls::server::TlsStream;
