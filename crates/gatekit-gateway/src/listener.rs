@@ -15,7 +15,7 @@ pub use gatekit_core::server::DrainOutcome;
 use gatekit_core::server::{
     ConnectionLimit, ConnectionObserver, Drain, PerClientLimit, Server, ServerConfig, ServerHandle,
 };
-use gatekit_core::tls::{CertStore, TlsAcceptor, TlsError};
+use gatekit_core::tls::{CertStore, ServerTls, TlsAcceptor, TlsError};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
@@ -100,6 +100,9 @@ pub enum Transport {
     /// TLS with certificates chosen by SNI from the store; ALPN `h2` and `http/1.1`.
     /// Replace the store's set to rotate certificates.
     Tls(Arc<CertStore>),
+    /// TLS with settings (client certificates, versions, ciphers, ALPN, ...) and
+    /// certificates chosen by SNI (see [`ServerTls`]); replace them there.
+    TlsBySni(Arc<ServerTls>),
 }
 
 /// The gateway's listening sockets: one [`gatekit_core::server::Server`] per port, plain
@@ -181,6 +184,10 @@ impl Listeners {
                         .with_handshake_timeout(self.settings.tls_handshake_timeout),
                 )
             }
+            Transport::TlsBySni(configs) => Some(
+                TlsAcceptor::with_server_tls(configs.clone())
+                    .with_handshake_timeout(self.settings.tls_handshake_timeout),
+            ),
         };
         let addr = SocketAddr::new(self.settings.bind, port);
         let server = Server::bind(addr)

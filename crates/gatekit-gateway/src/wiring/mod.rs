@@ -70,6 +70,7 @@
 //! and serves the snapshot as soon as a change makes it valid.
 
 mod cache;
+mod certs;
 mod dump;
 mod labels;
 mod replica;
@@ -87,7 +88,7 @@ use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::retry::RetryPolicy;
 use gatekit_core::route::{FastMap, PolicyState, Route, RouteId, TableBuilder};
 use gatekit_core::server::Retirement;
-use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
+use gatekit_core::tls::{CertStore, ServerTls};
 use gatekit_core::{Backend, Backends, BoxError, ConfigError, PortTable, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
 use gatekit_k8s::translate::{PortListeners, Protocol};
@@ -526,7 +527,7 @@ fn retire_series(
 struct Port {
     protocol: Protocol,
     router: Router,
-    certs: Option<Arc<CertStore>>,
+    certs: Option<(Arc<CertStore>, Arc<ServerTls>)>,
     /// The bound address (`None` in an [embedded](Gateway::embedded) gateway).
     local: Option<SocketAddr>,
 }
@@ -577,6 +578,10 @@ pub struct Wiring {
     /// (Kubernetes only).
     input_generation: u64,
     config_hash: String,
+    /// The last good certificate pairs, by (listener, Secret).
+    certs: certs::Certs,
+    /// The certificates served, for `/config`.
+    served_certs: Arc<[certs::ServedCert]>,
 }
 
 impl std::fmt::Debug for Wiring {
@@ -659,6 +664,8 @@ impl Wiring {
             replica,
             input_generation: 0,
             config_hash: String::new(),
+            certs: certs::Certs::default(),
+            served_certs: Arc::from(Vec::new()),
         };
         let bind_errors = wiring.reload(gateway).await;
         if let Some((port, reason)) = bind_errors.into_iter().next() {
@@ -1007,6 +1014,7 @@ impl Wiring {
 
         let mut bind_errors = Vec::new();
         let mut wanted = BTreeSet::new();
+        self.certs.begin();
         for port in translation.listeners() {
             wanted.insert(port.port());
             let groups = self.tables.entry(port.port()).or_default();
@@ -1029,7 +1037,8 @@ impl Wiring {
                     .map(|g| (g.hostname.as_deref(), Arc::clone(&g.table)));
                 PortTable::from_shared(tables).unwrap_or_default()
             };
-            let certs = (port.protocol() == Protocol::Https).then(|| cert_set(port, &mut errors));
+            let tls =
+                (port.protocol() == Protocol::Https).then(|| self.certs.port(port, &mut errors));
             match self.ports.get(&port.port()) {
                 Some(served) if gateway.is_embedded() => {
                     if let Some(table) = changed {
@@ -1050,8 +1059,16 @@ impl Wiring {
                     if let Some(table) = changed {
                         served.router.store(table);
                     }
-                    if let (Some(store), Some(set)) = (&served.certs, certs) {
-                        store.replace(set);
+                    if let (Some((store, configs)), Some(tls)) = (&served.certs, tls) {
+                        // Settings first: a handshake never pairs a new certificate
+                        // with settings that no longer hold.
+                        if let Err(error) = configs.replace(&tls.settings) {
+                            errors.push(ConfigError::new(
+                                format!("listeners[port={}].tls", port.port()),
+                                format!("{error} (the previous TLS settings keep serving)"),
+                            ));
+                        }
+                        store.replace(tls.certs);
                     }
                 }
                 _ => {
@@ -1068,9 +1085,32 @@ impl Wiring {
                         }
                         None => Router::new(table),
                     };
-                    let store = certs.map(|set| Arc::new(CertStore::new(set)));
-                    let transport = match &store {
-                        Some(store) => Transport::Tls(store.clone()),
+                    let tls = match tls.map(tls_of) {
+                        Some(Err(error)) => {
+                            // Not served with other settings than asked for.
+                            self.ports.insert(
+                                port.port(),
+                                Port {
+                                    protocol: port.protocol(),
+                                    router,
+                                    certs: None,
+                                    local: None,
+                                },
+                            );
+                            let reason = format!("TLS settings: {error}");
+                            tracing::error!(port = port.port(), %reason, "cannot listen");
+                            errors.push(ConfigError::new(
+                                format!("listeners[port={}].tls", port.port()),
+                                reason.clone(),
+                            ));
+                            bind_errors.push((port.port(), reason));
+                            continue;
+                        }
+                        Some(Ok(tls)) => Some(tls),
+                        None => None,
+                    };
+                    let transport = match &tls {
+                        Some((_, configs)) => Transport::TlsBySni(configs.clone()),
                         None => Transport::Plain,
                     };
                     let service = self.port_service(router.clone());
@@ -1085,7 +1125,7 @@ impl Wiring {
                                 Port {
                                     protocol: port.protocol(),
                                     router,
-                                    certs: store,
+                                    certs: tls,
                                     local: Some(local),
                                 },
                             );
@@ -1153,6 +1193,16 @@ impl Wiring {
         self.upstreams.retain(&upstreams.gone);
         // Limiter buckets, breaker counts and budgets of policies no table names any more.
         self.policy_state.sweep();
+        let now = gatekit_k8s::translate::unix_now();
+        self.served_certs = self.certs.finish(now);
+        metrics.set_certificates(self.served_certs.iter().map(|c| {
+            (
+                c.secret.as_str(),
+                c.gateway.as_str(),
+                c.listener.as_str(),
+                c.not_after,
+            )
+        }));
 
         for error in &errors {
             tracing::warn!(%error, "configuration problem (the rest is served)");
@@ -1243,6 +1293,7 @@ impl Wiring {
                 last_error: self.last_error.clone(),
                 clusters,
                 upstreams: self.upstreams.views(),
+                certificates: self.served_certs.clone(),
             }));
     }
 }
@@ -1279,47 +1330,13 @@ fn backend_names(route: &Route) -> BTreeSet<&str> {
         .collect()
 }
 
-/// The certificate set of an HTTPS port: each listener's first usable certificate under
-/// its hostname; the listener without a hostname (else the first listener) is the
-/// default for clients that send no or an unknown SNI name.
-fn cert_set(port: &PortListeners, errors: &mut Vec<ConfigError>) -> CertSet {
-    let mut set = CertSet::new();
-    let mut default = None;
-    let mut first = None;
-    for listener in port.listeners() {
-        let key = listener.certificates().iter().find_map(|cert| {
-            let origin = format!("secret {}", cert.secret());
-            match load_certified_key(cert.cert_pem(), cert.key_pem(), &origin) {
-                Ok(key) => Some(key),
-                Err(error) => {
-                    errors.push(ConfigError::new(
-                        format!("listeners[{}].tls.certificateRefs", listener.name()),
-                        error.to_string(),
-                    ));
-                    None
-                }
-            }
-        });
-        let Some(key) = key else { continue };
-        first.get_or_insert_with(|| key.clone());
-        match listener.hostname() {
-            Some(hostname) => {
-                if let Err(error) = set.insert(hostname, key) {
-                    errors.push(ConfigError::new(
-                        format!("listeners[{}].hostname", listener.name()),
-                        error.to_string(),
-                    ));
-                }
-            }
-            None => {
-                default.get_or_insert(key);
-            }
-        }
-    }
-    if let Some(key) = default.or(first) {
-        set.set_default(key);
-    }
-    set
+/// A new HTTPS port's certificate store and TLS settings.
+fn tls_of(
+    tls: certs::PortTls,
+) -> Result<(Arc<CertStore>, Arc<ServerTls>), gatekit_core::tls::TlsError> {
+    let store = Arc::new(CertStore::new(tls.certs));
+    let configs = ServerTls::new(store.clone(), &tls.settings)?;
+    Ok((store, Arc::new(configs)))
 }
 
 /// A port's router behind request metrics (the router answers errors itself).

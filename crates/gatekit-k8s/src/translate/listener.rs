@@ -1039,8 +1039,8 @@ fn certificate(
     })
 }
 
-/// Seconds since the Unix epoch (certificate validity).
-pub(crate) fn unix_now() -> i64 {
+/// Seconds since the Unix epoch (certificate validity), from the system clock.
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -84,6 +84,7 @@ mod policy;
 mod route;
 mod session;
 mod translator;
+pub use listener::unix_now;
 pub(crate) use session::inline_v17_sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
