@@ -15,6 +15,7 @@ pub use gatekit_core::server::DrainOutcome;
 use gatekit_core::server::{
     ConnectionLimit, ConnectionObserver, Drain, PerClientLimit, Server, ServerConfig, ServerHandle,
 };
+use gatekit_core::stream::{StreamRouter, UdpHandle, UdpRelay};
 use gatekit_core::tls::{CertStore, ServerTls, TlsAcceptor, TlsError};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -66,6 +67,9 @@ pub struct ListenerSettings {
     pub path_policy: PathPolicy,
     /// How long the open connections of a removed listener may take to finish.
     pub drain_timeout: Duration,
+    /// Whose PROXY protocol headers are read on ports that ask for them (see
+    /// [`Limits::proxy_protocol_trusted_sources`](crate::Limits::proxy_protocol_trusted_sources)).
+    pub proxy_protocol_trusted_sources: Vec<ipnet::IpNet>,
 }
 
 impl ListenerSettings {
@@ -81,6 +85,7 @@ impl ListenerSettings {
             drain_timeout: settings
                 .drain_timeout
                 .unwrap_or(crate::settings::DEFAULT_DRAIN_TIMEOUT),
+            proxy_protocol_trusted_sources: settings.limits.proxy_protocol_trusted_sources.clone(),
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct Listeners {
     /// Each port with its own drain group: a port removed while the gateway serves
     /// drains its connections on its own.
     bound: HashMap<u16, (ServerHandle, Drain)>,
+    /// UDP relays by port (a UDP port may share its number with a TCP one).
+    udp: HashMap<u16, UdpHandle>,
     /// The drain groups of removed ports whose connections may still be open (a
     /// shutdown drains them too).
     removed: Vec<Drain>,
@@ -143,6 +150,7 @@ impl Listeners {
             config,
             metrics,
             bound: HashMap::new(),
+            udp: HashMap::new(),
             removed: Vec::new(),
         }
     }
@@ -172,6 +180,31 @@ impl Listeners {
         B: http_body::Body<Data = Bytes> + Default + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        self.add_with(port, transport, false, service).await
+    }
+
+    /// [`add`](Self::add), reading a PROXY protocol header first when `proxy_protocol`
+    /// (from the settings' trusted sources only; required from them).
+    ///
+    /// # Errors
+    ///
+    /// As [`add`](Self::add).
+    pub async fn add_with<S, B>(
+        &mut self,
+        port: u16,
+        transport: Transport,
+        proxy_protocol: bool,
+        service: S,
+    ) -> Result<SocketAddr, ListenError>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Default + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         if port != 0 && self.bound.contains_key(&port) {
             return Err(ListenError::PortInUse(port));
         }
@@ -189,6 +222,86 @@ impl Listeners {
                     .with_handshake_timeout(self.settings.tls_handshake_timeout),
             ),
         };
+        let (mut server, drain) = self.bind(port, proxy_protocol).await?;
+        if let Some(tls) = tls {
+            server = server.tls(tls);
+        }
+        let handle = server.serve(service);
+        let local = handle.local_addr();
+        tracing::info!(%local, tls = handle.is_tls(), "listening");
+        self.bound.insert(local.port(), (handle, drain));
+        Ok(local)
+    }
+
+    /// Binds `port` for TLS (passthrough or terminated, by SNI) and TCP streams routed
+    /// by `router`, with the same connection limits, metrics and per-port drain group
+    /// as HTTP listeners (a drain closes stream connections at its deadline). Returns
+    /// the bound address.
+    ///
+    /// # Errors
+    ///
+    /// [`ListenError::Bind`] or [`ListenError::PortInUse`], as [`add`](Self::add).
+    pub async fn add_streams(
+        &mut self,
+        port: u16,
+        router: StreamRouter,
+    ) -> Result<SocketAddr, ListenError> {
+        if port != 0 && self.bound.contains_key(&port) {
+            return Err(ListenError::PortInUse(port));
+        }
+        let (server, drain) = self.bind(port, false).await?;
+        let handle = server.serve_streams(router);
+        let local = handle.local_addr();
+        tracing::info!(%local, "listening for streams");
+        self.bound.insert(local.port(), (handle, drain));
+        Ok(local)
+    }
+
+    /// Binds UDP `port` and relays its datagrams per client flow as `router` routes
+    /// them (see [`UdpRelay`]). Returns the bound address.
+    ///
+    /// # Errors
+    ///
+    /// [`ListenError::Bind`], or [`ListenError::PortInUse`] if a UDP relay already
+    /// serves the port.
+    pub async fn add_udp(
+        &mut self,
+        port: u16,
+        router: StreamRouter,
+    ) -> Result<SocketAddr, ListenError> {
+        if port != 0 && self.udp.contains_key(&port) {
+            return Err(ListenError::PortInUse(port));
+        }
+        let addr = SocketAddr::new(self.settings.bind, port);
+        let relay = UdpRelay::bind(addr)
+            .await
+            .map_err(|source| ListenError::Bind { addr, source })?;
+        let local = relay.local_addr();
+        let handle = relay.serve(router);
+        tracing::info!(%local, "listening for UDP");
+        self.udp.insert(local.port(), handle);
+        Ok(local)
+    }
+
+    /// Stops the UDP relay on `port`: its socket closes and its flows end at once (UDP
+    /// has no connection to finish). Returns whether there was one.
+    pub async fn remove_udp(&mut self, port: u16) -> bool {
+        match self.udp.remove(&port) {
+            Some(handle) => {
+                handle.stop().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A TCP server bound on `port` with the limits, metrics and a drain group of its own,
+    /// reading PROXY protocol headers from the trusted sources when `proxy_protocol`.
+    async fn bind(
+        &mut self,
+        port: u16,
+        proxy_protocol: bool,
+    ) -> Result<(Server, Drain), ListenError> {
         let addr = SocketAddr::new(self.settings.bind, port);
         let server = Server::bind(addr)
             .await
@@ -199,21 +312,24 @@ impl Listeners {
             metrics: self.metrics.clone(),
         };
         let drain = Drain::new();
+        let config = if proxy_protocol {
+            self.config
+                .clone()
+                .proxy_protocol(Some(gatekit_core::server::ProxyProtocol::new(
+                    self.settings.proxy_protocol_trusted_sources.iter().copied(),
+                )))
+        } else {
+            self.config.clone()
+        };
         let mut server = server
-            .config(self.config.clone())
+            .config(config)
             .limit(self.limit.clone())
             .drain(&drain)
             .observer(Arc::new(observer));
-        if let Some(tls) = tls {
-            server = server.tls(tls);
-        }
         if let Some(per_client) = &self.per_client {
             server = server.per_client_limit(per_client.clone());
         }
-        let handle = server.serve(service);
-        tracing::info!(%local, tls = handle.is_tls(), "listening");
-        self.bound.insert(local.port(), (handle, drain));
-        Ok(local)
+        Ok((server, drain))
     }
 
     /// Stops accepting on `port` and closes its socket; its open connections are drained
@@ -249,6 +365,11 @@ impl Listeners {
         addrs
     }
 
+    /// How the listeners bind and limit connections.
+    pub fn settings(&self) -> &ListenerSettings {
+        &self.settings
+    }
+
     /// Open client connections across all listeners.
     pub fn active_connections(&self) -> usize {
         self.limit.active()
@@ -259,6 +380,10 @@ impl Listeners {
         let ports: Vec<u16> = self.bound.keys().copied().collect();
         for port in ports {
             self.remove(port).await;
+        }
+        let udp: Vec<u16> = self.udp.keys().copied().collect();
+        for port in udp {
+            self.remove_udp(port).await;
         }
     }
 

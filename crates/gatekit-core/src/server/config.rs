@@ -6,6 +6,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
+use super::proxy_protocol::ProxyProtocol;
 use crate::path::PathPolicy;
 use crate::proxy::ForwardClientCertMode;
 
@@ -59,6 +60,7 @@ pub struct ServerConfig {
     header_read_timeout: Duration,
     path_policy: Option<PathPolicy>,
     forward_client_cert: ForwardClientCertMode,
+    proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             path_policy: None,
             forward_client_cert: ForwardClientCertMode::default(),
+            proxy_protocol: None,
         }
     }
 }
@@ -110,6 +113,23 @@ impl ServerConfig {
     pub fn forward_client_cert(mut self, mode: ForwardClientCertMode) -> Self {
         self.forward_client_cert = mode;
         self
+    }
+
+    /// Reads a PROXY protocol header (v1 or v2) at the start of connections from the
+    /// trusted sources `proxy_protocol` names, before TLS or HTTP or a stream route, and
+    /// takes its source address as the connection's remote address (see
+    /// [`proxy_protocol`](super::proxy_protocol)); `None` (default) reads none. The
+    /// connection limits count the socket's peer (the proxy in front), as they act
+    /// before any byte is read.
+    #[must_use]
+    pub fn proxy_protocol(mut self, proxy_protocol: Option<ProxyProtocol>) -> Self {
+        self.proxy_protocol = proxy_protocol;
+        self
+    }
+
+    /// The PROXY protocol settings, if headers are read.
+    pub fn proxy_protocol_settings(&self) -> Option<&ProxyProtocol> {
+        self.proxy_protocol.as_ref()
     }
 
     /// hyper's HTTP/1 server configured as this config says.

@@ -59,6 +59,7 @@
 //! [`ConnectionInfo`](crate::ConnectionInfo).
 
 mod accept;
+mod client_hello;
 mod error;
 mod identity;
 mod listener;
@@ -67,6 +68,10 @@ mod server;
 mod store;
 
 pub use self::accept::{DEFAULT_HANDSHAKE_TIMEOUT, TlsAcceptor, server_config};
+pub use self::client_hello::{
+    ClientHelloError, ClientHelloInfo, DEFAULT_CLIENT_HELLO_TIMEOUT, MAX_CLIENT_HELLO,
+    parse_client_hello, peek_client_hello,
+};
 pub use self::error::TlsError;
 pub use self::identity::{ClientIdentity, certificate_not_after, certificate_not_before};
 pub use self::listener::{

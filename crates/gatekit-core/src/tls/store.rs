@@ -134,6 +134,20 @@ impl<T> SniMap<T> {
     }
 
     /// The same names with each value mapped by `f`.
+    pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> SniMap<U> {
+        let mut map = |m: &HashMap<Box<str>, T>| -> HashMap<Box<str>, U> {
+            m.iter().map(|(k, v)| (k.clone(), f(v))).collect()
+        };
+        let exact = map(&self.exact);
+        let wildcard = map(&self.wildcard);
+        SniMap {
+            exact,
+            wildcard,
+            default: self.default.as_ref().map(f),
+        }
+    }
+
+    /// The same names with each value mapped by `f`, which may fail.
     ///
     /// # Errors
     ///

@@ -36,6 +36,7 @@
 
 mod layer;
 mod policy;
+mod stream;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub use self::layer::{LabelSource, MetricsLayer, MetricsService, ResponseFuture};
+pub use self::stream::StreamPortMetrics;
 
 /// The status classes requests are counted by.
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -134,6 +136,7 @@ struct Inner {
     cluster_connected: Family<ClusterLabels, Gauge>,
     cluster_dropped: Family<ClusterLabels, Gauge>,
     certificate_not_after: Family<CertificateLabels, Gauge>,
+    streams: stream::StreamFamilies,
 }
 
 impl Metrics {
@@ -225,6 +228,7 @@ impl Metrics {
             "When each served listener certificate expires (its notAfter, seconds since the Unix epoch), by Secret (namespace/name), Gateway (namespace/name) and listener",
             certificate_not_after.clone(),
         );
+        let streams = stream::StreamFamilies::register(&mut registry);
         if let Some(state) = policy {
             registry.register_collector(Box::new(policy::PolicyCollector { state }));
         }
@@ -243,6 +247,7 @@ impl Metrics {
                 reloads_ok,
                 reloads_failed,
                 config_generation,
+                streams,
             }),
         }
     }

@@ -74,6 +74,7 @@ mod certs;
 mod dump;
 mod labels;
 mod replica;
+mod streams;
 mod trim;
 pub(crate) mod upstreams;
 mod watch;
@@ -100,6 +101,7 @@ use tower_layer::Layer;
 use self::cache::{FileCache, Load};
 use self::labels::Labelled;
 use self::replica::Replica;
+use self::streams::Streams;
 use self::upstreams::Upstreams;
 use self::watch::{Changed, DirWatcher};
 use crate::{
@@ -528,6 +530,8 @@ struct Port {
     protocol: Protocol,
     router: Router,
     certs: Option<(Arc<CertStore>, Arc<ServerTls>)>,
+    /// Whether PROXY protocol headers are read (a ClientTrafficPolicy asks for it).
+    proxy_protocol: bool,
     /// The bound address (`None` in an [embedded](Gateway::embedded) gateway).
     local: Option<SocketAddr>,
 }
@@ -552,6 +556,8 @@ pub struct Wiring {
     /// What `/config` says of the rules' policies beyond them: defaults, the store.
     dump_defaults: dump::Defaults,
     ports: BTreeMap<u16, Port>,
+    /// The TLS, TCP and UDP ports (see `streams.rs`).
+    streams: Streams,
     /// Each port's route tables and their builders, by listener hostname.
     tables: BTreeMap<u16, Vec<Group>>,
     /// The metrics series of every served route.
@@ -650,6 +656,7 @@ impl Wiring {
             source,
             translator: Translator::new(options),
             ports: BTreeMap::new(),
+            streams: Streams::default(),
             tables: BTreeMap::new(),
             series: FastMap::default(),
             generation: 0,
@@ -692,7 +699,9 @@ impl Wiring {
 
     /// The bound address of every served port.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.ports.values().filter_map(|p| p.local).collect()
+        let http = self.ports.values().filter_map(|p| p.local);
+        http.chain(self.streams.bound().map(|(_, local)| local))
+            .collect()
     }
 
     /// The service that routes `port`'s requests by the served configuration, for an
@@ -716,6 +725,7 @@ impl Wiring {
                         protocol: Protocol::Http,
                         router: router.clone(),
                         certs: None,
+                        proxy_protocol: false,
                         local: None,
                     },
                 );
@@ -936,6 +946,7 @@ impl Wiring {
             .ports
             .iter()
             .filter_map(|(p, port)| Some((*p, port.local?)))
+            .chain(self.streams.bound())
             .collect();
         self.replica.served(&translation);
         // `/config` is rendered when asked for; the reload hands it shared pointers.
@@ -1015,7 +1026,12 @@ impl Wiring {
         let mut bind_errors = Vec::new();
         let mut wanted = BTreeSet::new();
         self.certs.begin();
+        // Stream ports no longer streams are closed first: the HTTP loop may bind them.
+        self.streams.release(gateway, translation).await;
         for port in translation.listeners() {
+            if streams::is_stream(port.protocol()) {
+                continue;
+            }
             wanted.insert(port.port());
             let groups = self.tables.entry(port.port()).or_default();
             let untouched = translation
@@ -1039,6 +1055,7 @@ impl Wiring {
             };
             let tls =
                 (port.protocol() == Protocol::Https).then(|| self.certs.port(port, &mut errors));
+            let proxy_protocol = proxy_protocol(port, gateway, &mut errors);
             match self.ports.get(&port.port()) {
                 Some(served) if gateway.is_embedded() => {
                     if let Some(table) = changed {
@@ -1051,11 +1068,16 @@ impl Wiring {
                         protocol: port.protocol(),
                         router,
                         certs: None,
+                        proxy_protocol: false,
                         local: None,
                     };
                     self.ports.insert(port.port(), served);
                 }
-                Some(served) if served.protocol == port.protocol() && served.local.is_some() => {
+                Some(served)
+                    if served.protocol == port.protocol()
+                        && served.proxy_protocol == proxy_protocol
+                        && served.local.is_some() =>
+                {
                     if let Some(table) = changed {
                         served.router.store(table);
                     }
@@ -1094,6 +1116,7 @@ impl Wiring {
                                     protocol: port.protocol(),
                                     router,
                                     certs: None,
+                                    proxy_protocol: false,
                                     local: None,
                                 },
                             );
@@ -1116,7 +1139,7 @@ impl Wiring {
                     let service = self.port_service(router.clone());
                     match gateway
                         .listeners_mut()
-                        .add(port.port(), transport, service)
+                        .add_with(port.port(), transport, proxy_protocol, service)
                         .await
                     {
                         Ok(local) => {
@@ -1126,6 +1149,7 @@ impl Wiring {
                                     protocol: port.protocol(),
                                     router,
                                     certs: tls,
+                                    proxy_protocol,
                                     local: Some(local),
                                 },
                             );
@@ -1138,6 +1162,7 @@ impl Wiring {
                                     protocol: port.protocol(),
                                     router,
                                     certs: None,
+                                    proxy_protocol: false,
                                     local: None,
                                 },
                             );
@@ -1170,6 +1195,16 @@ impl Wiring {
             self.ports.remove(&port);
             gateway.listeners_mut().remove(port).await;
         }
+        self.streams
+            .apply(
+                gateway,
+                translation,
+                &self.upstreams,
+                &mut self.certs,
+                &mut errors,
+                &mut bind_errors,
+            )
+            .await;
         // The Services' upstream index, for endpoint updates: names come and go.
         for name in &upstreams.gone {
             if let Some(spec) = self.upstreams.spec(name) {
@@ -1328,6 +1363,44 @@ fn backend_names(route: &Route) -> BTreeSet<&str> {
         .iter()
         .flat_map(|r| r.backends.iter().map(|b| b.name.as_str()))
         .collect()
+}
+
+/// Whether `port` reads PROXY protocol headers: when a ClientTrafficPolicy asks for it
+/// on any of its listeners (the header comes before TLS and `Host`, so it is per port).
+/// A port whose listeners disagree, or a request for it with no trusted source in the
+/// settings, is reported in `errors`.
+fn proxy_protocol(port: &PortListeners, gateway: &Gateway, errors: &mut Vec<ConfigError>) -> bool {
+    let asking: Vec<&str> = port
+        .listeners()
+        .iter()
+        .filter(|l| l.proxy_protocol())
+        .map(|l| l.name())
+        .collect();
+    if asking.is_empty() {
+        return false;
+    }
+    let field = format!("listeners[port={}].proxyProtocol", port.port());
+    if asking.len() != port.listeners().len() {
+        errors.push(ConfigError::new(
+            field.clone(),
+            format!(
+                "PROXY protocol is read on the whole port (it comes before TLS and Host): listeners {} ask for it, the others on the port get it too",
+                asking.join(", ")
+            ),
+        ));
+    }
+    if gateway
+        .options()
+        .limits
+        .proxy_protocol_trusted_sources
+        .is_empty()
+    {
+        errors.push(ConfigError::new(
+            field,
+            "no source is trusted to send PROXY protocol headers (settings limits.proxyProtocolTrustedSources): none is read",
+        ));
+    }
+    true
 }
 
 /// A new HTTPS port's certificate store and TLS settings.
