@@ -583,3 +583,60 @@ async fn expiry_is_a_gauge_and_a_warning_in_config() {
     );
     fx.wired.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_enables_proxy_protocol_from_trusted_sources() {
+    use gatekit_tests::wired::{gateway_http, route};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let mut backend = EchoBackend::start("echo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ctp = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: ClientTrafficPolicy\n\
+               metadata: { name: pp, namespace: default }\nspec:\n  targetRefs:\n  \
+               - { group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: http }\n  \
+               proxyProtocol: {}\n";
+    for (name, text) in [
+        ("gw.yaml", gateway_http(port)),
+        ("route.yaml", route("app", "/", "echo")),
+        ("svc.yaml", service("echo", backend.addr)),
+        ("ctp.yaml", ctp.to_owned()),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let mut settings = gatekit_bin::Settings::default();
+    settings.limits.proxy_protocol_trusted_sources = vec!["127.0.0.1/32".parse().unwrap()];
+    let wired = Wired::start_with(&[dir.path().to_path_buf()], settings).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+
+    // With the header: the backend sees the address it names.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\nGET / HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let seen = backend.next_seen().await;
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.7");
+
+    // Without it, from a trusted source: refused (the connection is closed unanswered).
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(backend.hits(), 1);
+    wired.stop().await;
+}
