@@ -640,3 +640,153 @@ async fn a_policy_enables_proxy_protocol_from_trusted_sources() {
     assert_eq!(backend.hits(), 1);
     wired.stop().await;
 }
+
+/// The conditions of Gateway `gw`'s listener `listener` in `/config`, as
+/// (type, status, reason).
+async fn listener_conditions(wired: &Wired, listener: &str) -> Vec<(String, String, String)> {
+    let config = wired.config().await;
+    let gw = config["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "Gateway")
+        .unwrap()
+        .clone();
+    let l = gw["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == listener)
+        .unwrap()
+        .clone();
+    l["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+                c["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_fallback_serves_everyone_and_forwards_only_verified_identities() {
+    let port = free_port();
+    let client_ca = Ca::new();
+    let frontend = "  tls:\n    frontend:\n      default:\n        validation:\n          mode: AllowInsecureFallback\n          caCertificateRefs: [{ group: \"\", kind: ConfigMap, name: clients }]\n";
+    let cm = ca_config_map("clients", &client_ca.pem());
+    let mut fx = Fixture::start(port, &[&gateway(port, frontend), &cm]).await;
+    let addr = fx.addr();
+    let alpn: &[&[u8]] = &[b"http/1.1"];
+    // No certificate, and one from another CA: served, without an identity.
+    let none = fx.ca.client_connector(alpn, &tls13_and_12(), None);
+    assert_eq!(request(&none, addr, &[]).await.status, Some(StatusCode::OK));
+    assert!(
+        fx.backend
+            .next_seen()
+            .await
+            .headers
+            .get("x-forwarded-client-cert")
+            .is_none()
+    );
+    let stranger = Ca::new();
+    let (sc, sk, _) = client_cert(&stranger, "mallory", "m.example", "spiffe://evil/m");
+    let other = fx
+        .ca
+        .client_connector(alpn, &tls13_and_12(), Some((&sc, &sk)));
+    let out = request(&other, addr, &[("x-forwarded-client-cert", "Hash=forged")]).await;
+    assert_eq!(out.status, Some(StatusCode::OK));
+    assert!(
+        fx.backend
+            .next_seen()
+            .await
+            .headers
+            .get("x-forwarded-client-cert")
+            .is_none()
+    );
+    // A verified one: forwarded.
+    let (cc, ck, _) = client_cert(&client_ca, "carol", "carol.example", "spiffe://td/carol");
+    let good = fx
+        .ca
+        .client_connector(alpn, &tls13_and_12(), Some((&cc, &ck)));
+    assert_eq!(request(&good, addr, &[]).await.status, Some(StatusCode::OK));
+    let seen = fx.backend.next_seen().await;
+    assert!(
+        seen.headers["x-forwarded-client-cert"]
+            .to_str()
+            .unwrap()
+            .contains("CN=carol")
+    );
+    // The Gateway says its validation is insecure.
+    let config = fx.wired.config().await;
+    let gw = config["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "Gateway")
+        .unwrap()
+        .clone();
+    let insecure = gw["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "InsecureFrontendValidationMode")
+        .unwrap_or_else(|| panic!("{gw}"))
+        .clone();
+    assert_eq!(insecure["status"], "True");
+    assert_eq!(insecure["reason"], "ConfigurationChanged");
+    fx.wired.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_ca_ref_keeps_the_https_listener_down_and_http_up() {
+    let port = free_port();
+    let http_port = free_port();
+    let frontend = "  tls:\n    frontend:\n      default:\n        validation:\n          caCertificateRefs: [{ group: \"\", kind: ConfigMap, name: does-not-exist }]\n";
+    let gw = gateway(port, frontend).replacen(
+        "  listeners:\n",
+        &format!("  listeners:\n  - {{ name: http, port: {http_port}, protocol: HTTP }}\n"),
+        1,
+    );
+    let fx = Fixture::start(port, &[&gw]).await;
+    let https = listener_conditions(&fx.wired, "https").await;
+    assert!(
+        https.contains(&(
+            "ResolvedRefs".into(),
+            "False".into(),
+            "InvalidCACertificateRef".into()
+        )),
+        "{https:?}"
+    );
+    assert!(
+        https.contains(&(
+            "Accepted".into(),
+            "False".into(),
+            "NoValidCACertificate".into()
+        )),
+        "{https:?}"
+    );
+    assert!(
+        https.iter().any(|c| c.0 == "Programmed" && c.1 == "False"),
+        "{https:?}"
+    );
+    let http = listener_conditions(&fx.wired, "http").await;
+    assert!(
+        http.iter().all(|c| c.0 == "Conflicted" || c.1 == "True"),
+        "{http:?}"
+    );
+    // HTTPS is not served at all (never without the validation asked for); HTTP is.
+    let none = fx
+        .ca
+        .client_connector(&[b"http/1.1"], &tls13_and_12(), None);
+    assert_eq!(request(&none, fx.addr(), &[]).await.status, None);
+    let (status, _) =
+        gatekit_tests::wired::get_raw(SocketAddr::from(([127, 0, 0, 1], http_port)), "/", HOST)
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    fx.wired.stop().await;
+}
