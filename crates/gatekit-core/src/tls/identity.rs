@@ -147,7 +147,7 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let der = cert.der().clone();
-        let id = ClientIdentity::from_chain(&[der.clone()]).unwrap();
+        let id = ClientIdentity::from_chain(std::slice::from_ref(&der)).unwrap();
         assert_eq!(id.subject(), "CN=client one");
         assert_eq!(&*id.dns_names()[0], "client.example");
         assert_eq!(&*id.uris()[0], "spiffe://example/ns/a");

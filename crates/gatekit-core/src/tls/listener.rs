@@ -296,19 +296,17 @@ fn is_tls13(suite: CipherSuite) -> bool {
     )
 }
 
+/// The verifier a handshake runs with, and the strict one to check its certificate
+/// with afterwards (insecure fallback only).
+type Verifiers = (Arc<dyn ClientCertVerifier>, Option<Arc<dyn ClientCertVerifier>>);
+
 /// The rustls client certificate verifier of `client`, and for
 /// [`ClientCertMode::InsecureFallback`] the strict verifier the handshake's certificate
 /// is checked against afterwards (to know whether it is a verified identity).
 fn client_verifier(
     client: &ClientValidation,
     provider: &Arc<CryptoProvider>,
-) -> Result<
-    (
-        Arc<dyn ClientCertVerifier>,
-        Option<Arc<dyn ClientCertVerifier>>,
-    ),
-    TlsError,
-> {
+) -> Result<Verifiers, TlsError> {
     let mut roots = RootCertStore::empty();
     for root in client.roots.iter() {
         roots
