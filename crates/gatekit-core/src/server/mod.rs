@@ -18,7 +18,9 @@
 //! ```
 //!
 //! A [`Server`] is one listening socket; [`Server::serve`] returns a [`ServerHandle`]
-//! that [stops](ServerHandle::stop) it. Listeners share a [`ConnectionLimit`], a
+//! that [stops](ServerHandle::stop) it. [`Server::serve_streams`] serves TLS and TCP
+//! streams ([`crate::stream`]) through the same accept loop, limits and drain instead of
+//! HTTP. Listeners share a [`ConnectionLimit`], a
 //! [`PerClientLimit`] and a [`Drain`] group by being given clones. [`serve_connection_with`] serves one already
 //! accepted connection (any byte stream: a TLS stream, an in-memory duplex) through the
 //! same code; [`serve`] and [`serve_with`] are a listener served until a future

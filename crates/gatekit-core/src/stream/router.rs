@@ -202,12 +202,19 @@ impl Drop for Open {
         if let Some(endpoint) = self.endpoint.take() {
             endpoint.closed(self.error.as_ref());
         }
+        let stats = StreamStats {
+            received: self.activity.received(),
+            sent: self.activity.sent(),
+            duration: self.activity.elapsed(),
+        };
+        tracing::debug!(
+            route = %self.route,
+            received = stats.received,
+            sent = stats.sent,
+            duration = ?stats.duration,
+            "stream connection closed"
+        );
         if let Some(observer) = &self.observer {
-            let stats = StreamStats {
-                received: self.activity.received(),
-                sent: self.activity.sent(),
-                duration: self.activity.elapsed(),
-            };
             observer.closed(&self.route, &stats);
         }
     }

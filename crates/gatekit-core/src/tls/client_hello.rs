@@ -257,10 +257,16 @@ fn parse_sni(data: &[u8]) -> Result<Option<Box<str>>, ClientHelloError> {
             return Err(ClientHelloError::Malformed("two host_name entries"));
         }
         let value = value.strip_suffix(b".").unwrap_or(value);
+        // A DNS name: labels of 1 to 63 letters, digits, '-' or '_', at most 253 in all.
         let valid = !value.is_empty()
-            && value
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            && value.len() <= 253
+            && value.split(|&b| b == b'.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            });
         if !valid {
             return Err(ClientHelloError::Malformed("host_name is not a DNS name"));
         }
@@ -430,15 +436,21 @@ mod tests {
             parse_client_hello(&hello),
             Err(ClientHelloError::Malformed(_))
         ));
-        // An SNI that is not a DNS name.
+        // SNIs that are not DNS names: a space, an empty label (found by the fuzzer).
         let good = rustls_hello(Some("abc.test"), &[]);
         let at = good.windows(8).position(|w| w == b"abc.test").unwrap();
-        let mut bad = good.clone();
-        bad[at] = b' ';
-        assert!(matches!(
-            parse_client_hello(&bad),
-            Err(ClientHelloError::Malformed(_))
-        ));
+        for (i, byte) in [(0, b' '), (4, b'.')] {
+            let mut bad = good.clone();
+            bad[at + i] = byte;
+            assert!(
+                matches!(
+                    parse_client_hello(&bad),
+                    Err(ClientHelloError::Malformed(_))
+                ),
+                "{:?}",
+                String::from_utf8_lossy(&bad[at..at + 8])
+            );
+        }
     }
 
     #[tokio::test]
