@@ -135,7 +135,7 @@ impl ListenerTls {
         self
     }
 
-    /// Restricts the cipher suites to `suites` (see [`cipher_suite`]); `None` (default)
+    /// Restricts the cipher suites to `suites` (see [`cipher_suites`]); `None` (default)
     /// keeps rustls' defaults. TLS 1.3 suites stay as rustls has them unless the list
     /// names one (Envoy likewise configures only TLS 1.2 suites by name).
     #[must_use]
