@@ -139,3 +139,66 @@ fn build(
         strict,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{CertStore, ClientCertMode, ClientValidation, TlsVersion};
+
+    fn settings(pairs: &[(Option<&str>, ListenerTls)]) -> SniMap<ListenerTls> {
+        let mut map = SniMap::new();
+        for (name, tls) in pairs {
+            match name {
+                Some(n) => map.insert(n, tls.clone()).unwrap(),
+                None => map.set_default(tls.clone()),
+            }
+        }
+        map
+    }
+
+    #[test]
+    fn the_server_name_picks_the_settings_and_unchanged_ones_are_kept() {
+        let resolver = Arc::new(CertStore::default());
+        let strict = ListenerTls::default().versions(TlsVersion::Tls13, TlsVersion::Tls13);
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".to_owned()]).unwrap();
+        let mtls = ListenerTls::default().client_validation(Some(ClientValidation::new(
+            vec![ca.cert.der().clone()],
+            ClientCertMode::Required,
+        )));
+        let map = settings(&[
+            (Some("a.test"), strict.clone()),
+            (Some("*.b.test"), mtls.clone()),
+            (None, ListenerTls::default()),
+        ]);
+        let tls = ServerTls::new(resolver, &map).unwrap();
+        let (a, strict_sni) = tls.config_for(Some("a.test"));
+        assert!(strict_sni, "the listeners differ");
+        assert_eq!(a.settings(), &strict);
+        let (b, _) = tls.config_for(Some("x.b.test"));
+        assert!(b.settings().client().is_some());
+        assert!(b.server_config().verifier().offer_client_auth());
+        let (other, _) = tls.config_for(Some("c.test"));
+        assert_eq!(other.settings(), &ListenerTls::default());
+        let (none, _) = tls.config_for(None);
+        assert!(!none.server_config().verifier().offer_client_auth());
+
+        // A reload with the same settings for a.test keeps its config (and its session
+        // cache and ticket key); a changed one is new.
+        let map = settings(&[(Some("a.test"), strict), (None, mtls)]);
+        tls.replace(&map).unwrap();
+        let (a2, _) = tls.config_for(Some("a.test"));
+        assert!(Arc::ptr_eq(a.server_config(), a2.server_config()));
+        let (none2, _) = tls.config_for(None);
+        assert!(none2.server_config().verifier().offer_client_auth());
+    }
+
+    #[test]
+    fn one_settings_value_is_not_strict() {
+        let tls = ServerTls::new(
+            Arc::new(CertStore::default()),
+            &settings(&[(Some("a.test"), ListenerTls::default()), (None, ListenerTls::default())]),
+        )
+        .unwrap();
+        assert!(!tls.config_for(None).1);
+    }
+}
