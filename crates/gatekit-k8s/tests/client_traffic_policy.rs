@@ -50,14 +50,24 @@ fn accepted(t: &Translation, name: &str) -> (String, String, String) {
 #[test]
 fn a_listener_policy_wins_over_the_gateways_and_a_second_one_conflicts() {
     let yaml = gateway()
-        + &policy("whole", "2024-01-01T00:00:00Z", None, "  tls: { minVersion: \"1.3\" }\n")
+        + &policy(
+            "whole",
+            "2024-01-01T00:00:00Z",
+            None,
+            "  tls: { minVersion: \"1.3\" }\n",
+        )
         + &policy(
             "only-b",
             "2024-01-02T00:00:00Z",
             Some("b"),
             "  headers: { xForwardedClientCert: { mode: AppendForward, certDetailsToAdd: [URI] } }\n",
         )
-        + &policy("late", "2024-01-03T00:00:00Z", Some("b"), "  tls: { alpnProtocols: [h2] }\n");
+        + &policy(
+            "late",
+            "2024-01-03T00:00:00Z",
+            Some("b"),
+            "  tls: { alpnProtocols: [h2] }\n",
+        );
     let t = run(&yaml);
     let port = &t.listeners()[0];
     let a = port.listeners().iter().find(|l| l.name() == "a").unwrap();
@@ -67,7 +77,11 @@ fn a_listener_policy_wins_over_the_gateways_and_a_second_one_conflicts() {
         a_tls.forward_client_cert_policy().mode,
         ForwardClientCertMode::SanitizeSet
     );
-    assert_ne!(**a_tls, gatekit_core::tls::ListenerTls::default(), "minVersion 1.3 applied");
+    assert_ne!(
+        **a_tls,
+        gatekit_core::tls::ListenerTls::default(),
+        "minVersion 1.3 applied"
+    );
     let b_tls = b.tls_settings().unwrap();
     assert_eq!(
         b_tls.forward_client_cert_policy().mode,
@@ -78,7 +92,11 @@ fn a_listener_policy_wins_over_the_gateways_and_a_second_one_conflicts() {
     assert_eq!(accepted(&t, "whole").0, "True");
     assert_eq!(accepted(&t, "only-b").0, "True");
     let late = accepted(&t, "late");
-    assert_eq!((late.0.as_str(), late.1.as_str()), ("False", "Conflicted"), "{late:?}");
+    assert_eq!(
+        (late.0.as_str(), late.1.as_str()),
+        ("False", "Conflicted"),
+        "{late:?}"
+    );
     assert!(late.2.contains("infra/only-b"), "{late:?}");
 }
 
@@ -100,8 +118,14 @@ fn refused_values_and_fields_name_themselves() {
     let t = run(&yaml);
     let (status, reason, message) = accepted(&t, "old-tls");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Invalid"));
-    assert!(message.contains("spec.tls.minVersion") && message.contains("rustls"), "{message}");
-    assert!(message.contains("spec.tls.ciphers[0]") && message.contains("AES128-SHA"), "{message}");
+    assert!(
+        message.contains("spec.tls.minVersion") && message.contains("rustls"),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.tls.ciphers[0]") && message.contains("AES128-SHA"),
+        "{message}"
+    );
     let (status, reason, message) = accepted(&t, "timeouts");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Unsupported"));
     assert!(message.contains("timeout"), "{message}");
@@ -109,7 +133,11 @@ fn refused_values_and_fields_name_themselves() {
     let port = &t.listeners()[0];
     assert!(port.listeners().iter().all(|l| l.tls_settings().is_none()));
     assert_eq!(port.listeners().len(), 2);
-    assert!(t.errors().iter().any(|e| e.field() == "spec.tls.ciphers[0]"));
+    assert!(
+        t.errors()
+            .iter()
+            .any(|e| e.field() == "spec.tls.ciphers[0]")
+    );
 }
 
 #[test]
@@ -124,8 +152,15 @@ fn a_refused_policy_asking_for_client_certificates_withholds_its_listener() {
     let t = run(&yaml);
     let (status, reason, message) = accepted(&t, "mtls");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Invalid"));
-    assert!(message.contains("ConfigMap infra/missing not found"), "{message}");
+    assert!(
+        message.contains("ConfigMap infra/missing not found"),
+        "{message}"
+    );
     let port = &t.listeners()[0];
     let names: Vec<&str> = port.listeners().iter().map(|l| l.name()).collect();
-    assert_eq!(names, ["b"], "listener a is not served without its client validation");
+    assert_eq!(
+        names,
+        ["b"],
+        "listener a is not served without its client validation"
+    );
 }

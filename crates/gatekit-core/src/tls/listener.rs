@@ -298,7 +298,10 @@ fn is_tls13(suite: CipherSuite) -> bool {
 
 /// The verifier a handshake runs with, and the strict one to check its certificate
 /// with afterwards (insecure fallback only).
-type Verifiers = (Arc<dyn ClientCertVerifier>, Option<Arc<dyn ClientCertVerifier>>);
+type Verifiers = (
+    Arc<dyn ClientCertVerifier>,
+    Option<Arc<dyn ClientCertVerifier>>,
+);
 
 /// The rustls client certificate verifier of `client`, and for
 /// [`ClientCertMode::InsecureFallback`] the strict verifier the handshake's certificate

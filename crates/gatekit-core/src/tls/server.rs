@@ -176,11 +176,10 @@ mod tests {
         assert_eq!(a.settings(), &strict);
         let (b, _) = tls.config_for(Some("x.b.test"));
         assert!(b.settings().client().is_some());
-        assert!(b.server_config().verifier().offer_client_auth());
         let (other, _) = tls.config_for(Some("c.test"));
         assert_eq!(other.settings(), &ListenerTls::default());
         let (none, _) = tls.config_for(None);
-        assert!(!none.server_config().verifier().offer_client_auth());
+        assert!(none.settings().client().is_none());
 
         // A reload with the same settings for a.test keeps its config (and its session
         // cache and ticket key); a changed one is new.
@@ -189,14 +188,18 @@ mod tests {
         let (a2, _) = tls.config_for(Some("a.test"));
         assert!(Arc::ptr_eq(a.server_config(), a2.server_config()));
         let (none2, _) = tls.config_for(None);
-        assert!(none2.server_config().verifier().offer_client_auth());
+        assert!(none2.settings().client().is_some());
+        assert!(!Arc::ptr_eq(none.server_config(), none2.server_config()));
     }
 
     #[test]
     fn one_settings_value_is_not_strict() {
         let tls = ServerTls::new(
             Arc::new(CertStore::default()),
-            &settings(&[(Some("a.test"), ListenerTls::default()), (None, ListenerTls::default())]),
+            &settings(&[
+                (Some("a.test"), ListenerTls::default()),
+                (None, ListenerTls::default()),
+            ]),
         )
         .unwrap();
         assert!(!tls.config_for(None).1);
