@@ -790,3 +790,112 @@ async fn an_unusable_ca_ref_keeps_the_https_listener_down_and_http_up() {
     assert_eq!(status, StatusCode::OK);
     fx.wired.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_on_one_port_keep_their_own_validation() {
+    let port = free_port();
+    let client_ca = Ca::new();
+    let ca = Ca::new();
+    let (a_cert, a_key, _) = ca.leaf("a.test");
+    let (b_cert, b_key, _) = ca.leaf("b.test");
+    let backend = EchoBackend::start("echo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: gw, namespace: default }}
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - {{ name: a, port: {port}, protocol: HTTPS, hostname: a.test, tls: {{ certificateRefs: [{{ name: a }}] }} }}
+  - {{ name: b, port: {port}, protocol: HTTPS, hostname: b.test, tls: {{ certificateRefs: [{{ name: b }}] }} }}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: app, namespace: default }}
+spec:
+  parentRefs: [{{ name: gw }}]
+  rules:
+  - backendRefs: [{{ name: echo, port: 80 }}]
+"#
+    );
+    let ctp = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: ClientTrafficPolicy\n\
+               metadata: { name: mtls, namespace: default }\nspec:\n  targetRefs:\n  \
+               - { group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: a }\n  \
+               tls:\n    clientValidation:\n      caCertificateRefs: [{ group: \"\", kind: ConfigMap, name: clients }]\n";
+    for (name, text) in [
+        ("gw.yaml", gw),
+        ("a.yaml", secret("a", &a_cert, &a_key)),
+        ("b.yaml", secret("b", &b_cert, &b_key)),
+        ("svc.yaml", service("echo", backend.addr)),
+        ("cm.yaml", ca_config_map("clients", &client_ca.pem())),
+        ("ctp.yaml", ctp.to_owned()),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let wired = Wired::start(&[dir.path().to_path_buf()]).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let alpn: &[&[u8]] = &[b"http/1.1"];
+    let anonymous = ca.client_connector(alpn, &tls13_and_12(), None);
+    let (cc, ck, _) = client_cert(&client_ca, "dave", "dave.example", "spiffe://td/dave");
+    let with_cert = ca.client_connector(alpn, &tls13_and_12(), Some((&cc, &ck)));
+
+    /// A GET with `Host: host` over a handshake for `sni` (`None`: no SNI).
+    async fn get(
+        connector: &tokio_rustls::TlsConnector,
+        addr: SocketAddr,
+        sni: &str,
+        send_sni: bool,
+        host: &str,
+    ) -> Option<StatusCode> {
+        let connector = if send_sni {
+            connector.clone()
+        } else {
+            // The same client without SNI (rustls then sends none; the name still
+            // verifies the server's certificate).
+            let mut config = (**connector.config()).clone();
+            config.enable_sni = false;
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        };
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let tls = connector
+            .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp)
+            .await
+            .ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let req = http::Request::get("/")
+            .header("host", host)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        Some(sender.send_request(req).await.ok()?.status())
+    }
+
+    // b needs no certificate; a needs one.
+    assert_eq!(
+        get(&anonymous, addr, "b.test", true, "b.test").await,
+        Some(StatusCode::OK)
+    );
+    assert_eq!(get(&anonymous, addr, "a.test", true, "a.test").await, None);
+    assert_eq!(
+        get(&with_cert, addr, "a.test", true, "a.test").await,
+        Some(StatusCode::OK)
+    );
+    // b's handshake cannot reach a's routes, with or without SNI.
+    assert_eq!(
+        get(&anonymous, addr, "b.test", true, "a.test").await,
+        Some(StatusCode::MISDIRECTED_REQUEST)
+    );
+    // Without SNI the handshake gets the default listener's settings (a's: the first,
+    // none lacks a hostname): an anonymous client is refused there, and even a client
+    // with a certificate reaches no listener's routes (none is the SNI-less one).
+    assert_eq!(get(&anonymous, addr, "a.test", false, "b.test").await, None);
+    assert_eq!(
+        get(&with_cert, addr, "a.test", false, "a.test").await,
+        Some(StatusCode::MISDIRECTED_REQUEST)
+    );
+    assert_eq!(backend.hits(), 2);
+    wired.stop().await;
+}
