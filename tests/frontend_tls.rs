@@ -585,7 +585,7 @@ async fn expiry_is_a_gauge_and_a_warning_in_config() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_policy_enables_proxy_protocol_from_trusted_sources() {
+async fn a_policy_enables_proxy_protocol_from_trusted_sources_and_sets_xfcc_on_cleartext() {
     use gatekit_tests::wired::{gateway_http, route};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = free_port();
@@ -594,7 +594,7 @@ async fn a_policy_enables_proxy_protocol_from_trusted_sources() {
     let ctp = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: ClientTrafficPolicy\n\
                metadata: { name: pp, namespace: default }\nspec:\n  targetRefs:\n  \
                - { group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: http }\n  \
-               proxyProtocol: {}\n";
+               proxyProtocol: {}\n  headers: { xForwardedClientCert: { mode: AlwaysForwardOnly } }\n";
     for (name, text) in [
         ("gw.yaml", gateway_http(port)),
         ("route.yaml", route("app", "/", "echo")),
@@ -611,7 +611,7 @@ async fn a_policy_enables_proxy_protocol_from_trusted_sources() {
     // With the header: the backend sees the address it names.
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(
-        b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\nGET / HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n",
+        b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\nGET / HTTP/1.1\r\nhost: a.test\r\nx-forwarded-client-cert: Hash=from-front\r\nconnection: close\r\n\r\n",
     )
     .await
     .unwrap();
@@ -624,6 +624,8 @@ async fn a_policy_enables_proxy_protocol_from_trusted_sources() {
     );
     let seen = backend.next_seen().await;
     assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.7");
+    // AlwaysForwardOnly on this cleartext listener: the front proxy's header passes.
+    assert_eq!(seen.headers["x-forwarded-client-cert"], "Hash=from-front");
 
     // Without it, from a trusted source: refused (the connection is closed unanswered).
     let mut tcp = TcpStream::connect(addr).await.unwrap();

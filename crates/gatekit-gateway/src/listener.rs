@@ -96,6 +96,31 @@ impl Default for ListenerSettings {
     }
 }
 
+/// What one port's connections get besides its transport (see [`Listeners::add_with`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PortOptions {
+    /// Read a PROXY protocol header first, from the settings' trusted sources.
+    pub proxy_protocol: bool,
+    /// What happens to `x-forwarded-client-cert` on connections without TLS (on TLS
+    /// ones the handshake's listener settings decide).
+    pub forward_client_cert: gatekit_core::proxy::ForwardClientCertMode,
+}
+
+impl PortOptions {
+    /// Options reading PROXY protocol headers when `proxy_protocol`, handling
+    /// `x-forwarded-client-cert` on cleartext connections as `forward_client_cert` says.
+    pub fn new(
+        proxy_protocol: bool,
+        forward_client_cert: gatekit_core::proxy::ForwardClientCertMode,
+    ) -> Self {
+        Self {
+            proxy_protocol,
+            forward_client_cert,
+        }
+    }
+}
+
 /// Plain HTTP or TLS-terminated HTTPS.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -180,11 +205,13 @@ impl Listeners {
         B: http_body::Body<Data = Bytes> + Default + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        self.add_with(port, transport, false, service).await
+        self.add_with(port, transport, PortOptions::default(), service)
+            .await
     }
 
-    /// [`add`](Self::add), reading a PROXY protocol header first when `proxy_protocol`
-    /// (from the settings' trusted sources only; required from them).
+    /// [`add`](Self::add) with per-port `options`: a PROXY protocol header read first
+    /// (from the settings' trusted sources only; required from them), what happens to
+    /// `x-forwarded-client-cert` on connections without TLS.
     ///
     /// # Errors
     ///
@@ -193,7 +220,7 @@ impl Listeners {
         &mut self,
         port: u16,
         transport: Transport,
-        proxy_protocol: bool,
+        options: PortOptions,
         service: S,
     ) -> Result<SocketAddr, ListenError>
     where
@@ -222,7 +249,7 @@ impl Listeners {
                     .with_handshake_timeout(self.settings.tls_handshake_timeout),
             ),
         };
-        let (mut server, drain) = self.bind(port, proxy_protocol).await?;
+        let (mut server, drain) = self.bind(port, options).await?;
         if let Some(tls) = tls {
             server = server.tls(tls);
         }
@@ -249,7 +276,7 @@ impl Listeners {
         if port != 0 && self.bound.contains_key(&port) {
             return Err(ListenError::PortInUse(port));
         }
-        let (server, drain) = self.bind(port, false).await?;
+        let (server, drain) = self.bind(port, PortOptions::default()).await?;
         let handle = server.serve_streams(router);
         let local = handle.local_addr();
         tracing::info!(%local, "listening for streams");
@@ -296,11 +323,11 @@ impl Listeners {
     }
 
     /// A TCP server bound on `port` with the limits, metrics and a drain group of its own,
-    /// reading PROXY protocol headers from the trusted sources when `proxy_protocol`.
+    /// with the per-port `options`.
     async fn bind(
         &mut self,
         port: u16,
-        proxy_protocol: bool,
+        options: PortOptions,
     ) -> Result<(Server, Drain), ListenError> {
         let addr = SocketAddr::new(self.settings.bind, port);
         let server = Server::bind(addr)
@@ -312,15 +339,15 @@ impl Listeners {
             metrics: self.metrics.clone(),
         };
         let drain = Drain::new();
-        let config = if proxy_protocol {
-            self.config
-                .clone()
-                .proxy_protocol(Some(gatekit_core::server::ProxyProtocol::new(
+        let config = self
+            .config
+            .clone()
+            .proxy_protocol(options.proxy_protocol.then(|| {
+                gatekit_core::server::ProxyProtocol::new(
                     self.settings.proxy_protocol_trusted_sources.iter().copied(),
-                )))
-        } else {
-            self.config.clone()
-        };
+                )
+            }))
+            .forward_client_cert(options.forward_client_cert);
         let mut server = server
             .config(config)
             .limit(self.limit.clone())

@@ -530,8 +530,8 @@ struct Port {
     protocol: Protocol,
     router: Router,
     certs: Option<(Arc<CertStore>, Arc<ServerTls>)>,
-    /// Whether PROXY protocol headers are read (a ClientTrafficPolicy asks for it).
-    proxy_protocol: bool,
+    /// PROXY protocol, `x-forwarded-client-cert` on cleartext (ClientTrafficPolicies).
+    options: crate::PortOptions,
     /// The bound address (`None` in an [embedded](Gateway::embedded) gateway).
     local: Option<SocketAddr>,
 }
@@ -725,7 +725,7 @@ impl Wiring {
                         protocol: Protocol::Http,
                         router: router.clone(),
                         certs: None,
-                        proxy_protocol: false,
+                        options: crate::PortOptions::default(),
                         local: None,
                     },
                 );
@@ -1055,7 +1055,10 @@ impl Wiring {
             };
             let tls =
                 (port.protocol() == Protocol::Https).then(|| self.certs.port(port, &mut errors));
-            let proxy_protocol = proxy_protocol(port, gateway, &mut errors);
+            let options = crate::PortOptions::new(
+                proxy_protocol(port, gateway, &mut errors),
+                cleartext_forward_client_cert(port, &mut errors),
+            );
             match self.ports.get(&port.port()) {
                 Some(served) if gateway.is_embedded() => {
                     if let Some(table) = changed {
@@ -1068,14 +1071,14 @@ impl Wiring {
                         protocol: port.protocol(),
                         router,
                         certs: None,
-                        proxy_protocol: false,
+                        options: crate::PortOptions::default(),
                         local: None,
                     };
                     self.ports.insert(port.port(), served);
                 }
                 Some(served)
                     if served.protocol == port.protocol()
-                        && served.proxy_protocol == proxy_protocol
+                        && served.options == options
                         && served.local.is_some() =>
                 {
                     if let Some(table) = changed {
@@ -1116,7 +1119,7 @@ impl Wiring {
                                     protocol: port.protocol(),
                                     router,
                                     certs: None,
-                                    proxy_protocol: false,
+                                    options: crate::PortOptions::default(),
                                     local: None,
                                 },
                             );
@@ -1139,7 +1142,7 @@ impl Wiring {
                     let service = self.port_service(router.clone());
                     match gateway
                         .listeners_mut()
-                        .add_with(port.port(), transport, proxy_protocol, service)
+                        .add_with(port.port(), transport, options, service)
                         .await
                     {
                         Ok(local) => {
@@ -1149,7 +1152,7 @@ impl Wiring {
                                     protocol: port.protocol(),
                                     router,
                                     certs: tls,
-                                    proxy_protocol,
+                                    options,
                                     local: Some(local),
                                 },
                             );
@@ -1162,7 +1165,7 @@ impl Wiring {
                                     protocol: port.protocol(),
                                     router,
                                     certs: None,
-                                    proxy_protocol: false,
+                                    options: crate::PortOptions::default(),
                                     local: None,
                                 },
                             );
@@ -1401,6 +1404,49 @@ fn proxy_protocol(port: &PortListeners, gateway: &Gateway, errors: &mut Vec<Conf
         ));
     }
     true
+}
+
+/// What an HTTP port does with `x-forwarded-client-cert` (no certificate is ever
+/// verified there, so only `AlwaysForwardOnly` keeps what the client sent): the mode
+/// its listeners' ClientTrafficPolicies agree on, else the default (removed), with a
+/// problem in `errors`. HTTPS ports: the default (each handshake's settings decide).
+fn cleartext_forward_client_cert(
+    port: &PortListeners,
+    errors: &mut Vec<ConfigError>,
+) -> gatekit_core::proxy::ForwardClientCertMode {
+    use gatekit_core::proxy::ForwardClientCertMode;
+    if port.protocol() != Protocol::Http {
+        return ForwardClientCertMode::default();
+    }
+    let modes: BTreeSet<String> = port
+        .listeners()
+        .iter()
+        .map(|l| {
+            format!(
+                "{:?}",
+                l.tls_settings()
+                    .map(|s| s.forward_client_cert_policy().mode)
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let first = port
+        .listeners()
+        .first()
+        .and_then(|l| l.tls_settings())
+        .map(|s| s.forward_client_cert_policy().mode)
+        .unwrap_or_default();
+    if modes.len() > 1 {
+        errors.push(ConfigError::new(
+            format!("listeners[port={}].headers.xForwardedClientCert", port.port()),
+            format!(
+                "the listeners of this HTTP port ask for different modes ({}); the header is removed",
+                modes.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+        return ForwardClientCertMode::default();
+    }
+    first
 }
 
 /// A new HTTPS port's certificate store and TLS settings.
