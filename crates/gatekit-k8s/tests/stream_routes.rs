@@ -99,8 +99,12 @@ fn backends(r: &StreamRoute) -> Vec<(&str, u32)> {
         .collect()
 }
 
-const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
-const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIEfake\n-----END PRIVATE KEY-----\n";
+/// A real self-signed pair (translation checks that the key is the certificate's and
+/// that it is valid now): certificate PEM, key PEM.
+static PAIR: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+    let c = rcgen::generate_simple_self_signed(vec!["example.com".to_owned()]).unwrap();
+    (c.cert.pem(), c.signing_key.serialize_pem())
+});
 
 fn secret(name: &str) -> String {
     format!(
@@ -114,8 +118,8 @@ stringData:
   tls.crt: "{}"
   tls.key: "{}"
 "#,
-        PEM_CERT.replace('\n', "\\n"),
-        PEM_KEY.replace('\n', "\\n")
+        PAIR.0.replace('\n', "\\n"),
+        PAIR.1.replace('\n', "\\n")
     )
 }
 
