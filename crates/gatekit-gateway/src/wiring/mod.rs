@@ -1255,7 +1255,7 @@ impl Wiring {
         }
         tracing::info!(
             generation = self.generation,
-            ports = self.ports.len(),
+            ports = self.ports.len() + self.streams.bound().count(),
             upstreams = translation.upstreams().len(),
             problems = errors.len(),
             "configuration served"
