@@ -307,6 +307,20 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Equal when built from the same inputs (see [Identity](TlsSettings#identity)).
+impl PartialEq for TlsSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.server_name == other.server_name
+            && match (&self.identity, &other.identity) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                (None, None) => Arc::ptr_eq(&self.config, &other.config),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for TlsSettings {}
+
 impl fmt::Debug for TlsSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsSettings")

@@ -58,6 +58,11 @@ pub(crate) struct Wanted {
     pub(crate) service: String,
     pub(crate) port: u16,
     pub(crate) grpc: bool,
+    /// A BackendTLSPolicy covers the port: the upstream speaks TLS.
+    pub(crate) tls: bool,
+    /// The Secret (namespace, name) of the client certificate presented over that TLS
+    /// (set per Gateway when the route is attached; see `backend_tls.rs`).
+    pub(crate) client: Option<(String, String)>,
 }
 
 /// What a backendRef-shaped reference says, defaults not yet applied.
@@ -97,6 +102,8 @@ pub(crate) struct Context<'a> {
     pub(crate) x_policies: HashMap<(String, String), super::session::ServiceSettings>,
     /// Names of rate limits from `Global` BackendTrafficPolicies.
     pub(crate) global_rate_limits: std::collections::BTreeSet<String>,
+    /// BackendTLSPolicies and Gateway client certificates (see `backend_tls.rs`).
+    pub(crate) tls: super::backend_tls::TlsMaps,
     global_namespaces: &'a [String],
     pub(crate) errors: Vec<ConfigError>,
 }
@@ -111,6 +118,7 @@ pub(crate) struct PolicyMaps {
     btp: HashMap<super::policy::TargetKey, (String, crate::types::btp::BtpValues)>,
     btp_upstreams: HashMap<(String, String), super::policy::ClaimedUpstream>,
     x_policies: HashMap<(String, String), super::session::ServiceSettings>,
+    tls: super::backend_tls::TlsMaps,
 }
 
 pub(crate) fn ns_of(meta: &crate::types::ObjectMeta) -> &str {
@@ -167,6 +175,7 @@ impl<'a> Context<'a> {
             btp: HashMap::new(),
             btp_upstreams: HashMap::new(),
             global_rate_limits: std::collections::BTreeSet::new(),
+            tls: super::backend_tls::TlsMaps::default(),
             errors: Vec::new(),
         };
         for n in &resources.namespaces {
@@ -191,6 +200,7 @@ impl<'a> Context<'a> {
             btp: std::mem::take(&mut self.btp),
             btp_upstreams: std::mem::take(&mut self.btp_upstreams),
             x_policies: std::mem::take(&mut self.x_policies),
+            tls: self.take_tls_maps(),
         }
     }
 
@@ -203,6 +213,7 @@ impl<'a> Context<'a> {
         self.btp = maps.btp;
         self.btp_upstreams = maps.btp_upstreams;
         self.x_policies = maps.x_policies;
+        self.restore_tls_maps(maps.tls);
     }
 
     /// The Service `ns/name`, if it exists.
@@ -342,11 +353,36 @@ impl<'a> Context<'a> {
                 message: format!("Service {ns}/{} port {port} is {protocol}, not TCP", r.name),
             });
         }
-        if let Err(value) = app_protocol(sp.app_protocol.as_deref(), grpc) {
+        let tls = match self.backend_tls(ns, r.name, sp) {
+            Some(Err(why)) => {
+                return Err(Unresolved {
+                    reason: super::backend_tls::INVALID_BACKEND_TLS_POLICY,
+                    message: format!(
+                        "Service {ns}/{} port {port} is covered by a BackendTLSPolicy that cannot be used ({why}); its traffic is refused, never sent in cleartext",
+                        r.name
+                    ),
+                });
+            }
+            Some(Ok(_)) => true,
+            None => false,
+        };
+        if tls {
+            if let Err(value) =
+                super::backend_tls::tls_app_protocol(sp.app_protocol.as_deref(), grpc)
+            {
+                return Err(Unresolved {
+                    reason: reason::UNSUPPORTED_PROTOCOL,
+                    message: format!(
+                        "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak over TLS (served with a BackendTLSPolicy: none, http, https, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws, kubernetes.io/wss)",
+                        r.name
+                    ),
+                });
+            }
+        } else if let Err(value) = app_protocol(sp.app_protocol.as_deref(), grpc) {
             return Err(Unresolved {
                 reason: reason::UNSUPPORTED_PROTOCOL,
                 message: format!(
-                    "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws); a backend that asks for TLS is refused rather than sent cleartext",
+                    "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws; https and kubernetes.io/wss with a BackendTLSPolicy); a backend that asks for TLS is refused rather than sent cleartext",
                     r.name
                 ),
             });
@@ -356,25 +392,40 @@ impl<'a> Context<'a> {
             service: r.name.to_owned(),
             port: u16::try_from(sp.port).unwrap_or(0),
             grpc,
+            tls,
+            client: None,
         })
     }
 
     /// The upstream for Service port `namespace/service:port` from `slices` (the
     /// Service's EndpointSlices, in resource order), spoken to with h2c when `grpc`
-    /// (a GRPCRoute uses it) and the port declares no `appProtocol`, and the problems
-    /// its endpoints have. `None` when the Service or port is gone or its protocol is
-    /// refused (`resolve` refused such references already).
+    /// (a GRPCRoute uses it) and the port declares no `appProtocol`, over TLS when a
+    /// BackendTLSPolicy covers it (presenting the client certificate of Secret
+    /// `client`), and the problems its endpoints have. `None` when the Service or port
+    /// is gone or its protocol or policy is refused (`resolve` refused such references
+    /// already).
     pub(crate) fn upstream(
         &self,
         namespace: &str,
         service_name: &str,
         port: u16,
         grpc: bool,
+        client: Option<&(String, String)>,
         slices: &[&EndpointSlice],
     ) -> Option<(UpstreamSpec, Vec<ConfigError>)> {
         let service = self.service(namespace, service_name)?;
         let sp = service_port(service, i32::from(port))?;
-        let app_protocol = app_protocol(sp.app_protocol.as_deref(), grpc).ok()?;
+        let (app_protocol, tls) = match self.backend_tls(namespace, service_name, sp) {
+            Some(Err(_)) => return None,
+            Some(Ok(policy)) => (
+                super::backend_tls::tls_app_protocol(sp.app_protocol.as_deref(), grpc).ok()?,
+                Some(super::backend_tls::with_client(
+                    policy,
+                    client.and_then(|c| self.client_certificate(c)),
+                )),
+            ),
+            None => (app_protocol(sp.app_protocol.as_deref(), grpc).ok()?, None),
+        };
         let mut errors = Vec::new();
         let endpoints = port_endpoints(sp, slices.iter().copied(), &mut errors);
         // The Service's BackendPolicy, with what it leaves unset taken from
@@ -390,6 +441,7 @@ impl<'a> Context<'a> {
             endpoints,
             app_protocol,
             policy,
+            tls,
         };
         Some((spec, errors))
     }

@@ -667,7 +667,7 @@ impl BtpTarget {
 }
 
 /// A Gateway (listener with `section`) as a policy ancestor, as Envoy Gateway writes it.
-fn gateway_ancestor(ns: &str, name: &str, section: Option<&str>) -> AncestorRef {
+pub(crate) fn gateway_ancestor(ns: &str, name: &str, section: Option<&str>) -> AncestorRef {
     AncestorRef {
         group: GATEWAY_GROUP,
         kind: "Gateway".to_owned(),
