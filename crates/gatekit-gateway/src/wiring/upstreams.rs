@@ -102,6 +102,8 @@ pub(crate) struct UpstreamView {
     active_health_check: bool,
     timeouts: (Option<Duration>, Option<Duration>),
     outlier_detection: bool,
+    /// TLS to the endpoints (BackendTLSPolicy), as `/config` shows it.
+    tls: serde_json::Value,
 }
 
 /// The registry's upstreams as `/config` shows them, by name: kept up to date by the
@@ -144,6 +146,7 @@ pub(crate) fn dump(views: &SharedViews) -> serde_json::Value {
                 "connectTimeout": view.timeouts.0.map(millis),
                 "idleTimeout": view.timeouts.1.map(millis),
                 "outlierDetection": view.outlier_detection,
+                "tls": view.tls,
                 "endpoints": endpoints,
             }),
         );
@@ -459,6 +462,18 @@ fn view_of(entry: &Entry) -> UpstreamView {
         active_health_check: entry.checker.is_some(),
         timeouts: entry.timeouts,
         outlier_detection: entry.outlier.is_some(),
+        tls: entry.spec.tls().map_or(serde_json::Value::Null, |tls| {
+            serde_json::json!({
+                "policy": tls.policy().to_string(),
+                "serverName": tls.hostname(),
+                "subjectAltNames": tls
+                    .subject_alt_names()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+                "clientCertificate": tls.client_certificate().map(|c| c.secret().to_string()),
+            })
+        }),
     }
 }
 
