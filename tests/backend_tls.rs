@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatekit_tests::TestClient;
-use gatekit_tests::wired::{Ca, Wired, eventually, free_port, gateway_http};
+use gatekit_tests::wired::{Wired, eventually, free_port, gateway_http};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -24,6 +24,59 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+
+/// A test CA issuing leaves with chosen subject alternative names (DNS, URI), whose
+/// certificate is also needed as PEM (for a ConfigMap's `ca.crt`).
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    der: CertificateDer<'static>,
+    pem: String,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (der, pem) = (cert.der().clone(), cert.pem());
+        Self {
+            params,
+            key,
+            der,
+            pem,
+        }
+    }
+
+    fn der(&self) -> &CertificateDer<'static> {
+        &self.der
+    }
+
+    fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A leaf for DNS names `names`: (cert PEM, key PEM).
+    fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        self.leaf_with_sans(
+            names
+                .iter()
+                .map(|n| rcgen::SanType::DnsName((*n).try_into().unwrap()))
+                .collect(),
+        )
+    }
+
+    /// A leaf whose subject alternative names are exactly `sans`: (cert PEM, key PEM).
+    fn leaf_with_sans(&self, sans: Vec<rcgen::SanType>) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = sans;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
 
 /// What a TLS backend saw of one request.
 #[derive(Clone, Debug)]
@@ -72,9 +125,10 @@ mod parking_lot_free {
 
 impl TlsBackend {
     async fn start(cert_pem: &str, key_pem: &str, client_ca: Option<&Ca>) -> Self {
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -84,10 +138,12 @@ impl TlsBackend {
             Some(ca) => {
                 let mut roots = rustls::RootCertStore::empty();
                 roots.add(ca.der().clone()).unwrap();
-                let verifier =
-                    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                        .build()
-                        .unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
@@ -126,7 +182,9 @@ impl TlsBackend {
                             version: req.version(),
                         });
                         async move {
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"tls ok"))))
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                                b"tls ok",
+                            ))))
                         }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -225,21 +283,33 @@ async fn get(port: u16, path: &str) -> gatekit_tests::Reply {
 #[tokio::test]
 async fn the_policy_ca_and_hostname_reencrypt_to_the_backend() {
     let ca = Ca::new();
-    let (cert, key, _) = ca.leaf_pem(&["backend.example"]);
+    let (cert, key) = ca.leaf_pem(&["backend.example"]);
     let backend = TlsBackend::start(&cert, &key, None).await;
     let port = free_port();
     let (_dir, dirs) = dir_with(&[
         ("gateway.yaml", gateway_http(port)),
-        ("svc.yaml", tls_service("secure", Some("https"), backend.addr, "gw")),
+        (
+            "svc.yaml",
+            tls_service("secure", Some("https"), backend.addr, "gw"),
+        ),
         ("ca.yaml", ca_config_map("ca", ca.pem())),
         (
             "policy.yaml",
-            policy("secure", "secure", &format!("{}    hostname: backend.example\n", ca_ref("ca"))),
+            policy(
+                "secure",
+                "secure",
+                &format!("{}    hostname: backend.example\n", ca_ref("ca")),
+            ),
         ),
     ]);
     let wired = Wired::start(&dirs).await;
     let rsp = get(port, "/secure/a").await;
-    assert_eq!(rsp.status, StatusCode::OK, "{:?}", rsp.header("x-gatekit-error"));
+    assert_eq!(
+        rsp.status,
+        StatusCode::OK,
+        "{:?}",
+        rsp.header("x-gatekit-error")
+    );
     assert_eq!(&rsp.body[..], b"tls ok");
     let seen = backend.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -257,9 +327,13 @@ async fn the_policy_ca_and_hostname_reencrypt_to_the_backend() {
 #[tokio::test]
 async fn subject_alt_names_of_dns_and_uri_type_verify_and_mismatches_answer_502() {
     let ca = Ca::new();
-    let (cert, key, _) = ca.leaf_with_sans(vec![
+    let (cert, key) = ca.leaf_with_sans(vec![
         rcgen::SanType::DnsName("other.example".try_into().unwrap()),
-        rcgen::SanType::URI("spiffe://cluster.local/ns/default/sa/backend".try_into().unwrap()),
+        rcgen::SanType::URI(
+            "spiffe://cluster.local/ns/default/sa/backend"
+                .try_into()
+                .unwrap(),
+        ),
     ]);
     let backend = TlsBackend::start(&cert, &key, None).await;
     let port = free_port();
@@ -275,7 +349,11 @@ async fn subject_alt_names_of_dns_and_uri_type_verify_and_mismatches_answer_502(
             "[{ type: Hostname, hostname: nope.example }, { type: URI, uri: \"spiffe://cluster.local/ns/default/sa/backend\" }]",
             true,
         ),
-        ("dnsbad", "[{ type: Hostname, hostname: wrong.example }]", false),
+        (
+            "dnsbad",
+            "[{ type: Hostname, hostname: wrong.example }]",
+            false,
+        ),
         (
             "uribad",
             "[{ type: URI, uri: \"spiffe://cluster.local/ns/default/sa/other\" }]",
@@ -287,7 +365,10 @@ async fn subject_alt_names_of_dns_and_uri_type_verify_and_mismatches_answer_502(
         ("ca.yaml".to_owned(), ca_config_map("ca", ca.pem())),
     ];
     for (name, sans, _) in cases {
-        files.push((format!("{name}.yaml"), tls_service(name, None, backend.addr, "gw")));
+        files.push((
+            format!("{name}.yaml"),
+            tls_service(name, None, backend.addr, "gw"),
+        ));
         // The hostname is the SNI only: the certificate does not carry it.
         files.push((
             format!("{name}-policy.yaml"),
@@ -307,34 +388,52 @@ async fn subject_alt_names_of_dns_and_uri_type_verify_and_mismatches_answer_502(
     for (name, _, ok) in cases {
         let rsp = get(port, &format!("/{name}/x")).await;
         if ok {
-            assert_eq!(rsp.status, StatusCode::OK, "{name}: {:?}", rsp.header("x-gatekit-error"));
+            assert_eq!(
+                rsp.status,
+                StatusCode::OK,
+                "{name}: {:?}",
+                rsp.header("x-gatekit-error")
+            );
         } else {
             assert_eq!(rsp.status, StatusCode::BAD_GATEWAY, "{name}");
-            assert_eq!(rsp.header("x-gatekit-error"), Some("upstream-tls"), "{name}");
+            assert_eq!(
+                rsp.header("x-gatekit-error"),
+                Some("upstream-tls"),
+                "{name}"
+            );
         }
     }
     let seen = backend.seen();
     let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
     assert_eq!(paths, ["/dns/x", "/uri/x", "/multi/x"]);
-    assert!(seen.iter().all(|s| s.sni.as_deref() == Some("abc.example")), "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s.sni.as_deref() == Some("abc.example")),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]
 async fn another_ca_or_another_hostname_fails_verification_with_502_upstream_tls() {
     let ca = Ca::new();
     let rogue = Ca::new();
-    let (cert, key, _) = ca.leaf_pem(&["backend.example"]);
+    let (cert, key) = ca.leaf_pem(&["backend.example"]);
     let good = TlsBackend::start(&cert, &key, None).await;
-    let (rogue_cert, rogue_key, _) = rogue.leaf_pem(&["backend.example"]);
+    let (rogue_cert, rogue_key) = rogue.leaf_pem(&["backend.example"]);
     let impostor = TlsBackend::start(&rogue_cert, &rogue_key, None).await;
     let port = free_port();
     let valid = format!("{}    hostname: backend.example\n", ca_ref("ca"));
     let (_dir, dirs) = dir_with(&[
         ("gateway.yaml", gateway_http(port)),
         ("ca.yaml", ca_config_map("ca", ca.pem())),
-        ("rogue.yaml", tls_service("rogue", Some("https"), impostor.addr, "gw")),
+        (
+            "rogue.yaml",
+            tls_service("rogue", Some("https"), impostor.addr, "gw"),
+        ),
         ("rogue-policy.yaml", policy("rogue", "rogue", &valid)),
-        ("misnamed.yaml", tls_service("misnamed", None, good.addr, "gw")),
+        (
+            "misnamed.yaml",
+            tls_service("misnamed", None, good.addr, "gw"),
+        ),
         (
             "misnamed-policy.yaml",
             policy(
@@ -348,7 +447,11 @@ async fn another_ca_or_another_hostname_fails_verification_with_502_upstream_tls
     for path in ["/rogue/x", "/misnamed/x"] {
         let rsp = get(port, path).await;
         assert_eq!(rsp.status, StatusCode::BAD_GATEWAY, "{path}");
-        assert_eq!(rsp.header("x-gatekit-error"), Some("upstream-tls"), "{path}");
+        assert_eq!(
+            rsp.header("x-gatekit-error"),
+            Some("upstream-tls"),
+            "{path}"
+        );
     }
     // No request reached either backend: the handshakes failed on gatekit's side.
     assert!(good.seen().is_empty());
@@ -358,7 +461,7 @@ async fn another_ca_or_another_hostname_fails_verification_with_502_upstream_tls
 #[tokio::test]
 async fn well_known_system_roots_are_accepted_and_do_not_trust_a_test_ca() {
     let ca = Ca::new();
-    let (cert, key, _) = ca.leaf_pem(&["backend.example"]);
+    let (cert, key) = ca.leaf_pem(&["backend.example"]);
     let backend = TlsBackend::start(&cert, &key, None).await;
     let port = free_port();
     let (_dir, dirs) = dir_with(&[
@@ -409,7 +512,11 @@ async fn an_invalid_ca_reference_answers_500_and_never_sends_cleartext() {
         ("svc.yaml", tls_service("broken", None, addr, "gw")),
         (
             "policy.yaml",
-            policy("broken", "broken", &format!("{}    hostname: backend.example\n", ca_ref("missing"))),
+            policy(
+                "broken",
+                "broken",
+                &format!("{}    hostname: backend.example\n", ca_ref("missing")),
+            ),
         ),
     ]);
     let wired = Wired::start(&dirs).await;
@@ -428,9 +535,9 @@ async fn an_invalid_ca_reference_answers_500_and_never_sends_cleartext() {
 #[tokio::test]
 async fn the_gateways_client_certificate_is_presented_and_without_one_the_backend_refuses() {
     let ca = Ca::new();
-    let (cert, key, _) = ca.leaf_pem(&["backend.example"]);
+    let (cert, key) = ca.leaf_pem(&["backend.example"]);
     let backend = TlsBackend::start(&cert, &key, Some(&ca)).await;
-    let (client_cert, client_key, _) = ca.leaf_pem(&["gateway.example"]);
+    let (client_cert, client_key) = ca.leaf_pem(&["gateway.example"]);
     let (with, without) = (free_port(), free_port());
     let gateways = format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
@@ -452,32 +559,47 @@ spec:
 "#
     );
     let route_plain = tls_service("strict", None, backend.addr, "plain");
-    let route_plain = route_plain
-        .split("---\n")
-        .nth(2)
-        .unwrap()
-        .to_owned();
+    let route_plain = route_plain.split("---\n").nth(2).unwrap().to_owned();
     let (_dir, dirs) = dir_with(&[
         ("gateways.yaml", gateways),
-        ("client.yaml", gatekit_tests::wired::secret("client", &client_cert, &client_key)),
-        ("svc.yaml", tls_service("strict", None, backend.addr, "mtls")),
+        (
+            "client.yaml",
+            gatekit_tests::wired::secret("client", &client_cert, &client_key),
+        ),
+        (
+            "svc.yaml",
+            tls_service("strict", None, backend.addr, "mtls"),
+        ),
         ("route-plain.yaml", route_plain),
         ("ca.yaml", ca_config_map("ca", ca.pem())),
         (
             "policy.yaml",
-            policy("strict", "strict", &format!("{}    hostname: backend.example\n", ca_ref("ca"))),
+            policy(
+                "strict",
+                "strict",
+                &format!("{}    hostname: backend.example\n", ca_ref("ca")),
+            ),
         ),
     ]);
     let wired = Wired::start(&dirs).await;
     let rsp = get(with, "/strict/a").await;
-    assert_eq!(rsp.status, StatusCode::OK, "{:?}", rsp.header("x-gatekit-error"));
+    assert_eq!(
+        rsp.status,
+        StatusCode::OK,
+        "{:?}",
+        rsp.header("x-gatekit-error")
+    );
     let seen = backend.seen();
     assert_eq!(seen.len(), 1);
     assert!(seen[0].client_cert);
     let rsp = get(without, "/strict/b").await;
     assert_eq!(rsp.status, StatusCode::BAD_GATEWAY);
     assert_eq!(rsp.header("x-gatekit-error"), Some("upstream-tls"));
-    assert_eq!(backend.seen().len(), 1, "no request came without a certificate");
+    assert_eq!(
+        backend.seen().len(),
+        1,
+        "no request came without a certificate"
+    );
     // One upstream per client certificate: the routes of each Gateway name their own.
     let config = wired.config().await;
     let upstreams = &config["upstreams"];
@@ -486,7 +608,10 @@ spec:
         "Secret default/client",
         "{upstreams}"
     );
-    assert!(upstreams["default/strict:443"]["tls"]["clientCertificate"].is_null(), "{upstreams}");
+    assert!(
+        upstreams["default/strict:443"]["tls"]["clientCertificate"].is_null(),
+        "{upstreams}"
+    );
     let resources = config["resources"].to_string();
     assert!(resources.contains("ResolvedRefs"), "{resources}");
 }
@@ -497,7 +622,7 @@ spec:
 #[tokio::test]
 async fn upstreams_with_different_tls_settings_on_one_address_do_not_share_connections() {
     let ca = Ca::new();
-    let (cert, key, _) = ca.leaf_pem(&["a.example", "b.example"]);
+    let (cert, key) = ca.leaf_pem(&["a.example", "b.example"]);
     let backend = TlsBackend::start(&cert, &key, None).await;
     let port = free_port();
     let (_dir, dirs) = dir_with(&[
@@ -507,11 +632,19 @@ async fn upstreams_with_different_tls_settings_on_one_address_do_not_share_conne
         ("b.yaml", tls_service("beta", None, backend.addr, "gw")),
         (
             "a-policy.yaml",
-            policy("alpha", "alpha", &format!("{}    hostname: a.example\n", ca_ref("ca"))),
+            policy(
+                "alpha",
+                "alpha",
+                &format!("{}    hostname: a.example\n", ca_ref("ca")),
+            ),
         ),
         (
             "b-policy.yaml",
-            policy("beta", "beta", &format!("{}    hostname: b.example\n", ca_ref("ca"))),
+            policy(
+                "beta",
+                "beta",
+                &format!("{}    hostname: b.example\n", ca_ref("ca")),
+            ),
         ),
     ]);
     let _wired = Wired::start(&dirs).await;
@@ -524,19 +657,78 @@ async fn upstreams_with_different_tls_settings_on_one_address_do_not_share_conne
     let seen = backend.seen();
     assert_eq!(seen.len(), 8);
     for s in &seen {
-        let want = if s.path.starts_with("/alpha") { "a.example" } else { "b.example" };
+        let want = if s.path.starts_with("/alpha") {
+            "a.example"
+        } else {
+            "b.example"
+        };
         assert_eq!(s.sni.as_deref(), Some(want), "{s:?}");
     }
     // Connections are reused within each upstream (so the check above is about pool
     // separation, not about every request opening its own connection).
-    let connections: std::collections::BTreeSet<usize> = seen.iter().map(|s| s.connection).collect();
+    let connections: std::collections::BTreeSet<usize> =
+        seen.iter().map(|s| s.connection).collect();
     assert!(connections.len() < seen.len(), "{seen:?}");
+}
+
+#[tokio::test]
+async fn an_h2_port_under_a_policy_speaks_h2_over_tls_by_alpn() {
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf_pem(&["backend.example"]);
+    let backend = TlsBackend::start(&cert, &key, None).await;
+    let port = free_port();
+    let (_dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(port)),
+        ("ca.yaml", ca_config_map("ca", ca.pem())),
+        (
+            "svc.yaml",
+            tls_service("multiplexed", Some("kubernetes.io/h2c"), backend.addr, "gw"),
+        ),
+        (
+            "policy.yaml",
+            policy(
+                "multiplexed",
+                "multiplexed",
+                &format!(
+                    "{}    hostname: backend.example
+",
+                    ca_ref("ca")
+                ),
+            ),
+        ),
+    ]);
+    let wired = Wired::start(&dirs).await;
+    for i in 0..3 {
+        let rsp = get(port, &format!("/multiplexed/{i}")).await;
+        assert_eq!(
+            rsp.status,
+            StatusCode::OK,
+            "{:?}",
+            rsp.header("x-gatekit-error")
+        );
+    }
+    let seen = backend.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|s| s.version == http::Version::HTTP_2),
+        "{seen:?}"
+    );
+    // One multiplexed connection carries them all.
+    assert!(
+        seen.iter().all(|s| s.connection == seen[0].connection),
+        "{seen:?}"
+    );
+    let config = wired.config().await;
+    assert_eq!(
+        config["upstreams"]["default/multiplexed:443"]["protocol"], "h2 over TLS",
+        "{config}"
+    );
 }
 
 #[tokio::test]
 async fn an_active_health_check_over_tls_marks_the_backend_healthy() {
     let ca = Ca::new();
-    let (cert, key, _) = ca.leaf_pem(&["backend.example"]);
+    let (cert, key) = ca.leaf_pem(&["backend.example"]);
     let backend = TlsBackend::start(&cert, &key, None).await;
     let port = free_port();
     let (_dir, dirs) = dir_with(&[
@@ -569,7 +761,11 @@ spec:
         async move { probed }
     })
     .await;
-    let probe = backend.seen().into_iter().find(|s| s.path == "/healthz").unwrap();
+    let probe = backend
+        .seen()
+        .into_iter()
+        .find(|s| s.path == "/healthz")
+        .unwrap();
     assert_eq!(probe.user_agent.as_deref(), Some("gatekit-health-check"));
     let config = wired.config().await;
     let endpoint = &config["upstreams"]["default/checked:443"]["endpoints"][0];

@@ -122,11 +122,18 @@ fn status<'t>(t: &'t Translation, kind: &str, name: &str) -> &'t ResourceStatus 
 }
 
 /// (type, status, reason) of a condition.
-fn brief(c: &Condition) -> (String, &'static str, String) {
-    (c.type_().to_owned(), c.status().as_str(), c.reason().to_owned())
+type Brief = (String, &'static str, String);
+
+/// (type, status, reason) of a condition.
+fn brief(c: &Condition) -> Brief {
+    (
+        c.type_().to_owned(),
+        c.status().as_str(),
+        c.reason().to_owned(),
+    )
 }
 
-fn cond(type_: &str, ok: bool, reason: &str) -> (String, &'static str, String) {
+fn cond(type_: &str, ok: bool, reason: &str) -> Brief {
     (
         type_.to_owned(),
         if ok { "True" } else { "False" },
@@ -135,10 +142,7 @@ fn cond(type_: &str, ok: bool, reason: &str) -> (String, &'static str, String) {
 }
 
 /// The policy's conditions at each ancestor: (ancestor kind/name, conditions).
-fn at_ancestors(
-    t: &Translation,
-    name: &str,
-) -> Vec<(String, Vec<(String, &'static str, String)>)> {
+fn at_ancestors(t: &Translation, name: &str) -> Vec<(String, Vec<Brief>)> {
     status(t, "BackendTLSPolicy", name)
         .ancestors()
         .iter()
@@ -151,7 +155,7 @@ fn at_ancestors(
         .collect()
 }
 
-fn route_resolved(t: &Translation, name: &str) -> Vec<(String, &'static str, String)> {
+fn route_resolved(t: &Translation, name: &str) -> Vec<Brief> {
     status(t, "HTTPRoute", name)
         .parents()
         .iter()
@@ -180,8 +184,8 @@ fn a_valid_policy_is_accepted_at_every_gateway_whose_routes_reach_the_service() 
             ("Gateway/gw2".to_owned(), ok.clone())
         ]
     );
-    let generation = status(&t, "BackendTLSPolicy", "p").ancestors()[0].conditions()[0]
-        .observed_generation();
+    let generation =
+        status(&t, "BackendTLSPolicy", "p").ancestors()[0].conditions()[0].observed_generation();
     assert_eq!(generation, Some(2));
     assert_eq!(
         route_resolved(&t, "svc"),
@@ -293,7 +297,9 @@ fn invalid_ca_references_are_refused_and_their_backends_answer_500() {
             "{name}"
         );
         assert!(
-            !t.upstreams().keys().any(|k| k.contains(&format!("/{name}:"))),
+            !t.upstreams()
+                .keys()
+                .any(|k| k.contains(&format!("/{name}:"))),
             "{name}: {:?}",
             t.upstreams().keys()
         );
@@ -301,13 +307,19 @@ fn invalid_ca_references_are_refused_and_their_backends_answer_500() {
     let message = status(&t, "BackendTLSPolicy", "nonexistent").ancestors()[0].conditions()[1]
         .message()
         .to_owned();
-    assert!(message.contains("ConfigMap infra/nowhere not found"), "{message}");
+    assert!(
+        message.contains("ConfigMap infra/nowhere not found"),
+        "{message}"
+    );
 }
 
 #[test]
 fn invalid_validation_fields_are_not_accepted() {
     let cases = [
-        ("unknown-roots", "    wellKnownCACertificates: example.com/roots\n    hostname: abc.example.com\n"),
+        (
+            "unknown-roots",
+            "    wellKnownCACertificates: example.com/roots\n    hostname: abc.example.com\n",
+        ),
         (
             "both",
             "    wellKnownCACertificates: System\n    caCertificateRefs: [{ group: \"\", kind: ConfigMap, name: ca }]\n    hostname: abc.example.com\n",
@@ -317,7 +329,10 @@ fn invalid_validation_fields_are_not_accepted() {
             "san-without-value",
             "    wellKnownCACertificates: System\n    hostname: abc.example.com\n    subjectAltNames: [{ type: URI }]\n",
         ),
-        ("bad-hostname", "    wellKnownCACertificates: System\n    hostname: \"*.example.com\"\n"),
+        (
+            "bad-hostname",
+            "    wellKnownCACertificates: System\n    hostname: \"*.example.com\"\n",
+        ),
     ];
     let mut yaml = format!("{}{}", gateway("gw", 80, None), config_map("ca", &ca_pem()));
     for (name, validation) in cases {
@@ -351,11 +366,8 @@ fn the_older_policy_wins_a_target_and_a_section_does_not_conflict_with_the_whole
         policy("section-1", T1, "section/https", VALID),
         policy("section-2", T2, "section/https", other),
         service("mixed", None, &["gw"]),
-        format!(
-            "{}{}",
-            policy("mixed-section", T2, "mixed/https", other),
-            policy("mixed-whole", T1, "mixed", VALID)
-        ),
+        policy("mixed-section", T2, "mixed/https", other)
+            + &policy("mixed-whole", T1, "mixed", VALID),
     ));
     let accepted = cond("Accepted", true, "Accepted");
     let conflicted = cond("Accepted", false, "Conflicted");
@@ -420,12 +432,21 @@ spec:
         service("wss", Some("kubernetes.io/wss"), &["gw"]),
         policy("wss", T1, "wss", VALID),
         service("bare", Some("https"), &["gw"]),
-        format!("{}{}", service("grpc", None, &[]), grpc_route),
+        service("grpc", None, &[]) + grpc_route,
         policy("grpc", T1, "grpc", VALID),
     ));
-    assert_eq!(t.upstreams()["infra/covered:443"].app_protocol(), AppProtocol::Https);
-    assert_eq!(t.upstreams()["infra/wss:443"].app_protocol(), AppProtocol::Https);
-    assert_eq!(t.upstreams()["infra/grpc:443"].app_protocol(), AppProtocol::H2);
+    assert_eq!(
+        t.upstreams()["infra/covered:443"].app_protocol(),
+        AppProtocol::Https
+    );
+    assert_eq!(
+        t.upstreams()["infra/wss:443"].app_protocol(),
+        AppProtocol::Https
+    );
+    assert_eq!(
+        t.upstreams()["infra/grpc:443"].app_protocol(),
+        AppProtocol::H2
+    );
     assert!(!t.upstreams().contains_key("infra/bare:443"));
     assert_eq!(
         route_resolved(&t, "bare"),
@@ -454,10 +475,23 @@ fn gateway_client_certificates_key_the_upstreams_of_their_routes() {
         policy("p", T1, "svc", VALID),
         service("clear", None, &["mtls"]),
     ));
-    let gw = |name: &str| brief(status(&t, "Gateway", name).condition("ResolvedRefs").unwrap());
+    let gw = |name: &str| {
+        brief(
+            status(&t, "Gateway", name)
+                .condition("ResolvedRefs")
+                .unwrap(),
+        )
+    };
     assert_eq!(gw("mtls"), cond("ResolvedRefs", true, "ResolvedRefs"));
-    assert_eq!(gw("broken"), cond("ResolvedRefs", false, "InvalidClientCertificateRef"));
-    assert!(status(&t, "Gateway", "plain").condition("ResolvedRefs").is_none());
+    assert_eq!(
+        gw("broken"),
+        cond("ResolvedRefs", false, "InvalidClientCertificateRef")
+    );
+    assert!(
+        status(&t, "Gateway", "plain")
+            .condition("ResolvedRefs")
+            .is_none()
+    );
     let names: BTreeSet<&str> = t.upstreams().keys().map(String::as_str).collect();
     assert_eq!(
         names,
@@ -467,12 +501,20 @@ fn gateway_client_certificates_key_the_upstreams_of_their_routes() {
             "infra/svc:443@client=infra/client"
         ])
     );
-    let keyed = t.upstreams()["infra/svc:443@client=infra/client"].tls().unwrap();
+    let keyed = t.upstreams()["infra/svc:443@client=infra/client"]
+        .tls()
+        .unwrap();
     assert_eq!(
         keyed.client_certificate().unwrap().secret(),
         &ResourceRef::of_kind("Secret", Some("infra"), "client").unwrap()
     );
-    assert!(t.upstreams()["infra/svc:443"].tls().unwrap().client_certificate().is_none());
+    assert!(
+        t.upstreams()["infra/svc:443"]
+            .tls()
+            .unwrap()
+            .client_certificate()
+            .is_none()
+    );
     // A cleartext Service keeps one upstream whatever the Gateway's certificate.
     assert!(t.upstreams()["infra/clear:443"].tls().is_none());
     // Each Gateway's route names its own upstream.
@@ -514,5 +556,8 @@ fn a_config_map_change_is_translated_in_full_and_fixes_the_policy() {
         ]
     );
     assert!(after.upstreams()["infra/svc:443"].tls().is_some());
-    assert_eq!(format!("{after:?}"), format!("{:?}", translate(&fixed, &TranslateOptions::default())));
+    assert_eq!(
+        format!("{after:?}"),
+        format!("{:?}", translate(&fixed, &TranslateOptions::default()))
+    );
 }

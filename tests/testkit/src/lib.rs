@@ -23,7 +23,6 @@ pub struct Ca {
     params: rcgen::CertificateParams,
     key: rcgen::KeyPair,
     der: CertificateDer<'static>,
-    pem: String,
 }
 
 impl Default for Ca {
@@ -37,14 +36,8 @@ impl Ca {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let (der, pem) = (cert.der().clone(), cert.pem());
-        Self {
-            params,
-            key,
-            der,
-            pem,
-        }
+        let der = params.self_signed(&key).unwrap().der().clone();
+        Self { params, key, der }
     }
 
     /// The CA certificate.
@@ -62,25 +55,6 @@ impl Ca {
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
         (cert.pem(), key.serialize_pem(), cert.der().clone())
-    }
-
-    /// A leaf whose subject alternative names are exactly `sans` (DNS names, URIs such
-    /// as SPIFFE IDs, IP addresses): (cert PEM, key PEM, leaf DER).
-    pub fn leaf_with_sans(
-        &self,
-        sans: Vec<rcgen::SanType>,
-    ) -> (String, String, CertificateDer<'static>) {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = sans;
-        let key = rcgen::KeyPair::generate().unwrap();
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem(), cert.der().clone())
-    }
-
-    /// The CA certificate, PEM.
-    pub fn pem(&self) -> &str {
-        &self.pem
     }
 
     /// A client trusting only this CA, offering `alpn`. Resumption is off: each handshake

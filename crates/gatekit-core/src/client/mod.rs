@@ -135,8 +135,8 @@ mod verify;
 pub use self::config::ClientConfig;
 pub use self::limits::{ConnectionCap, PoolLimits};
 pub use self::transport::{Protocol, TlsSettings, TlsStream, Transport};
-pub use self::verify::SubjectAltName;
 pub(crate) use self::upgrade::is_upgrade as is_upgrade_request;
+pub use self::verify::SubjectAltName;
 
 use self::pool::{EndpointPool, Settings};
 

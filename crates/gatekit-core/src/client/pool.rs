@@ -806,9 +806,13 @@ fn send_error(err: hyper::Error, unsent: bool) -> Error {
     {
         // The request body failed while being streamed upstream.
         super::request_body_error_kind(cause)
-    } else if super::verify::tls_failure(&err).is_some() {
+    } else if let Some(failure) = super::verify::tls_failure(&err) {
         // The upstream refused the connection's TLS after the handshake (a TLS 1.3
         // server checks the client certificate then).
+        tracing::warn!(
+            reason = %super::verify::tls_reason(failure),
+            "TLS with the upstream failed after the handshake"
+        );
         ErrorKind::UpstreamTls
     } else {
         ErrorKind::UpstreamProtocol

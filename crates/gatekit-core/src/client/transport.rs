@@ -182,11 +182,13 @@ impl TlsSettings {
             roots: Some(roots),
             sans: Vec::new(),
             client: None,
-            config: Arc::new(rustls::ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| ConfigError::new("tls", e.to_string()))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()),
+            config: Arc::new(
+                rustls::ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| ConfigError::new("tls", e.to_string()))?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            ),
             server_name: None,
             identity: Some(Arc::new(Identity {
                 roots: id,
@@ -282,7 +284,11 @@ impl TlsSettings {
     ///
     /// When the PEM holds no certificate or no key, the key does not match the
     /// certificate, or the settings come from [`from_rustls`](Self::from_rustls).
-    pub fn client_certificate(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, ConfigError> {
+    pub fn client_certificate(
+        mut self,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<Self, ConfigError> {
         let chain = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ConfigError::new("clientCertificate", format!("invalid PEM: {e}")))?;
@@ -292,8 +298,9 @@ impl TlsSettings {
                 "the PEM holds no certificate",
             ));
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|e| ConfigError::new("clientCertificate", format!("invalid private key: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+            ConfigError::new("clientCertificate", format!("invalid private key: {e}"))
+        })?;
         self.client = Some(ClientCert {
             chain,
             key: Arc::new(key),

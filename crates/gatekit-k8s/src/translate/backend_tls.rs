@@ -218,7 +218,10 @@ pub(crate) fn tls_app_protocol(
         });
     };
     let is = |name: &str| value.eq_ignore_ascii_case(name);
-    if is("http") || is("https") || value == crate::types::APP_PROTOCOL_WS || value == APP_PROTOCOL_WSS
+    if is("http")
+        || is("https")
+        || value == crate::types::APP_PROTOCOL_WS
+        || value == APP_PROTOCOL_WSS
     {
         Ok(AppProtocol::Https)
     } else if is("h2c") || is("h2") || is("grpc") || value == crate::types::APP_PROTOCOL_H2C {
@@ -268,7 +271,10 @@ impl Context<'_> {
         if self.tls.gateway_clients.is_empty() {
             return None;
         }
-        let c = self.tls.gateway_clients.get(&(ns.to_owned(), name.to_owned()))?;
+        let c = self
+            .tls
+            .gateway_clients
+            .get(&(ns.to_owned(), name.to_owned()))?;
         Some((
             c.secret().namespace().unwrap_or_default().to_owned(),
             c.secret().name().to_owned(),
@@ -284,7 +290,10 @@ impl Context<'_> {
     ) -> Option<Condition> {
         let backend = gw.spec.tls.as_ref()?.backend.as_ref()?;
         backend.client_certificate_ref.as_ref()?;
-        let key = (ns_of(&gw.metadata).to_owned(), name_of(&gw.metadata).to_owned());
+        let key = (
+            ns_of(&gw.metadata).to_owned(),
+            name_of(&gw.metadata).to_owned(),
+        );
         Some(match self.tls.gateway_problems.get(&key) {
             None => Condition::new(
                 reason::RESOLVED_REFS,
@@ -389,9 +398,7 @@ impl Context<'_> {
             })
         };
         let mut out: HashMap<(String, String), Vec<AncestorRef>> = HashMap::new();
-        let mut add = |route_ns: &str,
-                       parents: Vec<(Option<&str>, Option<&str>, Option<&str>, &str)>,
-                       refs: Vec<(Option<&str>, Option<&str>, Option<&str>, &str)>| {
+        let mut add = |route_ns: &str, parents: Vec<Named<'_>>, refs: Vec<Named<'_>>| {
             let gateways: Vec<AncestorRef> = parents
                 .into_iter()
                 .filter(|(group, kind, _, _)| {
@@ -516,7 +523,10 @@ impl Context<'_> {
                     }],
                     Some((
                         reason::TARGET_NOT_FOUND,
-                        format!("target kind {}/{} is not supported (only Services)", t.group, t.kind),
+                        format!(
+                            "target kind {}/{} is not supported (only Services)",
+                            t.group, t.kind
+                        ),
                     )),
                 );
                 continue;
@@ -609,15 +619,20 @@ impl Context<'_> {
             unresolved: None,
         };
         let refs = v.ca_certificate_refs.as_deref().unwrap_or_default();
-        let well_known = v.well_known_ca_certificates.as_deref().filter(|w| !w.is_empty());
+        let well_known = v
+            .well_known_ca_certificates
+            .as_deref()
+            .filter(|w| !w.is_empty());
         if !refs.is_empty() && well_known.is_some() {
             return invalid(
                 "caCertificateRefs and wellKnownCACertificates must not both be set".to_owned(),
             );
         }
-        if v.hostname.is_empty() || v.hostname.contains('*') || TlsSettings::webpki_roots()
-            .and_then(|s| s.server_name(&v.hostname))
-            .is_err()
+        if v.hostname.is_empty()
+            || v.hostname.contains('*')
+            || TlsSettings::webpki_roots()
+                .and_then(|s| s.server_name(&v.hostname))
+                .is_err()
         {
             return invalid(format!("hostname {:?} is not a valid DNS name", v.hostname));
         }
@@ -715,9 +730,12 @@ impl Context<'_> {
         let bad = |m: String| (INVALID_CA_CERTIFICATE_REF, m);
         let pem: Option<Vec<u8>> = match (group, kind) {
             ("", "ConfigMap") => {
-                let Some(cm) = self.resources.config_maps.iter().find(|c| {
-                    ns_of(&c.metadata) == ns && name_of(&c.metadata) == name
-                }) else {
+                let Some(cm) = self
+                    .resources
+                    .config_maps
+                    .iter()
+                    .find(|c| ns_of(&c.metadata) == ns && name_of(&c.metadata) == name)
+                else {
                     return Err(bad(format!("ConfigMap {ns}/{name} not found")));
                 };
                 cm.data
@@ -766,6 +784,9 @@ impl Context<'_> {
     }
 }
 
+/// A reference as written: group, kind, namespace, name.
+type Named<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str);
+
 fn has_port_named(service: &Service, section: &str) -> bool {
     service
         .spec
@@ -810,10 +831,19 @@ mod tests {
         use super::super::AppProtocol;
         assert_eq!(tls_app_protocol(None, false), Ok(AppProtocol::Https));
         assert_eq!(tls_app_protocol(None, true), Ok(AppProtocol::H2));
-        assert_eq!(tls_app_protocol(Some("HTTPS"), false), Ok(AppProtocol::Https));
-        assert_eq!(tls_app_protocol(Some("kubernetes.io/wss"), false), Ok(AppProtocol::Https));
+        assert_eq!(
+            tls_app_protocol(Some("HTTPS"), false),
+            Ok(AppProtocol::Https)
+        );
+        assert_eq!(
+            tls_app_protocol(Some("kubernetes.io/wss"), false),
+            Ok(AppProtocol::Https)
+        );
         assert_eq!(tls_app_protocol(Some("grpc"), false), Ok(AppProtocol::H2));
-        assert_eq!(tls_app_protocol(Some("example.com/x"), false), Err("example.com/x"));
+        assert_eq!(
+            tls_app_protocol(Some("example.com/x"), false),
+            Err("example.com/x")
+        );
     }
 
     #[test]
@@ -822,12 +852,15 @@ mod tests {
         let mut rule = Rule::default();
         rule.backends.push(BackendRef::new("ns/tls:443", 1));
         rule.backends.push(BackendRef::new("ns/plain:80", 1));
-        rule.filters.push(Filter::RequestMirror(Mirror::new("ns/tls:443")));
+        rule.filters
+            .push(Filter::RequestMirror(Mirror::new("ns/tls:443")));
         let mut rules = vec![rule];
         let c = ("ns".to_owned(), "client".to_owned());
         rename_backends(&mut rules, &["ns/tls:443".to_owned()], &c);
         assert_eq!(rules[0].backends[0].name, "ns/tls:443@client=ns/client");
         assert_eq!(rules[0].backends[1].name, "ns/plain:80");
-        assert!(matches!(&rules[0].filters[0], Filter::RequestMirror(m) if m.backend == "ns/tls:443@client=ns/client"));
+        assert!(
+            matches!(&rules[0].filters[0], Filter::RequestMirror(m) if m.backend == "ns/tls:443@client=ns/client")
+        );
     }
 }

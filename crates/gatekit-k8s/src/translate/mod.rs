@@ -9,7 +9,9 @@
 //!    `policy.rs`), each Envoy Gateway `BackendTrafficPolicy` to its targets, and its
 //!    `loadBalancer`/`healthCheck` to the Services they reach, each
 //!    `XBackendTrafficPolicy` to its Services (session persistence, retry constraints;
-//!    see `session.rs`). The loaders already refused invalid gatekit policies; an invalid
+//!    see `session.rs`), each `BackendTLSPolicy` to its Services and ports, and each
+//!    Gateway's backend client certificate resolved (TLS to backends; see
+//!    `backend_tls.rs` and [`UpstreamTls`]). The loaders already refused invalid gatekit policies; an invalid
 //!    XBackendTrafficPolicy is refused here (`Accepted=False`, `Invalid`).
 //! 2. **Listeners.** Gateways whose `gatewayClassName` is the configured class are
 //!    served (a `GatewayClass` object is not required). Their listeners are grouped by
@@ -70,8 +72,9 @@
 //! changed Service, and the upstreams whose Service, EndpointSlices or users changed.
 //! Its result equals `translate`'s; everything else keeps its `Arc`. A change of
 //! another kind (Gateway, ListenerSet, GatewayClass, ReferenceGrant, Namespace, Secret,
-//! policy), of a route or Service a policy targets, of the gateway's own Service, or
-//! any route or Service change while a BackendTrafficPolicy exists, translates
+//! policy, BackendTLSPolicy, ConfigMap), of a route or Service a policy targets, of the
+//! gateway's own Service, or any route or Service change while a BackendTrafficPolicy,
+//! a BackendTLSPolicy or a Gateway backend client certificate exists, translates
 //! everything.
 
 mod address;

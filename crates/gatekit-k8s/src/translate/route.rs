@@ -81,6 +81,11 @@ struct RouteView<'a> {
 /// `(status_index, listener_index)`.
 pub(crate) type ListenerRoutes = BTreeMap<(usize, usize), Vec<Arc<Route>>>;
 
+/// What a route gets per listener it attaches to: the listener's traffic policy
+/// values, the intersected hostnames, and the Secret (namespace, name) of the client
+/// certificate its Gateway presents to TLS backends.
+type PerListener = (TrafficValues, Hosts, Option<(String, String)>);
+
 /// A listener: its `(status_index, listener_index)`.
 pub(crate) type ListenerKey = (usize, usize);
 
@@ -258,8 +263,7 @@ fn attach(
     // Per listener (listener isolation: each listener matches its own routes), the
     // route's hostnames intersected with the listener's and what its policies set.
     // And the Secret of the client certificate its Gateway presents to TLS backends.
-    let mut per_listener: BTreeMap<(usize, usize), (TrafficValues, Hosts, Option<(String, String)>)> =
-        BTreeMap::new();
+    let mut per_listener: BTreeMap<(usize, usize), PerListener> = BTreeMap::new();
     // Listeners that are not programmed but that the route attaches to: the spec counts
     // it in their `attachedRoutes` too ("Listener or Route status does not impact
     // successful attachment").

@@ -386,8 +386,9 @@ struct State {
 /// that the change did not reach are the same `Arc`s as in the previous result. A
 /// change of any kind other than HTTPRoute, GRPCRoute, Service and EndpointSlice, of a
 /// route or Service a policy targets, of the gateway's own Service, or any route or
-/// Service change while an Envoy Gateway BackendTrafficPolicy exists, translates
-/// everything (as does `changed: None`).
+/// Service change while an Envoy Gateway BackendTrafficPolicy, a BackendTLSPolicy or a
+/// Gateway backend client certificate exists, translates everything (as does
+/// `changed: None`).
 pub struct Translator {
     options: TranslateOptions,
     state: Option<State>,
