@@ -97,29 +97,25 @@ struct Seen {
 /// requires a client certificate issued by that CA.
 struct TlsBackend {
     addr: SocketAddr,
-    seen: Arc<parking_lot_free::Log<Seen>>,
+    seen: Arc<Log<Seen>>,
     handshakes: Arc<AtomicUsize>,
 }
 
-/// A tiny append-only log (std mutex; the tests read it between requests).
-mod parking_lot_free {
-    #[derive(Debug)]
-    pub(crate) struct Log<T>(std::sync::Mutex<Vec<T>>);
+/// An append-only log the backend writes and the test reads between requests.
+#[derive(Debug)]
+struct Log<T>(std::sync::Mutex<Vec<T>>);
 
-    impl<T> Default for Log<T> {
-        fn default() -> Self {
-            Self(std::sync::Mutex::new(Vec::new()))
-        }
+impl<T: Clone> Log<T> {
+    fn new() -> Self {
+        Self(std::sync::Mutex::new(Vec::new()))
     }
 
-    impl<T: Clone> Log<T> {
-        pub(crate) fn push(&self, t: T) {
-            self.0.lock().unwrap().push(t);
-        }
+    fn push(&self, t: T) {
+        self.0.lock().unwrap().push(t);
+    }
 
-        pub(crate) fn all(&self) -> Vec<T> {
-            self.0.lock().unwrap().clone()
-        }
+    fn all(&self) -> Vec<T> {
+        self.0.lock().unwrap().clone()
     }
 }
 
@@ -153,7 +149,7 @@ impl TlsBackend {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(parking_lot_free::Log::<Seen>::default());
+        let seen = Arc::new(Log::<Seen>::new());
         let handshakes = Arc::new(AtomicUsize::new(0));
         let (log, count) = (seen.clone(), handshakes.clone());
         tokio::spawn(async move {
@@ -528,6 +524,93 @@ async fn an_invalid_ca_reference_answers_500_and_never_sends_cleartext() {
     assert!(resources.contains("InvalidCACertificateRef"), "{resources}");
     assert!(resources.contains("InvalidBackendTLSPolicy"), "{resources}");
     assert_eq!(accepted.load(Ordering::SeqCst), 0);
+}
+
+/// A WebSocket echo server over TLS (rustls, ALPN `http/1.1`) with `cert_pem`; returns
+/// its address and the SNIs of the connections it accepted.
+async fn wss_echo(cert_pem: &str, key_pem: &str) -> (SocketAddr, Arc<Log<Option<String>>>) {
+    use futures_util::{SinkExt, StreamExt};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let snis = Arc::new(Log::new());
+    let log = snis.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                log.push(tls.get_ref().1.server_name().map(str::to_owned));
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, snis)
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_reaches_a_wss_port_over_tls_under_a_policy() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let ca = Ca::new();
+    let (cert, key) = ca.leaf_pem(&["chat.example"]);
+    let (addr, snis) = wss_echo(&cert, &key).await;
+    let port = free_port();
+    let (_dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway_http(port)),
+        ("ca.yaml", ca_config_map("ca", ca.pem())),
+        (
+            "svc.yaml",
+            tls_service("chat", Some("kubernetes.io/wss"), addr, "gw"),
+        ),
+        (
+            "policy.yaml",
+            policy(
+                "chat",
+                "chat",
+                &format!("{}    hostname: chat.example\n", ca_ref("ca")),
+            ),
+        ),
+    ]);
+    let _wired = Wired::start(&dirs).await;
+    let (mut ws, rsp) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/chat")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(rsp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    ws.send(Message::text("over tls")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Message::text("over tls"));
+    assert_eq!(snis.all(), [Some("chat.example".to_owned())]);
 }
 
 /// Two Gateways (two ports) whose routes reach one Service that requires a client

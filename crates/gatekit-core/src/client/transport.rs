@@ -500,3 +500,83 @@ impl Hash for Transport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_pem() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    fn leaf() -> (String, String) {
+        let params = rcgen::CertificateParams::new(vec!["client.test".to_owned()]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn settings_built_from_equal_inputs_are_equal_and_key_one_pool() {
+        let (ca, (cert, key)) = (ca_pem(), leaf());
+        let build = |name: &str, sans: Vec<SubjectAltName>, client: bool| {
+            let mut s = TlsSettings::from_ca_pem(ca.as_bytes())
+                .unwrap()
+                .server_name(name)
+                .unwrap()
+                .subject_alt_names(sans)
+                .unwrap();
+            if client {
+                s = s
+                    .client_certificate(cert.as_bytes(), key.as_bytes())
+                    .unwrap();
+            }
+            s
+        };
+        let dns = || vec![SubjectAltName::Dns("a.test".to_owned())];
+        assert_eq!(build("a.test", dns(), true), build("a.test", dns(), true));
+        assert_ne!(build("a.test", dns(), true), build("a.test", dns(), false));
+        assert_ne!(build("a.test", dns(), false), build("b.test", dns(), false));
+        assert_ne!(
+            build("a.test", dns(), false),
+            build("a.test", Vec::new(), false)
+        );
+        let other = TlsSettings::from_ca_pem(ca_pem().as_bytes())
+            .unwrap()
+            .server_name("a.test")
+            .unwrap();
+        assert_ne!(build("a.test", Vec::new(), false), other);
+        // Transports (the pool key with the address) follow the settings.
+        let t = |s: TlsSettings| Transport::http1().with_tls(s);
+        assert_eq!(
+            t(build("a.test", dns(), true)),
+            t(build("a.test", dns(), true))
+        );
+        assert_ne!(
+            t(build("a.test", dns(), true)),
+            t(build("a.test", dns(), false))
+        );
+        // A rustls configuration given as it is equals only its clones.
+        let custom = TlsSettings::from_rustls((*other.config).clone());
+        assert_eq!(custom, custom.clone());
+        assert_ne!(custom, TlsSettings::from_rustls((*other.config).clone()));
+    }
+
+    #[test]
+    fn a_client_key_that_is_not_a_key_is_refused() {
+        let (cert, _) = leaf();
+        let err = TlsSettings::webpki_roots()
+            .unwrap()
+            .client_certificate(
+                cert.as_bytes(),
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            )
+            .unwrap_err();
+        assert_eq!(err.field(), "clientCertificate");
+        let custom =
+            TlsSettings::from_rustls((*TlsSettings::webpki_roots().unwrap().config).clone());
+        assert!(custom.subject_alt_names(Vec::new()).is_err());
+    }
+}
