@@ -20,6 +20,8 @@ const TARGETS: &[(&str, Target)] = &[
     ("manifest", k8s_fuzz::manifest),
     ("balancer", lb_fuzz::balancer),
     ("proxy_pipeline", core_fuzz::proxy_pipeline),
+    ("client_hello", core_fuzz::client_hello),
+    ("proxy_header", core_fuzz::proxy_header),
 ];
 
 /// Each target runs on an empty input and a few fixed bytes without panicking.
@@ -115,4 +117,16 @@ fn proxy_pipeline_unterminated_heads_with_a_bare_cr() {
     core_fuzz::proxy_pipeline(
         b"\r\n\r\nGET http://api.example.com/api HTTP/1.1\r\nHost: otherSSSSSSSSSSSSSS\x00\xca\x9a;SSSSGETT-------SSSS-----SG",
     );
+}
+
+/// Found by the `client_hello` target: an SNI of dots (`........o.m..`) was accepted, and
+/// kept a trailing dot. The ClientHello parser now takes only DNS names (no empty label).
+#[test]
+fn client_hello_sni_with_empty_labels_is_refused() {
+    core_fuzz::client_hello(&[
+        22, 3, 1, 0, 89, 1, 0, 0, 85, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 239, 0, 0, 4, 19, 1, 0, 47, 1, 0, 0, 40, 0, 0, 0,
+        18, 0, 16, 0, 0, 13, 46, 46, 46, 46, 46, 46, 46, 46, 111, 46, 109, 46, 46, 0, 16, 0, 14, 0,
+        12, 2, 0, 22, 3, 0, 0, 0, 4, 19, 1, 1, 16,
+    ]);
 }

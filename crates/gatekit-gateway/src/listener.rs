@@ -15,6 +15,7 @@ pub use gatekit_core::server::DrainOutcome;
 use gatekit_core::server::{
     ConnectionLimit, ConnectionObserver, Drain, PerClientLimit, Server, ServerConfig, ServerHandle,
 };
+use gatekit_core::stream::{StreamRouter, UdpHandle, UdpRelay};
 use gatekit_core::tls::{CertStore, TlsAcceptor, TlsError};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -122,6 +123,8 @@ pub struct Listeners {
     /// Each port with its own drain group: a port removed while the gateway serves
     /// drains its connections on its own.
     bound: HashMap<u16, (ServerHandle, Drain)>,
+    /// UDP relays by port (a UDP port may share its number with a TCP one).
+    udp: HashMap<u16, UdpHandle>,
     /// The drain groups of removed ports whose connections may still be open (a
     /// shutdown drains them too).
     removed: Vec<Drain>,
@@ -140,6 +143,7 @@ impl Listeners {
             config,
             metrics,
             bound: HashMap::new(),
+            udp: HashMap::new(),
             removed: Vec::new(),
         }
     }
@@ -182,6 +186,81 @@ impl Listeners {
                 )
             }
         };
+        let (mut server, drain) = self.bind(port).await?;
+        if let Some(tls) = tls {
+            server = server.tls(tls);
+        }
+        let handle = server.serve(service);
+        let local = handle.local_addr();
+        tracing::info!(%local, tls = handle.is_tls(), "listening");
+        self.bound.insert(local.port(), (handle, drain));
+        Ok(local)
+    }
+
+    /// Binds `port` for TLS (passthrough or terminated, by SNI) and TCP streams routed
+    /// by `router`, with the same connection limits, metrics and per-port drain group
+    /// as HTTP listeners (a drain closes stream connections at its deadline). Returns
+    /// the bound address.
+    ///
+    /// # Errors
+    ///
+    /// [`ListenError::Bind`] or [`ListenError::PortInUse`], as [`add`](Self::add).
+    pub async fn add_streams(
+        &mut self,
+        port: u16,
+        router: StreamRouter,
+    ) -> Result<SocketAddr, ListenError> {
+        if port != 0 && self.bound.contains_key(&port) {
+            return Err(ListenError::PortInUse(port));
+        }
+        let (server, drain) = self.bind(port).await?;
+        let handle = server.serve_streams(router);
+        let local = handle.local_addr();
+        tracing::info!(%local, "listening for streams");
+        self.bound.insert(local.port(), (handle, drain));
+        Ok(local)
+    }
+
+    /// Binds UDP `port` and relays its datagrams per client flow as `router` routes
+    /// them (see [`UdpRelay`]). Returns the bound address.
+    ///
+    /// # Errors
+    ///
+    /// [`ListenError::Bind`], or [`ListenError::PortInUse`] if a UDP relay already
+    /// serves the port.
+    pub async fn add_udp(
+        &mut self,
+        port: u16,
+        router: StreamRouter,
+    ) -> Result<SocketAddr, ListenError> {
+        if port != 0 && self.udp.contains_key(&port) {
+            return Err(ListenError::PortInUse(port));
+        }
+        let addr = SocketAddr::new(self.settings.bind, port);
+        let relay = UdpRelay::bind(addr)
+            .await
+            .map_err(|source| ListenError::Bind { addr, source })?;
+        let local = relay.local_addr();
+        let handle = relay.serve(router);
+        tracing::info!(%local, "listening for UDP");
+        self.udp.insert(local.port(), handle);
+        Ok(local)
+    }
+
+    /// Stops the UDP relay on `port`: its socket closes and its flows end at once (UDP
+    /// has no connection to finish). Returns whether there was one.
+    pub async fn remove_udp(&mut self, port: u16) -> bool {
+        match self.udp.remove(&port) {
+            Some(handle) => {
+                handle.stop().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A TCP server bound on `port` with the limits, metrics and a drain group of its own.
+    async fn bind(&mut self, port: u16) -> Result<(Server, Drain), ListenError> {
         let addr = SocketAddr::new(self.settings.bind, port);
         let server = Server::bind(addr)
             .await
@@ -197,16 +276,10 @@ impl Listeners {
             .limit(self.limit.clone())
             .drain(&drain)
             .observer(Arc::new(observer));
-        if let Some(tls) = tls {
-            server = server.tls(tls);
-        }
         if let Some(per_client) = &self.per_client {
             server = server.per_client_limit(per_client.clone());
         }
-        let handle = server.serve(service);
-        tracing::info!(%local, tls = handle.is_tls(), "listening");
-        self.bound.insert(local.port(), (handle, drain));
-        Ok(local)
+        Ok((server, drain))
     }
 
     /// Stops accepting on `port` and closes its socket; its open connections are drained
@@ -242,6 +315,11 @@ impl Listeners {
         addrs
     }
 
+    /// How the listeners bind and limit connections.
+    pub fn settings(&self) -> &ListenerSettings {
+        &self.settings
+    }
+
     /// Open client connections across all listeners.
     pub fn active_connections(&self) -> usize {
         self.limit.active()
@@ -252,6 +330,10 @@ impl Listeners {
         let ports: Vec<u16> = self.bound.keys().copied().collect();
         for port in ports {
             self.remove(port).await;
+        }
+        let udp: Vec<u16> = self.udp.keys().copied().collect();
+        for port in udp {
+            self.remove_udp(port).await;
         }
     }
 

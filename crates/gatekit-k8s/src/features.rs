@@ -1,6 +1,6 @@
 //! Gateway API conformance features (GEP-2162): one list, [`FEATURES`], of every feature
-//! of the HTTP and GRPC conformance profiles, supported or not, and for supported ones
-//! the tests that prove it.
+//! of the HTTP, GRPC, TLS and L4 (TCPRoute, UDPRoute) conformance profiles, supported or
+//! not, and for supported ones the tests that prove it.
 //!
 //! That one list is what gatekit reports everywhere: the accepted GatewayClass's
 //! `status.supportedFeatures` (the supported names, sorted), `gatekit validate
@@ -8,7 +8,8 @@
 //! supported feature names exists, so the list cannot claim more than the tests prove.
 //!
 //! The names are those of the Gateway API's `pkg/features` (`gateway.go`,
-//! `httproute.go`, `grpcroute.go`, `referencegrant.go`, `backendtlspolicy.go`) at
+//! `httproute.go`, `grpcroute.go`, `tlsroute.go`, `tcproute.go`, `udproute.go`,
+//! `referencegrant.go`, `backendtlspolicy.go`) at
 //! commit [`SOURCE_COMMIT`], the upstream main branch after v1.6.1, which is to become
 //! v1.7.
 
@@ -164,10 +165,10 @@ const REDIRECT_STATUS: &str =
 const ROUTE_TIMEOUTS: &str =
     "tests/timeouts.rs::route_timeouts_answer_504_and_cancel_the_upstream_request";
 
-/// Every Gateway API feature of the HTTP and GRPC conformance profiles (Gateway,
-/// ReferenceGrant, HTTPRoute, GRPCRoute, BackendTLSPolicy; core and extended), with
-/// gatekit's support. A feature is supported only when the tests it names exist (a test
-/// checks that they do).
+/// Every Gateway API feature of the HTTP, GRPC, TLS and L4 conformance profiles
+/// (Gateway, ReferenceGrant, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute,
+/// BackendTLSPolicy; core and extended), with gatekit's support. A feature is supported
+/// only when the tests it names exist (a test checks that they do).
 pub const FEATURES: &[Feature] = &[
     // --- Gateway ---
     Feature::yes(
@@ -610,6 +611,74 @@ pub const FEATURES: &[Feature] = &[
             "tests/grpc.rs::request_and_response_header_modifiers",
         ],
     ),
+    // --- TLSRoute, TCPRoute, UDPRoute ---
+    Feature::yes(
+        "TLSRoute",
+        "TLSRoute",
+        Core,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_listeners_are_programmed_by_protocol_and_mode",
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_listener_conflicts_on_one_port",
+            "crates/gatekit-k8s/tests/stream_routes.rs::route_kinds_must_fit_the_listener_protocol",
+            "crates/gatekit-k8s/tests/stream_routes.rs::tls_route_hostnames_intersect_with_the_listener",
+            "crates/gatekit-k8s/tests/stream_routes.rs::cross_namespace_backends_need_a_reference_grant",
+            "crates/gatekit-k8s/tests/stream_routes.rs::weights_and_invalid_backends",
+            "tests/l4_routes.rs::tls_passthrough_routes_by_sni_to_backends_with_their_own_certificates",
+            "tests/l4_routes.rs::a_tls_route_edited_while_serving_keeps_open_passthrough_connections",
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_route_statuses_are_written_back",
+        ],
+    ),
+    Feature::yes(
+        "TLSRouteModeMixed",
+        "TLSRoute",
+        Extended,
+        Experimental,
+        &[
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_listeners_are_programmed_by_protocol_and_mode",
+            "tests/l4_routes.rs::tls_terminate_and_passthrough_listeners_share_a_port",
+        ],
+    ),
+    Feature::yes(
+        "TLSRouteModeTerminate",
+        "TLSRoute",
+        Extended,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_listeners_are_programmed_by_protocol_and_mode",
+            "crates/gatekit-k8s/tests/stream_routes.rs::tls_route_hostnames_intersect_with_the_listener",
+            "tests/l4_routes.rs::tls_terminate_and_passthrough_listeners_share_a_port",
+        ],
+    ),
+    Feature::yes(
+        "TCPRoute",
+        "TCPRoute",
+        Extended,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/stream_routes.rs::several_tcp_routes_on_a_listener_are_all_accepted_oldest_first",
+            "crates/gatekit-k8s/tests/stream_routes.rs::route_kinds_must_fit_the_listener_protocol",
+            "crates/gatekit-k8s/tests/stream_routes.rs::cross_namespace_backends_need_a_reference_grant",
+            "crates/gatekit-k8s/tests/stream_routes.rs::weights_and_invalid_backends",
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_backends_ignore_the_app_protocol",
+            "tests/l4_routes.rs::tcp_route_echoes_a_megabyte_both_ways_byte_exact",
+            "tests/l4_routes.rs::tcp_route_weights_split_a_thousand_connections",
+            "tests/l4_routes.rs::tcp_route_follows_endpoint_and_route_changes_while_serving",
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_route_statuses_are_written_back",
+        ],
+    ),
+    Feature::yes(
+        "UDPRoute",
+        "UDPRoute",
+        Extended,
+        Standard,
+        &[
+            "crates/gatekit-k8s/tests/stream_routes.rs::udp_routes_use_udp_service_ports",
+            "crates/gatekit-k8s/tests/stream_routes.rs::route_kinds_must_fit_the_listener_protocol",
+            "tests/l4_routes.rs::udp_route_echoes_a_thousand_dns_like_datagrams",
+            "crates/gatekit-k8s/tests/stream_routes.rs::stream_route_statuses_are_written_back",
+        ],
+    ),
     // --- BackendTLSPolicy ---
     Feature::yes(
         "BackendTLSPolicy",
@@ -662,7 +731,7 @@ pub fn markdown() -> String {
     );
     let _ = writeln!(
         out,
-        "Every feature of the Gateway API HTTP and GRPC conformance profiles (GEP-2162), \
+        "Every feature of the Gateway API HTTP, GRPC, TLS and L4 conformance profiles (GEP-2162), \
          supported or not. Names are from `kubernetes-sigs/gateway-api` `pkg/features` at \
          commit `{SOURCE_COMMIT}` (main after v1.6.1, the coming v1.7).\n"
     );

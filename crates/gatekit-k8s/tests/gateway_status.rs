@@ -162,7 +162,7 @@ spec:
   gatewayClassName: gatekit
   listeners:
   - {{ name: http, port: 80, protocol: HTTP }}
-  - {{ name: udp, port: 81, protocol: UDP }}
+  - {{ name: sctp, port: 81, protocol: SCTP }}
 {SERVICE}{ROUTE}"#
     );
     let t = run(&yaml);
@@ -174,22 +174,22 @@ spec:
                 "Accepted",
                 true,
                 "ListenersNotValid",
-                "1 of 2 listeners are not valid: udp (UnsupportedProtocol)",
+                "1 of 2 listeners are not valid: sctp (UnsupportedProtocol)",
                 1
             ),
             c("Programmed", true, "Programmed", "", 1),
         ]
     );
-    let udp = listener(gw, "udp");
-    assert!(udp.supported_kinds().is_empty());
-    assert_eq!(udp.attached_routes(), 0);
+    let sctp = listener(gw, "sctp");
+    assert!(sctp.supported_kinds().is_empty());
+    assert_eq!(sctp.attached_routes(), 0);
     assert_eq!(
-        conds(udp.conditions()),
+        conds(sctp.conditions()),
         listener_conds(
             (
                 false,
                 "UnsupportedProtocol",
-                "protocol UDP is not supported (HTTP, HTTPS)"
+                "protocol SCTP is not supported (HTTP, HTTPS, TLS, TCP, UDP)"
             ),
             OK_RESOLVED,
             NOT_PROGRAMMED,

@@ -184,7 +184,7 @@ spec:
     port: 443
     protocol: HTTPS
     tls: { certificateRefs: [{ name: nope }] }
-  - { name: tcp, port: 9000, protocol: TCP }
+  - { name: tcp, port: 9000, protocol: SCTP }
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute

@@ -14,6 +14,8 @@
 //!   [`serve_connection_with`](crate::server::serve_connection_with) with a
 //!   [`Router`](crate::Router), filters and an in-process backend: the output is a
 //!   sequence of well-formed HTTP/1.1 responses, 4xx for malformed input.
+//! - [`client_hello`], [`proxy_header`]: the TLS ClientHello peek and the PROXY protocol
+//!   header parser on arbitrary bytes (see `stream.rs` for their oracles).
 //!
 //! Inputs are bounded (a few routes, short strings) so that each run is fast and a
 //! crash reproduces from a small file. The module is also compiled for gatekit-core's
@@ -24,12 +26,14 @@ mod hostname;
 mod proxy_pipeline;
 mod reference;
 mod route_match;
+mod stream;
 
 pub use self::filters::filters;
 pub use self::hostname::hostname;
 pub use self::proxy_pipeline::proxy_pipeline;
 pub use self::reference::reference_find;
 pub use self::route_match::route_match;
+pub use self::stream::{client_hello, proxy_header};
 
 /// Longest free-form string taken from an input, in characters.
 const MAX_TEXT: usize = 64;

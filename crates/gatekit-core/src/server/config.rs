@@ -6,6 +6,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
+use super::proxy_protocol::ProxyProtocol;
 use crate::path::PathPolicy;
 
 /// At most this many concurrent HTTP/2 streams per client connection: bounds the work one
@@ -57,6 +58,7 @@ pub struct ServerConfig {
     http2: bool,
     header_read_timeout: Duration,
     path_policy: Option<PathPolicy>,
+    proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +67,7 @@ impl Default for ServerConfig {
             http2: true,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             path_policy: None,
+            proxy_protocol: None,
         }
     }
 }
@@ -98,6 +101,23 @@ impl ServerConfig {
     pub fn path_policy(mut self, policy: Option<PathPolicy>) -> Self {
         self.path_policy = policy;
         self
+    }
+
+    /// Reads a PROXY protocol header (v1 or v2) at the start of connections from the
+    /// trusted sources `proxy_protocol` names, before TLS or HTTP or a stream route, and
+    /// takes its source address as the connection's remote address (see
+    /// [`proxy_protocol`](super::proxy_protocol)); `None` (default) reads none. The
+    /// connection limits count the socket's peer (the proxy in front), as they act
+    /// before any byte is read.
+    #[must_use]
+    pub fn proxy_protocol(mut self, proxy_protocol: Option<ProxyProtocol>) -> Self {
+        self.proxy_protocol = proxy_protocol;
+        self
+    }
+
+    /// The PROXY protocol settings, if headers are read.
+    pub fn proxy_protocol_settings(&self) -> Option<&ProxyProtocol> {
+        self.proxy_protocol.as_ref()
     }
 
     /// hyper's HTTP/1 server configured as this config says.

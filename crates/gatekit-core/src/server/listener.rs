@@ -2,21 +2,25 @@
 
 use super::{HttpService, ResponseBody};
 use std::fmt;
+use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
 
 use super::ServerConfig;
 use super::config::Http;
 use super::connection::serve_accepted;
-use super::drain::{Drain, Phase, Tracked};
+use super::drain::{Drain, DrainSignal, Phase, Tracked};
 use super::limit::{ClientSlot, ConnectionLimit, ConnectionObserver, PerClientLimit};
+use crate::stream::{Rewind, StreamRouter};
 use crate::tls::TlsAcceptor;
+use crate::{BoxError, ConnectionInfo};
 
 /// How long an accept loop pauses after an accept error (typically running out of file
 /// descriptors) so it does not spin while the condition lasts.
@@ -151,10 +155,29 @@ impl Server {
         S: HttpService<B>,
         B: ResponseBody,
     {
+        let handler = HttpHandler {
+            tls: self.tls.clone(),
+            http: Arc::new(Http::new(&self.config)),
+            service,
+            _body: PhantomData,
+        };
+        self.spawn(handler)
+    }
+
+    /// Starts accepting on a task of its own, serving each connection with `router`
+    /// (TLS passthrough or termination by SNI, TCP; see [`crate::stream`]) instead of
+    /// HTTP. The connection limits, PROXY protocol, observer and drain group apply as
+    /// for HTTP; a drain leaves stream connections open until its deadline, then closes
+    /// them. [`tls`](Self::tls) and the HTTP settings of the config are not used.
+    pub fn serve_streams(self, router: StreamRouter) -> ServerHandle {
+        self.spawn(router)
+    }
+
+    fn spawn<H: Handler>(self, handler: H) -> ServerHandle {
         let (stop, stopped) = oneshot::channel();
         let local = self.local;
         let tls = self.tls.is_some();
-        let task = tokio::spawn(self.run(service, stopped));
+        let task = tokio::spawn(self.run(handler, stopped));
         tracing::debug!(%local, tls, "listening");
         ServerHandle {
             local,
@@ -164,23 +187,19 @@ impl Server {
         }
     }
 
-    async fn run<S, B>(self, service: S, mut stopped: oneshot::Receiver<()>)
-    where
-        S: HttpService<B>,
-        B: ResponseBody,
-    {
+    async fn run<H: Handler>(self, handler: H, mut stopped: oneshot::Receiver<()>) {
         let Self {
             listener,
             local,
             config,
-            tls,
+            tls: _,
             limit,
             per_client,
             drain,
             observer,
         } = self;
         let mut draining = drain.stop_accepting();
-        let http = Arc::new(Http::new(&config));
+        let proxy_protocol = config.proxy_protocol_settings().cloned().map(Arc::new);
         loop {
             // A stop or a drain wins over a pending connection; `stopped` also fires
             // when the handle is dropped.
@@ -231,11 +250,20 @@ impl Server {
             let guard = ConnectionGuard::new(drain.connection(), permit, client, observer.clone());
             let mut hard_stop = guard.tracked.signal.clone();
             let signal = guard.tracked.signal.clone();
-            let (tls, http, service) = (tls.clone(), http.clone(), service.clone());
+            let (handler, proxy_protocol) = (handler.clone(), proxy_protocol.clone());
             tokio::spawn(async move {
                 let _guard = guard;
-                let serve =
-                    serve_accepted(tcp, remote, local, tls.as_ref(), &http, service, signal);
+                let serve = async move {
+                    let (io, remote) = match proxy_protocol {
+                        None => (Rewind::new(tcp), remote),
+                        Some(pp) => {
+                            let (header, io) = pp.read(tcp, remote.ip()).await?;
+                            let source = header.and_then(|h| h.source());
+                            (io, source.unwrap_or(remote))
+                        }
+                    };
+                    handler.handle(io, remote, local, signal).await
+                };
                 tokio::select! {
                     result = serve => if let Err(error) = result {
                         tracing::debug!(%error, %remote, "connection ended with an error");
@@ -260,6 +288,77 @@ impl fmt::Debug for Server {
             .field("limit", &self.limit)
             .field("per_client", &self.per_client)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a listener does with each accepted connection (after the limits and the
+/// PROXY protocol header): HTTP, or a stream router.
+trait Handler: Clone + Send + 'static {
+    fn handle(
+        self,
+        io: Rewind<TcpStream>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        drain: DrainSignal,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+/// HTTP (with TLS termination when configured) with a clone of the service.
+struct HttpHandler<S, B> {
+    tls: Option<TlsAcceptor>,
+    http: Arc<Http>,
+    service: S,
+    _body: PhantomData<fn() -> B>,
+}
+
+impl<S: Clone, B> Clone for HttpHandler<S, B> {
+    fn clone(&self) -> Self {
+        Self {
+            tls: self.tls.clone(),
+            http: self.http.clone(),
+            service: self.service.clone(),
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<S, B> Handler for HttpHandler<S, B>
+where
+    S: HttpService<B>,
+    B: ResponseBody,
+{
+    async fn handle(
+        self,
+        io: Rewind<TcpStream>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        drain: DrainSignal,
+    ) -> Result<(), BoxError> {
+        serve_accepted(
+            io,
+            remote,
+            local,
+            self.tls.as_ref(),
+            &self.http,
+            self.service,
+            drain,
+        )
+        .await
+    }
+}
+
+impl Handler for StreamRouter {
+    async fn handle(
+        self,
+        io: Rewind<TcpStream>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        _drain: DrainSignal,
+    ) -> Result<(), BoxError> {
+        // Stream connections ignore the graceful phase: the accept loop's task drops
+        // them at the drain's deadline.
+        let info = ConnectionInfo::new(remote, local, false);
+        self.serve_connection(io, info).await.map_err(Into::into)
     }
 }
 

@@ -7,6 +7,8 @@
 //! Server: accept (a pause after an accept error)
 //!   ─▶ over its client's PerClientLimit, or over the ConnectionLimit? close at once
 //!      (counted, ConnectionObserver::rejected)
+//!   ─▶ [PROXY protocol header from a trusted source: its source is the client]
+//!   ─▶ a stream router (TLS/TCP, see crate::stream), or:
 //!   ─▶ [TLS handshake under a deadline; certificate by SNI from a CertStore]
 //!   ─▶ hyper-util auto builder (HTTP/1.1 or HTTP/2; h2 by preface, after ALPN on TLS)
 //!   ─▶ each request gets the connection's ConnectionInfo (addresses; SNI, ALPN and the
@@ -16,7 +18,9 @@
 //! ```
 //!
 //! A [`Server`] is one listening socket; [`Server::serve`] returns a [`ServerHandle`]
-//! that [stops](ServerHandle::stop) it. Listeners share a [`ConnectionLimit`], a
+//! that [stops](ServerHandle::stop) it. [`Server::serve_streams`] serves TLS and TCP
+//! streams ([`crate::stream`]) through the same accept loop, limits and drain instead of
+//! HTTP. Listeners share a [`ConnectionLimit`], a
 //! [`PerClientLimit`] and a [`Drain`] group by being given clones. [`serve_connection_with`] serves one already
 //! accepted connection (any byte stream: a TLS stream, an in-memory duplex) through the
 //! same code; [`serve`] and [`serve_with`] are a listener served until a future
@@ -70,6 +74,7 @@ mod connection;
 mod drain;
 mod limit;
 mod listener;
+pub mod proxy_protocol;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -86,6 +91,10 @@ pub use self::drain::{Drain, DrainOutcome, Retirement};
 pub(crate) use self::drain::{DrainSignal, Phase, RetiredSignal};
 pub use self::limit::{ConnectionLimit, ConnectionObserver, PerClientLimit};
 pub use self::listener::{Server, ServerHandle};
+pub use self::proxy_protocol::{
+    ProxyHeader, ProxyProtocol, ProxyProtocolError, ProxyVersion, encode as encode_proxy_header,
+    parse as parse_proxy_header,
+};
 use crate::{BoxError, ConnectionInfo};
 
 /// A service the server can run for every connection: answers

@@ -1,9 +1,57 @@
-//! Streams that are not HTTP: TLS passthrough (routed by the ClientHello's SNI), TCP
-//! and UDP, as Gateway API TLSRoute, TCPRoute and UDPRoute describe them.
+//! Streams that are not HTTP: TLS passthrough and termination routed by the ClientHello's
+//! SNI, plain TCP and UDP, as Gateway API TLSRoute, TCPRoute and UDPRoute describe them.
 //!
 //! This module holds the route model shared by providers (gatekit-k8s translates
 //! TLSRoutes, TCPRoutes and UDPRoutes into it) and the stream data plane.
+//!
+//! # A TCP connection's way
+//!
+//! ```text
+//! Server accept loop (the same as HTTP's: limits, drain, observer, PROXY protocol)
+//!   ─▶ StreamRouter::serve_connection, with the table current at accept
+//!   ─▶ [TLS port] read the ClientHello under a deadline, keep its bytes (Rewind);
+//!      not TLS, malformed, > 16 KiB: closed
+//!   ─▶ StreamTable: listener by SNI, route by hostname (or the oldest), backend by weight;
+//!      none: closed before any backend is contacted
+//!   ─▶ [Terminate] TLS handshake with the listener's certificates
+//!   ─▶ StreamBackend::connect: pick an endpoint, connect under a deadline, another
+//!      endpoint after a failure (bounded), [PROXY protocol header]
+//!   ─▶ relay: 16 KiB per direction, half-close, idle timeout; bytes counted
+//! ```
+//!
+//! A drain leaves stream connections alone until its deadline, then closes them.
+//!
+//! # UDP
+//!
+//! A [`UdpRelay`] keeps one flow per client address: a connected socket of its own to
+//! an endpoint picked when the flow starts; replies go back to that client. Flows end
+//! after an idle timeout ([`DEFAULT_UDP_IDLE_TIMEOUT`]) and are bounded in number
+//! ([`DEFAULT_MAX_UDP_FLOWS`]); a new flow's datagrams beyond the bound are dropped and
+//! counted.
 
+mod backend;
+mod error;
 mod model;
+mod observer;
+mod relay;
+mod rewind;
+mod router;
+mod table;
+mod udp;
 
+#[cfg(test)]
+mod tests;
+
+pub use self::backend::{
+    DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, StreamBackend, StreamEndpoint,
+    StreamUpstream,
+};
+pub use self::error::StreamError;
 pub use self::model::{StreamBackendRef, StreamRoute};
+pub use self::observer::{Refusal, StreamObserver, StreamStats};
+pub use self::rewind::Rewind;
+pub use self::router::StreamRouter;
+pub use self::table::{
+    DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_UDP_IDLE_TIMEOUT, ListenerMode, StreamListener, StreamTable,
+};
+pub use self::udp::{DEFAULT_MAX_UDP_FLOWS, UdpHandle, UdpRelay};

@@ -42,11 +42,16 @@
 //! [`ConnectionInfo`](crate::ConnectionInfo).
 
 mod accept;
+mod client_hello;
 mod error;
 mod pem;
 mod store;
 
 pub use self::accept::{DEFAULT_HANDSHAKE_TIMEOUT, TlsAcceptor, server_config};
+pub use self::client_hello::{
+    ClientHelloError, ClientHelloInfo, DEFAULT_CLIENT_HELLO_TIMEOUT, MAX_CLIENT_HELLO,
+    parse_client_hello, peek_client_hello,
+};
 pub use self::error::TlsError;
 pub use self::pem::{load_certified_key, load_certified_key_files, load_certs, load_private_key};
 pub use self::store::{CertSet, CertStore};

@@ -36,6 +36,7 @@
 
 mod layer;
 mod policy;
+mod stream;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub use self::layer::{LabelSource, MetricsLayer, MetricsService, ResponseFuture};
+pub use self::stream::StreamPortMetrics;
 
 /// The status classes requests are counted by.
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -126,6 +128,7 @@ struct Inner {
     endpoint_updates: Histogram,
     cluster_connected: Family<ClusterLabels, Gauge>,
     cluster_dropped: Family<ClusterLabels, Gauge>,
+    streams: stream::StreamFamilies,
 }
 
 impl Metrics {
@@ -211,6 +214,7 @@ impl Metrics {
             "Whether a lost cluster's endpoints were dropped after maxStaleness (1) or are still served (0)",
             cluster_dropped.clone(),
         );
+        let streams = stream::StreamFamilies::register(&mut registry);
         if let Some(state) = policy {
             registry.register_collector(Box::new(policy::PolicyCollector { state }));
         }
@@ -228,6 +232,7 @@ impl Metrics {
                 reloads_ok,
                 reloads_failed,
                 config_generation,
+                streams,
             }),
         }
     }

@@ -23,7 +23,7 @@ use gatekit_core::breaker::CircuitBreakerConfig;
 use gatekit_core::retry::RetryBudgetConfig;
 use gatekit_core::route::{Match, PathMatch, Route, RulePolicy, StringMatch};
 use gatekit_k8s::status::{Condition, ResourceRef, ResourceStatus};
-use gatekit_k8s::translate::Protocol;
+use gatekit_k8s::translate::{Protocol, TlsMode};
 use gatekit_k8s::{ManifestError, Translation};
 use serde::Serialize;
 
@@ -221,6 +221,9 @@ fn render(
             address: bound.get(&port.port()).map(ToString::to_string),
             protocol: match port.protocol() {
                 Protocol::Https => "HTTPS",
+                Protocol::Tls => "TLS",
+                Protocol::Tcp => "TCP",
+                Protocol::Udp => "UDP",
                 _ => "HTTP",
             },
             listeners: port
@@ -236,12 +239,26 @@ fn render(
                         .iter()
                         .map(|c| c.secret().to_string())
                         .collect(),
+                    tls_mode: l.tls_mode().map(|m| match m {
+                        TlsMode::Passthrough => "Passthrough",
+                        _ => "Terminate",
+                    }),
                     routes: port
                         .listener_routes(l)
                         .iter()
                         .map(|r| r.id.to_string())
+                        .chain(
+                            port.listener_stream_routes(l)
+                                .iter()
+                                .map(|r| r.id.to_string()),
+                        )
                         .collect(),
                 })
+                .collect(),
+            stream_routes: port
+                .stream_routes()
+                .iter()
+                .map(|r| StreamRouteJson::new(r))
                 .collect(),
             routes: port
                 .routes()
@@ -343,6 +360,45 @@ struct PortJson<'a> {
     protocol: &'static str,
     listeners: Vec<ListenerJson<'a>>,
     routes: Vec<RouteJson<'a>>,
+    /// TLSRoutes, TCPRoutes and UDPRoutes (TLS, TCP and UDP ports only).
+    #[serde(rename = "streamRoutes", skip_serializing_if = "Vec::is_empty")]
+    stream_routes: Vec<StreamRouteJson<'a>>,
+}
+
+/// A stream route as served: SNI hostnames, weighted backends, idle timeout.
+#[derive(Serialize)]
+struct StreamRouteJson<'a> {
+    route: String,
+    hostnames: &'a [String],
+    created: i64,
+    backends: Vec<StreamBackendJson<'a>>,
+    #[serde(rename = "idleTimeoutMs", skip_serializing_if = "Option::is_none")]
+    idle_timeout_ms: Option<u128>,
+}
+
+#[derive(Serialize)]
+struct StreamBackendJson<'a> {
+    name: &'a str,
+    weight: u32,
+}
+
+impl<'a> StreamRouteJson<'a> {
+    fn new(route: &'a gatekit_core::stream::StreamRoute) -> Self {
+        Self {
+            route: route.id.to_string(),
+            hostnames: &route.hostnames,
+            created: route.created,
+            backends: route
+                .backends
+                .iter()
+                .map(|b| StreamBackendJson {
+                    name: &b.name,
+                    weight: b.weight,
+                })
+                .collect(),
+            idle_timeout_ms: route.idle_timeout.map(|d| d.as_millis()),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -355,6 +411,9 @@ struct ListenerJson<'a> {
     name: &'a str,
     hostname: Option<&'a str>,
     certificates: Vec<String>,
+    /// A TLS listener's mode (`Passthrough`, `Terminate`).
+    #[serde(rename = "tlsMode", skip_serializing_if = "Option::is_none")]
+    tls_mode: Option<&'static str>,
     /// The routes this listener matches requests against (listener isolation); their
     /// rules are in the port's `routes`, one entry per listener.
     routes: Vec<String>,

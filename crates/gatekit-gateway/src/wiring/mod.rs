@@ -73,6 +73,7 @@ mod cache;
 mod dump;
 mod labels;
 mod replica;
+mod streams;
 mod trim;
 pub(crate) mod upstreams;
 mod watch;
@@ -99,6 +100,7 @@ use tower_layer::Layer;
 use self::cache::{FileCache, Load};
 use self::labels::Labelled;
 use self::replica::Replica;
+use self::streams::Streams;
 use self::upstreams::Upstreams;
 use self::watch::{Changed, DirWatcher};
 use crate::{
@@ -551,6 +553,8 @@ pub struct Wiring {
     /// What `/config` says of the rules' policies beyond them: defaults, the store.
     dump_defaults: dump::Defaults,
     ports: BTreeMap<u16, Port>,
+    /// The TLS, TCP and UDP ports (see `streams.rs`).
+    streams: Streams,
     /// Each port's route tables and their builders, by listener hostname.
     tables: BTreeMap<u16, Vec<Group>>,
     /// The metrics series of every served route.
@@ -645,6 +649,7 @@ impl Wiring {
             source,
             translator: Translator::new(options),
             ports: BTreeMap::new(),
+            streams: Streams::default(),
             tables: BTreeMap::new(),
             series: FastMap::default(),
             generation: 0,
@@ -685,7 +690,9 @@ impl Wiring {
 
     /// The bound address of every served port.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.ports.values().filter_map(|p| p.local).collect()
+        let http = self.ports.values().filter_map(|p| p.local);
+        http.chain(self.streams.bound().map(|(_, local)| local))
+            .collect()
     }
 
     /// The service that routes `port`'s requests by the served configuration, for an
@@ -929,6 +936,7 @@ impl Wiring {
             .ports
             .iter()
             .filter_map(|(p, port)| Some((*p, port.local?)))
+            .chain(self.streams.bound())
             .collect();
         self.replica.served(&translation);
         // `/config` is rendered when asked for; the reload hands it shared pointers.
@@ -1007,7 +1015,12 @@ impl Wiring {
 
         let mut bind_errors = Vec::new();
         let mut wanted = BTreeSet::new();
+        // Stream ports no longer streams are closed first: the HTTP loop may bind them.
+        self.streams.release(gateway, translation).await;
         for port in translation.listeners() {
+            if streams::is_stream(port.protocol()) {
+                continue;
+            }
             wanted.insert(port.port());
             let groups = self.tables.entry(port.port()).or_default();
             let untouched = translation
@@ -1130,6 +1143,15 @@ impl Wiring {
             self.ports.remove(&port);
             gateway.listeners_mut().remove(port).await;
         }
+        self.streams
+            .apply(
+                gateway,
+                translation,
+                &self.upstreams,
+                &mut errors,
+                &mut bind_errors,
+            )
+            .await;
         // The Services' upstream index, for endpoint updates: names come and go.
         for name in &upstreams.gone {
             if let Some(spec) = self.upstreams.spec(name) {

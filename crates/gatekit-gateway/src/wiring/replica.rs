@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use gatekit_core::route::{Filter, HeaderModifier, PathMatch, PathModifier, Route, StringMatch};
 use gatekit_k8s::provider::{ProviderSettings, ReplicaIdentity};
-use gatekit_k8s::translate::{AppProtocol, Protocol};
+use gatekit_k8s::translate::{AppProtocol, Protocol, TlsMode};
 use gatekit_k8s::{
     ElectionSpec, FleetView, LeaderElector, MemberSpec, Membership, Provider, StatusWriter,
     Translation,
@@ -177,13 +177,34 @@ pub(crate) fn config_hash(translation: &Translation) -> String {
         let protocol = match port.protocol() {
             Protocol::Http => "HTTP",
             Protocol::Https => "HTTPS",
+            Protocol::Tls => "TLS",
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
             other => h.fallback(&other),
         };
         h.tag(protocol);
+        let stream = matches!(
+            port.protocol(),
+            Protocol::Tls | Protocol::Tcp | Protocol::Udp
+        );
         h.len(port.listeners().len());
         for l in port.listeners() {
             h.str(l.name());
             h.opt_str(l.hostname());
+            // Stream ports only, so the hash of HTTP-only configurations is unchanged.
+            if stream {
+                let mode = match l.tls_mode() {
+                    None => "-",
+                    Some(TlsMode::Passthrough) => "Passthrough",
+                    Some(TlsMode::Terminate) => "Terminate",
+                    Some(other) => h.fallback(&other),
+                };
+                h.tag(mode);
+                h.len(port.listener_stream_routes(l).len());
+                for route in port.listener_stream_routes(l) {
+                    h.stream_route(route);
+                }
+            }
         }
         h.len(port.routes().len());
         for route in port.routes() {
@@ -222,6 +243,26 @@ impl Default for Canonical {
 impl Canonical {
     fn u64(&mut self, n: u64) {
         self.0 = fnv1a(self.0, &n.to_le_bytes());
+    }
+
+    /// A TLSRoute, TCPRoute or UDPRoute as served.
+    fn stream_route(&mut self, route: &gatekit_core::stream::StreamRoute) {
+        self.str(route.id.namespace());
+        self.str(route.id.name());
+        self.len(route.hostnames.len());
+        for hostname in &route.hostnames {
+            self.str(hostname);
+        }
+        self.u64(route.created as u64);
+        self.len(route.backends.len());
+        for backend in &route.backends {
+            self.str(&backend.name);
+            self.u64(u64::from(backend.weight));
+        }
+        match route.idle_timeout {
+            Some(timeout) => self.u64(timeout.as_millis() as u64),
+            None => self.tag("-"),
+        }
     }
 
     fn len(&mut self, n: usize) {

@@ -44,6 +44,12 @@ pub fn backend_name(namespace: &str, service: &str, port: u16) -> String {
     format!("{namespace}/{service}:{port}")
 }
 
+/// The backend name of a Service's UDP port: `"<namespace>/<service>:<port>/udp"`
+/// (a Service may use one port number for TCP and UDP, as DNS does).
+pub fn udp_backend_name(namespace: &str, service: &str, port: u16) -> String {
+    format!("{namespace}/{service}:{port}/udp")
+}
+
 /// A backendRef that translation refused: why, for `ResolvedRefs`.
 #[derive(Clone, Debug)]
 pub(crate) struct Unresolved {
@@ -63,6 +69,23 @@ pub(crate) struct Wanted {
     /// The Secret (namespace, name) of the client certificate presented over that TLS
     /// (set per Gateway when the route is attached; see `backend_tls.rs`).
     pub(crate) client: Option<(String, String)>,
+    /// Used by a TLSRoute, TCPRoute or UDPRoute: bytes pass through, the port's
+    /// `appProtocol` does not matter.
+    pub(crate) stream: bool,
+    /// A UDP Service port (UDPRoute): its upstream is named [`udp_backend_name`].
+    pub(crate) udp: bool,
+}
+
+impl Wanted {
+    /// The name of the upstream it becomes (for routes of Gateways presenting no
+    /// client certificate; see `backend_tls::client_backend_name`).
+    pub(crate) fn upstream_name(&self) -> String {
+        if self.udp {
+            udp_backend_name(&self.namespace, &self.service, self.port)
+        } else {
+            backend_name(&self.namespace, &self.service, self.port)
+        }
+    }
 }
 
 /// What a backendRef-shaped reference says, defaults not yet applied.
@@ -287,7 +310,8 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// Resolves a backendRef of a `route_kind` in `route_ns` to a Service port.
+    /// Resolves a backendRef of a `route_kind` in `route_ns` to a Service port that
+    /// gatekit speaks HTTP to.
     pub(crate) fn resolve(
         &self,
         route_kind: &str,
@@ -295,6 +319,87 @@ impl<'a> Context<'a> {
         r: &RefSpec<'_>,
         grpc: bool,
     ) -> Result<Wanted, Unresolved> {
+        let (ns, sp) = self.resolve_port(route_kind, route_ns, r, "TCP")?;
+        let port = sp.port;
+        let tls = match self.backend_tls(ns, r.name, sp) {
+            Some(Err(why)) => {
+                return Err(Unresolved {
+                    reason: super::backend_tls::INVALID_BACKEND_TLS_POLICY,
+                    message: format!(
+                        "Service {ns}/{} port {port} is covered by a BackendTLSPolicy that cannot be used ({why}); its traffic is refused, never sent in cleartext",
+                        r.name
+                    ),
+                });
+            }
+            Some(Ok(_)) => true,
+            None => false,
+        };
+        if tls {
+            if let Err(value) =
+                super::backend_tls::tls_app_protocol(sp.app_protocol.as_deref(), grpc)
+            {
+                return Err(Unresolved {
+                    reason: reason::UNSUPPORTED_PROTOCOL,
+                    message: format!(
+                        "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak over TLS (served with a BackendTLSPolicy: none, http, https, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws, kubernetes.io/wss)",
+                        r.name
+                    ),
+                });
+            }
+        } else if let Err(value) = app_protocol(sp.app_protocol.as_deref(), grpc) {
+            return Err(Unresolved {
+                reason: reason::UNSUPPORTED_PROTOCOL,
+                message: format!(
+                    "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws; https and kubernetes.io/wss with a BackendTLSPolicy); a backend that asks for TLS is refused rather than sent cleartext",
+                    r.name
+                ),
+            });
+        }
+        Ok(Wanted {
+            namespace: ns.to_owned(),
+            service: r.name.to_owned(),
+            port: u16::try_from(port).unwrap_or(0),
+            grpc,
+            tls,
+            client: None,
+            stream: false,
+            udp: false,
+        })
+    }
+
+    /// Resolves a backendRef of a stream route (TLSRoute, TCPRoute: a `TCP` Service
+    /// port; UDPRoute, `udp`: a `UDP` one). Bytes pass through, so the port's
+    /// `appProtocol` does not matter.
+    pub(crate) fn resolve_stream(
+        &self,
+        route_kind: &str,
+        route_ns: &str,
+        r: &RefSpec<'_>,
+        udp: bool,
+    ) -> Result<Wanted, Unresolved> {
+        let transport = if udp { "UDP" } else { "TCP" };
+        let (ns, sp) = self.resolve_port(route_kind, route_ns, r, transport)?;
+        Ok(Wanted {
+            namespace: ns.to_owned(),
+            service: r.name.to_owned(),
+            port: u16::try_from(sp.port).unwrap_or(0),
+            grpc: false,
+            tls: false,
+            client: None,
+            stream: true,
+            udp,
+        })
+    }
+
+    /// The Service port a backendRef names (kind, scopes, ReferenceGrant, Service,
+    /// port number with `transport` protocol), with the Service's namespace.
+    fn resolve_port<'r>(
+        &self,
+        route_kind: &str,
+        route_ns: &'r str,
+        r: &RefSpec<'r>,
+        transport: &str,
+    ) -> Result<(&'r str, &'a k8s_openapi::api::core::v1::ServicePort), Unresolved> {
         let group = r.group.unwrap_or("");
         let kind = r.kind.unwrap_or("Service");
         if !group.is_empty() || kind != "Service" {
@@ -340,82 +445,56 @@ impl<'a> Context<'a> {
                 message: format!("Service {ns}/{} not found", r.name),
             });
         };
-        let Some(sp) = service_port(service, port) else {
+        let Some(sp) =
+            service_port_of(service, port, transport).or_else(|| service_port(service, port))
+        else {
             return Err(Unresolved {
                 reason: reason::BACKEND_NOT_FOUND,
                 message: format!("Service {ns}/{} has no port {port}", r.name),
             });
         };
         let protocol = sp.protocol.as_deref().unwrap_or("TCP");
-        if protocol != "TCP" {
-            return Err(Unresolved {
-                reason: reason::UNSUPPORTED_PROTOCOL,
-                message: format!("Service {ns}/{} port {port} is {protocol}, not TCP", r.name),
-            });
-        }
-        let tls = match self.backend_tls(ns, r.name, sp) {
-            Some(Err(why)) => {
-                return Err(Unresolved {
-                    reason: super::backend_tls::INVALID_BACKEND_TLS_POLICY,
-                    message: format!(
-                        "Service {ns}/{} port {port} is covered by a BackendTLSPolicy that cannot be used ({why}); its traffic is refused, never sent in cleartext",
-                        r.name
-                    ),
-                });
-            }
-            Some(Ok(_)) => true,
-            None => false,
-        };
-        if tls {
-            if let Err(value) =
-                super::backend_tls::tls_app_protocol(sp.app_protocol.as_deref(), grpc)
-            {
-                return Err(Unresolved {
-                    reason: reason::UNSUPPORTED_PROTOCOL,
-                    message: format!(
-                        "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak over TLS (served with a BackendTLSPolicy: none, http, https, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws, kubernetes.io/wss)",
-                        r.name
-                    ),
-                });
-            }
-        } else if let Err(value) = app_protocol(sp.app_protocol.as_deref(), grpc) {
+        if protocol != transport {
             return Err(Unresolved {
                 reason: reason::UNSUPPORTED_PROTOCOL,
                 message: format!(
-                    "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws; https and kubernetes.io/wss with a BackendTLSPolicy); a backend that asks for TLS is refused rather than sent cleartext",
+                    "Service {ns}/{} port {port} is {protocol}, not {transport}",
                     r.name
                 ),
             });
         }
-        Ok(Wanted {
-            namespace: ns.to_owned(),
-            service: r.name.to_owned(),
-            port: u16::try_from(sp.port).unwrap_or(0),
-            grpc,
-            tls,
-            client: None,
-        })
+        Ok((ns, sp))
     }
 
-    /// The upstream for Service port `namespace/service:port` from `slices` (the
-    /// Service's EndpointSlices, in resource order), spoken to with h2c when `grpc`
-    /// (a GRPCRoute uses it) and the port declares no `appProtocol`, over TLS when a
-    /// BackendTLSPolicy covers it (presenting the client certificate of Secret
-    /// `client`), and the problems its endpoints have. `None` when the Service or port
-    /// is gone or its protocol or policy is refused (`resolve` refused such references
-    /// already).
+    /// The upstream for Service port `namespace/service:port` (its `UDP` port when
+    /// `udp`) from `slices` (the Service's EndpointSlices, in resource order), spoken
+    /// to with h2c when `grpc` (a GRPCRoute uses it) and the port declares no
+    /// `appProtocol`, and the problems its endpoints have. `None` when the Service or
+    /// port is gone or its protocol is refused (`resolve` refused such references
+    /// already); a port only stream routes use (`stream_only`) is never refused for
+    /// its `appProtocol` and gets no TLS. A port a BackendTLSPolicy covers is spoken to
+    /// over TLS, presenting the client certificate of Secret `client`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn upstream(
         &self,
         namespace: &str,
         service_name: &str,
         port: u16,
         grpc: bool,
+        stream_only: bool,
+        udp: bool,
         client: Option<&(String, String)>,
         slices: &[&EndpointSlice],
     ) -> Option<(UpstreamSpec, Vec<ConfigError>)> {
         let service = self.service(namespace, service_name)?;
-        let sp = service_port(service, i32::from(port))?;
-        let (app_protocol, tls) = match self.backend_tls(namespace, service_name, sp) {
+        let transport = if udp { "UDP" } else { "TCP" };
+        let sp = service_port_of(service, i32::from(port), transport)?;
+        let covered = if stream_only || udp {
+            None
+        } else {
+            self.backend_tls(namespace, service_name, sp)
+        };
+        let (app_protocol, tls) = match covered {
             Some(Err(_)) => return None,
             Some(Ok(policy)) => (
                 super::backend_tls::tls_app_protocol(sp.app_protocol.as_deref(), grpc).ok()?,
@@ -424,7 +503,12 @@ impl<'a> Context<'a> {
                     client.and_then(|c| self.client_certificate(c)),
                 )),
             ),
-            None => (app_protocol(sp.app_protocol.as_deref(), grpc).ok()?, None),
+            None => match app_protocol(sp.app_protocol.as_deref(), grpc) {
+                Ok(p) => (p, None),
+                // Bytes pass through: what the port says it speaks does not matter.
+                Err(_) if stream_only => (AppProtocol::Http1, None),
+                Err(_) => return None,
+            },
         };
         let mut errors = Vec::new();
         let endpoints = port_endpoints(sp, slices.iter().copied(), &mut errors);
@@ -674,6 +758,21 @@ fn app_protocol(value: Option<&str>, grpc: bool) -> Result<AppProtocol, &str> {
     } else {
         Err(value)
     }
+}
+
+/// The Service port with this number and `protocol` (`TCP`, `UDP`; unset is `TCP`).
+fn service_port_of<'s>(
+    service: &'s Service,
+    port: i32,
+    protocol: &str,
+) -> Option<&'s k8s_openapi::api::core::v1::ServicePort> {
+    service
+        .spec
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.port == port && p.protocol.as_deref().unwrap_or("TCP") == protocol)
 }
 
 fn service_port(service: &Service, port: i32) -> Option<&k8s_openapi::api::core::v1::ServicePort> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use gatekit_core::ConfigError;
 
 use super::backend::{Context, created_of, name_of, ns_of};
-use super::{Certificate, ListenerSpec, PortListeners, Protocol, TranslateOptions};
+use super::{Certificate, ListenerSpec, PortListeners, Protocol, TlsMode, TranslateOptions};
 use crate::manifest::ResourceSet;
 use crate::status::{Condition, ListenerStatus, ResourceRef, ResourceStatus, reason};
 use crate::types::{
@@ -17,8 +17,48 @@ use crate::types::{
     TLS_SECRET_TYPE,
 };
 
-/// Route kinds gatekit serves on HTTP and HTTPS listeners.
-const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
+/// Route kinds gatekit serves on listeners of `protocol`: HTTPRoute and GRPCRoute on
+/// HTTP and HTTPS, TLSRoute on TLS (either mode), TCPRoute on TCP, UDPRoute on UDP.
+fn route_kinds(protocol: Protocol) -> &'static [&'static str] {
+    match protocol {
+        Protocol::Http | Protocol::Https => &["HTTPRoute", "GRPCRoute"],
+        Protocol::Tls => &["TLSRoute"],
+        Protocol::Tcp => &["TCPRoute"],
+        Protocol::Udp => &["UDPRoute"],
+    }
+}
+
+/// The protocol of a listener, if gatekit serves it.
+fn protocol_of(l: &GatewayListeners) -> Option<Protocol> {
+    match l.protocol.as_str() {
+        "HTTP" => Some(Protocol::Http),
+        "HTTPS" => Some(Protocol::Https),
+        "TLS" => Some(Protocol::Tls),
+        "TCP" => Some(Protocol::Tcp),
+        "UDP" => Some(Protocol::Udp),
+        _ => None,
+    }
+}
+
+/// Whether a listener's `tls.mode` is `Passthrough` (unset is `Terminate`).
+fn is_passthrough(l: &GatewayListeners) -> bool {
+    matches!(
+        l.tls.as_ref().and_then(|t| t.mode.as_ref()),
+        Some(GatewayListenersTlsMode::Passthrough)
+    )
+}
+
+/// The hostname a listener is told apart by: its own on HTTP, HTTPS and TLS (lowercase),
+/// none on TCP and UDP (the spec ignores it there: only the port tells them apart).
+fn hostname_of(l: &GatewayListeners, protocol: Protocol) -> Option<String> {
+    if matches!(protocol, Protocol::Tcp | Protocol::Udp) {
+        return None;
+    }
+    l.hostname
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .map(str::to_ascii_lowercase)
+}
 
 /// [`Allowed::Selector`] from a namespace selector (`matchLabels`, `matchExpressions`)
 /// of any of the Gateway API's generated selector types, which share field names.
@@ -104,6 +144,8 @@ pub(crate) struct Listener<'a> {
     pub(crate) name: &'a str,
     pub(crate) port: u16,
     pub(crate) protocol: Protocol,
+    /// `Some` on TLS listeners only.
+    pub(crate) tls_mode: Option<TlsMode>,
     pub(crate) hostname: Option<String>,
     pub(crate) kinds: Vec<&'static str>,
     pub(crate) allowed: Allowed<'a>,
@@ -633,24 +675,11 @@ fn declared<'a>(
 /// `None` if the listener is not accepted (port or protocol unusable).
 fn distinct_key(l: &GatewayListeners) -> Option<(u16, Protocol, Option<String>)> {
     let port = u16::try_from(l.port).ok().filter(|p| *p != 0)?;
-    let protocol = match l.protocol.as_str() {
-        "HTTP" => Protocol::Http,
-        "HTTPS" => Protocol::Https,
-        _ => return None,
-    };
-    let passthrough = matches!(
-        l.tls.as_ref().and_then(|t| t.mode.as_ref()),
-        Some(GatewayListenersTlsMode::Passthrough)
-    );
-    if protocol == Protocol::Https && passthrough {
+    let protocol = protocol_of(l)?;
+    if protocol == Protocol::Https && is_passthrough(l) {
         return None;
     }
-    let hostname = l
-        .hostname
-        .as_deref()
-        .filter(|h| !h.is_empty())
-        .map(str::to_ascii_lowercase);
-    Some((port, protocol, hostname))
+    Some((port, protocol, hostname_of(l, protocol)))
 }
 
 /// Whether listener `i` of a Gateway is indistinct from another of its listeners. The
@@ -740,15 +769,8 @@ fn listener<'a>(
 
     // Accepted: port and protocol.
     let port = u16::try_from(l.port).ok().filter(|p| *p != 0);
-    let protocol = match l.protocol.as_str() {
-        "HTTP" => Some(Protocol::Http),
-        "HTTPS" => Some(Protocol::Https),
-        _ => None,
-    };
-    let passthrough = matches!(
-        l.tls.as_ref().and_then(|t| t.mode.as_ref()),
-        Some(GatewayListenersTlsMode::Passthrough)
-    );
+    let protocol = protocol_of(l);
+    let passthrough = is_passthrough(l);
     let accepted = match (port, protocol) {
         (None, _) => cond(
             reason::ACCEPTED,
@@ -760,7 +782,10 @@ fn listener<'a>(
             reason::ACCEPTED,
             false,
             reason::UNSUPPORTED_PROTOCOL,
-            format!("protocol {} is not supported (HTTP, HTTPS)", l.protocol),
+            format!(
+                "protocol {} is not supported (HTTP, HTTPS, TLS, TCP, UDP)",
+                l.protocol
+            ),
         ),
         (_, Some(Protocol::Https)) if passthrough => cond(
             reason::ACCEPTED,
@@ -772,19 +797,31 @@ fn listener<'a>(
     };
     let protocol = protocol.unwrap_or(Protocol::Http);
     let port = port.unwrap_or(0);
+    let tls_mode = (protocol == Protocol::Tls).then_some(if passthrough {
+        TlsMode::Passthrough
+    } else {
+        TlsMode::Terminate
+    });
+    // HTTPS, and TLS terminated at the gateway, need certificates.
+    let needs_certificates = protocol == Protocol::Https || tls_mode == Some(TlsMode::Terminate);
+    let supported = route_kinds(protocol);
 
     // Route kinds.
     let mut refs_problem: Option<(&'static str, String)> = None;
     let kinds: Vec<&'static str> = match l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
         // A protocol gatekit does not serve supports no route kind.
         _ if !accepted.is_true() => Vec::new(),
-        None => ROUTE_KINDS.to_vec(),
+        None => supported.to_vec(),
         Some(kinds) => {
             let mut valid = Vec::new();
             for k in kinds {
                 let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
-                match ROUTE_KINDS.iter().find(|r| **r == k.kind) {
-                    Some(r) if group == GATEWAY_GROUP => valid.push(*r),
+                match supported.iter().find(|r| **r == k.kind) {
+                    Some(r) if group == GATEWAY_GROUP => {
+                        if !valid.contains(r) {
+                            valid.push(*r);
+                        }
+                    }
                     _ => {
                         refs_problem.get_or_insert((
                             reason::INVALID_ROUTE_KINDS,
@@ -799,7 +836,7 @@ fn listener<'a>(
 
     // Certificates.
     let mut certificates = Vec::new();
-    if protocol == Protocol::Https && accepted.is_true() {
+    if needs_certificates && accepted.is_true() {
         let refs = l
             .tls
             .as_ref()
@@ -808,7 +845,10 @@ fn listener<'a>(
         if refs.is_empty() {
             refs_problem.get_or_insert((
                 reason::INVALID_CERTIFICATE_REF,
-                "an HTTPS listener needs tls.certificateRefs".to_owned(),
+                format!(
+                    "an {} listener that terminates TLS needs tls.certificateRefs",
+                    l.protocol
+                ),
             ));
         }
         for r in refs {
@@ -832,11 +872,7 @@ fn listener<'a>(
 
     // Conflicts: computed by the caller, among the accepted listeners of this Gateway
     // and of older Gateways on the same port.
-    let hostname = l
-        .hostname
-        .as_deref()
-        .filter(|h| !h.is_empty())
-        .map(str::to_ascii_lowercase);
+    let hostname = hostname_of(l, protocol);
     let conflicted = match conflict {
         Some((r, m)) if accepted.is_true() => cond(reason::CONFLICTED, true, r, m),
         _ => cond(
@@ -850,7 +886,7 @@ fn listener<'a>(
     let programmed = accepted.is_true()
         && !conflicted.is_true()
         && !kinds.is_empty()
-        && (protocol == Protocol::Http || !certificates.is_empty());
+        && (!needs_certificates || !certificates.is_empty());
     let programmed_c = if programmed {
         cond(reason::PROGRAMMED, true, reason::PROGRAMMED, String::new())
     } else {
@@ -887,6 +923,7 @@ fn listener<'a>(
             name: &l.name,
             port,
             protocol,
+            tls_mode,
             hostname,
             kinds,
             allowed,
@@ -995,10 +1032,12 @@ pub(crate) fn tls_secret(
     })
 }
 
-/// Groups programmed listeners by port, each with the routes attached to it.
+/// Groups programmed listeners by port, each with the routes and stream routes
+/// attached to it.
 pub(crate) fn finish(
     listeners: Vec<Listener<'_>>,
     mut routes: super::route::ListenerRoutes,
+    mut stream_routes: super::stream::ListenerStreamRoutes,
 ) -> Vec<PortListeners> {
     let mut out: BTreeMap<u16, PortListeners> = BTreeMap::new();
     for l in listeners.into_iter().filter(|l| l.programmed) {
@@ -1009,11 +1048,13 @@ pub(crate) fn finish(
             routes: Vec::new(),
             stream_routes: Vec::new(),
         });
-        let own = routes
-            .remove(&(l.status_index, l.listener_index))
-            .unwrap_or_default();
+        let key = (l.status_index, l.listener_index);
+        let own = routes.remove(&key).unwrap_or_default();
         let start = entry.routes.len();
         entry.routes.extend(own);
+        let own_streams = stream_routes.remove(&key).unwrap_or_default();
+        let stream_start = entry.stream_routes.len();
+        entry.stream_routes.extend(own_streams);
         entry.listeners.push(ListenerSpec {
             gateway: ResourceRef::new("Gateway", Some(l.gateway_ns), l.gateway_name),
             listener_set: (l.owner.kind == "ListenerSet")
@@ -1021,9 +1062,9 @@ pub(crate) fn finish(
             name: l.name.to_owned(),
             hostname: l.hostname,
             certificates: l.certificates,
-            tls_mode: None,
+            tls_mode: l.tls_mode,
             routes: start..entry.routes.len(),
-            stream_routes: 0..0,
+            stream_routes: stream_start..entry.stream_routes.len(),
         });
     }
     out.into_values().collect()

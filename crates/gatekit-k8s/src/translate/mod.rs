@@ -16,11 +16,16 @@
 //! 2. **Listeners.** Gateways whose `gatewayClassName` is the configured class are
 //!    served (a `GatewayClass` object is not required). Their listeners are grouped by
 //!    port across all Gateways: one socket per port. A listener is programmed when its
-//!    protocol is HTTP or HTTPS, its certificates resolve (Secrets of type
+//!    protocol is HTTP, HTTPS, TLS, TCP or UDP, its certificates resolve (HTTPS, and TLS
+//!    in `Terminate` mode, the default; `Passthrough` needs none; Secrets of type
 //!    `kubernetes.io/tls`, cross-namespace only with a ReferenceGrant), its route kinds
-//!    are supported, and it does not conflict with an earlier listener on the same port
-//!    (different protocol, or same hostname). Earlier means older Gateway, then listener
-//!    order. ListenerSets (GEP-1713) add listeners to the Gateway their `parentRef`
+//!    are supported (HTTPRoute and GRPCRoute on HTTP and HTTPS, TLSRoute on TLS,
+//!    TCPRoute on TCP, UDPRoute on UDP: the default when `allowedRoutes.kinds` is
+//!    unset; any other kind is `InvalidRouteKinds`), and it does not conflict with an
+//!    earlier listener on the same port (different protocol, or same hostname; TCP and
+//!    UDP listeners have no hostname, so two on one port conflict; TLS listeners of
+//!    both modes may share a port, told apart by hostname). Earlier means older
+//!    Gateway, then listener order. ListenerSets (GEP-1713) add listeners to the Gateway their `parentRef`
 //!    names when its `spec.allowedListeners` allows their namespace (none by default:
 //!    `NotAllowed`); they come right after that Gateway's own listeners, oldest first,
 //!    then by namespace/name, and a ListenerSet listener that conflicts with an earlier
@@ -33,6 +38,8 @@
 //!    listeners, `allowedRoutes` (namespaces Same/All/Selector and kinds) filters them,
 //!    and hostnames are intersected. A route attached to several listeners of one port
 //!    becomes one [`Route`] there, with the union of the intersected hostnames.
+//!    TLSRoutes, TCPRoutes and UDPRoutes attach the same way and become
+//!    [`StreamRoute`]s of their listeners (see `stream.rs`).
 //! 4. **Backends.** A backendRef to a Service port becomes an upstream named
 //!    `"<namespace>/<service>:<port>"` (see [`backend_name`]) whose endpoints come from
 //!    the Service's EndpointSlices. A backendRef that cannot be used (missing Service or
@@ -85,6 +92,7 @@ mod listener;
 mod policy;
 mod route;
 mod session;
+mod stream;
 mod translator;
 pub(crate) use session::inline_v17_sessions;
 
@@ -99,7 +107,9 @@ use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
 use crate::types::BackendPolicySpec;
 
-pub use self::backend::{INVALID_BACKEND_PREFIX, backend_name, service_endpoints};
+pub use self::backend::{
+    INVALID_BACKEND_PREFIX, backend_name, service_endpoints, udp_backend_name,
+};
 pub use self::backend_tls::{
     INVALID_BACKEND_TLS_POLICY, INVALID_CA_CERTIFICATE_REF, INVALID_CLIENT_CERTIFICATE_REF,
     NO_VALID_CA_CERTIFICATE, TlsRoots, UpstreamTls,

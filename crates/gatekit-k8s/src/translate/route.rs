@@ -56,25 +56,25 @@ struct Converted {
 }
 
 /// A parentRef as written.
-struct RawParent<'a> {
-    group: Option<&'a str>,
-    kind: Option<&'a str>,
-    namespace: Option<&'a str>,
-    name: &'a str,
-    section: Option<&'a str>,
-    port: Option<i32>,
+pub(crate) struct RawParent<'a> {
+    pub(crate) group: Option<&'a str>,
+    pub(crate) kind: Option<&'a str>,
+    pub(crate) namespace: Option<&'a str>,
+    pub(crate) name: &'a str,
+    pub(crate) section: Option<&'a str>,
+    pub(crate) port: Option<i32>,
 }
 
-/// What both route kinds share for attachment.
-struct RouteView<'a> {
-    kind: &'static str,
-    ns: &'a str,
-    name: &'a str,
-    generation: Option<i64>,
-    id: RouteId,
-    created: i64,
-    hostnames: &'a [String],
-    parents: Vec<RawParent<'a>>,
+/// What every route kind shares for attachment.
+pub(crate) struct RouteView<'a> {
+    pub(crate) kind: &'static str,
+    pub(crate) ns: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) generation: Option<i64>,
+    pub(crate) id: RouteId,
+    pub(crate) created: i64,
+    pub(crate) hostnames: &'a [String],
+    pub(crate) parents: Vec<RawParent<'a>>,
 }
 
 /// The routes attached to each listener, keyed by the listener's
@@ -137,8 +137,8 @@ pub(crate) fn attach_routes(
     out
 }
 
-/// The parentRefs of a route of either kind, as written (both kinds' parentRef types
-/// have the same fields).
+/// The parentRefs of a route of any kind, as written (every kind's parentRef type has
+/// the same fields).
 macro_rules! raw_parents {
     ($route:expr) => {
         $route
@@ -157,10 +157,11 @@ macro_rules! raw_parents {
             .collect()
     };
 }
+pub(crate) use raw_parents;
 
-/// What both route kinds share, from their metadata, hostnames and parentRefs; `id`
+/// What every route kind shares, from its metadata, hostnames and parentRefs; `id`
 /// from the namespace and name.
-fn route_view<'a>(
+pub(crate) fn route_view<'a>(
     kind: &'static str,
     meta: &'a crate::types::ObjectMeta,
     id: impl FnOnce(&str, &str) -> RouteId,
@@ -240,26 +241,7 @@ fn attach(
         ResourceRef::new(view.kind, Some(view.ns), view.name),
         generation,
     );
-    let resolved = match conv.unresolved.first() {
-        None => Condition::new(
-            reason::RESOLVED_REFS,
-            true,
-            reason::RESOLVED_REFS,
-            "",
-            generation,
-        ),
-        Some(first) => Condition::new(
-            reason::RESOLVED_REFS,
-            false,
-            first.reason,
-            conv.unresolved
-                .iter()
-                .map(|u| u.message.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
-            generation,
-        ),
-    };
+    let resolved = resolved_condition(&conv.unresolved, generation);
     // Per listener (listener isolation: each listener matches its own routes), the
     // route's hostnames intersected with the listener's and what its policies set.
     // And the Secret of the client certificate its Gateway presents to TLS backends.
@@ -269,129 +251,30 @@ fn attach(
     // successful attachment").
     let mut unprogrammed = std::collections::BTreeSet::new();
     for p in &view.parents {
-        if p.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP {
-            continue;
-        }
-        // GEP-1713: a route attaches to the listeners of its direct parent only; a
-        // Gateway parentRef never reaches its ListenerSets' listeners.
-        let kind = match p.kind.unwrap_or("Gateway") {
-            "Gateway" => "Gateway",
-            "ListenerSet" => "ListenerSet",
-            _ => continue,
-        };
-        let parent_ns = p.namespace.unwrap_or(view.ns);
-        let parent = ParentRef {
-            kind,
-            namespace: parent_ns.to_owned(),
-            name: p.name.to_owned(),
-            section_name: p.section.map(str::to_owned),
-            port: p.port.and_then(|p| u16::try_from(p).ok()),
-        };
-        let named = |m: &crate::types::ObjectMeta| ns_of(m) == parent_ns && name_of(m) == p.name;
-        let exists = if kind == "Gateway" {
-            cx.resources.gateways.iter().any(|g| named(&g.metadata))
-        } else {
-            cx.resources
-                .listener_sets
-                .iter()
-                .any(|s| named(&s.metadata))
-        };
-        let ours: Vec<&Listener<'_>> = listeners
-            .iter()
-            .filter(|l| l.owner.kind == kind && l.owner.ns == parent_ns && l.owner.name == p.name)
-            .collect();
-        // (Checked last: the statuses grow with the routes, so a scan per parentRef
-        // made translation quadratic.)
-        if exists && ours.is_empty() && !resource_served(statuses, kind, parent_ns, p.name) {
-            // Another controller's Gateway (or ListenerSet): not ours to report on.
-            continue;
-        }
-        let not_accepted = |r: &'static str, m: String| {
-            ParentStatus::new(
-                parent.clone(),
-                vec![
-                    Condition::new(reason::ACCEPTED, false, r, m, generation),
-                    resolved.clone(),
-                ],
-            )
-        };
-        if !exists {
-            status.push_parent(not_accepted(
-                reason::NO_MATCHING_PARENT,
-                format!("{kind} {parent_ns}/{} not found", p.name),
-            ));
-            continue;
-        }
-        if kind == "ListenerSet" && ours.is_empty() {
-            status.push_parent(not_accepted(
-                reason::NO_MATCHING_PARENT,
-                format!(
-                    "ListenerSet {parent_ns}/{} is not accepted by its Gateway",
-                    p.name
-                ),
-            ));
-            continue;
-        }
-        let candidates: Vec<&&Listener<'_>> = ours
-            .iter()
-            .filter(|l| p.section.is_none_or(|s| s == l.name))
-            .filter(|l| p.port.is_none_or(|port| port == i32::from(l.port)))
-            .collect();
-        if candidates.is_empty() {
-            status.push_parent(not_accepted(
-                reason::NO_MATCHING_PARENT,
-                "no listener matches the parentRef's sectionName/port".to_owned(),
-            ));
-            continue;
-        }
-        if !conv.all_dropped {
-            for l in candidates.iter().filter(|l| !l.programmed) {
-                if l.kinds.contains(&view.kind)
-                    && l.allows_namespace(cx, view.ns)
-                    && intersect(l.hostname.as_deref(), view.hostnames).is_some()
-                    && unprogrammed.insert((l.status_index, l.listener_index))
-                {
-                    counted.push((l.status_index, l.listener_index));
-                }
+        let attachable = !conv.all_dropped;
+        let (parent, matched) = match match_parent(
+            cx,
+            listeners,
+            statuses,
+            &view,
+            p,
+            attachable,
+            &mut unprogrammed,
+            &mut counted,
+        ) {
+            ParentMatch::Ignored => continue,
+            ParentMatch::Refused(parent, r, m) => {
+                status.push_parent(refused_parent(parent, r, m, &resolved));
+                continue;
             }
-        }
-        let programmed: Vec<_> = candidates.iter().filter(|l| l.programmed).collect();
-        if programmed.is_empty() {
-            status.push_parent(not_accepted(
-                reason::NO_MATCHING_PARENT,
-                "the matching listeners are not valid".to_owned(),
-            ));
-            continue;
-        }
-        let allowed: Vec<_> = programmed
-            .iter()
-            .filter(|l| l.kinds.contains(&view.kind) && l.allows_namespace(cx, view.ns))
-            .collect();
-        if allowed.is_empty() {
-            status.push_parent(not_accepted(
-                reason::NOT_ALLOWED_BY_LISTENERS,
-                format!(
-                    "no listener allows {} from namespace {}",
-                    view.kind, view.ns
-                ),
-            ));
-            continue;
-        }
-        let matched: Vec<_> = allowed
-            .iter()
-            .filter_map(|l| intersect(l.hostname.as_deref(), view.hostnames).map(|h| (l, h)))
-            .collect();
-        if matched.is_empty() {
-            status.push_parent(not_accepted(
-                reason::NO_MATCHING_LISTENER_HOSTNAME,
-                "no listener hostname intersects the route's hostnames".to_owned(),
-            ));
-            continue;
-        }
+            ParentMatch::Matched(parent, matched) => (parent, matched),
+        };
         if conv.all_dropped {
-            status.push_parent(not_accepted(
+            status.push_parent(refused_parent(
+                parent,
                 reason::UNSUPPORTED_VALUE,
                 conv.dropped.join("; "),
+                &resolved,
             ));
             continue;
         }
@@ -433,7 +316,7 @@ fn attach(
     let mut uses = Vec::new();
     if !per_listener.is_empty() {
         for w in conv.wanted {
-            let base = backend_name(&w.namespace, &w.service, w.port);
+            let base = w.upstream_name();
             if !w.tls {
                 uses.push(Use {
                     name: base,
@@ -481,6 +364,184 @@ fn attach(
         errors: conv.errors,
         services: conv.services,
     }
+}
+
+/// A route's `ResolvedRefs`: true, or false with the first refusal's reason and every
+/// refusal's message.
+pub(crate) fn resolved_condition(unresolved: &[Unresolved], generation: Option<i64>) -> Condition {
+    match unresolved.first() {
+        None => Condition::new(
+            reason::RESOLVED_REFS,
+            true,
+            reason::RESOLVED_REFS,
+            "",
+            generation,
+        ),
+        Some(first) => Condition::new(
+            reason::RESOLVED_REFS,
+            false,
+            first.reason,
+            unresolved
+                .iter()
+                .map(|u| u.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            generation,
+        ),
+    }
+}
+
+/// What one parentRef of a route reaches.
+pub(crate) enum ParentMatch<'l, 'a> {
+    /// Not gatekit's to report on (another group or kind, another controller's
+    /// Gateway).
+    Ignored,
+    /// Not accepted: the parent, the `Accepted` reason and message.
+    Refused(ParentRef, &'static str, String),
+    /// The programmed listeners it attaches to, each with the route's hostnames
+    /// intersected with the listener's.
+    Matched(ParentRef, Vec<(&'l Listener<'a>, Hosts)>),
+}
+
+/// Matches one parentRef of a route against the listeners: the Gateway or ListenerSet
+/// (namespace defaults to the route's; a Gateway parentRef reaches the Gateway's own
+/// listeners only), `sectionName` and `port`, programmed listeners, `allowedRoutes`
+/// (kinds, namespaces), hostname intersection, in that order of refusal reasons.
+/// Unprogrammed listeners the route would attach to count it in `attachedRoutes`
+/// when `attachable` ("Listener or Route status does not impact successful
+/// attachment"): they are added to `counted` once (`unprogrammed` remembers them).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn match_parent<'l, 'a>(
+    cx: &Context<'_>,
+    listeners: &'l [Listener<'a>],
+    statuses: &[ResourceStatus],
+    view: &RouteView<'_>,
+    p: &RawParent<'_>,
+    attachable: bool,
+    unprogrammed: &mut std::collections::BTreeSet<ListenerKey>,
+    counted: &mut Vec<ListenerKey>,
+) -> ParentMatch<'l, 'a> {
+    if p.group.unwrap_or(GATEWAY_GROUP) != GATEWAY_GROUP {
+        return ParentMatch::Ignored;
+    }
+    // GEP-1713: a route attaches to the listeners of its direct parent only; a
+    // Gateway parentRef never reaches its ListenerSets' listeners.
+    let kind = match p.kind.unwrap_or("Gateway") {
+        "Gateway" => "Gateway",
+        "ListenerSet" => "ListenerSet",
+        _ => return ParentMatch::Ignored,
+    };
+    let parent_ns = p.namespace.unwrap_or(view.ns);
+    let parent = ParentRef {
+        kind,
+        namespace: parent_ns.to_owned(),
+        name: p.name.to_owned(),
+        section_name: p.section.map(str::to_owned),
+        port: p.port.and_then(|p| u16::try_from(p).ok()),
+    };
+    let named = |m: &crate::types::ObjectMeta| ns_of(m) == parent_ns && name_of(m) == p.name;
+    let exists = if kind == "Gateway" {
+        cx.resources.gateways.iter().any(|g| named(&g.metadata))
+    } else {
+        cx.resources
+            .listener_sets
+            .iter()
+            .any(|s| named(&s.metadata))
+    };
+    let ours: Vec<&'l Listener<'a>> = listeners
+        .iter()
+        .filter(|l| l.owner.kind == kind && l.owner.ns == parent_ns && l.owner.name == p.name)
+        .collect();
+    // (Checked last: the statuses grow with the routes, so a scan per parentRef
+    // made translation quadratic.)
+    if exists && ours.is_empty() && !resource_served(statuses, kind, parent_ns, p.name) {
+        // Another controller's Gateway (or ListenerSet): not ours to report on.
+        return ParentMatch::Ignored;
+    }
+    if !exists {
+        let message = format!("{kind} {parent_ns}/{} not found", p.name);
+        return ParentMatch::Refused(parent, reason::NO_MATCHING_PARENT, message);
+    }
+    if kind == "ListenerSet" && ours.is_empty() {
+        let message = format!(
+            "ListenerSet {parent_ns}/{} is not accepted by its Gateway",
+            p.name
+        );
+        return ParentMatch::Refused(parent, reason::NO_MATCHING_PARENT, message);
+    }
+    let candidates: Vec<&'l Listener<'a>> = ours
+        .into_iter()
+        .filter(|l| p.section.is_none_or(|s| s == l.name))
+        .filter(|l| p.port.is_none_or(|port| port == i32::from(l.port)))
+        .collect();
+    if candidates.is_empty() {
+        return ParentMatch::Refused(
+            parent,
+            reason::NO_MATCHING_PARENT,
+            "no listener matches the parentRef's sectionName/port".to_owned(),
+        );
+    }
+    if attachable {
+        for l in candidates.iter().filter(|l| !l.programmed) {
+            if l.kinds.contains(&view.kind)
+                && l.allows_namespace(cx, view.ns)
+                && intersect(l.hostname.as_deref(), view.hostnames).is_some()
+                && unprogrammed.insert((l.status_index, l.listener_index))
+            {
+                counted.push((l.status_index, l.listener_index));
+            }
+        }
+    }
+    let programmed: Vec<&'l Listener<'a>> =
+        candidates.into_iter().filter(|l| l.programmed).collect();
+    if programmed.is_empty() {
+        return ParentMatch::Refused(
+            parent,
+            reason::NO_MATCHING_PARENT,
+            "the matching listeners are not valid".to_owned(),
+        );
+    }
+    let allowed: Vec<&'l Listener<'a>> = programmed
+        .into_iter()
+        .filter(|l| l.kinds.contains(&view.kind) && l.allows_namespace(cx, view.ns))
+        .collect();
+    if allowed.is_empty() {
+        let message = format!(
+            "no listener allows {} from namespace {}",
+            view.kind, view.ns
+        );
+        return ParentMatch::Refused(parent, reason::NOT_ALLOWED_BY_LISTENERS, message);
+    }
+    let matched: Vec<_> = allowed
+        .into_iter()
+        .filter_map(|l| intersect(l.hostname.as_deref(), view.hostnames).map(|h| (l, h)))
+        .collect();
+    if matched.is_empty() {
+        return ParentMatch::Refused(
+            parent,
+            reason::NO_MATCHING_LISTENER_HOSTNAME,
+            "no listener hostname intersects the route's hostnames".to_owned(),
+        );
+    }
+    ParentMatch::Matched(parent, matched)
+}
+
+/// The status of a parent that did not accept the route: `Accepted=False` with
+/// `reason` and `message`, and the route's `ResolvedRefs`.
+pub(crate) fn refused_parent(
+    parent: ParentRef,
+    reason: &'static str,
+    message: String,
+    resolved: &Condition,
+) -> ParentStatus {
+    let generation = resolved.observed_generation();
+    ParentStatus::new(
+        parent,
+        vec![
+            Condition::new(reason::ACCEPTED, false, reason, message, generation),
+            resolved.clone(),
+        ],
+    )
 }
 
 /// Whether a Gateway (or ListenerSet) with this namespace/name is one gatekit serves

@@ -64,9 +64,10 @@ use gatekit_core::ConfigError;
 /// not parse; translation never sees it. Only gatekit's policies have such checks.
 pub(crate) trait Check {
     /// Rewrites the raw document before it is typed, or every problem with its field
-    /// path. Both loaders (manifests and the cluster watchers) run it. Only HTTPRoute
-    /// has one: the Gateway API v1.7 `sessionPersistence` of its rules becomes the
-    /// v1.6 fields the crate's rule type has (`translate::session`).
+    /// path. Both loaders (manifests and the cluster watchers) run it. HTTPRoute's
+    /// turns the Gateway API v1.7 `sessionPersistence` of its rules into the v1.6
+    /// fields the crate's rule type has (`translate::session`); TLSRoute's fills in the
+    /// `hostnames` older versions may leave out.
     fn prepare(_doc: &mut serde_json::Value) -> Vec<ConfigError>
     where
         Self: Sized,
@@ -93,7 +94,20 @@ impl Check for HttpRoute {
     }
 }
 impl Check for GrpcRoute {}
-impl Check for TlsRoute {}
+impl Check for TlsRoute {
+    /// `v1alpha2` and `v1alpha3` TLSRoutes may leave out `hostnames` (every SNI the
+    /// listener takes); the crate's type requires the field, so an empty list is put in.
+    fn prepare(doc: &mut serde_json::Value) -> Vec<ConfigError> {
+        if let Some(spec) = doc
+            .get_mut("spec")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            spec.entry("hostnames")
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        }
+        Vec::new()
+    }
+}
 impl Check for TcpRoute {}
 impl Check for UdpRoute {}
 impl Check for ConfigMap {}

@@ -21,6 +21,7 @@ use gatekit_core::route::Route;
 use super::backend::{Context, PolicyMaps, name_of, ns_of};
 use super::listener::{self, Listener};
 use super::route::{self, ListenerKey, RoutePiece};
+use super::stream::{self, StreamPiece};
 use super::{Changes, TranslateOptions, Translation, UpstreamSpec, address};
 use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
@@ -75,6 +76,13 @@ struct UpstreamState {
     grpc_users: u32,
     /// What it was built with: `grpc_users > 0` then.
     built_grpc: bool,
+    /// Uses by stream routes (TLSRoute, TCPRoute, UDPRoute): its `appProtocol` does
+    /// not matter to them.
+    stream_users: u32,
+    /// What it was built with: `stream_users == users` then.
+    built_stream_only: bool,
+    /// A UDP Service port.
+    udp: bool,
     /// `None` when the Service or port was gone (never, after `resolve`).
     spec: Option<Arc<UpstreamSpec>>,
     /// Problems with its endpoints: reported before the errors of the first route
@@ -85,11 +93,14 @@ struct UpstreamState {
 impl UpstreamState {
     fn build(&mut self, cx: &Context<'_>, slices: &[&EndpointSlice]) {
         self.built_grpc = self.grpc_users > 0;
+        self.built_stream_only = self.stream_only();
         match cx.upstream(
             &self.namespace,
             &self.service,
             self.port,
             self.built_grpc,
+            self.built_stream_only,
+            self.udp,
             self.client.as_ref(),
             slices,
         ) {
@@ -105,22 +116,36 @@ impl UpstreamState {
     }
 }
 
-/// Counts the uses of `pieces` into fresh upstream states (nothing built yet).
-fn count_uses<'p>(pieces: impl Iterator<Item = &'p RoutePiece>) -> BTreeMap<String, UpstreamState> {
+impl UpstreamState {
+    /// Whether only stream routes use it.
+    fn stream_only(&self) -> bool {
+        self.users > 0 && self.stream_users == self.users
+    }
+}
+
+/// Counts the uses of `pieces` and `stream_pieces` into fresh upstream states (nothing
+/// built yet).
+fn count_uses<'p>(
+    pieces: impl Iterator<Item = &'p RoutePiece>,
+    stream_pieces: &[StreamPiece],
+) -> BTreeMap<String, UpstreamState> {
     let mut out: BTreeMap<String, UpstreamState> = BTreeMap::new();
     for piece in pieces {
-        add_uses(&mut out, piece, &mut |_| {});
+        add_uses(&mut out, &piece.uses, &mut |_| {});
+    }
+    for piece in stream_pieces {
+        add_uses(&mut out, &piece.uses, &mut |_| {});
     }
     out
 }
 
-/// Adds `piece`'s uses; `touched` hears each upstream name.
+/// Adds a piece's uses; `touched` hears each upstream name.
 fn add_uses(
     states: &mut BTreeMap<String, UpstreamState>,
-    piece: &RoutePiece,
+    uses: &[route::Use],
     touched: &mut dyn FnMut(&str),
 ) {
-    for u in &piece.uses {
+    for u in uses {
         let state = match states.get_mut(&u.name) {
             Some(s) => s,
             None => states.entry(u.name.clone()).or_insert(UpstreamState {
@@ -131,26 +156,33 @@ fn add_uses(
                 users: 0,
                 grpc_users: 0,
                 built_grpc: false,
+                stream_users: 0,
+                built_stream_only: false,
+                udp: u.wanted.udp,
                 spec: None,
                 errors: Vec::new(),
             }),
         };
         state.users += 1;
         state.grpc_users += u32::from(u.wanted.grpc);
+        state.stream_users += u32::from(u.wanted.stream);
         touched(&u.name);
     }
 }
 
-/// Takes away `piece`'s uses; `touched` hears each upstream name.
+/// Takes away a piece's uses; `touched` hears each upstream name.
 fn remove_uses(
     states: &mut BTreeMap<String, UpstreamState>,
-    piece: &RoutePiece,
+    uses: &[route::Use],
     touched: &mut dyn FnMut(&str),
 ) {
-    for u in &piece.uses {
+    for u in uses {
         if let Some(state) = states.get_mut(&u.name) {
             state.users = state.users.saturating_sub(1);
             state.grpc_users = state.grpc_users.saturating_sub(u32::from(u.wanted.grpc));
+            state.stream_users = state
+                .stream_users
+                .saturating_sub(u32::from(u.wanted.stream));
         }
         touched(&u.name);
     }
@@ -167,6 +199,7 @@ fn assemble<'p>(
     pass: ListenerPass<'_>,
     pieces: impl Iterator<Item = &'p RoutePiece>,
     count: usize,
+    stream_pieces: &[StreamPiece],
     upstreams: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
     upstream_errors: &HashMap<&str, &[ConfigError]>,
     global_rate_limits: BTreeSet<String>,
@@ -202,6 +235,22 @@ fn assemble<'p>(
         errors.extend_from_slice(&piece.errors);
         route_statuses.push(piece.status.clone());
     }
+    for piece in stream_pieces {
+        for listener in &piece.counted {
+            *counts.entry(*listener).or_default() += 1;
+        }
+        if !upstream_errors.is_empty() {
+            for u in &piece.uses {
+                if let Some(e) = upstream_errors.get(u.name.as_str())
+                    && reported.insert(u.name.as_str())
+                {
+                    errors.extend_from_slice(e);
+                }
+            }
+        }
+        errors.extend_from_slice(&piece.errors);
+        route_statuses.push(piece.status.clone());
+    }
     for ((status, listener), n) in counts {
         if let Some(l) = listener_statuses
             .get_mut(status)
@@ -219,7 +268,7 @@ fn assemble<'p>(
     statuses.extend(listener_statuses.into_iter().map(Arc::new));
     statuses.extend(route_statuses);
     Translation {
-        listeners: listener::finish(listeners, routes),
+        listeners: listener::finish(listeners, routes, stream::by_listener(stream_pieces.iter())),
         upstreams,
         statuses,
         errors,
@@ -249,6 +298,7 @@ struct Full {
     policy: PolicyMaps,
     global_rate_limits: BTreeSet<String>,
     pieces: Vec<RoutePiece>,
+    stream_pieces: Vec<StreamPiece>,
     upstreams: BTreeMap<String, UpstreamState>,
 }
 
@@ -266,7 +316,8 @@ fn full<R>(
     let set_entries = listener::listener_set_entries(resources);
     let pass = listener_pass(&cx, options, &set_entries);
     let pieces = route::attach_routes(&cx, &pass.listeners, &pass.statuses);
-    let mut upstreams = count_uses(pieces.iter());
+    let stream_pieces = stream::attach_stream_routes(&cx, &pass.listeners, &pass.statuses);
+    let mut upstreams = count_uses(pieces.iter(), &stream_pieces);
     for state in upstreams.values_mut() {
         let slices = cx.slices_of(&state.namespace, &state.service).to_vec();
         state.build(&cx, &slices);
@@ -277,6 +328,7 @@ fn full<R>(
         policy: cx.take_policy_maps(),
         global_rate_limits: std::mem::take(&mut cx.global_rate_limits),
         pieces,
+        stream_pieces,
         upstreams,
     };
     finish(full, pass)
@@ -314,6 +366,7 @@ fn assemble_full(
         pass,
         f.pieces.iter(),
         f.pieces.len(),
+        &f.stream_pieces,
         upstreams,
         &errors_of(&f.upstreams),
         f.global_rate_limits.clone(),
@@ -360,6 +413,11 @@ struct State {
     /// so any route or Service change translates everything.
     any_btls: bool,
     pieces: BTreeMap<RouteKey, RoutePiece>,
+    /// The stream routes' pieces: part of the frame (see `stream.rs`), kept as they
+    /// are by every incremental call.
+    stream_pieces: Vec<StreamPiece>,
+    /// The Services stream routes name: their change translates everything.
+    stream_services: HashSet<Named>,
     /// Referenced Service -> the routes whose references name it.
     service_routes: HashMap<Named, BTreeSet<RouteKey>>,
     /// EndpointSlice -> its Service (the `kubernetes.io/service-name` label).
@@ -484,6 +542,8 @@ impl Translator {
                 {
                     return None;
                 }
+                // Stream routes are part of the frame (see `stream.rs`).
+                "Service" if state.stream_services.contains(&named) => return None,
                 "HTTPRoute" => {
                     routes.insert((0, named.0, named.1));
                 }
@@ -582,7 +642,7 @@ impl Translator {
             }
             if let Some(old) = state.pieces.remove(&key) {
                 touched_listeners.extend(old.routes.iter().map(|(l, _)| *l));
-                remove_uses(&mut state.upstreams, &old, &mut touch);
+                remove_uses(&mut state.upstreams, &old.uses, &mut touch);
                 for s in &old.services {
                     if let Some(set) = state.service_routes.get_mut(s) {
                         set.remove(&key);
@@ -593,7 +653,7 @@ impl Translator {
                 }
             }
             if let Some(piece) = piece {
-                add_uses(&mut state.upstreams, &piece, &mut touch);
+                add_uses(&mut state.upstreams, &piece.uses, &mut touch);
                 for s in &piece.services {
                     state
                         .service_routes
@@ -641,7 +701,11 @@ impl Translator {
                 continue;
             }
             let fresh = u.spec.is_none() && u.errors.is_empty() && !u.built_grpc;
-            if fresh || rebuilt.contains(&svc) || u.built_grpc != (u.grpc_users > 0) {
+            if fresh
+                || rebuilt.contains(&svc)
+                || u.built_grpc != (u.grpc_users > 0)
+                || u.built_stream_only != u.stream_only()
+            {
                 state
                     .service_upstreams
                     .entry(svc)
@@ -743,6 +807,7 @@ impl Translator {
             pass,
             state.pieces.values(),
             state.pieces.len(),
+            &state.stream_pieces,
             state.specs.clone(),
             &state
                 .erroring
@@ -809,6 +874,11 @@ impl State {
                 policy_targets.insert((t.kind.as_str().to_owned(), ns.to_owned(), t.name.clone()));
             }
         }
+        let stream_services: HashSet<Named> = f
+            .stream_pieces
+            .iter()
+            .flat_map(|p| p.services.iter().cloned())
+            .collect();
         let mut pieces = BTreeMap::new();
         let mut service_routes: HashMap<Named, BTreeSet<RouteKey>> = HashMap::new();
         for piece in f.pieces {
@@ -862,6 +932,8 @@ impl State {
                         .is_some_and(|b| b.client_certificate_ref.is_some())
                 }),
             pieces,
+            stream_pieces: f.stream_pieces,
+            stream_services,
             service_routes,
             slice_service,
             service_slices,

@@ -1,0 +1,166 @@
+//! Stream table precedence and weighted picks (the serving path is tested over real
+//! sockets in `crates/gatekit-core/tests/stream_*.rs`).
+
+use std::sync::Arc;
+
+use super::*;
+use crate::route::RouteId;
+
+fn route(
+    name: &str,
+    created: i64,
+    hostnames: &[&str],
+    backends: &[(&str, u32)],
+) -> Arc<StreamRoute> {
+    let mut r = StreamRoute::new(RouteId::new("ns", name));
+    r.created = created;
+    r.hostnames = hostnames.iter().map(|h| (*h).to_owned()).collect();
+    r.backends = backends
+        .iter()
+        .map(|(n, w)| StreamBackendRef::new(*n, *w))
+        .collect();
+    Arc::new(r)
+}
+
+fn backend(name: &str) -> Option<StreamBackend> {
+    (name != "missing").then(|| StreamBackend::fixed(["127.0.0.1:1".parse().unwrap()]))
+}
+
+fn id(table: &StreamTable, sni: Option<&str>) -> Option<String> {
+    table.route_for(sni).map(|id| id.name().to_owned())
+}
+
+#[test]
+fn listener_by_sni_then_route_by_hostname_isolated() {
+    let table = StreamTable::build(
+        vec![
+            StreamListener::new(ListenerMode::Passthrough)
+                .hostname(Some("*.example.com"))
+                .routes([route("wild", 0, &[], &[("b", 1)])]),
+            StreamListener::new(ListenerMode::Passthrough)
+                .hostname(Some("*.a.example.com"))
+                .routes([
+                    route("any", 1, &[], &[("b", 1)]),
+                    route("exact", 5, &["x.a.example.com"], &[("b", 1)]),
+                    route("wild-long", 3, &["*.a.example.com"], &[("b", 1)]),
+                ]),
+            StreamListener::new(ListenerMode::Passthrough)
+                .hostname(Some("api.example.com"))
+                .routes([route("other-host", 0, &["web.example.com"], &[("b", 1)])]),
+            StreamListener::new(ListenerMode::Passthrough).routes([route(
+                "catch",
+                0,
+                &[],
+                &[("b", 1)],
+            )]),
+        ],
+        backend,
+    )
+    .unwrap();
+    assert!(table.is_tls());
+    assert_eq!(
+        id(&table, Some("x.a.example.com")).as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        id(&table, Some("y.a.example.com")).as_deref(),
+        Some("wild-long")
+    );
+    assert_eq!(id(&table, Some("b.example.com")).as_deref(), Some("wild"));
+    assert_eq!(id(&table, Some("other.org")).as_deref(), Some("catch"));
+    // The exact listener is chosen; its only route does not match: no fall-through.
+    assert_eq!(id(&table, Some("api.example.com")), None);
+    // No SNI on a TLS port: nothing.
+    assert_eq!(id(&table, None), None);
+}
+
+#[test]
+fn ties_go_to_the_oldest_then_the_smaller_id_and_tcp_takes_the_oldest() {
+    let table = StreamTable::build(
+        vec![StreamListener::new(ListenerMode::Passthrough).routes([
+            route("b", 1, &["a.test"], &[("x", 1)]),
+            route("a", 1, &["a.test"], &[("x", 1)]),
+            route("old", 0, &["*.test"], &[("x", 1)]),
+        ])],
+        backend,
+    )
+    .unwrap();
+    assert_eq!(id(&table, Some("a.test")).as_deref(), Some("a"));
+    assert_eq!(id(&table, Some("z.test")).as_deref(), Some("old"));
+
+    let tcp = StreamTable::build(
+        vec![StreamListener::new(ListenerMode::Tcp).routes([
+            route("young", 9, &[], &[("x", 1)]),
+            route("z-old", 2, &[], &[("x", 1)]),
+            route("a-old", 2, &[], &[("x", 1)]),
+        ])],
+        backend,
+    )
+    .unwrap();
+    assert!(!tcp.is_tls());
+    assert_eq!(id(&tcp, None).as_deref(), Some("a-old"));
+    assert_eq!(id(&StreamTable::empty(), None), None);
+}
+
+#[test]
+fn weights_zero_never_and_unresolved_shares_have_no_backend() {
+    let table = StreamTable::build(
+        vec![StreamListener::new(ListenerMode::Tcp).routes([route(
+            "r",
+            0,
+            &[],
+            &[("zero", 0), ("ok", 1), ("missing", 1)],
+        )])],
+        backend,
+    )
+    .unwrap();
+    let (mut ok, mut none) = (0, 0);
+    for _ in 0..2000 {
+        match table.select(None).unwrap().backend {
+            Some(_) => ok += 1,
+            None => none += 1,
+        }
+    }
+    // Half each (binomial, n = 2000: 6 sigma is about 134).
+    assert!((866..=1134).contains(&ok), "{ok} resolved, {none} not");
+
+    let all_zero = StreamTable::build(
+        vec![StreamListener::new(ListenerMode::Tcp).routes([route("r", 0, &[], &[("a", 0)])])],
+        backend,
+    )
+    .unwrap();
+    assert!(all_zero.select(None).unwrap().backend.is_none());
+}
+
+#[test]
+fn bad_hostnames_and_duplicate_listeners_are_refused_with_their_field() {
+    let err = StreamTable::build(
+        vec![StreamListener::new(ListenerMode::Passthrough).hostname(Some("a..b"))],
+        backend,
+    )
+    .unwrap_err();
+    assert!(err.field().starts_with("listeners[0].hostname"), "{err}");
+    let err = StreamTable::build(
+        vec![
+            StreamListener::new(ListenerMode::Passthrough).hostname(Some("a.test")),
+            StreamListener::new(ListenerMode::Passthrough).hostname(Some("A.test")),
+        ],
+        backend,
+    )
+    .unwrap_err();
+    assert_eq!(err.field(), "listeners[1].hostname");
+    let err = StreamTable::build(
+        vec![
+            StreamListener::new(ListenerMode::Passthrough).routes([route(
+                "r",
+                0,
+                &["a.test", "bad host"],
+                &[],
+            )]),
+        ],
+        backend,
+    )
+    .unwrap_err();
+    assert!(err.field().starts_with("hostnames[1]"), "{err}");
+    assert_eq!(err.route().map(|r| r.name()), Some("r"));
+}

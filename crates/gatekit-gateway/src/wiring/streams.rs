@@ -1,0 +1,313 @@
+//! Serving TLS, TCP and UDP ports: their stream listeners and routes (TLSRoute, TCPRoute,
+//! UDPRoute) compiled into a [`StreamTable`] per port and served by core's stream data
+//! plane ([`gatekit_core::stream`]).
+//!
+//! Per reload ([`Streams::apply`], after the HTTP ports were handled):
+//!
+//! - every TLS/TCP/UDP port gets a new table: its listeners (by hostname; TLS ones
+//!   passing TLS through or terminating it with the port's certificates), their routes,
+//!   each backend name looked up in the upstream registry (the balancer's pick honours
+//!   health, algorithm and outlier detection; a connect failure is reported to it). A
+//!   bound port's router swaps the table (open connections keep the old one) and its
+//!   certificate store the new certificates;
+//! - a new port is bound; a port that changed protocol is rebound (the old socket's
+//!   connections drain); a table that does not build (a bad hostname) keeps the last
+//!   good one and is reported.
+//!
+//! [`Streams::release`] (before the HTTP ports are handled) closes the stream ports no
+//! longer served as streams — gone, or now HTTP — so the HTTP loop can bind them; a TCP
+//! port's connections drain (closed at the drain deadline), a UDP port's flows end.
+//!
+//! Terminated TLS offers no ALPN (the backend speaks whatever the client and it agree
+//! on over the plaintext); the connect timeout is core's
+//! [`DEFAULT_CONNECT_TIMEOUT`](gatekit_core::stream::DEFAULT_CONNECT_TIMEOUT); the
+//! idle timeouts are the route's or core's defaults (1 h TCP, 60 s UDP).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use gatekit_core::retry::TriedEndpoints;
+use gatekit_core::stream::{
+    ListenerMode, StreamBackend, StreamEndpoint, StreamListener, StreamRouter, StreamTable,
+    StreamUpstream,
+};
+use gatekit_core::tls::{CertStore, TlsAcceptor, server_config};
+use gatekit_core::{ConfigError, ConnectionInfo, ErrorKind};
+use gatekit_k8s::Translation;
+use gatekit_k8s::translate::{PortListeners, Protocol, TlsMode};
+use gatekit_lb::{Picked, Upstream};
+
+use gatekit_core::client::EndpointClient;
+
+use super::upstreams::Upstreams;
+use crate::Gateway;
+use crate::metrics::StreamPortMetrics;
+
+/// Whether `protocol`'s ports are served as streams (not HTTP).
+pub(crate) fn is_stream(protocol: Protocol) -> bool {
+    matches!(protocol, Protocol::Tls | Protocol::Tcp | Protocol::Udp)
+}
+
+/// The served stream ports.
+#[derive(Default)]
+pub(crate) struct Streams {
+    ports: BTreeMap<u16, StreamPort>,
+    /// The routes served last time, for forgetting their metric series.
+    routes: BTreeSet<String>,
+}
+
+struct StreamPort {
+    protocol: Protocol,
+    router: StreamRouter,
+    /// The certificates of terminating listeners, and the acceptor using them.
+    tls: Option<(Arc<CertStore>, TlsAcceptor)>,
+    local: Option<SocketAddr>,
+}
+
+impl Streams {
+    /// The bound address of every served stream port.
+    pub(crate) fn bound(&self) -> impl Iterator<Item = (u16, SocketAddr)> + '_ {
+        self.ports
+            .iter()
+            .filter_map(|(p, port)| Some((*p, port.local?)))
+    }
+
+    /// Closes the stream ports `translation` no longer serves as streams (gone, or
+    /// another protocol now), before HTTP ports are bound.
+    pub(crate) async fn release(&mut self, gateway: &mut Gateway, translation: &Translation) {
+        let keep = |port: u16, protocol: Protocol| {
+            translation
+                .port(port)
+                .is_some_and(|p| is_stream(p.protocol()) && p.protocol() == protocol)
+        };
+        let gone: Vec<(u16, Protocol)> = self
+            .ports
+            .iter()
+            .filter(|(p, served)| !keep(**p, served.protocol))
+            .map(|(p, served)| (*p, served.protocol))
+            .collect();
+        for (port, protocol) in gone {
+            if let Some(served) = self.ports.remove(&port)
+                && served.local.is_some()
+            {
+                close(gateway, port, protocol).await;
+            }
+        }
+    }
+
+    /// Serves every TLS/TCP/UDP port of `translation` (see the [module docs](self)).
+    /// Problems go to `errors`, ports that could not be bound also to `bind_errors`.
+    pub(crate) async fn apply(
+        &mut self,
+        gateway: &mut Gateway,
+        translation: &Translation,
+        upstreams: &Upstreams,
+        errors: &mut Vec<ConfigError>,
+        bind_errors: &mut Vec<(u16, String)>,
+    ) {
+        if gateway.is_embedded() {
+            return;
+        }
+        let handshake_timeout = gateway.listeners().settings().tls_handshake_timeout;
+        let mut served_routes = BTreeSet::new();
+        for port in translation.listeners() {
+            if !is_stream(port.protocol()) {
+                continue;
+            }
+            let number = port.port();
+            for route in port.stream_routes() {
+                served_routes.insert(route.id.to_string());
+            }
+            // Certificates of terminating listeners: one store per port, replaced on reload.
+            let terminates = port
+                .listeners()
+                .iter()
+                .any(|l| l.tls_mode() == Some(TlsMode::Terminate));
+            let certs = terminates.then(|| super::cert_set(port, errors));
+            let existing = self.ports.get(&number);
+            let tls = match (certs, existing.and_then(|p| p.tls.clone())) {
+                (None, _) => None,
+                (Some(set), Some((store, acceptor))) => {
+                    store.replace(set);
+                    Some((store, acceptor))
+                }
+                (Some(set), None) => {
+                    let store = Arc::new(CertStore::new(set));
+                    match server_config(store.clone()) {
+                        Ok(mut config) => {
+                            config.alpn_protocols.clear();
+                            let acceptor = TlsAcceptor::new(Arc::new(config))
+                                .with_handshake_timeout(handshake_timeout);
+                            Some((store, acceptor))
+                        }
+                        Err(error) => {
+                            errors.push(ConfigError::new(
+                                format!("listeners[port={number}].tls"),
+                                error.to_string(),
+                            ));
+                            None
+                        }
+                    }
+                }
+            };
+            let table = match build_table(port, tls.as_ref().map(|(_, a)| a), upstreams) {
+                Ok(table) => table,
+                Err(error) => {
+                    errors.push(error.within(&format!("listeners[port={number}]")));
+                    match existing {
+                        // The last good table keeps serving.
+                        Some(_) => continue,
+                        None => StreamTable::empty(),
+                    }
+                }
+            };
+            match self.ports.get_mut(&number) {
+                Some(served) if served.local.is_some() => {
+                    served.router.store(table);
+                    served.tls = tls;
+                }
+                _ => {
+                    let protocol_label = match port.protocol() {
+                        Protocol::Udp => "udp",
+                        Protocol::Tcp => "tcp",
+                        _ => "tls",
+                    };
+                    let router = StreamRouter::new(table)
+                        .client_hello_timeout(handshake_timeout)
+                        .observer(StreamPortMetrics::new(
+                            gateway.metrics().clone(),
+                            number,
+                            protocol_label,
+                        ));
+                    let listeners = gateway.listeners_mut();
+                    let bound = match port.protocol() {
+                        Protocol::Udp => listeners.add_udp(number, router.clone()).await,
+                        _ => listeners.add_streams(number, router.clone()).await,
+                    };
+                    let local = match bound {
+                        Ok(local) => Some(local),
+                        Err(error) => {
+                            tracing::error!(port = number, %error, "cannot listen");
+                            errors.push(ConfigError::new(
+                                format!("listeners[port={number}]"),
+                                error.to_string(),
+                            ));
+                            bind_errors.push((number, error.to_string()));
+                            None
+                        }
+                    };
+                    self.ports.insert(
+                        number,
+                        StreamPort {
+                            protocol: port.protocol(),
+                            router,
+                            tls,
+                            local,
+                        },
+                    );
+                }
+            }
+        }
+        for gone in self.routes.difference(&served_routes) {
+            gateway.metrics().forget_stream_route(gone);
+        }
+        self.routes = served_routes;
+    }
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams")
+            .field("ports", &self.ports.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+async fn close(gateway: &mut Gateway, port: u16, protocol: Protocol) {
+    let listeners = gateway.listeners_mut();
+    match protocol {
+        Protocol::Udp => {
+            listeners.remove_udp(port).await;
+        }
+        _ => {
+            listeners.remove(port).await;
+        }
+    }
+}
+
+/// The table of one stream port.
+fn build_table(
+    port: &PortListeners,
+    acceptor: Option<&TlsAcceptor>,
+    upstreams: &Upstreams,
+) -> Result<StreamTable, ConfigError> {
+    let mut listeners = Vec::with_capacity(port.listeners().len());
+    for listener in port.listeners() {
+        let mode = match (port.protocol(), listener.tls_mode()) {
+            (Protocol::Udp, _) => ListenerMode::Udp,
+            (Protocol::Tcp, _) => ListenerMode::Tcp,
+            (_, Some(TlsMode::Terminate)) => match acceptor {
+                Some(acceptor) => ListenerMode::Terminate(acceptor.clone()),
+                // No usable certificate (reported with the certificates): nothing to
+                // terminate with, so the listener takes no connection.
+                None => continue,
+            },
+            _ => ListenerMode::Passthrough,
+        };
+        let hostname = match port.protocol() {
+            Protocol::Tls => listener.hostname(),
+            _ => None,
+        };
+        listeners.push(
+            StreamListener::new(mode)
+                .hostname(hostname)
+                .routes(port.listener_stream_routes(listener).iter().cloned()),
+        );
+    }
+    StreamTable::build(listeners, |name| {
+        let upstream = upstreams.upstream(name)?.clone();
+        Some(StreamBackend::new(Arc::new(Balanced(upstream))))
+    })
+}
+
+/// An upstream of the registry as a stream backend: each connection attempt is a pick
+/// (on a request carrying the connection's facts, for source-IP hashing, and the
+/// endpoints already tried), held while the connection is open.
+struct Balanced(Upstream<EndpointClient>);
+
+impl StreamUpstream for Balanced {
+    fn pick(&self, info: &ConnectionInfo, tried: &[SocketAddr]) -> Option<Box<dyn StreamEndpoint>> {
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(info.clone());
+        if !tried.is_empty() {
+            let record = TriedEndpoints::new();
+            for addr in tried {
+                record.record(*addr);
+            }
+            req.extensions_mut().insert(record);
+        }
+        let picked = self.0.pick(&req).ok()?;
+        Some(Box::new(BalancedEndpoint(picked)))
+    }
+}
+
+struct BalancedEndpoint(Picked<EndpointClient>);
+
+impl StreamEndpoint for BalancedEndpoint {
+    fn addr(&self) -> SocketAddr {
+        self.0.addr()
+    }
+
+    fn connect_failed(self: Box<Self>, _: &io::Error) {
+        // What outlier detection counts as a connect failure of an HTTP request.
+        self.0.finish(Err(ErrorKind::Connect));
+    }
+
+    fn closed(self: Box<Self>, _: Option<&io::Error>) {
+        // The endpoint took the connection: a success for outlier detection. (An error
+        // later in the stream is the client's or the backend's protocol, not unreachability.)
+        self.0.finish(Ok(http::StatusCode::OK));
+    }
+}
