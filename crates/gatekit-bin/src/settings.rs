@@ -17,6 +17,9 @@
 //!   maxConnectionsPerClient: 256  # per client IP address (default: no limit)
 //!   headerReadTimeout: 10s    # HTTP/1 request head deadline (slowloris)
 //!   tlsHandshakeTimeout: 10s
+//!   proxyProtocolTrustedSources: [10.0.0.0/8]  # whose PROXY protocol headers are read
+//!                             # where a ClientTrafficPolicy enables them (default: nobody;
+//!                             # 0.0.0.0/0 and ::/0 trust everybody)
 //! trafficDefaults:            # protection with no policy written
 //!   retryUnsent: true         # a request that never reached a backend is retried once
 //!   ejectRefusingEndpoints: true  # endpoints refusing connections leave rotation

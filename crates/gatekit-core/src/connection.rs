@@ -3,7 +3,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use rustls::pki_types::CertificateDer;
+
+use crate::proxy::ForwardClientCertMode;
+use crate::tls::{ClientIdentity, ListenerConfig};
 
 /// Facts about the downstream connection, put in request extensions by the server that
 /// accepted it. The proxy uses it for `X-Forwarded-For` / `X-Forwarded-Proto`; balancers
@@ -19,6 +23,7 @@ pub struct ConnectionInfo {
     remote: SocketAddr,
     local: SocketAddr,
     tls: Option<Arc<TlsInfo>>,
+    forward_client_cert: ForwardClientCertMode,
 }
 
 impl ConnectionInfo {
@@ -30,6 +35,7 @@ impl ConnectionInfo {
             remote,
             local,
             tls: tls.then(|| Arc::new(TlsInfo::default())),
+            forward_client_cert: ForwardClientCertMode::default(),
         }
     }
 
@@ -39,8 +45,24 @@ impl ConnectionInfo {
         Self {
             remote,
             local,
+            forward_client_cert: tls.forward_client_cert,
             tls: Some(Arc::new(tls)),
         }
+    }
+
+    /// Sets what happens to a request's `x-forwarded-client-cert` (default
+    /// [`SanitizeSet`](ForwardClientCertMode::SanitizeSet), or the mode of the TLS
+    /// settings the handshake chose).
+    #[must_use]
+    pub const fn with_forward_client_cert(mut self, mode: ForwardClientCertMode) -> Self {
+        self.forward_client_cert = mode;
+        self
+    }
+
+    /// What happens to a request's `x-forwarded-client-cert` (see
+    /// [`proxy`](crate::proxy::xfcc)).
+    pub const fn forward_client_cert(&self) -> ForwardClientCertMode {
+        self.forward_client_cert
     }
 
     /// The client's address.
@@ -65,12 +87,18 @@ impl ConnectionInfo {
 }
 
 /// What a server-side TLS handshake established: the SNI name the client asked for, the
-/// ALPN protocol agreed on and the certificate chain the client presented.
+/// ALPN protocol agreed on, the certificate chain the client presented and, when the
+/// listener verified it, the client's [`ClientIdentity`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsInfo {
     server_name: Option<Box<str>>,
     alpn: Option<Box<[u8]>>,
     peer_certificates: Option<Box<[CertificateDer<'static>]>>,
+    identity: Option<ClientIdentity>,
+    /// This gateway's `x-forwarded-client-cert` element for `identity`.
+    xfcc: Option<HeaderValue>,
+    forward_client_cert: ForwardClientCertMode,
+    strict_sni: bool,
 }
 
 impl TlsInfo {
@@ -83,7 +111,35 @@ impl TlsInfo {
                 .peer_certificates()
                 .filter(|chain| !chain.is_empty())
                 .map(Into::into),
+            ..Self::default()
         }
+    }
+
+    /// The facts of the completed handshake on `conn`, which ran with `config`: the
+    /// client's identity when `config` verified its certificate, with the
+    /// `x-forwarded-client-cert` element `config`'s settings ask for. `strict_sni` marks
+    /// a port whose listeners differ in TLS settings: the router then holds a request
+    /// to the listener the server name chose even when the client sent none.
+    pub fn from_handshake(
+        conn: &rustls::ServerConnection,
+        config: &ListenerConfig,
+        strict_sni: bool,
+    ) -> Self {
+        let mut info = Self::from_connection(conn);
+        let forward = config.settings().forward_client_cert_policy();
+        info.forward_client_cert = forward.mode;
+        info.strict_sni = strict_sni;
+        if config.settings().client().is_some()
+            && let Some(chain) = info.peer_certificates.as_deref()
+            && config.is_verified(chain)
+        {
+            info.identity = ClientIdentity::from_chain(chain);
+            info.xfcc = info
+                .identity
+                .as_ref()
+                .and_then(|id| crate::proxy::xfcc::element(id, forward.details));
+        }
+        info
     }
 
     /// Facts with only a server name, for tests of what reads it.
@@ -93,6 +149,39 @@ impl TlsInfo {
             server_name: Some(name.into()),
             ..Self::default()
         }
+    }
+
+    /// Facts with a verified identity (or none), for tests of what reads it.
+    #[cfg(test)]
+    pub(crate) fn for_identity(
+        identity: Option<ClientIdentity>,
+        details: crate::proxy::CertDetails,
+    ) -> Self {
+        let xfcc = identity
+            .as_ref()
+            .and_then(|id| crate::proxy::xfcc::element(id, details));
+        Self {
+            identity,
+            xfcc,
+            ..Self::default()
+        }
+    }
+
+    /// The client's verified certificate identity, if the listener asked for a client
+    /// certificate and the one presented verified.
+    pub fn client_identity(&self) -> Option<&ClientIdentity> {
+        self.identity.as_ref()
+    }
+
+    /// This gateway's `x-forwarded-client-cert` element for the verified identity.
+    pub fn forwarded_client_cert(&self) -> Option<&HeaderValue> {
+        self.xfcc.as_ref()
+    }
+
+    /// Whether the port's listeners differ in TLS settings, so that a request must go to
+    /// the listener the handshake's server name (or its absence) chose.
+    pub fn strict_sni(&self) -> bool {
+        self.strict_sni
     }
 
     /// The server name the client sent (SNI), if it sent one.
@@ -106,8 +195,9 @@ impl TlsInfo {
     }
 
     /// The certificate chain the client presented, end-entity first; `None` when it
-    /// presented none. (gatekit does not request client certificates yet, so this is
-    /// `None` unless the server's rustls config asks for one.)
+    /// presented none or the listener asked for none. Verified unless the listener's
+    /// mode is [`InsecureFallback`](crate::tls::ClientCertMode::InsecureFallback): see
+    /// [`client_identity`](Self::client_identity).
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         self.peer_certificates.as_deref()
     }

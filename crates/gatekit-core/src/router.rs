@@ -76,9 +76,7 @@ use crate::error::{grpc_error_response, is_grpc, kind_response};
 use crate::filter::ErrorCors;
 use crate::route::host::{self, MAX_HOST};
 use crate::route::{CompiledRule, PortTable, RouteId, RuleMatch};
-use crate::{
-    Body, BoxError, ConnectionInfo, ErrorKind, RouteTable, TlsInfo, backend, error_response,
-};
+use crate::{Body, BoxError, ConnectionInfo, ErrorKind, RouteTable, backend, error_response};
 
 /// A tower service that routes requests by the Gateway API rules of its [`PortTable`]:
 /// the listener for the request's host first, then the rule within that listener's
@@ -107,7 +105,9 @@ use crate::{
 /// otherwise the answer is 421 ([`ErrorKind::MisdirectedRequest`]). This catches HTTP/2
 /// connection reuse for a host whose certificate happened to cover it, too. Requests
 /// without a server name (plain HTTP, TLS without SNI) are not checked, and neither are
-/// ports with one listener without hostname.
+/// ports with one listener without hostname; except that on a port whose listeners
+/// differ in TLS settings ([`TlsInfo::strict_sni`](crate::TlsInfo::strict_sni)), TLS without SNI may reach only the
+/// listener without hostname (its settings are the ones the handshake used).
 ///
 /// # Request extensions
 ///
@@ -173,16 +173,24 @@ impl Router {
         let host = host::raw_request_host(req.uri(), req.headers())
             .and_then(|h| host::lowercase(h, &mut buf));
         let listener = port.select(host);
-        if let Some(sni) = req
+        if let Some(tls) = req
             .extensions()
             .get::<ConnectionInfo>()
             .and_then(ConnectionInfo::tls)
-            .and_then(TlsInfo::server_name)
         {
-            let mut sni_buf = [0u8; MAX_HOST];
-            let sni_listener =
-                host::lowercase(sni, &mut sni_buf).and_then(|h| port.select(Some(h)));
-            if sni_listener != listener {
+            let sni_listener = match tls.server_name() {
+                Some(sni) => {
+                    let mut sni_buf = [0u8; MAX_HOST];
+                    Some(host::lowercase(sni, &mut sni_buf).and_then(|h| port.select(Some(h))))
+                }
+                // Listeners with different TLS settings: no server name chose the
+                // default's settings, which hold for the listener without hostname.
+                None if tls.strict_sni() => Some(port.select(None)),
+                None => None,
+            };
+            if let Some(sni_listener) = sni_listener
+                && sni_listener != listener
+            {
                 return ResponseFuture::ready(kind_response(ErrorKind::MisdirectedRequest));
             }
         }

@@ -43,7 +43,9 @@ pub mod wiring;
 
 pub use crate::config_dump::ConfigDump;
 pub use crate::gateway::Gateway;
-pub use crate::listener::{DrainOutcome, ListenError, ListenerSettings, Listeners, Transport};
+pub use crate::listener::{
+    DrainOutcome, ListenError, ListenerSettings, Listeners, PortOptions, Transport,
+};
 pub use crate::metrics::{
     LabelSource, Metrics, MetricsLayer, MetricsService, NO_BACKEND, RequestMetrics, RouteFallback,
 };

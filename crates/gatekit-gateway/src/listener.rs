@@ -16,7 +16,7 @@ use gatekit_core::server::{
     ConnectionLimit, ConnectionObserver, Drain, PerClientLimit, Server, ServerConfig, ServerHandle,
 };
 use gatekit_core::stream::{StreamRouter, UdpHandle, UdpRelay};
-use gatekit_core::tls::{CertStore, TlsAcceptor, TlsError};
+use gatekit_core::tls::{CertStore, ServerTls, TlsAcceptor, TlsError};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
@@ -67,6 +67,9 @@ pub struct ListenerSettings {
     pub path_policy: PathPolicy,
     /// How long the open connections of a removed listener may take to finish.
     pub drain_timeout: Duration,
+    /// Whose PROXY protocol headers are read on ports that ask for them (see
+    /// [`Limits::proxy_protocol_trusted_sources`](crate::Limits::proxy_protocol_trusted_sources)).
+    pub proxy_protocol_trusted_sources: Vec<ipnet::IpNet>,
 }
 
 impl ListenerSettings {
@@ -82,6 +85,7 @@ impl ListenerSettings {
             drain_timeout: settings
                 .drain_timeout
                 .unwrap_or(crate::settings::DEFAULT_DRAIN_TIMEOUT),
+            proxy_protocol_trusted_sources: settings.limits.proxy_protocol_trusted_sources.clone(),
         }
     }
 }
@@ -89,6 +93,31 @@ impl ListenerSettings {
 impl Default for ListenerSettings {
     fn default() -> Self {
         Self::from_settings(&Settings::default(), IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+}
+
+/// What one port's connections get besides its transport (see [`Listeners::add_with`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PortOptions {
+    /// Read a PROXY protocol header first, from the settings' trusted sources.
+    pub proxy_protocol: bool,
+    /// What happens to `x-forwarded-client-cert` on connections without TLS (on TLS
+    /// ones the handshake's listener settings decide).
+    pub forward_client_cert: gatekit_core::proxy::ForwardClientCertMode,
+}
+
+impl PortOptions {
+    /// Options reading PROXY protocol headers when `proxy_protocol`, handling
+    /// `x-forwarded-client-cert` on cleartext connections as `forward_client_cert` says.
+    pub fn new(
+        proxy_protocol: bool,
+        forward_client_cert: gatekit_core::proxy::ForwardClientCertMode,
+    ) -> Self {
+        Self {
+            proxy_protocol,
+            forward_client_cert,
+        }
     }
 }
 
@@ -101,6 +130,9 @@ pub enum Transport {
     /// TLS with certificates chosen by SNI from the store; ALPN `h2` and `http/1.1`.
     /// Replace the store's set to rotate certificates.
     Tls(Arc<CertStore>),
+    /// TLS with settings (client certificates, versions, ciphers, ALPN, ...) and
+    /// certificates chosen by SNI (see [`ServerTls`]); replace them there.
+    TlsBySni(Arc<ServerTls>),
 }
 
 /// The gateway's listening sockets: one [`gatekit_core::server::Server`] per port, plain
@@ -173,6 +205,33 @@ impl Listeners {
         B: http_body::Body<Data = Bytes> + Default + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        self.add_with(port, transport, PortOptions::default(), service)
+            .await
+    }
+
+    /// [`add`](Self::add) with per-port `options`: a PROXY protocol header read first
+    /// (from the settings' trusted sources only; required from them), what happens to
+    /// `x-forwarded-client-cert` on connections without TLS.
+    ///
+    /// # Errors
+    ///
+    /// As [`add`](Self::add).
+    pub async fn add_with<S, B>(
+        &mut self,
+        port: u16,
+        transport: Transport,
+        options: PortOptions,
+        service: S,
+    ) -> Result<SocketAddr, ListenError>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Default + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         if port != 0 && self.bound.contains_key(&port) {
             return Err(ListenError::PortInUse(port));
         }
@@ -185,8 +244,12 @@ impl Listeners {
                         .with_handshake_timeout(self.settings.tls_handshake_timeout),
                 )
             }
+            Transport::TlsBySni(configs) => Some(
+                TlsAcceptor::with_server_tls(configs.clone())
+                    .with_handshake_timeout(self.settings.tls_handshake_timeout),
+            ),
         };
-        let (mut server, drain) = self.bind(port).await?;
+        let (mut server, drain) = self.bind(port, options).await?;
         if let Some(tls) = tls {
             server = server.tls(tls);
         }
@@ -213,7 +276,7 @@ impl Listeners {
         if port != 0 && self.bound.contains_key(&port) {
             return Err(ListenError::PortInUse(port));
         }
-        let (server, drain) = self.bind(port).await?;
+        let (server, drain) = self.bind(port, PortOptions::default()).await?;
         let handle = server.serve_streams(router);
         let local = handle.local_addr();
         tracing::info!(%local, "listening for streams");
@@ -259,8 +322,13 @@ impl Listeners {
         }
     }
 
-    /// A TCP server bound on `port` with the limits, metrics and a drain group of its own.
-    async fn bind(&mut self, port: u16) -> Result<(Server, Drain), ListenError> {
+    /// A TCP server bound on `port` with the limits, metrics and a drain group of its own,
+    /// with the per-port `options`.
+    async fn bind(
+        &mut self,
+        port: u16,
+        options: PortOptions,
+    ) -> Result<(Server, Drain), ListenError> {
         let addr = SocketAddr::new(self.settings.bind, port);
         let server = Server::bind(addr)
             .await
@@ -271,8 +339,17 @@ impl Listeners {
             metrics: self.metrics.clone(),
         };
         let drain = Drain::new();
+        let config = self
+            .config
+            .clone()
+            .proxy_protocol(options.proxy_protocol.then(|| {
+                gatekit_core::server::ProxyProtocol::new(
+                    self.settings.proxy_protocol_trusted_sources.iter().copied(),
+                )
+            }))
+            .forward_client_cert(options.forward_client_cert);
         let mut server = server
-            .config(self.config.clone())
+            .config(config)
             .limit(self.limit.clone())
             .drain(&drain)
             .observer(Arc::new(observer));

@@ -248,6 +248,31 @@ pub struct Limits {
     /// that client's new connections are closed at once. `None` (the default): no
     /// per-client limit.
     pub max_connections_per_client: Option<usize>,
+    /// The sources (CIDR ranges or addresses) whose PROXY protocol headers are read on
+    /// listeners a ClientTrafficPolicy enables it for (`proxyProtocol`,
+    /// `enableProxyProtocol`). Empty (the default): nobody is trusted, and a listener
+    /// asking for PROXY protocol is reported as a configuration problem and reads no
+    /// header (a client cannot claim another address). Envoy Gateway trusts any source
+    /// once enabled; gatekit makes trust explicit: write `0.0.0.0/0` and `::/0` to trust
+    /// everybody (only behind a load balancer that always sends the header).
+    #[serde(deserialize_with = "deserialize_cidrs")]
+    pub proxy_protocol_trusted_sources: Vec<ipnet::IpNet>,
+}
+
+/// CIDR ranges (`10.0.0.0/8`, `::/0`) or plain addresses (one host).
+fn deserialize_cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter()
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{s:?} is not a CIDR range (10.0.0.0/8) or an IP address"
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl Default for Limits {
@@ -257,6 +282,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: gatekit_core::tls::DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections_per_client: None,
+            proxy_protocol_trusted_sources: Vec::new(),
         }
     }
 }

@@ -206,19 +206,24 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/backend_tls.rs::gateway_client_certificates_key_the_upstreams_of_their_routes",
         ],
     ),
-    Feature::no(
+    Feature::yes(
         "GatewayFrontendClientCertificateValidation",
         "Gateway",
         Extended,
         Standard,
-        "client certificates are not validated",
+        &[
+            "tests/frontend_tls.rs::a_required_client_certificate_is_verified_and_forwarded",
+            "tests/frontend_tls.rs::an_unusable_ca_ref_keeps_the_https_listener_down_and_http_up",
+        ],
     ),
-    Feature::no(
+    Feature::yes(
         "GatewayFrontendClientCertificateValidationInsecureFallback",
         "Gateway",
         Extended,
         Standard,
-        "client certificates are not validated",
+        &[
+            "tests/frontend_tls.rs::insecure_fallback_serves_everyone_and_forwards_only_verified_identities",
+        ],
     ),
     Feature::yes(
         "GatewayHTTPListenerIsolation",

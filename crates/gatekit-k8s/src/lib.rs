@@ -99,5 +99,6 @@ pub use crate::provider::{Provider, ProviderSettings};
 pub use crate::status_write::StatusWriter;
 pub use crate::translate::{TranslateOptions, Translation, Translator, translate};
 pub use crate::types::btp::BackendTrafficPolicy;
+pub use crate::types::ctp::ClientTrafficPolicy;
 pub use crate::types::policy::BackendPolicy;
 pub use crate::types::traffic::TrafficPolicy;

@@ -42,8 +42,8 @@ use serde_json::Value;
 
 use crate::status::ResourceRef;
 use crate::types::{
-    BackendPolicy, BackendTlsPolicy, BackendTrafficPolicy, Check, ConfigMap, EndpointSlice,
-    Gateway, GatewayClass, GrpcRoute, HttpRoute, ListenerSet, Namespace, ObjectMeta,
+    BackendPolicy, BackendTlsPolicy, BackendTrafficPolicy, Check, ClientTrafficPolicy, ConfigMap,
+    EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, ListenerSet, Namespace, ObjectMeta,
     ReferenceGrant, Secret, Service, TcpRoute, TlsRoute, TrafficPolicy, UdpRoute,
     XBackendTrafficPolicy,
 };
@@ -94,6 +94,9 @@ pub struct ResourceSet {
     pub x_backend_traffic_policies: Vec<XBackendTrafficPolicy>,
     /// `gateway.networking.k8s.io/v1` BackendTLSPolicies (and `v1alpha3`).
     pub backend_tls_policies: Vec<BackendTlsPolicy>,
+    /// `gateway.envoyproxy.io/v1alpha1` ClientTrafficPolicies (Envoy Gateway's: listener
+    /// TLS settings, client certificates, PROXY protocol).
+    pub client_traffic_policies: Vec<ClientTrafficPolicy>,
 }
 
 /// A document that was skipped, with why, or read with a remark (an abbreviation
@@ -213,6 +216,7 @@ macro_rules! for_each_resource_kind {
         $m!(backend_traffic_policies, "BackendTrafficPolicy");
         $m!(x_backend_traffic_policies, "XBackendTrafficPolicy");
         $m!(backend_tls_policies, "BackendTLSPolicy");
+        $m!(client_traffic_policies, "ClientTrafficPolicy");
     };
 }
 use for_each_resource_kind as each_kind;
@@ -540,6 +544,9 @@ impl ResourceSet {
             }
             ("gateway.networking.x-k8s.io", "v1alpha1", "XBackendTrafficPolicy") => {
                 load!(true, x_backend_traffic_policies)
+            }
+            ("gateway.envoyproxy.io", "v1alpha1", "ClientTrafficPolicy") => {
+                load!(true, client_traffic_policies)
             }
             _ => warnings.push(Warning {
                 file: file.to_owned(),

@@ -101,6 +101,8 @@ enum Kind {
     /// The Gateway API's experimental one (`gateway.networking.x-k8s.io/v1alpha1`);
     /// the CRD may be absent.
     XBackendTrafficPolicy,
+    /// Envoy Gateway's (`gateway.envoyproxy.io/v1alpha1`); the CRD may be absent.
+    ClientTrafficPolicy,
 }
 
 impl Kind {
@@ -119,6 +121,7 @@ impl Kind {
             "TrafficPolicy" => Self::TrafficPolicy,
             "BackendTrafficPolicy" => Self::BackendTrafficPolicy,
             "XBackendTrafficPolicy" => Self::XBackendTrafficPolicy,
+            "ClientTrafficPolicy" => Self::ClientTrafficPolicy,
             _ => return None,
         })
     }
@@ -138,6 +141,7 @@ impl Kind {
             Self::TrafficPolicy => "TrafficPolicy",
             Self::BackendTrafficPolicy => "BackendTrafficPolicy",
             Self::XBackendTrafficPolicy => "XBackendTrafficPolicy",
+            Self::ClientTrafficPolicy => "ClientTrafficPolicy",
         }
     }
 
@@ -156,6 +160,7 @@ impl Kind {
             Self::TrafficPolicy => "trafficpolicies",
             Self::BackendTrafficPolicy => "backendtrafficpolicies",
             Self::XBackendTrafficPolicy => "xbackendtrafficpolicies",
+            Self::ClientTrafficPolicy => "clienttrafficpolicies",
         }
     }
 
@@ -172,7 +177,8 @@ impl Kind {
             | Self::BackendPolicy
             | Self::TrafficPolicy
             | Self::BackendTrafficPolicy
-            | Self::XBackendTrafficPolicy => Some("ancestors"),
+            | Self::XBackendTrafficPolicy
+            | Self::ClientTrafficPolicy => Some("ancestors"),
             Self::Gateway | Self::ListenerSet | Self::GatewayClass => None,
         }
     }
@@ -180,7 +186,9 @@ impl Kind {
     fn api_resource(self) -> ApiResource {
         let (group, version) = match self {
             Self::BackendPolicy | Self::TrafficPolicy => (GATEKIT_GROUP, "v1alpha1"),
-            Self::BackendTrafficPolicy => (ENVOY_GATEWAY_GROUP, "v1alpha1"),
+            Self::BackendTrafficPolicy | Self::ClientTrafficPolicy => {
+                (ENVOY_GATEWAY_GROUP, "v1alpha1")
+            }
             Self::XBackendTrafficPolicy => (GATEWAY_X_GROUP, "v1alpha1"),
             Self::TcpRoute | Self::UdpRoute => (GATEWAY_GROUP, "v1alpha2"),
             _ => (GATEWAY_GROUP, "v1"),
@@ -352,6 +360,7 @@ impl StatusWriter {
             Kind::TrafficPolicy,
             Kind::BackendTrafficPolicy,
             Kind::XBackendTrafficPolicy,
+            Kind::ClientTrafficPolicy,
         ] {
             match self.stale_entries(kind, &jobs).await {
                 Ok(stale) => jobs.extend(stale),
@@ -560,6 +569,7 @@ impl StatusWriter {
                 | Kind::TrafficPolicy
                 | Kind::BackendTrafficPolicy
                 | Kind::XBackendTrafficPolicy
+                | Kind::ClientTrafficPolicy
                 | Kind::BackendTlsPolicy => {
                     let ns = job.resource.namespace().unwrap_or_default();
                     merge_shared(
@@ -750,6 +760,7 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
         | Kind::TrafficPolicy
         | Kind::BackendTrafficPolicy
         | Kind::XBackendTrafficPolicy
+        | Kind::ClientTrafficPolicy
         | Kind::BackendTlsPolicy => Value::Array(
             s.ancestors()
                 .iter()

@@ -49,8 +49,10 @@ fn route<'a>(t: &'a Translation, port: u16, name: &str) -> Option<&'a Route> {
         .map(|r| &**r)
 }
 
-const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
-const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIEfake\n-----END PRIVATE KEY-----\n";
+/// A real self-signed pair (P-256, valid until 2125): translation checks that the key
+/// is the certificate's and that it is valid now.
+const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBjjCCATOgAwIBAgIUNe1KjXf2EOQPbS/5AVuuJJlRmZ0wCgYIKoZIzj0EAwIw\nDzENMAsGA1UEAwwEdGVzdDAgFw0yNjEyMDYxODA3NDhaGA8yMTI2MTExMjE4MDc0\nOFowDzENMAsGA1UEAwwEdGVzdDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABNlj\nv7LULGEPAy7SOw4CVsQ2BaVWOcWOC9J/u683FM2UwO0unQ9sm4f2ZJ1pEOvS0T4b\nSA94LHarm/cIBHdwvDejazBpMB0GA1UdDgQWBBSeWrJ73VYaZWP7XfegPwlstcTU\nKTAfBgNVHSMEGDAWgBSeWrJ73VYaZWP7XfegPwlstcTUKTAPBgNVHRMBAf8EBTAD\nAQH/MBYGA1UdEQQPMA2CC2V4YW1wbGUuY29tMAoGCCqGSM49BAMCA0kAMEYCIQDP\n/4Xnad2AGV1E9FqJGS/FUcRrNqKosA77wkQ5SyKwwQIhAKchS1HD+uLAa6CwEIPd\nM3sNe5ohBp+ax4qlebisW2BV\n-----END CERTIFICATE-----\n";
+const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgHRYGKZMBZqMQ5Jvc\nicmmLnvoZWtZS0erP+GW9hAxEX+hRANCAATZY7+y1CxhDwMu0jsOAlbENgWlVjnF\njgvSf7uvNxTNlMDtLp0PbJuH9mSdaRDr0tE+G0gPeCx2q5v3CAR3cLw3\n-----END PRIVATE KEY-----\n";
 
 fn gateway_fixture() -> String {
     format!(

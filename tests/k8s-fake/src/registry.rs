@@ -138,6 +138,14 @@ impl Registry {
                 true,
                 true,
             ),
+            ResourceType::new(
+                "gateway.envoyproxy.io",
+                "v1alpha1",
+                "clienttrafficpolicies",
+                "ClientTrafficPolicy",
+                true,
+                true,
+            ),
         ] {
             r.register(ty);
         }

@@ -57,6 +57,62 @@ impl Ca {
         (cert.pem(), key.serialize_pem(), cert.der().clone())
     }
 
+    /// A leaf made from `params` (names, validity, distinguished name, SANs as the test
+    /// wants), signed by this CA: (cert PEM, key PEM, leaf DER).
+    pub fn leaf_from(
+        &self,
+        params: rcgen::CertificateParams,
+    ) -> (String, String, CertificateDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().clone())
+    }
+
+    /// The CA certificate in PEM.
+    pub fn pem(&self) -> String {
+        let b64 = base64_encode(self.der.as_ref());
+        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).unwrap());
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+        out
+    }
+
+    /// A client trusting only this CA, offering `alpn`, speaking `versions`, presenting
+    /// `client` (cert PEM, key PEM) when asked. Resumption is off.
+    pub fn client_connector(
+        &self,
+        alpn: &[&[u8]],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        client: Option<(&str, &str)>,
+    ) -> tokio_rustls::TlsConnector {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
+        let mut config = match client {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+                builder.with_client_auth_cert(chain, key).unwrap()
+            }
+        };
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config.resumption = rustls::client::Resumption::disabled();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
     /// A client trusting only this CA, offering `alpn`. Resumption is off: each handshake
     /// is a full one, so the client always sees the certificate the server chose.
     pub fn tls_connector(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
@@ -73,6 +129,27 @@ impl Ca {
         config.resumption = rustls::client::Resumption::disabled();
         tokio_rustls::TlsConnector::from(Arc::new(config))
     }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A TLS connection to `addr` with `sni`.

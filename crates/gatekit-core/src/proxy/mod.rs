@@ -28,6 +28,8 @@
 //!   HTTP/2 clients), for the same reason.
 //! - `X-Request-Id`: kept when present, else a random 128-bit id in hex (from
 //!   `fastrand`, formatted on the stack).
+//! - `X-Forwarded-Client-Cert`: removed, then set from the client certificate the
+//!   listener verified, unless the listener's policy says otherwise (see [`xfcc`]).
 //!
 //! `Host` is preserved, except that an absolute-form target's (or HTTP/2 `:authority`'s)
 //! authority replaces a disagreeing `Host` (RFC 9112 §3.2.2): the upstream sees the host
@@ -41,10 +43,12 @@
 mod future;
 mod layer;
 mod service;
+pub mod xfcc;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::ProxyHeadersLayer;
 pub use self::service::ProxyHeaders;
+pub use self::xfcc::{CertDetails, ForwardClientCert, ForwardClientCertMode};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -98,6 +102,7 @@ pub fn prepare_request(req: &mut Request<Body>, conn: Option<&ConnectionInfo>) {
     if let header::Entry::Vacant(slot) = headers.entry(&X_REQUEST_ID) {
         slot.insert(request_id());
     }
+    xfcc::apply(headers, conn);
 }
 
 /// Prepares a backend's response for the client: removes hop-by-hop headers, except on

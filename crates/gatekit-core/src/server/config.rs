@@ -8,6 +8,7 @@ use hyper_util::server::conn::auto;
 
 use super::proxy_protocol::ProxyProtocol;
 use crate::path::PathPolicy;
+use crate::proxy::ForwardClientCertMode;
 
 /// At most this many concurrent HTTP/2 streams per client connection: bounds the work one
 /// connection can queue. RFC 9113 recommends at least 100; 256 leaves room for busy
@@ -58,6 +59,7 @@ pub struct ServerConfig {
     http2: bool,
     header_read_timeout: Duration,
     path_policy: Option<PathPolicy>,
+    forward_client_cert: ForwardClientCertMode,
     proxy_protocol: Option<ProxyProtocol>,
 }
 
@@ -67,6 +69,7 @@ impl Default for ServerConfig {
             http2: true,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             path_policy: None,
+            forward_client_cert: ForwardClientCertMode::default(),
             proxy_protocol: None,
         }
     }
@@ -100,6 +103,15 @@ impl ServerConfig {
     #[must_use]
     pub fn path_policy(mut self, policy: Option<PathPolicy>) -> Self {
         self.path_policy = policy;
+        self
+    }
+
+    /// What happens to `x-forwarded-client-cert` on connections without TLS (default
+    /// [`SanitizeSet`](ForwardClientCertMode::SanitizeSet): removed, as no certificate
+    /// was verified). On TLS connections the handshake's settings decide.
+    #[must_use]
+    pub fn forward_client_cert(mut self, mode: ForwardClientCertMode) -> Self {
+        self.forward_client_cert = mode;
         self
     }
 
@@ -163,6 +175,7 @@ pub(super) struct Http {
     pub(super) auto: Option<auto::Builder<TokioExecutor>>,
     pub(super) http1: http1::Builder,
     pub(super) path_policy: Option<PathPolicy>,
+    pub(super) forward_client_cert: ForwardClientCertMode,
 }
 
 impl Http {
@@ -171,6 +184,7 @@ impl Http {
             auto: config.http2.then(|| config.auto_builder()),
             http1: config.http1_builder(),
             path_policy: config.path_policy,
+            forward_client_cert: config.forward_client_cert,
         }
     }
 }

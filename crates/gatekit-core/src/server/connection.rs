@@ -21,7 +21,7 @@ use super::config::Http;
 use super::drain::{DrainSignal, Phase};
 use crate::path::NormalizePath;
 use crate::tls::TlsAcceptor;
-use crate::{BoxError, ConnectionInfo, TlsInfo};
+use crate::{BoxError, ConnectionInfo};
 
 /// Serves a freshly accepted connection from `remote` on `local`: terminates TLS with
 /// `tls` (under its handshake deadline) when given, then [`serve_http`].
@@ -41,12 +41,12 @@ where
 {
     match tls {
         None => {
-            let info = ConnectionInfo::new(remote, local, false);
+            let info = ConnectionInfo::new(remote, local, false)
+                .with_forward_client_cert(http.forward_client_cert);
             serve_http(io, info, http, service, drain).await
         }
         Some(acceptor) => {
-            let stream = acceptor.accept(io).await?;
-            let facts = TlsInfo::from_connection(stream.get_ref().1);
+            let (stream, facts) = acceptor.handshake(io).await?;
             let info = ConnectionInfo::with_tls(remote, local, facts);
             serve_http(stream, info, http, service, drain).await
         }
@@ -106,7 +106,8 @@ where
     conn.await.map_err(Into::into)
 }
 
-/// The per-connection service hyper serves: adds the connection's [`ConnectionInfo`] to
+/// The per-connection service hyper serves: adds the connection's [`ConnectionInfo`]
+/// (and the client's verified [`ClientIdentity`](crate::tls::ClientIdentity), if any) to
 /// each request, applies the path policy, and drives a clone of the service to
 /// readiness before calling it (tower's contract; free for the always-ready gatekit
 /// services).
@@ -130,6 +131,9 @@ where
         Either<Oneshot<NormalizePath<S>, Request<Incoming>>, Oneshot<S, Request<Incoming>>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        if let Some(identity) = self.info.tls().and_then(crate::TlsInfo::client_identity) {
+            req.extensions_mut().insert(identity.clone());
+        }
         req.extensions_mut().insert(self.info.clone());
         if crate::client::is_upgrade_request(&req) {
             req.extensions_mut().insert(self.drain.clone());

@@ -9,7 +9,8 @@ use rustls::server::ResolvesServerCert;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 
-use super::TlsError;
+use super::{ServerTls, TlsError};
+use crate::TlsInfo;
 
 /// How long [`TlsAcceptor`] waits for a client to finish its handshake unless told
 /// otherwise.
@@ -34,21 +35,35 @@ pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<ServerConf
     Ok(config)
 }
 
-/// Runs server-side TLS handshakes under a deadline. Cheap to clone (one `Arc`).
+/// Runs server-side TLS handshakes under a deadline, each with the rustls
+/// configuration its ClientHello's server name picks from a [`ServerTls`]. Cheap to
+/// clone (one `Arc`).
 #[derive(Clone)]
 pub struct TlsAcceptor {
-    inner: tokio_rustls::TlsAcceptor,
+    configs: Arc<ServerTls>,
     handshake_timeout: Duration,
 }
 
 impl TlsAcceptor {
-    /// An acceptor for `config` with the [default handshake
+    /// An acceptor running every handshake with `config`, with the [default handshake
     /// timeout](DEFAULT_HANDSHAKE_TIMEOUT).
     pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self::with_server_tls(Arc::new(ServerTls::fixed(config)))
+    }
+
+    /// An acceptor choosing each handshake's settings from `configs` by server name
+    /// (replace them there at any time), with the [default handshake
+    /// timeout](DEFAULT_HANDSHAKE_TIMEOUT).
+    pub fn with_server_tls(configs: Arc<ServerTls>) -> Self {
         Self {
-            inner: tokio_rustls::TlsAcceptor::from(config),
+            configs,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
+    }
+
+    /// The settings handshakes choose from.
+    pub fn server_tls(&self) -> &Arc<ServerTls> {
+        &self.configs
     }
 
     /// Sets how long a client may take to complete the handshake.
@@ -74,8 +89,32 @@ impl TlsAcceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        match tokio::time::timeout(self.handshake_timeout, self.inner.accept(io)).await {
-            Ok(Ok(stream)) => Ok(stream),
+        self.handshake(io).await.map(|(stream, _)| stream)
+    }
+
+    /// Completes the server side of a TLS handshake on `io` (as
+    /// [`accept`](Self::accept)) and says what it established: server name, ALPN,
+    /// the client's verified identity (see [`TlsInfo::from_handshake`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](Self::accept); a client certificate that is required and missing,
+    /// or does not verify, fails the handshake.
+    pub async fn handshake<IO>(&self, io: IO) -> Result<(TlsStream<IO>, TlsInfo), TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let handshake = async {
+            let start =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io)
+                    .await?;
+            let (config, strict) = self.configs.config_for(start.client_hello().server_name());
+            let stream = start.into_stream(config.server_config().clone()).await?;
+            let info = TlsInfo::from_handshake(stream.get_ref().1, &config, strict);
+            Ok::<_, std::io::Error>((stream, info))
+        };
+        match tokio::time::timeout(self.handshake_timeout, handshake).await {
+            Ok(Ok(done)) => Ok(done),
             Ok(Err(error)) => Err(TlsError::Handshake(error)),
             Err(_) => Err(TlsError::HandshakeTimeout(self.handshake_timeout)),
         }

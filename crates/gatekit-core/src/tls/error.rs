@@ -68,6 +68,31 @@ pub enum TlsError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The certificate's `notAfter` has passed.
+    #[error(
+        "the certificate in {origin} expired (notAfter {not_after}, seconds since the Unix epoch)"
+    )]
+    #[non_exhaustive]
+    Expired {
+        /// Where it came from.
+        origin: String,
+        /// Its `notAfter`, seconds since the Unix epoch.
+        not_after: i64,
+    },
+    /// The certificate's `notBefore` is still to come.
+    #[error(
+        "the certificate in {origin} is not valid yet (notBefore {not_before}, seconds since the Unix epoch)"
+    )]
+    #[non_exhaustive]
+    NotYetValid {
+        /// Where it came from.
+        origin: String,
+        /// Its `notBefore`, seconds since the Unix epoch.
+        not_before: i64,
+    },
+    /// A TLS setting cannot be used (a CA certificate, versions, cipher suites).
+    #[error("{0}")]
+    Setting(String),
     /// rustls refused the server settings.
     #[error("TLS server settings rejected: {0}")]
     Config(#[source] rustls::Error),

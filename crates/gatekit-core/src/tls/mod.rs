@@ -31,6 +31,23 @@
 //! and 1.2 only, and ALPN `h2` then `http/1.1`, so hyper-util's automatic builder serves
 //! HTTP/2 to clients that negotiate it (it detects h2 by the connection preface).
 //!
+//! # Per-listener settings and client certificates
+//!
+//! A port's listeners can differ in TLS settings ([`ListenerTls`]: client certificate
+//! validation, protocol versions, cipher suites, ALPN, session resumption, the
+//! `x-forwarded-client-cert` policy). A [`ServerTls`] holds one rustls configuration per
+//! distinct settings value, by listener hostname; [`TlsAcceptor`] reads the ClientHello
+//! first (rustls' `Acceptor`, through tokio-rustls' `LazyConfigAcceptor`), picks the
+//! configuration by its server name exactly as certificates are picked, then completes
+//! the handshake with it. A client certificate the listener requires and the client does
+//! not send, or one from another CA, fails the handshake. When the listeners differ,
+//! [`TlsInfo::strict_sni`](crate::TlsInfo::strict_sni) tells the router to answer 421
+//! for a request whose `Host` picks another listener than the handshake did, also when
+//! the client sent no server name (which picks the default): settings chosen for one
+//! listener never serve another's routes. The verified client certificate becomes a
+//! [`ClientIdentity`] (subject, SANs, SHA-256), in the request's extensions and sent
+//! upstream as `x-forwarded-client-cert` ([`proxy::xfcc`](crate::proxy::xfcc)).
+//!
 //! # Accepting
 //!
 //! [`TlsAcceptor::accept`] runs the handshake under a deadline (10 s by default) so a
@@ -44,7 +61,10 @@
 mod accept;
 mod client_hello;
 mod error;
+mod identity;
+mod listener;
 mod pem;
+mod server;
 mod store;
 
 pub use self::accept::{DEFAULT_HANDSHAKE_TIMEOUT, TlsAcceptor, server_config};
@@ -53,7 +73,17 @@ pub use self::client_hello::{
     parse_client_hello, peek_client_hello,
 };
 pub use self::error::TlsError;
-pub use self::pem::{load_certified_key, load_certified_key_files, load_certs, load_private_key};
-pub use self::store::{CertSet, CertStore};
+pub use self::identity::{ClientIdentity, certificate_not_after, certificate_not_before};
+pub use self::listener::{
+    ClientCertMode, ClientValidation, ListenerConfig, ListenerTls, SESSION_CACHE_SIZE, TlsVersion,
+    cipher_suites, trust_anchor_problem,
+};
+pub use self::pem::{
+    load_certified_key, load_certified_key_at, load_certified_key_files, load_certs,
+    load_private_key,
+};
+pub use self::server::ServerTls;
+pub use self::store::{CertSet, CertStore, SniMap};
+pub use rustls::pki_types::CertificateDer;
 pub use rustls::sign::CertifiedKey;
 pub use tokio_rustls::server::TlsStream;

@@ -71,6 +71,48 @@ pub fn load_certified_key(
         })
 }
 
+/// [`load_certified_key`], and checks that the leaf is valid at `now` (seconds since
+/// the Unix epoch): not before its `notBefore`, not after its `notAfter`. Returns the
+/// key and the leaf's `notAfter`.
+///
+/// # Errors
+///
+/// As [`load_certified_key`]; [`TlsError::Expired`] or [`TlsError::NotYetValid`] when
+/// the leaf is not valid at `now`; [`TlsError::CertificatePem`]-like parse failures of
+/// the leaf's validity are [`TlsError::Setting`].
+pub fn load_certified_key_at(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    origin: &str,
+    now: i64,
+) -> Result<(Arc<CertifiedKey>, i64), TlsError> {
+    let key = load_certified_key(cert_pem, key_pem, origin)?;
+    let leaf = key.cert.first().ok_or_else(|| TlsError::NoCertificate {
+        origin: origin.to_owned(),
+    })?;
+    let (Some(not_before), Some(not_after)) = (
+        super::certificate_not_before(leaf),
+        super::certificate_not_after(leaf),
+    ) else {
+        return Err(TlsError::Setting(format!(
+            "the certificate in {origin} cannot be parsed (X.509)"
+        )));
+    };
+    if now > not_after {
+        return Err(TlsError::Expired {
+            origin: origin.to_owned(),
+            not_after,
+        });
+    }
+    if now < not_before {
+        return Err(TlsError::NotYetValid {
+            origin: origin.to_owned(),
+            not_before,
+        });
+    }
+    Ok((key, not_after))
+}
+
 /// Reads `cert_path` and `key_path` and builds a [`CertifiedKey`] (see
 /// [`load_certified_key`]). This is blocking file I/O: call it from a blocking task or at
 /// start-up, not from a handshake.

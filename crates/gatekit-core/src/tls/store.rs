@@ -10,34 +10,45 @@ use rustls::sign::CertifiedKey;
 
 use super::TlsError;
 
-// === impl CertSet ===
+// === impl SniMap ===
 
-/// An immutable set of certificates keyed by hostname: exact names, one-label wildcards
-/// (`*.example.com`) and an optional default. Built off the handshake path, then handed
-/// to [`CertStore::new`] or [`CertStore::replace`].
-#[derive(Clone, Default)]
-pub struct CertSet {
-    exact: HashMap<Box<str>, Arc<CertifiedKey>>,
+/// Values keyed by TLS server name: exact names, one-label wildcards (`*.example.com`)
+/// and an optional default, looked up as the [module docs](super) describe. Both
+/// certificates ([`CertSet`]) and per-listener TLS settings
+/// ([`ServerTls`](super::ServerTls)) are chosen this way.
+#[derive(Clone)]
+pub struct SniMap<T> {
+    exact: HashMap<Box<str>, T>,
     /// Keyed by the suffix after `*.`, e.g. `example.com` for `*.example.com`.
-    wildcard: HashMap<Box<str>, Arc<CertifiedKey>>,
-    default: Option<Arc<CertifiedKey>>,
+    wildcard: HashMap<Box<str>, T>,
+    default: Option<T>,
 }
 
-impl CertSet {
-    /// An empty set: every handshake fails until certificates are added.
+impl<T> Default for SniMap<T> {
+    fn default() -> Self {
+        Self {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default: None,
+        }
+    }
+}
+
+impl<T> SniMap<T> {
+    /// An empty map.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Serves `key` for `hostname`: an exact DNS name or `*.` followed by one, matching
-    /// exactly one leftmost label. Names are case-insensitive. A later insert for the same
-    /// name replaces the earlier one.
+    /// Maps `hostname` to `value`: an exact DNS name or `*.` followed by one, matching
+    /// exactly one leftmost label. Names are case-insensitive. A later insert for the
+    /// same name replaces the earlier one.
     ///
     /// # Errors
     ///
     /// [`TlsError::InvalidHostname`] when `hostname` is empty, contains a `*` anywhere but
     /// as the whole first label, or has empty labels.
-    pub fn insert(&mut self, hostname: &str, key: Arc<CertifiedKey>) -> Result<(), TlsError> {
+    pub fn insert(&mut self, hostname: &str, value: T) -> Result<(), TlsError> {
         let invalid = |reason| TlsError::InvalidHostname {
             name: hostname.to_owned(),
             reason,
@@ -64,37 +75,29 @@ impl CertSet {
         {
             return Err(invalid("only letters, digits, '-' and '.' are allowed"));
         }
-        map.insert(name.into(), key);
+        map.insert(name.into(), value);
         Ok(())
     }
 
-    /// Serves `key` when no name matches, and to clients that send no SNI.
-    pub fn set_default(&mut self, key: Arc<CertifiedKey>) {
-        self.default = Some(key);
+    /// The value for names nothing else matches, and for clients that send no SNI.
+    pub fn set_default(&mut self, value: T) {
+        self.default = Some(value);
     }
 
-    /// Builder form of [`set_default`](Self::set_default).
-    #[must_use]
-    pub fn with_default(mut self, key: Arc<CertifiedKey>) -> Self {
-        self.set_default(key);
-        self
-    }
-
-    /// How many hostnames (exact and wildcard) the set serves, not counting the default.
+    /// How many names (exact and wildcard) the map holds, not counting the default.
     pub fn len(&self) -> usize {
         self.exact.len() + self.wildcard.len()
     }
 
-    /// Whether the set has neither hostnames nor a default.
+    /// Whether the map has neither names nor a default.
     pub fn is_empty(&self) -> bool {
         self.len() == 0 && self.default.is_none()
     }
 
-    /// The certificate for a handshake with SNI `server_name`: exact name, then wildcard,
-    /// then the default.
-    pub fn resolve(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+    /// The value for SNI `server_name`: exact name, then wildcard, then the default.
+    pub fn get(&self, server_name: Option<&str>) -> Option<&T> {
         let Some(name) = server_name else {
-            return self.default.clone();
+            return self.default.as_ref();
         };
         // rustls already lowercases SNI; keep the lookup correct for other callers without
         // allocating in the common case.
@@ -106,27 +109,142 @@ impl CertSet {
             name
         };
         let name = name.strip_suffix('.').unwrap_or(name);
-        if let Some(key) = self.exact.get(name) {
-            return Some(key.clone());
+        if let Some(value) = self.exact.get(name) {
+            return Some(value);
         }
         if let Some((first, suffix)) = name.split_once('.')
             && !first.is_empty()
-            && let Some(key) = self.wildcard.get(suffix)
+            && let Some(value) = self.wildcard.get(suffix)
         {
-            return Some(key.clone());
+            return Some(value);
         }
-        self.default.clone()
+        self.default.as_ref()
+    }
+
+    /// Every value with its name (`*.suffix` for wildcards, `None` for the default).
+    pub fn iter(&self) -> impl Iterator<Item = (Option<String>, &T)> {
+        let exact = self.exact.iter().map(|(n, v)| (Some(n.to_string()), v));
+        let wildcard = self
+            .wildcard
+            .iter()
+            .map(|(n, v)| (Some(format!("*.{n}")), v));
+        exact
+            .chain(wildcard)
+            .chain(self.default.iter().map(|v| (None, v)))
+    }
+
+    /// The same names with each value mapped by `f`.
+    pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> SniMap<U> {
+        let mut map = |m: &HashMap<Box<str>, T>| -> HashMap<Box<str>, U> {
+            m.iter().map(|(k, v)| (k.clone(), f(v))).collect()
+        };
+        let exact = map(&self.exact);
+        let wildcard = map(&self.wildcard);
+        SniMap {
+            exact,
+            wildcard,
+            default: self.default.as_ref().map(f),
+        }
+    }
+
+    /// The same names with each value mapped by `f`, which may fail.
+    ///
+    /// # Errors
+    ///
+    /// The first error of `f`.
+    pub fn try_map<U, E>(&self, mut f: impl FnMut(&T) -> Result<U, E>) -> Result<SniMap<U>, E> {
+        let mut map = |m: &HashMap<Box<str>, T>| -> Result<HashMap<Box<str>, U>, E> {
+            m.iter().map(|(k, v)| Ok((k.clone(), f(v)?))).collect()
+        };
+        let exact = map(&self.exact)?;
+        let wildcard = map(&self.wildcard)?;
+        let default = match &self.default {
+            Some(v) => Some(f(v)?),
+            None => None,
+        };
+        Ok(SniMap {
+            exact,
+            wildcard,
+            default,
+        })
+    }
+}
+
+impl<T> fmt::Debug for SniMap<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<String> = self.iter().filter_map(|(n, _)| n).collect();
+        names.sort();
+        f.debug_struct("SniMap")
+            .field("names", &names)
+            .field("default", &self.default.is_some())
+            .finish()
+    }
+}
+
+// === impl CertSet ===
+
+/// An immutable set of certificates keyed by hostname: exact names, one-label wildcards
+/// (`*.example.com`) and an optional default. Built off the handshake path, then handed
+/// to [`CertStore::new`] or [`CertStore::replace`].
+#[derive(Clone, Default)]
+pub struct CertSet {
+    names: SniMap<Arc<CertifiedKey>>,
+}
+
+impl CertSet {
+    /// An empty set: every handshake fails until certificates are added.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `key` for `hostname`: an exact DNS name or `*.` followed by one, matching
+    /// exactly one leftmost label. Names are case-insensitive. A later insert for the same
+    /// name replaces the earlier one.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::InvalidHostname`] when `hostname` is empty, contains a `*` anywhere but
+    /// as the whole first label, or has empty labels.
+    pub fn insert(&mut self, hostname: &str, key: Arc<CertifiedKey>) -> Result<(), TlsError> {
+        self.names.insert(hostname, key)
+    }
+
+    /// Serves `key` when no name matches, and to clients that send no SNI.
+    pub fn set_default(&mut self, key: Arc<CertifiedKey>) {
+        self.names.set_default(key);
+    }
+
+    /// Builder form of [`set_default`](Self::set_default).
+    #[must_use]
+    pub fn with_default(mut self, key: Arc<CertifiedKey>) -> Self {
+        self.set_default(key);
+        self
+    }
+
+    /// How many hostnames (exact and wildcard) the set serves, not counting the default.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the set has neither hostnames nor a default.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The certificate for a handshake with SNI `server_name`: exact name, then wildcard,
+    /// then the default.
+    pub fn resolve(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        self.names.get(server_name).cloned()
     }
 }
 
 impl fmt::Debug for CertSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names: Vec<String> = self.exact.keys().map(|n| n.to_string()).collect();
-        names.extend(self.wildcard.keys().map(|n| format!("*.{n}")));
+        let mut names: Vec<String> = self.names.iter().filter_map(|(n, _)| n).collect();
         names.sort();
         f.debug_struct("CertSet")
             .field("names", &names)
-            .field("default", &self.default.is_some())
+            .field("default", &self.names.get(None).is_some())
             .finish()
     }
 }

@@ -104,6 +104,13 @@ struct ClusterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    secret: String,
+    gateway: String,
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -128,6 +135,7 @@ struct Inner {
     endpoint_updates: Histogram,
     cluster_connected: Family<ClusterLabels, Gauge>,
     cluster_dropped: Family<ClusterLabels, Gauge>,
+    certificate_not_after: Family<CertificateLabels, Gauge>,
     streams: stream::StreamFamilies,
 }
 
@@ -214,6 +222,12 @@ impl Metrics {
             "Whether a lost cluster's endpoints were dropped after maxStaleness (1) or are still served (0)",
             cluster_dropped.clone(),
         );
+        let certificate_not_after = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "certificate_not_after_seconds",
+            "When each served listener certificate expires (its notAfter, seconds since the Unix epoch), by Secret (namespace/name), Gateway (namespace/name) and listener",
+            certificate_not_after.clone(),
+        );
         let streams = stream::StreamFamilies::register(&mut registry);
         if let Some(state) = policy {
             registry.register_collector(Box::new(policy::PolicyCollector { state }));
@@ -224,6 +238,7 @@ impl Metrics {
                 endpoint_updates,
                 cluster_connected,
                 cluster_dropped,
+                certificate_not_after,
                 requests,
                 durations,
                 connections,
@@ -347,6 +362,26 @@ impl Metrics {
             .cluster_dropped
             .get_or_create(&labels)
             .set(i64::from(endpoints_dropped));
+    }
+
+    /// Sets the served certificates' expiry (`gatekit_certificate_not_after_seconds`):
+    /// one series per (Secret, Gateway, listener) in `served`, with its `notAfter` in
+    /// seconds since the Unix epoch; series of certificates no longer served are removed.
+    pub fn set_certificates<'a>(
+        &self,
+        served: impl IntoIterator<Item = (&'a str, &'a str, &'a str, i64)>,
+    ) {
+        let family = &self.inner.certificate_not_after;
+        family.clear();
+        for (secret, gateway, listener, not_after) in served {
+            family
+                .get_or_create(&CertificateLabels {
+                    secret: secret.to_owned(),
+                    gateway: gateway.to_owned(),
+                    listener: listener.to_owned(),
+                })
+                .set(not_after);
+        }
     }
 
     /// Records how long an EndpointSlice change took to reach its upstreams.

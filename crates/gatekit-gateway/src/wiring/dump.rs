@@ -88,6 +88,8 @@ pub(crate) struct Snapshot {
     /// `clusters`, as JSON text.
     pub(crate) clusters: String,
     pub(crate) upstreams: SharedViews,
+    /// The served listener certificates (days left computed when rendered).
+    pub(crate) certificates: Arc<[super::certs::ServedCert]>,
 }
 
 impl Render for Snapshot {
@@ -95,6 +97,8 @@ impl Render for Snapshot {
         let rendered = self.parts.rendered();
         let generation = self.parts.generation.to_string();
         let upstreams = upstreams::dump(&self.upstreams).to_string();
+        let certificates =
+            super::certs::dump(&self.certificates, gatekit_k8s::translate::unix_now());
         let document = Bytes::from(rendered.document(&[
             ("generation", Some(&generation)),
             ("listeners", None),
@@ -103,6 +107,7 @@ impl Render for Snapshot {
             ("errors", None),
             ("lastReloadError", Some(&self.last_error)),
             ("clusters", Some(&self.clusters)),
+            ("certificates", Some(&certificates)),
         ]));
         drop(upstreams);
         // The render's garbage (for 5,000 routes, ~10 MB in the rendering thread's

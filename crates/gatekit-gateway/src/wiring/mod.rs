@@ -70,6 +70,7 @@
 //! and serves the snapshot as soon as a change makes it valid.
 
 mod cache;
+mod certs;
 mod dump;
 mod labels;
 mod replica;
@@ -88,7 +89,7 @@ use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::retry::RetryPolicy;
 use gatekit_core::route::{FastMap, PolicyState, Route, RouteId, TableBuilder};
 use gatekit_core::server::Retirement;
-use gatekit_core::tls::{CertSet, CertStore, load_certified_key};
+use gatekit_core::tls::{CertStore, ServerTls};
 use gatekit_core::{Backend, Backends, BoxError, ConfigError, PortTable, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
 use gatekit_k8s::translate::{PortListeners, Protocol};
@@ -528,7 +529,9 @@ fn retire_series(
 struct Port {
     protocol: Protocol,
     router: Router,
-    certs: Option<Arc<CertStore>>,
+    certs: Option<(Arc<CertStore>, Arc<ServerTls>)>,
+    /// PROXY protocol, `x-forwarded-client-cert` on cleartext (ClientTrafficPolicies).
+    options: crate::PortOptions,
     /// The bound address (`None` in an [embedded](Gateway::embedded) gateway).
     local: Option<SocketAddr>,
 }
@@ -581,6 +584,10 @@ pub struct Wiring {
     /// (Kubernetes only).
     input_generation: u64,
     config_hash: String,
+    /// The last good certificate pairs, by (listener, Secret).
+    certs: certs::Certs,
+    /// The certificates served, for `/config`.
+    served_certs: Arc<[certs::ServedCert]>,
 }
 
 impl std::fmt::Debug for Wiring {
@@ -664,6 +671,8 @@ impl Wiring {
             replica,
             input_generation: 0,
             config_hash: String::new(),
+            certs: certs::Certs::default(),
+            served_certs: Arc::from(Vec::new()),
         };
         let bind_errors = wiring.reload(gateway).await;
         if let Some((port, reason)) = bind_errors.into_iter().next() {
@@ -716,6 +725,7 @@ impl Wiring {
                         protocol: Protocol::Http,
                         router: router.clone(),
                         certs: None,
+                        options: crate::PortOptions::default(),
                         local: None,
                     },
                 );
@@ -1015,6 +1025,7 @@ impl Wiring {
 
         let mut bind_errors = Vec::new();
         let mut wanted = BTreeSet::new();
+        self.certs.begin();
         // Stream ports no longer streams are closed first: the HTTP loop may bind them.
         self.streams.release(gateway, translation).await;
         for port in translation.listeners() {
@@ -1042,7 +1053,12 @@ impl Wiring {
                     .map(|g| (g.hostname.as_deref(), Arc::clone(&g.table)));
                 PortTable::from_shared(tables).unwrap_or_default()
             };
-            let certs = (port.protocol() == Protocol::Https).then(|| cert_set(port, &mut errors));
+            let tls =
+                (port.protocol() == Protocol::Https).then(|| self.certs.port(port, &mut errors));
+            let options = crate::PortOptions::new(
+                proxy_protocol(port, gateway, &mut errors),
+                cleartext_forward_client_cert(port, &mut errors),
+            );
             match self.ports.get(&port.port()) {
                 Some(served) if gateway.is_embedded() => {
                     if let Some(table) = changed {
@@ -1055,16 +1071,29 @@ impl Wiring {
                         protocol: port.protocol(),
                         router,
                         certs: None,
+                        options: crate::PortOptions::default(),
                         local: None,
                     };
                     self.ports.insert(port.port(), served);
                 }
-                Some(served) if served.protocol == port.protocol() && served.local.is_some() => {
+                Some(served)
+                    if served.protocol == port.protocol()
+                        && served.options == options
+                        && served.local.is_some() =>
+                {
                     if let Some(table) = changed {
                         served.router.store(table);
                     }
-                    if let (Some(store), Some(set)) = (&served.certs, certs) {
-                        store.replace(set);
+                    if let (Some((store, configs)), Some(tls)) = (&served.certs, tls) {
+                        // Settings first: a handshake never pairs a new certificate
+                        // with settings that no longer hold.
+                        if let Err(error) = configs.replace(&tls.settings) {
+                            errors.push(ConfigError::new(
+                                format!("listeners[port={}].tls", port.port()),
+                                format!("{error} (the previous TLS settings keep serving)"),
+                            ));
+                        }
+                        store.replace(tls.certs);
                     }
                 }
                 _ => {
@@ -1081,15 +1110,39 @@ impl Wiring {
                         }
                         None => Router::new(table),
                     };
-                    let store = certs.map(|set| Arc::new(CertStore::new(set)));
-                    let transport = match &store {
-                        Some(store) => Transport::Tls(store.clone()),
+                    let tls = match tls.map(tls_of) {
+                        Some(Err(error)) => {
+                            // Not served with other settings than asked for.
+                            self.ports.insert(
+                                port.port(),
+                                Port {
+                                    protocol: port.protocol(),
+                                    router,
+                                    certs: None,
+                                    options: crate::PortOptions::default(),
+                                    local: None,
+                                },
+                            );
+                            let reason = format!("TLS settings: {error}");
+                            tracing::error!(port = port.port(), %reason, "cannot listen");
+                            errors.push(ConfigError::new(
+                                format!("listeners[port={}].tls", port.port()),
+                                reason.clone(),
+                            ));
+                            bind_errors.push((port.port(), reason));
+                            continue;
+                        }
+                        Some(Ok(tls)) => Some(tls),
+                        None => None,
+                    };
+                    let transport = match &tls {
+                        Some((_, configs)) => Transport::TlsBySni(configs.clone()),
                         None => Transport::Plain,
                     };
                     let service = self.port_service(router.clone());
                     match gateway
                         .listeners_mut()
-                        .add(port.port(), transport, service)
+                        .add_with(port.port(), transport, options, service)
                         .await
                     {
                         Ok(local) => {
@@ -1098,7 +1151,8 @@ impl Wiring {
                                 Port {
                                     protocol: port.protocol(),
                                     router,
-                                    certs: store,
+                                    certs: tls,
+                                    options,
                                     local: Some(local),
                                 },
                             );
@@ -1111,6 +1165,7 @@ impl Wiring {
                                     protocol: port.protocol(),
                                     router,
                                     certs: None,
+                                    options: crate::PortOptions::default(),
                                     local: None,
                                 },
                             );
@@ -1148,6 +1203,7 @@ impl Wiring {
                 gateway,
                 translation,
                 &self.upstreams,
+                &mut self.certs,
                 &mut errors,
                 &mut bind_errors,
             )
@@ -1175,6 +1231,16 @@ impl Wiring {
         self.upstreams.retain(&upstreams.gone);
         // Limiter buckets, breaker counts and budgets of policies no table names any more.
         self.policy_state.sweep();
+        let now = gatekit_k8s::translate::unix_now();
+        self.served_certs = self.certs.finish(now);
+        metrics.set_certificates(self.served_certs.iter().map(|c| {
+            (
+                c.secret.as_str(),
+                c.gateway.as_str(),
+                c.listener.as_str(),
+                c.not_after,
+            )
+        }));
 
         for error in &errors {
             tracing::warn!(%error, "configuration problem (the rest is served)");
@@ -1265,6 +1331,7 @@ impl Wiring {
                 last_error: self.last_error.clone(),
                 clusters,
                 upstreams: self.upstreams.views(),
+                certificates: self.served_certs.clone(),
             }));
     }
 }
@@ -1301,47 +1368,94 @@ fn backend_names(route: &Route) -> BTreeSet<&str> {
         .collect()
 }
 
-/// The certificate set of an HTTPS port: each listener's first usable certificate under
-/// its hostname; the listener without a hostname (else the first listener) is the
-/// default for clients that send no or an unknown SNI name.
-fn cert_set(port: &PortListeners, errors: &mut Vec<ConfigError>) -> CertSet {
-    let mut set = CertSet::new();
-    let mut default = None;
-    let mut first = None;
-    for listener in port.listeners() {
-        let key = listener.certificates().iter().find_map(|cert| {
-            let origin = format!("secret {}", cert.secret());
-            match load_certified_key(cert.cert_pem(), cert.key_pem(), &origin) {
-                Ok(key) => Some(key),
-                Err(error) => {
-                    errors.push(ConfigError::new(
-                        format!("listeners[{}].tls.certificateRefs", listener.name()),
-                        error.to_string(),
-                    ));
-                    None
-                }
-            }
-        });
-        let Some(key) = key else { continue };
-        first.get_or_insert_with(|| key.clone());
-        match listener.hostname() {
-            Some(hostname) => {
-                if let Err(error) = set.insert(hostname, key) {
-                    errors.push(ConfigError::new(
-                        format!("listeners[{}].hostname", listener.name()),
-                        error.to_string(),
-                    ));
-                }
-            }
-            None => {
-                default.get_or_insert(key);
-            }
-        }
+/// Whether `port` reads PROXY protocol headers: when a ClientTrafficPolicy asks for it
+/// on any of its listeners (the header comes before TLS and `Host`, so it is per port).
+/// A port whose listeners disagree, or a request for it with no trusted source in the
+/// settings, is reported in `errors`.
+fn proxy_protocol(port: &PortListeners, gateway: &Gateway, errors: &mut Vec<ConfigError>) -> bool {
+    let asking: Vec<&str> = port
+        .listeners()
+        .iter()
+        .filter(|l| l.proxy_protocol())
+        .map(|l| l.name())
+        .collect();
+    if asking.is_empty() {
+        return false;
     }
-    if let Some(key) = default.or(first) {
-        set.set_default(key);
+    let field = format!("listeners[port={}].proxyProtocol", port.port());
+    if asking.len() != port.listeners().len() {
+        errors.push(ConfigError::new(
+            field.clone(),
+            format!(
+                "PROXY protocol is read on the whole port (it comes before TLS and Host): listeners {} ask for it, the others on the port get it too",
+                asking.join(", ")
+            ),
+        ));
     }
-    set
+    if gateway
+        .options()
+        .limits
+        .proxy_protocol_trusted_sources
+        .is_empty()
+    {
+        errors.push(ConfigError::new(
+            field,
+            "no source is trusted to send PROXY protocol headers (settings limits.proxyProtocolTrustedSources): none is read",
+        ));
+    }
+    true
+}
+
+/// What an HTTP port does with `x-forwarded-client-cert` (no certificate is ever
+/// verified there, so only `AlwaysForwardOnly` keeps what the client sent): the mode
+/// its listeners' ClientTrafficPolicies agree on, else the default (removed), with a
+/// problem in `errors`. HTTPS ports: the default (each handshake's settings decide).
+fn cleartext_forward_client_cert(
+    port: &PortListeners,
+    errors: &mut Vec<ConfigError>,
+) -> gatekit_core::proxy::ForwardClientCertMode {
+    use gatekit_core::proxy::ForwardClientCertMode;
+    if port.protocol() != Protocol::Http {
+        return ForwardClientCertMode::default();
+    }
+    let modes: BTreeSet<String> = port
+        .listeners()
+        .iter()
+        .map(|l| {
+            format!(
+                "{:?}",
+                l.tls_settings()
+                    .map(|s| s.forward_client_cert_policy().mode)
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let first = port
+        .listeners()
+        .first()
+        .and_then(|l| l.tls_settings())
+        .map(|s| s.forward_client_cert_policy().mode)
+        .unwrap_or_default();
+    if modes.len() > 1 {
+        errors.push(ConfigError::new(
+            format!("listeners[port={}].headers.xForwardedClientCert", port.port()),
+            format!(
+                "the listeners of this HTTP port ask for different modes ({}); the header is removed",
+                modes.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+        return ForwardClientCertMode::default();
+    }
+    first
+}
+
+/// A new HTTPS port's certificate store and TLS settings.
+fn tls_of(
+    tls: certs::PortTls,
+) -> Result<(Arc<CertStore>, Arc<ServerTls>), gatekit_core::tls::TlsError> {
+    let store = Arc::new(CertStore::new(tls.certs));
+    let configs = ServerTls::new(store.clone(), &tls.settings)?;
+    Ok((store, Arc::new(configs)))
 }
 
 /// A port's router behind request metrics (the router answers errors itself).

@@ -33,7 +33,7 @@ use gatekit_core::stream::{
     ListenerMode, StreamBackend, StreamEndpoint, StreamListener, StreamRouter, StreamTable,
     StreamUpstream,
 };
-use gatekit_core::tls::{CertStore, TlsAcceptor, server_config};
+use gatekit_core::tls::{CertStore, ServerTls, TlsAcceptor};
 use gatekit_core::{ConfigError, ConnectionInfo, ErrorKind};
 use gatekit_k8s::Translation;
 use gatekit_k8s::translate::{PortListeners, Protocol, TlsMode};
@@ -104,6 +104,7 @@ impl Streams {
         gateway: &mut Gateway,
         translation: &Translation,
         upstreams: &Upstreams,
+        certs: &mut super::certs::Certs,
         errors: &mut Vec<ConfigError>,
         bind_errors: &mut Vec<(u16, String)>,
     ) {
@@ -125,20 +126,31 @@ impl Streams {
                 .listeners()
                 .iter()
                 .any(|l| l.tls_mode() == Some(TlsMode::Terminate));
-            let certs = terminates.then(|| super::cert_set(port, errors));
+            // Last good pairs and expiry as on HTTPS ports (certs.rs); the listeners' TLS
+            // settings (client certificates, versions, ...) by SNI, without ALPN.
+            let port_tls = terminates.then(|| {
+                let mut tls = certs.port(port, errors);
+                tls.settings = tls.settings.map(|s| s.clone().alpn(Some(Vec::new())));
+                tls
+            });
             let existing = self.ports.get(&number);
-            let tls = match (certs, existing.and_then(|p| p.tls.clone())) {
+            let tls = match (port_tls, existing.and_then(|p| p.tls.clone())) {
                 (None, _) => None,
-                (Some(set), Some((store, acceptor))) => {
-                    store.replace(set);
+                (Some(tls), Some((store, acceptor))) => {
+                    if let Err(error) = acceptor.server_tls().replace(&tls.settings) {
+                        errors.push(ConfigError::new(
+                            format!("listeners[port={number}].tls"),
+                            format!("{error} (the previous TLS settings keep serving)"),
+                        ));
+                    }
+                    store.replace(tls.certs);
                     Some((store, acceptor))
                 }
-                (Some(set), None) => {
-                    let store = Arc::new(CertStore::new(set));
-                    match server_config(store.clone()) {
-                        Ok(mut config) => {
-                            config.alpn_protocols.clear();
-                            let acceptor = TlsAcceptor::new(Arc::new(config))
+                (Some(tls), None) => {
+                    let store = Arc::new(CertStore::new(tls.certs));
+                    match ServerTls::new(store.clone(), &tls.settings) {
+                        Ok(configs) => {
+                            let acceptor = TlsAcceptor::with_server_tls(Arc::new(configs))
                                 .with_handshake_timeout(handshake_timeout);
                             Some((store, acceptor))
                         }

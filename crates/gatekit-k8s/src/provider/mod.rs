@@ -5,7 +5,7 @@
 //!
 //! | role | kinds |
 //! |---|---|
-//! | `config` | GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, TrafficPolicy, Envoy Gateway's BackendTrafficPolicy, XBackendTrafficPolicy, Service |
+//! | `config` | GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, TrafficPolicy, Envoy Gateway's BackendTrafficPolicy and ClientTrafficPolicy, XBackendTrafficPolicy, Service |
 //! | `endpoints` | Service, EndpointSlice |
 //!
 //! Events land in per-cluster stores (see `store.rs`), and each one says what changed:

@@ -46,6 +46,7 @@ macro_rules! with_config_kinds {
             crate::types::BackendTrafficPolicy => BackendTrafficPolicy, backend_traffic_policies, "BackendTrafficPolicy", true;
             crate::types::XBackendTrafficPolicy => XBackendTrafficPolicy, x_backend_traffic_policies, "XBackendTrafficPolicy", true;
             crate::types::BackendTlsPolicy => BackendTlsPolicy, backend_tls_policies, "BackendTLSPolicy", true;
+            crate::types::ClientTrafficPolicy => ClientTrafficPolicy, client_traffic_policies, "ClientTrafficPolicy", true;
         }
     };
 }

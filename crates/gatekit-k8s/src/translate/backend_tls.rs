@@ -348,6 +348,10 @@ impl Context<'_> {
                 r.namespace.as_deref(),
                 &r.name,
             )
+            .and_then(|cert| match cert.problem() {
+                Some(problem) => Err((reason::INVALID_CERTIFICATE_REF, problem.to_owned())),
+                None => Ok(cert),
+            })
             .and_then(|cert| {
                 TlsSettings::webpki_roots()
                     .and_then(|s| s.client_certificate(cert.cert_pem(), cert.key_pem()))

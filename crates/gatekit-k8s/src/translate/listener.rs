@@ -8,6 +8,7 @@ use std::sync::Arc;
 use gatekit_core::ConfigError;
 
 use super::backend::{Context, created_of, name_of, ns_of};
+use super::frontend::{self, Frontend};
 use super::{Certificate, ListenerSpec, PortListeners, Protocol, TlsMode, TranslateOptions};
 use crate::manifest::ResourceSet;
 use crate::status::{Condition, ListenerStatus, ResourceRef, ResourceStatus, reason};
@@ -150,6 +151,13 @@ pub(crate) struct Listener<'a> {
     pub(crate) kinds: Vec<&'static str>,
     pub(crate) allowed: Allowed<'a>,
     certificates: Vec<Certificate>,
+    /// The Gateway's `spec.tls.frontend` validation for this listener (HTTPS only).
+    pub(crate) client_validation: Option<gatekit_core::tls::ClientValidation>,
+    /// TLS settings from a ClientTrafficPolicy and the frontend validation (`None`:
+    /// gatekit's defaults, with `client_validation`).
+    pub(crate) tls_settings: Option<std::sync::Arc<gatekit_core::tls::ListenerTls>>,
+    /// PROXY protocol required (a ClientTrafficPolicy).
+    pub(crate) proxy_protocol: bool,
     pub(crate) programmed: bool,
 }
 
@@ -496,6 +504,15 @@ fn gateway<'a>(
     if let Some(c) = cx.gateway_client_condition(gw, generation) {
         status.push_condition(c);
     }
+    if frontend::insecure_fallback(gw) {
+        status.push_condition(Condition::new(
+            frontend::INSECURE_FRONTEND_VALIDATION_MODE,
+            true,
+            frontend::CONFIGURATION_CHANGED,
+            "spec.tls.frontend uses AllowInsecureFallback: clients without a valid certificate are served",
+            generation,
+        ));
+    }
     let ok = !address_rejected
         && status
             .condition(reason::ACCEPTED)
@@ -771,7 +788,7 @@ fn listener<'a>(
     let port = u16::try_from(l.port).ok().filter(|p| *p != 0);
     let protocol = protocol_of(l);
     let passthrough = is_passthrough(l);
-    let accepted = match (port, protocol) {
+    let mut accepted = match (port, protocol) {
         (None, _) => cond(
             reason::ACCEPTED,
             false,
@@ -853,10 +870,43 @@ fn listener<'a>(
         }
         for r in refs {
             match certificate(cx, owner, r) {
-                Ok(c) => certificates.push(c),
+                Ok(c) => {
+                    if let Some(p) = c.problem() {
+                        refs_problem.get_or_insert((reason::INVALID_CERTIFICATE_REF, p.to_owned()));
+                    }
+                    certificates.push(c);
+                }
                 Err(p) => {
                     refs_problem.get_or_insert(p);
                 }
+            }
+        }
+    }
+    // Client certificates: the Gateway's spec.tls.frontend (see frontend.rs).
+    let mut client_validation = None;
+    if protocol == Protocol::Https
+        && accepted.is_true()
+        && let Some(gw) = frontend::gateway(cx, gw_ns, gw_name)
+    {
+        match super::frontend::gateway_validation(cx, gw, port) {
+            Frontend::None => {}
+            Frontend::Valid {
+                validation,
+                problem,
+            } => {
+                if let Some(p) = problem {
+                    refs_problem.get_or_insert(p);
+                }
+                client_validation = Some(validation);
+            }
+            Frontend::NoneValid { problem } => {
+                accepted = cond(
+                    reason::ACCEPTED,
+                    false,
+                    frontend::NO_VALID_CA_CERTIFICATE,
+                    problem.1.clone(),
+                );
+                refs_problem.get_or_insert(problem);
             }
         }
     }
@@ -887,7 +937,15 @@ fn listener<'a>(
         && !conflicted.is_true()
         && !kinds.is_empty()
         && (!needs_certificates || !certificates.is_empty());
-    let programmed_c = if programmed {
+    let usable_cert = !needs_certificates || certificates.iter().any(|c| c.problem().is_none());
+    let programmed_c = if programmed && !usable_cert {
+        cond(
+            reason::PROGRAMMED,
+            false,
+            reason::INVALID,
+            "no certificate can be served; the last good one, if any, keeps serving".to_owned(),
+        )
+    } else if programmed {
         cond(reason::PROGRAMMED, true, reason::PROGRAMMED, String::new())
     } else {
         cond(
@@ -928,6 +986,9 @@ fn listener<'a>(
             kinds,
             allowed,
             certificates,
+            client_validation,
+            tls_settings: None,
+            proxy_protocol: false,
             programmed,
         },
         status,
@@ -1012,24 +1073,39 @@ pub(crate) fn tls_secret(
                     .map(|b| Arc::from(b.0.as_slice()))
             })
     };
-    let pem = |key: &str| -> Result<Arc<[u8]>, (&'static str, String)> {
+    let pem = |key: &str| -> Result<Arc<[u8]>, String> {
         match get(key) {
             Some(v) if v.windows(11).any(|w| w == b"-----BEGIN ") => Ok(v),
-            Some(_) => Err((
-                reason::INVALID_CERTIFICATE_REF,
-                format!("Secret {ns}/{name}: {key} is not PEM"),
-            )),
-            None => Err((
-                reason::INVALID_CERTIFICATE_REF,
-                format!("Secret {ns}/{name} has no {key}"),
-            )),
+            Some(_) => Err(format!("Secret {ns}/{name}: {key} is not PEM")),
+            None => Err(format!("Secret {ns}/{name} has no {key}")),
         }
     };
+    let secret_ref = ResourceRef::new("Secret", Some(ns), name);
+    // The Secret exists: a pair that cannot be served is kept with its problem, so the
+    // gateway can go on serving this listener's last good pair from it.
+    let (cert_pem, key_pem, problem) = match (pem("tls.crt"), pem("tls.key")) {
+        (Ok(c), Ok(k)) => {
+            let origin = format!("Secret {ns}/{name}");
+            let problem = gatekit_core::tls::load_certified_key_at(&c, &k, &origin, unix_now())
+                .err()
+                .map(|e| e.to_string());
+            (c, k, problem)
+        }
+        (Err(p), _) | (_, Err(p)) => (Arc::from(&[][..]), Arc::from(&[][..]), Some(p)),
+    };
     Ok(Certificate {
-        secret: ResourceRef::new("Secret", Some(ns), name),
-        cert_pem: pem("tls.crt")?,
-        key_pem: pem("tls.key")?,
+        secret: secret_ref,
+        cert_pem,
+        key_pem,
+        problem,
     })
+}
+
+/// Seconds since the Unix epoch (certificate validity), from the system clock.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Groups programmed listeners by port, each with the routes and stream routes
@@ -1062,6 +1138,8 @@ pub(crate) fn finish(
             name: l.name.to_owned(),
             hostname: l.hostname,
             certificates: l.certificates,
+            tls_settings: super::ctp::effective(l.tls_settings, l.client_validation),
+            proxy_protocol: l.proxy_protocol,
             tls_mode: l.tls_mode,
             routes: start..entry.routes.len(),
             stream_routes: stream_start..entry.stream_routes.len(),

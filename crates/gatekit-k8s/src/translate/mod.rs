@@ -87,6 +87,8 @@
 mod address;
 mod backend;
 mod backend_tls;
+mod ctp;
+mod frontend;
 mod hostname;
 mod listener;
 mod policy;
@@ -94,6 +96,7 @@ mod route;
 mod session;
 mod stream;
 mod translator;
+pub use listener::unix_now;
 pub(crate) use session::inline_v17_sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -238,6 +241,9 @@ pub struct Certificate {
     secret: ResourceRef,
     cert_pem: Arc<[u8]>,
     key_pem: Arc<[u8]>,
+    /// Why the pair cannot be served (malformed, key mismatch, expired), naming the
+    /// Secret.
+    problem: Option<String>,
 }
 
 impl std::fmt::Debug for Certificate {
@@ -245,6 +251,7 @@ impl std::fmt::Debug for Certificate {
         f.debug_struct("Certificate")
             .field("secret", &self.secret)
             .field("cert_pem_len", &self.cert_pem.len())
+            .field("problem", &self.problem)
             .finish_non_exhaustive()
     }
 }
@@ -264,6 +271,14 @@ impl Certificate {
     pub fn key_pem(&self) -> &[u8] {
         &self.key_pem
     }
+
+    /// Why this Secret's pair cannot be served (malformed PEM, no key, a key that is not
+    /// the certificate's, expired or not yet valid), naming the Secret; `None` when it
+    /// can. A listener whose Secret turned bad keeps serving the last good pair (the
+    /// gateway remembers it), so bad pairs stay in the list.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
+    }
 }
 
 /// One programmed listener: a Gateway's own, or one a ListenerSet adds to it.
@@ -274,6 +289,11 @@ pub struct ListenerSpec {
     name: String,
     hostname: Option<String>,
     certificates: Vec<Certificate>,
+    /// Its TLS settings (ClientTrafficPolicy, Gateway `spec.tls.frontend`); `None`:
+    /// gatekit's defaults.
+    tls_settings: Option<Arc<gatekit_core::tls::ListenerTls>>,
+    /// PROXY protocol required before anything else (a ClientTrafficPolicy).
+    proxy_protocol: bool,
     /// `Some` on `TLS` listeners only.
     tls_mode: Option<TlsMode>,
     /// Its routes in [`PortListeners::routes`].
@@ -307,6 +327,20 @@ impl ListenerSpec {
     /// invalid ones left out.
     pub fn certificates(&self) -> &[Certificate] {
         &self.certificates
+    }
+
+    /// Its TLS settings: client certificate validation (the Gateway's
+    /// `spec.tls.frontend`, else a ClientTrafficPolicy's), versions, cipher suites,
+    /// ALPN, session resumption, the `x-forwarded-client-cert` policy. `None`: gatekit's
+    /// defaults ([`ListenerTls::default`](gatekit_core::tls::ListenerTls)).
+    pub fn tls_settings(&self) -> Option<&Arc<gatekit_core::tls::ListenerTls>> {
+        self.tls_settings.as_ref()
+    }
+
+    /// Whether a ClientTrafficPolicy requires a PROXY protocol header on its
+    /// connections.
+    pub fn proxy_protocol(&self) -> bool {
+        self.proxy_protocol
     }
 
     /// The TLS mode of a [`Protocol::Tls`] listener; `None` for other protocols.

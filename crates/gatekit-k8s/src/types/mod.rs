@@ -15,7 +15,8 @@
 //!
 //! gatekit's own kinds: [`BackendPolicy`] (per Service) and [`TrafficPolicy`] (per
 //! Gateway, listener, route or rule), both with a [`PolicyStatus`] (GEP-713 ancestors);
-//! and Envoy Gateway's [`BackendTrafficPolicy`], read for migrations.
+//! and Envoy Gateway's [`BackendTrafficPolicy`] and [`ClientTrafficPolicy`], read for
+//! migrations.
 //!
 //! [`XBackendTrafficPolicy`] (`gateway.networking.x-k8s.io/v1alpha1`, GEP-1619 session
 //! persistence and GEP-3388 retry constraints per Service) is gatekit's own type: its
@@ -23,6 +24,7 @@
 //! the v1.5/v1.6 one the crate carries (see [`xbtp`]).
 
 pub mod btp;
+pub mod ctp;
 pub mod policy;
 pub mod policy_status;
 pub mod traffic;
@@ -50,6 +52,7 @@ pub use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use self::btp::{BackendTrafficPolicy, BackendTrafficPolicySpec};
+pub use self::ctp::{ClientTrafficPolicy, ClientTrafficPolicySpec};
 pub use self::policy::{BackendPolicy, BackendPolicySpec};
 pub use self::policy_status::{PolicyAncestorRef, PolicyAncestorStatus, PolicyStatus};
 pub use self::traffic::{TrafficPolicy, TrafficPolicySpec};
@@ -119,6 +122,7 @@ impl Check for Namespace {}
 impl Check for EndpointSlice {}
 impl Check for Secret {}
 impl Check for XBackendTrafficPolicy {}
+impl Check for ClientTrafficPolicy {}
 
 impl Check for BackendPolicy {
     fn check(&self) -> Result<(), Vec<ConfigError>> {

@@ -55,7 +55,8 @@ fn listener_pass<'a>(
     set_entries: &'a [Vec<crate::types::GatewayListeners>],
 ) -> ListenerPass<'a> {
     let mut statuses = Vec::new();
-    let (listeners, errors) = listener::listeners(cx, options, set_entries, &mut statuses);
+    let (mut listeners, mut errors) = listener::listeners(cx, options, set_entries, &mut statuses);
+    super::ctp::attach(cx, &mut listeners, &mut statuses, &mut errors);
     ListenerPass {
         listeners,
         statuses,
