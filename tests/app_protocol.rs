@@ -1,7 +1,9 @@
 //! A Service port's `appProtocol` through the wired gateway (`gatekit run`'s library entry
 //! point): the values gatekit speaks reach real backends in that protocol; `https`,
 //! `kubernetes.io/wss` and unknown values are refused (route condition, 500, no byte
-//! sent to the backend, no health probe either) instead of being sent cleartext.
+//! sent to the backend, no health probe either) instead of being sent cleartext. Under a
+//! BackendTLSPolicy, `https` and `kubernetes.io/wss` are served over TLS: see
+//! `tests/backend_tls.rs`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::net::SocketAddr;

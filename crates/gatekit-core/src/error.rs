@@ -49,9 +49,14 @@ pub enum ErrorKind {
     InvalidBackend,
     /// The upstream has no endpoint that may take requests (503).
     NoHealthyEndpoint,
-    /// Connecting to the endpoint failed: refused, unreachable, TLS handshake (503).
+    /// Connecting to the endpoint failed: refused, unreachable, timed out (503).
     /// The request was not sent, so a retry is safe.
     Connect,
+    /// The TLS handshake with the endpoint failed: its certificate does not verify
+    /// (unknown CA, name or subject alternative name mismatch, expired) or it refused
+    /// gatekit's client certificate (502). The request was not sent, so a retry (to
+    /// another endpoint) is safe.
+    UpstreamTls,
     /// The upstream did not answer in time (504).
     Timeout,
     /// The matched rule's whole-request timeout (HTTPRoute `timeouts.request`) expired
@@ -89,7 +94,7 @@ impl ErrorKind {
             Self::Timeout | Self::RequestTimeout | Self::BackendRequestTimeout => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            Self::UpstreamProtocol | Self::UpstreamTls => StatusCode::BAD_GATEWAY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
@@ -110,7 +115,8 @@ impl ErrorKind {
             | Self::Timeout
             | Self::RequestTimeout
             | Self::BackendRequestTimeout
-            | Self::UpstreamProtocol => Side::Upstream,
+            | Self::UpstreamProtocol
+            | Self::UpstreamTls => Side::Upstream,
         }
     }
 
@@ -126,6 +132,7 @@ impl ErrorKind {
             Self::RequestTimeout => "request-timeout",
             Self::BackendRequestTimeout => "backend-request-timeout",
             Self::UpstreamProtocol => "upstream-protocol",
+            Self::UpstreamTls => "upstream-tls",
             Self::Overloaded => "overloaded",
             Self::CircuitOpen => "circuit-open",
             Self::RateLimited => "rate-limited",
@@ -157,6 +164,7 @@ impl ErrorKind {
             | Self::RequestTimeout
             | Self::BackendRequestTimeout
             | Self::UpstreamProtocol
+            | Self::UpstreamTls
             | Self::Overloaded
             | Self::CircuitOpen
             | Self::RateLimited
@@ -166,7 +174,7 @@ impl ErrorKind {
 
     /// The kind whose [`as_str`](Self::as_str) is `name`.
     fn from_name(name: &[u8]) -> Option<Self> {
-        const ALL: [ErrorKind; 14] = [
+        const ALL: [ErrorKind; 15] = [
             ErrorKind::NoRoute,
             ErrorKind::BadRequest,
             ErrorKind::InvalidBackend,
@@ -176,6 +184,7 @@ impl ErrorKind {
             ErrorKind::RequestTimeout,
             ErrorKind::BackendRequestTimeout,
             ErrorKind::UpstreamProtocol,
+            ErrorKind::UpstreamTls,
             ErrorKind::Overloaded,
             ErrorKind::CircuitOpen,
             ErrorKind::RateLimited,
@@ -196,6 +205,7 @@ impl ErrorKind {
             Self::RequestTimeout => "request timeout expired\n",
             Self::BackendRequestTimeout => "backend request timeout expired\n",
             Self::UpstreamProtocol => "upstream protocol error or reset\n",
+            Self::UpstreamTls => "TLS to the upstream failed\n",
             Self::Overloaded => "gateway overloaded\n",
             Self::CircuitOpen => "upstream circuit breaker open\n",
             Self::RateLimited => "rate limited\n",
@@ -246,9 +256,13 @@ pub(crate) type UnsentSlot<B> = parking_lot::Mutex<Option<Request<B>>>;
 
 impl Error {
     /// An error of `kind` with no cause. Retry safety follows the kind: only
-    /// [`ErrorKind::Connect`] and [`ErrorKind::NoHealthyEndpoint`] are safe by default.
+    /// [`ErrorKind::Connect`], [`ErrorKind::UpstreamTls`] and
+    /// [`ErrorKind::NoHealthyEndpoint`] are safe by default.
     pub fn new(kind: ErrorKind) -> Self {
-        let retry_safe = matches!(kind, ErrorKind::Connect | ErrorKind::NoHealthyEndpoint);
+        let retry_safe = matches!(
+            kind,
+            ErrorKind::Connect | ErrorKind::UpstreamTls | ErrorKind::NoHealthyEndpoint
+        );
         Self {
             kind,
             retry_safe,

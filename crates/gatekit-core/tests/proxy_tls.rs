@@ -104,11 +104,11 @@ async fn tls_backend_verified_with_its_ca() {
 }
 
 #[tokio::test]
-async fn unverifiable_tls_backends_are_connect_errors() {
+async fn unverifiable_tls_backends_are_upstream_tls_errors() {
     let pki_ok = pki("backend.test");
     let addr = tls_backend(&pki_ok).await;
     let client = Client::default();
-    let failed = (503, "upstream-connect".to_owned());
+    let failed = (502, "upstream-tls".to_owned());
 
     // Default roots do not know the test CA.
     let webpki = TlsSettings::webpki_roots()

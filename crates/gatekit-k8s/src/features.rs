@@ -196,12 +196,15 @@ pub const FEATURES: &[Feature] = &[
             "crates/gatekit-k8s/tests/status_write.rs::gateway_addresses_from_the_gateway_service_are_written",
         ],
     ),
-    Feature::no(
+    Feature::yes(
         "GatewayBackendClientCertificate",
         "Gateway",
         Extended,
         Standard,
-        "no client certificate is presented to backends (TLS backends are refused)",
+        &[
+            "tests/backend_tls.rs::the_gateways_client_certificate_is_presented_and_without_one_the_backend_refuses",
+            "crates/gatekit-k8s/tests/backend_tls.rs::gateway_client_certificates_key_the_upstreams_of_their_routes",
+        ],
     ),
     Feature::yes(
         "GatewayFrontendClientCertificateValidation",
@@ -682,19 +685,30 @@ pub const FEATURES: &[Feature] = &[
         ],
     ),
     // --- BackendTLSPolicy ---
-    Feature::no(
+    Feature::yes(
         "BackendTLSPolicy",
         "BackendTLSPolicy",
         Core,
         Standard,
-        "BackendTLSPolicies are not read; backends that ask for TLS are refused",
+        &[
+            "tests/backend_tls.rs::the_policy_ca_and_hostname_reencrypt_to_the_backend",
+            "tests/backend_tls.rs::another_ca_or_another_hostname_fails_verification_with_502_upstream_tls",
+            "tests/backend_tls.rs::an_invalid_ca_reference_answers_500_and_never_sends_cleartext",
+            "crates/gatekit-k8s/tests/backend_tls.rs::a_valid_policy_is_accepted_at_every_gateway_whose_routes_reach_the_service",
+            "crates/gatekit-k8s/tests/backend_tls.rs::invalid_ca_references_are_refused_and_their_backends_answer_500",
+            "crates/gatekit-k8s/tests/backend_tls.rs::the_older_policy_wins_a_target_and_a_section_does_not_conflict_with_the_whole",
+            "crates/gatekit-k8s/tests/backend_tls.rs::a_config_map_change_is_translated_in_full_and_fixes_the_policy",
+        ],
     ),
-    Feature::no(
+    Feature::yes(
         "BackendTLSPolicySANValidation",
         "BackendTLSPolicy",
         Extended,
         Standard,
-        "BackendTLSPolicies are not read",
+        &[
+            "tests/backend_tls.rs::subject_alt_names_of_dns_and_uri_type_verify_and_mismatches_answer_502",
+            "crates/gatekit-k8s/tests/backend_tls.rs::subject_alt_names_and_system_roots_reach_the_upstream",
+        ],
     ),
 ];
 

@@ -191,7 +191,7 @@ fn each_resolved_refs_false_reason_leaves_the_route_accepted() {
         (
             "{ name: tls, port: 443 }",
             "UnsupportedProtocol",
-            "Service infra/tls port 443 has appProtocol \"https\", which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws); a backend that asks for TLS is refused rather than sent cleartext",
+            "Service infra/tls port 443 has appProtocol \"https\", which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws; https and kubernetes.io/wss with a BackendTLSPolicy); a backend that asks for TLS is refused rather than sent cleartext",
         ),
     ];
     for (backend, reason, message) in cases {

@@ -84,8 +84,13 @@
 //! # Errors
 //!
 //! Failures are [`crate::Error`]s:
-//! - refused, unreachable, TLS handshake failure: [`ErrorKind::Connect`](crate::ErrorKind::Connect)
+//! - refused, unreachable: [`ErrorKind::Connect`](crate::ErrorKind::Connect)
 //!   (503, retry safe);
+//! - a TLS failure (the upstream's certificate does not verify: unknown CA, name or
+//!   SAN mismatch, expired; or the upstream refused gatekit's client certificate,
+//!   during the handshake or, with TLS 1.3, on the first request):
+//!   [`ErrorKind::UpstreamTls`](crate::ErrorKind::UpstreamTls) (502, `upstream-tls`,
+//!   retry safe when nothing was sent), logged with the reason;
 //! - connect timeout (TCP connect plus TLS handshake): also `Connect`, not `Timeout`.
 //!   Like Envoy's "upstream connect error ... connection timeout" (503), a connect
 //!   timeout means the request never reached the upstream, so it is retry-safe and a
@@ -125,11 +130,13 @@ mod limits;
 mod pool;
 mod transport;
 mod upgrade;
+mod verify;
 
 pub use self::config::ClientConfig;
 pub use self::limits::{ConnectionCap, PoolLimits};
-pub use self::transport::{Protocol, TlsSettings, Transport};
+pub use self::transport::{Protocol, TlsSettings, TlsStream, Transport};
 pub(crate) use self::upgrade::is_upgrade as is_upgrade_request;
+pub use self::verify::SubjectAltName;
 
 use self::pool::{EndpointPool, Settings};
 

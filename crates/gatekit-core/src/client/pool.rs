@@ -88,21 +88,13 @@ impl Connector {
             .map_err(|e| Error::with_source(ErrorKind::Connect, e))?;
         // Not fatal: the connection works without it, only with more latency.
         let _ = tcp.set_nodelay(true);
-        let Some(tls) = self.transport.tls() else {
+        if !self.transport.is_tls() {
             return match self.transport.protocol() {
                 Protocol::Http2 => self.handshake_h2(tcp, hold).await,
                 Protocol::Http1 | Protocol::Auto => self.handshake_h1(tcp, upgrades, hold).await,
             };
-        };
-        let name = match &tls.server_name {
-            Some(name) => name.clone(),
-            None => self.addr.ip().into(),
-        };
-        let stream = tls
-            .connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| Error::with_source(ErrorKind::Connect, e))?;
+        }
+        let stream = self.transport.tls_connect(self.addr, tcp).await?;
         let h2 = match self.transport.protocol() {
             Protocol::Http2 => true,
             Protocol::Http1 => false,
@@ -814,6 +806,14 @@ fn send_error(err: hyper::Error, unsent: bool) -> Error {
     {
         // The request body failed while being streamed upstream.
         super::request_body_error_kind(cause)
+    } else if let Some(failure) = super::verify::tls_failure(&err) {
+        // The upstream refused the connection's TLS after the handshake (a TLS 1.3
+        // server checks the client certificate then).
+        tracing::warn!(
+            reason = %super::verify::tls_reason(failure),
+            "TLS with the upstream failed after the handshake"
+        );
+        ErrorKind::UpstreamTls
     } else {
         ErrorKind::UpstreamProtocol
     };

@@ -22,7 +22,7 @@ pub(super) fn error_is_retriable(on: &RetryOn, err: &(dyn std::error::Error + 's
         return true;
     }
     match kind {
-        ErrorKind::Connect => on.connect_failure || any_5xx,
+        ErrorKind::Connect | ErrorKind::UpstreamTls => on.connect_failure || any_5xx,
         ErrorKind::UpstreamProtocol => on.reset || any_5xx,
         ErrorKind::Timeout | ErrorKind::BackendRequestTimeout => on.timeout || any_5xx,
         _ => false,

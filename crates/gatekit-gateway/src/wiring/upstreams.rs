@@ -23,7 +23,12 @@
 //!
 //! Each upstream's per-endpoint service is the shared [`Client`]'s
 //! [`EndpointClient`] for that address (HTTP/1.1, or h2c prior knowledge for
-//! `kubernetes.io/h2c` / gRPC services). Active health checks ([`HealthChecker`])
+//! `kubernetes.io/h2c` / gRPC services; the same over TLS, h2 by ALPN, when a
+//! BackendTLSPolicy covers the port: [`upstream_transport`]). The client keys its
+//! connection pools by address and transport, TLS settings compared by value, so
+//! upstreams with different TLS settings (another CA, SNI, SAN list or client
+//! certificate) never share a connection, and one whose settings did not change keeps
+//! its pool across a rebuild. Active health checks ([`HealthChecker`])
 //! follow the upstream's endpoint set (a task holding it weakly); outlier detection
 //! ([`OutlierDetector`], the upstream's outcome observer) is given the set by
 //! [`Upstreams::set_endpoints`] whenever it changes. Both send their events to one
@@ -97,6 +102,8 @@ pub(crate) struct UpstreamView {
     active_health_check: bool,
     timeouts: (Option<Duration>, Option<Duration>),
     outlier_detection: bool,
+    /// TLS to the endpoints (BackendTLSPolicy), as `/config` shows it.
+    tls: serde_json::Value,
 }
 
 /// The registry's upstreams as `/config` shows them, by name: kept up to date by the
@@ -139,6 +146,7 @@ pub(crate) fn dump(views: &SharedViews) -> serde_json::Value {
                 "connectTimeout": view.timeouts.0.map(millis),
                 "idleTimeout": view.timeouts.1.map(millis),
                 "outlierDetection": view.outlier_detection,
+                "tls": view.tls,
                 "endpoints": endpoints,
             }),
         );
@@ -217,7 +225,8 @@ impl Upstreams {
                 Some(e) if Arc::ptr_eq(&e.spec, spec) => None,
                 Some(e)
                     if e.spec.policy() == spec.policy()
-                        && e.app_protocol == spec.app_protocol() =>
+                        && e.app_protocol == spec.app_protocol()
+                        && e.spec.tls() == spec.tls() =>
                 {
                     e.spec = Arc::clone(spec);
                     Some(false)
@@ -362,10 +371,7 @@ impl Upstreams {
     }
 
     fn build(&self, name: &str, spec: &Arc<UpstreamSpec>, errors: &mut Vec<ConfigError>) -> Entry {
-        let transport = match spec.app_protocol() {
-            AppProtocol::H2c => Transport::http2(),
-            _ => Transport::http1(),
-        };
+        let transport = upstream_transport(spec);
         let live = Arc::new(AtomicBool::new(true));
         let shared_name: Arc<str> = Arc::from(name);
         let events = HealthEvents::with_callback(gauge_setter(
@@ -401,15 +407,16 @@ impl Upstreams {
         let limits = pool_limits(policy, errors, name);
         let timeouts = (limits.connect_timeout(), limits.idle_timeout());
         let client = self.client.clone();
+        let endpoint_transport = transport.clone();
         let upstream = Upstream::new(config, move |ep: &gatekit_core::Endpoint| {
-            client.endpoint_with(ep.addr(), transport.clone(), limits.clone())
+            client.endpoint_with(ep.addr(), endpoint_transport.clone(), limits.clone())
         });
         let checker = policy
             .and_then(|p| p.health_check.as_ref())
             .and_then(|h| h.active.as_ref())
             .map(|active| {
                 let checker = HealthChecker::spawn_with_events(
-                    health_config(active, spec.app_protocol()),
+                    health_config(active, spec.app_protocol(), &transport),
                     Vec::new(),
                     events.clone(),
                 );
@@ -448,11 +455,25 @@ fn view_of(entry: &Entry) -> UpstreamView {
         upstream: entry.upstream.clone(),
         protocol: match entry.app_protocol {
             AppProtocol::H2c => "h2c",
+            AppProtocol::H2 => "h2 over TLS",
+            AppProtocol::Https => "http/1.1 over TLS",
             _ => "http/1.1",
         },
         active_health_check: entry.checker.is_some(),
         timeouts: entry.timeouts,
         outlier_detection: entry.outlier.is_some(),
+        tls: entry.spec.tls().map_or(serde_json::Value::Null, |tls| {
+            serde_json::json!({
+                "policy": tls.policy().to_string(),
+                "serverName": tls.hostname(),
+                "subjectAltNames": tls
+                    .subject_alt_names()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+                "clientCertificate": tls.client_certificate().map(|c| c.secret().to_string()),
+            })
+        }),
     }
 }
 
@@ -596,7 +617,25 @@ fn upstream_config(
     config
 }
 
-fn health_config(active: &policy::ActiveHealthCheck, protocol: AppProtocol) -> HealthCheckConfig {
+/// The transport of an upstream: HTTP/1.1 or HTTP/2 (h2c in cleartext, h2 over TLS),
+/// over TLS with the settings of its BackendTLSPolicy (and client certificate) when
+/// the spec has them.
+pub(crate) fn upstream_transport(spec: &UpstreamSpec) -> Transport {
+    let transport = match spec.app_protocol() {
+        AppProtocol::H2c | AppProtocol::H2 => Transport::http2(),
+        _ => Transport::http1(),
+    };
+    match spec.tls() {
+        Some(tls) => transport.with_tls(tls.settings().clone()),
+        None => transport,
+    }
+}
+
+fn health_config(
+    active: &policy::ActiveHealthCheck,
+    protocol: AppProtocol,
+    transport: &Transport,
+) -> HealthCheckConfig {
     let mut config = HealthCheckConfig::default();
     if let Ok(Some(interval)) = active.interval() {
         config = config.interval(interval);
@@ -613,14 +652,16 @@ fn health_config(active: &policy::ActiveHealthCheck, protocol: AppProtocol) -> H
     let kind = match active.type_ {
         ProbeType::Tcp => CheckKind::Tcp,
         ProbeType::Grpc => {
-            let mut check = GrpcCheck::default();
+            let mut check = GrpcCheck::default().tls(transport.clone());
             if let Some(service) = &active.grpc_service {
                 check = check.service(service.as_str());
             }
             CheckKind::Grpc(check)
         }
         _ => {
-            let mut check = HttpCheck::default().http2(protocol == AppProtocol::H2c);
+            let mut check = HttpCheck::default()
+                .http2(matches!(protocol, AppProtocol::H2c | AppProtocol::H2))
+                .tls(transport.clone());
             if let Some(path) = &active.path {
                 check = check.path(path.as_str());
             }

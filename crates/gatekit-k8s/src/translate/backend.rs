@@ -64,6 +64,11 @@ pub(crate) struct Wanted {
     pub(crate) service: String,
     pub(crate) port: u16,
     pub(crate) grpc: bool,
+    /// A BackendTLSPolicy covers the port: the upstream speaks TLS.
+    pub(crate) tls: bool,
+    /// The Secret (namespace, name) of the client certificate presented over that TLS
+    /// (set per Gateway when the route is attached; see `backend_tls.rs`).
+    pub(crate) client: Option<(String, String)>,
     /// Used by a TLSRoute, TCPRoute or UDPRoute: bytes pass through, the port's
     /// `appProtocol` does not matter.
     pub(crate) stream: bool,
@@ -72,7 +77,8 @@ pub(crate) struct Wanted {
 }
 
 impl Wanted {
-    /// The name of the upstream it becomes.
+    /// The name of the upstream it becomes (for routes of Gateways presenting no
+    /// client certificate; see `backend_tls::client_backend_name`).
     pub(crate) fn upstream_name(&self) -> String {
         if self.udp {
             udp_backend_name(&self.namespace, &self.service, self.port)
@@ -119,6 +125,8 @@ pub(crate) struct Context<'a> {
     pub(crate) x_policies: HashMap<(String, String), super::session::ServiceSettings>,
     /// Names of rate limits from `Global` BackendTrafficPolicies.
     pub(crate) global_rate_limits: std::collections::BTreeSet<String>,
+    /// BackendTLSPolicies and Gateway client certificates (see `backend_tls.rs`).
+    pub(crate) tls: super::backend_tls::TlsMaps,
     global_namespaces: &'a [String],
     pub(crate) errors: Vec<ConfigError>,
 }
@@ -133,6 +141,7 @@ pub(crate) struct PolicyMaps {
     btp: HashMap<super::policy::TargetKey, (String, crate::types::btp::BtpValues)>,
     btp_upstreams: HashMap<(String, String), super::policy::ClaimedUpstream>,
     x_policies: HashMap<(String, String), super::session::ServiceSettings>,
+    tls: super::backend_tls::TlsMaps,
 }
 
 pub(crate) fn ns_of(meta: &crate::types::ObjectMeta) -> &str {
@@ -189,6 +198,7 @@ impl<'a> Context<'a> {
             btp: HashMap::new(),
             btp_upstreams: HashMap::new(),
             global_rate_limits: std::collections::BTreeSet::new(),
+            tls: super::backend_tls::TlsMaps::default(),
             errors: Vec::new(),
         };
         for n in &resources.namespaces {
@@ -213,6 +223,7 @@ impl<'a> Context<'a> {
             btp: std::mem::take(&mut self.btp),
             btp_upstreams: std::mem::take(&mut self.btp_upstreams),
             x_policies: std::mem::take(&mut self.x_policies),
+            tls: self.take_tls_maps(),
         }
     }
 
@@ -225,6 +236,7 @@ impl<'a> Context<'a> {
         self.btp = maps.btp;
         self.btp_upstreams = maps.btp_upstreams;
         self.x_policies = maps.x_policies;
+        self.restore_tls_maps(maps.tls);
     }
 
     /// The Service `ns/name`, if it exists.
@@ -309,11 +321,36 @@ impl<'a> Context<'a> {
     ) -> Result<Wanted, Unresolved> {
         let (ns, sp) = self.resolve_port(route_kind, route_ns, r, "TCP")?;
         let port = sp.port;
-        if let Err(value) = app_protocol(sp.app_protocol.as_deref(), grpc) {
+        let tls = match self.backend_tls(ns, r.name, sp) {
+            Some(Err(why)) => {
+                return Err(Unresolved {
+                    reason: super::backend_tls::INVALID_BACKEND_TLS_POLICY,
+                    message: format!(
+                        "Service {ns}/{} port {port} is covered by a BackendTLSPolicy that cannot be used ({why}); its traffic is refused, never sent in cleartext",
+                        r.name
+                    ),
+                });
+            }
+            Some(Ok(_)) => true,
+            None => false,
+        };
+        if tls {
+            if let Err(value) =
+                super::backend_tls::tls_app_protocol(sp.app_protocol.as_deref(), grpc)
+            {
+                return Err(Unresolved {
+                    reason: reason::UNSUPPORTED_PROTOCOL,
+                    message: format!(
+                        "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak over TLS (served with a BackendTLSPolicy: none, http, https, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws, kubernetes.io/wss)",
+                        r.name
+                    ),
+                });
+            }
+        } else if let Err(value) = app_protocol(sp.app_protocol.as_deref(), grpc) {
             return Err(Unresolved {
                 reason: reason::UNSUPPORTED_PROTOCOL,
                 message: format!(
-                    "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws); a backend that asks for TLS is refused rather than sent cleartext",
+                    "Service {ns}/{} port {port} has appProtocol {value:?}, which gatekit does not speak to backends (served: none, http, h2c, kubernetes.io/h2c, grpc, kubernetes.io/ws; https and kubernetes.io/wss with a BackendTLSPolicy); a backend that asks for TLS is refused rather than sent cleartext",
                     r.name
                 ),
             });
@@ -323,6 +360,8 @@ impl<'a> Context<'a> {
             service: r.name.to_owned(),
             port: u16::try_from(port).unwrap_or(0),
             grpc,
+            tls,
+            client: None,
             stream: false,
             udp: false,
         })
@@ -345,6 +384,8 @@ impl<'a> Context<'a> {
             service: r.name.to_owned(),
             port: u16::try_from(sp.port).unwrap_or(0),
             grpc: false,
+            tls: false,
+            client: None,
             stream: true,
             udp,
         })
@@ -431,7 +472,8 @@ impl<'a> Context<'a> {
     /// `appProtocol`, and the problems its endpoints have. `None` when the Service or
     /// port is gone or its protocol is refused (`resolve` refused such references
     /// already); a port only stream routes use (`stream_only`) is never refused for
-    /// its `appProtocol`.
+    /// its `appProtocol` and gets no TLS. A port a BackendTLSPolicy covers is spoken to
+    /// over TLS, presenting the client certificate of Secret `client`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn upstream(
         &self,
@@ -441,16 +483,32 @@ impl<'a> Context<'a> {
         grpc: bool,
         stream_only: bool,
         udp: bool,
+        client: Option<&(String, String)>,
         slices: &[&EndpointSlice],
     ) -> Option<(UpstreamSpec, Vec<ConfigError>)> {
         let service = self.service(namespace, service_name)?;
         let transport = if udp { "UDP" } else { "TCP" };
         let sp = service_port_of(service, i32::from(port), transport)?;
-        let app_protocol = match app_protocol(sp.app_protocol.as_deref(), grpc) {
-            Ok(p) => p,
-            // Bytes pass through: what the port says it speaks does not matter.
-            Err(_) if stream_only => AppProtocol::Http1,
-            Err(_) => return None,
+        let covered = if stream_only || udp {
+            None
+        } else {
+            self.backend_tls(namespace, service_name, sp)
+        };
+        let (app_protocol, tls) = match covered {
+            Some(Err(_)) => return None,
+            Some(Ok(policy)) => (
+                super::backend_tls::tls_app_protocol(sp.app_protocol.as_deref(), grpc).ok()?,
+                Some(super::backend_tls::with_client(
+                    policy,
+                    client.and_then(|c| self.client_certificate(c)),
+                )),
+            ),
+            None => match app_protocol(sp.app_protocol.as_deref(), grpc) {
+                Ok(p) => (p, None),
+                // Bytes pass through: what the port says it speaks does not matter.
+                Err(_) if stream_only => (AppProtocol::Http1, None),
+                Err(_) => return None,
+            },
         };
         let mut errors = Vec::new();
         let endpoints = port_endpoints(sp, slices.iter().copied(), &mut errors);
@@ -467,6 +525,7 @@ impl<'a> Context<'a> {
             endpoints,
             app_protocol,
             policy,
+            tls,
         };
         Some((spec, errors))
     }

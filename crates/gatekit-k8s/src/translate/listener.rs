@@ -501,6 +501,9 @@ fn gateway<'a>(
         status.push_condition(accepted.accepted);
         status.push_condition(programmed);
     }
+    if let Some(c) = cx.gateway_client_condition(gw, generation) {
+        status.push_condition(c);
+    }
     if frontend::insecure_fallback(gw) {
         status.push_condition(Condition::new(
             frontend::INSECURE_FRONTEND_VALIDATION_MODE,
@@ -934,8 +937,7 @@ fn listener<'a>(
         && !conflicted.is_true()
         && !kinds.is_empty()
         && (!needs_certificates || !certificates.is_empty());
-    let usable_cert =
-        !needs_certificates || certificates.iter().any(|c| c.problem().is_none());
+    let usable_cert = !needs_certificates || certificates.iter().any(|c| c.problem().is_none());
     let programmed_c = if programmed && !usable_cert {
         cond(
             reason::PROGRAMMED,
@@ -1001,29 +1003,52 @@ fn certificate(
     owner: Owner<'_>,
     r: &crate::types::GatewayListenersTlsCertificateRefs,
 ) -> Result<Certificate, (&'static str, String)> {
-    let gw_ns = owner.ns;
-    let group = r.group.as_deref().unwrap_or("");
-    let kind = r.kind.as_deref().unwrap_or("Secret");
+    tls_secret(
+        cx,
+        owner.kind,
+        owner.ns,
+        r.group.as_deref(),
+        r.kind.as_deref(),
+        r.namespace.as_deref(),
+        &r.name,
+    )
+}
+
+/// Resolves a reference from a `from_kind` object in `from_ns` to a
+/// `kubernetes.io/tls` Secret (a listener's certificateRef, a Gateway's backend client
+/// certificate): only core Secrets, cross-namespace only with a ReferenceGrant, with
+/// PEM `tls.crt` and `tls.key`. The error's reason is `InvalidCertificateRef` or
+/// `RefNotPermitted`.
+pub(crate) fn tls_secret(
+    cx: &Context<'_>,
+    from_kind: &str,
+    from_ns: &str,
+    group: Option<&str>,
+    kind: Option<&str>,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Certificate, (&'static str, String)> {
+    let group = group.unwrap_or("");
+    let kind = kind.unwrap_or("Secret");
     if !group.is_empty() || kind != "Secret" {
         return Err((
             reason::INVALID_CERTIFICATE_REF,
             format!("certificateRef kind {group}/{kind} is not supported (only Secrets)"),
         ));
     }
-    let ns = r.namespace.as_deref().unwrap_or(gw_ns);
-    if ns != gw_ns && !cx.grant_allows(owner.kind, gw_ns, "", "Secret", ns, &r.name) {
+    let ns = namespace.unwrap_or(from_ns);
+    if ns != from_ns && !cx.grant_allows(from_kind, from_ns, "", "Secret", ns, name) {
         return Err((
             reason::REF_NOT_PERMITTED,
             format!(
-                "certificateRef to Secret {ns}/{} is not permitted by any ReferenceGrant in namespace {ns}",
-                r.name
+                "certificateRef to Secret {ns}/{name} is not permitted by any ReferenceGrant in namespace {ns}"
             ),
         ));
     }
-    let Some(secret) = cx.secret(ns, &r.name) else {
+    let Some(secret) = cx.secret(ns, name) else {
         return Err((
             reason::INVALID_CERTIFICATE_REF,
-            format!("Secret {ns}/{} not found", r.name),
+            format!("Secret {ns}/{name} not found"),
         ));
     };
     if let Some(t) = secret.type_.as_deref()
@@ -1031,7 +1056,7 @@ fn certificate(
     {
         return Err((
             reason::INVALID_CERTIFICATE_REF,
-            format!("Secret {ns}/{} has type {t}, not {TLS_SECRET_TYPE}", r.name),
+            format!("Secret {ns}/{name} has type {t}, not {TLS_SECRET_TYPE}"),
         ));
     }
     let get = |key: &str| -> Option<Arc<[u8]>> {
@@ -1051,16 +1076,16 @@ fn certificate(
     let pem = |key: &str| -> Result<Arc<[u8]>, String> {
         match get(key) {
             Some(v) if v.windows(11).any(|w| w == b"-----BEGIN ") => Ok(v),
-            Some(_) => Err(format!("Secret {ns}/{}: {key} is not PEM", r.name)),
-            None => Err(format!("Secret {ns}/{} has no {key}", r.name)),
+            Some(_) => Err(format!("Secret {ns}/{name}: {key} is not PEM")),
+            None => Err(format!("Secret {ns}/{name} has no {key}")),
         }
     };
-    let secret_ref = ResourceRef::new("Secret", Some(ns), &r.name);
+    let secret_ref = ResourceRef::new("Secret", Some(ns), name);
     // The Secret exists: a pair that cannot be served is kept with its problem, so the
     // gateway can go on serving this listener's last good pair from it.
     let (cert_pem, key_pem, problem) = match (pem("tls.crt"), pem("tls.key")) {
         (Ok(c), Ok(k)) => {
-            let origin = format!("Secret {ns}/{}", r.name);
+            let origin = format!("Secret {ns}/{name}");
             let problem = gatekit_core::tls::load_certified_key_at(&c, &k, &origin, unix_now())
                 .err()
                 .map(|e| e.to_string());

@@ -9,7 +9,9 @@
 //!    `policy.rs`), each Envoy Gateway `BackendTrafficPolicy` to its targets, and its
 //!    `loadBalancer`/`healthCheck` to the Services they reach, each
 //!    `XBackendTrafficPolicy` to its Services (session persistence, retry constraints;
-//!    see `session.rs`). The loaders already refused invalid gatekit policies; an invalid
+//!    see `session.rs`), each `BackendTLSPolicy` to its Services and ports, and each
+//!    Gateway's backend client certificate resolved (TLS to backends; see
+//!    `backend_tls.rs` and [`UpstreamTls`]). The loaders already refused invalid gatekit policies; an invalid
 //!    XBackendTrafficPolicy is refused here (`Accepted=False`, `Invalid`).
 //! 2. **Listeners.** Gateways whose `gatewayClassName` is the configured class are
 //!    served (a `GatewayClass` object is not required). Their listeners are grouped by
@@ -77,12 +79,14 @@
 //! changed Service, and the upstreams whose Service, EndpointSlices or users changed.
 //! Its result equals `translate`'s; everything else keeps its `Arc`. A change of
 //! another kind (Gateway, ListenerSet, GatewayClass, ReferenceGrant, Namespace, Secret,
-//! policy), of a route or Service a policy targets, of the gateway's own Service, or
-//! any route or Service change while a BackendTrafficPolicy exists, translates
+//! policy, BackendTLSPolicy, ConfigMap), of a route or Service a policy targets, of the
+//! gateway's own Service, or any route or Service change while a BackendTrafficPolicy,
+//! a BackendTLSPolicy or a Gateway backend client certificate exists, translates
 //! everything.
 
 mod address;
 mod backend;
+mod backend_tls;
 mod ctp;
 mod frontend;
 mod hostname;
@@ -108,6 +112,10 @@ use crate::types::BackendPolicySpec;
 
 pub use self::backend::{
     INVALID_BACKEND_PREFIX, backend_name, service_endpoints, udp_backend_name,
+};
+pub use self::backend_tls::{
+    INVALID_BACKEND_TLS_POLICY, INVALID_CA_CERTIFICATE_REF, INVALID_CLIENT_CERTIFICATE_REF,
+    NO_VALID_CA_CERTIFICATE, TlsRoots, UpstreamTls,
 };
 pub use self::translator::Translator;
 
@@ -412,6 +420,11 @@ pub enum AppProtocol {
     Http1,
     /// Cleartext HTTP/2 with prior knowledge.
     H2c,
+    /// HTTP/1.1 over TLS (ALPN `http/1.1`): a port a BackendTLSPolicy covers.
+    Https,
+    /// HTTP/2 over TLS (ALPN `h2`): a covered port whose `appProtocol` says HTTP/2
+    /// (`h2c`, `kubernetes.io/h2c`, `grpc`) or that a GRPCRoute uses without one.
+    H2,
 }
 
 /// An upstream: one Service port, its endpoints and its policy.
@@ -422,6 +435,7 @@ pub struct UpstreamSpec {
     endpoints: Vec<Endpoint>,
     app_protocol: AppProtocol,
     policy: Option<BackendPolicySpec>,
+    tls: Option<UpstreamTls>,
 }
 
 impl UpstreamSpec {
@@ -443,11 +457,20 @@ impl UpstreamSpec {
 
     /// The protocol to speak to endpoints: `H2c` when the Service port's `appProtocol`
     /// is `h2c`, `kubernetes.io/h2c` or `grpc`, or when it has none and a GRPCRoute uses
-    /// it (gRPC needs HTTP/2); HTTP/1.1 for none, `http` and `kubernetes.io/ws`. A port
-    /// with any other value (`https`, `kubernetes.io/wss`, unknown) never becomes an
-    /// upstream: its backendRefs are refused with `UnsupportedProtocol`.
+    /// it (gRPC needs HTTP/2); HTTP/1.1 for none, `http` and `kubernetes.io/ws`. A port a
+    /// BackendTLSPolicy covers speaks the same over TLS (`Https`, `H2`; `https` and
+    /// `kubernetes.io/wss` are `Https` then). A port with any other value (`https`,
+    /// `kubernetes.io/wss` without a policy, unknown) never becomes an upstream: its
+    /// backendRefs are refused with `UnsupportedProtocol`.
     pub fn app_protocol(&self) -> AppProtocol {
         self.app_protocol
+    }
+
+    /// TLS to the endpoints, when a BackendTLSPolicy covers the port (with the client
+    /// certificate of the Gateways this upstream serves; see
+    /// [`UpstreamTls`]).
+    pub fn tls(&self) -> Option<&UpstreamTls> {
+        self.tls.as_ref()
     }
 
     /// The BackendPolicy attached to the Service, if any, with the fields it leaves

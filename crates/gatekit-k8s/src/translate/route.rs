@@ -81,6 +81,11 @@ pub(crate) struct RouteView<'a> {
 /// `(status_index, listener_index)`.
 pub(crate) type ListenerRoutes = BTreeMap<(usize, usize), Vec<Arc<Route>>>;
 
+/// What a route gets per listener it attaches to: the listener's traffic policy
+/// values, the intersected hostnames, and the Secret (namespace, name) of the client
+/// certificate its Gateway presents to TLS backends.
+type PerListener = (TrafficValues, Hosts, Option<(String, String)>);
+
 /// A listener: its `(status_index, listener_index)`.
 pub(crate) type ListenerKey = (usize, usize);
 
@@ -239,7 +244,8 @@ fn attach(
     let resolved = resolved_condition(&conv.unresolved, generation);
     // Per listener (listener isolation: each listener matches its own routes), the
     // route's hostnames intersected with the listener's and what its policies set.
-    let mut per_listener: BTreeMap<(usize, usize), (TrafficValues, Hosts)> = BTreeMap::new();
+    // And the Secret of the client certificate its Gateway presents to TLS backends.
+    let mut per_listener: BTreeMap<(usize, usize), PerListener> = BTreeMap::new();
     // Listeners that are not programmed but that the route attaches to: the spec counts
     // it in their `attachedRoutes` too ("Listener or Route status does not impact
     // successful attachment").
@@ -279,7 +285,8 @@ fn attach(
                 std::collections::btree_map::Entry::Vacant(e) => {
                     let section = (l.owner.kind == "Gateway").then_some(l.name);
                     let traffic = cx.listener_traffic(l.gateway_ns, l.gateway_name, section);
-                    e.insert((traffic, hosts));
+                    let client = cx.gateway_client(l.gateway_ns, l.gateway_name);
+                    e.insert((traffic, hosts, client));
                     counted.push((l.status_index, l.listener_index));
                 }
             }
@@ -299,24 +306,49 @@ fn attach(
         }
         status.push_parent(ParentStatus::new(parent, conditions));
     }
-    let uses = if per_listener.is_empty() {
-        Vec::new()
-    } else {
-        conv.wanted
-            .into_iter()
-            .map(|w| Use {
-                name: w.upstream_name(),
-                wanted: w,
-            })
-            .collect()
-    };
+    // TLS backends get one upstream per client certificate of the route's Gateways
+    // (see `backend_tls.rs`); every other backend one upstream.
+    let mut clients: Vec<Option<&(String, String)>> =
+        per_listener.values().map(|(_, _, c)| c.as_ref()).collect();
+    clients.sort_unstable();
+    clients.dedup();
+    let mut tls_names: Vec<String> = Vec::new();
+    let mut uses = Vec::new();
+    if !per_listener.is_empty() {
+        for w in conv.wanted {
+            let base = w.upstream_name();
+            if !w.tls {
+                uses.push(Use {
+                    name: base,
+                    wanted: w,
+                });
+                continue;
+            }
+            for client in &clients {
+                let mut w = w.clone();
+                w.client = client.cloned();
+                uses.push(Use {
+                    name: super::backend_tls::client_backend_name(&base, *client),
+                    wanted: w,
+                });
+            }
+            if !tls_names.contains(&base) {
+                tls_names.push(base);
+            }
+        }
+    }
     let mut routes = Vec::with_capacity(per_listener.len());
-    for (listener, (traffic, hosts)) in per_listener {
+    for (listener, (traffic, hosts, client)) in per_listener {
         let mut route = Route::new(view.id.clone());
         route.hostnames = hosts.into_vec();
         route.created = view.created;
         route.rules = conv.rules.clone();
         cx.apply_traffic(view.kind, view.ns, view.name, &traffic, &mut route.rules);
+        if let Some(client) = &client
+            && !tls_names.is_empty()
+        {
+            super::backend_tls::rename_backends(&mut route.rules, &tls_names, client);
+        }
         routes.push((listener, Arc::new(route)));
     }
     RoutePiece {

@@ -30,7 +30,9 @@ pub mod policy_status;
 pub mod traffic;
 pub mod xbtp;
 
-pub use gateway_api::backendtlspolicies::{BackendTlsPolicy, BackendTlsPolicySpec};
+pub use gateway_api::backendtlspolicies::{
+    BackendTlsPolicy, BackendTlsPolicySpec, BackendTlsPolicyValidationSubjectAltNamesType,
+};
 pub use gateway_api::experimental::httproutes::{HttpRoute, HttpRouteSpec};
 pub use gateway_api::experimental::tcproutes::{TcpRoute, TcpRouteSpec};
 pub use gateway_api::experimental::tlsroutes::{TlsRoute, TlsRouteSpec};

@@ -182,8 +182,13 @@ pub struct HttpCheck {
     pub host: Option<String>,
     /// Statuses that count as success, inclusive ranges. Default `200..=399`.
     pub expected_statuses: Vec<RangeInclusive<u16>>,
-    /// Speak HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1. Default false.
+    /// Speak HTTP/2 with prior knowledge (h2c, or h2 over TLS) instead of HTTP/1.1.
+    /// Default false.
     pub http2: bool,
+    /// The upstream's transport when it speaks TLS: checks make the same handshake
+    /// (server name, verification, client certificate) as requests. Default `None`
+    /// (cleartext).
+    pub tls: Option<gatekit_core::client::Transport>,
 }
 
 impl Default for HttpCheck {
@@ -194,6 +199,7 @@ impl Default for HttpCheck {
             host: None,
             expected_statuses: vec![200..=399],
             http2: false,
+            tls: None,
         }
     }
 }
@@ -237,6 +243,14 @@ impl HttpCheck {
         self
     }
 
+    /// Sets [`tls`](Self::tls): checks over TLS as `transport` connects (a transport
+    /// without TLS leaves checks in cleartext).
+    #[must_use]
+    pub fn tls(mut self, transport: gatekit_core::client::Transport) -> Self {
+        self.tls = transport.is_tls().then_some(transport);
+        self
+    }
+
     /// Whether `status` counts as success.
     pub fn is_expected(&self, status: StatusCode) -> bool {
         let s = status.as_u16();
@@ -253,6 +267,9 @@ pub struct GrpcCheck {
     pub service: String,
     /// `:authority` sent; default: the endpoint's address.
     pub authority: Option<String>,
+    /// The upstream's transport when it speaks TLS (h2 over TLS instead of h2c); see
+    /// [`HttpCheck::tls`].
+    pub tls: Option<gatekit_core::client::Transport>,
 }
 
 impl GrpcCheck {
@@ -260,6 +277,13 @@ impl GrpcCheck {
     #[must_use]
     pub fn service(mut self, service: impl Into<String>) -> Self {
         self.service = service.into();
+        self
+    }
+
+    /// Sets [`tls`](Self::tls) (a transport without TLS leaves checks on h2c).
+    #[must_use]
+    pub fn tls(mut self, transport: gatekit_core::client::Transport) -> Self {
+        self.tls = transport.is_tls().then_some(transport);
         self
     }
 

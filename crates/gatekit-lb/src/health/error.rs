@@ -10,6 +10,10 @@ pub enum CheckError {
     /// The TCP connection could not be made.
     #[error("connect failed: {0}")]
     Connect(#[source] std::io::Error),
+    /// The TLS handshake failed (over the upstream's transport: its certificate did
+    /// not verify, or the connection broke during the handshake).
+    #[error("tls: {0}")]
+    Tls(#[source] Box<gatekit_core::Error>),
     /// The check did not finish within the configured timeout.
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),

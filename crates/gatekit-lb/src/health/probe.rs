@@ -59,20 +59,43 @@ async fn connect(addr: SocketAddr) -> Result<TcpStream, CheckError> {
     Ok(stream)
 }
 
+/// A check's connection: TCP, or TLS over it when the upstream speaks TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects to `addr`, with `tls`'s handshake when given (boxed: checks are rare).
+async fn connect_io(
+    addr: SocketAddr,
+    tls: Option<&gatekit_core::client::Transport>,
+) -> Result<Box<dyn Io>, CheckError> {
+    let tcp = connect(addr).await?;
+    match tls {
+        None => Ok(Box::new(tcp)),
+        Some(transport) => {
+            let stream = transport
+                .tls_connect(addr, tcp)
+                .await
+                .map_err(|e| CheckError::Tls(Box::new(e)))?;
+            Ok(Box::new(stream))
+        }
+    }
+}
+
 async fn check_http(addr: SocketAddr, check: &HttpCheck) -> Result<(), CheckError> {
     let authority = match &check.host {
         Some(host) => host.clone(),
         None => addr.to_string(),
     };
+    let scheme = if check.tls.is_some() { "https" } else { "http" };
     let status = if check.http2 {
         let req = Request::builder()
             .method(check.method.clone())
-            .uri(format!("http://{authority}{}", check.path))
+            .uri(format!("{scheme}://{authority}{}", check.path))
             .header(USER_AGENT, USER_AGENT_VALUE)
             .body(Empty::<Bytes>::new())
             .map_err(CheckError::Request)?;
         let (exec, _guard) = scoped_executor();
-        let io = TokioIo::new(connect(addr).await?);
+        let io = TokioIo::new(connect_io(addr, check.tls.as_ref()).await?);
         let (mut send, conn) = hyper::client::conn::http2::handshake(exec, io)
             .await
             .map_err(CheckError::Http)?;
@@ -88,7 +111,7 @@ async fn check_http(addr: SocketAddr, check: &HttpCheck) -> Result<(), CheckErro
             .header(CONNECTION, "close")
             .body(Empty::<Bytes>::new())
             .map_err(CheckError::Request)?;
-        let io = TokioIo::new(connect(addr).await?);
+        let io = TokioIo::new(connect_io(addr, check.tls.as_ref()).await?);
         let (mut send, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(CheckError::Http)?;
@@ -110,14 +133,18 @@ async fn check_grpc(addr: SocketAddr, check: &GrpcCheck) -> Result<(), CheckErro
     };
     let req = Request::builder()
         .method(Method::POST)
-        .uri(format!("http://{authority}{}", grpc::CHECK_PATH))
+        .uri(format!(
+            "{}://{authority}{}",
+            if check.tls.is_some() { "https" } else { "http" },
+            grpc::CHECK_PATH
+        ))
         .header(CONTENT_TYPE, "application/grpc")
         .header(TE, "trailers")
         .header(USER_AGENT, USER_AGENT_VALUE)
         .body(Full::new(grpc::encode_request(&check.service)))
         .map_err(CheckError::Request)?;
     let (exec, _guard) = scoped_executor();
-    let io = TokioIo::new(connect(addr).await?);
+    let io = TokioIo::new(connect_io(addr, check.tls.as_ref()).await?);
     let (mut send, conn) = hyper::client::conn::http2::handshake(exec, io)
         .await
         .map_err(CheckError::Http)?;

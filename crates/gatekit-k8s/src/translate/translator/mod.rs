@@ -33,6 +33,7 @@ fn policy_pass(cx: &mut Context<'_>, options: &TranslateOptions) -> Vec<Resource
     let mut statuses = Vec::new();
     listener::gateway_classes(cx.resources, options, &mut statuses);
     cx.attach_policies(&mut statuses);
+    cx.attach_backend_tls_policies(&options.gateway_class_name, &mut statuses);
     cx.attach_x_backend_traffic_policies(&mut statuses);
     cx.attach_traffic_policies(&mut statuses);
     cx.attach_backend_traffic_policies(options.shared_rate_limits, &mut statuses);
@@ -68,6 +69,8 @@ struct UpstreamState {
     namespace: String,
     service: String,
     port: u16,
+    /// The Secret of the client certificate its TLS presents (see `backend_tls.rs`).
+    client: Option<(String, String)>,
     /// Uses by attached routes (a route may use it more than once).
     users: u32,
     /// Uses by GRPCRoutes (h2c when the port declares no `appProtocol`).
@@ -99,6 +102,7 @@ impl UpstreamState {
             self.built_grpc,
             self.built_stream_only,
             self.udp,
+            self.client.as_ref(),
             slices,
         ) {
             Some((spec, errors)) => {
@@ -149,6 +153,7 @@ fn add_uses(
                 namespace: u.wanted.namespace.clone(),
                 service: u.wanted.service.clone(),
                 port: u.wanted.port,
+                client: u.wanted.client.clone(),
                 users: 0,
                 grpc_users: 0,
                 built_grpc: false,
@@ -404,6 +409,10 @@ struct State {
     /// Services a Gateway's routes reach), so any route or Service change translates
     /// everything.
     any_btp: bool,
+    /// A BackendTLSPolicy or a Gateway client certificate exists: its ancestors follow
+    /// routes, and the upstream names of routes follow their Gateways' certificates,
+    /// so any route or Service change translates everything.
+    any_btls: bool,
     pieces: BTreeMap<RouteKey, RoutePiece>,
     /// The stream routes' pieces: part of the frame (see `stream.rs`), kept as they
     /// are by every incremental call.
@@ -436,8 +445,9 @@ struct State {
 /// that the change did not reach are the same `Arc`s as in the previous result. A
 /// change of any kind other than HTTPRoute, GRPCRoute, Service and EndpointSlice, of a
 /// route or Service a policy targets, of the gateway's own Service, or any route or
-/// Service change while an Envoy Gateway BackendTrafficPolicy exists, translates
-/// everything (as does `changed: None`).
+/// Service change while an Envoy Gateway BackendTrafficPolicy, a BackendTLSPolicy or a
+/// Gateway backend client certificate exists, translates everything (as does
+/// `changed: None`).
 pub struct Translator {
     options: TranslateOptions,
     state: Option<State>,
@@ -513,7 +523,9 @@ impl Translator {
             let ns = r.namespace().unwrap_or("default");
             let named = (ns.to_owned(), r.name().to_owned());
             match r.kind() {
-                "HTTPRoute" | "GRPCRoute" | "Service" if state.any_btp => return None,
+                "HTTPRoute" | "GRPCRoute" | "Service" if state.any_btp || state.any_btls => {
+                    return None;
+                }
                 "HTTPRoute" | "GRPCRoute" | "Service"
                     if state.policy_targets.contains(&(
                         r.kind().to_owned(),
@@ -912,6 +924,14 @@ impl State {
             global_rate_limits: f.global_rate_limits,
             policy_targets,
             any_btp: !resources.backend_traffic_policies.is_empty(),
+            any_btls: !resources.backend_tls_policies.is_empty()
+                || resources.gateways.iter().any(|g| {
+                    g.spec
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.backend.as_ref())
+                        .is_some_and(|b| b.client_certificate_ref.is_some())
+                }),
             pieces,
             stream_pieces: f.stream_pieces,
             stream_services,
