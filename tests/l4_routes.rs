@@ -607,3 +607,89 @@ async fn tcp_route_follows_endpoint_and_route_changes_while_serving() {
     .await;
     wired.stop().await;
 }
+
+/// A UDP backend that answers every datagram with `id`.
+async fn udp_namer(id: u8) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((_, from)) = socket.recv_from(&mut buf).await {
+            let _ = socket.send_to(&[id], from).await;
+        }
+    });
+    addr
+}
+
+/// A Service `dns` with port 53 twice (TCP first, then UDP) and one EndpointSlice whose
+/// endpoint serves TCP on `tcp` and UDP on `udp` (same address).
+fn dual_dns(tcp: u16, udp: u16) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {{ name: dns-1, namespace: default, labels: {{ kubernetes.io/service-name: dns }} }}\n\
+         addressType: IPv4\n\
+         ports: [{{ name: dns-tcp, port: {tcp}, protocol: TCP }}, {{ name: dns-udp, port: {udp}, protocol: UDP }}]\n\
+         endpoints: [{{ addresses: [\"127.0.0.1\"] }}]\n"
+    )
+}
+
+#[tokio::test]
+async fn an_endpoint_change_on_a_port_number_used_for_tcp_and_udp_reaches_the_udp_upstream() {
+    let (first, second) = (udp_namer(1).await, udp_namer(2).await);
+    let (tcp, _) = tcp_echo().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    write_dir(
+        dir.path(),
+        &[
+            (
+                "gw.yaml",
+                gateway(&format!(
+                    "  - {{ name: dns, port: {port}, protocol: UDP }}\n"
+                )),
+            ),
+            (
+                "svc.yaml",
+                "apiVersion: v1\nkind: Service\nmetadata: { name: dns, namespace: default }\n\
+                 spec:\n  ports: [{ name: dns-tcp, port: 53, protocol: TCP }, { name: dns-udp, port: 53, protocol: UDP }]\n"
+                    .to_owned(),
+            ),
+            ("slice.yaml", dual_dns(tcp.port(), first.port())),
+            (
+                "r.yaml",
+                "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: UDPRoute\n\
+                 metadata: { name: r, namespace: default }\nspec:\n  parentRefs: [{ name: gw }]\n\
+                 \x20 rules: [{ backendRefs: [{ name: dns, port: 53 }] }]\n"
+                    .to_owned(),
+            ),
+        ],
+    );
+    let _wired = Wired::start(&[dir.path().to_path_buf()]).await;
+    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Each probe is a new client flow, so it picks from the endpoints as they are now.
+    let answer = || async move {
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.connect(gw).await.unwrap();
+        client.send(b"q").await.unwrap();
+        let mut buf = [0u8; 16];
+        match tokio::time::timeout(Duration::from_millis(200), client.recv(&mut buf)).await {
+            Ok(Ok(1)) => Some(buf[0]),
+            _ => None,
+        }
+    };
+    eventually(WAIT, "the first UDP endpoint answers", || async {
+        answer().await == Some(1)
+    })
+    .await;
+    // Only the EndpointSlice changes: an endpoint update without translation, which
+    // must take the Service's UDP port 53, not the TCP one listed first.
+    write_atomic(
+        dir.path(),
+        "slice.yaml",
+        &dual_dns(tcp.port(), second.port()),
+    );
+    eventually(WAIT, "the UDP upstream follows its own port", || async {
+        answer().await == Some(2)
+    })
+    .await;
+}

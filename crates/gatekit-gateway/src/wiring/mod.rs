@@ -216,21 +216,21 @@ fn update_provided(provider: &Provider, cache: &mut FileCache, changes: Option<&
 }
 
 /// Gives the upstreams of each of `services` (namespace, name) the endpoints
-/// `endpoints_of(namespace, name, port)` computes (problems logged). Returns how many
+/// `endpoints_of(namespace, name, port, udp)` computes (problems logged). Returns how many
 /// upstreams were updated.
 fn set_service_endpoints<'s>(
     upstreams: &mut Upstreams,
-    service_upstreams: &BTreeMap<(String, String), Vec<(String, u16)>>,
+    service_upstreams: &BTreeMap<(String, String), Vec<(String, u16, bool)>>,
     services: impl IntoIterator<Item = &'s (String, String)>,
-    endpoints_of: impl Fn(&str, &str, u16) -> (Vec<gatekit_core::Endpoint>, Vec<ConfigError>),
+    endpoints_of: impl Fn(&str, &str, u16, bool) -> (Vec<gatekit_core::Endpoint>, Vec<ConfigError>),
 ) -> usize {
     let mut updated = 0;
     for service in services {
         let Some(names) = service_upstreams.get(service) else {
             continue;
         };
-        for (name, port) in names {
-            let (endpoints, errors) = endpoints_of(&service.0, &service.1, *port);
+        for (name, port, udp) in names {
+            let (endpoints, errors) = endpoints_of(&service.0, &service.1, *port, *udp);
             for error in errors {
                 tracing::warn!(%error, upstream = %name, "endpoint ignored");
             }
@@ -242,13 +242,14 @@ fn set_service_endpoints<'s>(
     updated
 }
 
-/// The endpoints of Service `ns/name` port `port` in `resources`, as translation
-/// computes them (its EndpointSlices in file order).
+/// The endpoints of Service `ns/name` port `port` (its `UDP` port when `udp`) in
+/// `resources`, as translation computes them (its EndpointSlices in file order).
 fn file_endpoints(
     resources: &ResourceSet,
     ns: &str,
     name: &str,
     port: u16,
+    udp: bool,
 ) -> (Vec<gatekit_core::Endpoint>, Vec<ConfigError>) {
     let in_ns = |meta: &gatekit_k8s::types::ObjectMeta| {
         meta.namespace.as_deref().unwrap_or("default") == ns
@@ -264,7 +265,8 @@ fn file_endpoints(
         in_ns(&s.metadata) && gatekit_k8s::types::slice_service(s).is_some_and(|svc| svc == name)
     });
     let mut errors = Vec::new();
-    let endpoints = gatekit_k8s::translate::service_endpoints(service, port, slices, &mut errors);
+    let endpoints =
+        gatekit_k8s::translate::service_endpoints(service, port, udp, slices, &mut errors);
     (endpoints, errors)
 }
 
@@ -577,7 +579,7 @@ pub struct Wiring {
     /// `/config`'s `lastReloadError`, as JSON text.
     last_error: String,
     /// The upstreams of each Service (namespace, name): (backend name, Service port).
-    service_upstreams: BTreeMap<(String, String), Vec<(String, u16)>>,
+    service_upstreams: BTreeMap<(String, String), Vec<(String, u16, bool)>>,
     /// Membership, fleet view and status write-back (Kubernetes only).
     replica: Replica,
     /// The input generation and output hash of the last translated snapshot
@@ -825,7 +827,7 @@ impl Wiring {
             &mut self.upstreams,
             &self.service_upstreams,
             &changes.services,
-            |ns, name, port| provider.service_endpoints(ns, name, port),
+            |ns, name, port, udp| provider.service_endpoints(ns, name, port, udp),
         );
         if !changes.services.is_empty() {
             let latency = changes.since.elapsed();
@@ -893,7 +895,7 @@ impl Wiring {
                 &mut self.upstreams,
                 &self.service_upstreams,
                 services,
-                |ns, name, port| file_endpoints(resources, ns, name, port),
+                |ns, name, port, udp| file_endpoints(resources, ns, name, port, udp),
             );
             let latency = started.elapsed();
             gateway.metrics().record_endpoint_update(latency);
@@ -1213,7 +1215,7 @@ impl Wiring {
             if let Some(spec) = self.upstreams.spec(name) {
                 let key = service_key(spec);
                 if let Some(names) = self.service_upstreams.get_mut(&key) {
-                    names.retain(|(n, _)| n != name);
+                    names.retain(|(n, _, _)| n != name);
                     if names.is_empty() {
                         self.service_upstreams.remove(&key);
                     }
@@ -1225,7 +1227,7 @@ impl Wiring {
                 self.service_upstreams
                     .entry(service_key(spec))
                     .or_default()
-                    .push((name.clone(), spec.port()));
+                    .push((name.clone(), spec.port(), spec.is_udp()));
             }
         }
         self.upstreams.retain(&upstreams.gone);

@@ -776,14 +776,16 @@ impl Provider {
             && pending.objects.is_empty()
     }
 
-    /// The endpoints of Service `namespace/service` port `port`, from its EndpointSlices
-    /// in every usable endpoints cluster (the same rules as translation). Problems with
-    /// individual endpoints go to the returned errors.
+    /// The endpoints of Service `namespace/service` port `port` (its `UDP` port when
+    /// `udp`, else its `TCP` one), from its EndpointSlices in every usable endpoints
+    /// cluster (the same rules as translation). Problems with individual endpoints go to
+    /// the returned errors.
     pub fn service_endpoints(
         &self,
         namespace: &str,
         service: &str,
         port: u16,
+        udp: bool,
     ) -> (Vec<Endpoint>, Vec<ConfigError>) {
         let mut errors = Vec::new();
         let Some(svc) = self.service(namespace, service) else {
@@ -795,7 +797,7 @@ impl Provider {
                 slices.push(labelled(&slice, &c.name));
             }
         }
-        let endpoints = service_endpoints(&svc, port, &slices, &mut errors);
+        let endpoints = service_endpoints(&svc, port, udp, &slices, &mut errors);
         (endpoints, errors)
     }
 

@@ -526,6 +526,7 @@ impl<'a> Context<'a> {
             app_protocol,
             policy,
             tls,
+            udp,
         };
         Some((spec, errors))
     }
@@ -618,7 +619,8 @@ impl<'a> Context<'a> {
 }
 
 /// The endpoints of `service`'s port `port` (the Service port number a backendRef
-/// names) from the Service's EndpointSlices (see the `translate` module docs for the
+/// names; its `UDP` port when `udp`, else its `TCP` one, as [`UpstreamSpec::is_udp`]
+/// says) from the Service's EndpointSlices (see the `translate` module docs for the
 /// rules). Slices of several clusters may be mixed: each endpoint gets its slice's
 /// [`CLUSTER_LABEL`]. Unusable entries (an address that is not an IP) are skipped and
 /// reported in `errors`. A port the Service does not have gives no endpoints.
@@ -629,10 +631,12 @@ impl<'a> Context<'a> {
 pub fn service_endpoints<'s>(
     service: &Service,
     port: u16,
+    udp: bool,
     slices: impl IntoIterator<Item = &'s EndpointSlice>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Endpoint> {
-    match service_port(service, i32::from(port)) {
+    let protocol = if udp { "UDP" } else { "TCP" };
+    match service_port_of(service, i32::from(port), protocol) {
         Some(sp) => port_endpoints(sp, slices, errors),
         None => Vec::new(),
     }

@@ -436,9 +436,17 @@ pub struct UpstreamSpec {
     app_protocol: AppProtocol,
     policy: Option<BackendPolicySpec>,
     tls: Option<UpstreamTls>,
+    udp: bool,
 }
 
 impl UpstreamSpec {
+    /// Whether it is the Service's `UDP` port (a UDPRoute's backend, named
+    /// [`udp_backend_name`]); its endpoints come from that port, which may share its
+    /// number with a `TCP` one (see [`service_endpoints`]).
+    pub fn is_udp(&self) -> bool {
+        self.udp
+    }
+
     /// The Service.
     pub fn service(&self) -> &ResourceRef {
         &self.service
