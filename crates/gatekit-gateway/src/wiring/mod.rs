@@ -215,12 +215,16 @@ fn update_provided(provider: &Provider, cache: &mut FileCache, changes: Option<&
     }
 }
 
+/// The upstreams of each Service (namespace, name): upstream name, Service port, and
+/// whether it is the port's UDP one.
+type ServiceUpstreams = BTreeMap<(String, String), Vec<(String, u16, bool)>>;
+
 /// Gives the upstreams of each of `services` (namespace, name) the endpoints
 /// `endpoints_of(namespace, name, port, udp)` computes (problems logged). Returns how many
 /// upstreams were updated.
 fn set_service_endpoints<'s>(
     upstreams: &mut Upstreams,
-    service_upstreams: &BTreeMap<(String, String), Vec<(String, u16, bool)>>,
+    service_upstreams: &ServiceUpstreams,
     services: impl IntoIterator<Item = &'s (String, String)>,
     endpoints_of: impl Fn(&str, &str, u16, bool) -> (Vec<gatekit_core::Endpoint>, Vec<ConfigError>),
 ) -> usize {
@@ -579,7 +583,7 @@ pub struct Wiring {
     /// `/config`'s `lastReloadError`, as JSON text.
     last_error: String,
     /// The upstreams of each Service (namespace, name): (backend name, Service port).
-    service_upstreams: BTreeMap<(String, String), Vec<(String, u16, bool)>>,
+    service_upstreams: ServiceUpstreams,
     /// Membership, fleet view and status write-back (Kubernetes only).
     replica: Replica,
     /// The input generation and output hash of the last translated snapshot
