@@ -14,12 +14,16 @@
 #   gk-passthrough  `bench_l4 proxy passthrough` (SNI peek, then relay)
 #   haproxy-tcp     HAProxy `mode tcp`, nbthread 1
 #   haproxy-sni     HAProxy `mode tcp`, `req_ssl_sni` routing after `inspect-delay`
+#   bin-tcp         the `gatekit` binary (GATEKIT=path) from manifests: a TCP listener and
+#   bin-passthrough a TLS Passthrough listener with a TLSRoute, one Service, as users run it
+#                   (both in one process; left out when GATEKIT is unset)
 #
 # Metrics per target: MB/s (median over the rounds, min–max) and the proxy process's CPU
 # seconds per GB relayed (utime + stime from /proc/PID/stat over the run).
 #
 # Usage: scripts/bench-l4.sh [MB-per-run=2000] [rounds=3]
-#   env: CONNS=4, BIN (default: the bench_l4 example, built here in release)
+#   env: CONNS=4, BIN (default: the bench_l4 example, built here in release),
+#        GATEKIT (a release `gatekit` binary; unset: no bin-* targets)
 # Needs haproxy (apt-get install haproxy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +66,50 @@ backend sink
   server s1 $SINK
 CFG
 taskset -c 0 haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 & HAPROXY=$!; PIDS+=($HAPROXY)
+if [ -n "${GATEKIT:-}" ]; then
+  mkdir -p "$WORK/m"
+  cat >"$WORK/m/l4.yaml" <<YAML
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: default }
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - { name: tcp, port: 19121, protocol: TCP }
+  - { name: tls, port: 19122, protocol: TLS, hostname: bench.test, tls: { mode: Passthrough } }
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: { name: tcp, namespace: default }
+spec:
+  parentRefs: [{ name: gw, sectionName: tcp }]
+  rules: [{ backendRefs: [{ name: sink, port: 9 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: { name: tls, namespace: default }
+spec:
+  parentRefs: [{ name: gw, sectionName: tls }]
+  hostnames: [bench.test]
+  rules: [{ backendRefs: [{ name: sink, port: 9 }] }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: sink, namespace: default }
+spec: { ports: [{ name: p, port: 9 }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: sink-1, namespace: default, labels: { kubernetes.io/service-name: sink } }
+addressType: IPv4
+ports: [{ name: p, port: ${SINK##*:} }]
+endpoints: [{ addresses: ["127.0.0.1"] }]
+YAML
+  RUST_LOG=warn taskset -c 0 "$GATEKIT" run --resources "$WORK/m" >"$WORK/gatekit.log" 2>&1 & GK_BIN=$!; PIDS+=($GK_BIN)
+  TARGETS_BIN=(bin-tcp bin-passthrough)
+else
+  TARGETS_BIN=()
+fi
 sleep 1
 
 ticks() { # utime + stime of a process, in clock ticks
@@ -80,7 +128,7 @@ run() { # name addr pid [sni]
   CPU[$name]+="$(echo "($after - $before) / $HZ / ($MB / 1000)" | bc -l) "
 }
 
-TARGETS=(direct gk-tcp haproxy-tcp gk-passthrough haproxy-sni)
+TARGETS=(direct gk-tcp haproxy-tcp gk-passthrough haproxy-sni "${TARGETS_BIN[@]}")
 for round in $(seq 1 "$ROUNDS"); do
   # The order rotates every round.
   for i in "${!TARGETS[@]}"; do
@@ -91,6 +139,8 @@ for round in $(seq 1 "$ROUNDS"); do
       gk-passthrough) run gk-passthrough 127.0.0.1:19102 "$GK_SNI" bench.test ;;
       haproxy-tcp) run haproxy-tcp 127.0.0.1:19111 "$HAPROXY" ;;
       haproxy-sni) run haproxy-sni 127.0.0.1:19112 "$HAPROXY" bench.test ;;
+      bin-tcp) run bin-tcp 127.0.0.1:19121 "$GK_BIN" ;;
+      bin-passthrough) run bin-passthrough 127.0.0.1:19122 "$GK_BIN" bench.test ;;
     esac
   done
 done

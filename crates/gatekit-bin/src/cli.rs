@@ -50,9 +50,11 @@ pub struct Cli {
 pub enum Command {
     /// Run a gateway from Gateway API manifests on disk
     ///
-    /// Serves the Gateway, ListenerSet, HTTPRoute, GRPCRoute, Service, EndpointSlice, Secret and
-    /// BackendPolicy resources found in one or more directories, and reloads them when
-    /// they change.
+    /// Serves the Gateway API resources (Gateway, ListenerSet, HTTPRoute, GRPCRoute,
+    /// TLSRoute, TCPRoute, UDPRoute, BackendTLSPolicy, ReferenceGrant), Services,
+    /// EndpointSlices, Secrets, ConfigMaps and policies (gatekit's, Envoy Gateway's
+    /// BackendTrafficPolicy and ClientTrafficPolicy) found in one or more directories, and
+    /// reloads them when they change.
     #[command(
         after_help = "Stops gracefully on SIGTERM or SIGINT: not ready, stop accepting, drain in-flight requests (drainTimeout), exit 0."
     )]

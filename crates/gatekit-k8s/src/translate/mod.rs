@@ -1,7 +1,8 @@
 //! Translation of Kubernetes resources into gatekit's core model, to the Gateway API rules.
 //!
-//! [`translate`] is a pure function of a [`ResourceSet`]: no clock, no I/O. It runs in
-//! four passes:
+//! [`translate`] is a function of a [`ResourceSet`]: no I/O, and one clock read, to
+//! tell whether a listener's certificate is valid now ([`unix_now`]). It runs in four
+//! passes:
 //!
 //! 1. **Policies.** Each `BackendPolicy` is attached to the Services its `targetRefs`
 //!    name (oldest policy wins a Service; later ones are `Conflicted`), each
