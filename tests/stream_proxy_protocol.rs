@@ -98,7 +98,12 @@ fn manifests(dir: &std::path::Path, port: u16, backend: SocketAddr, btp: bool) {
     }
 }
 
-async fn start(port: u16, backend: SocketAddr, btp: bool, trusted: &str) -> (Wired, tempfile::TempDir) {
+async fn start(
+    port: u16,
+    backend: SocketAddr,
+    btp: bool,
+    trusted: &str,
+) -> (Wired, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     manifests(dir.path(), port, backend, btp);
     let mut settings = gatekit_bin::Settings::default();
@@ -125,11 +130,17 @@ async fn send(port: u16, bytes: &[u8]) {
 }
 
 async fn received(rx: &mut mpsc::UnboundedReceiver<Vec<u8>>) -> Vec<u8> {
-    tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap()
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 fn made_up() -> (SocketAddr, SocketAddr) {
-    ("198.51.100.9:4242".parse().unwrap(), "203.0.113.1:5432".parse().unwrap())
+    (
+        "198.51.100.9:4242".parse().unwrap(),
+        "203.0.113.1:5432".parse().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +166,11 @@ async fn a_trusted_clients_address_reaches_the_backend_in_the_policys_header() {
             destination: SocketAddr::from(([127, 0, 0, 1], port)),
         }
     );
-    assert_eq!(&got[len..], b"hello", "the client's header is consumed, its bytes follow");
+    assert_eq!(
+        &got[len..],
+        b"hello",
+        "the client's header is consumed, its bytes follow"
+    );
     wired.stop().await;
 }
 
@@ -175,8 +190,15 @@ async fn an_untrusted_sources_header_is_not_honoured() {
     let ProxyHeader::Proxied { source: seen, .. } = header else {
         panic!("{header:?}");
     };
-    assert!(seen.ip().is_loopback(), "the socket's address, not {source}: {seen}");
-    assert_eq!(&got[len..], &bytes[..], "the client's bytes, its header included");
+    assert!(
+        seen.ip().is_loopback(),
+        "the socket's address, not {source}: {seen}"
+    );
+    assert_eq!(
+        &got[len..],
+        &bytes[..],
+        "the client's bytes, its header included"
+    );
     wired.stop().await;
 }
 

@@ -934,8 +934,7 @@ fn listener<'a>(
         && !conflicted.is_true()
         && !kinds.is_empty()
         && (!needs_certificates || !certificates.is_empty());
-    let usable_cert =
-        !needs_certificates || certificates.iter().any(|c| c.problem().is_none());
+    let usable_cert = !needs_certificates || certificates.iter().any(|c| c.problem().is_none());
     let programmed_c = if programmed && !usable_cert {
         cond(
             reason::PROGRAMMED,

@@ -51,6 +51,13 @@
 //! on the Service wins field by field; the status names the fields it took
 //! (`Conflicted` at the Service when it took them all). A target whose every Service
 //! refused the policy's settings, when the policy sets nothing else, is `Conflicted`.
+//! A Gateway target also reaches the Services of the TCPRoutes and TLSRoutes attached
+//! to it (their balancer is the same per-Service one).
+//!
+//! `proxyProtocol` is one of these per-Service settings, written on stream connections
+//! only: a policy setting it on an HTTPRoute or GRPCRoute target is refused
+//! (`Unsupported`: a pooled HTTP connection serves many clients, one header cannot name
+//! them), and on a Gateway target the message names each Service that HTTP routes reach.
 
 use std::collections::{BTreeMap, HashMap};
 
