@@ -273,10 +273,28 @@ impl Listeners {
         port: u16,
         router: StreamRouter,
     ) -> Result<SocketAddr, ListenError> {
+        self.add_streams_with(port, PortOptions::default(), router)
+            .await
+    }
+
+    /// [`add_streams`](Self::add_streams) with per-port `options`: a PROXY protocol
+    /// header read first, as on HTTP ports (its source address is the connection's
+    /// client: the balancer's source-IP hash and a backend's PROXY header see it).
+    /// `forward_client_cert` plays no part in a stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`add_streams`](Self::add_streams).
+    pub async fn add_streams_with(
+        &mut self,
+        port: u16,
+        options: PortOptions,
+        router: StreamRouter,
+    ) -> Result<SocketAddr, ListenError> {
         if port != 0 && self.bound.contains_key(&port) {
             return Err(ListenError::PortInUse(port));
         }
-        let (server, drain) = self.bind(port, PortOptions::default()).await?;
+        let (server, drain) = self.bind(port, options).await?;
         let handle = server.serve_streams(router);
         let local = handle.local_addr();
         tracing::info!(%local, "listening for streams");

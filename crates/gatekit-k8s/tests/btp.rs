@@ -1705,3 +1705,76 @@ spec:
         .join("\n");
     assert!(text.contains("must be longer than 0s"), "{text}");
 }
+
+// === proxyProtocol: written to TCPRoute/TLSRoute backends, refused for HTTP ones ===
+
+#[test]
+fn proxy_protocol_on_an_http_route_is_refused_saying_http_backends_get_none() {
+    let t = run(&with_upstream("  proxyProtocol: { version: V2 }\n"));
+    let (ok, reason, message) = accepted(&t, "lb");
+    assert!(!ok, "{message}");
+    assert_eq!(reason, "Unsupported");
+    assert!(message.contains("spec.proxyProtocol"), "{message}");
+    assert!(message.contains("HTTP backends get none"), "{message}");
+    assert_eq!(t.upstreams()["default/web:80"].proxy_protocol(), None);
+}
+
+#[test]
+fn proxy_protocol_on_a_gateway_reaches_tcp_route_backends_and_says_http_ones_get_none() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - { name: http, port: 80, protocol: HTTP }
+  - { name: db, port: 5432, protocol: TCP }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web }
+spec: { ports: [{ port: 80 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: db }
+spec: { ports: [{ port: 5432 }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: web }
+spec:
+  parentRefs: [{ name: gw, sectionName: http }]
+  rules:
+  - backendRefs: [{ name: web, port: 80 }]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: { name: db }
+spec:
+  parentRefs: [{ name: gw, sectionName: db }]
+  rules:
+  - backendRefs: [{ name: db, port: 5432 }]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: pp }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: gw }]
+  proxyProtocol: { version: V1 }
+"#;
+    let t = run(yaml);
+    let (ok, _, message) = accepted(&t, "pp");
+    assert!(ok, "{message}");
+    assert_eq!(
+        t.upstreams()["default/db:5432"].proxy_protocol(),
+        Some(gatekit_core::server::ProxyVersion::V1)
+    );
+    assert!(
+        message.contains("Service default/web: proxyProtocol not applied"),
+        "{message}"
+    );
+    // Not a BackendPolicy field: the Services' policies stay empty.
+    assert!(t.upstreams()["default/db:5432"].policy().is_none());
+}

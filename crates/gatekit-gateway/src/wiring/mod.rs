@@ -1378,7 +1378,11 @@ fn backend_names(route: &Route) -> BTreeSet<&str> {
 /// on any of its listeners (the header comes before TLS and `Host`, so it is per port).
 /// A port whose listeners disagree, or a request for it with no trusted source in the
 /// settings, is reported in `errors`.
-fn proxy_protocol(port: &PortListeners, gateway: &Gateway, errors: &mut Vec<ConfigError>) -> bool {
+pub(super) fn proxy_protocol(
+    port: &PortListeners,
+    gateway: &Gateway,
+    errors: &mut Vec<ConfigError>,
+) -> bool {
     let asking: Vec<&str> = port
         .listeners()
         .iter()

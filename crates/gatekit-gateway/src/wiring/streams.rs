@@ -63,6 +63,8 @@ struct StreamPort {
     router: StreamRouter,
     /// The certificates of terminating listeners, and the acceptor using them.
     tls: Option<(Arc<CertStore>, TlsAcceptor)>,
+    /// PROXY protocol read first (the listeners' ClientTrafficPolicies); a change rebinds.
+    options: crate::PortOptions,
     local: Option<SocketAddr>,
 }
 
@@ -175,12 +177,34 @@ impl Streams {
                     }
                 }
             };
+            // UDP has no connection to start with a header.
+            let options = match port.protocol() {
+                Protocol::Udp => {
+                    if port.listeners().iter().any(|l| l.proxy_protocol()) {
+                        errors.push(ConfigError::new(
+                            format!("listeners[port={number}].proxyProtocol"),
+                            "a UDP port reads no PROXY protocol header (gatekit reads it on TCP connections): not applied",
+                        ));
+                    }
+                    crate::PortOptions::default()
+                }
+                _ => crate::PortOptions::new(
+                    super::proxy_protocol(port, gateway, errors),
+                    Default::default(),
+                ),
+            };
             match self.ports.get_mut(&number) {
-                Some(served) if served.local.is_some() => {
+                Some(served) if served.local.is_some() && served.options == options => {
                     served.router.store(table);
                     served.tls = tls;
                 }
                 _ => {
+                    if let Some(served) = self.ports.remove(&number)
+                        && served.local.is_some()
+                    {
+                        // Read PROXY protocol or not: a new socket (old connections drain).
+                        close(gateway, number, served.protocol).await;
+                    }
                     let protocol_label = match port.protocol() {
                         Protocol::Udp => "udp",
                         Protocol::Tcp => "tcp",
@@ -196,7 +220,11 @@ impl Streams {
                     let listeners = gateway.listeners_mut();
                     let bound = match port.protocol() {
                         Protocol::Udp => listeners.add_udp(number, router.clone()).await,
-                        _ => listeners.add_streams(number, router.clone()).await,
+                        _ => {
+                            listeners
+                                .add_streams_with(number, options, router.clone())
+                                .await
+                        }
                     };
                     let local = match bound {
                         Ok(local) => Some(local),
@@ -216,6 +244,7 @@ impl Streams {
                             protocol: port.protocol(),
                             router,
                             tls,
+                            options,
                             local,
                         },
                     );
@@ -280,7 +309,10 @@ fn build_table(
     }
     StreamTable::build(listeners, |name| {
         let upstream = upstreams.upstream(name)?.clone();
-        Some(StreamBackend::new(Arc::new(Balanced(upstream))))
+        // An Envoy Gateway BackendTrafficPolicy's `proxyProtocol`: a header with the
+        // client's address (PROXY-derived on a port reading one) before any byte.
+        let proxy_protocol = upstreams.spec(name).and_then(|s| s.proxy_protocol());
+        Some(StreamBackend::new(Arc::new(Balanced(upstream))).proxy_protocol(proxy_protocol))
     })
 }
 

@@ -515,9 +515,14 @@ impl<'a> Context<'a> {
         // The Service's BackendPolicy, with what it leaves unset taken from
         // BackendTrafficPolicies.
         let key = (namespace.to_owned(), service_name.to_owned());
-        let policy = match self.btp_upstreams.get(&key) {
-            Some(c) if !c.values.is_empty() => Some(c.values.fill(self.policies.get(&key))),
-            _ => self.policies.get(&key).cloned(),
+        let claimed = self.btp_upstreams.get(&key);
+        let proxy_protocol = claimed
+            .and_then(|c| c.values.proxy_protocol)
+            .map(|v| v.version());
+        let policy = match claimed {
+            Some(c) if !c.values.sets_policy_fields() => self.policies.get(&key).cloned(),
+            Some(c) => Some(c.values.fill(self.policies.get(&key))),
+            None => self.policies.get(&key).cloned(),
         };
         let spec = UpstreamSpec {
             service: ResourceRef::new("Service", Some(namespace), service_name),
@@ -527,6 +532,7 @@ impl<'a> Context<'a> {
             policy,
             tls,
             udp,
+            proxy_protocol,
         };
         Some((spec, errors))
     }

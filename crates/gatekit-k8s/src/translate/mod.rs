@@ -438,6 +438,7 @@ pub struct UpstreamSpec {
     policy: Option<BackendPolicySpec>,
     tls: Option<UpstreamTls>,
     udp: bool,
+    proxy_protocol: Option<gatekit_core::server::ProxyVersion>,
 }
 
 impl UpstreamSpec {
@@ -487,6 +488,13 @@ impl UpstreamSpec {
     /// `healthCheck` (or only those, when the Service has no BackendPolicy).
     pub fn policy(&self) -> Option<&BackendPolicySpec> {
         self.policy.as_ref()
+    }
+
+    /// The PROXY protocol header stream connections to the Service start with (an Envoy
+    /// Gateway BackendTrafficPolicy's `proxyProtocol` reaching it through a TCPRoute or
+    /// TLSRoute); HTTP requests to it get none (the policy's status says so).
+    pub fn proxy_protocol(&self) -> Option<gatekit_core::server::ProxyVersion> {
+        self.proxy_protocol
     }
 }
 

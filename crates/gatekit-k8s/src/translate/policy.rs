@@ -51,6 +51,13 @@
 //! on the Service wins field by field; the status names the fields it took
 //! (`Conflicted` at the Service when it took them all). A target whose every Service
 //! refused the policy's settings, when the policy sets nothing else, is `Conflicted`.
+//! A Gateway target also reaches the Services of the TCPRoutes and TLSRoutes attached
+//! to it (their balancer is the same per-Service one).
+//!
+//! `proxyProtocol` is one of these per-Service settings, written on stream connections
+//! only: a policy setting it on an HTTPRoute or GRPCRoute target is refused
+//! (`Unsupported`: a pooled HTTP connection serves many clients, one header cannot name
+//! them), and on a Gateway target the message names each Service that HTTP routes reach.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -58,6 +65,7 @@ use gatekit_core::ConfigError;
 use gatekit_core::route::Rule;
 
 use super::backend::{Context, RefSpec, created_of, name_of, ns_of};
+use super::route::{RawParent, raw_parents};
 use crate::ResourceSet;
 use crate::status::{AncestorRef, AncestorStatus, Condition, ResourceRef, ResourceStatus, reason};
 use crate::types::BackendTrafficPolicy;
@@ -829,6 +837,25 @@ impl Context<'_> {
             }
             let values = read.values;
             let upstream = read.upstream;
+            if upstream.proxy_protocol.is_some()
+                && let Some(t) = resolved
+                    .iter()
+                    .find(|t| matches!(t.kind.as_str(), "HTTPRoute" | "GRPCRoute"))
+            {
+                // Never silently: HTTP backends get no header (see the module docs).
+                let message = format!(
+                    "not implemented by gatekit: spec.proxyProtocol for the backends of {} {ns}/{} (gatekit writes PROXY protocol headers to TCPRoute and TLSRoute backends only, reached through a Gateway target; HTTP backends get none)",
+                    t.kind, t.name
+                );
+                statuses.push(refused(
+                    resource,
+                    generation,
+                    targets(),
+                    reason::UNSUPPORTED,
+                    message,
+                ));
+                continue;
+            }
             // Services this policy's settings were already offered to (through an
             // earlier target): whether they took any.
             let mut done: HashMap<(String, String), bool> = HashMap::new();
@@ -888,7 +915,23 @@ impl Context<'_> {
                     ));
                 }
                 if !upstream.is_empty() {
-                    let services = self.target_services(kind, ns, &t.name, section);
+                    let mut services = self.target_services(kind, ns, &t.name, section);
+                    let streams = self.target_stream_services(kind, ns, &t.name, section);
+                    if upstream.proxy_protocol.is_some() {
+                        for (svc_ns, svc) in &services {
+                            let both = streams.iter().any(|(n, s)| n == svc_ns && s == svc);
+                            notes.push(if both {
+                                format!("Service {svc_ns}/{svc}: proxyProtocol is written on TCP/TLS route connections only, HTTP requests to it get no PROXY protocol header")
+                            } else {
+                                format!("Service {svc_ns}/{svc}: proxyProtocol not applied, only HTTP routes reach it (gatekit writes no PROXY protocol header to HTTP backends)")
+                            });
+                        }
+                    }
+                    for s in streams {
+                        if !services.contains(&s) {
+                            services.push(s);
+                        }
+                    }
                     let took = self.claim_services(
                         (ns, &owner),
                         &upstream,
@@ -977,6 +1020,72 @@ impl Context<'_> {
                     continue;
                 }
                 add(r.kind, r.ns, r.grpc, refs);
+            }
+        }
+        out
+    }
+
+    /// The Services (namespace, name) the TCPRoutes and TLSRoutes whose `parentRefs`
+    /// name a targeted Gateway (with `section`: that listener, or the whole Gateway)
+    /// send to; none for other target kinds. Only backendRefs that resolve count.
+    fn target_stream_services(
+        &self,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        section: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        if kind != "Gateway" {
+            return out;
+        }
+        let resources = self.resources;
+        let names_gateway = |route_ns: &str, p: &RawParent<'_>| {
+            p.group.unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+                && p.kind.unwrap_or("Gateway") == "Gateway"
+                && p.namespace.unwrap_or(route_ns) == ns
+                && p.name == name
+                && (section.is_none() || p.section.is_none() || p.section == section)
+        };
+        let mut add = |route_kind: &str, route_ns: &str, refs: Vec<RefSpec<'_>>| {
+            for r in refs {
+                if let Ok(w) = self.resolve_stream(route_kind, route_ns, &r, false) {
+                    let s = (w.namespace, w.service);
+                    if !out.contains(&s) {
+                        out.push(s);
+                    }
+                }
+            }
+        };
+        macro_rules! stream_refs {
+            ($r:expr) => {
+                $r.spec
+                    .rules
+                    .iter()
+                    .flat_map(|rule| {
+                        rule.backend_refs.iter().map(|b| RefSpec {
+                            group: b.group.as_deref(),
+                            kind: b.kind.as_deref(),
+                            name: &b.name,
+                            namespace: b.namespace.as_deref(),
+                            port: b.port,
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            };
+        }
+        for r in &resources.tcp_routes {
+            let route_ns = ns_of(&r.metadata);
+            let parents: Vec<RawParent<'_>> = raw_parents!(r);
+            if parents.iter().any(|p| names_gateway(route_ns, p)) {
+                add("TCPRoute", route_ns, stream_refs!(r));
+            }
+        }
+        for r in &resources.tls_routes {
+            let route_ns = ns_of(&r.metadata);
+            let parents: Vec<RawParent<'_>> = raw_parents!(r);
+            if parents.iter().any(|p| names_gateway(route_ns, p)) {
+                add("TLSRoute", route_ns, stream_refs!(r));
             }
         }
         out

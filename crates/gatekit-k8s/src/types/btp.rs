@@ -22,7 +22,10 @@
 //! `consecutiveGatewayErrors`, `baseEjectionTime`, `maxEjectionPercent`;
 //! `timeout.tcp.connectTimeout` → `connection.connectTimeout`;
 //! `timeout.http.connectionIdleTimeout` → `connection.idleTimeout` (durations longer
-//! than 0s). `timeout.http.requestTimeout` is a route rule setting (like `retry`); the other
+//! than 0s). `proxyProtocol.version` is per Service too but not a BackendPolicy field:
+//! it becomes the upstream's [`UpstreamSpec::proxy_protocol`](crate::translate::UpstreamSpec::proxy_protocol),
+//! written on the stream connections of TCPRoutes and TLSRoutes; HTTP backends get
+//! none (refused on route targets, named for a Gateway target's HTTP-only Services). `timeout.http.requestTimeout` is a route rule setting (like `retry`); the other
 //! `timeout.http` fields are unimplemented.
 //!
 //! The split for what gatekit cannot do: a field that would change which endpoint
@@ -87,10 +90,10 @@ pub(crate) use self::upstream::BtpUpstream;
 pub use self::upstream::{
     BtpActiveHealthCheck, BtpConsistentHash, BtpConsistentHashType, BtpCookie, BtpGrpcHealthCheck,
     BtpHealthCheck, BtpHttpHealthCheck, BtpLoadBalancer, BtpLoadBalancerType, BtpNamed,
-    BtpPassiveHealthCheck, BtpPreferLocal, BtpProbeType, BtpSlowStart, BtpTcpHealthCheck,
-    BtpZoneAware, DEFAULT_ACTIVE_INTERVAL, DEFAULT_ACTIVE_TIMEOUT, DEFAULT_BASE_EJECTION_TIME,
-    DEFAULT_CONSECUTIVE_5XX, DEFAULT_HEALTHY_THRESHOLD, DEFAULT_MAX_EJECTION_PERCENT,
-    DEFAULT_UNHEALTHY_THRESHOLD,
+    BtpPassiveHealthCheck, BtpPreferLocal, BtpProbeType, BtpProxyProtocol, BtpProxyProtocolVersion,
+    BtpSlowStart, BtpTcpHealthCheck, BtpZoneAware, DEFAULT_ACTIVE_INTERVAL, DEFAULT_ACTIVE_TIMEOUT,
+    DEFAULT_BASE_EJECTION_TIME, DEFAULT_CONSECUTIVE_5XX, DEFAULT_HEALTHY_THRESHOLD,
+    DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_UNHEALTHY_THRESHOLD,
 };
 
 /// Envoy Gateway's API group.
@@ -151,6 +154,10 @@ pub struct BackendTrafficPolicySpec {
     /// Health checking of the Services the targets reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<BtpHealthCheck>,
+    /// A PROXY protocol header written to the targets' Services at the start of each
+    /// connection (TCPRoute and TLSRoute backends; refused for HTTP routes' backends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<BtpProxyProtocol>,
     /// Every other spec field (fault injection, compression, ...):
     /// not implemented by gatekit, named in the policy's status.
     #[serde(flatten)]
@@ -759,6 +766,12 @@ impl BackendTrafficPolicySpec {
             &mut out,
             &mut errors,
         );
+        if let Some(pp) = &self.proxy_protocol {
+            for k in pp.other.keys() {
+                out.unimplemented.push(format!("spec.proxyProtocol.{k}"));
+            }
+            out.upstream.proxy_protocol = Some(pp.version);
+        }
         if let Some(t) = &self.timeout {
             if let Some(h) = &t.http {
                 if let Some(d) = &h.request_timeout {

@@ -35,6 +35,37 @@ pub const DEFAULT_BASE_EJECTION_TIME: &str = "30s";
 /// Envoy Gateway's `maxEjectionPercent` when omitted (or 0).
 pub const DEFAULT_MAX_EJECTION_PERCENT: u32 = 10;
 
+/// `proxyProtocol`: the header written to the backend at connection start.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BtpProxyProtocol {
+    /// `V1` (text) or `V2` (binary).
+    pub version: BtpProxyProtocolVersion,
+    /// Other fields: not implemented.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `proxyProtocol.version`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BtpProxyProtocolVersion {
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
+}
+
+impl BtpProxyProtocolVersion {
+    /// gatekit-core's name for it.
+    pub fn version(self) -> gatekit_core::server::ProxyVersion {
+        match self {
+            Self::V1 => gatekit_core::server::ProxyVersion::V1,
+            Self::V2 => gatekit_core::server::ProxyVersion::V2,
+        }
+    }
+}
+
 /// `loadBalancer`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -342,11 +373,13 @@ pub(crate) struct BtpUpstream {
     pub(crate) connect_timeout: Option<String>,
     /// `timeout.http.connectionIdleTimeout` (a duration string, checked).
     pub(crate) idle_timeout: Option<String>,
+    /// `proxyProtocol.version` (not a BackendPolicy field: the upstream carries it).
+    pub(crate) proxy_protocol: Option<BtpProxyProtocolVersion>,
 }
 
 impl BtpUpstream {
     /// The fields, as Envoy Gateway names them (in [`Self::set`] order).
-    pub(crate) const FIELDS: [&'static str; 8] = [
+    pub(crate) const FIELDS: [&'static str; 9] = [
         "loadBalancer.type",
         "loadBalancer.slowStart",
         "loadBalancer.zoneAware",
@@ -355,10 +388,11 @@ impl BtpUpstream {
         "healthCheck.passive",
         "timeout.tcp.connectTimeout",
         "timeout.http.connectionIdleTimeout",
+        "proxyProtocol",
     ];
 
     /// Per field (see [`Self::FIELDS`]) its value, as JSON, when set.
-    fn set(&self) -> [Option<serde_json::Value>; 8] {
+    fn set(&self) -> [Option<serde_json::Value>; 9] {
         fn json<T: Serialize>(v: Option<&T>) -> Option<serde_json::Value> {
             v.map(|v| serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
         }
@@ -371,12 +405,21 @@ impl BtpUpstream {
             json(self.passive.as_ref()),
             json(self.connect_timeout.as_ref()),
             json(self.idle_timeout.as_ref()),
+            json(self.proxy_protocol.as_ref()),
         ]
     }
 
     /// Nothing set.
     pub(crate) fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Whether any field of gatekit's BackendPolicy is set (all but `proxyProtocol`).
+    pub(crate) fn sets_policy_fields(&self) -> bool {
+        Self {
+            proxy_protocol: None,
+            ..self.clone()
+        } != Self::default()
     }
 
     /// The fields set.
@@ -426,6 +469,9 @@ impl BtpUpstream {
         if more.idle_timeout.is_some() {
             self.idle_timeout.clone_from(&more.idle_timeout);
         }
+        if more.proxy_protocol.is_some() {
+            self.proxy_protocol = more.proxy_protocol;
+        }
     }
 
     /// The fields set here that the gatekit BackendPolicy `bp` also sets (gatekit's
@@ -443,6 +489,8 @@ impl BtpUpstream {
             hc.is_some_and(|h| h.passive.is_some()),
             conn.is_some_and(|c| c.connect_timeout.is_some()),
             conn.is_some_and(|c| c.idle_timeout.is_some()),
+            // A BackendPolicy has no PROXY protocol field.
+            false,
         ];
         Self::FIELDS
             .into_iter()
