@@ -117,73 +117,65 @@ pub(crate) fn attach_stream_routes(
     listener_statuses: &[ResourceStatus],
 ) -> Vec<StreamPiece> {
     let resources = cx.resources;
-    let mut tls: Vec<&TlsRoute> = resources.tls_routes.iter().collect();
-    tls.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
-    let mut tcp: Vec<&TcpRoute> = resources.tcp_routes.iter().collect();
-    tcp.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
-    let mut udp: Vec<&UdpRoute> = resources.udp_routes.iter().collect();
-    udp.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
-    let mut out = Vec::with_capacity(tls.len() + tcp.len() + udp.len());
-    for r in tls {
-        let view = route_view(
-            "TLSRoute",
-            &r.metadata,
-            |ns, name| stream_id("tls", ns, name),
-            Some(&r.spec.hostnames),
-            raw_parents!(r),
-        );
-        let default_gateways = r.spec.use_default_gateways.is_some();
-        let backends = raw_backends!(r);
-        out.push(piece(
-            cx,
-            listeners,
-            listener_statuses,
-            view,
-            &backends,
-            false,
-            default_gateways,
-        ));
+    let mut out = Vec::with_capacity(
+        resources.tls_routes.len() + resources.tcp_routes.len() + resources.udp_routes.len(),
+    );
+    // One kind's routes, by namespace/name: its kind name, id prefix, hostnames (TLS
+    // only) and whether its backends are UDP ports. A macro: the three route types share
+    // their fields' shape but no trait.
+    macro_rules! kind {
+        ($list:expr, $kind:literal, $prefix:literal, $udp:literal, $hostnames:expr) => {
+            let mut routes: Vec<_> = $list.iter().collect();
+            routes.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
+            for r in routes {
+                let view = route_view(
+                    $kind,
+                    &r.metadata,
+                    |ns, name| stream_id($prefix, ns, name),
+                    $hostnames(r),
+                    raw_parents!(r),
+                );
+                let default_gateways = r.spec.use_default_gateways.is_some();
+                let backends = raw_backends!(r);
+                out.push(piece(
+                    cx,
+                    listeners,
+                    listener_statuses,
+                    view,
+                    &backends,
+                    $udp,
+                    default_gateways,
+                ));
+            }
+        };
     }
-    for r in tcp {
-        let view = route_view(
-            "TCPRoute",
-            &r.metadata,
-            |ns, name| stream_id("tcp", ns, name),
-            None,
-            raw_parents!(r),
-        );
-        let default_gateways = r.spec.use_default_gateways.is_some();
-        let backends = raw_backends!(r);
-        out.push(piece(
-            cx,
-            listeners,
-            listener_statuses,
-            view,
-            &backends,
-            false,
-            default_gateways,
-        ));
+    fn tls_hostnames(r: &TlsRoute) -> Option<&[String]> {
+        Some(&r.spec.hostnames)
     }
-    for r in udp {
-        let view = route_view(
-            "UDPRoute",
-            &r.metadata,
-            |ns, name| stream_id("udp", ns, name),
-            None,
-            raw_parents!(r),
-        );
-        let default_gateways = r.spec.use_default_gateways.is_some();
-        let backends = raw_backends!(r);
-        out.push(piece(
-            cx,
-            listeners,
-            listener_statuses,
-            view,
-            &backends,
-            true,
-            default_gateways,
-        ));
+    fn none<T>(_: &T) -> Option<&[String]> {
+        None
     }
+    kind!(
+        resources.tls_routes,
+        "TLSRoute",
+        "tls",
+        false,
+        tls_hostnames
+    );
+    kind!(
+        resources.tcp_routes,
+        "TCPRoute",
+        "tcp",
+        false,
+        none::<TcpRoute>
+    );
+    kind!(
+        resources.udp_routes,
+        "UDPRoute",
+        "udp",
+        true,
+        none::<UdpRoute>
+    );
     out
 }
 
