@@ -284,6 +284,41 @@ impl<'a> Context<'a> {
         self.secrets.get(&(ns, name)).copied()
     }
 
+    /// The bytes under `ca.crt` (a CA bundle, PEM) of the ConfigMap (`data`, then
+    /// `binaryData`) or Secret (`stringData`, then `data`) `ns/name`, as a
+    /// `caCertificateRefs` entry of kind `kind` names it; `Ok(None)` when it has no
+    /// `ca.crt`, an error message when the object is missing. Other kinds: the caller
+    /// refuses them first.
+    pub(crate) fn ca_pem(
+        &self,
+        ns: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, String> {
+        const CA_KEY: &str = "ca.crt";
+        let not_found = || format!("{kind} {ns}/{name} not found");
+        if kind == "ConfigMap" {
+            let cm = self
+                .resources
+                .config_maps
+                .iter()
+                .find(|c| ns_of(&c.metadata) == ns && name_of(&c.metadata) == name)
+                .ok_or_else(not_found)?;
+            let text = cm.data.as_ref().and_then(|d| d.get(CA_KEY));
+            let binary = cm.binary_data.as_ref().and_then(|d| d.get(CA_KEY));
+            Ok(text
+                .map(|s| s.as_bytes().to_vec())
+                .or_else(|| binary.map(|b| b.0.clone())))
+        } else {
+            let secret = self.secret(ns, name).ok_or_else(not_found)?;
+            let text = secret.string_data.as_ref().and_then(|d| d.get(CA_KEY));
+            let binary = secret.data.as_ref().and_then(|d| d.get(CA_KEY));
+            Ok(text
+                .map(|s| s.as_bytes().to_vec())
+                .or_else(|| binary.map(|b| b.0.clone())))
+        }
+    }
+
     /// Whether a ReferenceGrant in `to_ns` lets `from_kind` objects in `from_ns`
     /// reference the `to_group`/`to_kind` object `to_name`.
     pub(crate) fn grant_allows(

@@ -729,53 +729,15 @@ impl Context<'_> {
         name: &str,
     ) -> Result<Vec<u8>, (&'static str, String)> {
         let bad = |m: String| (INVALID_CA_CERTIFICATE_REF, m);
-        let pem: Option<Vec<u8>> = match (group, kind) {
-            ("", "ConfigMap") => {
-                let Some(cm) = self
-                    .resources
-                    .config_maps
-                    .iter()
-                    .find(|c| ns_of(&c.metadata) == ns && name_of(&c.metadata) == name)
-                else {
-                    return Err(bad(format!("ConfigMap {ns}/{name} not found")));
-                };
-                cm.data
-                    .as_ref()
-                    .and_then(|d| d.get("ca.crt"))
-                    .map(|s| s.as_bytes().to_vec())
-                    .or_else(|| {
-                        cm.binary_data
-                            .as_ref()
-                            .and_then(|d| d.get("ca.crt"))
-                            .map(|b| b.0.clone())
-                    })
-            }
-            ("", "Secret") => {
-                let Some(secret) = self.secret(ns, name) else {
-                    return Err(bad(format!("Secret {ns}/{name} not found")));
-                };
-                secret
-                    .string_data
-                    .as_ref()
-                    .and_then(|d| d.get("ca.crt"))
-                    .map(|s| s.as_bytes().to_vec())
-                    .or_else(|| {
-                        secret
-                            .data
-                            .as_ref()
-                            .and_then(|d| d.get("ca.crt"))
-                            .map(|b| b.0.clone())
-                    })
-            }
-            _ => {
-                return Err((
-                    reason::INVALID_KIND,
-                    format!(
-                        "caCertificateRef kind {group}/{kind} is not supported (only ConfigMaps and Secrets)"
-                    ),
-                ));
-            }
-        };
+        if !group.is_empty() || !matches!(kind, "ConfigMap" | "Secret") {
+            return Err((
+                reason::INVALID_KIND,
+                format!(
+                    "caCertificateRef kind {group}/{kind} is not supported (only ConfigMaps and Secrets)"
+                ),
+            ));
+        }
+        let pem = self.ca_pem(ns, kind, name).map_err(bad)?;
         let Some(pem) = pem.filter(|p| !p.iter().all(u8::is_ascii_whitespace)) else {
             return Err(bad(format!("{kind} {ns}/{name} has no ca.crt")));
         };

@@ -20,19 +20,14 @@ use super::backend::Context;
 use crate::status::reason;
 use crate::types::Gateway;
 
-/// Listener reason: a CA certificate ref cannot be used.
-pub(crate) const INVALID_CA_CERTIFICATE_REF: &str = "InvalidCACertificateRef";
+pub(crate) use super::backend_tls::{INVALID_CA_CERTIFICATE_REF, NO_VALID_CA_CERTIFICATE};
+
 /// Listener reason: a CA certificate ref names an unsupported kind.
 pub(crate) const INVALID_CA_CERTIFICATE_KIND: &str = "InvalidCACertificateKind";
-/// Listener reason: no CA certificate ref can be used.
-pub(crate) const NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
 /// Gateway condition type: a frontend validation mode is `AllowInsecureFallback`.
 pub(crate) const INSECURE_FRONTEND_VALIDATION_MODE: &str = "InsecureFrontendValidationMode";
 /// The reason of [`INSECURE_FRONTEND_VALIDATION_MODE`].
 pub(crate) const CONFIGURATION_CHANGED: &str = "ConfigurationChanged";
-
-/// The key of a CA bundle in a ConfigMap or Secret.
-pub(crate) const CA_KEY: &str = "ca.crt";
 
 /// What a listener's frontend validation came to.
 pub(crate) enum Frontend {
@@ -202,48 +197,11 @@ fn ca_ref(
             ),
         ));
     }
-    let pem: Option<Vec<u8>> = match r.kind {
-        "ConfigMap" => {
-            let Some(cm) = cx.resources.config_maps.iter().find(|c| {
-                c.metadata.namespace.as_deref().unwrap_or("default") == ns
-                    && c.metadata.name.as_deref() == Some(r.name)
-            }) else {
-                return Err((INVALID_CA_CERTIFICATE_REF, format!("{what} not found")));
-            };
-            cm.data
-                .as_ref()
-                .and_then(|d| d.get(CA_KEY))
-                .map(|s| s.as_bytes().to_vec())
-                .or_else(|| {
-                    cm.binary_data
-                        .as_ref()
-                        .and_then(|d| d.get(CA_KEY))
-                        .map(|b| b.0.clone())
-                })
-        }
-        _ => {
-            let Some(secret) = cx.secret(ns, r.name) else {
-                return Err((INVALID_CA_CERTIFICATE_REF, format!("{what} not found")));
-            };
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(CA_KEY))
-                .map(|s| s.as_bytes().to_vec())
-                .or_else(|| {
-                    secret
-                        .data
-                        .as_ref()
-                        .and_then(|d| d.get(CA_KEY))
-                        .map(|b| b.0.clone())
-                })
-        }
-    };
+    let pem = cx
+        .ca_pem(ns, r.kind, r.name)
+        .map_err(|m| (INVALID_CA_CERTIFICATE_REF, m))?;
     let Some(pem) = pem else {
-        return Err((
-            INVALID_CA_CERTIFICATE_REF,
-            format!("{what} has no {CA_KEY}"),
-        ));
+        return Err((INVALID_CA_CERTIFICATE_REF, format!("{what} has no ca.crt")));
     };
     let certs = load_certs(&pem, &what).map_err(|e| (INVALID_CA_CERTIFICATE_REF, e.to_string()))?;
     if let Some(reason) = certs
@@ -252,7 +210,7 @@ fn ca_ref(
     {
         return Err((
             INVALID_CA_CERTIFICATE_REF,
-            format!("{what}: {CA_KEY} is not a usable CA certificate: {reason}"),
+            format!("{what}: ca.crt is not a usable CA certificate: {reason}"),
         ));
     }
     Ok(certs)
