@@ -1,5 +1,6 @@
 //! [`UdpRelay`]: UDP datagrams relayed per client flow.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
@@ -254,23 +255,48 @@ async fn run(
     tasks.shutdown().await;
 }
 
-/// Relays the upstream's replies of one flow to its client until it is idle.
+thread_local! {
+    /// The buffer replies are read into and sent from, one per runtime thread: a flow
+    /// holds no buffer of its own while it waits (16,384 flows with a 64 KiB buffer each
+    /// would hold 1 GiB).
+    static REPLY_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; MAX_DATAGRAM].into_boxed_slice());
+}
+
+/// Relays the upstream's replies of one flow to its client until it is idle. A reply
+/// the listening socket cannot take at once (its send buffer full) is dropped, as a
+/// congested network would.
 async fn replies(end: FlowEnd, flow: Flow, socket: Arc<UdpSocket>, idle: std::time::Duration) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let deadline = flow.activity.idle_deadline(idle);
         tokio::select! {
-            received = flow.upstream.recv(&mut buf) => match received {
-                Ok(n) => {
-                    flow.activity.count_sent(n);
-                    if let Err(error) = socket.send_to(&buf[..n], end.client).await {
-                        tracing::debug!(%error, client = %end.client, "UDP reply dropped");
+            ready = flow.upstream.readable() => {
+                if let Err(error) = ready {
+                    tracing::debug!(%error, "UDP upstream not readable");
+                    continue;
+                }
+                // Every reply that is ready, read and sent without an await in between.
+                loop {
+                    let relayed = REPLY_BUF.with_borrow_mut(|buf| {
+                        let n = flow.upstream.try_recv(buf)?;
+                        Ok::<_, io::Error>((n, socket.try_send_to(&buf[..n], end.client)))
+                    });
+                    match relayed {
+                        Ok((n, sent)) => {
+                            flow.activity.count_sent(n);
+                            if let Err(error) = sent {
+                                tracing::debug!(%error, client = %end.client, "UDP reply dropped");
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        // An ICMP error from the endpoint (port unreachable): the flow goes
+                        // on until idle, as the client may retry.
+                        Err(error) => {
+                            tracing::debug!(%error, "UDP upstream receive failed");
+                            break;
+                        }
                     }
                 }
-                // An ICMP error from the endpoint (port unreachable): the flow goes on
-                // until idle, as the client may retry.
-                Err(error) => tracing::debug!(%error, "UDP upstream receive failed"),
-            },
+            }
             () = tokio::time::sleep_until(deadline) => {
                 if flow.activity.idle_deadline(idle) <= tokio::time::Instant::now() {
                     return;
