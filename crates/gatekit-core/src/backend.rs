@@ -162,6 +162,15 @@ pub trait Backends {
         let _ = route;
         None
     }
+
+    /// The access policy called `name`, which a rule names in
+    /// [`RulePolicy::access`](crate::route::RulePolicy::access). `None`, the default
+    /// for every name: a rule naming one refuses every request
+    /// ([`ErrorKind::InvalidAuth`](crate::ErrorKind::InvalidAuth)).
+    fn access_policy(&self, name: &str) -> Option<std::sync::Arc<dyn crate::access::AccessPolicy>> {
+        let _ = name;
+        None
+    }
 }
 
 impl<S: BuildHasher> Backends for HashMap<String, Backend, S> {

@@ -79,6 +79,20 @@ pub enum ErrorKind {
     /// server name (SNI) the connection was opened for (421): the client must open a
     /// connection for that host (Gateway API `HTTPRouteHTTPSListenerDetectMisdirectedRequests`).
     MisdirectedRequest,
+    /// The request carries no credentials, or credentials that do not verify, for an
+    /// access policy of the matched rule (401; the policy's challenge in
+    /// `WWW-Authenticate`).
+    Unauthenticated,
+    /// The request's identity is valid but an access policy of the matched rule does not
+    /// let it through, or its client address is not allowed (403).
+    Forbidden,
+    /// An access policy could not decide: its authorization service or key source did
+    /// not answer, and the policy fails closed (503). The request was not sent.
+    AuthUnavailable,
+    /// An access policy of the matched rule cannot be used (a Secret it names is
+    /// missing, its settings are invalid): the rule refuses every request rather than
+    /// let it through unchecked (500).
+    InvalidAuth,
 }
 
 impl ErrorKind {
@@ -98,6 +112,10 @@ impl ErrorKind {
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidAuth => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -108,15 +126,20 @@ impl ErrorKind {
             | Self::BadRequest
             | Self::RateLimited
             | Self::PayloadTooLarge
-            | Self::MisdirectedRequest => Side::Client,
-            Self::InvalidBackend | Self::Overloaded | Self::CircuitOpen => Side::Gateway,
+            | Self::MisdirectedRequest
+            | Self::Unauthenticated
+            | Self::Forbidden => Side::Client,
+            Self::InvalidBackend | Self::Overloaded | Self::CircuitOpen | Self::InvalidAuth => {
+                Side::Gateway
+            }
             Self::NoHealthyEndpoint
             | Self::Connect
             | Self::Timeout
             | Self::RequestTimeout
             | Self::BackendRequestTimeout
             | Self::UpstreamProtocol
-            | Self::UpstreamTls => Side::Upstream,
+            | Self::UpstreamTls
+            | Self::AuthUnavailable => Side::Upstream,
         }
     }
 
@@ -138,6 +161,10 @@ impl ErrorKind {
             Self::RateLimited => "rate-limited",
             Self::PayloadTooLarge => "payload-too-large",
             Self::MisdirectedRequest => "misdirected-request",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::AuthUnavailable => "auth-unavailable",
+            Self::InvalidAuth => "invalid-auth-policy",
         }
     }
 
@@ -153,7 +180,12 @@ impl ErrorKind {
         const UNIMPLEMENTED: u8 = 12;
         const UNAVAILABLE: u8 = 14;
         const RESOURCE_EXHAUSTED: u8 = 8;
+        const UNAUTHENTICATED: u8 = 16;
+        const PERMISSION_DENIED: u8 = 7;
         match self {
+            Self::Unauthenticated => UNAUTHENTICATED,
+            Self::Forbidden => PERMISSION_DENIED,
+            Self::InvalidAuth => INTERNAL,
             Self::NoRoute => UNIMPLEMENTED,
             Self::BadRequest => INTERNAL,
             Self::PayloadTooLarge => RESOURCE_EXHAUSTED,
@@ -168,13 +200,14 @@ impl ErrorKind {
             | Self::Overloaded
             | Self::CircuitOpen
             | Self::RateLimited
-            | Self::MisdirectedRequest => UNAVAILABLE,
+            | Self::MisdirectedRequest
+            | Self::AuthUnavailable => UNAVAILABLE,
         }
     }
 
     /// The kind whose [`as_str`](Self::as_str) is `name`.
     fn from_name(name: &[u8]) -> Option<Self> {
-        const ALL: [ErrorKind; 15] = [
+        const ALL: [ErrorKind; 19] = [
             ErrorKind::NoRoute,
             ErrorKind::BadRequest,
             ErrorKind::InvalidBackend,
@@ -190,6 +223,10 @@ impl ErrorKind {
             ErrorKind::RateLimited,
             ErrorKind::PayloadTooLarge,
             ErrorKind::MisdirectedRequest,
+            ErrorKind::Unauthenticated,
+            ErrorKind::Forbidden,
+            ErrorKind::AuthUnavailable,
+            ErrorKind::InvalidAuth,
         ];
         ALL.into_iter().find(|k| k.as_str().as_bytes() == name)
     }
@@ -213,6 +250,12 @@ impl ErrorKind {
             Self::MisdirectedRequest => {
                 "the host belongs to another listener than the TLS server name\n"
             }
+            // Deliberately vague: a client learns that it was refused, not which check
+            // refused it.
+            Self::Unauthenticated => "authentication required\n",
+            Self::Forbidden => "forbidden\n",
+            Self::AuthUnavailable => "authorization unavailable\n",
+            Self::InvalidAuth => "the route's access policy is invalid\n",
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - the route model ([`route`]) with Gateway API HTTPRoute semantics, compiled into an
 //!   immutable [`RouteTable`] and served by the [`Router`] tower service;
 //! - HTTP filters ([`filter`]): header modifiers, redirects, URL rewrites, mirrors;
+//! - access policies ([`access`]): where authentication and authorization layers plug
+//!   into a rule's stack, and the [`access::Identity`] they establish;
 //! - the layers of a rule's stack, each usable alone: [`filter::FilterLayer`],
 //!   [`proxy::ProxyHeadersLayer`], [`timeout::TimeoutLayer`] (HTTPRoute `timeouts`),
 //!   [`retry::RetryLayer`] (HTTPRoute `retry`, with body replay and budgets) and
@@ -48,6 +50,7 @@
 //! # let _ = router; Ok(()) }
 //! ```
 
+pub mod access;
 mod backend;
 mod body;
 pub mod breaker;

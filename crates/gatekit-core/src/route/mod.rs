@@ -123,7 +123,7 @@
 //! [`RouteTable::build_partial`] leaves invalid routes out and reports them instead.
 
 mod builder;
-mod conditions;
+pub(crate) mod conditions;
 mod hash;
 pub use self::hash::{FastMap, FoldBuild, FoldHasher, shrink_if_sparse};
 pub(crate) mod host;

@@ -104,6 +104,10 @@ pub struct RulePolicy {
     /// Session persistence for the rule (HTTPRoute `sessionPersistence`): sessions stick
     /// to a backendRef and an endpoint. Takes precedence over the backendRefs' own.
     pub session: Option<crate::session::SessionPersistence>,
+    /// Access policies guarding the rule, by name, the first outermost: each is looked
+    /// up through [`Backends::access_policy`](crate::Backends::access_policy) when the
+    /// table is built, and a request must pass every one. See [`crate::access`].
+    pub access: Vec<String>,
 }
 
 /// One match: every condition given must hold (AND).

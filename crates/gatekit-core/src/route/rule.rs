@@ -39,7 +39,7 @@ pub struct CompiledRule {
 }
 
 /// Builds a rule's stack, outermost first (see the [`Router`](crate::Router)'s docs):
-/// local rate limits, global rate limits (in the policy state's shared store, when it
+/// the rule's access policies ([`crate::access`]), local rate limits, global rate limits (in the policy state's shared store, when it
 /// has one), concurrency limit, body limit (each only when the rule's policy sets it),
 /// request timeout, proxy headers, the rule's filters, the rule's session persistence,
 /// then the weighted choice (which
@@ -54,6 +54,7 @@ fn rule_stack(
     rule: &Rule,
     filters: &FilterChain,
     backends: &Arc<WeightedBackends>,
+    lookup: &dyn Backends,
     state: &PolicyState,
     error_extensions: Option<http::Extensions>,
 ) -> Backend {
@@ -103,17 +104,40 @@ fn rule_stack(
         .layer(FilterLayer::new(filters.clone()))
         .option_layer(session)
         .service(Weighted::new(Arc::clone(backends)));
-    let outer = ServiceBuilder::new()
-        .option_layer(on_error)
-        .option_layer(rate_limit);
-    if shared.is_empty() {
+    if policy.access.is_empty() {
+        let outer = ServiceBuilder::new()
+            .option_layer(on_error)
+            .option_layer(rate_limit);
+        if shared.is_empty() {
+            return Backend::new(outer.service(inner));
+        }
+        let inner = shared
+            .into_iter()
+            .rev()
+            .fold(Backend::new(inner), |inner, limiter| limiter.layer(inner));
         return Backend::new(outer.service(inner));
     }
-    let inner = shared
+    // Guarded: the access policies run before the rate limits (a limit may be keyed
+    // by the identity they establish), inside the error extensions.
+    let limited = shared
         .into_iter()
         .rev()
         .fold(Backend::new(inner), |inner, limiter| limiter.layer(inner));
-    Backend::new(outer.service(inner))
+    let limited = match rate_limit {
+        Some(rate_limit) => Backend::new(ServiceBuilder::new().layer(rate_limit).service(limited)),
+        None => limited,
+    };
+    let policies = policy
+        .access
+        .iter()
+        .map(|name| lookup.access_policy(name))
+        .collect();
+    let cors = rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)));
+    let guarded = crate::access::guard(limited, policies, cors);
+    match on_error {
+        Some(on_error) => Backend::new(ServiceBuilder::new().layer(on_error).service(guarded)),
+        None => guarded,
+    }
 }
 
 /// Builds one backendRef's stack around its resolved backend, outermost first: the
@@ -203,6 +227,7 @@ impl CompiledRule {
         backends: &dyn Backends,
         default_retry: Option<&DefaultRetry>,
     ) -> Result<Self, ConfigError> {
+        let backends_lookup = backends;
         check_replace_prefix(rule, &rule.filters, "filters")?;
         let filters = FilterChain::compile(&rule.filters, backends)
             .map_err(|e| nest_list_error(e, "filters"))?;
@@ -262,7 +287,15 @@ impl CompiledRule {
             route_id: route_id.clone(),
             rule_index: index,
             name: rule.name.as_deref().map(Into::into),
-            service: rule_stack(&scope, rule, &filters, &backends, state, error_extensions),
+            service: rule_stack(
+                &scope,
+                rule,
+                &filters,
+                &backends,
+                backends_lookup,
+                state,
+                error_extensions,
+            ),
             filters,
             timeouts,
             backends,

@@ -1,0 +1,1 @@
+//! Allow and deny rules: see the crate docs.

@@ -1,0 +1,1 @@
+//! Basic auth: see the crate docs.

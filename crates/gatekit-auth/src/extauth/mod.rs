@@ -1,0 +1,1 @@
+//! External authorization: see the crate docs.

@@ -1,0 +1,1 @@
+//! JWT: see the crate docs.
