@@ -44,8 +44,8 @@ use crate::status::ResourceRef;
 use crate::types::{
     BackendPolicy, BackendTlsPolicy, BackendTrafficPolicy, Check, ClientTrafficPolicy, ConfigMap,
     EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, ListenerSet, Namespace, ObjectMeta,
-    ReferenceGrant, Secret, SecurityOverride, SecurityPolicy, Service, TcpRoute, TlsRoute, TrafficPolicy, UdpRoute,
-    XBackendTrafficPolicy,
+    ReferenceGrant, Secret, SecurityOverride, SecurityPolicy, Service, TcpRoute, TlsRoute,
+    TrafficPolicy, UdpRoute, XBackendTrafficPolicy,
 };
 
 /// Every resource gatekit reads, by kind.

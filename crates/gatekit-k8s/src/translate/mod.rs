@@ -85,6 +85,7 @@
 //! a BackendTLSPolicy or a Gateway backend client certificate exists, translates
 //! everything.
 
+mod access;
 mod address;
 mod backend;
 mod backend_tls;
@@ -111,6 +112,10 @@ use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
 use crate::types::BackendPolicySpec;
 
+pub use self::access::{
+    AccessEntry, AccessSpec, ApiKeyConsumer, ApiKeySpec, AuthzRuleSpec, AuthzSpec, BasicSpec,
+    CredentialFrom, ExtAuthMode, ExtAuthSpec, JwksSource, JwtProviderSpec, JwtSpec,
+};
 pub use self::backend::{
     INVALID_BACKEND_PREFIX, backend_name, service_endpoints, udp_backend_name,
 };
@@ -547,6 +552,8 @@ pub struct Translation {
     statuses: Vec<Arc<ResourceStatus>>,
     errors: Vec<ConfigError>,
     global_rate_limits: BTreeSet<String>,
+    /// Access policies by name (SecurityPolicies, SecurityOverrides).
+    access: Arc<BTreeMap<String, AccessEntry>>,
     /// Set by an incremental [`Translator`] call only.
     changes: Option<Arc<Changes>>,
 }
@@ -562,6 +569,7 @@ impl std::fmt::Debug for Translation {
             .field("statuses", &self.statuses)
             .field("errors", &self.errors)
             .field("global_rate_limits", &self.global_rate_limits)
+            .field("access", &self.access)
             .finish_non_exhaustive()
     }
 }
@@ -626,6 +634,14 @@ impl Translation {
     /// (the policies' statuses say so).
     pub fn global_rate_limits(&self) -> &BTreeSet<String> {
         &self.global_rate_limits
+    }
+
+    /// The access policies route rules name in
+    /// [`RulePolicy::access`](gatekit_core::route::RulePolicy::access), by name
+    /// (`SecurityPolicy/<namespace>/<name>/<mechanism>`; see [`AccessEntry`]). A name
+    /// a rule lists whose entry has no spec cannot be served: the rule refuses.
+    pub fn access_policies(&self) -> &BTreeMap<String, AccessEntry> {
+        &self.access
     }
 
     /// Problems that made part of a route (or listener, or policy) unusable, each with

@@ -84,7 +84,12 @@ pub(crate) type ListenerRoutes = BTreeMap<(usize, usize), Vec<Arc<Route>>>;
 /// What a route gets per listener it attaches to: the listener's traffic policy
 /// values, the intersected hostnames, and the Secret (namespace, name) of the client
 /// certificate its Gateway presents to TLS backends.
-type PerListener = (TrafficValues, Hosts, Option<(String, String)>);
+type PerListener = (
+    TrafficValues,
+    Hosts,
+    Option<(String, String)>,
+    super::access::ListenerAccess,
+);
 
 /// A listener: its `(status_index, listener_index)`.
 pub(crate) type ListenerKey = (usize, usize);
@@ -286,7 +291,8 @@ fn attach(
                     let section = (l.owner.kind == "Gateway").then_some(l.name);
                     let traffic = cx.listener_traffic(l.gateway_ns, l.gateway_name, section);
                     let client = cx.gateway_client(l.gateway_ns, l.gateway_name);
-                    e.insert((traffic, hosts, client));
+                    let access = cx.listener_access(l.gateway_ns, l.gateway_name, section);
+                    e.insert((traffic, hosts, client, access));
                     counted.push((l.status_index, l.listener_index));
                 }
             }
@@ -308,8 +314,10 @@ fn attach(
     }
     // TLS backends get one upstream per client certificate of the route's Gateways
     // (see `backend_tls.rs`); every other backend one upstream.
-    let mut clients: Vec<Option<&(String, String)>> =
-        per_listener.values().map(|(_, _, c)| c.as_ref()).collect();
+    let mut clients: Vec<Option<&(String, String)>> = per_listener
+        .values()
+        .map(|(_, _, c, _)| c.as_ref())
+        .collect();
     clients.sort_unstable();
     clients.dedup();
     let mut tls_names: Vec<String> = Vec::new();
@@ -338,12 +346,13 @@ fn attach(
         }
     }
     let mut routes = Vec::with_capacity(per_listener.len());
-    for (listener, (traffic, hosts, client)) in per_listener {
+    for (listener, (traffic, hosts, client, access)) in per_listener {
         let mut route = Route::new(view.id.clone());
         route.hostnames = hosts.into_vec();
         route.created = view.created;
         route.rules = conv.rules.clone();
         cx.apply_traffic(view.kind, view.ns, view.name, &traffic, &mut route.rules);
+        cx.apply_access(view.kind, view.ns, view.name, &access, &mut route.rules);
         if let Some(client) = &client
             && !tls_names.is_empty()
         {

@@ -173,7 +173,11 @@ pub struct ApiKeyAuth {
     #[serde(default)]
     pub extract_from: Vec<KeySources>,
     /// A request header the client id is written to.
-    #[serde(default, rename = "forwardClientIDHeader", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "forwardClientIDHeader",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub forward_client_id_header: Option<String>,
     /// Remove the key from the request before it reaches the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,7 +247,11 @@ pub struct JwtProvider {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audiences: Vec<String>,
     /// Keys fetched from a URL.
-    #[serde(default, rename = "remoteJWKS", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "remoteJWKS",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub remote_jwks: Option<RemoteJwks>,
     /// Keys given inline or in a ConfigMap.
     #[serde(default, rename = "localJWKS", skip_serializing_if = "Option::is_none")]
