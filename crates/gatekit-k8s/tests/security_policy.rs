@@ -95,7 +95,11 @@ fn access(t: &Translation, route: &str, rule: Option<&str>) -> Vec<String> {
         .find(|r| r.id.name() == route)
         .unwrap();
     let rule = match rule {
-        Some(n) => r.rules.iter().find(|x| x.name.as_deref() == Some(n)).unwrap(),
+        Some(n) => r
+            .rules
+            .iter()
+            .find(|x| x.name.as_deref() == Some(n))
+            .unwrap(),
         None => &r.rules[0],
     };
     rule.policy.access.clone()
@@ -229,7 +233,12 @@ fn a_missing_secret_lists_the_name_without_a_spec_and_says_why() {
     );
     let entry = &t.access_policies()["SecurityPolicy/apps/broken/basicAuth"];
     assert!(entry.spec().is_none());
-    assert!(entry.problem().unwrap().contains("Secret apps/missing not found"));
+    assert!(
+        entry
+            .problem()
+            .unwrap()
+            .contains("Secret apps/missing not found")
+    );
     let (ok, reason, message) = accepted(&t, "SecurityPolicy", "broken");
     assert!(!ok);
     assert_eq!(reason, "Invalid");
@@ -249,7 +258,11 @@ fn api_keys_come_from_every_secret_and_stay_out_of_debug_output() {
     let Some(AccessSpec::ApiKey(spec)) = entry.spec().map(|s| &**s) else {
         panic!("{entry:?}")
     };
-    let alice = spec.consumers.iter().find(|c| c.client_id == "alice").unwrap();
+    let alice = spec
+        .consumers
+        .iter()
+        .find(|c| c.client_id == "alice")
+        .unwrap();
     assert_eq!(alice.keys, ["key-a-1", "key-a-2"]);
     assert_eq!(spec.forward_header.as_deref(), Some("x-client"));
     let debug = format!("{t:?}");

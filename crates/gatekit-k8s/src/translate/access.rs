@@ -57,8 +57,10 @@ use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
 /// One access check, as data: what the gateway builds an
 /// [`AccessPolicy`](gatekit_core::access::AccessPolicy) from.
+///
+/// Deliberately exhaustive: a new mechanism must break the build of every mapping
+/// from specs to layers, never fall into a catch-all arm.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub enum AccessSpec {
     /// API keys (`apiKeyAuth`).
     ApiKey(ApiKeySpec),
