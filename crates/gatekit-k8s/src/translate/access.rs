@@ -351,6 +351,9 @@ impl AccessEntry {
 /// A target: (kind, namespace, name, section).
 type Key = (&'static str, String, String, Option<String>);
 
+/// A Gateway target: (namespace, Gateway, listener).
+type GatewayKey = (String, String, Option<String>);
+
 /// What the access pass leaves for routes to read.
 #[derive(Default)]
 pub(crate) struct AccessMaps {
@@ -358,7 +361,7 @@ pub(crate) struct AccessMaps {
     pub(crate) entries: Arc<BTreeMap<String, AccessEntry>>,
     /// SecurityOverrides by Gateway target (namespace, Gateway, listener): their age
     /// rank and names.
-    overrides: HashMap<(String, String, Option<String>), Vec<(usize, Vec<String>)>>,
+    overrides: HashMap<GatewayKey, Vec<(usize, Vec<String>)>>,
     /// SecurityPolicies by target: the owner (`namespace/name`) and names.
     policies: HashMap<Key, (String, Vec<String>)>,
     /// The upstreams external authorization and JWKS backendRefs use.
@@ -668,16 +671,15 @@ impl Context<'_> {
                             format!("{:?} is not an http(s) URL", r.uri),
                         ));
                     }
-                    let upstream = match self.access_backend(
-                        ns,
-                        &r.backend_refs,
-                        None,
-                        &format!("{field}.remoteJWKS.backendRefs"),
-                        read,
-                    ) {
-                        Ok(u) => u,
-                        Err(()) => None,
-                    };
+                    let upstream = self
+                        .access_backend(
+                            ns,
+                            &r.backend_refs,
+                            None,
+                            &format!("{field}.remoteJWKS.backendRefs"),
+                            read,
+                        )
+                        .unwrap_or_default();
                     JwksSource::Remote {
                         uri: r.uri.clone(),
                         cache_duration,
