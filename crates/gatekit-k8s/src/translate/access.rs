@@ -1082,7 +1082,26 @@ impl Context<'_> {
             let name = name_of(&p.metadata);
             let owner = format!("{ns}/{name}");
             let resource = ResourceRef::new("SecurityPolicy", Some(ns), name);
-            let read = self.read_access("SecurityPolicy", ns, name, &p.spec.access);
+            let mut read = self.read_access("SecurityPolicy", ns, name, &p.spec.access);
+            let selector_fields: Vec<String> = p
+                .spec
+                .target_selectors
+                .iter()
+                .enumerate()
+                .flat_map(|(i, t)| {
+                    t.other
+                        .keys()
+                        .map(move |k| format!("targetSelectors[{i}].{k}"))
+                })
+                .collect();
+            if !selector_fields.is_empty() && read.unsupported.is_none() {
+                read.unsupported = Some(format!(
+                    "not implemented by gatekit: {}",
+                    selector_fields.join(", ")
+                ));
+                read.specs.clear();
+                read.names = vec![(entry_name("SecurityPolicy", ns, name, ""), "")];
+            }
             let resolved =
                 self.policy_targets(&p.metadata, &p.spec.target_selectors, p.spec.targets());
             let mut attachment = Attachment::new();
