@@ -291,3 +291,32 @@ fn an_ext_auth_backend_becomes_an_upstream() {
     assert_eq!(spec.timeout, Some(std::time::Duration::from_secs(2)));
     assert!(t.upstreams().contains_key("apps/authz:9000"));
 }
+
+#[test]
+fn an_external_auth_filter_becomes_the_rules_last_access_policy() {
+    let yaml = BASE.to_owned()
+        + "---\napiVersion: v1\nkind: Service\nmetadata: { name: authz, namespace: apps }\n\
+           spec: { ports: [{ port: 9000 }] }\n\
+           ---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+           metadata: { name: checked, namespace: apps }\n\
+           spec:\n  parentRefs: [{ name: gw }]\n  hostnames: [checked.test]\n  rules:\n  \
+           - filters:\n    - type: ExternalAuth\n      externalAuth:\n        protocol: HTTP\n        \
+           backendRef: { name: authz, port: 9000 }\n        http: { path: /check, allowedResponseHeaders: [x-user] }\n    \
+           backendRefs: [{ name: app, port: 8080 }]\n"
+        + &override_("platform", "2024-01-01T00:00:00Z", BASIC);
+    let t = run(&yaml);
+    let name = "HTTPRoute/apps/checked/rules[0]/externalAuth";
+    assert_eq!(
+        access(&t, "checked", None),
+        ["SecurityOverride/apps/platform/basicAuth", name]
+    );
+    let entry = &t.access_policies()[name];
+    let Some(AccessSpec::ExtAuth(spec)) = entry.spec().map(|s| &**s) else {
+        panic!("{entry:?}")
+    };
+    assert_eq!(spec.upstream, "apps/authz:9000");
+    assert!(t.upstreams().contains_key("apps/authz:9000"));
+    let route = t.status("HTTPRoute", Some("apps"), "checked").unwrap();
+    let accepted = route.parents()[0].condition("Accepted").unwrap();
+    assert!(accepted.is_true(), "{accepted:?}");
+}

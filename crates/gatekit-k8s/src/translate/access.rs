@@ -320,7 +320,24 @@ pub struct AccessEntry {
 }
 
 impl AccessEntry {
-    /// The SecurityPolicy or SecurityOverride it comes from.
+    pub(crate) fn new(
+        source: ResourceRef,
+        mechanism: &'static str,
+        targets: Vec<String>,
+        spec: Option<Arc<AccessSpec>>,
+        problem: Option<String>,
+    ) -> Self {
+        Self {
+            source,
+            mechanism,
+            targets,
+            spec,
+            problem,
+        }
+    }
+
+    /// The SecurityPolicy, SecurityOverride or HTTPRoute (`ExternalAuth` filter) it
+    /// comes from.
     pub fn source(&self) -> &ResourceRef {
         &self.source
     }
@@ -1285,6 +1302,7 @@ impl Context<'_> {
     ) {
         let maps = &self.access;
         if maps.entries.is_empty() {
+            // The rules' own (ExternalAuth filters) stay as they are.
             return;
         }
         let of = |section: Option<&str>| {
@@ -1301,8 +1319,10 @@ impl Context<'_> {
         for rule in rules {
             let own = rule.name.as_deref().and_then(|s| of(Some(s)));
             let policy = own.or(route).or(parent.policy.as_ref());
+            // The rule's own (ExternalAuth filters) come last.
+            let own = std::mem::take(&mut rule.policy.access);
             let mut access = parent.overrides.clone();
-            for n in policy.into_iter().flatten() {
+            for n in policy.into_iter().flatten().chain(&own) {
                 if !access.contains(n) {
                     access.push(n.clone());
                 }

@@ -59,8 +59,9 @@
 //! limits; a BackendPolicy's circuit breaker and retry budget go on every backendRef to
 //! its Service (not on mirrors).
 //!
-//! Rules that use something gatekit cannot do (ExtensionRef or ExternalAuth
-//! filters, unsupported values) are kept but lose their backends and filters, so requests they match answer
+//! An `ExternalAuth` filter (GEP-1494) becomes an access policy of its rule (see
+//! `access.rs`). Rules that use something gatekit cannot do (ExtensionRef filters,
+//! unsupported values) are kept but lose their backends and filters, so requests they match answer
 //! 500 instead of falling through to another route; the route reports
 //! `PartiallyInvalid`, or `Accepted=False/UnsupportedValue` when every rule is invalid.
 //!

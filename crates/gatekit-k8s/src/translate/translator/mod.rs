@@ -215,11 +215,18 @@ fn assemble<'p>(
     let mut errors = Vec::with_capacity(prefix_errors.len() + listener_errors.len());
     errors.extend_from_slice(prefix_errors);
     errors.extend(listener_errors);
+    let mut access = access;
     let mut routes: BTreeMap<ListenerKey, Vec<Arc<Route>>> = BTreeMap::new();
     let mut counts: BTreeMap<ListenerKey, u32> = BTreeMap::new();
     let mut route_statuses = Vec::with_capacity(count);
     let mut reported: HashSet<&str> = HashSet::new();
     for piece in pieces {
+        if !piece.access.is_empty() {
+            let map = Arc::make_mut(&mut access);
+            for (name, entry) in &piece.access {
+                map.insert(name.clone(), entry.clone());
+            }
+        }
         for (listener, route) in &piece.routes {
             routes.entry(*listener).or_default().push(route.clone());
         }
