@@ -52,6 +52,14 @@ macro_rules! with_config_kinds {
 }
 pub(crate) use with_config_kinds;
 
+impl Kind {
+    /// Kinds watched only by the names the configuration references (see
+    /// [`crate::refs`]), never cluster-wide.
+    pub(crate) fn by_reference(self) -> bool {
+        matches!(self, Kind::Secret | Kind::ConfigMap)
+    }
+}
+
 /// A store key: namespace ("" for cluster-scoped kinds), a grouping ("" except for
 /// EndpointSlices: their Service's name, so a Service's slices are one range), name.
 pub(crate) type Key = (String, String, String);
@@ -135,6 +143,19 @@ pub(crate) struct Delta {
     pub(crate) services: Vec<(String, String)>,
     /// Every object added, removed or modified (EndpointSlices included).
     pub(crate) objects: Vec<ResourceRef>,
+}
+
+impl Delta {
+    /// Adds what `other` changed.
+    pub(crate) fn merge(&mut self, other: Delta) {
+        self.config |= other.config;
+        for s in other.services {
+            if !self.services.contains(&s) {
+                self.services.push(s);
+            }
+        }
+        self.objects.extend(other.objects);
+    }
 }
 
 /// A kind the provider watches: where its store is, and how it is keyed. An object
@@ -296,6 +317,13 @@ impl<K: Watched> Store<K> {
     /// Replaces the whole content (a completed list), reporting only real differences:
     /// objects that appeared, disappeared or changed resourceVersion.
     pub(crate) fn replace(&self, objects: Vec<K>) -> Delta {
+        self.replace_where(objects, |_| true)
+    }
+
+    /// Replaces the objects whose keys `covers` (a completed list of a watch that
+    /// covers only those: a named watch's one name), leaving the others as they are,
+    /// and reports only real differences, as [`replace`](Self::replace) does.
+    pub(crate) fn replace_where(&self, objects: Vec<K>, covers: impl Fn(&Key) -> bool) -> Delta {
         let mut fresh: BTreeMap<Key, Arc<K>> = BTreeMap::new();
         for obj in objects {
             fresh.insert(obj.key(), Arc::new(obj));
@@ -307,12 +335,23 @@ impl<K: Watched> Store<K> {
                 note(&mut delta, K::KIND, key);
             }
         }
-        for key in map.keys() {
-            if !fresh.contains_key(key) {
+        map.retain(|key, _| {
+            let gone = covers(key) && !fresh.contains_key(key);
+            if gone {
                 note(&mut delta, K::KIND, key);
             }
+            !gone
+        });
+        map.extend(fresh);
+        delta
+    }
+
+    /// Removes the object at `key`, if stored (a reference that is gone).
+    pub(crate) fn remove(&self, key: &Key) -> Delta {
+        let mut delta = Delta::default();
+        if self.write().remove(key).is_some() {
+            note(&mut delta, K::KIND, key);
         }
-        *map = fresh;
         delta
     }
 }

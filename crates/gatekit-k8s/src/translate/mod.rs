@@ -98,6 +98,7 @@ mod session;
 mod stream;
 mod translator;
 pub use listener::unix_now;
+pub(crate) use backend::ns_of;
 pub(crate) use session::inline_v17_sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
