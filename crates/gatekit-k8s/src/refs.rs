@@ -114,7 +114,10 @@ impl Refs<'_> {
         }
         self.0.insert(Reference {
             kind,
-            namespace: namespace.filter(|n| !n.is_empty()).unwrap_or(home).to_owned(),
+            namespace: namespace
+                .filter(|n| !n.is_empty())
+                .unwrap_or(home)
+                .to_owned(),
             name: name.to_owned(),
         });
     }
@@ -126,14 +129,23 @@ fn gateways(resources: &ResourceSet, out: &mut Refs<'_>) {
     for gw in &resources.gateways {
         let home = ns_of(&gw.metadata);
         for l in &gw.spec.listeners {
-            for r in l.tls.iter().flat_map(|t| t.certificate_refs.iter().flatten()) {
+            for r in l
+                .tls
+                .iter()
+                .flat_map(|t| t.certificate_refs.iter().flatten())
+            {
                 let (group, kind) = (r.group.as_deref(), r.kind.as_deref());
                 out.add(group, kind, "Secret", r.namespace.as_deref(), home, &r.name);
             }
         }
         let Some(tls) = &gw.spec.tls else { continue };
         if let Some(frontend) = &tls.frontend {
-            for r in frontend.default.validation.iter().flat_map(|v| &v.ca_certificate_refs) {
+            for r in frontend
+                .default
+                .validation
+                .iter()
+                .flat_map(|v| &v.ca_certificate_refs)
+            {
                 let ns = r.namespace.as_deref();
                 out.add(Some(&r.group), Some(&r.kind), "", ns, home, &r.name);
             }
@@ -145,7 +157,11 @@ fn gateways(resources: &ResourceSet, out: &mut Refs<'_>) {
                 }
             }
         }
-        if let Some(r) = tls.backend.as_ref().and_then(|b| b.client_certificate_ref.as_ref()) {
+        if let Some(r) = tls
+            .backend
+            .as_ref()
+            .and_then(|b| b.client_certificate_ref.as_ref())
+        {
             let (group, kind) = (r.group.as_deref(), r.kind.as_deref());
             out.add(group, kind, "Secret", r.namespace.as_deref(), home, &r.name);
         }
@@ -158,7 +174,11 @@ fn listener_sets(resources: &ResourceSet, out: &mut Refs<'_>) {
     for set in &resources.listener_sets {
         let home = ns_of(&set.metadata);
         for l in &set.spec.listeners {
-            for r in l.tls.iter().flat_map(|t| t.certificate_refs.iter().flatten()) {
+            for r in l
+                .tls
+                .iter()
+                .flat_map(|t| t.certificate_refs.iter().flatten())
+            {
                 let (group, kind) = (r.group.as_deref(), r.kind.as_deref());
                 out.add(group, kind, "Secret", r.namespace.as_deref(), home, &r.name);
             }
@@ -181,7 +201,11 @@ fn backend_tls_policies(resources: &ResourceSet, out: &mut Refs<'_>) {
 fn client_traffic_policies(resources: &ResourceSet, out: &mut Refs<'_>) {
     for p in &resources.client_traffic_policies {
         let home = ns_of(&p.metadata);
-        let validation = p.spec.tls.as_ref().and_then(|t| t.client_validation.as_ref());
+        let validation = p
+            .spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_validation.as_ref());
         for r in validation.iter().flat_map(|v| &v.ca_certificate_refs) {
             let (group, kind) = (r.group.as_deref(), r.kind.as_deref());
             out.add(group, kind, "Secret", r.namespace.as_deref(), home, &r.name);

@@ -105,7 +105,11 @@ fn secrets(provider: &Provider) -> Vec<String> {
         .iter()
         .map(|s| {
             let m = &s.metadata;
-            format!("{}/{}", m.namespace.as_deref().unwrap(), m.name.as_deref().unwrap())
+            format!(
+                "{}/{}",
+                m.namespace.as_deref().unwrap(),
+                m.name.as_deref().unwrap()
+            )
         })
         .collect()
 }
@@ -176,9 +180,16 @@ async fn only_referenced_secrets_and_config_maps_are_requested_and_held() {
     for (path, selector) in &asked {
         let ok = matches!(
             (path.as_str(), selector.as_deref()),
-            ("/api/v1/namespaces/infra/secrets", Some("metadata.name=pair"))
-                | ("/api/v1/namespaces/shop/secrets", Some("metadata.name=opaque-ca"))
-                | ("/api/v1/namespaces/shop/configmaps", Some("metadata.name=api-ca"))
+            (
+                "/api/v1/namespaces/infra/secrets",
+                Some("metadata.name=pair")
+            ) | (
+                "/api/v1/namespaces/shop/secrets",
+                Some("metadata.name=opaque-ca")
+            ) | (
+                "/api/v1/namespaces/shop/configmaps",
+                Some("metadata.name=api-ca")
+            )
         );
         assert!(ok, "unexpected request {path} {selector:?}");
     }
@@ -188,9 +199,7 @@ async fn only_referenced_secrets_and_config_maps_are_requested_and_held() {
     // A listener now references `other`: the batch that hands out the Gateway change
     // already holds the Secret (the change waited for the new watch's first list).
     fake.apply_json(gateway(&["pair", "other"]));
-    let references_other = |p: &Provider| {
-        p.resources().gateways[0].spec.listeners.len() == 2
-    };
+    let references_other = |p: &Provider| p.resources().gateways[0].spec.listeners.len() == 2;
     tokio::time::timeout(WITHIN, async {
         loop {
             provider.changed().await;
@@ -218,9 +227,14 @@ async fn only_referenced_secrets_and_config_maps_are_requested_and_held() {
     // applied after them marks when the provider has seen everything before it).
     fake.apply_json(secret("infra", "pair", "Opaque"));
     fake.apply_json(secret("infra", "unrelated", "Opaque"));
-    fake.apply_json(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "marker"}}));
+    fake.apply_json(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "marker"}}),
+    );
     until(&provider, "the marker", |p| {
-        p.resources().namespaces.iter().any(|n| n.metadata.name.as_deref() == Some("marker"))
+        p.resources()
+            .namespaces
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some("marker"))
     })
     .await;
     assert_eq!(secrets(&provider), ["infra/other", "shop/opaque-ca"]);
@@ -249,8 +263,9 @@ async fn above_sixteen_names_one_namespace_watch_replaces_the_named_ones() {
     assert!(
         requests(&fake, "secrets")
             .iter()
-            .any(|(path, selector)| path == "/api/v1/namespaces/infra/secrets"
-                && selector.is_none()),
+            .any(
+                |(path, selector)| path == "/api/v1/namespaces/infra/secrets" && selector.is_none()
+            ),
         "no namespace watch: {:?}",
         requests(&fake, "secrets")
     );
@@ -264,7 +279,10 @@ async fn above_sixteen_names_one_namespace_watch_replaces_the_named_ones() {
     until(&provider, "the edited Secret", |p| {
         p.resources().secrets.iter().any(|s| {
             s.metadata.name.as_deref() == Some("c03")
-                && s.metadata.labels.as_ref().is_some_and(|l| l.contains_key("edited"))
+                && s.metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key("edited"))
         })
     })
     .await;
@@ -273,13 +291,18 @@ async fn above_sixteen_names_one_namespace_watch_replaces_the_named_ones() {
     // 16 names: one watch per name, the 17th Secret gone from the store.
     fake.clear_requests();
     fake.apply_json(gateway(&refs[..16]));
-    until(&provider, "c16 to leave the store", |p| secrets(p).len() == 16).await;
+    until(&provider, "c16 to leave the store", |p| {
+        secrets(p).len() == 16
+    })
+    .await;
     assert!(!secrets(&provider).contains(&"infra/c16".to_owned()));
     watches(&fake, "secrets", 16).await;
     assert!(
         requests(&fake, "secrets")
             .iter()
-            .all(|(_, selector)| selector.as_deref().is_some_and(|s| s.starts_with("metadata.name="))),
+            .all(|(_, selector)| selector
+                .as_deref()
+                .is_some_and(|s| s.starts_with("metadata.name="))),
         "{:?}",
         requests(&fake, "secrets")
     );

@@ -363,6 +363,9 @@ mod tests {
         }));
         let watches = Watches::default();
         assert_eq!(watches.counts(), (0, 0));
-        assert!(!watches.synced(), "not synced before the references are known");
+        assert!(
+            !watches.synced(),
+            "not synced before the references are known"
+        );
     }
 }

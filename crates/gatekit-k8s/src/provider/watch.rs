@@ -49,7 +49,10 @@ pub(crate) enum Scope {
 /// the same lock, so an object it has just removed is never stored again.
 enum Admit<'a> {
     All,
-    Names(&'a Names, MutexGuard<'a, std::collections::BTreeSet<String>>),
+    Names(
+        &'a Names,
+        MutexGuard<'a, std::collections::BTreeSet<String>>,
+    ),
 }
 
 impl Scope {

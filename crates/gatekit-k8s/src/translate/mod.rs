@@ -97,8 +97,8 @@ mod route;
 mod session;
 mod stream;
 mod translator;
-pub use listener::unix_now;
 pub(crate) use backend::ns_of;
+pub use listener::unix_now;
 pub(crate) use session::inline_v17_sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
