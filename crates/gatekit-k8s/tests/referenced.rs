@@ -321,3 +321,31 @@ async fn above_sixteen_names_one_namespace_watch_replaces_the_named_ones() {
     assert!(fake.get::<Secret>(Some("infra"), "unreferenced").is_some());
     assert!(fake.get::<Gateway>(Some("infra"), "gw").is_some());
 }
+
+/// A reference into a namespace gatekit may not read (403, RBAC narrowed to some
+/// namespaces) counts as a missing object: the replica still syncs, the cluster stays
+/// connected, and the readable references are held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_reference_is_missing_not_a_cluster_failure() {
+    let fake = fake().await;
+    fake.fail_next(
+        Some(http::Method::GET),
+        "/api/v1/namespaces/locked/secrets",
+        usize::MAX,
+        403,
+        None,
+    );
+    fake.apply_json(secret("infra", "pair", "kubernetes.io/tls"));
+    fake.apply_json(secret("locked", "pair", "kubernetes.io/tls"));
+    fake.apply_json(gateway(&["pair", "locked/pair"]));
+    let provider = start(&fake).await;
+    assert_eq!(secrets(&provider), ["infra/pair"]);
+    let cluster = &provider.clusters()[0];
+    assert!(cluster.connected && cluster.synced, "{cluster:?}");
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.path == "/api/v1/namespaces/locked/secrets"),
+        "the locked Secret was never asked for"
+    );
+}

@@ -9,7 +9,7 @@
 //! | `endpoints` | Service, EndpointSlice |
 //!
 //! Secrets and ConfigMaps are never watched cluster-wide: only the objects the
-//! configuration names ([`crate::refs`]) are watched, each by its name (or, above 16
+//! configuration names (listed by `refs.rs`) are watched, each by its name (or, above 16
 //! names in one namespace, through one watch of the namespace), and held; see
 //! `named.rs` for the mechanism, readiness, and how a change adding a reference waits
 //! (at most 1 s) for its object's first list.

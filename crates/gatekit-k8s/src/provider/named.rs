@@ -19,7 +19,12 @@
 //!   not referenced on receipt (they are never stored), and is started again when a
 //!   name is added (the dropped objects were never kept);
 //! - a reference that is gone: its watch is aborted and its object removed from the
-//!   store (a configuration change like any other), so the Secret leaves memory.
+//!   store (a configuration change like any other), so the Secret leaves memory;
+//! - a watch the API server refuses (403: RBAC narrowed to the namespaces that hold
+//!   certificates, and a reference elsewhere) counts as listed and empty, so the object
+//!   is "not found" for translation: one reference someone wrote neither keeps the
+//!   replica from becoming ready nor marks the cluster lost. It is tried again every
+//!   `backoffMax`.
 //!
 //! # Readiness and ordering
 //!

@@ -440,6 +440,42 @@ mod tests {
         assert_eq!(d.services, vec![("ns".to_owned(), "b".to_owned())]);
     }
 
+    fn secret(ns: &str, name: &str, rv: &str) -> crate::types::Secret {
+        crate::types::Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(ns.to_owned()),
+                resource_version: Some(rv.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_scoped_list_replaces_only_what_it_covers() {
+        let store: Store<crate::types::Secret> = Store::default();
+        store.apply(secret("a", "one", "1"));
+        store.apply(secret("a", "two", "2"));
+        store.apply(secret("b", "one", "3"));
+        // A named watch of a/one lists nothing: a/one is gone, the others stay.
+        let d = store.replace_where(Vec::new(), |k| k.0 == "a" && k.2 == "one");
+        assert_eq!(d.objects.len(), 1);
+        assert_eq!(store.read().len(), 2);
+        // The same list again changes nothing; a listed object that is unchanged
+        // neither.
+        assert!(
+            store
+                .replace_where(Vec::new(), |k| k.2 == "one" && k.0 == "a")
+                .objects
+                .is_empty()
+        );
+        let d = store.replace_where(vec![secret("a", "two", "2")], |k| k.0 == "a");
+        assert!(d.objects.is_empty() && !d.config);
+        let d = store.remove(&("b".to_owned(), String::new(), "one".to_owned()));
+        assert!(d.config && store.read().len() == 1);
+    }
+
     #[test]
     fn relist_reports_only_differences() {
         let store: Store<EndpointSlice> = Store::default();

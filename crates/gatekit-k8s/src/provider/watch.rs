@@ -190,6 +190,18 @@ pub(crate) async fn run<K: Watched>(
                     tokio::time::sleep(shared.settings.backoff_max).await;
                     continue;
                 }
+                if let (Scope::Names(names), Some(403)) = (&scope, status_code(&error)) {
+                    // Not allowed to read a referenced object (RBAC narrowed to some
+                    // namespaces): as if it did not exist (translation says "not
+                    // found"); neither the cluster's health nor readiness hangs on one
+                    // reference someone wrote.
+                    if names.mark_listed() {
+                        shared.record(cluster, Delta::default(), true);
+                    }
+                    tracing::warn!(cluster = %name, kind = K::KIND.name(), namespace = names.namespace(), %error, "not allowed to read a referenced object; treated as missing");
+                    tokio::time::sleep(shared.settings.backoff_max).await;
+                    continue;
+                }
                 let delay = backoff.next_delay();
                 tracing::warn!(cluster = %name, kind = K::KIND.name(), %error, retry_in = ?delay, "watch failed");
                 shared.watch_failed(cluster, &error.to_string());
@@ -235,10 +247,15 @@ fn invalid_object(shared: &Shared, cluster: usize, kind: Kind, meta: &ObjectMeta
 }
 
 fn is_not_found(error: &watcher::Error) -> bool {
+    status_code(error) == Some(404)
+}
+
+/// The API server's status code of a failed list or watch start.
+fn status_code(error: &watcher::Error) -> Option<u16> {
     match error {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
-        _ => false,
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => Some(status.code),
+        _ => None,
     }
 }
 
