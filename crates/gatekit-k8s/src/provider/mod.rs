@@ -754,7 +754,9 @@ impl Provider {
         }
     }
 
-    /// Takes the pending changes, if any.
+    /// Takes the pending changes, if any. While a change that adds references to
+    /// Secrets or ConfigMaps waits for their first list (at most 1 s), only
+    /// EndpointSlice changes are taken; the rest follow with the referenced objects.
     pub fn take_changes(&self) -> Option<Changes> {
         let mut pending = self.shared.pending();
         if !pending.ready() {
