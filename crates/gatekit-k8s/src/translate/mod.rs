@@ -97,6 +97,7 @@ mod route;
 mod session;
 mod stream;
 mod translator;
+pub(crate) use backend::ns_of;
 pub use listener::unix_now;
 pub(crate) use session::inline_v17_sessions;
 
