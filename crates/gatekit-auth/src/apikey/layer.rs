@@ -15,10 +15,10 @@ use super::{ApiKey, ApiKeyConfig};
 use crate::credential::CredentialSource;
 
 /// A SHA-256 digest of a key.
-pub(super) type Digest = [u8; 32];
+pub(crate) type Digest = [u8; 32];
 
 /// The SHA-256 digest of `key`.
-pub(super) fn digest_of(key: &[u8]) -> Digest {
+pub(crate) fn digest_of(key: &[u8]) -> Digest {
     let d = digest::digest(&digest::SHA256, key);
     let mut out = [0; 32];
     out.copy_from_slice(d.as_ref());

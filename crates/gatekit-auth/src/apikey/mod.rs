@@ -77,6 +77,8 @@ use zeroize::Zeroizing;
 
 use crate::credential::CredentialSource;
 
+pub(crate) use self::layer::{challenge, digest_of, forwarded_value};
+
 pub use self::future::ResponseFuture;
 pub use self::layer::{ApiKeyLayer, ApiKeyPolicy};
 pub use self::service::ApiKey;
