@@ -68,7 +68,7 @@ mod layer;
 mod service;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 
