@@ -67,8 +67,8 @@
 //! use tower::ServiceBuilder;
 //!
 //! # fn main() -> Result<(), gatekit_core::ConfigError> {
-//! // `htpasswd -nbB alice secret`
-//! let htpasswd = "alice:$2y$05$3jbpLjdCqbehNcrcOcD5AeUM4OpXbn20cuMJtDkPX5hXOxvKJiYum\n";
+//! // alice's password is `secret` (bcrypt, cost 5: `htpasswd -nbB -C 5 alice secret`)
+//! let htpasswd = "alice:$2y$05$X0DyXUrnbAzjcEDraEvjGO6VMHHnEyGkAelpnKKOpFcasToc7a4hi\n";
 //! let basic = BasicAuthLayer::new(
 //!     BasicAuthConfig::new("staff", htpasswd)
 //!         .forward_username(HeaderName::from_static("x-user")),
