@@ -81,13 +81,18 @@ fn no_auth(b: Bencher<'_, '_>) {
 #[divan::bench(args = ["valid", "unknown"])]
 fn api_key(b: Bencher<'_, '_>, which: &str) {
     let rt = runtime();
-    let mut cfg = ApiKeyConfig::new("api")
-        .with_source(CredentialSource::Header(HeaderName::from_static("x-api-key")));
+    let mut cfg = ApiKeyConfig::new("api").with_source(CredentialSource::Header(
+        HeaderName::from_static("x-api-key"),
+    ));
     for i in 0..10_000 {
         cfg = cfg.with_consumer(format!("consumer-{i}"), [format!("key-{i:08}")]);
     }
     let mut svc = ApiKeyLayer::new(cfg).unwrap().layer(app());
-    let key = if which == "valid" { "key-00004242" } else { "key-nobody" };
+    let key = if which == "valid" {
+        "key-00004242"
+    } else {
+        "key-nobody"
+    };
     b.bench_local(|| {
         let req = Request::get("/").header("x-api-key", key).body(()).unwrap();
         black_box(once(&rt, &mut svc, req))
@@ -114,7 +119,12 @@ fn basic(b: Bencher<'_, '_>, which: &str) {
     } else {
         basic_header("alice", "alice-pw")
     };
-    let req = || Request::get("/").header("authorization", &auth).body(()).unwrap();
+    let req = || {
+        Request::get("/")
+            .header("authorization", &auth)
+            .body(())
+            .unwrap()
+    };
     assert!(once(&rt, &mut svc, req()));
     b.bench_local(|| black_box(once(&rt, &mut svc, req())));
 }
@@ -223,7 +233,10 @@ fn flood() {
         let cpu = cpu_time().zip(cpu0).map(|(a, b)| a.saturating_sub(b));
         let stats = layer.stats();
         let pct = |l: &[Duration], p: usize| l[(l.len() * p / 100).min(l.len() - 1)];
-        println!("basic-auth flood ({} cores, 32 clients, bcrypt cost 10, {wall:.1?}):", cores());
+        println!(
+            "basic-auth flood ({} cores, 32 clients, bcrypt cost 10, {wall:.1?}):",
+            cores()
+        );
         if let Some(cpu) = cpu {
             println!(
                 "  process CPU {:.2} cores busy (clients included)",

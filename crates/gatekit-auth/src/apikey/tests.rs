@@ -92,7 +92,10 @@ pub(crate) async fn get(
     for (n, v) in headers {
         req = req.header(*n, *v);
     }
-    let rsp = client.request(req.body(Empty::new()).unwrap()).await.unwrap();
+    let rsp = client
+        .request(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
     let status = rsp.status();
     let challenge = rsp
         .headers()
@@ -127,7 +130,10 @@ async fn a_valid_key_passes_with_the_consumer_as_identity_and_header() {
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("identity=api-key:search\n"), "{body}");
     assert!(body.contains("consumer=search\n"), "{body}");
-    assert!(body.contains("key=key-search\n"), "not stripped by default: {body}");
+    assert!(
+        body.contains("key=key-search\n"),
+        "not stripped by default: {body}"
+    );
     assert_eq!(reached.load(Ordering::SeqCst), 1);
 }
 
@@ -144,7 +150,10 @@ async fn missing_and_unknown_keys_get_401_with_the_challenge_and_never_reach_the
         let (status, challenge, body) = get(&c, addr, "/", headers).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{headers:?}");
         assert_eq!(challenge, "ApiKey realm=\"api\"");
-        assert_eq!(body, "authentication required\n", "the same for every refusal");
+        assert_eq!(
+            body, "authentication required\n",
+            "the same for every refusal"
+        );
     }
     assert_eq!(reached.load(Ordering::SeqCst), 0);
 }
@@ -190,11 +199,12 @@ async fn a_client_sent_consumer_header_is_removed_whether_or_not_the_request_pas
     let plain = ApiKeyConfig::new("api")
         .with_consumer("search", ["key-search"])
         .with_source(CredentialSource::Header(X_API_KEY));
-    let mut svc = ApiKeyLayer::new(plain).unwrap().layer(tower::service_fn(
-        |req: Request<()>| async move {
-            Ok::<_, BoxError>(req.headers().get("x-consumer").cloned())
-        },
-    ));
+    let mut svc =
+        ApiKeyLayer::new(plain)
+            .unwrap()
+            .layer(tower::service_fn(|req: Request<()>| async move {
+                Ok::<_, BoxError>(req.headers().get("x-consumer").cloned())
+            }));
     let req = Request::get("/")
         .header("x-api-key", "key-search")
         .header("x-consumer", "x")
@@ -205,11 +215,12 @@ async fn a_client_sent_consumer_header_is_removed_whether_or_not_the_request_pas
 
     // With forwarding, a refused request loses it too (the refusal never reaches the
     // backend; the header is gone before anything else).
-    let mut svc = ApiKeyLayer::new(config())
-        .unwrap()
-        .layer(tower::service_fn(|_: Request<()>| async move {
-            Ok::<_, BoxError>(())
-        }));
+    let mut svc =
+        ApiKeyLayer::new(config())
+            .unwrap()
+            .layer(tower::service_fn(|_: Request<()>| async move {
+                Ok::<_, BoxError>(())
+            }));
     let req = Request::get("/")
         .header("x-consumer", "billing")
         .body(())
@@ -237,7 +248,10 @@ async fn the_credential_is_stripped_from_every_source_when_configured() {
         &c,
         addr,
         "/",
-        &[("cookie", "a=1; api_key=key-search"), ("x-api-key", "key-search")],
+        &[
+            ("cookie", "a=1; api_key=key-search"),
+            ("x-api-key", "key-search"),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -271,7 +285,10 @@ async fn the_first_source_holding_a_key_decides() {
 fn keys_never_appear_in_debug_output() {
     let cfg = config().strip_credential(true);
     let shown = format!("{cfg:?}");
-    assert!(shown.contains("billing") && shown.contains("2 key(s)"), "{shown}");
+    assert!(
+        shown.contains("billing") && shown.contains("2 key(s)"),
+        "{shown}"
+    );
     let layer = ApiKeyLayer::new(cfg).unwrap();
     let svc = layer.layer(());
     let policy = ApiKeyPolicy::from(layer.clone());
@@ -309,7 +326,10 @@ fn configuration_errors_name_the_place_and_never_the_key() {
     .unwrap();
 
     let no_source = ApiKeyConfig::new("api").with_consumer("a", ["k"]);
-    assert_eq!(ApiKeyLayer::new(no_source).unwrap_err().field(), "extractFrom");
+    assert_eq!(
+        ApiKeyLayer::new(no_source).unwrap_err().field(),
+        "extractFrom"
+    );
     let empty = ApiKeyConfig::new("api")
         .with_consumer("a", [""])
         .with_source(CredentialSource::Header(X_API_KEY));

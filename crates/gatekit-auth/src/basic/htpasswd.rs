@@ -185,8 +185,10 @@ fn parse_hash(hash: &str) -> Result<Hash, &'static str> {
         return Ok(Hash::Argon2(hash.to_owned()));
     }
     if hash.starts_with("$apr1$") || hash.starts_with("$1$") {
-        return Err("MD5 crypt hashes (`$apr1$`, `$1$`) are refused: hash with bcrypt \
-                    (`htpasswd -B`)");
+        return Err(
+            "MD5 crypt hashes (`$apr1$`, `$1$`) are refused: hash with bcrypt \
+                    (`htpasswd -B`)",
+        );
     }
     if hash.starts_with("$2x$") {
         return Err("bcrypt `$2x$` hashes are refused (made by a buggy bcrypt)");
@@ -194,6 +196,8 @@ fn parse_hash(hash: &str) -> Result<Hash, &'static str> {
     if hash.starts_with('$') {
         return Err("unsupported hash scheme: use bcrypt (`htpasswd -B`), argon2 or `{SHA}`");
     }
-    Err("not a supported password hash (plain-text and crypt passwords are refused): \
-         use bcrypt (`htpasswd -B`), argon2 or `{SHA}`")
+    Err(
+        "not a supported password hash (plain-text and crypt passwords are refused): \
+         use bcrypt (`htpasswd -B`), argon2 or `{SHA}`",
+    )
 }

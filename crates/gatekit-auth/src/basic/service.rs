@@ -188,12 +188,7 @@ where
             let req = shared.admit(req, user);
             return ResponseFuture::inner(self.inner.call(req));
         }
-        let check: BoxCheck = Box::pin(check(
-            Arc::clone(shared),
-            Arc::clone(user),
-            password,
-            key,
-        ));
+        let check: BoxCheck = Box::pin(check(Arc::clone(shared), Arc::clone(user), password, key));
         let user = Arc::clone(user);
         let shared = Arc::clone(shared);
         // The ready service goes with the request; a clone stays for the next one.

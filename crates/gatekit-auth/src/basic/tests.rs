@@ -83,14 +83,17 @@ async fn call(
 
 #[tokio::test]
 async fn every_accepted_scheme_verifies_over_http_with_identity_and_forwarded_user() {
-    let layer = BasicAuthLayer::new(
-        BasicAuthConfig::new("staff", htpasswd()).forward_username(X_USER),
-    )
-    .unwrap();
+    let layer =
+        BasicAuthLayer::new(BasicAuthConfig::new("staff", htpasswd()).forward_username(X_USER))
+            .unwrap();
     let reached = Arc::new(AtomicUsize::new(0));
     let addr = serve(BasicAuthPolicy::new(layer.clone()).layer(echo(Arc::clone(&reached)))).await;
     let c = client();
-    for (user, pw) in [("alice", "alice-pw"), ("bob", "bob-pw"), ("carol", "carol-pw")] {
+    for (user, pw) in [
+        ("alice", "alice-pw"),
+        ("bob", "bob-pw"),
+        ("carol", "carol-pw"),
+    ] {
         let auth = basic(user, pw);
         let (status, _, body) = get(
             &c,
@@ -101,8 +104,14 @@ async fn every_accepted_scheme_verifies_over_http_with_identity_and_forwarded_us
         .await;
         assert_eq!(status, StatusCode::OK, "{user}");
         assert!(body.contains(&format!("identity=basic:{user}\n")), "{body}");
-        assert!(body.contains(&format!("user={user}\n")), "spoof removed: {body}");
-        assert!(body.contains("authorization=Basic "), "kept by default: {body}");
+        assert!(
+            body.contains(&format!("user={user}\n")),
+            "spoof removed: {body}"
+        );
+        assert!(
+            body.contains("authorization=Basic "),
+            "kept by default: {body}"
+        );
     }
     assert_eq!(reached.load(Ordering::SeqCst), 3);
     for auth in [
@@ -120,7 +129,10 @@ async fn every_accepted_scheme_verifies_over_http_with_identity_and_forwarded_us
         assert_eq!(body, "authentication required\n");
     }
     let (status, challenge, _) = get(&c, addr, "/", &[]).await;
-    assert_eq!((status, challenge.as_str()), (StatusCode::UNAUTHORIZED, CHALLENGE));
+    assert_eq!(
+        (status, challenge.as_str()),
+        (StatusCode::UNAUTHORIZED, CHALLENGE)
+    );
     let alice = basic("alice", "alice-pw");
     let (status, ..) = get(
         &c,
@@ -166,11 +178,17 @@ async fn a_cached_credential_costs_no_hash_until_its_ttl_ends() {
     // A wrong password is checked once, then refused from the cache for a while.
     let wrong = basic("alice", "guess");
     for _ in 0..3 {
-        assert_eq!(call(&mut svc, &wrong).await, Err(ErrorKind::Unauthenticated));
+        assert_eq!(
+            call(&mut svc, &wrong).await,
+            Err(ErrorKind::Unauthenticated)
+        );
     }
     assert_eq!(layer.stats().verifications, 2);
     tokio::time::advance(Duration::from_secs(11)).await;
-    assert_eq!(call(&mut svc, &wrong).await, Err(ErrorKind::Unauthenticated));
+    assert_eq!(
+        call(&mut svc, &wrong).await,
+        Err(ErrorKind::Unauthenticated)
+    );
     assert_eq!(layer.stats().verifications, 3, "the refusal expired");
 
     // The verified entry expires too.
@@ -179,7 +197,10 @@ async fn a_cached_credential_costs_no_hash_until_its_ttl_ends() {
     assert_eq!(layer.stats().verifications, 4);
     // Unknown users and {SHA} checks cost no slow hash.
     let _ = call(&mut svc, &basic("nobody", "x")).await;
-    assert_eq!(call(&mut svc, &basic("carol", "carol-pw")).await.unwrap(), "carol");
+    assert_eq!(
+        call(&mut svc, &basic("carol", "carol-pw")).await.unwrap(),
+        "carol"
+    );
     assert_eq!(layer.stats().verifications, 4);
 }
 
@@ -215,7 +236,9 @@ async fn past_the_permits_a_check_waits_at_most_the_bound_then_gets_503() {
     let results = futures_join_all(attempts).await;
     assert_eq!(results[0], Err(ErrorKind::Unauthenticated));
     assert!(
-        results[1..].iter().all(|r| *r == Err(ErrorKind::Overloaded)),
+        results[1..]
+            .iter()
+            .all(|r| *r == Err(ErrorKind::Overloaded)),
         "{results:?}"
     );
     let stats = layer.stats();
@@ -234,7 +257,11 @@ async fn concurrent_checks_never_exceed_the_bound() {
         .map(|i| {
             let mut svc = direct(&layer);
             tokio::spawn(async move {
-                let pw = if i == 0 { "alice-pw".to_owned() } else { format!("guess-{i}") };
+                let pw = if i == 0 {
+                    "alice-pw".to_owned()
+                } else {
+                    format!("guess-{i}")
+                };
                 call(&mut svc, &basic("alice", &pw)).await
             })
         })
@@ -322,11 +349,17 @@ fn htpasswd_errors_name_the_line_and_never_its_content() {
     let good = bcrypt_hash("pw", 4);
     let cases = [
         (format!("a:{good}\nb:plain-secret\n"), 2),
-        (format!("a:{good}\n# c\n\nb:$apr1$secretsa$lt0123456789abcdefghi\n"), 4),
+        (
+            format!("a:{good}\n# c\n\nb:$apr1$secretsa$lt0123456789abcdefghi\n"),
+            4,
+        ),
         ("b:$1$secretsa$lt0123456789abcdefg\n".to_owned(), 1),
         ("b:$6$secretsalt$xyz\n".to_owned(), 1),
         ("b:abSECRETdes12\n".to_owned(), 1),
-        ("b:$2x$04$secretsecretsecretsecreOsecretsecretsecretsecretsecretsecr\n".to_owned(), 1),
+        (
+            "b:$2x$04$secretsecretsecretsecreOsecretsecretsecretsecretsecretsecr\n".to_owned(),
+            1,
+        ),
         ("b:$2y$04$secret\n".to_owned(), 1),
         (format!("b:{}\n", good.replace("$2y$04$", "$2y$17$")), 1),
         ("b:{SHA}secret\n".to_owned(), 1),
@@ -336,7 +369,11 @@ fn htpasswd_errors_name_the_line_and_never_its_content() {
     ];
     for (text, line) in cases {
         let err = BasicAuthLayer::new(BasicAuthConfig::new("staff", text.clone())).unwrap_err();
-        assert_eq!(err.field(), format!("htpasswd line {line}"), "{text}: {err}");
+        assert_eq!(
+            err.field(),
+            format!("htpasswd line {line}"),
+            "{text}: {err}"
+        );
         let msg = err.to_string();
         assert!(!msg.to_lowercase().contains("secret"), "{msg}");
     }
@@ -344,7 +381,8 @@ fn htpasswd_errors_name_the_line_and_never_its_content() {
     assert_eq!(err.field(), "htpasswd");
     // An argon2 hash asking for 512 MiB per check.
     let huge = argon2_hash("pw").replace("m=64", "m=524288");
-    let err = BasicAuthLayer::new(BasicAuthConfig::new("staff", format!("a:{huge}\n"))).unwrap_err();
+    let err =
+        BasicAuthLayer::new(BasicAuthConfig::new("staff", format!("a:{huge}\n"))).unwrap_err();
     assert_eq!(err.field(), "htpasswd line 1", "{err}");
 }
 
@@ -361,7 +399,10 @@ fn hashes_never_appear_in_debug_output_and_weak_lines_are_listed() {
         format!("{svc:?}"),
         format!("{policy:?}"),
     ] {
-        assert!(!shown.contains("$2y$") && !shown.contains("{SHA}"), "{shown}");
+        assert!(
+            !shown.contains("$2y$") && !shown.contains("{SHA}"),
+            "{shown}"
+        );
         assert!(!shown.contains("argon2id"), "{shown}");
     }
     assert_eq!(layer.user_count(), 3);

@@ -227,7 +227,11 @@ mod tests {
         assert_eq!(k(&alice), k(&with("api-key", "alice")));
         assert_eq!(enc(&alice), enc(&with("api-key", "alice")));
         assert_ne!(k(&alice), k(&with("api-key", "bob")));
-        assert_ne!(k(&alice), k(&with("basic", "alice")), "the method is part of it");
+        assert_ne!(
+            k(&alice),
+            k(&with("basic", "alice")),
+            "the method is part of it"
+        );
         assert_ne!(enc(&alice), enc(&with("basic", "alice")));
         assert_ne!(enc(&with("a", "bc")), enc(&with("ab", "c")), "framed");
         assert_eq!(k(&req(Some("10.0.0.1"), &[])), None, "no identity: no key");
