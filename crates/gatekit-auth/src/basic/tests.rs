@@ -389,7 +389,7 @@ fn htpasswd_errors_name_the_line_and_never_its_content() {
 #[test]
 fn hashes_never_appear_in_debug_output_and_weak_lines_are_listed() {
     let text = htpasswd();
-    let cfg = BasicAuthConfig::new("staff", text.clone());
+    let cfg = BasicAuthConfig::new("staff", text);
     let layer = BasicAuthLayer::new(cfg.clone()).unwrap();
     let svc = layer.layer(());
     let policy = BasicAuthPolicy::from(layer.clone());
