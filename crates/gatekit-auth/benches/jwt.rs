@@ -53,7 +53,11 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 fn claims() -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     json!({"iss": "https://issuer.test", "aud": "api", "sub": "alice", "exp": exp, "scope": "read write"})
         .to_string()
 }
@@ -61,7 +65,9 @@ fn claims() -> String {
 fn signed(alg: &str, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
     let msg = format!(
         "{}.{}",
-        b64(json!({"alg": alg, "typ": "JWT", "kid": "k"}).to_string().as_bytes()),
+        b64(json!({"alg": alg, "typ": "JWT", "kid": "k"})
+            .to_string()
+            .as_bytes()),
         b64(claims().as_bytes())
     );
     let signature = sign(msg.as_bytes());
@@ -72,7 +78,11 @@ fn signed(alg: &str, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
 fn rs256() -> (JwtLayer, String) {
     let pem = include_str!("../tests/fixtures/jwt-rsa-a.pem");
     let der = STANDARD
-        .decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
+        .decode(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
         .unwrap();
     let key = sig::RsaKeyPair::from_pkcs8(&der).unwrap();
     let c = sig::RsaPublicKeyComponents::<Vec<u8>>::from(key.public());
@@ -92,8 +102,11 @@ fn es256() -> (JwtLayer, String) {
     let pkcs8 = sig::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
     let key = sig::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
     let p = key.public_key().as_ref();
-    let jwk = json!({"kty": "EC", "kid": "k", "crv": "P-256", "x": b64(&p[1..33]), "y": b64(&p[33..])});
-    let token = signed("ES256", |msg| key.sign(&rng, msg).unwrap().as_ref().to_vec());
+    let jwk =
+        json!({"kty": "EC", "kid": "k", "crv": "P-256", "x": b64(&p[1..33]), "y": b64(&p[33..])});
+    let token = signed("ES256", |msg| {
+        key.sign(&rng, msg).unwrap().as_ref().to_vec()
+    });
     (layer(jwk), token)
 }
 

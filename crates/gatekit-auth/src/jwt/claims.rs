@@ -86,7 +86,10 @@ mod tests {
         let c = map(json!({"scope": "read write:all", "groups": ["ops", "dev"], "scp": ["admin"]}));
         assert!(has_scope(&c, "read"));
         assert!(has_scope(&c, "write:all"));
-        assert!(!has_scope(&c, "write"), "a prefix of a word is not the word");
+        assert!(
+            !has_scope(&c, "write"),
+            "a prefix of a word is not the word"
+        );
         assert!(has_scope(&c, "admin"), "scp counts as scope");
         assert!(contains(&c, "groups", "ops"));
         assert!(!contains(&c, "groups", "op"));

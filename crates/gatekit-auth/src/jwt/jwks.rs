@@ -141,7 +141,9 @@ pub(super) async fn run(
                 retry.min(remote.cache_duration)
             }
         };
-        let Some(refresh) = &store.refresh else { return };
+        let Some(refresh) = &store.refresh else {
+            return;
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = refresh.notify.notified() => {}

@@ -55,7 +55,9 @@ impl KeySet {
             }
             let by_type: Vec<Algorithm> = match &jwk.algorithm {
                 AlgorithmParameters::RSA(_) => RSA_ALGORITHMS.to_vec(),
-                AlgorithmParameters::EllipticCurve(p) => ec_algorithm(&p.curve).into_iter().collect(),
+                AlgorithmParameters::EllipticCurve(p) => {
+                    ec_algorithm(&p.curve).into_iter().collect()
+                }
                 AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
                     vec![Algorithm::EdDSA]
                 }

@@ -38,10 +38,16 @@ impl JwtLayer {
     pub fn new(config: JwtConfig) -> Result<Self, ConfigError> {
         super::crypto::install();
         if config.providers.is_empty() {
-            return Err(ConfigError::new("providers", "at least one provider is needed"));
+            return Err(ConfigError::new(
+                "providers",
+                "at least one provider is needed",
+            ));
         }
         let realm = &config.realm;
-        if realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+        if realm
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
+        {
             return Err(ConfigError::new(
                 "realm",
                 "must not hold quotes, backslashes or control characters",
@@ -62,10 +68,16 @@ impl JwtLayer {
         for (i, p) in config.providers.into_iter().enumerate() {
             let at = |field: &str| format!("providers[{i}].{field}");
             if !names.insert(p.name.clone()) {
-                return Err(ConfigError::new(at("name"), format!("duplicate provider name {:?}", p.name)));
+                return Err(ConfigError::new(
+                    at("name"),
+                    format!("duplicate provider name {:?}", p.name),
+                ));
             }
             if p.extract_from.is_empty() {
-                return Err(ConfigError::new(at("extractFrom"), "no place to read the token from"));
+                return Err(ConfigError::new(
+                    at("extractFrom"),
+                    "no place to read the token from",
+                ));
             }
             let name: Arc<str> = Arc::from(p.name.as_str());
             let base = base_validation(&p);

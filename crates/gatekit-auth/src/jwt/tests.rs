@@ -235,7 +235,10 @@ async fn tokens_of_every_algorithm_verify_with_their_jwk() {
         assert_eq!(rsp.status(), StatusCode::OK, "{alg}");
         let id = rsp.extensions().get::<Identity>().unwrap();
         assert_eq!((id.method(), id.subject()), ("jwt", "alice"));
-        assert_eq!(&*rsp.extensions().get::<VerifiedClaims>().unwrap().provider, "test");
+        assert_eq!(
+            &*rsp.extensions().get::<VerifiedClaims>().unwrap().provider,
+            "test"
+        );
     }
 
     // HMAC keys are ignored unless the provider enables them.
@@ -280,8 +283,14 @@ async fn bad_tokens_are_refused_with_invalid_token_and_no_reason() {
     let cases = [
         ("expired", t(with(claims(), "exp", json!(n - 120)))),
         ("not yet valid", t(with(claims(), "nbf", json!(n + 120)))),
-        ("wrong audience", t(with(claims(), "aud", json!("elsewhere")))),
-        ("wrong issuer", t(with(claims(), "iss", json!("https://evil.test")))),
+        (
+            "wrong audience",
+            t(with(claims(), "aud", json!("elsewhere"))),
+        ),
+        (
+            "wrong issuer",
+            t(with(claims(), "iss", json!("https://evil.test"))),
+        ),
         ("no exp", t(no_exp)),
         ("alg none", none.clone()),
         ("wrong key, same kid", other.token("RS256", "a", &claims())),
@@ -295,7 +304,11 @@ async fn bad_tokens_are_refused_with_invalid_token_and_no_reason() {
     }
     none.push_str("c2ln");
     let rsp = send(&svc, bearer(&none)).await;
-    assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED, "alg none with a signature");
+    assert_eq!(
+        rsp.status(),
+        StatusCode::UNAUTHORIZED,
+        "alg none with a signature"
+    );
 
     // No token: a challenge without an error.
     let req = Request::get("/r").body(Body::empty()).unwrap();
@@ -307,7 +320,9 @@ async fn bad_tokens_are_refused_with_invalid_token_and_no_reason() {
 #[tokio::test]
 async fn an_hs256_token_signed_with_the_rsa_public_key_is_refused() {
     let rsa = Signer::rsa(RSA_A);
-    let Signer::Rsa(pair) = &rsa else { unreachable!() };
+    let Signer::Rsa(pair) = &rsa else {
+        unreachable!()
+    };
     // HMAC is even enabled for the provider: the RSA key still only verifies RS*/PS*.
     let (_, svc) = guarded(JwtConfig::new([
         provider(jwks(&[rsa.jwk("a")])).allow_hmac(true)
@@ -349,7 +364,11 @@ async fn claims_become_headers_and_client_copies_are_removed() {
         .claim_to_header(HeaderName::from_static("x-admin"), "admin")
         .claim_to_header(HeaderName::from_static("x-missing"), "nope");
     let (_, svc) = guarded(JwtConfig::new([p]).optional(true));
-    let c = with(with(claims(), "org", json!({"tier": 3})), "admin", json!(false));
+    let c = with(
+        with(claims(), "org", json!({"tier": 3})),
+        "admin",
+        json!(false),
+    );
     let mut req = bearer(&ec.token("ES256", "k", &c));
     for h in ["x-user", "x-tier", "x-missing"] {
         req.headers_mut().insert(h, "spoofed".parse().unwrap());
@@ -360,14 +379,21 @@ async fn claims_become_headers_and_client_copies_are_removed() {
     assert_eq!(h.get_all("x-user").iter().collect::<Vec<_>>(), ["alice"]);
     assert_eq!(h["x-tier"], "3");
     assert_eq!(h["x-admin"], "false");
-    assert!(!h.contains_key("x-missing"), "a spoofed header for an absent claim is gone too");
-    assert!(h.contains_key(header::AUTHORIZATION), "forwarded by default");
+    assert!(
+        !h.contains_key("x-missing"),
+        "a spoofed header for an absent claim is gone too"
+    );
+    assert!(
+        h.contains_key(header::AUTHORIZATION),
+        "forwarded by default"
+    );
     let claims = rsp.extensions().get::<VerifiedClaims>().unwrap();
     assert_eq!(claims.claims["org"]["tier"], 3);
 
     // Optional and no token: through, unauthenticated, spoofed headers still removed.
     let mut req = Request::get("/r").body(Body::empty()).unwrap();
-    req.headers_mut().insert("x-user", "spoofed".parse().unwrap());
+    req.headers_mut()
+        .insert("x-user", "spoofed".parse().unwrap());
     let rsp = send(&svc, req).await;
     assert_eq!(rsp.status(), StatusCode::OK);
     assert!(!rsp.headers().contains_key("x-user"));
@@ -412,18 +438,22 @@ async fn several_providers_a_token_goes_to_its_issuer() {
         )),
     )
     .issuer("https://remote.test");
-    let pa = JwtProvider::new("a", JwksSource::Local(jwks(&[a.jwk("k")])))
-        .issuer("https://a.test");
-    let pb = JwtProvider::new("b", JwksSource::Local(jwks(&[b.jwk("k")])))
-        .issuer("https://b.test");
+    let pa = JwtProvider::new("a", JwksSource::Local(jwks(&[a.jwk("k")]))).issuer("https://a.test");
+    let pb = JwtProvider::new("b", JwksSource::Local(jwks(&[b.jwk("k")]))).issuer("https://b.test");
     let (layer, svc) = guarded(JwtConfig::new([remote, pa, pb]));
     let ca = with(claims(), "iss", json!("https://a.test"));
     let cb = with(claims(), "iss", json!("https://b.test"));
     let rsp = send(&svc, bearer(&a.token("RS256", "k", &ca))).await;
     assert_eq!(rsp.status(), StatusCode::OK);
-    assert_eq!(&*rsp.extensions().get::<VerifiedClaims>().unwrap().provider, "a");
+    assert_eq!(
+        &*rsp.extensions().get::<VerifiedClaims>().unwrap().provider,
+        "a"
+    );
     let rsp = send(&svc, bearer(&b.token("ES384", "k", &cb))).await;
-    assert_eq!(&*rsp.extensions().get::<VerifiedClaims>().unwrap().provider, "b");
+    assert_eq!(
+        &*rsp.extensions().get::<VerifiedClaims>().unwrap().provider,
+        "b"
+    );
     // `a`'s key signing a token claiming `b`'s issuer: refused.
     let rsp = send(&svc, bearer(&a.token("RS256", "k", &cb))).await;
     assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
@@ -440,7 +470,10 @@ async fn several_providers_a_token_goes_to_its_issuer() {
 fn bad_configuration_names_the_field() {
     let err = JwtLayer::new(JwtConfig::new([JwtProvider::new(
         "p",
-        JwksSource::Local("{\"keys\": [{\"kty\": \"RSA\", \"use\": \"enc\", \"n\": \"AQAB\", \"e\": \"AQAB\"}]}".into()),
+        JwksSource::Local(
+            "{\"keys\": [{\"kty\": \"RSA\", \"use\": \"enc\", \"n\": \"AQAB\", \"e\": \"AQAB\"}]}"
+                .into(),
+        ),
     )]))
     .unwrap_err();
     assert_eq!(err.field(), "providers[0].localJWKS");
@@ -494,22 +527,25 @@ impl JwksServer {
         let (d, h) = (doc.clone(), hits.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (d, h) = (d.clone(), h.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        assert_eq!(req.uri().path(), "/jwks.json");
-                        h.fetch_add(1, Ordering::SeqCst);
-                        let body = d.lock().clone();
-                        async move {
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .header(header::CONTENT_TYPE, "application/json")
-                                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                                    .unwrap(),
-                            )
-                        }
-                    });
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            assert_eq!(req.uri().path(), "/jwks.json");
+                            h.fetch_add(1, Ordering::SeqCst);
+                            let body = d.lock().clone();
+                            async move {
+                                Ok::<_, Infallible>(
+                                    Response::builder()
+                                        .header(header::CONTENT_TYPE, "application/json")
+                                        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                        .unwrap(),
+                                )
+                            }
+                        });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(false)
@@ -569,7 +605,11 @@ async fn a_rotated_key_is_fetched_on_its_first_token_without_rebuilding() {
     *server.doc.lock() = jwks(&[old.jwk("old"), new.jwk("new")]);
     let token = new.token("ES256", "new", &claims());
     let rsp = send(&svc, bearer(&token)).await;
-    assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED, "asks for the refresh");
+    assert_eq!(
+        rsp.status(),
+        StatusCode::UNAUTHORIZED,
+        "asks for the refresh"
+    );
     fetched(&layer, 2, 0).await;
     let rsp = send(&svc, bearer(&token)).await;
     assert_eq!(rsp.status(), StatusCode::OK);
@@ -584,13 +624,21 @@ async fn a_flood_of_unknown_kids_fetches_at_most_once_per_interval() {
     fetched(&layer, 1, 0).await;
     let store = layer.shared().providers[0].store.clone();
     for i in 0..50 {
-        let rsp = send(&svc, bearer(&key.token("ES256", &format!("kid-{i}"), &claims()))).await;
+        let rsp = send(
+            &svc,
+            bearer(&key.token("ES256", &format!("kid-{i}"), &claims())),
+        )
+        .await;
         assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
     }
     fetched(&layer, 2, 0).await;
     assert_eq!(store.refreshes_requested(), 1);
     for i in 50..100 {
-        let rsp = send(&svc, bearer(&key.token("ES256", &format!("kid-{i}"), &claims()))).await;
+        let rsp = send(
+            &svc,
+            bearer(&key.token("ES256", &format!("kid-{i}"), &claims())),
+        )
+        .await;
         assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
     }
     // No further refresh was asked for within the 10 s, so none can reach the server.
@@ -652,7 +700,10 @@ async fn the_layer_serves_a_body_generic_stack() {
         Ok::<_, BoxError>(Response::new(()))
     }));
     let req = Request::get("/")
-        .header(header::AUTHORIZATION, format!("Bearer {}", ec.token("ES256", "k", &claims())))
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", ec.token("ES256", "k", &claims())),
+        )
         .body(String::new())
         .unwrap();
     svc.ready().await.unwrap().call(req).await.unwrap();
