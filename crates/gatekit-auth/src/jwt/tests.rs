@@ -520,6 +520,11 @@ struct JwksServer {
 
 impl JwksServer {
     async fn start(doc: String) -> Self {
+        Self::start_with(doc, None).await
+    }
+
+    /// Serves over TLS when `tls` is given.
+    async fn start_with(doc: String, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let doc = Arc::new(parking_lot::Mutex::new(doc));
@@ -530,7 +535,7 @@ impl JwksServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (d, h) = (d.clone(), h.clone());
+                let (d, h, tls) = (d.clone(), h.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc =
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -546,11 +551,23 @@ impl JwksServer {
                                 )
                             }
                         });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(false)
-                        .serve_connection(io, svc)
-                        .await;
+                    // One request per connection: stopping the accept loop stops the
+                    // server (no pooled connection outlives it).
+                    let mut http = hyper::server::conn::http1::Builder::new();
+                    http.keep_alive(false);
+                    match tls {
+                        None => {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = http.serve_connection(io, svc).await;
+                        }
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = http.serve_connection(io, svc).await;
+                        }
+                    }
                 });
             }
         });
@@ -715,4 +732,55 @@ async fn the_layer_serves_a_body_generic_stack() {
         .await
         .unwrap_err();
     assert_eq!(error_response(&*err).status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_remote_jwks_over_https_is_fetched_with_the_configured_ca() {
+    use gatekit_core::client::{TlsSettings, Transport};
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let ca = gatekit_testkit::Ca::new();
+    let (_, key_pem, leaf) = ca.leaf_pem(&["jwks.test"]);
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf],
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let key = Signer::ec("P-384");
+    let server = JwksServer::start_with(jwks(&[key.jwk("k")]), Some(acceptor)).await;
+    let uri: http::Uri = format!("https://jwks.test:{}/jwks.json", server.addr.port())
+        .parse()
+        .unwrap();
+    let through = |ca_pem: &str| {
+        let tls = TlsSettings::from_ca_pem(ca_pem.as_bytes())
+            .unwrap()
+            .server_name("jwks.test")
+            .unwrap();
+        let backend = Backend::single_with(
+            &Client::default(),
+            server.addr,
+            Transport::http1().with_tls(tls),
+        );
+        remote_provider(RemoteJwks::new(uri.clone(), backend))
+    };
+
+    let (layer, svc) = guarded(JwtConfig::new([through(&ca.pem())]));
+    fetched(&layer, 1, 0).await;
+    let rsp = send(&svc, bearer(&key.token("ES384", "k", &claims()))).await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+
+    // A CA that did not issue the server's certificate: no keys, 503.
+    let (layer, svc) = guarded(JwtConfig::new([through(&gatekit_testkit::Ca::new().pem())]));
+    fetched(&layer, 0, 1).await;
+    let rsp = send(&svc, bearer(&key.token("ES384", "k", &claims()))).await;
+    assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(server.hits(), 1, "the unverified server got no request");
 }
