@@ -33,8 +33,9 @@ impl JwtLayer {
     ///
     /// A [`ConfigError`] naming the field (`providers[1].localJWKS`, ...): no provider,
     /// two providers with one name, a provider without a token source, a local JWKS
-    /// that is not one or holds no usable key, a realm that cannot be quoted, or a
-    /// remote JWKS without a tokio runtime to fetch it on.
+    /// that is not one or holds no usable key, a realm that cannot be quoted, a remote
+    /// JWKS with a zero cache duration or timeout, or without a tokio runtime to fetch
+    /// it on.
     pub fn new(config: JwtConfig) -> Result<Self, ConfigError> {
         super::crypto::install();
         if config.providers.is_empty() {
@@ -88,6 +89,12 @@ impl JwtLayer {
                     Arc::new(KeyStore::local(keys))
                 }
                 JwksSource::Remote(remote) => {
+                    if remote.cache_duration.is_zero() || remote.timeout.is_zero() {
+                        return Err(ConfigError::new(
+                            at("remoteJWKS"),
+                            "cacheDuration and timeout must be more than zero",
+                        ));
+                    }
                     let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
                         ConfigError::new(at("remoteJWKS"), "no tokio runtime to fetch it on")
                     })?;

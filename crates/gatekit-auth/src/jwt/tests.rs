@@ -504,8 +504,15 @@ fn bad_configuration_names_the_field() {
             Ok::<_, Infallible>(Response::new(Body::empty()))
         })),
     ));
-    let err = JwtLayer::new(JwtConfig::new([JwtProvider::new("p", remote)])).unwrap_err();
+    let err = JwtLayer::new(JwtConfig::new([JwtProvider::new("p", remote.clone())])).unwrap_err();
     assert_eq!(err.field(), "providers[0].remoteJWKS");
+    assert!(err.reason().contains("runtime"), "{err}");
+    let JwksSource::Remote(r) = remote else {
+        unreachable!()
+    };
+    let zero = JwksSource::Remote(r.cache_duration(Duration::ZERO));
+    let err = JwtLayer::new(JwtConfig::new([JwtProvider::new("p", zero)])).unwrap_err();
+    assert!(err.reason().contains("cacheDuration"), "{err}");
 }
 
 // === remote JWKS ===
