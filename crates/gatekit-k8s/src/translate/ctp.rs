@@ -1,6 +1,7 @@
 //! Envoy Gateway `ClientTrafficPolicy` attachment: each policy read into listener TLS
-//! settings and PROXY protocol (see [`crate::types::ctp`] for the fields), attached to
-//! the listeners of its target Gateways, with its status.
+//! settings, PROXY protocol, the stream idle timeout and the connection limit (see
+//! [`crate::types::ctp`] for the fields), attached to the listeners of its target
+//! Gateways, with its status.
 //!
 //! Precedence: a policy naming a listener (`sectionName`) applies to it instead of one
 //! naming the whole Gateway; a Gateway-wide policy also covers the listeners

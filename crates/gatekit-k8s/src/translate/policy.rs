@@ -54,6 +54,14 @@
 //! A Gateway target also reaches the Services of the TCPRoutes and TLSRoutes attached
 //! to it (their balancer is the same per-Service one).
 //!
+//! A TCPRoute, TLSRoute or UDPRoute target (the route kinds are one table,
+//! `all_routes`) reaches its route's Services the same way; its `circuitBreaker`
+//! becomes the route's `max_connections` (see `stream.rs`), with the precedence of an
+//! HTTPRoute rule's (`effective_btp`). Fields that only mean something for HTTP
+//! requests (`retry`, `rateLimit`, `timeout.http.requestTimeout`,
+//! `timeout.http.connectionIdleTimeout`; `proxyProtocol` on a UDPRoute) refuse a policy
+//! targeting a stream route (`Unsupported`, naming them).
+//!
 //! `proxyProtocol` is one of these per-Service settings, written on stream connections
 //! only: a policy setting it on an HTTPRoute or GRPCRoute target is refused
 //! (`Unsupported`: a pooled HTTP connection serves many clients, one header cannot name
