@@ -18,6 +18,9 @@ pub enum Refusal {
     NoBackend,
     /// The TLS handshake (termination) failed.
     Handshake,
+    /// Its route had `max_connections` open (UDP: flows); closed before any backend
+    /// was contacted.
+    Limit,
 }
 
 impl Refusal {
@@ -29,6 +32,7 @@ impl Refusal {
             Self::InvalidBackend => "invalid_backend",
             Self::NoBackend => "no_backend",
             Self::Handshake => "handshake",
+            Self::Limit => "limit",
         }
     }
 }

@@ -19,9 +19,14 @@
 //! port's connections drain (closed at the drain deadline), a UDP port's flows end.
 //!
 //! Terminated TLS offers no ALPN (the backend speaks whatever the client and it agree
-//! on over the plaintext); the connect timeout is core's
+//! on over the plaintext); the connect timeout is the Service's (`connection.connectTimeout`
+//! of its policy) or core's
 //! [`DEFAULT_CONNECT_TIMEOUT`](gatekit_core::stream::DEFAULT_CONNECT_TIMEOUT); the
-//! idle timeouts are the route's or core's defaults (1 h TCP, 60 s UDP).
+//! idle timeouts are the listener's (a ClientTrafficPolicy's `timeout.tcp.idleTimeout`,
+//! TLS and TCP only) or core's defaults (1 h TCP, 60 s UDP); a route's
+//! `max_connections` is enforced by core; a port's `connectionLimit` is its server's
+//! own [`ConnectionLimit`](gatekit_core::server::ConnectionLimit) (a change rebinds the
+//! port, as PROXY protocol does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -180,6 +185,16 @@ impl Streams {
             // UDP has no connection to start with a header.
             let options = match port.protocol() {
                 Protocol::Udp => {
+                    if port
+                        .listeners()
+                        .iter()
+                        .any(|l| l.connection_limit().is_some())
+                    {
+                        errors.push(ConfigError::new(
+                            format!("listeners[port={number}].connectionLimit"),
+                            "a UDP port has no connections to limit (gatekit bounds its flows by its own default): not applied",
+                        ));
+                    }
                     if port.listeners().iter().any(|l| l.proxy_protocol()) {
                         errors.push(ConfigError::new(
                             format!("listeners[port={number}].proxyProtocol"),
@@ -191,7 +206,8 @@ impl Streams {
                 _ => crate::PortOptions::new(
                     super::proxy_protocol(port, gateway, errors),
                     Default::default(),
-                ),
+                )
+                .with_max_connections(super::connection_limit(port, errors)),
             };
             match self.ports.get_mut(&number) {
                 Some(served) if served.local.is_some() && served.options == options => {
@@ -301,18 +317,37 @@ fn build_table(
             Protocol::Tls => listener.hostname(),
             _ => None,
         };
+        // A ClientTrafficPolicy's `timeout.tcp.idleTimeout` (TLS and TCP listeners, as
+        // in Envoy Gateway; UDP keeps its default).
+        let idle_timeout = match port.protocol() {
+            Protocol::Udp => None,
+            _ => listener.idle_timeout(),
+        };
         listeners.push(
             StreamListener::new(mode)
                 .hostname(hostname)
+                .idle_timeout(idle_timeout)
                 .routes(port.listener_stream_routes(listener).iter().cloned()),
         );
     }
     StreamTable::build(listeners, |name| {
         let upstream = upstreams.upstream(name)?.clone();
+        let spec = upstreams.spec(name);
         // An Envoy Gateway BackendTrafficPolicy's `proxyProtocol`: a header with the
         // client's address (PROXY-derived on a port reading one) before any byte.
-        let proxy_protocol = upstreams.spec(name).and_then(|s| s.proxy_protocol());
-        Some(StreamBackend::new(Arc::new(Balanced(upstream))).proxy_protocol(proxy_protocol))
+        let proxy_protocol = spec.and_then(|s| s.proxy_protocol());
+        let mut backend =
+            StreamBackend::new(Arc::new(Balanced(upstream))).proxy_protocol(proxy_protocol);
+        // The Service's connect timeout (BackendPolicy `connection.connectTimeout`, or a
+        // BackendTrafficPolicy's `timeout.tcp.connectTimeout`), validated when loaded.
+        if let Some(t) = spec
+            .and_then(|s| s.policy())
+            .and_then(|p| p.connection.as_ref())
+            .and_then(|c| c.connect_timeout().ok().flatten())
+        {
+            backend = backend.connect_timeout(t);
+        }
+        Some(backend)
     })
 }
 

@@ -158,6 +158,11 @@ pub(crate) struct Listener<'a> {
     pub(crate) tls_settings: Option<std::sync::Arc<gatekit_core::tls::ListenerTls>>,
     /// PROXY protocol required (a ClientTrafficPolicy).
     pub(crate) proxy_protocol: bool,
+    /// Idle timeout of its stream connections (a ClientTrafficPolicy's
+    /// `timeout.tcp.idleTimeout`).
+    pub(crate) idle_timeout: Option<std::time::Duration>,
+    /// Most connections open on its port (a ClientTrafficPolicy's `connectionLimit`).
+    pub(crate) connection_limit: Option<usize>,
     pub(crate) programmed: bool,
 }
 
@@ -989,6 +994,8 @@ fn listener<'a>(
             client_validation,
             tls_settings: None,
             proxy_protocol: false,
+            idle_timeout: None,
+            connection_limit: None,
             programmed,
         },
         status,
@@ -1140,6 +1147,8 @@ pub(crate) fn finish(
             certificates: l.certificates,
             tls_settings: super::ctp::effective(l.tls_settings, l.client_validation),
             proxy_protocol: l.proxy_protocol,
+            idle_timeout: l.idle_timeout,
+            connection_limit: l.connection_limit,
             tls_mode: l.tls_mode,
             routes: start..entry.routes.len(),
             stream_routes: stream_start..entry.stream_routes.len(),

@@ -296,6 +296,10 @@ pub struct ListenerSpec {
     tls_settings: Option<Arc<gatekit_core::tls::ListenerTls>>,
     /// PROXY protocol required before anything else (a ClientTrafficPolicy).
     proxy_protocol: bool,
+    /// Idle timeout of its stream connections (a ClientTrafficPolicy).
+    idle_timeout: Option<std::time::Duration>,
+    /// Most connections open on its port (a ClientTrafficPolicy).
+    connection_limit: Option<usize>,
     /// `Some` on `TLS` listeners only.
     tls_mode: Option<TlsMode>,
     /// Its routes in [`PortListeners::routes`].
@@ -343,6 +347,19 @@ impl ListenerSpec {
     /// connections.
     pub fn proxy_protocol(&self) -> bool {
         self.proxy_protocol
+    }
+
+    /// How long its stream connections (`TLS`, `TCP` listeners) may pass no byte before
+    /// they are closed: a ClientTrafficPolicy's `timeout.tcp.idleTimeout`; `None`: the
+    /// default (1 hour).
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        self.idle_timeout
+    }
+
+    /// Most connections open at once on its port: a ClientTrafficPolicy's
+    /// `connection.connectionLimit.value`; `None`: no bound of its own.
+    pub fn connection_limit(&self) -> Option<usize> {
+        self.connection_limit
     }
 
     /// The TLS mode of a [`Protocol::Tls`] listener; `None` for other protocols.
