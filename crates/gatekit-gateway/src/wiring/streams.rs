@@ -54,13 +54,13 @@ pub(crate) fn is_stream(protocol: Protocol) -> bool {
 #[derive(Default)]
 pub(crate) struct Streams {
     ports: BTreeMap<u16, StreamPort>,
-    /// The routes served last time, for forgetting their metric series.
-    routes: BTreeSet<String>,
 }
 
 struct StreamPort {
     protocol: Protocol,
     router: StreamRouter,
+    /// The router's observer: its routes' metric handles are set with each table.
+    metrics: Arc<StreamPortMetrics>,
     /// The certificates of terminating listeners, and the acceptor using them.
     tls: Option<(Arc<CertStore>, TlsAcceptor)>,
     /// PROXY protocol read first (the listeners' ClientTrafficPolicies); a change rebinds.
@@ -195,6 +195,7 @@ impl Streams {
             };
             match self.ports.get_mut(&number) {
                 Some(served) if served.local.is_some() && served.options == options => {
+                    served.metrics.set_routes(&table_routes(&table));
                     served.router.store(table);
                     served.tls = tls;
                 }
@@ -210,13 +211,12 @@ impl Streams {
                         Protocol::Tcp => "tcp",
                         _ => "tls",
                     };
+                    let metrics =
+                        StreamPortMetrics::new(gateway.metrics().clone(), number, protocol_label);
+                    metrics.set_routes(&table_routes(&table));
                     let router = StreamRouter::new(table)
                         .client_hello_timeout(handshake_timeout)
-                        .observer(StreamPortMetrics::new(
-                            gateway.metrics().clone(),
-                            number,
-                            protocol_label,
-                        ));
+                        .observer(metrics.clone());
                     let listeners = gateway.listeners_mut();
                     let bound = match port.protocol() {
                         Protocol::Udp => listeners.add_udp(number, router.clone()).await,
@@ -243,6 +243,7 @@ impl Streams {
                         StreamPort {
                             protocol: port.protocol(),
                             router,
+                            metrics,
                             tls,
                             options,
                             local,
@@ -251,10 +252,7 @@ impl Streams {
                 }
             }
         }
-        for gone in self.routes.difference(&served_routes) {
-            gateway.metrics().forget_stream_route(gone);
-        }
-        self.routes = served_routes;
+        gateway.metrics().retain_stream_routes(&served_routes);
     }
 }
 
@@ -276,6 +274,14 @@ async fn close(gateway: &mut Gateway, port: u16, protocol: Protocol) {
             listeners.remove(port).await;
         }
     }
+}
+
+/// The ids of every route of `table` (a route on several listeners more than once).
+fn table_routes(table: &StreamTable) -> Vec<gatekit_core::route::RouteId> {
+    table
+        .routes()
+        .flat_map(|(_, routes)| routes.into_iter().cloned())
+        .collect()
 }
 
 /// The table of one stream port.
