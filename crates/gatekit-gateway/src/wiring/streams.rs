@@ -7,7 +7,7 @@
 //! - every TLS/TCP/UDP port gets a new table: its listeners (by hostname; TLS ones
 //!   passing TLS through or terminating it with the port's certificates), their routes,
 //!   each backend name looked up in the upstream registry (the balancer's pick honours
-//!   health, algorithm and outlier detection; a connect failure is reported to it). A
+//!   health, algorithm and outlier detection; a connect's outcome is reported to it). A
 //!   bound port's router swaps the table (open connections keep the old one) and its
 //!   certificate store the new certificates;
 //! - a new port is bound; a port that changed protocol is rebound (the old socket's
@@ -38,8 +38,6 @@ use gatekit_core::{ConfigError, ConnectionInfo, ErrorKind};
 use gatekit_k8s::Translation;
 use gatekit_k8s::translate::{PortListeners, Protocol, TlsMode};
 use gatekit_lb::{Picked, Upstream};
-
-use gatekit_core::client::EndpointClient;
 
 use super::upstreams::Upstreams;
 use crate::Gateway;
@@ -324,10 +322,12 @@ fn build_table(
 
 /// An upstream of the registry as a stream backend: each connection attempt is a pick
 /// (on a request carrying the connection's facts, for source-IP hashing, and the
-/// endpoints already tried), held while the connection is open.
-struct Balanced(Upstream<EndpointClient>);
+/// endpoints already tried), held while the connection is open (least-request counts
+/// it). The balancer learns the connect's outcome: its latency when it is made, a
+/// connect failure as an HTTP request's; the connection's life is not a latency.
+struct Balanced<S>(Upstream<S>);
 
-impl StreamUpstream for Balanced {
+impl<S: Send + Sync + 'static> StreamUpstream for Balanced<S> {
     fn pick(&self, info: &ConnectionInfo, tried: &[SocketAddr]) -> Option<Box<dyn StreamEndpoint>> {
         let mut req = http::Request::new(());
         req.extensions_mut().insert(info.clone());
@@ -343,21 +343,99 @@ impl StreamUpstream for Balanced {
     }
 }
 
-struct BalancedEndpoint(Picked<EndpointClient>);
+struct BalancedEndpoint<S>(Picked<S>);
 
-impl StreamEndpoint for BalancedEndpoint {
+impl<S: Send + Sync + 'static> StreamEndpoint for BalancedEndpoint<S> {
     fn addr(&self) -> SocketAddr {
         self.0.addr()
     }
 
+    fn connected(&mut self) {
+        // A success for outlier detection, with the connect latency for the estimate.
+        self.0.report(Ok(http::StatusCode::OK));
+    }
+
     fn connect_failed(self: Box<Self>, _: &io::Error) {
-        // What outlier detection counts as a connect failure of an HTTP request.
+        // What outlier detection counts as a connect failure of an HTTP request (a
+        // connect timeout included, as on the HTTP path).
         self.0.finish(Err(ErrorKind::Connect));
     }
 
     fn closed(self: Box<Self>, _: Option<&io::Error>) {
-        // The endpoint took the connection: a success for outlier detection. (An error
-        // later in the stream is the client's or the backend's protocol, not unreachability.)
-        self.0.finish(Ok(http::StatusCode::OK));
+        // Released from in flight; the outcome was the connect (an error later in the
+        // stream is the client's or the backend's protocol, not unreachability).
+        drop(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use gatekit_core::{Change, Endpoint};
+    use gatekit_lb::{Algorithm, EndpointHealth, Outcome, OutcomeObserver, UpstreamConfig};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Outcomes(Mutex<Vec<Outcome>>);
+
+    impl OutcomeObserver for Outcomes {
+        fn on_outcome(&self, _: &Endpoint, _: &EndpointHealth, outcome: Outcome) {
+            self.0.lock().unwrap().push(outcome);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_connection_tells_the_balancer_its_connect_not_its_life() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Outcomes::default());
+        let config = UpstreamConfig::new(Algorithm::LeastRequest).with_observer(seen.clone());
+        let upstream = Upstream::new(config, |_: &Endpoint| ());
+        upstream.apply(Change::Replace(vec![Endpoint::new(addr)]));
+        let backend = StreamBackend::new(Arc::new(Balanced(upstream.clone())));
+        let info = ConnectionInfo::new("127.0.0.1:40000".parse().unwrap(), addr, false);
+
+        let (tcp, endpoint) = backend.connect(&info).await.unwrap();
+        // Told at connect, while the connection is open and counted in flight.
+        {
+            let outcomes = seen.0.lock().unwrap();
+            assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+            assert_eq!(outcomes[0].status_code(), Some(http::StatusCode::OK));
+        }
+        assert_eq!(upstream.in_flight(addr), Some(1));
+        // The connection lives on; its end tells nothing more and releases it.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        endpoint.closed(None);
+        drop(tcp);
+        assert_eq!(upstream.in_flight(addr), Some(0));
+        let outcomes = seen.0.lock().unwrap();
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+        assert!(
+            outcomes[0].latency() < Duration::from_millis(200),
+            "{outcomes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_stream_connect_is_a_connect_failure_for_the_balancer() {
+        // A port nothing listens on.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let seen = Arc::new(Outcomes::default());
+        let config = UpstreamConfig::new(Algorithm::LeastRequest).with_observer(seen.clone());
+        let upstream = Upstream::new(config, |_: &Endpoint| ());
+        upstream.apply(Change::Replace(vec![Endpoint::new(addr)]));
+        let backend = StreamBackend::new(Arc::new(Balanced(upstream.clone()))).attempts(1);
+        let info = ConnectionInfo::new("127.0.0.1:40000".parse().unwrap(), addr, false);
+        assert!(backend.connect(&info).await.is_err());
+        let outcomes = seen.0.lock().unwrap();
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0].error_kind(), Some(ErrorKind::Connect));
+        assert_eq!(upstream.in_flight(addr), Some(0));
     }
 }
