@@ -48,10 +48,11 @@ pub(crate) fn is_stream(protocol: Protocol) -> bool {
     matches!(protocol, Protocol::Tls | Protocol::Tcp | Protocol::Udp)
 }
 
-/// The served stream ports.
+/// The served stream ports, by number and transport (UDP or not): one number may be
+/// a TCP port and a UDP port (DNS on 53/TCP and 53/UDP).
 #[derive(Default)]
 pub(crate) struct Streams {
-    ports: BTreeMap<u16, StreamPort>,
+    ports: BTreeMap<(u16, bool), StreamPort>,
 }
 
 struct StreamPort {
@@ -71,7 +72,7 @@ impl Streams {
     pub(crate) fn bound(&self) -> impl Iterator<Item = (u16, SocketAddr)> + '_ {
         self.ports
             .iter()
-            .filter_map(|(p, port)| Some((*p, port.local?)))
+            .filter_map(|((p, _), port)| Some((*p, port.local?)))
     }
 
     /// Closes the stream ports `translation` no longer serves as streams (gone, or
@@ -79,20 +80,20 @@ impl Streams {
     pub(crate) async fn release(&mut self, gateway: &mut Gateway, translation: &Translation) {
         let keep = |port: u16, protocol: Protocol| {
             translation
-                .port(port)
+                .port_over(port, protocol.is_udp())
                 .is_some_and(|p| is_stream(p.protocol()) && p.protocol() == protocol)
         };
-        let gone: Vec<(u16, Protocol)> = self
+        let gone: Vec<((u16, bool), Protocol)> = self
             .ports
             .iter()
-            .filter(|(p, served)| !keep(**p, served.protocol))
-            .map(|(p, served)| (*p, served.protocol))
+            .filter(|((p, _), served)| !keep(*p, served.protocol))
+            .map(|(key, served)| (*key, served.protocol))
             .collect();
-        for (port, protocol) in gone {
-            if let Some(served) = self.ports.remove(&port)
+        for (key, protocol) in gone {
+            if let Some(served) = self.ports.remove(&key)
                 && served.local.is_some()
             {
-                close(gateway, port, protocol).await;
+                close(gateway, key.0, protocol).await;
             }
         }
     }
@@ -118,6 +119,7 @@ impl Streams {
                 continue;
             }
             let number = port.port();
+            let key = (number, port.protocol().is_udp());
             for route in port.stream_routes() {
                 served_routes.insert(route.id.to_string());
             }
@@ -133,7 +135,7 @@ impl Streams {
                 tls.settings = tls.settings.map(|s| s.clone().alpn(Some(Vec::new())));
                 tls
             });
-            let existing = self.ports.get(&number);
+            let existing = self.ports.get(&key);
             let tls = match (port_tls, existing.and_then(|p| p.tls.clone())) {
                 (None, _) => None,
                 (Some(tls), Some((store, acceptor))) => {
@@ -191,14 +193,14 @@ impl Streams {
                     Default::default(),
                 ),
             };
-            match self.ports.get_mut(&number) {
+            match self.ports.get_mut(&key) {
                 Some(served) if served.local.is_some() && served.options == options => {
                     served.metrics.set_routes(&table_routes(&table));
                     served.router.store(table);
                     served.tls = tls;
                 }
                 _ => {
-                    if let Some(served) = self.ports.remove(&number)
+                    if let Some(served) = self.ports.remove(&key)
                         && served.local.is_some()
                     {
                         // Read PROXY protocol or not: a new socket (old connections drain).
@@ -237,7 +239,7 @@ impl Streams {
                         }
                     };
                     self.ports.insert(
-                        number,
+                        key,
                         StreamPort {
                             protocol: port.protocol(),
                             router,
