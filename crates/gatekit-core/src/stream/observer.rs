@@ -38,7 +38,7 @@ impl Refusal {
 }
 
 /// What a stream connection or UDP flow did, reported when it ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StreamStats {
     /// Bytes (UDP: payload bytes) received from the client.

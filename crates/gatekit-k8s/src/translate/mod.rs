@@ -226,6 +226,15 @@ pub enum Protocol {
     Udp,
 }
 
+impl Protocol {
+    /// Whether it runs over UDP. A port number is a TCP port and a UDP port: a `UDP`
+    /// listener shares its number with listeners of any other (TCP-based) protocol
+    /// without conflict, and each is served on its own socket.
+    pub fn is_udp(self) -> bool {
+        self == Self::Udp
+    }
+}
+
 /// What a `TLS` listener does with TLS ([`ListenerSpec::tls_mode`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -593,14 +602,23 @@ impl Translation {
         self.changes.as_deref()
     }
 
-    /// Programmed listeners, by port (ascending).
+    /// Programmed listeners, by port (ascending; a number served over TCP and UDP
+    /// twice, TCP first).
     pub fn listeners(&self) -> &[PortListeners] {
         &self.listeners
     }
 
-    /// What is served on `port`, if anything.
+    /// What is served on `port` over TCP (HTTP, HTTPS, TLS, TCP), else over UDP, if
+    /// anything.
     pub fn port(&self, port: u16) -> Option<&PortListeners> {
         self.listeners.iter().find(|p| p.port == port)
+    }
+
+    /// What is served on `port` over UDP (`udp`) or over TCP, if anything.
+    pub fn port_over(&self, port: u16, udp: bool) -> Option<&PortListeners> {
+        self.listeners
+            .iter()
+            .find(|p| p.port == port && p.protocol.is_udp() == udp)
     }
 
     /// The routes for one port, ready for the caller to build a route table from
