@@ -169,9 +169,9 @@ pub(super) type CheckWithHead = Pin<Box<dyn Future<Output = (Parts, Checked)> + 
 
 async fn ask(config: &ExtAuthConfig, input: &CheckInput) -> Result<Verdict, BoxError> {
     match &config.protocol {
-        Protocol::Http(service) => super::http::ask(config, service, input).await,
+        Protocol::Http(service) => super::http_check::ask(config, service, input).await,
         #[cfg(feature = "grpc")]
-        Protocol::Grpc(service) => super::grpc::ask(config, service, input).await,
+        Protocol::Grpc(service) => super::grpc_check::ask(config, service, input).await,
     }
 }
 

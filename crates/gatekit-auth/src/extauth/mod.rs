@@ -111,8 +111,8 @@ mod check;
 mod config;
 mod future;
 #[cfg(feature = "grpc")]
-mod grpc;
-mod http;
+mod grpc_check;
+mod http_check;
 mod layer;
 #[cfg(feature = "grpc")]
 mod proto;
