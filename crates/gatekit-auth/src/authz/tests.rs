@@ -45,7 +45,10 @@ fn ipv4_and_ipv6_ranges_match_the_client_address_including_mapped_ipv4() {
     let config = AuthzConfig::allow_cidrs([cidr("10.1.0.0/16"), cidr("2001:db8::/32")]);
     assert_eq!(action(&config, &from("10.1.200.3:5000")), Action::Allow);
     assert_eq!(action(&config, &from("10.2.0.1:5000")), Action::Deny);
-    assert_eq!(action(&config, &from("[2001:db8:ff::1]:443")), Action::Allow);
+    assert_eq!(
+        action(&config, &from("[2001:db8:ff::1]:443")),
+        Action::Allow
+    );
     assert_eq!(action(&config, &from("[2001:db9::1]:443")), Action::Deny);
     // An IPv4 client on a dual-stack socket shows up IPv4-mapped: it is its IPv4 address.
     assert_eq!(action(&config, &from("[::ffff:10.1.0.9]:1")), Action::Allow);
@@ -89,7 +92,10 @@ fn the_first_matching_rule_decides_and_later_rules_are_not_consulted() {
 #[test]
 fn the_default_action_is_deny_and_applies_when_no_rule_matches() {
     assert_eq!(AuthzConfig::default().default_action(), Action::Deny);
-    assert_eq!(action(&AuthzConfig::default(), &from("10.0.0.1:1")), Action::Deny);
+    assert_eq!(
+        action(&AuthzConfig::default(), &from("10.0.0.1:1")),
+        Action::Deny
+    );
     assert_eq!(
         action(&AuthzConfig::new(Action::Allow), &from("10.0.0.1:1")),
         Action::Allow
@@ -134,7 +140,10 @@ fn jwt_claims_scopes_and_provider_must_all_match() {
     let mut scp = good.clone();
     scp.as_object_mut().unwrap().remove("scope");
     scp["scp"] = json!(["read", "write"]);
-    assert_eq!(action(&config, &with_claims(from("10.0.0.1:1"), "corp", scp)), Action::Allow);
+    assert_eq!(
+        action(&config, &with_claims(from("10.0.0.1:1"), "corp", scp)),
+        Action::Allow
+    );
 
     let refused = |claims: serde_json::Value, provider: &str, why: &str| {
         let req = with_claims(from("10.0.0.1:1"), provider, claims);
@@ -169,7 +178,11 @@ fn a_request_without_verified_claims_never_matches_a_jwt_principal() {
     ));
     assert_eq!(action(&allow, &from("10.0.0.1:1")), Action::Deny);
     let req = with_claims(from("10.0.0.1:1"), "any", json!({"sub": "x"}));
-    assert_eq!(action(&allow, &req), Action::Allow, "claims present, no conditions");
+    assert_eq!(
+        action(&allow, &req),
+        Action::Allow,
+        "claims present, no conditions"
+    );
 }
 
 #[test]
@@ -178,7 +191,10 @@ fn headers_all_must_match_one_of_their_values_and_parts_are_anded() {
         .with_client_cidrs([cidr("10.0.0.0/8")])
         .with_header(HeaderMatch::new(
             HeaderName::from_static("x-user"),
-            [HeaderValue::from_static("ann"), HeaderValue::from_static("bob")],
+            [
+                HeaderValue::from_static("ann"),
+                HeaderValue::from_static("bob"),
+            ],
         ))
         .with_header(HeaderMatch::new(
             HeaderName::from_static("x-tier"),
@@ -206,14 +222,20 @@ fn headers_all_must_match_one_of_their_values_and_parts_are_anded() {
         "one header missing"
     );
     assert_eq!(
-        action(&config, &req("10.9.9.9:1", &[("x-user", "Bob"), ("x-tier", "gold")])),
+        action(
+            &config,
+            &req("10.9.9.9:1", &[("x-user", "Bob"), ("x-tier", "gold")])
+        ),
         Action::Deny,
         "values compare exactly"
     );
     assert_eq!(
         action(
             &config,
-            &req("10.9.9.9:1", &[("x-user", "eve"), ("x-user", "ann"), ("x-tier", "gold")])
+            &req(
+                "10.9.9.9:1",
+                &[("x-user", "eve"), ("x-user", "ann"), ("x-tier", "gold")]
+            )
         ),
         Action::Allow,
         "any of a repeated header's values"

@@ -176,7 +176,10 @@ async fn ask(config: &ExtAuthConfig, input: &CheckInput) -> Result<Verdict, BoxE
 }
 
 /// Reads a whole body of at most `limit` bytes. Also used for the service's answers.
-pub(super) async fn read_limited(body: Body, limit: usize) -> Result<(Bytes, Option<HeaderMap>), BoxError> {
+pub(super) async fn read_limited(
+    body: Body,
+    limit: usize,
+) -> Result<(Bytes, Option<HeaderMap>), BoxError> {
     match buffer(body, limit).await? {
         Buffered::Whole(bytes, trailers) => Ok((bytes, trailers)),
         Buffered::Over(..) => Err(format!("answer over {limit} bytes").into()),

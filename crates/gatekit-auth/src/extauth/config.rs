@@ -152,7 +152,10 @@ impl GrpcService {
     /// header value.
     pub fn new(authority: &str) -> Result<Self, gatekit_core::ConfigError> {
         let authority = http::HeaderValue::from_str(authority).map_err(|_| {
-            gatekit_core::ConfigError::new("authority", format!("{authority:?} is not a valid authority"))
+            gatekit_core::ConfigError::new(
+                "authority",
+                format!("{authority:?} is not a valid authority"),
+            )
         })?;
         Ok(Self { authority })
     }

@@ -10,9 +10,9 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::Denied;
 use super::check::{self, CheckWithHead, Failure, Op, Verdict};
 use super::config::{ExtAuthConfig, ExtAuthStats};
-use super::Denied;
 
 pin_project! {
     /// The response future of [`ExtAuth`](super::ExtAuth).
@@ -96,9 +96,11 @@ where
                             return Poll::Ready(Err(Error::new(ErrorKind::PayloadTooLarge).into()));
                         }
                         Err(Failure::Client(err)) => {
-                            return Poll::Ready(Err(
-                                Error::with_source(ErrorKind::BadRequest, err).into()
-                            ));
+                            return Poll::Ready(Err(Error::with_source(
+                                ErrorKind::BadRequest,
+                                err,
+                            )
+                            .into()));
                         }
                         Err(Failure::Unavailable(err)) if this.config.fail_open => {
                             ExtAuthStats::count(&this.stats.failed_open);
@@ -107,9 +109,11 @@ where
                         Err(Failure::Unavailable(err)) => {
                             ExtAuthStats::count(&this.stats.failed_closed);
                             tracing::warn!(error = %err, "extauth: service unavailable, failing closed");
-                            return Poll::Ready(Err(
-                                Error::with_source(ErrorKind::AuthUnavailable, err).into()
-                            ));
+                            return Poll::Ready(Err(Error::with_source(
+                                ErrorKind::AuthUnavailable,
+                                err,
+                            )
+                            .into()));
                         }
                     }
                     let fut = inner.call(req);

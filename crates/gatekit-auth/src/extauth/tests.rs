@@ -54,7 +54,11 @@ where
                     let log = log.clone();
                     async move {
                         let (head, body) = req.into_parts();
-                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
                         let seen = Seen {
                             method: head.method,
                             uri: head.uri,
@@ -97,7 +101,11 @@ fn request(method: &str, path: &str, body: &'static str) -> Request<Body> {
 
 /// Sends `req` through `layer` to `upstream`, errors turned into responses as gatekit
 /// does; returns the status, headers and body the client gets.
-async fn send(layer: &ExtAuthLayer, upstream: &Backend, req: Request<Body>) -> (StatusCode, HeaderMap, String) {
+async fn send(
+    layer: &ExtAuthLayer,
+    upstream: &Backend,
+    req: Request<Body>,
+) -> (StatusCode, HeaderMap, String) {
     let svc = layer.layer(upstream.clone());
     let rsp = match tower::ServiceExt::oneshot(svc, req).await {
         Ok(rsp) => rsp,
@@ -105,7 +113,11 @@ async fn send(layer: &ExtAuthLayer, upstream: &Backend, req: Request<Body>) -> (
     };
     let (head, body) = rsp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    (head.status, head.headers, String::from_utf8_lossy(&body).into_owned())
+    (
+        head.status,
+        head.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 fn name(s: &'static str) -> HeaderName {
@@ -170,22 +182,35 @@ async fn http_allow_sends_the_head_and_copies_headers_to_backend() {
         ("x-secret", "s"),
         ("x-user", "mallory"),
     ] {
-        req.headers_mut().insert(name(k), HeaderValue::from_static(v));
+        req.headers_mut()
+            .insert(name(k), HeaderValue::from_static(v));
     }
     let (status, _, body) = send(&layer, &up, req).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "upstream"));
 
     let checked = auth_log.lock().unwrap()[0].clone();
     assert_eq!(checked.method, "POST", "the original method");
-    assert_eq!(checked.uri, "/auth/allow/items?a=1", "prefix + path + query");
+    assert_eq!(
+        checked.uri, "/auth/allow/items?a=1",
+        "prefix + path + query"
+    );
     assert_eq!(checked.headers["host"], "app.example.com");
     assert_eq!(checked.headers["authorization"], "Bearer t0k3n");
     assert_eq!(checked.headers["x-custom"], "c1");
-    assert!(!checked.headers.contains_key("x-secret"), "only the named headers");
-    assert!(checked.body.is_empty(), "no body unless body forwarding is on");
+    assert!(
+        !checked.headers.contains_key("x-secret"),
+        "only the named headers"
+    );
+    assert!(
+        checked.body.is_empty(),
+        "no body unless body forwarding is on"
+    );
 
     let got = up_log.lock().unwrap()[0].clone();
-    assert_eq!(got.headers["x-user"], "alice", "the service's value replaces the client's");
+    assert_eq!(
+        got.headers["x-user"], "alice",
+        "the service's value replaces the client's"
+    );
     let groups: Vec<_> = got.headers.get_all("x-groups").iter().collect();
     assert_eq!(groups, ["a", "b"]);
     assert!(!got.headers.contains_key("x-not-forwarded"));
@@ -199,12 +224,17 @@ async fn http_deny_returns_the_services_answer_and_never_reaches_the_upstream() 
     let (up, up_log) = upstream().await;
     let layer = ExtAuthLayer::new(http_layer(&auth));
     let svc = layer.layer(up.clone());
-    let rsp = tower::ServiceExt::oneshot(svc, request("GET", "/deny", "")).await.unwrap();
+    let rsp = tower::ServiceExt::oneshot(svc, request("GET", "/deny", ""))
+        .await
+        .unwrap();
     assert!(rsp.extensions().get::<Denied>().is_some());
     let (status, headers, body) = send(&layer, &up, request("GET", "/deny", "")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers["www-authenticate"], "Custom realm=\"x\"");
-    assert!(!headers.contains_key("x-hop"), "hop-by-hop headers stay behind");
+    assert!(
+        !headers.contains_key("x-hop"),
+        "hop-by-hop headers stay behind"
+    );
     assert_eq!(body, "go away");
     assert!(up_log.lock().unwrap().is_empty());
     assert_eq!(layer.stats().denied(), 2);
@@ -240,7 +270,10 @@ async fn http_5xx_and_an_unreachable_service_are_failures_not_denials() {
     let (status, headers, body) = send(&layer, &up, request("GET", "/other", "")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["x-gatekit-error"], "auth-unavailable");
-    assert!(!body.contains("auth broke"), "the service's 5xx body is not shown");
+    assert!(
+        !body.contains("auth broke"),
+        "the service's 5xx body is not shown"
+    );
 
     // A port nobody listens on.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -270,7 +303,11 @@ async fn http_body_forwarding_is_bounded_and_the_body_is_replayed() {
     let (status, headers, _) = send(&layer, &up, request("POST", "/allow", LONG)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(headers["x-gatekit-error"], "payload-too-large");
-    assert_eq!(auth_log.lock().unwrap().len(), 1, "no check for a body over the limit");
+    assert_eq!(
+        auth_log.lock().unwrap().len(),
+        1,
+        "no check for a body over the limit"
+    );
     assert_eq!(layer.stats().too_large(), 1);
 
     let partial = ExtAuthLayer::new(
@@ -281,7 +318,11 @@ async fn http_body_forwarding_is_bounded_and_the_body_is_replayed() {
     let checked = auth_log.lock().unwrap()[1].clone();
     assert_eq!(checked.body, &LONG[..16]);
     assert_eq!(checked.headers["x-envoy-auth-partial-body"], "true");
-    assert_eq!(up_log.lock().unwrap()[1].body, LONG, "the whole body reaches the upstream");
+    assert_eq!(
+        up_log.lock().unwrap()[1].body,
+        LONG,
+        "the whole body reaches the upstream"
+    );
 }
 
 #[tokio::test]
@@ -308,7 +349,12 @@ mod grpc {
     use super::super::proto;
     use super::*;
 
-    fn option(key: &str, value: &str, append: Option<bool>, action: i32) -> proto::HeaderValueOption {
+    fn option(
+        key: &str,
+        value: &str,
+        append: Option<bool>,
+        action: i32,
+    ) -> proto::HeaderValueOption {
         proto::HeaderValueOption {
             header: Some(proto::HeaderValue {
                 key: key.into(),
@@ -340,11 +386,19 @@ mod grpc {
     /// An Envoy v3 `Authorization/Check` server deciding by the checked path.
     async fn grpc_auth_service() -> (Backend, Log) {
         let (addr, log) = serve(|seen: Seen| async move {
-            assert_eq!(seen.uri.path(), "/envoy.service.auth.v3.Authorization/Check");
+            assert_eq!(
+                seen.uri.path(),
+                "/envoy.service.auth.v3.Authorization/Check"
+            );
             assert_eq!(seen.headers["content-type"], "application/grpc");
             let req = proto::CheckRequest::decode(&seen.body[5..]).unwrap();
             let path = req.attributes.unwrap().request.unwrap().http.unwrap().path;
-            let ok = |code| Some(proto::Status { code, message: String::new() });
+            let ok = |code| {
+                Some(proto::Status {
+                    code,
+                    message: String::new(),
+                })
+            };
             match path.as_str() {
                 p if p.starts_with("/allow") => answer(&proto::CheckResponse {
                     status: ok(0),
@@ -382,7 +436,8 @@ mod grpc {
             }
         })
         .await;
-        let backend = Backend::single_with(&Client::new(Default::default()), addr, Transport::http2());
+        let backend =
+            Backend::single_with(&Client::new(Default::default()), addr, Transport::http2());
         (backend, log)
     }
 
@@ -403,7 +458,8 @@ mod grpc {
             ("x-default", "client"),
             ("x-request-id", "rid-1"),
         ] {
-            req.headers_mut().insert(name(k), HeaderValue::from_static(v));
+            req.headers_mut()
+                .insert(name(k), HeaderValue::from_static(v));
         }
         let (status, headers, body) = send(&layer, &up, req).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "upstream"));
@@ -416,9 +472,21 @@ mod grpc {
         assert_eq!(call.body[0], 0, "uncompressed");
         let len = u32::from_be_bytes(call.body[1..5].try_into().unwrap()) as usize;
         assert_eq!(call.body.len(), 5 + len);
-        let attrs = proto::CheckRequest::decode(&call.body[5..]).unwrap().attributes.unwrap();
-        let source = attrs.source.unwrap().address.unwrap().socket_address.unwrap();
-        assert_eq!((source.address.as_str(), source.port_value), ("192.0.2.7", 40000));
+        let attrs = proto::CheckRequest::decode(&call.body[5..])
+            .unwrap()
+            .attributes
+            .unwrap();
+        let source = attrs
+            .source
+            .unwrap()
+            .address
+            .unwrap()
+            .socket_address
+            .unwrap();
+        assert_eq!(
+            (source.address.as_str(), source.port_value),
+            ("192.0.2.7", 40000)
+        );
         let http = attrs.request.unwrap().http.unwrap();
         assert_eq!(http.method, "PUT");
         assert_eq!(http.path, "/allow/x?q=1");
@@ -426,7 +494,10 @@ mod grpc {
         assert_eq!(http.scheme, "http");
         assert_eq!(http.id, "rid-1");
         assert_eq!(http.body, "{\"k\":1}");
-        assert_eq!(http.headers["authorization"], "Bearer abc", "all headers by default");
+        assert_eq!(
+            http.headers["authorization"], "Bearer abc",
+            "all headers by default"
+        );
         assert_eq!(http.headers[":method"], "PUT");
         assert_eq!(http.headers[":authority"], "app.example.com");
 
@@ -434,9 +505,18 @@ mod grpc {
         assert_eq!(got.headers["x-user"], "alice", "unset append replaces");
         let tags: Vec<_> = got.headers.get_all("x-tag").iter().collect();
         assert_eq!(tags, ["t1", "t2"], "append: true appends");
-        assert_eq!(got.headers["x-default"], "client", "ADD_IF_ABSENT keeps the client's");
-        assert!(!got.headers.contains_key("authorization"), "headers_to_remove");
-        assert_eq!(got.headers["host"], "app.example.com", "Host is never removed");
+        assert_eq!(
+            got.headers["x-default"], "client",
+            "ADD_IF_ABSENT keeps the client's"
+        );
+        assert!(
+            !got.headers.contains_key("authorization"),
+            "headers_to_remove"
+        );
+        assert_eq!(
+            got.headers["host"], "app.example.com",
+            "Host is never removed"
+        );
         assert_eq!(got.body, "{\"k\":1}");
     }
 
@@ -464,7 +544,11 @@ mod grpc {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(headers["x-gatekit-error"], "auth-unavailable");
         let (status, _, _) = send(&closed, &up, request("GET", "/unimplemented", "")).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "grpc-status 12 is a failure");
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "grpc-status 12 is a failure"
+        );
         assert_eq!(closed.stats().failed_closed(), 2);
         assert!(up_log.lock().unwrap().is_empty());
 
