@@ -51,9 +51,13 @@ fn thread_cpu_ticks() -> Option<u64> {
 
 /// The stacks compared: name and service.
 fn stacks() -> Vec<(&'static str, Backend)> {
-    let mut out = vec![("no auth", app()), ("ext_authz http", http_guarded())];
+    let out = vec![("no auth", app()), ("ext_authz http", http_guarded())];
     #[cfg(feature = "grpc")]
-    out.push(("ext_authz grpc", grpc_guarded()));
+    let out = {
+        let mut out = out;
+        out.push(("ext_authz grpc", grpc_guarded()));
+        out
+    };
     out
 }
 

@@ -17,7 +17,8 @@
 //!   request's extensions: the PROXY protocol address when the connection came from a
 //!   trusted proxy, the TCP peer otherwise. A request without a `ConnectionInfo` never
 //!   matches a CIDR principal.
-//! - JWT ([`JwtPrincipal`]): the request carries [`VerifiedClaims`] (put there by the
+//! - JWT ([`JwtPrincipal`]): the request carries
+//!   [`VerifiedClaims`](crate::VerifiedClaims) (put there by the
 //!   [`jwt`](crate::jwt) layer, which must sit outside this one), from the named
 //!   provider if one is named; **every** [`ClaimMatch`] matches (the claim, found by a
 //!   dot-separated path, equals one of the values, or for an array claim contains one);

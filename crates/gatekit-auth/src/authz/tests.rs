@@ -159,7 +159,7 @@ fn jwt_claims_scopes_and_provider_must_all_match() {
     let mut c = good.clone();
     c["groups"] = json!("admins");
     refused(c, "corp", "a string where an array is expected");
-    let mut c = good.clone();
+    let mut c = good;
     c["org"] = json!("sre");
     refused(c, "corp", "a path through a non-object");
 }

@@ -40,7 +40,9 @@ pub(super) enum Failure {
     Unavailable(BoxError),
 }
 
-/// How a header edit applies (Envoy's `HeaderValueOption` append actions).
+/// How a header edit applies (Envoy's `HeaderValueOption` append actions; HTTP mode
+/// uses only `Set` and `Append`).
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Op {
     /// Replace every value of the name.

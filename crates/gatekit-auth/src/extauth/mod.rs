@@ -9,7 +9,7 @@
 //! - **HTTP** ([`ExtAuthConfig::http`]): the check is a copy of the request's head to
 //!   the service; a 2xx answer allows, a 5xx is a failure, anything else is a denial
 //!   sent to the client as it is. Details in the `http` section below.
-//! - **gRPC** ([`ExtAuthConfig::grpc`], cargo feature `grpc`): Envoy's
+//! - **gRPC** (`ExtAuthConfig::grpc`, cargo feature `grpc`): Envoy's
 //!   `envoy.service.auth.v3.Authorization/Check`, so servers written for Envoy (OPA's
 //!   Envoy plugin and others) work unchanged.
 //!
