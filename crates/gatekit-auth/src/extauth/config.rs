@@ -127,7 +127,9 @@ impl HttpService {
     }
 
     /// Headers of an allowing answer copied onto the request before it goes on,
-    /// replacing the request's own (Envoy Gateway's `headersToBackend`).
+    /// replacing the request's own (Envoy Gateway's `headersToBackend`). A client's
+    /// value of one of these names never reaches the upstream, even when the answer
+    /// lacks the name.
     #[must_use]
     pub fn with_headers_to_backend(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
         self.headers_to_backend.extend(names);

@@ -7,7 +7,8 @@
 //! body forwarding is on. The answer:
 //!
 //! - 2xx: allowed; the headers named in `headersToBackend` are copied from the answer
-//!   onto the request, replacing the request's own. (Envoy admits only `200`; gatekit
+//!   onto the request, replacing the request's own, which are removed even when the
+//!   answer lacks the name (Envoy keeps them then). (Envoy admits only `200`; gatekit
 //!   admits any 2xx, as nginx's `auth_request` and the issue ask.)
 //! - 5xx: the service failed: fail open or closed (as Envoy does).
 //! - anything else: denied; the answer (status, headers less hop-by-hop ones, body) goes
@@ -44,11 +45,17 @@ pub(super) async fn ask(
         return Ok(Verdict::Deny(rsp));
     }
     let (head, body) = rsp.into_parts();
-    let mut edits = Edits::default();
+    // The client's own values of these names go first, even when the answer has none:
+    // the upstream takes them as vouched for by the service.
+    let mut edits = Edits {
+        remove: service.headers_to_backend.clone(),
+        ..Edits::default()
+    };
     for name in &service.headers_to_backend {
-        for (i, value) in head.headers.get_all(name).iter().enumerate() {
-            let op = if i == 0 { Op::Set } else { Op::Append };
-            edits.request.push((name.clone(), value.clone(), op));
+        for value in head.headers.get_all(name) {
+            edits
+                .request
+                .push((name.clone(), value.clone(), Op::Append));
         }
     }
     // Read the (usually empty) body to its end so the connection goes back to the pool.

@@ -21,7 +21,9 @@
 //! its `Content-Length` and Envoy's `x-envoy-auth-partial-body`) when body forwarding
 //! is on. A 2xx answer allows the request and the headers named in
 //! [`HttpService::with_headers_to_backend`] are copied from it onto the request,
-//! replacing the request's own. Envoy admits only `200`; gatekit admits any 2xx (as
+//! replacing the request's own; a client's value of such a name is removed even when
+//! the answer lacks it (Envoy keeps it then), so the upstream can trust these headers
+//! as the service's. Envoy admits only `200`; gatekit admits any 2xx (as
 //! nginx's `auth_request` does). A 5xx answer is a failure of the service (as in
 //! Envoy). Any other answer is the denial: its status, headers (less hop-by-hop ones)
 //! and body go to the client.

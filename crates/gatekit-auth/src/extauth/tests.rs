@@ -165,7 +165,7 @@ fn http_layer(auth: &Backend) -> ExtAuthConfig {
         auth.clone(),
         HttpService::new()
             .with_path_prefix("/auth/")
-            .with_headers_to_backend([name("x-user"), name("x-groups")]),
+            .with_headers_to_backend([name("x-user"), name("x-groups"), name("x-role")]),
     )
     .with_headers_to_ext_auth([name("x-custom")])
 }
@@ -181,6 +181,7 @@ async fn http_allow_sends_the_head_and_copies_headers_to_backend() {
         ("x-custom", "c1"),
         ("x-secret", "s"),
         ("x-user", "mallory"),
+        ("x-role", "admin"),
     ] {
         req.headers_mut()
             .insert(name(k), HeaderValue::from_static(v));
@@ -214,6 +215,10 @@ async fn http_allow_sends_the_head_and_copies_headers_to_backend() {
     let groups: Vec<_> = got.headers.get_all("x-groups").iter().collect();
     assert_eq!(groups, ["a", "b"]);
     assert!(!got.headers.contains_key("x-not-forwarded"));
+    assert!(
+        !got.headers.contains_key("x-role"),
+        "a named header the service did not vouch for is not the client's to set"
+    );
     assert_eq!(got.body, "payload", "the body goes on untouched");
     assert_eq!(layer.stats().allowed(), 1);
 }
