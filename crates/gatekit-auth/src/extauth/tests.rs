@@ -568,3 +568,42 @@ mod grpc {
         assert_eq!(up_log.lock().unwrap().len(), 1);
     }
 }
+
+/// A body of several data frames, as a client streaming its upload sends it.
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+#[tokio::test]
+async fn a_partial_body_is_cut_for_the_check_and_streamed_whole_with_its_unread_rest() {
+    let (auth, auth_log) = http_auth_service().await;
+    let (up, up_log) = upstream().await;
+    let layer = ExtAuthLayer::new(
+        http_layer(&auth).with_body(BodyToExtAuth::new(16).with_allow_partial(true)),
+    );
+    let chunks = (0..4)
+        .map(|i| Bytes::from(format!("chunk-{i}-abcd|")))
+        .collect();
+    let mut req = request("POST", "/allow", "");
+    *req.body_mut() = Body::new(Chunks(chunks));
+    let (status, _, _) = send(&layer, &up, req).await;
+    assert_eq!(status, StatusCode::OK);
+    let checked = auth_log.lock().unwrap()[0].clone();
+    assert_eq!(checked.body, "chunk-0-abcd|chu");
+    assert_eq!(checked.headers["x-envoy-auth-partial-body"], "true");
+    assert_eq!(
+        up_log.lock().unwrap()[0].body,
+        "chunk-0-abcd|chunk-1-abcd|chunk-2-abcd|chunk-3-abcd|",
+        "the frames read for the check, then the ones never read"
+    );
+}
