@@ -1176,3 +1176,369 @@ async fn listener_set_is_served_and_its_status_written_back() {
     .await;
     drop(wired);
 }
+
+// === Secrets and ConfigMaps watched by referenced name ===
+
+use gatekit_tests::wired::{Ca, CaExt};
+use rustls::pki_types::CertificateDer;
+
+/// Gateway `infra/gw`: an HTTP listener on `http` and, on `https`, one HTTPS listener
+/// per (hostname, Secret in `infra`).
+fn tls_gateway(http: u16, https: u16, listeners: &[(&str, &str)]) -> Value {
+    let mut all = vec![json!({
+        "name": "http", "port": http, "protocol": "HTTP",
+        "allowedRoutes": {"namespaces": {"from": "All"}}
+    })];
+    for (i, (host, secret)) in listeners.iter().enumerate() {
+        all.push(json!({
+            "name": format!("tls{i}"), "port": https, "protocol": "HTTPS", "hostname": host,
+            "tls": {"certificateRefs": [{"name": secret}]},
+            "allowedRoutes": {"namespaces": {"from": "All"}}
+        }));
+    }
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "infra"},
+        "spec": {"gatewayClassName": "gatekit", "listeners": all}
+    })
+}
+
+fn tls_secret(ns: &str, name: &str, cert: &str, key: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": cert, "tls.key": key}
+    })
+}
+
+/// One GET of `/cart` over a new TLS connection with `sni`: the leaf the gateway
+/// presented, if the handshake and a 200 answer succeeded.
+async fn https_once(
+    connector: &tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+    sni: &str,
+) -> Result<CertificateDer<'static>, String> {
+    use http_body_util::{BodyExt, Empty};
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("http handshake: {e}"))?;
+    tokio::spawn(conn);
+    let req = http::Request::get("/cart")
+        .header("host", sni)
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let rsp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = rsp.status();
+    let _ = rsp.into_body().collect().await;
+    if status != StatusCode::OK {
+        return Err(format!("status {status}"));
+    }
+    Ok(leaf)
+}
+
+/// A gateway on one fake cluster with an HTTP listener on `http` and the HTTPS
+/// `listeners` on `https`, its routes to `shop/cart` served by `backend`.
+async fn tls_cluster(
+    http: u16,
+    https: u16,
+    listeners: &[(&str, &str)],
+    secrets: &[Value],
+    backend: SocketAddr,
+) -> (FakeApiServer, Wired) {
+    let fake = FakeApiServer::start().await;
+    for s in secrets {
+        fake.apply_json(s.clone());
+    }
+    fake.apply_json(tls_gateway(http, https, listeners));
+    fake.apply_json(service("shop", "cart"));
+    fake.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
+    set_cart(&fake, &[("a", backend, State::Ready)]);
+    let wired = Wired::start_kube(settings(vec![cluster(
+        &fake,
+        "local",
+        &[Role::Config, Role::Endpoints],
+    )]))
+    .await;
+    ready(&wired).await;
+    (fake, wired)
+}
+
+/// A listener added with a new Secret is served with that Secret's certificate (the
+/// Secret watched by its name from then on); the listener removed, the Secret's watch
+/// ends. A Secret nobody references is never requested: every request for Secrets
+/// names one referenced Secret in its namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_added_with_a_new_secret_serves_it_and_removed_unwatches_it() {
+    let echo = EchoBackend::start("a").await;
+    let ca = Ca::new();
+    let (a_cert, a_key, a_der) = ca.leaf("a.example");
+    let (b_cert, b_key, b_der) = ca.leaf("b.example");
+    let (http, https) = (free_port(), free_port());
+    let (fake, wired) = tls_cluster(
+        http,
+        https,
+        &[("a.example", "a")],
+        &[
+            tls_secret("infra", "a", &a_cert, &a_key),
+            tls_secret("infra", "b", &b_cert, &b_key),
+            tls_secret("infra", "nobody", &b_cert, &b_key),
+        ],
+        echo.addr,
+    )
+    .await;
+    let addr: SocketAddr = format!("127.0.0.1:{https}").parse().unwrap();
+    let connector = ca.connector();
+    assert_eq!(
+        https_once(&connector, addr, "a.example").await.unwrap(),
+        a_der
+    );
+    assert_eq!(fake.active_watches("secrets"), 1);
+
+    fake.apply_json(tls_gateway(
+        http,
+        https,
+        &[("a.example", "a"), ("b.example", "b")],
+    ));
+    eventually(WITHIN, "b.example served with b's certificate", || async {
+        https_once(&connector, addr, "b.example").await.ok() == Some(b_der.clone())
+    })
+    .await;
+    assert_eq!(
+        https_once(&connector, addr, "a.example").await.unwrap(),
+        a_der
+    );
+
+    fake.apply_json(tls_gateway(http, https, &[("a.example", "a")]));
+    eventually(WITHIN, "the watch of Secret b to end", || async {
+        fake.active_watches("secrets") == 1
+    })
+    .await;
+    eventually(WITHIN, "b.example no longer served", || async {
+        https_once(&connector, addr, "b.example").await.ok() != Some(b_der.clone())
+    })
+    .await;
+
+    let asked: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/secrets"))
+        .collect();
+    assert!(!asked.is_empty());
+    for r in &asked {
+        let selector = r.param("fieldSelector");
+        assert!(
+            r.path == "/api/v1/namespaces/infra/secrets"
+                && matches!(selector, Some("metadata.name=a" | "metadata.name=b")),
+            "{} {selector:?}",
+            r.path
+        );
+    }
+    assert_eq!(wired.stop().await, DrainOutcome::Complete);
+}
+
+/// Rotation: the Secret's pair replaced in the API server while 20 clients make HTTPS
+/// requests over new connections in a loop: new handshakes get the new certificate,
+/// and no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_is_served_to_new_handshakes_without_a_failed_request() {
+    let echo = EchoBackend::start("a").await;
+    let ca = Ca::new();
+    let (old_cert, old_key, old_der) = ca.leaf("secure.example");
+    let (new_cert, new_key, new_der) = ca.leaf("secure.example");
+    let (http, https) = (free_port(), free_port());
+    let (fake, wired) = tls_cluster(
+        http,
+        https,
+        &[("secure.example", "pair")],
+        &[tls_secret("infra", "pair", &old_cert, &old_key)],
+        echo.addr,
+    )
+    .await;
+    let addr: SocketAddr = format!("127.0.0.1:{https}").parse().unwrap();
+    let connector = ca.connector();
+    assert_eq!(
+        https_once(&connector, addr, "secure.example")
+            .await
+            .unwrap(),
+        old_der
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (seen_new, mut new_seen) = tokio::sync::watch::channel(false);
+    let seen_new = Arc::new(seen_new);
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let (stop, ok, failed, seen_new) =
+            (stop.clone(), ok.clone(), failed.clone(), seen_new.clone());
+        let (connector, new_der) = (connector.clone(), new_der.clone());
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match https_once(&connector, addr, "secure.example").await {
+                    Ok(leaf) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        if leaf == new_der {
+                            seen_new.send_replace(true);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("request failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    // Some traffic before the rotation.
+    eventually(WITHIN, "requests before the rotation", || async {
+        ok.load(Ordering::Relaxed) >= 40
+    })
+    .await;
+    fake.apply_json(tls_secret("infra", "pair", &new_cert, &new_key));
+    tokio::time::timeout(WITHIN, new_seen.wait_for(|seen| *seen))
+        .await
+        .expect("no handshake saw the new certificate")
+        .unwrap();
+    let at_rotation = ok.load(Ordering::Relaxed);
+    // Some traffic after the first new handshake too.
+    eventually(WITHIN, "requests after the rotation", || async {
+        ok.load(Ordering::Relaxed) >= at_rotation + 40
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
+    // Once one handshake saw the new pair, every later one does.
+    assert_eq!(
+        https_once(&connector, addr, "secure.example")
+            .await
+            .unwrap(),
+        new_der
+    );
+    println!(
+        "rotation: {} requests, 0 failed",
+        ok.load(Ordering::Relaxed)
+    );
+    assert_eq!(wired.stop().await, DrainOutcome::Complete);
+}
+
+/// A hyper HTTP/1.1 server over rustls on 127.0.0.1 with `cert`/`key`, answering 200
+/// `secure` to every request.
+async fn tls_backend(cert: &str, key: &str) -> SocketAddr {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"secure")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A BackendTLSPolicy whose CA is an Opaque Secret (`ca.crt`) works from a cluster:
+/// the Secret, which no type filter would have let through, is watched by its name, and
+/// requests are re-encrypted to the TLS backend and answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opaque_ca_secret_of_a_backend_tls_policy_works_from_a_cluster() {
+    let ca = Ca::new();
+    let (cert, key, _) = ca.leaf("cart.shop");
+    let backend = tls_backend(&cert, &key).await;
+    let fake = FakeApiServer::builder()
+        .resource(gatekit_k8s_fake::ResourceType::new(
+            "gateway.networking.k8s.io",
+            "v1",
+            "backendtlspolicies",
+            "BackendTLSPolicy",
+            true,
+            true,
+        ))
+        .start()
+        .await;
+    let port = free_port();
+    fake.apply_json(gateway(port));
+    fake.apply_json(service("shop", "cart"));
+    fake.apply_json(route("shop", "cart", "/cart", "shop", "cart"));
+    set_cart(&fake, &[("a", backend, State::Ready)]);
+    fake.apply_json(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "cart-ca", "namespace": "shop"},
+        "type": "Opaque",
+        "stringData": {"ca.crt": ca.pem()}
+    }));
+    fake.apply_json(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
+        "metadata": {"name": "cart", "namespace": "shop"},
+        "spec": {
+            "targetRefs": [{"group": "", "kind": "Service", "name": "cart"}],
+            "validation": {
+                "hostname": "cart.shop",
+                "caCertificateRefs": [{"group": "", "kind": "Secret", "name": "cart-ca"}]
+            }
+        }
+    }));
+    let wired = Wired::start_kube(settings(vec![cluster(
+        &fake,
+        "local",
+        &[Role::Config, Role::Endpoints],
+    )]))
+    .await;
+    ready(&wired).await;
+    let client = TestClient::new();
+    let rsp = client.get(&format!("http://127.0.0.1:{port}/cart")).await;
+    assert_eq!(rsp.status, StatusCode::OK, "{:?}", rsp.body);
+    assert_eq!(&rsp.body[..], b"secure");
+    let asked = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/secrets"))
+        .all(|r| {
+            r.path == "/api/v1/namespaces/shop/secrets"
+                && r.param("fieldSelector") == Some("metadata.name=cart-ca")
+        });
+    assert!(asked, "{:?}", fake.requests());
+    assert_eq!(wired.stop().await, DrainOutcome::Complete);
+}

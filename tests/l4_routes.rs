@@ -693,3 +693,120 @@ async fn an_endpoint_change_on_a_port_number_used_for_tcp_and_udp_reaches_the_ud
     })
     .await;
 }
+
+fn udp_route(name: &str, backend: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: UDPRoute\n\
+         metadata: {{ name: {name}, namespace: default }}\nspec:\n  parentRefs: [{{ name: gw }}]\n\
+         \x20 rules: [{{ backendRefs: [{{ name: {backend}, port: 53 }}] }}]\n"
+    )
+}
+
+#[tokio::test]
+async fn a_udp_listener_removed_on_reload_closes_its_socket_and_ends_its_flows() {
+    let backend = udp_namer(7).await;
+    let (udp_port, tcp_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let with_udp = gateway(&format!(
+        "  - {{ name: dns, port: {udp_port}, protocol: UDP }}\n  - {{ name: tcp, port: {tcp_port}, protocol: TCP }}\n"
+    ));
+    write_dir(
+        dir.path(),
+        &[
+            ("gw.yaml", with_udp),
+            ("dns.yaml", l4_service("dns", 53, "UDP", backend)),
+            ("r.yaml", udp_route("r", "dns")),
+        ],
+    );
+    let wired = Wired::start(&[dir.path().to_path_buf()]).await;
+    let gw: SocketAddr = format!("127.0.0.1:{udp_port}").parse().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.connect(gw).await.unwrap();
+    let answered = || async {
+        let _ = client.send(b"q").await;
+        let mut buf = [0u8; 16];
+        matches!(
+            tokio::time::timeout(Duration::from_millis(200), client.recv(&mut buf)).await,
+            Ok(Ok(1)) if buf[0] == 7
+        )
+    };
+    eventually(WAIT, "the UDP port relays", answered).await;
+    let open = r#"gatekit_stream_connections_open{route="default/udp:r",protocol="udp"} 1"#;
+    let (_, metrics) = wired.admin("/metrics").await;
+    assert!(metrics.lines().any(|l| l == open), "{metrics}");
+
+    // The UDP listener goes; the TCP one stays.
+    write_atomic(
+        dir.path(),
+        "gw.yaml",
+        &gateway(&format!(
+            "  - {{ name: tcp, port: {tcp_port}, protocol: TCP }}\n"
+        )),
+    );
+    eventually(WAIT, "the UDP port can be bound again", || async {
+        std::net::UdpSocket::bind(gw).is_ok()
+    })
+    .await;
+    // Its flow ended with it.
+    let (_, metrics) = wired.admin("/metrics").await;
+    assert!(!metrics.lines().any(|l| l == open), "{metrics}");
+    assert!(!answered().await, "nothing answers on the removed port");
+    wired.stop().await;
+}
+
+#[tokio::test]
+async fn a_tcp_route_and_a_udp_route_are_served_on_one_port_number() {
+    let (tcp_backend, _) = tcp_echo().await;
+    let udp_backend = udp_namer(9).await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    write_dir(
+        dir.path(),
+        &[
+            (
+                "gw.yaml",
+                gateway(&format!(
+                    "  - {{ name: dns-tcp, port: {port}, protocol: TCP }}\n  - {{ name: dns-udp, port: {port}, protocol: UDP }}\n"
+                )),
+            ),
+            ("tcp.yaml", l4_service("tcp", 53, "TCP", tcp_backend)),
+            ("udp.yaml", l4_service("dns", 53, "UDP", udp_backend)),
+            (
+                "tcp-route.yaml",
+                "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\n\
+                 metadata: { name: t, namespace: default }\nspec:\n  parentRefs: [{ name: gw }]\n\
+                 \x20 rules: [{ backendRefs: [{ name: tcp, port: 53 }] }]\n"
+                    .to_owned(),
+            ),
+            ("udp-route.yaml", udp_route("u", "dns")),
+        ],
+    );
+    let wired = Wired::start(&[dir.path().to_path_buf()]).await;
+    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // UDP: a datagram answered by the UDP backend.
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.connect(gw).await.unwrap();
+    eventually(WAIT, "the UDP port answers", || async {
+        let _ = client.send(b"q").await;
+        let mut buf = [0u8; 16];
+        matches!(
+            tokio::time::timeout(Duration::from_millis(200), client.recv(&mut buf)).await,
+            Ok(Ok(1)) if buf[0] == 9
+        )
+    })
+    .await;
+    // TCP: bytes echoed by the TCP backend.
+    let mut tcp = TcpStream::connect(gw).await.unwrap();
+    tcp.write_all(b"over tcp").await.unwrap();
+    let mut echo = [0u8; 8];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"over tcp");
+    drop(tcp);
+    // The Gateway's listeners are not in conflict.
+    let config = wired.config().await.to_string();
+    assert!(!config.contains("ProtocolConflict"), "{config}");
+    wired.stop().await;
+}

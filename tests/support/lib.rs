@@ -190,10 +190,12 @@ impl TestClient {
     }
 }
 
-/// Binds and immediately closes a port, so connecting to it is refused.
+/// A port nothing listens on, so connecting to it is refused: one of
+/// [`wired::free_port`]'s, below the ephemeral range, where no other test's `bind(0)`
+/// backend can come to listen (a closed ephemeral port did, under load, and a "dead"
+/// endpoint answered).
 pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], wired::free_port()))
 }
 
 /// Keeps `TokioIo` reachable for tests that speak raw HTTP/1.

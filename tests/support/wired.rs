@@ -13,8 +13,37 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A port that was free a moment ago (Gateway listeners bind on the ports as written).
+/// A port that was free a moment ago, for TCP and UDP (Gateway listeners bind on the
+/// ports as written): each call in a process gives another port.
+///
+/// The ports come from below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), never from it: a port the kernel hands
+/// out for `bind(0)` is also the local port of any outgoing connection, so between this
+/// call and the gateway binding it, a connection of this test, another test or another
+/// process could take it (`Address already in use`, seen under load). Ports are taken
+/// in turn from an offset derived from the process id, so concurrent test processes
+/// start far apart; each is checked bindable (TCP and UDP) before it is returned.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(LOWEST);
+    if span >= 1_000 {
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = (LOWEST + (start + n) % span) as u16;
+            let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+            let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+            if tcp.is_ok() && udp.is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -318,4 +347,19 @@ pub async fn ws_echo() -> SocketAddr {
         }
     });
     addr
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_never_repeat() {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32_768);
+        let ports: Vec<u16> = (0..100).map(|_| super::free_port()).collect();
+        assert!(ports.iter().all(|p| *p < low), "{ports:?}");
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+    }
 }

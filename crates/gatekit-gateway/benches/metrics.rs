@@ -56,3 +56,26 @@ fn service_call(bencher: divan::Bencher<'_, '_>, closure_source: bool) {
             });
     }
 }
+
+/// One stream connection's records (opened, then closed with its bytes and duration)
+/// on a port whose routes were set: no allocation, no family lookup.
+#[divan::bench]
+fn stream_connection(bencher: divan::Bencher<'_, '_>) {
+    use gatekit_core::route::RouteId;
+    use gatekit_core::stream::{StreamObserver, StreamStats};
+    use gatekit_gateway::metrics::StreamPortMetrics;
+
+    let metrics = Metrics::new();
+    let port = StreamPortMetrics::new(metrics, 5432, "tcp");
+    let routes = [
+        RouteId::new("default", "db"),
+        RouteId::new("default", "cache"),
+    ];
+    port.set_routes(&routes);
+    let route = routes[1].clone();
+    let stats = StreamStats::default();
+    bencher.bench_local(|| {
+        port.opened(&route);
+        port.closed(&route, &stats);
+    });
+}

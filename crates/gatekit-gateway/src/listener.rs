@@ -105,6 +105,9 @@ pub struct PortOptions {
     /// What happens to `x-forwarded-client-cert` on connections without TLS (on TLS
     /// ones the handshake's listener settings decide).
     pub forward_client_cert: gatekit_core::proxy::ForwardClientCertMode,
+    /// Most connections open on the port at once (Envoy Gateway's `connectionLimit`),
+    /// besides the settings' limit shared by every port; `None`: no bound of its own.
+    pub max_connections: Option<usize>,
 }
 
 impl PortOptions {
@@ -117,7 +120,15 @@ impl PortOptions {
         Self {
             proxy_protocol,
             forward_client_cert,
+            max_connections: None,
         }
+    }
+
+    /// At most `max` connections open on the port at once (`None`: no bound of its own).
+    #[must_use]
+    pub fn with_max_connections(mut self, max: Option<usize>) -> Self {
+        self.max_connections = max;
+        self
     }
 }
 
@@ -373,6 +384,9 @@ impl Listeners {
             .observer(Arc::new(observer));
         if let Some(per_client) = &self.per_client {
             server = server.per_client_limit(per_client.clone());
+        }
+        if let Some(max) = options.max_connections {
+            server = server.port_limit(ConnectionLimit::new(max));
         }
         Ok((server, drain))
     }

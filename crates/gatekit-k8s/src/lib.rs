@@ -79,6 +79,8 @@ pub mod lease;
 pub mod manifest;
 #[cfg(feature = "client")]
 pub mod provider;
+#[cfg(feature = "client")]
+mod refs;
 pub mod status;
 #[cfg(feature = "client")]
 pub mod status_write;

@@ -1464,7 +1464,7 @@ kind: BackendTrafficPolicy
 metadata: {{ name: tcp }}
 spec:
   targetRefs:
-  - {{ group: gateway.networking.k8s.io, kind: TCPRoute, name: db }}
+  - {{ group: gateway.networking.k8s.io, kind: ServiceImport, name: db }}
   - {{ group: gateway.networking.k8s.io, kind: ListenerSet, name: extra }}
   - {{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }}
   retry: {{ numRetries: 4 }}
@@ -1478,7 +1478,7 @@ spec:
     assert_eq!(reason, "Unsupported");
     for named in [
         "spec.targetRefs[0]",
-        "TCPRoute",
+        "ServiceImport",
         "spec.targetRefs[1]",
         "ListenerSet",
     ] {
@@ -1487,7 +1487,7 @@ spec:
     assert!(!message.contains("spec.targetRefs[2]"), "{message}");
     assert!(rule(&t, "web").policy.retry.is_none(), "not half applied");
     let kinds: Vec<String> = ancestors(&t, "tcp").into_iter().map(|a| a.0).collect();
-    assert_eq!(kinds, ["TCPRoute", "ListenerSet", "Gateway"]);
+    assert_eq!(kinds, ["ServiceImport", "ListenerSet", "Gateway"]);
 }
 
 #[test]
@@ -1547,7 +1547,7 @@ spec:
     let t = run(&labelled(&selecting(
         "  targetSelectors:
   - { kind: HTTPRoute, matchLabels: { tier: free }, namespaces: { from: All } }
-  - { kind: TCPRoute, matchLabels: { tier: free } }",
+  - { kind: ListenerSet, matchLabels: { tier: free } }",
     )));
     let (ok, reason, message) = accepted(&t, "sel");
     assert!(!ok);

@@ -210,7 +210,10 @@ spec:
     assert_eq!(route.rules[0].policy.access, [name]);
     let entry = &t.access_policies()[name];
     assert!(entry.spec().is_none());
-    assert!(entry.problem().unwrap().contains("no-such-authz"), "{entry:?}");
+    assert!(
+        entry.problem().unwrap().contains("no-such-authz"),
+        "{entry:?}"
+    );
     let e = t
         .errors()
         .iter()

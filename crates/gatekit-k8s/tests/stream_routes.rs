@@ -326,6 +326,72 @@ spec:
 }
 
 #[test]
+fn udp_and_tcp_based_listeners_share_a_port_number_without_conflict() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: dns, creationTimestamp: "2024-01-01T00:00:00Z" }
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  # DNS: 53/TCP and 53/UDP.
+  - { name: dns-tcp, port: 53, protocol: TCP }
+  - { name: dns-udp, port: 53, protocol: UDP }
+  # TLS and UDP (QUIC-like) on one number.
+  - { name: tls, port: 443, protocol: TLS, tls: { mode: Passthrough } }
+  - { name: quic, port: 443, protocol: UDP }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: web, creationTimestamp: "2024-01-02T00:00:00Z" }
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  # Across Gateways too: HTTP on a number an older Gateway serves over UDP.
+  - { name: http, port: 443, protocol: HTTP }
+  - { name: udp, port: 53, protocol: UDP }
+"#;
+    let t = run(yaml);
+    for l in ["dns-tcp", "dns-udp", "tls", "quic"] {
+        assert_eq!(
+            listener_cond(&t, "dns", l, "Conflicted"),
+            no("NoConflicts"),
+            "{l}"
+        );
+    }
+    // A TCP-based protocol still conflicts with another on the TCP port; UDP with UDP
+    // by hostname (none).
+    assert_eq!(
+        listener_cond(&t, "web", "http", "Conflicted"),
+        yes("ProtocolConflict")
+    );
+    assert_eq!(
+        listener_cond(&t, "web", "udp", "Conflicted"),
+        yes("HostnameConflict")
+    );
+    let served: Vec<(u16, Protocol)> = t
+        .listeners()
+        .iter()
+        .map(|p| (p.port(), p.protocol()))
+        .collect();
+    assert_eq!(
+        served,
+        [
+            (53, Protocol::Tcp),
+            (53, Protocol::Udp),
+            (443, Protocol::Tls),
+            (443, Protocol::Udp)
+        ]
+    );
+    assert_eq!(t.port(53).unwrap().protocol(), Protocol::Tcp);
+    assert_eq!(
+        t.port_over(53, true).unwrap().listeners()[0].name(),
+        "dns-udp"
+    );
+    assert_eq!(t.port_over(443, false).unwrap().protocol(), Protocol::Tls);
+}
+
+#[test]
 fn route_kinds_must_fit_the_listener_protocol() {
     let yaml = format!(
         r#"

@@ -539,6 +539,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             entry: entry.clone(),
             start: now,
             done: false,
+            reported: false,
         })
     }
 
@@ -578,6 +579,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
                     entry: entry.clone(),
                     start: now,
                     done: false,
+                    reported: false,
                 })
             }
             None => Err(Error::new(ErrorKind::NoHealthyEndpoint)),
@@ -635,11 +637,13 @@ where
 
 // === impl Picked ===
 
-/// An endpoint picked for one request, counted in flight until dropped.
+/// An endpoint picked for one request (or connection), counted in flight until dropped.
 pub struct Picked<S> {
     entry: Arc<Entry<S>>,
     start: Instant,
     done: bool,
+    /// The outcome was told already ([`report`](Picked::report)).
+    reported: bool,
 }
 
 impl<S> fmt::Debug for Picked<S> {
@@ -677,17 +681,34 @@ impl<S> Picked<S> {
     }
 
     /// Ends the request with `result`: releases the in-flight count, feeds the latency
-    /// estimate and tells the outcome observer.
+    /// estimate and tells the outcome observer (unless [`report`](Self::report) told
+    /// them already: then it only releases).
     pub fn finish(mut self, result: Result<http::StatusCode, ErrorKind>) {
         let now = Instant::now();
+        self.entry.release();
+        self.done = true;
+        self.observe(now, result);
+    }
+
+    /// Tells the outcome now, with the time since the pick as its latency (the latency
+    /// estimate and the outcome observer hear of it), and keeps the endpoint counted
+    /// in flight until this is dropped or [`finish`](Self::finish)ed. For a long-lived
+    /// connection: its connect is the outcome, its life is load (least-request counts
+    /// it) but not latency. A second report, or a later `finish`, tells nothing more.
+    pub fn report(&mut self, result: Result<http::StatusCode, ErrorKind>) {
+        self.observe(Instant::now(), result);
+    }
+
+    fn observe(&mut self, now: Instant, result: Result<http::StatusCode, ErrorKind>) {
+        if std::mem::replace(&mut self.reported, true) {
+            return;
+        }
         let latency = now.saturating_duration_since(self.start);
         let tracking = &self.entry.tracking;
         if let Some(decay) = tracking.ewma_decay_ns {
             self.entry
                 .observe_rtt(clock::nanos(now), latency.as_nanos() as f64, decay);
         }
-        self.entry.release();
-        self.done = true;
         if let Some(obs) = &tracking.observer {
             let outcome = match result {
                 Ok(status) => Outcome::status(status, latency),
@@ -794,5 +815,39 @@ mod tests {
         let addrs: Vec<_> = up.endpoints().iter().map(|(e, _)| e.addr()).collect();
         assert_eq!(addrs, [addr(0), addr(1)]);
         assert_eq!(*rx.borrow(), 3, "a repeated insert changes nothing");
+    }
+
+    /// Records every outcome's latency.
+    #[derive(Default)]
+    struct Latencies(Mutex<Vec<std::time::Duration>>);
+
+    impl crate::OutcomeObserver for Latencies {
+        fn on_outcome(&self, _: &Endpoint, _: &EndpointHealth, outcome: Outcome) {
+            self.0.lock().push(outcome.latency());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reported_pick_tells_its_outcome_once_and_stays_in_flight_until_dropped() {
+        use std::time::Duration;
+        let seen = Arc::new(Latencies::default());
+        let config = UpstreamConfig::new(Algorithm::PeakEwma).with_observer(seen.clone());
+        let up = Upstream::new(config, |_: &Endpoint| ());
+        up.apply(Change::Replace(eps(1)));
+        let mut picked = up.pick(&Request::new(())).unwrap();
+        tokio::time::advance(Duration::from_millis(2)).await;
+        // Connected: that is the outcome; the connection then lives for an hour.
+        picked.report(Ok(http::StatusCode::OK));
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(up.in_flight(addr(0)), Some(1));
+        picked.finish(Ok(http::StatusCode::OK));
+        assert_eq!(up.in_flight(addr(0)), Some(0));
+        assert_eq!(*seen.0.lock(), [Duration::from_millis(2)]);
+        // The latency estimate is the connect's, not the hour's.
+        let snap = up.shared.snapshot.load();
+        let (_, entry) = snap.member(addr(0)).unwrap();
+        let decay = entry.tracking.ewma_decay_ns.unwrap();
+        let estimate = entry.ewma(clock::nanos(Instant::now()), decay);
+        assert!(estimate < 3e6, "{estimate} ns");
     }
 }

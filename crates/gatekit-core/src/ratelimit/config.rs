@@ -43,6 +43,10 @@ pub enum KeyPart {
     /// The value of this request header: each distinct value its own bucket (an API key,
     /// a tenant).
     Header(HeaderName),
+    /// Who the request was authenticated as: the method and subject of its
+    /// [`Identity`](crate::access::Identity) (an API key's consumer, a user), put there
+    /// by an access policy outside the limit. A request without one lacks the part.
+    Identity,
 }
 
 /// Requests allowed per interval, with a burst.

@@ -7,6 +7,7 @@ use http::Request;
 
 use super::KeyPart;
 use crate::ConnectionInfo;
+use crate::access::Identity;
 
 /// The bucket a request goes to in one [`RateLimiter`](super::RateLimiter), built by
 /// [`RateLimiter::key`](super::RateLimiter::key) or
@@ -38,7 +39,7 @@ pub(super) enum KeyRepr {
 
 /// Hashes `req`'s key `parts` with `hasher`. `None` when the request lacks a part: no
 /// [`ConnectionInfo`] for [`KeyPart::ClientIp`], no such header for
-/// [`KeyPart::Header`].
+/// [`KeyPart::Header`], no [`Identity`] for [`KeyPart::Identity`].
 ///
 /// The encoding is prefix-free (a tag per part, each header value length-prefixed, an
 /// end mark after a header's values), so distinct part values never hash as one input.
@@ -66,6 +67,12 @@ pub(super) fn hash_parts<B>(
                     value.as_bytes().hash(&mut h);
                 }
                 h.write_u8(3);
+            }
+            KeyPart::Identity => {
+                let id = req.extensions().get::<Identity>()?;
+                h.write_u8(5);
+                id.method().hash(&mut h);
+                id.subject().hash(&mut h);
             }
         }
     }
@@ -102,6 +109,16 @@ pub(super) fn encode_parts<B>(parts: &[KeyPart], req: &Request<B>, out: &mut Vec
                     out.extend_from_slice(value.as_bytes());
                 }
                 out.push(3);
+            }
+            KeyPart::Identity => {
+                out.push(5);
+                if let Some(id) = req.extensions().get::<Identity>() {
+                    for s in [id.method(), id.subject()] {
+                        let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+                        out.extend_from_slice(&len.to_be_bytes());
+                        out.extend_from_slice(s.as_bytes());
+                    }
+                }
             }
         }
     }
@@ -189,6 +206,35 @@ mod tests {
         assert_eq!(k(&both, &a), k(&both, &c));
         // An IPv4-mapped IPv6 client is its IPv4 address.
         assert_eq!(k(&ip, &a), k(&ip, &req(Some("[::ffff:10.0.0.1]"), &[])));
+    }
+
+    #[test]
+    fn identity_parts_key_by_method_and_subject() {
+        let s = RandomState::new();
+        let id = [KeyPart::Identity];
+        let with = |method, subject| {
+            let mut r = req(Some("10.0.0.1"), &[]);
+            r.extensions_mut().insert(Identity::new(method, subject));
+            r
+        };
+        let k = |r: &Request<()>| hash_parts(&id, &s, r);
+        let enc = |r: &Request<()>| {
+            let mut out = Vec::new();
+            encode_parts(&id, r, &mut out);
+            out
+        };
+        let alice = with("api-key", "alice");
+        assert_eq!(k(&alice), k(&with("api-key", "alice")));
+        assert_eq!(enc(&alice), enc(&with("api-key", "alice")));
+        assert_ne!(k(&alice), k(&with("api-key", "bob")));
+        assert_ne!(
+            k(&alice),
+            k(&with("basic", "alice")),
+            "the method is part of it"
+        );
+        assert_ne!(enc(&alice), enc(&with("basic", "alice")));
+        assert_ne!(enc(&with("a", "bc")), enc(&with("ab", "c")), "framed");
+        assert_eq!(k(&req(Some("10.0.0.1"), &[])), None, "no identity: no key");
     }
 
     #[test]

@@ -34,7 +34,11 @@
 //! [`ConnectionInfo`](crate::ConnectionInfo) request extension (an IPv4-mapped IPv6
 //! address counts as the IPv4 one; each IPv6 address is its own key), and
 //! [`KeyPart::Header`] the values of a request header, each distinct value its own
-//! bucket (all values, in order, when it repeats). Several parts combine: `[ClientIp,
+//! bucket (all values, in order, when it repeats), and [`KeyPart::Identity`] who an
+//! access policy authenticated the request as (the
+//! [`Identity`](crate::access::Identity) extension's method and subject: one bucket per
+//! API-key consumer or user; access policies run outside a rule's rate limits, so the
+//! identity is there). Several parts combine: `[ClientIp,
 //! Header(x-api-key)]` gives each (address, key) pair its own bucket. The parts are fed
 //! one after the other into a hasher seeded at random per limiter, giving a 64-bit key
 //! without allocating; a client cannot aim keys at one slot of the table (no HashDoS).
@@ -43,7 +47,7 @@
 //!
 //! A limit without parts has one bucket for all traffic through it, a single atomic
 //! updated with compare-and-swap (no lock). A request that lacks a part (no such
-//! header, no `ConnectionInfo`) is not limited under [`Unkeyed::Skip`], and takes from
+//! header, no `ConnectionInfo`, no `Identity`) is not limited under [`Unkeyed::Skip`], and takes from
 //! one shared default bucket with its own quota under [`Unkeyed::Shared`].
 //!
 //! # Which requests: matches

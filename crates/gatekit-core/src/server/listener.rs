@@ -60,6 +60,7 @@ pub struct Server {
     config: ServerConfig,
     tls: Option<TlsAcceptor>,
     limit: Option<ConnectionLimit>,
+    port_limit: Option<ConnectionLimit>,
     per_client: Option<PerClientLimit>,
     drain: Drain,
     observer: Option<Arc<dyn ConnectionObserver>>,
@@ -88,6 +89,7 @@ impl Server {
             config: ServerConfig::default(),
             tls: None,
             limit: None,
+            port_limit: None,
             per_client: None,
             drain: Drain::new(),
             observer: None,
@@ -119,6 +121,16 @@ impl Server {
     #[must_use]
     pub fn limit(mut self, limit: ConnectionLimit) -> Self {
         self.limit = Some(limit);
+        self
+    }
+
+    /// Counts connections also against `limit`, a bound of this listener's own (for
+    /// example Envoy Gateway's `connectionLimit` of one port), checked after the shared
+    /// [`limit`](Self::limit): a connection over either is closed at once, before any
+    /// byte is read, and counted by the limit that refused it.
+    #[must_use]
+    pub fn port_limit(mut self, limit: ConnectionLimit) -> Self {
+        self.port_limit = Some(limit);
         self
     }
 
@@ -194,6 +206,7 @@ impl Server {
             config,
             tls: _,
             limit,
+            port_limit,
             per_client,
             drain,
             observer,
@@ -246,8 +259,22 @@ impl Server {
                     }
                 },
             };
+            let port_permit = match &port_limit {
+                None => None,
+                Some(limit) => match limit.try_acquire() {
+                    Some(permit) => Some(permit),
+                    None => {
+                        if let Some(observer) = &observer {
+                            observer.rejected();
+                        }
+                        tracing::debug!(%remote, %local, "the port's connection limit reached; closing");
+                        continue;
+                    }
+                },
+            };
             let _ = tcp.set_nodelay(true);
-            let guard = ConnectionGuard::new(drain.connection(), permit, client, observer.clone());
+            let permits = [permit, port_permit];
+            let guard = ConnectionGuard::new(drain.connection(), permits, client, observer.clone());
             let mut hard_stop = guard.tracked.signal.clone();
             let signal = guard.tracked.signal.clone();
             let (handler, proxy_protocol) = (handler.clone(), proxy_protocol.clone());
@@ -286,6 +313,7 @@ impl fmt::Debug for Server {
             .field("config", &self.config)
             .field("tls", &self.tls)
             .field("limit", &self.limit)
+            .field("port_limit", &self.port_limit)
             .field("per_client", &self.per_client)
             .finish_non_exhaustive()
     }
@@ -398,7 +426,8 @@ impl ServerHandle {
 /// that hears `closed` finds them free).
 struct ConnectionGuard {
     tracked: Tracked,
-    permit: Option<OwnedSemaphorePermit>,
+    /// Under the shared limit and the port's own.
+    permits: [Option<OwnedSemaphorePermit>; 2],
     client: Option<ClientSlot>,
     observer: Option<Arc<dyn ConnectionObserver>>,
 }
@@ -406,7 +435,7 @@ struct ConnectionGuard {
 impl ConnectionGuard {
     fn new(
         tracked: Tracked,
-        permit: Option<OwnedSemaphorePermit>,
+        permits: [Option<OwnedSemaphorePermit>; 2],
         client: Option<ClientSlot>,
         observer: Option<Arc<dyn ConnectionObserver>>,
     ) -> Self {
@@ -415,7 +444,7 @@ impl ConnectionGuard {
         }
         Self {
             tracked,
-            permit,
+            permits,
             client,
             observer,
         }
@@ -424,7 +453,7 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        drop(self.permit.take());
+        drop(self.permits.each_mut().map(Option::take));
         drop(self.client.take());
         if let Some(observer) = &self.observer {
             observer.closed();

@@ -33,17 +33,25 @@ pub trait StreamUpstream: Send + Sync + 'static {
 }
 
 /// One endpoint picked for one connection. It is held while the connection is open (so
-/// a balancer counting open connections sees it) and told how it ended.
+/// a balancer counting open connections sees it) and told how connecting went: the
+/// connect is the outcome a balancer should learn from (its latency, or its failure),
+/// not the connection's life.
 pub trait StreamEndpoint: Send + 'static {
     /// Where to connect.
     fn addr(&self) -> SocketAddr;
+
+    /// The TCP connection to the endpoint was made (before any PROXY protocol header
+    /// or byte of the client's); the time since the pick is its connect latency. Not
+    /// called for UDP flows (nothing is exchanged to connect).
+    fn connected(&mut self) {}
 
     /// Connecting failed (refused, unreachable, timed out): outlier detection should
     /// hear of it.
     fn connect_failed(self: Box<Self>, error: &io::Error);
 
-    /// The connection to the endpoint was made and has now closed; `error` is the I/O
-    /// error it ended with, if any.
+    /// The connection (UDP: the flow) to the endpoint has closed; `error` is the I/O
+    /// error it ended with, if any (the client's or the backend's doing, not a sign of
+    /// the endpoint's health).
     fn closed(self: Box<Self>, error: Option<&io::Error>);
 }
 
@@ -120,7 +128,7 @@ impl StreamBackend {
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last = None;
         for _ in 0..self.attempts {
-            let Some(endpoint) = self.upstream.pick(info, &tried) else {
+            let Some(mut endpoint) = self.upstream.pick(info, &tried) else {
                 break;
             };
             let addr = endpoint.addr();
@@ -134,6 +142,7 @@ impl StreamBackend {
                 };
             match result {
                 Ok(mut tcp) => {
+                    endpoint.connected();
                     let _ = tcp.set_nodelay(true);
                     if let Some(version) = self.proxy_protocol {
                         let header =

@@ -17,6 +17,9 @@ pub enum StreamError {
     /// The route's picked backend does not resolve (its share of connections is closed).
     #[error("the stream route's backend is not valid")]
     InvalidBackend,
+    /// The route already had its `max_connections` open.
+    #[error("the stream route has its most connections open")]
+    Limit,
     /// The backend had no endpoint to pick.
     #[error("no endpoint to connect to")]
     NoEndpoint,

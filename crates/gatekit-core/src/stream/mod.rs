@@ -21,6 +21,18 @@
 //!
 //! A drain leaves stream connections alone until its deadline, then closes them.
 //!
+//! # Limits and idle timeouts
+//!
+//! A route's [`max_connections`](StreamRoute::max_connections) bounds the connections
+//! (UDP: flows) open through it on a port; the one over it is closed (its datagrams
+//! dropped) before any backend is contacted and reported as [`Refusal::Limit`]. The
+//! count is handed from table to table by route id, so a reload neither resets it nor
+//! lets it be exceeded. The idle timeout of a connection is its route's, else its
+//! listener's ([`StreamListener::idle_timeout`]), else [`DEFAULT_TCP_IDLE_TIMEOUT`] /
+//! [`DEFAULT_UDP_IDLE_TIMEOUT`]. A bound on the connections of a whole port is the
+//! server's (a [`ConnectionLimit`](crate::server::ConnectionLimit) given with
+//! [`Server::port_limit`](crate::server::Server::port_limit)).
+//!
 //! # UDP
 //!
 //! A [`UdpRelay`] keeps one flow per client address: a connected socket of its own to
@@ -31,6 +43,7 @@
 
 mod backend;
 mod error;
+mod limit;
 mod model;
 mod observer;
 mod relay;

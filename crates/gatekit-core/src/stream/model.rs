@@ -24,6 +24,10 @@ pub struct StreamRoute {
     /// How long a connection (or UDP flow) may pass no byte before it is closed;
     /// `None`: the listener's default.
     pub idle_timeout: Option<Duration>,
+    /// Most connections (UDP: flows) open through this route at once, on each port
+    /// that serves it; beyond it a new one is closed (a UDP flow's datagrams dropped)
+    /// before any backend is contacted. `None`: no limit of its own.
+    pub max_connections: Option<u32>,
 }
 
 impl StreamRoute {
@@ -35,6 +39,7 @@ impl StreamRoute {
             created: 0,
             backends: Vec::new(),
             idle_timeout: None,
+            max_connections: None,
         }
     }
 }

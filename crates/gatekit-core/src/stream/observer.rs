@@ -18,6 +18,9 @@ pub enum Refusal {
     NoBackend,
     /// The TLS handshake (termination) failed.
     Handshake,
+    /// Its route had `max_connections` open (UDP: flows); closed before any backend
+    /// was contacted.
+    Limit,
 }
 
 impl Refusal {
@@ -29,12 +32,13 @@ impl Refusal {
             Self::InvalidBackend => "invalid_backend",
             Self::NoBackend => "no_backend",
             Self::Handshake => "handshake",
+            Self::Limit => "limit",
         }
     }
 }
 
 /// What a stream connection or UDP flow did, reported when it ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StreamStats {
     /// Bytes (UDP: payload bytes) received from the client.

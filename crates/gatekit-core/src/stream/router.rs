@@ -57,8 +57,10 @@ impl StreamRouter {
         self
     }
 
-    /// Serves `table` from now on; open connections keep theirs.
-    pub fn store(&self, table: StreamTable) {
+    /// Serves `table` from now on; open connections keep theirs, and still count
+    /// against their route's `max_connections` in the new table (by route id).
+    pub fn store(&self, mut table: StreamTable) {
+        table.carry_over(&self.table.load());
         self.table.store(Arc::new(table));
     }
 
@@ -114,6 +116,11 @@ impl StreamRouter {
         let Some(backend) = selected.backend else {
             refuse(Some(route), Refusal::InvalidBackend);
             return Err(StreamError::InvalidBackend);
+        };
+        // Held until the connection ends.
+        let Some(_slot) = selected.acquire() else {
+            refuse(Some(route), Refusal::Limit);
+            return Err(StreamError::Limit);
         };
         match selected.mode {
             ListenerMode::Terminate(acceptor) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backend::StreamBackend;
+use super::limit::{OpenCount, OpenSlot};
 use super::model::StreamRoute;
 use crate::error::ConfigError;
 use crate::route::RouteId;
@@ -121,6 +122,9 @@ struct Route {
     backends: Vec<(Option<StreamBackend>, u32)>,
     total_weight: u64,
     idle_timeout: Option<Duration>,
+    max_connections: Option<u32>,
+    /// Open connections, handed on to the next table (see [`StreamTable::carry_over`]).
+    open: Arc<OpenCount>,
 }
 
 /// The route a connection was given, with what serving it needs.
@@ -130,6 +134,16 @@ pub(crate) struct Selected<'t> {
     /// `None`: the picked share's backend does not resolve (or every weight is 0).
     pub(crate) backend: Option<&'t StreamBackend>,
     pub(crate) idle_timeout: Duration,
+    max_connections: Option<u32>,
+    open: &'t Arc<OpenCount>,
+}
+
+impl Selected<'_> {
+    /// A place under the route's `max_connections`, held while the connection (or
+    /// flow) is open; `None` when the route is at its limit.
+    pub(crate) fn acquire(&self) -> Option<OpenSlot> {
+        self.open.try_acquire(self.max_connections)
+    }
 }
 
 // === impl StreamTable ===
@@ -199,6 +213,8 @@ impl StreamTable {
                     backends,
                     total_weight,
                     idle_timeout: route.idle_timeout,
+                    max_connections: route.max_connections,
+                    open: Arc::default(),
                 });
             }
             compiled.push(Listener {
@@ -207,6 +223,14 @@ impl StreamTable {
                 routes,
                 idle_timeout: listener.idle_timeout.unwrap_or(default_idle),
             });
+        }
+        // A route attached to several listeners of the port counts its connections once.
+        let mut counts: Vec<(RouteId, Arc<OpenCount>)> = Vec::new();
+        for route in compiled.iter_mut().flat_map(|l| l.routes.iter_mut()) {
+            match counts.iter().find(|(id, _)| *id == route.id) {
+                Some((_, count)) => route.open = count.clone(),
+                None => counts.push((route.id.clone(), route.open.clone())),
+            }
         }
         Ok(Self {
             listeners: compiled,
@@ -250,7 +274,40 @@ impl StreamTable {
             mode: &listener.mode,
             backend,
             idle_timeout: route.idle_timeout.unwrap_or(listener.idle_timeout),
+            max_connections: route.max_connections,
+            open: &route.open,
         })
+    }
+
+    /// Takes over `old`'s open-connection counts, route by route id, so connections
+    /// opened under `old` count against this table's limits.
+    pub(crate) fn carry_over(&mut self, old: &StreamTable) {
+        for route in self.listeners.iter_mut().flat_map(|l| l.routes.iter_mut()) {
+            if let Some(count) = old
+                .listeners
+                .iter()
+                .flat_map(|l| &l.routes)
+                .find(|r| r.id == route.id)
+                .map(|r| &r.open)
+            {
+                route.open = count.clone();
+            }
+        }
+    }
+
+    /// Per route (by id, each once): its `max_connections` and the connections (UDP:
+    /// flows) open through it now.
+    pub fn open_connections(&self) -> impl Iterator<Item = (&RouteId, Option<u32>, u32)> {
+        let mut seen: Vec<&RouteId> = Vec::new();
+        self.listeners
+            .iter()
+            .flat_map(|l| &l.routes)
+            .filter(move |r| {
+                let new = !seen.contains(&&r.id);
+                seen.push(&r.id);
+                new
+            })
+            .map(|r| (&r.id, r.max_connections, r.open.open()))
     }
 
     fn find(&self, server_name: Option<&str>) -> Option<(&Listener, usize)> {

@@ -164,3 +164,65 @@ fn bad_hostnames_and_duplicate_listeners_are_refused_with_their_field() {
     assert!(err.field().starts_with("hostnames[1]"), "{err}");
     assert_eq!(err.route().map(|r| r.name()), Some("r"));
 }
+
+#[test]
+fn a_routes_open_count_is_shared_by_its_listeners_and_carried_over_a_reload() {
+    let limited = |max| {
+        let mut r = StreamRoute::new(RouteId::new("ns", "db"));
+        r.backends = vec![StreamBackendRef::new("b", 1)];
+        r.max_connections = Some(max);
+        Arc::new(r)
+    };
+    let table = |max| {
+        StreamTable::build(
+            vec![
+                StreamListener::new(ListenerMode::Passthrough)
+                    .hostname(Some("a.example.com"))
+                    .routes([limited(max)]),
+                StreamListener::new(ListenerMode::Passthrough)
+                    .hostname(Some("b.example.com"))
+                    .routes([limited(max)]),
+            ],
+            backend,
+        )
+        .unwrap()
+    };
+    let router = StreamRouter::new(table(2));
+    let old = router.load();
+    let a = old
+        .select(Some("a.example.com"))
+        .unwrap()
+        .acquire()
+        .unwrap();
+    // One count for the route, whichever listener took the connection.
+    let b = old
+        .select(Some("b.example.com"))
+        .unwrap()
+        .acquire()
+        .unwrap();
+    assert!(
+        old.select(Some("a.example.com"))
+            .unwrap()
+            .acquire()
+            .is_none()
+    );
+    // A reload keeps counting the connections opened under the old table.
+    router.store(table(3));
+    let new = router.load();
+    let c = new
+        .select(Some("a.example.com"))
+        .unwrap()
+        .acquire()
+        .unwrap();
+    assert!(
+        new.select(Some("b.example.com"))
+            .unwrap()
+            .acquire()
+            .is_none()
+    );
+    let open: Vec<_> = new.open_connections().collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!((open[0].1, open[0].2), (Some(3), 3));
+    drop((a, b, c));
+    assert_eq!(new.open_connections().next().unwrap().2, 0);
+}

@@ -194,6 +194,13 @@ async fn run(
                     continue;
                 };
                 let route = selected.route.clone();
+                let Some(slot) = selected.acquire() else {
+                    if let Some(observer) = router.observer_ref() {
+                        observer.refused(Some(&route), super::observer::Refusal::Limit);
+                    }
+                    drop_one(Some(&route));
+                    continue;
+                };
                 let info = ConnectionInfo::new(client, local, false);
                 let Some(endpoint) = selected.backend.and_then(|b| b.pick_endpoint(&info)) else {
                     drop_one(Some(&route));
@@ -224,6 +231,7 @@ async fn run(
                         shared: shared.clone(),
                         router: router.clone(),
                         activity: flow.activity.clone(),
+                        _slot: slot,
                     },
                     flow.clone(),
                     socket.clone(),
@@ -314,6 +322,8 @@ struct FlowEnd {
     shared: Arc<Shared>,
     router: StreamRouter,
     activity: Arc<Activity>,
+    /// Its place under the route's `max_connections`.
+    _slot: super::limit::OpenSlot,
 }
 
 impl Drop for FlowEnd {

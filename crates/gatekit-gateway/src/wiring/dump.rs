@@ -260,6 +260,18 @@ fn render(
                         TlsMode::Passthrough => "Passthrough",
                         _ => "Terminate",
                     }),
+                    idle_timeout_ms: match port.protocol() {
+                        Protocol::Tls | Protocol::Tcp => Some(
+                            l.idle_timeout()
+                                .unwrap_or(gatekit_core::stream::DEFAULT_TCP_IDLE_TIMEOUT)
+                                .as_millis(),
+                        ),
+                        Protocol::Udp => {
+                            Some(gatekit_core::stream::DEFAULT_UDP_IDLE_TIMEOUT.as_millis())
+                        }
+                        _ => None,
+                    },
+                    connection_limit: l.connection_limit(),
                     routes: port
                         .listener_routes(l)
                         .iter()
@@ -272,6 +284,10 @@ fn render(
                         .collect(),
                 })
                 .collect(),
+            connection_limit: match port.protocol() {
+                Protocol::Udp => None,
+                _ => super::connection_limit(port, &mut Vec::new()),
+            },
             stream_routes: port
                 .stream_routes()
                 .iter()
@@ -376,6 +392,10 @@ struct PortJson<'a> {
     address: Option<String>,
     protocol: &'static str,
     listeners: Vec<ListenerJson<'a>>,
+    /// Most connections open on the port at once (its listeners' ClientTrafficPolicy
+    /// `connectionLimit`); absent: only the gateway-wide limit.
+    #[serde(rename = "connectionLimit", skip_serializing_if = "Option::is_none")]
+    connection_limit: Option<usize>,
     routes: Vec<RouteJson<'a>>,
     /// TLSRoutes, TCPRoutes and UDPRoutes (TLS, TCP and UDP ports only).
     #[serde(rename = "streamRoutes", skip_serializing_if = "Vec::is_empty")]
@@ -391,6 +411,9 @@ struct StreamRouteJson<'a> {
     backends: Vec<StreamBackendJson<'a>>,
     #[serde(rename = "idleTimeoutMs", skip_serializing_if = "Option::is_none")]
     idle_timeout_ms: Option<u128>,
+    /// Most connections (UDP: flows) open through the route on a port.
+    #[serde(rename = "maxConnections", skip_serializing_if = "Option::is_none")]
+    max_connections: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -414,6 +437,7 @@ impl<'a> StreamRouteJson<'a> {
                 })
                 .collect(),
             idle_timeout_ms: route.idle_timeout.map(|d| d.as_millis()),
+            max_connections: route.max_connections,
         }
     }
 }
@@ -431,6 +455,14 @@ struct ListenerJson<'a> {
     /// A TLS listener's mode (`Passthrough`, `Terminate`).
     #[serde(rename = "tlsMode", skip_serializing_if = "Option::is_none")]
     tls_mode: Option<&'static str>,
+    /// The idle timeout of a stream listener's connections (UDP: flows) when their
+    /// route sets none.
+    #[serde(rename = "idleTimeoutMs", skip_serializing_if = "Option::is_none")]
+    idle_timeout_ms: Option<u128>,
+    /// The listener's ClientTrafficPolicy `connectionLimit` (the port applies the
+    /// smallest of its listeners').
+    #[serde(rename = "connectionLimit", skip_serializing_if = "Option::is_none")]
+    connection_limit: Option<usize>,
     /// The routes this listener matches requests against (listener isolation); their
     /// rules are in the port's `routes`, one entry per listener.
     routes: Vec<String>,

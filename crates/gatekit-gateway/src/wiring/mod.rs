@@ -1082,7 +1082,8 @@ impl Wiring {
             let options = crate::PortOptions::new(
                 proxy_protocol(port, gateway, &mut errors),
                 cleartext_forward_client_cert(port, &mut errors),
-            );
+            )
+            .with_max_connections(connection_limit(port, &mut errors));
             match self.ports.get(&port.port()) {
                 Some(served) if gateway.is_embedded() => {
                     if let Some(table) = changed {
@@ -1432,6 +1433,36 @@ pub(super) fn proxy_protocol(
         ));
     }
     true
+}
+
+/// The most connections `port` keeps open at once: the ClientTrafficPolicies'
+/// `connectionLimit` of its listeners (a port accepts for all its listeners, so the
+/// bound is the port's). Listeners that disagree, or some without one: the smallest
+/// bound, reported in `errors`.
+pub(super) fn connection_limit(
+    port: &PortListeners,
+    errors: &mut Vec<ConfigError>,
+) -> Option<usize> {
+    let limits: Vec<Option<usize>> = port
+        .listeners()
+        .iter()
+        .map(|l| l.connection_limit())
+        .collect();
+    let smallest = limits.iter().flatten().min().copied()?;
+    if limits.iter().any(|l| *l != Some(smallest)) {
+        errors.push(ConfigError::new(
+            format!("listeners[port={}].connectionLimit", port.port()),
+            format!(
+                "the listeners of the port ask for different connection limits ({}): the port accepts for all of them, the smallest ({smallest}) applies",
+                limits
+                    .iter()
+                    .map(|l| l.map_or_else(|| "none".to_owned(), |n| n.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Some(smallest)
 }
 
 /// What an HTTP port does with `x-forwarded-client-cert` (no certificate is ever

@@ -5,8 +5,14 @@
 //!
 //! | role | kinds |
 //! |---|---|
-//! | `config` | GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, ReferenceGrant, Namespace, TLS Secret, BackendPolicy, TrafficPolicy, Envoy Gateway's BackendTrafficPolicy and ClientTrafficPolicy, XBackendTrafficPolicy, Service |
+//! | `config` | GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute, ReferenceGrant, Namespace, BackendPolicy, TrafficPolicy, Envoy Gateway's BackendTrafficPolicy and ClientTrafficPolicy, XBackendTrafficPolicy, BackendTLSPolicy, Service; Secrets and ConfigMaps by referenced name only |
 //! | `endpoints` | Service, EndpointSlice |
+//!
+//! Secrets and ConfigMaps are never watched cluster-wide: only the objects the
+//! configuration names (listed by `refs.rs`) are watched, each by its name (or, above 16
+//! names in one namespace, through one watch of the namespace), and held; see
+//! `named.rs` for the mechanism, readiness, and how a change adding a reference waits
+//! (at most 1 s) for its object's first list.
 //!
 //! Events land in per-cluster stores (see `store.rs`), and each one says what changed:
 //! anything but an EndpointSlice is a *configuration* change (the consumer translates
@@ -52,10 +58,12 @@
 //! # Readiness
 //!
 //! [`Provider::synced`] resolves once every store that readiness needs has completed its
-//! first list: all clusters' (the default), or only the config clusters'
+//! first list (and, in config clusters, every referenced Secret and ConfigMap known once
+//! the referring kinds are listed has been listed by its named watch): all clusters' (the default), or only the config clusters'
 //! ([`Readiness::ConfigClusters`]: an endpoints cluster down at start then does not keep
 //! the gateway out of traffic; its endpoints join when it comes up).
 
+mod named;
 mod store;
 mod watch;
 
@@ -323,6 +331,22 @@ struct Pending {
     /// Which objects changed is not known.
     unknown: bool,
     since: Option<Instant>,
+    /// A referring kind changed and its new references' watches have not listed yet:
+    /// configuration changes are held back (see `named.rs`).
+    held: bool,
+    /// Counts referring-kind changes, so a release is for the latest one only.
+    refs_generation: u64,
+}
+
+impl Pending {
+    /// Whether a batch is waiting; while `held`, only EndpointSlice changes count.
+    fn ready(&self) -> bool {
+        if self.held {
+            !self.unknown && !self.services.is_empty()
+        } else {
+            self.config || self.clusters || !self.services.is_empty()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -335,11 +359,13 @@ struct Health {
 
 pub(crate) struct Cluster {
     pub(crate) name: String,
-    config: bool,
+    pub(crate) config: bool,
     endpoints: bool,
-    client: Client,
+    pub(crate) client: Client,
     pub(crate) stores: Stores,
     health: Mutex<Health>,
+    /// The Secrets' and ConfigMaps' watches by referenced name (config clusters).
+    named: Mutex<named::Watches>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -353,10 +379,11 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
+    /// The kinds watched cluster-wide (Secrets and ConfigMaps are watched by name).
     fn kinds(&self) -> BTreeSet<Kind> {
         let mut kinds = BTreeSet::new();
         if self.config {
-            kinds.extend(Kind::CONFIG.iter().copied());
+            kinds.extend(Kind::CONFIG.iter().copied().filter(|k| !k.by_reference()));
             kinds.insert(Kind::Service);
         }
         if self.endpoints {
@@ -368,6 +395,19 @@ impl Cluster {
     fn synced(&self) -> bool {
         let s = &self.stores;
         self.kinds().into_iter().all(|kind| s.is_synced(kind))
+            && (!self.config || self.named().synced())
+    }
+
+    /// Whether every kind that references Secrets and ConfigMaps has been listed.
+    pub(crate) fn referrers_synced(&self) -> bool {
+        Kind::CONFIG
+            .iter()
+            .filter(|k| crate::refs::is_referrer(k.name()))
+            .all(|&k| self.stores.is_synced(k))
+    }
+
+    pub(crate) fn named(&self) -> std::sync::MutexGuard<'_, named::Watches> {
+        self.named.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -398,7 +438,9 @@ pub(crate) struct Shared {
     /// Watch events being applied and not yet recorded (see [`Provider::settled`]).
     in_flight: AtomicUsize,
     changed: Notify,
-    synced: Notify,
+    pub(crate) synced: Notify,
+    /// A referring kind changed or a kind was first listed: references to recompute.
+    pub(crate) refs_dirty: Notify,
 }
 
 /// One watch event being applied to a store: counted in `in_flight` until dropped
@@ -422,13 +464,22 @@ impl Shared {
         Applying(&self.in_flight)
     }
 
-    /// Records what an event changed and wakes the consumer.
+    /// Records what an event changed and wakes the consumer (a change of a kind that
+    /// references Secrets and ConfigMaps: the reconciler of named watches first).
     pub(crate) fn record(&self, cluster: usize, delta: Delta, first_sync: bool) {
         let c = &self.clusters[cluster];
         let mut changed = delta.config;
+        let referrer = delta
+            .objects
+            .iter()
+            .any(|r| crate::refs::is_referrer(r.kind()));
         {
             let mut pending = self.pending();
             pending.config |= delta.config;
+            if referrer {
+                pending.held = true;
+                pending.refs_generation += 1;
+            }
             // Slices of a cluster whose endpoints were dropped are not served.
             let usable = c.endpoints_usable();
             for r in delta.objects {
@@ -448,12 +499,45 @@ impl Shared {
                 pending.since.get_or_insert_with(Instant::now);
             }
         }
+        if referrer || first_sync {
+            self.refs_dirty.notify_one();
+        }
         if changed {
             self.changed.notify_one();
         }
         if first_sync {
             self.synced.notify_waiters();
         }
+    }
+
+    /// The count of referring-kind changes so far.
+    pub(crate) fn refs_generation(&self) -> u64 {
+        self.pending().refs_generation
+    }
+
+    /// Hands held configuration changes out, unless a referring kind changed again
+    /// after `generation` (then the next reconciliation releases them).
+    pub(crate) fn release_refs_hold(&self, generation: u64) {
+        let mut pending = self.pending();
+        if pending.held && pending.refs_generation == generation {
+            pending.held = false;
+            let ready = pending.ready();
+            drop(pending);
+            if ready {
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// The objects of every kind that references Secrets and ConfigMaps, merged from
+    /// the config clusters as [`Provider::resources`] merges them.
+    pub(crate) fn referrers(&self) -> ResourceSet {
+        let config: Vec<&Cluster> = self.clusters.iter().filter(|c| c.config).collect();
+        let mut set = ResourceSet::default();
+        for (kind, _) in crate::refs::SOURCES {
+            merge_kind(&mut set, &config, kind);
+        }
+        set
     }
 
     pub(crate) fn watch_failed(&self, cluster: usize, error: &str) {
@@ -562,6 +646,9 @@ impl Drop for Provider {
         for task in &self.tasks {
             task.abort();
         }
+        for cluster in &self.shared.clusters {
+            cluster.named().close();
+        }
     }
 }
 
@@ -591,6 +678,7 @@ impl Provider {
                     dropped: false,
                     last_error: None,
                 }),
+                named: Mutex::new(named::Watches::default()),
             });
         }
         let shared = Arc::new(Shared {
@@ -606,8 +694,9 @@ impl Provider {
             in_flight: AtomicUsize::new(0),
             changed: Notify::new(),
             synced: Notify::new(),
+            refs_dirty: Notify::new(),
         });
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(named::reconcile_forever(shared.clone()))];
         for (i, cluster) in shared.clusters.iter().enumerate() {
             for kind in cluster.kinds() {
                 tasks.push(spawn_watch(&shared, i, kind, cluster.client.clone()));
@@ -665,13 +754,33 @@ impl Provider {
         }
     }
 
-    /// Takes the pending changes, if any.
+    /// Takes the pending changes, if any. While a change that adds references to
+    /// Secrets or ConfigMaps waits for their first list (at most 1 s), only
+    /// EndpointSlice changes are taken; the rest follow with the referenced objects.
     pub fn take_changes(&self) -> Option<Changes> {
         let mut pending = self.shared.pending();
-        if !pending.config && !pending.clusters && pending.services.is_empty() {
+        if !pending.ready() {
             return None;
         }
+        if pending.held {
+            // Configuration waits for the new references' first list; endpoints do not.
+            let services = std::mem::take(&mut pending.services);
+            let slice = Kind::EndpointSlice.name();
+            let (slices, rest) = std::mem::take(&mut pending.objects)
+                .into_iter()
+                .partition(|r| r.kind() == slice);
+            pending.objects = rest;
+            return Some(Changes {
+                config: false,
+                clusters: false,
+                services,
+                objects: Some(slices),
+                since: pending.since.unwrap_or_else(Instant::now),
+            });
+        }
+        let refs_generation = pending.refs_generation;
         let taken = std::mem::take(&mut *pending);
+        pending.refs_generation = refs_generation;
         Some(Changes {
             config: taken.config,
             clusters: taken.clusters,
@@ -878,9 +987,16 @@ impl Provider {
     }
 }
 
+/// Starts the cluster-wide watch of `kind`.
 fn spawn_watch(shared: &Arc<Shared>, cluster: usize, kind: Kind, client: Client) -> JoinHandle<()> {
     fn go<K: Watched>(shared: &Arc<Shared>, cluster: usize, client: Client) -> JoinHandle<()> {
-        tokio::spawn(watch::run::<K>(shared.clone(), cluster, Api::all(client)))
+        tokio::spawn(watch::run::<K>(
+            shared.clone(),
+            cluster,
+            Api::all(client),
+            kube::runtime::watcher::Config::default(),
+            watch::Scope::All,
+        ))
     }
     macro_rules! spawn {
         ($($ty:ty => $kind:ident, $field:ident, $name:literal, $optional:literal;)*) => {
@@ -899,6 +1015,15 @@ macro_rules! config_kinds_fns {
         /// Every configuration kind of `set`, merged from the `config` clusters.
         fn merge_config(set: &mut ResourceSet, config: &[&Cluster]) {
             $(set.$field = merged(config, |s| &s.$field);)*
+        }
+
+        /// Sets the configuration kind `kind` (as in manifests) of `set` to its objects
+        /// merged from the `config` clusters; any other kind: nothing.
+        fn merge_kind(set: &mut ResourceSet, config: &[&Cluster], kind: &str) {
+            match kind {
+                $($name => set.$field = merged(config, |s| &s.$field),)*
+                _ => {}
+            }
         }
 
         /// Gives the configuration object `kind` (as in manifests) `key` its merged

@@ -54,6 +54,14 @@ macro_rules! with_config_kinds {
 }
 pub(crate) use with_config_kinds;
 
+impl Kind {
+    /// Kinds watched only by the names the configuration references (see
+    /// [`crate::refs`]), never cluster-wide.
+    pub(crate) fn by_reference(self) -> bool {
+        matches!(self, Kind::Secret | Kind::ConfigMap)
+    }
+}
+
 /// A store key: namespace ("" for cluster-scoped kinds), a grouping ("" except for
 /// EndpointSlices: their Service's name, so a Service's slices are one range), name.
 pub(crate) type Key = (String, String, String);
@@ -137,6 +145,19 @@ pub(crate) struct Delta {
     pub(crate) services: Vec<(String, String)>,
     /// Every object added, removed or modified (EndpointSlices included).
     pub(crate) objects: Vec<ResourceRef>,
+}
+
+impl Delta {
+    /// Adds what `other` changed.
+    pub(crate) fn merge(&mut self, other: Delta) {
+        self.config |= other.config;
+        for s in other.services {
+            if !self.services.contains(&s) {
+                self.services.push(s);
+            }
+        }
+        self.objects.extend(other.objects);
+    }
 }
 
 /// A kind the provider watches: where its store is, and how it is keyed. An object
@@ -298,6 +319,13 @@ impl<K: Watched> Store<K> {
     /// Replaces the whole content (a completed list), reporting only real differences:
     /// objects that appeared, disappeared or changed resourceVersion.
     pub(crate) fn replace(&self, objects: Vec<K>) -> Delta {
+        self.replace_where(objects, |_| true)
+    }
+
+    /// Replaces the objects whose keys `covers` (a completed list of a watch that
+    /// covers only those: a named watch's one name), leaving the others as they are,
+    /// and reports only real differences, as [`replace`](Self::replace) does.
+    pub(crate) fn replace_where(&self, objects: Vec<K>, covers: impl Fn(&Key) -> bool) -> Delta {
         let mut fresh: BTreeMap<Key, Arc<K>> = BTreeMap::new();
         for obj in objects {
             fresh.insert(obj.key(), Arc::new(obj));
@@ -309,12 +337,23 @@ impl<K: Watched> Store<K> {
                 note(&mut delta, K::KIND, key);
             }
         }
-        for key in map.keys() {
-            if !fresh.contains_key(key) {
+        map.retain(|key, _| {
+            let gone = covers(key) && !fresh.contains_key(key);
+            if gone {
                 note(&mut delta, K::KIND, key);
             }
+            !gone
+        });
+        map.extend(fresh);
+        delta
+    }
+
+    /// Removes the object at `key`, if stored (a reference that is gone).
+    pub(crate) fn remove(&self, key: &Key) -> Delta {
+        let mut delta = Delta::default();
+        if self.write().remove(key).is_some() {
+            note(&mut delta, K::KIND, key);
         }
-        *map = fresh;
         delta
     }
 }
@@ -401,6 +440,42 @@ mod tests {
         assert_eq!(stores.slices_of("ns", "b").len(), 2);
         let d = stores.endpoint_slices.delete(&slice("b-1", "b", "5"));
         assert_eq!(d.services, vec![("ns".to_owned(), "b".to_owned())]);
+    }
+
+    fn secret(ns: &str, name: &str, rv: &str) -> crate::types::Secret {
+        crate::types::Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(ns.to_owned()),
+                resource_version: Some(rv.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_scoped_list_replaces_only_what_it_covers() {
+        let store: Store<crate::types::Secret> = Store::default();
+        store.apply(secret("a", "one", "1"));
+        store.apply(secret("a", "two", "2"));
+        store.apply(secret("b", "one", "3"));
+        // A named watch of a/one lists nothing: a/one is gone, the others stay.
+        let d = store.replace_where(Vec::new(), |k| k.0 == "a" && k.2 == "one");
+        assert_eq!(d.objects.len(), 1);
+        assert_eq!(store.read().len(), 2);
+        // The same list again changes nothing; a listed object that is unchanged
+        // neither.
+        assert!(
+            store
+                .replace_where(Vec::new(), |k| k.2 == "one" && k.0 == "a")
+                .objects
+                .is_empty()
+        );
+        let d = store.replace_where(vec![secret("a", "two", "2")], |k| k.0 == "a");
+        assert!(d.objects.is_empty() && !d.config);
+        let d = store.remove(&("b".to_owned(), String::new(), "one".to_owned()));
+        assert!(d.config && store.read().len() == 1);
     }
 
     #[test]

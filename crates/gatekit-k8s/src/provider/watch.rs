@@ -14,8 +14,13 @@
 //! version of it was valid, that version keeps serving. An object that parses but fails
 //! its [`Check`](crate::types::Check) (a policy with invalid values, which a manifest
 //! load refuses) is treated the same way.
+//!
+//! One [`run`] serves both kinds of watch: a cluster-wide one (every kind but Secrets
+//! and ConfigMaps; [`Scope::All`]) and a named one (a referenced Secret or ConfigMap,
+//! or a namespace's referenced names; [`Scope::Names`]), which differ only in the API
+//! (namespaced), the watcher's field selector and which part of the store they keep.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use futures_util::StreamExt;
 use kube::Api;
@@ -23,17 +28,82 @@ use kube::core::error_boundary::InvalidObject;
 use kube::runtime::watcher::{self, Event};
 
 use super::Shared;
-use super::store::{Kind, Watched};
+use super::named::Names;
+use super::store::{Delta, Key, Kind, Store, Watched};
 use crate::backoff::Backoff;
 use crate::types::ObjectMeta;
 
-/// Watches `K` in cluster `cluster` until the provider is dropped.
-pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Api<Guard<K>>) {
-    let mut config = watcher::Config::default();
-    if K::KIND == Kind::Secret {
-        // Only TLS certificates; every other Secret stays out of gatekit's memory.
-        config = config.fields("type=kubernetes.io/tls");
+/// What one watch covers of its kind's store.
+#[derive(Debug)]
+pub(crate) enum Scope {
+    /// Every object of the kind, cluster-wide: the store is this watch's alone, and its
+    /// first list marks the store synced.
+    All,
+    /// Referenced names of one namespace (a named watch's one name, or a namespace
+    /// watch's names; see [`named`](super::named)): objects of other names are dropped
+    /// on receipt, and a completed list replaces only these names' objects.
+    Names(Arc<Names>),
+}
+
+/// A [`Scope`] held for one store update: the reconciler changes a watch's names under
+/// the same lock, so an object it has just removed is never stored again.
+enum Admit<'a> {
+    All,
+    Names(
+        &'a Names,
+        MutexGuard<'a, std::collections::BTreeSet<String>>,
+    ),
+}
+
+impl Scope {
+    fn lock(&self) -> Admit<'_> {
+        match self {
+            Scope::All => Admit::All,
+            Scope::Names(names) => Admit::Names(names, names.lock()),
+        }
     }
+}
+
+impl Admit<'_> {
+    fn admits(&self, meta: &ObjectMeta) -> bool {
+        match self {
+            Admit::All => true,
+            Admit::Names(names, set) => {
+                meta.namespace.as_deref() == Some(names.namespace())
+                    && meta.name.as_deref().is_some_and(|n| set.contains(n))
+            }
+        }
+    }
+
+    /// Replaces what this scope covers with a completed list; `true` if it was the
+    /// scope's first.
+    fn replace<K: Watched>(&self, store: &Store<K>, mut objects: Vec<K>) -> (Delta, bool) {
+        match self {
+            Admit::All => {
+                let delta = store.replace(objects);
+                let first = !store.is_synced();
+                store.mark_synced();
+                (delta, first)
+            }
+            Admit::Names(names, set) => {
+                objects.retain(|o| self.admits(o.meta()));
+                let covers = |key: &Key| key.0 == names.namespace() && set.contains(&key.2);
+                let delta = store.replace_where(objects, covers);
+                (delta, names.mark_listed())
+            }
+        }
+    }
+}
+
+/// Watches `K` in cluster `cluster` through `api` with `config`, keeping the part of
+/// the kind's store `scope` says, until aborted or the provider is dropped.
+pub(crate) async fn run<K: Watched>(
+    shared: Arc<Shared>,
+    cluster: usize,
+    api: Api<Guard<K>>,
+    config: watcher::Config,
+    scope: Scope,
+) {
     let name = shared.clusters[cluster].name.clone();
     let store = K::store(&shared.clusters[cluster].stores);
     let mut stream = watcher::watcher(api, config).boxed();
@@ -42,24 +112,32 @@ pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Ap
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(Guard(obj))) => match accepted(obj) {
-                Ok(mut obj) => {
-                    obj.meta_mut().managed_fields = None;
-                    buffer.push(obj);
+            Ok(Event::InitApply(Guard(obj))) => {
+                let meta = match &obj {
+                    Ok(obj) => obj.meta(),
+                    Err(invalid) => &invalid.metadata,
+                };
+                if !scope.lock().admits(meta) {
+                    // Not referenced (a namespace watch's other objects): never stored.
+                    continue;
                 }
-                Err(invalid) => {
-                    let (meta, error) = *invalid;
-                    invalid_object(&shared, cluster, K::KIND, &meta, &error);
-                    if let Some(old) = store.get(&meta) {
-                        buffer.push(old);
+                match accepted(obj) {
+                    Ok(mut obj) => {
+                        obj.meta_mut().managed_fields = None;
+                        buffer.push(obj);
+                    }
+                    Err(invalid) => {
+                        let (meta, error) = *invalid;
+                        invalid_object(&shared, cluster, K::KIND, &meta, &error);
+                        if let Some(old) = store.get(&meta) {
+                            buffer.push(old);
+                        }
                     }
                 }
-            },
+            }
             Ok(Event::InitDone) => {
                 let _applying = shared.applying();
-                let delta = store.replace(std::mem::take(&mut buffer));
-                let first = !store.is_synced();
-                store.mark_synced();
+                let (delta, first) = scope.lock().replace(store, std::mem::take(&mut buffer));
                 backoff.reset();
                 tracing::debug!(cluster = %name, kind = K::KIND.name(), count = store.read().len(), "listed");
                 shared.record(cluster, delta, first);
@@ -70,10 +148,17 @@ pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Ap
                     Ok(mut obj) => {
                         obj.meta_mut().managed_fields = None;
                         let _applying = shared.applying();
-                        shared.record(cluster, store.apply(obj), false);
+                        let admit = scope.lock();
+                        if admit.admits(obj.meta()) {
+                            let delta = store.apply(obj);
+                            drop(admit);
+                            shared.record(cluster, delta, false);
+                        }
                     }
                     Err(invalid) => {
-                        invalid_object(&shared, cluster, K::KIND, &invalid.0, &invalid.1);
+                        if scope.lock().admits(&invalid.0) {
+                            invalid_object(&shared, cluster, K::KIND, &invalid.0, &invalid.1);
+                        }
                     }
                 }
             }
@@ -84,7 +169,12 @@ pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Ap
                     Err(invalid) => &invalid.metadata,
                 };
                 let _applying = shared.applying();
-                shared.record(cluster, store.delete_meta(meta), false);
+                let admit = scope.lock();
+                if admit.admits(meta) {
+                    let delta = store.delete_meta(meta);
+                    drop(admit);
+                    shared.record(cluster, delta, false);
+                }
             }
             Err(error) => {
                 if K::KIND.optional() && is_not_found(&error) {
@@ -93,10 +183,22 @@ pub(crate) async fn run<K: Watched>(shared: Arc<Shared>, cluster: usize, api: Ap
                     // watcher looks again later.
                     if !store.is_synced() {
                         store.mark_synced();
-                        shared.record(cluster, super::store::Delta::default(), true);
+                        shared.record(cluster, Delta::default(), true);
                         tracing::info!(cluster = %name, kind = K::KIND.name(), "API not served by this cluster; treated as empty");
                     }
                     // Look again now and then, in case it gets installed.
+                    tokio::time::sleep(shared.settings.backoff_max).await;
+                    continue;
+                }
+                if let (Scope::Names(names), Some(403)) = (&scope, status_code(&error)) {
+                    // Not allowed to read a referenced object (RBAC narrowed to some
+                    // namespaces): as if it did not exist (translation says "not
+                    // found"); neither the cluster's health nor readiness hangs on one
+                    // reference someone wrote.
+                    if names.mark_listed() {
+                        shared.record(cluster, Delta::default(), true);
+                    }
+                    tracing::warn!(cluster = %name, kind = K::KIND.name(), namespace = names.namespace(), %error, "not allowed to read a referenced object; treated as missing");
                     tokio::time::sleep(shared.settings.backoff_max).await;
                     continue;
                 }
@@ -145,10 +247,15 @@ fn invalid_object(shared: &Shared, cluster: usize, kind: Kind, meta: &ObjectMeta
 }
 
 fn is_not_found(error: &watcher::Error) -> bool {
+    status_code(error) == Some(404)
+}
+
+/// The API server's status code of a failed list or watch start.
+fn status_code(error: &watcher::Error) -> Option<u16> {
     match error {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
-        _ => false,
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => Some(status.code),
+        _ => None,
     }
 }
 

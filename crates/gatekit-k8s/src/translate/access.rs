@@ -1135,7 +1135,10 @@ impl Context<'_> {
                 let ancestors = self.btp_ancestors(ns, t);
                 all_ancestors.extend(ancestors.iter().cloned());
                 let text = target_text(&t.kind, ns, &t.name, t.section.as_deref());
-                let Some(kind) = crate::types::btp::served_kind(&t.kind).map(|k| k.as_str()) else {
+                let Some(kind) = ["Gateway", "HTTPRoute", "GRPCRoute"]
+                    .into_iter()
+                    .find(|k| *k == t.kind)
+                else {
                     attachment.not_found_all(
                         ancestors,
                         format!("{text}: not a Gateway, HTTPRoute or GRPCRoute"),

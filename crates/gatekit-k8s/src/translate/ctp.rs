@@ -1,6 +1,7 @@
 //! Envoy Gateway `ClientTrafficPolicy` attachment: each policy read into listener TLS
-//! settings and PROXY protocol (see [`crate::types::ctp`] for the fields), attached to
-//! the listeners of its target Gateways, with its status.
+//! settings, PROXY protocol, the stream idle timeout and the connection limit (see
+//! [`crate::types::ctp`] for the fields), attached to the listeners of its target
+//! Gateways, with its status.
 //!
 //! Precedence: a policy naming a listener (`sectionName`) applies to it instead of one
 //! naming the whole Gateway; a Gateway-wide policy also covers the listeners
@@ -17,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gatekit_core::ConfigError;
 use gatekit_core::proxy::{CertDetails, ForwardClientCert, ForwardClientCertMode};
@@ -34,6 +36,10 @@ use crate::types::ctp::{ClientTrafficPolicySpec, CtpTls};
 struct Values {
     tls: ListenerTls,
     proxy_protocol: bool,
+    /// `timeout.tcp.idleTimeout`.
+    idle_timeout: Option<Duration>,
+    /// `connection.connectionLimit.value`.
+    connection_limit: Option<usize>,
 }
 
 /// A policy target: (namespace, Gateway, listener).
@@ -166,6 +172,8 @@ pub(crate) fn attach(
         {
             l.tls_settings = Some(Arc::new(values.tls.clone()));
             l.proxy_protocol = values.proxy_protocol;
+            l.idle_timeout = values.idle_timeout;
+            l.connection_limit = values.connection_limit;
             continue;
         }
         let refused_by = own
@@ -225,6 +233,22 @@ fn unimplemented(spec: &ClientTrafficPolicySpec) -> Vec<String> {
     }
     if let Some(h) = &spec.headers {
         out.extend(h.other.keys().map(|k| format!("headers.{k}")));
+    }
+    if let Some(t) = &spec.timeout {
+        out.extend(t.other.keys().map(|k| format!("timeout.{k}")));
+        if let Some(tcp) = &t.tcp {
+            out.extend(tcp.other.keys().map(|k| format!("timeout.tcp.{k}")));
+        }
+    }
+    if let Some(c) = &spec.connection {
+        out.extend(c.other.keys().map(|k| format!("connection.{k}")));
+        if let Some(l) = &c.connection_limit {
+            out.extend(
+                l.other
+                    .keys()
+                    .map(|k| format!("connection.connectionLimit.{k}")),
+            );
+        }
     }
     out
 }
@@ -291,10 +315,49 @@ fn read(
         (None, Some(on)) => on,
         (None, None) => false,
     };
+    let idle_timeout = spec
+        .timeout
+        .as_ref()
+        .and_then(|t| t.tcp.as_ref())
+        .and_then(|t| t.idle_timeout.as_deref())
+        .and_then(|v| {
+            let field = "spec.timeout.tcp.idleTimeout";
+            match crate::duration::parse(v) {
+                Ok(d) if d.is_zero() => {
+                    problems.push(ConfigError::new(field, "must be longer than 0s"));
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(e) => {
+                    problems.push(ConfigError::new(field, e.to_string()));
+                    None
+                }
+            }
+        });
+    let connection_limit = spec
+        .connection
+        .as_ref()
+        .and_then(|c| c.connection_limit.as_ref())
+        .and_then(|l| {
+            let field = "spec.connection.connectionLimit.value";
+            match l.value.map(usize::try_from) {
+                Some(Ok(n)) if n > 0 => Some(n),
+                Some(_) => {
+                    problems.push(ConfigError::new(field, "must be at least 1"));
+                    None
+                }
+                None => {
+                    problems.push(ConfigError::new(field, "required"));
+                    None
+                }
+            }
+        });
     if problems.is_empty() {
         Ok(Values {
             tls,
             proxy_protocol,
+            idle_timeout,
+            connection_limit,
         })
     } else {
         Err(problems)

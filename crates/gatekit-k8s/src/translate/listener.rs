@@ -158,6 +158,11 @@ pub(crate) struct Listener<'a> {
     pub(crate) tls_settings: Option<std::sync::Arc<gatekit_core::tls::ListenerTls>>,
     /// PROXY protocol required (a ClientTrafficPolicy).
     pub(crate) proxy_protocol: bool,
+    /// Idle timeout of its stream connections (a ClientTrafficPolicy's
+    /// `timeout.tcp.idleTimeout`).
+    pub(crate) idle_timeout: Option<std::time::Duration>,
+    /// Most connections open on its port (a ClientTrafficPolicy's `connectionLimit`).
+    pub(crate) connection_limit: Option<usize>,
     pub(crate) programmed: bool,
 }
 
@@ -204,8 +209,9 @@ pub(crate) fn gateway_classes(
     }
 }
 
-/// Per port: the protocol and hostnames of the listeners accepted so far.
-type Taken = HashMap<u16, (Protocol, Vec<Option<String>>)>;
+/// Per port and transport (UDP or not): the protocol and hostnames of the listeners
+/// accepted so far.
+type Taken = HashMap<(u16, bool), (Protocol, Vec<Option<String>>)>;
 
 /// Each ListenerSet's listeners, index-aligned with `resources.listener_sets`, read as
 /// Gateway listeners (GEP-1713: a ListenerSet's entry is a copy of the Gateway's
@@ -635,7 +641,9 @@ fn declared<'a>(
     if !held {
         // Listeners of lower precedence conflict with these.
         for (port, protocol, hostname) in accepted_keys {
-            let entry = ports.entry(port).or_insert_with(|| (protocol, Vec::new()));
+            let entry = ports
+                .entry((port, protocol.is_udp()))
+                .or_insert_with(|| (protocol, Vec::new()));
             entry.1.push(hostname);
         }
     }
@@ -701,7 +709,8 @@ fn distinct_key(l: &GatewayListeners) -> Option<(u16, Protocol, Option<String>)>
 
 /// Whether listener `i` of a Gateway is indistinct from another of its listeners. The
 /// spec: no conflicting listener is picked as the winner, every one is `Conflicted`.
-/// A protocol conflict is reported before a hostname conflict.
+/// A protocol conflict is reported before a hostname conflict. Listeners on one port
+/// number over different transports (UDP and a TCP-based protocol) are compatible.
 fn conflict_within(
     i: usize,
     keys: &[Option<(u16, Protocol, Option<String>)>],
@@ -713,7 +722,7 @@ fn conflict_within(
             .enumerate()
             .filter(move |(j, _)| *j != i)
             .filter_map(|(j, k)| k.as_ref().map(|k| (j, k)))
-            .filter(|(_, k)| k.0 == *port)
+            .filter(|(_, k)| k.0 == *port && k.1.is_udp() == protocol.is_udp())
     };
     if let Some((j, _)) = others().find(|(_, k)| k.1 != *protocol) {
         return Some((
@@ -745,7 +754,7 @@ fn conflict_across(
     ports: &Taken,
     by: &str,
 ) -> Option<(&'static str, String)> {
-    match ports.get(port) {
+    match ports.get(&(*port, protocol.is_udp())) {
         Some((p, _)) if p != protocol => Some((
             reason::PROTOCOL_CONFLICT,
             format!("port {port} is already used with another protocol by {by}"),
@@ -989,6 +998,8 @@ fn listener<'a>(
             client_validation,
             tls_settings: None,
             proxy_protocol: false,
+            idle_timeout: None,
+            connection_limit: None,
             programmed,
         },
         status,
@@ -1108,22 +1119,25 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Groups programmed listeners by port, each with the routes and stream routes
-/// attached to it.
+/// Groups programmed listeners by port and transport (a number may be a TCP port and a
+/// UDP port), each with the routes and stream routes attached to it.
 pub(crate) fn finish(
     listeners: Vec<Listener<'_>>,
     mut routes: super::route::ListenerRoutes,
     mut stream_routes: super::stream::ListenerStreamRoutes,
 ) -> Vec<PortListeners> {
-    let mut out: BTreeMap<u16, PortListeners> = BTreeMap::new();
+    // By number, then TCP before UDP: one number may be both.
+    let mut out: BTreeMap<(u16, bool), PortListeners> = BTreeMap::new();
     for l in listeners.into_iter().filter(|l| l.programmed) {
-        let entry = out.entry(l.port).or_insert_with(|| PortListeners {
-            port: l.port,
-            protocol: l.protocol,
-            listeners: Vec::new(),
-            routes: Vec::new(),
-            stream_routes: Vec::new(),
-        });
+        let entry = out
+            .entry((l.port, l.protocol.is_udp()))
+            .or_insert_with(|| PortListeners {
+                port: l.port,
+                protocol: l.protocol,
+                listeners: Vec::new(),
+                routes: Vec::new(),
+                stream_routes: Vec::new(),
+            });
         let key = (l.status_index, l.listener_index);
         let own = routes.remove(&key).unwrap_or_default();
         let start = entry.routes.len();
@@ -1140,6 +1154,8 @@ pub(crate) fn finish(
             certificates: l.certificates,
             tls_settings: super::ctp::effective(l.tls_settings, l.client_validation),
             proxy_protocol: l.proxy_protocol,
+            idle_timeout: l.idle_timeout,
+            connection_limit: l.connection_limit,
             tls_mode: l.tls_mode,
             routes: start..entry.routes.len(),
             stream_routes: stream_start..entry.stream_routes.len(),

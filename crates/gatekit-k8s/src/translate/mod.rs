@@ -99,6 +99,7 @@ mod route;
 mod session;
 mod stream;
 mod translator;
+pub(crate) use backend::ns_of;
 pub use listener::unix_now;
 pub(crate) use session::inline_v17_sessions;
 
@@ -231,6 +232,15 @@ pub enum Protocol {
     Udp,
 }
 
+impl Protocol {
+    /// Whether it runs over UDP. A port number is a TCP port and a UDP port: a `UDP`
+    /// listener shares its number with listeners of any other (TCP-based) protocol
+    /// without conflict, and each is served on its own socket.
+    pub fn is_udp(self) -> bool {
+        self == Self::Udp
+    }
+}
+
 /// What a `TLS` listener does with TLS ([`ListenerSpec::tls_mode`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -301,6 +311,10 @@ pub struct ListenerSpec {
     tls_settings: Option<Arc<gatekit_core::tls::ListenerTls>>,
     /// PROXY protocol required before anything else (a ClientTrafficPolicy).
     proxy_protocol: bool,
+    /// Idle timeout of its stream connections (a ClientTrafficPolicy).
+    idle_timeout: Option<std::time::Duration>,
+    /// Most connections open on its port (a ClientTrafficPolicy).
+    connection_limit: Option<usize>,
     /// `Some` on `TLS` listeners only.
     tls_mode: Option<TlsMode>,
     /// Its routes in [`PortListeners::routes`].
@@ -348,6 +362,19 @@ impl ListenerSpec {
     /// connections.
     pub fn proxy_protocol(&self) -> bool {
         self.proxy_protocol
+    }
+
+    /// How long its stream connections (`TLS`, `TCP` listeners) may pass no byte before
+    /// they are closed: a ClientTrafficPolicy's `timeout.tcp.idleTimeout`; `None`: the
+    /// default (1 hour).
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        self.idle_timeout
+    }
+
+    /// Most connections open at once on its port: a ClientTrafficPolicy's
+    /// `connection.connectionLimit.value`; `None`: no bound of its own.
+    pub fn connection_limit(&self) -> Option<usize> {
+        self.connection_limit
     }
 
     /// The TLS mode of a [`Protocol::Tls`] listener; `None` for other protocols.
@@ -584,14 +611,23 @@ impl Translation {
         self.changes.as_deref()
     }
 
-    /// Programmed listeners, by port (ascending).
+    /// Programmed listeners, by port (ascending; a number served over TCP and UDP
+    /// twice, TCP first).
     pub fn listeners(&self) -> &[PortListeners] {
         &self.listeners
     }
 
-    /// What is served on `port`, if anything.
+    /// What is served on `port` over TCP (HTTP, HTTPS, TLS, TCP), else over UDP, if
+    /// anything.
     pub fn port(&self, port: u16) -> Option<&PortListeners> {
         self.listeners.iter().find(|p| p.port == port)
+    }
+
+    /// What is served on `port` over UDP (`udp`) or over TCP, if anything.
+    pub fn port_over(&self, port: u16, udp: bool) -> Option<&PortListeners> {
+        self.listeners
+            .iter()
+            .find(|p| p.port == port && p.protocol.is_udp() == udp)
     }
 
     /// The routes for one port, ready for the caller to build a route table from

@@ -54,6 +54,14 @@
 //! A Gateway target also reaches the Services of the TCPRoutes and TLSRoutes attached
 //! to it (their balancer is the same per-Service one).
 //!
+//! A TCPRoute, TLSRoute or UDPRoute target (the route kinds are one table,
+//! `all_routes`) reaches its route's Services the same way; its `circuitBreaker`
+//! becomes the route's `max_connections` (see `stream.rs`), with the precedence of an
+//! HTTPRoute rule's (`effective_btp`). Fields that only mean something for HTTP
+//! requests (`retry`, `rateLimit`, `timeout.http.requestTimeout`,
+//! `timeout.http.connectionIdleTimeout`; `proxyProtocol` on a UDPRoute) refuse a policy
+//! targeting a stream route (`Unsupported`, naming them).
+//!
 //! `proxyProtocol` is one of these per-Service settings, written on stream connections
 //! only: a policy setting it on an HTTPRoute or GRPCRoute target is refused
 //! (`Unsupported`: a pooled HTTP connection serves many clients, one header cannot name
@@ -69,7 +77,7 @@ use super::route::{RawParent, raw_parents};
 use crate::ResourceSet;
 use crate::status::{AncestorRef, AncestorStatus, Condition, ResourceRef, ResourceStatus, reason};
 use crate::types::BackendTrafficPolicy;
-use crate::types::btp::{BtpTargetRef, BtpUpstream, BtpValues, served_kind};
+use crate::types::btp::{BtpTargetRef, BtpUpstream, BtpValues, STREAM_KINDS, served_kind};
 use crate::types::traffic::{TargetKind, TrafficTargetRef, TrafficValues};
 use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
@@ -99,22 +107,44 @@ struct RouteBackends<'a> {
     kind: &'static str,
     ns: &'a str,
     name: &'a str,
-    grpc: bool,
+    meta: &'a ObjectMeta,
+    /// How its backendRefs resolve.
+    resolve: Resolve,
     parents: Vec<ParentView<'a>>,
     /// Each rule's name and backendRefs.
     rules: Vec<(Option<&'a str>, Vec<RefSpec<'a>>)>,
 }
 
-/// [`RouteBackends`] of an HTTPRoute or a GRPCRoute (their generated types differ,
-/// their fields are named alike).
+/// How a route kind's backendRefs resolve to Service ports.
+#[derive(Clone, Copy)]
+enum Resolve {
+    /// HTTPRoute (`grpc: false`) or GRPCRoute.
+    Http { grpc: bool },
+    /// TLSRoute or TCPRoute (`udp: false`), UDPRoute.
+    Stream { udp: bool },
+}
+
+/// The items of an optional list (HTTPRoute and GRPCRoute fields).
+fn opt_items<T>(v: &Option<Vec<T>>) -> &[T] {
+    v.as_deref().unwrap_or_default()
+}
+
+/// The items of a list (stream route fields).
+fn items<T>(v: &[T]) -> &[T] {
+    v
+}
+
+/// [`RouteBackends`] of any route kind (their generated types differ, their fields are
+/// named alike; `$list` reads a kind's rule and backendRef lists).
 macro_rules! route_backends {
-    ($r:expr, $kind:literal, $grpc:literal) => {{
+    ($r:expr, $kind:literal, $resolve:expr, $list:ident) => {{
         let r = $r;
         RouteBackends {
             kind: $kind,
             ns: ns_of(&r.metadata),
             name: name_of(&r.metadata),
-            grpc: $grpc,
+            meta: &r.metadata,
+            resolve: $resolve,
             parents: r
                 .spec
                 .parent_refs
@@ -128,16 +158,11 @@ macro_rules! route_backends {
                     section: p.section_name.as_deref(),
                 })
                 .collect(),
-            rules: r
-                .spec
-                .rules
+            rules: $list(&r.spec.rules)
                 .iter()
-                .flatten()
                 .map(|rule| {
-                    let refs = rule
-                        .backend_refs
+                    let refs = $list(&rule.backend_refs)
                         .iter()
-                        .flatten()
                         .map(|b| RefSpec {
                             group: b.group.as_deref(),
                             kind: b.kind.as_deref(),
@@ -151,6 +176,39 @@ macro_rules! route_backends {
                 .collect(),
         }
     }};
+}
+
+/// Every route a BackendTrafficPolicy may target, of every kind: the table of route
+/// kinds.
+fn all_routes(resources: &ResourceSet) -> impl Iterator<Item = RouteBackends<'_>> {
+    let http = Resolve::Http { grpc: false };
+    let grpc = Resolve::Http { grpc: true };
+    let tcp = Resolve::Stream { udp: false };
+    let udp = Resolve::Stream { udp: true };
+    let r = resources;
+    (r.http_routes
+        .iter()
+        .map(move |r| route_backends!(r, "HTTPRoute", http, opt_items)))
+    .chain(
+        r.grpc_routes
+            .iter()
+            .map(move |r| route_backends!(r, "GRPCRoute", grpc, opt_items)),
+    )
+    .chain(
+        r.tcp_routes
+            .iter()
+            .map(move |r| route_backends!(r, "TCPRoute", tcp, items)),
+    )
+    .chain(
+        r.tls_routes
+            .iter()
+            .map(move |r| route_backends!(r, "TLSRoute", tcp, items)),
+    )
+    .chain(
+        r.udp_routes
+            .iter()
+            .map(move |r| route_backends!(r, "UDPRoute", udp, items)),
+    )
 }
 
 /// A route's parentRef, whatever the route kind.
@@ -407,26 +465,10 @@ pub(crate) fn sections(resources: &ResourceSet) -> HashMap<(&str, &str, &str), V
                 .collect(),
         );
     }
-    for r in &resources.http_routes {
+    for r in all_routes(resources) {
         sections.insert(
-            ("HTTPRoute", ns_of(&r.metadata), name_of(&r.metadata)),
-            r.spec
-                .rules
-                .iter()
-                .flatten()
-                .map(|r| r.name.as_deref())
-                .collect(),
-        );
-    }
-    for r in &resources.grpc_routes {
-        sections.insert(
-            ("GRPCRoute", ns_of(&r.metadata), name_of(&r.metadata)),
-            r.spec
-                .rules
-                .iter()
-                .flatten()
-                .map(|r| r.name.as_deref())
-                .collect(),
+            (r.kind, r.ns, r.name),
+            r.rules.iter().map(|(name, _)| *name).collect(),
         );
     }
     sections
@@ -577,6 +619,53 @@ impl Context<'_> {
         by_target(&self.btp, kind, ns, name, section).map(|(_, v)| v)
     }
 
+    /// The BackendTrafficPolicy values for a route's rule (`rule`: its name) under a
+    /// listener whose policies set `parent`: a rule's policy replaces the route's; a
+    /// route's replaces the listener's, or merges with it field by field (`mergeType`).
+    fn effective_btp(
+        &self,
+        kind: &'static str,
+        ns: &str,
+        name: &str,
+        rule: Option<&str>,
+        parent: Option<BtpValues>,
+    ) -> Option<BtpValues> {
+        let own = rule
+            .and_then(|s| self.btp_of(kind, ns, name, Some(s)))
+            .or_else(|| self.btp_of(kind, ns, name, None));
+        match (parent, own) {
+            (Some(mut parent), Some(own)) if own.merge => {
+                parent.overlay(own);
+                Some(parent)
+            }
+            (_, Some(own)) => Some(own.clone()),
+            (parent, None) => parent,
+        }
+    }
+
+    /// The `circuitBreaker.maxConnections` of a stream route (`kind` TLSRoute, TCPRoute
+    /// or UDPRoute) served by the listener `section` of Gateway `gw_ns/gw` (`None`: a
+    /// ListenerSet's listener): its BackendTrafficPolicy's over the listener's and the
+    /// Gateway's, as for an HTTPRoute rule. A policy naming one rule (`sectionName`)
+    /// counts for the whole route (its rules are one weighted list); the first named
+    /// rule's wins.
+    pub(crate) fn stream_max_connections(
+        &self,
+        (kind, ns, name): (&'static str, &str, &str),
+        rules: &[Option<&str>],
+        (gw_ns, gw, section): (&str, &str, Option<&str>),
+    ) -> Option<u32> {
+        let parent = self.listener_traffic(gw_ns, gw, section).btp;
+        let rule = rules
+            .iter()
+            .flatten()
+            .copied()
+            .find(|r| self.btp_of(kind, ns, name, Some(r)).is_some());
+        self.effective_btp(kind, ns, name, rule, parent)?
+            .breaker?
+            .max_connections
+    }
+
     /// Sets each rule's traffic policy from `parent` (what a listener's policies set),
     /// overlaid with the route's and the rule's; a rule's own retry (HTTPRoute `retry`,
     /// already in the rule) is kept.
@@ -599,21 +688,7 @@ impl Context<'_> {
             {
                 v.overlay(r);
             }
-            // BackendTrafficPolicies: a rule's replaces the route's; a route's replaces
-            // the listener's, or merges with it field by field (`mergeType`).
-            let own = rule
-                .name
-                .as_deref()
-                .and_then(|s| self.btp_of(kind, ns, name, Some(s)))
-                .or_else(|| self.btp_of(kind, ns, name, None));
-            let btp = match (v.btp.take(), own) {
-                (Some(mut parent), Some(own)) if own.merge => {
-                    parent.overlay(own);
-                    Some(parent)
-                }
-                (_, Some(own)) => Some(own.clone()),
-                (parent, None) => parent,
-            };
+            let btp = self.effective_btp(kind, ns, name, rule.name.as_deref(), v.btp.take());
             if let Some(b) = btp {
                 // The route's own settings and gatekit's TrafficPolicies win.
                 if v.retry.is_none() {
@@ -711,18 +786,7 @@ impl Context<'_> {
             .gateways
             .iter()
             .map(|g| ("Gateway", &g.metadata))
-            .chain(
-                resources
-                    .http_routes
-                    .iter()
-                    .map(|r| ("HTTPRoute", &r.metadata)),
-            )
-            .chain(
-                resources
-                    .grpc_routes
-                    .iter()
-                    .map(|r| ("GRPCRoute", &r.metadata)),
-            );
+            .chain(all_routes(resources).map(|r| (r.kind, r.meta)));
         for (kind, meta) in metas {
             if ns_of(meta) != ns
                 || !selectors
@@ -762,19 +826,7 @@ impl Context<'_> {
     pub(crate) fn btp_ancestors(&self, ns: &str, t: &BtpTarget) -> Vec<AncestorRef> {
         let resources = self.resources;
         let named = |m: &crate::types::ObjectMeta| ns_of(m) == ns && name_of(m) == t.name;
-        let route = match t.kind.as_str() {
-            "HTTPRoute" => resources
-                .http_routes
-                .iter()
-                .find(|r| named(&r.metadata))
-                .map(|r| route_backends!(r, "HTTPRoute", false)),
-            "GRPCRoute" => resources
-                .grpc_routes
-                .iter()
-                .find(|r| named(&r.metadata))
-                .map(|r| route_backends!(r, "GRPCRoute", true)),
-            _ => None,
-        };
+        let route = all_routes(resources).find(|r| r.kind == t.kind && named(r.meta));
         let parents: Option<Vec<AncestorRef>> = route.map(|r| {
             r.parents
                 .iter()
@@ -868,6 +920,52 @@ impl Context<'_> {
                 ));
                 continue;
             }
+            // Request-level fields mean nothing to a stream: never silently dropped.
+            if let Some(t) = resolved
+                .iter()
+                .find(|t| STREAM_KINDS.contains(&t.kind.as_str()))
+            {
+                let mut fields = Vec::new();
+                if values.retry.is_some() {
+                    fields.push("spec.retry");
+                }
+                if values.rate_limits.is_some() {
+                    fields.push("spec.rateLimit");
+                }
+                if values.request_timeout.is_some() {
+                    fields.push("spec.timeout.http.requestTimeout");
+                }
+                if upstream.idle_timeout.is_some() {
+                    fields.push("spec.timeout.http.connectionIdleTimeout");
+                }
+                if upstream.proxy_protocol.is_some()
+                    && resolved.iter().any(|t| t.kind == "UDPRoute")
+                {
+                    fields.push("spec.proxyProtocol");
+                }
+                if !fields.is_empty() {
+                    let message = format!(
+                        "not implemented by gatekit: {} for {} {ns}/{} (a {} carries no HTTP requests{}); remove it or target the HTTP routes",
+                        fields.join(", "),
+                        t.kind,
+                        t.name,
+                        t.kind,
+                        if fields.contains(&"spec.proxyProtocol") {
+                            ", and a UDP flow no PROXY protocol header"
+                        } else {
+                            ""
+                        }
+                    );
+                    statuses.push(refused(
+                        resource,
+                        generation,
+                        targets(),
+                        reason::UNSUPPORTED,
+                        message,
+                    ));
+                    continue;
+                }
+            }
             // Services this policy's settings were already offered to (through an
             // earlier target): whether they took any.
             let mut done: HashMap<(String, String), bool> = HashMap::new();
@@ -892,7 +990,7 @@ impl Context<'_> {
                 };
                 let ancestors = self.btp_ancestors(ns, t);
                 // Unserved kinds refused the policy above (`unimplemented`).
-                let Some(kind) = served_kind(&t.kind).map(TargetKind::as_str) else {
+                let Some(kind) = served_kind(&t.kind) else {
                     attachment.not_found_all(ancestors, format!("{target} not found"));
                     continue;
                 };
@@ -929,7 +1027,7 @@ impl Context<'_> {
                 if !upstream.is_empty() {
                     let mut services = self.target_services(kind, ns, &t.name, section);
                     let streams = self.target_stream_services(kind, ns, &t.name, section);
-                    if upstream.proxy_protocol.is_some() {
+                    if upstream.proxy_protocol.is_some() && !STREAM_KINDS.contains(&kind) {
                         for (svc_ns, svc) in &services {
                             let both = streams.iter().any(|(n, s)| n == svc_ns && s == svc);
                             notes.push(if both {
@@ -977,7 +1075,7 @@ impl Context<'_> {
 
 impl Context<'_> {
     /// The Services (namespace, name) a BackendTrafficPolicy target reaches: the
-    /// backendRefs of a route (of one rule with `section`) or of every HTTPRoute and
+    /// backendRefs of a route of any kind (of one rule with `section`) or of every HTTPRoute and
     /// GRPCRoute whose `parentRefs` name a Gateway (with `section`: that listener, or
     /// the whole Gateway). Only backendRefs that resolve (Service and port exist,
     /// cross-namespace allowed by a ReferenceGrant) count; mirrors do not.
@@ -997,9 +1095,16 @@ impl Context<'_> {
                 && p.name == name
                 && (section.is_none() || p.section.is_none() || p.section == section)
         };
-        let mut add = |route_kind: &str, route_ns: &str, grpc: bool, refs: Vec<RefSpec<'_>>| {
+        let mut add = |route_kind: &str,
+                       route_ns: &str,
+                       resolve: Resolve,
+                       refs: Vec<RefSpec<'_>>| {
             for r in refs {
-                if let Ok(w) = self.resolve(route_kind, route_ns, &r, grpc) {
+                let resolved = match resolve {
+                    Resolve::Http { grpc } => self.resolve(route_kind, route_ns, &r, grpc),
+                    Resolve::Stream { udp } => self.resolve_stream(route_kind, route_ns, &r, udp),
+                };
+                if let Ok(w) = resolved {
                     let s = (w.namespace, w.service);
                     if !out.contains(&s) {
                         out.push(s);
@@ -1007,19 +1112,11 @@ impl Context<'_> {
                 }
             }
         };
-        let routes = resources
-            .http_routes
-            .iter()
-            .map(|r| route_backends!(r, "HTTPRoute", false))
-            .chain(
-                resources
-                    .grpc_routes
-                    .iter()
-                    .map(|r| route_backends!(r, "GRPCRoute", true)),
-            );
-        for r in routes {
+        for r in all_routes(resources) {
             let wanted = if kind == "Gateway" {
-                r.parents.iter().any(|p| names_parent(r.ns, p))
+                // The stream routes under a Gateway: `target_stream_services`.
+                matches!(r.resolve, Resolve::Http { .. })
+                    && r.parents.iter().any(|p| names_parent(r.ns, p))
             } else {
                 kind == r.kind && r.ns == ns && r.name == name
             };
@@ -1031,7 +1128,7 @@ impl Context<'_> {
                 if rule_section.is_some() && rule_name != rule_section {
                     continue;
                 }
-                add(r.kind, r.ns, r.grpc, refs);
+                add(r.kind, r.ns, r.resolve, refs);
             }
         }
         out

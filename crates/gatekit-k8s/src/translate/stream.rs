@@ -24,7 +24,12 @@
 //!
 //! `spec.useDefaultGateways` is not supported: a route that sets it is reported
 //! (and attaches through its parentRefs only). The v1 types carry no idle timeout, so
-//! [`StreamRoute::idle_timeout`] stays `None` (the listener's default).
+//! [`StreamRoute::idle_timeout`] stays `None` (the listener's: an Envoy Gateway
+//! ClientTrafficPolicy's `timeout.tcp.idleTimeout`, else the default). An Envoy
+//! Gateway BackendTrafficPolicy's `circuitBreaker.maxConnections` (on the route, or
+//! its Gateway or listener; see `policy.rs`) becomes
+//! [`StreamRoute::max_connections`]: 1024 when the policy sets a `circuitBreaker`
+//! without it, as for HTTP routes.
 //!
 //! **Incremental translation.** Stream routes belong to the translation's frame: a
 //! change of a TLSRoute, TCPRoute or UDPRoute, or of a Service one of them names,
@@ -137,12 +142,18 @@ pub(crate) fn attach_stream_routes(
                 );
                 let default_gateways = r.spec.use_default_gateways.is_some();
                 let backends = raw_backends!(r);
+                let rules: Vec<Option<&str>> = r
+                    .spec
+                    .rules
+                    .iter()
+                    .map(|rule| rule.name.as_deref())
+                    .collect();
                 out.push(piece(
                     cx,
                     listeners,
                     listener_statuses,
                     view,
-                    &backends,
+                    (&backends, &rules),
                     $udp,
                     default_gateways,
                 ));
@@ -207,7 +218,7 @@ fn piece(
     listeners: &[Listener<'_>],
     statuses: &[ResourceStatus],
     view: RouteView<'_>,
-    raw: &[(String, RawBackend<'_>)],
+    (raw, rules): (&[(String, RawBackend<'_>)], &[Option<&str>]),
     udp: bool,
     default_gateways: bool,
 ) -> StreamPiece {
@@ -329,6 +340,18 @@ fn piece(
             route.hostnames = hosts.into_vec();
             route.created = view.created;
             route.backends = backends.clone();
+            // An Envoy Gateway BackendTrafficPolicy's `circuitBreaker.maxConnections`.
+            if let Some(l) = listeners
+                .iter()
+                .find(|l| (l.status_index, l.listener_index) == listener)
+            {
+                let section = (l.owner.kind == "Gateway").then_some(l.name);
+                route.max_connections = cx.stream_max_connections(
+                    (view.kind, view.ns, view.name),
+                    rules,
+                    (l.gateway_ns, l.gateway_name, section),
+                );
+            }
             (listener, Arc::new(route))
         })
         .collect();

@@ -52,8 +52,9 @@
 //! Targets: `targetRefs`/`targetRef` and `targetSelectors` (kind, `matchLabels`,
 //! `matchExpressions` with `In`/`NotIn`/`Exists`/`DoesNotExist`; the objects of that
 //! kind in the policy's namespace whose labels match, each a target like a
-//! `targetRefs` entry). A target kind gatekit does not serve (`TCPRoute`, `UDPRoute`,
-//! `TLSRoute`, `ListenerSet`, ...) loads and is reported like an unimplemented field; a
+//! `targetRefs` entry). Served kinds: `Gateway`, `HTTPRoute`, `GRPCRoute`, `TCPRoute`,
+//! `TLSRoute`, `UDPRoute`. A kind gatekit does not serve (`ListenerSet`, ...) loads
+//! and is reported like an unimplemented field; a
 //! `targetRefs` entry without `group` (required by Envoy Gateway's CRD) is read as
 //! `gateway.networking.k8s.io` with a load warning. `limit.unit` takes Envoy
 //! Gateway's `Second` to `Year` and `Week`, with the lengths of Envoy's rate-limit
@@ -82,7 +83,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration;
-use crate::types::traffic::{TargetKind, retry_status};
+use crate::types::traffic::retry_status;
 
 mod upstream;
 
@@ -174,9 +175,9 @@ pub struct BtpTargetRef {
     /// warning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Kind of the target: `Gateway`, `HTTPRoute` or `GRPCRoute` are served; any other
-    /// kind Envoy Gateway accepts (`TCPRoute`, `UDPRoute`, `TLSRoute`, ...) loads,
-    /// and the policy is refused in status (`Unsupported`).
+    /// Kind of the target: `Gateway`, `HTTPRoute`, `GRPCRoute`, `TCPRoute`, `TLSRoute`
+    /// or `UDPRoute` are served; any other kind Envoy Gateway accepts loads, and the
+    /// policy is refused in status (`Unsupported`).
     pub kind: String,
     /// Name of the target, in the policy's namespace.
     pub name: String,
@@ -186,21 +187,30 @@ pub struct BtpTargetRef {
 }
 
 impl BtpTargetRef {
-    /// The kind, when gatekit serves it.
-    pub fn served_kind(&self) -> Option<TargetKind> {
+    /// The kind, when gatekit serves it (one of [`SERVED_KINDS`]).
+    pub fn served_kind(&self) -> Option<&'static str> {
         served_kind(&self.kind)
     }
 }
 
-/// `Gateway`, `HTTPRoute` or `GRPCRoute`; `None` for a kind gatekit does not serve.
-pub(crate) fn served_kind(kind: &str) -> Option<TargetKind> {
-    [
-        TargetKind::Gateway,
-        TargetKind::HttpRoute,
-        TargetKind::GrpcRoute,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == kind)
+/// The target kinds gatekit serves: a Gateway and the route kinds whose backends a
+/// policy reaches (the stream route kinds take the per-Service fields and
+/// `circuitBreaker.maxConnections`; see `translate/policy.rs`).
+pub const SERVED_KINDS: [&str; 6] = [
+    "Gateway",
+    "HTTPRoute",
+    "GRPCRoute",
+    "TCPRoute",
+    "TLSRoute",
+    "UDPRoute",
+];
+
+/// The route kinds that carry streams (TLSRoute, TCPRoute, UDPRoute).
+pub const STREAM_KINDS: [&str; 3] = ["TCPRoute", "TLSRoute", "UDPRoute"];
+
+/// `kind` when it is one of [`SERVED_KINDS`]; `None` for a kind gatekit does not serve.
+pub(crate) fn served_kind(kind: &str) -> Option<&'static str> {
+    SERVED_KINDS.into_iter().find(|k| *k == kind)
 }
 
 /// `targetSelectors[]`: the objects of one kind, in the policy's namespace, whose
@@ -734,8 +744,9 @@ impl BackendTrafficPolicySpec {
             }
             if t.served_kind().is_none() {
                 out.unimplemented.push(format!(
-                    "{f} (kind {:?}: gatekit serves Gateway, HTTPRoute and GRPCRoute)",
-                    t.kind
+                    "{f} (kind {:?}: gatekit serves {})",
+                    t.kind,
+                    SERVED_KINDS.join(", ")
                 ));
             }
         }
@@ -903,8 +914,9 @@ fn read_selector(
     }
     if served_kind(&sel.kind).is_none() {
         out.unimplemented.push(format!(
-            "{f}.kind ({:?}: gatekit serves Gateway, HTTPRoute and GRPCRoute)",
-            sel.kind
+            "{f}.kind ({:?}: gatekit serves {})",
+            sel.kind,
+            SERVED_KINDS.join(", ")
         ));
     }
     for k in sel.other.keys() {

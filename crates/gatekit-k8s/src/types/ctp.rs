@@ -16,9 +16,15 @@
 //!   off);
 //! - `proxyProtocol` (`optional` is refused: gatekit requires the header when enabled)
 //!   and the deprecated `enableProxyProtocol`;
-//! - `headers.xForwardedClientCert`: `mode` and `certDetailsToAdd`.
+//! - `headers.xForwardedClientCert`: `mode` and `certDetailsToAdd`;
+//! - `timeout.tcp.idleTimeout`: the idle timeout of the stream connections of the
+//!   targeted `TLS` and `TCP` listeners (Envoy Gateway's default, 1 hour, when unset;
+//!   no effect on HTTP and UDP listeners, as in Envoy Gateway);
+//! - `connection.connectionLimit.value` (at least 1): most connections open at once on
+//!   the targeted listener's port; beyond it a new connection is closed at accept.
 //!
-//! Every other field (timeouts, HTTP/1 and HTTP/2 settings, client IP detection,
+//! Every other field (`timeout.http`, `connection.connectionLimit.closeDelay`,
+//! `connection.bufferLimit`, HTTP/1 and HTTP/2 settings, client IP detection,
 //! `tls.ecdhCurves`, `clientValidation.spkiHashes`, ...) is kept in an `other` map so
 //! that the translation refuses the policy naming it (`Accepted=False`) instead of
 //! silently serving without it. Targets: `targetRefs` (or the older `targetRef`) naming
@@ -67,6 +73,12 @@ pub struct ClientTrafficPolicySpec {
     /// Header handling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<CtpHeaders>,
+    /// Client-side timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<CtpTimeout>,
+    /// Connection settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<CtpConnection>,
     /// Every other spec field: not implemented by gatekit, named in the policy's status.
     #[serde(flatten)]
     #[schemars(skip)]
@@ -213,4 +225,56 @@ pub struct CtpXfcc {
     /// `Subject`, `Cert`, `Chain`, `DNS`, `URI`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cert_details_to_add: Vec<String>,
+}
+
+/// `timeout`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CtpTimeout {
+    /// Timeouts of `TLS` and `TCP` listeners' connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<CtpTcpTimeout>,
+    /// Every other field (`http`, ...): refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `timeout.tcp`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CtpTcpTimeout {
+    /// How long a relayed connection may pass no byte either way before it is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    /// Every other field: refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `connection`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CtpConnection {
+    /// A bound on the listener's open connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_limit: Option<CtpConnectionLimit>,
+    /// Every other field (`bufferLimit`, ...): refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `connection.connectionLimit`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CtpConnectionLimit {
+    /// Most connections open at once (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<i64>,
+    /// Every other field (`closeDelay`, ...): refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
