@@ -399,9 +399,9 @@ spec:
         assert_eq!(
             names(&refs),
             [
-                "ConfigMap apps/jwks",
                 "Secret apps/keys",
-                "Secret infra/htpasswd"
+                "Secret infra/htpasswd",
+                "ConfigMap apps/jwks",
             ]
         );
         assert!(is_referrer("SecurityPolicy") && is_referrer("SecurityOverride"));
