@@ -103,4 +103,5 @@ pub use crate::translate::{TranslateOptions, Translation, Translator, translate}
 pub use crate::types::btp::BackendTrafficPolicy;
 pub use crate::types::ctp::ClientTrafficPolicy;
 pub use crate::types::policy::BackendPolicy;
+pub use crate::types::security::{SecurityOverride, SecurityPolicy};
 pub use crate::types::traffic::TrafficPolicy;

@@ -44,8 +44,8 @@ use crate::status::ResourceRef;
 use crate::types::{
     BackendPolicy, BackendTlsPolicy, BackendTrafficPolicy, Check, ClientTrafficPolicy, ConfigMap,
     EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, ListenerSet, Namespace, ObjectMeta,
-    ReferenceGrant, Secret, Service, TcpRoute, TlsRoute, TrafficPolicy, UdpRoute,
-    XBackendTrafficPolicy,
+    ReferenceGrant, Secret, SecurityOverride, SecurityPolicy, Service, TcpRoute, TlsRoute,
+    TrafficPolicy, UdpRoute, XBackendTrafficPolicy,
 };
 
 /// Every resource gatekit reads, by kind.
@@ -97,6 +97,12 @@ pub struct ResourceSet {
     /// `gateway.envoyproxy.io/v1alpha1` ClientTrafficPolicies (Envoy Gateway's: listener
     /// TLS settings, client certificates, PROXY protocol).
     pub client_traffic_policies: Vec<ClientTrafficPolicy>,
+    /// `gateway.envoyproxy.io/v1alpha1` SecurityPolicies (Envoy Gateway's: API keys,
+    /// basic auth, JWT, external authorization, authorization rules).
+    pub security_policies: Vec<SecurityPolicy>,
+    /// `gatekit.io/v1alpha1` SecurityOverrides (access checks a Gateway's routes cannot
+    /// remove).
+    pub security_overrides: Vec<SecurityOverride>,
 }
 
 /// A document that was skipped, with why, or read with a remark (an abbreviation
@@ -217,6 +223,8 @@ macro_rules! for_each_resource_kind {
         $m!(x_backend_traffic_policies, "XBackendTrafficPolicy");
         $m!(backend_tls_policies, "BackendTLSPolicy");
         $m!(client_traffic_policies, "ClientTrafficPolicy");
+        $m!(security_policies, "SecurityPolicy");
+        $m!(security_overrides, "SecurityOverride");
     };
 }
 use for_each_resource_kind as each_kind;
@@ -548,6 +556,10 @@ impl ResourceSet {
             ("gateway.envoyproxy.io", "v1alpha1", "ClientTrafficPolicy") => {
                 load!(true, client_traffic_policies)
             }
+            ("gateway.envoyproxy.io", "v1alpha1", "SecurityPolicy") => {
+                load!(true, security_policies)
+            }
+            ("gatekit.io", "v1alpha1", "SecurityOverride") => load!(true, security_overrides),
             _ => warnings.push(Warning {
                 file: file.to_owned(),
                 document: index,

@@ -74,6 +74,8 @@ pub(crate) const SOURCES: &[(&str, Source)] = &[
     ("ListenerSet", listener_sets),
     ("BackendTLSPolicy", backend_tls_policies),
     ("ClientTrafficPolicy", client_traffic_policies),
+    ("SecurityPolicy", security_policies),
+    ("SecurityOverride", security_overrides),
 ];
 
 /// Every Secret and ConfigMap the objects of `resources` reference (see the
@@ -213,6 +215,50 @@ fn client_traffic_policies(resources: &ResourceSet, out: &mut Refs<'_>) {
     }
 }
 
+/// The Secrets and ConfigMaps of access mechanisms: `apiKeyAuth.credentialRefs`,
+/// `basicAuth.users` (Secrets), `jwt.providers[].localJWKS.valueRef` (a ConfigMap in
+/// the policy's namespace).
+fn access(m: &crate::types::security::AccessMechanisms, home: &str, out: &mut Refs<'_>) {
+    let secrets = m
+        .api_key_auth
+        .iter()
+        .flat_map(|a| &a.credential_refs)
+        .chain(m.basic_auth.iter().map(|b| &b.users));
+    for r in secrets {
+        let (group, kind) = (r.group.as_deref(), r.kind.as_deref());
+        out.add(group, kind, "Secret", r.namespace.as_deref(), home, &r.name);
+    }
+    let jwks = m
+        .jwt
+        .iter()
+        .flat_map(|j| &j.providers)
+        .filter_map(|p| p.local_jwks.as_ref()?.value_ref.as_ref());
+    for r in jwks {
+        out.add(
+            r.group.as_deref(),
+            Some(&r.kind),
+            "ConfigMap",
+            None,
+            home,
+            &r.name,
+        );
+    }
+}
+
+/// Envoy Gateway's SecurityPolicies: see [`access`].
+fn security_policies(resources: &ResourceSet, out: &mut Refs<'_>) {
+    for p in &resources.security_policies {
+        access(&p.spec.access, ns_of(&p.metadata), out);
+    }
+}
+
+/// gatekit's SecurityOverrides: see [`access`].
+fn security_overrides(resources: &ResourceSet, out: &mut Refs<'_>) {
+    for p in &resources.security_overrides {
+        access(&p.spec.access, ns_of(&p.metadata), out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +376,35 @@ type: kubernetes.io/tls
 stringData: { tls.crt: x, tls.key: y }
 "#));
         assert!(refs.is_empty(), "{refs:?}");
+    }
+
+    #[test]
+    fn security_policies_and_overrides_name_their_secrets_and_config_maps() {
+        let refs = references(&set(r#"
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: SecurityPolicy
+metadata: { name: sp, namespace: apps }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: r }]
+  apiKeyAuth: { credentialRefs: [{ name: keys }], extractFrom: [{ headers: [x-key] }] }
+  jwt: { providers: [{ name: p, localJWKS: { type: ValueRef, valueRef: { kind: ConfigMap, name: jwks } } }] }
+---
+apiVersion: gatekit.io/v1alpha1
+kind: SecurityOverride
+metadata: { name: so, namespace: infra }
+spec:
+  targetRefs: [{ kind: Gateway, name: gw }]
+  basicAuth: { users: { name: htpasswd } }
+"#));
+        assert_eq!(
+            names(&refs),
+            [
+                "Secret apps/keys",
+                "Secret infra/htpasswd",
+                "ConfigMap apps/jwks",
+            ]
+        );
+        assert!(is_referrer("SecurityPolicy") && is_referrer("SecurityOverride"));
     }
 
     #[test]

@@ -103,6 +103,10 @@ enum Kind {
     XBackendTrafficPolicy,
     /// Envoy Gateway's (`gateway.envoyproxy.io/v1alpha1`); the CRD may be absent.
     ClientTrafficPolicy,
+    /// Envoy Gateway's (`gateway.envoyproxy.io/v1alpha1`); the CRD may be absent.
+    SecurityPolicy,
+    /// gatekit's (`gatekit.io/v1alpha1`).
+    SecurityOverride,
 }
 
 impl Kind {
@@ -122,6 +126,8 @@ impl Kind {
             "BackendTrafficPolicy" => Self::BackendTrafficPolicy,
             "XBackendTrafficPolicy" => Self::XBackendTrafficPolicy,
             "ClientTrafficPolicy" => Self::ClientTrafficPolicy,
+            "SecurityPolicy" => Self::SecurityPolicy,
+            "SecurityOverride" => Self::SecurityOverride,
             _ => return None,
         })
     }
@@ -142,6 +148,8 @@ impl Kind {
             Self::BackendTrafficPolicy => "BackendTrafficPolicy",
             Self::XBackendTrafficPolicy => "XBackendTrafficPolicy",
             Self::ClientTrafficPolicy => "ClientTrafficPolicy",
+            Self::SecurityPolicy => "SecurityPolicy",
+            Self::SecurityOverride => "SecurityOverride",
         }
     }
 
@@ -161,6 +169,8 @@ impl Kind {
             Self::BackendTrafficPolicy => "backendtrafficpolicies",
             Self::XBackendTrafficPolicy => "xbackendtrafficpolicies",
             Self::ClientTrafficPolicy => "clienttrafficpolicies",
+            Self::SecurityPolicy => "securitypolicies",
+            Self::SecurityOverride => "securityoverrides",
         }
     }
 
@@ -178,15 +188,19 @@ impl Kind {
             | Self::TrafficPolicy
             | Self::BackendTrafficPolicy
             | Self::XBackendTrafficPolicy
-            | Self::ClientTrafficPolicy => Some("ancestors"),
+            | Self::ClientTrafficPolicy
+            | Self::SecurityPolicy
+            | Self::SecurityOverride => Some("ancestors"),
             Self::Gateway | Self::ListenerSet | Self::GatewayClass => None,
         }
     }
 
     fn api_resource(self) -> ApiResource {
         let (group, version) = match self {
-            Self::BackendPolicy | Self::TrafficPolicy => (GATEKIT_GROUP, "v1alpha1"),
-            Self::BackendTrafficPolicy | Self::ClientTrafficPolicy => {
+            Self::BackendPolicy | Self::TrafficPolicy | Self::SecurityOverride => {
+                (GATEKIT_GROUP, "v1alpha1")
+            }
+            Self::BackendTrafficPolicy | Self::ClientTrafficPolicy | Self::SecurityPolicy => {
                 (ENVOY_GATEWAY_GROUP, "v1alpha1")
             }
             Self::XBackendTrafficPolicy => (GATEWAY_X_GROUP, "v1alpha1"),
@@ -361,6 +375,8 @@ impl StatusWriter {
             Kind::BackendTrafficPolicy,
             Kind::XBackendTrafficPolicy,
             Kind::ClientTrafficPolicy,
+            Kind::SecurityPolicy,
+            Kind::SecurityOverride,
         ] {
             match self.stale_entries(kind, &jobs).await {
                 Ok(stale) => jobs.extend(stale),
@@ -570,6 +586,8 @@ impl StatusWriter {
                 | Kind::BackendTrafficPolicy
                 | Kind::XBackendTrafficPolicy
                 | Kind::ClientTrafficPolicy
+                | Kind::SecurityPolicy
+                | Kind::SecurityOverride
                 | Kind::BackendTlsPolicy => {
                     let ns = job.resource.namespace().unwrap_or_default();
                     merge_shared(
@@ -761,6 +779,8 @@ fn desired_status(kind: Kind, s: &ResourceStatus, controller: &str) -> Value {
         | Kind::BackendTrafficPolicy
         | Kind::XBackendTrafficPolicy
         | Kind::ClientTrafficPolicy
+        | Kind::SecurityPolicy
+        | Kind::SecurityOverride
         | Kind::BackendTlsPolicy => Value::Array(
             s.ancestors()
                 .iter()

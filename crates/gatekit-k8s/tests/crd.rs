@@ -47,3 +47,14 @@ fn committed_traffic_policy_crd_is_current() {
     // Byte sizes take an integer or a quantity string.
     assert!(generated.contains("x-kubernetes-int-or-string: true"));
 }
+
+#[test]
+fn committed_security_override_crd_is_current() {
+    let generated = gatekit_k8s::types::security::crd_yaml();
+    check_committed("gatekit.io_securityoverrides.yaml", &generated);
+    assert!(generated.contains("name: securityoverrides.gatekit.io"));
+    assert!(generated.contains("scope: Namespaced"));
+    assert!(generated.contains("- gkso"));
+    assert!(generated.contains("apiKeyAuth:"));
+    assert!(generated.contains("clientCIDRs:"));
+}

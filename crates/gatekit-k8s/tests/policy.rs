@@ -184,7 +184,7 @@ spec:
 }
 
 #[test]
-fn an_external_auth_filter_is_unsupported_not_ignored() {
+fn an_external_auth_filter_with_an_unresolved_backend_guards_its_rule_and_says_why() {
     let yaml = format!(
         r#"{BASE}
 ---
@@ -199,21 +199,33 @@ spec:
     - type: ExternalAuth
       externalAuth:
         protocol: HTTP
-        backendRef: {{ name: api, port: 80 }}
+        backendRef: {{ name: no-such-authz, port: 80 }}
 "#
     );
     let t = run(&yaml);
-    let e = &t.errors()[0];
-    assert_eq!(e.field(), "spec.rules[0].filters[0]");
-    assert!(e.reason().contains("ExternalAuth"), "{}", e.reason());
-    // Its only rule is dropped: the route is not accepted.
+    // GEP-1494: the filter is the rule's access policy; its backendRef to a missing
+    // Service leaves it without a spec, so the rule refuses (500), never unguarded.
+    let name = "HTTPRoute/default/r/rules[0]/externalAuth";
+    let route = &t.routes_for_port(80)[0];
+    assert_eq!(route.rules[0].policy.access, [name]);
+    let entry = &t.access_policies()[name];
+    assert!(entry.spec().is_none());
+    assert!(
+        entry.problem().unwrap().contains("no-such-authz"),
+        "{entry:?}"
+    );
+    let e = t
+        .errors()
+        .iter()
+        .find(|e| e.field() == "spec.rules[0].filters[0].externalAuth.backendRef")
+        .unwrap();
+    assert!(e.reason().contains("no-such-authz"), "{}", e.reason());
     let p = &t
         .status("HTTPRoute", Some("default"), "r")
         .unwrap()
         .parents()[0];
-    let c = p.condition("Accepted").unwrap();
-    assert!(!c.is_true());
-    assert_eq!(c.reason(), "UnsupportedValue");
+    assert!(p.condition("Accepted").unwrap().is_true());
+    assert!(!p.condition("ResolvedRefs").unwrap().is_true());
 }
 
 // === TrafficPolicy ===

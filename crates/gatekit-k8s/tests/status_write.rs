@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use gatekit_k8s::status_write::StatusWriter;
 use gatekit_k8s::types::{
-    BackendPolicy, BackendTrafficPolicy, Gateway, GatewayClass, HttpRoute, Service, TrafficPolicy,
-    XBackendTrafficPolicy,
+    BackendPolicy, BackendTrafficPolicy, Gateway, GatewayClass, HttpRoute, SecurityOverride,
+    SecurityPolicy, Service, TrafficPolicy, XBackendTrafficPolicy,
 };
 use gatekit_k8s::{ResourceSet, TranslateOptions, Translation, translate};
 use gatekit_k8s_fake::FakeApiServer;
@@ -89,6 +89,8 @@ fn translation(fake: &FakeApiServer) -> Translation {
     set.traffic_policies = fake.list::<TrafficPolicy>();
     set.backend_traffic_policies = fake.list::<BackendTrafficPolicy>();
     set.x_backend_traffic_policies = fake.list::<XBackendTrafficPolicy>();
+    set.security_policies = fake.list::<SecurityPolicy>();
+    set.security_overrides = fake.list::<SecurityOverride>();
     translate(&set, &TranslateOptions::default())
 }
 
@@ -886,5 +888,61 @@ async fn x_backend_traffic_policy_statuses_are_written_in_the_cluster() {
             .unwrap()
             .contains("spec.sessionPersistence.absoluteTimeout"),
         "{refused}"
+    );
+}
+
+// === SecurityPolicy and SecurityOverride ===
+
+#[tokio::test]
+async fn security_policy_and_override_statuses_are_written() {
+    let fake = setup().await;
+    fake.apply_json(json!({
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "SecurityPolicy",
+        "metadata": {"name": "login", "namespace": "app"},
+        "spec": {
+            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "web"}],
+            "oidc": {"provider": {"issuer": "https://idp.test"}, "clientID": "web"},
+        },
+    }));
+    fake.apply_json(json!({
+        "apiVersion": "gatekit.io/v1alpha1", "kind": "SecurityOverride",
+        "metadata": {"name": "platform", "namespace": "infra"},
+        "spec": {
+            "targetRefs": [{"kind": "Gateway", "name": "gw"}],
+            "basicAuth": {"users": {"name": "missing"}},
+        },
+    }));
+    let mut writer = StatusWriter::new(fake.client());
+    let report = writer.resync(&translation(&fake)).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(fake.requests().iter().any(|r| r.method == Method::PUT
+        && r.path
+            == "/apis/gateway.envoyproxy.io/v1alpha1/namespaces/app/securitypolicies/login/status"));
+    assert!(fake.requests().iter().any(|r| r.method == Method::PUT
+        && r.path
+            == "/apis/gatekit.io/v1alpha1/namespaces/infra/securityoverrides/platform/status"));
+
+    let status = status_json::<SecurityPolicy>(&fake, Some("app"), "login");
+    let own = own_ancestor(&status);
+    let accepted = condition(&own["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "False", "{status}");
+    assert_eq!(accepted["reason"], "Unsupported");
+    assert!(
+        accepted["message"].as_str().unwrap().contains("oidc"),
+        "{status}"
+    );
+
+    let status = status_json::<SecurityOverride>(&fake, Some("infra"), "platform");
+    let own = own_ancestor(&status);
+    assert_eq!(own["ancestorRef"]["kind"], "Gateway", "{status}");
+    let accepted = condition(&own["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "False", "{status}");
+    assert_eq!(accepted["reason"], "Invalid");
+    assert!(
+        accepted["message"]
+            .as_str()
+            .unwrap()
+            .contains("Secret infra/missing not found"),
+        "{status}"
     );
 }

@@ -146,6 +146,22 @@ impl Registry {
                 true,
                 true,
             ),
+            ResourceType::new(
+                "gateway.envoyproxy.io",
+                "v1alpha1",
+                "securitypolicies",
+                "SecurityPolicy",
+                true,
+                true,
+            ),
+            ResourceType::new(
+                "gatekit.io",
+                "v1alpha1",
+                "securityoverrides",
+                "SecurityOverride",
+                true,
+                true,
+            ),
         ] {
             r.register(ty);
         }

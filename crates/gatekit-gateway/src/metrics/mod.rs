@@ -22,6 +22,9 @@
 //! - [`Metrics::connection_gauge`] returns the active-connections gauge of one listener
 //!   port; the listener increments it per accepted connection and decrements it when the
 //!   connection ends.
+//! - [`Metrics::access_metrics`] returns the [`AccessMetrics`] of one access policy:
+//!   one `gatekit_access_decisions_total` counter per outcome, built when the policy
+//!   is, so a decision is an atomic add.
 //! - reloads and the config generation are recorded with [`Metrics::record_reload`] and
 //!   [`Metrics::set_config_generation`] (a reload is rare; the label sets are prebuilt).
 //!
@@ -111,6 +114,12 @@ struct CertificateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccessLabels {
+    policy: Arc<str>,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -136,6 +145,7 @@ struct Inner {
     cluster_connected: Family<ClusterLabels, Gauge>,
     cluster_dropped: Family<ClusterLabels, Gauge>,
     certificate_not_after: Family<CertificateLabels, Gauge>,
+    access: Family<AccessLabels, Counter>,
     streams: stream::StreamFamilies,
 }
 
@@ -228,6 +238,12 @@ impl Metrics {
             "When each served listener certificate expires (its notAfter, seconds since the Unix epoch), by Secret (namespace/name), Gateway (namespace/name) and listener",
             certificate_not_after.clone(),
         );
+        let access = Family::<AccessLabels, Counter>::default();
+        registry.register(
+            "access_decisions",
+            "Access policy decisions, by policy name and outcome (allowed, unauthenticated, forbidden, unavailable, invalid)",
+            access.clone(),
+        );
         let streams = stream::StreamFamilies::register(&mut registry);
         if let Some(state) = policy {
             registry.register_collector(Box::new(policy::PolicyCollector { state }));
@@ -239,6 +255,7 @@ impl Metrics {
                 cluster_connected,
                 cluster_dropped,
                 certificate_not_after,
+                access,
                 requests,
                 durations,
                 connections,
@@ -281,6 +298,31 @@ impl Metrics {
             route: route.clone(),
         });
         Series { by_class, duration }
+    }
+
+    /// The decision counters of the access policy `policy` (one per
+    /// [`AccessOutcome`]), registered now. Call it when the policy is built.
+    pub fn access_metrics(&self, policy: &str) -> AccessMetrics {
+        let policy: Arc<str> = Arc::from(policy);
+        AccessMetrics {
+            by_outcome: Arc::new(AccessOutcome::ALL.map(|outcome| {
+                self.inner.access.get_or_create_owned(&AccessLabels {
+                    policy: policy.clone(),
+                    outcome: outcome.as_str(),
+                })
+            })),
+        }
+    }
+
+    /// Drops the decision counters of the access policy `policy` from `/metrics`.
+    pub fn forget_access_metrics(&self, policy: &str) {
+        let policy: Arc<str> = Arc::from(policy);
+        for outcome in AccessOutcome::ALL {
+            self.inner.access.remove(&AccessLabels {
+                policy: policy.clone(),
+                outcome: outcome.as_str(),
+            });
+        }
     }
 
     /// Drops the request counters of (`route`, `backend`) from `/metrics`. Handles still
@@ -419,6 +461,63 @@ impl Default for Metrics {
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// What an access policy decided about a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccessOutcome {
+    /// It passed.
+    Allowed,
+    /// No valid credentials (401).
+    Unauthenticated,
+    /// A valid identity without permission (403).
+    Forbidden,
+    /// The policy's key source or authorization service failed (503).
+    Unavailable,
+    /// The policy could not be used (500).
+    Invalid,
+}
+
+impl AccessOutcome {
+    const ALL: [Self; 5] = [
+        Self::Allowed,
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::Unavailable,
+        Self::Invalid,
+    ];
+
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::Unavailable => "unavailable",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+/// The `gatekit_access_decisions_total` counters of one access policy, one per
+/// [`AccessOutcome`]: recording is an atomic add.
+#[derive(Clone)]
+pub struct AccessMetrics {
+    by_outcome: Arc<[Counter; 5]>,
+}
+
+impl AccessMetrics {
+    /// Counts one decision.
+    pub fn record(&self, outcome: AccessOutcome) {
+        self.by_outcome[outcome as usize].inc();
+    }
+}
+
+impl fmt::Debug for AccessMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessMetrics").finish_non_exhaustive()
     }
 }
 

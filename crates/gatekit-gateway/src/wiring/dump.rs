@@ -39,6 +39,8 @@ pub(crate) struct Parts {
     /// `None` before the first served snapshot.
     served: Option<Served>,
     rendered: OnceLock<Rendered>,
+    /// `accessPolicies`, as JSON text (empty: none).
+    access: String,
 }
 
 struct Served {
@@ -57,6 +59,7 @@ impl Parts {
         bound: BTreeMap<u16, SocketAddr>,
         errors: Vec<ConfigError>,
         defaults: Defaults,
+        access: String,
     ) -> Self {
         Self {
             generation,
@@ -67,6 +70,7 @@ impl Parts {
                 defaults,
             }),
             rendered: OnceLock::new(),
+            access,
         }
     }
 
@@ -108,6 +112,14 @@ impl Render for Snapshot {
             ("lastReloadError", Some(&self.last_error)),
             ("clusters", Some(&self.clusters)),
             ("certificates", Some(&certificates)),
+            (
+                "accessPolicies",
+                Some(if self.parts.access.is_empty() {
+                    "[]"
+                } else {
+                    &self.parts.access
+                }),
+            ),
         ]));
         drop(upstreams);
         // The render's garbage (for 5,000 routes, ~10 MB in the rendering thread's
@@ -583,6 +595,9 @@ struct PolicyJson {
     max_concurrent_requests: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_request_body: Option<u64>,
+    /// The access policies guarding the rule, outermost first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    access: Vec<String>,
 }
 
 impl PolicyJson {
@@ -683,6 +698,7 @@ impl PolicyJson {
             rate_limits,
             max_concurrent_requests: policy.limits.max_concurrent_requests,
             max_request_body: policy.limits.max_request_body,
+            access: policy.access.clone(),
         }
     }
 }

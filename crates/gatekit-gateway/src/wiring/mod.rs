@@ -69,6 +69,7 @@
 //! If the first load fails, the gateway stays up and not ready (`/readyz` answers 503)
 //! and serves the snapshot as soon as a change makes it valid.
 
+mod access;
 mod cache;
 mod certs;
 mod dump;
@@ -284,6 +285,7 @@ struct Lookup<'a> {
     series: &'a FastMap<RouteId, RouteSeries>,
     state: &'a PolicyState,
     metrics: &'a Metrics,
+    access: &'a access::AccessRegistry,
 }
 
 impl gatekit_core::Backends for Lookup<'_> {
@@ -304,6 +306,10 @@ impl gatekit_core::Backends for Lookup<'_> {
 
     fn policy_state(&self) -> Option<&PolicyState> {
         Some(self.state)
+    }
+
+    fn access_policy(&self, name: &str) -> Option<Arc<dyn gatekit_core::access::AccessPolicy>> {
+        self.access.get(name)
     }
 
     /// Answers a rule gives before any backend (a policy's refusal, the request
@@ -568,6 +574,8 @@ pub struct Wiring {
     tables: BTreeMap<u16, Vec<Group>>,
     /// The metrics series of every served route.
     series: FastMap<RouteId, RouteSeries>,
+    /// The access policies route rules name, kept across reloads.
+    access: access::AccessRegistry,
     generation: u64,
     served: bool,
     watcher: Option<DirWatcher>,
@@ -665,6 +673,7 @@ impl Wiring {
             streams: Streams::default(),
             tables: BTreeMap::new(),
             series: FastMap::default(),
+            access: access::AccessRegistry::default(),
             generation: 0,
             served: false,
             watcher,
@@ -955,6 +964,7 @@ impl Wiring {
             .chain(self.streams.bound())
             .collect();
         self.replica.served(&translation);
+        let access_json = access::dump(translation.access_policies(), &self.access);
         // `/config` is rendered when asked for; the reload hands it shared pointers.
         let previous = std::mem::replace(
             &mut self.dump_parts,
@@ -964,6 +974,7 @@ impl Wiring {
                 bound,
                 errors,
                 self.dump_defaults.clone(),
+                access_json,
             )),
         );
         self.publish(gateway);
@@ -1021,12 +1032,19 @@ impl Wiring {
             translation.changes().map(|c| c.upstreams()),
         );
         errors.extend(upstreams.errors.iter().cloned());
+        errors.extend(self.access.update(
+            translation.access_policies(),
+            &self.upstreams,
+            &upstreams.stale,
+            &metrics,
+        ));
         self.update_series(translation, &metrics);
         let lookup = Lookup {
             upstreams: &self.upstreams,
             series: &self.series,
             state: &self.policy_state,
             metrics: &metrics,
+            access: &self.access,
         };
 
         let mut bind_errors = Vec::new();

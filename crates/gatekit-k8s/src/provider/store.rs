@@ -47,6 +47,8 @@ macro_rules! with_config_kinds {
             crate::types::XBackendTrafficPolicy => XBackendTrafficPolicy, x_backend_traffic_policies, "XBackendTrafficPolicy", true;
             crate::types::BackendTlsPolicy => BackendTlsPolicy, backend_tls_policies, "BackendTLSPolicy", true;
             crate::types::ClientTrafficPolicy => ClientTrafficPolicy, client_traffic_policies, "ClientTrafficPolicy", true;
+            crate::types::SecurityPolicy => SecurityPolicy, security_policies, "SecurityPolicy", true;
+            crate::types::SecurityOverride => SecurityOverride, security_overrides, "SecurityOverride", true;
         }
     };
 }

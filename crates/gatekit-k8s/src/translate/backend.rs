@@ -127,6 +127,8 @@ pub(crate) struct Context<'a> {
     pub(crate) global_rate_limits: std::collections::BTreeSet<String>,
     /// BackendTLSPolicies and Gateway client certificates (see `backend_tls.rs`).
     pub(crate) tls: super::backend_tls::TlsMaps,
+    /// SecurityPolicies and SecurityOverrides (see `access.rs`).
+    pub(crate) access: super::access::AccessMaps,
     global_namespaces: &'a [String],
     pub(crate) errors: Vec<ConfigError>,
 }
@@ -142,6 +144,7 @@ pub(crate) struct PolicyMaps {
     btp_upstreams: HashMap<(String, String), super::policy::ClaimedUpstream>,
     x_policies: HashMap<(String, String), super::session::ServiceSettings>,
     tls: super::backend_tls::TlsMaps,
+    access: super::access::AccessMaps,
 }
 
 pub(crate) fn ns_of(meta: &crate::types::ObjectMeta) -> &str {
@@ -199,6 +202,7 @@ impl<'a> Context<'a> {
             btp_upstreams: HashMap::new(),
             global_rate_limits: std::collections::BTreeSet::new(),
             tls: super::backend_tls::TlsMaps::default(),
+            access: super::access::AccessMaps::default(),
             errors: Vec::new(),
         };
         for n in &resources.namespaces {
@@ -224,6 +228,7 @@ impl<'a> Context<'a> {
             btp_upstreams: std::mem::take(&mut self.btp_upstreams),
             x_policies: std::mem::take(&mut self.x_policies),
             tls: self.take_tls_maps(),
+            access: std::mem::take(&mut self.access),
         }
     }
 
@@ -237,6 +242,7 @@ impl<'a> Context<'a> {
         self.btp_upstreams = maps.btp_upstreams;
         self.x_policies = maps.x_policies;
         self.restore_tls_maps(maps.tls);
+        self.access = maps.access;
     }
 
     /// The Service `ns/name`, if it exists.

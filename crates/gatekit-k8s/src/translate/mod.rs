@@ -59,8 +59,9 @@
 //! limits; a BackendPolicy's circuit breaker and retry budget go on every backendRef to
 //! its Service (not on mirrors).
 //!
-//! Rules that use something gatekit cannot do (ExtensionRef or ExternalAuth
-//! filters, unsupported values) are kept but lose their backends and filters, so requests they match answer
+//! An `ExternalAuth` filter (GEP-1494) becomes an access policy of its rule (see
+//! `access.rs`). Rules that use something gatekit cannot do (ExtensionRef filters,
+//! unsupported values) are kept but lose their backends and filters, so requests they match answer
 //! 500 instead of falling through to another route; the route reports
 //! `PartiallyInvalid`, or `Accepted=False/UnsupportedValue` when every rule is invalid.
 //!
@@ -85,6 +86,7 @@
 //! a BackendTLSPolicy or a Gateway backend client certificate exists, translates
 //! everything.
 
+mod access;
 mod address;
 mod backend;
 mod backend_tls;
@@ -112,6 +114,10 @@ use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
 use crate::types::BackendPolicySpec;
 
+pub use self::access::{
+    AccessEntry, AccessSpec, ApiKeyConsumer, ApiKeySpec, AuthzRuleSpec, AuthzSpec, BasicSpec,
+    CredentialFrom, ExtAuthMode, ExtAuthSpec, JwksSource, JwtProviderSpec, JwtSpec,
+};
 pub use self::backend::{
     INVALID_BACKEND_PREFIX, backend_name, service_endpoints, udp_backend_name,
 };
@@ -574,6 +580,8 @@ pub struct Translation {
     statuses: Vec<Arc<ResourceStatus>>,
     errors: Vec<ConfigError>,
     global_rate_limits: BTreeSet<String>,
+    /// Access policies by name (SecurityPolicies, SecurityOverrides).
+    access: Arc<BTreeMap<String, AccessEntry>>,
     /// Set by an incremental [`Translator`] call only.
     changes: Option<Arc<Changes>>,
 }
@@ -589,6 +597,7 @@ impl std::fmt::Debug for Translation {
             .field("statuses", &self.statuses)
             .field("errors", &self.errors)
             .field("global_rate_limits", &self.global_rate_limits)
+            .field("access", &self.access)
             .finish_non_exhaustive()
     }
 }
@@ -662,6 +671,14 @@ impl Translation {
     /// (the policies' statuses say so).
     pub fn global_rate_limits(&self) -> &BTreeSet<String> {
         &self.global_rate_limits
+    }
+
+    /// The access policies route rules name in
+    /// [`RulePolicy::access`](gatekit_core::route::RulePolicy::access), by name
+    /// (`SecurityPolicy/<namespace>/<name>/<mechanism>`; see [`AccessEntry`]). A name
+    /// a rule lists whose entry has no spec cannot be served: the rule refuses.
+    pub fn access_policies(&self) -> &BTreeMap<String, AccessEntry> {
+        &self.access
     }
 
     /// Problems that made part of a route (or listener, or policy) unusable, each with

@@ -453,7 +453,7 @@ pub(crate) fn refused(
 }
 
 /// What each target's sections are: a Gateway's listener names, a route's rule names.
-fn sections(resources: &ResourceSet) -> HashMap<(&str, &str, &str), Vec<Option<&str>>> {
+pub(crate) fn sections(resources: &ResourceSet) -> HashMap<(&str, &str, &str), Vec<Option<&str>>> {
     let mut sections: HashMap<(&str, &str, &str), Vec<Option<&str>>> = HashMap::new();
     for g in &resources.gateways {
         sections.insert(
@@ -722,10 +722,10 @@ impl Context<'_> {
 /// One target of a BackendTrafficPolicy, from `targetRefs`/`targetRef` or matched by
 /// a `targetSelectors` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct BtpTarget {
-    kind: String,
-    name: String,
-    section: Option<String>,
+pub(crate) struct BtpTarget {
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) section: Option<String>,
 }
 
 impl BtpTarget {
@@ -765,8 +765,22 @@ impl Context<'_> {
     /// `targetSelectors` match (in the policy's namespace, oldest first, each once),
     /// then the `targetRefs` (and `targetRef`) not already among them.
     fn btp_targets(&self, p: &BackendTrafficPolicy) -> Vec<BtpTarget> {
+        self.selected_targets(
+            ns_of(&p.metadata),
+            &p.spec.target_selectors,
+            p.spec.targets(),
+        )
+    }
+
+    /// The targets of a policy in namespace `ns` with `selectors` and `refs` (see
+    /// [`btp_targets`](Self::btp_targets)).
+    pub(crate) fn selected_targets<'r>(
+        &self,
+        ns: &str,
+        selectors: &[crate::types::btp::BtpTargetSelector],
+        refs: impl Iterator<Item = &'r BtpTargetRef>,
+    ) -> Vec<BtpTarget> {
         let resources = self.resources;
-        let ns = ns_of(&p.metadata);
         let mut found: Vec<(&ObjectMeta, BtpTarget)> = Vec::new();
         let metas = resources
             .gateways
@@ -775,9 +789,7 @@ impl Context<'_> {
             .chain(all_routes(resources).map(|r| (r.kind, r.meta)));
         for (kind, meta) in metas {
             if ns_of(meta) != ns
-                || !p
-                    .spec
-                    .target_selectors
+                || !selectors
                     .iter()
                     .any(|s| s.selects(kind, meta.labels.as_ref()))
             {
@@ -796,7 +808,7 @@ impl Context<'_> {
             (created_of(a), &ta.kind, &ta.name).cmp(&(created_of(b), &tb.kind, &tb.name))
         });
         let mut out: Vec<BtpTarget> = found.into_iter().map(|(_, t)| t).collect();
-        for t in p.spec.targets() {
+        for t in refs {
             let t = BtpTarget::of_ref(t);
             if !out.contains(&t) {
                 out.push(t);
@@ -811,7 +823,7 @@ impl Context<'_> {
     /// parentRef's `sectionName`), not the route. A route that does not exist, or a
     /// kind gatekit does not serve, is reported as itself (Envoy Gateway writes no
     /// ancestor for a target it cannot find).
-    fn btp_ancestors(&self, ns: &str, t: &BtpTarget) -> Vec<AncestorRef> {
+    pub(crate) fn btp_ancestors(&self, ns: &str, t: &BtpTarget) -> Vec<AncestorRef> {
         let resources = self.resources;
         let named = |m: &crate::types::ObjectMeta| ns_of(m) == ns && name_of(m) == t.name;
         let route = all_routes(resources).find(|r| r.kind == t.kind && named(r.meta));

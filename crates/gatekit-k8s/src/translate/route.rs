@@ -53,6 +53,8 @@ struct Converted {
     dropped: Vec<String>,
     all_dropped: bool,
     errors: Vec<ConfigError>,
+    /// The access policies of its rules' `ExternalAuth` filters, by name.
+    access: Vec<(String, super::AccessEntry)>,
 }
 
 /// A parentRef as written.
@@ -84,7 +86,12 @@ pub(crate) type ListenerRoutes = BTreeMap<(usize, usize), Vec<Arc<Route>>>;
 /// What a route gets per listener it attaches to: the listener's traffic policy
 /// values, the intersected hostnames, and the Secret (namespace, name) of the client
 /// certificate its Gateway presents to TLS backends.
-type PerListener = (TrafficValues, Hosts, Option<(String, String)>);
+type PerListener = (
+    TrafficValues,
+    Hosts,
+    Option<(String, String)>,
+    super::access::ListenerAccess,
+);
 
 /// A listener: its `(status_index, listener_index)`.
 pub(crate) type ListenerKey = (usize, usize);
@@ -112,6 +119,8 @@ pub(crate) struct RoutePiece {
     pub(crate) errors: Vec<ConfigError>,
     /// Every Service its references name (namespace, name), resolved or not.
     pub(crate) services: Vec<(String, String)>,
+    /// The access policies of its rules' `ExternalAuth` filters, by name.
+    pub(crate) access: Vec<(String, super::AccessEntry)>,
 }
 
 /// Converts and attaches every route, HTTPRoutes then GRPCRoutes, each kind by
@@ -286,7 +295,8 @@ fn attach(
                     let section = (l.owner.kind == "Gateway").then_some(l.name);
                     let traffic = cx.listener_traffic(l.gateway_ns, l.gateway_name, section);
                     let client = cx.gateway_client(l.gateway_ns, l.gateway_name);
-                    e.insert((traffic, hosts, client));
+                    let access = cx.listener_access(l.gateway_ns, l.gateway_name, section);
+                    e.insert((traffic, hosts, client, access));
                     counted.push((l.status_index, l.listener_index));
                 }
             }
@@ -308,8 +318,10 @@ fn attach(
     }
     // TLS backends get one upstream per client certificate of the route's Gateways
     // (see `backend_tls.rs`); every other backend one upstream.
-    let mut clients: Vec<Option<&(String, String)>> =
-        per_listener.values().map(|(_, _, c)| c.as_ref()).collect();
+    let mut clients: Vec<Option<&(String, String)>> = per_listener
+        .values()
+        .map(|(_, _, c, _)| c.as_ref())
+        .collect();
     clients.sort_unstable();
     clients.dedup();
     let mut tls_names: Vec<String> = Vec::new();
@@ -338,12 +350,13 @@ fn attach(
         }
     }
     let mut routes = Vec::with_capacity(per_listener.len());
-    for (listener, (traffic, hosts, client)) in per_listener {
+    for (listener, (traffic, hosts, client, access)) in per_listener {
         let mut route = Route::new(view.id.clone());
         route.hostnames = hosts.into_vec();
         route.created = view.created;
         route.rules = conv.rules.clone();
         cx.apply_traffic(view.kind, view.ns, view.name, &traffic, &mut route.rules);
+        cx.apply_access(view.kind, view.ns, view.name, &access, &mut route.rules);
         if let Some(client) = &client
             && !tls_names.is_empty()
         {
@@ -363,6 +376,7 @@ fn attach(
         uses,
         errors: conv.errors,
         services: conv.services,
+        access: conv.access,
     }
 }
 
@@ -613,6 +627,86 @@ impl<'c> RuleWork<'c, '_> {
                 (name, None, None)
             }
         }
+    }
+
+    /// The access policy of an `ExternalAuth` filter (GEP-1494): its backendRef
+    /// resolved like the rule's (an unresolved one is reported in `ResolvedRefs` and
+    /// leaves the policy without a spec, so the rule refuses).
+    fn external_auth(
+        &mut self,
+        f: &HttpRouteRulesFilters,
+        field: &str,
+        view: &RouteView<'_>,
+    ) -> super::AccessEntry {
+        use gateway_api::experimental::httproutes::HttpRouteRulesFiltersExternalAuthProtocol as Protocol;
+        let source = ResourceRef::new(view.kind, Some(view.ns), view.name);
+        let target = format!("{} {}/{} {field}", view.kind, view.ns, view.name);
+        let Some(x) = f.external_auth.as_ref() else {
+            let why = "type ExternalAuth needs its externalAuth field".to_owned();
+            self.problems.push((field.to_owned(), why.clone()));
+            return super::AccessEntry::new(source, "extAuth", vec![target], None, Some(why));
+        };
+        let grpc = matches!(x.protocol, Protocol::Grpc);
+        let r = &x.backend_ref;
+        let spec = RefSpec {
+            group: r.group.as_deref(),
+            kind: r.kind.as_deref(),
+            name: &r.name,
+            namespace: r.namespace.as_deref(),
+            port: r.port,
+        };
+        let named = (spec.namespace.unwrap_or(self.ns), spec.name);
+        if !self
+            .services
+            .iter()
+            .any(|(n, s)| (n.as_str(), s.as_str()) == named)
+        {
+            self.services.push((named.0.to_owned(), named.1.to_owned()));
+        }
+        let upstream = match self.cx.resolve(self.view_kind, self.ns, &spec, grpc) {
+            Ok(w) => {
+                let name = w.upstream_name();
+                self.wanted.push(w);
+                name
+            }
+            Err(u) => {
+                let why = u.message.clone();
+                self.unresolved
+                    .push((format!("{field}.externalAuth.backendRef"), u));
+                return super::AccessEntry::new(source, "extAuth", vec![target], None, Some(why));
+            }
+        };
+        let mode = if grpc {
+            super::ExtAuthMode::Grpc
+        } else {
+            super::ExtAuthMode::Http {
+                path: x.http.as_ref().and_then(|h| h.path.clone()),
+                headers_to_backend: x
+                    .http
+                    .as_ref()
+                    .and_then(|h| h.allowed_response_headers.clone())
+                    .unwrap_or_default(),
+            }
+        };
+        let allowed = if grpc {
+            x.grpc.as_ref().and_then(|g| g.allowed_headers.clone())
+        } else {
+            x.http.as_ref().and_then(|h| h.allowed_headers.clone())
+        };
+        let spec = super::AccessSpec::ExtAuth(super::ExtAuthSpec {
+            mode,
+            upstream,
+            headers_to_ext_auth: allowed.unwrap_or_default(),
+            fail_open: false,
+            max_request_bytes: x
+                .forward_body
+                .as_ref()
+                .and_then(|b| b.max_size)
+                .and_then(|m| u32::try_from(m).ok())
+                .filter(|m| *m > 0),
+            timeout: None,
+        });
+        super::AccessEntry::new(source, "extAuth", vec![target], Some(Arc::new(spec)), None)
     }
 
     fn filter(&mut self, f: &HttpRouteRulesFilters, field: &str) -> Option<Filter> {
@@ -936,6 +1030,7 @@ fn new_converted() -> Converted {
         dropped: Vec::new(),
         all_dropped: false,
         errors: Vec::new(),
+        access: Vec::new(),
     }
 }
 
@@ -964,6 +1059,17 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
                 .push(http_match(&HttpRouteRulesMatches::default()));
         }
         for (j, f) in r.filters.iter().flatten().enumerate() {
+            if f.r#type == FilterType::ExternalAuth {
+                // GEP-1494: an access policy of this rule, not a filter.
+                let name = format!(
+                    "HTTPRoute/{}/{}/rules[{i}]/externalAuth",
+                    view.ns, view.name
+                );
+                let entry = work.external_auth(f, &format!("{field}.filters[{j}]"), view);
+                rule.policy.access.push(name.clone());
+                conv.access.push((name, entry));
+                continue;
+            }
             if let Some(f) = work.filter(f, &format!("{field}.filters[{j}]")) {
                 rule.filters.push(f);
             }

@@ -15,8 +15,9 @@
 //!
 //! gatekit's own kinds: [`BackendPolicy`] (per Service) and [`TrafficPolicy`] (per
 //! Gateway, listener, route or rule), both with a [`PolicyStatus`] (GEP-713 ancestors);
-//! and Envoy Gateway's [`BackendTrafficPolicy`] and [`ClientTrafficPolicy`], read for
-//! migrations.
+//! and Envoy Gateway's [`BackendTrafficPolicy`], [`ClientTrafficPolicy`] and
+//! [`SecurityPolicy`], read for migrations; [`SecurityOverride`] (GEP-713 overrides of
+//! access checks, per Gateway or listener).
 //!
 //! [`XBackendTrafficPolicy`] (`gateway.networking.x-k8s.io/v1alpha1`, GEP-1619 session
 //! persistence and GEP-3388 retry constraints per Service) is gatekit's own type: its
@@ -27,6 +28,7 @@ pub mod btp;
 pub mod ctp;
 pub mod policy;
 pub mod policy_status;
+pub mod security;
 pub mod traffic;
 pub mod xbtp;
 
@@ -55,6 +57,9 @@ pub use self::btp::{BackendTrafficPolicy, BackendTrafficPolicySpec};
 pub use self::ctp::{ClientTrafficPolicy, ClientTrafficPolicySpec};
 pub use self::policy::{BackendPolicy, BackendPolicySpec};
 pub use self::policy_status::{PolicyAncestorRef, PolicyAncestorStatus, PolicyStatus};
+pub use self::security::{
+    SecurityOverride, SecurityOverrideSpec, SecurityPolicy, SecurityPolicySpec,
+};
 pub use self::traffic::{TrafficPolicy, TrafficPolicySpec};
 pub use self::xbtp::{
     XBackendTrafficPolicy, XBackendTrafficPolicySpec, XBackendTrafficPolicyStatus,
@@ -123,6 +128,8 @@ impl Check for EndpointSlice {}
 impl Check for Secret {}
 impl Check for XBackendTrafficPolicy {}
 impl Check for ClientTrafficPolicy {}
+impl Check for SecurityPolicy {}
+impl Check for SecurityOverride {}
 
 impl Check for BackendPolicy {
     fn check(&self) -> Result<(), Vec<ConfigError>> {

@@ -37,6 +37,7 @@ fn policy_pass(cx: &mut Context<'_>, options: &TranslateOptions) -> Vec<Resource
     cx.attach_x_backend_traffic_policies(&mut statuses);
     cx.attach_traffic_policies(&mut statuses);
     cx.attach_backend_traffic_policies(options.shared_rate_limits, &mut statuses);
+    cx.attach_access_policies(&mut statuses);
     statuses
 }
 
@@ -204,6 +205,7 @@ fn assemble<'p>(
     upstreams: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
     upstream_errors: &HashMap<&str, &[ConfigError]>,
     global_rate_limits: BTreeSet<String>,
+    access: Arc<BTreeMap<String, super::AccessEntry>>,
 ) -> Translation {
     let ListenerPass {
         listeners,
@@ -213,11 +215,18 @@ fn assemble<'p>(
     let mut errors = Vec::with_capacity(prefix_errors.len() + listener_errors.len());
     errors.extend_from_slice(prefix_errors);
     errors.extend(listener_errors);
+    let mut access = access;
     let mut routes: BTreeMap<ListenerKey, Vec<Arc<Route>>> = BTreeMap::new();
     let mut counts: BTreeMap<ListenerKey, u32> = BTreeMap::new();
     let mut route_statuses = Vec::with_capacity(count);
     let mut reported: HashSet<&str> = HashSet::new();
     for piece in pieces {
+        if !piece.access.is_empty() {
+            let map = Arc::make_mut(&mut access);
+            for (name, entry) in &piece.access {
+                map.insert(name.clone(), entry.clone());
+            }
+        }
         for (listener, route) in &piece.routes {
             routes.entry(*listener).or_default().push(route.clone());
         }
@@ -274,6 +283,7 @@ fn assemble<'p>(
         statuses,
         errors,
         global_rate_limits,
+        access,
         changes: None,
     }
 }
@@ -298,6 +308,7 @@ struct Full {
     prefix_errors: Vec<ConfigError>,
     policy: PolicyMaps,
     global_rate_limits: BTreeSet<String>,
+    access: Arc<BTreeMap<String, super::AccessEntry>>,
     pieces: Vec<RoutePiece>,
     stream_pieces: Vec<StreamPiece>,
     upstreams: BTreeMap<String, UpstreamState>,
@@ -319,6 +330,8 @@ fn full<R>(
     let pieces = route::attach_routes(&cx, &pass.listeners, &pass.statuses);
     let stream_pieces = stream::attach_stream_routes(&cx, &pass.listeners, &pass.statuses);
     let mut upstreams = count_uses(pieces.iter(), &stream_pieces);
+    add_uses(&mut upstreams, &cx.access.uses, &mut |_| {});
+    let access = cx.access.entries.clone();
     for state in upstreams.values_mut() {
         let slices = cx.slices_of(&state.namespace, &state.service).to_vec();
         state.build(&cx, &slices);
@@ -328,6 +341,7 @@ fn full<R>(
         prefix_errors: std::mem::take(&mut cx.errors),
         policy: cx.take_policy_maps(),
         global_rate_limits: std::mem::take(&mut cx.global_rate_limits),
+        access,
         pieces,
         stream_pieces,
         upstreams,
@@ -371,6 +385,7 @@ fn assemble_full(
         upstreams,
         &errors_of(&f.upstreams),
         f.global_rate_limits.clone(),
+        f.access.clone(),
     )
 }
 
@@ -413,6 +428,10 @@ struct State {
     /// routes, and the upstream names of routes follow their Gateways' certificates,
     /// so any route or Service change translates everything.
     any_btls: bool,
+    /// A SecurityPolicy or SecurityOverride exists: its targets follow routes
+    /// (selectors, rule names) and its backendRefs are upstreams, so any route or
+    /// Service change translates everything.
+    any_access: bool,
     pieces: BTreeMap<RouteKey, RoutePiece>,
     /// The stream routes' pieces: part of the frame (see `stream.rs`), kept as they
     /// are by every incremental call.
@@ -523,7 +542,9 @@ impl Translator {
             let ns = r.namespace().unwrap_or("default");
             let named = (ns.to_owned(), r.name().to_owned());
             match r.kind() {
-                "HTTPRoute" | "GRPCRoute" | "Service" if state.any_btp || state.any_btls => {
+                "HTTPRoute" | "GRPCRoute" | "Service"
+                    if state.any_btp || state.any_btls || state.any_access =>
+                {
                     return None;
                 }
                 "HTTPRoute" | "GRPCRoute" | "Service"
@@ -799,6 +820,7 @@ impl Translator {
             }
         }
 
+        let access = cx.access.entries.clone();
         state.policy = cx.take_policy_maps();
         let mut translation = assemble(
             resources,
@@ -816,6 +838,7 @@ impl Translator {
                 .filter_map(|n| Some((n.as_str(), state.upstreams.get(n)?.errors.as_slice())))
                 .collect(),
             state.global_rate_limits.clone(),
+            access,
         );
         translation.changes = Some(Arc::new(changes));
         Some(Arc::new(translation))
@@ -924,6 +947,8 @@ impl State {
             global_rate_limits: f.global_rate_limits,
             policy_targets,
             any_btp: !resources.backend_traffic_policies.is_empty(),
+            any_access: !resources.security_policies.is_empty()
+                || !resources.security_overrides.is_empty(),
             any_btls: !resources.backend_tls_policies.is_empty()
                 || resources.gateways.iter().any(|g| {
                     g.spec

@@ -73,6 +73,7 @@ fn slots() -> Vec<Key> {
     out.push(("Gateway", "default", "gw".to_owned()));
     out.push(("BackendPolicy", "default", "bp".to_owned()));
     out.push(("TrafficPolicy", "default", "tp".to_owned()));
+    out.push(("SecurityPolicy", "default", "sp".to_owned()));
     out
 }
 
@@ -227,6 +228,13 @@ fn frame(kind: &str, rng: &mut Rng) -> String {
              spec:\n  targetRefs: [{{ name: s{} }}]\n  connection: {{ connectTimeout: 250ms }}\n",
             rng.below(2)
         ),
+        "SecurityPolicy" => format!(
+            "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: SecurityPolicy\nmetadata: {{ name: sp, namespace: default }}\n\
+             spec:\n  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: h{} }}]\n  \
+             extAuth: {{ http: {{ backendRefs: [{{ name: s{}, port: 80 }}] }} }}\n",
+            rng.below(2),
+            rng.below(2)
+        ),
         _ => format!(
             "apiVersion: gatekit.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {{ name: tp, namespace: default }}\n\
              spec:\n  targetRefs: [{{ kind: HTTPRoute, name: h{} }}]\n  retry: {{ attempts: 5 }}\n",
@@ -239,6 +247,11 @@ fn frame(kind: &str, rng: &mut Rng) -> String {
 fn draw(key: &Key, rng: &mut Rng) -> Option<String> {
     let (kind, ns, name) = key;
     if *kind != "Gateway" && rng.chance(25) {
+        return None;
+    }
+    // A SecurityPolicy makes every route change a full translation: present less often,
+    // so that most steps still exercise the incremental path.
+    if *kind == "SecurityPolicy" && rng.chance(60) {
         return None;
     }
     Some(match *kind {
@@ -268,6 +281,7 @@ fn kind_of(kind: &str) -> &'static str {
         "EndpointSlice" => "EndpointSlice",
         "Gateway" => "Gateway",
         "BackendPolicy" => "BackendPolicy",
+        "SecurityPolicy" => "SecurityPolicy",
         _ => "TrafficPolicy",
     }
 }
@@ -377,7 +391,7 @@ fn incremental_translation_equals_full_translation_after_every_change() {
                 world.insert(key.clone(), doc);
             }
         }
-        world.insert(slots[slots.len() - 3].clone(), frame("Gateway", &mut rng));
+        world.insert(slots[slots.len() - 4].clone(), frame("Gateway", &mut rng));
         let mut translator = Translator::new(options.clone());
         let set = resources(&world);
         let first = translator.translate(&set, None);

@@ -1,0 +1,322 @@
+//! SecurityPolicy and SecurityOverride translation: precedence, conflicts, overrides
+//! listed before a rule's own policy, refused and unresolvable policies (listed, no
+//! spec, status says why), and the specs read from Secrets and Services.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+#[path = "support/status.rs"]
+mod support;
+
+use gatekit_k8s::Translation;
+use gatekit_k8s::translate::AccessSpec;
+use support::run;
+
+const BASE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: apps }
+spec:
+  gatewayClassName: gatekit
+  listeners:
+  - { name: web, port: 80, protocol: HTTP }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: shop, namespace: apps }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+  - name: admin
+    matches: [{ path: { type: PathPrefix, value: /admin } }]
+    backendRefs: [{ name: app, port: 8080 }]
+  - name: public
+    backendRefs: [{ name: app, port: 8080 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: blog, namespace: apps }
+spec:
+  parentRefs: [{ name: gw }]
+  hostnames: [blog.test]
+  rules:
+  - backendRefs: [{ name: app, port: 8080 }]
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: keys-a, namespace: apps }
+stringData: { alice: key-a-1, bob: key-b-1 }
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: keys-b, namespace: apps }
+stringData: { alice: key-a-2 }
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: users, namespace: apps }
+stringData: { .htpasswd: "carol:$2y$05$abcdefghijklmnopqrstuv" }
+"#;
+
+const JWKS: &str = r#"{\"keys\":[]}"#;
+
+fn policy(name: &str, created: &str, target: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: SecurityPolicy\n\
+         metadata: {{ name: {name}, namespace: apps, creationTimestamp: \"{created}\" }}\n\
+         spec:\n  targetRefs: [{target}]\n{spec}"
+    )
+}
+
+fn override_(name: &str, created: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: gatekit.io/v1alpha1\nkind: SecurityOverride\n\
+         metadata: {{ name: {name}, namespace: apps, creationTimestamp: \"{created}\" }}\n\
+         spec:\n  targetRefs: [{{ kind: Gateway, name: gw }}]\n{spec}"
+    )
+}
+
+const GATEWAY: &str = "{ group: gateway.networking.k8s.io, kind: Gateway, name: gw }";
+const SHOP: &str = "{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: shop }";
+const ADMIN: &str =
+    "{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: shop, sectionName: admin }";
+const BASIC: &str = "  basicAuth: { users: { name: users } }\n";
+const API_KEYS: &str = "  apiKeyAuth:\n    credentialRefs: [{ name: keys-a }, { name: keys-b }]\n    extractFrom: [{ headers: [x-api-key] }]\n    forwardClientIDHeader: x-client\n";
+
+fn jwt() -> String {
+    format!(
+        "  jwt:\n    providers:\n    - name: idp\n      issuer: https://idp.test\n      localJWKS: {{ type: Inline, inline: \"{JWKS}\" }}\n"
+    )
+}
+
+/// The access list of the rule of route `route` whose name is `rule` (`None`: the
+/// route's first rule).
+fn access(t: &Translation, route: &str, rule: Option<&str>) -> Vec<String> {
+    let r = t
+        .routes_for_port(80)
+        .iter()
+        .find(|r| r.id.name() == route)
+        .unwrap();
+    let rule = match rule {
+        Some(n) => r
+            .rules
+            .iter()
+            .find(|x| x.name.as_deref() == Some(n))
+            .unwrap(),
+        None => &r.rules[0],
+    };
+    rule.policy.access.clone()
+}
+
+fn accepted(t: &Translation, kind: &str, name: &str) -> (bool, String, String) {
+    let s = t.status(kind, Some("apps"), name).unwrap();
+    let c = s.condition("Accepted").unwrap();
+    (c.is_true(), c.reason().to_owned(), c.message().to_owned())
+}
+
+#[test]
+fn the_most_specific_policy_wins_a_rule_whole() {
+    let yaml = BASE.to_owned()
+        + &policy("gw-wide", "2024-01-01T00:00:00Z", GATEWAY, BASIC)
+        + &policy("shop", "2024-01-02T00:00:00Z", SHOP, API_KEYS)
+        + &policy("admin", "2024-01-03T00:00:00Z", ADMIN, &jwt());
+    let t = run(&yaml);
+    assert_eq!(
+        access(&t, "shop", Some("admin")),
+        ["SecurityPolicy/apps/admin/jwt"]
+    );
+    assert_eq!(
+        access(&t, "shop", Some("public")),
+        ["SecurityPolicy/apps/shop/apiKeyAuth"]
+    );
+    assert_eq!(
+        access(&t, "blog", None),
+        ["SecurityPolicy/apps/gw-wide/basicAuth"]
+    );
+    for name in ["gw-wide", "shop", "admin"] {
+        assert!(accepted(&t, "SecurityPolicy", name).0, "{name}");
+    }
+    let p = t.access_policies();
+    assert!(matches!(
+        p["SecurityPolicy/apps/admin/jwt"].spec().map(|s| &**s),
+        Some(AccessSpec::Jwt(_))
+    ));
+    assert!(matches!(
+        p["SecurityPolicy/apps/gw-wide/basicAuth"].spec().map(|s| &**s),
+        Some(AccessSpec::Basic(b)) if b.users() == 1
+    ));
+}
+
+#[test]
+fn of_two_policies_on_one_target_the_older_applies_and_the_newer_is_conflicted() {
+    let yaml = BASE.to_owned()
+        + &policy("late", "2024-01-05T00:00:00Z", SHOP, BASIC)
+        + &policy("early", "2024-01-01T00:00:00Z", SHOP, API_KEYS);
+    let t = run(&yaml);
+    assert_eq!(
+        access(&t, "shop", Some("public")),
+        ["SecurityPolicy/apps/early/apiKeyAuth"]
+    );
+    let (ok, reason, message) = accepted(&t, "SecurityPolicy", "late");
+    assert!(!ok);
+    assert_eq!(reason, "Conflicted");
+    assert!(message.contains("apps/early"), "{message}");
+}
+
+#[test]
+fn overrides_come_first_oldest_first_and_a_route_policy_only_adds() {
+    let yaml = BASE.to_owned()
+        + &override_("platform-new", "2024-01-02T00:00:00Z", BASIC)
+        + &override_("platform-old", "2024-01-01T00:00:00Z", &jwt())
+        + &policy("shop", "2024-01-03T00:00:00Z", SHOP, API_KEYS);
+    let t = run(&yaml);
+    assert_eq!(
+        access(&t, "shop", Some("public")),
+        [
+            "SecurityOverride/apps/platform-old/jwt",
+            "SecurityOverride/apps/platform-new/basicAuth",
+            "SecurityPolicy/apps/shop/apiKeyAuth",
+        ]
+    );
+    // A route without a policy of its own still gets the overrides.
+    assert_eq!(
+        access(&t, "blog", None),
+        [
+            "SecurityOverride/apps/platform-old/jwt",
+            "SecurityOverride/apps/platform-new/basicAuth",
+        ]
+    );
+    let (ok, _, message) = accepted(&t, "SecurityPolicy", "shop");
+    assert!(ok);
+    assert!(
+        message.contains("SecurityOverride apps/platform-new")
+            || message.contains("apps/platform-old, apps/platform-new"),
+        "{message}"
+    );
+    assert!(accepted(&t, "SecurityOverride", "platform-old").0);
+}
+
+#[test]
+fn a_policy_with_oidc_is_refused_and_its_rules_refuse_every_request() {
+    let yaml = BASE.to_owned()
+        + &policy(
+            "login",
+            "2024-01-01T00:00:00Z",
+            SHOP,
+            "  oidc: { provider: { issuer: https://idp.test }, clientID: web, clientSecret: { name: s } }\n",
+        );
+    let t = run(&yaml);
+    assert_eq!(
+        access(&t, "shop", Some("admin")),
+        ["SecurityPolicy/apps/login"]
+    );
+    let entry = &t.access_policies()["SecurityPolicy/apps/login"];
+    assert!(entry.spec().is_none());
+    let (ok, reason, message) = accepted(&t, "SecurityPolicy", "login");
+    assert!(!ok);
+    assert_eq!(reason, "Unsupported");
+    assert!(message.contains("oidc"), "{message}");
+    // Another route is untouched.
+    assert!(access(&t, "blog", None).is_empty());
+}
+
+#[test]
+fn a_missing_secret_lists_the_name_without_a_spec_and_says_why() {
+    let yaml = BASE.to_owned()
+        + &policy(
+            "broken",
+            "2024-01-01T00:00:00Z",
+            SHOP,
+            "  basicAuth: { users: { name: missing } }\n",
+        );
+    let t = run(&yaml);
+    assert_eq!(
+        access(&t, "shop", Some("public")),
+        ["SecurityPolicy/apps/broken/basicAuth"]
+    );
+    let entry = &t.access_policies()["SecurityPolicy/apps/broken/basicAuth"];
+    assert!(entry.spec().is_none());
+    assert!(
+        entry
+            .problem()
+            .unwrap()
+            .contains("Secret apps/missing not found")
+    );
+    let (ok, reason, message) = accepted(&t, "SecurityPolicy", "broken");
+    assert!(!ok);
+    assert_eq!(reason, "Invalid");
+    assert!(message.contains("spec.basicAuth.users"), "{message}");
+    assert!(
+        t.errors()
+            .iter()
+            .any(|e| e.reason().contains("Secret apps/missing not found"))
+    );
+}
+
+#[test]
+fn api_keys_come_from_every_secret_and_stay_out_of_debug_output() {
+    let yaml = BASE.to_owned() + &policy("shop", "2024-01-01T00:00:00Z", SHOP, API_KEYS);
+    let t = run(&yaml);
+    let entry = &t.access_policies()["SecurityPolicy/apps/shop/apiKeyAuth"];
+    let Some(AccessSpec::ApiKey(spec)) = entry.spec().map(|s| &**s) else {
+        panic!("{entry:?}")
+    };
+    let alice = spec
+        .consumers
+        .iter()
+        .find(|c| c.client_id == "alice")
+        .unwrap();
+    assert_eq!(alice.keys, ["key-a-1", "key-a-2"]);
+    assert_eq!(spec.forward_header.as_deref(), Some("x-client"));
+    let debug = format!("{t:?}");
+    for key in ["key-a-1", "key-a-2", "key-b-1", "abcdefghijklmnop"] {
+        assert!(!debug.contains(key), "{key} in debug output");
+    }
+}
+
+#[test]
+fn an_ext_auth_backend_becomes_an_upstream() {
+    let yaml = BASE.to_owned()
+        + "---\napiVersion: v1\nkind: Service\nmetadata: { name: authz, namespace: apps }\n\
+           spec: { ports: [{ port: 9000 }] }\n"
+        + &policy(
+            "ext",
+            "2024-01-01T00:00:00Z",
+            SHOP,
+            "  extAuth:\n    http: { backendRefs: [{ name: authz, port: 9000 }], path: /check }\n    timeout: 2s\n",
+        );
+    let t = run(&yaml);
+    let entry = &t.access_policies()["SecurityPolicy/apps/ext/extAuth"];
+    let Some(AccessSpec::ExtAuth(spec)) = entry.spec().map(|s| &**s) else {
+        panic!("{entry:?}")
+    };
+    assert_eq!(spec.upstream, "apps/authz:9000");
+    assert_eq!(spec.timeout, Some(std::time::Duration::from_secs(2)));
+    assert!(t.upstreams().contains_key("apps/authz:9000"));
+}
+
+#[test]
+fn an_external_auth_filter_becomes_the_rules_last_access_policy() {
+    let yaml = BASE.to_owned()
+        + "---\napiVersion: v1\nkind: Service\nmetadata: { name: authz, namespace: apps }\n\
+           spec: { ports: [{ port: 9000 }] }\n\
+           ---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+           metadata: { name: checked, namespace: apps }\n\
+           spec:\n  parentRefs: [{ name: gw }]\n  hostnames: [checked.test]\n  rules:\n  \
+           - filters:\n    - type: ExternalAuth\n      externalAuth:\n        protocol: HTTP\n        \
+           backendRef: { name: authz, port: 9000 }\n        http: { path: /check, allowedResponseHeaders: [x-user] }\n    \
+           backendRefs: [{ name: app, port: 8080 }]\n"
+        + &override_("platform", "2024-01-01T00:00:00Z", BASIC);
+    let t = run(&yaml);
+    let name = "HTTPRoute/apps/checked/rules[0]/externalAuth";
+    assert_eq!(
+        access(&t, "checked", None),
+        ["SecurityOverride/apps/platform/basicAuth", name]
+    );
+    let entry = &t.access_policies()[name];
+    let Some(AccessSpec::ExtAuth(spec)) = entry.spec().map(|s| &**s) else {
+        panic!("{entry:?}")
+    };
+    assert_eq!(spec.upstream, "apps/authz:9000");
+    assert!(t.upstreams().contains_key("apps/authz:9000"));
+    let route = t.status("HTTPRoute", Some("apps"), "checked").unwrap();
+    let accepted = route.parents()[0].condition("Accepted").unwrap();
+    assert!(accepted.is_true(), "{accepted:?}");
+}
