@@ -25,6 +25,7 @@ pub mod authz;
 pub mod basic;
 pub mod credential;
 pub mod extauth;
+mod future;
 pub mod jwt;
 
 use std::sync::Arc;

@@ -63,7 +63,6 @@
 //! # }
 //! ```
 
-mod future;
 mod layer;
 mod service;
 
@@ -79,9 +78,9 @@ use crate::credential::CredentialSource;
 
 pub(crate) use self::layer::{challenge, digest_of, forwarded_value};
 
-pub use self::future::ResponseFuture;
 pub use self::layer::{ApiKeyLayer, ApiKeyPolicy};
 pub use self::service::ApiKey;
+pub use crate::future::ResponseFuture;
 
 /// What an API key check accepts: consumers and their keys, where keys are read, and
 /// what is forwarded. Consumed by [`ApiKeyLayer::new`], which keeps only digests of the

@@ -72,7 +72,6 @@
 //! In a gatekit route rule, wrap the layer in an [`AuthzPolicy`].
 
 mod config;
-mod future;
 mod layer;
 mod service;
 
@@ -80,9 +79,9 @@ pub use self::config::{
     Action, AuthzConfig, AuthzRule, ClaimMatch, ClaimValueType, HeaderMatch, JwtPrincipal,
     Principal,
 };
-pub use self::future::ResponseFuture;
 pub use self::layer::{AuthzLayer, AuthzPolicy};
 pub use self::service::Authz;
+pub use crate::future::ResponseFuture;
 
 #[cfg(test)]
 mod tests;

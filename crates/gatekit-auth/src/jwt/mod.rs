@@ -86,7 +86,6 @@ use tower_layer::Layer;
 pub mod claims;
 mod config;
 mod crypto;
-mod future;
 mod jwks;
 mod keys;
 mod layer;
@@ -97,11 +96,11 @@ mod verify;
 mod tests;
 
 pub use self::config::{JwksSource, JwtConfig, JwtProvider, RemoteJwks};
-pub use self::future::ResponseFuture;
 pub use self::jwks::JwksFetches;
 pub use self::layer::JwtLayer;
 pub use self::service::Jwt;
 pub use crate::credential::CredentialSource;
+pub use crate::future::ResponseFuture;
 
 /// A JWT check guarding gatekit route rules: an [`AccessPolicy`] around a
 /// [`JwtLayer`].

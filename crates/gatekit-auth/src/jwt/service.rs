@@ -8,8 +8,8 @@ use gatekit_core::BoxError;
 use http::Request;
 use tower_service::Service;
 
-use super::future::ResponseFuture;
 use super::verify::Shared;
+use crate::future::ResponseFuture;
 
 /// Requires a valid JWT before calling the inner service; built by
 /// [`JwtLayer`](super::JwtLayer).

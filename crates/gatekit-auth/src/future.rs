@@ -1,4 +1,5 @@
-//! [`ResponseFuture`] of [`ApiKey`](super::ApiKey).
+//! The response future of the checks that decide before calling on (API keys, JWT,
+//! allow/deny rules): the inner service's, or a refusal.
 
 use std::fmt;
 use std::future::Future;
@@ -9,8 +10,9 @@ use gatekit_core::{BoxError, Error};
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// The response future of [`ApiKey`](super::ApiKey): the inner service's, or a
-    /// refusal.
+    /// The response future of a check that decides before calling on
+    /// ([`ApiKey`](crate::apikey::ApiKey), [`Jwt`](crate::jwt::Jwt),
+    /// [`Authz`](crate::authz::Authz)): the inner service's, or a refusal.
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
@@ -26,13 +28,13 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn inner(fut: F) -> Self {
+    pub(crate) fn inner(fut: F) -> Self {
         Self {
             state: State::Inner { fut },
         }
     }
 
-    pub(super) fn refused(err: Error) -> Self {
+    pub(crate) fn refused(err: Error) -> Self {
         Self {
             state: State::Refused { err: Some(err) },
         }
@@ -51,7 +53,7 @@ where
             StateProj::Inner { fut } => fut.poll(cx).map_err(Into::into),
             StateProj::Refused { err } => Poll::Ready(Err(match err.take() {
                 Some(err) => Box::new(err),
-                None => "ApiKey's ResponseFuture polled after completion".into(),
+                None => "gatekit-auth ResponseFuture polled after completion".into(),
             })),
         }
     }
