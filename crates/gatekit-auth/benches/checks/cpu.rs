@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::stacks::{self, Stack};
 
 /// Wall time each stack runs per round.
-const ROUND: Duration = Duration::from_millis(400);
+const ROUND: Duration = Duration::from_secs(1);
 const ROUNDS: usize = 3;
 
 /// On-CPU nanoseconds of the task whose `schedstat` is at `path`.
