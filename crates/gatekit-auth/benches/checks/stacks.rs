@@ -121,7 +121,7 @@ pub fn build(name: &str) -> Stack {
             StatusCode::OK,
             auth(basic_header("alice", "alice-pw")),
         ),
-        "basic sha1" => (
+        "basic sha1 uncached" => (
             "basic sha1 uncached",
             basic(Duration::from_secs(300)),
             StatusCode::OK,
