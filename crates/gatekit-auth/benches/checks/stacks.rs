@@ -123,7 +123,7 @@ pub fn build(name: &str) -> Stack {
         ),
         "basic sha1 uncached" => (
             "basic sha1 uncached",
-            basic(Duration::from_secs(300)),
+            basic(Duration::ZERO),
             StatusCode::OK,
             auth(basic_header("carol", "carol-pw")),
         ),
