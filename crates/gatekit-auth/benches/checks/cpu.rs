@@ -7,7 +7,9 @@
 //! nanoseconds) and of the whole process (`/proc/self/stat`, 10 ms ticks),
 //! and prints the median of the rounds per request.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::stacks::{self, Stack};
 
