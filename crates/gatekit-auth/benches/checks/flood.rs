@@ -1,30 +1,20 @@
-//! The CPU cost of each access check per request, side by side with no check, and a
-//! flood of wrong basic-auth passwords against a real server.
+//! A flood of wrong basic-auth passwords against a real server, and what it does to a
+//! logged-in user.
 //!
-//! Run: `cargo bench -p gatekit-auth --bench auth`
-//!
-//! Before the timed benchmarks, `main` runs the flood: a hyper server on loopback with
-//! a bcrypt (cost 10) user behind [`BasicAuthLayer`] with its default permits; 32
-//! clients send distinct wrong passwords for 3 s while one logged-in user sends
-//! requests one after the other. It prints the process's CPU use (cores busy, from
-//! `/proc/self/stat`: the flooding clients included), the checks run, the 401s and
-//! 503s, and the valid user's latencies with and without the flood. Other helpers add
-//! their checks (JWT, ext_authz) here as functions of their own.
-#![allow(clippy::unwrap_used, missing_docs)]
+//! A hyper server on loopback with a bcrypt (cost 10) user behind [`BasicAuthLayer`]
+//! with its default permits; 32 clients send distinct wrong passwords for 3 s while one
+//! logged-in user sends requests one after the other. It prints the process's CPU use
+//! (cores busy: the flooding clients included), the checks run, the 401s and 503s, and
+//! the valid user's latencies with and without the flood.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use divan::{Bencher, black_box};
-use gatekit_auth::apikey::{ApiKeyConfig, ApiKeyLayer};
 use gatekit_auth::basic::{BasicAuthConfig, BasicAuthLayer};
-use gatekit_auth::credential::CredentialSource;
-use gatekit_core::{Body, BoxError, HandleErrorLayer};
-use http::{HeaderName, Request, Response, StatusCode};
+use gatekit_core::{Body, HandleErrorLayer};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::client::legacy::Client;
@@ -32,114 +22,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower::ServiceBuilder;
 
-fn main() {
-    flood();
-    divan::main();
-}
+use crate::cpu::process_ns;
+use crate::stacks::{basic_header, bcrypt_line};
 
-fn app() -> impl Service<Request<()>, Response = (), Error = BoxError, Future: Send> + Clone + Send
-{
-    tower::service_fn(|_: Request<()>| async { Ok::<_, BoxError>(()) })
-}
-
-fn basic_header(user: &str, password: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-}
-
-fn bcrypt_line(user: &str, password: &str, cost: u32) -> String {
-    let hash = bcrypt::hash_with_salt(password, cost, [9; 16])
-        .unwrap()
-        .format_for_version(bcrypt::Version::TwoY);
-    format!("{user}:{hash}\n")
-}
-
-/// Drives `svc` once on `rt` with `req`.
-fn once<S: Service<Request<()>, Response = (), Error = BoxError>>(
-    rt: &tokio::runtime::Runtime,
-    svc: &mut S,
-    req: Request<()>,
-) -> bool {
-    rt.block_on(async { svc.ready().await.unwrap().call(req).await.is_ok() })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-#[divan::bench]
-fn no_auth(b: Bencher<'_, '_>) {
-    let rt = runtime();
-    let mut svc = app();
-    b.bench_local(|| once(&rt, &mut svc, Request::get("/").body(()).unwrap()));
-}
-
-#[divan::bench(args = ["valid", "unknown"])]
-fn api_key(b: Bencher<'_, '_>, which: &str) {
-    let rt = runtime();
-    let mut cfg = ApiKeyConfig::new("api").with_source(CredentialSource::Header(
-        HeaderName::from_static("x-api-key"),
-    ));
-    for i in 0..10_000 {
-        cfg = cfg.with_consumer(format!("consumer-{i}"), [format!("key-{i:08}")]);
-    }
-    let mut svc = ApiKeyLayer::new(cfg).unwrap().layer(app());
-    let key = if which == "valid" {
-        "key-00004242"
-    } else {
-        "key-nobody"
-    };
-    b.bench_local(|| {
-        let req = Request::get("/").header("x-api-key", key).body(()).unwrap();
-        black_box(once(&rt, &mut svc, req))
-    });
-}
-
-/// A logged-in user (cached), and one whose every request runs the hash (cache off).
-#[divan::bench(args = ["cached", "sha1", "bcrypt-10-uncached"])]
-fn basic(b: Bencher<'_, '_>, which: &str) {
-    let rt = runtime();
-    let sha = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, b"carol-pw");
-    let text = format!(
-        "{}carol:{{SHA}}{}\n",
-        bcrypt_line("alice", "alice-pw", 10),
-        STANDARD.encode(sha.as_ref())
-    );
-    let mut cfg = BasicAuthConfig::new("staff", text);
-    if which == "bcrypt-10-uncached" {
-        cfg = cfg.cache_ttl(Duration::ZERO);
-    }
-    let mut svc = BasicAuthLayer::new(cfg).unwrap().layer(app());
-    let auth = if which == "sha1" {
-        basic_header("carol", "carol-pw")
-    } else {
-        basic_header("alice", "alice-pw")
-    };
-    let req = || {
-        Request::get("/")
-            .header("authorization", &auth)
-            .body(())
-            .unwrap()
-    };
-    assert!(once(&rt, &mut svc, req()));
-    b.bench_local(|| black_box(once(&rt, &mut svc, req())));
-}
-
-/// Process CPU time (user + system) so far, from `/proc/self/stat`.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // The kernel's USER_HZ, 100 on Linux.
-    Some(Duration::from_millis(ticks * 10))
-}
-
-fn flood() {
+pub fn run() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -204,7 +92,7 @@ fn flood() {
 
         let stop = Arc::new(AtomicBool::new(false));
         let (unauthorized, overloaded) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let cpu0 = cpu_time();
+        let cpu0 = process_ns();
         let start = Instant::now();
         let flooders: Vec<_> = (0..32)
             .map(|n| {
@@ -230,7 +118,9 @@ fn flood() {
             f.await.unwrap();
         }
         let wall = start.elapsed();
-        let cpu = cpu_time().zip(cpu0).map(|(a, b)| a.saturating_sub(b));
+        let cpu = process_ns()
+            .zip(cpu0)
+            .map(|(a, b)| Duration::from_nanos(a.saturating_sub(b)));
         let stats = layer.stats();
         let pct = |l: &[Duration], p: usize| l[(l.len() * p / 100).min(l.len() - 1)];
         println!(
