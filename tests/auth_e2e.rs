@@ -779,3 +779,145 @@ async fn no_secret_in_logs_config_or_metrics() {
         assert!(!metrics.contains(secret), "{secret} in /metrics");
     }
 }
+
+/// The registry keeps a built policy while its spec is unchanged: an unrelated reload
+/// (a new route) does not fetch the remote JWKS again; a change of the policy builds
+/// it anew, which fetches at once.
+#[tokio::test]
+async fn an_unrelated_reload_keeps_the_jwks_fetcher() {
+    let app = EchoBackend::start("app").await;
+    let signer = Arc::new(Signer::new("remote-1"));
+    let jwks = signer.jwks();
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = fetches.clone();
+    let jwks_addr = serve(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Response::new(Full::from(jwks.clone()))
+    })
+    .await;
+    let remote = "      remoteJWKS:\n        uri: http://jwks.default.svc/jwks.json\n\
+                  \x20       backendRefs: [{ name: jwks, port: 80 }]\n";
+    let docs = |extra: &[String], audience: &str| {
+        let mut docs = vec![
+            service("app", app.addr),
+            service("jwks", jwks_addr),
+            route("jwt", "/", "app"),
+            policy(
+                "jwt",
+                "2024-01-01T00:00:00Z",
+                "jwt",
+                &format!("  jwt:\n    providers:\n{}", jwt_provider(remote))
+                    .replace("audiences: [api]", &format!("audiences: [{audience}]")),
+            ),
+        ];
+        docs.extend_from_slice(extra);
+        docs
+    };
+    let (_wired, addr, dir) = start(&docs(&[], "api")).await;
+    let bearer = format!(
+        "Bearer {}",
+        signer.token(&claims("api", 300, serde_json::json!({})))
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the fetched JWKS verifies",
+        || async { get(addr, "/", &[("authorization", &bearer)]).await.0 == StatusCode::OK },
+    )
+    .await;
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let port = addr.port();
+    let extra = [route("other", "/other", "app")];
+    write_atomic(
+        dir.path(),
+        "all.yaml",
+        &manifest(port, &docs(&extra, "api")),
+    );
+    eventually(Duration::from_secs(10), "the new route serves", || async {
+        get(addr, "/other", &[]).await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        get(addr, "/", &[("authorization", &bearer)]).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "an unrelated reload rebuilt the JWT policy"
+    );
+
+    // The policy changes (another audience): built anew, fetched anew, and the old
+    // audience's token is refused.
+    write_atomic(
+        dir.path(),
+        "all.yaml",
+        &manifest(port, &docs(&extra, "api-2")),
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the changed policy refuses the old audience",
+        || async {
+            get(addr, "/", &[("authorization", &bearer)]).await.0 == StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the rebuilt policy fetched",
+        || async { fetches.load(std::sync::atomic::Ordering::SeqCst) == 2 },
+    )
+    .await;
+}
+
+/// A configuration gatekit-auth refuses (an htpasswd line with a plain-text password)
+/// refuses the rules naming the policy with 500, and `/config` names the resource and
+/// the field.
+#[tokio::test]
+async fn a_policy_gatekit_auth_refuses_answers_500_and_says_why() {
+    let app = EchoBackend::start("app").await;
+    let (wired, addr, _dir) = start(&[
+        service("app", app.addr),
+        route("app", "/", "app"),
+        secret("users", &[(".htpasswd", "ops:plain-text-password")]),
+        policy(
+            "basic",
+            "2024-01-01T00:00:00Z",
+            "app",
+            "  basicAuth:\n    users: { name: users }\n",
+        ),
+    ])
+    .await;
+    let (status, _, _) = get(
+        addr,
+        "/",
+        &[("authorization", &basic("ops", "plain-text-password"))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(app.hits(), 0);
+    let config = wired.config().await;
+    let entry = config["accessPolicies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "SecurityPolicy/default/basic/basicAuth")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["served"], false);
+    let problem = entry["problem"].as_str().unwrap();
+    assert!(
+        problem.starts_with("spec.basicAuth.users.htpasswd line 1"),
+        "{problem}"
+    );
+    let text = config.to_string();
+    assert!(
+        text.contains("SecurityPolicy basic: spec.basicAuth.users.htpasswd line 1"),
+        "the reload's errors do not name the resource and field: {}",
+        config["errors"]
+    );
+    assert!(
+        !text.contains("plain-text-password"),
+        "the password in /config"
+    );
+}
