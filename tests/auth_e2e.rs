@@ -921,3 +921,96 @@ async fn a_policy_gatekit_auth_refuses_answers_500_and_says_why() {
         "the password in /config"
     );
 }
+
+/// An Envoy `envoy.service.auth.v3.Authorization/Check` server over h2c: allows a
+/// check whose request mentions `x-allow`, denies the others with 401 and a body.
+/// The messages are written by hand (field numbers of Envoy's protos).
+async fn grpc_authz_service() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((io, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    assert_eq!(
+                        req.uri().path(),
+                        "/envoy.service.auth.v3.Authorization/Check"
+                    );
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    let allow = body.windows(7).any(|w| w == b"x-allow");
+                    // CheckResponse: status (1) google.rpc.Status { code (1) };
+                    // denied_response (2) { status (1) { code (1) }, body (3) }.
+                    let msg: Vec<u8> = if allow {
+                        vec![0x0a, 0x00]
+                    } else {
+                        let text = b"grpc says no";
+                        let mut denied = vec![0x0a, 0x03, 0x08, 0x91, 0x03, 0x1a, text.len() as u8];
+                        denied.extend_from_slice(text);
+                        let mut m = vec![0x0a, 0x02, 0x08, 0x07, 0x12, denied.len() as u8];
+                        m.extend(denied);
+                        m
+                    };
+                    let mut framed = vec![0u8];
+                    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                    framed.extend(msg);
+                    let mut trailers = HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                    let frames = vec![
+                        Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(framed))),
+                        Ok(hyper::body::Frame::trailers(trailers)),
+                    ];
+                    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(body)
+                            .unwrap(),
+                    )
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(io), svc)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+/// External authorization over Envoy's gRPC protocol (the gateway's default `grpc`
+/// feature) through a Service backend without an appProtocol (spoken h2c as a
+/// GRPCRoute's would be): allowed, denied with the service's status and body, and
+/// failing closed when the service cannot be reached.
+#[tokio::test]
+async fn ext_authz_grpc_allows_denies_and_fails_closed() {
+    let app = EchoBackend::start("app").await;
+    let authz = grpc_authz_service().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let ext = |svc: &str| {
+        format!("  extAuth:\n    grpc:\n      backendRefs: [{{ name: {svc}, port: 80 }}]\n")
+    };
+    let (_wired, addr, _dir) = start(&[
+        service("app", app.addr),
+        service("authz", authz),
+        service("gone", closed),
+        route("app", "/app", "app"),
+        route("down", "/down", "app"),
+        policy("ext", "2024-01-01T00:00:00Z", "app", &ext("authz")),
+        policy("down", "2024-01-01T00:00:00Z", "down", &ext("gone")),
+    ])
+    .await;
+    let (status, _, body) = get(addr, "/app", &[("x-allow", "yes")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = get(addr, "/app", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body, "grpc says no");
+    let (status, _, _) = get(addr, "/down", &[("x-allow", "yes")]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.hits(), 1);
+}
