@@ -16,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use gatekit_tests::EchoBackend;
 use gatekit_tests::wired::{
-    Wired, eventually, free_port, gateway_http, route, service, write_atomic,
+    Wired, eventually, free_port, gateway_http, route, route_with, service, write_atomic,
 };
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
@@ -1013,4 +1013,60 @@ async fn ext_authz_grpc_allows_denies_and_fails_closed() {
     let (status, _, _) = get(addr, "/down", &[("x-allow", "yes")]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.hits(), 1);
+}
+
+/// A CORS preflight carries no credentials: on a rule with a CORS filter it is
+/// answered before the rule's SecurityPolicy, while the actual request still needs a
+/// key (and its refusal carries the CORS headers).
+#[tokio::test]
+async fn a_cors_preflight_passes_without_credentials() {
+    let app = EchoBackend::start("app").await;
+    let cors_route = route_with(
+        "app",
+        "/",
+        "app",
+        "    filters:\n    - type: CORS\n      cors: { allowOrigins: [\"https://ui.test\"], allowMethods: [GET] }\n",
+    );
+    let (_wired, addr, _dir) = start(&[
+        service("app", app.addr),
+        cors_route,
+        secret("keys", &[("ui", "ui-key")]),
+        policy(
+            "keys",
+            "2024-01-01T00:00:00Z",
+            "app",
+            "  apiKeyAuth:\n    credentialRefs: [{ name: keys }]\n    extractFrom: [{ headers: [x-api-key] }]\n",
+        ),
+    ])
+    .await;
+    let io = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let preflight = Request::builder()
+        .method("OPTIONS")
+        .uri("/")
+        .header("host", "example.test")
+        .header("origin", "https://ui.test")
+        .header("access-control-request-method", "GET")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let rsp = sender.send_request(preflight).await.unwrap();
+    assert!(rsp.status().is_success(), "{}", rsp.status());
+    assert_eq!(
+        rsp.headers()["access-control-allow-origin"],
+        "https://ui.test"
+    );
+    assert_eq!(app.hits(), 0);
+
+    let (status, _, _) = get(addr, "/", &[("origin", "https://ui.test")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = get(
+        addr,
+        "/",
+        &[("origin", "https://ui.test"), ("x-api-key", "ui-key")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
 }
