@@ -239,6 +239,9 @@ async fn authz_service() -> SocketAddr {
     .await
 }
 
+/// A request to make: path, headers, the status wanted.
+type Check<'a> = (&'a str, Vec<(&'a str, String)>, StatusCode);
+
 /// A log writer into a shared buffer.
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
@@ -708,7 +711,7 @@ async fn no_secret_in_logs_config_or_metrics() {
     let expired = signer.token(&claims("api", -3600, serde_json::json!({})));
     let auth = basic("ops", "pa55-w0rd-secret");
     let wrong = basic("ops", "guess-secret-2");
-    let checks: Vec<(&str, Vec<(&str, String)>, StatusCode)> = vec![
+    let checks: Vec<Check<'_>> = vec![
         (
             "/keys",
             vec![("x-api-key", "api-key-secret-1".into())],

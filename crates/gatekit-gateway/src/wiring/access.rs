@@ -193,9 +193,7 @@ fn credential_source(from: &CredentialFrom, field: &str) -> Result<CredentialSou
         CredentialFrom::Header { name, prefix } => {
             let name = header_name(name, field)?;
             let bearer = prefix.trim().eq_ignore_ascii_case("bearer");
-            if name == header::AUTHORIZATION && (prefix.is_empty() || bearer) {
-                CredentialSource::Header(name)
-            } else if prefix.is_empty() {
+            if prefix.is_empty() || (bearer && name == header::AUTHORIZATION) {
                 CredentialSource::Header(name)
             } else {
                 return Err(ConfigError::new(
