@@ -1073,3 +1073,33 @@ async fn a_cors_preflight_passes_without_credentials() {
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Gateway API's own `ExternalAuth` HTTPRoute filter (GEP-1494) is served by the same
+/// external authorization layer: allowed with the service's header forwarded, denied
+/// with the service's answer.
+#[tokio::test]
+async fn the_external_auth_filter_is_served() {
+    let mut app = EchoBackend::start("app").await;
+    let authz = authz_service().await;
+    let filtered = route_with(
+        "app",
+        "/",
+        "app",
+        "    filters:\n    - type: ExternalAuth\n      externalAuth:\n        protocol: HTTP\n\
+         \x20       backendRef: { name: authz, port: 80 }\n\
+         \x20       http: { allowedHeaders: [x-allow], allowedResponseHeaders: [x-user] }\n",
+    );
+    let (_wired, addr, _dir) = start(&[
+        service("app", app.addr),
+        service("authz", authz),
+        filtered,
+    ])
+    .await;
+    let (status, _, body) = get(addr, "/", &[("x-allow", "yes")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.next_seen().await.headers["x-user"], "u1");
+    let (status, _, body) = get(addr, "/", &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, "denied by the authorization service");
+    assert!(app.drain_seen().is_empty());
+}
