@@ -1089,12 +1089,8 @@ async fn the_external_auth_filter_is_served() {
          \x20       backendRef: { name: authz, port: 80 }\n\
          \x20       http: { allowedHeaders: [x-allow], allowedResponseHeaders: [x-user] }\n",
     );
-    let (_wired, addr, _dir) = start(&[
-        service("app", app.addr),
-        service("authz", authz),
-        filtered,
-    ])
-    .await;
+    let (_wired, addr, _dir) =
+        start(&[service("app", app.addr), service("authz", authz), filtered]).await;
     let (status, _, body) = get(addr, "/", &[("x-allow", "yes")]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(app.next_seen().await.headers["x-user"], "u1");
@@ -1102,4 +1098,44 @@ async fn the_external_auth_filter_is_served() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body, "denied by the authorization service");
     assert!(app.drain_seen().is_empty());
+}
+
+/// A remote JWKS without backendRefs is fetched from the URI's own host (resolved by
+/// DNS) and port.
+#[tokio::test]
+async fn jwt_with_a_remote_jwks_at_its_uri() {
+    let app = EchoBackend::start("app").await;
+    let signer = Arc::new(Signer::new("direct-1"));
+    let jwks = signer.jwks();
+    let jwks_addr = serve(move |_| Response::new(Full::from(jwks.clone()))).await;
+    // `localhost` resolves by the system's resolver (often `::1` first, where nothing
+    // listens: the next address is tried).
+    let remote = format!(
+        "      remoteJWKS: {{ uri: \"http://localhost:{}/jwks.json\" }}\n",
+        jwks_addr.port()
+    );
+    let (_wired, addr, _dir) = start(&[
+        service("app", app.addr),
+        route("jwt", "/", "app"),
+        policy(
+            "jwt",
+            "2024-01-01T00:00:00Z",
+            "jwt",
+            &format!("  jwt:\n    providers:\n{}", jwt_provider(&remote)),
+        ),
+    ])
+    .await;
+    let bearer = format!(
+        "Bearer {}",
+        signer.token(&claims("api", 300, serde_json::json!({})))
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the fetched JWKS verifies",
+        || async { get(addr, "/", &[("authorization", &bearer)]).await.0 == StatusCode::OK },
+    )
+    .await;
+    let forged = Signer::new("direct-1").token(&claims("api", 300, serde_json::json!({})));
+    let (status, _, _) = get(addr, "/", &[("authorization", &format!("Bearer {forged}"))]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

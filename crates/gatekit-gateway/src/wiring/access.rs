@@ -410,8 +410,9 @@ fn authz(s: &AuthzSpec) -> Result<AuthzPolicy, ConfigError> {
 }
 
 /// A backend to a host outside the cluster (a remote JWKS `uri` without backendRefs):
-/// its name resolved by DNS on each request (JWKS fetches are minutes apart), over
-/// TLS verified against the system's CA certificates for `https`.
+/// its name resolved by DNS on each request (JWKS fetches are minutes apart), each
+/// address tried in turn, over TLS verified against the system's CA certificates for
+/// `https`. Requests go without their body (a JWKS fetch has none).
 mod dns {
     use std::task::{Context, Poll};
 
@@ -473,14 +474,26 @@ mod dns {
         fn call(&mut self, req: Request<Body>) -> Self::Future {
             let this = self.clone();
             Box::pin(async move {
-                let addr = tokio::net::lookup_host((this.host.as_str(), this.port))
+                let addrs: Vec<_> = tokio::net::lookup_host((this.host.as_str(), this.port))
                     .await
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .ok_or_else(|| Box::new(Error::new(ErrorKind::Connect)) as BoxError)?;
-                Backend::single_with(&this.client, addr, this.transport)
-                    .send(req)
-                    .await
+                    .map_err(|_| Box::new(Error::new(ErrorKind::Connect)) as BoxError)?
+                    .collect();
+                // A JWKS fetch is a GET without a body: each address is tried in turn
+                // (a host with an AAAA record may be unreachable over IPv6 from a pod).
+                let (parts, _) = req.into_parts();
+                let mut last = None;
+                for addr in addrs {
+                    let mut req = Request::new(Body::empty());
+                    *req.method_mut() = parts.method.clone();
+                    *req.uri_mut() = parts.uri.clone();
+                    *req.headers_mut() = parts.headers.clone();
+                    let backend = Backend::single_with(&this.client, addr, this.transport.clone());
+                    match backend.send(req).await {
+                        Ok(rsp) => return Ok(rsp),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| Box::new(Error::new(ErrorKind::Connect))))
             })
         }
     }
