@@ -5,9 +5,16 @@
 //! outcome in `gatekit_access_decisions_total{policy, outcome}`.
 //!
 //! [`build`] maps a spec to gatekit-auth's layers: one exhaustive `match`, so a new
-//! mechanism does not compile until it is mapped. A mechanism whose layer is not
-//! built yet answers an error there: the policy is absent from the registry, and the
-//! rules naming it answer 500 `invalid-auth-policy` (never unguarded).
+//! mechanism does not compile until it is mapped. A spec gatekit-auth refuses (its
+//! [`ConfigError`], the field prefixed with `spec.<mechanism>`) leaves the policy
+//! absent from the registry: the rules naming it answer 500 `invalid-auth-policy`
+//! (never unguarded), and [`AccessRegistry::update`] returns the error naming the
+//! resource and field for the reload's log and `/config`.
+//!
+//! External authorization services and remote JWKS named by backendRefs are reached
+//! through [`Upstreams`] (their pools, balancing, health checks and BackendTLSPolicy);
+//! a policy is rebuilt when its upstream is. A remote JWKS URI without backendRefs
+//! gets a backend of its own that resolves the URI's host by DNS (`mod dns`).
 //!
 //! A rebuilt policy reaches the rules through their tables: a change of an access
 //! spec comes from a change of a SecurityPolicy, SecurityOverride, Secret, ConfigMap
