@@ -5,9 +5,16 @@
 //! outcome in `gatekit_access_decisions_total{policy, outcome}`.
 //!
 //! [`build`] maps a spec to gatekit-auth's layers: one exhaustive `match`, so a new
-//! mechanism does not compile until it is mapped. A mechanism whose layer is not
-//! built yet answers an error there: the policy is absent from the registry, and the
-//! rules naming it answer 500 `invalid-auth-policy` (never unguarded).
+//! mechanism does not compile until it is mapped. A spec gatekit-auth refuses (its
+//! [`ConfigError`], the field prefixed with `spec.<mechanism>`) leaves the policy
+//! absent from the registry: the rules naming it answer 500 `invalid-auth-policy`
+//! (never unguarded), and [`AccessRegistry::update`] returns the error naming the
+//! resource and field for the reload's log and `/config`.
+//!
+//! External authorization services and remote JWKS named by backendRefs are reached
+//! through [`Upstreams`] (their pools, balancing, health checks and BackendTLSPolicy);
+//! a policy is rebuilt when its upstream is. A remote JWKS URI without backendRefs
+//! gets a backend of its own that resolves the URI's host by DNS (`mod dns`).
 //!
 //! A rebuilt policy reaches the rules through their tables: a change of an access
 //! spec comes from a change of a SecurityPolicy, SecurityOverride, Secret, ConfigMap
@@ -27,19 +34,34 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use gatekit_auth::apikey::{ApiKeyConfig, ApiKeyLayer, ApiKeyPolicy};
+use gatekit_auth::authz::{
+    Action, AuthzConfig, AuthzPolicy, AuthzRule, ClaimMatch, HeaderMatch, JwtPrincipal, Principal,
+};
+use gatekit_auth::basic::{BasicAuthConfig, BasicAuthLayer, BasicAuthPolicy};
+use gatekit_auth::credential::CredentialSource;
+#[cfg(feature = "grpc")]
+use gatekit_auth::extauth::GrpcService;
+use gatekit_auth::extauth::{BodyToExtAuth, ExtAuthConfig, ExtAuthPolicy, HttpService};
+use gatekit_auth::jwt::{JwksSource, JwtConfig, JwtPolicy, RemoteJwks};
 use gatekit_core::access::AccessPolicy;
+use gatekit_core::ratelimit::Cidr;
 use gatekit_core::{Backend, Body, BoxError, ConfigError, Error, ErrorKind};
-use gatekit_k8s::translate::{AccessEntry, AccessSpec};
-use http::{Request, Response};
+use gatekit_k8s::translate::{
+    AccessEntry, AccessSpec, ApiKeySpec, AuthzSpec, BasicSpec, CredentialFrom, ExtAuthMode,
+    ExtAuthSpec, JwksSource as AccessJwks, JwtSpec,
+};
+use http::{HeaderName, HeaderValue, Request, Response, Uri, header};
 use tower_service::Service;
 
+use super::labels::Labelled;
 use super::upstreams::Upstreams;
 use crate::{AccessMetrics, AccessOutcome, Metrics};
 
 /// One built policy: the spec it was built from and the result.
 struct Built {
     spec: Arc<AccessSpec>,
-    policy: Result<Arc<dyn AccessPolicy>, String>,
+    policy: Result<Arc<dyn AccessPolicy>, ConfigError>,
 }
 
 /// Access policies by name, kept across reloads.
@@ -82,7 +104,7 @@ impl AccessRegistry {
             };
             let fresh = self.built.get(name).is_some_and(|b| {
                 (Arc::ptr_eq(&b.spec, spec) || b.spec == *spec)
-                    && upstream_of(spec).is_none_or(|u| !stale.contains(u))
+                    && upstreams_of(spec).iter().all(|u| !stale.contains(*u))
             });
             if !fresh {
                 let policy = build(spec, upstreams).map(|p| {
@@ -106,9 +128,11 @@ impl AccessRegistry {
                 errors.push(ConfigError::new(
                     format!("accessPolicies[{name}]"),
                     format!(
-                        "{} {}: {why}; the rules naming it refuse every request",
+                        "{} {}: {}: {}; the rules naming it refuse every request",
                         entry.source().kind(),
-                        entry.source().name()
+                        entry.source().name(),
+                        why.field(),
+                        why.reason()
                     ),
                 ));
             }
@@ -127,28 +151,358 @@ impl AccessRegistry {
     }
 }
 
-/// The upstream a spec sends to, if any (rebuilt with it).
-fn upstream_of(spec: &AccessSpec) -> Option<&str> {
+/// The upstreams a spec sends to (it is rebuilt with them).
+fn upstreams_of(spec: &AccessSpec) -> Vec<&str> {
     match spec {
-        AccessSpec::ExtAuth(e) => Some(&e.upstream),
-        _ => None,
+        AccessSpec::ExtAuth(e) => vec![e.upstream.as_str()],
+        AccessSpec::Jwt(j) => j
+            .providers
+            .iter()
+            .filter_map(|p| match &p.keys {
+                AccessJwks::Remote {
+                    upstream: Some(u), ..
+                } => Some(u.as_str()),
+                _ => None,
+            })
+            .collect(),
+        AccessSpec::ApiKey(_) | AccessSpec::Basic(_) | AccessSpec::Authz(_) => Vec::new(),
     }
 }
 
-/// The error of a mechanism whose gatekit-auth layer is not built yet.
-fn not_built(mechanism: &str) -> String {
-    format!("the {mechanism} mechanism is not built into this gatekit yet")
+/// The realm of the challenges of the mechanisms built here.
+const REALM: &str = "gatekit";
+
+/// Builds the policy of `spec`: the one place a spec meets gatekit-auth. A
+/// configuration error names the SecurityPolicy field (`spec.jwt.providers[0].localJWKS`).
+fn build(spec: &AccessSpec, upstreams: &Upstreams) -> Result<Arc<dyn AccessPolicy>, ConfigError> {
+    let field = format!("spec.{}", spec.mechanism());
+    let built: Result<Arc<dyn AccessPolicy>, ConfigError> = match spec {
+        AccessSpec::ApiKey(s) => api_key(s).map(|p| Arc::new(p) as _),
+        AccessSpec::Basic(s) => basic(s).map(|p| Arc::new(p) as _),
+        AccessSpec::Jwt(s) => jwt(s, upstreams).map(|p| Arc::new(p) as _),
+        AccessSpec::ExtAuth(s) => ext_auth(s, upstreams).map(|p| Arc::new(p) as _),
+        AccessSpec::Authz(s) => authz(s).map(|p| Arc::new(p) as _),
+    };
+    built.map_err(|e| e.within(&field))
 }
 
-/// Builds the policy of `spec`: the one place a spec meets gatekit-auth.
-fn build(spec: &AccessSpec, upstreams: &Upstreams) -> Result<Arc<dyn AccessPolicy>, String> {
-    let _ = upstreams;
-    match spec {
-        AccessSpec::ApiKey(_) => Err(not_built("apiKeyAuth")),
-        AccessSpec::Basic(_) => Err(not_built("basicAuth")),
-        AccessSpec::Jwt(_) => Err(not_built("jwt")),
-        AccessSpec::ExtAuth(_) => Err(not_built("extAuth")),
-        AccessSpec::Authz(_) => Err(not_built("authorization")),
+/// A header name from a spec.
+fn header_name(value: &str, field: &str) -> Result<HeaderName, ConfigError> {
+    HeaderName::try_from(value)
+        .map_err(|_| ConfigError::new(field, format!("{value:?} is not a valid header name")))
+}
+
+/// Where a credential is read from. A header with a value prefix is read only as
+/// `Authorization: Bearer` (the one prefix gatekit-auth strips); any other prefix is
+/// refused rather than ignored.
+fn credential_source(from: &CredentialFrom, field: &str) -> Result<CredentialSource, ConfigError> {
+    Ok(match from {
+        CredentialFrom::Header { name, prefix } => {
+            let name = header_name(name, field)?;
+            let bearer = prefix.trim().eq_ignore_ascii_case("bearer");
+            if prefix.is_empty() || (bearer && name == header::AUTHORIZATION) {
+                CredentialSource::Header(name)
+            } else {
+                return Err(ConfigError::new(
+                    field,
+                    format!(
+                        "valuePrefix {prefix:?} on header {name}: only `Bearer ` on Authorization is implemented"
+                    ),
+                ));
+            }
+        }
+        CredentialFrom::Query(p) => CredentialSource::Query(p.clone()),
+        CredentialFrom::Cookie(c) => CredentialSource::Cookie(c.clone()),
+    })
+}
+
+fn api_key(s: &ApiKeySpec) -> Result<ApiKeyPolicy, ConfigError> {
+    let mut config = ApiKeyConfig::new(REALM).strip_credential(s.sanitize);
+    for c in &s.consumers {
+        config = config.with_consumer(c.client_id.as_str(), c.keys.iter().map(String::as_str));
+    }
+    for from in &s.sources {
+        config = config.with_source(credential_source(from, "extractFrom")?);
+    }
+    if let Some(h) = &s.forward_header {
+        config = config.forward_consumer(header_name(h, "forwardClientIDHeader")?);
+    }
+    ApiKeyLayer::new(config).map(ApiKeyPolicy::new)
+}
+
+fn basic(s: &BasicSpec) -> Result<BasicAuthPolicy, ConfigError> {
+    let mut config = BasicAuthConfig::new(s.realm.as_str(), s.htpasswd.as_str());
+    if let Some(h) = &s.forward_header {
+        config = config.forward_username(header_name(h, "forwardUsernameHeader")?);
+    }
+    BasicAuthLayer::new(config)
+        .map(BasicAuthPolicy::new)
+        .map_err(|e| e.within("users"))
+}
+
+fn jwt(s: &JwtSpec, upstreams: &Upstreams) -> Result<JwtPolicy, ConfigError> {
+    let mut providers = Vec::with_capacity(s.providers.len());
+    for (i, p) in s.providers.iter().enumerate() {
+        let at = |f: &str| format!("providers[{i}].{f}");
+        let keys = match &p.keys {
+            AccessJwks::Local(text) => JwksSource::Local(text.clone()),
+            AccessJwks::Remote {
+                uri,
+                cache_duration,
+                upstream,
+            } => {
+                let field = at("remoteJWKS.uri");
+                let parsed: Uri = uri
+                    .parse()
+                    .map_err(|_| ConfigError::new(&field, format!("{uri:?} is not a URL")))?;
+                let backend = match upstream {
+                    Some(name) => upstream_backend(upstreams, name, &at("remoteJWKS.backendRefs"))?,
+                    None => dns::backend(upstreams.client(), &parsed, &field)?,
+                };
+                let mut remote = RemoteJwks::new(parsed, backend);
+                if let Some(d) = cache_duration {
+                    remote = remote.cache_duration(*d);
+                }
+                JwksSource::Remote(remote)
+            }
+        };
+        let mut provider = gatekit_auth::jwt::JwtProvider::new(p.name.as_str(), keys)
+            .audiences(p.audiences.iter().map(String::as_str));
+        if let Some(iss) = &p.issuer {
+            provider = provider.issuer(iss.as_str());
+        }
+        for (j, (h, claim)) in p.claim_to_headers.iter().enumerate() {
+            provider = provider.claim_to_header(
+                header_name(h, &at(&format!("claimToHeaders[{j}].header")))?,
+                claim.as_str(),
+            );
+        }
+        if !p.sources.is_empty() {
+            let sources = p
+                .sources
+                .iter()
+                .map(|f| credential_source(f, &at("extractFrom")))
+                .collect::<Result<Vec<_>, _>>()?;
+            provider = provider.extract_from(sources);
+        }
+        providers.push(provider);
+    }
+    JwtPolicy::new(JwtConfig::new(providers).optional(s.optional).realm(REALM))
+}
+
+/// The balanced upstream called `name`, as a backend.
+fn upstream_backend(
+    upstreams: &Upstreams,
+    name: &str,
+    field: &str,
+) -> Result<Backend, ConfigError> {
+    let upstream = upstreams
+        .upstream(name)
+        .ok_or_else(|| ConfigError::new(field, format!("upstream {name} is not served")))?;
+    Ok(Backend::new(Labelled::new(upstream.clone(), None)))
+}
+
+fn ext_auth(s: &ExtAuthSpec, upstreams: &Upstreams) -> Result<ExtAuthPolicy, ConfigError> {
+    let backend = upstream_backend(upstreams, &s.upstream, "backendRefs")?;
+    let mut config = match &s.mode {
+        ExtAuthMode::Http {
+            path,
+            headers_to_backend,
+        } => {
+            let mut service = HttpService::new();
+            if let Some(p) = path {
+                service = service.with_path_prefix(p.as_str());
+            }
+            let names = headers_to_backend
+                .iter()
+                .map(|h| header_name(h, "http.headersToBackend"))
+                .collect::<Result<Vec<_>, _>>()?;
+            ExtAuthConfig::http(backend, service.with_headers_to_backend(names))
+        }
+        ExtAuthMode::Grpc => grpc_config(backend, &s.upstream)?,
+    };
+    let names = s
+        .headers_to_ext_auth
+        .iter()
+        .map(|h| header_name(h, "headersToExtAuth"))
+        .collect::<Result<Vec<_>, _>>()?;
+    config = config
+        .with_headers_to_ext_auth(names)
+        .with_fail_open(s.fail_open);
+    if let Some(max) = s.max_request_bytes {
+        config = config.with_body(BodyToExtAuth::new(
+            usize::try_from(max).unwrap_or(usize::MAX),
+        ));
+    }
+    if let Some(t) = s.timeout {
+        config = config.with_timeout(t);
+    }
+    Ok(ExtAuthPolicy::new(config))
+}
+
+/// Envoy's ext_authz gRPC protocol to `upstream` (`ns/service:port`), whose calls
+/// carry `:authority` `service.ns:port`.
+#[cfg(feature = "grpc")]
+fn grpc_config(backend: Backend, upstream: &str) -> Result<ExtAuthConfig, ConfigError> {
+    let authority = match upstream.split_once('/') {
+        Some((ns, rest)) => match rest.split_once(':') {
+            Some((service, port)) => format!("{service}.{ns}:{port}"),
+            None => format!("{rest}.{ns}"),
+        },
+        None => upstream.to_owned(),
+    };
+    let service = GrpcService::new(&authority).map_err(|e| e.within("grpc"))?;
+    Ok(ExtAuthConfig::grpc(backend, service))
+}
+
+/// Without the `grpc` feature, a gRPC authorization service is refused.
+#[cfg(not(feature = "grpc"))]
+fn grpc_config(_: Backend, _: &str) -> Result<ExtAuthConfig, ConfigError> {
+    Err(ConfigError::new(
+        "grpc",
+        "this gatekit is built without the grpc feature (Envoy's ext_authz gRPC protocol)",
+    ))
+}
+
+fn authz(s: &AuthzSpec) -> Result<AuthzPolicy, ConfigError> {
+    let action = |allow: bool| if allow { Action::Allow } else { Action::Deny };
+    let mut config = AuthzConfig::new(action(s.default_allow));
+    for (i, r) in s.rules.iter().enumerate() {
+        let at = |f: &str| format!("rules[{i}].principal.{f}");
+        let mut principal = Principal::default();
+        let cidrs = r
+            .client_cidrs
+            .iter()
+            .map(|c| {
+                c.parse::<Cidr>().map_err(|_| {
+                    ConfigError::new(at("clientCIDRs"), format!("{c:?} is not an address range"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !cidrs.is_empty() {
+            principal = principal.with_client_cidrs(cidrs);
+        }
+        if r.jwt_provider.is_some() || !r.scopes.is_empty() || !r.claims.is_empty() {
+            let mut jwt = JwtPrincipal::default();
+            if let Some(p) = &r.jwt_provider {
+                jwt = jwt.with_provider(p.as_str());
+            }
+            for scope in &r.scopes {
+                jwt = jwt.with_scope(scope.as_str());
+            }
+            for (name, values) in &r.claims {
+                jwt = jwt.with_claim(ClaimMatch::new(name, values.iter().map(String::as_str)));
+            }
+            principal = principal.with_jwt(jwt);
+        }
+        for (name, values) in &r.headers {
+            let header = header_name(name, &at("headers"))?;
+            let values = values
+                .iter()
+                .map(|v| {
+                    HeaderValue::try_from(v.as_str()).map_err(|_| {
+                        ConfigError::new(
+                            at("headers"),
+                            format!("{v:?} is not a valid header value"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            principal = principal.with_header(HeaderMatch::new(header, values));
+        }
+        config =
+            config.with_rule(AuthzRule::new(action(r.allow), principal).with_name(r.name.as_str()));
+    }
+    Ok(AuthzPolicy::new(config))
+}
+
+/// A backend to a host outside the cluster (a remote JWKS `uri` without backendRefs):
+/// its name resolved by DNS on each request (JWKS fetches are minutes apart), each
+/// address tried in turn, over TLS verified against the system's CA certificates for
+/// `https`. Requests go without their body (a JWKS fetch has none).
+mod dns {
+    use std::task::{Context, Poll};
+
+    use gatekit_core::client::{Client, TlsSettings, Transport};
+    use gatekit_core::{Backend, Body, BoxError, ConfigError, Error, ErrorKind};
+    use http::{Request, Response, Uri};
+    use tower_service::Service;
+
+    /// The backend of `uri`'s host and port (80 or 443 by default).
+    pub(super) fn backend(client: &Client, uri: &Uri, field: &str) -> Result<Backend, ConfigError> {
+        let host = uri
+            .host()
+            .ok_or_else(|| ConfigError::new(field, "no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(ConfigError::new(field, "not an http(s) URL")),
+        };
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let transport = if https {
+            let tls = TlsSettings::system_roots()
+                .and_then(|t| t.server_name(&host))
+                .map_err(|e| e.within(field))?;
+            Transport::http1().with_tls(tls)
+        } else {
+            Transport::http1()
+        };
+        Ok(Backend::new(Resolving {
+            client: client.clone(),
+            host,
+            port,
+            transport,
+        }))
+    }
+
+    /// Resolves its host, then sends to the first address.
+    #[derive(Clone, Debug)]
+    struct Resolving {
+        client: Client,
+        host: String,
+        port: u16,
+        transport: Transport,
+    }
+
+    impl Service<Request<Body>> for Resolving {
+        type Response = Response<Body>;
+        type Error = BoxError;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>,
+        >;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: Request<Body>) -> Self::Future {
+            let this = self.clone();
+            Box::pin(async move {
+                let addrs: Vec<_> = tokio::net::lookup_host((this.host.as_str(), this.port))
+                    .await
+                    .map_err(|_| Box::new(Error::new(ErrorKind::Connect)) as BoxError)?
+                    .collect();
+                // A JWKS fetch is a GET without a body: each address is tried in turn
+                // (a host with an AAAA record may be unreachable over IPv6 from a pod).
+                let (parts, _) = req.into_parts();
+                let mut last = None;
+                for addr in addrs {
+                    let mut req = Request::new(Body::empty());
+                    *req.method_mut() = parts.method.clone();
+                    *req.uri_mut() = parts.uri.clone();
+                    *req.headers_mut() = parts.headers.clone();
+                    let backend = Backend::single_with(&this.client, addr, this.transport.clone());
+                    match backend.send(req).await {
+                        Ok(rsp) => return Ok(rsp),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| Box::new(Error::new(ErrorKind::Connect))))
+            })
+        }
     }
 }
 
@@ -191,7 +545,8 @@ pub(crate) fn dump(entries: &BTreeMap<String, AccessEntry>, registry: &AccessReg
                     registry
                         .built
                         .get(name)
-                        .and_then(|b| b.policy.as_ref().err().cloned())
+                        .and_then(|b| b.policy.as_ref().err())
+                        .map(|e| format!("{}: {}", e.field(), e.reason()))
                 });
                 if let Some(p) = problem {
                     map.insert("problem".to_owned(), p.into());

@@ -353,6 +353,11 @@ impl Upstreams {
         }
     }
 
+    /// The client upstreams connect with (for backends outside the cluster).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The upstream of `name`, for route tables.
     pub(crate) fn upstream(&self, name: &str) -> Option<&Upstream<EndpointClient>> {
         self.entries.get(name).map(|e| &e.upstream)

@@ -102,7 +102,6 @@ impl AccessSpec {
 
 /// Where a credential is read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum CredentialFrom {
     /// A request header, with the prefix before the credential (`Bearer `; empty:
     /// none).
@@ -228,7 +227,6 @@ pub struct JwtProviderSpec {
 
 /// A JWT provider's keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum JwksSource {
     /// A JWKS document (public keys).
     Local(String),
@@ -264,7 +262,6 @@ pub struct ExtAuthSpec {
 
 /// The protocol spoken to an external authorization service.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ExtAuthMode {
     /// A plain HTTP request; 2xx allows.
     Http {
@@ -694,6 +691,7 @@ impl Context<'_> {
                             &r.backend_refs,
                             None,
                             &format!("{field}.remoteJWKS.backendRefs"),
+                            false,
                             read,
                         )
                         .unwrap_or_default();
@@ -797,13 +795,15 @@ impl Context<'_> {
     }
 
     /// The upstream of an access mechanism's backendRefs (one at most; `None` when
-    /// none is given), resolved like a route's backendRef in namespace `ns`.
+    /// none is given), resolved like a route's backendRef in namespace `ns` (like a
+    /// GRPCRoute's when `grpc`: h2c unless the port says otherwise).
     fn access_backend(
         &self,
         ns: &str,
         refs: &[AccessBackendRef],
         single: Option<&AccessBackendRef>,
         field: &str,
+        grpc: bool,
         read: &mut Read,
     ) -> Result<Option<String>, ()> {
         let all: Vec<&AccessBackendRef> = refs.iter().chain(single).collect();
@@ -835,7 +835,7 @@ impl Context<'_> {
             namespace: None,
             port: r.port,
         };
-        match self.resolve("SecurityPolicy", ns, &spec, false) {
+        match self.resolve("SecurityPolicy", ns, &spec, grpc) {
             Ok(w) => {
                 let name = w.upstream_name();
                 read.uses.push(Use {
@@ -865,6 +865,7 @@ impl Context<'_> {
                     &h.backend_refs,
                     h.backend_ref.as_ref(),
                     "spec.extAuth.http.backendRefs",
+                    false,
                     read,
                 ),
             ),
@@ -875,6 +876,7 @@ impl Context<'_> {
                     &g.backend_refs,
                     g.backend_ref.as_ref(),
                     "spec.extAuth.grpc.backendRefs",
+                    true,
                     read,
                 ),
             ),
