@@ -26,6 +26,7 @@ pub mod basic;
 pub mod credential;
 pub mod extauth;
 mod future;
+mod header;
 pub mod jwt;
 
 use std::sync::Arc;

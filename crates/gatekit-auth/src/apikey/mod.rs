@@ -76,8 +76,6 @@ use zeroize::Zeroizing;
 
 use crate::credential::CredentialSource;
 
-pub(crate) use self::layer::{challenge, digest_of, forwarded_value};
-
 pub use self::layer::{ApiKeyLayer, ApiKeyPolicy};
 pub use self::service::ApiKey;
 pub use crate::future::ResponseFuture;

@@ -9,7 +9,8 @@ use http::{Request, header};
 use tower_service::Service;
 
 use super::ResponseFuture;
-use super::layer::{ConsumerEntry, Shared, digest_of};
+use super::layer::{ConsumerEntry, Shared};
+use crate::header::digest_of;
 
 /// A service that lets through requests carrying a known API key (see the
 /// [module docs](super)) and refuses the others with a 401 [`Error`].

@@ -10,7 +10,7 @@ use gatekit_core::ConfigError;
 use http::HeaderValue;
 use ring::digest;
 
-use crate::apikey::forwarded_value;
+use crate::header::forwarded_value;
 
 /// Highest bcrypt cost accepted: cost 16 takes several seconds per check on one core;
 /// a higher one is a configuration mistake that would make every check a stall.

@@ -14,7 +14,7 @@ use tower_layer::Layer;
 use super::cache::Cache;
 use super::htpasswd::{self, Users};
 use super::{BasicAuth, BasicAuthConfig};
-use crate::apikey::challenge;
+use crate::header::challenge;
 
 /// Counters of one layer (all its services), for metrics and tests.
 #[derive(Debug, Default)]

@@ -17,7 +17,7 @@ use super::cache::{Cached, Digest};
 use super::future::{BoxCheck, ResponseFuture};
 use super::htpasswd::User;
 use super::layer::Shared;
-use crate::apikey::digest_of;
+use crate::header::digest_of;
 
 /// A service that lets through requests whose basic credentials match the htpasswd
 /// data (see the [module docs](super)) and refuses the others with a 401 [`Error`]

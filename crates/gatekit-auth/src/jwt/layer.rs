@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use gatekit_core::ConfigError;
-use http::HeaderValue;
 use jsonwebtoken::{Algorithm, Validation};
 use tokio::sync::watch;
 use tower_layer::Layer;
@@ -44,21 +43,9 @@ impl JwtLayer {
                 "at least one provider is needed",
             ));
         }
-        let realm = &config.realm;
-        if realm
-            .chars()
-            .any(|c| c == '"' || c == '\\' || c.is_control())
-        {
-            return Err(ConfigError::new(
-                "realm",
-                "must not hold quotes, backslashes or control characters",
-            ));
-        }
-        let challenge = HeaderValue::try_from(format!("Bearer realm=\"{realm}\""))
-            .map_err(|_| ConfigError::new("realm", "not a valid header value"))?;
+        let challenge = crate::header::challenge("Bearer", &config.realm, "")?;
         let challenge_invalid =
-            HeaderValue::try_from(format!("Bearer realm=\"{realm}\", error=\"invalid_token\""))
-                .map_err(|_| ConfigError::new("realm", "not a valid header value"))?;
+            crate::header::challenge("Bearer", &config.realm, ", error=\"invalid_token\"")?;
 
         let (events, _) = watch::channel(JwksFetches::default());
         let events = Arc::new(events);
