@@ -43,7 +43,6 @@
 
 mod backend;
 mod error;
-mod limit;
 mod model;
 mod observer;
 mod relay;

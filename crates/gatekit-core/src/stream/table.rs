@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backend::StreamBackend;
-use super::limit::{OpenCount, OpenSlot};
 use super::model::StreamRoute;
 use crate::error::ConfigError;
+use crate::limit::InFlightLimit;
+use crate::limit::concurrency::Slot;
 use crate::route::RouteId;
 use crate::route::host::HostPattern;
 use crate::tls::TlsAcceptor;
@@ -123,8 +124,9 @@ struct Route {
     total_weight: u64,
     idle_timeout: Option<Duration>,
     max_connections: Option<u32>,
-    /// Open connections, handed on to the next table (see [`StreamTable::carry_over`]).
-    open: Arc<OpenCount>,
+    /// Open connections under `max_connections` (no limit: `usize::MAX`), handed on to
+    /// the next table (see [`StreamTable::carry_over`]).
+    open: Arc<InFlightLimit>,
 }
 
 /// The route a connection was given, with what serving it needs.
@@ -134,15 +136,14 @@ pub(crate) struct Selected<'t> {
     /// `None`: the picked share's backend does not resolve (or every weight is 0).
     pub(crate) backend: Option<&'t StreamBackend>,
     pub(crate) idle_timeout: Duration,
-    max_connections: Option<u32>,
-    open: &'t Arc<OpenCount>,
+    open: &'t Arc<InFlightLimit>,
 }
 
 impl Selected<'_> {
     /// A place under the route's `max_connections`, held while the connection (or
     /// flow) is open; `None` when the route is at its limit.
-    pub(crate) fn acquire(&self) -> Option<OpenSlot> {
-        self.open.try_acquire(self.max_connections)
+    pub(crate) fn acquire(&self) -> Option<Slot> {
+        self.open.try_acquire()
     }
 }
 
@@ -214,7 +215,7 @@ impl StreamTable {
                     total_weight,
                     idle_timeout: route.idle_timeout,
                     max_connections: route.max_connections,
-                    open: Arc::default(),
+                    open: Arc::new(InFlightLimit::new(open_limit(route.max_connections))),
                 });
             }
             compiled.push(Listener {
@@ -225,7 +226,7 @@ impl StreamTable {
             });
         }
         // A route attached to several listeners of the port counts its connections once.
-        let mut counts: Vec<(RouteId, Arc<OpenCount>)> = Vec::new();
+        let mut counts: Vec<(RouteId, Arc<InFlightLimit>)> = Vec::new();
         for route in compiled.iter_mut().flat_map(|l| l.routes.iter_mut()) {
             match counts.iter().find(|(id, _)| *id == route.id) {
                 Some((_, count)) => route.open = count.clone(),
@@ -274,7 +275,6 @@ impl StreamTable {
             mode: &listener.mode,
             backend,
             idle_timeout: route.idle_timeout.unwrap_or(listener.idle_timeout),
-            max_connections: route.max_connections,
             open: &route.open,
         })
     }
@@ -290,6 +290,7 @@ impl StreamTable {
                 .find(|r| r.id == route.id)
                 .map(|r| &r.open)
             {
+                count.set_max(route.open.max());
                 route.open = count.clone();
             }
         }
@@ -307,7 +308,7 @@ impl StreamTable {
                 seen.push(&r.id);
                 new
             })
-            .map(|r| (&r.id, r.max_connections, r.open.open()))
+            .map(|r| (&r.id, r.max_connections, open_count(&r.open)))
     }
 
     fn find(&self, server_name: Option<&str>) -> Option<(&Listener, usize)> {
@@ -393,4 +394,14 @@ fn best<T>(items: impl Iterator<Item = T>, score: impl Fn(&T) -> Option<usize>) 
 
 fn cmp_id(a: &RouteId, b: &RouteId) -> std::cmp::Ordering {
     (a.namespace(), a.name()).cmp(&(b.namespace(), b.name()))
+}
+
+/// The [`InFlightLimit`] bound of a route's `max_connections`: none is no bound.
+fn open_limit(max_connections: Option<u32>) -> usize {
+    max_connections.map_or(usize::MAX, |max| max as usize)
+}
+
+/// The connections open under a route's limit, as the `u32` the table reports.
+fn open_count(open: &InFlightLimit) -> u32 {
+    u32::try_from(open.in_flight()).unwrap_or(u32::MAX)
 }

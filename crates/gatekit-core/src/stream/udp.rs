@@ -323,7 +323,7 @@ struct FlowEnd {
     router: StreamRouter,
     activity: Arc<Activity>,
     /// Its place under the route's `max_connections`.
-    _slot: super::limit::OpenSlot,
+    _slot: crate::limit::concurrency::Slot,
 }
 
 impl Drop for FlowEnd {

@@ -52,7 +52,7 @@ impl InFlightLimit {
     }
 
     /// Admits one more request, or counts a rejection and returns `None` at the limit.
-    pub(super) fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
         let max = self.max();
         // Relaxed is enough: the count guards no other memory, and read-modify-write
         // operations on one atomic are totally ordered, so two requests can never both
@@ -84,8 +84,9 @@ impl fmt::Debug for InFlightLimit {
     }
 }
 
-/// One admitted request's place under an [`InFlightLimit`]; dropping it frees the place.
-pub(super) struct Slot {
+/// One admitted request's (or stream connection's) place under an [`InFlightLimit`];
+/// dropping it frees the place.
+pub(crate) struct Slot {
     limit: Arc<InFlightLimit>,
 }
 

@@ -47,6 +47,7 @@ mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::in_flight::InFlightLimit;
+pub(crate) use self::in_flight::Slot;
 pub use self::layer::ConcurrencyLimitLayer;
 pub use self::service::ConcurrencyLimit;
 
