@@ -131,6 +131,33 @@ impl ClientIpDetection {
     }
 }
 
+/// `xForwardedFor numTrustedHops=1`, `xForwardedFor trustedCIDRs=10.0.0.0/8,...`,
+/// `customHeader x-real-ip failClosed`: Envoy Gateway's words, for `/config` and logs.
+impl std::fmt::Display for ClientIpDetection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Source::TrustedHops(n) => write!(f, "xForwardedFor numTrustedHops={n}"),
+            Source::TrustedCidrs(ranges) => {
+                f.write_str("xForwardedFor trustedCIDRs=")?;
+                for (i, r) in ranges.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{r}")?;
+                }
+                Ok(())
+            }
+            Source::CustomHeader { name, fail_closed } => {
+                write!(f, "customHeader {name}")?;
+                if *fail_closed {
+                    f.write_str(" failClosed")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The address in the one `name` header of `headers`; `None` when there is none, more
 /// than one, or it is not an IP address.
 fn single_address(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
