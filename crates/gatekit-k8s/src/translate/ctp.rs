@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use gatekit_core::ConfigError;
 use gatekit_core::client_ip::ClientIpDetection;
-use gatekit_core::ratelimit::Cidr;
 use gatekit_core::proxy::{CertDetails, ForwardClientCert, ForwardClientCertMode};
+use gatekit_core::ratelimit::Cidr;
 use gatekit_core::tls::{ClientCertMode, ClientValidation, ListenerTls, TlsVersion};
 
 use super::backend::{Context, name_of, ns_of};
@@ -438,7 +438,9 @@ fn client_ip(
         (None, Some(h)) => {
             let field = format!("{FIELD}.customHeader.name");
             let valid = (1..=255).contains(&h.name.len())
-                && h.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                && h.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
             match http::HeaderName::from_bytes(h.name.as_bytes()) {
                 Ok(name) if valid => Some(ClientIpDetection::custom_header(
                     name,
@@ -447,7 +449,10 @@ fn client_ip(
                 _ => {
                     problems.push(ConfigError::new(
                         field,
-                        format!("{:?} is not a header name (letters, digits and '-', 1 to 255)", h.name),
+                        format!(
+                            "{:?} is not a header name (letters, digits and '-', 1 to 255)",
+                            h.name
+                        ),
                     ));
                     None
                 }
