@@ -76,7 +76,10 @@ async fn get(addr: SocketAddr, headers: &[(&str, &str)]) -> (StatusCode, HeaderM
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut req = Request::get("/").header("host", "example.test");
+    let mut req = Request::get("/");
+    if !headers.iter().any(|(k, _)| *k == "host") {
+        req = req.header("host", "example.test");
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -311,4 +314,58 @@ async fn detection_gatekit_cannot_honour_is_refused_by_name() {
     }
     assert!(port_detection(&config).is_null());
     assert_eq!(status(addr, &xff("10.1.2.3")).await, StatusCode::FORBIDDEN);
+}
+
+/// The client is found before `Host` picks a listener, so two listeners of one port that
+/// disagree get none: a client's header is never read for the listener that did not ask,
+/// and the disagreement is reported.
+#[tokio::test]
+async fn listeners_of_one_port_that_disagree_read_no_header() {
+    let app = EchoBackend::start("app").await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n\
+         metadata: {{ name: gw, namespace: default }}\nspec:\n  gatewayClassName: gatekit\n  \
+         listeners:\n  - {{ name: a, port: {port}, protocol: HTTP, hostname: a.test }}\n  \
+         - {{ name: b, port: {port}, protocol: HTTP, hostname: b.test }}\n"
+    );
+    let only_a = ctp(
+        "lb",
+        "2024-01-01T00:00:00Z",
+        "{ xForwardedFor: { numTrustedHops: 1 } }",
+    )
+    .replace("name: gw }]", "name: gw, sectionName: a }]");
+    let text = [
+        gateway,
+        service("app", app.addr),
+        route("app", "/", "app"),
+        allow_10_1(),
+        only_a,
+    ]
+    .join("---\n");
+    std::fs::write(dir.path().join("all.yaml"), text).unwrap();
+    let wired = Wired::start(&[dir.path().to_path_buf()]).await;
+    let config = wired.config().await;
+    assert_eq!(accepted(&config, "lb")["status"], "True", "{config}");
+    assert!(port_detection(&config).is_null());
+    let errors = config["errors"].to_string();
+    assert!(
+        errors.contains(&format!("listeners[port={port}].clientIPDetection")),
+        "{errors}"
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (status, _) = get_host(addr, "a.test", &xff("10.1.2.3")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// [`get`] with `Host: host`.
+async fn get_host(
+    addr: SocketAddr,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap) {
+    let mut all = vec![("host", host)];
+    all.extend_from_slice(headers);
+    get(addr, &all).await
 }
