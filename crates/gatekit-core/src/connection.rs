@@ -1,6 +1,6 @@
 //! What a server knows about the client connection a request came on.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::HeaderValue;
@@ -10,17 +10,28 @@ use crate::proxy::ForwardClientCertMode;
 use crate::tls::{ClientIdentity, ListenerConfig};
 
 /// Facts about the downstream connection, put in request extensions by the server that
-/// accepted it. The proxy uses it for `X-Forwarded-For` / `X-Forwarded-Proto`; balancers
-/// use the peer address for IP hashing; policies read the TLS facts ([`TlsInfo`]).
+/// accepted it, and the request's client.
+///
+/// Two addresses: [`peer_addr`](Self::peer_addr) is the connection's peer (the socket's,
+/// or the source of a trusted PROXY protocol header); [`remote_addr`](Self::remote_addr)
+/// is the client, which is the peer unless the listener's
+/// [`ClientIpDetection`](crate::client_ip::ClientIpDetection) found the client behind
+/// trusted proxies (`X-Forwarded-For`, a custom header). Everything that asks "who is
+/// the client" reads `remote_addr`: access rules by CIDR, rate limits keyed or matched
+/// by client address, IP-hash balancing, the access log, external authorization.
+/// The proxy appends `peer_addr` to `X-Forwarded-For` (the hop it saw) and uses
+/// the TLS facts ([`TlsInfo`]) for `X-Forwarded-Proto` and `x-forwarded-client-cert`.
 ///
 /// # Cost
 ///
-/// Every request carries a clone. A plaintext connection's info is three plain values
+/// Every request carries a clone. A plaintext connection's info is plain values
 /// (no allocation, no reference count); a TLS connection's facts live behind one `Arc`
 /// built once per handshake, so a per-request clone is one reference-count increment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionInfo {
+    /// The client: `peer`, or the address found behind trusted proxies.
     remote: SocketAddr,
+    peer: SocketAddr,
     local: SocketAddr,
     tls: Option<Arc<TlsInfo>>,
     forward_client_cert: ForwardClientCertMode,
@@ -33,6 +44,7 @@ impl ConnectionInfo {
     pub fn new(remote: SocketAddr, local: SocketAddr, tls: bool) -> Self {
         Self {
             remote,
+            peer: remote,
             local,
             tls: tls.then(|| Arc::new(TlsInfo::default())),
             forward_client_cert: ForwardClientCertMode::default(),
@@ -44,6 +56,7 @@ impl ConnectionInfo {
     pub fn with_tls(remote: SocketAddr, local: SocketAddr, tls: TlsInfo) -> Self {
         Self {
             remote,
+            peer: remote,
             local,
             forward_client_cert: tls.forward_client_cert,
             tls: Some(Arc::new(tls)),
@@ -65,9 +78,26 @@ impl ConnectionInfo {
         self.forward_client_cert
     }
 
-    /// The client's address.
+    /// Names `client` as the request's client, found behind the trusted proxies in front
+    /// of the peer: [`remote_addr`](Self::remote_addr) becomes `client` with port 0 (the
+    /// client's port is not known), [`peer_addr`](Self::peer_addr) stays.
+    #[must_use]
+    pub const fn with_client_ip(mut self, client: IpAddr) -> Self {
+        self.remote = SocketAddr::new(client, 0);
+        self
+    }
+
+    /// The client's address: the peer's, or the one the listener's client address
+    /// detection found behind trusted proxies (then with port 0).
     pub const fn remote_addr(&self) -> SocketAddr {
         self.remote
+    }
+
+    /// The connection's peer: the socket's remote address, or the source address of a
+    /// PROXY protocol header from a trusted source. The hop gatekit appends to
+    /// `X-Forwarded-For`.
+    pub const fn peer_addr(&self) -> SocketAddr {
+        self.peer
     }
 
     /// The address the connection was accepted on.

@@ -23,7 +23,9 @@
 //! - TLS termination helpers ([`tls`]): PEM loading, SNI certificate selection, rustls
 //!   server settings;
 //! - the serving path ([`server`]): accepting, connection limits, TLS, HTTP/1.1 and
-//!   HTTP/2, request-head checks and graceful draining.
+//!   HTTP/2, request-head checks and graceful draining;
+//! - the real client address behind trusted proxies ([`client_ip`]: `X-Forwarded-For`
+//!   or a custom header), resolved once per request by the server.
 //!
 //! It knows nothing of Kubernetes and of balancing algorithms: a [`Backend`] is any
 //! service that takes a request, looked up by name when a route table is built.
@@ -55,6 +57,7 @@ mod backend;
 mod body;
 pub mod breaker;
 pub mod client;
+pub mod client_ip;
 mod connection;
 pub mod cookie;
 mod endpoint;

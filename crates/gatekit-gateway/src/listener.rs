@@ -97,7 +97,7 @@ impl Default for ListenerSettings {
 }
 
 /// What one port's connections get besides its transport (see [`Listeners::add_with`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PortOptions {
     /// Read a PROXY protocol header first, from the settings' trusted sources.
@@ -108,6 +108,9 @@ pub struct PortOptions {
     /// Most connections open on the port at once (Envoy Gateway's `connectionLimit`),
     /// besides the settings' limit shared by every port; `None`: no bound of its own.
     pub max_connections: Option<usize>,
+    /// How each request's client is found behind trusted proxies (Envoy Gateway's
+    /// `clientIPDetection`); `None`: the connection's peer. HTTP and HTTPS ports only.
+    pub client_ip: Option<Arc<gatekit_core::client_ip::ClientIpDetection>>,
 }
 
 impl PortOptions {
@@ -121,7 +124,18 @@ impl PortOptions {
             proxy_protocol,
             forward_client_cert,
             max_connections: None,
+            client_ip: None,
         }
+    }
+
+    /// Finds each request's client as `detection` says (`None`: the peer).
+    #[must_use]
+    pub fn with_client_ip(
+        mut self,
+        detection: Option<Arc<gatekit_core::client_ip::ClientIpDetection>>,
+    ) -> Self {
+        self.client_ip = detection;
+        self
     }
 
     /// At most `max` connections open on the port at once (`None`: no bound of its own).
@@ -376,7 +390,8 @@ impl Listeners {
                     self.settings.proxy_protocol_trusted_sources.iter().copied(),
                 )
             }))
-            .forward_client_cert(options.forward_client_cert);
+            .forward_client_cert(options.forward_client_cert)
+            .client_ip(options.client_ip.as_deref().cloned());
         let mut server = server
             .config(config)
             .limit(self.limit.clone())

@@ -9,7 +9,9 @@ use pin_project_lite::pin_project;
 
 pin_project! {
     /// The response future of [`NormalizePath`](super::NormalizePath): the inner service's
-    /// future, or an immediate refusal (400 or 414, empty body).
+    /// future, or an immediate refusal (400 or 414, empty body). The server's
+    /// per-connection service answers its own refusals (a fail-closed client address
+    /// detection's 403) with it too.
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
@@ -25,13 +27,13 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn inner(fut: F) -> Self {
+    pub(crate) fn inner(fut: F) -> Self {
         Self {
             state: State::Inner { fut },
         }
     }
 
-    pub(super) fn refused(status: StatusCode, reason: &'static str) -> Self {
+    pub(crate) fn refused(status: StatusCode, reason: &'static str) -> Self {
         Self {
             state: State::Refused {
                 status,

@@ -90,7 +90,7 @@ pub fn prepare_request(req: &mut Request<Body>, conn: Option<&ConnectionInfo>) {
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, upgrade);
     if let Some(conn) = conn {
-        append_forwarded_for(headers, conn.remote_addr().ip());
+        append_forwarded_for(headers, conn.peer_addr().ip());
     }
     headers.insert(
         X_FORWARDED_PROTO.clone(),
@@ -339,6 +339,18 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.com");
         assert_eq!(h["x-request-id"].len(), 32);
+    }
+
+    #[test]
+    fn x_forwarded_for_gets_the_peer_not_the_client_found_behind_it() {
+        let info = conn(false).with_client_ip("203.0.113.9".parse().unwrap());
+        let mut req = Request::get("/")
+            .header("host", "example.com")
+            .header("x-forwarded-for", "203.0.113.9")
+            .body(Body::empty())
+            .unwrap();
+        prepare_request(&mut req, Some(&info));
+        assert_eq!(req.headers()["x-forwarded-for"], "203.0.113.9, 10.1.2.3");
     }
 
     #[test]

@@ -6,7 +6,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
+use std::sync::Arc;
+
 use super::proxy_protocol::ProxyProtocol;
+use crate::client_ip::ClientIpDetection;
 use crate::path::PathPolicy;
 use crate::proxy::ForwardClientCertMode;
 
@@ -61,6 +64,7 @@ pub struct ServerConfig {
     path_policy: Option<PathPolicy>,
     forward_client_cert: ForwardClientCertMode,
     proxy_protocol: Option<ProxyProtocol>,
+    client_ip: Option<Arc<ClientIpDetection>>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             path_policy: None,
             forward_client_cert: ForwardClientCertMode::default(),
             proxy_protocol: None,
+            client_ip: None,
         }
     }
 }
@@ -127,6 +132,23 @@ impl ServerConfig {
         self
     }
 
+    /// Finds each request's client behind the trusted proxies in front, as `detection`
+    /// says (see [`client_ip`](crate::client_ip)), before the service sees the request:
+    /// the request's [`ConnectionInfo::remote_addr`](crate::ConnectionInfo::remote_addr)
+    /// is then that client. `None` (default): the connection's peer is the client, and
+    /// nothing is read per request. A fail-closed detection answers `403` to a request
+    /// without a valid address.
+    #[must_use]
+    pub fn client_ip(mut self, detection: Option<ClientIpDetection>) -> Self {
+        self.client_ip = detection.map(Arc::new);
+        self
+    }
+
+    /// The client address detection, if any.
+    pub fn client_ip_detection(&self) -> Option<&ClientIpDetection> {
+        self.client_ip.as_deref()
+    }
+
     /// The PROXY protocol settings, if headers are read.
     pub fn proxy_protocol_settings(&self) -> Option<&ProxyProtocol> {
         self.proxy_protocol.as_ref()
@@ -176,6 +198,7 @@ pub(super) struct Http {
     pub(super) http1: http1::Builder,
     pub(super) path_policy: Option<PathPolicy>,
     pub(super) forward_client_cert: ForwardClientCertMode,
+    pub(super) client_ip: Option<Arc<ClientIpDetection>>,
 }
 
 impl Http {
@@ -185,6 +208,7 @@ impl Http {
             http1: config.http1_builder(),
             path_policy: config.path_policy,
             forward_client_cert: config.forward_client_cert,
+            client_ip: config.client_ip.clone(),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::future::Either;
 use http::{Request, Response};
@@ -19,9 +20,10 @@ use tower_service::Service;
 
 use super::config::Http;
 use super::drain::{DrainSignal, Phase};
-use crate::path::NormalizePath;
+use crate::client_ip::ClientIpDetection;
+use crate::path::{NormalizePath, ResponseFuture};
 use crate::tls::TlsAcceptor;
-use crate::{BoxError, ConnectionInfo};
+use crate::{BoxError, ConnectionInfo, ErrorKind};
 
 /// Serves a freshly accepted connection from `remote` on `local`: terminates TLS with
 /// `tls` (under its handshake deadline) when given, then [`serve_http`].
@@ -73,6 +75,7 @@ where
         service,
         info,
         path_policy: http.path_policy,
+        client_ip: http.client_ip.clone(),
         drain: drain.clone(),
     };
     let io = TokioIo::new(io);
@@ -107,15 +110,17 @@ where
 }
 
 /// The per-connection service hyper serves: adds the connection's [`ConnectionInfo`]
-/// (and the client's verified [`ClientIdentity`](crate::tls::ClientIdentity), if any) to
-/// each request, applies the path policy, and drives a clone of the service to
-/// readiness before calling it (tower's contract; free for the always-ready gatekit
-/// services).
+/// (with the request's client when a [`ClientIpDetection`] is configured; a fail-closed
+/// one refuses a request without a valid address, 403) and the client's verified
+/// [`ClientIdentity`](crate::tls::ClientIdentity), if any, to each request, applies the
+/// path policy, and drives a clone of the service to readiness before calling it
+/// (tower's contract; free for the always-ready gatekit services).
 #[derive(Clone)]
 struct ConnService<S> {
     service: S,
     info: ConnectionInfo,
     path_policy: Option<crate::path::PathPolicy>,
+    client_ip: Option<Arc<ClientIpDetection>>,
     /// Given to upgrade requests (see [`DrainSignal`]).
     drain: DrainSignal,
 }
@@ -127,21 +132,33 @@ where
 {
     type Response = Response<B>;
     type Error = Infallible;
-    type Future =
-        Either<Oneshot<NormalizePath<S>, Request<Incoming>>, Oneshot<S, Request<Incoming>>>;
+    type Future = ResponseFuture<
+        Either<Oneshot<NormalizePath<S>, Request<Incoming>>, Oneshot<S, Request<Incoming>>>,
+    >;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         if let Some(identity) = self.info.tls().and_then(crate::TlsInfo::client_identity) {
             req.extensions_mut().insert(identity.clone());
         }
-        req.extensions_mut().insert(self.info.clone());
+        let info = match &self.client_ip {
+            None => self.info.clone(),
+            Some(detection) => match detection.resolve(self.info.peer_addr().ip(), req.headers()) {
+                Ok(None) => self.info.clone(),
+                Ok(Some(client)) => self.info.clone().with_client_ip(client),
+                Err(_) => {
+                    let kind = ErrorKind::Forbidden;
+                    return ResponseFuture::refused(kind.status(), kind.as_str());
+                }
+            },
+        };
+        req.extensions_mut().insert(info);
         if crate::client::is_upgrade_request(&req) {
             req.extensions_mut().insert(self.drain.clone());
         }
         let service = self.service.clone();
-        match self.path_policy {
+        ResponseFuture::inner(match self.path_policy {
             Some(policy) => Either::Left(Oneshot::new(NormalizePath::new(service, policy), req)),
             None => Either::Right(Oneshot::new(service, req)),
-        }
+        })
     }
 }

@@ -12,7 +12,9 @@
 //!   ─▶ [TLS handshake under a deadline; certificate by SNI from a CertStore]
 //!   ─▶ hyper-util auto builder (HTTP/1.1 or HTTP/2; h2 by preface, after ALPN on TLS)
 //!   ─▶ each request gets the connection's ConnectionInfo (addresses; SNI, ALPN and the
-//!      client's certificates on TLS); with a path policy, its Host and target are
+//!      client's certificates on TLS); with a client address detection, the client
+//!      found behind trusted proxies as its remote address (crate::client_ip; a
+//!      fail-closed one answers 403); with a path policy, its Host and target are
 //!      checked and its path normalised (gatekit_core::path: 400, 414)
 //!   ─▶ a clone of the service
 //! ```

@@ -7,7 +7,9 @@
 //! [`ServerConfig::proxy_protocol`](super::ServerConfig::proxy_protocol) with a
 //! [`ProxyProtocol`]: from a source address inside one of its trusted ranges the header
 //! is read before anything else (TLS, HTTP, a stream route) and its source address
-//! becomes the connection's [`remote_addr`](crate::ConnectionInfo::remote_addr). It is
+//! becomes the connection's peer ([`peer_addr`](crate::ConnectionInfo::peer_addr), and
+//! [`remote_addr`](crate::ConnectionInfo::remote_addr) unless a
+//! [client address detection](crate::client_ip) finds the client behind it). It is
 //! required unless [`optional`](ProxyProtocol::optional); a `LOCAL` (v2) or `UNKNOWN`
 //! (v1) header keeps the socket's address. From any other source nothing is read as a
 //! header: the bytes go to the connection as they are, so an untrusted client cannot

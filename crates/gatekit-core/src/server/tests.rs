@@ -364,3 +364,86 @@ async fn a_per_client_limit_closes_a_clients_connection_beyond_it_and_no_one_els
     assert_eq!(per_client.clients(), 0);
     assert_eq!(per_client.active(local), 0);
 }
+
+/// A server with `detection` whose service answers `<remote ip> <peer ip>` from the
+/// request's `ConnectionInfo`.
+async fn start_detecting(
+    detection: crate::client_ip::ClientIpDetection,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = tower::service_fn(|req: Request<Incoming>| async move {
+        let info = req.extensions().get::<ConnectionInfo>().cloned().unwrap();
+        let body = format!("{} {}", info.remote_addr().ip(), info.peer_addr().ip());
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ServerConfig::default().client_ip(Some(detection));
+    tokio::spawn(serve_with(
+        listener,
+        svc,
+        async move {
+            let _ = stopped.await;
+        },
+        config,
+    ));
+    (addr, stop)
+}
+
+/// A GET of `/` with `headers` over a new HTTP/1 connection: (status, x-gatekit-error,
+/// body).
+async fn get_with(addr: SocketAddr, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let mut tx = connect_h1(addr).await;
+    let mut req = Request::get("/").header("host", "x");
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let rsp = tx
+        .send_request(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    let status = rsp.status().as_u16();
+    let error = rsp
+        .headers()
+        .get("x-gatekit-error")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = rsp.into_body().collect().await.unwrap().to_bytes();
+    (status, error, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn the_client_behind_a_trusted_hop_is_the_requests_remote_address() {
+    use crate::client_ip::ClientIpDetection;
+    let (addr, _stop) = start_detecting(ClientIpDetection::xff_trusted_hops(1)).await;
+    let (status, _, body) = get_with(addr, &[("x-forwarded-for", "6.6.6.6, 10.1.2.3")]).await;
+    assert_eq!((status, body.as_str()), (200, "10.1.2.3 127.0.0.1"));
+    // Without the header, or with garbage, the peer is the client.
+    assert_eq!(get_with(addr, &[]).await.2, "127.0.0.1 127.0.0.1");
+    let garbage = get_with(addr, &[("x-forwarded-for", "10.1.2.3:99")]).await;
+    assert_eq!(garbage.2, "127.0.0.1 127.0.0.1");
+
+    // Trusted ranges: loopback is not one, so the header is not read.
+    let (addr, _stop) = start_detecting(ClientIpDetection::xff_trusted_cidrs(["10.0.0.0/8"
+        .parse()
+        .unwrap()]))
+    .await;
+    let (_, _, body) = get_with(addr, &[("x-forwarded-for", "203.0.113.9")]).await;
+    assert_eq!(body, "127.0.0.1 127.0.0.1");
+}
+
+#[tokio::test]
+async fn a_fail_closed_custom_header_refuses_a_request_without_a_valid_address() {
+    use crate::client_ip::ClientIpDetection;
+    let name = http::HeaderName::from_static("x-real-ip");
+    let (addr, _stop) = start_detecting(ClientIpDetection::custom_header(name, true)).await;
+    let (status, _, body) = get_with(addr, &[("x-real-ip", "2001:db8::9")]).await;
+    assert_eq!((status, body.as_str()), (200, "2001:db8::9 127.0.0.1"));
+    for headers in [vec![], vec![("x-real-ip", "nonsense")]] {
+        let (status, error, body) = get_with(addr, &headers).await;
+        assert_eq!(
+            (status, error.as_str(), body.as_str()),
+            (403, "forbidden", "")
+        );
+    }
+}

@@ -221,7 +221,10 @@ where
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 route = metrics.route(),
                 backend = metrics.backend(),
+                // The client (found behind trusted proxies when the port is told how)
+                // and the connection's peer.
                 remote = ?entry.connection.as_ref().map(|c| c.remote_addr()),
+                peer = ?entry.connection.as_ref().map(|c| c.peer_addr()),
                 tls = entry.connection.as_ref().is_some_and(|c| c.is_tls()),
             );
         }

@@ -288,6 +288,12 @@ fn render(
                 Protocol::Udp => None,
                 _ => super::connection_limit(port, &mut Vec::new()),
             },
+            client_ip_detection: match port.protocol() {
+                Protocol::Http | Protocol::Https => {
+                    super::client_ip(port, &mut Vec::new()).map(|d| d.to_string())
+                }
+                _ => None,
+            },
             stream_routes: port
                 .stream_routes()
                 .iter()
@@ -396,6 +402,10 @@ struct PortJson<'a> {
     /// `connectionLimit`); absent: only the gateway-wide limit.
     #[serde(rename = "connectionLimit", skip_serializing_if = "Option::is_none")]
     connection_limit: Option<usize>,
+    /// How the port finds its requests' clients behind trusted proxies (its listeners'
+    /// ClientTrafficPolicy `clientIPDetection`); absent: the connection's peer.
+    #[serde(rename = "clientIPDetection", skip_serializing_if = "Option::is_none")]
+    client_ip_detection: Option<String>,
     routes: Vec<RouteJson<'a>>,
     /// TLSRoutes, TCPRoutes and UDPRoutes (TLS, TCP and UDP ports only).
     #[serde(rename = "streamRoutes", skip_serializing_if = "Vec::is_empty")]

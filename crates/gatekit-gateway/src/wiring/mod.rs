@@ -1083,7 +1083,8 @@ impl Wiring {
                 proxy_protocol(port, gateway, &mut errors),
                 cleartext_forward_client_cert(port, &mut errors),
             )
-            .with_max_connections(connection_limit(port, &mut errors));
+            .with_max_connections(connection_limit(port, &mut errors))
+            .with_client_ip(client_ip(port, &mut errors));
             match self.ports.get(&port.port()) {
                 Some(served) if gateway.is_embedded() => {
                     if let Some(table) = changed {
@@ -1167,7 +1168,7 @@ impl Wiring {
                     let service = self.port_service(router.clone());
                     match gateway
                         .listeners_mut()
-                        .add_with(port.port(), transport, options, service)
+                        .add_with(port.port(), transport, options.clone(), service)
                         .await
                     {
                         Ok(local) => {
@@ -1463,6 +1464,36 @@ pub(super) fn connection_limit(
         ));
     }
     Some(smallest)
+}
+
+/// How an HTTP or HTTPS port finds its requests' clients: the ClientTrafficPolicies'
+/// `clientIPDetection` of its listeners (resolved before `Host` picks a listener, so it
+/// is per port). Listeners that disagree: none (the peer is the client, so no listener
+/// reads a header it did not ask to trust), reported in `errors`.
+pub(super) fn client_ip(
+    port: &PortListeners,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Arc<gatekit_core::client_ip::ClientIpDetection>> {
+    let first = port.listeners().first()?.client_ip();
+    if port.listeners().iter().all(|l| l.client_ip() == first) {
+        return first.cloned();
+    }
+    let each: Vec<String> = port
+        .listeners()
+        .iter()
+        .map(|l| match l.client_ip() {
+            Some(d) => format!("{}: {d}", l.name()),
+            None => format!("{}: none", l.name()),
+        })
+        .collect();
+    errors.push(ConfigError::new(
+        format!("listeners[port={}].clientIPDetection", port.port()),
+        format!(
+            "the listeners of the port find the client differently ({}); the client is found before Host picks a listener, so none applies: the client is the connection's peer",
+            each.join(", ")
+        ),
+    ));
+    None
 }
 
 /// What an HTTP port does with `x-forwarded-client-cert` (no certificate is ever

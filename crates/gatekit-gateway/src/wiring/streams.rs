@@ -238,7 +238,7 @@ impl Streams {
                         Protocol::Udp => listeners.add_udp(number, router.clone()).await,
                         _ => {
                             listeners
-                                .add_streams_with(number, options, router.clone())
+                                .add_streams_with(number, options.clone(), router.clone())
                                 .await
                         }
                     };

@@ -1,5 +1,6 @@
 //! Envoy Gateway `ClientTrafficPolicy` attachment: each policy read into listener TLS
-//! settings, PROXY protocol, the stream idle timeout and the connection limit (see
+//! settings, PROXY protocol, the stream idle timeout, the connection limit and the
+//! client address detection (see
 //! [`crate::types::ctp`] for the fields), attached to the listeners of its target
 //! Gateways, with its status.
 //!
@@ -21,7 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatekit_core::ConfigError;
+use gatekit_core::client_ip::ClientIpDetection;
 use gatekit_core::proxy::{CertDetails, ForwardClientCert, ForwardClientCertMode};
+use gatekit_core::ratelimit::Cidr;
 use gatekit_core::tls::{ClientCertMode, ClientValidation, ListenerTls, TlsVersion};
 
 use super::backend::{Context, name_of, ns_of};
@@ -29,7 +32,7 @@ use super::frontend::{CaRef, ca_bundle};
 use super::listener::Listener;
 use super::policy::{Attachment, by_age, gateway_ancestor, invalid, refused};
 use crate::status::{Condition, ResourceRef, ResourceStatus, reason};
-use crate::types::ctp::{ClientTrafficPolicySpec, CtpTls};
+use crate::types::ctp::{ClientTrafficPolicySpec, CtpClientIpDetection, CtpTls};
 
 /// What a policy sets on a listener.
 #[derive(Debug)]
@@ -40,6 +43,8 @@ struct Values {
     idle_timeout: Option<Duration>,
     /// `connection.connectionLimit.value`.
     connection_limit: Option<usize>,
+    /// `clientIPDetection`.
+    client_ip: Option<Arc<ClientIpDetection>>,
 }
 
 /// A policy target: (namespace, Gateway, listener).
@@ -174,6 +179,7 @@ pub(crate) fn attach(
             l.proxy_protocol = values.proxy_protocol;
             l.idle_timeout = values.idle_timeout;
             l.connection_limit = values.connection_limit;
+            l.client_ip.clone_from(&values.client_ip);
             continue;
         }
         let refused_by = own
@@ -238,6 +244,23 @@ fn unimplemented(spec: &ClientTrafficPolicySpec) -> Vec<String> {
         out.extend(t.other.keys().map(|k| format!("timeout.{k}")));
         if let Some(tcp) = &t.tcp {
             out.extend(tcp.other.keys().map(|k| format!("timeout.tcp.{k}")));
+        }
+    }
+    if let Some(d) = &spec.client_ip_detection {
+        out.extend(d.other.keys().map(|k| format!("clientIPDetection.{k}")));
+        if let Some(x) = &d.x_forwarded_for {
+            out.extend(
+                x.other
+                    .keys()
+                    .map(|k| format!("clientIPDetection.xForwardedFor.{k}")),
+            );
+        }
+        if let Some(h) = &d.custom_header {
+            out.extend(
+                h.other
+                    .keys()
+                    .map(|k| format!("clientIPDetection.customHeader.{k}")),
+            );
         }
     }
     if let Some(c) = &spec.connection {
@@ -352,15 +375,90 @@ fn read(
                 }
             }
         });
+    let client_ip = spec
+        .client_ip_detection
+        .as_ref()
+        .and_then(|d| client_ip(d, &mut problems))
+        .map(Arc::new);
     if problems.is_empty() {
         Ok(Values {
             tls,
             proxy_protocol,
             idle_timeout,
             connection_limit,
+            client_ip,
         })
     } else {
         Err(problems)
+    }
+}
+
+/// `clientIPDetection` as Envoy Gateway defines it: `xForwardedFor` with exactly one of
+/// `numTrustedHops` and `trustedCIDRs` (at least one range), or `customHeader`, not
+/// both. `None` (and no problem) when it detects nothing: `{}`, `numTrustedHops: 0`.
+fn client_ip(
+    d: &CtpClientIpDetection,
+    problems: &mut Vec<ConfigError>,
+) -> Option<ClientIpDetection> {
+    const FIELD: &str = "spec.clientIPDetection";
+    match (&d.x_forwarded_for, &d.custom_header) {
+        (Some(_), Some(_)) => {
+            problems.push(ConfigError::new(
+                FIELD,
+                "customHeader cannot be used in conjunction with xForwardedFor",
+            ));
+            None
+        }
+        (Some(x), None) => match (x.num_trusted_hops, &x.trusted_cidrs) {
+            (Some(0), None) => None,
+            (Some(hops), None) => Some(ClientIpDetection::xff_trusted_hops(hops)),
+            (None, Some(cidrs)) => {
+                let field = format!("{FIELD}.xForwardedFor.trustedCIDRs");
+                if cidrs.is_empty() {
+                    problems.push(ConfigError::new(field, "at least one range is required"));
+                    return None;
+                }
+                let mut ranges = Vec::with_capacity(cidrs.len());
+                for (i, c) in cidrs.iter().enumerate() {
+                    match c.parse::<Cidr>() {
+                        Ok(r) => ranges.push(r),
+                        Err(e) => problems.push(e.within(&format!("{field}[{i}]"))),
+                    }
+                }
+                (ranges.len() == cidrs.len()).then(|| ClientIpDetection::xff_trusted_cidrs(ranges))
+            }
+            _ => {
+                problems.push(ConfigError::new(
+                    format!("{FIELD}.xForwardedFor"),
+                    "only one of numTrustedHops or trustedCIDRs must be set",
+                ));
+                None
+            }
+        },
+        (None, Some(h)) => {
+            let field = format!("{FIELD}.customHeader.name");
+            let valid = (1..=255).contains(&h.name.len())
+                && h.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            match http::HeaderName::from_bytes(h.name.as_bytes()) {
+                Ok(name) if valid => Some(ClientIpDetection::custom_header(
+                    name,
+                    h.fail_closed == Some(true),
+                )),
+                _ => {
+                    problems.push(ConfigError::new(
+                        field,
+                        format!(
+                            "{:?} is not a header name (letters, digits and '-', 1 to 255)",
+                            h.name
+                        ),
+                    ));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
     }
 }
 

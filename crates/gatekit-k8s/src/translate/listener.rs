@@ -163,6 +163,9 @@ pub(crate) struct Listener<'a> {
     pub(crate) idle_timeout: Option<std::time::Duration>,
     /// Most connections open on its port (a ClientTrafficPolicy's `connectionLimit`).
     pub(crate) connection_limit: Option<usize>,
+    /// How its requests' clients are found (a ClientTrafficPolicy's
+    /// `clientIPDetection`); `None`: the peer.
+    pub(crate) client_ip: Option<std::sync::Arc<gatekit_core::client_ip::ClientIpDetection>>,
     pub(crate) programmed: bool,
 }
 
@@ -1000,6 +1003,7 @@ fn listener<'a>(
             proxy_protocol: false,
             idle_timeout: None,
             connection_limit: None,
+            client_ip: None,
             programmed,
         },
         status,
@@ -1156,6 +1160,7 @@ pub(crate) fn finish(
             proxy_protocol: l.proxy_protocol,
             idle_timeout: l.idle_timeout,
             connection_limit: l.connection_limit,
+            client_ip: l.client_ip,
             tls_mode: l.tls_mode,
             routes: start..entry.routes.len(),
             stream_routes: stream_start..entry.stream_routes.len(),

@@ -315,6 +315,8 @@ pub struct ListenerSpec {
     idle_timeout: Option<std::time::Duration>,
     /// Most connections open on its port (a ClientTrafficPolicy).
     connection_limit: Option<usize>,
+    /// How its requests' clients are found (a ClientTrafficPolicy).
+    client_ip: Option<Arc<gatekit_core::client_ip::ClientIpDetection>>,
     /// `Some` on `TLS` listeners only.
     tls_mode: Option<TlsMode>,
     /// Its routes in [`PortListeners::routes`].
@@ -375,6 +377,13 @@ impl ListenerSpec {
     /// `connection.connectionLimit.value`; `None`: no bound of its own.
     pub fn connection_limit(&self) -> Option<usize> {
         self.connection_limit
+    }
+
+    /// How the client of its requests is found behind trusted proxies: a
+    /// ClientTrafficPolicy's `clientIPDetection`; `None`: the connection's peer (HTTP and
+    /// HTTPS listeners only; no effect on stream listeners).
+    pub fn client_ip(&self) -> Option<&Arc<gatekit_core::client_ip::ClientIpDetection>> {
+        self.client_ip.as_ref()
     }
 
     /// The TLS mode of a [`Protocol::Tls`] listener; `None` for other protocols.

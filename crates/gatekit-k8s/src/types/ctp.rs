@@ -21,10 +21,14 @@
 //!   targeted `TLS` and `TCP` listeners (Envoy Gateway's default, 1 hour, when unset;
 //!   no effect on HTTP and UDP listeners, as in Envoy Gateway);
 //! - `connection.connectionLimit.value` (at least 1): most connections open at once on
-//!   the targeted listener's port; beyond it a new connection is closed at accept.
+//!   the targeted listener's port; beyond it a new connection is closed at accept;
+//! - `clientIPDetection`: `xForwardedFor.numTrustedHops` or `xForwardedFor.trustedCIDRs`
+//!   (one of them), or `customHeader` (`name`, `failClosed`): how the client of a
+//!   request is found behind trusted proxies on the targeted HTTP and HTTPS listeners
+//!   (see [`gatekit_core::client_ip`]).
 //!
 //! Every other field (`timeout.http`, `connection.connectionLimit.closeDelay`,
-//! `connection.bufferLimit`, HTTP/1 and HTTP/2 settings, client IP detection,
+//! `connection.bufferLimit`, HTTP/1 and HTTP/2 settings,
 //! `tls.ecdhCurves`, `clientValidation.spkiHashes`, ...) is kept in an `other` map so
 //! that the translation refuses the policy naming it (`Accepted=False`) instead of
 //! silently serving without it. Targets: `targetRefs` (or the older `targetRef`) naming
@@ -79,6 +83,13 @@ pub struct ClientTrafficPolicySpec {
     /// Connection settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<CtpConnection>,
+    /// How a request's client is found behind trusted proxies.
+    #[serde(
+        default,
+        rename = "clientIPDetection",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_ip_detection: Option<CtpClientIpDetection>,
     /// Every other spec field: not implemented by gatekit, named in the policy's status.
     #[serde(flatten)]
     #[schemars(skip)]
@@ -274,6 +285,61 @@ pub struct CtpConnectionLimit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<i64>,
     /// Every other field (`closeDelay`, ...): refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `clientIPDetection`: at most one of `xForwardedFor` and `customHeader`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CtpClientIpDetection {
+    /// The client from `X-Forwarded-For`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_forwarded_for: Option<CtpXForwardedFor>,
+    /// The client from a header a trusted proxy sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_header: Option<CtpCustomHeader>,
+    /// Every other field: refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `clientIPDetection.xForwardedFor`: exactly one of `numTrustedHops` and
+/// `trustedCIDRs`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CtpXForwardedFor {
+    /// Proxies always in front: the client is this many addresses from the right of the
+    /// received header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_trusted_hops: Option<u32>,
+    /// Ranges of trusted proxies: from a peer in them, the rightmost address outside
+    /// them.
+    #[serde(
+        default,
+        rename = "trustedCIDRs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trusted_cidrs: Option<Vec<String>>,
+    /// Every other field: refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// `clientIPDetection.customHeader`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CtpCustomHeader {
+    /// The header holding the client's address (`^[A-Za-z0-9-]+$`, 1 to 255 characters).
+    pub name: String,
+    /// Refuse (403) a request without a valid address in the header, instead of taking
+    /// the peer as the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_closed: Option<bool>,
+    /// Every other field: refused by name.
     #[serde(flatten)]
     #[schemars(skip)]
     pub other: BTreeMap<String, serde_json::Value>,
