@@ -329,7 +329,7 @@ impl Shared {
 
     /// `<session>-state-<16 hex digits of the state's digest>`: one cookie per login
     /// in progress, so logins in two tabs do not undo each other.
-    fn state_cookie_name(&self, state: &str) -> String {
+    pub(super) fn state_cookie_name(&self, state: &str) -> String {
         let d = digest_of(state.as_bytes());
         let mut name = self.state_prefix.clone();
         for b in &d[..8] {

@@ -285,6 +285,32 @@ async fn a_state_cookie_from_another_login_is_refused() {
         mallory.get(&alice_callback).await.status,
         StatusCode::UNAUTHORIZED
     );
+    // Even sealed with the real key under the right name, a cookie holding another
+    // login's state is refused: the state inside must equal the parameter.
+    let shared = env.layer.shared();
+    let alice_state = parse_query(alice_callback.split_once('?').unwrap().1)["state"].clone();
+    let name = shared.state_cookie_name(&alice_state);
+    let other = LoginState {
+        state: "another-state".into(),
+        nonce: "n".into(),
+        verifier: "v".into(),
+        url: "/".into(),
+        exp: shared.now() + 60,
+    };
+    let sealed = shared
+        .state_key
+        .seal(
+            &SystemRandom::new(),
+            &name,
+            &serde_json::to_vec(&other).unwrap(),
+        )
+        .unwrap();
+    let mut forger = Browser::new();
+    forger.jar.insert(name, sealed);
+    assert_eq!(
+        forger.get(&alice_callback).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(env.provider.count("token"), 0);
     assert_eq!(alice.get(&alice_callback).await.status, StatusCode::FOUND);
 }
