@@ -10,6 +10,8 @@
 //! - [`jwt`]: JSON Web Tokens verified with keys from a local or remote JWKS;
 //! - [`extauth`]: an external authorization service, over HTTP or Envoy's
 //!   `envoy.service.auth.v3.Authorization` gRPC protocol;
+//! - [`oidc`]: a browser login at an OpenID Connect provider (authorization code with
+//!   PKCE, encrypted session cookie, refresh, logout);
 //! - [`authz`]: allow and deny rules on the client address, JWT claims and headers.
 //!
 //! Refusals are [`gatekit_core::Error`]s (401 with a challenge, 403, 503), which
@@ -28,6 +30,7 @@ pub mod extauth;
 mod future;
 mod header;
 pub mod jwt;
+pub mod oidc;
 
 use std::sync::Arc;
 

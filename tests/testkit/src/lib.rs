@@ -4,6 +4,7 @@
 //! own certificate type, in its own support module).
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod oidc;
 pub mod redis;
 
 use std::net::SocketAddr;

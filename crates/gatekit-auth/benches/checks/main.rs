@@ -1,6 +1,6 @@
 //! The cost per request of each access check, side by side with no check, in one run
 //! (issue 18): API key lookup, basic auth (cached; SHA-1 and bcrypt with the cache off), JWT with a
-//! cached key (RS256 2048-bit, ES256), a CIDR allow list, JWT + a scope rule, and an
+//! cached key (RS256 2048-bit, ES256), an OIDC session cookie, a CIDR allow list, JWT + a scope rule, and an
 //! ext_authz round trip to an HTTP authorization server on loopback (and an Envoy v3
 //! gRPC one with `--features grpc`).
 //!

@@ -17,9 +17,11 @@ use gatekit_auth::basic::{BasicAuthConfig, BasicAuthLayer};
 use gatekit_auth::credential::CredentialSource;
 use gatekit_auth::extauth::{ExtAuthConfig, ExtAuthLayer, HttpService};
 use gatekit_auth::jwt::{JwksSource, JwtConfig, JwtLayer, JwtProvider};
+use gatekit_auth::oidc::{OidcConfig, OidcLayer};
 use gatekit_core::client::Client;
 use gatekit_core::ratelimit::Cidr;
 use gatekit_core::{Backend, Body, BoxError, ConnectionInfo, HandleErrorLayer};
+use gatekit_testkit::oidc::{Browser, Provider};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -38,6 +40,7 @@ pub const NAMES: &[&str] = &[
     "basic sha1 uncached",
     "jwt rs256",
     "jwt es256",
+    "oidc session",
     "authz cidr",
     "jwt es256 + authz scope",
     "ext_authz http",
@@ -53,6 +56,7 @@ pub const NAMES: &[&str] = &[
     "basic sha1 uncached",
     "jwt rs256",
     "jwt es256",
+    "oidc session",
     "authz cidr",
     "jwt es256 + authz scope",
     "ext_authz http",
@@ -149,6 +153,15 @@ pub fn build(name: &str) -> Stack {
                 guarded(layer),
                 StatusCode::OK,
                 auth(format!("Bearer {token}")),
+            )
+        }
+        "oidc session" => {
+            let (layer, cookie) = &*OIDC;
+            (
+                "oidc session",
+                guarded(layer.clone()),
+                StatusCode::OK,
+                vec![(header::COOKIE, cookie.clone())],
             )
         }
         "authz cidr" => {
@@ -348,6 +361,61 @@ fn jwt_layer(jwk: serde_json::Value) -> JwtLayer {
 /// An authorization server (HTTP/1.1 keep-alive and h2c) on its own thread and
 /// runtime: 200 to every HTTP check, an empty `CheckResponse` (status `OK`) to every
 /// gRPC call.
+/// An OIDC layer whose provider (the testkit's, on its own thread and runtime) is
+/// discovered, and the `Cookie` header of a session logged in through it: the
+/// `oidc session` row measures a request with a valid session cookie (AES-GCM open,
+/// session and claims parsed, cookies stripped), no provider round trip.
+static OIDC: LazyLock<(OidcLayer, String)> = LazyLock::new(|| {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        crate::runtime().block_on(async move {
+            let provider = Provider::start("bench", "bench-secret").await;
+            let idp = Backend::single(&Client::default(), provider.addr());
+            let layer = OidcLayer::new(
+                OidcConfig::new(provider.issuer(), "bench", "bench-secret", idp)
+                    .secure_cookies(false),
+            )
+            .unwrap();
+            let mut status = layer.status();
+            status
+                .wait_for(|s| s.discovered() && s.keys().succeeded() > 0)
+                .await
+                .unwrap();
+            let gateway = guarded(layer.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let svc = gateway.clone();
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(
+                            move |req: Request<hyper::body::Incoming>| svc.send(req.map(Body::new)),
+                        );
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            });
+            let mut browser = Browser::new();
+            let pages = browser.follow(&format!("http://{addr}/items/42")).await;
+            assert_eq!(pages.last().unwrap().status, StatusCode::OK);
+            let cookie = browser
+                .jar
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            tx.send((layer, cookie)).unwrap();
+            // The provider stays up for the layer's background key fetches.
+            let _provider = provider;
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().unwrap()
+});
+
 static AUTH_SERVER: LazyLock<SocketAddr> = LazyLock::new(|| {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

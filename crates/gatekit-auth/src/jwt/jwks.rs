@@ -84,18 +84,22 @@ impl KeyStore {
 
     /// Asks the background task for an early fetch (a token named an unknown `kid`),
     /// unless one was asked for less than `min_refresh_interval` ago. Local keys: no-op.
-    pub(super) fn request_refresh(&self) {
-        let Some(refresh) = &self.refresh else { return };
+    /// Returns whether a fetch was asked for.
+    pub(super) fn request_refresh(&self) -> bool {
+        let Some(refresh) = &self.refresh else {
+            return false;
+        };
         let now = Instant::now();
         {
             let mut last = refresh.last.lock();
             if last.is_some_and(|t| now.duration_since(t) < refresh.min_interval) {
-                return;
+                return false;
             }
             *last = Some(now);
         }
         refresh.requested.fetch_add(1, Ordering::Relaxed);
         refresh.notify.notify_one();
+        true
     }
 
     /// Early fetches asked for so far (tests).
@@ -151,8 +155,9 @@ pub(super) async fn run(
     }
 }
 
-/// One GET of the JWKS document.
-async fn fetch(remote: &RemoteJwks) -> Result<bytes::Bytes, String> {
+/// One GET of the JWKS document (or of another JSON document at `remote.uri`, with the
+/// same timeout and size bound: the OIDC discovery document).
+pub(crate) async fn fetch(remote: &RemoteJwks) -> Result<bytes::Bytes, String> {
     let mut req = Request::get(remote.uri.clone()).header(header::ACCEPT, "application/json");
     if let Some(authority) = remote.uri.authority() {
         req = req.header(header::HOST, authority.as_str());

@@ -133,6 +133,20 @@ impl JwtLayer {
         self.shared.events.subscribe()
     }
 
+    /// The check of [`Jwt`], for another mechanism that accepts a JWT in its place
+    /// (OIDC's pass-through of `Authorization: Bearer`).
+    pub(crate) fn check<B>(&self, req: &mut http::Request<B>) -> Result<(), gatekit_core::Error> {
+        self.shared.check(req)
+    }
+
+    /// Verifies one token with the first provider (OIDC's ID tokens).
+    pub(crate) fn verify_token(&self, token: &str) -> super::TokenCheck {
+        match self.shared.providers.first() {
+            Some(p) => p.verify_token(token),
+            None => super::TokenCheck::Invalid { refreshing: false },
+        }
+    }
+
     #[cfg(test)]
     pub(super) fn shared(&self) -> &Shared {
         &self.shared

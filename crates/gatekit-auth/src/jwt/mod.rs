@@ -95,6 +95,9 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use self::jwks::fetch as fetch_document;
+pub(crate) use self::verify::TokenCheck;
+
 pub use self::config::{JwksSource, JwtConfig, JwtProvider, RemoteJwks};
 pub use self::jwks::JwksFetches;
 pub use self::layer::JwtLayer;

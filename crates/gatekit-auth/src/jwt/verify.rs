@@ -60,6 +60,50 @@ enum Outcome {
     Unavailable,
 }
 
+/// What one provider made of one token.
+pub(crate) enum TokenCheck {
+    /// Verified: the token's payload.
+    Valid(Map<String, Value>),
+    /// Refused; `refreshing` when the token named an unknown `kid` and an early JWKS
+    /// fetch was asked for (a retry after it may succeed).
+    Invalid { refreshing: bool },
+    /// The provider has no keys yet (a remote JWKS never fetched).
+    Unavailable,
+}
+
+impl Provider {
+    /// Verifies `token` with this provider's keys and claim checks.
+    pub(super) fn verify_token(&self, token: &str) -> TokenCheck {
+        let keys = self.store.keys();
+        let Some(keys) = keys.as_ref() else {
+            return TokenCheck::Unavailable;
+        };
+        // The header's `alg` only selects among the algorithms a key allows; `none`
+        // and unknown algorithms fail to parse here.
+        let Ok(head) = jsonwebtoken::decode_header(token.as_bytes()) else {
+            return TokenCheck::Invalid { refreshing: false };
+        };
+        let kid = head.kid.as_deref();
+        for key in keys.candidates(kid, head.alg) {
+            match jsonwebtoken::decode::<Map<String, Value>>(
+                token.as_bytes(),
+                &key.decoding,
+                &key.validation,
+            ) {
+                Ok(data) => return TokenCheck::Valid(data.claims),
+                Err(e) => {
+                    tracing::debug!(provider = %self.name, reason = ?e.kind(), "JWT refused");
+                }
+            }
+        }
+        let refreshing = match kid {
+            Some(kid) if !keys.knows(kid) => self.store.request_refresh(),
+            _ => false,
+        };
+        TokenCheck::Invalid { refreshing }
+    }
+}
+
 /// Only the `iss` of an unverified payload, to route the token to its provider.
 #[derive(serde::Deserialize)]
 struct IssuerOnly {
@@ -150,39 +194,16 @@ impl Shared {
                     continue;
                 }
             }
-            let keys = p.store.keys();
-            let Some(keys) = keys.as_ref() else {
-                unavailable = true;
-                continue;
-            };
-            // The header's `alg` only selects among the algorithms a key allows; `none`
-            // and unknown algorithms fail to parse here.
-            let Ok(head) = jsonwebtoken::decode_header(token.as_bytes()) else {
-                continue;
-            };
-            let kid = head.kid.as_deref();
-            for key in keys.candidates(kid, head.alg) {
-                match jsonwebtoken::decode::<Map<String, Value>>(
-                    token.as_bytes(),
-                    &key.decoding,
-                    &key.validation,
-                ) {
-                    Ok(data) => {
-                        return Outcome::Verified {
-                            provider: i,
-                            source,
-                            claims: data.claims,
-                        };
-                    }
-                    Err(e) => {
-                        tracing::debug!(provider = %p.name, reason = ?e.kind(), "JWT refused");
-                    }
+            match p.verify_token(&token) {
+                TokenCheck::Valid(claims) => {
+                    return Outcome::Verified {
+                        provider: i,
+                        source,
+                        claims,
+                    };
                 }
-            }
-            if let Some(kid) = kid
-                && !keys.knows(kid)
-            {
-                p.store.request_refresh();
+                TokenCheck::Unavailable => unavailable = true,
+                TokenCheck::Invalid { .. } => {}
             }
         }
         if unavailable {
