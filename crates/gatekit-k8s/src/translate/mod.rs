@@ -118,6 +118,9 @@ pub use self::access::{
     AccessEntry, AccessSpec, ApiKeyConsumer, ApiKeySpec, AuthzRuleSpec, AuthzSpec, BasicSpec,
     CredentialFrom, ExtAuthMode, ExtAuthSpec, JwksSource, JwtProviderSpec, JwtSpec,
 };
+pub use self::access::oidc::{
+    ClientSecret, OidcHeaderMatch, OidcRedirect, OidcSpec, OidcStringMatch, SameSite,
+};
 pub use self::backend::{
     INVALID_BACKEND_PREFIX, backend_name, service_endpoints, udp_backend_name,
 };
