@@ -182,9 +182,10 @@ async fn a_gateway_override_is_listed_before_an_app_routes_own_policy() {
 #[tokio::test]
 async fn an_oidc_policy_never_serves_its_route_unguarded_and_its_secret_stays_out_of_config() {
     let app = EchoBackend::start("app").await;
-    let secret = "apiVersion: v1\nkind: Secret\nmetadata: { name: oidc-client, namespace: default }\n\
+    let secret =
+        "apiVersion: v1\nkind: Secret\nmetadata: { name: oidc-client, namespace: default }\n\
         stringData: { client-secret: oidc-very-secret-value }\n"
-        .to_owned();
+            .to_owned();
     let oidc = |extra: &str| {
         format!(
             "  oidc:\n    provider: {{ issuer: \"https://idp.test\" }}\n    clientID: web\n    \
@@ -220,14 +221,26 @@ async fn an_oidc_policy_never_serves_its_route_unguarded_and_its_secret_stays_ou
     assert_eq!(app.hits(), 0, "an OIDC-guarded route reached its backend");
 
     let config = wired.config().await;
-    assert_eq!(accepted(&config, "SecurityPolicy", "login")["status"], "True");
+    assert_eq!(
+        accepted(&config, "SecurityPolicy", "login")["status"],
+        "True"
+    );
     let c = accepted(&config, "SecurityPolicy", "broken");
-    assert_eq!((&c["status"], &c["reason"]), (&"False".into(), &"Invalid".into()));
+    assert_eq!(
+        (&c["status"], &c["reason"]),
+        (&"False".into(), &"Invalid".into())
+    );
     assert!(
-        c["message"].as_str().unwrap().contains("spec.oidc.redirectURL"),
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.oidc.redirectURL"),
         "{c}"
     );
-    assert_eq!(rule_access(&config, "login"), ["SecurityPolicy/default/login/oidc"]);
+    assert_eq!(
+        rule_access(&config, "login"),
+        ["SecurityPolicy/default/login/oidc"]
+    );
     let (_, metrics) = wired.admin("/metrics").await;
     assert!(!config.to_string().contains("oidc-very-secret-value"));
     assert!(!metrics.contains("oidc-very-secret-value"));

@@ -224,9 +224,11 @@ fn access(m: &crate::types::security::AccessMechanisms, home: &str, out: &mut Re
         .iter()
         .flat_map(|a| &a.credential_refs)
         .chain(m.basic_auth.iter().map(|b| &b.users))
-        .chain(m.oidc.iter().flat_map(|o| {
-            o.client_secret.iter().chain(o.client_id_ref.iter())
-        }));
+        .chain(
+            m.oidc
+                .iter()
+                .flat_map(|o| o.client_secret.iter().chain(o.client_id_ref.iter())),
+        );
     for r in secrets {
         let (group, kind) = (r.group.as_deref(), r.kind.as_deref());
         out.add(group, kind, "Secret", r.namespace.as_deref(), home, &r.name);

@@ -6,7 +6,8 @@
 //!
 //! Each mechanism of a policy becomes one access policy named
 //! `<Kind>/<namespace>/<name>/<mechanism>` (`SecurityPolicy/apps/web/jwt`), the
-//! mechanism being `extAuth`, `apiKeyAuth`, `basicAuth`, `jwt` or `authorization`.
+//! mechanism being `extAuth`, `apiKeyAuth`, `basicAuth`, `oidc`, `jwt` or
+//! `authorization`.
 //! A route rule lists the names that guard it in
 //! [`RulePolicy::access`](gatekit_core::route::RulePolicy::access), outermost first:
 //!
@@ -15,8 +16,9 @@
 //! 2. the rule's SecurityPolicy.
 //!
 //! Within one policy the order is Envoy Gateway's HTTP filter order: `extAuth`,
-//! `apiKeyAuth`, `basicAuth`, `jwt`, then `authorization` (which reads what the
-//! others established).
+//! `apiKeyAuth`, `basicAuth`, `oidc` (its OAuth2 filter runs before JWT
+//! authentication), `jwt`, then `authorization` (which reads what the others
+//! established). `oidc` is read in `oidc.rs` (defaults and refusals there).
 //!
 //! # Precedence (SecurityPolicy)
 //!
@@ -33,7 +35,7 @@
 //! A policy that cannot be used is still listed on the rules it applies to, and no
 //! spec is emitted under its names: those rules answer 500 `invalid-auth-policy`
 //! instead of serving without the checks the policy asked for. That holds for a field
-//! gatekit does not implement (`oidc`, `cors`, ...: `Accepted=False`, `Unsupported`,
+//! gatekit does not implement (`cors`, `oidc.forwardIDToken`, ...: `Accepted=False`, `Unsupported`,
 //! listed under the single name `<Kind>/<namespace>/<name>`) and for a reference that
 //! does not resolve (a missing Secret, ConfigMap or Service: `Accepted=False`,
 //! `Invalid`, naming it).
@@ -75,8 +77,8 @@ pub enum AccessSpec {
     Jwt(JwtSpec),
     /// External authorization (`extAuth`).
     ExtAuth(ExtAuthSpec),
-    /// OpenID Connect login (`oidc`).
-    Oidc(OidcSpec),
+    /// OpenID Connect login (`oidc`; boxed: by far the largest spec).
+    Oidc(Box<OidcSpec>),
     /// Allow/deny rules (`authorization`).
     Authz(AuthzSpec),
 }

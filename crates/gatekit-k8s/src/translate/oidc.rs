@@ -91,8 +91,8 @@ pub struct OidcSpec {
     /// `csrfTokenTTL`: how long a started login (its state) stays valid (default 10
     /// minutes).
     pub csrf_token_ttl: Duration,
-    /// The suffix of the cookies this policy sets (see the [module docs](self)), so
-    /// that two policies' cookies never collide.
+    /// The suffix of the cookies this policy sets: the FNV-1a digest of the policy's
+    /// `<Kind>/<namespace>/<name>`, in hex, so that two policies' cookies never collide.
     pub cookie_suffix: String,
     /// `cookieNames.accessToken` (default `AccessToken-<suffix>`).
     pub access_token_cookie: String,
@@ -279,7 +279,11 @@ fn redirect(value: &str, field: &str) -> Result<OidcRedirect, ConfigError> {
     let scheme = match scheme {
         "http" | "https" => Some(scheme.to_owned()),
         REQ_SCHEME => None,
-        _ => return Err(bad("the scheme is not http, https or %REQ(x-forwarded-proto)%")),
+        _ => {
+            return Err(bad(
+                "the scheme is not http, https or %REQ(x-forwarded-proto)%",
+            ));
+        }
     };
     let (authority, path) = match rest.find('/') {
         Some(i) if i > 0 => rest.split_at(i),
@@ -288,7 +292,9 @@ fn redirect(value: &str, field: &str) -> Result<OidcRedirect, ConfigError> {
     let authority = if authority == REQ_AUTHORITY {
         None
     } else {
-        let ok = authority.parse::<Authority>().is_ok_and(|a| !a.host().is_empty())
+        let ok = authority
+            .parse::<Authority>()
+            .is_ok_and(|a| !a.host().is_empty())
             && !authority.contains('@');
         if !ok {
             return Err(bad(
@@ -444,8 +450,7 @@ impl Context<'_> {
             }
         };
         let client_secret = match &o.client_secret {
-            Some(r) => match self.secret_key(ns, r, CLIENT_SECRET_KEY, "spec.oidc.clientSecret")
-            {
+            Some(r) => match self.secret_key(ns, r, CLIENT_SECRET_KEY, "spec.oidc.clientSecret") {
                 Ok(v) => Some(ClientSecret(v)),
                 Err(e) => {
                     read.problems.push(e);
@@ -479,7 +484,10 @@ impl Context<'_> {
                 path_and_query: DEFAULT_REDIRECT_PATH.to_owned(),
             }),
         };
-        let logout_path = o.logout_path.clone().unwrap_or_else(|| "/logout".to_owned());
+        let logout_path = o
+            .logout_path
+            .clone()
+            .unwrap_or_else(|| "/logout".to_owned());
         if !logout_path.starts_with('/') || logout_path.parse::<PathAndQuery>().is_err() {
             read.problems.push(ConfigError::new(
                 "spec.oidc.logoutPath",
@@ -542,7 +550,11 @@ impl Context<'_> {
                 format!("{d:?} is not a lower-case domain name"),
             ));
         }
-        let same_site = match o.cookie_config.as_ref().and_then(|c| c.same_site.as_deref()) {
+        let same_site = match o
+            .cookie_config
+            .as_ref()
+            .and_then(|c| c.same_site.as_deref())
+        {
             None => None,
             Some("Lax") => Some(SameSite::Lax),
             Some("Strict") => Some(SameSite::Strict),
@@ -608,7 +620,7 @@ impl Context<'_> {
         if read.problems.len() != before {
             return None;
         }
-        Some(AccessSpec::Oidc(OidcSpec {
+        Some(AccessSpec::Oidc(Box::new(OidcSpec {
             issuer: p.issuer.clone(),
             authorization_endpoint: p.authorization_endpoint.clone(),
             token_endpoint: p.token_endpoint.clone(),
@@ -632,7 +644,7 @@ impl Context<'_> {
             same_site,
             deny_redirect,
             pass_through_auth_header,
-        }))
+        })))
     }
 }
 
@@ -646,8 +658,11 @@ mod tests {
         assert_eq!(r.scheme.as_deref(), Some("https"));
         assert_eq!(r.authority.as_deref(), Some("app.test:8443"));
         assert_eq!(r.path(), "/cb");
-        let r = redirect("%REQ(x-forwarded-proto)%://%REQ(:authority)%/oauth2/callback", "f")
-            .unwrap();
+        let r = redirect(
+            "%REQ(x-forwarded-proto)%://%REQ(:authority)%/oauth2/callback",
+            "f",
+        )
+        .unwrap();
         assert_eq!((r.scheme, r.authority), (None, None));
         let r = redirect("https://%REQ(:authority)%/cb", "f").unwrap();
         assert_eq!(r.url("http", "a.test"), "https://a.test/cb");
