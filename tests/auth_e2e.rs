@@ -684,8 +684,16 @@ async fn no_secret_in_logs_config_or_metrics() {
         route("basic", "/basic", "app"),
         route("jwt", "/jwt", "app"),
         route("ext", "/ext", "app"),
+        route("oidc", "/oidc", "app"),
         secret("keys", &[("client", "api-key-secret-1")]),
         secret("users", &[(".htpasswd", &line)]),
+        secret("oidc", &[("client-secret", "oidc-client-secret-5")]),
+        policy(
+            "oidc",
+            "2024-01-01T00:00:00Z",
+            "oidc",
+            "  oidc:\n    provider: { issuer: \"https://idp.test\" }\n    clientID: web\n    clientSecret: { name: oidc }\n",
+        ),
         policy(
             "keys",
             "2024-01-01T00:00:00Z",
@@ -756,6 +764,9 @@ async fn no_secret_in_logs_config_or_metrics() {
             "{path} {headers:?}"
         );
     }
+    // No OIDC login, no backend (a redirect to the provider, or 500 until the gateway
+    // builds OIDC policies).
+    assert_ne!(get(addr, "/oidc", &[]).await.0, StatusCode::OK);
     let config = wired.config().await.to_string();
     let (_, metrics) = wired.admin("/metrics").await;
     assert!(
@@ -775,6 +786,7 @@ async fn no_secret_in_logs_config_or_metrics() {
         token.as_str(),
         expired.as_str(),
         "ext-token-secret-4",
+        "oidc-client-secret-5",
     ];
     for secret in secrets {
         assert!(!logs.contains(secret), "{secret} in the logs");

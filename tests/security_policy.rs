@@ -178,3 +178,70 @@ async fn a_gateway_override_is_listed_before_an_app_routes_own_policy() {
         assert!(!metrics.contains(secret), "{secret} in /metrics");
     }
 }
+
+#[tokio::test]
+async fn an_oidc_policy_never_serves_its_route_unguarded_and_its_secret_stays_out_of_config() {
+    let app = EchoBackend::start("app").await;
+    let secret =
+        "apiVersion: v1\nkind: Secret\nmetadata: { name: oidc-client, namespace: default }\n\
+        stringData: { client-secret: oidc-very-secret-value }\n"
+            .to_owned();
+    let oidc = |extra: &str| {
+        format!(
+            "  oidc:\n    provider: {{ issuer: \"https://idp.test\" }}\n    clientID: web\n    \
+             clientSecret: {{ name: oidc-client }}\n{extra}"
+        )
+    };
+    let (wired, port, _dir) = start(&[
+        service("app", app.addr),
+        route("login", "/login", "app"),
+        route("broken", "/broken", "app"),
+        secret,
+        policy(
+            "login",
+            "2024-01-01T00:00:00Z",
+            "{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: login }",
+            &oidc(""),
+        ),
+        policy(
+            "broken",
+            "2024-01-01T00:00:00Z",
+            "{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: broken }",
+            &oidc("    redirectURL: /no-host\n"),
+        ),
+    ])
+    .await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // The refused policy: 500, never the backend.
+    let (status, body) = get_raw(addr, "/broken", "example.test").await;
+    assert_eq!(status, http::StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    // The accepted one: no request without a login reaches the backend.
+    let (status, _) = get_raw(addr, "/login", "example.test").await;
+    assert_ne!(status, http::StatusCode::OK);
+    assert_eq!(app.hits(), 0, "an OIDC-guarded route reached its backend");
+
+    let config = wired.config().await;
+    assert_eq!(
+        accepted(&config, "SecurityPolicy", "login")["status"],
+        "True"
+    );
+    let c = accepted(&config, "SecurityPolicy", "broken");
+    assert_eq!(
+        (&c["status"], &c["reason"]),
+        (&"False".into(), &"Invalid".into())
+    );
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.oidc.redirectURL"),
+        "{c}"
+    );
+    assert_eq!(
+        rule_access(&config, "login"),
+        ["SecurityPolicy/default/login/oidc"]
+    );
+    let (_, metrics) = wired.admin("/metrics").await;
+    assert!(!config.to_string().contains("oidc-very-secret-value"));
+    assert!(!metrics.contains("oidc-very-secret-value"));
+}

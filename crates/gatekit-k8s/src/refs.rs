@@ -216,14 +216,19 @@ fn client_traffic_policies(resources: &ResourceSet, out: &mut Refs<'_>) {
 }
 
 /// The Secrets and ConfigMaps of access mechanisms: `apiKeyAuth.credentialRefs`,
-/// `basicAuth.users` (Secrets), `jwt.providers[].localJWKS.valueRef` (a ConfigMap in
-/// the policy's namespace).
+/// `basicAuth.users`, `oidc.clientSecret`, `oidc.clientIDRef` (Secrets),
+/// `jwt.providers[].localJWKS.valueRef` (a ConfigMap in the policy's namespace).
 fn access(m: &crate::types::security::AccessMechanisms, home: &str, out: &mut Refs<'_>) {
     let secrets = m
         .api_key_auth
         .iter()
         .flat_map(|a| &a.credential_refs)
-        .chain(m.basic_auth.iter().map(|b| &b.users));
+        .chain(m.basic_auth.iter().map(|b| &b.users))
+        .chain(
+            m.oidc
+                .iter()
+                .flat_map(|o| o.client_secret.iter().chain(o.client_id_ref.iter())),
+        );
     for r in secrets {
         let (group, kind) = (r.group.as_deref(), r.kind.as_deref());
         out.add(group, kind, "Secret", r.namespace.as_deref(), home, &r.name);
@@ -395,12 +400,18 @@ metadata: { name: so, namespace: infra }
 spec:
   targetRefs: [{ kind: Gateway, name: gw }]
   basicAuth: { users: { name: htpasswd } }
+  oidc:
+    provider: { issuer: https://idp.test }
+    clientIDRef: { name: oidc-id }
+    clientSecret: { name: oidc-secret }
 "#));
         assert_eq!(
             names(&refs),
             [
                 "Secret apps/keys",
                 "Secret infra/htpasswd",
+                "Secret infra/oidc-id",
+                "Secret infra/oidc-secret",
                 "ConfigMap apps/jwks",
             ]
         );

@@ -6,8 +6,10 @@
 #[path = "support/status.rs"]
 mod support;
 
+use std::time::Duration;
+
 use gatekit_k8s::Translation;
-use gatekit_k8s::translate::AccessSpec;
+use gatekit_k8s::translate::{AccessSpec, OidcSpec, OidcStringMatch, SameSite};
 use support::run;
 
 const BASE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
@@ -194,13 +196,16 @@ fn overrides_come_first_oldest_first_and_a_route_policy_only_adds() {
 }
 
 #[test]
-fn a_policy_with_oidc_is_refused_and_its_rules_refuse_every_request() {
+fn an_oidc_field_gatekit_does_not_implement_is_refused_by_name_and_its_rules_stay_guarded() {
     let yaml = BASE.to_owned()
+        + OIDC_SECRET
         + &policy(
             "login",
             "2024-01-01T00:00:00Z",
             SHOP,
-            "  oidc: { provider: { issuer: https://idp.test }, clientID: web, clientSecret: { name: s } }\n",
+            "  oidc:\n    provider: { issuer: https://idp.test, backendSettings: { retry: { numRetries: 2 } } }\n    \
+             clientID: web\n    clientSecret: { name: oidc-client }\n    \
+             forwardIDToken: { header: x-id-token }\n    disableTokenEncryption: true\n",
         );
     let t = run(&yaml);
     assert_eq!(
@@ -212,7 +217,14 @@ fn a_policy_with_oidc_is_refused_and_its_rules_refuse_every_request() {
     let (ok, reason, message) = accepted(&t, "SecurityPolicy", "login");
     assert!(!ok);
     assert_eq!(reason, "Unsupported");
-    assert!(message.contains("oidc"), "{message}");
+    for field in [
+        "oidc.forwardIDToken",
+        "oidc.provider.backendSettings",
+        "oidc.disableTokenEncryption",
+    ] {
+        assert!(message.contains(field), "{field} not in {message}");
+    }
+    assert!(!message.contains(CLIENT_SECRET), "{message}");
     // Another route is untouched.
     assert!(access(&t, "blog", None).is_empty());
 }
@@ -319,4 +331,384 @@ fn an_external_auth_filter_becomes_the_rules_last_access_policy() {
     let route = t.status("HTTPRoute", Some("apps"), "checked").unwrap();
     let accepted = route.parents()[0].condition("Accepted").unwrap();
     assert!(accepted.is_true(), "{accepted:?}");
+}
+
+// === oidc ===
+
+const CLIENT_SECRET: &str = "oidc-client-secret-value";
+
+const OIDC_SECRET: &str = "---\napiVersion: v1\nkind: Secret\n\
+    metadata: { name: oidc-client, namespace: apps }\n\
+    stringData: { client-secret: oidc-client-secret-value, other: another-value }\n";
+
+const IDP_SERVICE: &str = "---\napiVersion: v1\nkind: Service\n\
+    metadata: { name: idp, namespace: apps }\nspec: { ports: [{ port: 8443 }] }\n";
+
+/// A policy on the `shop` route with `oidc` set to `body` (indented under `oidc:`).
+fn oidc_policy(name: &str, body: &str) -> String {
+    let body: String = body.lines().map(|l| format!("    {l}\n")).collect();
+    policy(
+        name,
+        "2024-01-01T00:00:00Z",
+        SHOP,
+        &format!("  oidc:\n{body}"),
+    )
+}
+
+fn oidc_spec(t: &Translation, name: &str) -> OidcSpec {
+    let entry = &t.access_policies()[&format!("SecurityPolicy/apps/{name}/oidc")];
+    let Some(AccessSpec::Oidc(spec)) = entry.spec().map(|s| &**s) else {
+        panic!("{entry:?} {:?}", t.errors())
+    };
+    (**spec).clone()
+}
+
+/// Asserts policy `name` is refused `Invalid` naming `field`, its rules list it with no
+/// spec (so they answer 500), and the client secret is nowhere in the status or errors.
+fn refused_invalid(t: &Translation, name: &str, field: &str, why: &str) {
+    let (ok, reason, message) = accepted(t, "SecurityPolicy", name);
+    assert!(!ok, "{message}");
+    assert_eq!(reason, "Invalid", "{message}");
+    assert!(message.contains(field), "{field} not in {message}");
+    assert!(message.contains(why), "{why} not in {message}");
+    let full = format!("SecurityPolicy/apps/{name}/oidc");
+    assert_eq!(access(t, "shop", Some("admin")), [full.as_str()]);
+    let entry = &t.access_policies()[&full];
+    assert!(entry.spec().is_none(), "{entry:?}");
+    assert!(entry.problem().unwrap().contains(field));
+    assert!(
+        t.errors().iter().any(|e| e.field() == field),
+        "{:?}",
+        t.errors()
+    );
+    let everything = format!("{t:?}");
+    assert!(!everything.contains(CLIENT_SECRET));
+}
+
+#[test]
+fn a_full_oidc_policy_translates_to_the_expected_spec() {
+    let yaml = BASE.to_owned()
+        + OIDC_SECRET
+        + IDP_SERVICE
+        + "---\napiVersion: v1\nkind: Secret\nmetadata: { name: oidc-id, namespace: apps }\n\
+           stringData: { client-id: web-app }\n"
+        + &policy(
+            "login",
+            "2024-01-01T00:00:00Z",
+            SHOP,
+            &format!(
+                "{}{}  oidc:\n{}",
+                BASIC,
+                jwt(),
+                [
+                    "provider:",
+                    "  issuer: https://idp.test/realms/r",
+                    "  authorizationEndpoint: https://idp.test/auth?prompt=login",
+                    "  tokenEndpoint: https://idp.test/token",
+                    "  endSessionEndpoint: https://idp.test/logout",
+                    "  backendRefs: [{ name: idp, port: 8443 }]",
+                    "clientIDRef: { name: oidc-id }",
+                    "clientSecret: { name: oidc-client }",
+                    "scopes: [email, openid, profile]",
+                    "resources: [https://api.test]",
+                    "redirectURL: https://app.test/auth/callback",
+                    "logoutPath: /auth/logout",
+                    "forwardAccessToken: true",
+                    "defaultTokenTTL: 30m",
+                    "refreshToken: true",
+                    "defaultRefreshTokenTTL: 24h",
+                    "csrfTokenTTL: 5m",
+                    "cookieNames: { accessToken: at, idToken: it }",
+                    "cookieDomain: app.test",
+                    "cookieConfig: { sameSite: Lax }",
+                    "denyRedirect:",
+                    "  headers:",
+                    "  - { name: x-requested-with, value: XMLHttpRequest }",
+                    "  - { name: accept, type: Prefix, value: application/json }",
+                    "  - { name: user-agent, type: Suffix, value: bot }",
+                    "  - { name: x-client, type: RegularExpression, value: \"cli-[0-9]+\" }",
+                    "passThroughAuthHeader: true",
+                    "disableTokenEncryption: false",
+                ]
+                .iter()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+            ),
+        );
+    let t = run(&yaml);
+    // (BASE's routes name a Service it does not define: those errors are not ours.)
+    let ours: Vec<_> = t
+        .errors()
+        .iter()
+        .filter(|e| !e.field().starts_with("spec.rules"))
+        .collect();
+    assert!(ours.is_empty(), "{ours:?}");
+    // Envoy Gateway's filter order: basicAuth, oidc, then jwt.
+    assert_eq!(
+        access(&t, "shop", Some("admin")),
+        [
+            "SecurityPolicy/apps/login/basicAuth",
+            "SecurityPolicy/apps/login/oidc",
+            "SecurityPolicy/apps/login/jwt",
+        ]
+    );
+    assert!(accepted(&t, "SecurityPolicy", "login").0);
+    let s = oidc_spec(&t, "login");
+    assert_eq!(s.issuer, "https://idp.test/realms/r");
+    assert_eq!(
+        s.authorization_endpoint.as_deref(),
+        Some("https://idp.test/auth?prompt=login")
+    );
+    assert_eq!(s.token_endpoint.as_deref(), Some("https://idp.test/token"));
+    assert_eq!(
+        s.end_session_endpoint.as_deref(),
+        Some("https://idp.test/logout")
+    );
+    assert_eq!(s.upstream.as_deref(), Some("apps/idp:8443"));
+    assert!(t.upstreams().contains_key("apps/idp:8443"));
+    assert_eq!(s.client_id, "web-app");
+    assert_eq!(s.client_secret.expose(), CLIENT_SECRET);
+    assert_eq!(s.scopes, ["email", "openid", "profile"]);
+    assert_eq!(s.resources, ["https://api.test"]);
+    assert_eq!(s.redirect.scheme.as_deref(), Some("https"));
+    assert_eq!(s.redirect.authority.as_deref(), Some("app.test"));
+    assert_eq!(s.redirect.path(), "/auth/callback");
+    assert_eq!(s.logout_path, "/auth/logout");
+    assert!(s.forward_access_token && s.refresh_token && s.pass_through_auth_header);
+    assert_eq!(s.default_token_ttl, Some(Duration::from_secs(1800)));
+    assert_eq!(s.default_refresh_token_ttl, Duration::from_secs(86400));
+    assert_eq!(s.csrf_token_ttl, Duration::from_secs(300));
+    assert_eq!(
+        (s.access_token_cookie.as_str(), s.id_token_cookie.as_str()),
+        ("at", "it")
+    );
+    assert_eq!(s.cookie_domain.as_deref(), Some("app.test"));
+    assert_eq!(s.same_site, Some(SameSite::Lax));
+    let deny: Vec<(&str, &OidcStringMatch)> = s
+        .deny_redirect
+        .iter()
+        .map(|h| (h.name.as_str(), &h.value))
+        .collect();
+    assert_eq!(
+        deny,
+        [
+            (
+                "x-requested-with",
+                &OidcStringMatch::Exact("XMLHttpRequest".into())
+            ),
+            (
+                "accept",
+                &OidcStringMatch::Prefix("application/json".into())
+            ),
+            ("user-agent", &OidcStringMatch::Suffix("bot".into())),
+            ("x-client", &OidcStringMatch::Regex("cli-[0-9]+".into())),
+        ]
+    );
+}
+
+#[test]
+fn oidc_defaults_are_envoy_gateways() {
+    let yaml = BASE.to_owned()
+        + OIDC_SECRET
+        + &oidc_policy(
+            "login",
+            "provider: { issuer: \"https://idp.test\" }\nclientID: web\nclientSecret: { name: oidc-client }",
+        );
+    let t = run(&yaml);
+    let s = oidc_spec(&t, "login");
+    assert_eq!(s.client_id, "web");
+    assert_eq!(
+        (
+            &s.authorization_endpoint,
+            &s.token_endpoint,
+            &s.end_session_endpoint
+        ),
+        (&None, &None, &None),
+        "discovered at run time"
+    );
+    assert_eq!(s.upstream, None);
+    assert_eq!(s.scopes, ["openid"]);
+    assert!(s.resources.is_empty());
+    // `%REQ(x-forwarded-proto)%://%REQ(:authority)%/oauth2/callback`
+    assert_eq!((&s.redirect.scheme, &s.redirect.authority), (&None, &None));
+    assert_eq!(s.redirect.path(), "/oauth2/callback");
+    assert_eq!(
+        s.redirect.url("https", "shop.test"),
+        "https://shop.test/oauth2/callback"
+    );
+    assert_eq!(s.logout_path, "/logout");
+    assert!(!s.forward_access_token && !s.refresh_token && !s.pass_through_auth_header);
+    assert_eq!(s.default_token_ttl, None);
+    assert_eq!(s.default_refresh_token_ttl, Duration::from_secs(7 * 86400));
+    assert_eq!(s.csrf_token_ttl, Duration::from_secs(600));
+    assert_eq!(
+        s.access_token_cookie,
+        format!("AccessToken-{}", s.cookie_suffix)
+    );
+    assert_eq!(s.id_token_cookie, format!("IdToken-{}", s.cookie_suffix));
+    assert_eq!(s.cookie_suffix.len(), 8, "{}", s.cookie_suffix);
+    assert_eq!((&s.cookie_domain, s.same_site), (&None, None));
+    assert!(s.deny_redirect.is_empty());
+
+    // Another policy gets other cookie names (no collision on one host).
+    let other = BASE.to_owned()
+        + OIDC_SECRET
+        + &oidc_policy(
+            "login2",
+            "provider: { issuer: \"https://idp.test\" }\nclientID: web\nclientSecret: { name: oidc-client }",
+        );
+    assert_ne!(
+        oidc_spec(&run(&other), "login2").cookie_suffix,
+        s.cookie_suffix
+    );
+}
+
+#[test]
+fn a_missing_client_secret_secret_or_key_refuses_the_policy_naming_the_field() {
+    let body =
+        "provider: { issuer: \"https://idp.test\" }\nclientID: web\nclientSecret: { name: NAME }";
+    // No Secret.
+    let t = run(&(BASE.to_owned() + &oidc_policy("login", &body.replace("NAME", "nowhere"))));
+    refused_invalid(
+        &t,
+        "login",
+        "spec.oidc.clientSecret",
+        "Secret apps/nowhere not found",
+    );
+    // A Secret without the `client-secret` key.
+    let t = run(&(BASE.to_owned()
+        + "---\napiVersion: v1\nkind: Secret\nmetadata: { name: wrong-key, namespace: apps }\n\
+           stringData: { clientSecret: oidc-client-secret-value }\n"
+        + &oidc_policy("login", &body.replace("NAME", "wrong-key"))));
+    refused_invalid(&t, "login", "spec.oidc.clientSecret", "\"client-secret\"");
+    // No clientSecret at all.
+    let t = run(&(BASE.to_owned()
+        + &oidc_policy(
+            "login",
+            "provider: { issuer: \"https://idp.test\" }\nclientID: web",
+        )));
+    refused_invalid(&t, "login", "spec.oidc.clientSecret", "required");
+}
+
+#[test]
+fn a_bad_redirect_url_or_value_refuses_the_policy_naming_the_field() {
+    let cases = [
+        (
+            "redirectURL: /callback",
+            "spec.oidc.redirectURL",
+            "not an absolute URL",
+        ),
+        (
+            "redirectURL: \"ftp://app.test/cb\"",
+            "spec.oidc.redirectURL",
+            "scheme",
+        ),
+        (
+            "redirectURL: \"https://app.test/\"",
+            "spec.oidc.redirectURL",
+            "cannot be /",
+        ),
+        (
+            "redirectURL: \"https://%REQ(host)%/cb\"",
+            "spec.oidc.redirectURL",
+            "%REQ(:authority)%",
+        ),
+        (
+            "logoutPath: /oauth2/callback",
+            "spec.oidc.logoutPath",
+            "redirectURL",
+        ),
+        (
+            "cookieConfig: { sameSite: Sometimes }",
+            "spec.oidc.cookieConfig.sameSite",
+            "Lax",
+        ),
+        ("cookieDomain: App.Test", "spec.oidc.cookieDomain", "domain"),
+        (
+            "cookieNames: { accessToken: \"a b\" }",
+            "spec.oidc.cookieNames.accessToken",
+            "cookie name",
+        ),
+        (
+            "defaultTokenTTL: 10 minutes",
+            "spec.oidc.defaultTokenTTL",
+            "",
+        ),
+        (
+            "denyRedirect: { headers: [{ name: x, type: RegularExpression, value: \"(\" }] }",
+            "spec.oidc.denyRedirect.headers[0].value",
+            "regular expression",
+        ),
+        (
+            "passThroughAuthHeader: true",
+            "spec.oidc.passThroughAuthHeader",
+            "jwt",
+        ),
+    ];
+    for (extra, field, why) in cases {
+        let body = format!(
+            "provider: {{ issuer: \"https://idp.test\" }}\nclientID: web\n\
+             clientSecret: {{ name: oidc-client }}\n{extra}"
+        );
+        let t = run(&(BASE.to_owned() + OIDC_SECRET + &oidc_policy("login", &body)));
+        refused_invalid(&t, "login", field, why);
+    }
+    // A bad issuer, provider.backendRef, and both clientID forms.
+    let t = run(&(BASE.to_owned()
+        + OIDC_SECRET
+        + &oidc_policy(
+            "login",
+            "provider: { issuer: idp.test }\nclientID: web\nclientSecret: { name: oidc-client }",
+        )));
+    refused_invalid(&t, "login", "spec.oidc.provider.issuer", "http(s) URL");
+    let t = run(&(BASE.to_owned()
+        + OIDC_SECRET
+        + IDP_SERVICE
+        + &oidc_policy(
+            "login",
+            "provider: { issuer: \"https://idp.test\", backendRef: { name: idp, port: 8443 } }\n\
+             clientID: web\nclientSecret: { name: oidc-client }",
+        )));
+    refused_invalid(&t, "login", "spec.oidc.provider.backendRef", "backendRefs");
+    let t = run(&(BASE.to_owned()
+        + OIDC_SECRET
+        + &oidc_policy(
+            "login",
+            "provider: { issuer: \"https://idp.test\" }\nclientID: web\n\
+             clientIDRef: { name: oidc-client }\nclientSecret: { name: oidc-client }",
+        )));
+    refused_invalid(&t, "login", "spec.oidc.clientID", "exactly one");
+}
+
+#[test]
+fn the_client_secret_is_in_no_debug_output_or_status() {
+    let yaml = BASE.to_owned()
+        + OIDC_SECRET
+        + &oidc_policy(
+            "login",
+            "provider: { issuer: \"https://idp.test\" }\nclientID: web\nclientSecret: { name: oidc-client }",
+        )
+        // A refused one too: its problem text must not carry the secret either.
+        + &policy(
+            "broken",
+            "2024-01-01T00:00:00Z",
+            "{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: blog }",
+            "  oidc:\n    provider: { issuer: \"https://idp.test\" }\n    clientID: web\n    \
+             clientSecret: { name: oidc-client }\n    redirectURL: nonsense\n",
+        );
+    let t = run(&yaml);
+    let s = oidc_spec(&t, "login");
+    assert_eq!(s.client_secret.expose(), CLIENT_SECRET);
+    assert!(!format!("{s:?}").contains(CLIENT_SECRET));
+    assert!(!format!("{:?}", AccessSpec::Oidc(Box::new(s))).contains(CLIENT_SECRET));
+    for text in [
+        format!("{t:?}"),
+        format!("{:?}", t.statuses()),
+        format!("{:?}", t.errors()),
+        format!("{:?}", t.access_policies()),
+    ] {
+        assert!(!text.contains(CLIENT_SECRET));
+        assert!(!text.contains("another-value"));
+    }
+    assert!(!accepted(&t, "SecurityPolicy", "broken").0);
 }

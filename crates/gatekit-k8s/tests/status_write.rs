@@ -901,7 +901,10 @@ async fn security_policy_and_override_statuses_are_written() {
         "metadata": {"name": "login", "namespace": "app"},
         "spec": {
             "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "web"}],
-            "oidc": {"provider": {"issuer": "https://idp.test"}, "clientID": "web"},
+            "oidc": {
+                "provider": {"issuer": "https://idp.test"}, "clientID": "web",
+                "clientSecret": {"name": "s"}, "disableTokenEncryption": true,
+            },
         },
     }));
     fake.apply_json(json!({

@@ -6,7 +6,8 @@
 //!
 //! Each mechanism of a policy becomes one access policy named
 //! `<Kind>/<namespace>/<name>/<mechanism>` (`SecurityPolicy/apps/web/jwt`), the
-//! mechanism being `extAuth`, `apiKeyAuth`, `basicAuth`, `jwt` or `authorization`.
+//! mechanism being `extAuth`, `apiKeyAuth`, `basicAuth`, `oidc`, `jwt` or
+//! `authorization`.
 //! A route rule lists the names that guard it in
 //! [`RulePolicy::access`](gatekit_core::route::RulePolicy::access), outermost first:
 //!
@@ -15,8 +16,9 @@
 //! 2. the rule's SecurityPolicy.
 //!
 //! Within one policy the order is Envoy Gateway's HTTP filter order: `extAuth`,
-//! `apiKeyAuth`, `basicAuth`, `jwt`, then `authorization` (which reads what the
-//! others established).
+//! `apiKeyAuth`, `basicAuth`, `oidc` (its OAuth2 filter runs before JWT
+//! authentication), `jwt`, then `authorization` (which reads what the others
+//! established). `oidc` is read in `oidc.rs` (defaults and refusals there).
 //!
 //! # Precedence (SecurityPolicy)
 //!
@@ -33,7 +35,7 @@
 //! A policy that cannot be used is still listed on the rules it applies to, and no
 //! spec is emitted under its names: those rules answer 500 `invalid-auth-policy`
 //! instead of serving without the checks the policy asked for. That holds for a field
-//! gatekit does not implement (`oidc`, `cors`, ...: `Accepted=False`, `Unsupported`,
+//! gatekit does not implement (`cors`, `oidc.forwardIDToken`, ...: `Accepted=False`, `Unsupported`,
 //! listed under the single name `<Kind>/<namespace>/<name>`) and for a reference that
 //! does not resolve (a missing Secret, ConfigMap or Service: `Accepted=False`,
 //! `Invalid`, naming it).
@@ -53,6 +55,11 @@ use crate::status::{AncestorRef, ResourceRef, ResourceStatus, reason};
 use crate::types::security::{AccessBackendRef, AccessMechanisms, SecretRef};
 use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
+// In its own file, a child module so it reads policies with this module's helpers.
+#[path = "oidc.rs"]
+pub(super) mod oidc;
+use oidc::OidcSpec;
+
 // === specs ===
 
 /// One access check, as data: what the gateway builds an
@@ -70,12 +77,14 @@ pub enum AccessSpec {
     Jwt(JwtSpec),
     /// External authorization (`extAuth`).
     ExtAuth(ExtAuthSpec),
+    /// OpenID Connect login (`oidc`; boxed: by far the largest spec).
+    Oidc(Box<OidcSpec>),
     /// Allow/deny rules (`authorization`).
     Authz(AuthzSpec),
 }
 
 impl AccessSpec {
-    /// The mechanism's field name: `apiKeyAuth`, `basicAuth`, `jwt`, `extAuth`,
+    /// The mechanism's field name: `apiKeyAuth`, `basicAuth`, `jwt`, `extAuth`, `oidc`,
     /// `authorization`.
     pub fn mechanism(&self) -> &'static str {
         match self {
@@ -83,18 +92,20 @@ impl AccessSpec {
             Self::Basic(_) => "basicAuth",
             Self::Jwt(_) => "jwt",
             Self::ExtAuth(_) => "extAuth",
+            Self::Oidc(_) => "oidc",
             Self::Authz(_) => "authorization",
         }
     }
 
-    /// How many consumers (API keys), users (basic auth), providers (JWT), upstreams
-    /// (external authorization) or rules (authorization) it holds.
+    /// How many consumers (API keys), users (basic auth), providers (JWT, OIDC),
+    /// upstreams (external authorization) or rules (authorization) it holds.
     pub fn count(&self) -> usize {
         match self {
             Self::ApiKey(s) => s.consumers.len(),
             Self::Basic(s) => s.users(),
             Self::Jwt(s) => s.providers.len(),
             Self::ExtAuth(_) => 1,
+            Self::Oidc(_) => 1,
             Self::Authz(s) => s.rules.len(),
         }
     }
@@ -410,6 +421,9 @@ fn mechanisms(m: &AccessMechanisms) -> Vec<&'static str> {
     if m.basic_auth.is_some() {
         out.push("basicAuth");
     }
+    if m.oidc.is_some() {
+        out.push("oidc");
+    }
     if m.jwt.is_some() {
         out.push("jwt");
     }
@@ -422,6 +436,7 @@ fn mechanisms(m: &AccessMechanisms) -> Vec<&'static str> {
 /// The fields gatekit does not implement, by path (`oidc`, `jwt.providers[0].recomputeRoute`).
 fn unimplemented(m: &AccessMechanisms) -> Vec<String> {
     let mut out: Vec<String> = m.other.keys().cloned().collect();
+    out.extend(m.oidc.iter().flat_map(oidc::unimplemented));
     if let Some(a) = &m.api_key_auth {
         out.extend(a.other.keys().map(|k| format!("apiKeyAuth.{k}")));
     }
@@ -507,6 +522,7 @@ impl Context<'_> {
                 "apiKeyAuth" => self.read_api_key(ns, m, &mut read.problems),
                 "basicAuth" => self.read_basic(ns, m, &mut read.problems),
                 "jwt" => self.read_jwt(ns, m, &mut read),
+                "oidc" => self.read_oidc(kind, ns, name, m, &mut read),
                 _ => read_authz(m, &mut read.problems),
             };
             if let Some(spec) = spec {

@@ -114,6 +114,9 @@ use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
 use crate::types::BackendPolicySpec;
 
+pub use self::access::oidc::{
+    ClientSecret, OidcHeaderMatch, OidcRedirect, OidcSpec, OidcStringMatch, SameSite,
+};
 pub use self::access::{
     AccessEntry, AccessSpec, ApiKeyConsumer, ApiKeySpec, AuthzRuleSpec, AuthzSpec, BasicSpec,
     CredentialFrom, ExtAuthMode, ExtAuthSpec, JwksSource, JwtProviderSpec, JwtSpec,

@@ -14,10 +14,18 @@
 //! - `extAuth`: `http` {`backendRefs`, `path`, `headersToBackend`} or `grpc`
 //!   {`backendRefs`}, `headersToExtAuth`, `failOpen`, `bodyToExtAuth`
 //!   {`maxRequestBytes`}, `timeout`;
+//! - `oidc`: `provider` {`issuer`, `authorizationEndpoint`, `tokenEndpoint`,
+//!   `endSessionEndpoint`, `backendRefs`, `backendRef`}, `clientID` or `clientIDRef`,
+//!   `clientSecret`, `scopes`, `resources`, `redirectURL`, `logoutPath`,
+//!   `forwardAccessToken`, `defaultTokenTTL`, `refreshToken`, `defaultRefreshTokenTTL`,
+//!   `csrfTokenTTL`, `cookieNames` {`accessToken`, `idToken`}, `cookieDomain`,
+//!   `cookieConfig` {`sameSite`}, `denyRedirect` {`headers`}, `passThroughAuthHeader`,
+//!   `disableTokenEncryption` (Envoy Gateway v1.5, and v1.6's `csrfTokenTTL` and
+//!   `disableTokenEncryption`);
 //! - `authorization`: `defaultAction` and `rules` (`name`, `action`, `principal`
 //!   {`clientCIDRs`, `jwt` {`provider`, `scopes`, `claims`}, `headers`}).
 //!
-//! Every other field, at every level (`oidc`, `cors`, `operation`, backend settings,
+//! Every other field, at every level (`cors`, `operation`, backend settings,
 //! `recomputeRoute`, ...), lands in an `other` map, and the translation refuses the
 //! policy naming it: nothing is silently ignored. A refused policy still guards the
 //! rules it targets (they answer 500 `invalid-auth-policy`), never leaving them open.
@@ -136,10 +144,13 @@ pub struct AccessMechanisms {
     /// External authorization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ext_auth: Option<ExtAuth>,
+    /// OpenID Connect login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<Oidc>,
     /// Allow/deny rules on client address, JWT claims and headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
-    /// Every other field (`oidc`, `cors`, ...): refused by name.
+    /// Every other field (`cors`, ...): refused by name.
     #[serde(flatten)]
     #[schemars(skip)]
     pub other: Other,
@@ -445,6 +456,167 @@ pub struct GrpcExtAuth {
 pub struct BodyToExtAuth {
     /// The most body bytes sent.
     pub max_request_bytes: u32,
+}
+
+/// `oidc`: OpenID Connect login (Envoy Gateway's `OIDC`). The required fields are
+/// optional here so that a policy missing one is refused naming it, not dropped.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Oidc {
+    /// The OpenID provider.
+    #[serde(default)]
+    pub provider: OidcProvider,
+    /// The client id (exactly one of `clientID` and `clientIDRef`).
+    #[serde(default, rename = "clientID", skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// A Secret holding the client id under `client-id`.
+    #[serde(
+        default,
+        rename = "clientIDRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_id_ref: Option<SecretRef>,
+    /// A Secret holding the client secret under `client-secret` (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
+    /// Names of the access and ID token cookies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_names: Option<OidcCookieNames>,
+    /// Cookie attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_config: Option<OidcCookieConfig>,
+    /// The domain the token cookies are set on (default: the request's host only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_domain: Option<String>,
+    /// Scopes requested (`openid` is always added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Resource indicators requested.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// The callback URL the provider redirects to.
+    #[serde(
+        default,
+        rename = "redirectURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub redirect_url: Option<String>,
+    /// Requests that get 401 instead of a redirect to the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_redirect: Option<OidcDenyRedirect>,
+    /// The path that logs a user out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logout_path: Option<String>,
+    /// Send the access token to the backend as `Authorization: Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_access_token: Option<bool>,
+    /// Token lifetime when the provider gives no `expires_in` (a Gateway API duration).
+    #[serde(
+        default,
+        rename = "defaultTokenTTL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_token_ttl: Option<String>,
+    /// Refresh tokens when they expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<bool>,
+    /// Refresh token lifetime when it carries no `exp`.
+    #[serde(
+        default,
+        rename = "defaultRefreshTokenTTL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_refresh_token_ttl: Option<String>,
+    /// How long the login's state (CSRF) token is valid.
+    #[serde(
+        default,
+        rename = "csrfTokenTTL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub csrf_token_ttl: Option<String>,
+    /// Store tokens in cookies unencrypted (only `false` is implemented).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_token_encryption: Option<bool>,
+    /// Let a request carrying a token the policy's `jwt` reads skip the login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_through_auth_header: Option<bool>,
+    /// Every other field (`forwardIDToken`, ...): refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: Other,
+}
+
+/// `oidc.provider`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcProvider {
+    /// The issuer identifier (required).
+    #[serde(default)]
+    pub issuer: String,
+    /// The authorization endpoint (default: discovered from the issuer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    /// The token endpoint (default: discovered from the issuer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    /// The end session (logout) endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_session_endpoint: Option<String>,
+    /// A Service to reach the provider through instead of the endpoints' host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backend_refs: Vec<AccessBackendRef>,
+    /// The single-backend form (refused, as Envoy Gateway's CRD does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_ref: Option<AccessBackendRef>,
+    /// Every other field (`backendSettings`, ...): refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: Other,
+}
+
+/// `oidc.cookieNames`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcCookieNames {
+    /// The access token cookie's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// The ID token cookie's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// `oidc.cookieConfig`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcCookieConfig {
+    /// `Lax`, `Strict` or `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<String>,
+}
+
+/// `oidc.denyRedirect`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcDenyRedirect {
+    /// Header conditions (any of them).
+    #[serde(default)]
+    pub headers: Vec<OidcDenyRedirectHeader>,
+}
+
+/// `oidc.denyRedirect.headers[]`: a header and how its value is matched (Envoy
+/// Gateway's `StringMatch`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcDenyRedirectHeader {
+    /// The header name.
+    pub name: String,
+    /// `Exact` (the default), `Prefix`, `Suffix` or `RegularExpression`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The value matched.
+    #[serde(default)]
+    pub value: String,
 }
 
 /// `authorization`.
