@@ -34,8 +34,11 @@ use crate::backend::ResponseFuture;
 use crate::route::conditions::preflight_method;
 use crate::{Backend, Body, BoxError, Error, ErrorKind};
 
+mod digest;
 #[cfg(test)]
 mod tests;
+
+pub use self::digest::KeyDigest;
 
 /// A check that guards route rules: wraps a rule's stack in its own layer.
 ///

@@ -216,10 +216,12 @@ fn credential_source(from: &CredentialFrom, field: &str) -> Result<CredentialSou
     })
 }
 
+/// The spec holds the digests of the keys (the translation made them from the
+/// Secrets), and so does the layer: no key is held here.
 fn api_key(s: &ApiKeySpec) -> Result<ApiKeyPolicy, ConfigError> {
     let mut config = ApiKeyConfig::new(REALM).strip_credential(s.sanitize);
     for c in &s.consumers {
-        config = config.with_consumer(c.client_id.as_str(), c.keys.iter().map(String::as_str));
+        config = config.with_consumer_digests(c.client_id.as_str(), c.keys.iter().copied());
     }
     for from in &s.sources {
         config = config.with_source(credential_source(from, "extractFrom")?);
