@@ -806,4 +806,116 @@ mod tests {
         assert_eq!(count(&metrics, "refusing", "unauthenticated"), 1);
         assert_eq!(count(&metrics, "open", "allowed"), 0);
     }
+
+    /// A Gateway, route `shop` (plus route `blog` when `blog`), and a SecurityPolicy
+    /// on `shop` with API keys from Secret `keys` holding `alice`'s `key`.
+    fn key_docs(key: &str, blog: bool) -> String {
+        let mut out = format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n\
+             metadata: {{ name: gw, namespace: apps }}\n\
+             spec:\n  gatewayClassName: gatekit\n  \
+             listeners: [{{ name: web, port: 80, protocol: HTTP }}]\n\
+             ---\napiVersion: v1\nkind: Service\nmetadata: {{ name: app, namespace: apps }}\n\
+             spec: {{ ports: [{{ port: 8080 }}] }}\n\
+             ---\napiVersion: v1\nkind: Secret\nmetadata: {{ name: keys, namespace: apps }}\n\
+             stringData: {{ alice: \"{key}\" }}\n\
+             ---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: SecurityPolicy\n\
+             metadata: {{ name: shop, namespace: apps }}\n\
+             spec:\n  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: shop }}]\n  \
+             apiKeyAuth:\n    credentialRefs: [{{ name: keys }}]\n    \
+             extractFrom: [{{ headers: [x-api-key] }}]\n"
+        );
+        let routes: &[&str] = if blog { &["shop", "blog"] } else { &["shop"] };
+        for name in routes {
+            out.push_str(&format!(
+                "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+                 metadata: {{ name: {name}, namespace: apps }}\n\
+                 spec:\n  parentRefs: [{{ name: gw }}]\n  hostnames: [{name}.test]\n  \
+                 rules:\n  - backendRefs: [{{ name: app, port: 8080 }}]\n"
+            ));
+        }
+        out
+    }
+
+    fn key_entries(key: &str, blog: bool) -> BTreeMap<String, AccessEntry> {
+        let docs = key_docs(key, blog);
+        let (set, _) =
+            gatekit_k8s::ResourceSet::from_documents([("t.yaml", docs.as_str())]).unwrap();
+        let t = gatekit_k8s::translate(&set, &gatekit_k8s::TranslateOptions::default());
+        assert!(t.errors().is_empty(), "{:?}", t.errors());
+        t.access_policies().clone()
+    }
+
+    /// The status of a request carrying `key` through `policy`.
+    async fn status_with(policy: &Arc<dyn AccessPolicy>, key: &str) -> Option<ErrorKind> {
+        let req = Request::get("/")
+            .header("x-api-key", key)
+            .body(Body::empty())
+            .unwrap();
+        match policy.layer(ok_backend()).send(req).await {
+            Ok(_) => None,
+            Err(e) => Error::find(&*e).map(Error::kind),
+        }
+    }
+
+    const SHOP_KEYS: &str = "SecurityPolicy/apps/shop/apiKeyAuth";
+
+    /// The registry compares digests on reload: the same keys after an unrelated change
+    /// keep the built policy (the same `Arc`), a rotated key rebuilds it; the registry,
+    /// its entries and its `/config` dump never show a key.
+    #[tokio::test]
+    async fn api_key_policies_survive_unrelated_changes_and_are_rebuilt_on_rotation() {
+        let metrics = Metrics::new();
+        let client =
+            gatekit_core::client::Client::new(gatekit_core::client::ClientConfig::default());
+        let upstreams = Upstreams::new(client, metrics.clone());
+        let mut registry = AccessRegistry::default();
+        let stale = BTreeSet::new();
+
+        let first = key_entries("key-old", false);
+        assert!(registry.update(&first, &upstreams, &stale, &metrics).is_empty());
+        let built = registry.get(SHOP_KEYS).unwrap();
+        assert_eq!(status_with(&built, "key-old").await, None);
+
+        // An unrelated change (a new route): a new translation, equal digests, the
+        // same policy.
+        let unrelated = key_entries("key-old", true);
+        assert!(!Arc::ptr_eq(
+            unrelated[SHOP_KEYS].spec().unwrap(),
+            first[SHOP_KEYS].spec().unwrap()
+        ));
+        assert!(
+            registry
+                .update(&unrelated, &upstreams, &stale, &metrics)
+                .is_empty()
+        );
+        assert!(Arc::ptr_eq(&registry.get(SHOP_KEYS).unwrap(), &built));
+
+        // The key rotates: rebuilt; the new key passes, the old one is refused.
+        let rotated = key_entries("key-new", true);
+        assert!(
+            registry
+                .update(&rotated, &upstreams, &stale, &metrics)
+                .is_empty()
+        );
+        let rebuilt = registry.get(SHOP_KEYS).unwrap();
+        assert!(!Arc::ptr_eq(&rebuilt, &built));
+        assert_eq!(status_with(&rebuilt, "key-new").await, None);
+        assert_eq!(
+            status_with(&rebuilt, "key-old").await,
+            Some(ErrorKind::Unauthenticated)
+        );
+
+        for shown in [
+            format!("{registry:?}"),
+            format!("{:?}", registry.get(SHOP_KEYS)),
+            format!("{rotated:?}"),
+            dump(&rotated, &registry),
+        ] {
+            assert!(
+                !shown.contains("key-new") && !shown.contains("key-old"),
+                "{shown}"
+            );
+        }
+    }
 }
