@@ -6,8 +6,8 @@
 #[path = "support/status.rs"]
 mod support;
 
-use gatekit_k8s::Translation;
 use gatekit_core::access::KeyDigest;
+use gatekit_k8s::Translation;
 use gatekit_k8s::translate::{AccessSpec, ApiKeySpec, CredentialFrom};
 use support::run;
 
@@ -296,7 +296,12 @@ fn held_bytes(spec: &ApiKeySpec) -> Vec<u8> {
             }
         }
     }
-    out.extend_from_slice(spec.forward_header.as_deref().unwrap_or_default().as_bytes());
+    out.extend_from_slice(
+        spec.forward_header
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     out
 }
 

@@ -21,6 +21,14 @@
 //! or Service, each of which translates everything, so every route is compiled again
 //! against the registry as it is after [`AccessRegistry::update`].
 //!
+//! # Secrets
+//!
+//! A built policy keeps the spec it was built from, to compare on reload. An API key
+//! spec holds SHA-256 digests, never keys (`api_key` hands them to gatekit-auth as
+//! digests; see `gatekit_k8s::translate`'s access module for what each spec holds), so
+//! the registry holds no key; comparing digests is what keeps a policy whose keys did
+//! not change. `Debug` of the registry shows a count only.
+//!
 //! # Counting
 //!
 //! Each built policy is wrapped: the rule's inner stack is entered through a marker
@@ -873,7 +881,11 @@ mod tests {
         let stale = BTreeSet::new();
 
         let first = key_entries("key-old", false);
-        assert!(registry.update(&first, &upstreams, &stale, &metrics).is_empty());
+        assert!(
+            registry
+                .update(&first, &upstreams, &stale, &metrics)
+                .is_empty()
+        );
         let built = registry.get(SHOP_KEYS).unwrap();
         assert_eq!(status_with(&built, "key-old").await, None);
 

@@ -37,6 +37,30 @@
 //! listed under the single name `<Kind>/<namespace>/<name>`) and for a reference that
 //! does not resolve (a missing Secret, ConfigMap or Service: `Accepted=False`,
 //! `Invalid`, naming it).
+//!
+//! # Secrets: what a spec holds, and in what form
+//!
+//! Specs live as long as the translation and the gateway's registry keep them (to
+//! compare on reload), so they hold no secret a check does not need:
+//!
+//! - `apiKeyAuth`: the [`KeyDigest`] (SHA-256) of each key, made from the Secret's
+//!   own bytes as it is read; no copy of a key is made, and none is held. Equal
+//!   digests compare equal, so an unchanged Secret keeps the built policy.
+//! - `basicAuth`: the `.htpasswd` text, copied from the Secret into a string zeroed
+//!   when the spec is dropped. It holds password hashes; a line with anything else
+//!   (a plain-text password) is refused when the gateway builds the policy (its rules
+//!   answer 500), but the text stays in the spec until the Secret is fixed.
+//! - `jwt` `localJWKS`: the JWKS text, from the policy itself or a ConfigMap (public
+//!   keys, not secret, and shown by `Debug`). An HMAC (`oct`) key in it would be a
+//!   secret in a place that is not one; gatekit-auth never verifies with it (HMAC is
+//!   off unless enabled, which the translation never does), but the text is held as
+//!   written.
+//! - `extAuth`, `authorization`: no secret (Service names, header names, ranges,
+//!   claims).
+//!
+//! The Secret objects themselves stay in the provider's store (watched by name) or in
+//! the loaded manifests, as the API server sent them: the translation reads them in
+//! place and does not change that store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -552,12 +576,7 @@ impl Context<'_> {
 
     /// The Secret `r` names, checked: kind Secret in the core group, in the policy's
     /// namespace `ns`, present.
-    fn access_secret(
-        &self,
-        ns: &str,
-        r: &SecretRef,
-        field: &str,
-    ) -> Result<&Secret, ConfigError> {
+    fn access_secret(&self, ns: &str, r: &SecretRef, field: &str) -> Result<&Secret, ConfigError> {
         let kind = r.kind.as_deref().unwrap_or("Secret");
         let group = r.group.as_deref().unwrap_or("");
         if kind != "Secret" || !group.is_empty() {
@@ -576,9 +595,8 @@ impl Context<'_> {
                 ),
             ));
         }
-        self.secret(ns, &r.name).ok_or_else(|| {
-            ConfigError::new(field, format!("Secret {ns}/{} not found", r.name))
-        })
+        self.secret(ns, &r.name)
+            .ok_or_else(|| ConfigError::new(field, format!("Secret {ns}/{} not found", r.name)))
     }
 
     fn read_api_key(
