@@ -43,7 +43,7 @@
 //! In a server of your own, put gatekit's error handling outside the layer:
 //!
 //! ```
-//! use gatekit_auth::apikey::{ApiKeyConfig, ApiKeyLayer};
+//! use gatekit_auth::apikey::{ApiKeyConfig, ApiKeyLayer, KeyDigest};
 //! use gatekit_auth::credential::CredentialSource;
 //! use gatekit_core::access::Identity;
 //! use gatekit_core::{Body, BoxError, HandleErrorLayer};
@@ -54,6 +54,8 @@
 //! let keys = ApiKeyLayer::new(
 //!     ApiKeyConfig::new("api")
 //!         .with_consumer("billing", ["k-2024", "k-2025"])
+//!         // Or digests kept instead of keys (SHA-256 of each key):
+//!         .with_consumer_digests("search", [KeyDigest::of(b"k-search")])
 //!         .with_source(CredentialSource::Header(HeaderName::from_static("x-api-key")))
 //!         .forward_consumer(HeaderName::from_static("x-consumer"))
 //!         .strip_credential(true),
