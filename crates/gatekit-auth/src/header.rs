@@ -3,18 +3,15 @@
 //! authenticated.
 
 use gatekit_core::ConfigError;
+use gatekit_core::access::KeyDigest;
 use http::HeaderValue;
-use ring::digest;
 
-/// A SHA-256 digest of a key.
-pub(crate) type Digest = [u8; 32];
+/// A SHA-256 digest of a key: gatekit-core's, the one the translation also makes.
+pub(crate) type Digest = KeyDigest;
 
 /// The SHA-256 digest of `key`.
 pub(crate) fn digest_of(key: &[u8]) -> Digest {
-    let d = digest::digest(&digest::SHA256, key);
-    let mut out = [0; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+    KeyDigest::of(key)
 }
 
 /// The challenge `<scheme> realm="<realm>"<params>` for a 401, checked once at

@@ -8,8 +8,11 @@ mod support;
 
 use std::time::Duration;
 
+use gatekit_core::access::KeyDigest;
 use gatekit_k8s::Translation;
-use gatekit_k8s::translate::{AccessSpec, OidcSpec, OidcStringMatch, SameSite};
+use gatekit_k8s::translate::{
+    AccessSpec, ApiKeySpec, CredentialFrom, OidcSpec, OidcStringMatch, SameSite,
+};
 use support::run;
 
 const BASE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
@@ -275,12 +278,117 @@ fn api_keys_come_from_every_secret_and_stay_out_of_debug_output() {
         .iter()
         .find(|c| c.client_id == "alice")
         .unwrap();
-    assert_eq!(alice.keys, ["key-a-1", "key-a-2"]);
+    assert_eq!(
+        alice.keys,
+        [KeyDigest::of(b"key-a-1"), KeyDigest::of(b"key-a-2")]
+    );
     assert_eq!(spec.forward_header.as_deref(), Some("x-client"));
     let debug = format!("{t:?}");
     for key in ["key-a-1", "key-a-2", "key-b-1", "abcdefghijklmnop"] {
         assert!(!debug.contains(key), "{key} in debug output");
     }
+}
+
+/// Everything an [`ApiKeySpec`] holds, as bytes: client ids, key digests, sources,
+/// the forwarded header.
+fn held_bytes(spec: &ApiKeySpec) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in &spec.consumers {
+        out.extend_from_slice(c.client_id.as_bytes());
+        for k in &c.keys {
+            out.extend_from_slice(k.as_bytes());
+        }
+    }
+    for from in &spec.sources {
+        match from {
+            CredentialFrom::Header { name, prefix } => {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(prefix.as_bytes());
+            }
+            CredentialFrom::Query(p) | CredentialFrom::Cookie(p) => {
+                out.extend_from_slice(p.as_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(
+        spec.forward_header
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    out
+}
+
+/// Keys become digests as the Secret is read, from `data` (base64) and `stringData`
+/// alike: the translated spec holds no key, in its bytes or its `Debug` output, and a
+/// key the same client has in two Secrets is held once.
+#[test]
+fn api_keys_are_held_only_as_digests_from_the_moment_the_secret_is_read() {
+    const KEYS: &str = "  apiKeyAuth:\n    credentialRefs: [{ name: keys-a }, { name: keys-b }, { name: keys-c }]\n    extractFrom: [{ headers: [x-api-key], params: [api_key] }]\n";
+    // keys-c: carol's key in `data` (base64 of `key-c-data-1`), alice's again.
+    let yaml = BASE.to_owned()
+        + "---\napiVersion: v1\nkind: Secret\nmetadata: { name: keys-c, namespace: apps }\n\
+           data: { carol: a2V5LWMtZGF0YS0x }\nstringData: { alice: key-a-1 }\n"
+        + &policy("shop", "2024-01-01T00:00:00Z", SHOP, KEYS);
+    let t = run(&yaml);
+    let entry = &t.access_policies()["SecurityPolicy/apps/shop/apiKeyAuth"];
+    let Some(AccessSpec::ApiKey(spec)) = entry.spec().map(|s| &**s) else {
+        panic!("{entry:?}")
+    };
+    let keys = |id: &str| {
+        spec.consumers
+            .iter()
+            .find(|c| c.client_id == id)
+            .unwrap()
+            .keys
+            .clone()
+    };
+    assert_eq!(
+        keys("alice"),
+        [KeyDigest::of(b"key-a-1"), KeyDigest::of(b"key-a-2")]
+    );
+    assert_eq!(keys("carol"), [KeyDigest::of(b"key-c-data-1")]);
+    assert_eq!(keys("bob"), [KeyDigest::of(b"key-b-1")]);
+
+    let held = held_bytes(spec);
+    let shown = [format!("{spec:?}"), format!("{entry:?}"), format!("{t:?}")];
+    for key in ["key-a-1", "key-a-2", "key-b-1", "key-c-data-1"] {
+        assert!(
+            !held.windows(key.len()).any(|w| w == key.as_bytes()),
+            "{key} held by the spec"
+        );
+        for shown in &shown {
+            assert!(!shown.contains(key), "{key} in {shown}");
+        }
+        // Not the digest either, in hex or as a byte array.
+        let d = KeyDigest::of(key.as_bytes());
+        let hex: String = d.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let array = format!("{:?}", d.as_bytes());
+        for shown in &shown {
+            assert!(!shown.contains(&hex[..16]), "digest of {key} in {shown}");
+            assert!(!shown.contains(&array[1..16]), "digest of {key} in {shown}");
+        }
+    }
+}
+
+/// A Secret value that is not text is refused, naming the Secret and the entry (and
+/// no value); the rule fails closed.
+#[test]
+fn an_api_key_secret_that_is_not_text_is_refused() {
+    const KEYS: &str = "  apiKeyAuth:\n    credentialRefs: [{ name: keys-bin }]\n    extractFrom: [{ headers: [x-api-key] }]\n";
+    // base64 of the bytes ff fe 6b.
+    let yaml = BASE.to_owned()
+        + "---\napiVersion: v1\nkind: Secret\nmetadata: { name: keys-bin, namespace: apps }\n\
+           data: { dave: //5r }\n"
+        + &policy("shop", "2024-01-01T00:00:00Z", SHOP, KEYS);
+    let t = run(&yaml);
+    let entry = &t.access_policies()["SecurityPolicy/apps/shop/apiKeyAuth"];
+    assert!(entry.spec().is_none(), "{entry:?}");
+    let problem = entry.problem().unwrap_or_default();
+    assert!(
+        problem.contains("Secret apps/keys-bin: data \"dave\" is not UTF-8"),
+        "{problem}"
+    );
 }
 
 #[test]

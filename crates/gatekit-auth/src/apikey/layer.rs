@@ -12,7 +12,7 @@ use tower_layer::Layer;
 
 use super::{ApiKey, ApiKeyConfig};
 use crate::credential::CredentialSource;
-use crate::header::{Digest, challenge, digest_of, forwarded_value};
+use crate::header::{Digest, challenge, forwarded_value};
 
 /// A consumer as the layer knows it.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ pub struct ApiKeyLayer {
 }
 
 impl ApiKeyLayer {
-    /// Compiles `config`: every key is hashed, the plaintext dropped (and zeroed).
+    /// Compiles `config` into a map from key digest to consumer.
     ///
     /// # Errors
     ///
@@ -86,10 +86,10 @@ impl ApiKeyLayer {
                 }
             };
             for key in &consumer.keys {
-                if key.is_empty() {
+                if key.is_empty_key() {
                     return Err(ConfigError::new(field, "a key is empty"));
                 }
-                match by_digest.entry(digest_of(key.as_bytes())) {
+                match by_digest.entry(*key) {
                     Entry::Vacant(v) => {
                         v.insert(Arc::clone(&entry));
                     }

@@ -3,12 +3,20 @@
 //! An [`ApiKeyConfig`] lists consumers (a name and one or more keys: several during a
 //! rotation, when the old and the new key are both valid) and where a request carries
 //! its key ([`CredentialSource`]s: a header such as `x-api-key`, a query parameter, a
-//! cookie; the first source that holds a key decides). [`ApiKeyLayer::new`] consumes the
-//! configuration: every key is hashed with SHA-256 and only the digests are kept, in a
-//! map from digest to consumer; the plaintext keys are zeroed as the configuration is
-//! dropped. A request's key is hashed once and looked up by its digest, so no key is
-//! compared byte by byte (no timing side channel on the key) and none stays in memory
-//! (a heap dump or a `Debug` print shows no key).
+//! cookie; the first source that holds a key decides).
+//!
+//! # What is held, and in what form
+//!
+//! Keys are held only as [`KeyDigest`]s (SHA-256, gatekit-core's, the same the
+//! gateway's translation makes from Kubernetes Secrets). The configuration takes
+//! digests ([`ApiKeyConfig::with_consumer_digests`]) or plaintext keys
+//! ([`ApiKeyConfig::with_consumer`]), which it hashes at once, zeroing the plaintext it
+//! was given; neither the configuration nor the layer ever holds a key. A request's key
+//! is hashed once and looked up by its digest in a map from digest to consumer, so no
+//! key is compared byte by byte (no timing side channel on the key) and no key stays in
+//! memory (a heap dump or a `Debug` print shows no key; `Debug` shows no digest
+//! either). The request's own copy of its key is the request's: the layer neither
+//! copies nor keeps it.
 //!
 //! A request that passes carries `Identity::new("api-key", consumer)` in its extensions
 //! (a rate limit keyed by
@@ -35,7 +43,7 @@
 //! In a server of your own, put gatekit's error handling outside the layer:
 //!
 //! ```
-//! use gatekit_auth::apikey::{ApiKeyConfig, ApiKeyLayer};
+//! use gatekit_auth::apikey::{ApiKeyConfig, ApiKeyLayer, KeyDigest};
 //! use gatekit_auth::credential::CredentialSource;
 //! use gatekit_core::access::Identity;
 //! use gatekit_core::{Body, BoxError, HandleErrorLayer};
@@ -46,6 +54,8 @@
 //! let keys = ApiKeyLayer::new(
 //!     ApiKeyConfig::new("api")
 //!         .with_consumer("billing", ["k-2024", "k-2025"])
+//!         // Or digests kept instead of keys (SHA-256 of each key):
+//!         .with_consumer_digests("search", [KeyDigest::of(b"k-search")])
 //!         .with_source(CredentialSource::Header(HeaderName::from_static("x-api-key")))
 //!         .forward_consumer(HeaderName::from_static("x-consumer"))
 //!         .strip_credential(true),
@@ -79,11 +89,12 @@ use crate::credential::CredentialSource;
 pub use self::layer::{ApiKeyLayer, ApiKeyPolicy};
 pub use self::service::ApiKey;
 pub use crate::future::ResponseFuture;
+pub use gatekit_core::access::KeyDigest;
 
-/// What an API key check accepts: consumers and their keys, where keys are read, and
-/// what is forwarded. Consumed by [`ApiKeyLayer::new`], which keeps only digests of the
-/// keys; the keys held here are zeroed when it is dropped. `Debug` shows consumer names
-/// and key counts, never a key.
+/// What an API key check accepts: consumers and the digests of their keys, where keys
+/// are read, and what is forwarded. Consumed by [`ApiKeyLayer::new`]. Holds no
+/// plaintext key: keys given as text are hashed as they are added. `Debug` shows
+/// consumer names and key counts, never a key or a digest.
 #[derive(Clone)]
 pub struct ApiKeyConfig {
     pub(crate) realm: String,
@@ -93,11 +104,11 @@ pub struct ApiKeyConfig {
     pub(crate) strip_credential: bool,
 }
 
-/// One consumer and its keys (plaintext until the layer is built).
+/// One consumer and the digests of its keys.
 #[derive(Clone)]
 pub(crate) struct Consumer {
     pub(crate) name: String,
-    pub(crate) keys: Vec<Zeroizing<String>>,
+    pub(crate) keys: Vec<KeyDigest>,
 }
 
 impl ApiKeyConfig {
@@ -113,17 +124,35 @@ impl ApiKeyConfig {
         }
     }
 
-    /// Adds a consumer called `name` with `keys` (several during a rotation). A name
-    /// given twice adds keys to the same consumer.
+    /// Adds a consumer called `name` with `keys` (several during a rotation), each
+    /// hashed at once: only its [`KeyDigest`] is kept, and the `String` it became is
+    /// zeroed (a `&str` given here is the caller's to clear). A name given twice adds
+    /// keys to the same consumer.
     #[must_use]
     pub fn with_consumer<K: Into<String>>(
-        mut self,
+        self,
         name: impl Into<String>,
         keys: impl IntoIterator<Item = K>,
     ) -> Self {
+        let digests = keys.into_iter().map(|k| {
+            let key = Zeroizing::new(k.into());
+            KeyDigest::of(key.as_bytes())
+        });
+        self.with_consumer_digests(name, digests)
+    }
+
+    /// Adds a consumer called `name` whose keys have these digests (SHA-256 of each
+    /// key, made with [`KeyDigest::of`] or stored instead of the keys). A name given
+    /// twice adds keys to the same consumer.
+    #[must_use]
+    pub fn with_consumer_digests(
+        mut self,
+        name: impl Into<String>,
+        digests: impl IntoIterator<Item = KeyDigest>,
+    ) -> Self {
         self.consumers.push(Consumer {
             name: name.into(),
-            keys: keys.into_iter().map(|k| Zeroizing::new(k.into())).collect(),
+            keys: digests.into_iter().collect(),
         });
         self
     }

@@ -381,3 +381,73 @@ async fn a_rate_limit_keyed_by_identity_counts_per_consumer() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(statuses("key-search").await[..2], [StatusCode::OK; 2]);
 }
+
+/// A layer built from digests accepts the keys they are digests of, exactly as one
+/// built from the keys; the configuration holds digests either way, so its `Debug`
+/// and the layer's show neither keys nor digests.
+#[tokio::test]
+async fn a_configuration_of_digests_accepts_the_keys_they_are_digests_of() {
+    let digests = ApiKeyConfig::new("api")
+        .with_consumer_digests(
+            "billing",
+            [
+                KeyDigest::of(b"key-billing-old"),
+                KeyDigest::of(b"key-billing-new"),
+            ],
+        )
+        .with_consumer_digests("search", [KeyDigest::of(b"key-search")])
+        .with_source(CredentialSource::Header(X_API_KEY))
+        .forward_consumer(X_CONSUMER);
+    let shown = format!("{digests:?}");
+    assert!(shown.contains("2 key(s)"), "{shown}");
+    let hex: String = KeyDigest::of(b"key-search")
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(!shown.contains(&hex[..16]), "{shown}");
+
+    let (addr, reached) = server(digests).await;
+    let c = client();
+    for (key, consumer) in [
+        ("key-billing-old", "billing"),
+        ("key-billing-new", "billing"),
+        ("key-search", "search"),
+    ] {
+        let (status, _, body) = get(&c, addr, "/", &[("x-api-key", key)]).await;
+        assert_eq!(status, StatusCode::OK, "{key}");
+        assert!(body.contains(&format!("consumer={consumer}\n")), "{body}");
+    }
+    let (status, ..) = get(&c, addr, "/", &[("x-api-key", "key-unknown")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reached.load(Ordering::SeqCst), 3);
+
+    // Digests and keys mix; a key given both ways to one consumer counts once.
+    let mixed = ApiKeyLayer::new(
+        ApiKeyConfig::new("api")
+            .with_consumer("search", ["key-search"])
+            .with_consumer_digests("search", [KeyDigest::of(b"key-search")])
+            .with_source(CredentialSource::Header(X_API_KEY)),
+    )
+    .unwrap();
+    assert_eq!(mixed.key_count(), 1);
+}
+
+/// The rules on keys hold for digests too: the digest of the empty key is refused, and
+/// one key (by digest) given to two consumers is refused naming both.
+#[test]
+fn digests_are_checked_like_keys() {
+    let empty = ApiKeyConfig::new("api")
+        .with_consumer_digests("a", [KeyDigest::of(b"")])
+        .with_source(CredentialSource::Header(X_API_KEY));
+    let err = ApiKeyLayer::new(empty).unwrap_err();
+    assert_eq!(err.field(), "consumers[a]");
+    assert!(err.reason().contains("empty"), "{err}");
+
+    let shared = ApiKeyConfig::new("api")
+        .with_consumer("a", ["shared-key"])
+        .with_consumer_digests("b", [KeyDigest::of(b"shared-key")])
+        .with_source(CredentialSource::Header(X_API_KEY));
+    let msg = ApiKeyLayer::new(shared).unwrap_err().to_string();
+    assert!(msg.contains("`a`") && msg.contains("`b`"), "{msg}");
+}

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::htpasswd::User;
 
 /// A SHA-256 digest of an `Authorization` header value.
-pub(super) type Digest = [u8; 32];
+pub(super) use crate::header::Digest;
 
 /// What the cache knows of a credential.
 pub(super) enum Cached {

@@ -205,8 +205,9 @@ pub(super) fn ct_eq(a: &str, b: &str) -> bool {
         crate::header::digest_of(b.as_bytes()),
     );
     let diff = a
+        .as_bytes()
         .iter()
-        .zip(b.iter())
+        .zip(b.as_bytes().iter())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
 }

@@ -293,7 +293,7 @@ impl Shared {
         let state = cookie::random_token(&self.rng)?;
         let nonce = cookie::random_token(&self.rng)?;
         let verifier = cookie::random_token(&self.rng)?;
-        let challenge = URL_SAFE_NO_PAD.encode(digest_of(verifier.as_bytes()));
+        let challenge = URL_SAFE_NO_PAD.encode(digest_of(verifier.as_bytes()).as_bytes());
         let login = LoginState {
             url: original_url(req.uri()),
             state,
@@ -332,7 +332,7 @@ impl Shared {
     pub(super) fn state_cookie_name(&self, state: &str) -> String {
         let d = digest_of(state.as_bytes());
         let mut name = self.state_prefix.clone();
-        for b in &d[..8] {
+        for b in &d.as_bytes()[..8] {
             name.push_str(&format!("{b:02x}"));
         }
         name

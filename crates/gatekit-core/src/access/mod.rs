@@ -21,6 +21,10 @@
 //! [`ErrorKind::Forbidden`] (403) or [`ErrorKind::AuthUnavailable`] (503), turned into
 //! responses by [`error_response`](crate::error_response) like every other error.
 //!
+//! [`KeyDigest`] is the one form API keys are held in, here because both the
+//! Kubernetes translation (which digests keys as it reads them from Secrets) and the
+//! `gatekit-auth` layer (which looks request keys up by digest) use it.
+//!
 //! [`Backends::access_policy`]: crate::Backends::access_policy
 
 use std::fmt;
@@ -34,8 +38,11 @@ use crate::backend::ResponseFuture;
 use crate::route::conditions::preflight_method;
 use crate::{Backend, Body, BoxError, Error, ErrorKind};
 
+mod digest;
 #[cfg(test)]
 mod tests;
+
+pub use self::digest::KeyDigest;
 
 /// A check that guards route rules: wraps a rule's stack in its own layer.
 ///

@@ -21,6 +21,14 @@
 //! or Service, each of which translates everything, so every route is compiled again
 //! against the registry as it is after [`AccessRegistry::update`].
 //!
+//! # Secrets
+//!
+//! A built policy keeps the spec it was built from, to compare on reload. An API key
+//! spec holds SHA-256 digests, never keys (`api_key` hands them to gatekit-auth as
+//! digests; see `gatekit_k8s::translate`'s access module for what each spec holds), so
+//! the registry holds no key; comparing digests is what keeps a policy whose keys did
+//! not change. `Debug` of the registry shows a count only.
+//!
 //! # Counting
 //!
 //! Each built policy is wrapped: the rule's inner stack is entered through a marker
@@ -44,12 +52,14 @@ use gatekit_auth::credential::CredentialSource;
 use gatekit_auth::extauth::GrpcService;
 use gatekit_auth::extauth::{BodyToExtAuth, ExtAuthConfig, ExtAuthPolicy, HttpService};
 use gatekit_auth::jwt::{JwksSource, JwtConfig, JwtPolicy, RemoteJwks};
+use gatekit_auth::oidc::{OidcConfig, OidcLayer, OidcPolicy, SameSite};
 use gatekit_core::access::AccessPolicy;
-use gatekit_core::ratelimit::Cidr;
+use gatekit_core::ratelimit::{Cidr, ValueMatch, ValueRegex};
 use gatekit_core::{Backend, Body, BoxError, ConfigError, Error, ErrorKind};
 use gatekit_k8s::translate::{
     AccessEntry, AccessSpec, ApiKeySpec, AuthzSpec, BasicSpec, CredentialFrom, ExtAuthMode,
-    ExtAuthSpec, JwksSource as AccessJwks, JwtSpec,
+    ExtAuthSpec, JwksSource as AccessJwks, JwtSpec, OidcSpec, OidcStringMatch,
+    SameSite as AccessSameSite,
 };
 use http::{HeaderName, HeaderValue, Request, Response, Uri, header};
 use tower_service::Service;
@@ -183,10 +193,7 @@ fn build(spec: &AccessSpec, upstreams: &Upstreams) -> Result<Arc<dyn AccessPolic
         AccessSpec::Jwt(s) => jwt(s, upstreams).map(|p| Arc::new(p) as _),
         AccessSpec::ExtAuth(s) => ext_auth(s, upstreams).map(|p| Arc::new(p) as _),
         AccessSpec::Authz(s) => authz(s).map(|p| Arc::new(p) as _),
-        AccessSpec::Oidc(_) => Err(ConfigError::new(
-            "",
-            "OIDC login is not built into this gateway yet",
-        )),
+        AccessSpec::Oidc(s) => oidc(s, upstreams).map(|p| Arc::new(p) as _),
     };
     built.map_err(|e| e.within(&field))
 }
@@ -221,10 +228,12 @@ fn credential_source(from: &CredentialFrom, field: &str) -> Result<CredentialSou
     })
 }
 
+/// The spec holds the digests of the keys (the translation made them from the
+/// Secrets), and so does the layer: no key is held here.
 fn api_key(s: &ApiKeySpec) -> Result<ApiKeyPolicy, ConfigError> {
     let mut config = ApiKeyConfig::new(REALM).strip_credential(s.sanitize);
     for c in &s.consumers {
-        config = config.with_consumer(c.client_id.as_str(), c.keys.iter().map(String::as_str));
+        config = config.with_consumer_digests(c.client_id.as_str(), c.keys.iter().copied());
     }
     for from in &s.sources {
         config = config.with_source(credential_source(from, "extractFrom")?);
@@ -293,6 +302,94 @@ fn jwt(s: &JwtSpec, upstreams: &Upstreams) -> Result<JwtPolicy, ConfigError> {
         providers.push(provider);
     }
     JwtPolicy::new(JwtConfig::new(providers).optional(s.optional).realm(REALM))
+}
+
+/// An OIDC login. The provider is reached through its backendRefs' upstream, or else
+/// through a backend that resolves each request's own host (discovery, token and JWKS
+/// endpoints may be on different hosts). The session cookie is named after
+/// `cookieNames.idToken`; cookies are `Secure` unless the redirect URL is explicitly
+/// `http://`. A `sameSite` left unset is `Lax`.
+fn oidc(s: &OidcSpec, upstreams: &Upstreams) -> Result<OidcPolicy, ConfigError> {
+    let backend = match &s.upstream {
+        Some(name) => upstream_backend(upstreams, name, "provider.backendRefs")?,
+        None => dns::any_host(upstreams.client(), "provider.issuer")?,
+    };
+    let uri = |value: &str, field: &str| {
+        value
+            .parse::<Uri>()
+            .map_err(|_| ConfigError::new(field, format!("{value:?} is not a URL")))
+    };
+    let redirect = match (&s.redirect.scheme, &s.redirect.authority) {
+        (Some(scheme), Some(authority)) => {
+            format!("{scheme}://{authority}{}", s.redirect.path_and_query)
+        }
+        (None, None) => s.redirect.path_and_query.clone(),
+        _ => {
+            return Err(ConfigError::new(
+                "redirectURL",
+                "a scheme or host taken from the request with the other part fixed is not implemented",
+            ));
+        }
+    };
+    let mut config = OidcConfig::new(
+        s.issuer.as_str(),
+        s.client_id.as_str(),
+        s.client_secret.expose(),
+        backend,
+    )
+    .scopes(s.scopes.iter().map(String::as_str))
+    .resources(s.resources.iter().map(String::as_str))
+    .redirect_url(redirect)
+    .secure_cookies(s.redirect.scheme.as_deref() != Some("http"))
+    .logout_path(s.logout_path.as_str())
+    .forward_access_token(s.forward_access_token)
+    .refresh_token(s.refresh_token)
+    .default_refresh_token_ttl(s.default_refresh_token_ttl)
+    .csrf_token_ttl(s.csrf_token_ttl)
+    .cookie_name(s.id_token_cookie.as_str())
+    .pass_through_auth_header(s.pass_through_auth_header)
+    .same_site(match s.same_site {
+        None | Some(AccessSameSite::Lax) => SameSite::Lax,
+        Some(AccessSameSite::Strict) => SameSite::Strict,
+        Some(AccessSameSite::None) => SameSite::None,
+    });
+    if let Some(e) = &s.authorization_endpoint {
+        config = config.authorization_endpoint(uri(e, "provider.authorizationEndpoint")?);
+    }
+    if let Some(e) = &s.token_endpoint {
+        config = config.token_endpoint(uri(e, "provider.tokenEndpoint")?);
+    }
+    if let Some(e) = &s.end_session_endpoint {
+        config = config.end_session_endpoint(uri(e, "provider.endSessionEndpoint")?);
+    }
+    if let Some(ttl) = s.default_token_ttl {
+        config = config.default_token_ttl(ttl);
+    }
+    if let Some(d) = &s.cookie_domain {
+        config = config.cookie_domain(d.as_str());
+    }
+    for (i, m) in s.deny_redirect.iter().enumerate() {
+        let field = format!("denyRedirect.headers[{i}]");
+        let value = match &m.value {
+            OidcStringMatch::Exact(v) => {
+                ValueMatch::Exact(HeaderValue::try_from(v.as_str()).map_err(|_| {
+                    ConfigError::new(&field, format!("{v:?} is not a valid header value"))
+                })?)
+            }
+            OidcStringMatch::Prefix(v) => regex_match(&format!("{}.*", regex::escape(v)), &field)?,
+            OidcStringMatch::Suffix(v) => regex_match(&format!(".*{}", regex::escape(v)), &field)?,
+            OidcStringMatch::Regex(v) => regex_match(v, &field)?,
+        };
+        config = config.deny_redirect_header(header_name(&m.name, &field)?, value);
+    }
+    OidcLayer::new(config).map(OidcPolicy::from_layer)
+}
+
+/// A whole-value regular expression match.
+fn regex_match(pattern: &str, field: &str) -> Result<ValueMatch, ConfigError> {
+    ValueRegex::new(pattern)
+        .map(ValueMatch::Regex)
+        .map_err(|e| e.within(field))
 }
 
 /// The balanced upstream called `name`, as a backend.
@@ -421,55 +518,88 @@ fn authz(s: &AuthzSpec) -> Result<AuthzPolicy, ConfigError> {
     Ok(AuthzPolicy::new(config))
 }
 
-/// A backend to a host outside the cluster (a remote JWKS `uri` without backendRefs):
-/// its name resolved by DNS on each request (JWKS fetches are minutes apart), each
-/// address tried in turn, over TLS verified against the system's CA certificates for
-/// `https`. Requests go without their body (a JWKS fetch has none).
+/// Backends to hosts outside the cluster (a remote JWKS `uri` or an OIDC provider
+/// without backendRefs): the host resolved by DNS on each request (these requests are
+/// minutes or logins apart), each address tried in turn, over TLS verified against the
+/// system's CA certificates for `https`. A request body (an OIDC token request) is
+/// read whole first, up to 64 KiB, so that it can be sent again to the next address.
 mod dns {
     use std::task::{Context, Poll};
 
+    use bytes::Bytes;
     use gatekit_core::client::{Client, TlsSettings, Transport};
     use gatekit_core::{Backend, Body, BoxError, ConfigError, Error, ErrorKind};
     use http::{Request, Response, Uri};
+    use http_body_util::{BodyExt, Limited};
     use tower_service::Service;
 
-    /// The backend of `uri`'s host and port (80 or 443 by default).
+    /// The most body bytes a request through these backends may carry.
+    const MAX_BODY: usize = 64 * 1024;
+
+    /// The backend of `uri`'s host and port (80 or 443 by default), whatever the
+    /// requests' own URIs say.
     pub(super) fn backend(client: &Client, uri: &Uri, field: &str) -> Result<Backend, ConfigError> {
-        let host = uri
-            .host()
-            .ok_or_else(|| ConfigError::new(field, "no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(ConfigError::new(field, "not an http(s) URL")),
-        };
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let transport = if https {
-            let tls = TlsSettings::system_roots()
-                .and_then(|t| t.server_name(&host))
-                .map_err(|e| e.within(field))?;
-            Transport::http1().with_tls(tls)
-        } else {
-            Transport::http1()
-        };
+        let target = Target::of(uri).map_err(|why| ConfigError::new(field, why))?;
         Ok(Backend::new(Resolving {
             client: client.clone(),
-            host,
-            port,
-            transport,
+            fixed: Some(target),
         }))
     }
 
-    /// Resolves its host, then sends to the first address.
+    /// A backend that sends each request to its own URI's host and port.
+    pub(super) fn any_host(client: &Client, field: &str) -> Result<Backend, ConfigError> {
+        // Fails early where the system has no CA certificates, as `backend` does.
+        TlsSettings::system_roots().map_err(|e| e.within(field))?;
+        Ok(Backend::new(Resolving {
+            client: client.clone(),
+            fixed: None,
+        }))
+    }
+
+    /// Where requests go: a host, a port and how to speak to it.
     #[derive(Clone, Debug)]
-    struct Resolving {
-        client: Client,
+    struct Target {
         host: String,
         port: u16,
         transport: Transport,
+    }
+
+    impl Target {
+        fn of(uri: &Uri) -> Result<Self, String> {
+            let host = uri
+                .host()
+                .ok_or("no host")?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let https = match uri.scheme_str() {
+                Some("https") => true,
+                Some("http") => false,
+                _ => return Err("not an http(s) URL".to_owned()),
+            };
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let transport = if https {
+                let tls = TlsSettings::system_roots()
+                    .and_then(|t| t.server_name(&host))
+                    .map_err(|e| e.to_string())?;
+                Transport::http1().with_tls(tls)
+            } else {
+                Transport::http1()
+            };
+            Ok(Self {
+                host,
+                port,
+                transport,
+            })
+        }
+    }
+
+    /// Resolves the host (its own, or each request's), then sends to each address in
+    /// turn until one answers.
+    #[derive(Clone, Debug)]
+    struct Resolving {
+        client: Client,
+        fixed: Option<Target>,
     }
 
     impl Service<Request<Body>> for Resolving {
@@ -486,26 +616,37 @@ mod dns {
         fn call(&mut self, req: Request<Body>) -> Self::Future {
             let this = self.clone();
             Box::pin(async move {
-                let addrs: Vec<_> = tokio::net::lookup_host((this.host.as_str(), this.port))
+                let connect = || Box::new(Error::new(ErrorKind::Connect)) as BoxError;
+                let target = match this.fixed {
+                    Some(t) => t,
+                    None => Target::of(req.uri()).map_err(|_| connect())?,
+                };
+                let (parts, body) = req.into_parts();
+                let body: Bytes = Limited::new(body, MAX_BODY)
+                    .collect()
                     .await
-                    .map_err(|_| Box::new(Error::new(ErrorKind::Connect)) as BoxError)?
+                    .map_err(|_| connect())?
+                    .to_bytes();
+                let addrs: Vec<_> = tokio::net::lookup_host((target.host.as_str(), target.port))
+                    .await
+                    .map_err(|_| connect())?
                     .collect();
-                // A JWKS fetch is a GET without a body: each address is tried in turn
-                // (a host with an AAAA record may be unreachable over IPv6 from a pod).
-                let (parts, _) = req.into_parts();
+                // A host with an AAAA record may be unreachable over IPv6 from a pod:
+                // each address is tried in turn.
                 let mut last = None;
                 for addr in addrs {
-                    let mut req = Request::new(Body::empty());
+                    let mut req = Request::new(Body::full(body.clone()));
                     *req.method_mut() = parts.method.clone();
                     *req.uri_mut() = parts.uri.clone();
                     *req.headers_mut() = parts.headers.clone();
-                    let backend = Backend::single_with(&this.client, addr, this.transport.clone());
+                    let backend =
+                        Backend::single_with(&this.client, addr, target.transport.clone());
                     match backend.send(req).await {
                         Ok(rsp) => return Ok(rsp),
                         Err(e) => last = Some(e),
                     }
                 }
-                Err(last.unwrap_or_else(|| Box::new(Error::new(ErrorKind::Connect))))
+                Err(last.unwrap_or_else(connect))
             })
         }
     }
@@ -809,5 +950,121 @@ mod tests {
         assert!(stack.send(Request::new(Body::empty())).await.is_err());
         assert_eq!(count(&metrics, "refusing", "unauthenticated"), 1);
         assert_eq!(count(&metrics, "open", "allowed"), 0);
+    }
+
+    /// A Gateway, route `shop` (plus route `blog` when `blog`), and a SecurityPolicy
+    /// on `shop` with API keys from Secret `keys` holding `alice`'s `key`.
+    fn key_docs(key: &str, blog: bool) -> String {
+        let mut out = format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n\
+             metadata: {{ name: gw, namespace: apps }}\n\
+             spec:\n  gatewayClassName: gatekit\n  \
+             listeners: [{{ name: web, port: 80, protocol: HTTP }}]\n\
+             ---\napiVersion: v1\nkind: Service\nmetadata: {{ name: app, namespace: apps }}\n\
+             spec: {{ ports: [{{ port: 8080 }}] }}\n\
+             ---\napiVersion: v1\nkind: Secret\nmetadata: {{ name: keys, namespace: apps }}\n\
+             stringData: {{ alice: \"{key}\" }}\n\
+             ---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: SecurityPolicy\n\
+             metadata: {{ name: shop, namespace: apps }}\n\
+             spec:\n  targetRefs: [{{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: shop }}]\n  \
+             apiKeyAuth:\n    credentialRefs: [{{ name: keys }}]\n    \
+             extractFrom: [{{ headers: [x-api-key] }}]\n"
+        );
+        let routes: &[&str] = if blog { &["shop", "blog"] } else { &["shop"] };
+        for name in routes {
+            out.push_str(&format!(
+                "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+                 metadata: {{ name: {name}, namespace: apps }}\n\
+                 spec:\n  parentRefs: [{{ name: gw }}]\n  hostnames: [{name}.test]\n  \
+                 rules:\n  - backendRefs: [{{ name: app, port: 8080 }}]\n"
+            ));
+        }
+        out
+    }
+
+    fn key_entries(key: &str, blog: bool) -> BTreeMap<String, AccessEntry> {
+        let docs = key_docs(key, blog);
+        let (set, _) =
+            gatekit_k8s::ResourceSet::from_documents([("t.yaml", docs.as_str())]).unwrap();
+        let t = gatekit_k8s::translate(&set, &gatekit_k8s::TranslateOptions::default());
+        assert!(t.errors().is_empty(), "{:?}", t.errors());
+        t.access_policies().clone()
+    }
+
+    /// The status of a request carrying `key` through `policy`.
+    async fn status_with(policy: &Arc<dyn AccessPolicy>, key: &str) -> Option<ErrorKind> {
+        let req = Request::get("/")
+            .header("x-api-key", key)
+            .body(Body::empty())
+            .unwrap();
+        match policy.layer(ok_backend()).send(req).await {
+            Ok(_) => None,
+            Err(e) => Error::find(&*e).map(Error::kind),
+        }
+    }
+
+    const SHOP_KEYS: &str = "SecurityPolicy/apps/shop/apiKeyAuth";
+
+    /// The registry compares digests on reload: the same keys after an unrelated change
+    /// keep the built policy (the same `Arc`), a rotated key rebuilds it; the registry,
+    /// its entries and its `/config` dump never show a key.
+    #[tokio::test]
+    async fn api_key_policies_survive_unrelated_changes_and_are_rebuilt_on_rotation() {
+        let metrics = Metrics::new();
+        let client =
+            gatekit_core::client::Client::new(gatekit_core::client::ClientConfig::default());
+        let upstreams = Upstreams::new(client, metrics.clone());
+        let mut registry = AccessRegistry::default();
+        let stale = BTreeSet::new();
+
+        let first = key_entries("key-old", false);
+        assert!(
+            registry
+                .update(&first, &upstreams, &stale, &metrics)
+                .is_empty()
+        );
+        let built = registry.get(SHOP_KEYS).unwrap();
+        assert_eq!(status_with(&built, "key-old").await, None);
+
+        // An unrelated change (a new route): a new translation, equal digests, the
+        // same policy.
+        let unrelated = key_entries("key-old", true);
+        assert!(!Arc::ptr_eq(
+            unrelated[SHOP_KEYS].spec().unwrap(),
+            first[SHOP_KEYS].spec().unwrap()
+        ));
+        assert!(
+            registry
+                .update(&unrelated, &upstreams, &stale, &metrics)
+                .is_empty()
+        );
+        assert!(Arc::ptr_eq(&registry.get(SHOP_KEYS).unwrap(), &built));
+
+        // The key rotates: rebuilt; the new key passes, the old one is refused.
+        let rotated = key_entries("key-new", true);
+        assert!(
+            registry
+                .update(&rotated, &upstreams, &stale, &metrics)
+                .is_empty()
+        );
+        let rebuilt = registry.get(SHOP_KEYS).unwrap();
+        assert!(!Arc::ptr_eq(&rebuilt, &built));
+        assert_eq!(status_with(&rebuilt, "key-new").await, None);
+        assert_eq!(
+            status_with(&rebuilt, "key-old").await,
+            Some(ErrorKind::Unauthenticated)
+        );
+
+        for shown in [
+            format!("{registry:?}"),
+            format!("{:?}", registry.get(SHOP_KEYS)),
+            format!("{rotated:?}"),
+            dump(&rotated, &registry),
+        ] {
+            assert!(
+                !shown.contains("key-new") && !shown.contains("key-old"),
+                "{shown}"
+            );
+        }
     }
 }

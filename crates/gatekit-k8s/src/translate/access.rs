@@ -39,6 +39,30 @@
 //! listed under the single name `<Kind>/<namespace>/<name>`) and for a reference that
 //! does not resolve (a missing Secret, ConfigMap or Service: `Accepted=False`,
 //! `Invalid`, naming it).
+//!
+//! # Secrets: what a spec holds, and in what form
+//!
+//! Specs live as long as the translation and the gateway's registry keep them (to
+//! compare on reload), so they hold no secret a check does not need:
+//!
+//! - `apiKeyAuth`: the [`KeyDigest`] (SHA-256) of each key, made from the Secret's
+//!   own bytes as it is read; no copy of a key is made, and none is held. Equal
+//!   digests compare equal, so an unchanged Secret keeps the built policy.
+//! - `basicAuth`: the `.htpasswd` text, copied from the Secret into a string zeroed
+//!   when the spec is dropped. It holds password hashes; a line with anything else
+//!   (a plain-text password) is refused when the gateway builds the policy (its rules
+//!   answer 500), but the text stays in the spec until the Secret is fixed.
+//! - `jwt` `localJWKS`: the JWKS text, from the policy itself or a ConfigMap (public
+//!   keys, not secret, and shown by `Debug`). An HMAC (`oct`) key in it would be a
+//!   secret in a place that is not one; gatekit-auth never verifies with it (HMAC is
+//!   off unless enabled, which the translation never does), but the text is held as
+//!   written.
+//! - `extAuth`, `authorization`: no secret (Service names, header names, ranges,
+//!   claims).
+//!
+//! The Secret objects themselves stay in the provider's store (watched by name) or in
+//! the loaded manifests, as the API server sent them: the translation reads them in
+//! place and does not change that store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -46,14 +70,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatekit_core::ConfigError;
+use gatekit_core::access::KeyDigest;
 use gatekit_core::route::Rule;
+use zeroize::Zeroizing;
 
 use super::backend::{Context, RefSpec, name_of, ns_of};
 use super::policy::{Attachment, BtpTarget, by_age, gateway_ancestor, refused};
 use super::route::Use;
 use crate::status::{AncestorRef, ResourceRef, ResourceStatus, reason};
 use crate::types::security::{AccessBackendRef, AccessMechanisms, SecretRef};
-use crate::types::{GATEWAY_GROUP, ObjectMeta};
+use crate::types::{GATEWAY_GROUP, ObjectMeta, Secret};
 
 // In its own file, a child module so it reads policies with this module's helpers.
 #[path = "oidc.rs"]
@@ -148,12 +174,13 @@ pub struct ApiKeySpec {
 pub struct ApiKeyConsumer {
     /// The client id (the Secret's data key): the request's identity.
     pub client_id: String,
-    /// Its keys (several while one is rotated: each Secret naming the client adds
-    /// one).
-    pub keys: Vec<String>,
+    /// The digests of its keys (several while one is rotated: each Secret naming the
+    /// client adds one), made as the Secret was read: the keys themselves are not
+    /// held.
+    pub keys: Vec<KeyDigest>,
 }
 
-/// No key in debug output.
+/// Names and counts only.
 impl fmt::Debug for ApiKeySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeySpec")
@@ -165,7 +192,7 @@ impl fmt::Debug for ApiKeySpec {
     }
 }
 
-/// No key in debug output.
+/// The client id and a key count: no digest.
 impl fmt::Debug for ApiKeyConsumer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeyConsumer")
@@ -179,8 +206,11 @@ impl fmt::Debug for ApiKeyConsumer {
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BasicSpec {
-    /// The `.htpasswd` text (`user:hash` lines).
-    pub htpasswd: String,
+    /// The `.htpasswd` text (`user:hash` lines), zeroed when dropped. Password
+    /// hashes, not passwords: a line holding anything else (a plain-text password)
+    /// is refused when the gateway builds the policy, and the rules naming it answer
+    /// 500 until the Secret is fixed.
+    pub htpasswd: Zeroizing<String>,
     /// The realm of the `WWW-Authenticate` challenge.
     pub realm: String,
     /// A request header the user name is written to.
@@ -484,6 +514,33 @@ fn unimplemented(m: &AccessMechanisms) -> Vec<String> {
     out
 }
 
+/// Each entry of `secret` as text, borrowed from the Secret (`stringData` over
+/// `data`): no copy of a secret value is made here.
+fn secret_entries<'s>(
+    secret: &'s Secret,
+    field: &str,
+) -> Result<Vec<(&'s str, &'s str)>, ConfigError> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in secret.data.iter().flatten() {
+        let Ok(text) = std::str::from_utf8(&v.0) else {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "Secret {}/{}: data {k:?} is not UTF-8",
+                    ns_of(&secret.metadata),
+                    name_of(&secret.metadata)
+                ),
+            ));
+        };
+        out.push((k, text));
+    }
+    for (k, v) in secret.string_data.iter().flatten() {
+        out.retain(|(o, _)| o != k);
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
 /// One policy read: its names (in order) and the specs that resolved.
 struct Read {
     names: Vec<(String, &'static str)>,
@@ -533,13 +590,9 @@ impl Context<'_> {
         read
     }
 
-    /// The text of `key` of Secret `ns/name` (`stringData`, then `data`).
-    fn secret_text(
-        &self,
-        ns: &str,
-        r: &SecretRef,
-        field: &str,
-    ) -> Result<Vec<(String, String)>, ConfigError> {
+    /// The Secret `r` names, checked: kind Secret in the core group, in the policy's
+    /// namespace `ns`, present.
+    fn access_secret(&self, ns: &str, r: &SecretRef, field: &str) -> Result<&Secret, ConfigError> {
         let kind = r.kind.as_deref().unwrap_or("Secret");
         let group = r.group.as_deref().unwrap_or("");
         if kind != "Secret" || !group.is_empty() {
@@ -558,29 +611,8 @@ impl Context<'_> {
                 ),
             ));
         }
-        let Some(secret) = self.secret(ns, &r.name) else {
-            return Err(ConfigError::new(
-                field,
-                format!("Secret {ns}/{} not found", r.name),
-            ));
-        };
-        let mut out: Vec<(String, String)> = Vec::new();
-        for (k, v) in secret.data.iter().flatten() {
-            match String::from_utf8(v.0.clone()) {
-                Ok(s) => out.push((k.clone(), s)),
-                Err(_) => {
-                    return Err(ConfigError::new(
-                        field,
-                        format!("Secret {ns}/{}: data {k:?} is not UTF-8", r.name),
-                    ));
-                }
-            }
-        }
-        for (k, v) in secret.string_data.iter().flatten() {
-            out.retain(|(o, _)| o != k);
-            out.push((k.clone(), v.clone()));
-        }
-        Ok(out)
+        self.secret(ns, &r.name)
+            .ok_or_else(|| ConfigError::new(field, format!("Secret {ns}/{} not found", r.name)))
     }
 
     fn read_api_key(
@@ -591,7 +623,7 @@ impl Context<'_> {
     ) -> Option<AccessSpec> {
         let a = m.api_key_auth.as_ref()?;
         let before = problems.len();
-        let mut consumers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut consumers: BTreeMap<String, Vec<KeyDigest>> = BTreeMap::new();
         if a.credential_refs.is_empty() {
             problems.push(ConfigError::new(
                 "spec.apiKeyAuth.credentialRefs",
@@ -599,15 +631,22 @@ impl Context<'_> {
             ));
         }
         for (i, r) in a.credential_refs.iter().enumerate() {
-            match self.secret_text(ns, r, &format!("spec.apiKeyAuth.credentialRefs[{i}]")) {
+            let field = format!("spec.apiKeyAuth.credentialRefs[{i}]");
+            let entries = self
+                .access_secret(ns, r, &field)
+                .and_then(|secret| secret_entries(secret, &field));
+            match entries {
                 Ok(pairs) => {
+                    // Each key becomes its digest here, from the Secret's own bytes:
+                    // no copy of a key is made.
                     for (client, key) in pairs {
                         if key.is_empty() {
                             continue;
                         }
-                        let keys = consumers.entry(client).or_default();
-                        if !keys.contains(&key) {
-                            keys.push(key);
+                        let digest = KeyDigest::of(key.as_bytes());
+                        let keys = consumers.entry(client.to_owned()).or_default();
+                        if !keys.contains(&digest) {
+                            keys.push(digest);
                         }
                     }
                 }
@@ -650,14 +689,17 @@ impl Context<'_> {
     ) -> Option<AccessSpec> {
         let b = m.basic_auth.as_ref()?;
         let field = "spec.basicAuth.users";
-        let pairs = match self.secret_text(ns, &b.users, field) {
+        let pairs = match self
+            .access_secret(ns, &b.users, field)
+            .and_then(|secret| secret_entries(secret, field))
+        {
             Ok(p) => p,
             Err(e) => {
                 problems.push(e);
                 return None;
             }
         };
-        let Some((_, htpasswd)) = pairs.into_iter().find(|(k, _)| k == ".htpasswd") else {
+        let Some((_, htpasswd)) = pairs.into_iter().find(|(k, _)| *k == ".htpasswd") else {
             problems.push(ConfigError::new(
                 field,
                 format!("Secret {ns}/{} has no .htpasswd", b.users.name),
@@ -665,7 +707,7 @@ impl Context<'_> {
             return None;
         };
         Some(AccessSpec::Basic(BasicSpec {
-            htpasswd,
+            htpasswd: Zeroizing::new(htpasswd.to_owned()),
             realm: "gatekit".to_owned(),
             forward_header: b.forward_username_header.clone(),
         }))

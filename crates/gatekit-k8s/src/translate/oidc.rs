@@ -28,9 +28,9 @@ use std::time::Duration;
 
 use gatekit_core::ConfigError;
 use http::uri::{Authority, PathAndQuery};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::{AccessSpec, Read};
+use super::{AccessSpec, Read, secret_entries};
 use crate::translate::backend::Context;
 use crate::types::security::{AccessMechanisms, Oidc, SecretRef};
 
@@ -357,7 +357,8 @@ fn jwt_reads_a_header(m: &AccessMechanisms) -> bool {
 }
 
 impl Context<'_> {
-    /// One key of Secret `r` (in `ns`), non-empty; the Secret's other values are wiped.
+    /// One key of Secret `r` (in `ns`), non-empty, copied out of the Secret into memory
+    /// that is zeroed when dropped.
     fn secret_key(
         &self,
         ns: &str,
@@ -365,20 +366,17 @@ impl Context<'_> {
         key: &str,
         field: &str,
     ) -> Result<Zeroizing<String>, ConfigError> {
-        let mut found = None;
-        for (k, mut v) in self.secret_text(ns, r, field)? {
-            if k == key && found.is_none() {
-                found = Some(Zeroizing::new(v));
-            } else {
-                v.zeroize();
-            }
-        }
-        found.filter(|v| !v.is_empty()).ok_or_else(|| {
-            ConfigError::new(
-                field,
-                format!("Secret {ns}/{} has no (or an empty) {key:?} key", r.name),
-            )
-        })
+        let secret = self.access_secret(ns, r, field)?;
+        secret_entries(secret, field)?
+            .into_iter()
+            .find(|(k, v)| *k == key && !v.is_empty())
+            .map(|(_, v)| Zeroizing::new(v.to_owned()))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    field,
+                    format!("Secret {ns}/{} has no (or an empty) {key:?} key", r.name),
+                )
+            })
     }
 
     /// Reads `m.oidc` of the policy `kind` `ns/name` (see the [module docs](self)).
