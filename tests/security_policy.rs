@@ -3,11 +3,22 @@
 //! cannot be resolved refuses its routes with 500 `invalid-auth-policy` (never serves
 //! them unguarded) and says why in its status; an override on the Gateway is listed
 //! before an application route's own policy on that route's rules; `/config` shows the
-//! access policies by name and count, never a key or password hash.
+//! access policies by name and count, never a key or password hash; a policy's `cors`
+//! answers preflights before its JWT check and speaks for its 401s.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::net::SocketAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use gatekit_tests::EchoBackend;
 use gatekit_tests::wired::{Wired, free_port, gateway_http, get_raw, route, service};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use tokio::net::TcpStream;
 
 /// Starts the wired gateway on `docs` (one manifest file, after the Gateway).
 async fn start(docs: &[String]) -> (Wired, u16, tempfile::TempDir) {
@@ -177,4 +188,127 @@ async fn a_gateway_override_is_listed_before_an_app_routes_own_policy() {
         assert!(!text.contains(secret), "{secret} in /config");
         assert!(!metrics.contains(secret), "{secret} in /metrics");
     }
+}
+
+/// One request on a fresh connection: (status, headers).
+async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap) {
+    let io = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "example.test");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let rsp = sender
+        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = rsp.into_parts();
+    body.collect().await.unwrap();
+    (parts.status, parts.headers)
+}
+
+/// A JWKS holding one fresh Ed25519 public key (no token is ever signed with it here).
+fn jwks() -> String {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    serde_json::json!({"keys": [{
+        "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "k1",
+        "x": URL_SAFE_NO_PAD.encode(key.public_key().as_ref()),
+    }]})
+    .to_string()
+}
+
+/// Envoy Gateway's order: the CORS filter runs before authentication, answers
+/// preflights (they carry no credentials) and adds its headers to the 401 a later
+/// filter sends; a disallowed origin gets none.
+#[tokio::test]
+async fn a_policys_cors_answers_preflights_before_its_jwt_check_and_speaks_for_its_401s() {
+    let app = EchoBackend::start("app").await;
+    let spec = format!(
+        "  jwt:\n    providers:\n    - name: idp\n      issuer: https://issuer.test\n\
+         \x20     localJWKS: {{ type: Inline, inline: {} }}\n\
+         \x20 cors:\n    allowOrigins: [\"https://*.spa.test\"]\n    allowMethods: [GET, PUT]\n\
+         \x20   allowHeaders: [authorization]\n    maxAge: 1m\n    allowCredentials: true\n",
+        serde_json::to_string(&jwks()).unwrap()
+    );
+    let (wired, port, _dir) = start(&[
+        service("app", app.addr),
+        route("api", "/api", "app"),
+        policy(
+            "api",
+            "2024-01-01T00:00:00Z",
+            "{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: api }",
+            &spec,
+        ),
+    ])
+    .await;
+    let config = wired.config().await;
+    let c = accepted(&config, "SecurityPolicy", "api");
+    assert_eq!(c["status"], "True", "{c}");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let origin = "https://app.spa.test";
+
+    // The preflight: answered by the gateway without a token, the backend not called.
+    let (status, h) = send(
+        addr,
+        Method::OPTIONS,
+        "/api/items",
+        &[
+            ("origin", origin),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "authorization"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h["access-control-allow-origin"], origin);
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(h["access-control-allow-methods"], "GET, PUT");
+    assert_eq!(h["access-control-allow-headers"], "authorization");
+    assert_eq!(h["access-control-max-age"], "60");
+    assert!(h.get("www-authenticate").is_none());
+    assert_eq!(app.hits(), 0);
+
+    // The actual request without a token: 401, with the CORS headers so that the page
+    // can read it.
+    let (status, h) = send(addr, Method::PUT, "/api/items", &[("origin", origin)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(h.contains_key("www-authenticate"));
+    assert_eq!(h["access-control-allow-origin"], origin);
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(app.hits(), 0);
+
+    // A disallowed origin: the preflight is answered without CORS headers (the browser
+    // then refuses), and its 401 carries none either.
+    let evil = "https://spa.test.evil.test";
+    let (status, h) = send(
+        addr,
+        Method::OPTIONS,
+        "/api/items",
+        &[("origin", evil), ("access-control-request-method", "PUT")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(h.get("access-control-allow-origin").is_none(), "{h:?}");
+    assert!(h.get("access-control-allow-methods").is_none(), "{h:?}");
+    let (status, h) = send(addr, Method::GET, "/api/items", &[("origin", evil)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(h.get("access-control-allow-origin").is_none(), "{h:?}");
+    assert_eq!(h["vary"], "origin");
+    // A plain OPTIONS (no preflight) is not let through: it needs a token like any
+    // other request.
+    let (status, _) = send(addr, Method::OPTIONS, "/api/items", &[("origin", origin)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.hits(), 0);
 }

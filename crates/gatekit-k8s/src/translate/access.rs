@@ -33,10 +33,23 @@
 //! A policy that cannot be used is still listed on the rules it applies to, and no
 //! spec is emitted under its names: those rules answer 500 `invalid-auth-policy`
 //! instead of serving without the checks the policy asked for. That holds for a field
-//! gatekit does not implement (`oidc`, `cors`, ...: `Accepted=False`, `Unsupported`,
-//! listed under the single name `<Kind>/<namespace>/<name>`) and for a reference that
-//! does not resolve (a missing Secret, ConfigMap or Service: `Accepted=False`,
-//! `Invalid`, naming it).
+//! gatekit does not implement (`oidc`, a SecurityOverride's `cors`, ...:
+//! `Accepted=False`, `Unsupported`, listed under the single name
+//! `<Kind>/<namespace>/<name>`) and for a reference that does not resolve (a missing
+//! Secret, ConfigMap or Service: `Accepted=False`, `Invalid`, naming it).
+//!
+//! # CORS
+//!
+//! A SecurityPolicy's `cors` goes with its checks: the rules the policy applies to
+//! (the most specific one, as above) get it as their CORS filter, first in their
+//! filter list, so it is the HTTPRoute `CORS` filter's machinery (gatekit-core's
+//! `filter/cors.rs`) that answers preflights, adds the headers to responses and to the
+//! gateway's own errors (a 401 included), and lets preflights pass the rule's access
+//! policies unchecked (`gatekit_core::access`). A rule with its own HTTPRoute `CORS`
+//! filter keeps it (the rule-level filter wins, as in Envoy Gateway) and the policy's
+//! `Accepted` message names those rules. A policy may hold only `cors`; a `cors` that
+//! cannot be used refuses the policy (`Invalid`, naming `spec.cors.<field>`) and its
+//! rules, like any other problem.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -44,13 +57,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatekit_core::ConfigError;
-use gatekit_core::route::Rule;
+use gatekit_core::route::{CorsPolicy, Filter, Rule};
 
 use super::backend::{Context, RefSpec, name_of, ns_of};
 use super::policy::{Attachment, BtpTarget, by_age, gateway_ancestor, refused};
 use super::route::Use;
 use crate::status::{AncestorRef, ResourceRef, ResourceStatus, reason};
-use crate::types::security::{AccessBackendRef, AccessMechanisms, SecretRef};
+use crate::types::security::{AccessBackendRef, AccessMechanisms, Cors, SecretRef};
 use crate::types::{GATEWAY_GROUP, ObjectMeta};
 
 // === specs ===
@@ -376,8 +389,8 @@ pub(crate) struct AccessMaps {
     /// SecurityOverrides by Gateway target (namespace, Gateway, listener): their age
     /// rank and names.
     overrides: HashMap<GatewayKey, Vec<(usize, Vec<String>)>>,
-    /// SecurityPolicies by target: the owner (`namespace/name`) and names.
-    policies: HashMap<Key, (String, Vec<String>)>,
+    /// SecurityPolicies by target: the owner (`namespace/name`) and what it applies.
+    policies: HashMap<Key, (String, Applied)>,
     /// The upstreams external authorization and JWKS backendRefs use.
     pub(crate) uses: Arc<Vec<Use>>,
 }
@@ -386,7 +399,15 @@ pub(crate) struct AccessMaps {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ListenerAccess {
     overrides: Vec<String>,
-    policy: Option<Vec<String>>,
+    policy: Option<Applied>,
+}
+
+/// What one SecurityPolicy gives the rules it covers: the names of its checks and its
+/// `cors`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Applied {
+    names: Vec<String>,
+    cors: Option<Arc<CorsPolicy>>,
 }
 
 /// A mechanism's name within a policy.
@@ -480,8 +501,16 @@ struct Read {
 }
 
 impl Context<'_> {
-    /// Reads a policy's mechanisms (`kind` `SecurityPolicy` or `SecurityOverride`).
-    fn read_access(&self, kind: &str, ns: &str, name: &str, m: &AccessMechanisms) -> Read {
+    /// Reads a policy's mechanisms (`kind` `SecurityPolicy` or `SecurityOverride`);
+    /// `cors`: the policy also sets `cors`, so it may have no mechanism.
+    fn read_access(
+        &self,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        m: &AccessMechanisms,
+        cors: bool,
+    ) -> Read {
         let mut read = Read {
             names: Vec::new(),
             specs: BTreeMap::new(),
@@ -491,7 +520,7 @@ impl Context<'_> {
         };
         let missing = unimplemented(m);
         let found = mechanisms(m);
-        if !missing.is_empty() || found.is_empty() {
+        if !missing.is_empty() || (found.is_empty() && !cors) {
             read.names.push((entry_name(kind, ns, name, ""), ""));
             read.unsupported = Some(if missing.is_empty() {
                 "no access mechanism set".to_owned()
@@ -1013,6 +1042,81 @@ fn read_authz(m: &AccessMechanisms, problems: &mut Vec<ConfigError>) -> Option<A
     }))
 }
 
+/// A SecurityPolicy's `cors` as the CORS policy of the rules it covers, checked as
+/// an HTTPRoute's CORS filter is (problems name `spec.cors.<field>`).
+fn read_cors(c: &Cors, problems: &mut Vec<ConfigError>) -> Option<Arc<CorsPolicy>> {
+    let before = problems.len();
+    if c.allow_origins.is_empty() {
+        problems.push(ConfigError::new(
+            "spec.cors.allowOrigins",
+            "no origin: at least one is required",
+        ));
+    }
+    let mut p = CorsPolicy::default();
+    p.allow_origins = c.allow_origins.clone();
+    p.allow_methods = c.allow_methods.clone();
+    p.allow_headers = c.allow_headers.clone();
+    p.expose_headers = c.expose_headers.clone();
+    p.allow_credentials = c.allow_credentials.unwrap_or(false);
+    p.max_age = match c.max_age.as_deref().map(crate::duration::parse) {
+        None => None,
+        Some(Ok(d)) => match u32::try_from(d.as_secs()) {
+            Ok(secs) => Some(secs),
+            Err(_) => {
+                problems.push(ConfigError::new("spec.cors.maxAge", "too long"));
+                None
+            }
+        },
+        Some(Err(e)) => {
+            problems.push(ConfigError::new("spec.cors.maxAge", e.to_string()));
+            None
+        }
+    };
+    if let Err(e) = super::route::cors_filter(p.clone()) {
+        problems.push(ConfigError::new(
+            format!("spec.cors.{}", e.field()),
+            e.reason(),
+        ));
+    }
+    (problems.len() == before).then(|| Arc::new(p))
+}
+
+/// The rules (`rules[i]`, or by name) of HTTPRoute `ns/name` (only rule `section`, if
+/// set) that have a CORS filter of their own.
+fn rules_with_cors(
+    resources: &crate::ResourceSet,
+    ns: &str,
+    name: &str,
+    section: Option<&str>,
+) -> Vec<String> {
+    use gateway_api::experimental::httproutes::HttpRouteRulesFiltersType as FilterType;
+    let Some(route) = resources
+        .http_routes
+        .iter()
+        .find(|r| ns_of(&r.metadata) == ns && name_of(&r.metadata) == name)
+    else {
+        return Vec::new();
+    };
+    route
+        .spec
+        .rules
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, r)| section.is_none_or(|s| r.name.as_deref() == Some(s)))
+        .filter(|(_, r)| {
+            r.filters
+                .iter()
+                .flatten()
+                .any(|f| f.r#type == FilterType::Cors)
+        })
+        .map(|(i, r)| match &r.name {
+            Some(n) => format!("rule {n}"),
+            None => format!("rules[{i}]"),
+        })
+        .collect()
+}
+
 /// A target as a status string.
 fn target_text(kind: &str, ns: &str, name: &str, section: Option<&str>) -> String {
     match section {
@@ -1043,7 +1147,7 @@ impl Context<'_> {
             let ns = ns_of(&o.metadata);
             let name = name_of(&o.metadata);
             let resource = ResourceRef::new("SecurityOverride", Some(ns), name);
-            let read = self.read_access("SecurityOverride", ns, name, &o.spec.access);
+            let read = self.read_access("SecurityOverride", ns, name, &o.spec.access, false);
             let mut attachment = Attachment::new();
             let mut targets = Vec::new();
             let mut ancestors = Vec::new();
@@ -1101,7 +1205,14 @@ impl Context<'_> {
             let name = name_of(&p.metadata);
             let owner = format!("{ns}/{name}");
             let resource = ResourceRef::new("SecurityPolicy", Some(ns), name);
-            let mut read = self.read_access("SecurityPolicy", ns, name, &p.spec.access);
+            let cors_spec = p.spec.cors.as_ref();
+            let mut read = self.read_access(
+                "SecurityPolicy",
+                ns,
+                name,
+                &p.spec.access,
+                cors_spec.is_some(),
+            );
             let selector_fields: Vec<String> = p
                 .spec
                 .target_selectors
@@ -1112,6 +1223,11 @@ impl Context<'_> {
                         .keys()
                         .map(move |k| format!("targetSelectors[{i}].{k}"))
                 })
+                .chain(
+                    cors_spec
+                        .into_iter()
+                        .flat_map(|c| c.other.keys().map(|k| format!("cors.{k}"))),
+                )
                 .collect();
             if !selector_fields.is_empty() && read.unsupported.is_none() {
                 read.unsupported = Some(format!(
@@ -1121,6 +1237,17 @@ impl Context<'_> {
                 read.specs.clear();
                 read.names = vec![(entry_name("SecurityPolicy", ns, name, ""), "")];
             }
+            let cors = match cors_spec {
+                Some(c) if read.unsupported.is_none() => read_cors(c, &mut read.problems),
+                _ => None,
+            };
+            if read.names.is_empty() && !read.problems.is_empty() {
+                // A `cors`-only policy that cannot be used still guards its rules.
+                read.names
+                    .push((entry_name("SecurityPolicy", ns, name, ""), ""));
+            }
+            let usable = read.unsupported.is_none() && read.problems.is_empty();
+            let cors = cors.filter(|_| usable);
             let resolved =
                 self.policy_targets(&p.metadata, &p.spec.target_selectors, p.spec.targets());
             let mut attachment = Attachment::new();
@@ -1166,7 +1293,16 @@ impl Context<'_> {
                     );
                     continue;
                 }
-                maps.policies.insert(key, (owner.clone(), names.clone()));
+                maps.policies.insert(
+                    key,
+                    (
+                        owner.clone(),
+                        Applied {
+                            names: names.clone(),
+                            cors: cors.clone(),
+                        },
+                    ),
+                );
                 let gateways: Vec<(String, String)> = ancestors
                     .iter()
                     .filter(|a| a.kind == "Gateway")
@@ -1180,14 +1316,23 @@ impl Context<'_> {
                         }
                     }
                 }
-                let note = if over.is_empty() {
-                    String::new()
-                } else {
-                    format!(
+                let mut notes = Vec::new();
+                if !over.is_empty() {
+                    notes.push(format!(
                         "{text}: the SecurityOverride {} also applies (GEP-713 override: its checks run first and this policy cannot remove them)",
                         over.join(", ")
-                    )
-                };
+                    ));
+                }
+                if cors.is_some() && kind == "HTTPRoute" {
+                    let own = rules_with_cors(resources, ns, &t.name, t.section.as_deref());
+                    if !own.is_empty() {
+                        notes.push(format!(
+                            "{text}: the HTTPRoute's own CORS filter on {} applies there instead of this policy's cors (the rule-level filter wins, as in Envoy Gateway)",
+                            own.join(", ")
+                        ));
+                    }
+                }
+                let note = notes.join("; ");
                 targets.push(text);
                 attachment.attached_with_all(ancestors, note);
             }
@@ -1262,7 +1407,7 @@ impl Context<'_> {
         listener: Option<&str>,
     ) -> ListenerAccess {
         let maps = &self.access;
-        if maps.entries.is_empty() {
+        if maps.overrides.is_empty() && maps.policies.is_empty() {
             return ListenerAccess::default();
         }
         let mut ranked: Vec<&(usize, Vec<String>)> = Vec::new();
@@ -1287,7 +1432,7 @@ impl Context<'_> {
                     gw.to_owned(),
                     section.map(str::to_owned),
                 ))
-                .map(|(_, n)| n.clone())
+                .map(|(_, a)| a.clone())
         };
         let policy = listener
             .and_then(|l| policy_of(Some(l)))
@@ -1296,7 +1441,8 @@ impl Context<'_> {
     }
 
     /// Sets each rule's access list: `parent`'s overrides, then the most specific
-    /// SecurityPolicy (rule, route, then `parent`'s).
+    /// SecurityPolicy (rule, route, then `parent`'s); that policy's `cors` becomes the
+    /// rule's CORS filter, first in its list, unless the rule has its own.
     pub(crate) fn apply_access(
         &self,
         kind: &'static str,
@@ -1306,7 +1452,7 @@ impl Context<'_> {
         rules: &mut [Rule],
     ) {
         let maps = &self.access;
-        if maps.entries.is_empty() {
+        if maps.overrides.is_empty() && maps.policies.is_empty() {
             // The rules' own (ExternalAuth filters) stay as they are.
             return;
         }
@@ -1324,10 +1470,17 @@ impl Context<'_> {
         for rule in rules {
             let own = rule.name.as_deref().and_then(|s| of(Some(s)));
             let policy = own.or(route).or(parent.policy.as_ref());
+            if let Some(cors) = policy.and_then(|p| p.cors.as_ref())
+                && !rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)))
+            {
+                rule.filters
+                    .insert(0, Filter::Cors(CorsPolicy::clone(cors)));
+            }
             // The rule's own (ExternalAuth filters) come last.
             let own = std::mem::take(&mut rule.policy.access);
             let mut access = parent.overrides.clone();
-            for n in policy.into_iter().flatten().chain(&own) {
+            let names = policy.map(|p| p.names.as_slice()).unwrap_or_default();
+            for n in names.iter().chain(&own) {
                 if !access.contains(n) {
                     access.push(n.clone());
                 }
