@@ -4,7 +4,8 @@
 //! them unguarded) and says why in its status; an override on the Gateway is listed
 //! before an application route's own policy on that route's rules; `/config` shows the
 //! access policies by name and count, never a key or password hash; a policy's `cors`
-//! answers preflights before its JWT check and speaks for its 401s.
+//! answers preflights before its JWT check and speaks for its 401s; a Secret in another
+//! namespace is used once a ReferenceGrant there permits it.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::net::SocketAddr;
@@ -13,7 +14,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use gatekit_tests::EchoBackend;
-use gatekit_tests::wired::{Wired, free_port, gateway_http, get_raw, route, service};
+use gatekit_tests::wired::{
+    Wired, eventually, free_port, gateway_http, get_raw, route, service, write_atomic,
+};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -311,4 +314,69 @@ async fn a_policys_cors_answers_preflights_before_its_jwt_check_and_speaks_for_i
     let (status, _) = send(addr, Method::OPTIONS, "/api/items", &[("origin", origin)]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.hits(), 0);
+}
+
+/// A basic-auth Secret in namespace `vault`: refused (500, `RefNotPermitted`) until a
+/// ReferenceGrant there permits SecurityPolicies from `default`; then the users in it
+/// are the ones checked.
+#[tokio::test]
+async fn a_secret_in_another_namespace_is_used_once_a_reference_grant_permits_it() {
+    let app = EchoBackend::start("app").await;
+    let hash = bcrypt::hash_with_salt("open-sesame", 4, [7; 16])
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY);
+    let users = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{ name: users, namespace: vault }}\n\
+         stringData: {{ .htpasswd: \"ops:{hash}\" }}\n"
+    );
+    let (wired, port, dir) = start(&[
+        service("app", app.addr),
+        route("app", "/", "app"),
+        users,
+        policy(
+            "basic",
+            "2024-01-01T00:00:00Z",
+            "{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: app }",
+            "  basicAuth: { users: { name: users, namespace: vault } }\n",
+        ),
+    ])
+    .await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let good = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ops:open-sesame")
+    );
+    let (status, _) = send(addr, Method::GET, "/", &[("authorization", &good)]).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(app.hits(), 0);
+    let c = accepted(&wired.config().await, "SecurityPolicy", "basic");
+    assert_eq!(c["status"], "False", "{c}");
+    assert_eq!(c["reason"], "RefNotPermitted", "{c}");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.basicAuth.users"),
+        "{c}"
+    );
+
+    write_atomic(
+        dir.path(),
+        "grant.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\n\
+         metadata: { name: policies, namespace: vault }\n\
+         spec:\n  from: [{ group: gateway.envoyproxy.io, kind: SecurityPolicy, namespace: default }]\n\
+         \x20 to: [{ group: \"\", kind: Secret, name: users }]\n",
+    );
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the granted Secret's users are checked",
+        || async { send(addr, Method::GET, "/", &[]).await.0 == StatusCode::UNAUTHORIZED },
+    )
+    .await;
+    let (status, _) = send(addr, Method::GET, "/", &[("authorization", &good)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.hits(), 1);
+    let c = accepted(&wired.config().await, "SecurityPolicy", "basic");
+    assert_eq!(c["status"], "True", "{c}");
 }

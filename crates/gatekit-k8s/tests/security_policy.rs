@@ -492,3 +492,125 @@ fn a_security_override_has_no_cors() {
     );
     assert!(cors_of(&t, "shop", Some("admin")).is_none());
 }
+
+/// A ReferenceGrant in `ns` from `group`/`kind` objects in `apps` to `to_kind`s.
+fn grant(ns: &str, group: &str, kind: &str, to_kind: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\n\
+         metadata: {{ name: from-apps-{}, namespace: {ns} }}\n\
+         spec:\n  from: [{{ group: {group}, kind: {kind}, namespace: apps }}]\n  \
+         to: [{{ group: \"\", kind: {to_kind} }}]\n",
+        kind.to_lowercase()
+    )
+}
+
+const VAULT: &str = "---\napiVersion: v1\nkind: Secret\nmetadata: { name: shared-keys, namespace: vault }\n\
+    stringData: { dave: key-d-1 }\n\
+    ---\napiVersion: v1\nkind: Secret\nmetadata: { name: shared-users, namespace: vault }\n\
+    stringData: { .htpasswd: \"erin:$2y$05$abcdefghijklmnopqrstuv\" }\n";
+
+const CROSS_KEYS: &str = "  apiKeyAuth:\n    credentialRefs: [{ name: shared-keys, namespace: vault }]\n    \
+    extractFrom: [{ headers: [x-api-key] }]\n";
+
+#[test]
+fn a_secret_in_another_namespace_needs_a_reference_grant_from_security_policies() {
+    let base = BASE.to_owned() + VAULT + &policy("keys", "2024-01-01T00:00:00Z", SHOP, CROSS_KEYS);
+
+    // No grant, or one for routes only: refused, naming the field; the rules refuse.
+    for extra in [
+        String::new(),
+        grant("vault", "gateway.networking.k8s.io", "HTTPRoute", "Secret"),
+    ] {
+        let t = run(&(base.clone() + &extra));
+        let (ok, reason, message) = accepted(&t, "SecurityPolicy", "keys");
+        assert!(!ok, "{extra}");
+        assert_eq!(reason, "RefNotPermitted", "{message}");
+        assert!(
+            message.contains("spec.apiKeyAuth.credentialRefs[0]")
+                && message.contains("Secret vault/shared-keys is not permitted"),
+            "{message}"
+        );
+        assert_eq!(
+            access(&t, "shop", Some("public")),
+            ["SecurityPolicy/apps/keys/apiKeyAuth"]
+        );
+        assert!(
+            t.access_policies()["SecurityPolicy/apps/keys/apiKeyAuth"]
+                .spec()
+                .is_none()
+        );
+    }
+
+    // Granted from Envoy Gateway's SecurityPolicy kind: the keys are read.
+    let t = run(&(base + &grant("vault", "gateway.envoyproxy.io", "SecurityPolicy", "Secret")));
+    let (ok, _, message) = accepted(&t, "SecurityPolicy", "keys");
+    assert!(ok, "{message}");
+    let entry = &t.access_policies()["SecurityPolicy/apps/keys/apiKeyAuth"];
+    let Some(AccessSpec::ApiKey(spec)) = entry.spec().map(|s| &**s) else {
+        panic!("{entry:?}")
+    };
+    assert_eq!(spec.consumers.len(), 1);
+    assert_eq!(spec.consumers[0].client_id, "dave");
+    assert_eq!(spec.consumers[0].keys, ["key-d-1"]);
+}
+
+#[test]
+fn a_security_override_reads_another_namespace_with_a_grant_from_gatekit_io() {
+    let spec = "  basicAuth: { users: { name: shared-users, namespace: vault } }\n";
+    let base = BASE.to_owned() + VAULT + &override_("platform", "2024-01-01T00:00:00Z", spec);
+    let t =
+        run(&(base.clone() + &grant("vault", "gateway.envoyproxy.io", "SecurityPolicy", "Secret")));
+    let (ok, reason, message) = accepted(&t, "SecurityOverride", "platform");
+    assert!(!ok);
+    assert_eq!(reason, "RefNotPermitted");
+    assert!(message.contains("spec.basicAuth.users"), "{message}");
+    assert_eq!(
+        access(&t, "blog", None),
+        ["SecurityOverride/apps/platform/basicAuth"]
+    );
+
+    let t = run(&(base + &grant("vault", "gatekit.io", "SecurityOverride", "Secret")));
+    let (ok, _, message) = accepted(&t, "SecurityOverride", "platform");
+    assert!(ok, "{message}");
+    let entry = &t.access_policies()["SecurityOverride/apps/platform/basicAuth"];
+    assert!(matches!(
+        entry.spec().map(|s| &**s),
+        Some(AccessSpec::Basic(_))
+    ));
+}
+
+#[test]
+fn an_ext_auth_service_in_another_namespace_needs_a_reference_grant() {
+    let base = BASE.to_owned()
+        + "---\napiVersion: v1\nkind: Service\nmetadata: { name: authz, namespace: auth }\n\
+           spec: { ports: [{ port: 9000 }] }\n"
+        + &policy(
+            "ext",
+            "2024-01-01T00:00:00Z",
+            SHOP,
+            "  extAuth:\n    http: { backendRefs: [{ name: authz, namespace: auth, port: 9000 }] }\n",
+        );
+    let t = run(&base);
+    let (ok, reason, message) = accepted(&t, "SecurityPolicy", "ext");
+    assert!(!ok);
+    assert_eq!(reason, "RefNotPermitted", "{message}");
+    assert!(
+        message.contains("spec.extAuth.http.backendRefs"),
+        "{message}"
+    );
+    assert!(!t.upstreams().contains_key("auth/authz:9000"));
+    assert_eq!(
+        access(&t, "shop", Some("admin")),
+        ["SecurityPolicy/apps/ext/extAuth"]
+    );
+
+    let t = run(&(base + &grant("auth", "gateway.envoyproxy.io", "SecurityPolicy", "Service")));
+    let (ok, _, message) = accepted(&t, "SecurityPolicy", "ext");
+    assert!(ok, "{message}");
+    let entry = &t.access_policies()["SecurityPolicy/apps/ext/extAuth"];
+    let Some(AccessSpec::ExtAuth(spec)) = entry.spec().map(|s| &**s) else {
+        panic!("{entry:?}")
+    };
+    assert_eq!(spec.upstream, "auth/authz:9000");
+    assert!(t.upstreams().contains_key("auth/authz:9000"));
+}

@@ -36,7 +36,18 @@
 //! gatekit does not implement (`oidc`, a SecurityOverride's `cors`, ...:
 //! `Accepted=False`, `Unsupported`, listed under the single name
 //! `<Kind>/<namespace>/<name>`) and for a reference that does not resolve (a missing
-//! Secret, ConfigMap or Service: `Accepted=False`, `Invalid`, naming it).
+//! Secret, ConfigMap or Service: `Accepted=False`, `Invalid`, naming it; one in
+//! another namespace that no ReferenceGrant permits: `RefNotPermitted`, naming the
+//! field).
+//!
+//! # Other namespaces
+//!
+//! A Secret (`apiKeyAuth.credentialRefs`, `basicAuth.users`) or Service (`extAuth`,
+//! `remoteJWKS` `backendRefs`) in another namespace is used where a ReferenceGrant in
+//! that namespace permits it, as for a route's backendRef (the same check,
+//! `Context::grant_allows`): `from` `gateway.envoyproxy.io`/`SecurityPolicy` (or
+//! `gatekit.io`/`SecurityOverride`) in the policy's namespace, `to` the core
+//! `Secret` or `Service` (by name or all).
 //!
 //! # CORS
 //!
@@ -492,9 +503,14 @@ fn unimplemented(m: &AccessMechanisms) -> Vec<String> {
 
 /// One policy read: its names (in order) and the specs that resolved.
 struct Read {
+    /// `SecurityPolicy` or `SecurityOverride` (for ReferenceGrants).
+    kind: &'static str,
     names: Vec<(String, &'static str)>,
     specs: BTreeMap<String, AccessSpec>,
     problems: Vec<ConfigError>,
+    /// A reference to another namespace no ReferenceGrant permits is among the
+    /// problems: the status says `RefNotPermitted` rather than `Invalid`.
+    not_permitted: bool,
     /// Why the whole policy is refused (fields not implemented).
     unsupported: Option<String>,
     uses: Vec<Use>,
@@ -505,16 +521,18 @@ impl Context<'_> {
     /// `cors`: the policy also sets `cors`, so it may have no mechanism.
     fn read_access(
         &self,
-        kind: &str,
+        kind: &'static str,
         ns: &str,
         name: &str,
         m: &AccessMechanisms,
         cors: bool,
     ) -> Read {
         let mut read = Read {
+            kind,
             names: Vec::new(),
             specs: BTreeMap::new(),
             problems: Vec::new(),
+            not_permitted: false,
             unsupported: None,
             uses: Vec::new(),
         };
@@ -533,8 +551,8 @@ impl Context<'_> {
             let full = entry_name(kind, ns, name, mech);
             let spec = match mech {
                 "extAuth" => self.read_ext_auth(ns, m, &mut read),
-                "apiKeyAuth" => self.read_api_key(ns, m, &mut read.problems),
-                "basicAuth" => self.read_basic(ns, m, &mut read.problems),
+                "apiKeyAuth" => self.read_api_key(ns, m, &mut read),
+                "basicAuth" => self.read_basic(ns, m, &mut read),
                 "jwt" => self.read_jwt(ns, m, &mut read),
                 _ => read_authz(m, &mut read.problems),
             };
@@ -546,12 +564,15 @@ impl Context<'_> {
         read
     }
 
-    /// The text of `key` of Secret `ns/name` (`stringData`, then `data`).
+    /// The data of the Secret `r` names (`stringData` over `data`), for a policy in
+    /// `home`; a Secret in another namespace only where a ReferenceGrant there permits
+    /// it (a refusal sets `read.not_permitted`).
     fn secret_text(
         &self,
-        ns: &str,
+        home: &str,
         r: &SecretRef,
         field: &str,
+        read: &mut Read,
     ) -> Result<Vec<(String, String)>, ConfigError> {
         let kind = r.kind.as_deref().unwrap_or("Secret");
         let group = r.group.as_deref().unwrap_or("");
@@ -561,13 +582,18 @@ impl Context<'_> {
                 format!("{group}/{kind} {}: only Secrets (core group)", r.name),
             ));
         }
-        if r.namespace.as_deref().is_some_and(|n| n != ns) {
+        let ns = r
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(home);
+        if ns != home && !self.grant_allows(read.kind, home, "", "Secret", ns, &r.name) {
+            read.not_permitted = true;
             return Err(ConfigError::new(
                 field,
                 format!(
-                    "Secret {}/{}: only Secrets in the policy's namespace {ns}",
-                    r.namespace.as_deref().unwrap_or_default(),
-                    r.name
+                    "Secret {ns}/{} is not permitted by any ReferenceGrant in namespace {ns} (from {} {home})",
+                    r.name, read.kind
                 ),
             ));
         }
@@ -596,23 +622,19 @@ impl Context<'_> {
         Ok(out)
     }
 
-    fn read_api_key(
-        &self,
-        ns: &str,
-        m: &AccessMechanisms,
-        problems: &mut Vec<ConfigError>,
-    ) -> Option<AccessSpec> {
+    fn read_api_key(&self, ns: &str, m: &AccessMechanisms, read: &mut Read) -> Option<AccessSpec> {
         let a = m.api_key_auth.as_ref()?;
-        let before = problems.len();
+        let before = read.problems.len();
         let mut consumers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if a.credential_refs.is_empty() {
-            problems.push(ConfigError::new(
+            read.problems.push(ConfigError::new(
                 "spec.apiKeyAuth.credentialRefs",
                 "no Secret named",
             ));
         }
         for (i, r) in a.credential_refs.iter().enumerate() {
-            match self.secret_text(ns, r, &format!("spec.apiKeyAuth.credentialRefs[{i}]")) {
+            let field = format!("spec.apiKeyAuth.credentialRefs[{i}]");
+            match self.secret_text(ns, r, &field, read) {
                 Ok(pairs) => {
                     for (client, key) in pairs {
                         if key.is_empty() {
@@ -624,7 +646,7 @@ impl Context<'_> {
                         }
                     }
                 }
-                Err(e) => problems.push(e),
+                Err(e) => read.problems.push(e),
             }
         }
         let mut sources = Vec::new();
@@ -637,12 +659,12 @@ impl Context<'_> {
             sources.extend(e.cookies.iter().cloned().map(CredentialFrom::Cookie));
         }
         if sources.is_empty() {
-            problems.push(ConfigError::new(
+            read.problems.push(ConfigError::new(
                 "spec.apiKeyAuth.extractFrom",
                 "no header, param or cookie to read keys from",
             ));
         }
-        (problems.len() == before).then(|| {
+        (read.problems.len() == before).then(|| {
             AccessSpec::ApiKey(ApiKeySpec {
                 consumers: consumers
                     .into_iter()
@@ -655,25 +677,26 @@ impl Context<'_> {
         })
     }
 
-    fn read_basic(
-        &self,
-        ns: &str,
-        m: &AccessMechanisms,
-        problems: &mut Vec<ConfigError>,
-    ) -> Option<AccessSpec> {
+    fn read_basic(&self, ns: &str, m: &AccessMechanisms, read: &mut Read) -> Option<AccessSpec> {
         let b = m.basic_auth.as_ref()?;
         let field = "spec.basicAuth.users";
-        let pairs = match self.secret_text(ns, &b.users, field) {
+        let pairs = match self.secret_text(ns, &b.users, field, read) {
             Ok(p) => p,
             Err(e) => {
-                problems.push(e);
+                read.problems.push(e);
                 return None;
             }
         };
         let Some((_, htpasswd)) = pairs.into_iter().find(|(k, _)| k == ".htpasswd") else {
-            problems.push(ConfigError::new(
+            let secret_ns = b
+                .users
+                .namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(ns);
+            read.problems.push(ConfigError::new(
                 field,
-                format!("Secret {ns}/{} has no .htpasswd", b.users.name),
+                format!("Secret {secret_ns}/{} has no .htpasswd", b.users.name),
             ));
             return None;
         };
@@ -824,8 +847,9 @@ impl Context<'_> {
     }
 
     /// The upstream of an access mechanism's backendRefs (one at most; `None` when
-    /// none is given), resolved like a route's backendRef in namespace `ns` (like a
-    /// GRPCRoute's when `grpc`: h2c unless the port says otherwise).
+    /// none is given), resolved like a route's backendRef from namespace `ns` (like a
+    /// GRPCRoute's when `grpc`: h2c unless the port says otherwise): a Service in
+    /// another namespace only where a ReferenceGrant there permits it.
     fn access_backend(
         &self,
         ns: &str,
@@ -846,25 +870,14 @@ impl Context<'_> {
             ));
             return Err(());
         }
-        if r.namespace.as_deref().is_some_and(|n| n != ns) {
-            read.problems.push(ConfigError::new(
-                field,
-                format!(
-                    "Service {}/{}: only Services in the policy's namespace {ns}",
-                    r.namespace.as_deref().unwrap_or_default(),
-                    r.name
-                ),
-            ));
-            return Err(());
-        }
         let spec = RefSpec {
             group: r.group.as_deref(),
             kind: r.kind.as_deref(),
             name: &r.name,
-            namespace: None,
+            namespace: r.namespace.as_deref().filter(|n| !n.is_empty()),
             port: r.port,
         };
-        match self.resolve("SecurityPolicy", ns, &spec, grpc) {
+        match self.resolve(read.kind, ns, &spec, grpc) {
             Ok(w) => {
                 let name = w.upstream_name();
                 read.uses.push(Use {
@@ -874,6 +887,9 @@ impl Context<'_> {
                 Ok(Some(name))
             }
             Err(u) => {
+                if u.reason == reason::REF_NOT_PERMITTED {
+                    read.not_permitted = true;
+                }
                 read.problems.push(ConfigError::new(field, u.message));
                 Err(())
             }
@@ -1387,11 +1403,16 @@ impl Context<'_> {
                     format!("{resource}: {}", e.reason()),
                 ));
             }
+            let failure = if read.not_permitted {
+                reason::REF_NOT_PERMITTED
+            } else {
+                reason::INVALID
+            };
             return refused(
                 resource,
                 generation,
                 ancestors,
-                reason::INVALID,
+                failure,
                 format!("{message}; the rules it applies to refuse every request"),
             );
         }
@@ -1504,6 +1525,7 @@ fn add_entries(
         problems,
         unsupported,
         uses: own_uses,
+        ..
     } = read;
     let problem = unsupported.or_else(|| {
         (!problems.is_empty()).then(|| {

@@ -193,7 +193,8 @@ pub struct SecretRef {
     pub kind: Option<String>,
     /// The Secret's name.
     pub name: String,
-    /// Its namespace (default: the policy's; another is refused).
+    /// Its namespace (default: the policy's; another needs a ReferenceGrant there
+    /// from the policy's kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
@@ -398,7 +399,8 @@ pub struct AccessBackendRef {
     pub kind: Option<String>,
     /// The Service's name.
     pub name: String,
-    /// Its namespace (default: the policy's; another is refused).
+    /// Its namespace (default: the policy's; another needs a ReferenceGrant there
+    /// from the policy's kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// The Service port.
