@@ -1511,6 +1511,50 @@ impl Context<'_> {
     }
 }
 
+/// See [`Translation::refuse_access_policies`](super::Translation::refuse_access_policies).
+pub(crate) fn refuse_built<'e>(
+    entries: &BTreeMap<String, AccessEntry>,
+    statuses: &mut [Arc<ResourceStatus>],
+    failures: impl IntoIterator<Item = (&'e str, &'e ConfigError)>,
+) {
+    // The problems of each policy, in the order given.
+    let mut by_source: Vec<(&ResourceRef, Vec<String>)> = Vec::new();
+    for (name, error) in failures {
+        let Some(entry) = entries.get(name) else {
+            continue;
+        };
+        let source = entry.source();
+        if !matches!(source.kind(), "SecurityPolicy" | "SecurityOverride") {
+            continue;
+        }
+        let problem = format!("{}: {}", error.field(), error.reason());
+        match by_source.iter_mut().find(|(s, _)| *s == source) {
+            Some((_, problems)) => problems.push(problem),
+            None => by_source.push((source, vec![problem])),
+        }
+    }
+    for (source, problems) in by_source {
+        let Some(status) = statuses.iter_mut().find(|s| s.resource() == source) else {
+            continue;
+        };
+        let ancestors = status
+            .ancestors()
+            .iter()
+            .map(|a| a.ancestor().clone())
+            .collect();
+        *status = Arc::new(refused(
+            source.clone(),
+            status.generation(),
+            ancestors,
+            reason::INVALID,
+            format!(
+                "{}; the rules it applies to refuse every request",
+                problems.join("; ")
+            ),
+        ));
+    }
+}
+
 /// Adds a policy's entries (a spec for each name that resolved).
 fn add_entries(
     entries: &mut BTreeMap<String, AccessEntry>,
