@@ -419,6 +419,29 @@ spec:
     }
 
     #[test]
+    fn access_references_to_other_namespaces_are_listed_in_those_namespaces() {
+        // Whether a ReferenceGrant permits them is translation's business; the objects
+        // are watched either way.
+        let refs = references(&set(r#"
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: SecurityPolicy
+metadata: { name: sp, namespace: apps }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: r }]
+  apiKeyAuth: { credentialRefs: [{ name: keys, namespace: vault }, { name: own }], extractFrom: [{ headers: [x-key] }] }
+  basicAuth: { users: { name: htpasswd, namespace: vault } }
+"#));
+        assert_eq!(
+            names(&refs),
+            [
+                "Secret apps/own",
+                "Secret vault/htpasswd",
+                "Secret vault/keys",
+            ]
+        );
+    }
+
+    #[test]
     fn the_table_names_the_referring_kinds() {
         assert!(is_referrer("Gateway") && is_referrer("BackendTLSPolicy"));
         assert!(!is_referrer("HTTPRoute") && !is_referrer("Secret"));

@@ -441,6 +441,300 @@ fn an_external_auth_filter_becomes_the_rules_last_access_policy() {
     assert!(accepted.is_true(), "{accepted:?}");
 }
 
+/// The CORS filter of the rule of route `route` named `rule` (`None`: the first).
+fn cors_of(
+    t: &Translation,
+    route: &str,
+    rule: Option<&str>,
+) -> Option<gatekit_core::route::CorsPolicy> {
+    let r = t
+        .routes_for_port(80)
+        .iter()
+        .find(|r| r.id.name() == route)
+        .unwrap();
+    let rule = match rule {
+        Some(n) => r
+            .rules
+            .iter()
+            .find(|x| x.name.as_deref() == Some(n))
+            .unwrap(),
+        None => &r.rules[0],
+    };
+    let mut found = rule.filters.iter().filter_map(|f| match f {
+        gatekit_core::route::Filter::Cors(c) => Some(c.clone()),
+        _ => None,
+    });
+    let first = found.next();
+    assert!(found.next().is_none(), "two CORS filters on one rule");
+    first
+}
+
+const CORS: &str = "  cors:\n    allowOrigins: [\"https://*.shop.test\", \"https://www.shop.test\"]\n    \
+    allowMethods: [GET, POST]\n    allowHeaders: [authorization]\n    exposeHeaders: [x-total]\n    \
+    maxAge: 10m\n    allowCredentials: true\n";
+
+#[test]
+fn a_policys_cors_is_the_cors_filter_of_the_rules_it_covers() {
+    let yaml = BASE.to_owned() + &policy("web", "2024-01-01T00:00:00Z", SHOP, &(jwt() + CORS));
+    let t = run(&yaml);
+    let (ok, _, message) = accepted(&t, "SecurityPolicy", "web");
+    assert!(ok, "{message}");
+    for rule in ["admin", "public"] {
+        assert_eq!(
+            access(&t, "shop", Some(rule)),
+            ["SecurityPolicy/apps/web/jwt"]
+        );
+        let cors = cors_of(&t, "shop", Some(rule)).expect(rule);
+        assert_eq!(
+            cors.allow_origins,
+            ["https://*.shop.test", "https://www.shop.test"]
+        );
+        assert_eq!(cors.allow_methods, ["GET", "POST"]);
+        assert_eq!(cors.allow_headers, ["authorization"]);
+        assert_eq!(cors.expose_headers, ["x-total"]);
+        assert_eq!(cors.max_age, Some(600));
+        assert!(cors.allow_credentials);
+    }
+    // Another route is untouched.
+    assert!(cors_of(&t, "blog", None).is_none());
+}
+
+#[test]
+fn a_rules_own_cors_filter_wins_over_the_policys_and_the_status_says_so() {
+    let yaml = BASE.to_owned()
+        + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+           metadata: { name: spa, namespace: apps }\n\
+           spec:\n  parentRefs: [{ name: gw }]\n  hostnames: [spa.test]\n  rules:\n  \
+           - name: api\n    matches: [{ path: { type: PathPrefix, value: /api } }]\n    \
+           filters: [{ type: CORS, cors: { allowOrigins: [\"https://own.test\"] } }]\n    \
+           backendRefs: [{ name: app, port: 8080 }]\n  \
+           - name: page\n    backendRefs: [{ name: app, port: 8080 }]\n"
+        + &policy(
+            "spa",
+            "2024-01-01T00:00:00Z",
+            "{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: spa }",
+            &(jwt() + CORS),
+        );
+    let t = run(&yaml);
+    assert_eq!(
+        cors_of(&t, "spa", Some("api")).unwrap().allow_origins,
+        ["https://own.test"]
+    );
+    assert_eq!(
+        cors_of(&t, "spa", Some("page")).unwrap().allow_origins,
+        ["https://*.shop.test", "https://www.shop.test"]
+    );
+    // Both rules are still guarded by the policy's checks.
+    assert_eq!(
+        access(&t, "spa", Some("api")),
+        ["SecurityPolicy/apps/spa/jwt"]
+    );
+    let (ok, _, message) = accepted(&t, "SecurityPolicy", "spa");
+    assert!(ok, "{message}");
+    assert!(
+        message.contains("own CORS filter on rule api applies there instead of this policy's cors"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_cors_only_policy_is_accepted_and_adds_no_check() {
+    let yaml = BASE.to_owned() + &policy("cors", "2024-01-01T00:00:00Z", SHOP, CORS);
+    let t = run(&yaml);
+    let (ok, _, message) = accepted(&t, "SecurityPolicy", "cors");
+    assert!(ok, "{message}");
+    assert!(access(&t, "shop", Some("admin")).is_empty());
+    assert!(cors_of(&t, "shop", Some("admin")).is_some());
+    assert!(t.access_policies().is_empty());
+}
+
+#[test]
+fn an_invalid_cors_refuses_the_policy_and_its_rules_naming_the_field() {
+    let yaml = BASE.to_owned()
+        + &policy(
+            "bad",
+            "2024-01-01T00:00:00Z",
+            SHOP,
+            "  cors:\n    allowOrigins: [\"https://ok.test\", \"ftp://no.test\"]\n",
+        )
+        + &policy(
+            "bad-age",
+            "2024-01-01T00:00:01Z",
+            "{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: blog }",
+            &(BASIC.to_owned() + "  cors:\n    allowOrigins: [\"*\"]\n    maxAge: soon\n"),
+        );
+    let t = run(&yaml);
+    let (ok, reason, message) = accepted(&t, "SecurityPolicy", "bad");
+    assert!(!ok);
+    assert_eq!(reason, "Invalid");
+    assert!(message.contains("spec.cors.allowOrigins[1]"), "{message}");
+    // Refused, the policy still guards its rules: they answer 500, with no CORS.
+    assert_eq!(
+        access(&t, "shop", Some("admin")),
+        ["SecurityPolicy/apps/bad"]
+    );
+    assert!(
+        t.access_policies()["SecurityPolicy/apps/bad"]
+            .spec()
+            .is_none()
+    );
+    assert!(cors_of(&t, "shop", Some("admin")).is_none());
+    let (ok, _, message) = accepted(&t, "SecurityPolicy", "bad-age");
+    assert!(!ok);
+    assert!(message.contains("spec.cors.maxAge"), "{message}");
+    assert_eq!(
+        access(&t, "blog", None),
+        ["SecurityPolicy/apps/bad-age/basicAuth"]
+    );
+    assert!(
+        t.access_policies()["SecurityPolicy/apps/bad-age/basicAuth"]
+            .spec()
+            .is_none()
+    );
+}
+
+#[test]
+fn a_security_override_has_no_cors() {
+    let yaml = BASE.to_owned()
+        + &override_(
+            "platform",
+            "2024-01-01T00:00:00Z",
+            &(BASIC.to_owned() + CORS),
+        );
+    let t = run(&yaml);
+    let (ok, reason, message) = accepted(&t, "SecurityOverride", "platform");
+    assert!(!ok);
+    assert_eq!(reason, "Unsupported");
+    assert!(message.contains("cors"), "{message}");
+    assert_eq!(
+        access(&t, "shop", Some("admin")),
+        ["SecurityOverride/apps/platform"]
+    );
+    assert!(cors_of(&t, "shop", Some("admin")).is_none());
+}
+
+/// A ReferenceGrant in `ns` from `group`/`kind` objects in `apps` to `to_kind`s.
+fn grant(ns: &str, group: &str, kind: &str, to_kind: &str) -> String {
+    format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\n\
+         metadata: {{ name: from-apps-{}, namespace: {ns} }}\n\
+         spec:\n  from: [{{ group: {group}, kind: {kind}, namespace: apps }}]\n  \
+         to: [{{ group: \"\", kind: {to_kind} }}]\n",
+        kind.to_lowercase()
+    )
+}
+
+const VAULT: &str = "---\napiVersion: v1\nkind: Secret\nmetadata: { name: shared-keys, namespace: vault }\n\
+    stringData: { dave: key-d-1 }\n\
+    ---\napiVersion: v1\nkind: Secret\nmetadata: { name: shared-users, namespace: vault }\n\
+    stringData: { .htpasswd: \"erin:$2y$05$abcdefghijklmnopqrstuv\" }\n";
+
+const CROSS_KEYS: &str = "  apiKeyAuth:\n    credentialRefs: [{ name: shared-keys, namespace: vault }]\n    \
+    extractFrom: [{ headers: [x-api-key] }]\n";
+
+#[test]
+fn a_secret_in_another_namespace_needs_a_reference_grant_from_security_policies() {
+    let base = BASE.to_owned() + VAULT + &policy("keys", "2024-01-01T00:00:00Z", SHOP, CROSS_KEYS);
+
+    // No grant, or one for routes only: refused, naming the field; the rules refuse.
+    for extra in [
+        String::new(),
+        grant("vault", "gateway.networking.k8s.io", "HTTPRoute", "Secret"),
+    ] {
+        let t = run(&(base.clone() + &extra));
+        let (ok, reason, message) = accepted(&t, "SecurityPolicy", "keys");
+        assert!(!ok, "{extra}");
+        assert_eq!(reason, "RefNotPermitted", "{message}");
+        assert!(
+            message.contains("spec.apiKeyAuth.credentialRefs[0]")
+                && message.contains("Secret vault/shared-keys is not permitted"),
+            "{message}"
+        );
+        assert_eq!(
+            access(&t, "shop", Some("public")),
+            ["SecurityPolicy/apps/keys/apiKeyAuth"]
+        );
+        assert!(
+            t.access_policies()["SecurityPolicy/apps/keys/apiKeyAuth"]
+                .spec()
+                .is_none()
+        );
+    }
+
+    // Granted from Envoy Gateway's SecurityPolicy kind: the keys are read.
+    let t = run(&(base + &grant("vault", "gateway.envoyproxy.io", "SecurityPolicy", "Secret")));
+    let (ok, _, message) = accepted(&t, "SecurityPolicy", "keys");
+    assert!(ok, "{message}");
+    let entry = &t.access_policies()["SecurityPolicy/apps/keys/apiKeyAuth"];
+    let Some(AccessSpec::ApiKey(spec)) = entry.spec().map(|s| &**s) else {
+        panic!("{entry:?}")
+    };
+    assert_eq!(spec.consumers.len(), 1);
+    assert_eq!(spec.consumers[0].client_id, "dave");
+    assert_eq!(spec.consumers[0].keys, [KeyDigest::of(b"key-d-1")]);
+}
+
+#[test]
+fn a_security_override_reads_another_namespace_with_a_grant_from_gatekit_io() {
+    let spec = "  basicAuth: { users: { name: shared-users, namespace: vault } }\n";
+    let base = BASE.to_owned() + VAULT + &override_("platform", "2024-01-01T00:00:00Z", spec);
+    let t =
+        run(&(base.clone() + &grant("vault", "gateway.envoyproxy.io", "SecurityPolicy", "Secret")));
+    let (ok, reason, message) = accepted(&t, "SecurityOverride", "platform");
+    assert!(!ok);
+    assert_eq!(reason, "RefNotPermitted");
+    assert!(message.contains("spec.basicAuth.users"), "{message}");
+    assert_eq!(
+        access(&t, "blog", None),
+        ["SecurityOverride/apps/platform/basicAuth"]
+    );
+
+    let t = run(&(base + &grant("vault", "gatekit.io", "SecurityOverride", "Secret")));
+    let (ok, _, message) = accepted(&t, "SecurityOverride", "platform");
+    assert!(ok, "{message}");
+    let entry = &t.access_policies()["SecurityOverride/apps/platform/basicAuth"];
+    assert!(matches!(
+        entry.spec().map(|s| &**s),
+        Some(AccessSpec::Basic(_))
+    ));
+}
+
+#[test]
+fn an_ext_auth_service_in_another_namespace_needs_a_reference_grant() {
+    let base = BASE.to_owned()
+        + "---\napiVersion: v1\nkind: Service\nmetadata: { name: authz, namespace: auth }\n\
+           spec: { ports: [{ port: 9000 }] }\n"
+        + &policy(
+            "ext",
+            "2024-01-01T00:00:00Z",
+            SHOP,
+            "  extAuth:\n    http: { backendRefs: [{ name: authz, namespace: auth, port: 9000 }] }\n",
+        );
+    let t = run(&base);
+    let (ok, reason, message) = accepted(&t, "SecurityPolicy", "ext");
+    assert!(!ok);
+    assert_eq!(reason, "RefNotPermitted", "{message}");
+    assert!(
+        message.contains("spec.extAuth.http.backendRefs"),
+        "{message}"
+    );
+    assert!(!t.upstreams().contains_key("auth/authz:9000"));
+    assert_eq!(
+        access(&t, "shop", Some("admin")),
+        ["SecurityPolicy/apps/ext/extAuth"]
+    );
+
+    let t = run(&(base + &grant("auth", "gateway.envoyproxy.io", "SecurityPolicy", "Service")));
+    let (ok, _, message) = accepted(&t, "SecurityPolicy", "ext");
+    assert!(ok, "{message}");
+    let entry = &t.access_policies()["SecurityPolicy/apps/ext/extAuth"];
+    let Some(AccessSpec::ExtAuth(spec)) = entry.spec().map(|s| &**s) else {
+        panic!("{entry:?}")
+    };
+    assert_eq!(spec.upstream, "auth/authz:9000");
+    assert!(t.upstreams().contains_key("auth/authz:9000"));
+}
+
 // === oidc ===
 
 const CLIENT_SECRET: &str = "oidc-client-secret-value";

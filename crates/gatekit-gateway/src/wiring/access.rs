@@ -8,8 +8,10 @@
 //! mechanism does not compile until it is mapped. A spec gatekit-auth refuses (its
 //! [`ConfigError`], the field prefixed with `spec.<mechanism>`) leaves the policy
 //! absent from the registry: the rules naming it answer 500 `invalid-auth-policy`
-//! (never unguarded), and [`AccessRegistry::update`] returns the error naming the
-//! resource and field for the reload's log and `/config`.
+//! (never unguarded), [`AccessRegistry::update`] returns the error naming the
+//! resource and field for the reload's log and `/config`, and
+//! [`AccessRegistry::refuse_unbuilt`] puts it into the SecurityPolicy's (or
+//! SecurityOverride's) published status: `Accepted=False`, `Invalid`, naming the field.
 //!
 //! External authorization services and remote JWKS named by backendRefs are reached
 //! through [`Upstreams`] (their pools, balancing, health checks and BackendTLSPolicy);
@@ -56,6 +58,7 @@ use gatekit_auth::oidc::{OidcConfig, OidcLayer, OidcPolicy, SameSite};
 use gatekit_core::access::AccessPolicy;
 use gatekit_core::ratelimit::{Cidr, ValueMatch, ValueRegex};
 use gatekit_core::{Backend, Body, BoxError, ConfigError, Error, ErrorKind};
+use gatekit_k8s::Translation;
 use gatekit_k8s::translate::{
     AccessEntry, AccessSpec, ApiKeySpec, AuthzSpec, BasicSpec, CredentialFrom, ExtAuthMode,
     ExtAuthSpec, JwksSource as AccessJwks, JwtSpec, OidcSpec, OidcStringMatch,
@@ -148,6 +151,25 @@ impl AccessRegistry {
             }
         }
         errors
+    }
+
+    /// `translation` with the statuses of the policies that could not be built set to
+    /// `Accepted=False`, `Invalid`, naming the field
+    /// ([`Translation::refuse_access_policies`]): what the reload publishes (`/config`,
+    /// the status writer), so that a policy gatekit-auth refuses never shows as
+    /// accepted. The same `Arc` when every policy was built.
+    pub(crate) fn refuse_unbuilt(&self, translation: Arc<Translation>) -> Arc<Translation> {
+        let mut failures = self
+            .built
+            .iter()
+            .filter_map(|(name, b)| Some((name.as_str(), b.policy.as_ref().err()?)))
+            .peekable();
+        if failures.peek().is_none() {
+            return translation;
+        }
+        let mut translation = Arc::unwrap_or_clone(translation);
+        translation.refuse_access_policies(failures);
+        Arc::new(translation)
     }
 
     /// The policy called `name`, if it was built.

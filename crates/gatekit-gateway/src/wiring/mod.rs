@@ -957,6 +957,8 @@ impl Wiring {
         }
         let translated = started.elapsed();
         let (bind_errors, errors) = self.apply(gateway, &translation).await;
+        // A policy gatekit-auth refused says so in the statuses published below.
+        let translation = self.access.refuse_unbuilt(translation);
         let bound: BTreeMap<u16, SocketAddr> = self
             .ports
             .iter()

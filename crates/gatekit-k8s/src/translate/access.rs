@@ -35,10 +35,34 @@
 //! A policy that cannot be used is still listed on the rules it applies to, and no
 //! spec is emitted under its names: those rules answer 500 `invalid-auth-policy`
 //! instead of serving without the checks the policy asked for. That holds for a field
-//! gatekit does not implement (`cors`, `oidc.forwardIDToken`, ...: `Accepted=False`, `Unsupported`,
-//! listed under the single name `<Kind>/<namespace>/<name>`) and for a reference that
-//! does not resolve (a missing Secret, ConfigMap or Service: `Accepted=False`,
-//! `Invalid`, naming it).
+//! gatekit does not implement (`oidc.forwardIDToken`, a SecurityOverride's `cors`, ...:
+//! `Accepted=False`, `Unsupported`, listed under the single name
+//! `<Kind>/<namespace>/<name>`) and for a reference that does not resolve (a missing
+//! Secret, ConfigMap or Service: `Accepted=False`, `Invalid`, naming it; one in
+//! another namespace that no ReferenceGrant permits: `RefNotPermitted`, naming the
+//! field).
+//!
+//! # Other namespaces
+//!
+//! A Secret (`apiKeyAuth.credentialRefs`, `basicAuth.users`) or Service (`extAuth`,
+//! `remoteJWKS` `backendRefs`) in another namespace is used where a ReferenceGrant in
+//! that namespace permits it, as for a route's backendRef (the same check,
+//! `Context::grant_allows`): `from` `gateway.envoyproxy.io`/`SecurityPolicy` (or
+//! `gatekit.io`/`SecurityOverride`) in the policy's namespace, `to` the core
+//! `Secret` or `Service` (by name or all).
+//!
+//! # CORS
+//!
+//! A SecurityPolicy's `cors` goes with its checks: the rules the policy applies to
+//! (the most specific one, as above) get it as their CORS filter, first in their
+//! filter list, so it is the HTTPRoute `CORS` filter's machinery (gatekit-core's
+//! `filter/cors.rs`) that answers preflights, adds the headers to responses and to the
+//! gateway's own errors (a 401 included), and lets preflights pass the rule's access
+//! policies unchecked (`gatekit_core::access`). A rule with its own HTTPRoute `CORS`
+//! filter keeps it (the rule-level filter wins, as in Envoy Gateway) and the policy's
+//! `Accepted` message names those rules. A policy may hold only `cors`; a `cors` that
+//! cannot be used refuses the policy (`Invalid`, naming `spec.cors.<field>`) and its
+//! rules, like any other problem.
 //!
 //! # Secrets: what a spec holds, and in what form
 //!
@@ -71,14 +95,14 @@ use std::time::Duration;
 
 use gatekit_core::ConfigError;
 use gatekit_core::access::KeyDigest;
-use gatekit_core::route::Rule;
+use gatekit_core::route::{CorsPolicy, Filter, Rule};
 use zeroize::Zeroizing;
 
 use super::backend::{Context, RefSpec, name_of, ns_of};
 use super::policy::{Attachment, BtpTarget, by_age, gateway_ancestor, refused};
 use super::route::Use;
 use crate::status::{AncestorRef, ResourceRef, ResourceStatus, reason};
-use crate::types::security::{AccessBackendRef, AccessMechanisms, SecretRef};
+use crate::types::security::{AccessBackendRef, AccessMechanisms, Cors, SecretRef};
 use crate::types::{GATEWAY_GROUP, ObjectMeta, Secret};
 
 // In its own file, a child module so it reads policies with this module's helpers.
@@ -417,8 +441,8 @@ pub(crate) struct AccessMaps {
     /// SecurityOverrides by Gateway target (namespace, Gateway, listener): their age
     /// rank and names.
     overrides: HashMap<GatewayKey, Vec<(usize, Vec<String>)>>,
-    /// SecurityPolicies by target: the owner (`namespace/name`) and names.
-    policies: HashMap<Key, (String, Vec<String>)>,
+    /// SecurityPolicies by target: the owner (`namespace/name`) and what it applies.
+    policies: HashMap<Key, (String, Applied)>,
     /// The upstreams external authorization and JWKS backendRefs use.
     pub(crate) uses: Arc<Vec<Use>>,
 }
@@ -427,7 +451,15 @@ pub(crate) struct AccessMaps {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ListenerAccess {
     overrides: Vec<String>,
-    policy: Option<Vec<String>>,
+    policy: Option<Applied>,
+}
+
+/// What one SecurityPolicy gives the rules it covers: the names of its checks and its
+/// `cors`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Applied {
+    names: Vec<String>,
+    cors: Option<Arc<CorsPolicy>>,
 }
 
 /// A mechanism's name within a policy.
@@ -543,27 +575,42 @@ fn secret_entries<'s>(
 
 /// One policy read: its names (in order) and the specs that resolved.
 struct Read {
+    /// `SecurityPolicy` or `SecurityOverride` (for ReferenceGrants).
+    kind: &'static str,
     names: Vec<(String, &'static str)>,
     specs: BTreeMap<String, AccessSpec>,
     problems: Vec<ConfigError>,
+    /// A reference to another namespace no ReferenceGrant permits is among the
+    /// problems: the status says `RefNotPermitted` rather than `Invalid`.
+    not_permitted: bool,
     /// Why the whole policy is refused (fields not implemented).
     unsupported: Option<String>,
     uses: Vec<Use>,
 }
 
 impl Context<'_> {
-    /// Reads a policy's mechanisms (`kind` `SecurityPolicy` or `SecurityOverride`).
-    fn read_access(&self, kind: &str, ns: &str, name: &str, m: &AccessMechanisms) -> Read {
+    /// Reads a policy's mechanisms (`kind` `SecurityPolicy` or `SecurityOverride`);
+    /// `cors`: the policy also sets `cors`, so it may have no mechanism.
+    fn read_access(
+        &self,
+        kind: &'static str,
+        ns: &str,
+        name: &str,
+        m: &AccessMechanisms,
+        cors: bool,
+    ) -> Read {
         let mut read = Read {
+            kind,
             names: Vec::new(),
             specs: BTreeMap::new(),
             problems: Vec::new(),
+            not_permitted: false,
             unsupported: None,
             uses: Vec::new(),
         };
         let missing = unimplemented(m);
         let found = mechanisms(m);
-        if !missing.is_empty() || found.is_empty() {
+        if !missing.is_empty() || (found.is_empty() && !cors) {
             read.names.push((entry_name(kind, ns, name, ""), ""));
             read.unsupported = Some(if missing.is_empty() {
                 "no access mechanism set".to_owned()
@@ -576,8 +623,8 @@ impl Context<'_> {
             let full = entry_name(kind, ns, name, mech);
             let spec = match mech {
                 "extAuth" => self.read_ext_auth(ns, m, &mut read),
-                "apiKeyAuth" => self.read_api_key(ns, m, &mut read.problems),
-                "basicAuth" => self.read_basic(ns, m, &mut read.problems),
+                "apiKeyAuth" => self.read_api_key(ns, m, &mut read),
+                "basicAuth" => self.read_basic(ns, m, &mut read),
                 "jwt" => self.read_jwt(ns, m, &mut read),
                 "oidc" => self.read_oidc(kind, ns, name, m, &mut read),
                 _ => read_authz(m, &mut read.problems),
@@ -590,9 +637,16 @@ impl Context<'_> {
         read
     }
 
-    /// The Secret `r` names, checked: kind Secret in the core group, in the policy's
-    /// namespace `ns`, present.
-    fn access_secret(&self, ns: &str, r: &SecretRef, field: &str) -> Result<&Secret, ConfigError> {
+    /// The Secret `r` names, checked: kind Secret in the core group, for a policy in
+    /// `home`; a Secret in another namespace only where a ReferenceGrant there permits
+    /// it (a refusal sets `read.not_permitted`); present.
+    fn access_secret(
+        &self,
+        home: &str,
+        r: &SecretRef,
+        field: &str,
+        read: &mut Read,
+    ) -> Result<&Secret, ConfigError> {
         let kind = r.kind.as_deref().unwrap_or("Secret");
         let group = r.group.as_deref().unwrap_or("");
         if kind != "Secret" || !group.is_empty() {
@@ -601,13 +655,18 @@ impl Context<'_> {
                 format!("{group}/{kind} {}: only Secrets (core group)", r.name),
             ));
         }
-        if r.namespace.as_deref().is_some_and(|n| n != ns) {
+        let ns = r
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(home);
+        if ns != home && !self.grant_allows(read.kind, home, "", "Secret", ns, &r.name) {
+            read.not_permitted = true;
             return Err(ConfigError::new(
                 field,
                 format!(
-                    "Secret {}/{}: only Secrets in the policy's namespace {ns}",
-                    r.namespace.as_deref().unwrap_or_default(),
-                    r.name
+                    "Secret {ns}/{} is not permitted by any ReferenceGrant in namespace {ns} (from {} {home})",
+                    r.name, read.kind
                 ),
             ));
         }
@@ -615,17 +674,12 @@ impl Context<'_> {
             .ok_or_else(|| ConfigError::new(field, format!("Secret {ns}/{} not found", r.name)))
     }
 
-    fn read_api_key(
-        &self,
-        ns: &str,
-        m: &AccessMechanisms,
-        problems: &mut Vec<ConfigError>,
-    ) -> Option<AccessSpec> {
+    fn read_api_key(&self, ns: &str, m: &AccessMechanisms, read: &mut Read) -> Option<AccessSpec> {
         let a = m.api_key_auth.as_ref()?;
-        let before = problems.len();
+        let before = read.problems.len();
         let mut consumers: BTreeMap<String, Vec<KeyDigest>> = BTreeMap::new();
         if a.credential_refs.is_empty() {
-            problems.push(ConfigError::new(
+            read.problems.push(ConfigError::new(
                 "spec.apiKeyAuth.credentialRefs",
                 "no Secret named",
             ));
@@ -633,7 +687,7 @@ impl Context<'_> {
         for (i, r) in a.credential_refs.iter().enumerate() {
             let field = format!("spec.apiKeyAuth.credentialRefs[{i}]");
             let entries = self
-                .access_secret(ns, r, &field)
+                .access_secret(ns, r, &field, read)
                 .and_then(|secret| secret_entries(secret, &field));
             match entries {
                 Ok(pairs) => {
@@ -650,7 +704,7 @@ impl Context<'_> {
                         }
                     }
                 }
-                Err(e) => problems.push(e),
+                Err(e) => read.problems.push(e),
             }
         }
         let mut sources = Vec::new();
@@ -663,12 +717,12 @@ impl Context<'_> {
             sources.extend(e.cookies.iter().cloned().map(CredentialFrom::Cookie));
         }
         if sources.is_empty() {
-            problems.push(ConfigError::new(
+            read.problems.push(ConfigError::new(
                 "spec.apiKeyAuth.extractFrom",
                 "no header, param or cookie to read keys from",
             ));
         }
-        (problems.len() == before).then(|| {
+        (read.problems.len() == before).then(|| {
             AccessSpec::ApiKey(ApiKeySpec {
                 consumers: consumers
                     .into_iter()
@@ -681,28 +735,29 @@ impl Context<'_> {
         })
     }
 
-    fn read_basic(
-        &self,
-        ns: &str,
-        m: &AccessMechanisms,
-        problems: &mut Vec<ConfigError>,
-    ) -> Option<AccessSpec> {
+    fn read_basic(&self, ns: &str, m: &AccessMechanisms, read: &mut Read) -> Option<AccessSpec> {
         let b = m.basic_auth.as_ref()?;
         let field = "spec.basicAuth.users";
         let pairs = match self
-            .access_secret(ns, &b.users, field)
+            .access_secret(ns, &b.users, field, read)
             .and_then(|secret| secret_entries(secret, field))
         {
             Ok(p) => p,
             Err(e) => {
-                problems.push(e);
+                read.problems.push(e);
                 return None;
             }
         };
         let Some((_, htpasswd)) = pairs.into_iter().find(|(k, _)| *k == ".htpasswd") else {
-            problems.push(ConfigError::new(
+            let secret_ns = b
+                .users
+                .namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(ns);
+            read.problems.push(ConfigError::new(
                 field,
-                format!("Secret {ns}/{} has no .htpasswd", b.users.name),
+                format!("Secret {secret_ns}/{} has no .htpasswd", b.users.name),
             ));
             return None;
         };
@@ -853,8 +908,9 @@ impl Context<'_> {
     }
 
     /// The upstream of an access mechanism's backendRefs (one at most; `None` when
-    /// none is given), resolved like a route's backendRef in namespace `ns` (like a
-    /// GRPCRoute's when `grpc`: h2c unless the port says otherwise).
+    /// none is given), resolved like a route's backendRef from namespace `ns` (like a
+    /// GRPCRoute's when `grpc`: h2c unless the port says otherwise): a Service in
+    /// another namespace only where a ReferenceGrant there permits it.
     fn access_backend(
         &self,
         ns: &str,
@@ -875,25 +931,14 @@ impl Context<'_> {
             ));
             return Err(());
         }
-        if r.namespace.as_deref().is_some_and(|n| n != ns) {
-            read.problems.push(ConfigError::new(
-                field,
-                format!(
-                    "Service {}/{}: only Services in the policy's namespace {ns}",
-                    r.namespace.as_deref().unwrap_or_default(),
-                    r.name
-                ),
-            ));
-            return Err(());
-        }
         let spec = RefSpec {
             group: r.group.as_deref(),
             kind: r.kind.as_deref(),
             name: &r.name,
-            namespace: None,
+            namespace: r.namespace.as_deref().filter(|n| !n.is_empty()),
             port: r.port,
         };
-        match self.resolve("SecurityPolicy", ns, &spec, grpc) {
+        match self.resolve(read.kind, ns, &spec, grpc) {
             Ok(w) => {
                 let name = w.upstream_name();
                 read.uses.push(Use {
@@ -903,6 +948,9 @@ impl Context<'_> {
                 Ok(Some(name))
             }
             Err(u) => {
+                if u.reason == reason::REF_NOT_PERMITTED {
+                    read.not_permitted = true;
+                }
                 read.problems.push(ConfigError::new(field, u.message));
                 Err(())
             }
@@ -1071,6 +1119,81 @@ fn read_authz(m: &AccessMechanisms, problems: &mut Vec<ConfigError>) -> Option<A
     }))
 }
 
+/// A SecurityPolicy's `cors` as the CORS policy of the rules it covers, checked as
+/// an HTTPRoute's CORS filter is (problems name `spec.cors.<field>`).
+fn read_cors(c: &Cors, problems: &mut Vec<ConfigError>) -> Option<Arc<CorsPolicy>> {
+    let before = problems.len();
+    if c.allow_origins.is_empty() {
+        problems.push(ConfigError::new(
+            "spec.cors.allowOrigins",
+            "no origin: at least one is required",
+        ));
+    }
+    let mut p = CorsPolicy::default();
+    p.allow_origins = c.allow_origins.clone();
+    p.allow_methods = c.allow_methods.clone();
+    p.allow_headers = c.allow_headers.clone();
+    p.expose_headers = c.expose_headers.clone();
+    p.allow_credentials = c.allow_credentials.unwrap_or(false);
+    p.max_age = match c.max_age.as_deref().map(crate::duration::parse) {
+        None => None,
+        Some(Ok(d)) => match u32::try_from(d.as_secs()) {
+            Ok(secs) => Some(secs),
+            Err(_) => {
+                problems.push(ConfigError::new("spec.cors.maxAge", "too long"));
+                None
+            }
+        },
+        Some(Err(e)) => {
+            problems.push(ConfigError::new("spec.cors.maxAge", e.to_string()));
+            None
+        }
+    };
+    if let Err(e) = super::route::cors_filter(p.clone()) {
+        problems.push(ConfigError::new(
+            format!("spec.cors.{}", e.field()),
+            e.reason(),
+        ));
+    }
+    (problems.len() == before).then(|| Arc::new(p))
+}
+
+/// The rules (`rules[i]`, or by name) of HTTPRoute `ns/name` (only rule `section`, if
+/// set) that have a CORS filter of their own.
+fn rules_with_cors(
+    resources: &crate::ResourceSet,
+    ns: &str,
+    name: &str,
+    section: Option<&str>,
+) -> Vec<String> {
+    use gateway_api::experimental::httproutes::HttpRouteRulesFiltersType as FilterType;
+    let Some(route) = resources
+        .http_routes
+        .iter()
+        .find(|r| ns_of(&r.metadata) == ns && name_of(&r.metadata) == name)
+    else {
+        return Vec::new();
+    };
+    route
+        .spec
+        .rules
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, r)| section.is_none_or(|s| r.name.as_deref() == Some(s)))
+        .filter(|(_, r)| {
+            r.filters
+                .iter()
+                .flatten()
+                .any(|f| f.r#type == FilterType::Cors)
+        })
+        .map(|(i, r)| match &r.name {
+            Some(n) => format!("rule {n}"),
+            None => format!("rules[{i}]"),
+        })
+        .collect()
+}
+
 /// A target as a status string.
 fn target_text(kind: &str, ns: &str, name: &str, section: Option<&str>) -> String {
     match section {
@@ -1101,7 +1224,7 @@ impl Context<'_> {
             let ns = ns_of(&o.metadata);
             let name = name_of(&o.metadata);
             let resource = ResourceRef::new("SecurityOverride", Some(ns), name);
-            let read = self.read_access("SecurityOverride", ns, name, &o.spec.access);
+            let read = self.read_access("SecurityOverride", ns, name, &o.spec.access, false);
             let mut attachment = Attachment::new();
             let mut targets = Vec::new();
             let mut ancestors = Vec::new();
@@ -1159,7 +1282,14 @@ impl Context<'_> {
             let name = name_of(&p.metadata);
             let owner = format!("{ns}/{name}");
             let resource = ResourceRef::new("SecurityPolicy", Some(ns), name);
-            let mut read = self.read_access("SecurityPolicy", ns, name, &p.spec.access);
+            let cors_spec = p.spec.cors.as_ref();
+            let mut read = self.read_access(
+                "SecurityPolicy",
+                ns,
+                name,
+                &p.spec.access,
+                cors_spec.is_some(),
+            );
             let selector_fields: Vec<String> = p
                 .spec
                 .target_selectors
@@ -1170,6 +1300,11 @@ impl Context<'_> {
                         .keys()
                         .map(move |k| format!("targetSelectors[{i}].{k}"))
                 })
+                .chain(
+                    cors_spec
+                        .into_iter()
+                        .flat_map(|c| c.other.keys().map(|k| format!("cors.{k}"))),
+                )
                 .collect();
             if !selector_fields.is_empty() && read.unsupported.is_none() {
                 read.unsupported = Some(format!(
@@ -1179,6 +1314,17 @@ impl Context<'_> {
                 read.specs.clear();
                 read.names = vec![(entry_name("SecurityPolicy", ns, name, ""), "")];
             }
+            let cors = match cors_spec {
+                Some(c) if read.unsupported.is_none() => read_cors(c, &mut read.problems),
+                _ => None,
+            };
+            if read.names.is_empty() && !read.problems.is_empty() {
+                // A `cors`-only policy that cannot be used still guards its rules.
+                read.names
+                    .push((entry_name("SecurityPolicy", ns, name, ""), ""));
+            }
+            let usable = read.unsupported.is_none() && read.problems.is_empty();
+            let cors = cors.filter(|_| usable);
             let resolved =
                 self.policy_targets(&p.metadata, &p.spec.target_selectors, p.spec.targets());
             let mut attachment = Attachment::new();
@@ -1224,7 +1370,16 @@ impl Context<'_> {
                     );
                     continue;
                 }
-                maps.policies.insert(key, (owner.clone(), names.clone()));
+                maps.policies.insert(
+                    key,
+                    (
+                        owner.clone(),
+                        Applied {
+                            names: names.clone(),
+                            cors: cors.clone(),
+                        },
+                    ),
+                );
                 let gateways: Vec<(String, String)> = ancestors
                     .iter()
                     .filter(|a| a.kind == "Gateway")
@@ -1238,14 +1393,23 @@ impl Context<'_> {
                         }
                     }
                 }
-                let note = if over.is_empty() {
-                    String::new()
-                } else {
-                    format!(
+                let mut notes = Vec::new();
+                if !over.is_empty() {
+                    notes.push(format!(
                         "{text}: the SecurityOverride {} also applies (GEP-713 override: its checks run first and this policy cannot remove them)",
                         over.join(", ")
-                    )
-                };
+                    ));
+                }
+                if cors.is_some() && kind == "HTTPRoute" {
+                    let own = rules_with_cors(resources, ns, &t.name, t.section.as_deref());
+                    if !own.is_empty() {
+                        notes.push(format!(
+                            "{text}: the HTTPRoute's own CORS filter on {} applies there instead of this policy's cors (the rule-level filter wins, as in Envoy Gateway)",
+                            own.join(", ")
+                        ));
+                    }
+                }
+                let note = notes.join("; ");
                 targets.push(text);
                 attachment.attached_with_all(ancestors, note);
             }
@@ -1300,11 +1464,16 @@ impl Context<'_> {
                     format!("{resource}: {}", e.reason()),
                 ));
             }
+            let failure = if read.not_permitted {
+                reason::REF_NOT_PERMITTED
+            } else {
+                reason::INVALID
+            };
             return refused(
                 resource,
                 generation,
                 ancestors,
-                reason::INVALID,
+                failure,
                 format!("{message}; the rules it applies to refuse every request"),
             );
         }
@@ -1320,7 +1489,7 @@ impl Context<'_> {
         listener: Option<&str>,
     ) -> ListenerAccess {
         let maps = &self.access;
-        if maps.entries.is_empty() {
+        if maps.overrides.is_empty() && maps.policies.is_empty() {
             return ListenerAccess::default();
         }
         let mut ranked: Vec<&(usize, Vec<String>)> = Vec::new();
@@ -1345,7 +1514,7 @@ impl Context<'_> {
                     gw.to_owned(),
                     section.map(str::to_owned),
                 ))
-                .map(|(_, n)| n.clone())
+                .map(|(_, a)| a.clone())
         };
         let policy = listener
             .and_then(|l| policy_of(Some(l)))
@@ -1354,7 +1523,8 @@ impl Context<'_> {
     }
 
     /// Sets each rule's access list: `parent`'s overrides, then the most specific
-    /// SecurityPolicy (rule, route, then `parent`'s).
+    /// SecurityPolicy (rule, route, then `parent`'s); that policy's `cors` becomes the
+    /// rule's CORS filter, first in its list, unless the rule has its own.
     pub(crate) fn apply_access(
         &self,
         kind: &'static str,
@@ -1364,7 +1534,7 @@ impl Context<'_> {
         rules: &mut [Rule],
     ) {
         let maps = &self.access;
-        if maps.entries.is_empty() {
+        if maps.overrides.is_empty() && maps.policies.is_empty() {
             // The rules' own (ExternalAuth filters) stay as they are.
             return;
         }
@@ -1382,16 +1552,67 @@ impl Context<'_> {
         for rule in rules {
             let own = rule.name.as_deref().and_then(|s| of(Some(s)));
             let policy = own.or(route).or(parent.policy.as_ref());
+            if let Some(cors) = policy.and_then(|p| p.cors.as_ref())
+                && !rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)))
+            {
+                rule.filters
+                    .insert(0, Filter::Cors(CorsPolicy::clone(cors)));
+            }
             // The rule's own (ExternalAuth filters) come last.
             let own = std::mem::take(&mut rule.policy.access);
             let mut access = parent.overrides.clone();
-            for n in policy.into_iter().flatten().chain(&own) {
+            let names = policy.map(|p| p.names.as_slice()).unwrap_or_default();
+            for n in names.iter().chain(&own) {
                 if !access.contains(n) {
                     access.push(n.clone());
                 }
             }
             rule.policy.access = access;
         }
+    }
+}
+
+/// See [`Translation::refuse_access_policies`](super::Translation::refuse_access_policies).
+pub(crate) fn refuse_built<'e>(
+    entries: &BTreeMap<String, AccessEntry>,
+    statuses: &mut [Arc<ResourceStatus>],
+    failures: impl IntoIterator<Item = (&'e str, &'e ConfigError)>,
+) {
+    // The problems of each policy, in the order given.
+    let mut by_source: Vec<(&ResourceRef, Vec<String>)> = Vec::new();
+    for (name, error) in failures {
+        let Some(entry) = entries.get(name) else {
+            continue;
+        };
+        let source = entry.source();
+        if !matches!(source.kind(), "SecurityPolicy" | "SecurityOverride") {
+            continue;
+        }
+        let problem = format!("{}: {}", error.field(), error.reason());
+        match by_source.iter_mut().find(|(s, _)| *s == source) {
+            Some((_, problems)) => problems.push(problem),
+            None => by_source.push((source, vec![problem])),
+        }
+    }
+    for (source, problems) in by_source {
+        let Some(status) = statuses.iter_mut().find(|s| s.resource() == source) else {
+            continue;
+        };
+        let ancestors = status
+            .ancestors()
+            .iter()
+            .map(|a| a.ancestor().clone())
+            .collect();
+        *status = Arc::new(refused(
+            source.clone(),
+            status.generation(),
+            ancestors,
+            reason::INVALID,
+            format!(
+                "{}; the rules it applies to refuse every request",
+                problems.join("; ")
+            ),
+        ));
     }
 }
 
@@ -1409,6 +1630,7 @@ fn add_entries(
         problems,
         unsupported,
         uses: own_uses,
+        ..
     } = read;
     let problem = unsupported.or_else(|| {
         (!problems.is_empty()).then(|| {

@@ -326,7 +326,9 @@ impl<'a> Context<'a> {
     }
 
     /// Whether a ReferenceGrant in `to_ns` lets `from_kind` objects in `from_ns`
-    /// reference the `to_group`/`to_kind` object `to_name`.
+    /// reference the `to_group`/`to_kind` object `to_name`. The grant's `from.group` is
+    /// the kind's: `gateway.envoyproxy.io` for a `SecurityPolicy`, `gatekit.io` for a
+    /// `SecurityOverride`, the Gateway API group for the others.
     pub(crate) fn grant_allows(
         &self,
         from_kind: &str,
@@ -336,17 +338,22 @@ impl<'a> Context<'a> {
         to_ns: &str,
         to_name: &str,
     ) -> bool {
+        let from_group = match from_kind {
+            "SecurityPolicy" => crate::types::btp::ENVOY_GATEWAY_GROUP,
+            "SecurityOverride" => crate::types::GATEKIT_GROUP,
+            _ => crate::types::GATEWAY_GROUP,
+        };
         self.grants.get(to_ns).is_some_and(|grants| {
             grants.iter().any(|g| {
-                g.spec.from.iter().any(|f| {
-                    f.group == crate::types::GATEWAY_GROUP
-                        && f.kind == from_kind
-                        && f.namespace == from_ns
-                }) && g.spec.to.iter().any(|t| {
-                    t.group == to_group
-                        && t.kind == to_kind
-                        && t.name.as_deref().is_none_or(|n| n == to_name)
-                })
+                g.spec
+                    .from
+                    .iter()
+                    .any(|f| f.group == from_group && f.kind == from_kind && f.namespace == from_ns)
+                    && g.spec.to.iter().any(|t| {
+                        t.group == to_group
+                            && t.kind == to_kind
+                            && t.name.as_deref().is_none_or(|n| n == to_name)
+                    })
             })
         })
     }

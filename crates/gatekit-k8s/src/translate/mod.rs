@@ -698,6 +698,21 @@ impl Translation {
     pub fn errors(&self) -> &[ConfigError] {
         &self.errors
     }
+
+    /// Marks the SecurityPolicies and SecurityOverrides whose access policies could
+    /// not be built (`failures`: the access policy's name and the builder's error, its
+    /// field a path under the policy's `spec`): each one's status, for the policy and
+    /// every target, becomes `Accepted=False`, `Invalid`, the message naming the field,
+    /// as if translation had refused it. Built outside this crate (the gateway builds
+    /// specs into `gatekit-auth` layers), such an error would otherwise reach only the
+    /// log and `/config`. Names of other sources (an HTTPRoute's `ExternalAuth` filter)
+    /// or unknown names are skipped.
+    pub fn refuse_access_policies<'e>(
+        &mut self,
+        failures: impl IntoIterator<Item = (&'e str, &'e ConfigError)>,
+    ) {
+        access::refuse_built(&self.access, &mut self.statuses, failures);
+    }
 }
 
 /// Translates resources into listeners, routes, upstreams and statuses: everything,

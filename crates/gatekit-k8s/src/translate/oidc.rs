@@ -365,8 +365,9 @@ impl Context<'_> {
         r: &SecretRef,
         key: &str,
         field: &str,
+        read: &mut Read,
     ) -> Result<Zeroizing<String>, ConfigError> {
-        let secret = self.access_secret(ns, r, field)?;
+        let secret = self.access_secret(ns, r, field, read)?;
         secret_entries(secret, field)?
             .into_iter()
             .find(|(k, v)| *k == key && !v.is_empty())
@@ -431,7 +432,7 @@ impl Context<'_> {
         let client_id = match (&o.client_id, &o.client_id_ref) {
             (Some(id), None) if !id.is_empty() => Some(id.clone()),
             (None, Some(r)) => {
-                match self.secret_key(ns, r, CLIENT_ID_KEY, "spec.oidc.clientIDRef") {
+                match self.secret_key(ns, r, CLIENT_ID_KEY, "spec.oidc.clientIDRef", read) {
                     Ok(v) => Some(v.to_string()),
                     Err(e) => {
                         read.problems.push(e);
@@ -448,7 +449,7 @@ impl Context<'_> {
             }
         };
         let client_secret = match &o.client_secret {
-            Some(r) => match self.secret_key(ns, r, CLIENT_SECRET_KEY, "spec.oidc.clientSecret") {
+            Some(r) => match self.secret_key(ns, r, CLIENT_SECRET_KEY, "spec.oidc.clientSecret", read) {
                 Ok(v) => Some(ClientSecret(v)),
                 Err(e) => {
                     read.problems.push(e);

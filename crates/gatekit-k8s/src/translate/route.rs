@@ -870,20 +870,27 @@ fn convert_filter(
                         .ok_or_else(|| format!("cors.maxAge {s} must be at least 1 (seconds)"))?,
                 ),
             };
-            let filter = Filter::Cors(out);
-            // The core validates origins, methods and header names when the table is
-            // built; checking here too puts the field on this rule's status.
-            let none: HashMap<String, gatekit_core::Backend> = HashMap::new();
-            if let Err(e) = FilterChain::compile(std::slice::from_ref(&filter), &none) {
-                let field = e.field().strip_prefix("[0].").unwrap_or(e.field());
-                return Err(format!("{field}: {}", e.reason()));
-            }
-            filter
+            cors_filter(out).map_err(|e| format!("cors.{}: {}", e.field(), e.reason()))?
         }
         FilterType::ExternalAuth => {
             return Err("ExternalAuth filters are not supported".to_owned());
         }
     })
+}
+
+/// A CORS filter of `policy` (an HTTPRoute's `CORS` filter, a SecurityPolicy's
+/// `cors`), checked as the core checks it when the table is built, so that the field
+/// lands on the resource's status. Error fields are relative to the policy
+/// (`allowOrigins[1]`).
+pub(crate) fn cors_filter(policy: CorsPolicy) -> Result<Filter, ConfigError> {
+    let filter = Filter::Cors(policy);
+    let none: HashMap<String, gatekit_core::Backend> = HashMap::new();
+    if let Err(e) = FilterChain::compile(std::slice::from_ref(&filter), &none) {
+        let field = e.field().strip_prefix("[0].").unwrap_or(e.field());
+        let field = field.strip_prefix("cors.").unwrap_or(field);
+        return Err(ConfigError::new(field, e.reason()));
+    }
+    Ok(filter)
 }
 
 fn header_modifier<'a>(

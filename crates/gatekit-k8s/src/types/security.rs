@@ -25,7 +25,11 @@
 //! - `authorization`: `defaultAction` and `rules` (`name`, `action`, `principal`
 //!   {`clientCIDRs`, `jwt` {`provider`, `scopes`, `claims`}, `headers`}).
 //!
-//! Every other field, at every level (`cors`, `operation`, backend settings,
+//! A `SecurityPolicy` also carries `cors` ([`Cors`]: `allowOrigins`, `allowMethods`,
+//! `allowHeaders`, `exposeHeaders`, `maxAge`, `allowCredentials`), applied to the rules
+//! it covers as their CORS filter (a `SecurityOverride` has no `cors`).
+//!
+//! Every other field, at every level (`operation`, backend settings,
 //! `recomputeRoute`, ...), lands in an `other` map, and the translation refuses the
 //! policy naming it: nothing is silently ignored. A refused policy still guards the
 //! rules it targets (they answer 500 `invalid-auth-policy`), never leaving them open.
@@ -73,9 +77,41 @@ pub struct SecurityPolicySpec {
     /// Targets by label, in the policy's namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_selectors: Vec<BtpTargetSelector>,
+    /// Cross-origin resource sharing on the rules the policy covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
     /// The mechanisms.
     #[serde(flatten)]
     pub access: AccessMechanisms,
+}
+
+/// `cors` (Envoy Gateway's `CORS`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Cors {
+    /// Allowed origins: `*`, or `<scheme>://<host>[:<port>]` whose host may be `*` or
+    /// start with `*.`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_origins: Vec<String>,
+    /// Methods a cross-origin request may use (`*`: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    /// Request headers a cross-origin request may send (`*`: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// Response headers the browser shows the page (`*`: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// How long a preflight answer may be cached (a duration, `10s`, `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+    /// Whether credentialed requests are allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    /// Every other field: refused by name.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub other: Other,
 }
 
 impl SecurityPolicySpec {
@@ -150,7 +186,7 @@ pub struct AccessMechanisms {
     /// Allow/deny rules on client address, JWT claims and headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
-    /// Every other field (`cors`, ...): refused by name.
+    /// Every other field (a SecurityOverride's `cors`, ...): refused by name.
     #[serde(flatten)]
     #[schemars(skip)]
     pub other: Other,
@@ -168,7 +204,8 @@ pub struct SecretRef {
     pub kind: Option<String>,
     /// The Secret's name.
     pub name: String,
-    /// Its namespace (default: the policy's; another is refused).
+    /// Its namespace (default: the policy's; another needs a ReferenceGrant there
+    /// from the policy's kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
@@ -373,7 +410,8 @@ pub struct AccessBackendRef {
     pub kind: Option<String>,
     /// The Service's name.
     pub name: String,
-    /// Its namespace (default: the policy's; another is refused).
+    /// Its namespace (default: the policy's; another needs a ReferenceGrant there
+    /// from the policy's kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// The Service port.
