@@ -27,7 +27,10 @@
 //! that counts `allowed` and wraps the errors that come back from inside (so that an
 //! outer policy does not count an inner policy's refusal as its own); an error of the
 //! policy itself is counted by its [`ErrorKind`]. A policy that refuses with a
-//! response rather than an error is not counted.
+//! response rather than an error (an external authorization service's denial, marked
+//! [`Denied`]) is counted by the response's status: 401 `unauthenticated`, any other
+//! `forbidden`. The marker entrance tags such a response coming from inside, so only
+//! the policy that denied counts it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -42,7 +45,9 @@ use gatekit_auth::basic::{BasicAuthConfig, BasicAuthLayer, BasicAuthPolicy};
 use gatekit_auth::credential::CredentialSource;
 #[cfg(feature = "grpc")]
 use gatekit_auth::extauth::GrpcService;
-use gatekit_auth::extauth::{BodyToExtAuth, ExtAuthConfig, ExtAuthPolicy, HttpService};
+use gatekit_auth::extauth::{
+    BodyToExtAuth, Denied, ExtAuthConfig, ExtAuthPolicy, HttpService,
+};
 use gatekit_auth::jwt::{JwksSource, JwtConfig, JwtPolicy, RemoteJwks};
 use gatekit_core::access::AccessPolicy;
 use gatekit_core::ratelimit::Cidr;
@@ -605,7 +610,12 @@ impl std::error::Error for FromInside {
     }
 }
 
-/// The entrance to the inner stack: counts `allowed`, marks inner errors.
+/// Marks a [`Denied`] response that came from inside a policy's inner stack (another
+/// policy's denial), so the policies outside do not count it as theirs.
+#[derive(Clone, Copy, Debug)]
+struct DeniedInside;
+
+/// The entrance to the inner stack: counts `allowed`, marks inner errors and denials.
 #[derive(Clone, Debug)]
 struct Passed {
     inner: Backend,
@@ -651,6 +661,20 @@ impl Service<Request<Body>> for Count {
 /// The response future of a [`Backend`].
 type BackendFuture = <Backend as Service<Request<Body>>>::Future;
 
+/// The outcome of a policy's own denial response: one carrying [`Denied`] that did not
+/// come from inside.
+fn denial(rsp: &Response<Body>) -> Option<AccessOutcome> {
+    let ext = rsp.extensions();
+    if ext.get::<Denied>().is_none() || ext.get::<DeniedInside>().is_some() {
+        return None;
+    }
+    Some(if rsp.status() == http::StatusCode::UNAUTHORIZED {
+        AccessOutcome::Unauthenticated
+    } else {
+        AccessOutcome::Forbidden
+    })
+}
+
 /// The outcome of a policy's own error.
 fn outcome(err: &BoxError) -> Option<AccessOutcome> {
     if err.is::<FromInside>() {
@@ -675,11 +699,14 @@ mod futures {
     use gatekit_core::{Body, BoxError};
     use http::Response;
 
-    use super::{FromInside, outcome};
+    use gatekit_auth::extauth::Denied;
+
+    use super::{DeniedInside, FromInside, denial, outcome};
     use crate::AccessMetrics;
 
     pin_project_lite::pin_project! {
-        /// The inner stack's answer, its error marked [`FromInside`].
+        /// The inner stack's answer, its error marked [`FromInside`], a denial
+        /// [`DeniedInside`].
         pub(super) struct MapErr<F> {
             #[pin]
             inner: F,
@@ -696,15 +723,20 @@ mod futures {
         type Output = Result<Response<Body>, BoxError>;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            self.project()
-                .inner
-                .poll(cx)
-                .map_err(|e| Box::new(FromInside(e)) as BoxError)
+            self.project().inner.poll(cx).map(|out| match out {
+                Ok(mut rsp) => {
+                    if rsp.extensions().get::<Denied>().is_some() {
+                        rsp.extensions_mut().insert(DeniedInside);
+                    }
+                    Ok(rsp)
+                }
+                Err(e) => Err(Box::new(FromInside(e)) as BoxError),
+            })
         }
     }
 
     pin_project_lite::pin_project! {
-        /// The guarded stack's answer; the policy's own error counted.
+        /// The guarded stack's answer; the policy's own error or denial counted.
         pub(super) struct CountErr<F> {
             #[pin]
             inner: F,
@@ -724,9 +756,11 @@ mod futures {
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             let this = self.project();
             let out = std::task::ready!(this.inner.poll(cx));
-            if let Err(e) = &out
-                && let Some(o) = outcome(e)
-            {
+            let own = match &out {
+                Ok(rsp) => denial(rsp),
+                Err(e) => outcome(e),
+            };
+            if let Some(o) = own {
                 this.metrics.record(o);
             }
             Poll::Ready(out)
@@ -750,6 +784,23 @@ mod tests {
                     std::future::ready(Err::<Response<Body>, BoxError>(Box::new(Error::new(kind))))
                 })),
             }
+        }
+    }
+
+    /// A policy answering every request itself with `status`, marked [`Denied`] (as an
+    /// external authorization service's denial is).
+    #[derive(Debug)]
+    struct DeniesWith(http::StatusCode);
+
+    impl AccessPolicy for DeniesWith {
+        fn layer(&self, _inner: Backend) -> Backend {
+            let status = self.0;
+            Backend::new(tower::service_fn(move |_: Request<Body>| {
+                let mut rsp = Response::new(Body::from("no"));
+                *rsp.status_mut() = status;
+                rsp.extensions_mut().insert(Denied);
+                std::future::ready(Ok::<_, BoxError>(rsp))
+            }))
         }
     }
 
@@ -803,5 +854,52 @@ mod tests {
         assert!(stack.send(Request::new(Body::empty())).await.is_err());
         assert_eq!(count(&metrics, "refusing", "unauthenticated"), 1);
         assert_eq!(count(&metrics, "open", "allowed"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_denial_answered_with_a_response_is_counted_by_the_policy_that_denied() {
+        let metrics = Metrics::new();
+        let outer = Counted {
+            policy: Arc::new(Fixed(None)),
+            metrics: metrics.access_metrics("outer"),
+        };
+        let forbids = Counted {
+            policy: Arc::new(DeniesWith(http::StatusCode::FORBIDDEN)),
+            metrics: metrics.access_metrics("forbids"),
+        };
+        let stack = outer.layer(forbids.layer(ok_backend()));
+        let rsp = stack.send(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(rsp.status(), http::StatusCode::FORBIDDEN);
+        assert_eq!(count(&metrics, "forbids", "forbidden"), 1);
+        assert_eq!(count(&metrics, "outer", "allowed"), 1);
+        assert_eq!(
+            count(&metrics, "outer", "forbidden"),
+            0,
+            "the inner denial counted as the outer policy's"
+        );
+
+        let challenges = Counted {
+            policy: Arc::new(DeniesWith(http::StatusCode::UNAUTHORIZED)),
+            metrics: metrics.access_metrics("challenges"),
+        };
+        let stack = challenges.layer(ok_backend());
+        let rsp = stack.send(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(rsp.status(), http::StatusCode::UNAUTHORIZED);
+        assert_eq!(count(&metrics, "challenges", "unauthenticated"), 1);
+
+        // The upstream's own 403 (no Denied marker) is no decision of anyone's.
+        let passes = Counted {
+            policy: Arc::new(Fixed(None)),
+            metrics: metrics.access_metrics("passes"),
+        };
+        let upstream_403 = Backend::new(tower::service_fn(|_: Request<Body>| {
+            let mut rsp = Response::new(Body::empty());
+            *rsp.status_mut() = http::StatusCode::FORBIDDEN;
+            std::future::ready(Ok::<_, BoxError>(rsp))
+        }));
+        let stack = passes.layer(upstream_403);
+        stack.send(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(count(&metrics, "passes", "allowed"), 1);
+        assert_eq!(count(&metrics, "passes", "forbidden"), 0);
     }
 }
