@@ -45,9 +45,7 @@ use gatekit_auth::basic::{BasicAuthConfig, BasicAuthLayer, BasicAuthPolicy};
 use gatekit_auth::credential::CredentialSource;
 #[cfg(feature = "grpc")]
 use gatekit_auth::extauth::GrpcService;
-use gatekit_auth::extauth::{
-    BodyToExtAuth, Denied, ExtAuthConfig, ExtAuthPolicy, HttpService,
-};
+use gatekit_auth::extauth::{BodyToExtAuth, Denied, ExtAuthConfig, ExtAuthPolicy, HttpService};
 use gatekit_auth::jwt::{JwksSource, JwtConfig, JwtPolicy, RemoteJwks};
 use gatekit_core::access::AccessPolicy;
 use gatekit_core::ratelimit::Cidr;
