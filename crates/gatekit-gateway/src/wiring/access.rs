@@ -64,7 +64,14 @@ use crate::{AccessMetrics, AccessOutcome, Metrics};
 /// One built policy: the spec it was built from and the result.
 struct Built {
     spec: Arc<AccessSpec>,
-    policy: Result<Arc<dyn AccessPolicy>, ConfigError>,
+    policy: Result<Made, ConfigError>,
+}
+
+/// A policy built, and the basic auth layer inside it (for its hash-check counters in
+/// `/config`).
+struct Made {
+    policy: Arc<dyn AccessPolicy>,
+    basic: Option<BasicAuthLayer>,
 }
 
 /// Access policies by name, kept across reloads.
@@ -110,11 +117,12 @@ impl AccessRegistry {
                     && upstreams_of(spec).iter().all(|u| !stale.contains(*u))
             });
             if !fresh {
-                let policy = build(spec, upstreams).map(|p| {
-                    Arc::new(Counted {
-                        policy: p,
+                let policy = build(spec, upstreams).map(|m| Made {
+                    policy: Arc::new(Counted {
+                        policy: m.policy,
                         metrics: metrics.access_metrics(name),
-                    }) as Arc<dyn AccessPolicy>
+                    }),
+                    basic: m.basic,
                 });
                 self.built.insert(
                     name.clone(),
@@ -145,7 +153,12 @@ impl AccessRegistry {
 
     /// The policy called `name`, if it was built.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn AccessPolicy>> {
-        self.built.get(name)?.policy.as_ref().ok().cloned()
+        self.built
+            .get(name)?
+            .policy
+            .as_ref()
+            .ok()
+            .map(|m| Arc::clone(&m.policy))
     }
 
     /// Whether the policy called `name` was built.
@@ -177,14 +190,21 @@ const REALM: &str = "gatekit";
 
 /// Builds the policy of `spec`: the one place a spec meets gatekit-auth. A
 /// configuration error names the SecurityPolicy field (`spec.jwt.providers[0].localJWKS`).
-fn build(spec: &AccessSpec, upstreams: &Upstreams) -> Result<Arc<dyn AccessPolicy>, ConfigError> {
+fn build(spec: &AccessSpec, upstreams: &Upstreams) -> Result<Made, ConfigError> {
     let field = format!("spec.{}", spec.mechanism());
-    let built: Result<Arc<dyn AccessPolicy>, ConfigError> = match spec {
-        AccessSpec::ApiKey(s) => api_key(s).map(|p| Arc::new(p) as _),
-        AccessSpec::Basic(s) => basic(s).map(|p| Arc::new(p) as _),
-        AccessSpec::Jwt(s) => jwt(s, upstreams).map(|p| Arc::new(p) as _),
-        AccessSpec::ExtAuth(s) => ext_auth(s, upstreams).map(|p| Arc::new(p) as _),
-        AccessSpec::Authz(s) => authz(s).map(|p| Arc::new(p) as _),
+    let made = |policy: Arc<dyn AccessPolicy>| Made {
+        policy,
+        basic: None,
+    };
+    let built = match spec {
+        AccessSpec::ApiKey(s) => api_key(s).map(|p| made(Arc::new(p))),
+        AccessSpec::Basic(s) => basic(s).map(|layer| Made {
+            policy: Arc::new(BasicAuthPolicy::new(layer.clone())),
+            basic: Some(layer),
+        }),
+        AccessSpec::Jwt(s) => jwt(s, upstreams).map(|p| made(Arc::new(p))),
+        AccessSpec::ExtAuth(s) => ext_auth(s, upstreams).map(|p| made(Arc::new(p))),
+        AccessSpec::Authz(s) => authz(s).map(|p| made(Arc::new(p))),
     };
     built.map_err(|e| e.within(&field))
 }
@@ -233,14 +253,12 @@ fn api_key(s: &ApiKeySpec) -> Result<ApiKeyPolicy, ConfigError> {
     ApiKeyLayer::new(config).map(ApiKeyPolicy::new)
 }
 
-fn basic(s: &BasicSpec) -> Result<BasicAuthPolicy, ConfigError> {
+fn basic(s: &BasicSpec) -> Result<BasicAuthLayer, ConfigError> {
     let mut config = BasicAuthConfig::new(s.realm.as_str(), s.htpasswd.as_str());
     if let Some(h) = &s.forward_header {
         config = config.forward_username(header_name(h, "forwardUsernameHeader")?);
     }
-    BasicAuthLayer::new(config)
-        .map(BasicAuthPolicy::new)
-        .map_err(|e| e.within("users"))
+    BasicAuthLayer::new(config).map_err(|e| e.within("users"))
 }
 
 fn jwt(s: &JwtSpec, upstreams: &Upstreams) -> Result<JwtPolicy, ConfigError> {
@@ -510,8 +528,10 @@ mod dns {
 }
 
 /// `/config`'s `accessPolicies`: each policy's name, source, mechanism, targets,
-/// size (consumers, users, providers or rules), whether it is served, and why not.
-/// Never a key, password hash, token or secret: only names and counts.
+/// size (consumers, users, providers or rules), whether it is served, and why not; for
+/// basic auth, its slow hash checks (`hashChecks`: run, answered from the cache,
+/// refused for want of a permit, the most at once and the bound). Never a key,
+/// password hash, token or secret: only names and counts.
 pub(crate) fn dump(entries: &BTreeMap<String, AccessEntry>, registry: &AccessRegistry) -> String {
     let list: Vec<serde_json::Value> = entries
         .iter()
@@ -543,6 +563,23 @@ pub(crate) fn dump(entries: &BTreeMap<String, AccessEntry>, registry: &AccessReg
                 }
                 if let Some(AccessSpec::ExtAuth(x)) = e.spec().map(|s| &**s) {
                     map.insert("upstream".to_owned(), x.upstream.clone().into());
+                }
+                let basic = registry
+                    .built
+                    .get(name)
+                    .and_then(|b| b.policy.as_ref().ok());
+                if let Some(layer) = basic.and_then(|m| m.basic.as_ref()) {
+                    let stats = layer.stats();
+                    map.insert(
+                        "hashChecks".to_owned(),
+                        serde_json::json!({
+                            "run": stats.verifications,
+                            "cacheHits": stats.cache_hits,
+                            "overloaded": stats.overloaded,
+                            "peakConcurrent": stats.max_concurrent_verifications,
+                            "maxConcurrent": layer.max_concurrent_verifications(),
+                        }),
+                    );
                 }
                 let problem = e.problem().map(str::to_owned).or_else(|| {
                     registry
