@@ -527,15 +527,52 @@ mod dns {
     }
 }
 
-/// `/config`'s `accessPolicies`: each policy's name, source, mechanism, targets,
-/// size (consumers, users, providers or rules), whether it is served, and why not; for
-/// basic auth, its slow hash checks (`hashChecks`: run, answered from the cache,
-/// refused for want of a permit, the most at once and the bound). Never a key,
-/// password hash, token or secret: only names and counts.
-pub(crate) fn dump(entries: &BTreeMap<String, AccessEntry>, registry: &AccessRegistry) -> String {
+/// `/config`'s `accessPolicies`, kept from a reload and rendered when asked for: each
+/// policy's name, source, mechanism, targets, size (consumers, users, providers or
+/// rules), whether it is served, and why not; for basic auth, its slow hash checks read
+/// at that moment (`hashChecks`: run, answered from the cache, refused for want of a
+/// permit, the most at once and the bound). Never a key, password hash, token or
+/// secret: only names and counts.
+#[derive(Default)]
+pub(crate) struct AccessDump {
+    entries: Vec<serde_json::Value>,
+    /// The basic auth layers by their entry's index.
+    basic: Vec<(usize, BasicAuthLayer)>,
+}
+
+impl AccessDump {
+    /// The JSON array.
+    pub(crate) fn render(&self) -> String {
+        let mut entries = self.entries.clone();
+        for (i, layer) in &self.basic {
+            if let Some(map) = entries.get_mut(*i).and_then(|e| e.as_object_mut()) {
+                let stats = layer.stats();
+                map.insert(
+                    "hashChecks".to_owned(),
+                    serde_json::json!({
+                        "run": stats.verifications,
+                        "cacheHits": stats.cache_hits,
+                        "overloaded": stats.overloaded,
+                        "peakConcurrent": stats.max_concurrent_verifications,
+                        "maxConcurrent": layer.max_concurrent_verifications(),
+                    }),
+                );
+            }
+        }
+        serde_json::to_string(&entries).unwrap_or_else(|_| "[]".to_owned())
+    }
+}
+
+/// The [`AccessDump`] of `entries` as `registry` built them.
+pub(crate) fn dump(
+    entries: &BTreeMap<String, AccessEntry>,
+    registry: &AccessRegistry,
+) -> AccessDump {
+    let mut basic = Vec::new();
     let list: Vec<serde_json::Value> = entries
         .iter()
-        .map(|(name, e)| {
+        .enumerate()
+        .map(|(i, (name, e))| {
             let (count_name, count) = match e.spec().map(|s| &**s) {
                 Some(AccessSpec::ApiKey(s)) => ("consumers", s.consumers.len()),
                 Some(AccessSpec::Basic(s)) => ("users", s.users()),
@@ -564,22 +601,12 @@ pub(crate) fn dump(entries: &BTreeMap<String, AccessEntry>, registry: &AccessReg
                 if let Some(AccessSpec::ExtAuth(x)) = e.spec().map(|s| &**s) {
                     map.insert("upstream".to_owned(), x.upstream.clone().into());
                 }
-                let basic = registry
+                let made = registry
                     .built
                     .get(name)
                     .and_then(|b| b.policy.as_ref().ok());
-                if let Some(layer) = basic.and_then(|m| m.basic.as_ref()) {
-                    let stats = layer.stats();
-                    map.insert(
-                        "hashChecks".to_owned(),
-                        serde_json::json!({
-                            "run": stats.verifications,
-                            "cacheHits": stats.cache_hits,
-                            "overloaded": stats.overloaded,
-                            "peakConcurrent": stats.max_concurrent_verifications,
-                            "maxConcurrent": layer.max_concurrent_verifications(),
-                        }),
-                    );
+                if let Some(layer) = made.and_then(|m| m.basic.as_ref()) {
+                    basic.push((i, layer.clone()));
                 }
                 let problem = e.problem().map(str::to_owned).or_else(|| {
                     registry
@@ -595,7 +622,10 @@ pub(crate) fn dump(entries: &BTreeMap<String, AccessEntry>, registry: &AccessReg
             v
         })
         .collect();
-    serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned())
+    AccessDump {
+        entries: list,
+        basic,
+    }
 }
 
 // === counting ===
