@@ -750,6 +750,9 @@ async fn an_application_route_cannot_switch_off_the_platform_override() {
 
 // === secrets ===
 
+/// A request to make: path, headers, the status wanted.
+type Check<'a> = (&'a str, Vec<(&'a str, String)>, StatusCode);
+
 /// A log writer into a shared buffer.
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
@@ -850,7 +853,7 @@ async fn no_secret_of_any_mechanism_in_logs_config_or_metrics() {
     let auth = basic("ops", "pa55-w0rd-secret");
     let wrong = basic("ops", "guess-secret-2");
     let bearer = |t: &str| format!("Bearer {t}");
-    let checks: Vec<(&str, Vec<(&str, String)>, StatusCode)> = vec![
+    let checks: Vec<Check<'_>> = vec![
         (
             "/keys",
             vec![("x-api-key", "api-key-secret-1".into())],
