@@ -2,6 +2,7 @@
 //! received, a gateway served on a loopback port, and a plain HTTP client.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+pub mod authz;
 pub mod raw;
 pub mod wired;
 

@@ -1,9 +1,10 @@
 //! Test support shared by gatekit's tests: a test CA that issues real certificate chains,
-//! and small HTTP/1.1 clients on real sockets. It depends on no gatekit crate, so every
+//! small HTTP/1.1 clients on real sockets, and JWT signing ([`jwt`]). It depends on no gatekit crate, so every
 //! crate's tests can use it (each adapts what it needs, such as turning a leaf into its
 //! own certificate type, in its own support module).
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod jwt;
 pub mod oidc;
 pub mod redis;
 

@@ -314,7 +314,7 @@ fn signed(alg: &str, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
 
 /// A layer whose local JWKS holds a 2048-bit RSA key, and a token it accepts.
 fn rs256() -> (JwtLayer, String) {
-    let pem = include_str!("../../tests/fixtures/jwt-rsa-a.pem");
+    let pem = gatekit_testkit::jwt::RSA_A;
     let der = STANDARD
         .decode(
             pem.lines()

@@ -45,6 +45,7 @@ pub(super) struct Shared {
     pub(super) users: Users,
     pub(super) cache: Cache,
     pub(super) permits: Arc<Semaphore>,
+    pub(super) max_concurrent: usize,
     pub(super) counters: Arc<Counters>,
     pub(super) forward_username: Option<HeaderName>,
     pub(super) strip_credential: bool,
@@ -96,6 +97,7 @@ impl BasicAuthLayer {
                     config.max_cache_entries,
                 ),
                 permits: Arc::new(Semaphore::new(permits)),
+                max_concurrent: permits,
                 counters: Arc::default(),
                 forward_username: config.forward_username.clone(),
                 strip_credential: config.strip_credential,
@@ -114,6 +116,11 @@ impl BasicAuthLayer {
     /// warning or a status condition.
     pub fn sha1_lines(&self) -> &[usize] {
         &self.shared.users.sha1_lines
+    }
+
+    /// How many slow hash checks may run at once (the configured bound).
+    pub fn max_concurrent_verifications(&self) -> usize {
+        self.shared.max_concurrent
     }
 
     /// The layer's counters so far.

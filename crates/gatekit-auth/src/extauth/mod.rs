@@ -38,7 +38,9 @@
 //! check request carries the client and gateway addresses, the method, path, host,
 //! scheme, protocol, `x-request-id`, the headers (all, or those named in
 //! `headersToExtAuth`; with `:authority`, `:method`, `:path`, as Envoy sends them) and
-//! the buffered body. An `OK` status allows: `ok_response.headers` change the request
+//! the buffered body. The messages are public in `proto` (encode and decode them
+//! with `prost::Message`), for an authorization service or a test of your own. An
+//! `OK` status allows: `ok_response.headers` change the request
 //! (`append: true` appends, otherwise they replace; `append_action` add-if-absent and
 //! overwrite-if-exists are honoured), `headers_to_remove` are removed (never `Host`)
 //! and `response_headers_to_add` go on the client's response. Any other status denies
@@ -117,7 +119,7 @@ mod grpc_check;
 mod http_check;
 mod layer;
 #[cfg(feature = "grpc")]
-mod proto;
+pub mod proto;
 mod service;
 
 #[cfg(feature = "grpc")]

@@ -1,7 +1,9 @@
 //! The messages of Envoy's `envoy.service.auth.v3.Authorization/Check`, declared by hand
 //! with prost's derive: only the fields gatekit sends or reads. Unknown fields in an
 //! answer are skipped by the decoder, as protobuf requires, so servers that send more
-//! (dynamic metadata, query parameter edits) decode fine.
+//! (dynamic metadata, query parameter edits) decode fine. Public so that an
+//! authorization service or a test written in Rust can speak the protocol with the same
+//! messages (with `prost::Message`'s `encode_to_vec` and `decode`).
 //!
 //! Field numbers are those of Envoy's API protos:
 //! - `envoy/service/auth/v3/external_auth.proto`: `CheckRequest`, `CheckResponse`,
@@ -17,116 +19,116 @@ use std::collections::HashMap;
 
 /// `envoy.service.auth.v3.CheckRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct CheckRequest {
+pub struct CheckRequest {
     /// `attributes = 1`.
     #[prost(message, optional, tag = "1")]
-    pub(crate) attributes: Option<AttributeContext>,
+    pub attributes: Option<AttributeContext>,
 }
 
 /// `envoy.service.auth.v3.AttributeContext`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct AttributeContext {
+pub struct AttributeContext {
     /// `source = 1`: the client.
     #[prost(message, optional, tag = "1")]
-    pub(crate) source: Option<Peer>,
+    pub source: Option<Peer>,
     /// `destination = 2`: the gateway's listening address.
     #[prost(message, optional, tag = "2")]
-    pub(crate) destination: Option<Peer>,
+    pub destination: Option<Peer>,
     /// `request = 4`.
     #[prost(message, optional, tag = "4")]
-    pub(crate) request: Option<AttributeRequest>,
+    pub request: Option<AttributeRequest>,
     /// `context_extensions = 10`.
     #[prost(map = "string, string", tag = "10")]
-    pub(crate) context_extensions: HashMap<String, String>,
+    pub context_extensions: HashMap<String, String>,
 }
 
 /// `AttributeContext.Peer`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct Peer {
+pub struct Peer {
     /// `address = 1`.
     #[prost(message, optional, tag = "1")]
-    pub(crate) address: Option<Address>,
+    pub address: Option<Address>,
     /// `principal = 4`.
     #[prost(string, tag = "4")]
-    pub(crate) principal: String,
+    pub principal: String,
 }
 
 /// `envoy.config.core.v3.Address` (only its `socket_address = 1` case).
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct Address {
+pub struct Address {
     /// `socket_address = 1`.
     #[prost(message, optional, tag = "1")]
-    pub(crate) socket_address: Option<SocketAddress>,
+    pub socket_address: Option<SocketAddress>,
 }
 
 /// `envoy.config.core.v3.SocketAddress`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct SocketAddress {
+pub struct SocketAddress {
     /// `address = 2`.
     #[prost(string, tag = "2")]
-    pub(crate) address: String,
+    pub address: String,
     /// `port_value = 3` (in the `port_specifier` oneof).
     #[prost(uint32, tag = "3")]
-    pub(crate) port_value: u32,
+    pub port_value: u32,
 }
 
 /// `AttributeContext.Request`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct AttributeRequest {
+pub struct AttributeRequest {
     /// `http = 2`.
     #[prost(message, optional, tag = "2")]
-    pub(crate) http: Option<HttpRequest>,
+    pub http: Option<HttpRequest>,
 }
 
 /// `AttributeContext.HttpRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct HttpRequest {
+pub struct HttpRequest {
     /// `id = 1`: the `x-request-id`.
     #[prost(string, tag = "1")]
-    pub(crate) id: String,
+    pub id: String,
     /// `method = 2`.
     #[prost(string, tag = "2")]
-    pub(crate) method: String,
+    pub method: String,
     /// `headers = 3`: lower-case names, repeated values joined with `,`.
     #[prost(map = "string, string", tag = "3")]
-    pub(crate) headers: HashMap<String, String>,
+    pub headers: HashMap<String, String>,
     /// `path = 4`: path and query.
     #[prost(string, tag = "4")]
-    pub(crate) path: String,
+    pub path: String,
     /// `host = 5`.
     #[prost(string, tag = "5")]
-    pub(crate) host: String,
+    pub host: String,
     /// `scheme = 6`.
     #[prost(string, tag = "6")]
-    pub(crate) scheme: String,
+    pub scheme: String,
     /// `size = 9`: the body's length, -1 when unknown.
     #[prost(int64, tag = "9")]
-    pub(crate) size: i64,
+    pub size: i64,
     /// `protocol = 10`: `HTTP/1.1`, `HTTP/2`.
     #[prost(string, tag = "10")]
-    pub(crate) protocol: String,
+    pub protocol: String,
     /// `body = 11`: the buffered body when it is UTF-8.
     #[prost(string, tag = "11")]
-    pub(crate) body: String,
+    pub body: String,
     /// `raw_body = 12`: the buffered body when it is not.
     #[prost(bytes = "vec", tag = "12")]
-    pub(crate) raw_body: Vec<u8>,
+    pub raw_body: Vec<u8>,
 }
 
 /// `envoy.service.auth.v3.CheckResponse`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct CheckResponse {
+pub struct CheckResponse {
     /// `status = 1`: `OK` (0) allows.
     #[prost(message, optional, tag = "1")]
-    pub(crate) status: Option<Status>,
+    pub status: Option<Status>,
     /// The `http_response` oneof: `denied_response = 2`, `ok_response = 3`.
     #[prost(oneof = "HttpResponse", tags = "2, 3")]
-    pub(crate) http_response: Option<HttpResponse>,
+    pub http_response: Option<HttpResponse>,
 }
 
 /// `CheckResponse.http_response`.
 #[derive(Clone, PartialEq, prost::Oneof)]
-pub(crate) enum HttpResponse {
+pub enum HttpResponse {
     /// `denied_response = 2`.
     #[prost(message, tag = "2")]
     Denied(DeniedHttpResponse),
@@ -137,85 +139,85 @@ pub(crate) enum HttpResponse {
 
 /// `google.rpc.Status` (without `details = 3`).
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct Status {
+pub struct Status {
     /// `code = 1`.
     #[prost(int32, tag = "1")]
-    pub(crate) code: i32,
+    pub code: i32,
     /// `message = 2`.
     #[prost(string, tag = "2")]
-    pub(crate) message: String,
+    pub message: String,
 }
 
 /// `envoy.service.auth.v3.DeniedHttpResponse`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct DeniedHttpResponse {
+pub struct DeniedHttpResponse {
     /// `status = 1`.
     #[prost(message, optional, tag = "1")]
-    pub(crate) status: Option<HttpStatus>,
+    pub status: Option<HttpStatus>,
     /// `headers = 2`.
     #[prost(message, repeated, tag = "2")]
-    pub(crate) headers: Vec<HeaderValueOption>,
+    pub headers: Vec<HeaderValueOption>,
     /// `body = 3`.
     #[prost(string, tag = "3")]
-    pub(crate) body: String,
+    pub body: String,
 }
 
 /// `envoy.service.auth.v3.OkHttpResponse`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct OkHttpResponse {
+pub struct OkHttpResponse {
     /// `headers = 2`: added to (or replacing) the request's.
     #[prost(message, repeated, tag = "2")]
-    pub(crate) headers: Vec<HeaderValueOption>,
+    pub headers: Vec<HeaderValueOption>,
     /// `headers_to_remove = 5`.
     #[prost(string, repeated, tag = "5")]
-    pub(crate) headers_to_remove: Vec<String>,
+    pub headers_to_remove: Vec<String>,
     /// `response_headers_to_add = 6`: added to the client's response.
     #[prost(message, repeated, tag = "6")]
-    pub(crate) response_headers_to_add: Vec<HeaderValueOption>,
+    pub response_headers_to_add: Vec<HeaderValueOption>,
 }
 
 /// `envoy.type.v3.HttpStatus` (its `code` is an enum of status codes, an int on the
 /// wire).
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct HttpStatus {
+pub struct HttpStatus {
     /// `code = 1`.
     #[prost(int32, tag = "1")]
-    pub(crate) code: i32,
+    pub code: i32,
 }
 
 /// `envoy.config.core.v3.HeaderValueOption`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct HeaderValueOption {
+pub struct HeaderValueOption {
     /// `header = 1`.
     #[prost(message, optional, tag = "1")]
-    pub(crate) header: Option<HeaderValue>,
+    pub header: Option<HeaderValue>,
     /// `append = 2` (deprecated; a `google.protobuf.BoolValue`).
     #[prost(message, optional, tag = "2")]
-    pub(crate) append: Option<BoolValue>,
+    pub append: Option<BoolValue>,
     /// `append_action = 3`: `APPEND_IF_EXISTS_OR_ADD` (0), `ADD_IF_ABSENT` (1),
     /// `OVERWRITE_IF_EXISTS_OR_ADD` (2), `OVERWRITE_IF_EXISTS` (3).
     #[prost(int32, tag = "3")]
-    pub(crate) append_action: i32,
+    pub append_action: i32,
 }
 
 /// `envoy.config.core.v3.HeaderValue`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct HeaderValue {
+pub struct HeaderValue {
     /// `key = 1`.
     #[prost(string, tag = "1")]
-    pub(crate) key: String,
+    pub key: String,
     /// `value = 2`.
     #[prost(string, tag = "2")]
-    pub(crate) value: String,
+    pub value: String,
     /// `raw_value = 3`: used instead of `value` when set.
     #[prost(bytes = "vec", tag = "3")]
-    pub(crate) raw_value: Vec<u8>,
+    pub raw_value: Vec<u8>,
 }
 
 /// `google.protobuf.BoolValue`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct BoolValue {
+pub struct BoolValue {
     /// `value = 1`.
     #[prost(bool, tag = "1")]
-    pub(crate) value: bool,
+    pub value: bool,
 }

@@ -37,7 +37,10 @@
 //! that counts `allowed` and wraps the errors that come back from inside (so that an
 //! outer policy does not count an inner policy's refusal as its own); an error of the
 //! policy itself is counted by its [`ErrorKind`]. A policy that refuses with a
-//! response rather than an error is not counted.
+//! response rather than an error (an external authorization service's denial, marked
+//! [`Denied`]) is counted by the response's status: 401 `unauthenticated`, any other
+//! `forbidden`. The marker entrance tags such a response coming from inside, so only
+//! the policy that denied counts it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -52,7 +55,7 @@ use gatekit_auth::basic::{BasicAuthConfig, BasicAuthLayer, BasicAuthPolicy};
 use gatekit_auth::credential::CredentialSource;
 #[cfg(feature = "grpc")]
 use gatekit_auth::extauth::GrpcService;
-use gatekit_auth::extauth::{BodyToExtAuth, ExtAuthConfig, ExtAuthPolicy, HttpService};
+use gatekit_auth::extauth::{BodyToExtAuth, Denied, ExtAuthConfig, ExtAuthPolicy, HttpService};
 use gatekit_auth::jwt::{JwksSource, JwtConfig, JwtPolicy, RemoteJwks};
 use gatekit_auth::oidc::{OidcConfig, OidcLayer, OidcPolicy, SameSite};
 use gatekit_core::access::AccessPolicy;
@@ -74,7 +77,14 @@ use crate::{AccessMetrics, AccessOutcome, Metrics};
 /// One built policy: the spec it was built from and the result.
 struct Built {
     spec: Arc<AccessSpec>,
-    policy: Result<Arc<dyn AccessPolicy>, ConfigError>,
+    policy: Result<Made, ConfigError>,
+}
+
+/// A policy built, and the basic auth layer inside it (for its hash-check counters in
+/// `/config`).
+struct Made {
+    policy: Arc<dyn AccessPolicy>,
+    basic: Option<BasicAuthLayer>,
 }
 
 /// Access policies by name, kept across reloads.
@@ -120,11 +130,12 @@ impl AccessRegistry {
                     && upstreams_of(spec).iter().all(|u| !stale.contains(*u))
             });
             if !fresh {
-                let policy = build(spec, upstreams).map(|p| {
-                    Arc::new(Counted {
-                        policy: p,
+                let policy = build(spec, upstreams).map(|m| Made {
+                    policy: Arc::new(Counted {
+                        policy: m.policy,
                         metrics: metrics.access_metrics(name),
-                    }) as Arc<dyn AccessPolicy>
+                    }),
+                    basic: m.basic,
                 });
                 self.built.insert(
                     name.clone(),
@@ -174,7 +185,12 @@ impl AccessRegistry {
 
     /// The policy called `name`, if it was built.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn AccessPolicy>> {
-        self.built.get(name)?.policy.as_ref().ok().cloned()
+        self.built
+            .get(name)?
+            .policy
+            .as_ref()
+            .ok()
+            .map(|m| Arc::clone(&m.policy))
     }
 
     /// Whether the policy called `name` was built.
@@ -207,15 +223,22 @@ const REALM: &str = "gatekit";
 
 /// Builds the policy of `spec`: the one place a spec meets gatekit-auth. A
 /// configuration error names the SecurityPolicy field (`spec.jwt.providers[0].localJWKS`).
-fn build(spec: &AccessSpec, upstreams: &Upstreams) -> Result<Arc<dyn AccessPolicy>, ConfigError> {
+fn build(spec: &AccessSpec, upstreams: &Upstreams) -> Result<Made, ConfigError> {
     let field = format!("spec.{}", spec.mechanism());
-    let built: Result<Arc<dyn AccessPolicy>, ConfigError> = match spec {
-        AccessSpec::ApiKey(s) => api_key(s).map(|p| Arc::new(p) as _),
-        AccessSpec::Basic(s) => basic(s).map(|p| Arc::new(p) as _),
-        AccessSpec::Jwt(s) => jwt(s, upstreams).map(|p| Arc::new(p) as _),
-        AccessSpec::ExtAuth(s) => ext_auth(s, upstreams).map(|p| Arc::new(p) as _),
-        AccessSpec::Authz(s) => authz(s).map(|p| Arc::new(p) as _),
-        AccessSpec::Oidc(s) => oidc(s, upstreams).map(|p| Arc::new(p) as _),
+    let made = |policy: Arc<dyn AccessPolicy>| Made {
+        policy,
+        basic: None,
+    };
+    let built = match spec {
+        AccessSpec::ApiKey(s) => api_key(s).map(|p| made(Arc::new(p))),
+        AccessSpec::Basic(s) => basic(s).map(|layer| Made {
+            policy: Arc::new(BasicAuthPolicy::new(layer.clone())),
+            basic: Some(layer),
+        }),
+        AccessSpec::Jwt(s) => jwt(s, upstreams).map(|p| made(Arc::new(p))),
+        AccessSpec::ExtAuth(s) => ext_auth(s, upstreams).map(|p| made(Arc::new(p))),
+        AccessSpec::Authz(s) => authz(s).map(|p| made(Arc::new(p))),
+        AccessSpec::Oidc(s) => oidc(s, upstreams).map(|p| made(Arc::new(p))),
     };
     built.map_err(|e| e.within(&field))
 }
@@ -266,14 +289,12 @@ fn api_key(s: &ApiKeySpec) -> Result<ApiKeyPolicy, ConfigError> {
     ApiKeyLayer::new(config).map(ApiKeyPolicy::new)
 }
 
-fn basic(s: &BasicSpec) -> Result<BasicAuthPolicy, ConfigError> {
+fn basic(s: &BasicSpec) -> Result<BasicAuthLayer, ConfigError> {
     let mut config = BasicAuthConfig::new(s.realm.as_str(), s.htpasswd.as_str());
     if let Some(h) = &s.forward_header {
         config = config.forward_username(header_name(h, "forwardUsernameHeader")?);
     }
-    BasicAuthLayer::new(config)
-        .map(BasicAuthPolicy::new)
-        .map_err(|e| e.within("users"))
+    BasicAuthLayer::new(config).map_err(|e| e.within("users"))
 }
 
 fn jwt(s: &JwtSpec, upstreams: &Upstreams) -> Result<JwtPolicy, ConfigError> {
@@ -674,13 +695,52 @@ mod dns {
     }
 }
 
-/// `/config`'s `accessPolicies`: each policy's name, source, mechanism, targets,
-/// size (consumers, users, providers or rules), whether it is served, and why not.
-/// Never a key, password hash, token or secret: only names and counts.
-pub(crate) fn dump(entries: &BTreeMap<String, AccessEntry>, registry: &AccessRegistry) -> String {
+/// `/config`'s `accessPolicies`, kept from a reload and rendered when asked for: each
+/// policy's name, source, mechanism, targets, size (consumers, users, providers or
+/// rules), whether it is served, and why not; for basic auth, its slow hash checks read
+/// at that moment (`hashChecks`: run, answered from the cache, refused for want of a
+/// permit, the most at once and the bound). Never a key, password hash, token or
+/// secret: only names and counts.
+#[derive(Default)]
+pub(crate) struct AccessDump {
+    entries: Vec<serde_json::Value>,
+    /// The basic auth layers by their entry's index.
+    basic: Vec<(usize, BasicAuthLayer)>,
+}
+
+impl AccessDump {
+    /// The JSON array.
+    pub(crate) fn render(&self) -> String {
+        let mut entries = self.entries.clone();
+        for (i, layer) in &self.basic {
+            if let Some(map) = entries.get_mut(*i).and_then(|e| e.as_object_mut()) {
+                let stats = layer.stats();
+                map.insert(
+                    "hashChecks".to_owned(),
+                    serde_json::json!({
+                        "run": stats.verifications,
+                        "cacheHits": stats.cache_hits,
+                        "overloaded": stats.overloaded,
+                        "peakConcurrent": stats.max_concurrent_verifications,
+                        "maxConcurrent": layer.max_concurrent_verifications(),
+                    }),
+                );
+            }
+        }
+        serde_json::to_string(&entries).unwrap_or_else(|_| "[]".to_owned())
+    }
+}
+
+/// The [`AccessDump`] of `entries` as `registry` built them.
+pub(crate) fn dump(
+    entries: &BTreeMap<String, AccessEntry>,
+    registry: &AccessRegistry,
+) -> AccessDump {
+    let mut basic = Vec::new();
     let list: Vec<serde_json::Value> = entries
         .iter()
-        .map(|(name, e)| {
+        .enumerate()
+        .map(|(i, (name, e))| {
             let (count_name, count) = match e.spec().map(|s| &**s) {
                 Some(AccessSpec::ApiKey(s)) => ("consumers", s.consumers.len()),
                 Some(AccessSpec::Basic(s)) => ("users", s.users()),
@@ -710,6 +770,13 @@ pub(crate) fn dump(entries: &BTreeMap<String, AccessEntry>, registry: &AccessReg
                 if let Some(AccessSpec::ExtAuth(x)) = e.spec().map(|s| &**s) {
                     map.insert("upstream".to_owned(), x.upstream.clone().into());
                 }
+                let made = registry
+                    .built
+                    .get(name)
+                    .and_then(|b| b.policy.as_ref().ok());
+                if let Some(layer) = made.and_then(|m| m.basic.as_ref()) {
+                    basic.push((i, layer.clone()));
+                }
                 let problem = e.problem().map(str::to_owned).or_else(|| {
                     registry
                         .built
@@ -724,7 +791,10 @@ pub(crate) fn dump(entries: &BTreeMap<String, AccessEntry>, registry: &AccessReg
             v
         })
         .collect();
-    serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned())
+    AccessDump {
+        entries: list,
+        basic,
+    }
 }
 
 // === counting ===
@@ -774,7 +844,12 @@ impl std::error::Error for FromInside {
     }
 }
 
-/// The entrance to the inner stack: counts `allowed`, marks inner errors.
+/// Marks a [`Denied`] response that came from inside a policy's inner stack (another
+/// policy's denial), so the policies outside do not count it as theirs.
+#[derive(Clone, Copy, Debug)]
+struct DeniedInside;
+
+/// The entrance to the inner stack: counts `allowed`, marks inner errors and denials.
 #[derive(Clone, Debug)]
 struct Passed {
     inner: Backend,
@@ -820,6 +895,20 @@ impl Service<Request<Body>> for Count {
 /// The response future of a [`Backend`].
 type BackendFuture = <Backend as Service<Request<Body>>>::Future;
 
+/// The outcome of a policy's own denial response: one carrying [`Denied`] that did not
+/// come from inside.
+fn denial(rsp: &Response<Body>) -> Option<AccessOutcome> {
+    let ext = rsp.extensions();
+    if ext.get::<Denied>().is_none() || ext.get::<DeniedInside>().is_some() {
+        return None;
+    }
+    Some(if rsp.status() == http::StatusCode::UNAUTHORIZED {
+        AccessOutcome::Unauthenticated
+    } else {
+        AccessOutcome::Forbidden
+    })
+}
+
 /// The outcome of a policy's own error.
 fn outcome(err: &BoxError) -> Option<AccessOutcome> {
     if err.is::<FromInside>() {
@@ -844,11 +933,14 @@ mod futures {
     use gatekit_core::{Body, BoxError};
     use http::Response;
 
-    use super::{FromInside, outcome};
+    use gatekit_auth::extauth::Denied;
+
+    use super::{DeniedInside, FromInside, denial, outcome};
     use crate::AccessMetrics;
 
     pin_project_lite::pin_project! {
-        /// The inner stack's answer, its error marked [`FromInside`].
+        /// The inner stack's answer, its error marked [`FromInside`], a denial
+        /// [`DeniedInside`].
         pub(super) struct MapErr<F> {
             #[pin]
             inner: F,
@@ -865,15 +957,20 @@ mod futures {
         type Output = Result<Response<Body>, BoxError>;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            self.project()
-                .inner
-                .poll(cx)
-                .map_err(|e| Box::new(FromInside(e)) as BoxError)
+            self.project().inner.poll(cx).map(|out| match out {
+                Ok(mut rsp) => {
+                    if rsp.extensions().get::<Denied>().is_some() {
+                        rsp.extensions_mut().insert(DeniedInside);
+                    }
+                    Ok(rsp)
+                }
+                Err(e) => Err(Box::new(FromInside(e)) as BoxError),
+            })
         }
     }
 
     pin_project_lite::pin_project! {
-        /// The guarded stack's answer; the policy's own error counted.
+        /// The guarded stack's answer; the policy's own error or denial counted.
         pub(super) struct CountErr<F> {
             #[pin]
             inner: F,
@@ -893,9 +990,11 @@ mod futures {
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             let this = self.project();
             let out = std::task::ready!(this.inner.poll(cx));
-            if let Err(e) = &out
-                && let Some(o) = outcome(e)
-            {
+            let own = match &out {
+                Ok(rsp) => denial(rsp),
+                Err(e) => outcome(e),
+            };
+            if let Some(o) = own {
                 this.metrics.record(o);
             }
             Poll::Ready(out)
@@ -919,6 +1018,23 @@ mod tests {
                     std::future::ready(Err::<Response<Body>, BoxError>(Box::new(Error::new(kind))))
                 })),
             }
+        }
+    }
+
+    /// A policy answering every request itself with `status`, marked [`Denied`] (as an
+    /// external authorization service's denial is).
+    #[derive(Debug)]
+    struct DeniesWith(http::StatusCode);
+
+    impl AccessPolicy for DeniesWith {
+        fn layer(&self, _inner: Backend) -> Backend {
+            let status = self.0;
+            Backend::new(tower::service_fn(move |_: Request<Body>| {
+                let mut rsp = Response::new(Body::from("no"));
+                *rsp.status_mut() = status;
+                rsp.extensions_mut().insert(Denied);
+                std::future::ready(Ok::<_, BoxError>(rsp))
+            }))
         }
     }
 
@@ -1081,12 +1197,59 @@ mod tests {
             format!("{registry:?}"),
             format!("{:?}", registry.get(SHOP_KEYS)),
             format!("{rotated:?}"),
-            dump(&rotated, &registry),
+            dump(&rotated, &registry).render(),
         ] {
             assert!(
                 !shown.contains("key-new") && !shown.contains("key-old"),
                 "{shown}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_denial_answered_with_a_response_is_counted_by_the_policy_that_denied() {
+        let metrics = Metrics::new();
+        let outer = Counted {
+            policy: Arc::new(Fixed(None)),
+            metrics: metrics.access_metrics("outer"),
+        };
+        let forbids = Counted {
+            policy: Arc::new(DeniesWith(http::StatusCode::FORBIDDEN)),
+            metrics: metrics.access_metrics("forbids"),
+        };
+        let stack = outer.layer(forbids.layer(ok_backend()));
+        let rsp = stack.send(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(rsp.status(), http::StatusCode::FORBIDDEN);
+        assert_eq!(count(&metrics, "forbids", "forbidden"), 1);
+        assert_eq!(count(&metrics, "outer", "allowed"), 1);
+        assert_eq!(
+            count(&metrics, "outer", "forbidden"),
+            0,
+            "the inner denial counted as the outer policy's"
+        );
+
+        let challenges = Counted {
+            policy: Arc::new(DeniesWith(http::StatusCode::UNAUTHORIZED)),
+            metrics: metrics.access_metrics("challenges"),
+        };
+        let stack = challenges.layer(ok_backend());
+        let rsp = stack.send(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(rsp.status(), http::StatusCode::UNAUTHORIZED);
+        assert_eq!(count(&metrics, "challenges", "unauthenticated"), 1);
+
+        // The upstream's own 403 (no Denied marker) is no decision of anyone's.
+        let passes = Counted {
+            policy: Arc::new(Fixed(None)),
+            metrics: metrics.access_metrics("passes"),
+        };
+        let upstream_403 = Backend::new(tower::service_fn(|_: Request<Body>| {
+            let mut rsp = Response::new(Body::empty());
+            *rsp.status_mut() = http::StatusCode::FORBIDDEN;
+            std::future::ready(Ok::<_, BoxError>(rsp))
+        }));
+        let stack = passes.layer(upstream_403);
+        stack.send(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(count(&metrics, "passes", "allowed"), 1);
+        assert_eq!(count(&metrics, "passes", "forbidden"), 0);
     }
 }
