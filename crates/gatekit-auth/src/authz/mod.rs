@@ -14,8 +14,10 @@
 //!
 //! - client CIDRs: the client address lies in **one** of the ranges. The address is
 //!   [`ConnectionInfo::remote_addr`](gatekit_core::ConnectionInfo::remote_addr) from the
-//!   request's extensions: the PROXY protocol address when the connection came from a
-//!   trusted proxy, the TCP peer otherwise. A request without a `ConnectionInfo` never
+//!   request's extensions: the client the listener's `clientIPDetection` found behind
+//!   trusted proxies (`X-Forwarded-For` or a custom header) when it has one, else the
+//!   PROXY protocol address when the connection came from a trusted proxy, else the TCP
+//!   peer. A request without a `ConnectionInfo` never
 //!   matches a CIDR principal.
 //! - JWT ([`JwtPrincipal`]): the request carries
 //!   [`VerifiedClaims`](crate::VerifiedClaims) (put there by the

@@ -9,7 +9,7 @@
 //! `/oauth2/callback` (Envoy Gateway's `%REQ(x-forwarded-proto)%://%REQ(:authority)%/oauth2/callback`);
 //! `logoutPath` `/logout`; `forwardAccessToken` `false`; `refreshToken` `false` (Envoy
 //! Gateway v1.5; v1.6's CRD defaults it to `true`, so the API server then writes `true`
-//! into the object); `defaultTokenTTL` none (the provider must send `expires_in`);
+//! into the object); `defaultTokenTTL` none (without `expires_in`, the session ends at the ID token's `exp`);
 //! `defaultRefreshTokenTTL` one week; `csrfTokenTTL` 10 minutes; `passThroughAuthHeader`
 //! `false`; cookies `AccessToken-<suffix>` and `IdToken-<suffix>` unless `cookieNames`
 //! says otherwise, `<suffix>` being the FNV-1a digest of the policy's
@@ -81,7 +81,7 @@ pub struct OidcSpec {
     /// `Authorization: Bearer` (default `false`).
     pub forward_access_token: bool,
     /// `defaultTokenTTL`: token lifetime when the provider gives no `expires_in`
-    /// (`None`: such a token response fails the login).
+    /// (`None`: the session ends at the ID token's `exp`).
     pub default_token_ttl: Option<Duration>,
     /// `refreshToken`: refresh expired tokens with the refresh token (default `false`).
     pub refresh_token: bool,
@@ -449,13 +449,15 @@ impl Context<'_> {
             }
         };
         let client_secret = match &o.client_secret {
-            Some(r) => match self.secret_key(ns, r, CLIENT_SECRET_KEY, "spec.oidc.clientSecret", read) {
-                Ok(v) => Some(ClientSecret(v)),
-                Err(e) => {
-                    read.problems.push(e);
-                    None
+            Some(r) => {
+                match self.secret_key(ns, r, CLIENT_SECRET_KEY, "spec.oidc.clientSecret", read) {
+                    Ok(v) => Some(ClientSecret(v)),
+                    Err(e) => {
+                        read.problems.push(e);
+                        None
+                    }
                 }
-            },
+            }
             None => {
                 read.problems.push(ConfigError::new(
                     "spec.oidc.clientSecret",
