@@ -107,7 +107,10 @@ impl OidcLayer {
             Some(name) => name.clone(),
             None => {
                 let d = digest_of(format!("{}\n{}", config.issuer, config.client_id).as_bytes());
-                let hex: String = d.as_bytes()[..6].iter().map(|b| format!("{b:02x}")).collect();
+                let hex: String = d.as_bytes()[..6]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
                 format!("gatekit-oidc-{hex}")
             }
         };

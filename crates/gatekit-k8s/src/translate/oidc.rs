@@ -449,13 +449,15 @@ impl Context<'_> {
             }
         };
         let client_secret = match &o.client_secret {
-            Some(r) => match self.secret_key(ns, r, CLIENT_SECRET_KEY, "spec.oidc.clientSecret", read) {
-                Ok(v) => Some(ClientSecret(v)),
-                Err(e) => {
-                    read.problems.push(e);
-                    None
+            Some(r) => {
+                match self.secret_key(ns, r, CLIENT_SECRET_KEY, "spec.oidc.clientSecret", read) {
+                    Ok(v) => Some(ClientSecret(v)),
+                    Err(e) => {
+                        read.problems.push(e);
+                        None
+                    }
                 }
-            },
+            }
             None => {
                 read.problems.push(ConfigError::new(
                     "spec.oidc.clientSecret",
