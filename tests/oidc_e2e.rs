@@ -38,6 +38,9 @@ struct Opts {
     refresh: bool,
     /// Discovery answers 503 when the gateway starts.
     discovery_down: bool,
+    /// With `backend_refs`: nothing listens at the Service's endpoint when the gateway
+    /// starts (connections refused) until the test starts the relay there.
+    provider_down: bool,
 }
 
 /// A TCP relay in front of the provider that counts connections (proof that the
@@ -55,7 +58,12 @@ impl Drop for Relay {
 }
 
 async fn relay(to: SocketAddr) -> Relay {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    relay_at("127.0.0.1:0".parse().unwrap(), to).await
+}
+
+/// A relay listening on `at`.
+async fn relay_at(at: SocketAddr, to: SocketAddr) -> Relay {
+    let listener = TcpListener::bind(at).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
     let counter = conns.clone();
@@ -78,6 +86,8 @@ struct Env {
     provider: Provider,
     app: EchoBackend,
     relay: Option<Relay>,
+    /// The address of the Service `idp`'s endpoint (the relay's).
+    idp: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -162,20 +172,20 @@ async fn start(opts: Opts) -> Env {
     let provider = Provider::start(CLIENT_ID, CLIENT_SECRET).await;
     provider.set_discovery_failing(opts.discovery_down);
     let app = EchoBackend::start("app").await;
-    let relay = if opts.backend_refs {
-        Some(relay(provider.addr()).await)
+    let (relay, idp) = if opts.provider_down {
+        // A port nothing listens on, for the relay to take later.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        (None, Some(free.local_addr().unwrap()))
+    } else if opts.backend_refs {
+        let r = relay(provider.addr()).await;
+        let addr = r.addr;
+        (Some(r), Some(addr))
     } else {
-        None
+        (None, None)
     };
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let text = manifests(
-        port,
-        app.addr,
-        &provider.issuer(),
-        relay.as_ref().map(|r| r.addr),
-        opts,
-    );
+    let text = manifests(port, app.addr, &provider.issuer(), idp, opts);
     std::fs::write(dir.path().join("all.yaml"), text).unwrap();
     let wired = Wired::start(&[dir.path().to_path_buf()]).await;
     Env {
@@ -184,6 +194,7 @@ async fn start(opts: Opts) -> Env {
         provider,
         app,
         relay,
+        idp,
         _dir: dir,
     }
 }
@@ -546,25 +557,39 @@ async fn an_expired_session_is_refreshed() {
     assert!(page.location().unwrap().contains("/authorize?"));
 }
 
-/// Discovery failing at start: 503 `auth-unavailable` (counted `unavailable`) until it
-/// succeeds, then the flow works.
+/// The provider down at start (connections to its Service refused), then up with
+/// discovery failing (503): the guarded route answers 503 `auth-unavailable` (counted
+/// `unavailable`) and never reaches the backend until discovery succeeds (retried in
+/// the background); then the flow works.
 #[tokio::test]
 async fn the_provider_down_at_start_answers_503_until_discovery_succeeds() {
     let mut env = start(Opts {
         backend_refs: true,
+        provider_down: true,
         discovery_down: true,
         ..Opts::default()
     })
     .await;
     let url = env.url("/app/x");
+    let unavailable = |page: &Page| {
+        page.status == StatusCode::SERVICE_UNAVAILABLE
+            && page.headers["x-gatekit-error"] == "auth-unavailable"
+    };
+    assert!(unavailable(&Browser::new().get(&url).await));
+    assert_eq!(
+        env.provider.count("discovery"),
+        0,
+        "the provider is not reachable"
+    );
+
+    // Up, discovery failing.
+    env.relay = Some(relay_at(env.idp.unwrap(), env.provider.addr()).await);
     eventually(Duration::from_secs(10), "a discovery attempt", || async {
         env.provider.count("discovery") >= 1
     })
     .await;
-    let page = Browser::new().get(&url).await;
-    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(page.headers["x-gatekit-error"], "auth-unavailable");
-    assert!(env.decisions("unavailable").await >= 1);
+    assert!(unavailable(&Browser::new().get(&url).await));
+    assert!(env.decisions("unavailable").await >= 2);
     assert_eq!(env.app.hits(), 0);
 
     env.provider.set_discovery_failing(false);

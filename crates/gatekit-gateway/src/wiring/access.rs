@@ -1049,6 +1049,22 @@ mod tests {
         }
     }
 
+    /// A policy redirecting every request to a login, marked [`LoginRedirect`] (as an
+    /// OIDC login's redirect is).
+    #[derive(Debug)]
+    struct RedirectsToLogin;
+
+    impl AccessPolicy for RedirectsToLogin {
+        fn layer(&self, _inner: Backend) -> Backend {
+            Backend::new(tower::service_fn(move |_: Request<Body>| {
+                let mut rsp = Response::new(Body::empty());
+                *rsp.status_mut() = http::StatusCode::FOUND;
+                rsp.extensions_mut().insert(LoginRedirect);
+                std::future::ready(Ok::<_, BoxError>(rsp))
+            }))
+        }
+    }
+
     fn ok_backend() -> Backend {
         Backend::new(tower::service_fn(|_: Request<Body>| {
             std::future::ready(Ok::<_, BoxError>(Response::new(Body::empty())))
@@ -1262,5 +1278,25 @@ mod tests {
         stack.send(Request::new(Body::empty())).await.unwrap();
         assert_eq!(count(&metrics, "passes", "allowed"), 1);
         assert_eq!(count(&metrics, "passes", "forbidden"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_login_redirect_is_counted_unauthenticated_by_its_own_policy() {
+        let metrics = Metrics::new();
+        let outer = Counted {
+            policy: Arc::new(Fixed(None)),
+            metrics: metrics.access_metrics("outer"),
+        };
+        let login = Counted {
+            policy: Arc::new(RedirectsToLogin),
+            metrics: metrics.access_metrics("login"),
+        };
+        let stack = outer.layer(login.layer(ok_backend()));
+        let rsp = stack.send(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(rsp.status(), http::StatusCode::FOUND);
+        assert_eq!(count(&metrics, "login", "unauthenticated"), 1);
+        assert_eq!(count(&metrics, "login", "allowed"), 0);
+        assert_eq!(count(&metrics, "outer", "allowed"), 1);
+        assert_eq!(count(&metrics, "outer", "unauthenticated"), 0);
     }
 }
