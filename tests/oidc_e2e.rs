@@ -495,7 +495,7 @@ async fn the_browser_flow_through_backend_refs() {
     secrets.extend(browser.jar.values().cloned());
     secrets.extend(
         state_cookie
-            .split(|c: char| c == '=' || c == ';' || c == ' ')
+            .split(['=', ';', ' '])
             .filter(|s| s.len() > 40)
             .map(str::to_owned),
     );
