@@ -64,6 +64,7 @@ struct State {
     last_authorize: Option<HashMap<String, String>>,
     last_end_session: Option<HashMap<String, String>>,
     last_token_error: Option<String>,
+    issued: Vec<String>,
     serial: u64,
 }
 
@@ -213,6 +214,7 @@ impl Provider {
             last_authorize: None,
             last_end_session: None,
             last_token_error: None,
+            issued: Vec::new(),
             serial: 1,
         }));
         let shared = state.clone();
@@ -326,6 +328,12 @@ impl Provider {
     /// Why the token endpoint last refused a request.
     pub fn last_token_error(&self) -> Option<String> {
         self.state.lock().unwrap().last_token_error.clone()
+    }
+
+    /// Every code, access, ID and refresh token issued so far, in order (to look for
+    /// them where they must not be).
+    pub fn issued(&self) -> Vec<String> {
+        self.state.lock().unwrap().issued.clone()
     }
 
     /// A valid ID token for the client with `nonce` (for bearer pass-through tests).
@@ -452,6 +460,7 @@ fn handle(
                 );
             };
             let code = random(&SystemRandom::new());
+            s.issued.push(code.clone());
             s.codes.insert(
                 code.clone(),
                 Grant {
@@ -525,8 +534,14 @@ fn handle(
             let id_token = issue_id_token(&mut s, nonce.as_deref());
             let refresh_token = random(&rng);
             s.refresh_tokens.insert(refresh_token.clone(), ());
+            let access_token = format!("at-{}", random(&rng));
+            s.issued.extend([
+                access_token.clone(),
+                id_token.clone(),
+                refresh_token.clone(),
+            ]);
             let mut body = json!({
-                "access_token": format!("at-{}", random(&rng)),
+                "access_token": access_token,
                 "token_type": "Bearer",
                 "id_token": id_token,
                 "refresh_token": refresh_token,

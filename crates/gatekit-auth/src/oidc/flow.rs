@@ -324,7 +324,9 @@ impl Shared {
         ];
         params.extend(self.resources.iter().map(|r| ("resource", r.as_str())));
         location.push_str(&query(&params));
-        redirect(&location, vec![set])
+        let mut rsp = redirect(&location, vec![set])?;
+        rsp.extensions_mut().insert(super::LoginRedirect);
+        Some(rsp)
     }
 
     /// `<session>-state-<16 hex digits of the state's digest>`: one cookie per login

@@ -50,6 +50,8 @@
 //!   [`jwt`](crate::jwt) check: identity `jwt`).
 //!
 //! Refusals are [`gatekit_core::Error`]s; redirects are responses made by the layer.
+//! A redirect to the provider's login carries [`LoginRedirect`] in its extensions, so
+//! that whoever counts decisions can count it as a request without a session.
 //! The client secret, tokens, codes, verifiers and cookies never appear in `Debug`
 //! output, logs or errors.
 //!
@@ -103,6 +105,11 @@ pub use self::future::ResponseFuture;
 pub use self::layer::OidcLayer;
 pub use self::provider::OidcStatus;
 pub use self::service::Oidc;
+
+/// Marks a response that is a redirect to the provider's login (in its extensions):
+/// the request had no usable session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginRedirect;
 
 /// An OIDC login guarding gatekit route rules: an [`AccessPolicy`] around an
 /// [`OidcLayer`].

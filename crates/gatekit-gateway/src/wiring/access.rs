@@ -39,8 +39,10 @@
 //! policy itself is counted by its [`ErrorKind`]. A policy that refuses with a
 //! response rather than an error (an external authorization service's denial, marked
 //! [`Denied`]) is counted by the response's status: 401 `unauthenticated`, any other
-//! `forbidden`. The marker entrance tags such a response coming from inside, so only
-//! the policy that denied counts it.
+//! `forbidden`; an OIDC login's redirect to its provider (marked [`LoginRedirect`]) is
+//! `unauthenticated` (the request had no session; the callback and logout redirects
+//! are not counted, and the request after a login is `allowed`). The marker entrance
+//! tags such a response coming from inside, so only the policy that refused counts it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -57,7 +59,7 @@ use gatekit_auth::credential::CredentialSource;
 use gatekit_auth::extauth::GrpcService;
 use gatekit_auth::extauth::{BodyToExtAuth, Denied, ExtAuthConfig, ExtAuthPolicy, HttpService};
 use gatekit_auth::jwt::{JwksSource, JwtConfig, JwtPolicy, RemoteJwks};
-use gatekit_auth::oidc::{OidcConfig, OidcLayer, OidcPolicy, SameSite};
+use gatekit_auth::oidc::{LoginRedirect, OidcConfig, OidcLayer, OidcPolicy, SameSite};
 use gatekit_core::access::AccessPolicy;
 use gatekit_core::ratelimit::{Cidr, ValueMatch, ValueRegex};
 use gatekit_core::{Backend, Body, BoxError, ConfigError, Error, ErrorKind};
@@ -844,8 +846,9 @@ impl std::error::Error for FromInside {
     }
 }
 
-/// Marks a [`Denied`] response that came from inside a policy's inner stack (another
-/// policy's denial), so the policies outside do not count it as theirs.
+/// Marks a [`Denied`] or [`LoginRedirect`] response that came from inside a policy's
+/// inner stack (another policy's refusal), so the policies outside do not count it as
+/// theirs.
 #[derive(Clone, Copy, Debug)]
 struct DeniedInside;
 
@@ -895,12 +898,22 @@ impl Service<Request<Body>> for Count {
 /// The response future of a [`Backend`].
 type BackendFuture = <Backend as Service<Request<Body>>>::Future;
 
-/// The outcome of a policy's own denial response: one carrying [`Denied`] that did not
-/// come from inside.
+/// Whether a response is a refusal made as a response: an authorization service's
+/// denial or an OIDC login redirect.
+fn refusal(rsp: &Response<Body>) -> bool {
+    let ext = rsp.extensions();
+    ext.get::<Denied>().is_some() || ext.get::<LoginRedirect>().is_some()
+}
+
+/// The outcome of a policy's own refusal response: one carrying [`Denied`] or
+/// [`LoginRedirect`] that did not come from inside.
 fn denial(rsp: &Response<Body>) -> Option<AccessOutcome> {
     let ext = rsp.extensions();
-    if ext.get::<Denied>().is_none() || ext.get::<DeniedInside>().is_some() {
+    if !refusal(rsp) || ext.get::<DeniedInside>().is_some() {
         return None;
+    }
+    if ext.get::<LoginRedirect>().is_some() {
+        return Some(AccessOutcome::Unauthenticated);
     }
     Some(if rsp.status() == http::StatusCode::UNAUTHORIZED {
         AccessOutcome::Unauthenticated
@@ -933,9 +946,7 @@ mod futures {
     use gatekit_core::{Body, BoxError};
     use http::Response;
 
-    use gatekit_auth::extauth::Denied;
-
-    use super::{DeniedInside, FromInside, denial, outcome};
+    use super::{DeniedInside, FromInside, denial, outcome, refusal};
     use crate::AccessMetrics;
 
     pin_project_lite::pin_project! {
@@ -959,7 +970,7 @@ mod futures {
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             self.project().inner.poll(cx).map(|out| match out {
                 Ok(mut rsp) => {
-                    if rsp.extensions().get::<Denied>().is_some() {
+                    if refusal(&rsp) {
                         rsp.extensions_mut().insert(DeniedInside);
                     }
                     Ok(rsp)
@@ -1033,6 +1044,22 @@ mod tests {
                 let mut rsp = Response::new(Body::from("no"));
                 *rsp.status_mut() = status;
                 rsp.extensions_mut().insert(Denied);
+                std::future::ready(Ok::<_, BoxError>(rsp))
+            }))
+        }
+    }
+
+    /// A policy redirecting every request to a login, marked [`LoginRedirect`] (as an
+    /// OIDC login's redirect is).
+    #[derive(Debug)]
+    struct RedirectsToLogin;
+
+    impl AccessPolicy for RedirectsToLogin {
+        fn layer(&self, _inner: Backend) -> Backend {
+            Backend::new(tower::service_fn(move |_: Request<Body>| {
+                let mut rsp = Response::new(Body::empty());
+                *rsp.status_mut() = http::StatusCode::FOUND;
+                rsp.extensions_mut().insert(LoginRedirect);
                 std::future::ready(Ok::<_, BoxError>(rsp))
             }))
         }
@@ -1251,5 +1278,25 @@ mod tests {
         stack.send(Request::new(Body::empty())).await.unwrap();
         assert_eq!(count(&metrics, "passes", "allowed"), 1);
         assert_eq!(count(&metrics, "passes", "forbidden"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_login_redirect_is_counted_unauthenticated_by_its_own_policy() {
+        let metrics = Metrics::new();
+        let outer = Counted {
+            policy: Arc::new(Fixed(None)),
+            metrics: metrics.access_metrics("outer"),
+        };
+        let login = Counted {
+            policy: Arc::new(RedirectsToLogin),
+            metrics: metrics.access_metrics("login"),
+        };
+        let stack = outer.layer(login.layer(ok_backend()));
+        let rsp = stack.send(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(rsp.status(), http::StatusCode::FOUND);
+        assert_eq!(count(&metrics, "login", "unauthenticated"), 1);
+        assert_eq!(count(&metrics, "login", "allowed"), 0);
+        assert_eq!(count(&metrics, "outer", "allowed"), 1);
+        assert_eq!(count(&metrics, "outer", "unauthenticated"), 0);
     }
 }
