@@ -12,12 +12,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gatekit_testkit::oidc::{Browser, Page, Provider, parse_query};
 use gatekit_tests::EchoBackend;
+use gatekit_tests::secrets::{self, CapturedLogs};
 use gatekit_tests::wired::{Wired, eventually, free_port, gateway_http, route, service};
 use http::{Method, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
@@ -282,27 +283,6 @@ async fn backend_saw(app: &mut EchoBackend, path: &str) -> String {
         .unwrap_or_else(|| panic!("no bearer upstream: {auth}"))
 }
 
-/// A log writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 // === tests ===
 
 /// The provider through its backendRefs: the full browser flow, the backend sees a
@@ -312,13 +292,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
 /// or cookie value is in the debug logs, `/config` or `/metrics`.
 #[tokio::test]
 async fn the_browser_flow_through_backend_refs() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = CapturedLogs::capture();
 
     let mut env = start(Opts {
         backend_refs: true,
@@ -479,11 +453,6 @@ async fn the_browser_flow_through_backend_refs() {
     backend_saw(&mut env.app, "/app/x").await;
 
     // Secrets.
-    let config = env.wired.config().await.to_string();
-    let (_, metrics) = env.wired.admin("/metrics").await;
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(!logs.is_empty(), "no logs captured");
-    assert!(config.contains("oidc"), "the policy is in /config");
     let issued = env.provider.issued();
     assert!(
         issued.len() >= 12,
@@ -499,11 +468,8 @@ async fn the_browser_flow_through_backend_refs() {
             .filter(|s| s.len() > 40)
             .map(str::to_owned),
     );
-    for secret in &secrets {
-        assert!(!logs.contains(secret.as_str()), "{secret} in the logs");
-        assert!(!config.contains(secret.as_str()), "{secret} in /config");
-        assert!(!metrics.contains(secret.as_str()), "{secret} in /metrics");
-    }
+    let (config, _) = secrets::assert_hidden(&env.wired, &logs, &secrets).await;
+    assert!(config.contains("oidc"), "the policy is in /config");
 }
 
 /// Without backendRefs the provider is reached by its URLs' own hosts (the per-request

@@ -4,6 +4,7 @@
 
 pub mod authz;
 pub mod raw;
+pub mod secrets;
 pub mod wired;
 
 use std::convert::Infallible;

@@ -35,11 +35,35 @@ pub mod oidc;
 use std::sync::Arc;
 
 /// The claims of a verified JWT, put into the request's extensions by the [`jwt`]
-/// layer, read by the [`authz`] rules.
+/// and [`oidc`] layers, read by the [`authz`] rules.
 #[derive(Clone, Debug)]
 pub struct VerifiedClaims {
     /// The name of the provider whose key verified the token.
     pub provider: Arc<str>,
     /// The token's payload: a JSON object.
     pub claims: Arc<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl VerifiedClaims {
+    /// Marks `req` as authenticated by `method` with a token `provider` verified: its
+    /// [`Identity`](gatekit_core::access::Identity) (the `sub` claim, empty when
+    /// absent) and these claims go into the request's extensions.
+    pub(crate) fn establish<B>(
+        req: &mut http::Request<B>,
+        method: &'static str,
+        provider: Arc<str>,
+        claims: serde_json::Map<String, serde_json::Value>,
+    ) {
+        let subject = claims
+            .get("sub")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let ext = req.extensions_mut();
+        ext.insert(gatekit_core::access::Identity::new(method, subject));
+        ext.insert(Self {
+            provider,
+            claims: Arc::new(claims),
+        });
+    }
 }

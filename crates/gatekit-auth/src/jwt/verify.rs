@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use gatekit_core::access::Identity;
 use gatekit_core::{Error, ErrorKind};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
 use serde_json::{Map, Value};
@@ -113,7 +112,7 @@ struct IssuerOnly {
 
 impl Shared {
     /// Checks a request; on success adds claim headers, [`VerifiedClaims`] and the
-    /// [`Identity`], and removes the token when the provider does not forward it.
+    /// [`Identity`](gatekit_core::access::Identity), and removes the token when the provider does not forward it.
     pub(super) fn check<B>(&self, req: &mut Request<B>) -> Result<(), Error> {
         for name in &self.claim_headers {
             req.headers_mut().remove(name);
@@ -150,17 +149,7 @@ impl Shared {
             p.extract_from[source].strip(&mut uri, req.headers_mut());
             *req.uri_mut() = uri;
         }
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let ext = req.extensions_mut();
-        ext.insert(Identity::new("jwt", subject));
-        ext.insert(VerifiedClaims {
-            provider: p.name.clone(),
-            claims: Arc::new(claims),
-        });
+        VerifiedClaims::establish(req, "jwt", p.name.clone(), claims);
         Ok(())
     }
 

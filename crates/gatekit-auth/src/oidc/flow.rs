@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gatekit_core::access::Identity;
 use gatekit_core::ratelimit::ClientMatch;
 use gatekit_core::{Body, BoxError, Error, ErrorKind};
 use http::uri::Authority;
@@ -215,17 +214,7 @@ impl Shared {
             bearer.set_sensitive(true);
             req.headers_mut().insert(header::AUTHORIZATION, bearer);
         }
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let ext = req.extensions_mut();
-        ext.insert(Identity::new("oidc", subject));
-        ext.insert(VerifiedClaims {
-            provider: self.name.clone(),
-            claims: Arc::new(claims),
-        });
+        VerifiedClaims::establish(req, "oidc", self.name.clone(), claims);
         true
     }
 
