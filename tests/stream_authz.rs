@@ -23,7 +23,11 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A TCP backend that counts the connections it accepted and sends, per connection,
 /// what it read until the peer closed (after echoing each read back).
-async fn backend() -> (SocketAddr, Arc<AtomicUsize>, mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn backend() -> (
+    SocketAddr,
+    Arc<AtomicUsize>,
+    mpsc::UnboundedReceiver<Vec<u8>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -102,7 +106,9 @@ fn security_policy(name: &str, target: &str, spec: &str) -> String {
 
 /// An allow list of `cidr`, default deny (Envoy Gateway's default).
 fn allow(cidr: &str) -> String {
-    format!("  authorization:\n    rules: [{{ action: Allow, principal: {{ clientCIDRs: [\"{cidr}\"] }} }}]\n")
+    format!(
+        "  authorization:\n    rules: [{{ action: Allow, principal: {{ clientCIDRs: [\"{cidr}\"] }} }}]\n"
+    )
 }
 
 async fn start_with(
@@ -265,7 +271,11 @@ async fn a_client_outside_the_allow_list_is_closed_before_the_backend_and_counte
         let _ = s.write_all(b"ping").await;
         assert!(closed_silently(&mut s).await);
     }
-    assert_eq!(accepts.load(Ordering::SeqCst), 0, "the backend was contacted");
+    assert_eq!(
+        accepts.load(Ordering::SeqCst),
+        0,
+        "the backend was contacted"
+    );
     let (_, metrics) = wired.admin("/metrics").await;
     assert_eq!(refusals(&metrics, port, "denied"), 2, "{metrics}");
     let c = accepted(&wired, "db").await;
@@ -298,7 +308,10 @@ async fn the_address_of_a_trusted_proxy_protocol_header_is_the_one_checked() {
         .unwrap();
     assert!(echoes(&mut s, b"hello").await);
     s.shutdown().await.unwrap();
-    let relayed = tokio::time::timeout(WAIT, got.recv()).await.unwrap().unwrap();
+    let relayed = tokio::time::timeout(WAIT, got.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(relayed, b"hello", "the header is consumed, not relayed");
 
     // A header naming a client outside the range: closed, the backend not contacted.
@@ -344,13 +357,18 @@ async fn tls_passthrough_is_checked_after_the_sni_before_a_byte_is_relayed() {
     let mut s = connect(port).await;
     assert!(echoes(&mut s, &hello).await);
     s.shutdown().await.unwrap();
-    let relayed = tokio::time::timeout(WAIT, open_got.recv()).await.unwrap().unwrap();
+    let relayed = tokio::time::timeout(WAIT, open_got.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(relayed, hello);
     assert_eq!(open_accepts.load(Ordering::SeqCst), 1);
 
     // Denied: closed after the ClientHello was read, nothing relayed or connected.
     let mut s = connect(port).await;
-    s.write_all(&client_hello("shut.example.com")).await.unwrap();
+    s.write_all(&client_hello("shut.example.com"))
+        .await
+        .unwrap();
     assert!(closed_silently(&mut s).await);
     assert_eq!(shut_accepts.load(Ordering::SeqCst), 0);
     let (_, metrics) = wired.admin("/metrics").await;
@@ -420,7 +438,10 @@ async fn a_gateway_policy_with_jwt_refuses_its_tcp_listeners_connections() {
     assert_eq!(c["status"], "True", "{c}");
     assert!(c["message"].as_str().unwrap().contains("spec.jwt"), "{c}");
     let routes = stream_routes(&wired, port).await;
-    assert_eq!(routes[0]["access"][0], "SecurityPolicy/default/gw/jwt", "{routes}");
+    assert_eq!(
+        routes[0]["access"][0], "SecurityPolicy/default/gw/jwt",
+        "{routes}"
+    );
 }
 
 #[tokio::test]

@@ -72,7 +72,9 @@ impl StreamAccess {
 
     /// The rules in order: (allow, ranges).
     pub fn rules(&self) -> impl Iterator<Item = (bool, &[Cidr])> {
-        self.rules.iter().map(|(allow, cidrs)| (*allow, cidrs.as_slice()))
+        self.rules
+            .iter()
+            .map(|(allow, cidrs)| (*allow, cidrs.as_slice()))
     }
 
     /// The decision when no rule matches.

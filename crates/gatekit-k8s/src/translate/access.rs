@@ -1329,7 +1329,8 @@ impl Context<'_> {
             let resolved =
                 self.policy_targets(&p.metadata, &p.spec.target_selectors, p.spec.targets());
             // On a TCPRoute or TLSRoute: `authorization` by `clientCIDRs` only.
-            let stream_fields = stream_access::stream_unsupported(&p.spec.access, cors_spec.is_some());
+            let stream_fields =
+                stream_access::stream_unsupported(&p.spec.access, cors_spec.is_some());
             if let Some(t) = resolved
                 .iter()
                 .find(|t| stream_access::STREAM_TARGETS.contains(&t.kind.as_str()))
@@ -1427,7 +1428,12 @@ impl Context<'_> {
                 let checks = stream_access::stream_unsupported(&p.spec.access, false);
                 if kind == "Gateway"
                     && !checks.is_empty()
-                    && stream_access::has_stream_listener(resources, ns, &t.name, t.section.as_deref())
+                    && stream_access::has_stream_listener(
+                        resources,
+                        ns,
+                        &t.name,
+                        t.section.as_deref(),
+                    )
                 {
                     notes.push(format!(
                         "{text}: the connections of its TCP, TLS and UDP listeners' routes are refused, as {} cannot be checked on a stream connection (target the HTTP listeners by sectionName to leave them out)",

@@ -53,7 +53,11 @@ pub(super) fn stream_unsupported(m: &AccessMechanisms, cors: bool) -> Vec<String
             .filter(|(_, on)| *on)
             .map(|(f, _)| format!("spec.{f}")),
     );
-    for (i, r) in m.authorization.iter().flat_map(|a| a.rules.iter().enumerate()) {
+    for (i, r) in m
+        .authorization
+        .iter()
+        .flat_map(|a| a.rules.iter().enumerate())
+    {
         if r.principal.jwt.is_some() {
             out.push(format!("spec.authorization.rules[{i}].principal.jwt"));
         }
