@@ -467,3 +467,51 @@ async fn a_udp_route_target_is_refused_by_name() {
     assert_eq!(c["status"], "False", "{c}");
     assert!(c["message"].as_str().unwrap().contains("UDPRoute"), "{c}");
 }
+
+#[tokio::test]
+async fn a_gateway_listener_policy_checks_the_tcp_routes_under_it_unless_the_route_has_its_own() {
+    let (addr, accepts, _) = backend().await;
+    let port = free_port();
+    let mut files = tcp_files(port, addr, &allow("127.0.0.0/8"));
+    files.push(("route2.yaml", tcp_route("other", "db")));
+    files.push((
+        "sp-gw.yaml",
+        security_policy(
+            "gw",
+            "kind: Gateway, name: gw, sectionName: tcp",
+            &allow("10.0.0.0/8"),
+        ),
+    ));
+    // Route `db` takes the listener's connections (same age; the smaller name), with
+    // its own policy winning over the listener's; `other` gets the listener's.
+    let (wired, dir) = start(&files).await;
+    let mut s = connect(port).await;
+    assert!(echoes(&mut s, b"ping").await);
+    let routes = stream_routes(&wired, port).await;
+    let by_name = |n: &str| {
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == format!("default/tcp:{n}"))
+            .unwrap_or_else(|| panic!("{n}: {routes}"))["access"]
+            .clone()
+    };
+    assert_eq!(by_name("db")[0], "SecurityPolicy/default/db/authorization");
+    assert_eq!(
+        by_name("other")[0],
+        "SecurityPolicy/default/gw/authorization"
+    );
+    drop(s);
+    // Without the route's own policy, the listener's (10.0.0.0/8) applies.
+    std::fs::remove_file(dir.path().join("sp.yaml")).unwrap();
+    gatekit_tests::wired::eventually(WAIT, "the listener's policy applies", || async {
+        stream_routes(&wired, port).await[0]["access"][0]
+            == "SecurityPolicy/default/gw/authorization"
+    })
+    .await;
+    let mut s = connect(port).await;
+    let _ = s.write_all(b"ping").await;
+    assert!(closed_silently(&mut s).await);
+    assert_eq!(accepts.load(Ordering::SeqCst), 1);
+}
