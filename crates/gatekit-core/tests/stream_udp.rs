@@ -1,6 +1,7 @@
 //! UDP flows over real sockets: byte-exact echo of many datagrams across several client
 //! flows, a flow's expiry after its idle timeout (and a new flow after it), and the flow
-//! bound dropping and counting datagrams of new clients.
+//! bound dropping and counting datagrams of new clients, a route's client-address check
+//! giving a denied client no flow.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use gatekit_core::route::RouteId;
 use gatekit_core::stream::{
-    ListenerMode, StreamBackend, StreamBackendRef, StreamListener, StreamObserver, StreamRoute,
-    StreamRouter, StreamStats, StreamTable, UdpRelay,
+    ListenerMode, Refusal, StreamAccess, StreamBackend, StreamBackendRef, StreamListener,
+    StreamObserver, StreamRoute, StreamRouter, StreamStats, StreamTable, UdpRelay,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -178,5 +179,61 @@ async fn the_flow_bound_drops_and_counts_new_clients_datagrams() {
             .is_err(),
         "the third client got no answer"
     );
+    relay.stop().await;
+}
+
+#[derive(Default)]
+struct Refused(parking_lot::Mutex<Vec<Refusal>>);
+
+impl StreamObserver for Refused {
+    fn refused(&self, _: Option<&RouteId>, reason: Refusal) {
+        self.0.lock().push(reason);
+    }
+}
+
+fn guarded(backend: SocketAddr, allow: &str) -> StreamTable {
+    let mut r = StreamRoute::new(RouteId::new("default", "udp"));
+    r.backends = vec![StreamBackendRef::new("echo", 1)];
+    r.access = vec![Arc::new(
+        StreamAccess::new("p", false).allow([allow.parse().unwrap()]),
+    )];
+    StreamTable::build(
+        vec![StreamListener::new(ListenerMode::Udp).routes([Arc::new(r)])],
+        |_| Some(StreamBackend::fixed([backend])),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_its_routes_check_denies_gets_no_flow() {
+    let (backend, mut flows) = echo().await;
+    let observer = Arc::new(Refused::default());
+    let router = StreamRouter::new(guarded(backend, "10.0.0.0/8")).observer(observer.clone());
+    let relay = UdpRelay::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+        .serve(router.clone());
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.connect(relay.local_addr()).await.unwrap();
+    for _ in 0..2 {
+        client.send(b"out").await.unwrap();
+    }
+    within(async {
+        while relay.dropped() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(relay.flows(), 0);
+    assert!(flows.try_recv().is_err(), "the backend heard from a flow");
+    assert_eq!(*observer.0.lock(), [Refusal::Denied, Refusal::Denied]);
+
+    // Allowed by the next table: the same client gets its flow.
+    router.store(guarded(backend, "127.0.0.0/8"));
+    client.send(b"in").await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = within(client.recv(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], b"in");
+    assert_eq!(relay.flows(), 1);
     relay.stop().await;
 }

@@ -20,6 +20,9 @@ pub enum StreamError {
     /// The route already had its `max_connections` open.
     #[error("the stream route has its most connections open")]
     Limit,
+    /// A client-address check of the route denied the client.
+    #[error("the stream route's client address check denied the connection")]
+    Denied,
     /// The backend had no endpoint to pick.
     #[error("no endpoint to connect to")]
     NoEndpoint,

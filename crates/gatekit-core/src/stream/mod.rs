@@ -13,6 +13,9 @@
 //!      not TLS, malformed, > 16 KiB: closed
 //!   ─▶ StreamTable: listener by SNI, route by hostname (or the oldest), backend by weight;
 //!      none: closed before any backend is contacted
+//!   ─▶ the route's client-address checks (StreamAccess), if any: denied, closed
+//!      before any backend is contacted (on a TLS port: after the ClientHello was
+//!      read, before any byte of it is relayed or a handshake starts)
 //!   ─▶ [Terminate] TLS handshake with the listener's certificates
 //!   ─▶ StreamBackend::connect: pick an endpoint, connect under a deadline, another
 //!      endpoint after a failure (bounded), [PROXY protocol header]
@@ -33,6 +36,19 @@
 //! server's (a [`ConnectionLimit`](crate::server::ConnectionLimit) given with
 //! [`Server::port_limit`](crate::server::Server::port_limit)).
 //!
+//! # Client address checks
+//!
+//! A route's [`access`](StreamRoute::access) checks ([`StreamAccess`]: ordered allow and
+//! deny rules by [`Cidr`](crate::ratelimit::Cidr), first match decides, else a default)
+//! are made on the client address
+//! ([`ConnectionInfo::remote_addr`](crate::ConnectionInfo::remote_addr): the TCP peer,
+//! or the source of a PROXY protocol header from a trusted range) as soon as the route
+//! is known: at accept on a TCP port, right after the ClientHello (whose SNI picks the
+//! route) on a TLS port, when a UDP flow would start. A denied connection is closed
+//! before any backend is contacted, before it takes a place under `max_connections`,
+//! and reported as [`Refusal::Denied`]; a denied UDP client gets no flow (its datagrams
+//! are dropped). A route without checks pays one emptiness test.
+//!
 //! # UDP
 //!
 //! A [`UdpRelay`] keeps one flow per client address: a connected socket of its own to
@@ -41,6 +57,7 @@
 //! ([`DEFAULT_MAX_UDP_FLOWS`]); a new flow's datagrams beyond the bound are dropped and
 //! counted.
 
+mod access;
 mod backend;
 mod error;
 mod model;
@@ -54,6 +71,7 @@ mod udp;
 #[cfg(test)]
 mod tests;
 
+pub use self::access::StreamAccess;
 pub use self::backend::{
     DEFAULT_CONNECT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, StreamBackend, StreamEndpoint,
     StreamUpstream,

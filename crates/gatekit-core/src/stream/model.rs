@@ -1,7 +1,9 @@
 //! The stream route model: plain data, built by providers or code.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::access::StreamAccess;
 use crate::route::RouteId;
 
 /// A route for streams: which connections (or UDP flows) it takes and the weighted
@@ -28,6 +30,11 @@ pub struct StreamRoute {
     /// that serves it; beyond it a new one is closed (a UDP flow's datagrams dropped)
     /// before any backend is contacted. `None`: no limit of its own.
     pub max_connections: Option<u32>,
+    /// Checks of the client address (outermost first); a connection (UDP: flow) one
+    /// of them denies is closed (its datagrams dropped) before any backend is
+    /// contacted and reported as [`Refusal::Denied`](super::Refusal::Denied). Empty:
+    /// no check, and no cost.
+    pub access: Vec<Arc<StreamAccess>>,
 }
 
 impl StreamRoute {
@@ -40,6 +47,7 @@ impl StreamRoute {
             backends: Vec::new(),
             idle_timeout: None,
             max_connections: None,
+            access: Vec::new(),
         }
     }
 }

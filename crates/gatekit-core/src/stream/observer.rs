@@ -21,6 +21,9 @@ pub enum Refusal {
     /// Its route had `max_connections` open (UDP: flows); closed before any backend
     /// was contacted.
     Limit,
+    /// A client-address check of its route ([`StreamAccess`](super::StreamAccess))
+    /// denied it; closed before any backend was contacted.
+    Denied,
 }
 
 impl Refusal {
@@ -33,6 +36,7 @@ impl Refusal {
             Self::NoBackend => "no_backend",
             Self::Handshake => "handshake",
             Self::Limit => "limit",
+            Self::Denied => "denied",
         }
     }
 }

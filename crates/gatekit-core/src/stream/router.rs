@@ -113,6 +113,13 @@ impl StreamRouter {
             return Err(StreamError::NoRoute(sni));
         };
         let route = selected.route;
+        // Decided on the client address as soon as the route is known: before any
+        // backend is contacted, a limit place is taken or a TLS byte is relayed.
+        if !selected.allows(info.remote_addr().ip()) {
+            tracing::debug!(%route, client = %info.remote_addr().ip(), "stream connection denied by its route's client address check");
+            refuse(Some(route), Refusal::Denied);
+            return Err(StreamError::Denied);
+        }
         let Some(backend) = selected.backend else {
             refuse(Some(route), Refusal::InvalidBackend);
             return Err(StreamError::InvalidBackend);

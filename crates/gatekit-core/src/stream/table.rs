@@ -2,9 +2,11 @@
 //! made per connection.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::access::StreamAccess;
 use super::backend::StreamBackend;
 use super::model::StreamRoute;
 use crate::error::ConfigError;
@@ -127,6 +129,7 @@ struct Route {
     /// Open connections under `max_connections` (no limit: `usize::MAX`), handed on to
     /// the next table (see [`StreamTable::carry_over`]).
     open: Arc<InFlightLimit>,
+    access: Vec<Arc<StreamAccess>>,
 }
 
 /// The route a connection was given, with what serving it needs.
@@ -137,9 +140,15 @@ pub(crate) struct Selected<'t> {
     pub(crate) backend: Option<&'t StreamBackend>,
     pub(crate) idle_timeout: Duration,
     open: &'t Arc<InFlightLimit>,
+    access: &'t [Arc<StreamAccess>],
 }
 
 impl Selected<'_> {
+    /// Whether every client-address check of the route allows `ip` (no check: yes).
+    pub(crate) fn allows(&self, ip: IpAddr) -> bool {
+        self.access.iter().all(|check| check.allows(ip))
+    }
+
     /// A place under the route's `max_connections`, held while the connection (or
     /// flow) is open; `None` when the route is at its limit.
     pub(crate) fn acquire(&self) -> Option<Slot> {
@@ -216,6 +225,7 @@ impl StreamTable {
                     idle_timeout: route.idle_timeout,
                     max_connections: route.max_connections,
                     open: Arc::new(InFlightLimit::new(open_limit(route.max_connections))),
+                    access: route.access.clone(),
                 });
             }
             compiled.push(Listener {
@@ -276,6 +286,7 @@ impl StreamTable {
             backend,
             idle_timeout: route.idle_timeout.unwrap_or(listener.idle_timeout),
             open: &route.open,
+            access: &route.access,
         })
     }
 

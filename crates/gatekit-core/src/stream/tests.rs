@@ -226,3 +226,53 @@ fn a_routes_open_count_is_shared_by_its_listeners_and_carried_over_a_reload() {
     drop((a, b, c));
     assert_eq!(new.open_connections().next().unwrap().2, 0);
 }
+
+fn cidr(s: &str) -> crate::ratelimit::Cidr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn stream_access_first_match_decides_else_the_default() {
+    let check = StreamAccess::new("p", false)
+        .deny([cidr("10.9.0.0/16")])
+        .allow([cidr("10.0.0.0/8"), cidr("2001:db8::/32")]);
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert!(check.allows(ip("10.1.2.3")));
+    // The earlier deny wins over the later allow.
+    assert!(!check.allows(ip("10.9.1.1")));
+    assert!(!check.allows(ip("192.0.2.1")));
+    assert!(check.allows(ip("2001:db8::1")));
+    // An IPv4-mapped IPv6 client is its IPv4 address.
+    assert!(check.allows(ip("::ffff:10.1.2.3")));
+    let deny_list = StreamAccess::new("p", true).deny([cidr("192.0.2.0/24")]);
+    assert!(deny_list.allows(ip("198.51.100.1")));
+    assert!(!deny_list.allows(ip("192.0.2.7")));
+    assert!(!StreamAccess::deny_all("p").allows(ip("127.0.0.1")));
+}
+
+#[test]
+fn a_routes_checks_all_apply_and_a_route_without_any_allows_everyone() {
+    let guarded = |checks: Vec<StreamAccess>| {
+        let mut r = StreamRoute::new(RouteId::new("ns", "db"));
+        r.backends = vec![StreamBackendRef::new("b", 1)];
+        r.access = checks.into_iter().map(Arc::new).collect();
+        StreamTable::build(
+            vec![StreamListener::new(ListenerMode::Tcp).routes([Arc::new(r)])],
+            backend,
+        )
+        .unwrap()
+    };
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let open = guarded(Vec::new());
+    assert!(open.select(None).unwrap().allows(ip("203.0.113.9")));
+    let both = guarded(vec![
+        StreamAccess::new("override", false).allow([cidr("10.0.0.0/8")]),
+        StreamAccess::new("policy", true).deny([cidr("10.9.0.0/16")]),
+    ]);
+    let selected = both.select(None).unwrap();
+    assert!(selected.allows(ip("10.1.2.3")));
+    // Allowed by the first check, denied by the second.
+    assert!(!selected.allows(ip("10.9.0.1")));
+    // Denied by the first.
+    assert!(!selected.allows(ip("127.0.0.1")));
+}

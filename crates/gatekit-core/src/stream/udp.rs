@@ -194,6 +194,13 @@ async fn run(
                     continue;
                 };
                 let route = selected.route.clone();
+                if !selected.allows(client.ip()) {
+                    if let Some(observer) = router.observer_ref() {
+                        observer.refused(Some(&route), super::observer::Refusal::Denied);
+                    }
+                    drop_one(Some(&route));
+                    continue;
+                }
                 let Some(slot) = selected.acquire() else {
                     if let Some(observer) = router.observer_ref() {
                         observer.refused(Some(&route), super::observer::Refusal::Limit);

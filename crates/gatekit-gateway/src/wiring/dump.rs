@@ -419,6 +419,9 @@ struct StreamRouteJson<'a> {
     /// Most connections (UDP: flows) open through the route on a port.
     #[serde(rename = "maxConnections", skip_serializing_if = "Option::is_none")]
     max_connections: Option<u32>,
+    /// The client-address checks (policy names), outermost first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    access: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -443,6 +446,7 @@ impl<'a> StreamRouteJson<'a> {
                 .collect(),
             idle_timeout_ms: route.idle_timeout.map(|d| d.as_millis()),
             max_connections: route.max_connections,
+            access: route.access.iter().map(|a| a.name()).collect(),
         }
     }
 }

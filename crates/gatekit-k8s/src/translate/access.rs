@@ -109,6 +109,9 @@ use crate::types::{GATEWAY_GROUP, ObjectMeta, Secret};
 #[path = "oidc.rs"]
 pub(super) mod oidc;
 use oidc::OidcSpec;
+// Checks on stream routes (TCPRoute, TLSRoute, stream listeners).
+#[path = "stream_access.rs"]
+mod stream_access;
 
 // === specs ===
 
@@ -1323,10 +1326,28 @@ impl Context<'_> {
                 read.names
                     .push((entry_name("SecurityPolicy", ns, name, ""), ""));
             }
-            let usable = read.unsupported.is_none() && read.problems.is_empty();
-            let cors = cors.filter(|_| usable);
             let resolved =
                 self.policy_targets(&p.metadata, &p.spec.target_selectors, p.spec.targets());
+            // On a TCPRoute or TLSRoute: `authorization` by `clientCIDRs` only.
+            let stream_fields =
+                stream_access::stream_unsupported(&p.spec.access, cors_spec.is_some());
+            if let Some(t) = resolved
+                .iter()
+                .find(|t| stream_access::STREAM_TARGETS.contains(&t.kind.as_str()))
+                && !stream_fields.is_empty()
+                && read.unsupported.is_none()
+            {
+                read.unsupported = Some(format!(
+                    "not implemented by gatekit on {} {ns}/{}: {} (a stream connection is checked by authorization rules with clientCIDRs only)",
+                    t.kind,
+                    t.name,
+                    stream_fields.join(", ")
+                ));
+                read.specs.clear();
+                read.names = vec![(entry_name("SecurityPolicy", ns, name, ""), "")];
+            }
+            let usable = read.unsupported.is_none() && read.problems.is_empty();
+            let cors = cors.filter(|_| usable);
             let mut attachment = Attachment::new();
             let mut targets = Vec::new();
             let mut all_ancestors = Vec::new();
@@ -1343,12 +1364,15 @@ impl Context<'_> {
                 let text = target_text(&t.kind, ns, &t.name, t.section.as_deref());
                 let Some(kind) = ["Gateway", "HTTPRoute", "GRPCRoute"]
                     .into_iter()
+                    .chain(stream_access::STREAM_TARGETS)
                     .find(|k| *k == t.kind)
                 else {
-                    attachment.not_found_all(
-                        ancestors,
-                        format!("{text}: not a Gateway, HTTPRoute or GRPCRoute"),
-                    );
+                    let why = if t.kind == "UDPRoute" {
+                        "Envoy Gateway's SecurityPolicy does not target UDPRoutes (a Gateway or UDP listener target checks its flows)"
+                    } else {
+                        "not a Gateway, HTTPRoute, GRPCRoute, TCPRoute or TLSRoute"
+                    };
+                    attachment.not_found_all(ancestors, format!("{text}: {why}"));
                     continue;
                 };
                 let exists = route_sections
@@ -1398,6 +1422,22 @@ impl Context<'_> {
                     notes.push(format!(
                         "{text}: the SecurityOverride {} also applies (GEP-713 override: its checks run first and this policy cannot remove them)",
                         over.join(", ")
+                    ));
+                }
+                // A Gateway's `cors` is no check: its streams are not refused for it.
+                let checks = stream_access::stream_unsupported(&p.spec.access, false);
+                if kind == "Gateway"
+                    && !checks.is_empty()
+                    && stream_access::has_stream_listener(
+                        resources,
+                        ns,
+                        &t.name,
+                        t.section.as_deref(),
+                    )
+                {
+                    notes.push(format!(
+                        "{text}: the connections of its TCP, TLS and UDP listeners' routes are refused, as {} cannot be checked on a stream connection (target the HTTP listeners by sectionName to leave them out)",
+                        checks.join(", ")
                     ));
                 }
                 if cors.is_some() && kind == "HTTPRoute" {

@@ -29,7 +29,9 @@
 //! Gateway BackendTrafficPolicy's `circuitBreaker.maxConnections` (on the route, or
 //! its Gateway or listener; see `policy.rs`) becomes
 //! [`StreamRoute::max_connections`]: 1024 when the policy sets a `circuitBreaker`
-//! without it, as for HTTP routes.
+//! without it, as for HTTP routes. A SecurityPolicy's `authorization` by client CIDR
+//! (on the route, or its Gateway or listener; see `stream_access.rs`) becomes
+//! [`StreamRoute::access`].
 //!
 //! **Incremental translation.** Stream routes belong to the translation's frame: a
 //! change of a TLSRoute, TCPRoute or UDPRoute, or of a Service one of them names,
@@ -347,6 +349,12 @@ fn piece(
             {
                 let section = (l.owner.kind == "Gateway").then_some(l.name);
                 route.max_connections = cx.stream_max_connections(
+                    (view.kind, view.ns, view.name),
+                    rules,
+                    (l.gateway_ns, l.gateway_name, section),
+                );
+                // SecurityPolicy `authorization` by client address (`access.rs`).
+                route.access = cx.stream_access(
                     (view.kind, view.ns, view.name),
                     rules,
                     (l.gateway_ns, l.gateway_name, section),
