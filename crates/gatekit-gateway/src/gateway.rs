@@ -144,9 +144,10 @@ impl Gateway {
         }
     }
 
-    /// The tracer the wiring builds its spans with.
+    /// The request traces' tracer and exporter, when the options turn traces on (and
+    /// the exporter could be built); a clone outlives the gateway, to flush at the end.
     #[cfg(feature = "otel")]
-    pub(crate) fn traces(&self) -> Option<&crate::trace::Traces> {
+    pub fn traces(&self) -> Option<&crate::trace::Traces> {
         self.traces.as_ref()
     }
 

@@ -15,9 +15,9 @@
 //!
 //! # Cost
 //!
-//! Off (no [`TraceSettings`](crate::TraceSettings)) nothing is wrapped: the port's
-//! service is the plain router and backends are not wrapped, so a request pays nothing,
-//! not even a branch, and no trace header is read or written; the client's own
+//! Off (no [`TraceSettings`](crate::TraceSettings)) a request pays one branch (the
+//! [`TracedRouter`] has no tracer and calls the router); backends are not wrapped at
+//! all, and no trace header is read or written; the client's own
 //! `traceparent` passes upstream untouched, as any other header. Built without the
 //! `otel` feature the types are not there at all. On, a request costs three span
 //! objects (the SDK's, one allocation each plus their attributes), two header parses
@@ -55,10 +55,10 @@ pub(crate) use self::export::endpoint_uri;
 pub use self::server::{ResponseFuture, TracedRouter};
 use crate::TraceSettings;
 
-/// The tracer every span of a gateway is built with, and the W3C propagator. Cheap to
-/// clone (one `Arc`).
+/// The tracer every span of a gateway is built with, its exporter and the W3C
+/// propagator ([`Gateway::traces`](crate::Gateway::traces)). Cheap to clone (one `Arc`).
 #[derive(Clone, Debug)]
-pub(crate) struct Traces {
+pub struct Traces {
     inner: Arc<Inner>,
 }
 
@@ -124,7 +124,7 @@ impl Traces {
 
     /// Exports every ended span now; returns when the collector answered (or the export
     /// timed out). Runs on a blocking thread: the SDK's flush blocks.
-    pub(crate) async fn flush(&self) {
+    pub async fn flush(&self) {
         let inner = self.inner.clone();
         let flushed = tokio::task::spawn_blocking(move || inner.provider.force_flush()).await;
         if let Ok(Err(error)) = flushed {
@@ -133,7 +133,7 @@ impl Traces {
     }
 
     /// Exports what is left and stops the exporter.
-    pub(crate) async fn shutdown(&self) {
+    pub async fn shutdown(&self) {
         let inner = self.inner.clone();
         let done = tokio::task::spawn_blocking(move || inner.provider.shutdown()).await;
         if let Ok(Err(error)) = done {

@@ -25,8 +25,8 @@ const ERROR_KIND: &str = "x-gatekit-error";
 /// A port's [`Router`] inside a server span (the router of a
 /// [`PortService`](crate::PortService) when the gateway was built with traces): the client's `traceparent` is read, the
 /// span's context goes into the request's extensions for the upstream attempts, and a
-/// routing span covers the match. Without [`Traces`] it is the router alone plus one
-/// branch (the wiring does not even build it then).
+/// routing span covers the match. Without [`Traces`] it is the router plus one
+/// branch.
 #[derive(Clone, Debug)]
 pub struct TracedRouter {
     router: Router,
