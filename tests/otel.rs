@@ -149,9 +149,17 @@ async fn start(
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     write_atomic(dir.path(), "gateway.yaml", &gateway_http(port));
-    write_atomic(dir.path(), "service.yaml", &service_at("app", &backends.addrs));
+    write_atomic(
+        dir.path(),
+        "service.yaml",
+        &service_at("app", &backends.addrs),
+    );
     let retry = "    retry: { attempts: 2, codes: [503], backoff: 1ms }\n";
-    write_atomic(dir.path(), "route.yaml", &route_with("web", "/", "app", retry));
+    write_atomic(
+        dir.path(),
+        "route.yaml",
+        &route_with("web", "/", "app", retry),
+    );
     let options = GatewayOptions::default().with_tracing(tracing);
     let mut gateway = Gateway::new(options, "127.0.0.1".parse().unwrap());
     let source = Source::Dirs(vec![dir.path().to_path_buf()]);
@@ -166,7 +174,9 @@ async fn start(
 fn get(port: u16, path: &str, traceparent: Option<&str>) -> Request<Full<Bytes>> {
     let mut req = Request::get(format!("http://127.0.0.1:{port}{path}"));
     if let Some(parent) = traceparent {
-        req = req.header("traceparent", parent).header("tracestate", "vendor=x");
+        req = req
+            .header("traceparent", parent)
+            .header("tracestate", "vendor=x");
     }
     req.body(Full::default()).unwrap()
 }
@@ -219,7 +229,10 @@ async fn one_request_yields_server_routing_and_attempt_spans_under_the_clients_p
         attr(server, "http.response.status_code"),
         Some(Value::IntValue(200))
     );
-    let routing = spans.iter().find(|s| s.name == "routing").expect("a routing span");
+    let routing = spans
+        .iter()
+        .find(|s| s.name == "routing")
+        .expect("a routing span");
     assert_eq!(routing.parent_span_id, server.span_id);
     assert_eq!(
         attr(routing, "gatekit.route"),
@@ -268,12 +281,18 @@ async fn a_retried_request_yields_one_attempt_span_per_attempt() {
         .collect();
     attempts.sort_by_key(|s| s.start_time_unix_nano);
     assert_eq!(attempts.len(), 2, "{spans:#?}");
-    assert_eq!(attr(attempts[0], "gatekit.attempt"), Some(Value::IntValue(1)));
+    assert_eq!(
+        attr(attempts[0], "gatekit.attempt"),
+        Some(Value::IntValue(1))
+    );
     assert_eq!(
         attr(attempts[0], "http.response.status_code"),
         Some(Value::IntValue(503))
     );
-    assert_eq!(attr(attempts[1], "gatekit.attempt"), Some(Value::IntValue(2)));
+    assert_eq!(
+        attr(attempts[1], "gatekit.attempt"),
+        Some(Value::IntValue(2))
+    );
     assert_eq!(
         attr(attempts[1], "http.response.status_code"),
         Some(Value::IntValue(200))
@@ -292,7 +311,10 @@ async fn with_tracing_off_nothing_is_exported_and_no_traceparent_is_added() {
     assert!(traces.is_none());
     let client = TestClient::new();
 
-    assert_eq!(client.send(get(port, "/a", None)).await.status, StatusCode::OK);
+    assert_eq!(
+        client.send(get(port, "/a", None)).await.status,
+        StatusCode::OK
+    );
     // A client's own trace context passes as it came.
     let parent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
     let reply = client.send(get(port, "/b", Some(&parent))).await;

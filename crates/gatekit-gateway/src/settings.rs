@@ -284,10 +284,12 @@ impl TraceSettings {
     /// The field (`endpoint`, `samplingRatio`, `exportTimeout`) and what is wrong with it.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         #[cfg(not(feature = "otel"))]
-        return Err((
-            "endpoint",
-            "this build of gatekit-gateway has no `otel` feature".to_owned(),
-        ));
+        if cfg!(not(feature = "otel")) {
+            return Err((
+                "endpoint",
+                "this build of gatekit-gateway has no `otel` feature".to_owned(),
+            ));
+        }
         #[cfg(feature = "otel")]
         crate::trace::endpoint_uri(&self.endpoint).map_err(|e| ("endpoint", e))?;
         if !(0.0..=1.0).contains(&self.sampling_ratio) {

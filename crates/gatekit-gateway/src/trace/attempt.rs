@@ -80,9 +80,8 @@ where
                 ]),
             parent,
         );
-        let cx = opentelemetry::Context::new().with_remote_span_context(
-            opentelemetry::trace::Span::span_context(&span).clone(),
-        );
+        let cx = opentelemetry::Context::new()
+            .with_remote_span_context(opentelemetry::trace::Span::span_context(&span).clone());
         self.traces
             .propagator()
             .inject_context(&cx, &mut HeaderInjector(req.headers_mut()));

@@ -73,7 +73,9 @@ impl HttpClient for ExportClient {
         Box::pin(async move {
             match task.await {
                 Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(format!("no answer from the collector within {timeout:?}").into()),
+                Ok(Err(_)) => {
+                    Err(format!("no answer from the collector within {timeout:?}").into())
+                }
                 Err(error) => Err(Box::new(error) as HttpError),
             }
         })

@@ -9,13 +9,13 @@
 //! - a **routing** span (internal) over the router's synchronous call: listener and
 //!   route match and the dispatch to the rule's stack; its route attributes are the ones
 //!   the response carries;
-//! - a **client** span per upstream attempt ([`TracedBackend`], below the retry, timeout
+//! - a **client** span per upstream attempt (`TracedBackend`, below the retry, timeout
 //!   and breaker layers, so each retry is its own span with its `gatekit.attempt`
 //!   number); the attempt span is what the upstream request's `traceparent` names.
 //!
 //! # Cost
 //!
-//! Off (no [`TraceSettings`](crate::TraceSettings)) a request pays one branch (the
+//! Off (no [`TraceSettings`]) a request pays one branch (the
 //! [`TracedRouter`] has no tracer and calls the router); backends are not wrapped at
 //! all, and no trace header is read or written; the client's own
 //! `traceparent` passes upstream untouched, as any other header. Built without the
@@ -34,7 +34,7 @@
 //! # Export
 //!
 //! OTLP/HTTP with protobuf bodies (`opentelemetry-otlp`'s `http-proto`), sent by a small
-//! client over gatekit's own hyper ([`export`]): no `reqwest`, no `tonic` channel, no
+//! client over gatekit's own hyper (`export.rs`): no `reqwest`, no `tonic` channel, no
 //! second TLS stack. The SDK's batch processor exports from its own thread; the client
 //! runs each export on the gateway's tokio runtime.
 

@@ -59,9 +59,7 @@ where
                 span: None,
             };
         };
-        let parent = traces
-            .propagator()
-            .extract(&HeaderExtractor(req.headers()));
+        let parent = traces.propagator().extract(&HeaderExtractor(req.headers()));
         let method = req.method().clone();
         let mut attributes = vec![
             KeyValue::new("http.request.method", method.as_str().to_owned()),
@@ -118,10 +116,16 @@ impl ServerSpan {
         let mut routed = Vec::with_capacity(3);
         if let Some(labels) = labels {
             routed.push(KeyValue::new("gatekit.route", labels.route().to_owned()));
-            routed.push(KeyValue::new("gatekit.backend", labels.backend().to_owned()));
+            routed.push(KeyValue::new(
+                "gatekit.backend",
+                labels.backend().to_owned(),
+            ));
         }
         if let Some(kind) = &error {
-            routed.push(KeyValue::new("gatekit.error", StringValue::from(kind.clone())));
+            routed.push(KeyValue::new(
+                "gatekit.error",
+                StringValue::from(kind.clone()),
+            ));
         }
         let routing = self.traces.tracer().build_with_context(
             SpanBuilder::from_name("routing")
