@@ -192,6 +192,29 @@ fn attr(span: &Span, key: &str) -> Option<Value> {
         .and_then(|kv| kv.value.clone()?.value)
 }
 
+/// One line: trace, span, parent, kind, name and attributes.
+fn describe(span: &Span) -> String {
+    let attributes: Vec<String> = span
+        .attributes
+        .iter()
+        .map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Value::StringValue(s)) => format!("{}={s}", kv.key),
+            Some(Value::IntValue(i)) => format!("{}={i}", kv.key),
+            other => format!("{}={other:?}", kv.key),
+        })
+        .collect();
+    let kind = SpanKind::try_from(span.kind).map_or("?", |k| k.as_str_name());
+    format!(
+        "trace={} span={} parent={} {kind} {:?} {:.3}ms {}",
+        hex(&span.trace_id),
+        hex(&span.span_id),
+        hex(&span.parent_span_id),
+        span.name,
+        span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e6,
+        attributes.join(" ")
+    )
+}
+
 /// `traceparent`'s trace id and parent span id.
 fn parent_of(headers: &HeaderMap) -> (String, String) {
     let value = headers["traceparent"].to_str().unwrap();
@@ -215,6 +238,10 @@ async fn one_request_yields_server_routing_and_attempt_spans_under_the_clients_p
     traces.flush().await;
 
     let spans = collector.take();
+    // What the collector received, one line per span (`-- --nocapture` shows it).
+    for span in &spans {
+        println!("{}", describe(span));
+    }
     assert_eq!(spans.len(), 3, "{spans:#?}");
     for span in &spans {
         assert_eq!(hex(&span.trace_id), CLIENT_TRACE, "{span:?}");
