@@ -197,11 +197,13 @@ fn describe(span: &Span) -> String {
     let attributes: Vec<String> = span
         .attributes
         .iter()
-        .map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(Value::StringValue(s)) => format!("{}={s}", kv.key),
-            Some(Value::IntValue(i)) => format!("{}={i}", kv.key),
-            other => format!("{}={other:?}", kv.key),
-        })
+        .map(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => format!("{}={s}", kv.key),
+                Some(Value::IntValue(i)) => format!("{}={i}", kv.key),
+                other => format!("{}={other:?}", kv.key),
+            },
+        )
         .collect();
     let kind = SpanKind::try_from(span.kind).map_or("?", |k| k.as_str_name());
     format!(
@@ -210,7 +212,9 @@ fn describe(span: &Span) -> String {
         hex(&span.span_id),
         hex(&span.parent_span_id),
         span.name,
-        span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e6,
+        span.end_time_unix_nano
+            .saturating_sub(span.start_time_unix_nano) as f64
+            / 1e6,
         attributes.join(" ")
     )
 }
