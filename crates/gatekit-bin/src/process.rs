@@ -178,7 +178,14 @@ impl Process {
         self.gateway.readiness().advance(Phase::Draining);
         let readiness = self.gateway.readiness().clone();
         let drain_timeout = self.settings.drain_timeout;
+        #[cfg(feature = "otel")]
+        let traces = self.gateway.traces().cloned();
         let outcome = self.gateway.into_listeners().drain(drain_timeout).await;
+        // The drained requests' spans too.
+        #[cfg(feature = "otel")]
+        if let Some(traces) = traces {
+            traces.shutdown().await;
+        }
         match outcome {
             DrainOutcome::Complete => tracing::info!("drained"),
             DrainOutcome::TimedOut { dropped } => {

@@ -29,6 +29,11 @@
 //!   fallback: local           # or failOpen: what decides while Redis fails
 //!   probeInterval: 250ms      # while it fails, how often Redis is asked again
 //!   connections: 2            # multiplexed connections, taken in turn
+//! tracing:                    # request traces over OTLP (default: off, and free)
+//!   endpoint: http://otel-collector:4318/v1/traces  # OTLP/HTTP protobuf (no https)
+//!   samplingRatio: 1.0        # share of new traces kept; a client's traceparent decides its own
+//!   serviceName: gatekit      # service.name of the spans
+//!   exportTimeout: 10s        # one export's deadline
 //! drainTimeout: 30s           # in-flight requests may finish this long after SIGTERM
 //!                             # (and the connections of a listener removed from the manifests)
 //! shutdownDelay: 0s           # after SIGTERM: not ready for this long, still serving
@@ -53,7 +58,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use gatekit_gateway::{GatewayOptions, Limits, PathSettings, RedisSettings, TrafficDefaults};
+use gatekit_gateway::{
+    GatewayOptions, Limits, PathSettings, RedisSettings, TraceSettings, TrafficDefaults,
+};
 use gatekit_k8s::ProviderSettings;
 use serde::Deserialize;
 
@@ -127,6 +134,8 @@ pub struct Settings {
     pub traffic_defaults: TrafficDefaults,
     /// The Redis of the global rate limits.
     pub redis: Option<RedisSettings>,
+    /// Request traces exported over OTLP (off when absent).
+    pub tracing: Option<TraceSettings>,
 }
 
 impl Default for Settings {
@@ -142,6 +151,7 @@ impl Default for Settings {
             paths: PathSettings::default(),
             traffic_defaults: TrafficDefaults::default(),
             redis: None,
+            tracing: None,
         }
     }
 }
@@ -250,6 +260,7 @@ impl Settings {
             .with_kubernetes(self.kubernetes.clone())
             .with_traffic_defaults(self.traffic_defaults)
             .with_redis(self.redis.clone())
+            .with_tracing(self.tracing.clone())
             .with_drain_timeout(self.drain_timeout)
     }
 
@@ -309,6 +320,16 @@ impl Settings {
                 invalid(field, &reason)
             })?;
         }
+        if let Some(tracing) = &self.tracing {
+            tracing.check().map_err(|(field, reason)| {
+                let field = match field {
+                    "samplingRatio" => "tracing.samplingRatio",
+                    "exportTimeout" => "tracing.exportTimeout",
+                    _ => "tracing.endpoint",
+                };
+                invalid(field, &reason)
+            })?;
+        }
         Ok(())
     }
 }
@@ -328,6 +349,21 @@ mod tests {
     }
 
     /// The settings `deploy/` ships must be settings this binary accepts.
+    #[test]
+    fn tracing_settings_parse_with_defaults_and_bad_ones_name_the_field() {
+        let s = Settings::from_yaml("tracing: { endpoint: 'http://127.0.0.1:4318' }", "t").unwrap();
+        let t = s.tracing.clone().unwrap();
+        assert_eq!(t.sampling_ratio, 1.0);
+        assert_eq!(t.service_name, "gatekit");
+        assert_eq!(s.gateway_options().tracing, Some(t));
+        assert!(Settings::default().gateway_options().tracing.is_none());
+        let e = Settings::from_yaml("tracing: { endpoint: 'https://h:4318' }", "t").unwrap_err();
+        assert!(e.to_string().contains("tracing.endpoint"), "{e}");
+        let e = Settings::from_yaml("tracing: { endpoint: 'http://h', samplingRatio: 2 }", "t")
+            .unwrap_err();
+        assert!(e.to_string().contains("tracing.samplingRatio"), "{e}");
+    }
+
     #[test]
     fn redis_settings_parse_with_defaults_and_bad_ones_name_the_field() {
         let s = Settings::from_yaml("redis: { url: redis://127.0.0.1:6379 }", "t").unwrap();

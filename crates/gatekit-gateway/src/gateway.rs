@@ -29,6 +29,9 @@ pub struct Gateway {
     listeners: Listeners,
     embedded: bool,
     policy_state: Arc<PolicyState>,
+    /// The tracer of request traces, when the options turn them on.
+    #[cfg(feature = "otel")]
+    traces: Option<crate::trace::Traces>,
 }
 
 impl Gateway {
@@ -51,7 +54,17 @@ impl Gateway {
             ListenerSettings::from_settings(&options, bind),
             metrics.clone(),
         );
+        #[cfg(feature = "otel")]
+        let traces = traces(&options);
+        #[cfg(not(feature = "otel"))]
+        if options.tracing.is_some() {
+            tracing::error!(
+                "tracing is configured but gatekit-gateway was built without its `otel` feature; no traces are exported"
+            );
+        }
         Self {
+            #[cfg(feature = "otel")]
+            traces,
             options,
             metrics,
             readiness: Readiness::new(),
@@ -112,9 +125,52 @@ impl Gateway {
         self.listeners
     }
 
+    /// Exports the request spans ended so far (see [`TraceSettings`](crate::TraceSettings));
+    /// returns once the collector answered or the export timed out. Without traces, at
+    /// once. Spans are otherwise exported in batches every few seconds.
+    pub async fn flush_traces(&self) {
+        #[cfg(feature = "otel")]
+        if let Some(traces) = &self.traces {
+            traces.flush().await;
+        }
+    }
+
+    /// Exports the spans left and stops the trace exporter; call it at shutdown, after
+    /// the listeners drained.
+    pub async fn shutdown_traces(&self) {
+        #[cfg(feature = "otel")]
+        if let Some(traces) = &self.traces {
+            traces.shutdown().await;
+        }
+    }
+
+    /// The request traces' tracer and exporter, when the options turn traces on (and
+    /// the exporter could be built); a clone outlives the gateway, to flush at the end.
+    #[cfg(feature = "otel")]
+    pub fn traces(&self) -> Option<&crate::trace::Traces> {
+        self.traces.as_ref()
+    }
+
     /// Whether the gateway binds no port ([`Gateway::embedded`]).
     pub fn is_embedded(&self) -> bool {
         self.embedded
+    }
+}
+
+/// The tracer of the options' `tracing`, if any (an exporter that cannot be built is
+/// logged, and the gateway serves without traces).
+#[cfg(feature = "otel")]
+fn traces(options: &GatewayOptions) -> Option<crate::trace::Traces> {
+    let settings = options.tracing.as_ref()?;
+    match crate::trace::Traces::new(settings) {
+        Ok(traces) => {
+            tracing::info!(endpoint = %settings.endpoint, ratio = settings.sampling_ratio, "request traces are exported over OTLP");
+            Some(traces)
+        }
+        Err(error) => {
+            tracing::error!(endpoint = %settings.endpoint, %error, "cannot export request traces; serving without them");
+            None
+        }
     }
 }
 

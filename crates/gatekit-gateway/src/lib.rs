@@ -38,6 +38,8 @@ mod listener;
 pub mod metrics;
 mod readiness;
 mod settings;
+#[cfg(feature = "otel")]
+pub mod trace;
 mod validate;
 pub mod wiring;
 
@@ -53,7 +55,7 @@ pub use crate::metrics::{
 pub use crate::readiness::{Phase, Readiness};
 pub use crate::settings::{
     DEFAULT_DRAIN_TIMEOUT, EscapedSlashesSetting, GatewayOptions, Limits, PathSettings,
-    RedisFallback, RedisSettings, TrafficDefaults, deserialize_duration,
+    RedisFallback, RedisSettings, TraceSettings, TrafficDefaults, deserialize_duration,
 };
 pub use crate::validate::validate;
 pub use crate::wiring::{PortService, Source, Wiring, WiringError};

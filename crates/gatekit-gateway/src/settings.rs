@@ -33,6 +33,9 @@ pub struct GatewayOptions {
     /// The Redis that keeps the global rate limits (Envoy Gateway's `type: Global`),
     /// shared by every replica using it; `None`: they run per replica.
     pub redis: Option<RedisSettings>,
+    /// Request traces exported over OTLP (the settings file's `tracing:`); `None`, the
+    /// default: no spans, no trace headers read or written.
+    pub tracing: Option<TraceSettings>,
 }
 
 /// The default drain deadline: 30 s, as the binary's `drainTimeout`.
@@ -72,6 +75,13 @@ impl GatewayOptions {
     #[must_use]
     pub fn with_traffic_defaults(mut self, defaults: TrafficDefaults) -> Self {
         self.traffic_defaults = defaults;
+        self
+    }
+
+    /// Turns request traces on (see [`TraceSettings`]) or off (`None`, the default).
+    #[must_use]
+    pub fn with_tracing(mut self, tracing: Option<TraceSettings>) -> Self {
+        self.tracing = tracing;
         self
     }
 
@@ -210,6 +220,97 @@ impl RedisSettings {
 
     fn default_probe_interval() -> Duration {
         Duration::from_millis(250)
+    }
+}
+
+/// Request traces (the settings file's `tracing:`): a server span per request, a
+/// routing span and a client span per upstream attempt, W3C `traceparent`/`tracestate`
+/// read from the client and written to the upstream, exported over OTLP/HTTP (protobuf)
+/// to `endpoint`. Needs gatekit-gateway's `otel` feature.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct TraceSettings {
+    /// The collector's OTLP/HTTP traces URL, `http://host:4318/v1/traces` (a URL without
+    /// a path gets `/v1/traces`; `https` is not built in).
+    pub endpoint: String,
+    /// The share of new traces recorded, from 0 to 1 (default 1). Parent-based: a
+    /// request whose `traceparent` says sampled (or not) follows its parent.
+    #[serde(default = "TraceSettings::default_sampling_ratio")]
+    pub sampling_ratio: f64,
+    /// The `service.name` resource attribute (default `gatekit`).
+    #[serde(default = "TraceSettings::default_service_name")]
+    pub service_name: String,
+    /// How long one export may take (default 10s).
+    #[serde(
+        default = "TraceSettings::default_export_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub export_timeout: Duration,
+}
+
+// The ratio is never NaN once checked.
+impl Eq for TraceSettings {}
+
+impl TraceSettings {
+    /// Traces exported to `endpoint`, every new trace recorded.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            sampling_ratio: Self::default_sampling_ratio(),
+            service_name: Self::default_service_name(),
+            export_timeout: Self::default_export_timeout(),
+        }
+    }
+
+    /// Sets the share of new traces recorded (0 to 1).
+    #[must_use]
+    pub fn with_sampling_ratio(mut self, ratio: f64) -> Self {
+        self.sampling_ratio = ratio;
+        self
+    }
+
+    /// Sets the `service.name` of the exported spans.
+    #[must_use]
+    pub fn with_service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = name.into();
+        self
+    }
+
+    /// Checks the settings without connecting.
+    ///
+    /// # Errors
+    ///
+    /// The field (`endpoint`, `samplingRatio`, `exportTimeout`) and what is wrong with it.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        #[cfg(not(feature = "otel"))]
+        if cfg!(not(feature = "otel")) {
+            return Err((
+                "endpoint",
+                "this build of gatekit-gateway has no `otel` feature".to_owned(),
+            ));
+        }
+        #[cfg(feature = "otel")]
+        crate::trace::endpoint_uri(&self.endpoint).map_err(|e| ("endpoint", e))?;
+        if !(0.0..=1.0).contains(&self.sampling_ratio) {
+            return Err(("samplingRatio", "must be from 0 to 1".to_owned()));
+        }
+        if self.export_timeout.is_zero() {
+            return Err(("exportTimeout", "must be more than 0".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn default_sampling_ratio() -> f64 {
+        1.0
+    }
+
+    fn default_service_name() -> String {
+        "gatekit".to_owned()
+    }
+
+    fn default_export_timeout() -> Duration {
+        Duration::from_secs(10)
     }
 }
 

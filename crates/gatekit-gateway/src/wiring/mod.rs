@@ -286,6 +286,8 @@ struct Lookup<'a> {
     state: &'a PolicyState,
     metrics: &'a Metrics,
     access: &'a access::AccessRegistry,
+    #[cfg(feature = "otel")]
+    traces: Option<&'a crate::trace::Traces>,
 }
 
 impl gatekit_core::Backends for Lookup<'_> {
@@ -301,6 +303,11 @@ impl gatekit_core::Backends for Lookup<'_> {
         let metrics = series.and_then(|s| s.handle(name)).cloned();
         let labelled = Labelled::new(upstream, metrics)
             .with_retirement(series.map(|s| Arc::clone(&s.retirement)));
+        #[cfg(feature = "otel")]
+        if let Some(traces) = self.traces {
+            let traced = crate::trace::TracedBackend::new(labelled, traces.clone(), name);
+            return Some(Backend::new(traced));
+        }
         Some(Backend::new(labelled))
     }
 
@@ -554,6 +561,10 @@ pub struct Wiring {
     /// The metrics of requests that match no route, and whether to log each request.
     metrics: Metrics,
     access_log: bool,
+    /// The tracer of request spans, when traces are on: each port's router and each
+    /// route's backends are wrapped; off, nothing is.
+    #[cfg(feature = "otel")]
+    traces: Option<crate::trace::Traces>,
     path_policy: PathPolicy,
     source: Source,
     /// Translates each reload's resources, reusing what the change did not reach.
@@ -658,6 +669,8 @@ impl Wiring {
         let mut wiring = Self {
             metrics: gateway.metrics().clone(),
             access_log: gateway.options().access_log,
+            #[cfg(feature = "otel")]
+            traces: gateway.traces().cloned(),
             path_policy: gateway.options().paths.policy(),
             upstreams,
             policy_state: gateway.policy_state().clone(),
@@ -752,8 +765,11 @@ impl Wiring {
         }
     }
 
-    /// A port's router behind request metrics.
+    /// A port's router behind request metrics (and inside the server span, when traces
+    /// are on).
     fn port_service(&self, router: Router) -> RouterService {
+        #[cfg(feature = "otel")]
+        let router = crate::trace::TracedRouter::new(router, self.traces.clone());
         MetricsLayer::new(self.metrics.request_metrics(UNMATCHED, UNMATCHED))
             .with_access_log(self.access_log)
             .layer(router)
@@ -1047,6 +1063,8 @@ impl Wiring {
             state: &self.policy_state,
             metrics: &metrics,
             access: &self.access,
+            #[cfg(feature = "otel")]
+            traces: self.traces.as_ref(),
         };
 
         let mut bind_errors = Vec::new();
@@ -1551,7 +1569,13 @@ fn tls_of(
 }
 
 /// A port's router behind request metrics (the router answers errors itself).
-type RouterService = MetricsService<Router, RequestMetrics>;
+type RouterService = MetricsService<Routed, RequestMetrics>;
+
+/// A port's router, inside the server span when built with traces.
+#[cfg(feature = "otel")]
+type Routed = crate::trace::TracedRouter;
+#[cfg(not(feature = "otel"))]
+type Routed = Router;
 
 /// The service of one port of an embedded gateway ([`Wiring::service`]): routes each
 /// request by the served configuration. Cheap to clone; always ready.
