@@ -7,8 +7,9 @@
 //!
 //! ```yaml
 //! admin:
-//!   address: 127.0.0.1:9901   # loopback only unless allowPublic: true
-//!   allowPublic: false
+//!   address: 127.0.0.1:9901   # every admin path; elsewhere than loopback only with tokenFile
+//!   tokenFile: /etc/gatekit/admin/token  # bearer token for /config and /fleet (default: none)
+//!   probeAddress: 0.0.0.0:9902  # /healthz, /readyz, /metrics only (default: not served)
 //! log:
 //!   format: text              # or json
 //!   accessLog: false
@@ -50,7 +51,7 @@
 //! `h`, `m`, `s` or `ms` (`1m30s`, `500ms`).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gatekit_gateway::{GatewayOptions, Limits, PathSettings, RedisSettings, TrafficDefaults};
@@ -146,23 +147,60 @@ impl Default for Settings {
     }
 }
 
-/// Admin server settings.
+/// Admin server settings (see the [admin API](crate::AdminService)).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 #[non_exhaustive]
 pub struct AdminSettings {
-    /// Where `/healthz`, `/readyz`, `/metrics` and `/config` are served.
+    /// Where every admin path is served: the probes, `/metrics`, and the operational
+    /// `/config` and `/fleet`, which show the whole configuration. A non-loopback
+    /// address needs `token_file`.
     pub address: SocketAddr,
-    /// Allows a non-loopback `address`. The admin API exposes the whole configuration.
-    pub allow_public: bool,
+    /// A file holding the bearer token `/config` and `/fleet` require on `address`
+    /// (e.g. a mounted Secret; read at start, surrounding whitespace ignored).
+    pub token_file: Option<PathBuf>,
+    /// Where only `/healthz`, `/readyz` and `/metrics` are served, typically the pod
+    /// IP for the kubelet and Prometheus. Not served when unset.
+    pub probe_address: Option<SocketAddr>,
+    /// The removed `allowPublic`, kept to explain what replaced it.
+    #[serde(rename = "allowPublic")]
+    removed_allow_public: Option<bool>,
 }
 
 impl Default for AdminSettings {
     fn default() -> Self {
         Self {
             address: SocketAddr::from(([127, 0, 0, 1], 9901)),
-            allow_public: false,
+            token_file: None,
+            probe_address: None,
+            removed_allow_public: None,
         }
+    }
+}
+
+impl AdminSettings {
+    /// Whether these settings keep the operational endpoints private: on loopback, or
+    /// behind a token. Returns the field at fault and why otherwise.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.removed_allow_public.is_some() {
+            return Err((
+                "admin.allowPublic",
+                "no longer exists: publish probes and metrics with admin.probeAddress, and set admin.tokenFile to serve /config and /fleet on a non-loopback admin.address",
+            ));
+        }
+        if !self.address.ip().is_loopback() && self.token_file.is_none() {
+            return Err((
+                "admin.address",
+                "not a loopback address: /config and /fleet expose the whole configuration, so set admin.tokenFile (a bearer token) to serve them there, or publish only probes and metrics with admin.probeAddress",
+            ));
+        }
+        if self.probe_address == Some(self.address) && self.address.port() != 0 {
+            return Err((
+                "admin.probeAddress",
+                "is admin.address; give the probes their own port",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -259,12 +297,9 @@ impl Settings {
             field,
             reason: reason.to_owned(),
         };
-        if !self.admin.address.ip().is_loopback() && !self.admin.allow_public {
-            return Err(invalid(
-                "admin.address",
-                "not a loopback address; the admin API exposes the configuration, set admin.allowPublic: true to serve it there anyway",
-            ));
-        }
+        self.admin
+            .check()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         if self.limits.max_connections == 0 {
             return Err(invalid("limits.maxConnections", "must be at least 1"));
         }
@@ -426,11 +461,29 @@ gatewayClassName: edge
     }
 
     #[test]
-    fn public_admin_needs_consent() {
+    fn a_public_admin_address_needs_a_token_and_probes_need_none() {
         let err = Settings::from_yaml("admin: { address: '0.0.0.0:9901' }", "g").unwrap_err();
-        assert!(err.to_string().contains("admin.address"), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("admin.address") && msg.contains("admin.tokenFile"),
+            "{msg}"
+        );
+        let yaml = "admin: { address: '0.0.0.0:9901', tokenFile: /run/token }";
+        let s = Settings::from_yaml(yaml, "g").unwrap();
+        assert_eq!(s.admin.token_file, Some(PathBuf::from("/run/token")));
+        let yaml = "admin: { probeAddress: '0.0.0.0:9902' }";
+        let s = Settings::from_yaml(yaml, "g").unwrap();
+        assert_eq!(s.admin.probe_address, Some("0.0.0.0:9902".parse().unwrap()));
+        let yaml = "admin: { address: '127.0.0.1:9901', probeAddress: '127.0.0.1:9901' }";
+        let err = Settings::from_yaml(yaml, "g").unwrap_err();
+        assert!(err.to_string().contains("admin.probeAddress"), "{err}");
+        // The old consent flag is refused with what replaced it, not silently ignored.
         let yaml = "admin: { address: '0.0.0.0:9901', allowPublic: true }";
-        assert!(Settings::from_yaml(yaml, "g").is_ok());
+        let err = Settings::from_yaml(yaml, "g").unwrap_err().to_string();
+        assert!(
+            err.contains("admin.allowPublic") && err.contains("admin.probeAddress"),
+            "{err}"
+        );
     }
 
     #[test]
