@@ -35,7 +35,7 @@ mod process;
 mod settings;
 
 pub use crate::admin::{AdminService, AdminToken, AdminTokenError, serve_admin};
-pub use crate::cli::{Cli, Command, FleetArgs, RunArgs, ValidateArgs, main, run};
+pub use crate::cli::{Cli, Command, DemoArgs, FleetArgs, RunArgs, ValidateArgs, main, run};
 pub use crate::logging::init as init_logging;
 pub use crate::process::{
     NofileLimits, Process, ProcessError, raise_nofile_limit, shutdown_signal,
