@@ -400,6 +400,65 @@ mod tests {
         assert_eq!(s.shutdown_delay, Duration::from_secs(5));
     }
 
+    /// deploy/ publishes probes and metrics on the pod IP and nothing of the admin API
+    /// that shows the configuration: the container ports, the probes, the Dockerfile and
+    /// the NetworkPolicy agree with the ConfigMap's `admin` section.
+    #[test]
+    fn deploy_publishes_only_probes_and_metrics() {
+        let configmap: serde_norway::Value =
+            serde_norway::from_str(include_str!("../../../deploy/config.yaml")).unwrap();
+        let yaml = configmap["data"]["gatekit.yaml"].as_str().unwrap();
+        let admin = Settings::from_yaml(yaml, "deploy/config.yaml")
+            .unwrap()
+            .admin;
+        assert!(admin.address.ip().is_loopback(), "{admin:?}");
+        assert!(admin.token_file.is_none());
+        let probes = admin.probe_address.unwrap();
+        assert!(probes.ip().is_unspecified(), "probes on the pod IP");
+        let (admin_port, probe_port) = (admin.address.port(), probes.port());
+
+        let deployment: serde_norway::Value =
+            serde_norway::from_str(include_str!("../../../deploy/deployment.yaml")).unwrap();
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let ports = container["ports"].as_sequence().unwrap();
+        let port_of = |name: &str| {
+            ports
+                .iter()
+                .find(|p| p["name"].as_str() == Some(name))
+                .and_then(|p| p["containerPort"].as_u64())
+        };
+        assert!(
+            ports
+                .iter()
+                .all(|p| p["containerPort"].as_u64() != Some(u64::from(admin_port))),
+            "the admin port is not a container port"
+        );
+        for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+            let name = container[probe]["httpGet"]["port"].as_str().unwrap();
+            assert_eq!(port_of(name), Some(u64::from(probe_port)), "{probe}");
+        }
+
+        let dockerfile = include_str!("../../../deploy/Dockerfile");
+        let expose = dockerfile
+            .lines()
+            .find(|l| l.starts_with("EXPOSE"))
+            .unwrap();
+        assert!(expose.contains(&probe_port.to_string()), "{expose}");
+        assert!(!expose.contains(&admin_port.to_string()), "{expose}");
+
+        let policy: serde_norway::Value =
+            serde_norway::from_str(include_str!("../../../deploy/networkpolicy.yaml")).unwrap();
+        let allowed: Vec<u64> = policy["spec"]["ingress"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|rule| rule["ports"].as_sequence().unwrap().iter())
+            .filter_map(|p| p["port"].as_u64())
+            .collect();
+        assert!(allowed.contains(&u64::from(probe_port)), "{allowed:?}");
+        assert!(!allowed.contains(&u64::from(admin_port)), "{allowed:?}");
+    }
+
     #[test]
     fn kubernetes_settings_are_validated() {
         let e = Settings::from_yaml(
