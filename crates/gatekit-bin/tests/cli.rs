@@ -286,10 +286,12 @@ fn validate_honours_the_gateway_class_of_config() {
     std::fs::write(&config, "gatewayClassName: edge\n").unwrap();
     // Without --config the Gateway is of another class: not ours, not checked.
     let out = gatekit(&["validate", manifests.to_str().unwrap()]);
+    let text = stdout(&out);
     assert!(
-        !stdout(&out).contains("Gateway default/edge-gw"),
-        "{}",
-        stdout(&out)
+        !text.contains("✓ Gateway default/edge-gw")
+            && text.contains("skipped: Gateway default/edge-gw: gatewayClassName edge")
+            && text.contains("--config"),
+        "{text}"
     );
     let out = gatekit(&[
         "validate",
@@ -300,7 +302,9 @@ fn validate_honours_the_gateway_class_of_config() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("Gateway default/edge-gw") && text.contains("Accepted=True"),
+        text.contains("✓ Gateway default/edge-gw")
+            && text.contains("Accepted=True")
+            && !text.contains("skipped"),
         "{text}"
     );
     // A bad settings file is reported, not ignored.
