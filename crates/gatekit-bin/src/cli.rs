@@ -1,6 +1,6 @@
 //! The command line: `gatekit run | validate | demo | version`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +12,8 @@ const EXAMPLES: &str = "\
 Examples:
   gatekit demo
       Start three demo backends and a gateway on 127.0.0.1:8080, and print curl commands.
+  gatekit demo --write ./gatekit-demo && gatekit run --resources ./gatekit-demo
+      Write the demo's manifests (the backends keep running), then serve them from files.
   gatekit run --resources ./manifests
       Serve the Gateways, HTTPRoutes, Services and EndpointSlices found in ./manifests.
   gatekit run --resources ./gateway --resources ./apps --config gatekit.yaml --bind 0.0.0.0
@@ -26,7 +28,18 @@ Examples:
   gatekit validate --features
       List the Gateway API conformance features, supported or not, and their tests.
 
-Admin API (127.0.0.1:9901 by default): /healthz /readyz /metrics /config";
+Admin API (admin.address in --config; 127.0.0.1:9901 by default):
+  /healthz   200 while the process runs (liveness)
+  /readyz    200 once the configuration serves, 503 before and while draining
+  /metrics   Prometheus/OpenMetrics text
+  /config    the served routes, upstreams, endpoint health and last error
+  /fleet     the live replicas and configuration drift (null without a cluster)
+/config and /fleet need admin.tokenFile (a bearer token) off loopback; --probe-addr
+(admin.probeAddress) serves /healthz, /readyz and /metrics alone, for probes and scrapes.
+
+Environment:
+  RUST_LOG   log filter (tracing-subscriber EnvFilter syntax), e.g. RUST_LOG=info,
+             RUST_LOG=gatekit=debug, RUST_LOG=gatekit::access=info; default: info";
 
 /// gatekit: a Kubernetes-aware API gateway. Serves Gateway API manifests from disk,
 /// with no cluster.
@@ -73,8 +86,9 @@ pub enum Command {
     /// Start a demo gateway on 127.0.0.1:8080 and print curl commands to try
     ///
     /// Starts three in-process demo backends and a gateway with a weighted split, a header
-    /// match and health checks.
-    Demo,
+    /// match and health checks. With --write DIR: writes the demo's manifests to DIR
+    /// and runs only the backends, for `gatekit run --resources DIR`.
+    Demo(DemoArgs),
     /// Print the version
     Version,
 }
@@ -93,6 +107,26 @@ pub struct RunArgs {
     /// The address Gateway listeners bind on (their ports come from the Gateways)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     pub bind: IpAddr,
+    /// Also serve /healthz, /readyz and /metrics alone on this address, e.g.
+    /// 0.0.0.0:9902 for the kubelet and Prometheus (overrides admin.probeAddress)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub probe_addr: Option<SocketAddr>,
+}
+
+/// `gatekit demo`.
+#[derive(Debug, Args)]
+#[non_exhaustive]
+pub struct DemoArgs {
+    /// The gateway's port on 127.0.0.1
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// The admin API's port on 127.0.0.1
+    #[arg(long, value_name = "PORT", default_value_t = 9901)]
+    pub admin_port: u16,
+    /// Write the demo's manifests to DIR and run only the backends; serve the
+    /// manifests with `gatekit run --resources DIR`
+    #[arg(long, value_name = "DIR")]
+    pub write: Option<PathBuf>,
 }
 
 /// `gatekit validate`.
@@ -145,7 +179,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => block_on(true, run(args, process::shutdown_signal())),
         Command::Validate(args) => validate(&args),
         Command::Fleet(args) => block_on(false, fleet(&args)),
-        Command::Demo => block_on(true, demo(process::shutdown_signal())),
+        Command::Demo(args) => block_on(true, demo(args, process::shutdown_signal())),
     }
 }
 
@@ -173,10 +207,13 @@ pub async fn run(args: RunArgs, shutdown: impl std::future::Future<Output = ()>)
     if install_early(shutdown.as_mut()).await {
         return ExitCode::SUCCESS;
     }
-    let settings = match load_settings(args.config.as_deref()) {
+    let mut settings = match load_settings(args.config.as_deref()) {
         Ok(settings) => settings,
         Err(code) => return code,
     };
+    if args.probe_addr.is_some() {
+        settings.admin.probe_address = args.probe_addr;
+    }
     let kubernetes = settings.kubernetes.clone();
     match (&kubernetes, args.resources.is_empty()) {
         (Some(_), false) => {
@@ -253,17 +290,47 @@ async fn install_early(
 }
 
 /// `gatekit demo` until `shutdown` completes.
-async fn demo(shutdown: impl std::future::Future<Output = ()>) -> ExitCode {
+async fn demo(args: DemoArgs, shutdown: impl std::future::Future<Output = ()>) -> ExitCode {
     let mut shutdown = std::pin::pin!(shutdown);
     if install_early(shutdown.as_mut()).await {
         return ExitCode::SUCCESS;
     }
-    let settings = Settings::default();
+    let mut settings = Settings::default();
+    settings.admin.address = SocketAddr::from(([127, 0, 0, 1], args.admin_port));
     logging::init(settings.log.format);
-    match crate::demo::Demo::start(settings, 8080).await {
+    if let Some(dir) = &args.write {
+        return demo_write(dir, args.port, shutdown).await;
+    }
+    match crate::demo::Demo::start(settings, args.port).await {
         Ok(demo) => {
             println!("{}", demo.instructions());
             demo.serve(shutdown).await;
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            report(&error);
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `gatekit demo --write DIR`: the backends, and their manifests in `dir`.
+async fn demo_write(
+    dir: &std::path::Path,
+    port: u16,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> ExitCode {
+    let started = match crate::demo::Backends::start().await {
+        Ok(backends) => {
+            crate::demo::write_manifests(dir, port, backends.addrs()).map(|files| (backends, files))
+        }
+        Err(error) => Err(error),
+    };
+    match started {
+        Ok((backends, files)) => {
+            println!("{}", crate::demo::write_instructions(dir, port, &files));
+            shutdown.await;
+            drop(backends);
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -12,9 +12,14 @@
 //! - a Service and an EndpointSlice per backend;
 //! - a BackendPolicy giving all three an active HTTP health check (`GET /healthz` every
 //!   2 s) and least-request balancing.
+//!
+//! `gatekit demo --write DIR` writes the same manifests to files ([`write_manifests`])
+//! and runs only the backends ([`Backends`]), so that `gatekit run --resources DIR`
+//! serves exactly what the demo serves.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use gatekit_core::Body;
 use http::{Request, Response, StatusCode};
@@ -40,6 +45,16 @@ pub enum DemoError {
     /// The manifests could not be served (typically: the gateway port is in use).
     #[error(transparent)]
     Wiring(#[from] WiringError),
+    /// The manifests could not be written (`gatekit demo --write`).
+    #[error("cannot write the demo manifests to {path}: {source}")]
+    #[non_exhaustive]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The demo manifests for a gateway on `port` in front of backends at `addrs` (in
@@ -106,13 +121,92 @@ endpoints: [{{ addresses: ["{ip}"], conditions: {{ ready: true }} }}]
     docs
 }
 
+/// Writes [`manifests`] into `dir` (created if missing), one file per source name
+/// (`gateway.yaml`, `blue.yaml`, ...), replacing files of the same names. Returns the
+/// files written.
+///
+/// # Errors
+///
+/// [`DemoError::Write`] naming the path that could not be created or written.
+pub fn write_manifests(
+    dir: &Path,
+    port: u16,
+    addrs: [SocketAddr; 3],
+) -> Result<Vec<PathBuf>, DemoError> {
+    let write_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| DemoError::Write { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+    let mut written = Vec::new();
+    for (name, yaml) in manifests(port, addrs) {
+        let file = name.strip_prefix("demo/").unwrap_or(&name);
+        let path = dir.join(file);
+        std::fs::write(&path, yaml).map_err(write_error(&path))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The three demo backends, serving until dropped.
+#[derive(Debug)]
+pub struct Backends {
+    addrs: [SocketAddr; 3],
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+impl Backends {
+    /// Starts `blue`, `green` and `canary` on 127.0.0.1 ephemeral ports.
+    ///
+    /// # Errors
+    ///
+    /// [`DemoError::Backend`] when a socket cannot be bound.
+    pub async fn start() -> Result<Self, DemoError> {
+        let mut stops = Vec::new();
+        let mut addrs = Vec::new();
+        for name in BACKENDS {
+            let (addr, stop) = backend(name).await.map_err(DemoError::Backend)?;
+            addrs.push(addr);
+            stops.push(stop);
+        }
+        Ok(Self {
+            addrs: [addrs[0], addrs[1], addrs[2]],
+            _stops: stops,
+        })
+    }
+
+    /// Their addresses, in [`BACKENDS`] order.
+    pub fn addrs(&self) -> [SocketAddr; 3] {
+        self.addrs
+    }
+}
+
+/// What to do after `gatekit demo --write DIR` wrote `files` for a gateway on `port`.
+pub fn write_instructions(dir: &Path, port: u16, files: &[PathBuf]) -> String {
+    let list: Vec<String> = files.iter().map(|f| format!("  {}", f.display())).collect();
+    format!(
+        "gatekit demo: wrote the demo's manifests:
+{list}
+The backends (blue, green, canary) keep running here.
+
+Next step, in another terminal:
+  gatekit run --resources {dir}
+  curl -s http://127.0.0.1:{port}/
+
+Ctrl-C to stop the backends.
+",
+        list = list.join("\n"),
+        dir = dir.display(),
+    )
+}
+
 /// A running demo: backends, process and wiring.
 #[derive(Debug)]
 pub struct Demo {
     process: Process,
     wiring: Wiring,
     port: u16,
-    _backends: Vec<oneshot::Sender<()>>,
+    _backends: Backends,
 }
 
 impl Demo {
@@ -123,16 +217,9 @@ impl Demo {
     ///
     /// [`DemoError`] when a socket cannot be bound.
     pub async fn start(settings: Settings, port: u16) -> Result<Self, DemoError> {
-        let mut stops = Vec::new();
-        let mut addrs = Vec::new();
-        for name in BACKENDS {
-            let (addr, stop) = backend(name).await.map_err(DemoError::Backend)?;
-            addrs.push(addr);
-            stops.push(stop);
-        }
-        let addrs: [SocketAddr; 3] = [addrs[0], addrs[1], addrs[2]];
+        let backends = Backends::start().await?;
         let mut process = Process::start(settings, [127, 0, 0, 1].into()).await?;
-        let source = Source::Documents(manifests(port, addrs));
+        let source = Source::Documents(manifests(port, backends.addrs()));
         let wiring =
             match Wiring::start(process.gateway_mut(), source, TranslateOptions::default()).await {
                 Ok(wiring) => wiring,
@@ -145,7 +232,7 @@ impl Demo {
             process,
             wiring,
             port,
-            _backends: stops,
+            _backends: backends,
         })
     }
 
@@ -167,9 +254,15 @@ Try:
   curl -s -H 'x-canary: true' {gw}/          # always canary (header match)
   curl -s http://{admin}/config              # served routes, upstreams, endpoint health
   curl -s http://{admin}/metrics             # Prometheus metrics by route and backend
+  curl -s http://{admin}/fleet               # the replicas (null without a cluster)
+
+Next step, the same gateway from files you can edit (stop this demo first):
+  gatekit demo --write ./gatekit-demo --port {port}   # writes the manifests, runs the backends
+  gatekit run --resources ./gatekit-demo            # serves them (in another terminal)
 
 Ctrl-C to stop.
-"
+",
+            port = self.port,
         )
     }
 

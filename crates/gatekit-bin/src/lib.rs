@@ -34,8 +34,8 @@ mod logging;
 mod process;
 mod settings;
 
-pub use crate::admin::{AdminService, serve_admin};
-pub use crate::cli::{Cli, Command, FleetArgs, RunArgs, ValidateArgs, main, run};
+pub use crate::admin::{AdminService, AdminToken, AdminTokenError, serve_admin};
+pub use crate::cli::{Cli, Command, DemoArgs, FleetArgs, RunArgs, ValidateArgs, main, run};
 pub use crate::logging::init as init_logging;
 pub use crate::process::{
     NofileLimits, Process, ProcessError, raise_nofile_limit, shutdown_signal,

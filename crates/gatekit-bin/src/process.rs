@@ -13,7 +13,7 @@ use gatekit_gateway::{
 };
 
 use crate::Settings;
-use crate::admin::AdminService;
+use crate::admin::{AdminService, AdminToken, AdminTokenError};
 
 /// Why the process could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,62 @@ pub enum ProcessError {
         #[source]
         source: std::io::Error,
     },
+    /// The admin settings would publish `/config` and `/fleet` unprotected, or name a
+    /// removed field.
+    #[error("{field}: {reason}")]
+    #[non_exhaustive]
+    AdminSettings {
+        /// The field at fault.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The admin token could not be read.
+    #[error(transparent)]
+    AdminToken(#[from] AdminTokenError),
+}
+
+/// One running admin listener.
+#[derive(Debug)]
+struct AdminServer {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl AdminServer {
+    async fn start(
+        addr: SocketAddr,
+        service: AdminService,
+        what: &str,
+    ) -> Result<Self, ProcessError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProcessError::AdminBind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| ProcessError::AdminBind { addr, source })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stopped = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = crate::admin::serve_admin(listener, service, stopped).await {
+                tracing::error!(%error, "admin server failed");
+            }
+        });
+        tracing::info!(addr = %bound, "{what} listening");
+        Ok(Self {
+            addr: bound,
+            stop,
+            task,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 /// A running gateway process: the admin server is up over the [`Gateway`]'s handles
@@ -46,57 +102,66 @@ pub enum ProcessError {
 ///    [`Phase::Draining`];
 /// 3. open connections are asked to finish (HTTP/1 closes after the in-flight response,
 ///    HTTP/2 sends GOAWAY) and waited for up to the drain timeout, then dropped;
-/// 4. [`Phase::Stopped`]; the admin server stops; the caller exits.
+/// 4. [`Phase::Stopped`]; the admin and probe servers stop; the caller exits.
 ///
-/// The admin server keeps answering during the drain, so `/readyz` shows 503 and
-/// `/metrics` shows the connections going down.
+/// The admin and probe servers keep answering during the drain, so `/readyz` shows
+/// 503 and `/metrics` shows the connections going down.
 #[derive(Debug)]
 pub struct Process {
     settings: Settings,
     gateway: Gateway,
-    admin_addr: SocketAddr,
-    admin_stop: oneshot::Sender<()>,
-    admin_task: JoinHandle<()>,
+    admin: AdminServer,
+    probes: Option<AdminServer>,
 }
 
 impl Process {
-    /// Serves the admin API on `settings.admin.address` and prepares listeners binding on
+    /// Serves the admin API on `settings.admin.address` (with the bearer token of
+    /// `settings.admin.token_file`, if any), the probes and metrics alone on
+    /// `settings.admin.probe_address`, if set, and prepares listeners binding on
     /// `bind`. The process starts not ready ([`Phase::Starting`]).
     ///
     /// # Errors
     ///
-    /// [`ProcessError::AdminBind`] if the admin address cannot be bound.
+    /// [`ProcessError::AdminSettings`] if the operational endpoints would be served
+    /// off loopback without a token, [`ProcessError::AdminToken`] if the token file
+    /// cannot be read, [`ProcessError::AdminBind`] if an admin address cannot be bound.
     pub async fn start(settings: Settings, bind: IpAddr) -> Result<Self, ProcessError> {
+        settings
+            .admin
+            .check()
+            .map_err(|(field, reason)| ProcessError::AdminSettings { field, reason })?;
+        let token = match &settings.admin.token_file {
+            Some(path) => Some(AdminToken::from_file(path)?),
+            None => None,
+        };
         let gateway = Gateway::new(settings.gateway_options(), bind);
-        let addr = settings.admin.address;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ProcessError::AdminBind { addr, source })?;
-        let admin_addr = listener
-            .local_addr()
-            .map_err(|source| ProcessError::AdminBind { addr, source })?;
-        let service = AdminService::with_fleet(
+        let mut service = AdminService::with_fleet(
             gateway.readiness().clone(),
             gateway.metrics().clone(),
             gateway.config_dump().clone(),
             gateway.fleet_dump().clone(),
         );
-        let (admin_stop, stopped) = oneshot::channel::<()>();
-        let admin_task = tokio::spawn(async move {
-            let stopped = async {
-                let _ = stopped.await;
-            };
-            if let Err(error) = crate::admin::serve_admin(listener, service, stopped).await {
-                tracing::error!(%error, "admin server failed");
+        if let Some(token) = token {
+            service = service.with_token(token);
+        }
+        let probes = match settings.admin.probe_address {
+            Some(addr) => Some(AdminServer::start(addr, service.probes(), "probe API").await?),
+            None => None,
+        };
+        let admin = match AdminServer::start(settings.admin.address, service, "admin API").await {
+            Ok(admin) => admin,
+            Err(error) => {
+                if let Some(probes) = probes {
+                    probes.stop().await;
+                }
+                return Err(error);
             }
-        });
-        tracing::info!(%admin_addr, "admin API listening");
+        };
         Ok(Self {
             settings,
             gateway,
-            admin_addr,
-            admin_stop,
-            admin_task,
+            admin,
+            probes,
         })
     }
 
@@ -132,7 +197,13 @@ impl Process {
 
     /// The admin server's bound address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
+        self.admin.addr
+    }
+
+    /// The probe server's bound address (`/healthz`, `/readyz`, `/metrics` only), if
+    /// one was configured.
+    pub fn probe_addr(&self) -> Option<SocketAddr> {
+        self.probes.as_ref().map(|p| p.addr)
     }
 
     /// The gateway listeners.
@@ -194,8 +265,10 @@ impl Process {
             _ => tracing::info!(?outcome, "drain ended"),
         }
         readiness.advance(Phase::Stopped);
-        let _ = self.admin_stop.send(());
-        let _ = self.admin_task.await;
+        self.admin.stop().await;
+        if let Some(probes) = self.probes {
+            probes.stop().await;
+        }
         outcome
     }
 }

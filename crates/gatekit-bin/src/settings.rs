@@ -7,8 +7,9 @@
 //!
 //! ```yaml
 //! admin:
-//!   address: 127.0.0.1:9901   # loopback only unless allowPublic: true
-//!   allowPublic: false
+//!   address: 127.0.0.1:9901   # every admin path; elsewhere than loopback only with tokenFile
+//!   tokenFile: /etc/gatekit/admin/token  # bearer token for /config and /fleet (default: none)
+//!   probeAddress: 0.0.0.0:9902  # /healthz, /readyz, /metrics only (default: not served)
 //! log:
 //!   format: text              # or json
 //!   accessLog: false
@@ -55,7 +56,7 @@
 //! `h`, `m`, `s` or `ms` (`1m30s`, `500ms`).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gatekit_gateway::{
@@ -156,23 +157,60 @@ impl Default for Settings {
     }
 }
 
-/// Admin server settings.
+/// Admin server settings (see the [admin API](crate::AdminService)).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 #[non_exhaustive]
 pub struct AdminSettings {
-    /// Where `/healthz`, `/readyz`, `/metrics` and `/config` are served.
+    /// Where every admin path is served: the probes, `/metrics`, and the operational
+    /// `/config` and `/fleet`, which show the whole configuration. A non-loopback
+    /// address needs `token_file`.
     pub address: SocketAddr,
-    /// Allows a non-loopback `address`. The admin API exposes the whole configuration.
-    pub allow_public: bool,
+    /// A file holding the bearer token `/config` and `/fleet` require on `address`
+    /// (e.g. a mounted Secret; read at start, surrounding whitespace ignored).
+    pub token_file: Option<PathBuf>,
+    /// Where only `/healthz`, `/readyz` and `/metrics` are served, typically the pod
+    /// IP for the kubelet and Prometheus. Not served when unset.
+    pub probe_address: Option<SocketAddr>,
+    /// The removed `allowPublic`, kept to explain what replaced it.
+    #[serde(rename = "allowPublic")]
+    removed_allow_public: Option<bool>,
 }
 
 impl Default for AdminSettings {
     fn default() -> Self {
         Self {
             address: SocketAddr::from(([127, 0, 0, 1], 9901)),
-            allow_public: false,
+            token_file: None,
+            probe_address: None,
+            removed_allow_public: None,
         }
+    }
+}
+
+impl AdminSettings {
+    /// Whether these settings keep the operational endpoints private: on loopback, or
+    /// behind a token. Returns the field at fault and why otherwise.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.removed_allow_public.is_some() {
+            return Err((
+                "admin.allowPublic",
+                "no longer exists: publish probes and metrics with admin.probeAddress, and set admin.tokenFile to serve /config and /fleet on a non-loopback admin.address",
+            ));
+        }
+        if !self.address.ip().is_loopback() && self.token_file.is_none() {
+            return Err((
+                "admin.address",
+                "not a loopback address: /config and /fleet expose the whole configuration, so set admin.tokenFile (a bearer token) to serve them there, or publish only probes and metrics with admin.probeAddress",
+            ));
+        }
+        if self.probe_address == Some(self.address) && self.address.port() != 0 {
+            return Err((
+                "admin.probeAddress",
+                "is admin.address; give the probes their own port",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -270,12 +308,9 @@ impl Settings {
             field,
             reason: reason.to_owned(),
         };
-        if !self.admin.address.ip().is_loopback() && !self.admin.allow_public {
-            return Err(invalid(
-                "admin.address",
-                "not a loopback address; the admin API exposes the configuration, set admin.allowPublic: true to serve it there anyway",
-            ));
-        }
+        self.admin
+            .check()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         if self.limits.max_connections == 0 {
             return Err(invalid("limits.maxConnections", "must be at least 1"));
         }
@@ -401,6 +436,65 @@ mod tests {
         assert_eq!(s.shutdown_delay, Duration::from_secs(5));
     }
 
+    /// deploy/ publishes probes and metrics on the pod IP and nothing of the admin API
+    /// that shows the configuration: the container ports, the probes, the Dockerfile and
+    /// the NetworkPolicy agree with the ConfigMap's `admin` section.
+    #[test]
+    fn deploy_publishes_only_probes_and_metrics() {
+        let configmap: serde_norway::Value =
+            serde_norway::from_str(include_str!("../../../deploy/config.yaml")).unwrap();
+        let yaml = configmap["data"]["gatekit.yaml"].as_str().unwrap();
+        let admin = Settings::from_yaml(yaml, "deploy/config.yaml")
+            .unwrap()
+            .admin;
+        assert!(admin.address.ip().is_loopback(), "{admin:?}");
+        assert!(admin.token_file.is_none());
+        let probes = admin.probe_address.unwrap();
+        assert!(probes.ip().is_unspecified(), "probes on the pod IP");
+        let (admin_port, probe_port) = (admin.address.port(), probes.port());
+
+        let deployment: serde_norway::Value =
+            serde_norway::from_str(include_str!("../../../deploy/deployment.yaml")).unwrap();
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let ports = container["ports"].as_sequence().unwrap();
+        let port_of = |name: &str| {
+            ports
+                .iter()
+                .find(|p| p["name"].as_str() == Some(name))
+                .and_then(|p| p["containerPort"].as_u64())
+        };
+        assert!(
+            ports
+                .iter()
+                .all(|p| p["containerPort"].as_u64() != Some(u64::from(admin_port))),
+            "the admin port is not a container port"
+        );
+        for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+            let name = container[probe]["httpGet"]["port"].as_str().unwrap();
+            assert_eq!(port_of(name), Some(u64::from(probe_port)), "{probe}");
+        }
+
+        let dockerfile = include_str!("../../../deploy/Dockerfile");
+        let expose = dockerfile
+            .lines()
+            .find(|l| l.starts_with("EXPOSE"))
+            .unwrap();
+        assert!(expose.contains(&probe_port.to_string()), "{expose}");
+        assert!(!expose.contains(&admin_port.to_string()), "{expose}");
+
+        let policy: serde_norway::Value =
+            serde_norway::from_str(include_str!("../../../deploy/networkpolicy.yaml")).unwrap();
+        let allowed: Vec<u64> = policy["spec"]["ingress"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|rule| rule["ports"].as_sequence().unwrap().iter())
+            .filter_map(|p| p["port"].as_u64())
+            .collect();
+        assert!(allowed.contains(&u64::from(probe_port)), "{allowed:?}");
+        assert!(!allowed.contains(&u64::from(admin_port)), "{allowed:?}");
+    }
+
     #[test]
     fn kubernetes_settings_are_validated() {
         let e = Settings::from_yaml(
@@ -462,11 +556,29 @@ gatewayClassName: edge
     }
 
     #[test]
-    fn public_admin_needs_consent() {
+    fn a_public_admin_address_needs_a_token_and_probes_need_none() {
         let err = Settings::from_yaml("admin: { address: '0.0.0.0:9901' }", "g").unwrap_err();
-        assert!(err.to_string().contains("admin.address"), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("admin.address") && msg.contains("admin.tokenFile"),
+            "{msg}"
+        );
+        let yaml = "admin: { address: '0.0.0.0:9901', tokenFile: /run/token }";
+        let s = Settings::from_yaml(yaml, "g").unwrap();
+        assert_eq!(s.admin.token_file, Some(PathBuf::from("/run/token")));
+        let yaml = "admin: { probeAddress: '0.0.0.0:9902' }";
+        let s = Settings::from_yaml(yaml, "g").unwrap();
+        assert_eq!(s.admin.probe_address, Some("0.0.0.0:9902".parse().unwrap()));
+        let yaml = "admin: { address: '127.0.0.1:9901', probeAddress: '127.0.0.1:9901' }";
+        let err = Settings::from_yaml(yaml, "g").unwrap_err();
+        assert!(err.to_string().contains("admin.probeAddress"), "{err}");
+        // The old consent flag is refused with what replaced it, not silently ignored.
         let yaml = "admin: { address: '0.0.0.0:9901', allowPublic: true }";
-        assert!(Settings::from_yaml(yaml, "g").is_ok());
+        let err = Settings::from_yaml(yaml, "g").unwrap_err().to_string();
+        assert!(
+            err.contains("admin.allowPublic") && err.contains("admin.probeAddress"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -158,3 +158,140 @@ async fn admin_stops_with_the_process() {
     assert_eq!(outcome, gatekit_bin::DrainOutcome::Complete);
     assert!(tokio::net::TcpStream::connect(admin).await.is_err());
 }
+
+/// A GET with an optional `Authorization` header: (status, `WWW-Authenticate`, body).
+async fn get_with_auth(
+    addr: std::net::SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+) -> (StatusCode, Option<String>, String) {
+    use http_body_util::{BodyExt, Empty};
+    let mut sender = support::http1(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+    let mut req = http::Request::get(path).header("host", "admin");
+    if let Some(value) = authorization {
+        req = req.header("authorization", value);
+    }
+    let resp = sender
+        .send_request(req.body(Empty::<bytes::Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, challenge, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn the_probe_address_serves_probes_and_metrics_but_not_config() {
+    let mut s = settings();
+    s.admin.probe_address = Some("127.0.0.1:0".parse().unwrap());
+    let process = process(s).await;
+    let probes = process.probe_addr().unwrap();
+    let admin = process.admin_addr();
+    assert_ne!(probes, admin);
+    process.readiness().mark_served();
+    process
+        .config_dump()
+        .publish(serde_json::json!({"generation": 1}));
+
+    assert_eq!(
+        get(probes, "/healthz").await,
+        (StatusCode::OK, "ok\n".into())
+    );
+    assert_eq!(
+        get(probes, "/readyz").await,
+        (StatusCode::OK, "ready\n".into())
+    );
+    let (status, text) = get(probes, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    for path in ["/config", "/fleet", "/nope"] {
+        let (status, body) = get(probes, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            !body.contains("generation") && !body.contains("/config"),
+            "{body}"
+        );
+    }
+    // The operational endpoints stay on the (loopback) admin address.
+    let (status, body) = get(admin, "/config").await;
+    assert_eq!(status, StatusCode::OK);
+    let got: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got, serde_json::json!({"generation": 1}));
+    assert_eq!(get(admin, "/healthz").await.0, StatusCode::OK);
+
+    // Both stop with the process.
+    process.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(probes).await.is_err());
+}
+
+#[tokio::test]
+async fn a_non_loopback_admin_address_is_refused_without_a_token() {
+    let mut s = settings();
+    s.admin.address = "0.0.0.0:0".parse().unwrap();
+    let err = gatekit_bin::Process::start(s, "127.0.0.1".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("admin.tokenFile"), "{err}");
+}
+
+#[tokio::test]
+async fn with_a_token_config_and_fleet_need_it_and_probes_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "t0ken-abc\n").unwrap();
+    let mut s = settings();
+    // Every interface: reachable off loopback, allowed because of the token.
+    s.admin.address = "0.0.0.0:0".parse().unwrap();
+    s.admin.token_file = Some(token_file);
+    let process = process(s).await;
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], process.admin_addr().port()));
+    process
+        .config_dump()
+        .publish(serde_json::json!({"generation": 7}));
+
+    for path in ["/config", "/fleet"] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Bearer t0ken-ab"),
+            Some("Basic t0ken-abc"),
+            Some("t0ken-abc"),
+        ] {
+            let (status, challenge, body) = get_with_auth(admin, path, auth).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {auth:?}");
+            assert_eq!(challenge.as_deref(), Some("Bearer"));
+            assert_eq!(body, "", "no detail in a 401");
+        }
+    }
+    let (status, _, body) = get_with_auth(admin, "/config", Some("Bearer t0ken-abc")).await;
+    assert_eq!(status, StatusCode::OK);
+    let got: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got, serde_json::json!({"generation": 7}));
+    let (status, _, _) = get_with_auth(admin, "/fleet", Some("bearer t0ken-abc")).await;
+    assert_eq!(status, StatusCode::OK);
+    // Probes and metrics need no token.
+    assert_eq!(get(admin, "/healthz").await.0, StatusCode::OK);
+    assert_eq!(get(admin, "/metrics").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unreadable_or_empty_token_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings();
+    s.admin.token_file = Some(dir.path().join("missing"));
+    let err = gatekit_bin::Process::start(s.clone(), "127.0.0.1".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+    let empty = dir.path().join("blank");
+    std::fs::write(&empty, "\n").unwrap();
+    s.admin.token_file = Some(empty);
+    let err = gatekit_bin::Process::start(s, "127.0.0.1".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+}

@@ -39,7 +39,15 @@ fn help_lists_commands_and_examples() {
         "version",
         "Examples:",
         "gatekit run --resources",
+        "/healthz",
         "/readyz",
+        "/metrics",
+        "/config",
+        "/fleet",
+        "RUST_LOG",
+        "admin.tokenFile",
+        "--probe-addr",
+        "gatekit demo --write",
     ] {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }
@@ -50,8 +58,14 @@ fn help_lists_commands_and_examples() {
         "--config <FILE>",
         "--bind <ADDR>",
         "[default: 127.0.0.1]",
+        "--probe-addr <ADDR:PORT>",
         "SIGTERM",
     ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+    let out = gatekit(&["demo", "--help"]);
+    let text = stdout(&out);
+    for needle in ["--port <PORT>", "--admin-port <PORT>", "--write <DIR>"] {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }
 }
@@ -256,4 +270,272 @@ fn validate_features_lists_every_feature_without_a_directory() {
             .code(),
         Some(2)
     );
+}
+
+#[test]
+fn validate_honours_the_gateway_class_of_config() {
+    let dir = temp_dir("validate-class");
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("gw.yaml"),
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: { name: edge-gw }\nspec:\n  gatewayClassName: edge\n  listeners: [{ name: http, port: 8080, protocol: HTTP }]\n",
+    )
+    .unwrap();
+    let config = dir.join("gatekit.yaml");
+    std::fs::write(&config, "gatewayClassName: edge\n").unwrap();
+    // Without --config the Gateway is of another class: not ours, not checked.
+    let out = gatekit(&["validate", manifests.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(
+        !text.contains("✓ Gateway default/edge-gw")
+            && text.contains("skipped: Gateway default/edge-gw: gatewayClassName edge")
+            && text.contains("--config"),
+        "{text}"
+    );
+    let out = gatekit(&[
+        "validate",
+        "--config",
+        config.to_str().unwrap(),
+        manifests.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("✓ Gateway default/edge-gw")
+            && text.contains("Accepted=True")
+            && !text.contains("skipped"),
+        "{text}"
+    );
+    // A bad settings file is reported, not ignored.
+    std::fs::write(&config, "gatewayClassNam: edge\n").unwrap();
+    let out = gatekit(&[
+        "validate",
+        "--config",
+        config.to_str().unwrap(),
+        manifests.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("gatewayClassNam"), "{}", stderr(&out));
+}
+
+/// A running `gatekit` whose chosen output is read line by line on a thread.
+#[cfg(unix)]
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+#[cfg(unix)]
+impl Running {
+    /// Spawns `gatekit args`, reading stdout (or stderr) lines; the other stream is
+    /// discarded.
+    fn spawn(args: &[&str], read_stderr: bool) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatekit"));
+        cmd.args(args).env("RUST_LOG", "info");
+        if read_stderr {
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        } else {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        }
+        let mut child = cmd.spawn().unwrap();
+        let out: Box<dyn std::io::Read + Send> = if read_stderr {
+            Box::new(child.stderr.take().unwrap())
+        } else {
+            Box::new(child.stdout.take().unwrap())
+        };
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The output up to and including the first line containing `needle`.
+    fn until(&self, needle: &str) -> String {
+        let mut text = String::new();
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                    if line.contains(needle) {
+                        return text;
+                    }
+                }
+                Err(e) => panic!("{needle:?} not seen ({e}) in\n{text}"),
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(mut self) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap().code()
+    }
+}
+
+/// A port free on 127.0.0.1 a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 GET on a fresh connection: (status, body).
+fn http_get(port: u16, path: &str, header: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let extra = header.map(|h| format!("{h}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: demo\r\n{extra}connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap();
+    (status, body)
+}
+
+#[test]
+#[cfg(unix)]
+fn demo_takes_its_ports_and_prints_the_next_step() {
+    let (port, admin_port) = (free_port(), free_port());
+    let demo = Running::spawn(
+        &[
+            "demo",
+            "--port",
+            &port.to_string(),
+            "--admin-port",
+            &admin_port.to_string(),
+        ],
+        false,
+    );
+    let text = demo.until("Ctrl-C to stop.");
+    for needle in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://127.0.0.1:{admin_port}/config"),
+        "gatekit demo --write".to_owned(),
+        "gatekit run --resources".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "{needle:?} not in\n{text}");
+    }
+    assert_eq!(
+        http_get(admin_port, "/readyz", None),
+        (200, "ready\n".into())
+    );
+    let (status, body) = http_get(port, "/", None);
+    assert_eq!(status, 200);
+    assert!(
+        ["blue\n", "green\n", "canary\n"].contains(&body.as_str()),
+        "{body}"
+    );
+    assert_eq!(
+        http_get(port, "/", Some("x-canary: true")),
+        (200, "canary\n".into())
+    );
+    assert_eq!(demo.stop(), Some(0));
+}
+
+#[test]
+#[cfg(unix)]
+fn demo_write_gives_manifests_that_run_serves_the_same() {
+    let dir = temp_dir("demo-write");
+    let manifests = dir.join("manifests");
+    let port = free_port();
+    let backends = Running::spawn(
+        &[
+            "demo",
+            "--write",
+            manifests.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+        ],
+        false,
+    );
+    let text = backends.until("Ctrl-C to stop the backends.");
+    assert!(
+        text.contains(&format!("gatekit run --resources {}", manifests.display())),
+        "{text}"
+    );
+    for file in ["gateway.yaml", "blue.yaml", "green.yaml", "canary.yaml"] {
+        assert!(manifests.join(file).is_file(), "{file} not written");
+    }
+    // Nothing serves the gateway port until `gatekit run` does.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+
+    let config = dir.join("gatekit.yaml");
+    std::fs::write(&config, "admin: { address: '127.0.0.1:0' }\n").unwrap();
+    let run = Running::spawn(
+        &[
+            "run",
+            "--resources",
+            manifests.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        true,
+    );
+    run.until("configuration served");
+    assert_eq!(
+        http_get(port, "/", Some("x-canary: true")),
+        (200, "canary\n".into())
+    );
+    let (status, body) = http_get(port, "/", None);
+    assert_eq!(status, 200);
+    assert!(
+        ["blue\n", "green\n", "canary\n"].contains(&body.as_str()),
+        "{body}"
+    );
+    assert_eq!(run.stop(), Some(0));
+    assert_eq!(backends.stop(), Some(0));
+}
+
+#[test]
+#[cfg(unix)]
+fn run_serves_probes_alone_on_the_probe_address() {
+    let dir = temp_dir("probe-addr");
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let config = dir.join("gatekit.yaml");
+    std::fs::write(&config, "admin: { address: '127.0.0.1:0' }\n").unwrap();
+    let probe_port = free_port();
+    let run = Running::spawn(
+        &[
+            "run",
+            "--resources",
+            manifests.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--probe-addr",
+            &format!("127.0.0.1:{probe_port}"),
+        ],
+        true,
+    );
+    let log = run.until("configuration served");
+    assert!(log.contains("probe API listening"), "{log}");
+    assert_eq!(
+        http_get(probe_port, "/readyz", None),
+        (200, "ready\n".into())
+    );
+    assert_eq!(http_get(probe_port, "/config", None).0, 404);
+    assert_eq!(run.stop(), Some(0));
 }

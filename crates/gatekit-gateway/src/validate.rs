@@ -80,6 +80,18 @@ fn report(
             return Ok(false);
         }
     };
+    for gw in &resources.gateways {
+        if gw.spec.gateway_class_name != options.served_class() {
+            writeln!(
+                out,
+                "skipped: Gateway {}/{}: gatewayClassName {} is not {} (the class served; set gatewayClassName in the settings given with --config)",
+                gw.metadata.namespace.as_deref().unwrap_or("default"),
+                gw.metadata.name.as_deref().unwrap_or(""),
+                gw.spec.gateway_class_name,
+                options.served_class(),
+            )?;
+        }
+    }
     let translation = translate(&resources, options);
     let mut conditions_ok = true;
     for status in translation.statuses() {

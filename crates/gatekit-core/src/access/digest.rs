@@ -34,6 +34,17 @@ impl KeyDigest {
         &self.0
     }
 
+    /// Whether `other` is the same digest, compared in time independent of where
+    /// they differ (every byte, no early exit), for secrets compared one to one.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        let diff = self
+            .0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        std::hint::black_box(diff) == 0
+    }
+
     /// Whether this is the digest of the empty key (never a valid key).
     pub fn is_empty_key(&self) -> bool {
         *self == Self::of(b"")
@@ -62,5 +73,7 @@ mod tests {
         assert_eq!(format!("{abc:?}"), "KeyDigest(..)");
         assert!(KeyDigest::of(b"").is_empty_key());
         assert!(!abc.is_empty_key());
+        assert!(abc.ct_eq(&KeyDigest::of(b"abc")));
+        assert!(!abc.ct_eq(&KeyDigest::of(b"abd")));
     }
 }

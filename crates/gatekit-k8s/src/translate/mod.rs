@@ -192,6 +192,11 @@ impl TranslateOptions {
         self
     }
 
+    /// The GatewayClass name whose Gateways are served.
+    pub fn served_class(&self) -> &str {
+        &self.gateway_class_name
+    }
+
     /// The controller name GatewayClasses are matched against.
     pub fn controller(&self) -> &str {
         &self.controller_name
