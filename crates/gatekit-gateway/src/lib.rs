@@ -32,6 +32,7 @@
 //! [`Gateway::new`]; at shutdown, close and drain its [`Listeners`], then
 //! [`Wiring::stop`].
 
+pub mod access_log;
 mod config_dump;
 mod gateway;
 mod listener;
@@ -41,6 +42,9 @@ mod settings;
 mod validate;
 pub mod wiring;
 
+pub use crate::access_log::{
+    AccessLogField, AccessLogFormat, AccessLogLayer, AccessLogSettings, AccessLogSink,
+};
 pub use crate::config_dump::ConfigDump;
 pub use crate::gateway::Gateway;
 pub use crate::listener::{

@@ -59,6 +59,11 @@ pub use self::stream::StreamPortMetrics;
 /// The status classes requests are counted by.
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The status class label of `status`.
+fn status_class(status: http::StatusCode) -> &'static str {
+    STATUS_CLASSES[usize::from(status.as_u16() / 100).clamp(1, 5) - 1]
+}
+
 /// Latency buckets in seconds: 1 ms to about 33 s, doubling.
 fn duration_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -71,7 +76,13 @@ struct RequestLabels {
     route: Arc<str>,
     backend: Arc<str>,
     status_class: &'static str,
+    /// The [`ErrorKind`](gatekit_core::ErrorKind) of a response gatekit made, else
+    /// `none`.
+    error_kind: &'static str,
 }
+
+/// The `error_kind` of responses gatekit did not make (an upstream's, however bad).
+const NO_ERROR: &str = "none";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
@@ -167,7 +178,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
-            "Requests answered, by route, backend and status class",
+            "Requests answered, by route, backend, status class and error kind (none: the response was not one of gatekit's errors)",
             requests.clone(),
         );
         let durations = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -292,6 +303,7 @@ impl Metrics {
                 route: route.clone(),
                 backend: backend.clone(),
                 status_class,
+                error_kind: NO_ERROR,
             })
         });
         let duration = self.inner.durations.get_or_create_owned(&RouteLabels {
@@ -336,6 +348,15 @@ impl Metrics {
                 route: route.clone(),
                 backend: backend.clone(),
                 status_class,
+                error_kind: NO_ERROR,
+            });
+        }
+        for kind in gatekit_core::ErrorKind::ALL {
+            self.inner.requests.remove(&RequestLabels {
+                route: route.clone(),
+                backend: backend.clone(),
+                status_class: status_class(kind.status()),
+                error_kind: kind.as_str(),
             });
         }
     }
@@ -610,13 +631,42 @@ impl RequestMetrics {
     /// Records one answered request: its status and the time to its response headers.
     /// The first record registers the series.
     pub fn record(&self, status: http::StatusCode, elapsed: Duration) {
+        self.record_with_kind(status, None, elapsed);
+    }
+
+    /// Records one answered request as [`record`](Self::record) does, counted under
+    /// `error_kind` when gatekit made the response for an error of that `kind`. The
+    /// series of a kind is registered at its first error (a map lookup: errors only).
+    pub fn record_with_kind(
+        &self,
+        status: http::StatusCode,
+        kind: Option<gatekit_core::ErrorKind>,
+        elapsed: Duration,
+    ) {
         let inner = &*self.inner;
         let series = inner
             .series
             .get_or_init(|| Some(Box::new(inner.metrics.series(&inner.route, &inner.backend))));
         if let Some(series) = series {
-            let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-            series.by_class[class].inc();
+            match kind {
+                None => {
+                    let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+                    series.by_class[class].inc();
+                }
+                Some(kind) => {
+                    inner
+                        .metrics
+                        .inner
+                        .requests
+                        .get_or_create(&RequestLabels {
+                            route: inner.route.clone(),
+                            backend: inner.backend.clone(),
+                            status_class: status_class(status),
+                            error_kind: kind.as_str(),
+                        })
+                        .inc();
+                }
+            }
             series.duration.observe(elapsed.as_secs_f64());
         }
     }
@@ -682,9 +732,9 @@ mod tests {
 
         let text = metrics.encode();
         for line in [
-            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="2xx"} 2"#,
-            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="5xx"} 1"#,
-            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="4xx"} 0"#,
+            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="2xx",error_kind="none"} 2"#,
+            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="5xx",error_kind="none"} 1"#,
+            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="4xx",error_kind="none"} 0"#,
             r#"gatekit_request_duration_seconds_count{route="default/web"} 3"#,
             r#"gatekit_reloads_total{result="ok"} 1"#,
             r#"gatekit_reloads_total{result="failed"} 2"#,
@@ -723,7 +773,7 @@ mod tests {
         used.record(http::StatusCode::OK, Duration::from_millis(1));
         let text = metrics.encode();
         assert!(text.contains(
-            r#"gatekit_requests_total{route="default/used",backend="b:80",status_class="1xx"} 0"#
+            r#"gatekit_requests_total{route="default/used",backend="b:80",status_class="1xx",error_kind="none"} 0"#
         ));
         assert!(!text.contains("default/idle"), "{text}");
 

@@ -551,9 +551,9 @@ struct Port {
 /// Manifests wired to a [`Gateway`]: the upstream registry, a router per port, the file
 /// watcher (see the [module docs](self)).
 pub struct Wiring {
-    /// The metrics of requests that match no route, and whether to log each request.
+    /// The metrics of requests that match no route, and the access log's settings.
     metrics: Metrics,
-    access_log: bool,
+    access_log: crate::AccessLogSettings,
     path_policy: PathPolicy,
     source: Source,
     /// Translates each reload's resources, reusing what the change did not reach.
@@ -657,7 +657,7 @@ impl Wiring {
         };
         let mut wiring = Self {
             metrics: gateway.metrics().clone(),
-            access_log: gateway.options().access_log,
+            access_log: gateway.options().access_log.clone(),
             path_policy: gateway.options().paths.policy(),
             upstreams,
             policy_state: gateway.policy_state().clone(),
@@ -748,15 +748,15 @@ impl Wiring {
             }
         };
         PortService {
-            inner: NormalizePath::new(self.port_service(router), self.path_policy),
+            inner: NormalizePath::new(self.port_service(router, port), self.path_policy),
         }
     }
 
-    /// A port's router behind request metrics.
-    fn port_service(&self, router: Router) -> RouterService {
-        MetricsLayer::new(self.metrics.request_metrics(UNMATCHED, UNMATCHED))
-            .with_access_log(self.access_log)
-            .layer(router)
+    /// A port's router behind request metrics and the port's access log.
+    fn port_service(&self, router: Router, port: u16) -> RouterService {
+        let metered =
+            MetricsLayer::new(self.metrics.request_metrics(UNMATCHED, UNMATCHED)).layer(router);
+        self.access_log.layer(port).layer(metered)
     }
 
     /// Reloads on every change of the watched directories (or the Kubernetes provider)
@@ -1167,7 +1167,7 @@ impl Wiring {
                         Some((_, configs)) => Transport::TlsBySni(configs.clone()),
                         None => Transport::Plain,
                     };
-                    let service = self.port_service(router.clone());
+                    let service = self.port_service(router.clone(), port.port());
                     match gateway
                         .listeners_mut()
                         .add_with(port.port(), transport, options.clone(), service)
@@ -1550,8 +1550,9 @@ fn tls_of(
     Ok((store, Arc::new(configs)))
 }
 
-/// A port's router behind request metrics (the router answers errors itself).
-type RouterService = MetricsService<Router, RequestMetrics>;
+/// A port's router behind request metrics and the access log (the router answers
+/// errors itself).
+type RouterService = crate::access_log::AccessLog<MetricsService<Router, RequestMetrics>>;
 
 /// The service of one port of an embedded gateway ([`Wiring::service`]): routes each
 /// request by the served configuration. Cheap to clone; always ready.
