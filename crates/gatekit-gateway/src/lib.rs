@@ -51,8 +51,8 @@ pub use crate::listener::{
     DrainOutcome, ListenError, ListenerSettings, Listeners, PortOptions, Transport,
 };
 pub use crate::metrics::{
-    AccessMetrics, AccessOutcome, LabelSource, Metrics, MetricsLayer, MetricsService, NO_BACKEND,
-    RequestMetrics, RouteFallback,
+    AccessMetrics, AccessOutcome, BodyBytes, LabelSource, Metrics, MetricsLayer, MetricsService,
+    NO_BACKEND, RequestMetrics, RouteFallback,
 };
 pub use crate::readiness::{Phase, Readiness};
 pub use crate::settings::{

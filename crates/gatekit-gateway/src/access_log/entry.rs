@@ -173,6 +173,9 @@ impl ExchangeObserver for Entry {
             Direction::Response => &self.bytes_out,
         };
         counter.fetch_add(len as u64, Ordering::Relaxed);
+        if let Some(bytes) = &self.shared.bytes {
+            bytes.observer().data(direction, len);
+        }
     }
 
     fn end(&self, direction: Direction) {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use gatekit_core::exchange::Observed;
 use tower_layer::Layer;
 
 use super::{AccessLog, AccessLogField, AccessLogFormat, AccessLogSink};
@@ -12,6 +13,8 @@ pub(super) struct Shared {
     pub(super) format: AccessLogFormat,
     pub(super) fields: Arc<[AccessLogField]>,
     pub(super) sink: AccessLogSink,
+    /// The port's body byte counters, told by each entry.
+    pub(super) bytes: Option<Observed>,
 }
 
 /// Returns the request id to the client and, when built with a format, logs each
@@ -20,6 +23,8 @@ pub(super) struct Shared {
 #[derive(Clone)]
 pub struct AccessLogLayer {
     shared: Option<Arc<Shared>>,
+    /// The port's body byte counters (when not logging: the bodies' observer).
+    bytes: Option<Observed>,
 }
 
 impl AccessLogLayer {
@@ -34,13 +39,35 @@ impl AccessLogLayer {
                 format,
                 fields: fields.into(),
                 sink,
+                bytes: None,
             })),
+            bytes: None,
         }
+    }
+
+    /// Also counts the request and response body bytes into `bytes` (the port's
+    /// `gatekit_request_body_bytes_total` / `gatekit_response_body_bytes_total`).
+    #[must_use]
+    pub fn with_body_bytes(mut self, bytes: crate::BodyBytes) -> Self {
+        let observed = Observed::new(Arc::new(bytes));
+        if let Some(shared) = &self.shared {
+            self.shared = Some(Arc::new(Shared {
+                format: shared.format,
+                fields: shared.fields.clone(),
+                sink: shared.sink.clone(),
+                bytes: Some(observed.clone()),
+            }));
+        }
+        self.bytes = Some(observed);
+        self
     }
 
     /// Logs nothing; only sets and returns `X-Request-Id`.
     pub fn request_id_only() -> Self {
-        Self { shared: None }
+        Self {
+            shared: None,
+            bytes: None,
+        }
     }
 
     /// Whether requests are logged.
@@ -64,6 +91,6 @@ impl<S> Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
 
     fn layer(&self, inner: S) -> AccessLog<S> {
-        AccessLog::new(inner, self.shared.clone())
+        AccessLog::new(inner, self.shared.clone(), self.bytes.clone())
     }
 }

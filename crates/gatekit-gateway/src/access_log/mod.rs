@@ -103,7 +103,8 @@ impl AccessLogSettings {
     }
 
     /// The layer of `port`: logging when the settings say so, and always returning
-    /// the request id.
+    /// the request id (add the port's byte counters with
+    /// [`AccessLogLayer::with_body_bytes`]).
     pub fn layer(&self, port: u16) -> AccessLogLayer {
         if !self.enabled_on(port) {
             return AccessLogLayer::request_id_only();

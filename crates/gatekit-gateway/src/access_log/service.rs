@@ -26,11 +26,16 @@ static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub struct AccessLog<S> {
     inner: S,
     shared: Option<Arc<Shared>>,
+    bytes: Option<Observed>,
 }
 
 impl<S> AccessLog<S> {
-    pub(super) fn new(inner: S, shared: Option<Arc<Shared>>) -> Self {
-        Self { inner, shared }
+    pub(super) fn new(inner: S, shared: Option<Arc<Shared>>, bytes: Option<Observed>) -> Self {
+        Self {
+            inner,
+            shared,
+            bytes,
+        }
     }
 
     /// The wrapped service.
@@ -102,10 +107,19 @@ where
             parts.extensions.insert(observed);
             entry
         });
+        // Not logging: the bodies tell the port's byte counters directly.
+        let bytes = match (&entry, &self.bytes) {
+            (None, Some(bytes)) => {
+                body = std::mem::take(&mut body).observed(bytes.clone(), Direction::Request);
+                Some(bytes.clone())
+            }
+            _ => None,
+        };
         ResponseFuture {
             inner: self.inner.call(Request::from_parts(parts, body)),
             request_id: Some(request_id),
             entry,
+            bytes,
         }
     }
 }
@@ -118,6 +132,7 @@ pin_project_lite::pin_project! {
         inner: F,
         request_id: Option<HeaderValue>,
         entry: Option<Arc<Entry>>,
+        bytes: Option<Observed>,
     }
 }
 
@@ -158,6 +173,10 @@ where
             });
             let (parts, body) = response.into_parts();
             let body = body.observed(Observed::new(entry), Direction::Response);
+            response = Response::from_parts(parts, body);
+        } else if let Some(bytes) = this.bytes.take() {
+            let (parts, body) = response.into_parts();
+            let body = body.observed(bytes, Direction::Response);
             response = Response::from_parts(parts, body);
         }
         Poll::Ready(Ok(response))

@@ -756,7 +756,10 @@ impl Wiring {
     fn port_service(&self, router: Router, port: u16) -> RouterService {
         let metered =
             MetricsLayer::new(self.metrics.request_metrics(UNMATCHED, UNMATCHED)).layer(router);
-        self.access_log.layer(port).layer(metered)
+        self.access_log
+            .layer(port)
+            .with_body_bytes(self.metrics.body_bytes(port))
+            .layer(metered)
     }
 
     /// Reloads on every change of the watched directories (or the Kubernetes provider)
