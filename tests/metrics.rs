@@ -162,6 +162,8 @@ fn metric_names(expr: &str) -> Result<Vec<String>, String> {
     let b = expr.as_bytes();
     let mut names = Vec::new();
     let mut stack = Vec::new();
+    // Inside `by (...)` / `without (...)`: words are labels.
+    let mut grouping = false;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -184,6 +186,7 @@ fn metric_names(expr: &str) -> Result<Vec<String>, String> {
                 }
             }
             b')' => {
+                grouping = false;
                 if stack.pop() != Some(b'(') {
                     return Err("unbalanced )".into());
                 }
@@ -222,12 +225,16 @@ fn metric_names(expr: &str) -> Result<Vec<String>, String> {
                     i += 1;
                 }
                 let word = &expr[start..i];
-                if word.starts_with("gatekit_") {
+                if grouping {
+                    // A label of `by (...)`.
+                } else if word.starts_with("gatekit_") {
                     names.push(word.to_owned());
-                } else if !FUNCTIONS.contains(&word)
-                    && !(stack.last() == Some(&b'(') && expr[..start].trim_end().ends_with("by ("))
-                    && !expr[..start].trim_end().ends_with(',')
-                {
+                } else if word == "by" || word == "without" {
+                    if !expr[i..].trim_start().starts_with('(') {
+                        return Err(format!("{word} without a label list"));
+                    }
+                    grouping = true;
+                } else if !FUNCTIONS.contains(&word) {
                     return Err(format!("unknown word {word}"));
                 }
             }
@@ -294,6 +301,8 @@ async fn every_dashboard_expression_parses_and_names_exported_metrics() {
     assert!(metric_names("sum(rate(gatekit_requests_total[5q]))").is_err());
     assert!(metric_names("sum(rate(gatekit_requests_total[5m])").is_err());
     assert!(metric_names(r#"gatekit_requests_total{route=unquoted}"#).is_err());
+    assert!(metric_names("sum by route (gatekit_requests_total)").is_err());
+    assert!(metric_names("nonsense(gatekit_requests_total)").is_err());
     assert_eq!(
         metric_names("rate(gatekit_nope_total[5m])").unwrap(),
         vec!["gatekit_nope_total".to_owned()]

@@ -6,7 +6,7 @@
 //! - keeps the client's `X-Request-Id` or sets a new one (32 hex digits, as the proxy
 //!   would), so the id the upstream sees, the id in the log line and the `X-Request-Id`
 //!   response header the client gets are the same;
-//! - when the port's log is on, allocates one [`Entry`](entry) (an `Arc`) that the
+//! - when the port's log is on, allocates one entry (an `Arc`) that the
 //!   layers below tell what they learn: the balancer each endpoint it picks, the
 //!   request and response bodies their bytes
 //!   ([`gatekit_core::exchange`]); the response head brings the status, the route and
@@ -123,8 +123,11 @@ impl AccessLogSettings {
 /// newline.
 #[derive(Clone)]
 pub struct AccessLogSink {
-    write: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    write: Option<Arc<WriteFn>>,
 }
+
+/// A function a sink hands each line to.
+type WriteFn = dyn Fn(&str) + Send + Sync;
 
 impl AccessLogSink {
     /// Lines go to standard output, one `write` per line.
