@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use gatekit_bin::Settings;
 use gatekit_gateway::{AccessLogField, AccessLogFormat, AccessLogSettings, AccessLogSink};
-use gatekit_tests::wired::{Wired, free_port, route, service};
+use gatekit_tests::wired::{Ca, CaExt, Wired, free_port, route, secret, service, tls_get};
 use gatekit_tests::{EchoBackend, TestClient, closed_port};
 use http::{Request, StatusCode};
 use http_body_util::Full;
@@ -231,4 +231,36 @@ async fn the_log_is_switched_off_per_listener_port_and_the_id_still_returned() {
     let line = take_line(&mut lines);
     assert!(line.contains("\"path\":\"/a/loud\""), "{line}");
     assert!(lines.try_recv().is_err(), "the silenced port logged a line");
+}
+
+#[tokio::test]
+async fn a_tls_request_logs_its_server_name() {
+    let backend = EchoBackend::start("a").await;
+    let ca = Ca::new();
+    let (cert, key, _) = ca.leaf("a.example.com");
+    let port = free_port();
+    let gateway = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{ name: gw, namespace: default }}\nspec:\n  gatewayClassName: gatekit\n  listeners:\n  - name: a\n    port: {port}\n    protocol: HTTPS\n    hostname: a.example.com\n    tls: {{ mode: Terminate, certificateRefs: [{{ name: cert-a }}] }}\n"
+    );
+    let (_dir, dirs) = dir_with(&[
+        ("gateway.yaml", gateway),
+        ("services.yaml", service("svc-a", backend.addr)),
+        ("route.yaml", route("r", "/", "svc-a")),
+        ("secret.yaml", secret("cert-a", &cert, &key)),
+    ]);
+    let log = AccessLogSettings::on().with_fields([
+        AccessLogField::Host,
+        AccessLogField::Status,
+        AccessLogField::TlsSni,
+        AccessLogField::Protocol,
+    ]);
+    let (settings, mut lines) = settings_with(log);
+    let _wired = Wired::start_with(&dirs, settings).await;
+    let addr = ([127, 0, 0, 1], port).into();
+    let (_, status, _) = tls_get(&ca.connector(), addr, "a.example.com", "/x").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        take_line(&mut lines),
+        "{\"host\":\"a.example.com\",\"status\":200,\"tls_sni\":\"a.example.com\",\"protocol\":\"HTTP/1.1\"}\n"
+    );
 }
