@@ -809,6 +809,7 @@ async fn limits_survive_reloads_and_an_invalid_policy_never_replaces_a_good_one(
                 && l.contains("route=\"default/r\"")
                 && l.contains("backend=\"(none)\"")
                 && l.contains("status_class=\"4xx\"")
+                && l.contains("error_kind=\"rate-limited\"")
         })
         .unwrap_or_else(|| panic!("no (none) series in\n{metrics}"));
     assert!(refused.ends_with(" 3"), "{refused}");

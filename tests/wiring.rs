@@ -76,7 +76,7 @@ async fn routes_from_files_reach_their_backends() {
     assert_eq!(
         metric(
             &metrics,
-            r#"gatekit_requests_total{route="default/to-a",backend="default/svc-a:80",status_class="2xx"}"#
+            r#"gatekit_requests_total{route="default/to-a",backend="default/svc-a:80",status_class="2xx",error_kind="none"}"#
         ),
         Some(1.0),
         "{metrics}"
@@ -84,7 +84,7 @@ async fn routes_from_files_reach_their_backends() {
     assert_eq!(
         metric(
             &metrics,
-            r#"gatekit_requests_total{route="(unmatched)",backend="(unmatched)",status_class="4xx"}"#
+            r#"gatekit_requests_total{route="(unmatched)",backend="(unmatched)",status_class="4xx",error_kind="no-route"}"#
         ),
         Some(1.0)
     );
@@ -1142,7 +1142,7 @@ async fn request_series_appear_at_the_first_request_and_keep_counting_across_rel
         ("b.yaml", route("to-b", "/b", "svc-b")),
     ]);
     let wired = Wired::start(&dirs).await;
-    let ok = r#"gatekit_requests_total{route="default/to-a",backend="default/svc-a:80",status_class="2xx"}"#;
+    let ok = r#"gatekit_requests_total{route="default/to-a",backend="default/svc-a:80",status_class="2xx",error_kind="none"}"#;
     let (_, text) = wired.admin("/metrics").await;
     assert!(
         !text.contains(r#"route="default/to-a""#),

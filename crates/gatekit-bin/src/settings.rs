@@ -12,7 +12,9 @@
 //!   probeAddress: 0.0.0.0:9902  # /healthz, /readyz, /metrics only (default: not served)
 //! log:
 //!   format: text              # or json
-//!   accessLog: false
+//!   accessLog: false          # or true, or (docs/access-log.md):
+//!   # accessLog: { enabled: true, format: json, fields: [time, status, request_id],
+//!   #              ports: { 9090: false } }   # per listener port
 //! limits:
 //!   maxConnections: 100000    # across all listeners
 //!   maxConnectionsPerClient: 256  # per client IP address (default: no limit)
@@ -60,7 +62,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gatekit_gateway::{
-    GatewayOptions, Limits, PathSettings, RedisSettings, TraceSettings, TrafficDefaults,
+    AccessLogSettings, GatewayOptions, Limits, PathSettings, RedisSettings, TraceSettings,
+    TrafficDefaults,
 };
 use gatekit_k8s::ProviderSettings;
 use serde::Deserialize;
@@ -221,8 +224,23 @@ impl AdminSettings {
 pub struct LogSettings {
     /// Line format.
     pub format: LogFormat,
-    /// Logs one line per request (target `gatekit::access`).
-    pub access_log: bool,
+    /// The access log (`true`/`false`, or its settings; see `docs/access-log.md`).
+    #[serde(deserialize_with = "access_log")]
+    pub access_log: AccessLogSettings,
+}
+
+/// `accessLog: true` (every port, JSON, every field), `false`, or the full settings.
+fn access_log<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AccessLogSettings, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OnOrSettings {
+        On(bool),
+        Settings(AccessLogSettings),
+    }
+    Ok(match OnOrSettings::deserialize(d)? {
+        OnOrSettings::On(on) => AccessLogSettings::default().with_enabled(on),
+        OnOrSettings::Settings(settings) => settings,
+    })
 }
 
 /// How log lines are written.
@@ -294,7 +312,7 @@ impl Settings {
         GatewayOptions::default()
             .with_limits(self.limits.clone())
             .with_paths(self.paths.clone())
-            .with_access_log(self.log.access_log)
+            .with_access_log_settings(self.log.access_log.clone())
             .with_kubernetes(self.kubernetes.clone())
             .with_traffic_defaults(self.traffic_defaults)
             .with_redis(self.redis.clone())
@@ -524,6 +542,18 @@ mod tests {
     }
 
     #[test]
+    fn access_log_takes_a_switch_or_its_settings() {
+        let yaml = "log: { accessLog: { format: text, fields: [status, request_id], ports: { 9090: false }, enabled: true } }";
+        let s = Settings::from_yaml(yaml, "t").unwrap();
+        let log = &s.log.access_log;
+        assert!(log.enabled_on(8080) && !log.enabled_on(9090));
+        assert_eq!(log.format, gatekit_gateway::AccessLogFormat::Text);
+        assert_eq!(log.fields.len(), 2);
+        let bad = Settings::from_yaml("log: { accessLog: { fields: [nope] } }", "t");
+        assert!(bad.is_err());
+    }
+
+    #[test]
     fn full_file_parses() {
         let yaml = "
 admin: { address: '[::1]:9000' }
@@ -535,7 +565,7 @@ gatewayClassName: edge
         let s = Settings::from_yaml(yaml, "t").unwrap();
         assert_eq!(s.admin.address, "[::1]:9000".parse().unwrap());
         assert_eq!(s.log.format, LogFormat::Json);
-        assert!(s.log.access_log);
+        assert!(s.log.access_log.enabled);
         assert_eq!(s.limits.max_connections, 10);
         assert_eq!(s.limits.header_read_timeout, Duration::from_secs(90));
         assert_eq!(s.limits.tls_handshake_timeout, Duration::from_millis(500));

@@ -115,7 +115,7 @@ async fn metrics_text_parses_and_has_every_family() {
         );
     }
     for line in [
-        r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="2xx"} 1"#,
+        r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="2xx",error_kind="none"} 1"#,
         r#"gatekit_request_duration_seconds_count{route="default/web"} 1"#,
         r#"gatekit_reloads_total{result="ok"} 1"#,
         "gatekit_config_generation 3",

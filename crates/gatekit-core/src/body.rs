@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::BoxError;
+use crate::exchange::{Direction, Observed};
 
 mod pooled;
 
@@ -25,6 +26,14 @@ pub(crate) use self::pooled::{ConnBody, Pooled, Recycle};
 /// upstream client.
 pub struct Body {
     kind: Kind,
+    /// Told about each data frame and the end ([`Body::observed`]).
+    tap: Option<Tap>,
+}
+
+/// An observer attached to a body, and the body's direction.
+struct Tap {
+    observed: Observed,
+    direction: Direction,
 }
 
 enum Kind {
@@ -59,6 +68,7 @@ impl Body {
         match slot {
             Some(body) => Self {
                 kind: Kind::Boxed(body.map_err(Into::into).boxed_unsync()),
+                tap: None,
             },
             None => Self::empty(),
         }
@@ -66,7 +76,10 @@ impl Body {
 
     /// An empty body.
     pub const fn empty() -> Self {
-        Self { kind: Kind::Empty }
+        Self {
+            kind: Kind::Empty,
+            tap: None,
+        }
     }
 
     /// A body of one buffer.
@@ -77,7 +90,37 @@ impl Body {
         }
         Self {
             kind: Kind::Full(Some(data)),
+            tap: None,
         }
+    }
+}
+
+impl Body {
+    /// Tells `observed` the length of each data frame and the end of this body (its
+    /// last frame, or its drop before that), as flowing `direction`. No allocation; a
+    /// body observed already is observed by `observed` instead.
+    pub fn observed(mut self, observed: Observed, direction: Direction) -> Self {
+        if let Some(old) = self.tap.take() {
+            old.observed.observer().end(old.direction);
+        }
+        self.tap = Some(Tap {
+            observed,
+            direction,
+        });
+        self
+    }
+
+    /// Ends the observation: the observer is told once.
+    fn end_tap(&mut self) {
+        if let Some(tap) = self.tap.take() {
+            tap.observed.observer().end(tap.direction);
+        }
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        self.end_tap();
     }
 }
 
@@ -85,6 +128,7 @@ impl From<Pooled> for Body {
     fn from(body: Pooled) -> Self {
         Self {
             kind: Kind::Pooled(body),
+            tap: None,
         }
     }
 }
@@ -99,6 +143,7 @@ impl From<hyper::body::Incoming> for Body {
     fn from(body: hyper::body::Incoming) -> Self {
         Self {
             kind: Kind::Incoming(body),
+            tap: None,
         }
     }
 }
@@ -141,13 +186,29 @@ impl http_body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Kind::Pooled(body) => Pin::new(body).poll_frame(cx),
             Kind::Boxed(body) => Pin::new(body).poll_frame(cx),
+        };
+        if this.tap.is_some() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let (Some(data), Some(tap)) = (frame.data_ref(), &this.tap) {
+                        tap.observed.observer().data(tap.direction, data.len());
+                    }
+                    if this.is_end_stream() {
+                        this.end_tap();
+                    }
+                }
+                Poll::Ready(_) => this.end_tap(),
+                Poll::Pending => {}
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -192,5 +253,40 @@ mod tests {
         assert_eq!(format!("{again:?}"), "Body(\"Boxed\")");
         assert_eq!(&again.collect().await.unwrap().to_bytes()[..], b"abc");
         assert!(http_body::Body::is_end_stream(&Body::full("")));
+    }
+
+    #[derive(Default)]
+    struct Counts {
+        data: std::sync::atomic::AtomicUsize,
+        ends: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::exchange::ExchangeObserver for Counts {
+        fn data(&self, _: Direction, len: usize) {
+            self.data
+                .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn end(&self, _: Direction) {
+            self.ends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_observed_body_reports_its_bytes_and_ends_once() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counts = std::sync::Arc::new(Counts::default());
+        let observed = Observed::new(counts.clone());
+        let body = Body::full("hello").observed(observed.clone(), Direction::Response);
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"hello");
+        assert_eq!(counts.data.load(Relaxed), 5);
+        assert_eq!(
+            counts.ends.load(Relaxed),
+            1,
+            "ended at the last frame, not again on drop"
+        );
+        // Dropped before its end: the end is told on drop.
+        drop(Body::full("abc").observed(observed, Direction::Request));
+        assert_eq!(counts.ends.load(Relaxed), 2);
+        assert_eq!(counts.data.load(Relaxed), 5);
     }
 }

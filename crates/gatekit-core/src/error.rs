@@ -205,30 +205,34 @@ impl ErrorKind {
         }
     }
 
+    /// Every kind (for tables keyed by kind, such as metrics series).
+    pub const ALL: [ErrorKind; 19] = [
+        ErrorKind::NoRoute,
+        ErrorKind::BadRequest,
+        ErrorKind::InvalidBackend,
+        ErrorKind::NoHealthyEndpoint,
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::RequestTimeout,
+        ErrorKind::BackendRequestTimeout,
+        ErrorKind::UpstreamProtocol,
+        ErrorKind::UpstreamTls,
+        ErrorKind::Overloaded,
+        ErrorKind::CircuitOpen,
+        ErrorKind::RateLimited,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::MisdirectedRequest,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Forbidden,
+        ErrorKind::AuthUnavailable,
+        ErrorKind::InvalidAuth,
+    ];
+
     /// The kind whose [`as_str`](Self::as_str) is `name`.
     fn from_name(name: &[u8]) -> Option<Self> {
-        const ALL: [ErrorKind; 19] = [
-            ErrorKind::NoRoute,
-            ErrorKind::BadRequest,
-            ErrorKind::InvalidBackend,
-            ErrorKind::NoHealthyEndpoint,
-            ErrorKind::Connect,
-            ErrorKind::Timeout,
-            ErrorKind::RequestTimeout,
-            ErrorKind::BackendRequestTimeout,
-            ErrorKind::UpstreamProtocol,
-            ErrorKind::UpstreamTls,
-            ErrorKind::Overloaded,
-            ErrorKind::CircuitOpen,
-            ErrorKind::RateLimited,
-            ErrorKind::PayloadTooLarge,
-            ErrorKind::MisdirectedRequest,
-            ErrorKind::Unauthenticated,
-            ErrorKind::Forbidden,
-            ErrorKind::AuthUnavailable,
-            ErrorKind::InvalidAuth,
-        ];
-        ALL.into_iter().find(|k| k.as_str().as_bytes() == name)
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str().as_bytes() == name)
     }
 
     const fn reason(self) -> &'static str {
@@ -653,6 +657,9 @@ pub(crate) fn kind_response(kind: ErrorKind) -> Response<Body> {
         http::HeaderName::from_static(GATEKIT_ERROR),
         HeaderValue::from_static(kind.as_str()),
     );
+    // For the access log and metrics outside the router (a header could come from an
+    // upstream gatekit; the extension only from this one).
+    rsp.extensions_mut().insert(kind);
     rsp
 }
 

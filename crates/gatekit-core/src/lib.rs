@@ -62,6 +62,7 @@ mod connection;
 pub mod cookie;
 mod endpoint;
 mod error;
+pub mod exchange;
 pub mod filter;
 pub mod fnv;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -32,6 +32,7 @@
 //! [`Gateway::new`]; at shutdown, close and drain its [`Listeners`], then
 //! [`Wiring::stop`].
 
+pub mod access_log;
 mod config_dump;
 mod gateway;
 mod listener;
@@ -43,14 +44,17 @@ pub mod trace;
 mod validate;
 pub mod wiring;
 
+pub use crate::access_log::{
+    AccessLogField, AccessLogFormat, AccessLogLayer, AccessLogSettings, AccessLogSink,
+};
 pub use crate::config_dump::ConfigDump;
 pub use crate::gateway::Gateway;
 pub use crate::listener::{
     DrainOutcome, ListenError, ListenerSettings, Listeners, PortOptions, Transport,
 };
 pub use crate::metrics::{
-    AccessMetrics, AccessOutcome, LabelSource, Metrics, MetricsLayer, MetricsService, NO_BACKEND,
-    RequestMetrics, RouteFallback,
+    AccessMetrics, AccessOutcome, BodyBytes, LabelSource, Metrics, MetricsLayer, MetricsService,
+    NO_BACKEND, RequestMetrics, RouteFallback,
 };
 pub use crate::readiness::{Phase, Readiness};
 pub use crate::settings::{

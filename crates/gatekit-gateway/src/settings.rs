@@ -23,8 +23,9 @@ pub struct GatewayOptions {
     pub drain_timeout: Option<std::time::Duration>,
     /// How request paths are normalised before routing.
     pub paths: PathSettings,
-    /// Logs one line per request (target `gatekit::access`).
-    pub access_log: bool,
+    /// The access log: on or off (per port too), format, fields
+    /// ([`AccessLogSettings`](crate::AccessLogSettings)).
+    pub access_log: crate::AccessLogSettings,
     /// The Kubernetes provider settings, when serving from API servers: the local
     /// cluster and failover threshold of upstreams, and the replica's fleet membership.
     pub kubernetes: Option<ProviderSettings>,
@@ -64,10 +65,18 @@ impl GatewayOptions {
         self
     }
 
-    /// Logs one line per request, or not (the default).
+    /// Logs one line per request on every port (JSON, every field, to standard
+    /// output), or not (the default).
     #[must_use]
     pub fn with_access_log(mut self, access_log: bool) -> Self {
-        self.access_log = access_log;
+        self.access_log.enabled = access_log;
+        self
+    }
+
+    /// Sets the access log's settings (see [`AccessLogSettings`](crate::AccessLogSettings)).
+    #[must_use]
+    pub fn with_access_log_settings(mut self, settings: crate::AccessLogSettings) -> Self {
+        self.access_log = settings;
         self
     }
 

@@ -485,6 +485,10 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     /// tried: a retry to the same endpoint is better than none. Without the extension
     /// the pick costs one extension lookup more.
     ///
+    /// The picked endpoint is told to the request's
+    /// [`Observed`](gatekit_core::exchange::Observed) observer, if it has one (the
+    /// access log's upstream endpoint and attempt count).
+    ///
     /// # Sessions
     ///
     /// When `req` carries a [`Sticky`] pinned to an endpoint of the set that is usable
@@ -514,6 +518,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         if let Some(tried) = tried {
             tried.record(picked.addr());
         }
+        gatekit_core::exchange::Observed::attempt(req, picked.addr());
         if let Some(sticky) = sticky {
             sticky.set_served_endpoint(picked.entry.session_key);
         }

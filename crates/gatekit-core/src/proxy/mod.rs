@@ -100,7 +100,7 @@ pub fn prepare_request(req: &mut Request<Body>, conn: Option<&ConnectionInfo>) {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
     if let header::Entry::Vacant(slot) = headers.entry(&X_REQUEST_ID) {
-        slot.insert(request_id());
+        slot.insert(new_request_id());
     }
     xfcc::apply(headers, conn);
 }
@@ -283,8 +283,9 @@ fn format_ip(ip: std::net::IpAddr, buf: &mut [u8; 64]) -> &[u8] {
     &buf[..len]
 }
 
-/// A random 128-bit request id as 32 lowercase hex digits.
-fn request_id() -> HeaderValue {
+/// A random 128-bit request id as 32 lowercase hex digits, as [`prepare_request`]
+/// gives a request without `X-Request-Id`.
+pub fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut n = fastrand::u128(..);
     let mut buf = [0u8; 32];
@@ -428,8 +429,8 @@ mod tests {
 
     #[test]
     fn request_ids_are_distinct_hex() {
-        let a = request_id();
-        let b = request_id();
+        let a = new_request_id();
+        let b = new_request_id();
         assert_ne!(a, b);
         assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
     }

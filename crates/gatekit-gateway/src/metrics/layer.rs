@@ -5,8 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use gatekit_core::ConnectionInfo;
-use http::{Method, Request, Response, StatusCode, Uri};
+use gatekit_core::ErrorKind;
+use http::{Request, Response, StatusCode};
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -44,40 +44,27 @@ where
 
 // === impl MetricsLayer ===
 
-/// Wraps a service so each request is counted by status class and its time to response
-/// headers observed, and optionally logged (target `gatekit::access`).
+/// Wraps a service so each request is counted by status class and error kind and its
+/// time to response headers observed. (The access log is
+/// [`AccessLogLayer`](crate::AccessLogLayer).)
 ///
 /// Costs per request: one [`LabelSource`] call (an `Arc` clone for the provided sources),
-/// one clock read at each end, an atomic add and a histogram observation. The access log,
-/// when on, also keeps the method and URI until the response.
+/// one clock read at each end, an atomic add and a histogram observation.
 #[derive(Clone)]
 pub struct MetricsLayer<L> {
     source: L,
-    access_log: bool,
 }
 
 impl<L> MetricsLayer<L> {
     /// Records into the series `source` chooses.
     pub fn new(source: L) -> Self {
-        Self {
-            source,
-            access_log: false,
-        }
-    }
-
-    /// Also logs one line per request at `info` with target `gatekit::access`.
-    #[must_use]
-    pub fn with_access_log(mut self, on: bool) -> Self {
-        self.access_log = on;
-        self
+        Self { source }
     }
 }
 
 impl<L> fmt::Debug for MetricsLayer<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricsLayer")
-            .field("access_log", &self.access_log)
-            .finish_non_exhaustive()
+        f.debug_struct("MetricsLayer").finish_non_exhaustive()
     }
 }
 
@@ -88,7 +75,6 @@ impl<S, L: Clone> Layer<S> for MetricsLayer<L> {
         MetricsService {
             inner,
             source: self.source.clone(),
-            access_log: self.access_log,
         }
     }
 }
@@ -100,7 +86,6 @@ impl<S, L: Clone> Layer<S> for MetricsLayer<L> {
 pub struct MetricsService<S, L> {
     inner: S,
     source: L,
-    access_log: bool,
 }
 
 impl<S, L> MetricsService<S, L> {
@@ -127,7 +112,6 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsService")
             .field("inner", &self.inner)
-            .field("access_log", &self.access_log)
             .finish_non_exhaustive()
     }
 }
@@ -147,24 +131,12 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let metrics = self.source.request_metrics(&request);
-        let access = self.access_log.then(|| AccessEntry {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            connection: request.extensions().get::<ConnectionInfo>().cloned(),
-        });
         ResponseFuture {
             inner: self.inner.call(request),
             metrics,
             start: Instant::now(),
-            access,
         }
     }
-}
-
-struct AccessEntry {
-    method: Method,
-    uri: Uri,
-    connection: Option<ConnectionInfo>,
 }
 
 pin_project_lite::pin_project! {
@@ -175,7 +147,6 @@ pin_project_lite::pin_project! {
         inner: F,
         metrics: RequestMetrics,
         start: Instant,
-        access: Option<AccessEntry>,
     }
 }
 
@@ -198,7 +169,7 @@ where
         let result = ready!(this.inner.poll(cx));
         let elapsed = this.start.elapsed();
         // An error here becomes a 5xx further out.
-        let (status, metrics) = match &result {
+        let (status, kind, metrics) = match &result {
             Ok(response) => {
                 let extensions = response.extensions();
                 let metrics = match extensions.get::<RequestMetrics>() {
@@ -207,27 +178,12 @@ where
                         .get::<super::RouteFallback>()
                         .map_or(&*this.metrics, super::RouteFallback::request_metrics),
                 };
-                (response.status(), metrics)
+                let kind = extensions.get::<ErrorKind>().copied();
+                (response.status(), kind, metrics)
             }
-            Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, &*this.metrics),
+            Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, None, &*this.metrics),
         };
-        metrics.record(status, elapsed);
-        if let Some(entry) = this.access.take() {
-            tracing::info!(
-                target: "gatekit::access",
-                method = %entry.method,
-                uri = %entry.uri,
-                status = status.as_u16(),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                route = metrics.route(),
-                backend = metrics.backend(),
-                // The client (found behind trusted proxies when the port is told how)
-                // and the connection's peer.
-                remote = ?entry.connection.as_ref().map(|c| c.remote_addr()),
-                peer = ?entry.connection.as_ref().map(|c| c.peer_addr()),
-                tls = entry.connection.as_ref().is_some_and(|c| c.is_tls()),
-            );
-        }
+        metrics.record_with_kind(status, kind, elapsed);
         Poll::Ready(result)
     }
 }
@@ -262,7 +218,7 @@ mod tests {
                 Ok::<_, Infallible>(resp)
             }
         });
-        let mut svc = MetricsLayer::new(fallback).with_access_log(true).layer(svc);
+        let mut svc = MetricsLayer::new(fallback).layer(svc);
         for path in ["/nothing", "/api"] {
             let req = Request::get(path).body(()).unwrap();
             svc.ready().await.unwrap().call(req).await.unwrap();
@@ -270,9 +226,9 @@ mod tests {
 
         let text = metrics.encode();
         for line in [
-            r#"gatekit_requests_total{route="listener/8080",backend="none",status_class="4xx"} 1"#,
-            r#"gatekit_requests_total{route="default/api",backend="api:80",status_class="5xx"} 1"#,
-            r#"gatekit_requests_total{route="listener/8080",backend="none",status_class="5xx"} 0"#,
+            r#"gatekit_requests_total{route="listener/8080",backend="none",status_class="4xx",error_kind="none"} 1"#,
+            r#"gatekit_requests_total{route="default/api",backend="api:80",status_class="5xx",error_kind="none"} 1"#,
+            r#"gatekit_requests_total{route="listener/8080",backend="none",status_class="5xx",error_kind="none"} 0"#,
             // 40 ms of (paused) time lands in the 0.064 s bucket, not the 0.032 s one.
             r#"gatekit_request_duration_seconds_bucket{le="0.032",route="default/api"} 0"#,
             r#"gatekit_request_duration_seconds_bucket{le="0.064",route="default/api"} 1"#,
@@ -301,7 +257,7 @@ mod tests {
             .unwrap();
         let text = metrics.encode();
         assert!(
-            text.contains(r#"gatekit_requests_total{route="b",backend="x",status_class="2xx"} 1"#)
+            text.contains(r#"gatekit_requests_total{route="b",backend="x",status_class="2xx",error_kind="none"} 1"#)
         );
         // `a` served nothing: its series are not registered.
         assert!(!text.contains(r#"route="a""#), "{text}");

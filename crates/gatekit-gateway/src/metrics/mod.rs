@@ -39,6 +39,7 @@
 
 mod layer;
 mod policy;
+mod process;
 mod stream;
 
 use std::fmt;
@@ -59,6 +60,11 @@ pub use self::stream::StreamPortMetrics;
 /// The status classes requests are counted by.
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The status class label of `status`.
+fn status_class(status: http::StatusCode) -> &'static str {
+    STATUS_CLASSES[usize::from(status.as_u16() / 100).clamp(1, 5) - 1]
+}
+
 /// Latency buckets in seconds: 1 ms to about 33 s, doubling.
 fn duration_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -71,7 +77,13 @@ struct RequestLabels {
     route: Arc<str>,
     backend: Arc<str>,
     status_class: &'static str,
+    /// The [`ErrorKind`](gatekit_core::ErrorKind) of a response gatekit made, else
+    /// `none`.
+    error_kind: &'static str,
 }
+
+/// The `error_kind` of responses gatekit did not make (an upstream's, however bad).
+const NO_ERROR: &str = "none";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
@@ -81,6 +93,29 @@ struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     port: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    upstream: Arc<str>,
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    os: &'static str,
+    arch: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -147,6 +182,11 @@ struct Inner {
     certificate_not_after: Family<CertificateLabels, Gauge>,
     access: Family<AccessLabels, Counter>,
     streams: stream::StreamFamilies,
+    request_bytes: Family<ListenerLabels, Counter>,
+    response_bytes: Family<ListenerLabels, Counter>,
+    attempts: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    health_transitions: Family<TransitionLabels, Counter>,
+    ejections: Family<UpstreamLabels, Counter>,
 }
 
 impl Metrics {
@@ -167,7 +207,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
-            "Requests answered, by route, backend and status class",
+            "Requests answered, by route, backend, status class and error kind (none: the response was not one of gatekit's errors)",
             requests.clone(),
         );
         let durations = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -215,9 +255,10 @@ impl Metrics {
         let endpoint_updates = Histogram::new(
             prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 14),
         );
-        registry.register(
-            "endpoint_update_seconds",
+        registry.register_with_unit(
+            "endpoint_update",
             "Time from receiving an EndpointSlice change to its endpoints being served",
+            prometheus_client::registry::Unit::Seconds,
             endpoint_updates.clone(),
         );
         let cluster_connected = Family::<ClusterLabels, Gauge>::default();
@@ -245,6 +286,55 @@ impl Metrics {
             access.clone(),
         );
         let streams = stream::StreamFamilies::register(&mut registry);
+        let request_bytes = Family::<ListenerLabels, Counter>::default();
+        registry.register_with_unit(
+            "request_body",
+            "Request body bytes read from clients, by listener port",
+            prometheus_client::registry::Unit::Bytes,
+            request_bytes.clone(),
+        );
+        let response_bytes = Family::<ListenerLabels, Counter>::default();
+        registry.register_with_unit(
+            "response_body",
+            "Response body bytes sent to clients, by listener port",
+            prometheus_client::registry::Unit::Bytes,
+            response_bytes.clone(),
+        );
+        let attempts = Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
+        registry.register_with_unit(
+            "upstream_attempt_duration",
+            "Time from sending one attempt to an endpoint to its response head or failure, by backend (retries are attempts of their own)",
+            prometheus_client::registry::Unit::Seconds,
+            attempts.clone(),
+        );
+        let health_transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "endpoint_health_transitions",
+            "Endpoints that active health checks found healthy or unhealthy, by upstream and new state (to: healthy, unhealthy)",
+            health_transitions.clone(),
+        );
+        let ejections = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "endpoint_ejections",
+            "Endpoints ejected by passive outlier detection, by upstream",
+            ejections.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Always 1; the labels say which gatekit build runs (version, os, arch)",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                os: std::env::consts::OS,
+                arch: std::env::consts::ARCH,
+            })
+            .set(1);
+        registry.register_collector(Box::new(process::ProcessCollector));
         if let Some(state) = policy {
             registry.register_collector(Box::new(policy::PolicyCollector { state }));
         }
@@ -265,6 +355,11 @@ impl Metrics {
                 reloads_failed,
                 config_generation,
                 streams,
+                request_bytes,
+                response_bytes,
+                attempts,
+                health_transitions,
+                ejections,
             }),
         }
     }
@@ -281,6 +376,7 @@ impl Metrics {
                 route: Arc::from(route),
                 backend: Arc::from(backend),
                 series: OnceLock::new(),
+                attempt: OnceLock::new(),
             }),
         }
     }
@@ -292,6 +388,7 @@ impl Metrics {
                 route: route.clone(),
                 backend: backend.clone(),
                 status_class,
+                error_kind: NO_ERROR,
             })
         });
         let duration = self.inner.durations.get_or_create_owned(&RouteLabels {
@@ -336,6 +433,15 @@ impl Metrics {
                 route: route.clone(),
                 backend: backend.clone(),
                 status_class,
+                error_kind: NO_ERROR,
+            });
+        }
+        for kind in gatekit_core::ErrorKind::ALL {
+            self.inner.requests.remove(&RequestLabels {
+                route: route.clone(),
+                backend: backend.clone(),
+                status_class: status_class(kind.status()),
+                error_kind: kind.as_str(),
             });
         }
     }
@@ -373,6 +479,79 @@ impl Metrics {
         self.inner
             .connections
             .get_or_create_owned(&ListenerLabels { port })
+    }
+
+    /// The body byte counters of the listener on `port` (request, response), for the
+    /// bodies of its requests ([`BodyBytes`]).
+    pub fn body_bytes(&self, port: u16) -> BodyBytes {
+        let labels = ListenerLabels { port };
+        BodyBytes {
+            request: self.inner.request_bytes.get_or_create_owned(&labels),
+            response: self.inner.response_bytes.get_or_create_owned(&labels),
+        }
+    }
+
+    /// Registers the health-transition and ejection counters of `upstream` (at 0), so
+    /// they are exported before its first event.
+    pub fn register_upstream(&self, upstream: &Arc<str>) {
+        for to in ["healthy", "unhealthy"] {
+            let _ = self
+                .inner
+                .health_transitions
+                .get_or_create_owned(&TransitionLabels {
+                    upstream: upstream.clone(),
+                    to,
+                });
+        }
+        let _ = self.inner.ejections.get_or_create_owned(&UpstreamLabels {
+            upstream: upstream.clone(),
+        });
+    }
+
+    /// Drops the series of the upstream (backend) `upstream`: its health-transition,
+    /// ejection and attempt-duration series.
+    pub fn forget_upstream(&self, upstream: &str) {
+        let upstream: Arc<str> = Arc::from(upstream);
+        for to in ["healthy", "unhealthy"] {
+            self.inner.health_transitions.remove(&TransitionLabels {
+                upstream: upstream.clone(),
+                to,
+            });
+        }
+        self.inner.ejections.remove(&UpstreamLabels {
+            upstream: upstream.clone(),
+        });
+        self.inner
+            .attempts
+            .remove(&BackendLabels { backend: upstream });
+    }
+
+    /// Counts a health event of an endpoint of `upstream`: an active check's verdict
+    /// (`gatekit_endpoint_health_transitions_total`) or a passive ejection
+    /// (`gatekit_endpoint_ejections_total`); an ejection's end is neither.
+    pub fn record_health_event(&self, upstream: &Arc<str>, kind: gatekit_lb::HealthEventKind) {
+        use gatekit_lb::HealthEventKind as K;
+        let to = match kind {
+            K::BecameHealthy => "healthy",
+            K::BecameUnhealthy => "unhealthy",
+            K::Ejected => {
+                self.inner
+                    .ejections
+                    .get_or_create(&UpstreamLabels {
+                        upstream: upstream.clone(),
+                    })
+                    .inc();
+                return;
+            }
+            _ => return,
+        };
+        self.inner
+            .health_transitions
+            .get_or_create(&TransitionLabels {
+                upstream: upstream.clone(),
+                to,
+            })
+            .inc();
     }
 
     /// Counts a connection closed because the connection limit was reached.
@@ -461,6 +640,25 @@ impl Default for Metrics {
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The body byte counters of one listener port: a body observer
+/// ([`gatekit_core::exchange::ExchangeObserver`]) adding each data frame's length,
+/// without allocating per request.
+#[derive(Clone, Debug)]
+pub struct BodyBytes {
+    request: Counter,
+    response: Counter,
+}
+
+impl gatekit_core::exchange::ExchangeObserver for BodyBytes {
+    fn data(&self, direction: gatekit_core::exchange::Direction, len: usize) {
+        let counter = match direction {
+            gatekit_core::exchange::Direction::Request => &self.request,
+            gatekit_core::exchange::Direction::Response => &self.response,
+        };
+        counter.inc_by(len as u64);
     }
 }
 
@@ -598,6 +796,9 @@ struct RequestInner {
     backend: Arc<str>,
     /// Registered at the first record; `None` once forgotten before any.
     series: OnceLock<Option<Box<Series>>>,
+    /// The backend's attempt durations (shared by the routes sending to it),
+    /// registered at the first attempt.
+    attempt: OnceLock<Histogram>,
 }
 
 /// The registered series of one (route, backend).
@@ -610,15 +811,62 @@ impl RequestMetrics {
     /// Records one answered request: its status and the time to its response headers.
     /// The first record registers the series.
     pub fn record(&self, status: http::StatusCode, elapsed: Duration) {
+        self.record_with_kind(status, None, elapsed);
+    }
+
+    /// Records one answered request as [`record`](Self::record) does, counted under
+    /// `error_kind` when gatekit made the response for an error of that `kind`. The
+    /// series of a kind is registered at its first error (a map lookup: errors only).
+    pub fn record_with_kind(
+        &self,
+        status: http::StatusCode,
+        kind: Option<gatekit_core::ErrorKind>,
+        elapsed: Duration,
+    ) {
         let inner = &*self.inner;
         let series = inner
             .series
             .get_or_init(|| Some(Box::new(inner.metrics.series(&inner.route, &inner.backend))));
         if let Some(series) = series {
-            let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-            series.by_class[class].inc();
+            match kind {
+                None => {
+                    let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+                    series.by_class[class].inc();
+                }
+                Some(kind) => {
+                    inner
+                        .metrics
+                        .inner
+                        .requests
+                        .get_or_create(&RequestLabels {
+                            route: inner.route.clone(),
+                            backend: inner.backend.clone(),
+                            status_class: status_class(status),
+                            error_kind: kind.as_str(),
+                        })
+                        .inc();
+                }
+            }
             series.duration.observe(elapsed.as_secs_f64());
         }
+    }
+
+    /// Records one attempt sent to this handle's backend: the time to its response head
+    /// or failure (`gatekit_upstream_attempt_duration_seconds`).
+    pub fn record_attempt(&self, elapsed: Duration) {
+        let inner = &*self.inner;
+        inner
+            .attempt
+            .get_or_init(|| {
+                inner
+                    .metrics
+                    .inner
+                    .attempts
+                    .get_or_create_owned(&BackendLabels {
+                        backend: inner.backend.clone(),
+                    })
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Drops this handle's request counters from `/metrics` if it registered them, and
@@ -682,9 +930,9 @@ mod tests {
 
         let text = metrics.encode();
         for line in [
-            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="2xx"} 2"#,
-            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="5xx"} 1"#,
-            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="4xx"} 0"#,
+            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="2xx",error_kind="none"} 2"#,
+            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="5xx",error_kind="none"} 1"#,
+            r#"gatekit_requests_total{route="default/web",backend="web:80",status_class="4xx",error_kind="none"} 0"#,
             r#"gatekit_request_duration_seconds_count{route="default/web"} 3"#,
             r#"gatekit_reloads_total{result="ok"} 1"#,
             r#"gatekit_reloads_total{result="failed"} 2"#,
@@ -723,7 +971,7 @@ mod tests {
         used.record(http::StatusCode::OK, Duration::from_millis(1));
         let text = metrics.encode();
         assert!(text.contains(
-            r#"gatekit_requests_total{route="default/used",backend="b:80",status_class="1xx"} 0"#
+            r#"gatekit_requests_total{route="default/used",backend="b:80",status_class="1xx",error_kind="none"} 0"#
         ));
         assert!(!text.contains("default/idle"), "{text}");
 

@@ -72,6 +72,7 @@ impl Service<Request<Body>> for Labelled {
         LabelledFuture {
             inner: self.upstream.call(req),
             metrics: self.metrics.clone(),
+            start: tokio::time::Instant::now(),
         }
     }
 }
@@ -82,6 +83,7 @@ pin_project! {
         #[pin]
         inner: gatekit_lb::ResponseFuture<EndpointClient, Body>,
         metrics: Option<RequestMetrics>,
+        start: tokio::time::Instant,
     }
 }
 
@@ -94,6 +96,7 @@ impl Future for LabelledFuture {
         let Some(metrics) = this.metrics.take() else {
             return Poll::Ready(result);
         };
+        metrics.record_attempt(this.start.elapsed());
         Poll::Ready(match result {
             Ok(mut rsp) => {
                 rsp.extensions_mut().insert(metrics);

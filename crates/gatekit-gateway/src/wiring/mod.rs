@@ -558,9 +558,9 @@ struct Port {
 /// Manifests wired to a [`Gateway`]: the upstream registry, a router per port, the file
 /// watcher (see the [module docs](self)).
 pub struct Wiring {
-    /// The metrics of requests that match no route, and whether to log each request.
+    /// The metrics of requests that match no route, and the access log's settings.
     metrics: Metrics,
-    access_log: bool,
+    access_log: crate::AccessLogSettings,
     /// The tracer of request spans, when traces are on: each port's router and each
     /// route's backends are wrapped; off, nothing is.
     #[cfg(feature = "otel")]
@@ -668,7 +668,7 @@ impl Wiring {
         };
         let mut wiring = Self {
             metrics: gateway.metrics().clone(),
-            access_log: gateway.options().access_log,
+            access_log: gateway.options().access_log.clone(),
             #[cfg(feature = "otel")]
             traces: gateway.traces().cloned(),
             path_policy: gateway.options().paths.policy(),
@@ -761,18 +761,21 @@ impl Wiring {
             }
         };
         PortService {
-            inner: NormalizePath::new(self.port_service(router), self.path_policy),
+            inner: NormalizePath::new(self.port_service(router, port), self.path_policy),
         }
     }
 
-    /// A port's router behind request metrics (and inside the server span, when traces
-    /// are on).
-    fn port_service(&self, router: Router) -> RouterService {
+    /// A port's router behind request metrics and the port's access log (and inside
+    /// the server span, when traces are on).
+    fn port_service(&self, router: Router, port: u16) -> RouterService {
         #[cfg(feature = "otel")]
         let router = crate::trace::TracedRouter::new(router, self.traces.clone());
-        MetricsLayer::new(self.metrics.request_metrics(UNMATCHED, UNMATCHED))
-            .with_access_log(self.access_log)
-            .layer(router)
+        let metered =
+            MetricsLayer::new(self.metrics.request_metrics(UNMATCHED, UNMATCHED)).layer(router);
+        self.access_log
+            .layer(port)
+            .with_body_bytes(self.metrics.body_bytes(port))
+            .layer(metered)
     }
 
     /// Reloads on every change of the watched directories (or the Kubernetes provider)
@@ -1185,7 +1188,7 @@ impl Wiring {
                         Some((_, configs)) => Transport::TlsBySni(configs.clone()),
                         None => Transport::Plain,
                     };
-                    let service = self.port_service(router.clone());
+                    let service = self.port_service(router.clone(), port.port());
                     match gateway
                         .listeners_mut()
                         .add_with(port.port(), transport, options.clone(), service)
@@ -1568,8 +1571,9 @@ fn tls_of(
     Ok((store, Arc::new(configs)))
 }
 
-/// A port's router behind request metrics (the router answers errors itself).
-type RouterService = MetricsService<Routed, RequestMetrics>;
+/// A port's router behind request metrics and the access log (the router answers
+/// errors itself).
+type RouterService = crate::access_log::AccessLog<MetricsService<Routed, RequestMetrics>>;
 
 /// A port's router, inside the server span when built with traces.
 #[cfg(feature = "otel")]

@@ -326,6 +326,7 @@ impl Upstreams {
                 .set(i64::from(healthy));
         }
         entry.endpoints = now;
+        self.metrics.register_upstream(&entry.name);
         true
     }
 
@@ -349,6 +350,7 @@ impl Upstreams {
                 for addr in &entry.endpoints {
                     self.metrics.forget_endpoint(name, *addr);
                 }
+                self.metrics.forget_upstream(name);
             }
         }
     }
@@ -548,6 +550,7 @@ fn gauge_setter(
         metrics
             .endpoint_health(Arc::clone(&name), event.addr())
             .set(healthy);
+        metrics.record_health_event(&name, event.kind());
         changed.notify_one();
     }
 }
