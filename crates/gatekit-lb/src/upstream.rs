@@ -191,7 +191,8 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     /// builder-style [`apply`](Self::apply) of [`Change::Replace`], for a fixed set.
     ///
     /// ```
-    /// # async fn run() {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
     /// use gatekit_core::client::{Client, Transport};
     /// use gatekit_lb::{Algorithm, Upstream, UpstreamConfig};
     ///
@@ -200,7 +201,10 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     ///     &Client::default(),
     ///     Transport::http1(),
     /// )
-    /// .with_endpoints(["127.0.0.1:8001".parse().unwrap(), "127.0.0.1:8002".parse().unwrap()]);
+    /// .with_endpoints([
+    ///     "127.0.0.1:8001".parse::<std::net::SocketAddr>().unwrap(),
+    ///     "127.0.0.1:8002".parse::<std::net::SocketAddr>().unwrap(),
+    /// ]);
     /// assert_eq!(upstream.endpoints().len(), 2);
     /// # }
     /// ```

@@ -44,6 +44,49 @@ impl fmt::Display for RouteId {
 }
 
 /// A route: hostnames it serves and its rules.
+///
+/// Built with its `with_*` setters it reads like the HTTPRoute it stands for:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::time::Duration;
+/// use gatekit_core::client::Client;
+/// use gatekit_core::route::{BackendRef, Filter, HeaderModifier, Match, Route, RouteId, Rule, Timeouts};
+/// use gatekit_core::{Backend, RouteTable};
+///
+/// // hostnames: [api.example.com]
+/// // rules:
+/// // - matches: [{path: {type: PathPrefix, value: /v2}, headers: [{name: x-canary, value: "true"}]}]
+/// //   backendRefs: [{name: v2}]
+/// // - matches: [{path: {type: PathPrefix, value: /}}]
+/// //   filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-via, value: gatekit}]}}]
+/// //   backendRefs: [{name: v1, weight: 90}, {name: v2, weight: 10}]
+/// //   timeouts: {request: 10s}
+/// let route = Route::new(RouteId::new("default", "api"))
+///     .with_hostname("api.example.com")
+///     .with_rule(
+///         Rule::new()
+///             .with_match(Match::prefix("/v2").with_header("x-canary", "true"))
+///             .with_backend("v2"),
+///     )
+///     .with_rule(
+///         Rule::new()
+///             .with_match(Match::prefix("/"))
+///             .with_filter(Filter::RequestHeaderModifier(HeaderModifier::new().with_set("x-via", "gatekit")))
+///             .with_backend(BackendRef::new("v1", 90))
+///             .with_backend(BackendRef::new("v2", 10))
+///             .with_timeouts(Timeouts::new().with_request(Duration::from_secs(10))),
+///     );
+/// assert_eq!(route.rules[1].backends[1].weight, 10);
+///
+/// let client = Client::default();
+/// let backends = HashMap::from([
+///     ("v1".to_owned(), Backend::single(&client, "127.0.0.1:8001".parse().unwrap())),
+///     ("v2".to_owned(), Backend::single(&client, "127.0.0.1:8002".parse().unwrap())),
+/// ]);
+/// let table = RouteTable::build(vec![route], &backends).unwrap();
+/// # let _ = table;
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Route {

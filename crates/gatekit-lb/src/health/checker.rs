@@ -111,7 +111,8 @@ impl HealthChecker {
     /// following when the upstream is dropped, and stops checking when it is dropped.
     ///
     /// ```
-    /// # async fn run() {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
     /// use std::time::Duration;
     /// use gatekit_core::client::{Client, Transport};
     /// use gatekit_lb::health::{CheckKind, HealthCheckConfig, HttpCheck};
@@ -122,7 +123,7 @@ impl HealthChecker {
     ///     &Client::default(),
     ///     Transport::http1(),
     /// )
-    /// .with_endpoints(["127.0.0.1:8001".parse().unwrap()]);
+    /// .with_endpoints(["127.0.0.1:8001".parse::<std::net::SocketAddr>().unwrap()]);
     /// let checker = HealthChecker::for_upstream(
     ///     HealthCheckConfig::default()
     ///         .interval(Duration::from_secs(5))
