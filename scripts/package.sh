@@ -7,7 +7,7 @@
 #   scripts/package.sh --verify   # also builds each packaged crate alone, as publishing does
 #
 # Verification builds every crate from its tarball with a fresh target of its own: about
-# over 12 minutes on two shared cores (measured: the first five crates took 12), too slow for every CI
+# 17 minutes for the seven crates on two shared cores (measured), too slow for every CI
 # run; run it before publishing. gatekit-k8s and gatekit-gateway leave the Kubernetes API
 # version to the application (k8s-openapi feature), so verifying them alone needs one:
 # K8S_OPENAPI_ENABLED_VERSION below, used only by that check.
