@@ -31,6 +31,13 @@ pub struct Endpoint {
     hostname: Option<Arc<str>>,
 }
 
+impl From<SocketAddr> for Endpoint {
+    /// [`Endpoint::new`]: ready, weight 1, no locality.
+    fn from(addr: SocketAddr) -> Self {
+        Self::new(addr)
+    }
+}
+
 impl Endpoint {
     /// A ready endpoint at `addr` with weight 1 and no locality.
     pub const fn new(addr: SocketAddr) -> Self {

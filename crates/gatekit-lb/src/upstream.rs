@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use futures_util::{FutureExt, Stream, StreamExt};
+use gatekit_core::client::{Client, EndpointClient, Transport};
 use gatekit_core::retry::TriedEndpoints;
 use gatekit_core::session::Sticky;
 use gatekit_core::{BoxError, Change, Endpoint, EndpointState, Error, ErrorKind};
@@ -143,6 +144,19 @@ impl<S> fmt::Debug for Upstream<S> {
 
 // === impl Upstream ===
 
+impl Upstream<EndpointClient> {
+    /// An empty upstream balancing by `config` whose endpoints are reached through
+    /// gatekit-core's pooled `client`, speaking `transport` (for example
+    /// [`Transport::http1`], or TLS with [`Transport::with_tls`]). The same as
+    /// [`new`](Self::new) with a closure calling [`Client::endpoint`].
+    pub fn with_client(config: UpstreamConfig, client: &Client, transport: Transport) -> Self {
+        let client = client.clone();
+        Self::new(config, move |ep: &Endpoint| {
+            client.endpoint(ep.addr(), transport.clone())
+        })
+    }
+}
+
 impl<S: Send + Sync + 'static> Upstream<S> {
     /// An empty upstream balancing by `config`, making each endpoint's service with
     /// `new_endpoint`.
@@ -171,6 +185,35 @@ impl<S: Send + Sync + 'static> Upstream<S> {
                 tracking,
             }),
         }
+    }
+
+    /// Replaces the endpoint set with `endpoints` (addresses or [`Endpoint`]s): a
+    /// builder-style [`apply`](Self::apply) of [`Change::Replace`], for a fixed set.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use gatekit_core::client::{Client, Transport};
+    /// use gatekit_lb::{Algorithm, Upstream, UpstreamConfig};
+    ///
+    /// let upstream = Upstream::with_client(
+    ///     UpstreamConfig::new(Algorithm::RoundRobin),
+    ///     &Client::default(),
+    ///     Transport::http1(),
+    /// )
+    /// .with_endpoints([
+    ///     "127.0.0.1:8001".parse::<std::net::SocketAddr>().unwrap(),
+    ///     "127.0.0.1:8002".parse::<std::net::SocketAddr>().unwrap(),
+    /// ]);
+    /// assert_eq!(upstream.endpoints().len(), 2);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_endpoints<E: Into<Endpoint>>(self, endpoints: impl IntoIterator<Item = E>) -> Self {
+        self.apply(Change::Replace(
+            endpoints.into_iter().map(Into::into).collect(),
+        ));
+        self
     }
 
     /// The configuration.

@@ -44,6 +44,49 @@ impl fmt::Display for RouteId {
 }
 
 /// A route: hostnames it serves and its rules.
+///
+/// Built with its `with_*` setters it reads like the HTTPRoute it stands for:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::time::Duration;
+/// use gatekit_core::client::Client;
+/// use gatekit_core::route::{BackendRef, Filter, HeaderModifier, Match, Route, RouteId, Rule, Timeouts};
+/// use gatekit_core::{Backend, RouteTable};
+///
+/// // hostnames: [api.example.com]
+/// // rules:
+/// // - matches: [{path: {type: PathPrefix, value: /v2}, headers: [{name: x-canary, value: "true"}]}]
+/// //   backendRefs: [{name: v2}]
+/// // - matches: [{path: {type: PathPrefix, value: /}}]
+/// //   filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-via, value: gatekit}]}}]
+/// //   backendRefs: [{name: v1, weight: 90}, {name: v2, weight: 10}]
+/// //   timeouts: {request: 10s}
+/// let route = Route::new(RouteId::new("default", "api"))
+///     .with_hostname("api.example.com")
+///     .with_rule(
+///         Rule::new()
+///             .with_match(Match::prefix("/v2").with_header("x-canary", "true"))
+///             .with_backend("v2"),
+///     )
+///     .with_rule(
+///         Rule::new()
+///             .with_match(Match::prefix("/"))
+///             .with_filter(Filter::RequestHeaderModifier(HeaderModifier::new().with_set("x-via", "gatekit")))
+///             .with_backend(BackendRef::new("v1", 90))
+///             .with_backend(BackendRef::new("v2", 10))
+///             .with_timeouts(Timeouts::new().with_request(Duration::from_secs(10))),
+///     );
+/// assert_eq!(route.rules[1].backends[1].weight, 10);
+///
+/// let client = Client::default();
+/// let backends = HashMap::from([
+///     ("v1".to_owned(), Backend::single(&client, "127.0.0.1:8001".parse().unwrap())),
+///     ("v2".to_owned(), Backend::single(&client, "127.0.0.1:8002".parse().unwrap())),
+/// ]);
+/// let table = RouteTable::build(vec![route], &backends).unwrap();
+/// # let _ = table;
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Route {
@@ -69,6 +112,28 @@ impl Route {
             rules: Vec::new(),
         }
     }
+
+    /// Adds a hostname (HTTPRoute `hostnames`): exact like `api.example.com` or wildcard
+    /// like `*.example.com`.
+    #[must_use]
+    pub fn with_hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostnames.push(hostname.into());
+        self
+    }
+
+    /// Sets the creation time (older routes win precedence ties).
+    #[must_use]
+    pub fn with_created(mut self, created: i64) -> Self {
+        self.created = created;
+        self
+    }
+
+    /// Adds a rule after the ones already there (HTTPRoute `rules`).
+    #[must_use]
+    pub fn with_rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
 }
 
 /// One rule of a route: when it matches, what filters run, where requests go.
@@ -89,6 +154,55 @@ pub struct Rule {
     pub timeouts: Timeouts,
     /// Traffic policy of the rule: retries, rate limits, request limits.
     pub policy: RulePolicy,
+}
+
+impl Rule {
+    /// A rule without matches (every request), filters or backends.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the rule's name (Gateway API `name`).
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Adds a match (`matches`); the rule takes a request when any of them matches.
+    #[must_use]
+    pub fn with_match(mut self, m: Match) -> Self {
+        self.matches.push(m);
+        self
+    }
+
+    /// Adds a filter (`filters`), run after the ones already there.
+    #[must_use]
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filters.push(filter);
+        self
+    }
+
+    /// Adds a backend (`backendRefs`): a [`BackendRef`], or a backend name for weight 1.
+    #[must_use]
+    pub fn with_backend(mut self, backend: impl Into<BackendRef>) -> Self {
+        self.backends.push(backend.into());
+        self
+    }
+
+    /// Sets the timeouts (`timeouts`).
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Sets how failed attempts are retried (`retry`).
+    #[must_use]
+    pub fn with_retry(mut self, retry: crate::retry::RetryPolicy) -> Self {
+        self.policy.retry = Some(retry);
+        self
+    }
 }
 
 /// A rule's traffic policy (HTTPRoute `retry`, gatekit's policies). Empty: none.
@@ -124,6 +238,68 @@ pub struct Match {
     pub query: Vec<QueryMatch>,
     /// Method condition.
     pub method: Option<http::Method>,
+}
+
+impl Match {
+    /// A match on a path prefix (`path: {type: PathPrefix, value}`), whole segments only.
+    pub fn prefix(path: impl Into<String>) -> Self {
+        Self::default().with_path(PathMatch::Prefix(path.into()))
+    }
+
+    /// A match on the exact path (`path: {type: Exact, value}`).
+    pub fn exact(path: impl Into<String>) -> Self {
+        Self::default().with_path(PathMatch::Exact(path.into()))
+    }
+
+    /// A match on the whole path against a regular expression
+    /// (`path: {type: RegularExpression, value}`).
+    pub fn regex(pattern: impl Into<String>) -> Self {
+        Self::default().with_path(PathMatch::Regex(pattern.into()))
+    }
+
+    /// Sets the path condition.
+    #[must_use]
+    pub fn with_path(mut self, path: PathMatch) -> Self {
+        self.path = Some(path);
+        self
+    }
+
+    /// Adds a header condition with an exact value (`headers: [{name, value}]`).
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push(HeaderMatch {
+            name: name.into(),
+            value: StringMatch::Exact(value.into()),
+        });
+        self
+    }
+
+    /// Adds a header condition with any [`StringMatch`].
+    #[must_use]
+    pub fn with_header_match(mut self, name: impl Into<String>, value: StringMatch) -> Self {
+        self.headers.push(HeaderMatch {
+            name: name.into(),
+            value,
+        });
+        self
+    }
+
+    /// Adds a query parameter condition with an exact value (`queryParams: [{name, value}]`).
+    #[must_use]
+    pub fn with_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.query.push(QueryMatch {
+            name: name.into(),
+            value: StringMatch::Exact(value.into()),
+        });
+        self
+    }
+
+    /// Sets the method condition (`method`).
+    #[must_use]
+    pub fn with_method(mut self, method: http::Method) -> Self {
+        self.method = Some(method);
+        self
+    }
 }
 
 /// How a request path is matched.
@@ -198,6 +374,27 @@ impl BackendRef {
             session: None,
         }
     }
+
+    /// Adds a filter run only when this backend is chosen (`backendRefs[].filters`).
+    #[must_use]
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filters.push(filter);
+        self
+    }
+}
+
+impl From<&str> for BackendRef {
+    /// A reference to the backend of this name with weight 1 (the Gateway API default).
+    fn from(name: &str) -> Self {
+        Self::new(name, 1)
+    }
+}
+
+impl From<String> for BackendRef {
+    /// A reference to the backend of this name with weight 1 (the Gateway API default).
+    fn from(name: String) -> Self {
+        Self::new(name, 1)
+    }
 }
 
 /// Per-rule timeouts (Gateway API `HTTPRouteTimeouts`).
@@ -210,6 +407,27 @@ pub struct Timeouts {
     /// Timeout of each attempt to a backend, to its response head (504
     /// `backend-request-timeout`). `None` or zero: none.
     pub backend_request: Option<Duration>,
+}
+
+impl Timeouts {
+    /// No timeouts.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the whole-request timeout (`timeouts.request`).
+    #[must_use]
+    pub fn with_request(mut self, timeout: Duration) -> Self {
+        self.request = Some(timeout);
+        self
+    }
+
+    /// Sets the timeout of each backend attempt (`timeouts.backendRequest`).
+    #[must_use]
+    pub fn with_backend_request(mut self, timeout: Duration) -> Self {
+        self.backend_request = Some(timeout);
+        self
+    }
 }
 
 /// An HTTP filter, as the Gateway API names them.
@@ -241,6 +459,34 @@ pub struct HeaderModifier {
     pub add: Vec<(String, String)>,
     /// Header names removed.
     pub remove: Vec<String>,
+}
+
+impl HeaderModifier {
+    /// Changes nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a header, replacing its values (`set: [{name, value}]`).
+    #[must_use]
+    pub fn with_set(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a header value, keeping existing ones (`add: [{name, value}]`).
+    #[must_use]
+    pub fn with_add(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.add.push((name.into(), value.into()));
+        self
+    }
+
+    /// Removes a header (`remove: [name]`).
+    #[must_use]
+    pub fn with_remove(mut self, name: impl Into<String>) -> Self {
+        self.remove.push(name.into());
+        self
+    }
 }
 
 /// How a redirect or rewrite changes the path.
@@ -280,6 +526,48 @@ impl Default for Redirect {
     }
 }
 
+impl Redirect {
+    /// A 302 redirect to the same scheme, host, port and path (set what changes).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the scheme (`scheme`).
+    #[must_use]
+    pub fn with_scheme(mut self, scheme: impl Into<String>) -> Self {
+        self.scheme = Some(scheme.into());
+        self
+    }
+
+    /// Sets the host name (`hostname`).
+    #[must_use]
+    pub fn with_hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// Sets the port (`port`).
+    #[must_use]
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Sets the path change (`path`).
+    #[must_use]
+    pub fn with_path(mut self, path: PathModifier) -> Self {
+        self.path = Some(path);
+        self
+    }
+
+    /// Sets the status code (`statusCode`): 301, 302, 303, 307 or 308.
+    #[must_use]
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+}
+
 /// A rewrite of what the backend receives (Gateway API `HTTPURLRewriteFilter`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -288,6 +576,27 @@ pub struct UrlRewrite {
     pub hostname: Option<String>,
     /// New path.
     pub path: Option<PathModifier>,
+}
+
+impl UrlRewrite {
+    /// Rewrites nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the Host header value sent to the backend (`hostname`).
+    #[must_use]
+    pub fn with_hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// Sets the path change (`path`).
+    #[must_use]
+    pub fn with_path(mut self, path: PathModifier) -> Self {
+        self.path = Some(path);
+        self
+    }
 }
 
 /// A request mirror (Gateway API `HTTPRequestMirrorFilter`).

@@ -8,6 +8,23 @@ use super::Timeout;
 use crate::ErrorKind;
 
 /// Wraps a service in [`Timeout`]: a deadline (or none) and the error kind it raises.
+/// ```
+/// use std::time::Duration;
+/// use gatekit_core::timeout::TimeoutLayer;
+/// use gatekit_core::{BoxError, ErrorKind, classify};
+/// use tower::{Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let slow = tower::service_fn(|_req: ()| async {
+///     tokio::time::sleep(Duration::from_secs(10)).await;
+///     Ok::<_, BoxError>("too late")
+/// });
+/// let svc = TimeoutLayer::request(Some(Duration::from_millis(10))).layer(slow);
+/// let err = svc.oneshot(()).await.unwrap_err();
+/// assert_eq!(classify(&*err), ErrorKind::RequestTimeout); // answered as 504
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct TimeoutLayer {
     duration: Option<Duration>,

@@ -18,7 +18,7 @@ use super::{
     CheckError, EndpointHealthSnapshot, HealthCheckConfig, HealthEvent, HealthEventKind,
     HealthEvents,
 };
-use crate::EndpointHealth;
+use crate::{EndpointHealth, Upstream};
 
 /// Runs active health checks: one loop per endpoint address, shared by every route that
 /// uses the upstream, following the upstream's endpoint set.
@@ -103,6 +103,64 @@ impl HealthChecker {
         });
         inner.update(initial);
         Self { inner }
+    }
+
+    /// Checks `upstream`'s endpoints, following its set as it changes
+    /// ([`follow`](Self::follow)); verdicts go to the upstream's [`EndpointHealth`], which
+    /// its balancer reads on every pick. The checker holds the upstream weakly: it stops
+    /// following when the upstream is dropped, and stops checking when it is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use gatekit_core::client::{Client, Transport};
+    /// use gatekit_lb::health::{CheckKind, HealthCheckConfig, HttpCheck};
+    /// use gatekit_lb::{Algorithm, HealthChecker, Upstream, UpstreamConfig};
+    ///
+    /// let upstream = Upstream::with_client(
+    ///     UpstreamConfig::new(Algorithm::LeastRequest),
+    ///     &Client::default(),
+    ///     Transport::http1(),
+    /// )
+    /// .with_endpoints(["127.0.0.1:8001".parse::<std::net::SocketAddr>().unwrap()]);
+    /// let checker = HealthChecker::for_upstream(
+    ///     HealthCheckConfig::default()
+    ///         .interval(Duration::from_secs(5))
+    ///         .kind(CheckKind::Http(HttpCheck::default().path("/healthz"))),
+    ///     &upstream,
+    /// );
+    /// // Keep `checker` as long as the upstream is served: dropping it stops the checks.
+    /// # drop(checker);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime.
+    pub fn for_upstream<S: Send + Sync + 'static>(
+        config: HealthCheckConfig,
+        upstream: &Upstream<S>,
+    ) -> Self {
+        Self::for_upstream_with_events(config, upstream, HealthEvents::new())
+    }
+
+    /// Like [`for_upstream`](Self::for_upstream), sending events to `events`.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime.
+    pub fn for_upstream_with_events<S: Send + Sync + 'static>(
+        config: HealthCheckConfig,
+        upstream: &Upstream<S>,
+        events: HealthEvents,
+    ) -> Self {
+        let checker = Self::spawn_with_events(config, Vec::new(), events);
+        let weak = upstream.downgrade();
+        checker.follow(upstream.subscribe(), move || {
+            weak.upgrade().map(|u| u.endpoints()).unwrap_or_default()
+        });
+        checker
     }
 
     /// Makes the checked set equal to `endpoints`: starts loops for new addresses, stops
