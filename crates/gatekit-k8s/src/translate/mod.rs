@@ -99,6 +99,7 @@ mod route;
 mod session;
 mod stream;
 mod translator;
+#[cfg(feature = "client")]
 pub(crate) use backend::ns_of;
 pub use listener::unix_now;
 pub(crate) use session::inline_v17_sessions;
