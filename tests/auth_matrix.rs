@@ -800,8 +800,10 @@ async fn no_secret_of_any_mechanism_in_logs_config_or_metrics() {
         route("remote", "/remote", "app"),
         route("ext-http", "/ext-http", "app"),
         route("ext-grpc", "/ext-grpc", "app"),
+        route("oidc", "/oidc", "app"),
         secret("keys", &[("client", "api-key-secret-1")]),
         secret("users", &[(".htpasswd", &line)]),
+        secret("oidc", &[("client-secret", "oidc-client-secret-5")]),
         policy(
             "keys",
             "keys",
@@ -817,6 +819,11 @@ async fn no_secret_of_any_mechanism_in_logs_config_or_metrics() {
         ),
         policy("ext-http", "ext-http", &ext("authz-http", "http")),
         policy("ext-grpc", "ext-grpc", &ext("authz-grpc", "grpc")),
+        policy(
+            "oidc",
+            "oidc",
+            "  oidc:\n    provider: { issuer: \"https://idp.test\" }\n    clientID: web\n    clientSecret: { name: oidc }\n",
+        ),
     ])
     .await;
 
@@ -898,6 +905,9 @@ async fn no_secret_of_any_mechanism_in_logs_config_or_metrics() {
     )
     .await;
 
+    // The OIDC provider cannot be reached: no login, never the backend.
+    assert_ne!(get(addr, "/oidc", &[]).await, StatusCode::OK);
+
     let hmac_b64 = b64(hmac_secret.as_bytes());
     let secrets = [
         "api-key-secret-1",
@@ -915,6 +925,7 @@ async fn no_secret_of_any_mechanism_in_logs_config_or_metrics() {
         hmac_b64.as_str(),
         "ext-token-allowed-5",
         "ext-token-secret-4",
+        "oidc-client-secret-5",
     ];
     let (_, metrics) = secrets::assert_hidden(&wired, &logs, secrets).await;
     assert!(metrics.contains("gatekit_access_decisions_total"));
