@@ -252,6 +252,7 @@ async fn a_tls_request_logs_its_server_name() {
         AccessLogField::Host,
         AccessLogField::Status,
         AccessLogField::TlsSni,
+        AccessLogField::TlsVersion,
         AccessLogField::Protocol,
     ]);
     let (settings, mut lines) = settings_with(log);
@@ -261,6 +262,6 @@ async fn a_tls_request_logs_its_server_name() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         take_line(&mut lines),
-        "{\"host\":\"a.example.com\",\"status\":200,\"tls_sni\":\"a.example.com\",\"protocol\":\"HTTP/1.1\"}\n"
+        "{\"host\":\"a.example.com\",\"status\":200,\"tls_sni\":\"a.example.com\",\"tls_version\":\"TLSv1.3\",\"protocol\":\"HTTP/1.1\"}\n"
     );
 }

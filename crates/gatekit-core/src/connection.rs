@@ -123,6 +123,7 @@ impl ConnectionInfo {
 pub struct TlsInfo {
     server_name: Option<Box<str>>,
     alpn: Option<Box<[u8]>>,
+    version: Option<rustls::ProtocolVersion>,
     peer_certificates: Option<Box<[CertificateDer<'static>]>>,
     identity: Option<ClientIdentity>,
     /// This gateway's `x-forwarded-client-cert` element for `identity`.
@@ -137,6 +138,7 @@ impl TlsInfo {
         Self {
             server_name: conn.server_name().map(Into::into),
             alpn: conn.alpn_protocol().map(Into::into),
+            version: conn.protocol_version(),
             peer_certificates: conn
                 .peer_certificates()
                 .filter(|chain| !chain.is_empty())
@@ -222,6 +224,17 @@ impl TlsInfo {
     /// The application protocol agreed on by ALPN (`h2`, `http/1.1`), if any.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         self.alpn.as_deref()
+    }
+
+    /// The TLS version negotiated, as logs name it (`TLSv1.3`, `TLSv1.2`).
+    pub fn protocol_version(&self) -> Option<&'static str> {
+        match self.version? {
+            rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+            rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+            rustls::ProtocolVersion::TLSv1_1 => Some("TLSv1.1"),
+            rustls::ProtocolVersion::TLSv1_0 => Some("TLSv1.0"),
+            _ => Some("unknown"),
+        }
     }
 
     /// The certificate chain the client presented, end-entity first; `None` when it

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use gatekit_core::exchange::{Direction, ExchangeObserver};
-use gatekit_core::{ConnectionInfo, ErrorKind};
+use gatekit_core::{ConnectionInfo, ErrorKind, TlsInfo};
 use http::{HeaderValue, Method, Uri, Version};
 use tokio::time::Instant;
 
@@ -132,6 +132,9 @@ impl Entry {
             AccessLogField::TlsAlpn => tls
                 .and_then(|t| t.alpn_protocol())
                 .map_or(Value::Absent, Value::Bytes),
+            AccessLogField::TlsVersion => tls
+                .and_then(TlsInfo::protocol_version)
+                .map_or(Value::Absent, |v| Value::Bytes(v.as_bytes())),
         };
         let shared = &*self.shared;
         LINE.with(|line| match line.try_borrow_mut() {

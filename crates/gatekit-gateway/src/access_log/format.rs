@@ -62,6 +62,8 @@ pub enum AccessLogField {
     TlsSni,
     /// The application protocol agreed on by TLS ALPN (`h2`, `http/1.1`).
     TlsAlpn,
+    /// The TLS version negotiated (`TLSv1.3`, `TLSv1.2`).
+    TlsVersion,
 }
 
 impl AccessLogField {
@@ -86,6 +88,7 @@ impl AccessLogField {
         Self::Client,
         Self::TlsSni,
         Self::TlsAlpn,
+        Self::TlsVersion,
     ];
 
     /// The field's key in a line.
@@ -110,6 +113,7 @@ impl AccessLogField {
             Self::Client => "client",
             Self::TlsSni => "tls_sni",
             Self::TlsAlpn => "tls_alpn",
+            Self::TlsVersion => "tls_version",
         }
     }
 }
