@@ -474,6 +474,12 @@ pub(crate) struct Exchange<P> {
     sent: bool,
     /// The connection came from the pool (it may have died while idle).
     reused: bool,
+    /// A request without a body and of a safe method (GET, HEAD, OPTIONS, TRACE): one
+    /// that may be sent again when a pooled connection closes after taking it but
+    /// before a byte of response (see [`fail_read`](Self::fail_read)).
+    replayable: bool,
+    /// Whether any byte of the response was read.
+    received: bool,
     head: bool,
     upload: Option<Upload>,
     /// The request's head (as prepared for the wire), kept while no byte of the request
@@ -500,6 +506,11 @@ impl<P: RawPool> Exchange<P> {
     ) -> Self {
         let head = req.method() == Method::HEAD;
         let reused = conn.is_some();
+        let replayable = matches!(plan, Plan::Empty)
+            && matches!(
+                *req.method(),
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+            );
         let (stage, conn, pending) = match conn {
             Some(mut conn) => {
                 encode_head(&req, plan, &mut conn.wbuf);
@@ -532,6 +543,8 @@ impl<P: RawPool> Exchange<P> {
             written: 0,
             sent: false,
             reused,
+            replayable,
+            received: false,
             head,
             upload,
             parts: Some(parts),
@@ -546,14 +559,35 @@ impl<P: RawPool> Exchange<P> {
         self.stage = Stage::Done;
         self.conn = None;
         let upload = self.upload.take();
+        let unsent = !self.sent || self.stale_reuse();
         let error = match self.parts.take() {
-            Some(parts) if !self.sent && error.is_retry_safe() => {
+            Some(parts) if unsent && error.is_retry_safe() => {
                 let body = upload.map_or_else(Body::empty, |upload| upload.body);
                 error.with_unsent_request(Request::from_parts(parts, body))
             }
             _ => error,
         };
         Poll::Ready(Err(error.into()))
+    }
+
+    /// The keep-alive race: a pooled connection that the upstream closed as it took
+    /// the request, before a byte of response. Most likely the upstream's idle timeout
+    /// fired as the request went out, and it never read it; a request that is safe to
+    /// repeat then goes back to the caller as unsent (retry-safe), as Go's `net/http`
+    /// client and NGINX's `proxy_next_upstream error` do for such requests. A request
+    /// with a body or of another method is not: it fails as the upstream's error.
+    fn stale_reuse(&self) -> bool {
+        self.reused && self.replayable && !self.received
+    }
+
+    /// The connection closed or failed while the response head was awaited, after the
+    /// whole request was written.
+    fn fail_read(&mut self, error: io::Error) -> Poll<Result<Response<Body>, BoxError>> {
+        let stale = self.stale_reuse();
+        if stale {
+            tracing::debug!(%error, "pooled upstream connection closed before any response; request handed back");
+        }
+        self.fail(Error::with_source(ErrorKind::UpstreamProtocol, error).retry_safe(stale))
     }
 
     /// A connection failure while sending: a pooled connection that died while idle
@@ -683,9 +717,9 @@ impl<P: RawPool> Exchange<P> {
                             Err(e) => return self.fail(e),
                         }
                     }
-                    return self.fail(Error::with_source(ErrorKind::UpstreamProtocol, e));
+                    return self.fail_read(e);
                 }
-                Ok(_) => {}
+                Ok(_) => self.received = true,
                 Err(e) => {
                     if early {
                         match self.on_send_error(e) {
@@ -693,7 +727,7 @@ impl<P: RawPool> Exchange<P> {
                             Err(e) => return self.fail(e),
                         }
                     }
-                    return self.fail(Error::with_source(ErrorKind::UpstreamProtocol, e));
+                    return self.fail_read(e);
                 }
             }
         }
@@ -1387,6 +1421,66 @@ mod tests {
             .unwrap()
             .to_bytes();
         assert_eq!(body, data);
+    }
+
+    /// A pooled connection whose upstream reads the request and closes without a byte
+    /// of response (its idle timeout fired as the request went out).
+    async fn closes_after_the_request() -> Box<RawConn> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let io = TcpStream::connect(addr).await.unwrap();
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match accepted.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            drop(accepted);
+        });
+        let slot = super::super::limits::PoolLimits::default()
+            .connection_slot()
+            .unwrap();
+        Box::new(RawConn::new(io, slot))
+    }
+
+    /// The keep-alive race: a GET written on a pooled connection that closes before any
+    /// response comes back unsent and retry-safe; a POST with a body, or the same GET on a
+    /// new connection, fails as the upstream's error and is not handed back.
+    #[tokio::test]
+    async fn a_safe_request_on_a_pooled_connection_closed_before_any_response_comes_back() {
+        let mut req = Request::get("/items")
+            .header("host", "h.test")
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(7u32);
+        let plan_get = plan(&req).unwrap();
+        let conn = closes_after_the_request().await;
+        let err = Exchange::start(Arc::new(Refusing), Some(conn), req, plan_get)
+            .await
+            .unwrap_err();
+        let found = crate::Error::find(&*err).unwrap();
+        assert!(found.is_retry_safe());
+        assert_eq!(found.kind(), ErrorKind::UpstreamProtocol);
+        let back = crate::take_unsent_request::<Body>(&*err).expect("handed back");
+        assert_eq!(back.method(), Method::GET);
+        assert_eq!(back.extensions().get::<u32>(), Some(&7));
+
+        let post = Request::post("/items")
+            .header("host", "h.test")
+            .body(Body::full(Bytes::from_static(b"once only")))
+            .unwrap();
+        let plan_post = plan(&post).unwrap();
+        let conn = closes_after_the_request().await;
+        let err = Exchange::start(Arc::new(Refusing), Some(conn), post, plan_post)
+            .await
+            .unwrap_err();
+        assert!(!crate::Error::find(&*err).unwrap().is_retry_safe());
+        assert!(crate::take_unsent_request::<Body>(&*err).is_none());
     }
 
     #[test]

@@ -98,7 +98,11 @@
 //! - a connection closed or reset, a malformed response:
 //!   [`ErrorKind::UpstreamProtocol`](crate::ErrorKind::UpstreamProtocol) (502), retry
 //!   safe only when hyper reports the request was not sent or the HTTP/2 stream was
-//!   refused (`REFUSED_STREAM`).
+//!   refused (`REFUSED_STREAM`), or when gatekit's HTTP/1.1 codec wrote a request
+//!   without a body and of a safe method (GET, HEAD, OPTIONS, TRACE) on a pooled
+//!   connection that then closed before a byte of response: the keep-alive race with the
+//!   upstream's idle timeout, which Go's `net/http` and NGINX also answer by sending such
+//!   a request again. That request comes back in the error as an unsent one does.
 //!
 //! A request that fails before any byte of it was written comes back whole in the
 //! error ([`crate::Error::with_unsent_request`]), so a retry can resend it without
