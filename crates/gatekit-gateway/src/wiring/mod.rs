@@ -943,8 +943,12 @@ impl Wiring {
             return Vec::new();
         }
         let loaded = started.elapsed();
+        // The replica's two hashes (Kubernetes only), timed apart within "translate".
+        let mut hashing = std::time::Duration::ZERO;
         if matches!(self.source, Source::Kubernetes(_)) {
+            let t = tokio::time::Instant::now();
             self.input_generation = replica::input_generation(self.cache.resources());
+            hashing += t.elapsed();
         }
         // The objects changed since the last translation (`None`: unknown), so that
         // only what they reach is translated again.
@@ -972,7 +976,9 @@ impl Wiring {
             );
         }
         if matches!(self.source, Source::Kubernetes(_)) {
+            let t = tokio::time::Instant::now();
             self.config_hash = replica::config_hash(&translation);
+            hashing += t.elapsed();
         }
         let translated = started.elapsed();
         let (bind_errors, errors) = self.apply(gateway, &translation).await;
@@ -1015,6 +1021,7 @@ impl Wiring {
             files_read = self.cache.files_read(),
             load_ms = loaded.as_secs_f64() * 1e3,
             translate_ms = (translated - loaded).as_secs_f64() * 1e3,
+            hash_ms = hashing.as_secs_f64() * 1e3,
             apply_ms = (started.elapsed() - translated).as_secs_f64() * 1e3,
             "reload timings"
         );
