@@ -86,7 +86,7 @@ use crate::cluster::{ClusterSpec, Role, opt_duration};
 use crate::manifest::ResourceSet;
 use crate::status::ResourceRef;
 use crate::translate::service_endpoints;
-use crate::types::{CLUSTER_LABEL, EndpointSlice, Service};
+use crate::types::{CLUSTER_LABEL, EndpointSlice, ObjectMeta, Service};
 
 /// When the gateway counts as synced (and may become ready).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -1064,15 +1064,7 @@ fn upsert<K: Watched>(
     let value = clusters
         .iter()
         .find_map(|c| store(&c.stores).read().get(key).map(|o| (**o).clone()));
-    let at = list.binary_search_by(|o| {
-        let m = o.meta();
-        (
-            m.namespace.as_deref().unwrap_or_default(),
-            m.name.as_deref().unwrap_or_default(),
-        )
-            .cmp(&(key.0.as_str(), key.2.as_str()))
-    });
-    match (at, value) {
+    match (position(list, &key.0, &key.2), value) {
         (Ok(i), Some(v)) => list[i] = v,
         (Ok(i), None) => {
             list.remove(i);
@@ -1080,6 +1072,42 @@ fn upsert<K: Watched>(
         (Err(i), Some(v)) => list.insert(i, v),
         (Err(_), None) => {}
     }
+}
+
+/// Where the object `namespace`/`name` is in `list`, sorted as [`merged`] sorts
+/// (`Err`: where it would go).
+fn position<K: kube::Resource>(list: &[K], namespace: &str, name: &str) -> Result<usize, usize> {
+    list.binary_search_by(|o| {
+        let m = o.meta();
+        (
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default(),
+        )
+            .cmp(&(namespace, name))
+    })
+}
+
+/// The metadata of the object `r` names (kind as in manifests) in `set`, a
+/// [`Provider::resources`] kept up to date with [`Provider::update`] (whose lists are
+/// sorted by namespace and name, which this looks up by); `None` if it is not there or
+/// is an EndpointSlice (those are kept by Service, see [`Provider::update`]). A
+/// consumer that keeps something per object (a sum of per-object hashes, say) reads the
+/// old value with it before [`Provider::update`] and the new one after.
+pub fn object_meta<'s>(set: &'s ResourceSet, r: &ResourceRef) -> Option<&'s ObjectMeta> {
+    fn find<'s, K: kube::Resource>(list: &'s [K], r: &ResourceRef) -> Option<&'s ObjectMeta> {
+        let at = position(list, r.namespace().unwrap_or_default(), r.name()).ok()?;
+        Some(list[at].meta())
+    }
+    macro_rules! kinds {
+        ($($ty:ty => $kind:ident, $field:ident, $name:literal, $optional:literal;)*) => {
+            match r.kind() {
+                $($name => find(&set.$field, r),)*
+                "Service" => find(&set.services, r),
+                _ => None,
+            }
+        };
+    }
+    store::with_config_kinds!(kinds)
 }
 
 /// A copy of `slice` labelled with its cluster.

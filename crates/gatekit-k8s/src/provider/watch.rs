@@ -95,6 +95,24 @@ impl Admit<'_> {
     }
 }
 
+/// The annotation `kubectl apply` writes: a JSON copy of the whole object as last
+/// applied (often as large as the object itself).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops, at receipt, the metadata nothing in gatekit reads and that can be the larger
+/// part of an object: `managedFields` (server-side apply's field owners) and the
+/// last-applied annotation. Stored and merged objects are smaller by that much (each
+/// is held twice: in its store and in the consumer's kept resources).
+fn strip(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
 /// Watches `K` in cluster `cluster` through `api` with `config`, keeping the part of
 /// the kind's store `scope` says, until aborted or the provider is dropped.
 pub(crate) async fn run<K: Watched>(
@@ -123,7 +141,7 @@ pub(crate) async fn run<K: Watched>(
                 }
                 match accepted(obj) {
                     Ok(mut obj) => {
-                        obj.meta_mut().managed_fields = None;
+                        strip(obj.meta_mut());
                         buffer.push(obj);
                     }
                     Err(invalid) => {
@@ -146,7 +164,7 @@ pub(crate) async fn run<K: Watched>(
                 backoff.reset();
                 match accepted(obj) {
                     Ok(mut obj) => {
-                        obj.meta_mut().managed_fields = None;
+                        strip(obj.meta_mut());
                         let _applying = shared.applying();
                         let admit = scope.lock();
                         if admit.admits(obj.meta()) {
@@ -324,5 +342,41 @@ impl<K: kube::Resource> kube::Resource for Guard<K> {
         self.0
             .as_mut()
             .map_or_else(|e| &mut e.metadata, K::meta_mut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{LAST_APPLIED, strip};
+    use crate::types::ObjectMeta;
+
+    #[test]
+    fn strip_drops_what_nothing_reads_and_keeps_the_rest() {
+        let annotations = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let mut meta = ObjectMeta {
+            name: Some("r".to_owned()),
+            resource_version: Some("7".to_owned()),
+            managed_fields: Some(vec![Default::default()]),
+            annotations: Some(annotations(&[(LAST_APPLIED, "{}"), ("team", "a")])),
+            ..Default::default()
+        };
+        strip(&mut meta);
+        assert_eq!(meta.managed_fields, None);
+        assert_eq!(meta.annotations, Some(annotations(&[("team", "a")])));
+        assert_eq!(meta.resource_version.as_deref(), Some("7"));
+        // Nothing left: no empty map either.
+        let mut meta = ObjectMeta {
+            annotations: Some(annotations(&[(LAST_APPLIED, "{}")])),
+            ..Default::default()
+        };
+        strip(&mut meta);
+        assert_eq!(meta.annotations, None);
     }
 }
