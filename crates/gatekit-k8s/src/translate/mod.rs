@@ -97,6 +97,7 @@ mod listener;
 mod policy;
 mod route;
 mod session;
+mod small_set;
 mod stream;
 mod translator;
 #[cfg(feature = "client")]
