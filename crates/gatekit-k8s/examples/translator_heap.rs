@@ -71,13 +71,15 @@ fn main() {
     let ns = route.metadata.namespace.clone();
     let text = serde_json::to_string(&route.spec).unwrap();
     route.spec = serde_json::from_str(&text.replacen("/", "/x", 1)).unwrap();
-    let changed: BTreeSet<ResourceRef> =
-        ResourceRef::of_kind("HTTPRoute", ns.as_deref(), &name)
-            .into_iter()
-            .collect();
+    let changed: BTreeSet<ResourceRef> = ResourceRef::of_kind("HTTPRoute", ns.as_deref(), &name)
+        .into_iter()
+        .collect();
     let base = live();
     let next = translator.translate(&set2, Some(&changed));
     show("after one incremental change (delta)", live() - base);
-    assert!(next.changes().is_some(), "the change was translated in full");
+    assert!(
+        next.changes().is_some(),
+        "the change was translated in full"
+    );
     drop(next);
 }

@@ -108,8 +108,7 @@ pub(crate) struct Use {
 /// route nor a Service it references changes. Kept for every route, so its lists are
 /// boxed slices: no spare capacity (a `Vec`'s first push makes room for four).
 pub(crate) struct RoutePiece {
-    /// Sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name.
-    pub(crate) key: (u8, String, String),
+    /// Its status, which also names the route (see [`key`](Self::key)).
     pub(crate) status: Arc<ResourceStatus>,
     /// One route per programmed listener it attaches to, in listener order.
     pub(crate) routes: Box<[(ListenerKey, Arc<Route>)]>,
@@ -122,6 +121,19 @@ pub(crate) struct RoutePiece {
     pub(crate) services: Box<[(String, String)]>,
     /// The access policies of its rules' `ExternalAuth` filters, by name.
     pub(crate) access: Box<[(String, super::AccessEntry)]>,
+}
+
+impl RoutePiece {
+    /// Sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name (from its status's
+    /// resource: not kept twice).
+    pub(crate) fn key(&self) -> (u8, String, String) {
+        let r = self.status.resource();
+        (
+            u8::from(r.kind() == "GRPCRoute"),
+            r.namespace().unwrap_or_default().to_owned(),
+            r.name().to_owned(),
+        )
+    }
 }
 
 /// Converts and attaches every route, HTTPRoutes then GRPCRoutes, each kind by
@@ -367,11 +379,6 @@ fn attach(
     }
     status.shrink();
     RoutePiece {
-        key: (
-            u8::from(view.kind == "GRPCRoute"),
-            view.ns.to_owned(),
-            view.name.to_owned(),
-        ),
         status: Arc::new(status),
         routes: routes.into_boxed_slice(),
         counted: counted.into_boxed_slice(),

@@ -83,7 +83,10 @@ mod tests {
         assert!(s.insert("a".to_owned()));
         assert!(s.insert("c".to_owned()));
         assert!(!s.insert("b".to_owned()));
-        assert_eq!(s.iter().map(String::as_str).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            s.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
         assert!(s.remove("b"));
         assert!(!s.remove("b"));
         assert_eq!((&s).into_iter().collect::<Vec<_>>(), ["a", "c"]);

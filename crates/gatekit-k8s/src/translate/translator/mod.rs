@@ -904,19 +904,23 @@ impl State {
             .iter()
             .flat_map(|p| p.services.iter().cloned())
             .collect();
-        let mut pieces = BTreeMap::new();
         let mut service_routes: HashMap<Named, SmallSet<RouteKey>> = HashMap::new();
-        for piece in f.pieces {
+        let mut keyed: Vec<(RouteKey, RoutePiece)> =
+            f.pieces.into_iter().map(|p| (p.key(), p)).collect();
+        // (In key order already; collected, the map's nodes are full.)
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        if keyed.windows(2).any(|w| w[0].0 == w[1].0) {
+            return None;
+        }
+        for (key, piece) in &keyed {
             for s in &piece.services {
                 service_routes
                     .entry(s.clone())
                     .or_default()
-                    .insert(piece.key.clone());
-            }
-            if pieces.insert(piece.key.clone(), piece).is_some() {
-                return None;
+                    .insert(key.clone());
             }
         }
+        let pieces: BTreeMap<RouteKey, RoutePiece> = keyed.into_iter().collect();
         let mut slice_service = HashMap::new();
         let mut service_slices: HashMap<Named, SmallSet<String>> = HashMap::new();
         for s in &resources.endpoint_slices {
@@ -964,7 +968,9 @@ impl State {
             service_routes,
             slice_service,
             service_slices,
-            upstreams: f.upstreams,
+            // Built by inserts in name order, its nodes are half full: collected
+            // again, they are full.
+            upstreams: f.upstreams.into_iter().collect(),
             service_upstreams,
             specs,
             spare: None,
