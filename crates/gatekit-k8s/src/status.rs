@@ -508,6 +508,16 @@ impl ResourceStatus {
         self.parents.push(p);
     }
 
+    /// Drops the spare capacity of its lists: for statuses kept per route (a `Vec`'s
+    /// first push makes room for four parents).
+    pub(crate) fn shrink(&mut self) {
+        self.conditions.shrink_to_fit();
+        self.parents.shrink_to_fit();
+        for p in &mut self.parents {
+            p.conditions.shrink_to_fit();
+        }
+    }
+
     pub(crate) fn push_ancestor(&mut self, a: AncestorStatus) {
         self.ancestors.push(a);
     }

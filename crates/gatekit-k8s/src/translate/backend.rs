@@ -577,8 +577,8 @@ impl<'a> Context<'a> {
             port,
             endpoints,
             app_protocol,
-            policy,
-            tls,
+            policy: policy.map(Box::new),
+            tls: tls.map(Box::new),
             udp,
             proxy_protocol,
         };

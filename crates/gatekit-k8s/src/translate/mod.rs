@@ -97,6 +97,7 @@ mod listener;
 mod policy;
 mod route;
 mod session;
+mod small_set;
 mod stream;
 mod translator;
 #[cfg(feature = "client")]
@@ -480,14 +481,17 @@ pub enum AppProtocol {
 }
 
 /// An upstream: one Service port, its endpoints and its policy.
+///
+/// One per Service port in use, kept by the translator and the translation: the
+/// rarely set parts (a policy, TLS) are boxed, so an upstream without them is small.
 #[derive(Clone, Debug)]
 pub struct UpstreamSpec {
     service: ResourceRef,
     port: u16,
     endpoints: Vec<Endpoint>,
     app_protocol: AppProtocol,
-    policy: Option<BackendPolicySpec>,
-    tls: Option<UpstreamTls>,
+    policy: Option<Box<BackendPolicySpec>>,
+    tls: Option<Box<UpstreamTls>>,
     udp: bool,
     proxy_protocol: Option<gatekit_core::server::ProxyVersion>,
 }
@@ -531,14 +535,14 @@ impl UpstreamSpec {
     /// certificate of the Gateways this upstream serves; see
     /// [`UpstreamTls`]).
     pub fn tls(&self) -> Option<&UpstreamTls> {
-        self.tls.as_ref()
+        self.tls.as_deref()
     }
 
     /// The BackendPolicy attached to the Service, if any, with the fields it leaves
     /// unset filled from Envoy Gateway BackendTrafficPolicies' `loadBalancer` and
     /// `healthCheck` (or only those, when the Service has no BackendPolicy).
     pub fn policy(&self) -> Option<&BackendPolicySpec> {
-        self.policy.as_ref()
+        self.policy.as_deref()
     }
 
     /// The PROXY protocol header stream connections to the Service start with (an Envoy

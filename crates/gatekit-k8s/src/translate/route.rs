@@ -105,22 +105,35 @@ pub(crate) struct Use {
 
 /// Everything one route contributes to a translation: what the incremental
 /// [`Translator`](super::Translator) keeps per route and reuses while neither the
-/// route nor a Service it references changes.
+/// route nor a Service it references changes. Kept for every route, so its lists are
+/// boxed slices: no spare capacity (a `Vec`'s first push makes room for four).
 pub(crate) struct RoutePiece {
-    /// Sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name.
-    pub(crate) key: (u8, String, String),
+    /// Its status, which also names the route (see [`key`](Self::key)).
     pub(crate) status: Arc<ResourceStatus>,
     /// One route per programmed listener it attaches to, in listener order.
-    pub(crate) routes: Vec<(ListenerKey, Arc<Route>)>,
+    pub(crate) routes: Box<[(ListenerKey, Arc<Route>)]>,
     /// The listeners whose `attachedRoutes` count it (unprogrammed ones included).
-    pub(crate) counted: Vec<ListenerKey>,
+    pub(crate) counted: Box<[ListenerKey]>,
     /// The upstreams it materializes (none when it attached nowhere), in order.
-    pub(crate) uses: Vec<Use>,
-    pub(crate) errors: Vec<ConfigError>,
+    pub(crate) uses: Box<[Use]>,
+    pub(crate) errors: Box<[ConfigError]>,
     /// Every Service its references name (namespace, name), resolved or not.
-    pub(crate) services: Vec<(String, String)>,
+    pub(crate) services: Box<[(String, String)]>,
     /// The access policies of its rules' `ExternalAuth` filters, by name.
-    pub(crate) access: Vec<(String, super::AccessEntry)>,
+    pub(crate) access: Box<[(String, super::AccessEntry)]>,
+}
+
+impl RoutePiece {
+    /// Sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name (from its status's
+    /// resource: not kept twice).
+    pub(crate) fn key(&self) -> (u8, String, String) {
+        let r = self.status.resource();
+        (
+            u8::from(r.kind() == "GRPCRoute"),
+            r.namespace().unwrap_or_default().to_owned(),
+            r.name().to_owned(),
+        )
+    }
 }
 
 /// Converts and attaches every route, HTTPRoutes then GRPCRoutes, each kind by
@@ -364,19 +377,15 @@ fn attach(
         }
         routes.push((listener, Arc::new(route)));
     }
+    status.shrink();
     RoutePiece {
-        key: (
-            u8::from(view.kind == "GRPCRoute"),
-            view.ns.to_owned(),
-            view.name.to_owned(),
-        ),
         status: Arc::new(status),
-        routes,
-        counted,
-        uses,
-        errors: conv.errors,
-        services: conv.services,
-        access: conv.access,
+        routes: routes.into_boxed_slice(),
+        counted: counted.into_boxed_slice(),
+        uses: uses.into_boxed_slice(),
+        errors: conv.errors.into_boxed_slice(),
+        services: conv.services.into_boxed_slice(),
+        access: conv.access.into_boxed_slice(),
     }
 }
 

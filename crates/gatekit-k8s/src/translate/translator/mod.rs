@@ -21,6 +21,7 @@ use gatekit_core::route::Route;
 use super::backend::{Context, PolicyMaps, name_of, ns_of};
 use super::listener::{self, Listener};
 use super::route::{self, ListenerKey, RoutePiece};
+use super::small_set::SmallSet;
 use super::stream::{self, StreamPiece};
 use super::{Changes, TranslateOptions, Translation, UpstreamSpec, address};
 use crate::manifest::ResourceSet;
@@ -439,16 +440,16 @@ struct State {
     /// The Services stream routes name: their change translates everything.
     stream_services: HashSet<Named>,
     /// Referenced Service -> the routes whose references name it.
-    service_routes: HashMap<Named, BTreeSet<RouteKey>>,
+    service_routes: HashMap<Named, SmallSet<RouteKey>>,
     /// EndpointSlice -> its Service (the `kubernetes.io/service-name` label).
     slice_service: HashMap<Named, String>,
     /// Service -> its EndpointSlices' names.
-    service_slices: HashMap<Named, BTreeSet<String>>,
+    service_slices: HashMap<Named, SmallSet<String>>,
     upstreams: BTreeMap<String, UpstreamState>,
     /// The names of the upstreams whose endpoints have problems.
     erroring: BTreeSet<String>,
     /// Service -> the names of the upstreams built from it.
-    service_upstreams: HashMap<Named, BTreeSet<String>>,
+    service_upstreams: HashMap<Named, SmallSet<String>>,
     /// The specs of `upstreams`, as the last translation has them.
     specs: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
     /// The map of the translation before, reused for the next one once that
@@ -903,21 +904,25 @@ impl State {
             .iter()
             .flat_map(|p| p.services.iter().cloned())
             .collect();
-        let mut pieces = BTreeMap::new();
-        let mut service_routes: HashMap<Named, BTreeSet<RouteKey>> = HashMap::new();
-        for piece in f.pieces {
+        let mut service_routes: HashMap<Named, SmallSet<RouteKey>> = HashMap::new();
+        let mut keyed: Vec<(RouteKey, RoutePiece)> =
+            f.pieces.into_iter().map(|p| (p.key(), p)).collect();
+        // (In key order already; collected, the map's nodes are full.)
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        if keyed.windows(2).any(|w| w[0].0 == w[1].0) {
+            return None;
+        }
+        for (key, piece) in &keyed {
             for s in &piece.services {
                 service_routes
                     .entry(s.clone())
                     .or_default()
-                    .insert(piece.key.clone());
-            }
-            if pieces.insert(piece.key.clone(), piece).is_some() {
-                return None;
+                    .insert(key.clone());
             }
         }
+        let pieces: BTreeMap<RouteKey, RoutePiece> = keyed.into_iter().collect();
         let mut slice_service = HashMap::new();
-        let mut service_slices: HashMap<Named, BTreeSet<String>> = HashMap::new();
+        let mut service_slices: HashMap<Named, SmallSet<String>> = HashMap::new();
         for s in &resources.endpoint_slices {
             let Some(svc) = crate::types::slice_service(s) else {
                 continue;
@@ -932,7 +937,7 @@ impl State {
                 return None;
             }
         }
-        let mut service_upstreams: HashMap<Named, BTreeSet<String>> = HashMap::new();
+        let mut service_upstreams: HashMap<Named, SmallSet<String>> = HashMap::new();
         for (name, u) in &f.upstreams {
             service_upstreams
                 .entry((u.namespace.clone(), u.service.clone()))
@@ -963,7 +968,9 @@ impl State {
             service_routes,
             slice_service,
             service_slices,
-            upstreams: f.upstreams,
+            // Built by inserts in name order, its nodes are half full: collected
+            // again, they are full.
+            upstreams: f.upstreams.into_iter().collect(),
             service_upstreams,
             specs,
             spare: None,
