@@ -56,6 +56,7 @@ pub mod access;
 mod backend;
 mod body;
 pub mod breaker;
+pub mod chunked;
 pub mod client;
 pub mod client_ip;
 mod connection;

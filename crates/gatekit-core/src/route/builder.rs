@@ -1,13 +1,16 @@
 //! [`TableBuilder`]: a route table rebuilt after a change at the cost of the change.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use super::hash::{FastMap, shrink_if_sparse};
+use super::hash::{FastMap, FoldBuild, ShardedMap, shrink_if_sparse};
 use super::model::{Filter, Route};
 use super::rule::DefaultRetry;
 use super::table::{Bucket, CompiledRoute, HostKey, RouteTable, compile_route};
 use crate::Backends;
+use crate::chunked::Chunked;
 use crate::error::ConfigError;
 use crate::retry::RetryPolicy;
 
@@ -24,12 +27,15 @@ use crate::retry::RetryPolicy;
 /// build from the same routes (which builds with a fresh builder): same precedence, one
 /// error per invalid route (in input order).
 ///
-/// A build compares the input with the previous one by pointer from both ends: only the
-/// routes between the common prefix and the common suffix are looked up, added or taken
-/// away (one changed route costs O(1) hash work, plus O(routes) pointer comparisons and
-/// the compilation and bucket rebuilds it needs). Routes naming a `stale` backend are
-/// found by a walk of every kept route, and the errors of invalid routes by a walk of the
-/// input while there are any.
+/// A build compares the input with the previous one by pointer from both ends, chunk by
+/// chunk for a [`Chunked`] input ([`build_list`](Self::build_list)), then route by route
+/// within the chunks that differ: only the routes between the common prefix and the
+/// common suffix are looked up, added or taken away (one changed route costs O(1) hash
+/// work, a pointer comparison per chunk, and the compilation and bucket rebuilds it
+/// needs). Routes naming a `stale` backend are found by an index from backend names to
+/// routes; the errors of invalid routes by a walk of the input while there are any.
+/// The host maps of the tables it makes are sharded: a table shares the shards no
+/// change reached with the previous one.
 ///
 /// Routes with equal creation time and `{namespace}/{name}` (the same route listed twice,
 /// say) rank in input order, as seen when they were compiled.
@@ -37,14 +43,19 @@ pub struct TableBuilder {
     default_retry: Option<DefaultRetry>,
     /// The routes of the last build, by the address of their input `Arc`.
     routes: FastMap<usize, Entry>,
+    /// (hash of a backend name, key in `routes`) for every backend name a route sends
+    /// or mirrors to: the routes a stale name reaches, without a walk of every route.
+    by_backend: BTreeSet<(u64, usize)>,
     buckets: FastMap<HostKey, Members>,
-    exact_hosts: FastMap<Arc<str>, Arc<Bucket>>,
-    wildcard_hosts: FastMap<Arc<str>, Arc<Bucket>>,
+    /// The buckets whose routes changed since the last build.
+    touched: Vec<HostKey>,
+    exact_hosts: ShardedMap<Arc<Bucket>>,
+    wildcard_hosts: ShardedMap<Arc<Bucket>>,
     any_host: Option<Arc<Bucket>>,
     /// Counts compilations, to order equal routes by when they were compiled.
     sequence: u64,
     /// The input of the last build.
-    inputs: Vec<Arc<Route>>,
+    inputs: Chunked<Arc<Route>>,
     /// How many of `inputs` are invalid routes (counting repeats).
     invalid: usize,
 }
@@ -73,12 +84,14 @@ impl TableBuilder {
         Self {
             default_retry: None,
             routes: FastMap::default(),
+            by_backend: BTreeSet::new(),
             buckets: FastMap::default(),
-            exact_hosts: FastMap::default(),
-            wildcard_hosts: FastMap::default(),
+            touched: Vec::new(),
+            exact_hosts: ShardedMap::default(),
+            wildcard_hosts: ShardedMap::default(),
             any_host: None,
             sequence: 0,
-            inputs: Vec::new(),
+            inputs: Chunked::new(),
             invalid: 0,
         }
     }
@@ -97,55 +110,80 @@ impl TableBuilder {
     /// `stale` (it resolves to a different backend than at the previous build: rebuilt,
     /// new or gone); the others are compiled (backends through `backends`). Invalid
     /// routes are left out and reported, one error each, in input order.
+    ///
+    /// Walks every route (to list the stale names, and to compare with the previous
+    /// input): [`build_list`](Self::build_list) costs what changed.
     pub fn build(
         &mut self,
         routes: &[Arc<Route>],
         backends: &dyn Backends,
         stale: &dyn Fn(&str) -> bool,
     ) -> (RouteTable, Vec<ConfigError>) {
-        self.build_with(routes, backends, Some(stale))
+        let inputs = self.inputs.clone();
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        for route in routes.iter().chain(inputs.iter()) {
+            names.extend(backend_names(route).filter(|n| stale(n)));
+        }
+        let names: Vec<&str> = names.into_iter().collect();
+        let list: Chunked<Arc<Route>> = routes.iter().cloned().collect();
+        self.build_list(&list, backends, &names)
     }
 
-    /// [`build`](Self::build), told whether any backend name is stale: with `None`,
-    /// the kept routes are not looked at (their backends resolve as before).
-    pub fn build_with(
+    /// [`build`](Self::build) from a [`Chunked`] list, told the `stale` backend names:
+    /// the chunks the same `Arc`s as in the previous input are not looked into, and the
+    /// routes naming a stale backend are found by an index. One changed route among
+    /// thousands costs a pointer comparison per chunk, O(1) hash work, and the
+    /// compilation and bucket rebuilds it needs.
+    pub fn build_list(
         &mut self,
-        routes: &[Arc<Route>],
+        routes: &Chunked<Arc<Route>>,
         backends: &dyn Backends,
-        stale: Option<&dyn Fn(&str) -> bool>,
+        stale: &[&str],
     ) -> (RouteTable, Vec<ConfigError>) {
-        let mut inputs = std::mem::take(&mut self.inputs);
-        let same = |(a, b): (&Arc<Route>, &Arc<Route>)| Arc::ptr_eq(a, b);
-        let prefix = inputs.iter().zip(routes).take_while(|p| same(*p)).count();
-        let suffix = inputs[prefix..]
+        let inputs = std::mem::replace(&mut self.inputs, routes.clone());
+        let (old, new) = (inputs.chunks(), routes.chunks());
+        let same = |a: &Arc<Vec<Arc<Route>>>, b: &Arc<Vec<Arc<Route>>>| Arc::ptr_eq(a, b);
+        let prefix = old.iter().zip(new).take_while(|(a, b)| same(a, b)).count();
+        let suffix = old[prefix..]
             .iter()
             .rev()
-            .zip(routes[prefix..].iter().rev())
+            .zip(new[prefix..].iter().rev())
+            .take_while(|(a, b)| same(a, b))
+            .count();
+        let old: Vec<&Arc<Route>> = old[prefix..old.len() - suffix]
+            .iter()
+            .flat_map(|c| c.iter())
+            .collect();
+        let new: Vec<&Arc<Route>> = new[prefix..new.len() - suffix]
+            .iter()
+            .flat_map(|c| c.iter())
+            .collect();
+        // Within the chunks that differ, by pointer from both ends.
+        let same = |(a, b): (&&Arc<Route>, &&Arc<Route>)| Arc::ptr_eq(a, b);
+        let prefix = old.iter().zip(&new).take_while(|p| same(*p)).count();
+        let suffix = old[prefix..]
+            .iter()
+            .rev()
+            .zip(new[prefix..].iter().rev())
             .take_while(|p| same(*p))
             .count();
-        let added = &routes[prefix..routes.len() - suffix];
-        let removed = prefix..inputs.len() - suffix;
         // Added first: a route that only moved keeps its compiled form.
-        for route in added {
+        for route in &new[prefix..new.len() - suffix] {
             self.add(route, backends);
         }
-        for route in &inputs[removed.clone()] {
+        for route in &old[prefix..old.len() - suffix] {
             self.remove(route);
         }
-        inputs.splice(removed, added.iter().cloned());
-        self.inputs = inputs;
         // After many routes went: their room goes back.
         shrink_if_sparse(&mut self.routes);
         shrink_if_sparse(&mut self.buckets);
-        shrink_if_sparse(&mut self.exact_hosts);
-        shrink_if_sparse(&mut self.wildcard_hosts);
-        if let Some(stale) = stale {
+        if !stale.is_empty() {
             self.recompile_stale(backends, stale);
         }
         self.rebuild_touched();
         let mut errors = Vec::new();
         if self.invalid > 0 {
-            for route in &self.inputs {
+            for route in self.inputs.iter() {
                 if let Some(Err(e)) = self
                     .routes
                     .get(&(Arc::as_ptr(route) as usize))
@@ -165,8 +203,20 @@ impl TableBuilder {
     }
 
     /// The routes of the last build, in input order.
-    pub fn inputs(&self) -> &[Arc<Route>] {
+    pub fn inputs(&self) -> &Chunked<Arc<Route>> {
         &self.inputs
+    }
+
+    /// Whether a route of the last build sends or mirrors to one of `names` (by the
+    /// index: a hash collision can say yes for a name no route uses).
+    pub fn sends_to_any(&self, names: &[&str]) -> bool {
+        names.iter().any(|name| {
+            let hash = FoldBuild.hash_one(name);
+            self.by_backend
+                .range((hash, 0)..=(hash, usize::MAX))
+                .next()
+                .is_some()
+        })
     }
 
     /// Counts one more listing of `route`, compiling it if it is new.
@@ -176,6 +226,9 @@ impl TableBuilder {
             Some(entry) => entry,
             None => {
                 let entry = self.compile(route, backends);
+                for name in backend_names(route) {
+                    self.by_backend.insert((FoldBuild.hash_one(name), key));
+                }
                 self.routes.entry(key).or_insert(entry)
             }
         };
@@ -198,23 +251,32 @@ impl TableBuilder {
         if entry.uses == 0
             && let Some(entry) = self.routes.remove(&key)
         {
+            for name in backend_names(&entry.input) {
+                self.by_backend.remove(&(FoldBuild.hash_one(name), key));
+            }
             self.forget(&entry);
         }
     }
 
-    /// Compiles again the routes that send to or mirror a `stale` backend.
-    fn recompile_stale(&mut self, backends: &dyn Backends, stale: &dyn Fn(&str) -> bool) {
-        // In input order, as a first build would compile them (the order of equal
-        // routes).
-        let mut seen = std::collections::HashSet::new();
-        let keys: Vec<usize> = self
-            .inputs
-            .iter()
-            .filter(|r| names_any(r, stale))
-            .map(|r| Arc::as_ptr(r) as usize)
-            .filter(|k| seen.insert(*k))
+    /// Compiles again the routes that send to or mirror a `stale` backend (found by
+    /// `by_backend`; a hash collision recompiles a route more, to the same result).
+    fn recompile_stale(&mut self, backends: &dyn Backends, stale: &[&str]) {
+        let mut keys: BTreeSet<usize> = BTreeSet::new();
+        for name in stale {
+            let hash = FoldBuild.hash_one(name);
+            keys.extend(
+                self.by_backend
+                    .range((hash, 0)..=(hash, usize::MAX))
+                    .map(|(_, k)| *k),
+            );
+        }
+        // In the order they were compiled (the order of equal routes).
+        let mut keys: Vec<(u64, usize)> = keys
+            .into_iter()
+            .filter_map(|k| Some((self.routes.get(&k)?.sequence, k)))
             .collect();
-        for key in keys {
+        keys.sort_unstable();
+        for (_, key) in keys {
             let Some(old) = self.routes.remove(&key) else {
                 continue;
             };
@@ -242,7 +304,10 @@ impl TableBuilder {
             for host in &compiled.hosts {
                 let members = self.buckets.entry(host.clone()).or_default();
                 members.routes.push((Arc::clone(compiled), sequence));
-                members.touched = true;
+                if !members.touched {
+                    members.touched = true;
+                    self.touched.push(host.clone());
+                }
             }
         }
         Entry {
@@ -266,7 +331,10 @@ impl TableBuilder {
                     .position(|(r, s)| *s == entry.sequence && Arc::ptr_eq(r, compiled))
             {
                 members.routes.remove(at);
-                members.touched = true;
+                if !members.touched {
+                    members.touched = true;
+                    self.touched.push(host.clone());
+                }
             }
         }
     }
@@ -274,17 +342,20 @@ impl TableBuilder {
     /// Rebuilds the buckets whose routes changed; drops the empty ones.
     fn rebuild_touched(&mut self) {
         let mut emptied = Vec::new();
-        for (host, members) in self.buckets.iter_mut().filter(|(_, m)| m.touched) {
+        for host in std::mem::take(&mut self.touched) {
+            let Some(members) = self.buckets.get_mut(&host) else {
+                continue;
+            };
             members.touched = false;
             if members.routes.is_empty() {
-                emptied.push(host.clone());
+                emptied.push(host);
                 continue;
             }
             members
                 .routes
                 .sort_by(|(a, sa), (b, sb)| a.precedence(b).then(sa.cmp(sb)));
             let bucket = Arc::new(Bucket::build(members.routes.iter().map(|(r, _)| &**r)));
-            match host {
+            match &host {
                 HostKey::Exact(h) => {
                     self.exact_hosts.insert(Arc::clone(h), bucket);
                 }
@@ -298,10 +369,10 @@ impl TableBuilder {
             self.buckets.remove(&host);
             match &host {
                 HostKey::Exact(h) => {
-                    self.exact_hosts.remove(&**h);
+                    self.exact_hosts.remove(h);
                 }
                 HostKey::Wildcard(h) => {
-                    self.wildcard_hosts.remove(&**h);
+                    self.wildcard_hosts.remove(h);
                 }
                 HostKey::Any => self.any_host = None,
             }
@@ -336,19 +407,21 @@ impl fmt::Debug for TableBuilder {
     }
 }
 
-/// Whether `route` sends to (backendRefs) or mirrors to a backend name `stale` names.
-fn names_any(route: &Route, stale: &dyn Fn(&str) -> bool) -> bool {
-    let mirrors = |filters: &[Filter]| {
-        filters.iter().any(|f| match f {
-            Filter::RequestMirror(m) => stale(&m.backend),
-            _ => false,
-        })
-    };
-    route.rules.iter().any(|rule| {
-        mirrors(&rule.filters)
-            || rule
-                .backends
+/// Every backend name `route` sends to (backendRefs) or mirrors to, repeats included.
+fn backend_names(route: &Route) -> impl Iterator<Item = &str> {
+    route.rules.iter().flat_map(|rule| {
+        mirrors(&rule.filters).chain(
+            rule.backends
                 .iter()
-                .any(|b| stale(&b.name) || mirrors(&b.filters))
+                .flat_map(|b| std::iter::once(b.name.as_str()).chain(mirrors(&b.filters))),
+        )
+    })
+}
+
+/// The backend names of the `RequestMirror` filters among `filters`.
+fn mirrors(filters: &[Filter]) -> impl Iterator<Item = &str> {
+    filters.iter().filter_map(|f| match f {
+        Filter::RequestMirror(m) => Some(m.backend.as_str()),
+        _ => None,
     })
 }

@@ -7,6 +7,7 @@
 //! every input bit over the low bits that hashbrown uses to pick a bucket.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 
 const K1: u64 = 0x9e37_79b9_7f4a_7c15;
 const K2: u64 = 0xa076_1d64_78bd_642f;
@@ -83,9 +84,127 @@ where
     }
 }
 
+/// How many shards a [`ShardedMap`] has.
+const SHARDS: usize = 64;
+
+/// A map in [`SHARDS`] shards behind `Arc`s: a clone costs a pointer per shard, and a
+/// change to the clone copies the one shard it reaches (1/64 of the entries). A route
+/// table's host maps (a bucket per hostname, thousands with a hostname per route) are
+/// cloned into every table a builder makes: whole, that cost a reference count per
+/// hostname for a one-route change.
+pub(crate) struct ShardedMap<V> {
+    /// Empty until the first insert; then `SHARDS` shards.
+    shards: Vec<Arc<FastMap<Arc<str>, V>>>,
+    len: usize,
+}
+
+impl<V> Clone for ShardedMap<V> {
+    fn clone(&self) -> Self {
+        Self {
+            shards: self.shards.clone(),
+            len: self.len,
+        }
+    }
+}
+
+impl<V> Default for ShardedMap<V> {
+    fn default() -> Self {
+        Self {
+            shards: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+/// The shard of a key: bits of its hash that hashbrown uses for neither the bucket
+/// (low bits) nor the control byte (top 7).
+fn shard_of(key: &str) -> usize {
+    ((FoldBuild.hash_one(key) >> 32) as usize) % SHARDS
+}
+
+impl<V: Clone> ShardedMap<V> {
+    pub(crate) fn get(&self, key: &str) -> Option<&V> {
+        if self.len == 0 {
+            return None;
+        }
+        self.shards.get(shard_of(key))?.get(key)
+    }
+
+    pub(crate) fn insert(&mut self, key: Arc<str>, value: V) {
+        if self.shards.is_empty() {
+            self.shards = (0..SHARDS).map(|_| Arc::new(FastMap::default())).collect();
+        }
+        let shard = Arc::make_mut(&mut self.shards[shard_of(&key)]);
+        if shard.insert(key, value).is_none() {
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) {
+        let Some(shard) = self.shards.get_mut(shard_of(key)) else {
+            return;
+        };
+        if shard.contains_key(key) {
+            let shard = Arc::make_mut(shard);
+            shard.remove(key);
+            shrink_if_sparse(shard);
+            self.len -= 1;
+        }
+        if self.len == 0 {
+            self.shards = Vec::new();
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &V)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sharded_map_clone_keeps_its_entries_when_the_original_changes() {
+        let mut map: ShardedMap<u32> = ShardedMap::default();
+        for i in 0..500u32 {
+            map.insert(Arc::from(format!("h{i}").as_str()), i);
+        }
+        let before = map.clone();
+        map.insert(Arc::from("h3"), 1000);
+        map.remove("h4");
+        map.insert(Arc::from("new"), 7);
+        assert_eq!(map.len(), 500);
+        assert_eq!(before.len(), 500);
+        assert_eq!(map.get("h3"), Some(&1000));
+        assert_eq!(before.get("h3"), Some(&3));
+        assert_eq!(map.get("h4"), None);
+        assert_eq!(before.get("h4"), Some(&4));
+        assert_eq!(map.get("new"), Some(&7));
+        assert_eq!(map.iter().count(), 500);
+        // Only the shards changed are not shared.
+        let shared = map
+            .shards
+            .iter()
+            .zip(&before.shards)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert!(shared >= SHARDS - 3, "{shared} shared");
+        for i in 0..500u32 {
+            map.remove(&format!("h{i}"));
+        }
+        map.remove("new");
+        assert!(map.is_empty());
+        assert_eq!(map.get("h1"), None);
+    }
 
     #[test]
     fn a_map_emptied_below_a_quarter_gives_its_room_back_and_a_full_one_keeps_it() {

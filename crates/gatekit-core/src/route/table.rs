@@ -8,7 +8,7 @@ use http::{HeaderMap, Method, Uri};
 use regex::Regex;
 
 use super::conditions::{Conditions, preflight_method};
-use super::hash::FastMap;
+use super::hash::{FastMap, ShardedMap};
 use super::host::{self, HostPattern, MAX_HOST};
 use super::model::{Filter, Route, RouteId};
 use super::path::{PathCond, prefix_candidates};
@@ -36,8 +36,8 @@ pub struct RuleMatch<'a> {
 /// bucket sits behind its own `Arc`, so a [`TableBuilder`](super::TableBuilder) shares
 /// the buckets no changed route touches between successive tables.
 pub struct RouteTable {
-    exact_hosts: FastMap<Arc<str>, Arc<Bucket>>,
-    wildcard_hosts: FastMap<Arc<str>, Arc<Bucket>>,
+    exact_hosts: ShardedMap<Arc<Bucket>>,
+    wildcard_hosts: ShardedMap<Arc<Bucket>>,
     wildcard_max_len: usize,
     any_host: Option<Arc<Bucket>>,
     route_count: usize,
@@ -198,17 +198,21 @@ impl RouteTable {
 
     /// A table without routes: every request finds nothing.
     pub fn empty() -> RouteTable {
-        Self::from_buckets(FastMap::default(), FastMap::default(), None, 0)
+        Self::from_buckets(ShardedMap::default(), ShardedMap::default(), None, 0)
     }
 
     /// The table of these buckets.
     pub(crate) fn from_buckets(
-        exact_hosts: FastMap<Arc<str>, Arc<Bucket>>,
-        wildcard_hosts: FastMap<Arc<str>, Arc<Bucket>>,
+        exact_hosts: ShardedMap<Arc<Bucket>>,
+        wildcard_hosts: ShardedMap<Arc<Bucket>>,
         any_host: Option<Arc<Bucket>>,
         route_count: usize,
     ) -> RouteTable {
-        let wildcard_max_len = wildcard_hosts.keys().map(|k| k.len()).max().unwrap_or(0);
+        let wildcard_max_len = wildcard_hosts
+            .iter()
+            .map(|(k, _)| k.len())
+            .max()
+            .unwrap_or(0);
         RouteTable {
             exact_hosts,
             wildcard_hosts,
@@ -227,8 +231,8 @@ impl RouteTable {
     #[cfg(test)]
     pub(crate) fn bucket(&self, key: &HostKey) -> Option<&Arc<Bucket>> {
         match key {
-            HostKey::Exact(h) => self.exact_hosts.get(&**h),
-            HostKey::Wildcard(h) => self.wildcard_hosts.get(&**h),
+            HostKey::Exact(h) => self.exact_hosts.get(h),
+            HostKey::Wildcard(h) => self.wildcard_hosts.get(h),
             HostKey::Any => self.any_host.as_ref(),
         }
     }
@@ -366,8 +370,9 @@ impl fmt::Debug for RouteTable {
                 "candidates",
                 &self
                     .exact_hosts
-                    .values()
-                    .chain(self.wildcard_hosts.values())
+                    .iter()
+                    .chain(self.wildcard_hosts.iter())
+                    .map(|(_, b)| b)
                     .chain(&self.any_host)
                     .map(|b| b.candidate_count())
                     .sum::<usize>(),

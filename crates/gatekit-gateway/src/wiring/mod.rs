@@ -85,6 +85,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use gatekit_core::chunked::Chunked;
 use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::retry::RetryPolicy;
@@ -377,8 +378,9 @@ impl Group {
 /// matched against the routes of the most specific listener for its host only), built
 /// with `groups`, the port's groups of the previous reload (updated). Listeners of
 /// several Gateways with the same hostname on one port share one table. A group whose
-/// routes are the same `Arc`s as last time, none naming a `stale` backend, keeps its
-/// table; the others are rebuilt by their [`TableBuilder`], which compiles only the
+/// route list holds the same chunks as last time ([`Chunked::same_chunks`]: one pointer
+/// comparison per chunk), none naming a `stale` backend (the builder's index says),
+/// keeps its table; the others are rebuilt by their [`TableBuilder`], which compiles only the
 /// changed routes. `None` when every table and the listeners are as last time (nothing
 /// to store). Problems go to `errors`, each once however many listeners a route is
 /// attached to. The gateway's [`TrafficDefaults`] apply where rules set nothing.
@@ -402,21 +404,21 @@ pub(crate) fn port_table(
         return None;
     }
     // Each listener hostname with the route lists of its listeners.
-    type Listeners<'p> = Vec<(Option<&'p str>, Vec<&'p [Arc<Route>]>)>;
+    type Listeners<'p> = Vec<(Option<&'p str>, Vec<&'p Chunked<Arc<Route>>>)>;
     let mut listeners: Listeners<'_> = Vec::new();
-    for (listener, routes) in port.routes_by_listener() {
+    for (listener, routes) in port.route_lists() {
         match listeners
             .iter_mut()
             .find(|(h, _)| *h == listener.hostname())
         {
-            Some((_, slices)) => slices.push(routes),
+            Some((_, lists)) => lists.push(routes),
             None => listeners.push((listener.hostname(), vec![routes])),
         }
     }
+    let stale: Vec<&str> = stale.iter().map(String::as_str).collect();
     let mut changed = groups.len() != listeners.len();
     let mut previous = std::mem::take(groups);
-    let is_stale = |name: &str| stale.contains(name);
-    for (i, (hostname, slices)) in listeners.into_iter().enumerate() {
+    for (i, (hostname, lists)) in listeners.into_iter().enumerate() {
         let at = previous
             .iter()
             .position(|g| g.hostname.as_deref() == hostname);
@@ -425,21 +427,22 @@ pub(crate) fn port_table(
             Some(at) => previous.remove(at),
             None => Group::new(hostname, defaults),
         };
-        // One listener's routes are a slice of the port's as they are.
-        let joined: Vec<Arc<Route>>;
-        let routes: &[Arc<Route>] = match slices.as_slice() {
+        // One listener's routes are its list as it is; several share their chunks.
+        let joined: Chunked<Arc<Route>>;
+        let routes: &Chunked<Arc<Route>> = match lists.as_slice() {
             [one] => one,
             _ => {
-                joined = slices.iter().flat_map(|s| s.iter()).cloned().collect();
+                let mut all = Chunked::new();
+                for list in &lists {
+                    all.append_shared(list);
+                }
+                joined = all;
                 &joined
             }
         };
-        let inputs = group.builder.inputs();
-        let same = routes.len() == inputs.len()
-            && routes.iter().zip(inputs).all(|(a, b)| Arc::ptr_eq(a, b));
-        if !same || !stale.is_empty() || at.is_none() {
-            let stale = (!stale.is_empty()).then_some(&is_stale as &dyn Fn(&str) -> bool);
-            let (table, table_errors) = group.builder.build_with(routes, backends, stale);
+        let same = routes.same_chunks(group.builder.inputs());
+        if !same || at.is_none() || group.builder.sends_to_any(&stale) {
+            let (table, table_errors) = group.builder.build_list(routes, backends, &stale);
             group.table = Arc::new(table);
             group.errors = table_errors;
             changed = true;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use gatekit_core::ConfigError;
+use gatekit_core::chunked::Chunked;
 
 use super::backend::{Context, created_of, name_of, ns_of};
 use super::frontend::{self, Frontend};
@@ -1139,13 +1140,15 @@ pub(crate) fn finish(
                 port: l.port,
                 protocol: l.protocol,
                 listeners: Vec::new(),
-                routes: Vec::new(),
+                lists: Vec::new(),
+                flat: std::sync::OnceLock::new(),
                 stream_routes: Vec::new(),
             });
         let key = (l.status_index, l.listener_index);
         let own = routes.remove(&key).unwrap_or_default();
-        let start = entry.routes.len();
-        entry.routes.extend(own);
+        let start = entry.lists.iter().map(Chunked::len).sum::<usize>();
+        let end = start + own.len();
+        entry.lists.push(own);
         let own_streams = stream_routes.remove(&key).unwrap_or_default();
         let stream_start = entry.stream_routes.len();
         entry.stream_routes.extend(own_streams);
@@ -1162,7 +1165,7 @@ pub(crate) fn finish(
             connection_limit: l.connection_limit,
             client_ip: l.client_ip,
             tls_mode: l.tls_mode,
-            routes: start..entry.routes.len(),
+            routes: start..end,
             stream_routes: stream_start..entry.stream_routes.len(),
         });
     }

@@ -106,8 +106,9 @@ pub use listener::unix_now;
 pub(crate) use session::inline_v17_sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use gatekit_core::chunked::Chunked;
 use gatekit_core::route::Route;
 use gatekit_core::stream::StreamRoute;
 use gatekit_core::{ConfigError, Endpoint};
@@ -403,14 +404,39 @@ impl ListenerSpec {
 }
 
 /// Everything served on one port: the protocol, the listeners sharing it, the routes.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PortListeners {
     port: u16,
     protocol: Protocol,
     listeners: Vec<ListenerSpec>,
-    routes: Vec<Arc<Route>>,
+    /// Each listener's routes (index-aligned with `listeners`), in chunks shared with
+    /// the previous translation of an incremental [`Translator`] where no route changed.
+    lists: Vec<Chunked<Arc<Route>>>,
+    /// The routes of every listener in one list, made when first asked for
+    /// ([`routes`](Self::routes)): the apply stage reads `lists`.
+    flat: OnceLock<Vec<Arc<Route>>>,
     /// TLSRoutes, TCPRoutes and UDPRoutes (on `TLS`, `TCP` and `UDP` ports only).
     stream_routes: Vec<Arc<StreamRoute>>,
+}
+
+/// The routes as one list (chunk boundaries and the flat copy do not show).
+impl std::fmt::Debug for PortListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortListeners")
+            .field("port", &self.port)
+            .field("protocol", &self.protocol)
+            .field("listeners", &self.listeners)
+            .field(
+                "routes",
+                &self
+                    .lists
+                    .iter()
+                    .flat_map(Chunked::iter)
+                    .collect::<Vec<_>>(),
+            )
+            .field("stream_routes", &self.stream_routes)
+            .finish()
+    }
 }
 
 impl PortListeners {
@@ -431,21 +457,37 @@ impl PortListeners {
 
     /// The routes of every listener of the port, listener after listener (a route
     /// attached to several listeners is there once per listener), hostnames already
-    /// intersected with the listener's.
+    /// intersected with the listener's. Made into one list when first asked for (a
+    /// copy of every pointer): a caller that follows changes reads
+    /// [`route_lists`](Self::route_lists).
     pub fn routes(&self) -> &[Arc<Route>] {
-        &self.routes
+        self.flat.get_or_init(|| {
+            let mut out = Vec::with_capacity(self.lists.iter().map(Chunked::len).sum());
+            for list in &self.lists {
+                out.extend(list.iter().cloned());
+            }
+            out
+        })
     }
 
     /// The routes attached to `listener` (one of [`listeners`](Self::listeners)), its
     /// hostname already intersected with each route's. Listener isolation: a request
     /// this listener takes is matched against these routes only.
     pub fn listener_routes(&self, listener: &ListenerSpec) -> &[Arc<Route>] {
-        self.routes.get(listener.routes.clone()).unwrap_or(&[])
+        self.routes().get(listener.routes.clone()).unwrap_or(&[])
     }
 
     /// Each listener with its routes (see [`listener_routes`](Self::listener_routes)).
     pub fn routes_by_listener(&self) -> impl Iterator<Item = (&ListenerSpec, &[Arc<Route>])> {
         self.listeners.iter().map(|l| (l, self.listener_routes(l)))
+    }
+
+    /// Each listener with its routes as a [`Chunked`] list: after an incremental
+    /// [`Translator`] call, the chunks no changed route is in are the previous
+    /// result's (the same `Arc`s), so a consumer finds what changed by comparing one
+    /// pointer per chunk.
+    pub fn route_lists(&self) -> impl Iterator<Item = (&ListenerSpec, &Chunked<Arc<Route>>)> {
+        self.listeners.iter().zip(&self.lists)
     }
 
     /// The stream routes (TLSRoute, TCPRoute, UDPRoute) of every listener of a `TLS`,
@@ -599,13 +641,63 @@ pub struct Translation {
     /// Shared with the [`Translator`] and the next translation while no upstream
     /// changes.
     upstreams: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
-    statuses: Vec<Arc<ResourceStatus>>,
+    statuses: Statuses,
     errors: Vec<ConfigError>,
     global_rate_limits: BTreeSet<String>,
     /// Access policies by name (SecurityPolicies, SecurityOverrides).
     access: Arc<BTreeMap<String, AccessEntry>>,
     /// Set by an incremental [`Translator`] call only.
     changes: Option<Arc<Changes>>,
+}
+
+/// The statuses of a [`Translation`]: those before the routes' (GatewayClasses,
+/// policies, Gateways, ListenerSets), the HTTPRoutes' and GRPCRoutes' in route order
+/// (in chunks an incremental [`Translator`] shares with its previous result), those
+/// after (stream routes). One list is made when first asked for: only `/config`, the
+/// status writer and callers of [`Translation::statuses`] need it.
+#[derive(Clone, Default)]
+pub(crate) struct Statuses {
+    pub(crate) head: Vec<Arc<ResourceStatus>>,
+    pub(crate) routes: Chunked<Arc<ResourceStatus>>,
+    pub(crate) tail: Vec<Arc<ResourceStatus>>,
+    flat: OnceLock<Vec<Arc<ResourceStatus>>>,
+}
+
+impl Statuses {
+    pub(crate) fn new(
+        head: Vec<Arc<ResourceStatus>>,
+        routes: Chunked<Arc<ResourceStatus>>,
+        tail: Vec<Arc<ResourceStatus>>,
+    ) -> Self {
+        Self {
+            head,
+            routes,
+            tail,
+            flat: OnceLock::new(),
+        }
+    }
+
+    fn all(&self) -> &[Arc<ResourceStatus>] {
+        self.flat.get_or_init(|| self.joined())
+    }
+
+    fn joined(&self) -> Vec<Arc<ResourceStatus>> {
+        let mut out = Vec::with_capacity(self.head.len() + self.routes.len() + self.tail.len());
+        out.extend_from_slice(&self.head);
+        out.extend(self.routes.iter().cloned());
+        out.extend_from_slice(&self.tail);
+        out
+    }
+
+    /// Changes the list: from then on it is what [`all`](Self::all) says.
+    fn modify(&mut self, change: impl FnOnce(&mut [Arc<ResourceStatus>])) {
+        let mut list = match self.flat.take() {
+            Some(list) => list,
+            None => self.joined(),
+        };
+        change(&mut list);
+        self.flat = OnceLock::from(list);
+    }
 }
 
 /// Everything but [`Translation::changes`]: the debug form of a translation is the
@@ -616,7 +708,7 @@ impl std::fmt::Debug for Translation {
         f.debug_struct("Translation")
             .field("listeners", &self.listeners)
             .field("upstreams", &self.upstreams)
-            .field("statuses", &self.statuses)
+            .field("statuses", &self.statuses.all())
             .field("errors", &self.errors)
             .field("global_rate_limits", &self.global_rate_limits)
             .field("access", &self.access)
@@ -656,7 +748,7 @@ impl Translation {
     /// (with backends named as in [`upstreams`](Self::upstreams)). Empty when nothing
     /// listens on `port`.
     pub fn routes_for_port(&self, port: u16) -> &[Arc<Route>] {
-        self.port(port).map_or(&[], |p| &p.routes)
+        self.port(port).map_or(&[], PortListeners::routes)
     }
 
     /// Upstreams by backend name (see [`backend_name`]).
@@ -668,7 +760,7 @@ impl Translation {
     /// the same `Arc` from one [`Translator`] result to the next while the route is
     /// not translated again).
     pub fn statuses(&self) -> &[Arc<ResourceStatus>] {
-        &self.statuses
+        self.statuses.all()
     }
 
     /// The status of one resource: `kind` as in manifests (`HTTPRoute`, `Gateway`, ...),
@@ -679,7 +771,7 @@ impl Translation {
         namespace: Option<&str>,
         name: &str,
     ) -> Option<&ResourceStatus> {
-        self.statuses
+        self.statuses()
             .iter()
             .find(|s| {
                 let r = s.resource();
@@ -721,7 +813,9 @@ impl Translation {
         &mut self,
         failures: impl IntoIterator<Item = (&'e str, &'e ConfigError)>,
     ) {
-        access::refuse_built(&self.access, &mut self.statuses, failures);
+        let access = &self.access;
+        self.statuses
+            .modify(|statuses| access::refuse_built(access, statuses, failures));
     }
 }
 

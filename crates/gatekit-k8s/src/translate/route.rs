@@ -81,7 +81,8 @@ pub(crate) struct RouteView<'a> {
 
 /// The routes attached to each listener, keyed by the listener's
 /// `(status_index, listener_index)`.
-pub(crate) type ListenerRoutes = BTreeMap<(usize, usize), Vec<Arc<Route>>>;
+pub(crate) type ListenerRoutes =
+    BTreeMap<(usize, usize), gatekit_core::chunked::Chunked<Arc<Route>>>;
 
 /// What a route gets per listener it attaches to: the listener's traffic policy
 /// values, the intersected hostnames, and the Secret (namespace, name) of the client

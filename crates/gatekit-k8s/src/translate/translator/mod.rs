@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use gatekit_core::ConfigError;
+use gatekit_core::chunked::Chunked;
 use gatekit_core::route::Route;
 
 use super::backend::{Context, PolicyMaps, name_of, ns_of};
@@ -23,7 +24,7 @@ use super::listener::{self, Listener};
 use super::route::{self, ListenerKey, RoutePiece};
 use super::small_set::SmallSet;
 use super::stream::{self, StreamPiece};
-use super::{Changes, TranslateOptions, Translation, UpstreamSpec, address};
+use super::{Changes, Statuses, TranslateOptions, Translation, UpstreamSpec, address};
 use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
 use crate::types::{EndpointSlice, slice_service};
@@ -191,8 +192,129 @@ fn remove_uses(
     }
 }
 
-/// Puts a translation together from its frame, its route pieces (in order) and its
-/// upstreams.
+/// What the route pieces contribute to a translation, in route order: each
+/// listener's routes, the `attachedRoutes` counts, the route statuses, and which pieces
+/// have errors or access policies of their own. A full translation makes it from every
+/// piece; an incremental one takes a changed piece out and puts its new version in,
+/// at the cost of the change: the lists are [`Chunked`], so the translation shares
+/// every chunk no changed route is in with the previous one.
+#[derive(Default)]
+struct Assembled {
+    lists: BTreeMap<ListenerKey, Chunked<Arc<Route>>>,
+    counts: BTreeMap<ListenerKey, u32>,
+    statuses: Chunked<Arc<ResourceStatus>>,
+    with_errors: BTreeSet<RouteKey>,
+    with_access: BTreeSet<RouteKey>,
+}
+
+/// The route key a route's id stands for: GRPCRoute ids are `grpc:<name>` (see
+/// `route::route_id`). Unambiguous while no HTTPRoute's name starts with `grpc:` (the
+/// [`Translator`] translates everything then).
+fn route_order(route: &Route) -> (u8, &str, &str) {
+    let id = &route.id;
+    match id.name().strip_prefix("grpc:") {
+        Some(name) => (1, id.namespace(), name),
+        None => (0, id.namespace(), id.name()),
+    }
+}
+
+/// The route key a route status is for.
+fn status_order(status: &ResourceStatus) -> (u8, &str, &str) {
+    let r = status.resource();
+    let kind = u8::from(r.kind() == "GRPCRoute");
+    (kind, r.namespace().unwrap_or_default(), r.name())
+}
+
+fn key_ref(key: &RouteKey) -> (u8, &str, &str) {
+    (key.0, key.1.as_str(), key.2.as_str())
+}
+
+impl Assembled {
+    /// From every piece, in route order.
+    fn of<'p>(pieces: impl Iterator<Item = &'p RoutePiece>) -> Self {
+        let mut lists: BTreeMap<ListenerKey, Vec<Arc<Route>>> = BTreeMap::new();
+        let mut counts: BTreeMap<ListenerKey, u32> = BTreeMap::new();
+        let mut statuses = Vec::new();
+        let mut with_errors = BTreeSet::new();
+        let mut with_access = BTreeSet::new();
+        for piece in pieces {
+            for (listener, route) in &piece.routes {
+                lists.entry(*listener).or_default().push(route.clone());
+            }
+            for listener in &piece.counted {
+                *counts.entry(*listener).or_default() += 1;
+            }
+            statuses.push(piece.status.clone());
+            if !piece.errors.is_empty() {
+                with_errors.insert(piece.key.clone());
+            }
+            if !piece.access.is_empty() {
+                with_access.insert(piece.key.clone());
+            }
+        }
+        Self {
+            lists: lists
+                .into_iter()
+                .map(|(l, routes)| (l, routes.into_iter().collect()))
+                .collect(),
+            counts,
+            statuses: statuses.into_iter().collect(),
+            with_errors,
+            with_access,
+        }
+    }
+
+    /// Takes `piece` (of the route `key`) out.
+    fn remove(&mut self, key: &RouteKey, piece: &RoutePiece) {
+        let at = key_ref(key);
+        for (listener, _) in &piece.routes {
+            if let Some(list) = self.lists.get_mut(listener) {
+                list.remove_sorted(|r| route_order(r).cmp(&at));
+                if list.is_empty() {
+                    self.lists.remove(listener);
+                }
+            }
+        }
+        for listener in &piece.counted {
+            if let Some(n) = self.counts.get_mut(listener) {
+                *n -= 1;
+                if *n == 0 {
+                    self.counts.remove(listener);
+                }
+            }
+        }
+        self.statuses.remove_sorted(|s| status_order(s).cmp(&at));
+        self.with_errors.remove(key);
+        self.with_access.remove(key);
+    }
+
+    /// Puts `piece` (of the route `key`) in.
+    fn add(&mut self, key: &RouteKey, piece: &RoutePiece) {
+        let at = key_ref(key);
+        for (listener, route) in &piece.routes {
+            self.lists
+                .entry(*listener)
+                .or_default()
+                .insert_sorted(|r| route_order(r).cmp(&at), route.clone());
+        }
+        for listener in &piece.counted {
+            *self.counts.entry(*listener).or_default() += 1;
+        }
+        self.statuses
+            .insert_sorted(|s| status_order(s).cmp(&at), piece.status.clone());
+        if !piece.errors.is_empty() {
+            self.with_errors.insert(key.clone());
+        }
+        if !piece.access.is_empty() {
+            self.with_access.insert(key.clone());
+        }
+    }
+}
+
+/// Puts a translation together from its frame, its route pieces (assembled in
+/// `parts`; `walk`: in route order, at least the pieces with errors or access
+/// policies, and every piece while an upstream has errors: the first piece using one
+/// reports them) and its upstreams.
 #[allow(clippy::too_many_arguments)]
 fn assemble<'p>(
     resources: &ResourceSet,
@@ -200,8 +322,8 @@ fn assemble<'p>(
     prefix_statuses: &[Arc<ResourceStatus>],
     prefix_errors: &[ConfigError],
     pass: ListenerPass<'_>,
-    pieces: impl Iterator<Item = &'p RoutePiece>,
-    count: usize,
+    parts: &Assembled,
+    walk: impl Iterator<Item = &'p RoutePiece>,
     stream_pieces: &[StreamPiece],
     upstreams: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
     upstream_errors: &HashMap<&str, &[ConfigError]>,
@@ -217,22 +339,14 @@ fn assemble<'p>(
     errors.extend_from_slice(prefix_errors);
     errors.extend(listener_errors);
     let mut access = access;
-    let mut routes: BTreeMap<ListenerKey, Vec<Arc<Route>>> = BTreeMap::new();
-    let mut counts: BTreeMap<ListenerKey, u32> = BTreeMap::new();
-    let mut route_statuses = Vec::with_capacity(count);
+    let mut counts = parts.counts.clone();
     let mut reported: HashSet<&str> = HashSet::new();
-    for piece in pieces {
+    for piece in walk {
         if !piece.access.is_empty() {
             let map = Arc::make_mut(&mut access);
             for (name, entry) in &piece.access {
                 map.insert(name.clone(), entry.clone());
             }
-        }
-        for (listener, route) in &piece.routes {
-            routes.entry(*listener).or_default().push(route.clone());
-        }
-        for listener in &piece.counted {
-            *counts.entry(*listener).or_default() += 1;
         }
         if !upstream_errors.is_empty() {
             for u in &piece.uses {
@@ -244,8 +358,8 @@ fn assemble<'p>(
             }
         }
         errors.extend_from_slice(&piece.errors);
-        route_statuses.push(piece.status.clone());
     }
+    let mut stream_statuses = Vec::with_capacity(stream_pieces.len());
     for piece in stream_pieces {
         for listener in &piece.counted {
             *counts.entry(*listener).or_default() += 1;
@@ -260,7 +374,7 @@ fn assemble<'p>(
             }
         }
         errors.extend_from_slice(&piece.errors);
-        route_statuses.push(piece.status.clone());
+        stream_statuses.push(piece.status.clone());
     }
     for ((status, listener), n) in counts {
         if let Some(l) = listener_statuses
@@ -273,15 +387,17 @@ fn assemble<'p>(
         }
     }
     address::gateway_addresses(resources, options, &mut listener_statuses);
-    let mut statuses =
-        Vec::with_capacity(prefix_statuses.len() + listener_statuses.len() + route_statuses.len());
-    statuses.extend_from_slice(prefix_statuses);
-    statuses.extend(listener_statuses.into_iter().map(Arc::new));
-    statuses.extend(route_statuses);
+    let mut head = Vec::with_capacity(prefix_statuses.len() + listener_statuses.len());
+    head.extend_from_slice(prefix_statuses);
+    head.extend(listener_statuses.into_iter().map(Arc::new));
     Translation {
-        listeners: listener::finish(listeners, routes, stream::by_listener(stream_pieces.iter())),
+        listeners: listener::finish(
+            listeners,
+            parts.lists.clone(),
+            stream::by_listener(stream_pieces.iter()),
+        ),
         upstreams,
-        statuses,
+        statuses: Statuses::new(head, parts.statuses.clone(), stream_statuses),
         errors,
         global_rate_limits,
         access,
@@ -362,16 +478,19 @@ fn spec_map(states: &BTreeMap<String, UpstreamState>) -> BTreeMap<String, Arc<Up
 pub(crate) fn translate_full(resources: &ResourceSet, options: &TranslateOptions) -> Translation {
     full(resources, options, |f, pass| {
         let upstreams = Arc::new(spec_map(&f.upstreams));
-        assemble_full(resources, options, &f, pass, upstreams)
+        let parts = Assembled::of(f.pieces.iter());
+        assemble_full(resources, options, &f, pass, &parts, upstreams)
     })
 }
 
-/// The translation of a [`full`] pass, with `upstreams` (its upstreams' specs).
+/// The translation of a [`full`] pass, with `parts` (its pieces assembled) and
+/// `upstreams` (its upstreams' specs).
 fn assemble_full(
     resources: &ResourceSet,
     options: &TranslateOptions,
     f: &Full,
     pass: ListenerPass<'_>,
+    parts: &Assembled,
     upstreams: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
 ) -> Translation {
     assemble(
@@ -380,8 +499,8 @@ fn assemble_full(
         &f.prefix_statuses,
         &f.prefix_errors,
         pass,
+        parts,
         f.pieces.iter(),
-        f.pieces.len(),
         &f.stream_pieces,
         upstreams,
         &errors_of(&f.upstreams),
@@ -434,6 +553,8 @@ struct State {
     /// Service change translates everything.
     any_access: bool,
     pieces: BTreeMap<RouteKey, RoutePiece>,
+    /// What `pieces` contribute, kept up to date with them.
+    parts: Assembled,
     /// The stream routes' pieces: part of the frame (see `stream.rs`), kept as they
     /// are by every incremental call.
     stream_pieces: Vec<StreamPiece>,
@@ -521,8 +642,9 @@ impl Translator {
         let options = &self.options;
         let (translation, state) = full(resources, options, |f, pass| {
             let specs = Arc::new(spec_map(&f.upstreams));
-            let translation = assemble_full(resources, options, &f, pass, specs.clone());
-            (translation, State::new(resources, options, f, specs))
+            let parts = Assembled::of(f.pieces.iter());
+            let translation = assemble_full(resources, options, &f, pass, &parts, specs.clone());
+            (translation, State::new(resources, options, f, specs, parts))
         });
         self.state = state;
         Arc::new(translation)
@@ -567,6 +689,8 @@ impl Translator {
                 }
                 // Stream routes are part of the frame (see `stream.rs`).
                 "Service" if state.stream_services.contains(&named) => return None,
+                // Its routes' ids would read as a GRPCRoute's (see `route_order`).
+                "HTTPRoute" if named.1.starts_with("grpc:") => return None,
                 "HTTPRoute" => {
                     routes.insert((0, named.0, named.1));
                 }
@@ -664,6 +788,7 @@ impl Translator {
                     .extend(p.routes.iter().map(|(_, r)| r.clone()));
             }
             if let Some(old) = state.pieces.remove(&key) {
+                state.parts.remove(&key, &old);
                 touched_listeners.extend(old.routes.iter().map(|(l, _)| *l));
                 remove_uses(&mut state.upstreams, &old.uses, &mut touch);
                 for s in &old.services {
@@ -676,6 +801,7 @@ impl Translator {
                 }
             }
             if let Some(piece) = piece {
+                state.parts.add(&key, &piece);
                 add_uses(&mut state.upstreams, &piece.uses, &mut touch);
                 for s in &piece.services {
                     state
@@ -829,8 +955,8 @@ impl Translator {
             &state.prefix_statuses,
             &state.prefix_errors,
             pass,
-            state.pieces.values(),
-            state.pieces.len(),
+            &state.parts,
+            walk(state),
             &state.stream_pieces,
             state.specs.clone(),
             &state
@@ -844,6 +970,17 @@ impl Translator {
         translation.changes = Some(Arc::new(changes));
         Some(Arc::new(translation))
     }
+}
+
+/// The pieces [`assemble`] must look at, in route order: every piece while an
+/// upstream has errors (the first piece using it reports them), else those with errors
+/// or access policies of their own.
+fn walk(state: &State) -> Box<dyn Iterator<Item = &RoutePiece> + '_> {
+    if !state.erroring.is_empty() {
+        return Box::new(state.pieces.values());
+    }
+    let keys = state.parts.with_errors.union(&state.parts.with_access);
+    Box::new(keys.filter_map(|k| state.pieces.get(k)))
 }
 
 /// Makes `specs` say what `upstreams` say for `names`. `specs` must be unshared.
@@ -878,8 +1015,17 @@ impl State {
         options: &TranslateOptions,
         f: Full,
         specs: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
+        parts: Assembled,
     ) -> Option<Self> {
         let _ = options;
+        // Their routes' ids would read as GRPCRoutes' (see `route_order`).
+        if resources
+            .http_routes
+            .iter()
+            .any(|r| name_of(&r.metadata).starts_with("grpc:"))
+        {
+            return None;
+        }
         let mut policy_targets = HashSet::new();
         for p in &resources.backend_policies {
             let ns = ns_of(&p.metadata);
@@ -963,6 +1109,7 @@ impl State {
                         .is_some_and(|b| b.client_certificate_ref.is_some())
                 }),
             pieces,
+            parts,
             stream_pieces: f.stream_pieces,
             stream_services,
             service_routes,
