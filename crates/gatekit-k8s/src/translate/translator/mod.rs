@@ -246,10 +246,10 @@ impl Assembled {
             }
             statuses.push(piece.status.clone());
             if !piece.errors.is_empty() {
-                with_errors.insert(piece.key.clone());
+                with_errors.insert(piece.key());
             }
             if !piece.access.is_empty() {
-                with_access.insert(piece.key.clone());
+                with_access.insert(piece.key());
             }
         }
         Self {
