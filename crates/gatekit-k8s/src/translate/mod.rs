@@ -79,7 +79,11 @@
 //! a [`Translator`] keeps the pieces and upstreams and, given the objects that
 //! changed, rebuilds the pieces of routes that changed or whose references name a
 //! changed Service, and the upstreams whose Service, EndpointSlices or users changed.
-//! Its result equals `translate`'s; everything else keeps its `Arc`. A change of
+//! Its result equals `translate`'s; everything else keeps its `Arc`. The per-listener
+//! route lists and the route statuses are [`Chunked`]: the translator keeps them and
+//! replaces a changed route's entry in its chunk, so a one-route change neither walks
+//! nor copies every route ([`PortListeners::route_lists`]; the flat
+//! [`PortListeners::routes`] and [`Translation::statuses`] are made when asked for). A change of
 //! another kind (Gateway, ListenerSet, GatewayClass, ReferenceGrant, Namespace, Secret,
 //! policy, BackendTLSPolicy, ConfigMap), of a route or Service a policy targets, of the
 //! gateway's own Service, or any route or Service change while a BackendTrafficPolicy,

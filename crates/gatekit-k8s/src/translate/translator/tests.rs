@@ -592,3 +592,51 @@ fn a_route_change_keeps_every_other_route_and_upstream() {
     same(&t4, &t3).unwrap();
     assert_kept(&t3, &t4, "none");
 }
+
+/// How many chunks of `after` are not chunks of `before` (by pointer).
+fn new_chunks<T>(
+    before: &gatekit_core::chunked::Chunked<T>,
+    after: &gatekit_core::chunked::Chunked<T>,
+) -> usize {
+    after
+        .chunks()
+        .iter()
+        .filter(|c| !before.chunks().iter().any(|b| Arc::ptr_eq(b, c)))
+        .count()
+}
+
+/// A one-route change hands the apply stage lists that share every chunk but the one
+/// (or two, after a split) the route is in: the route list of its listener and the
+/// route statuses, so neither the translator nor a consumer walks every route.
+#[test]
+fn a_route_change_shares_every_chunk_it_does_not_reach() {
+    let options = TranslateOptions::default();
+    let mut world = route_world(600);
+    let mut translator = Translator::new(options.clone());
+    let mut previous = translator.translate(&resources(&world), None);
+    let list = |t: &Translation| t.port(8080).unwrap().route_lists().next().unwrap().1.clone();
+    assert!(list(&previous).chunks().len() > 8);
+    for step in 0..3 {
+        let i = [600, 17, 333][step];
+        match step {
+            0 => add_route(&mut world, i),
+            1 => {
+                let key = ("HTTPRoute", "default", format!("r{i}"));
+                let route = world[&key].replace(&format!("/r{i}"), "/changed");
+                world.insert(key, route);
+            }
+            _ => {
+                world.remove(&("HTTPRoute", "default", format!("r{i}")));
+            }
+        }
+        let set = resources(&world);
+        let next = translator.translate(&set, Some(&refs_of(i)));
+        same(&next, &translate(&set, &options)).unwrap();
+        assert!(new_chunks(&list(&previous), &list(&next)) <= 2, "step {step}");
+        assert!(
+            new_chunks(&previous.statuses.routes, &next.statuses.routes) <= 2,
+            "step {step}"
+        );
+        previous = next;
+    }
+}
