@@ -110,7 +110,7 @@ impl<T> Chunked<T> {
             let last = c - 1;
             return Err((last, self.chunks[last].len()));
         }
-        match self.chunks[c].binary_search_by(|x| cmp(x)) {
+        match self.chunks[c].binary_search_by(cmp) {
             Ok(i) => Ok((c, i)),
             Err(i) => Err((c, i)),
         }

@@ -614,7 +614,15 @@ fn a_route_change_shares_every_chunk_it_does_not_reach() {
     let mut world = route_world(600);
     let mut translator = Translator::new(options.clone());
     let mut previous = translator.translate(&resources(&world), None);
-    let list = |t: &Translation| t.port(8080).unwrap().route_lists().next().unwrap().1.clone();
+    let list = |t: &Translation| {
+        t.port(8080)
+            .unwrap()
+            .route_lists()
+            .next()
+            .unwrap()
+            .1
+            .clone()
+    };
     assert!(list(&previous).chunks().len() > 8);
     for step in 0..3 {
         let i = [600, 17, 333][step];
@@ -632,7 +640,10 @@ fn a_route_change_shares_every_chunk_it_does_not_reach() {
         let set = resources(&world);
         let next = translator.translate(&set, Some(&refs_of(i)));
         same(&next, &translate(&set, &options)).unwrap();
-        assert!(new_chunks(&list(&previous), &list(&next)) <= 2, "step {step}");
+        assert!(
+            new_chunks(&list(&previous), &list(&next)) <= 2,
+            "step {step}"
+        );
         assert!(
             new_chunks(&previous.statuses.routes, &next.statuses.routes) <= 2,
             "step {step}"
