@@ -100,5 +100,5 @@ fn ports_override_the_switch_and_an_empty_field_list_means_all() {
     assert!(!s.layer(8081).logs());
     let s = AccessLogSettings::on().with_port(9090, false);
     assert!(s.layer(8080).logs() && !s.layer(9090).logs());
-    assert_eq!(AccessLogField::ALL.len(), 19);
+    assert_eq!(AccessLogField::ALL.len(), 20);
 }
