@@ -560,6 +560,20 @@ async fn expiry_is_a_gauge_and_a_warning_in_config() {
         || async { served_leaf(&connector, addr).await.as_ref() == Some(&leaf) },
     )
     .await;
+    // The gauge is set by the same reload, after the certificate store is swapped.
+    let wired = &fx.wired;
+    let expected = not_after.to_string();
+    eventually(Duration::from_secs(10), "the expiry gauge", || {
+        let expected = expected.clone();
+        async move {
+            let (_, metrics) = wired.admin("/metrics").await;
+            metrics.lines().any(|l| {
+                l.starts_with("gatekit_certificate_not_after_seconds{")
+                    && l.ends_with(&format!(" {expected}"))
+            })
+        }
+    })
+    .await;
     let (_, metrics) = fx.wired.admin("/metrics").await;
     let line = metrics
         .lines()
