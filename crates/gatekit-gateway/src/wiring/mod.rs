@@ -1370,15 +1370,21 @@ impl Wiring {
             for route in changes.routes() {
                 see_route(&mut self.series, route, reload, metrics);
             }
+            let mut retired = false;
             for id in changes.route_ids() {
                 if let Some(s) = self.series.get(id)
                     && s.seen != reload
                     && let Some(s) = self.series.remove(id)
                 {
                     retire_series(id, &s, drain_timeout, metrics);
+                    retired = true;
                 }
             }
             gatekit_core::route::shrink_if_sparse(&mut self.series);
+            if retired {
+                // The retired routes' tasks end at the drain deadline (see `trim.rs`).
+                trim::release_free_memory_after(drain_timeout);
+            }
             return;
         }
         for port in translation.listeners() {
@@ -1386,14 +1392,19 @@ impl Wiring {
                 see_route(&mut self.series, route, reload, metrics);
             }
         }
+        let mut retired = false;
         self.series.retain(|id, s| {
             if s.seen == reload {
                 return true;
             }
             retire_series(id, s, drain_timeout, metrics);
+            retired = true;
             false
         });
         gatekit_core::route::shrink_if_sparse(&mut self.series);
+        if retired {
+            trim::release_free_memory_after(drain_timeout);
+        }
     }
 
     /// Labels the membership Lease with the served configuration: its input
