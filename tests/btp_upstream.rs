@@ -255,18 +255,25 @@ async fn connection_idle_timeout_closes_idle_backend_connections_and_follows_rel
         "closed after {idle:?} idle"
     );
 
-    // A changed timeout rebuilds the upstream: the next connection stays 700 ms.
+    // A changed timeout rebuilds the upstream: the next connection stays 700 ms. The
+    // upstream view in `/config` is live (it shows the new upstream as soon as it is
+    // built, before the route tables name it); the generation is published after the
+    // reload swapped them.
+    let generation = wired.config().await["generation"].clone();
     write_atomic(
         dir.path(),
         "all.yaml",
         &manifests("{ http: { connectionIdleTimeout: 700ms } }"),
     );
     let w = &wired;
-    eventually(
-        Duration::from_secs(10),
-        "the new timeout is served",
-        || async move { app_upstream(w).await["idleTimeout"] == "700ms" },
-    )
+    eventually(Duration::from_secs(10), "the new timeout is served", || {
+        let generation = generation.clone();
+        async move {
+            let config = w.config().await;
+            config["generation"] != generation
+                && config["upstreams"]["default/app:80"]["idleTimeout"] == "700ms"
+        }
+    })
     .await;
     assert_eq!(status_of(&client, port).await, Some(StatusCode::OK));
     let idle = idle_until_closed(&mut seen).await;

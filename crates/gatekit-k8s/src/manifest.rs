@@ -593,7 +593,7 @@ fn push<T: DeserializeOwned + Check>(
         errors.extend(prepared.iter().map(|e| cx.error(e.field(), e.reason())));
         return;
     }
-    let mut resource: T = match serde_path_to_error::deserialize(doc) {
+    let mut resource: T = match serde_path_to_error::deserialize(&doc) {
         Ok(r) => r,
         Err(e) => {
             let field = e.path().to_string();

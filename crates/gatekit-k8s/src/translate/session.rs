@@ -172,7 +172,7 @@ pub(crate) fn inline_v17_sessions(route: &mut serde_json::Value) -> Vec<ConfigEr
             continue;
         }
         let at = format!("spec.rules[{i}].sessionPersistence");
-        let s: XSessionPersistence = match serde_path_to_error::deserialize(raw.clone()) {
+        let s: XSessionPersistence = match serde_path_to_error::deserialize(&*raw) {
             Ok(s) => s,
             Err(e) => {
                 errors.push(ConfigError::new(
