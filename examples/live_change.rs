@@ -13,7 +13,8 @@
 //! HTTP listener — and starts `gatekit run --resources DIR --config FILE` (fresh process
 //! per phase, waits for `/readyz`). Then:
 //!
-//! - RSS (`VmRSS` of `/proc/PID/status`) of the fresh process with N routes;
+//! - RSS (`VmRSS` of `/proc/PID/status`) of the fresh process with N routes, and its
+//!   anonymous and file-backed parts (`RssAnon`, `RssFile`);
 //! - a route added as a new file, changed (its path edited) and deleted (the file
 //!   removed), `--repeats` times each: time from the write (write to a hidden temporary
 //!   file, then rename: the atomic write of kubectl-style tools) until the new path
@@ -171,6 +172,8 @@ struct Figures {
     routes: usize,
     ready_ms: f64,
     rss_fresh: f64,
+    /// `rss_fresh`'s anonymous and file-backed parts.
+    rss_fresh_parts: (f64, f64),
     added: Vec<f64>,
     changed: Vec<f64>,
     deleted: Vec<f64>,
@@ -238,6 +241,7 @@ impl Bench {
         }
         std::thread::sleep(Duration::from_secs(1));
         fig.rss_fresh = gk.rss()?.0;
+        fig.rss_fresh_parts = gk.rss_parts()?;
         eprintln!(
             "  {routes} routes: ready in {:.0} ms, RSS {:.1} MB",
             fig.ready_ms, fig.rss_fresh
@@ -478,6 +482,10 @@ fn table(all: &[Figures], repeats: usize) -> String {
     row("RSS, fresh process with that many routes", &|f| {
         mb(f.rss_fresh)
     });
+    row(
+        "… of which anonymous (heap, stacks) / file-backed (the binary's pages)",
+        &|f| format!("{} / {}", mb(f.rss_fresh_parts.0), mb(f.rss_fresh_parts.1)),
+    );
     row("start → /readyz", &|f| fmt_ms(f.ready_ms));
     row("RSS idle (no routes)", &|f| mb(f.rss_idle));
     row(

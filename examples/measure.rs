@@ -352,6 +352,22 @@ impl Gatekit {
     ///
     /// If `/proc/PID/status` cannot be read or lacks them.
     pub fn rss(&self) -> Result<(f64, f64)> {
+        self.status_mb(["VmRSS:", "VmHWM:"])
+            .map(|[rss, hwm]| (rss, hwm))
+    }
+
+    /// `VmRSS`'s parts in MB: anonymous (`RssAnon`: heap, stacks) and file-backed
+    /// (`RssFile`: the binary's and libraries' pages in use).
+    ///
+    /// # Errors
+    ///
+    /// If `/proc/PID/status` cannot be read or lacks them.
+    pub fn rss_parts(&self) -> Result<(f64, f64)> {
+        self.status_mb(["RssAnon:", "RssFile:"])
+            .map(|[anon, file]| (anon, file))
+    }
+
+    fn status_mb<const N: usize>(&self, names: [&str; N]) -> Result<[f64; N]> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let field = |name: &str| -> Result<f64> {
             let line = status
@@ -365,7 +381,11 @@ impl Gatekit {
                 .parse()?;
             Ok(kb / 1024.0)
         };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
+        let mut out = [0.0; N];
+        for (o, name) in out.iter_mut().zip(names) {
+            *o = field(name)?;
+        }
+        Ok(out)
     }
 
     /// The log's length so far (to read the lines logged after it).
