@@ -109,7 +109,7 @@ pub(crate) struct UpstreamView {
 /// The registry's upstreams as `/config` shows them, by name: kept up to date by the
 /// registry as upstreams are created, rebuilt and removed (not copied per reload), and
 /// read when `/config` is rendered.
-pub(crate) type SharedViews = Arc<std::sync::Mutex<BTreeMap<String, UpstreamView>>>;
+pub(crate) type SharedViews = Arc<std::sync::Mutex<BTreeMap<Arc<str>, UpstreamView>>>;
 
 /// `/config`'s `upstreams`: each upstream's settings and its endpoints with their state
 /// and health now. The upstreams are the registry's at this moment: during a reload they
@@ -137,7 +137,7 @@ pub(crate) fn dump(views: &SharedViews) -> serde_json::Value {
             })
             .collect();
         out.insert(
-            name.clone(),
+            name.to_string(),
             serde_json::json!({
                 "algorithm": view.upstream.config().algorithm().to_string(),
                 "protocol": view.protocol,
@@ -162,7 +162,8 @@ pub(crate) struct Upstreams {
     /// Signalled on every health event (no one waits: `/config` reads health when it
     /// is rendered).
     health_changed: Arc<Notify>,
-    entries: BTreeMap<String, Entry>,
+    /// Keyed by each entry's own `name` (one copy of the name per upstream).
+    entries: BTreeMap<Arc<str>, Entry>,
     /// What `/config` shows of `entries`.
     views: SharedViews,
     default_locality: Option<Locality>,
@@ -243,13 +244,16 @@ impl Upstreams {
                 for name in names {
                     match specs.get_key_value(name) {
                         Some((name, spec)) => {
-                            if let Some(rebuild) =
-                                plan(self.entries.get_mut(name), name, spec, &mut changes)
-                            {
+                            if let Some(rebuild) = plan(
+                                self.entries.get_mut(name.as_str()),
+                                name,
+                                spec,
+                                &mut changes,
+                            ) {
                                 work.push((name, spec, rebuild));
                             }
                         }
-                        None if self.entries.contains_key(name) => {
+                        None if self.entries.contains_key(name.as_str()) => {
                             changes.gone.push(name.clone());
                         }
                         None => {}
@@ -262,25 +266,32 @@ impl Upstreams {
                 // spec's name are gone.
                 let mut entries = self.entries.iter_mut().peekable();
                 for (name, spec) in specs {
-                    while let Some((gone, _)) = entries.next_if(|(k, _)| k.as_str() < name.as_str())
-                    {
-                        changes.gone.push(gone.clone());
+                    while let Some((gone, _)) = entries.next_if(|(k, _)| &***k < name.as_str()) {
+                        changes.gone.push(gone.to_string());
                     }
-                    let entry = entries.next_if(|(k, _)| *k == name).map(|(_, e)| e);
+                    let entry = entries.next_if(|(k, _)| ***k == **name).map(|(_, e)| e);
                     if let Some(rebuild) = plan(entry, name, spec, &mut changes) {
                         work.push((name, spec, rebuild));
                     }
                 }
-                changes.gone.extend(entries.map(|(gone, _)| gone.clone()));
+                changes
+                    .gone
+                    .extend(entries.map(|(gone, _)| gone.to_string()));
             }
         }
         changes.stale.extend(changes.gone.iter().cloned());
         for (name, spec, rebuild) in work {
             if rebuild {
                 let entry = self.build(name, spec, &mut changes.errors);
-                self.lock_views().insert(name.clone(), view_of(&entry));
+                // Keyed by the new entry's name (`insert` would keep the old key).
+                let old_view = self.lock_views().remove(name.as_str());
+                self.lock_views()
+                    .insert(Arc::clone(&entry.name), view_of(&entry));
+                drop(old_view);
                 // Drop the old one (its checker stops) after the new one exists.
-                self.entries.insert(name.clone(), entry);
+                let old = self.entries.remove(name.as_str());
+                self.entries.insert(Arc::clone(&entry.name), entry);
+                drop(old);
                 changes.stale.insert(name.clone());
             }
             self.set_endpoints(name, spec.endpoints());
@@ -342,11 +353,11 @@ impl Upstreams {
         {
             let mut views = self.lock_views();
             for name in gone {
-                views.remove(name);
+                views.remove(name.as_str());
             }
         }
         for name in gone {
-            if let Some(entry) = self.entries.remove(name) {
+            if let Some(entry) = self.entries.remove(name.as_str()) {
                 for addr in &entry.endpoints {
                     self.metrics.forget_endpoint(name, *addr);
                 }
@@ -371,7 +382,7 @@ impl Upstreams {
         Arc::clone(&self.views)
     }
 
-    fn lock_views(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, UpstreamView>> {
+    fn lock_views(&self) -> std::sync::MutexGuard<'_, BTreeMap<Arc<str>, UpstreamView>> {
         self.views
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
