@@ -314,12 +314,12 @@ struct Lookup<'a> {
 impl gatekit_core::Backends for Lookup<'_> {
     /// A mirror's backend: its copies' responses are not counted.
     fn backend(&self, name: &str) -> Option<Backend> {
-        let upstream = self.upstreams.upstream(name)?.clone();
+        let upstream = self.upstreams.upstream(name)?;
         Some(Backend::new(Labelled::new(upstream, None)))
     }
 
     fn backend_for(&self, route: &RouteId, name: &str) -> Option<Backend> {
-        let upstream = self.upstreams.upstream(name)?.clone();
+        let upstream = self.upstreams.upstream(name)?;
         let series = self.series.get(route);
         let metrics = series.and_then(|s| s.handle(name)).cloned();
         let labelled = Labelled::new(upstream, metrics)
@@ -1320,7 +1320,7 @@ impl Wiring {
         // The Services' upstream index, for endpoint updates: names come and go.
         for name in &upstreams.gone {
             if let Some(spec) = self.upstreams.spec(name) {
-                let key = service_key(spec);
+                let key = service_key(&spec);
                 if let Some(names) = self.service_upstreams.get_mut(&key) {
                     names.retain(|(n, _, _)| n != name);
                     if names.is_empty() {
