@@ -2,7 +2,12 @@
 //!
 //! ```sh
 //! cargo run --release -p gatekit-bin --example reload_heap -- 5000
+//! cargo run --release -p gatekit-bin --example reload_heap -- DIR
 //! ```
+//!
+//! With a number, the manifests are N routes to one shared Service; with a directory,
+//! they are its files (`live_change --write DIR N` writes the shape users have: every
+//! route with its own Service and EndpointSlice).
 //!
 //! A counting global allocator ([`stats_alloc`]) gives the live bytes held by each
 //! stage on its own — the file text, the parsed [`ResourceSet`], the [`Translation`],
@@ -54,6 +59,18 @@ fn write_manifests(dir: &Path, port: u16, backend: SocketAddr, routes: usize) {
     std::fs::write(dir.join("probe.yaml"), probe).unwrap();
 }
 
+/// Copies the files of `from` into `to`; the number of HTTPRoutes in them.
+fn copy_manifests(from: &Path, to: &Path) -> usize {
+    let mut routes = 0;
+    for file in std::fs::read_dir(from).unwrap() {
+        let path = file.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        routes += text.matches("kind: HTTPRoute").count();
+        std::fs::write(to.join(path.file_name().unwrap()), text).unwrap();
+    }
+    routes
+}
+
 async fn config_len(admin: SocketAddr) -> usize {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut io = tokio::net::TcpStream::connect(admin).await.unwrap();
@@ -68,18 +85,26 @@ async fn config_len(admin: SocketAddr) -> usize {
 
 #[tokio::main]
 async fn main() {
-    let routes: usize = std::env::args().nth(1).map_or(5000, |a| a.parse().unwrap());
+    let arg = std::env::args().nth(1).unwrap_or_else(|| "5000".to_owned());
     let dir = std::env::temp_dir().join(format!("gatekit-heap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    write_manifests(&dir, port, "127.0.0.1:9".parse().unwrap(), routes);
+    let routes = if Path::new(&arg).is_dir() {
+        copy_manifests(Path::new(&arg), &dir)
+    } else {
+        let routes = arg.parse().unwrap();
+        write_manifests(&dir, free_port(), "127.0.0.1:9".parse().unwrap(), routes);
+        routes
+    };
     let dirs = vec![dir.clone()];
     println!("{routes} routes; RSS at start {} KB", rss_kb());
 
     // Each stage on its own, dropped before the next.
     let base = live();
-    let text = std::fs::read_to_string(dir.join("base.yaml")).unwrap();
+    let text: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect();
     println!("file text                {}", mb(live() - base));
     drop(text);
     let base = live();

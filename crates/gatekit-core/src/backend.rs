@@ -158,7 +158,14 @@ pub trait Backends {
     /// metrics series a refusal is counted in). A backend's own
     /// [`WithResponseExtensions`](crate::WithResponseExtensions) take precedence over
     /// them. `None`, the default: nothing is added.
-    fn error_extensions(&self, route: &crate::route::RouteId) -> Option<http::Extensions> {
+    ///
+    /// Each rule keeps the `Arc` it is given (an error response clones the extensions
+    /// out of it): return the same one for every rule of a route, and for every build
+    /// that compiles the route again, to keep one copy per route.
+    fn error_extensions(
+        &self,
+        route: &crate::route::RouteId,
+    ) -> Option<std::sync::Arc<http::Extensions>> {
         let _ = route;
         None
     }

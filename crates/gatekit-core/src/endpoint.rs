@@ -20,15 +20,36 @@ pub enum EndpointState {
 
 /// One network endpoint of an upstream: an address plus what balancers weigh it by.
 ///
-/// Cheap to clone (the optional labels are shared).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Cheap to clone (the optional labels are shared), and small: an endpoint without
+/// zone, cluster or hostname is 48 bytes, the labels one pointer when absent.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Endpoint {
     addr: SocketAddr,
     weight: u32,
     state: EndpointState,
+    /// `None`: no zone, cluster or hostname (most endpoints), without an allocation.
+    labels: Option<Arc<Labels>>,
+}
+
+/// The optional labels of an [`Endpoint`], kept apart: most endpoints have none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Labels {
     zone: Option<Arc<str>>,
     cluster: Option<Arc<str>>,
     hostname: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("addr", &self.addr)
+            .field("weight", &self.weight)
+            .field("state", &self.state)
+            .field("zone", &self.zone())
+            .field("cluster", &self.cluster())
+            .field("hostname", &self.hostname())
+            .finish()
+    }
 }
 
 impl From<SocketAddr> for Endpoint {
@@ -45,9 +66,7 @@ impl Endpoint {
             addr,
             weight: 1,
             state: EndpointState::Ready,
-            zone: None,
-            cluster: None,
-            hostname: None,
+            labels: None,
         }
     }
 
@@ -68,21 +87,21 @@ impl Endpoint {
     /// Sets the zone (topology locality) label.
     #[must_use]
     pub fn with_zone(mut self, zone: impl Into<Arc<str>>) -> Self {
-        self.zone = Some(zone.into());
+        self.labels_mut().zone = Some(zone.into());
         self
     }
 
     /// Sets the cluster this endpoint was discovered in.
     #[must_use]
     pub fn with_cluster(mut self, cluster: impl Into<Arc<str>>) -> Self {
-        self.cluster = Some(cluster.into());
+        self.labels_mut().cluster = Some(cluster.into());
         self
     }
 
     /// Sets the endpoint's host name (for example a pod's hostname), informational.
     #[must_use]
     pub fn with_hostname(mut self, hostname: impl Into<Arc<str>>) -> Self {
-        self.hostname = Some(hostname.into());
+        self.labels_mut().hostname = Some(hostname.into());
         self
     }
 
@@ -103,17 +122,22 @@ impl Endpoint {
 
     /// The zone label, if known.
     pub fn zone(&self) -> Option<&str> {
-        self.zone.as_deref()
+        self.labels.as_deref()?.zone.as_deref()
     }
 
     /// The cluster label, if known.
     pub fn cluster(&self) -> Option<&str> {
-        self.cluster.as_deref()
+        self.labels.as_deref()?.cluster.as_deref()
     }
 
     /// The host name, if known.
     pub fn hostname(&self) -> Option<&str> {
-        self.hostname.as_deref()
+        self.labels.as_deref()?.hostname.as_deref()
+    }
+
+    /// The labels, made (or unshared) for a change.
+    fn labels_mut(&mut self) -> &mut Labels {
+        Arc::make_mut(self.labels.get_or_insert_with(Default::default))
     }
 }
 
@@ -128,4 +152,35 @@ pub enum Change {
     /// Replaces the whole set (a re-list). Consumers diff it against what they hold, so
     /// endpoints present before and after keep their state.
     Replace(Vec<Endpoint>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_cost_nothing_when_absent_and_are_copied_on_change() {
+        assert!(std::mem::size_of::<Endpoint>() <= 48);
+        let plain = Endpoint::new(SocketAddr::from(([10, 0, 0, 1], 80)));
+        assert!(plain.labels.is_none());
+        assert_eq!(
+            (plain.zone(), plain.cluster(), plain.hostname()),
+            (None, None, None)
+        );
+        let zoned = plain.clone().with_zone("a").with_hostname("h");
+        let copy = zoned.clone();
+        let moved = copy.clone().with_zone("b").with_cluster("c");
+        assert_eq!(
+            (zoned.zone(), zoned.cluster(), zoned.hostname()),
+            (Some("a"), None, Some("h"))
+        );
+        assert_eq!(
+            (moved.zone(), moved.cluster(), moved.hostname()),
+            (Some("b"), Some("c"), Some("h"))
+        );
+        assert_eq!(copy, zoned);
+        assert_ne!(moved, zoned);
+        assert_ne!(plain, zoned);
+        assert!(format!("{zoned:?}").contains(r#"zone: Some("a")"#));
+    }
 }

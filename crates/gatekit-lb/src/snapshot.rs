@@ -88,7 +88,8 @@ pub(crate) struct View {
     refreshed_at: AtomicU64,
     refreshing: AtomicBool,
     mode: AtomicU8,
-    /// Cumulative traffic share of each level, out of [`SHARE_ONE`].
+    /// Cumulative traffic share of each level, out of [`SHARE_ONE`]; empty (no
+    /// allocation) with one level or none, which takes all the traffic.
     level_cum: Box<[AtomicU32]>,
 }
 
@@ -98,7 +99,8 @@ pub(crate) struct Snapshot<S> {
     /// Every member (NotReady included), sorted by address.
     /// (The description is the entry's `Arc`, shared, not a copy.)
     pub(crate) members: Box<[MemberRef<S>]>,
-    /// Indices into `members`, sorted by session key (sessions name endpoints by key).
+    /// Indices into `members`, sorted by session key (sessions name endpoints by key);
+    /// empty (no allocation) with one member or none, looked at directly.
     by_session_key: Box<[u32]>,
     /// Ready endpoints with weight > 0, by locality priority (most local first).
     pub(crate) levels: Box<[Pool<S>]>,
@@ -156,11 +158,19 @@ impl<S> Snapshot<S> {
             refreshed_at: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
             mode: AtomicU8::new(Mode::Normal as u8),
-            level_cum: levels.iter().map(|_| AtomicU32::new(SHARE_ONE)).collect(),
+            level_cum: if levels.len() > 1 {
+                levels.iter().map(|_| AtomicU32::new(SHARE_ONE)).collect()
+            } else {
+                Box::default()
+            },
         };
-        let mut by_session_key: Vec<u32> = (0..members.len())
-            .filter_map(|i| u32::try_from(i).ok())
-            .collect();
+        let mut by_session_key: Vec<u32> = if members.len() > 1 {
+            (0..members.len())
+                .filter_map(|i| u32::try_from(i).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
         by_session_key.sort_unstable_by_key(|&i| members[i as usize].1.session_key);
         let snap = Self {
             generation,
@@ -198,6 +208,9 @@ impl<S> Snapshot<S> {
     /// The member a session names by its endpoint key.
     pub(crate) fn member_by_session_key(&self, key: u64) -> Option<&MemberRef<S>> {
         let keys = &self.by_session_key;
+        if keys.is_empty() {
+            return self.members.first().filter(|(_, e)| e.session_key == key);
+        }
         let at = keys
             .binary_search_by_key(&key, |&i| self.members[i as usize].1.session_key)
             .ok()?;
@@ -307,5 +320,61 @@ impl<S> Snapshot<S> {
             .iter()
             .position(|c| r < c.load(Ordering::Relaxed))
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::entry::Tracking;
+
+    fn snapshot(n: u16) -> Snapshot<()> {
+        let tracking = Arc::new(Tracking {
+            count_total: false,
+            total_in_flight: AtomicUsize::new(0),
+            ewma_decay_ns: None,
+            ewma_default_ns: 0.0,
+            observer: None,
+        });
+        let set: Vec<_> = (0..n)
+            .map(|i| {
+                let addr = SocketAddr::from(([10, 0, 0, 1], 8000 + i));
+                let entry = Entry::new(Endpoint::new(addr), (), Arc::clone(&tracking));
+                (
+                    addr,
+                    Member {
+                        entry: Arc::new(entry),
+                    },
+                )
+            })
+            .collect();
+        let config = UpstreamConfig::default();
+        Snapshot::build(1, &set, &config, Instant::now(), None)
+    }
+
+    #[test]
+    fn session_keys_find_their_member_whether_one_or_many() {
+        let stranger = gatekit_core::session::endpoint_key(SocketAddr::from(([192, 0, 2, 1], 1)));
+        for n in [0, 1, 2, 5] {
+            let snap = snapshot(n);
+            // No index for one member or none (looked at directly), nor shares for a
+            // single level.
+            assert_eq!(
+                snap.by_session_key.len(),
+                if n > 1 { usize::from(n) } else { 0 }
+            );
+            assert!(snap.view.level_cum.is_empty());
+            assert_eq!(snap.pick_level(), 0);
+            for (ep, entry) in snap.members.iter() {
+                let (found, _) = snap.member_by_session_key(entry.session_key).unwrap();
+                assert_eq!(found.addr(), ep.addr());
+            }
+            assert!(
+                snap.member_by_session_key(stranger).is_none(),
+                "{n} members"
+            );
+        }
     }
 }

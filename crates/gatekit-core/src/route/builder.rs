@@ -64,7 +64,9 @@ pub struct TableBuilder {
 struct Entry {
     /// Held so its address is not reused by another route while the entry exists.
     input: Arc<Route>,
-    compiled: Result<Arc<CompiledRoute>, ConfigError>,
+    /// The error boxed: most routes are valid, and an inline error would make every
+    /// entry (one per route) three times the size.
+    compiled: Result<Arc<CompiledRoute>, Box<ConfigError>>,
     /// Input order, among routes of equal precedence.
     sequence: u64,
     /// How many times the last build's input lists it.
@@ -189,7 +191,7 @@ impl TableBuilder {
                     .get(&(Arc::as_ptr(route) as usize))
                     .map(|e| &e.compiled)
                 {
-                    errors.push(e.clone());
+                    errors.push(ConfigError::clone(e));
                 }
             }
         }
@@ -299,7 +301,7 @@ impl TableBuilder {
         let sequence = self.sequence;
         let compiled = compile_route(route, backends, self.default_retry.as_ref())
             .map(Arc::new)
-            .map_err(|e| e.for_route(route.id.clone()));
+            .map_err(|e| Box::new(e.for_route(route.id.clone())));
         if let Ok(compiled) = &compiled {
             for host in &compiled.hosts {
                 let members = self.buckets.entry(host.clone()).or_default();
@@ -354,6 +356,8 @@ impl TableBuilder {
             members
                 .routes
                 .sort_by(|(a, sa), (b, sb)| a.precedence(b).then(sa.cmp(sb)));
+            // Most buckets hold one route: no room kept for three more.
+            members.routes.shrink_to_fit();
             let bucket = Arc::new(Bucket::build(members.routes.iter().map(|(r, _)| &**r)));
             match &host {
                 HostKey::Exact(h) => {

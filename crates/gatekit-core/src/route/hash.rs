@@ -9,6 +9,9 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
 const K1: u64 = 0x9e37_79b9_7f4a_7c15;
 const K2: u64 = 0xa076_1d64_78bd_642f;
 
@@ -92,11 +95,17 @@ const SHARDS: usize = 64;
 /// table's host maps (a bucket per hostname, thousands with a hostname per route) are
 /// cloned into every table a builder makes: whole, that cost a reference count per
 /// hostname for a one-route change.
+///
+/// A key is hashed once per lookup: the same hash picks the shard and the slot in it
+/// (the shards are [`HashTable`]s, given the hash).
 pub(crate) struct ShardedMap<V> {
     /// Empty until the first insert; then `SHARDS` shards.
-    shards: Vec<Arc<FastMap<Arc<str>, V>>>,
+    shards: Vec<Arc<Shard<V>>>,
     len: usize,
 }
+
+/// One shard: entries found by [`FoldBuild`]'s hash of their key.
+type Shard<V> = HashTable<(Arc<str>, V)>;
 
 impl<V> Clone for ShardedMap<V> {
     fn clone(&self) -> Self {
@@ -116,10 +125,22 @@ impl<V> Default for ShardedMap<V> {
     }
 }
 
-/// The shard of a key: bits of its hash that hashbrown uses for neither the bucket
-/// (low bits) nor the control byte (top 7).
-fn shard_of(key: &str) -> usize {
-    ((FoldBuild.hash_one(key) >> 32) as usize) % SHARDS
+/// The hash of a key, for its shard and its slot in the shard.
+#[inline]
+fn hash_of(key: &str) -> u64 {
+    FoldBuild.hash_one(key)
+}
+
+/// The shard of a key's `hash`: bits that hashbrown uses for neither the slot (low bits)
+/// nor the control byte (top 7).
+#[inline]
+fn shard_of(hash: u64) -> usize {
+    ((hash >> 32) as usize) % SHARDS
+}
+
+/// The hash of an entry, when a shard grows or shrinks.
+fn rehash<V>((key, _): &(Arc<str>, V)) -> u64 {
+    hash_of(key)
 }
 
 impl<V: Clone> ShardedMap<V> {
@@ -127,27 +148,42 @@ impl<V: Clone> ShardedMap<V> {
         if self.len == 0 {
             return None;
         }
-        self.shards.get(shard_of(key))?.get(key)
+        let hash = hash_of(key);
+        self.shards
+            .get(shard_of(hash))?
+            .find(hash, |(k, _)| **k == *key)
+            .map(|(_, v)| v)
     }
 
     pub(crate) fn insert(&mut self, key: Arc<str>, value: V) {
         if self.shards.is_empty() {
-            self.shards = (0..SHARDS).map(|_| Arc::new(FastMap::default())).collect();
+            self.shards = (0..SHARDS).map(|_| Arc::new(HashTable::new())).collect();
         }
-        let shard = Arc::make_mut(&mut self.shards[shard_of(&key)]);
-        if shard.insert(key, value).is_none() {
-            self.len += 1;
+        let hash = hash_of(&key);
+        let shard = Arc::make_mut(&mut self.shards[shard_of(hash)]);
+        match shard.entry(hash, |(k, _)| *k == key, rehash) {
+            Entry::Occupied(mut slot) => slot.get_mut().1 = value,
+            Entry::Vacant(slot) => {
+                slot.insert((key, value));
+                self.len += 1;
+            }
         }
     }
 
     pub(crate) fn remove(&mut self, key: &str) {
-        let Some(shard) = self.shards.get_mut(shard_of(key)) else {
+        let hash = hash_of(key);
+        let Some(shard) = self.shards.get_mut(shard_of(hash)) else {
             return;
         };
-        if shard.contains_key(key) {
+        let eq = |(k, _): &(Arc<str>, V)| **k == *key;
+        if shard.find(hash, eq).is_some() {
             let shard = Arc::make_mut(shard);
-            shard.remove(key);
-            shrink_if_sparse(shard);
+            if let Ok(slot) = shard.find_entry(hash, eq) {
+                slot.remove();
+            }
+            if shard.capacity() > 64 && shard.len() < shard.capacity() / 4 {
+                shard.shrink_to_fit(rehash);
+            }
             self.len -= 1;
         }
         if self.len == 0 {
@@ -164,7 +200,9 @@ impl<V: Clone> ShardedMap<V> {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &V)> {
-        self.shards.iter().flat_map(|s| s.iter())
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter().map(|(k, v)| (k, v)))
     }
 }
 

@@ -56,7 +56,7 @@ fn rule_stack(
     backends: &Arc<WeightedBackends>,
     lookup: &dyn Backends,
     state: &PolicyState,
-    error_extensions: Option<http::Extensions>,
+    error_extensions: Option<Arc<http::Extensions>>,
 ) -> Backend {
     let policy = &rule.policy;
     let mut local = Vec::new();
@@ -87,7 +87,6 @@ fn rule_stack(
     // Errors carry the extensions the table was given for them (wrapped outermost, so
     // a backend's own extensions, deeper in the cause chain, take precedence).
     let on_error = error_extensions.map(|extensions| {
-        let extensions = Arc::new(extensions);
         MapErrLayer::new(move |err: BoxError| -> BoxError {
             Box::new(WithResponseExtensions::new(err, (*extensions).clone()))
         })

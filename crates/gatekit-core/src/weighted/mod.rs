@@ -37,7 +37,8 @@ pub use self::service::Weighted;
 #[derive(Debug)]
 pub struct WeightedBackends {
     backends: Box<[WeightedBackend]>,
-    /// `cumulative[i]` is the sum of the weights of `backends[..=i]`.
+    /// `cumulative[i]` is the sum of the weights of `backends[..=i]`; empty (no
+    /// allocation) for a single backendRef, which a pick takes without a draw.
     cumulative: Box<[u64]>,
 }
 
@@ -45,13 +46,17 @@ impl WeightedBackends {
     /// The choice among `backends`, in order.
     pub fn new(backends: Vec<WeightedBackend>) -> Self {
         let mut total = 0u64;
-        let cumulative = backends
-            .iter()
-            .map(|b| {
-                total += u64::from(b.weight());
-                total
-            })
-            .collect();
+        let cumulative = if backends.len() > 1 {
+            backends
+                .iter()
+                .map(|b| {
+                    total += u64::from(b.weight());
+                    total
+                })
+                .collect()
+        } else {
+            Box::default()
+        };
         Self {
             backends: backends.into(),
             cumulative,
@@ -67,6 +72,9 @@ impl WeightedBackends {
     /// [`as_slice`](Self::as_slice). `None` when there are no backendRefs or their
     /// weights sum to 0.
     pub fn pick_index(&self) -> Option<usize> {
+        if let [only] = &*self.backends {
+            return (only.weight() > 0).then_some(0);
+        }
         let total = self.cumulative.last().copied().unwrap_or(0);
         if total == 0 {
             return None;

@@ -118,3 +118,20 @@ async fn a_session_pins_its_backend_ref_even_at_weight_zero() {
         }
     }
 }
+
+#[test]
+fn a_single_backend_ref_is_picked_without_a_table() {
+    let one = |weight| {
+        WeightedBackends::new(vec![WeightedBackend::new(
+            "a",
+            weight,
+            Some(echo()),
+            FilterChain::default(),
+        )])
+    };
+    let b = one(3);
+    assert!(b.cumulative.is_empty());
+    assert!((0..100).all(|_| b.pick_index() == Some(0)));
+    assert_eq!(b.index_at(2), 0);
+    assert_eq!(one(0).pick_index(), None);
+}

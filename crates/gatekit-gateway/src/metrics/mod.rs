@@ -370,11 +370,21 @@ impl Metrics {
     /// request costs no series and is absent from `/metrics`; handles for the same names
     /// share one series. Call it when building configuration, not per request.
     pub fn request_metrics(&self, route: &str, backend: &str) -> RequestMetrics {
+        self.request_metrics_shared(Arc::from(route), Arc::from(backend))
+    }
+
+    /// [`request_metrics`](Self::request_metrics) with names already shared (the
+    /// route's, kept by its [`RouteFallback`] too): no copy of them.
+    pub(crate) fn request_metrics_shared(
+        &self,
+        route: Arc<str>,
+        backend: Arc<str>,
+    ) -> RequestMetrics {
         RequestMetrics {
             inner: Arc::new(RequestInner {
                 metrics: self.clone(),
-                route: Arc::from(route),
-                backend: Arc::from(backend),
+                route,
+                backend,
                 series: OnceLock::new(),
                 attempt: OnceLock::new(),
             }),
@@ -764,6 +774,11 @@ impl RouteFallback {
         inner
             .handle
             .get_or_init(|| inner.metrics.request_metrics(&inner.route, NO_BACKEND))
+    }
+
+    /// The route's name, as its series are labelled.
+    pub(crate) fn route(&self) -> &Arc<str> {
+        &self.inner.route
     }
 }
 

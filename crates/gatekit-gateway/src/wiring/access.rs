@@ -446,7 +446,7 @@ fn upstream_backend(
     let upstream = upstreams
         .upstream(name)
         .ok_or_else(|| ConfigError::new(field, format!("upstream {name} is not served")))?;
-    Ok(Backend::new(Labelled::new(upstream.clone(), None)))
+    Ok(Backend::new(Labelled::new(upstream, None)))
 }
 
 fn ext_auth(s: &ExtAuthSpec, upstreams: &Upstreams) -> Result<ExtAuthPolicy, ConfigError> {

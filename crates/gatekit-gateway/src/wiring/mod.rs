@@ -314,12 +314,12 @@ struct Lookup<'a> {
 impl gatekit_core::Backends for Lookup<'_> {
     /// A mirror's backend: its copies' responses are not counted.
     fn backend(&self, name: &str) -> Option<Backend> {
-        let upstream = self.upstreams.upstream(name)?.clone();
+        let upstream = self.upstreams.upstream(name)?;
         Some(Backend::new(Labelled::new(upstream, None)))
     }
 
     fn backend_for(&self, route: &RouteId, name: &str) -> Option<Backend> {
-        let upstream = self.upstreams.upstream(name)?.clone();
+        let upstream = self.upstreams.upstream(name)?;
         let series = self.series.get(route);
         let metrics = series.and_then(|s| s.handle(name)).cloned();
         let labelled = Labelled::new(upstream, metrics)
@@ -342,14 +342,20 @@ impl gatekit_core::Backends for Lookup<'_> {
 
     /// Answers a rule gives before any backend (a policy's refusal, the request
     /// timeout) are counted under the route, backend `(none)`.
-    fn error_extensions(&self, route: &RouteId) -> Option<http::Extensions> {
-        let mut extensions = http::Extensions::new();
-        extensions.insert(self.series.get(route).map_or_else(
-            || RouteFallback::new(self.metrics.clone(), route.to_string()),
-            |s| s.fallback.clone(),
-        ));
-        Some(extensions)
+    /// One `Arc` per route, kept in its series: its rules share it.
+    fn error_extensions(&self, route: &RouteId) -> Option<Arc<http::Extensions>> {
+        Some(self.series.get(route).map_or_else(
+            || fallback_extensions(RouteFallback::new(self.metrics.clone(), route.to_string())),
+            |s| Arc::clone(&s.errors),
+        ))
     }
+}
+
+/// The extensions of a route's error responses: its `(none)` series.
+fn fallback_extensions(fallback: RouteFallback) -> Arc<http::Extensions> {
+    let mut extensions = http::Extensions::new();
+    extensions.insert(fallback);
+    Arc::new(extensions)
 }
 
 /// The routes of one listener hostname of a port (listeners of several Gateways with the
@@ -477,6 +483,8 @@ struct RouteSeries {
     backends: Vec<RequestMetrics>,
     /// The route's `(none)` series, shared by its rules' error responses.
     fallback: RouteFallback,
+    /// `fallback` in the extensions its rules' error responses get (one copy per route).
+    errors: Arc<http::Extensions>,
     /// The reload that last saw the route.
     seen: u64,
     /// Retired (its WebSockets closed) the drain deadline after the route id is gone;
@@ -507,19 +515,22 @@ fn see_route(
             return;
         }
         Some(s) => s,
-        None => series.entry(route.id.clone()).or_insert(RouteSeries {
-            route: Arc::clone(route),
-            backends: Vec::new(),
-            fallback: RouteFallback::new(metrics.clone(), route.id.to_string()),
-            seen: reload,
-            retirement: Arc::new(Retirement::new()),
+        None => series.entry(route.id.clone()).or_insert_with(|| {
+            let fallback = RouteFallback::new(metrics.clone(), route.id.to_string());
+            RouteSeries {
+                route: Arc::clone(route),
+                backends: Vec::new(),
+                errors: fallback_extensions(fallback.clone()),
+                fallback,
+                seen: reload,
+                retirement: Arc::new(Retirement::new()),
+            }
         }),
     };
     series.seen = reload;
     series.route = Arc::clone(route);
     let names = backend_names(route);
     let had = !series.backends.is_empty();
-    let mut id = None;
     series.backends.retain(|h| {
         let keep = names.contains(h.backend());
         if !keep {
@@ -529,18 +540,20 @@ fn see_route(
     });
     for name in names {
         if series.handle(name).is_none() {
-            let id = id.get_or_insert_with(|| route.id.to_string());
-            let handle = metrics.request_metrics(id, name);
+            // The route's name shared with its `(none)` series: one copy per route.
+            let handle =
+                metrics.request_metrics_shared(Arc::clone(series.fallback.route()), name.into());
             series.backends.push(handle);
         }
     }
     series.backends.shrink_to_fit();
     if had && series.backends.is_empty() {
-        let id = id.get_or_insert_with(|| route.id.to_string());
-        metrics.forget_route(id);
+        let id = route.id.to_string();
+        metrics.forget_route(&id);
         // Its `(none)` series is forgotten too: a new handle registers anew.
         series.fallback.forget();
         series.fallback = RouteFallback::new(metrics.clone(), id.as_str());
+        series.errors = fallback_extensions(series.fallback.clone());
     }
 }
 
@@ -1307,7 +1320,7 @@ impl Wiring {
         // The Services' upstream index, for endpoint updates: names come and go.
         for name in &upstreams.gone {
             if let Some(spec) = self.upstreams.spec(name) {
-                let key = service_key(spec);
+                let key = service_key(&spec);
                 if let Some(names) = self.service_upstreams.get_mut(&key) {
                     names.retain(|(n, _, _)| n != name);
                     if names.is_empty() {

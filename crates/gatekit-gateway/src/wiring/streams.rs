@@ -337,16 +337,17 @@ fn build_table(
         );
     }
     StreamTable::build(listeners, |name| {
-        let upstream = upstreams.upstream(name)?.clone();
+        let upstream = upstreams.upstream(name)?;
         let spec = upstreams.spec(name);
         // An Envoy Gateway BackendTrafficPolicy's `proxyProtocol`: a header with the
         // client's address (PROXY-derived on a port reading one) before any byte.
-        let proxy_protocol = spec.and_then(|s| s.proxy_protocol());
+        let proxy_protocol = spec.as_ref().and_then(|s| s.proxy_protocol());
         let mut backend =
             StreamBackend::new(Arc::new(Balanced(upstream))).proxy_protocol(proxy_protocol);
         // The Service's connect timeout (BackendPolicy `connection.connectTimeout`, or a
         // BackendTrafficPolicy's `timeout.tcp.connectTimeout`), validated when loaded.
         if let Some(t) = spec
+            .as_ref()
             .and_then(|s| s.policy())
             .and_then(|p| p.connection.as_ref())
             .and_then(|c| c.connect_timeout().ok().flatten())

@@ -59,7 +59,7 @@ use tokio::sync::Notify;
 use crate::Metrics;
 
 /// One backend name's upstream and what watches it.
-struct Entry {
+pub(crate) struct Entry {
     /// The backend name, shared with the endpoint-health series' labels.
     name: Arc<str>,
     /// The spec last applied.
@@ -95,34 +95,23 @@ pub(crate) struct UpstreamChanges {
     pub(crate) gone: Vec<String>,
 }
 
-/// `/config`'s view of one upstream ([`Upstreams::views`]).
-pub(crate) struct UpstreamView {
-    upstream: Upstream<EndpointClient>,
-    protocol: &'static str,
-    active_health_check: bool,
-    timeouts: (Option<Duration>, Option<Duration>),
-    outlier_detection: bool,
-    /// TLS to the endpoints (BackendTLSPolicy), as `/config` shows it.
-    tls: serde_json::Value,
-}
-
-/// The registry's upstreams as `/config` shows them, by name: kept up to date by the
-/// registry as upstreams are created, rebuilt and removed (not copied per reload), and
-/// read when `/config` is rendered.
-pub(crate) type SharedViews = Arc<std::sync::Mutex<BTreeMap<String, UpstreamView>>>;
+/// The registry's upstreams by name, shared with `/config`, which renders them when it is
+/// asked (one map for both: a second map of views, copied from the entries, cost ~220
+/// bytes per upstream).
+pub(crate) type SharedViews = Arc<std::sync::Mutex<BTreeMap<Arc<str>, Entry>>>;
 
 /// `/config`'s `upstreams`: each upstream's settings and its endpoints with their state
 /// and health now. The upstreams are the registry's at this moment: during a reload they
 /// may be a step ahead of the rest of the document.
 pub(crate) fn dump(views: &SharedViews) -> serde_json::Value {
-    let views = views
+    let entries = views
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let now = tokio::time::Instant::now();
     let mut out = serde_json::Map::new();
-    for (name, view) in views.iter() {
-        let endpoints: Vec<serde_json::Value> = view
-            .upstream
+    for (name, entry) in entries.iter() {
+        let upstream = &entry.upstream;
+        let endpoints: Vec<serde_json::Value> = upstream
             .endpoints()
             .into_iter()
             .map(|(ep, health)| {
@@ -132,21 +121,21 @@ pub(crate) fn dump(views: &SharedViews) -> serde_json::Value {
                     "state": format!("{:?}", ep.state()),
                     "healthy": health.is_active_healthy(),
                     "ejected": health.is_ejected(now),
-                    "inFlight": view.upstream.in_flight(ep.addr()),
+                    "inFlight": upstream.in_flight(ep.addr()),
                 })
             })
             .collect();
         out.insert(
-            name.clone(),
+            name.to_string(),
             serde_json::json!({
-                "algorithm": view.upstream.config().algorithm().to_string(),
-                "protocol": view.protocol,
-                "activeHealthCheck": view.active_health_check,
+                "algorithm": upstream.config().algorithm().to_string(),
+                "protocol": protocol(entry.app_protocol),
+                "activeHealthCheck": entry.checker.is_some(),
                 // The upstream's own timeouts; null: the client's.
-                "connectTimeout": view.timeouts.0.map(millis),
-                "idleTimeout": view.timeouts.1.map(millis),
-                "outlierDetection": view.outlier_detection,
-                "tls": view.tls,
+                "connectTimeout": entry.timeouts.0.map(millis),
+                "idleTimeout": entry.timeouts.1.map(millis),
+                "outlierDetection": entry.outlier.is_some(),
+                "tls": tls_view(&entry.spec),
                 "endpoints": endpoints,
             }),
         );
@@ -162,9 +151,9 @@ pub(crate) struct Upstreams {
     /// Signalled on every health event (no one waits: `/config` reads health when it
     /// is rendered).
     health_changed: Arc<Notify>,
-    entries: BTreeMap<String, Entry>,
-    /// What `/config` shows of `entries`.
-    views: SharedViews,
+    /// Keyed by each entry's own `name` (one copy of the name per upstream); shared
+    /// with `/config`.
+    entries: SharedViews,
     default_locality: Option<Locality>,
     /// Whether upstreams without passive health checking get
     /// [`OutlierConfig::connect_failures_only`].
@@ -174,7 +163,7 @@ pub(crate) struct Upstreams {
 impl std::fmt::Debug for Upstreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstreams")
-            .field("names", &self.entries.keys().collect::<Vec<_>>())
+            .field("names", &self.lock().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -185,8 +174,7 @@ impl Upstreams {
             client,
             metrics,
             health_changed: Arc::new(Notify::new()),
-            entries: BTreeMap::new(),
-            views: SharedViews::default(),
+            entries: SharedViews::default(),
             default_locality: None,
             eject_refusing: true,
         }
@@ -214,6 +202,7 @@ impl Upstreams {
     ) -> UpstreamChanges {
         let mut changes = UpstreamChanges::default();
         let mut work: Vec<(&String, &Arc<UpstreamSpec>, bool)> = Vec::new();
+        let mut entries = self.lock();
         // What to do with `spec` for `name`, whose entry is `entry`: skip a spec that is
         // the same `Arc` as last time, else update or rebuild.
         let plan = |entry: Option<&mut Entry>,
@@ -244,12 +233,12 @@ impl Upstreams {
                     match specs.get_key_value(name) {
                         Some((name, spec)) => {
                             if let Some(rebuild) =
-                                plan(self.entries.get_mut(name), name, spec, &mut changes)
+                                plan(entries.get_mut(name.as_str()), name, spec, &mut changes)
                             {
                                 work.push((name, spec, rebuild));
                             }
                         }
-                        None if self.entries.contains_key(name) => {
+                        None if entries.contains_key(name.as_str()) => {
                             changes.gone.push(name.clone());
                         }
                         None => {}
@@ -260,37 +249,40 @@ impl Upstreams {
                 // One walk of both maps in name order (both are sorted): a name lookup per
                 // spec was most of a reload's apply at 5,000 upstreams. Entries before a
                 // spec's name are gone.
-                let mut entries = self.entries.iter_mut().peekable();
+                let mut walk = entries.iter_mut().peekable();
                 for (name, spec) in specs {
-                    while let Some((gone, _)) = entries.next_if(|(k, _)| k.as_str() < name.as_str())
-                    {
-                        changes.gone.push(gone.clone());
+                    while let Some((gone, _)) = walk.next_if(|(k, _)| &***k < name.as_str()) {
+                        changes.gone.push(gone.to_string());
                     }
-                    let entry = entries.next_if(|(k, _)| *k == name).map(|(_, e)| e);
+                    let entry = walk.next_if(|(k, _)| ***k == **name).map(|(_, e)| e);
                     if let Some(rebuild) = plan(entry, name, spec, &mut changes) {
                         work.push((name, spec, rebuild));
                     }
                 }
-                changes.gone.extend(entries.map(|(gone, _)| gone.clone()));
+                changes.gone.extend(walk.map(|(gone, _)| gone.to_string()));
             }
         }
         changes.stale.extend(changes.gone.iter().cloned());
         for (name, spec, rebuild) in work {
             if rebuild {
                 let entry = self.build(name, spec, &mut changes.errors);
-                self.lock_views().insert(name.clone(), view_of(&entry));
-                // Drop the old one (its checker stops) after the new one exists.
-                self.entries.insert(name.clone(), entry);
+                // Keyed by the new entry's name (`insert` would keep the old key). The
+                // old one is dropped (its checker stops) after the new one exists.
+                let old = entries.remove(name.as_str());
+                entries.insert(Arc::clone(&entry.name), entry);
+                drop(old);
                 changes.stale.insert(name.clone());
             }
-            self.set_endpoints(name, spec.endpoints());
+            if let Some(entry) = entries.get_mut(name.as_str()) {
+                apply_endpoints(&self.metrics, entry, spec.endpoints());
+            }
         }
         changes
     }
 
     /// The spec last applied to upstream `name`.
-    pub(crate) fn spec(&self, name: &str) -> Option<&Arc<UpstreamSpec>> {
-        self.entries.get(name).map(|e| &e.spec)
+    pub(crate) fn spec(&self, name: &str) -> Option<Arc<UpstreamSpec>> {
+        self.lock().get(name).map(|e| Arc::clone(&e.spec))
     }
 
     /// Replaces the endpoints of upstream `name` (keeping every surviving endpoint's
@@ -300,34 +292,13 @@ impl Upstreams {
         name: &str,
         endpoints: &[gatekit_core::Endpoint],
     ) -> bool {
-        let Some(entry) = self.entries.get_mut(name) else {
-            return false;
-        };
-        let generation = entry.upstream.generation();
-        entry.upstream.apply(Change::Replace(endpoints.to_vec()));
-        // The outlier detector learns the set here, where it changes (a follow task per
-        // upstream cost ~0.5 KB each).
-        if let Some(outlier) = &entry.outlier
-            && entry.upstream.generation() != generation
-        {
-            outlier.update(entry.upstream.endpoints());
+        match self.lock().get_mut(name) {
+            Some(entry) => {
+                apply_endpoints(&self.metrics, entry, endpoints);
+                true
+            }
+            None => false,
         }
-        let now: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr()).collect();
-        for gone in entry.endpoints.iter().filter(|a| !now.contains(a)) {
-            self.metrics.forget_endpoint(name, *gone);
-        }
-        for addr in &now {
-            let healthy = entry
-                .upstream
-                .health_of(*addr)
-                .is_none_or(|h| h.is_active_healthy());
-            self.metrics
-                .endpoint_health(Arc::clone(&entry.name), *addr)
-                .set(i64::from(healthy));
-        }
-        entry.endpoints = now;
-        self.metrics.register_upstream(&entry.name);
-        true
     }
 
     /// Sets the locality of upstreams whose BackendPolicy says none (the local cluster,
@@ -339,14 +310,9 @@ impl Upstreams {
     /// Drops the upstreams `gone` names (what [`update`](Self::update) found gone; call
     /// once the tables that no longer name them are served).
     pub(crate) fn retain(&mut self, gone: &[String]) {
-        {
-            let mut views = self.lock_views();
-            for name in gone {
-                views.remove(name);
-            }
-        }
+        let mut entries = self.lock();
         for name in gone {
-            if let Some(entry) = self.entries.remove(name) {
+            if let Some(entry) = entries.remove(name.as_str()) {
                 for addr in &entry.endpoints {
                     self.metrics.forget_endpoint(name, *addr);
                 }
@@ -361,18 +327,18 @@ impl Upstreams {
     }
 
     /// The upstream of `name`, for route tables.
-    pub(crate) fn upstream(&self, name: &str) -> Option<&Upstream<EndpointClient>> {
-        self.entries.get(name).map(|e| &e.upstream)
+    pub(crate) fn upstream(&self, name: &str) -> Option<Upstream<EndpointClient>> {
+        self.lock().get(name).map(|e| e.upstream.clone())
     }
 
     /// What `/config` shows of every upstream (shared, kept up to date; see
     /// [`SharedViews`]).
     pub(crate) fn views(&self) -> SharedViews {
-        Arc::clone(&self.views)
+        Arc::clone(&self.entries)
     }
 
-    fn lock_views(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, UpstreamView>> {
-        self.views
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Arc<str>, Entry>> {
+        self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -444,32 +410,59 @@ impl Upstreams {
     }
 }
 
-/// `/config`'s view of `entry`, sharing its live state.
-fn view_of(entry: &Entry) -> UpstreamView {
-    UpstreamView {
-        upstream: entry.upstream.clone(),
-        protocol: match entry.app_protocol {
-            AppProtocol::H2c => "h2c",
-            AppProtocol::H2 => "h2 over TLS",
-            AppProtocol::Https => "http/1.1 over TLS",
-            _ => "http/1.1",
-        },
-        active_health_check: entry.checker.is_some(),
-        timeouts: entry.timeouts,
-        outlier_detection: entry.outlier.is_some(),
-        tls: entry.spec.tls().map_or(serde_json::Value::Null, |tls| {
-            serde_json::json!({
-                "policy": tls.policy().to_string(),
-                "serverName": tls.hostname(),
-                "subjectAltNames": tls
-                    .subject_alt_names()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>(),
-                "clientCertificate": tls.client_certificate().map(|c| c.secret().to_string()),
-            })
-        }),
+/// How `/config` names an upstream's protocol.
+fn protocol(app_protocol: AppProtocol) -> &'static str {
+    match app_protocol {
+        AppProtocol::H2c => "h2c",
+        AppProtocol::H2 => "h2 over TLS",
+        AppProtocol::Https => "http/1.1 over TLS",
+        _ => "http/1.1",
     }
+}
+
+/// TLS to the endpoints (BackendTLSPolicy) of `spec`, as `/config` shows it.
+fn tls_view(spec: &UpstreamSpec) -> serde_json::Value {
+    spec.tls().map_or(serde_json::Value::Null, |tls| {
+        serde_json::json!({
+            "policy": tls.policy().to_string(),
+            "serverName": tls.hostname(),
+            "subjectAltNames": tls
+                .subject_alt_names()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            "clientCertificate": tls.client_certificate().map(|c| c.secret().to_string()),
+        })
+    })
+}
+
+/// Replaces the endpoints of `entry` (keeping every surviving endpoint's state), tells
+/// its outlier detector the new set and keeps its endpoint-health series in step.
+fn apply_endpoints(metrics: &Metrics, entry: &mut Entry, endpoints: &[gatekit_core::Endpoint]) {
+    let generation = entry.upstream.generation();
+    entry.upstream.apply(Change::Replace(endpoints.to_vec()));
+    // The outlier detector learns the set here, where it changes (a follow task per
+    // upstream cost ~0.5 KB each).
+    if let Some(outlier) = &entry.outlier
+        && entry.upstream.generation() != generation
+    {
+        outlier.update(entry.upstream.endpoints());
+    }
+    let now: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr()).collect();
+    for gone in entry.endpoints.iter().filter(|a| !now.contains(a)) {
+        metrics.forget_endpoint(&entry.name, *gone);
+    }
+    for addr in &now {
+        let healthy = entry
+            .upstream
+            .health_of(*addr)
+            .is_none_or(|h| h.is_active_healthy());
+        metrics
+            .endpoint_health(Arc::clone(&entry.name), *addr)
+            .set(i64::from(healthy));
+    }
+    entry.endpoints = now;
+    metrics.register_upstream(&entry.name);
 }
 
 /// The pool limits of a policy: the connection thresholds of its circuit breaker bound
@@ -813,9 +806,13 @@ ports: [{{ port: 8080 }}]
             let upstream = upstreams.upstream("default/web:80").expect("built");
             assert_eq!(upstream.endpoints().len(), 1);
             let weak = upstream.downgrade();
-            let entry = &upstreams.entries["default/web:80"];
-            assert!(entry.outlier.is_some());
-            assert_eq!(entry.checker.is_some(), health_check);
+            drop(upstream);
+            {
+                let entries = upstreams.lock();
+                let entry = &entries["default/web:80"];
+                assert!(entry.outlier.is_some());
+                assert_eq!(entry.checker.is_some(), health_check);
+            }
 
             let gone = upstreams.update(&BTreeMap::new(), None).gone;
             assert_eq!(gone, ["default/web:80"]);
@@ -855,8 +852,8 @@ ports: [{{ port: 8080 }}]
                 metrics.clone(),
             );
             assert!(upstreams.update(&web_specs(false), None).errors.is_empty());
-            let upstream = upstreams.upstream("default/web:80").expect("built").clone();
-            let outlier = upstreams.entries["default/web:80"]
+            let upstream = upstreams.upstream("default/web:80").expect("built");
+            let outlier = upstreams.lock()["default/web:80"]
                 .outlier
                 .clone()
                 .expect("the default detector");
