@@ -649,10 +649,11 @@ const SLICES: usize = {
 
 /// The Services (namespace, name) the EndpointSlices of `set` belong to.
 fn slice_services(set: &ResourceSet) -> impl Iterator<Item = (String, String)> + '_ {
+    use gatekit_k8s::types::Object;
     set.endpoint_slices.iter().filter_map(|s| {
-        let service = gatekit_k8s::types::slice_service(s)?;
-        let ns = s.metadata.namespace.as_deref().unwrap_or("default");
-        Some((ns.to_owned(), service.clone()))
+        let service = s.service()?;
+        let ns = s.namespace().unwrap_or("default");
+        Some((ns.to_owned(), service.to_owned()))
     })
 }
 
