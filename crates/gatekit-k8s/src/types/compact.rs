@@ -548,6 +548,16 @@ status:
         assert_ne!(service(SERVICE), service(&read));
     }
 
+    #[test]
+    fn the_kept_forms_are_a_few_words() {
+        // What a list moves per object when a file's chunk is spliced in before it
+        // (the `k8s-openapi` objects: 824 and 432 bytes).
+        let word = std::mem::size_of::<usize>();
+        assert!(std::mem::size_of::<CompactService>() <= 10 * word);
+        assert!(std::mem::size_of::<CompactEndpointSlice>() <= 13 * word);
+        assert!(std::mem::size_of::<CompactEndpoint>() <= 8 * word);
+    }
+
     const SLICE: &str = r#"
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
