@@ -48,6 +48,24 @@ fn main() {
     };
     println!("{routes} HTTPRoutes");
     show("ResourceSet", set_bytes);
+    // Each kind's part: its list dropped from a copy.
+    {
+        let mut copy = set.clone();
+        let mut part = |what: &str, drop_list: &mut dyn FnMut(&mut ResourceSet)| {
+            let before = live();
+            drop_list(&mut copy);
+            show(what, before - live());
+        };
+        part("  of which HTTPRoutes", &mut |s| {
+            drop(std::mem::take(&mut s.http_routes))
+        });
+        part("  of which Services", &mut |s| {
+            drop(std::mem::take(&mut s.services))
+        });
+        part("  of which EndpointSlices", &mut |s| {
+            drop(std::mem::take(&mut s.endpoint_slices))
+        });
+    }
 
     let base = live();
     let mut translator = Translator::new(TranslateOptions::default());

@@ -42,10 +42,11 @@ use serde_json::Value;
 
 use crate::status::ResourceRef;
 use crate::types::{
-    BackendPolicy, BackendTlsPolicy, BackendTrafficPolicy, Check, ClientTrafficPolicy, ConfigMap,
-    EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, ListenerSet, Namespace, ObjectMeta,
-    ReferenceGrant, Secret, SecurityOverride, SecurityPolicy, Service, TcpRoute, TlsRoute,
-    TrafficPolicy, UdpRoute, XBackendTrafficPolicy,
+    BackendPolicy, BackendTlsPolicy, BackendTrafficPolicy, Check, ClientTrafficPolicy,
+    CompactEndpointSlice, CompactService, ConfigMap, EndpointSlice, Gateway, GatewayClass,
+    GrpcRoute, HttpRoute, ListenerSet, Namespace, Object, ObjectMeta, ReferenceGrant, Secret,
+    SecurityOverride, SecurityPolicy, Service, TcpRoute, TlsRoute, TrafficPolicy, UdpRoute,
+    XBackendTrafficPolicy,
 };
 
 /// Every resource gatekit reads, by kind.
@@ -73,12 +74,14 @@ pub struct ResourceSet {
     pub udp_routes: Vec<UdpRoute>,
     /// `gateway.networking.k8s.io` ReferenceGrants (`v1` and `v1beta1`).
     pub reference_grants: Vec<ReferenceGrant>,
-    /// Core Services.
-    pub services: Vec<Service>,
+    /// Core Services, as translation reads them (converted from the parsed [`Service`]
+    /// with [`From`]).
+    pub services: Vec<CompactService>,
     /// Core Namespaces (their labels feed `allowedRoutes` selectors).
     pub namespaces: Vec<Namespace>,
-    /// `discovery.k8s.io/v1` EndpointSlices.
-    pub endpoint_slices: Vec<EndpointSlice>,
+    /// `discovery.k8s.io/v1` EndpointSlices, as translation reads them (converted from
+    /// the parsed [`EndpointSlice`] with [`From`]).
+    pub endpoint_slices: Vec<CompactEndpointSlice>,
     /// Core Secrets (TLS certificates).
     pub secrets: Vec<Secret>,
     /// Core ConfigMaps (CA certificates, `ca.crt`).
@@ -241,40 +244,32 @@ pub const KINDS: usize = {
     n
 };
 
-/// A resource's reference from its metadata (a missing name is the empty name).
-fn meta_ref(kind: &'static str, meta: &ObjectMeta) -> ResourceRef {
-    ResourceRef::new(
-        kind,
-        meta.namespace.as_deref(),
-        meta.name.as_deref().unwrap_or_default(),
-    )
+/// A resource's reference (a missing name is the empty name).
+fn object_ref(kind: &'static str, object: &impl Object) -> ResourceRef {
+    ResourceRef::new(kind, object.namespace(), object.name())
 }
 
 /// Adds to `out` every object of `kind` that is in `new` and not in `old`, in `old`
 /// and not in `new`, or in both but different (by kind, namespace and name).
-fn diff_kind<'a, T: PartialEq + 'a>(
+fn diff_kind<'a, T: PartialEq + Object + 'a>(
     kind: &'static str,
     old: impl Iterator<Item = &'a [T]>,
     new: impl Iterator<Item = &'a [T]>,
-    meta: impl Fn(&T) -> &ObjectMeta,
     out: &mut BTreeSet<ResourceRef>,
 ) {
-    let key = |item: &'a T| -> (Option<&'a str>, Option<&'a str>) {
-        let m = meta(item);
-        (m.namespace.as_deref(), m.name.as_deref())
-    };
-    let mut before: HashMap<(Option<&str>, Option<&str>), &T> =
+    let key = |item: &'a T| -> (Option<&'a str>, &'a str) { (item.namespace(), item.name()) };
+    let mut before: HashMap<(Option<&str>, &str), &T> =
         old.flatten().map(|item| (key(item), item)).collect();
     for item in new.flatten() {
         match before.remove(&key(item)) {
             Some(was) if was == item => {}
             _ => {
-                out.insert(meta_ref(kind, meta(item)));
+                out.insert(object_ref(kind, item));
             }
         }
     }
     for (_, gone) in before {
-        out.insert(meta_ref(kind, meta(gone)));
+        out.insert(object_ref(kind, gone));
     }
 }
 
@@ -285,7 +280,7 @@ impl ResourceSet {
         let mut refs = Vec::new();
         macro_rules! push_refs {
             ($field:ident, $kind:literal) => {
-                refs.extend(self.$field.iter().map(|r| meta_ref($kind, &r.metadata)));
+                refs.extend(self.$field.iter().map(|r| object_ref($kind, r)));
             };
         }
         each_kind!(push_refs);
@@ -318,7 +313,6 @@ impl ResourceSet {
                     $kind,
                     old.iter().map(|s| s.$field.as_slice()),
                     new.iter().map(|s| s.$field.as_slice()),
-                    |r| &r.metadata,
                     &mut out,
                 );
             };
@@ -502,7 +496,8 @@ impl ResourceSet {
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
         let gw = |v: &str| v == "v1" || v == "v1beta1";
-        // Reads the document into `self.$list` (namespaced or not).
+        // Reads the document into `self.$list` (namespaced or not): as it is parsed, or
+        // parsed as a `$ty` and converted (`From<&$ty>`) to what the list keeps.
         macro_rules! load {
             ($namespaced:expr, $list:ident) => {
                 push(
@@ -514,6 +509,20 @@ impl ResourceSet {
                     errors,
                     &mut self.$list,
                     |r| &mut r.metadata,
+                    std::convert::identity,
+                )
+            };
+            ($namespaced:expr, $list:ident, $ty:ty) => {
+                push(
+                    &cx,
+                    doc,
+                    $namespaced,
+                    seen,
+                    warnings,
+                    errors,
+                    &mut self.$list,
+                    |r: &mut $ty| &mut r.metadata,
+                    |r: $ty| (&r).into(),
                 )
             };
         }
@@ -540,11 +549,13 @@ impl ResourceSet {
             ("gateway.networking.k8s.io", v, "ReferenceGrant") if gw(v) => {
                 load!(true, reference_grants)
             }
-            ("", "v1", "Service") => load!(true, services),
+            ("", "v1", "Service") => load!(true, services, Service),
             ("", "v1", "Namespace") => load!(false, namespaces),
             ("", "v1", "Secret") => load!(true, secrets),
             ("", "v1", "ConfigMap") => load!(true, config_maps),
-            ("discovery.k8s.io", "v1", "EndpointSlice") => load!(true, endpoint_slices),
+            ("discovery.k8s.io", "v1", "EndpointSlice") => {
+                load!(true, endpoint_slices, EndpointSlice)
+            }
             ("gatekit.io", "v1alpha1", "BackendPolicy") => load!(true, backend_policies),
             ("gatekit.io", "v1alpha1", "TrafficPolicy") => load!(true, traffic_policies),
             ("gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy") => {
@@ -572,21 +583,23 @@ impl ResourceSet {
     }
 }
 
-/// Prepares `doc` ([`Check::prepare`]), deserializes it as `T`, checks it ([`Check`]), defaults its namespace, checks for
-/// duplicates and pushes it.
+/// Prepares `doc` ([`Check::prepare`]), deserializes it as `T`, checks it ([`Check`]),
+/// defaults its namespace, checks for duplicates and pushes it (as what the list keeps:
+/// the compact form of a Service or EndpointSlice, made after every check).
 #[expect(
     clippy::too_many_arguments,
     reason = "the loader's accumulators, passed down one call"
 )]
-fn push<T: DeserializeOwned + Check>(
+fn push<T: DeserializeOwned + Check, U>(
     cx: &DocContext<'_>,
     mut doc: Value,
     namespaced: bool,
     seen: &mut Seen,
     warnings: &mut Vec<Warning>,
     errors: &mut Vec<ManifestError>,
-    into: &mut Vec<T>,
+    into: &mut Vec<U>,
     meta: impl Fn(&mut T) -> &mut ObjectMeta,
+    convert: impl FnOnce(T) -> U,
 ) {
     let prepared = T::prepare(&mut doc);
     if !prepared.is_empty() {
@@ -641,7 +654,7 @@ fn push<T: DeserializeOwned + Check>(
         return;
     }
     seen.insert(key, (cx.file.to_owned(), cx.index));
-    into.push(resource);
+    into.push(convert(resource));
 }
 
 fn kind_static(kind: &str) -> &'static str {

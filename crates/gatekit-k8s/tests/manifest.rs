@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use gatekit_k8s::ResourceSet;
+use gatekit_k8s::types::Object;
 
 #[test]
 fn loads_kinds_defaults_namespace_and_warns_on_unknown_kinds() {
@@ -39,10 +40,7 @@ items:
         set.reference_grants[0].metadata.namespace.as_deref(),
         Some("other")
     );
-    assert_eq!(
-        set.services[0].metadata.namespace.as_deref(),
-        Some("default")
-    );
+    assert_eq!(set.services[0].namespace(), Some("default"));
     assert_eq!(set.namespaces[0].metadata.namespace, None);
     assert_eq!(set.namespaces[0].metadata.name.as_deref(), Some("team"));
 }
@@ -135,11 +133,7 @@ fn from_dirs_walks_yaml_yml_json_and_skips_hidden_entries() {
     // A ConfigMap-volume style hidden copy would be a duplicate if it were read.
     std::fs::write(dir.join("..data/a.yaml"), svc("a")).unwrap();
     let (set, warnings) = ResourceSet::from_dirs(std::slice::from_ref(&dir)).unwrap();
-    let mut names: Vec<_> = set
-        .services
-        .iter()
-        .map(|s| s.metadata.name.clone().unwrap())
-        .collect();
+    let mut names: Vec<_> = set.services.iter().map(|s| s.name().to_owned()).collect();
     names.sort();
     assert_eq!(names, ["a", "b", "c"]);
     assert!(warnings.is_empty());

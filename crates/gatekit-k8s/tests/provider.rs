@@ -375,3 +375,165 @@ async fn kept_resources_follow_random_changes_in_two_clusters() {
         "{checked} {incremental}"
     );
 }
+
+/// What translation reads of a Service and its EndpointSlices (kept in their compact
+/// forms) reaches the upstream alike from a file and from the provider: the port's
+/// `appProtocol` and numeric `targetPort` (a slice without ports), the slice port by
+/// name and protocol, each endpoint's conditions, zone and hostname, an address that is
+/// not an IP reported with its field, and, from the provider, the cluster.
+#[tokio::test]
+async fn service_and_slice_fields_reach_the_upstream_from_files_and_from_the_provider() {
+    use gatekit_core::EndpointState;
+    use gatekit_k8s::translate::AppProtocol;
+    use gatekit_k8s::{ResourceSet, TranslateOptions, translate};
+
+    let objects = [
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "default"},
+            "spec": {"gatewayClassName": "gatekit",
+                     "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "gw"}],
+                     "rules": [{"backendRefs": [{"name": "web", "port": 80},
+                                                {"name": "bare", "port": 81}]}]}
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"selector": {"app": "web"}, "ports": [
+                {"name": "grpc", "port": 80, "targetPort": 9000, "appProtocol": "kubernetes.io/h2c"},
+                {"name": "grpc", "port": 80, "protocol": "UDP"}
+            ]}
+        }),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web-a", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "grpc", "port": 9001, "protocol": "UDP"},
+                      {"name": "grpc", "port": 9000, "protocol": "TCP"}],
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "zone": "z1", "hostname": "web-0", "nodeName": "n1",
+                 "conditions": {"ready": false, "serving": true, "terminating": true}},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": false}},
+                {"addresses": ["web-2.example"]}
+            ]
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "bare", "namespace": "default"},
+            "spec": {"ports": [{"port": 81, "targetPort": 7000}]}
+        }),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "bare-a", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "bare"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.1.1"]}]
+        }),
+    ];
+    // (address, state, zone, hostname, cluster) of each endpoint, with the protocol.
+    let upstreams = |set: &ResourceSet| {
+        let t = translate(set, &TranslateOptions::default());
+        let web = &t.upstreams()["default/web:80"];
+        let bare = &t.upstreams()["default/bare:81"];
+        let show = |u: &gatekit_k8s::translate::UpstreamSpec| {
+            let endpoints: Vec<_> = u
+                .endpoints()
+                .iter()
+                .map(|e| {
+                    (
+                        e.addr().to_string(),
+                        e.state(),
+                        e.zone().map(str::to_owned),
+                        e.hostname().map(str::to_owned),
+                        e.cluster().map(str::to_owned),
+                    )
+                })
+                .collect();
+            (u.app_protocol(), endpoints)
+        };
+        let errors: Vec<String> = t.errors().iter().map(ToString::to_string).collect();
+        (show(web), show(bare), errors)
+    };
+    let expect = |cluster: Option<&str>| {
+        let c = cluster.map(str::to_owned);
+        (
+            (
+                AppProtocol::H2c,
+                vec![
+                    (
+                        "10.0.0.1:9000".to_owned(),
+                        EndpointState::Terminating,
+                        Some("z1".to_owned()),
+                        Some("web-0".to_owned()),
+                        c.clone(),
+                    ),
+                    (
+                        "10.0.0.2:9000".to_owned(),
+                        EndpointState::NotReady,
+                        None,
+                        None,
+                        c.clone(),
+                    ),
+                ],
+            ),
+            (
+                AppProtocol::Http1,
+                vec![(
+                    "10.0.1.1:7000".to_owned(),
+                    EndpointState::Ready,
+                    None,
+                    None,
+                    c,
+                )],
+            ),
+        )
+    };
+
+    let docs: String = objects
+        .iter()
+        .map(|o| format!("---\n{}\n", serde_json::to_string(o).unwrap()))
+        .collect();
+    let (from_file, _) = ResourceSet::from_documents([("all.yaml", docs.as_str())]).unwrap();
+    let (web, bare, errors) = upstreams(&from_file);
+    assert_eq!((web, bare), expect(None));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("endpoints[2].addresses[0]") && e.contains("\"web-2.example\"")),
+        "{errors:?}"
+    );
+
+    let fake = FakeApiServer::start().await;
+    for o in &objects {
+        fake.apply_json(o.clone());
+    }
+    let mut spec = ClusterSpec::new("east", fake.url());
+    spec.roles = vec![gatekit_k8s::Role::Config, gatekit_k8s::Role::Endpoints];
+    let provider = Provider::start(&ProviderSettings::new(vec![spec]))
+        .await
+        .unwrap();
+    tokio::time::timeout(WITHIN, provider.synced())
+        .await
+        .unwrap();
+    let (web, bare, errors) = upstreams(&provider.resources());
+    assert_eq!((web, bare), expect(Some("east")));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("endpoints[2].addresses[0]")),
+        "{errors:?}"
+    );
+    // The provider's own endpoint computation (EndpointSlice-only changes) agrees.
+    let (endpoints, _) = provider.service_endpoints("default", "web", 80, false);
+    let cluster: Vec<_> = endpoints
+        .iter()
+        .map(|e| (e.addr().port(), e.cluster()))
+        .collect();
+    assert_eq!(cluster, [(9000, Some("east")), (9000, Some("east"))]);
+}

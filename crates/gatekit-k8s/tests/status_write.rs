@@ -84,7 +84,7 @@ fn translation(fake: &FakeApiServer) -> Translation {
     set.gateway_classes = fake.list::<GatewayClass>();
     set.gateways = fake.list::<Gateway>();
     set.http_routes = fake.list::<HttpRoute>();
-    set.services = fake.list::<Service>();
+    set.services = fake.list::<Service>().iter().map(Into::into).collect();
     set.backend_policies = fake.list::<BackendPolicy>();
     set.traffic_policies = fake.list::<TrafficPolicy>();
     set.backend_traffic_policies = fake.list::<BackendTrafficPolicy>();
@@ -592,7 +592,7 @@ async fn resync_removes_own_entries_from_policies_no_longer_translated() {
     set.gateway_classes = fake.list::<GatewayClass>();
     set.gateways = fake.list::<Gateway>();
     set.http_routes = fake.list::<HttpRoute>();
-    set.services = fake.list::<Service>();
+    set.services = fake.list::<Service>().iter().map(Into::into).collect();
     t = translate(&set, &TranslateOptions::default());
 
     let mut writer = StatusWriter::new(fake.client());
@@ -711,7 +711,7 @@ async fn backend_traffic_policy_statuses_are_written_keeping_foreign_ancestors()
     set.gateway_classes = fake.list::<GatewayClass>();
     set.gateways = fake.list::<Gateway>();
     set.http_routes = fake.list::<HttpRoute>();
-    set.services = fake.list::<Service>();
+    set.services = fake.list::<Service>().iter().map(Into::into).collect();
     let report = writer
         .write(&translate(&set, &TranslateOptions::default()))
         .await;
@@ -808,7 +808,7 @@ async fn gateway_addresses_from_the_gateway_service_are_written() {
     let mut set = ResourceSet::default();
     set.gateway_classes = fake.list::<GatewayClass>();
     set.gateways = fake.list::<Gateway>();
-    set.services = fake.list::<Service>();
+    set.services = fake.list::<Service>().iter().map(Into::into).collect();
     let t = translate(
         &set,
         &TranslateOptions::default().gateway_service("gatekit", "gatekit"),

@@ -1068,7 +1068,7 @@ spec:
     }
     let mut set = ResourceSet::default();
     set.gateways = fake.list::<Gateway>();
-    set.services = fake.list::<Service>();
+    set.services = fake.list::<Service>().iter().map(Into::into).collect();
     set.tcp_routes = fake.list::<TcpRoute>();
     set.tls_routes = fake.list::<TlsRoute>();
     set.udp_routes = fake.list::<UdpRoute>();

@@ -277,19 +277,19 @@ fn file_endpoints(
     port: u16,
     udp: bool,
 ) -> (Vec<gatekit_core::Endpoint>, Vec<ConfigError>) {
-    let in_ns = |meta: &gatekit_k8s::types::ObjectMeta| {
-        meta.namespace.as_deref().unwrap_or("default") == ns
-    };
+    use gatekit_k8s::types::Object;
+    let in_ns = |o: &dyn Object| o.namespace().unwrap_or("default") == ns;
     let Some(service) = resources
         .services
         .iter()
-        .find(|s| in_ns(&s.metadata) && s.metadata.name.as_deref() == Some(name))
+        .find(|s| in_ns(*s) && s.name() == name)
     else {
         return (Vec::new(), Vec::new());
     };
-    let slices = resources.endpoint_slices.iter().filter(|s| {
-        in_ns(&s.metadata) && gatekit_k8s::types::slice_service(s).is_some_and(|svc| svc == name)
-    });
+    let slices = resources
+        .endpoint_slices
+        .iter()
+        .filter(|s| in_ns(*s) && s.service() == Some(name));
     let mut errors = Vec::new();
     let endpoints =
         gatekit_k8s::translate::service_endpoints(service, port, udp, slices, &mut errors);

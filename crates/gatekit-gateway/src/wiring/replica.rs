@@ -23,7 +23,7 @@ use gatekit_core::route::{
 use gatekit_k8s::provider::{ProviderSettings, ReplicaIdentity};
 use gatekit_k8s::status::ResourceRef;
 use gatekit_k8s::translate::{AppProtocol, Changes, ListenerSpec, Protocol, TlsMode, UpstreamSpec};
-use gatekit_k8s::types::ObjectMeta;
+use gatekit_k8s::types::Object;
 use gatekit_k8s::{
     ElectionSpec, FleetView, LeaderElector, MemberSpec, Membership, Provider, StatusWriter,
     Translation,
@@ -616,9 +616,9 @@ impl Default for InputGeneration {
 impl InputGeneration {
     /// The generation of every object of `set`.
     pub(crate) fn of(set: &gatekit_k8s::ResourceSet) -> Self {
-        fn add<K: kube::Resource>(hash: &mut u64, kind: &str, objects: &[K]) {
+        fn add<K: Object>(hash: &mut u64, kind: &str, objects: &[K]) {
             for o in objects {
-                *hash = hash.wrapping_add(object_hash(kind, o.meta()));
+                *hash = hash.wrapping_add(object_hash(kind, o));
             }
         }
         let mut h = FNV1A_OFFSET;
@@ -661,20 +661,20 @@ impl InputGeneration {
 fn objects<'s>(
     set: &'s gatekit_k8s::ResourceSet,
     changed: &'s BTreeSet<ResourceRef>,
-) -> impl Iterator<Item = (&'s str, &'s ObjectMeta)> {
+) -> impl Iterator<Item = (&'s str, &'s dyn Object)> {
     changed
         .iter()
         .filter(|r| r.kind() != "EndpointSlice")
-        .filter_map(|r| Some((r.kind(), gatekit_k8s::provider::object_meta(set, r)?)))
+        .filter_map(|r| Some((r.kind(), gatekit_k8s::provider::object(set, r)?)))
 }
 
 /// One object's part of the [`InputGeneration`].
-fn object_hash(kind: &str, meta: &ObjectMeta) -> u64 {
+fn object_hash(kind: &str, object: &(impl Object + ?Sized)) -> u64 {
     let mut one = fnv1a(FNV1A_OFFSET, kind.as_bytes());
     for part in [
-        meta.namespace.as_deref().unwrap_or(""),
-        meta.name.as_deref().unwrap_or(""),
-        meta.resource_version.as_deref().unwrap_or(""),
+        object.namespace().unwrap_or(""),
+        object.name(),
+        object.resource_version().unwrap_or(""),
     ] {
         one = fnv1a(fnv1a(one, &[0]), part.as_bytes());
     }

@@ -42,7 +42,7 @@
 //! `config` clusters only: a ReferenceGrant in an endpoints-only cluster grants nothing.
 //! A Service's endpoints are the union of its EndpointSlices in every `endpoints`
 //! cluster where it exists, each endpoint labelled with its cluster
-//! ([`CLUSTER_LABEL`]); with a local cluster configured,
+//! ([`CLUSTER_LABEL`](crate::types::CLUSTER_LABEL)); with a local cluster configured,
 //! balancers prefer local endpoints and fail over to the others (gatekit-lb's priority
 //! levels).
 //!
@@ -86,7 +86,7 @@ use crate::cluster::{ClusterSpec, Role, opt_duration};
 use crate::manifest::ResourceSet;
 use crate::status::ResourceRef;
 use crate::translate::service_endpoints;
-use crate::types::{CLUSTER_LABEL, EndpointSlice, ObjectMeta, Service};
+use crate::types::{CompactEndpointSlice, CompactService, EndpointSlice, Object, Service};
 
 /// When the gateway counts as synced (and may become ready).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -800,7 +800,7 @@ impl Provider {
         merge_config(&mut set, &config);
         let mut ordered: Vec<&Cluster> = config.clone();
         ordered.extend(self.shared.clusters.iter().filter(|c| !c.config));
-        set.services = merged(&ordered, |s| &s.services);
+        set.services = merged_as(&ordered, |s| &s.services, |s: &Service| s.into());
         for c in self.shared.clusters.iter().filter(|c| c.endpoints_usable()) {
             for slice in c.stores.endpoint_slices.values() {
                 set.endpoint_slices.push(labelled(&slice, &c.name));
@@ -835,7 +835,13 @@ impl Provider {
             // EndpointSlices go through `services`: a slice's ref does not say which
             // Service it is in.
             if r.kind() == "Service" {
-                upsert(&mut set.services, &ordered, |s| &s.services, &key);
+                upsert_as(
+                    &mut set.services,
+                    &ordered,
+                    |s| &s.services,
+                    &key,
+                    |s: &Service| CompactService::from(s),
+                );
             }
         }
         let usable: Vec<&Cluster> = self
@@ -844,16 +850,15 @@ impl Provider {
             .iter()
             .filter(|c| c.endpoints_usable())
             .collect();
-        let rank = |slice: &EndpointSlice| {
+        // As `resources` orders them: by cluster, then by their store key (namespace,
+        // Service, name).
+        let rank = |slice: &CompactEndpointSlice| {
             let cluster = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(CLUSTER_LABEL))
-                .and_then(|name| usable.iter().position(|c| &c.name == name))
+                .cluster()
+                .and_then(|name| usable.iter().position(|c| c.name == name))
                 .unwrap_or(usize::MAX);
-            let key = <EndpointSlice as store::Watched>::key(slice);
-            (cluster, key.0, key.1)
+            let ns = slice.namespace().unwrap_or_default().to_owned();
+            (cluster, ns, slice.service().unwrap_or_default().to_owned())
         };
         for (ns, svc) in services {
             for (i, c) in usable.iter().enumerate() {
@@ -900,7 +905,7 @@ impl Provider {
         let Some(svc) = self.service(namespace, service) else {
             return (Vec::new(), errors);
         };
-        let mut slices: Vec<EndpointSlice> = Vec::new();
+        let mut slices: Vec<CompactEndpointSlice> = Vec::new();
         for c in self.shared.clusters.iter().filter(|c| c.endpoints_usable()) {
             for slice in c.stores.slices_of(namespace, service) {
                 slices.push(labelled(&slice, &c.name));
@@ -910,13 +915,14 @@ impl Provider {
         (endpoints, errors)
     }
 
-    fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+    fn service(&self, namespace: &str, name: &str) -> Option<CompactService> {
         let key = (namespace.to_owned(), String::new(), name.to_owned());
         let config = self.shared.clusters.iter().filter(|c| c.config);
         let others = self.shared.clusters.iter().filter(|c| !c.config);
-        config
-            .chain(others)
-            .find_map(|c| c.stores.services.read().get(&key).cloned())
+        config.chain(others).find_map(|c| {
+            let services = c.stores.services.read();
+            services.get(&key).map(|s| CompactService::from(&**s))
+        })
     }
 
     /// Each cluster's state.
@@ -1044,13 +1050,23 @@ fn merged<K: Watched>(
     clusters: &[&Cluster],
     store: impl Fn(&Stores) -> &store::Store<K>,
 ) -> Vec<K> {
+    merged_as(clusters, store, K::clone)
+}
+
+/// [`merged`], each object converted by `convert` (Services to the form a
+/// [`ResourceSet`] keeps).
+fn merged_as<K: Watched, T>(
+    clusters: &[&Cluster],
+    store: impl Fn(&Stores) -> &store::Store<K>,
+    convert: impl Fn(&K) -> T,
+) -> Vec<T> {
     let mut out: BTreeMap<store::Key, Arc<K>> = BTreeMap::new();
     for c in clusters {
         for (key, obj) in store(&c.stores).read().iter() {
             out.entry(key.clone()).or_insert_with(|| obj.clone());
         }
     }
-    out.into_values().map(|o| (*o).clone()).collect()
+    out.into_values().map(|o| convert(&o)).collect()
 }
 
 /// Sets the object at `key` in `list` (sorted as [`merged`] sorts) to its merged value
@@ -1061,9 +1077,20 @@ fn upsert<K: Watched>(
     store: impl Fn(&Stores) -> &store::Store<K>,
     key: &store::Key,
 ) {
+    upsert_as(list, clusters, store, key, K::clone);
+}
+
+/// [`upsert`], the object converted by `convert` (as [`merged_as`] converts).
+fn upsert_as<K: Watched, T: Object>(
+    list: &mut Vec<T>,
+    clusters: &[&Cluster],
+    store: impl Fn(&Stores) -> &store::Store<K>,
+    key: &store::Key,
+    convert: impl Fn(&K) -> T,
+) {
     let value = clusters
         .iter()
-        .find_map(|c| store(&c.stores).read().get(key).map(|o| (**o).clone()));
+        .find_map(|c| store(&c.stores).read().get(key).map(|o| convert(o)));
     match (position(list, &key.0, &key.2), value) {
         (Ok(i), Some(v)) => list[i] = v,
         (Ok(i), None) => {
@@ -1076,27 +1103,20 @@ fn upsert<K: Watched>(
 
 /// Where the object `namespace`/`name` is in `list`, sorted as [`merged`] sorts
 /// (`Err`: where it would go).
-fn position<K: kube::Resource>(list: &[K], namespace: &str, name: &str) -> Result<usize, usize> {
-    list.binary_search_by(|o| {
-        let m = o.meta();
-        (
-            m.namespace.as_deref().unwrap_or_default(),
-            m.name.as_deref().unwrap_or_default(),
-        )
-            .cmp(&(namespace, name))
-    })
+fn position<K: Object>(list: &[K], namespace: &str, name: &str) -> Result<usize, usize> {
+    list.binary_search_by(|o| (o.namespace().unwrap_or_default(), o.name()).cmp(&(namespace, name)))
 }
 
-/// The metadata of the object `r` names (kind as in manifests) in `set`, a
-/// [`Provider::resources`] kept up to date with [`Provider::update`] (whose lists are
-/// sorted by namespace and name, which this looks up by); `None` if it is not there or
-/// is an EndpointSlice (those are kept by Service, see [`Provider::update`]). A
-/// consumer that keeps something per object (a sum of per-object hashes, say) reads the
-/// old value with it before [`Provider::update`] and the new one after.
-pub fn object_meta<'s>(set: &'s ResourceSet, r: &ResourceRef) -> Option<&'s ObjectMeta> {
-    fn find<'s, K: kube::Resource>(list: &'s [K], r: &ResourceRef) -> Option<&'s ObjectMeta> {
+/// The object `r` names (kind as in manifests) in `set`, a [`Provider::resources`]
+/// kept up to date with [`Provider::update`] (whose lists are sorted by namespace and
+/// name, which this looks up by); `None` if it is not there or is an EndpointSlice
+/// (those are kept by Service, see [`Provider::update`]). A consumer that keeps
+/// something per object (a sum of per-object hashes, say) reads the old value with it
+/// before [`Provider::update`] and the new one after.
+pub fn object<'s>(set: &'s ResourceSet, r: &ResourceRef) -> Option<&'s dyn Object> {
+    fn find<'s, K: Object>(list: &'s [K], r: &ResourceRef) -> Option<&'s dyn Object> {
         let at = position(list, r.namespace().unwrap_or_default(), r.name()).ok()?;
-        Some(list[at].meta())
+        Some(&list[at])
     }
     macro_rules! kinds {
         ($($ty:ty => $kind:ident, $field:ident, $name:literal, $optional:literal;)*) => {
@@ -1110,13 +1130,7 @@ pub fn object_meta<'s>(set: &'s ResourceSet, r: &ResourceRef) -> Option<&'s Obje
     store::with_config_kinds!(kinds)
 }
 
-/// A copy of `slice` labelled with its cluster.
-fn labelled(slice: &EndpointSlice, cluster: &str) -> EndpointSlice {
-    let mut slice = slice.clone();
-    slice
-        .metadata
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert(CLUSTER_LABEL.to_owned(), cluster.to_owned());
-    slice
+/// `slice` as a [`ResourceSet`] keeps it, labelled with its cluster.
+fn labelled(slice: &EndpointSlice, cluster: &str) -> CompactEndpointSlice {
+    CompactEndpointSlice::from(slice).with_cluster(cluster)
 }

@@ -17,7 +17,7 @@
 
 use crate::manifest::ResourceSet;
 use crate::status::{Condition, GatewayAddress, ResourceStatus, reason};
-use crate::types::{Gateway, Service};
+use crate::types::{Gateway, Object};
 
 use super::TranslateOptions;
 
@@ -95,11 +95,11 @@ pub(crate) fn gateway_addresses(
     let Some((ns, name)) = &options.gateway_service else {
         return;
     };
-    let service = resources.services.iter().find(|s| {
-        s.metadata.namespace.as_deref() == Some(ns.as_str())
-            && s.metadata.name.as_deref() == Some(name.as_str())
-    });
-    let addresses = service.map(service_addresses).unwrap_or_default();
+    let service = resources
+        .services
+        .iter()
+        .find(|s| s.namespace() == Some(ns.as_str()) && s.name() == name.as_str());
+    let addresses = service.map_or_else(Vec::new, |s| s.addresses().to_vec());
     let missing = match service {
         None => Some(format!(
             "the gateway Service {ns}/{name} (settings: kubernetes.gatewayService) does not exist"
@@ -143,51 +143,4 @@ pub(crate) fn gateway_addresses(
             ));
         }
     }
-}
-
-/// The addresses a Service is reached at: load-balancer ingress and external IPs; for
-/// a Service with neither and of a type that has cluster IPs, those.
-fn service_addresses(service: &Service) -> Vec<GatewayAddress> {
-    let mut out = Vec::new();
-    let ingress = service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref());
-    for i in ingress.into_iter().flatten() {
-        if let Some(ip) = i.ip.as_deref().filter(|v| !v.is_empty()) {
-            out.push(GatewayAddress::ip(ip));
-        }
-        if let Some(host) = i.hostname.as_deref().filter(|v| !v.is_empty()) {
-            out.push(GatewayAddress::hostname(host));
-        }
-    }
-    let Some(spec) = service.spec.as_ref() else {
-        return dedup(out);
-    };
-    out.extend(spec.external_ips.iter().flatten().map(GatewayAddress::ip));
-    let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
-    if out.is_empty() && kind != "LoadBalancer" && kind != "ExternalName" {
-        let ips = spec
-            .cluster_ips
-            .iter()
-            .flatten()
-            .chain(spec.cluster_ip.iter());
-        out.extend(
-            ips.filter(|ip| !ip.is_empty() && *ip != "None")
-                .map(GatewayAddress::ip),
-        );
-    }
-    dedup(out)
-}
-
-/// Drops repeated addresses, keeping the first of each.
-fn dedup(addresses: Vec<GatewayAddress>) -> Vec<GatewayAddress> {
-    let mut out: Vec<GatewayAddress> = Vec::with_capacity(addresses.len());
-    for a in addresses {
-        if !out.contains(&a) {
-            out.push(a);
-        }
-    }
-    out
 }

@@ -11,7 +11,7 @@
 //! (unset = false); terminating-but-serving is [`EndpointState::Terminating`],
 //! ready is [`EndpointState::Ready`], anything else [`EndpointState::NotReady`]. An
 //! address present in two slices (during rebalancing) is kept once, in its best state.
-//! A slice labelled [`CLUSTER_LABEL`] (the Kubernetes provider labels the slices of each
+//! A slice labelled [`CLUSTER_LABEL`](crate::types::CLUSTER_LABEL) (the Kubernetes provider labels the slices of each
 //! cluster it watches) gives its endpoints that cluster, for locality-aware balancing.
 //!
 //! Scopes: a backendRef to another namespace needs a ReferenceGrant there; with
@@ -23,15 +23,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use gatekit_core::{ConfigError, Endpoint, EndpointState};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::policy::{Attachment, by_age, invalid, service_ancestor};
 use super::{AppProtocol, UpstreamSpec};
 use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus, reason};
+use crate::types::compact::CompactServicePort;
 use crate::types::{
-    APP_PROTOCOL_H2C, APP_PROTOCOL_WS, BackendPolicySpec, CLUSTER_LABEL, EndpointSlice, Namespace,
-    ReferenceGrant, Secret, Service,
+    APP_PROTOCOL_H2C, APP_PROTOCOL_WS, BackendPolicySpec, CompactEndpointSlice, CompactService,
+    Namespace, Object, ReferenceGrant, Secret,
 };
 
 /// Backend names that start with this never resolve: translation gives them to
@@ -98,19 +98,19 @@ pub(crate) struct RefSpec<'a> {
 }
 
 /// Services looked up on demand, by (namespace, name); `None`: not there.
-type LazyServices<'a> = RefCell<HashMap<(String, String), Option<&'a Service>>>;
+type LazyServices<'a> = RefCell<HashMap<(String, String), Option<&'a CompactService>>>;
 
 /// Indexed resources plus what translation accumulates.
 pub(crate) struct Context<'a> {
     pub(crate) resources: &'a ResourceSet,
-    services: HashMap<(&'a str, &'a str), &'a Service>,
+    services: HashMap<(&'a str, &'a str), &'a CompactService>,
     /// A partial context (the incremental [`Translator`](super::Translator)) indexes
     /// no Services up front: it looks each one up when asked, once.
     lazy_services: Option<LazyServices<'a>>,
     namespaces: HashMap<&'a str, &'a Namespace>,
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
     grants: HashMap<&'a str, Vec<&'a ReferenceGrant>>,
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a CompactEndpointSlice>>,
     policies: HashMap<(String, String), BackendPolicySpec>,
     /// The name of the BackendPolicy attached to each Service.
     policy_owners: HashMap<(String, String), String>,
@@ -167,12 +167,12 @@ impl<'a> Context<'a> {
         cx.lazy_services = None;
         for s in &resources.services {
             cx.services
-                .insert((ns_of(&s.metadata), name_of(&s.metadata)), s);
+                .insert((s.namespace().unwrap_or("default"), s.name()), s);
         }
         for s in &resources.endpoint_slices {
-            if let Some(svc) = crate::types::slice_service(s) {
+            if let Some(svc) = s.service() {
                 cx.slices
-                    .entry((ns_of(&s.metadata), svc.as_str()))
+                    .entry((s.namespace().unwrap_or("default"), svc))
                     .or_default()
                     .push(s);
             }
@@ -246,7 +246,7 @@ impl<'a> Context<'a> {
     }
 
     /// The Service `ns/name`, if it exists.
-    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&'a Service> {
+    pub(crate) fn service(&self, ns: &str, name: &str) -> Option<&'a CompactService> {
         let Some(cache) = &self.lazy_services else {
             return self.services.get(&(ns, name)).copied();
         };
@@ -256,8 +256,10 @@ impl<'a> Context<'a> {
         }
         // The last one, as the full index keeps it.
         let found = self.resources.services.iter().rev().find(|s| {
-            let n = name_of(&s.metadata).as_bytes();
-            n.last() == name.as_bytes().last() && n == name.as_bytes() && ns_of(&s.metadata) == ns
+            let n = s.name().as_bytes();
+            n.last() == name.as_bytes().last()
+                && n == name.as_bytes()
+                && s.namespace().unwrap_or("default") == ns
         });
         cache.borrow_mut().insert(key, found);
         found
@@ -265,7 +267,11 @@ impl<'a> Context<'a> {
 
     /// The EndpointSlices of Service `ns/name`, in resource order (a full context only;
     /// a partial one has none indexed).
-    pub(crate) fn slices_of<'s>(&'s self, ns: &'s str, name: &'s str) -> &'s [&'a EndpointSlice] {
+    pub(crate) fn slices_of<'s>(
+        &'s self,
+        ns: &'s str,
+        name: &'s str,
+    ) -> &'s [&'a CompactEndpointSlice] {
         self.slices
             .get(&(ns, name))
             .map(Vec::as_slice)
@@ -368,7 +374,7 @@ impl<'a> Context<'a> {
         grpc: bool,
     ) -> Result<Wanted, Unresolved> {
         let (ns, sp) = self.resolve_port(route_kind, route_ns, r, "TCP")?;
-        let port = sp.port;
+        let port = sp.port();
         let tls = match self.backend_tls(ns, r.name, sp) {
             Some(Err(why)) => {
                 return Err(Unresolved {
@@ -383,9 +389,7 @@ impl<'a> Context<'a> {
             None => false,
         };
         if tls {
-            if let Err(value) =
-                super::backend_tls::tls_app_protocol(sp.app_protocol.as_deref(), grpc)
-            {
+            if let Err(value) = super::backend_tls::tls_app_protocol(sp.app_protocol(), grpc) {
                 return Err(Unresolved {
                     reason: reason::UNSUPPORTED_PROTOCOL,
                     message: format!(
@@ -394,7 +398,7 @@ impl<'a> Context<'a> {
                     ),
                 });
             }
-        } else if let Err(value) = app_protocol(sp.app_protocol.as_deref(), grpc) {
+        } else if let Err(value) = app_protocol(sp.app_protocol(), grpc) {
             return Err(Unresolved {
                 reason: reason::UNSUPPORTED_PROTOCOL,
                 message: format!(
@@ -430,7 +434,7 @@ impl<'a> Context<'a> {
         Ok(Wanted {
             namespace: ns.to_owned(),
             service: r.name.to_owned(),
-            port: u16::try_from(sp.port).unwrap_or(0),
+            port: u16::try_from(sp.port()).unwrap_or(0),
             grpc: false,
             tls: false,
             client: None,
@@ -447,7 +451,7 @@ impl<'a> Context<'a> {
         route_ns: &'r str,
         r: &RefSpec<'r>,
         transport: &str,
-    ) -> Result<(&'r str, &'a k8s_openapi::api::core::v1::ServicePort), Unresolved> {
+    ) -> Result<(&'r str, &'a CompactServicePort), Unresolved> {
         let group = r.group.unwrap_or("");
         let kind = r.kind.unwrap_or("Service");
         if !group.is_empty() || kind != "Service" {
@@ -501,7 +505,7 @@ impl<'a> Context<'a> {
                 message: format!("Service {ns}/{} has no port {port}", r.name),
             });
         };
-        let protocol = sp.protocol.as_deref().unwrap_or("TCP");
+        let protocol = sp.protocol().unwrap_or("TCP");
         if protocol != transport {
             return Err(Unresolved {
                 reason: reason::UNSUPPORTED_PROTOCOL,
@@ -532,7 +536,7 @@ impl<'a> Context<'a> {
         stream_only: bool,
         udp: bool,
         client: Option<&(String, String)>,
-        slices: &[&EndpointSlice],
+        slices: &[&CompactEndpointSlice],
     ) -> Option<(UpstreamSpec, Vec<ConfigError>)> {
         let service = self.service(namespace, service_name)?;
         let transport = if udp { "UDP" } else { "TCP" };
@@ -545,13 +549,13 @@ impl<'a> Context<'a> {
         let (app_protocol, tls) = match covered {
             Some(Err(_)) => return None,
             Some(Ok(policy)) => (
-                super::backend_tls::tls_app_protocol(sp.app_protocol.as_deref(), grpc).ok()?,
+                super::backend_tls::tls_app_protocol(sp.app_protocol(), grpc).ok()?,
                 Some(super::backend_tls::with_client(
                     policy,
                     client.and_then(|c| self.client_certificate(c)),
                 )),
             ),
-            None => match app_protocol(sp.app_protocol.as_deref(), grpc) {
+            None => match app_protocol(sp.app_protocol(), grpc) {
                 Ok(p) => (p, None),
                 // Bytes pass through: what the port says it speaks does not matter.
                 Err(_) if stream_only => (AppProtocol::Http1, None),
@@ -676,17 +680,17 @@ impl<'a> Context<'a> {
 /// names; its `UDP` port when `udp`, else its `TCP` one, as [`UpstreamSpec::is_udp`]
 /// says) from the Service's EndpointSlices (see the `translate` module docs for the
 /// rules). Slices of several clusters may be mixed: each endpoint gets its slice's
-/// [`CLUSTER_LABEL`]. Unusable entries (an address that is not an IP) are skipped and
+/// [`CLUSTER_LABEL`](crate::types::CLUSTER_LABEL). Unusable entries (an address that is not an IP) are skipped and
 /// reported in `errors`. A port the Service does not have gives no endpoints.
 ///
 /// This is what translation puts in [`UpstreamSpec::endpoints`]; the Kubernetes
 /// provider calls it directly when only EndpointSlices changed, without translating
 /// (and recompiling routes) again.
 pub fn service_endpoints<'s>(
-    service: &Service,
+    service: &CompactService,
     port: u16,
     udp: bool,
-    slices: impl IntoIterator<Item = &'s EndpointSlice>,
+    slices: impl IntoIterator<Item = &'s CompactEndpointSlice>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Endpoint> {
     let protocol = if udp { "UDP" } else { "TCP" };
@@ -697,50 +701,44 @@ pub fn service_endpoints<'s>(
 }
 
 fn port_endpoints<'s>(
-    sp: &k8s_openapi::api::core::v1::ServicePort,
-    slices: impl IntoIterator<Item = &'s EndpointSlice>,
+    sp: &CompactServicePort,
+    slices: impl IntoIterator<Item = &'s CompactEndpointSlice>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Endpoint> {
-    let want_name = sp.name.as_deref().unwrap_or("");
-    let want_protocol = sp.protocol.as_deref().unwrap_or("TCP");
-    let fallback_port = match &sp.target_port {
-        Some(IntOrString::Int(p)) => *p,
-        _ => sp.port,
-    };
+    let want_name = sp.name().unwrap_or("");
+    let want_protocol = sp.protocol().unwrap_or("TCP");
+    let fallback_port = sp.target_port().unwrap_or(sp.port());
     let mut by_addr: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
     for slice in slices {
-        if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
+        if !slice.is_ip() {
             continue;
         }
-        let ports = slice.ports.as_deref().unwrap_or(&[]);
+        let ports = slice.ports();
         let port = if ports.is_empty() {
             Some(fallback_port)
         } else {
             ports
                 .iter()
                 .find(|p| {
-                    p.name.as_deref().unwrap_or("") == want_name
-                        && p.protocol.as_deref().unwrap_or("TCP") == want_protocol
+                    p.name().unwrap_or("") == want_name
+                        && p.protocol().unwrap_or("TCP") == want_protocol
                 })
-                .and_then(|p| p.port)
+                .and_then(|p| p.port())
         };
         let Some(port) = port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) else {
             continue;
         };
-        let ns = ns_of(&slice.metadata);
-        let slice_name = name_of(&slice.metadata);
-        let cluster = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(CLUSTER_LABEL));
-        for (i, ep) in slice.endpoints.iter().flatten().enumerate() {
-            let Some(first) = ep.addresses.first() else {
+        let ns = slice.namespace().unwrap_or("default");
+        let slice_name = slice.name();
+        // The cluster of the slice's endpoints: its `CLUSTER_LABEL`.
+        let cluster = slice.cluster();
+        for (i, ep) in slice.endpoints().iter().enumerate() {
+            let Some(first) = ep.address() else {
                 continue;
             };
-            let ip: IpAddr = match first.parse() {
+            let ip: IpAddr = match first {
                 Ok(ip) => ip,
-                Err(_) => {
+                Err(first) => {
                     errors.push(ConfigError::new(
                         format!("endpoints[{i}].addresses[0]"),
                         format!("EndpointSlice {ns}/{slice_name}: {first:?} is not an IP address; endpoint ignored"),
@@ -749,10 +747,9 @@ fn port_endpoints<'s>(
                 }
             };
             let addr = SocketAddr::new(ip, port);
-            let c = ep.conditions.as_ref();
-            let ready = c.and_then(|c| c.ready).unwrap_or(true);
-            let serving = c.and_then(|c| c.serving).unwrap_or(ready);
-            let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+            let ready = ep.ready().unwrap_or(true);
+            let serving = ep.serving().unwrap_or(ready);
+            let terminating = ep.terminating().unwrap_or(false);
             let state = if terminating {
                 if serving {
                     EndpointState::Terminating
@@ -765,14 +762,14 @@ fn port_endpoints<'s>(
                 EndpointState::NotReady
             };
             let mut e = Endpoint::new(addr).with_state(state);
-            if let Some(zone) = &ep.zone {
-                e = e.with_zone(zone.as_str());
+            if let Some(zone) = ep.zone() {
+                e = e.with_zone(zone);
             }
-            if let Some(h) = &ep.hostname {
-                e = e.with_hostname(h.as_str());
+            if let Some(h) = ep.hostname() {
+                e = e.with_hostname(h);
             }
             if let Some(cluster) = cluster {
-                e = e.with_cluster(cluster.as_str());
+                e = e.with_cluster(cluster);
             }
             match by_addr.get(&addr) {
                 Some(old) if rank(old.state()) >= rank(state) => {}
@@ -820,25 +817,16 @@ fn app_protocol(value: Option<&str>, grpc: bool) -> Result<AppProtocol, &str> {
 
 /// The Service port with this number and `protocol` (`TCP`, `UDP`; unset is `TCP`).
 fn service_port_of<'s>(
-    service: &'s Service,
+    service: &'s CompactService,
     port: i32,
     protocol: &str,
-) -> Option<&'s k8s_openapi::api::core::v1::ServicePort> {
+) -> Option<&'s CompactServicePort> {
     service
-        .spec
-        .as_ref()?
-        .ports
-        .as_ref()?
+        .ports()
         .iter()
-        .find(|p| p.port == port && p.protocol.as_deref().unwrap_or("TCP") == protocol)
+        .find(|p| p.port() == port && p.protocol().unwrap_or("TCP") == protocol)
 }
 
-fn service_port(service: &Service, port: i32) -> Option<&k8s_openapi::api::core::v1::ServicePort> {
-    service
-        .spec
-        .as_ref()?
-        .ports
-        .as_ref()?
-        .iter()
-        .find(|p| p.port == port)
+fn service_port(service: &CompactService, port: i32) -> Option<&CompactServicePort> {
+    service.ports().iter().find(|p| p.port() == port)
 }

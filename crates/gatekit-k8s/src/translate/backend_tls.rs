@@ -71,7 +71,7 @@ use super::Certificate;
 use super::backend::{Context, name_of, ns_of};
 use super::policy::{by_age, gateway_ancestor, service_ancestor};
 use crate::status::{AncestorRef, AncestorStatus, Condition, ResourceRef, ResourceStatus, reason};
-use crate::types::{BackendTlsPolicy, Service};
+use crate::types::{BackendTlsPolicy, CompactService};
 
 /// `Accepted=False`: no `caCertificateRefs` entry is valid.
 pub const NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
@@ -247,14 +247,13 @@ impl Context<'_> {
         &self,
         ns: &str,
         name: &str,
-        port: &k8s_openapi::api::core::v1::ServicePort,
+        port: &crate::types::compact::CompactServicePort,
     ) -> Option<&PolicyTls> {
         if self.tls.services.is_empty() {
             return None;
         }
         let s = self.tls.services.get(&(ns.to_owned(), name.to_owned()))?;
-        port.name
-            .as_deref()
+        port.name()
             .and_then(|n| s.ports.get(n))
             .or(s.whole.as_ref())
             .map(|(_, t)| t)
@@ -750,12 +749,8 @@ impl Context<'_> {
 /// A reference as written: group, kind, namespace, name.
 type Named<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str);
 
-fn has_port_named(service: &Service, section: &str) -> bool {
-    service
-        .spec
-        .as_ref()
-        .and_then(|s| s.ports.as_ref())
-        .is_some_and(|ports| ports.iter().any(|p| p.name.as_deref() == Some(section)))
+fn has_port_named(service: &CompactService, section: &str) -> bool {
+    service.ports().iter().any(|p| p.name() == Some(section))
 }
 
 /// `policy` with `client` as its client certificate. The Gateway's certificate was

@@ -23,8 +23,13 @@
 //! persistence and GEP-3388 retry constraints per Service) is gatekit's own type: its
 //! `sessionPersistence` reads both the Gateway API v1.7 shape (`cookie`, `header`) and
 //! the v1.5/v1.6 one the crate carries (see [`xbtp`]).
+//!
+//! Services and EndpointSlices are parsed as `k8s-openapi` objects and kept in a
+//! [`ResourceSet`](crate::ResourceSet) in the compact forms of [`compact`]: only what
+//! translation reads.
 
 pub mod btp;
+pub mod compact;
 pub mod ctp;
 pub mod policy;
 pub mod policy_status;
@@ -54,6 +59,7 @@ pub use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use self::btp::{BackendTrafficPolicy, BackendTrafficPolicySpec};
+pub use self::compact::{CompactEndpointSlice, CompactService, Object};
 pub use self::ctp::{ClientTrafficPolicy, ClientTrafficPolicySpec};
 pub use self::policy::{BackendPolicy, BackendPolicySpec};
 pub use self::policy_status::{PolicyAncestorRef, PolicyAncestorStatus, PolicyStatus};

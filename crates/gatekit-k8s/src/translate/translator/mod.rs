@@ -27,7 +27,7 @@ use super::stream::{self, StreamPiece};
 use super::{Changes, Statuses, TranslateOptions, Translation, UpstreamSpec, address};
 use crate::manifest::ResourceSet;
 use crate::status::{ResourceRef, ResourceStatus};
-use crate::types::{EndpointSlice, slice_service};
+use crate::types::{CompactEndpointSlice, Object};
 
 /// Passes 1 (GatewayClasses, policies): their statuses, in order. The errors stay in
 /// `cx.errors`, the attachments in `cx`.
@@ -95,7 +95,7 @@ struct UpstreamState {
 }
 
 impl UpstreamState {
-    fn build(&mut self, cx: &Context<'_>, slices: &[&EndpointSlice]) {
+    fn build(&mut self, cx: &Context<'_>, slices: &[&CompactEndpointSlice]) {
         self.built_grpc = self.grpc_users > 0;
         self.built_stream_only = self.stream_only();
         match cx.upstream(
@@ -706,7 +706,7 @@ impl Translator {
         // The Services whose upstreams are built again: changed ones, and those whose
         // EndpointSlices changed (before and after the change).
         let mut rebuilt: BTreeSet<Named> = services.iter().cloned().collect();
-        let found = find_named(&resources.endpoint_slices, |s| &s.metadata, &slices);
+        let found = find_named(&resources.endpoint_slices, &slices);
         for (key, slice) in slices.into_iter().zip(found) {
             if let Some(old) = state.slice_service.remove(&key) {
                 let svc = (key.0.clone(), old);
@@ -718,9 +718,9 @@ impl Translator {
                 }
                 rebuilt.insert(svc);
             }
-            let label = slice.and_then(|(_, s)| slice_service(s));
+            let label = slice.and_then(|(_, s)| s.service());
             if let Some(svc) = label {
-                let svc = (key.0.clone(), svc.clone());
+                let svc = (key.0.clone(), svc.to_owned());
                 state
                     .service_slices
                     .entry(svc.clone())
@@ -752,8 +752,8 @@ impl Translator {
             .filter(|k| k.0 == 1)
             .map(|k| (k.1.clone(), k.2.clone()))
             .collect();
-        let http_found = find_named(&resources.http_routes, |r| &r.metadata, &http);
-        let grpc_found = find_named(&resources.grpc_routes, |r| &r.metadata, &grpc);
+        let http_found = find_named(&resources.http_routes, &http);
+        let grpc_found = find_named(&resources.grpc_routes, &grpc);
         let mut touched: BTreeSet<String> = BTreeSet::new();
         let mut touch = |name: &str| {
             if !touched.contains(name) {
@@ -879,16 +879,16 @@ impl Translator {
                 })
                 .collect();
             let wanted: Vec<Named> = wanted.into_iter().collect();
-            let found = find_named(&resources.endpoint_slices, |s| &s.metadata, &wanted);
+            let found = find_named(&resources.endpoint_slices, &wanted);
             // Each Service's slices in resource order, as the full index has them.
-            let mut by_service: HashMap<(&str, &str), Vec<(usize, &EndpointSlice)>> =
+            let mut by_service: HashMap<(&str, &str), Vec<(usize, &CompactEndpointSlice)>> =
                 HashMap::new();
             for (position, slice) in found.into_iter().flatten() {
-                let Some(svc) = slice_service(slice) else {
+                let Some(svc) = slice.service() else {
                     continue;
                 };
                 by_service
-                    .entry((ns_of(&slice.metadata), svc.as_str()))
+                    .entry((slice.namespace().unwrap_or("default"), svc))
                     .or_default()
                     .push((position, slice));
             }
@@ -899,7 +899,7 @@ impl Translator {
                 let Some(u) = state.upstreams.get_mut(name) else {
                     continue;
                 };
-                let slices: Vec<&EndpointSlice> = by_service
+                let slices: Vec<&CompactEndpointSlice> = by_service
                     .get(&(u.namespace.as_str(), u.service.as_str()))
                     .into_iter()
                     .flatten()
@@ -1070,16 +1070,16 @@ impl State {
         let mut slice_service = HashMap::new();
         let mut service_slices: HashMap<Named, SmallSet<String>> = HashMap::new();
         for s in &resources.endpoint_slices {
-            let Some(svc) = crate::types::slice_service(s) else {
+            let Some(svc) = s.service() else {
                 continue;
             };
-            let ns = ns_of(&s.metadata).to_owned();
-            let name = name_of(&s.metadata).to_owned();
+            let ns = s.namespace().unwrap_or("default").to_owned();
+            let name = s.name().to_owned();
             service_slices
-                .entry((ns.clone(), svc.clone()))
+                .entry((ns.clone(), svc.to_owned()))
                 .or_default()
                 .insert(name.clone());
-            if slice_service.insert((ns, name), svc.clone()).is_some() {
+            if slice_service.insert((ns, name), svc.to_owned()).is_some() {
                 return None;
             }
         }
@@ -1129,24 +1129,20 @@ impl State {
 /// The objects of `items` named in `wanted` (namespace, name), with their positions,
 /// index-aligned with `wanted`: one pass, comparing names (cheap next to hashing every
 /// object).
-fn find_named<'a, T>(
-    items: &'a [T],
-    meta: impl Fn(&T) -> &crate::types::ObjectMeta,
-    wanted: &[Named],
-) -> Vec<Option<(usize, &'a T)>> {
+fn find_named<'a, T: Object>(items: &'a [T], wanted: &[Named]) -> Vec<Option<(usize, &'a T)>> {
     let mut out = vec![None; wanted.len()];
     if wanted.is_empty() {
         return out;
     }
     if wanted.len() <= 16 {
         for (p, item) in items.iter().enumerate() {
-            let m = meta(item);
-            let name = name_of(m).as_bytes();
+            let name = item.name().as_bytes();
+            let item_ns = item.namespace().unwrap_or("default");
             for (i, (ns, n)) in wanted.iter().enumerate() {
                 // The last byte first: names of thousands of objects often differ
                 // there only, and a byte compare is cheaper than a memcmp call.
                 let n = n.as_bytes();
-                if n.last() == name.last() && n == name && ns == ns_of(m) {
+                if n.last() == name.last() && n == name && ns == item_ns {
                     out[i] = Some((p, item));
                 }
             }
@@ -1158,8 +1154,8 @@ fn find_named<'a, T>(
             .map(|(i, (ns, n))| ((ns.as_str(), n.as_str()), i))
             .collect();
         for (p, item) in items.iter().enumerate() {
-            let m = meta(item);
-            if let Some(i) = index.get(&(ns_of(m), name_of(m))) {
+            let key = (item.namespace().unwrap_or("default"), item.name());
+            if let Some(i) = index.get(&key) {
                 out[*i] = Some((p, item));
             }
         }
