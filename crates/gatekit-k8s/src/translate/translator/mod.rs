@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use gatekit_core::ConfigError;
 use gatekit_core::chunked::Chunked;
-use gatekit_core::route::Route;
+use gatekit_core::route::{Route, shrink_if_sparse};
 
 use super::backend::{Context, PolicyMaps, name_of, ns_of};
 use super::listener::{self, Listener};
@@ -226,7 +226,7 @@ fn status_order(status: &ResourceStatus) -> (u8, &str, &str) {
 }
 
 fn key_ref(key: &RouteKey) -> (u8, &str, &str) {
-    (key.0, key.1.as_str(), key.2.as_str())
+    (key.0, &key.1, &key.2)
 }
 
 impl Assembled {
@@ -526,8 +526,9 @@ impl ResourceRef {
     }
 }
 
-/// Route sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name.
-type RouteKey = (u8, String, String);
+/// Route sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name (the names
+/// the route's status and id share).
+type RouteKey = (u8, Arc<str>, Arc<str>);
 /// A namespaced object: (namespace, name).
 type Named = (String, String);
 
@@ -692,10 +693,10 @@ impl Translator {
                 // Its routes' ids would read as a GRPCRoute's (see `route_order`).
                 "HTTPRoute" if named.1.starts_with("grpc:") => return None,
                 "HTTPRoute" => {
-                    routes.insert((0, named.0, named.1));
+                    routes.insert((0, named.0.into(), named.1.into()));
                 }
                 "GRPCRoute" => {
-                    routes.insert((1, named.0, named.1));
+                    routes.insert((1, named.0.into(), named.1.into()));
                 }
                 "Service" => services.push(named),
                 "EndpointSlice" => slices.push(named),
@@ -742,16 +743,15 @@ impl Translator {
         let set_entries = listener::listener_set_entries(resources);
         let pass = listener_pass(&cx, options, &set_entries);
 
-        let http: Vec<Named> = routes
-            .iter()
-            .filter(|k| k.0 == 0)
-            .map(|k| (k.1.clone(), k.2.clone()))
-            .collect();
-        let grpc: Vec<Named> = routes
-            .iter()
-            .filter(|k| k.0 == 1)
-            .map(|k| (k.1.clone(), k.2.clone()))
-            .collect();
+        let named = |kind: u8| -> (Vec<RouteKey>, Vec<Named>) {
+            routes
+                .iter()
+                .filter(|k| k.0 == kind)
+                .map(|k| (k.clone(), (k.1.to_string(), k.2.to_string())))
+                .unzip()
+        };
+        let (http_keys, http) = named(0);
+        let (grpc_keys, grpc) = named(1);
         let http_found = find_named(&resources.http_routes, |r| &r.metadata, &http);
         let grpc_found = find_named(&resources.grpc_routes, |r| &r.metadata, &grpc);
         let mut touched: BTreeSet<String> = BTreeSet::new();
@@ -760,18 +760,18 @@ impl Translator {
                 touched.insert(name.to_owned());
             }
         };
-        let new_pieces = http
+        let new_pieces = http_keys
             .into_iter()
             .zip(http_found)
-            .map(|(n, r)| {
+            .map(|(key, r)| {
                 let piece =
                     r.map(|(_, r)| route::http_piece(&cx, &pass.listeners, &pass.statuses, r));
-                ((0, n.0, n.1), piece)
+                (key, piece)
             })
-            .chain(grpc.into_iter().zip(grpc_found).map(|(n, r)| {
+            .chain(grpc_keys.into_iter().zip(grpc_found).map(|(key, r)| {
                 let piece =
                     r.map(|(_, r)| route::grpc_piece(&cx, &pass.listeners, &pass.statuses, r));
-                ((1, n.0, n.1), piece)
+                (key, piece)
             }));
         // What this call changes, for the apply stage: the routes of the pieces built
         // again and the listeners they were or are on.
@@ -801,6 +801,8 @@ impl Translator {
                 }
             }
             if let Some(piece) = piece {
+                // (The same key, in the names the piece's status and id share.)
+                let key = piece.key();
                 state.parts.add(&key, &piece);
                 add_uses(&mut state.upstreams, &piece.uses, &mut touch);
                 for s in &piece.services {
@@ -946,6 +948,13 @@ impl Translator {
                 state.spare_lag = touched;
             }
         }
+
+        // After many routes went (all of them deleted), the indexes' tables would
+        // keep their size.
+        shrink_if_sparse(&mut state.service_routes);
+        shrink_if_sparse(&mut state.slice_service);
+        shrink_if_sparse(&mut state.service_slices);
+        shrink_if_sparse(&mut state.service_upstreams);
 
         let access = cx.access.entries.clone();
         state.policy = cx.take_policy_maps();
