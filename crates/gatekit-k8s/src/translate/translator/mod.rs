@@ -532,6 +532,58 @@ type RouteKey = (u8, Arc<str>, Arc<str>);
 /// A namespaced object: (namespace, name).
 type Named = (String, String);
 
+/// What a [`Translator`] knows of one Service (referenced, with slices, or with
+/// upstreams): three indexes under one key, so a Service's names are kept once and
+/// its entry is one slot of one table. Dropped when all three are empty.
+#[derive(Default)]
+struct ServiceIndex {
+    /// The routes whose references name it.
+    routes: SmallSet<RouteKey>,
+    /// Its EndpointSlices' names.
+    slices: SmallSet<String>,
+    /// The names of the upstreams built from it.
+    upstreams: SmallSet<String>,
+}
+
+impl ServiceIndex {
+    fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.slices.is_empty() && self.upstreams.is_empty()
+    }
+}
+
+/// Adds `member` to the set `part` picks in `svc`'s entry.
+fn index<T: Ord>(
+    services: &mut HashMap<Named, ServiceIndex>,
+    svc: &Named,
+    part: fn(&mut ServiceIndex) -> &mut SmallSet<T>,
+    member: T,
+) {
+    let entry = match services.get_mut(svc) {
+        Some(e) => e,
+        None => services.entry(svc.clone()).or_default(),
+    };
+    part(entry).insert(member);
+}
+
+/// Takes `member` out of the set `part` picks in `svc`'s entry; an entry left empty
+/// goes.
+fn unindex<T, Q>(
+    services: &mut HashMap<Named, ServiceIndex>,
+    svc: &Named,
+    part: fn(&mut ServiceIndex) -> &mut SmallSet<T>,
+    member: &Q,
+) where
+    T: Ord + std::borrow::Borrow<Q>,
+    Q: Ord + ?Sized,
+{
+    if let Some(entry) = services.get_mut(svc) {
+        part(entry).remove(member);
+        if entry.is_empty() {
+            services.remove(svc);
+        }
+    }
+}
+
 /// What a [`Translator`] keeps between calls.
 struct State {
     prefix_statuses: Vec<Arc<ResourceStatus>>,
@@ -561,17 +613,14 @@ struct State {
     stream_pieces: Vec<StreamPiece>,
     /// The Services stream routes name: their change translates everything.
     stream_services: HashSet<Named>,
-    /// Referenced Service -> the routes whose references name it.
-    service_routes: HashMap<Named, SmallSet<RouteKey>>,
+    /// Service -> the routes naming it, its slices, its upstreams (see
+    /// [`ServiceIndex`]).
+    services: HashMap<Named, ServiceIndex>,
     /// EndpointSlice -> its Service (the `kubernetes.io/service-name` label).
     slice_service: HashMap<Named, String>,
-    /// Service -> its EndpointSlices' names.
-    service_slices: HashMap<Named, SmallSet<String>>,
     upstreams: BTreeMap<String, UpstreamState>,
     /// The names of the upstreams whose endpoints have problems.
     erroring: BTreeSet<String>,
-    /// Service -> the names of the upstreams built from it.
-    service_upstreams: HashMap<Named, SmallSet<String>>,
     /// The specs of `upstreams`, as the last translation has them.
     specs: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
     /// The map of the translation before, reused for the next one once that
@@ -711,30 +760,21 @@ impl Translator {
         for (key, slice) in slices.into_iter().zip(found) {
             if let Some(old) = state.slice_service.remove(&key) {
                 let svc = (key.0.clone(), old);
-                if let Some(set) = state.service_slices.get_mut(&svc) {
-                    set.remove(&key.1);
-                    if set.is_empty() {
-                        state.service_slices.remove(&svc);
-                    }
-                }
+                unindex(&mut state.services, &svc, |i| &mut i.slices, key.1.as_str());
                 rebuilt.insert(svc);
             }
             let label = slice.and_then(|(_, s)| slice_service(s));
             if let Some(svc) = label {
                 let svc = (key.0.clone(), svc.clone());
-                state
-                    .service_slices
-                    .entry(svc.clone())
-                    .or_default()
-                    .insert(key.1.clone());
+                index(&mut state.services, &svc, |i| &mut i.slices, key.1.clone());
                 state.slice_service.insert(key, svc.1.clone());
                 rebuilt.insert(svc);
             }
         }
         // Routes to convert again: changed ones, and those naming a changed Service.
         for s in &services {
-            if let Some(users) = state.service_routes.get(s) {
-                routes.extend(users.iter().cloned());
+            if let Some(i) = state.services.get(s) {
+                routes.extend(i.routes.iter().cloned());
             }
         }
 
@@ -792,12 +832,7 @@ impl Translator {
                 touched_listeners.extend(old.routes.iter().map(|(l, _)| *l));
                 remove_uses(&mut state.upstreams, &old.uses, &mut touch);
                 for s in &old.services {
-                    if let Some(set) = state.service_routes.get_mut(s) {
-                        set.remove(&key);
-                        if set.is_empty() {
-                            state.service_routes.remove(s);
-                        }
-                    }
+                    unindex(&mut state.services, s, |i| &mut i.routes, &key);
                 }
             }
             if let Some(piece) = piece {
@@ -806,11 +841,7 @@ impl Translator {
                 state.parts.add(&key, &piece);
                 add_uses(&mut state.upstreams, &piece.uses, &mut touch);
                 for s in &piece.services {
-                    state
-                        .service_routes
-                        .entry(s.clone())
-                        .or_default()
-                        .insert(key.clone());
+                    index(&mut state.services, s, |i| &mut i.routes, key.clone());
                 }
                 state.pieces.insert(key, piece);
             }
@@ -822,8 +853,8 @@ impl Translator {
             .map(|l| l.port)
             .collect();
         for s in &rebuilt {
-            if let Some(names) = state.service_upstreams.get(s) {
-                touched.extend(names.iter().cloned());
+            if let Some(i) = state.services.get(s) {
+                touched.extend(i.upstreams.iter().cloned());
             }
         }
 
@@ -841,12 +872,12 @@ impl Translator {
                     specs_changed = true;
                     changes.upstreams.insert(name.clone());
                 }
-                if let Some(set) = state.service_upstreams.get_mut(&svc) {
-                    set.remove(name);
-                    if set.is_empty() {
-                        state.service_upstreams.remove(&svc);
-                    }
-                }
+                unindex(
+                    &mut state.services,
+                    &svc,
+                    |i| &mut i.upstreams,
+                    name.as_str(),
+                );
                 state.upstreams.remove(name);
                 state.erroring.remove(name);
                 continue;
@@ -857,11 +888,12 @@ impl Translator {
                 || u.built_grpc != (u.grpc_users > 0)
                 || u.built_stream_only != u.stream_only()
             {
-                state
-                    .service_upstreams
-                    .entry(svc)
-                    .or_default()
-                    .insert(name.clone());
+                index(
+                    &mut state.services,
+                    &svc,
+                    |i| &mut i.upstreams,
+                    name.clone(),
+                );
                 build.push(name.clone());
             }
         }
@@ -873,10 +905,10 @@ impl Translator {
                 .flat_map(|u| {
                     let svc = (u.namespace.clone(), u.service.clone());
                     state
-                        .service_slices
+                        .services
                         .get(&svc)
                         .into_iter()
-                        .flatten()
+                        .flat_map(|i| &i.slices)
                         .map(move |s| (svc.0.clone(), s.clone()))
                 })
                 .collect();
@@ -951,10 +983,8 @@ impl Translator {
 
         // After many routes went (all of them deleted), the indexes' tables would
         // keep their size.
-        shrink_if_sparse(&mut state.service_routes);
+        shrink_if_sparse(&mut state.services);
         shrink_if_sparse(&mut state.slice_service);
-        shrink_if_sparse(&mut state.service_slices);
-        shrink_if_sparse(&mut state.service_upstreams);
 
         let access = cx.access.entries.clone();
         state.policy = cx.take_policy_maps();
@@ -1059,7 +1089,7 @@ impl State {
             .iter()
             .flat_map(|p| p.services.iter().cloned())
             .collect();
-        let mut service_routes: HashMap<Named, SmallSet<RouteKey>> = HashMap::new();
+        let mut services: HashMap<Named, ServiceIndex> = HashMap::new();
         let mut keyed: Vec<(RouteKey, RoutePiece)> =
             f.pieces.into_iter().map(|p| (p.key(), p)).collect();
         // (In key order already; collected, the map's nodes are full.)
@@ -1069,35 +1099,29 @@ impl State {
         }
         for (key, piece) in &keyed {
             for s in &piece.services {
-                service_routes
-                    .entry(s.clone())
-                    .or_default()
-                    .insert(key.clone());
+                index(&mut services, s, |i| &mut i.routes, key.clone());
             }
         }
         let pieces: BTreeMap<RouteKey, RoutePiece> = keyed.into_iter().collect();
         let mut slice_service = HashMap::new();
-        let mut service_slices: HashMap<Named, SmallSet<String>> = HashMap::new();
         for s in &resources.endpoint_slices {
             let Some(svc) = crate::types::slice_service(s) else {
                 continue;
             };
             let ns = ns_of(&s.metadata).to_owned();
             let name = name_of(&s.metadata).to_owned();
-            service_slices
+            services
                 .entry((ns.clone(), svc.clone()))
                 .or_default()
+                .slices
                 .insert(name.clone());
             if slice_service.insert((ns, name), svc.clone()).is_some() {
                 return None;
             }
         }
-        let mut service_upstreams: HashMap<Named, SmallSet<String>> = HashMap::new();
         for (name, u) in &f.upstreams {
-            service_upstreams
-                .entry((u.namespace.clone(), u.service.clone()))
-                .or_default()
-                .insert(name.clone());
+            let svc = (u.namespace.clone(), u.service.clone());
+            index(&mut services, &svc, |i| &mut i.upstreams, name.clone());
         }
         Some(Self {
             erroring: erroring(&f.upstreams),
@@ -1121,13 +1145,11 @@ impl State {
             parts,
             stream_pieces: f.stream_pieces,
             stream_services,
-            service_routes,
+            services,
             slice_service,
-            service_slices,
             // Built by inserts in name order, its nodes are half full: collected
             // again, they are full.
             upstreams: f.upstreams.into_iter().collect(),
-            service_upstreams,
             specs,
             spare: None,
             spare_lag: BTreeSet::new(),
