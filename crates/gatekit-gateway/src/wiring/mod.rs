@@ -48,7 +48,9 @@
 //!    pairs are forgotten, the generation is bumped, the reload is counted ok, and the
 //!    first served snapshot marks the gateway ready.
 //! 6. `/config` is **published, not rendered**: the reload hands it a snapshot (the
-//!    shared translation, bound ports, problems, generation, the upstreams' live
+//!    shared translation, without the `Changes` steps 3 and 4 were given: after every
+//!    route was deleted, their route ids and upstream names held pages until the next
+//!    reload), bound ports, problems, generation, the upstreams' live
 //!    handles), rendered only when `/config` is requested (see `dump.rs`). Upstream
 //!    health is read at that moment, so a health change publishes nothing.
 //! 7. The previous translation is dropped on a blocking thread (for 5,000 routes,
