@@ -639,3 +639,49 @@ impl ResourceStatus {
         self.listeners().iter().find(|l| l.name == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A route's status keeps no room for what only Gateways and policies have, and an
+    /// emptied rare part reads, compares and prints as none.
+    #[test]
+    fn rare_parts_are_boxed_and_empty_ones_are_none() {
+        assert!(
+            std::mem::size_of::<ResourceStatus>() <= 136,
+            "{}",
+            std::mem::size_of::<ResourceStatus>()
+        );
+        let route = ResourceStatus::new(ResourceRef::new("HTTPRoute", Some("ns"), "r"), None);
+        let mut touched = route.clone();
+        assert!(touched.listeners_mut().is_empty());
+        touched.set_supported_features(Vec::new());
+        assert!(touched.rare.is_some() && route.rare.is_none());
+        assert_eq!(route, touched);
+        assert_eq!(format!("{route:?}"), format!("{touched:?}"));
+
+        let mut gateway = ResourceStatus::new(ResourceRef::new("Gateway", Some("ns"), "g"), None);
+        gateway
+            .listeners_mut()
+            .push(ListenerStatus::new("http", vec!["HTTPRoute"]));
+        gateway.set_attached_listener_sets(1);
+        assert_eq!(
+            gateway.listener("http").map(ListenerStatus::name),
+            Some("http")
+        );
+        assert_eq!(gateway.attached_listener_sets(), Some(1));
+        assert_ne!(gateway, route);
+    }
+
+    /// Names shared with other structures compare and hash as copied ones.
+    #[test]
+    fn shared_names_are_equal_to_copied_ones() {
+        let ns: Arc<str> = Arc::from("ns");
+        let name: Arc<str> = Arc::from("r");
+        let shared = ResourceRef::shared("HTTPRoute", Some(ns.clone()), name.clone());
+        assert_eq!(shared, ResourceRef::new("HTTPRoute", Some("ns"), "r"));
+        assert!(Arc::ptr_eq(shared.name_arc(), &name));
+        assert!(Arc::ptr_eq(shared.namespace_arc().unwrap(), &ns));
+    }
+}
