@@ -425,7 +425,7 @@ impl ListenerStatus {
 ///
 /// Kept per route (one per HTTPRoute and GRPCRoute in every translation): what only
 /// Gateways, ListenerSets, GatewayClasses and policies have is boxed apart
-/// ([`Rare`]), so a route's status holds its name, conditions and parents only.
+/// (`Rare`), so a route's status holds its name, conditions and parents only.
 #[derive(Clone)]
 pub struct ResourceStatus {
     resource: ResourceRef,
