@@ -27,6 +27,7 @@
 //!   `ancestors[]`).
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Condition types and reasons, spelled as the Gateway API spells them.
 pub mod reason {
@@ -208,20 +209,42 @@ fn replace(conditions: &mut Vec<Condition>, c: Condition) {
 }
 
 /// Identifies a resource: kind, namespace (for namespaced kinds) and name.
+///
+/// The names are shared strings: a route's status shares them with its
+/// [`RouteId`](gatekit_core::route::RouteId) and the translator's keys.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceRef {
     kind: &'static str,
-    namespace: Option<String>,
-    name: String,
+    namespace: Option<Arc<str>>,
+    name: Arc<str>,
 }
 
 impl ResourceRef {
     pub(crate) fn new(kind: &'static str, namespace: Option<&str>, name: &str) -> Self {
         Self {
             kind,
-            namespace: namespace.map(str::to_owned),
-            name: name.to_owned(),
+            namespace: namespace.map(Arc::from),
+            name: Arc::from(name),
         }
+    }
+
+    /// A reference made of names already shared elsewhere (no copy).
+    pub(crate) fn shared(kind: &'static str, namespace: Option<Arc<str>>, name: Arc<str>) -> Self {
+        Self {
+            kind,
+            namespace,
+            name,
+        }
+    }
+
+    /// The namespace, shared.
+    pub(crate) fn namespace_arc(&self) -> Option<&Arc<str>> {
+        self.namespace.as_ref()
+    }
+
+    /// The name, shared.
+    pub(crate) fn name_arc(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// The kind (`Gateway`, `HTTPRoute`, ...).
@@ -399,17 +422,63 @@ impl ListenerStatus {
 }
 
 /// Everything translation says about one resource.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Kept per route (one per HTTPRoute and GRPCRoute in every translation): what only
+/// Gateways, ListenerSets, GatewayClasses and policies have is boxed apart
+/// (`Rare`), so a route's status holds its name, conditions and parents only.
+#[derive(Clone)]
 pub struct ResourceStatus {
     resource: ResourceRef,
     generation: Option<i64>,
     conditions: Vec<Condition>,
     parents: Vec<ParentStatus>,
+    /// `None` while every part of it is empty.
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a [`ResourceStatus`] routes never have.
+#[derive(Clone, Default)]
+struct Rare {
     listeners: Vec<ListenerStatus>,
     ancestors: Vec<AncestorStatus>,
     supported_features: Vec<&'static str>,
     attached_listener_sets: Option<u32>,
     addresses: Option<Vec<GatewayAddress>>,
+}
+
+/// Compares what the accessors show: no rare part and an empty one are equal.
+impl PartialEq for ResourceStatus {
+    fn eq(&self, other: &Self) -> bool {
+        self.resource == other.resource
+            && self.generation == other.generation
+            && self.conditions == other.conditions
+            && self.parents == other.parents
+            && self.listeners() == other.listeners()
+            && self.ancestors() == other.ancestors()
+            && self.supported_features() == other.supported_features()
+            && self.attached_listener_sets() == other.attached_listener_sets()
+            && self.addresses() == other.addresses()
+    }
+}
+
+impl Eq for ResourceStatus {}
+
+/// Every part, as if none were boxed: equal statuses have the same debug form (debug
+/// builds compare an incremental translation with a full one by it).
+impl fmt::Debug for ResourceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceStatus")
+            .field("resource", &self.resource)
+            .field("generation", &self.generation)
+            .field("conditions", &self.conditions)
+            .field("parents", &self.parents)
+            .field("listeners", &self.listeners())
+            .field("ancestors", &self.ancestors())
+            .field("supported_features", &self.supported_features())
+            .field("attached_listener_sets", &self.attached_listener_sets())
+            .field("addresses", &self.addresses())
+            .finish()
+    }
 }
 
 /// A Gateway `status.addresses` entry: an address clients can reach it at.
@@ -454,26 +523,26 @@ impl ResourceStatus {
             generation,
             conditions: Vec::new(),
             parents: Vec::new(),
-            listeners: Vec::new(),
-            ancestors: Vec::new(),
-            supported_features: Vec::new(),
-            addresses: None,
-            attached_listener_sets: None,
+            rare: None,
         }
     }
 
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
     pub(crate) fn set_attached_listener_sets(&mut self, n: u32) {
-        self.attached_listener_sets = Some(n);
+        self.rare_mut().attached_listener_sets = Some(n);
     }
 
     /// A Gateway's `status.attachedListenerSets`: how many ListenerSets it allows and
     /// accepted (`Accepted=True`). `None` for other kinds.
     pub fn attached_listener_sets(&self) -> Option<u32> {
-        self.attached_listener_sets
+        self.rare.as_ref()?.attached_listener_sets
     }
 
     pub(crate) fn set_addresses(&mut self, addresses: Vec<GatewayAddress>) {
-        self.addresses = Some(addresses);
+        self.rare_mut().addresses = Some(addresses);
     }
 
     /// A Gateway's `status.addresses` when translation knows them (in a cluster, from
@@ -481,7 +550,7 @@ impl ResourceStatus {
     /// `None` when it does not (standalone, the gateway reports the addresses it is
     /// bound on).
     pub fn addresses(&self) -> Option<&[GatewayAddress]> {
-        self.addresses.as_deref()
+        self.rare.as_ref()?.addresses.as_deref()
     }
 
     /// Replaces the resource-level condition of the same type (or adds it).
@@ -490,14 +559,18 @@ impl ResourceStatus {
     }
 
     pub(crate) fn set_supported_features(&mut self, names: Vec<&'static str>) {
-        self.supported_features = names;
+        if !names.is_empty() || self.rare.is_some() {
+            self.rare_mut().supported_features = names;
+        }
     }
 
     /// A GatewayClass's `status.supportedFeatures` (GEP-2162): the names of the
     /// supported [`features`](crate::features), sorted ascending. Empty for other kinds
     /// and for GatewayClasses gatekit does not accept.
     pub fn supported_features(&self) -> &[&'static str] {
-        &self.supported_features
+        self.rare
+            .as_ref()
+            .map_or(&[], |r| r.supported_features.as_slice())
     }
 
     pub(crate) fn push_condition(&mut self, c: Condition) {
@@ -519,11 +592,11 @@ impl ResourceStatus {
     }
 
     pub(crate) fn push_ancestor(&mut self, a: AncestorStatus) {
-        self.ancestors.push(a);
+        self.rare_mut().ancestors.push(a);
     }
 
     pub(crate) fn listeners_mut(&mut self) -> &mut Vec<ListenerStatus> {
-        &mut self.listeners
+        &mut self.rare_mut().listeners
     }
 
     /// The resource.
@@ -553,16 +626,62 @@ impl ResourceStatus {
 
     /// Per-target statuses (BackendPolicies, TrafficPolicies).
     pub fn ancestors(&self) -> &[AncestorStatus] {
-        &self.ancestors
+        self.rare.as_ref().map_or(&[], |r| r.ancestors.as_slice())
     }
 
     /// Per-listener statuses (Gateways, ListenerSets).
     pub fn listeners(&self) -> &[ListenerStatus] {
-        &self.listeners
+        self.rare.as_ref().map_or(&[], |r| r.listeners.as_slice())
     }
 
     /// The status of the listener with this name.
     pub fn listener(&self, name: &str) -> Option<&ListenerStatus> {
-        self.listeners.iter().find(|l| l.name == name)
+        self.listeners().iter().find(|l| l.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A route's status keeps no room for what only Gateways and policies have, and an
+    /// emptied rare part reads, compares and prints as none.
+    #[test]
+    fn rare_parts_are_boxed_and_empty_ones_are_none() {
+        assert!(
+            std::mem::size_of::<ResourceStatus>() <= 136,
+            "{}",
+            std::mem::size_of::<ResourceStatus>()
+        );
+        let route = ResourceStatus::new(ResourceRef::new("HTTPRoute", Some("ns"), "r"), None);
+        let mut touched = route.clone();
+        assert!(touched.listeners_mut().is_empty());
+        touched.set_supported_features(Vec::new());
+        assert!(touched.rare.is_some() && route.rare.is_none());
+        assert_eq!(route, touched);
+        assert_eq!(format!("{route:?}"), format!("{touched:?}"));
+
+        let mut gateway = ResourceStatus::new(ResourceRef::new("Gateway", Some("ns"), "g"), None);
+        gateway
+            .listeners_mut()
+            .push(ListenerStatus::new("http", vec!["HTTPRoute"]));
+        gateway.set_attached_listener_sets(1);
+        assert_eq!(
+            gateway.listener("http").map(ListenerStatus::name),
+            Some("http")
+        );
+        assert_eq!(gateway.attached_listener_sets(), Some(1));
+        assert_ne!(gateway, route);
+    }
+
+    /// Names shared with other structures compare and hash as copied ones.
+    #[test]
+    fn shared_names_are_equal_to_copied_ones() {
+        let ns: Arc<str> = Arc::from("ns");
+        let name: Arc<str> = Arc::from("r");
+        let shared = ResourceRef::shared("HTTPRoute", Some(ns.clone()), name.clone());
+        assert_eq!(shared, ResourceRef::new("HTTPRoute", Some("ns"), "r"));
+        assert!(Arc::ptr_eq(shared.name_arc(), &name));
+        assert!(Arc::ptr_eq(shared.namespace_arc().unwrap(), &ns));
     }
 }

@@ -75,6 +75,12 @@ impl Parts {
         }
     }
 
+    /// The served translation (tests look at what the snapshot keeps).
+    #[cfg(test)]
+    pub(crate) fn translation(&self) -> Option<&Translation> {
+        self.served.as_ref().map(|s| &*s.translation)
+    }
+
     fn rendered(&self) -> &Rendered {
         self.rendered.get_or_init(|| match &self.served {
             Some(s) => render(&s.translation, &s.bound, &s.errors, &s.defaults),

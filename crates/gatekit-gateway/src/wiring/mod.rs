@@ -48,7 +48,9 @@
 //!    pairs are forgotten, the generation is bumped, the reload is counted ok, and the
 //!    first served snapshot marks the gateway ready.
 //! 6. `/config` is **published, not rendered**: the reload hands it a snapshot (the
-//!    shared translation, bound ports, problems, generation, the upstreams' live
+//!    shared translation, without the `Changes` steps 3 and 4 were given: after every
+//!    route was deleted, their route ids and upstream names held pages until the next
+//!    reload), bound ports, problems, generation, the upstreams' live
 //!    handles), rendered only when `/config` is requested (see `dump.rs`). Upstream
 //!    health is read at that moment, so a health change publishes nothing.
 //! 7. The previous translation is dropped on a blocking thread (for 5,000 routes,
@@ -1007,9 +1009,17 @@ impl Wiring {
         // only what they reach is translated again.
         let changed = self.cache.take_changed();
         tracing::debug!(changed = ?changed.as_ref().map(BTreeSet::len), "objects changed");
-        let translation = self
+        let mut translation = self
             .translator
             .translate(self.cache.resources(), changed.as_ref());
+        // What changed is for this reload's hash and apply only: taken out of the
+        // translation `/config` and the status writer keep (after every route was
+        // deleted, its route ids and upstream names would hold pages until the next
+        // reload). The translator's result is not shared yet.
+        let changes = match Arc::get_mut(&mut translation) {
+            Some(t) => t.take_changes(),
+            None => translation.changes().cloned(),
+        };
         // Debug builds (the tests) check every incremental translation against a full
         // one: the loader's changed set and the translator must agree on what changed.
         #[cfg(debug_assertions)]
@@ -1030,11 +1040,12 @@ impl Wiring {
         }
         if matches!(self.source, Source::Kubernetes(_)) {
             let t = tokio::time::Instant::now();
-            self.config_hash = self.config_hasher.update(&translation);
+            self.config_hash = self.config_hasher.update(&translation, changes.as_ref());
             hashing += t.elapsed();
         }
         let translated = started.elapsed();
-        let (bind_errors, errors) = self.apply(gateway, &translation).await;
+        let (bind_errors, errors) = self.apply(gateway, &translation, changes.as_ref()).await;
+        drop(changes);
         // A policy gatekit-auth refused says so in the statuses published below.
         let translation = self.access.refuse_unbuilt(translation);
         let bound: BTreeMap<u16, SocketAddr> = self
@@ -1099,19 +1110,21 @@ impl Wiring {
         self.publish(gateway);
     }
 
-    /// Serves `translation`. Returns the ports that could not be bound and every
-    /// configuration problem (for `/config`).
+    /// Serves `translation`; `changes` (its [`Translation::changes`], taken out)
+    /// says what changed since the last one served (`None`: assume everything).
+    /// Returns the ports that could not be bound and every configuration problem (for
+    /// `/config`).
     async fn apply(
         &mut self,
         gateway: &mut Gateway,
         translation: &Translation,
+        changes: Option<&gatekit_k8s::translate::Changes>,
     ) -> (Vec<(u16, String)>, Vec<ConfigError>) {
         let metrics = gateway.metrics().clone();
         let mut errors: Vec<ConfigError> = translation.errors().to_vec();
-        let upstreams = self.upstreams.update(
-            translation.upstreams(),
-            translation.changes().map(|c| c.upstreams()),
-        );
+        let upstreams = self
+            .upstreams
+            .update(translation.upstreams(), changes.map(|c| c.upstreams()));
         errors.extend(upstreams.errors.iter().cloned());
         errors.extend(self.access.update(
             translation.access_policies(),
@@ -1119,7 +1132,7 @@ impl Wiring {
             &upstreams.stale,
             &metrics,
         ));
-        self.update_series(translation, &metrics);
+        self.update_series(translation, changes, &metrics);
         let lookup = Lookup {
             upstreams: &self.upstreams,
             series: &self.series,
@@ -1141,9 +1154,7 @@ impl Wiring {
             }
             wanted.insert(port.port());
             let groups = self.tables.entry(port.port()).or_default();
-            let untouched = translation
-                .changes()
-                .is_some_and(|c| !c.ports().contains(&port.port()));
+            let untouched = changes.is_some_and(|c| !c.ports().contains(&port.port()));
             let changed = port_table(
                 port,
                 groups,
@@ -1374,12 +1385,18 @@ impl Wiring {
 
     /// Keeps a metrics series per (route, backend) of `translation`: routes whose `Arc`
     /// is the one seen last time keep theirs without a look; the series of pairs no
-    /// longer served are forgotten. With [`Translation::changes`], only the routes of
-    /// the changed ids are looked at (the others are the same `Arc`s as last time).
-    fn update_series(&mut self, translation: &Translation, metrics: &Metrics) {
+    /// longer served are forgotten. With `changes` ([`Translation::changes`]), only
+    /// the routes of the changed ids are looked at (the others are the same `Arc`s as
+    /// last time).
+    fn update_series(
+        &mut self,
+        translation: &Translation,
+        changes: Option<&gatekit_k8s::translate::Changes>,
+        metrics: &Metrics,
+    ) {
         let reload = self.generation + 1;
         let drain_timeout = self.drain_timeout;
-        if let Some(changes) = translation.changes() {
+        if let Some(changes) = changes {
             for route in changes.routes() {
                 see_route(&mut self.series, route, reload, metrics);
             }

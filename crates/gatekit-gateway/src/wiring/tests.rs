@@ -65,7 +65,7 @@ async fn an_unchanged_translation_is_applied_without_a_compile_or_a_store() {
         .await
         .unwrap();
     let t = translation("round-robin");
-    let (_, errors) = wiring.apply(&mut gateway, &t).await;
+    let (_, errors) = wiring.apply(&mut gateway, &t, None).await;
     assert!(errors.is_empty(), "{errors:?}");
     let served = wiring.ports[&8080].router.table();
     let (a, b) = (
@@ -76,7 +76,7 @@ async fn an_unchanged_translation_is_applied_without_a_compile_or_a_store() {
 
     // The same Arcs again: the port's table is not even stored again.
     let generation = wiring.generation();
-    let (_, errors) = wiring.apply(&mut gateway, &t.clone()).await;
+    let (_, errors) = wiring.apply(&mut gateway, &t.clone(), None).await;
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(wiring.generation(), generation + 1);
     let now = wiring.ports[&8080].router.table();
@@ -87,7 +87,7 @@ async fn an_unchanged_translation_is_applied_without_a_compile_or_a_store() {
 
     // A new translation (new Arcs for everything): compiled again, served.
     wiring
-        .apply(&mut gateway, &translation("round-robin"))
+        .apply(&mut gateway, &translation("round-robin"), None)
         .await;
     let now = wiring.ports[&8080].router.table();
     assert!(!Arc::ptr_eq(&served, &now));
@@ -192,4 +192,72 @@ async fn upstream_updates_skip_the_same_specs_and_name_what_changed() {
     assert!(upstreams.upstream("default/b:80").is_some());
     upstreams.retain(&third.gone);
     assert!(upstreams.upstream("default/b:80").is_none());
+}
+
+/// A route file as `docs` writes them: Service and HTTPRoute `name`.
+fn route_file(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{ name: {name}, namespace: default }}\n\
+         spec:\n  ports: [{{ name: http, port: 80 }}]\n\
+         ---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+         metadata: {{ name: {name}, namespace: default }}\n\
+         spec:\n  parentRefs: [{{ name: gw }}]\n  hostnames: [{name}.example.com]\n  \
+         rules:\n  - backendRefs: [{{ name: {name}, port: 80 }}]\n"
+    )
+}
+
+/// An incremental reload applies what changed, then keeps its translation for
+/// `/config` without those changes (they named every route a deletion removed and held
+/// memory until the next reload); `/config` still shows what is served.
+#[tokio::test]
+async fn the_kept_translation_holds_no_changes_and_config_stays_right() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gw.yaml"),
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n\
+         metadata: { name: gw, namespace: default }\n\
+         spec:\n  gatewayClassName: gatekit\n  \
+         listeners: [{ name: http, port: 8080, protocol: HTTP }]\n",
+    )
+    .unwrap();
+    for name in ["a", "b"] {
+        std::fs::write(dir.path().join(format!("{name}.yaml")), route_file(name)).unwrap();
+    }
+    let mut gateway = Gateway::embedded(GatewayOptions::default());
+    let source = Source::Dirs(vec![dir.path().to_owned()]);
+    let mut wiring = Wiring::start(&mut gateway, source, TranslateOptions::default())
+        .await
+        .unwrap();
+    let served = |wiring: &Wiring| {
+        let t = wiring.dump_parts.translation().unwrap();
+        let names: Vec<String> = t
+            .listeners()
+            .iter()
+            .flat_map(|p| p.routes())
+            .map(|r| r.id.name().to_owned())
+            .collect();
+        (t.changes().is_none(), names)
+    };
+    assert_eq!(
+        served(&wiring),
+        (true, vec!["a".to_owned(), "b".to_owned()])
+    );
+    let a_series = wiring.series[&RouteId::new("default", "a")].backends[0].clone();
+
+    // Route b's file deleted: an incremental reload (a's series is not looked at).
+    let b = dir.path().join("b.yaml");
+    std::fs::remove_file(&b).unwrap();
+    wiring.changed_paths = Some(Changed::Paths(BTreeSet::from([b])));
+    let before = wiring.generation();
+    assert!(wiring.reload(&mut gateway).await.is_empty());
+    assert_eq!(wiring.generation(), before + 1);
+    assert_eq!(served(&wiring), (true, vec!["a".to_owned()]));
+    assert!(!wiring.series.contains_key(&RouteId::new("default", "b")));
+    assert!(wiring.series[&RouteId::new("default", "a")].backends[0].same_series(&a_series));
+
+    let config: serde_json::Value =
+        serde_json::from_slice(&gateway.config_dump().current()).unwrap();
+    let text = config.to_string();
+    assert!(text.contains("a.example.com"), "{text}");
+    assert!(!text.contains("b.example.com"), "{text}");
 }

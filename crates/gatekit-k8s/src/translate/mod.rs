@@ -729,6 +729,15 @@ impl Translation {
         self.changes.as_deref()
     }
 
+    /// Takes [`changes`](Self::changes) out (`None` from then on). A caller that keeps
+    /// the translation after applying it (for `/config`, a status writer) takes them
+    /// first: they name every route and upstream a change reached (all of them, when
+    /// every route was deleted), and kept, those names would hold memory until the
+    /// next translation.
+    pub fn take_changes(&mut self) -> Option<Changes> {
+        self.changes.take().map(Arc::unwrap_or_clone)
+    }
+
     /// Programmed listeners, by port (ascending; a number served over TCP and UDP
     /// twice, TCP first).
     pub fn listeners(&self) -> &[PortListeners] {

@@ -72,6 +72,8 @@ pub(crate) struct RouteView<'a> {
     pub(crate) kind: &'static str,
     pub(crate) ns: &'a str,
     pub(crate) name: &'a str,
+    /// `ns` and `name`, shared by its id and its status.
+    pub(crate) shared: (Arc<str>, Arc<str>),
     pub(crate) generation: Option<i64>,
     pub(crate) id: RouteId,
     pub(crate) created: i64,
@@ -125,14 +127,14 @@ pub(crate) struct RoutePiece {
 }
 
 impl RoutePiece {
-    /// Sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name (from its status's
-    /// resource: not kept twice).
-    pub(crate) fn key(&self) -> (u8, String, String) {
+    /// Sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name (its status's
+    /// resource's shared names: not kept twice).
+    pub(crate) fn key(&self) -> (u8, Arc<str>, Arc<str>) {
         let r = self.status.resource();
         (
             u8::from(r.kind() == "GRPCRoute"),
-            r.namespace().unwrap_or_default().to_owned(),
-            r.name().to_owned(),
+            r.namespace_arc().cloned().unwrap_or_else(|| Arc::from("")),
+            r.name_arc().clone(),
         )
     }
 }
@@ -187,18 +189,20 @@ pub(crate) use raw_parents;
 pub(crate) fn route_view<'a>(
     kind: &'static str,
     meta: &'a crate::types::ObjectMeta,
-    id: impl FnOnce(&str, &str) -> RouteId,
+    id: impl FnOnce(&Arc<str>, &Arc<str>) -> RouteId,
     hostnames: Option<&'a [String]>,
     parents: Vec<RawParent<'a>>,
 ) -> RouteView<'a> {
     let ns = ns_of(meta);
     let name = name_of(meta);
+    let shared: (Arc<str>, Arc<str>) = (ns.into(), name.into());
     RouteView {
         kind,
         ns,
         name,
         generation: meta.generation,
-        id: id(ns, name),
+        id: id(&shared.0, &shared.1),
+        shared,
         created: created_of(meta),
         hostnames: hostnames.unwrap_or(&[]),
         parents,
@@ -225,11 +229,11 @@ pub(crate) fn http_piece(
 
 /// The id of the route of `kind` (0 HTTPRoute, 1 GRPCRoute, as in
 /// [`RoutePiece::key`]) `namespace`/`name`: GRPCRoutes' names get a `grpc:` prefix.
-pub(crate) fn route_id(kind: u8, namespace: &str, name: &str) -> RouteId {
+pub(crate) fn route_id(kind: u8, namespace: &Arc<str>, name: &Arc<str>) -> RouteId {
     if kind == 1 {
-        RouteId::new(namespace, format!("grpc:{name}"))
+        RouteId::new(namespace.clone(), format!("grpc:{name}"))
     } else {
-        RouteId::new(namespace, name)
+        RouteId::new(namespace.clone(), name.clone())
     }
 }
 
@@ -261,7 +265,11 @@ fn attach(
     let mut counted = Vec::new();
     let generation = view.generation;
     let mut status = ResourceStatus::new(
-        ResourceRef::new(view.kind, Some(view.ns), view.name),
+        ResourceRef::shared(
+            view.kind,
+            Some(view.shared.0.clone()),
+            view.shared.1.clone(),
+        ),
         generation,
     );
     let resolved = resolved_condition(&conv.unresolved, generation);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use gatekit_core::ConfigError;
 use gatekit_core::chunked::Chunked;
-use gatekit_core::route::Route;
+use gatekit_core::route::{Route, shrink_if_sparse};
 
 use super::backend::{Context, PolicyMaps, name_of, ns_of};
 use super::listener::{self, Listener};
@@ -226,7 +226,7 @@ fn status_order(status: &ResourceStatus) -> (u8, &str, &str) {
 }
 
 fn key_ref(key: &RouteKey) -> (u8, &str, &str) {
-    (key.0, key.1.as_str(), key.2.as_str())
+    (key.0, &key.1, &key.2)
 }
 
 impl Assembled {
@@ -526,10 +526,63 @@ impl ResourceRef {
     }
 }
 
-/// Route sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name.
-type RouteKey = (u8, String, String);
+/// Route sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name (the names
+/// the route's status and id share).
+type RouteKey = (u8, Arc<str>, Arc<str>);
 /// A namespaced object: (namespace, name).
 type Named = (String, String);
+
+/// What a [`Translator`] knows of one Service (referenced, with slices, or with
+/// upstreams): three indexes under one key, so a Service's names are kept once and
+/// its entry is one slot of one table. Dropped when all three are empty.
+#[derive(Default)]
+struct ServiceIndex {
+    /// The routes whose references name it.
+    routes: SmallSet<RouteKey>,
+    /// Its EndpointSlices' names.
+    slices: SmallSet<String>,
+    /// The names of the upstreams built from it.
+    upstreams: SmallSet<String>,
+}
+
+impl ServiceIndex {
+    fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.slices.is_empty() && self.upstreams.is_empty()
+    }
+}
+
+/// Adds `member` to the set `part` picks in `svc`'s entry.
+fn index<T: Ord>(
+    services: &mut HashMap<Named, ServiceIndex>,
+    svc: &Named,
+    part: fn(&mut ServiceIndex) -> &mut SmallSet<T>,
+    member: T,
+) {
+    let entry = match services.get_mut(svc) {
+        Some(e) => e,
+        None => services.entry(svc.clone()).or_default(),
+    };
+    part(entry).insert(member);
+}
+
+/// Takes `member` out of the set `part` picks in `svc`'s entry; an entry left empty
+/// goes.
+fn unindex<T, Q>(
+    services: &mut HashMap<Named, ServiceIndex>,
+    svc: &Named,
+    part: fn(&mut ServiceIndex) -> &mut SmallSet<T>,
+    member: &Q,
+) where
+    T: Ord + std::borrow::Borrow<Q>,
+    Q: Ord + ?Sized,
+{
+    if let Some(entry) = services.get_mut(svc) {
+        part(entry).remove(member);
+        if entry.is_empty() {
+            services.remove(svc);
+        }
+    }
+}
 
 /// What a [`Translator`] keeps between calls.
 struct State {
@@ -560,17 +613,14 @@ struct State {
     stream_pieces: Vec<StreamPiece>,
     /// The Services stream routes name: their change translates everything.
     stream_services: HashSet<Named>,
-    /// Referenced Service -> the routes whose references name it.
-    service_routes: HashMap<Named, SmallSet<RouteKey>>,
+    /// Service -> the routes naming it, its slices, its upstreams (see
+    /// [`ServiceIndex`]).
+    services: HashMap<Named, ServiceIndex>,
     /// EndpointSlice -> its Service (the `kubernetes.io/service-name` label).
     slice_service: HashMap<Named, String>,
-    /// Service -> its EndpointSlices' names.
-    service_slices: HashMap<Named, SmallSet<String>>,
     upstreams: BTreeMap<String, UpstreamState>,
     /// The names of the upstreams whose endpoints have problems.
     erroring: BTreeSet<String>,
-    /// Service -> the names of the upstreams built from it.
-    service_upstreams: HashMap<Named, SmallSet<String>>,
     /// The specs of `upstreams`, as the last translation has them.
     specs: Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
     /// The map of the translation before, reused for the next one once that
@@ -692,10 +742,10 @@ impl Translator {
                 // Its routes' ids would read as a GRPCRoute's (see `route_order`).
                 "HTTPRoute" if named.1.starts_with("grpc:") => return None,
                 "HTTPRoute" => {
-                    routes.insert((0, named.0, named.1));
+                    routes.insert((0, named.0.into(), named.1.into()));
                 }
                 "GRPCRoute" => {
-                    routes.insert((1, named.0, named.1));
+                    routes.insert((1, named.0.into(), named.1.into()));
                 }
                 "Service" => services.push(named),
                 "EndpointSlice" => slices.push(named),
@@ -710,30 +760,21 @@ impl Translator {
         for (key, slice) in slices.into_iter().zip(found) {
             if let Some(old) = state.slice_service.remove(&key) {
                 let svc = (key.0.clone(), old);
-                if let Some(set) = state.service_slices.get_mut(&svc) {
-                    set.remove(&key.1);
-                    if set.is_empty() {
-                        state.service_slices.remove(&svc);
-                    }
-                }
+                unindex(&mut state.services, &svc, |i| &mut i.slices, key.1.as_str());
                 rebuilt.insert(svc);
             }
             let label = slice.and_then(|(_, s)| s.service());
             if let Some(svc) = label {
                 let svc = (key.0.clone(), svc.to_owned());
-                state
-                    .service_slices
-                    .entry(svc.clone())
-                    .or_default()
-                    .insert(key.1.clone());
+                index(&mut state.services, &svc, |i| &mut i.slices, key.1.clone());
                 state.slice_service.insert(key, svc.1.clone());
                 rebuilt.insert(svc);
             }
         }
         // Routes to convert again: changed ones, and those naming a changed Service.
         for s in &services {
-            if let Some(users) = state.service_routes.get(s) {
-                routes.extend(users.iter().cloned());
+            if let Some(i) = state.services.get(s) {
+                routes.extend(i.routes.iter().cloned());
             }
         }
 
@@ -742,16 +783,15 @@ impl Translator {
         let set_entries = listener::listener_set_entries(resources);
         let pass = listener_pass(&cx, options, &set_entries);
 
-        let http: Vec<Named> = routes
-            .iter()
-            .filter(|k| k.0 == 0)
-            .map(|k| (k.1.clone(), k.2.clone()))
-            .collect();
-        let grpc: Vec<Named> = routes
-            .iter()
-            .filter(|k| k.0 == 1)
-            .map(|k| (k.1.clone(), k.2.clone()))
-            .collect();
+        let named = |kind: u8| -> (Vec<RouteKey>, Vec<Named>) {
+            routes
+                .iter()
+                .filter(|k| k.0 == kind)
+                .map(|k| (k.clone(), (k.1.to_string(), k.2.to_string())))
+                .unzip()
+        };
+        let (http_keys, http) = named(0);
+        let (grpc_keys, grpc) = named(1);
         let http_found = find_named(&resources.http_routes, &http);
         let grpc_found = find_named(&resources.grpc_routes, &grpc);
         let mut touched: BTreeSet<String> = BTreeSet::new();
@@ -760,18 +800,18 @@ impl Translator {
                 touched.insert(name.to_owned());
             }
         };
-        let new_pieces = http
+        let new_pieces = http_keys
             .into_iter()
             .zip(http_found)
-            .map(|(n, r)| {
+            .map(|(key, r)| {
                 let piece =
                     r.map(|(_, r)| route::http_piece(&cx, &pass.listeners, &pass.statuses, r));
-                ((0, n.0, n.1), piece)
+                (key, piece)
             })
-            .chain(grpc.into_iter().zip(grpc_found).map(|(n, r)| {
+            .chain(grpc_keys.into_iter().zip(grpc_found).map(|(key, r)| {
                 let piece =
                     r.map(|(_, r)| route::grpc_piece(&cx, &pass.listeners, &pass.statuses, r));
-                ((1, n.0, n.1), piece)
+                (key, piece)
             }));
         // What this call changes, for the apply stage: the routes of the pieces built
         // again and the listeners they were or are on.
@@ -792,23 +832,16 @@ impl Translator {
                 touched_listeners.extend(old.routes.iter().map(|(l, _)| *l));
                 remove_uses(&mut state.upstreams, &old.uses, &mut touch);
                 for s in &old.services {
-                    if let Some(set) = state.service_routes.get_mut(s) {
-                        set.remove(&key);
-                        if set.is_empty() {
-                            state.service_routes.remove(s);
-                        }
-                    }
+                    unindex(&mut state.services, s, |i| &mut i.routes, &key);
                 }
             }
             if let Some(piece) = piece {
+                // (The same key, in the names the piece's status and id share.)
+                let key = piece.key();
                 state.parts.add(&key, &piece);
                 add_uses(&mut state.upstreams, &piece.uses, &mut touch);
                 for s in &piece.services {
-                    state
-                        .service_routes
-                        .entry(s.clone())
-                        .or_default()
-                        .insert(key.clone());
+                    index(&mut state.services, s, |i| &mut i.routes, key.clone());
                 }
                 state.pieces.insert(key, piece);
             }
@@ -820,8 +853,8 @@ impl Translator {
             .map(|l| l.port)
             .collect();
         for s in &rebuilt {
-            if let Some(names) = state.service_upstreams.get(s) {
-                touched.extend(names.iter().cloned());
+            if let Some(i) = state.services.get(s) {
+                touched.extend(i.upstreams.iter().cloned());
             }
         }
 
@@ -839,12 +872,12 @@ impl Translator {
                     specs_changed = true;
                     changes.upstreams.insert(name.clone());
                 }
-                if let Some(set) = state.service_upstreams.get_mut(&svc) {
-                    set.remove(name);
-                    if set.is_empty() {
-                        state.service_upstreams.remove(&svc);
-                    }
-                }
+                unindex(
+                    &mut state.services,
+                    &svc,
+                    |i| &mut i.upstreams,
+                    name.as_str(),
+                );
                 state.upstreams.remove(name);
                 state.erroring.remove(name);
                 continue;
@@ -855,11 +888,12 @@ impl Translator {
                 || u.built_grpc != (u.grpc_users > 0)
                 || u.built_stream_only != u.stream_only()
             {
-                state
-                    .service_upstreams
-                    .entry(svc)
-                    .or_default()
-                    .insert(name.clone());
+                index(
+                    &mut state.services,
+                    &svc,
+                    |i| &mut i.upstreams,
+                    name.clone(),
+                );
                 build.push(name.clone());
             }
         }
@@ -871,10 +905,10 @@ impl Translator {
                 .flat_map(|u| {
                     let svc = (u.namespace.clone(), u.service.clone());
                     state
-                        .service_slices
+                        .services
                         .get(&svc)
                         .into_iter()
-                        .flatten()
+                        .flat_map(|i| &i.slices)
                         .map(move |s| (svc.0.clone(), s.clone()))
                 })
                 .collect();
@@ -946,6 +980,11 @@ impl Translator {
                 state.spare_lag = touched;
             }
         }
+
+        // After many routes went (all of them deleted), the indexes' tables would
+        // keep their size.
+        shrink_if_sparse(&mut state.services);
+        shrink_if_sparse(&mut state.slice_service);
 
         let access = cx.access.entries.clone();
         state.policy = cx.take_policy_maps();
@@ -1050,7 +1089,7 @@ impl State {
             .iter()
             .flat_map(|p| p.services.iter().cloned())
             .collect();
-        let mut service_routes: HashMap<Named, SmallSet<RouteKey>> = HashMap::new();
+        let mut services: HashMap<Named, ServiceIndex> = HashMap::new();
         let mut keyed: Vec<(RouteKey, RoutePiece)> =
             f.pieces.into_iter().map(|p| (p.key(), p)).collect();
         // (In key order already; collected, the map's nodes are full.)
@@ -1060,35 +1099,29 @@ impl State {
         }
         for (key, piece) in &keyed {
             for s in &piece.services {
-                service_routes
-                    .entry(s.clone())
-                    .or_default()
-                    .insert(key.clone());
+                index(&mut services, s, |i| &mut i.routes, key.clone());
             }
         }
         let pieces: BTreeMap<RouteKey, RoutePiece> = keyed.into_iter().collect();
         let mut slice_service = HashMap::new();
-        let mut service_slices: HashMap<Named, SmallSet<String>> = HashMap::new();
         for s in &resources.endpoint_slices {
             let Some(svc) = s.service() else {
                 continue;
             };
             let ns = s.namespace().unwrap_or("default").to_owned();
             let name = s.name().to_owned();
-            service_slices
+            services
                 .entry((ns.clone(), svc.to_owned()))
                 .or_default()
+                .slices
                 .insert(name.clone());
             if slice_service.insert((ns, name), svc.to_owned()).is_some() {
                 return None;
             }
         }
-        let mut service_upstreams: HashMap<Named, SmallSet<String>> = HashMap::new();
         for (name, u) in &f.upstreams {
-            service_upstreams
-                .entry((u.namespace.clone(), u.service.clone()))
-                .or_default()
-                .insert(name.clone());
+            let svc = (u.namespace.clone(), u.service.clone());
+            index(&mut services, &svc, |i| &mut i.upstreams, name.clone());
         }
         Some(Self {
             erroring: erroring(&f.upstreams),
@@ -1112,13 +1145,11 @@ impl State {
             parts,
             stream_pieces: f.stream_pieces,
             stream_services,
-            service_routes,
+            services,
             slice_service,
-            service_slices,
             // Built by inserts in name order, its nodes are half full: collected
             // again, they are full.
             upstreams: f.upstreams.into_iter().collect(),
-            service_upstreams,
             specs,
             spare: None,
             spare_lag: BTreeSet::new(),
