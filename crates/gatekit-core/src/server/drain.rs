@@ -190,6 +190,12 @@ impl Retirement {
         }
     }
 
+    /// Whether an upgrade request was [marked](Self::mark) (or the retirement already
+    /// announced): only then can a connection be waiting for [`retire`](Self::retire).
+    pub fn has_marked(&self) -> bool {
+        self.phase.get().is_some()
+    }
+
     /// Closes every upgraded connection marked by this retirement, now and from now on.
     pub fn retire(&self) {
         // Whichever of `mark` and `retire` makes the channel first, it ends in `Hard`.
@@ -226,14 +232,12 @@ mod tests {
         let mut plain = http::Request::new(());
         retirement.mark(&mut plain);
         assert!(plain.extensions().get::<RetiredSignal>().is_none());
-        assert!(
-            retirement.phase.get().is_none(),
-            "no channel without an upgrade"
-        );
+        assert!(!retirement.has_marked(), "no channel without an upgrade");
 
         // Marked before the retirement: fires when it comes.
         let mut before = upgrade_request();
         retirement.mark(&mut before);
+        assert!(retirement.has_marked());
         let mut before = signal(&before);
         retirement.retire();
         before.reached(Phase::Hard).await;

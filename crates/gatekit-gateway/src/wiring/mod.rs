@@ -562,17 +562,28 @@ fn see_route(
 /// Forgets the series of route `id`, no longer served: upgraded connections routed by
 /// it end at the drain deadline, as on a removed listener; other requests in flight
 /// finish on the rule they matched.
+///
+/// Returns whether a task now waits for the drain deadline: only a route that carried an
+/// upgrade has connections to close then. Any other is retired at once (an upgrade
+/// request it routed from now on, one the replaced table took a moment ago, is closed
+/// as soon as it is upgraded), so that removing many routes leaves no task per route
+/// holding memory until the deadline.
 fn retire_series(
     id: &RouteId,
     s: &RouteSeries,
     drain_timeout: std::time::Duration,
     metrics: &Metrics,
-) {
-    let retirement = Arc::clone(&s.retirement);
-    tokio::spawn(async move {
-        tokio::time::sleep(drain_timeout).await;
-        retirement.retire();
-    });
+) -> bool {
+    let waits = s.retirement.has_marked();
+    if waits {
+        let retirement = Arc::clone(&s.retirement);
+        tokio::spawn(async move {
+            tokio::time::sleep(drain_timeout).await;
+            retirement.retire();
+        });
+    } else {
+        s.retirement.retire();
+    }
     s.fallback.forget();
     if !s.backends.is_empty() {
         for handle in &s.backends {
@@ -580,6 +591,7 @@ fn retire_series(
         }
         metrics.forget_route(&id.to_string());
     }
+    waits
 }
 
 /// What is served on one port.
@@ -1406,8 +1418,7 @@ impl Wiring {
                     && s.seen != reload
                     && let Some(s) = self.series.remove(id)
                 {
-                    retire_series(id, &s, drain_timeout, metrics);
-                    retired = true;
+                    retired |= retire_series(id, &s, drain_timeout, metrics);
                 }
             }
             gatekit_core::route::shrink_if_sparse(&mut self.series);
@@ -1427,8 +1438,7 @@ impl Wiring {
             if s.seen == reload {
                 return true;
             }
-            retire_series(id, s, drain_timeout, metrics);
-            retired = true;
+            retired |= retire_series(id, s, drain_timeout, metrics);
             false
         });
         gatekit_core::route::shrink_if_sparse(&mut self.series);

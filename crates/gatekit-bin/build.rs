@@ -1,0 +1,39 @@
+//! Release builds of the `gatekit` binary place the functions that start-up and serving
+//! run first in `.text`, in the order of `symbol-order.txt` (written by
+//! `scripts/symbol-order.sh` from a training run). Without it they are spread over the
+//! whole 20 MB text, and the kernel maps each in with its 64 KiB neighbours: an idle
+//! gateway had 10 MB of the binary resident, 4 MB with the order (docs/benchmarks.md,
+//! "The binary's own pages").
+//!
+//! Only for `x86_64-unknown-linux-gnu`, where rustc links with its own lld by default;
+//! a build that names another linker, or sets `GATEKIT_SYMBOL_ORDER=off`, links as
+//! usual. Names the file no longer matches (another toolchain, other dependency
+//! versions) are skipped by lld: the binary is the same, only less ordered.
+
+use std::env;
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-changed=symbol-order.txt");
+    println!("cargo:rerun-if-env-changed=GATEKIT_SYMBOL_ORDER");
+    let var = |name: &str| env::var(name).unwrap_or_default();
+    let rustflags = var("CARGO_ENCODED_RUSTFLAGS");
+    let other_linker = rustflags.contains("linker")
+        || rustflags.contains("fuse-ld")
+        || env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some();
+    if var("PROFILE") != "release"
+        || var("TARGET") != "x86_64-unknown-linux-gnu"
+        || var("GATEKIT_SYMBOL_ORDER") == "off"
+        || other_linker
+    {
+        return;
+    }
+    let order = Path::new(&var("CARGO_MANIFEST_DIR")).join("symbol-order.txt");
+    if order.is_file() {
+        println!(
+            "cargo:rustc-link-arg-bin=gatekit=-Wl,--symbol-ordering-file={}",
+            order.display()
+        );
+        println!("cargo:rustc-link-arg-bin=gatekit=-Wl,--no-warn-symbol-ordering");
+    }
+}
