@@ -209,6 +209,13 @@ impl PolicyState {
             r.budgets.retain(|_, s| live(s, current));
             r.in_flight.retain(|_, s| live(s, current));
             r.retries.retain(|_, s| live(s, current));
+            // After many routes are removed, their tables' capacity goes too.
+            super::hash::shrink_if_sparse(&mut r.limiters);
+            super::hash::shrink_if_sparse(&mut r.shared);
+            super::hash::shrink_if_sparse(&mut r.breakers);
+            super::hash::shrink_if_sparse(&mut r.budgets);
+            super::hash::shrink_if_sparse(&mut r.in_flight);
+            super::hash::shrink_if_sparse(&mut r.retries);
             r.generation += 1;
         });
     }
