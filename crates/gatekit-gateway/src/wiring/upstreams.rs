@@ -39,7 +39,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gatekit_core::client::{Client, EndpointClient, PoolLimits, Transport};
@@ -69,14 +68,15 @@ pub(crate) struct Entry {
     upstream: Upstream<EndpointClient>,
     checker: Option<HealthChecker>,
     outlier: Option<Arc<OutlierDetector>>,
-    /// Cleared when the entry goes: the upstream (held by requests in flight) may still
-    /// report events, which must not bring its forgotten gauges back.
-    live: Arc<AtomicBool>,
+    /// Its health events' sink, whose callback sets the endpoint-health gauges: closed
+    /// when the entry goes (the upstream, held by requests in flight, may still report
+    /// events, which must not bring its forgotten gauges back).
+    events: HealthEvents,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        self.live.store(false, Ordering::Relaxed);
+        self.events.close_callback();
     }
 }
 
@@ -360,13 +360,11 @@ impl Upstreams {
 
     fn build(&self, name: &str, spec: &Arc<UpstreamSpec>, errors: &mut Vec<ConfigError>) -> Entry {
         let transport = upstream_transport(spec);
-        let live = Arc::new(AtomicBool::new(true));
         let shared_name: Arc<str> = Arc::from(name);
         let events = HealthEvents::with_callback(gauge_setter(
             self.metrics.clone(),
             Arc::clone(&shared_name),
             self.health_changed.clone(),
-            Arc::clone(&live),
         ));
         let policy = spec.policy();
         let mut config = upstream_config(policy, errors, name);
@@ -430,7 +428,7 @@ impl Upstreams {
             upstream,
             checker,
             outlier,
-            live,
+            events,
         }
     }
 }
@@ -551,17 +549,14 @@ fn millis(d: Duration) -> String {
 }
 
 /// What sets an upstream's endpoint-health gauges from its health events (called on
-/// the thread that sends the event; events are rare), while the upstream's entry `live`s.
+/// the thread that sends the event; events are rare), until the upstream's entry goes
+/// (it closes the callback).
 fn gauge_setter(
     metrics: Metrics,
     name: Arc<str>,
     changed: Arc<Notify>,
-    live: Arc<AtomicBool>,
 ) -> impl Fn(&HealthEvent) + Send + Sync + 'static {
     move |event| {
-        if !live.load(Ordering::Relaxed) {
-            return;
-        }
         let healthy = match event.kind() {
             HealthEventKind::BecameHealthy | HealthEventKind::Returned => 1,
             _ => 0,
