@@ -13,7 +13,9 @@
 //! stage on its own — the file text, the parsed [`ResourceSet`], the [`Translation`],
 //! the compiled route table — and then by the wired gateway (`Wiring::start` on a
 //! `Process`, as `gatekit run` does), after the first load and after reloads, with the
-//! process's RSS and the size of `/config`. A separate example from `reload_latency`
+//! process's RSS and the size of `/config`. Each figure is live bytes and live
+//! allocations (allocated and not yet freed), in all and per route: malloc's per-chunk
+//! overhead makes the number of allocations count as well as their bytes. A separate example from `reload_latency`
 //! so that the latency figures are not taken under a counting allocator.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -35,9 +37,29 @@ use manifests::{free_port, manifests, route};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-fn live() -> isize {
+/// Live bytes and live allocations (allocations not yet freed) at this point.
+#[derive(Clone, Copy)]
+struct Live {
+    bytes: isize,
+    allocs: isize,
+}
+
+impl std::ops::Sub for Live {
+    type Output = Live;
+    fn sub(self, base: Live) -> Live {
+        Live {
+            bytes: self.bytes - base.bytes,
+            allocs: self.allocs - base.allocs,
+        }
+    }
+}
+
+fn live() -> Live {
     let s = GLOBAL.stats();
-    s.bytes_allocated as isize - s.bytes_deallocated as isize
+    Live {
+        bytes: s.bytes_allocated as isize - s.bytes_deallocated as isize,
+        allocs: s.allocations as isize - s.deallocations as isize,
+    }
 }
 
 fn rss_kb() -> u64 {
@@ -49,8 +71,19 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn mb(bytes: isize) -> String {
-    format!("{:7.2} MB", bytes as f64 / 1e6)
+/// Number of routes, for the per-route columns.
+static ROUTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// `  12.34 MB  2468 B/route   123456 allocs  24.7/route`
+fn mb(held: Live) -> String {
+    let routes = ROUTES.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64;
+    format!(
+        "{:7.2} MB {:6.0} B/route {:8} allocs {:5.1}/route",
+        held.bytes as f64 / 1e6,
+        held.bytes as f64 / routes,
+        held.allocs,
+        held.allocs as f64 / routes
+    )
 }
 
 fn write_manifests(dir: &Path, port: u16, backend: SocketAddr, routes: usize) {
@@ -96,6 +129,7 @@ async fn main() {
         write_manifests(&dir, free_port(), "127.0.0.1:9".parse().unwrap(), routes);
         routes
     };
+    ROUTES.store(routes, std::sync::atomic::Ordering::Relaxed);
     let dirs = vec![dir.clone()];
     println!("{routes} routes; RSS at start {} KB", rss_kb());
 

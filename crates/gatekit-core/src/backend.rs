@@ -159,13 +159,12 @@ pub trait Backends {
     /// [`WithResponseExtensions`](crate::WithResponseExtensions) take precedence over
     /// them. `None`, the default: nothing is added.
     ///
-    /// Each rule keeps the `Arc` it is given (an error response clones the extensions
-    /// out of it): return the same one for every rule of a route, and for every build
-    /// that compiles the route again, to keep one copy per route.
-    fn error_extensions(
-        &self,
-        route: &crate::route::RouteId,
-    ) -> Option<std::sync::Arc<http::Extensions>> {
+    /// Each rule keeps the `Arc` it is given (an error response asks it for its
+    /// extensions): return the same one for every rule of a route, and for every build
+    /// that compiles the route again, to keep one copy per route. An
+    /// `Arc<http::Extensions>` will do; a type of one's own can make the extensions at
+    /// the error instead of keeping a map per route.
+    fn error_extensions(&self, route: &crate::route::RouteId) -> Option<Arc<dyn ErrorExtensions>> {
         let _ = route;
         None
     }
@@ -192,6 +191,22 @@ where
 {
     fn backend(&self, name: &str) -> Option<Backend> {
         self(name)
+    }
+}
+
+/// What a route's rules add to their error responses
+/// ([`Backends::error_extensions`]): asked once per error response (never on a
+/// successful request's way).
+pub trait ErrorExtensions: Send + Sync + 'static {
+    /// The extensions of one error response. Takes the `Arc` (a clone of the rule's),
+    /// so an implementation can put a handle to itself into them without allocating.
+    fn extensions(self: Arc<Self>) -> http::Extensions;
+}
+
+/// The extensions themselves, cloned into each error response.
+impl ErrorExtensions for http::Extensions {
+    fn extensions(self: Arc<Self>) -> http::Extensions {
+        (*self).clone()
     }
 }
 

@@ -83,7 +83,7 @@ pub mod timeout;
 pub mod tls;
 pub mod weighted;
 
-pub use crate::backend::{Backend, Backends};
+pub use crate::backend::{Backend, Backends, ErrorExtensions};
 pub use crate::body::Body;
 pub use crate::connection::{ConnectionInfo, TlsInfo};
 pub use crate::endpoint::{Change, Endpoint, EndpointState};

@@ -80,7 +80,9 @@ pub struct Upstream<S> {
 
 struct Shared<S> {
     config: UpstreamConfig,
-    new_endpoint: Box<dyn NewEndpoint<Service = S>>,
+    /// Shared when made with [`Upstream::with_factory`] (upstreams with the same client
+    /// settings need one factory between them).
+    new_endpoint: Arc<dyn NewEndpoint<Service = S>>,
     snapshot: ArcSwap<Snapshot<S>>,
     /// The members, sorted by address (a sorted `Vec`: most upstreams have a handful of
     /// endpoints, and a map's node was 456 bytes for one).
@@ -164,6 +166,16 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     where
         N: NewEndpoint<Service = S>,
     {
+        Self::with_factory(config, Arc::new(new_endpoint))
+    }
+
+    /// An empty upstream balancing by `config`, making each endpoint's service with
+    /// `new_endpoint`, which other upstreams may share (one allocation for all the
+    /// upstreams that make their endpoints' services alike, instead of one each).
+    pub fn with_factory(
+        config: UpstreamConfig,
+        new_endpoint: Arc<dyn NewEndpoint<Service = S>>,
+    ) -> Self {
         let tracking = Arc::new(Tracking {
             count_total: config.bounded_load.is_some(),
             total_in_flight: AtomicUsize::new(0),
@@ -177,7 +189,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         Self {
             shared: Arc::new(Shared {
                 config,
-                new_endpoint: Box::new(new_endpoint),
+                new_endpoint,
                 snapshot: ArcSwap::from_pointee(snapshot),
                 set: Mutex::new(set),
                 generation: OnceLock::new(),

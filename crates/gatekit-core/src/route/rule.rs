@@ -56,7 +56,7 @@ fn rule_stack(
     backends: &Arc<WeightedBackends>,
     lookup: &dyn Backends,
     state: &PolicyState,
-    error_extensions: Option<Arc<http::Extensions>>,
+    error_extensions: Option<Arc<dyn crate::backend::ErrorExtensions>>,
 ) -> Backend {
     let policy = &rule.policy;
     let mut local = Vec::new();
@@ -88,7 +88,10 @@ fn rule_stack(
     // a backend's own extensions, deeper in the cause chain, take precedence).
     let on_error = error_extensions.map(|extensions| {
         MapErrLayer::new(move |err: BoxError| -> BoxError {
-            Box::new(WithResponseExtensions::new(err, (*extensions).clone()))
+            Box::new(WithResponseExtensions::new(
+                err,
+                Arc::clone(&extensions).extensions(),
+            ))
         })
     });
     let session = policy

@@ -501,8 +501,10 @@ impl Metrics {
         }
     }
 
-    /// Registers the health-transition and ejection counters of `upstream` (at 0), so
-    /// they are exported before its first event.
+    /// Registers the health-transition and ejection counters of `upstream` (at 0).
+    /// [`record_health_event`](Self::record_health_event) does so at the upstream's
+    /// first event; call it to export them before (the gateway does not: the three
+    /// series cost ~250 bytes per upstream, most of which never has an event).
     pub fn register_upstream(&self, upstream: &Arc<str>) {
         for to in ["healthy", "unhealthy"] {
             let _ = self
@@ -538,9 +540,14 @@ impl Metrics {
 
     /// Counts a health event of an endpoint of `upstream`: an active check's verdict
     /// (`gatekit_endpoint_health_transitions_total`) or a passive ejection
-    /// (`gatekit_endpoint_ejections_total`); an ejection's end is neither.
+    /// (`gatekit_endpoint_ejections_total`); an ejection's end is neither. The
+    /// upstream's first event registers all three of its counters (at 0, then this
+    /// event counted), so from then on each is exported.
     pub fn record_health_event(&self, upstream: &Arc<str>, kind: gatekit_lb::HealthEventKind) {
         use gatekit_lb::HealthEventKind as K;
+        // Events are rare: three lookups each, instead of three series per upstream
+        // that never has one.
+        self.register_upstream(upstream);
         let to = match kind {
             K::BecameHealthy => "healthy",
             K::BecameUnhealthy => "unhealthy",
@@ -779,6 +786,22 @@ impl RouteFallback {
     /// The route's name, as its series are labelled.
     pub(crate) fn route(&self) -> &Arc<str> {
         &self.inner.route
+    }
+
+    /// This fallback as the route's error extensions
+    /// ([`gatekit_core::Backends::error_extensions`]): each error response of its
+    /// rules gets a clone of it in its extensions, made at the error (its `Arc`, no
+    /// extensions map kept per route).
+    pub(crate) fn error_extensions(&self) -> Arc<dyn gatekit_core::ErrorExtensions> {
+        Arc::clone(&self.inner) as Arc<dyn gatekit_core::ErrorExtensions>
+    }
+}
+
+impl gatekit_core::ErrorExtensions for FallbackInner {
+    fn extensions(self: Arc<Self>) -> http::Extensions {
+        let mut extensions = http::Extensions::new();
+        extensions.insert(RouteFallback { inner: self });
+        extensions
     }
 }
 

@@ -239,9 +239,10 @@ fn update_provided(
     }
 }
 
-/// The upstreams of each Service (namespace, name): upstream name, Service port, and
-/// whether it is the port's UDP one.
-type ServiceUpstreams = BTreeMap<(String, String), Vec<(String, u16, bool)>>;
+/// The upstreams of each Service, keyed by [`service_key`] (`namespace/name`): upstream
+/// name (the registry's own, shared), Service port, and whether it is the port's UDP
+/// one. Each list is exactly as long as it is (most Services have one upstream).
+type ServiceUpstreams = BTreeMap<Box<str>, Box<[(Arc<str>, u16, bool)]>>;
 
 /// Gives the upstreams of each of `services` (namespace, name) the endpoints
 /// `endpoints_of(namespace, name, port, udp)` computes (problems logged). Returns how many
@@ -254,7 +255,7 @@ fn set_service_endpoints<'s>(
 ) -> usize {
     let mut updated = 0;
     for service in services {
-        let Some(names) = service_upstreams.get(service) else {
+        let Some(names) = service_upstreams.get(&*service_key(&service.0, &service.1)) else {
             continue;
         };
         for (name, port, udp) in names {
@@ -343,21 +344,15 @@ impl gatekit_core::Backends for Lookup<'_> {
     }
 
     /// Answers a rule gives before any backend (a policy's refusal, the request
-    /// timeout) are counted under the route, backend `(none)`.
-    /// One `Arc` per route, kept in its series: its rules share it.
-    fn error_extensions(&self, route: &RouteId) -> Option<Arc<http::Extensions>> {
+    /// timeout) are counted under the route, backend `(none)`: its [`RouteFallback`],
+    /// kept in its series (its rules share it), puts itself in their extensions at
+    /// each such answer (no extensions map kept per route).
+    fn error_extensions(&self, route: &RouteId) -> Option<Arc<dyn gatekit_core::ErrorExtensions>> {
         Some(self.series.get(route).map_or_else(
-            || fallback_extensions(RouteFallback::new(self.metrics.clone(), route.to_string())),
-            |s| Arc::clone(&s.errors),
+            || RouteFallback::new(self.metrics.clone(), route.to_string()).error_extensions(),
+            |s| s.fallback.error_extensions(),
         ))
     }
-}
-
-/// The extensions of a route's error responses: its `(none)` series.
-fn fallback_extensions(fallback: RouteFallback) -> Arc<http::Extensions> {
-    let mut extensions = http::Extensions::new();
-    extensions.insert(fallback);
-    Arc::new(extensions)
 }
 
 /// The routes of one listener hostname of a port (listeners of several Gateways with the
@@ -485,8 +480,6 @@ struct RouteSeries {
     backends: Vec<RequestMetrics>,
     /// The route's `(none)` series, shared by its rules' error responses.
     fallback: RouteFallback,
-    /// `fallback` in the extensions its rules' error responses get (one copy per route).
-    errors: Arc<http::Extensions>,
     /// The reload that last saw the route.
     seen: u64,
     /// Retired (its WebSockets closed) the drain deadline after the route id is gone;
@@ -508,6 +501,7 @@ fn see_route(
     route: &Arc<Route>,
     reload: u64,
     metrics: &Metrics,
+    upstreams: &Upstreams,
 ) {
     let series = match series.get_mut(&route.id) {
         // Already seen on another listener this reload.
@@ -522,7 +516,6 @@ fn see_route(
             RouteSeries {
                 route: Arc::clone(route),
                 backends: Vec::new(),
-                errors: fallback_extensions(fallback.clone()),
                 fallback,
                 seen: reload,
                 retirement: Arc::new(Retirement::new()),
@@ -542,9 +535,13 @@ fn see_route(
     });
     for name in names {
         if series.handle(name).is_none() {
-            // The route's name shared with its `(none)` series: one copy per route.
+            // The route's name shared with its `(none)` series: one copy per route;
+            // the backend's with its upstream: one copy per upstream.
+            let backend = upstreams
+                .shared_name(name)
+                .unwrap_or_else(|| Arc::from(name));
             let handle =
-                metrics.request_metrics_shared(Arc::clone(series.fallback.route()), name.into());
+                metrics.request_metrics_shared(Arc::clone(series.fallback.route()), backend);
             series.backends.push(handle);
         }
     }
@@ -555,7 +552,6 @@ fn see_route(
         // Its `(none)` series is forgotten too: a new handle registers anew.
         series.fallback.forget();
         series.fallback = RouteFallback::new(metrics.clone(), id.as_str());
-        series.errors = fallback_extensions(series.fallback.clone());
     }
 }
 
@@ -1343,9 +1339,15 @@ impl Wiring {
         // The Services' upstream index, for endpoint updates: names come and go.
         for name in &upstreams.gone {
             if let Some(spec) = self.upstreams.spec(name) {
-                let key = service_key(&spec);
+                let key = spec_service_key(&spec);
                 if let Some(names) = self.service_upstreams.get_mut(&key) {
-                    names.retain(|(n, _, _)| n != name);
+                    if names.iter().any(|(n, _, _)| **n == **name) {
+                        *names = names
+                            .iter()
+                            .filter(|(n, _, _)| **n != **name)
+                            .cloned()
+                            .collect();
+                    }
                     if names.is_empty() {
                         self.service_upstreams.remove(&key);
                     }
@@ -1354,10 +1356,17 @@ impl Wiring {
         }
         for name in &upstreams.created {
             if let Some(spec) = translation.upstreams().get(name) {
-                self.service_upstreams
-                    .entry(service_key(spec))
-                    .or_default()
-                    .push((name.clone(), spec.port(), spec.is_udp()));
+                let shared = self
+                    .upstreams
+                    .shared_name(name)
+                    .unwrap_or_else(|| Arc::from(name.as_str()));
+                let names = self
+                    .service_upstreams
+                    .entry(spec_service_key(spec))
+                    .or_default();
+                let mut list = std::mem::take(names).into_vec();
+                list.push((shared, spec.port(), spec.is_udp()));
+                *names = list.into_boxed_slice();
             }
         }
         self.upstreams.retain(&upstreams.gone);
@@ -1410,7 +1419,7 @@ impl Wiring {
         let drain_timeout = self.drain_timeout;
         if let Some(changes) = changes {
             for route in changes.routes() {
-                see_route(&mut self.series, route, reload, metrics);
+                see_route(&mut self.series, route, reload, metrics, &self.upstreams);
             }
             let mut retired = false;
             for id in changes.route_ids() {
@@ -1430,7 +1439,7 @@ impl Wiring {
         }
         for port in translation.listeners() {
             for route in port.routes() {
-                see_route(&mut self.series, route, reload, metrics);
+                see_route(&mut self.series, route, reload, metrics, &self.upstreams);
             }
         }
         let mut retired = false;
@@ -1496,13 +1505,16 @@ fn default_locality(options: &crate::GatewayOptions) -> Option<gatekit_lb::Local
     )
 }
 
-/// The (namespace, name) of an upstream's Service.
-fn service_key(spec: &gatekit_k8s::translate::UpstreamSpec) -> (String, String) {
+/// The [`ServiceUpstreams`] key of an upstream's Service.
+fn spec_service_key(spec: &gatekit_k8s::translate::UpstreamSpec) -> Box<str> {
     let service = spec.service();
-    (
-        service.namespace().unwrap_or_default().to_owned(),
-        service.name().to_owned(),
-    )
+    service_key(service.namespace().unwrap_or_default(), service.name())
+}
+
+/// The [`ServiceUpstreams`] key of Service `namespace/name` (one string: Kubernetes
+/// names hold no `/`).
+fn service_key(namespace: &str, name: &str) -> Box<str> {
+    format!("{namespace}/{name}").into_boxed_str()
 }
 
 /// Every backend name a route's rules send to (invalid ones included: they never

@@ -37,10 +37,8 @@
 //! nothing is allocated for events while none happens).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gatekit_core::client::{Client, EndpointClient, PoolLimits, Transport};
@@ -52,7 +50,7 @@ use gatekit_lb::health::{CheckKind, GrpcCheck, HealthCheckConfig, HttpCheck};
 use gatekit_lb::outlier::OutlierConfig;
 use gatekit_lb::{
     Algorithm, HashKey, HealthChecker, HealthEvent, HealthEventKind, HealthEvents, Locality,
-    OutlierDetector, SlowStart, Upstream, UpstreamConfig,
+    NewEndpoint, OutlierDetector, SlowStart, Upstream, UpstreamConfig,
 };
 use tokio::sync::Notify;
 
@@ -70,15 +68,15 @@ pub(crate) struct Entry {
     upstream: Upstream<EndpointClient>,
     checker: Option<HealthChecker>,
     outlier: Option<Arc<OutlierDetector>>,
-    /// Cleared when the entry goes: the upstream (held by requests in flight) may still
-    /// report events, which must not bring its forgotten gauges back.
-    live: Arc<AtomicBool>,
-    endpoints: Vec<SocketAddr>,
+    /// Its health events' sink, whose callback sets the endpoint-health gauges: closed
+    /// when the entry goes (the upstream, held by requests in flight, may still report
+    /// events, which must not bring its forgotten gauges back).
+    events: HealthEvents,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        self.live.store(false, Ordering::Relaxed);
+        self.events.close_callback();
     }
 }
 
@@ -155,6 +153,10 @@ pub(crate) struct Upstreams {
     /// with `/config`.
     entries: SharedViews,
     default_locality: Option<Locality>,
+    /// The endpoint-client factories of upstreams in cleartext with the client's pool
+    /// settings (HTTP/1.1, HTTP/2): shared by all of them, one allocation each instead
+    /// of one per upstream.
+    plain: [Arc<EndpointFactory>; 2],
     /// Whether upstreams without passive health checking get
     /// [`OutlierConfig::connect_failures_only`].
     eject_refusing: bool,
@@ -170,12 +172,20 @@ impl std::fmt::Debug for Upstreams {
 
 impl Upstreams {
     pub(crate) fn new(client: Client, metrics: Metrics) -> Self {
+        let plain = [Transport::http1(), Transport::http2()].map(|transport| {
+            Arc::new(EndpointFactory {
+                client: client.clone(),
+                transport,
+                limits: PoolLimits::default(),
+            })
+        });
         Self {
             client,
             metrics,
             health_changed: Arc::new(Notify::new()),
             entries: SharedViews::default(),
             default_locality: None,
+            plain,
             eject_refusing: true,
         }
     }
@@ -280,6 +290,11 @@ impl Upstreams {
         changes
     }
 
+    /// The registry's own copy of the name `name` (to share it).
+    pub(crate) fn shared_name(&self, name: &str) -> Option<Arc<str>> {
+        self.lock().get_key_value(name).map(|(k, _)| Arc::clone(k))
+    }
+
     /// The spec last applied to upstream `name`.
     pub(crate) fn spec(&self, name: &str) -> Option<Arc<UpstreamSpec>> {
         self.lock().get(name).map(|e| Arc::clone(&e.spec))
@@ -313,8 +328,8 @@ impl Upstreams {
         let mut entries = self.lock();
         for name in gone {
             if let Some(entry) = entries.remove(name.as_str()) {
-                for addr in &entry.endpoints {
-                    self.metrics.forget_endpoint(name, *addr);
+                for (endpoint, _) in entry.upstream.endpoints() {
+                    self.metrics.forget_endpoint(name, endpoint.addr());
                 }
                 self.metrics.forget_upstream(name);
             }
@@ -345,13 +360,11 @@ impl Upstreams {
 
     fn build(&self, name: &str, spec: &Arc<UpstreamSpec>, errors: &mut Vec<ConfigError>) -> Entry {
         let transport = upstream_transport(spec);
-        let live = Arc::new(AtomicBool::new(true));
         let shared_name: Arc<str> = Arc::from(name);
         let events = HealthEvents::with_callback(gauge_setter(
             self.metrics.clone(),
             Arc::clone(&shared_name),
             self.health_changed.clone(),
-            Arc::clone(&live),
         ));
         let policy = spec.policy();
         let mut config = upstream_config(policy, errors, name);
@@ -379,11 +392,22 @@ impl Upstreams {
         }
         let limits = pool_limits(policy, errors, name);
         let timeouts = (limits.connect_timeout(), limits.idle_timeout());
-        let client = self.client.clone();
-        let endpoint_transport = transport.clone();
-        let upstream = Upstream::new(config, move |ep: &gatekit_core::Endpoint| {
-            client.endpoint_with(ep.addr(), endpoint_transport.clone(), limits.clone())
-        });
+        let plain = spec.tls().is_none()
+            && limits.connect_timeout().is_none()
+            && limits.idle_timeout().is_none()
+            && limits.max_connections().is_none()
+            && limits.max_requests_per_connection().is_none();
+        let factory = if plain {
+            let h2 = matches!(spec.app_protocol(), AppProtocol::H2c | AppProtocol::H2);
+            Arc::clone(&self.plain[usize::from(h2)])
+        } else {
+            Arc::new(EndpointFactory {
+                client: self.client.clone(),
+                transport: transport.clone(),
+                limits,
+            })
+        };
+        let upstream = Upstream::with_factory(config, factory);
         let checker = policy
             .and_then(|p| p.health_check.as_ref())
             .and_then(|h| h.active.as_ref())
@@ -404,9 +428,25 @@ impl Upstreams {
             upstream,
             checker,
             outlier,
-            live,
-            endpoints: Vec::new(),
+            events,
         }
+    }
+}
+
+/// Makes an upstream's endpoint clients: the shared [`Client`]'s, with the upstream's
+/// transport and pool limits.
+struct EndpointFactory {
+    client: Client,
+    transport: Transport,
+    limits: PoolLimits,
+}
+
+impl NewEndpoint for EndpointFactory {
+    type Service = EndpointClient;
+
+    fn new_endpoint(&self, endpoint: &gatekit_core::Endpoint) -> EndpointClient {
+        self.client
+            .endpoint_with(endpoint.addr(), self.transport.clone(), self.limits.clone())
     }
 }
 
@@ -440,6 +480,8 @@ fn tls_view(spec: &UpstreamSpec) -> serde_json::Value {
 /// its outlier detector the new set and keeps its endpoint-health series in step.
 fn apply_endpoints(metrics: &Metrics, entry: &mut Entry, endpoints: &[gatekit_core::Endpoint]) {
     let generation = entry.upstream.generation();
+    // The addresses before, from the upstream itself (no copy of them kept).
+    let before = entry.upstream.endpoints();
     entry.upstream.apply(Change::Replace(endpoints.to_vec()));
     // The outlier detector learns the set here, where it changes (a follow task per
     // upstream cost ~0.5 KB each).
@@ -448,21 +490,22 @@ fn apply_endpoints(metrics: &Metrics, entry: &mut Entry, endpoints: &[gatekit_co
     {
         outlier.update(entry.upstream.endpoints());
     }
-    let now: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr()).collect();
-    for gone in entry.endpoints.iter().filter(|a| !now.contains(a)) {
-        metrics.forget_endpoint(&entry.name, *gone);
+    for (gone, _) in before
+        .iter()
+        .filter(|(b, _)| !endpoints.iter().any(|e| e.addr() == b.addr()))
+    {
+        metrics.forget_endpoint(&entry.name, gone.addr());
     }
-    for addr in &now {
+    for endpoint in endpoints {
+        let addr = endpoint.addr();
         let healthy = entry
             .upstream
-            .health_of(*addr)
+            .health_of(addr)
             .is_none_or(|h| h.is_active_healthy());
         metrics
-            .endpoint_health(Arc::clone(&entry.name), *addr)
+            .endpoint_health(Arc::clone(&entry.name), addr)
             .set(i64::from(healthy));
     }
-    entry.endpoints = now;
-    metrics.register_upstream(&entry.name);
 }
 
 /// The pool limits of a policy: the connection thresholds of its circuit breaker bound
@@ -506,17 +549,14 @@ fn millis(d: Duration) -> String {
 }
 
 /// What sets an upstream's endpoint-health gauges from its health events (called on
-/// the thread that sends the event; events are rare), while the upstream's entry `live`s.
+/// the thread that sends the event; events are rare), until the upstream's entry goes
+/// (it closes the callback).
 fn gauge_setter(
     metrics: Metrics,
     name: Arc<str>,
     changed: Arc<Notify>,
-    live: Arc<AtomicBool>,
 ) -> impl Fn(&HealthEvent) + Send + Sync + 'static {
     move |event| {
-        if !live.load(Ordering::Relaxed) {
-            return;
-        }
         let healthy = match event.kind() {
             HealthEventKind::BecameHealthy | HealthEventKind::Returned => 1,
             _ => 0,
@@ -831,7 +871,9 @@ ports: [{{ port: 8080 }}]
 
     /// An ejection sets the endpoint's gauge to 0 through the upstream's event
     /// callback, with no task; once the upstream is removed (a request in flight may
-    /// still hold it), its events no longer bring the forgotten gauge back.
+    /// still hold it), its events no longer bring the forgotten gauge back. The
+    /// upstream's event counters appear at its first event (all three, the ejection
+    /// counted), not before.
     #[tokio::test]
     async fn health_events_set_gauges_until_the_upstream_is_removed() {
         use gatekit_lb::{Outcome, OutcomeObserver};
@@ -845,6 +887,7 @@ ports: [{{ port: 8080 }}]
         };
         let gauge =
             r#"gatekit_endpoint_healthy{upstream="default/web:80",endpoint="127.0.0.1:8080"}"#;
+        let ejections = r#"gatekit_endpoint_ejections_total{upstream="default/web:80"}"#;
         for removed in [false, true] {
             let metrics = Metrics::new();
             let mut upstreams = Upstreams::new(
@@ -857,7 +900,9 @@ ports: [{{ port: 8080 }}]
                 .outlier
                 .clone()
                 .expect("the default detector");
-            assert!(metrics.encode().contains(&format!("{gauge} 1")));
+            let text = metrics.encode();
+            assert!(text.contains(&format!("{gauge} 1")), "{text}");
+            assert!(!text.contains(ejections), "no event yet:\n{text}");
             if removed {
                 let gone = upstreams.update(&BTreeMap::new(), None).gone;
                 upstreams.retain(&gone);
@@ -866,8 +911,16 @@ ports: [{{ port: 8080 }}]
             let text = metrics.encode();
             if removed {
                 assert!(!text.contains(gauge), "{text}");
+                assert!(!text.contains("default/web:80"), "{text}");
             } else {
                 assert!(text.contains(&format!("{gauge} 0")), "{text}");
+                assert!(text.contains(&format!("{ejections} 1")), "{text}");
+                for to in ["healthy", "unhealthy"] {
+                    let transitions = format!(
+                        r#"gatekit_endpoint_health_transitions_total{{upstream="default/web:80",to="{to}"}} 0"#
+                    );
+                    assert!(text.contains(&transitions), "{text}");
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::broadcast;
@@ -20,36 +21,59 @@ const EVENT_CAPACITY: usize = 64;
 /// Nothing is allocated for subscribers until the first one subscribes; events sent
 /// before are not kept (a late subscriber reads the current state from the
 /// endpoints' health or a snapshot, and receives the changes from then on).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct HealthEvents {
-    inner: Arc<EventsInner>,
+    inner: Arc<EventsInner<Callback>>,
 }
 
 /// What a [`HealthEvents`] calls with each event.
-type Callback = Box<dyn Fn(&HealthEvent) + Send + Sync>;
+type Callback = dyn Fn(&HealthEvent) + Send + Sync;
 
-#[derive(Default)]
-struct EventsInner {
-    callback: Option<Callback>,
+/// The sink, with its callback inline (one allocation for both).
+struct EventsInner<F: ?Sized> {
     channel: OnceLock<broadcast::Sender<HealthEvent>>,
+    /// Whether `callback` is the caller's (not the no-op of [`HealthEvents::new`]).
+    has_callback: bool,
+    /// Set by [`HealthEvents::close_callback`].
+    closed: AtomicBool,
+    callback: F,
+}
+
+impl Default for HealthEvents {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl HealthEvents {
     /// A sink with no callback: events reach subscribers only.
     pub fn new() -> Self {
-        Self::default()
+        Self::build(false, |_: &HealthEvent| {})
     }
 
     /// A sink that calls `callback` with every event, on the thread that sends it (a
     /// checker's task, or the request that made a detector eject), before any
     /// subscriber gets it. Keep it short; it must not block.
     pub fn with_callback(callback: impl Fn(&HealthEvent) + Send + Sync + 'static) -> Self {
+        Self::build(true, callback)
+    }
+
+    fn build(has_callback: bool, callback: impl Fn(&HealthEvent) + Send + Sync + 'static) -> Self {
         Self {
             inner: Arc::new(EventsInner {
-                callback: Some(Box::new(callback)),
                 channel: OnceLock::new(),
+                has_callback,
+                closed: AtomicBool::new(false),
+                callback,
             }),
         }
+    }
+
+    /// Stops calling the callback from now on (subscribers still get every event): for
+    /// a callback whose owner is gone while a checker or a detector holding the sink
+    /// may still send (an event racing this call may still reach it).
+    pub fn close_callback(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
     }
 
     /// A receiver of every event from now on.
@@ -62,8 +86,8 @@ impl HealthEvents {
 
     /// Sends `event` to the callback and the subscribers.
     pub(crate) fn send(&self, event: HealthEvent) {
-        if let Some(callback) = &self.inner.callback {
-            callback(&event);
+        if self.inner.has_callback && !self.inner.closed.load(Ordering::Relaxed) {
+            (self.inner.callback)(&event);
         }
         if let Some(channel) = self.inner.channel.get() {
             // No receiver left is not an error: nobody listens.
@@ -75,7 +99,8 @@ impl HealthEvents {
 impl fmt::Debug for HealthEvents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HealthEvents")
-            .field("callback", &self.inner.callback.is_some())
+            .field("callback", &self.inner.has_callback)
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
             .field("subscribed", &self.inner.channel.get().is_some())
             .finish()
     }
