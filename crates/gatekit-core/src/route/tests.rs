@@ -928,7 +928,7 @@ impl Req {
 #[test]
 fn a_builder_gives_rules_without_retry_the_default_retry() {
     let mut with = rule(vec![prefix("/")]);
-    with.policy.retry = Some(crate::retry::RetryPolicy::new(
+    with.policy_mut().retry = Some(crate::retry::RetryPolicy::new(
         3,
         crate::retry::RetryOn::default(),
     ));
