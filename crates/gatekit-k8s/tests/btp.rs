@@ -156,7 +156,7 @@ fn the_course_policy_parses_and_translates() {
     breaker.max_pending_requests = Some(32);
     breaker.max_parallel_requests = Some(128);
     breaker.max_parallel_retries = Some(4);
-    assert_eq!(r.backends[0].breaker, Some(breaker));
+    assert_eq!(r.backends[0].breaker.as_deref(), Some(&breaker));
 
     let retry = r.policy.retry.as_ref().unwrap();
     assert_eq!(retry.attempts, 3);
@@ -212,7 +212,10 @@ spec:
         ]
     );
     assert_eq!(
-        r.backends[0].breaker.and_then(|b| b.max_parallel_requests),
+        r.backends[0]
+            .breaker
+            .as_ref()
+            .and_then(|b| b.max_parallel_requests),
         Some(5)
     );
     // Envoy Gateway's default retryOn.
@@ -1077,7 +1080,10 @@ fn circuit_breaker_thresholds_default_to_envoy_gateways_1024() {
     expected.max_pending_requests = Some(1024);
     expected.max_parallel_requests = Some(1024);
     expected.max_parallel_retries = Some(1024);
-    assert_eq!(rule(&t, "web").backends[0].breaker, Some(expected));
+    assert_eq!(
+        rule(&t, "web").backends[0].breaker.as_deref(),
+        Some(&expected)
+    );
 }
 
 #[test]

@@ -602,13 +602,13 @@ spec:
     let http = &route(&t, "r").rules[0];
     let web = &http.backends[0];
     assert_eq!(web.name, "default/web:80");
-    let cb = web.breaker.unwrap();
+    let cb = *web.breaker.clone().unwrap();
     assert_eq!(cb.max_connections, Some(100));
     assert_eq!(cb.max_pending_requests, Some(10));
     assert_eq!(cb.max_parallel_requests, Some(50));
     assert_eq!(cb.max_parallel_retries, Some(3));
     assert_eq!(cb.max_requests_per_connection, Some(1000));
-    let budget = web.retry_budget.unwrap();
+    let budget = *web.retry_budget.clone().unwrap();
     assert_eq!(budget.percent, 25.0);
     assert_eq!(budget.interval, Duration::from_secs(5));
     assert_eq!(budget.min_retries_per_second, 3, "5 per 2s, rounded up");
@@ -619,8 +619,12 @@ spec:
     );
 
     let grpc = &route(&t, "grpc:g").rules[0].backends[0];
-    assert_eq!(grpc.breaker, Some(cb), "GRPCRoute backendRefs too");
-    assert_eq!(grpc.retry_budget, Some(budget));
+    assert_eq!(
+        grpc.breaker.as_deref(),
+        Some(&cb),
+        "GRPCRoute backendRefs too"
+    );
+    assert_eq!(grpc.retry_budget.as_deref(), Some(&budget));
 }
 
 #[test]

@@ -153,9 +153,9 @@ fn an_xbackendtrafficpolicy_gives_its_services_backend_refs_sessions_and_retry_b
     assert_eq!(r.policy.session, None, "backend-level, not the rule's");
     let web = &r.backends[0];
     assert_eq!(
-        web.session,
+        web.session.as_deref(),
         Some(
-            SessionPersistence::cookie(Some("sid".into()))
+            &SessionPersistence::cookie(Some("sid".into()))
                 .with_idle_timeout(Some(Duration::from_secs(30)))
         )
     );
@@ -163,7 +163,7 @@ fn an_xbackendtrafficpolicy_gives_its_services_backend_refs_sessions_and_retry_b
     budget.percent = 30.0;
     budget.interval = Duration::from_secs(5);
     budget.min_retries_per_second = 2;
-    assert_eq!(web.retry_budget, Some(budget));
+    assert_eq!(web.retry_budget.as_deref(), Some(&budget));
     let api = &r.backends[1];
     assert!(api.session.is_none() && api.retry_budget.is_none());
 }
@@ -287,7 +287,11 @@ fn a_backend_policys_retry_budget_wins_and_the_status_says_so() {
     ));
     let t = run(&yaml);
     assert_eq!(
-        rule(&t, "r").backends[0].retry_budget.unwrap().percent,
+        rule(&t, "r").backends[0]
+            .retry_budget
+            .as_ref()
+            .unwrap()
+            .percent,
         50.0
     );
     let c = t
@@ -317,7 +321,7 @@ fn gep_policy(session: &str) -> Translation {
 
 fn web_session(t: &Translation) -> SessionPersistence {
     assert!(t.errors().is_empty(), "{:?}", t.errors());
-    rule(t, "r").backends[0].session.clone().unwrap()
+    *rule(t, "r").backends[0].session.clone().unwrap()
 }
 
 #[test]

@@ -91,7 +91,7 @@ fn fixture(access: &[&str], cors: bool) -> Fixture {
     };
     let mut rule = route::Rule::default();
     rule.backends.push(BackendRef::new("app", 1));
-    rule.policy.access = access.iter().map(|s| s.to_string()).collect();
+    rule.policy_mut().access = access.iter().map(|s| s.to_string()).collect();
     if cors {
         rule.filters.push(Filter::Cors(CorsPolicy {
             allow_origins: vec!["https://app.example".into()],

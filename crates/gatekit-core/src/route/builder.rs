@@ -300,7 +300,15 @@ impl TableBuilder {
         self.sequence += 1;
         let sequence = self.sequence;
         let compiled = compile_route(route, backends, self.default_retry.as_ref())
-            .map(Arc::new)
+            .map(|mut compiled| {
+                // Routes on a hostname another route has share its name.
+                for host in &mut compiled.hosts {
+                    if let Some((known, _)) = self.buckets.get_key_value(host) {
+                        *host = known.clone();
+                    }
+                }
+                Arc::new(compiled)
+            })
             .map_err(|e| Box::new(e.for_route(route.id.clone())));
         if let Ok(compiled) = &compiled {
             for host in &compiled.hosts {

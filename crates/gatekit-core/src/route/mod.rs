@@ -72,8 +72,9 @@
 //!   wildcard suffix (keyed by `example.com` for `*.example.com`), one for routes without
 //!   hostnames. A route with several hostnames is in several buckets.
 //! - Within a bucket, matches are indexed by path: a hash map from each `Exact` path to
-//!   its candidates, a hash map from each normalized `PathPrefix` to its candidates, and a
-//!   list of regex candidates. Every candidate list is sorted by steps 3 to 5 with a stable
+//!   its candidates, a hash map from each normalized `PathPrefix` to its candidates (each
+//!   a short list scanned in order while it has fewer than five paths, as most buckets
+//!   do), and a list of regex candidates. Every candidate list is sorted by steps 3 to 5 with a stable
 //!   sort over candidates added in step 6 to 8 order, so the first candidate of a list
 //!   whose method, headers and query all match is the best of that list.
 //!

@@ -137,7 +137,7 @@ impl Route {
 }
 
 /// One rule of a route: when it matches, what filters run, where requests go.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Rule {
     /// Optional rule name (Gateway API `name`), for status and metrics.
@@ -152,14 +152,55 @@ pub struct Rule {
     /// Timeouts, enforced by [`TimeoutLayer`](crate::timeout::TimeoutLayer)s in the
     /// rule's stack; `backend_request` must not exceed `request`.
     pub timeouts: Timeouts,
-    /// Traffic policy of the rule: retries, rate limits, request limits.
-    pub policy: RulePolicy,
+    /// Traffic policy of the rule: retries, rate limits, request limits. Shared: the
+    /// empty policy most rules have is one value for all of them (see
+    /// [`RulePolicy::none`]), and the compiled rule keeps this one. Change it with
+    /// [`policy_mut`](Self::policy_mut).
+    pub policy: Arc<RulePolicy>,
+}
+
+impl Default for Rule {
+    fn default() -> Self {
+        Self {
+            name: None,
+            matches: Vec::new(),
+            filters: Vec::new(),
+            backends: Vec::new(),
+            timeouts: Timeouts::default(),
+            policy: RulePolicy::none(),
+        }
+    }
 }
 
 impl Rule {
     /// A rule without matches (every request), filters or backends.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The rule's policy, to change (copied first if it is shared, as the empty one is).
+    pub fn policy_mut(&mut self) -> &mut RulePolicy {
+        Arc::make_mut(&mut self.policy)
+    }
+
+    /// Changes the rule's policy with `f`; a policy left empty is kept as the shared
+    /// [`RulePolicy::none`] (no allocation held for it).
+    pub fn update_policy(&mut self, f: impl FnOnce(&mut RulePolicy)) {
+        f(Arc::make_mut(&mut self.policy));
+        if *self.policy == RulePolicy::default() {
+            self.policy = RulePolicy::none();
+        }
+    }
+
+    /// Sets the rule's policy; an empty one is kept as the shared [`RulePolicy::none`].
+    #[must_use]
+    pub fn with_policy(mut self, policy: RulePolicy) -> Self {
+        self.policy = if policy == RulePolicy::default() {
+            RulePolicy::none()
+        } else {
+            Arc::new(policy)
+        };
+        self
     }
 
     /// Sets the rule's name (Gateway API `name`).
@@ -200,7 +241,7 @@ impl Rule {
     /// Sets how failed attempts are retried (`retry`).
     #[must_use]
     pub fn with_retry(mut self, retry: crate::retry::RetryPolicy) -> Self {
-        self.policy.retry = Some(retry);
+        self.policy_mut().retry = Some(retry);
         self
     }
 }
@@ -222,6 +263,15 @@ pub struct RulePolicy {
     /// up through [`Backends::access_policy`](crate::Backends::access_policy) when the
     /// table is built, and a request must pass every one. See [`crate::access`].
     pub access: Vec<String>,
+}
+
+impl RulePolicy {
+    /// The empty policy, shared: one allocation for every rule without a policy.
+    pub fn none() -> Arc<RulePolicy> {
+        static NONE: std::sync::LazyLock<Arc<RulePolicy>> =
+            std::sync::LazyLock::new(|| Arc::new(RulePolicy::default()));
+        Arc::clone(&NONE)
+    }
 }
 
 /// One match: every condition given must hold (AND).
@@ -352,14 +402,16 @@ pub struct BackendRef {
     pub weight: u32,
     /// Filters applied only when this backend is chosen, after the rule's filters.
     pub filters: Vec<Filter>,
-    /// The circuit breaker around this backendRef (from the backend's policy).
-    pub breaker: Option<crate::breaker::CircuitBreakerConfig>,
+    /// The circuit breaker around this backendRef (from the backend's policy). Boxed,
+    /// as the two below: most backendRefs have none, and inline they would triple the
+    /// size of every one.
+    pub breaker: Option<Box<crate::breaker::CircuitBreakerConfig>>,
     /// The retry budget of the backend (from the backend's policy); retries to it
     /// without one are bounded by attempts alone.
-    pub retry_budget: Option<crate::retry::RetryBudgetConfig>,
+    pub retry_budget: Option<Box<crate::retry::RetryBudgetConfig>>,
     /// Session persistence of the backend (from its `XBackendTrafficPolicy`): sessions
     /// stick to an endpoint. Not used when the rule has its own.
-    pub session: Option<crate::session::SessionPersistence>,
+    pub session: Option<Box<crate::session::SessionPersistence>>,
 }
 
 impl BackendRef {

@@ -9,6 +9,8 @@
 //! `/`, and the empty prefix. [`prefix_candidates`] yields exactly those, longest first, so
 //! the table finds the longest matching prefix with one hash lookup per path segment.
 
+use std::sync::Arc;
+
 use regex::Regex;
 
 use super::model::PathMatch;
@@ -17,10 +19,10 @@ use crate::error::ConfigError;
 /// A validated path condition.
 #[derive(Clone, Debug)]
 pub(crate) enum PathCond {
-    /// The whole path equals this.
-    Exact(Box<str>),
-    /// Whole-segment prefix, stored without trailing `/`.
-    Prefix(Box<str>),
+    /// The whole path equals this (shared with the bucket's path index, its key).
+    Exact(Arc<str>),
+    /// Whole-segment prefix, stored without trailing `/` (shared as `Exact`).
+    Prefix(Arc<str>),
     /// The whole path matches (anchored).
     Regex(Regex),
     /// No path condition: every path, ranked after every path condition (a GRPCRoute

@@ -33,9 +33,9 @@ pub struct CompiledRule {
     timeouts: Timeouts,
     backends: Arc<WeightedBackends>,
     service: Backend,
-    /// `None`: the empty policy, kept without an allocation; a rule that sets none but
-    /// takes the default retry shares one value ([`default_policy`]).
-    policy: Option<Arc<RulePolicy>>,
+    /// The model's own (shared, not copied); a rule that sets none but takes the
+    /// default retry shares one value ([`DefaultRetry`]).
+    policy: Arc<RulePolicy>,
 }
 
 /// Builds a rule's stack, outermost first (see the [`Router`](crate::Router)'s docs):
@@ -162,7 +162,7 @@ fn backend_stack(
         .session
         .clone()
         .filter(|_| rule.policy.session.is_none())
-        .map(|config| SessionLayer::new(&b.name, config));
+        .map(|config| SessionLayer::new(&b.name, *config));
     if retry.is_none() && per_try.is_none() && b.breaker.is_none() && session.is_none() {
         return backend;
     }
@@ -303,15 +303,14 @@ impl CompiledRule {
             backends,
             policy: match (&rule.policy.retry, default_retry) {
                 // The default applies: shown as the rule's policy.
-                (None, Some(default)) if rule.policy == RulePolicy::default() => {
-                    Some(Arc::clone(&default.policy))
+                (None, Some(default)) if *rule.policy == RulePolicy::default() => {
+                    Arc::clone(&default.policy)
                 }
-                (None, Some(default)) => Some(Arc::new(RulePolicy {
+                (None, Some(default)) => Arc::new(RulePolicy {
                     retry: Some(RetryPolicy::clone(&default.retry)),
-                    ..rule.policy.clone()
-                })),
-                _ if rule.policy == RulePolicy::default() => None,
-                _ => Some(Arc::new(rule.policy.clone())),
+                    ..RulePolicy::clone(&rule.policy)
+                }),
+                _ => Arc::clone(&rule.policy),
             },
         })
     }
@@ -343,9 +342,7 @@ impl CompiledRule {
 
     /// The rule's traffic policy, as configured.
     pub fn policy(&self) -> &RulePolicy {
-        static EMPTY: std::sync::LazyLock<RulePolicy> =
-            std::sync::LazyLock::new(RulePolicy::default);
-        self.policy.as_deref().unwrap_or(&EMPTY)
+        &self.policy
     }
 
     /// Every backendRef of the rule, in order (including those of weight 0).
@@ -588,13 +585,15 @@ mod tests {
         let backends: HashMap<String, Backend> = HashMap::new();
         let id = RouteId::new("ns", "r");
         let mut rule = Rule::default();
-        rule.policy.session =
+        rule.policy_mut().session =
             Some(SessionPersistence::cookie(None).with_lifetime(CookieLifetime::Permanent));
         let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
         assert_eq!(e.field(), "sessionPersistence.absoluteTimeout");
-        rule.policy.session = None;
+        rule.policy_mut().session = None;
         let mut b = BackendRef::new("b", 1);
-        b.session = Some(SessionPersistence::header(Some("bad name".into())));
+        b.session = Some(Box::new(SessionPersistence::header(Some(
+            "bad name".into(),
+        ))));
         rule.backends.push(b);
         let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
         assert_eq!(e.field(), "backendRefs[0].sessionPersistence.sessionName");
@@ -606,19 +605,21 @@ mod tests {
         let id = RouteId::new("ns", "r");
         let mut rule = Rule::default();
         let plain = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap();
-        assert!(plain.policy.is_none());
+        assert!(Arc::ptr_eq(&plain.policy, &RulePolicy::none()));
         assert_eq!(plain.policy(), &RulePolicy::default());
 
         let retry = DefaultRetry::new(RetryPolicy::unsent_once());
         let defaulted = CompiledRule::compile(&id, 0, &rule, &backends, Some(&retry)).unwrap();
         assert_eq!(defaulted.policy().retry.as_ref(), Some(&*retry.retry));
         let again = CompiledRule::compile(&id, 1, &rule, &backends, Some(&retry)).unwrap();
-        let shared = |r: &CompiledRule| r.policy.clone().unwrap();
+        let shared = |r: &CompiledRule| r.policy.clone();
         assert!(Arc::ptr_eq(&shared(&defaulted), &shared(&again)));
 
-        rule.policy.limits.max_concurrent_requests = Some(3);
+        rule.policy_mut().limits.max_concurrent_requests = Some(3);
         let limited = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap();
-        assert_eq!(limited.policy(), &rule.policy);
+        assert_eq!(limited.policy(), &*rule.policy);
+        // The model's policy itself, not a copy.
+        assert!(Arc::ptr_eq(&limited.policy, &rule.policy));
     }
 
     #[test]

@@ -54,12 +54,77 @@ struct Candidate {
 /// host"), indexed by path. Every list is sorted by precedence steps 3 to 8.
 #[derive(Debug, Default)]
 pub(crate) struct Bucket {
-    exact: FastMap<Box<str>, Vec<Candidate>>,
-    prefix: FastMap<Box<str>, Vec<Candidate>>,
+    exact: PathIndex,
+    prefix: PathIndex,
     prefix_max_len: usize,
     regex: Vec<(Regex, Candidate)>,
     /// Matches without a path condition: tried after every path condition.
     any: Vec<Candidate>,
+}
+
+/// Candidate lists by path (`Exact` paths, or normalized `PathPrefix` values), built
+/// once. Most buckets hold a path or two (a hostname per route): those are a boxed slice
+/// scanned in order (a length comparison rejects most keys), one allocation instead of a
+/// hash table sized for growth; from [`FEW_PATHS`] paths on, a hash map. The keys are
+/// the compiled matches' own strings (`Arc`), not copies.
+#[derive(Debug)]
+enum PathIndex {
+    Few(Box<[PathEntry]>),
+    Many(FastMap<Arc<str>, Box<[Candidate]>>),
+}
+
+/// A path and its candidate list.
+type PathEntry = (Arc<str>, Box<[Candidate]>);
+
+/// From this many paths on, a [`PathIndex`] is hashed.
+const FEW_PATHS: usize = 5;
+
+impl Default for PathIndex {
+    fn default() -> Self {
+        PathIndex::Few(Box::default())
+    }
+}
+
+impl PathIndex {
+    /// The index of `lists`, which it takes as they are.
+    fn new(lists: Vec<(Arc<str>, Vec<Candidate>)>) -> Self {
+        let lists = lists
+            .into_iter()
+            .map(|(path, list)| (path, list.into_boxed_slice()));
+        if lists.len() < FEW_PATHS {
+            PathIndex::Few(lists.collect())
+        } else {
+            PathIndex::Many(lists.collect())
+        }
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        match self {
+            PathIndex::Few(list) => list.is_empty(),
+            PathIndex::Many(map) => map.is_empty(),
+        }
+    }
+
+    /// The key equal to `path` (borrowed from the index) and its candidates.
+    #[inline]
+    fn get(&self, path: &str) -> Option<(&str, &[Candidate])> {
+        match self {
+            PathIndex::Few(list) => list
+                .iter()
+                .find(|(k, _)| **k == *path)
+                .map(|(k, v)| (&**k, &**v)),
+            PathIndex::Many(map) => map.get_key_value(path).map(|(k, v)| (&**k, &**v)),
+        }
+    }
+
+    /// Every candidate list.
+    fn lists(&self) -> Box<dyn Iterator<Item = &[Candidate]> + '_> {
+        match self {
+            PathIndex::Few(list) => Box::new(list.iter().map(|(_, v)| &**v)),
+            PathIndex::Many(map) => Box::new(map.values().map(|v| &**v)),
+        }
+    }
 }
 
 /// Precedence steps 3 to 5 (method, header count, query count), larger first. Steps 6 to 8
@@ -118,6 +183,10 @@ impl Bucket {
     /// The bucket of `routes`, given in precedence order (steps 6 and 7).
     pub(crate) fn build<'a>(routes: impl IntoIterator<Item = &'a CompiledRoute>) -> Bucket {
         let mut bucket = Bucket::default();
+        // Lists by path while building: a position in `exact` or `prefix` by key.
+        let mut exact: Vec<(Arc<str>, Vec<Candidate>)> = Vec::new();
+        let mut prefix: Vec<(Arc<str>, Vec<Candidate>)> = Vec::new();
+        let mut at: FastMap<(bool, &str), usize> = FastMap::default();
         for route in routes {
             for (rule, path, conds) in &route.matches {
                 let key = list_key(conds);
@@ -126,11 +195,11 @@ impl Bucket {
                     rule: Arc::clone(&route.rules[*rule]),
                 };
                 let key_of = |c: &Candidate| list_key(&c.conditions);
-                let (map, p) = match path {
-                    PathCond::Exact(p) => (&mut bucket.exact, p),
+                let (lists, p) = match path {
+                    PathCond::Exact(p) => (&mut exact, p),
                     PathCond::Prefix(p) => {
                         bucket.prefix_max_len = bucket.prefix_max_len.max(p.len());
-                        (&mut bucket.prefix, p)
+                        (&mut prefix, p)
                     }
                     PathCond::Regex(re) => {
                         let key_of = |(_, c): &(Regex, Candidate)| key_of(c);
@@ -142,21 +211,25 @@ impl Bucket {
                         continue;
                     }
                 };
-                match map.get_mut(&**p) {
-                    Some(list) => insert_sorted(list, cand, key, key_of),
+                let is_exact = matches!(path, PathCond::Exact(_));
+                match at.get(&(is_exact, &**p)) {
+                    Some(&i) => insert_sorted(&mut lists[i].1, cand, key, key_of),
                     None => {
-                        map.insert(p.clone(), vec![cand]);
+                        at.insert((is_exact, &**p), lists.len());
+                        lists.push((Arc::clone(p), vec![cand]));
                     }
                 }
             }
         }
+        bucket.exact = PathIndex::new(exact);
+        bucket.prefix = PathIndex::new(prefix);
         bucket
     }
 
     /// How many rules its candidates lead to (for `Debug`).
     fn candidate_count(&self) -> usize {
-        self.exact.values().map(Vec::len).sum::<usize>()
-            + self.prefix.values().map(Vec::len).sum::<usize>()
+        self.exact.lists().map(<[Candidate]>::len).sum::<usize>()
+            + self.prefix.lists().map(<[Candidate]>::len).sum::<usize>()
             + self.regex.len()
             + self.any.len()
     }
@@ -301,7 +374,7 @@ impl RouteTable {
         // Step 2: an Exact path, then prefixes longest first, then regexes, then no path
         // condition.
         if !bucket.exact.is_empty()
-            && let Some(list) = bucket.exact.get(req.path)
+            && let Some((_, list)) = bucket.exact.get(req.path)
             && let Some(rule) = first_match(list, req)
         {
             return Some(RuleMatch {
@@ -311,7 +384,7 @@ impl RouteTable {
         }
         if !bucket.prefix.is_empty() {
             for p in prefix_candidates(req.path, bucket.prefix_max_len) {
-                if let Some((key, list)) = bucket.prefix.get_key_value(p)
+                if let Some((key, list)) = bucket.prefix.get(p)
                     && let Some(rule) = first_match(list, req)
                 {
                     return Some(RuleMatch {
@@ -501,6 +574,52 @@ mod tests {
         route.rules.push(rule.clone());
         route.rules.push(Rule::default());
         route
+    }
+
+    /// A table of one host with `n` prefix routes `/p{i}` (route `p{i}`) and as many exact
+    /// ones `/e{i}`.
+    fn one_host(n: usize) -> RouteTable {
+        let routes = (0..n)
+            .map(|i| {
+                let mut route = Route::new(RouteId::new("ns", format!("p{i}")));
+                route.hostnames.push("a.test".into());
+                let mut rule = Rule::default();
+                rule.matches.push(Match::prefix(format!("/p{i}")));
+                rule.matches.push(Match::exact(format!("/e{i}")));
+                route.rules.push(rule);
+                route
+            })
+            .collect();
+        let backends: HashMap<String, Backend> = HashMap::new();
+        RouteTable::build(routes, &backends).unwrap()
+    }
+
+    #[test]
+    fn few_and_many_paths_are_found_alike() {
+        for n in [1, FEW_PATHS - 1, FEW_PATHS, 3 * FEW_PATHS] {
+            let table = one_host(n);
+            let bucket = table.bucket(&HostKey::Exact("a.test".into())).unwrap();
+            let few = n < FEW_PATHS;
+            assert_eq!(matches!(bucket.prefix, PathIndex::Few(_)), few, "{n} paths");
+            assert_eq!(matches!(bucket.exact, PathIndex::Few(_)), few, "{n} paths");
+            let find = |path: &str| {
+                let uri: Uri = format!("http://a.test{path}").parse().unwrap();
+                table
+                    .find(&Method::GET, &uri, &HeaderMap::new())
+                    .map(|m| (m.rule.route_id().name().to_owned(), m.matched_prefix))
+            };
+            for i in 0..n {
+                let name = format!("p{i}");
+                let prefix = format!("/p{i}");
+                assert_eq!(
+                    find(&format!("/p{i}/x")),
+                    Some((name.clone(), Some(&*prefix)))
+                );
+                assert_eq!(find(&format!("/e{i}")), Some((name, None)));
+            }
+            assert_eq!(find(&format!("/p{n}")), None);
+            assert_eq!(find("/e0/x"), None);
+        }
     }
 
     #[test]

@@ -508,8 +508,8 @@ impl<'a> RouteJson<'a> {
                         .map(|b| BackendJson {
                             name: &b.name,
                             weight: b.weight,
-                            breaker: b.breaker.as_ref().map(BreakerJson::new),
-                            retry_budget: b.retry_budget.as_ref().map(BudgetJson::new),
+                            breaker: b.breaker.as_deref().map(BreakerJson::new),
+                            retry_budget: b.retry_budget.as_deref().map(BudgetJson::new),
                             // The rule's own wins (see `gatekit_core::session`).
                             session_persistence: b
                                 .session

@@ -1599,15 +1599,14 @@ impl Context<'_> {
                     .insert(0, Filter::Cors(CorsPolicy::clone(cors)));
             }
             // The rule's own (ExternalAuth filters) come last.
-            let own = std::mem::take(&mut rule.policy.access);
             let mut access = parent.overrides.clone();
             let names = policy.map(|p| p.names.as_slice()).unwrap_or_default();
-            for n in names.iter().chain(&own) {
+            for n in names.iter().chain(&rule.policy.access) {
                 if !access.contains(n) {
                     access.push(n.clone());
                 }
             }
-            rule.policy.access = access;
+            rule.update_policy(|p| p.access = access);
         }
     }
 }

@@ -705,16 +705,18 @@ impl Context<'_> {
                 }
                 if let Some(breaker) = b.breaker {
                     for backend in &mut rule.backends {
-                        backend.breaker.get_or_insert(breaker);
+                        backend.breaker.get_or_insert_with(|| Box::new(breaker));
                     }
                 }
             }
-            if rule.policy.retry.is_none() {
-                rule.policy.retry = v.retry;
-            }
-            rule.policy.rate_limits = v.rate_limits.unwrap_or_default();
-            rule.policy.limits.max_concurrent_requests = v.max_concurrent_requests;
-            rule.policy.limits.max_request_body = v.max_request_body;
+            rule.update_policy(|policy| {
+                if policy.retry.is_none() {
+                    policy.retry = v.retry;
+                }
+                policy.rate_limits = v.rate_limits.unwrap_or_default();
+                policy.limits.max_concurrent_requests = v.max_concurrent_requests;
+                policy.limits.max_request_body = v.max_request_body;
+            });
         }
     }
 }

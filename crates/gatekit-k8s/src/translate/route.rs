@@ -1041,7 +1041,7 @@ fn finish_rule(conv: &mut Converted, view: &RouteView<'_>, mut rule: Rule, work:
         rule.filters.clear();
         rule.backends.clear();
         rule.timeouts = Timeouts::default();
-        rule.policy = RulePolicy::default();
+        rule.policy = RulePolicy::none();
     }
     conv.rules.push(rule);
 }
@@ -1091,7 +1091,7 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
                     view.ns, view.name
                 );
                 let entry = work.external_auth(f, &format!("{field}.filters[{j}]"), view);
-                rule.policy.access.push(name.clone());
+                rule.policy_mut().access.push(name.clone());
                 conv.access.push((name, entry));
                 continue;
             }
@@ -1123,14 +1123,14 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
         }
         if let Some(retry) = &r.retry {
             match route_retry(retry, &format!("{field}.retry")) {
-                Ok(p) => rule.policy.retry = Some(p),
+                Ok(p) => rule.policy_mut().retry = Some(p),
                 Err(problems) => work.problems.extend(problems),
             }
         }
         // Deprecated in Gateway API v1.7 in favour of XBackendTrafficPolicy; still read.
         if let Some(s) = &r.session_persistence {
             match route_rule_session(s, &field) {
-                Ok(s) => rule.policy.session = Some(s),
+                Ok(s) => rule.policy_mut().session = Some(s),
                 Err(problems) => work.problems.extend(problems),
             }
         }
@@ -1226,15 +1226,15 @@ fn backend_ref<F: Serialize>(
     let mut b = BackendRef::new(name, weight);
     b.filters = filters;
     if let Some(x) = x {
-        b.session = x.session.clone();
-        b.retry_budget = x.retry_budget;
+        b.session = x.session.clone().map(Box::new);
+        b.retry_budget = x.retry_budget.map(Box::new);
     }
     if let Some(p) = policy {
-        b.breaker = p.circuit_breaker_config();
+        b.breaker = p.circuit_breaker_config().map(Box::new);
         // Attached policies were validated (`attach_policies`); a BackendPolicy's
         // budget wins over an XBackendTrafficPolicy's.
         if let Some(budget) = p.retry_budget_config().ok().flatten() {
-            b.retry_budget = Some(budget);
+            b.retry_budget = Some(Box::new(budget));
         }
     }
     rule.backends.push(b);
