@@ -27,7 +27,7 @@ use gatekit_core::{ConfigError, Endpoint, EndpointState};
 use super::policy::{Attachment, by_age, invalid, service_ancestor};
 use super::{AppProtocol, UpstreamSpec};
 use crate::manifest::ResourceSet;
-use crate::status::{ResourceRef, ResourceStatus, reason};
+use crate::status::{ResourceRef, ResourceStatus, SharedParents, reason};
 use crate::types::compact::CompactServicePort;
 use crate::types::{
     APP_PROTOCOL_H2C, APP_PROTOCOL_WS, BackendPolicySpec, CompactEndpointSlice, CompactService,
@@ -67,8 +67,9 @@ pub(crate) struct Wanted {
     /// A BackendTLSPolicy covers the port: the upstream speaks TLS.
     pub(crate) tls: bool,
     /// The Secret (namespace, name) of the client certificate presented over that TLS
-    /// (set per Gateway when the route is attached; see `backend_tls.rs`).
-    pub(crate) client: Option<(String, String)>,
+    /// (set per Gateway when the route is attached; see `backend_tls.rs`). Boxed: kept
+    /// in every route's uses and rarely set.
+    pub(crate) client: Option<Box<(String, String)>>,
     /// Used by a TLSRoute, TCPRoute or UDPRoute: bytes pass through, the port's
     /// `appProtocol` does not matter.
     pub(crate) stream: bool,
@@ -131,6 +132,8 @@ pub(crate) struct Context<'a> {
     pub(crate) access: super::access::AccessMaps,
     global_namespaces: &'a [String],
     pub(crate) errors: Vec<ConfigError>,
+    /// Route parent status lists, shared (see [`SharedParents`]).
+    pub(crate) parents: SharedParents,
 }
 
 /// What the policy passes leave in a [`Context`] for routes and upstreams to read:
@@ -204,6 +207,7 @@ impl<'a> Context<'a> {
             tls: super::backend_tls::TlsMaps::default(),
             access: super::access::AccessMaps::default(),
             errors: Vec::new(),
+            parents: SharedParents::default(),
         };
         for n in &resources.namespaces {
             cx.namespaces.insert(name_of(&n.metadata), n);

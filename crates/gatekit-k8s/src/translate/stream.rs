@@ -287,6 +287,7 @@ fn piece(
         generation,
     );
     let mut counted = Vec::new();
+    let mut parents = Vec::new();
     let mut unprogrammed = BTreeSet::new();
     let mut per_listener: BTreeMap<ListenerKey, Hosts> = BTreeMap::new();
     for p in &view.parents {
@@ -302,7 +303,7 @@ fn piece(
         ) {
             ParentMatch::Ignored => continue,
             ParentMatch::Refused(parent, r, m) => {
-                status.push_parent(refused_parent(parent, r, m, &resolved));
+                parents.push(refused_parent(parent, r, m, &resolved));
                 continue;
             }
             ParentMatch::Matched(parent, matched) => (parent, matched),
@@ -322,8 +323,9 @@ fn piece(
             Condition::new(reason::ACCEPTED, true, reason::ACCEPTED, "", generation),
             resolved.clone(),
         ];
-        status.push_parent(ParentStatus::new(parent, conditions));
+        parents.push(ParentStatus::new(parent, conditions));
     }
+    status.set_parents(cx.parents.get(parents));
     let uses = if per_listener.is_empty() {
         Vec::new()
     } else {

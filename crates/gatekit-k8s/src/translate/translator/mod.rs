@@ -73,7 +73,7 @@ struct UpstreamState {
     service: String,
     port: u16,
     /// The Secret of the client certificate its TLS presents (see `backend_tls.rs`).
-    client: Option<(String, String)>,
+    client: Option<Box<(String, String)>>,
     /// Uses by attached routes (a route may use it more than once).
     users: u32,
     /// Uses by GRPCRoutes (h2c when the port declares no `appProtocol`).
@@ -91,7 +91,7 @@ struct UpstreamState {
     spec: Option<Arc<UpstreamSpec>>,
     /// Problems with its endpoints: reported before the errors of the first route
     /// that uses it.
-    errors: Vec<ConfigError>,
+    errors: Box<[ConfigError]>,
 }
 
 impl UpstreamState {
@@ -105,16 +105,16 @@ impl UpstreamState {
             self.built_grpc,
             self.built_stream_only,
             self.udp,
-            self.client.as_ref(),
+            self.client.as_deref(),
             slices,
         ) {
             Some((spec, errors)) => {
                 self.spec = Some(Arc::new(spec));
-                self.errors = errors;
+                self.errors = errors.into_boxed_slice();
             }
             None => {
                 self.spec = None;
-                self.errors = Vec::new();
+                self.errors = Box::default();
             }
         }
     }
@@ -164,7 +164,7 @@ fn add_uses(
                 built_stream_only: false,
                 udp: u.wanted.udp,
                 spec: None,
-                errors: Vec::new(),
+                errors: Box::default(),
             }),
         };
         state.users += 1;
@@ -245,10 +245,10 @@ impl Assembled {
                 *counts.entry(*listener).or_default() += 1;
             }
             statuses.push(piece.status.clone());
-            if !piece.errors.is_empty() {
+            if !piece.errors().is_empty() {
                 with_errors.insert(piece.key());
             }
-            if !piece.access.is_empty() {
+            if !piece.access().is_empty() {
                 with_access.insert(piece.key());
             }
         }
@@ -302,10 +302,10 @@ impl Assembled {
         }
         self.statuses
             .insert_sorted(|s| status_order(s).cmp(&at), piece.status.clone());
-        if !piece.errors.is_empty() {
+        if !piece.errors().is_empty() {
             self.with_errors.insert(key.clone());
         }
-        if !piece.access.is_empty() {
+        if !piece.access().is_empty() {
             self.with_access.insert(key.clone());
         }
     }
@@ -342,9 +342,9 @@ fn assemble<'p>(
     let mut counts = parts.counts.clone();
     let mut reported: HashSet<&str> = HashSet::new();
     for piece in walk {
-        if !piece.access.is_empty() {
+        if !piece.access().is_empty() {
             let map = Arc::make_mut(&mut access);
-            for (name, entry) in &piece.access {
+            for (name, entry) in piece.access() {
                 map.insert(name.clone(), entry.clone());
             }
         }
@@ -357,7 +357,7 @@ fn assemble<'p>(
                 }
             }
         }
-        errors.extend_from_slice(&piece.errors);
+        errors.extend_from_slice(piece.errors());
     }
     let mut stream_statuses = Vec::with_capacity(stream_pieces.len());
     for piece in stream_pieces {
@@ -410,7 +410,7 @@ fn errors_of(states: &BTreeMap<String, UpstreamState>) -> HashMap<&str, &[Config
     states
         .iter()
         .filter(|(_, s)| !s.errors.is_empty())
-        .map(|(n, s)| (n.as_str(), s.errors.as_slice()))
+        .map(|(n, s)| (n.as_str(), &s.errors[..]))
         .collect()
 }
 
@@ -1001,7 +1001,7 @@ impl Translator {
             &state
                 .erroring
                 .iter()
-                .filter_map(|n| Some((n.as_str(), state.upstreams.get(n)?.errors.as_slice())))
+                .filter_map(|n| Some((n.as_str(), &state.upstreams.get(n)?.errors[..])))
                 .collect(),
             state.global_rate_limits.clone(),
             access,
