@@ -101,8 +101,9 @@ pub(crate) type ListenerKey = (usize, usize);
 
 /// A Service port a route uses (its upstream), once the route is attached.
 pub(crate) struct Use {
-    /// The upstream name ([`backend_name`]).
-    pub(crate) name: String,
+    /// The upstream name ([`backend_name`]): shared with the
+    /// [`Translator`](super::Translator)'s entries for the upstream.
+    pub(crate) name: Arc<str>,
     pub(crate) wanted: Wanted,
 }
 
@@ -370,7 +371,7 @@ fn attach(
             let base = w.upstream_name();
             if !w.tls {
                 uses.push(Use {
-                    name: base,
+                    name: Arc::from(base),
                     wanted: w,
                 });
                 continue;
@@ -379,7 +380,7 @@ fn attach(
                 let mut w = w.clone();
                 w.client = client.cloned().map(Box::new);
                 uses.push(Use {
-                    name: super::backend_tls::client_backend_name(&base, *client),
+                    name: Arc::from(super::backend_tls::client_backend_name(&base, *client)),
                     wanted: w,
                 });
             }

@@ -332,7 +332,7 @@ fn piece(
         wanted
             .into_iter()
             .map(|w| Use {
-                name: w.upstream_name(),
+                name: Arc::from(w.upstream_name()),
                 wanted: w,
             })
             .collect()

@@ -132,8 +132,8 @@ impl UpstreamState {
 fn count_uses<'p>(
     pieces: impl Iterator<Item = &'p RoutePiece>,
     stream_pieces: &[StreamPiece],
-) -> BTreeMap<String, UpstreamState> {
-    let mut out: BTreeMap<String, UpstreamState> = BTreeMap::new();
+) -> BTreeMap<Arc<str>, UpstreamState> {
+    let mut out: BTreeMap<Arc<str>, UpstreamState> = BTreeMap::new();
     for piece in pieces {
         add_uses(&mut out, &piece.uses, &mut |_| {});
     }
@@ -145,7 +145,7 @@ fn count_uses<'p>(
 
 /// Adds a piece's uses; `touched` hears each upstream name.
 fn add_uses(
-    states: &mut BTreeMap<String, UpstreamState>,
+    states: &mut BTreeMap<Arc<str>, UpstreamState>,
     uses: &[route::Use],
     touched: &mut dyn FnMut(&str),
 ) {
@@ -176,7 +176,7 @@ fn add_uses(
 
 /// Takes away a piece's uses; `touched` hears each upstream name.
 fn remove_uses(
-    states: &mut BTreeMap<String, UpstreamState>,
+    states: &mut BTreeMap<Arc<str>, UpstreamState>,
     uses: &[route::Use],
     touched: &mut dyn FnMut(&str),
 ) {
@@ -350,8 +350,8 @@ fn assemble<'p>(
         }
         if !upstream_errors.is_empty() {
             for u in &piece.uses {
-                if let Some(e) = upstream_errors.get(u.name.as_str())
-                    && reported.insert(u.name.as_str())
+                if let Some(e) = upstream_errors.get(&*u.name)
+                    && reported.insert(&*u.name)
                 {
                     errors.extend_from_slice(e);
                 }
@@ -366,8 +366,8 @@ fn assemble<'p>(
         }
         if !upstream_errors.is_empty() {
             for u in &piece.uses {
-                if let Some(e) = upstream_errors.get(u.name.as_str())
-                    && reported.insert(u.name.as_str())
+                if let Some(e) = upstream_errors.get(&*u.name)
+                    && reported.insert(&*u.name)
                 {
                     errors.extend_from_slice(e);
                 }
@@ -406,16 +406,16 @@ fn assemble<'p>(
 }
 
 /// The upstream errors of `states`, by name, for [`assemble`].
-fn errors_of(states: &BTreeMap<String, UpstreamState>) -> HashMap<&str, &[ConfigError]> {
+fn errors_of(states: &BTreeMap<Arc<str>, UpstreamState>) -> HashMap<&str, &[ConfigError]> {
     states
         .iter()
         .filter(|(_, s)| !s.errors.is_empty())
-        .map(|(n, s)| (n.as_str(), &s.errors[..]))
+        .map(|(n, s)| (&**n, &s.errors[..]))
         .collect()
 }
 
 /// The names of the upstreams of `states` whose endpoints have problems.
-fn erroring(states: &BTreeMap<String, UpstreamState>) -> BTreeSet<String> {
+fn erroring(states: &BTreeMap<Arc<str>, UpstreamState>) -> BTreeSet<String> {
     errors_of(states).into_keys().map(str::to_owned).collect()
 }
 
@@ -428,7 +428,7 @@ struct Full {
     access: Arc<BTreeMap<String, super::AccessEntry>>,
     pieces: Vec<RoutePiece>,
     stream_pieces: Vec<StreamPiece>,
-    upstreams: BTreeMap<String, UpstreamState>,
+    upstreams: BTreeMap<Arc<str>, UpstreamState>,
 }
 
 /// Runs every pass; `finish` gets the pieces and the listener pass to assemble with.
@@ -467,10 +467,10 @@ fn full<R>(
 }
 
 /// The upstream specs of `states`, by name.
-fn spec_map(states: &BTreeMap<String, UpstreamState>) -> BTreeMap<String, Arc<UpstreamSpec>> {
+fn spec_map(states: &BTreeMap<Arc<str>, UpstreamState>) -> BTreeMap<String, Arc<UpstreamSpec>> {
     states
         .iter()
-        .filter_map(|(n, s)| Some((n.clone(), s.spec.clone()?)))
+        .filter_map(|(n, s)| Some((n.to_string(), s.spec.clone()?)))
         .collect()
 }
 
@@ -541,8 +541,8 @@ struct ServiceIndex {
     routes: SmallSet<RouteKey>,
     /// Its EndpointSlices' names.
     slices: SmallSet<String>,
-    /// The names of the upstreams built from it.
-    upstreams: SmallSet<String>,
+    /// The names of the upstreams built from it (shared with the upstreams' entries).
+    upstreams: SmallSet<Arc<str>>,
 }
 
 impl ServiceIndex {
@@ -618,7 +618,7 @@ struct State {
     services: HashMap<Named, ServiceIndex>,
     /// EndpointSlice -> its Service (the `kubernetes.io/service-name` label).
     slice_service: HashMap<Named, String>,
-    upstreams: BTreeMap<String, UpstreamState>,
+    upstreams: BTreeMap<Arc<str>, UpstreamState>,
     /// The names of the upstreams whose endpoints have problems.
     erroring: BTreeSet<String>,
     /// The specs of `upstreams`, as the last translation has them.
@@ -854,7 +854,7 @@ impl Translator {
             .collect();
         for s in &rebuilt {
             if let Some(i) = state.services.get(s) {
-                touched.extend(i.upstreams.iter().cloned());
+                touched.extend(i.upstreams.iter().map(|n| n.to_string()));
             }
         }
 
@@ -863,7 +863,7 @@ impl Translator {
         let mut build: Vec<String> = Vec::new();
         let mut specs_changed = false;
         for name in &touched {
-            let Some(u) = state.upstreams.get(name) else {
+            let Some((shared, u)) = state.upstreams.get_key_value(name.as_str()) else {
                 continue;
             };
             let svc = (u.namespace.clone(), u.service.clone());
@@ -878,7 +878,7 @@ impl Translator {
                     |i| &mut i.upstreams,
                     name.as_str(),
                 );
-                state.upstreams.remove(name);
+                state.upstreams.remove(name.as_str());
                 state.erroring.remove(name);
                 continue;
             }
@@ -892,7 +892,7 @@ impl Translator {
                     &mut state.services,
                     &svc,
                     |i| &mut i.upstreams,
-                    name.clone(),
+                    shared.clone(),
                 );
                 build.push(name.clone());
             }
@@ -901,7 +901,7 @@ impl Translator {
             // (Two upstreams of one Service need its slices once.)
             let wanted: BTreeSet<Named> = build
                 .iter()
-                .filter_map(|n| state.upstreams.get(n))
+                .filter_map(|n| state.upstreams.get(n.as_str()))
                 .flat_map(|u| {
                     let svc = (u.namespace.clone(), u.service.clone());
                     state
@@ -930,7 +930,7 @@ impl Translator {
                 list.sort_by_key(|(p, _)| *p);
             }
             for name in &build {
-                let Some(u) = state.upstreams.get_mut(name) else {
+                let Some(u) = state.upstreams.get_mut(name.as_str()) else {
                     continue;
                 };
                 let slices: Vec<&CompactEndpointSlice> = by_service
@@ -1001,7 +1001,7 @@ impl Translator {
             &state
                 .erroring
                 .iter()
-                .filter_map(|n| Some((n.as_str(), &state.upstreams.get(n)?.errors[..])))
+                .filter_map(|n| Some((n.as_str(), &state.upstreams.get(n.as_str())?.errors[..])))
                 .collect(),
             state.global_rate_limits.clone(),
             access,
@@ -1025,14 +1025,14 @@ fn walk(state: &State) -> Box<dyn Iterator<Item = &RoutePiece> + '_> {
 /// Makes `specs` say what `upstreams` say for `names`. `specs` must be unshared.
 fn sync_specs<'n>(
     specs: &mut Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
-    upstreams: &BTreeMap<String, UpstreamState>,
+    upstreams: &BTreeMap<Arc<str>, UpstreamState>,
     names: impl Iterator<Item = &'n String>,
 ) {
     let Some(specs) = Arc::get_mut(specs) else {
         return;
     };
     for name in names {
-        match upstreams.get(name).and_then(|u| u.spec.clone()) {
+        match upstreams.get(name.as_str()).and_then(|u| u.spec.clone()) {
             Some(spec) => match specs.get_mut(name) {
                 Some(s) => *s = spec,
                 None => {
