@@ -232,6 +232,26 @@ impl SharedParents {
     }
 }
 
+/// Names (route namespaces) shared between the statuses, ids and translator keys of
+/// the routes of one translation call: one allocation per namespace, not per route.
+#[derive(Default)]
+pub(crate) struct SharedNames {
+    names: std::cell::RefCell<std::collections::HashSet<Arc<str>>>,
+}
+
+impl SharedNames {
+    /// `name`, shared.
+    pub(crate) fn get(&self, name: &str) -> Arc<str> {
+        let mut names = self.names.borrow_mut();
+        if let Some(found) = names.get(name) {
+            return found.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        names.insert(shared.clone());
+        shared
+    }
+}
+
 /// Finds a condition by type.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

@@ -27,7 +27,7 @@ use gatekit_core::{ConfigError, Endpoint, EndpointState};
 use super::policy::{Attachment, by_age, invalid, service_ancestor};
 use super::{AppProtocol, UpstreamSpec};
 use crate::manifest::ResourceSet;
-use crate::status::{ResourceRef, ResourceStatus, SharedParents, reason};
+use crate::status::{ResourceRef, ResourceStatus, SharedNames, SharedParents, reason};
 use crate::types::compact::CompactServicePort;
 use crate::types::{
     APP_PROTOCOL_H2C, APP_PROTOCOL_WS, BackendPolicySpec, CompactEndpointSlice, CompactService,
@@ -134,6 +134,8 @@ pub(crate) struct Context<'a> {
     pub(crate) errors: Vec<ConfigError>,
     /// Route parent status lists, shared (see [`SharedParents`]).
     pub(crate) parents: SharedParents,
+    /// Route namespaces, shared (see [`SharedNames`]).
+    pub(crate) namespace_names: SharedNames,
 }
 
 /// What the policy passes leave in a [`Context`] for routes and upstreams to read:
@@ -208,6 +210,7 @@ impl<'a> Context<'a> {
             access: super::access::AccessMaps::default(),
             errors: Vec::new(),
             parents: SharedParents::default(),
+            namespace_names: SharedNames::default(),
         };
         for n in &resources.namespaces {
             cx.namespaces.insert(name_of(&n.metadata), n);

@@ -202,8 +202,9 @@ macro_rules! raw_parents {
 pub(crate) use raw_parents;
 
 /// What every route kind shares, from its metadata, hostnames and parentRefs; `id`
-/// from the namespace and name.
+/// from the namespace (shared through `names`) and name.
 pub(crate) fn route_view<'a>(
+    names: &crate::status::SharedNames,
     kind: &'static str,
     meta: &'a crate::types::ObjectMeta,
     id: impl FnOnce(&Arc<str>, &Arc<str>) -> RouteId,
@@ -212,7 +213,7 @@ pub(crate) fn route_view<'a>(
 ) -> RouteView<'a> {
     let ns = ns_of(meta);
     let name = name_of(meta);
-    let shared: (Arc<str>, Arc<str>) = (ns.into(), name.into());
+    let shared: (Arc<str>, Arc<str>) = (names.get(ns), name.into());
     RouteView {
         kind,
         ns,
@@ -234,6 +235,7 @@ pub(crate) fn http_piece(
     r: &HttpRoute,
 ) -> RoutePiece {
     let view = route_view(
+        &cx.namespace_names,
         "HTTPRoute",
         &r.metadata,
         |ns, name| route_id(0, ns, name),
@@ -262,6 +264,7 @@ pub(crate) fn grpc_piece(
     r: &GrpcRoute,
 ) -> RoutePiece {
     let view = route_view(
+        &cx.namespace_names,
         "GRPCRoute",
         &r.metadata,
         |ns, name| route_id(1, ns, name),

@@ -136,6 +136,7 @@ pub(crate) fn attach_stream_routes(
             routes.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
             for r in routes {
                 let view = route_view(
+                    &cx.namespace_names,
                     $kind,
                     &r.metadata,
                     |ns, name| stream_id($prefix, ns, name),

@@ -671,6 +671,12 @@ fn accepted_routes_share_their_parent_statuses() {
     let first = lists(&t0);
     assert_eq!(first.len(), 10);
     assert!(first.iter().all(|p| *p == first[0]), "one list for all");
+    // And one namespace name for all.
+    let namespace = |name: &str| {
+        let status = t0.status("HTTPRoute", Some("default"), name).unwrap();
+        status.resource().namespace_arc().unwrap().clone()
+    };
+    assert!(Arc::ptr_eq(&namespace("r0"), &namespace("r9")));
     let accepted = t0.status("HTTPRoute", Some("default"), "r0").unwrap();
     assert_eq!(accepted.parents().len(), 1);
     let conditions: Vec<_> = accepted.parents()[0]
