@@ -21,6 +21,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use gatekit_core::{ConfigError, Endpoint, EndpointState};
 
@@ -60,8 +61,10 @@ pub(crate) struct Unresolved {
 /// A resolved Service port, to be turned into an upstream if the route is attached.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Wanted {
-    pub(crate) namespace: String,
-    pub(crate) service: String,
+    /// Shared with the route's other names (see `status::SharedNames`) and with the
+    /// [`Translator`](super::Translator)'s entry for the upstream.
+    pub(crate) namespace: Arc<str>,
+    pub(crate) service: Arc<str>,
     pub(crate) port: u16,
     pub(crate) grpc: bool,
     /// A BackendTLSPolicy covers the port: the upstream speaks TLS.
@@ -415,8 +418,8 @@ impl<'a> Context<'a> {
             });
         }
         Ok(Wanted {
-            namespace: ns.to_owned(),
-            service: r.name.to_owned(),
+            namespace: self.namespace_names.get(ns),
+            service: Arc::from(r.name),
             port: u16::try_from(port).unwrap_or(0),
             grpc,
             tls,
@@ -439,8 +442,8 @@ impl<'a> Context<'a> {
         let transport = if udp { "UDP" } else { "TCP" };
         let (ns, sp) = self.resolve_port(route_kind, route_ns, r, transport)?;
         Ok(Wanted {
-            namespace: ns.to_owned(),
-            service: r.name.to_owned(),
+            namespace: self.namespace_names.get(ns),
+            service: Arc::from(r.name),
             port: u16::try_from(sp.port()).unwrap_or(0),
             grpc: false,
             tls: false,

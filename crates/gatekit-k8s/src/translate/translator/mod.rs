@@ -69,8 +69,9 @@ fn listener_pass<'a>(
 
 /// One upstream: the Service port, who uses it, what was built from it.
 struct UpstreamState {
-    namespace: String,
-    service: String,
+    /// Shared with the routes' uses.
+    namespace: Arc<str>,
+    service: Arc<str>,
     port: u16,
     /// The Secret of the client certificate its TLS presents (see `backend_tls.rs`).
     client: Option<Box<(String, String)>>,
@@ -866,7 +867,7 @@ impl Translator {
             let Some((shared, u)) = state.upstreams.get_key_value(name.as_str()) else {
                 continue;
             };
-            let svc = (u.namespace.clone(), u.service.clone());
+            let svc = (u.namespace.to_string(), u.service.to_string());
             if u.users == 0 {
                 if u.spec.is_some() {
                     specs_changed = true;
@@ -903,7 +904,7 @@ impl Translator {
                 .iter()
                 .filter_map(|n| state.upstreams.get(n.as_str()))
                 .flat_map(|u| {
-                    let svc = (u.namespace.clone(), u.service.clone());
+                    let svc = (u.namespace.to_string(), u.service.to_string());
                     state
                         .services
                         .get(&svc)
@@ -934,7 +935,7 @@ impl Translator {
                     continue;
                 };
                 let slices: Vec<&CompactEndpointSlice> = by_service
-                    .get(&(u.namespace.as_str(), u.service.as_str()))
+                    .get(&(&*u.namespace, &*u.service))
                     .into_iter()
                     .flatten()
                     .map(|(_, s)| *s)
@@ -1120,7 +1121,7 @@ impl State {
             }
         }
         for (name, u) in &f.upstreams {
-            let svc = (u.namespace.clone(), u.service.clone());
+            let svc = (u.namespace.to_string(), u.service.to_string());
             index(&mut services, &svc, |i| &mut i.upstreams, name.clone());
         }
         Some(Self {
