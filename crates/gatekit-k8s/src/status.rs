@@ -217,7 +217,9 @@ impl SharedParents {
             return None;
         }
         let mut lists = self.lists.borrow_mut();
-        if let Some(found) = lists.iter().find(|l| l[..] == parents[..]) {
+        // The last one made first: routes come in namespace and name order, so
+        // neighbours most often share one.
+        if let Some(found) = lists.iter().rev().find(|l| l[..] == parents[..]) {
             return Some(found.clone());
         }
         for p in &mut parents {
