@@ -7,11 +7,13 @@
 //! cargo run --profile bench -p gatekit-k8s --example translator_heap -- /tmp/m5k
 //! ```
 //!
-//! A counting global allocator gives the bytes held: after the first (full) call of a
+//! A counting global allocator gives the bytes and the blocks (allocations not yet
+//! freed: each costs malloc's chunk overhead besides its bytes) held: after the first (full) call of a
 //! translator with its result kept, as `gatekit run` holds them; the translator alone
 //! (result dropped); the result's own part (the difference); a `translate` result on its
 //! own; and after one route changed incrementally (both results dropped but the new one).
-//! Each figure is also given per route.
+//! Each figure is also given per route. Last, the inline sizes of the HTTPRoute types
+//! the parsed set keeps.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::alloc::System;
@@ -24,9 +26,29 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-fn live() -> isize {
+/// Bytes and blocks held.
+#[derive(Clone, Copy)]
+struct Held {
+    bytes: isize,
+    blocks: isize,
+}
+
+impl std::ops::Sub for Held {
+    type Output = Held;
+    fn sub(self, other: Held) -> Held {
+        Held {
+            bytes: self.bytes - other.bytes,
+            blocks: self.blocks - other.blocks,
+        }
+    }
+}
+
+fn live() -> Held {
     let s = GLOBAL.stats();
-    s.bytes_allocated as isize - s.bytes_deallocated as isize
+    Held {
+        bytes: s.bytes_allocated as isize - s.bytes_deallocated as isize,
+        blocks: s.allocations as isize - s.deallocations as isize,
+    }
 }
 
 fn main() {
@@ -39,11 +61,12 @@ fn main() {
     let (set, _) = ResourceSet::from_dirs(&[dir]).unwrap();
     let set_bytes = live() - base;
     let routes = set.http_routes.len().max(1);
-    let show = |what: &str, bytes: isize| {
+    let show = |what: &str, held: Held| {
         println!(
-            "{what:<38} {:8.2} MB {:7.0} B/route",
-            bytes as f64 / 1e6,
-            bytes as f64 / routes as f64
+            "{what:<38} {:8.2} MB {:7.0} B/route {:6.1} blocks/route",
+            held.bytes as f64 / 1e6,
+            held.bytes as f64 / routes as f64,
+            held.blocks as f64 / routes as f64
         );
     };
     println!("{routes} HTTPRoutes");
@@ -100,4 +123,17 @@ fn main() {
         "the change was translated in full"
     );
     drop(next);
+
+    use gateway_api::experimental::httproutes as h;
+    use std::mem::size_of;
+    println!(
+        "inline sizes, bytes: HTTPRoute {} (metadata {}, spec {}), rule {}, match {}, backendRef {}, parentRef {}",
+        size_of::<h::HttpRoute>(),
+        size_of::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(),
+        size_of::<h::HttpRouteSpec>(),
+        size_of::<h::HttpRouteRules>(),
+        size_of::<h::HttpRouteRulesMatches>(),
+        size_of::<h::HttpRouteRulesBackendRefs>(),
+        size_of::<h::HttpRouteParentRefs>(),
+    );
 }

@@ -195,6 +195,65 @@ impl fmt::Display for Condition {
     }
 }
 
+/// Route parent status lists, shared between the routes that have equal ones: nearly
+/// every accepted route of a Gateway has the same one (that Gateway, `Accepted` and
+/// `ResolvedRefs` true, at one generation), so a route's status holds a pointer, not
+/// its own list, parent names and conditions (four allocations). Keeps the last few
+/// distinct lists it was asked for: a list not kept is still right, only not shared.
+#[derive(Default)]
+pub(crate) struct SharedParents {
+    lists: std::cell::RefCell<Vec<Arc<[ParentStatus]>>>,
+}
+
+impl SharedParents {
+    /// At most this many lists kept (generations differ from route to route on an API
+    /// server).
+    const KEEP: usize = 16;
+
+    /// `parents` as a shared list: one equal to it handed out before, or a new one;
+    /// `None` for none.
+    pub(crate) fn get(&self, mut parents: Vec<ParentStatus>) -> Option<Arc<[ParentStatus]>> {
+        if parents.is_empty() {
+            return None;
+        }
+        let mut lists = self.lists.borrow_mut();
+        // The last one made first: routes come in namespace and name order, so
+        // neighbours most often share one.
+        if let Some(found) = lists.iter().rev().find(|l| l[..] == parents[..]) {
+            return Some(found.clone());
+        }
+        for p in &mut parents {
+            p.conditions.shrink_to_fit();
+        }
+        let list: Arc<[ParentStatus]> = Arc::from(parents);
+        if lists.len() == Self::KEEP {
+            lists.remove(0);
+        }
+        lists.push(list.clone());
+        Some(list)
+    }
+}
+
+/// Names (route namespaces) shared between the statuses, ids and translator keys of
+/// the routes of one translation call: one allocation per namespace, not per route.
+#[derive(Default)]
+pub(crate) struct SharedNames {
+    names: std::cell::RefCell<std::collections::HashSet<Arc<str>>>,
+}
+
+impl SharedNames {
+    /// `name`, shared.
+    pub(crate) fn get(&self, name: &str) -> Arc<str> {
+        let mut names = self.names.borrow_mut();
+        if let Some(found) = names.get(name) {
+            return found.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        names.insert(shared.clone());
+        shared
+    }
+}
+
 /// Finds a condition by type.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -431,7 +490,8 @@ pub struct ResourceStatus {
     resource: ResourceRef,
     generation: Option<i64>,
     conditions: Vec<Condition>,
-    parents: Vec<ParentStatus>,
+    /// Shared with other routes' statuses (see [`SharedParents`]); `None` for none.
+    parents: Option<Arc<[ParentStatus]>>,
     /// `None` while every part of it is empty.
     rare: Option<Box<Rare>>,
 }
@@ -452,7 +512,7 @@ impl PartialEq for ResourceStatus {
         self.resource == other.resource
             && self.generation == other.generation
             && self.conditions == other.conditions
-            && self.parents == other.parents
+            && self.parents() == other.parents()
             && self.listeners() == other.listeners()
             && self.ancestors() == other.ancestors()
             && self.supported_features() == other.supported_features()
@@ -471,7 +531,7 @@ impl fmt::Debug for ResourceStatus {
             .field("resource", &self.resource)
             .field("generation", &self.generation)
             .field("conditions", &self.conditions)
-            .field("parents", &self.parents)
+            .field("parents", &self.parents())
             .field("listeners", &self.listeners())
             .field("ancestors", &self.ancestors())
             .field("supported_features", &self.supported_features())
@@ -522,7 +582,7 @@ impl ResourceStatus {
             resource,
             generation,
             conditions: Vec::new(),
-            parents: Vec::new(),
+            parents: None,
             rare: None,
         }
     }
@@ -577,18 +637,14 @@ impl ResourceStatus {
         self.conditions.push(c);
     }
 
-    pub(crate) fn push_parent(&mut self, p: ParentStatus) {
-        self.parents.push(p);
+    /// Sets the parents' statuses (see [`SharedParents`]).
+    pub(crate) fn set_parents(&mut self, parents: Option<Arc<[ParentStatus]>>) {
+        self.parents = parents;
     }
 
-    /// Drops the spare capacity of its lists: for statuses kept per route (a `Vec`'s
-    /// first push makes room for four parents).
+    /// Drops the spare capacity of its conditions: for statuses kept per route.
     pub(crate) fn shrink(&mut self) {
         self.conditions.shrink_to_fit();
-        self.parents.shrink_to_fit();
-        for p in &mut self.parents {
-            p.conditions.shrink_to_fit();
-        }
     }
 
     pub(crate) fn push_ancestor(&mut self, a: AncestorStatus) {
@@ -621,7 +677,7 @@ impl ResourceStatus {
 
     /// Per-parent statuses (routes).
     pub fn parents(&self) -> &[ParentStatus] {
-        &self.parents
+        self.parents.as_deref().unwrap_or_default()
     }
 
     /// Per-target statuses (BackendPolicies, TrafficPolicies).
@@ -643,6 +699,53 @@ impl ResourceStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Equal parent lists are handed out as one allocation, different ones apart, an
+    /// empty one as none; only the last few are kept.
+    #[test]
+    fn shared_parents_hand_out_one_list_per_content() {
+        let shared = SharedParents::default();
+        let list = |generation| {
+            vec![ParentStatus::new(
+                ParentRef {
+                    kind: "Gateway",
+                    namespace: "default".to_owned(),
+                    name: "gw".to_owned(),
+                    section_name: None,
+                    port: None,
+                },
+                vec![
+                    Condition::new(reason::ACCEPTED, true, reason::ACCEPTED, "", generation),
+                    Condition::new(
+                        reason::RESOLVED_REFS,
+                        true,
+                        reason::RESOLVED_REFS,
+                        "",
+                        generation,
+                    ),
+                ],
+            )]
+        };
+        let a = shared.get(list(Some(1))).unwrap();
+        let b = shared.get(list(Some(1))).unwrap();
+        let c = shared.get(list(Some(2))).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(a[..], list(Some(1))[..]);
+        assert!(shared.get(Vec::new()).is_none());
+        for g in 3..40 {
+            shared.get(list(Some(g)));
+        }
+        assert_eq!(shared.lists.borrow().len(), SharedParents::KEEP);
+        let again = shared.get(list(Some(1))).unwrap();
+        assert!(!Arc::ptr_eq(&a, &again), "dropped, made again");
+        assert_eq!(a, again);
+
+        let mut status = ResourceStatus::new(ResourceRef::new("HTTPRoute", None, "r"), None);
+        assert!(status.parents().is_empty());
+        status.set_parents(Some(a.clone()));
+        assert_eq!(status.parents(), &a[..]);
+    }
 
     /// A route's status keeps no room for what only Gateways and policies have, and an
     /// emptied rare part reads, compares and prints as none.

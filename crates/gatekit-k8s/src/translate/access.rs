@@ -945,7 +945,7 @@ impl Context<'_> {
             Ok(w) => {
                 let name = w.upstream_name();
                 read.uses.push(Use {
-                    name: name.clone(),
+                    name: Arc::from(name.as_str()),
                     wanted: w,
                 });
                 Ok(Some(name))

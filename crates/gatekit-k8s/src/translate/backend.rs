@@ -21,13 +21,14 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use gatekit_core::{ConfigError, Endpoint, EndpointState};
 
 use super::policy::{Attachment, by_age, invalid, service_ancestor};
 use super::{AppProtocol, UpstreamSpec};
 use crate::manifest::ResourceSet;
-use crate::status::{ResourceRef, ResourceStatus, reason};
+use crate::status::{ResourceRef, ResourceStatus, SharedNames, SharedParents, reason};
 use crate::types::compact::CompactServicePort;
 use crate::types::{
     APP_PROTOCOL_H2C, APP_PROTOCOL_WS, BackendPolicySpec, CompactEndpointSlice, CompactService,
@@ -60,15 +61,18 @@ pub(crate) struct Unresolved {
 /// A resolved Service port, to be turned into an upstream if the route is attached.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Wanted {
-    pub(crate) namespace: String,
-    pub(crate) service: String,
+    /// Shared with the route's other names (see `status::SharedNames`) and with the
+    /// [`Translator`](super::Translator)'s entry for the upstream.
+    pub(crate) namespace: Arc<str>,
+    pub(crate) service: Arc<str>,
     pub(crate) port: u16,
     pub(crate) grpc: bool,
     /// A BackendTLSPolicy covers the port: the upstream speaks TLS.
     pub(crate) tls: bool,
     /// The Secret (namespace, name) of the client certificate presented over that TLS
-    /// (set per Gateway when the route is attached; see `backend_tls.rs`).
-    pub(crate) client: Option<(String, String)>,
+    /// (set per Gateway when the route is attached; see `backend_tls.rs`). Boxed: kept
+    /// in every route's uses and rarely set.
+    pub(crate) client: Option<Box<(String, String)>>,
     /// Used by a TLSRoute, TCPRoute or UDPRoute: bytes pass through, the port's
     /// `appProtocol` does not matter.
     pub(crate) stream: bool,
@@ -131,6 +135,10 @@ pub(crate) struct Context<'a> {
     pub(crate) access: super::access::AccessMaps,
     global_namespaces: &'a [String],
     pub(crate) errors: Vec<ConfigError>,
+    /// Route parent status lists, shared (see [`SharedParents`]).
+    pub(crate) parents: SharedParents,
+    /// Route namespaces, shared (see [`SharedNames`]).
+    pub(crate) namespace_names: SharedNames,
 }
 
 /// What the policy passes leave in a [`Context`] for routes and upstreams to read:
@@ -204,6 +212,8 @@ impl<'a> Context<'a> {
             tls: super::backend_tls::TlsMaps::default(),
             access: super::access::AccessMaps::default(),
             errors: Vec::new(),
+            parents: SharedParents::default(),
+            namespace_names: SharedNames::default(),
         };
         for n in &resources.namespaces {
             cx.namespaces.insert(name_of(&n.metadata), n);
@@ -408,8 +418,8 @@ impl<'a> Context<'a> {
             });
         }
         Ok(Wanted {
-            namespace: ns.to_owned(),
-            service: r.name.to_owned(),
+            namespace: self.namespace_names.get(ns),
+            service: Arc::from(r.name),
             port: u16::try_from(port).unwrap_or(0),
             grpc,
             tls,
@@ -432,8 +442,8 @@ impl<'a> Context<'a> {
         let transport = if udp { "UDP" } else { "TCP" };
         let (ns, sp) = self.resolve_port(route_kind, route_ns, r, transport)?;
         Ok(Wanted {
-            namespace: ns.to_owned(),
-            service: r.name.to_owned(),
+            namespace: self.namespace_names.get(ns),
+            service: Arc::from(r.name),
             port: u16::try_from(sp.port()).unwrap_or(0),
             grpc: false,
             tls: false,

@@ -1107,7 +1107,7 @@ impl Context<'_> {
                     Resolve::Stream { udp } => self.resolve_stream(route_kind, route_ns, &r, udp),
                 };
                 if let Ok(w) = resolved {
-                    let s = (w.namespace, w.service);
+                    let s = (w.namespace.to_string(), w.service.to_string());
                     if !out.contains(&s) {
                         out.push(s);
                     }
@@ -1161,7 +1161,7 @@ impl Context<'_> {
         let mut add = |route_kind: &str, route_ns: &str, refs: Vec<RefSpec<'_>>| {
             for r in refs {
                 if let Ok(w) = self.resolve_stream(route_kind, route_ns, &r, false) {
-                    let s = (w.namespace, w.service);
+                    let s = (w.namespace.to_string(), w.service.to_string());
                     if !out.contains(&s) {
                         out.push(s);
                     }

@@ -101,8 +101,9 @@ pub(crate) type ListenerKey = (usize, usize);
 
 /// A Service port a route uses (its upstream), once the route is attached.
 pub(crate) struct Use {
-    /// The upstream name ([`backend_name`]).
-    pub(crate) name: String,
+    /// The upstream name ([`backend_name`]): shared with the
+    /// [`Translator`](super::Translator)'s entries for the upstream.
+    pub(crate) name: Arc<str>,
     pub(crate) wanted: Wanted,
 }
 
@@ -119,14 +120,30 @@ pub(crate) struct RoutePiece {
     pub(crate) counted: Box<[ListenerKey]>,
     /// The upstreams it materializes (none when it attached nowhere), in order.
     pub(crate) uses: Box<[Use]>,
-    pub(crate) errors: Box<[ConfigError]>,
     /// Every Service its references name (namespace, name), resolved or not.
     pub(crate) services: Box<[(String, String)]>,
+    /// Its errors and access policies: `None` while both are empty (most routes).
+    rare: Option<Box<PieceRare>>,
+}
+
+/// The parts of a [`RoutePiece`] most routes do not have.
+struct PieceRare {
+    errors: Box<[ConfigError]>,
     /// The access policies of its rules' `ExternalAuth` filters, by name.
-    pub(crate) access: Box<[(String, super::AccessEntry)]>,
+    access: Box<[(String, super::AccessEntry)]>,
 }
 
 impl RoutePiece {
+    /// Its errors.
+    pub(crate) fn errors(&self) -> &[ConfigError] {
+        self.rare.as_ref().map_or(&[], |r| &r.errors)
+    }
+
+    /// The access policies of its rules' `ExternalAuth` filters, by name.
+    pub(crate) fn access(&self) -> &[(String, super::AccessEntry)] {
+        self.rare.as_ref().map_or(&[], |r| &r.access)
+    }
+
     /// Sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name (its status's
     /// resource's shared names: not kept twice).
     pub(crate) fn key(&self) -> (u8, Arc<str>, Arc<str>) {
@@ -185,8 +202,9 @@ macro_rules! raw_parents {
 pub(crate) use raw_parents;
 
 /// What every route kind shares, from its metadata, hostnames and parentRefs; `id`
-/// from the namespace and name.
+/// from the namespace (shared through `names`) and name.
 pub(crate) fn route_view<'a>(
+    names: &crate::status::SharedNames,
     kind: &'static str,
     meta: &'a crate::types::ObjectMeta,
     id: impl FnOnce(&Arc<str>, &Arc<str>) -> RouteId,
@@ -195,7 +213,7 @@ pub(crate) fn route_view<'a>(
 ) -> RouteView<'a> {
     let ns = ns_of(meta);
     let name = name_of(meta);
-    let shared: (Arc<str>, Arc<str>) = (ns.into(), name.into());
+    let shared: (Arc<str>, Arc<str>) = (names.get(ns), name.into());
     RouteView {
         kind,
         ns,
@@ -217,6 +235,7 @@ pub(crate) fn http_piece(
     r: &HttpRoute,
 ) -> RoutePiece {
     let view = route_view(
+        &cx.namespace_names,
         "HTTPRoute",
         &r.metadata,
         |ns, name| route_id(0, ns, name),
@@ -245,6 +264,7 @@ pub(crate) fn grpc_piece(
     r: &GrpcRoute,
 ) -> RoutePiece {
     let view = route_view(
+        &cx.namespace_names,
         "GRPCRoute",
         &r.metadata,
         |ns, name| route_id(1, ns, name),
@@ -273,6 +293,7 @@ fn attach(
         generation,
     );
     let resolved = resolved_condition(&conv.unresolved, generation);
+    let mut parents = Vec::new();
     // Per listener (listener isolation: each listener matches its own routes), the
     // route's hostnames intersected with the listener's and what its policies set.
     // And the Secret of the client certificate its Gateway presents to TLS backends.
@@ -295,13 +316,13 @@ fn attach(
         ) {
             ParentMatch::Ignored => continue,
             ParentMatch::Refused(parent, r, m) => {
-                status.push_parent(refused_parent(parent, r, m, &resolved));
+                parents.push(refused_parent(parent, r, m, &resolved));
                 continue;
             }
             ParentMatch::Matched(parent, matched) => (parent, matched),
         };
         if conv.all_dropped {
-            status.push_parent(refused_parent(
+            parents.push(refused_parent(
                 parent,
                 reason::UNSUPPORTED_VALUE,
                 conv.dropped.join("; "),
@@ -336,7 +357,7 @@ fn attach(
                 generation,
             ));
         }
-        status.push_parent(ParentStatus::new(parent, conditions));
+        parents.push(ParentStatus::new(parent, conditions));
     }
     // TLS backends get one upstream per client certificate of the route's Gateways
     // (see `backend_tls.rs`); every other backend one upstream.
@@ -353,16 +374,16 @@ fn attach(
             let base = w.upstream_name();
             if !w.tls {
                 uses.push(Use {
-                    name: base,
+                    name: Arc::from(base),
                     wanted: w,
                 });
                 continue;
             }
             for client in &clients {
                 let mut w = w.clone();
-                w.client = client.cloned();
+                w.client = client.cloned().map(Box::new);
                 uses.push(Use {
-                    name: super::backend_tls::client_backend_name(&base, *client),
+                    name: Arc::from(super::backend_tls::client_backend_name(&base, *client)),
                     wanted: w,
                 });
             }
@@ -386,15 +407,20 @@ fn attach(
         }
         routes.push((listener, Arc::new(route)));
     }
+    status.set_parents(cx.parents.get(parents));
     status.shrink();
     RoutePiece {
         status: Arc::new(status),
         routes: routes.into_boxed_slice(),
         counted: counted.into_boxed_slice(),
         uses: uses.into_boxed_slice(),
-        errors: conv.errors.into_boxed_slice(),
         services: conv.services.into_boxed_slice(),
-        access: conv.access.into_boxed_slice(),
+        rare: (!conv.errors.is_empty() || !conv.access.is_empty()).then(|| {
+            Box::new(PieceRare {
+                errors: conv.errors.into_boxed_slice(),
+                access: conv.access.into_boxed_slice(),
+            })
+        }),
     }
 }
 

@@ -3,17 +3,19 @@
 
 use std::borrow::Borrow;
 
-/// An ordered set kept as a sorted `Vec`. A one-member set is one allocation of one
+/// An ordered set kept as a sorted boxed slice (two words, not a `Vec`'s three: these
+/// sets are kept three per Service). A one-member set is one allocation of one
 /// member; a `BTreeSet` allocates a node of eleven (about 630 bytes for a route key),
 /// per Service, in every index, which at thousands of routes each with its own Service
 /// was most of the translator's memory. Insertion and removal are linear in the
-/// members, which stay few (the routes that reference one Service).
+/// members (each reallocates the slice), which stay few (the routes that reference
+/// one Service).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SmallSet<T>(Vec<T>);
+pub(crate) struct SmallSet<T>(Box<[T]>);
 
 impl<T> Default for SmallSet<T> {
     fn default() -> Self {
-        Self(Vec::new())
+        Self(Box::default())
     }
 }
 
@@ -23,11 +25,12 @@ impl<T: Ord> SmallSet<T> {
         match self.0.binary_search(&value) {
             Ok(_) => false,
             Err(at) => {
-                if self.0.capacity() == 0 {
-                    // One member: no room for three more (`Vec`'s first growth).
-                    self.0.reserve_exact(1);
-                }
-                self.0.insert(at, value);
+                let mut members = Vec::with_capacity(self.0.len() + 1);
+                let mut old = std::mem::take(&mut self.0).into_vec().into_iter();
+                members.extend(old.by_ref().take(at));
+                members.push(value);
+                members.extend(old);
+                self.0 = members.into_boxed_slice();
                 true
             }
         }
@@ -41,7 +44,9 @@ impl<T: Ord> SmallSet<T> {
     {
         match self.0.binary_search_by(|m| m.borrow().cmp(value)) {
             Ok(at) => {
-                self.0.remove(at);
+                let mut members = std::mem::take(&mut self.0).into_vec();
+                members.remove(at);
+                self.0 = members.into_boxed_slice();
                 true
             }
             Err(_) => false,
@@ -79,7 +84,7 @@ mod tests {
         let mut s = SmallSet::default();
         assert!(s.is_empty());
         assert!(s.insert("b".to_owned()));
-        assert_eq!(s.0.capacity(), 1, "one member, one slot");
+        assert_eq!(s.0.len(), 1, "one member, one slot");
         assert!(s.insert("a".to_owned()));
         assert!(s.insert("c".to_owned()));
         assert!(!s.insert("b".to_owned()));

@@ -136,6 +136,7 @@ pub(crate) fn attach_stream_routes(
             routes.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
             for r in routes {
                 let view = route_view(
+                    &cx.namespace_names,
                     $kind,
                     &r.metadata,
                     |ns, name| stream_id($prefix, ns, name),
@@ -287,6 +288,7 @@ fn piece(
         generation,
     );
     let mut counted = Vec::new();
+    let mut parents = Vec::new();
     let mut unprogrammed = BTreeSet::new();
     let mut per_listener: BTreeMap<ListenerKey, Hosts> = BTreeMap::new();
     for p in &view.parents {
@@ -302,7 +304,7 @@ fn piece(
         ) {
             ParentMatch::Ignored => continue,
             ParentMatch::Refused(parent, r, m) => {
-                status.push_parent(refused_parent(parent, r, m, &resolved));
+                parents.push(refused_parent(parent, r, m, &resolved));
                 continue;
             }
             ParentMatch::Matched(parent, matched) => (parent, matched),
@@ -322,15 +324,16 @@ fn piece(
             Condition::new(reason::ACCEPTED, true, reason::ACCEPTED, "", generation),
             resolved.clone(),
         ];
-        status.push_parent(ParentStatus::new(parent, conditions));
+        parents.push(ParentStatus::new(parent, conditions));
     }
+    status.set_parents(cx.parents.get(parents));
     let uses = if per_listener.is_empty() {
         Vec::new()
     } else {
         wanted
             .into_iter()
             .map(|w| Use {
-                name: w.upstream_name(),
+                name: Arc::from(w.upstream_name()),
                 wanted: w,
             })
             .collect()

@@ -69,11 +69,12 @@ fn listener_pass<'a>(
 
 /// One upstream: the Service port, who uses it, what was built from it.
 struct UpstreamState {
-    namespace: String,
-    service: String,
+    /// Shared with the routes' uses.
+    namespace: Arc<str>,
+    service: Arc<str>,
     port: u16,
     /// The Secret of the client certificate its TLS presents (see `backend_tls.rs`).
-    client: Option<(String, String)>,
+    client: Option<Box<(String, String)>>,
     /// Uses by attached routes (a route may use it more than once).
     users: u32,
     /// Uses by GRPCRoutes (h2c when the port declares no `appProtocol`).
@@ -91,7 +92,7 @@ struct UpstreamState {
     spec: Option<Arc<UpstreamSpec>>,
     /// Problems with its endpoints: reported before the errors of the first route
     /// that uses it.
-    errors: Vec<ConfigError>,
+    errors: Box<[ConfigError]>,
 }
 
 impl UpstreamState {
@@ -105,16 +106,16 @@ impl UpstreamState {
             self.built_grpc,
             self.built_stream_only,
             self.udp,
-            self.client.as_ref(),
+            self.client.as_deref(),
             slices,
         ) {
             Some((spec, errors)) => {
                 self.spec = Some(Arc::new(spec));
-                self.errors = errors;
+                self.errors = errors.into_boxed_slice();
             }
             None => {
                 self.spec = None;
-                self.errors = Vec::new();
+                self.errors = Box::default();
             }
         }
     }
@@ -132,8 +133,8 @@ impl UpstreamState {
 fn count_uses<'p>(
     pieces: impl Iterator<Item = &'p RoutePiece>,
     stream_pieces: &[StreamPiece],
-) -> BTreeMap<String, UpstreamState> {
-    let mut out: BTreeMap<String, UpstreamState> = BTreeMap::new();
+) -> BTreeMap<Arc<str>, UpstreamState> {
+    let mut out: BTreeMap<Arc<str>, UpstreamState> = BTreeMap::new();
     for piece in pieces {
         add_uses(&mut out, &piece.uses, &mut |_| {});
     }
@@ -145,7 +146,7 @@ fn count_uses<'p>(
 
 /// Adds a piece's uses; `touched` hears each upstream name.
 fn add_uses(
-    states: &mut BTreeMap<String, UpstreamState>,
+    states: &mut BTreeMap<Arc<str>, UpstreamState>,
     uses: &[route::Use],
     touched: &mut dyn FnMut(&str),
 ) {
@@ -164,7 +165,7 @@ fn add_uses(
                 built_stream_only: false,
                 udp: u.wanted.udp,
                 spec: None,
-                errors: Vec::new(),
+                errors: Box::default(),
             }),
         };
         state.users += 1;
@@ -176,7 +177,7 @@ fn add_uses(
 
 /// Takes away a piece's uses; `touched` hears each upstream name.
 fn remove_uses(
-    states: &mut BTreeMap<String, UpstreamState>,
+    states: &mut BTreeMap<Arc<str>, UpstreamState>,
     uses: &[route::Use],
     touched: &mut dyn FnMut(&str),
 ) {
@@ -245,10 +246,10 @@ impl Assembled {
                 *counts.entry(*listener).or_default() += 1;
             }
             statuses.push(piece.status.clone());
-            if !piece.errors.is_empty() {
+            if !piece.errors().is_empty() {
                 with_errors.insert(piece.key());
             }
-            if !piece.access.is_empty() {
+            if !piece.access().is_empty() {
                 with_access.insert(piece.key());
             }
         }
@@ -302,10 +303,10 @@ impl Assembled {
         }
         self.statuses
             .insert_sorted(|s| status_order(s).cmp(&at), piece.status.clone());
-        if !piece.errors.is_empty() {
+        if !piece.errors().is_empty() {
             self.with_errors.insert(key.clone());
         }
-        if !piece.access.is_empty() {
+        if !piece.access().is_empty() {
             self.with_access.insert(key.clone());
         }
     }
@@ -342,22 +343,22 @@ fn assemble<'p>(
     let mut counts = parts.counts.clone();
     let mut reported: HashSet<&str> = HashSet::new();
     for piece in walk {
-        if !piece.access.is_empty() {
+        if !piece.access().is_empty() {
             let map = Arc::make_mut(&mut access);
-            for (name, entry) in &piece.access {
+            for (name, entry) in piece.access() {
                 map.insert(name.clone(), entry.clone());
             }
         }
         if !upstream_errors.is_empty() {
             for u in &piece.uses {
-                if let Some(e) = upstream_errors.get(u.name.as_str())
-                    && reported.insert(u.name.as_str())
+                if let Some(e) = upstream_errors.get(&*u.name)
+                    && reported.insert(&*u.name)
                 {
                     errors.extend_from_slice(e);
                 }
             }
         }
-        errors.extend_from_slice(&piece.errors);
+        errors.extend_from_slice(piece.errors());
     }
     let mut stream_statuses = Vec::with_capacity(stream_pieces.len());
     for piece in stream_pieces {
@@ -366,8 +367,8 @@ fn assemble<'p>(
         }
         if !upstream_errors.is_empty() {
             for u in &piece.uses {
-                if let Some(e) = upstream_errors.get(u.name.as_str())
-                    && reported.insert(u.name.as_str())
+                if let Some(e) = upstream_errors.get(&*u.name)
+                    && reported.insert(&*u.name)
                 {
                     errors.extend_from_slice(e);
                 }
@@ -406,16 +407,16 @@ fn assemble<'p>(
 }
 
 /// The upstream errors of `states`, by name, for [`assemble`].
-fn errors_of(states: &BTreeMap<String, UpstreamState>) -> HashMap<&str, &[ConfigError]> {
+fn errors_of(states: &BTreeMap<Arc<str>, UpstreamState>) -> HashMap<&str, &[ConfigError]> {
     states
         .iter()
         .filter(|(_, s)| !s.errors.is_empty())
-        .map(|(n, s)| (n.as_str(), s.errors.as_slice()))
+        .map(|(n, s)| (&**n, &s.errors[..]))
         .collect()
 }
 
 /// The names of the upstreams of `states` whose endpoints have problems.
-fn erroring(states: &BTreeMap<String, UpstreamState>) -> BTreeSet<String> {
+fn erroring(states: &BTreeMap<Arc<str>, UpstreamState>) -> BTreeSet<String> {
     errors_of(states).into_keys().map(str::to_owned).collect()
 }
 
@@ -428,7 +429,7 @@ struct Full {
     access: Arc<BTreeMap<String, super::AccessEntry>>,
     pieces: Vec<RoutePiece>,
     stream_pieces: Vec<StreamPiece>,
-    upstreams: BTreeMap<String, UpstreamState>,
+    upstreams: BTreeMap<Arc<str>, UpstreamState>,
 }
 
 /// Runs every pass; `finish` gets the pieces and the listener pass to assemble with.
@@ -467,10 +468,10 @@ fn full<R>(
 }
 
 /// The upstream specs of `states`, by name.
-fn spec_map(states: &BTreeMap<String, UpstreamState>) -> BTreeMap<String, Arc<UpstreamSpec>> {
+fn spec_map(states: &BTreeMap<Arc<str>, UpstreamState>) -> BTreeMap<String, Arc<UpstreamSpec>> {
     states
         .iter()
-        .filter_map(|(n, s)| Some((n.clone(), s.spec.clone()?)))
+        .filter_map(|(n, s)| Some((n.to_string(), s.spec.clone()?)))
         .collect()
 }
 
@@ -541,8 +542,8 @@ struct ServiceIndex {
     routes: SmallSet<RouteKey>,
     /// Its EndpointSlices' names.
     slices: SmallSet<String>,
-    /// The names of the upstreams built from it.
-    upstreams: SmallSet<String>,
+    /// The names of the upstreams built from it (shared with the upstreams' entries).
+    upstreams: SmallSet<Arc<str>>,
 }
 
 impl ServiceIndex {
@@ -618,7 +619,7 @@ struct State {
     services: HashMap<Named, ServiceIndex>,
     /// EndpointSlice -> its Service (the `kubernetes.io/service-name` label).
     slice_service: HashMap<Named, String>,
-    upstreams: BTreeMap<String, UpstreamState>,
+    upstreams: BTreeMap<Arc<str>, UpstreamState>,
     /// The names of the upstreams whose endpoints have problems.
     erroring: BTreeSet<String>,
     /// The specs of `upstreams`, as the last translation has them.
@@ -854,7 +855,7 @@ impl Translator {
             .collect();
         for s in &rebuilt {
             if let Some(i) = state.services.get(s) {
-                touched.extend(i.upstreams.iter().cloned());
+                touched.extend(i.upstreams.iter().map(|n| n.to_string()));
             }
         }
 
@@ -863,10 +864,10 @@ impl Translator {
         let mut build: Vec<String> = Vec::new();
         let mut specs_changed = false;
         for name in &touched {
-            let Some(u) = state.upstreams.get(name) else {
+            let Some((shared, u)) = state.upstreams.get_key_value(name.as_str()) else {
                 continue;
             };
-            let svc = (u.namespace.clone(), u.service.clone());
+            let svc = (u.namespace.to_string(), u.service.to_string());
             if u.users == 0 {
                 if u.spec.is_some() {
                     specs_changed = true;
@@ -878,7 +879,7 @@ impl Translator {
                     |i| &mut i.upstreams,
                     name.as_str(),
                 );
-                state.upstreams.remove(name);
+                state.upstreams.remove(name.as_str());
                 state.erroring.remove(name);
                 continue;
             }
@@ -892,7 +893,7 @@ impl Translator {
                     &mut state.services,
                     &svc,
                     |i| &mut i.upstreams,
-                    name.clone(),
+                    shared.clone(),
                 );
                 build.push(name.clone());
             }
@@ -901,9 +902,9 @@ impl Translator {
             // (Two upstreams of one Service need its slices once.)
             let wanted: BTreeSet<Named> = build
                 .iter()
-                .filter_map(|n| state.upstreams.get(n))
+                .filter_map(|n| state.upstreams.get(n.as_str()))
                 .flat_map(|u| {
-                    let svc = (u.namespace.clone(), u.service.clone());
+                    let svc = (u.namespace.to_string(), u.service.to_string());
                     state
                         .services
                         .get(&svc)
@@ -930,11 +931,11 @@ impl Translator {
                 list.sort_by_key(|(p, _)| *p);
             }
             for name in &build {
-                let Some(u) = state.upstreams.get_mut(name) else {
+                let Some(u) = state.upstreams.get_mut(name.as_str()) else {
                     continue;
                 };
                 let slices: Vec<&CompactEndpointSlice> = by_service
-                    .get(&(u.namespace.as_str(), u.service.as_str()))
+                    .get(&(&*u.namespace, &*u.service))
                     .into_iter()
                     .flatten()
                     .map(|(_, s)| *s)
@@ -1001,7 +1002,7 @@ impl Translator {
             &state
                 .erroring
                 .iter()
-                .filter_map(|n| Some((n.as_str(), state.upstreams.get(n)?.errors.as_slice())))
+                .filter_map(|n| Some((n.as_str(), &state.upstreams.get(n.as_str())?.errors[..])))
                 .collect(),
             state.global_rate_limits.clone(),
             access,
@@ -1025,14 +1026,14 @@ fn walk(state: &State) -> Box<dyn Iterator<Item = &RoutePiece> + '_> {
 /// Makes `specs` say what `upstreams` say for `names`. `specs` must be unshared.
 fn sync_specs<'n>(
     specs: &mut Arc<BTreeMap<String, Arc<UpstreamSpec>>>,
-    upstreams: &BTreeMap<String, UpstreamState>,
+    upstreams: &BTreeMap<Arc<str>, UpstreamState>,
     names: impl Iterator<Item = &'n String>,
 ) {
     let Some(specs) = Arc::get_mut(specs) else {
         return;
     };
     for name in names {
-        match upstreams.get(name).and_then(|u| u.spec.clone()) {
+        match upstreams.get(name.as_str()).and_then(|u| u.spec.clone()) {
             Some(spec) => match specs.get_mut(name) {
                 Some(s) => *s = spec,
                 None => {
@@ -1120,7 +1121,7 @@ impl State {
             }
         }
         for (name, u) in &f.upstreams {
-            let svc = (u.namespace.clone(), u.service.clone());
+            let svc = (u.namespace.to_string(), u.service.to_string());
             index(&mut services, &svc, |i| &mut i.upstreams, name.clone());
         }
         Some(Self {

@@ -651,3 +651,52 @@ fn a_route_change_shares_every_chunk_it_does_not_reach() {
         previous = next;
     }
 }
+
+/// Accepted routes' statuses share one list of parent statuses (one allocation for
+/// all of them, not four each), in a full translation and in an incremental one, and
+/// the kept per-route records stay a few words.
+#[test]
+fn accepted_routes_share_their_parent_statuses() {
+    let options = TranslateOptions::default();
+    let mut world = route_world(10);
+    let mut translator = Translator::new(options.clone());
+    let t0 = translator.translate(&resources(&world), None);
+    let lists = |t: &Translation| -> Vec<*const crate::status::ParentStatus> {
+        t.statuses()
+            .iter()
+            .filter(|s| s.resource().kind() == "HTTPRoute")
+            .map(|s| s.parents().as_ptr())
+            .collect()
+    };
+    let first = lists(&t0);
+    assert_eq!(first.len(), 10);
+    assert!(first.iter().all(|p| *p == first[0]), "one list for all");
+    // And one namespace name for all.
+    let namespace = |name: &str| {
+        let status = t0.status("HTTPRoute", Some("default"), name).unwrap();
+        status.resource().namespace_arc().unwrap().clone()
+    };
+    assert!(Arc::ptr_eq(&namespace("r0"), &namespace("r9")));
+    let accepted = t0.status("HTTPRoute", Some("default"), "r0").unwrap();
+    assert_eq!(accepted.parents().len(), 1);
+    let conditions: Vec<_> = accepted.parents()[0]
+        .conditions()
+        .iter()
+        .map(|c| (c.type_(), c.is_true()))
+        .collect();
+    assert_eq!(conditions, [("Accepted", true), ("ResolvedRefs", true)]);
+
+    add_route(&mut world, 10);
+    let set = resources(&world);
+    let t1 = translator.translate(&set, Some(&refs_of(10)));
+    same(&t1, &translate(&set, &options)).unwrap();
+    let next = lists(&t1);
+    assert_eq!(next.len(), 11);
+    let added = t1.status("HTTPRoute", Some("default"), "r10").unwrap();
+    assert_eq!(added.parents(), accepted.parents());
+
+    let word = std::mem::size_of::<usize>();
+    assert!(std::mem::size_of::<super::route::RoutePiece>() <= 12 * word);
+    assert!(std::mem::size_of::<super::route::Use>() <= 11 * word);
+    assert!(std::mem::size_of::<super::UpstreamState>() <= 15 * word);
+}
