@@ -482,8 +482,9 @@ struct RouteSeries {
     fallback: RouteFallback,
     /// The reload that last saw the route.
     seen: u64,
-    /// Retired (its WebSockets closed) the drain deadline after the route id is gone;
-    /// kept across edits of the route.
+    /// Retired (its WebSockets closed) when the route id is gone: at the drain deadline
+    /// if it carried an upgrade, at once otherwise (see [`retire_series`]); kept across
+    /// edits of the route.
     retirement: Arc<Retirement>,
 }
 

@@ -261,3 +261,41 @@ async fn the_kept_translation_holds_no_changes_and_config_stays_right() {
     assert!(text.contains("a.example.com"), "{text}");
     assert!(!text.contains("b.example.com"), "{text}");
 }
+
+/// A removed route that never carried an upgrade is retired at once, leaving no task
+/// until the drain deadline; one that did keeps its upgraded connections until then.
+#[tokio::test]
+async fn only_routes_that_carried_an_upgrade_wait_for_the_drain_deadline() {
+    let metrics = Metrics::new();
+    let series = |id: &RouteId| RouteSeries {
+        route: Arc::new(Route::new(id.clone())),
+        backends: Vec::new(),
+        fallback: RouteFallback::new(metrics.clone(), id.to_string()),
+        seen: 1,
+        retirement: Arc::new(Retirement::new()),
+    };
+    let deadline = std::time::Duration::from_secs(3600);
+
+    let plain_id = RouteId::new("default", "plain");
+    let plain = series(&plain_id);
+    assert!(!retire_series(&plain_id, &plain, deadline, &metrics));
+    assert!(
+        plain.retirement.has_marked(),
+        "retired at once: the retirement's channel exists"
+    );
+
+    let ws_id = RouteId::new("default", "ws");
+    let ws = series(&ws_id);
+    let mut upgrade = http::Request::builder()
+        .header(http::header::CONNECTION, "upgrade")
+        .header(http::header::UPGRADE, "websocket")
+        .body(())
+        .unwrap();
+    ws.retirement.mark(&mut upgrade);
+    assert!(retire_series(&ws_id, &ws, deadline, &metrics));
+    assert_eq!(
+        Arc::strong_count(&ws.retirement),
+        2,
+        "a task holds the retirement until the deadline"
+    );
+}
