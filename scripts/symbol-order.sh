@@ -6,7 +6,7 @@
 # windows spread over all of its 20 MB: an idle gateway then maps a third of the pages
 # (docs/benchmarks.md, "The binary's own pages").
 #
-# The training run (valgrind's callgrind, loopback only, about two minutes):
+# The training run (valgrind's callgrind, loopback only, under a minute):
 #   1. `gatekit demo`: HTTP/1.1 and h2 requests through the weighted split and the header
 #      match, a POST, the admin API's /metrics, /config and /readyz;
 #   2. `gatekit run --resources DIR` on the demo's manifests (`demo --write DIR` serves the
@@ -18,7 +18,7 @@
 # `scripts/symbol-order.sh --check [BIN]` says how much of the file a binary still has.
 #
 # Needs valgrind, curl and h2load (Debian: valgrind curl nghttp2-client) and python3.
-# Ports 19310-19312 must be free.
+# Ports 19310 and 19311 must be free.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=crates/gatekit-bin/symbol-order.txt
