@@ -500,19 +500,12 @@ impl ResourceSet {
         // parsed as a `$ty` and converted (`From<&$ty>`) to what the list keeps.
         macro_rules! load {
             ($namespaced:expr, $list:ident) => {
-                push(
-                    &cx,
-                    doc,
-                    $namespaced,
-                    seen,
-                    warnings,
-                    errors,
-                    &mut self.$list,
-                    |r| &mut r.metadata,
-                    std::convert::identity,
-                )
+                load!(@push $namespaced, $list, |r| &mut r.metadata, std::convert::identity)
             };
             ($namespaced:expr, $list:ident, $ty:ty) => {
+                load!(@push $namespaced, $list, |r: &mut $ty| &mut r.metadata, |r: $ty| (&r).into())
+            };
+            (@push $namespaced:expr, $list:ident, $metadata:expr, $convert:expr) => {
                 push(
                     &cx,
                     doc,
@@ -521,8 +514,8 @@ impl ResourceSet {
                     warnings,
                     errors,
                     &mut self.$list,
-                    |r: &mut $ty| &mut r.metadata,
-                    |r: $ty| (&r).into(),
+                    $metadata,
+                    $convert,
                 )
             };
         }
