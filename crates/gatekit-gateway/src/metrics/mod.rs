@@ -37,6 +37,7 @@
 //! [`Metrics::encode`] renders the OpenMetrics text exposition (which Prometheus scrapes
 //! as its text format) for the admin server's `/metrics`.
 
+mod family;
 mod layer;
 mod policy;
 mod process;
@@ -47,9 +48,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use self::family::Family;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
