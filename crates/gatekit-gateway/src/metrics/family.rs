@@ -2,11 +2,9 @@
 //!
 //! prometheus-client's `Family` keeps its hash table at the largest size it ever had:
 //! after a reload removes 5,000 routes' series, their 5,000 slots stay allocated
-//! (1.35 MB of live heap in `docs/benchmarks.md`, "RSS against the live heap after
-//! deletion"). This family is the same map behind the same lock, encoded the same
-//! way, but [`Family::remove`] shrinks the table once it is less than a quarter full.
-//! Shrinking to twice the series left keeps a run of removals amortised O(1): the next
-//! shrink waits until half of those are gone too.
+//! (1.35 MB of live heap in `docs/benchmarks.md`, "The binary's own pages"). This family is the same map behind the same lock, encoded the same
+//! way, but [`Family::remove`] shrinks the table once it is less than a quarter full
+//! ([`gatekit_core::route::shrink_if_sparse`], amortised O(1) per removal).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,9 +15,6 @@ use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard, RwLockWriteGua
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::family::MetricConstructor;
 use prometheus_client::metrics::{MetricType, TypedMetric};
-
-/// Tables at most this large are never shrunk: the rehash is not worth the bytes.
-const KEEP: usize = 64;
 
 /// Metrics of one name, one per label set `S`, made by `C` on first use. Clones share
 /// the series (register one clone, record through another).
@@ -84,9 +79,8 @@ impl<S: Hash + Eq, M, C> Family<S, M, C> {
     pub(crate) fn remove(&self, labels: &S) -> bool {
         let mut series = self.series.write();
         let removed = series.remove(labels).is_some();
-        if removed && series.capacity() > KEEP && series.len() * 4 < series.capacity() {
-            let room = (series.len() * 2).max(KEEP);
-            series.shrink_to(room);
+        if removed {
+            gatekit_core::route::shrink_if_sparse(&mut series);
         }
         removed
     }
@@ -173,11 +167,7 @@ mod tests {
             assert!(family.remove(&labels(i)));
         }
         assert!(!family.remove(&labels(10)));
-        assert!(
-            family.capacity() <= 2 * KEEP,
-            "{} of {full}",
-            family.capacity()
-        );
+        assert!(family.capacity() <= 128, "{} of {full}", family.capacity());
         // The series left keep their values.
         for i in 0..10 {
             assert_eq!(family.get_or_create(&labels(i)).get(), 1);
