@@ -36,7 +36,9 @@ CLIENT="${CLIENT:-target/release/examples/tls_handshake}"
 command -v openssl >/dev/null || { echo "openssl is missing"; exit 1; }
 [ -x "$NGINX" ] || { echo "nginx is missing ($NGINX)"; exit 1; }
 if [ ! -x "$GATEKIT" ] || [ ! -x "$CLIENT" ]; then
-  cargo build --release --locked -p gatekit-bin -p gatekit-examples --bin gatekit --example tls_handshake >/dev/null
+  # Two builds: the binary alone, as shipped (see scripts/symbol-order.sh).
+  cargo build --release --locked -p gatekit-bin >/dev/null
+  cargo build --release --locked -p gatekit-examples --example tls_handshake >/dev/null
 fi
 
 WORK=$(mktemp -d)

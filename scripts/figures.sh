@@ -10,7 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
 
-cargo build --release -q -p gatekit-bin --bin gatekit --example reload_latency
+# Two builds: the binary alone, as shipped (an example's dev-dependencies would change
+# the features, and with them the names crates/gatekit-bin/symbol-order.txt orders).
+cargo build --release --locked -q -p gatekit-bin
+cargo build --release --locked -q -p gatekit-bin --example reload_latency
 BIN=target/release/gatekit
 EX=target/release/examples/reload_latency
 WORK=$(mktemp -d)

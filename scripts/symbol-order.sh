@@ -12,8 +12,11 @@
 #   2. `gatekit run --resources DIR` on the demo's manifests (`demo --write DIR` serves the
 #      backends): the same requests, then a route edited, added and deleted (reloads).
 #
-# Symbol names carry rustc's hashes, which change with the toolchain and with
-# dependency versions (Cargo.lock): run this again after either, then rebuild. A stale
+# Symbol names carry rustc's hashes, which change with the toolchain, with dependency
+# versions (Cargo.lock) and with the features cargo unifies for a build: the order holds
+# for the shipped build, `cargo build --release --locked -p gatekit-bin`, and not for one
+# that builds examples or other packages with it (16% of the names left). Run this again
+# after a toolchain or Cargo.lock change, then rebuild. A stale
 # file costs nothing but the ordering (lld skips names it does not find);
 # `scripts/symbol-order.sh --check [BIN]` says how much of the file a binary still has.
 #
@@ -198,4 +201,4 @@ for name, _ in cost.most_common():
 EOF
 } >"$OUT.new"
 mv "$OUT.new" "$OUT"
-echo "wrote $OUT: $(grep -vc '^#' "$OUT") functions; rebuild (cargo build --release) to use it"
+echo "wrote $OUT: $(grep -vc '^#' "$OUT") functions; rebuild (cargo build --release --locked -p gatekit-bin) to use it"
