@@ -955,7 +955,7 @@ impl Wiring {
             loaded
         } else {
             let mut generation = self.input_generation;
-            match tokio::task::spawn_blocking(move || {
+            match trim::on_own_thread("gatekit-load", move || {
                 let loaded = load(
                     &source,
                     &mut cache,
@@ -967,13 +967,13 @@ impl Wiring {
             })
             .await
             {
-                Ok((loaded, cache, generation)) => {
+                Some((loaded, cache, generation)) => {
                     self.cache = cache;
                     self.input_generation = generation;
                     loaded
                 }
-                Err(error) => {
-                    tracing::error!(%error, "loading manifests failed");
+                None => {
+                    tracing::error!("loading manifests failed: the loader panicked");
                     gateway.metrics().record_reload(false);
                     return Vec::new();
                 }
@@ -1084,9 +1084,9 @@ impl Wiring {
             trim::release_free_memory_later();
         } else {
             // The previous translation is freed off the reload path (for 5,000 routes,
-            // milliseconds), then free pages are returned, once for a burst of reloads
-            // (see `trim.rs`).
-            tokio::task::spawn_blocking(move || drop(previous));
+            // milliseconds), on a thread that ends with it, then free pages are
+            // returned, once for a burst of reloads (see `trim.rs`).
+            trim::drop_on_own_thread(previous);
             trim::release_free_memory_soon();
         }
         tracing::info!(
