@@ -176,13 +176,14 @@ impl TableBuilder {
         for route in &old[prefix..old.len() - suffix] {
             self.remove(route);
         }
-        // After many routes went: their room goes back.
-        shrink_if_sparse(&mut self.routes);
-        shrink_if_sparse(&mut self.buckets);
         if !stale.is_empty() {
             self.recompile_stale(backends, stale);
         }
         self.rebuild_touched();
+        // After many routes went (emptied buckets are removed just above): their room
+        // goes back.
+        shrink_if_sparse(&mut self.routes);
+        shrink_if_sparse(&mut self.buckets);
         let mut errors = Vec::new();
         if self.invalid > 0 {
             for route in self.inputs.iter() {
