@@ -6,11 +6,13 @@
 # windows spread over all of its 20 MB: an idle gateway then maps a third of the pages
 # (docs/benchmarks.md, "The binary's own pages").
 #
-# The training run (valgrind's callgrind, loopback only, under a minute):
+# The training run (valgrind's callgrind, loopback only, about 30 s):
 #   1. `gatekit demo`: HTTP/1.1 and h2 requests through the weighted split and the header
 #      match, a POST, the admin API's /metrics, /config and /readyz;
 #   2. `gatekit run --resources DIR` on the demo's manifests (`demo --write DIR` serves the
-#      backends): the same requests, then a route edited, added and deleted (reloads).
+#      backends): the same requests, then a route edited, added and deleted (reloads),
+#      200 routes written and deleted, error responses (no ready endpoint, a refused
+#      connection), and 600 routes written in one change and deleted in one.
 #
 # Symbol names carry rustc's hashes, which change with the toolchain, with dependency
 # versions (Cargo.lock) and with the features cargo unifies for a build: the order holds
@@ -166,7 +168,15 @@ reload routes routes-0.yaml 0
 reload routes routes-1.yaml 100
 for i in 0 1 150 199; do curl -s -o /dev/null -H "host: r$i.example" "127.0.0.1:$PORT/"; done
 reload sed -i 's/"127.0.0.1"\], conditions: { ready: true }/"127.0.0.1"], conditions: { ready: false }/' "$WORK/res/routes-1.yaml"
-reload rm "$WORK/res/routes-0.yaml" "$WORK/res/routes-1.yaml"
+# Errors: no ready endpoint (503), and an endpoint that refuses connections (port 1).
+for i in 150 199; do curl -s -o /dev/null -H "host: r$i.example" "127.0.0.1:$PORT/"; done
+reload sed -i "s/port: $BLUE }\]/port: 1 }]/" "$WORK/res/routes-0.yaml"
+for i in 0 1 2; do curl -s -o /dev/null -H "host: r$i.example" "127.0.0.1:$PORT/"; done
+# A batch: 600 routes in six files at once, then all deleted at once.
+batch() { for f in 2 3 4 5 6 7; do routes "routes-$f.yaml" $((f * 100)); done; }
+reload batch
+curl -s -o /dev/null -H "host: r777.example" "127.0.0.1:$PORT/"
+reload rm "$WORK/res"/routes-*.yaml
 traffic
 stop_last
 
