@@ -412,7 +412,9 @@ impl UpstreamConfig {
 
     /// Where `consistent-hash` takes its key.
     pub(crate) fn hash_key(&self) -> &HashKey {
-        self.rare.as_ref().map_or(&DEFAULT_HASH_KEY, |r| &r.hash_key)
+        self.rare
+            .as_ref()
+            .map_or(&DEFAULT_HASH_KEY, |r| &r.hash_key)
     }
 
     /// Bounded load's epsilon, if on.
@@ -429,7 +431,9 @@ impl UpstreamConfig {
 
     /// Locality.
     pub(crate) fn locality(&self) -> &Locality {
-        self.rare.as_ref().map_or(&DEFAULT_LOCALITY, |r| &r.locality)
+        self.rare
+            .as_ref()
+            .map_or(&DEFAULT_LOCALITY, |r| &r.locality)
     }
 
     /// Peak-EWMA's latency estimate for an endpoint without a sample.

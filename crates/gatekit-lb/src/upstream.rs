@@ -181,7 +181,10 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             total_in_flight: AtomicUsize::new(0),
             ewma_decay_ns: (config.algorithm == crate::Algorithm::PeakEwma)
                 .then(|| config.ewma_decay.as_nanos().min(u128::from(u64::MAX)) as f64),
-            ewma_default_ns: config.ewma_default_rtt().as_nanos().min(u128::from(u64::MAX)) as f64,
+            ewma_default_ns: config
+                .ewma_default_rtt()
+                .as_nanos()
+                .min(u128::from(u64::MAX)) as f64,
             observer: config.observer.clone(),
         });
         let set = Vec::new();

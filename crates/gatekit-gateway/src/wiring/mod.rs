@@ -578,11 +578,7 @@ fn see_route(
 /// request it routed from now on, one the replaced table took a moment ago, is closed
 /// as soon as it is upgraded), so that removing many routes leaves no task per route
 /// holding memory until the deadline.
-fn retire_series(
-    s: &RouteSeries,
-    drain_timeout: std::time::Duration,
-    metrics: &Metrics,
-) -> bool {
+fn retire_series(s: &RouteSeries, drain_timeout: std::time::Duration, metrics: &Metrics) -> bool {
     let waits = s.retirement.has_marked();
     if waits {
         let retirement = Arc::clone(&s.retirement);

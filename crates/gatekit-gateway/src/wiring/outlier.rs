@@ -6,8 +6,7 @@ use gatekit_core::Endpoint;
 use gatekit_core::client::EndpointClient;
 use gatekit_lb::outlier::OutlierConfig;
 use gatekit_lb::{
-    EndpointHealth, HealthEvents, Outcome, OutcomeObserver, OutlierDetector, Upstream,
-    WeakUpstream,
+    EndpointHealth, HealthEvents, Outcome, OutcomeObserver, OutlierDetector, Upstream, WeakUpstream,
 };
 use parking_lot::Mutex;
 

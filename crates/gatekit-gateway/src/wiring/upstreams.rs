@@ -971,10 +971,18 @@ ports: [{{ port: 8080 }}]
             d.snapshot().iter().map(|s| s.addr).collect()
         };
         assert_eq!(addrs(detector), [ep.addr()], "told the set when made");
-        assert_eq!(health.consecutive_connect_failures(), 1, "the failure counted");
+        assert_eq!(
+            health.consecutive_connect_failures(),
+            1,
+            "the failure counted"
+        );
         let second = gatekit_core::Endpoint::new("127.0.0.1:8081".parse().expect("address"));
         assert!(upstreams.set_endpoints("default/web:80", &[ep.clone(), second.clone()]));
-        assert_eq!(addrs(detector), [ep.addr(), second.addr()], "follows the set");
+        assert_eq!(
+            addrs(detector),
+            [ep.addr(), second.addr()],
+            "follows the set"
+        );
     }
 
     /// Every CRD value maps to the balancer algorithm of the same name, and every

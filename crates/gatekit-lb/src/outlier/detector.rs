@@ -377,7 +377,10 @@ impl Inner {
         if state.health(addr).is_none() {
             return;
         }
-        if !self.config.may_eject(state.ejected as usize, state.endpoints.len()) {
+        if !self
+            .config
+            .may_eject(state.ejected as usize, state.endpoints.len())
+        {
             tracing::debug!(%addr, ejected = state.ejected, "outlier ejection refused: max ejection percent");
             return;
         }
@@ -481,7 +484,8 @@ impl Inner {
         }
         state.ejected = ejected;
         self.ejected_hint.store(ejected, Ordering::Relaxed);
-        self.total_hint.store(hint(endpoints.len()), Ordering::Relaxed);
+        self.total_hint
+            .store(hint(endpoints.len()), Ordering::Relaxed);
         state.endpoints = endpoints;
         drop(state);
         for addr in returned {
