@@ -236,33 +236,66 @@ impl Locality {
 }
 
 /// The configuration of an [`Upstream`](crate::Upstream): `Default` plus `with_*` setters.
+///
+/// The options most upstreams never set (hash key, bounded load, slow start, locality,
+/// peak-EWMA's default latency) are kept behind one box, made by the first setter of one
+/// of them: an upstream keeps its configuration inline, and most keep only the small
+/// part (a pick reads the rare part only when it is there).
 #[derive(Clone)]
 pub struct UpstreamConfig {
     pub(crate) algorithm: Algorithm,
-    pub(crate) hash_key: HashKey,
-    pub(crate) bounded_load: Option<f64>,
-    pub(crate) slow_start: Option<SlowStart>,
-    pub(crate) locality: Locality,
     pub(crate) panic_threshold: f64,
     pub(crate) health_refresh: Duration,
-    pub(crate) ewma_default_rtt: Duration,
     pub(crate) ewma_decay: Duration,
     pub(crate) observer: Option<Arc<dyn OutcomeObserver>>,
+    /// `None`: every rare option at its default.
+    rare: Option<Box<Rare>>,
 }
+
+/// The options of an [`UpstreamConfig`] most upstreams never set.
+#[derive(Clone, Debug, PartialEq)]
+struct Rare {
+    hash_key: HashKey,
+    bounded_load: Option<f64>,
+    slow_start: Option<SlowStart>,
+    locality: Locality,
+    ewma_default_rtt: Duration,
+}
+
+impl Default for Rare {
+    fn default() -> Self {
+        Self {
+            hash_key: HashKey::default(),
+            bounded_load: None,
+            slow_start: None,
+            locality: Locality::default(),
+            ewma_default_rtt: DEFAULT_EWMA_RTT,
+        }
+    }
+}
+
+/// Peak-EWMA's latency estimate for an endpoint without a sample, by default.
+const DEFAULT_EWMA_RTT: Duration = Duration::from_millis(30);
+
+/// The default [`Locality`] (everything local), for configurations without one.
+static DEFAULT_LOCALITY: Locality = Locality {
+    zone: None,
+    cluster: None,
+    overprovisioning: 1.4,
+};
+
+/// The default [`HashKey`].
+static DEFAULT_HASH_KEY: HashKey = HashKey::SourceIp;
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             algorithm: Algorithm::default(),
-            hash_key: HashKey::default(),
-            bounded_load: None,
-            slow_start: None,
-            locality: Locality::default(),
             panic_threshold: 0.5,
             health_refresh: Duration::from_millis(10),
-            ewma_default_rtt: Duration::from_millis(30),
             ewma_decay: Duration::from_secs(10),
             observer: None,
+            rare: None,
         }
     }
 }
@@ -271,13 +304,13 @@ impl fmt::Debug for UpstreamConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamConfig")
             .field("algorithm", &self.algorithm)
-            .field("hash_key", &self.hash_key)
-            .field("bounded_load", &self.bounded_load)
-            .field("slow_start", &self.slow_start)
-            .field("locality", &self.locality)
+            .field("hash_key", self.hash_key())
+            .field("bounded_load", &self.bounded_load())
+            .field("slow_start", &self.slow_start())
+            .field("locality", self.locality())
             .field("panic_threshold", &self.panic_threshold)
             .field("health_refresh", &self.health_refresh)
-            .field("ewma_default_rtt", &self.ewma_default_rtt)
+            .field("ewma_default_rtt", &self.ewma_default_rtt())
             .field("ewma_decay", &self.ewma_decay)
             .field("observer", &self.observer.is_some())
             .finish()
@@ -300,7 +333,7 @@ impl UpstreamConfig {
     /// Sets where `consistent-hash` takes its key (default: the source IP).
     #[must_use]
     pub fn with_hash_key(mut self, key: HashKey) -> Self {
-        self.hash_key = key;
+        self.rare_mut().hash_key = key;
         self
     }
 
@@ -309,21 +342,21 @@ impl UpstreamConfig {
     /// the key's table order ("consistent hashing with bounded loads", Mirrokni et al.).
     #[must_use]
     pub fn with_bounded_load(mut self, epsilon: f64) -> Self {
-        self.bounded_load = (epsilon.is_finite() && epsilon >= 0.0).then_some(epsilon);
+        self.rare_mut().bounded_load = (epsilon.is_finite() && epsilon >= 0.0).then_some(epsilon);
         self
     }
 
     /// Enables slow start.
     #[must_use]
     pub fn with_slow_start(mut self, slow_start: SlowStart) -> Self {
-        self.slow_start = (!slow_start.window.is_zero()).then_some(slow_start);
+        self.rare_mut().slow_start = (!slow_start.window.is_zero()).then_some(slow_start);
         self
     }
 
     /// Sets locality (default: everything is local).
     #[must_use]
     pub fn with_locality(mut self, locality: Locality) -> Self {
-        self.locality = locality;
+        self.rare_mut().locality = locality;
         self
     }
 
@@ -355,7 +388,7 @@ impl UpstreamConfig {
     /// and its decay time constant (default 10 s).
     #[must_use]
     pub fn with_ewma(mut self, default_rtt: Duration, decay: Duration) -> Self {
-        self.ewma_default_rtt = default_rtt.max(Duration::from_nanos(1));
+        self.rare_mut().ewma_default_rtt = default_rtt.max(Duration::from_nanos(1));
         self.ewma_decay = decay.max(Duration::from_millis(1));
         self
     }
@@ -370,6 +403,44 @@ impl UpstreamConfig {
     /// The algorithm.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
+    }
+
+    /// The rare options, made at the first setter of one.
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Where `consistent-hash` takes its key.
+    pub(crate) fn hash_key(&self) -> &HashKey {
+        self.rare
+            .as_ref()
+            .map_or(&DEFAULT_HASH_KEY, |r| &r.hash_key)
+    }
+
+    /// Bounded load's epsilon, if on.
+    #[inline]
+    pub(crate) fn bounded_load(&self) -> Option<f64> {
+        self.rare.as_ref().and_then(|r| r.bounded_load)
+    }
+
+    /// Slow start, if on.
+    #[inline]
+    pub(crate) fn slow_start(&self) -> Option<&SlowStart> {
+        self.rare.as_ref().and_then(|r| r.slow_start.as_ref())
+    }
+
+    /// Locality.
+    pub(crate) fn locality(&self) -> &Locality {
+        self.rare
+            .as_ref()
+            .map_or(&DEFAULT_LOCALITY, |r| &r.locality)
+    }
+
+    /// Peak-EWMA's latency estimate for an endpoint without a sample.
+    pub(crate) fn ewma_default_rtt(&self) -> Duration {
+        self.rare
+            .as_ref()
+            .map_or(DEFAULT_EWMA_RTT, |r| r.ewma_default_rtt)
     }
 }
 

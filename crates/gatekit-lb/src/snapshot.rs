@@ -131,7 +131,7 @@ impl<S> Snapshot<S> {
             members.push((Arc::clone(&guard), m.entry.clone()));
             match ep.state() {
                 EndpointState::Ready if ep.weight() > 0 => {
-                    let p = usize::from(config.locality.priority(ep)).min(3);
+                    let p = usize::from(config.locality().priority(ep)).min(3);
                     levels[p].push(Slot {
                         entry: m.entry.clone(),
                         weight: ep.weight(),
@@ -237,7 +237,7 @@ impl<S> Snapshot<S> {
     /// Recomputes the aggregate view: mode, level shares, and the start of slow start for
     /// endpoints that became available again.
     pub(crate) fn refresh(&self, now: Instant, now_ns: u64, config: &UpstreamConfig) {
-        let slow = config.slow_start.is_some();
+        let slow = config.slow_start().is_some();
         let scan = |pool: &Pool<S>| -> (u64, u64) {
             let mut avail = 0;
             for s in pool.slots.iter() {
@@ -259,7 +259,7 @@ impl<S> Snapshot<S> {
             ready_avail += avail;
             if total > 0 {
                 shares[i] =
-                    (avail as f64 / total as f64 * config.locality.overprovisioning()).min(1.0);
+                    (avail as f64 / total as f64 * config.locality().overprovisioning()).min(1.0);
             }
         }
         let (fallback_avail, _) = scan(&self.fallback);

@@ -177,11 +177,14 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         new_endpoint: Arc<dyn NewEndpoint<Service = S>>,
     ) -> Self {
         let tracking = Arc::new(Tracking {
-            count_total: config.bounded_load.is_some(),
+            count_total: config.bounded_load().is_some(),
             total_in_flight: AtomicUsize::new(0),
             ewma_decay_ns: (config.algorithm == crate::Algorithm::PeakEwma)
                 .then(|| config.ewma_decay.as_nanos().min(u128::from(u64::MAX)) as f64),
-            ewma_default_ns: config.ewma_default_rtt.as_nanos().min(u128::from(u64::MAX)) as f64,
+            ewma_default_ns: config
+                .ewma_default_rtt()
+                .as_nanos()
+                .min(u128::from(u64::MAX)) as f64,
             observer: config.observer.clone(),
         });
         let set = Vec::new();
@@ -247,7 +250,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     pub fn apply_all(&self, changes: impl IntoIterator<Item = Change>) {
         let mut set = self.shared.set.lock();
         let now = Instant::now();
-        let ramp = self.shared.config.slow_start.is_some()
+        let ramp = self.shared.config.slow_start().is_some()
             && set
                 .iter()
                 .any(|(_, m)| m.endpoint().state() == EndpointState::Ready);
@@ -276,7 +279,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     pub fn insert_with_service(&self, endpoint: Endpoint, service: S) {
         let mut set = self.shared.set.lock();
         let now = Instant::now();
-        let ramp = self.shared.config.slow_start.is_some() && !set.is_empty();
+        let ramp = self.shared.config.slow_start().is_some() && !set.is_empty();
         self.insert(&mut set, endpoint, Some(service), ramp, now);
         self.publish(&set, now);
     }
@@ -558,7 +561,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         let config = &self.shared.config;
         let key = match config.algorithm {
             crate::Algorithm::IpHash => hash::request_hash(&crate::HashKey::SourceIp, req),
-            crate::Algorithm::ConsistentHash => hash::request_hash(&config.hash_key, req),
+            crate::Algorithm::ConsistentHash => hash::request_hash(config.hash_key(), req),
             _ => None,
         };
         let tried = req.extensions().get::<TriedEndpoints>();

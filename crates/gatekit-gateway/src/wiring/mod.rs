@@ -76,7 +76,9 @@ mod cache;
 mod certs;
 mod dump;
 mod labels;
+mod outlier;
 mod replica;
+mod series;
 mod streams;
 mod trim;
 pub(crate) mod upstreams;
@@ -91,7 +93,7 @@ use gatekit_core::chunked::Chunked;
 use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::retry::RetryPolicy;
-use gatekit_core::route::{FastMap, PolicyState, Route, RouteId, TableBuilder};
+use gatekit_core::route::{PolicyState, Route, RouteId, TableBuilder};
 use gatekit_core::server::Retirement;
 use gatekit_core::tls::{CertStore, ServerTls};
 use gatekit_core::{Backend, Backends, BoxError, ConfigError, PortTable, RouteTable, Router};
@@ -105,6 +107,7 @@ use tower_layer::Layer;
 use self::cache::{FileCache, Load};
 use self::labels::Labelled;
 use self::replica::{ConfigHash, InputGeneration, Replica};
+use self::series::SeriesMap;
 use self::streams::Streams;
 use self::upstreams::Upstreams;
 use self::watch::{Changed, DirWatcher};
@@ -306,7 +309,7 @@ const IDLE_KEY_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
 /// metrics of the route it is compiled for) and the state of their policies.
 struct Lookup<'a> {
     upstreams: &'a Upstreams,
-    series: &'a FastMap<RouteId, RouteSeries>,
+    series: &'a SeriesMap<RouteSeries>,
     state: &'a PolicyState,
     metrics: &'a Metrics,
     access: &'a access::AccessRegistry,
@@ -472,20 +475,28 @@ pub(crate) fn port_table(
 }
 
 /// The metrics series of one route: one per backend name its rules send to (invalid
-/// ones included: they never resolve, and their series stay at zero).
+/// ones included: they never resolve, and their series stay at zero). Keyed in the
+/// [`SeriesMap`] by its route's id.
 struct RouteSeries {
     /// The route they were made for (compared by identity).
     route: Arc<Route>,
     /// One handle per backend name (exactly as many: most routes have one).
-    backends: Vec<RequestMetrics>,
+    backends: Box<[RequestMetrics]>,
     /// The route's `(none)` series, shared by its rules' error responses.
     fallback: RouteFallback,
-    /// The reload that last saw the route.
-    seen: u64,
+    /// The reload that last saw the route (reloads are counted in `u64`; this is
+    /// compared for equality only, and a route seen 2^32 reloads ago is long gone).
+    seen: u32,
     /// Retired (its WebSockets closed) when the route id is gone: at the drain deadline
     /// if it carried an upgrade, at once otherwise (see [`retire_series`]); kept across
     /// edits of the route.
     retirement: Arc<Retirement>,
+}
+
+impl series::Keyed for RouteSeries {
+    fn id(&self) -> &RouteId {
+        &self.route.id
+    }
 }
 
 impl RouteSeries {
@@ -498,9 +509,9 @@ impl RouteSeries {
 /// last time (or already seen this reload, on another listener) keeps its series as
 /// they are; otherwise its per-backend series follow its backend names.
 fn see_route(
-    series: &mut FastMap<RouteId, RouteSeries>,
+    series: &mut SeriesMap<RouteSeries>,
     route: &Arc<Route>,
-    reload: u64,
+    reload: u32,
     metrics: &Metrics,
     upstreams: &Upstreams,
 ) {
@@ -512,11 +523,11 @@ fn see_route(
             return;
         }
         Some(s) => s,
-        None => series.entry(route.id.clone()).or_insert_with(|| {
+        None => series.get_or_insert_with(&route.id, || {
             let fallback = RouteFallback::new(metrics.clone(), route.id.to_string());
             RouteSeries {
                 route: Arc::clone(route),
-                backends: Vec::new(),
+                backends: Box::default(),
                 fallback,
                 seen: reload,
                 retirement: Arc::new(Retirement::new()),
@@ -524,10 +535,12 @@ fn see_route(
         }),
     };
     series.seen = reload;
+    // The same id: the map's key does not change.
     series.route = Arc::clone(route);
     let names = backend_names(route);
     let had = !series.backends.is_empty();
-    series.backends.retain(|h| {
+    let mut backends = std::mem::take(&mut series.backends).into_vec();
+    backends.retain(|h| {
         let keep = names.contains(h.backend());
         if !keep {
             h.forget();
@@ -535,7 +548,7 @@ fn see_route(
         keep
     });
     for name in names {
-        if series.handle(name).is_none() {
+        if !backends.iter().any(|h| h.backend() == name) {
             // The route's name shared with its `(none)` series: one copy per route;
             // the backend's with its upstream: one copy per upstream.
             let backend = upstreams
@@ -543,10 +556,10 @@ fn see_route(
                 .unwrap_or_else(|| Arc::from(name));
             let handle =
                 metrics.request_metrics_shared(Arc::clone(series.fallback.route()), backend);
-            series.backends.push(handle);
+            backends.push(handle);
         }
     }
-    series.backends.shrink_to_fit();
+    series.backends = backends.into_boxed_slice();
     if had && series.backends.is_empty() {
         let id = route.id.to_string();
         metrics.forget_route(&id);
@@ -565,12 +578,7 @@ fn see_route(
 /// request it routed from now on, one the replaced table took a moment ago, is closed
 /// as soon as it is upgraded), so that removing many routes leaves no task per route
 /// holding memory until the deadline.
-fn retire_series(
-    id: &RouteId,
-    s: &RouteSeries,
-    drain_timeout: std::time::Duration,
-    metrics: &Metrics,
-) -> bool {
+fn retire_series(s: &RouteSeries, drain_timeout: std::time::Duration, metrics: &Metrics) -> bool {
     let waits = s.retirement.has_marked();
     if waits {
         let retirement = Arc::clone(&s.retirement);
@@ -586,7 +594,7 @@ fn retire_series(
         for handle in &s.backends {
             handle.forget();
         }
-        metrics.forget_route(&id.to_string());
+        metrics.forget_route(&s.route.id.to_string());
     }
     waits
 }
@@ -631,7 +639,7 @@ pub struct Wiring {
     /// Each port's route tables and their builders, by listener hostname.
     tables: BTreeMap<u16, Vec<Group>>,
     /// The metrics series of every served route.
-    series: FastMap<RouteId, RouteSeries>,
+    series: SeriesMap<RouteSeries>,
     /// The access policies route rules name, kept across reloads.
     access: access::AccessRegistry,
     generation: u64,
@@ -734,7 +742,7 @@ impl Wiring {
             ports: BTreeMap::new(),
             streams: Streams::default(),
             tables: BTreeMap::new(),
-            series: FastMap::default(),
+            series: SeriesMap::default(),
             access: access::AccessRegistry::default(),
             generation: 0,
             served: false,
@@ -1416,7 +1424,8 @@ impl Wiring {
         changes: Option<&gatekit_k8s::translate::Changes>,
         metrics: &Metrics,
     ) {
-        let reload = self.generation + 1;
+        // Compared for equality only (see `RouteSeries::seen`).
+        let reload = (self.generation + 1) as u32;
         let drain_timeout = self.drain_timeout;
         if let Some(changes) = changes {
             for route in changes.routes() {
@@ -1428,10 +1437,10 @@ impl Wiring {
                     && s.seen != reload
                     && let Some(s) = self.series.remove(id)
                 {
-                    retired |= retire_series(id, &s, drain_timeout, metrics);
+                    retired |= retire_series(&s, drain_timeout, metrics);
                 }
             }
-            gatekit_core::route::shrink_if_sparse(&mut self.series);
+            self.series.shrink_if_sparse();
             if retired {
                 // The retired routes' tasks end at the drain deadline (see `trim.rs`).
                 trim::release_free_memory_after(drain_timeout);
@@ -1444,14 +1453,14 @@ impl Wiring {
             }
         }
         let mut retired = false;
-        self.series.retain(|id, s| {
+        self.series.retain(|s| {
             if s.seen == reload {
                 return true;
             }
-            retired |= retire_series(id, s, drain_timeout, metrics);
+            retired |= retire_series(s, drain_timeout, metrics);
             false
         });
-        gatekit_core::route::shrink_if_sparse(&mut self.series);
+        self.series.shrink_if_sparse();
         if retired {
             trim::release_free_memory_after(drain_timeout);
         }

@@ -72,7 +72,12 @@ async fn an_unchanged_translation_is_applied_without_a_compile_or_a_store() {
         rule_for(&served, "a.example.com"),
         rule_for(&served, "b.example.com"),
     );
-    let series = wiring.series[&RouteId::new("default", "a")].backends[0].clone();
+    let series = wiring
+        .series
+        .get(&RouteId::new("default", "a"))
+        .expect("a's series")
+        .backends[0]
+        .clone();
 
     // The same Arcs again: the port's table is not even stored again.
     let generation = wiring.generation();
@@ -82,7 +87,11 @@ async fn an_unchanged_translation_is_applied_without_a_compile_or_a_store() {
     let now = wiring.ports[&8080].router.table();
     assert!(Arc::ptr_eq(&served, &now));
     assert!(Arc::ptr_eq(&a, &rule_for(&now, "a.example.com")));
-    let kept = &wiring.series[&RouteId::new("default", "a")].backends[0];
+    let kept = &wiring
+        .series
+        .get(&RouteId::new("default", "a"))
+        .expect("a's series")
+        .backends[0];
     assert!(kept.same_series(&series));
 
     // A new translation (new Arcs for everything): compiled again, served.
@@ -93,7 +102,11 @@ async fn an_unchanged_translation_is_applied_without_a_compile_or_a_store() {
     assert!(!Arc::ptr_eq(&served, &now));
     assert!(!Arc::ptr_eq(&b, &rule_for(&now, "b.example.com")));
     // The series of a (route, backend) pair still served is the same one.
-    let kept = &wiring.series[&RouteId::new("default", "a")].backends[0];
+    let kept = &wiring
+        .series
+        .get(&RouteId::new("default", "a"))
+        .expect("a's series")
+        .backends[0];
     assert!(kept.same_series(&series));
 }
 
@@ -242,7 +255,12 @@ async fn the_kept_translation_holds_no_changes_and_config_stays_right() {
         served(&wiring),
         (true, vec!["a".to_owned(), "b".to_owned()])
     );
-    let a_series = wiring.series[&RouteId::new("default", "a")].backends[0].clone();
+    let a_series = wiring
+        .series
+        .get(&RouteId::new("default", "a"))
+        .expect("a's series")
+        .backends[0]
+        .clone();
 
     // Route b's file deleted: an incremental reload (a's series is not looked at).
     let b = dir.path().join("b.yaml");
@@ -252,8 +270,15 @@ async fn the_kept_translation_holds_no_changes_and_config_stays_right() {
     assert!(wiring.reload(&mut gateway).await.is_empty());
     assert_eq!(wiring.generation(), before + 1);
     assert_eq!(served(&wiring), (true, vec!["a".to_owned()]));
-    assert!(!wiring.series.contains_key(&RouteId::new("default", "b")));
-    assert!(wiring.series[&RouteId::new("default", "a")].backends[0].same_series(&a_series));
+    assert!(wiring.series.get(&RouteId::new("default", "b")).is_none());
+    assert!(
+        wiring
+            .series
+            .get(&RouteId::new("default", "a"))
+            .expect("a's series")
+            .backends[0]
+            .same_series(&a_series)
+    );
 
     let config: serde_json::Value =
         serde_json::from_slice(&gateway.config_dump().current()).unwrap();
@@ -269,7 +294,7 @@ async fn only_routes_that_carried_an_upgrade_wait_for_the_drain_deadline() {
     let metrics = Metrics::new();
     let series = |id: &RouteId| RouteSeries {
         route: Arc::new(Route::new(id.clone())),
-        backends: Vec::new(),
+        backends: Box::default(),
         fallback: RouteFallback::new(metrics.clone(), id.to_string()),
         seen: 1,
         retirement: Arc::new(Retirement::new()),
@@ -278,7 +303,7 @@ async fn only_routes_that_carried_an_upgrade_wait_for_the_drain_deadline() {
 
     let plain_id = RouteId::new("default", "plain");
     let plain = series(&plain_id);
-    assert!(!retire_series(&plain_id, &plain, deadline, &metrics));
+    assert!(!retire_series(&plain, deadline, &metrics));
     assert!(
         plain.retirement.has_marked(),
         "retired at once: the retirement's channel exists"
@@ -292,7 +317,7 @@ async fn only_routes_that_carried_an_upgrade_wait_for_the_drain_deadline() {
         .body(())
         .unwrap();
     ws.retirement.mark(&mut upgrade);
-    assert!(retire_series(&ws_id, &ws, deadline, &metrics));
+    assert!(retire_series(&ws, deadline, &metrics));
     assert_eq!(
         Arc::strong_count(&ws.retirement),
         2,

@@ -30,8 +30,9 @@
 //! certificate) never share a connection, and one whose settings did not change keeps
 //! its pool across a rebuild. Active health checks ([`HealthChecker`])
 //! follow the upstream's endpoint set (a task holding it weakly); outlier detection
-//! ([`OutlierDetector`], the upstream's outcome observer) is given the set by
-//! [`Upstreams::set_endpoints`] whenever it changes. Both send their events to one
+//! (a [`LazyOutlier`], the upstream's outcome observer, whose
+//! [`OutlierDetector`](gatekit_lb::OutlierDetector) is made at the upstream's first
+//! failure) is given the set by [`Upstreams::set_endpoints`] whenever it changes. Both send their events to one
 //! [`HealthEvents`] sink per upstream, whose callback sets the
 //! `gatekit_endpoint_health` gauges (no task or channel per upstream: nothing runs and
 //! nothing is allocated for events while none happens).
@@ -50,24 +51,25 @@ use gatekit_lb::health::{CheckKind, GrpcCheck, HealthCheckConfig, HttpCheck};
 use gatekit_lb::outlier::OutlierConfig;
 use gatekit_lb::{
     Algorithm, HashKey, HealthChecker, HealthEvent, HealthEventKind, HealthEvents, Locality,
-    NewEndpoint, OutlierDetector, SlowStart, Upstream, UpstreamConfig,
+    NewEndpoint, OutcomeObserver, SlowStart, Upstream, UpstreamConfig,
 };
 use tokio::sync::Notify;
 
+use super::outlier::LazyOutlier;
 use crate::Metrics;
 
-/// One backend name's upstream and what watches it.
+/// One backend name's upstream and what watches it (keyed in the registry by the
+/// backend name, which the endpoint-health series' labels share). What the spec says
+/// (app protocol, the pool's timeouts for `/config`) is read from the spec, not kept:
+/// an entry is in a map node with 10 others, 40 bytes each.
 pub(crate) struct Entry {
-    /// The backend name, shared with the endpoint-health series' labels.
-    name: Arc<str>,
-    /// The spec last applied.
+    /// The spec last applied (its policy, app protocol and TLS settings are those the
+    /// upstream was built with: another of any of them rebuilds it).
     spec: Arc<UpstreamSpec>,
-    app_protocol: AppProtocol,
-    /// The upstream's own connect and idle timeouts (for `/config`).
-    timeouts: (Option<Duration>, Option<Duration>),
     upstream: Upstream<EndpointClient>,
     checker: Option<HealthChecker>,
-    outlier: Option<Arc<OutlierDetector>>,
+    /// Also the upstream's outcome observer.
+    outlier: Option<Arc<LazyOutlier>>,
     /// Its health events' sink, whose callback sets the endpoint-health gauges: closed
     /// when the entry goes (the upstream, held by requests in flight, may still report
     /// events, which must not bring its forgotten gauges back).
@@ -109,6 +111,9 @@ pub(crate) fn dump(views: &SharedViews) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for (name, entry) in entries.iter() {
         let upstream = &entry.upstream;
+        // As the upstream was built (an error was reported then).
+        let limits = pool_limits(entry.spec.policy(), &mut Vec::new(), name);
+        let timeouts = (limits.connect_timeout(), limits.idle_timeout());
         let endpoints: Vec<serde_json::Value> = upstream
             .endpoints()
             .into_iter()
@@ -127,11 +132,11 @@ pub(crate) fn dump(views: &SharedViews) -> serde_json::Value {
             name.to_string(),
             serde_json::json!({
                 "algorithm": upstream.config().algorithm().to_string(),
-                "protocol": protocol(entry.app_protocol),
+                "protocol": protocol(entry.spec.app_protocol()),
                 "activeHealthCheck": entry.checker.is_some(),
                 // The upstream's own timeouts; null: the client's.
-                "connectTimeout": entry.timeouts.0.map(millis),
-                "idleTimeout": entry.timeouts.1.map(millis),
+                "connectTimeout": timeouts.0.map(millis),
+                "idleTimeout": timeouts.1.map(millis),
                 "outlierDetection": entry.outlier.is_some(),
                 "tls": tls_view(&entry.spec),
                 "endpoints": endpoints,
@@ -160,6 +165,8 @@ pub(crate) struct Upstreams {
     /// Whether upstreams without passive health checking get
     /// [`OutlierConfig::connect_failures_only`].
     eject_refusing: bool,
+    /// [`OutlierConfig::connect_failures_only`], shared by the detectors that use it.
+    default_outlier: Arc<OutlierConfig>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -187,6 +194,7 @@ impl Upstreams {
             default_locality: None,
             plain,
             eject_refusing: true,
+            default_outlier: Arc::new(OutlierConfig::connect_failures_only()),
         }
     }
 
@@ -224,7 +232,7 @@ impl Upstreams {
                 Some(e) if Arc::ptr_eq(&e.spec, spec) => None,
                 Some(e)
                     if e.spec.policy() == spec.policy()
-                        && e.app_protocol == spec.app_protocol()
+                        && e.spec.app_protocol() == spec.app_protocol()
                         && e.spec.tls() == spec.tls() =>
                 {
                     e.spec = Arc::clone(spec);
@@ -275,16 +283,16 @@ impl Upstreams {
         changes.stale.extend(changes.gone.iter().cloned());
         for (name, spec, rebuild) in work {
             if rebuild {
-                let entry = self.build(name, spec, &mut changes.errors);
+                let (shared_name, entry) = self.build(name, spec, &mut changes.errors);
                 // Keyed by the new entry's name (`insert` would keep the old key). The
                 // old one is dropped (its checker stops) after the new one exists.
                 let old = entries.remove(name.as_str());
-                entries.insert(Arc::clone(&entry.name), entry);
+                entries.insert(shared_name, entry);
                 drop(old);
                 changes.stale.insert(name.clone());
             }
-            if let Some(entry) = entries.get_mut(name.as_str()) {
-                apply_endpoints(&self.metrics, entry, spec.endpoints());
+            if let Some((name, entry)) = entries.get_key_value(name.as_str()) {
+                apply_endpoints(&self.metrics, name, entry, spec.endpoints());
             }
         }
         changes
@@ -307,9 +315,9 @@ impl Upstreams {
         name: &str,
         endpoints: &[gatekit_core::Endpoint],
     ) -> bool {
-        match self.lock().get_mut(name) {
-            Some(entry) => {
-                apply_endpoints(&self.metrics, entry, endpoints);
+        match self.lock().get_key_value(name) {
+            Some((name, entry)) => {
+                apply_endpoints(&self.metrics, name, entry, endpoints);
                 true
             }
             None => false,
@@ -358,7 +366,13 @@ impl Upstreams {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn build(&self, name: &str, spec: &Arc<UpstreamSpec>, errors: &mut Vec<ConfigError>) -> Entry {
+    /// The entry of a new upstream `name`, with the name it is to be keyed by.
+    fn build(
+        &self,
+        name: &str,
+        spec: &Arc<UpstreamSpec>,
+        errors: &mut Vec<ConfigError>,
+    ) -> (Arc<str>, Entry) {
         let transport = upstream_transport(spec);
         let shared_name: Arc<str> = Arc::from(name);
         let events = HealthEvents::with_callback(gauge_setter(
@@ -382,16 +396,16 @@ impl Upstreams {
             .and_then(|p| p.health_check.as_ref())
             .and_then(|h| h.passive.as_ref())
             .map(outlier_config)
+            .map(Arc::new)
             .or_else(|| {
                 self.eject_refusing
-                    .then(OutlierConfig::connect_failures_only)
+                    .then(|| Arc::clone(&self.default_outlier))
             })
-            .map(|config| Arc::new(OutlierDetector::with_events(config, events.clone())));
+            .map(|config| Arc::new(LazyOutlier::new(config, events.clone())));
         if let Some(outlier) = &outlier {
-            config = config.with_observer(outlier.clone());
+            config = config.with_observer(Arc::clone(outlier) as Arc<dyn OutcomeObserver>);
         }
         let limits = pool_limits(policy, errors, name);
-        let timeouts = (limits.connect_timeout(), limits.idle_timeout());
         let plain = spec.tls().is_none()
             && limits.connect_timeout().is_none()
             && limits.idle_timeout().is_none()
@@ -408,6 +422,9 @@ impl Upstreams {
             })
         };
         let upstream = Upstream::with_factory(config, factory);
+        if let Some(outlier) = &outlier {
+            outlier.observe(&upstream);
+        }
         let checker = policy
             .and_then(|p| p.health_check.as_ref())
             .and_then(|h| h.active.as_ref())
@@ -420,16 +437,14 @@ impl Upstreams {
                     events.clone(),
                 )
             });
-        Entry {
-            name: shared_name,
+        let entry = Entry {
             spec: Arc::clone(spec),
-            app_protocol: spec.app_protocol(),
-            timeouts,
             upstream,
             checker,
             outlier,
             events,
-        }
+        };
+        (shared_name, entry)
     }
 }
 
@@ -478,7 +493,12 @@ fn tls_view(spec: &UpstreamSpec) -> serde_json::Value {
 
 /// Replaces the endpoints of `entry` (keeping every surviving endpoint's state), tells
 /// its outlier detector the new set and keeps its endpoint-health series in step.
-fn apply_endpoints(metrics: &Metrics, entry: &mut Entry, endpoints: &[gatekit_core::Endpoint]) {
+fn apply_endpoints(
+    metrics: &Metrics,
+    name: &Arc<str>,
+    entry: &Entry,
+    endpoints: &[gatekit_core::Endpoint],
+) {
     let generation = entry.upstream.generation();
     // The addresses before, from the upstream itself (no copy of them kept).
     let before = entry.upstream.endpoints();
@@ -488,13 +508,13 @@ fn apply_endpoints(metrics: &Metrics, entry: &mut Entry, endpoints: &[gatekit_co
     if let Some(outlier) = &entry.outlier
         && entry.upstream.generation() != generation
     {
-        outlier.update(entry.upstream.endpoints());
+        outlier.set_changed(&entry.upstream);
     }
     for (gone, _) in before
         .iter()
         .filter(|(b, _)| !endpoints.iter().any(|e| e.addr() == b.addr()))
     {
-        metrics.forget_endpoint(&entry.name, gone.addr());
+        metrics.forget_endpoint(name, gone.addr());
     }
     for endpoint in endpoints {
         let addr = endpoint.addr();
@@ -503,7 +523,7 @@ fn apply_endpoints(metrics: &Metrics, entry: &mut Entry, endpoints: &[gatekit_co
             .health_of(addr)
             .is_none_or(|h| h.is_active_healthy());
         metrics
-            .endpoint_health(Arc::clone(&entry.name), addr)
+            .endpoint_health(Arc::clone(name), addr)
             .set(i64::from(healthy));
     }
 }
@@ -876,8 +896,8 @@ ports: [{{ port: 8080 }}]
     /// counted), not before.
     #[tokio::test]
     async fn health_events_set_gauges_until_the_upstream_is_removed() {
-        use gatekit_lb::{Outcome, OutcomeObserver};
-        let eject = |outlier: &OutlierDetector, upstream: &Upstream<EndpointClient>| {
+        use gatekit_lb::Outcome;
+        let eject = |outlier: &Arc<dyn OutcomeObserver>, upstream: &Upstream<EndpointClient>| {
             let (ep, health) = upstream.endpoints().remove(0);
             let outcome = Outcome::error(gatekit_core::ErrorKind::Connect, Duration::ZERO);
             for _ in 0..3 {
@@ -896,7 +916,7 @@ ports: [{{ port: 8080 }}]
             );
             assert!(upstreams.update(&web_specs(false), None).errors.is_empty());
             let upstream = upstreams.upstream("default/web:80").expect("built");
-            let outlier = upstreams.lock()["default/web:80"]
+            let outlier: Arc<dyn OutcomeObserver> = upstreams.lock()["default/web:80"]
                 .outlier
                 .clone()
                 .expect("the default detector");
@@ -923,6 +943,46 @@ ports: [{{ port: 8080 }}]
                 }
             }
         }
+    }
+
+    /// The default outlier detector is made at the upstream's first failure (successes
+    /// make none), with the upstream's endpoint set, and follows the set from then on.
+    #[tokio::test]
+    async fn the_outlier_detector_is_made_at_the_first_failure_and_follows_the_set() {
+        use gatekit_lb::Outcome;
+        let mut upstreams = Upstreams::new(
+            Client::new(gatekit_core::client::ClientConfig::default()),
+            Metrics::new(),
+        );
+        assert!(upstreams.update(&web_specs(false), None).errors.is_empty());
+        let upstream = upstreams.upstream("default/web:80").expect("built");
+        let outlier = upstreams.lock()["default/web:80"]
+            .outlier
+            .clone()
+            .expect("the default detector");
+        let (ep, health) = upstream.endpoints().remove(0);
+        let ok = Outcome::status(http::StatusCode::OK, Duration::ZERO);
+        outlier.on_outcome(&ep, &health, ok);
+        assert!(outlier.detector().is_none(), "a success makes no detector");
+        let refused = Outcome::error(gatekit_core::ErrorKind::Connect, Duration::ZERO);
+        outlier.on_outcome(&ep, &health, refused);
+        let detector = outlier.detector().expect("made at the first failure");
+        let addrs = |d: &gatekit_lb::OutlierDetector| -> Vec<std::net::SocketAddr> {
+            d.snapshot().iter().map(|s| s.addr).collect()
+        };
+        assert_eq!(addrs(detector), [ep.addr()], "told the set when made");
+        assert_eq!(
+            health.consecutive_connect_failures(),
+            1,
+            "the failure counted"
+        );
+        let second = gatekit_core::Endpoint::new("127.0.0.1:8081".parse().expect("address"));
+        assert!(upstreams.set_endpoints("default/web:80", &[ep.clone(), second.clone()]));
+        assert_eq!(
+            addrs(detector),
+            [ep.addr(), second.addr()],
+            "follows the set"
+        );
     }
 
     /// Every CRD value maps to the balancer algorithm of the same name, and every

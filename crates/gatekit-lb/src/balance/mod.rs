@@ -81,7 +81,7 @@ impl PickCtx<'_> {
 
     #[inline]
     fn ramp<S>(&self, s: &Slot<S>) -> f64 {
-        s.entry.ramp(self.now_ns, self.config.slow_start.as_ref())
+        s.entry.ramp(self.now_ns, self.config.slow_start())
     }
 
     /// Slow start by sampling: a ramping endpoint is taken with probability `factor`.
@@ -216,7 +216,7 @@ fn least_cost<'p, S>(
     cost: impl Fn(&Slot<S>, &PickCtx<'_>) -> f64,
 ) -> Option<&'p Slot<S>> {
     let n = pool.slots.len();
-    if n <= EXACT_MAX && matches!(pool.table, Table::None) && ctx.config.slow_start.is_none() {
+    if n <= EXACT_MAX && matches!(pool.table, Table::None) && ctx.config.slow_start().is_none() {
         // Equal weights, no ramp: a random start breaks ties without a draw per tie.
         let start = fastrand::usize(..n);
         let mut best: Option<(&Slot<S>, f64)> = None;
@@ -300,7 +300,7 @@ fn hashed<'p, S, T: Copy>(
     let m = table.len();
     let n = pool.slots.len();
     let pos = (h % m as u64) as usize;
-    let cap = ctx.config.bounded_load.map(|eps| {
+    let cap = ctx.config.bounded_load().map(|eps| {
         let total = pool.slots[0]
             .entry
             .tracking

@@ -1,9 +1,8 @@
 //! The outlier detector: per-request outcomes in, ejections out.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
 use gatekit_core::{Endpoint, ErrorKind};
@@ -28,13 +27,19 @@ use crate::{EndpointHealth, Outcome, OutcomeObserver};
 /// Ejected endpoints return by themselves: [`EndpointHealth::is_ejected`] compares a
 /// deadline. The detector notices the return with a timer (or on the endpoint's next
 /// outcome, whichever comes first), sends [`HealthEventKind::Returned`] and resets the
-/// endpoint's counters. Dropping the detector cancels its timers.
+/// endpoint's counters. Dropping the detector — and every [`observer`](Self::observer)
+/// handle of it — cancels its timers.
+///
+/// One allocation per detector (with its configuration shared by
+/// [`with_shared_config`](Self::with_shared_config)): a gateway has one per upstream.
 pub struct OutlierDetector {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    config: OutlierConfig,
+    /// Itself, for the timers it spawns (it is reached as `&self` when it observes).
+    me: Weak<Inner>,
+    config: Arc<OutlierConfig>,
     events: HealthEvents,
     /// Taken on the rare paths only: ejecting, returning, updating the set. Counting
     /// outcomes is lock-free (atomics in `EndpointHealth`).
@@ -42,19 +47,40 @@ struct Inner {
     /// Copies of `State::ejected` and the set's size, written under the lock, read
     /// without it: an endpoint over its threshold whose ejection the percentage refuses
     /// retries on every failure, and must not take the lock each time.
-    ejected_hint: AtomicUsize,
-    total_hint: AtomicUsize,
-    follower: Mutex<Option<JoinHandle<()>>>,
+    ejected_hint: AtomicU32,
+    total_hint: AtomicU32,
 }
 
 struct State {
     /// The set, sorted by address (most upstreams have a handful of endpoints: a slice
     /// is a fraction of a hash map's size).
     endpoints: Box<[(SocketAddr, Arc<EndpointHealth>)]>,
+    /// Each ejected endpoint's return timer (then its ejection-count decay timer), by
+    /// address (a few at a time: a `Vec` allocates nothing until the first).
+    timers: Vec<(SocketAddr, AbortHandle)>,
+    /// The task of [`OutlierDetector::follow`], if any.
+    follower: Option<JoinHandle<()>>,
     /// Ejections not yet noticed as over.
-    ejected: usize,
-    /// Each ejected endpoint's return timer (then its ejection-count decay timer).
-    timers: HashMap<SocketAddr, AbortHandle>,
+    ejected: u32,
+}
+
+impl State {
+    /// Sets the timer of `addr`, aborting the one it replaces.
+    fn set_timer(&mut self, addr: SocketAddr, timer: AbortHandle) {
+        match self.timers.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, old)) => std::mem::replace(old, timer).abort(),
+            None => self.timers.push((addr, timer)),
+        }
+    }
+
+    fn has_timer(&self, addr: SocketAddr) -> bool {
+        self.timers.iter().any(|(a, _)| *a == addr)
+    }
+}
+
+/// A count as the hints keep it.
+fn hint(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// How an outcome counts.
@@ -121,20 +147,34 @@ impl OutlierDetector {
     /// A detector that sends its events to `events` (for example the sink a
     /// [`HealthChecker`](crate::HealthChecker) uses too).
     pub fn with_events(config: OutlierConfig, events: HealthEvents) -> Self {
+        Self::with_shared_config(Arc::new(config), events)
+    }
+
+    /// A detector that sends its events to `events`, with a configuration other
+    /// detectors share (a gateway's upstreams mostly run with one default).
+    pub fn with_shared_config(config: Arc<OutlierConfig>, events: HealthEvents) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
                 config,
                 events,
                 state: Mutex::new(State {
                     endpoints: Box::default(),
+                    timers: Vec::new(),
+                    follower: None,
                     ejected: 0,
-                    timers: HashMap::new(),
                 }),
-                ejected_hint: AtomicUsize::new(0),
-                total_hint: AtomicUsize::new(0),
-                follower: Mutex::new(None),
+                ejected_hint: AtomicU32::new(0),
+                total_hint: AtomicU32::new(0),
             }),
         }
+    }
+
+    /// The detector as an upstream's outcome observer
+    /// ([`UpstreamConfig::with_observer`](crate::UpstreamConfig::with_observer)): a
+    /// handle of the same detector (no allocation; `Arc::new(detector)` is one more).
+    pub fn observer(&self) -> Arc<dyn OutcomeObserver> {
+        Arc::clone(&self.inner) as Arc<dyn OutcomeObserver>
     }
 
     /// Sets the endpoint set: the endpoints that may be ejected and the total the
@@ -168,7 +208,7 @@ impl OutlierDetector {
                 }
             }
         });
-        if let Some(old) = self.inner.follower.lock().replace(task) {
+        if let Some(old) = self.inner.state.lock().follower.replace(task) {
             old.abort();
         }
     }
@@ -208,9 +248,23 @@ impl OutlierDetector {
     pub fn config(&self) -> &OutlierConfig {
         &self.inner.config
     }
+
+    /// Whether `outcome` is a failure to some detector (a 5xx, a connect failure, a
+    /// timeout or a protocol error after sending): the outcomes that can move a
+    /// detector's counters. Before the first of them, a detector's outcomes change
+    /// nothing (a success resets what failures raised), so one may be made then.
+    pub fn counts(outcome: &Outcome) -> bool {
+        matches!(classify(outcome), Class::Failure { .. })
+    }
 }
 
 impl OutcomeObserver for OutlierDetector {
+    fn on_outcome(&self, ep: &Endpoint, health: &EndpointHealth, outcome: Outcome) {
+        self.inner.on_outcome(ep, health, outcome);
+    }
+}
+
+impl OutcomeObserver for Inner {
     fn on_outcome(&self, ep: &Endpoint, health: &EndpointHealth, outcome: Outcome) {
         let class = classify(&outcome);
         if matches!(class, Class::Ignore) {
@@ -222,13 +276,13 @@ impl OutcomeObserver for OutlierDetector {
             return;
         }
         if health.take_expired_ejection(now) {
-            self.inner.returned(ep.addr(), health);
+            self.returned(ep.addr(), health);
         }
         let Class::Failure { gateway, connect } = class else {
             health.reset_outlier_counters();
             return;
         };
-        let config = &self.inner.config;
+        let config = &self.config;
         let n5xx = health.incr_5xx();
         let ngw = if gateway {
             health.incr_gateway()
@@ -257,17 +311,18 @@ impl OutcomeObserver for OutlierDetector {
             None
         };
         if let Some((n, what)) = reason {
-            self.inner.try_eject(ep.addr(), health, now, n, what);
+            self.try_eject(ep.addr(), health, now, n, what);
         }
     }
 }
 
-impl Drop for OutlierDetector {
+impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(follower) = self.inner.follower.lock().take() {
+        let state = self.state.get_mut();
+        if let Some(follower) = state.follower.take() {
             follower.abort();
         }
-        for (_, timer) in self.inner.state.lock().timers.drain() {
+        for (_, timer) in state.timers.drain(..) {
             timer.abort();
         }
     }
@@ -300,7 +355,7 @@ impl Inner {
     /// Ejects `health` if it is in the set and the percentage allows; otherwise its
     /// counters stay at the threshold and the next failure tries again.
     fn try_eject(
-        self: &Arc<Self>,
+        &self,
         addr: SocketAddr,
         health: &EndpointHealth,
         now: Instant,
@@ -312,7 +367,7 @@ impl Inner {
             self.ejected_hint.load(Ordering::Relaxed),
             self.total_hint.load(Ordering::Relaxed),
         );
-        if !self.config.may_eject(ejected, total) {
+        if !self.config.may_eject(ejected as usize, total as usize) {
             return;
         }
         let mut state = self.state.lock();
@@ -322,7 +377,10 @@ impl Inner {
         if state.health(addr).is_none() {
             return;
         }
-        if !self.config.may_eject(state.ejected, state.endpoints.len()) {
+        if !self
+            .config
+            .may_eject(state.ejected as usize, state.endpoints.len())
+        {
             tracing::debug!(%addr, ejected = state.ejected, "outlier ejection refused: max ejection percent");
             return;
         }
@@ -334,10 +392,8 @@ impl Inner {
         health.reset_outlier_counters();
         state.ejected += 1;
         self.ejected_hint.store(state.ejected, Ordering::Relaxed);
-        if let Some(timer) = self.spawn_timer(addr, until, n)
-            && let Some(old) = state.timers.insert(addr, timer)
-        {
-            old.abort();
+        if let Some(timer) = self.spawn_timer(addr, until, n) {
+            state.set_timer(addr, timer);
         }
         drop(state);
         let reason: Arc<str> = format!("{count} consecutive {what}; ejected for {time:?}").into();
@@ -365,14 +421,9 @@ impl Inner {
     /// A timer that notices the return at `until`, then resets the ejection count if the
     /// endpoint stays un-ejected for `max_ejection_time`. `None` outside a runtime (the
     /// return is then noticed on the next outcome or update).
-    fn spawn_timer(
-        self: &Arc<Self>,
-        addr: SocketAddr,
-        until: Instant,
-        n: u32,
-    ) -> Option<AbortHandle> {
+    fn spawn_timer(&self, addr: SocketAddr, until: Instant, n: u32) -> Option<AbortHandle> {
         let runtime = Handle::try_current().ok()?;
-        let weak: Weak<Self> = Arc::downgrade(self);
+        let weak: Weak<Self> = self.me.clone();
         let decay = self
             .config
             .max_ejection_time
@@ -396,7 +447,7 @@ impl Inner {
         Some(task.abort_handle())
     }
 
-    fn update(self: &Arc<Self>, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
+    fn update(&self, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
         let now = Instant::now();
         let mut endpoints: Vec<_> = endpoints
             .into_iter()
@@ -410,7 +461,7 @@ impl Inner {
         let endpoints = endpoints.into_boxed_slice();
         let mut returned = Vec::new();
         let mut state = self.state.lock();
-        state.timers.retain(|addr, timer| {
+        state.timers.retain(|(addr, timer)| {
             let keep = endpoints.binary_search_by_key(addr, |(a, _)| *a).is_ok();
             if !keep {
                 timer.abort();
@@ -424,16 +475,17 @@ impl Inner {
                 returned.push(*addr);
             } else if let Some(until) = health.ejection_deadline() {
                 ejected += 1;
-                if !state.timers.contains_key(addr)
+                if !state.has_timer(*addr)
                     && let Some(timer) = self.spawn_timer(*addr, until, health.ejections())
                 {
-                    state.timers.insert(*addr, timer);
+                    state.timers.push((*addr, timer));
                 }
             }
         }
         state.ejected = ejected;
         self.ejected_hint.store(ejected, Ordering::Relaxed);
-        self.total_hint.store(endpoints.len(), Ordering::Relaxed);
+        self.total_hint
+            .store(hint(endpoints.len()), Ordering::Relaxed);
         state.endpoints = endpoints;
         drop(state);
         for addr in returned {

@@ -1,0 +1,93 @@
+//! An upstream's outlier detector, made at the upstream's first failure.
+
+use std::sync::{Arc, OnceLock};
+
+use gatekit_core::Endpoint;
+use gatekit_core::client::EndpointClient;
+use gatekit_lb::outlier::OutlierConfig;
+use gatekit_lb::{
+    EndpointHealth, HealthEvents, Outcome, OutcomeObserver, OutlierDetector, Upstream, WeakUpstream,
+};
+use parking_lot::Mutex;
+
+/// The outcome observer of an upstream with outlier detection: its [`OutlierDetector`]
+/// is made at the first outcome that counts as a failure
+/// ([`OutlierDetector::counts`]), told the upstream's endpoint set then and at every
+/// change of it after. Until then an outcome moves nothing (a detector's successes only
+/// reset what failures raised), so an upstream that never fails — most, with the
+/// default detector that ejects endpoints refusing connections — keeps no detector
+/// state and no copy of its set (~170 bytes in two allocations).
+pub(super) struct LazyOutlier {
+    config: Arc<OutlierConfig>,
+    events: HealthEvents,
+    /// The upstream observed, set once it is built (it is built with this as its
+    /// observer). Weak: the upstream holds this.
+    upstream: OnceLock<WeakUpstream<EndpointClient>>,
+    detector: OnceLock<OutlierDetector>,
+    /// Orders the making of the detector (which reads the set) with
+    /// [`set_changed`](Self::set_changed), so no change of the set is missed.
+    making: Mutex<()>,
+}
+
+impl LazyOutlier {
+    /// A detector-to-be with `config`, sending its events to `events`.
+    pub(super) fn new(config: Arc<OutlierConfig>, events: HealthEvents) -> Self {
+        Self {
+            config,
+            events,
+            upstream: OnceLock::new(),
+            detector: OnceLock::new(),
+            making: Mutex::new(()),
+        }
+    }
+
+    /// Sets the upstream this observes (the one built with it).
+    pub(super) fn observe(&self, upstream: &Upstream<EndpointClient>) {
+        let _ = self.upstream.set(upstream.downgrade());
+    }
+
+    /// The detector, once made.
+    #[cfg(test)]
+    pub(super) fn detector(&self) -> Option<&OutlierDetector> {
+        self.detector.get()
+    }
+
+    /// Tells the detector, if there is one, the set of `upstream` (call after each
+    /// change of it).
+    pub(super) fn set_changed(&self, upstream: &Upstream<EndpointClient>) {
+        if self.detector.get().is_none() {
+            let _making = self.making.lock();
+            // Made by now, from the set before or after the change: told it again.
+            if self.detector.get().is_none() {
+                // Not made: it reads the set, changed already, when it is.
+                return;
+            }
+        }
+        if let Some(detector) = self.detector.get() {
+            detector.update(upstream.endpoints());
+        }
+    }
+
+    fn make(&self) -> &OutlierDetector {
+        let _making = self.making.lock();
+        self.detector.get_or_init(|| {
+            let detector =
+                OutlierDetector::with_shared_config(Arc::clone(&self.config), self.events.clone());
+            if let Some(upstream) = self.upstream.get().and_then(WeakUpstream::upgrade) {
+                detector.update(upstream.endpoints());
+            }
+            detector
+        })
+    }
+}
+
+impl OutcomeObserver for LazyOutlier {
+    fn on_outcome(&self, ep: &Endpoint, health: &EndpointHealth, outcome: Outcome) {
+        let detector = match self.detector.get() {
+            Some(detector) => detector,
+            None if OutlierDetector::counts(&outcome) => self.make(),
+            None => return,
+        };
+        detector.on_outcome(ep, health, outcome);
+    }
+}
