@@ -539,8 +539,8 @@ impl<'a> Context<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn upstream(
         &self,
-        namespace: &str,
-        service_name: &str,
+        namespace: &Arc<str>,
+        service_name: &Arc<str>,
         port: u16,
         grpc: bool,
         stream_only: bool,
@@ -576,7 +576,7 @@ impl<'a> Context<'a> {
         let endpoints = port_endpoints(sp, slices.iter().copied(), &mut errors);
         // The Service's BackendPolicy, with what it leaves unset taken from
         // BackendTrafficPolicies.
-        let key = (namespace.to_owned(), service_name.to_owned());
+        let key = (namespace.to_string(), service_name.to_string());
         let claimed = self.btp_upstreams.get(&key);
         let proxy_protocol = claimed
             .and_then(|c| c.values.proxy_protocol)
@@ -587,7 +587,8 @@ impl<'a> Context<'a> {
             None => self.policies.get(&key).cloned(),
         };
         let spec = UpstreamSpec {
-            service: ResourceRef::new("Service", Some(namespace), service_name),
+            // (The names the translator's entry for the upstream has: shared.)
+            service: ResourceRef::shared("Service", Some(namespace.clone()), service_name.clone()),
             port,
             endpoints,
             app_protocol,

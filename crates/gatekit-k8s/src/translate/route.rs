@@ -116,12 +116,14 @@ pub(crate) struct RoutePiece {
     pub(crate) status: Arc<ResourceStatus>,
     /// One route per programmed listener it attaches to, in listener order.
     pub(crate) routes: Box<[(ListenerKey, Arc<Route>)]>,
-    /// The listeners whose `attachedRoutes` count it (unprogrammed ones included).
-    pub(crate) counted: Box<[ListenerKey]>,
+    /// The listeners whose `attachedRoutes` count it besides those of `routes`
+    /// (unprogrammed ones; see [`counted`](Self::counted)): empty for most routes.
+    unprogrammed: Box<[ListenerKey]>,
     /// The upstreams it materializes (none when it attached nowhere), in order.
     pub(crate) uses: Box<[Use]>,
-    /// Every Service its references name (namespace, name), resolved or not.
-    pub(crate) services: Box<[(String, String)]>,
+    /// The Services its references name (namespace, name), resolved or not, that no
+    /// use names (see [`services`](Self::services)): empty for most routes.
+    other_services: Box<[(Arc<str>, Arc<str>)]>,
     /// Its errors and access policies: `None` while both are empty (most routes).
     rare: Option<Box<PieceRare>>,
 }
@@ -134,6 +136,24 @@ struct PieceRare {
 }
 
 impl RoutePiece {
+    /// The listeners whose `attachedRoutes` count it (unprogrammed ones included),
+    /// each once.
+    pub(crate) fn counted(&self) -> impl Iterator<Item = &ListenerKey> {
+        self.routes
+            .iter()
+            .map(|(l, _)| l)
+            .chain(self.unprogrammed.iter())
+    }
+
+    /// Every Service its references name (namespace, name), resolved or not; one
+    /// may come more than once (a TLS backend's upstream per client certificate).
+    pub(crate) fn services(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>)> {
+        self.uses
+            .iter()
+            .map(|u| (&u.wanted.namespace, &u.wanted.service))
+            .chain(self.other_services.iter().map(|(ns, name)| (ns, name)))
+    }
+
     /// Its errors.
     pub(crate) fn errors(&self) -> &[ConfigError] {
         self.rare.as_ref().map_or(&[], |r| &r.errors)
@@ -409,12 +429,28 @@ fn attach(
     }
     status.set_parents(cx.parents.get(parents));
     status.shrink();
+    // (Every programmed listener it counts in has a route: only the others are kept.)
+    let unprogrammed: Box<[ListenerKey]> = counted
+        .into_iter()
+        .filter(|k| !routes.iter().any(|(l, _)| l == k))
+        .collect();
+    // (The Services of its uses are named by the uses, with names shared.)
+    let other_services: Box<[(Arc<str>, Arc<str>)]> = conv
+        .services
+        .iter()
+        .filter(|(ns, name)| {
+            !uses
+                .iter()
+                .any(|u| *u.wanted.namespace == **ns && *u.wanted.service == **name)
+        })
+        .map(|(ns, name)| (cx.namespace_names.get(ns), Arc::from(name.as_str())))
+        .collect();
     RoutePiece {
         status: Arc::new(status),
         routes: routes.into_boxed_slice(),
-        counted: counted.into_boxed_slice(),
+        unprogrammed,
         uses: uses.into_boxed_slice(),
-        services: conv.services.into_boxed_slice(),
+        other_services,
         rare: (!conv.errors.is_empty() || !conv.access.is_empty()).then(|| {
             Box::new(PieceRare {
                 errors: conv.errors.into_boxed_slice(),
