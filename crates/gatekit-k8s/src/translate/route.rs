@@ -35,6 +35,7 @@ use super::backend::{
 use super::hostname::{Hosts, intersect};
 use super::listener::Listener;
 use super::session::{ServiceSettings, route_rule_session};
+use super::small_set::SmallList;
 use crate::duration;
 use crate::status::{Condition, ParentRef, ParentStatus, ResourceRef, ResourceStatus, reason};
 use crate::types::GATEWAY_GROUP;
@@ -110,17 +111,18 @@ pub(crate) struct Use {
 /// Everything one route contributes to a translation: what the incremental
 /// [`Translator`](super::Translator) keeps per route and reuses while neither the
 /// route nor a Service it references changes. Kept for every route, so its lists are
-/// boxed slices: no spare capacity (a `Vec`'s first push makes room for four).
+/// boxed slices (no spare capacity: a `Vec`'s first push makes room for four), and
+/// those that mostly hold one item keep that one inline ([`SmallList`]).
 pub(crate) struct RoutePiece {
     /// Its status, which also names the route (see [`key`](Self::key)).
     pub(crate) status: Arc<ResourceStatus>,
     /// One route per programmed listener it attaches to, in listener order.
-    pub(crate) routes: Box<[(ListenerKey, Arc<Route>)]>,
+    pub(crate) routes: SmallList<(ListenerKey, Arc<Route>)>,
     /// The listeners whose `attachedRoutes` count it besides those of `routes`
     /// (unprogrammed ones; see [`counted`](Self::counted)): empty for most routes.
     unprogrammed: Box<[ListenerKey]>,
     /// The upstreams it materializes (none when it attached nowhere), in order.
-    pub(crate) uses: Box<[Use]>,
+    pub(crate) uses: SmallList<Use>,
     /// The Services its references name (namespace, name), resolved or not, that no
     /// use names (see [`services`](Self::services)): empty for most routes.
     other_services: Box<[(Arc<str>, Arc<str>)]>,
@@ -447,9 +449,9 @@ fn attach(
         .collect();
     RoutePiece {
         status: Arc::new(status),
-        routes: routes.into_boxed_slice(),
+        routes: routes.into(),
         unprogrammed,
-        uses: uses.into_boxed_slice(),
+        uses: uses.into(),
         other_services,
         rare: (!conv.errors.is_empty() || !conv.access.is_empty()).then(|| {
             Box::new(PieceRare {

@@ -1,5 +1,7 @@
-//! [`SmallSet`]: the ordered sets of the [`Translator`](super::Translator)'s indexes
-//! (the routes that name a Service), which mostly hold one member.
+//! [`SmallSet`] and [`SmallList`]: the sets and lists the
+//! [`Translator`](super::Translator) keeps per route or per Service (the routes that
+//! name a Service; a route's routes and uses), which mostly hold one member: that one
+//! is kept inline, so the common case costs no allocation.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -110,9 +112,52 @@ impl<'a, T> IntoIterator for &'a SmallSet<T> {
     }
 }
 
+/// A list that keeps one item inline and any other number as a boxed slice (see
+/// [`SmallSet`]); it reads as a slice.
+#[derive(Clone, Debug)]
+pub(crate) enum SmallList<T> {
+    /// One item.
+    One(T),
+    /// None, or two or more.
+    Many(Box<[T]>),
+}
+
+impl<T> From<Vec<T>> for SmallList<T> {
+    fn from(mut items: Vec<T>) -> Self {
+        match items.pop() {
+            Some(item) if items.is_empty() => Self::One(item),
+            Some(item) => {
+                items.push(item);
+                Self::Many(items.into_boxed_slice())
+            }
+            None => Self::Many(Box::default()),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for SmallList<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            Self::One(item) => std::slice::from_ref(item),
+            Self::Many(items) => items,
+        }
+    }
+}
+
+impl<'a, T> IntoIterator for &'a SmallList<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::SmallSet;
+    use super::{SmallList, SmallSet};
 
     #[test]
     fn keeps_members_sorted_and_unique() {
@@ -137,6 +182,17 @@ mod tests {
         assert!(s.remove("c"));
         assert!(s.is_empty());
         assert!(!s.remove("c"));
+    }
+
+    #[test]
+    fn a_list_of_one_is_inline_and_reads_as_a_slice() {
+        let none = SmallList::<u8>::from(Vec::new());
+        assert!(none.is_empty());
+        let one = SmallList::from(vec![7]);
+        assert!(matches!(one, SmallList::One(7)));
+        assert_eq!(&one[..], [7]);
+        let three = SmallList::from(vec![3, 1, 2]);
+        assert_eq!((&three).into_iter().copied().collect::<Vec<_>>(), [3, 1, 2]);
     }
 
     #[test]

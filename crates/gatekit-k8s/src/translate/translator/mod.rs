@@ -758,13 +758,17 @@ impl Translator {
             if let Some(old) = state.slice_service.remove(&key) {
                 rebuilt.insert((key.0.clone(), old));
             }
-            if let Some(label) = slice.and_then(|(_, s)| s.service()) {
+            if let Some((_, slice)) = slice
+                && let Some(label) = slice.service()
+            {
                 let svc: Named = (key.0.clone(), Arc::from(label));
-                // (The name the index already has, when it has the Service.)
+                // (The names the index already has, when it has the Service; the
+                // slice's own name.)
                 let svc = match state.services.get_key_value(&svc) {
                     Some((shared, _)) => shared.clone(),
                     None => svc,
                 };
+                let key = (svc.0.clone(), slice.name_arc().clone());
                 state.slice_service.insert(key, svc.1.clone());
                 rebuilt.insert(svc);
             }
@@ -1081,7 +1085,7 @@ impl State {
                 .unwrap_or_else(|| Arc::from(svc));
             let ns = shared_ns.entry(ns).or_insert_with(|| Arc::from(ns)).clone();
             if slice_service
-                .insert((ns, Arc::from(s.name())), svc)
+                .insert((ns, s.name_arc().clone()), svc)
                 .is_some()
             {
                 return None;
