@@ -383,7 +383,7 @@ impl<'a> Context<'a> {
         r: &RefSpec<'_>,
         grpc: bool,
     ) -> Result<Wanted, Unresolved> {
-        let (ns, sp) = self.resolve_port(route_kind, route_ns, r, "TCP")?;
+        let (ns, service, sp) = self.resolve_port(route_kind, route_ns, r, "TCP")?;
         let port = sp.port();
         let tls = match self.backend_tls(ns, r.name, sp) {
             Some(Err(why)) => {
@@ -419,7 +419,8 @@ impl<'a> Context<'a> {
         }
         Ok(Wanted {
             namespace: self.namespace_names.get(ns),
-            service: Arc::from(r.name),
+            // (The Service's own name, shared: no copy per reference.)
+            service: service.name_arc().clone(),
             port: u16::try_from(port).unwrap_or(0),
             grpc,
             tls,
@@ -440,10 +441,11 @@ impl<'a> Context<'a> {
         udp: bool,
     ) -> Result<Wanted, Unresolved> {
         let transport = if udp { "UDP" } else { "TCP" };
-        let (ns, sp) = self.resolve_port(route_kind, route_ns, r, transport)?;
+        let (ns, service, sp) = self.resolve_port(route_kind, route_ns, r, transport)?;
         Ok(Wanted {
             namespace: self.namespace_names.get(ns),
-            service: Arc::from(r.name),
+            // (The Service's own name, shared: no copy per reference.)
+            service: service.name_arc().clone(),
             port: u16::try_from(sp.port()).unwrap_or(0),
             grpc: false,
             tls: false,
@@ -461,7 +463,7 @@ impl<'a> Context<'a> {
         route_ns: &'r str,
         r: &RefSpec<'r>,
         transport: &str,
-    ) -> Result<(&'r str, &'a CompactServicePort), Unresolved> {
+    ) -> Result<(&'r str, &'a CompactService, &'a CompactServicePort), Unresolved> {
         let group = r.group.unwrap_or("");
         let kind = r.kind.unwrap_or("Service");
         if !group.is_empty() || kind != "Service" {
@@ -525,7 +527,7 @@ impl<'a> Context<'a> {
                 ),
             });
         }
-        Ok((ns, sp))
+        Ok((ns, service, sp))
     }
 
     /// The upstream for Service port `namespace/service:port` (its `UDP` port when
@@ -539,8 +541,8 @@ impl<'a> Context<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn upstream(
         &self,
-        namespace: &str,
-        service_name: &str,
+        namespace: &Arc<str>,
+        service_name: &Arc<str>,
         port: u16,
         grpc: bool,
         stream_only: bool,
@@ -576,7 +578,7 @@ impl<'a> Context<'a> {
         let endpoints = port_endpoints(sp, slices.iter().copied(), &mut errors);
         // The Service's BackendPolicy, with what it leaves unset taken from
         // BackendTrafficPolicies.
-        let key = (namespace.to_owned(), service_name.to_owned());
+        let key = (namespace.to_string(), service_name.to_string());
         let claimed = self.btp_upstreams.get(&key);
         let proxy_protocol = claimed
             .and_then(|c| c.values.proxy_protocol)
@@ -587,7 +589,8 @@ impl<'a> Context<'a> {
             None => self.policies.get(&key).cloned(),
         };
         let spec = UpstreamSpec {
-            service: ResourceRef::new("Service", Some(namespace), service_name),
+            // (The names the translator's entry for the upstream has: shared.)
+            service: ResourceRef::shared("Service", Some(namespace.clone()), service_name.clone()),
             port,
             endpoints,
             app_protocol,

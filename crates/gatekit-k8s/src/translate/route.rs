@@ -35,6 +35,7 @@ use super::backend::{
 use super::hostname::{Hosts, intersect};
 use super::listener::Listener;
 use super::session::{ServiceSettings, route_rule_session};
+use super::small_set::SmallList;
 use crate::duration;
 use crate::status::{Condition, ParentRef, ParentStatus, ResourceRef, ResourceStatus, reason};
 use crate::types::GATEWAY_GROUP;
@@ -110,18 +111,21 @@ pub(crate) struct Use {
 /// Everything one route contributes to a translation: what the incremental
 /// [`Translator`](super::Translator) keeps per route and reuses while neither the
 /// route nor a Service it references changes. Kept for every route, so its lists are
-/// boxed slices: no spare capacity (a `Vec`'s first push makes room for four).
+/// boxed slices (no spare capacity: a `Vec`'s first push makes room for four), and
+/// those that mostly hold one item keep that one inline ([`SmallList`]).
 pub(crate) struct RoutePiece {
     /// Its status, which also names the route (see [`key`](Self::key)).
     pub(crate) status: Arc<ResourceStatus>,
     /// One route per programmed listener it attaches to, in listener order.
-    pub(crate) routes: Box<[(ListenerKey, Arc<Route>)]>,
-    /// The listeners whose `attachedRoutes` count it (unprogrammed ones included).
-    pub(crate) counted: Box<[ListenerKey]>,
+    pub(crate) routes: SmallList<(ListenerKey, Arc<Route>)>,
+    /// The listeners whose `attachedRoutes` count it besides those of `routes`
+    /// (unprogrammed ones; see [`counted`](Self::counted)): empty for most routes.
+    unprogrammed: Box<[ListenerKey]>,
     /// The upstreams it materializes (none when it attached nowhere), in order.
-    pub(crate) uses: Box<[Use]>,
-    /// Every Service its references name (namespace, name), resolved or not.
-    pub(crate) services: Box<[(String, String)]>,
+    pub(crate) uses: SmallList<Use>,
+    /// The Services its references name (namespace, name), resolved or not, that no
+    /// use names (see [`services`](Self::services)): empty for most routes.
+    other_services: Box<[(Arc<str>, Arc<str>)]>,
     /// Its errors and access policies: `None` while both are empty (most routes).
     rare: Option<Box<PieceRare>>,
 }
@@ -134,6 +138,24 @@ struct PieceRare {
 }
 
 impl RoutePiece {
+    /// The listeners whose `attachedRoutes` count it (unprogrammed ones included),
+    /// each once.
+    pub(crate) fn counted(&self) -> impl Iterator<Item = &ListenerKey> {
+        self.routes
+            .iter()
+            .map(|(l, _)| l)
+            .chain(self.unprogrammed.iter())
+    }
+
+    /// Every Service its references name (namespace, name), resolved or not; one
+    /// may come more than once (a TLS backend's upstream per client certificate).
+    pub(crate) fn services(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>)> {
+        self.uses
+            .iter()
+            .map(|u| (&u.wanted.namespace, &u.wanted.service))
+            .chain(self.other_services.iter().map(|(ns, name)| (ns, name)))
+    }
+
     /// Its errors.
     pub(crate) fn errors(&self) -> &[ConfigError] {
         self.rare.as_ref().map_or(&[], |r| &r.errors)
@@ -409,12 +431,28 @@ fn attach(
     }
     status.set_parents(cx.parents.get(parents));
     status.shrink();
+    // (Every programmed listener it counts in has a route: only the others are kept.)
+    let unprogrammed: Box<[ListenerKey]> = counted
+        .into_iter()
+        .filter(|k| !routes.iter().any(|(l, _)| l == k))
+        .collect();
+    // (The Services of its uses are named by the uses, with names shared.)
+    let other_services: Box<[(Arc<str>, Arc<str>)]> = conv
+        .services
+        .iter()
+        .filter(|(ns, name)| {
+            !uses
+                .iter()
+                .any(|u| *u.wanted.namespace == **ns && *u.wanted.service == **name)
+        })
+        .map(|(ns, name)| (cx.namespace_names.get(ns), Arc::from(name.as_str())))
+        .collect();
     RoutePiece {
         status: Arc::new(status),
-        routes: routes.into_boxed_slice(),
-        counted: counted.into_boxed_slice(),
-        uses: uses.into_boxed_slice(),
-        services: conv.services.into_boxed_slice(),
+        routes: routes.into(),
+        unprogrammed,
+        uses: uses.into(),
+        other_services,
         rare: (!conv.errors.is_empty() || !conv.access.is_empty()).then(|| {
             Box::new(PieceRare {
                 errors: conv.errors.into_boxed_slice(),

@@ -15,6 +15,7 @@
 //! generation read of any object.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -91,7 +92,8 @@ fn boxed(value: Option<&String>) -> Option<Box<str>> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactService {
     namespace: Option<Box<str>>,
-    name: Box<str>,
+    /// Shared with the translator's indexes and upstreams (no copy of its own).
+    name: Arc<str>,
     resource_version: Option<Box<str>>,
     ports: Box<[CompactServicePort]>,
     addresses: Box<[GatewayAddress]>,
@@ -108,6 +110,11 @@ pub struct CompactServicePort {
 }
 
 impl CompactService {
+    /// The name, shared.
+    pub(crate) fn name_arc(&self) -> &Arc<str> {
+        &self.name
+    }
+
     /// The Service's ports, in its order.
     pub fn ports(&self) -> &[CompactServicePort] {
         &self.ports
@@ -251,7 +258,8 @@ fn service_addresses(service: &Service) -> Vec<GatewayAddress> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactEndpointSlice {
     namespace: Option<Box<str>>,
-    name: Box<str>,
+    /// Shared with the translator's indexes and upstreams (no copy of its own).
+    name: Arc<str>,
     service: Option<Box<str>>,
     cluster: Option<Box<str>>,
     ip: bool,
@@ -287,6 +295,11 @@ enum Address {
 }
 
 impl CompactEndpointSlice {
+    /// The name, shared.
+    pub(crate) fn name_arc(&self) -> &Arc<str> {
+        &self.name
+    }
+
     /// The Service it belongs to (its `kubernetes.io/service-name` label).
     pub fn service(&self) -> Option<&str> {
         self.service.as_deref()

@@ -242,7 +242,7 @@ impl Assembled {
             for (listener, route) in &piece.routes {
                 lists.entry(*listener).or_default().push(route.clone());
             }
-            for listener in &piece.counted {
+            for listener in piece.counted() {
                 *counts.entry(*listener).or_default() += 1;
             }
             statuses.push(piece.status.clone());
@@ -276,7 +276,7 @@ impl Assembled {
                 }
             }
         }
-        for listener in &piece.counted {
+        for listener in piece.counted() {
             if let Some(n) = self.counts.get_mut(listener) {
                 *n -= 1;
                 if *n == 0 {
@@ -298,7 +298,7 @@ impl Assembled {
                 .or_default()
                 .insert_sorted(|r| route_order(r).cmp(&at), route.clone());
         }
-        for listener in &piece.counted {
+        for listener in piece.counted() {
             *self.counts.entry(*listener).or_default() += 1;
         }
         self.statuses
@@ -530,59 +530,51 @@ impl ResourceRef {
 /// Route sort key: 0 for HTTPRoutes, 1 for GRPCRoutes; namespace; name (the names
 /// the route's status and id share).
 type RouteKey = (u8, Arc<str>, Arc<str>);
-/// A namespaced object: (namespace, name).
-type Named = (String, String);
+/// A namespaced object: (namespace, name), its names shared with the routes' uses
+/// and statuses (an index entry costs no allocation of its own).
+type Named = (Arc<str>, Arc<str>);
 
-/// What a [`Translator`] knows of one Service (referenced, with slices, or with
-/// upstreams): three indexes under one key, so a Service's names are kept once and
-/// its entry is one slot of one table. Dropped when all three are empty.
-#[derive(Default)]
-struct ServiceIndex {
-    /// The routes whose references name it.
-    routes: SmallSet<RouteKey>,
-    /// Its EndpointSlices' names.
-    slices: SmallSet<String>,
-    /// The names of the upstreams built from it (shared with the upstreams' entries).
-    upstreams: SmallSet<Arc<str>>,
-}
-
-impl ServiceIndex {
-    fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.slices.is_empty() && self.upstreams.is_empty()
-    }
-}
-
-/// Adds `member` to the set `part` picks in `svc`'s entry.
-fn index<T: Ord>(
-    services: &mut HashMap<Named, ServiceIndex>,
-    svc: &Named,
-    part: fn(&mut ServiceIndex) -> &mut SmallSet<T>,
-    member: T,
+/// Adds `route` to the routes naming `svc`.
+fn index(
+    services: &mut HashMap<Named, SmallSet<RouteKey>>,
+    svc: (&Arc<str>, &Arc<str>),
+    route: RouteKey,
 ) {
-    let entry = match services.get_mut(svc) {
-        Some(e) => e,
-        None => services.entry(svc.clone()).or_default(),
-    };
-    part(entry).insert(member);
+    let key = (svc.0.clone(), svc.1.clone());
+    services.entry(key).or_default().insert(route);
 }
 
-/// Takes `member` out of the set `part` picks in `svc`'s entry; an entry left empty
-/// goes.
-fn unindex<T, Q>(
-    services: &mut HashMap<Named, ServiceIndex>,
-    svc: &Named,
-    part: fn(&mut ServiceIndex) -> &mut SmallSet<T>,
-    member: &Q,
-) where
-    T: Ord + std::borrow::Borrow<Q>,
-    Q: Ord + ?Sized,
-{
-    if let Some(entry) = services.get_mut(svc) {
-        part(entry).remove(member);
-        if entry.is_empty() {
-            services.remove(svc);
+/// Takes `route` out of the routes naming `svc`; a Service left with none goes.
+fn unindex(
+    services: &mut HashMap<Named, SmallSet<RouteKey>>,
+    svc: (&Arc<str>, &Arc<str>),
+    route: &RouteKey,
+) {
+    let key = (svc.0.clone(), svc.1.clone());
+    if let Some(routes) = services.get_mut(&key) {
+        routes.remove(route);
+        if routes.is_empty() {
+            services.remove(&key);
         }
     }
+}
+
+/// The upstreams built from Service `svc`, by name: their names start with
+/// `"<namespace>/<service>:"` (see [`backend_name`](super::backend_name) and the UDP and
+/// client-certificate forms), and their entries name the Service.
+fn upstreams_of<'u>(
+    upstreams: &'u BTreeMap<Arc<str>, UpstreamState>,
+    svc: &Named,
+) -> impl Iterator<Item = &'u Arc<str>> {
+    let prefix = format!("{}/{}:", svc.0, svc.1);
+    upstreams
+        .range::<str, _>((
+            std::ops::Bound::Included(prefix.as_str()),
+            std::ops::Bound::Unbounded,
+        ))
+        .take_while(move |(name, _)| name.starts_with(prefix.as_str()))
+        .filter(|(_, u)| u.namespace == svc.0 && u.service == svc.1)
+        .map(|(name, _)| name)
 }
 
 /// What a [`Translator`] keeps between calls.
@@ -614,11 +606,12 @@ struct State {
     stream_pieces: Vec<StreamPiece>,
     /// The Services stream routes name: their change translates everything.
     stream_services: HashSet<Named>,
-    /// Service -> the routes naming it, its slices, its upstreams (see
-    /// [`ServiceIndex`]).
-    services: HashMap<Named, ServiceIndex>,
-    /// EndpointSlice -> its Service (the `kubernetes.io/service-name` label).
-    slice_service: HashMap<Named, String>,
+    /// Service -> the routes naming it. (Its upstreams are found by name in
+    /// `upstreams`, see [`upstreams_of`]; its slices by their label in the resources.)
+    services: HashMap<Named, SmallSet<RouteKey>>,
+    /// EndpointSlice -> its Service (the `kubernetes.io/service-name` label): the
+    /// Service to build again when the slice goes or changes Service.
+    slice_service: HashMap<Named, Arc<str>>,
     upstreams: BTreeMap<Arc<str>, UpstreamState>,
     /// The names of the upstreams whose endpoints have problems.
     erroring: BTreeSet<String>,
@@ -713,8 +706,11 @@ impl Translator {
         let mut services: Vec<Named> = Vec::new();
         let mut slices: Vec<Named> = Vec::new();
         for r in changed {
-            let ns = r.namespace().unwrap_or("default");
-            let named = (ns.to_owned(), r.name().to_owned());
+            let ns = r
+                .namespace_arc()
+                .cloned()
+                .unwrap_or_else(|| Arc::from("default"));
+            let named: Named = (ns, r.name_arc().clone());
             match r.kind() {
                 "HTTPRoute" | "GRPCRoute" | "Service"
                     if state.any_btp || state.any_btls || state.any_access =>
@@ -724,8 +720,8 @@ impl Translator {
                 "HTTPRoute" | "GRPCRoute" | "Service"
                     if state.policy_targets.contains(&(
                         r.kind().to_owned(),
-                        named.0.clone(),
-                        named.1.clone(),
+                        named.0.to_string(),
+                        named.1.to_string(),
                     )) =>
                 {
                     return None;
@@ -734,7 +730,7 @@ impl Translator {
                     if options
                         .gateway_service
                         .as_ref()
-                        .is_some_and(|(n, s)| (n, s) == (&named.0, &named.1)) =>
+                        .is_some_and(|(n, s)| (&**n, &**s) == (&*named.0, &*named.1)) =>
                 {
                     return None;
                 }
@@ -743,10 +739,10 @@ impl Translator {
                 // Its routes' ids would read as a GRPCRoute's (see `route_order`).
                 "HTTPRoute" if named.1.starts_with("grpc:") => return None,
                 "HTTPRoute" => {
-                    routes.insert((0, named.0.into(), named.1.into()));
+                    routes.insert((0, named.0, named.1));
                 }
                 "GRPCRoute" => {
-                    routes.insert((1, named.0.into(), named.1.into()));
+                    routes.insert((1, named.0, named.1));
                 }
                 "Service" => services.push(named),
                 "EndpointSlice" => slices.push(named),
@@ -760,22 +756,27 @@ impl Translator {
         let found = find_named(&resources.endpoint_slices, &slices);
         for (key, slice) in slices.into_iter().zip(found) {
             if let Some(old) = state.slice_service.remove(&key) {
-                let svc = (key.0.clone(), old);
-                unindex(&mut state.services, &svc, |i| &mut i.slices, key.1.as_str());
-                rebuilt.insert(svc);
+                rebuilt.insert((key.0.clone(), old));
             }
-            let label = slice.and_then(|(_, s)| s.service());
-            if let Some(svc) = label {
-                let svc = (key.0.clone(), svc.to_owned());
-                index(&mut state.services, &svc, |i| &mut i.slices, key.1.clone());
+            if let Some((_, slice)) = slice
+                && let Some(label) = slice.service()
+            {
+                let svc: Named = (key.0.clone(), Arc::from(label));
+                // (The names the index already has, when it has the Service; the
+                // slice's own name.)
+                let svc = match state.services.get_key_value(&svc) {
+                    Some((shared, _)) => shared.clone(),
+                    None => svc,
+                };
+                let key = (svc.0.clone(), slice.name_arc().clone());
                 state.slice_service.insert(key, svc.1.clone());
                 rebuilt.insert(svc);
             }
         }
         // Routes to convert again: changed ones, and those naming a changed Service.
         for s in &services {
-            if let Some(i) = state.services.get(s) {
-                routes.extend(i.routes.iter().cloned());
+            if let Some(naming) = state.services.get(s) {
+                routes.extend(naming.iter().cloned());
             }
         }
 
@@ -788,7 +789,7 @@ impl Translator {
             routes
                 .iter()
                 .filter(|k| k.0 == kind)
-                .map(|k| (k.clone(), (k.1.to_string(), k.2.to_string())))
+                .map(|k| (k.clone(), (k.1.clone(), k.2.clone())))
                 .unzip()
         };
         let (http_keys, http) = named(0);
@@ -832,8 +833,8 @@ impl Translator {
                 state.parts.remove(&key, &old);
                 touched_listeners.extend(old.routes.iter().map(|(l, _)| *l));
                 remove_uses(&mut state.upstreams, &old.uses, &mut touch);
-                for s in &old.services {
-                    unindex(&mut state.services, s, |i| &mut i.routes, &key);
+                for s in old.services() {
+                    unindex(&mut state.services, s, &key);
                 }
             }
             if let Some(piece) = piece {
@@ -841,8 +842,8 @@ impl Translator {
                 let key = piece.key();
                 state.parts.add(&key, &piece);
                 add_uses(&mut state.upstreams, &piece.uses, &mut touch);
-                for s in &piece.services {
-                    index(&mut state.services, s, |i| &mut i.routes, key.clone());
+                for s in piece.services() {
+                    index(&mut state.services, s, key.clone());
                 }
                 state.pieces.insert(key, piece);
             }
@@ -854,31 +855,23 @@ impl Translator {
             .map(|l| l.port)
             .collect();
         for s in &rebuilt {
-            if let Some(i) = state.services.get(s) {
-                touched.extend(i.upstreams.iter().map(|n| n.to_string()));
-            }
+            touched.extend(upstreams_of(&state.upstreams, s).map(|n| n.to_string()));
         }
 
         // Upstreams: drop the unused, build the new and those whose Service, slices or
         // protocol changed.
-        let mut build: Vec<String> = Vec::new();
+        let mut build: Vec<(Arc<str>, Named)> = Vec::new();
         let mut specs_changed = false;
         for name in &touched {
             let Some((shared, u)) = state.upstreams.get_key_value(name.as_str()) else {
                 continue;
             };
-            let svc = (u.namespace.to_string(), u.service.to_string());
+            let svc: Named = (u.namespace.clone(), u.service.clone());
             if u.users == 0 {
                 if u.spec.is_some() {
                     specs_changed = true;
                     changes.upstreams.insert(name.clone());
                 }
-                unindex(
-                    &mut state.services,
-                    &svc,
-                    |i| &mut i.upstreams,
-                    name.as_str(),
-                );
                 state.upstreams.remove(name.as_str());
                 state.erroring.remove(name);
                 continue;
@@ -889,66 +882,33 @@ impl Translator {
                 || u.built_grpc != (u.grpc_users > 0)
                 || u.built_stream_only != u.stream_only()
             {
-                index(
-                    &mut state.services,
-                    &svc,
-                    |i| &mut i.upstreams,
-                    shared.clone(),
-                );
-                build.push(name.clone());
+                build.push((shared.clone(), svc));
             }
         }
         if !build.is_empty() {
-            // (Two upstreams of one Service need its slices once.)
-            let wanted: BTreeSet<Named> = build
-                .iter()
-                .filter_map(|n| state.upstreams.get(n.as_str()))
-                .flat_map(|u| {
-                    let svc = (u.namespace.to_string(), u.service.to_string());
-                    state
-                        .services
-                        .get(&svc)
-                        .into_iter()
-                        .flat_map(|i| &i.slices)
-                        .map(move |s| (svc.0.clone(), s.clone()))
-                })
-                .collect();
-            let wanted: Vec<Named> = wanted.into_iter().collect();
-            let found = find_named(&resources.endpoint_slices, &wanted);
-            // Each Service's slices in resource order, as the full index has them.
-            let mut by_service: HashMap<(&str, &str), Vec<(usize, &CompactEndpointSlice)>> =
-                HashMap::new();
-            for (position, slice) in found.into_iter().flatten() {
-                let Some(svc) = slice.service() else {
+            // Each Service's slices (by their label), in resource order as the full
+            // index has them; two upstreams of one Service need them once.
+            let wanted: BTreeSet<(&str, &str)> =
+                build.iter().map(|(_, svc)| (&*svc.0, &*svc.1)).collect();
+            let wanted: Vec<(&str, &str)> = wanted.into_iter().collect();
+            let by_service = slices_of(&resources.endpoint_slices, &wanted);
+            for (name, svc) in &build {
+                let Some(u) = state.upstreams.get_mut(&**name) else {
                     continue;
                 };
-                by_service
-                    .entry((slice.namespace().unwrap_or("default"), svc))
-                    .or_default()
-                    .push((position, slice));
-            }
-            for list in by_service.values_mut() {
-                list.sort_by_key(|(p, _)| *p);
-            }
-            for name in &build {
-                let Some(u) = state.upstreams.get_mut(name.as_str()) else {
-                    continue;
-                };
-                let slices: Vec<&CompactEndpointSlice> = by_service
-                    .get(&(&*u.namespace, &*u.service))
-                    .into_iter()
-                    .flatten()
-                    .map(|(_, s)| *s)
-                    .collect();
+                let slices = wanted
+                    .binary_search(&(&*svc.0, &*svc.1))
+                    .map_or(&[][..], |i| &by_service[i][..]);
                 let before = u.spec.is_some();
-                u.build(&cx, &slices);
+                u.build(&cx, slices);
+                let name = name.to_string();
                 if before || u.spec.is_some() {
                     changes.upstreams.insert(name.clone());
                 }
                 if u.errors.is_empty() {
-                    state.erroring.remove(name);
+                    state.erroring.remove(&name);
                 } else {
-                    state.erroring.insert(name.clone());
+                    state.erroring.insert(name);
                 }
                 specs_changed = true;
             }
@@ -1088,9 +1048,10 @@ impl State {
         let stream_services: HashSet<Named> = f
             .stream_pieces
             .iter()
-            .flat_map(|p| p.services.iter().cloned())
+            .flat_map(|p| p.services.iter())
+            .map(|(ns, name)| (Arc::from(ns.as_str()), Arc::from(name.as_str())))
             .collect();
-        let mut services: HashMap<Named, ServiceIndex> = HashMap::new();
+        let mut services: HashMap<Named, SmallSet<RouteKey>> = HashMap::new();
         let mut keyed: Vec<(RouteKey, RoutePiece)> =
             f.pieces.into_iter().map(|p| (p.key(), p)).collect();
         // (In key order already; collected, the map's nodes are full.)
@@ -1099,31 +1060,38 @@ impl State {
             return None;
         }
         for (key, piece) in &keyed {
-            for s in &piece.services {
-                index(&mut services, s, |i| &mut i.routes, key.clone());
+            for s in piece.services() {
+                index(&mut services, s, key.clone());
             }
         }
         let pieces: BTreeMap<RouteKey, RoutePiece> = keyed.into_iter().collect();
+        // The slices' namespaces and Services with the names the index has (shared),
+        // else new ones.
+        let mut shared_ns: HashMap<&str, Arc<str>> = HashMap::new();
+        let mut shared_svc: HashMap<(&str, &str), Arc<str>> = HashMap::new();
+        for (ns, name) in services.keys() {
+            shared_ns.entry(ns).or_insert_with(|| ns.clone());
+            shared_svc.insert((ns, name), name.clone());
+        }
         let mut slice_service = HashMap::new();
         for s in &resources.endpoint_slices {
             let Some(svc) = s.service() else {
                 continue;
             };
-            let ns = s.namespace().unwrap_or("default").to_owned();
-            let name = s.name().to_owned();
-            services
-                .entry((ns.clone(), svc.to_owned()))
-                .or_default()
-                .slices
-                .insert(name.clone());
-            if slice_service.insert((ns, name), svc.to_owned()).is_some() {
+            let ns = s.namespace().unwrap_or("default");
+            let svc = shared_svc
+                .get(&(ns, svc))
+                .cloned()
+                .unwrap_or_else(|| Arc::from(svc));
+            let ns = shared_ns.entry(ns).or_insert_with(|| Arc::from(ns)).clone();
+            if slice_service
+                .insert((ns, s.name_arc().clone()), svc)
+                .is_some()
+            {
                 return None;
             }
         }
-        for (name, u) in &f.upstreams {
-            let svc = (u.namespace.to_string(), u.service.to_string());
-            index(&mut services, &svc, |i| &mut i.upstreams, name.clone());
-        }
+        drop((shared_ns, shared_svc));
         Some(Self {
             erroring: erroring(&f.upstreams),
             prefix_statuses: f.prefix_statuses,
@@ -1158,6 +1126,46 @@ impl State {
     }
 }
 
+/// The EndpointSlices of each Service of `wanted` (namespace, name; sorted), by
+/// their `kubernetes.io/service-name` label, in resource order, index-aligned with
+/// `wanted`: one pass, as [`find_named`].
+fn slices_of<'a>(
+    slices: &'a [CompactEndpointSlice],
+    wanted: &[(&str, &str)],
+) -> Vec<Vec<&'a CompactEndpointSlice>> {
+    let mut out = vec![Vec::new(); wanted.len()];
+    if wanted.is_empty() {
+        return out;
+    }
+    if wanted.len() <= 16 {
+        for slice in slices {
+            let Some(svc) = slice.service() else {
+                continue;
+            };
+            let svc_bytes = svc.as_bytes();
+            let slice_ns = slice.namespace().unwrap_or("default");
+            for (i, (ns, n)) in wanted.iter().enumerate() {
+                // The last byte first (see `find_named`).
+                let n = n.as_bytes();
+                if n.last() == svc_bytes.last() && n == svc_bytes && *ns == slice_ns {
+                    out[i].push(slice);
+                }
+            }
+        }
+    } else {
+        for slice in slices {
+            let Some(svc) = slice.service() else {
+                continue;
+            };
+            let key = (slice.namespace().unwrap_or("default"), svc);
+            if let Ok(i) = wanted.binary_search(&key) {
+                out[i].push(slice);
+            }
+        }
+    }
+    out
+}
+
 /// The objects of `items` named in `wanted` (namespace, name), with their positions,
 /// index-aligned with `wanted`: one pass, comparing names (cheap next to hashing every
 /// object).
@@ -1174,7 +1182,7 @@ fn find_named<'a, T: Object>(items: &'a [T], wanted: &[Named]) -> Vec<Option<(us
                 // The last byte first: names of thousands of objects often differ
                 // there only, and a byte compare is cheaper than a memcmp call.
                 let n = n.as_bytes();
-                if n.last() == name.last() && n == name && ns == item_ns {
+                if n.last() == name.last() && n == name && **ns == *item_ns {
                     out[i] = Some((p, item));
                 }
             }
@@ -1183,7 +1191,7 @@ fn find_named<'a, T: Object>(items: &'a [T], wanted: &[Named]) -> Vec<Option<(us
         let index: HashMap<(&str, &str), usize> = wanted
             .iter()
             .enumerate()
-            .map(|(i, (ns, n))| ((ns.as_str(), n.as_str()), i))
+            .map(|(i, (ns, n))| ((&**ns, &**n), i))
             .collect();
         for (p, item) in items.iter().enumerate() {
             let key = (item.namespace().unwrap_or("default"), item.name());

@@ -695,8 +695,10 @@ fn accepted_routes_share_their_parent_statuses() {
     let added = t1.status("HTTPRoute", Some("default"), "r10").unwrap();
     assert_eq!(added.parents(), accepted.parents());
 
+    // (A piece keeps its one route and its one use inline: no allocation for them.)
     let word = std::mem::size_of::<usize>();
-    assert!(std::mem::size_of::<super::route::RoutePiece>() <= 12 * word);
+    let piece = std::mem::size_of::<super::route::RoutePiece>();
+    assert!(piece <= 18 * word, "{piece}");
     assert!(std::mem::size_of::<super::route::Use>() <= 11 * word);
     assert!(std::mem::size_of::<super::UpstreamState>() <= 15 * word);
 }
