@@ -108,10 +108,12 @@ fn main() {
     // One route changed (its path), translated incrementally; the old result dropped.
     let mut set2 = set.clone();
     let route = &mut set2.http_routes[0];
-    let name = route.metadata.name.clone().unwrap_or_default();
-    let ns = route.metadata.namespace.clone();
-    let text = serde_json::to_string(&route.spec).unwrap();
-    route.spec = serde_json::from_str(&text.replacen("/", "/x", 1)).unwrap();
+    let name = route.metadata.name().to_owned();
+    let ns = route.metadata.namespace().map(str::to_owned);
+    let rules = route.spec.rules.as_deref_mut().unwrap();
+    let path = rules[0].matches.as_deref_mut().unwrap()[0].path.as_mut();
+    let value = &mut path.unwrap().value;
+    *value = Some(format!("/x{}", value.as_deref().unwrap_or_default()).into());
     let changed: BTreeSet<ResourceRef> = ResourceRef::of_kind("HTTPRoute", ns.as_deref(), &name)
         .into_iter()
         .collect();
