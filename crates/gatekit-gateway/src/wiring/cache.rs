@@ -447,10 +447,6 @@ impl FileCache {
         Ok(Load::Changed(warnings))
     }
 
-    fn key(&self, r: &ResourceRef) -> u64 {
-        FoldBuild.hash_one(r)
-    }
-
     /// Refuses `updates` if a resource they add is defined in another file.
     fn check_duplicates(&self, updates: &[Update]) -> Result<(), Fallback> {
         // What the updated files hold now may be in them again.
@@ -460,7 +456,7 @@ impl FileCache {
                 continue;
             };
             if let Some(i) = self.order.iter().position(|(_, p)| *p == update.path) {
-                chunk_keys(&self.merged, &self.offsets(i), &cached.counts, &mut own);
+                own.extend(chunk_keys(&self.merged, &self.offsets(i), &cached.counts));
             }
         }
         own.sort_unstable();
@@ -469,8 +465,7 @@ impl FileCache {
             let Some((set, _)) = &update.parsed else {
                 continue;
             };
-            for r in set.refs() {
-                let key = self.key(&r);
+            for key in chunk_keys(set, &[0; gatekit_k8s::manifest::KINDS], &counts(set)) {
                 if !fresh.insert(key) {
                     return Err(Fallback::Full);
                 }
@@ -498,7 +493,7 @@ impl FileCache {
                 continue;
             };
             let offsets = self.offsets(i);
-            chunk_keys(&self.merged, &offsets, &cached.counts, &mut gone);
+            gone.extend(chunk_keys(&self.merged, &offsets, &cached.counts));
             old.push(take_chunk(&mut self.merged, &offsets, &cached.counts));
         }
         let mut new: Vec<(usize, PathBuf, Fingerprint, ResourceSet, Vec<Warning>)> = updates
@@ -543,7 +538,11 @@ impl FileCache {
                 .order
                 .partition_point(|(r, p)| (*r, p.as_path()) < (root, path.as_path()));
             let offsets = self.offsets(i);
-            added.extend(set.refs().iter().map(|r| self.key(r)));
+            added.extend(chunk_keys(
+                &set,
+                &[0; gatekit_k8s::manifest::KINDS],
+                &counts(&set),
+            ));
             let counts = counts(&set);
             put_chunk(&mut self.merged, &offsets, set);
             self.order.insert(i, (root, path.clone()));
@@ -706,14 +705,19 @@ fn counts(set: &ResourceSet) -> Counts {
     out
 }
 
-/// Appends the hashes of the references of `counts` resources of each kind, from
-/// `offsets` on, in `set` (as [`FileCache::key`] hashes them).
+/// The duplicate index's key of a resource: a hash of its kind, namespace and name.
+fn key(kind: &str, namespace: Option<&str>, name: &str) -> u64 {
+    FoldBuild.hash_one((kind, namespace, name))
+}
+
+/// The keys ([`key`]) of `counts` resources of each kind, from `offsets` on, in `set`.
 #[allow(
     unused_assignments,
     reason = "the last kind's index step is never read"
 )]
-fn chunk_keys(set: &ResourceSet, offsets: &Counts, counts: &Counts, out: &mut Vec<u64>) {
+fn chunk_keys(set: &ResourceSet, offsets: &Counts, counts: &Counts) -> Vec<u64> {
     use gatekit_k8s::types::Object;
+    let mut out = Vec::new();
     let mut i = 0;
     macro_rules! keys {
         ($field:ident, $kind:literal) => {
@@ -723,12 +727,13 @@ fn chunk_keys(set: &ResourceSet, offsets: &Counts, counts: &Counts, out: &mut Ve
             out.extend(
                 list[at..end]
                     .iter()
-                    .map(|o| FoldBuild.hash_one(ResourceRef::new($kind, o.namespace(), o.name()))),
+                    .map(|o| key($kind, o.namespace(), o.name())),
             );
             i += 1;
         };
     }
     gatekit_k8s::for_each_resource_kind!(keys);
+    out
 }
 
 /// Takes `gone` out of `keys` (sorted) and puts `added` in, keeping it sorted and
