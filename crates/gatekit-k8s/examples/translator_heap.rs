@@ -107,11 +107,18 @@ fn main() {
 
     // One route changed (its path), translated incrementally; the old result dropped.
     let mut set2 = set.clone();
-    let route = &mut set2.http_routes[0];
-    let name = route.metadata.name.clone().unwrap_or_default();
-    let ns = route.metadata.namespace.clone();
-    let text = serde_json::to_string(&route.spec).unwrap();
-    route.spec = serde_json::from_str(&text.replacen("/", "/x", 1)).unwrap();
+    let route = (set2.http_routes.iter_mut())
+        .find(|r| r.spec.rules.iter().flatten().any(|r| r.matches.is_some()))
+        .unwrap();
+    let name = route.metadata.name().to_owned();
+    let ns = route.metadata.namespace().map(str::to_owned);
+    let rule = (route.spec.rules.iter_mut().flatten())
+        .find(|r| r.matches.is_some())
+        .unwrap();
+    let path = rule.matches.as_deref_mut().unwrap()[0]
+        .path
+        .get_or_insert_default();
+    path.value = Some(format!("/x{}", path.value.as_deref().unwrap_or_default()).into());
     let changed: BTreeSet<ResourceRef> = ResourceRef::of_kind("HTTPRoute", ns.as_deref(), &name)
         .into_iter()
         .collect();

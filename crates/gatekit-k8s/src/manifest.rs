@@ -43,9 +43,9 @@ use serde_json::Value;
 use crate::status::ResourceRef;
 use crate::types::{
     BackendPolicy, BackendTlsPolicy, BackendTrafficPolicy, Check, ClientTrafficPolicy,
-    CompactEndpointSlice, CompactService, ConfigMap, EndpointSlice, Gateway, GatewayClass,
-    GrpcRoute, HttpRoute, ListenerSet, Namespace, Object, ObjectMeta, ReferenceGrant, Secret,
-    SecurityOverride, SecurityPolicy, Service, TcpRoute, TlsRoute, TrafficPolicy, UdpRoute,
+    CompactEndpointSlice, CompactHttpRoute, CompactService, ConfigMap, EndpointSlice, Gateway,
+    GatewayClass, GrpcRoute, HttpRoute, ListenerSet, Namespace, Object, ObjectMeta, ReferenceGrant,
+    Secret, SecurityOverride, SecurityPolicy, Service, TcpRoute, TlsRoute, TrafficPolicy, UdpRoute,
     XBackendTrafficPolicy,
 };
 
@@ -62,8 +62,9 @@ pub struct ResourceSet {
     pub gateways: Vec<Gateway>,
     /// `gateway.networking.k8s.io/v1` ListenerSets (GEP-1713).
     pub listener_sets: Vec<ListenerSet>,
-    /// `gateway.networking.k8s.io` HTTPRoutes.
-    pub http_routes: Vec<HttpRoute>,
+    /// `gateway.networking.k8s.io` HTTPRoutes, as translation reads them (converted
+    /// from the parsed [`HttpRoute`] with [`From`]).
+    pub http_routes: Vec<CompactHttpRoute>,
     /// `gateway.networking.k8s.io` GRPCRoutes.
     pub grpc_routes: Vec<GrpcRoute>,
     /// `gateway.networking.k8s.io` TLSRoutes (`v1`, `v1alpha3` and `v1alpha2`).
@@ -525,7 +526,9 @@ impl ResourceSet {
             }
             ("gateway.networking.k8s.io", v, "Gateway") if gw(v) => load!(true, gateways),
             ("gateway.networking.k8s.io", "v1", "ListenerSet") => load!(true, listener_sets),
-            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => load!(true, http_routes),
+            ("gateway.networking.k8s.io", v, "HTTPRoute") if gw(v) => {
+                load!(true, http_routes, HttpRoute)
+            }
             ("gateway.networking.k8s.io", "v1", "GRPCRoute") => load!(true, grpc_routes),
             ("gateway.networking.k8s.io", "v1" | "v1alpha3" | "v1alpha2", "TLSRoute") => {
                 load!(true, tls_routes)
@@ -578,7 +581,8 @@ impl ResourceSet {
 
 /// Prepares `doc` ([`Check::prepare`]), deserializes it as `T`, checks it ([`Check`]),
 /// defaults its namespace, checks for duplicates and pushes it (as what the list keeps:
-/// the compact form of a Service or EndpointSlice, made after every check).
+/// the compact form of an HTTPRoute, a Service or an EndpointSlice, made after every
+/// check).
 #[expect(
     clippy::too_many_arguments,
     reason = "the loader's accumulators, passed down one call"

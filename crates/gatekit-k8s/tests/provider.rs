@@ -202,7 +202,7 @@ async fn http_route_rules_v1_7_session_persistence_is_read_or_refused_by_name() 
     let names: Vec<_> = resources
         .http_routes
         .iter()
-        .map(|r| r.metadata.name.clone().unwrap())
+        .map(|r| r.metadata.name().to_owned())
         .collect();
     assert_eq!(names, ["good"]);
     let s = resources.http_routes[0].spec.rules.as_ref().unwrap()[0]

@@ -83,7 +83,7 @@ fn translation(fake: &FakeApiServer) -> Translation {
     let mut set = ResourceSet::default();
     set.gateway_classes = fake.list::<GatewayClass>();
     set.gateways = fake.list::<Gateway>();
-    set.http_routes = fake.list::<HttpRoute>();
+    set.http_routes = fake.list::<HttpRoute>().iter().map(Into::into).collect();
     set.services = fake.list::<Service>().iter().map(Into::into).collect();
     set.backend_policies = fake.list::<BackendPolicy>();
     set.traffic_policies = fake.list::<TrafficPolicy>();
@@ -591,7 +591,7 @@ async fn resync_removes_own_entries_from_policies_no_longer_translated() {
     let mut set = ResourceSet::default();
     set.gateway_classes = fake.list::<GatewayClass>();
     set.gateways = fake.list::<Gateway>();
-    set.http_routes = fake.list::<HttpRoute>();
+    set.http_routes = fake.list::<HttpRoute>().iter().map(Into::into).collect();
     set.services = fake.list::<Service>().iter().map(Into::into).collect();
     t = translate(&set, &TranslateOptions::default());
 
@@ -710,7 +710,7 @@ async fn backend_traffic_policy_statuses_are_written_keeping_foreign_ancestors()
     let mut set = ResourceSet::default();
     set.gateway_classes = fake.list::<GatewayClass>();
     set.gateways = fake.list::<Gateway>();
-    set.http_routes = fake.list::<HttpRoute>();
+    set.http_routes = fake.list::<HttpRoute>().iter().map(Into::into).collect();
     set.services = fake.list::<Service>().iter().map(Into::into).collect();
     let report = writer
         .write(&translate(&set, &TranslateOptions::default()))

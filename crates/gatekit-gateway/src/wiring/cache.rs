@@ -20,9 +20,10 @@
 //! that is not a loadable file. Events on hidden or non-manifest names (`.x.swp`,
 //! `x.yaml~`, vim's `4913`) are otherwise ignored.
 //!
-//! The cross-file duplicate check is incremental: an index maps a 64-bit hash
-//! ([`FoldBuild`]) of every resource's (kind, namespace, name) to its file; a changed file's new resources
-//! are checked against it. A conflict (or an unreadable or unparsable file) goes to the
+//! The cross-file duplicate check is incremental: a sorted list holds a 64-bit hash
+//! ([`FoldBuild`]) of every resource's (kind, namespace, name); a changed file's new
+//! resources are checked against it, less the hashes of the changed files' own
+//! resources before the change (read from their chunks of the merged set). A conflict (or an unreadable or unparsable file) goes to the
 //! full [`ResourceSet::from_dirs`], which produces the complete, precise error list; a
 //! refused load leaves the cache as the last good load and remembers the paths it read
 //! (and what it read there), so the next load reads them again and a repeat of the same
@@ -35,17 +36,17 @@
 //! unbacked load).
 //!
 //! Cost: the cache holds the merged resources (Services and EndpointSlices in the
-//! compact forms of [`gatekit_k8s::types::compact`]: for 5,000 routes, each with its own
-//! Service and EndpointSlice, about 2 KB per route, HTTPRoutes most of it; the lists
-//! grow by an eighth when full rather than double) and the duplicate index (16 bytes
-//! and a shared path per resource). A file inserted before others still moves their
-//! structs (a `memmove` of about 650 bytes per route after it: an HTTPRoute's 464, a
-//! compact Service's 80 and a compact EndpointSlice's 104).
+//! compact forms of [`gatekit_k8s::types::compact`], HTTPRoutes as
+//! [`gatekit_k8s::types::CompactHttpRoute`]: for 5,000 routes, each with its own
+//! Service and EndpointSlice, about 1.2 KB per route; the lists
+//! grow by an eighth when full rather than double) and the duplicate index (8 bytes
+//! per resource). A file inserted before others still moves their structs (a
+//! `memmove` of about 270 bytes per route after it: a compact HTTPRoute's 88, a compact
+//! Service's 80 and a compact EndpointSlice's 104).
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use gatekit_core::route::FoldBuild;
 use gatekit_k8s::status::ResourceRef;
@@ -83,10 +84,10 @@ pub(crate) struct FileCache {
     order: Vec<(usize, PathBuf)>,
     files: HashMap<PathBuf, Cached>,
     merged: ResourceSet,
-    /// The file of every resource of `merged`, by the hash of its reference
-    /// ([`FoldBuild`]: configuration names, not client input; a collision only sends
-    /// the load to the full [`ResourceSet::from_dirs`]).
-    keys: HashMap<u64, Arc<Path>, FoldBuild>,
+    /// The hash of every resource's reference in `merged`, sorted ([`FoldBuild`]:
+    /// configuration names, not client input; a collision only sends the load to the
+    /// full [`ResourceSet::from_dirs`]).
+    keys: Vec<u64>,
     /// The keys of every [`Fingerprint`].
     hasher: std::collections::hash_map::RandomState,
     /// Whether a loaded file or directory is a symbolic link (then any event on a path
@@ -446,27 +447,29 @@ impl FileCache {
         Ok(Load::Changed(warnings))
     }
 
-    fn key(&self, r: &ResourceRef) -> u64 {
-        FoldBuild.hash_one(r)
-    }
-
     /// Refuses `updates` if a resource they add is defined in another file.
     fn check_duplicates(&self, updates: &[Update]) -> Result<(), Fallback> {
-        let updated: std::collections::HashSet<&Path> =
-            updates.iter().map(|u| u.path.as_path()).collect();
+        // What the updated files hold now may be in them again.
+        let mut own = Vec::new();
+        for update in updates {
+            let Some(cached) = self.files.get(&update.path) else {
+                continue;
+            };
+            if let Some(i) = self.order.iter().position(|(_, p)| *p == update.path) {
+                own.extend(chunk_keys(&self.merged, &self.offsets(i), &cached.counts));
+            }
+        }
+        own.sort_unstable();
         let mut fresh = std::collections::HashSet::with_hasher(FoldBuild);
         for update in updates {
             let Some((set, _)) = &update.parsed else {
                 continue;
             };
-            for r in set.refs() {
-                let key = self.key(&r);
+            for key in chunk_keys(set, &[0; gatekit_k8s::manifest::KINDS], &counts(set)) {
                 if !fresh.insert(key) {
                     return Err(Fallback::Full);
                 }
-                if let Some(file) = self.keys.get(&key)
-                    && !updated.contains(&**file)
-                {
+                if self.keys.binary_search(&key).is_ok() && own.binary_search(&key).is_err() {
                     return Err(Fallback::Full);
                 }
             }
@@ -478,6 +481,7 @@ impl FileCache {
     fn apply(&mut self, updates: Vec<Update>) {
         // Out: the old chunks of every updated file, from the back.
         let mut old = Vec::new();
+        let mut gone = Vec::new();
         let mut at: Vec<usize> = updates
             .iter()
             .filter_map(|u| self.order.iter().position(|(_, p)| *p == u.path))
@@ -489,14 +493,8 @@ impl FileCache {
                 continue;
             };
             let offsets = self.offsets(i);
-            let chunk = take_chunk(&mut self.merged, &offsets, &cached.counts);
-            for r in chunk.refs() {
-                let key = self.key(&r);
-                if self.keys.get(&key).is_some_and(|f| **f == *path) {
-                    self.keys.remove(&key);
-                }
-            }
-            old.push(chunk);
+            gone.extend(chunk_keys(&self.merged, &offsets, &cached.counts));
+            old.push(take_chunk(&mut self.merged, &offsets, &cached.counts));
         }
         let mut new: Vec<(usize, PathBuf, Fingerprint, ResourceSet, Vec<Warning>)> = updates
             .into_iter()
@@ -534,21 +532,22 @@ impl FileCache {
         drop(old);
         // In: the new chunks at their file-order positions.
         new.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut added = Vec::new();
         for (root, path, text, set, warnings) in new {
             let i = self
                 .order
                 .partition_point(|(r, p)| (*r, p.as_path()) < (root, path.as_path()));
             let offsets = self.offsets(i);
-            let path: Arc<Path> = Arc::from(path.as_path());
-            for r in set.refs() {
-                let key = self.key(&r);
-                self.keys.insert(key, path.clone());
-            }
+            added.extend(chunk_keys(
+                &set,
+                &[0; gatekit_k8s::manifest::KINDS],
+                &counts(&set),
+            ));
             let counts = counts(&set);
             put_chunk(&mut self.merged, &offsets, set);
-            self.order.insert(i, (root, path.to_path_buf()));
+            self.order.insert(i, (root, path.clone()));
             self.files.insert(
-                path.to_path_buf(),
+                path,
                 Cached {
                     text,
                     counts,
@@ -558,7 +557,7 @@ impl FileCache {
         }
         // After many files were removed: their room goes back (11 MB for 5,000 routes).
         self.merged.shrink_sparse();
-        gatekit_core::route::shrink_if_sparse(&mut self.keys);
+        replace_keys(&mut self.keys, gone, added);
     }
 
     /// Where the chunk of the file at `order[i]` starts, per kind.
@@ -704,6 +703,58 @@ fn counts(set: &ResourceSet) -> Counts {
     }
     gatekit_k8s::for_each_resource_kind!(count);
     out
+}
+
+/// The duplicate index's key of a resource: a hash of its kind, namespace and name.
+fn key(kind: &str, namespace: Option<&str>, name: &str) -> u64 {
+    FoldBuild.hash_one((kind, namespace, name))
+}
+
+/// The keys ([`key`]) of `counts` resources of each kind, from `offsets` on, in `set`.
+#[allow(
+    unused_assignments,
+    reason = "the last kind's index step is never read"
+)]
+fn chunk_keys(set: &ResourceSet, offsets: &Counts, counts: &Counts) -> Vec<u64> {
+    use gatekit_k8s::types::Object;
+    let mut out = Vec::new();
+    let mut i = 0;
+    macro_rules! keys {
+        ($field:ident, $kind:literal) => {
+            let list = &set.$field;
+            let at = offsets[i].min(list.len());
+            let end = (at + counts[i]).min(list.len());
+            out.extend(
+                list[at..end]
+                    .iter()
+                    .map(|o| key($kind, o.namespace(), o.name())),
+            );
+            i += 1;
+        };
+    }
+    gatekit_k8s::for_each_resource_kind!(keys);
+    out
+}
+
+/// Takes `gone` out of `keys` (sorted) and puts `added` in, keeping it sorted and
+/// exactly sized.
+fn replace_keys(keys: &mut Vec<u64>, mut gone: Vec<u64>, mut added: Vec<u64>) {
+    if gone.is_empty() && added.is_empty() {
+        return;
+    }
+    gone.sort_unstable();
+    added.sort_unstable();
+    let mut out = Vec::with_capacity((keys.len() + added.len()).saturating_sub(gone.len()));
+    let mut new = added.into_iter().peekable();
+    for &k in keys.iter().filter(|k| gone.binary_search(k).is_err()) {
+        while let Some(a) = new.next_if(|a| *a < k) {
+            out.push(a);
+        }
+        out.push(k);
+    }
+    out.extend(new);
+    out.shrink_to_fit();
+    *keys = out;
 }
 
 /// Moves `counts` resources of each kind, from `offsets` on, out of `set`.
@@ -1016,6 +1067,51 @@ spec: { targetRefs: [{ kind: Gateway, name: gw }] }
         std::fs::write(dir.path().join("b.yaml"), "kind: [").unwrap();
         let errors = cache.load(&dirs, None).unwrap_err();
         assert_eq!(errors, ResourceSet::from_dirs(&dirs).unwrap_err());
+    }
+
+    #[test]
+    fn a_resource_may_move_between_changed_files_but_not_into_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a.yaml"),
+            dir.path().join("b.yaml"),
+            dir.path().join("c.yaml"),
+        );
+        let other = ROUTE.replace("name: r }", "name: other }");
+        std::fs::write(&a, ROUTE).unwrap();
+        std::fs::write(&c, &other).unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        let mut cache = FileCache::default();
+        cache.load(&dirs, None).unwrap();
+        let named = |paths: &[&PathBuf]| paths.iter().map(|p| (*p).clone()).collect();
+        // `r` moves from a.yaml to b.yaml in one load: not a duplicate.
+        std::fs::write(&a, "").unwrap();
+        std::fs::write(&b, ROUTE).unwrap();
+        assert!(cache.load(&dirs, Some(&named(&[&a, &b]))).is_ok());
+        assert_eq!(cache.resources().http_routes.len(), 2);
+        // Edited in place: still no duplicate.
+        std::fs::write(&b, ROUTE.replace("port: 80", "port: 81")).unwrap();
+        assert!(cache.load(&dirs, Some(&named(&[&b]))).is_ok());
+        // `other` is defined in c.yaml, which did not change: a duplicate.
+        std::fs::write(&a, &other).unwrap();
+        let errors = cache.load(&dirs, Some(&named(&[&a]))).unwrap_err();
+        assert_eq!(errors, ResourceSet::from_dirs(&dirs).unwrap_err());
+        // Removed from c.yaml in the same load as it is added to a.yaml: accepted.
+        std::fs::write(&c, "").unwrap();
+        assert!(cache.load(&dirs, Some(&named(&[&a, &c]))).is_ok());
+        let full = ResourceSet::from_dirs(&dirs).unwrap().0;
+        assert_eq!(format!("{:?}", cache.resources()), format!("{full:?}"));
+        assert_eq!(cache.keys.len(), cache.resources().refs().len());
+    }
+
+    #[test]
+    fn replaced_keys_stay_sorted_and_exact() {
+        let mut keys = vec![2, 4, 6, 8];
+        replace_keys(&mut keys, vec![6, 2], vec![9, 1, 6, 5]);
+        assert_eq!(keys, [1, 4, 5, 6, 8, 9]);
+        assert_eq!(keys.capacity(), keys.len());
+        replace_keys(&mut keys, vec![1, 4, 5, 6, 8, 9], vec![]);
+        assert!(keys.is_empty());
     }
 }
 

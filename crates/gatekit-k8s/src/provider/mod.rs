@@ -1045,12 +1045,31 @@ macro_rules! config_kinds_fns {
 }
 store::with_config_kinds!(config_kinds_fns);
 
-/// The objects of one kind across `clusters`, first cluster wins on a name clash.
-fn merged<K: Watched>(
+/// How a [`ResourceSet`] keeps an object of a watched configuration kind: as it is,
+/// or (an HTTPRoute) in its compact form.
+trait Kept<K> {
+    fn kept(object: &K) -> Self;
+}
+
+impl<K: Clone> Kept<K> for K {
+    fn kept(object: &K) -> Self {
+        object.clone()
+    }
+}
+
+impl Kept<crate::types::HttpRoute> for crate::types::CompactHttpRoute {
+    fn kept(object: &crate::types::HttpRoute) -> Self {
+        object.into()
+    }
+}
+
+/// The objects of one kind across `clusters`, first cluster wins on a name clash, as
+/// a [`ResourceSet`] keeps them.
+fn merged<K: Watched, T: Kept<K>>(
     clusters: &[&Cluster],
     store: impl Fn(&Stores) -> &store::Store<K>,
-) -> Vec<K> {
-    merged_as(clusters, store, K::clone)
+) -> Vec<T> {
+    merged_as(clusters, store, T::kept)
 }
 
 /// [`merged`], each object converted by `convert` (Services to the form a
@@ -1071,13 +1090,13 @@ fn merged_as<K: Watched, T>(
 
 /// Sets the object at `key` in `list` (sorted as [`merged`] sorts) to its merged value
 /// across `clusters` (first cluster wins), or removes it if no cluster holds it.
-fn upsert<K: Watched>(
-    list: &mut Vec<K>,
+fn upsert<K: Watched, T: Kept<K> + Object>(
+    list: &mut Vec<T>,
     clusters: &[&Cluster],
     store: impl Fn(&Stores) -> &store::Store<K>,
     key: &store::Key,
 ) {
-    upsert_as(list, clusters, store, key, K::clone);
+    upsert_as(list, clusters, store, key, T::kept);
 }
 
 /// [`upsert`], the object converted by `convert` (as [`merged_as`] converts).

@@ -155,18 +155,62 @@ pub(crate) struct PolicyMaps {
     access: super::access::AccessMaps,
 }
 
-pub(crate) fn ns_of(meta: &crate::types::ObjectMeta) -> &str {
-    meta.namespace.as_deref().unwrap_or("default")
+/// The metadata translation reads, of a parsed object (`ObjectMeta`) or of a kept
+/// HTTPRoute ([`CompactMeta`](crate::types::CompactMeta)).
+pub(crate) trait MetaView {
+    fn namespace_of(&self) -> Option<&str>;
+    fn name_of(&self) -> Option<&str>;
+    fn generation_of(&self) -> Option<i64>;
+    fn created_at(&self) -> Option<&crate::types::Time>;
+    fn labels_of(&self) -> Option<&std::collections::BTreeMap<String, String>>;
 }
 
-pub(crate) fn name_of(meta: &crate::types::ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or("")
+impl MetaView for crate::types::ObjectMeta {
+    fn namespace_of(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+    fn name_of(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    fn generation_of(&self) -> Option<i64> {
+        self.generation
+    }
+    fn created_at(&self) -> Option<&crate::types::Time> {
+        self.creation_timestamp.as_ref()
+    }
+    fn labels_of(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.labels.as_ref()
+    }
 }
 
-pub(crate) fn created_of(meta: &crate::types::ObjectMeta) -> i64 {
-    meta.creation_timestamp
-        .as_ref()
-        .map_or(0, |t| t.0.as_second())
+impl MetaView for crate::types::CompactMeta {
+    fn namespace_of(&self) -> Option<&str> {
+        self.namespace()
+    }
+    fn name_of(&self) -> Option<&str> {
+        Some(self.name())
+    }
+    fn generation_of(&self) -> Option<i64> {
+        self.generation()
+    }
+    fn created_at(&self) -> Option<&crate::types::Time> {
+        self.creation_timestamp()
+    }
+    fn labels_of(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.labels()
+    }
+}
+
+pub(crate) fn ns_of(meta: &(impl MetaView + ?Sized)) -> &str {
+    meta.namespace_of().unwrap_or("default")
+}
+
+pub(crate) fn name_of(meta: &(impl MetaView + ?Sized)) -> &str {
+    meta.name_of().unwrap_or("")
+}
+
+pub(crate) fn created_of(meta: &(impl MetaView + ?Sized)) -> i64 {
+    meta.created_at().map_or(0, |t| t.0.as_second())
 }
 
 impl<'a> Context<'a> {

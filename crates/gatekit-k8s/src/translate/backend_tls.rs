@@ -442,7 +442,7 @@ impl Context<'_> {
                                 p.group.as_deref(),
                                 p.kind.as_deref(),
                                 p.namespace.as_deref(),
-                                p.name.as_str(),
+                                &*p.name,
                             )
                         })
                         .collect();
@@ -457,7 +457,7 @@ impl Context<'_> {
                                 b.group.as_deref(),
                                 b.kind.as_deref(),
                                 b.namespace.as_deref(),
-                                b.name.as_str(),
+                                &*b.name,
                             )
                         })
                         .collect();

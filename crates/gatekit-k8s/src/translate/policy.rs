@@ -72,7 +72,7 @@ use std::collections::{BTreeMap, HashMap};
 use gatekit_core::ConfigError;
 use gatekit_core::route::Rule;
 
-use super::backend::{Context, RefSpec, created_of, name_of, ns_of};
+use super::backend::{Context, MetaView, RefSpec, created_of, name_of, ns_of};
 use super::route::{RawParent, raw_parents};
 use crate::ResourceSet;
 use crate::status::{AncestorRef, AncestorStatus, Condition, ResourceRef, ResourceStatus, reason};
@@ -107,7 +107,7 @@ struct RouteBackends<'a> {
     kind: &'static str,
     ns: &'a str,
     name: &'a str,
-    meta: &'a ObjectMeta,
+    meta: &'a dyn MetaView,
     /// How its backendRefs resolve.
     resolve: Resolve,
     parents: Vec<ParentView<'a>>,
@@ -125,8 +125,8 @@ enum Resolve {
 }
 
 /// The items of an optional list (HTTPRoute and GRPCRoute fields).
-fn opt_items<T>(v: &Option<Vec<T>>) -> &[T] {
-    v.as_deref().unwrap_or_default()
+fn opt_items<T, L: AsRef<[T]>>(v: &Option<L>) -> &[T] {
+    v.as_ref().map_or(&[], AsRef::as_ref)
 }
 
 /// The items of a list (stream route fields).
@@ -783,18 +783,14 @@ impl Context<'_> {
         refs: impl Iterator<Item = &'r BtpTargetRef>,
     ) -> Vec<BtpTarget> {
         let resources = self.resources;
-        let mut found: Vec<(&ObjectMeta, BtpTarget)> = Vec::new();
+        let mut found: Vec<(&dyn MetaView, BtpTarget)> = Vec::new();
         let metas = resources
             .gateways
             .iter()
-            .map(|g| ("Gateway", &g.metadata))
+            .map(|g| ("Gateway", &g.metadata as &dyn MetaView))
             .chain(all_routes(resources).map(|r| (r.kind, r.meta)));
         for (kind, meta) in metas {
-            if ns_of(meta) != ns
-                || !selectors
-                    .iter()
-                    .any(|s| s.selects(kind, meta.labels.as_ref()))
-            {
+            if ns_of(meta) != ns || !selectors.iter().any(|s| s.selects(kind, meta.labels_of())) {
                 continue;
             }
             let target = BtpTarget {
@@ -807,7 +803,7 @@ impl Context<'_> {
             }
         }
         found.sort_by(|(a, ta), (b, tb)| {
-            (created_of(a), &ta.kind, &ta.name).cmp(&(created_of(b), &tb.kind, &tb.name))
+            (created_of(*a), &ta.kind, &ta.name).cmp(&(created_of(*b), &tb.kind, &tb.name))
         });
         let mut out: Vec<BtpTarget> = found.into_iter().map(|(_, t)| t).collect();
         for t in refs {
@@ -827,7 +823,7 @@ impl Context<'_> {
     /// ancestor for a target it cannot find).
     pub(crate) fn btp_ancestors(&self, ns: &str, t: &BtpTarget) -> Vec<AncestorRef> {
         let resources = self.resources;
-        let named = |m: &crate::types::ObjectMeta| ns_of(m) == ns && name_of(m) == t.name;
+        let named = |m: &dyn MetaView| ns_of(m) == ns && name_of(m) == t.name;
         let route = all_routes(resources).find(|r| r.kind == t.kind && named(r.meta));
         let parents: Option<Vec<AncestorRef>> = route.map(|r| {
             r.parents

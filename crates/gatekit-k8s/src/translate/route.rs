@@ -18,19 +18,18 @@ use gatekit_core::route::{
     UrlRewrite,
 };
 use gateway_api::experimental::httproutes::{
-    HttpRoute, HttpRouteRulesFilters,
-    HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
+    HttpRouteRulesFilters, HttpRouteRulesFiltersRequestRedirectPathType as RedirectPathType,
     HttpRouteRulesFiltersRequestRedirectScheme as Scheme, HttpRouteRulesFiltersType as FilterType,
-    HttpRouteRulesFiltersUrlRewritePathType as RewritePathType, HttpRouteRulesMatches,
-    HttpRouteRulesMatchesHeadersType, HttpRouteRulesMatchesMethod as Method,
-    HttpRouteRulesMatchesPathType, HttpRouteRulesMatchesQueryParamsType, HttpRouteRulesRetry,
+    HttpRouteRulesFiltersUrlRewritePathType as RewritePathType, HttpRouteRulesMatchesHeadersType,
+    HttpRouteRulesMatchesMethod as Method, HttpRouteRulesMatchesPathType,
+    HttpRouteRulesMatchesQueryParamsType, HttpRouteRulesRetry,
 };
 use gateway_api::grpcroutes::{GrpcRoute, GrpcRouteRulesMatchesMethodType};
 use serde::Serialize;
 
 use super::backend::{
-    Context, INVALID_BACKEND_PREFIX, RefSpec, Unresolved, Wanted, backend_name, created_of,
-    name_of, ns_of,
+    Context, INVALID_BACKEND_PREFIX, MetaView, RefSpec, Unresolved, Wanted, backend_name,
+    created_of, name_of, ns_of,
 };
 use super::hostname::{Hosts, intersect};
 use super::listener::Listener;
@@ -39,6 +38,7 @@ use super::small_set::SmallList;
 use crate::duration;
 use crate::status::{Condition, ParentRef, ParentStatus, ResourceRef, ResourceStatus, reason};
 use crate::types::GATEWAY_GROUP;
+use crate::types::compact_route::{CompactHttpRoute, RouteMatch};
 use crate::types::policy::BackendPolicySpec;
 use crate::types::traffic::{
     DEFAULT_RETRY_ATTEMPTS, TrafficValues, connection_and_status_retries, retry_status,
@@ -187,7 +187,7 @@ pub(crate) fn attach_routes(
     listener_statuses: &[ResourceStatus],
 ) -> Vec<RoutePiece> {
     let resources = cx.resources;
-    let mut http: Vec<&HttpRoute> = resources.http_routes.iter().collect();
+    let mut http: Vec<&CompactHttpRoute> = resources.http_routes.iter().collect();
     http.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
     let mut grpc: Vec<&GrpcRoute> = resources.grpc_routes.iter().collect();
     grpc.sort_by_key(|r| (ns_of(&r.metadata), name_of(&r.metadata)));
@@ -228,7 +228,7 @@ pub(crate) use raw_parents;
 pub(crate) fn route_view<'a>(
     names: &crate::status::SharedNames,
     kind: &'static str,
-    meta: &'a crate::types::ObjectMeta,
+    meta: &'a (impl MetaView + ?Sized),
     id: impl FnOnce(&Arc<str>, &Arc<str>) -> RouteId,
     hostnames: Option<&'a [String]>,
     parents: Vec<RawParent<'a>>,
@@ -240,7 +240,7 @@ pub(crate) fn route_view<'a>(
         kind,
         ns,
         name,
-        generation: meta.generation,
+        generation: meta.generation_of(),
         id: id(&shared.0, &shared.1),
         shared,
         created: created_of(meta),
@@ -254,7 +254,7 @@ pub(crate) fn http_piece(
     cx: &Context<'_>,
     listeners: &[Listener<'_>],
     listener_statuses: &[ResourceStatus],
-    r: &HttpRoute,
+    r: &CompactHttpRoute,
 ) -> RoutePiece {
     let view = route_view(
         &cx.namespace_names,
@@ -1014,7 +1014,7 @@ fn as_http_filter<T: Serialize>(f: &T) -> Result<HttpRouteRulesFilters, String> 
         .map_err(|e| format!("filter not understood: {e}"))
 }
 
-fn http_match(m: &HttpRouteRulesMatches) -> Match {
+fn http_match(m: &RouteMatch) -> Match {
     let mut out = Match::default();
     // A match without a path is a `PathPrefix` of `/` (the CRD's default).
     let (kind, value) = match &m.path {
@@ -1123,7 +1123,7 @@ fn new_converted() -> Converted {
     }
 }
 
-fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Converted {
+fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &CompactHttpRoute) -> Converted {
     let mut conv = new_converted();
     let rules = route.spec.rules.as_deref().unwrap_or(&[]);
     for (i, r) in rules.iter().enumerate() {
@@ -1139,13 +1139,12 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &HttpRoute) -> Co
             problems: Vec::new(),
         };
         let mut rule = Rule::default();
-        rule.name = r.name.clone();
+        rule.name = r.name.as_deref().map(str::to_owned);
         rule.matches = r.matches.iter().flatten().map(http_match).collect();
         if rule.matches.is_empty() {
             // HTTPRoute's default: one match of path prefix `/` (core's match without
             // conditions would rank after regexes, as GRPCRoute's must).
-            rule.matches
-                .push(http_match(&HttpRouteRulesMatches::default()));
+            rule.matches.push(http_match(&RouteMatch::default()));
         }
         for (j, f) in r.filters.iter().flatten().enumerate() {
             if f.r#type == FilterType::ExternalAuth {

@@ -26,10 +26,13 @@
 //!
 //! Services and EndpointSlices are parsed as `k8s-openapi` objects and kept in a
 //! [`ResourceSet`](crate::ResourceSet) in the compact forms of [`compact`]: only what
-//! translation reads.
+//! translation reads. HTTPRoutes are parsed as `gateway-api` objects and kept as
+//! [`CompactHttpRoute`]s ([`compact_route`]): the spec as parsed without its unused
+//! room, and what is read of the metadata.
 
 pub mod btp;
 pub mod compact;
+pub mod compact_route;
 pub mod ctp;
 pub mod policy;
 pub mod policy_status;
@@ -56,10 +59,11 @@ pub use gateway_api::listenersets::{ListenerSet, ListenerSetListeners, ListenerS
 pub use gateway_api::referencegrants::{ReferenceGrant, ReferenceGrantSpec};
 pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 pub use k8s_openapi::api::discovery::v1::EndpointSlice;
-pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 pub use self::btp::{BackendTrafficPolicy, BackendTrafficPolicySpec};
 pub use self::compact::{CompactEndpointSlice, CompactService, Object};
+pub use self::compact_route::{CompactHttpRoute, CompactMeta};
 pub use self::ctp::{ClientTrafficPolicy, ClientTrafficPolicySpec};
 pub use self::policy::{BackendPolicy, BackendPolicySpec};
 pub use self::policy_status::{PolicyAncestorRef, PolicyAncestorStatus, PolicyStatus};
