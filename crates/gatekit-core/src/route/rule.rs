@@ -170,8 +170,11 @@ fn backend_stack(
         Retrying::None | Retrying::Rule(_) => None,
         Retrying::Shared(layer) => Some(match &b.retry_budget {
             // The backend's budget is its own: a layer of this backendRef's.
-            Some(c) => RetryLayer::new(Arc::clone(layer.policy()), Some(state.retry_budget(&b.name, c)))
-                .with_stats(Arc::clone(layer.stats())),
+            Some(c) => RetryLayer::new(
+                Arc::clone(layer.policy()),
+                Some(state.retry_budget(&b.name, c)),
+            )
+            .with_stats(Arc::clone(layer.stats())),
             None => layer.clone(),
         }),
         Retrying::Own(policy) => {
@@ -313,7 +316,12 @@ impl CompiledRule {
                 let ref_scope = format!("{scope}/backendRefs[{j}]");
                 backend_stack(&scope, &ref_scope, backend, b, rule, &retry, state)
             });
-            compiled.push(WeightedBackend::new(b.name.as_str(), b.weight, backend, filters));
+            compiled.push(WeightedBackend::new(
+                b.name.as_str(),
+                b.weight,
+                backend,
+                filters,
+            ));
         }
         if let Some(session) = &rule.policy.session {
             session
@@ -671,7 +679,8 @@ mod tests {
         assert_eq!(plain.policy(), &RulePolicy::default());
 
         let retry = DefaultRetry::new(RetryPolicy::unsent_once());
-        let defaulted = CompiledRule::compile(&in_route(&rule), 0, &backends, Some(&retry)).unwrap();
+        let defaulted =
+            CompiledRule::compile(&in_route(&rule), 0, &backends, Some(&retry)).unwrap();
         assert_eq!(defaulted.policy().retry.as_ref(), Some(&*retry.retry));
         let again = CompiledRule::compile(&twice(&rule), 1, &backends, Some(&retry)).unwrap();
         let shared = |r: &CompiledRule| r.policy.clone();

@@ -188,9 +188,13 @@ impl PolicyState {
     /// policy makes a new layer with the same counters.
     pub fn default_retry_layer(&self, policy: &Arc<RetryPolicy>) -> RetryLayer {
         self.with(|r| {
-            let stats = get(&mut r.retries, r.generation, DEFAULT_RETRY_SCOPE, &(), || {
-                Arc::new(RetryStats::new())
-            });
+            let stats = get(
+                &mut r.retries,
+                r.generation,
+                DEFAULT_RETRY_SCOPE,
+                &(),
+                || Arc::new(RetryStats::new()),
+            );
             match &r.default_retry {
                 Some(layer)
                     if Arc::ptr_eq(layer.stats(), &stats)
@@ -243,7 +247,11 @@ impl PolicyState {
                 .retries
                 .get(DEFAULT_RETRY_SCOPE)
                 .is_some_and(|slot| slot.used == current);
-            if !asked && r.default_retry.as_ref().is_some_and(RetryLayer::is_unshared) {
+            if !asked
+                && r.default_retry
+                    .as_ref()
+                    .is_some_and(RetryLayer::is_unshared)
+            {
                 r.default_retry = None;
             }
             r.limiters.retain(|_, s| live(s, current));

@@ -626,7 +626,11 @@ mod tests {
     fn matches_without_conditions_share_one_and_take_no_spare_room() {
         let backends: HashMap<String, Backend> = HashMap::new();
         let compile = |r| compile_route(&Arc::new(r), &backends, None).unwrap();
-        let (a, b, h) = (compile(route("a", false)), compile(route("b", false)), compile(route("h", true)));
+        let (a, b, h) = (
+            compile(route("a", false)),
+            compile(route("b", false)),
+            compile(route("h", true)),
+        );
         // The path-only match and the rule without matches share the empty conditions.
         assert!(Arc::ptr_eq(&a.matches[0].2, &b.matches[1].2));
         assert!(Arc::ptr_eq(&a.matches[0].2, &a.matches[1].2));
