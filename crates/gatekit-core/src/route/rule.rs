@@ -50,6 +50,8 @@ pub struct CompiledRule {
 /// Type-erased once, into the same cheap erasure as a [`Backend`]: a call clones the
 /// stack (reference-count increments) and boxes its response future. Global limits add
 /// one erasure each (they wait for the store before calling on).
+// The rule's parts, compiled, and where its stack finds its state and lookups.
+#[allow(clippy::too_many_arguments)]
 fn rule_stack(
     scope: &str,
     rule: &Rule,
