@@ -12,7 +12,10 @@
 //! copies take no spare capacity), and the kept [`TableBuilder`]s with their
 //! [`RouteTable`](gatekit_core::RouteTable)s, one per listener as the wiring keeps them,
 //! every backend name resolving to one shared [`Backend`] (the upstreams' own state is
-//! not the table's). Byte and allocation counts do not depend on the profile.
+//! not the table's): bare (no default retry, no policy state), then as the wiring
+//! builds them (the default retry [`RetryPolicy::unsent_once`], a [`PolicyState`] whose
+//! growth is counted, and error extensions, one value shared by every route). Byte and
+//! allocation counts do not depend on the profile.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::alloc::System;
@@ -20,8 +23,11 @@ use std::convert::Infallible;
 use std::path::PathBuf;
 
 use gatekit_bin::TranslateOptions;
-use gatekit_core::route::{Route, TableBuilder};
-use gatekit_core::{Backend, Body};
+use std::sync::Arc;
+
+use gatekit_core::retry::RetryPolicy;
+use gatekit_core::route::{PolicyState, Route, RouteId, TableBuilder};
+use gatekit_core::{Backend, Backends, Body, ErrorExtensions};
 use gatekit_k8s::{ResourceSet, translate};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
@@ -93,7 +99,49 @@ fn main() {
             kept.push((builder, table));
         }
     }
-    report("TableBuilders + RouteTables", base, routes);
+    report("TableBuilders + RouteTables, bare", base, routes);
+    drop(kept);
+
+    let wired = Wired {
+        backend: lookup("").unwrap(),
+        state: PolicyState::new(),
+        extensions: Arc::new(http::Extensions::new()),
+    };
+    let base = live();
+    let mut kept = Vec::new();
+    for port in translation.listeners() {
+        for (_, list) in port.route_lists() {
+            let mut builder =
+                TableBuilder::new().with_default_retry(Some(RetryPolicy::unsent_once()));
+            let (table, errors) = builder.build_list(list, &wired, &[]);
+            assert!(errors.is_empty(), "{errors:?}");
+            kept.push((builder, table));
+        }
+    }
+    wired.state.sweep();
+    report("TableBuilders + RouteTables, wired", base, routes);
     drop(kept);
     drop(translation);
+}
+
+/// What the wiring's lookup gives a build besides backends: the policy state and error
+/// extensions.
+struct Wired {
+    backend: Backend,
+    state: PolicyState,
+    extensions: Arc<http::Extensions>,
+}
+
+impl Backends for Wired {
+    fn backend(&self, _: &str) -> Option<Backend> {
+        Some(self.backend.clone())
+    }
+
+    fn policy_state(&self) -> Option<&PolicyState> {
+        Some(&self.state)
+    }
+
+    fn error_extensions(&self, _: &RouteId) -> Option<Arc<dyn ErrorExtensions>> {
+        Some(self.extensions.clone())
+    }
 }

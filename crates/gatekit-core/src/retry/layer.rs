@@ -66,6 +66,11 @@ impl RetryLayer {
     pub fn stats(&self) -> &Arc<RetryStats> {
         &self.shared.stats
     }
+
+    /// Whether no service this layer made, nor a clone of it, is left.
+    pub(crate) fn is_unshared(&self) -> bool {
+        Arc::strong_count(&self.shared) == 1
+    }
 }
 
 impl<S: Clone> Layer<S> for RetryLayer {

@@ -9,7 +9,10 @@
 //!
 //! In a rule's stack it sits per backendRef, between the weighted choice and the
 //! per-attempt timeout: `Weighted` → `Retry` → `Timeout` (`timeouts.backendRequest`) →
-//! circuit breaker → the balanced upstream. Each attempt is bounded by the per-attempt
+//! circuit breaker → the balanced upstream. The gateway's default retry of unsent
+//! requests, for a rule of one backendRef without filters, session or budget, sits
+//! just above the weighted choice instead (`Retry` → `Weighted` → ...): the retry goes
+//! to the same backendRef, and the rule needs no layer per backendRef. Each attempt is bounded by the per-attempt
 //! timeout (whose expiry is retriable, see below); the whole-request
 //! [`Timeout`](crate::timeout::Timeout) above drops this layer's future at its deadline,
 //! so retries and their backoffs stay within `timeouts.request`. Dropping the future,

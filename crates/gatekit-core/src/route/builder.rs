@@ -303,7 +303,7 @@ impl TableBuilder {
         let compiled = compile_route(route, backends, self.default_retry.as_ref())
             .map(|mut compiled| {
                 // Routes on a hostname another route has share its name.
-                for host in &mut compiled.hosts {
+                for host in &mut *compiled.hosts {
                     if let Some((known, _)) = self.buckets.get_key_value(host) {
                         *host = known.clone();
                     }
@@ -312,7 +312,7 @@ impl TableBuilder {
             })
             .map_err(|e| Box::new(e.for_route(route.id.clone())));
         if let Ok(compiled) = &compiled {
-            for host in &compiled.hosts {
+            for host in &*compiled.hosts {
                 let members = self.buckets.entry(host.clone()).or_default();
                 members.routes.push((Arc::clone(compiled), sequence));
                 if !members.touched {
@@ -334,7 +334,7 @@ impl TableBuilder {
         let Ok(compiled) = &entry.compiled else {
             return;
         };
-        for host in &compiled.hosts {
+        for host in &*compiled.hosts {
             if let Some(members) = self.buckets.get_mut(host)
                 && let Some(at) = members
                     .routes
@@ -400,7 +400,7 @@ impl TableBuilder {
         input: &Arc<Route>,
     ) -> Option<Vec<Arc<super::CompiledRule>>> {
         let entry = self.routes.get(&(Arc::as_ptr(input) as usize))?;
-        entry.compiled.as_ref().ok().map(|c| c.rules.clone())
+        entry.compiled.as_ref().ok().map(|c| c.rules.to_vec())
     }
 }
 

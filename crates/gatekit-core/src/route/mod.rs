@@ -146,5 +146,5 @@ pub use self::model::{
     UrlRewrite,
 };
 pub use self::rule::{CompiledRule, WeightedBackend};
-pub use self::state::PolicyState;
+pub use self::state::{DEFAULT_RETRY_SCOPE, PolicyState};
 pub use self::table::{RouteTable, RuleMatch};

@@ -8,7 +8,7 @@ use tower::ServiceBuilder;
 use tower::util::MapErrLayer;
 
 use super::PolicyState;
-use super::model::{BackendRef, Filter, PathModifier, RouteId, Rule, RulePolicy, Timeouts};
+use super::model::{BackendRef, Filter, PathModifier, Route, RouteId, Rule, RulePolicy, Timeouts};
 use crate::breaker::CircuitBreakerLayer;
 use crate::error::ConfigError;
 use crate::filter::{FilterChain, FilterLayer};
@@ -24,14 +24,15 @@ use crate::{Backend, Backends, BoxError, WithResponseExtensions};
 /// A rule of a route, compiled: its filters, timeouts, weighted backends and the service
 /// stack the [`Router`](crate::Router) hands its requests to.
 ///
-/// Shared (`Arc`) by every host bucket and path index entry that leads to it.
+/// Shared (`Arc`) by every host bucket and path index entry that leads to it. What the
+/// model says as it is (the route's id, the rule's name and timeouts) is read from the
+/// model, which the compiled rule points into (the route's `Arc` and the rule's index)
+/// instead of keeping copies.
 pub struct CompiledRule {
-    route_id: RouteId,
+    route: Arc<Route>,
     rule_index: usize,
-    name: Option<Box<str>>,
     filters: FilterChain,
-    timeouts: Timeouts,
-    backends: Arc<WeightedBackends>,
+    backends: WeightedBackends,
     service: Backend,
     /// The model's own (shared, not copied); a rule that sets none but takes the
     /// default retry shares one value ([`DefaultRetry`]).
@@ -42,21 +43,24 @@ pub struct CompiledRule {
 /// the rule's access policies ([`crate::access`]), local rate limits, global rate limits (in the policy state's shared store, when it
 /// has one), concurrency limit, body limit (each only when the rule's policy sets it),
 /// request timeout, proxy headers, the rule's filters, the rule's session persistence,
-/// then the weighted choice (which
-/// applies the chosen backendRef's filters and calls that backendRef's stack,
-/// [`backend_stack`]).
+/// the default retry when it applies at the rule ([`Retrying::Rule`]), then the
+/// weighted choice (which applies the chosen backendRef's filters and calls that
+/// backendRef's stack, [`backend_stack`]).
 ///
 /// Type-erased once, into the same cheap erasure as a [`Backend`]: a call clones the
 /// stack (reference-count increments) and boxes its response future. Global limits add
 /// one erasure each (they wait for the store before calling on).
+// The rule's parts, compiled, and where its stack finds its state and lookups.
+#[allow(clippy::too_many_arguments)]
 fn rule_stack(
     scope: &str,
     rule: &Rule,
     filters: &FilterChain,
-    backends: &Arc<WeightedBackends>,
+    backends: &WeightedBackends,
     lookup: &dyn Backends,
     state: &PolicyState,
     error_extensions: Option<Arc<dyn crate::backend::ErrorExtensions>>,
+    retry: Option<RetryLayer>,
 ) -> Backend {
     let policy = &rule.policy;
     let mut local = Vec::new();
@@ -105,7 +109,8 @@ fn rule_stack(
         .layer(ProxyHeadersLayer::new())
         .layer(FilterLayer::new(filters.clone()))
         .option_layer(session)
-        .service(Weighted::new(Arc::clone(backends)));
+        .option_layer(retry)
+        .service(Weighted::new(backends.clone()));
     if policy.access.is_empty() {
         let outer = ServiceBuilder::new()
             .option_layer(on_error)
@@ -153,7 +158,7 @@ fn backend_stack(
     backend: Backend,
     b: &BackendRef,
     rule: &Rule,
-    retry: Option<&Arc<RetryPolicy>>,
+    retry: &Retrying,
     state: &PolicyState,
 ) -> Backend {
     let per_try = rule.timeouts.backend_request.filter(|d| !d.is_zero());
@@ -163,17 +168,29 @@ fn backend_stack(
         .clone()
         .filter(|_| rule.policy.session.is_none())
         .map(|config| SessionLayer::new(&b.name, *config));
+    let retry = match retry {
+        Retrying::None | Retrying::Rule(_) => None,
+        Retrying::Shared(layer) => Some(match &b.retry_budget {
+            // The backend's budget is its own: a layer of this backendRef's.
+            Some(c) => RetryLayer::new(
+                Arc::clone(layer.policy()),
+                Some(state.retry_budget(&b.name, c)),
+            )
+            .with_stats(Arc::clone(layer.stats())),
+            None => layer.clone(),
+        }),
+        Retrying::Own(policy) => {
+            let budget = b
+                .retry_budget
+                .as_ref()
+                .map(|c| state.retry_budget(&b.name, c));
+            let stats = state.retry_stats(rule_scope);
+            Some(RetryLayer::new(Arc::clone(policy), budget).with_stats(stats))
+        }
+    };
     if retry.is_none() && per_try.is_none() && b.breaker.is_none() && session.is_none() {
         return backend;
     }
-    let retry = retry.map(|policy| {
-        let budget = b
-            .retry_budget
-            .as_ref()
-            .map(|c| state.retry_budget(&b.name, c));
-        let stats = state.retry_stats(rule_scope);
-        RetryLayer::new(Arc::clone(policy), budget).with_stats(stats)
-    });
     let breaker = b
         .breaker
         .as_ref()
@@ -208,27 +225,68 @@ impl DefaultRetry {
     }
 }
 
+/// Where a rule's retries happen.
+enum Retrying {
+    /// Nowhere: the rule sets no retry policy and there is no default.
+    None,
+    /// The rule's own policy, counted in the rule's own counters: a layer per
+    /// backendRef (each with its backend's budget).
+    Own(Arc<RetryPolicy>),
+    /// The default, one layer shared by every rule that takes it, per backendRef (a
+    /// rule with several backendRefs, or one with filters, a session or a budget: a
+    /// retry goes to the backendRef of the first attempt, and only there).
+    Shared(RetryLayer),
+    /// The default around the weighted choice, in the rule's own stack: for a rule of
+    /// one plain backendRef (no filters, session or retry budget), where a retry goes
+    /// to that backendRef as it would per backendRef, at no allocation per backendRef
+    /// and one erasure less per request.
+    Rule(RetryLayer),
+}
+
+impl Retrying {
+    fn of(rule: &Rule, default: Option<&DefaultRetry>, state: &PolicyState) -> Self {
+        if let Some(retry) = &rule.policy.retry {
+            return Retrying::Own(Arc::new(retry.clone()));
+        }
+        let Some(default) = default else {
+            return Retrying::None;
+        };
+        let layer = state.default_retry_layer(&default.retry);
+        let plain = |b: &BackendRef| {
+            b.filters.is_empty() && b.session.is_none() && b.retry_budget.is_none()
+        };
+        match &*rule.backends {
+            [only] if plain(only) && rule.policy.session.is_none() => Retrying::Rule(layer),
+            _ => Retrying::Shared(layer),
+        }
+    }
+}
+
 /// One backendRef of a rule: a name, a weight, the resolved backend and its own filters.
 pub struct WeightedBackend {
     name: Box<str>,
     weight: u32,
     backend: Option<Backend>,
     filters: FilterChain,
+    /// The sum of the weights of the rule's backendRefs up to this one, set by
+    /// [`WeightedBackends::new`].
+    pub(crate) cumulative: u64,
 }
 
 // === impl CompiledRule ===
 
 impl CompiledRule {
-    /// Compiles `rule` (the `index`th of route `route_id`), with `default_retry` where the
-    /// rule sets no retry policy. Field paths are relative to the rule (`filters[0]...`,
-    /// `backendRefs[1].filters[0]...`).
+    /// Compiles the `index`th rule of `route` (which must have it), with `default_retry`
+    /// where the rule sets no retry policy. Field paths are relative to the rule
+    /// (`filters[0]...`, `backendRefs[1].filters[0]...`).
     pub(crate) fn compile(
-        route_id: &RouteId,
+        route: &Arc<Route>,
         index: usize,
-        rule: &Rule,
         backends: &dyn Backends,
         default_retry: Option<&DefaultRetry>,
     ) -> Result<Self, ConfigError> {
+        let rule = &route.rules[index];
+        let route_id = &route.id;
         let backends_lookup = backends;
         check_replace_prefix(rule, &rule.filters, "filters")?;
         let filters = FilterChain::compile(&rule.filters, backends)
@@ -243,10 +301,7 @@ impl CompiledRule {
         };
         let scope = format!("{route_id}/rules[{index}]");
         let error_extensions = backends.error_extensions(route_id);
-        let retry = match &rule.policy.retry {
-            Some(retry) => Some(Arc::new(retry.clone())),
-            None => default_retry.map(|d| Arc::clone(&d.retry)),
-        };
+        let retry = Retrying::of(rule, default_retry, state);
         let mut compiled = Vec::with_capacity(rule.backends.len());
         for (j, b) in rule.backends.iter().enumerate() {
             let prefix = || format!("backendRefs[{j}].filters");
@@ -261,14 +316,14 @@ impl CompiledRule {
             }
             let backend = backends.backend_for(route_id, &b.name).map(|backend| {
                 let ref_scope = format!("{scope}/backendRefs[{j}]");
-                backend_stack(&scope, &ref_scope, backend, b, rule, retry.as_ref(), state)
+                backend_stack(&scope, &ref_scope, backend, b, rule, &retry, state)
             });
-            compiled.push(WeightedBackend {
-                name: b.name.as_str().into(),
-                weight: b.weight,
+            compiled.push(WeightedBackend::new(
+                b.name.as_str(),
+                b.weight,
                 backend,
                 filters,
-            });
+            ));
         }
         if let Some(session) = &rule.policy.session {
             session
@@ -284,11 +339,10 @@ impl CompiledRule {
                 format!("must not be longer than timeouts.request ({backend:?} > {request:?})"),
             ));
         }
-        let backends = Arc::new(WeightedBackends::new(compiled));
+        let backends = WeightedBackends::new(compiled);
         Ok(Self {
-            route_id: route_id.clone(),
+            route: Arc::clone(route),
             rule_index: index,
-            name: rule.name.as_deref().map(Into::into),
             service: rule_stack(
                 &scope,
                 rule,
@@ -297,9 +351,12 @@ impl CompiledRule {
                 backends_lookup,
                 state,
                 error_extensions,
+                match retry {
+                    Retrying::Rule(layer) => Some(layer),
+                    _ => None,
+                },
             ),
             filters,
-            timeouts,
             backends,
             policy: match (&rule.policy.retry, default_retry) {
                 // The default applies: shown as the rule's policy.
@@ -317,7 +374,13 @@ impl CompiledRule {
 
     /// The route this rule belongs to.
     pub fn route_id(&self) -> &RouteId {
-        &self.route_id
+        &self.route.id
+    }
+
+    /// The rule in the model it was compiled from.
+    pub fn rule(&self) -> &Rule {
+        // The route is immutable and `compile` checked the index.
+        &self.route.rules[self.rule_index]
     }
 
     /// The rule's position in its route's `rules`.
@@ -327,7 +390,7 @@ impl CompiledRule {
 
     /// The rule's name (Gateway API `name`), if it has one.
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.rule().name.as_deref()
     }
 
     /// The rule's filters, applied to every request the rule takes.
@@ -337,7 +400,7 @@ impl CompiledRule {
 
     /// The rule's timeouts.
     pub fn timeouts(&self) -> Timeouts {
-        self.timeouts
+        self.rule().timeouts
     }
 
     /// The rule's traffic policy, as configured.
@@ -384,11 +447,11 @@ impl CompiledRule {
 impl fmt::Debug for CompiledRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CompiledRule")
-            .field("route_id", &self.route_id)
+            .field("route_id", self.route_id())
             .field("rule_index", &self.rule_index)
-            .field("name", &self.name)
+            .field("name", &self.name())
             .field("filters", &self.filters)
-            .field("timeouts", &self.timeouts)
+            .field("timeouts", &self.timeouts())
             .field("policy", self.policy())
             .field("backends", &self.backends)
             .finish()
@@ -458,6 +521,7 @@ impl WeightedBackend {
             weight,
             backend,
             filters,
+            cumulative: 0,
         }
     }
 
@@ -507,7 +571,18 @@ mod tests {
             rule.backends.push(BackendRef::new(format!("b{i}"), *w));
         }
         let backends: HashMap<String, Backend> = HashMap::new();
-        CompiledRule::compile(&RouteId::new("ns", "r"), 0, &rule, &backends, None).unwrap()
+        CompiledRule::compile(&in_route(&rule), 0, &backends, None).unwrap()
+    }
+
+    /// A route of one rule, `rule`.
+    fn in_route(rule: &Rule) -> Arc<Route> {
+        Arc::new(Route::new(RouteId::new("ns", "r")).with_rule(rule.clone()))
+    }
+
+    /// A route of two rules, both `rule`.
+    fn twice(rule: &Rule) -> Arc<Route> {
+        let route = Route::new(RouteId::new("ns", "r")).with_rule(rule.clone());
+        Arc::new(route.with_rule(rule.clone()))
     }
 
     #[test]
@@ -561,8 +636,7 @@ mod tests {
         };
         rule.filters.push(Filter::UrlRewrite(rewrite.clone()));
         let backends: HashMap<String, Backend> = HashMap::new();
-        let id = RouteId::new("ns", "r");
-        let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
+        let e = CompiledRule::compile(&in_route(&rule), 0, &backends, None).unwrap_err();
         assert_eq!(e.field(), "filters[0].urlRewrite.path");
         assert!(e.reason().contains("matches[1]"), "{}", e.reason());
 
@@ -570,24 +644,23 @@ mod tests {
         let mut b = BackendRef::new("b", 1);
         b.filters.push(Filter::UrlRewrite(rewrite));
         rule.backends.push(b);
-        let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
+        let e = CompiledRule::compile(&in_route(&rule), 0, &backends, None).unwrap_err();
         assert_eq!(e.field(), "backendRefs[0].filters[0].urlRewrite.path");
 
         rule.matches.truncate(1);
-        assert!(CompiledRule::compile(&id, 0, &rule, &backends, None).is_ok());
+        assert!(CompiledRule::compile(&in_route(&rule), 0, &backends, None).is_ok());
         rule.matches.clear();
-        assert!(CompiledRule::compile(&id, 0, &rule, &backends, None).is_ok());
+        assert!(CompiledRule::compile(&in_route(&rule), 0, &backends, None).is_ok());
     }
 
     #[test]
     fn invalid_session_persistence_is_refused_naming_the_field() {
         use crate::session::{CookieLifetime, SessionPersistence};
         let backends: HashMap<String, Backend> = HashMap::new();
-        let id = RouteId::new("ns", "r");
         let mut rule = Rule::default();
         rule.policy_mut().session =
             Some(SessionPersistence::cookie(None).with_lifetime(CookieLifetime::Permanent));
-        let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
+        let e = CompiledRule::compile(&in_route(&rule), 0, &backends, None).unwrap_err();
         assert_eq!(e.field(), "sessionPersistence.absoluteTimeout");
         rule.policy_mut().session = None;
         let mut b = BackendRef::new("b", 1);
@@ -595,28 +668,28 @@ mod tests {
             "bad name".into(),
         ))));
         rule.backends.push(b);
-        let e = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap_err();
+        let e = CompiledRule::compile(&in_route(&rule), 0, &backends, None).unwrap_err();
         assert_eq!(e.field(), "backendRefs[0].sessionPersistence.sessionName");
     }
 
     #[test]
     fn an_empty_policy_is_kept_without_an_allocation_and_read_as_empty() {
         let backends: HashMap<String, Backend> = HashMap::new();
-        let id = RouteId::new("ns", "r");
         let mut rule = Rule::default();
-        let plain = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap();
+        let plain = CompiledRule::compile(&in_route(&rule), 0, &backends, None).unwrap();
         assert!(Arc::ptr_eq(&plain.policy, &RulePolicy::none()));
         assert_eq!(plain.policy(), &RulePolicy::default());
 
         let retry = DefaultRetry::new(RetryPolicy::unsent_once());
-        let defaulted = CompiledRule::compile(&id, 0, &rule, &backends, Some(&retry)).unwrap();
+        let defaulted =
+            CompiledRule::compile(&in_route(&rule), 0, &backends, Some(&retry)).unwrap();
         assert_eq!(defaulted.policy().retry.as_ref(), Some(&*retry.retry));
-        let again = CompiledRule::compile(&id, 1, &rule, &backends, Some(&retry)).unwrap();
+        let again = CompiledRule::compile(&twice(&rule), 1, &backends, Some(&retry)).unwrap();
         let shared = |r: &CompiledRule| r.policy.clone();
         assert!(Arc::ptr_eq(&shared(&defaulted), &shared(&again)));
 
         rule.policy_mut().limits.max_concurrent_requests = Some(3);
-        let limited = CompiledRule::compile(&id, 0, &rule, &backends, None).unwrap();
+        let limited = CompiledRule::compile(&in_route(&rule), 0, &backends, None).unwrap();
         assert_eq!(limited.policy(), &*rule.policy);
         // The model's policy itself, not a copy.
         assert!(Arc::ptr_eq(&limited.policy, &rule.policy));

@@ -7,7 +7,11 @@ use std::sync::{Arc, Mutex};
 use crate::breaker::{CircuitBreaker, CircuitBreakerConfig};
 use crate::limit::InFlightLimit;
 use crate::ratelimit::{RateLimitConfig, RateLimiter, SharedLimitStore, SharedLimiter};
-use crate::retry::{RetryBudget, RetryBudgetConfig, RetryStats};
+use crate::retry::{RetryBudget, RetryBudgetConfig, RetryLayer, RetryPolicy, RetryStats};
+
+/// The scope the default retry's counters are kept and shown under (the rules that set
+/// no retry policy share them): [`PolicyState::default_retry_layer`].
+pub const DEFAULT_RETRY_SCOPE: &str = "(default)";
 
 /// The shared state of the traffic policies of route tables, kept across rebuilds: rate
 /// limiter buckets, circuit breaker counts, retry budgets and in-flight counts.
@@ -41,6 +45,9 @@ struct Registries {
     budgets: HashMap<String, Slot<BudgetKey, RetryBudget>>,
     in_flight: HashMap<String, Slot<u32, InFlightLimit>>,
     retries: HashMap<String, Slot<(), RetryStats>>,
+    /// The default retry's layer, shared by every rule that takes it (its counters are
+    /// the [`DEFAULT_RETRY_SCOPE`] slot of `retries`).
+    default_retry: Option<RetryLayer>,
 }
 
 /// `RetryBudgetConfig` holds an `f64`: compared by its bits.
@@ -175,7 +182,38 @@ impl PolicyState {
         })
     }
 
-    /// Every rule's retry counters, by scope.
+    /// The layer of the default retry `policy` (rules that set no retry policy take it):
+    /// one for every such rule, stateless but for its counters, which are kept under
+    /// [`DEFAULT_RETRY_SCOPE`] (and count across reloads like a rule's). A changed
+    /// policy makes a new layer with the same counters.
+    pub fn default_retry_layer(&self, policy: &Arc<RetryPolicy>) -> RetryLayer {
+        self.with(|r| {
+            let stats = get(
+                &mut r.retries,
+                r.generation,
+                DEFAULT_RETRY_SCOPE,
+                &(),
+                || Arc::new(RetryStats::new()),
+            );
+            match &r.default_retry {
+                Some(layer)
+                    if Arc::ptr_eq(layer.stats(), &stats)
+                        && (Arc::ptr_eq(layer.policy(), policy)
+                            || **layer.policy() == **policy) =>
+                {
+                    layer.clone()
+                }
+                _ => {
+                    let layer = RetryLayer::new(Arc::clone(policy), None).with_stats(stats);
+                    r.default_retry = Some(layer.clone());
+                    layer
+                }
+            }
+        })
+    }
+
+    /// Every rule's retry counters, by scope (the rules that take the default retry
+    /// count together, under [`DEFAULT_RETRY_SCOPE`]).
     pub fn retry_counters(&self) -> Vec<(String, Arc<RetryStats>)> {
         self.with(|r| list(&r.retries))
     }
@@ -203,6 +241,19 @@ impl PolicyState {
         }
         self.with(|r| {
             let current = r.generation;
+            // The default retry's layer goes when no rule holds it and no build asked
+            // for it (then its counters go with the sweep below).
+            let asked = r
+                .retries
+                .get(DEFAULT_RETRY_SCOPE)
+                .is_some_and(|slot| slot.used == current);
+            if !asked
+                && r.default_retry
+                    .as_ref()
+                    .is_some_and(RetryLayer::is_unshared)
+            {
+                r.default_retry = None;
+            }
             r.limiters.retain(|_, s| live(s, current));
             r.shared.retain(|_, s| live(s, current));
             r.breakers.retain(|_, s| live(s, current));

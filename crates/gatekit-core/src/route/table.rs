@@ -157,23 +157,24 @@ pub(crate) enum HostKey {
     Any,
 }
 
-/// A route that passed validation.
+/// A route that passed validation. Its id and creation time are the model's, which it
+/// points to (as its rules do).
 pub(crate) struct CompiledRoute {
-    pub(crate) id: RouteId,
-    pub(crate) created: i64,
+    pub(crate) route: Arc<Route>,
     /// The buckets the route is in, each once (`[Any]` for a route without hostnames).
-    pub(crate) hosts: Vec<HostKey>,
-    pub(crate) rules: Vec<Arc<CompiledRule>>,
+    pub(crate) hosts: Box<[HostKey]>,
+    pub(crate) rules: Box<[Arc<CompiledRule>]>,
     /// (rule index within `rules`, path, conditions), in rule then match order.
-    matches: Vec<(usize, PathCond, Arc<Conditions>)>,
+    matches: Box<[(usize, PathCond, Arc<Conditions>)]>,
 }
 
 impl CompiledRoute {
     /// Precedence steps 6 and 7: oldest first, then `"{namespace}/{name}"` alphabetical.
     pub(crate) fn precedence(&self, other: &CompiledRoute) -> Ordering {
-        self.created
-            .cmp(&other.created)
-            .then_with(|| cmp_route_names(&self.id, &other.id))
+        self.route
+            .created
+            .cmp(&other.route.created)
+            .then_with(|| cmp_route_names(&self.route.id, &other.route.id))
     }
 }
 
@@ -188,7 +189,7 @@ impl Bucket {
         let mut prefix: Vec<(Arc<str>, Vec<Candidate>)> = Vec::new();
         let mut at: FastMap<(bool, &str), usize> = FastMap::default();
         for route in routes {
-            for (rule, path, conds) in &route.matches {
+            for (rule, path, conds) in &*route.matches {
                 let key = list_key(conds);
                 let cand = Candidate {
                     conditions: Arc::clone(conds),
@@ -493,7 +494,7 @@ fn no_conditions() -> Arc<Conditions> {
 /// Compiles `route`: its hostnames, matches and rules (each rule's stack built, with
 /// `default_retry` where the rule sets no retry policy).
 pub(crate) fn compile_route(
-    route: &Route,
+    route: &Arc<Route>,
     backends: &dyn Backends,
     default_retry: Option<&DefaultRetry>,
 ) -> Result<CompiledRoute, ConfigError> {
@@ -537,16 +538,15 @@ pub(crate) fn compile_route(
             };
             matches.push((i, path, conds));
         }
-        let compiled = CompiledRule::compile(&route.id, i, rule, backends, default_retry)
+        let compiled = CompiledRule::compile(route, i, backends, default_retry)
             .map_err(|e| e.within(&at()))?;
         rules.push(Arc::new(compiled));
     }
     Ok(CompiledRoute {
-        id: route.id.clone(),
-        created: route.created,
-        hosts,
-        rules,
-        matches,
+        route: Arc::clone(route),
+        hosts: hosts.into(),
+        rules: rules.into(),
+        matches: matches.into(),
     })
 }
 
@@ -625,13 +625,16 @@ mod tests {
     #[test]
     fn matches_without_conditions_share_one_and_take_no_spare_room() {
         let backends: HashMap<String, Backend> = HashMap::new();
-        let a = compile_route(&route("a", false), &backends, None).unwrap();
-        let b = compile_route(&route("b", false), &backends, None).unwrap();
-        let h = compile_route(&route("h", true), &backends, None).unwrap();
+        let compile = |r| compile_route(&Arc::new(r), &backends, None).unwrap();
+        let (a, b, h) = (
+            compile(route("a", false)),
+            compile(route("b", false)),
+            compile(route("h", true)),
+        );
         // The path-only match and the rule without matches share the empty conditions.
         assert!(Arc::ptr_eq(&a.matches[0].2, &b.matches[1].2));
         assert!(Arc::ptr_eq(&a.matches[0].2, &a.matches[1].2));
         assert!(!Arc::ptr_eq(&a.matches[0].2, &h.matches[0].2));
-        assert_eq!(a.matches.capacity(), 2);
+        assert_eq!(a.matches.len(), 2);
     }
 }

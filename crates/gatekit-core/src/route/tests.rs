@@ -1070,3 +1070,110 @@ fn rules_and_backend_refs_keep_rare_settings_out_of_line() {
     rule.update_policy(|p| p.retry = None);
     assert!(Arc::ptr_eq(&rule.policy, &RulePolicy::none()));
 }
+
+/// A backend whose first `fail` calls fail unsent (connect refused, the request handed
+/// back, as a balancer's do), counting its calls.
+fn refusing(fail: usize) -> (Backend, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let svc = tower::service_fn(move |req: http::Request<Body>| {
+        let n = seen.fetch_add(1, Ordering::Relaxed);
+        async move {
+            if n < fail {
+                return Err(Box::new(
+                    crate::Error::new(crate::ErrorKind::Connect).with_unsent_request(req),
+                ) as BoxError);
+            }
+            Ok(http::Response::new(Body::empty()))
+        }
+    });
+    (Backend::new(svc), calls)
+}
+
+/// The lookup of a wired gateway: backends by name and a policy state.
+struct WithState {
+    backends: HashMap<String, Backend>,
+    state: PolicyState,
+}
+
+impl crate::Backends for WithState {
+    fn backend(&self, name: &str) -> Option<Backend> {
+        self.backends.get(name).cloned()
+    }
+
+    fn policy_state(&self) -> Option<&PolicyState> {
+        Some(&self.state)
+    }
+}
+
+#[tokio::test]
+async fn rules_taking_the_default_retry_share_one_layer_and_its_counters() {
+    use std::sync::atomic::Ordering;
+    let (one, one_calls) = refusing(1);
+    let (two, two_calls) = refusing(1);
+    let lookup = WithState {
+        backends: HashMap::from([("one".to_owned(), one), ("two".to_owned(), two)]),
+        state: PolicyState::new(),
+    };
+    let on = |name: &str| Rule {
+        matches: vec![prefix(&format!("/{name}"))],
+        backends: vec![BackendRef::new(name, 1)],
+        ..Rule::default()
+    };
+    // A rule of one backendRef (the retry around its weighted choice), a rule of two
+    // (the retry per backendRef), and a rule with a policy of its own.
+    let mut both = on("both");
+    both.backends = vec![BackendRef::new("one", 1), BackendRef::new("two", 0)];
+    let own = on("one").with_retry(crate::retry::RetryPolicy::new(
+        0,
+        crate::retry::RetryOn::default(),
+    ));
+    let a = Arc::new(route("ns", "a", &[], vec![on("one"), both]));
+    let b = Arc::new(route("ns", "b", &[], vec![on("two")]));
+    let c = Arc::new(route("ns", "c", &["c.test"], vec![own]));
+    let mut builder =
+        TableBuilder::new().with_default_retry(Some(crate::retry::RetryPolicy::unsent_once()));
+    let (table, errors) = builder.build(&arcs(&[&a, &b, &c]), &lookup, &never);
+    assert!(errors.is_empty(), "{errors:?}");
+
+    let send = |host: &str, path: &str| {
+        let uri: Uri = format!("http://{host}{path}").parse().unwrap();
+        let m = table.find(&Method::GET, &uri, &HeaderMap::new()).unwrap();
+        let req = http::Request::get(uri).body(Body::empty()).unwrap();
+        m.rule.service().send(req)
+    };
+    // Each refused first attempt is retried once, on the same backend.
+    assert!(send("a.test", "/one").await.is_ok());
+    assert!(send("a.test", "/two").await.is_ok());
+    assert_eq!(one_calls.load(Ordering::Relaxed), 2);
+    assert_eq!(two_calls.load(Ordering::Relaxed), 2);
+    assert!(send("a.test", "/both").await.is_ok());
+    assert_eq!(one_calls.load(Ordering::Relaxed), 3);
+
+    // Counted once, under the default's scope; the rule with its own policy alone has
+    // counters of its own (made when its stack was built).
+    let counters = lookup.state.retry_counters();
+    let scopes: Vec<&str> = counters.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(scopes, [DEFAULT_RETRY_SCOPE, "ns/c/rules[0]"]);
+    let stats = &counters[0].1;
+    assert_eq!((stats.attempts(), stats.retries()), (5, 2));
+
+    // The layer (and the counters) outlive a rebuild that compiles a route again.
+    let b2 = Arc::new(route("ns", "b", &[], vec![on("two")]));
+    builder.build(&arcs(&[&a, &b2, &c]), &lookup, &never);
+    lookup.state.sweep();
+    let again = lookup.state.retry_counters();
+    assert!(Arc::ptr_eq(&again[0].1, stats));
+    drop((counters, again));
+    // Without routes taking it, the default's layer and counters go at the sweep that
+    // follows their last use.
+    let mut only_own = TableBuilder::new();
+    drop(builder);
+    drop(table);
+    only_own.build(&arcs(&[&c]), &lookup, &never);
+    lookup.state.sweep();
+    let left = lookup.state.retry_counters();
+    let scopes: Vec<&str> = left.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(scopes, ["ns/c/rules[0]"]);
+}

@@ -28,38 +28,32 @@
 mod future;
 mod service;
 
+use std::sync::Arc;
+
 use crate::route::WeightedBackend;
 
 pub use self::future::ResponseFuture;
 pub use self::service::Weighted;
 
 /// A rule's backendRefs with their cumulative weights: the table a weighted pick reads.
-#[derive(Debug)]
+///
+/// One shared allocation (cloning it is one reference-count increment): the backendRefs
+/// in order, each with the running sum of the weights up to it.
+#[derive(Clone, Debug)]
 pub struct WeightedBackends {
-    backends: Box<[WeightedBackend]>,
-    /// `cumulative[i]` is the sum of the weights of `backends[..=i]`; empty (no
-    /// allocation) for a single backendRef, which a pick takes without a draw.
-    cumulative: Box<[u64]>,
+    backends: Arc<[WeightedBackend]>,
 }
 
 impl WeightedBackends {
     /// The choice among `backends`, in order.
-    pub fn new(backends: Vec<WeightedBackend>) -> Self {
+    pub fn new(mut backends: Vec<WeightedBackend>) -> Self {
         let mut total = 0u64;
-        let cumulative = if backends.len() > 1 {
-            backends
-                .iter()
-                .map(|b| {
-                    total += u64::from(b.weight());
-                    total
-                })
-                .collect()
-        } else {
-            Box::default()
-        };
+        for b in &mut backends {
+            total += u64::from(b.weight());
+            b.cumulative = total;
+        }
         Self {
             backends: backends.into(),
-            cumulative,
         }
     }
 
@@ -75,7 +69,7 @@ impl WeightedBackends {
         if let [only] = &*self.backends {
             return (only.weight() > 0).then_some(0);
         }
-        let total = self.cumulative.last().copied().unwrap_or(0);
+        let total = self.backends.last().map_or(0, |b| b.cumulative);
         if total == 0 {
             return None;
         }
@@ -90,7 +84,7 @@ impl WeightedBackends {
     /// The index of the backend whose cumulative weight range holds `point`
     /// (`0 <= point < total`).
     pub(crate) fn index_at(&self, point: u64) -> usize {
-        self.cumulative.partition_point(|&c| c <= point)
+        self.backends.partition_point(|b| b.cumulative <= point)
     }
 }
 

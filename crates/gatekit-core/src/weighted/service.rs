@@ -1,6 +1,5 @@
 //! [`Weighted`].
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -17,17 +16,17 @@ use crate::{Body, BoxError, Error, ErrorKind};
 /// are shared services that fail fast or apply backpressure in their response futures.
 #[derive(Clone, Debug)]
 pub struct Weighted {
-    backends: Arc<WeightedBackends>,
+    backends: WeightedBackends,
 }
 
 impl Weighted {
     /// A choice among `backends`.
-    pub fn new(backends: Arc<WeightedBackends>) -> Self {
+    pub fn new(backends: WeightedBackends) -> Self {
         Self { backends }
     }
 
     /// The backendRefs chosen among.
-    pub fn backends(&self) -> &Arc<WeightedBackends> {
+    pub fn backends(&self) -> &WeightedBackends {
         &self.backends
     }
 }
