@@ -4,52 +4,38 @@
 //! is kept inline, so the common case costs no allocation.
 
 use std::borrow::Borrow;
-use std::cmp::Ordering;
 
-/// An ordered set that keeps one member inline and more as a sorted boxed slice. A
-/// one-member set (the routes naming a Service, at thousands of routes each with its
-/// own Service: nearly every set) costs no allocation; a `BTreeSet` allocates a node
-/// of eleven (about 630 bytes for a route key), a boxed slice one block per set.
-/// Insertion and removal are linear in the members (each reallocates the slice),
-/// which stay few (the routes that reference one Service).
+/// An ordered set that keeps one member inline and more as a sorted boxed slice: a
+/// [`SmallList`] kept ascending. A one-member set (the routes naming a Service, at
+/// thousands of routes each with its own Service: nearly every set) costs no
+/// allocation; a `BTreeSet` allocates a node of eleven (about 630 bytes for a route
+/// key), a boxed slice one block per set. Insertion and removal are linear in the
+/// members (each reallocates the slice), which stay few (the routes that reference one
+/// Service).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum SmallSet<T> {
-    /// One member.
-    One(T),
-    /// None, or two or more, ascending.
-    Many(Box<[T]>),
-}
+pub(crate) struct SmallSet<T>(SmallList<T>);
 
 impl<T> Default for SmallSet<T> {
     fn default() -> Self {
-        Self::Many(Box::default())
+        Self(SmallList::default())
     }
 }
 
 impl<T: Ord> SmallSet<T> {
     /// Adds `value`; `false` if it was there already.
     pub(crate) fn insert(&mut self, value: T) -> bool {
-        let (set, added) = match std::mem::take(self) {
-            Self::One(member) => match member.cmp(&value) {
-                Ordering::Equal => (Self::One(member), false),
-                Ordering::Less => (Self::Many(Box::new([member, value])), true),
-                Ordering::Greater => (Self::Many(Box::new([value, member])), true),
-            },
-            Self::Many(members) if members.is_empty() => (Self::One(value), true),
-            Self::Many(members) => match members.binary_search(&value) {
-                Ok(_) => (Self::Many(members), false),
-                Err(at) => {
-                    let mut list = Vec::with_capacity(members.len() + 1);
-                    let mut old = members.into_vec().into_iter();
-                    list.extend(old.by_ref().take(at));
-                    list.push(value);
-                    list.extend(old);
-                    (Self::Many(list.into_boxed_slice()), true)
-                }
-            },
+        let Err(at) = self.0.binary_search(&value) else {
+            return false;
         };
-        *self = set;
-        added
+        self.0 = match std::mem::take(&mut self.0) {
+            SmallList::Many(members) if members.is_empty() => SmallList::One(value),
+            list => {
+                let mut members = list.into_vec();
+                members.insert(at, value);
+                SmallList::from(members)
+            }
+        };
+        true
     }
 
     /// Removes `value`; `false` if it was not there.
@@ -58,48 +44,25 @@ impl<T: Ord> SmallSet<T> {
         T: Borrow<Q>,
         Q: Ord + ?Sized,
     {
-        match self {
-            Self::One(member) if Borrow::<Q>::borrow(member) == value => {
-                *self = Self::default();
-                true
-            }
-            Self::One(_) => false,
-            Self::Many(members) => match members.binary_search_by(|m| m.borrow().cmp(value)) {
-                Ok(at) => {
-                    let mut list = std::mem::take(members).into_vec();
-                    list.remove(at);
-                    *self = if list.len() == 1 {
-                        match list.pop() {
-                            Some(last) => Self::One(last),
-                            None => Self::default(),
-                        }
-                    } else {
-                        Self::Many(list.into_boxed_slice())
-                    };
-                    true
-                }
-                Err(_) => false,
-            },
-        }
+        let Ok(at) = self.0.binary_search_by(|m| m.borrow().cmp(value)) else {
+            return false;
+        };
+        let mut members = std::mem::take(&mut self.0).into_vec();
+        members.remove(at);
+        self.0 = SmallList::from(members);
+        true
     }
 }
 
 impl<T> SmallSet<T> {
     /// Whether it has no member.
     pub(crate) fn is_empty(&self) -> bool {
-        matches!(self, Self::Many(members) if members.is_empty())
+        self.0.is_empty()
     }
 
     /// The members, ascending.
     pub(crate) fn iter(&self) -> std::slice::Iter<'_, T> {
-        self.as_slice().iter()
-    }
-
-    fn as_slice(&self) -> &[T] {
-        match self {
-            Self::One(member) => std::slice::from_ref(member),
-            Self::Many(members) => members,
-        }
+        self.0.iter()
     }
 }
 
@@ -114,12 +77,27 @@ impl<'a, T> IntoIterator for &'a SmallSet<T> {
 
 /// A list that keeps one item inline and any other number as a boxed slice (see
 /// [`SmallSet`]); it reads as a slice.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum SmallList<T> {
     /// One item.
     One(T),
     /// None, or two or more.
     Many(Box<[T]>),
+}
+
+impl<T> Default for SmallList<T> {
+    fn default() -> Self {
+        Self::Many(Box::default())
+    }
+}
+
+impl<T> SmallList<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            Self::One(item) => vec![item],
+            Self::Many(items) => items.into_vec(),
+        }
+    }
 }
 
 impl<T> From<Vec<T>> for SmallList<T> {
@@ -164,7 +142,7 @@ mod tests {
         let mut s = SmallSet::default();
         assert!(s.is_empty());
         assert!(s.insert("b".to_owned()));
-        assert!(matches!(s, SmallSet::One(_)), "one member, inline");
+        assert!(matches!(s.0, SmallList::One(_)), "one member, inline");
         assert!(!s.insert("b".to_owned()));
         assert!(s.insert("a".to_owned()));
         assert!(s.insert("c".to_owned()));
@@ -177,7 +155,10 @@ mod tests {
         assert!(!s.remove("b"));
         assert_eq!((&s).into_iter().collect::<Vec<_>>(), ["a", "c"]);
         assert!(s.remove("a"));
-        assert!(matches!(s, SmallSet::One(_)), "back to one member, inline");
+        assert!(
+            matches!(s.0, SmallList::One(_)),
+            "back to one member, inline"
+        );
         assert!(!s.remove("a"));
         assert!(s.remove("c"));
         assert!(s.is_empty());
