@@ -1177,12 +1177,15 @@ fn find_named<'a, T: Object>(items: &'a [T], wanted: &[Named]) -> Vec<Option<(us
     if wanted.len() <= 16 {
         for (p, item) in items.iter().enumerate() {
             let name = item.name().as_bytes();
-            let item_ns = item.namespace().unwrap_or("default");
             for (i, (ns, n)) in wanted.iter().enumerate() {
                 // The last byte first: names of thousands of objects often differ
-                // there only, and a byte compare is cheaper than a memcmp call.
+                // there only, and a byte compare is cheaper than a memcmp call. The
+                // namespace only for a name that matched.
                 let n = n.as_bytes();
-                if n.last() == name.last() && n == name && **ns == *item_ns {
+                if n.last() == name.last()
+                    && n == name
+                    && **ns == *item.namespace().unwrap_or("default")
+                {
                     out[i] = Some((p, item));
                 }
             }
