@@ -88,7 +88,7 @@ fn translate_all(bencher: divan::Bencher<'_, '_>, routes: usize) {
     bencher.bench_local(|| translate(&set, &options));
 }
 
-const CHANGE_SIZES: [usize; 3] = [1_000, 3_000, 5_000];
+const CHANGE_SIZES: [usize; 4] = [1_000, 3_000, 5_000, 10_000];
 
 /// A one-route change: the set before and after, and the objects it changed.
 struct Change {

@@ -14,9 +14,11 @@
 //! namespace, name and `resourceVersion`, what the loaders and the replica's input
 //! generation read of any object.
 
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use gatekit_core::route::FoldBuild;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{CLUSTER_LABEL, EndpointSlice, SERVICE_NAME_LABEL, Service};
@@ -30,6 +32,21 @@ pub trait Object {
     fn name(&self) -> &str;
     /// `metadata.resourceVersion` (objects read from a cluster have one).
     fn resource_version(&self) -> Option<&str>;
+    /// [`name_hash`] of the namespace (`default` when unset) and the name, when the
+    /// object keeps it inline (a scan for a few names then compares it first and
+    /// reads no other object's name).
+    fn name_hash(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// A 32-bit hash of a namespace and a name, kept inline by the compact resources so
+/// that a scan of thousands of them for a few names reads no string but the matches'
+/// (see the translator's `find_named`). A filter, not a key: equal hashes are
+/// confirmed by comparing the names.
+pub fn name_hash(namespace: &str, name: &str) -> u32 {
+    let h = FoldBuild.hash_one((namespace, name));
+    (h >> 32) as u32 ^ h as u32
 }
 
 impl<K: kube::Resource> Object for K {
@@ -263,6 +280,10 @@ pub struct CompactEndpointSlice {
     service: Option<Box<str>>,
     cluster: Option<Box<str>>,
     ip: bool,
+    /// [`name_hash`] of the namespace (`default` when unset) and `service`, 0 without
+    /// one: a scan for a Service's slices compares it first, without reading
+    /// `service` (it fills what was padding).
+    service_hash: u32,
     ports: Box<[CompactSlicePort]>,
     endpoints: Box<[CompactEndpoint]>,
 }
@@ -303,6 +324,12 @@ impl CompactEndpointSlice {
     /// The Service it belongs to (its `kubernetes.io/service-name` label).
     pub fn service(&self) -> Option<&str> {
         self.service.as_deref()
+    }
+
+    /// [`name_hash`] of the namespace (`default` when unset) and [`service`](Self::service)
+    /// (0 without one).
+    pub fn service_hash(&self) -> u32 {
+        self.service_hash
     }
 
     /// The cluster it was read from (its `gatekit.io/cluster` label).
@@ -352,7 +379,9 @@ impl From<&EndpointSlice> for CompactEndpointSlice {
     fn from(slice: &EndpointSlice) -> Self {
         let meta = &slice.metadata;
         let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key));
+        let namespace = meta.namespace.as_deref().unwrap_or("default");
         Self {
+            service_hash: label(SERVICE_NAME_LABEL).map_or(0, |s| name_hash(namespace, s)),
             namespace: boxed(meta.namespace.as_ref()),
             name: meta.name.as_deref().unwrap_or_default().into(),
             service: boxed(label(SERVICE_NAME_LABEL)),

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use gateway_api::experimental::httproutes as h;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{HttpRoute, Object};
+use super::{HttpRoute, Object, name_hash};
 
 fn boxed(value: Option<&String>) -> Option<Box<str>> {
     value.map(|v| v.as_str().into())
@@ -47,12 +47,15 @@ fn exact<T: Clone>(list: Option<&Vec<T>>) -> Option<Box<[T]>> {
 
 /// What translation and status read of a kept route's metadata: namespace, name,
 /// `resourceVersion`, `generation`, `creationTimestamp` and labels.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CompactMeta {
     /// The namespace followed by the name, in one allocation.
     names: Box<str>,
     /// Where the name starts in `names`; `u32::MAX`: no namespace (all of it the name).
     split: u32,
+    /// [`name_hash`] of the namespace (`default` when unset) and name: a scan for
+    /// names compares it first, without reading `names` (it fills what was padding).
+    hash: u32,
     /// The parts files rarely set.
     rare: Option<Box<MetaRare>>,
 }
@@ -65,7 +68,18 @@ struct MetaRare {
     labels: Option<BTreeMap<String, String>>,
 }
 
+impl Default for CompactMeta {
+    fn default() -> Self {
+        Self::from(&crate::types::ObjectMeta::default())
+    }
+}
+
 impl CompactMeta {
+    /// [`name_hash`] of the namespace (`default` when unset) and the name.
+    pub fn name_hash(&self) -> u32 {
+        self.hash
+    }
+
     /// Where the name starts in `names`, if there is a namespace before it.
     fn split(&self) -> Option<usize> {
         (self.split != u32::MAX)
@@ -127,6 +141,7 @@ impl From<&crate::types::ObjectMeta> for CompactMeta {
         Self {
             names,
             split,
+            hash: name_hash(meta.namespace.as_deref().unwrap_or("default"), name),
             rare: (rare != MetaRare::default()).then(|| Box::new(rare)),
         }
     }
@@ -252,6 +267,10 @@ impl Object for CompactHttpRoute {
 
     fn resource_version(&self) -> Option<&str> {
         self.metadata.resource_version()
+    }
+
+    fn name_hash(&self) -> Option<u32> {
+        Some(self.metadata.name_hash())
     }
 }
 

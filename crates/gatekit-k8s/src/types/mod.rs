@@ -62,7 +62,7 @@ pub use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 pub use self::btp::{BackendTrafficPolicy, BackendTrafficPolicySpec};
-pub use self::compact::{CompactEndpointSlice, CompactService, Object};
+pub use self::compact::{CompactEndpointSlice, CompactService, Object, name_hash};
 pub use self::compact_route::{CompactHttpRoute, CompactMeta};
 pub use self::ctp::{ClientTrafficPolicy, ClientTrafficPolicySpec};
 pub use self::policy::{BackendPolicy, BackendPolicySpec};

@@ -702,3 +702,88 @@ fn accepted_routes_share_their_parent_statuses() {
     assert!(std::mem::size_of::<super::route::Use>() <= 11 * word);
     assert!(std::mem::size_of::<super::UpstreamState>() <= 15 * word);
 }
+
+/// `find_named` and `slices_of` pass objects over on their inline hashes: what they
+/// find must be what comparing every name finds, with and without a namespace, for
+/// few names (compared one by one) and many (looked up in a map).
+#[test]
+fn scans_by_inline_hash_find_exactly_the_named_objects() {
+    use super::{Named, find_named, slices_of};
+    use crate::types::Object;
+
+    let mut docs = String::new();
+    for i in 0..40 {
+        // Every third object has no namespace (it is in `default`); route names
+        // repeat across namespaces.
+        let ns = match i % 3 {
+            0 => "",
+            1 => "namespace: other\n  ",
+            _ => "namespace: third\n  ",
+        };
+        let _ = write!(
+            docs,
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  {ns}name: r{}\nspec: {{}}\n---\n",
+            i / 3
+        );
+        let _ = write!(
+            docs,
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  {ns}name: e{i}\n  labels:\n    kubernetes.io/service-name: s{}\naddressType: IPv4\nendpoints: []\n---\n",
+            i % 7
+        );
+    }
+    let (set, _) = match ResourceSet::from_documents([("t.yaml", docs.as_str())]) {
+        Ok(set) => set,
+        Err(e) => panic!("{e:?}"),
+    };
+    let routes = &set.http_routes;
+    assert!(routes.len() > 20, "{}", routes.len());
+    let named = |ns: &str, n: &str| -> Named { (Arc::from(ns), Arc::from(n)) };
+    let by_compare = |wanted: &[Named]| -> Vec<Option<usize>> {
+        wanted
+            .iter()
+            .map(|(ns, n)| {
+                routes
+                    .iter()
+                    .position(|r| r.name() == &**n && r.namespace().unwrap_or("default") == &**ns)
+            })
+            .collect()
+    };
+    let few = vec![
+        named("default", "r0"),
+        named("other", "r2"),
+        named("default", "r12"),
+        named("nowhere", "r1"),
+        named("default", "absent"),
+    ];
+    let mut many: Vec<Named> = (0..25)
+        .map(|i| named("default", &format!("r{i}")))
+        .collect();
+    many.extend((0..5).map(|i| named("other", &format!("r{i}"))));
+    for wanted in [&few, &many] {
+        let found: Vec<Option<usize>> = find_named(routes, wanted)
+            .into_iter()
+            .map(|f| f.map(|(p, _)| p))
+            .collect();
+        assert_eq!(found, by_compare(wanted));
+        assert!(found.iter().filter(|f| f.is_some()).count() >= wanted.len() / 2);
+    }
+
+    let wanted = [
+        ("default", "s1"),
+        ("default", "s6"),
+        ("other", "s2"),
+        ("x", "s3"),
+    ];
+    let slices = slices_of(&set.endpoint_slices, &wanted);
+    for ((ns, svc), got) in wanted.iter().zip(&slices) {
+        let expected: Vec<&str> = set
+            .endpoint_slices
+            .iter()
+            .filter(|s| s.service() == Some(*svc) && s.namespace().unwrap_or("default") == *ns)
+            .map(|s| s.name())
+            .collect();
+        let got: Vec<&str> = got.iter().map(|s| s.name()).collect();
+        assert_eq!(got, expected, "{ns}/{svc}");
+    }
+    assert!(slices[0].len() >= 2 && slices[3].is_empty());
+}
