@@ -951,6 +951,11 @@ impl Wiring {
         // parse's garbage then stays in the arena the long-lived state is allocated in
         // (a blocking thread's arena kept ~15 MB resident for 5,000 routes).
         let first = !self.served;
+        // Translated with the load, on its thread, when there is something to
+        // translate: the translator frees what a change replaces (for a mass
+        // deletion, every removed route's piece), and a thread that ends takes its
+        // malloc cache of those chunks with it (see `trim::on_own_thread`).
+        let mut translated = None;
         let loaded = if first {
             let loaded = load(
                 &source,
@@ -960,9 +965,11 @@ impl Wiring {
                 &mut self.input_generation,
             );
             self.cache = cache;
-            loaded
+            loaded.map(|l| (l, started.elapsed()))
         } else {
             let mut generation = self.input_generation;
+            let fresh = Translator::new(self.translator.options().clone());
+            let mut translator = std::mem::replace(&mut self.translator, fresh);
             match trim::on_own_thread("gatekit-load", move || {
                 let loaded = load(
                     &source,
@@ -971,15 +978,29 @@ impl Wiring {
                     kube.as_ref(),
                     &mut generation,
                 );
-                (loaded, cache, generation)
+                let load_time = started.elapsed();
+                let translation = match &loaded {
+                    Ok(Load::Changed(_)) if cache.endpoints_only().is_none() => {
+                        let changed = cache.take_changed();
+                        let t = translator.translate(cache.resources(), changed.as_ref());
+                        Some((changed, t))
+                    }
+                    _ => None,
+                };
+                let loaded = loaded.map(|l| (l, load_time));
+                (loaded, cache, generation, translator, translation)
             })
             .await
             {
-                Some((loaded, cache, generation)) => {
+                Some((loaded, cache, generation, translator, translation)) => {
                     self.cache = cache;
                     self.input_generation = generation;
+                    self.translator = translator;
+                    translated = translation;
                     loaded
                 }
+                // (The cache and the translator start again empty: the next load
+                // reads everything, and the next translation is a full one.)
                 None => {
                     tracing::error!("loading manifests failed: the loader panicked");
                     gateway.metrics().record_reload(false);
@@ -987,15 +1008,15 @@ impl Wiring {
                 }
             }
         };
-        match loaded {
+        let loaded = match loaded {
             Err(errors) => {
                 self.refuse(gateway, &errors);
                 return Vec::new();
             }
             // A late or repeated watcher event: the files are as last loaded.
-            Ok(Load::Unchanged) if !first => return Vec::new(),
-            Ok(_) => {}
-        }
+            Ok((Load::Unchanged, _)) if !first => return Vec::new(),
+            Ok((_, loaded)) => loaded,
+        };
         // Only EndpointSlice files changed: the Services' upstreams get their new
         // endpoints, as on a Kubernetes watch event; nothing is translated again.
         if !first && let Some(services) = self.cache.endpoints_only() {
@@ -1019,16 +1040,18 @@ impl Wiring {
             }
             return Vec::new();
         }
-        let loaded = started.elapsed();
         // The replica's output hash (Kubernetes only), timed apart within "translate".
         let mut hashing = std::time::Duration::ZERO;
         // The objects changed since the last translation (`None`: unknown), so that
         // only what they reach is translated again.
-        let changed = self.cache.take_changed();
+        let (changed, mut translation) = translated.unwrap_or_else(|| {
+            let changed = self.cache.take_changed();
+            let t = self
+                .translator
+                .translate(self.cache.resources(), changed.as_ref());
+            (changed, t)
+        });
         tracing::debug!(changed = ?changed.as_ref().map(BTreeSet::len), "objects changed");
-        let mut translation = self
-            .translator
-            .translate(self.cache.resources(), changed.as_ref());
         // What changed is for this reload's hash and apply only: taken out of the
         // translation `/config` and the status writer keep (after every route was
         // deleted, its route ids and upstream names would hold pages until the next
