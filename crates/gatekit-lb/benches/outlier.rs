@@ -3,12 +3,11 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gatekit_core::{Endpoint, ErrorKind};
 use gatekit_lb::outlier::OutlierConfig;
-use gatekit_lb::{EndpointHealth, Outcome, OutcomeObserver, OutlierDetector, SharedHealth};
+use gatekit_lb::{Outcome, OutcomeObserver, OutlierDetector, SharedHealth};
 use http::StatusCode;
 
 #[global_allocator]

@@ -119,7 +119,6 @@ impl Handles {
             Self::Many(many) => many,
         }
     }
-
 }
 
 impl std::ops::Deref for Handles {
