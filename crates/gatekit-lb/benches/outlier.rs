@@ -3,12 +3,11 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gatekit_core::{Endpoint, ErrorKind};
 use gatekit_lb::outlier::OutlierConfig;
-use gatekit_lb::{EndpointHealth, Outcome, OutcomeObserver, OutlierDetector};
+use gatekit_lb::{Outcome, OutcomeObserver, OutlierDetector, SharedHealth};
 use http::StatusCode;
 
 #[global_allocator]
@@ -18,9 +17,9 @@ fn main() {
     divan::main();
 }
 
-fn setup(config: OutlierConfig) -> (OutlierDetector, Endpoint, Arc<EndpointHealth>) {
+fn setup(config: OutlierConfig) -> (OutlierDetector, Endpoint, SharedHealth) {
     let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let (ep, health) = (Endpoint::new(addr), Arc::new(EndpointHealth::new()));
+    let (ep, health) = (Endpoint::new(addr), SharedHealth::new());
     let detector = OutlierDetector::new(config);
     detector.update(vec![(ep.clone(), health.clone())]);
     (detector, ep, health)

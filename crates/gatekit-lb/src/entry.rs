@@ -11,9 +11,10 @@ use gatekit_core::Endpoint;
 use crate::EndpointHealth;
 use crate::observe::OutcomeObserver;
 
-/// What every entry of one upstream shares: the upstream-wide in-flight total (for
-/// bounded load), peak-EWMA parameters and the outcome observer. Reached through the
-/// entry so a request holds one `Arc`.
+/// What every entry of one upstream shares with bounded load or peak-EWMA: the
+/// upstream-wide in-flight total (for bounded load) and peak-EWMA parameters. Reached
+/// through the entry so a request holds one `Arc`; an upstream with neither (most)
+/// has none (one allocation less per upstream).
 pub(crate) struct Tracking {
     /// Counted only with bounded load (it is one more contended atomic per request).
     pub(crate) count_total: bool,
@@ -21,7 +22,26 @@ pub(crate) struct Tracking {
     /// Peak-EWMA decay time constant in ns; `None` unless the algorithm is peak-EWMA.
     pub(crate) ewma_decay_ns: Option<f64>,
     pub(crate) ewma_default_ns: f64,
-    pub(crate) observer: Option<Arc<dyn OutcomeObserver>>,
+}
+
+impl Tracking {
+    /// The tracking `config` needs: `None` without bounded load and peak-EWMA.
+    pub(crate) fn for_config(config: &crate::UpstreamConfig) -> Option<Arc<Self>> {
+        let count_total = config.bounded_load().is_some();
+        let ewma_decay_ns = (config.algorithm == crate::Algorithm::PeakEwma)
+            .then(|| config.ewma_decay.as_nanos().min(u128::from(u64::MAX)) as f64);
+        (count_total || ewma_decay_ns.is_some()).then(|| {
+            Arc::new(Self {
+                count_total,
+                total_in_flight: AtomicUsize::new(0),
+                ewma_decay_ns,
+                ewma_default_ns: config
+                    .ewma_default_rtt()
+                    .as_nanos()
+                    .min(u128::from(u64::MAX)) as f64,
+            })
+        })
+    }
 }
 
 /// One endpoint's state.
@@ -33,8 +53,13 @@ pub(crate) struct Entry<S> {
     pub(crate) session_key: u64,
     pub(crate) endpoint: ArcSwap<Endpoint>,
     pub(crate) svc: S,
-    pub(crate) health: Arc<EndpointHealth>,
-    pub(crate) tracking: Arc<Tracking>,
+    /// Inline: the checker and detector reach it through the entry's `Arc`
+    /// ([`SharedHealth`](crate::SharedHealth)).
+    pub(crate) health: EndpointHealth,
+    /// The upstream's outcome observer (a copy of its `Arc` per entry).
+    pub(crate) observer: Option<Arc<dyn OutcomeObserver>>,
+    /// Only with bounded load or peak-EWMA.
+    pub(crate) tracking: Option<Arc<Tracking>>,
     in_flight: AtomicUsize,
     /// Peak-EWMA latency estimate in ns (f64 bits) and when it was last updated (ns since
     /// the clock origin; 0 = no sample yet).
@@ -46,14 +71,26 @@ pub(crate) struct Entry<S> {
     pub(crate) was_available: AtomicBool,
 }
 
+impl<S: Send + Sync + 'static> crate::health_state::HoldsHealth for Entry<S> {
+    fn health(&self) -> &EndpointHealth {
+        &self.health
+    }
+}
+
 impl<S> Entry<S> {
-    pub(crate) fn new(endpoint: Endpoint, svc: S, tracking: Arc<Tracking>) -> Self {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        svc: S,
+        observer: Option<Arc<dyn OutcomeObserver>>,
+        tracking: Option<Arc<Tracking>>,
+    ) -> Self {
         Self {
             addr: endpoint.addr(),
             session_key: gatekit_core::session::endpoint_key(endpoint.addr()),
             endpoint: ArcSwap::from_pointee(endpoint),
             svc,
-            health: Arc::new(EndpointHealth::new()),
+            health: EndpointHealth::new(),
+            observer,
             tracking,
             in_flight: AtomicUsize::new(0),
             ewma_bits: AtomicU64::new(0),
@@ -70,18 +107,27 @@ impl<S> Entry<S> {
     pub(crate) fn acquire(&self) {
         // Relaxed: a statistic read by pickers; no other memory depends on it.
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.tracking
-            .total_in_flight
-            .fetch_add(1, Ordering::Relaxed);
+        if let Some(tracking) = &self.tracking
+            && tracking.count_total
+        {
+            tracking.total_in_flight.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn release(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.tracking.count_total {
-            self.tracking
-                .total_in_flight
-                .fetch_sub(1, Ordering::Relaxed);
+        if let Some(tracking) = &self.tracking
+            && tracking.count_total
+        {
+            tracking.total_in_flight.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// The upstream-wide in-flight total (bounded load; 0 without it).
+    pub(crate) fn total_in_flight(&self) -> usize {
+        self.tracking
+            .as_ref()
+            .map_or(0, |t| t.total_in_flight.load(Ordering::Relaxed))
     }
 
     pub(crate) fn start_ramp(&self, now_ns: u64) {
@@ -112,7 +158,7 @@ impl<S> Entry<S> {
     pub(crate) fn ewma(&self, now_ns: u64, decay_ns: f64) -> f64 {
         let at = self.ewma_at.load(Ordering::Relaxed);
         if at == 0 {
-            return self.tracking.ewma_default_ns;
+            return self.tracking.as_ref().map_or(0.0, |t| t.ewma_default_ns);
         }
         let est = f64::from_bits(self.ewma_bits.load(Ordering::Relaxed));
         let elapsed = now_ns.saturating_sub(at) as f64;
@@ -156,9 +202,13 @@ mod tests {
             total_in_flight: AtomicUsize::new(0),
             ewma_decay_ns: Some(1e9),
             ewma_default_ns: 5e6,
-            observer: None,
         });
-        Entry::new(Endpoint::new("127.0.0.1:1".parse().unwrap()), (), tracking)
+        Entry::new(
+            Endpoint::new("127.0.0.1:1".parse().unwrap()),
+            (),
+            None,
+            Some(tracking),
+        )
     }
 
     #[test]

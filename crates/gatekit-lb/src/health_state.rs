@@ -1,6 +1,9 @@
 //! The health of one endpoint, shared lock-free between the balancer (which reads it on
 //! every pick), the active health checker and the outlier detector (which write it).
 
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use tokio::time::Instant;
@@ -21,6 +24,69 @@ pub struct EndpointHealth {
     consecutive_connect: AtomicU32,
 }
 
+/// What holds an endpoint's health: an [`EndpointHealth`] of its own, or an
+/// upstream's per-endpoint state, which keeps it inline.
+pub(crate) trait HoldsHealth: Send + Sync + 'static {
+    fn health(&self) -> &EndpointHealth;
+}
+
+impl HoldsHealth for EndpointHealth {
+    fn health(&self) -> &EndpointHealth {
+        self
+    }
+}
+
+/// A shared handle to one endpoint's [`EndpointHealth`] (it dereferences to it), as
+/// an [`Upstream`](crate::Upstream) hands it to the health checker and the outlier
+/// detector: the upstream keeps each endpoint's health inside the endpoint's state
+/// (one allocation per endpoint instead of two), and this handle keeps that state
+/// alive. [`SharedHealth::new`] (or `From<Arc<EndpointHealth>>`) makes one of its own.
+/// Cloning is one atomic increment.
+#[derive(Clone)]
+pub struct SharedHealth(Arc<dyn HoldsHealth>);
+
+impl SharedHealth {
+    /// A healthy, never-ejected endpoint's health, of its own.
+    pub fn new() -> Self {
+        Self(Arc::new(EndpointHealth::new()))
+    }
+
+    pub(crate) fn of(holder: Arc<dyn HoldsHealth>) -> Self {
+        Self(holder)
+    }
+
+    /// Whether both handles are of the same health.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&a.0), Arc::as_ptr(&b.0))
+    }
+}
+
+impl Default for SharedHealth {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Deref for SharedHealth {
+    type Target = EndpointHealth;
+
+    fn deref(&self) -> &EndpointHealth {
+        self.0.health()
+    }
+}
+
+impl From<Arc<EndpointHealth>> for SharedHealth {
+    fn from(health: Arc<EndpointHealth>) -> Self {
+        Self(health)
+    }
+}
+
+impl fmt::Debug for SharedHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 impl Default for EndpointHealth {
     fn default() -> Self {
         Self::new()
@@ -38,6 +104,25 @@ impl EndpointHealth {
             consecutive_gateway: AtomicU32::new(0),
             consecutive_connect: AtomicU32::new(0),
         }
+    }
+
+    /// Takes every value of `other` (an endpoint's state made anew keeps its health).
+    pub(crate) fn copy_from(&self, other: &EndpointHealth) {
+        let copy = |to: &AtomicU32, from: &AtomicU32| {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        self.active_healthy.store(
+            other.active_healthy.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        self.ejected_until_ms.store(
+            other.ejected_until_ms.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        copy(&self.ejections, &other.ejections);
+        copy(&self.consecutive_5xx, &other.consecutive_5xx);
+        copy(&self.consecutive_gateway, &other.consecutive_gateway);
+        copy(&self.consecutive_connect, &other.consecutive_connect);
     }
 
     /// Whether the endpoint may take requests at `now`: the active checker has not marked

@@ -77,7 +77,8 @@
 //! # Health
 //!
 //! [`EndpointHealth`] is shared with the active health checker and passive outlier
-//! detection, which follow the set through [`Upstream::endpoints`] and
+//! detection (as a [`SharedHealth`]: the endpoint's state, which holds its health
+//! inline), which follow the set through [`Upstream::endpoints`] and
 //! [`Upstream::subscribe`], and see each request's outcome through an
 //! [`OutcomeObserver`].
 //!
@@ -142,7 +143,7 @@ pub use crate::config::{Algorithm, HashKey, Locality, SlowStart, UpstreamConfig}
 pub use crate::error::ParseAlgorithmError;
 pub use crate::future::ResponseFuture;
 pub use crate::health::{HealthChecker, HealthEvent, HealthEventKind, HealthEvents};
-pub use crate::health_state::EndpointHealth;
+pub use crate::health_state::{EndpointHealth, SharedHealth};
 pub use crate::layer::UpstreamLayer;
 pub use crate::observe::{Outcome, OutcomeObserver};
 pub use crate::outlier::OutlierDetector;

@@ -88,8 +88,21 @@ pub(crate) struct View {
     refreshed_at: AtomicU64,
     refreshing: AtomicBool,
     mode: AtomicU8,
-    /// Cumulative traffic share of each level, out of [`SHARE_ONE`]; empty (no
-    /// allocation) with one level or none, which takes all the traffic.
+}
+
+/// The ready pools by locality level: one inline (most upstreams have a single level,
+/// or none: no allocation for the list), or several.
+enum Levels<S> {
+    One(Pool<S>),
+    Many(Box<[Pool<S>]>),
+}
+
+/// What a snapshot of more than one locality level has besides its levels (behind
+/// one box: most upstreams have one level).
+struct MultiLevel<S> {
+    /// All ready endpoints (for panic mode).
+    all: Pool<S>,
+    /// Cumulative traffic share of each level, out of [`SHARE_ONE`].
     level_cum: Box<[AtomicU32]>,
 }
 
@@ -103,9 +116,9 @@ pub(crate) struct Snapshot<S> {
     /// empty (no allocation) with one member or none, looked at directly.
     by_session_key: Box<[u32]>,
     /// Ready endpoints with weight > 0, by locality priority (most local first).
-    pub(crate) levels: Box<[Pool<S>]>,
-    /// All ready endpoints, when there is more than one level (for panic mode).
-    pub(crate) all: Option<Pool<S>>,
+    levels: Levels<S>,
+    /// With more than one level: all ready endpoints and the levels' shares.
+    multi: Option<Box<MultiLevel<S>>>,
     /// Terminating endpoints and ready ones of weight 0.
     pub(crate) fallback: Pool<S>,
     pub(crate) view: View,
@@ -148,21 +161,29 @@ impl<S> Snapshot<S> {
                 _ => {}
             }
         }
-        let levels: Vec<Pool<S>> = levels
+        let mut levels: Vec<Pool<S>> = levels
             .into_iter()
             .filter(|l| !l.is_empty())
             .map(|l| Pool::new(l, config, prev))
             .collect();
-        let all = (levels.len() > 1).then(|| Pool::new(all, config, prev));
+        let multi = (levels.len() > 1).then(|| {
+            Box::new(MultiLevel {
+                all: Pool::new(all, config, prev),
+                level_cum: levels.iter().map(|_| AtomicU32::new(SHARE_ONE)).collect(),
+            })
+        });
+        let levels = match levels.pop() {
+            Some(only) if levels.is_empty() => Levels::One(only),
+            Some(last) => {
+                levels.push(last);
+                Levels::Many(levels.into_boxed_slice())
+            }
+            None => Levels::Many(Box::default()),
+        };
         let view = View {
             refreshed_at: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
             mode: AtomicU8::new(Mode::Normal as u8),
-            level_cum: if levels.len() > 1 {
-                levels.iter().map(|_| AtomicU32::new(SHARE_ONE)).collect()
-            } else {
-                Box::default()
-            },
         };
         let mut by_session_key: Vec<u32> = if members.len() > 1 {
             (0..members.len())
@@ -176,8 +197,8 @@ impl<S> Snapshot<S> {
             generation,
             by_session_key: by_session_key.into_boxed_slice(),
             members: members.into_boxed_slice(),
-            levels: levels.into_boxed_slice(),
-            all,
+            levels,
+            multi,
             fallback: Pool::new(fallback, config, prev),
             view,
         };
@@ -185,17 +206,34 @@ impl<S> Snapshot<S> {
         snap
     }
 
+    /// The ready pools by locality level, most local first.
+    #[inline]
+    pub(crate) fn levels(&self) -> &[Pool<S>] {
+        match &self.levels {
+            Levels::One(pool) => std::slice::from_ref(pool),
+            Levels::Many(pools) => pools,
+        }
+    }
+
     /// Every pool (levels, all ready, fallback).
     fn pools(&self) -> impl Iterator<Item = &Pool<S>> {
-        self.levels
+        self.levels()
             .iter()
-            .chain(self.all.as_ref())
+            .chain(self.multi.as_ref().map(|m| &m.all))
             .chain(std::iter::once(&self.fallback))
     }
 
     /// All ready endpoints (for panic mode).
     pub(crate) fn all_ready(&self) -> Option<&Pool<S>> {
-        self.all.as_ref().or_else(|| self.levels.first())
+        match &self.multi {
+            Some(multi) => Some(&multi.all),
+            None => self.levels().first(),
+        }
+    }
+
+    /// The levels' cumulative shares (empty with one level or none).
+    fn level_cum(&self) -> &[AtomicU32] {
+        self.multi.as_ref().map_or(&[], |m| &m.level_cum)
     }
 
     pub(crate) fn member(&self, addr: SocketAddr) -> Option<&MemberRef<S>> {
@@ -253,7 +291,7 @@ impl<S> Snapshot<S> {
         let mut ready_total = 0;
         let mut ready_avail = 0;
         let mut shares = [0f64; 4];
-        for (i, level) in self.levels.iter().enumerate() {
+        for (i, level) in self.levels().iter().enumerate() {
             let (avail, total) = scan(level);
             ready_total += total;
             ready_avail += avail;
@@ -276,13 +314,14 @@ impl<S> Snapshot<S> {
         // more local levels left; if the sum falls short, scale up proportionally.
         let mut loads = [0f64; 4];
         let mut left = 1.0f64;
-        for i in 0..self.levels.len() {
+        for i in 0..self.levels().len() {
             loads[i] = shares[i].min(left);
             left -= loads[i];
         }
         let sum: f64 = loads.iter().sum();
         let mut cum = 0f64;
-        for (i, slot) in self.view.level_cum.iter().enumerate() {
+        let level_cum = self.level_cum();
+        for (i, slot) in level_cum.iter().enumerate() {
             cum += if sum > 0.0 {
                 loads[i] / sum
             } else {
@@ -292,7 +331,7 @@ impl<S> Snapshot<S> {
             let fixed = (cum * f64::from(SHARE_ONE)).round() as u32;
             slot.store(fixed.min(SHARE_ONE), Ordering::Relaxed);
         }
-        if let Some(last) = self.view.level_cum.last() {
+        if let Some(last) = level_cum.last() {
             last.store(SHARE_ONE, Ordering::Relaxed);
         }
         self.view.mode.store(mode as u8, Ordering::Relaxed);
@@ -311,11 +350,11 @@ impl<S> Snapshot<S> {
     /// The level a pick should use, drawn by the levels' traffic shares.
     #[inline]
     pub(crate) fn pick_level(&self) -> usize {
-        if self.levels.len() <= 1 {
+        let Some(multi) = &self.multi else {
             return 0;
-        }
+        };
         let r = fastrand::u32(..SHARE_ONE);
-        self.view
+        multi
             .level_cum
             .iter()
             .position(|c| r < c.load(Ordering::Relaxed))
@@ -336,12 +375,11 @@ mod tests {
             total_in_flight: AtomicUsize::new(0),
             ewma_decay_ns: None,
             ewma_default_ns: 0.0,
-            observer: None,
         });
         let set: Vec<_> = (0..n)
             .map(|i| {
                 let addr = SocketAddr::from(([10, 0, 0, 1], 8000 + i));
-                let entry = Entry::new(Endpoint::new(addr), (), Arc::clone(&tracking));
+                let entry = Entry::new(Endpoint::new(addr), (), None, Some(Arc::clone(&tracking)));
                 (
                     addr,
                     Member {
@@ -355,6 +393,22 @@ mod tests {
     }
 
     #[test]
+    fn one_level_is_kept_inline_and_several_behind_one_box() {
+        assert_eq!(
+            std::mem::size_of::<Levels<()>>(),
+            std::mem::size_of::<Pool<()>>(),
+            "the list of levels takes no room beyond its one pool"
+        );
+        let one = snapshot(3);
+        assert!(matches!(one.levels, Levels::One(_)));
+        assert!(one.multi.is_none());
+        assert_eq!(one.levels().len(), 1);
+        assert_eq!(one.levels()[0].slots.len(), 3);
+        let none = snapshot(0);
+        assert!(none.levels().is_empty() && none.all_ready().is_none());
+    }
+
+    #[test]
     fn session_keys_find_their_member_whether_one_or_many() {
         let stranger = gatekit_core::session::endpoint_key(SocketAddr::from(([192, 0, 2, 1], 1)));
         for n in [0, 1, 2, 5] {
@@ -365,7 +419,7 @@ mod tests {
                 snap.by_session_key.len(),
                 if n > 1 { usize::from(n) } else { 0 }
             );
-            assert!(snap.view.level_cum.is_empty());
+            assert!(snap.level_cum().is_empty());
             assert_eq!(snap.pick_level(), 0);
             for (ep, entry) in snap.members.iter() {
                 let (found, _) = snap.member_by_session_key(entry.session_key).unwrap();

@@ -18,7 +18,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::EndpointHealth;
 use crate::balance::{self, PickCtx, hash};
 use crate::clock;
 use crate::config::UpstreamConfig;
@@ -26,6 +25,7 @@ use crate::entry::{Entry, Tracking};
 use crate::future::ResponseFuture;
 use crate::observe::Outcome;
 use crate::snapshot::{Member, Mode, Snapshot};
+use crate::{EndpointHealth, SharedHealth};
 
 /// Makes the service that talks to one endpoint (for gatekit, core's `EndpointClient`).
 ///
@@ -84,14 +84,16 @@ struct Shared<S> {
     /// settings need one factory between them).
     new_endpoint: Arc<dyn NewEndpoint<Service = S>>,
     snapshot: ArcSwap<Snapshot<S>>,
-    /// The members, sorted by address (a sorted `Vec`: most upstreams have a handful of
-    /// endpoints, and a map's node was 456 bytes for one).
-    set: Mutex<Vec<(SocketAddr, Member<S>)>>,
+    /// Serialises updates. The set an update starts from is the current snapshot's
+    /// members (every effective update publishes one, so they are the latest): no
+    /// second list of them is kept (40 bytes and an allocation per endpoint).
+    update: Mutex<()>,
     /// Made at the first [`Upstream::subscribe`] (most upstreams have no follower: a
     /// watch channel is ~350 bytes).
     generation: OnceLock<watch::Sender<u64>>,
     cursor: AtomicUsize,
-    tracking: Arc<Tracking>,
+    /// Only with bounded load or peak-EWMA.
+    tracking: Option<Arc<Tracking>>,
 }
 
 impl<S> Clone for Upstream<S> {
@@ -176,25 +178,14 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         config: UpstreamConfig,
         new_endpoint: Arc<dyn NewEndpoint<Service = S>>,
     ) -> Self {
-        let tracking = Arc::new(Tracking {
-            count_total: config.bounded_load().is_some(),
-            total_in_flight: AtomicUsize::new(0),
-            ewma_decay_ns: (config.algorithm == crate::Algorithm::PeakEwma)
-                .then(|| config.ewma_decay.as_nanos().min(u128::from(u64::MAX)) as f64),
-            ewma_default_ns: config
-                .ewma_default_rtt()
-                .as_nanos()
-                .min(u128::from(u64::MAX)) as f64,
-            observer: config.observer.clone(),
-        });
-        let set = Vec::new();
-        let snapshot = Snapshot::build(0, &set, &config, Instant::now(), None);
+        let tracking = Tracking::for_config(&config);
+        let snapshot = Snapshot::build(0, &[], &config, Instant::now(), None);
         Self {
             shared: Arc::new(Shared {
                 config,
                 new_endpoint,
                 snapshot: ArcSwap::from_pointee(snapshot),
-                set: Mutex::new(set),
+                update: Mutex::new(()),
                 generation: OnceLock::new(),
                 cursor: AtomicUsize::new(0),
                 tracking,
@@ -248,7 +239,8 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     ///
     /// Updates are serialised by a lock that picks never take.
     pub fn apply_all(&self, changes: impl IntoIterator<Item = Change>) {
-        let mut set = self.shared.set.lock();
+        let _update = self.shared.update.lock();
+        let mut set = self.members();
         let now = Instant::now();
         let ramp = self.shared.config.slow_start().is_some()
             && set
@@ -275,13 +267,34 @@ impl<S: Send + Sync + 'static> Upstream<S> {
 
     /// Adds (or updates) `endpoint` with a ready-made service instead of one from the
     /// factory. An endpoint already in the set gets the new service (and fresh in-flight
-    /// and latency state); its health is kept.
+    /// and latency state); its health is kept (copied into the endpoint's new state: a
+    /// checker or detector following the upstream moves to it with the set's change).
     pub fn insert_with_service(&self, endpoint: Endpoint, service: S) {
-        let mut set = self.shared.set.lock();
+        let _update = self.shared.update.lock();
+        let mut set = self.members();
         let now = Instant::now();
         let ramp = self.shared.config.slow_start().is_some() && !set.is_empty();
         self.insert(&mut set, endpoint, Some(service), ramp, now);
         self.publish(&set, now);
+    }
+
+    /// The members of the current snapshot, sorted by address, to update (under the
+    /// update lock).
+    fn members(&self) -> Vec<(SocketAddr, Member<S>)> {
+        self.shared
+            .snapshot
+            .load()
+            .members
+            .iter()
+            .map(|(_, entry)| {
+                (
+                    entry.addr,
+                    Member {
+                        entry: Arc::clone(entry),
+                    },
+                )
+            })
+            .collect()
     }
 
     fn insert(
@@ -357,8 +370,10 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         now: Instant,
     ) -> bool {
         if let Some(svc) = svc {
-            let mut entry = Entry::new(ep, svc, self.shared.tracking.clone());
-            entry.health = m.entry.health.clone();
+            // A new entry: its health copied (the checker and detector, told the new
+            // set, write to the new one from then on).
+            let entry = self.entry(ep, svc);
+            entry.health.copy_from(&m.entry.health);
             m.entry = Arc::new(entry);
             return true;
         }
@@ -384,13 +399,22 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             None => self.shared.new_endpoint.new_endpoint(&ep),
         };
         let ready = ep.state() == EndpointState::Ready;
-        let entry = Entry::new(ep, svc, self.shared.tracking.clone());
+        let entry = self.entry(ep, svc);
         if ramp && ready {
             entry.start_ramp(clock::nanos(now));
         }
         Member {
             entry: Arc::new(entry),
         }
+    }
+
+    fn entry(&self, ep: Endpoint, svc: S) -> Entry<S> {
+        Entry::new(
+            ep,
+            svc,
+            self.shared.config.observer.clone(),
+            self.shared.tracking.clone(),
+        )
     }
 
     fn publish(&self, set: &[(SocketAddr, Member<S>)], now: Instant) {
@@ -405,7 +429,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         let generation = snap.generation;
         drop(prev);
         self.shared.snapshot.store(Arc::new(snap));
-        // Under the set lock: a `subscribe` making the channel now reads the new
+        // Under the update lock: a `subscribe` making the channel now reads the new
         // generation once the lock is free.
         if let Some(tx) = self.shared.generation.get() {
             tx.send_replace(generation);
@@ -458,20 +482,20 @@ impl<S: Send + Sync + 'static> Upstream<S> {
 
     /// Every endpoint in the set (NotReady ones included) with its shared health, in
     /// address order: what an active health checker checks.
-    pub fn endpoints(&self) -> Vec<(Endpoint, Arc<EndpointHealth>)> {
+    pub fn endpoints(&self) -> Vec<(Endpoint, SharedHealth)> {
         self.shared
             .snapshot
             .load()
             .members
             .iter()
-            .map(|(ep, e)| (Endpoint::clone(ep), e.health.clone()))
+            .map(|(ep, e)| (Endpoint::clone(ep), shared_health(e)))
             .collect()
     }
 
     /// The shared health of the endpoint at `addr`, if it is in the set.
-    pub fn health_of(&self, addr: SocketAddr) -> Option<Arc<EndpointHealth>> {
+    pub fn health_of(&self, addr: SocketAddr) -> Option<SharedHealth> {
         let snap = self.shared.snapshot.load();
-        snap.member(addr).map(|(_, e)| e.health.clone())
+        snap.member(addr).map(|(_, e)| shared_health(e))
     }
 
     /// Requests in flight to the endpoint at `addr`, if it is in the set.
@@ -504,8 +528,8 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         self.shared
             .generation
             .get_or_init(|| {
-                // The set lock orders this read with `publish`.
-                let _set = self.shared.set.lock();
+                // The update lock orders this read with `publish`.
+                let _update = self.shared.update.lock();
                 watch::Sender::new(self.generation())
             })
             .subscribe()
@@ -650,6 +674,11 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     }
 }
 
+/// The health of `entry`, shared (its entry's `Arc`).
+fn shared_health<S: Send + Sync + 'static>(entry: &Arc<Entry<S>>) -> SharedHealth {
+    SharedHealth::of(Arc::clone(entry) as Arc<dyn crate::health_state::HoldsHealth>)
+}
+
 /// The endpoint `ctx` picks from `snap` in `mode` (panic mode: `ctx` ignores health).
 ///
 /// A pick that avoids tried endpoints stays among the ready endpoints in normal mode:
@@ -657,11 +686,11 @@ impl<S: Send + Sync + 'static> Upstream<S> {
 /// to take traffic when no ready endpoint is available.
 #[inline]
 fn find<'s, S>(snap: &'s Snapshot<S>, mode: Mode, ctx: &PickCtx<'_>) -> Option<&'s Arc<Entry<S>>> {
-    let any_level = || snap.levels.iter().find_map(|p| balance::pick(p, ctx));
+    let any_level = || snap.levels().iter().find_map(|p| balance::pick(p, ctx));
     match mode {
         Mode::Normal => {
             let found = snap
-                .levels
+                .levels()
                 .get(snap.pick_level())
                 .and_then(|p| balance::pick(p, ctx))
                 // The view is a little stale: try every level, then the fallback.
@@ -733,8 +762,8 @@ impl<S> Picked<S> {
         &self.entry.svc
     }
 
-    /// The endpoint's shared health.
-    pub fn health(&self) -> &Arc<EndpointHealth> {
+    /// The endpoint's health.
+    pub fn health(&self) -> &EndpointHealth {
         &self.entry.health
     }
 
@@ -767,12 +796,11 @@ impl<S> Picked<S> {
             return;
         }
         let latency = now.saturating_duration_since(self.start);
-        let tracking = &self.entry.tracking;
-        if let Some(decay) = tracking.ewma_decay_ns {
+        if let Some(decay) = self.entry.tracking.as_ref().and_then(|t| t.ewma_decay_ns) {
             self.entry
                 .observe_rtt(clock::nanos(now), latency.as_nanos() as f64, decay);
         }
-        if let Some(obs) = &tracking.observer {
+        if let Some(obs) = &self.entry.observer {
             let outcome = match result {
                 Ok(status) => Outcome::status(status, latency),
                 Err(kind) => Outcome::error(kind, latency),
@@ -806,7 +834,7 @@ mod tests {
     }
 
     fn table(up: &Upstream<()>) -> Table {
-        up.shared.snapshot.load().levels[0].table.clone()
+        up.shared.snapshot.load().levels()[0].table.clone()
     }
 
     /// Whether two tables share their storage.
@@ -909,7 +937,7 @@ mod tests {
         // The latency estimate is the connect's, not the hour's.
         let snap = up.shared.snapshot.load();
         let (_, entry) = snap.member(addr(0)).unwrap();
-        let decay = entry.tracking.ewma_decay_ns.unwrap();
+        let decay = entry.tracking.as_ref().unwrap().ewma_decay_ns.unwrap();
         let estimate = entry.ewma(clock::nanos(Instant::now()), decay);
         assert!(estimate < 3e6, "{estimate} ns");
     }

@@ -12,8 +12,8 @@ use gatekit_core::{
     Backend, Body, BoxError, Change, ConnectionInfo, Endpoint, EndpointState, ErrorKind,
 };
 use gatekit_lb::{
-    Algorithm, EndpointHealth, HashKey, Locality, Outcome, OutcomeObserver, SlowStart, Upstream,
-    UpstreamConfig,
+    Algorithm, EndpointHealth, HashKey, Locality, Outcome, OutcomeObserver, SharedHealth,
+    SlowStart, Upstream, UpstreamConfig,
 };
 use http::{Request, Response, StatusCode};
 
@@ -469,7 +469,10 @@ fn state_survives_a_re_sent_update() {
     assert_eq!(up.generation(), gen0 + 1);
     assert_eq!(up.in_flight(busy), Some(busy_count));
     assert_eq!(up.total_in_flight(), 50);
-    assert!(Arc::ptr_eq(&up.health_of(sick).unwrap(), &sick_health));
+    assert!(SharedHealth::ptr_eq(
+        &up.health_of(sick).unwrap(),
+        &sick_health
+    ));
     assert!(!up.health_of(sick).unwrap().is_active_healthy());
     drop(held);
     assert_eq!(up.in_flight(busy), Some(0));
@@ -504,7 +507,7 @@ fn a_replace_in_any_order_carries_state_by_address_and_the_last_duplicate_wins()
         got,
         vec![(addr(1), 1), (addr(3), 1), (addr(4), 2), (addr(7), 1)]
     );
-    assert!(Arc::ptr_eq(&up.health_of(addr(4)).unwrap(), &kept));
+    assert!(SharedHealth::ptr_eq(&up.health_of(addr(4)).unwrap(), &kept));
     // Removals only (the last members): still a change.
     up.apply(Change::Replace(vec![
         Endpoint::new(addr(3)),

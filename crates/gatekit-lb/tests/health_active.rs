@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gatekit_lb::health::{CheckKind, GrpcCheck, HealthCheckConfig, HealthEventKind, HttpCheck};
-use gatekit_lb::{EndpointHealth, HealthChecker};
+use gatekit_lb::{HealthChecker, SharedHealth};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -411,7 +411,7 @@ async fn unchanged_address_with_new_health_carries_the_verdict() {
         Duration::from_secs(2),
     )
     .await;
-    let fresh = Arc::new(EndpointHealth::new());
+    let fresh = SharedHealth::new();
     checker.update(vec![(endpoint, fresh.clone())]);
     assert!(
         !fresh.is_active_healthy(),

@@ -16,7 +16,7 @@ use gatekit_lb::health::{
 };
 use gatekit_lb::outlier::OutlierConfig;
 use gatekit_lb::{
-    Algorithm, EndpointHealth, HealthChecker, Outcome, OutcomeObserver, OutlierDetector, Upstream,
+    Algorithm, HealthChecker, Outcome, OutcomeObserver, OutlierDetector, SharedHealth, Upstream,
     UpstreamConfig,
 };
 use http::{Request, StatusCode};
@@ -38,18 +38,13 @@ fn error(kind: ErrorKind) -> Outcome {
 }
 
 /// `n` endpoints on made-up addresses.
-fn set(n: u16) -> Vec<(Endpoint, Arc<EndpointHealth>)> {
+fn set(n: u16) -> Vec<(Endpoint, SharedHealth)> {
     (1..=n)
         .map(|p| ep(SocketAddr::from(([127, 0, 0, 1], 40000 + p))))
         .collect()
 }
 
-fn feed(
-    d: &OutlierDetector,
-    (e, h): &(Endpoint, Arc<EndpointHealth>),
-    outcome: Outcome,
-    times: usize,
-) {
+fn feed(d: &OutlierDetector, (e, h): &(Endpoint, SharedHealth), outcome: Outcome, times: usize) {
     for _ in 0..times {
         d.on_outcome(e, h, outcome);
     }

@@ -164,7 +164,7 @@ where
                 Some(series) => Some(series.clone()),
                 None => extensions
                     .get::<RouteFallback>()
-                    .map(|f| f.request_metrics().clone()),
+                    .map(RouteFallback::request_metrics),
             };
             entry.set_head(Head {
                 status: response.status().as_u16(),

@@ -107,16 +107,28 @@ impl<S, M: TypedMetric, C> TypedMetric for Family<S, M, C> {
     const TYPE: MetricType = M::TYPE;
 }
 
+impl<S: EncodeLabelSet, M: EncodeMetric, C> Family<S, M, C> {
+    /// Encodes every series with `encoder` (for a metric that adds series of its own).
+    pub(crate) fn encode_series(&self, encoder: &mut MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        for (labels, metric) in self.series.read().iter() {
+            metric.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    /// Whether it has no series.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.series.read().is_empty()
+    }
+}
+
 impl<S, M, C> EncodeMetric for Family<S, M, C>
 where
     S: EncodeLabelSet,
     M: EncodeMetric + TypedMetric,
 {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
-        for (labels, metric) in self.series.read().iter() {
-            metric.encode(encoder.encode_family(labels)?)?;
-        }
-        Ok(())
+        self.encode_series(&mut encoder)
     }
 
     fn metric_type(&self) -> MetricType {

@@ -169,14 +169,19 @@ where
         let result = ready!(this.inner.poll(cx));
         let elapsed = this.start.elapsed();
         // An error here becomes a 5xx further out.
+        let fallback;
         let (status, kind, metrics) = match &result {
             Ok(response) => {
                 let extensions = response.extensions();
                 let metrics = match extensions.get::<RequestMetrics>() {
                     Some(metrics) => metrics,
-                    None => extensions
-                        .get::<super::RouteFallback>()
-                        .map_or(&*this.metrics, super::RouteFallback::request_metrics),
+                    None => match extensions.get::<super::RouteFallback>() {
+                        Some(route) => {
+                            fallback = route.request_metrics();
+                            &fallback
+                        }
+                        None => &*this.metrics,
+                    },
                 };
                 let kind = extensions.get::<ErrorKind>().copied();
                 (response.status(), kind, metrics)

@@ -17,8 +17,9 @@
 //!   costs only its handle and has no `gatekit_requests_total` /
 //!   `gatekit_request_duration_seconds` series yet; from its first request on, all
 //!   five status classes and the histogram are exported.
-//! - [`Metrics::endpoint_health`] returns the [`Gauge`] for one upstream endpoint; the
-//!   health checker sets it to 1 or 0.
+//! - [`Metrics::endpoint_health`] returns the [`Gauge`] for one upstream endpoint, to
+//!   set to 1 or 0. The gateway's own upstreams have none: their endpoints' health is
+//!   read at each scrape (see the `endpoint` module).
 //! - [`Metrics::connection_gauge`] returns the active-connections gauge of one listener
 //!   port; the listener increments it per accepted connection and decrements it when the
 //!   connection ends.
@@ -37,6 +38,7 @@
 //! [`Metrics::encode`] renders the OpenMetrics text exposition (which Prometheus scrapes
 //! as its text format) for the admin server's `/metrics`.
 
+mod endpoint;
 mod family;
 mod layer;
 mod policy;
@@ -57,6 +59,8 @@ use prometheus_client::registry::Registry;
 
 pub use self::layer::{LabelSource, MetricsLayer, MetricsService, ResponseFuture};
 pub use self::stream::StreamPortMetrics;
+
+pub(crate) use self::endpoint::EndpointHealthSource;
 
 /// The status classes requests are counted by.
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -173,7 +177,7 @@ struct Inner {
     durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
     connections: Family<ListenerLabels, Gauge>,
     connections_rejected: Counter,
-    endpoint_health: Family<EndpointLabels, Gauge>,
+    endpoint_health: endpoint::EndpointHealth,
     reloads_ok: Counter,
     reloads_failed: Counter,
     config_generation: Gauge,
@@ -232,7 +236,7 @@ impl Metrics {
             "Client connections closed at once because the connection limit was reached",
             connections_rejected.clone(),
         );
-        let endpoint_health = Family::<EndpointLabels, Gauge>::default();
+        let endpoint_health = endpoint::EndpointHealth::default();
         registry.register(
             "endpoint_healthy",
             "Endpoint health (1 healthy, 0 not), by upstream and endpoint address",
@@ -471,6 +475,7 @@ impl Metrics {
     pub fn endpoint_health(&self, upstream: impl Into<Arc<str>>, endpoint: SocketAddr) -> Gauge {
         self.inner
             .endpoint_health
+            .gauges()
             .get_or_create_owned(&EndpointLabels {
                 upstream: upstream.into(),
                 endpoint: AddrLabel(endpoint),
@@ -479,10 +484,20 @@ impl Metrics {
 
     /// Drops the health series of `endpoint` in `upstream`.
     pub fn forget_endpoint(&self, upstream: &str, endpoint: SocketAddr) {
-        self.inner.endpoint_health.remove(&EndpointLabels {
+        self.inner.endpoint_health.gauges().remove(&EndpointLabels {
             upstream: Arc::from(upstream),
             endpoint: AddrLabel(endpoint),
         });
+    }
+
+    /// Exports the endpoints of `source` in `gatekit_endpoint_healthy`, read at each
+    /// scrape (besides the gauges of [`endpoint_health`](Self::endpoint_health)),
+    /// instead of those of the source set before.
+    pub(crate) fn set_endpoint_health_source(
+        &self,
+        source: std::sync::Weak<dyn EndpointHealthSource>,
+    ) {
+        self.inner.endpoint_health.set_source(source);
     }
 
     /// The active-connections gauge of the listener on `port`.
@@ -747,6 +762,9 @@ pub const NO_BACKEND: &str = "(none)";
 /// then). A route table puts it in the extensions of its rules' error responses
 /// (`gatekit_core::Backends::error_extensions`); [`MetricsLayer`] records a response
 /// that carries no [`RequestMetrics`] but this into `(route, "(none)")`.
+///
+/// It also holds the route's [`Retirement`](gatekit_core::server::Retirement) (one
+/// allocation per route for both).
 #[derive(Clone)]
 pub struct RouteFallback {
     inner: Arc<FallbackInner>,
@@ -755,7 +773,9 @@ pub struct RouteFallback {
 struct FallbackInner {
     metrics: Metrics,
     route: Arc<str>,
-    handle: std::sync::OnceLock<RequestMetrics>,
+    /// Made at the first answer; replaced by [`RouteFallback::reset`].
+    handle: arc_swap::ArcSwapOption<RequestInner>,
+    retirement: gatekit_core::server::Retirement,
 }
 
 impl RouteFallback {
@@ -765,7 +785,8 @@ impl RouteFallback {
             inner: Arc::new(FallbackInner {
                 metrics,
                 route: route.into(),
-                handle: std::sync::OnceLock::new(),
+                handle: arc_swap::ArcSwapOption::empty(),
+                retirement: gatekit_core::server::Retirement::new(),
             }),
         }
     }
@@ -776,12 +797,43 @@ impl RouteFallback {
         self.request_metrics().forget();
     }
 
-    /// The `(route, "(none)")` handle (looked up at the first call).
-    pub fn request_metrics(&self) -> &RequestMetrics {
+    /// [`forget`](Self::forget)s the counters of the answers so far; a later answer
+    /// registers them anew.
+    pub fn reset(&self) {
+        self.forget();
+        self.inner.handle.store(None);
+    }
+
+    /// The `(route, "(none)")` handle (looked up at the first call, and at the first
+    /// after a [`reset`](Self::reset)).
+    pub fn request_metrics(&self) -> RequestMetrics {
         let inner = &*self.inner;
-        inner
+        if let Some(handle) = inner.handle.load_full() {
+            return RequestMetrics { inner: handle };
+        }
+        let made = inner.metrics.request_metrics(&inner.route, NO_BACKEND);
+        // Two first answers at once: both use the one stored first.
+        let before = inner
             .handle
-            .get_or_init(|| inner.metrics.request_metrics(&inner.route, NO_BACKEND))
+            .compare_and_swap(&None::<Arc<RequestInner>>, Some(Arc::clone(&made.inner)));
+        match &*before {
+            Some(first) => RequestMetrics {
+                inner: Arc::clone(first),
+            },
+            None => made,
+        }
+    }
+
+    /// The route's retirement: marks its upgrade requests, closes their connections
+    /// when the route is removed.
+    pub fn retirement(&self) -> &gatekit_core::server::Retirement {
+        &self.inner.retirement
+    }
+
+    /// How many handles hold the route's state (tests of what holds it).
+    #[cfg(test)]
+    pub(crate) fn holders(&self) -> usize {
+        Arc::strong_count(&self.inner)
     }
 
     /// The route's name, as its series are labelled.

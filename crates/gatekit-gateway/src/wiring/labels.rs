@@ -16,18 +16,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use gatekit_core::client::EndpointClient;
-use gatekit_core::server::Retirement;
 use gatekit_core::{Body, BoxError, WithResponseExtensions};
 use gatekit_lb::Upstream;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::RequestMetrics;
+use crate::{RequestMetrics, RouteFallback};
 
 /// An upstream that labels its responses with the (route, backend) metrics handle
 /// (none: a mirror's copies, whose responses nobody counts).
@@ -35,8 +33,8 @@ use crate::RequestMetrics;
 pub(crate) struct Labelled {
     upstream: Upstream<EndpointClient>,
     metrics: Option<RequestMetrics>,
-    /// The route's: marks its upgrade requests.
-    retirement: Option<Arc<Retirement>>,
+    /// The route's, whose retirement marks its upgrade requests.
+    route: Option<RouteFallback>,
 }
 
 impl Labelled {
@@ -44,14 +42,14 @@ impl Labelled {
         Self {
             upstream,
             metrics,
-            retirement: None,
+            route: None,
         }
     }
 
-    /// Marks the upgrade requests it sends with the route's `retirement`, so their
+    /// Marks the upgrade requests it sends with the retirement of `route`, so their
     /// upgraded connections end when the route is removed.
-    pub(crate) fn with_retirement(mut self, retirement: Option<Arc<Retirement>>) -> Self {
-        self.retirement = retirement;
+    pub(crate) fn with_route(mut self, route: Option<RouteFallback>) -> Self {
+        self.route = route;
         self
     }
 }
@@ -66,8 +64,8 @@ impl Service<Request<Body>> for Labelled {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> LabelledFuture {
-        if let Some(retirement) = &self.retirement {
-            retirement.mark(&mut req);
+        if let Some(route) = &self.route {
+            route.retirement().mark(&mut req);
         }
         LabelledFuture {
             inner: self.upstream.call(req),

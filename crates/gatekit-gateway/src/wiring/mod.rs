@@ -94,7 +94,6 @@ use gatekit_core::client::{Client, ClientConfig};
 use gatekit_core::path::{NormalizePath, PathPolicy};
 use gatekit_core::retry::RetryPolicy;
 use gatekit_core::route::{PolicyState, Route, RouteId, TableBuilder};
-use gatekit_core::server::Retirement;
 use gatekit_core::tls::{CertStore, ServerTls};
 use gatekit_core::{Backend, Backends, BoxError, ConfigError, PortTable, RouteTable, Router};
 use gatekit_k8s::provider::Changes;
@@ -242,31 +241,24 @@ fn update_provided(
     }
 }
 
-/// The upstreams of each Service, keyed by [`service_key`] (`namespace/name`): upstream
-/// name (the registry's own, shared), Service port, and whether it is the port's UDP
-/// one. Each list is exactly as long as it is (most Services have one upstream).
-type ServiceUpstreams = BTreeMap<Box<str>, Box<[(Arc<str>, u16, bool)]>>;
-
 /// Gives the upstreams of each of `services` (namespace, name) the endpoints
 /// `endpoints_of(namespace, name, port, udp)` computes (problems logged). Returns how many
 /// upstreams were updated.
 fn set_service_endpoints<'s>(
     upstreams: &mut Upstreams,
-    service_upstreams: &ServiceUpstreams,
     services: impl IntoIterator<Item = &'s (String, String)>,
     endpoints_of: impl Fn(&str, &str, u16, bool) -> (Vec<gatekit_core::Endpoint>, Vec<ConfigError>),
 ) -> usize {
     let mut updated = 0;
     for service in services {
-        let Some(names) = service_upstreams.get(&*service_key(&service.0, &service.1)) else {
-            continue;
-        };
-        for (name, port, udp) in names {
-            let (endpoints, errors) = endpoints_of(&service.0, &service.1, *port, *udp);
+        // Found by their names (`namespace/service:port`), sorted in the registry: no
+        // index of them is kept (~80 bytes and two allocations per Service).
+        for (name, port, udp) in upstreams.of_service(&service.0, &service.1) {
+            let (endpoints, errors) = endpoints_of(&service.0, &service.1, port, udp);
             for error in errors {
                 tracing::warn!(%error, upstream = %name, "endpoint ignored");
             }
-            if upstreams.set_endpoints(name, &endpoints) {
+            if upstreams.set_endpoints(&name, &endpoints) {
                 updated += 1;
             }
         }
@@ -328,8 +320,8 @@ impl gatekit_core::Backends for Lookup<'_> {
         let upstream = self.upstreams.upstream(name)?;
         let series = self.series.get(route);
         let metrics = series.and_then(|s| s.handle(name)).cloned();
-        let labelled = Labelled::new(upstream, metrics)
-            .with_retirement(series.map(|s| Arc::clone(&s.retirement)));
+        let labelled =
+            Labelled::new(upstream, metrics).with_route(series.map(|s| s.fallback.clone()));
         #[cfg(feature = "otel")]
         if let Some(traces) = self.traces {
             let traced = crate::trace::TracedBackend::new(labelled, traces.clone(), name);
@@ -480,17 +472,17 @@ pub(crate) fn port_table(
 struct RouteSeries {
     /// The route they were made for (compared by identity).
     route: Arc<Route>,
-    /// One handle per backend name (exactly as many: most routes have one).
-    backends: Box<[RequestMetrics]>,
-    /// The route's `(none)` series, shared by its rules' error responses.
+    /// One handle per backend name (exactly as many: most routes have one, kept
+    /// inline).
+    backends: series::Handles,
+    /// The route's `(none)` series, shared by its rules' error responses, and its
+    /// retirement: retired (its WebSockets closed) when the route id is gone, at the
+    /// drain deadline if it carried an upgrade, at once otherwise (see
+    /// [`retire_series`]); kept across edits of the route.
     fallback: RouteFallback,
     /// The reload that last saw the route (reloads are counted in `u64`; this is
     /// compared for equality only, and a route seen 2^32 reloads ago is long gone).
     seen: u32,
-    /// Retired (its WebSockets closed) when the route id is gone: at the drain deadline
-    /// if it carried an upgrade, at once otherwise (see [`retire_series`]); kept across
-    /// edits of the route.
-    retirement: Arc<Retirement>,
 }
 
 impl series::Keyed for RouteSeries {
@@ -527,10 +519,9 @@ fn see_route(
             let fallback = RouteFallback::new(metrics.clone(), route.id.to_string());
             RouteSeries {
                 route: Arc::clone(route),
-                backends: Box::default(),
+                backends: series::Handles::default(),
                 fallback,
                 seen: reload,
-                retirement: Arc::new(Retirement::new()),
             }
         }),
     };
@@ -559,13 +550,12 @@ fn see_route(
             backends.push(handle);
         }
     }
-    series.backends = backends.into_boxed_slice();
+    series.backends = series::Handles::from_vec(backends);
     if had && series.backends.is_empty() {
         let id = route.id.to_string();
         metrics.forget_route(&id);
         // Its `(none)` series is forgotten too: a new handle registers anew.
-        series.fallback.forget();
-        series.fallback = RouteFallback::new(metrics.clone(), id.as_str());
+        series.fallback.reset();
     }
 }
 
@@ -579,19 +569,19 @@ fn see_route(
 /// as soon as it is upgraded), so that removing many routes leaves no task per route
 /// holding memory until the deadline.
 fn retire_series(s: &RouteSeries, drain_timeout: std::time::Duration, metrics: &Metrics) -> bool {
-    let waits = s.retirement.has_marked();
+    let waits = s.fallback.retirement().has_marked();
     if waits {
-        let retirement = Arc::clone(&s.retirement);
+        let route = s.fallback.clone();
         tokio::spawn(async move {
             tokio::time::sleep(drain_timeout).await;
-            retirement.retire();
+            route.retirement().retire();
         });
     } else {
-        s.retirement.retire();
+        s.fallback.retirement().retire();
     }
     s.fallback.forget();
     if !s.backends.is_empty() {
-        for handle in &s.backends {
+        for handle in s.backends.iter() {
             handle.forget();
         }
         metrics.forget_route(&s.route.id.to_string());
@@ -656,8 +646,6 @@ pub struct Wiring {
     /// `/config`'s view of the served upstreams (their live handles).
     /// `/config`'s `lastReloadError`, as JSON text.
     last_error: String,
-    /// The upstreams of each Service (namespace, name): (backend name, Service port).
-    service_upstreams: ServiceUpstreams,
     /// Membership, fleet view and status write-back (Kubernetes only).
     replica: Replica,
     /// The input generation and output hash of the last translated snapshot
@@ -752,7 +740,6 @@ impl Wiring {
             kube_changes: None,
             dump_parts: Arc::default(),
             last_error: "null".to_owned(),
-            service_upstreams: BTreeMap::new(),
             replica,
             input_generation: InputGeneration::default(),
             config_hash: String::new(),
@@ -920,7 +907,6 @@ impl Wiring {
         }
         let updated = set_service_endpoints(
             &mut self.upstreams,
-            &self.service_upstreams,
             &changes.services,
             |ns, name, port, udp| provider.service_endpoints(ns, name, port, udp),
         );
@@ -1021,12 +1007,10 @@ impl Wiring {
         // endpoints, as on a Kubernetes watch event; nothing is translated again.
         if !first && let Some(services) = self.cache.endpoints_only() {
             let resources = self.cache.resources();
-            let updated = set_service_endpoints(
-                &mut self.upstreams,
-                &self.service_upstreams,
-                services,
-                |ns, name, port, udp| file_endpoints(resources, ns, name, port, udp),
-            );
+            let updated =
+                set_service_endpoints(&mut self.upstreams, services, |ns, name, port, udp| {
+                    file_endpoints(resources, ns, name, port, udp)
+                });
             let latency = started.elapsed();
             gateway.metrics().record_endpoint_update(latency);
             tracing::info!(
@@ -1368,39 +1352,6 @@ impl Wiring {
                 &mut bind_errors,
             )
             .await;
-        // The Services' upstream index, for endpoint updates: names come and go.
-        for name in &upstreams.gone {
-            if let Some(spec) = self.upstreams.spec(name) {
-                let key = spec_service_key(&spec);
-                if let Some(names) = self.service_upstreams.get_mut(&key) {
-                    if names.iter().any(|(n, _, _)| **n == **name) {
-                        *names = names
-                            .iter()
-                            .filter(|(n, _, _)| **n != **name)
-                            .cloned()
-                            .collect();
-                    }
-                    if names.is_empty() {
-                        self.service_upstreams.remove(&key);
-                    }
-                }
-            }
-        }
-        for name in &upstreams.created {
-            if let Some(spec) = translation.upstreams().get(name) {
-                let shared = self
-                    .upstreams
-                    .shared_name(name)
-                    .unwrap_or_else(|| Arc::from(name.as_str()));
-                let names = self
-                    .service_upstreams
-                    .entry(spec_service_key(spec))
-                    .or_default();
-                let mut list = std::mem::take(names).into_vec();
-                list.push((shared, spec.port(), spec.is_udp()));
-                *names = list.into_boxed_slice();
-            }
-        }
         self.upstreams.retain(&upstreams.gone);
         // Limiter buckets, breaker counts and budgets of policies no table names any more.
         self.policy_state.sweep();
@@ -1536,18 +1487,6 @@ fn default_locality(options: &crate::GatewayOptions) -> Option<gatekit_lb::Local
             .with_cluster(local)
             .with_overprovisioning(100.0 / f64::from(threshold)),
     )
-}
-
-/// The [`ServiceUpstreams`] key of an upstream's Service.
-fn spec_service_key(spec: &gatekit_k8s::translate::UpstreamSpec) -> Box<str> {
-    let service = spec.service();
-    service_key(service.namespace().unwrap_or_default(), service.name())
-}
-
-/// The [`ServiceUpstreams`] key of Service `namespace/name` (one string: Kubernetes
-/// names hold no `/`).
-fn service_key(namespace: &str, name: &str) -> Box<str> {
-    format!("{namespace}/{name}").into_boxed_str()
 }
 
 /// Every backend name a route's rules send to (invalid ones included: they never

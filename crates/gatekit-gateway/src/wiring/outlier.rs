@@ -10,16 +10,23 @@ use gatekit_lb::{
 };
 use parking_lot::Mutex;
 
+use super::upstreams::HealthSink;
+
 /// The outcome observer of an upstream with outlier detection: its [`OutlierDetector`]
 /// is made at the first outcome that counts as a failure
 /// ([`OutlierDetector::counts`]), told the upstream's endpoint set then and at every
 /// change of it after. Until then an outcome moves nothing (a detector's successes only
 /// reset what failures raised), so an upstream that never fails — most, with the
 /// default detector that ejects endpoints refusing connections — keeps no detector
-/// state and no copy of its set (~170 bytes in two allocations).
+/// state and no copy of its set (~170 bytes in two allocations), nor its events' sink
+/// (made with the detector; 72 bytes).
 pub(super) struct LazyOutlier {
     config: Arc<OutlierConfig>,
-    events: HealthEvents,
+    /// Where the detector's events go, for the upstream `name`.
+    sink: Arc<HealthSink>,
+    name: Arc<str>,
+    /// The detector's events' sink, made with it (or at [`close`](Self::close)).
+    events: OnceLock<HealthEvents>,
     /// The upstream observed, set once it is built (it is built with this as its
     /// observer). Weak: the upstream holds this.
     upstream: OnceLock<WeakUpstream<EndpointClient>>,
@@ -30,11 +37,14 @@ pub(super) struct LazyOutlier {
 }
 
 impl LazyOutlier {
-    /// A detector-to-be with `config`, sending its events to `events`.
-    pub(super) fn new(config: Arc<OutlierConfig>, events: HealthEvents) -> Self {
+    /// A detector-to-be with `config`, sending its events (of upstream `name`) to
+    /// `sink`.
+    pub(super) fn new(config: Arc<OutlierConfig>, sink: Arc<HealthSink>, name: Arc<str>) -> Self {
         Self {
             config,
-            events,
+            sink,
+            name,
+            events: OnceLock::new(),
             upstream: OnceLock::new(),
             detector: OnceLock::new(),
             making: Mutex::new(()),
@@ -44,6 +54,13 @@ impl LazyOutlier {
     /// Sets the upstream this observes (the one built with it).
     pub(super) fn observe(&self, upstream: &Upstream<EndpointClient>) {
         let _ = self.upstream.set(upstream.downgrade());
+    }
+
+    /// Stops the events of the detector, made or to be made, from reaching the sink
+    /// (the upstream's entry is gone; requests in flight may still fail on it).
+    pub(super) fn close(&self) {
+        // A detector made after this gets a sink without callback.
+        self.events.get_or_init(HealthEvents::new).close_callback();
     }
 
     /// The detector, once made.
@@ -71,8 +88,11 @@ impl LazyOutlier {
     fn make(&self) -> &OutlierDetector {
         let _making = self.making.lock();
         self.detector.get_or_init(|| {
+            let events = self
+                .events
+                .get_or_init(|| self.sink.events(Arc::clone(&self.name)));
             let detector =
-                OutlierDetector::with_shared_config(Arc::clone(&self.config), self.events.clone());
+                OutlierDetector::with_shared_config(Arc::clone(&self.config), events.clone());
             if let Some(upstream) = self.upstream.get().and_then(WeakUpstream::upgrade) {
                 detector.update(upstream.endpoints());
             }

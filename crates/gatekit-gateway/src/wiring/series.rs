@@ -6,6 +6,8 @@ use std::hash::BuildHasher;
 use gatekit_core::route::{FoldBuild, RouteId};
 use hashbrown::HashTable;
 
+use crate::RequestMetrics;
+
 /// What a [`SeriesMap`] holds: a value that knows its own key.
 pub(super) trait Keyed {
     /// The value's route id.
@@ -77,9 +79,78 @@ impl<T: Keyed> SeriesMap<T> {
     }
 }
 
+/// A route's request-metric handles, one per backend name: one inline (most routes
+/// send to one backend: a boxed list of one was an allocation per route), or a list.
+pub(super) enum Handles {
+    One(RequestMetrics),
+    /// None (empty, no allocation), or more than one.
+    Many(Box<[RequestMetrics]>),
+}
+
+impl Default for Handles {
+    fn default() -> Self {
+        Self::Many(Box::default())
+    }
+}
+
+impl Handles {
+    /// Exactly `handles`.
+    pub(super) fn from_vec(mut handles: Vec<RequestMetrics>) -> Self {
+        match handles.pop() {
+            Some(one) if handles.is_empty() => Self::One(one),
+            Some(last) => {
+                handles.push(last);
+                Self::Many(handles.into_boxed_slice())
+            }
+            None => Self::default(),
+        }
+    }
+
+    pub(super) fn into_vec(self) -> Vec<RequestMetrics> {
+        match self {
+            Self::One(one) => vec![one],
+            Self::Many(many) => many.into_vec(),
+        }
+    }
+
+    pub(super) fn as_slice(&self) -> &[RequestMetrics] {
+        match self {
+            Self::One(one) => std::slice::from_ref(one),
+            Self::Many(many) => many,
+        }
+    }
+}
+
+impl std::ops::Deref for Handles {
+    type Target = [RequestMetrics];
+
+    fn deref(&self) -> &[RequestMetrics] {
+        self.as_slice()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handles_keep_one_inline_in_the_room_of_a_boxed_list() {
+        assert_eq!(
+            std::mem::size_of::<Handles>(),
+            std::mem::size_of::<Box<[RequestMetrics]>>()
+        );
+        let metrics = crate::Metrics::new();
+        let handle = |b: &str| metrics.request_metrics("default/r", b);
+        for n in 0..3 {
+            let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+            let handles = Handles::from_vec(names.iter().map(|b| handle(b)).collect());
+            assert_eq!(matches!(handles, Handles::One(_)), n == 1);
+            assert_eq!(handles.is_empty(), n == 0);
+            let got: Vec<&str> = handles.iter().map(RequestMetrics::backend).collect();
+            assert_eq!(got, names);
+            assert_eq!(handles.into_vec().len(), n);
+        }
+    }
 
     struct V(RouteId, u32);
 

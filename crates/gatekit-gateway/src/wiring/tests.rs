@@ -294,10 +294,9 @@ async fn only_routes_that_carried_an_upgrade_wait_for_the_drain_deadline() {
     let metrics = Metrics::new();
     let series = |id: &RouteId| RouteSeries {
         route: Arc::new(Route::new(id.clone())),
-        backends: Box::default(),
+        backends: super::series::Handles::default(),
         fallback: RouteFallback::new(metrics.clone(), id.to_string()),
         seen: 1,
-        retirement: Arc::new(Retirement::new()),
     };
     let deadline = std::time::Duration::from_secs(3600);
 
@@ -305,7 +304,7 @@ async fn only_routes_that_carried_an_upgrade_wait_for_the_drain_deadline() {
     let plain = series(&plain_id);
     assert!(!retire_series(&plain, deadline, &metrics));
     assert!(
-        plain.retirement.has_marked(),
+        plain.fallback.retirement().has_marked(),
         "retired at once: the retirement's channel exists"
     );
 
@@ -316,10 +315,10 @@ async fn only_routes_that_carried_an_upgrade_wait_for_the_drain_deadline() {
         .header(http::header::UPGRADE, "websocket")
         .body(())
         .unwrap();
-    ws.retirement.mark(&mut upgrade);
+    ws.fallback.retirement().mark(&mut upgrade);
     assert!(retire_series(&ws, deadline, &metrics));
     assert_eq!(
-        Arc::strong_count(&ws.retirement),
+        ws.fallback.holders(),
         2,
         "a task holds the retirement until the deadline"
     );

@@ -32,10 +32,12 @@
 //! follow the upstream's endpoint set (a task holding it weakly); outlier detection
 //! (a [`LazyOutlier`], the upstream's outcome observer, whose
 //! [`OutlierDetector`](gatekit_lb::OutlierDetector) is made at the upstream's first
-//! failure) is given the set by [`Upstreams::set_endpoints`] whenever it changes. Both send their events to one
-//! [`HealthEvents`] sink per upstream, whose callback sets the
-//! `gatekit_endpoint_health` gauges (no task or channel per upstream: nothing runs and
-//! nothing is allocated for events while none happens).
+//! failure) is given the set by [`Upstreams::set_endpoints`] whenever it changes. Each
+//! sends its events to a [`HealthEvents`] sink of its own, made with it (the detector's
+//! at the first failure: most upstreams never need one), whose callback logs the event
+//! and counts it (no task or channel per upstream: nothing runs and nothing is
+//! allocated for events while none happens). The `gatekit_endpoint_healthy` series are
+//! read from the registry's endpoints at each scrape (no gauge per endpoint).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -50,8 +52,8 @@ use gatekit_k8s::types::policy::{self, ProbeType};
 use gatekit_lb::health::{CheckKind, GrpcCheck, HealthCheckConfig, HttpCheck};
 use gatekit_lb::outlier::OutlierConfig;
 use gatekit_lb::{
-    Algorithm, HashKey, HealthChecker, HealthEvent, HealthEventKind, HealthEvents, Locality,
-    NewEndpoint, OutcomeObserver, SlowStart, Upstream, UpstreamConfig,
+    Algorithm, HashKey, HealthChecker, HealthEvent, HealthEvents, Locality, NewEndpoint,
+    OutcomeObserver, SlowStart, Upstream, UpstreamConfig,
 };
 use tokio::sync::Notify;
 
@@ -68,17 +70,23 @@ pub(crate) struct Entry {
     spec: Arc<UpstreamSpec>,
     upstream: Upstream<EndpointClient>,
     checker: Option<HealthChecker>,
-    /// Also the upstream's outcome observer.
+    /// Also the upstream's outcome observer. Its events' sink is closed when the entry
+    /// goes, as the checker's is.
     outlier: Option<Arc<LazyOutlier>>,
-    /// Its health events' sink, whose callback sets the endpoint-health gauges: closed
-    /// when the entry goes (the upstream, held by requests in flight, may still report
-    /// events, which must not bring its forgotten gauges back).
-    events: HealthEvents,
+    /// The checker's health events' sink, whose callback sets the endpoint-health
+    /// gauges: closed when the entry goes (the upstream, held by requests in flight,
+    /// may still report events, which must not bring its forgotten gauges back).
+    events: Option<HealthEvents>,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        self.events.close_callback();
+        if let Some(events) = &self.events {
+            events.close_callback();
+        }
+        if let Some(outlier) = &self.outlier {
+            outlier.close();
+        }
     }
 }
 
@@ -151,9 +159,8 @@ pub(crate) fn dump(views: &SharedViews) -> serde_json::Value {
 pub(crate) struct Upstreams {
     client: Client,
     metrics: Metrics,
-    /// Signalled on every health event (no one waits: `/config` reads health when it
-    /// is rendered).
-    health_changed: Arc<Notify>,
+    /// Where every upstream's health events go (one for all).
+    sink: Arc<HealthSink>,
     /// Keyed by each entry's own `name` (one copy of the name per upstream); shared
     /// with `/config`.
     entries: SharedViews,
@@ -186,11 +193,17 @@ impl Upstreams {
                 limits: PoolLimits::default(),
             })
         });
+        let entries = SharedViews::default();
+        let source: std::sync::Weak<_> = Arc::downgrade(&entries);
+        metrics.set_endpoint_health_source(source);
         Self {
             client,
-            metrics,
-            health_changed: Arc::new(Notify::new()),
-            entries: SharedViews::default(),
+            metrics: metrics.clone(),
+            sink: Arc::new(HealthSink {
+                metrics,
+                changed: Notify::new(),
+            }),
+            entries,
             default_locality: None,
             plain,
             eject_refusing: true,
@@ -291,8 +304,8 @@ impl Upstreams {
                 drop(old);
                 changes.stale.insert(name.clone());
             }
-            if let Some((name, entry)) = entries.get_key_value(name.as_str()) {
-                apply_endpoints(&self.metrics, name, entry, spec.endpoints());
+            if let Some(entry) = entries.get(name.as_str()) {
+                apply_endpoints(entry, spec.endpoints());
             }
         }
         changes
@@ -301,6 +314,25 @@ impl Upstreams {
     /// The registry's own copy of the name `name` (to share it).
     pub(crate) fn shared_name(&self, name: &str) -> Option<Arc<str>> {
         self.lock().get_key_value(name).map(|(k, _)| Arc::clone(k))
+    }
+
+    /// The upstreams of Service `namespace/name`: each one's name, Service port and
+    /// whether it is the port's UDP one. Found by their names, which start with
+    /// `namespace/name:` (`gatekit_k8s::translate::backend_name`), in the sorted
+    /// registry.
+    pub(crate) fn of_service(&self, namespace: &str, name: &str) -> Vec<(Arc<str>, u16, bool)> {
+        use std::ops::Bound;
+        let prefix = format!("{namespace}/{name}:");
+        let entries = self.lock();
+        entries
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .filter(|(_, entry)| {
+                let service = entry.spec.service();
+                service.name() == name && service.namespace().unwrap_or_default() == namespace
+            })
+            .map(|(key, entry)| (Arc::clone(key), entry.spec.port(), entry.spec.is_udp()))
+            .collect()
     }
 
     /// The spec last applied to upstream `name`.
@@ -316,8 +348,8 @@ impl Upstreams {
         endpoints: &[gatekit_core::Endpoint],
     ) -> bool {
         match self.lock().get_key_value(name) {
-            Some((name, entry)) => {
-                apply_endpoints(&self.metrics, name, entry, endpoints);
+            Some((_, entry)) => {
+                apply_endpoints(entry, endpoints);
                 true
             }
             None => false,
@@ -335,10 +367,7 @@ impl Upstreams {
     pub(crate) fn retain(&mut self, gone: &[String]) {
         let mut entries = self.lock();
         for name in gone {
-            if let Some(entry) = entries.remove(name.as_str()) {
-                for (endpoint, _) in entry.upstream.endpoints() {
-                    self.metrics.forget_endpoint(name, endpoint.addr());
-                }
+            if entries.remove(name.as_str()).is_some() {
                 self.metrics.forget_upstream(name);
             }
         }
@@ -375,11 +404,6 @@ impl Upstreams {
     ) -> (Arc<str>, Entry) {
         let transport = upstream_transport(spec);
         let shared_name: Arc<str> = Arc::from(name);
-        let events = HealthEvents::with_callback(gauge_setter(
-            self.metrics.clone(),
-            Arc::clone(&shared_name),
-            self.health_changed.clone(),
-        ));
         let policy = spec.policy();
         let mut config = upstream_config(policy, errors, name);
         if let Some(locality) = &self.default_locality
@@ -401,7 +425,13 @@ impl Upstreams {
                 self.eject_refusing
                     .then(|| Arc::clone(&self.default_outlier))
             })
-            .map(|config| Arc::new(LazyOutlier::new(config, events.clone())));
+            .map(|config| {
+                Arc::new(LazyOutlier::new(
+                    config,
+                    Arc::clone(&self.sink),
+                    Arc::clone(&shared_name),
+                ))
+            });
         if let Some(outlier) = &outlier {
             config = config.with_observer(Arc::clone(outlier) as Arc<dyn OutcomeObserver>);
         }
@@ -425,18 +455,19 @@ impl Upstreams {
         if let Some(outlier) = &outlier {
             outlier.observe(&upstream);
         }
-        let checker = policy
+        let active = policy
             .and_then(|p| p.health_check.as_ref())
-            .and_then(|h| h.active.as_ref())
-            .map(|active| {
-                // Follows the upstream weakly: a removed upstream is not kept alive by
-                // its checker's task (5,000 deleted routes once left 28 MB behind).
-                HealthChecker::for_upstream_with_events(
-                    health_config(active, spec.app_protocol(), &transport),
-                    &upstream,
-                    events.clone(),
-                )
-            });
+            .and_then(|h| h.active.as_ref());
+        let events = active.map(|_| self.sink.events(Arc::clone(&shared_name)));
+        let checker = active.zip(events.as_ref()).map(|(active, events)| {
+            // Follows the upstream weakly: a removed upstream is not kept alive by
+            // its checker's task (5,000 deleted routes once left 28 MB behind).
+            HealthChecker::for_upstream_with_events(
+                health_config(active, spec.app_protocol(), &transport),
+                &upstream,
+                events.clone(),
+            )
+        });
         let entry = Entry {
             spec: Arc::clone(spec),
             upstream,
@@ -491,17 +522,10 @@ fn tls_view(spec: &UpstreamSpec) -> serde_json::Value {
     })
 }
 
-/// Replaces the endpoints of `entry` (keeping every surviving endpoint's state), tells
-/// its outlier detector the new set and keeps its endpoint-health series in step.
-fn apply_endpoints(
-    metrics: &Metrics,
-    name: &Arc<str>,
-    entry: &Entry,
-    endpoints: &[gatekit_core::Endpoint],
-) {
+/// Replaces the endpoints of `entry` (keeping every surviving endpoint's state) and
+/// tells its outlier detector the new set (`/metrics` reads the set when scraped).
+fn apply_endpoints(entry: &Entry, endpoints: &[gatekit_core::Endpoint]) {
     let generation = entry.upstream.generation();
-    // The addresses before, from the upstream itself (no copy of them kept).
-    let before = entry.upstream.endpoints();
     entry.upstream.apply(Change::Replace(endpoints.to_vec()));
     // The outlier detector learns the set here, where it changes (a follow task per
     // upstream cost ~0.5 KB each).
@@ -510,21 +534,30 @@ fn apply_endpoints(
     {
         outlier.set_changed(&entry.upstream);
     }
-    for (gone, _) in before
-        .iter()
-        .filter(|(b, _)| !endpoints.iter().any(|e| e.addr() == b.addr()))
-    {
-        metrics.forget_endpoint(name, gone.addr());
+}
+
+/// `gatekit_endpoint_healthy`: every upstream's endpoints, healthy when no active check
+/// marked them unhealthy and they are not ejected.
+impl crate::metrics::EndpointHealthSource for std::sync::Mutex<BTreeMap<Arc<str>, Entry>> {
+    fn for_each_endpoint(&self, each: &mut dyn FnMut(&Arc<str>, std::net::SocketAddr, bool)) {
+        let entries = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = tokio::time::Instant::now();
+        for (name, entry) in entries.iter() {
+            for (endpoint, health) in entry.upstream.endpoints() {
+                each(name, endpoint.addr(), health.is_available(now));
+            }
+        }
     }
-    for endpoint in endpoints {
-        let addr = endpoint.addr();
-        let healthy = entry
-            .upstream
-            .health_of(addr)
-            .is_none_or(|h| h.is_active_healthy());
-        metrics
-            .endpoint_health(Arc::clone(name), addr)
-            .set(i64::from(healthy));
+
+    fn has_no_endpoint(&self) -> bool {
+        let entries = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .values()
+            .all(|entry| entry.upstream.endpoints().is_empty())
     }
 }
 
@@ -568,19 +601,33 @@ fn millis(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-/// What sets an upstream's endpoint-health gauges from its health events (called on
-/// the thread that sends the event; events are rare), until the upstream's entry goes
-/// (it closes the callback).
-fn gauge_setter(
+/// Where the health events of every upstream go: its endpoint-health gauges and event
+/// counters. One for all the upstreams; each event sink's callback holds it and its
+/// upstream's name.
+pub(super) struct HealthSink {
     metrics: Metrics,
+    /// Signalled on every health event (no one waits: `/config` reads health when it
+    /// is rendered).
+    changed: Notify,
+}
+
+impl HealthSink {
+    /// A sink of health events of upstream `name`, whose callback sets its gauges
+    /// (called on the thread that sends the event; events are rare) until it is
+    /// closed ([`HealthEvents::close_callback`]: when the upstream's entry goes).
+    pub(super) fn events(self: &Arc<Self>, name: Arc<str>) -> HealthEvents {
+        HealthEvents::with_callback(gauge_setter(Arc::clone(self), name))
+    }
+}
+
+/// What sets an upstream's endpoint-health gauges from its health events.
+fn gauge_setter(
+    sink: Arc<HealthSink>,
     name: Arc<str>,
-    changed: Arc<Notify>,
 ) -> impl Fn(&HealthEvent) + Send + Sync + 'static {
     move |event| {
-        let healthy = match event.kind() {
-            HealthEventKind::BecameHealthy | HealthEventKind::Returned => 1,
-            _ => 0,
-        };
+        let HealthSink { metrics, changed } = &*sink;
+        // The `gatekit_endpoint_healthy` series read the endpoint's health when scraped.
         tracing::info!(
             upstream = %name,
             endpoint = %event.addr(),
@@ -588,9 +635,6 @@ fn gauge_setter(
             reason = event.reason().unwrap_or(""),
             "endpoint health changed"
         );
-        metrics
-            .endpoint_health(Arc::clone(&name), event.addr())
-            .set(healthy);
         metrics.record_health_event(&name, event.kind());
         changed.notify_one();
     }
@@ -889,11 +933,11 @@ ports: [{{ port: 8080 }}]
         }
     }
 
-    /// An ejection sets the endpoint's gauge to 0 through the upstream's event
-    /// callback, with no task; once the upstream is removed (a request in flight may
-    /// still hold it), its events no longer bring the forgotten gauge back. The
-    /// upstream's event counters appear at its first event (all three, the ejection
-    /// counted), not before.
+    /// An ejection shows as 0 in the endpoint's gauge (read at the scrape), and is
+    /// counted through the upstream's event callback, with no task; once the upstream
+    /// is removed (a request in flight may still hold it), it has no series, and its
+    /// events bring none back. The upstream's event counters appear at its first event
+    /// (all three, the ejection counted), not before.
     #[tokio::test]
     async fn health_events_set_gauges_until_the_upstream_is_removed() {
         use gatekit_lb::Outcome;

@@ -301,11 +301,7 @@ fn hashed<'p, S, T: Copy>(
     let n = pool.slots.len();
     let pos = (h % m as u64) as usize;
     let cap = ctx.config.bounded_load().map(|eps| {
-        let total = pool.slots[0]
-            .entry
-            .tracking
-            .total_in_flight
-            .load(Ordering::Relaxed);
+        let total = pool.slots[0].entry.total_in_flight();
         ((1.0 + eps) * (total as f64 + 1.0) / n as f64).ceil() as usize
     });
     let mut spare = None;

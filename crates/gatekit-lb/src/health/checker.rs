@@ -18,14 +18,14 @@ use super::{
     CheckError, EndpointHealthSnapshot, HealthCheckConfig, HealthEvent, HealthEventKind,
     HealthEvents,
 };
-use crate::{EndpointHealth, Upstream};
+use crate::{SharedHealth, Upstream};
 
 /// Runs active health checks: one loop per endpoint address, shared by every route that
 /// uses the upstream, following the upstream's endpoint set.
 ///
 /// Each loop checks its endpoint every [`interval`](HealthCheckConfig::interval) (with
 /// jitter) over a fresh connection, counts consecutive successes and failures and writes
-/// the verdict to the endpoint's [`EndpointHealth`] when a threshold is crossed, sending a
+/// the verdict to the endpoint's [`EndpointHealth`](crate::EndpointHealth) when a threshold is crossed, sending a
 /// [`HealthEvent`]. At most
 /// [`max_concurrent_checks`](HealthCheckConfig::max_concurrent_checks) checks run at once.
 ///
@@ -58,7 +58,7 @@ struct Loop {
 /// One endpoint's check state, read by snapshots.
 struct Probe {
     addr: SocketAddr,
-    health: ArcSwap<EndpointHealth>,
+    health: ArcSwap<SharedHealth>,
     successes: AtomicU32,
     failures: AtomicU32,
     /// No check has completed yet (for `start_healthy = false`).
@@ -74,7 +74,7 @@ impl HealthChecker {
     /// # Panics
     ///
     /// When called outside a tokio runtime.
-    pub fn spawn(config: HealthCheckConfig, initial: Vec<(Endpoint, Arc<EndpointHealth>)>) -> Self {
+    pub fn spawn(config: HealthCheckConfig, initial: Vec<(Endpoint, SharedHealth)>) -> Self {
         Self::spawn_with_events(config, initial, HealthEvents::new())
     }
 
@@ -87,7 +87,7 @@ impl HealthChecker {
     /// When called outside a tokio runtime.
     pub fn spawn_with_events(
         config: HealthCheckConfig,
-        initial: Vec<(Endpoint, Arc<EndpointHealth>)>,
+        initial: Vec<(Endpoint, SharedHealth)>,
         events: HealthEvents,
     ) -> Self {
         let permits = Semaphore::new(config.max_concurrent_checks.max(1));
@@ -106,7 +106,7 @@ impl HealthChecker {
     }
 
     /// Checks `upstream`'s endpoints, following its set as it changes
-    /// ([`follow`](Self::follow)); verdicts go to the upstream's [`EndpointHealth`], which
+    /// ([`follow`](Self::follow)); verdicts go to the upstream's [`EndpointHealth`](crate::EndpointHealth), which
     /// its balancer reads on every pick. The checker holds the upstream weakly: it stops
     /// following when the upstream is dropped, and stops checking when it is dropped.
     ///
@@ -166,12 +166,12 @@ impl HealthChecker {
     /// Makes the checked set equal to `endpoints`: starts loops for new addresses, stops
     /// loops of addresses no longer present, keeps the loops (and counters) of addresses
     /// present before and after. If an unchanged address comes with a different
-    /// [`EndpointHealth`], its loop writes to the new one from now on (and copies the
+    /// health ([`SharedHealth::ptr_eq`]), its loop writes to the new one from now on (and copies the
     /// current verdict into it).
     ///
     /// Every endpoint given is checked, whatever its [`EndpointState`](gatekit_core::EndpointState):
     /// a terminating endpoint may still be the last resort. May be called from any thread.
-    pub fn update(&self, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
+    pub fn update(&self, endpoints: Vec<(Endpoint, SharedHealth)>) {
         self.inner.update(endpoints);
     }
 
@@ -181,7 +181,7 @@ impl HealthChecker {
     /// replaces the first.
     pub fn follow<F>(&self, mut generations: watch::Receiver<u64>, endpoints: F)
     where
-        F: Fn() -> Vec<(Endpoint, Arc<EndpointHealth>)> + Send + Sync + 'static,
+        F: Fn() -> Vec<(Endpoint, SharedHealth)> + Send + Sync + 'static,
     {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let task = self.inner.runtime.spawn(async move {
@@ -250,7 +250,7 @@ impl fmt::Debug for HealthChecker {
 // === impl Inner ===
 
 impl Inner {
-    fn update(&self, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
+    fn update(&self, endpoints: Vec<(Endpoint, SharedHealth)>) {
         let mut loops = self.loops.lock();
         let mut next = HashMap::with_capacity(endpoints.len());
         for (ep, health) in endpoints {
@@ -261,9 +261,9 @@ impl Inner {
             let entry = match loops.remove(&addr) {
                 Some(existing) => {
                     let current = existing.probe.health.load();
-                    if !Arc::ptr_eq(&current, &health) {
+                    if !SharedHealth::ptr_eq(&current, &health) {
                         health.set_active_healthy(current.is_active_healthy());
-                        existing.probe.health.store(health);
+                        existing.probe.health.store(Arc::new(health));
                     }
                     existing
                 }
@@ -277,13 +277,13 @@ impl Inner {
         drop(removed);
     }
 
-    fn start(&self, addr: SocketAddr, health: Arc<EndpointHealth>) -> Loop {
+    fn start(&self, addr: SocketAddr, health: SharedHealth) -> Loop {
         if !self.shared.config.start_healthy {
             health.set_active_healthy(false);
         }
         let probe = Arc::new(Probe {
             addr,
-            health: ArcSwap::new(health),
+            health: ArcSwap::from_pointee(health),
             successes: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             unchecked: AtomicBool::new(true),

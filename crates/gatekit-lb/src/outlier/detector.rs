@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::OutlierConfig;
 use crate::health::{EndpointHealthSnapshot, HealthEvent, HealthEventKind, HealthEvents};
-use crate::{EndpointHealth, Outcome, OutcomeObserver};
+use crate::{EndpointHealth, Outcome, OutcomeObserver, SharedHealth};
 
 /// Passive health checking: watches every request's [`Outcome`] and ejects endpoints that
 /// fail too often in a row, for `base × number of ejections` (capped), never more than
@@ -54,7 +54,7 @@ struct Inner {
 struct State {
     /// The set, sorted by address (most upstreams have a handful of endpoints: a slice
     /// is a fraction of a hash map's size).
-    endpoints: Box<[(SocketAddr, Arc<EndpointHealth>)]>,
+    endpoints: Box<[(SocketAddr, SharedHealth)]>,
     /// Each ejected endpoint's return timer (then its ejection-count decay timer), by
     /// address (a few at a time: a `Vec` allocates nothing until the first).
     timers: Vec<(SocketAddr, AbortHandle)>,
@@ -180,7 +180,7 @@ impl OutlierDetector {
     /// Sets the endpoint set: the endpoints that may be ejected and the total the
     /// ejection percentage is taken of. Ejections that have ended are noticed (and
     /// reported); timers of removed endpoints are cancelled.
-    pub fn update(&self, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
+    pub fn update(&self, endpoints: Vec<(Endpoint, SharedHealth)>) {
         self.inner.update(endpoints);
     }
 
@@ -193,7 +193,7 @@ impl OutlierDetector {
     /// When called outside a tokio runtime.
     pub fn follow<F>(&self, mut generations: watch::Receiver<u64>, endpoints: F)
     where
-        F: Fn() -> Vec<(Endpoint, Arc<EndpointHealth>)> + Send + Sync + 'static,
+        F: Fn() -> Vec<(Endpoint, SharedHealth)> + Send + Sync + 'static,
     {
         let weak = Arc::downgrade(&self.inner);
         let task = tokio::spawn(async move {
@@ -343,7 +343,7 @@ impl fmt::Debug for OutlierDetector {
 
 impl State {
     /// The health of the endpoint at `addr`, if it is in the set.
-    fn health(&self, addr: SocketAddr) -> Option<&Arc<EndpointHealth>> {
+    fn health(&self, addr: SocketAddr) -> Option<&SharedHealth> {
         self.endpoints
             .binary_search_by_key(&addr, |(a, _)| *a)
             .ok()
@@ -447,7 +447,7 @@ impl Inner {
         Some(task.abort_handle())
     }
 
-    fn update(&self, endpoints: Vec<(Endpoint, Arc<EndpointHealth>)>) {
+    fn update(&self, endpoints: Vec<(Endpoint, SharedHealth)>) {
         let now = Instant::now();
         let mut endpoints: Vec<_> = endpoints
             .into_iter()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatekit_core::Endpoint;
 use gatekit_lb::health::{HealthEvent, HealthEventKind};
-use gatekit_lb::{EndpointHealth, HealthChecker};
+use gatekit_lb::{HealthChecker, SharedHealth};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -280,8 +280,8 @@ async fn grpc_answer(
 }
 
 /// One endpoint and a fresh health for it.
-pub fn ep(addr: SocketAddr) -> (Endpoint, Arc<EndpointHealth>) {
-    (Endpoint::new(addr), Arc::new(EndpointHealth::new()))
+pub fn ep(addr: SocketAddr) -> (Endpoint, SharedHealth) {
+    (Endpoint::new(addr), SharedHealth::new())
 }
 
 /// Waits (bounded) for the next event of `kind` for `addr`, skipping others; returns
