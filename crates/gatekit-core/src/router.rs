@@ -218,7 +218,7 @@ fn dispatch(found: Option<RuleMatch<'_>>, mut req: Request<Body>) -> ResponseFut
         matched_prefix_len: found.matched_prefix.map(str::len),
     });
     let cors = rule.filters().error_cors(&req);
-    ResponseFuture::dispatched(rule.service().send(req), cors)
+    ResponseFuture::dispatched(rule.send(req), cors)
 }
 
 impl fmt::Debug for Router {
