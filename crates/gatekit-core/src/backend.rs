@@ -45,24 +45,33 @@ where
     S::Future: Send + 'static,
 {
     fn call(&self, req: Request<Body>) -> BoxFuture {
-        let mut svc = self.0.clone();
-        // Shared services are ready at once (see `Backend`'s docs): then box only their
-        // response future. Otherwise drive readiness inside the boxed future.
-        let mut cx = Context::from_waker(Waker::noop());
-        match svc.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => {
-                let fut = svc.call(req);
-                Box::pin(async move { fut.await.map_err(Into::into) })
-            }
-            Poll::Ready(Err(err)) => {
-                let err = err.into();
-                Box::pin(async move { Err(err) })
-            }
-            Poll::Pending => Box::pin(async move {
-                poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
-                svc.call(req).await.map_err(Into::into)
-            }),
+        call_owned(self.0.clone(), req)
+    }
+}
+
+/// Calls `svc`, a service made or cloned for this one request, and boxes its response
+/// future. Shared services are ready at once (see [`Backend`]'s docs): then only their
+/// response future is boxed. Otherwise readiness is driven inside the boxed future.
+fn call_owned<S>(mut svc: S, req: Request<Body>) -> BoxFuture
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {
+            let fut = svc.call(req);
+            Box::pin(async move { fut.await.map_err(Into::into) })
         }
+        Poll::Ready(Err(err)) => {
+            let err = err.into();
+            Box::pin(async move { Err(err) })
+        }
+        Poll::Pending => Box::pin(async move {
+            poll_fn(|cx| svc.poll_ready(cx)).await.map_err(Into::into)?;
+            svc.call(req).await.map_err(Into::into)
+        }),
     }
 }
 
@@ -91,6 +100,19 @@ impl Backend {
     pub fn send(&self, req: Request<Body>) -> ResponseFuture {
         ResponseFuture {
             inner: self.inner.call(req),
+        }
+    }
+
+    /// Sends a request to `svc`, a service made or cloned for it: what a `Backend`
+    /// holding `svc` does, without keeping the service.
+    pub(crate) fn send_once<S>(svc: S, req: Request<Body>) -> ResponseFuture
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        ResponseFuture {
+            inner: call_owned(svc, req),
         }
     }
 }

@@ -37,7 +37,10 @@
 //!
 //! Layers a rule does not configure are left out. The rule's stack is type-erased once,
 //! and a backendRef's stack once when it has layers: a call boxes one response future
-//! per erased stack. State that must outlive a reload (balancers, health, connection
+//! per erased stack. A rule without rate limits, concurrency or body limits, session
+//! persistence or access policies (most rules) keeps no stack of its own: each call
+//! assembles steps 3 to 6 from the rule's parts, as a call of an erased stack clones
+//! it, and boxes the same one response future ([`CompiledRule::send`]). State that must outlive a reload (balancers, health, connection
 //! pools) lives in the `Backend`s the stack refers to; limiter buckets, breaker counts
 //! and retry budgets in the [`PolicyState`](crate::route::PolicyState) the table was
 //! built with. Neither lives in the stack.
@@ -218,7 +221,7 @@ fn dispatch(found: Option<RuleMatch<'_>>, mut req: Request<Body>) -> ResponseFut
         matched_prefix_len: found.matched_prefix.map(str::len),
     });
     let cors = rule.filters().error_cors(&req);
-    ResponseFuture::dispatched(rule.service().send(req), cors)
+    ResponseFuture::dispatched(rule.send(req), cors)
 }
 
 impl fmt::Debug for Router {

@@ -5,7 +5,9 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use super::hash::{FastMap, FoldBuild, ShardedMap, shrink_if_sparse};
+use hashbrown::HashTable;
+
+use super::hash::{FastMap, FoldBuild, ShardedMap};
 use super::model::{Filter, Route};
 use super::rule::DefaultRetry;
 use super::table::{Bucket, CompiledRoute, HostKey, RouteTable, compile_route};
@@ -41,14 +43,16 @@ use crate::retry::RetryPolicy;
 /// say) rank in input order, as seen when they were compiled.
 pub struct TableBuilder {
     default_retry: Option<DefaultRetry>,
-    /// The routes of the last build, by the address of their input `Arc`.
-    routes: FastMap<usize, Entry>,
+    /// The routes of the last build, found by the address of their input `Arc` (which
+    /// each entry holds: no key kept beside it).
+    routes: HashTable<Entry>,
     /// (hash of a backend name, key in `routes`) for every backend name a route sends
     /// or mirrors to: the routes a stale name reaches, without a walk of every route.
     by_backend: BTreeSet<(u64, usize)>,
-    buckets: FastMap<HostKey, Members>,
-    /// The buckets whose routes changed since the last build.
-    touched: Vec<HostKey>,
+    /// During a build, the routes of the buckets it changes (taken from their buckets
+    /// at the first change), which [`rebuild_touched`](Self::rebuild_touched) makes
+    /// the new buckets of. Empty between builds: a bucket keeps its own routes.
+    pending: FastMap<HostKey, Vec<Arc<CompiledRoute>>>,
     exact_hosts: ShardedMap<Arc<Bucket>>,
     wildcard_hosts: ShardedMap<Arc<Bucket>>,
     any_host: Option<Arc<Bucket>>,
@@ -60,24 +64,60 @@ pub struct TableBuilder {
     invalid: usize,
 }
 
-/// One input route of the last build.
+/// One input route of the last build (one per route: kept small).
 struct Entry {
-    /// Held so its address is not reused by another route while the entry exists.
-    input: Arc<Route>,
-    /// The error boxed: most routes are valid, and an inline error would make every
-    /// entry (one per route) three times the size.
-    compiled: Result<Arc<CompiledRoute>, Box<ConfigError>>,
-    /// Input order, among routes of equal precedence.
-    sequence: u64,
+    compiled: Compiled,
     /// How many times the last build's input lists it.
     uses: usize,
 }
 
-/// The routes of one hostname bucket, and the bucket built from them.
-#[derive(Default)]
-struct Members {
-    routes: Vec<(Arc<CompiledRoute>, u64)>,
-    touched: bool,
+/// A route as compiled: its compiled form, which points to the input route (held so its
+/// address is not reused by another route while the entry exists) and keeps its
+/// sequence number, or the route's error.
+enum Compiled {
+    Valid(Arc<CompiledRoute>),
+    /// Boxed: most routes are valid, and an inline error would make every entry
+    /// several times the size.
+    Invalid(Box<Invalid>),
+}
+
+/// A route that did not compile, and why.
+struct Invalid {
+    input: Arc<Route>,
+    error: ConfigError,
+    /// When it was compiled (see [`CompiledRoute::sequence`]).
+    sequence: u64,
+}
+
+impl Entry {
+    /// The input route.
+    fn input(&self) -> &Arc<Route> {
+        match &self.compiled {
+            Compiled::Valid(c) => &c.route,
+            Compiled::Invalid(i) => &i.input,
+        }
+    }
+
+    /// When it was compiled.
+    fn sequence(&self) -> u64 {
+        match &self.compiled {
+            Compiled::Valid(c) => c.sequence,
+            Compiled::Invalid(i) => i.sequence,
+        }
+    }
+
+    fn is_invalid(&self) -> bool {
+        matches!(self.compiled, Compiled::Invalid(_))
+    }
+}
+
+/// The key of an input route in [`TableBuilder::routes`]: its address.
+fn key_of(route: &Arc<Route>) -> usize {
+    Arc::as_ptr(route) as usize
+}
+
+fn hash_key(key: usize) -> u64 {
+    FoldBuild.hash_one(key)
 }
 
 impl TableBuilder {
@@ -85,10 +125,9 @@ impl TableBuilder {
     pub fn new() -> Self {
         Self {
             default_retry: None,
-            routes: FastMap::default(),
+            routes: HashTable::new(),
             by_backend: BTreeSet::new(),
-            buckets: FastMap::default(),
-            touched: Vec::new(),
+            pending: FastMap::default(),
             exact_hosts: ShardedMap::default(),
             wildcard_hosts: ShardedMap::default(),
             any_host: None,
@@ -180,19 +219,15 @@ impl TableBuilder {
             self.recompile_stale(backends, stale);
         }
         self.rebuild_touched();
-        // After many routes went (emptied buckets are removed just above): their room
-        // goes back.
-        shrink_if_sparse(&mut self.routes);
-        shrink_if_sparse(&mut self.buckets);
+        // After many routes went: their room goes back.
+        if self.routes.capacity() > 64 && self.routes.len() < self.routes.capacity() / 4 {
+            self.routes.shrink_to_fit(|e| hash_key(key_of(e.input())));
+        }
         let mut errors = Vec::new();
         if self.invalid > 0 {
             for route in self.inputs.iter() {
-                if let Some(Err(e)) = self
-                    .routes
-                    .get(&(Arc::as_ptr(route) as usize))
-                    .map(|e| &e.compiled)
-                {
-                    errors.push(ConfigError::clone(e));
+                if let Some(Compiled::Invalid(i)) = self.entry(key_of(route)).map(|e| &e.compiled) {
+                    errors.push(i.error.clone());
                 }
             }
         }
@@ -222,39 +257,61 @@ impl TableBuilder {
         })
     }
 
+    /// The entry of the input route at address `key`.
+    fn entry(&self, key: usize) -> Option<&Entry> {
+        self.routes
+            .find(hash_key(key), |e| key_of(e.input()) == key)
+    }
+
+    fn entry_mut(&mut self, key: usize) -> Option<&mut Entry> {
+        self.routes
+            .find_mut(hash_key(key), |e| key_of(e.input()) == key)
+    }
+
+    /// Takes the entry of the input route at address `key` out.
+    fn take_entry(&mut self, key: usize) -> Option<Entry> {
+        let found = self
+            .routes
+            .find_entry(hash_key(key), |e| key_of(e.input()) == key);
+        found.ok().map(|slot| slot.remove().0)
+    }
+
+    /// Puts in the entry of a route that has none.
+    fn put_entry(&mut self, entry: Entry) {
+        let hash = hash_key(key_of(entry.input()));
+        self.routes
+            .insert_unique(hash, entry, |e| hash_key(key_of(e.input())));
+    }
+
     /// Counts one more listing of `route`, compiling it if it is new.
     fn add(&mut self, route: &Arc<Route>, backends: &dyn Backends) {
-        let key = Arc::as_ptr(route) as usize;
-        let entry = match self.routes.get_mut(&key) {
-            Some(entry) => entry,
-            None => {
-                let entry = self.compile(route, backends);
-                for name in backend_names(route) {
-                    self.by_backend.insert((FoldBuild.hash_one(name), key));
-                }
-                self.routes.entry(key).or_insert(entry)
+        let key = key_of(route);
+        if self.entry(key).is_none() {
+            let entry = self.compile(route, backends);
+            for name in backend_names(route) {
+                self.by_backend.insert((FoldBuild.hash_one(name), key));
             }
+            self.put_entry(entry);
+        }
+        let Some(entry) = self.entry_mut(key) else {
+            return;
         };
         entry.uses += 1;
-        if entry.compiled.is_err() {
-            self.invalid += 1;
-        }
+        let invalid = entry.is_invalid();
+        self.invalid += usize::from(invalid);
     }
 
     /// Counts one listing of `route` less, forgetting it at none.
     fn remove(&mut self, route: &Arc<Route>) {
-        let key = Arc::as_ptr(route) as usize;
-        let Some(entry) = self.routes.get_mut(&key) else {
+        let key = key_of(route);
+        let Some(entry) = self.entry_mut(key) else {
             return;
         };
         entry.uses -= 1;
-        if entry.compiled.is_err() {
-            self.invalid -= 1;
-        }
-        if entry.uses == 0
-            && let Some(entry) = self.routes.remove(&key)
-        {
-            for name in backend_names(&entry.input) {
+        let (invalid, unused) = (entry.is_invalid(), entry.uses == 0);
+        self.invalid -= usize::from(invalid);
+        if unused && let Some(entry) = self.take_entry(key) {
+            for name in backend_names(entry.input()) {
                 self.by_backend.remove(&(FoldBuild.hash_one(name), key));
             }
             self.forget(&entry);
@@ -276,23 +333,23 @@ impl TableBuilder {
         // In the order they were compiled (the order of equal routes).
         let mut keys: Vec<(u64, usize)> = keys
             .into_iter()
-            .filter_map(|k| Some((self.routes.get(&k)?.sequence, k)))
+            .filter_map(|k| Some((self.entry(k)?.sequence(), k)))
             .collect();
         keys.sort_unstable();
         for (_, key) in keys {
-            let Some(old) = self.routes.remove(&key) else {
+            let Some(old) = self.take_entry(key) else {
                 continue;
             };
             self.forget(&old);
-            let mut entry = self.compile(&old.input, backends);
+            let mut entry = self.compile(old.input(), backends);
             entry.uses = old.uses;
-            if old.compiled.is_err() {
+            if old.is_invalid() {
                 self.invalid -= old.uses;
             }
-            if entry.compiled.is_err() {
+            if entry.is_invalid() {
                 self.invalid += entry.uses;
             }
-            self.routes.insert(key, entry);
+            self.put_entry(entry);
         }
     }
 
@@ -300,74 +357,99 @@ impl TableBuilder {
     fn compile(&mut self, route: &Arc<Route>, backends: &dyn Backends) -> Entry {
         self.sequence += 1;
         let sequence = self.sequence;
-        let compiled = compile_route(route, backends, self.default_retry.as_ref())
-            .map(|mut compiled| {
+        let compiled = match compile_route(route, backends, self.default_retry.as_ref()) {
+            Ok(mut compiled) => {
+                compiled.sequence = sequence;
                 // Routes on a hostname another route has share its name.
-                for host in &mut *compiled.hosts {
-                    if let Some((known, _)) = self.buckets.get_key_value(host) {
-                        *host = known.clone();
+                for host in compiled.hosts.as_mut_slice() {
+                    if let Some(known) = self.known_host(host) {
+                        *host = known;
                     }
                 }
                 Arc::new(compiled)
-            })
-            .map_err(|e| Box::new(e.for_route(route.id.clone())));
-        if let Ok(compiled) = &compiled {
-            for host in &*compiled.hosts {
-                let members = self.buckets.entry(host.clone()).or_default();
-                members.routes.push((Arc::clone(compiled), sequence));
-                if !members.touched {
-                    members.touched = true;
-                    self.touched.push(host.clone());
-                }
             }
+            Err(e) => {
+                return Entry {
+                    compiled: Compiled::Invalid(Box::new(Invalid {
+                        input: Arc::clone(route),
+                        error: e.for_route(route.id.clone()),
+                        sequence,
+                    })),
+                    uses: 0,
+                };
+            }
+        };
+        for host in compiled.hosts.iter() {
+            self.members_mut(host).push(Arc::clone(&compiled));
         }
         Entry {
-            input: Arc::clone(route),
-            compiled,
-            sequence,
+            compiled: Compiled::Valid(compiled),
             uses: 0,
         }
     }
 
     /// Takes a route of the previous build out of its buckets.
     fn forget(&mut self, entry: &Entry) {
-        let Ok(compiled) = &entry.compiled else {
+        let Compiled::Valid(compiled) = &entry.compiled else {
             return;
         };
-        for host in &*compiled.hosts {
-            if let Some(members) = self.buckets.get_mut(host)
-                && let Some(at) = members
-                    .routes
-                    .iter()
-                    .position(|(r, s)| *s == entry.sequence && Arc::ptr_eq(r, compiled))
-            {
-                members.routes.remove(at);
-                if !members.touched {
-                    members.touched = true;
-                    self.touched.push(host.clone());
-                }
+        for host in compiled.hosts.iter() {
+            let members = self.members_mut(host);
+            if let Some(at) = members.iter().position(|r| Arc::ptr_eq(r, compiled)) {
+                members.remove(at);
             }
         }
+    }
+
+    /// The bucket of `host` in the last table.
+    fn bucket(&self, host: &HostKey) -> Option<&Arc<Bucket>> {
+        match host {
+            HostKey::Exact(h) => self.exact_hosts.get(h),
+            HostKey::Wildcard(h) => self.wildcard_hosts.get(h),
+            HostKey::Any => self.any_host.as_ref(),
+        }
+    }
+
+    /// `host` with the name a bucket or a pending change already has (to share it).
+    fn known_host(&self, host: &HostKey) -> Option<HostKey> {
+        if let Some((known, _)) = self.pending.get_key_value(host) {
+            return Some(known.clone());
+        }
+        match host {
+            HostKey::Exact(h) => self
+                .exact_hosts
+                .get_key_value(h)
+                .map(|(k, _)| HostKey::Exact(Arc::clone(k))),
+            HostKey::Wildcard(h) => self
+                .wildcard_hosts
+                .get_key_value(h)
+                .map(|(k, _)| HostKey::Wildcard(Arc::clone(k))),
+            HostKey::Any => None,
+        }
+    }
+
+    /// The routes of `host`'s bucket, to change in this build (the bucket is rebuilt).
+    fn members_mut(&mut self, host: &HostKey) -> &mut Vec<Arc<CompiledRoute>> {
+        if !self.pending.contains_key(host) {
+            let routes = self
+                .bucket(host)
+                .map(|b| b.members().to_vec())
+                .unwrap_or_default();
+            self.pending.insert(host.clone(), routes);
+        }
+        self.pending.entry(host.clone()).or_default()
     }
 
     /// Rebuilds the buckets whose routes changed; drops the empty ones.
     fn rebuild_touched(&mut self) {
         let mut emptied = Vec::new();
-        for host in std::mem::take(&mut self.touched) {
-            let Some(members) = self.buckets.get_mut(&host) else {
-                continue;
-            };
-            members.touched = false;
-            if members.routes.is_empty() {
+        for (host, mut routes) in std::mem::take(&mut self.pending) {
+            if routes.is_empty() {
                 emptied.push(host);
                 continue;
             }
-            members
-                .routes
-                .sort_by(|(a, sa), (b, sb)| a.precedence(b).then(sa.cmp(sb)));
-            // Most buckets hold one route: no room kept for three more.
-            members.routes.shrink_to_fit();
-            let bucket = Arc::new(Bucket::build(members.routes.iter().map(|(r, _)| &**r)));
+            routes.sort_by(|a, b| a.precedence(b).then(a.sequence.cmp(&b.sequence)));
+            let bucket = Arc::new(Bucket::build(routes));
             match &host {
                 HostKey::Exact(h) => {
                     self.exact_hosts.insert(Arc::clone(h), bucket);
@@ -379,7 +461,6 @@ impl TableBuilder {
             }
         }
         for host in emptied {
-            self.buckets.remove(&host);
             match &host {
                 HostKey::Exact(h) => {
                     self.exact_hosts.remove(h);
@@ -399,8 +480,10 @@ impl TableBuilder {
         &self,
         input: &Arc<Route>,
     ) -> Option<Vec<Arc<super::CompiledRule>>> {
-        let entry = self.routes.get(&(Arc::as_ptr(input) as usize))?;
-        entry.compiled.as_ref().ok().map(|c| c.rules.to_vec())
+        match &self.entry(key_of(input))?.compiled {
+            Compiled::Valid(c) => Some(c.rules.to_vec()),
+            Compiled::Invalid(_) => None,
+        }
     }
 }
 
@@ -414,7 +497,12 @@ impl fmt::Debug for TableBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TableBuilder")
             .field("routes", &self.routes.len())
-            .field("buckets", &self.buckets.len())
+            .field(
+                "buckets",
+                &(self.exact_hosts.len()
+                    + self.wildcard_hosts.len()
+                    + usize::from(self.any_host.is_some())),
+            )
             .field("default_retry", &self.default_retry.is_some())
             .finish_non_exhaustive()
     }

@@ -144,7 +144,14 @@ fn rehash<V>((key, _): &(Arc<str>, V)) -> u64 {
 }
 
 impl<V: Clone> ShardedMap<V> {
+    #[inline]
     pub(crate) fn get(&self, key: &str) -> Option<&V> {
+        self.get_key_value(key).map(|(_, v)| v)
+    }
+
+    /// The entry of `key`: the map's own key and its value.
+    #[inline]
+    pub(crate) fn get_key_value(&self, key: &str) -> Option<(&Arc<str>, &V)> {
         if self.len == 0 {
             return None;
         }
@@ -152,7 +159,7 @@ impl<V: Clone> ShardedMap<V> {
         self.shards
             .get(shard_of(hash))?
             .find(hash, |(k, _)| **k == *key)
-            .map(|(_, v)| v)
+            .map(|(k, v)| (k, v))
     }
 
     pub(crate) fn insert(&mut self, key: Arc<str>, value: V) {

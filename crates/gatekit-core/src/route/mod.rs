@@ -125,6 +125,7 @@
 
 mod builder;
 pub(crate) mod conditions;
+mod few;
 mod hash;
 pub use self::hash::{FastMap, FoldBuild, FoldHasher, shrink_if_sparse};
 pub(crate) mod host;

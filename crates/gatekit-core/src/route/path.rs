@@ -24,7 +24,8 @@ pub(crate) enum PathCond {
     /// Whole-segment prefix, stored without trailing `/` (shared as `Exact`).
     Prefix(Arc<str>),
     /// The whole path matches (anchored).
-    Regex(Regex),
+    /// Boxed: rare, and inline it would double the size of every path condition.
+    Regex(Box<Regex>),
     /// No path condition: every path, ranked after every path condition (a GRPCRoute
     /// match without a method).
     Any,
@@ -44,7 +45,7 @@ impl PathCond {
                 require_slash(v, field)?;
                 Ok(Self::Prefix(normalize_prefix(v).into()))
             }
-            Some(PathMatch::Regex(v)) => Ok(Self::Regex(anchored(v, field)?)),
+            Some(PathMatch::Regex(v)) => Ok(Self::Regex(Box::new(anchored(v, field)?))),
         }
     }
 }

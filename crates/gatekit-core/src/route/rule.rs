@@ -3,9 +3,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tower::ServiceBuilder;
+use http::{Request, Response};
 use tower::util::MapErrLayer;
+use tower::{Layer, Service, ServiceBuilder};
 
 use super::PolicyState;
 use super::model::{BackendRef, Filter, PathModifier, Route, RouteId, Rule, RulePolicy, Timeouts};
@@ -19,7 +21,7 @@ use crate::retry::{RetryLayer, RetryPolicy};
 use crate::session::SessionLayer;
 use crate::timeout::TimeoutLayer;
 use crate::weighted::{Weighted, WeightedBackends};
-use crate::{Backend, Backends, BoxError, WithResponseExtensions};
+use crate::{Backend, Backends, Body, BoxError, ErrorExtensions, WithResponseExtensions};
 
 /// A rule of a route, compiled: its filters, timeouts, weighted backends and the service
 /// stack the [`Router`](crate::Router) hands its requests to.
@@ -33,19 +35,80 @@ pub struct CompiledRule {
     rule_index: usize,
     filters: FilterChain,
     backends: WeightedBackends,
-    service: Backend,
+    stack: Stack,
     /// The model's own (shared, not copied); a rule that sets none but takes the
     /// default retry shares one value ([`DefaultRetry`]).
     policy: Arc<RulePolicy>,
 }
 
-/// Builds a rule's stack, outermost first (see the [`Router`](crate::Router)'s docs):
-/// the rule's access policies ([`crate::access`]), local rate limits, global rate limits (in the policy state's shared store, when it
-/// has one), concurrency limit, body limit (each only when the rule's policy sets it),
-/// request timeout, proxy headers, the rule's filters, the rule's session persistence,
-/// the default retry when it applies at the rule ([`Retrying::Rule`]), then the
-/// weighted choice (which applies the chosen backendRef's filters and calls that
-/// backendRef's stack, [`backend_stack`]).
+/// How a compiled rule serves the requests it takes.
+enum Stack {
+    /// A rule without rate limits, concurrency or body limits, session persistence or
+    /// access policies (most rules): its stack is the [`core_stack`] (under the error
+    /// extensions), which each call assembles from the rule's parts, as a call of an
+    /// erased stack clones it (the same reference-count increments, one boxed future):
+    /// no allocation per rule.
+    Plain {
+        on_error: Option<Arc<dyn ErrorExtensions>>,
+        retry: Option<RetryLayer>,
+    },
+    /// The rule's own stack ([`rule_stack`]), built once and erased.
+    Built(Backend),
+}
+
+/// Whether `policy` needs a stack of the rule's own ([`Stack::Built`]): it sets a
+/// layer the [`core_stack`] does not have.
+fn needs_own_stack(policy: &RulePolicy) -> bool {
+    !policy.rate_limits.is_empty()
+        || policy.limits.max_concurrent_requests.is_some()
+        || policy.limits.max_request_body.is_some()
+        || policy.session.is_some()
+        || !policy.access.is_empty()
+}
+
+/// The innermost part of every rule's stack, outermost first: request timeout, proxy
+/// headers, the rule's filters, the rule's session persistence, the default retry when
+/// it applies at the rule ([`Retrying::Rule`]), then the weighted choice (which applies
+/// the chosen backendRef's filters and calls that backendRef's stack,
+/// [`backend_stack`]).
+fn core_stack(
+    timeout: Option<Duration>,
+    filters: &FilterChain,
+    session: Option<SessionLayer>,
+    retry: Option<RetryLayer>,
+    backends: &WeightedBackends,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
+    ServiceBuilder::new()
+        .layer(TimeoutLayer::request(timeout))
+        .layer(ProxyHeadersLayer::new())
+        .layer(FilterLayer::new(filters.clone()))
+        .option_layer(session)
+        .option_layer(retry)
+        .service(Weighted::new(backends.clone()))
+}
+
+/// Errors carry the extensions the table was given for them (wrapped outermost, so a
+/// backend's own extensions, deeper in the cause chain, take precedence).
+fn error_layer(
+    extensions: Arc<dyn ErrorExtensions>,
+) -> MapErrLayer<impl Fn(BoxError) -> BoxError + Clone + Send + Sync + 'static> {
+    MapErrLayer::new(move |err: BoxError| -> BoxError {
+        Box::new(WithResponseExtensions::new(
+            err,
+            Arc::clone(&extensions).extensions(),
+        ))
+    })
+}
+
+/// Builds the stack of a rule that [`needs_own_stack`], outermost first (see the
+/// [`Router`](crate::Router)'s docs): the error extensions, the rule's access policies
+/// ([`crate::access`]), local rate limits, global rate limits (in the policy state's
+/// shared store, when it has one), concurrency limit, body limit (each only when the
+/// rule's policy sets it), then the [`core_stack`] with the rule's session persistence.
 ///
 /// Type-erased once, into the same cheap erasure as a [`Backend`]: a call clones the
 /// stack (reference-count increments) and boxes its response future. Global limits add
@@ -59,7 +122,7 @@ fn rule_stack(
     backends: &WeightedBackends,
     lookup: &dyn Backends,
     state: &PolicyState,
-    error_extensions: Option<Arc<dyn crate::backend::ErrorExtensions>>,
+    error_extensions: Option<Arc<dyn ErrorExtensions>>,
     retry: Option<RetryLayer>,
 ) -> Backend {
     let policy = &rule.policy;
@@ -88,16 +151,7 @@ fn rule_stack(
         .max_concurrent_requests
         .map(|max| ConcurrencyLimitLayer::new(state.in_flight(scope, max)));
     let body = policy.limits.max_request_body.map(BodyLimitLayer::new);
-    // Errors carry the extensions the table was given for them (wrapped outermost, so
-    // a backend's own extensions, deeper in the cause chain, take precedence).
-    let on_error = error_extensions.map(|extensions| {
-        MapErrLayer::new(move |err: BoxError| -> BoxError {
-            Box::new(WithResponseExtensions::new(
-                err,
-                Arc::clone(&extensions).extensions(),
-            ))
-        })
-    });
+    let on_error = error_extensions.map(error_layer);
     let session = policy
         .session
         .clone()
@@ -105,12 +159,13 @@ fn rule_stack(
     let inner = ServiceBuilder::new()
         .option_layer(concurrency)
         .option_layer(body)
-        .layer(TimeoutLayer::request(rule.timeouts.request))
-        .layer(ProxyHeadersLayer::new())
-        .layer(FilterLayer::new(filters.clone()))
-        .option_layer(session)
-        .option_layer(retry)
-        .service(Weighted::new(backends.clone()));
+        .service(core_stack(
+            rule.timeouts.request,
+            filters,
+            session,
+            retry,
+            backends,
+        ));
     if policy.access.is_empty() {
         let outer = ServiceBuilder::new()
             .option_layer(on_error)
@@ -340,10 +395,12 @@ impl CompiledRule {
             ));
         }
         let backends = WeightedBackends::new(compiled);
-        Ok(Self {
-            route: Arc::clone(route),
-            rule_index: index,
-            service: rule_stack(
+        let retry = match retry {
+            Retrying::Rule(layer) => Some(layer),
+            _ => None,
+        };
+        let stack = if needs_own_stack(&rule.policy) {
+            Stack::Built(rule_stack(
                 &scope,
                 rule,
                 &filters,
@@ -351,11 +408,18 @@ impl CompiledRule {
                 backends_lookup,
                 state,
                 error_extensions,
-                match retry {
-                    Retrying::Rule(layer) => Some(layer),
-                    _ => None,
-                },
-            ),
+                retry,
+            ))
+        } else {
+            Stack::Plain {
+                on_error: error_extensions,
+                retry,
+            }
+        };
+        Ok(Self {
+            route: Arc::clone(route),
+            rule_index: index,
+            stack,
             filters,
             backends,
             policy: match (&rule.policy.retry, default_retry) {
@@ -413,10 +477,27 @@ impl CompiledRule {
         self.backends.as_slice()
     }
 
-    /// The rule's service stack, type-erased: what the [`Router`](crate::Router) calls
-    /// with a request that matched this rule.
-    pub fn service(&self) -> &Backend {
-        &self.service
+    /// Sends a request that matched this rule through the rule's service stack: what
+    /// the [`Router`](crate::Router) does with it. The response future is boxed once.
+    pub fn send(&self, req: Request<Body>) -> crate::backend::ResponseFuture {
+        match &self.stack {
+            Stack::Built(service) => service.send(req),
+            Stack::Plain { on_error, retry } => {
+                let inner = core_stack(
+                    self.rule().timeouts.request,
+                    &self.filters,
+                    None,
+                    retry.clone(),
+                    &self.backends,
+                );
+                match on_error {
+                    Some(extensions) => {
+                        Backend::send_once(error_layer(Arc::clone(extensions)).layer(inner), req)
+                    }
+                    None => Backend::send_once(inner, req),
+                }
+            }
+        }
     }
 
     /// A weighted random choice among the backendRefs with weight > 0 (one `fastrand`
@@ -693,6 +774,46 @@ mod tests {
         assert_eq!(limited.policy(), &*rule.policy);
         // The model's policy itself, not a copy.
         assert!(Arc::ptr_eq(&limited.policy, &rule.policy));
+    }
+
+    /// Error extensions for every route: a marker value.
+    struct Marked;
+
+    impl Backends for Marked {
+        fn backend(&self, _: &str) -> Option<Backend> {
+            None
+        }
+
+        fn error_extensions(&self, _: &RouteId) -> Option<Arc<dyn ErrorExtensions>> {
+            let mut extensions = http::Extensions::new();
+            extensions.insert("marked");
+            Some(Arc::new(extensions))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rule_without_limits_session_or_access_keeps_no_stack_and_serves_alike() {
+        let mut rule = Rule::default().with_backend("unresolved");
+        rule.timeouts.request = Some(std::time::Duration::from_secs(5));
+        let plain = CompiledRule::compile(&in_route(&rule), 0, &Marked, None).unwrap();
+        assert!(matches!(plain.stack, Stack::Plain { .. }));
+        rule.policy_mut().limits.max_concurrent_requests = Some(3);
+        let built = CompiledRule::compile(&in_route(&rule), 0, &Marked, None).unwrap();
+        assert!(matches!(built.stack, Stack::Built(_)));
+        // Both answer a backendRef that does not resolve the same way, with the route's
+        // error extensions.
+        for compiled in [plain, built] {
+            let req = Request::get("/").body(Body::empty()).unwrap();
+            let err = compiled.send(req).await.unwrap_err();
+            let with = err
+                .downcast_ref::<WithResponseExtensions>()
+                .expect("the route's error extensions");
+            assert_eq!(with.extensions().get::<&str>(), Some(&"marked"));
+            assert_eq!(
+                crate::error::classify(&*err),
+                crate::ErrorKind::InvalidBackend
+            );
+        }
     }
 
     #[test]

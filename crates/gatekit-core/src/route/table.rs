@@ -8,6 +8,7 @@ use http::{HeaderMap, Method, Uri};
 use regex::Regex;
 
 use super::conditions::{Conditions, preflight_method};
+use super::few::Few;
 use super::hash::{FastMap, ShardedMap};
 use super::host::{self, HostPattern, MAX_HOST};
 use super::model::{Filter, Route, RouteId};
@@ -51,30 +52,36 @@ struct Candidate {
 }
 
 /// The candidates of one hostname bucket (one exact host, one wildcard suffix, or "any
-/// host"), indexed by path. Every list is sorted by precedence steps 3 to 8.
+/// host"), indexed by path, and the routes they come from. Every list is sorted by
+/// precedence steps 3 to 8.
 #[derive(Debug, Default)]
 pub(crate) struct Bucket {
+    /// The routes in the bucket, in precedence order: what a
+    /// [`TableBuilder`](super::TableBuilder) builds the bucket again from when they
+    /// change (most buckets hold one, inline).
+    members: Few<Arc<CompiledRoute>>,
     exact: PathIndex,
     prefix: PathIndex,
     prefix_max_len: usize,
-    regex: Vec<(Regex, Candidate)>,
+    regex: Box<[(Regex, Candidate)]>,
     /// Matches without a path condition: tried after every path condition.
-    any: Vec<Candidate>,
+    any: Box<[Candidate]>,
 }
 
 /// Candidate lists by path (`Exact` paths, or normalized `PathPrefix` values), built
 /// once. Most buckets hold a path or two (a hostname per route): those are a boxed slice
 /// scanned in order (a length comparison rejects most keys), one allocation instead of a
-/// hash table sized for growth; from [`FEW_PATHS`] paths on, a hash map. The keys are
-/// the compiled matches' own strings (`Arc`), not copies.
+/// hash table sized for growth; from [`FEW_PATHS`] paths on, a hash map (boxed: the
+/// index of a bucket of few paths stays two words). The keys are the compiled matches'
+/// own strings (`Arc`), not copies; a list of one candidate (most) is kept inline.
 #[derive(Debug)]
 enum PathIndex {
     Few(Box<[PathEntry]>),
-    Many(FastMap<Arc<str>, Box<[Candidate]>>),
+    Many(Box<FastMap<Arc<str>, Few<Candidate>>>),
 }
 
 /// A path and its candidate list.
-type PathEntry = (Arc<str>, Box<[Candidate]>);
+type PathEntry = (Arc<str>, Few<Candidate>);
 
 /// From this many paths on, a [`PathIndex`] is hashed.
 const FEW_PATHS: usize = 5;
@@ -90,11 +97,11 @@ impl PathIndex {
     fn new(lists: Vec<(Arc<str>, Vec<Candidate>)>) -> Self {
         let lists = lists
             .into_iter()
-            .map(|(path, list)| (path, list.into_boxed_slice()));
+            .map(|(path, list)| (path, Few::from(list)));
         if lists.len() < FEW_PATHS {
             PathIndex::Few(lists.collect())
         } else {
-            PathIndex::Many(lists.collect())
+            PathIndex::Many(Box::new(lists.collect()))
         }
     }
 
@@ -162,10 +169,24 @@ pub(crate) enum HostKey {
 pub(crate) struct CompiledRoute {
     pub(crate) route: Arc<Route>,
     /// The buckets the route is in, each once (`[Any]` for a route without hostnames).
-    pub(crate) hosts: Box<[HostKey]>,
-    pub(crate) rules: Box<[Arc<CompiledRule>]>,
+    /// The lists hold one item inline (most routes have one hostname, one rule, one
+    /// match).
+    pub(crate) hosts: Few<HostKey>,
+    pub(crate) rules: Few<Arc<CompiledRule>>,
     /// (rule index within `rules`, path, conditions), in rule then match order.
-    matches: Box<[(usize, PathCond, Arc<Conditions>)]>,
+    matches: Few<(usize, PathCond, Arc<Conditions>)>,
+    /// When a [`TableBuilder`](super::TableBuilder) compiled it: input order among
+    /// routes of equal precedence.
+    pub(crate) sequence: u64,
+}
+
+impl fmt::Debug for CompiledRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledRoute")
+            .field("id", &self.route.id)
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CompiledRoute {
@@ -182,14 +203,16 @@ impl CompiledRoute {
 
 impl Bucket {
     /// The bucket of `routes`, given in precedence order (steps 6 and 7).
-    pub(crate) fn build<'a>(routes: impl IntoIterator<Item = &'a CompiledRoute>) -> Bucket {
-        let mut bucket = Bucket::default();
+    pub(crate) fn build(routes: Vec<Arc<CompiledRoute>>) -> Bucket {
+        let mut prefix_max_len = 0;
+        let mut regex = Vec::new();
+        let mut any = Vec::new();
         // Lists by path while building: a position in `exact` or `prefix` by key.
         let mut exact: Vec<(Arc<str>, Vec<Candidate>)> = Vec::new();
         let mut prefix: Vec<(Arc<str>, Vec<Candidate>)> = Vec::new();
         let mut at: FastMap<(bool, &str), usize> = FastMap::default();
-        for route in routes {
-            for (rule, path, conds) in &*route.matches {
+        for route in &routes {
+            for (rule, path, conds) in route.matches.iter() {
                 let key = list_key(conds);
                 let cand = Candidate {
                     conditions: Arc::clone(conds),
@@ -199,16 +222,16 @@ impl Bucket {
                 let (lists, p) = match path {
                     PathCond::Exact(p) => (&mut exact, p),
                     PathCond::Prefix(p) => {
-                        bucket.prefix_max_len = bucket.prefix_max_len.max(p.len());
+                        prefix_max_len = prefix_max_len.max(p.len());
                         (&mut prefix, p)
                     }
                     PathCond::Regex(re) => {
                         let key_of = |(_, c): &(Regex, Candidate)| key_of(c);
-                        insert_sorted(&mut bucket.regex, (re.clone(), cand), key, key_of);
+                        insert_sorted(&mut regex, (Regex::clone(re), cand), key, key_of);
                         continue;
                     }
                     PathCond::Any => {
-                        insert_sorted(&mut bucket.any, cand, key, key_of);
+                        insert_sorted(&mut any, cand, key, key_of);
                         continue;
                     }
                 };
@@ -222,9 +245,19 @@ impl Bucket {
                 }
             }
         }
-        bucket.exact = PathIndex::new(exact);
-        bucket.prefix = PathIndex::new(prefix);
-        bucket
+        Bucket {
+            members: routes.into(),
+            exact: PathIndex::new(exact),
+            prefix: PathIndex::new(prefix),
+            prefix_max_len,
+            regex: regex.into(),
+            any: any.into(),
+        }
+    }
+
+    /// The routes in the bucket, in precedence order.
+    pub(crate) fn members(&self) -> &[Arc<CompiledRoute>] {
+        &self.members
     }
 
     /// How many rules its candidates lead to (for `Debug`).
@@ -547,6 +580,7 @@ pub(crate) fn compile_route(
         hosts: hosts.into(),
         rules: rules.into(),
         matches: matches.into(),
+        sequence: 0,
     })
 }
 

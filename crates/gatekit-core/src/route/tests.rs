@@ -1141,7 +1141,7 @@ async fn rules_taking_the_default_retry_share_one_layer_and_its_counters() {
         let uri: Uri = format!("http://{host}{path}").parse().unwrap();
         let m = table.find(&Method::GET, &uri, &HeaderMap::new()).unwrap();
         let req = http::Request::get(uri).body(Body::empty()).unwrap();
-        m.rule.service().send(req)
+        m.rule.send(req)
     };
     // Each refused first attempt is retried once, on the same backend.
     assert!(send("a.test", "/one").await.is_ok());
