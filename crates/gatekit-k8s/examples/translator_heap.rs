@@ -12,8 +12,8 @@
 //! translator with its result kept, as `gatekit run` holds them; the translator alone
 //! (result dropped); the result's own part (the difference); a `translate` result on its
 //! own; and after one route changed incrementally (both results dropped but the new one).
-//! Each figure is also given per route. Last, the inline sizes of the HTTPRoute types
-//! the parsed set keeps.
+//! Each figure is also given per route. Last, the inline sizes of the parsed HTTPRoute
+//! types and of the compact forms the parsed set keeps.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::alloc::System;
@@ -142,5 +142,17 @@ fn main() {
         size_of::<h::HttpRouteRulesMatches>(),
         size_of::<h::HttpRouteRulesBackendRefs>(),
         size_of::<h::HttpRouteParentRefs>(),
+    );
+    use gatekit_k8s::types::{CompactEndpointSlice, CompactService, compact_route as c};
+    println!(
+        "kept forms, bytes: route {} (its boxed spec {}), rule {}, match {}, backendRef {}, parentRef {}; Service {}, EndpointSlice {}",
+        size_of::<c::CompactHttpRoute>(),
+        size_of::<c::CompactHttpRouteSpec>(),
+        size_of::<c::RouteRule>(),
+        size_of::<c::RouteMatch>(),
+        size_of::<c::RouteBackendRef>(),
+        size_of::<c::RouteParentRef>(),
+        size_of::<CompactService>(),
+        size_of::<CompactEndpointSlice>(),
     );
 }

@@ -636,7 +636,7 @@ impl<'a> Context<'a> {
             // (The names the translator's entry for the upstream has: shared.)
             service: ResourceRef::shared("Service", Some(namespace.clone()), service_name.clone()),
             port,
-            endpoints,
+            endpoints: endpoints.into(),
             app_protocol,
             policy: policy.map(Box::new),
             tls: tls.map(Box::new),

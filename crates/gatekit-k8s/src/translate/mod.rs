@@ -529,12 +529,13 @@ pub enum AppProtocol {
 /// An upstream: one Service port, its endpoints and its policy.
 ///
 /// One per Service port in use, kept by the translator and the translation: the
-/// rarely set parts (a policy, TLS) are boxed, so an upstream without them is small.
+/// rarely set parts (a policy, TLS) are boxed, so an upstream without them is small,
+/// and its one endpoint (a Service of one endpoint) is inline.
 #[derive(Clone, Debug)]
 pub struct UpstreamSpec {
     service: ResourceRef,
     port: u16,
-    endpoints: Vec<Endpoint>,
+    endpoints: crate::types::SmallList<Endpoint>,
     app_protocol: AppProtocol,
     policy: Option<Box<BackendPolicySpec>>,
     tls: Option<Box<UpstreamTls>>,

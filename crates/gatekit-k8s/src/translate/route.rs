@@ -118,20 +118,21 @@ pub(crate) struct RoutePiece {
     pub(crate) status: Arc<ResourceStatus>,
     /// One route per programmed listener it attaches to, in listener order.
     pub(crate) routes: SmallList<(ListenerKey, Arc<Route>)>,
-    /// The listeners whose `attachedRoutes` count it besides those of `routes`
-    /// (unprogrammed ones; see [`counted`](Self::counted)): empty for most routes.
-    unprogrammed: Box<[ListenerKey]>,
     /// The upstreams it materializes (none when it attached nowhere), in order.
     pub(crate) uses: SmallList<Use>,
-    /// The Services its references name (namespace, name), resolved or not, that no
-    /// use names (see [`services`](Self::services)): empty for most routes.
-    other_services: Box<[(Arc<str>, Arc<str>)]>,
-    /// Its errors and access policies: `None` while both are empty (most routes).
+    /// Its errors, access policies, unprogrammed listeners and Services no use names:
+    /// `None` while all are empty (most routes).
     rare: Option<Box<PieceRare>>,
 }
 
 /// The parts of a [`RoutePiece`] most routes do not have.
 struct PieceRare {
+    /// The listeners whose `attachedRoutes` count it besides those of `routes`
+    /// (unprogrammed ones; see [`RoutePiece::counted`]).
+    unprogrammed: Box<[ListenerKey]>,
+    /// The Services its references name (namespace, name), resolved or not, that no
+    /// use names (see [`RoutePiece::services`]).
+    other_services: Box<[(Arc<str>, Arc<str>)]>,
     errors: Box<[ConfigError]>,
     /// The access policies of its rules' `ExternalAuth` filters, by name.
     access: Box<[(String, super::AccessEntry)]>,
@@ -144,7 +145,7 @@ impl RoutePiece {
         self.routes
             .iter()
             .map(|(l, _)| l)
-            .chain(self.unprogrammed.iter())
+            .chain(self.rare.iter().flat_map(|r| r.unprogrammed.iter()))
     }
 
     /// Every Service its references name (namespace, name), resolved or not; one
@@ -153,7 +154,11 @@ impl RoutePiece {
         self.uses
             .iter()
             .map(|u| (&u.wanted.namespace, &u.wanted.service))
-            .chain(self.other_services.iter().map(|(ns, name)| (ns, name)))
+            .chain(
+                (self.rare.iter())
+                    .flat_map(|r| r.other_services.iter())
+                    .map(|(ns, name)| (ns, name)),
+            )
     }
 
     /// Its errors.
@@ -447,18 +452,21 @@ fn attach(
         })
         .map(|(ns, name)| (cx.namespace_names.get(ns), Arc::from(name.as_str())))
         .collect();
+    let rare = PieceRare {
+        unprogrammed,
+        other_services,
+        errors: conv.errors.into_boxed_slice(),
+        access: conv.access.into_boxed_slice(),
+    };
+    let empty = rare.unprogrammed.is_empty()
+        && rare.other_services.is_empty()
+        && rare.errors.is_empty()
+        && rare.access.is_empty();
     RoutePiece {
         status: Arc::new(status),
         routes: routes.into(),
-        unprogrammed,
         uses: uses.into(),
-        other_services,
-        rare: (!conv.errors.is_empty() || !conv.access.is_empty()).then(|| {
-            Box::new(PieceRare {
-                errors: conv.errors.into_boxed_slice(),
-                access: conv.access.into_boxed_slice(),
-            })
-        }),
+        rare: (!empty).then(|| Box::new(rare)),
     }
 }
 

@@ -1,9 +1,11 @@
-//! [`SmallSet`] and [`SmallList`]: the sets and lists the
-//! [`Translator`](super::Translator) keeps per route or per Service (the routes that
-//! name a Service; a route's routes and uses), which mostly hold one member: that one
-//! is kept inline, so the common case costs no allocation.
+//! [`SmallSet`]: the sets the [`Translator`](super::Translator) keeps per Service (the
+//! routes that name it), which mostly hold one member: that one is kept inline, so the
+//! common case costs no allocation. (Its lists per route are
+//! [`SmallList`](crate::types::SmallList)s.)
 
 use std::borrow::Borrow;
+
+pub(crate) use crate::types::SmallList;
 
 /// An ordered set that keeps one member inline and more as a sorted boxed slice: a
 /// [`SmallList`] kept ascending. A one-member set (the routes naming a Service, at
@@ -75,64 +77,6 @@ impl<'a, T> IntoIterator for &'a SmallSet<T> {
     }
 }
 
-/// A list that keeps one item inline and any other number as a boxed slice (see
-/// [`SmallSet`]); it reads as a slice.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum SmallList<T> {
-    /// One item.
-    One(T),
-    /// None, or two or more.
-    Many(Box<[T]>),
-}
-
-impl<T> Default for SmallList<T> {
-    fn default() -> Self {
-        Self::Many(Box::default())
-    }
-}
-
-impl<T> SmallList<T> {
-    fn into_vec(self) -> Vec<T> {
-        match self {
-            Self::One(item) => vec![item],
-            Self::Many(items) => items.into_vec(),
-        }
-    }
-}
-
-impl<T> From<Vec<T>> for SmallList<T> {
-    fn from(mut items: Vec<T>) -> Self {
-        match items.pop() {
-            Some(item) if items.is_empty() => Self::One(item),
-            Some(item) => {
-                items.push(item);
-                Self::Many(items.into_boxed_slice())
-            }
-            None => Self::Many(Box::default()),
-        }
-    }
-}
-
-impl<T> std::ops::Deref for SmallList<T> {
-    type Target = [T];
-
-    fn deref(&self) -> &[T] {
-        match self {
-            Self::One(item) => std::slice::from_ref(item),
-            Self::Many(items) => items,
-        }
-    }
-}
-
-impl<'a, T> IntoIterator for &'a SmallList<T> {
-    type Item = &'a T;
-    type IntoIter = std::slice::Iter<'a, T>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::{SmallList, SmallSet};
@@ -163,17 +107,6 @@ mod tests {
         assert!(s.remove("c"));
         assert!(s.is_empty());
         assert!(!s.remove("c"));
-    }
-
-    #[test]
-    fn a_list_of_one_is_inline_and_reads_as_a_slice() {
-        let none = SmallList::<u8>::from(Vec::new());
-        assert!(none.is_empty());
-        let one = SmallList::from(vec![7]);
-        assert!(matches!(one, SmallList::One(7)));
-        assert_eq!(&one[..], [7]);
-        let three = SmallList::from(vec![3, 1, 2]);
-        assert_eq!((&three).into_iter().copied().collect::<Vec<_>>(), [3, 1, 2]);
     }
 
     #[test]

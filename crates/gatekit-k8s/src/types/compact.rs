@@ -8,7 +8,9 @@
 //! `kubernetes.io/service-name` label. [`CompactService`] and [`CompactEndpointSlice`]
 //! keep only the fields translation reads (listed on each), built from the parsed,
 //! checked object ([`From`]); two objects that differ only in fields not kept are
-//! equal, so a change to such a field is no change to translate.
+//! equal, so a change to such a field is no change to translate. A Service's one
+//! port and a slice's one port and one endpoint (the common case: one block each, three
+//! per route in the shape users have) are kept inline ([`SmallList`]).
 //!
 //! Every resource kind of a [`ResourceSet`](crate::ResourceSet) is an [`Object`]: its
 //! namespace, name and `resourceVersion`, what the loaders and the replica's input
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use gatekit_core::route::FoldBuild;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{CLUSTER_LABEL, EndpointSlice, SERVICE_NAME_LABEL, Service};
+use super::{CLUSTER_LABEL, EndpointSlice, SERVICE_NAME_LABEL, Service, SmallList};
 use crate::status::GatewayAddress;
 
 /// What every kept resource says of itself: its namespace, name and `resourceVersion`.
@@ -63,14 +65,17 @@ impl<K: kube::Resource> Object for K {
     }
 }
 
-/// A protocol as written (`TCP`, `UDP`, `SCTP` without an allocation each).
+/// A protocol as written (`TCP`, `UDP`, `SCTP` without an allocation each; any other
+/// value, rare, behind one thin pointer, so the type is two words).
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Protocol {
     Unset,
     Tcp,
     Udp,
     Sctp,
-    Other(Box<str>),
+    // (A thin pointer, where `Box<str>` would be two words.)
+    #[allow(clippy::box_collection)]
+    Other(Box<String>),
 }
 
 impl Protocol {
@@ -80,7 +85,7 @@ impl Protocol {
             Some("TCP") => Self::Tcp,
             Some("UDP") => Self::Udp,
             Some("SCTP") => Self::Sctp,
-            Some(other) => Self::Other(other.into()),
+            Some(other) => Self::Other(Box::new(other.to_owned())),
         }
     }
 
@@ -90,13 +95,47 @@ impl Protocol {
             Self::Tcp => Some("TCP"),
             Self::Udp => Some("UDP"),
             Self::Sctp => Some("SCTP"),
-            Self::Other(v) => Some(v),
+            Self::Other(v) => Some(v.as_str()),
         }
     }
 }
 
 fn boxed(value: Option<&String>) -> Option<Box<str>> {
     value.map(|v| v.as_str().into())
+}
+
+/// Namespace names, one `Arc` per distinct name for the whole process: every Service
+/// and EndpointSlice of a namespace shares it (a `Box<str>` each would be a block per
+/// object). Names no object holds any more are dropped when the set has doubled since
+/// it was last pruned, so it follows the namespaces in use.
+struct Namespaces {
+    names: std::collections::HashSet<Arc<str>, gatekit_core::route::FoldBuild>,
+    /// The size at which the next insert prunes first.
+    prune_at: usize,
+}
+
+static NAMESPACES: std::sync::Mutex<Namespaces> = std::sync::Mutex::new(Namespaces {
+    names: std::collections::HashSet::with_hasher(gatekit_core::route::FoldBuild),
+    prune_at: 64,
+});
+
+/// `value` as the process's shared name (see [`Namespaces`]).
+fn namespace(value: Option<&String>) -> Option<Arc<str>> {
+    let value = value?.as_str();
+    // (A poisoned lock: a panic elsewhere while inserting; the set is still whole.)
+    let mut set = NAMESPACES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(shared) = set.names.get(value) {
+        return Some(shared.clone());
+    }
+    if set.names.len() >= set.prune_at {
+        set.names.retain(|n| Arc::strong_count(n) > 1);
+        set.prune_at = (2 * set.names.len()).max(64);
+    }
+    let shared: Arc<str> = Arc::from(value);
+    set.names.insert(shared.clone());
+    Some(shared)
 }
 
 // === impl CompactService ===
@@ -108,11 +147,13 @@ fn boxed(value: Option<&String>) -> Option<Box<str>> {
 /// Gateways report).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactService {
-    namespace: Option<Box<str>>,
+    /// Shared with every object of the namespace (see [`Namespaces`]).
+    namespace: Option<Arc<str>>,
     /// Shared with the translator's indexes and upstreams (no copy of its own).
     name: Arc<str>,
     resource_version: Option<Box<str>>,
-    ports: Box<[CompactServicePort]>,
+    /// Its one port inline (nearly every Service has one).
+    ports: SmallList<CompactServicePort>,
     addresses: Box<[GatewayAddress]>,
 }
 
@@ -167,7 +208,7 @@ impl From<&Service> for CompactService {
             .map(|ports| ports.iter().map(CompactServicePort::from).collect())
             .unwrap_or_default();
         Self {
-            namespace: boxed(meta.namespace.as_ref()),
+            namespace: namespace(meta.namespace.as_ref()),
             name: meta.name.as_deref().unwrap_or_default().into(),
             resource_version: boxed(meta.resource_version.as_ref()),
             ports,
@@ -274,7 +315,8 @@ fn service_addresses(service: &Service) -> Vec<GatewayAddress> {
 /// endpoints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactEndpointSlice {
-    namespace: Option<Box<str>>,
+    /// Shared with every object of the namespace (see [`Namespaces`]).
+    namespace: Option<Arc<str>>,
     /// Shared with the translator's indexes and upstreams (no copy of its own).
     name: Arc<str>,
     service: Option<Box<str>>,
@@ -282,10 +324,12 @@ pub struct CompactEndpointSlice {
     ip: bool,
     /// [`name_hash`] of the namespace (`default` when unset) and `service`, 0 without
     /// one: a scan for a Service's slices compares it first, without reading
-    /// `service` (it fills what was padding).
+    /// `service`.
     service_hash: u32,
-    ports: Box<[CompactSlicePort]>,
-    endpoints: Box<[CompactEndpoint]>,
+    /// Its one port and one endpoint inline (a slice of one Service port and one
+    /// endpoint costs no allocation for either).
+    ports: SmallList<CompactSlicePort>,
+    endpoints: SmallList<CompactEndpoint>,
 }
 
 /// A port of a [`CompactEndpointSlice`].
@@ -304,6 +348,13 @@ pub struct CompactEndpoint {
     ready: Option<bool>,
     serving: Option<bool>,
     terminating: Option<bool>,
+    /// Zone and hostname, boxed together: often both unset.
+    placed: Option<Box<Placed>>,
+}
+
+/// An endpoint's `zone` and `hostname`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Placed {
     zone: Option<Box<str>>,
     hostname: Option<Box<str>>,
 }
@@ -379,10 +430,10 @@ impl From<&EndpointSlice> for CompactEndpointSlice {
     fn from(slice: &EndpointSlice) -> Self {
         let meta = &slice.metadata;
         let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key));
-        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        let ns = meta.namespace.as_deref().unwrap_or("default");
         Self {
-            service_hash: label(SERVICE_NAME_LABEL).map_or(0, |s| name_hash(namespace, s)),
-            namespace: boxed(meta.namespace.as_ref()),
+            service_hash: label(SERVICE_NAME_LABEL).map_or(0, |s| name_hash(ns, s)),
+            namespace: namespace(meta.namespace.as_ref()),
             name: meta.name.as_deref().unwrap_or_default().into(),
             service: boxed(label(SERVICE_NAME_LABEL)),
             cluster: boxed(label(CLUSTER_LABEL)),
@@ -411,8 +462,12 @@ impl From<&EndpointSlice> for CompactEndpointSlice {
                         ready: c.and_then(|c| c.ready),
                         serving: c.and_then(|c| c.serving),
                         terminating: c.and_then(|c| c.terminating),
-                        zone: boxed(ep.zone.as_ref()),
-                        hostname: boxed(ep.hostname.as_ref()),
+                        placed: (ep.zone.is_some() || ep.hostname.is_some()).then(|| {
+                            Box::new(Placed {
+                                zone: boxed(ep.zone.as_ref()),
+                                hostname: boxed(ep.hostname.as_ref()),
+                            })
+                        }),
                     }
                 })
                 .collect(),
@@ -470,12 +525,12 @@ impl CompactEndpoint {
 
     /// `zone`.
     pub fn zone(&self) -> Option<&str> {
-        self.zone.as_deref()
+        self.placed.as_ref()?.zone.as_deref()
     }
 
     /// `hostname`.
     pub fn hostname(&self) -> Option<&str> {
-        self.hostname.as_deref()
+        self.placed.as_ref()?.hostname.as_deref()
     }
 }
 
@@ -593,11 +648,37 @@ status:
     #[test]
     fn the_kept_forms_are_a_few_words() {
         // What a list moves per object when a file's chunk is spliced in before it
-        // (the `k8s-openapi` objects: 824 and 432 bytes).
+        // (the `k8s-openapi` objects: 824 and 432 bytes), with one port and one
+        // endpoint inline (before: 80 and 104 bytes, and a block of 72 for the
+        // Service's port, blocks of 48 and 64 for the slice's port and endpoint).
         let word = std::mem::size_of::<usize>();
-        assert!(std::mem::size_of::<CompactService>() <= 10 * word);
-        assert!(std::mem::size_of::<CompactEndpointSlice>() <= 13 * word);
-        assert!(std::mem::size_of::<CompactEndpoint>() <= 8 * word);
+        assert!(std::mem::size_of::<CompactService>() <= 16 * word);
+        assert!(std::mem::size_of::<CompactEndpointSlice>() <= 19 * word);
+        assert!(std::mem::size_of::<CompactEndpoint>() <= 5 * word);
+        assert!(std::mem::size_of::<CompactSlicePort>() <= 5 * word);
+    }
+
+    #[test]
+    fn one_port_and_one_endpoint_are_inline() {
+        let s = service(
+            "metadata: { name: web, namespace: apps }
+spec: { ports: [{ port: 80 }] }
+",
+        );
+        assert!(matches!(s.ports, SmallList::One(ref p) if p.port() == 80));
+        let sl = slice(
+            "metadata: { name: web-1, namespace: apps }
+addressType: IPv4
+ports: [{ port: 8080 }]
+endpoints: [{ addresses: [10.0.0.1] }]
+",
+        );
+        assert!(matches!(sl.ports, SmallList::One(_)));
+        assert!(matches!(sl.endpoints, SmallList::One(ref e) if e.zone().is_none()));
+        // Objects of one namespace share its name.
+        let ns = |o: &dyn Object| o.namespace().map(str::as_ptr);
+        assert_eq!(ns(&s), ns(&sl));
+        assert_eq!(ns(&s), ns(&service(SERVICE)));
     }
 
     const SLICE: &str = r#"

@@ -12,12 +12,13 @@
 //! contract with the apply stage). Any change that could reach the frame translates
 //! everything again.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use gatekit_core::ConfigError;
 use gatekit_core::chunked::Chunked;
-use gatekit_core::route::{Route, shrink_if_sparse};
+use gatekit_core::route::{FastMap, Route, shrink_if_sparse};
 
 use super::backend::{Context, PolicyMaps, name_of, ns_of};
 use super::listener::{self, Listener};
@@ -534,25 +535,121 @@ type RouteKey = (u8, Arc<str>, Arc<str>);
 /// and statuses (an index entry costs no allocation of its own).
 type Named = (Arc<str>, Arc<str>);
 
+/// A route key as compared: a [`RouteKey`], or the names of a route's status (see
+/// [`Keyed`] and [`RouteRef`], which are ordered by it without keeping a key).
+trait KeyView {
+    fn view(&self) -> (u8, &str, &str);
+}
+
+impl KeyView for RouteKey {
+    fn view(&self) -> (u8, &str, &str) {
+        key_ref(self)
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.view() == other.view()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+impl PartialOrd for dyn KeyView + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn KeyView + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.view().cmp(&other.view())
+    }
+}
+
+/// Ordered by [`KeyView`], found by any key view (a [`RouteKey`] as
+/// `&dyn KeyView`).
+macro_rules! ordered_by_key {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.view() == other.view()
+            }
+        }
+
+        impl Eq for $t {}
+
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $t {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.view().cmp(&other.view())
+            }
+        }
+
+        impl<'a> Borrow<dyn KeyView + 'a> for $t {
+            fn borrow(&self) -> &(dyn KeyView + 'a) {
+                self
+            }
+        }
+    };
+}
+
+/// A route's piece as the translator keeps it: in a set ordered by the route's key,
+/// read from the piece's status (the names are not kept a second time as a map key).
+struct Keyed(RoutePiece);
+
+impl KeyView for Keyed {
+    fn view(&self) -> (u8, &str, &str) {
+        status_order(&self.0.status)
+    }
+}
+
+ordered_by_key!(Keyed);
+
+/// A route as the Service index names it: its status (one pointer, shared with its
+/// piece and the translation), ordered by the route's key.
+#[derive(Clone)]
+struct RouteRef(Arc<ResourceStatus>);
+
+impl RouteRef {
+    /// The route's key (see [`RoutePiece::key`]).
+    fn key(&self) -> RouteKey {
+        let r = self.0.resource();
+        (
+            u8::from(r.kind() == "GRPCRoute"),
+            r.namespace_arc().cloned().unwrap_or_else(|| Arc::from("")),
+            r.name_arc().clone(),
+        )
+    }
+}
+
+impl KeyView for RouteRef {
+    fn view(&self) -> (u8, &str, &str) {
+        status_order(&self.0)
+    }
+}
+
+ordered_by_key!(RouteRef);
+
+/// Service -> the routes naming it.
+type ServiceIndex = FastMap<Named, SmallSet<RouteRef>>;
+
 /// Adds `route` to the routes naming `svc`.
-fn index(
-    services: &mut HashMap<Named, SmallSet<RouteKey>>,
-    svc: (&Arc<str>, &Arc<str>),
-    route: RouteKey,
-) {
+fn index(services: &mut ServiceIndex, svc: (&Arc<str>, &Arc<str>), route: RouteRef) {
     let key = (svc.0.clone(), svc.1.clone());
     services.entry(key).or_default().insert(route);
 }
 
 /// Takes `route` out of the routes naming `svc`; a Service left with none goes.
-fn unindex(
-    services: &mut HashMap<Named, SmallSet<RouteKey>>,
-    svc: (&Arc<str>, &Arc<str>),
-    route: &RouteKey,
-) {
+fn unindex(services: &mut ServiceIndex, svc: (&Arc<str>, &Arc<str>), route: &RouteKey) {
     let key = (svc.0.clone(), svc.1.clone());
     if let Some(routes) = services.get_mut(&key) {
-        routes.remove(route);
+        routes.remove(route as &dyn KeyView);
         if routes.is_empty() {
             services.remove(&key);
         }
@@ -598,7 +695,8 @@ struct State {
     /// (selectors, rule names) and its backendRefs are upstreams, so any route or
     /// Service change translates everything.
     any_access: bool,
-    pieces: BTreeMap<RouteKey, RoutePiece>,
+    /// The route pieces, in route order.
+    pieces: BTreeSet<Keyed>,
     /// What `pieces` contribute, kept up to date with them.
     parts: Assembled,
     /// The stream routes' pieces: part of the frame (see `stream.rs`), kept as they
@@ -608,10 +706,10 @@ struct State {
     stream_services: HashSet<Named>,
     /// Service -> the routes naming it. (Its upstreams are found by name in
     /// `upstreams`, see [`upstreams_of`]; its slices by their label in the resources.)
-    services: HashMap<Named, SmallSet<RouteKey>>,
+    services: ServiceIndex,
     /// EndpointSlice -> its Service (the `kubernetes.io/service-name` label): the
     /// Service to build again when the slice goes or changes Service.
-    slice_service: HashMap<Named, Arc<str>>,
+    slice_service: FastMap<Named, Arc<str>>,
     upstreams: BTreeMap<Arc<str>, UpstreamState>,
     /// The names of the upstreams whose endpoints have problems.
     erroring: BTreeSet<String>,
@@ -776,7 +874,7 @@ impl Translator {
         // Routes to convert again: changed ones, and those naming a changed Service.
         for s in &services {
             if let Some(naming) = state.services.get(s) {
-                routes.extend(naming.iter().cloned());
+                routes.extend(naming.iter().map(RouteRef::key));
             }
         }
 
@@ -829,7 +927,7 @@ impl Translator {
                     .routes
                     .extend(p.routes.iter().map(|(_, r)| r.clone()));
             }
-            if let Some(old) = state.pieces.remove(&key) {
+            if let Some(Keyed(old)) = state.pieces.take(&key as &dyn KeyView) {
                 state.parts.remove(&key, &old);
                 touched_listeners.extend(old.routes.iter().map(|(l, _)| *l));
                 remove_uses(&mut state.upstreams, &old.uses, &mut touch);
@@ -843,9 +941,9 @@ impl Translator {
                 state.parts.add(&key, &piece);
                 add_uses(&mut state.upstreams, &piece.uses, &mut touch);
                 for s in piece.services() {
-                    index(&mut state.services, s, key.clone());
+                    index(&mut state.services, s, RouteRef(piece.status.clone()));
                 }
-                state.pieces.insert(key, piece);
+                state.pieces.insert(Keyed(piece));
             }
         }
         changes.ports = pass
@@ -977,10 +1075,10 @@ impl Translator {
 /// or access policies of their own.
 fn walk(state: &State) -> Box<dyn Iterator<Item = &RoutePiece> + '_> {
     if !state.erroring.is_empty() {
-        return Box::new(state.pieces.values());
+        return Box::new(state.pieces.iter().map(|k| &k.0));
     }
     let keys = state.parts.with_errors.union(&state.parts.with_access);
-    Box::new(keys.filter_map(|k| state.pieces.get(k)))
+    Box::new(keys.filter_map(|k| Some(&state.pieces.get(k as &dyn KeyView)?.0)))
 }
 
 /// Makes `specs` say what `upstreams` say for `names`. `specs` must be unshared.
@@ -1051,20 +1149,21 @@ impl State {
             .flat_map(|p| p.services.iter())
             .map(|(ns, name)| (Arc::from(ns.as_str()), Arc::from(name.as_str())))
             .collect();
-        let mut services: HashMap<Named, SmallSet<RouteKey>> = HashMap::new();
-        let mut keyed: Vec<(RouteKey, RoutePiece)> =
-            f.pieces.into_iter().map(|p| (p.key(), p)).collect();
-        // (In key order already; collected, the map's nodes are full.)
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        if keyed.windows(2).any(|w| w[0].0 == w[1].0) {
+        let mut services = ServiceIndex::default();
+        let mut keyed: Vec<Keyed> = f.pieces.into_iter().map(Keyed).collect();
+        // (In key order already; collected, the set's nodes are full.)
+        keyed.sort();
+        if keyed.windows(2).any(|w| w[0] == w[1]) {
             return None;
         }
-        for (key, piece) in &keyed {
+        for Keyed(piece) in &keyed {
             for s in piece.services() {
-                index(&mut services, s, key.clone());
+                index(&mut services, s, RouteRef(piece.status.clone()));
             }
         }
-        let pieces: BTreeMap<RouteKey, RoutePiece> = keyed.into_iter().collect();
+        // (Ordered by the names of their statuses, which nothing changes.)
+        #[allow(clippy::mutable_key_type)]
+        let pieces: BTreeSet<Keyed> = keyed.into_iter().collect();
         // The slices' namespaces and Services with the names the index has (shared),
         // else new ones.
         let mut shared_ns: HashMap<&str, Arc<str>> = HashMap::new();
@@ -1073,7 +1172,7 @@ impl State {
             shared_ns.entry(ns).or_insert_with(|| ns.clone());
             shared_svc.insert((ns, name), name.clone());
         }
-        let mut slice_service = HashMap::new();
+        let mut slice_service = FastMap::default();
         for s in &resources.endpoint_slices {
             let Some(svc) = s.service() else {
                 continue;
