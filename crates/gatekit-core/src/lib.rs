@@ -78,6 +78,7 @@ pub mod route;
 mod router;
 pub mod server;
 pub mod session;
+pub mod small_list;
 pub mod stream;
 pub mod timeout;
 pub mod tls;

@@ -361,7 +361,7 @@ impl TableBuilder {
             Ok(mut compiled) => {
                 compiled.sequence = sequence;
                 // Routes on a hostname another route has share its name.
-                for host in compiled.hosts.as_mut_slice() {
+                for host in compiled.hosts.iter_mut() {
                     if let Some(known) = self.known_host(host) {
                         *host = known;
                     }

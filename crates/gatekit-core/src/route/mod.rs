@@ -125,7 +125,6 @@
 
 mod builder;
 pub(crate) mod conditions;
-mod few;
 mod hash;
 pub use self::hash::{FastMap, FoldBuild, FoldHasher, shrink_if_sparse};
 pub(crate) mod host;

@@ -8,7 +8,6 @@ use http::{HeaderMap, Method, Uri};
 use regex::Regex;
 
 use super::conditions::{Conditions, preflight_method};
-use super::few::Few;
 use super::hash::{FastMap, ShardedMap};
 use super::host::{self, HostPattern, MAX_HOST};
 use super::model::{Filter, Route, RouteId};
@@ -16,6 +15,7 @@ use super::path::{PathCond, prefix_candidates};
 use super::rule::{CompiledRule, DefaultRetry};
 use crate::Backends;
 use crate::error::ConfigError;
+use crate::small_list::SmallList;
 
 /// The result of [`RouteTable::find`]: the matched rule and, for a `PathPrefix` match,
 /// the prefix it matched on.
@@ -59,7 +59,7 @@ pub(crate) struct Bucket {
     /// The routes in the bucket, in precedence order: what a
     /// [`TableBuilder`](super::TableBuilder) builds the bucket again from when they
     /// change (most buckets hold one, inline).
-    members: Few<Arc<CompiledRoute>>,
+    members: SmallList<Arc<CompiledRoute>>,
     exact: PathIndex,
     prefix: PathIndex,
     prefix_max_len: usize,
@@ -77,11 +77,11 @@ pub(crate) struct Bucket {
 #[derive(Debug)]
 enum PathIndex {
     Few(Box<[PathEntry]>),
-    Many(Box<FastMap<Arc<str>, Few<Candidate>>>),
+    Many(Box<FastMap<Arc<str>, SmallList<Candidate>>>),
 }
 
 /// A path and its candidate list.
-type PathEntry = (Arc<str>, Few<Candidate>);
+type PathEntry = (Arc<str>, SmallList<Candidate>);
 
 /// From this many paths on, a [`PathIndex`] is hashed.
 const FEW_PATHS: usize = 5;
@@ -97,7 +97,7 @@ impl PathIndex {
     fn new(lists: Vec<(Arc<str>, Vec<Candidate>)>) -> Self {
         let lists = lists
             .into_iter()
-            .map(|(path, list)| (path, Few::from(list)));
+            .map(|(path, list)| (path, SmallList::from(list)));
         if lists.len() < FEW_PATHS {
             PathIndex::Few(lists.collect())
         } else {
@@ -171,10 +171,10 @@ pub(crate) struct CompiledRoute {
     /// The buckets the route is in, each once (`[Any]` for a route without hostnames).
     /// The lists hold one item inline (most routes have one hostname, one rule, one
     /// match).
-    pub(crate) hosts: Few<HostKey>,
-    pub(crate) rules: Few<Arc<CompiledRule>>,
+    pub(crate) hosts: SmallList<HostKey>,
+    pub(crate) rules: SmallList<Arc<CompiledRule>>,
     /// (rule index within `rules`, path, conditions), in rule then match order.
-    matches: Few<(usize, PathCond, Arc<Conditions>)>,
+    matches: SmallList<(usize, PathCond, Arc<Conditions>)>,
     /// When a [`TableBuilder`](super::TableBuilder) compiled it: input order among
     /// routes of equal precedence.
     pub(crate) sequence: u64,

@@ -37,7 +37,6 @@ pub mod ctp;
 pub mod policy;
 pub mod policy_status;
 pub mod security;
-pub mod small_list;
 pub mod traffic;
 pub mod xbtp;
 
@@ -71,11 +70,11 @@ pub use self::policy_status::{PolicyAncestorRef, PolicyAncestorStatus, PolicySta
 pub use self::security::{
     SecurityOverride, SecurityOverrideSpec, SecurityPolicy, SecurityPolicySpec,
 };
-pub use self::small_list::SmallList;
 pub use self::traffic::{TrafficPolicy, TrafficPolicySpec};
 pub use self::xbtp::{
     XBackendTrafficPolicy, XBackendTrafficPolicySpec, XBackendTrafficPolicyStatus,
 };
+pub use gatekit_core::small_list::SmallList;
 
 use gatekit_core::ConfigError;
 

@@ -1,6 +1,7 @@
 //! [`SmallList`]: a list that keeps one item inline, for the lists kept per object
-//! that nearly always hold one (a Service's port, an EndpointSlice's endpoint, a
-//! route's rule, match, backendRef and parentRef; the translator's per-route lists).
+//! that nearly always hold one (a compiled route's hostnames, rules and matches, a
+//! path's candidates; in gatekit-k8s a Service's port, an EndpointSlice's endpoint, a
+//! route's rule, match, backendRef and parentRef, the translator's per-route lists).
 
 /// A list that keeps one item inline and any other number as a boxed slice; it reads
 /// as a slice (`Deref<Target = [T]>`).
