@@ -175,21 +175,25 @@ mod tests {
                 let now_ns = us * 1000;
                 let reply: Vec<i64> = rt.block_on(async {
                     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-                    let reply = script
-                        .key(format!("cmp:{qi}"))
+                    let mut invocation = script.key(format!("cmp:{qi}"));
+                    invocation
                         .arg(params.emission)
                         .arg(params.tolerance)
                         .arg(base_s + now_ns / 1_000_000_000)
-                        .arg(now_ns % 1_000_000_000)
-                        .invoke_async(&mut conn)
-                        .await
-                        .unwrap();
+                        .arg(now_ns % 1_000_000_000);
+                    invocation.load_async(&mut conn).await.unwrap();
                     // The script's expiry runs on Redis's real clock, this test on a
                     // simulated one: a key expiring (a few ms for the 1 ms quota) between
                     // two simulated-simultaneous requests would reset the bucket. The
-                    // stored state alone decides, so keep it.
-                    let _: i64 = redis::cmd("PERSIST")
+                    // stored state alone decides, so keep it: in the same transaction
+                    // (a `PERSIST` sent after the reply could come after the expiry on a
+                    // loaded machine).
+                    let (reply,): (Vec<i64>,) = redis::pipe()
+                        .atomic()
+                        .invoke_script(&invocation)
+                        .cmd("PERSIST")
                         .arg(format!("cmp:{qi}"))
+                        .ignore()
                         .query_async(&mut conn)
                         .await
                         .unwrap();
