@@ -57,7 +57,7 @@ use gatekit_lb::{
 };
 use tokio::sync::Notify;
 
-use super::outlier::LazyOutlier;
+use super::outlier::{LazyOutlier, OutlierParts};
 use crate::Metrics;
 
 /// One backend name's upstream and what watches it (keyed in the registry by the
@@ -180,7 +180,7 @@ pub(crate) struct Upstreams {
     /// [`OutlierConfig::connect_failures_only`].
     eject_refusing: bool,
     /// [`OutlierConfig::connect_failures_only`], shared by the detectors that use it.
-    default_outlier: Arc<OutlierConfig>,
+    default_outlier: Arc<OutlierParts>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -203,18 +203,22 @@ impl Upstreams {
         let entries = SharedViews::default();
         let source: std::sync::Weak<_> = Arc::downgrade(&entries);
         metrics.set_endpoint_health_source(source);
+        let sink = Arc::new(HealthSink {
+            metrics: metrics.clone(),
+            changed: Notify::new(),
+        });
         Self {
             client,
-            metrics: metrics.clone(),
-            sink: Arc::new(HealthSink {
-                metrics,
-                changed: Notify::new(),
+            metrics,
+            default_outlier: Arc::new(OutlierParts {
+                config: Arc::new(OutlierConfig::connect_failures_only()),
+                sink: Arc::clone(&sink),
             }),
+            sink,
             entries,
             default_locality: None,
             plain,
             eject_refusing: true,
-            default_outlier: Arc::new(OutlierConfig::connect_failures_only()),
         }
     }
 
@@ -437,19 +441,17 @@ impl Upstreams {
         let outlier = policy
             .and_then(|p| p.health_check.as_ref())
             .and_then(|h| h.passive.as_ref())
-            .map(outlier_config)
-            .map(Arc::new)
+            .map(|passive| {
+                Arc::new(OutlierParts {
+                    config: Arc::new(outlier_config(passive)),
+                    sink: Arc::clone(&self.sink),
+                })
+            })
             .or_else(|| {
                 self.eject_refusing
                     .then(|| Arc::clone(&self.default_outlier))
             })
-            .map(|config| {
-                Arc::new(LazyOutlier::new(
-                    config,
-                    Arc::clone(&self.sink),
-                    Arc::clone(&shared_name),
-                ))
-            });
+            .map(|parts| Arc::new(LazyOutlier::new(parts, Arc::clone(&shared_name))));
         if let Some(outlier) = &outlier {
             config = config.with_observer(Arc::clone(outlier) as Arc<dyn OutcomeObserver>);
         }
