@@ -238,15 +238,15 @@ impl Locality {
 /// The configuration of an [`Upstream`](crate::Upstream): `Default` plus `with_*` setters.
 ///
 /// The options most upstreams never set (hash key, bounded load, slow start, locality,
-/// peak-EWMA's default latency) are kept behind one box, made by the first setter of one
-/// of them: an upstream keeps its configuration inline, and most keep only the small
-/// part (a pick reads the rare part only when it is there).
+/// the panic threshold, peak-EWMA's default latency and decay) are kept behind one box,
+/// made by the first setter of one of them: an upstream keeps its configuration inline,
+/// and most keep only the small part (40 bytes; a pick reads the rare part only when it
+/// is there).
 #[derive(Clone)]
 pub struct UpstreamConfig {
     pub(crate) algorithm: Algorithm,
-    pub(crate) panic_threshold: f64,
-    pub(crate) health_refresh: Duration,
-    pub(crate) ewma_decay: Duration,
+    /// In nanoseconds (read by every pick: no conversion there).
+    pub(crate) health_refresh_ns: u64,
     pub(crate) observer: Option<Arc<dyn OutcomeObserver>>,
     /// `None`: every rare option at its default.
     rare: Option<Box<Rare>>,
@@ -259,7 +259,9 @@ struct Rare {
     bounded_load: Option<f64>,
     slow_start: Option<SlowStart>,
     locality: Locality,
+    panic_threshold: f64,
     ewma_default_rtt: Duration,
+    ewma_decay: Duration,
 }
 
 impl Default for Rare {
@@ -269,13 +271,17 @@ impl Default for Rare {
             bounded_load: None,
             slow_start: None,
             locality: Locality::default(),
+            panic_threshold: DEFAULT_PANIC_THRESHOLD,
             ewma_default_rtt: DEFAULT_EWMA_RTT,
+            ewma_decay: DEFAULT_EWMA_DECAY,
         }
     }
 }
 
 /// Peak-EWMA's latency estimate for an endpoint without a sample, by default.
 const DEFAULT_EWMA_RTT: Duration = Duration::from_millis(30);
+const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
+const DEFAULT_PANIC_THRESHOLD: f64 = 0.5;
 
 /// The default [`Locality`] (everything local), for configurations without one.
 static DEFAULT_LOCALITY: Locality = Locality {
@@ -291,9 +297,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             algorithm: Algorithm::default(),
-            panic_threshold: 0.5,
-            health_refresh: Duration::from_millis(10),
-            ewma_decay: Duration::from_secs(10),
+            health_refresh_ns: 10_000_000,
             observer: None,
             rare: None,
         }
@@ -308,10 +312,13 @@ impl fmt::Debug for UpstreamConfig {
             .field("bounded_load", &self.bounded_load())
             .field("slow_start", &self.slow_start())
             .field("locality", self.locality())
-            .field("panic_threshold", &self.panic_threshold)
-            .field("health_refresh", &self.health_refresh)
+            .field("panic_threshold", &self.panic_threshold())
+            .field(
+                "health_refresh",
+                &Duration::from_nanos(self.health_refresh_ns),
+            )
             .field("ewma_default_rtt", &self.ewma_default_rtt())
-            .field("ewma_decay", &self.ewma_decay)
+            .field("ewma_decay", &self.ewma_decay())
             .field("observer", &self.observer.is_some())
             .finish()
     }
@@ -366,10 +373,10 @@ impl UpstreamConfig {
     /// panic mode off.
     #[must_use]
     pub fn with_panic_threshold(mut self, share: f64) -> Self {
-        self.panic_threshold = if share.is_finite() {
+        self.rare_mut().panic_threshold = if share.is_finite() {
             share.clamp(0.0, 1.0)
         } else {
-            0.5
+            DEFAULT_PANIC_THRESHOLD
         };
         self
     }
@@ -380,7 +387,7 @@ impl UpstreamConfig {
     /// [`Upstream::refresh_health`](crate::Upstream::refresh_health) forces it.
     #[must_use]
     pub fn with_health_refresh(mut self, every: Duration) -> Self {
-        self.health_refresh = every;
+        self.health_refresh_ns = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
         self
     }
 
@@ -389,7 +396,7 @@ impl UpstreamConfig {
     #[must_use]
     pub fn with_ewma(mut self, default_rtt: Duration, decay: Duration) -> Self {
         self.rare_mut().ewma_default_rtt = default_rtt.max(Duration::from_nanos(1));
-        self.ewma_decay = decay.max(Duration::from_millis(1));
+        self.rare_mut().ewma_decay = decay.max(Duration::from_millis(1));
         self
     }
 
@@ -441,6 +448,20 @@ impl UpstreamConfig {
         self.rare
             .as_ref()
             .map_or(DEFAULT_EWMA_RTT, |r| r.ewma_default_rtt)
+    }
+
+    /// Peak-EWMA's decay time constant.
+    pub(crate) fn ewma_decay(&self) -> Duration {
+        self.rare
+            .as_ref()
+            .map_or(DEFAULT_EWMA_DECAY, |r| r.ewma_decay)
+    }
+
+    /// The panic threshold.
+    pub(crate) fn panic_threshold(&self) -> f64 {
+        self.rare
+            .as_ref()
+            .map_or(DEFAULT_PANIC_THRESHOLD, |r| r.panic_threshold)
     }
 }
 

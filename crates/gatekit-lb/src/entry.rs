@@ -1,12 +1,13 @@
 //! Per-endpoint state, carried over by address across endpoint-set updates: the
-//! endpoint's service, its health, in-flight count, latency estimate and slow-start clock.
+//! endpoint's description, service, health, in-flight count, latency estimate and
+//! slow-start clock.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use arc_swap::ArcSwap;
-use gatekit_core::Endpoint;
+use arc_swap::ArcSwapOption;
+use gatekit_core::{Endpoint, EndpointState};
 
 use crate::EndpointHealth;
 use crate::observe::OutcomeObserver;
@@ -29,7 +30,7 @@ impl Tracking {
     pub(crate) fn for_config(config: &crate::UpstreamConfig) -> Option<Arc<Self>> {
         let count_total = config.bounded_load().is_some();
         let ewma_decay_ns = (config.algorithm == crate::Algorithm::PeakEwma)
-            .then(|| config.ewma_decay.as_nanos().min(u128::from(u64::MAX)) as f64);
+            .then(|| config.ewma_decay().as_nanos().min(u128::from(u64::MAX)) as f64);
         (count_total || ewma_decay_ns.is_some()).then(|| {
             Arc::new(Self {
                 count_total,
@@ -51,7 +52,14 @@ pub(crate) struct Entry<S> {
     pub(crate) addr: SocketAddr,
     /// The address's session key ([`gatekit_core::session::endpoint_key`]).
     pub(crate) session_key: u64,
-    pub(crate) endpoint: ArcSwap<Endpoint>,
+    /// The latest description's weight (bits 0..32), state (bits 32..40) and whether it
+    /// is kept whole in `whole` ([`WHOLE`]): one atomic, so a reader sees a weight and a
+    /// state that belong together. Inline: a description behind an `Arc` of its own
+    /// was an allocation of 64 bytes per endpoint.
+    desc: AtomicU64,
+    /// The latest description when it has labels (zone, cluster, hostname) or a state
+    /// `desc` has no code for; `None` for most endpoints.
+    whole: ArcSwapOption<Endpoint>,
     pub(crate) svc: S,
     /// Inline: the checker and detector reach it through the entry's `Arc`
     /// ([`SharedHealth`](crate::SharedHealth)).
@@ -60,7 +68,8 @@ pub(crate) struct Entry<S> {
     pub(crate) observer: Option<Arc<dyn OutcomeObserver>>,
     /// Only with bounded load or peak-EWMA.
     pub(crate) tracking: Option<Arc<Tracking>>,
-    in_flight: AtomicUsize,
+    /// 32 bits: beside `was_available`, one word for both.
+    in_flight: AtomicU32,
     /// Peak-EWMA latency estimate in ns (f64 bits) and when it was last updated (ns since
     /// the clock origin; 0 = no sample yet).
     ewma_bits: AtomicU64,
@@ -77,6 +86,41 @@ impl<S: Send + Sync + 'static> crate::health_state::HoldsHealth for Entry<S> {
     }
 }
 
+/// `desc`'s bit saying the description is kept whole.
+const WHOLE: u64 = 1 << 40;
+
+/// A state's code in `desc`, if it has one.
+fn state_code(state: EndpointState) -> Option<u64> {
+    match state {
+        EndpointState::Ready => Some(0),
+        EndpointState::Terminating => Some(1),
+        EndpointState::NotReady => Some(2),
+        _ => None,
+    }
+}
+
+fn state_of(code: u64) -> EndpointState {
+    match code {
+        0 => EndpointState::Ready,
+        1 => EndpointState::Terminating,
+        _ => EndpointState::NotReady,
+    }
+}
+
+/// `endpoint` as `desc` and `whole` keep it.
+fn split(endpoint: Endpoint) -> (u64, Option<Arc<Endpoint>>) {
+    let plain =
+        endpoint.zone().is_none() && endpoint.cluster().is_none() && endpoint.hostname().is_none();
+    let weight = u64::from(endpoint.weight());
+    match state_code(endpoint.state()) {
+        Some(code) if plain => (weight | code << 32, None),
+        code => (
+            weight | code.unwrap_or(2) << 32 | WHOLE,
+            Some(Arc::new(endpoint)),
+        ),
+    }
+}
+
 impl<S> Entry<S> {
     pub(crate) fn new(
         endpoint: Endpoint,
@@ -84,15 +128,18 @@ impl<S> Entry<S> {
         observer: Option<Arc<dyn OutcomeObserver>>,
         tracking: Option<Arc<Tracking>>,
     ) -> Self {
+        let addr = endpoint.addr();
+        let (desc, whole) = split(endpoint);
         Self {
-            addr: endpoint.addr(),
-            session_key: gatekit_core::session::endpoint_key(endpoint.addr()),
-            endpoint: ArcSwap::from_pointee(endpoint),
+            addr,
+            session_key: gatekit_core::session::endpoint_key(addr),
+            desc: AtomicU64::new(desc),
+            whole: ArcSwapOption::new(whole),
             svc,
             health: EndpointHealth::new(),
             observer,
             tracking,
-            in_flight: AtomicUsize::new(0),
+            in_flight: AtomicU32::new(0),
             ewma_bits: AtomicU64::new(0),
             ewma_at: AtomicU64::new(0),
             ramp_from: AtomicU64::new(0),
@@ -100,8 +147,54 @@ impl<S> Entry<S> {
         }
     }
 
+    /// The endpoint's latest description.
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        // Acquire: pairs with `set_endpoint`'s release, so a `WHOLE` bit finds its
+        // description stored.
+        let desc = self.desc.load(Ordering::Acquire);
+        if desc & WHOLE != 0
+            && let Some(whole) = &*self.whole.load()
+        {
+            return Endpoint::clone(whole);
+        }
+        Endpoint::new(self.addr)
+            .with_weight(desc as u32)
+            .with_state(state_of(desc >> 32 & 0xff))
+    }
+
+    /// The latest description's state (no copy of the description).
+    pub(crate) fn state(&self) -> EndpointState {
+        let desc = self.desc.load(Ordering::Acquire);
+        if desc & WHOLE != 0
+            && let Some(whole) = &*self.whole.load()
+        {
+            return whole.state();
+        }
+        state_of(desc >> 32 & 0xff)
+    }
+
+    /// Stores `endpoint` (of this entry's address) as the latest description. Called
+    /// under the upstream's update lock (one writer).
+    pub(crate) fn set_endpoint(&self, endpoint: Endpoint) {
+        debug_assert_eq!(endpoint.addr(), self.addr);
+        let (desc, whole) = split(endpoint);
+        match whole {
+            // The description first: a reader seeing the bit finds it.
+            Some(whole) => {
+                self.whole.store(Some(whole));
+                self.desc.store(desc, Ordering::Release);
+            }
+            // The bit first: a reader still seeing it may find the old description or
+            // none (then it reads `desc` as it was: a moment old, whole in itself).
+            None => {
+                self.desc.store(desc, Ordering::Release);
+                self.whole.store(None);
+            }
+        }
+    }
+
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.load(Ordering::Relaxed) as usize
     }
 
     pub(crate) fn acquire(&self) {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
+use gatekit_core::small_list::SmallList;
 use gatekit_core::{Endpoint, EndpointState};
 use tokio::time::Instant;
 
@@ -24,13 +25,13 @@ pub(crate) struct Member<S> {
 
 impl<S> Member<S> {
     /// The endpoint's latest description.
-    pub(crate) fn endpoint(&self) -> arc_swap::Guard<Arc<Endpoint>> {
-        self.entry.endpoint.load()
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        self.entry.endpoint()
     }
 }
 
-/// A snapshot's member: its description at the snapshot's generation and its entry.
-pub(crate) type MemberRef<S> = (Arc<Endpoint>, Arc<Entry<S>>);
+/// A snapshot's member: its entry, which holds its latest description.
+pub(crate) type MemberRef<S> = Arc<Entry<S>>;
 
 /// An endpoint in a pool, with the weight the pool balances by.
 pub(crate) struct Slot<S> {
@@ -40,7 +41,8 @@ pub(crate) struct Slot<S> {
 
 /// A set of endpoints balanced together, with its algorithm's table.
 pub(crate) struct Pool<S> {
-    pub(crate) slots: Box<[Slot<S>]>,
+    /// One inline (no allocation for a pool of one endpoint).
+    pub(crate) slots: SmallList<Slot<S>>,
     /// Shared with the previous snapshot's pool of the same endpoints and weights.
     pub(crate) table: Table,
 }
@@ -65,7 +67,7 @@ impl<S> Pool<S> {
             |p| p.table.clone(),
         );
         Self {
-            slots: slots.into_boxed_slice(),
+            slots: slots.into(),
             table,
         }
     }
@@ -106,21 +108,91 @@ struct MultiLevel<S> {
     level_cum: Box<[AtomicU32]>,
 }
 
+/// A snapshot's members (NotReady included), sorted by address: one inline (most
+/// upstreams have one endpoint: no allocation for the list, and no room beyond a boxed
+/// list's), or a boxed list that also holds their order by session key (sessions name
+/// endpoints by key): one allocation for both.
+pub(crate) enum Members<S> {
+    One(MemberRef<S>),
+    /// Each member, with the index of the member whose session key is the i-th
+    /// smallest.
+    Many(Box<[(MemberRef<S>, u32)]>),
+}
+
+impl<S> Members<S> {
+    fn new(mut members: Vec<MemberRef<S>>) -> Self {
+        if members.len() == 1
+            && let Some(one) = members.pop()
+        {
+            return Self::One(one);
+        }
+        let mut order: Vec<u32> = (0..members.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .collect();
+        order.sort_unstable_by_key(|&i| members[i as usize].session_key);
+        Self::Many(members.into_iter().zip(order).collect())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::One(_) => 1,
+            Self::Many(list) => list.len(),
+        }
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&MemberRef<S>> {
+        match self {
+            Self::One(one) => (i == 0).then_some(one),
+            Self::Many(list) => list.get(i).map(|(m, _)| m),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &MemberRef<S>> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// The member at `addr`.
+    fn by_addr(&self, addr: SocketAddr) -> Option<&MemberRef<S>> {
+        match self {
+            Self::One(one) => (one.addr == addr).then_some(one),
+            Self::Many(list) => list
+                .binary_search_by(|(e, _)| e.addr.cmp(&addr))
+                .ok()
+                .map(|i| &list[i].0),
+        }
+    }
+
+    /// The member whose session key is `key`: a binary search in key order.
+    fn by_session_key(&self, key: u64) -> Option<&MemberRef<S>> {
+        let list = match self {
+            Self::One(one) => return (one.session_key == key).then_some(one),
+            Self::Many(list) => list,
+        };
+        let nth = |i: usize| &list[list[i].1 as usize].0;
+        let (mut lo, mut hi) = (0, list.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match nth(mid).session_key.cmp(&key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(nth(mid)),
+            }
+        }
+        None
+    }
+}
+
 /// The endpoint set at one generation.
 pub(crate) struct Snapshot<S> {
     pub(crate) generation: u64,
-    /// Every member (NotReady included), sorted by address.
-    /// (The description is the entry's `Arc`, shared, not a copy.)
-    pub(crate) members: Box<[MemberRef<S>]>,
-    /// Indices into `members`, sorted by session key (sessions name endpoints by key);
-    /// empty (no allocation) with one member or none, looked at directly.
-    by_session_key: Box<[u32]>,
+    pub(crate) members: Members<S>,
     /// Ready endpoints with weight > 0, by locality priority (most local first).
     levels: Levels<S>,
     /// With more than one level: all ready endpoints and the levels' shares.
     multi: Option<Box<MultiLevel<S>>>,
-    /// Terminating endpoints and ready ones of weight 0.
-    pub(crate) fallback: Pool<S>,
+    /// Terminating endpoints and ready ones of weight 0, if any (most snapshots have
+    /// none: no room for an empty pool).
+    fallback: Option<Box<Pool<S>>>,
     pub(crate) view: View,
 }
 
@@ -139,9 +211,8 @@ impl<S> Snapshot<S> {
         let mut fallback = Vec::new();
         let mut members = Vec::with_capacity(set.len());
         for (_, m) in set {
-            let guard = m.endpoint();
-            let ep: &Endpoint = &guard;
-            members.push((Arc::clone(&guard), m.entry.clone()));
+            let ep = &m.endpoint();
+            members.push(m.entry.clone());
             match ep.state() {
                 EndpointState::Ready if ep.weight() > 0 => {
                     let p = usize::from(config.locality().priority(ep)).min(3);
@@ -185,21 +256,12 @@ impl<S> Snapshot<S> {
             refreshing: AtomicBool::new(false),
             mode: AtomicU8::new(Mode::Normal as u8),
         };
-        let mut by_session_key: Vec<u32> = if members.len() > 1 {
-            (0..members.len())
-                .filter_map(|i| u32::try_from(i).ok())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        by_session_key.sort_unstable_by_key(|&i| members[i as usize].1.session_key);
         let snap = Self {
             generation,
-            by_session_key: by_session_key.into_boxed_slice(),
-            members: members.into_boxed_slice(),
+            members: Members::new(members),
             levels,
             multi,
-            fallback: Pool::new(fallback, config, prev),
+            fallback: (!fallback.is_empty()).then(|| Box::new(Pool::new(fallback, config, prev))),
             view,
         };
         snap.refresh(now, crate::clock::nanos(now), config);
@@ -220,7 +282,13 @@ impl<S> Snapshot<S> {
         self.levels()
             .iter()
             .chain(self.multi.as_ref().map(|m| &m.all))
-            .chain(std::iter::once(&self.fallback))
+            .chain(self.fallback())
+    }
+
+    /// Terminating endpoints and ready ones of weight 0, if any.
+    #[inline]
+    pub(crate) fn fallback(&self) -> Option<&Pool<S>> {
+        self.fallback.as_deref()
     }
 
     /// All ready endpoints (for panic mode).
@@ -237,29 +305,19 @@ impl<S> Snapshot<S> {
     }
 
     pub(crate) fn member(&self, addr: SocketAddr) -> Option<&MemberRef<S>> {
-        self.members
-            .binary_search_by(|(ep, _)| ep.addr().cmp(&addr))
-            .ok()
-            .map(|i| &self.members[i])
+        self.members.by_addr(addr)
     }
 
     /// The member a session names by its endpoint key.
     pub(crate) fn member_by_session_key(&self, key: u64) -> Option<&MemberRef<S>> {
-        let keys = &self.by_session_key;
-        if keys.is_empty() {
-            return self.members.first().filter(|(_, e)| e.session_key == key);
-        }
-        let at = keys
-            .binary_search_by_key(&key, |&i| self.members[i as usize].1.session_key)
-            .ok()?;
-        self.members.get(keys[at] as usize)
+        self.members.by_session_key(key)
     }
 
     /// Refreshes the view if it is older than the configured period.
     #[inline]
     pub(crate) fn maybe_refresh(&self, now: Instant, now_ns: u64, config: &UpstreamConfig) {
         let at = self.view.refreshed_at.load(Ordering::Relaxed);
-        let period = u64::try_from(config.health_refresh.as_nanos()).unwrap_or(u64::MAX);
+        let period = config.health_refresh_ns;
         if now_ns.saturating_sub(at) >= period
             && self
                 .view
@@ -300,11 +358,11 @@ impl<S> Snapshot<S> {
                     (avail as f64 / total as f64 * config.locality().overprovisioning()).min(1.0);
             }
         }
-        let (fallback_avail, _) = scan(&self.fallback);
+        let (fallback_avail, _) = self.fallback().map_or((0, 0), scan);
         let mode = if ready_avail == 0 && fallback_avail > 0 {
             Mode::Fallback
         } else if ready_total > 0
-            && (ready_avail as f64) < config.panic_threshold * ready_total as f64
+            && (ready_avail as f64) < config.panic_threshold() * ready_total as f64
         {
             Mode::Panic
         } else {
@@ -409,21 +467,31 @@ mod tests {
     }
 
     #[test]
+    fn one_endpoint_takes_no_list_of_its_own() {
+        let snap = snapshot(1);
+        assert!(matches!(snap.members, Members::One(_)));
+        assert!(matches!(snap.levels()[0].slots, SmallList::One(_)));
+        assert!(matches!(snapshot(2).members, Members::Many(_)));
+        // The one member inline costs no room beyond a boxed list's.
+        assert_eq!(
+            std::mem::size_of::<Members<()>>(),
+            std::mem::size_of::<Box<[MemberRef<()>]>>()
+        );
+    }
+
+    #[test]
     fn session_keys_find_their_member_whether_one_or_many() {
         let stranger = gatekit_core::session::endpoint_key(SocketAddr::from(([192, 0, 2, 1], 1)));
         for n in [0, 1, 2, 5] {
             let snap = snapshot(n);
-            // No index for one member or none (looked at directly), nor shares for a
-            // single level.
-            assert_eq!(
-                snap.by_session_key.len(),
-                if n > 1 { usize::from(n) } else { 0 }
-            );
+            // One member inline (looked at directly), no shares for a single level.
+            assert_eq!(matches!(snap.members, Members::One(_)), n == 1);
+            assert_eq!(snap.members.len(), usize::from(n));
             assert!(snap.level_cum().is_empty());
             assert_eq!(snap.pick_level(), 0);
-            for (ep, entry) in snap.members.iter() {
-                let (found, _) = snap.member_by_session_key(entry.session_key).unwrap();
-                assert_eq!(found.addr(), ep.addr());
+            for entry in snap.members.iter() {
+                let found = snap.member_by_session_key(entry.session_key).unwrap();
+                assert_eq!(found.addr, entry.addr);
             }
             assert!(
                 snap.member_by_session_key(stranger).is_none(),

@@ -286,7 +286,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             .load()
             .members
             .iter()
-            .map(|(_, entry)| {
+            .map(|entry| {
                 (
                     entry.addr,
                     Member {
@@ -379,7 +379,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         }
         let old_state = {
             let old = m.endpoint();
-            if **old == ep {
+            if old == ep {
                 return false;
             }
             old.state()
@@ -388,7 +388,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
         if ramp && became_ready {
             m.entry.start_ramp(clock::nanos(now));
         }
-        m.entry.endpoint.store(Arc::new(ep));
+        m.entry.set_endpoint(ep);
         true
     }
 
@@ -488,20 +488,20 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             .load()
             .members
             .iter()
-            .map(|(ep, e)| (Endpoint::clone(ep), shared_health(e)))
+            .map(|e| (e.endpoint(), shared_health(e)))
             .collect()
     }
 
     /// The shared health of the endpoint at `addr`, if it is in the set.
     pub fn health_of(&self, addr: SocketAddr) -> Option<SharedHealth> {
         let snap = self.shared.snapshot.load();
-        snap.member(addr).map(|(_, e)| shared_health(e))
+        snap.member(addr).map(shared_health)
     }
 
     /// Requests in flight to the endpoint at `addr`, if it is in the set.
     pub fn in_flight(&self, addr: SocketAddr) -> Option<usize> {
         let snap = self.shared.snapshot.load();
-        snap.member(addr).map(|(_, e)| e.in_flight())
+        snap.member(addr).map(|e| e.in_flight())
     }
 
     /// Requests in flight over the endpoints in the set (requests still running on
@@ -512,7 +512,7 @@ impl<S: Send + Sync + 'static> Upstream<S> {
             .load()
             .members
             .iter()
-            .map(|(_, e)| e.in_flight())
+            .map(|e| e.in_flight())
             .sum()
     }
 
@@ -613,9 +613,9 @@ impl<S: Send + Sync + 'static> Upstream<S> {
     /// algorithm: persistence comes before balancing (GEP-1619).
     fn pick_pinned(&self, key: u64, tried: Option<&TriedEndpoints>) -> Option<Picked<S>> {
         let snap = self.shared.snapshot.load();
-        let (ep, entry) = snap.member_by_session_key(key)?;
+        let entry = snap.member_by_session_key(key)?;
         let now = Instant::now();
-        let usable = ep.state() != EndpointState::NotReady
+        let usable = entry.state() != EndpointState::NotReady
             && entry.health.is_available(now)
             && tried.is_none_or(|t| !t.contains(entry.addr));
         if !usable {
@@ -697,11 +697,14 @@ fn find<'s, S>(snap: &'s Snapshot<S>, mode: Mode, ctx: &PickCtx<'_>) -> Option<&
                 .or_else(any_level);
             match ctx.avoid {
                 Some(_) => found,
-                None => found.or_else(|| balance::pick(&snap.fallback, ctx)),
+                None => found.or_else(|| snap.fallback().and_then(|p| balance::pick(p, ctx))),
             }
         }
         Mode::Panic => snap.all_ready().and_then(|p| balance::pick(p, ctx)),
-        Mode::Fallback => balance::pick(&snap.fallback, ctx).or_else(any_level),
+        Mode::Fallback => snap
+            .fallback()
+            .and_then(|p| balance::pick(p, ctx))
+            .or_else(any_level),
     }
 }
 
@@ -754,7 +757,7 @@ impl<S> Picked<S> {
 
     /// The endpoint as last updated.
     pub fn endpoint(&self) -> Endpoint {
-        Endpoint::clone(&self.entry.endpoint.load())
+        self.entry.endpoint()
     }
 
     /// The endpoint's service.
@@ -805,7 +808,7 @@ impl<S> Picked<S> {
                 Ok(status) => Outcome::status(status, latency),
                 Err(kind) => Outcome::error(kind, latency),
             };
-            obs.on_outcome(&self.entry.endpoint.load(), &self.entry.health, outcome);
+            obs.on_outcome(&self.entry.endpoint(), &self.entry.health, outcome);
         }
     }
 }
@@ -883,6 +886,58 @@ mod tests {
         assert_eq!(slots(&t1), slots(&table(&fresh)));
     }
 
+    /// What an upstream of one endpoint holds, in gatekit's gateway (endpoint clients):
+    /// three allocations (shared state, snapshot, entry; the endpoint's description is
+    /// in its entry, the snapshot's member and pool inline), and their sizes, which
+    /// each fit a malloc size class a step below what they took before.
+    #[test]
+    fn an_upstream_of_one_endpoint_is_three_small_allocations() {
+        use gatekit_core::client::EndpointClient;
+        use std::mem::size_of;
+        assert!(size_of::<Shared<EndpointClient>>() <= 104);
+        assert!(size_of::<Snapshot<EndpointClient>>() <= 120);
+        assert!(size_of::<Entry<EndpointClient>>() <= 152);
+        assert!(size_of::<UpstreamConfig>() <= 40);
+        let up = Upstream::new(UpstreamConfig::default(), |_: &Endpoint| ());
+        up.apply(Change::Replace(eps(1)));
+        let snap = up.shared.snapshot.load();
+        assert!(matches!(snap.members, crate::snapshot::Members::One(_)));
+        assert!(matches!(
+            snap.levels()[0].slots,
+            gatekit_core::small_list::SmallList::One(_)
+        ));
+        assert!(snap.fallback().is_none());
+    }
+
+    #[test]
+    fn an_endpoint_description_reads_back_as_it_was_set() {
+        let up = Upstream::new(UpstreamConfig::default(), |_: &Endpoint| ());
+        let plain = Endpoint::new(addr(0)).with_weight(7);
+        let labelled = Endpoint::new(addr(0))
+            .with_weight(3)
+            .with_state(EndpointState::Terminating)
+            .with_zone("z")
+            .with_hostname("h");
+        for ep in [
+            plain.clone(),
+            labelled.clone(),
+            plain.clone().with_state(EndpointState::NotReady),
+            labelled,
+            plain,
+        ] {
+            up.apply(Change::Replace(vec![ep.clone()]));
+            let (seen, _) = up.endpoints().pop().unwrap();
+            assert_eq!(seen, ep);
+            let snap = up.shared.snapshot.load();
+            let entry = snap.member(addr(0)).unwrap();
+            assert_eq!(entry.state(), ep.state());
+            assert_eq!(entry.endpoint(), ep);
+        }
+        assert_eq!(up.generation(), 5, "each description is a change");
+        up.apply(Change::Insert(Endpoint::new(addr(0)).with_weight(7)));
+        assert_eq!(up.generation(), 5, "the same description is none");
+    }
+
     #[test]
     fn a_late_subscriber_reads_the_current_generation_and_sees_later_ones() {
         let up = Upstream::new(
@@ -936,7 +991,7 @@ mod tests {
         assert_eq!(*seen.0.lock(), [Duration::from_millis(2)]);
         // The latency estimate is the connect's, not the hour's.
         let snap = up.shared.snapshot.load();
-        let (_, entry) = snap.member(addr(0)).unwrap();
+        let entry = snap.member(addr(0)).unwrap();
         let decay = entry.tracking.as_ref().unwrap().ewma_decay_ns.unwrap();
         let estimate = entry.ewma(clock::nanos(Instant::now()), decay);
         assert!(estimate < 3e6, "{estimate} ns");

@@ -57,32 +57,39 @@ use gatekit_lb::{
 };
 use tokio::sync::Notify;
 
-use super::outlier::LazyOutlier;
+use super::outlier::{LazyOutlier, OutlierParts};
 use crate::Metrics;
 
 /// One backend name's upstream and what watches it (keyed in the registry by the
 /// backend name, which the endpoint-health series' labels share). What the spec says
 /// (app protocol, the pool's timeouts for `/config`) is read from the spec, not kept:
-/// an entry is in a map node with 10 others, 40 bytes each.
+/// an entry is in a map node with 10 others, 32 bytes each.
 pub(crate) struct Entry {
     /// The spec last applied (its policy, app protocol and TLS settings are those the
     /// upstream was built with: another of any of them rebuilds it).
     spec: Arc<UpstreamSpec>,
     upstream: Upstream<EndpointClient>,
-    checker: Option<HealthChecker>,
+    /// Only with active health checking (few upstreams: one box for its two parts).
+    active: Option<Box<Active>>,
     /// Also the upstream's outcome observer. Its events' sink is closed when the entry
     /// goes, as the checker's is.
     outlier: Option<Arc<LazyOutlier>>,
+}
+
+/// An upstream's active health checking.
+struct Active {
+    /// Kept for its task: dropped with the entry, it stops.
+    _checker: HealthChecker,
     /// The checker's health events' sink, whose callback sets the endpoint-health
     /// gauges: closed when the entry goes (the upstream, held by requests in flight,
     /// may still report events, which must not bring its forgotten gauges back).
-    events: Option<HealthEvents>,
+    events: HealthEvents,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        if let Some(events) = &self.events {
-            events.close_callback();
+        if let Some(active) = &self.active {
+            active.events.close_callback();
         }
         if let Some(outlier) = &self.outlier {
             outlier.close();
@@ -141,7 +148,7 @@ pub(crate) fn dump(views: &SharedViews) -> serde_json::Value {
             serde_json::json!({
                 "algorithm": upstream.config().algorithm().to_string(),
                 "protocol": protocol(entry.spec.app_protocol()),
-                "activeHealthCheck": entry.checker.is_some(),
+                "activeHealthCheck": entry.active.is_some(),
                 // The upstream's own timeouts; null: the client's.
                 "connectTimeout": timeouts.0.map(millis),
                 "idleTimeout": timeouts.1.map(millis),
@@ -173,7 +180,7 @@ pub(crate) struct Upstreams {
     /// [`OutlierConfig::connect_failures_only`].
     eject_refusing: bool,
     /// [`OutlierConfig::connect_failures_only`], shared by the detectors that use it.
-    default_outlier: Arc<OutlierConfig>,
+    default_outlier: Arc<OutlierParts>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -196,18 +203,22 @@ impl Upstreams {
         let entries = SharedViews::default();
         let source: std::sync::Weak<_> = Arc::downgrade(&entries);
         metrics.set_endpoint_health_source(source);
+        let sink = Arc::new(HealthSink {
+            metrics: metrics.clone(),
+            changed: Notify::new(),
+        });
         Self {
             client,
-            metrics: metrics.clone(),
-            sink: Arc::new(HealthSink {
-                metrics,
-                changed: Notify::new(),
+            metrics,
+            default_outlier: Arc::new(OutlierParts {
+                config: Arc::new(OutlierConfig::connect_failures_only()),
+                sink: Arc::clone(&sink),
             }),
+            sink,
             entries,
             default_locality: None,
             plain,
             eject_refusing: true,
-            default_outlier: Arc::new(OutlierConfig::connect_failures_only()),
         }
     }
 
@@ -294,20 +305,31 @@ impl Upstreams {
             }
         }
         changes.stale.extend(changes.gone.iter().cloned());
+        // New names, added together after the loop.
+        let mut fresh: Vec<(Arc<str>, Entry)> = Vec::new();
         for (name, spec, rebuild) in work {
             if rebuild {
                 let (shared_name, entry) = self.build(name, spec, &mut changes.errors);
+                changes.stale.insert(name.clone());
                 // Keyed by the new entry's name (`insert` would keep the old key). The
                 // old one is dropped (its checker stops) after the new one exists.
-                let old = entries.remove(name.as_str());
-                entries.insert(shared_name, entry);
-                drop(old);
-                changes.stale.insert(name.clone());
+                match entries.remove(name.as_str()) {
+                    Some(old) => {
+                        entries.insert(shared_name, entry);
+                        drop(old);
+                    }
+                    None => {
+                        apply_endpoints(&entry, spec.endpoints());
+                        fresh.push((shared_name, entry));
+                        continue;
+                    }
+                }
             }
             if let Some(entry) = entries.get(name.as_str()) {
                 apply_endpoints(entry, spec.endpoints());
             }
         }
+        add_all(&mut entries, fresh);
         changes
     }
 
@@ -419,19 +441,17 @@ impl Upstreams {
         let outlier = policy
             .and_then(|p| p.health_check.as_ref())
             .and_then(|h| h.passive.as_ref())
-            .map(outlier_config)
-            .map(Arc::new)
+            .map(|passive| {
+                Arc::new(OutlierParts {
+                    config: Arc::new(outlier_config(passive)),
+                    sink: Arc::clone(&self.sink),
+                })
+            })
             .or_else(|| {
                 self.eject_refusing
                     .then(|| Arc::clone(&self.default_outlier))
             })
-            .map(|config| {
-                Arc::new(LazyOutlier::new(
-                    config,
-                    Arc::clone(&self.sink),
-                    Arc::clone(&shared_name),
-                ))
-            });
+            .map(|parts| Arc::new(LazyOutlier::new(parts, Arc::clone(&shared_name))));
         if let Some(outlier) = &outlier {
             config = config.with_observer(Arc::clone(outlier) as Arc<dyn OutcomeObserver>);
         }
@@ -458,22 +478,25 @@ impl Upstreams {
         let active = policy
             .and_then(|p| p.health_check.as_ref())
             .and_then(|h| h.active.as_ref());
-        let events = active.map(|_| self.sink.events(Arc::clone(&shared_name)));
-        let checker = active.zip(events.as_ref()).map(|(active, events)| {
+        let active = active.map(|active| {
+            let events = self.sink.events(Arc::clone(&shared_name));
             // Follows the upstream weakly: a removed upstream is not kept alive by
             // its checker's task (5,000 deleted routes once left 28 MB behind).
-            HealthChecker::for_upstream_with_events(
+            let checker = HealthChecker::for_upstream_with_events(
                 health_config(active, spec.app_protocol(), &transport),
                 &upstream,
                 events.clone(),
-            )
+            );
+            Box::new(Active {
+                _checker: checker,
+                events,
+            })
         });
         let entry = Entry {
             spec: Arc::clone(spec),
             upstream,
-            checker,
+            active,
             outlier,
-            events,
         };
         (shared_name, entry)
     }
@@ -524,6 +547,20 @@ fn tls_view(spec: &UpstreamSpec) -> serde_json::Value {
 
 /// Replaces the endpoints of `entry` (keeping every surviving endpoint's state) and
 /// tells its outlier detector the new set (`/metrics` reads the set when scraped).
+/// Adds the `fresh` entries (of names not in `entries`). More of them than there are
+/// entries (a first load): the map is built again from both, in one pass, with full
+/// nodes. Inserted one by one in name order, a `BTreeMap`'s nodes are left about half
+/// full after each split: ~5.5 entries in a node of 11, 114 bytes per upstream instead
+/// of 57.
+fn add_all(entries: &mut BTreeMap<Arc<str>, Entry>, fresh: Vec<(Arc<str>, Entry)>) {
+    if fresh.len() > entries.len() {
+        let old = std::mem::take(entries);
+        *entries = old.into_iter().chain(fresh).collect();
+    } else {
+        entries.extend(fresh);
+    }
+}
+
 fn apply_endpoints(entry: &Entry, endpoints: &[gatekit_core::Endpoint]) {
     let generation = entry.upstream.generation();
     entry.upstream.apply(Change::Replace(endpoints.to_vec()));
@@ -804,6 +841,39 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
+    /// A registry entry is 32 bytes (in a map node with 10 others) and an upstream's
+    /// lazy outlier detector 64 (an `Arc` block of 80: two malloc size classes below
+    /// 104).
+    #[test]
+    fn an_entry_and_a_lazy_outlier_stay_small() {
+        assert!(std::mem::size_of::<Entry>() <= 32);
+        assert!(std::mem::size_of::<LazyOutlier>() <= 64);
+    }
+
+    /// Upstreams added together (a first load) are kept in a map built at once, its
+    /// nodes full; added a few at a time, inserted; either way each is found by name.
+    #[tokio::test]
+    async fn upstreams_added_at_once_or_one_by_one_are_all_found() {
+        let mut upstreams = Upstreams::new(
+            Client::new(gatekit_core::client::ClientConfig::default()),
+            Metrics::new(),
+        );
+        // One spec under many names (the registry does not look at the names).
+        let web = web_specs(false).into_values().next().expect("one upstream");
+        let spec = |i: usize| (format!("default/svc{i:04}:80"), Arc::clone(&web));
+        let mut specs: BTreeMap<String, Arc<UpstreamSpec>> = (0..200).map(spec).collect();
+        let first = upstreams.update(&specs, None);
+        assert_eq!(first.created.len(), 200);
+        specs.extend((200..210).map(spec));
+        let second = upstreams.update(&specs, None);
+        assert_eq!(second.created.len(), 10);
+        let entries = upstreams.lock();
+        assert_eq!(entries.len(), 210);
+        for name in specs.keys() {
+            assert!(entries.contains_key(name.as_str()), "{name}");
+        }
+    }
+
     /// A policy's connection timeouts become the pool's, alongside the breaker's
     /// connection thresholds.
     #[test]
@@ -915,7 +985,7 @@ ports: [{{ port: 8080 }}]
                 let entries = upstreams.lock();
                 let entry = &entries["default/web:80"];
                 assert!(entry.outlier.is_some());
-                assert_eq!(entry.checker.is_some(), health_check);
+                assert_eq!(entry.active.is_some(), health_check);
             }
 
             let gone = upstreams.update(&BTreeMap::new(), None).gone;

@@ -273,8 +273,14 @@ fn least_cost<'p, S>(
 /// so idle endpoints share traffic by weight. Always P2C, even for small pools: an exact
 /// argmin would send every idle request to the single fastest endpoint.
 fn peak_ewma<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Slot<S>> {
-    let decay = ctx.config.ewma_decay.as_nanos().min(u128::from(u64::MAX)) as f64;
     let a = random(pool, ctx)?;
+    // The upstream's (every entry made under a peak-EWMA config has it).
+    let decay = a
+        .entry
+        .tracking
+        .as_ref()
+        .and_then(|t| t.ewma_decay_ns)
+        .unwrap_or_else(|| ctx.config.ewma_decay().as_secs_f64() * 1e9);
     let b = (0..RANDOM_TRIES)
         .filter_map(|_| random(pool, ctx))
         .find(|b| !std::ptr::eq(*b, a));
