@@ -63,16 +63,8 @@ async fn every_match_kind_routes_to_its_backend() {
     let b = EchoBackend::start("b").await;
     let be = backends(&[("a", a.addr), ("b", b.addr)]);
 
-    let mut header = Match::default();
-    header.headers.push(HeaderMatch {
-        name: "X-Team".into(),
-        value: StringMatch::Exact("blue".into()),
-    });
-    let mut query = Match::default();
-    query.query.push(QueryMatch {
-        name: "v".into(),
-        value: StringMatch::Regex("2|3".into()),
-    });
+    let header = Match::default().with_header_match("X-Team", StringMatch::Exact("blue".into()));
+    let query = Match::default().with_query_match("v", StringMatch::Regex("2|3".into()));
     let mut method = Match::default();
     method.method = Some(http::Method::POST);
     let routes = vec![
@@ -241,12 +233,12 @@ async fn filters_apply_on_the_wire() {
     let mut rsp_mod = HeaderModifier::default();
     rsp_mod.add.push(("x-frame-options".into(), "DENY".into()));
     let mut api = rule(vec![path(PathMatch::Prefix("/api".into()))], &[("a", 1)]);
-    api.filters = vec![
+    api.filters = Box::new([
         Filter::UrlRewrite(rewrite),
         Filter::RequestHeaderModifier(req_mod),
         Filter::ResponseHeaderModifier(rsp_mod),
         Filter::RequestMirror(Mirror::new("mirror")),
-    ];
+    ]);
     let routes = vec![route("filters", &["shop.test"], vec![redirect_rule, api])];
     let gw = Gateway::start(Router::new(RouteTable::build(routes, &be).unwrap())).await;
     let c = TestClient::new();

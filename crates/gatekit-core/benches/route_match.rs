@@ -55,10 +55,7 @@ fn routes(n: usize) -> Vec<Route> {
             PathMatch::Prefix(format!("/api/v{}/r{i}", i % 3))
         });
         if i % 5 == 0 {
-            m.headers.push(HeaderMatch {
-                name: "x-version".into(),
-                value: StringMatch::Exact(format!("v{}", i % 4)),
-            });
+            m = m.with_header("x-version", format!("v{}", i % 4));
         }
         let mut rule = Rule::default();
         rule.matches.push(m);

@@ -187,7 +187,7 @@ pub(crate) fn rename_backends(
             *name = client_backend_name(name, Some(client));
         }
     };
-    let rename_filters = |filters: &mut Vec<Filter>| {
+    let rename_filters = |filters: &mut [Filter]| {
         for f in filters {
             if let Filter::RequestMirror(m) = f {
                 rename(&mut m.backend);
