@@ -12,12 +12,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
 use crate::path::PathPolicy;
-use crate::small_list::SmallList;
 use crate::route::{
     BackendRef, Filter, HeaderModifier, Match, PathMatch, PathModifier, Redirect, Route, RouteId,
     Rule, UrlRewrite,
 };
 use crate::server::{ServerConfig, serve_connection_with};
+use crate::small_list::SmallList;
 use crate::{Backend, Body, BoxError, ConnectionInfo, RouteTable, Router};
 
 /// The longest a fuzz input's connection may take; far above what an in-memory exchange

@@ -644,8 +644,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::super::model::{BackendRef, Match, PathMatch, UrlRewrite};
-    use crate::small_list::SmallList;
     use super::*;
+    use crate::small_list::SmallList;
 
     fn rule_with(weights: &[u32]) -> CompiledRule {
         let mut rule = Rule::default();
