@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use gatekit_core::client::Client;
 use gatekit_core::route::{
-    BackendRef, Filter, HeaderMatch, HeaderModifier, Match, PathMatch, PathModifier, Redirect,
-    Route, RouteId, Rule, StringMatch, UrlRewrite,
+    BackendRef, Filter, HeaderModifier, Match, PathMatch, PathModifier, Redirect, Route, RouteId,
+    Rule, StringMatch, UrlRewrite,
 };
 use gatekit_core::{Backend, RouteTable, Router};
 use gatekit_examples::{ctrl_c, spawn_backend};

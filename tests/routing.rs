@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatekit_core::client::Client;
 use gatekit_core::route::{
-    BackendRef, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch, PathModifier,
-    QueryMatch, Redirect, Route, RouteId, Rule, StringMatch, UrlRewrite,
+    BackendRef, Filter, HeaderModifier, Match, Mirror, PathMatch, PathModifier, Redirect, Route,
+    RouteId, Rule, StringMatch, UrlRewrite,
 };
 use gatekit_core::{Backend, RouteTable, Router};
 use gatekit_tests::{EchoBackend, Gateway, TestClient, closed_port};
@@ -30,7 +30,7 @@ fn path(p: PathMatch) -> Match {
 
 fn rule(matches: Vec<Match>, backends: &[(&str, u32)]) -> Rule {
     let mut r = Rule::default();
-    r.matches = matches;
+    r.matches = matches.into();
     r.backends = backends
         .iter()
         .map(|(n, w)| BackendRef::new(*n, *w))
@@ -41,7 +41,7 @@ fn rule(matches: Vec<Match>, backends: &[(&str, u32)]) -> Rule {
 fn route(name: &str, hostnames: &[&str], rules: Vec<Rule>) -> Route {
     let mut r = Route::new(RouteId::new("default", name));
     r.hostnames = hostnames.iter().map(|h| h.to_string()).collect();
-    r.rules = rules;
+    r.rules = rules.into();
     r
 }
 
@@ -219,10 +219,8 @@ async fn filters_apply_on_the_wire() {
     redirect.scheme = Some("https".into());
     redirect.path = Some(PathModifier::ReplacePrefixMatch("/new".into()));
     redirect.status = 308;
-    let mut redirect_rule = rule(vec![path(PathMatch::Prefix("/old".into()))], &[]);
-    redirect_rule
-        .filters
-        .push(Filter::RequestRedirect(redirect));
+    let redirect_rule = rule(vec![path(PathMatch::Prefix("/old".into()))], &[])
+        .with_filter(Filter::RequestRedirect(redirect));
 
     let mut rewrite = UrlRewrite::default();
     rewrite.hostname = Some("internal.svc".into());

@@ -15,9 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use divan::{Bencher, black_box};
-use gatekit_core::route::{
-    BackendRef, HeaderMatch, Match, PathMatch, Route, RouteId, Rule, StringMatch, TableBuilder,
-};
+use gatekit_core::route::{BackendRef, Match, PathMatch, Route, RouteId, Rule, TableBuilder};
 use gatekit_core::{Backend, Body, BoxError, RouteTable};
 use http::{HeaderMap, Method, Uri};
 

@@ -713,8 +713,8 @@ fn match_strategy() -> impl Strategy<Value = Match> {
     let method = prop::option::of(prop::sample::select(vec![Method::GET, Method::POST]));
     (path, headers, query, method).prop_map(|(path, headers, query, method)| Match {
         path,
-        headers,
-        query,
+        headers: headers.into(),
+        query: query.into(),
         method,
     })
 }
