@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use gatekit_core::client::Client;
 use gatekit_core::route::{
-    BackendRef, Filter, HeaderMatch, HeaderModifier, Match, PathMatch, PathModifier, Redirect,
-    Route, RouteId, Rule, StringMatch, UrlRewrite,
+    BackendRef, Filter, HeaderModifier, Match, PathMatch, PathModifier, Redirect, Route, RouteId,
+    Rule, StringMatch, UrlRewrite,
 };
 use gatekit_core::{Backend, RouteTable, Router};
 use gatekit_examples::{ctrl_c, spawn_backend};
@@ -50,12 +50,9 @@ async fn main() -> anyhow::Result<()> {
 
 fn demo_route() -> Route {
     let mut canary = Rule::default();
-    let mut canary_match = Match::default();
-    canary_match.headers.push(HeaderMatch {
-        name: "x-canary".into(),
-        value: StringMatch::Exact("true".into()),
-    });
-    canary.matches.push(canary_match);
+    canary
+        .matches
+        .push(Match::default().with_header_match("x-canary", StringMatch::Exact("true".into())));
     canary.backends.push(BackendRef::new("green", 1));
 
     let mut redirect = Rule::default();
@@ -63,16 +60,16 @@ fn demo_route() -> Route {
     let mut to_new = Redirect::default();
     to_new.path = Some(PathModifier::ReplacePrefixMatch("/new".into()));
     to_new.status = 301;
-    redirect.filters.push(Filter::RequestRedirect(to_new));
+    redirect = redirect.with_filter(Filter::RequestRedirect(to_new));
 
     let mut api = Rule::default();
     api.matches.push(prefix("/api"));
     let mut rewrite = UrlRewrite::default();
     rewrite.path = Some(PathModifier::ReplacePrefixMatch("/".into()));
-    api.filters.push(Filter::UrlRewrite(rewrite));
+    api = api.with_filter(Filter::UrlRewrite(rewrite));
     let mut via = HeaderModifier::default();
     via.set.push(("x-via".into(), "gatekit".into()));
-    api.filters.push(Filter::RequestHeaderModifier(via));
+    api = api.with_filter(Filter::RequestHeaderModifier(via));
     api.backends.push(BackendRef::new("blue", 1));
 
     let mut split = Rule::default();
@@ -81,7 +78,7 @@ fn demo_route() -> Route {
     split.backends.push(BackendRef::new("green", 20));
 
     let mut route = Route::new(RouteId::new("default", "demo"));
-    route.rules = vec![canary, redirect, api, split];
+    route.rules = vec![canary, redirect, api, split].into();
     route
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatekit_core::client::Client;
 use gatekit_core::route::{
-    BackendRef, Filter, HeaderMatch, HeaderModifier, Match, Mirror, PathMatch, PathModifier,
-    QueryMatch, Redirect, Route, RouteId, Rule, StringMatch, UrlRewrite,
+    BackendRef, Filter, HeaderModifier, Match, Mirror, PathMatch, PathModifier, Redirect, Route,
+    RouteId, Rule, StringMatch, UrlRewrite,
 };
 use gatekit_core::{Backend, RouteTable, Router};
 use gatekit_tests::{EchoBackend, Gateway, TestClient, closed_port};
@@ -30,7 +30,7 @@ fn path(p: PathMatch) -> Match {
 
 fn rule(matches: Vec<Match>, backends: &[(&str, u32)]) -> Rule {
     let mut r = Rule::default();
-    r.matches = matches;
+    r.matches = matches.into();
     r.backends = backends
         .iter()
         .map(|(n, w)| BackendRef::new(*n, *w))
@@ -41,7 +41,7 @@ fn rule(matches: Vec<Match>, backends: &[(&str, u32)]) -> Rule {
 fn route(name: &str, hostnames: &[&str], rules: Vec<Rule>) -> Route {
     let mut r = Route::new(RouteId::new("default", name));
     r.hostnames = hostnames.iter().map(|h| h.to_string()).collect();
-    r.rules = rules;
+    r.rules = rules.into();
     r
 }
 
@@ -63,16 +63,8 @@ async fn every_match_kind_routes_to_its_backend() {
     let b = EchoBackend::start("b").await;
     let be = backends(&[("a", a.addr), ("b", b.addr)]);
 
-    let mut header = Match::default();
-    header.headers.push(HeaderMatch {
-        name: "X-Team".into(),
-        value: StringMatch::Exact("blue".into()),
-    });
-    let mut query = Match::default();
-    query.query.push(QueryMatch {
-        name: "v".into(),
-        value: StringMatch::Regex("2|3".into()),
-    });
+    let header = Match::default().with_header_match("X-Team", StringMatch::Exact("blue".into()));
+    let query = Match::default().with_query_match("v", StringMatch::Regex("2|3".into()));
     let mut method = Match::default();
     method.method = Some(http::Method::POST);
     let routes = vec![
@@ -227,10 +219,8 @@ async fn filters_apply_on_the_wire() {
     redirect.scheme = Some("https".into());
     redirect.path = Some(PathModifier::ReplacePrefixMatch("/new".into()));
     redirect.status = 308;
-    let mut redirect_rule = rule(vec![path(PathMatch::Prefix("/old".into()))], &[]);
-    redirect_rule
-        .filters
-        .push(Filter::RequestRedirect(redirect));
+    let redirect_rule = rule(vec![path(PathMatch::Prefix("/old".into()))], &[])
+        .with_filter(Filter::RequestRedirect(redirect));
 
     let mut rewrite = UrlRewrite::default();
     rewrite.hostname = Some("internal.svc".into());
@@ -241,12 +231,12 @@ async fn filters_apply_on_the_wire() {
     let mut rsp_mod = HeaderModifier::default();
     rsp_mod.add.push(("x-frame-options".into(), "DENY".into()));
     let mut api = rule(vec![path(PathMatch::Prefix("/api".into()))], &[("a", 1)]);
-    api.filters = vec![
+    api.filters = Box::new([
         Filter::UrlRewrite(rewrite),
         Filter::RequestHeaderModifier(req_mod),
         Filter::ResponseHeaderModifier(rsp_mod),
         Filter::RequestMirror(Mirror::new("mirror")),
-    ];
+    ]);
     let routes = vec![route("filters", &["shop.test"], vec![redirect_rule, api])];
     let gw = Gateway::start(Router::new(RouteTable::build(routes, &be).unwrap())).await;
     let c = TestClient::new();

@@ -15,9 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use divan::{Bencher, black_box};
-use gatekit_core::route::{
-    BackendRef, HeaderMatch, Match, PathMatch, Route, RouteId, Rule, StringMatch, TableBuilder,
-};
+use gatekit_core::route::{BackendRef, Match, PathMatch, Route, RouteId, Rule, TableBuilder};
 use gatekit_core::{Backend, Body, BoxError, RouteTable};
 use http::{HeaderMap, Method, Uri};
 
@@ -55,10 +53,7 @@ fn routes(n: usize) -> Vec<Route> {
             PathMatch::Prefix(format!("/api/v{}/r{i}", i % 3))
         });
         if i % 5 == 0 {
-            m.headers.push(HeaderMatch {
-                name: "x-version".into(),
-                value: StringMatch::Exact(format!("v{}", i % 4)),
-            });
+            m = m.with_header("x-version", format!("v{}", i % 4));
         }
         let mut rule = Rule::default();
         rule.matches.push(m);

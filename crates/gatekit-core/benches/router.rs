@@ -54,7 +54,7 @@ fn table(filters: bool, timeouts: bool) -> RouteTable {
     if filters {
         let mut m = HeaderModifier::default();
         m.set.push(("x-env".into(), "bench".into()));
-        rule.filters.push(Filter::ResponseHeaderModifier(m));
+        rule = rule.with_filter(Filter::ResponseHeaderModifier(m));
     }
     if timeouts {
         rule.timeouts.request = Some(Duration::from_secs(10));

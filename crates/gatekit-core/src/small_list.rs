@@ -1,7 +1,8 @@
 //! [`SmallList`]: a list that keeps one item inline, for the lists kept per object
-//! that nearly always hold one (a compiled route's hostnames, rules and matches, a
-//! path's candidates; in gatekit-k8s a Service's port, an EndpointSlice's endpoint, a
-//! route's rule, match, backendRef and parentRef, the translator's per-route lists).
+//! that nearly always hold one (a route's hostnames and rules, a rule's matches and
+//! backendRefs, and their compiled forms; a path's candidates; in gatekit-k8s a
+//! Service's port, an EndpointSlice's endpoint, a route's rule, match, backendRef and
+//! parentRef, the translator's per-route lists).
 
 /// A list that keeps one item inline and any other number as a boxed slice; it reads
 /// as a slice (`Deref<Target = [T]>`).
@@ -25,6 +26,20 @@ impl<T> Default for SmallList<T> {
 }
 
 impl<T> SmallList<T> {
+    /// Appends `item`: the first is kept inline; from the second on the list is an
+    /// exactly sized boxed slice again (one reallocation per push: for lists built
+    /// once, not for lists that grow).
+    pub fn push(&mut self, item: T) {
+        *self = match std::mem::take(self) {
+            Self::Many(items) if items.is_empty() => Self::One(item),
+            list => {
+                let mut items = list.into_vec();
+                items.push(item);
+                Self::Many(items.into_boxed_slice())
+            }
+        };
+    }
+
     /// Its items in a `Vec`.
     pub fn into_vec(self) -> Vec<T> {
         match self {
@@ -123,6 +138,17 @@ mod tests {
         let three = SmallList::from(vec![3, 1, 2]);
         assert_eq!((&three).into_iter().copied().collect::<Vec<_>>(), [3, 1, 2]);
         assert_eq!(three.into_vec(), [3, 1, 2]);
+    }
+
+    #[test]
+    fn pushed_items_are_one_inline_then_exact() {
+        let mut list = SmallList::default();
+        list.push(1);
+        assert!(matches!(list, SmallList::One(1)));
+        list.push(2);
+        list.push(3);
+        assert!(matches!(&list, SmallList::Many(items) if items.len() == 3));
+        assert_eq!(list, SmallList::from(vec![1, 2, 3]));
     }
 
     #[test]

@@ -544,11 +544,11 @@ spec:
     assert_eq!(routes.len(), 2, "{routes:#?}");
     let public = routes
         .iter()
-        .find(|r| r.hostnames == ["public.example"])
+        .find(|r| r.hostnames[..] == ["public.example"])
         .unwrap();
     let internal = routes
         .iter()
-        .find(|r| r.hostnames == ["internal.example"])
+        .find(|r| r.hostnames[..] == ["internal.example"])
         .unwrap();
     assert_eq!(public.rules[0].policy.rate_limits.len(), 1);
     assert!(internal.rules[0].policy.rate_limits.is_empty());

@@ -125,7 +125,7 @@ spec:
 
     // sectionName attaches to the HTTPS listener only, port to the HTTP listener only.
     let secure = route(&t, 443, "secure").unwrap();
-    assert_eq!(secure.hostnames, ["shop.example.com"]);
+    assert_eq!(secure.hostnames[..], ["shop.example.com"]);
     assert_eq!(secure.created, 1_704_067_210);
     assert!(route(&t, 80, "secure").is_none());
     let plain = route(&t, 80, "plain").unwrap();
@@ -276,11 +276,11 @@ spec:
 "#;
     let t = run(yaml);
     assert_eq!(
-        route(&t, 8080, "exact").unwrap().hostnames,
+        route(&t, 8080, "exact").unwrap().hostnames[..],
         ["api.example.com", "deep.x.example.com"]
     );
     assert_eq!(
-        route(&t, 8080, "none").unwrap().hostnames,
+        route(&t, 8080, "none").unwrap().hostnames[..],
         ["*.example.com"]
     );
     assert!(route(&t, 8080, "disjoint").is_none());
@@ -297,7 +297,7 @@ spec:
                 routes
                     .iter()
                     .filter(|r| r.id.name() == name)
-                    .map(move |r| (l.hostname().map(str::to_owned), r.hostnames.clone()))
+                    .map(move |r| (l.hostname().map(str::to_owned), r.hostnames.to_vec()))
             })
             .collect()
     };

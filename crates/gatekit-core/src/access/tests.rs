@@ -93,7 +93,7 @@ fn fixture(access: &[&str], cors: bool) -> Fixture {
     rule.backends.push(BackendRef::new("app", 1));
     rule.policy_mut().access = access.iter().map(|s| s.to_string()).collect();
     if cors {
-        rule.filters.push(Filter::Cors(CorsPolicy {
+        rule = rule.with_filter(Filter::Cors(CorsPolicy {
             allow_origins: vec!["https://app.example".into()],
             allow_methods: vec!["GET".into()],
             ..Default::default()

@@ -256,9 +256,10 @@ pub fn filters(data: &[u8]) {
         matches: vec![Match {
             path: Some(PathMatch::Prefix(input.prefix.path())),
             ..Match::default()
-        }],
-        filters,
-        backends: vec![BackendRef::new("svc", 1)],
+        }]
+        .into(),
+        filters: filters.into(),
+        backends: vec![BackendRef::new("svc", 1)].into(),
         ..Rule::default()
     });
     let backends: HashMap<String, Backend> = HashMap::new();

@@ -116,7 +116,7 @@ fn check_extraction(input: &Input) {
 
 fn route(name: &str, hostnames: Vec<String>) -> Route {
     let mut r = Route::new(RouteId::new("ns", name));
-    r.hostnames = hostnames;
+    r.hostnames = hostnames.into();
     r.rules.push(Rule::default());
     r
 }

@@ -17,6 +17,7 @@ use crate::route::{
     Rule, UrlRewrite,
 };
 use crate::server::{ServerConfig, serve_connection_with};
+use crate::small_list::SmallList;
 use crate::{Backend, Body, BoxError, ConnectionInfo, RouteTable, Router};
 
 /// The longest a fuzz input's connection may take; far above what an in-memory exchange
@@ -53,13 +54,13 @@ fn harness() -> Option<(Runtime, Router)> {
         ..Match::default()
     };
     let rule = |m: Match, filters: Vec<Filter>, backend: &str| Rule {
-        matches: vec![m],
-        filters,
-        backends: vec![BackendRef::new(backend, 1)],
+        matches: SmallList::One(m),
+        filters: filters.into(),
+        backends: SmallList::One(BackendRef::new(backend, 1)),
         ..Rule::default()
     };
     let mut any = Route::new(RouteId::new("fuzz", "any"));
-    any.rules = vec![
+    any.rules = SmallList::from(vec![
         rule(prefix("/"), Vec::new(), "echo"),
         rule(
             prefix("/redirect"),
@@ -87,10 +88,10 @@ fn harness() -> Option<(Runtime, Router)> {
             "echo",
         ),
         rule(prefix("/missing"), Vec::new(), "nowhere"),
-    ];
+    ]);
     let mut api = Route::new(RouteId::new("fuzz", "api"));
-    api.hostnames = vec!["api.example.com".into(), "*.example.org".into()];
-    api.rules = vec![rule(
+    api.hostnames = vec!["api.example.com".into(), "*.example.org".into()].into();
+    api.rules = SmallList::One(rule(
         Match {
             path: Some(PathMatch::Exact("/api".into())),
             method: Some(http::Method::POST),
@@ -101,7 +102,7 @@ fn harness() -> Option<(Runtime, Router)> {
             ..HeaderModifier::default()
         })],
         "echo",
-    )];
+    ));
     let table = RouteTable::build(vec![any, api], &backends).ok()?;
     Some((rt, Router::new(table)))
 }

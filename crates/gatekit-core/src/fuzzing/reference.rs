@@ -76,8 +76,8 @@ pub fn reference_find(
                 Some(m) if has_cors => m,
                 _ => method,
             };
-            let default = vec![Match::default()];
-            let matches = if rule.matches.is_empty() {
+            let default = [Match::default()];
+            let matches: &[Match] = if rule.matches.is_empty() {
                 &default
             } else {
                 &rule.matches

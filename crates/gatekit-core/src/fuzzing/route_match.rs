@@ -154,7 +154,7 @@ fn build_routes(specs: &[RouteSpec]) -> Vec<Route> {
                 .iter()
                 .map(|matches| Rule {
                     matches: truncate(matches, 3).iter().map(build_match).collect(),
-                    backends: vec![BackendRef::new("svc", 1)],
+                    backends: vec![BackendRef::new("svc", 1)].into(),
                     ..Rule::default()
                 })
                 .collect();

@@ -9,6 +9,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::small_list::SmallList;
+
 /// Identifies a route: its kind, namespace and name (for Kubernetes routes) or any
 /// stable name a user picks.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,13 +95,13 @@ pub struct Route {
     /// Identity, also the last precedence tie-breaker (namespace/name, alphabetical).
     pub id: RouteId,
     /// Hostnames (exact like `api.example.com` or wildcard like `*.example.com`), already
-    /// intersected with the listener's. Empty matches every host.
-    pub hostnames: Vec<String>,
+    /// intersected with the listener's. Empty matches every host. One is kept inline.
+    pub hostnames: SmallList<String>,
     /// Creation time (for example Unix seconds of `metadata.creationTimestamp`); older
     /// routes win precedence ties.
     pub created: i64,
-    /// Rules, in order; earlier rules win ties within the route.
-    pub rules: Vec<Rule>,
+    /// Rules, in order; earlier rules win ties within the route. One is kept inline.
+    pub rules: SmallList<Rule>,
 }
 
 impl Route {
@@ -107,9 +109,9 @@ impl Route {
     pub fn new(id: RouteId) -> Self {
         Self {
             id,
-            hostnames: Vec::new(),
+            hostnames: SmallList::default(),
             created: 0,
-            rules: Vec::new(),
+            rules: SmallList::default(),
         }
     }
 
@@ -143,12 +145,15 @@ pub struct Rule {
     /// Optional rule name (Gateway API `name`), for status and metrics.
     pub name: Option<String>,
     /// The rule matches when any of these matches; empty means one match without
-    /// conditions (every request, ranked after every path condition).
-    pub matches: Vec<Match>,
-    /// Filters applied to every request the rule takes, in order.
-    pub filters: Vec<Filter>,
-    /// Weighted backends. A rule with none (and no redirect) answers 500.
-    pub backends: Vec<BackendRef>,
+    /// conditions (every request, ranked after every path condition). One is kept
+    /// inline.
+    pub matches: SmallList<Match>,
+    /// Filters applied to every request the rule takes, in order (most rules have
+    /// none: a boxed slice, two words).
+    pub filters: Box<[Filter]>,
+    /// Weighted backends. A rule with none (and no redirect) answers 500. One is kept
+    /// inline.
+    pub backends: SmallList<BackendRef>,
     /// Timeouts, enforced by [`TimeoutLayer`](crate::timeout::TimeoutLayer)s in the
     /// rule's stack; `backend_request` must not exceed `request`.
     pub timeouts: Timeouts,
@@ -163,9 +168,9 @@ impl Default for Rule {
     fn default() -> Self {
         Self {
             name: None,
-            matches: Vec::new(),
-            filters: Vec::new(),
-            backends: Vec::new(),
+            matches: SmallList::default(),
+            filters: Box::default(),
+            backends: SmallList::default(),
             timeouts: Timeouts::default(),
             policy: RulePolicy::none(),
         }
@@ -220,7 +225,7 @@ impl Rule {
     /// Adds a filter (`filters`), run after the ones already there.
     #[must_use]
     pub fn with_filter(mut self, filter: Filter) -> Self {
-        self.filters.push(filter);
+        push(&mut self.filters, filter);
         self
     }
 
@@ -282,10 +287,11 @@ pub struct Match {
     /// path condition, regexes included (a GRPCRoute match without a method ranks after
     /// one with a method). HTTPRoute's default is an explicit prefix `/`.
     pub path: Option<PathMatch>,
-    /// Header conditions; names compare case-insensitively.
-    pub headers: Vec<HeaderMatch>,
+    /// Header conditions; names compare case-insensitively. (Most matches have none:
+    /// a boxed slice, two words.)
+    pub headers: Box<[HeaderMatch]>,
     /// Query parameter conditions; names compare exactly (case-sensitively).
-    pub query: Vec<QueryMatch>,
+    pub query: Box<[QueryMatch]>,
     /// Method condition.
     pub method: Option<http::Method>,
 }
@@ -317,30 +323,52 @@ impl Match {
     /// Adds a header condition with an exact value (`headers: [{name, value}]`).
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push(HeaderMatch {
-            name: name.into(),
-            value: StringMatch::Exact(value.into()),
-        });
+        push(
+            &mut self.headers,
+            HeaderMatch {
+                name: name.into(),
+                value: StringMatch::Exact(value.into()),
+            },
+        );
         self
     }
 
     /// Adds a header condition with any [`StringMatch`].
     #[must_use]
     pub fn with_header_match(mut self, name: impl Into<String>, value: StringMatch) -> Self {
-        self.headers.push(HeaderMatch {
-            name: name.into(),
-            value,
-        });
+        push(
+            &mut self.headers,
+            HeaderMatch {
+                name: name.into(),
+                value,
+            },
+        );
         self
     }
 
     /// Adds a query parameter condition with an exact value (`queryParams: [{name, value}]`).
     #[must_use]
     pub fn with_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.query.push(QueryMatch {
-            name: name.into(),
-            value: StringMatch::Exact(value.into()),
-        });
+        push(
+            &mut self.query,
+            QueryMatch {
+                name: name.into(),
+                value: StringMatch::Exact(value.into()),
+            },
+        );
+        self
+    }
+
+    /// Adds a query parameter condition with any [`StringMatch`].
+    #[must_use]
+    pub fn with_query_match(mut self, name: impl Into<String>, value: StringMatch) -> Self {
+        push(
+            &mut self.query,
+            QueryMatch {
+                name: name.into(),
+                value,
+            },
+        );
         self
     }
 
@@ -400,8 +428,9 @@ pub struct BackendRef {
     pub name: String,
     /// Relative weight; 0 means never chosen.
     pub weight: u32,
-    /// Filters applied only when this backend is chosen, after the rule's filters.
-    pub filters: Vec<Filter>,
+    /// Filters applied only when this backend is chosen, after the rule's filters
+    /// (most backendRefs have none: a boxed slice, two words).
+    pub filters: Box<[Filter]>,
     /// The circuit breaker around this backendRef (from the backend's policy). Boxed,
     /// as the two below: most backendRefs have none, and inline they would triple the
     /// size of every one.
@@ -420,7 +449,7 @@ impl BackendRef {
         Self {
             name: name.into(),
             weight,
-            filters: Vec::new(),
+            filters: Box::default(),
             breaker: None,
             retry_budget: None,
             session: None,
@@ -430,9 +459,17 @@ impl BackendRef {
     /// Adds a filter run only when this backend is chosen (`backendRefs[].filters`).
     #[must_use]
     pub fn with_filter(mut self, filter: Filter) -> Self {
-        self.filters.push(filter);
+        push(&mut self.filters, filter);
         self
     }
+}
+
+/// Appends `item` to a boxed slice (built once, so its one reallocation per item is
+/// paid when the model is made, never when it is kept).
+fn push<T>(list: &mut Box<[T]>, item: T) {
+    let mut items = std::mem::take(list).into_vec();
+    items.push(item);
+    *list = items.into_boxed_slice();
 }
 
 impl From<&str> for BackendRef {

@@ -645,6 +645,7 @@ mod tests {
 
     use super::super::model::{BackendRef, Match, PathMatch, UrlRewrite};
     use super::*;
+    use crate::small_list::SmallList;
 
     fn rule_with(weights: &[u32]) -> CompiledRule {
         let mut rule = Rule::default();
@@ -715,22 +716,21 @@ mod tests {
             path: Some(PathModifier::ReplacePrefixMatch("/x".into())),
             ..UrlRewrite::default()
         };
-        rule.filters.push(Filter::UrlRewrite(rewrite.clone()));
+        rule = rule.with_filter(Filter::UrlRewrite(rewrite.clone()));
         let backends: HashMap<String, Backend> = HashMap::new();
         let e = CompiledRule::compile(&in_route(&rule), 0, &backends, None).unwrap_err();
         assert_eq!(e.field(), "filters[0].urlRewrite.path");
         assert!(e.reason().contains("matches[1]"), "{}", e.reason());
 
-        rule.filters.clear();
-        let mut b = BackendRef::new("b", 1);
-        b.filters.push(Filter::UrlRewrite(rewrite));
-        rule.backends.push(b);
+        rule.filters = Box::default();
+        rule.backends
+            .push(BackendRef::new("b", 1).with_filter(Filter::UrlRewrite(rewrite)));
         let e = CompiledRule::compile(&in_route(&rule), 0, &backends, None).unwrap_err();
         assert_eq!(e.field(), "backendRefs[0].filters[0].urlRewrite.path");
 
-        rule.matches.truncate(1);
+        rule.matches = SmallList::One(rule.matches[0].clone());
         assert!(CompiledRule::compile(&in_route(&rule), 0, &backends, None).is_ok());
-        rule.matches.clear();
+        rule.matches = SmallList::default();
         assert!(CompiledRule::compile(&in_route(&rule), 0, &backends, None).is_ok());
     }
 

@@ -600,10 +600,10 @@ mod tests {
             ..Match::default()
         });
         if header {
-            rule.matches[0].headers.push(HeaderMatch {
+            rule.matches[0].headers = Box::new([HeaderMatch {
                 name: "x-a".into(),
                 value: StringMatch::Exact("1".into()),
-            });
+            }]);
         }
         route.rules.push(rule.clone());
         route.rules.push(Rule::default());

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::table::HostKey;
 use super::*;
+use crate::small_list::SmallList;
 use crate::{Backend, Body, BoxError};
 
 // === helpers ===
@@ -25,14 +26,14 @@ fn backends() -> HashMap<String, Backend> {
 fn route(ns: &str, name: &str, hosts: &[&str], rules: Vec<Rule>) -> Route {
     let mut r = Route::new(RouteId::new(ns, name));
     r.hostnames = hosts.iter().map(|h| h.to_string()).collect();
-    r.rules = rules;
+    r.rules = rules.into();
     r
 }
 
 fn rule(matches: Vec<Match>) -> Rule {
     Rule {
-        matches,
-        backends: vec![BackendRef::new("svc", 1)],
+        matches: matches.into(),
+        backends: SmallList::One(BackendRef::new("svc", 1)),
         ..Rule::default()
     }
 }
@@ -56,20 +57,12 @@ fn regex(p: &str) -> Match {
     path(PathMatch::Regex(p.into()))
 }
 
-fn header(mut m: Match, name: &str, value: &str) -> Match {
-    m.headers.push(HeaderMatch {
-        name: name.into(),
-        value: StringMatch::Exact(value.into()),
-    });
-    m
+fn header(m: Match, name: &str, value: &str) -> Match {
+    m.with_header(name, value)
 }
 
-fn query(mut m: Match, name: &str, value: &str) -> Match {
-    m.query.push(QueryMatch {
-        name: name.into(),
-        value: StringMatch::Exact(value.into()),
-    });
-    m
+fn query(m: Match, name: &str, value: &str) -> Match {
+    m.with_query(name, value)
 }
 
 fn method(mut m: Match, method: Method) -> Match {
@@ -371,7 +364,7 @@ fn a_cors_preflight_meets_method_conditions_with_the_method_it_announces() {
         allow_origins: vec!["*".into()],
         ..Default::default()
     };
-    cors_put.filters = vec![crate::route::Filter::Cors(policy)];
+    cors_put.filters = Box::new([crate::route::Filter::Cors(policy)]);
     let t = build(vec![
         route("ns", "a-cors-put", &[], vec![cors_put]),
         route(
@@ -635,8 +628,7 @@ fn invalid_config_names_route_and_field() {
     let e = build_err(route("ns", "r", &["ok.com", "a.*.com"], vec![rule(vec![])]));
     assert_eq!(e.field(), "hostnames[1]");
 
-    let mut r = rule(vec![exact("/a")]);
-    r.filters.push(Filter::RequestRedirect(Redirect {
+    let r = rule(vec![exact("/a")]).with_filter(Filter::RequestRedirect(Redirect {
         path: Some(PathModifier::ReplacePrefixMatch("/b".into())),
         ..Redirect::default()
     }));
@@ -663,7 +655,7 @@ fn build_partial_keeps_the_valid_routes_and_reports_the_rest() {
     assert_eq!(ids, ["bad", "bad2"]);
     // Unresolvable backends are not errors.
     let mut r = rule(vec![]);
-    r.backends = vec![BackendRef::new("nowhere", 1)];
+    r.backends = SmallList::One(BackendRef::new("nowhere", 1));
     assert!(RouteTable::build(vec![route("ns", "r", &[], vec![r])], &backends()).is_ok());
 }
 
@@ -721,8 +713,8 @@ fn match_strategy() -> impl Strategy<Value = Match> {
     let method = prop::option::of(prop::sample::select(vec![Method::GET, Method::POST]));
     (path, headers, query, method).prop_map(|(path, headers, query, method)| Match {
         path,
-        headers,
-        query,
+        headers: headers.into(),
+        query: query.into(),
         method,
     })
 }
@@ -957,7 +949,7 @@ fn versions_strategy() -> impl Strategy<Value = Vec<[Route; 3]>> {
                 let mut rb = b.get(i).cloned().unwrap_or_else(|| ra.clone());
                 rb.id = ra.id.clone();
                 let mut bad = ra.clone();
-                bad.hostnames = vec!["not a host!".into()];
+                bad.hostnames = SmallList::One("not a host!".into());
                 [ra, rb, bad]
             })
             .collect()
@@ -1117,14 +1109,14 @@ async fn rules_taking_the_default_retry_share_one_layer_and_its_counters() {
         state: PolicyState::new(),
     };
     let on = |name: &str| Rule {
-        matches: vec![prefix(&format!("/{name}"))],
-        backends: vec![BackendRef::new(name, 1)],
+        matches: SmallList::One(prefix(&format!("/{name}"))),
+        backends: SmallList::One(BackendRef::new(name, 1)),
         ..Rule::default()
     };
     // A rule of one backendRef (the retry around its weighted choice), a rule of two
     // (the retry per backendRef), and a rule with a policy of its own.
     let mut both = on("both");
-    both.backends = vec![BackendRef::new("one", 1), BackendRef::new("two", 0)];
+    both.backends = vec![BackendRef::new("one", 1), BackendRef::new("two", 0)].into();
     let own = on("one").with_retry(crate::retry::RetryPolicy::new(
         0,
         crate::retry::RetryOn::default(),

@@ -1595,8 +1595,9 @@ impl Context<'_> {
             if let Some(cors) = policy.and_then(|p| p.cors.as_ref())
                 && !rule.filters.iter().any(|f| matches!(f, Filter::Cors(_)))
             {
-                rule.filters
-                    .insert(0, Filter::Cors(CorsPolicy::clone(cors)));
+                rule.filters = std::iter::once(Filter::Cors(CorsPolicy::clone(cors)))
+                    .chain(std::mem::take(&mut rule.filters))
+                    .collect();
             }
             // The rule's own (ExternalAuth filters) come last.
             let mut access = parent.overrides.clone();

@@ -187,7 +187,7 @@ pub(crate) fn rename_backends(
             *name = client_backend_name(name, Some(client));
         }
     };
-    let rename_filters = |filters: &mut Vec<Filter>| {
+    let rename_filters = |filters: &mut [Filter]| {
         for f in filters {
             if let Filter::RequestMirror(m) = f {
                 rename(&mut m.backend);
@@ -807,11 +807,10 @@ mod tests {
     #[test]
     fn mirrors_and_backends_are_renamed_for_a_client() {
         use gatekit_core::route::{BackendRef, Filter, Mirror, Rule};
-        let mut rule = Rule::default();
-        rule.backends.push(BackendRef::new("ns/tls:443", 1));
-        rule.backends.push(BackendRef::new("ns/plain:80", 1));
-        rule.filters
-            .push(Filter::RequestMirror(Mirror::new("ns/tls:443")));
+        let rule = Rule::default()
+            .with_backend(BackendRef::new("ns/tls:443", 1))
+            .with_backend(BackendRef::new("ns/plain:80", 1))
+            .with_filter(Filter::RequestMirror(Mirror::new("ns/tls:443")));
         let mut rules = vec![rule];
         let c = ("ns".to_owned(), "client".to_owned());
         rename_backends(&mut rules, &["ns/tls:443".to_owned()], &c);

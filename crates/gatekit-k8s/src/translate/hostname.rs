@@ -8,6 +8,8 @@
 //! labels (`*.example.com` matches `a.example.com` and `a.b.example.com`, not
 //! `example.com`). Comparison is case-insensitive; results are lowercase.
 
+use crate::types::SmallList;
+
 /// The hosts a route serves through one listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Hosts {
@@ -34,11 +36,19 @@ impl Hosts {
         }
     }
 
-    /// The hostnames as the core route model spells them (empty: every host).
+    /// The hostnames as a stream route spells them (empty: every host).
     pub(crate) fn into_vec(self) -> Vec<String> {
         match self {
             Hosts::All => Vec::new(),
             Hosts::Some(v) => v,
+        }
+    }
+
+    /// The hostnames as the core route model spells them (empty: every host).
+    pub(crate) fn into_list(self) -> SmallList<String> {
+        match self {
+            Hosts::All => SmallList::default(),
+            Hosts::Some(v) => v.into(),
         }
     }
 }
@@ -143,6 +153,6 @@ mod tests {
         assert_eq!(h, Hosts::Some(s(&["a.com", "b.com"])));
         h.merge(Hosts::All);
         assert_eq!(h, Hosts::All);
-        assert!(h.into_vec().is_empty());
+        assert!(h.into_list().is_empty());
     }
 }

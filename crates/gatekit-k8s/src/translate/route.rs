@@ -422,9 +422,9 @@ fn attach(
     let mut routes = Vec::with_capacity(per_listener.len());
     for (listener, (traffic, hosts, client, access)) in per_listener {
         let mut route = Route::new(view.id.clone());
-        route.hostnames = hosts.into_vec();
+        route.hostnames = hosts.into_list();
         route.created = view.created;
-        route.rules = conv.rules.clone();
+        route.rules = conv.rules.iter().cloned().collect();
         cx.apply_traffic(view.kind, view.ns, view.name, &traffic, &mut route.rules);
         cx.apply_access(view.kind, view.ns, view.name, &access, &mut route.rules);
         if let Some(client) = &client
@@ -1035,8 +1035,8 @@ fn http_match(m: &RouteMatch) -> Match {
         None | Some(HttpRouteRulesMatchesPathType::PathPrefix) => PathMatch::Prefix(value),
         Some(HttpRouteRulesMatchesPathType::RegularExpression) => PathMatch::Regex(value),
     });
-    for h in m.headers.iter().flatten() {
-        out.headers.push(HeaderMatch {
+    out.headers = (m.headers.iter().flatten())
+        .map(|h| HeaderMatch {
             name: h.name.clone(),
             value: match h.r#type {
                 Some(HttpRouteRulesMatchesHeadersType::RegularExpression) => {
@@ -1044,10 +1044,10 @@ fn http_match(m: &RouteMatch) -> Match {
                 }
                 _ => StringMatch::Exact(h.value.clone()),
             },
-        });
-    }
-    for q in m.query_params.iter().flatten() {
-        out.query.push(QueryMatch {
+        })
+        .collect();
+    out.query = (m.query_params.iter().flatten())
+        .map(|q| QueryMatch {
             name: q.name.clone(),
             value: match q.r#type {
                 Some(HttpRouteRulesMatchesQueryParamsType::RegularExpression) => {
@@ -1055,8 +1055,8 @@ fn http_match(m: &RouteMatch) -> Match {
                 }
                 _ => StringMatch::Exact(q.value.clone()),
             },
-        });
-    }
+        })
+        .collect();
     out.method = m.method.as_ref().map(|m| match m {
         Method::Get => http::Method::GET,
         Method::Head => http::Method::HEAD,
@@ -1110,8 +1110,8 @@ fn finish_rule(conv: &mut Converted, view: &RouteView<'_>, mut rule: Rule, work:
         conv.dropped.push(reasons.join("; "));
         // Keep the matches so requests do not fall through to another route; with no
         // filters and no backends the rule answers 500.
-        rule.filters.clear();
-        rule.backends.clear();
+        rule.filters = Box::default();
+        rule.backends = SmallList::default();
         rule.timeouts = Timeouts::default();
         rule.policy = RulePolicy::none();
     }
@@ -1154,6 +1154,7 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &CompactHttpRoute
             // conditions would rank after regexes, as GRPCRoute's must).
             rule.matches.push(http_match(&RouteMatch::default()));
         }
+        let mut filters = Vec::new();
         for (j, f) in r.filters.iter().flatten().enumerate() {
             if f.r#type == FilterType::ExternalAuth {
                 // GEP-1494: an access policy of this rule, not a filter.
@@ -1167,9 +1168,10 @@ fn convert_http(cx: &Context<'_>, view: &RouteView<'_>, route: &CompactHttpRoute
                 continue;
             }
             if let Some(f) = work.filter(f, &format!("{field}.filters[{j}]")) {
-                rule.filters.push(f);
+                filters.push(f);
             }
         }
+        rule.filters = filters.into_boxed_slice();
         if let Some(t) = &r.timeouts {
             match duration_of(t.request.as_deref()) {
                 Ok(d) => rule.timeouts.request = d,
@@ -1295,7 +1297,7 @@ fn backend_ref<F: Serialize>(
     };
     let (name, policy, x) = work.resolve(spec, field);
     let mut b = BackendRef::new(name, weight);
-    b.filters = filters;
+    b.filters = filters.into_boxed_slice();
     if let Some(x) = x {
         b.session = x.session.clone().map(Box::new);
         b.retry_budget = x.retry_budget.map(Box::new);
@@ -1342,8 +1344,8 @@ fn convert_grpc(cx: &Context<'_>, view: &RouteView<'_>, route: &GrpcRoute) -> Co
                         .push((format!("{field}.matches[{j}].method"), e)),
                 }
             }
-            for h in m.headers.iter().flatten() {
-                out.headers.push(HeaderMatch {
+            out.headers = (m.headers.iter().flatten())
+                .map(|h| HeaderMatch {
                     name: h.name.clone(),
                     value: match h.r#type {
                         Some(gateway_api::grpcroutes::GrpcRouteRulesMatchesHeadersType::RegularExpression) => {
@@ -1351,17 +1353,19 @@ fn convert_grpc(cx: &Context<'_>, view: &RouteView<'_>, route: &GrpcRoute) -> Co
                         }
                         _ => StringMatch::Exact(h.value.clone()),
                     },
-                });
-            }
+                })
+                .collect();
             rule.matches.push(out);
         }
+        let mut filters = Vec::new();
         for (j, f) in r.filters.iter().flatten().enumerate() {
             let ffield = format!("{field}.filters[{j}]");
             match as_http_filter(f) {
-                Ok(f) => rule.filters.extend(work.filter(&f, &ffield)),
+                Ok(f) => filters.extend(work.filter(&f, &ffield)),
                 Err(e) => work.problems.push((ffield, e)),
             }
         }
+        rule.filters = filters.into_boxed_slice();
         for (j, b) in r.backend_refs.iter().flatten().enumerate() {
             let spec = RefSpec {
                 group: b.group.as_deref(),
