@@ -140,15 +140,12 @@ impl<S> Members<S> {
         }
     }
 
-    pub(crate) fn get(&self, i: usize) -> Option<&MemberRef<S>> {
-        match self {
-            Self::One(one) => (i == 0).then_some(one),
-            Self::Many(list) => list.get(i).map(|(m, _)| m),
-        }
-    }
-
     pub(crate) fn iter(&self) -> impl Iterator<Item = &MemberRef<S>> {
-        (0..self.len()).filter_map(|i| self.get(i))
+        let (one, many) = match self {
+            Self::One(one) => (Some(one), &[][..]),
+            Self::Many(list) => (None, &list[..]),
+        };
+        one.into_iter().chain(many.iter().map(|(m, _)| m))
     }
 
     /// The member at `addr`.
