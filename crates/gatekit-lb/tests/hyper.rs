@@ -88,8 +88,11 @@ async fn balances_real_hyper_servers_through_a_backend() {
         addrs.iter().map(|a| Endpoint::new(*a)).collect(),
     ));
     let backend = Backend::new(up.clone());
+    // Requests are sequential, so every pick is a tie among idle endpoints, broken at
+    // random: of 300 picks each endpoint gets at least 50 (mean 100, 6 sigma) but for a chance
+    // near 1e-10 (30 picks with a floor of 3 failed about once in 500 runs).
     let mut hits: HashMap<String, usize> = HashMap::new();
-    for _ in 0..30 {
+    for _ in 0..300 {
         let rsp = tokio::time::timeout(
             Duration::from_secs(5),
             backend.send(Request::new(Body::empty())),
@@ -104,7 +107,7 @@ async fn balances_real_hyper_servers_through_a_backend() {
             .or_default() += 1;
     }
     assert_eq!(hits.len(), 3, "{hits:?}");
-    assert!(hits.values().all(|&v| v >= 3), "{hits:?}");
+    assert!(hits.values().all(|&v| v >= 50), "{hits:?}");
     assert_eq!(up.total_in_flight(), 0);
 
     // A dead endpoint reports a connect error (503); removing it heals the set.
