@@ -46,7 +46,29 @@ impl Tracking {
 }
 
 /// One endpoint's state.
+///
+/// `repr(C)`, in this order: what a pick reads of each candidate (in-flight count,
+/// health, latency estimate, tracking, slow-start clock) first, so that it lies beside
+/// the `Arc`'s counts in the first 88 bytes of the allocation (two cache lines at most)
+/// rather than spread over all three the compiler's order spread it over; an endpoint
+/// of a large pool is usually not in cache when it is drawn. Same size either way.
+#[repr(C)]
 pub(crate) struct Entry<S> {
+    /// 32 bits: beside `was_available`, one word for both.
+    in_flight: AtomicU32,
+    /// Health as last seen by the aggregate refresh, to notice recoveries.
+    pub(crate) was_available: AtomicBool,
+    /// Inline: the checker and detector reach it through the entry's `Arc`
+    /// ([`SharedHealth`](crate::SharedHealth)).
+    pub(crate) health: EndpointHealth,
+    /// Peak-EWMA latency estimate in ns (f64 bits) and when it was last updated (ns since
+    /// the clock origin; 0 = no sample yet).
+    ewma_at: AtomicU64,
+    ewma_bits: AtomicU64,
+    /// Only with bounded load or peak-EWMA.
+    pub(crate) tracking: Option<Arc<Tracking>>,
+    /// When slow start began (ns since the clock origin; 0 = not ramping).
+    ramp_from: AtomicU64,
     /// The endpoint's address, fixed for the entry's life (the set is keyed by it);
     /// read on the pick path without loading `endpoint`.
     pub(crate) addr: SocketAddr,
@@ -60,24 +82,10 @@ pub(crate) struct Entry<S> {
     /// The latest description when it has labels (zone, cluster, hostname) or a state
     /// `desc` has no code for; `None` for most endpoints.
     whole: ArcSwapOption<Endpoint>,
-    pub(crate) svc: S,
-    /// Inline: the checker and detector reach it through the entry's `Arc`
-    /// ([`SharedHealth`](crate::SharedHealth)).
-    pub(crate) health: EndpointHealth,
     /// The upstream's outcome observer (a copy of its `Arc` per entry).
     pub(crate) observer: Option<Arc<dyn OutcomeObserver>>,
-    /// Only with bounded load or peak-EWMA.
-    pub(crate) tracking: Option<Arc<Tracking>>,
-    /// 32 bits: beside `was_available`, one word for both.
-    in_flight: AtomicU32,
-    /// Peak-EWMA latency estimate in ns (f64 bits) and when it was last updated (ns since
-    /// the clock origin; 0 = no sample yet).
-    ewma_bits: AtomicU64,
-    ewma_at: AtomicU64,
-    /// When slow start began (ns since the clock origin; 0 = not ramping).
-    ramp_from: AtomicU64,
-    /// Health as last seen by the aggregate refresh, to notice recoveries.
-    pub(crate) was_available: AtomicBool,
+    /// Last: its size and alignment vary with the endpoint's service type.
+    pub(crate) svc: S,
 }
 
 impl<S: Send + Sync + 'static> crate::health_state::HoldsHealth for Entry<S> {
