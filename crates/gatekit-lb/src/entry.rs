@@ -48,10 +48,11 @@ impl Tracking {
 /// One endpoint's state.
 ///
 /// `repr(C)`, in this order: what a pick reads of each candidate (in-flight count,
-/// health, latency estimate, tracking, slow-start clock) first, so that it lies beside
-/// the `Arc`'s counts in the first 88 bytes of the allocation (two cache lines at most)
-/// rather than spread over all three the compiler's order spread it over; an endpoint
-/// of a large pool is usually not in cache when it is drawn. Same size either way.
+/// health, latency estimate, tracking, slow-start clock) first, so that with the
+/// `Arc`'s counts it lies in the allocation's first 88 bytes, mostly two cache lines
+/// (the compiler's order put it at bytes 72–156 of an `Entry<()>`'s, apart from the
+/// counts: docs/benchmarks.md, "Pick cost"). An endpoint of a large pool is usually not
+/// in cache when it is drawn. Same size either way.
 #[repr(C)]
 pub(crate) struct Entry<S> {
     /// 32 bits: beside `was_available`, one word for both.
