@@ -7,6 +7,8 @@
 # Give several binaries (e.g. builds of two commits) to get one column each.
 #
 # Usage: scripts/pick-count.sh BIN [BIN...]   (N=20000 by default; N=... to change)
+#        EVENT=D1 scripts/pick-count.sh BIN...  counts simulated L1 data-cache misses
+#        (callgrind --cache-sim=yes: its model of a 32 KB L1d) instead of instructions.
 # Build: cargo build --profile bench -p gatekit-lb --example pick_count
 #        (the binary is $CARGO_TARGET_DIR/release/examples/pick_count)
 # Method and figures: docs/benchmarks.md, "Pick cost, instructions per pick".
@@ -18,9 +20,15 @@ least-request:10:pick least-request:100:pick least-request:1000:pick least-reque
 peak-ewma:10:pick peak-ewma:100:pick peak-ewma:1000:pick peak-ewma:10000:pick
 round-robin:10:call least-request:10:call least-request:1000:call peak-ewma:10:call peak-ewma:1000:call"}
 
-count() { # BIN ALG ENDPOINTS ITERATIONS MODE -> instructions of the whole run
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$1" "$2" "$3" "$4" "$5" 2>&1 |
-        sed -n 's/.*Collected : *\([0-9]*\).*/\1/p; s/.*refs: *\([0-9,]*\).*/\1/p' | tr -d , | head -1
+case ${EVENT:-Ir} in
+    Ir) SIM=(); PATTERN='s/.*I *refs: *\([0-9,]*\).*/\1/p' ;;
+    D1) SIM=(--cache-sim=yes); PATTERN='s/.*D1  misses: *\([0-9,]*\).*/\1/p' ;;
+    *) echo "EVENT: Ir or D1" >&2; exit 2 ;;
+esac
+
+count() { # BIN ALG ENDPOINTS ITERATIONS MODE -> events of the whole run
+    valgrind --tool=callgrind "${SIM[@]}" --callgrind-out-file=/dev/null "$1" "$2" "$3" "$4" "$5" 2>&1 |
+        sed -n "$PATTERN" | tr -d , | head -1
 }
 
 printf '%-14s %6s %-5s' algorithm n mode
@@ -32,7 +40,7 @@ for row in $ROWS; do
     for bin in "$@"; do
         a=$(count "$bin" "$alg" "$n" "$N" "$mode")
         b=$(count "$bin" "$alg" "$n" $((2 * N)) "$mode")
-        printf ' %12s' "$(awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN { printf "%.1f", (b - a) / n }')"
+        printf ' %12s' "$(awk -v a="$a" -v b="$b" -v n="$N" 'BEGIN { printf "%.2f", (b - a) / n }')"
     done
     echo
 done
