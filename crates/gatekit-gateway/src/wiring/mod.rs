@@ -81,6 +81,7 @@ mod replica;
 mod series;
 mod streams;
 mod trim;
+pub use self::trim::on_worker_park;
 pub(crate) mod upstreams;
 mod watch;
 
@@ -1107,6 +1108,7 @@ impl Wiring {
             // here leaves this thread's malloc cache first.
             trim::drop_on_own_thread(previous);
             trim::flush_thread_cache();
+            trim::ask_workers_to_flush();
             trim::release_free_memory_soon();
         }
         tracing::info!(
