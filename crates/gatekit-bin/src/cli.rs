@@ -187,7 +187,9 @@ pub fn main(cli: Cli) -> ExitCode {
 /// for one-shot commands).
 fn block_on(multi_thread: bool, command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     let mut builder = if multi_thread {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.on_thread_park(gatekit_gateway::on_worker_park);
+        builder
     } else {
         tokio::runtime::Builder::new_current_thread()
     };

@@ -62,5 +62,5 @@ pub use crate::settings::{
     RedisFallback, RedisSettings, TraceSettings, TrafficDefaults, deserialize_duration,
 };
 pub use crate::validate::validate;
-pub use crate::wiring::{PortService, Source, Wiring, WiringError};
+pub use crate::wiring::{PortService, Source, Wiring, WiringError, on_worker_park};
 pub use gatekit_k8s::TranslateOptions;

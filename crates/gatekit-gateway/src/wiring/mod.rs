@@ -81,6 +81,7 @@ mod replica;
 mod series;
 mod streams;
 mod trim;
+pub use self::trim::on_worker_park;
 pub(crate) mod upstreams;
 mod watch;
 
@@ -1096,12 +1097,18 @@ impl Wiring {
         self.report_config();
         if first {
             drop(previous);
-            trim::release_free_memory_later();
+            // (The trim waits for the thread that takes this thread's malloc cache to
+            // end: see `trim::flush_thread_cache`.)
+            trim::flush_thread_cache();
+            trim::release_free_memory_soon();
         } else {
             // The previous translation is freed off the reload path (for 5,000 routes,
             // milliseconds), on a thread that ends with it, then free pages are
-            // returned, once for a burst of reloads (see `trim.rs`).
+            // returned, once for a burst of reloads (see `trim.rs`). What apply freed
+            // here leaves this thread's malloc cache first.
             trim::drop_on_own_thread(previous);
+            trim::flush_thread_cache();
+            trim::ask_workers_to_flush();
             trim::release_free_memory_soon();
         }
         tracing::info!(

@@ -99,6 +99,75 @@ pub(crate) fn drop_on_own_thread<T: Send + 'static>(value: T) {
     })));
 }
 
+/// Empties the calling thread's malloc cache into the arena, so that the trim that
+/// follows can return the pages its chunks sit in (glibc only; elsewhere nothing).
+///
+/// glibc keeps up to seven freed chunks of each of 64 small sizes (up to 1,032 bytes) in
+/// a cache per thread (tcache), and to the arena they are still in use. After a reload
+/// has freed a configuration on this thread, those last chunks lie all over its pages:
+/// up to 448 pages (1.8 MB) that `malloc_trim` cannot return. There is no call to empty
+/// the cache; this takes every chunk it holds with allocations of each size (an empty
+/// cache's sizes come from the arena) and frees them on a thread that ends, whose own
+/// cache goes back to the arena when it does ([`drop_on_own_thread`]): a trim returns
+/// their pages only after that, so the callers trim [`release_free_memory_soon`].
+pub(crate) fn flush_thread_cache() {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return;
+    }
+    // glibc's defaults (`glibc.malloc.tcache_count` 7, `tcache_max` 1,032 bytes): one
+    // size class per 16 bytes of chunk, the largest request of class `c` 16·c + 24.
+    const CLASSES: usize = 64;
+    const PER_CLASS: usize = 7;
+    let mut taken: Vec<Vec<u8>> = Vec::with_capacity(CLASSES * PER_CLASS);
+    for class in 0..CLASSES {
+        for _ in 0..PER_CLASS {
+            taken.push(Vec::with_capacity(16 * class + 24));
+        }
+    }
+    drop_on_own_thread(taken);
+}
+
+/// How many times the runtime's workers were asked to empty their malloc caches
+/// ([`ask_workers_to_flush`]).
+static FLUSH_ASKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    /// The [`FLUSH_ASKED`] count this thread last answered.
+    static FLUSH_SEEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Asks every runtime worker to empty its malloc cache the next time it parks
+/// ([`on_worker_park`]): a reload freed a configuration, and the workers' caches hold
+/// chunks among its pages too (a request's last allocations, the old route table's
+/// last references dropped by the requests that held them).
+pub(crate) fn ask_workers_to_flush() {
+    FLUSH_ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this thread has an [`ask_workers_to_flush`] to answer; answers it.
+fn flush_asked() -> bool {
+    let asked = FLUSH_ASKED.load(std::sync::atomic::Ordering::Relaxed);
+    FLUSH_SEEN.replace(asked) != asked
+}
+
+/// A hook for `tokio::runtime::Builder::on_thread_park`, which the `gatekit` binary
+/// installs: a worker going idle after a reload freed a configuration empties its
+/// malloc cache ([`flush_thread_cache`]) and a trim follows
+/// ([`release_free_memory_soon`]), so that the pages its cached chunks sat in go back
+/// to the kernel. Otherwise one atomic load and a thread-local read.
+///
+/// Measured after 5,000 routes written into a running gateway and deleted, with the
+/// reload thread's cache emptied as well (`docs/benchmarks.md`, "Deletion: every
+/// thread's malloc cache"): 0.2–0.3 MB less anonymous memory. A server built on the
+/// crates without the hook keeps those pages until the workers' caches turn over.
+pub fn on_worker_park() {
+    if !flush_asked() || tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    flush_thread_cache();
+    release_free_memory_soon();
+}
+
 /// Whether a [`release_free_memory_soon`] is waiting to run.
 static TRIM_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -189,7 +258,22 @@ mod tests {
 
     use tokio::time::Instant;
 
-    use super::{Deadline, on_own_thread};
+    use super::{Deadline, ask_workers_to_flush, flush_asked, on_own_thread};
+
+    #[test]
+    fn each_thread_answers_a_flush_request_once() {
+        // Other tests of this binary may ask too: drain this thread's backlog first.
+        flush_asked();
+        assert!(!flush_asked(), "nothing new was asked");
+        ask_workers_to_flush();
+        assert!(flush_asked());
+        assert!(!flush_asked(), "answered once");
+        // Another thread has its own answer to give.
+        let other = std::thread::spawn(|| (flush_asked(), flush_asked()))
+            .join()
+            .unwrap();
+        assert_eq!(other, (true, false));
+    }
 
     #[tokio::test]
     async fn work_runs_on_a_thread_of_its_own_that_ends_with_it() {
