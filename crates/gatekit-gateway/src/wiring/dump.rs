@@ -75,8 +75,8 @@ impl Parts {
         }
     }
 
-    /// The served translation (the reload compares sizes; tests look at what the
-    /// snapshot keeps).
+    /// The served translation (tests look at what the snapshot keeps).
+    #[cfg(test)]
     pub(crate) fn translation(&self) -> Option<&Translation> {
         self.served.as_ref().map(|s| &*s.translation)
     }

@@ -1081,7 +1081,6 @@ impl Wiring {
             .collect();
         self.replica.served(&translation);
         let access_json = access::dump(translation.access_policies(), &self.access);
-        let upstreams_now = translation.upstreams().len();
         // `/config` is rendered when asked for; the reload hands it shared pointers.
         let previous = std::mem::replace(
             &mut self.dump_parts,
@@ -1098,25 +1097,18 @@ impl Wiring {
         self.report_config();
         if first {
             drop(previous);
-            trim::release_free_memory_later();
+            // (The trim waits for the thread that takes this thread's malloc cache to
+            // end: see `trim::flush_thread_cache`.)
+            trim::flush_thread_cache();
+            trim::release_free_memory_soon();
         } else {
-            // After a reload that removed much of the configuration (counted in
-            // upstreams), the malloc caches of this thread and of the runtime's workers
-            // hold chunks among the pages the removed part used: emptied, so that the trim can return those pages (see
-            // `trim::flush_thread_cache`). Not after other reloads: a configuration of
-            // the same size reuses its pages, and emptying the caches after every edit
-            // of a large configuration only made each trim return pages the next reload
-            // faults in again (route edits under load at 5,000 routes, p50 9.7 ->
-            // 14.1 ms).
-            let upstreams_before = previous.translation().map_or(0, |t| t.upstreams().len());
-            if trim::shrank(upstreams_before, upstreams_now) {
-                trim::flush_thread_cache();
-                trim::ask_workers_to_flush();
-            }
             // The previous translation is freed off the reload path (for 5,000 routes,
             // milliseconds), on a thread that ends with it, then free pages are
-            // returned, once for a burst of reloads (see `trim.rs`).
+            // returned, once for a burst of reloads (see `trim.rs`). What apply freed
+            // here leaves this thread's malloc cache first.
             trim::drop_on_own_thread(previous);
+            trim::flush_thread_cache();
+            trim::ask_workers_to_flush();
             trim::release_free_memory_soon();
         }
         tracing::info!(
