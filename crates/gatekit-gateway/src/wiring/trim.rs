@@ -151,14 +151,14 @@ fn flush_asked() -> bool {
 }
 
 /// A hook for `tokio::runtime::Builder::on_thread_park`, which the `gatekit` binary
-/// installs: a worker going idle after a reload freed a configuration empties its
-/// malloc cache ([`flush_thread_cache`]) and a trim follows
-/// ([`release_free_memory_soon`]), so that the pages its cached chunks sat in go back
-/// to the kernel. Otherwise one atomic load and a thread-local read.
+/// installs: a worker going idle after a reload empties its malloc cache (glibc's
+/// tcache; elsewhere nothing is done) and a trim follows, so that the pages its cached
+/// chunks sat in go back to the kernel. Otherwise one atomic load and a thread-local
+/// read.
 ///
 /// Measured after 5,000 routes written into a running gateway and deleted, with the
-/// reload thread's cache emptied as well (`docs/benchmarks.md`, "Deletion: every
-/// thread's malloc cache"): 0.2–0.3 MB less anonymous memory. A server built on the
+/// reload thread's cache emptied as well (`docs/benchmarks.md`, "Issue 19 eighth
+/// round"): 0.3 MB less anonymous memory (median of eight runs). A server built on the
 /// crates without the hook keeps those pages until the workers' caches turn over.
 pub fn on_worker_park() {
     if !flush_asked() || tokio::runtime::Handle::try_current().is_err() {
