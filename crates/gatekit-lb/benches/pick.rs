@@ -7,13 +7,14 @@
 //! (`-- retry --sample-count 50` for the retry group alone)
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use divan::{AllocProfiler, Bencher};
-use gatekit_core::{Change, ConnectionInfo, Endpoint};
+use gatekit_core::{Change, Endpoint};
 use gatekit_lb::{Algorithm, Upstream, UpstreamConfig};
-use http::Request;
+
+mod common;
+use common::{addr, request};
 
 #[global_allocator]
 static ALLOC: AllocProfiler = AllocProfiler::system();
@@ -24,18 +25,6 @@ fn main() {
 
 const SIZES: [usize; 4] = [10, 100, 1000, 10_000];
 
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from((
-        [
-            10,
-            (i / 62500) as u8,
-            (i / 250 % 250) as u8,
-            (i % 250) as u8 + 1,
-        ],
-        8080,
-    ))
-}
-
 fn upstream(alg: Algorithm, n: usize) -> Upstream<()> {
     let up = Upstream::new(UpstreamConfig::new(alg), |_: &Endpoint| ());
     up.apply(Change::Replace(
@@ -44,16 +33,6 @@ fn upstream(alg: Algorithm, n: usize) -> Upstream<()> {
             .collect(),
     ));
     up
-}
-
-fn request() -> Request<()> {
-    let mut r = Request::new(());
-    r.extensions_mut().insert(ConnectionInfo::new(
-        "192.168.7.9:50000".parse().unwrap(),
-        "127.0.0.1:80".parse().unwrap(),
-        false,
-    ));
-    r
 }
 
 fn bench_alg(bencher: Bencher<'_, '_>, alg: Algorithm, n: usize) {

@@ -10,6 +10,9 @@ use divan::{AllocProfiler, Bencher};
 use gatekit_core::{Change, Endpoint, EndpointState};
 use gatekit_lb::{Algorithm, Upstream, UpstreamConfig};
 
+mod common;
+use common::addr;
+
 #[global_allocator]
 static ALLOC: AllocProfiler = AllocProfiler::system();
 
@@ -18,18 +21,6 @@ fn main() {
 }
 
 const N: usize = 10_000;
-
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from((
-        [
-            10,
-            (i / 62500) as u8,
-            (i / 250 % 250) as u8,
-            (i % 250) as u8 + 1,
-        ],
-        8080,
-    ))
-}
 
 fn set(weight_of_first: u32) -> Vec<Endpoint> {
     (0..N)

@@ -27,38 +27,19 @@
 //! instructions per pick").
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use gatekit_core::{Change, ConnectionInfo, Endpoint};
+use gatekit_core::{Change, Endpoint};
 use gatekit_lb::{Algorithm, EndpointHealth, Outcome, OutcomeObserver, Upstream, UpstreamConfig};
 use http::{Request, Response};
 use tower::Service;
 
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from((
-        [
-            10,
-            (i / 62500) as u8,
-            (i / 250 % 250) as u8,
-            (i % 250) as u8 + 1,
-        ],
-        8080,
-    ))
-}
-
-fn request() -> Request<()> {
-    let mut r = Request::new(());
-    r.extensions_mut().insert(ConnectionInfo::new(
-        "192.168.7.9:50000".parse().unwrap(),
-        "127.0.0.1:80".parse().unwrap(),
-        false,
-    ));
-    r
-}
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{addr, request};
 
 /// The algorithm's configuration, with the health refresh put off (see the top).
 fn config(alg: Algorithm) -> UpstreamConfig {
