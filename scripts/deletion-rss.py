@@ -28,7 +28,7 @@ work = tempfile.mkdtemp(prefix='deletion-rss-')
 for f in ('gateway.yaml', 'ep.yaml', 'ep-slice.yaml'):
     shutil.copy(os.path.join(src, f), work)
 routes = sorted(f for f in os.listdir(src) if f.startswith('routes'))
-settings = os.path.join(work, 'settings.yaml.conf')
+settings = os.path.join(work, 'settings.yaml')
 with open(settings, 'w') as f:
     f.write('admin: { address: "127.0.0.1:%d" }\n' % (port + 1))
 env = dict(os.environ)
@@ -86,7 +86,6 @@ try:
     ready()
     time.sleep(1)
     print('idle    ', rss())
-    last = None
     for f in routes:
         shutil.copy(os.path.join(src, f), os.path.join(resources, '.' + f))
         os.rename(os.path.join(resources, '.' + f), os.path.join(resources, f))

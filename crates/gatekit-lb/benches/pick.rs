@@ -10,11 +10,11 @@
 use std::task::{Context, Poll};
 
 use divan::{AllocProfiler, Bencher};
-use gatekit_core::{Change, Endpoint};
+use gatekit_core::Endpoint;
 use gatekit_lb::{Algorithm, Upstream, UpstreamConfig};
 
 mod common;
-use common::{addr, request};
+use common::{addr, endpoints, request};
 
 #[global_allocator]
 static ALLOC: AllocProfiler = AllocProfiler::system();
@@ -27,11 +27,7 @@ const SIZES: [usize; 4] = [10, 100, 1000, 10_000];
 
 fn upstream(alg: Algorithm, n: usize) -> Upstream<()> {
     let up = Upstream::new(UpstreamConfig::new(alg), |_: &Endpoint| ());
-    up.apply(Change::Replace(
-        (0..n)
-            .map(|i| Endpoint::new(addr(i)).with_weight(1 + (i % 3) as u32))
-            .collect(),
-    ));
+    up.apply(endpoints(n));
     up
 }
 

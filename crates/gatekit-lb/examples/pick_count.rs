@@ -32,26 +32,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use gatekit_core::{Change, Endpoint};
+use gatekit_core::Endpoint;
 use gatekit_lb::{Algorithm, EndpointHealth, Outcome, OutcomeObserver, Upstream, UpstreamConfig};
 use http::{Request, Response};
 use tower::Service;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
-use common::{addr, request};
+use common::{endpoints, request};
 
 /// The algorithm's configuration, with the health refresh put off (see the top).
 fn config(alg: Algorithm) -> UpstreamConfig {
     UpstreamConfig::new(alg).with_health_refresh(Duration::from_secs(3600))
-}
-
-fn endpoints(n: usize) -> Change {
-    Change::Replace(
-        (0..n)
-            .map(|i| Endpoint::new(addr(i)).with_weight(1 + (i % 3) as u32))
-            .collect(),
-    )
 }
 
 /// Counts outcomes: an observer as cheap as one can be.

@@ -457,6 +457,12 @@ impl UpstreamConfig {
             .map_or(DEFAULT_EWMA_DECAY, |r| r.ewma_decay)
     }
 
+    /// [`ewma_decay`](Self::ewma_decay) in nanoseconds, as the estimate's arithmetic
+    /// takes it.
+    pub(crate) fn ewma_decay_ns(&self) -> f64 {
+        self.ewma_decay().as_nanos().min(u128::from(u64::MAX)) as f64
+    }
+
     /// The panic threshold.
     pub(crate) fn panic_threshold(&self) -> f64 {
         self.rare

@@ -29,8 +29,8 @@ impl Tracking {
     /// The tracking `config` needs: `None` without bounded load and peak-EWMA.
     pub(crate) fn for_config(config: &crate::UpstreamConfig) -> Option<Arc<Self>> {
         let count_total = config.bounded_load().is_some();
-        let ewma_decay_ns = (config.algorithm == crate::Algorithm::PeakEwma)
-            .then(|| config.ewma_decay().as_nanos().min(u128::from(u64::MAX)) as f64);
+        let ewma_decay_ns =
+            (config.algorithm == crate::Algorithm::PeakEwma).then(|| config.ewma_decay_ns());
         (count_total || ewma_decay_ns.is_some()).then(|| {
             Arc::new(Self {
                 count_total,

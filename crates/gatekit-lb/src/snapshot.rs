@@ -165,17 +165,12 @@ impl<S> Members<S> {
             Self::One(one) => return (one.session_key == key).then_some(one),
             Self::Many(list) => list,
         };
-        let nth = |i: usize| &list[list[i].1 as usize].0;
-        let (mut lo, mut hi) = (0, list.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match nth(mid).session_key.cmp(&key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(nth(mid)),
-            }
-        }
-        None
+        // The i-th entry's order index names the member with the i-th smallest key.
+        let nth = |&(_, i): &(MemberRef<S>, u32)| &list[i as usize].0;
+        let at = list
+            .binary_search_by(|slot| nth(slot).session_key.cmp(&key))
+            .ok()?;
+        Some(nth(&list[at]))
     }
 }
 

@@ -545,8 +545,6 @@ fn tls_view(spec: &UpstreamSpec) -> serde_json::Value {
     })
 }
 
-/// Replaces the endpoints of `entry` (keeping every surviving endpoint's state) and
-/// tells its outlier detector the new set (`/metrics` reads the set when scraped).
 /// Adds the `fresh` entries (of names not in `entries`). More of them than there are
 /// entries (a first load): the map is built again from both, in one pass, with full
 /// nodes. Inserted one by one in name order, a `BTreeMap`'s nodes are left about half
@@ -561,6 +559,8 @@ fn add_all(entries: &mut BTreeMap<Arc<str>, Entry>, fresh: Vec<(Arc<str>, Entry)
     }
 }
 
+/// Replaces the endpoints of `entry` (keeping every surviving endpoint's state) and
+/// tells its outlier detector the new set (`/metrics` reads the set when scraped).
 fn apply_endpoints(entry: &Entry, endpoints: &[gatekit_core::Endpoint]) {
     let generation = entry.upstream.generation();
     entry.upstream.apply(Change::Replace(endpoints.to_vec()));

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use gatekit_core::ConnectionInfo;
+use gatekit_core::{Change, ConnectionInfo, Endpoint};
 use http::Request;
 
 /// Endpoint `i`'s address: 10.x.y.z:8080, distinct for up to 15 million endpoints.
@@ -29,4 +29,13 @@ pub(crate) fn request() -> Request<()> {
         false,
     ));
     r
+}
+
+/// `n` endpoints of weights 1, 2, 3 in turn, as one replacing change.
+pub(crate) fn endpoints(n: usize) -> Change {
+    Change::Replace(
+        (0..n)
+            .map(|i| Endpoint::new(addr(i)).with_weight(1 + (i % 3) as u32))
+            .collect(),
+    )
 }

@@ -280,7 +280,7 @@ fn peak_ewma<'p, S>(pool: &'p Pool<S>, ctx: &PickCtx<'_>) -> Option<&'p Slot<S>>
         .tracking
         .as_ref()
         .and_then(|t| t.ewma_decay_ns)
-        .unwrap_or_else(|| ctx.config.ewma_decay().as_secs_f64() * 1e9);
+        .unwrap_or_else(|| ctx.config.ewma_decay_ns());
     let b = (0..RANDOM_TRIES)
         .filter_map(|_| random(pool, ctx))
         .find(|b| !std::ptr::eq(*b, a));
