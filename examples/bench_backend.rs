@@ -10,9 +10,9 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
+use gatekit_core::Body;
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 static BODY: [u8; 128] = [b'x'; 128];
 
@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
         .build()?
         .block_on(async move {
             let listener = tokio::net::TcpListener::bind(&addr).await?;
-            let svc = tower::service_fn(|_req: Request<Incoming>| async {
+            let svc = tower::service_fn(|_req: Request<Body>| async {
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(&BODY))))
             });
             gatekit_core::server::serve(listener, svc, gatekit_examples::ctrl_c())

@@ -55,8 +55,8 @@ fn main() -> anyhow::Result<()> {
         let config = ServerConfig::default().http2(false);
         if bare {
             let ep = client.endpoint(backend, Default::default());
-            let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let f = ep.send(req.map(gatekit_core::Body::from));
+            let svc = tower::service_fn(move |req: http::Request<gatekit_core::Body>| {
+                let f = ep.send(req);
                 async move {
                     Ok::<_, std::convert::Infallible>(
                         f.await

@@ -8,9 +8,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use gatekit_core::Body;
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 /// Starts a backend on a free 127.0.0.1 port that answers every request with
@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 pub async fn spawn_backend(name: &'static str) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let svc = tower::service_fn(move |req: Request<Incoming>| async move {
+    let svc = tower::service_fn(move |req: Request<Body>| async move {
         let text = format!("hello from {name}: {} {}\n", req.method(), req.uri());
         let mut rsp = Response::new(Full::new(Bytes::from(text)));
         rsp.headers_mut()

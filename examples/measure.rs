@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
+use gatekit_core::Body;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
@@ -81,7 +81,7 @@ pub async fn backend(addr: SocketAddr) -> Result<Arc<Hits>> {
         .with_context(|| format!("binding backend {addr}"))?;
     let hits = Arc::new(Hits::default());
     let seen = hits.clone();
-    let svc = tower::service_fn(move |req: Request<Incoming>| {
+    let svc = tower::service_fn(move |req: Request<Body>| {
         seen.record();
         let edit = req.headers().get("x-edit").cloned();
         async move {

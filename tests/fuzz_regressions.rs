@@ -22,6 +22,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("proxy_pipeline", core_fuzz::proxy_pipeline),
     ("client_hello", core_fuzz::client_hello),
     ("proxy_header", core_fuzz::proxy_header),
+    ("h1_server", core_fuzz::h1_server),
 ];
 
 /// Each target runs on an empty input and a few fixed bytes without panicking.

@@ -15,7 +15,6 @@ use gatekit_tests::TestClient;
 use gatekit_tests::wired::{free_port, gateway_http, route_with, service_at, write_atomic};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -42,7 +41,7 @@ impl Collector {
         let (tx, spans) = mpsc::unbounded_channel();
         let exports = Arc::new(AtomicUsize::new(0));
         let count = exports.clone();
-        let svc = tower::service_fn(move |req: Request<Incoming>| {
+        let svc = tower::service_fn(move |req: Request<gatekit_core::Body>| {
             let tx = tx.clone();
             let count = count.clone();
             async move {
@@ -105,7 +104,7 @@ impl Backends {
             addrs.push(listener.local_addr().unwrap());
             let tx = tx.clone();
             let hits = hits.clone();
-            let svc = tower::service_fn(move |req: Request<Incoming>| {
+            let svc = tower::service_fn(move |req: Request<gatekit_core::Body>| {
                 let first = hits.fetch_add(1, Ordering::Relaxed) == 0;
                 let status = if first && req.uri().path().starts_with("/flaky") {
                     StatusCode::SERVICE_UNAVAILABLE

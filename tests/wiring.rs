@@ -388,7 +388,7 @@ async fn shutdown_drains_an_in_flight_request_through_the_wired_gateway() {
     let (release, release_rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend = listener.local_addr().unwrap();
-    let svc = tower::service_fn(move |_req: Request<hyper::body::Incoming>| {
+    let svc = tower::service_fn(move |_req: Request<Body>| {
         let started = started_tx.clone();
         let mut release = release_rx.clone();
         async move {
@@ -1061,7 +1061,7 @@ async fn config_is_rendered_when_asked_with_the_health_of_that_moment() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend = listener.local_addr().unwrap();
     let state = up.clone();
-    let svc = tower::service_fn(move |_req: Request<hyper::body::Incoming>| {
+    let svc = tower::service_fn(move |_req: Request<Body>| {
         let up = state.load(Ordering::SeqCst);
         async move {
             let mut rsp = Response::new(Body::full("ok"));

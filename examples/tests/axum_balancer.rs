@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use gatekit_core::Body;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -34,7 +34,7 @@ impl TestBackend {
         let (checks_tx, health_checks) = watch::channel(0);
         let checks_tx = Arc::new(checks_tx);
         let hits = api_hits.clone();
-        let svc = tower::service_fn(move |req: Request<Incoming>| {
+        let svc = tower::service_fn(move |req: Request<Body>| {
             let (hits, checks_tx) = (hits.clone(), checks_tx.clone());
             async move {
                 let mut rsp = Response::new(Full::new(Bytes::from(name)));

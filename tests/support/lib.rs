@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use gatekit_core::Body;
 use gatekit_core::Router;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -52,7 +52,7 @@ impl EchoBackend {
         let (stop, stopped) = oneshot::channel::<()>();
         let counter = hits.clone();
         tokio::spawn(async move {
-            let svc = tower::service_fn(move |req: Request<Incoming>| {
+            let svc = tower::service_fn(move |req: Request<Body>| {
                 let tx = tx.clone();
                 let counter = counter.clone();
                 async move {

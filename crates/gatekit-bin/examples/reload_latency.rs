@@ -57,7 +57,7 @@ async fn status(port: u16, path: &str) -> u16 {
 async fn backend() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+    let svc = tower::service_fn(|_req: http::Request<gatekit_core::Body>| async {
         Ok::<_, Infallible>(http::Response::new(Body::full("ok")))
     });
     tokio::spawn(gatekit_core::server::serve(

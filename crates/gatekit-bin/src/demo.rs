@@ -277,7 +277,7 @@ async fn backend(name: &'static str) -> std::io::Result<(SocketAddr, oneshot::Se
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| async move {
+    let svc = tower::service_fn(move |req: Request<Body>| async move {
         let body = if req.uri().path() == "/healthz" {
             "ok\n".to_owned()
         } else {

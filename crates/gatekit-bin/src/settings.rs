@@ -44,6 +44,9 @@
 //! kubernetes:                 # serve from API servers instead of --resources
 //!   clusters:
 //!     - { name: local, inCluster: true }
+//! http1Codec: gatekit         # or hyper: the HTTP/1.1 server connections start with
+//!                             # (gatekit's own for requests without a body, hyper for
+//!                             # the rest of a connection from its first other request)
 //! paths:                      # request path normalisation before routing
 //!   normalize: true           # dot segments, unreserved %-escapes, `\` as `/`
 //!   mergeSlashes: false
@@ -62,8 +65,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gatekit_gateway::{
-    AccessLogSettings, GatewayOptions, Limits, PathSettings, RedisSettings, TraceSettings,
-    TrafficDefaults,
+    AccessLogSettings, GatewayOptions, Http1CodecSetting, Limits, PathSettings, RedisSettings,
+    TraceSettings, TrafficDefaults,
 };
 use gatekit_k8s::ProviderSettings;
 use serde::Deserialize;
@@ -140,6 +143,8 @@ pub struct Settings {
     pub redis: Option<RedisSettings>,
     /// Request traces exported over OTLP (off when absent).
     pub tracing: Option<TraceSettings>,
+    /// Which HTTP/1.1 server connections start with.
+    pub http1_codec: Http1CodecSetting,
 }
 
 impl Default for Settings {
@@ -156,6 +161,7 @@ impl Default for Settings {
             traffic_defaults: TrafficDefaults::default(),
             redis: None,
             tracing: None,
+            http1_codec: Http1CodecSetting::default(),
         }
     }
 }
@@ -317,6 +323,7 @@ impl Settings {
             .with_traffic_defaults(self.traffic_defaults)
             .with_redis(self.redis.clone())
             .with_tracing(self.tracing.clone())
+            .with_http1_codec(self.http1_codec)
             .with_drain_timeout(self.drain_timeout)
     }
 
@@ -561,8 +568,12 @@ log: { format: json, accessLog: true }
 limits: { maxConnections: 10, headerReadTimeout: 1m30s, tlsHandshakeTimeout: 500ms }
 drainTimeout: 5s
 gatewayClassName: edge
+http1Codec: hyper
 ";
         let s = Settings::from_yaml(yaml, "t").unwrap();
+        assert_eq!(s.http1_codec, Http1CodecSetting::Hyper);
+        assert_eq!(Settings::default().http1_codec, Http1CodecSetting::Gatekit);
+        assert!(Settings::from_yaml("http1Codec: fast\n", "t").is_err());
         assert_eq!(s.admin.address, "[::1]:9000".parse().unwrap());
         assert_eq!(s.log.format, LogFormat::Json);
         assert!(s.log.access_log.enabled);

@@ -18,14 +18,14 @@ fn slow_service(
     started: mpsc::UnboundedSender<()>,
     release: watch::Receiver<bool>,
 ) -> impl tower::Service<
-    Request<hyper::body::Incoming>,
+    Request<gatekit_core::Body>,
     Response = Response<Body>,
     Error = Infallible,
     Future = impl Send,
 > + Clone
 + Send
 + 'static {
-    tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+    tower::service_fn(move |req: Request<gatekit_core::Body>| {
         let started = started.clone();
         let mut release = release.clone();
         async move {

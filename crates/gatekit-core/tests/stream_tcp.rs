@@ -413,7 +413,7 @@ async fn proxy_protocol_from_a_trusted_source_sets_the_client_written_to_the_bac
 #[tokio::test]
 async fn proxy_protocol_sets_the_remote_address_http_requests_see() {
     use gatekit_core::ConnectionInfo;
-    let svc = tower::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+    let svc = tower::service_fn(|req: http::Request<gatekit_core::Body>| async move {
         let info = req.extensions().get::<ConnectionInfo>().cloned().unwrap();
         let body = http_body_util::Full::new(bytes::Bytes::from(info.remote_addr().to_string()));
         Ok::<_, std::convert::Infallible>(http::Response::new(body))

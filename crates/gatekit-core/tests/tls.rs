@@ -53,7 +53,7 @@ async fn tls_server(
 ) -> (SocketAddr, ServerHandle) {
     let config = Arc::new(server_config(store).unwrap());
     let acceptor = TlsAcceptor::new(config).with_handshake_timeout(handshake_timeout);
-    let svc = tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
+    let svc = tower::service_fn(|req: Request<gatekit_core::Body>| async move {
         let info = req.extensions().get::<ConnectionInfo>().unwrap();
         let body = format!("hello {:?} tls={}", req.version(), info.is_tls());
         let tls = info.tls().unwrap();

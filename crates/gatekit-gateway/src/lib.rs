@@ -58,8 +58,9 @@ pub use crate::metrics::{
 };
 pub use crate::readiness::{Phase, Readiness};
 pub use crate::settings::{
-    DEFAULT_DRAIN_TIMEOUT, EscapedSlashesSetting, GatewayOptions, Limits, PathSettings,
-    RedisFallback, RedisSettings, TraceSettings, TrafficDefaults, deserialize_duration,
+    DEFAULT_DRAIN_TIMEOUT, EscapedSlashesSetting, GatewayOptions, Http1CodecSetting, Limits,
+    PathSettings, RedisFallback, RedisSettings, TraceSettings, TrafficDefaults,
+    deserialize_duration,
 };
 pub use crate::validate::validate;
 pub use crate::wiring::{PortService, Source, Wiring, WiringError, on_worker_park};

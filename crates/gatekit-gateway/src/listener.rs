@@ -9,16 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gatekit_core::Body;
 use gatekit_core::BoxError;
 use gatekit_core::path::PathPolicy;
 pub use gatekit_core::server::DrainOutcome;
 use gatekit_core::server::{
-    ConnectionLimit, ConnectionObserver, Drain, PerClientLimit, Server, ServerConfig, ServerHandle,
+    ConnectionLimit, ConnectionObserver, Drain, Http1Codec, PerClientLimit, Server, ServerConfig,
+    ServerHandle,
 };
 use gatekit_core::stream::{StreamRouter, UdpHandle, UdpRelay};
 use gatekit_core::tls::{CertStore, ServerTls, TlsAcceptor, TlsError};
 use http::{Request, Response};
-use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use tower_service::Service;
 
@@ -70,6 +71,8 @@ pub struct ListenerSettings {
     /// Whose PROXY protocol headers are read on ports that ask for them (see
     /// [`Limits::proxy_protocol_trusted_sources`](crate::Limits::proxy_protocol_trusted_sources)).
     pub proxy_protocol_trusted_sources: Vec<ipnet::IpNet>,
+    /// Which HTTP/1.1 server connections start with.
+    pub http1_codec: Http1Codec,
 }
 
 impl ListenerSettings {
@@ -86,6 +89,7 @@ impl ListenerSettings {
                 .drain_timeout
                 .unwrap_or(crate::settings::DEFAULT_DRAIN_TIMEOUT),
             proxy_protocol_trusted_sources: settings.limits.proxy_protocol_trusted_sources.clone(),
+            http1_codec: settings.http1_codec.codec(),
         }
     }
 }
@@ -192,6 +196,7 @@ impl Listeners {
     pub fn new(settings: ListenerSettings, metrics: Metrics) -> Self {
         let config = ServerConfig::default()
             .header_read_timeout(settings.header_read_timeout)
+            .http1_codec(settings.http1_codec)
             .path_policy(Some(settings.path_policy));
         Self {
             limit: ConnectionLimit::new(settings.max_connections),
@@ -222,7 +227,7 @@ impl Listeners {
         service: S,
     ) -> Result<SocketAddr, ListenError>
     where
-        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        S: Service<Request<Body>, Response = Response<B>, Error = Infallible>
             + Clone
             + Send
             + 'static,
@@ -249,7 +254,7 @@ impl Listeners {
         service: S,
     ) -> Result<SocketAddr, ListenError>
     where
-        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        S: Service<Request<Body>, Response = Response<B>, Error = Infallible>
             + Clone
             + Send
             + 'static,

@@ -37,6 +37,33 @@ pub struct GatewayOptions {
     /// Request traces exported over OTLP (the settings file's `tracing:`); `None`, the
     /// default: no spans, no trace headers read or written.
     pub tracing: Option<TraceSettings>,
+    /// Which HTTP/1.1 server connections start with (the settings file's
+    /// `http1Codec:`).
+    pub http1_codec: Http1CodecSetting,
+}
+
+/// Which HTTP/1.1 server the listeners start each connection with (see
+/// `gatekit_core::server::Http1Codec`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum Http1CodecSetting {
+    /// gatekit's own codec for requests without a body, hyper's server for the rest of a
+    /// connection from its first other request (the default).
+    #[default]
+    Gatekit,
+    /// hyper's server for every connection.
+    Hyper,
+}
+
+impl Http1CodecSetting {
+    /// The server's setting.
+    pub fn codec(self) -> gatekit_core::server::Http1Codec {
+        match self {
+            Self::Gatekit => gatekit_core::server::Http1Codec::Gatekit,
+            Self::Hyper => gatekit_core::server::Http1Codec::Hyper,
+        }
+    }
 }
 
 /// The default drain deadline: 30 s, as the binary's `drainTimeout`.
@@ -98,6 +125,13 @@ impl GatewayOptions {
     #[must_use]
     pub fn with_redis(mut self, redis: Option<RedisSettings>) -> Self {
         self.redis = redis;
+        self
+    }
+
+    /// Sets which HTTP/1.1 server connections start with (see [`Http1CodecSetting`]).
+    #[must_use]
+    pub fn with_http1_codec(mut self, codec: Http1CodecSetting) -> Self {
+        self.http1_codec = codec;
         self
     }
 

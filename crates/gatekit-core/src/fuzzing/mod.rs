@@ -14,6 +14,9 @@
 //!   [`serve_connection_with`](crate::server::serve_connection_with) with a
 //!   [`Router`](crate::Router), filters and an in-process backend: the output is a
 //!   sequence of well-formed HTTP/1.1 responses, 4xx for malformed input.
+//! - [`h1_server`]: arbitrary bytes as pipelined request heads to gatekit's HTTP/1.1
+//!   server codec and to hyper's server: every head the codec accepts, hyper accepts
+//!   identically (method, target, version, header fields, no body).
 //! - [`client_hello`], [`proxy_header`]: the TLS ClientHello peek and the PROXY protocol
 //!   header parser on arbitrary bytes (see `stream.rs` for their oracles).
 //!
@@ -22,6 +25,7 @@
 //! own tests, which share the reference matcher.
 
 mod filters;
+mod h1_server;
 mod hostname;
 mod proxy_pipeline;
 mod reference;
@@ -29,6 +33,7 @@ mod route_match;
 mod stream;
 
 pub use self::filters::filters;
+pub use self::h1_server::h1_server;
 pub use self::hostname::hostname;
 pub use self::proxy_pipeline::proxy_pipeline;
 pub use self::reference::reference_find;

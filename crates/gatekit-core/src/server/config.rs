@@ -51,6 +51,19 @@ const HTTP1_MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Default time a client has to send a whole HTTP/1 request head.
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Which HTTP/1.1 server a connection starts with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Http1Codec {
+    /// gatekit's own codec for requests without a body, hyper's server for the rest of
+    /// a connection from its first request that is anything else (see the
+    /// [server docs](super#http11)). The default.
+    #[default]
+    Gatekit,
+    /// hyper's server for every connection.
+    Hyper,
+}
+
 // === impl ServerConfig ===
 
 /// How connections are served (by a [`Server`](super::Server), [`serve_connection_with`](super::serve_connection_with)
@@ -60,6 +73,7 @@ const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     http2: bool,
+    http1_codec: Http1Codec,
     header_read_timeout: Duration,
     path_policy: Option<PathPolicy>,
     forward_client_cert: ForwardClientCertMode,
@@ -71,6 +85,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             http2: true,
+            http1_codec: Http1Codec::default(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             path_policy: None,
             forward_client_cert: ForwardClientCertMode::default(),
@@ -89,6 +104,14 @@ impl ServerConfig {
     #[must_use]
     pub fn http2(mut self, enabled: bool) -> Self {
         self.http2 = enabled;
+        self
+    }
+
+    /// Which HTTP/1.1 server connections start with (default [`Http1Codec::Gatekit`]);
+    /// [`Http1Codec::Hyper`] turns gatekit's own codec off.
+    #[must_use]
+    pub fn http1_codec(mut self, codec: Http1Codec) -> Self {
+        self.http1_codec = codec;
         self
     }
 
@@ -194,6 +217,8 @@ impl ServerConfig {
 /// is served with.
 #[derive(Clone, Debug)]
 pub(super) struct Http {
+    pub(super) codec: Http1Codec,
+    pub(super) header_read_timeout: Duration,
     pub(super) auto: Option<auto::Builder<TokioExecutor>>,
     pub(super) http1: http1::Builder,
     pub(super) path_policy: Option<PathPolicy>,
@@ -204,6 +229,8 @@ pub(super) struct Http {
 impl Http {
     pub(super) fn new(config: &ServerConfig) -> Self {
         Self {
+            codec: config.http1_codec,
+            header_read_timeout: config.header_read_timeout,
             auto: config.http2.then(|| config.auto_builder()),
             http1: config.http1_builder(),
             path_policy: config.path_policy,

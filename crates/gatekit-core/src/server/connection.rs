@@ -1,5 +1,6 @@
 //! One connection, from an accepted socket to its end: the TLS handshake (if any), then
-//! HTTP/1.1 or HTTP/2 with the request-head checks, watched for a drain. Every way
+//! HTTP/1.1 (gatekit's own codec for requests without a body, hyper for the rest) or
+//! HTTP/2 with the request-head checks, watched for a drain. Every way
 //! gatekit serves a connection ([`Server`](super::Server), [`serve_connection_with`](super::serve_connection_with),
 //! the fuzz targets) runs [`serve_http`].
 
@@ -18,12 +19,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tower::util::Oneshot;
 use tower_service::Service;
 
-use super::config::Http;
+use super::config::{Http, Http1Codec};
 use super::drain::{DrainSignal, Phase};
+use super::h1::{self, Served};
 use crate::client_ip::ClientIpDetection;
 use crate::path::{NormalizePath, ResponseFuture};
 use crate::tls::TlsAcceptor;
-use crate::{BoxError, ConnectionInfo, ErrorKind};
+use crate::{Body, BoxError, ConnectionInfo, ErrorKind};
 
 /// Serves a freshly accepted connection from `remote` on `local`: terminates TLS with
 /// `tls` (under its handshake deadline) when given, then [`serve_http`].
@@ -47,10 +49,14 @@ where
                 .with_forward_client_cert(http.forward_client_cert);
             serve_http(io, info, http, service, drain).await
         }
+        // Boxed: a plaintext connection does not carry the size of the TLS state.
         Some(acceptor) => {
-            let (stream, facts) = acceptor.handshake(io).await?;
-            let info = ConnectionInfo::with_tls(remote, local, facts);
-            serve_http(stream, info, http, service, drain).await
+            Box::pin(async move {
+                let (stream, facts) = acceptor.handshake(io).await?;
+                let info = ConnectionInfo::with_tls(remote, local, facts);
+                serve_http(stream, info, http, service, drain).await
+            })
+            .await
         }
     }
 }
@@ -78,6 +84,31 @@ where
         client_ip: http.client_ip.clone(),
         drain: drain.clone(),
     };
+    let h2_by_alpn = svc.info.tls().and_then(crate::TlsInfo::alpn_protocol) == Some(b"h2");
+    if http.codec == Http1Codec::Gatekit && !h2_by_alpn {
+        match h1::serve(io, svc, http.header_read_timeout, drain.clone()).await? {
+            Served::Closed => Ok(()),
+            // Boxed: a connection served by the codec alone does not carry the size of
+            // hyper's connection state.
+            Served::Handoff(io, svc) => Box::pin(serve_hyper(io, svc, http, drain)).await,
+        }
+    } else {
+        Box::pin(serve_hyper(io, svc, http, drain)).await
+    }
+}
+
+/// Serves the connection with hyper: HTTP/1.1 and, when enabled, HTTP/2 by preface.
+async fn serve_hyper<IO, S, B>(
+    io: IO,
+    svc: ConnService<S>,
+    http: &Http,
+    drain: DrainSignal,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<B>,
+    B: ResponseBody,
+{
     let io = TokioIo::new(io);
     match &http.auto {
         Some(auto) => {
@@ -125,18 +156,13 @@ struct ConnService<S> {
     drain: DrainSignal,
 }
 
-impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
+impl<S, B> ConnService<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone,
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
     B: Default,
 {
-    type Response = Response<B>;
-    type Error = Infallible;
-    type Future = ResponseFuture<
-        Either<Oneshot<NormalizePath<S>, Request<Incoming>>, Oneshot<S, Request<Incoming>>>,
-    >;
-
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+    /// Answers one request of the connection, whichever codec read it.
+    fn call_with(&self, mut req: Request<Body>) -> ConnFuture<S> {
         if let Some(identity) = self.info.tls().and_then(crate::TlsInfo::client_identity) {
             req.extensions_mut().insert(identity.clone());
         }
@@ -160,5 +186,39 @@ where
             Some(policy) => Either::Left(Oneshot::new(NormalizePath::new(service, policy), req)),
             None => Either::Right(Oneshot::new(service, req)),
         })
+    }
+}
+
+/// The future of one request of a connection.
+type ConnFuture<S> =
+    ResponseFuture<Either<Oneshot<NormalizePath<S>, Request<Body>>, Oneshot<S, Request<Body>>>>;
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
+    B: Default,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = ConnFuture<S>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.call_with(req.map(Body::from))
+    }
+}
+
+impl<S, B> h1::Serve for ConnService<S>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static,
+    B: ResponseBody,
+{
+    type Body = B;
+    type Future = ConnFuture<S>;
+
+    fn serve(&self, request: Request<Body>) -> Self::Future {
+        self.call_with(request)
     }
 }

@@ -10,7 +10,9 @@
 //!   ─▶ [PROXY protocol header from a trusted source: its source is the client]
 //!   ─▶ a stream router (TLS/TCP, see crate::stream), or:
 //!   ─▶ [TLS handshake under a deadline; certificate by SNI from a CertStore]
-//!   ─▶ hyper-util auto builder (HTTP/1.1 or HTTP/2; h2 by preface, after ALPN on TLS)
+//!   ─▶ gatekit's HTTP/1.1 codec (requests without a body; see "HTTP/1.1" below), or
+//!      from the first request it leaves to hyper on: hyper-util's auto builder
+//!      (HTTP/1.1 or HTTP/2; h2 by preface, or at once after ALPN chose h2 on TLS)
 //!   ─▶ each request gets the connection's ConnectionInfo (addresses; SNI, ALPN and the
 //!      client's certificates on TLS); with a client address detection, the client
 //!      found behind trusted proxies as its remote address (crate::client_ip; a
@@ -34,6 +36,16 @@
 //! every connection to finish (HTTP/1: close after the in-flight response; HTTP/2:
 //! GOAWAY, open streams complete) and waits up to a deadline, after which the rest are
 //! dropped; it reports a [`DrainOutcome`].
+//!
+//! # HTTP/1.1
+//!
+//! A connection starts with gatekit's own HTTP/1.1 codec: it serves requests without a
+//! body (most proxied requests) with no buffer held while the connection is idle, and
+//! hands the connection to hyper, from the first byte of the first request that is
+//! anything else (a body, an upgrade, `Expect`, HTTP/1.0, the h2 preface, a malformed
+//! or oversized head), for the rest of its life; hyper's verdict on such bytes is the
+//! one clients get. [`ServerConfig::http1_codec`] turns it off. Details, and what a
+//! fuzz target checks against hyper's parser: `h1/mod.rs`.
 //!
 //! # Cost
 //!
@@ -74,6 +86,7 @@
 mod config;
 mod connection;
 mod drain;
+pub(crate) mod h1;
 mod limit;
 mod listener;
 pub mod proxy_protocol;
@@ -83,12 +96,11 @@ use std::future::Future;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
-pub use self::config::ServerConfig;
+pub use self::config::{Http1Codec, ServerConfig};
 pub use self::drain::{Drain, DrainOutcome, Retirement};
 pub(crate) use self::drain::{DrainSignal, Phase, RetiredSignal};
 pub use self::limit::{ConnectionLimit, ConnectionObserver, PerClientLimit};
@@ -97,13 +109,14 @@ pub use self::proxy_protocol::{
     ProxyHeader, ProxyProtocol, ProxyProtocolError, ProxyVersion, encode as encode_proxy_header,
     parse as parse_proxy_header,
 };
-use crate::{BoxError, ConnectionInfo};
+use crate::{Body, BoxError, ConnectionInfo};
 
 /// A service the server can run for every connection: answers
-/// `Request<Incoming>` with `Response<B>`, never fails (errors are responses), and is
-/// cloned into each connection's task. Implemented for every such service.
+/// `Request<Body>` with `Response<B>`, never fails (errors are responses), and is
+/// cloned into each connection's task. Implemented for every such service. (A request
+/// read by hyper carries hyper's `Incoming` body inside the [`Body`].)
 pub trait HttpService<B>:
-    Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send + 'static>
+    Service<Request<Body>, Response = Response<B>, Error = Infallible, Future: Send + 'static>
     + Clone
     + Send
     + 'static
@@ -111,12 +124,8 @@ pub trait HttpService<B>:
 }
 
 impl<S, B> HttpService<B> for S where
-    S: Service<
-            Request<Incoming>,
-            Response = Response<B>,
-            Error = Infallible,
-            Future: Send + 'static,
-        > + Clone
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible, Future: Send + 'static>
+        + Clone
         + Send
         + 'static
 {

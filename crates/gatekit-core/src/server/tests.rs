@@ -16,7 +16,7 @@ use super::*;
 async fn start(config: ServerConfig) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = tower::service_fn(|req: Request<Incoming>| async move {
+    let svc = tower::service_fn(|req: Request<crate::Body>| async move {
         let info = req.extensions().get::<ConnectionInfo>().cloned();
         let body = info.map_or("none".to_owned(), |i| i.remote_addr().ip().to_string());
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
@@ -80,14 +80,14 @@ fn slow_service(
     started: mpsc::UnboundedSender<()>,
     release: watch::Receiver<bool>,
 ) -> impl Service<
-    Request<Incoming>,
+    Request<crate::Body>,
     Response = Response<Full<Bytes>>,
     Error = Infallible,
     Future = impl Send,
 > + Clone
 + Send
 + 'static {
-    tower::service_fn(move |req: Request<Incoming>| {
+    tower::service_fn(move |req: Request<crate::Body>| {
         let started = started.clone();
         let mut release = release.clone();
         async move {
@@ -301,7 +301,7 @@ async fn a_per_client_limit_closes_a_clients_connection_beyond_it_and_no_one_els
     let per_client = PerClientLimit::new(2);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     // Answers with the client address the request came from.
-    let svc = tower::service_fn(|req: Request<Incoming>| async move {
+    let svc = tower::service_fn(|req: Request<crate::Body>| async move {
         let info = req.extensions().get::<ConnectionInfo>().cloned();
         let body = info.map_or("none".to_owned(), |i| i.remote_addr().ip().to_string());
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
@@ -372,7 +372,7 @@ async fn start_detecting(
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = tower::service_fn(|req: Request<Incoming>| async move {
+    let svc = tower::service_fn(|req: Request<crate::Body>| async move {
         let info = req.extensions().get::<ConnectionInfo>().cloned().unwrap();
         let body = format!("{} {}", info.remote_addr().ip(), info.peer_addr().ip());
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))

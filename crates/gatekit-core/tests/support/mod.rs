@@ -34,7 +34,7 @@ pub async fn within<F: Future>(fut: F) -> F::Output {
 pub async fn gateway(backend: Backend) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = tower::service_fn(move |req: Request<Incoming>| {
+    let svc = tower::service_fn(move |req: Request<Body>| {
         let backend = backend.clone();
         async move {
             let mut req = req.map(Body::from);

@@ -23,14 +23,14 @@ pub fn gateway(options: GatewayOptions) -> Gateway {
 
 /// Answers `200 hello tls=<bool> <version>` and echoes the path in `x-path`.
 pub fn hello_service() -> impl tower::Service<
-    Request<hyper::body::Incoming>,
+    Request<gatekit_core::Body>,
     Response = Response<Body>,
     Error = Infallible,
     Future = impl Send,
 > + Clone
 + Send
 + 'static {
-    tower::service_fn(|req: Request<hyper::body::Incoming>| async move {
+    tower::service_fn(|req: Request<gatekit_core::Body>| async move {
         let tls = req
             .extensions()
             .get::<ConnectionInfo>()
