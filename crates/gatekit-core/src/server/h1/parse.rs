@@ -24,6 +24,10 @@ const DECLINED: [&[u8]; 4] = [
 
 /// What the bytes at the start of a connection's buffer are.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per request, moved into the service: boxing would allocate per request"
+)]
 pub(crate) enum Parsed {
     /// Not a whole head yet.
     Partial,
