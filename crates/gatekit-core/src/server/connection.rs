@@ -21,7 +21,7 @@ use tower_service::Service;
 
 use super::config::{Http, Http1Codec};
 use super::drain::{DrainSignal, Phase};
-use super::h1::{self, Served};
+use super::h1;
 use crate::client_ip::ClientIpDetection;
 use crate::path::{NormalizePath, ResponseFuture};
 use crate::tls::TlsAcceptor;
@@ -29,15 +29,19 @@ use crate::{Body, BoxError, ConnectionInfo, ErrorKind};
 
 /// Serves a freshly accepted connection from `remote` on `local`: terminates TLS with
 /// `tls` (under its handshake deadline) when given, then [`serve_http`].
-pub(super) async fn serve_accepted<IO, S, B>(
+///
+/// These functions compose futures and return them rather than being `async fn`s: each
+/// `async fn` layer would keep its own copy of the arguments (the service among them)
+/// for the connection's whole life, and that state is what every open connection holds.
+pub(super) fn serve_accepted<IO, S, B>(
     io: IO,
     remote: SocketAddr,
     local: SocketAddr,
-    tls: Option<&TlsAcceptor>,
-    http: &Http,
+    tls: Option<TlsAcceptor>,
+    http: Arc<Http>,
     service: S,
     drain: DrainSignal,
-) -> Result<(), BoxError>
+) -> impl Future<Output = Result<(), BoxError>> + Send
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<B>,
@@ -47,17 +51,14 @@ where
         None => {
             let info = ConnectionInfo::new(remote, local, false)
                 .with_forward_client_cert(http.forward_client_cert);
-            serve_http(io, info, http, service, drain).await
+            Either::Left(serve_http(io, info, http, service, drain))
         }
         // Boxed: a plaintext connection does not carry the size of the TLS state.
-        Some(acceptor) => {
-            Box::pin(async move {
-                let (stream, facts) = acceptor.handshake(io).await?;
-                let info = ConnectionInfo::with_tls(remote, local, facts);
-                serve_http(stream, info, http, service, drain).await
-            })
-            .await
-        }
+        Some(acceptor) => Either::Right(Box::pin(async move {
+            let (stream, facts) = acceptor.handshake(io).await?;
+            let info = ConnectionInfo::with_tls(remote, local, facts);
+            serve_http(stream, info, http, service, drain).await
+        })),
     }
 }
 
@@ -65,13 +66,13 @@ where
 /// the request-head checks of its path policy in front of `service`. When `drain`
 /// reaches [`Phase::Graceful`], the connection is asked to finish (HTTP/1: close after
 /// the in-flight response; HTTP/2: GOAWAY, open streams complete).
-pub(super) async fn serve_http<IO, S, B>(
+pub(super) fn serve_http<IO, S, B>(
     io: IO,
     info: ConnectionInfo,
-    http: &Http,
+    http: Arc<Http>,
     service: S,
     drain: DrainSignal,
-) -> Result<(), BoxError>
+) -> impl Future<Output = Result<(), BoxError>> + Send
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<B>,
@@ -86,14 +87,15 @@ where
     };
     let h2_by_alpn = svc.info.tls().and_then(crate::TlsInfo::alpn_protocol) == Some(b"h2");
     if http.codec == Http1Codec::Gatekit && !h2_by_alpn {
-        match h1::serve(io, svc, http.header_read_timeout, drain.clone()).await? {
-            Served::Closed => Ok(()),
-            // Boxed: a connection served by the codec alone does not carry the size of
-            // hyper's connection state.
-            Served::Handoff(io, svc) => Box::pin(serve_hyper(io, svc, http, drain)).await,
-        }
+        let timeout = http.header_read_timeout;
+        let signal = drain.clone();
+        let handoff = move |io, svc| async move { serve_hyper(io, svc, &http, drain).await };
+        Either::Left(h1::serve(io, svc, timeout, signal, handoff))
     } else {
-        Box::pin(serve_hyper(io, svc, http, drain)).await
+        // Boxed: connections the codec serves do not carry the size of hyper's state.
+        Either::Right(Box::pin(
+            async move { serve_hyper(io, svc, &http, drain).await },
+        ))
     }
 }
 

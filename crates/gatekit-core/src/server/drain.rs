@@ -148,6 +148,11 @@ impl DrainSignal {
         Self(None)
     }
 
+    /// [`reached`](Self::reached), owning the signal: a future that borrows nothing.
+    pub(crate) async fn into_reached(mut self, phase: Phase) {
+        self.reached(phase).await;
+    }
+
     /// Resolves once the drain has reached `phase` (never, for [`none`](Self::none)).
     pub(crate) async fn reached(&mut self, phase: Phase) {
         if let Some(rx) = &mut self.0

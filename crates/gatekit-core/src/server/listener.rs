@@ -6,8 +6,13 @@ use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures_util::future::Either;
+use pin_project_lite::pin_project;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -275,28 +280,24 @@ impl Server {
             let _ = tcp.set_nodelay(true);
             let permits = [permit, port_permit];
             let guard = ConnectionGuard::new(drain.connection(), permits, client, observer.clone());
-            let mut hard_stop = guard.tracked.signal.clone();
+            let hard_stop = guard.tracked.signal.clone().into_reached(Phase::Hard);
             let signal = guard.tracked.signal.clone();
-            let (handler, proxy_protocol) = (handler.clone(), proxy_protocol.clone());
-            tokio::spawn(async move {
-                let _guard = guard;
-                let serve = async move {
-                    let (io, remote) = match proxy_protocol {
-                        None => (Rewind::new(tcp), remote),
-                        Some(pp) => {
-                            let (header, io) = pp.read(tcp, remote.ip()).await?;
-                            let source = header.and_then(|h| h.source());
-                            (io, source.unwrap_or(remote))
-                        }
-                    };
-                    handler.handle(io, remote, local, signal).await
-                };
-                tokio::select! {
-                    result = serve => if let Err(error) = result {
-                        tracing::debug!(%error, %remote, "connection ended with an error");
-                    },
-                    () = hard_stop.reached(Phase::Hard) => {}
-                }
+            let handler = handler.clone();
+            // No `async` wrapper around the connection's future (it would keep a second
+            // copy of the handler): the PROXY protocol case alone is one, boxed.
+            let serve = match proxy_protocol.clone() {
+                None => Either::Left(handler.handle(Rewind::new(tcp), remote, local, signal)),
+                Some(pp) => Either::Right(Box::pin(async move {
+                    let (header, io) = pp.read(tcp, remote.ip()).await?;
+                    let source = header.and_then(|h| h.source()).unwrap_or(remote);
+                    handler.handle(io, source, local, signal).await
+                })),
+            };
+            tokio::spawn(ConnectionTask {
+                serve,
+                hard_stop,
+                remote,
+                _guard: guard,
             });
         }
         // The socket closes before the drain hears that this loop ended.
@@ -316,6 +317,39 @@ impl fmt::Debug for Server {
             .field("port_limit", &self.port_limit)
             .field("per_client", &self.per_client)
             .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// A connection's task: its future, until it ends or the drain's deadline passes
+    /// (then it is dropped, and the connection closes).
+    struct ConnectionTask<F, H> {
+        #[pin]
+        serve: F,
+        #[pin]
+        hard_stop: H,
+        remote: SocketAddr,
+        _guard: ConnectionGuard,
+    }
+}
+
+impl<F, H> Future for ConnectionTask<F, H>
+where
+    F: Future<Output = Result<(), BoxError>>,
+    H: Future<Output = ()>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.serve.poll(cx) {
+            if let Err(error) = result {
+                let remote = *this.remote;
+                tracing::debug!(%error, %remote, "connection ended with an error");
+            }
+            return Poll::Ready(());
+        }
+        this.hard_stop.poll(cx)
     }
 }
 
@@ -355,23 +389,16 @@ where
     S: HttpService<B>,
     B: ResponseBody,
 {
-    async fn handle(
+    // Not an `async fn`: the connection's future is `serve_accepted`'s own, without a
+    // copy of the handler kept beside it.
+    fn handle(
         self,
         io: Rewind<TcpStream>,
         remote: SocketAddr,
         local: SocketAddr,
         drain: DrainSignal,
-    ) -> Result<(), BoxError> {
-        serve_accepted(
-            io,
-            remote,
-            local,
-            self.tls.as_ref(),
-            &self.http,
-            self.service,
-            drain,
-        )
-        .await
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        serve_accepted(io, remote, local, self.tls, self.http, self.service, drain)
     }
 }
 

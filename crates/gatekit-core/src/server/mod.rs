@@ -181,8 +181,8 @@ where
     S: HttpService<B>,
     B: ResponseBody,
 {
-    let http = config::Http::new(config);
-    connection::serve_http(io, info, &http, service, drain::DrainSignal::none()).await
+    let http = std::sync::Arc::new(config::Http::new(config));
+    connection::serve_http(io, info, http, service, drain::DrainSignal::none()).await
 }
 
 /// Accepts connections on `listener` and serves each with a clone of `service` in its own

@@ -20,8 +20,9 @@
 //!   responses most requests are): head and body are copied together (as hyper's
 //!   flattened writes do); a streamed body goes out as it comes, coalesced while frames
 //!   are ready.
-//! - **The service's future is boxed per request**, so an idle connection does not
-//!   carry its size.
+//! - **A request's exchange is boxed** (the service's future, then the response being
+//!   written): one allocation per request, and an idle connection carries none of it
+//!   (its state is the socket, the header-read timer and the drain's watch).
 //!
 //! # What goes to hyper
 //!
@@ -104,15 +105,6 @@ thread_local! {
     static WRITE_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// How [`serve`] ended.
-pub(super) enum Served<IO, S> {
-    /// The connection is done (closed by either side, timed out, drained, or failed).
-    Closed,
-    /// hyper serves the rest of the connection, starting with these bytes, with the
-    /// service given back.
-    Handoff(Rewind<IO>, S),
-}
-
 /// What serves each request: the connection's service, called with requests of an
 /// empty body.
 pub(super) trait Serve {
@@ -124,60 +116,111 @@ pub(super) trait Serve {
     fn serve(&self, request: Request<Body>) -> Self::Future;
 }
 
-/// Serves HTTP/1.1 on `io` with `service` until the connection ends or a request is
-/// hyper's to serve (see the [module docs](self)). `timeout` is the header read
-/// timeout; `drain` asks the connection to finish.
-pub(super) async fn serve<IO, S>(
+/// Serves HTTP/1.1 on `io` with `service` until the connection ends, or until a request
+/// is hyper's to serve (see the [module docs](self)): then `handoff` serves the rest of
+/// the connection, from that request's first byte, with the service. `timeout` is the
+/// header read timeout; `drain` asks the connection to finish.
+///
+/// A plain function returning an `async` block, not an `async fn`: an `async fn` keeps a
+/// second copy of its arguments in its state, and this state is what every open
+/// connection holds.
+pub(super) fn serve<IO, S, H, F>(
     io: IO,
     service: S,
     timeout: Duration,
-    drain: DrainSignal,
-) -> Result<Served<IO, S>, BoxError>
+    mut drain: DrainSignal,
+    handoff: H,
+) -> impl Future<Output = Result<(), BoxError>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
     S: Serve,
+    H: FnOnce(Rewind<IO>, S) -> F,
+    F: Future<Output = Result<(), BoxError>>,
 {
     let mut conn = Conn {
         io,
         buf: BytesMut::new(),
     };
-    let mut drain = drain;
-    let graceful = pin!(drain.reached(Phase::Graceful).fuse());
-    let mut graceful = graceful;
-    let mut deadline = Instant::now() + timeout;
-    let sleep = pin!(tokio::time::sleep_until(deadline));
-    let mut sleep = sleep;
-    loop {
-        // A head: from the buffer, or read, under the deadline and the drain.
-        let (request, keep_alive) = loop {
-            if !conn.buf.is_empty() {
-                match parse(&mut conn.buf) {
-                    Parsed::Request {
-                        request,
-                        keep_alive,
-                    } => break (request, keep_alive),
-                    Parsed::Decline => {
-                        let prefix = std::mem::take(&mut conn.buf).freeze();
-                        let io = Rewind::with_prefix(conn.io, prefix);
-                        return Ok(Served::Handoff(io, service));
+    async move {
+        let mut graceful = pin!(drain.reached(Phase::Graceful).fuse());
+        let mut deadline = Instant::now() + timeout;
+        let mut sleep = pin!(tokio::time::sleep_until(deadline));
+        let hyper = 'serve: loop {
+            // Scoped so that nothing of the request outlives its move into the exchange.
+            let exchange = {
+                // A head: from the buffer, or read, under the deadline and the drain.
+                let (request, keep_alive) = loop {
+                    if !conn.buf.is_empty() {
+                        match parse(&mut conn.buf) {
+                            Parsed::Request {
+                                request,
+                                keep_alive,
+                            } => break (request, keep_alive),
+                            Parsed::Partial => conn.keep_partial(),
+                            Parsed::Decline => {
+                                let prefix = std::mem::take(&mut conn.buf).freeze();
+                                let io = Rewind::with_prefix(conn.io, prefix);
+                                // Boxed: connections the codec serves alone do not
+                                // carry the size of hyper's state. Made here, awaited
+                                // outside the match (whose value would stay in the
+                                // state otherwise).
+                                break 'serve Box::pin(handoff(io, service));
+                            }
+                        }
                     }
-                    Parsed::Partial => conn.keep_partial(),
+                    let wait = poll_fn(|cx| {
+                        conn.poll_head_bytes(cx, graceful.as_mut(), sleep.as_mut(), deadline)
+                    });
+                    match wait.await? {
+                        Wait::Bytes => {}
+                        Wait::Close => return Ok(()),
+                    }
+                };
+                if conn.buf.is_empty() {
+                    // Release the shared buffer: the request's slices are all that hold it.
+                    conn.buf = BytesMut::new();
                 }
+                // One allocation per request holds the exchange (the service's future,
+                // then the response as it is written): an idle connection carries none
+                // of it.
+                let head_request = request.method() == Method::HEAD;
+                let call = service.serve(request);
+                Box::pin(exchange(
+                    &mut conn,
+                    call,
+                    head_request,
+                    keep_alive,
+                    graceful.as_mut(),
+                ))
+            };
+            if !exchange.await? {
+                return Ok(());
             }
-            let wait =
-                poll_fn(|cx| conn.poll_head_bytes(cx, graceful.as_mut(), sleep.as_mut(), deadline));
-            match wait.await? {
-                Wait::Bytes => {}
-                Wait::Close => return Ok(Served::Closed),
-            }
+            deadline = Instant::now() + timeout;
         };
-        if conn.buf.is_empty() {
-            // Release the shared buffer: the request's slices are all that hold it.
-            conn.buf = BytesMut::new();
-        }
-        let head_request = request.method() == Method::HEAD;
-        let mut call = Box::pin(service.serve(request));
-        let response = poll_fn(|cx| {
+        hyper.await
+    }
+}
+
+/// Serves one request whose service call is `call`: waits for the response (watching
+/// the client meanwhile: one that goes away cancels the call), then writes it.
+/// `Ok(true)` when the connection can serve another request.
+async fn exchange<IO, F, B, G>(
+    conn: &mut Conn<IO>,
+    call: F,
+    head_request: bool,
+    keep_alive: bool,
+    mut graceful: Pin<&mut G>,
+) -> Result<bool, BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = Result<Response<B>, Infallible>>,
+    B: HttpBody<Data = Bytes, Error: Into<BoxError>>,
+    G: FusedFuture<Output = ()>,
+{
+    let response = {
+        let mut call = pin!(call);
+        poll_fn(|cx| {
             if let Poll::Ready(response) = call.as_mut().poll(cx) {
                 return Poll::Ready(Some(response));
             }
@@ -186,22 +229,21 @@ where
                 Poll::Pending => Poll::Pending,
             }
         })
-        .await;
-        drop(call);
-        let Some(Ok(response)) = response else {
-            // The client went away: its request is cancelled.
-            return Ok(Served::Closed);
-        };
-        if !graceful.is_terminated() {
-            let _ = graceful.as_mut().now_or_never();
-        }
-        let close = !keep_alive || graceful.is_terminated();
-        if !conn.respond(response, head_request, close).await? {
-            let _ = conn.io.shutdown().await;
-            return Ok(Served::Closed);
-        }
-        deadline = Instant::now() + timeout;
+        .await
+    };
+    let Some(Ok(response)) = response else {
+        // The client went away: its request is cancelled.
+        return Ok(false);
+    };
+    if !graceful.is_terminated() {
+        let _ = graceful.as_mut().now_or_never();
     }
+    let close = !keep_alive || graceful.is_terminated();
+    if !conn.respond(response, head_request, close).await? {
+        let _ = conn.io.shutdown().await;
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// What waiting for a head's bytes gave.

@@ -302,3 +302,24 @@ async fn the_codec_can_be_turned_off() {
     .await;
     assert!(text.ends_with("GET /echo "), "{text}");
 }
+
+/// What every open connection holds while idle is the serving future's state: it must
+/// not carry a request, a response or hyper's state (each is boxed when needed). It was
+/// 2.5 KB with the exchange inline.
+#[tokio::test]
+async fn the_state_an_idle_connection_holds_stays_small() {
+    let svc = tower::service_fn(|_req: Request<Body>| async move {
+        Ok::<_, Infallible>(Response::new(Body::full("x")))
+    });
+    let (io, _peer) = tokio::io::duplex(64);
+    let info = crate::ConnectionInfo::new(
+        ([127, 0, 0, 1], 1).into(),
+        ([127, 0, 0, 1], 2).into(),
+        false,
+    );
+    let http = std::sync::Arc::new(crate::server::config::Http::new(&ServerConfig::default()));
+    let none = crate::server::drain::DrainSignal::none();
+    let serving = super::super::connection::serve_http(io, info, http, svc, none);
+    let size = std::mem::size_of_val(&serving);
+    assert!(size <= 768, "a connection's future is {size} bytes");
+}
