@@ -131,3 +131,12 @@ fn client_hello_sni_with_empty_labels_is_refused() {
         12, 2, 0, 22, 3, 0, 0, 0, 4, 19, 1, 1, 16,
     ]);
 }
+
+/// Found by `proxy_pipeline` once gatekit's HTTP/1.1 codec served the first request: the
+/// h2 preface that followed went to hyper's automatic builder, which switched the
+/// connection to HTTP/2 mid-stream (binary frames after an HTTP/1.1 response). A
+/// connection the codec has served requests on is handed to hyper's HTTP/1 server only.
+#[test]
+fn proxy_pipeline_h2_preface_after_a_served_request() {
+    core_fuzz::proxy_pipeline(b"*POST /rewrite/xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa?q=2 HTTP/1.1\r\nHost: a.example.com\r\nTransfer-t: om:8080\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\nHEAD /mis\xffsing HTTP/1.1\r\xeb\nHost: x-\n\r\n");
+}

@@ -89,21 +89,25 @@ where
     if http.codec == Http1Codec::Gatekit && !h2_by_alpn {
         let timeout = http.header_read_timeout;
         let signal = drain.clone();
-        let handoff = move |io, svc| async move { serve_hyper(io, svc, &http, drain).await };
+        let handoff =
+            move |io, svc, fresh| async move { serve_hyper(io, svc, &http, fresh, drain).await };
         Either::Left(h1::serve(io, svc, timeout, signal, handoff))
     } else {
         // Boxed: connections the codec serves do not carry the size of hyper's state.
         Either::Right(Box::pin(
-            async move { serve_hyper(io, svc, &http, drain).await },
+            async move { serve_hyper(io, svc, &http, true, drain).await },
         ))
     }
 }
 
-/// Serves the connection with hyper: HTTP/1.1 and, when enabled, HTTP/2 by preface.
+/// Serves the connection with hyper: HTTP/1.1 and, when enabled and the connection is
+/// `fresh` (no request served on it yet), HTTP/2 by preface. A connection the codec
+/// has served requests on stays HTTP/1.1: the h2 preface there is a malformed request.
 async fn serve_hyper<IO, S, B>(
     io: IO,
     svc: ConnService<S>,
     http: &Http,
+    fresh: bool,
     drain: DrainSignal,
 ) -> Result<(), BoxError>
 where
@@ -113,11 +117,11 @@ where
 {
     let io = TokioIo::new(io);
     match &http.auto {
-        Some(auto) => {
+        Some(auto) if fresh => {
             let conn = auto.serve_connection_with_upgrades(io, svc);
             until_drained(conn, |c| c.graceful_shutdown(), drain).await
         }
-        None => {
+        _ => {
             let conn = http.http1.serve_connection(io, svc).with_upgrades();
             until_drained(conn, |c| c.graceful_shutdown(), drain).await
         }

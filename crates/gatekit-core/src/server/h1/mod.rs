@@ -118,7 +118,9 @@ pub(super) trait Serve {
 
 /// Serves HTTP/1.1 on `io` with `service` until the connection ends, or until a request
 /// is hyper's to serve (see the [module docs](self)): then `handoff` serves the rest of
-/// the connection, from that request's first byte, with the service. `timeout` is the
+/// the connection, from that request's first byte, with the service; it is told whether
+/// the connection is fresh (no request served yet: only then may it turn out to be
+/// HTTP/2 by its preface). `timeout` is the
 /// header read timeout; `drain` asks the connection to finish.
 ///
 /// A plain function returning an `async` block, not an `async fn`: an `async fn` keeps a
@@ -134,7 +136,7 @@ pub(super) fn serve<IO, S, H, F>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
     S: Serve,
-    H: FnOnce(Rewind<IO>, S) -> F,
+    H: FnOnce(Rewind<IO>, S, bool) -> F,
     F: Future<Output = Result<(), BoxError>>,
 {
     let mut conn = Conn {
@@ -145,6 +147,7 @@ where
         let mut graceful = pin!(drain.reached(Phase::Graceful).fuse());
         let mut deadline = Instant::now() + timeout;
         let mut sleep = pin!(tokio::time::sleep_until(deadline));
+        let mut fresh = true;
         let hyper = 'serve: loop {
             // Scoped so that nothing of the request outlives its move into the exchange.
             let exchange = {
@@ -164,7 +167,7 @@ where
                                 // carry the size of hyper's state. Made here, awaited
                                 // outside the match (whose value would stay in the
                                 // state otherwise).
-                                break 'serve Box::pin(handoff(io, service));
+                                break 'serve Box::pin(handoff(io, service, fresh));
                             }
                         }
                     }
@@ -196,6 +199,7 @@ where
             if !exchange.await? {
                 return Ok(());
             }
+            fresh = false;
             deadline = Instant::now() + timeout;
         };
         hyper.await

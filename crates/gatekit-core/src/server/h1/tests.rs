@@ -153,6 +153,22 @@ async fn a_connection_goes_to_hyper_at_its_first_body_and_stays_correct() {
 }
 
 #[tokio::test]
+async fn the_h2_preface_after_a_served_request_is_not_http2() {
+    // Found by the proxy_pipeline fuzz target: the codec served a request, then handed
+    // the preface to hyper's automatic builder, which switched the connection to h2.
+    let (addr, _) = start(ServerConfig::default()).await;
+    let text = exchange(
+        addr,
+        b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "\u{0}",
+        1,
+    )
+    .await;
+    let rest = text.split_once("GET /echo ").map_or("", |(_, rest)| rest);
+    assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 "), "{text:?}");
+}
+
+#[tokio::test]
 async fn malformed_and_oversized_heads_get_hypers_answers() {
     let (addr, _) = start(ServerConfig::default()).await;
     let text = exchange(addr, b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n", "\u{0}", 1).await;
