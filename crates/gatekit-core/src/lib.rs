@@ -69,6 +69,7 @@ pub mod fnv;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod handle_error;
+mod http1;
 pub mod limit;
 pub mod path;
 pub mod proxy;

@@ -68,6 +68,8 @@ use tokio::net::TcpStream;
 
 use super::limits::ConnSlot;
 use crate::body::{ConnBody, Pooled, Recycle};
+pub(super) use crate::http1::has_token;
+use crate::http1::header_spans;
 use crate::{Body, BoxError, Error, ErrorKind};
 
 /// The most header fields in a response head (hyper's default is 100 as well).
@@ -771,19 +773,8 @@ fn parse_head(conn: &mut RawConn, head_request: bool) -> Result<Option<Head>, Er
                 Err(e) => return Err(Error::with_source(ErrorKind::UpstreamProtocol, e)),
             };
             let base = conn.rbuf.as_ptr() as usize;
-            let mut count = 0;
-            for (span, h) in spans.iter_mut().zip(rsp.headers.iter()) {
-                let name = h.name.as_ptr() as usize - base;
-                let value = h.value.as_ptr() as usize - base;
-                // Offsets are below MAX_HEAD (the buffer never grows past it unparsed).
-                *span = (
-                    name as u32,
-                    (name + h.name.len()) as u32,
-                    value as u32,
-                    (value + h.value.len()) as u32,
-                );
-                count += 1;
-            }
+            // Offsets are below MAX_HEAD (the buffer never grows past it unparsed).
+            let count = header_spans(base, rsp.headers, &mut spans);
             (len, rsp.code.unwrap_or(0), rsp.version.unwrap_or(1), count)
         };
         if (100..200).contains(&code) {
@@ -884,13 +875,6 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     digits.iter().try_fold(0u64, |n, &d| {
         d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
     })
-}
-
-/// Whether a comma-separated header value lists `token` (case-insensitive).
-pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// The unsent rest of a request whose response came early: the body left and how much

@@ -94,9 +94,9 @@ where
         Either::Left(h1::serve(io, svc, timeout, signal, handoff))
     } else {
         // Boxed: connections the codec serves do not carry the size of hyper's state.
-        Either::Right(Box::pin(
-            async move { serve_hyper(io, svc, &http, true, drain).await },
-        ))
+        Either::Right(Box::pin(async move {
+            serve_hyper(io, svc, &http, true, drain).await
+        }))
     }
 }
 

@@ -7,6 +7,8 @@ use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRAILER, TRANSFER_ENCODING}
 use http::response::Parts;
 use http::{HeaderMap, StatusCode};
 
+use crate::http1::has_token;
+
 /// How a response body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Framing {
@@ -164,13 +166,6 @@ pub(crate) fn push_hex(buf: &mut Vec<u8>, mut n: u64) {
         }
     }
     buf.extend_from_slice(&digits[at..]);
-}
-
-/// Whether a comma-separated header value lists `token` (case-insensitive).
-pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// The `Date` header line for the current second, formatted once per second per thread.

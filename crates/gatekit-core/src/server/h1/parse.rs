@@ -4,6 +4,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use crate::Body;
+use crate::http1::{has_token, header_spans};
 
 /// The most header fields in a request head: hyper's fixed default, which the declined
 /// heads meet (431 beyond).
@@ -90,19 +91,8 @@ fn parse_with<const N: usize>(buf: &mut BytesMut) -> Result<Parsed, TooMany> {
         }
         let base = buf.as_ptr() as usize;
         let target = (path.as_ptr() as usize - base, path.len());
-        let mut count = 0;
-        for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            // Offsets are below MAX_HEAD (checked above).
-            *span = (
-                name as u32,
-                (name + h.name.len()) as u32,
-                value as u32,
-                (value + h.value.len()) as u32,
-            );
-            count += 1;
-        }
+        // Offsets are below MAX_HEAD (checked above).
+        let count = header_spans(base, req.headers, &mut spans);
         (len, method, target, count)
     };
     // Checked on the raw names before anything is taken from the buffer, so a decline
@@ -151,11 +141,4 @@ fn restore(buf: &mut BytesMut, head: Bytes) -> Parsed {
     whole.extend_from_slice(buf);
     *buf = whole;
     Parsed::Decline
-}
-
-/// Whether a comma-separated header value lists `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
